@@ -1,0 +1,220 @@
+//! Logging in and refreshing tokens.
+
+use actix_web::{HttpRequest, HttpResponse, post, web};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use validator::Validate;
+
+use crate::app::AppState;
+use crate::auth::jwt::Subject;
+use crate::auth::{password, random_bytes};
+use crate::db::{self, DbConnection};
+use crate::errors::ApiError;
+use crate::http::extract::ValidJson;
+use crate::repo::refresh_tokens::{self, RefreshTokenRow};
+use crate::repo::{self, users::UserRow};
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "admin@dossier.example", "password": "correct horse battery staple"}))]
+pub struct LoginRequest {
+    #[validate(length(min = 1, max = 254))]
+    #[schema(min_length = 1, max_length = 254)]
+    pub email: String,
+    #[validate(length(min = 1, max = 1024))]
+    #[schema(min_length = 1, max_length = 1024)]
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"refresh_token": "yJq0m4Zb2dT1cF8sXo7pQ9wL3eR5uA6iK0nH2gV4bM8"}))]
+pub struct RefreshRequest {
+    #[validate(length(min = 1, max = 256))]
+    #[schema(min_length = 1, max_length = 256)]
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "access_token": "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9…",
+    "token_type": "Bearer",
+    "expires_in": 900,
+    "refresh_token": "yJq0m4Zb2dT1cF8sXo7pQ9wL3eR5uA6iK0nH2gV4bM8",
+    "refresh_expires_in": 1209600
+}))]
+pub struct TokenResponse {
+    /// JWT to send as `Authorization: Bearer <access_token>`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// Opaque, single-use: exchange it at `/v1/auth/refresh` for a new pair.
+    pub refresh_token: String,
+    /// Seconds until the refresh token expires.
+    pub refresh_expires_in: i64,
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::Unauthorized { code: "invalid_credentials", detail: "The e-mail or the password is wrong.".into() }
+}
+
+fn invalid_refresh_token() -> ApiError {
+    ApiError::Unauthorized {
+        code: "invalid_refresh_token",
+        detail: "The refresh token is unknown, expired, revoked or already used; log in again.".into(),
+    }
+}
+
+fn hash_token(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Issues an access token and a refresh token in `family_id` (a new login starts a family).
+fn issue_pair(state: &AppState, conn: &mut DbConnection, user: &UserRow, family_id: String) -> Result<TokenResponse, ApiError> {
+    let refresh = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
+    let now = db::now();
+    let refresh_ttl = state.settings.jwt.refresh_ttl;
+    refresh_tokens::insert(
+        conn,
+        &RefreshTokenRow {
+            id: repo::new_id(),
+            family_id,
+            user_id: user.id.clone(),
+            token_hash: hash_token(&refresh),
+            expires_at: now + refresh_ttl,
+            used_at: None,
+            revoked_at: None,
+            created_at: now,
+        },
+    )?;
+    let access_token = state
+        .tokens
+        .issue(&Subject { user_id: &user.id, role: user.role(), agency_id: user.agency_id.as_deref(), admin: user.is_admin })
+        .map_err(ApiError::internal)?;
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer".into(),
+        expires_in: state.tokens.access_ttl_secs(),
+        refresh_token: refresh,
+        refresh_expires_in: refresh_ttl.as_secs() as i64,
+    })
+}
+
+/// Log in
+///
+/// Exchanges an e-mail and a password for a short-lived access token and a single-use refresh
+/// token. A wrong password, an unknown e-mail and a deactivated account get the same 401.
+/// After repeated failures for one account or from one address, attempts are refused with 429
+/// and `Retry-After` until the window passes (even with the right password).
+#[utoipa::path(
+    tag = "auth",
+    operation_id = "create_token",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in", body = TokenResponse),
+        (status = 401, description = "Wrong e-mail or password (`invalid_credentials`)"),
+        (status = 422, description = "A member breaks a rule"),
+        (status = 429, description = "Too many failed logins", headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+#[post("/v1/auth/token")]
+pub async fn create_token(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: ValidJson<LoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let LoginRequest { email, password } = body.0;
+    let email = email.trim().to_lowercase();
+    let address = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    state.throttle.check(&email, &address).map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
+
+    let lookup = email.clone();
+    let user = db::read(&state.pool, move |conn| Ok(repo::users::find_by_email(conn, &lookup)?)).await?;
+    let enabled = match &user {
+        Some(u) => {
+            let id = u.id.clone();
+            db::read(&state.pool, move |conn| Ok(repo::users::find_active(conn, &id)?.is_some())).await?
+        }
+        None => false,
+    };
+    let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
+    let password_ok = web::block(move || match stored_hash {
+        Some(hash) => password::verify(&password, &hash),
+        None => {
+            password::burn_verification_time(&password);
+            false
+        }
+    })
+    .await?;
+    let user = match user {
+        Some(user) if password_ok && enabled => user,
+        _ => {
+            state.throttle.record_failure(&email, &address);
+            return Err(invalid_credentials());
+        }
+    };
+    state.throttle.record_success(&email);
+
+    let st = state.clone();
+    let tokens = db::write(&state.pool, move |conn| issue_pair(&st, conn, &user, repo::new_id())).await?;
+    Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(tokens))
+}
+
+enum Refreshed {
+    Issued(TokenResponse),
+    /// The token was spent or revoked already: its family is now revoked.
+    Reused,
+    Invalid,
+}
+
+/// Refresh tokens
+///
+/// Spends a refresh token for a new access token and a new refresh token. Each refresh token
+/// works once: presenting a spent one again revokes every token descending from the same login
+/// (the whole family), and all of them answer 401 from then on.
+#[utoipa::path(
+    tag = "auth",
+    operation_id = "refresh_token",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "New tokens", body = TokenResponse),
+        (status = 401, description = "Unknown, expired, revoked or reused refresh token (`invalid_refresh_token`)"),
+        (status = 422, description = "A member breaks a rule"),
+    )
+)]
+#[post("/v1/auth/refresh")]
+pub async fn refresh_token(state: web::Data<AppState>, body: ValidJson<RefreshRequest>) -> Result<HttpResponse, ApiError> {
+    let hash = hash_token(&body.0.refresh_token);
+    let st = state.clone();
+    let outcome = db::write(&state.pool, move |conn| {
+        let Some(token) = refresh_tokens::find_by_hash(conn, &hash)? else { return Ok(Refreshed::Invalid) };
+        // A racing refresh with the same token loses here too, and counts as reuse.
+        if token.used_at.is_some() || token.revoked_at.is_some() || !refresh_tokens::spend(conn, &token.id)? {
+            refresh_tokens::revoke_family(conn, &token.family_id)?;
+            return Ok(Refreshed::Reused);
+        }
+        if token.expires_at <= db::now() {
+            return Ok(Refreshed::Invalid);
+        }
+        let Some(user) = repo::users::find_active(conn, &token.user_id)? else { return Ok(Refreshed::Invalid) };
+        Ok(Refreshed::Issued(issue_pair(&st, conn, &user, token.family_id)?))
+    })
+    .await?;
+    match outcome {
+        Refreshed::Issued(tokens) => Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(tokens)),
+        Refreshed::Reused => {
+            log::warn!("a spent refresh token was presented again; its family is revoked");
+            Err(invalid_refresh_token())
+        }
+        Refreshed::Invalid => Err(invalid_refresh_token()),
+    }
+}

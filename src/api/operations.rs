@@ -1,0 +1,65 @@
+//! Liveness, readiness and metrics, for load balancers and Prometheus.
+
+use actix_web::{HttpResponse, get, web};
+use diesel::connection::SimpleConnection;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::app::AppState;
+use crate::errors::ApiError;
+
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": "ok"}))]
+pub struct HealthStatus {
+    /// `ok`.
+    pub status: String,
+}
+
+/// Liveness
+///
+/// The process is up and serving HTTP; touches nothing else.
+#[utoipa::path(tag = "operations", operation_id = "health_live", responses((status = 200, body = HealthStatus)))]
+#[get("/health/live")]
+pub async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(HealthStatus { status: "ok".into() })
+}
+
+/// Readiness
+///
+/// Pings the database. Answers 503 while it cannot be reached and 200 again as soon as it can,
+/// without a restart.
+#[utoipa::path(
+    tag = "operations",
+    operation_id = "health_ready",
+    responses(
+        (status = 200, body = HealthStatus),
+        (status = 503, description = "The database cannot be reached"),
+    )
+)]
+#[get("/health/ready")]
+pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let pool = state.pool.clone();
+    web::block(move || -> Result<(), ApiError> {
+        let mut conn = pool.get_timeout(std::time::Duration::from_secs(2))?;
+        conn.batch_execute("SELECT 1").map_err(|e| ApiError::Unavailable(e.to_string()))
+    })
+    .await??;
+    Ok(HttpResponse::Ok().json(HealthStatus { status: "ok".into() }))
+}
+
+/// Metrics
+///
+/// Prometheus text format: `dossier_http_requests_total` and
+/// `dossier_http_request_duration_seconds` by method, route and status, and the database pool's
+/// `dossier_db_pool_connections`, `dossier_db_pool_idle_connections`, `dossier_db_pool_max_connections`.
+#[utoipa::path(
+    tag = "operations",
+    operation_id = "metrics",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain; version=0.0.4", body = String))
+)]
+#[get("/metrics")]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render(&state.pool))
+}

@@ -1,0 +1,469 @@
+//! Users: platform staff manage everyone; an agency admin manages its own agency's staff and
+//! agents; every other role gets 403.
+
+use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+use validator::Validate;
+
+use crate::api::{nullable, timestamp};
+use crate::app::AppState;
+use crate::auth::{AuthUser, password};
+use crate::db::{self, DbConnection};
+use crate::domain::{Locale, Role};
+use crate::errors::{ApiError, FieldError};
+use crate::http::extract::{Page, PageRequest, ValidJson, IfMatch, page_response, versioned_response};
+use crate::repo::users::{NewUser, UserChanges, UserFilter, UserRow, UserScope};
+use crate::repo::{self, refresh_tokens};
+
+/// A client's identity, shown to platform staff and the agencies working their cases.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClientIdentity {
+    /// Kind of identity document, e.g. `passport`, `national_id`, `driving_licence`.
+    pub id_document_type: Option<String>,
+    pub id_document_number: Option<String>,
+    /// Bank account (IBAN or other) for refunds.
+    pub account_number: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a6f2-2c4e-7b51-9d0a-3f1e2a4b5c6d",
+    "email": "marta.rossi@agenzia-rossi.example",
+    "name": "Marta Rossi",
+    "role": "agency",
+    "agency_id": "0193a6f1-0a1b-7c2d-8e3f-405162738495",
+    "admin": true,
+    "locale": "it",
+    "active": true,
+    "identity": null,
+    "version": 1,
+    "created_at": "2026-11-22T09:30:00Z",
+    "updated_at": "2026-11-22T09:30:00Z"
+}))]
+pub struct UserView {
+    #[schema(format = "uuid")]
+    pub id: String,
+    /// Stored lower-cased; unique regardless of case.
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    /// Set for `agency` and `agent` users, `null` otherwise.
+    #[schema(format = "uuid")]
+    pub agency_id: Option<String>,
+    /// Platform admin, or agency manager.
+    pub admin: bool,
+    pub locale: Locale,
+    /// Deactivated users cannot log in and their tokens stop working.
+    pub active: bool,
+    /// Clients only, and only for platform callers and the client themself; otherwise `null`.
+    pub identity: Option<ClientIdentity>,
+    /// Increases with every change; the `ETag`.
+    pub version: i64,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl UserView {
+    pub fn new(row: UserRow, show_identity: bool) -> UserView {
+        let role = row.role();
+        let locale = row.locale();
+        let identity = (show_identity && role == Role::Client).then(|| ClientIdentity {
+            id_document_type: row.id_document_type,
+            id_document_number: row.id_document_number,
+            account_number: row.account_number,
+        });
+        UserView {
+            id: row.id,
+            email: row.email,
+            name: row.name,
+            role,
+            agency_id: row.agency_id,
+            admin: row.is_admin,
+            locale,
+            active: row.active,
+            identity,
+            version: row.version,
+            created_at: timestamp(row.created_at),
+            updated_at: timestamp(row.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "email": "luca.bianchi@agenzia-rossi.example",
+    "name": "Luca Bianchi",
+    "password": "a long passphrase of at least 12",
+    "role": "agent",
+    "agency_id": "0193a6f1-0a1b-7c2d-8e3f-405162738495",
+    "locale": "it"
+}))]
+pub struct CreateUser {
+    #[validate(email, length(max = 254))]
+    #[schema(format = "email", max_length = 254)]
+    pub email: String,
+    #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+    /// At least 12 characters.
+    #[validate(length(min = 12, max = 1024))]
+    #[schema(min_length = 12, max_length = 1024)]
+    pub password: String,
+    pub role: Role,
+    /// Required for `agency` and `agent` users, refused for the others. An agency admin may
+    /// omit it (their own agency is used) or name only their own agency.
+    pub agency_id: Option<Uuid>,
+    #[serde(default)]
+    pub admin: bool,
+    #[serde(default = "default_locale")]
+    pub locale: Locale,
+    /// Clients only.
+    #[validate(length(min = 1, max = 50))]
+    #[schema(min_length = 1, max_length = 50)]
+    pub id_document_type: Option<String>,
+    /// Clients only.
+    #[validate(length(min = 1, max = 100))]
+    #[schema(min_length = 1, max_length = 100)]
+    pub id_document_number: Option<String>,
+    /// Clients only.
+    #[validate(length(min = 1, max = 64))]
+    #[schema(min_length = 1, max_length = 64)]
+    pub account_number: Option<String>,
+}
+
+fn default_locale() -> Locale {
+    Locale::En
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Luca Bianchi", "locale": "en", "active": false}))]
+pub struct UpdateUser {
+    #[validate(email, length(max = 254))]
+    #[schema(format = "email", max_length = 254)]
+    pub email: Option<String>,
+    #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: Option<String>,
+    /// Sets a new password and logs the user out of every session (refresh tokens revoked).
+    #[validate(length(min = 12, max = 1024))]
+    #[schema(min_length = 12, max_length = 1024)]
+    pub password: Option<String>,
+    pub admin: Option<bool>,
+    pub locale: Option<Locale>,
+    /// `false` deactivates: logins fail, tokens stop working, refresh tokens are revoked.
+    pub active: Option<bool>,
+    /// Clients only; `null` clears it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[validate(length(min = 1, max = 50))]
+    #[schema(min_length = 1, max_length = 50)]
+    pub id_document_type: Option<Option<String>>,
+    /// Clients only; `null` clears it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[validate(length(min = 1, max = 100))]
+    #[schema(min_length = 1, max_length = 100)]
+    pub id_document_number: Option<Option<String>>,
+    /// Clients only; `null` clears it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[validate(length(min = 1, max = 64))]
+    #[schema(min_length = 1, max_length = 64)]
+    pub account_number: Option<Option<String>>,
+    /// Cannot be changed: sending it is 422 `read_only_field`.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(ignore)]
+    pub role: Option<Option<serde_json::Value>>,
+    /// Cannot be changed: sending it is 422 `read_only_field`.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(ignore)]
+    pub agency_id: Option<Option<serde_json::Value>>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListUsersQuery {
+    /// Only users with this role.
+    pub role: Option<Role>,
+    /// Only users of this agency.
+    pub agency_id: Option<Uuid>,
+    /// Page size, 1–100.
+    #[param(minimum = 1, maximum = 100, default = 25)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The users `caller` may manage; 403 for roles that may manage none.
+fn scope_of(caller: &AuthUser) -> Result<UserScope, ApiError> {
+    if caller.is_platform() {
+        return Ok(UserScope::All);
+    }
+    match (&caller.agency_id, caller.is_agency_admin()) {
+        (Some(agency), true) => Ok(UserScope::AgencyStaff(agency.clone())),
+        _ => Err(ApiError::Forbidden("Only platform staff and agency admins manage users.".into())),
+    }
+}
+
+fn user_not_found() -> ApiError {
+    ApiError::NotFound("No such user, or not one you manage.".into())
+}
+
+/// Checks a new user against the rules and the caller's scope; `None` caller is the CLI.
+pub fn check_new_user(
+    conn: &mut DbConnection,
+    caller: Option<&AuthUser>,
+    input: &CreateUser,
+    password_hash: String,
+) -> Result<NewUser, ApiError> {
+    let mut agency_id = input.agency_id.map(|id| id.to_string());
+    if let Some(caller) = caller.filter(|c| !c.is_platform()) {
+        caller.require(input.role.belongs_to_agency(), "create platform or client users")?;
+        match &agency_id {
+            Some(id) if Some(id) != caller.agency_id.as_ref() => {
+                return Err(ApiError::Forbidden("Agency admins create users of their own agency only.".into()));
+            }
+            _ => agency_id = caller.agency_id.clone(),
+        }
+    }
+    let mut errors = Vec::new();
+    match (&agency_id, input.role.belongs_to_agency()) {
+        (None, true) => errors.push(FieldError::new("/agency_id", "required", "agency and agent users need an agency")),
+        (Some(_), false) => errors.push(FieldError::new("/agency_id", "not_allowed", "only agency and agent users belong to an agency")),
+        (Some(id), true) if repo::agencies::find(conn, id)?.is_none() => {
+            errors.push(FieldError::new("/agency_id", "unknown_agency", "no agency has this id"));
+        }
+        _ => {}
+    }
+    if input.role != Role::Client {
+        for (pointer, set) in [
+            ("/id_document_type", input.id_document_type.is_some()),
+            ("/id_document_number", input.id_document_number.is_some()),
+            ("/account_number", input.account_number.is_some()),
+        ] {
+            if set {
+                errors.push(FieldError::new(pointer, "not_allowed", "identity fields are for clients only"));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let now = db::now();
+    Ok(NewUser {
+        id: repo::new_id(),
+        email: input.email.trim().to_lowercase(),
+        name: input.name.trim().to_owned(),
+        role: input.role.as_str().to_owned(),
+        agency_id,
+        is_admin: input.admin,
+        locale: input.locale.as_str().to_owned(),
+        active: true,
+        password_hash,
+        id_document_type: input.id_document_type.clone(),
+        id_document_number: input.id_document_number.clone(),
+        account_number: input.account_number.clone(),
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+/// Hashes on the blocking pool: Argon2id is deliberately slow.
+pub async fn hash_password(password: String) -> Result<String, ApiError> {
+    web::block(move || password::hash(&password)).await?.map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// List users
+///
+/// Newest first. Platform staff see everyone; an agency admin sees the agency and agent users
+/// of their own agency. Roles: platform, agency admin.
+#[utoipa::path(
+    tag = "users",
+    operation_id = "list_users",
+    params(ListUsersQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page of users", body = Page<UserView>,
+            headers(("Link" = String, description = "`<…>; rel=\"next\"` when another page follows"))),
+        (status = 403, description = "The caller's role manages no users"),
+    )
+)]
+#[get("/v1/users")]
+pub async fn list_users(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    query: web::Query<ListUsersQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let scope = scope_of(&caller)?;
+    let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
+    let filter = UserFilter { role: query.role, agency_id: query.agency_id.map(|id| id.to_string()) };
+    let show_identity = caller.is_platform();
+    let (rows, page) = db::read(&state.pool, move |conn| {
+        let rows = repo::users::list(conn, &scope, &filter, page.after.as_deref(), page.fetch())?;
+        Ok((rows, page))
+    })
+    .await?;
+    let page = page.page(rows, |r| &r.id, |r| UserView::new(r, show_identity));
+    Ok(page_response(&req, page))
+}
+
+/// Create a user
+///
+/// Platform staff create users of any role; an agency admin creates `agency` and `agent` users
+/// of their own agency. The e-mail must be unused (case-insensitively). Roles: platform,
+/// agency admin.
+#[utoipa::path(
+    tag = "users",
+    operation_id = "create_user",
+    request_body = CreateUser,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = UserView,
+            headers(("Location" = String, description = "The new user's URL"), ("ETag" = String, description = "Its version"))),
+        (status = 403, description = "The caller may not create this user"),
+        (status = 409, description = "The e-mail is taken (`email_taken`)"),
+        (status = 422, description = "A member breaks a rule"),
+    )
+)]
+#[post("/v1/users")]
+pub async fn create_user(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    body: ValidJson<CreateUser>,
+) -> Result<HttpResponse, ApiError> {
+    scope_of(&caller)?;
+    let input = body.0;
+    let hash = hash_password(input.password.clone()).await?;
+    let row = db::write(&state.pool, move |conn| {
+        let user = check_new_user(conn, Some(&caller), &input, hash)?;
+        repo::users::insert(conn, &user)?;
+        repo::users::find(conn, &UserScope::All, &user.id)?.ok_or_else(|| ApiError::internal("inserted user vanished"))
+    })
+    .await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/v1/users/{}", row.id)))
+        .insert_header(("ETag", crate::http::extract::etag(row.version)))
+        .json(UserView::new(row, true)))
+}
+
+/// Get a user
+///
+/// Answers 304 when `If-None-Match` names the current version. Roles: platform, agency admin
+/// (own agency's staff and agents; anyone else is 404).
+#[utoipa::path(
+    tag = "users",
+    operation_id = "get_user",
+    params(("id" = Uuid, Path, description = "User id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user", body = UserView, headers(("ETag" = String, description = "Its version"))),
+        (status = 304, description = "Unchanged since the `If-None-Match` version"),
+        (status = 403, description = "The caller's role manages no users"),
+        (status = 404, description = "No such user, or not one the caller manages"),
+    )
+)]
+#[get("/v1/users/{id}")]
+pub async fn get_user(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let scope = scope_of(&caller)?;
+    let id = id.into_inner().to_string();
+    let row = db::read(&state.pool, move |conn| Ok(repo::users::find(conn, &scope, &id)?))
+        .await?
+        .ok_or_else(user_not_found)?;
+    let version = row.version;
+    Ok(versioned_response(&req, version, &UserView::new(row, caller.is_platform())))
+}
+
+/// Update a user
+///
+/// Changes name, e-mail, password, admin flag, locale, active flag and (clients) identity.
+/// `role` and `agency_id` cannot change (422). Callers cannot deactivate themselves or drop their
+/// own admin flag (422 `cannot_lock_out_self`). Honours `If-Match` (412 when stale).
+/// Roles: platform, agency admin (own agency's staff and agents).
+#[utoipa::path(
+    tag = "users",
+    operation_id = "update_user",
+    params(
+        ("id" = Uuid, Path, description = "User id"),
+        ("If-Match" = Option<String>, Header, description = "The `ETag` last seen; 412 if it is no longer current"),
+    ),
+    request_body = UpdateUser,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Updated", body = UserView, headers(("ETag" = String, description = "The new version"))),
+        (status = 403, description = "The caller's role manages no users"),
+        (status = 404, description = "No such user, or not one the caller manages"),
+        (status = 409, description = "The e-mail is taken (`email_taken`)"),
+        (status = 412, description = "`If-Match` is stale"),
+        (status = 422, description = "A member breaks a rule, or is read-only"),
+    )
+)]
+#[patch("/v1/users/{id}")]
+pub async fn update_user(
+    if_match: IfMatch,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+    body: ValidJson<UpdateUser>,
+) -> Result<HttpResponse, ApiError> {
+    let scope = scope_of(&caller)?;
+    let id = id.into_inner().to_string();
+    let input = body.0;
+    let mut errors = Vec::new();
+    for (pointer, sent) in [("/role", input.role.is_some()), ("/agency_id", input.agency_id.is_some())] {
+        if sent {
+            errors.push(FieldError::new(pointer, "read_only_field", "cannot be changed"));
+        }
+    }
+    if id == caller.id && (input.active == Some(false) || input.admin == Some(false)) {
+        let pointer = if input.active == Some(false) { "/active" } else { "/admin" };
+        errors.push(FieldError::new(pointer, "cannot_lock_out_self", "you cannot deactivate yourself or drop your own admin flag"));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let password_hash = match &input.password {
+        Some(p) => Some(hash_password(p.clone()).await?),
+        None => None,
+    };
+    let show_identity = caller.is_platform();
+    let row = db::write(&state.pool, move |conn| {
+        let current = repo::users::find(conn, &scope, &id)?.ok_or_else(user_not_found)?;
+        if_match.check(current.version)?;
+        let identity_sent = [&input.id_document_type, &input.id_document_number, &input.account_number];
+        if current.role() != Role::Client && identity_sent.iter().any(|f| f.is_some()) {
+            return Err(ApiError::invalid_field("/id_document_type", "not_allowed", "identity fields are for clients only"));
+        }
+        let logs_out = password_hash.is_some() || input.active == Some(false);
+        let changes = UserChanges {
+            email: input.email.map(|e| e.trim().to_lowercase()),
+            name: input.name.map(|n| n.trim().to_owned()),
+            is_admin: input.admin,
+            locale: input.locale.map(|l| l.as_str().to_owned()),
+            active: input.active,
+            password_hash,
+            id_document_type: input.id_document_type,
+            id_document_number: input.id_document_number,
+            account_number: input.account_number,
+        };
+        if !repo::users::update(conn, &id, current.version, &changes)? {
+            return Err(ApiError::PreconditionFailed { expected: crate::http::extract::etag(current.version) });
+        }
+        if logs_out {
+            refresh_tokens::revoke_user(conn, &id)?;
+        }
+        repo::users::find(conn, &UserScope::All, &id)?.ok_or_else(user_not_found)
+    })
+    .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("ETag", crate::http::extract::etag(row.version)))
+        .json(UserView::new(row, show_identity)))
+}

@@ -1,0 +1,102 @@
+//! Assembles the application: state, routes, middleware, the server. Shared by `main` and
+//! the tests, so both run exactly the same app.
+
+use actix_cors::Cors;
+use actix_web::body::BoxBody;
+use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::auth::jwt::Tokens;
+use crate::auth::throttle::LoginThrottle;
+use crate::config::Settings;
+use crate::db::{self, Pool};
+use crate::http::fallback::{self, RouteTable};
+use crate::http::metrics::Metrics;
+use crate::http::middleware;
+
+pub struct AppState {
+    pub settings: Settings,
+    pub pool: Pool,
+    pub tokens: Tokens,
+    pub throttle: LoginThrottle,
+    pub metrics: Metrics,
+}
+
+impl AppState {
+    pub fn new(settings: Settings) -> Result<AppState, String> {
+        let pool = db::build_pool(&settings.database_url, settings.db_pool_size)?;
+        let tokens = Tokens::new(&settings.jwt)?;
+        Ok(AppState {
+            throttle: LoginThrottle::new(settings.login_throttle.clone()),
+            metrics: Metrics::new(),
+            settings,
+            pool,
+            tokens,
+        })
+    }
+
+    /// Applies migrations and creates the bootstrap admin: what must happen before serving.
+    pub fn prepare(&self) -> Result<(), String> {
+        let mut conn = self.pool.get().map_err(|e| format!("cannot reach the database: {e}"))?;
+        db::run_migrations(&mut conn)?;
+        if let Some(admin) = &self.settings.bootstrap_admin {
+            crate::cli::bootstrap_admin(&mut conn, admin)?;
+        }
+        Ok(())
+    }
+}
+
+fn cors(settings: &Settings) -> Cors {
+    let mut cors = Cors::default()
+        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
+        .allowed_headers([
+            "authorization",
+            "content-type",
+            "if-match",
+            "if-none-match",
+            "idempotency-key",
+            "x-request-id",
+            "accept-language",
+            "last-event-id",
+        ])
+        .expose_headers(["etag", "location", "link", "retry-after", "x-request-id", "www-authenticate"])
+        .max_age(3600);
+    for origin in &settings.cors_origins {
+        // Bearer tokens, not cookies: "*" never comes with credentials.
+        cors = if origin == "*" { cors.allow_any_origin() } else { cors.allowed_origin(origin) };
+    }
+    cors
+}
+
+/// The whole application, ready for `HttpServer` or an in-process test.
+pub fn build_app(
+    state: web::Data<AppState>,
+) -> App<
+    impl ServiceFactory<ServiceRequest, Config = (), Response = ServiceResponse<BoxBody>, Error = actix_web::Error, InitError = ()>,
+> {
+    let (app, spec) = crate::openapi::with_routes(App::new());
+    let routes = web::Data::new(RouteTable::from_spec(&spec));
+    let json_limit = state.settings.json_limit_bytes;
+    let cors = cors(&state.settings);
+    app.app_data(state)
+        .app_data(routes)
+        .app_data(fallback::json_config(json_limit))
+        .app_data(fallback::query_config())
+        .app_data(fallback::path_config())
+        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", spec))
+        .default_service(web::to(fallback::not_found))
+        .wrap(cors)
+        .wrap(from_fn(middleware::observe))
+}
+
+/// Starts serving on `listener`. SIGTERM and SIGINT stop it gracefully: it stops accepting,
+/// lets requests in flight finish (up to 30 s), then returns.
+pub fn serve(state: web::Data<AppState>, listener: std::net::TcpListener, workers: Option<usize>) -> std::io::Result<Server> {
+    let mut server = HttpServer::new(move || build_app(state.clone())).shutdown_timeout(30);
+    if let Some(n) = workers {
+        server = server.workers(n);
+    }
+    Ok(server.listen(listener)?.run())
+}

@@ -1,0 +1,141 @@
+//! Access tokens: signing and verification with one pinned algorithm.
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{JwtKeys, JwtSettings};
+use crate::domain::Role;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agency_id: Option<String>,
+    #[serde(default)]
+    pub admin: bool,
+    pub iss: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub nbf: i64,
+    pub jti: String,
+}
+
+/// The parsed key pair (or secret) and its algorithm.
+pub struct TokenKeys {
+    algorithm: Algorithm,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl TokenKeys {
+    pub fn new(keys: &JwtKeys) -> Result<TokenKeys, String> {
+        match keys {
+            JwtKeys::Secret(secret) => Ok(TokenKeys {
+                algorithm: Algorithm::HS256,
+                encoding: EncodingKey::from_secret(secret),
+                decoding: DecodingKey::from_secret(secret),
+            }),
+            JwtKeys::KeyPair { algorithm, private_pem, public_pem } => {
+                let bad = |which: &str, e: jsonwebtoken::errors::Error| format!("invalid {which} key for {algorithm:?}: {e}");
+                let (encoding, decoding) = match algorithm {
+                    Algorithm::EdDSA => (
+                        EncodingKey::from_ed_pem(private_pem).map_err(|e| bad("private", e))?,
+                        DecodingKey::from_ed_pem(public_pem).map_err(|e| bad("public", e))?,
+                    ),
+                    Algorithm::RS256 => (
+                        EncodingKey::from_rsa_pem(private_pem).map_err(|e| bad("private", e))?,
+                        DecodingKey::from_rsa_pem(public_pem).map_err(|e| bad("public", e))?,
+                    ),
+                    other => return Err(format!("unsupported algorithm {other:?}")),
+                };
+                let keys = TokenKeys { algorithm: *algorithm, encoding, decoding };
+                // A private key that does not match the public one would only show at the first
+                // login; prove the pair now.
+                let probe = Claims {
+                    sub: "probe".into(),
+                    role: Role::Client,
+                    agency_id: None,
+                    admin: false,
+                    iss: "probe".into(),
+                    aud: "probe".into(),
+                    exp: i64::MAX / 2,
+                    iat: 0,
+                    nbf: 0,
+                    jti: "probe".into(),
+                };
+                let token = jsonwebtoken::encode(&Header::new(keys.algorithm), &probe, &keys.encoding)
+                    .map_err(|e| bad("private", e))?;
+                let mut validation = Validation::new(keys.algorithm);
+                validation.set_audience(&["probe"]);
+                jsonwebtoken::decode::<Claims>(&token, &keys.decoding, &validation)
+                    .map_err(|_| "the private and public keys do not belong together".to_owned())?;
+                Ok(keys)
+            }
+        }
+    }
+}
+
+/// The subject of a token about to be issued.
+pub struct Subject<'a> {
+    pub user_id: &'a str,
+    pub role: Role,
+    pub agency_id: Option<&'a str>,
+    pub admin: bool,
+}
+
+pub struct Tokens {
+    keys: TokenKeys,
+    validation: Validation,
+    issuer: String,
+    audience: String,
+    access_ttl_secs: i64,
+}
+
+impl Tokens {
+    pub fn new(settings: &JwtSettings) -> Result<Tokens, String> {
+        let keys = TokenKeys::new(&settings.keys)?;
+        let mut validation = Validation::new(keys.algorithm);
+        validation.set_issuer(&[&settings.issuer]);
+        validation.set_audience(&[&settings.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.leeway = 30;
+        Ok(Tokens {
+            keys,
+            validation,
+            issuer: settings.issuer.clone(),
+            audience: settings.audience.clone(),
+            access_ttl_secs: settings.access_ttl.as_secs() as i64,
+        })
+    }
+
+    pub fn access_ttl_secs(&self) -> i64 {
+        self.access_ttl_secs
+    }
+
+    pub fn issue(&self, subject: &Subject<'_>) -> Result<String, jsonwebtoken::errors::Error> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: subject.user_id.to_owned(),
+            role: subject.role,
+            agency_id: subject.agency_id.map(str::to_owned),
+            admin: subject.admin,
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            exp: now + self.access_ttl_secs,
+            iat: now,
+            nbf: now,
+            jti: uuid::Uuid::now_v7().to_string(),
+        };
+        jsonwebtoken::encode(&Header::new(self.keys.algorithm), &claims, &self.keys.encoding)
+    }
+
+    /// Verifies signature, algorithm, `exp`, `nbf`, `iss` and `aud`; `None` for any failure
+    /// (the caller answers the same 401 whatever the reason, leaking nothing).
+    pub fn verify(&self, token: &str) -> Option<Claims> {
+        jsonwebtoken::decode::<Claims>(token, &self.keys.decoding, &self.validation).ok().map(|data| data.claims)
+    }
+}

@@ -1,0 +1,92 @@
+//! Who is calling: tokens, passwords, login throttling and the authenticated-user extractor.
+
+pub mod jwt;
+pub mod password;
+pub mod throttle;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, web};
+
+use crate::app::AppState;
+use crate::domain::{Locale, Role};
+use crate::errors::ApiError;
+use crate::repo;
+
+/// Fills a buffer from the operating system's generator.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    getrandom::fill(&mut buf).expect("the operating system's random generator failed");
+    buf
+}
+
+/// The authenticated caller. Role, agency and admin come from the database, not from the
+/// token, so a deactivated user or a changed role takes effect at the next request.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub id: String,
+    pub role: Role,
+    pub agency_id: Option<String>,
+    pub admin: bool,
+    pub locale: Locale,
+}
+
+impl AuthUser {
+    pub fn is_platform(&self) -> bool {
+        self.role == Role::Platform
+    }
+
+    pub fn is_agency_admin(&self) -> bool {
+        self.role == Role::Agency && self.admin
+    }
+
+    /// 403 unless `allowed` holds: the caller's role may never do this.
+    pub fn require(&self, allowed: bool, what: &str) -> Result<(), ApiError> {
+        if allowed { Ok(()) } else { Err(ApiError::Forbidden(format!("Your role may not {what}."))) }
+    }
+}
+
+fn invalid_token() -> ApiError {
+    ApiError::Unauthorized {
+        code: "invalid_token",
+        detail: "The access token is invalid, expired or belongs to a deactivated user.".into(),
+    }
+}
+
+impl FromRequest for AuthUser {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<AuthUser, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let token = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_owned());
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::internal("application state is not registered"))?;
+            let token = token.ok_or_else(|| ApiError::Unauthorized {
+                code: "missing_token",
+                detail: "Send an access token as `Authorization: Bearer <token>`.".into(),
+            })?;
+            let token = match token.split_once(' ') {
+                Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim().to_owned(),
+                _ => return Err(invalid_token()),
+            };
+            let claims = state.tokens.verify(&token).ok_or_else(invalid_token)?;
+            let user = crate::db::read(&state.pool, move |conn| Ok(repo::users::find_active(conn, &claims.sub)?))
+                .await?
+                .ok_or_else(invalid_token)?;
+            Ok(AuthUser {
+                role: user.role(),
+                locale: user.locale(),
+                agency_id: user.agency_id,
+                admin: user.is_admin,
+                id: user.id,
+            })
+        })
+    }
+}

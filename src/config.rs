@@ -1,0 +1,251 @@
+//! Settings read from the environment (and an optional `.env` file).
+//!
+//! Every problem is reported as one [`ConfigError`] naming the variable, so `main` can print it
+//! and exit with code 2 before any port is bound.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+
+/// Shortest HS256 secret accepted in production (bytes): 256 bits, the size of the hash.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{name}: {message}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub message: String,
+}
+
+fn invalid(name: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError { name, message: message.into() }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+/// How access tokens are signed and verified. The algorithm is pinned: a token that names any
+/// other algorithm in its header is rejected.
+#[derive(Clone)]
+pub enum JwtKeys {
+    /// HS256 with a shared secret.
+    Secret(Vec<u8>),
+    /// EdDSA or RS256 with PEM key files.
+    KeyPair { algorithm: Algorithm, private_pem: Vec<u8>, public_pem: Vec<u8> },
+}
+
+impl std::fmt::Debug for JwtKeys {
+    // Key material never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JwtKeys::Secret(_) => f.write_str("JwtKeys::Secret(<redacted>)"),
+            JwtKeys::KeyPair { algorithm, .. } => write!(f, "JwtKeys::KeyPair({algorithm:?})"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    pub keys: JwtKeys,
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoginThrottle {
+    /// Failed logins allowed for one account within `window` before it is locked out.
+    pub max_failures_per_account: u32,
+    /// Failed logins allowed from one address within `window`.
+    pub max_failures_per_address: u32,
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct BootstrapAdmin {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub environment: Environment,
+    pub database_url: String,
+    pub db_pool_size: u32,
+    pub bind: SocketAddr,
+    pub jwt: JwtSettings,
+    /// Generated at start because no secret was configured (development only).
+    pub jwt_secret_is_ephemeral: bool,
+    pub cors_origins: Vec<String>,
+    pub login_throttle: LoginThrottle,
+    pub bootstrap_admin: Option<BootstrapAdmin>,
+    pub json_limit_bytes: usize,
+}
+
+/// Reads variables through a lookup function so tests can feed their own map.
+pub struct Source<F: Fn(&str) -> Option<String>>(pub F);
+
+impl<F: Fn(&str) -> Option<String>> Source<F> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    fn parsed<T: std::str::FromStr>(
+        &self,
+        name: &'static str,
+        default: T,
+        what: &str,
+    ) -> Result<T, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => raw.parse().map_err(|_| invalid(name, format!("expected {what}, got {raw:?}"))),
+        }
+    }
+
+    fn seconds(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        let secs: u64 = self.parsed(name, default, "a whole number of seconds")?;
+        if secs == 0 {
+            return Err(invalid(name, "must be at least 1 second"));
+        }
+        Ok(Duration::from_secs(secs))
+    }
+
+    fn positive(&self, name: &'static str, default: u32) -> Result<u32, ConfigError> {
+        let n: u32 = self.parsed(name, default, "a positive whole number")?;
+        if n == 0 {
+            return Err(invalid(name, "must be at least 1"));
+        }
+        Ok(n)
+    }
+}
+
+impl Settings {
+    /// Loads `.env` (if present) and reads the process environment.
+    pub fn from_env() -> Result<Settings, ConfigError> {
+        // A missing .env is normal; a malformed one is a configuration error.
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => return Err(invalid(".env", e.to_string())),
+        }
+        Settings::from_source(&Source(|name| std::env::var(name).ok()))
+    }
+
+    pub fn from_source<F: Fn(&str) -> Option<String>>(src: &Source<F>) -> Result<Settings, ConfigError> {
+        let environment = match src.get("DOSSIER_ENV").as_deref() {
+            None | Some("development") => Environment::Development,
+            Some("production") => Environment::Production,
+            Some(other) => {
+                return Err(invalid(
+                    "DOSSIER_ENV",
+                    format!("expected \"development\" or \"production\", got {other:?}"),
+                ));
+            }
+        };
+        let database_url = src.get("DATABASE_URL").unwrap_or_else(|| "sqlite://data/dossier.db".into());
+        crate::db::DatabaseUrl::parse(&database_url).map_err(|m| invalid("DATABASE_URL", m))?;
+
+        let (keys, jwt_secret_is_ephemeral) = jwt_keys(src, environment)?;
+        let jwt = JwtSettings {
+            keys,
+            issuer: src.get("DOSSIER_JWT_ISSUER").unwrap_or_else(|| "dossier".into()),
+            audience: src.get("DOSSIER_JWT_AUDIENCE").unwrap_or_else(|| "dossier-api".into()),
+            access_ttl: src.seconds("DOSSIER_ACCESS_TOKEN_TTL", 900)?,
+            refresh_ttl: src.seconds("DOSSIER_REFRESH_TOKEN_TTL", 14 * 24 * 3600)?,
+        };
+
+        let cors_origins = cors_origins(src, environment)?;
+        let bootstrap_admin = match (
+            src.get("DOSSIER_BOOTSTRAP_ADMIN_EMAIL"),
+            src.get("DOSSIER_BOOTSTRAP_ADMIN_PASSWORD"),
+        ) {
+            (None, None) => None,
+            (Some(email), Some(password)) => Some(BootstrapAdmin { email, password }),
+            (Some(_), None) => {
+                return Err(invalid("DOSSIER_BOOTSTRAP_ADMIN_PASSWORD", "required with DOSSIER_BOOTSTRAP_ADMIN_EMAIL"));
+            }
+            (None, Some(_)) => {
+                return Err(invalid("DOSSIER_BOOTSTRAP_ADMIN_EMAIL", "required with DOSSIER_BOOTSTRAP_ADMIN_PASSWORD"));
+            }
+        };
+
+        Ok(Settings {
+            environment,
+            database_url,
+            db_pool_size: src.positive("DOSSIER_DB_POOL_SIZE", 10)?,
+            bind: src.parsed("DOSSIER_BIND", SocketAddr::from(([127, 0, 0, 1], 8080)), "an address such as 127.0.0.1:8080")?,
+            jwt,
+            jwt_secret_is_ephemeral,
+            cors_origins,
+            login_throttle: LoginThrottle {
+                max_failures_per_account: src.positive("DOSSIER_LOGIN_MAX_FAILURES_PER_ACCOUNT", 5)?,
+                max_failures_per_address: src.positive("DOSSIER_LOGIN_MAX_FAILURES_PER_ADDRESS", 20)?,
+                window: src.seconds("DOSSIER_LOGIN_THROTTLE_WINDOW", 900)?,
+            },
+            bootstrap_admin,
+            json_limit_bytes: src.positive("DOSSIER_JSON_LIMIT_BYTES", 64 * 1024)? as usize,
+        })
+    }
+}
+
+fn jwt_keys<F: Fn(&str) -> Option<String>>(
+    src: &Source<F>,
+    environment: Environment,
+) -> Result<(JwtKeys, bool), ConfigError> {
+    let algorithm = match src.get("DOSSIER_JWT_ALGORITHM").as_deref() {
+        None | Some("HS256") => Algorithm::HS256,
+        Some("EdDSA") => Algorithm::EdDSA,
+        Some("RS256") => Algorithm::RS256,
+        Some(other) => {
+            return Err(invalid("DOSSIER_JWT_ALGORITHM", format!("expected HS256, EdDSA or RS256, got {other:?}")));
+        }
+    };
+    if algorithm != Algorithm::HS256 {
+        let read = |name: &'static str| -> Result<Vec<u8>, ConfigError> {
+            let path = src.get(name).ok_or_else(|| invalid(name, format!("required when DOSSIER_JWT_ALGORITHM is {algorithm:?}")))?;
+            std::fs::read(PathBuf::from(&path)).map_err(|e| invalid(name, format!("cannot read {path:?}: {e}")))
+        };
+        let private_pem = read("DOSSIER_JWT_PRIVATE_KEY_FILE")?;
+        let public_pem = read("DOSSIER_JWT_PUBLIC_KEY_FILE")?;
+        let keys = JwtKeys::KeyPair { algorithm, private_pem, public_pem };
+        crate::auth::jwt::TokenKeys::new(&keys).map_err(|m| invalid("DOSSIER_JWT_PRIVATE_KEY_FILE", m))?;
+        return Ok((keys, false));
+    }
+    match src.get("DOSSIER_JWT_SECRET") {
+        Some(secret) if secret.len() >= MIN_SECRET_BYTES => Ok((JwtKeys::Secret(secret.into_bytes()), false)),
+        Some(_) if environment == Environment::Production => Err(invalid(
+            "DOSSIER_JWT_SECRET",
+            format!("too weak for production: use at least {MIN_SECRET_BYTES} random bytes"),
+        )),
+        Some(secret) => Ok((JwtKeys::Secret(secret.into_bytes()), false)),
+        None if environment == Environment::Production => {
+            Err(invalid("DOSSIER_JWT_SECRET", "required in production (at least 32 random bytes)"))
+        }
+        None => Ok((JwtKeys::Secret(crate::auth::random_bytes::<32>().to_vec()), true)),
+    }
+}
+
+fn cors_origins<F: Fn(&str) -> Option<String>>(
+    src: &Source<F>,
+    environment: Environment,
+) -> Result<Vec<String>, ConfigError> {
+    let Some(raw) = src.get("DOSSIER_CORS_ORIGINS") else { return Ok(Vec::new()) };
+    let mut origins = Vec::new();
+    for origin in raw.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        if origin == "*" {
+            if environment == Environment::Production {
+                return Err(invalid("DOSSIER_CORS_ORIGINS", "\"*\" is not allowed in production; list the origins"));
+            }
+        } else if !(origin.starts_with("http://") || origin.starts_with("https://")) || origin.ends_with('/') {
+            return Err(invalid("DOSSIER_CORS_ORIGINS", format!("{origin:?} is not an origin such as https://app.example")));
+        }
+        origins.push(origin.to_owned());
+    }
+    Ok(origins)
+}

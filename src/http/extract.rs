@@ -1,0 +1,229 @@
+//! Request extractors: validated JSON bodies, pagination, and conditional-request headers.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use utoipa::ToSchema;
+use validator::Validate;
+
+use crate::errors::{ApiError, FieldError};
+
+/// A JSON body, deserialized with the path of any failure and then validated. Syntax errors,
+/// wrong content types and oversized bodies are caught earlier by actix's JSON extractor
+/// (configured in [`super::fallback::json_config`]); here come unknown fields (400) and
+/// members of the wrong type, missing or breaking a rule (422), each with a JSON Pointer.
+pub struct ValidJson<T>(pub T);
+
+impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidJson<T> {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, actix_web::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let body = web::Json::<serde_json::Value>::from_request(req, payload);
+        Box::pin(async move {
+            let value = body.await?.into_inner();
+            let parsed: T = serde_path_to_error::deserialize(value).map_err(body_error)?;
+            parsed.validate().map_err(|e| ApiError::validation(validation_errors(&e)))?;
+            Ok(ValidJson(parsed))
+        })
+    }
+}
+
+/// `a.b[0]` as the JSON Pointer `/a/b/0`.
+fn pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    path.iter()
+        .filter_map(|segment| match segment {
+            Segment::Seq { index } => Some(index.to_string()),
+            Segment::Map { key } => Some(key.clone()),
+            Segment::Enum { variant } => Some(variant.clone()),
+            Segment::Unknown => None,
+        })
+        .map(|s| format!("/{}", s.replace('~', "~0").replace('/', "~1")))
+        .collect()
+}
+
+/// The name between the first pair of backticks of a serde message (`unknown field `x``).
+fn quoted_name(message: &str) -> Option<&str> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(&message[start..start + len])
+}
+
+fn body_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let base = pointer(e.path());
+    let message = e.inner().to_string();
+    if message.starts_with("unknown field") {
+        let name = quoted_name(&message).unwrap_or_default();
+        let at = if base.ends_with(&format!("/{name}")) { base.clone() } else { format!("{base}/{name}") };
+        let detail = format!("Unknown field `{name}`: the request names a member this operation does not take.");
+        return ApiError::BadRequest {
+            code: "unknown_field",
+            detail: detail.clone(),
+            errors: vec![FieldError::new(at, "unknown_field", detail)],
+        };
+    }
+    if message.starts_with("missing field") {
+        let name = quoted_name(&message).unwrap_or_default();
+        return ApiError::validation(vec![FieldError::new(format!("{base}/{name}"), "required", "This member is required.")]);
+    }
+    ApiError::validation(vec![FieldError::new(base, "invalid_value", message)])
+}
+
+fn validation_errors(e: &validator::ValidationErrors) -> Vec<FieldError> {
+    let mut out: Vec<FieldError> = e
+        .field_errors()
+        .into_iter()
+        .flat_map(|(field, errors)| {
+            errors.iter().map(move |error| {
+                let detail = error.message.as_ref().map(|m| m.to_string()).unwrap_or_else(|| match error.code.as_ref() {
+                    "email" => "must be a valid e-mail address".to_owned(),
+                    "length" => describe_bounds("characters", error),
+                    "range" => describe_bounds("value", error),
+                    other => format!("breaks the `{other}` rule"),
+                });
+                FieldError::new(format!("/{field}"), error.code.to_string(), detail)
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.pointer.cmp(&b.pointer));
+    out
+}
+
+fn describe_bounds(what: &str, error: &validator::ValidationError) -> String {
+    let bound = |name: &str| error.params.get(name).map(|v| v.to_string());
+    match (bound("min"), bound("max")) {
+        (Some(min), Some(max)) => format!("{what} must be between {min} and {max}"),
+        (Some(min), None) => format!("{what} must be at least {min}"),
+        (None, Some(max)) => format!("{what} must be at most {max}"),
+        (None, None) => format!("{what} is out of range"),
+    }
+}
+
+pub const DEFAULT_PAGE_SIZE: i64 = 25;
+pub const MAX_PAGE_SIZE: i64 = 100;
+
+/// One page of a list, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T: ToSchema> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    #[schema(example = "MDE5M2E2ZjItMmM0ZS03YjUxLTlkMGEtM2YxZTJhNGI1YzZk")]
+    pub next_cursor: Option<String>,
+}
+
+/// A page request: `limit` (1–100, default 25) and the opaque `cursor` of the previous page.
+pub struct PageRequest {
+    pub limit: i64,
+    /// The key of the last row already seen.
+    pub after: Option<String>,
+}
+
+impl PageRequest {
+    pub fn new(limit: Option<i64>, cursor: Option<&str>) -> Result<PageRequest, ApiError> {
+        let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
+        if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+            return Err(ApiError::BadRequest {
+                code: "invalid_query",
+                detail: format!("`limit` must be between 1 and {MAX_PAGE_SIZE}."),
+                errors: vec![FieldError::new("/limit", "range", format!("must be between 1 and {MAX_PAGE_SIZE}"))],
+            });
+        }
+        let after = cursor.map(decode_cursor).transpose()?;
+        Ok(PageRequest { limit, after })
+    }
+
+    /// Rows to fetch: one more than the page, to learn whether another page follows.
+    pub fn fetch(&self) -> i64 {
+        self.limit + 1
+    }
+
+    /// Cuts the extra row off and turns the rest into a page, with a cursor when more follow.
+    pub fn page<R, T: ToSchema>(&self, mut rows: Vec<R>, key: impl Fn(&R) -> &str, view: impl Fn(R) -> T) -> Page<T> {
+        let more = rows.len() as i64 > self.limit;
+        rows.truncate(self.limit as usize);
+        let next_cursor = if more { rows.last().map(|r| URL_SAFE_NO_PAD.encode(key(r))) } else { None };
+        Page { items: rows.into_iter().map(view).collect(), next_cursor }
+    }
+}
+
+fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|key| uuid::Uuid::parse_str(key).is_ok())
+        .ok_or_else(|| ApiError::BadRequest {
+            code: "invalid_cursor",
+            detail: "`cursor` is not one this API handed out.".into(),
+            errors: vec![FieldError::new("/cursor", "invalid_cursor", "not a cursor from `next_cursor`")],
+        })
+}
+
+/// 200 with the page, and a `Link: <…>; rel="next"` header naming the next page's URL.
+pub fn page_response<T: ToSchema + Serialize>(req: &HttpRequest, page: Page<T>) -> HttpResponse {
+    let mut response = HttpResponse::Ok();
+    if let Some(cursor) = &page.next_cursor {
+        let mut pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string()).unwrap_or_default();
+        pairs.retain(|(k, _)| k != "cursor");
+        pairs.push(("cursor".into(), cursor.clone()));
+        let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+        response.insert_header((header::LINK, format!("<{}?{}>; rel=\"next\"", req.path(), query)));
+    }
+    response.json(page)
+}
+
+/// The strong ETag of a versioned resource.
+pub fn etag(version: i64) -> String {
+    format!("\"{version}\"")
+}
+
+/// 200 with the body and its ETag, or 304 when `If-None-Match` already names this version.
+pub fn versioned_response<T: Serialize>(req: &HttpRequest, version: i64, body: &T) -> HttpResponse {
+    let tag = etag(version);
+    let unchanged = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == "*" || v.split(',').any(|t| t.trim().trim_start_matches("W/") == tag));
+    if unchanged {
+        return HttpResponse::NotModified().insert_header((header::ETAG, tag)).finish();
+    }
+    HttpResponse::Ok().insert_header((header::ETAG, tag)).json(body)
+}
+
+/// The `If-Match` header of a request, checked against the current version inside the
+/// transaction that changes the resource.
+#[derive(Debug, Clone)]
+pub struct IfMatch(Option<String>);
+
+impl IfMatch {
+    /// Absent or `*` passes; anything else must name the current version with a strong ETag,
+    /// or the answer is 412.
+    pub fn check(&self, current: i64) -> Result<(), ApiError> {
+        let Some(value) = self.0.as_deref() else { return Ok(()) };
+        let tag = etag(current);
+        if value == "*" || value.split(',').any(|t| t.trim() == tag) {
+            Ok(())
+        } else {
+            Err(ApiError::PreconditionFailed { expected: value.to_owned() })
+        }
+    }
+}
+
+impl FromRequest for IfMatch {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<IfMatch, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let value = req.headers().get(header::IF_MATCH).map(|v| v.to_str().unwrap_or_default().trim().to_owned());
+        std::future::ready(Ok(IfMatch(value)))
+    }
+}

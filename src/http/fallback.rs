@@ -1,0 +1,99 @@
+//! What answers when no handler does: unknown routes (404), known paths with the wrong
+//! method (405 + `Allow`), and actix's own extractor failures, all as problem documents.
+
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::Method;
+use actix_web::dev::ResourceDef;
+use actix_web::{HttpRequest, web};
+
+use crate::errors::{ApiError, FieldError};
+
+/// The API's paths and the methods each answers, read from the OpenAPI document that the
+/// route registration produced (so it cannot disagree with the routes).
+pub struct RouteTable(Vec<(ResourceDef, Vec<Method>)>);
+
+impl RouteTable {
+    pub fn from_spec(spec: &utoipa::openapi::OpenApi) -> RouteTable {
+        let routes = spec
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let methods = [
+                    (Method::GET, item.get.is_some()),
+                    (Method::POST, item.post.is_some()),
+                    (Method::PUT, item.put.is_some()),
+                    (Method::PATCH, item.patch.is_some()),
+                    (Method::DELETE, item.delete.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(m, present)| present.then_some(m))
+                .collect();
+                (ResourceDef::new(path.as_str()), methods)
+            })
+            .collect();
+        RouteTable(routes)
+    }
+
+    fn methods_for(&self, path: &str) -> Option<&[Method]> {
+        self.0.iter().find(|(def, _)| def.is_match(path)).map(|(_, m)| m.as_slice())
+    }
+}
+
+/// The default service: 405 for a known path, 404 otherwise.
+pub async fn not_found(req: HttpRequest, routes: web::Data<RouteTable>) -> Result<&'static str, ApiError> {
+    match routes.methods_for(req.path()) {
+        Some(allow) if !allow.is_empty() => Err(ApiError::MethodNotAllowed { allow: allow.to_vec() }),
+        _ => Err(ApiError::NotFound("No resource lives at this path.".into())),
+    }
+}
+
+pub fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default().limit(limit).error_handler(move |err, _req| {
+        let api = match &err {
+            JsonPayloadError::ContentType => {
+                ApiError::UnsupportedMediaType("Send the body as `Content-Type: application/json`.".into())
+            }
+            JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+                ApiError::PayloadTooLarge { limit }
+            }
+            JsonPayloadError::Deserialize(e) => ApiError::BadRequest {
+                code: "malformed_json",
+                detail: format!("The body is not valid JSON: {e}."),
+                errors: Vec::new(),
+            },
+            other => ApiError::bad_request("malformed_body", format!("The body could not be read: {other}.")),
+        };
+        api.into()
+    })
+}
+
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|err, _req| {
+        let detail = match &err {
+            QueryPayloadError::Deserialize(e) => e.to_string(),
+            other => other.to_string(),
+        };
+        let pointer = detail
+            .split('`')
+            .nth(1)
+            .map(|name| format!("/{name}"))
+            .unwrap_or_default();
+        ApiError::BadRequest {
+            code: "invalid_query",
+            detail: format!("The query string is not valid: {detail}."),
+            errors: vec![FieldError::new(pointer, "invalid_query", detail.clone())],
+        }
+        .into()
+    })
+}
+
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|err, _req| {
+        let detail = match &err {
+            PathError::Deserialize(e) => e.to_string(),
+            other => other.to_string(),
+        };
+        ApiError::bad_request("invalid_path_parameter", format!("A path parameter is not valid: {detail}.")).into()
+    })
+}

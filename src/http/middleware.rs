@@ -1,0 +1,102 @@
+//! One middleware for what every request needs: a request id, problem documents with request
+//! context for every failure, the access log line and the metrics.
+
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, web};
+
+use super::RequestId;
+use crate::app::AppState;
+use crate::errors::{ApiError, PROBLEM_JSON};
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// An incoming id is kept when it is short and printable (it goes into logs); otherwise a new
+/// one is made.
+fn request_id(req: &ServiceRequest) -> String {
+    req.headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let started = Instant::now();
+    let id = request_id(&req);
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+
+    // Handler and extractor failures arrive as responses carrying their error; an `Err` here
+    // could only come from a service that never saw the request, and actix renders it.
+    let res = next.call(req).await?.map_into_boxed_body();
+    let path = res.request().path().to_owned();
+    let mut res = as_problem(res, &path, &id);
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(REQUEST_ID, value);
+    }
+
+    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let method = res.request().method().as_str().to_owned();
+    let status = res.status().as_u16();
+    let elapsed = started.elapsed().as_secs_f64();
+    if let Some(state) = state {
+        state.metrics.observe(&method, &route, status, elapsed);
+    }
+    log::info!(target: "access", "{id} {method} {route} {status} {:.2}ms", elapsed * 1000.0);
+    Ok(res)
+}
+
+/// Every failure leaves as a problem document carrying the request's path and id, whatever
+/// produced it (a handler, an extractor, actix itself, the Swagger UI service).
+fn as_problem(res: ServiceResponse<BoxBody>, path: &str, id: &str) -> ServiceResponse<BoxBody> {
+    let status = res.status();
+    if !status.is_client_error() && !status.is_server_error() {
+        return res;
+    }
+    let rendered = match res.response().error() {
+        Some(err) => match err.as_error::<ApiError>() {
+            Some(api) => {
+                if let ApiError::Internal(_) | ApiError::Unavailable(_) = api {
+                    log::error!("{id} failed: {api}{}", cause_chain(api));
+                }
+                api.to_response(Some(path), Some(id))
+            }
+            None => {
+                log::warn!("{id} failed outside the API's error type: {err}");
+                ApiError::from_status(status, err.to_string()).to_response(Some(path), Some(id))
+            }
+        },
+        None => {
+            let is_problem = res
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with(PROBLEM_JSON));
+            if is_problem {
+                return res;
+            }
+            ApiError::from_status(status, String::new()).to_response(Some(path), Some(id))
+        }
+    };
+    res.into_response(rendered)
+}
+
+fn cause_chain(err: &dyn std::error::Error) -> String {
+    let mut out = String::new();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}

@@ -1,0 +1,18 @@
+//! Dossier: a case-management REST API over SQLite or PostgreSQL.
+//!
+//! `config` reads settings; `db` holds connections, schema and migrations; `repo` holds every
+//! query; `auth` knows who is calling; `api` holds the handlers, one module per resource;
+//! `http` holds what all handlers share (errors rendering, extractors, middleware, metrics);
+//! `openapi` assembles the contract; `app` wires it together; `cli` is the command line.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod errors;
+pub mod http;
+pub mod openapi;
+pub mod repo;

@@ -1,0 +1,124 @@
+//! The OpenAPI document. Paths and schemas come from the handlers' own registration
+//! (utoipa-actix-web); this module adds what every operation shares: the security scheme and
+//! the problem responses each can return.
+
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+use actix_web::dev::{ServiceFactory, ServiceRequest};
+use utoipa_actix_web::AppExt;
+
+use crate::errors::{FieldError, PROBLEM_JSON, Problem};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Dossier API",
+        description = include_str!("openapi_intro.md"),
+        license(name = "Proprietary", identifier = "LicenseRef-Proprietary"),
+    ),
+    modifiers(&BearerScheme),
+    components(schemas(Problem, FieldError)),
+    tags(
+        (name = "auth", description = "Logging in and refreshing tokens"),
+        (name = "users", description = "Users and the caller's own profile"),
+        (name = "agencies", description = "Agencies selling services on the marketplace"),
+        (name = "operations", description = "Health and metrics for operators"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, doc: &mut Document) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("Access token from `POST /v1/auth/token`."))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Registers every route on `app` and returns the document the registration produced: the
+/// one place routes and spec come from.
+pub fn with_routes<T>(app: actix_web::App<T>) -> (actix_web::App<T>, Document)
+where
+    T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
+{
+    let (app, doc) = app.into_utoipa_app().openapi(ApiDoc::openapi()).configure(crate::api::routes).split_for_parts();
+    (app, finish(doc))
+}
+
+/// What `/openapi.json` serves and `openapi/openapi.json` must equal.
+pub fn spec() -> Document {
+    with_routes(actix_web::App::new()).1
+}
+
+/// The spec as pretty JSON with a trailing newline, as committed.
+pub fn spec_json() -> String {
+    let mut json = spec().to_pretty_json().expect("the spec serializes");
+    json.push('\n');
+    json
+}
+
+fn problem(description: &str) -> RefOr<utoipa::openapi::Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(PROBLEM_JSON, ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build())
+        .build()
+        .into()
+}
+
+fn operations(doc: &mut Document) -> impl Iterator<Item = (&String, &mut Operation)> {
+    doc.paths.paths.iter_mut().flat_map(|(path, item)| {
+        [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete]
+            .into_iter()
+            .filter_map(Option::as_mut)
+            .map(move |op| (path, op))
+    })
+}
+
+/// Adds the failures every operation shares, and problem bodies to the ones handlers declared.
+fn finish(mut doc: Document) -> Document {
+    for (path, op) in operations(&mut doc) {
+        let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+        let has_input = op.request_body.is_some() || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+        let responses = &mut op.responses.responses;
+        for (status, response) in responses.iter_mut() {
+            let is_error = status.starts_with('4') || status.starts_with('5');
+            if let RefOr::T(r) = response
+                && is_error
+                && r.content.is_empty()
+            {
+                // Handlers declare failures by status and description; the body is the problem type.
+                *response = problem(&r.description.clone());
+            }
+        }
+        let mut add = |status: &str, description: &str| {
+            responses.entry(status.to_owned()).or_insert_with(|| problem(description));
+        };
+        if has_input {
+            add("400", "Malformed request: invalid JSON, an unknown field, or a bad parameter");
+        }
+        if secured {
+            add("401", "Missing, invalid or expired access token, or a deactivated user (`WWW-Authenticate: Bearer`)");
+        }
+        if op.request_body.is_some() {
+            add("413", "The body is larger than the configured limit");
+            add("415", "The body is not `application/json`");
+        }
+        add("500", "Unexpected failure; the body carries only the request id");
+        if path != "/health/live" && path != "/metrics" {
+            add("503", "The database cannot be reached");
+        }
+    }
+    doc
+}

@@ -1,0 +1,68 @@
+//! Refresh tokens: opaque random strings, stored only as SHA-256 hashes, rotated on every use.
+//! All tokens descending from one login share a `family_id`; reusing a spent one revokes the
+//! family (the token was stolen, or the client is broken: both must log in again).
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::DbConnection;
+use crate::db::schema::refresh_tokens;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = refresh_tokens)]
+pub struct RefreshTokenRow {
+    pub id: String,
+    pub family_id: String,
+    pub user_id: String,
+    pub token_hash: String,
+    pub expires_at: NaiveDateTime,
+    pub used_at: Option<NaiveDateTime>,
+    pub revoked_at: Option<NaiveDateTime>,
+    pub created_at: NaiveDateTime,
+}
+
+pub fn insert(conn: &mut DbConnection, row: &RefreshTokenRow) -> QueryResult<()> {
+    diesel::insert_into(refresh_tokens::table).values(row).execute(conn).map(|_| ())
+}
+
+pub fn find_by_hash(conn: &mut DbConnection, hash: &str) -> QueryResult<Option<RefreshTokenRow>> {
+    refresh_tokens::table
+        .filter(refresh_tokens::token_hash.eq(hash))
+        .select(RefreshTokenRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Spends a token. False when it was already spent or revoked (possibly by a racing request).
+pub fn spend(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
+    let n = diesel::update(
+        refresh_tokens::table
+            .find(id)
+            .filter(refresh_tokens::used_at.is_null())
+            .filter(refresh_tokens::revoked_at.is_null()),
+    )
+    .set(refresh_tokens::used_at.eq(crate::db::now()))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+pub fn revoke_family(conn: &mut DbConnection, family_id: &str) -> QueryResult<usize> {
+    diesel::update(
+        refresh_tokens::table
+            .filter(refresh_tokens::family_id.eq(family_id))
+            .filter(refresh_tokens::revoked_at.is_null()),
+    )
+    .set(refresh_tokens::revoked_at.eq(crate::db::now()))
+    .execute(conn)
+}
+
+/// Used when a user is deactivated or changes password.
+pub fn revoke_user(conn: &mut DbConnection, user_id: &str) -> QueryResult<usize> {
+    diesel::update(
+        refresh_tokens::table
+            .filter(refresh_tokens::user_id.eq(user_id))
+            .filter(refresh_tokens::revoked_at.is_null()),
+    )
+    .set(refresh_tokens::revoked_at.eq(crate::db::now()))
+    .execute(conn)
+}

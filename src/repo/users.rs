@@ -1,0 +1,166 @@
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::DbConnection;
+use crate::db::schema::{agencies, users};
+use crate::domain::{Locale, Role};
+use crate::errors::ApiError;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users)]
+pub struct UserRow {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub role: String,
+    pub agency_id: Option<String>,
+    pub is_admin: bool,
+    pub locale: String,
+    pub active: bool,
+    pub password_hash: String,
+    pub id_document_type: Option<String>,
+    pub id_document_number: Option<String>,
+    pub account_number: Option<String>,
+    pub version: i64,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl UserRow {
+    pub fn role(&self) -> Role {
+        Role::from_code(&self.role).unwrap_or(Role::Client)
+    }
+
+    pub fn locale(&self) -> Locale {
+        Locale::from_code(&self.locale).unwrap_or(Locale::En)
+    }
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub role: String,
+    pub agency_id: Option<String>,
+    pub is_admin: bool,
+    pub locale: String,
+    pub active: bool,
+    pub password_hash: String,
+    pub id_document_type: Option<String>,
+    pub id_document_number: Option<String>,
+    pub account_number: Option<String>,
+    pub version: i64,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+/// Columns a PATCH may set; `None` leaves a column alone, `Some(None)` clears a nullable one.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = users)]
+pub struct UserChanges {
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub is_admin: Option<bool>,
+    pub locale: Option<String>,
+    pub active: Option<bool>,
+    pub password_hash: Option<String>,
+    pub id_document_type: Option<Option<String>>,
+    pub id_document_number: Option<Option<String>>,
+    pub account_number: Option<Option<String>>,
+}
+
+/// Which users a caller may see.
+#[derive(Debug, Clone)]
+pub enum UserScope {
+    /// Platform staff: everyone.
+    All,
+    /// An agency admin: the agency and agent users of that agency.
+    AgencyStaff(String),
+}
+
+#[derive(Debug, Default)]
+pub struct UserFilter {
+    pub role: Option<Role>,
+    pub agency_id: Option<String>,
+}
+
+type BoxedUsers<'a> = users::BoxedQuery<'a, <DbConnection as diesel::Connection>::Backend>;
+
+fn scoped(scope: &UserScope) -> BoxedUsers<'static> {
+    let query = users::table.into_boxed();
+    match scope {
+        UserScope::All => query,
+        UserScope::AgencyStaff(agency) => query
+            .filter(users::agency_id.eq(agency.clone()))
+            .filter(users::role.eq_any([Role::Agency.as_str(), Role::Agent.as_str()])),
+    }
+}
+
+pub fn count(conn: &mut DbConnection) -> QueryResult<i64> {
+    users::table.count().get_result(conn)
+}
+
+/// The user, if active and, for agency staff, their agency is active too: the only users
+/// who may log in or use a token.
+pub fn find_active(conn: &mut DbConnection, id: &str) -> QueryResult<Option<UserRow>> {
+    let active_agencies = agencies::table.filter(agencies::active.eq(true)).select(agencies::id.nullable());
+    users::table
+        .find(id)
+        .filter(users::active.eq(true))
+        .filter(users::agency_id.is_null().or(users::agency_id.eq_any(active_agencies)))
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn find_by_email(conn: &mut DbConnection, email: &str) -> QueryResult<Option<UserRow>> {
+    users::table.filter(users::email.eq(email)).select(UserRow::as_select()).first(conn).optional()
+}
+
+pub fn find(conn: &mut DbConnection, scope: &UserScope, id: &str) -> QueryResult<Option<UserRow>> {
+    scoped(scope).filter(users::id.eq(id.to_owned())).select(UserRow::as_select()).first(conn).optional()
+}
+
+/// Newest first; `after` is the id of the last row of the previous page.
+pub fn list(
+    conn: &mut DbConnection,
+    scope: &UserScope,
+    filter: &UserFilter,
+    after: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<UserRow>> {
+    let mut query = scoped(scope);
+    if let Some(role) = filter.role {
+        query = query.filter(users::role.eq(role.as_str()));
+    }
+    if let Some(agency) = &filter.agency_id {
+        query = query.filter(users::agency_id.eq(agency.clone()));
+    }
+    if let Some(after) = after {
+        query = query.filter(users::id.lt(after.to_owned()));
+    }
+    query.order(users::id.desc()).limit(limit).select(UserRow::as_select()).load(conn)
+}
+
+pub fn insert(conn: &mut DbConnection, user: &NewUser) -> Result<(), ApiError> {
+    diesel::insert_into(users::table).values(user).execute(conn).map_err(|e| {
+        if super::is_unique_violation(&e) { email_taken() } else { e.into() }
+    })?;
+    Ok(())
+}
+
+pub fn email_taken() -> ApiError {
+    ApiError::Conflict { code: "email_taken", detail: "Another user already has this e-mail address.".into() }
+}
+
+/// Applies `changes` and bumps the version, only if the row is still at `version`.
+/// Returns false when it has moved on (the caller answers 412).
+pub fn update(conn: &mut DbConnection, id: &str, version: i64, changes: &UserChanges) -> Result<bool, ApiError> {
+    let updated = diesel::update(users::table.find(id).filter(users::version.eq(version)))
+        .set((changes, users::version.eq(version + 1), users::updated_at.eq(crate::db::now())))
+        .execute(conn)
+        .map_err(|e| if super::is_unique_violation(&e) { email_taken() } else { e.into() })?;
+    Ok(updated == 1)
+}
