@@ -39,7 +39,10 @@ impl AppState {
 
     /// Applies migrations and creates the bootstrap admin: what must happen before serving.
     pub fn prepare(&self) -> Result<(), String> {
-        let mut conn = self.pool.get().map_err(|e| format!("cannot reach the database: {e}"))?;
+        let mut conn = self
+            .pool
+            .get()
+            .map_err(|e| format!("cannot reach the database: {e}"))?;
         db::run_migrations(&mut conn)?;
         if let Some(admin) = &self.settings.bootstrap_admin {
             crate::cli::bootstrap_admin(&mut conn, admin)?;
@@ -61,11 +64,22 @@ fn cors(settings: &Settings) -> Cors {
             "accept-language",
             "last-event-id",
         ])
-        .expose_headers(["etag", "location", "link", "retry-after", "x-request-id", "www-authenticate"])
+        .expose_headers([
+            "etag",
+            "location",
+            "link",
+            "retry-after",
+            "x-request-id",
+            "www-authenticate",
+        ])
         .max_age(3600);
     for origin in &settings.cors_origins {
         // Bearer tokens, not cookies: "*" never comes with credentials.
-        cors = if origin == "*" { cors.allow_any_origin() } else { cors.allowed_origin(origin) };
+        cors = if origin == "*" {
+            cors.allow_any_origin()
+        } else {
+            cors.allowed_origin(origin)
+        };
     }
     cors
 }
@@ -74,7 +88,13 @@ fn cors(settings: &Settings) -> Cors {
 pub fn build_app(
     state: web::Data<AppState>,
 ) -> App<
-    impl ServiceFactory<ServiceRequest, Config = (), Response = ServiceResponse<BoxBody>, Error = actix_web::Error, InitError = ()>,
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<BoxBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
 > {
     let (app, spec) = crate::openapi::with_routes(App::new());
     let routes = web::Data::new(RouteTable::from_spec(&spec));
@@ -93,7 +113,11 @@ pub fn build_app(
 
 /// Starts serving on `listener`. SIGTERM and SIGINT stop it gracefully: it stops accepting,
 /// lets requests in flight finish (up to 30 s), then returns.
-pub fn serve(state: web::Data<AppState>, listener: std::net::TcpListener, workers: Option<usize>) -> std::io::Result<Server> {
+pub fn serve(
+    state: web::Data<AppState>,
+    listener: std::net::TcpListener,
+    workers: Option<usize>,
+) -> std::io::Result<Server> {
     let mut server = HttpServer::new(move || build_app(state.clone())).shutdown_timeout(30);
     if let Some(n) = workers {
         server = server.workers(n);

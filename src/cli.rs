@@ -10,7 +10,11 @@ use crate::errors::ApiError;
 use crate::repo;
 
 #[derive(Debug, Parser)]
-#[command(name = "dossier", version, about = "Dossier, the case-management REST API")]
+#[command(
+    name = "dossier",
+    version,
+    about = "Dossier, the case-management REST API"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -65,9 +69,11 @@ pub fn create_user(conn: &mut DbConnection, input: &CreateUser) -> Result<String
         Ok::<_, ApiError>(user.id)
     })
     .map_err(|e| match e {
-        ApiError::Unprocessable { errors, .. } => {
-            errors.iter().map(|e| format!("{}: {}", e.pointer.trim_start_matches('/'), e.detail)).collect::<Vec<_>>().join("; ")
-        }
+        ApiError::Unprocessable { errors, .. } => errors
+            .iter()
+            .map(|e| format!("{}: {}", e.pointer.trim_start_matches('/'), e.detail))
+            .collect::<Vec<_>>()
+            .join("; "),
         other => other.to_string(),
     })
 }
@@ -101,7 +107,15 @@ pub fn bootstrap_admin(conn: &mut DbConnection, admin: &BootstrapAdmin) -> Resul
     if repo::users::count(conn).map_err(|e| e.to_string())? > 0 {
         return Ok(());
     }
-    let input = new_user_input(admin.email.clone(), admin.password.clone(), Role::Platform, None, true, None, Locale::En);
+    let input = new_user_input(
+        admin.email.clone(),
+        admin.password.clone(),
+        Role::Platform,
+        None,
+        true,
+        None,
+        Locale::En,
+    );
     match create_user(conn, &input) {
         Ok(_) => {
             log::info!("created the bootstrap platform admin {}", input.email);

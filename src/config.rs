@@ -20,7 +20,10 @@ pub struct ConfigError {
 }
 
 fn invalid(name: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError { name, message: message.into() }
+    ConfigError {
+        name,
+        message: message.into(),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +39,11 @@ pub enum JwtKeys {
     /// HS256 with a shared secret.
     Secret(Vec<u8>),
     /// EdDSA or RS256 with PEM key files.
-    KeyPair { algorithm: Algorithm, private_pem: Vec<u8>, public_pem: Vec<u8> },
+    KeyPair {
+        algorithm: Algorithm,
+        private_pem: Vec<u8>,
+        public_pem: Vec<u8>,
+    },
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -93,7 +100,9 @@ pub struct Source<F: Fn(&str) -> Option<String>>(pub F);
 
 impl<F: Fn(&str) -> Option<String>> Source<F> {
     fn get(&self, name: &str) -> Option<String> {
-        (self.0)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+        (self.0)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
     }
 
     fn parsed<T: std::str::FromStr>(
@@ -104,7 +113,9 @@ impl<F: Fn(&str) -> Option<String>> Source<F> {
     ) -> Result<T, ConfigError> {
         match self.get(name) {
             None => Ok(default),
-            Some(raw) => raw.parse().map_err(|_| invalid(name, format!("expected {what}, got {raw:?}"))),
+            Some(raw) => raw
+                .parse()
+                .map_err(|_| invalid(name, format!("expected {what}, got {raw:?}"))),
         }
     }
 
@@ -137,7 +148,9 @@ impl Settings {
         Settings::from_source(&Source(|name| std::env::var(name).ok()))
     }
 
-    pub fn from_source<F: Fn(&str) -> Option<String>>(src: &Source<F>) -> Result<Settings, ConfigError> {
+    pub fn from_source<F: Fn(&str) -> Option<String>>(
+        src: &Source<F>,
+    ) -> Result<Settings, ConfigError> {
         let environment = match src.get("DOSSIER_ENV").as_deref() {
             None | Some("development") => Environment::Development,
             Some("production") => Environment::Production,
@@ -148,14 +161,20 @@ impl Settings {
                 ));
             }
         };
-        let database_url = src.get("DATABASE_URL").unwrap_or_else(|| "sqlite://data/dossier.db".into());
+        let database_url = src
+            .get("DATABASE_URL")
+            .unwrap_or_else(|| "sqlite://data/dossier.db".into());
         crate::db::DatabaseUrl::parse(&database_url).map_err(|m| invalid("DATABASE_URL", m))?;
 
         let (keys, jwt_secret_is_ephemeral) = jwt_keys(src, environment)?;
         let jwt = JwtSettings {
             keys,
-            issuer: src.get("DOSSIER_JWT_ISSUER").unwrap_or_else(|| "dossier".into()),
-            audience: src.get("DOSSIER_JWT_AUDIENCE").unwrap_or_else(|| "dossier-api".into()),
+            issuer: src
+                .get("DOSSIER_JWT_ISSUER")
+                .unwrap_or_else(|| "dossier".into()),
+            audience: src
+                .get("DOSSIER_JWT_AUDIENCE")
+                .unwrap_or_else(|| "dossier-api".into()),
             access_ttl: src.seconds("DOSSIER_ACCESS_TOKEN_TTL", 900)?,
             refresh_ttl: src.seconds("DOSSIER_REFRESH_TOKEN_TTL", 14 * 24 * 3600)?,
         };
@@ -168,10 +187,16 @@ impl Settings {
             (None, None) => None,
             (Some(email), Some(password)) => Some(BootstrapAdmin { email, password }),
             (Some(_), None) => {
-                return Err(invalid("DOSSIER_BOOTSTRAP_ADMIN_PASSWORD", "required with DOSSIER_BOOTSTRAP_ADMIN_EMAIL"));
+                return Err(invalid(
+                    "DOSSIER_BOOTSTRAP_ADMIN_PASSWORD",
+                    "required with DOSSIER_BOOTSTRAP_ADMIN_EMAIL",
+                ));
             }
             (None, Some(_)) => {
-                return Err(invalid("DOSSIER_BOOTSTRAP_ADMIN_EMAIL", "required with DOSSIER_BOOTSTRAP_ADMIN_PASSWORD"));
+                return Err(invalid(
+                    "DOSSIER_BOOTSTRAP_ADMIN_EMAIL",
+                    "required with DOSSIER_BOOTSTRAP_ADMIN_PASSWORD",
+                ));
             }
         };
 
@@ -179,13 +204,19 @@ impl Settings {
             environment,
             database_url,
             db_pool_size: src.positive("DOSSIER_DB_POOL_SIZE", 10)?,
-            bind: src.parsed("DOSSIER_BIND", SocketAddr::from(([127, 0, 0, 1], 8080)), "an address such as 127.0.0.1:8080")?,
+            bind: src.parsed(
+                "DOSSIER_BIND",
+                SocketAddr::from(([127, 0, 0, 1], 8080)),
+                "an address such as 127.0.0.1:8080",
+            )?,
             jwt,
             jwt_secret_is_ephemeral,
             cors_origins,
             login_throttle: LoginThrottle {
-                max_failures_per_account: src.positive("DOSSIER_LOGIN_MAX_FAILURES_PER_ACCOUNT", 5)?,
-                max_failures_per_address: src.positive("DOSSIER_LOGIN_MAX_FAILURES_PER_ADDRESS", 20)?,
+                max_failures_per_account: src
+                    .positive("DOSSIER_LOGIN_MAX_FAILURES_PER_ACCOUNT", 5)?,
+                max_failures_per_address: src
+                    .positive("DOSSIER_LOGIN_MAX_FAILURES_PER_ADDRESS", 20)?,
                 window: src.seconds("DOSSIER_LOGIN_THROTTLE_WINDOW", 900)?,
             },
             bootstrap_admin,
@@ -203,31 +234,51 @@ fn jwt_keys<F: Fn(&str) -> Option<String>>(
         Some("EdDSA") => Algorithm::EdDSA,
         Some("RS256") => Algorithm::RS256,
         Some(other) => {
-            return Err(invalid("DOSSIER_JWT_ALGORITHM", format!("expected HS256, EdDSA or RS256, got {other:?}")));
+            return Err(invalid(
+                "DOSSIER_JWT_ALGORITHM",
+                format!("expected HS256, EdDSA or RS256, got {other:?}"),
+            ));
         }
     };
     if algorithm != Algorithm::HS256 {
         let read = |name: &'static str| -> Result<Vec<u8>, ConfigError> {
-            let path = src.get(name).ok_or_else(|| invalid(name, format!("required when DOSSIER_JWT_ALGORITHM is {algorithm:?}")))?;
-            std::fs::read(PathBuf::from(&path)).map_err(|e| invalid(name, format!("cannot read {path:?}: {e}")))
+            let path = src.get(name).ok_or_else(|| {
+                invalid(
+                    name,
+                    format!("required when DOSSIER_JWT_ALGORITHM is {algorithm:?}"),
+                )
+            })?;
+            std::fs::read(PathBuf::from(&path))
+                .map_err(|e| invalid(name, format!("cannot read {path:?}: {e}")))
         };
         let private_pem = read("DOSSIER_JWT_PRIVATE_KEY_FILE")?;
         let public_pem = read("DOSSIER_JWT_PUBLIC_KEY_FILE")?;
-        let keys = JwtKeys::KeyPair { algorithm, private_pem, public_pem };
-        crate::auth::jwt::TokenKeys::new(&keys).map_err(|m| invalid("DOSSIER_JWT_PRIVATE_KEY_FILE", m))?;
+        let keys = JwtKeys::KeyPair {
+            algorithm,
+            private_pem,
+            public_pem,
+        };
+        crate::auth::jwt::TokenKeys::new(&keys)
+            .map_err(|m| invalid("DOSSIER_JWT_PRIVATE_KEY_FILE", m))?;
         return Ok((keys, false));
     }
     match src.get("DOSSIER_JWT_SECRET") {
-        Some(secret) if secret.len() >= MIN_SECRET_BYTES => Ok((JwtKeys::Secret(secret.into_bytes()), false)),
+        Some(secret) if secret.len() >= MIN_SECRET_BYTES => {
+            Ok((JwtKeys::Secret(secret.into_bytes()), false))
+        }
         Some(_) if environment == Environment::Production => Err(invalid(
             "DOSSIER_JWT_SECRET",
             format!("too weak for production: use at least {MIN_SECRET_BYTES} random bytes"),
         )),
         Some(secret) => Ok((JwtKeys::Secret(secret.into_bytes()), false)),
-        None if environment == Environment::Production => {
-            Err(invalid("DOSSIER_JWT_SECRET", "required in production (at least 32 random bytes)"))
-        }
-        None => Ok((JwtKeys::Secret(crate::auth::random_bytes::<32>().to_vec()), true)),
+        None if environment == Environment::Production => Err(invalid(
+            "DOSSIER_JWT_SECRET",
+            "required in production (at least 32 random bytes)",
+        )),
+        None => Ok((
+            JwtKeys::Secret(crate::auth::random_bytes::<32>().to_vec()),
+            true,
+        )),
     }
 }
 
@@ -235,15 +286,25 @@ fn cors_origins<F: Fn(&str) -> Option<String>>(
     src: &Source<F>,
     environment: Environment,
 ) -> Result<Vec<String>, ConfigError> {
-    let Some(raw) = src.get("DOSSIER_CORS_ORIGINS") else { return Ok(Vec::new()) };
+    let Some(raw) = src.get("DOSSIER_CORS_ORIGINS") else {
+        return Ok(Vec::new());
+    };
     let mut origins = Vec::new();
     for origin in raw.split(',').map(str::trim).filter(|o| !o.is_empty()) {
         if origin == "*" {
             if environment == Environment::Production {
-                return Err(invalid("DOSSIER_CORS_ORIGINS", "\"*\" is not allowed in production; list the origins"));
+                return Err(invalid(
+                    "DOSSIER_CORS_ORIGINS",
+                    "\"*\" is not allowed in production; list the origins",
+                ));
             }
-        } else if !(origin.starts_with("http://") || origin.starts_with("https://")) || origin.ends_with('/') {
-            return Err(invalid("DOSSIER_CORS_ORIGINS", format!("{origin:?} is not an origin such as https://app.example")));
+        } else if !(origin.starts_with("http://") || origin.starts_with("https://"))
+            || origin.ends_with('/')
+        {
+            return Err(invalid(
+                "DOSSIER_CORS_ORIGINS",
+                format!("{origin:?} is not an origin such as https://app.example"),
+            ));
         }
         origins.push(origin.to_owned());
     }

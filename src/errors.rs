@@ -25,8 +25,16 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    pub fn new(pointer: impl Into<String>, code: impl Into<String>, detail: impl Into<String>) -> Self {
-        FieldError { pointer: pointer.into(), code: code.into(), detail: detail.into() }
+    pub fn new(
+        pointer: impl Into<String>,
+        code: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        FieldError {
+            pointer: pointer.into(),
+            code: code.into(),
+            detail: detail.into(),
+        }
     }
 }
 
@@ -68,7 +76,11 @@ pub struct Problem {
 pub enum ApiError {
     /// 400: the request cannot be understood (syntax, unknown field, bad parameter).
     #[error("{detail}")]
-    BadRequest { code: &'static str, detail: String, errors: Vec<FieldError> },
+    BadRequest {
+        code: &'static str,
+        detail: String,
+        errors: Vec<FieldError>,
+    },
     /// 401: no valid credentials. `code` tells why (`missing_token`, `invalid_token`, …).
     #[error("{detail}")]
     Unauthorized { code: &'static str, detail: String },
@@ -95,7 +107,11 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     /// 422: well-formed, but breaks a rule.
     #[error("{detail}")]
-    Unprocessable { code: &'static str, detail: String, errors: Vec<FieldError> },
+    Unprocessable {
+        code: &'static str,
+        detail: String,
+        errors: Vec<FieldError>,
+    },
     /// 429 with `Retry-After` (seconds).
     #[error("too many requests; retry after {retry_after} s")]
     TooManyRequests { retry_after: u64 },
@@ -104,7 +120,11 @@ pub enum ApiError {
     Unavailable(String),
     /// Any other status, for failures raised outside the API's code (actix, Swagger UI).
     #[error("{detail}")]
-    Http { status: StatusCode, code: &'static str, detail: String },
+    Http {
+        status: StatusCode,
+        code: &'static str,
+        detail: String,
+    },
     /// 500: a bug or an unexpected failure. The cause is logged, never shown.
     #[error("internal error: {0}")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -116,7 +136,11 @@ impl ApiError {
             1 => "The request breaks 1 rule.".to_owned(),
             n => format!("The request breaks {n} rules."),
         };
-        ApiError::Unprocessable { code: "validation_failed", detail, errors }
+        ApiError::Unprocessable {
+            code: "validation_failed",
+            detail,
+            errors,
+        }
     }
 
     /// One rule broken by one member of the body.
@@ -130,7 +154,11 @@ impl ApiError {
     }
 
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> ApiError {
-        ApiError::BadRequest { code, detail: detail.into(), errors: Vec::new() }
+        ApiError::BadRequest {
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
     }
 
     pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> ApiError {
@@ -139,19 +167,45 @@ impl ApiError {
 
     /// The closest variant for a failure that came with only a status code.
     pub fn from_status(status: StatusCode, detail: String) -> ApiError {
-        let detail = if detail.is_empty() { status.canonical_reason().unwrap_or("Error").to_owned() } else { detail };
+        let detail = if detail.is_empty() {
+            status.canonical_reason().unwrap_or("Error").to_owned()
+        } else {
+            detail
+        };
         match status.as_u16() {
-            401 => ApiError::Unauthorized { code: "invalid_token", detail },
+            401 => ApiError::Unauthorized {
+                code: "invalid_token",
+                detail,
+            },
             403 => ApiError::Forbidden(detail),
             404 => ApiError::NotFound(detail),
             405 => ApiError::MethodNotAllowed { allow: Vec::new() },
-            409 => ApiError::Conflict { code: "conflict", detail },
+            409 => ApiError::Conflict {
+                code: "conflict",
+                detail,
+            },
             415 => ApiError::UnsupportedMediaType(detail),
-            422 => ApiError::Unprocessable { code: "validation_failed", detail, errors: Vec::new() },
-            413 => ApiError::Http { status, code: "payload_too_large", detail },
-            429 => ApiError::Http { status, code: "too_many_requests", detail },
+            422 => ApiError::Unprocessable {
+                code: "validation_failed",
+                detail,
+                errors: Vec::new(),
+            },
+            413 => ApiError::Http {
+                status,
+                code: "payload_too_large",
+                detail,
+            },
+            429 => ApiError::Http {
+                status,
+                code: "too_many_requests",
+                detail,
+            },
             500.. => ApiError::internal(detail),
-            _ => ApiError::Http { status, code: "bad_request", detail },
+            _ => ApiError::Http {
+                status,
+                code: "bad_request",
+                detail,
+            },
         }
     }
 
@@ -176,10 +230,21 @@ impl ApiError {
 
     fn public_detail(&self) -> String {
         match self {
-            ApiError::Internal(_) => "An unexpected error occurred; quote the request id when reporting it.".into(),
-            ApiError::Unavailable(_) => "The service cannot reach its database; try again shortly.".into(),
+            ApiError::Internal(_) => {
+                "An unexpected error occurred; quote the request id when reporting it.".into()
+            }
+            ApiError::Unavailable(_) => {
+                "The service cannot reach its database; try again shortly.".into()
+            }
             ApiError::MethodNotAllowed { allow } => {
-                format!("This resource answers {}.", allow.iter().map(Method::as_str).collect::<Vec<_>>().join(", "))
+                format!(
+                    "This resource answers {}.",
+                    allow
+                        .iter()
+                        .map(Method::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             }
             other => other.to_string(),
         }
@@ -189,7 +254,9 @@ impl ApiError {
     pub fn to_response(&self, instance: Option<&str>, request_id: Option<&str>) -> HttpResponse {
         let status = self.status_code();
         let errors = match self {
-            ApiError::BadRequest { errors, .. } | ApiError::Unprocessable { errors, .. } => errors.clone(),
+            ApiError::BadRequest { errors, .. } | ApiError::Unprocessable { errors, .. } => {
+                errors.clone()
+            }
             _ => Vec::new(),
         };
         let problem = Problem {
@@ -213,7 +280,11 @@ impl ApiError {
                 response.insert_header((header::WWW_AUTHENTICATE, challenge));
             }
             ApiError::MethodNotAllowed { allow } => {
-                let allow = allow.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+                let allow = allow
+                    .iter()
+                    .map(Method::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 if let Ok(value) = HeaderValue::from_str(&allow) {
                     response.insert_header((header::ALLOW, value));
                 }
@@ -256,9 +327,10 @@ impl From<diesel::result::Error> for ApiError {
     fn from(e: diesel::result::Error) -> Self {
         use diesel::result::{DatabaseErrorKind, Error};
         match e {
-            Error::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, info) => {
-                ApiError::Unavailable(info.message().to_owned())
-            }
+            Error::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                info,
+            ) => ApiError::Unavailable(info.message().to_owned()),
             Error::NotFound => ApiError::NotFound("The resource does not exist.".into()),
             other => ApiError::internal(other),
         }

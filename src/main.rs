@@ -39,14 +39,26 @@ fn run(command: Command, settings: Settings) -> Result<(), (u8, String)> {
         Command::Openapi => unreachable!("handled before settings are read"),
         Command::Migrate => {
             let pool = db::build_pool(&settings.database_url, 1).map_err(failed)?;
-            let mut conn = pool.get().map_err(|e| failed(format!("cannot reach the database: {e}")))?;
+            let mut conn = pool
+                .get()
+                .map_err(|e| failed(format!("cannot reach the database: {e}")))?;
             db::run_migrations(&mut conn).map_err(failed)?;
             log::info!("migrations applied");
             Ok(())
         }
-        Command::CreateUser { email, password, role, agency_id, admin, name, locale } => {
+        Command::CreateUser {
+            email,
+            password,
+            role,
+            agency_id,
+            admin,
+            name,
+            locale,
+        } => {
             let pool = db::build_pool(&settings.database_url, 1).map_err(failed)?;
-            let mut conn = pool.get().map_err(|e| failed(format!("cannot reach the database: {e}")))?;
+            let mut conn = pool
+                .get()
+                .map_err(|e| failed(format!("cannot reach the database: {e}")))?;
             db::run_migrations(&mut conn).map_err(failed)?;
             let input = cli::new_user_input(email, password, role, agency_id, admin, name, locale);
             let id = cli::create_user(&mut conn, &input).map_err(|m| (CONFIG_ERROR, m))?;
@@ -74,7 +86,8 @@ async fn serve(settings: Settings) -> Result<(), (u8, String)> {
         .await
         .map_err(|e| (1, e.to_string()))?
         .map_err(|m| (1, m))?;
-    let listener = std::net::TcpListener::bind(bind).map_err(|e| (1, format!("cannot listen on {bind}: {e}")))?;
+    let listener = std::net::TcpListener::bind(bind)
+        .map_err(|e| (1, format!("cannot listen on {bind}: {e}")))?;
     log::info!("listening on http://{bind} (API docs at /docs)");
     app::serve(web::Data::new(state), listener, None)
         .map_err(|e| (1, e.to_string()))?

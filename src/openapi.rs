@@ -2,11 +2,11 @@
 //! (utoipa-actix-web); this module adds what every operation shares: the security scheme and
 //! the problem responses each can return.
 
+use actix_web::dev::{ServiceFactory, ServiceRequest};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
-use actix_web::dev::{ServiceFactory, ServiceRequest};
 use utoipa_actix_web::AppExt;
 
 use crate::errors::{FieldError, PROBLEM_JSON, Problem};
@@ -53,7 +53,11 @@ pub fn with_routes<T>(app: actix_web::App<T>) -> (actix_web::App<T>, Document)
 where
     T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
 {
-    let (app, doc) = app.into_utoipa_app().openapi(ApiDoc::openapi()).configure(crate::api::routes).split_for_parts();
+    let (app, doc) = app
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .configure(crate::api::routes)
+        .split_for_parts();
     (app, finish(doc))
 }
 
@@ -72,17 +76,28 @@ pub fn spec_json() -> String {
 fn problem(description: &str) -> RefOr<utoipa::openapi::Response> {
     ResponseBuilder::new()
         .description(description)
-        .content(PROBLEM_JSON, ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build())
+        .content(
+            PROBLEM_JSON,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
         .build()
         .into()
 }
 
 fn operations(doc: &mut Document) -> impl Iterator<Item = (&String, &mut Operation)> {
     doc.paths.paths.iter_mut().flat_map(|(path, item)| {
-        [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete]
-            .into_iter()
-            .filter_map(Option::as_mut)
-            .map(move |op| (path, op))
+        [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .filter_map(Option::as_mut)
+        .map(move |op| (path, op))
     })
 }
 
@@ -90,7 +105,8 @@ fn operations(doc: &mut Document) -> impl Iterator<Item = (&String, &mut Operati
 fn finish(mut doc: Document) -> Document {
     for (path, op) in operations(&mut doc) {
         let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
-        let has_input = op.request_body.is_some() || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+        let has_input =
+            op.request_body.is_some() || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
         let responses = &mut op.responses.responses;
         for (status, response) in responses.iter_mut() {
             let is_error = status.starts_with('4') || status.starts_with('5');
@@ -103,19 +119,30 @@ fn finish(mut doc: Document) -> Document {
             }
         }
         let mut add = |status: &str, description: &str| {
-            responses.entry(status.to_owned()).or_insert_with(|| problem(description));
+            responses
+                .entry(status.to_owned())
+                .or_insert_with(|| problem(description));
         };
         if has_input {
-            add("400", "Malformed request: invalid JSON, an unknown field, or a bad parameter");
+            add(
+                "400",
+                "Malformed request: invalid JSON, an unknown field, or a bad parameter",
+            );
         }
         if secured {
-            add("401", "Missing, invalid or expired access token, or a deactivated user (`WWW-Authenticate: Bearer`)");
+            add(
+                "401",
+                "Missing, invalid or expired access token, or a deactivated user (`WWW-Authenticate: Bearer`)",
+            );
         }
         if op.request_body.is_some() {
             add("413", "The body is larger than the configured limit");
             add("415", "The body is not `application/json`");
         }
-        add("500", "Unexpected failure; the body carries only the request id");
+        add(
+            "500",
+            "Unexpected failure; the body carries only the request id",
+        );
         if path != "/health/live" && path != "/metrics" {
             add("503", "The database cannot be reached");
         }

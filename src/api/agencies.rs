@@ -11,7 +11,9 @@ use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::db;
 use crate::errors::ApiError;
-use crate::http::extract::{IfMatch, Page, PageRequest, ValidJson, etag, page_response, versioned_response};
+use crate::http::extract::{
+    IfMatch, Page, PageRequest, ValidJson, etag, page_response, versioned_response,
+};
 use crate::repo;
 use crate::repo::agencies::{AgencyChanges, AgencyRow};
 
@@ -128,7 +130,10 @@ pub async fn list_agencies(
         Ok((rows, page))
     })
     .await?;
-    Ok(page_response(&req, page.page(rows, |r| &r.id, AgencyView::from)))
+    Ok(page_response(
+        &req,
+        page.page(rows, |r| &r.id, AgencyView::from),
+    ))
 }
 
 /// Create an agency
@@ -200,15 +205,24 @@ pub async fn get_agency(
     caller: AuthUser,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(caller.is_platform() || caller.role.belongs_to_agency(), "read agencies")?;
+    caller.require(
+        caller.is_platform() || caller.role.belongs_to_agency(),
+        "read agencies",
+    )?;
     let id = id.into_inner().to_string();
     if !caller.is_platform() && caller.agency_id.as_deref() != Some(id.as_str()) {
         return Err(agency_not_found());
     }
-    let row = db::read(&state.pool, move |conn| Ok(repo::agencies::find(conn, &id)?))
-        .await?
-        .ok_or_else(agency_not_found)?;
-    Ok(versioned_response(&req, row.version, &AgencyView::from(row.clone())))
+    let row = db::read(&state.pool, move |conn| {
+        Ok(repo::agencies::find(conn, &id)?)
+    })
+    .await?
+    .ok_or_else(agency_not_found)?;
+    Ok(versioned_response(
+        &req,
+        row.version,
+        &AgencyView::from(row.clone()),
+    ))
 }
 
 /// Update an agency
@@ -249,14 +263,20 @@ pub async fn update_agency(
         if_match.check(current.version)?;
         let changes = AgencyChanges {
             name: input.name.map(|n| n.trim().to_owned()),
-            contact_email: input.contact_email.map(|e| e.map(|e| e.trim().to_lowercase())),
+            contact_email: input
+                .contact_email
+                .map(|e| e.map(|e| e.trim().to_lowercase())),
             active: input.active,
         };
         if !repo::agencies::update(conn, &id, current.version, &changes)? {
-            return Err(ApiError::PreconditionFailed { expected: etag(current.version) });
+            return Err(ApiError::PreconditionFailed {
+                expected: etag(current.version),
+            });
         }
         repo::agencies::find(conn, &id)?.ok_or_else(agency_not_found)
     })
     .await?;
-    Ok(HttpResponse::Ok().insert_header(("ETag", etag(row.version))).json(AgencyView::from(row)))
+    Ok(HttpResponse::Ok()
+        .insert_header(("ETag", etag(row.version)))
+        .json(AgencyView::from(row)))
 }

@@ -60,13 +60,17 @@ pub struct TokenResponse {
 }
 
 fn invalid_credentials() -> ApiError {
-    ApiError::Unauthorized { code: "invalid_credentials", detail: "The e-mail or the password is wrong.".into() }
+    ApiError::Unauthorized {
+        code: "invalid_credentials",
+        detail: "The e-mail or the password is wrong.".into(),
+    }
 }
 
 fn invalid_refresh_token() -> ApiError {
     ApiError::Unauthorized {
         code: "invalid_refresh_token",
-        detail: "The refresh token is unknown, expired, revoked or already used; log in again.".into(),
+        detail: "The refresh token is unknown, expired, revoked or already used; log in again."
+            .into(),
     }
 }
 
@@ -79,7 +83,12 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Issues an access token and a refresh token in `family_id` (a new login starts a family).
-fn issue_pair(state: &AppState, conn: &mut DbConnection, user: &UserRow, family_id: String) -> Result<TokenResponse, ApiError> {
+fn issue_pair(
+    state: &AppState,
+    conn: &mut DbConnection,
+    user: &UserRow,
+    family_id: String,
+) -> Result<TokenResponse, ApiError> {
     let refresh = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
     let now = db::now();
     let refresh_ttl = state.settings.jwt.refresh_ttl;
@@ -98,7 +107,12 @@ fn issue_pair(state: &AppState, conn: &mut DbConnection, user: &UserRow, family_
     )?;
     let access_token = state
         .tokens
-        .issue(&Subject { user_id: &user.id, role: user.role(), agency_id: user.agency_id.as_deref(), admin: user.is_admin })
+        .issue(&Subject {
+            user_id: &user.id,
+            role: user.role(),
+            agency_id: user.agency_id.as_deref(),
+            admin: user.is_admin,
+        })
         .map_err(ApiError::internal)?;
     Ok(TokenResponse {
         access_token,
@@ -134,15 +148,27 @@ pub async fn create_token(
 ) -> Result<HttpResponse, ApiError> {
     let LoginRequest { email, password } = body.0;
     let email = email.trim().to_lowercase();
-    let address = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
-    state.throttle.check(&email, &address).map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
+    let address = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    state
+        .throttle
+        .check(&email, &address)
+        .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
 
     let lookup = email.clone();
-    let user = db::read(&state.pool, move |conn| Ok(repo::users::find_by_email(conn, &lookup)?)).await?;
+    let user = db::read(&state.pool, move |conn| {
+        Ok(repo::users::find_by_email(conn, &lookup)?)
+    })
+    .await?;
     let enabled = match &user {
         Some(u) => {
             let id = u.id.clone();
-            db::read(&state.pool, move |conn| Ok(repo::users::find_active(conn, &id)?.is_some())).await?
+            db::read(&state.pool, move |conn| {
+                Ok(repo::users::find_active(conn, &id)?.is_some())
+            })
+            .await?
         }
         None => false,
     };
@@ -165,8 +191,13 @@ pub async fn create_token(
     state.throttle.record_success(&email);
 
     let st = state.clone();
-    let tokens = db::write(&state.pool, move |conn| issue_pair(&st, conn, &user, repo::new_id())).await?;
-    Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(tokens))
+    let tokens = db::write(&state.pool, move |conn| {
+        issue_pair(&st, conn, &user, repo::new_id())
+    })
+    .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(tokens))
 }
 
 enum Refreshed {
@@ -192,25 +223,42 @@ enum Refreshed {
     )
 )]
 #[post("/v1/auth/refresh")]
-pub async fn refresh_token(state: web::Data<AppState>, body: ValidJson<RefreshRequest>) -> Result<HttpResponse, ApiError> {
+pub async fn refresh_token(
+    state: web::Data<AppState>,
+    body: ValidJson<RefreshRequest>,
+) -> Result<HttpResponse, ApiError> {
     let hash = hash_token(&body.0.refresh_token);
     let st = state.clone();
     let outcome = db::write(&state.pool, move |conn| {
-        let Some(token) = refresh_tokens::find_by_hash(conn, &hash)? else { return Ok(Refreshed::Invalid) };
+        let Some(token) = refresh_tokens::find_by_hash(conn, &hash)? else {
+            return Ok(Refreshed::Invalid);
+        };
         // A racing refresh with the same token loses here too, and counts as reuse.
-        if token.used_at.is_some() || token.revoked_at.is_some() || !refresh_tokens::spend(conn, &token.id)? {
+        if token.used_at.is_some()
+            || token.revoked_at.is_some()
+            || !refresh_tokens::spend(conn, &token.id)?
+        {
             refresh_tokens::revoke_family(conn, &token.family_id)?;
             return Ok(Refreshed::Reused);
         }
         if token.expires_at <= db::now() {
             return Ok(Refreshed::Invalid);
         }
-        let Some(user) = repo::users::find_active(conn, &token.user_id)? else { return Ok(Refreshed::Invalid) };
-        Ok(Refreshed::Issued(issue_pair(&st, conn, &user, token.family_id)?))
+        let Some(user) = repo::users::find_active(conn, &token.user_id)? else {
+            return Ok(Refreshed::Invalid);
+        };
+        Ok(Refreshed::Issued(issue_pair(
+            &st,
+            conn,
+            &user,
+            token.family_id,
+        )?))
     })
     .await?;
     match outcome {
-        Refreshed::Issued(tokens) => Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(tokens)),
+        Refreshed::Issued(tokens) => Ok(HttpResponse::Ok()
+            .insert_header(("Cache-Control", "no-store"))
+            .json(tokens)),
         Refreshed::Reused => {
             log::warn!("a spent refresh token was presented again; its family is revoked");
             Err(invalid_refresh_token())

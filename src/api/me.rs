@@ -20,9 +20,14 @@ use crate::repo;
     responses((status = 200, description = "The caller", body = UserView))
 )]
 #[get("/v1/me")]
-pub async fn get_me(state: web::Data<AppState>, caller: AuthUser) -> Result<HttpResponse, ApiError> {
-    let user = db::read(&state.pool, move |conn| Ok(repo::users::find_active(conn, &caller.id)?))
-        .await?
-        .ok_or_else(|| ApiError::NotFound("The caller no longer exists.".into()))?;
+pub async fn get_me(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+) -> Result<HttpResponse, ApiError> {
+    let user = db::read(&state.pool, move |conn| {
+        Ok(repo::users::find_active(conn, &caller.id)?)
+    })
+    .await?
+    .ok_or_else(|| ApiError::NotFound("The caller no longer exists.".into()))?;
     Ok(HttpResponse::Ok().json(UserView::new(user, true)))
 }

@@ -18,10 +18,12 @@ pub struct HealthStatus {
 /// Liveness
 ///
 /// The process is up and serving HTTP; touches nothing else.
-#[utoipa::path(tag = "operations", operation_id = "health_live", responses((status = 200, body = HealthStatus)))]
+#[utoipa::path(tag = "operations", operation_id = "health_live", responses((status = 200, description = "The process serves HTTP", body = HealthStatus)))]
 #[get("/health/live")]
 pub async fn live() -> HttpResponse {
-    HttpResponse::Ok().json(HealthStatus { status: "ok".into() })
+    HttpResponse::Ok().json(HealthStatus {
+        status: "ok".into(),
+    })
 }
 
 /// Readiness
@@ -32,7 +34,7 @@ pub async fn live() -> HttpResponse {
     tag = "operations",
     operation_id = "health_ready",
     responses(
-        (status = 200, body = HealthStatus),
+        (status = 200, description = "The database answers", body = HealthStatus),
         (status = 503, description = "The database cannot be reached"),
     )
 )]
@@ -41,10 +43,13 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     let pool = state.pool.clone();
     web::block(move || -> Result<(), ApiError> {
         let mut conn = pool.get_timeout(std::time::Duration::from_secs(2))?;
-        conn.batch_execute("SELECT 1").map_err(|e| ApiError::Unavailable(e.to_string()))
+        conn.batch_execute("SELECT 1")
+            .map_err(|e| ApiError::Unavailable(e.to_string()))
     })
     .await??;
-    Ok(HttpResponse::Ok().json(HealthStatus { status: "ok".into() }))
+    Ok(HttpResponse::Ok().json(HealthStatus {
+        status: "ok".into(),
+    }))
 }
 
 /// Metrics

@@ -13,7 +13,9 @@ use crate::auth::{AuthUser, password};
 use crate::db::{self, DbConnection};
 use crate::domain::{Locale, Role};
 use crate::errors::{ApiError, FieldError};
-use crate::http::extract::{Page, PageRequest, ValidJson, IfMatch, page_response, versioned_response};
+use crate::http::extract::{
+    IfMatch, Page, PageRequest, ValidJson, page_response, versioned_response,
+};
 use crate::repo::users::{NewUser, UserChanges, UserFilter, UserRow, UserScope};
 use crate::repo::{self, refresh_tokens};
 
@@ -69,7 +71,7 @@ impl UserView {
     pub fn new(row: UserRow, show_identity: bool) -> UserView {
         let role = row.role();
         let locale = row.locale();
-        let identity = (show_identity && role == Role::Client).then(|| ClientIdentity {
+        let identity = (show_identity && role == Role::Client).then_some(ClientIdentity {
             id_document_type: row.id_document_type,
             id_document_number: row.id_document_number,
             account_number: row.account_number,
@@ -203,7 +205,9 @@ fn scope_of(caller: &AuthUser) -> Result<UserScope, ApiError> {
     }
     match (&caller.agency_id, caller.is_agency_admin()) {
         (Some(agency), true) => Ok(UserScope::AgencyStaff(agency.clone())),
-        _ => Err(ApiError::Forbidden("Only platform staff and agency admins manage users.".into())),
+        _ => Err(ApiError::Forbidden(
+            "Only platform staff and agency admins manage users.".into(),
+        )),
     }
 }
 
@@ -220,20 +224,37 @@ pub fn check_new_user(
 ) -> Result<NewUser, ApiError> {
     let mut agency_id = input.agency_id.map(|id| id.to_string());
     if let Some(caller) = caller.filter(|c| !c.is_platform()) {
-        caller.require(input.role.belongs_to_agency(), "create platform or client users")?;
+        caller.require(
+            input.role.belongs_to_agency(),
+            "create platform or client users",
+        )?;
         match &agency_id {
             Some(id) if Some(id) != caller.agency_id.as_ref() => {
-                return Err(ApiError::Forbidden("Agency admins create users of their own agency only.".into()));
+                return Err(ApiError::Forbidden(
+                    "Agency admins create users of their own agency only.".into(),
+                ));
             }
             _ => agency_id = caller.agency_id.clone(),
         }
     }
     let mut errors = Vec::new();
     match (&agency_id, input.role.belongs_to_agency()) {
-        (None, true) => errors.push(FieldError::new("/agency_id", "required", "agency and agent users need an agency")),
-        (Some(_), false) => errors.push(FieldError::new("/agency_id", "not_allowed", "only agency and agent users belong to an agency")),
+        (None, true) => errors.push(FieldError::new(
+            "/agency_id",
+            "required",
+            "agency and agent users need an agency",
+        )),
+        (Some(_), false) => errors.push(FieldError::new(
+            "/agency_id",
+            "not_allowed",
+            "only agency and agent users belong to an agency",
+        )),
         (Some(id), true) if repo::agencies::find(conn, id)?.is_none() => {
-            errors.push(FieldError::new("/agency_id", "unknown_agency", "no agency has this id"));
+            errors.push(FieldError::new(
+                "/agency_id",
+                "unknown_agency",
+                "no agency has this id",
+            ));
         }
         _ => {}
     }
@@ -244,7 +265,11 @@ pub fn check_new_user(
             ("/account_number", input.account_number.is_some()),
         ] {
             if set {
-                errors.push(FieldError::new(pointer, "not_allowed", "identity fields are for clients only"));
+                errors.push(FieldError::new(
+                    pointer,
+                    "not_allowed",
+                    "identity fields are for clients only",
+                ));
             }
         }
     }
@@ -273,7 +298,9 @@ pub fn check_new_user(
 
 /// Hashes on the blocking pool: Argon2id is deliberately slow.
 pub async fn hash_password(password: String) -> Result<String, ApiError> {
-    web::block(move || password::hash(&password)).await?.map_err(|e| ApiError::internal(e.to_string()))
+    web::block(move || password::hash(&password))
+        .await?
+        .map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// List users
@@ -300,7 +327,10 @@ pub async fn list_users(
 ) -> Result<HttpResponse, ApiError> {
     let scope = scope_of(&caller)?;
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
-    let filter = UserFilter { role: query.role, agency_id: query.agency_id.map(|id| id.to_string()) };
+    let filter = UserFilter {
+        role: query.role,
+        agency_id: query.agency_id.map(|id| id.to_string()),
+    };
     let show_identity = caller.is_platform();
     let (rows, page) = db::read(&state.pool, move |conn| {
         let rows = repo::users::list(conn, &scope, &filter, page.after.as_deref(), page.fetch())?;
@@ -341,7 +371,8 @@ pub async fn create_user(
     let row = db::write(&state.pool, move |conn| {
         let user = check_new_user(conn, Some(&caller), &input, hash)?;
         repo::users::insert(conn, &user)?;
-        repo::users::find(conn, &UserScope::All, &user.id)?.ok_or_else(|| ApiError::internal("inserted user vanished"))
+        repo::users::find(conn, &UserScope::All, &user.id)?
+            .ok_or_else(|| ApiError::internal("inserted user vanished"))
     })
     .await?;
     Ok(HttpResponse::Created()
@@ -375,11 +406,17 @@ pub async fn get_user(
 ) -> Result<HttpResponse, ApiError> {
     let scope = scope_of(&caller)?;
     let id = id.into_inner().to_string();
-    let row = db::read(&state.pool, move |conn| Ok(repo::users::find(conn, &scope, &id)?))
-        .await?
-        .ok_or_else(user_not_found)?;
+    let row = db::read(&state.pool, move |conn| {
+        Ok(repo::users::find(conn, &scope, &id)?)
+    })
+    .await?
+    .ok_or_else(user_not_found)?;
     let version = row.version;
-    Ok(versioned_response(&req, version, &UserView::new(row, caller.is_platform())))
+    Ok(versioned_response(
+        &req,
+        version,
+        &UserView::new(row, caller.is_platform()),
+    ))
 }
 
 /// Update a user
@@ -418,14 +455,29 @@ pub async fn update_user(
     let id = id.into_inner().to_string();
     let input = body.0;
     let mut errors = Vec::new();
-    for (pointer, sent) in [("/role", input.role.is_some()), ("/agency_id", input.agency_id.is_some())] {
+    for (pointer, sent) in [
+        ("/role", input.role.is_some()),
+        ("/agency_id", input.agency_id.is_some()),
+    ] {
         if sent {
-            errors.push(FieldError::new(pointer, "read_only_field", "cannot be changed"));
+            errors.push(FieldError::new(
+                pointer,
+                "read_only_field",
+                "cannot be changed",
+            ));
         }
     }
     if id == caller.id && (input.active == Some(false) || input.admin == Some(false)) {
-        let pointer = if input.active == Some(false) { "/active" } else { "/admin" };
-        errors.push(FieldError::new(pointer, "cannot_lock_out_self", "you cannot deactivate yourself or drop your own admin flag"));
+        let pointer = if input.active == Some(false) {
+            "/active"
+        } else {
+            "/admin"
+        };
+        errors.push(FieldError::new(
+            pointer,
+            "cannot_lock_out_self",
+            "you cannot deactivate yourself or drop your own admin flag",
+        ));
     }
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
@@ -438,9 +490,17 @@ pub async fn update_user(
     let row = db::write(&state.pool, move |conn| {
         let current = repo::users::find(conn, &scope, &id)?.ok_or_else(user_not_found)?;
         if_match.check(current.version)?;
-        let identity_sent = [&input.id_document_type, &input.id_document_number, &input.account_number];
+        let identity_sent = [
+            &input.id_document_type,
+            &input.id_document_number,
+            &input.account_number,
+        ];
         if current.role() != Role::Client && identity_sent.iter().any(|f| f.is_some()) {
-            return Err(ApiError::invalid_field("/id_document_type", "not_allowed", "identity fields are for clients only"));
+            return Err(ApiError::invalid_field(
+                "/id_document_type",
+                "not_allowed",
+                "identity fields are for clients only",
+            ));
         }
         let logs_out = password_hash.is_some() || input.active == Some(false);
         let changes = UserChanges {
@@ -455,7 +515,9 @@ pub async fn update_user(
             account_number: input.account_number,
         };
         if !repo::users::update(conn, &id, current.version, &changes)? {
-            return Err(ApiError::PreconditionFailed { expected: crate::http::extract::etag(current.version) });
+            return Err(ApiError::PreconditionFailed {
+                expected: crate::http::extract::etag(current.version),
+            });
         }
         if logs_out {
             refresh_tokens::revoke_user(conn, &id)?;

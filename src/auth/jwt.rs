@@ -37,8 +37,14 @@ impl TokenKeys {
                 encoding: EncodingKey::from_secret(secret),
                 decoding: DecodingKey::from_secret(secret),
             }),
-            JwtKeys::KeyPair { algorithm, private_pem, public_pem } => {
-                let bad = |which: &str, e: jsonwebtoken::errors::Error| format!("invalid {which} key for {algorithm:?}: {e}");
+            JwtKeys::KeyPair {
+                algorithm,
+                private_pem,
+                public_pem,
+            } => {
+                let bad = |which: &str, e: jsonwebtoken::errors::Error| {
+                    format!("invalid {which} key for {algorithm:?}: {e}")
+                };
                 let (encoding, decoding) = match algorithm {
                     Algorithm::EdDSA => (
                         EncodingKey::from_ed_pem(private_pem).map_err(|e| bad("private", e))?,
@@ -50,7 +56,11 @@ impl TokenKeys {
                     ),
                     other => return Err(format!("unsupported algorithm {other:?}")),
                 };
-                let keys = TokenKeys { algorithm: *algorithm, encoding, decoding };
+                let keys = TokenKeys {
+                    algorithm: *algorithm,
+                    encoding,
+                    decoding,
+                };
                 // A private key that does not match the public one would only show at the first
                 // login; prove the pair now.
                 let probe = Claims {
@@ -65,8 +75,9 @@ impl TokenKeys {
                     nbf: 0,
                     jti: "probe".into(),
                 };
-                let token = jsonwebtoken::encode(&Header::new(keys.algorithm), &probe, &keys.encoding)
-                    .map_err(|e| bad("private", e))?;
+                let token =
+                    jsonwebtoken::encode(&Header::new(keys.algorithm), &probe, &keys.encoding)
+                        .map_err(|e| bad("private", e))?;
                 let mut validation = Validation::new(keys.algorithm);
                 validation.set_audience(&["probe"]);
                 jsonwebtoken::decode::<Claims>(&token, &keys.decoding, &validation)
@@ -130,12 +141,18 @@ impl Tokens {
             nbf: now,
             jti: uuid::Uuid::now_v7().to_string(),
         };
-        jsonwebtoken::encode(&Header::new(self.keys.algorithm), &claims, &self.keys.encoding)
+        jsonwebtoken::encode(
+            &Header::new(self.keys.algorithm),
+            &claims,
+            &self.keys.encoding,
+        )
     }
 
     /// Verifies signature, algorithm, `exp`, `nbf`, `iss` and `aud`; `None` for any failure
     /// (the caller answers the same 401 whatever the reason, leaking nothing).
     pub fn verify(&self, token: &str) -> Option<Claims> {
-        jsonwebtoken::decode::<Claims>(token, &self.keys.decoding, &self.validation).ok().map(|data| data.claims)
+        jsonwebtoken::decode::<Claims>(token, &self.keys.decoding, &self.validation)
+            .ok()
+            .map(|data| data.claims)
     }
 }

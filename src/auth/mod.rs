@@ -44,7 +44,11 @@ impl AuthUser {
 
     /// 403 unless `allowed` holds: the caller's role may never do this.
     pub fn require(&self, allowed: bool, what: &str) -> Result<(), ApiError> {
-        if allowed { Ok(()) } else { Err(ApiError::Forbidden(format!("Your role may not {what}."))) }
+        if allowed {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!("Your role may not {what}.")))
+        }
     }
 }
 
@@ -67,19 +71,24 @@ impl FromRequest for AuthUser {
             .and_then(|v| v.to_str().ok())
             .map(|v| v.trim().to_owned());
         Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::internal("application state is not registered"))?;
+            let state =
+                state.ok_or_else(|| ApiError::internal("application state is not registered"))?;
             let token = token.ok_or_else(|| ApiError::Unauthorized {
                 code: "missing_token",
                 detail: "Send an access token as `Authorization: Bearer <token>`.".into(),
             })?;
             let token = match token.split_once(' ') {
-                Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim().to_owned(),
+                Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => {
+                    rest.trim().to_owned()
+                }
                 _ => return Err(invalid_token()),
             };
             let claims = state.tokens.verify(&token).ok_or_else(invalid_token)?;
-            let user = crate::db::read(&state.pool, move |conn| Ok(repo::users::find_active(conn, &claims.sub)?))
-                .await?
-                .ok_or_else(invalid_token)?;
+            let user = crate::db::read(&state.pool, move |conn| {
+                Ok(repo::users::find_active(conn, &claims.sub)?)
+            })
+            .await?
+            .ok_or_else(invalid_token)?;
             Ok(AuthUser {
                 role: user.role(),
                 locale: user.locale(),

@@ -24,15 +24,25 @@ pub struct LoginThrottle {
 
 impl LoginThrottle {
     pub fn new(limits: Limits) -> Self {
-        LoginThrottle { limits, windows: Mutex::new(HashMap::new()) }
+        LoginThrottle {
+            limits,
+            windows: Mutex::new(HashMap::new()),
+        }
     }
 
     fn keys(email: &str, address: &str) -> [(String, u32); 2] {
-        [(format!("account:{email}"), 0), (format!("address:{address}"), 1)]
+        [
+            (format!("account:{email}"), 0),
+            (format!("address:{address}"), 1),
+        ]
     }
 
     fn limit(&self, which: u32) -> u32 {
-        if which == 0 { self.limits.max_failures_per_account } else { self.limits.max_failures_per_address }
+        if which == 0 {
+            self.limits.max_failures_per_account
+        } else {
+            self.limits.max_failures_per_address
+        }
     }
 
     /// `Err(seconds)` while the account or the address has used up its failures.
@@ -48,7 +58,11 @@ impl LoginThrottle {
                 }
             }
         }
-        if wait.is_zero() { Ok(()) } else { Err(wait.as_secs().max(1)) }
+        if wait.is_zero() {
+            Ok(())
+        } else {
+            Err(wait.as_secs().max(1))
+        }
     }
 
     pub fn record_failure(&self, email: &str, address: &str) {
@@ -59,9 +73,15 @@ impl LoginThrottle {
             windows.retain(|_, w| w.started + window > now);
         }
         for (key, _) in Self::keys(email, address) {
-            let w = windows.entry(key).or_insert(Window { failures: 0, started: now });
+            let w = windows.entry(key).or_insert(Window {
+                failures: 0,
+                started: now,
+            });
             if w.started + self.limits.window <= now {
-                *w = Window { failures: 0, started: now };
+                *w = Window {
+                    failures: 0,
+                    started: now,
+                };
             }
             w.failures += 1;
         }

@@ -67,7 +67,8 @@ impl r2d2::ManageConnection for ConnectionManager {
                 PgConnection::establish(url).map_err(diesel::r2d2::Error::ConnectionError)?,
             ),
             DatabaseUrl::Sqlite(path) => {
-                let mut conn = SqliteConnection::establish(path).map_err(diesel::r2d2::Error::ConnectionError)?;
+                let mut conn = SqliteConnection::establish(path)
+                    .map_err(diesel::r2d2::Error::ConnectionError)?;
                 // WAL lets readers run beside the writer; busy_timeout queues writers instead of
                 // failing them with SQLITE_BUSY.
                 conn.batch_execute(
@@ -82,7 +83,8 @@ impl r2d2::ManageConnection for ConnectionManager {
     }
 
     fn is_valid(&self, conn: &mut DbConnection) -> Result<(), Self::Error> {
-        conn.batch_execute("SELECT 1").map_err(diesel::r2d2::Error::QueryError)
+        conn.batch_execute("SELECT 1")
+            .map_err(diesel::r2d2::Error::QueryError)
     }
 
     fn has_broken(&self, conn: &mut DbConnection) -> bool {
@@ -98,7 +100,8 @@ pub fn build_pool(url: &str, size: u32) -> Result<Pool, String> {
         && let Some(dir) = Path::new(path).parent()
         && !dir.as_os_str().is_empty()
     {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     let pool = r2d2::Pool::builder()
         .max_size(size)
@@ -156,7 +159,9 @@ where
 {
     type Manager = <DbConnection as Connection>::TransactionManager;
     match conn {
-        DbConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
+        DbConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
+        }
         DbConnection::Postgresql(_) => Manager::begin_transaction(conn)?,
     }
     match work(conn) {

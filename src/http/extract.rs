@@ -7,8 +7,8 @@ use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use utoipa::ToSchema;
 use validator::Validate;
 
@@ -29,7 +29,9 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidJson<T> {
         Box::pin(async move {
             let value = body.await?.into_inner();
             let parsed: T = serde_path_to_error::deserialize(value).map_err(body_error)?;
-            parsed.validate().map_err(|e| ApiError::validation(validation_errors(&e)))?;
+            parsed
+                .validate()
+                .map_err(|e| ApiError::validation(validation_errors(&e)))?;
             Ok(ValidJson(parsed))
         })
     }
@@ -61,8 +63,14 @@ fn body_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     let message = e.inner().to_string();
     if message.starts_with("unknown field") {
         let name = quoted_name(&message).unwrap_or_default();
-        let at = if base.ends_with(&format!("/{name}")) { base.clone() } else { format!("{base}/{name}") };
-        let detail = format!("Unknown field `{name}`: the request names a member this operation does not take.");
+        let at = if base.ends_with(&format!("/{name}")) {
+            base.clone()
+        } else {
+            format!("{base}/{name}")
+        };
+        let detail = format!(
+            "Unknown field `{name}`: the request names a member this operation does not take."
+        );
         return ApiError::BadRequest {
             code: "unknown_field",
             detail: detail.clone(),
@@ -71,7 +79,11 @@ fn body_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     }
     if message.starts_with("missing field") {
         let name = quoted_name(&message).unwrap_or_default();
-        return ApiError::validation(vec![FieldError::new(format!("{base}/{name}"), "required", "This member is required.")]);
+        return ApiError::validation(vec![FieldError::new(
+            format!("{base}/{name}"),
+            "required",
+            "This member is required.",
+        )]);
     }
     ApiError::validation(vec![FieldError::new(base, "invalid_value", message)])
 }
@@ -82,12 +94,16 @@ fn validation_errors(e: &validator::ValidationErrors) -> Vec<FieldError> {
         .into_iter()
         .flat_map(|(field, errors)| {
             errors.iter().map(move |error| {
-                let detail = error.message.as_ref().map(|m| m.to_string()).unwrap_or_else(|| match error.code.as_ref() {
-                    "email" => "must be a valid e-mail address".to_owned(),
-                    "length" => describe_bounds("characters", error),
-                    "range" => describe_bounds("value", error),
-                    other => format!("breaks the `{other}` rule"),
-                });
+                let detail = error
+                    .message
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .unwrap_or_else(|| match error.code.as_ref() {
+                        "email" => "must be a valid e-mail address".to_owned(),
+                        "length" => describe_bounds("characters", error),
+                        "range" => describe_bounds("value", error),
+                        other => format!("breaks the `{other}` rule"),
+                    });
                 FieldError::new(format!("/{field}"), error.code.to_string(), detail)
             })
         })
@@ -132,7 +148,11 @@ impl PageRequest {
             return Err(ApiError::BadRequest {
                 code: "invalid_query",
                 detail: format!("`limit` must be between 1 and {MAX_PAGE_SIZE}."),
-                errors: vec![FieldError::new("/limit", "range", format!("must be between 1 and {MAX_PAGE_SIZE}"))],
+                errors: vec![FieldError::new(
+                    "/limit",
+                    "range",
+                    format!("must be between 1 and {MAX_PAGE_SIZE}"),
+                )],
             });
         }
         let after = cursor.map(decode_cursor).transpose()?;
@@ -145,11 +165,23 @@ impl PageRequest {
     }
 
     /// Cuts the extra row off and turns the rest into a page, with a cursor when more follow.
-    pub fn page<R, T: ToSchema>(&self, mut rows: Vec<R>, key: impl Fn(&R) -> &str, view: impl Fn(R) -> T) -> Page<T> {
+    pub fn page<R, T: ToSchema>(
+        &self,
+        mut rows: Vec<R>,
+        key: impl Fn(&R) -> &str,
+        view: impl Fn(R) -> T,
+    ) -> Page<T> {
         let more = rows.len() as i64 > self.limit;
         rows.truncate(self.limit as usize);
-        let next_cursor = if more { rows.last().map(|r| URL_SAFE_NO_PAD.encode(key(r))) } else { None };
-        Page { items: rows.into_iter().map(view).collect(), next_cursor }
+        let next_cursor = if more {
+            rows.last().map(|r| URL_SAFE_NO_PAD.encode(key(r)))
+        } else {
+            None
+        };
+        Page {
+            items: rows.into_iter().map(view).collect(),
+            next_cursor,
+        }
     }
 }
 
@@ -162,7 +194,11 @@ fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::BadRequest {
             code: "invalid_cursor",
             detail: "`cursor` is not one this API handed out.".into(),
-            errors: vec![FieldError::new("/cursor", "invalid_cursor", "not a cursor from `next_cursor`")],
+            errors: vec![FieldError::new(
+                "/cursor",
+                "invalid_cursor",
+                "not a cursor from `next_cursor`",
+            )],
         })
 }
 
@@ -171,11 +207,15 @@ pub fn page_response<T: ToSchema + Serialize>(req: &HttpRequest, page: Page<T>) 
     let mut response = HttpResponse::Ok();
     if let Some(cursor) = &page.next_cursor {
         let mut pairs: Vec<(String, String)> =
-            serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string()).unwrap_or_default();
+            serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string())
+                .unwrap_or_default();
         pairs.retain(|(k, _)| k != "cursor");
         pairs.push(("cursor".into(), cursor.clone()));
         let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
-        response.insert_header((header::LINK, format!("<{}?{}>; rel=\"next\"", req.path(), query)));
+        response.insert_header((
+            header::LINK,
+            format!("<{}?{}>; rel=\"next\"", req.path(), query),
+        ));
     }
     response.json(page)
 }
@@ -192,11 +232,19 @@ pub fn versioned_response<T: Serialize>(req: &HttpRequest, version: i64, body: &
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim() == "*" || v.split(',').any(|t| t.trim().trim_start_matches("W/") == tag));
+        .is_some_and(|v| {
+            v.trim() == "*"
+                || v.split(',')
+                    .any(|t| t.trim().trim_start_matches("W/") == tag)
+        });
     if unchanged {
-        return HttpResponse::NotModified().insert_header((header::ETAG, tag)).finish();
+        return HttpResponse::NotModified()
+            .insert_header((header::ETAG, tag))
+            .finish();
     }
-    HttpResponse::Ok().insert_header((header::ETAG, tag)).json(body)
+    HttpResponse::Ok()
+        .insert_header((header::ETAG, tag))
+        .json(body)
 }
 
 /// The `If-Match` header of a request, checked against the current version inside the
@@ -208,12 +256,16 @@ impl IfMatch {
     /// Absent or `*` passes; anything else must name the current version with a strong ETag,
     /// or the answer is 412.
     pub fn check(&self, current: i64) -> Result<(), ApiError> {
-        let Some(value) = self.0.as_deref() else { return Ok(()) };
+        let Some(value) = self.0.as_deref() else {
+            return Ok(());
+        };
         let tag = etag(current);
         if value == "*" || value.split(',').any(|t| t.trim() == tag) {
             Ok(())
         } else {
-            Err(ApiError::PreconditionFailed { expected: value.to_owned() })
+            Err(ApiError::PreconditionFailed {
+                expected: value.to_owned(),
+            })
         }
     }
 }
@@ -223,7 +275,10 @@ impl FromRequest for IfMatch {
     type Future = std::future::Ready<Result<IfMatch, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let value = req.headers().get(header::IF_MATCH).map(|v| v.to_str().unwrap_or_default().trim().to_owned());
+        let value = req
+            .headers()
+            .get(header::IF_MATCH)
+            .map(|v| v.to_str().unwrap_or_default().trim().to_owned());
         std::future::ready(Ok(IfMatch(value)))
     }
 }

@@ -1,9 +1,9 @@
 //! What answers when no handler does: unknown routes (404), known paths with the wrong
 //! method (405 + `Allow`), and actix's own extractor failures, all as problem documents.
 
+use actix_web::dev::ResourceDef;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::Method;
-use actix_web::dev::ResourceDef;
 use actix_web::{HttpRequest, web};
 
 use crate::errors::{ApiError, FieldError};
@@ -36,36 +36,50 @@ impl RouteTable {
     }
 
     fn methods_for(&self, path: &str) -> Option<&[Method]> {
-        self.0.iter().find(|(def, _)| def.is_match(path)).map(|(_, m)| m.as_slice())
+        self.0
+            .iter()
+            .find(|(def, _)| def.is_match(path))
+            .map(|(_, m)| m.as_slice())
     }
 }
 
 /// The default service: 405 for a known path, 404 otherwise.
-pub async fn not_found(req: HttpRequest, routes: web::Data<RouteTable>) -> Result<&'static str, ApiError> {
+pub async fn not_found(
+    req: HttpRequest,
+    routes: web::Data<RouteTable>,
+) -> Result<&'static str, ApiError> {
     match routes.methods_for(req.path()) {
-        Some(allow) if !allow.is_empty() => Err(ApiError::MethodNotAllowed { allow: allow.to_vec() }),
+        Some(allow) if !allow.is_empty() => Err(ApiError::MethodNotAllowed {
+            allow: allow.to_vec(),
+        }),
         _ => Err(ApiError::NotFound("No resource lives at this path.".into())),
     }
 }
 
 pub fn json_config(limit: usize) -> web::JsonConfig {
-    web::JsonConfig::default().limit(limit).error_handler(move |err, _req| {
-        let api = match &err {
-            JsonPayloadError::ContentType => {
-                ApiError::UnsupportedMediaType("Send the body as `Content-Type: application/json`.".into())
-            }
-            JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
-                ApiError::PayloadTooLarge { limit }
-            }
-            JsonPayloadError::Deserialize(e) => ApiError::BadRequest {
-                code: "malformed_json",
-                detail: format!("The body is not valid JSON: {e}."),
-                errors: Vec::new(),
-            },
-            other => ApiError::bad_request("malformed_body", format!("The body could not be read: {other}.")),
-        };
-        api.into()
-    })
+    web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(move |err, _req| {
+            let api = match &err {
+                JsonPayloadError::ContentType => ApiError::UnsupportedMediaType(
+                    "Send the body as `Content-Type: application/json`.".into(),
+                ),
+                JsonPayloadError::Overflow { .. }
+                | JsonPayloadError::OverflowKnownLength { .. } => {
+                    ApiError::PayloadTooLarge { limit }
+                }
+                JsonPayloadError::Deserialize(e) => ApiError::BadRequest {
+                    code: "malformed_json",
+                    detail: format!("The body is not valid JSON: {e}."),
+                    errors: Vec::new(),
+                },
+                other => ApiError::bad_request(
+                    "malformed_body",
+                    format!("The body could not be read: {other}."),
+                ),
+            };
+            api.into()
+        })
 }
 
 pub fn query_config() -> web::QueryConfig {
@@ -94,6 +108,10 @@ pub fn path_config() -> web::PathConfig {
             PathError::Deserialize(e) => e.to_string(),
             other => other.to_string(),
         };
-        ApiError::bad_request("invalid_path_parameter", format!("A path parameter is not valid: {detail}.")).into()
+        ApiError::bad_request(
+            "invalid_path_parameter",
+            format!("A path parameter is not valid: {detail}."),
+        )
+        .into()
     })
 }

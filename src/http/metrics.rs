@@ -1,6 +1,8 @@
 //! Prometheus metrics: request counts and latency by route and status, and pool usage.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 pub struct Metrics {
     registry: Registry,
@@ -15,17 +17,28 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new_custom(Some("dossier".into()), None).expect("valid prefix");
         let labels = &["method", "route", "status"];
-        let requests = IntCounterVec::new(Opts::new("http_requests_total", "HTTP requests answered"), labels)
-            .expect("valid metric");
-        let latency = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "Time to answer HTTP requests")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+        let requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests answered"),
             labels,
         )
         .expect("valid metric");
-        let pool_connections = IntGauge::new("db_pool_connections", "Open database connections").expect("valid metric");
-        let pool_idle = IntGauge::new("db_pool_idle_connections", "Idle database connections").expect("valid metric");
-        let pool_max = IntGauge::new("db_pool_max_connections", "Pool size limit").expect("valid metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Time to answer HTTP requests",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+            labels,
+        )
+        .expect("valid metric");
+        let pool_connections = IntGauge::new("db_pool_connections", "Open database connections")
+            .expect("valid metric");
+        let pool_idle = IntGauge::new("db_pool_idle_connections", "Idle database connections")
+            .expect("valid metric");
+        let pool_max =
+            IntGauge::new("db_pool_max_connections", "Pool size limit").expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -33,9 +46,18 @@ impl Metrics {
             Box::new(pool_idle.clone()),
             Box::new(pool_max.clone()),
         ] {
-            registry.register(collector).expect("metric names are unique");
+            registry
+                .register(collector)
+                .expect("metric names are unique");
         }
-        Metrics { registry, requests, latency, pool_connections, pool_idle, pool_max }
+        Metrics {
+            registry,
+            requests,
+            latency,
+            pool_connections,
+            pool_idle,
+            pool_max,
+        }
     }
 
     pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
@@ -52,7 +74,9 @@ impl Metrics {
         self.pool_idle.set(i64::from(state.idle_connections));
         self.pool_max.set(i64::from(pool.max_size()));
         let mut out = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("encoding to memory cannot fail");
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("encoding to memory cannot fail");
         String::from_utf8(out).expect("the text format is UTF-8")
     }
 }

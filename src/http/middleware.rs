@@ -44,7 +44,10 @@ pub async fn observe(
         res.headers_mut().insert(REQUEST_ID, value);
     }
 
-    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
     let method = res.request().method().as_str().to_owned();
     let status = res.status().as_u16();
     let elapsed = started.elapsed().as_secs_f64();

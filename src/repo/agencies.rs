@@ -26,35 +26,75 @@ pub struct AgencyChanges {
 }
 
 fn name_taken() -> ApiError {
-    ApiError::Conflict { code: "agency_name_taken", detail: "Another agency already has this name.".into() }
+    ApiError::Conflict {
+        code: "agency_name_taken",
+        detail: "Another agency already has this name.".into(),
+    }
 }
 
 pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<AgencyRow>> {
-    agencies::table.find(id).select(AgencyRow::as_select()).first(conn).optional()
+    agencies::table
+        .find(id)
+        .select(AgencyRow::as_select())
+        .first(conn)
+        .optional()
 }
 
 /// Newest first; `after` is the id of the last row of the previous page.
-pub fn list(conn: &mut DbConnection, after: Option<&str>, limit: i64) -> QueryResult<Vec<AgencyRow>> {
+pub fn list(
+    conn: &mut DbConnection,
+    after: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<AgencyRow>> {
     let mut query = agencies::table.into_boxed();
     if let Some(after) = after {
         query = query.filter(agencies::id.lt(after.to_owned()));
     }
-    query.order(agencies::id.desc()).limit(limit).select(AgencyRow::as_select()).load(conn)
+    query
+        .order(agencies::id.desc())
+        .limit(limit)
+        .select(AgencyRow::as_select())
+        .load(conn)
 }
 
 pub fn insert(conn: &mut DbConnection, agency: &AgencyRow) -> Result<(), ApiError> {
     diesel::insert_into(agencies::table)
         .values(agency)
         .execute(conn)
-        .map_err(|e| if super::is_unique_violation(&e) { name_taken() } else { e.into() })?;
+        .map_err(|e| {
+            if super::is_unique_violation(&e) {
+                name_taken()
+            } else {
+                e.into()
+            }
+        })?;
     Ok(())
 }
 
 /// Applies `changes` only if the row is still at `version`; false when it has moved on.
-pub fn update(conn: &mut DbConnection, id: &str, version: i64, changes: &AgencyChanges) -> Result<bool, ApiError> {
-    let updated = diesel::update(agencies::table.find(id).filter(agencies::version.eq(version)))
-        .set((changes, agencies::version.eq(version + 1), agencies::updated_at.eq(crate::db::now())))
-        .execute(conn)
-        .map_err(|e| if super::is_unique_violation(&e) { name_taken() } else { e.into() })?;
+pub fn update(
+    conn: &mut DbConnection,
+    id: &str,
+    version: i64,
+    changes: &AgencyChanges,
+) -> Result<bool, ApiError> {
+    let updated = diesel::update(
+        agencies::table
+            .find(id)
+            .filter(agencies::version.eq(version)),
+    )
+    .set((
+        changes,
+        agencies::version.eq(version + 1),
+        agencies::updated_at.eq(crate::db::now()),
+    ))
+    .execute(conn)
+    .map_err(|e| {
+        if super::is_unique_violation(&e) {
+            name_taken()
+        } else {
+            e.into()
+        }
+    })?;
     Ok(updated == 1)
 }

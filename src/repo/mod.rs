@@ -9,7 +9,10 @@ use diesel::result::{DatabaseErrorKind, Error};
 
 /// True when the error is a unique-constraint violation (both engines report it alike).
 pub fn is_unique_violation(e: &Error) -> bool {
-    matches!(e, Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _))
+    matches!(
+        e,
+        Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)
+    )
 }
 
 /// A new time-ordered id: UUIDv7 strings sort by creation time, so `ORDER BY id DESC` is

@@ -22,7 +22,10 @@ pub struct RefreshTokenRow {
 }
 
 pub fn insert(conn: &mut DbConnection, row: &RefreshTokenRow) -> QueryResult<()> {
-    diesel::insert_into(refresh_tokens::table).values(row).execute(conn).map(|_| ())
+    diesel::insert_into(refresh_tokens::table)
+        .values(row)
+        .execute(conn)
+        .map(|_| ())
 }
 
 pub fn find_by_hash(conn: &mut DbConnection, hash: &str) -> QueryResult<Option<RefreshTokenRow>> {

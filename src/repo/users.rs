@@ -105,22 +105,36 @@ pub fn count(conn: &mut DbConnection) -> QueryResult<i64> {
 /// The user, if active and, for agency staff, their agency is active too: the only users
 /// who may log in or use a token.
 pub fn find_active(conn: &mut DbConnection, id: &str) -> QueryResult<Option<UserRow>> {
-    let active_agencies = agencies::table.filter(agencies::active.eq(true)).select(agencies::id.nullable());
+    let active_agencies = agencies::table
+        .filter(agencies::active.eq(true))
+        .select(agencies::id.nullable());
     users::table
         .find(id)
         .filter(users::active.eq(true))
-        .filter(users::agency_id.is_null().or(users::agency_id.eq_any(active_agencies)))
+        .filter(
+            users::agency_id
+                .is_null()
+                .or(users::agency_id.eq_any(active_agencies)),
+        )
         .select(UserRow::as_select())
         .first(conn)
         .optional()
 }
 
 pub fn find_by_email(conn: &mut DbConnection, email: &str) -> QueryResult<Option<UserRow>> {
-    users::table.filter(users::email.eq(email)).select(UserRow::as_select()).first(conn).optional()
+    users::table
+        .filter(users::email.eq(email))
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()
 }
 
 pub fn find(conn: &mut DbConnection, scope: &UserScope, id: &str) -> QueryResult<Option<UserRow>> {
-    scoped(scope).filter(users::id.eq(id.to_owned())).select(UserRow::as_select()).first(conn).optional()
+    scoped(scope)
+        .filter(users::id.eq(id.to_owned()))
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()
 }
 
 /// Newest first; `after` is the id of the last row of the previous page.
@@ -141,26 +155,55 @@ pub fn list(
     if let Some(after) = after {
         query = query.filter(users::id.lt(after.to_owned()));
     }
-    query.order(users::id.desc()).limit(limit).select(UserRow::as_select()).load(conn)
+    query
+        .order(users::id.desc())
+        .limit(limit)
+        .select(UserRow::as_select())
+        .load(conn)
 }
 
 pub fn insert(conn: &mut DbConnection, user: &NewUser) -> Result<(), ApiError> {
-    diesel::insert_into(users::table).values(user).execute(conn).map_err(|e| {
-        if super::is_unique_violation(&e) { email_taken() } else { e.into() }
-    })?;
+    diesel::insert_into(users::table)
+        .values(user)
+        .execute(conn)
+        .map_err(|e| {
+            if super::is_unique_violation(&e) {
+                email_taken()
+            } else {
+                e.into()
+            }
+        })?;
     Ok(())
 }
 
 pub fn email_taken() -> ApiError {
-    ApiError::Conflict { code: "email_taken", detail: "Another user already has this e-mail address.".into() }
+    ApiError::Conflict {
+        code: "email_taken",
+        detail: "Another user already has this e-mail address.".into(),
+    }
 }
 
 /// Applies `changes` and bumps the version, only if the row is still at `version`.
 /// Returns false when it has moved on (the caller answers 412).
-pub fn update(conn: &mut DbConnection, id: &str, version: i64, changes: &UserChanges) -> Result<bool, ApiError> {
+pub fn update(
+    conn: &mut DbConnection,
+    id: &str,
+    version: i64,
+    changes: &UserChanges,
+) -> Result<bool, ApiError> {
     let updated = diesel::update(users::table.find(id).filter(users::version.eq(version)))
-        .set((changes, users::version.eq(version + 1), users::updated_at.eq(crate::db::now())))
+        .set((
+            changes,
+            users::version.eq(version + 1),
+            users::updated_at.eq(crate::db::now()),
+        ))
         .execute(conn)
-        .map_err(|e| if super::is_unique_violation(&e) { email_taken() } else { e.into() })?;
+        .map_err(|e| {
+            if super::is_unique_violation(&e) {
+                email_taken()
+            } else {
+                e.into()
+            }
+        })?;
     Ok(updated == 1)
 }

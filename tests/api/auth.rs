@@ -1,0 +1,300 @@
+use actix_web::test::TestRequest;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+
+use crate::helpers::{PASSWORD, SECRET, spawn};
+
+#[actix_web::test]
+async fn login_issues_tokens_that_open_me() {
+    let app = spawn().await;
+    app.create_user("Ana@Example.com", "client", None, false);
+    let res = app.login("ana@EXAMPLE.com", PASSWORD).await;
+    let body = res.assert_status(200);
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 900);
+    assert_eq!(res.header("cache-control"), Some("no-store"));
+    let token = body["access_token"].as_str().unwrap();
+    let me = app.get("/v1/me", token).await;
+    let me = me.assert_status(200);
+    assert_eq!(me["email"], "ana@example.com");
+    assert_eq!(me["role"], "client");
+    assert_eq!(me["agency_id"], serde_json::Value::Null);
+}
+
+#[actix_web::test]
+async fn wrong_password_unknown_email_and_inactive_user_answer_alike() {
+    let app = spawn().await;
+    let admin = app.admin().await;
+    let id = app.create_user("c@example.com", "client", None, false);
+    let wrong = app.login("c@example.com", "not the password at all").await;
+    let unknown = app.login("nobody@example.com", PASSWORD).await;
+    app.patch(&format!("/v1/users/{id}"), &admin, json!({"active": false}))
+        .await
+        .assert_status(200);
+    let inactive = app.login("c@example.com", PASSWORD).await;
+    for res in [&wrong, &unknown, &inactive] {
+        let body = res.assert_problem(401, "invalid_credentials");
+        assert_eq!(body["detail"], wrong.body["detail"]);
+    }
+}
+
+#[actix_web::test]
+async fn repeated_failures_for_one_account_are_throttled_even_with_the_right_password() {
+    let app = spawn().await;
+    app.create_user("c@example.com", "client", None, false);
+    for _ in 0..3 {
+        app.login("c@example.com", "wrong password here")
+            .await
+            .assert_problem(401, "invalid_credentials");
+    }
+    let res = app.login("c@example.com", PASSWORD).await;
+    res.assert_problem(429, "too_many_requests");
+    let retry: u64 = res.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry > 0 && retry <= 900);
+    // Another account from another address is not affected.
+    app.create_user("d@example.com", "client", None, false);
+    let other = app
+        .send(
+            TestRequest::post()
+                .uri("/v1/auth/token")
+                .peer_addr("10.0.0.9:1".parse().unwrap())
+                .set_json(json!({"email": "d@example.com", "password": PASSWORD})),
+        )
+        .await;
+    other.assert_status(200);
+}
+
+#[actix_web::test]
+async fn repeated_failures_from_one_address_are_throttled() {
+    let app = spawn().await;
+    app.create_user("c@example.com", "client", None, false);
+    for i in 0..6 {
+        app.login(&format!("nobody{i}@example.com"), "whatever it is")
+            .await
+            .assert_problem(401, "invalid_credentials");
+    }
+    let res = app.login("c@example.com", PASSWORD).await;
+    res.assert_problem(429, "too_many_requests");
+    assert!(res.header("retry-after").is_some());
+}
+
+fn claims(overrides: serde_json::Value) -> serde_json::Value {
+    let now = chrono::Utc::now().timestamp();
+    let mut base = json!({
+        "role": "platform", "admin": true, "iss": "dossier", "aud": "dossier-api",
+        "exp": now + 600, "iat": now, "nbf": now, "jti": "t"
+    });
+    for (k, v) in overrides.as_object().unwrap() {
+        if v.is_null() {
+            base.as_object_mut().unwrap().remove(k);
+        } else {
+            base[k] = v.clone();
+        }
+    }
+    base
+}
+
+fn sign(claims: &serde_json::Value, secret: &str) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[actix_web::test]
+async fn tampered_and_malformed_tokens_are_refused() {
+    let app = spawn().await;
+    let id = app.create_user("root@example.com", "platform", None, true);
+    let now = chrono::Utc::now().timestamp();
+    let good = sign(&claims(json!({"sub": id})), SECRET);
+    app.get("/v1/me", &good).await.assert_status(200);
+
+    let b64 = |v: serde_json::Value| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let parts: Vec<&str> = good.split('.').collect();
+    let tampered_payload = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64(claims(json!({"sub": id, "role": "client"}))),
+        parts[2]
+    );
+    let alg_none = format!(
+        "{}.{}.",
+        b64(json!({"alg": "none", "typ": "JWT"})),
+        parts[1]
+    );
+    let cases = [
+        (
+            "signature by another key",
+            sign(
+                &claims(json!({"sub": id})),
+                "another-secret-that-is-long-enough-xx",
+            ),
+        ),
+        ("payload edited after signing", tampered_payload),
+        ("alg none", alg_none),
+        (
+            "expired",
+            sign(&claims(json!({"sub": id, "exp": now - 3600})), SECRET),
+        ),
+        (
+            "wrong audience",
+            sign(&claims(json!({"sub": id, "aud": "someone-else"})), SECRET),
+        ),
+        (
+            "wrong issuer",
+            sign(&claims(json!({"sub": id, "iss": "evil"})), SECRET),
+        ),
+        ("missing sub", sign(&claims(json!({})), SECRET)),
+        (
+            "missing exp",
+            sign(&claims(json!({"sub": id, "exp": null})), SECRET),
+        ),
+        (
+            "not yet valid",
+            sign(&claims(json!({"sub": id, "nbf": now + 3600})), SECRET),
+        ),
+        (
+            "unknown user",
+            sign(
+                &claims(json!({"sub": uuid::Uuid::now_v7().to_string()})),
+                SECRET,
+            ),
+        ),
+        ("garbage", "not-a-jwt".to_owned()),
+    ];
+    for (what, token) in cases {
+        let res = app.get("/v1/me", &token).await;
+        assert_eq!(res.status.as_u16(), 401, "{what}: {}", res.body);
+        res.assert_problem(401, "invalid_token");
+        assert!(
+            res.header("www-authenticate")
+                .unwrap()
+                .starts_with("Bearer"),
+            "{what}"
+        );
+    }
+    let missing = app.send(TestRequest::get().uri("/v1/me")).await;
+    missing.assert_problem(401, "missing_token");
+    assert_eq!(
+        missing.header("www-authenticate"),
+        Some("Bearer realm=\"dossier\"")
+    );
+}
+
+#[actix_web::test]
+async fn a_deactivated_users_tokens_stop_working() {
+    let app = spawn().await;
+    let admin = app.admin().await;
+    let id = app.create_user("c@example.com", "client", None, false);
+    let token = app.token("c@example.com").await;
+    app.get("/v1/me", &token).await.assert_status(200);
+    app.patch(&format!("/v1/users/{id}"), &admin, json!({"active": false}))
+        .await
+        .assert_status(200);
+    app.get("/v1/me", &token)
+        .await
+        .assert_problem(401, "invalid_token");
+}
+
+#[actix_web::test]
+async fn a_deactivated_agency_locks_its_staff_out() {
+    let app = spawn().await;
+    let admin = app.admin().await;
+    let agency = app.agency(&admin, "Rossi").await;
+    app.create_user("op@rossi.example", "agency", Some(&agency), false);
+    let token = app.token("op@rossi.example").await;
+    app.patch(
+        &format!("/v1/agencies/{agency}"),
+        &admin,
+        json!({"active": false}),
+    )
+    .await
+    .assert_status(200);
+    app.get("/v1/me", &token)
+        .await
+        .assert_problem(401, "invalid_token");
+    app.login("op@rossi.example", PASSWORD)
+        .await
+        .assert_problem(401, "invalid_credentials");
+}
+
+#[actix_web::test]
+async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
+    let app = spawn().await;
+    app.create_user("c@example.com", "client", None, false);
+    let first = app
+        .login("c@example.com", PASSWORD)
+        .await
+        .assert_status(200)
+        .clone();
+    let r1 = first["refresh_token"].as_str().unwrap().to_owned();
+    let refresh = |token: String| {
+        TestRequest::post()
+            .uri("/v1/auth/refresh")
+            .set_json(json!({"refresh_token": token}))
+    };
+
+    let second = app.send(refresh(r1.clone())).await;
+    let second = second.assert_status(200).clone();
+    let r2 = second["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(r1, r2);
+    app.get("/v1/me", second["access_token"].as_str().unwrap())
+        .await
+        .assert_status(200);
+
+    // r1 again: reuse. It fails and takes r2 (same family) down with it.
+    app.send(refresh(r1))
+        .await
+        .assert_problem(401, "invalid_refresh_token");
+    app.send(refresh(r2))
+        .await
+        .assert_problem(401, "invalid_refresh_token");
+
+    // A separate login is a separate family and still works.
+    let other = app
+        .login("c@example.com", PASSWORD)
+        .await
+        .assert_status(200)
+        .clone();
+    app.send(refresh(other["refresh_token"].as_str().unwrap().to_owned()))
+        .await
+        .assert_status(200);
+    app.send(refresh("never-issued".into()))
+        .await
+        .assert_problem(401, "invalid_refresh_token");
+}
+
+#[actix_web::test]
+async fn a_password_change_revokes_refresh_tokens() {
+    let app = spawn().await;
+    let admin = app.admin().await;
+    let id = app.create_user("c@example.com", "client", None, false);
+    let login = app
+        .login("c@example.com", PASSWORD)
+        .await
+        .assert_status(200)
+        .clone();
+    app.patch(
+        &format!("/v1/users/{id}"),
+        &admin,
+        json!({"password": "a brand new passphrase"}),
+    )
+    .await
+    .assert_status(200);
+    let res = app
+        .send(
+            TestRequest::post()
+                .uri("/v1/auth/refresh")
+                .set_json(json!({"refresh_token": login["refresh_token"]})),
+        )
+        .await;
+    res.assert_problem(401, "invalid_refresh_token");
+    app.login("c@example.com", "a brand new passphrase")
+        .await
+        .assert_status(200);
+}

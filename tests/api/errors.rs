@@ -1,0 +1,118 @@
+//! Every kind of bad request gets a problem document and changes nothing.
+
+use actix_web::test::TestRequest;
+
+use crate::helpers::spawn;
+
+#[actix_web::test]
+async fn each_kind_of_bad_request_gets_a_problem_document() {
+    let app = spawn().await;
+    let admin = app.admin().await;
+    let auth = ("authorization", format!("Bearer {admin}"));
+    let post = |body: &str, content_type: &str| {
+        TestRequest::post()
+            .uri("/v1/agencies")
+            .insert_header(auth.clone())
+            .insert_header(("content-type", content_type.to_owned()))
+            .set_payload(body.to_owned())
+    };
+
+    app.send(post("{\"name\": ", "application/json"))
+        .await
+        .assert_problem(400, "malformed_json");
+    let res = app
+        .send(post("{\"name\": \"A\", \"colour\": 1}", "application/json"))
+        .await;
+    assert_eq!(
+        res.assert_problem(400, "unknown_field")["errors"][0]["pointer"],
+        "/colour"
+    );
+    let res = app.send(post("{\"name\": 42}", "application/json")).await;
+    assert_eq!(
+        res.assert_problem(422, "validation_failed")["errors"][0]["pointer"],
+        "/name"
+    );
+    let res = app.send(post("{}", "application/json")).await;
+    assert_eq!(
+        res.assert_problem(422, "validation_failed")["errors"][0]["code"],
+        "required"
+    );
+    app.send(post("{\"name\": \"A\"}", "text/plain"))
+        .await
+        .assert_problem(415, "unsupported_media_type");
+    let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(70 * 1024));
+    app.send(post(&huge, "application/json"))
+        .await
+        .assert_problem(413, "payload_too_large");
+
+    let res = app.get("/v1/users/not-a-uuid", &admin).await;
+    res.assert_problem(400, "invalid_path_parameter");
+    let res = app.get("/v1/users?role=wizard", &admin).await;
+    res.assert_problem(400, "invalid_query");
+    let res = app.get("/v1/users?colour=blue", &admin).await;
+    res.assert_problem(400, "invalid_query");
+
+    let res = app.get("/v1/nothing-here", &admin).await;
+    assert_eq!(
+        res.assert_problem(404, "not_found")["instance"],
+        "/v1/nothing-here"
+    );
+    let res = app
+        .send(
+            TestRequest::delete()
+                .uri("/v1/users")
+                .insert_header(auth.clone()),
+        )
+        .await;
+    res.assert_problem(405, "method_not_allowed");
+    assert_eq!(res.header("allow"), Some("GET, POST"));
+    let res = app
+        .send(
+            TestRequest::put()
+                .uri(&format!("/v1/users/{}", uuid::Uuid::now_v7()))
+                .insert_header(auth.clone()),
+        )
+        .await;
+    assert_eq!(
+        res.assert_problem(405, "method_not_allowed").clone()["status"],
+        405
+    );
+    assert_eq!(res.header("allow"), Some("GET, PATCH"));
+
+    // None of it created an agency.
+    let list = app.get("/v1/agencies", &admin).await;
+    assert_eq!(list.assert_status(200)["items"], serde_json::json!([]));
+}
+
+#[actix_web::test]
+async fn request_ids_are_echoed_or_made() {
+    let app = spawn().await;
+    let res = app
+        .send(
+            TestRequest::get()
+                .uri("/health/live")
+                .insert_header(("x-request-id", "abc-123")),
+        )
+        .await;
+    assert_eq!(res.header("x-request-id"), Some("abc-123"));
+    let res = app
+        .send(
+            TestRequest::get()
+                .uri("/health/live")
+                .insert_header(("x-request-id", "bad id with spaces")),
+        )
+        .await;
+    let made = res.header("x-request-id").unwrap();
+    assert!(uuid::Uuid::parse_str(made).is_ok(), "{made}");
+    let res = app
+        .send(
+            TestRequest::get()
+                .uri("/nope")
+                .insert_header(("x-request-id", "trace-9")),
+        )
+        .await;
+    assert_eq!(
+        res.assert_problem(404, "not_found")["request_id"],
+        "trace-9"
+    );
+}

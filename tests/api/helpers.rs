@@ -1,0 +1,277 @@
+use std::collections::HashMap;
+
+use actix_http::Request;
+use actix_web::body::BoxBody;
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::HeaderMap;
+use actix_web::test::{self, TestRequest};
+use actix_web::web;
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use dossier::app::{AppState, build_app};
+use dossier::config::{Settings, Source};
+use serde_json::{Value, json};
+
+pub const SECRET: &str = "test-secret-that-is-long-enough-for-hs256!";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A database of its own: a temporary SQLite file, or a PostgreSQL database dropped at the end.
+pub enum TestDb {
+    Sqlite {
+        _dir: tempfile::TempDir,
+        url: String,
+    },
+    Postgres {
+        admin_url: String,
+        name: String,
+        url: String,
+    },
+}
+
+impl TestDb {
+    pub fn new() -> TestDb {
+        match std::env::var("TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        {
+            Some(admin_url) => {
+                let name = format!("dossier_test_{}", uuid::Uuid::now_v7().simple());
+                let mut conn =
+                    PgConnection::establish(&admin_url).expect("TEST_DATABASE_URL answers");
+                conn.batch_execute(&format!("CREATE DATABASE {name}"))
+                    .expect("create test database");
+                let (base, _) = admin_url.rsplit_once('/').expect("URL names a database");
+                let url = format!("{base}/{name}");
+                TestDb::Postgres {
+                    admin_url,
+                    name,
+                    url,
+                }
+            }
+            None => TestDb::new_sqlite(),
+        }
+    }
+
+    pub fn new_sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/dossier.db", dir.path().display());
+        TestDb::Sqlite { _dir: dir, url }
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            TestDb::Sqlite { url, .. } | TestDb::Postgres { url, .. } => url,
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, TestDb::Postgres { .. })
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let TestDb::Postgres {
+            admin_url, name, ..
+        } = self
+            && let Ok(mut conn) = PgConnection::establish(admin_url)
+        {
+            let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+pub fn settings(db_url: &str, extra: &[(&str, &str)]) -> Settings {
+    let mut vars: HashMap<String, String> = [
+        ("DATABASE_URL", db_url),
+        ("DOSSIER_JWT_SECRET", SECRET),
+        ("DOSSIER_LOGIN_MAX_FAILURES_PER_ACCOUNT", "3"),
+        ("DOSSIER_LOGIN_MAX_FAILURES_PER_ADDRESS", "6"),
+        ("DOSSIER_DB_POOL_SIZE", "4"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    for (k, v) in extra {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    Settings::from_source(&Source(|name| vars.get(name).cloned())).expect("valid test settings")
+}
+
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a problem document with this status and code, and returns its body.
+    pub fn assert_problem(&self, status: u16, code: &str) -> &Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.body
+        );
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "body: {}",
+            self.body
+        );
+        assert_eq!(self.body["code"], code, "body: {}", self.body);
+        assert_eq!(self.body["status"], status);
+        assert_eq!(self.body["type"], format!("urn:dossier:problem:{code}"));
+        assert!(self.body["title"].is_string() && self.body["detail"].is_string());
+        assert!(self.body["request_id"].is_string());
+        &self.body
+    }
+
+    pub fn assert_status(&self, status: u16) -> &Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.body
+        );
+        &self.body
+    }
+}
+
+pub struct TestApp<S> {
+    pub service: S,
+    pub state: web::Data<AppState>,
+    // Kept so the database lives as long as the app (dropped with it).
+    pub _db: TestDb,
+}
+
+pub async fn spawn()
+-> TestApp<impl Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>> {
+    spawn_with(&[]).await
+}
+
+pub async fn spawn_with(
+    extra: &[(&str, &str)],
+) -> TestApp<impl Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>> {
+    let db = TestDb::new();
+    let state = AppState::new(settings(db.url(), extra)).expect("state");
+    state.prepare().expect("migrations");
+    let state = web::Data::new(state);
+    let service = test::init_service(build_app(state.clone())).await;
+    TestApp {
+        service,
+        state,
+        _db: db,
+    }
+}
+
+impl<S> TestApp<S>
+where
+    S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
+{
+    pub async fn send(&self, req: TestRequest) -> Response {
+        let req = req
+            .peer_addr("127.0.0.1:40000".parse().unwrap())
+            .to_request();
+        let res = test::call_service(&self.service, req).await;
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = test::read_body(res).await;
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Response {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Response {
+        self.send(
+            TestRequest::get()
+                .uri(path)
+                .insert_header(("authorization", format!("Bearer {token}"))),
+        )
+        .await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Response {
+        self.send(
+            TestRequest::post()
+                .uri(path)
+                .insert_header(("authorization", format!("Bearer {token}")))
+                .set_json(body),
+        )
+        .await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Response {
+        self.send(
+            TestRequest::patch()
+                .uri(path)
+                .insert_header(("authorization", format!("Bearer {token}")))
+                .set_json(body),
+        )
+        .await
+    }
+
+    /// Creates a user straight through the CLI's code path and returns its id.
+    pub fn create_user(
+        &self,
+        email: &str,
+        role: &str,
+        agency_id: Option<&str>,
+        admin: bool,
+    ) -> String {
+        let mut conn = self.state.pool.get().unwrap();
+        let input = dossier::cli::new_user_input(
+            email.into(),
+            PASSWORD.into(),
+            dossier::domain::Role::from_code(role).unwrap(),
+            agency_id.map(|a| a.parse().unwrap()),
+            admin,
+            None,
+            dossier::domain::Locale::En,
+        );
+        dossier::cli::create_user(&mut conn, &input).expect("user created")
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.send(
+            TestRequest::post()
+                .uri("/v1/auth/token")
+                .set_json(json!({"email": email, "password": password})),
+        )
+        .await
+    }
+
+    pub async fn token(&self, email: &str) -> String {
+        let res = self.login(email, PASSWORD).await;
+        res.assert_status(200)["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// A platform admin's token.
+    pub async fn admin(&self) -> String {
+        self.create_user("root@platform.example", "platform", None, true);
+        self.token("root@platform.example").await
+    }
+
+    pub async fn agency(&self, admin_token: &str, name: &str) -> String {
+        let res = self
+            .post("/v1/agencies", admin_token, json!({"name": name}))
+            .await;
+        res.assert_status(201)["id"].as_str().unwrap().to_owned()
+    }
+}

@@ -1,0 +1,12 @@
+//! Integration tests through HTTP against the real app, one fresh database per test: SQLite by
+//! default, PostgreSQL when `TEST_DATABASE_URL` is set.
+
+mod helpers;
+
+mod auth;
+mod config;
+mod errors;
+mod migrations;
+mod openapi;
+mod operations;
+mod users;

@@ -1,0 +1,130 @@
+//! Both migration sets must give the same tables, columns and indexes.
+
+use std::collections::BTreeSet;
+
+use diesel::prelude::*;
+use diesel::sql_types::{Bool, Text};
+use dossier::db::{DbConnection, run_migrations};
+
+#[derive(QueryableByName)]
+struct Column {
+    #[diesel(sql_type = Text)]
+    table_name: String,
+    #[diesel(sql_type = Text)]
+    column_name: String,
+    #[diesel(sql_type = Text)]
+    data_type: String,
+    #[diesel(sql_type = Bool)]
+    nullable: bool,
+}
+
+#[derive(QueryableByName)]
+struct IndexColumn {
+    #[diesel(sql_type = Text)]
+    index_name: String,
+    #[diesel(sql_type = Text)]
+    table_name: String,
+    #[diesel(sql_type = Text)]
+    column_name: String,
+    #[diesel(sql_type = Bool)]
+    is_unique: bool,
+}
+
+/// Maps each engine's spelling of a type onto the portable one.
+fn portable(t: &str) -> &'static str {
+    match t.to_lowercase().as_str() {
+        "text" => "text",
+        "bigint" => "bigint",
+        "integer" | "int" => "integer",
+        "boolean" => "boolean",
+        "timestamp" | "timestamp without time zone" => "timestamp",
+        other => panic!("non-portable column type {other}"),
+    }
+}
+
+type Shape = (
+    BTreeSet<(String, String, &'static str, bool)>,
+    BTreeSet<(String, String, String, bool)>,
+);
+
+fn shape(url: &str) -> Shape {
+    let pool = dossier::db::build_pool(url, 1).unwrap();
+    let mut conn = pool.get().unwrap();
+    run_migrations(&mut conn).unwrap();
+    let (columns, indexes): (Vec<Column>, Vec<IndexColumn>) = match &mut *conn {
+        DbConnection::Sqlite(c) => (
+            diesel::sql_query(
+                "SELECT m.name AS table_name, p.name AS column_name, p.type AS data_type, \
+                 (p.\"notnull\" = 0 AND p.pk = 0) AS nullable \
+                 FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+                 WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '__diesel%'",
+            )
+            .load(c)
+            .unwrap(),
+            diesel::sql_query(
+                "SELECT il.name AS index_name, m.name AS table_name, ii.name AS column_name, il.\"unique\" = 1 AS is_unique \
+                 FROM sqlite_master m JOIN pragma_index_list(m.name) il JOIN pragma_index_info(il.name) ii \
+                 WHERE m.type = 'table' AND il.origin = 'c' AND m.name NOT LIKE '__diesel%'",
+            )
+            .load(c)
+            .unwrap(),
+        ),
+        DbConnection::Postgresql(c) => (
+            diesel::sql_query(
+                "SELECT table_name::text, column_name::text, data_type::text, (is_nullable = 'YES') AS nullable \
+                 FROM information_schema.columns WHERE table_schema = 'public' AND table_name NOT LIKE '__diesel%'",
+            )
+            .load(c)
+            .unwrap(),
+            diesel::sql_query(
+                "SELECT i.relname::text AS index_name, t.relname::text AS table_name, a.attname::text AS column_name, \
+                 ix.indisunique AS is_unique \
+                 FROM pg_index ix JOIN pg_class i ON i.oid = ix.indexrelid JOIN pg_class t ON t.oid = ix.indrelid \
+                 JOIN pg_namespace n ON n.oid = t.relnamespace \
+                 JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = ANY(ix.indkey) \
+                 WHERE n.nspname = 'public' AND NOT ix.indisprimary AND t.relname NOT LIKE '__diesel%'",
+            )
+            .load(c)
+            .unwrap(),
+        ),
+    };
+    (
+        columns
+            .into_iter()
+            .map(|c| {
+                (
+                    c.table_name,
+                    c.column_name,
+                    portable(&c.data_type),
+                    c.nullable,
+                )
+            })
+            .collect(),
+        indexes
+            .into_iter()
+            .map(|i| (i.index_name, i.table_name, i.column_name, i.is_unique))
+            .collect(),
+    )
+}
+
+#[test]
+fn both_engines_get_the_same_tables_columns_and_indexes() {
+    let Some(pg_admin) = std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!(
+            "TEST_DATABASE_URL is not set: the PostgreSQL side of this comparison runs in the PostgreSQL pass"
+        );
+        return;
+    };
+    let _ = pg_admin;
+    let sqlite = crate::helpers::TestDb::new_sqlite();
+    let pg = crate::helpers::TestDb::new();
+    assert!(pg.is_postgres());
+    let (sqlite_cols, sqlite_idx) = shape(sqlite.url());
+    let (pg_cols, pg_idx) = shape(pg.url());
+    assert!(!sqlite_cols.is_empty() && !sqlite_idx.is_empty());
+    assert_eq!(sqlite_cols, pg_cols);
+    assert_eq!(sqlite_idx, pg_idx);
+}

@@ -1,0 +1,52 @@
+//! The committed contract is what the code generates. `DOSSIER_UPDATE_OPENAPI=1` rewrites it.
+
+use actix_web::test::TestRequest;
+
+use crate::helpers::spawn;
+
+const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json");
+
+#[test]
+fn committed_spec_is_current() {
+    let generated = dossier::openapi::spec_json();
+    if std::env::var("DOSSIER_UPDATE_OPENAPI").is_ok_and(|v| v == "1") {
+        std::fs::write(COMMITTED, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(COMMITTED).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "openapi/openapi.json is stale: run `DOSSIER_UPDATE_OPENAPI=1 cargo test --test api openapi` and commit it"
+    );
+}
+
+#[actix_web::test]
+async fn served_spec_equals_committed_and_every_operation_is_complete() {
+    let app = spawn().await;
+    let res = app.send(TestRequest::get().uri("/openapi.json")).await;
+    let served = res.assert_status(200);
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(COMMITTED).unwrap()).unwrap();
+    assert_eq!(served, &committed);
+    for (path, item) in committed["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            assert!(
+                op["operationId"].is_string(),
+                "{method} {path}: operationId"
+            );
+            assert!(op["summary"].is_string(), "{method} {path}: summary");
+            let responses = op["responses"].as_object().unwrap();
+            assert!(responses.contains_key("500"), "{method} {path}: 500");
+            if path.starts_with("/v1/") && !path.starts_with("/v1/auth/") {
+                assert_eq!(
+                    op["security"],
+                    serde_json::json!([{"bearer": []}]),
+                    "{method} {path}: security"
+                );
+                assert!(responses.contains_key("401"), "{method} {path}: 401");
+            }
+        }
+    }
+    let docs = app.send(TestRequest::get().uri("/docs/")).await;
+    assert_eq!(docs.status.as_u16(), 200);
+    assert!(docs.body.as_str().unwrap().contains("swagger"));
+}

@@ -1,0 +1,95 @@
+use actix_web::test::TestRequest;
+
+use crate::helpers::spawn;
+
+#[actix_web::test]
+async fn health_and_metrics() {
+    let app = spawn().await;
+    let live = app.send(TestRequest::get().uri("/health/live")).await;
+    assert_eq!(live.assert_status(200)["status"], "ok");
+    let ready = app.send(TestRequest::get().uri("/health/ready")).await;
+    assert_eq!(ready.assert_status(200)["status"], "ok");
+    app.send(TestRequest::get().uri("/v1/me"))
+        .await
+        .assert_problem(401, "missing_token");
+    let metrics = app.send(TestRequest::get().uri("/metrics")).await;
+    let text = metrics.body.as_str().unwrap();
+    assert!(
+        text.contains(
+            r#"dossier_http_requests_total{method="GET",route="/health/ready",status="200"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"dossier_http_requests_total{method="GET",route="/v1/me",status="401"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("dossier_http_request_duration_seconds_bucket"));
+    assert!(text.contains("dossier_db_pool_max_connections 4"));
+}
+
+#[actix_web::test]
+async fn readiness_is_503_while_the_database_is_down_and_recovers() {
+    // A PostgreSQL URL on a port where nothing listens yet: the pool cannot connect.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let settings = crate::helpers::settings(
+        &format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        &[],
+    );
+    let state = actix_web::web::Data::new(dossier::app::AppState::new(settings).unwrap());
+    let service = actix_web::test::init_service(dossier::app::build_app(state)).await;
+    let res = actix_web::test::call_service(
+        &service,
+        TestRequest::get().uri("/health/ready").to_request(),
+    )
+    .await;
+    assert_eq!(res.status().as_u16(), 503);
+    assert_eq!(
+        res.headers().get("content-type").unwrap(),
+        "application/problem+json"
+    );
+    let body: serde_json::Value = actix_web::test::read_body_json(res).await;
+    assert_eq!(body["code"], "service_unavailable");
+    assert!(
+        !body["detail"].as_str().unwrap().contains("127.0.0.1"),
+        "no internals: {body}"
+    );
+    let live = actix_web::test::call_service(
+        &service,
+        TestRequest::get().uri("/health/live").to_request(),
+    )
+    .await;
+    assert_eq!(live.status().as_u16(), 200);
+
+    // The database comes back (a forwarder to the real server, when one is configured).
+    let Some(target) = std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        return;
+    };
+    let upstream = target
+        .split('@')
+        .nth(1)
+        .and_then(|h| h.split('/').next())
+        .unwrap_or("127.0.0.1:5432")
+        .to_owned();
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let server = std::net::TcpStream::connect(&upstream).unwrap();
+            let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut c1, mut s1) = (client, server);
+            std::thread::spawn(move || std::io::copy(&mut c1, &mut s2));
+            std::thread::spawn(move || std::io::copy(&mut s1, &mut c2));
+        }
+    });
+    let res = actix_web::test::call_service(
+        &service,
+        TestRequest::get().uri("/health/ready").to_request(),
+    )
+    .await;
+    assert_eq!(res.status().as_u16(), 200);
+}

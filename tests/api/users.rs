@@ -1,0 +1,342 @@
+use actix_web::test::TestRequest;
+use serde_json::json;
+
+use crate::helpers::spawn;
+
+#[actix_web::test]
+async fn platform_creates_users_of_every_role_with_the_rules_checked() {
+    let app = spawn().await;
+    let admin = app.admin().await;
+    let agency = app.agency(&admin, "Rossi").await;
+    let res = app
+        .post(
+            "/v1/users",
+            &admin,
+            json!({"email": "Op@Rossi.example", "name": "Op", "password": "long enough pass", "role": "agency",
+                   "agency_id": agency, "admin": true, "locale": "it"}),
+        )
+        .await;
+    let body = res.assert_status(201);
+    assert_eq!(body["email"], "op@rossi.example");
+    assert_eq!(body["agency_id"], agency.as_str());
+    assert_eq!(body["locale"], "it");
+    assert_eq!(
+        res.header("location"),
+        Some(format!("/v1/users/{}", body["id"].as_str().unwrap()).as_str())
+    );
+    assert_eq!(res.header("etag"), Some("\"1\""));
+
+    let client = app
+        .post(
+            "/v1/users",
+            &admin,
+            json!({"email": "c@example.com", "name": "C", "password": "long enough pass", "role": "client",
+                   "id_document_type": "passport", "id_document_number": "YA1234567", "account_number": "IT60X0542811101000000123456"}),
+        )
+        .await;
+    assert_eq!(
+        client.assert_status(201)["identity"]["id_document_number"],
+        "YA1234567"
+    );
+
+    // Same e-mail in another case: 409.
+    app.post("/v1/users", &admin, json!({"email": "OP@rossi.EXAMPLE", "name": "x", "password": "long enough pass", "role": "client"}))
+        .await
+        .assert_problem(409, "email_taken");
+    // Agency users need an agency; clients may not have one; identity is for clients only.
+    let res = app
+        .post("/v1/users", &admin, json!({"email": "a@x.example", "name": "A", "password": "long enough pass", "role": "agent"}))
+        .await;
+    assert_eq!(
+        res.assert_problem(422, "validation_failed")["errors"][0]["pointer"],
+        "/agency_id"
+    );
+    let res = app
+        .post(
+            "/v1/users",
+            &admin,
+            json!({"email": "b@x.example", "name": "B", "password": "long enough pass", "role": "client", "agency_id": agency}),
+        )
+        .await;
+    assert_eq!(
+        res.assert_problem(422, "validation_failed")["errors"][0]["code"],
+        "not_allowed"
+    );
+    let res = app
+        .post(
+            "/v1/users",
+            &admin,
+            json!({"email": "b@x.example", "name": "B", "password": "long enough pass", "role": "agent",
+                   "agency_id": uuid::Uuid::now_v7()}),
+        )
+        .await;
+    assert_eq!(
+        res.assert_problem(422, "validation_failed")["errors"][0]["code"],
+        "unknown_agency"
+    );
+    let res = app
+        .post(
+            "/v1/users",
+            &admin,
+            json!({"email": "nope", "name": "", "password": "short", "role": "client"}),
+        )
+        .await;
+    let pointers: Vec<&str> = res.assert_problem(422, "validation_failed")["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["pointer"].as_str().unwrap())
+        .collect();
+    assert_eq!(pointers, ["/email", "/name", "/password"]);
+    // None of the refused requests wrote anything.
+    let list = app.get("/v1/users?limit=100", &admin).await;
+    assert_eq!(
+        list.assert_status(200)["items"].as_array().unwrap().len(),
+        3
+    );
+}
+
+#[actix_web::test]
+async fn an_agency_admin_manages_only_its_own_staff_and_agents() {
+    let app = spawn().await;
+    let admin = app.admin().await;
+    let rossi = app.agency(&admin, "Rossi").await;
+    let garcia = app.agency(&admin, "Garcia").await;
+    app.create_user("boss@rossi.example", "agency", Some(&rossi), true);
+    let boss = app.token("boss@rossi.example").await;
+    let foreign = app.create_user("op@garcia.example", "agency", Some(&garcia), false);
+    let client = app.create_user("c@example.com", "client", None, false);
+
+    // Creates an agent of its own agency (agency_id defaults to its own).
+    let res = app.post("/v1/users", &boss, json!({"email": "agent@rossi.example", "name": "Agent", "password": "long enough pass", "role": "agent"})).await;
+    assert_eq!(res.assert_status(201)["agency_id"], rossi.as_str());
+    // Not a client, not a platform user, not in another agency.
+    for (role, agency) in [
+        ("client", None),
+        ("platform", None),
+        ("agent", Some(garcia.as_str())),
+    ] {
+        let mut body = json!({"email": format!("x-{role}@x.example"), "name": "X", "password": "long enough pass", "role": role});
+        if let Some(a) = agency {
+            body["agency_id"] = json!(a);
+        }
+        app.post("/v1/users", &boss, body)
+            .await
+            .assert_problem(403, "forbidden");
+    }
+    // Sees its own people only.
+    let list = app.get("/v1/users", &boss).await;
+    let emails: Vec<&str> = list.assert_status(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(emails, ["agent@rossi.example", "boss@rossi.example"]);
+    // Another agency's user and a client are invisible: 404, and cannot be patched.
+    for id in [&foreign, &client] {
+        app.get(&format!("/v1/users/{id}"), &boss)
+            .await
+            .assert_problem(404, "not_found");
+        app.patch(&format!("/v1/users/{id}"), &boss, json!({"name": "Hacked"}))
+            .await
+            .assert_problem(404, "not_found");
+    }
+}
+
+#[actix_web::test]
+async fn other_roles_manage_no_users() {
+    let app = spawn().await;
+    let admin = app.admin().await;
+    let rossi = app.agency(&admin, "Rossi").await;
+    app.create_user("op@rossi.example", "agency", Some(&rossi), false);
+    app.create_user("agent@rossi.example", "agent", Some(&rossi), true);
+    app.create_user("c@example.com", "client", None, false);
+    let target = app.create_user("other@rossi.example", "agency", Some(&rossi), false);
+    for email in ["op@rossi.example", "agent@rossi.example", "c@example.com"] {
+        let token = app.token(email).await;
+        app.get("/v1/users", &token)
+            .await
+            .assert_problem(403, "forbidden");
+        app.get(&format!("/v1/users/{target}"), &token)
+            .await
+            .assert_problem(403, "forbidden");
+        app.patch(&format!("/v1/users/{target}"), &token, json!({"name": "x"}))
+            .await
+            .assert_problem(403, "forbidden");
+        let body = json!({"email": "n@x.example", "name": "N", "password": "long enough pass", "role": "client"});
+        app.post("/v1/users", &token, body)
+            .await
+            .assert_problem(403, "forbidden");
+        app.get("/v1/agencies", &token)
+            .await
+            .assert_problem(403, "forbidden");
+    }
+}
+
+#[actix_web::test]
+async fn patch_honours_if_match_read_only_fields_and_self_lockout() {
+    let app = spawn().await;
+    let admin = app.admin().await;
+    let id = app.create_user("c@example.com", "client", None, false);
+    let me = app.get("/v1/me", &admin).await.assert_status(200).clone();
+    let path = format!("/v1/users/{id}");
+
+    let stale = TestRequest::patch()
+        .uri(&path)
+        .insert_header(("authorization", format!("Bearer {admin}")))
+        .insert_header(("if-match", "\"7\""))
+        .set_json(json!({"name": "New"}));
+    app.send(stale)
+        .await
+        .assert_problem(412, "precondition_failed");
+
+    let fresh = TestRequest::patch()
+        .uri(&path)
+        .insert_header(("authorization", format!("Bearer {admin}")))
+        .insert_header(("if-match", "\"1\""))
+        .set_json(json!({"name": "New", "id_document_type": "passport"}));
+    let res = app.send(fresh).await;
+    assert_eq!(res.assert_status(200)["version"], 2);
+    assert_eq!(res.header("etag"), Some("\"2\""));
+
+    let get = app
+        .send(
+            TestRequest::get()
+                .uri(&path)
+                .insert_header(("authorization", format!("Bearer {admin}")))
+                .insert_header(("if-none-match", "\"2\"")),
+        )
+        .await;
+    assert_eq!(get.status.as_u16(), 304);
+
+    let res = app.patch(&path, &admin, json!({"role": "platform"})).await;
+    assert_eq!(
+        res.assert_problem(422, "validation_failed")["errors"][0]["code"],
+        "read_only_field"
+    );
+    app.patch(&path, &admin, json!({"nickname": "x"}))
+        .await
+        .assert_problem(400, "unknown_field");
+    let res = app
+        .patch(
+            &format!("/v1/users/{}", me["id"].as_str().unwrap()),
+            &admin,
+            json!({"active": false}),
+        )
+        .await;
+    assert_eq!(
+        res.assert_problem(422, "validation_failed")["errors"][0]["code"],
+        "cannot_lock_out_self"
+    );
+    // Nothing above changed the user past version 2.
+    assert_eq!(
+        app.get(&path, &admin).await.assert_status(200)["version"],
+        2
+    );
+}
+
+#[actix_web::test]
+async fn lists_paginate_with_cursor_and_link() {
+    let app = spawn().await;
+    let admin = app.admin().await;
+    for i in 0..5 {
+        app.create_user(&format!("c{i}@example.com"), "client", None, false);
+    }
+    let first = app.get("/v1/users?limit=2&role=client", &admin).await;
+    let body = first.assert_status(200).clone();
+    let emails = |b: &serde_json::Value| {
+        b["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["email"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(emails(&body), ["c4@example.com", "c3@example.com"]);
+    let cursor = body["next_cursor"].as_str().unwrap();
+    let link = first.header("link").unwrap();
+    assert!(
+        link.contains("rel=\"next\"") && link.contains(cursor) && link.contains("role=client"),
+        "{link}"
+    );
+    let second = app
+        .get(
+            &format!("/v1/users?limit=2&role=client&cursor={cursor}"),
+            &admin,
+        )
+        .await;
+    assert_eq!(
+        emails(second.assert_status(200)),
+        ["c2@example.com", "c1@example.com"]
+    );
+    let cursor = second.body["next_cursor"].as_str().unwrap();
+    let last = app
+        .get(
+            &format!("/v1/users?limit=2&role=client&cursor={cursor}"),
+            &admin,
+        )
+        .await;
+    assert_eq!(emails(last.assert_status(200)), ["c0@example.com"]);
+    assert!(last.body["next_cursor"].is_null() && last.header("link").is_none());
+
+    app.get("/v1/users?cursor=bogus", &admin)
+        .await
+        .assert_problem(400, "invalid_cursor");
+    app.get("/v1/users?limit=0", &admin)
+        .await
+        .assert_problem(400, "invalid_query");
+    app.get("/v1/users?limit=101", &admin)
+        .await
+        .assert_problem(400, "invalid_query");
+}
+
+#[actix_web::test]
+async fn agencies_are_platform_managed_and_readable_by_their_own_staff() {
+    let app = spawn().await;
+    let admin = app.admin().await;
+    let rossi = app.agency(&admin, "Rossi").await;
+    let garcia = app.agency(&admin, "Garcia").await;
+    app.post("/v1/agencies", &admin, json!({"name": "Rossi"}))
+        .await
+        .assert_problem(409, "agency_name_taken");
+    app.create_user("agent@rossi.example", "agent", Some(&rossi), false);
+    app.create_user("c@example.com", "client", None, false);
+    let agent = app.token("agent@rossi.example").await;
+    let client = app.token("c@example.com").await;
+    app.get(&format!("/v1/agencies/{rossi}"), &agent)
+        .await
+        .assert_status(200);
+    app.get(&format!("/v1/agencies/{garcia}"), &agent)
+        .await
+        .assert_problem(404, "not_found");
+    app.get(&format!("/v1/agencies/{rossi}"), &client)
+        .await
+        .assert_problem(403, "forbidden");
+    app.post("/v1/agencies", &agent, json!({"name": "Mine"}))
+        .await
+        .assert_problem(403, "forbidden");
+    app.patch(
+        &format!("/v1/agencies/{rossi}"),
+        &agent,
+        json!({"name": "Mine"}),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+    let res = app
+        .patch(
+            &format!("/v1/agencies/{rossi}"),
+            &admin,
+            json!({"contact_email": "Info@Rossi.example"}),
+        )
+        .await;
+    assert_eq!(
+        res.assert_status(200)["contact_email"],
+        "info@rossi.example"
+    );
+    let list = app.get("/v1/agencies", &admin).await;
+    assert_eq!(
+        list.assert_status(200)["items"].as_array().unwrap().len(),
+        2
+    );
+}
