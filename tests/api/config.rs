@@ -70,3 +70,83 @@ fn the_binary_exits_2_naming_the_setting_before_binding() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("DOSSIER_BIND"), "{stderr}");
 }
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn key_files_must_exist_and_belong_together() {
+    let e = load(&[("DOSSIER_JWT_ALGORITHM", "EdDSA")]).unwrap_err();
+    assert_eq!(e.name, "DOSSIER_JWT_PRIVATE_KEY_FILE");
+    let e = load(&[
+        ("DOSSIER_JWT_ALGORITHM", "EdDSA"),
+        (
+            "DOSSIER_JWT_PRIVATE_KEY_FILE",
+            &fixture("ed25519-other-private.pem"),
+        ),
+        (
+            "DOSSIER_JWT_PUBLIC_KEY_FILE",
+            &fixture("ed25519-public.pem"),
+        ),
+    ])
+    .unwrap_err();
+    assert!(e.message.contains("do not belong together"), "{e}");
+}
+
+#[actix_web::test]
+async fn eddsa_tokens_work_and_hs256_tokens_are_then_refused() {
+    let private = fixture("ed25519-private.pem");
+    let public = fixture("ed25519-public.pem");
+    let app = crate::helpers::spawn_with(&[
+        ("DOSSIER_JWT_ALGORITHM", "EdDSA"),
+        ("DOSSIER_JWT_PRIVATE_KEY_FILE", &private),
+        ("DOSSIER_JWT_PUBLIC_KEY_FILE", &public),
+    ])
+    .await;
+    let id = app.create_user("c@example.com", "client", None, false);
+    let token = app.token("c@example.com").await;
+    let header = jsonwebtoken::decode_header(&token).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::EdDSA);
+    app.get("/v1/me", &token).await.assert_status(200);
+    // An HS256 token signed with the public key as the secret (algorithm confusion) is refused.
+    let now = chrono::Utc::now().timestamp();
+    let claims = serde_json::json!({"sub": id, "role": "client", "iss": "dossier", "aud": "dossier-api",
+        "exp": now + 600, "iat": now, "nbf": now, "jti": "x"});
+    let forged = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(&std::fs::read(&public).unwrap()),
+    )
+    .unwrap();
+    app.get("/v1/me", &forged)
+        .await
+        .assert_problem(401, "invalid_token");
+}
+
+#[actix_web::test]
+async fn the_bootstrap_admin_is_created_once_when_no_user_exists() {
+    let app = crate::helpers::spawn_with(&[
+        ("DOSSIER_BOOTSTRAP_ADMIN_EMAIL", "First@Admin.example"),
+        ("DOSSIER_BOOTSTRAP_ADMIN_PASSWORD", "bootstrap passphrase"),
+    ])
+    .await;
+    let res = app
+        .login("first@admin.example", "bootstrap passphrase")
+        .await;
+    let token = res.assert_status(200)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let me = app.get("/v1/me", &token).await;
+    let me = me.assert_status(200);
+    assert_eq!(me["role"], "platform");
+    assert_eq!(me["admin"], true);
+    // A second start changes nothing.
+    app.state.prepare().unwrap();
+    let users = app.get("/v1/users", &token).await;
+    assert_eq!(
+        users.assert_status(200)["items"].as_array().unwrap().len(),
+        1
+    );
+}

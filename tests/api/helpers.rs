@@ -157,7 +157,9 @@ pub async fn spawn()
 
 pub async fn spawn_with(
     extra: &[(&str, &str)],
-) -> TestApp<impl Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>> {
+) -> TestApp<
+    impl Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error> + use<>,
+> {
     let db = TestDb::new();
     let state = AppState::new(settings(db.url(), extra)).expect("state");
     state.prepare().expect("migrations");
