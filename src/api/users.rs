@@ -16,7 +16,7 @@ use crate::errors::{ApiError, FieldError};
 use crate::http::extract::{
     IfMatch, Page, PageRequest, ValidJson, page_response, versioned_response,
 };
-use crate::repo::users::{NewUser, UserChanges, UserFilter, UserRow, UserScope};
+use crate::repo::users::{UserChanges, UserFilter, UserRow, UserScope};
 use crate::repo::{self, refresh_tokens};
 
 /// A client's identity, shown to platform staff and the agencies working their cases.
@@ -221,7 +221,7 @@ pub fn check_new_user(
     caller: Option<&AuthUser>,
     input: &CreateUser,
     password_hash: String,
-) -> Result<NewUser, ApiError> {
+) -> Result<UserRow, ApiError> {
     let mut agency_id = input.agency_id.map(|id| id.to_string());
     if let Some(caller) = caller.filter(|c| !c.is_platform()) {
         caller.require(
@@ -277,7 +277,7 @@ pub fn check_new_user(
         return Err(ApiError::validation(errors));
     }
     let now = db::now();
-    Ok(NewUser {
+    Ok(UserRow {
         id: repo::new_id(),
         email: input.email.trim().to_lowercase(),
         name: input.name.trim().to_owned(),

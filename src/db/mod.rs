@@ -128,12 +128,7 @@ where
     T: Send + 'static,
     F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
 {
-    let pool = pool.clone();
-    actix_web::web::block(move || {
-        let mut conn = pool.get()?;
-        in_write_transaction(&mut conn, work)
-    })
-    .await?
+    on_blocking_pool(pool, |conn| in_write_transaction(conn, work)).await
 }
 
 /// Runs read-only work on the blocking pool, in one (deferred) transaction so every query of
@@ -143,10 +138,18 @@ where
     T: Send + 'static,
     F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
 {
+    on_blocking_pool(pool, |conn| conn.transaction(work)).await
+}
+
+async fn on_blocking_pool<T, F>(pool: &Pool, work: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
+{
     let pool = pool.clone();
     actix_web::web::block(move || {
         let mut conn = pool.get()?;
-        (*conn).transaction(work)
+        work(&mut conn)
     })
     .await?
 }

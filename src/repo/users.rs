@@ -6,7 +6,7 @@ use crate::db::schema::{agencies, users};
 use crate::domain::{Locale, Role};
 use crate::errors::ApiError;
 
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = users)]
 pub struct UserRow {
     pub id: String,
@@ -34,26 +34,6 @@ impl UserRow {
     pub fn locale(&self) -> Locale {
         Locale::from_code(&self.locale).unwrap_or(Locale::En)
     }
-}
-
-#[derive(Debug, Insertable)]
-#[diesel(table_name = users)]
-pub struct NewUser {
-    pub id: String,
-    pub email: String,
-    pub name: String,
-    pub role: String,
-    pub agency_id: Option<String>,
-    pub is_admin: bool,
-    pub locale: String,
-    pub active: bool,
-    pub password_hash: String,
-    pub id_document_type: Option<String>,
-    pub id_document_number: Option<String>,
-    pub account_number: Option<String>,
-    pub version: i64,
-    pub created_at: NaiveDateTime,
-    pub updated_at: NaiveDateTime,
 }
 
 /// Columns a PATCH may set; `None` leaves a column alone, `Some(None)` clears a nullable one.
@@ -162,7 +142,7 @@ pub fn list(
         .load(conn)
 }
 
-pub fn insert(conn: &mut DbConnection, user: &NewUser) -> Result<(), ApiError> {
+pub fn insert(conn: &mut DbConnection, user: &UserRow) -> Result<(), ApiError> {
     diesel::insert_into(users::table)
         .values(user)
         .execute(conn)
