@@ -93,3 +93,65 @@ async fn readiness_is_503_while_the_database_is_down_and_recovers() {
     .await;
     assert_eq!(res.status().as_u16(), 200);
 }
+
+/// The real binary: migrates an empty folder at start, serves, and on SIGTERM stops gracefully
+/// with exit code 0.
+#[test]
+fn the_binary_starts_on_an_empty_folder_and_stops_on_sigterm() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dossier"))
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .env("DOSSIER_BIND", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let response = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the server did not come up"
+        );
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            stream
+                .write_all(b"GET /health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut out = String::new();
+            stream.read_to_string(&mut out).unwrap();
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        dir.path().join("data/dossier.db").exists(),
+        "the default SQLite file is created"
+    );
+
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 15 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+}
