@@ -75,11 +75,7 @@ fn invalid_refresh_token() -> ApiError {
 }
 
 fn hash_token(token: &str) -> String {
-    hex(&Sha256::digest(token.as_bytes()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    format!("{:x}", Sha256::digest(token.as_bytes()))
 }
 
 /// Issues an access token and a refresh token in `family_id` (a new login starts a family).
@@ -158,20 +154,11 @@ pub async fn create_token(
         .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
 
     let lookup = email.clone();
+    // A deactivated account is looked up like an unknown one: same answer, same time.
     let user = db::read(&state.pool, move |conn| {
-        Ok(repo::users::find_by_email(conn, &lookup)?)
+        Ok(repo::users::find_active_by_email(conn, &lookup)?)
     })
     .await?;
-    let enabled = match &user {
-        Some(u) => {
-            let id = u.id.clone();
-            db::read(&state.pool, move |conn| {
-                Ok(repo::users::find_active(conn, &id)?.is_some())
-            })
-            .await?
-        }
-        None => false,
-    };
     let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
     let password_ok = web::block(move || match stored_hash {
         Some(hash) => password::verify(&password, &hash),
@@ -182,7 +169,7 @@ pub async fn create_token(
     })
     .await?;
     let user = match user {
-        Some(user) if password_ok && enabled => user,
+        Some(user) if password_ok => user,
         _ => {
             state.throttle.record_failure(&email, &address);
             return Err(invalid_credentials());

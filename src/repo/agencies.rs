@@ -61,13 +61,7 @@ pub fn insert(conn: &mut DbConnection, agency: &AgencyRow) -> Result<(), ApiErro
     diesel::insert_into(agencies::table)
         .values(agency)
         .execute(conn)
-        .map_err(|e| {
-            if super::is_unique_violation(&e) {
-                name_taken()
-            } else {
-                e.into()
-            }
-        })?;
+        .map_err(super::unique_violation_as(name_taken))?;
     Ok(())
 }
 
@@ -89,12 +83,6 @@ pub fn update(
         agencies::updated_at.eq(crate::db::now()),
     ))
     .execute(conn)
-    .map_err(|e| {
-        if super::is_unique_violation(&e) {
-            name_taken()
-        } else {
-            e.into()
-        }
-    })?;
+    .map_err(super::unique_violation_as(name_taken))?;
     Ok(updated == 1)
 }

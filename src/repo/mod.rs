@@ -7,12 +7,15 @@ pub mod users;
 
 use diesel::result::{DatabaseErrorKind, Error};
 
-/// True when the error is a unique-constraint violation (both engines report it alike).
-pub fn is_unique_violation(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)
-    )
+use crate::errors::ApiError;
+
+/// Maps a unique-constraint violation (both engines report it alike) to the resource's own
+/// conflict, and any other database error to the usual mapping.
+pub fn unique_violation_as(conflict: fn() -> ApiError) -> impl Fn(Error) -> ApiError {
+    move |e| match e {
+        Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => conflict(),
+        other => other.into(),
+    }
 }
 
 /// A new time-ordered id: UUIDv7 strings sort by creation time, so `ORDER BY id DESC` is

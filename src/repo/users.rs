@@ -82,28 +82,32 @@ pub fn count(conn: &mut DbConnection) -> QueryResult<i64> {
     users::table.count().get_result(conn)
 }
 
-/// The user, if active and, for agency staff, their agency is active too: the only users
-/// who may log in or use a token.
-pub fn find_active(conn: &mut DbConnection, id: &str) -> QueryResult<Option<UserRow>> {
+/// Users who may log in or use a token: active, and for agency staff, of an active agency.
+fn enabled() -> BoxedUsers<'static> {
     let active_agencies = agencies::table
         .filter(agencies::active.eq(true))
         .select(agencies::id.nullable());
     users::table
-        .find(id)
+        .into_boxed()
         .filter(users::active.eq(true))
         .filter(
             users::agency_id
                 .is_null()
                 .or(users::agency_id.eq_any(active_agencies)),
         )
+}
+
+pub fn find_active(conn: &mut DbConnection, id: &str) -> QueryResult<Option<UserRow>> {
+    enabled()
+        .filter(users::id.eq(id.to_owned()))
         .select(UserRow::as_select())
         .first(conn)
         .optional()
 }
 
-pub fn find_by_email(conn: &mut DbConnection, email: &str) -> QueryResult<Option<UserRow>> {
-    users::table
-        .filter(users::email.eq(email))
+pub fn find_active_by_email(conn: &mut DbConnection, email: &str) -> QueryResult<Option<UserRow>> {
+    enabled()
+        .filter(users::email.eq(email.to_owned()))
         .select(UserRow::as_select())
         .first(conn)
         .optional()
@@ -146,13 +150,7 @@ pub fn insert(conn: &mut DbConnection, user: &UserRow) -> Result<(), ApiError> {
     diesel::insert_into(users::table)
         .values(user)
         .execute(conn)
-        .map_err(|e| {
-            if super::is_unique_violation(&e) {
-                email_taken()
-            } else {
-                e.into()
-            }
-        })?;
+        .map_err(super::unique_violation_as(email_taken))?;
     Ok(())
 }
 
@@ -178,12 +176,6 @@ pub fn update(
             users::updated_at.eq(crate::db::now()),
         ))
         .execute(conn)
-        .map_err(|e| {
-            if super::is_unique_violation(&e) {
-                email_taken()
-            } else {
-                e.into()
-            }
-        })?;
+        .map_err(super::unique_violation_as(email_taken))?;
     Ok(updated == 1)
 }

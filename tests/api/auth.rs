@@ -191,7 +191,12 @@ async fn a_deactivated_users_tokens_stop_working() {
     let app = spawn().await;
     let admin = app.admin().await;
     let id = app.create_user("c@example.com", "client", None, false);
-    let token = app.token("c@example.com").await;
+    let login = app
+        .login("c@example.com", PASSWORD)
+        .await
+        .assert_status(200)
+        .clone();
+    let token = login["access_token"].as_str().unwrap().to_owned();
     app.get("/v1/me", &token).await.assert_status(200);
     app.patch(&format!("/v1/users/{id}"), &admin, json!({"active": false}))
         .await
@@ -199,6 +204,16 @@ async fn a_deactivated_users_tokens_stop_working() {
     app.get("/v1/me", &token)
         .await
         .assert_problem(401, "invalid_token");
+    // Its refresh tokens were revoked too, and stay dead after reactivation.
+    app.patch(&format!("/v1/users/{id}"), &admin, json!({"active": true}))
+        .await
+        .assert_status(200);
+    let refresh = TestRequest::post()
+        .uri("/v1/auth/refresh")
+        .set_json(json!({"refresh_token": login["refresh_token"]}));
+    app.send(refresh)
+        .await
+        .assert_problem(401, "invalid_refresh_token");
 }
 
 #[actix_web::test]
