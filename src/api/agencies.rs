@@ -218,11 +218,8 @@ pub async fn get_agency(
     })
     .await?
     .ok_or_else(agency_not_found)?;
-    Ok(versioned_response(
-        &req,
-        row.version,
-        &AgencyView::from(row.clone()),
-    ))
+    let version = row.version;
+    Ok(versioned_response(&req, version, &AgencyView::from(row)))
 }
 
 /// Update an agency
