@@ -1,13 +1,10 @@
 //! Vocabulary shared by every resource: roles and locales, with their machine codes.
 
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
 /// Declares a string enum stored as its snake_case code in the database.
 macro_rules! code_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $code:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize, ::utoipa::ToSchema)]
         #[serde(rename_all = "snake_case")]
         pub enum $name { $($(#[$vmeta])* $variant),+ }
 
@@ -31,6 +28,7 @@ macro_rules! code_enum {
         }
     };
 }
+pub(crate) use code_enum;
 
 code_enum! {
     /// Who a user is on the marketplace; decides what they see and do.
@@ -60,5 +58,84 @@ code_enum! {
         It = "it",
         Es = "es",
         Pl = "pl",
+    }
+}
+
+code_enum! {
+    /// Where a case stands in its lifecycle (see `GET /v1/workflow`).
+    CaseStatus {
+        AwaitingPayment = "awaiting_payment",
+        PaymentFailed = "payment_failed",
+        InApproval = "in_approval",
+        Approved = "approved",
+        Rejected = "rejected",
+        InProgress = "in_progress",
+        Suspended = "suspended",
+        Completed = "completed",
+        Closed = "closed",
+        Cancelled = "cancelled",
+    }
+}
+
+code_enum! {
+    /// A lifecycle action, sent to `POST /v1/cases/{id}/transitions`.
+    CaseAction {
+        ConfirmPayment = "confirm_payment",
+        FailPayment = "fail_payment",
+        RetryPayment = "retry_payment",
+        Accept = "accept",
+        Reject = "reject",
+        Start = "start",
+        Suspend = "suspend",
+        Resume = "resume",
+        Complete = "complete",
+        ConfirmCompletion = "confirm_completion",
+        DisputeCompletion = "dispute_completion",
+        Reopen = "reopen",
+        Cancel = "cancel",
+        /// Fired by the system only; never accepted from a caller.
+        AutoClose = "auto_close",
+    }
+}
+
+code_enum! {
+    /// How the client pays for the service.
+    PaymentMethod {
+        Card = "card",
+        BankTransfer = "bank_transfer",
+    }
+}
+
+code_enum! {
+    /// Whether the platform has the client's money.
+    PaymentState {
+        Pending = "pending",
+        Paid = "paid",
+        Failed = "failed",
+    }
+}
+
+code_enum! {
+    /// How urgent a case is.
+    Priority {
+        Low = "low",
+        Normal = "normal",
+        High = "high",
+        Urgent = "urgent",
+    }
+}
+
+code_enum! {
+    /// The kind of value a required-data field holds.
+    FieldType {
+        Text = "text",
+        LongText = "long_text",
+        Number = "number",
+        Date = "date",
+        Boolean = "boolean",
+        Choice = "choice",
+        Image = "image",
+        File = "file",
+        Location = "location",
     }
 }

@@ -11,6 +11,8 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::workflow::AllowedAction;
+
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// One failed rule, pointing at the offending member with a JSON Pointer (RFC 6901).
@@ -70,6 +72,9 @@ pub struct Problem {
     /// The rules the request broke, for `validation_failed` and the other 400/422 problems.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// For `wrong_state` (409): what the caller may do in the case's current status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_actions: Option<Vec<AllowedAction>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +101,12 @@ pub enum ApiError {
     /// 409: the resource's state forbids this now.
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
+    /// 409 `wrong_state`: the case's status does not allow this; lists what it allows.
+    #[error("{detail}")]
+    WrongState {
+        detail: String,
+        allowed_actions: Vec<AllowedAction>,
+    },
     /// 412: `If-Match` names a version that is no longer current.
     #[error("the resource has changed since version {expected}")]
     PreconditionFailed { expected: String },
@@ -216,6 +227,7 @@ impl ApiError {
             | ApiError::Conflict { code, .. }
             | ApiError::Unprocessable { code, .. }
             | ApiError::Http { code, .. } => code,
+            ApiError::WrongState { .. } => "wrong_state",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
@@ -268,6 +280,12 @@ impl ApiError {
             code: self.code().to_owned(),
             request_id: request_id.map(str::to_owned),
             errors,
+            allowed_actions: match self {
+                ApiError::WrongState {
+                    allowed_actions, ..
+                } => Some(allowed_actions.clone()),
+                _ => None,
+            },
         };
         let mut response = HttpResponse::build(status);
         response.content_type(PROBLEM_JSON);
@@ -306,7 +324,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Conflict { .. } | ApiError::WrongState { .. } => StatusCode::CONFLICT,
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -24,6 +24,9 @@ use crate::errors::{FieldError, PROBLEM_JSON, Problem};
         (name = "auth", description = "Logging in and refreshing tokens"),
         (name = "users", description = "Users and the caller's own profile"),
         (name = "agencies", description = "Agencies selling services on the marketplace"),
+        (name = "services", description = "The catalog of services agencies sell"),
+        (name = "cases", description = "Cases: buying, the card, the list, the lifecycle, assignment"),
+        (name = "audit", description = "The hash-chained change log"),
         (name = "operations", description = "Health and metrics for operators"),
     )
 )]
@@ -104,6 +107,12 @@ fn operations(doc: &mut Document) -> impl Iterator<Item = (&String, &mut Operati
 /// Adds the failures every operation shares, and problem bodies to the ones handlers declared.
 fn finish(mut doc: Document) -> Document {
     for (path, op) in operations(&mut doc) {
+        if op.operation_id.as_deref() == Some("transition_case") {
+            // The action table in the description comes from the same rules that enforce it.
+            let description = op.description.get_or_insert_with(String::new);
+            description.push_str("\n\n");
+            description.push_str(&crate::workflow::markdown_table());
+        }
         let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
         let has_input =
             op.request_body.is_some() || op.parameters.as_ref().is_some_and(|p| !p.is_empty());

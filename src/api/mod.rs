@@ -2,12 +2,22 @@
 //! [`routes`], for both serving and the OpenAPI document.
 
 pub mod agencies;
+pub mod assignment;
+pub mod audit;
 pub mod auth;
+pub mod cases;
 pub mod me;
 pub mod operations;
+pub mod services;
+pub mod transitions;
 pub mod users;
 
+use actix_web::{HttpMessage, HttpRequest};
 use serde::{Deserialize, Deserializer};
+
+use crate::auth::AuthUser;
+use crate::http::RequestId;
+use crate::repo::audit::Actor;
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(operations::live)
@@ -23,7 +33,35 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(users::list_users)
         .service(users::create_user)
         .service(users::get_user)
-        .service(users::update_user);
+        .service(users::update_user)
+        .service(services::list_services)
+        .service(services::create_service)
+        .service(services::get_service)
+        .service(services::update_service)
+        .service(cases::list_cases)
+        .service(cases::create_case)
+        .service(cases::get_case)
+        .service(cases::update_case)
+        .service(transitions::transition_case)
+        .service(transitions::get_workflow)
+        .service(assignment::assign_case)
+        .service(assignment::list_agents)
+        .service(assignment::set_agents)
+        .service(audit::list_case_audit)
+        .service(audit::verify_audit);
+}
+
+/// Who is acting in this request, for the audit trail.
+pub fn actor(caller: &AuthUser, req: &HttpRequest) -> Actor {
+    Actor {
+        user_id: caller.id.clone(),
+        role: caller.role,
+        request_id: req
+            .extensions()
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default(),
+    }
 }
 
 /// For PATCH bodies: tells "absent" (`None`) from "null" (`Some(None)`).

@@ -46,6 +46,134 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    services (id) {
+        id -> Text,
+        agency_id -> Text,
+        title -> Text,
+        description -> Text,
+        price_minor -> BigInt,
+        currency -> Text,
+        active -> Bool,
+        default_priority -> Text,
+        required_data_template -> Text,
+        version -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    case_counters (year) {
+        year -> Integer,
+        last -> BigInt,
+    }
+}
+
+diesel::table! {
+    cases (id) {
+        id -> Text,
+        number -> Text,
+        title -> Text,
+        description -> Text,
+        service_id -> Text,
+        agency_id -> Text,
+        client_id -> Text,
+        status -> Text,
+        priority -> Text,
+        payment_method -> Text,
+        payment_state -> Text,
+        assignee_id -> Nullable<Text>,
+        disputed -> Bool,
+        resolution_type -> Nullable<Text>,
+        resolution -> Nullable<Text>,
+        version -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        closed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    case_agents (case_id, user_id) {
+        case_id -> Text,
+        user_id -> Text,
+        assigned_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    case_fields (case_id, key) {
+        case_id -> Text,
+        key -> Text,
+        position -> Integer,
+        label -> Text,
+        field_type -> Text,
+        required -> Bool,
+        options -> Nullable<Text>,
+        help -> Nullable<Text>,
+        value -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> Text,
+        seq -> BigInt,
+        entity -> Text,
+        entity_id -> Text,
+        case_id -> Nullable<Text>,
+        action -> Text,
+        field -> Nullable<Text>,
+        old_value -> Nullable<Text>,
+        new_value -> Nullable<Text>,
+        actor_id -> Nullable<Text>,
+        actor_role -> Nullable<Text>,
+        request_id -> Nullable<Text>,
+        created_at -> Timestamp,
+        prev_hash -> Text,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    audit_head (id) {
+        id -> Integer,
+        seq -> BigInt,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (user_id, key) {
+        user_id -> Text,
+        key -> Text,
+        fingerprint -> Text,
+        status_code -> Integer,
+        location -> Nullable<Text>,
+        etag -> Nullable<Text>,
+        body -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(users -> agencies (agency_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(agencies, users, refresh_tokens);
+diesel::joinable!(services -> agencies (agency_id));
+diesel::joinable!(cases -> services (service_id));
+diesel::joinable!(case_agents -> cases (case_id));
+diesel::joinable!(case_agents -> users (user_id));
+diesel::joinable!(case_fields -> cases (case_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    agencies,
+    users,
+    refresh_tokens,
+    services,
+    case_counters,
+    cases,
+    case_agents,
+    case_fields,
+    audit_log,
+    audit_head,
+    idempotency_keys,
+);

@@ -122,6 +122,23 @@ fn describe_bounds(what: &str, error: &validator::ValidationError) -> String {
     }
 }
 
+/// A query string whose repeated parameters fill lists (`?status=a&status=b`), which
+/// `web::Query` cannot do. Failures are 400 `invalid_query`, as with `web::Query`.
+pub struct MultiQuery<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest for MultiQuery<T> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(
+            serde_html_form::from_str(req.query_string())
+                .map(MultiQuery)
+                .map_err(|e| super::fallback::invalid_query(e.to_string())),
+        )
+    }
+}
+
 pub const DEFAULT_PAGE_SIZE: i64 = 25;
 pub const MAX_PAGE_SIZE: i64 = 100;
 
@@ -185,21 +202,32 @@ impl PageRequest {
     }
 }
 
+/// Keys are row ids (UUIDs) or sequence numbers.
+fn is_cursor_key(key: &str) -> bool {
+    uuid::Uuid::parse_str(key).is_ok()
+        || (!key.is_empty() && key.len() <= 18 && key.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The 400 for a cursor this API did not hand out.
+pub fn invalid_cursor() -> ApiError {
+    ApiError::BadRequest {
+        code: "invalid_cursor",
+        detail: "`cursor` is not one this API handed out.".into(),
+        errors: vec![FieldError::new(
+            "/cursor",
+            "invalid_cursor",
+            "not a cursor from `next_cursor`",
+        )],
+    }
+}
+
 fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
     URL_SAFE_NO_PAD
         .decode(cursor)
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
-        .filter(|key| uuid::Uuid::parse_str(key).is_ok())
-        .ok_or_else(|| ApiError::BadRequest {
-            code: "invalid_cursor",
-            detail: "`cursor` is not one this API handed out.".into(),
-            errors: vec![FieldError::new(
-                "/cursor",
-                "invalid_cursor",
-                "not a cursor from `next_cursor`",
-            )],
-        })
+        .filter(|key| is_cursor_key(key))
+        .ok_or_else(invalid_cursor)
 }
 
 /// 200 with the page, and a `Link: <…>; rel="next"` header naming the next page's URL.
@@ -253,6 +281,10 @@ pub fn versioned_response<T: Serialize>(req: &HttpRequest, version: i64, body: &
 pub struct IfMatch(Option<String>);
 
 impl IfMatch {
+    pub fn is_set(&self) -> bool {
+        self.0.as_deref().is_some_and(|v| v != "*")
+    }
+
     /// Absent or `*` passes; anything else must name the current version with a strong ETag,
     /// or the answer is 412.
     pub fn check(&self, current: i64) -> Result<(), ApiError> {

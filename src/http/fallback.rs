@@ -88,18 +88,22 @@ pub fn query_config() -> web::QueryConfig {
             QueryPayloadError::Deserialize(e) => e.to_string(),
             other => other.to_string(),
         };
-        let pointer = detail
-            .split('`')
-            .nth(1)
-            .map(|name| format!("/{name}"))
-            .unwrap_or_default();
-        ApiError::BadRequest {
-            code: "invalid_query",
-            detail: format!("The query string is not valid: {detail}."),
-            errors: vec![FieldError::new(pointer, "invalid_query", detail.clone())],
-        }
-        .into()
+        invalid_query(detail).into()
     })
+}
+
+/// 400 `invalid_query`, pointing at the parameter serde's message names.
+pub fn invalid_query(detail: String) -> ApiError {
+    let pointer = detail
+        .split('`')
+        .nth(1)
+        .map(|name| format!("/{name}"))
+        .unwrap_or_default();
+    ApiError::BadRequest {
+        code: "invalid_query",
+        detail: format!("The query string is not valid: {detail}."),
+        errors: vec![FieldError::new(pointer, "invalid_query", detail)],
+    }
 }
 
 pub fn path_config() -> web::PathConfig {

@@ -3,6 +3,7 @@
 
 pub mod extract;
 pub mod fallback;
+pub mod idempotency;
 pub mod metrics;
 pub mod middleware;
 

@@ -2,7 +2,11 @@
 //! authorization lives here, inside the queries (a scope argument), never after them.
 
 pub mod agencies;
+pub mod audit;
+pub mod cases;
+pub mod idempotency;
 pub mod refresh_tokens;
+pub mod services;
 pub mod users;
 
 use diesel::result::{DatabaseErrorKind, Error};

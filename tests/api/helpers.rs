@@ -277,3 +277,60 @@ where
         res.assert_status(201)["id"].as_str().unwrap().to_owned()
     }
 }
+
+impl<S> TestApp<S>
+where
+    S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
+{
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> Response {
+        self.send(
+            TestRequest::put()
+                .uri(path)
+                .insert_header(("authorization", format!("Bearer {token}")))
+                .set_json(body),
+        )
+        .await
+    }
+
+    /// A request with extra headers (`If-Match`, `Idempotency-Key`, `Accept-Language`…).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        let mut req = TestRequest::default()
+            .method(method.parse().unwrap())
+            .uri(path)
+            .insert_header(("authorization", format!("Bearer {token}")));
+        for (name, value) in headers {
+            req = req.insert_header((*name, *value));
+        }
+        if let Some(body) = body {
+            req = req.set_json(body);
+        }
+        self.send(req).await
+    }
+
+    /// Runs SQL straight on the test database (to set up or inspect what the API cannot).
+    pub fn sql(&self, statement: &str) {
+        let mut conn = self.state.pool.get().unwrap();
+        conn.batch_execute(statement).expect("SQL runs");
+    }
+
+    /// A single number from the test database.
+    pub fn count(&self, query: &str) -> i64 {
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut conn = self.state.pool.get().unwrap();
+        diesel::sql_query(query)
+            .get_result::<Count>(&mut *conn)
+            .expect("count query runs")
+            .n
+    }
+}

@@ -2,11 +2,15 @@
 //! default, PostgreSQL when `TEST_DATABASE_URL` is set.
 
 mod helpers;
+mod world;
 
 mod auth;
+mod cases;
 mod config;
 mod errors;
 mod migrations;
 mod openapi;
 mod operations;
+mod services;
 mod users;
+mod workflow;

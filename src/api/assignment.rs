@@ -1,0 +1,318 @@
+//! Who works a case: its responsible operator (`take`, `delegate`) and its field agents.
+
+use actix_web::{HttpRequest, HttpResponse, get, post, put, web};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+use validator::Validate;
+
+use crate::api::actor;
+use crate::api::cases::{PersonView, Viewer, find_visible, lost_race, reload_card, wrong_state};
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::db;
+use crate::domain::{CaseStatus, Role};
+use crate::errors::ApiError;
+use crate::http::extract::{IfMatch, ValidJson, etag};
+use crate::repo;
+use crate::repo::audit::Change;
+use crate::repo::cases::CaseChanges;
+use crate::workflow;
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AssignmentAction {
+    /// Assign the case to the caller.
+    Take,
+    /// Assign the case to another operator (`agency` user) of the same agency.
+    Delegate,
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"action": "delegate", "user_id": "0193a6f2-2c4e-7b51-9d0a-3f1e2a4b5c6d"}))]
+pub struct AssignmentRequest {
+    pub action: AssignmentAction,
+    /// Required for `delegate`; refused for `take`.
+    pub user_id: Option<Uuid>,
+}
+
+/// The statuses in which the responsible operator may change: every open one.
+fn assignable_statuses() -> Vec<CaseStatus> {
+    workflow::STATES
+        .iter()
+        .filter(|s| !s.terminal)
+        .map(|s| s.status)
+        .collect()
+}
+
+/// Take or delegate a case
+///
+/// `take` makes the caller the case's responsible operator; `delegate` hands it to another
+/// active `agency` user of the same agency (anyone else is 422 `invalid_assignee`). Allowed
+/// while the case is open (409 once terminal). Recorded in the audit trail. Honours `If-Match`.
+/// Roles: agency.
+#[utoipa::path(
+    tag = "cases",
+    operation_id = "assign_case",
+    params(
+        ("id" = Uuid, Path, description = "Case id"),
+        ("If-Match" = Option<String>, Header, description = "The `ETag` last seen; 412 if it is no longer current"),
+    ),
+    request_body = AssignmentRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Assigned; the new card", body = crate::api::cases::CaseView, headers(("ETag" = String, description = "The new version"))),
+        (status = 403, description = "Only agency staff assign cases"),
+        (status = 404, description = "No such case, or not one the caller can see"),
+        (status = 409, description = "The case is terminal (`wrong_state`)"),
+        (status = 412, description = "`If-Match` is stale"),
+        (status = 422, description = "`user_id` is missing, or not an active operator of the case's agency"),
+    )
+)]
+#[post("/v1/cases/{id}/assignment")]
+pub async fn assign_case(
+    req: HttpRequest,
+    if_match: IfMatch,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+    body: ValidJson<AssignmentRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let input = body.0;
+    let viewer = Viewer::new(&caller, &req);
+    let actor = actor(&caller, &req);
+    let id = id.into_inner().to_string();
+    let caller_id = caller.id.clone();
+    let view = db::write(&state.pool, move |conn| {
+        let current = find_visible(conn, &viewer, &id)?;
+        if viewer.role != Role::Agency {
+            return Err(ApiError::Forbidden(
+                "Only agency staff assign cases.".into(),
+            ));
+        }
+        let assignee = match (input.action, input.user_id) {
+            (AssignmentAction::Take, None) => caller_id,
+            (AssignmentAction::Take, Some(_)) => {
+                return Err(ApiError::invalid_field(
+                    "/user_id",
+                    "not_allowed",
+                    "`take` assigns the caller; send no `user_id`",
+                ));
+            }
+            (AssignmentAction::Delegate, None) => {
+                return Err(ApiError::invalid_field(
+                    "/user_id",
+                    "required",
+                    "`delegate` needs the operator's `user_id`",
+                ));
+            }
+            (AssignmentAction::Delegate, Some(user)) => {
+                let user = user.to_string();
+                let found = repo::cases::staff_among(
+                    conn,
+                    &current.agency_id,
+                    Role::Agency,
+                    std::slice::from_ref(&user),
+                )?;
+                if found.is_empty() {
+                    return Err(ApiError::invalid_field(
+                        "/user_id",
+                        "invalid_assignee",
+                        "not an active operator of this case's agency",
+                    ));
+                }
+                user
+            }
+        };
+        if_match.check(current.version)?;
+        let open = assignable_statuses();
+        let status = current.status();
+        if !open.contains(&status) {
+            return Err(wrong_state(
+                &viewer,
+                status,
+                format!("A `{status}` case cannot be reassigned."),
+            ));
+        }
+        if current.assignee_id.as_deref() != Some(assignee.as_str()) {
+            let changes = CaseChanges {
+                assignee_id: Some(Some(assignee.clone())),
+                ..CaseChanges::default()
+            };
+            if !repo::cases::update(conn, &id, current.version, &open, &changes)? {
+                return Err(lost_race(conn, &viewer, &id, &open, &if_match));
+            }
+            let action = match input.action {
+                AssignmentAction::Take => "take",
+                AssignmentAction::Delegate => "delegate",
+            };
+            let row = Change::case(&id, action).field(
+                "assignee_id",
+                current.assignee_id.clone(),
+                Some(assignee),
+            );
+            repo::audit::append(conn, &actor, vec![row])?;
+        }
+        reload_card(conn, &viewer, &id)
+    })
+    .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("ETag", etag(view.version)))
+        .json(view))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentsView {
+    pub agents: Vec<PersonView>,
+}
+
+/// List the agents on a case
+///
+/// Roles: anyone who can see the case.
+#[utoipa::path(
+    tag = "cases",
+    operation_id = "list_case_agents",
+    params(("id" = Uuid, Path, description = "Case id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The case's agents, by name", body = AgentsView),
+        (status = 404, description = "No such case, or not one the caller can see"),
+    )
+)]
+#[get("/v1/cases/{id}/agents")]
+pub async fn list_agents(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let viewer = Viewer::new(&caller, &req);
+    let id = id.into_inner().to_string();
+    let agents = db::read(&state.pool, move |conn| {
+        find_visible(conn, &viewer, &id)?;
+        Ok(repo::cases::agents(conn, &id)?)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(AgentsView {
+        agents: agents.into_iter().map(PersonView::from).collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"agent_ids": ["0193a6f2-3333-7b51-9d0a-3f1e2a4b5c6d"]}))]
+pub struct SetAgents {
+    /// The complete new set (at most 20; empty removes everyone): active `agent` users of the
+    /// case's agency.
+    #[validate(length(max = 20))]
+    #[schema(max_items = 20)]
+    pub agent_ids: Vec<Uuid>,
+}
+
+/// Set the agents on a case
+///
+/// Replaces the case's field agents. Only active `agent` users of the case's agency (anyone
+/// else is 422 `invalid_agent`), only while the case is `in_progress` (409 otherwise). Recorded
+/// in the audit trail; bumps the case version. Honours `If-Match`. Roles: agency.
+#[utoipa::path(
+    tag = "cases",
+    operation_id = "set_case_agents",
+    params(
+        ("id" = Uuid, Path, description = "Case id"),
+        ("If-Match" = Option<String>, Header, description = "The case `ETag` last seen; 412 if it is no longer current"),
+    ),
+    request_body = SetAgents,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The new set", body = AgentsView, headers(("ETag" = String, description = "The case's new version"))),
+        (status = 403, description = "Only agency staff assign agents"),
+        (status = 404, description = "No such case, or not one the caller can see"),
+        (status = 409, description = "The case is not `in_progress` (`wrong_state`)"),
+        (status = 412, description = "`If-Match` is stale"),
+        (status = 422, description = "An id is not an active agent of the case's agency"),
+    )
+)]
+#[put("/v1/cases/{id}/agents")]
+pub async fn set_agents(
+    req: HttpRequest,
+    if_match: IfMatch,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+    body: ValidJson<SetAgents>,
+) -> Result<HttpResponse, ApiError> {
+    let viewer = Viewer::new(&caller, &req);
+    let actor = actor(&caller, &req);
+    let id = id.into_inner().to_string();
+    let mut wanted: Vec<String> = body.0.agent_ids.iter().map(|a| a.to_string()).collect();
+    wanted.sort();
+    wanted.dedup();
+    let (agents, version) = db::write(&state.pool, move |conn| {
+        let current = find_visible(conn, &viewer, &id)?;
+        if viewer.role != Role::Agency {
+            return Err(ApiError::Forbidden(
+                "Only agency staff assign agents.".into(),
+            ));
+        }
+        let found = repo::cases::staff_among(conn, &current.agency_id, Role::Agent, &wanted)?;
+        let invalid: Vec<_> = wanted
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| !found.iter().any(|f| &f.id == *w))
+            .map(|(i, _)| {
+                crate::errors::FieldError::new(
+                    format!("/agent_ids/{i}"),
+                    "invalid_agent",
+                    "not an active agent of this case's agency",
+                )
+            })
+            .collect();
+        if !invalid.is_empty() {
+            return Err(ApiError::validation(invalid));
+        }
+        if_match.check(current.version)?;
+        let assignable = workflow::statuses_where(|s| s.agents_assignable);
+        let status = current.status();
+        if !assignable.contains(&status.as_str()) {
+            return Err(wrong_state(
+                &viewer,
+                status,
+                format!("Agents are assigned only while the case is in progress, not `{status}`."),
+            ));
+        }
+        let mut before_sorted: Vec<String> = repo::cases::agents(conn, &id)?
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        before_sorted.sort();
+        let mut version = current.version;
+        if before_sorted != wanted {
+            let statuses = [status];
+            if !repo::cases::update(
+                conn,
+                &id,
+                current.version,
+                &statuses,
+                &CaseChanges::default(),
+            )? {
+                return Err(lost_race(conn, &viewer, &id, &statuses, &if_match));
+            }
+            version += 1;
+            repo::cases::set_agents(conn, &id, &wanted)?;
+            let row = Change::entity("case_agents", &id, Some(&id), "set_agents").field(
+                "agent_ids",
+                Some(serde_json::json!(before_sorted).to_string()),
+                Some(serde_json::json!(wanted).to_string()),
+            );
+            repo::audit::append(conn, &actor, vec![row])?;
+        }
+        Ok((repo::cases::agents(conn, &id)?, version))
+    })
+    .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("ETag", etag(version)))
+        .json(AgentsView {
+            agents: agents.into_iter().map(PersonView::from).collect(),
+        }))
+}

@@ -1,0 +1,824 @@
+//! Cases: buying a service creates one; the card, the list and PATCH of title, description and
+//! priority. Lifecycle moves are in `transitions`, people in `assignment`.
+
+use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+use validator::Validate;
+
+use crate::api::services::{AgencySummary, template_of};
+use crate::api::users::ClientIdentity;
+use crate::api::{actor, nullable, timestamp};
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::db::{self, DbConnection};
+use crate::domain::{CaseStatus, Locale, PaymentMethod, PaymentState, Priority, Role};
+use crate::errors::{ApiError, FieldError};
+use crate::http::extract::{
+    IfMatch, MultiQuery, Page, PageRequest, ValidJson, etag, page_response, versioned_response,
+};
+use crate::http::idempotency::{self, Created, IdempotencyKey};
+use crate::i18n;
+use crate::repo;
+use crate::repo::audit::Change;
+use crate::repo::cases::{AssigneeFilter, CaseChanges, CaseFilter, CaseRow, CaseScope, FieldRow};
+use crate::repo::services::ServiceScope;
+use crate::repo::users::UserScope;
+use crate::workflow::{self, AllowedAction};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServiceSummary {
+    #[schema(format = "uuid")]
+    pub id: String,
+    pub title: String,
+}
+
+/// A user named on a case.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PersonView {
+    #[schema(format = "uuid")]
+    pub id: String,
+    pub name: String,
+}
+
+impl From<repo::cases::Person> for PersonView {
+    fn from(p: repo::cases::Person) -> Self {
+        PersonView {
+            id: p.id,
+            name: p.name,
+        }
+    }
+}
+
+/// The buyer, as agency and platform staff see them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClientView {
+    #[schema(format = "uuid")]
+    pub id: String,
+    pub name: String,
+    #[schema(format = "email")]
+    pub email: String,
+    pub identity: ClientIdentity,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Resolution {
+    /// The kind of outcome, e.g. `solved`, `partially_solved`, `not_solvable`.
+    #[serde(rename = "type")]
+    pub resolution_type: String,
+    pub text: String,
+}
+
+/// The case card.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a6f4-2222-7c2d-8e3f-405162738495",
+    "number": "DOS-2026-000123",
+    "title": "Where does my business partner go on Fridays?",
+    "description": "He leaves the office at 14:00 every Friday and is unreachable until Monday.",
+    "service": {"id": "0193a6f3-1111-7c2d-8e3f-405162738495", "title": "Infidelity investigation"},
+    "agency": {"id": "0193a6f1-0a1b-7c2d-8e3f-405162738495", "name": "Agenzia Investigativa Rossi"},
+    "status": "in_progress",
+    "status_label": "Investigation in progress",
+    "allowed_actions": [
+        {"action": "suspend", "label": "Suspend", "requires": ["reason"]},
+        {"action": "complete", "label": "Complete", "requires": ["resolution_type", "resolution"]}
+    ],
+    "priority": "normal",
+    "payment_method": "card",
+    "payment_state": "paid",
+    "assignee": {"id": "0193a6f2-2c4e-7b51-9d0a-3f1e2a4b5c6d", "name": "Marta Rossi"},
+    "agents": [{"id": "0193a6f2-3333-7b51-9d0a-3f1e2a4b5c6d", "name": "Luca Bianchi"}],
+    "client_open_cases": 2,
+    "client": {"id": "0193a6f2-4444-7b51-9d0a-3f1e2a4b5c6d", "name": "Giulia Verdi", "email": "giulia@example.com",
+               "identity": {"id_document_type": "national_id", "id_document_number": "CA12345BC", "account_number": "IT60X0542811101000000123456"}},
+    "resolution": null,
+    "disputed": false,
+    "version": 7,
+    "created_at": "2026-11-20T10:00:00Z",
+    "updated_at": "2026-11-22T16:30:00Z",
+    "closed_at": null
+}))]
+pub struct CaseView {
+    #[schema(format = "uuid")]
+    pub id: String,
+    /// Human number, `DOS-<year>-<6 digits>`, unique.
+    #[schema(example = "DOS-2026-000123")]
+    pub number: String,
+    pub title: String,
+    pub description: String,
+    pub service: ServiceSummary,
+    pub agency: AgencySummary,
+    pub status: CaseStatus,
+    /// `status` in the language chosen by `Accept-Language` (else the caller's locale).
+    pub status_label: &'static str,
+    /// What the caller may do now, from the workflow table.
+    pub allowed_actions: Vec<AllowedAction>,
+    pub priority: Priority,
+    pub payment_method: PaymentMethod,
+    pub payment_state: PaymentState,
+    /// The agency operator responsible for the case.
+    pub assignee: Option<PersonView>,
+    /// Field agents working the case.
+    pub agents: Vec<PersonView>,
+    /// The client's open cases among those the caller can see, this one included (alert when > 1).
+    pub client_open_cases: i64,
+    /// The buyer with their identity: agency and platform callers only, else `null`.
+    pub client: Option<ClientView>,
+    /// Set by `complete`; cleared by `reopen`.
+    pub resolution: Option<Resolution>,
+    /// The client disputed the completion; cleared by `reopen`.
+    pub disputed: bool,
+    /// Increases with every change; the `ETag`.
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// When the case reached a terminal status.
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+/// One row of the case list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CaseSummary {
+    #[schema(format = "uuid")]
+    pub id: String,
+    pub number: String,
+    pub title: String,
+    pub status: CaseStatus,
+    pub status_label: &'static str,
+    pub priority: Priority,
+    #[schema(format = "uuid")]
+    pub service_id: String,
+    #[schema(format = "uuid")]
+    pub agency_id: String,
+    #[schema(format = "uuid")]
+    pub client_id: String,
+    #[schema(format = "uuid")]
+    pub assignee_id: Option<String>,
+    pub payment_method: PaymentMethod,
+    pub payment_state: PaymentState,
+    pub disputed: bool,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+fn payment_method(row: &CaseRow) -> PaymentMethod {
+    PaymentMethod::from_code(&row.payment_method).unwrap_or(PaymentMethod::Card)
+}
+
+fn payment_state(row: &CaseRow) -> PaymentState {
+    PaymentState::from_code(&row.payment_state).unwrap_or(PaymentState::Pending)
+}
+
+impl CaseSummary {
+    fn new(row: CaseRow, locale: Locale) -> CaseSummary {
+        let status = row.status();
+        CaseSummary {
+            status,
+            status_label: i18n::status_label(status, locale),
+            priority: row.priority(),
+            payment_method: payment_method(&row),
+            payment_state: payment_state(&row),
+            id: row.id,
+            number: row.number,
+            title: row.title,
+            service_id: row.service_id,
+            agency_id: row.agency_id,
+            client_id: row.client_id,
+            assignee_id: row.assignee_id,
+            disputed: row.disputed,
+            version: row.version,
+            created_at: timestamp(row.created_at),
+            updated_at: timestamp(row.updated_at),
+        }
+    }
+}
+
+/// How a caller looks at cases: what they see, in which language, as whom.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    pub role: Role,
+    pub scope: CaseScope,
+    pub locale: Locale,
+}
+
+impl Viewer {
+    pub fn new(caller: &AuthUser, req: &HttpRequest) -> Viewer {
+        Viewer {
+            role: caller.role,
+            scope: CaseScope::of(caller.role, &caller.id, caller.agency_id.as_deref()),
+            locale: i18n::negotiate(req, caller.locale),
+        }
+    }
+}
+
+pub fn case_not_found() -> ApiError {
+    ApiError::NotFound("No such case, or not one you can see.".into())
+}
+
+/// The case as `viewer` may see it, or 404.
+pub fn find_visible(
+    conn: &mut DbConnection,
+    viewer: &Viewer,
+    id: &str,
+) -> Result<CaseRow, ApiError> {
+    repo::cases::find(conn, &viewer.scope, id)?.ok_or_else(case_not_found)
+}
+
+/// The full card of a case already known to be visible to `viewer`.
+pub fn card(conn: &mut DbConnection, viewer: &Viewer, row: CaseRow) -> Result<CaseView, ApiError> {
+    let (service, agency_name) = repo::services::find(conn, &ServiceScope::All, &row.service_id)?
+        .ok_or_else(|| ApiError::internal("case without its service"))?;
+    let assignee = match &row.assignee_id {
+        Some(id) => repo::cases::person(conn, id)?.map(PersonView::from),
+        None => None,
+    };
+    let agents = repo::cases::agents(conn, &row.id)?
+        .into_iter()
+        .map(PersonView::from)
+        .collect();
+    let client_open_cases = repo::cases::open_cases_of_client(conn, &viewer.scope, &row.client_id)?;
+    let client = match viewer.role {
+        Role::Agency | Role::Platform => repo::users::find(conn, &UserScope::All, &row.client_id)?
+            .map(|u| ClientView {
+                id: u.id,
+                name: u.name,
+                email: u.email,
+                identity: ClientIdentity {
+                    id_document_type: u.id_document_type,
+                    id_document_number: u.id_document_number,
+                    account_number: u.account_number,
+                },
+            }),
+        Role::Agent | Role::Client => None,
+    };
+    let status = row.status();
+    let resolution = match (row.resolution_type.clone(), row.resolution.clone()) {
+        (Some(resolution_type), Some(text)) => Some(Resolution {
+            resolution_type,
+            text,
+        }),
+        _ => None,
+    };
+    Ok(CaseView {
+        status,
+        status_label: i18n::status_label(status, viewer.locale),
+        allowed_actions: AllowedAction::list(viewer.role, status, viewer.locale),
+        priority: row.priority(),
+        payment_method: payment_method(&row),
+        payment_state: payment_state(&row),
+        service: ServiceSummary {
+            id: service.id,
+            title: service.title,
+        },
+        agency: AgencySummary {
+            id: service.agency_id,
+            name: agency_name,
+        },
+        assignee,
+        agents,
+        client_open_cases,
+        client,
+        resolution,
+        id: row.id,
+        number: row.number,
+        title: row.title,
+        description: row.description,
+        disputed: row.disputed,
+        version: row.version,
+        created_at: timestamp(row.created_at),
+        updated_at: timestamp(row.updated_at),
+        closed_at: row.closed_at.map(timestamp),
+    })
+}
+
+/// Re-reads a case after a change and renders its card.
+pub fn reload_card(
+    conn: &mut DbConnection,
+    viewer: &Viewer,
+    id: &str,
+) -> Result<CaseView, ApiError> {
+    // The change may have hidden the case from the caller (an agent after suspension ends);
+    // the caller still gets the card of what they just did.
+    let row = repo::cases::find(conn, &CaseScope::All, id)?.ok_or_else(case_not_found)?;
+    card(conn, viewer, row)
+}
+
+#[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "service_id": "0193a6f3-1111-7c2d-8e3f-405162738495",
+    "payment_method": "bank_transfer",
+    "title": "Where does my business partner go on Fridays?",
+    "description": "He leaves the office at 14:00 every Friday and is unreachable until Monday."
+}))]
+pub struct CreateCase {
+    pub service_id: Uuid,
+    /// `bank_transfer` starts in `awaiting_payment`; `card` (paid at checkout) in `in_approval`.
+    pub payment_method: PaymentMethod,
+    #[validate(length(min = 3, max = 200))]
+    #[schema(min_length = 3, max_length = 200)]
+    pub title: String,
+    #[validate(length(min = 10, max = 10000))]
+    #[schema(min_length = 10, max_length = 10000)]
+    pub description: String,
+}
+
+/// Buy a service (create a case)
+///
+/// A client buys a service: the server fills the number, the agency (from the service), the
+/// priority (the service's default), the payment state and the status (`awaiting_payment` for a
+/// bank transfer, `in_approval` for a card), and copies the service's required-data template
+/// onto the case. Accepts `Idempotency-Key`: a retry with the same key and body replays the first
+/// response (`Idempotent-Replayed: true`), the same key with another body is 422, a retry racing
+/// the first is 409; keys live 24 hours. Roles: client.
+#[utoipa::path(
+    tag = "cases",
+    operation_id = "create_case",
+    request_body = CreateCase,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1–255 printable ASCII characters; makes retries safe")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = CaseView,
+            headers(("Location" = String, description = "The new case's URL"), ("ETag" = String, description = "Its version"),
+                    ("Idempotent-Replayed" = String, description = "`true` when this is a replay of an earlier response"))),
+        (status = 403, description = "Only clients buy services"),
+        (status = 409, description = "A request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
+        (status = 422, description = "A member breaks a rule, the service cannot be bought (`service_unavailable`), or the key was used with another body (`idempotency_key_reused`)"),
+    )
+)]
+#[post("/v1/cases")]
+pub async fn create_case(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    key: IdempotencyKey,
+    body: ValidJson<CreateCase>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(caller.role == Role::Client, "buy services")?;
+    let input = body.0;
+    let viewer = Viewer::new(&caller, &req);
+    let actor = actor(&caller, &req);
+    let client_id = caller.id.clone();
+    let fingerprint_input = serde_json::to_value(&input).map_err(ApiError::internal)?;
+    idempotency::create(
+        &state.pool,
+        &req,
+        &caller.id,
+        key,
+        &fingerprint_input,
+        move |conn| {
+            let service_id = input.service_id.to_string();
+            let (service, _) = repo::services::find(
+                conn,
+                &ServiceScope::Catalog { own_agency: None },
+                &service_id,
+            )?
+            .ok_or_else(|| {
+                ApiError::invalid_field(
+                    "/service_id",
+                    "service_unavailable",
+                    "no active service has this id",
+                )
+            })?;
+            let now = db::now();
+            let (status, payment) = match input.payment_method {
+                PaymentMethod::BankTransfer => (CaseStatus::AwaitingPayment, PaymentState::Pending),
+                PaymentMethod::Card => (CaseStatus::InApproval, PaymentState::Paid),
+            };
+            let row = CaseRow {
+                id: repo::new_id(),
+                number: repo::cases::next_number(conn, now)?,
+                title: input.title.trim().to_owned(),
+                description: input.description,
+                service_id,
+                agency_id: service.agency_id.clone(),
+                client_id,
+                status: status.as_str().to_owned(),
+                priority: service.default_priority.clone(),
+                payment_method: input.payment_method.as_str().to_owned(),
+                payment_state: payment.as_str().to_owned(),
+                assignee_id: None,
+                disputed: false,
+                resolution_type: None,
+                resolution: None,
+                version: 1,
+                created_at: now,
+                updated_at: now,
+                closed_at: None,
+            };
+            repo::cases::insert(conn, &row)?;
+            let fields: Vec<FieldRow> = template_of(&service)
+                .into_iter()
+                .enumerate()
+                .map(|(i, f)| FieldRow {
+                    case_id: row.id.clone(),
+                    key: f.key,
+                    position: i as i32,
+                    label: f.label,
+                    field_type: f.field_type.as_str().to_owned(),
+                    required: f.required,
+                    options: f.options.map(|o| serde_json::json!(o).to_string()),
+                    help: f.help,
+                    value: None,
+                })
+                .collect();
+            repo::cases::insert_fields(conn, &fields)?;
+            let created = Change::case(&row.id, "create");
+            let mut audit = created.fields(vec![
+                ("number", None, Some(row.number.clone())),
+                ("status", None, Some(row.status.clone())),
+                ("title", None, Some(row.title.clone())),
+                ("priority", None, Some(row.priority.clone())),
+                ("payment_method", None, Some(row.payment_method.clone())),
+            ]);
+            audit.push(created.field("service_id", None, Some(row.service_id.clone())));
+            repo::audit::append(conn, &actor, audit)?;
+            let view = card(conn, &viewer, row)?;
+            Ok(Created {
+                location: format!("/v1/cases/{}", view.id),
+                version: view.version,
+                body: view,
+            })
+        },
+    )
+    .await
+}
+
+/// `me`, `none` or a user id.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum AssigneeParam {
+    Keyword(AssigneeKeyword),
+    User(Uuid),
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AssigneeKeyword {
+    Me,
+    None,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListCasesQuery {
+    /// Only these statuses (repeat the parameter for several).
+    #[serde(default)]
+    #[param(style = Form, explode)]
+    pub status: Vec<CaseStatus>,
+    /// `me` (the caller), `none` (nobody: the "to assign" view) or a user id.
+    #[param(value_type = Option<String>, example = "me")]
+    pub assignee: Option<AssigneeParam>,
+    /// Only this client's cases.
+    pub client_id: Option<Uuid>,
+    /// Only this agency's cases (useful to platform staff; others see one agency anyway).
+    pub agency_id: Option<Uuid>,
+    /// Only cases bought from this service.
+    pub service_id: Option<Uuid>,
+    /// Only these priorities (repeat the parameter for several).
+    #[serde(default)]
+    #[param(style = Form, explode)]
+    pub priority: Vec<Priority>,
+    /// Created at or after this instant (RFC 3339).
+    pub created_from: Option<DateTime<Utc>>,
+    /// Created before this instant (RFC 3339).
+    pub created_to: Option<DateTime<Utc>>,
+    /// Text contained in the number or the title, case-insensitively (1–100 characters).
+    pub q: Option<String>,
+    #[param(minimum = 1, maximum = 100, default = 25)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// List cases
+///
+/// The cases the caller may see, newest first, with keyset pagination (`next_cursor` and a
+/// `Link` header): platform staff see all; agency staff their agency's; agents the cases they
+/// are assigned to while `in_progress` or `suspended`; clients their own. Filters combine.
+/// Labels follow `Accept-Language`. Roles: any user.
+#[utoipa::path(
+    tag = "cases",
+    operation_id = "list_cases",
+    params(ListCasesQuery, ("Accept-Language" = Option<String>, Header, description = "`en`, `it`, `es` or `pl` for labels")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page of cases", body = Page<CaseSummary>,
+            headers(("Link" = String, description = "`<…>; rel=\"next\"` when another page follows"))),
+    )
+)]
+#[get("/v1/cases")]
+pub async fn list_cases(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    query: MultiQuery<ListCasesQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.0;
+    let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
+    if query
+        .q
+        .as_ref()
+        .is_some_and(|q| q.trim().is_empty() || q.chars().count() > 100)
+    {
+        return Err(crate::http::fallback::invalid_query(
+            "`q` must be 1–100 characters".into(),
+        ));
+    }
+    let viewer = Viewer::new(&caller, &req);
+    let filter = CaseFilter {
+        statuses: query.status.iter().map(|s| s.as_str()).collect(),
+        priorities: query.priority.iter().map(|p| p.as_str()).collect(),
+        assignee: query.assignee.map(|a| match a {
+            AssigneeParam::Keyword(AssigneeKeyword::Me) => AssigneeFilter::User(caller.id.clone()),
+            AssigneeParam::Keyword(AssigneeKeyword::None) => AssigneeFilter::Nobody,
+            AssigneeParam::User(id) => AssigneeFilter::User(id.to_string()),
+        }),
+        client_id: query.client_id.map(|id| id.to_string()),
+        agency_id: query.agency_id.map(|id| id.to_string()),
+        service_id: query.service_id.map(|id| id.to_string()),
+        created_from: query.created_from.map(|t| t.naive_utc()),
+        created_to: query.created_to.map(|t| t.naive_utc()),
+        q: query.q.map(|q| q.trim().to_owned()),
+    };
+    let scope = viewer.scope.clone();
+    let (rows, page) = db::read(&state.pool, move |conn| {
+        let rows = repo::cases::list(conn, &scope, &filter, page.after.as_deref(), page.fetch())?;
+        Ok((rows, page))
+    })
+    .await?;
+    let locale = viewer.locale;
+    let page = page.page(rows, |r| &r.id, |r| CaseSummary::new(r, locale));
+    Ok(page_response(&req, page))
+}
+
+/// Get a case (the case card)
+///
+/// Everything about one case the caller may see, with the actions they may take now. Client
+/// identity is shown to agency and platform callers only. Answers 304 when `If-None-Match`
+/// names the current version. Roles: any user who can see the case (404 otherwise).
+#[utoipa::path(
+    tag = "cases",
+    operation_id = "get_case",
+    params(("id" = Uuid, Path, description = "Case id"),
+           ("Accept-Language" = Option<String>, Header, description = "`en`, `it`, `es` or `pl` for labels")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The case card", body = CaseView, headers(("ETag" = String, description = "Its version"))),
+        (status = 304, description = "Unchanged since the `If-None-Match` version"),
+        (status = 404, description = "No such case, or not one the caller can see"),
+    )
+)]
+#[get("/v1/cases/{id}")]
+pub async fn get_case(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let viewer = Viewer::new(&caller, &req);
+    let id = id.into_inner().to_string();
+    let view = db::read(&state.pool, move |conn| {
+        let row = find_visible(conn, &viewer, &id)?;
+        card(conn, &viewer, row)
+    })
+    .await?;
+    Ok(versioned_response(&req, view.version, &view))
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"priority": "high"}))]
+pub struct UpdateCase {
+    /// Agency staff, platform staff, and the client before acceptance.
+    #[validate(length(min = 3, max = 200))]
+    #[schema(min_length = 3, max_length = 200)]
+    pub title: Option<String>,
+    /// Agency staff, platform staff, and the client before acceptance.
+    #[validate(length(min = 10, max = 10000))]
+    #[schema(min_length = 10, max_length = 10000)]
+    pub description: Option<String>,
+    /// Agency and platform staff only.
+    pub priority: Option<Priority>,
+    /// Read-only fields: sending any of them is 422 `read_only_field`.
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub read_only: ReadOnlyCaseFields,
+}
+
+/// Members of the card that PATCH cannot change (transitions, assignment and the server own them).
+#[derive(Debug, Default, Deserialize)]
+pub struct ReadOnlyCaseFields {
+    #[serde(default, deserialize_with = "nullable")]
+    status: Option<Option<serde_json::Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    number: Option<Option<serde_json::Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    agency: Option<Option<serde_json::Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    agency_id: Option<Option<serde_json::Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    client: Option<Option<serde_json::Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    client_id: Option<Option<serde_json::Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    service: Option<Option<serde_json::Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    service_id: Option<Option<serde_json::Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    assignee: Option<Option<serde_json::Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    assignee_id: Option<Option<serde_json::Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    payment_method: Option<Option<serde_json::Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    payment_state: Option<Option<serde_json::Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    disputed: Option<Option<serde_json::Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    resolution: Option<Option<serde_json::Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    version: Option<Option<serde_json::Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    id: Option<Option<serde_json::Value>>,
+}
+
+impl ReadOnlyCaseFields {
+    fn sent(&self) -> Vec<&'static str> {
+        [
+            ("status", self.status.is_some()),
+            ("number", self.number.is_some()),
+            ("agency", self.agency.is_some()),
+            ("agency_id", self.agency_id.is_some()),
+            ("client", self.client.is_some()),
+            ("client_id", self.client_id.is_some()),
+            ("service", self.service.is_some()),
+            ("service_id", self.service_id.is_some()),
+            ("assignee", self.assignee.is_some()),
+            ("assignee_id", self.assignee_id.is_some()),
+            ("payment_method", self.payment_method.is_some()),
+            ("payment_state", self.payment_state.is_some()),
+            ("disputed", self.disputed.is_some()),
+            ("resolution", self.resolution.is_some()),
+            ("version", self.version.is_some()),
+            ("id", self.id.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, sent)| sent.then_some(name))
+        .collect()
+    }
+}
+
+/// The 409 for a change the case's status no longer allows, with what the caller may do now.
+pub fn wrong_state(viewer: &Viewer, status: CaseStatus, detail: String) -> ApiError {
+    ApiError::WrongState {
+        detail,
+        allowed_actions: AllowedAction::list(viewer.role, status, viewer.locale),
+    }
+}
+
+/// Why a conditional update found the case moved on (PostgreSQL: a concurrent request
+/// committed between our read and our write): 412 for `If-Match` callers, 409 with the
+/// now-allowed actions when the status moved, 409 `concurrent_update` otherwise.
+pub fn lost_race(
+    conn: &mut DbConnection,
+    viewer: &Viewer,
+    id: &str,
+    allowed: &[CaseStatus],
+    if_match: &IfMatch,
+) -> ApiError {
+    match find_visible(conn, viewer, id) {
+        Err(e) => e,
+        Ok(now) if if_match.is_set() => ApiError::PreconditionFailed {
+            expected: etag(now.version),
+        },
+        Ok(now) if !allowed.contains(&now.status()) => wrong_state(
+            viewer,
+            now.status(),
+            format!("The case moved to `{}` meanwhile.", now.status),
+        ),
+        Ok(_) => ApiError::Conflict {
+            code: "concurrent_update",
+            detail: "The case changed while this request ran; read it again and retry.".into(),
+        },
+    }
+}
+
+/// Update a case
+///
+/// Changes title, description and priority. Agency staff (own agency) and platform staff change
+/// all three while the case is not terminal; the client changes title and description of their
+/// own case before it is accepted; agents never (403). Status, number, agency, client, service,
+/// assignee, payment and resolution are read-only here (422 `read_only_field`); unknown members
+/// are 400. Honours `If-Match` (412 when stale). Roles: agency, platform, client.
+#[utoipa::path(
+    tag = "cases",
+    operation_id = "update_case",
+    params(
+        ("id" = Uuid, Path, description = "Case id"),
+        ("If-Match" = Option<String>, Header, description = "The `ETag` last seen; 412 if it is no longer current"),
+        ("Accept-Language" = Option<String>, Header, description = "`en`, `it`, `es` or `pl` for labels"),
+    ),
+    request_body = UpdateCase,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Updated", body = CaseView, headers(("ETag" = String, description = "The new version"))),
+        (status = 403, description = "Agents never edit cases; clients never change the priority"),
+        (status = 404, description = "No such case, or not one the caller can see"),
+        (status = 409, description = "The case's status no longer allows this change (`wrong_state`, with `allowed_actions`)"),
+        (status = 412, description = "`If-Match` is stale"),
+        (status = 422, description = "A member breaks a rule, or is read-only"),
+    )
+)]
+#[patch("/v1/cases/{id}")]
+pub async fn update_case(
+    req: HttpRequest,
+    if_match: IfMatch,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+    body: ValidJson<UpdateCase>,
+) -> Result<HttpResponse, ApiError> {
+    let input = body.0;
+    let read_only = input.read_only.sent();
+    if !read_only.is_empty() {
+        return Err(ApiError::validation(
+            read_only
+                .into_iter()
+                .map(|name| {
+                    FieldError::new(
+                        format!("/{name}"),
+                        "read_only_field",
+                        "cannot be changed here",
+                    )
+                })
+                .collect(),
+        ));
+    }
+    let viewer = Viewer::new(&caller, &req);
+    let actor = actor(&caller, &req);
+    let id = id.into_inner().to_string();
+    let view = db::write(&state.pool, move |conn| {
+        let current = find_visible(conn, &viewer, &id)?;
+        if viewer.role == Role::Agent {
+            return Err(ApiError::Forbidden("Your role may not edit cases.".into()));
+        }
+        if viewer.role == Role::Client && input.priority.is_some() {
+            return Err(ApiError::Forbidden(
+                "Your role may not change the priority.".into(),
+            ));
+        }
+        if_match.check(current.version)?;
+        let status = current.status();
+        let editable: Vec<CaseStatus> = workflow::STATES
+            .iter()
+            .filter(|s| match viewer.role {
+                Role::Client => s.client_edits,
+                _ => !s.terminal,
+            })
+            .map(|s| s.status)
+            .collect();
+        if !editable.contains(&status) {
+            return Err(wrong_state(
+                &viewer,
+                status,
+                format!("A case in `{status}` cannot be edited by your role."),
+            ));
+        }
+        let changes = CaseChanges {
+            title: input.title.map(|t| t.trim().to_owned()),
+            description: input.description,
+            priority: input.priority.map(|p| p.as_str().to_owned()),
+            ..CaseChanges::default()
+        };
+        let audit = Change::case(&id, "update").fields(vec![
+            ("title", Some(current.title.clone()), changes.title.clone()),
+            (
+                "description",
+                Some(current.description.clone()),
+                changes.description.clone(),
+            ),
+            (
+                "priority",
+                Some(current.priority.clone()),
+                changes.priority.clone(),
+            ),
+        ]);
+        if !audit.is_empty() {
+            if !repo::cases::update(conn, &id, current.version, &editable, &changes)? {
+                return Err(lost_race(conn, &viewer, &id, &editable, &if_match));
+            }
+            repo::audit::append(conn, &actor, audit)?;
+        }
+        reload_card(conn, &viewer, &id)
+    })
+    .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("ETag", etag(view.version)))
+        .json(view))
+}

@@ -1,0 +1,361 @@
+//! Lifecycle moves (`POST /v1/cases/{id}/transitions`) and the workflow table as data
+//! (`GET /v1/workflow`). Both read `crate::workflow`; nothing here restates its rules.
+
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+use validator::Validate;
+
+use crate::api::actor;
+use crate::api::cases::{CaseView, Viewer, find_visible, lost_race, reload_card, wrong_state};
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::db;
+use crate::domain::{CaseAction, CaseStatus, Role};
+use crate::errors::{ApiError, FieldError};
+use crate::http::extract::{IfMatch, ValidJson, etag};
+use crate::i18n;
+use crate::repo;
+use crate::repo::audit::Change;
+use crate::repo::cases::CaseChanges;
+use crate::workflow::{self, Effect, Input};
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"action": "suspend", "reason": "Waiting for the client's documents"}))]
+pub struct TransitionRequest {
+    /// The action; `auto_close` is the system's own and always refused (403).
+    pub action: CaseAction,
+    /// Required by `fail_payment`, `reject`, `suspend`, `dispute_completion`, `reopen`,
+    /// `cancel`; recorded in the audit trail whenever sent.
+    #[validate(length(min = 1, max = 2000))]
+    #[schema(min_length = 1, max_length = 2000)]
+    pub reason: Option<String>,
+    /// Required by `complete` (e.g. `solved`, `partially_solved`, `not_solvable`); refused by
+    /// every other action.
+    #[validate(length(min = 1, max = 64))]
+    #[schema(min_length = 1, max_length = 64)]
+    pub resolution_type: Option<String>,
+    /// Required by `complete`; refused by every other action.
+    #[validate(length(min = 1, max = 10000))]
+    #[schema(min_length = 1, max_length = 10000)]
+    pub resolution: Option<String>,
+}
+
+impl TransitionRequest {
+    fn input(&self, input: Input) -> Option<&str> {
+        match input {
+            Input::Reason => self.reason.as_deref(),
+            Input::ResolutionType => self.resolution_type.as_deref(),
+            Input::Resolution => self.resolution.as_deref(),
+        }
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+    }
+
+    /// Required inputs that are missing, and resolution inputs the action does not take.
+    fn input_errors(&self, rule: &workflow::Rule) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        for &input in rule.requires {
+            if self.input(input).is_none() {
+                errors.push(FieldError::new(
+                    format!("/{input}"),
+                    "required",
+                    format!("`{}` requires `{input}`", rule.action),
+                ));
+            }
+        }
+        for input in [Input::ResolutionType, Input::Resolution] {
+            let sent = match input {
+                Input::ResolutionType => self.resolution_type.is_some(),
+                _ => self.resolution.is_some(),
+            };
+            if sent && !rule.requires.contains(&input) {
+                errors.push(FieldError::new(
+                    format!("/{input}"),
+                    "not_allowed",
+                    format!("`{}` takes no `{input}`", rule.action),
+                ));
+            }
+        }
+        errors
+    }
+}
+
+/// Where to go next, when an action leads somewhere (a disputed completion → messages, tickets).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NextStep {
+    /// `messages` or `tickets`.
+    pub rel: &'static str,
+    pub href: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TransitionOutcome {
+    /// The case card after the move.
+    pub case: CaseView,
+    /// Empty unless the action invites a follow-up.
+    pub next_steps: Vec<NextStep>,
+}
+
+/// Move a case through its lifecycle
+///
+/// Applies one action of the workflow table (below, and as data at `GET /v1/workflow`). The
+/// status check and the update are one conditional statement: of two racing transitions exactly
+/// one succeeds and the other gets 409 `wrong_state` with the actions now allowed. Order of
+/// checks: 404 (case not visible), 403 (the caller's role may never take this action; always for
+/// `auto_close`), 422 (missing `reason`/`resolution_type`/`resolution`), 412 (`If-Match` stale),
+/// 409 (not allowed in the current status), 422 `required_data_missing` (for `accept`, listing
+/// the empty required fields). Writes audit rows in the same transaction. Roles: per action.
+#[utoipa::path(
+    tag = "cases",
+    operation_id = "transition_case",
+    params(
+        ("id" = Uuid, Path, description = "Case id"),
+        ("If-Match" = Option<String>, Header, description = "The `ETag` last seen; 412 if it is no longer current"),
+        ("Accept-Language" = Option<String>, Header, description = "`en`, `it`, `es` or `pl` for labels"),
+    ),
+    request_body = TransitionRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Moved; the new card", body = TransitionOutcome, headers(("ETag" = String, description = "The new version"))),
+        (status = 403, description = "The caller's role may never take this action"),
+        (status = 404, description = "No such case, or not one the caller can see"),
+        (status = 409, description = "Not allowed in the current status (`wrong_state`, with `allowed_actions`)"),
+        (status = 412, description = "`If-Match` is stale"),
+        (status = 422, description = "A required input is missing, or required data is empty (`required_data_missing`)"),
+    )
+)]
+#[post("/v1/cases/{id}/transitions")]
+pub async fn transition_case(
+    req: HttpRequest,
+    if_match: IfMatch,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+    body: ValidJson<TransitionRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let input = body.0;
+    let rule = workflow::rule(input.action);
+    let viewer = Viewer::new(&caller, &req);
+    let actor = actor(&caller, &req);
+    let id = id.into_inner().to_string();
+    let view = db::write(&state.pool, move |conn| {
+        let current = find_visible(conn, &viewer, &id)?;
+        if !rule.allows_role(viewer.role) {
+            return Err(ApiError::Forbidden(format!(
+                "Your role may never take the action `{}`.",
+                rule.action
+            )));
+        }
+        let errors = input.input_errors(rule);
+        if !errors.is_empty() {
+            return Err(ApiError::validation(errors));
+        }
+        if_match.check(current.version)?;
+        let status = current.status();
+        if !rule.from.contains(&status) {
+            return Err(wrong_state(
+                &viewer,
+                status,
+                format!(
+                    "`{}` is not allowed while the case is `{status}`.",
+                    rule.action
+                ),
+            ));
+        }
+        if rule.has(Effect::RequireRequiredData) {
+            let missing = repo::cases::missing_required_fields(conn, &id)?;
+            if !missing.is_empty() {
+                return Err(ApiError::Unprocessable {
+                    code: "required_data_missing",
+                    detail: format!(
+                        "{} required field(s) are still empty: {}.",
+                        missing.len(),
+                        missing.join(", ")
+                    ),
+                    errors: missing
+                        .iter()
+                        .map(|key| {
+                            FieldError::new(
+                                format!("/required_data/{key}"),
+                                "required",
+                                "this required field has no value",
+                            )
+                        })
+                        .collect(),
+                });
+            }
+        }
+        let resolution_type = input.input(Input::ResolutionType).map(str::to_owned);
+        let resolution = input.input(Input::Resolution).map(str::to_owned);
+        let mut changes = CaseChanges {
+            status: Some(rule.to.as_str().to_owned()),
+            payment_state: rule.payment_state().map(|p| p.as_str().to_owned()),
+            ..CaseChanges::default()
+        };
+        if rule.has(Effect::RecordResolution) {
+            changes.resolution_type = Some(resolution_type.clone());
+            changes.resolution = Some(resolution.clone());
+        }
+        if rule.has(Effect::ClearResolution) {
+            changes.resolution_type = Some(None);
+            changes.resolution = Some(None);
+        }
+        if rule.has(Effect::FlagDisputed) {
+            changes.disputed = Some(true);
+        }
+        if rule.has(Effect::ClearDisputed) {
+            changes.disputed = Some(false);
+        }
+        if workflow::state_of(rule.to).terminal {
+            changes.closed_at = Some(Some(db::now()));
+        }
+        if !repo::cases::update(conn, &id, current.version, rule.from, &changes)? {
+            return Err(lost_race(conn, &viewer, &id, rule.from, &if_match));
+        }
+        let flatten = |v: &Option<Option<String>>| v.clone().flatten();
+        let change = Change::case(&id, rule.action.as_str());
+        let mut audit = change.fields(vec![
+            (
+                "status",
+                Some(current.status.clone()),
+                changes.status.clone(),
+            ),
+            (
+                "payment_state",
+                Some(current.payment_state.clone()),
+                changes.payment_state.clone(),
+            ),
+            (
+                "disputed",
+                Some(current.disputed.to_string()),
+                changes.disputed.map(|d| d.to_string()),
+            ),
+        ]);
+        for (field, old, new) in [
+            (
+                "resolution_type",
+                &current.resolution_type,
+                &changes.resolution_type,
+            ),
+            ("resolution", &current.resolution, &changes.resolution),
+        ] {
+            if new.is_some() && *old != flatten(new) {
+                audit.push(change.clone().field(field, old.clone(), flatten(new)));
+            }
+        }
+        if let Some(reason) = input.input(Input::Reason) {
+            audit.push(
+                change
+                    .clone()
+                    .field("reason", None, Some(reason.to_owned())),
+            );
+        }
+        if audit.is_empty() {
+            // A repeated dispute changes no field; the action itself is still on record.
+            audit.push(change);
+        }
+        repo::audit::append(conn, &actor, audit)?;
+        reload_card(conn, &viewer, &id)
+    })
+    .await?;
+    let next_steps = if rule.action == CaseAction::DisputeCompletion {
+        vec![
+            NextStep {
+                rel: "messages",
+                href: format!("/v1/cases/{}/messages", view.id),
+            },
+            NextStep {
+                rel: "tickets",
+                href: "/v1/tickets".into(),
+            },
+        ]
+    } else {
+        Vec::new()
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header(("ETag", etag(view.version)))
+        .json(TransitionOutcome {
+            case: view,
+            next_steps,
+        }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StateView {
+    pub status: CaseStatus,
+    pub label: &'static str,
+    /// No action leads out; the case no longer counts as open.
+    pub terminal: bool,
+    /// Assigned agents see the case only in these states.
+    pub agent_visible: bool,
+    /// Agents may be assigned (`PUT /v1/cases/{id}/agents`).
+    pub agents_assignable: bool,
+    /// The client may still edit title and description.
+    pub client_edits: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActionView {
+    pub action: CaseAction,
+    pub label: &'static str,
+    pub from: Vec<CaseStatus>,
+    pub to: CaseStatus,
+    /// Who may ask for it; empty when only the system fires it.
+    pub roles: Vec<Role>,
+    pub system_only: bool,
+    pub requires: Vec<Input>,
+    pub effects: Vec<Effect>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkflowView {
+    pub states: Vec<StateView>,
+    pub actions: Vec<ActionView>,
+}
+
+/// The case workflow as data
+///
+/// Every state and every action (from, to, roles, required inputs, effects) with labels in the
+/// language chosen by `Accept-Language`, so a frontend renders buttons without hard-coding the
+/// rules. Roles: any user.
+#[utoipa::path(
+    tag = "cases",
+    operation_id = "get_workflow",
+    params(("Accept-Language" = Option<String>, Header, description = "`en`, `it`, `es` or `pl` for labels")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The workflow", body = WorkflowView))
+)]
+#[get("/v1/workflow")]
+pub async fn get_workflow(req: HttpRequest, caller: AuthUser) -> HttpResponse {
+    let locale = i18n::negotiate(&req, caller.locale);
+    let view = WorkflowView {
+        states: workflow::STATES
+            .iter()
+            .map(|s| StateView {
+                status: s.status,
+                label: i18n::status_label(s.status, locale),
+                terminal: s.terminal,
+                agent_visible: s.agent_visible,
+                agents_assignable: s.agents_assignable,
+                client_edits: s.client_edits,
+            })
+            .collect(),
+        actions: workflow::RULES
+            .iter()
+            .map(|r| ActionView {
+                action: r.action,
+                label: i18n::action_label(r.action, locale),
+                from: r.from.to_vec(),
+                to: r.to,
+                roles: r.roles.to_vec(),
+                system_only: r.roles.is_empty(),
+                requires: r.requires.to_vec(),
+                effects: r.effects.to_vec(),
+            })
+            .collect(),
+    };
+    HttpResponse::Ok().json(view)
+}

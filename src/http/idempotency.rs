@@ -1,0 +1,118 @@
+//! `Idempotency-Key` for every create endpoint: the same key and body replay the first
+//! response; the same key with another body is 422; a retry racing the first is 409.
+//! Keys are per user and live 24 hours.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderName};
+use actix_web::{FromRequest, HttpRequest, HttpResponse};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::db::{self, DbConnection, Pool};
+use crate::errors::{ApiError, FieldError};
+use crate::repo::idempotency::{self, StoredResponse};
+
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+/// Set on a replayed response.
+pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+/// The request's `Idempotency-Key`, when it sent one: 1–255 printable ASCII characters.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey(Option<String>);
+
+impl FromRequest for IdempotencyKey {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<IdempotencyKey, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let key = match req.headers().get(&IDEMPOTENCY_KEY) {
+            None => Ok(IdempotencyKey(None)),
+            Some(value) => value
+                .to_str()
+                .ok()
+                .filter(|v| !v.is_empty() && v.len() <= 255)
+                .filter(|v| v.bytes().all(|b| b.is_ascii_graphic()))
+                .map(|v| IdempotencyKey(Some(v.to_owned())))
+                .ok_or_else(|| ApiError::BadRequest {
+                    code: "invalid_header",
+                    detail: "`Idempotency-Key` must be 1–255 printable ASCII characters.".into(),
+                    errors: vec![FieldError::new(
+                        "/Idempotency-Key",
+                        "invalid_header",
+                        "1–255 printable ASCII characters",
+                    )],
+                }),
+        };
+        std::future::ready(key)
+    }
+}
+
+/// What a create handler made: the resource's URL, version and body.
+pub struct Created<T> {
+    pub location: String,
+    pub version: i64,
+    pub body: T,
+}
+
+/// Runs `create` in one write transaction, unless the key names an earlier request: then that
+/// request's response is replayed. The key's record commits with what `create` wrote.
+pub async fn create<T, F>(
+    pool: &Pool,
+    req: &HttpRequest,
+    user_id: &str,
+    key: IdempotencyKey,
+    input: &impl Serialize,
+    create: F,
+) -> Result<HttpResponse, ApiError>
+where
+    T: Serialize + Send + 'static,
+    F: FnOnce(&mut DbConnection) -> Result<Created<T>, ApiError> + Send + 'static,
+{
+    let fingerprint = {
+        let mut hasher = Sha256::new();
+        hasher.update(req.method().as_str().as_bytes());
+        hasher.update(req.path().as_bytes());
+        hasher.update(serde_json::to_vec(input).map_err(ApiError::internal)?);
+        format!("{:x}", hasher.finalize())
+    };
+    let user_id = user_id.to_owned();
+    let (stored, replayed) = db::write(pool, move |conn| {
+        if let Some(key) = &key.0
+            && let Some(stored) = idempotency::replay(conn, &user_id, key, &fingerprint)?
+        {
+            return Ok((stored, true));
+        }
+        let created = create(conn)?;
+        let stored = StoredResponse {
+            user_id,
+            key: key.0.clone().unwrap_or_default(),
+            fingerprint,
+            status_code: i32::from(StatusCode::CREATED.as_u16()),
+            location: Some(created.location),
+            etag: Some(crate::http::extract::etag(created.version)),
+            body: serde_json::to_string(&created.body).map_err(ApiError::internal)?,
+            created_at: db::now(),
+        };
+        if key.0.is_some() {
+            idempotency::save(conn, &stored)?;
+        }
+        Ok((stored, false))
+    })
+    .await?;
+    let status = u16::try_from(stored.status_code)
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::CREATED);
+    let mut response = HttpResponse::build(status);
+    response.content_type("application/json");
+    if let Some(location) = stored.location {
+        response.insert_header((header::LOCATION, location));
+    }
+    if let Some(etag) = stored.etag {
+        response.insert_header((header::ETAG, etag));
+    }
+    if replayed {
+        response.insert_header((IDEMPOTENT_REPLAYED, "true"));
+    }
+    Ok(response.body(stored.body))
+}

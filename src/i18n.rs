@@ -1,0 +1,133 @@
+//! Human labels for machine codes, in English, Italian, Spanish and Polish, and the choice of
+//! language for a request.
+
+use actix_web::HttpRequest;
+use actix_web::http::header;
+
+use crate::domain::{CaseAction, CaseStatus, Locale};
+
+/// The language of a response: the best supported match of `Accept-Language`, else the
+/// caller's own locale (English for anonymous callers).
+pub fn negotiate(req: &HttpRequest, fallback: Locale) -> Locale {
+    let codes: Vec<&str> = Locale::ALL.iter().map(|l| l.as_str()).collect();
+    req.headers()
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| accept_language::intersection(v, &codes).into_iter().next())
+        .and_then(|code| Locale::from_code(&code))
+        .unwrap_or(fallback)
+}
+
+/// `[en, it, es, pl]`, picked by locale.
+fn pick(locale: Locale, texts: [&'static str; 4]) -> &'static str {
+    match locale {
+        Locale::En => texts[0],
+        Locale::It => texts[1],
+        Locale::Es => texts[2],
+        Locale::Pl => texts[3],
+    }
+}
+
+/// What the client is shown for a status (DESIGN.md "The case lifecycle").
+pub fn status_label(status: CaseStatus, locale: Locale) -> &'static str {
+    use CaseStatus as S;
+    pick(
+        locale,
+        match status {
+            S::AwaitingPayment => [
+                "Awaiting payment",
+                "In attesa di pagamento",
+                "Pendiente de pago",
+                "Oczekuje na płatność",
+            ],
+            S::PaymentFailed => [
+                "Payment failed",
+                "Pagamento non riuscito",
+                "Pago fallido",
+                "Płatność nieudana",
+            ],
+            S::InApproval => [
+                "Under review",
+                "In approvazione",
+                "En revisión",
+                "W weryfikacji",
+            ],
+            S::Approved => ["Approved", "Approvato", "Aprobado", "Zatwierdzona"],
+            S::Rejected => ["Rejected", "Rifiutato", "Rechazado", "Odrzucona"],
+            S::InProgress => [
+                "Investigation in progress",
+                "Indagine in corso",
+                "Investigación en curso",
+                "Dochodzenie w toku",
+            ],
+            S::Suspended => ["Suspended", "Sospeso", "Suspendido", "Wstrzymana"],
+            S::Completed => [
+                "Completed — please confirm",
+                "Completato — conferma, per favore",
+                "Completado — confírmelo, por favor",
+                "Zakończona — prosimy o potwierdzenie",
+            ],
+            S::Closed => ["Closed", "Chiuso", "Cerrado", "Zamknięta"],
+            S::Cancelled => ["Cancelled", "Annullato", "Cancelado", "Anulowana"],
+        },
+    )
+}
+
+/// The button text for an action.
+pub fn action_label(action: CaseAction, locale: Locale) -> &'static str {
+    use CaseAction as A;
+    pick(
+        locale,
+        match action {
+            A::ConfirmPayment => [
+                "Confirm payment",
+                "Conferma pagamento",
+                "Confirmar pago",
+                "Potwierdź płatność",
+            ],
+            A::FailPayment => [
+                "Record failed payment",
+                "Registra pagamento non riuscito",
+                "Registrar pago fallido",
+                "Zarejestruj nieudaną płatność",
+            ],
+            A::RetryPayment => [
+                "Retry payment",
+                "Riprova il pagamento",
+                "Reintentar el pago",
+                "Ponów płatność",
+            ],
+            A::Accept => ["Accept", "Accetta", "Aceptar", "Przyjmij"],
+            A::Reject => ["Reject", "Rifiuta", "Rechazar", "Odrzuć"],
+            A::Start => [
+                "Start investigation",
+                "Avvia indagine",
+                "Iniciar investigación",
+                "Rozpocznij dochodzenie",
+            ],
+            A::Suspend => ["Suspend", "Sospendi", "Suspender", "Wstrzymaj"],
+            A::Resume => ["Resume", "Riprendi", "Reanudar", "Wznów"],
+            A::Complete => ["Complete", "Completa", "Completar", "Zakończ"],
+            A::ConfirmCompletion => [
+                "Confirm completion",
+                "Conferma completamento",
+                "Confirmar finalización",
+                "Potwierdź zakończenie",
+            ],
+            A::DisputeCompletion => [
+                "Dispute completion",
+                "Contesta completamento",
+                "Impugnar finalización",
+                "Zakwestionuj zakończenie",
+            ],
+            A::Reopen => ["Reopen", "Riapri", "Reabrir", "Otwórz ponownie"],
+            A::Cancel => ["Cancel", "Annulla", "Cancelar", "Anuluj"],
+            A::AutoClose => [
+                "Close automatically",
+                "Chiusura automatica",
+                "Cierre automático",
+                "Zamknij automatycznie",
+            ],
+        },
+    )
+}

@@ -1,0 +1,247 @@
+//! The audit trail: append-only rows, each chained to the previous one by a SHA-256 hash.
+//! Appends first bump the single `audit_head` row, which serializes writers on both engines
+//! (a row lock on PostgreSQL, the write lock on SQLite), so the chain never forks.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::db::DbConnection;
+use crate::db::schema::{audit_head, audit_log};
+use crate::domain::Role;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = audit_log)]
+pub struct AuditRow {
+    pub id: String,
+    pub seq: i64,
+    pub entity: String,
+    pub entity_id: String,
+    pub case_id: Option<String>,
+    pub action: String,
+    pub field: Option<String>,
+    pub old_value: Option<String>,
+    pub new_value: Option<String>,
+    pub actor_id: Option<String>,
+    pub actor_role: Option<String>,
+    pub request_id: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl AuditRow {
+    /// The hash of this row's content after `prev_hash`: what `hash` must equal.
+    pub fn expected_hash(&self) -> String {
+        let content = serde_json::json!([
+            self.seq,
+            self.id,
+            self.entity,
+            self.entity_id,
+            self.case_id,
+            self.action,
+            self.field,
+            self.old_value,
+            self.new_value,
+            self.actor_id,
+            self.actor_role,
+            self.request_id,
+            self.created_at.format("%Y-%m-%dT%H:%M:%S%.6f").to_string(),
+        ]);
+        let mut hasher = Sha256::new();
+        hasher.update(self.prev_hash.as_bytes());
+        hasher.update(content.to_string().as_bytes());
+        format!("{:x}", hasher.finalize())
+    }
+}
+
+/// Who made a change, and in which request.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub user_id: String,
+    pub role: Role,
+    pub request_id: String,
+}
+
+/// One changed field (or a whole event when `field` is `None`).
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub entity: &'static str,
+    pub entity_id: String,
+    pub case_id: Option<String>,
+    pub action: String,
+    pub field: Option<&'static str>,
+    pub old: Option<String>,
+    pub new: Option<String>,
+}
+
+impl Change {
+    pub fn entity(
+        entity: &'static str,
+        entity_id: &str,
+        case_id: Option<&str>,
+        action: &str,
+    ) -> Change {
+        Change {
+            entity,
+            entity_id: entity_id.to_owned(),
+            case_id: case_id.map(str::to_owned),
+            action: action.to_owned(),
+            field: None,
+            old: None,
+            new: None,
+        }
+    }
+
+    /// A change on a case itself.
+    pub fn case(case_id: &str, action: &str) -> Change {
+        Change::entity("case", case_id, Some(case_id), action)
+    }
+
+    /// One row per `(field, old, new)` whose new value was sent and differs from the old one.
+    pub fn fields(
+        &self,
+        values: Vec<(&'static str, Option<String>, Option<String>)>,
+    ) -> Vec<Change> {
+        values
+            .into_iter()
+            .filter(|(_, old, new)| new.is_some() && old != new)
+            .map(|(field, old, new)| self.clone().field(field, old, new))
+            .collect()
+    }
+
+    pub fn field(mut self, field: &'static str, old: Option<String>, new: Option<String>) -> Self {
+        self.field = Some(field);
+        self.old = old;
+        self.new = new;
+        self
+    }
+}
+
+/// Appends `changes` to the chain, in order, inside the caller's transaction.
+pub fn append(conn: &mut DbConnection, actor: &Actor, changes: Vec<Change>) -> QueryResult<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let n = changes.len() as i64;
+    diesel::update(audit_head::table.find(1))
+        .set(audit_head::seq.eq(audit_head::seq + n))
+        .execute(conn)?;
+    let (last_seq, mut prev_hash): (i64, String) = audit_head::table
+        .find(1)
+        .select((audit_head::seq, audit_head::hash))
+        .first(conn)?;
+    let now = crate::db::now();
+    let mut rows = Vec::with_capacity(changes.len());
+    for (i, change) in changes.into_iter().enumerate() {
+        let mut row = AuditRow {
+            id: super::new_id(),
+            seq: last_seq - n + 1 + i as i64,
+            entity: change.entity.to_owned(),
+            entity_id: change.entity_id,
+            case_id: change.case_id,
+            action: change.action,
+            field: change.field.map(str::to_owned),
+            old_value: change.old,
+            new_value: change.new,
+            actor_id: Some(actor.user_id.clone()),
+            actor_role: Some(actor.role.as_str().to_owned()),
+            request_id: Some(actor.request_id.clone()),
+            created_at: now,
+            prev_hash: prev_hash.clone(),
+            hash: String::new(),
+        };
+        row.hash = row.expected_hash();
+        prev_hash = row.hash.clone();
+        rows.push(row);
+    }
+    // One statement per row: diesel's multi-engine connection has no batch insert.
+    for row in &rows {
+        diesel::insert_into(audit_log::table)
+            .values(row)
+            .execute(conn)?;
+    }
+    diesel::update(audit_head::table.find(1))
+        .set(audit_head::hash.eq(prev_hash))
+        .execute(conn)?;
+    Ok(())
+}
+
+#[derive(Debug, Default)]
+pub struct AuditFilter {
+    pub case_id: Option<String>,
+    pub from: Option<NaiveDateTime>,
+    pub to: Option<NaiveDateTime>,
+}
+
+/// Newest first; `before` is the `seq` of the last row of the previous page.
+pub fn list(
+    conn: &mut DbConnection,
+    filter: &AuditFilter,
+    before: Option<i64>,
+    limit: i64,
+) -> QueryResult<Vec<AuditRow>> {
+    let mut query = audit_log::table.into_boxed();
+    if let Some(case_id) = &filter.case_id {
+        query = query.filter(audit_log::case_id.eq(case_id.clone()));
+    }
+    if let Some(from) = filter.from {
+        query = query.filter(audit_log::created_at.ge(from));
+    }
+    if let Some(to) = filter.to {
+        query = query.filter(audit_log::created_at.lt(to));
+    }
+    if let Some(before) = before {
+        query = query.filter(audit_log::seq.lt(before));
+    }
+    query
+        .order(audit_log::seq.desc())
+        .limit(limit)
+        .select(AuditRow::as_select())
+        .load(conn)
+}
+
+/// The outcome of walking the whole chain.
+pub struct ChainReport {
+    pub rows_checked: i64,
+    /// The first row whose hash or link does not match, if any.
+    pub first_broken_seq: Option<i64>,
+}
+
+/// Recomputes every hash in `seq` order, a batch at a time.
+pub fn verify(conn: &mut DbConnection) -> QueryResult<ChainReport> {
+    const BATCH: i64 = 1000;
+    let mut prev_hash: String = "0".repeat(64);
+    let mut after = 0i64;
+    let mut checked = 0i64;
+    loop {
+        let rows: Vec<AuditRow> = audit_log::table
+            .filter(audit_log::seq.gt(after))
+            .order(audit_log::seq.asc())
+            .limit(BATCH)
+            .select(AuditRow::as_select())
+            .load(conn)?;
+        let Some(last) = rows.last() else { break };
+        after = last.seq;
+        for row in &rows {
+            checked += 1;
+            let linked = row.prev_hash == prev_hash && row.seq == checked;
+            if !linked || row.hash != row.expected_hash() {
+                return Ok(ChainReport {
+                    rows_checked: checked,
+                    first_broken_seq: Some(row.seq),
+                });
+            }
+            prev_hash = row.hash.clone();
+        }
+    }
+    let head: String = audit_head::table
+        .find(1)
+        .select(audit_head::hash)
+        .first(conn)?;
+    let first_broken_seq = (head != prev_hash).then_some(checked + 1);
+    Ok(ChainReport {
+        rows_checked: checked,
+        first_broken_seq,
+    })
+}

@@ -1,0 +1,77 @@
+//! Stored first responses for `Idempotency-Key` (API.md "Idempotency"). The key row is written
+//! in the same transaction as what the request creates, so a replay exists exactly when the
+//! creation committed.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::DbConnection;
+use crate::db::schema::idempotency_keys;
+use crate::errors::ApiError;
+
+/// Keys are forgotten after this long.
+pub const LIFETIME_HOURS: i64 = 24;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = idempotency_keys)]
+pub struct StoredResponse {
+    pub user_id: String,
+    pub key: String,
+    /// SHA-256 of method, path and body: a retry must match it.
+    pub fingerprint: String,
+    pub status_code: i32,
+    pub location: Option<String>,
+    pub etag: Option<String>,
+    pub body: String,
+    pub created_at: NaiveDateTime,
+}
+
+fn cutoff() -> NaiveDateTime {
+    crate::db::now() - chrono::Duration::hours(LIFETIME_HOURS)
+}
+
+/// The stored response for this key, if a live one exists; 422 when the key was used with
+/// another request.
+pub fn replay(
+    conn: &mut DbConnection,
+    user_id: &str,
+    key: &str,
+    fingerprint: &str,
+) -> Result<Option<StoredResponse>, ApiError> {
+    // Expired keys of this user go first: cheap (indexed by the primary key) and keeps the
+    // table bounded by what users create in a day.
+    diesel::delete(
+        idempotency_keys::table
+            .filter(idempotency_keys::user_id.eq(user_id))
+            .filter(idempotency_keys::created_at.lt(cutoff())),
+    )
+    .execute(conn)?;
+    let stored = idempotency_keys::table
+        .find((user_id, key))
+        .select(StoredResponse::as_select())
+        .first(conn)
+        .optional()?;
+    match stored {
+        Some(s) if s.fingerprint != fingerprint => Err(ApiError::Unprocessable {
+            code: "idempotency_key_reused",
+            detail: "This Idempotency-Key was used with a different request; use a new key.".into(),
+            errors: Vec::new(),
+        }),
+        other => Ok(other),
+    }
+}
+
+/// Records the first response. A concurrent request holding the same key makes this a unique
+/// violation (PostgreSQL waits for it to commit first): that retry answers 409.
+pub fn save(conn: &mut DbConnection, response: &StoredResponse) -> Result<(), ApiError> {
+    diesel::insert_into(idempotency_keys::table)
+        .values(response)
+        .execute(conn)
+        .map_err(super::unique_violation_as(|| ApiError::Conflict {
+            code: "idempotency_key_in_use",
+            detail: "Another request with this Idempotency-Key is in progress; retry shortly to \
+                     get its response."
+                .into(),
+        }))?;
+    Ok(())
+}

@@ -1,0 +1,322 @@
+//! The case lifecycle as data: DESIGN.md's state and action tables live here and nowhere else.
+//! Enforcement (`repo::cases::transition`), each case's `allowed_actions`, `GET /v1/workflow`
+//! and the transitions endpoint's description in the spec are all read from [`RULES`] and
+//! [`STATES`].
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::{CaseAction, CaseStatus, PaymentState, Role, code_enum};
+
+code_enum! {
+    /// An input a transition requires in its body.
+    Input {
+        Reason = "reason",
+        ResolutionType = "resolution_type",
+        Resolution = "resolution",
+    }
+}
+
+code_enum! {
+    /// What a transition changes on the case besides its status.
+    Effect {
+        /// The payment is recorded as received.
+        MarkPaid = "mark_paid",
+        /// The payment is recorded as failed or returned.
+        MarkPaymentFailed = "mark_payment_failed",
+        /// The client will pay again: the payment is pending.
+        MarkPaymentPending = "mark_payment_pending",
+        /// Refused while a required required-data field is empty (422 lists them).
+        RequireRequiredData = "require_required_data",
+        /// `resolution_type` and `resolution` are stored on the case.
+        RecordResolution = "record_resolution",
+        /// The resolution is cleared (the case is worked again).
+        ClearResolution = "clear_resolution",
+        /// The case is flagged `disputed`.
+        FlagDisputed = "flag_disputed",
+        /// The `disputed` flag is cleared.
+        ClearDisputed = "clear_disputed",
+    }
+}
+
+/// One row of the action table.
+pub struct Rule {
+    pub action: CaseAction,
+    pub from: &'static [CaseStatus],
+    pub to: CaseStatus,
+    /// Who may ask for it; empty for actions only the system fires.
+    pub roles: &'static [Role],
+    pub requires: &'static [Input],
+    pub effects: &'static [Effect],
+}
+
+/// What a state means for the rest of the product.
+pub struct State {
+    pub status: CaseStatus,
+    /// No action leads out of it; the case no longer counts as open.
+    pub terminal: bool,
+    /// Agents assigned to the case see it only in these states.
+    pub agent_visible: bool,
+    /// Agents may be assigned to the case.
+    pub agents_assignable: bool,
+    /// The client may still edit the title and description.
+    pub client_edits: bool,
+}
+
+use CaseAction as A;
+use CaseStatus as S;
+use Effect as E;
+use Input as I;
+use Role as R;
+
+pub const RULES: &[Rule] = &[
+    Rule {
+        action: A::ConfirmPayment,
+        from: &[S::AwaitingPayment, S::PaymentFailed],
+        to: S::InApproval,
+        roles: &[R::Platform],
+        requires: &[],
+        effects: &[E::MarkPaid],
+    },
+    Rule {
+        action: A::FailPayment,
+        from: &[S::AwaitingPayment],
+        to: S::PaymentFailed,
+        roles: &[R::Platform],
+        requires: &[I::Reason],
+        effects: &[E::MarkPaymentFailed],
+    },
+    Rule {
+        action: A::RetryPayment,
+        from: &[S::PaymentFailed],
+        to: S::AwaitingPayment,
+        roles: &[R::Client],
+        requires: &[],
+        effects: &[E::MarkPaymentPending],
+    },
+    Rule {
+        action: A::Accept,
+        from: &[S::InApproval],
+        to: S::Approved,
+        roles: &[R::Agency],
+        requires: &[],
+        effects: &[E::RequireRequiredData],
+    },
+    Rule {
+        action: A::Reject,
+        from: &[S::InApproval],
+        to: S::Rejected,
+        roles: &[R::Agency],
+        requires: &[I::Reason],
+        effects: &[],
+    },
+    Rule {
+        action: A::Start,
+        from: &[S::Approved],
+        to: S::InProgress,
+        roles: &[R::Agency],
+        requires: &[],
+        effects: &[],
+    },
+    Rule {
+        action: A::Suspend,
+        from: &[S::Approved, S::InProgress],
+        to: S::Suspended,
+        roles: &[R::Agency],
+        requires: &[I::Reason],
+        effects: &[],
+    },
+    Rule {
+        action: A::Resume,
+        from: &[S::Suspended],
+        to: S::InProgress,
+        roles: &[R::Agency],
+        requires: &[],
+        effects: &[],
+    },
+    Rule {
+        action: A::Complete,
+        from: &[S::InProgress],
+        to: S::Completed,
+        roles: &[R::Agency],
+        requires: &[I::ResolutionType, I::Resolution],
+        effects: &[E::RecordResolution],
+    },
+    Rule {
+        action: A::ConfirmCompletion,
+        from: &[S::Completed],
+        to: S::Closed,
+        roles: &[R::Client],
+        requires: &[],
+        effects: &[],
+    },
+    Rule {
+        action: A::DisputeCompletion,
+        from: &[S::Completed],
+        to: S::Completed,
+        roles: &[R::Client],
+        requires: &[I::Reason],
+        effects: &[E::FlagDisputed],
+    },
+    Rule {
+        action: A::Reopen,
+        from: &[S::Completed],
+        to: S::InProgress,
+        roles: &[R::Agency, R::Platform],
+        requires: &[I::Reason],
+        effects: &[E::ClearDisputed, E::ClearResolution],
+    },
+    Rule {
+        action: A::Cancel,
+        from: &[S::AwaitingPayment, S::PaymentFailed, S::InApproval],
+        to: S::Cancelled,
+        roles: &[R::Client, R::Platform],
+        requires: &[I::Reason],
+        effects: &[],
+    },
+    Rule {
+        action: A::AutoClose,
+        from: &[S::Completed],
+        to: S::Closed,
+        roles: &[],
+        requires: &[],
+        effects: &[],
+    },
+];
+
+const fn state(status: CaseStatus) -> State {
+    State {
+        status,
+        terminal: matches!(status, S::Rejected | S::Closed | S::Cancelled),
+        agent_visible: matches!(status, S::InProgress | S::Suspended),
+        agents_assignable: matches!(status, S::InProgress),
+        client_edits: matches!(
+            status,
+            S::AwaitingPayment | S::PaymentFailed | S::InApproval
+        ),
+    }
+}
+
+pub const STATES: &[State] = &[
+    state(S::AwaitingPayment),
+    state(S::PaymentFailed),
+    state(S::InApproval),
+    state(S::Approved),
+    state(S::Rejected),
+    state(S::InProgress),
+    state(S::Suspended),
+    state(S::Completed),
+    state(S::Closed),
+    state(S::Cancelled),
+];
+
+pub fn rule(action: CaseAction) -> &'static Rule {
+    RULES
+        .iter()
+        .find(|r| r.action == action)
+        .expect("every action has a rule")
+}
+
+pub fn state_of(status: CaseStatus) -> &'static State {
+    STATES
+        .iter()
+        .find(|s| s.status == status)
+        .expect("every status has a state")
+}
+
+/// The statuses that have `property`, as stored codes (for `IN (…)` filters).
+pub fn statuses_where(property: impl Fn(&State) -> bool) -> Vec<&'static str> {
+    STATES
+        .iter()
+        .filter(|s| property(s))
+        .map(|s| s.status.as_str())
+        .collect()
+}
+
+impl Rule {
+    pub fn allows_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// The payment state this action leaves behind, if it changes it.
+    pub fn payment_state(&self) -> Option<PaymentState> {
+        self.effects.iter().find_map(|e| match e {
+            E::MarkPaid => Some(PaymentState::Paid),
+            E::MarkPaymentFailed => Some(PaymentState::Failed),
+            E::MarkPaymentPending => Some(PaymentState::Pending),
+            _ => None,
+        })
+    }
+
+    pub fn has(&self, effect: Effect) -> bool {
+        self.effects.contains(&effect)
+    }
+}
+
+/// The actions `role` may take on a case in `status`, in table order.
+pub fn allowed_actions(role: Role, status: CaseStatus) -> impl Iterator<Item = &'static Rule> {
+    RULES
+        .iter()
+        .filter(move |r| r.allows_role(role) && r.from.contains(&status))
+}
+
+/// The action table as Markdown, for the transitions endpoint's description in the spec.
+pub fn markdown_table() -> String {
+    let codes = |items: Vec<&str>| {
+        if items.is_empty() {
+            "—".to_owned()
+        } else {
+            items
+                .iter()
+                .map(|i| format!("`{i}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    let mut out = String::from(
+        "| action | from | to | roles | requires | effects |\n|---|---|---|---|---|---|\n",
+    );
+    for r in RULES {
+        let roles = if r.roles.is_empty() {
+            "system only".to_owned()
+        } else {
+            codes(r.roles.iter().map(|x| x.as_str()).collect())
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | `{}` | {} | {} | {} |\n",
+            r.action,
+            codes(r.from.iter().map(|x| x.as_str()).collect()),
+            r.to,
+            roles,
+            codes(r.requires.iter().map(|x| x.as_str()).collect()),
+            codes(r.effects.iter().map(|x| x.as_str()).collect()),
+        ));
+    }
+    out
+}
+
+/// An action the caller may take now, with its label and the inputs it needs.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"action": "suspend", "label": "Suspend", "requires": ["reason"]}))]
+pub struct AllowedAction {
+    pub action: CaseAction,
+    /// In the language chosen by `Accept-Language`.
+    pub label: &'static str,
+    pub requires: Vec<Input>,
+}
+
+impl AllowedAction {
+    pub fn list(
+        role: Role,
+        status: CaseStatus,
+        locale: crate::domain::Locale,
+    ) -> Vec<AllowedAction> {
+        allowed_actions(role, status)
+            .map(|r| AllowedAction {
+                action: r.action,
+                label: crate::i18n::action_label(r.action, locale),
+                requires: r.requires.to_vec(),
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,913 @@
+//! Buying, the card, the list, PATCH, assignment, visibility and the audit trail.
+
+use std::collections::HashSet;
+
+use futures_util::future::join_all;
+use serde_json::{Value, json};
+
+use crate::helpers::spawn;
+use crate::world::{World, act, buy, create_service, id};
+
+fn ids(body: &Value) -> Vec<String> {
+    body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[actix_web::test]
+async fn buying_creates_a_numbered_case_with_the_service_form() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let service = create_service(
+        &app,
+        &w.a_admin.token,
+        "Vehicle tracking",
+        json!([{"key": "plate", "label": "Plate", "type": "text", "required": true, "help": "As on the car"},
+               {"key": "colour", "label": "Colour", "type": "choice", "options": ["red", "blue"]}]),
+    )
+    .await;
+    let res = app
+        .post(
+            "/v1/cases",
+            &w.client.token,
+            json!({"service_id": service, "payment_method": "bank_transfer",
+                   "title": "  Red car  ", "description": "Follow the red car please."}),
+        )
+        .await;
+    let card = res.assert_status(201).clone();
+    let case = id(&card);
+    assert_eq!(
+        res.header("location"),
+        Some(format!("/v1/cases/{case}").as_str())
+    );
+    assert_eq!(res.header("etag"), Some("\"1\""));
+    let year = chrono::Utc::now().format("%Y").to_string();
+    assert_eq!(card["number"], format!("DOS-{year}-000001"));
+    assert_eq!(card["title"], "Red car");
+    assert_eq!(card["status"], "awaiting_payment");
+    assert_eq!(card["status_label"], "Awaiting payment");
+    assert_eq!(card["payment_method"], "bank_transfer");
+    assert_eq!(card["payment_state"], "pending");
+    assert_eq!(card["priority"], "normal");
+    assert_eq!(card["agency"]["id"], w.agency_a.as_str());
+    assert_eq!(card["agency"]["name"], "Agenzia Rossi");
+    assert_eq!(card["service"]["title"], "Vehicle tracking");
+    assert_eq!(card["client_open_cases"], 1);
+    assert_eq!(
+        card["client"],
+        Value::Null,
+        "clients do not get the identity block"
+    );
+    assert_eq!(card["assignee"], Value::Null);
+    assert_eq!(card["disputed"], false);
+    // The form is copied onto the case, in order.
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM case_fields WHERE case_id = '{case}' AND key = 'colour' AND position = 1 AND options IS NOT NULL"
+        )),
+        1
+    );
+    // Audit rows for the creation, by the client, with the request id.
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE case_id = '{case}' AND action = 'create' AND actor_role = 'client' AND request_id IS NOT NULL"
+        )),
+        6
+    );
+    // Card payment starts in approval, numbered next.
+    let second = buy(&app, &w.client.token, &w.service_a, "card").await;
+    assert_eq!(second["number"], format!("DOS-{year}-000002"));
+    assert_eq!(second["status"], "in_approval");
+    assert_eq!(second["payment_state"], "paid");
+    assert_eq!(second["client_open_cases"], 2);
+    // The agency sees the client's identity.
+    let res = app
+        .get(&format!("/v1/cases/{case}"), &w.a_operator.token)
+        .await;
+    assert_eq!(
+        res.assert_status(200)["client"]["email"],
+        "giulia@example.com"
+    );
+    assert!(res.body["client"]["identity"].is_object());
+    assert_eq!(
+        res.body["client_open_cases"], 2,
+        "both open cases are agency A's"
+    );
+    buy(&app, &w.client.token, &w.service_b, "card").await;
+    let res = app
+        .get(&format!("/v1/cases/{case}"), &w.a_operator.token)
+        .await;
+    assert_eq!(
+        res.body["client_open_cases"], 2,
+        "agency A does not count agency B's case"
+    );
+    let res = app.get(&format!("/v1/cases/{case}"), &w.client.token).await;
+    assert_eq!(res.body["client_open_cases"], 3);
+}
+
+#[actix_web::test]
+async fn buying_is_for_clients_and_active_services_only() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let body = json!({"service_id": w.service_a, "payment_method": "card", "title": "Title", "description": "Long enough text"});
+    for token in [&w.a_operator.token, &w.platform.token, &w.a_agent.token] {
+        app.post("/v1/cases", token, body.clone())
+            .await
+            .assert_problem(403, "forbidden");
+    }
+    let res = app
+        .post(
+            "/v1/cases",
+            &w.client.token,
+            json!({"service_id": w.service_a, "payment_method": "cash", "title": "", "description": "short"}),
+        )
+        .await;
+    res.assert_problem(422, "validation_failed");
+    let res = app
+        .post(
+            "/v1/cases",
+            &w.client.token,
+            json!({"service_id": w.service_a, "payment_method": "card", "title": "Title", "description": "Long enough text", "status": "closed"}),
+        )
+        .await;
+    res.assert_problem(400, "unknown_field");
+    // An inactive service cannot be bought.
+    app.patch(
+        &format!("/v1/services/{}", w.service_a),
+        &w.a_admin.token,
+        json!({"active": false}),
+    )
+    .await
+    .assert_status(200);
+    let res = app.post("/v1/cases", &w.client.token, body.clone()).await;
+    res.assert_problem(422, "service_unavailable");
+    let res = app
+        .post(
+            "/v1/cases",
+            &w.client.token,
+            json!({"service_id": uuid::Uuid::now_v7(), "payment_method": "card", "title": "Title", "description": "Long enough text"}),
+        )
+        .await;
+    res.assert_problem(422, "service_unavailable");
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM cases"), 0);
+    assert_eq!(
+        app.count("SELECT COUNT(*) AS n FROM audit_log WHERE entity = 'case'"),
+        0
+    );
+}
+
+#[actix_web::test]
+async fn idempotency_key_replays_refuses_other_bodies_and_is_per_user() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let body = json!({"service_id": w.service_a, "payment_method": "card", "title": "Title", "description": "Long enough text"});
+    let key = [("idempotency-key", "buy-1")];
+    let first = app
+        .call(
+            "POST",
+            "/v1/cases",
+            &w.client.token,
+            Some(body.clone()),
+            &key,
+        )
+        .await;
+    first.assert_status(201);
+    assert_eq!(first.header("idempotent-replayed"), None);
+    let again = app
+        .call(
+            "POST",
+            "/v1/cases",
+            &w.client.token,
+            Some(body.clone()),
+            &key,
+        )
+        .await;
+    again.assert_status(201);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.header("location"), first.header("location"));
+    assert_eq!(again.header("etag"), first.header("etag"));
+    let mut other = body.clone();
+    other["title"] = json!("Another title");
+    let res = app
+        .call("POST", "/v1/cases", &w.client.token, Some(other), &key)
+        .await;
+    res.assert_problem(422, "idempotency_key_reused");
+    // Another client's key space is their own.
+    let theirs = app
+        .call(
+            "POST",
+            "/v1/cases",
+            &w.client2.token,
+            Some(body.clone()),
+            &key,
+        )
+        .await;
+    assert_ne!(theirs.assert_status(201)["id"], first.body["id"]);
+    // No key: every call creates.
+    app.post("/v1/cases", &w.client.token, body.clone())
+        .await
+        .assert_status(201);
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM cases"), 3);
+    // A bad key is a 400, and expired keys are forgotten.
+    let res = app
+        .call(
+            "POST",
+            "/v1/cases",
+            &w.client.token,
+            Some(body.clone()),
+            &[("idempotency-key", "")],
+        )
+        .await;
+    res.assert_problem(400, "invalid_header");
+    app.sql("UPDATE idempotency_keys SET created_at = '2000-01-01 00:00:00'");
+    let fresh = app
+        .call("POST", "/v1/cases", &w.client.token, Some(body), &key)
+        .await;
+    assert_ne!(fresh.assert_status(201)["id"], first.body["id"]);
+    assert_eq!(fresh.header("idempotent-replayed"), None);
+}
+
+#[actix_web::test]
+async fn concurrent_buyers_never_share_a_number() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let buys = join_all((0..12).map(|i| {
+        let token = if i % 2 == 0 { &w.client.token } else { &w.client2.token };
+        app.post(
+            "/v1/cases",
+            token,
+            json!({"service_id": w.service_a, "payment_method": "card", "title": "Title", "description": "Long enough text"}),
+        )
+    }))
+    .await;
+    let numbers: HashSet<String> = buys
+        .iter()
+        .map(|r| r.assert_status(201)["number"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(numbers.len(), 12);
+}
+
+#[actix_web::test]
+async fn each_role_sees_exactly_its_cases_and_foreign_ids_are_404_everywhere() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let mine = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let theirs = id(&buy(&app, &w.client2.token, &w.service_b, "card").await);
+    let list = |token: &str| {
+        let token = token.to_owned();
+        let app = &app;
+        async move { ids(app.get("/v1/cases", &token).await.assert_status(200)) }
+    };
+    assert_eq!(list(&w.client.token).await, [mine.as_str()]);
+    assert_eq!(list(&w.client2.token).await, [theirs.as_str()]);
+    assert_eq!(list(&w.a_operator.token).await, [mine.as_str()]);
+    assert_eq!(list(&w.b_operator.token).await, [theirs.as_str()]);
+    assert_eq!(
+        list(&w.platform.token).await,
+        [theirs.as_str(), mine.as_str()]
+    );
+    // Agents: not before assignment, nor while approved, only in progress or suspended.
+    assert!(list(&w.a_agent.token).await.is_empty());
+    act(&app, &w.a_operator.token, &mine, "accept")
+        .await
+        .assert_status(200);
+    act(&app, &w.a_operator.token, &mine, "start")
+        .await
+        .assert_status(200);
+    assert!(list(&w.a_agent.token).await.is_empty());
+    app.put(
+        &format!("/v1/cases/{mine}/agents"),
+        &w.a_operator.token,
+        json!({"agent_ids": [w.a_agent.id]}),
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(list(&w.a_agent.token).await, [mine.as_str()]);
+    assert!(list(&w.a_agent2.token).await.is_empty());
+    act(&app, &w.a_operator.token, &mine, "suspend")
+        .await
+        .assert_status(200);
+    assert_eq!(list(&w.a_agent.token).await, [mine.as_str()]);
+    act(&app, &w.a_operator.token, &mine, "resume")
+        .await
+        .assert_status(200);
+    act(&app, &w.a_operator.token, &mine, "complete")
+        .await
+        .assert_status(200);
+    assert!(list(&w.a_agent.token).await.is_empty());
+    app.get(&format!("/v1/cases/{mine}"), &w.a_agent.token)
+        .await
+        .assert_problem(404, "not_found");
+    act(&app, &w.a_operator.token, &mine, "reopen")
+        .await
+        .assert_status(200);
+
+    // Every route with a foreign case id: 404, and nothing changes.
+    let version = app
+        .get(&format!("/v1/cases/{mine}"), &w.platform.token)
+        .await
+        .body["version"]
+        .clone();
+    let audit_rows = app.count("SELECT COUNT(*) AS n FROM audit_log");
+    for token in [
+        &w.client2.token,
+        &w.b_operator.token,
+        &w.b_admin.token,
+        &w.b_agent.token,
+        &w.a_agent2.token,
+    ] {
+        let p = format!("/v1/cases/{mine}");
+        app.get(&p, token).await.assert_problem(404, "not_found");
+        app.patch(&p, token, json!({"title": "Hacked title"}))
+            .await
+            .assert_problem(404, "not_found");
+        act(&app, token, &mine, "suspend")
+            .await
+            .assert_problem(404, "not_found");
+        act(&app, token, &mine, "cancel")
+            .await
+            .assert_problem(404, "not_found");
+        app.post(&format!("{p}/assignment"), token, json!({"action": "take"}))
+            .await
+            .assert_problem(404, "not_found");
+        app.get(&format!("{p}/agents"), token)
+            .await
+            .assert_problem(404, "not_found");
+        app.put(&format!("{p}/agents"), token, json!({"agent_ids": []}))
+            .await
+            .assert_problem(404, "not_found");
+    }
+    app.get(&format!("/v1/cases/{mine}/audit"), &w.b_admin.token)
+        .await
+        .assert_problem(404, "not_found");
+    let after = app
+        .get(&format!("/v1/cases/{mine}"), &w.platform.token)
+        .await;
+    assert_eq!(after.body["version"], version);
+    assert_eq!(after.body["title"], "Where does he go on Fridays?");
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM audit_log"), audit_rows);
+    // An unknown id is the same 404 as a foreign one.
+    app.get(
+        &format!("/v1/cases/{}", uuid::Uuid::now_v7()),
+        &w.client.token,
+    )
+    .await
+    .assert_problem(404, "not_found");
+}
+
+#[actix_web::test]
+async fn list_filters_combine_and_each_narrows() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let a1 = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let a2 = id(&buy(&app, &w.client2.token, &w.service_a, "bank_transfer").await);
+    let a3 = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let b1 = id(&buy(&app, &w.client.token, &w.service_b, "card").await);
+    app.post(
+        &format!("/v1/cases/{a1}/assignment"),
+        &w.a_operator.token,
+        json!({"action": "take"}),
+    )
+    .await
+    .assert_status(200);
+    app.patch(
+        &format!("/v1/cases/{a3}"),
+        &w.a_operator.token,
+        json!({"priority": "urgent", "title": "Blue van at night"}),
+    )
+    .await
+    .assert_status(200);
+    let q = |query: &str, token: &str| {
+        let path = format!("/v1/cases?{query}");
+        let token = token.to_owned();
+        let app = &app;
+        async move { ids(app.get(&path, &token).await.assert_status(200)) }
+    };
+    let op = &w.a_operator.token;
+    assert_eq!(
+        q("status=in_approval", op).await,
+        [a3.as_str(), a1.as_str()]
+    );
+    assert_eq!(
+        q("status=in_approval&status=awaiting_payment", op).await,
+        [a3.as_str(), a2.as_str(), a1.as_str()]
+    );
+    assert_eq!(q("assignee=me", op).await, [a1.as_str()]);
+    assert_eq!(
+        q(&format!("assignee={}", w.a_operator.id), op).await,
+        [a1.as_str()]
+    );
+    assert_eq!(q("assignee=none", op).await, [a3.as_str(), a2.as_str()]);
+    assert_eq!(
+        q(&format!("client_id={}", w.client2.id), op).await,
+        [a2.as_str()]
+    );
+    assert_eq!(q("priority=urgent", op).await, [a3.as_str()]);
+    assert_eq!(q("q=BLUE", op).await, [a3.as_str()]);
+    assert_eq!(q("q=000002", op).await, [a2.as_str()]);
+    assert_eq!(
+        q("q=%25", op).await,
+        Vec::<String>::new(),
+        "LIKE wildcards are literal"
+    );
+    assert_eq!(
+        q(&format!("service_id={}", w.service_b), &w.platform.token).await,
+        [b1.as_str()]
+    );
+    assert_eq!(
+        q(&format!("agency_id={}", w.agency_b), &w.platform.token).await,
+        [b1.as_str()]
+    );
+    assert_eq!(
+        q(&format!("agency_id={}", w.agency_b), op).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        q(
+            "created_from=2000-01-01T00:00:00Z&created_to=2001-01-01T00:00:00Z",
+            op
+        )
+        .await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        q(
+            "created_from=2000-01-01T00:00:00Z&status=awaiting_payment",
+            op
+        )
+        .await,
+        [a2.as_str()]
+    );
+    // Bad filters are 400 problems.
+    for bad in [
+        "status=lost",
+        "assignee=someone",
+        "created_from=yesterday",
+        "colour=red",
+        "limit=0",
+        "cursor=xyz",
+        "q=",
+    ] {
+        app.get(&format!("/v1/cases?{bad}"), op)
+            .await
+            .assert_problem(
+                400,
+                if bad.starts_with("cursor") {
+                    "invalid_cursor"
+                } else {
+                    "invalid_query"
+                },
+            );
+    }
+    // Labels follow Accept-Language, else the caller's locale.
+    let res = app
+        .call(
+            "GET",
+            "/v1/cases?status=awaiting_payment",
+            op,
+            None,
+            &[("accept-language", "pl, it;q=0.5")],
+        )
+        .await;
+    assert_eq!(
+        res.assert_status(200)["items"][0]["status_label"],
+        "Oczekuje na płatność"
+    );
+}
+
+#[actix_web::test]
+async fn pagination_neither_skips_nor_repeats_while_cases_arrive() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let mut created = Vec::new();
+    for _ in 0..7 {
+        created.push(id(&buy(&app, &w.client.token, &w.service_a, "card").await));
+    }
+    let mut seen = Vec::new();
+    let mut path = "/v1/cases?limit=3&status=in_approval".to_owned();
+    loop {
+        let res = app.get(&path, &w.a_operator.token).await;
+        let body = res.assert_status(200).clone();
+        seen.extend(ids(&body));
+        // New cases arrive between pages; they are newer than the cursor and do not shift it.
+        buy(&app, &w.client2.token, &w.service_a, "card").await;
+        match body["next_cursor"].as_str() {
+            Some(cursor) => {
+                let link = res.header("link").unwrap();
+                assert!(
+                    link.contains(&format!("cursor={cursor}")) && link.ends_with("rel=\"next\"")
+                );
+                assert!(link.contains("status=in_approval"));
+                path = format!("/v1/cases?limit=3&status=in_approval&cursor={cursor}");
+            }
+            None => {
+                assert!(res.header("link").is_none());
+                break;
+            }
+        }
+    }
+    created.reverse();
+    assert_eq!(seen, created);
+}
+
+#[actix_web::test]
+async fn patch_changes_title_description_priority_with_the_rules() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let p = format!("/v1/cases/{case}");
+    // The client edits title and description before acceptance; never the priority.
+    let res = app
+        .patch(&p, &w.client.token, json!({"title": "Better title"}))
+        .await;
+    assert_eq!(res.assert_status(200)["title"], "Better title");
+    assert_eq!(res.header("etag"), Some("\"2\""));
+    app.patch(&p, &w.client.token, json!({"priority": "high"}))
+        .await
+        .assert_problem(403, "forbidden");
+    app.patch(&p, &w.a_agent.token, json!({"title": "Agent title"}))
+        .await
+        .assert_problem(404, "not_found");
+    // Read-only and unknown members.
+    let res = app
+        .patch(
+            &p,
+            &w.a_operator.token,
+            json!({"status": "closed", "number": "X"}),
+        )
+        .await;
+    let pointers: Vec<&str> = res.assert_problem(422, "validation_failed")["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["pointer"].as_str().unwrap())
+        .collect();
+    assert_eq!(pointers, ["/status", "/number"]);
+    app.patch(&p, &w.a_operator.token, json!({"colour": "red"}))
+        .await
+        .assert_problem(400, "unknown_field");
+    app.patch(&p, &w.a_operator.token, json!({"title": "x"}))
+        .await
+        .assert_problem(422, "validation_failed");
+    // If-Match.
+    let res = app
+        .call(
+            "PATCH",
+            &p,
+            &w.a_operator.token,
+            Some(json!({"priority": "high"})),
+            &[("if-match", "\"1\"")],
+        )
+        .await;
+    res.assert_problem(412, "precondition_failed");
+    let res = app
+        .call(
+            "PATCH",
+            &p,
+            &w.a_operator.token,
+            Some(json!({"priority": "high", "description": "A new and longer description"})),
+            &[("if-match", "\"2\"")],
+        )
+        .await;
+    assert_eq!(res.assert_status(200)["priority"], "high");
+    assert_eq!(res.body["version"], 3);
+    // One audit row per changed field, with old and new values.
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE case_id = '{case}' AND action = 'update' AND field = 'priority' AND old_value = 'normal' AND new_value = 'high'"
+        )),
+        1
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE case_id = '{case}' AND action = 'update'"
+        )),
+        3
+    );
+    // If-None-Match: 304 while unchanged.
+    let res = app
+        .call(
+            "GET",
+            &p,
+            &w.a_operator.token,
+            None,
+            &[("if-none-match", "\"3\"")],
+        )
+        .await;
+    assert_eq!(res.status.as_u16(), 304);
+    // After acceptance the client can no longer edit; after a terminal status nobody can.
+    act(&app, &w.a_operator.token, &case, "accept")
+        .await
+        .assert_status(200);
+    let res = app
+        .patch(&p, &w.client.token, json!({"title": "Too late"}))
+        .await;
+    res.assert_problem(409, "wrong_state");
+    act(&app, &w.a_operator.token, &case, "suspend")
+        .await
+        .assert_status(200);
+    app.patch(&p, &w.a_operator.token, json!({"title": "Still fine"}))
+        .await
+        .assert_status(200);
+    let other = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    act(&app, &w.client.token, &other, "cancel")
+        .await
+        .assert_status(200);
+    app.patch(
+        &format!("/v1/cases/{other}"),
+        &w.a_operator.token,
+        json!({"priority": "low"}),
+    )
+    .await
+    .assert_problem(409, "wrong_state");
+}
+
+#[actix_web::test]
+async fn take_delegate_and_agents_follow_the_agency_rules() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let p = format!("/v1/cases/{case}");
+    let res = app
+        .post(
+            &format!("{p}/assignment"),
+            &w.a_operator.token,
+            json!({"action": "take"}),
+        )
+        .await;
+    assert_eq!(
+        res.assert_status(200)["assignee"]["id"],
+        w.a_operator.id.as_str()
+    );
+    let res = app
+        .post(
+            &format!("{p}/assignment"),
+            &w.a_operator.token,
+            json!({"action": "delegate", "user_id": w.a_admin.id}),
+        )
+        .await;
+    assert_eq!(
+        res.assert_status(200)["assignee"]["id"],
+        w.a_admin.id.as_str()
+    );
+    // Only operators of the same agency; `take` names nobody; clients and agents may not.
+    for bad in [&w.a_agent.id, &w.b_operator.id, &w.client.id] {
+        let res = app
+            .post(
+                &format!("{p}/assignment"),
+                &w.a_operator.token,
+                json!({"action": "delegate", "user_id": bad}),
+            )
+            .await;
+        res.assert_problem(422, "invalid_assignee");
+    }
+    app.post(
+        &format!("{p}/assignment"),
+        &w.a_operator.token,
+        json!({"action": "delegate"}),
+    )
+    .await
+    .assert_problem(422, "required");
+    app.post(
+        &format!("{p}/assignment"),
+        &w.client.token,
+        json!({"action": "take"}),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+    app.post(
+        &format!("{p}/assignment"),
+        &w.platform.token,
+        json!({"action": "take"}),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE case_id = '{case}' AND field = 'assignee_id' AND action IN ('take', 'delegate')"
+        )),
+        2
+    );
+    // Agents only while in progress, only agents of the agency.
+    app.put(
+        &format!("{p}/agents"),
+        &w.a_operator.token,
+        json!({"agent_ids": [w.a_agent.id]}),
+    )
+    .await
+    .assert_problem(409, "wrong_state");
+    act(&app, &w.a_operator.token, &case, "accept")
+        .await
+        .assert_status(200);
+    act(&app, &w.a_operator.token, &case, "start")
+        .await
+        .assert_status(200);
+    for bad in [&w.b_agent.id, &w.a_operator.id, &w.client.id] {
+        let res = app
+            .put(
+                &format!("{p}/agents"),
+                &w.a_operator.token,
+                json!({"agent_ids": [w.a_agent.id, bad]}),
+            )
+            .await;
+        assert_eq!(
+            res.assert_problem(422, "validation_failed")["errors"][0]["code"],
+            "invalid_agent"
+        );
+    }
+    app.put(
+        &format!("{p}/agents"),
+        &w.client.token,
+        json!({"agent_ids": []}),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+    let res = app
+        .put(
+            &format!("{p}/agents"),
+            &w.a_operator.token,
+            json!({"agent_ids": [w.a_agent.id, w.a_agent2.id, w.a_agent.id]}),
+        )
+        .await;
+    assert_eq!(
+        res.assert_status(200)["agents"].as_array().unwrap().len(),
+        2
+    );
+    let card = app.get(&p, &w.client.token).await;
+    assert_eq!(
+        card.assert_status(200)["agents"].as_array().unwrap().len(),
+        2
+    );
+    let res = app.get(&format!("{p}/agents"), &w.a_agent2.token).await;
+    assert_eq!(
+        res.assert_status(200)["agents"].as_array().unwrap().len(),
+        2
+    );
+    // Taking someone off removes their view of the case.
+    app.put(
+        &format!("{p}/agents"),
+        &w.a_operator.token,
+        json!({"agent_ids": [w.a_agent.id]}),
+    )
+    .await
+    .assert_status(200);
+    app.get(&p, &w.a_agent2.token)
+        .await
+        .assert_problem(404, "not_found");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE case_id = '{case}' AND action = 'set_agents'"
+        )),
+        2
+    );
+    // Agents on the case may not edit it, move it, nor assign.
+    app.patch(&p, &w.a_agent.token, json!({"title": "Agent title"}))
+        .await
+        .assert_problem(403, "forbidden");
+    act(&app, &w.a_agent.token, &case, "suspend")
+        .await
+        .assert_problem(403, "forbidden");
+    app.post(
+        &format!("{p}/assignment"),
+        &w.a_agent.token,
+        json!({"action": "take"}),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+}
+
+#[actix_web::test]
+async fn the_audit_trail_is_for_admins_filtered_paginated_and_chained() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    act(&app, &w.a_operator.token, &case, "accept")
+        .await
+        .assert_status(200);
+    act(&app, &w.a_operator.token, &case, "suspend")
+        .await
+        .assert_status(200);
+    let p = format!("/v1/cases/{case}/audit");
+    for token in [
+        &w.a_operator.token,
+        &w.client.token,
+        &w.a_agent.token,
+        &w.platform_staff.token,
+    ] {
+        app.get(&p, token).await.assert_problem(403, "forbidden");
+    }
+    app.get(&p, &w.b_admin.token)
+        .await
+        .assert_problem(404, "not_found");
+    let all = app.get(&format!("{p}?limit=100"), &w.a_admin.token).await;
+    let rows = all.assert_status(200)["items"].as_array().unwrap().clone();
+    // 6 for the creation; status and reason for accept and for suspend.
+    assert_eq!(rows.len(), 10);
+    let newest = &rows[0];
+    assert_eq!(newest["action"], "suspend");
+    assert_eq!(newest["actor_id"], w.a_operator.id.as_str());
+    assert_eq!(newest["actor_role"], "agency");
+    let status_row = rows
+        .iter()
+        .find(|r| r["action"] == "suspend" && r["field"] == "status")
+        .unwrap();
+    assert_eq!(status_row["old_value"], "approved");
+    assert_eq!(status_row["new_value"], "suspended");
+    for pair in rows.windows(2) {
+        assert_eq!(
+            pair[0]["prev_hash"], pair[1]["hash"],
+            "each row chains to the one before"
+        );
+    }
+    // Pages of 4, no repeats, no gaps.
+    let mut seen = Vec::new();
+    let mut path = format!("{p}?limit=4");
+    loop {
+        let body = app
+            .get(&path, &w.platform.token)
+            .await
+            .assert_status(200)
+            .clone();
+        seen.extend(ids(&body));
+        match body["next_cursor"].as_str() {
+            Some(c) => path = format!("{p}?limit=4&cursor={c}"),
+            None => break,
+        }
+    }
+    let all_ids: Vec<String> = rows
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(seen, all_ids);
+    // Date range: nothing before 2000, everything since.
+    let res = app
+        .get(&format!("{p}?to=2000-01-01T00:00:00Z"), &w.a_admin.token)
+        .await;
+    assert!(
+        res.assert_status(200)["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let res = app
+        .get(
+            &format!("{p}?from=2000-01-01T00:00:00Z&limit=100"),
+            &w.a_admin.token,
+        )
+        .await;
+    assert_eq!(
+        res.assert_status(200)["items"].as_array().unwrap().len(),
+        10
+    );
+    // The chain verifies, and a tampered row is found.
+    let res = app.get("/v1/audit/verify", &w.platform.token).await;
+    assert_eq!(res.assert_status(200)["intact"], true);
+    assert!(res.body["rows_checked"].as_i64().unwrap() >= 10);
+    app.get("/v1/audit/verify", &w.a_admin.token)
+        .await
+        .assert_problem(403, "forbidden");
+    app.sql("UPDATE audit_log SET new_value = 'closed' WHERE seq = 5");
+    let res = app.get("/v1/audit/verify", &w.platform.token).await;
+    assert_eq!(res.assert_status(200)["intact"], false);
+    assert_eq!(res.body["first_broken_seq"], 5);
+}
+
+#[actix_web::test]
+async fn labels_come_in_four_languages() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    for (lang, status, action) in [
+        ("it-IT,it;q=0.9", "In approvazione", "Accetta"),
+        ("es", "En revisión", "Aceptar"),
+        ("pl", "W weryfikacji", "Przyjmij"),
+        ("fr, de;q=0.5", "Under review", "Accept"),
+    ] {
+        let res = app
+            .call(
+                "GET",
+                &format!("/v1/cases/{case}"),
+                &w.a_operator.token,
+                None,
+                &[("accept-language", lang)],
+            )
+            .await;
+        let body = res.assert_status(200);
+        assert_eq!(body["status_label"], status, "{lang}");
+        assert_eq!(body["allowed_actions"][0]["label"], action, "{lang}");
+        let wf = app
+            .call(
+                "GET",
+                "/v1/workflow",
+                &w.client.token,
+                None,
+                &[("accept-language", lang)],
+            )
+            .await;
+        assert_eq!(wf.assert_status(200)["states"][2]["label"], status);
+    }
+}

@@ -1,0 +1,158 @@
+//! The services catalog: who sells, who sees, what a template may hold.
+
+use serde_json::json;
+
+use crate::helpers::spawn;
+use crate::world::{World, id};
+
+#[actix_web::test]
+async fn agency_admins_sell_and_everyone_browses_the_active_catalog() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let res = app
+        .post(
+            "/v1/services",
+            &w.a_admin.token,
+            json!({"title": "Tracking", "description": "GPS", "price_minor": 99900, "currency": "EUR", "default_priority": "high",
+                   "required_data_template": [{"key": "plate", "label": "Plate", "type": "text", "required": true}]}),
+        )
+        .await;
+    let body = res.assert_status(201).clone();
+    assert_eq!(body["agency"]["name"], "Agenzia Rossi");
+    assert_eq!(body["price_minor"], 99900);
+    assert_eq!(body["default_priority"], "high");
+    assert_eq!(body["required_data_template"][0]["key"], "plate");
+    let tracking = id(&body);
+    // Operators, agents, clients and platform staff do not sell.
+    let input = json!({"title": "X", "description": "Y", "price_minor": 1, "currency": "EUR"});
+    for token in [
+        &w.a_operator.token,
+        &w.a_agent.token,
+        &w.client.token,
+        &w.platform.token,
+    ] {
+        app.post("/v1/services", token, input.clone())
+            .await
+            .assert_problem(403, "forbidden");
+    }
+    // Templates are checked.
+    let res = app
+        .post(
+            "/v1/services",
+            &w.a_admin.token,
+            json!({"title": "X", "description": "Y", "price_minor": -1, "currency": "euro",
+                   "required_data_template": [
+                       {"key": "Bad Key", "label": "L", "type": "text"},
+                       {"key": "c", "label": "C", "type": "choice"},
+                       {"key": "c", "label": "D", "type": "text", "options": ["a"]}]}),
+        )
+        .await;
+    let codes: Vec<&str> = res.assert_problem(422, "validation_failed")["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["currency", "range"]);
+    let res = app
+        .post(
+            "/v1/services",
+            &w.a_admin.token,
+            json!({"title": "X", "description": "Y", "price_minor": 1, "currency": "EUR",
+                   "required_data_template": [
+                       {"key": "Bad Key", "label": "L", "type": "text"},
+                       {"key": "c", "label": "C", "type": "choice"},
+                       {"key": "c", "label": "D", "type": "text", "options": ["a"]}]}),
+        )
+        .await;
+    let codes: Vec<&str> = res.assert_problem(422, "validation_failed")["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        codes,
+        ["invalid_key", "required", "duplicate_key", "not_allowed"]
+    );
+
+    // Deactivated: gone from the catalog for clients and other agencies, still there for its own.
+    let res = app
+        .call(
+            "PATCH",
+            &format!("/v1/services/{tracking}"),
+            &w.a_admin.token,
+            Some(json!({"active": false})),
+            &[("if-match", "\"1\"")],
+        )
+        .await;
+    assert_eq!(res.assert_status(200)["active"], false);
+    let listed = |token: &str| {
+        let token = token.to_owned();
+        let app = &app;
+        async move {
+            app.get("/v1/services", &token).await.assert_status(200)["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["title"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        listed(&w.client.token).await,
+        ["Background check", "Surveillance"]
+    );
+    assert_eq!(
+        listed(&w.b_operator.token).await,
+        ["Background check", "Surveillance"]
+    );
+    assert_eq!(
+        listed(&w.a_operator.token).await,
+        ["Tracking", "Background check", "Surveillance"]
+    );
+    assert_eq!(
+        listed(&w.platform.token).await,
+        ["Tracking", "Background check", "Surveillance"]
+    );
+    app.get(&format!("/v1/services/{tracking}"), &w.client.token)
+        .await
+        .assert_problem(404, "not_found");
+    app.get(&format!("/v1/services/{tracking}"), &w.a_operator.token)
+        .await
+        .assert_status(200);
+    app.get(&format!("/v1/services/{tracking}"), &w.a_agent.token)
+        .await
+        .assert_problem(404, "not_found");
+    // Another agency's admin cannot change it; a stale If-Match is 412.
+    app.patch(
+        &format!("/v1/services/{tracking}"),
+        &w.b_admin.token,
+        json!({"active": true}),
+    )
+    .await
+    .assert_problem(404, "not_found");
+    app.call(
+        "PATCH",
+        &format!("/v1/services/{tracking}"),
+        &w.a_admin.token,
+        Some(json!({"active": true})),
+        &[("if-match", "\"1\"")],
+    )
+    .await
+    .assert_problem(412, "precondition_failed");
+    // Services of a deactivated agency leave the catalog.
+    app.patch(
+        &format!("/v1/agencies/{}", w.agency_b),
+        &w.platform.token,
+        json!({"active": false}),
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(listed(&w.client.token).await, ["Surveillance"]);
+    // Audit rows for creation and the change.
+    assert_eq!(
+        app.count(&format!("SELECT COUNT(*) AS n FROM audit_log WHERE entity = 'service' AND entity_id = '{tracking}'")),
+        2
+    );
+}
