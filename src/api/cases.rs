@@ -363,14 +363,13 @@ pub async fn create_case(
     let viewer = Viewer::new(&caller, &req);
     let actor = actor(&caller, &req);
     let client_id = caller.id.clone();
-    let fingerprint_input = serde_json::to_value(&input).map_err(ApiError::internal)?;
     idempotency::create(
         &state.pool,
         &req,
         &caller.id,
         key,
-        &fingerprint_input,
-        move |conn| {
+        input,
+        move |conn, input| {
             let service_id = input.service_id.to_string();
             let (service, _) = repo::services::find(
                 conn,

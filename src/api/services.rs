@@ -17,6 +17,7 @@ use crate::errors::{ApiError, FieldError};
 use crate::http::extract::{
     IfMatch, Page, PageRequest, ValidJson, etag, page_response, versioned_response,
 };
+use crate::http::idempotency::{self, Created, IdempotencyKey};
 use crate::repo;
 use crate::repo::audit::Change;
 use crate::repo::services::{ServiceChanges, ServiceFilter, ServiceRow, ServiceScope};
@@ -204,7 +205,7 @@ fn check_currency(currency: &str) -> Result<(), validator::ValidationError> {
     }
 }
 
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
     "title": "Infidelity investigation",
@@ -347,17 +348,20 @@ pub async fn list_services(
 /// Create a service
 ///
 /// Adds a service to the caller's agency. The required-data template is a list of field
-/// definitions with unique keys. Roles: agency admin.
+/// definitions with unique keys. Accepts `Idempotency-Key` (as `POST /v1/cases`).
+/// Roles: agency admin.
 #[utoipa::path(
     tag = "services",
     operation_id = "create_service",
     request_body = CreateService,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1–255 printable ASCII characters; makes retries safe")),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = ServiceView,
             headers(("Location" = String, description = "The new service's URL"), ("ETag" = String, description = "Its version"))),
         (status = 403, description = "The caller is not an agency admin"),
-        (status = 422, description = "A member breaks a rule"),
+        (status = 409, description = "A request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
+        (status = 422, description = "A member breaks a rule, or the `Idempotency-Key` was used with another body (`idempotency_key_reused`)"),
     )
 )]
 #[post("/v1/services")]
@@ -365,6 +369,7 @@ pub async fn create_service(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: AuthUser,
+    key: IdempotencyKey,
     body: ValidJson<CreateService>,
 ) -> Result<HttpResponse, ApiError> {
     let agency_id = managed_agency(&caller)?;
@@ -374,42 +379,48 @@ pub async fn create_service(
         return Err(ApiError::validation(errors));
     }
     let actor = actor(&caller, &req);
-    let now = db::now();
-    let row = ServiceRow {
-        id: repo::new_id(),
-        agency_id,
-        title: input.title.trim().to_owned(),
-        description: input.description,
-        price_minor: input.price_minor,
-        currency: input.currency,
-        active: input.active,
-        default_priority: input.default_priority.as_str().to_owned(),
-        required_data_template: serde_json::to_string(&input.required_data_template)
-            .map_err(ApiError::internal)?,
-        version: 1,
-        created_at: now,
-        updated_at: now,
-    };
-    let found = db::write(&state.pool, move |conn| {
-        repo::services::insert(conn, &row)?;
-        repo::audit::append(
-            conn,
-            &actor,
-            vec![Change::entity("service", &row.id, None, "create").field(
-                "title",
-                None,
-                Some(row.title.clone()),
-            )],
-        )?;
-        repo::services::find(conn, &ServiceScope::All, &row.id)?
-            .ok_or_else(|| ApiError::internal("inserted service vanished"))
-    })
-    .await?;
-    let view = ServiceView::new(found);
-    Ok(HttpResponse::Created()
-        .insert_header(("Location", format!("/v1/services/{}", view.id)))
-        .insert_header(("ETag", etag(view.version)))
-        .json(view))
+    idempotency::create(
+        &state.pool,
+        &req,
+        &caller.id,
+        key,
+        input,
+        move |conn, input| {
+            let now = db::now();
+            let row = ServiceRow {
+                id: repo::new_id(),
+                agency_id,
+                title: input.title.trim().to_owned(),
+                description: input.description,
+                price_minor: input.price_minor,
+                currency: input.currency,
+                active: input.active,
+                default_priority: input.default_priority.as_str().to_owned(),
+                required_data_template: serde_json::to_string(&input.required_data_template)
+                    .map_err(ApiError::internal)?,
+                version: 1,
+                created_at: now,
+                updated_at: now,
+            };
+            repo::services::insert(conn, &row)?;
+            let created = Change::entity("service", &row.id, None, "create");
+            repo::audit::append(
+                conn,
+                &actor,
+                vec![created.field("title", None, Some(row.title.clone()))],
+            )?;
+            let view = ServiceView::new(
+                repo::services::find(conn, &ServiceScope::All, &row.id)?
+                    .ok_or_else(|| ApiError::internal("inserted service vanished"))?,
+            );
+            Ok(Created {
+                location: format!("/v1/services/{}", view.id),
+                version: view.version,
+                body: view,
+            })
+        },
+    )
+    .await
 }
 
 /// Get a service

@@ -54,25 +54,27 @@ pub struct Created<T> {
     pub body: T,
 }
 
-/// Runs `create` in one write transaction, unless the key names an earlier request: then that
-/// request's response is replayed. The key's record commits with what `create` wrote.
-pub async fn create<T, F>(
+/// Runs `create` with `input` in one write transaction, unless the key names an earlier
+/// request: then that request's response is replayed. The key's record commits with what
+/// `create` wrote. The fingerprint covers method, path and `input` as parsed.
+pub async fn create<I, T, F>(
     pool: &Pool,
     req: &HttpRequest,
     user_id: &str,
     key: IdempotencyKey,
-    input: &impl Serialize,
+    input: I,
     create: F,
 ) -> Result<HttpResponse, ApiError>
 where
+    I: Serialize + Send + 'static,
     T: Serialize + Send + 'static,
-    F: FnOnce(&mut DbConnection) -> Result<Created<T>, ApiError> + Send + 'static,
+    F: FnOnce(&mut DbConnection, I) -> Result<Created<T>, ApiError> + Send + 'static,
 {
     let fingerprint = {
         let mut hasher = Sha256::new();
         hasher.update(req.method().as_str().as_bytes());
         hasher.update(req.path().as_bytes());
-        hasher.update(serde_json::to_vec(input).map_err(ApiError::internal)?);
+        hasher.update(serde_json::to_vec(&input).map_err(ApiError::internal)?);
         format!("{:x}", hasher.finalize())
     };
     let user_id = user_id.to_owned();
@@ -82,7 +84,7 @@ where
         {
             return Ok((stored, true));
         }
-        let created = create(conn)?;
+        let created = create(conn, input)?;
         let stored = StoredResponse {
             user_id,
             key: key.0.clone().unwrap_or_default(),

@@ -911,3 +911,61 @@ async fn labels_come_in_four_languages() {
         assert_eq!(wf.assert_status(200)["states"][2]["label"], status);
     }
 }
+
+#[actix_web::test]
+async fn racing_retries_with_one_key_create_one_case() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let body = json!({"service_id": w.service_a, "payment_method": "card", "title": "Title", "description": "Long enough text"});
+    let key = [("idempotency-key", "race-1")];
+    let results = join_all((0..6).map(|_| {
+        app.call(
+            "POST",
+            "/v1/cases",
+            &w.client.token,
+            Some(body.clone()),
+            &key,
+        )
+    }))
+    .await;
+    let mut created = HashSet::new();
+    for res in &results {
+        match res.status.as_u16() {
+            201 => {
+                created.insert(res.body["id"].as_str().unwrap().to_owned());
+            }
+            _ => {
+                res.assert_problem(409, "idempotency_key_in_use");
+            }
+        }
+    }
+    assert_eq!(created.len(), 1, "every success is the same case");
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM cases"), 1);
+    // Services take keys too.
+    let service =
+        json!({"title": "Tracking", "description": "GPS", "price_minor": 1, "currency": "EUR"});
+    let key = [("idempotency-key", "svc-1")];
+    let first = app
+        .call(
+            "POST",
+            "/v1/services",
+            &w.a_admin.token,
+            Some(service.clone()),
+            &key,
+        )
+        .await;
+    let again = app
+        .call(
+            "POST",
+            "/v1/services",
+            &w.a_admin.token,
+            Some(service),
+            &key,
+        )
+        .await;
+    assert_eq!(
+        first.assert_status(201)["id"],
+        again.assert_status(201)["id"]
+    );
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+}
