@@ -59,7 +59,7 @@ pub struct State {
     pub agent_visible: bool,
     /// Agents may be assigned to the case.
     pub agents_assignable: bool,
-    /// The client may still edit the title and description.
+    /// The client may edit the title and description (only while the agency reviews the case).
     pub client_edits: bool,
 }
 
@@ -190,10 +190,8 @@ const fn state(status: CaseStatus) -> State {
         terminal: matches!(status, S::Rejected | S::Closed | S::Cancelled),
         agent_visible: matches!(status, S::InProgress | S::Suspended),
         agents_assignable: matches!(status, S::InProgress),
-        client_edits: matches!(
-            status,
-            S::AwaitingPayment | S::PaymentFailed | S::InApproval
-        ),
+        // Before payment the client can only read and cancel (DESIGN.md).
+        client_edits: matches!(status, S::InApproval),
     }
 }
 

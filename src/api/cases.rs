@@ -594,11 +594,11 @@ pub async fn get_case(
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"priority": "high"}))]
 pub struct UpdateCase {
-    /// Agency staff, platform staff, and the client before acceptance.
+    /// Agency staff, platform staff, and the client while `in_approval`.
     #[validate(length(min = 3, max = 200))]
     #[schema(min_length = 3, max_length = 200)]
     pub title: Option<String>,
-    /// Agency staff, platform staff, and the client before acceptance.
+    /// Agency staff, platform staff, and the client while `in_approval`.
     #[validate(length(min = 10, max = 10000))]
     #[schema(min_length = 10, max_length = 10000)]
     pub description: Option<String>,
@@ -712,7 +712,7 @@ pub fn lost_race(
 ///
 /// Changes title, description and priority. Agency staff (own agency) and platform staff change
 /// all three while the case is not terminal; the client changes title and description of their
-/// own case before it is accepted; agents never (403). Status, number, agency, client, service,
+/// own case while it is `in_approval`; agents never (403). Status, number, agency, client, service,
 /// assignee, payment and resolution are read-only here (422 `read_only_field`); unknown members
 /// are 400. Honours `If-Match` (412 when stale). Roles: agency, platform, client.
 #[utoipa::path(

@@ -293,7 +293,7 @@ pub struct StateView {
     pub agent_visible: bool,
     /// Agents may be assigned (`PUT /v1/cases/{id}/agents`).
     pub agents_assignable: bool,
-    /// The client may still edit title and description.
+    /// The client may edit title and description.
     pub client_edits: bool,
 }
 

@@ -613,6 +613,15 @@ async fn patch_changes_title_description_priority_with_the_rules() {
     app.patch(&p, &w.a_operator.token, json!({"title": "Still fine"}))
         .await
         .assert_status(200);
+    // Before payment the client can only read and cancel.
+    let unpaid = id(&buy(&app, &w.client.token, &w.service_a, "bank_transfer").await);
+    app.patch(
+        &format!("/v1/cases/{unpaid}"),
+        &w.client.token,
+        json!({"title": "Unpaid title"}),
+    )
+    .await
+    .assert_problem(409, "wrong_state");
     let other = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
     act(&app, &w.client.token, &other, "cancel")
         .await
