@@ -14,6 +14,7 @@ use crate::errors::ApiError;
 use crate::http::extract::{
     IfMatch, Page, PageRequest, ValidJson, etag, page_response, versioned_response,
 };
+use crate::http::idempotency::{self, Created, IdempotencyKey};
 use crate::repo;
 use crate::repo::agencies::{AgencyChanges, AgencyRow};
 
@@ -54,7 +55,7 @@ impl From<AgencyRow> for AgencyView {
     }
 }
 
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "Agenzia Investigativa Rossi", "contact_email": "info@agenzia-rossi.example"}))]
 pub struct CreateAgency {
@@ -138,47 +139,49 @@ pub async fn list_agencies(
 
 /// Create an agency
 ///
-/// Roles: platform.
+/// Accepts `Idempotency-Key` (as `POST /v1/cases`). Roles: platform.
 #[utoipa::path(
     tag = "agencies",
     operation_id = "create_agency",
     request_body = CreateAgency,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1–255 printable ASCII characters; makes retries safe")),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = AgencyView,
             headers(("Location" = String, description = "The new agency's URL"), ("ETag" = String, description = "Its version"))),
         (status = 403, description = "Only platform staff create agencies"),
-        (status = 409, description = "The name is taken (`agency_name_taken`)"),
-        (status = 422, description = "A member breaks a rule"),
+        (status = 409, description = "The name is taken (`agency_name_taken`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
+        (status = 422, description = "A member breaks a rule, or the `Idempotency-Key` was used with another body (`idempotency_key_reused`)"),
     )
 )]
 #[post("/v1/agencies")]
 pub async fn create_agency(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: AuthUser,
+    key: IdempotencyKey,
     body: ValidJson<CreateAgency>,
 ) -> Result<HttpResponse, ApiError> {
     require_platform(&caller)?;
-    let input = body.0;
-    let now = db::now();
-    let row = AgencyRow {
-        id: repo::new_id(),
-        name: input.name.trim().to_owned(),
-        contact_email: input.contact_email.map(|e| e.trim().to_lowercase()),
-        active: true,
-        version: 1,
-        created_at: now,
-        updated_at: now,
-    };
-    let row = db::write(&state.pool, move |conn| {
+    idempotency::create(&state.pool, &req, &caller.id, key, body.0, |conn, input| {
+        let now = db::now();
+        let row = AgencyRow {
+            id: repo::new_id(),
+            name: input.name.trim().to_owned(),
+            contact_email: input.contact_email.map(|e| e.trim().to_lowercase()),
+            active: true,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
         repo::agencies::insert(conn, &row)?;
-        Ok(row)
+        Ok(Created {
+            location: format!("/v1/agencies/{}", row.id),
+            version: row.version,
+            body: AgencyView::from(row),
+        })
     })
-    .await?;
-    Ok(HttpResponse::Created()
-        .insert_header(("Location", format!("/v1/agencies/{}", row.id)))
-        .insert_header(("ETag", etag(row.version)))
-        .json(AgencyView::from(row)))
+    .await
 }
 
 /// Get an agency

@@ -156,3 +156,35 @@ async fn agency_admins_sell_and_everyone_browses_the_active_catalog() {
         2
     );
 }
+
+#[actix_web::test]
+async fn agencies_take_idempotency_keys() {
+    let app = spawn().await;
+    let admin = app.admin().await;
+    let body = json!({"name": "Rossi"});
+    let key = [("idempotency-key", "agency-1")];
+    let first = app
+        .call("POST", "/v1/agencies", &admin, Some(body.clone()), &key)
+        .await;
+    let again = app
+        .call("POST", "/v1/agencies", &admin, Some(body), &key)
+        .await;
+    assert_eq!(
+        first.assert_status(201)["id"],
+        again.assert_status(201)["id"]
+    );
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    app.call(
+        "POST",
+        "/v1/agencies",
+        &admin,
+        Some(json!({"name": "Other"})),
+        &key,
+    )
+    .await
+    .assert_problem(422, "idempotency_key_reused");
+    // Without a key the name rule still answers.
+    app.post("/v1/agencies", &admin, json!({"name": "Rossi"}))
+        .await
+        .assert_problem(409, "agency_name_taken");
+}
