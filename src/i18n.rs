@@ -6,16 +6,42 @@ use actix_web::http::header;
 
 use crate::domain::{CaseAction, CaseStatus, Locale};
 
-/// The language of a response: the best supported match of `Accept-Language`, else the
-/// caller's own locale (English for anonymous callers).
+/// The language of a response: the supported language `Accept-Language` ranks highest (by
+/// primary subtag, so `it-IT` is Italian), else the caller's own locale.
 pub fn negotiate(req: &HttpRequest, fallback: Locale) -> Locale {
-    let codes: Vec<&str> = Locale::ALL.iter().map(|l| l.as_str()).collect();
     req.headers()
         .get(header::ACCEPT_LANGUAGE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| accept_language::intersection(v, &codes).into_iter().next())
-        .and_then(|code| Locale::from_code(&code))
+        .and_then(best_supported)
         .unwrap_or(fallback)
+}
+
+/// Parsed here rather than with a crate: the one at hand sorts `q` values as floats without a
+/// total order and can panic on `q=NaN`. Unparsable or non-finite weights drop the entry.
+fn best_supported(header: &str) -> Option<Locale> {
+    let mut best: Option<(f32, Locale)> = None;
+    for entry in header.split(',').take(50) {
+        let mut parts = entry.split(';');
+        let tag = parts.next().unwrap_or_default().trim();
+        let primary = tag
+            .split('-')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let quality = match parts.find_map(|p| p.trim().strip_prefix("q=")) {
+            Some(q) => match q.trim().parse::<f32>() {
+                Ok(q) if q.is_finite() && q > 0.0 && q <= 1.0 => q,
+                _ => continue,
+            },
+            None => 1.0,
+        };
+        if let Some(locale) = Locale::from_code(&primary)
+            && best.is_none_or(|(q, _)| quality > q)
+        {
+            best = Some((quality, locale));
+        }
+    }
+    best.map(|(_, locale)| locale)
 }
 
 /// `[en, it, es, pl]`, picked by locale.

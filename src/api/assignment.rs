@@ -245,7 +245,8 @@ pub async fn set_agents(
     let viewer = Viewer::new(&caller, &req);
     let actor = actor(&caller, &req);
     let id = id.into_inner().to_string();
-    let mut wanted: Vec<String> = body.0.agent_ids.iter().map(|a| a.to_string()).collect();
+    let requested: Vec<String> = body.0.agent_ids.iter().map(|a| a.to_string()).collect();
+    let mut wanted = requested.clone();
     wanted.sort();
     wanted.dedup();
     let (agents, version) = db::write(&state.pool, move |conn| {
@@ -256,7 +257,8 @@ pub async fn set_agents(
             ));
         }
         let found = repo::cases::staff_among(conn, &current.agency_id, Role::Agent, &wanted)?;
-        let invalid: Vec<_> = wanted
+        // Pointers name positions in the body as sent.
+        let invalid: Vec<_> = requested
             .iter()
             .enumerate()
             .filter(|(_, w)| !found.iter().any(|f| &f.id == *w))

@@ -319,9 +319,11 @@ pub struct CreateCase {
     pub service_id: Uuid,
     /// `bank_transfer` starts in `awaiting_payment`; `card` (paid at checkout) in `in_approval`.
     pub payment_method: PaymentMethod,
+    #[serde(deserialize_with = "crate::api::trimmed")]
     #[validate(length(min = 3, max = 200))]
     #[schema(min_length = 3, max_length = 200)]
     pub title: String,
+    #[serde(deserialize_with = "crate::api::trimmed")]
     #[validate(length(min = 10, max = 10000))]
     #[schema(min_length = 10, max_length = 10000)]
     pub description: String,
@@ -391,7 +393,7 @@ pub async fn create_case(
             let row = CaseRow {
                 id: repo::new_id(),
                 number: repo::cases::next_number(conn, now)?,
-                title: input.title.trim().to_owned(),
+                title: input.title,
                 description: input.description,
                 service_id,
                 agency_id: service.agency_id.clone(),
@@ -487,7 +489,7 @@ pub struct ListCasesQuery {
     pub created_from: Option<DateTime<Utc>>,
     /// Created before this instant (RFC 3339).
     pub created_to: Option<DateTime<Utc>>,
-    /// Text contained in the number or the title, case-insensitively (1–100 characters).
+    /// Text contained in the number or the title, case-insensitively for ASCII letters (1–100 characters).
     pub q: Option<String>,
     #[param(minimum = 1, maximum = 100, default = 25)]
     pub limit: Option<i64>,
@@ -595,10 +597,12 @@ pub async fn get_case(
 #[schema(example = json!({"priority": "high"}))]
 pub struct UpdateCase {
     /// Agency staff, platform staff, and the client while `in_approval`.
+    #[serde(default, deserialize_with = "crate::api::trimmed_opt")]
     #[validate(length(min = 3, max = 200))]
     #[schema(min_length = 3, max_length = 200)]
     pub title: Option<String>,
     /// Agency staff, platform staff, and the client while `in_approval`.
+    #[serde(default, deserialize_with = "crate::api::trimmed_opt")]
     #[validate(length(min = 10, max = 10000))]
     #[schema(min_length = 10, max_length = 10000)]
     pub description: Option<String>,
@@ -790,7 +794,7 @@ pub async fn update_case(
             ));
         }
         let changes = CaseChanges {
-            title: input.title.map(|t| t.trim().to_owned()),
+            title: input.title,
             description: input.description,
             priority: input.priority.map(|p| p.as_str().to_owned()),
             ..CaseChanges::default()

@@ -73,6 +73,16 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// Trims surrounding whitespace while deserializing, so length rules apply to what is stored.
+pub fn trimmed<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    String::deserialize(d).map(|s| s.trim().to_owned())
+}
+
+/// [`trimmed`] for optional members.
+pub fn trimmed_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Option::<String>::deserialize(d).map(|o| o.map(|s| s.trim().to_owned()))
+}
+
 /// RFC 3339 in UTC with a `Z`, as API.md asks.
 pub fn timestamp(t: chrono::NaiveDateTime) -> chrono::DateTime<chrono::Utc> {
     t.and_utc()

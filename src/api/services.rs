@@ -216,9 +216,11 @@ fn check_currency(currency: &str) -> Result<(), validator::ValidationError> {
     "required_data_template": [{"key": "subject_name", "label": "Subject's full name", "type": "text", "required": true}]
 }))]
 pub struct CreateService {
+    #[serde(deserialize_with = "crate::api::trimmed")]
     #[validate(length(min = 1, max = 200))]
     #[schema(min_length = 1, max_length = 200)]
     pub title: String,
+    #[serde(deserialize_with = "crate::api::trimmed")]
     #[validate(length(min = 1, max = 10000))]
     #[schema(min_length = 1, max_length = 10000)]
     pub description: String,
@@ -248,9 +250,11 @@ fn default_priority() -> Priority {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"price_minor": 180000, "active": false}))]
 pub struct UpdateService {
+    #[serde(default, deserialize_with = "crate::api::trimmed_opt")]
     #[validate(length(min = 1, max = 200))]
     #[schema(min_length = 1, max_length = 200)]
     pub title: Option<String>,
+    #[serde(default, deserialize_with = "crate::api::trimmed_opt")]
     #[validate(length(min = 1, max = 10000))]
     #[schema(min_length = 1, max_length = 10000)]
     pub description: Option<String>,
@@ -390,7 +394,7 @@ pub async fn create_service(
             let row = ServiceRow {
                 id: repo::new_id(),
                 agency_id,
-                title: input.title.trim().to_owned(),
+                title: input.title,
                 description: input.description,
                 price_minor: input.price_minor,
                 currency: input.currency,
@@ -507,7 +511,7 @@ pub async fn update_service(
             .transpose()
             .map_err(ApiError::internal)?;
         let changes = ServiceChanges {
-            title: input.title.map(|t| t.trim().to_owned()),
+            title: input.title,
             description: input.description,
             price_minor: input.price_minor,
             currency: input.currency,
@@ -516,8 +520,17 @@ pub async fn update_service(
             required_data_template: template,
         };
         if !repo::services::update(conn, &id, current.version, &changes)? {
-            return Err(ApiError::PreconditionFailed {
-                expected: etag(current.version),
+            // A concurrent change committed between our read and our write (PostgreSQL).
+            return Err(if if_match.is_set() {
+                ApiError::PreconditionFailed {
+                    expected: etag(current.version),
+                }
+            } else {
+                ApiError::Conflict {
+                    code: "concurrent_update",
+                    detail: "The service changed while this request ran; read it again and retry."
+                        .into(),
+                }
             });
         }
         let diff = vec![

@@ -208,38 +208,41 @@ pub struct ChainReport {
     pub first_broken_seq: Option<i64>,
 }
 
-/// Recomputes every hash in `seq` order, a batch at a time.
+/// Recomputes every hash in `seq` order, a batch at a time, up to the head as it stood when
+/// the walk began (rows appended meanwhile are left for the next check).
 pub fn verify(conn: &mut DbConnection) -> QueryResult<ChainReport> {
     const BATCH: i64 = 1000;
+    let (head_seq, head_hash): (i64, String) = audit_head::table
+        .find(1)
+        .select((audit_head::seq, audit_head::hash))
+        .first(conn)?;
     let mut prev_hash: String = "0".repeat(64);
-    let mut after = 0i64;
     let mut checked = 0i64;
-    loop {
+    while checked < head_seq {
         let rows: Vec<AuditRow> = audit_log::table
-            .filter(audit_log::seq.gt(after))
+            .filter(audit_log::seq.gt(checked))
+            .filter(audit_log::seq.le(head_seq))
             .order(audit_log::seq.asc())
             .limit(BATCH)
             .select(AuditRow::as_select())
             .load(conn)?;
-        let Some(last) = rows.last() else { break };
-        after = last.seq;
+        if rows.is_empty() {
+            break;
+        }
         for row in &rows {
             checked += 1;
             let linked = row.prev_hash == prev_hash && row.seq == checked;
             if !linked || row.hash != row.expected_hash() {
                 return Ok(ChainReport {
                     rows_checked: checked,
-                    first_broken_seq: Some(row.seq),
+                    first_broken_seq: Some(checked),
                 });
             }
             prev_hash = row.hash.clone();
         }
     }
-    let head: String = audit_head::table
-        .find(1)
-        .select(audit_head::hash)
-        .first(conn)?;
-    let first_broken_seq = (head != prev_hash).then_some(checked + 1);
+    // Missing rows at the end, or a head that names another hash, break the chain too.
+    let first_broken_seq = (checked != head_seq || prev_hash != head_hash).then_some(checked + 1);
     Ok(ChainReport {
         rows_checked: checked,
         first_broken_seq,

@@ -135,10 +135,11 @@ pub struct CaseFilter {
 
 diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
 
-/// `%text%` with LIKE's wildcards escaped, lower-cased.
+/// `%text%` with LIKE's wildcards escaped, ASCII lower-cased: SQLite's `lower()` folds only
+/// ASCII, so folding more here would make the engines disagree.
 fn contains_pattern(text: &str) -> String {
     let escaped = text
-        .to_lowercase()
+        .to_ascii_lowercase()
         .replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_");

@@ -723,9 +723,11 @@ async fn take_delegate_and_agents_follow_the_agency_rules() {
                 json!({"agent_ids": [w.a_agent.id, bad]}),
             )
             .await;
+        let error = &res.assert_problem(422, "validation_failed")["errors"][0];
+        assert_eq!(error["code"], "invalid_agent");
         assert_eq!(
-            res.assert_problem(422, "validation_failed")["errors"][0]["code"],
-            "invalid_agent"
+            error["pointer"], "/agent_ids/1",
+            "the position in the body as sent"
         );
     }
     app.put(
@@ -891,7 +893,8 @@ async fn labels_come_in_four_languages() {
     let w = World::new(&app).await;
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
     for (lang, status, action) in [
-        ("it-IT,it;q=0.9", "In approvazione", "Accetta"),
+        ("it-IT", "In approvazione", "Accetta"),
+        ("en;q=0.2, es-MX;q=0.8, xx;q=NaN", "En revisión", "Aceptar"),
         ("es", "En revisión", "Aceptar"),
         ("pl", "W weryfikacji", "Przyjmij"),
         ("fr, de;q=0.5", "Under review", "Accept"),
@@ -977,4 +980,42 @@ async fn racing_retries_with_one_key_create_one_case() {
         again.assert_status(201)["id"]
     );
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
+}
+
+#[actix_web::test]
+async fn hostile_headers_and_blank_text_get_clear_answers() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    // Weights that are not numbers, and more entries than any browser sends: labels still come.
+    let header = (0..40)
+        .map(|i| format!("x{i};q=NaN"))
+        .chain(["pl;q=0.5".to_owned(), "zz;q=inf".to_owned()])
+        .collect::<Vec<_>>()
+        .join(", ");
+    let res = app
+        .call(
+            "GET",
+            "/v1/workflow",
+            &w.client.token,
+            None,
+            &[("accept-language", header.as_str())],
+        )
+        .await;
+    assert_eq!(
+        res.assert_status(200)["states"][0]["label"],
+        "Oczekuje na płatność"
+    );
+    // A title of blanks is empty once trimmed: 422, nothing created.
+    let res = app
+        .post(
+            "/v1/cases",
+            &w.client.token,
+            json!({"service_id": w.service_a, "payment_method": "card", "title": "      ", "description": "Long enough text"}),
+        )
+        .await;
+    assert_eq!(
+        res.assert_problem(422, "validation_failed")["errors"][0]["pointer"],
+        "/title"
+    );
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM cases"), 0);
 }
