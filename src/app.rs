@@ -15,6 +15,7 @@ use crate::db::{self, Pool};
 use crate::http::fallback::{self, RouteTable};
 use crate::http::metrics::Metrics;
 use crate::http::middleware;
+use crate::storage::Blobs;
 
 pub struct AppState {
     pub settings: Settings,
@@ -22,13 +23,16 @@ pub struct AppState {
     pub tokens: Tokens,
     pub throttle: LoginThrottle,
     pub metrics: Metrics,
+    pub blobs: Blobs,
 }
 
 impl AppState {
     pub fn new(settings: Settings) -> Result<AppState, String> {
         let pool = db::build_pool(&settings.database_url, settings.db_pool_size)?;
         let tokens = Tokens::new(&settings.jwt)?;
+        let blobs = Blobs::new(&settings.storage)?;
         Ok(AppState {
+            blobs,
             throttle: LoginThrottle::new(settings.login_throttle.clone()),
             metrics: Metrics::new(),
             settings,

@@ -80,6 +80,16 @@ pub struct BootstrapAdmin {
     pub password: String,
 }
 
+/// Where attachment blobs live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageSettings {
+    /// A local folder (`DOSSIER_STORAGE_DIR`), created at start.
+    Directory(PathBuf),
+    /// An S3-compatible bucket (`DOSSIER_STORAGE_URL=s3://bucket/prefix`); credentials,
+    /// region and endpoint come from the usual `AWS_*` variables.
+    S3(String),
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub environment: Environment,
@@ -93,6 +103,9 @@ pub struct Settings {
     pub login_throttle: LoginThrottle,
     pub bootstrap_admin: Option<BootstrapAdmin>,
     pub json_limit_bytes: usize,
+    /// Largest attachment; uploads past it answer 413 while streaming.
+    pub max_upload_bytes: usize,
+    pub storage: StorageSettings,
 }
 
 /// Reads variables through a lookup function so tests can feed their own map.
@@ -221,6 +234,8 @@ impl Settings {
             },
             bootstrap_admin,
             json_limit_bytes: src.positive("DOSSIER_JSON_LIMIT_BYTES", 64 * 1024)? as usize,
+            max_upload_bytes: src.positive("DOSSIER_MAX_UPLOAD_BYTES", 10 * 1024 * 1024)? as usize,
+            storage: storage(src)?,
         })
     }
 }
@@ -279,6 +294,22 @@ fn jwt_keys<F: Fn(&str) -> Option<String>>(
             JwtKeys::Secret(crate::auth::random_bytes::<32>().to_vec()),
             true,
         )),
+    }
+}
+
+fn storage<F: Fn(&str) -> Option<String>>(src: &Source<F>) -> Result<StorageSettings, ConfigError> {
+    match src.get("DOSSIER_STORAGE_URL") {
+        Some(url) if url.starts_with("s3://") && url.len() > "s3://".len() => {
+            Ok(StorageSettings::S3(url))
+        }
+        Some(url) => Err(invalid(
+            "DOSSIER_STORAGE_URL",
+            format!("expected s3://bucket[/prefix], got {url:?}"),
+        )),
+        None => Ok(StorageSettings::Directory(PathBuf::from(
+            src.get("DOSSIER_STORAGE_DIR")
+                .unwrap_or_else(|| "data/files".into()),
+        ))),
     }
 }
 

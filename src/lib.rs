@@ -3,6 +3,7 @@
 //! `config` reads settings; `db` holds connections, schema and migrations; `repo` holds every
 //! query; `auth` knows who is calling; `api` holds the handlers, one module per resource;
 //! `http` holds what all handlers share (errors rendering, extractors, middleware, metrics);
+//! `storage` keeps attachment blobs in object storage;
 //! `workflow` is the case lifecycle as data; `i18n` its labels; `openapi` assembles the contract; `app` wires it together; `cli` is the command line.
 
 pub mod api;
@@ -17,4 +18,5 @@ pub mod http;
 pub mod i18n;
 pub mod openapi;
 pub mod repo;
+pub mod storage;
 pub mod workflow;

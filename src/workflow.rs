@@ -61,6 +61,8 @@ pub struct State {
     pub agents_assignable: bool,
     /// The client may edit the title and description (only while the agency reviews the case).
     pub client_edits: bool,
+    /// Files may be attached: paid and not terminal.
+    pub accepts_files: bool,
 }
 
 use CaseAction as A;
@@ -192,6 +194,10 @@ const fn state(status: CaseStatus) -> State {
         agents_assignable: matches!(status, S::InProgress),
         // Before payment the client can only read and cancel (DESIGN.md).
         client_edits: matches!(status, S::InApproval),
+        accepts_files: !matches!(
+            status,
+            S::AwaitingPayment | S::PaymentFailed | S::Rejected | S::Closed | S::Cancelled
+        ),
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod agencies;
 pub mod assignment;
+pub mod attachments;
 pub mod audit;
 pub mod auth;
 pub mod cases;
@@ -48,7 +49,11 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(assignment::list_agents)
         .service(assignment::set_agents)
         .service(audit::list_case_audit)
-        .service(audit::verify_audit);
+        .service(audit::verify_audit)
+        .service(attachments::upload_attachment)
+        .service(attachments::list_attachments)
+        .service(attachments::download_attachment)
+        .service(attachments::delete_attachment);
 }
 
 /// Who is acting in this request, for the audit trail.

@@ -295,6 +295,8 @@ pub struct StateView {
     pub agents_assignable: bool,
     /// The client may edit title and description.
     pub client_edits: bool,
+    /// Files may be attached (`POST /v1/cases/{id}/attachments`).
+    pub accepts_files: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -341,6 +343,7 @@ pub async fn get_workflow(req: HttpRequest, caller: AuthUser) -> HttpResponse {
                 agent_visible: s.agent_visible,
                 agents_assignable: s.agents_assignable,
                 client_edits: s.client_edits,
+                accepts_files: s.accepts_files,
             })
             .collect(),
         actions: workflow::RULES

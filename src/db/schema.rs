@@ -157,7 +157,22 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    attachments (id) {
+        id -> Text,
+        case_id -> Text,
+        uploader_id -> Text,
+        file_name -> Text,
+        content_type -> Text,
+        size_bytes -> BigInt,
+        sha256 -> Text,
+        storage_key -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(users -> agencies (agency_id));
+diesel::joinable!(attachments -> cases (case_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(services -> agencies (agency_id));
 diesel::joinable!(cases -> services (service_id));
@@ -176,4 +191,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_log,
     audit_head,
     idempotency_keys,
+    attachments,
 );

@@ -2,6 +2,7 @@
 //! authorization lives here, inside the queries (a scope argument), never after them.
 
 pub mod agencies;
+pub mod attachments;
 pub mod audit;
 pub mod cases;
 pub mod idempotency;

@@ -148,6 +148,8 @@ pub struct TestApp<S> {
     pub state: web::Data<AppState>,
     // Kept so the database lives as long as the app (dropped with it).
     pub _db: TestDb,
+    /// The attachment store's folder, of this test alone.
+    pub files: tempfile::TempDir,
 }
 
 pub async fn spawn()
@@ -161,7 +163,11 @@ pub async fn spawn_with(
     impl Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error> + use<>,
 > {
     let db = TestDb::new();
-    let state = AppState::new(settings(db.url(), extra)).expect("state");
+    let files = tempfile::tempdir().expect("temp dir");
+    let files_dir = files.path().display().to_string();
+    let mut extra = extra.to_vec();
+    extra.push(("DOSSIER_STORAGE_DIR", &files_dir));
+    let state = AppState::new(settings(db.url(), &extra)).expect("state");
     state.prepare().expect("migrations");
     let state = web::Data::new(state);
     let service = test::init_service(build_app(state.clone())).await;
@@ -169,6 +175,7 @@ pub async fn spawn_with(
         service,
         state,
         _db: db,
+        files,
     }
 }
 
@@ -195,6 +202,17 @@ where
             headers,
             body,
         }
+    }
+
+    /// The raw bytes of a response (downloads).
+    pub async fn bytes(&self, path: &str, token: &str) -> (StatusCode, HeaderMap, Vec<u8>) {
+        let req = TestRequest::get()
+            .uri(path)
+            .insert_header(("authorization", format!("Bearer {token}")))
+            .to_request();
+        let res = test::call_service(&self.service, req).await;
+        let (status, headers) = (res.status(), res.headers().clone());
+        (status, headers, test::read_body(res).await.to_vec())
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Response {

@@ -4,6 +4,7 @@
 mod helpers;
 mod world;
 
+mod attachments;
 mod auth;
 mod cases;
 mod config;

@@ -1,0 +1,569 @@
+//! Attachments: streamed multipart uploads into object storage, typed by their bytes, and
+//! downloads for whoever can see the owning case.
+
+use actix_multipart::{Field, Multipart};
+use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
+use futures_util::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::api::cases::{Viewer, find_visible, wrong_state};
+use crate::api::{actor, timestamp};
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::db;
+use crate::domain::Role;
+use crate::errors::ApiError;
+use crate::http::extract::{Page, PageRequest, page_response};
+use crate::repo;
+use crate::repo::attachments::AttachmentRow;
+use crate::repo::audit::Change;
+use crate::storage::BlobUpload;
+use crate::workflow;
+
+/// Bytes read before the type is decided (and before anything is written to storage).
+const SNIFF_BYTES: usize = 8192;
+
+/// Content types accepted besides `image/*`, `audio/*` and `video/*`.
+const DOCUMENT_TYPES: &[&str] = &[
+    "application/pdf",
+    "application/rtf",
+    "application/msword",
+    "application/vnd.ms-excel",
+    "application/vnd.ms-powerpoint",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "application/vnd.oasis.opendocument.text",
+    "application/vnd.oasis.opendocument.spreadsheet",
+    "application/vnd.oasis.opendocument.presentation",
+];
+
+/// The type of a file from its first bytes, if it is one we accept. The name and the
+/// client's declared type are ignored: a renamed executable stays an executable.
+fn detect(head: &[u8]) -> Option<&'static str> {
+    match infer::get(head) {
+        Some(kind) => {
+            let mime = kind.mime_type();
+            let media = ["image/", "audio/", "video/"];
+            (media.iter().any(|m| mime.starts_with(m)) || DOCUMENT_TYPES.contains(&mime))
+                .then_some(mime)
+        }
+        // No signature: plain text if it is UTF-8 without NUL bytes (a character cut at the
+        // end of the sniffed prefix is fine).
+        None => {
+            let utf8 = match std::str::from_utf8(head) {
+                Ok(_) => true,
+                Err(e) => e.error_len().is_none(),
+            };
+            (utf8 && !head.contains(&0)).then_some("text/plain")
+        }
+    }
+}
+
+/// The last path component, stripped of anything a file system or a header would mind.
+fn clean_file_name(raw: Option<&str>) -> String {
+    let base = raw
+        .unwrap_or_default()
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or_default();
+    let clean: String = sanitize_filename::sanitize(base)
+        .chars()
+        .filter(|c| !c.is_control() && *c != '"')
+        .take(200)
+        .collect();
+    let clean = clean.trim().trim_start_matches('.').to_owned();
+    if clean.is_empty() {
+        "file".to_owned()
+    } else {
+        clean
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a6f6-7777-7c2d-8e3f-405162738495",
+    "case_id": "0193a6f4-2222-7c2d-8e3f-405162738495",
+    "file_name": "plate.jpg",
+    "content_type": "image/jpeg",
+    "size_bytes": 48213,
+    "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    "uploader_id": "0193a6f2-4444-7b51-9d0a-3f1e2a4b5c6d",
+    "created_at": "2026-11-22T10:00:00Z",
+    "download_url": "/v1/attachments/0193a6f6-7777-7c2d-8e3f-405162738495"
+}))]
+pub struct AttachmentView {
+    #[schema(format = "uuid")]
+    pub id: String,
+    #[schema(format = "uuid")]
+    pub case_id: String,
+    /// Sanitized: the last path component, without control or reserved characters.
+    pub file_name: String,
+    /// Detected from the bytes, not taken from the upload.
+    pub content_type: String,
+    pub size_bytes: i64,
+    /// SHA-256 of the bytes, hex; also the download's `ETag`.
+    pub sha256: String,
+    #[schema(format = "uuid")]
+    pub uploader_id: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub download_url: String,
+}
+
+impl From<AttachmentRow> for AttachmentView {
+    fn from(r: AttachmentRow) -> Self {
+        AttachmentView {
+            download_url: format!("/v1/attachments/{}", r.id),
+            id: r.id,
+            case_id: r.case_id,
+            file_name: r.file_name,
+            content_type: r.content_type,
+            size_bytes: r.size_bytes,
+            sha256: r.sha256,
+            uploader_id: r.uploader_id,
+            created_at: timestamp(r.created_at),
+        }
+    }
+}
+
+/// The multipart form of an upload (for the spec).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// The file. Its type is detected from its content.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+fn bad_multipart(e: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(
+        "malformed_multipart",
+        format!("The multipart body could not be read: {e}."),
+    )
+}
+
+/// What was received of the file part.
+struct Received {
+    upload: BlobUpload,
+    content_type: &'static str,
+    size: usize,
+    sha256: String,
+}
+
+/// Streams the `file` part into storage under `key`, deciding its type from the first bytes
+/// before anything is written. Over `limit` bytes, or on any failure, the upload is aborted.
+async fn receive(
+    state: &AppState,
+    mut field: Field,
+    key: &str,
+    limit: usize,
+) -> Result<Received, ApiError> {
+    let too_large = || ApiError::PayloadTooLarge { limit };
+    let mut head: Vec<u8> = Vec::with_capacity(SNIFF_BYTES);
+    let mut hasher = Sha256::new();
+    let mut size = 0usize;
+    let mut started: Option<(BlobUpload, &'static str)> = None;
+    let storage_error = |e: object_store::Error| ApiError::internal(e);
+    loop {
+        let chunk = match field.next().await {
+            None => break,
+            Some(Ok(chunk)) => chunk,
+            Some(Err(e)) => {
+                if let Some((upload, _)) = started {
+                    upload.abort().await;
+                }
+                return Err(bad_multipart(e));
+            }
+        };
+        size += chunk.len();
+        if size > limit {
+            if let Some((upload, _)) = started {
+                upload.abort().await;
+            }
+            return Err(too_large());
+        }
+        hasher.update(&chunk);
+        match &mut started {
+            Some((upload, _)) => {
+                if let Err(e) = upload.write(&chunk).await {
+                    if let Some((upload, _)) = started {
+                        upload.abort().await;
+                    }
+                    return Err(storage_error(e));
+                }
+            }
+            None => {
+                head.extend_from_slice(&chunk);
+                if head.len() >= SNIFF_BYTES {
+                    started = Some(begin(state, key, &head).await?);
+                }
+            }
+        }
+    }
+    if size == 0 {
+        return Err(ApiError::invalid_field(
+            "/file",
+            "empty_file",
+            "the file is empty",
+        ));
+    }
+    let (upload, content_type) = match started {
+        Some(s) => s,
+        None => begin(state, key, &head).await?,
+    };
+    Ok(Received {
+        upload,
+        content_type,
+        size,
+        sha256: format!("{:x}", hasher.finalize()),
+    })
+}
+
+/// Decides the type from `head` and opens the upload with it written.
+async fn begin(
+    state: &AppState,
+    key: &str,
+    head: &[u8],
+) -> Result<(BlobUpload, &'static str), ApiError> {
+    let content_type = detect(head).ok_or_else(|| {
+        ApiError::UnsupportedMediaType(
+            "This kind of file is not accepted: images, PDF, office documents, plain text, \
+             audio and video are."
+                .into(),
+        )
+    })?;
+    let mut upload = state
+        .blobs
+        .start_upload(key)
+        .await
+        .map_err(ApiError::internal)?;
+    if let Err(e) = upload.write(head).await {
+        upload.abort().await;
+        return Err(ApiError::internal(e));
+    }
+    Ok((upload, content_type))
+}
+
+/// Upload an attachment
+///
+/// `multipart/form-data` with one part named `file`, streamed into storage. Larger than
+/// `DOSSIER_MAX_UPLOAD_BYTES` (default 10 MiB) is 413, decided while streaming, and leaves
+/// nothing behind. The type is detected from the bytes; accepted are images, PDF, office
+/// documents, plain text, audio and video (anything else 415). The file name is sanitized; size
+/// and SHA-256 are stored. Allowed while the case is paid and not terminal (409 otherwise).
+/// Roles: anyone who can see the case.
+#[utoipa::path(
+    tag = "attachments",
+    operation_id = "upload_attachment",
+    params(("id" = Uuid, Path, description = "Case id")),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Stored", body = AttachmentView,
+            headers(("Location" = String, description = "The download URL"))),
+        (status = 404, description = "No such case, or not one the caller can see"),
+        (status = 409, description = "The case does not take files in its status (`wrong_state`)"),
+        (status = 413, description = "The file is larger than the configured limit"),
+        (status = 415, description = "Not `multipart/form-data`, or a kind of file that is not accepted"),
+        (status = 422, description = "No `file` part, or an empty file"),
+    )
+)]
+#[post("/v1/cases/{id}/attachments")]
+pub async fn upload_attachment(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let viewer = Viewer::new(&caller, &req);
+    let case_id = id.into_inner().to_string();
+    let limit = state.settings.max_upload_bytes;
+    let check_case = {
+        let (viewer, case_id) = (viewer.clone(), case_id.clone());
+        move |conn: &mut db::DbConnection| {
+            let case = find_visible(conn, &viewer, &case_id)?;
+            let status = case.status();
+            if !workflow::state_of(status).accepts_files {
+                return Err(wrong_state(
+                    &viewer,
+                    status,
+                    format!("A `{status}` case takes no files."),
+                ));
+            }
+            Ok(())
+        }
+    };
+    // Refuse before reading a byte of the body when the case or the size already says no.
+    db::read(&state.pool, check_case.clone()).await?;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    // The form's own framing is small; this margin only spares reading an obviously huge body.
+    if declared.is_some_and(|n| n > limit.saturating_add(64 * 1024)) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    if !is_form {
+        return Err(ApiError::UnsupportedMediaType(
+            "Send the file as `multipart/form-data` with a part named `file`.".into(),
+        ));
+    }
+    let mut form = Multipart::new(req.headers(), payload);
+    let field = loop {
+        match form.try_next().await.map_err(bad_multipart)? {
+            Some(field) if field.name() == Some("file") => break field,
+            // Other parts are read and dropped, within the same limit.
+            Some(mut other) => {
+                let mut seen = 0usize;
+                while let Some(chunk) = other.try_next().await.map_err(bad_multipart)? {
+                    seen += chunk.len();
+                    if seen > limit {
+                        return Err(ApiError::PayloadTooLarge { limit });
+                    }
+                }
+            }
+            None => {
+                return Err(ApiError::invalid_field(
+                    "/file",
+                    "required",
+                    "send the file in a part named `file`",
+                ));
+            }
+        }
+    };
+    let file_name = clean_file_name(field.content_disposition().and_then(|cd| cd.get_filename()));
+    let attachment_id = repo::new_id();
+    let key = format!("attachments/{attachment_id}");
+    let received = receive(&state, field, &key, limit).await?;
+    received.upload.finish().await.map_err(ApiError::internal)?;
+    let row = AttachmentRow {
+        id: attachment_id,
+        case_id,
+        uploader_id: caller.id.clone(),
+        file_name,
+        content_type: received.content_type.to_owned(),
+        size_bytes: received.size as i64,
+        sha256: received.sha256,
+        storage_key: key.clone(),
+        created_at: db::now(),
+    };
+    let actor = actor(&caller, &req);
+    let saved = db::write(&state.pool, move |conn| {
+        // The case may have moved on while the bytes streamed in.
+        check_case(conn)?;
+        repo::attachments::insert(conn, &row)?;
+        let created = Change::entity("attachment", &row.id, Some(&row.case_id), "upload");
+        repo::audit::append(
+            conn,
+            &actor,
+            created.fields(vec![
+                ("file_name", None, Some(row.file_name.clone())),
+                ("content_type", None, Some(row.content_type.clone())),
+                ("sha256", None, Some(row.sha256.clone())),
+            ]),
+        )?;
+        Ok(row)
+    })
+    .await;
+    match saved {
+        Ok(row) => {
+            let view = AttachmentView::from(row);
+            Ok(HttpResponse::Created()
+                .insert_header((header::LOCATION, view.download_url.clone()))
+                .json(view))
+        }
+        Err(e) => {
+            // Nothing in the database points at the blob: remove it.
+            state.blobs.delete(&key).await;
+            Err(e)
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListAttachmentsQuery {
+    #[param(minimum = 1, maximum = 100, default = 25)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// List a case's attachments
+///
+/// Newest first. Roles: anyone who can see the case.
+#[utoipa::path(
+    tag = "attachments",
+    operation_id = "list_attachments",
+    params(("id" = Uuid, Path, description = "Case id"), ListAttachmentsQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page of attachments", body = Page<AttachmentView>,
+            headers(("Link" = String, description = "`<…>; rel=\"next\"` when another page follows"))),
+        (status = 404, description = "No such case, or not one the caller can see"),
+    )
+)]
+#[get("/v1/cases/{id}/attachments")]
+pub async fn list_attachments(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+    query: web::Query<ListAttachmentsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
+    let viewer = Viewer::new(&caller, &req);
+    let case_id = id.into_inner().to_string();
+    let (rows, page) = db::read(&state.pool, move |conn| {
+        find_visible(conn, &viewer, &case_id)?;
+        let rows = repo::attachments::list(conn, &case_id, page.after.as_deref(), page.fetch())?;
+        Ok((rows, page))
+    })
+    .await?;
+    let page = page.page(rows, |r| &r.id, AttachmentView::from);
+    Ok(page_response(&req, page))
+}
+
+fn attachment_not_found() -> ApiError {
+    ApiError::NotFound("No such attachment, or not one you can see.".into())
+}
+
+/// The attachment, if the caller can see its case; 404 otherwise, alike for both.
+async fn find_for(state: &AppState, viewer: Viewer, id: String) -> Result<AttachmentRow, ApiError> {
+    db::read(&state.pool, move |conn| {
+        let row = repo::attachments::find(conn, &id)?.ok_or_else(attachment_not_found)?;
+        find_visible(conn, &viewer, &row.case_id).map_err(|_| attachment_not_found())?;
+        Ok(row)
+    })
+    .await
+}
+
+/// Download an attachment
+///
+/// Streams the bytes with their detected type, `Content-Disposition: attachment`,
+/// `X-Content-Type-Options: nosniff` and the SHA-256 as a strong `ETag` (`If-None-Match` →
+/// 304). Roles: anyone who can see the owning case (404 otherwise).
+#[utoipa::path(
+    tag = "attachments",
+    operation_id = "download_attachment",
+    params(("id" = Uuid, Path, description = "Attachment id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>,
+            headers(("ETag" = String, description = "The SHA-256"), ("Content-Disposition" = String, description = "`attachment` with the file name"))),
+        (status = 304, description = "Unchanged since the `If-None-Match` tag"),
+        (status = 404, description = "No such attachment, or not one the caller can see"),
+    )
+)]
+#[get("/v1/attachments/{id}")]
+pub async fn download_attachment(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let viewer = Viewer::new(&caller, &req);
+    let row = find_for(&state, viewer, id.into_inner().to_string()).await?;
+    let tag = format!("\"{}\"", row.sha256);
+    let unchanged = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+    if unchanged {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, tag))
+            .finish());
+    }
+    let blob = state
+        .blobs
+        .get(&row.storage_key)
+        .await
+        .map_err(ApiError::internal)?;
+    let disposition = ContentDisposition {
+        disposition: DispositionType::Attachment,
+        parameters: vec![DispositionParam::Filename(row.file_name.clone())],
+    };
+    let stream = blob
+        .into_stream()
+        .map_err(|e| actix_web::error::ErrorInternalServerError(e.to_string()));
+    Ok(HttpResponse::Ok()
+        .content_type(row.content_type)
+        .insert_header((header::CONTENT_DISPOSITION, disposition))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::ETAG, tag))
+        .no_chunking(row.size_bytes as u64)
+        .streaming(stream))
+}
+
+/// Delete an attachment
+///
+/// The uploader, the case's agency staff and platform staff may delete, while the case takes
+/// files (409 otherwise); others who can see the case get 403. Recorded in the audit trail;
+/// the blob is removed once the deletion commits.
+#[utoipa::path(
+    tag = "attachments",
+    operation_id = "delete_attachment",
+    params(("id" = Uuid, Path, description = "Attachment id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "Neither the uploader nor agency or platform staff"),
+        (status = 404, description = "No such attachment, or not one the caller can see"),
+        (status = 409, description = "The case no longer takes changes to its files (`wrong_state`)"),
+    )
+)]
+#[delete("/v1/attachments/{id}")]
+pub async fn delete_attachment(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let viewer = Viewer::new(&caller, &req);
+    let actor = actor(&caller, &req);
+    let id = id.into_inner().to_string();
+    let caller_id = caller.id.clone();
+    let key = db::write(&state.pool, move |conn| {
+        let row = repo::attachments::find(conn, &id)?.ok_or_else(attachment_not_found)?;
+        let case = find_visible(conn, &viewer, &row.case_id).map_err(|_| attachment_not_found())?;
+        let may =
+            row.uploader_id == caller_id || matches!(viewer.role, Role::Agency | Role::Platform);
+        if !may {
+            return Err(ApiError::Forbidden(
+                "Only the uploader and agency or platform staff delete attachments.".into(),
+            ));
+        }
+        let status = case.status();
+        if !workflow::state_of(status).accepts_files {
+            return Err(wrong_state(
+                &viewer,
+                status,
+                format!("The files of a `{status}` case no longer change."),
+            ));
+        }
+        repo::attachments::delete(conn, &id)?;
+        let change = Change::entity("attachment", &id, Some(&row.case_id), "delete").field(
+            "file_name",
+            Some(row.file_name.clone()),
+            None,
+        );
+        repo::audit::append(conn, &actor, vec![change])?;
+        Ok(row.storage_key)
+    })
+    .await?;
+    state.blobs.delete(&key).await;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,282 @@
+//! Attachments: streamed uploads into a real folder, typed by content, capped, downloadable
+//! only by those who see the case.
+
+use actix_web::test::TestRequest;
+
+use crate::helpers::{Response, TestApp, spawn, spawn_with};
+use crate::world::{World, act, buy, id};
+
+const BOUNDARY: &str = "dossier-test-boundary-7f3a";
+
+fn png(size: usize) -> Vec<u8> {
+    let mut bytes = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0".to_vec();
+    bytes.resize(size, 7);
+    bytes
+}
+
+fn form(part: &str, file_name: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut body = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n\
+         --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{part}\"; filename=\"{file_name}\"\r\n\
+         Content-Type: image/png\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+async fn upload<S>(
+    app: &TestApp<S>,
+    token: &str,
+    case: &str,
+    file_name: &str,
+    bytes: &[u8],
+) -> Response
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+            Error = actix_web::Error,
+        >,
+{
+    app.send(
+        TestRequest::post()
+            .uri(&format!("/v1/cases/{case}/attachments"))
+            .insert_header(("authorization", format!("Bearer {token}")))
+            .insert_header((
+                "content-type",
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            ))
+            .set_payload(form("file", file_name, bytes)),
+    )
+    .await
+}
+
+/// Every file under the store's folder (uploads in progress included).
+fn stored_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(stored_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[actix_web::test]
+async fn upload_download_list_and_delete_with_the_case_rules() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let bytes = png(20_000);
+    let res = upload(
+        &app,
+        &w.client.token,
+        &case,
+        "../../etc/Targa auto.png",
+        &bytes,
+    )
+    .await;
+    let body = res.assert_status(201).clone();
+    assert_eq!(body["file_name"], "Targa auto.png");
+    assert_eq!(body["content_type"], "image/png");
+    assert_eq!(body["size_bytes"], 20_000);
+    use sha2::Digest;
+    assert_eq!(
+        body["sha256"],
+        format!("{:x}", sha2::Sha256::digest(&bytes))
+    );
+    let download = body["download_url"].as_str().unwrap().to_owned();
+    assert_eq!(res.header("location"), Some(download.as_str()));
+    assert_eq!(stored_files(app.files.path()).len(), 1);
+
+    // The agency downloads the same bytes, with the safe headers.
+    let res = app
+        .send(
+            TestRequest::get()
+                .uri(&download)
+                .insert_header(("authorization", format!("Bearer {}", w.a_operator.token))),
+        )
+        .await;
+    assert_eq!(res.status.as_u16(), 200);
+    assert_eq!(res.header("content-type"), Some("image/png"));
+    assert_eq!(res.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(
+        res.header("content-disposition"),
+        Some("attachment; filename=\"Targa auto.png\"")
+    );
+    let etag = res.header("etag").unwrap().to_owned();
+    let (status, _, raw) = app.bytes(&download, &w.client.token).await;
+    assert_eq!(status.as_u16(), 200);
+    assert_eq!(raw, bytes, "the very bytes uploaded");
+    let res = app
+        .call(
+            "GET",
+            &download,
+            &w.client.token,
+            None,
+            &[("if-none-match", etag.as_str())],
+        )
+        .await;
+    assert_eq!(res.status.as_u16(), 304);
+
+    // Text and PDF are accepted; a disguised executable and unknown binaries are not.
+    let res = upload(
+        &app,
+        &w.a_operator.token,
+        &case,
+        "notes.txt",
+        "Visto alle 14:05 davanti al caffè\n".as_bytes(),
+    )
+    .await;
+    assert_eq!(res.assert_status(201)["content_type"], "text/plain");
+    let res = upload(
+        &app,
+        &w.a_operator.token,
+        &case,
+        "report.pdf",
+        b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\n",
+    )
+    .await;
+    assert_eq!(res.assert_status(201)["content_type"], "application/pdf");
+    let mut exe = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff".to_vec();
+    exe.resize(4000, 0);
+    upload(&app, &w.client.token, &case, "photo.png", &exe)
+        .await
+        .assert_problem(415, "unsupported_media_type");
+    upload(
+        &app,
+        &w.client.token,
+        &case,
+        "blob.bin",
+        &[0u8, 1, 2, 3, 0, 255],
+    )
+    .await
+    .assert_problem(415, "unsupported_media_type");
+    upload(&app, &w.client.token, &case, "empty.txt", b"")
+        .await
+        .assert_problem(422, "empty_file");
+    assert_eq!(stored_files(app.files.path()).len(), 3);
+
+    // The list, newest first.
+    let list = app
+        .get(&format!("/v1/cases/{case}/attachments"), &w.client.token)
+        .await;
+    let names: Vec<&str> = list.assert_status(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["file_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["report.pdf", "notes.txt", "Targa auto.png"]);
+
+    // Nobody else sees, uploads or deletes: 404 alike for every route.
+    for token in [&w.client2.token, &w.b_operator.token, &w.a_agent.token] {
+        app.get(&download, token)
+            .await
+            .assert_problem(404, "not_found");
+        app.get(&format!("/v1/cases/{case}/attachments"), token)
+            .await
+            .assert_problem(404, "not_found");
+        upload(&app, token, &case, "x.txt", b"hello")
+            .await
+            .assert_problem(404, "not_found");
+        app.call("DELETE", &download, token, None, &[])
+            .await
+            .assert_problem(404, "not_found");
+    }
+    // A client may not delete the agency's file; the agency deletes the client's.
+    let pdf = list.body["items"][0]["download_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.call("DELETE", &pdf, &w.client.token, None, &[])
+        .await
+        .assert_problem(403, "forbidden");
+    let res = app
+        .call("DELETE", &download, &w.a_operator.token, None, &[])
+        .await;
+    assert_eq!(res.status.as_u16(), 204);
+    app.get(&download, &w.client.token)
+        .await
+        .assert_problem(404, "not_found");
+    assert_eq!(stored_files(app.files.path()).len(), 2);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE case_id = '{case}' AND entity = 'attachment' AND action = 'upload'"
+        )),
+        9
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE case_id = '{case}' AND entity = 'attachment' AND action = 'delete'"
+        )),
+        1
+    );
+
+    // Not before payment, not once closed.
+    let unpaid = id(&buy(&app, &w.client.token, &w.service_a, "bank_transfer").await);
+    upload(&app, &w.client.token, &unpaid, "x.txt", b"hello")
+        .await
+        .assert_problem(409, "wrong_state");
+    act(&app, &w.client.token, &case, "cancel")
+        .await
+        .assert_status(200);
+    upload(&app, &w.a_operator.token, &case, "x.txt", b"hello")
+        .await
+        .assert_problem(409, "wrong_state");
+    app.call("DELETE", &pdf, &w.a_operator.token, None, &[])
+        .await
+        .assert_problem(409, "wrong_state");
+}
+
+#[actix_web::test]
+async fn oversized_uploads_are_413_while_streaming_and_leave_nothing() {
+    let app = spawn_with(&[("DOSSIER_MAX_UPLOAD_BYTES", "12000")]).await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    // Past the sniffing window (the upload has begun) and before it.
+    for size in [12_001, 50_000] {
+        upload(&app, &w.client.token, &case, "big.png", &png(size))
+            .await
+            .assert_problem(413, "payload_too_large");
+    }
+    let mut text = Vec::new();
+    text.resize(20_000, b'a');
+    upload(&app, &w.client.token, &case, "big.txt", &text)
+        .await
+        .assert_problem(413, "payload_too_large");
+    assert!(
+        stored_files(app.files.path()).is_empty(),
+        "no blob and no partial upload"
+    );
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM attachments"), 0);
+    // Exactly the limit is fine; a body that is not a form is 415; a form without `file` 422.
+    upload(&app, &w.client.token, &case, "ok.png", &png(12_000))
+        .await
+        .assert_status(201);
+    app.post(
+        &format!("/v1/cases/{case}/attachments"),
+        &w.client.token,
+        serde_json::json!({}),
+    )
+    .await
+    .assert_problem(415, "unsupported_media_type");
+    let res = app
+        .send(
+            TestRequest::post()
+                .uri(&format!("/v1/cases/{case}/attachments"))
+                .insert_header(("authorization", format!("Bearer {}", w.client.token)))
+                .insert_header((
+                    "content-type",
+                    format!("multipart/form-data; boundary={BOUNDARY}"),
+                ))
+                .set_payload(form("picture", "x.png", &png(100))),
+        )
+        .await;
+    res.assert_problem(422, "required");
+}
