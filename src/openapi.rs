@@ -27,6 +27,7 @@ use crate::errors::{FieldError, PROBLEM_JSON, Problem};
         (name = "services", description = "The catalog of services agencies sell"),
         (name = "cases", description = "Cases: buying, the card, the list, the lifecycle, assignment"),
         (name = "audit", description = "The hash-chained change log"),
+        (name = "required-data", description = "The form the client fills for the agency"),
         (name = "attachments", description = "Files on a case, kept in object storage"),
         (name = "operations", description = "Health and metrics for operators"),
     )

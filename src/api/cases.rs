@@ -8,6 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use validator::Validate;
 
+use crate::api::required_data::field_rows;
 use crate::api::services::{AgencySummary, template_of};
 use crate::api::users::ClientIdentity;
 use crate::api::{actor, nullable, timestamp};
@@ -23,7 +24,7 @@ use crate::http::idempotency::{self, Created, IdempotencyKey};
 use crate::i18n;
 use crate::repo;
 use crate::repo::audit::Change;
-use crate::repo::cases::{AssigneeFilter, CaseChanges, CaseFilter, CaseRow, CaseScope, FieldRow};
+use crate::repo::cases::{AssigneeFilter, CaseChanges, CaseFilter, CaseRow, CaseScope};
 use crate::repo::services::ServiceScope;
 use crate::repo::users::UserScope;
 use crate::workflow::{self, AllowedAction};
@@ -412,21 +413,7 @@ pub async fn create_case(
                 closed_at: None,
             };
             repo::cases::insert(conn, &row)?;
-            let fields: Vec<FieldRow> = template_of(&service)
-                .into_iter()
-                .enumerate()
-                .map(|(i, f)| FieldRow {
-                    case_id: row.id.clone(),
-                    key: f.key,
-                    position: i as i32,
-                    label: f.label,
-                    field_type: f.field_type.as_str().to_owned(),
-                    required: f.required,
-                    options: f.options.map(|o| serde_json::json!(o).to_string()),
-                    help: f.help,
-                    value: None,
-                })
-                .collect();
+            let fields = field_rows(&row.id, template_of(&service));
             repo::cases::insert_fields(conn, &fields)?;
             let created = Change::case(&row.id, "create");
             let mut audit = created.fields(vec![

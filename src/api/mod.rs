@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cases;
 pub mod me;
 pub mod operations;
+pub mod required_data;
 pub mod services;
 pub mod transitions;
 pub mod users;
@@ -53,7 +54,10 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(attachments::upload_attachment)
         .service(attachments::list_attachments)
         .service(attachments::download_attachment)
-        .service(attachments::delete_attachment);
+        .service(attachments::delete_attachment)
+        .service(required_data::get_required_data)
+        .service(required_data::define_fields)
+        .service(required_data::fill_values);
 }
 
 /// Who is acting in this request, for the audit trail.

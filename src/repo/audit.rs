@@ -70,7 +70,7 @@ pub struct Change {
     pub entity_id: String,
     pub case_id: Option<String>,
     pub action: String,
-    pub field: Option<&'static str>,
+    pub field: Option<String>,
     pub old: Option<String>,
     pub new: Option<String>,
 }
@@ -110,8 +110,13 @@ impl Change {
             .collect()
     }
 
-    pub fn field(mut self, field: &'static str, old: Option<String>, new: Option<String>) -> Self {
-        self.field = Some(field);
+    pub fn field(
+        mut self,
+        field: impl Into<String>,
+        old: Option<String>,
+        new: Option<String>,
+    ) -> Self {
+        self.field = Some(field.into());
         self.old = old;
         self.new = new;
         self
@@ -141,7 +146,7 @@ pub fn append(conn: &mut DbConnection, actor: &Actor, changes: Vec<Change>) -> Q
             entity_id: change.entity_id,
             case_id: change.case_id,
             action: change.action,
-            field: change.field.map(str::to_owned),
+            field: change.field,
             old_value: change.old,
             new_value: change.new,
             actor_id: Some(actor.user_id.clone()),

@@ -378,3 +378,34 @@ pub fn missing_required_fields(conn: &mut DbConnection, case_id: &str) -> QueryR
         .select(case_fields::key)
         .load(conn)
 }
+
+/// The case's required-data form, in order.
+pub fn fields(conn: &mut DbConnection, case_id: &str) -> QueryResult<Vec<FieldRow>> {
+    case_fields::table
+        .filter(case_fields::case_id.eq(case_id))
+        .order(case_fields::position.asc())
+        .select(FieldRow::as_select())
+        .load(conn)
+}
+
+/// Replaces the whole form.
+pub fn replace_fields(
+    conn: &mut DbConnection,
+    case_id: &str,
+    fields: &[FieldRow],
+) -> QueryResult<()> {
+    diesel::delete(case_fields::table.filter(case_fields::case_id.eq(case_id))).execute(conn)?;
+    insert_fields(conn, fields)
+}
+
+pub fn set_field_value(
+    conn: &mut DbConnection,
+    case_id: &str,
+    key: &str,
+    value: Option<String>,
+) -> QueryResult<()> {
+    diesel::update(case_fields::table.find((case_id, key)))
+        .set(case_fields::value.eq(value))
+        .execute(conn)
+        .map(|_| ())
+}

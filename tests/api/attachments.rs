@@ -8,7 +8,7 @@ use crate::world::{World, act, buy, id};
 
 const BOUNDARY: &str = "dossier-test-boundary-7f3a";
 
-fn png(size: usize) -> Vec<u8> {
+pub fn png(size: usize) -> Vec<u8> {
     let mut bytes = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0".to_vec();
     bytes.resize(size, 7);
     bytes
@@ -26,7 +26,7 @@ fn form(part: &str, file_name: &str, bytes: &[u8]) -> Vec<u8> {
     body
 }
 
-async fn upload<S>(
+pub async fn upload<S>(
     app: &TestApp<S>,
     token: &str,
     case: &str,

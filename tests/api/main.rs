@@ -12,6 +12,7 @@ mod errors;
 mod migrations;
 mod openapi;
 mod operations;
+mod required_data;
 mod services;
 mod users;
 mod workflow;

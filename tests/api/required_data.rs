@@ -1,0 +1,211 @@
+//! The required-data form: defined by the agency, filled by the client, typed, locked after
+//! the decision.
+
+use serde_json::{Value, json};
+
+use crate::attachments::{png, upload};
+use crate::helpers::spawn;
+use crate::world::{World, act, buy, create_service, id};
+
+#[actix_web::test]
+async fn the_agency_defines_the_client_fills_and_the_decision_locks() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let service = create_service(
+        &app,
+        &w.a_admin.token,
+        "Tracking",
+        json!([{"key": "subject", "label": "Subject", "type": "text", "required": true},
+               {"key": "colour", "label": "Car colour", "type": "choice", "options": ["red", "blue"]}]),
+    )
+    .await;
+    let case = id(&buy(&app, &w.client.token, &service, "card").await);
+    let p = format!("/v1/cases/{case}/required-data");
+    let res = app.get(&p, &w.a_operator.token).await;
+    let body = res.assert_status(200);
+    assert_eq!(body["locked"], false);
+    assert_eq!(body["editable"], true);
+    assert_eq!(body["fields"][1]["options"], json!(["red", "blue"]));
+    assert_eq!(body["fields"][0]["value"], Value::Null);
+
+    // The agency redefines the form: keeps `subject`, adds typed fields.
+    let fields = json!({"fields": [
+        {"key": "subject", "label": "Subject's name", "type": "text", "required": true},
+        {"key": "colour", "label": "Car colour", "type": "choice", "options": ["red", "blue"]},
+        {"key": "seen_at", "label": "Last seen", "type": "location"},
+        {"key": "born", "label": "Born", "type": "date"},
+        {"key": "height", "label": "Height (cm)", "type": "number"},
+        {"key": "armed", "label": "Armed?", "type": "boolean"},
+        {"key": "photo", "label": "Photo", "type": "image", "required": true},
+        {"key": "report", "label": "Police report", "type": "file"}
+    ]});
+    for token in [&w.client.token, &w.platform.token] {
+        app.put(&format!("{p}/fields"), token, fields.clone())
+            .await
+            .assert_problem(403, "forbidden");
+    }
+    app.put(&format!("{p}/fields"), &w.a_agent.token, fields.clone())
+        .await
+        .assert_problem(404, "not_found");
+    app.put(&format!("{p}/fields"), &w.b_operator.token, fields.clone())
+        .await
+        .assert_problem(404, "not_found");
+    let res = app
+        .put(&format!("{p}/fields"), &w.a_operator.token, fields.clone())
+        .await;
+    assert_eq!(
+        res.assert_status(200)["fields"].as_array().unwrap().len(),
+        8
+    );
+    assert_eq!(res.header("etag"), Some("\"2\""));
+
+    // The client fills; each type is checked, one error per key, nothing written on error.
+    let pdf = upload(&app, &w.client.token, &case, "r.pdf", b"%PDF-1.7\n%%EOF\n").await;
+    let pdf = id(pdf.assert_status(201));
+    let photo = upload(&app, &w.client.token, &case, "p.png", &png(300)).await;
+    let photo = id(photo.assert_status(201));
+    let bad = json!({"values": {
+        "subject": "  ", "colour": "green", "seen_at": {"latitude": 91, "longitude": 9},
+        "born": "31/12/1980", "height": "tall", "armed": "no", "photo": pdf, "report": uuid::Uuid::now_v7(),
+        "nickname": "x"
+    }});
+    let res = app
+        .patch(&format!("{p}/values"), &w.client.token, bad)
+        .await;
+    let errors: Vec<(String, String)> = res.assert_problem(422, "validation_failed")["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["pointer"].as_str().unwrap().to_owned(),
+                e["code"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("/values/armed", "invalid_value"),
+        ("/values/born", "invalid_value"),
+        ("/values/colour", "invalid_choice"),
+        ("/values/height", "invalid_value"),
+        ("/values/nickname", "unknown_field"),
+        ("/values/photo", "invalid_attachment"),
+        ("/values/report", "invalid_attachment"),
+        ("/values/seen_at", "invalid_location"),
+        ("/values/subject", "invalid_value"),
+    ]
+    .iter()
+    .map(|(p, c)| (p.to_string(), c.to_string()))
+    .collect();
+    assert_eq!(errors, expected);
+    // Accept is still refused: two required fields are empty.
+    let res = act(&app, &w.a_operator.token, &case, "accept").await;
+    assert_eq!(
+        res.assert_problem(422, "required_data_missing")["errors"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let good = json!({"values": {
+        "subject": " Mario Rossi ", "colour": "red", "seen_at": {"latitude": 45.4642, "longitude": 9.19, "place_name": "Duomo"},
+        "born": "1980-12-31", "height": 181.5, "armed": false, "photo": photo, "report": pdf
+    }});
+    app.patch(&format!("{p}/values"), &w.a_operator.token, good.clone())
+        .await
+        .assert_problem(403, "forbidden");
+    for token in [&w.a_agent.token, &w.b_operator.token] {
+        app.patch(&format!("{p}/values"), token, good.clone())
+            .await
+            .assert_problem(404, "not_found");
+    }
+    app.patch(&format!("{p}/values"), &w.client2.token, good.clone())
+        .await
+        .assert_problem(404, "not_found");
+    let res = app
+        .patch(&format!("{p}/values"), &w.client.token, good)
+        .await;
+    let body = res.assert_status(200).clone();
+    assert_eq!(body["fields"][0]["value"], "Mario Rossi");
+    assert_eq!(body["fields"][2]["value"]["place_name"], "Duomo");
+    assert_eq!(body["fields"][4]["value"], 181.5);
+    assert_eq!(res.header("etag"), Some("\"3\""));
+    // Clearing one with null, and a stale If-Match.
+    let res = app
+        .call(
+            "PATCH",
+            &format!("{p}/values"),
+            &w.client.token,
+            Some(json!({"values": {"armed": null}})),
+            &[("if-match", "\"2\"")],
+        )
+        .await;
+    res.assert_problem(412, "precondition_failed");
+    let res = app
+        .patch(
+            &format!("{p}/values"),
+            &w.client.token,
+            json!({"values": {"armed": null}}),
+        )
+        .await;
+    assert_eq!(res.assert_status(200)["fields"][5]["value"], Value::Null);
+    // Redefining keeps values whose field keeps its key and type, clears the others.
+    let mut changed = fields.clone();
+    changed["fields"][1]["options"] = json!(["blue", "green"]);
+    changed["fields"][4]["type"] = json!("text");
+    let res = app
+        .put(&format!("{p}/fields"), &w.a_operator.token, changed.clone())
+        .await;
+    let body = res.assert_status(200).clone();
+    assert_eq!(body["fields"][0]["value"], "Mario Rossi");
+    assert_eq!(
+        body["fields"][1]["value"],
+        Value::Null,
+        "red is no longer an option"
+    );
+    assert_eq!(body["fields"][4]["value"], Value::Null, "the type changed");
+    // Audit rows for definitions and values.
+    assert_eq!(
+        app.count(&format!("SELECT COUNT(*) AS n FROM audit_log WHERE case_id = '{case}' AND entity = 'required_data' AND action = 'fill'")),
+        9
+    );
+    assert_eq!(
+        app.count(&format!("SELECT COUNT(*) AS n FROM audit_log WHERE case_id = '{case}' AND entity = 'required_data' AND action = 'define_fields'")),
+        4
+    );
+
+    // Accept locks it: every write is 409 and the form says so.
+    act(&app, &w.a_operator.token, &case, "accept")
+        .await
+        .assert_status(200);
+    let res = app.get(&p, &w.client.token).await;
+    assert_eq!(res.assert_status(200)["locked"], true);
+    assert_eq!(res.body["editable"], false);
+    app.patch(
+        &format!("{p}/values"),
+        &w.client.token,
+        json!({"values": {"subject": "Late"}}),
+    )
+    .await
+    .assert_problem(409, "wrong_state");
+    app.put(&format!("{p}/fields"), &w.a_operator.token, changed)
+        .await
+        .assert_problem(409, "wrong_state");
+    // Before payment the form is not locked but not yet open either.
+    let unpaid = id(&buy(&app, &w.client.token, &service, "bank_transfer").await);
+    let res = app
+        .get(
+            &format!("/v1/cases/{unpaid}/required-data"),
+            &w.client.token,
+        )
+        .await;
+    assert_eq!(res.assert_status(200)["locked"], false);
+    app.patch(
+        &format!("/v1/cases/{unpaid}/required-data/values"),
+        &w.client.token,
+        json!({"values": {"subject": "x"}}),
+    )
+    .await
+    .assert_problem(409, "wrong_state");
+}
