@@ -28,6 +28,7 @@ use crate::errors::{FieldError, PROBLEM_JSON, Problem};
         (name = "cases", description = "Cases: buying, the card, the list, the lifecycle, assignment"),
         (name = "audit", description = "The hash-chained change log"),
         (name = "required-data", description = "The form the client fills for the agency"),
+        (name = "storyline", description = "What happened, in order and on a map"),
         (name = "attachments", description = "Files on a case, kept in object storage"),
         (name = "operations", description = "Health and metrics for operators"),
     )

@@ -36,6 +36,10 @@ code_enum! {
         FlagDisputed = "flag_disputed",
         /// The `disputed` flag is cleared.
         ClearDisputed = "clear_disputed",
+        /// A published storyline event records the reason.
+        StorylineEntry = "storyline_entry",
+        /// A storyline event records the submitted required data.
+        SnapshotRequiredData = "snapshot_required_data",
     }
 }
 
@@ -63,6 +67,8 @@ pub struct State {
     pub client_edits: bool,
     /// Files may be attached: paid and not terminal.
     pub accepts_files: bool,
+    /// The storyline takes writes (frozen once `completed`, and in every terminal status).
+    pub storyline_open: bool,
 }
 
 use CaseAction as A;
@@ -86,7 +92,7 @@ pub const RULES: &[Rule] = &[
         to: S::PaymentFailed,
         roles: &[R::Platform],
         requires: &[I::Reason],
-        effects: &[E::MarkPaymentFailed],
+        effects: &[E::MarkPaymentFailed, E::StorylineEntry],
     },
     Rule {
         action: A::RetryPayment,
@@ -102,7 +108,7 @@ pub const RULES: &[Rule] = &[
         to: S::Approved,
         roles: &[R::Agency],
         requires: &[],
-        effects: &[E::RequireRequiredData],
+        effects: &[E::RequireRequiredData, E::SnapshotRequiredData],
     },
     Rule {
         action: A::Reject,
@@ -110,7 +116,7 @@ pub const RULES: &[Rule] = &[
         to: S::Rejected,
         roles: &[R::Agency],
         requires: &[I::Reason],
-        effects: &[],
+        effects: &[E::SnapshotRequiredData, E::StorylineEntry],
     },
     Rule {
         action: A::Start,
@@ -126,7 +132,7 @@ pub const RULES: &[Rule] = &[
         to: S::Suspended,
         roles: &[R::Agency],
         requires: &[I::Reason],
-        effects: &[],
+        effects: &[E::StorylineEntry],
     },
     Rule {
         action: A::Resume,
@@ -158,7 +164,7 @@ pub const RULES: &[Rule] = &[
         to: S::Completed,
         roles: &[R::Client],
         requires: &[I::Reason],
-        effects: &[E::FlagDisputed],
+        effects: &[E::FlagDisputed, E::StorylineEntry],
     },
     Rule {
         action: A::Reopen,
@@ -166,7 +172,7 @@ pub const RULES: &[Rule] = &[
         to: S::InProgress,
         roles: &[R::Agency, R::Platform],
         requires: &[I::Reason],
-        effects: &[E::ClearDisputed, E::ClearResolution],
+        effects: &[E::ClearDisputed, E::ClearResolution, E::StorylineEntry],
     },
     Rule {
         action: A::Cancel,
@@ -174,7 +180,7 @@ pub const RULES: &[Rule] = &[
         to: S::Cancelled,
         roles: &[R::Client, R::Platform],
         requires: &[I::Reason],
-        effects: &[],
+        effects: &[E::StorylineEntry],
     },
     Rule {
         action: A::AutoClose,
@@ -194,6 +200,10 @@ const fn state(status: CaseStatus) -> State {
         agents_assignable: matches!(status, S::InProgress),
         // Before payment the client can only read and cancel (DESIGN.md).
         client_edits: matches!(status, S::InApproval),
+        storyline_open: matches!(
+            status,
+            S::InApproval | S::Approved | S::InProgress | S::Suspended
+        ),
         accepts_files: !matches!(
             status,
             S::AwaitingPayment | S::PaymentFailed | S::Rejected | S::Closed | S::Cancelled

@@ -11,6 +11,7 @@ pub mod me;
 pub mod operations;
 pub mod required_data;
 pub mod services;
+pub mod storyline;
 pub mod transitions;
 pub mod users;
 
@@ -57,7 +58,12 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(attachments::delete_attachment)
         .service(required_data::get_required_data)
         .service(required_data::define_fields)
-        .service(required_data::fill_values);
+        .service(required_data::fill_values)
+        .service(storyline::list_storyline)
+        .service(storyline::create_event)
+        .service(storyline::update_event)
+        .service(storyline::publish_event)
+        .service(storyline::delete_event);
 }
 
 /// Who is acting in this request, for the audit trail.

@@ -9,10 +9,11 @@ use validator::Validate;
 
 use crate::api::actor;
 use crate::api::cases::{CaseView, Viewer, find_visible, lost_race, reload_card, wrong_state};
+use crate::api::storyline::{self, EventKind};
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::db;
-use crate::domain::{CaseAction, CaseStatus, Role};
+use crate::domain::{CaseAction, CaseStatus, Locale, Role};
 use crate::errors::{ApiError, FieldError};
 use crate::http::extract::{IfMatch, ValidJson, etag};
 use crate::i18n;
@@ -258,6 +259,34 @@ pub async fn transition_case(
             audit.push(change);
         }
         repo::audit::append(conn, &actor, audit)?;
+        if rule.has(Effect::SnapshotRequiredData) {
+            let data = crate::api::required_data::snapshot(conn, &current)?;
+            storyline::record(
+                conn,
+                &actor,
+                &id,
+                EventKind::System,
+                "Required data submitted".into(),
+                Some(data),
+            )?;
+        }
+        if rule.has(Effect::StorylineEntry)
+            && let Some(reason) = input.input(Input::Reason)
+        {
+            let title = format!(
+                "{}: {}",
+                i18n::action_label(rule.action, Locale::En),
+                rule.to
+            );
+            storyline::record(
+                conn,
+                &actor,
+                &id,
+                EventKind::Status,
+                title,
+                Some(reason.to_owned()),
+            )?;
+        }
         reload_card(conn, &viewer, &id)
     })
     .await?;
@@ -297,6 +326,8 @@ pub struct StateView {
     pub client_edits: bool,
     /// Files may be attached (`POST /v1/cases/{id}/attachments`).
     pub accepts_files: bool,
+    /// The storyline takes writes (it is frozen otherwise).
+    pub storyline_open: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -344,6 +375,7 @@ pub async fn get_workflow(req: HttpRequest, caller: AuthUser) -> HttpResponse {
                 agents_assignable: s.agents_assignable,
                 client_edits: s.client_edits,
                 accepts_files: s.accepts_files,
+                storyline_open: s.storyline_open,
             })
             .collect(),
         actions: workflow::RULES

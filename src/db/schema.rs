@@ -171,7 +171,28 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    storyline_events (id) {
+        id -> Text,
+        case_id -> Text,
+        occurred_at -> Timestamp,
+        kind -> Text,
+        title -> Text,
+        body -> Nullable<Text>,
+        latitude -> Nullable<Double>,
+        longitude -> Nullable<Double>,
+        place_name -> Nullable<Text>,
+        attachment_ids -> Text,
+        author_id -> Text,
+        status -> Text,
+        version -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(users -> agencies (agency_id));
+diesel::joinable!(storyline_events -> cases (case_id));
 diesel::joinable!(attachments -> cases (case_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(services -> agencies (agency_id));
@@ -192,4 +213,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_head,
     idempotency_keys,
     attachments,
+    storyline_events,
 );

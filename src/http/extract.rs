@@ -202,10 +202,15 @@ impl PageRequest {
     }
 }
 
-/// Keys are row ids (UUIDs) or sequence numbers.
+/// Keys are row ids (UUIDs), sequence numbers, or `<number>_<uuid>` for chronological lists.
 fn is_cursor_key(key: &str) -> bool {
+    let is_number =
+        |k: &str| !k.is_empty() && k.len() <= 18 && k.bytes().all(|b| b.is_ascii_digit());
     uuid::Uuid::parse_str(key).is_ok()
-        || (!key.is_empty() && key.len() <= 18 && key.bytes().all(|b| b.is_ascii_digit()))
+        || is_number(key)
+        || key
+            .split_once('_')
+            .is_some_and(|(n, id)| is_number(n) && uuid::Uuid::parse_str(id).is_ok())
 }
 
 /// The 400 for a cursor this API did not hand out.

@@ -8,6 +8,7 @@ pub mod cases;
 pub mod idempotency;
 pub mod refresh_tokens;
 pub mod services;
+pub mod storyline;
 pub mod users;
 
 use diesel::result::{DatabaseErrorKind, Error};

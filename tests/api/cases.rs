@@ -816,9 +816,11 @@ async fn the_audit_trail_is_for_admins_filtered_paginated_and_chained() {
         .assert_problem(404, "not_found");
     let all = app.get(&format!("{p}?limit=100"), &w.a_admin.token).await;
     let rows = all.assert_status(200)["items"].as_array().unwrap().clone();
-    // 6 for the creation; status and reason for accept and for suspend.
-    assert_eq!(rows.len(), 10);
-    let newest = &rows[0];
+    // 6 for the creation; status and reason for accept and for suspend; the storyline events
+    // they wrote (the required-data snapshot, the suspension's reason).
+    assert_eq!(rows.len(), 12);
+    assert_eq!(rows[0]["entity"], "storyline_event");
+    let newest = &rows[1];
     assert_eq!(newest["action"], "suspend");
     assert_eq!(newest["actor_id"], w.a_operator.id.as_str());
     assert_eq!(newest["actor_role"], "agency");
@@ -872,12 +874,12 @@ async fn the_audit_trail_is_for_admins_filtered_paginated_and_chained() {
         .await;
     assert_eq!(
         res.assert_status(200)["items"].as_array().unwrap().len(),
-        10
+        12
     );
     // The chain verifies, and a tampered row is found.
     let res = app.get("/v1/audit/verify", &w.platform.token).await;
     assert_eq!(res.assert_status(200)["intact"], true);
-    assert!(res.body["rows_checked"].as_i64().unwrap() >= 10);
+    assert!(res.body["rows_checked"].as_i64().unwrap() >= 12);
     app.get("/v1/audit/verify", &w.a_admin.token)
         .await
         .assert_problem(403, "forbidden");

@@ -14,5 +14,6 @@ mod openapi;
 mod operations;
 mod required_data;
 mod services;
+mod storyline;
 mod users;
 mod workflow;

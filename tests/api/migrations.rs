@@ -37,6 +37,7 @@ fn portable(t: &str) -> &'static str {
         "bigint" => "bigint",
         "integer" | "int" => "integer",
         "boolean" => "boolean",
+        "double precision" => "double",
         "timestamp" | "timestamp without time zone" => "timestamp",
         other => panic!("non-portable column type {other}"),
     }

@@ -50,3 +50,31 @@ async fn served_spec_equals_committed_and_every_operation_is_complete() {
     assert_eq!(docs.status.as_u16(), 200);
     assert!(docs.body.as_str().unwrap().contains("swagger"));
 }
+
+/// Every `$ref` names a schema the document defines (a dangling one breaks generated clients).
+#[test]
+fn every_reference_resolves() {
+    let spec: serde_json::Value = serde_json::from_str(&dossier::openapi::spec_json()).unwrap();
+    let schemas = spec["components"]["schemas"].as_object().unwrap();
+    let mut refs = Vec::new();
+    fn walk(v: &serde_json::Value, refs: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v.as_str()) {
+                        ("$ref", Some(r)) => refs.push(r.to_owned()),
+                        _ => walk(v, refs),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|i| walk(i, refs)),
+            _ => {}
+        }
+    }
+    walk(&spec, &mut refs);
+    assert!(!refs.is_empty());
+    for r in refs {
+        let name = r.trim_start_matches("#/components/schemas/");
+        assert!(schemas.contains_key(name), "dangling reference {r}");
+    }
+}

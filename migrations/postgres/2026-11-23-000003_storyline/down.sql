@@ -1,0 +1,1 @@
+DROP TABLE storyline_events;

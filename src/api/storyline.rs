@@ -1,0 +1,777 @@
+//! The storyline: what happened in the investigation, in order, on a map. Agents write drafts,
+//! the agency moderates, the client reads what is published. Frozen once the case is completed.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+use validator::Validate;
+
+use crate::api::cases::{Viewer, find_visible, wrong_state};
+use crate::api::{actor, nullable, timestamp};
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::db::{self, DbConnection};
+use crate::domain::{CaseStatus, Role, code_enum};
+use crate::errors::{ApiError, FieldError};
+use crate::http::extract::{
+    IfMatch, Page, PageRequest, ValidJson, etag, invalid_cursor, page_response,
+};
+use crate::repo;
+use crate::repo::audit::{Actor, Change};
+use crate::repo::cases::CaseRow;
+use crate::repo::storyline::{EventChanges, EventFilter, EventRow};
+use crate::workflow;
+
+pub const GEO_JSON: &str = "application/geo+json";
+/// The most positioned events one map answer carries.
+const MAP_LIMIT: i64 = 5000;
+
+code_enum! {
+    /// What a storyline event records.
+    EventKind {
+        Note = "note",
+        Sighting = "sighting",
+        Photo = "photo",
+        Document = "document",
+        /// A status change with its reason (written by the system; agency staff may add one).
+        Status = "status",
+        /// Written by the system only (e.g. the submitted required data).
+        System = "system",
+    }
+}
+
+code_enum! {
+    /// Drafts are seen by the agency and its agents only.
+    EventStatus {
+        Draft = "draft",
+        Published = "published",
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Position {
+    /// WGS 84 decimal degrees, −90…90.
+    pub latitude: f64,
+    /// WGS 84 decimal degrees, −180…180.
+    pub longitude: f64,
+    pub place_name: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a6f7-8888-7c2d-8e3f-405162738495",
+    "case_id": "0193a6f4-2222-7c2d-8e3f-405162738495",
+    "occurred_at": "2026-11-21T14:05:00Z",
+    "kind": "sighting",
+    "title": "Subject enters the golf club",
+    "body": "Arrived by taxi, alone.",
+    "position": {"latitude": 45.4642, "longitude": 9.19, "place_name": "Golf Club Milano"},
+    "attachment_ids": [],
+    "author_id": "0193a6f2-3333-7b51-9d0a-3f1e2a4b5c6d",
+    "status": "published",
+    "version": 2,
+    "created_at": "2026-11-21T14:20:00Z",
+    "updated_at": "2026-11-21T15:00:00Z"
+}))]
+pub struct EventView {
+    #[schema(format = "uuid")]
+    pub id: String,
+    #[schema(format = "uuid")]
+    pub case_id: String,
+    pub occurred_at: DateTime<Utc>,
+    pub kind: EventKind,
+    pub title: String,
+    pub body: Option<String>,
+    pub position: Option<Position>,
+    pub attachment_ids: Vec<String>,
+    #[schema(format = "uuid")]
+    pub author_id: String,
+    pub status: EventStatus,
+    /// The event's own version; its `ETag` for PATCH.
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<EventRow> for EventView {
+    fn from(r: EventRow) -> Self {
+        let position = match (r.latitude, r.longitude) {
+            (Some(latitude), Some(longitude)) => Some(Position {
+                latitude,
+                longitude,
+                place_name: r.place_name,
+            }),
+            _ => None,
+        };
+        EventView {
+            kind: EventKind::from_code(&r.kind).unwrap_or(EventKind::Note),
+            status: EventStatus::from_code(&r.status).unwrap_or(EventStatus::Draft),
+            attachment_ids: serde_json::from_str(&r.attachment_ids).unwrap_or_default(),
+            id: r.id,
+            case_id: r.case_id,
+            occurred_at: timestamp(r.occurred_at),
+            title: r.title,
+            body: r.body,
+            position,
+            author_id: r.author_id,
+            version: r.version,
+            created_at: timestamp(r.created_at),
+            updated_at: timestamp(r.updated_at),
+        }
+    }
+}
+
+/// The event as an RFC 7946 Feature (`[longitude, latitude]`), when it has a position.
+fn feature(row: EventRow) -> Option<Value> {
+    let (latitude, longitude) = (row.latitude?, row.longitude?);
+    let view = EventView::from(row);
+    Some(json!({
+        "type": "Feature",
+        "id": view.id,
+        "geometry": {"type": "Point", "coordinates": [longitude, latitude]},
+        "properties": {
+            "occurred_at": view.occurred_at,
+            "kind": view.kind,
+            "title": view.title,
+            "body": view.body,
+            "place_name": view.position.and_then(|p| p.place_name),
+            "status": view.status,
+            "author_id": view.author_id,
+            "attachment_ids": view.attachment_ids,
+        }
+    }))
+}
+
+/// Writes a system event (transitions with a reason, the required-data snapshot).
+pub fn record(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    case_id: &str,
+    kind: EventKind,
+    title: String,
+    body: Option<String>,
+) -> Result<(), ApiError> {
+    let now = db::now();
+    let row = EventRow {
+        id: repo::new_id(),
+        case_id: case_id.to_owned(),
+        occurred_at: now,
+        kind: kind.as_str().to_owned(),
+        title,
+        body,
+        latitude: None,
+        longitude: None,
+        place_name: None,
+        attachment_ids: "[]".into(),
+        author_id: actor.user_id.clone(),
+        status: EventStatus::Published.as_str().to_owned(),
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    repo::storyline::insert(conn, &row)?;
+    repo::audit::append(
+        conn,
+        actor,
+        vec![
+            Change::entity("storyline_event", &row.id, Some(case_id), "create").field(
+                "title",
+                None,
+                Some(row.title.clone()),
+            ),
+        ],
+    )?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    Json,
+    Geojson,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StorylineQuery {
+    /// `geojson` for a FeatureCollection of the positioned events (same as
+    /// `Accept: application/geo+json`).
+    #[param(inline)]
+    pub format: Option<Format>,
+    #[param(minimum = 1, maximum = 100, default = 25)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+fn wants_geojson(req: &HttpRequest, format: Option<Format>) -> bool {
+    match format {
+        Some(Format::Geojson) => true,
+        Some(Format::Json) => false,
+        None => req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains(GEO_JSON)),
+    }
+}
+
+/// `(occurred_at, id)` from a storyline cursor key (`<micros>_<uuid>`).
+fn parse_key(key: &str) -> Result<(NaiveDateTime, String), ApiError> {
+    let (micros, id) = key.split_once('_').ok_or_else(invalid_cursor)?;
+    let micros: i64 = micros.parse().map_err(|_| invalid_cursor())?;
+    let at = DateTime::from_timestamp_micros(micros)
+        .ok_or_else(invalid_cursor)?
+        .naive_utc();
+    Ok((at, id.to_owned()))
+}
+
+/// Read the storyline
+///
+/// Events in the order they happened (`occurred_at`, then id), with cursor pagination. Clients
+/// see published events only; agency, platform and the case's agents see drafts too. With
+/// `Accept: application/geo+json` or `?format=geojson` the answer is an RFC 7946
+/// FeatureCollection (`[longitude, latitude]`) of the positioned events the caller may see (at
+/// most 5000, oldest first; no pagination). Roles: anyone who can see the case.
+#[utoipa::path(
+    tag = "storyline",
+    operation_id = "list_storyline",
+    params(("id" = Uuid, Path, description = "Case id"), StorylineQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page of events, or a GeoJSON FeatureCollection", content(
+            (Page<EventView> = "application/json"),
+            (Value = "application/geo+json", example = json!({"type": "FeatureCollection", "features": [
+                {"type": "Feature", "id": "0193a6f7-8888-7c2d-8e3f-405162738495",
+                 "geometry": {"type": "Point", "coordinates": [9.19, 45.4642]},
+                 "properties": {"occurred_at": "2026-11-21T14:05:00Z", "kind": "sighting", "title": "Subject enters the golf club",
+                                "body": null, "place_name": "Golf Club Milano", "status": "published",
+                                "author_id": "0193a6f2-3333-7b51-9d0a-3f1e2a4b5c6d", "attachment_ids": []}}]}))
+        ), headers(("Link" = String, description = "`<…>; rel=\"next\"` when another page follows"))),
+        (status = 404, description = "No such case, or not one the caller can see"),
+    )
+)]
+#[get("/v1/cases/{id}/storyline")]
+pub async fn list_storyline(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+    query: web::Query<StorylineQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let viewer = Viewer::new(&caller, &req);
+    let case_id = id.into_inner().to_string();
+    let geojson = wants_geojson(&req, query.format);
+    let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
+    let after = page.after.as_deref().map(parse_key).transpose()?;
+    let filter = EventFilter {
+        published_only: viewer.role == Role::Client,
+        positioned_only: geojson,
+    };
+    let (after, limit) = if geojson {
+        (None, MAP_LIMIT)
+    } else {
+        (after, page.fetch())
+    };
+    let rows = db::read(&state.pool, move |conn| {
+        find_visible(conn, &viewer, &case_id)?;
+        Ok(repo::storyline::list(
+            conn, &case_id, &filter, after, limit,
+        )?)
+    })
+    .await?;
+    if geojson {
+        let features: Vec<Value> = rows.into_iter().filter_map(feature).collect();
+        return Ok(HttpResponse::Ok()
+            .content_type(GEO_JSON)
+            .json(json!({"type": "FeatureCollection", "features": features})));
+    }
+    let keys: Vec<(String, EventRow)> = rows
+        .into_iter()
+        .map(|r| {
+            let micros = r.occurred_at.and_utc().timestamp_micros();
+            (format!("{micros}_{}", r.id), r)
+        })
+        .collect();
+    let page: Page<EventView> = page.page(keys, |(k, _)| k, |(_, r)| EventView::from(r));
+    Ok(page_response(&req, page))
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "occurred_at": "2026-11-21T14:05:00Z", "kind": "sighting", "title": "Subject enters the golf club",
+    "body": "Arrived by taxi, alone.", "latitude": 45.4642, "longitude": 9.19, "place_name": "Golf Club Milano"
+}))]
+pub struct CreateEvent {
+    /// When it happened; defaults to now. At most a day in the future.
+    pub occurred_at: Option<DateTime<Utc>>,
+    /// Defaults to `note`; `system` is the system's own.
+    #[serde(default = "default_kind")]
+    pub kind: EventKind,
+    #[serde(deserialize_with = "crate::api::trimmed")]
+    #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
+    pub title: String,
+    #[validate(length(max = 10000))]
+    #[schema(max_length = 10000)]
+    pub body: Option<String>,
+    /// With `longitude`, or neither.
+    #[validate(range(min = -90.0, max = 90.0))]
+    #[schema(minimum = -90, maximum = 90)]
+    pub latitude: Option<f64>,
+    #[validate(range(min = -180.0, max = 180.0))]
+    #[schema(minimum = -180, maximum = 180)]
+    pub longitude: Option<f64>,
+    #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
+    pub place_name: Option<String>,
+    /// Attachments of this case (at most 20).
+    #[serde(default)]
+    #[validate(length(max = 20))]
+    #[schema(max_items = 20)]
+    pub attachment_ids: Vec<Uuid>,
+    /// Agency staff choose (default `published`); agents always write drafts.
+    pub status: Option<EventStatus>,
+}
+
+fn default_kind() -> EventKind {
+    EventKind::Note
+}
+
+fn event_not_found() -> ApiError {
+    ApiError::NotFound("No such storyline event, or not one you can see.".into())
+}
+
+/// The case, visible and with an open storyline for this role; 404/403/409 otherwise.
+fn writable_case(
+    conn: &mut DbConnection,
+    viewer: &Viewer,
+    case_id: &str,
+    agents_too: bool,
+) -> Result<CaseRow, ApiError> {
+    let case = find_visible(conn, viewer, case_id)?;
+    let allowed = viewer.role == Role::Agency || (agents_too && viewer.role == Role::Agent);
+    if !allowed {
+        return Err(ApiError::Forbidden(if agents_too {
+            "Only the agency and the case's agents write the storyline.".into()
+        } else {
+            "Only the agency moderates the storyline.".into()
+        }));
+    }
+    let status = case.status();
+    let open = workflow::state_of(status).storyline_open
+        && (viewer.role != Role::Agent || status == CaseStatus::InProgress);
+    if !open {
+        return Err(wrong_state(
+            viewer,
+            status,
+            format!("The storyline takes no changes while the case is `{status}`."),
+        ));
+    }
+    Ok(case)
+}
+
+/// Position and attachment rules shared by create and update; errors point at body members.
+fn check_content(
+    conn: &mut DbConnection,
+    case_id: &str,
+    position: (Option<f64>, Option<f64>),
+    attachment_ids: Option<&[Uuid]>,
+    occurred_at: Option<DateTime<Utc>>,
+    kind: Option<EventKind>,
+) -> Result<(), ApiError> {
+    let mut errors = Vec::new();
+    if position.0.is_some() != position.1.is_some() {
+        errors.push(FieldError::new(
+            "/longitude",
+            "incomplete_position",
+            "send latitude and longitude together",
+        ));
+    }
+    if let Some(ids) = attachment_ids {
+        let mut ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+        ids.sort();
+        ids.dedup();
+        if repo::storyline::attachments_of_case(conn, case_id, &ids)? != ids.len() as i64 {
+            errors.push(FieldError::new(
+                "/attachment_ids",
+                "invalid_attachment",
+                "every id must be an attachment of this case",
+            ));
+        }
+    }
+    if occurred_at.is_some_and(|t| t > Utc::now() + chrono::Duration::days(1)) {
+        errors.push(FieldError::new(
+            "/occurred_at",
+            "in_the_future",
+            "at most a day ahead",
+        ));
+    }
+    if kind == Some(EventKind::System) {
+        errors.push(FieldError::new(
+            "/kind",
+            "not_allowed",
+            "`system` events are written by the system",
+        ));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::validation(errors))
+    }
+}
+
+fn ids_json(ids: &[Uuid]) -> String {
+    let mut ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    ids.dedup();
+    json!(ids).to_string()
+}
+
+/// Add a storyline event
+///
+/// Agents on the case write drafts while it is `in_progress`; agency staff write while it is in
+/// approval, approved, in progress or suspended, and choose the status (default `published`).
+/// Frozen (409) once `completed`, and in every terminal status. Attachments must belong to the
+/// case. Roles: agency, agent (on the case).
+#[utoipa::path(
+    tag = "storyline",
+    operation_id = "create_storyline_event",
+    params(("id" = Uuid, Path, description = "Case id")),
+    request_body = CreateEvent,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = EventView,
+            headers(("ETag" = String, description = "The event's version"))),
+        (status = 403, description = "Clients and platform staff do not write the storyline; agents write drafts only"),
+        (status = 404, description = "No such case, or not one the caller can see"),
+        (status = 409, description = "The storyline is frozen or not open in this status (`wrong_state`)"),
+        (status = 422, description = "A member breaks a rule"),
+    )
+)]
+#[post("/v1/cases/{id}/storyline")]
+pub async fn create_event(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+    body: ValidJson<CreateEvent>,
+) -> Result<HttpResponse, ApiError> {
+    let viewer = Viewer::new(&caller, &req);
+    let actor = actor(&caller, &req);
+    let case_id = id.into_inner().to_string();
+    let input = body.0;
+    let row = db::write(&state.pool, move |conn| {
+        writable_case(conn, &viewer, &case_id, true)?;
+        if viewer.role == Role::Agent && input.status == Some(EventStatus::Published) {
+            return Err(ApiError::Forbidden(
+                "Agents write drafts; the agency publishes them.".into(),
+            ));
+        }
+        check_content(
+            conn,
+            &case_id,
+            (input.latitude, input.longitude),
+            Some(&input.attachment_ids),
+            input.occurred_at,
+            Some(input.kind),
+        )?;
+        let status = match viewer.role {
+            Role::Agent => EventStatus::Draft,
+            _ => input.status.unwrap_or(EventStatus::Published),
+        };
+        let now = db::now();
+        let row = EventRow {
+            id: repo::new_id(),
+            case_id: case_id.clone(),
+            occurred_at: input.occurred_at.map(|t| t.naive_utc()).unwrap_or(now),
+            kind: input.kind.as_str().to_owned(),
+            title: input.title,
+            body: input.body,
+            latitude: input.latitude,
+            longitude: input.longitude,
+            place_name: input.place_name,
+            attachment_ids: ids_json(&input.attachment_ids),
+            author_id: actor.user_id.clone(),
+            status: status.as_str().to_owned(),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        repo::storyline::insert(conn, &row)?;
+        let change = Change::entity("storyline_event", &row.id, Some(&case_id), "create");
+        repo::audit::append(
+            conn,
+            &actor,
+            change.fields(vec![
+                ("title", None, Some(row.title.clone())),
+                ("status", None, Some(row.status.clone())),
+            ]),
+        )?;
+        Ok(row)
+    })
+    .await?;
+    let view = EventView::from(row);
+    Ok(HttpResponse::Created()
+        .insert_header(("ETag", etag(view.version)))
+        .json(view))
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"title": "Subject leaves the golf club", "latitude": null, "longitude": null}))]
+pub struct UpdateEvent {
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub kind: Option<EventKind>,
+    #[serde(default, deserialize_with = "crate::api::trimmed_opt")]
+    #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
+    pub title: Option<String>,
+    /// `null` clears it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[validate(length(max = 10000))]
+    #[schema(value_type = Option<String>, max_length = 10000)]
+    pub body: Option<Option<String>>,
+    /// `null` (with `longitude`) removes the position.
+    #[serde(default, deserialize_with = "nullable")]
+    #[validate(range(min = -90.0, max = 90.0))]
+    #[schema(value_type = Option<f64>, minimum = -90, maximum = 90)]
+    pub latitude: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[validate(range(min = -180.0, max = 180.0))]
+    #[schema(value_type = Option<f64>, minimum = -180, maximum = 180)]
+    pub longitude: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[validate(length(min = 1, max = 200))]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 200)]
+    pub place_name: Option<Option<String>>,
+    #[validate(length(max = 20))]
+    #[schema(max_items = 20)]
+    pub attachment_ids: Option<Vec<Uuid>>,
+}
+
+/// The event, moderated by the agency: found on a case it may write (404/403/409 otherwise).
+fn moderated_event(
+    conn: &mut DbConnection,
+    viewer: &Viewer,
+    case_id: &str,
+    event_id: &str,
+) -> Result<EventRow, ApiError> {
+    // Readers who cannot see drafts must not learn a draft exists.
+    let case = find_visible(conn, viewer, case_id)?;
+    let event = repo::storyline::find(conn, &case.id, event_id)?.ok_or_else(event_not_found)?;
+    if viewer.role == Role::Client && event.status != EventStatus::Published.as_str() {
+        return Err(event_not_found());
+    }
+    writable_case(conn, viewer, case_id, false)?;
+    Ok(event)
+}
+
+/// Edit a storyline event
+///
+/// Any member; `null` clears body, position or place name. Honours `If-Match` on the event's
+/// version. Frozen (409) once the case is completed. Roles: agency.
+#[utoipa::path(
+    tag = "storyline",
+    operation_id = "update_storyline_event",
+    params(
+        ("id" = Uuid, Path, description = "Case id"),
+        ("event_id" = Uuid, Path, description = "Event id"),
+        ("If-Match" = Option<String>, Header, description = "The event's `ETag` last seen; 412 if it is no longer current"),
+    ),
+    request_body = UpdateEvent,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Updated", body = EventView, headers(("ETag" = String, description = "The new version"))),
+        (status = 403, description = "Only the agency edits the storyline"),
+        (status = 404, description = "No such case or event, or not one the caller can see"),
+        (status = 409, description = "The storyline is frozen (`wrong_state`)"),
+        (status = 412, description = "`If-Match` is stale"),
+        (status = 422, description = "A member breaks a rule"),
+    )
+)]
+#[patch("/v1/cases/{id}/storyline/{event_id}")]
+pub async fn update_event(
+    req: HttpRequest,
+    if_match: IfMatch,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    path: web::Path<(Uuid, Uuid)>,
+    body: ValidJson<UpdateEvent>,
+) -> Result<HttpResponse, ApiError> {
+    let viewer = Viewer::new(&caller, &req);
+    let actor = actor(&caller, &req);
+    let (case_id, event_id) = path.into_inner();
+    let (case_id, event_id) = (case_id.to_string(), event_id.to_string());
+    let input = body.0;
+    let row = db::write(&state.pool, move |conn| {
+        let current = moderated_event(conn, &viewer, &case_id, &event_id)?;
+        if_match.check(current.version)?;
+        // The position after the change must still be whole.
+        let latitude = input.latitude.unwrap_or(current.latitude);
+        let longitude = input.longitude.unwrap_or(current.longitude);
+        check_content(
+            conn,
+            &case_id,
+            (latitude, longitude),
+            input.attachment_ids.as_deref(),
+            input.occurred_at,
+            input.kind,
+        )?;
+        let changes = EventChanges {
+            occurred_at: input.occurred_at.map(|t| t.naive_utc()),
+            kind: input.kind.map(|k| k.as_str().to_owned()),
+            title: input.title,
+            body: input.body,
+            latitude: input.latitude,
+            longitude: input.longitude,
+            place_name: input.place_name,
+            attachment_ids: input.attachment_ids.as_deref().map(ids_json),
+            status: None,
+        };
+        let show = |v: Option<f64>| v.map(|x| x.to_string());
+        let change = Change::entity("storyline_event", &event_id, Some(&case_id), "update");
+        let audit = change.fields(vec![
+            (
+                "occurred_at",
+                Some(current.occurred_at.to_string()),
+                changes.occurred_at.map(|t| t.to_string()),
+            ),
+            ("kind", Some(current.kind.clone()), changes.kind.clone()),
+            ("title", Some(current.title.clone()), changes.title.clone()),
+            ("body", current.body.clone(), changes.body.clone().flatten()),
+            (
+                "latitude",
+                show(current.latitude),
+                changes.latitude.and_then(show),
+            ),
+            (
+                "longitude",
+                show(current.longitude),
+                changes.longitude.and_then(show),
+            ),
+            (
+                "place_name",
+                current.place_name.clone(),
+                changes.place_name.clone().flatten(),
+            ),
+            (
+                "attachment_ids",
+                Some(current.attachment_ids.clone()),
+                changes.attachment_ids.clone(),
+            ),
+        ]);
+        if !repo::storyline::update(conn, &event_id, current.version, &changes)? {
+            return Err(ApiError::PreconditionFailed {
+                expected: etag(current.version),
+            });
+        }
+        repo::audit::append(conn, &actor, audit)?;
+        repo::storyline::find(conn, &case_id, &event_id)?.ok_or_else(event_not_found)
+    })
+    .await?;
+    let view = EventView::from(row);
+    Ok(HttpResponse::Ok()
+        .insert_header(("ETag", etag(view.version)))
+        .json(view))
+}
+
+/// Publish a storyline event
+///
+/// Makes a draft visible to the client (publishing a published event changes nothing).
+/// Roles: agency.
+#[utoipa::path(
+    tag = "storyline",
+    operation_id = "publish_storyline_event",
+    params(("id" = Uuid, Path, description = "Case id"), ("event_id" = Uuid, Path, description = "Event id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Published", body = EventView, headers(("ETag" = String, description = "The new version"))),
+        (status = 403, description = "Only the agency publishes"),
+        (status = 404, description = "No such case or event, or not one the caller can see"),
+        (status = 409, description = "The storyline is frozen (`wrong_state`)"),
+    )
+)]
+#[post("/v1/cases/{id}/storyline/{event_id}/publish")]
+pub async fn publish_event(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    let viewer = Viewer::new(&caller, &req);
+    let actor = actor(&caller, &req);
+    let (case_id, event_id) = path.into_inner();
+    let (case_id, event_id) = (case_id.to_string(), event_id.to_string());
+    let row = db::write(&state.pool, move |conn| {
+        let current = moderated_event(conn, &viewer, &case_id, &event_id)?;
+        let published = EventStatus::Published.as_str();
+        if current.status != published {
+            let changes = EventChanges {
+                status: Some(published.to_owned()),
+                ..EventChanges::default()
+            };
+            if !repo::storyline::update(conn, &event_id, current.version, &changes)? {
+                return Err(ApiError::Conflict {
+                    code: "concurrent_update",
+                    detail: "The event changed while this request ran; retry.".into(),
+                });
+            }
+            let change = Change::entity("storyline_event", &event_id, Some(&case_id), "publish")
+                .field("status", Some(current.status), Some(published.to_owned()));
+            repo::audit::append(conn, &actor, vec![change])?;
+        }
+        repo::storyline::find(conn, &case_id, &event_id)?.ok_or_else(event_not_found)
+    })
+    .await?;
+    let view = EventView::from(row);
+    Ok(HttpResponse::Ok()
+        .insert_header(("ETag", etag(view.version)))
+        .json(view))
+}
+
+/// Delete a storyline event
+///
+/// Roles: agency. Frozen (409) once the case is completed.
+#[utoipa::path(
+    tag = "storyline",
+    operation_id = "delete_storyline_event",
+    params(("id" = Uuid, Path, description = "Case id"), ("event_id" = Uuid, Path, description = "Event id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "Only the agency deletes"),
+        (status = 404, description = "No such case or event, or not one the caller can see"),
+        (status = 409, description = "The storyline is frozen (`wrong_state`)"),
+    )
+)]
+#[delete("/v1/cases/{id}/storyline/{event_id}")]
+pub async fn delete_event(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    let viewer = Viewer::new(&caller, &req);
+    let actor = actor(&caller, &req);
+    let (case_id, event_id) = path.into_inner();
+    let (case_id, event_id) = (case_id.to_string(), event_id.to_string());
+    db::write(&state.pool, move |conn| {
+        let current = moderated_event(conn, &viewer, &case_id, &event_id)?;
+        repo::storyline::delete(conn, &event_id)?;
+        let change = Change::entity("storyline_event", &event_id, Some(&case_id), "delete").field(
+            "title",
+            Some(current.title),
+            None,
+        );
+        repo::audit::append(conn, &actor, vec![change])?;
+        Ok(())
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

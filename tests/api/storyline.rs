@@ -1,0 +1,294 @@
+//! The storyline: drafts by agents, moderation by the agency, published events for the client,
+//! system events for reasons and the required data, GeoJSON for the map, frozen on completion.
+
+use serde_json::{Value, json};
+
+use crate::attachments::{png, upload};
+use crate::helpers::spawn;
+use crate::world::{World, act, buy, id};
+
+fn titles(body: &Value) -> Vec<String> {
+    body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["title"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[actix_web::test]
+async fn agents_draft_the_agency_moderates_the_client_reads_what_is_published() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let p = format!("/v1/cases/{case}/storyline");
+    // Accept writes the required-data snapshot as a system event.
+    act(&app, &w.a_operator.token, &case, "accept")
+        .await
+        .assert_status(200);
+    act(&app, &w.a_operator.token, &case, "start")
+        .await
+        .assert_status(200);
+    app.put(
+        &format!("/v1/cases/{case}/agents"),
+        &w.a_operator.token,
+        json!({"agent_ids": [w.a_agent.id]}),
+    )
+    .await
+    .assert_status(200);
+
+    // The agent writes a draft (even when asking for published: 403), with a position.
+    let sighting = json!({"occurred_at": "2026-11-21T14:05:00Z", "kind": "sighting", "title": "Enters the golf club",
+                          "latitude": 45.4642, "longitude": 9.19, "place_name": "Golf Club"});
+    let res = app.post(&p, &w.a_agent.token, sighting.clone()).await;
+    let draft = res.assert_status(201).clone();
+    assert_eq!(draft["status"], "draft");
+    assert_eq!(draft["position"]["latitude"], 45.4642);
+    let mut published = sighting.clone();
+    published["status"] = json!("published");
+    app.post(&p, &w.a_agent.token, published)
+        .await
+        .assert_problem(403, "forbidden");
+    // Others may not write; strangers see nothing.
+    app.post(&p, &w.client.token, sighting.clone())
+        .await
+        .assert_problem(403, "forbidden");
+    app.post(&p, &w.platform.token, sighting.clone())
+        .await
+        .assert_problem(403, "forbidden");
+    for token in [&w.a_agent2.token, &w.b_operator.token, &w.client2.token] {
+        app.post(&p, token, sighting.clone())
+            .await
+            .assert_problem(404, "not_found");
+        app.get(&p, token).await.assert_problem(404, "not_found");
+    }
+    // Bad content: half a position, a foreign attachment, the system's kind.
+    let res = app
+        .post(&p, &w.a_operator.token, json!({"title": "x", "latitude": 45.0, "kind": "system", "attachment_ids": [uuid::Uuid::now_v7()]}))
+        .await;
+    let codes: Vec<&str> = res.assert_problem(422, "validation_failed")["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        codes,
+        ["incomplete_position", "invalid_attachment", "not_allowed"]
+    );
+    app.post(
+        &p,
+        &w.a_operator.token,
+        json!({"title": "x", "latitude": 95.0, "longitude": 9.0}),
+    )
+    .await
+    .assert_problem(422, "validation_failed");
+
+    // The agency writes a published event with a photo of the case, earlier in time.
+    let photo = id(
+        upload(&app, &w.a_operator.token, &case, "car.png", &png(500))
+            .await
+            .assert_status(201),
+    );
+    let res = app
+        .post(&p, &w.a_operator.token, json!({"occurred_at": "2026-11-20T09:00:00Z", "kind": "photo", "title": "The car",
+                                             "latitude": 45.47, "longitude": 9.2, "attachment_ids": [photo]}))
+        .await;
+    assert_eq!(res.assert_status(201)["attachment_ids"], json!([photo]));
+
+    // Chronological; the client sees published events only.
+    let all = app.get(&p, &w.a_operator.token).await;
+    let all_titles = titles(all.assert_status(200));
+    assert_eq!(
+        all_titles[..2],
+        ["The car".to_owned(), "Enters the golf club".to_owned()]
+    );
+    assert_eq!(all_titles[2], "Required data submitted");
+    let seen = app.get(&p, &w.client.token).await;
+    assert_eq!(
+        titles(seen.assert_status(200)),
+        ["The car", "Required data submitted"]
+    );
+    let draft_id = draft["id"].as_str().unwrap();
+    let ep = format!("{p}/{draft_id}");
+    // A client cannot learn a draft exists; the agent may not moderate.
+    app.patch(&ep, &w.client.token, json!({"title": "x"}))
+        .await
+        .assert_problem(404, "not_found");
+    app.patch(&ep, &w.a_agent.token, json!({"title": "x"}))
+        .await
+        .assert_problem(403, "forbidden");
+    // The agency edits (If-Match on the event), then publishes.
+    app.call(
+        "PATCH",
+        &ep,
+        &w.a_operator.token,
+        Some(json!({"title": "Enters the club"})),
+        &[("if-match", "\"7\"")],
+    )
+    .await
+    .assert_problem(412, "precondition_failed");
+    let res = app
+        .call(
+            "PATCH",
+            &ep,
+            &w.a_operator.token,
+            Some(json!({"title": "Enters the club", "body": "By taxi"})),
+            &[("if-match", "\"1\"")],
+        )
+        .await;
+    assert_eq!(res.assert_status(200)["version"], 2);
+    app.patch(&ep, &w.a_operator.token, json!({"latitude": null}))
+        .await
+        .assert_problem(422, "validation_failed");
+    let res = app
+        .post(&format!("{ep}/publish"), &w.a_operator.token, json!({}))
+        .await;
+    assert_eq!(res.assert_status(200)["status"], "published");
+    let seen = app.get(&p, &w.client.token).await;
+    assert_eq!(
+        titles(seen.assert_status(200)),
+        ["The car", "Enters the club", "Required data submitted"]
+    );
+
+    // A suspension's reason goes into the storyline, published.
+    act(&app, &w.a_operator.token, &case, "suspend")
+        .await
+        .assert_status(200);
+    let seen = app.get(&p, &w.client.token).await;
+    let last = seen.body["items"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["kind"], "status");
+    assert_eq!(last["body"], "because");
+    // Agents may not write while suspended; the agency may.
+    app.post(&p, &w.a_agent.token, sighting.clone())
+        .await
+        .assert_problem(409, "wrong_state");
+    let extra = app
+        .post(
+            &p,
+            &w.a_operator.token,
+            json!({"title": "Waiting for documents", "status": "draft"}),
+        )
+        .await;
+    let extra_id = id(extra.assert_status(201));
+    let res = app
+        .call(
+            "DELETE",
+            &format!("{p}/{extra_id}"),
+            &w.a_operator.token,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(res.status.as_u16(), 204);
+
+    // Completed: frozen. Reopen: open again.
+    act(&app, &w.a_operator.token, &case, "resume")
+        .await
+        .assert_status(200);
+    act(&app, &w.a_operator.token, &case, "complete")
+        .await
+        .assert_status(200);
+    app.post(&p, &w.a_operator.token, json!({"title": "Late"}))
+        .await
+        .assert_problem(409, "wrong_state");
+    app.patch(&ep, &w.a_operator.token, json!({"title": "Late"}))
+        .await
+        .assert_problem(409, "wrong_state");
+    app.call("DELETE", &ep, &w.a_operator.token, None, &[])
+        .await
+        .assert_problem(409, "wrong_state");
+    act(&app, &w.a_operator.token, &case, "reopen")
+        .await
+        .assert_status(200);
+    app.post(&p, &w.a_operator.token, json!({"title": "Back on it"}))
+        .await
+        .assert_status(201);
+    // Every change is in the audit trail.
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE case_id = '{case}' AND entity = 'storyline_event'"
+        )),
+        // creates: draft (2 rows), photo (2), extra (2), back on it (2), system events (accept,
+        // suspend, reopen: 1 each); title + body edit (2); publish (1); delete (1)
+        15
+    );
+}
+
+#[actix_web::test]
+async fn the_map_is_geojson_and_pages_are_chronological() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    act(&app, &w.a_operator.token, &case, "accept")
+        .await
+        .assert_status(200);
+    let p = format!("/v1/cases/{case}/storyline");
+    for (i, day) in (10..17).enumerate() {
+        let mut event = json!({"occurred_at": format!("2026-11-{day}T12:00:00Z"), "title": format!("Day {day}")});
+        if i % 2 == 0 {
+            event["latitude"] = json!(45.0 + i as f64 / 100.0);
+            event["longitude"] = json!(9.0);
+        }
+        if i == 6 {
+            event["status"] = json!("draft");
+        }
+        app.post(&p, &w.a_operator.token, event)
+            .await
+            .assert_status(201);
+    }
+    // Pages of 3 in time order, through the cursor and the Link header.
+    let mut seen = Vec::new();
+    let mut path = format!("{p}?limit=3");
+    loop {
+        let res = app.get(&path, &w.a_operator.token).await;
+        let body = res.assert_status(200).clone();
+        seen.extend(titles(&body));
+        match body["next_cursor"].as_str() {
+            Some(c) => {
+                assert!(res.header("link").is_some());
+                path = format!("{p}?limit=3&cursor={c}");
+            }
+            None => break,
+        }
+    }
+    let days: Vec<String> = (10..17).map(|d| format!("Day {d}")).collect();
+    assert_eq!(seen[..7], days[..]);
+    app.get(&format!("{p}?cursor=bm9wZQ"), &w.a_operator.token)
+        .await
+        .assert_problem(400, "invalid_cursor");
+
+    // GeoJSON, by Accept or by format: longitude first, the client's view without drafts.
+    let res = app
+        .call(
+            "GET",
+            &p,
+            &w.client.token,
+            None,
+            &[("accept", "application/geo+json")],
+        )
+        .await;
+    assert_eq!(res.status.as_u16(), 200);
+    assert_eq!(res.header("content-type"), Some("application/geo+json"));
+    assert_eq!(res.body["type"], "FeatureCollection");
+    let features = res.body["features"].as_array().unwrap();
+    assert_eq!(features.len(), 3, "four positioned events, one a draft");
+    assert_eq!(features[0]["type"], "Feature");
+    assert_eq!(
+        features[0]["geometry"],
+        json!({"type": "Point", "coordinates": [9.0, 45.0]})
+    );
+    assert_eq!(features[0]["properties"]["title"], "Day 10");
+    let res = app
+        .get(&format!("{p}?format=geojson"), &w.a_operator.token)
+        .await;
+    assert_eq!(res.body["features"].as_array().unwrap().len(), 4);
+    app.get(&format!("{p}?format=kml"), &w.a_operator.token)
+        .await
+        .assert_problem(400, "invalid_query");
+}
