@@ -85,9 +85,12 @@ pub struct BootstrapAdmin {
 pub enum StorageSettings {
     /// A local folder (`DOSSIER_STORAGE_DIR`), created at start.
     Directory(PathBuf),
-    /// An S3-compatible bucket (`DOSSIER_STORAGE_URL=s3://bucket/prefix`); credentials,
-    /// region and endpoint come from the usual `AWS_*` variables.
-    S3(String),
+    /// An S3-compatible bucket (`DOSSIER_STORAGE_URL=s3://bucket/prefix`) with the store's
+    /// options (credentials, region, endpoint) read from the usual `AWS_*` variables.
+    S3 {
+        url: String,
+        options: Vec<(String, String)>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -297,10 +300,27 @@ fn jwt_keys<F: Fn(&str) -> Option<String>>(
     }
 }
 
+/// The `AWS_*` variables an S3-compatible store is configured with.
+const S3_VARIABLES: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT",
+    "AWS_ALLOW_HTTP",
+    "AWS_VIRTUAL_HOSTED_STYLE_REQUEST",
+];
+
 fn storage<F: Fn(&str) -> Option<String>>(src: &Source<F>) -> Result<StorageSettings, ConfigError> {
     match src.get("DOSSIER_STORAGE_URL") {
         Some(url) if url.starts_with("s3://") && url.len() > "s3://".len() => {
-            Ok(StorageSettings::S3(url))
+            // object_store's builder takes these keys lower-cased.
+            let options = S3_VARIABLES
+                .iter()
+                .filter_map(|name| src.get(name).map(|v| (name.to_ascii_lowercase(), v)))
+                .collect();
+            Ok(StorageSettings::S3 { url, options })
         }
         Some(url) => Err(invalid(
             "DOSSIER_STORAGE_URL",

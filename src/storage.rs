@@ -34,13 +34,9 @@ impl Blobs {
                     prefix: Path::default(),
                 })
             }
-            StorageSettings::S3(raw) => {
+            StorageSettings::S3 { url: raw, options } => {
                 let url = url::Url::parse(raw).map_err(|e| format!("{raw}: {e}"))?;
-                // The builder reads its keys (`aws_access_key_id`, `aws_endpoint`, …) lower-cased.
-                let options = std::env::vars()
-                    .filter(|(k, _)| k.starts_with("AWS_"))
-                    .map(|(k, v)| (k.to_ascii_lowercase(), v));
-                let (store, prefix) = object_store::parse_url_opts(&url, options)
+                let (store, prefix) = object_store::parse_url_opts(&url, options.clone())
                     .map_err(|e| format!("{raw}: {e}"))?;
                 Ok(Blobs {
                     store: Arc::from(store),

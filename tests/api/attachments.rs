@@ -280,3 +280,55 @@ async fn oversized_uploads_are_413_while_streaming_and_leave_nothing() {
         .await;
     res.assert_problem(422, "required");
 }
+
+/// Against a real S3-compatible server when `TEST_S3_ENDPOINT` names one with a bucket
+/// `dossier-test` (`.ci/run` starts moto's server and makes the bucket).
+#[actix_web::test]
+async fn attachments_live_in_an_s3_bucket_when_configured() {
+    let Some(endpoint) = std::env::var("TEST_S3_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty())
+    else {
+        eprintln!("TEST_S3_ENDPOINT is not set: the S3 pass runs in .ci/run");
+        return;
+    };
+    let prefix = format!("s3://dossier-test/run-{}", uuid::Uuid::now_v7());
+    let app = spawn_with(&[
+        ("DOSSIER_STORAGE_URL", &prefix),
+        ("AWS_ENDPOINT", &endpoint),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ])
+    .await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let bytes = png(30_000);
+    let res = upload(&app, &w.client.token, &case, "car.png", &bytes).await;
+    let download = res.assert_status(201)["download_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        stored_files(app.files.path()).is_empty(),
+        "nothing on the local disk"
+    );
+    let (status, headers, raw) = app.bytes(&download, &w.a_operator.token).await;
+    assert_eq!(status.as_u16(), 200);
+    assert_eq!(headers.get("content-type").unwrap(), "image/png");
+    assert_eq!(raw, bytes);
+    // Too large: aborted in the bucket too, and nothing recorded.
+    let app_limit = app.state.settings.max_upload_bytes;
+    upload(&app, &w.client.token, &case, "big.png", &png(app_limit + 1))
+        .await
+        .assert_problem(413, "payload_too_large");
+    let res = app
+        .call("DELETE", &download, &w.client.token, None, &[])
+        .await;
+    assert_eq!(res.status.as_u16(), 204);
+    app.get(&download, &w.client.token)
+        .await
+        .assert_problem(404, "not_found");
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM attachments"), 0);
+}
