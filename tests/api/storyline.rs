@@ -292,3 +292,45 @@ async fn the_map_is_geojson_and_pages_are_chronological() {
         .await
         .assert_problem(400, "invalid_query");
 }
+
+#[actix_web::test]
+async fn a_rejection_leaves_the_submitted_data_and_the_reason_in_the_storyline() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let service = crate::world::create_service(
+        &app,
+        &w.a_admin.token,
+        "Tracking",
+        json!([{"key": "plate", "label": "Plate", "type": "text"}]),
+    )
+    .await;
+    let case = id(&buy(&app, &w.client.token, &service, "card").await);
+    app.patch(
+        &format!("/v1/cases/{case}/required-data/values"),
+        &w.client.token,
+        json!({"values": {"plate": "AB123CD"}}),
+    )
+    .await
+    .assert_status(200);
+    act(&app, &w.a_operator.token, &case, "reject")
+        .await
+        .assert_status(200);
+    let res = app
+        .get(&format!("/v1/cases/{case}/storyline"), &w.client.token)
+        .await;
+    let items = res.assert_status(200)["items"].as_array().unwrap().clone();
+    let kinds: Vec<&str> = items.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["system", "status"]);
+    let snapshot: Value = serde_json::from_str(items[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(snapshot[0]["key"], "plate");
+    assert_eq!(snapshot[0]["value"], "AB123CD");
+    assert_eq!(items[1]["body"], "because");
+    // Rejected is terminal: the storyline takes nothing more.
+    app.post(
+        &format!("/v1/cases/{case}/storyline"),
+        &w.a_operator.token,
+        json!({"title": "x"}),
+    )
+    .await
+    .assert_problem(409, "wrong_state");
+}
