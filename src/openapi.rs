@@ -29,6 +29,7 @@ use crate::errors::{FieldError, PROBLEM_JSON, Problem};
         (name = "audit", description = "The hash-chained change log"),
         (name = "required-data", description = "The form the client fills for the agency"),
         (name = "storyline", description = "What happened, in order and on a map"),
+        (name = "messages", description = "The conversation: messages, logged interactions, internal notes"),
         (name = "attachments", description = "Files on a case, kept in object storage"),
         (name = "operations", description = "Health and metrics for operators"),
     )

@@ -93,6 +93,7 @@ pub struct Resolution {
     "assignee": {"id": "0193a6f2-2c4e-7b51-9d0a-3f1e2a4b5c6d", "name": "Marta Rossi"},
     "agents": [{"id": "0193a6f2-3333-7b51-9d0a-3f1e2a4b5c6d", "name": "Luca Bianchi"}],
     "client_open_cases": 2,
+    "unread_messages": 1,
     "client": {"id": "0193a6f2-4444-7b51-9d0a-3f1e2a4b5c6d", "name": "Giulia Verdi", "email": "giulia@example.com",
                "identity": {"id_document_type": "national_id", "id_document_number": "CA12345BC", "account_number": "IT60X0542811101000000123456"}},
     "resolution": null,
@@ -126,6 +127,8 @@ pub struct CaseView {
     pub agents: Vec<PersonView>,
     /// The client's open cases among those the caller can see, this one included (alert when > 1).
     pub client_open_cases: i64,
+    /// Messages of this case the caller can read, did not send and has not read yet.
+    pub unread_messages: i64,
     /// The buyer with their identity: agency and platform callers only, else `null`.
     pub client: Option<ClientView>,
     /// Set by `complete`; cleared by `reopen`.
@@ -161,6 +164,8 @@ pub struct CaseSummary {
     pub payment_method: PaymentMethod,
     pub payment_state: PaymentState,
     pub disputed: bool,
+    /// Messages the caller can read, did not send and has not read yet.
+    pub unread_messages: i64,
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -175,9 +180,10 @@ fn payment_state(row: &CaseRow) -> PaymentState {
 }
 
 impl CaseSummary {
-    fn new(row: CaseRow, locale: Locale) -> CaseSummary {
+    fn new(row: CaseRow, locale: Locale, unread_messages: i64) -> CaseSummary {
         let status = row.status();
         CaseSummary {
+            unread_messages,
             status,
             status_label: i18n::status_label(status, locale),
             priority: row.priority(),
@@ -201,6 +207,7 @@ impl CaseSummary {
 /// How a caller looks at cases: what they see, in which language, as whom.
 #[derive(Debug, Clone)]
 pub struct Viewer {
+    pub user_id: String,
     pub role: Role,
     pub scope: CaseScope,
     pub locale: Locale,
@@ -209,6 +216,7 @@ pub struct Viewer {
 impl Viewer {
     pub fn new(caller: &AuthUser, req: &HttpRequest) -> Viewer {
         Viewer {
+            user_id: caller.id.clone(),
             role: caller.role,
             scope: CaseScope::of(caller.role, &caller.id, caller.agency_id.as_deref()),
             locale: i18n::negotiate(req, caller.locale),
@@ -242,6 +250,11 @@ pub fn card(conn: &mut DbConnection, viewer: &Viewer, row: CaseRow) -> Result<Ca
         .map(PersonView::from)
         .collect();
     let client_open_cases = repo::cases::open_cases_of_client(conn, &viewer.scope, &row.client_id)?;
+    let unread_messages =
+        crate::api::messages::unread_for(conn, viewer, std::slice::from_ref(&row.id))?
+            .get(&row.id)
+            .copied()
+            .unwrap_or(0);
     let client = match viewer.role {
         Role::Agency | Role::Platform => repo::users::find(conn, &UserScope::All, &row.client_id)?
             .map(|u| ClientView {
@@ -282,6 +295,7 @@ pub fn card(conn: &mut DbConnection, viewer: &Viewer, row: CaseRow) -> Result<Ca
         assignee,
         agents,
         client_open_cases,
+        unread_messages,
         client,
         resolution,
         id: row.id,
@@ -534,14 +548,29 @@ pub async fn list_cases(
         created_to: query.created_to.map(|t| t.naive_utc()),
         q: query.q.map(|q| q.trim().to_owned()),
     };
-    let scope = viewer.scope.clone();
-    let (rows, page) = db::read(&state.pool, move |conn| {
-        let rows = repo::cases::list(conn, &scope, &filter, page.after.as_deref(), page.fetch())?;
-        Ok((rows, page))
+    let locale = viewer.locale;
+    let (rows, unread, page) = db::read(&state.pool, move |conn| {
+        let rows = repo::cases::list(
+            conn,
+            &viewer.scope,
+            &filter,
+            page.after.as_deref(),
+            page.fetch(),
+        )?;
+        // One grouped query for the whole page.
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let unread = crate::api::messages::unread_for(conn, &viewer, &ids)?;
+        Ok((rows, unread, page))
     })
     .await?;
-    let locale = viewer.locale;
-    let page = page.page(rows, |r| &r.id, |r| CaseSummary::new(r, locale));
+    let page = page.page(
+        rows,
+        |r| &r.id,
+        |r| {
+            let n = unread.get(&r.id).copied().unwrap_or(0);
+            CaseSummary::new(r, locale, n)
+        },
+    );
     Ok(page_response(&req, page))
 }
 

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod cases;
 pub mod me;
+pub mod messages;
 pub mod operations;
 pub mod required_data;
 pub mod services;
@@ -63,7 +64,10 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(storyline::create_event)
         .service(storyline::update_event)
         .service(storyline::publish_event)
-        .service(storyline::delete_event);
+        .service(storyline::delete_event)
+        .service(messages::list_messages)
+        .service(messages::post_message)
+        .service(messages::mark_read);
 }
 
 /// Who is acting in this request, for the audit trail.

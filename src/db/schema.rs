@@ -191,7 +191,33 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    messages (id) {
+        id -> Text,
+        case_id -> Text,
+        sender_id -> Text,
+        sender_role -> Text,
+        direction -> Text,
+        channel -> Text,
+        internal -> Bool,
+        body -> Text,
+        attachment_ids -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    message_reads (case_id, user_id) {
+        case_id -> Text,
+        user_id -> Text,
+        last_read_id -> Text,
+        read_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(users -> agencies (agency_id));
+diesel::joinable!(messages -> cases (case_id));
+diesel::joinable!(message_reads -> users (user_id));
 diesel::joinable!(storyline_events -> cases (case_id));
 diesel::joinable!(attachments -> cases (case_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
@@ -214,4 +240,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     attachments,
     storyline_events,
+    messages,
+    message_reads,
 );

@@ -202,6 +202,18 @@ pub fn list(
         .load(conn)
 }
 
+/// Id and number of every case of the client that the caller may see.
+pub fn cases_of_client(
+    conn: &mut DbConnection,
+    scope: &CaseScope,
+    client_id: &str,
+) -> QueryResult<Vec<(String, String)>> {
+    scoped(scope)
+        .filter(cases::client_id.eq(client_id.to_owned()))
+        .select((cases::id, cases::number))
+        .load(conn)
+}
+
 /// The client's cases that are still open, among those the caller may see.
 pub fn open_cases_of_client(
     conn: &mut DbConnection,

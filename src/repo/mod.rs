@@ -6,6 +6,7 @@ pub mod attachments;
 pub mod audit;
 pub mod cases;
 pub mod idempotency;
+pub mod messages;
 pub mod refresh_tokens;
 pub mod services;
 pub mod storyline;

@@ -9,6 +9,7 @@ mod auth;
 mod cases;
 mod config;
 mod errors;
+mod messages;
 mod migrations;
 mod openapi;
 mod operations;

@@ -1,0 +1,513 @@
+//! The conversation of a case: client ↔ agency messages, interactions the agency logs from
+//! other channels, and internal notes between the agency and the case's agents.
+
+use std::collections::HashMap;
+
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+use validator::Validate;
+
+use crate::api::cases::{Viewer, find_visible, wrong_state};
+use crate::api::{actor, timestamp};
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::db;
+use crate::domain::{CaseStatus, Role, code_enum};
+use crate::errors::{ApiError, FieldError};
+use crate::http::extract::{Page, PageRequest, ValidJson, page_response};
+use crate::repo;
+use crate::repo::audit::Change;
+use crate::repo::messages::{Audience, MessageFilter, MessageRow};
+
+code_enum! {
+    /// How a message travelled.
+    Channel {
+        InApp = "in_app",
+        Email = "email",
+        Phone = "phone",
+        Whatsapp = "whatsapp",
+        Video = "video",
+    }
+}
+
+code_enum! {
+    /// `inbound`: from the client to the agency; `outbound`: from the agency to the client;
+    /// `internal`: a note between the agency and its agents.
+    Direction {
+        Inbound = "inbound",
+        Outbound = "outbound",
+        Internal = "internal",
+    }
+}
+
+/// The part of the conversation a role reads.
+pub fn audience_of(role: Role) -> Audience {
+    match role {
+        Role::Client => Audience::PublicOnly,
+        Role::Agent => Audience::InternalOnly,
+        Role::Agency | Role::Platform => Audience::Everything,
+    }
+}
+
+/// The roles on the caller's side of the conversation: their messages are never "unread".
+fn own_side(role: Role) -> &'static [&'static str] {
+    match role {
+        Role::Client => &["client"],
+        Role::Agent => &["agent"],
+        Role::Agency | Role::Platform => &["agency", "platform"],
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a6f8-9999-7c2d-8e3f-405162738495",
+    "case_id": "0193a6f4-2222-7c2d-8e3f-405162738495",
+    "case_number": "DOS-2026-000123",
+    "sender_id": "0193a6f2-4444-7b51-9d0a-3f1e2a4b5c6d",
+    "sender_role": "client",
+    "direction": "inbound",
+    "channel": "in_app",
+    "internal": false,
+    "body": "He left early again today.",
+    "attachment_ids": [],
+    "created_at": "2026-11-22T17:00:00Z",
+    "read_by_client": true,
+    "read_by_agency": false
+}))]
+pub struct MessageView {
+    #[schema(format = "uuid")]
+    pub id: String,
+    /// The case it belongs to (with `include=earlier_cases`, maybe another case of the client).
+    #[schema(format = "uuid")]
+    pub case_id: String,
+    pub case_number: String,
+    #[schema(format = "uuid")]
+    pub sender_id: String,
+    pub sender_role: Role,
+    pub direction: Direction,
+    pub channel: Channel,
+    pub internal: bool,
+    pub body: String,
+    pub attachment_ids: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    /// The client has read up to this message (always `false` for internal notes).
+    pub read_by_client: bool,
+    /// An agency member has read up to this message.
+    pub read_by_agency: bool,
+}
+
+/// Read marks of each case on a page: (client's, agency's).
+type Marks = HashMap<String, (Option<String>, Option<String>)>;
+
+fn view(row: MessageRow, numbers: &HashMap<String, String>, marks: &Marks) -> MessageView {
+    let (client_mark, staff_mark) = marks.get(&row.case_id).cloned().unwrap_or_default();
+    let read_up_to = |mark: &Option<String>| mark.as_deref().is_some_and(|m| m >= row.id.as_str());
+    MessageView {
+        read_by_client: !row.internal && read_up_to(&client_mark),
+        read_by_agency: read_up_to(&staff_mark),
+        case_number: numbers.get(&row.case_id).cloned().unwrap_or_default(),
+        sender_role: Role::from_code(&row.sender_role).unwrap_or(Role::Client),
+        direction: Direction::from_code(&row.direction).unwrap_or(Direction::Inbound),
+        channel: Channel::from_code(&row.channel).unwrap_or(Channel::InApp),
+        attachment_ids: serde_json::from_str(&row.attachment_ids).unwrap_or_default(),
+        id: row.id,
+        case_id: row.case_id,
+        sender_id: row.sender_id,
+        internal: row.internal,
+        body: row.body,
+        created_at: timestamp(row.created_at),
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    Asc,
+    Desc,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Include {
+    EarlierCases,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListMessagesQuery {
+    /// Only this channel.
+    #[param(inline)]
+    pub channel: Option<Channel>,
+    /// Sent at or after this instant (RFC 3339).
+    pub from: Option<DateTime<Utc>>,
+    /// Sent before this instant (RFC 3339).
+    pub to: Option<DateTime<Utc>>,
+    /// `desc` (newest first, the default: "jump to the end") or `asc` (oldest first: "jump to
+    /// the start").
+    #[param(inline)]
+    pub order: Option<Order>,
+    /// Messages after this one, oldest first.
+    pub after: Option<Uuid>,
+    /// Messages before this one, newest first.
+    pub before: Option<Uuid>,
+    /// `earlier_cases` adds the same client's messages on their other cases the caller can see,
+    /// each marked with its case.
+    #[param(inline)]
+    pub include: Option<Include>,
+    #[param(minimum = 1, maximum = 100, default = 25)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page (continues in the same direction).
+    pub cursor: Option<String>,
+}
+
+/// The conversation
+///
+/// Clients read the client ↔ agency messages (never internal notes); agents read the internal
+/// notes; agency and platform staff read everything. Filter by channel and date range; page
+/// newest first (default) or oldest first, or from a message with `after`/`before`. Each message
+/// says whether the client and the agency have read it. Roles: anyone who can see the case.
+#[utoipa::path(
+    tag = "messages",
+    operation_id = "list_messages",
+    params(("id" = Uuid, Path, description = "Case id"), ListMessagesQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page of messages", body = Page<MessageView>,
+            headers(("Link" = String, description = "`<…>; rel=\"next\"` when another page follows"))),
+        (status = 404, description = "No such case, or not one the caller can see"),
+    )
+)]
+#[get("/v1/cases/{id}/messages")]
+pub async fn list_messages(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+    query: web::Query<ListMessagesQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
+    let (ascending, anchor) = match (query.after, query.before) {
+        (Some(_), Some(_)) => {
+            return Err(crate::http::fallback::invalid_query(
+                "send `after` or `before`, not both".into(),
+            ));
+        }
+        (Some(after), None) => (true, Some(after.to_string())),
+        (None, Some(before)) => (false, Some(before.to_string())),
+        (None, None) => (matches!(query.order, Some(Order::Asc)), None),
+    };
+    let after = page.after.clone().or(anchor);
+    let viewer = Viewer::new(&caller, &req);
+    let case_id = id.into_inner().to_string();
+    let filter = MessageFilter {
+        channel: query.channel.map(|c| c.as_str()),
+        from: query.from.map(|t| t.naive_utc()),
+        to: query.to.map(|t| t.naive_utc()),
+    };
+    let earlier = query.include.is_some();
+    let limit = page.fetch();
+    let (rows, numbers, marks) = db::read(&state.pool, move |conn| {
+        let case = find_visible(conn, &viewer, &case_id)?;
+        let cases: Vec<(String, String)> = if earlier {
+            repo::cases::cases_of_client(conn, &viewer.scope, &case.client_id)?
+        } else {
+            vec![(case.id.clone(), case.number.clone())]
+        };
+        let ids: Vec<String> = cases.iter().map(|(id, _)| id.clone()).collect();
+        let audience = audience_of(viewer.role);
+        let rows = repo::messages::list(
+            conn,
+            &ids,
+            audience,
+            &filter,
+            ascending,
+            after.as_deref(),
+            limit,
+        )?;
+        let mut marks = Marks::new();
+        for id in &ids {
+            marks.insert(
+                id.clone(),
+                repo::messages::read_marks(conn, id, &case.client_id)?,
+            );
+        }
+        Ok((rows, cases.into_iter().collect::<HashMap<_, _>>(), marks))
+    })
+    .await?;
+    let page = page.page(rows, |r| &r.id, |r| view(r, &numbers, &marks));
+    Ok(page_response(&req, page))
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"body": "Called the client: they confirm the address.", "channel": "phone", "direction": "outbound"}))]
+pub struct PostMessage {
+    #[serde(deserialize_with = "crate::api::trimmed")]
+    #[validate(length(min = 1, max = 10000))]
+    #[schema(min_length = 1, max_length = 10000)]
+    pub body: String,
+    /// Default `in_app`. Agency staff log interactions on other channels; clients write in-app.
+    pub channel: Option<Channel>,
+    /// Agency staff logging an interaction: `inbound` (the client reached them) or `outbound`
+    /// (default). Clients' messages are always `inbound`.
+    pub direction: Option<Direction>,
+    /// `true`: a note between the agency and the case's agents, never shown to the client.
+    /// Agents write internal notes only.
+    #[serde(default)]
+    pub internal: bool,
+    /// Attachments of this case (at most 20).
+    #[serde(default)]
+    #[validate(length(max = 20))]
+    #[schema(max_items = 20)]
+    pub attachment_ids: Vec<Uuid>,
+}
+
+/// Post a message
+///
+/// Clients write to the agency in-app (not while `awaiting_payment`); agency staff write to the
+/// client, log interactions on other channels with their direction, or write internal notes;
+/// agents on the case write internal notes while it is `in_progress`. Nobody writes once the
+/// case is `closed`, `cancelled` or `rejected` (409). Roles: client, agency, agent.
+#[utoipa::path(
+    tag = "messages",
+    operation_id = "post_message",
+    params(("id" = Uuid, Path, description = "Case id")),
+    request_body = PostMessage,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Posted", body = MessageView),
+        (status = 403, description = "The caller's role may not send this kind of message"),
+        (status = 404, description = "No such case, or not one the caller can see"),
+        (status = 409, description = "The case's status allows no messages from the caller (`wrong_state`)"),
+        (status = 422, description = "A member breaks a rule"),
+    )
+)]
+#[post("/v1/cases/{id}/messages")]
+pub async fn post_message(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+    body: ValidJson<PostMessage>,
+) -> Result<HttpResponse, ApiError> {
+    let viewer = Viewer::new(&caller, &req);
+    let actor = actor(&caller, &req);
+    let case_id = id.into_inner().to_string();
+    let input = body.0;
+    let row = db::write(&state.pool, move |conn| {
+        let case = find_visible(conn, &viewer, &case_id)?;
+        let channel = input.channel.unwrap_or(Channel::InApp);
+        let direction = match viewer.role {
+            Role::Platform => {
+                return Err(ApiError::Forbidden(
+                    "Platform staff answer through support tickets.".into(),
+                ));
+            }
+            Role::Client if input.internal => {
+                return Err(ApiError::Forbidden(
+                    "Clients write no internal notes.".into(),
+                ));
+            }
+            Role::Client => {
+                if channel != Channel::InApp
+                    || input.direction.is_some_and(|d| d != Direction::Inbound)
+                {
+                    return Err(ApiError::invalid_field(
+                        "/channel",
+                        "not_allowed",
+                        "clients write in-app messages to the agency",
+                    ));
+                }
+                Direction::Inbound
+            }
+            Role::Agent if !input.internal => {
+                return Err(ApiError::Forbidden(
+                    "Agents write internal notes only.".into(),
+                ));
+            }
+            Role::Agent | Role::Agency if input.internal => {
+                if input.direction.is_some_and(|d| d != Direction::Internal)
+                    || channel != Channel::InApp
+                {
+                    return Err(ApiError::invalid_field(
+                        "/direction",
+                        "not_allowed",
+                        "internal notes have no channel or direction",
+                    ));
+                }
+                Direction::Internal
+            }
+            Role::Agent | Role::Agency => match input.direction.unwrap_or(Direction::Outbound) {
+                Direction::Internal => {
+                    return Err(ApiError::invalid_field(
+                        "/internal",
+                        "required",
+                        "send `internal: true` for a note",
+                    ));
+                }
+                Direction::Inbound if channel == Channel::InApp => {
+                    return Err(ApiError::invalid_field(
+                        "/channel",
+                        "not_allowed",
+                        "in-app messages from the client are the client's to send",
+                    ));
+                }
+                d => d,
+            },
+        };
+        let status = case.status();
+        let open = match viewer.role {
+            Role::Agent => status == CaseStatus::InProgress,
+            Role::Client => status != CaseStatus::AwaitingPayment && !workflow_terminal(status),
+            _ => !workflow_terminal(status),
+        };
+        if !open {
+            return Err(wrong_state(
+                &viewer,
+                status,
+                format!("No messages from your role while the case is `{status}`."),
+            ));
+        }
+        let mut ids: Vec<String> = input.attachment_ids.iter().map(|a| a.to_string()).collect();
+        ids.sort();
+        ids.dedup();
+        if repo::storyline::attachments_of_case(conn, &case_id, &ids)? != ids.len() as i64 {
+            return Err(ApiError::validation(vec![FieldError::new(
+                "/attachment_ids",
+                "invalid_attachment",
+                "every id must be an attachment of this case",
+            )]));
+        }
+        let row = MessageRow {
+            id: repo::new_id(),
+            case_id: case_id.clone(),
+            sender_id: actor.user_id.clone(),
+            sender_role: viewer.role.as_str().to_owned(),
+            direction: direction.as_str().to_owned(),
+            channel: channel.as_str().to_owned(),
+            internal: direction == Direction::Internal,
+            body: input.body,
+            attachment_ids: json!(ids).to_string(),
+            created_at: db::now(),
+        };
+        repo::messages::insert(conn, &row)?;
+        // The sender has read their own message.
+        repo::messages::mark_read(conn, &case_id, &actor.user_id, &row.id)?;
+        let change = Change::entity("message", &row.id, Some(&case_id), "post");
+        repo::audit::append(
+            conn,
+            &actor,
+            change.fields(vec![
+                ("direction", None, Some(row.direction.clone())),
+                ("channel", None, Some(row.channel.clone())),
+            ]),
+        )?;
+        let marks = Marks::from([(
+            case_id.clone(),
+            repo::messages::read_marks(conn, &case_id, &case.client_id)?,
+        )]);
+        Ok(view(row, &HashMap::from([(case_id, case.number)]), &marks))
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(row))
+}
+
+fn workflow_terminal(status: CaseStatus) -> bool {
+    crate::workflow::state_of(status).terminal
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"up_to": "0193a6f8-9999-7c2d-8e3f-405162738495"}))]
+pub struct MarkRead {
+    /// The newest message read; everything before it counts as read too.
+    pub up_to: Uuid,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadState {
+    #[schema(format = "uuid")]
+    pub last_read_id: String,
+    /// Messages of this case the caller has still not read.
+    pub unread: i64,
+}
+
+/// Mark messages read
+///
+/// Moves the caller's read mark on this case forward to `up_to` (never back). The message must
+/// be one the caller can read (404 otherwise). Roles: anyone who can see the case.
+#[utoipa::path(
+    tag = "messages",
+    operation_id = "mark_messages_read",
+    params(("id" = Uuid, Path, description = "Case id")),
+    request_body = MarkRead,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's read state", body = ReadState),
+        (status = 404, description = "No such case or message, or not one the caller can see"),
+    )
+)]
+#[post("/v1/cases/{id}/messages/read")]
+pub async fn mark_read(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+    body: ValidJson<MarkRead>,
+) -> Result<HttpResponse, ApiError> {
+    let viewer = Viewer::new(&caller, &req);
+    let case_id = id.into_inner().to_string();
+    let up_to = body.0.up_to.to_string();
+    let user_id = caller.id.clone();
+    let read = db::write(&state.pool, move |conn| {
+        find_visible(conn, &viewer, &case_id)?;
+        let message = repo::messages::find(conn, &case_id, &up_to)?
+            .filter(|m| match audience_of(viewer.role) {
+                Audience::Everything => true,
+                Audience::PublicOnly => !m.internal,
+                Audience::InternalOnly => m.internal,
+            })
+            .ok_or_else(|| {
+                ApiError::NotFound("No such message, or not one you can read.".into())
+            })?;
+        let last_read_id = repo::messages::mark_read(conn, &case_id, &user_id, &message.id)?;
+        let unread = repo::messages::unread_counts(
+            conn,
+            std::slice::from_ref(&case_id),
+            &user_id,
+            audience_of(viewer.role),
+            own_side(viewer.role),
+        )?
+        .get(&case_id)
+        .copied()
+        .unwrap_or(0);
+        Ok(ReadState {
+            last_read_id,
+            unread,
+        })
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(read))
+}
+
+/// Unread messages per case for a caller (for the card and the list): from the other side,
+/// after the caller's read mark.
+pub fn unread_for(
+    conn: &mut db::DbConnection,
+    viewer: &Viewer,
+    case_ids: &[String],
+) -> Result<HashMap<String, i64>, ApiError> {
+    Ok(repo::messages::unread_counts(
+        conn,
+        case_ids,
+        &viewer.user_id,
+        audience_of(viewer.role),
+        own_side(viewer.role),
+    )?)
+}

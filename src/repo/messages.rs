@@ -1,0 +1,206 @@
+//! Messages of a case's conversation and how far each user has read them.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::DbConnection;
+use crate::db::schema::{message_reads, messages, users};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = messages)]
+pub struct MessageRow {
+    pub id: String,
+    pub case_id: String,
+    pub sender_id: String,
+    pub sender_role: String,
+    pub direction: String,
+    pub channel: String,
+    pub internal: bool,
+    pub body: String,
+    /// JSON array of attachment ids.
+    pub attachment_ids: String,
+    pub created_at: NaiveDateTime,
+}
+
+/// Which part of a conversation a role reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Agency and platform staff: everything.
+    Everything,
+    /// The client: never internal notes.
+    PublicOnly,
+    /// Agents: internal notes only.
+    InternalOnly,
+}
+
+impl Audience {
+    /// The values of `messages.internal` this audience reads.
+    fn internal_values(self) -> Vec<bool> {
+        match self {
+            Audience::Everything => vec![false, true],
+            Audience::PublicOnly => vec![false],
+            Audience::InternalOnly => vec![true],
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct MessageFilter {
+    pub channel: Option<&'static str>,
+    pub from: Option<NaiveDateTime>,
+    pub to: Option<NaiveDateTime>,
+}
+
+/// Messages of `case_ids`, oldest first when `ascending`; `after` is the last id already seen
+/// in that direction.
+pub fn list(
+    conn: &mut DbConnection,
+    case_ids: &[String],
+    audience: Audience,
+    filter: &MessageFilter,
+    ascending: bool,
+    after: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<MessageRow>> {
+    let mut query = messages::table
+        .filter(messages::case_id.eq_any(case_ids.to_vec()))
+        .filter(messages::internal.eq_any(audience.internal_values()))
+        .into_boxed();
+    if let Some(channel) = filter.channel {
+        query = query.filter(messages::channel.eq(channel));
+    }
+    if let Some(from) = filter.from {
+        query = query.filter(messages::created_at.ge(from));
+    }
+    if let Some(to) = filter.to {
+        query = query.filter(messages::created_at.lt(to));
+    }
+    query = match (after, ascending) {
+        (Some(after), true) => query.filter(messages::id.gt(after.to_owned())),
+        (Some(after), false) => query.filter(messages::id.lt(after.to_owned())),
+        (None, _) => query,
+    };
+    query = if ascending {
+        query.order(messages::id.asc())
+    } else {
+        query.order(messages::id.desc())
+    };
+    query
+        .limit(limit)
+        .select(MessageRow::as_select())
+        .load(conn)
+}
+
+pub fn insert(conn: &mut DbConnection, row: &MessageRow) -> QueryResult<()> {
+    diesel::insert_into(messages::table)
+        .values(row)
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn find(conn: &mut DbConnection, case_id: &str, id: &str) -> QueryResult<Option<MessageRow>> {
+    messages::table
+        .filter(messages::case_id.eq(case_id))
+        .filter(messages::id.eq(id))
+        .select(MessageRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Moves the user's read mark forward to `up_to` (never back). Returns the mark now stored.
+pub fn mark_read(
+    conn: &mut DbConnection,
+    case_id: &str,
+    user_id: &str,
+    up_to: &str,
+) -> QueryResult<String> {
+    let now = crate::db::now();
+    let current: Option<String> = message_reads::table
+        .find((case_id, user_id))
+        .select(message_reads::last_read_id)
+        .first(conn)
+        .optional()?;
+    match current {
+        Some(mark) if mark.as_str() >= up_to => Ok(mark),
+        Some(_) => {
+            diesel::update(message_reads::table.find((case_id, user_id)))
+                .set((
+                    message_reads::last_read_id.eq(up_to),
+                    message_reads::read_at.eq(now),
+                ))
+                .execute(conn)?;
+            Ok(up_to.to_owned())
+        }
+        None => {
+            diesel::insert_into(message_reads::table)
+                .values((
+                    message_reads::case_id.eq(case_id),
+                    message_reads::user_id.eq(user_id),
+                    message_reads::last_read_id.eq(up_to),
+                    message_reads::read_at.eq(now),
+                ))
+                .execute(conn)?;
+            Ok(up_to.to_owned())
+        }
+    }
+}
+
+/// Per case: messages `user_id` may read, sent by the other side (not by `own_side` roles),
+/// and not read yet. One grouped query for a whole page of cases.
+pub fn unread_counts(
+    conn: &mut DbConnection,
+    case_ids: &[String],
+    user_id: &str,
+    audience: Audience,
+    own_side: &[&str],
+) -> QueryResult<HashMap<String, i64>> {
+    let query = messages::table
+        .left_join(
+            message_reads::table.on(message_reads::case_id
+                .eq(messages::case_id)
+                .and(message_reads::user_id.eq(user_id.to_owned()))),
+        )
+        .filter(messages::case_id.eq_any(case_ids.to_vec()))
+        .filter(messages::internal.eq_any(audience.internal_values()))
+        .filter(messages::sender_role.ne_all(own_side.to_vec()))
+        .filter(
+            message_reads::last_read_id.is_null().or(messages::id
+                .nullable()
+                .gt(message_reads::last_read_id.nullable())),
+        );
+    let rows: Vec<(String, i64)> = query
+        .group_by(messages::case_id)
+        .select((messages::case_id, diesel::dsl::count(messages::id)))
+        .load(conn)?;
+    Ok(rows.into_iter().collect())
+}
+
+/// How far the client, and the furthest agency member, have read a case.
+pub fn read_marks(
+    conn: &mut DbConnection,
+    case_id: &str,
+    client_id: &str,
+) -> QueryResult<(Option<String>, Option<String>)> {
+    let marks: Vec<(String, String, String)> = message_reads::table
+        .inner_join(users::table)
+        .filter(message_reads::case_id.eq(case_id))
+        .select((
+            message_reads::user_id,
+            users::role,
+            message_reads::last_read_id,
+        ))
+        .load(conn)?;
+    let client = marks
+        .iter()
+        .find(|(u, _, _)| u == client_id)
+        .map(|(_, _, m)| m.clone());
+    // Agents read internal notes only; their marks say nothing about the client's messages.
+    let staff = marks
+        .into_iter()
+        .filter(|(_, role, _)| role == "agency" || role == "platform")
+        .map(|(_, _, m)| m)
+        .max();
+    Ok((client, staff))
+}

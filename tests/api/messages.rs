@@ -1,0 +1,356 @@
+//! The conversation: who writes what, who reads what, read marks, filters, earlier cases.
+
+use serde_json::{Value, json};
+
+use crate::helpers::spawn;
+use crate::world::{World, act, buy, id};
+
+fn bodies(body: &Value) -> Vec<String> {
+    body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[actix_web::test]
+async fn each_side_writes_its_own_kind_and_reads_only_its_part() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let p = format!("/v1/cases/{case}/messages");
+    let res = app
+        .post(
+            &p,
+            &w.client.token,
+            json!({"body": "Hello, when do you start?"}),
+        )
+        .await;
+    let first = res.assert_status(201).clone();
+    assert_eq!(first["direction"], "inbound");
+    assert_eq!(first["channel"], "in_app");
+    assert_eq!(first["sender_role"], "client");
+    app.post(
+        &p,
+        &w.a_operator.token,
+        json!({"body": "Tomorrow morning."}),
+    )
+    .await
+    .assert_status(201);
+    let res = app
+        .post(&p, &w.a_operator.token, json!({"body": "Client phoned about the car.", "channel": "phone", "direction": "inbound"}))
+        .await;
+    assert_eq!(res.assert_status(201)["direction"], "inbound");
+    let note = app
+        .post(
+            &p,
+            &w.a_operator.token,
+            json!({"body": "Careful: the client is nervous.", "internal": true}),
+        )
+        .await;
+    let note = note.assert_status(201).clone();
+    assert_eq!(note["direction"], "internal");
+
+    // Wrong kinds from each side.
+    app.post(&p, &w.client.token, json!({"body": "x", "internal": true}))
+        .await
+        .assert_problem(403, "forbidden");
+    app.post(
+        &p,
+        &w.client.token,
+        json!({"body": "x", "channel": "phone"}),
+    )
+    .await
+    .assert_problem(422, "not_allowed");
+    app.post(
+        &p,
+        &w.a_operator.token,
+        json!({"body": "x", "direction": "inbound"}),
+    )
+    .await
+    .assert_problem(422, "not_allowed");
+    app.post(&p, &w.platform.token, json!({"body": "x"}))
+        .await
+        .assert_problem(403, "forbidden");
+    app.post(&p, &w.client.token, json!({"body": "   "}))
+        .await
+        .assert_problem(422, "validation_failed");
+    for token in [&w.client2.token, &w.b_operator.token, &w.a_agent.token] {
+        app.post(&p, token, json!({"body": "x", "internal": true}))
+            .await
+            .assert_problem(404, "not_found");
+        app.get(&p, token).await.assert_problem(404, "not_found");
+    }
+
+    // Agents on the case, in progress: internal notes only, and they read only those.
+    act(&app, &w.a_operator.token, &case, "accept")
+        .await
+        .assert_status(200);
+    act(&app, &w.a_operator.token, &case, "start")
+        .await
+        .assert_status(200);
+    app.put(
+        &format!("/v1/cases/{case}/agents"),
+        &w.a_operator.token,
+        json!({"agent_ids": [w.a_agent.id]}),
+    )
+    .await
+    .assert_status(200);
+    app.post(&p, &w.a_agent.token, json!({"body": "x"}))
+        .await
+        .assert_problem(403, "forbidden");
+    app.post(
+        &p,
+        &w.a_agent.token,
+        json!({"body": "Subject left at 14:00.", "internal": true}),
+    )
+    .await
+    .assert_status(201);
+    let res = app.get(&format!("{p}?order=asc"), &w.a_agent.token).await;
+    assert_eq!(
+        bodies(res.assert_status(200)),
+        ["Careful: the client is nervous.", "Subject left at 14:00."]
+    );
+    // The client never sees internal notes, on any route.
+    let res = app
+        .get(&format!("{p}?order=asc&limit=100"), &w.client.token)
+        .await;
+    assert_eq!(
+        bodies(res.assert_status(200)),
+        [
+            "Hello, when do you start?",
+            "Tomorrow morning.",
+            "Client phoned about the car."
+        ]
+    );
+    app.post(
+        &format!("{p}/read"),
+        &w.client.token,
+        json!({"up_to": note["id"]}),
+    )
+    .await
+    .assert_problem(404, "not_found");
+    let res = app
+        .get(&format!("{p}?include=earlier_cases"), &w.client.token)
+        .await;
+    assert!(
+        res.assert_status(200)["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["internal"] == false)
+    );
+    // The agency reads everything.
+    let res = app
+        .get(&format!("{p}?limit=100"), &w.a_operator.token)
+        .await;
+    assert_eq!(res.assert_status(200)["items"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE case_id = '{case}' AND entity = 'message'"
+        )),
+        5 * 2
+    );
+
+    // Nobody writes once the case is over.
+    act(&app, &w.a_operator.token, &case, "complete")
+        .await
+        .assert_status(200);
+    act(&app, &w.client.token, &case, "confirm_completion")
+        .await
+        .assert_status(200);
+    for (token, internal) in [
+        (&w.client.token, false),
+        (&w.a_operator.token, false),
+        (&w.a_operator.token, true),
+    ] {
+        app.post(
+            &p,
+            token,
+            json!({"body": "After the end", "internal": internal}),
+        )
+        .await
+        .assert_problem(409, "wrong_state");
+    }
+    // Before payment the client cannot write; the agency can.
+    let unpaid = id(&buy(&app, &w.client.token, &w.service_a, "bank_transfer").await);
+    let up = format!("/v1/cases/{unpaid}/messages");
+    app.post(&up, &w.client.token, json!({"body": "Paid yet?"}))
+        .await
+        .assert_problem(409, "wrong_state");
+    app.post(
+        &up,
+        &w.a_operator.token,
+        json!({"body": "Waiting for your transfer."}),
+    )
+    .await
+    .assert_status(201);
+}
+
+#[actix_web::test]
+async fn unread_counts_read_marks_filters_and_paging_both_ways() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let earlier = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    app.post(
+        &format!("/v1/cases/{earlier}/messages"),
+        &w.client.token,
+        json!({"body": "Old question"}),
+    )
+    .await
+    .assert_status(201);
+    let p = format!("/v1/cases/{case}/messages");
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let (token, body) = if i % 2 == 0 {
+            (&w.a_operator.token, json!({"body": format!("agency {i}")}))
+        } else {
+            (&w.client.token, json!({"body": format!("client {i}")}))
+        };
+        ids.push(id(app.post(&p, token, body).await.assert_status(201)));
+    }
+    app.post(
+        &p,
+        &w.a_operator.token,
+        json!({"body": "called", "channel": "phone"}),
+    )
+    .await
+    .assert_status(201);
+    // Writing marks the writer's own message read: the client has read up to "client 3", so two
+    // agency messages are unread; the agency admin, who read nothing, has the client's two.
+    let card = app.get(&format!("/v1/cases/{case}"), &w.client.token).await;
+    assert_eq!(card.assert_status(200)["unread_messages"], 2);
+    let list = app.get("/v1/cases", &w.a_admin.token).await;
+    let row = list.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == case.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(row["unread_messages"], 2);
+    // Marking read moves forward only.
+    let res = app
+        .post(
+            &format!("{p}/read"),
+            &w.client.token,
+            json!({"up_to": ids[0]}),
+        )
+        .await;
+    assert_eq!(res.assert_status(200)["last_read_id"], ids[3].as_str());
+    assert_eq!(res.body["unread"], 2);
+    let res = app
+        .post(
+            &format!("{p}/read"),
+            &w.client.token,
+            json!({"up_to": ids[4]}),
+        )
+        .await;
+    assert_eq!(res.assert_status(200)["unread"], 1);
+    let res = app
+        .get(&format!("{p}?order=asc"), &w.a_operator.token)
+        .await;
+    let flags: Vec<bool> = res.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["read_by_client"].as_bool().unwrap())
+        .collect();
+    assert_eq!(flags, [true, true, true, true, true, false]);
+    // Filters and directions.
+    assert_eq!(
+        bodies(
+            app.get(&format!("{p}?channel=phone"), &w.a_operator.token)
+                .await
+                .assert_status(200)
+        ),
+        ["called"]
+    );
+    assert!(
+        bodies(
+            app.get(&format!("{p}?to=2000-01-01T00:00:00Z"), &w.a_operator.token)
+                .await
+                .assert_status(200)
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        bodies(
+            app.get(
+                &format!("{p}?after={}&limit=2", ids[1]),
+                &w.a_operator.token
+            )
+            .await
+            .assert_status(200)
+        ),
+        ["agency 2", "client 3"]
+    );
+    assert_eq!(
+        bodies(
+            app.get(&format!("{p}?before={}", ids[2]), &w.a_operator.token)
+                .await
+                .assert_status(200)
+        ),
+        ["client 1", "agency 0"]
+    );
+    app.get(
+        &format!("{p}?before={}&after={}", ids[2], ids[1]),
+        &w.a_operator.token,
+    )
+    .await
+    .assert_problem(400, "invalid_query");
+    // Newest first, page by page, no repeats.
+    let mut seen = Vec::new();
+    let mut path = format!("{p}?limit=4");
+    loop {
+        let body = app
+            .get(&path, &w.a_operator.token)
+            .await
+            .assert_status(200)
+            .clone();
+        seen.extend(bodies(&body));
+        match body["next_cursor"].as_str() {
+            Some(c) => path = format!("{p}?limit=4&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            "called", "agency 4", "client 3", "agency 2", "client 1", "agency 0"
+        ]
+    );
+    // Earlier cases: the client's other conversation, each message marked with its case.
+    let res = app
+        .get(
+            &format!("{p}?include=earlier_cases&order=asc"),
+            &w.a_operator.token,
+        )
+        .await;
+    let items = res.assert_status(200)["items"].as_array().unwrap().clone();
+    assert_eq!(items[0]["body"], "Old question");
+    assert_eq!(items[0]["case_id"], earlier.as_str());
+    assert!(
+        items[0]["case_number"]
+            .as_str()
+            .unwrap()
+            .ends_with("000001")
+    );
+    assert_eq!(items.len(), 7);
+    // Agency B, with a case of the same client, does not see agency A's conversation.
+    let theirs = id(&buy(&app, &w.client.token, &w.service_b, "card").await);
+    let res = app
+        .get(
+            &format!("/v1/cases/{theirs}/messages?include=earlier_cases"),
+            &w.b_operator.token,
+        )
+        .await;
+    assert!(
+        res.assert_status(200)["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
