@@ -152,7 +152,10 @@ fn finish(mut doc: Document) -> Document {
             add("413", "The body is larger than the configured limit");
             add("415", "The body is not `application/json`");
             // Every JSON body goes through `ValidJson`: a member missing or of the wrong type is 422.
-            add("422", "A member is missing, of the wrong type, or breaks a rule");
+            add(
+                "422",
+                "A member is missing, of the wrong type, or breaks a rule",
+            );
         }
         add(
             "500",
