@@ -109,6 +109,8 @@ pub struct Settings {
     /// Largest attachment; uploads past it answer 413 while streaming.
     pub max_upload_bytes: usize,
     pub storage: StorageSettings,
+    /// Video call rooms are this URL followed by an unguessable room name.
+    pub video_base_url: String,
 }
 
 /// Reads variables through a lookup function so tests can feed their own map.
@@ -239,6 +241,7 @@ impl Settings {
             json_limit_bytes: src.positive("DOSSIER_JSON_LIMIT_BYTES", 64 * 1024)? as usize,
             max_upload_bytes: src.positive("DOSSIER_MAX_UPLOAD_BYTES", 10 * 1024 * 1024)? as usize,
             storage: storage(src)?,
+            video_base_url: video_base_url(src)?,
         })
     }
 }
@@ -298,6 +301,24 @@ fn jwt_keys<F: Fn(&str) -> Option<String>>(
             true,
         )),
     }
+}
+
+fn video_base_url<F: Fn(&str) -> Option<String>>(src: &Source<F>) -> Result<String, ConfigError> {
+    let url = src
+        .get("DOSSIER_VIDEO_BASE_URL")
+        .unwrap_or_else(|| "https://meet.example/".into());
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(invalid(
+            "DOSSIER_VIDEO_BASE_URL",
+            format!("expected an http(s) URL, got {url:?}"),
+        ));
+    }
+    // The room name is appended as the last path segment.
+    Ok(if url.ends_with('/') {
+        url
+    } else {
+        format!("{url}/")
+    })
 }
 
 /// The `AWS_*` variables an S3-compatible store is configured with.

@@ -30,6 +30,8 @@ use crate::errors::{FieldError, PROBLEM_JSON, Problem};
         (name = "required-data", description = "The form the client fills for the agency"),
         (name = "storyline", description = "What happened, in order and on a map"),
         (name = "messages", description = "The conversation: messages, logged interactions, internal notes"),
+        (name = "requests", description = "What the agency asks the client, and the answers"),
+        (name = "video-calls", description = "Call rooms on the configured provider"),
         (name = "attachments", description = "Files on a case, kept in object storage"),
         (name = "operations", description = "Health and metrics for operators"),
     )

@@ -69,6 +69,10 @@ pub struct State {
     pub accepts_files: bool,
     /// The storyline takes writes (frozen once `completed`, and in every terminal status).
     pub storyline_open: bool,
+    /// The agency may ask the client for something, and the client answer.
+    pub requests_open: bool,
+    /// Video call rooms may be opened and their links work.
+    pub video_calls_active: bool,
 }
 
 use CaseAction as A;
@@ -200,6 +204,11 @@ const fn state(status: CaseStatus) -> State {
         agents_assignable: matches!(status, S::InProgress),
         // Before payment the client can only read and cancel (DESIGN.md).
         client_edits: matches!(status, S::InApproval),
+        requests_open: matches!(status, S::Approved | S::InProgress | S::Suspended),
+        video_calls_active: matches!(
+            status,
+            S::InApproval | S::Approved | S::InProgress | S::Suspended
+        ),
         storyline_open: matches!(
             status,
             S::InApproval | S::Approved | S::InProgress | S::Suspended

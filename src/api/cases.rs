@@ -94,6 +94,7 @@ pub struct Resolution {
     "agents": [{"id": "0193a6f2-3333-7b51-9d0a-3f1e2a4b5c6d", "name": "Luca Bianchi"}],
     "client_open_cases": 2,
     "unread_messages": 1,
+    "open_requests": [],
     "client": {"id": "0193a6f2-4444-7b51-9d0a-3f1e2a4b5c6d", "name": "Giulia Verdi", "email": "giulia@example.com",
                "identity": {"id_document_type": "national_id", "id_document_number": "CA12345BC", "account_number": "IT60X0542811101000000123456"}},
     "resolution": null,
@@ -129,6 +130,8 @@ pub struct CaseView {
     pub client_open_cases: i64,
     /// Messages of this case the caller can read, did not send and has not read yet.
     pub unread_messages: i64,
+    /// What the agency asked the client and is still waiting for.
+    pub open_requests: Vec<crate::api::requests::RequestView>,
     /// The buyer with their identity: agency and platform callers only, else `null`.
     pub client: Option<ClientView>,
     /// Set by `complete`; cleared by `reopen`.
@@ -296,6 +299,7 @@ pub fn card(conn: &mut DbConnection, viewer: &Viewer, row: CaseRow) -> Result<Ca
         agents,
         client_open_cases,
         unread_messages,
+        open_requests: crate::api::requests::open_requests(conn, &row.id)?,
         client,
         resolution,
         id: row.id,

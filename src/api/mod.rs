@@ -10,6 +10,7 @@ pub mod cases;
 pub mod me;
 pub mod messages;
 pub mod operations;
+pub mod requests;
 pub mod required_data;
 pub mod services;
 pub mod storyline;
@@ -67,7 +68,14 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(storyline::delete_event)
         .service(messages::list_messages)
         .service(messages::post_message)
-        .service(messages::mark_read);
+        .service(messages::mark_read)
+        .service(requests::list_requests)
+        .service(requests::create_request)
+        .service(requests::answer_request)
+        .service(requests::cancel_request)
+        .service(requests::list_video_calls)
+        .service(requests::create_video_call)
+        .service(requests::join_video_call);
 }
 
 /// Who is acting in this request, for the audit trail.

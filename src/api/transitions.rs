@@ -328,6 +328,10 @@ pub struct StateView {
     pub accepts_files: bool,
     /// The storyline takes writes (it is frozen otherwise).
     pub storyline_open: bool,
+    /// Requests to the client may be opened and answered.
+    pub requests_open: bool,
+    /// Video call links work (410 otherwise).
+    pub video_calls_active: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -376,6 +380,8 @@ pub async fn get_workflow(req: HttpRequest, caller: AuthUser) -> HttpResponse {
                 client_edits: s.client_edits,
                 accepts_files: s.accepts_files,
                 storyline_open: s.storyline_open,
+                requests_open: s.requests_open,
+                video_calls_active: s.video_calls_active,
             })
             .collect(),
         actions: workflow::RULES

@@ -215,6 +215,35 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    client_requests (id) {
+        id -> Text,
+        case_id -> Text,
+        kind -> Text,
+        prompt -> Text,
+        due_at -> Nullable<Timestamp>,
+        status -> Text,
+        created_by -> Text,
+        created_at -> Timestamp,
+        answer_text -> Nullable<Text>,
+        answer_attachment_ids -> Nullable<Text>,
+        answered_by -> Nullable<Text>,
+        answered_at -> Nullable<Timestamp>,
+        version -> BigInt,
+    }
+}
+
+diesel::table! {
+    video_calls (id) {
+        id -> Text,
+        case_id -> Text,
+        room -> Text,
+        url -> Text,
+        created_by -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(users -> agencies (agency_id));
 diesel::joinable!(messages -> cases (case_id));
 diesel::joinable!(message_reads -> users (user_id));
@@ -242,4 +271,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     storyline_events,
     messages,
     message_reads,
+    client_requests,
+    video_calls,
 );

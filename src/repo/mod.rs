@@ -8,6 +8,7 @@ pub mod cases;
 pub mod idempotency;
 pub mod messages;
 pub mod refresh_tokens;
+pub mod requests;
 pub mod services;
 pub mod storyline;
 pub mod users;

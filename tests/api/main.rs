@@ -13,6 +13,7 @@ mod messages;
 mod migrations;
 mod openapi;
 mod operations;
+mod requests;
 mod required_data;
 mod services;
 mod storyline;

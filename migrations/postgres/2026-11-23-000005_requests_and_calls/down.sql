@@ -1,0 +1,2 @@
+DROP TABLE video_calls;
+DROP TABLE client_requests;

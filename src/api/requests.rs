@@ -1,0 +1,615 @@
+//! Requests to the client (a question, a document, notes) and video call rooms: the two ways
+//! the agency and the client work together besides messages.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+use validator::Validate;
+
+use crate::api::cases::{Viewer, find_visible, wrong_state};
+use crate::api::{actor, timestamp};
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::db::{self, DbConnection};
+use crate::domain::{Role, code_enum};
+use crate::errors::{ApiError, FieldError};
+use crate::http::extract::{Page, PageRequest, ValidJson, page_response};
+use crate::repo;
+use crate::repo::audit::Change;
+use crate::repo::cases::CaseRow;
+use crate::repo::requests::{RequestChanges, RequestRow, VideoCallRow};
+use crate::workflow;
+
+code_enum! {
+    /// What the agency asks for.
+    RequestKind {
+        Question = "question",
+        Document = "document",
+        Note = "note",
+    }
+}
+
+code_enum! {
+    RequestStatus {
+        Open = "open",
+        Answered = "answered",
+        Cancelled = "cancelled",
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Answer {
+    pub text: Option<String>,
+    pub attachment_ids: Vec<String>,
+    #[schema(format = "uuid")]
+    pub answered_by: String,
+    pub answered_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a6f9-aaaa-7c2d-8e3f-405162738495",
+    "case_id": "0193a6f4-2222-7c2d-8e3f-405162738495",
+    "kind": "document",
+    "prompt": "Please upload a recent photo of the subject.",
+    "due_at": "2026-11-25T18:00:00Z",
+    "status": "open",
+    "created_by": "0193a6f2-2c4e-7b51-9d0a-3f1e2a4b5c6d",
+    "created_at": "2026-11-22T10:00:00Z",
+    "answer": null,
+    "version": 1
+}))]
+pub struct RequestView {
+    #[schema(format = "uuid")]
+    pub id: String,
+    #[schema(format = "uuid")]
+    pub case_id: String,
+    pub kind: RequestKind,
+    pub prompt: String,
+    pub due_at: Option<DateTime<Utc>>,
+    pub status: RequestStatus,
+    #[schema(format = "uuid")]
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    /// Set once answered.
+    pub answer: Option<Answer>,
+    pub version: i64,
+}
+
+impl From<RequestRow> for RequestView {
+    fn from(r: RequestRow) -> Self {
+        let answer = match (r.answered_by, r.answered_at) {
+            (Some(answered_by), Some(at)) => Some(Answer {
+                text: r.answer_text,
+                attachment_ids: r
+                    .answer_attachment_ids
+                    .as_deref()
+                    .and_then(|a| serde_json::from_str(a).ok())
+                    .unwrap_or_default(),
+                answered_by,
+                answered_at: timestamp(at),
+            }),
+            _ => None,
+        };
+        RequestView {
+            kind: RequestKind::from_code(&r.kind).unwrap_or(RequestKind::Question),
+            status: RequestStatus::from_code(&r.status).unwrap_or(RequestStatus::Open),
+            id: r.id,
+            case_id: r.case_id,
+            prompt: r.prompt,
+            due_at: r.due_at.map(timestamp),
+            created_by: r.created_by,
+            created_at: timestamp(r.created_at),
+            answer,
+            version: r.version,
+        }
+    }
+}
+
+/// The case's open requests, for its card.
+pub fn open_requests(conn: &mut DbConnection, case_id: &str) -> Result<Vec<RequestView>, ApiError> {
+    Ok(
+        repo::requests::list(conn, case_id, Some(RequestStatus::Open.as_str()), None, 100)?
+            .into_iter()
+            .map(RequestView::from)
+            .collect(),
+    )
+}
+
+fn request_not_found() -> ApiError {
+    ApiError::NotFound("No such request, or not one you can see.".into())
+}
+
+/// The case, visible, with requests open in its status, for `role` only; 404/403/409.
+fn case_for(
+    conn: &mut DbConnection,
+    viewer: &Viewer,
+    case_id: &str,
+    role: Role,
+    what: &str,
+) -> Result<CaseRow, ApiError> {
+    let case = find_visible(conn, viewer, case_id)?;
+    if viewer.role != role {
+        return Err(ApiError::Forbidden(format!("Your role may not {what}.")));
+    }
+    let status = case.status();
+    if !workflow::state_of(status).requests_open {
+        return Err(wrong_state(
+            viewer,
+            status,
+            format!("Requests are not open while the case is `{status}`."),
+        ));
+    }
+    Ok(case)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListRequestsQuery {
+    /// Only requests in this status.
+    #[param(inline)]
+    pub status: Option<RequestStatus>,
+    #[param(minimum = 1, maximum = 100, default = 25)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// List requests to the client
+///
+/// Newest first; filter by status. Roles: anyone who can see the case.
+#[utoipa::path(
+    tag = "requests",
+    operation_id = "list_requests",
+    params(("id" = Uuid, Path, description = "Case id"), ListRequestsQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page of requests", body = Page<RequestView>,
+            headers(("Link" = String, description = "`<…>; rel=\"next\"` when another page follows"))),
+        (status = 404, description = "No such case, or not one the caller can see"),
+    )
+)]
+#[get("/v1/cases/{id}/requests")]
+pub async fn list_requests(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+    query: web::Query<ListRequestsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
+    let viewer = Viewer::new(&caller, &req);
+    let case_id = id.into_inner().to_string();
+    let status = query.status.map(|s| s.as_str());
+    let (rows, page) = db::read(&state.pool, move |conn| {
+        find_visible(conn, &viewer, &case_id)?;
+        let rows =
+            repo::requests::list(conn, &case_id, status, page.after.as_deref(), page.fetch())?;
+        Ok((rows, page))
+    })
+    .await?;
+    let page = page.page(rows, |r| &r.id, RequestView::from);
+    Ok(page_response(&req, page))
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"kind": "document", "prompt": "Please upload a recent photo of the subject.", "due_at": "2026-11-25T18:00:00Z"}))]
+pub struct CreateRequest {
+    pub kind: RequestKind,
+    #[serde(deserialize_with = "crate::api::trimmed")]
+    #[validate(length(min = 1, max = 5000))]
+    #[schema(min_length = 1, max_length = 5000)]
+    pub prompt: String,
+    /// Optional; must be in the future.
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+/// Ask the client something
+///
+/// A question, a document or notes, with an optional due date, while the case is `approved`,
+/// `in_progress` or `suspended` (409 otherwise). Open requests appear on the case card.
+/// Roles: agency.
+#[utoipa::path(
+    tag = "requests",
+    operation_id = "create_request",
+    params(("id" = Uuid, Path, description = "Case id")),
+    request_body = CreateRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Asked", body = RequestView),
+        (status = 403, description = "Only the agency asks"),
+        (status = 404, description = "No such case, or not one the caller can see"),
+        (status = 409, description = "Requests are not open in the case's status (`wrong_state`)"),
+    )
+)]
+#[post("/v1/cases/{id}/requests")]
+pub async fn create_request(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+    body: ValidJson<CreateRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let viewer = Viewer::new(&caller, &req);
+    let actor = actor(&caller, &req);
+    let case_id = id.into_inner().to_string();
+    let input = body.0;
+    if input.due_at.is_some_and(|d| d <= Utc::now()) {
+        return Err(ApiError::invalid_field(
+            "/due_at",
+            "in_the_past",
+            "the due date must be in the future",
+        ));
+    }
+    let row = db::write(&state.pool, move |conn| {
+        case_for(conn, &viewer, &case_id, Role::Agency, "ask the client")?;
+        let row = RequestRow {
+            id: repo::new_id(),
+            case_id: case_id.clone(),
+            kind: input.kind.as_str().to_owned(),
+            prompt: input.prompt,
+            due_at: input.due_at.map(|d| d.naive_utc()),
+            status: RequestStatus::Open.as_str().to_owned(),
+            created_by: actor.user_id.clone(),
+            created_at: db::now(),
+            answer_text: None,
+            answer_attachment_ids: None,
+            answered_by: None,
+            answered_at: None,
+            version: 1,
+        };
+        repo::requests::insert(conn, &row)?;
+        let change = Change::entity("request", &row.id, Some(&case_id), "create");
+        repo::audit::append(
+            conn,
+            &actor,
+            change.fields(vec![
+                ("kind", None, Some(row.kind.clone())),
+                ("prompt", None, Some(row.prompt.clone())),
+            ]),
+        )?;
+        Ok(row)
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(RequestView::from(row)))
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"text": "Here it is.", "attachment_ids": ["0193a6f6-7777-7c2d-8e3f-405162738495"]}))]
+pub struct AnswerRequest {
+    /// Text and/or attachments; at least one.
+    #[serde(default, deserialize_with = "crate::api::trimmed_opt")]
+    #[validate(length(min = 1, max = 10000))]
+    #[schema(min_length = 1, max_length = 10000)]
+    pub text: Option<String>,
+    /// Attachments of this case (at most 20).
+    #[serde(default)]
+    #[validate(length(max = 20))]
+    #[schema(max_items = 20)]
+    pub attachment_ids: Vec<Uuid>,
+}
+
+/// Answer a request
+///
+/// The client answers an open request with text and/or attachments of the case (422 with
+/// neither); an answered or cancelled request is 409. Roles: client.
+#[utoipa::path(
+    tag = "requests",
+    operation_id = "answer_request",
+    params(("id" = Uuid, Path, description = "Case id"), ("request_id" = Uuid, Path, description = "Request id")),
+    request_body = AnswerRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Answered", body = RequestView),
+        (status = 403, description = "Only the client answers"),
+        (status = 404, description = "No such case or request, or not one the caller can see"),
+        (status = 409, description = "The request is not open, or the case's status closes requests"),
+    )
+)]
+#[post("/v1/cases/{id}/requests/{request_id}/answer")]
+pub async fn answer_request(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    path: web::Path<(Uuid, Uuid)>,
+    body: ValidJson<AnswerRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let viewer = Viewer::new(&caller, &req);
+    let actor = actor(&caller, &req);
+    let (case_id, request_id) = path.into_inner();
+    let (case_id, request_id) = (case_id.to_string(), request_id.to_string());
+    let input = body.0;
+    if input.text.is_none() && input.attachment_ids.is_empty() {
+        return Err(ApiError::invalid_field(
+            "/text",
+            "required",
+            "send a text, attachments, or both",
+        ));
+    }
+    let row = db::write(&state.pool, move |conn| {
+        case_for(conn, &viewer, &case_id, Role::Client, "answer requests")?;
+        let current =
+            repo::requests::find(conn, &case_id, &request_id)?.ok_or_else(request_not_found)?;
+        let mut ids: Vec<String> = input.attachment_ids.iter().map(|a| a.to_string()).collect();
+        ids.sort();
+        ids.dedup();
+        if repo::storyline::attachments_of_case(conn, &case_id, &ids)? != ids.len() as i64 {
+            return Err(ApiError::validation(vec![FieldError::new(
+                "/attachment_ids",
+                "invalid_attachment",
+                "every id must be an attachment of this case",
+            )]));
+        }
+        let changes = RequestChanges {
+            status: Some(RequestStatus::Answered.as_str().to_owned()),
+            answer_text: Some(input.text.clone()),
+            answer_attachment_ids: Some(Some(json!(ids).to_string())),
+            answered_by: Some(Some(actor.user_id.clone())),
+            answered_at: Some(Some(db::now())),
+        };
+        if !repo::requests::update_open(conn, &request_id, current.version, &changes)? {
+            return Err(ApiError::Conflict {
+                code: "request_not_open",
+                detail: format!("The request is `{}`, not open.", current.status),
+            });
+        }
+        let change = Change::entity("request", &request_id, Some(&case_id), "answer").field(
+            "status",
+            Some(current.status),
+            Some(RequestStatus::Answered.as_str().to_owned()),
+        );
+        repo::audit::append(conn, &actor, vec![change])?;
+        repo::requests::find(conn, &case_id, &request_id)?.ok_or_else(request_not_found)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(RequestView::from(row)))
+}
+
+/// Cancel a request
+///
+/// The agency withdraws an open request (409 if it is no longer open). Roles: agency.
+#[utoipa::path(
+    tag = "requests",
+    operation_id = "cancel_request",
+    params(("id" = Uuid, Path, description = "Case id"), ("request_id" = Uuid, Path, description = "Request id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Cancelled", body = RequestView),
+        (status = 403, description = "Only the agency cancels"),
+        (status = 404, description = "No such case or request, or not one the caller can see"),
+        (status = 409, description = "The request is not open, or the case's status closes requests"),
+    )
+)]
+#[post("/v1/cases/{id}/requests/{request_id}/cancel")]
+pub async fn cancel_request(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    let viewer = Viewer::new(&caller, &req);
+    let actor = actor(&caller, &req);
+    let (case_id, request_id) = path.into_inner();
+    let (case_id, request_id) = (case_id.to_string(), request_id.to_string());
+    let row = db::write(&state.pool, move |conn| {
+        case_for(conn, &viewer, &case_id, Role::Agency, "cancel requests")?;
+        let current =
+            repo::requests::find(conn, &case_id, &request_id)?.ok_or_else(request_not_found)?;
+        let changes = RequestChanges {
+            status: Some(RequestStatus::Cancelled.as_str().to_owned()),
+            ..RequestChanges::default()
+        };
+        if !repo::requests::update_open(conn, &request_id, current.version, &changes)? {
+            return Err(ApiError::Conflict {
+                code: "request_not_open",
+                detail: format!("The request is `{}`, not open.", current.status),
+            });
+        }
+        let change = Change::entity("request", &request_id, Some(&case_id), "cancel").field(
+            "status",
+            Some(current.status),
+            Some(RequestStatus::Cancelled.as_str().to_owned()),
+        );
+        repo::audit::append(conn, &actor, vec![change])?;
+        repo::requests::find(conn, &case_id, &request_id)?.ok_or_else(request_not_found)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(RequestView::from(row)))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a6fa-bbbb-7c2d-8e3f-405162738495",
+    "case_id": "0193a6f4-2222-7c2d-8e3f-405162738495",
+    "url": "https://meet.example/dossier-q3Kx9vJ2m1LwP0aZbT7sYc4dE6fG8hI0",
+    "join_url": "/v1/video-calls/0193a6fa-bbbb-7c2d-8e3f-405162738495/join",
+    "active": true,
+    "created_by": "0193a6f2-4444-7b51-9d0a-3f1e2a4b5c6d",
+    "created_at": "2026-11-22T11:00:00Z"
+}))]
+pub struct VideoCallView {
+    #[schema(format = "uuid")]
+    pub id: String,
+    #[schema(format = "uuid")]
+    pub case_id: String,
+    /// The room on the provider; only while `active`, else `null`.
+    pub url: Option<String>,
+    /// Redirects to the room while active; 410 afterwards.
+    pub join_url: String,
+    /// The case is in a status where calls work.
+    pub active: bool,
+    #[schema(format = "uuid")]
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+fn call_view(row: VideoCallRow, active: bool) -> VideoCallView {
+    VideoCallView {
+        join_url: format!("/v1/video-calls/{}/join", row.id),
+        url: active.then_some(row.url),
+        active,
+        id: row.id,
+        case_id: row.case_id,
+        created_by: row.created_by,
+        created_at: timestamp(row.created_at),
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VideoCallList {
+    pub items: Vec<VideoCallView>,
+}
+
+/// List a case's video calls
+///
+/// Newest first (the latest 100). Roles: anyone who can see the case.
+#[utoipa::path(
+    tag = "video-calls",
+    operation_id = "list_video_calls",
+    params(("id" = Uuid, Path, description = "Case id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The rooms", body = VideoCallList),
+        (status = 404, description = "No such case, or not one the caller can see"),
+    )
+)]
+#[get("/v1/cases/{id}/video-calls")]
+pub async fn list_video_calls(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let viewer = Viewer::new(&caller, &req);
+    let case_id = id.into_inner().to_string();
+    let (rows, active) = db::read(&state.pool, move |conn| {
+        let case = find_visible(conn, &viewer, &case_id)?;
+        let active = workflow::state_of(case.status()).video_calls_active;
+        Ok((repo::requests::calls(conn, &case_id)?, active))
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(VideoCallList {
+        items: rows.into_iter().map(|r| call_view(r, active)).collect(),
+    }))
+}
+
+/// Open a video call
+///
+/// A room on `DOSSIER_VIDEO_BASE_URL` with an unguessable name (192 random bits), while the case
+/// is `in_approval`, `approved`, `in_progress` or `suspended` (409 otherwise). Roles: client,
+/// agency.
+#[utoipa::path(
+    tag = "video-calls",
+    operation_id = "create_video_call",
+    params(("id" = Uuid, Path, description = "Case id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Opened", body = VideoCallView,
+            headers(("Location" = String, description = "The join URL"))),
+        (status = 403, description = "Only the client and the agency open calls"),
+        (status = 404, description = "No such case, or not one the caller can see"),
+        (status = 409, description = "The case's status allows no calls (`wrong_state`)"),
+    )
+)]
+#[post("/v1/cases/{id}/video-calls")]
+pub async fn create_video_call(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let viewer = Viewer::new(&caller, &req);
+    let actor = actor(&caller, &req);
+    let case_id = id.into_inner().to_string();
+    let base = state.settings.video_base_url.clone();
+    let row = db::write(&state.pool, move |conn| {
+        let case = find_visible(conn, &viewer, &case_id)?;
+        if !matches!(viewer.role, Role::Client | Role::Agency) {
+            return Err(ApiError::Forbidden(
+                "Only the client and the agency open video calls.".into(),
+            ));
+        }
+        let status = case.status();
+        if !workflow::state_of(status).video_calls_active {
+            return Err(wrong_state(
+                &viewer,
+                status,
+                format!("No video calls while the case is `{status}`."),
+            ));
+        }
+        let room = format!(
+            "dossier-{}",
+            URL_SAFE_NO_PAD.encode(crate::auth::random_bytes::<24>())
+        );
+        let row = VideoCallRow {
+            id: repo::new_id(),
+            case_id: case_id.clone(),
+            url: format!("{base}{room}"),
+            room,
+            created_by: actor.user_id.clone(),
+            created_at: db::now(),
+        };
+        repo::requests::insert_call(conn, &row)?;
+        let change = Change::entity("video_call", &row.id, Some(&case_id), "create");
+        repo::audit::append(conn, &actor, vec![change])?;
+        Ok(row)
+    })
+    .await?;
+    let view = call_view(row, true);
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, view.join_url.clone()))
+        .json(view))
+}
+
+/// Join a video call
+///
+/// 302 to the room while the case is in an active status; 410 `call_ended` once it has left
+/// them. Roles: anyone who can see the case (404 otherwise).
+#[utoipa::path(
+    tag = "video-calls",
+    operation_id = "join_video_call",
+    params(("id" = Uuid, Path, description = "Video call id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 302, description = "To the room", headers(("Location" = String, description = "The room's URL"))),
+        (status = 404, description = "No such call, or not one the caller can see"),
+        (status = 410, description = "The case left the statuses where calls work (`call_ended`)"),
+    )
+)]
+#[get("/v1/video-calls/{id}/join")]
+pub async fn join_video_call(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let viewer = Viewer::new(&caller, &req);
+    let id = id.into_inner().to_string();
+    let (row, active) = db::read(&state.pool, move |conn| {
+        let not_found = || ApiError::NotFound("No such video call, or not one you can see.".into());
+        let row = repo::requests::find_call(conn, &id)?.ok_or_else(not_found)?;
+        let case = find_visible(conn, &viewer, &row.case_id).map_err(|_| not_found())?;
+        Ok((row, workflow::state_of(case.status()).video_calls_active))
+    })
+    .await?;
+    if !active {
+        return Err(ApiError::Http {
+            status: actix_web::http::StatusCode::GONE,
+            code: "call_ended",
+            detail: "This video call link no longer works: the case is no longer active.".into(),
+        });
+    }
+    Ok(HttpResponse::Found()
+        .insert_header((header::LOCATION, row.url))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish())
+}

@@ -1,0 +1,130 @@
+//! Requests to the client and their answers; video call rooms.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::DbConnection;
+use crate::db::schema::{client_requests, video_calls};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = client_requests)]
+pub struct RequestRow {
+    pub id: String,
+    pub case_id: String,
+    pub kind: String,
+    pub prompt: String,
+    pub due_at: Option<NaiveDateTime>,
+    pub status: String,
+    pub created_by: String,
+    pub created_at: NaiveDateTime,
+    pub answer_text: Option<String>,
+    /// JSON array of attachment ids.
+    pub answer_attachment_ids: Option<String>,
+    pub answered_by: Option<String>,
+    pub answered_at: Option<NaiveDateTime>,
+    pub version: i64,
+}
+
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = client_requests)]
+pub struct RequestChanges {
+    pub status: Option<String>,
+    pub answer_text: Option<Option<String>>,
+    pub answer_attachment_ids: Option<Option<String>>,
+    pub answered_by: Option<Option<String>>,
+    pub answered_at: Option<Option<NaiveDateTime>>,
+}
+
+pub fn insert(conn: &mut DbConnection, row: &RequestRow) -> QueryResult<()> {
+    diesel::insert_into(client_requests::table)
+        .values(row)
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn find(conn: &mut DbConnection, case_id: &str, id: &str) -> QueryResult<Option<RequestRow>> {
+    client_requests::table
+        .filter(client_requests::case_id.eq(case_id))
+        .filter(client_requests::id.eq(id))
+        .select(RequestRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// A case's requests, newest first, optionally only those in `status`.
+pub fn list(
+    conn: &mut DbConnection,
+    case_id: &str,
+    status: Option<&str>,
+    after: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<RequestRow>> {
+    let mut query = client_requests::table
+        .filter(client_requests::case_id.eq(case_id.to_owned()))
+        .into_boxed();
+    if let Some(status) = status {
+        query = query.filter(client_requests::status.eq(status.to_owned()));
+    }
+    if let Some(after) = after {
+        query = query.filter(client_requests::id.lt(after.to_owned()));
+    }
+    query
+        .order(client_requests::id.desc())
+        .limit(limit)
+        .select(RequestRow::as_select())
+        .load(conn)
+}
+
+/// Changes an open request, only while it is still open at `version`.
+pub fn update_open(
+    conn: &mut DbConnection,
+    id: &str,
+    version: i64,
+    changes: &RequestChanges,
+) -> QueryResult<bool> {
+    let updated = diesel::update(
+        client_requests::table
+            .find(id)
+            .filter(client_requests::version.eq(version))
+            .filter(client_requests::status.eq("open")),
+    )
+    .set((changes, client_requests::version.eq(version + 1)))
+    .execute(conn)?;
+    Ok(updated == 1)
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = video_calls)]
+pub struct VideoCallRow {
+    pub id: String,
+    pub case_id: String,
+    pub room: String,
+    pub url: String,
+    pub created_by: String,
+    pub created_at: NaiveDateTime,
+}
+
+pub fn insert_call(conn: &mut DbConnection, row: &VideoCallRow) -> QueryResult<()> {
+    diesel::insert_into(video_calls::table)
+        .values(row)
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn find_call(conn: &mut DbConnection, id: &str) -> QueryResult<Option<VideoCallRow>> {
+    video_calls::table
+        .find(id)
+        .select(VideoCallRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// A case's rooms, newest first.
+pub fn calls(conn: &mut DbConnection, case_id: &str) -> QueryResult<Vec<VideoCallRow>> {
+    video_calls::table
+        .filter(video_calls::case_id.eq(case_id))
+        .order(video_calls::id.desc())
+        .limit(100)
+        .select(VideoCallRow::as_select())
+        .load(conn)
+}

@@ -1,0 +1,173 @@
+//! Requests to the client and video calls.
+
+use serde_json::{Value, json};
+
+use crate::attachments::{png, upload};
+use crate::helpers::spawn;
+use crate::world::{World, act, buy, id};
+
+#[actix_web::test]
+async fn the_agency_asks_the_client_answers_and_open_ones_are_on_the_card() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let p = format!("/v1/cases/{case}/requests");
+    let ask = json!({"kind": "document", "prompt": "A recent photo, please.", "due_at": "2099-01-01T00:00:00Z"});
+    // Not while in approval; only the agency asks.
+    app.post(&p, &w.a_operator.token, ask.clone())
+        .await
+        .assert_problem(409, "wrong_state");
+    act(&app, &w.a_operator.token, &case, "accept")
+        .await
+        .assert_status(200);
+    app.post(&p, &w.client.token, ask.clone())
+        .await
+        .assert_problem(403, "forbidden");
+    app.post(&p, &w.b_operator.token, ask.clone())
+        .await
+        .assert_problem(404, "not_found");
+    app.post(
+        &p,
+        &w.a_operator.token,
+        json!({"kind": "question", "prompt": "x", "due_at": "2000-01-01T00:00:00Z"}),
+    )
+    .await
+    .assert_problem(422, "in_the_past");
+    let photo = app.post(&p, &w.a_operator.token, ask).await;
+    let photo = photo.assert_status(201).clone();
+    assert_eq!(photo["status"], "open");
+    let question = id(app
+        .post(
+            &p,
+            &w.a_operator.token,
+            json!({"kind": "question", "prompt": "Does he own a car?"}),
+        )
+        .await
+        .assert_status(201));
+    let card = app.get(&format!("/v1/cases/{case}"), &w.client.token).await;
+    assert_eq!(
+        card.assert_status(200)["open_requests"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // The client answers with an attachment of the case; text or attachments are required.
+    let photo_id = photo["id"].as_str().unwrap();
+    let answer = format!("{p}/{photo_id}/answer");
+    app.post(&answer, &w.client.token, json!({}))
+        .await
+        .assert_problem(422, "required");
+    app.post(
+        &answer,
+        &w.client.token,
+        json!({"attachment_ids": [uuid::Uuid::now_v7()]}),
+    )
+    .await
+    .assert_problem(422, "validation_failed");
+    app.post(&answer, &w.a_operator.token, json!({"text": "x"}))
+        .await
+        .assert_problem(403, "forbidden");
+    let file = id(upload(&app, &w.client.token, &case, "him.png", &png(400))
+        .await
+        .assert_status(201));
+    let res = app
+        .post(
+            &answer,
+            &w.client.token,
+            json!({"text": "Here", "attachment_ids": [file]}),
+        )
+        .await;
+    let body = res.assert_status(200);
+    assert_eq!(body["status"], "answered");
+    assert_eq!(body["answer"]["attachment_ids"], json!([file]));
+    assert_eq!(body["answer"]["answered_by"], w.client.id.as_str());
+    app.post(&answer, &w.client.token, json!({"text": "Again"}))
+        .await
+        .assert_problem(409, "request_not_open");
+    // The agency cancels the other one.
+    let res = app
+        .post(
+            &format!("{p}/{question}/cancel"),
+            &w.a_operator.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(res.assert_status(200)["status"], "cancelled");
+    app.post(
+        &format!("{p}/{question}/answer"),
+        &w.client.token,
+        json!({"text": "Yes"}),
+    )
+    .await
+    .assert_problem(409, "request_not_open");
+    let card = app.get(&format!("/v1/cases/{case}"), &w.client.token).await;
+    assert_eq!(card.body["open_requests"], Value::Array(vec![]));
+    let list = app
+        .get(&format!("{p}?status=answered"), &w.client.token)
+        .await;
+    assert_eq!(
+        list.assert_status(200)["items"].as_array().unwrap().len(),
+        1
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE case_id = '{case}' AND entity = 'request'"
+        )),
+        6
+    );
+}
+
+#[actix_web::test]
+async fn video_rooms_are_unguessable_and_their_links_end_with_the_case() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let p = format!("/v1/cases/{case}/video-calls");
+    let res = app.post(&p, &w.client.token, json!({})).await;
+    let call = res.assert_status(201).clone();
+    let url = call["url"].as_str().unwrap().to_owned();
+    let room = url.strip_prefix("https://meet.example/dossier-").unwrap();
+    assert!(room.len() >= 32, "192 random bits, base64url");
+    let other = app.post(&p, &w.a_operator.token, json!({})).await;
+    assert_ne!(other.assert_status(201)["url"].as_str().unwrap(), url);
+    app.post(&p, &w.platform.token, json!({}))
+        .await
+        .assert_problem(403, "forbidden");
+    app.post(&p, &w.client2.token, json!({}))
+        .await
+        .assert_problem(404, "not_found");
+    // Join redirects while active.
+    let join = call["join_url"].as_str().unwrap().to_owned();
+    let res = app.get(&join, &w.a_operator.token).await;
+    assert_eq!(res.status.as_u16(), 302);
+    assert_eq!(res.header("location"), Some(url.as_str()));
+    app.get(&join, &w.b_operator.token)
+        .await
+        .assert_problem(404, "not_found");
+    let list = app.get(&p, &w.client.token).await;
+    assert_eq!(
+        list.assert_status(200)["items"].as_array().unwrap().len(),
+        2
+    );
+    // Completed: links disabled (410) and hidden; no new rooms.
+    for action in ["accept", "start", "complete"] {
+        act(&app, &w.a_operator.token, &case, action)
+            .await
+            .assert_status(200);
+    }
+    let res = app.get(&join, &w.client.token).await;
+    res.assert_problem(410, "call_ended");
+    let list = app.get(&p, &w.client.token).await;
+    assert_eq!(list.body["items"][0]["active"], false);
+    assert_eq!(list.body["items"][0]["url"], Value::Null);
+    app.post(&p, &w.client.token, json!({}))
+        .await
+        .assert_problem(409, "wrong_state");
+    // Reopened: they work again.
+    act(&app, &w.a_operator.token, &case, "reopen")
+        .await
+        .assert_status(200);
+    assert_eq!(app.get(&join, &w.client.token).await.status.as_u16(), 302);
+}
