@@ -111,6 +111,8 @@ pub struct Settings {
     pub storage: StorageSettings,
     /// Video call rooms are this URL followed by an unguessable room name.
     pub video_base_url: String,
+    /// The app's link to a case; `{case_id}` is replaced.
+    pub app_link_template: String,
 }
 
 /// Reads variables through a lookup function so tests can feed their own map.
@@ -242,6 +244,16 @@ impl Settings {
             max_upload_bytes: src.positive("DOSSIER_MAX_UPLOAD_BYTES", 10 * 1024 * 1024)? as usize,
             storage: storage(src)?,
             video_base_url: video_base_url(src)?,
+            app_link_template: match src.get("DOSSIER_APP_LINK_TEMPLATE") {
+                None => "dossier://cases/{case_id}".into(),
+                Some(t) if t.contains("{case_id}") => t,
+                Some(t) => {
+                    return Err(invalid(
+                        "DOSSIER_APP_LINK_TEMPLATE",
+                        format!("must contain {{case_id}}, got {t:?}"),
+                    ));
+                }
+            },
         })
     }
 }

@@ -157,3 +157,51 @@ pub fn action_label(action: CaseAction, locale: Locale) -> &'static str {
         },
     )
 }
+
+/// A notification's title for case `number`; `status` is the new status's label, for
+/// status changes.
+pub fn notification_title(
+    event: crate::api::notifications::Event,
+    locale: Locale,
+    number: &str,
+    status: Option<CaseStatus>,
+) -> String {
+    use crate::api::notifications::Event as E;
+    let template = match event {
+        E::StatusChanged => {
+            let label = status.map(|s| status_label(s, locale)).unwrap_or_default();
+            return format!("{number} — {label}");
+        }
+        E::MessageReceived => [
+            "New message on {n}",
+            "Nuovo messaggio su {n}",
+            "Nuevo mensaje en {n}",
+            "Nowa wiadomość w sprawie {n}",
+        ],
+        E::RequestOpened => [
+            "The agency asks you something on {n}",
+            "L'agenzia ti chiede qualcosa su {n}",
+            "La agencia le pide algo en {n}",
+            "Agencja prosi o informacje w sprawie {n}",
+        ],
+        E::RequestAnswered => [
+            "Request answered on {n}",
+            "Richiesta evasa su {n}",
+            "Solicitud respondida en {n}",
+            "Odpowiedź na prośbę w sprawie {n}",
+        ],
+        E::VideoCallOpened => [
+            "Video call opened on {n}",
+            "Videochiamata aperta su {n}",
+            "Videollamada abierta en {n}",
+            "Rozmowa wideo otwarta w sprawie {n}",
+        ],
+        E::Assigned => [
+            "{n} was assigned to you",
+            "{n} ti è stato assegnato",
+            "{n} se le ha asignado",
+            "Sprawa {n} została Ci przydzielona",
+        ],
+    };
+    pick(locale, template).replace("{n}", number)
+}

@@ -32,6 +32,7 @@ use crate::errors::{FieldError, PROBLEM_JSON, Problem};
         (name = "messages", description = "The conversation: messages, logged interactions, internal notes"),
         (name = "requests", description = "What the agency asks the client, and the answers"),
         (name = "video-calls", description = "Call rooms on the configured provider"),
+        (name = "notifications", description = "The bell: in-app notifications"),
         (name = "attachments", description = "Files on a case, kept in object storage"),
         (name = "operations", description = "Health and metrics for operators"),
     )

@@ -40,6 +40,8 @@ code_enum! {
         StorylineEntry = "storyline_entry",
         /// A storyline event records the submitted required data.
         SnapshotRequiredData = "snapshot_required_data",
+        /// Platform staff are notified too (besides the client and the agency, as on every move).
+        NotifyPlatform = "notify_platform",
     }
 }
 
@@ -104,7 +106,7 @@ pub const RULES: &[Rule] = &[
         to: S::AwaitingPayment,
         roles: &[R::Client],
         requires: &[],
-        effects: &[E::MarkPaymentPending],
+        effects: &[E::MarkPaymentPending, E::NotifyPlatform],
     },
     Rule {
         action: A::Accept,
@@ -168,7 +170,7 @@ pub const RULES: &[Rule] = &[
         to: S::Completed,
         roles: &[R::Client],
         requires: &[I::Reason],
-        effects: &[E::FlagDisputed, E::StorylineEntry],
+        effects: &[E::FlagDisputed, E::StorylineEntry, E::NotifyPlatform],
     },
     Rule {
         action: A::Reopen,

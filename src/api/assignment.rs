@@ -8,6 +8,7 @@ use validator::Validate;
 
 use crate::api::actor;
 use crate::api::cases::{PersonView, Viewer, find_visible, lost_race, reload_card, wrong_state};
+use crate::api::notifications::{Event, notify_users};
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::db;
@@ -150,9 +151,20 @@ pub async fn assign_case(
             let row = Change::case(&id, action).field(
                 "assignee_id",
                 current.assignee_id.clone(),
-                Some(assignee),
+                Some(assignee.clone()),
             );
             repo::audit::append(conn, &actor, vec![row])?;
+            // The new assignee hears of it (unless they took it themselves).
+            notify_users(
+                conn,
+                &current,
+                Event::Assigned,
+                &[],
+                &[assignee],
+                &actor.user_id,
+                None,
+                None,
+            )?;
         }
         reload_card(conn, &viewer, &id)
     })
@@ -302,6 +314,21 @@ pub async fn set_agents(
             }
             version += 1;
             repo::cases::set_agents(conn, &id, &wanted)?;
+            let added: Vec<String> = wanted
+                .iter()
+                .filter(|w| !before_sorted.contains(w))
+                .cloned()
+                .collect();
+            notify_users(
+                conn,
+                &current,
+                Event::Assigned,
+                &[],
+                &added,
+                &actor.user_id,
+                None,
+                None,
+            )?;
             let row = Change::entity("case_agents", &id, Some(&id), "set_agents").field(
                 "agent_ids",
                 Some(serde_json::json!(before_sorted).to_string()),

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use validator::Validate;
 
 use crate::api::cases::{Viewer, find_visible, wrong_state};
+use crate::api::notifications::{Audience as Notified, Event, notify};
 use crate::api::{actor, timestamp};
 use crate::app::AppState;
 use crate::auth::AuthUser;
@@ -407,6 +408,23 @@ pub async fn post_message(
                 ("direction", None, Some(row.direction.clone())),
                 ("channel", None, Some(row.channel.clone())),
             ]),
+        )?;
+        // In-app messages reach the other side; interactions logged from other channels are
+        // the agency's own record and notify nobody.
+        let audience: &[Notified] = match (direction, channel) {
+            (Direction::Internal, _) => &[Notified::Agents, Notified::Agency],
+            (Direction::Inbound, Channel::InApp) => &[Notified::Agency],
+            (Direction::Outbound, Channel::InApp) => &[Notified::Client],
+            _ => &[],
+        };
+        notify(
+            conn,
+            &case,
+            Event::MessageReceived,
+            audience,
+            &actor.user_id,
+            Some(&row.body),
+            None,
         )?;
         let marks = Marks::from([(
             case_id.clone(),

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cases;
 pub mod me;
 pub mod messages;
+pub mod notifications;
 pub mod operations;
 pub mod requests;
 pub mod required_data;
@@ -75,7 +76,10 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(requests::cancel_request)
         .service(requests::list_video_calls)
         .service(requests::create_video_call)
-        .service(requests::join_video_call);
+        .service(requests::join_video_call)
+        .service(notifications::list_notifications)
+        .service(notifications::unread_count)
+        .service(notifications::mark_notifications_read);
 }
 
 /// Who is acting in this request, for the audit trail.

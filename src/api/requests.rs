@@ -13,6 +13,7 @@ use uuid::Uuid;
 use validator::Validate;
 
 use crate::api::cases::{Viewer, find_visible, wrong_state};
+use crate::api::notifications::{Audience, Event, notify};
 use crate::api::{actor, timestamp};
 use crate::app::AppState;
 use crate::auth::AuthUser;
@@ -250,7 +251,7 @@ pub async fn create_request(
         ));
     }
     let row = db::write(&state.pool, move |conn| {
-        case_for(conn, &viewer, &case_id, Role::Agency, "ask the client")?;
+        let case = case_for(conn, &viewer, &case_id, Role::Agency, "ask the client")?;
         let row = RequestRow {
             id: repo::new_id(),
             case_id: case_id.clone(),
@@ -275,6 +276,15 @@ pub async fn create_request(
                 ("kind", None, Some(row.kind.clone())),
                 ("prompt", None, Some(row.prompt.clone())),
             ]),
+        )?;
+        notify(
+            conn,
+            &case,
+            Event::RequestOpened,
+            &[Audience::Client],
+            &actor.user_id,
+            Some(&row.prompt),
+            None,
         )?;
         Ok(row)
     })
@@ -336,7 +346,7 @@ pub async fn answer_request(
         ));
     }
     let row = db::write(&state.pool, move |conn| {
-        case_for(conn, &viewer, &case_id, Role::Client, "answer requests")?;
+        let case = case_for(conn, &viewer, &case_id, Role::Client, "answer requests")?;
         let current =
             repo::requests::find(conn, &case_id, &request_id)?.ok_or_else(request_not_found)?;
         let mut ids: Vec<String> = input.attachment_ids.iter().map(|a| a.to_string()).collect();
@@ -368,6 +378,15 @@ pub async fn answer_request(
             Some(RequestStatus::Answered.as_str().to_owned()),
         );
         repo::audit::append(conn, &actor, vec![change])?;
+        notify(
+            conn,
+            &case,
+            Event::RequestAnswered,
+            &[Audience::Agency],
+            &actor.user_id,
+            input.text.as_deref().or(Some(&current.prompt)),
+            None,
+        )?;
         repo::requests::find(conn, &case_id, &request_id)?.ok_or_else(request_not_found)
     })
     .await?;
@@ -561,6 +580,20 @@ pub async fn create_video_call(
         repo::requests::insert_call(conn, &row)?;
         let change = Change::entity("video_call", &row.id, Some(&case_id), "create");
         repo::audit::append(conn, &actor, vec![change])?;
+        // The other side is told a room is waiting.
+        let other = match viewer.role {
+            Role::Client => Audience::Agency,
+            _ => Audience::Client,
+        };
+        notify(
+            conn,
+            &case,
+            Event::VideoCallOpened,
+            &[other],
+            &actor.user_id,
+            None,
+            None,
+        )?;
         Ok(row)
     })
     .await?;

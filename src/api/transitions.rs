@@ -9,6 +9,7 @@ use validator::Validate;
 
 use crate::api::actor;
 use crate::api::cases::{CaseView, Viewer, find_visible, lost_race, reload_card, wrong_state};
+use crate::api::notifications::{Audience, Event, notify};
 use crate::api::storyline::{self, EventKind};
 use crate::app::AppState;
 use crate::auth::AuthUser;
@@ -287,6 +288,19 @@ pub async fn transition_case(
                 Some(reason.to_owned()),
             )?;
         }
+        let mut audience = vec![Audience::Client, Audience::Agency];
+        if rule.has(Effect::NotifyPlatform) {
+            audience.push(Audience::Platform);
+        }
+        notify(
+            conn,
+            &current,
+            Event::StatusChanged,
+            &audience,
+            &actor.user_id,
+            input.input(Input::Reason),
+            Some(rule.to),
+        )?;
         reload_card(conn, &viewer, &id)
     })
     .await?;

@@ -244,6 +244,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    notifications (id) {
+        id -> Text,
+        user_id -> Text,
+        case_id -> Nullable<Text>,
+        event -> Text,
+        title -> Text,
+        body -> Nullable<Text>,
+        created_at -> Timestamp,
+        read_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(users -> agencies (agency_id));
 diesel::joinable!(messages -> cases (case_id));
 diesel::joinable!(message_reads -> users (user_id));
@@ -273,4 +286,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     message_reads,
     client_requests,
     video_calls,
+    notifications,
 );

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod cases;
 pub mod idempotency;
 pub mod messages;
+pub mod notifications;
 pub mod refresh_tokens;
 pub mod requests;
 pub mod services;

@@ -11,6 +11,7 @@ mod config;
 mod errors;
 mod messages;
 mod migrations;
+mod notifications;
 mod openapi;
 mod operations;
 mod requests;

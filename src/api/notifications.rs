@@ -1,0 +1,299 @@
+//! The bell: in-app notifications, written in the same transaction as the event that causes
+//! them, in each recipient's language, with a link to the case.
+
+use std::collections::BTreeSet;
+
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use validator::Validate;
+
+use crate::api::timestamp;
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::db::{self, DbConnection};
+use crate::domain::{CaseStatus, Locale, Role, code_enum};
+use crate::errors::ApiError;
+use crate::http::extract::{Page, PageRequest, ValidJson, page_response};
+use crate::i18n;
+use crate::repo;
+use crate::repo::cases::CaseRow;
+use crate::repo::notifications::NotificationRow;
+
+code_enum! {
+    /// What happened.
+    Event {
+        StatusChanged = "status_changed",
+        MessageReceived = "message_received",
+        RequestOpened = "request_opened",
+        RequestAnswered = "request_answered",
+        VideoCallOpened = "video_call_opened",
+        Assigned = "assigned",
+    }
+}
+
+/// Who hears of an event on a case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// The case's client.
+    Client,
+    /// The responsible operator, or every operator of the agency while nobody is assigned.
+    Agency,
+    /// The agents on the case.
+    Agents,
+    /// Platform staff.
+    Platform,
+}
+
+/// Writes one notification per recipient (the actor excluded), in their own language.
+pub fn notify(
+    conn: &mut DbConnection,
+    case: &CaseRow,
+    event: Event,
+    to: &[Audience],
+    actor_id: &str,
+    body: Option<&str>,
+    status: Option<CaseStatus>,
+) -> Result<(), ApiError> {
+    notify_users(conn, case, event, to, &[], actor_id, body, status)
+}
+
+/// [`notify`], plus these users by id.
+#[allow(clippy::too_many_arguments)]
+pub fn notify_users(
+    conn: &mut DbConnection,
+    case: &CaseRow,
+    event: Event,
+    to: &[Audience],
+    extra: &[String],
+    actor_id: &str,
+    body: Option<&str>,
+    status: Option<CaseStatus>,
+) -> Result<(), ApiError> {
+    let mut ids: Vec<String> = extra.to_vec();
+    let mut recipients: Vec<(String, String)> = Vec::new();
+    for audience in to {
+        match audience {
+            Audience::Client => ids.push(case.client_id.clone()),
+            Audience::Agency => match &case.assignee_id {
+                Some(assignee) => ids.push(assignee.clone()),
+                None => recipients.extend(repo::notifications::active_users(
+                    conn,
+                    Role::Agency,
+                    Some(&case.agency_id),
+                )?),
+            },
+            Audience::Agents => ids.extend(repo::notifications::agents_of(conn, &case.id)?),
+            Audience::Platform => recipients.extend(repo::notifications::active_users(
+                conn,
+                Role::Platform,
+                None,
+            )?),
+        }
+    }
+    recipients.extend(repo::notifications::locales(conn, &ids)?);
+    let body = body.map(|b| b.chars().take(500).collect::<String>());
+    let mut seen = BTreeSet::new();
+    let now = db::now();
+    for (user_id, locale) in recipients {
+        if user_id == actor_id || !seen.insert(user_id.clone()) {
+            continue;
+        }
+        let locale = Locale::from_code(&locale).unwrap_or(Locale::En);
+        repo::notifications::insert(
+            conn,
+            &NotificationRow {
+                id: repo::new_id(),
+                user_id,
+                case_id: Some(case.id.clone()),
+                event: event.as_str().to_owned(),
+                title: i18n::notification_title(event, locale, &case.number, status),
+                body: body.clone(),
+                created_at: now,
+                read_at: None,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a6fb-cccc-7c2d-8e3f-405162738495",
+    "event": "status_changed",
+    "title": "DOS-2026-000123 — Sospeso",
+    "body": "Waiting for the client's documents",
+    "case_id": "0193a6f4-2222-7c2d-8e3f-405162738495",
+    "link": "/v1/cases/0193a6f4-2222-7c2d-8e3f-405162738495",
+    "app_link": "dossier://cases/0193a6f4-2222-7c2d-8e3f-405162738495",
+    "created_at": "2026-11-22T16:30:00Z",
+    "read": false
+}))]
+pub struct NotificationView {
+    #[schema(format = "uuid")]
+    pub id: String,
+    pub event: Event,
+    /// In the recipient's language.
+    pub title: String,
+    /// The reason, the message's first 500 characters, the request…
+    pub body: Option<String>,
+    #[schema(format = "uuid")]
+    pub case_id: Option<String>,
+    /// The case's API path.
+    pub link: Option<String>,
+    /// The app's deep link to the case (`DOSSIER_APP_LINK_TEMPLATE`).
+    pub app_link: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub read: bool,
+}
+
+fn view(row: NotificationRow, template: &str) -> NotificationView {
+    NotificationView {
+        link: row.case_id.as_ref().map(|c| format!("/v1/cases/{c}")),
+        app_link: row
+            .case_id
+            .as_ref()
+            .map(|c| template.replace("{case_id}", c)),
+        event: Event::from_code(&row.event).unwrap_or(Event::StatusChanged),
+        read: row.read_at.is_some(),
+        id: row.id,
+        title: row.title,
+        body: row.body,
+        case_id: row.case_id,
+        created_at: timestamp(row.created_at),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListNotificationsQuery {
+    /// `true`: unread ones only.
+    pub unread: Option<bool>,
+    #[param(minimum = 1, maximum = 100, default = 25)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The caller's notifications
+///
+/// Newest first. Roles: any user.
+#[utoipa::path(
+    tag = "notifications",
+    operation_id = "list_notifications",
+    params(ListNotificationsQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page of notifications", body = Page<NotificationView>,
+            headers(("Link" = String, description = "`<…>; rel=\"next\"` when another page follows"))),
+    )
+)]
+#[get("/v1/notifications")]
+pub async fn list_notifications(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    query: web::Query<ListNotificationsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
+    let unread = query.unread.unwrap_or(false);
+    let user = caller.id.clone();
+    let (rows, page) = db::read(&state.pool, move |conn| {
+        let rows =
+            repo::notifications::list(conn, &user, unread, page.after.as_deref(), page.fetch())?;
+        Ok((rows, page))
+    })
+    .await?;
+    let template = state.settings.app_link_template.clone();
+    let page = page.page(rows, |r| &r.id, |r| view(r, &template));
+    Ok(page_response(&req, page))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"count": 3}))]
+pub struct UnreadCount {
+    pub count: i64,
+}
+
+/// How many notifications are unread
+///
+/// For the bell's badge. Roles: any user.
+#[utoipa::path(
+    tag = "notifications",
+    operation_id = "count_unread_notifications",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The count", body = UnreadCount))
+)]
+#[get("/v1/notifications/unread-count")]
+pub async fn unread_count(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+) -> Result<HttpResponse, ApiError> {
+    let user = caller.id.clone();
+    let count = db::read(&state.pool, move |conn| {
+        Ok(repo::notifications::unread_count(conn, &user)?)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(UnreadCount { count }))
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"ids": ["0193a6fb-cccc-7c2d-8e3f-405162738495"]}))]
+pub struct MarkNotificationsRead {
+    /// These notifications (at most 100); ids that are not the caller's change nothing.
+    #[validate(length(min = 1, max = 100))]
+    #[schema(max_items = 100)]
+    pub ids: Option<Vec<uuid::Uuid>>,
+    /// `true`: every notification of the caller.
+    pub all: Option<bool>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MarkedRead {
+    /// How many went from unread to read.
+    pub updated: usize,
+    /// Unread notifications left.
+    pub unread: i64,
+}
+
+/// Mark notifications read
+///
+/// `{"ids": [...]}` or `{"all": true}` (exactly one of them, else 422). Roles: any user.
+#[utoipa::path(
+    tag = "notifications",
+    operation_id = "mark_notifications_read",
+    request_body = MarkNotificationsRead,
+    security(("bearer" = [])),
+    responses((status = 200, description = "Marked", body = MarkedRead))
+)]
+#[post("/v1/notifications/read")]
+pub async fn mark_notifications_read(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    body: ValidJson<MarkNotificationsRead>,
+) -> Result<HttpResponse, ApiError> {
+    let ids = match (body.0.ids, body.0.all) {
+        (Some(ids), None | Some(false)) => {
+            Some(ids.into_iter().map(|i| i.to_string()).collect::<Vec<_>>())
+        }
+        (None, Some(true)) => None,
+        _ => {
+            return Err(ApiError::invalid_field(
+                "/ids",
+                "one_of",
+                "send `ids` or `\"all\": true`",
+            ));
+        }
+    };
+    let user = caller.id.clone();
+    let marked = db::write(&state.pool, move |conn| {
+        let updated = repo::notifications::mark_read(conn, &user, ids.as_deref())?;
+        let unread = repo::notifications::unread_count(conn, &user)?;
+        Ok(MarkedRead { updated, unread })
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(marked))
+}

@@ -1,0 +1,113 @@
+//! Notifications and the people they go to.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::DbConnection;
+use crate::db::schema::{case_agents, notifications, users};
+use crate::domain::Role;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = notifications)]
+pub struct NotificationRow {
+    pub id: String,
+    pub user_id: String,
+    pub case_id: Option<String>,
+    pub event: String,
+    pub title: String,
+    pub body: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub read_at: Option<NaiveDateTime>,
+}
+
+pub fn insert(conn: &mut DbConnection, row: &NotificationRow) -> QueryResult<()> {
+    diesel::insert_into(notifications::table)
+        .values(row)
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// A user's notifications, newest first; `after` is the last id of the previous page.
+pub fn list(
+    conn: &mut DbConnection,
+    user_id: &str,
+    unread_only: bool,
+    after: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<NotificationRow>> {
+    let mut query = notifications::table
+        .filter(notifications::user_id.eq(user_id.to_owned()))
+        .into_boxed();
+    if unread_only {
+        query = query.filter(notifications::read_at.is_null());
+    }
+    if let Some(after) = after {
+        query = query.filter(notifications::id.lt(after.to_owned()));
+    }
+    query
+        .order(notifications::id.desc())
+        .limit(limit)
+        .select(NotificationRow::as_select())
+        .load(conn)
+}
+
+pub fn unread_count(conn: &mut DbConnection, user_id: &str) -> QueryResult<i64> {
+    notifications::table
+        .filter(notifications::user_id.eq(user_id))
+        .filter(notifications::read_at.is_null())
+        .count()
+        .get_result(conn)
+}
+
+/// Marks the user's notifications read: those in `ids`, or all when `ids` is `None`.
+/// Returns how many changed.
+pub fn mark_read(
+    conn: &mut DbConnection,
+    user_id: &str,
+    ids: Option<&[String]>,
+) -> QueryResult<usize> {
+    let now = crate::db::now();
+    let target = notifications::table
+        .filter(notifications::user_id.eq(user_id))
+        .filter(notifications::read_at.is_null());
+    match ids {
+        Some(ids) => diesel::update(target.filter(notifications::id.eq_any(ids)))
+            .set(notifications::read_at.eq(now))
+            .execute(conn),
+        None => diesel::update(target)
+            .set(notifications::read_at.eq(now))
+            .execute(conn),
+    }
+}
+
+/// Active users with this role (and agency, for agency staff), with their locale.
+pub fn active_users(
+    conn: &mut DbConnection,
+    role: Role,
+    agency_id: Option<&str>,
+) -> QueryResult<Vec<(String, String)>> {
+    let mut query = users::table
+        .filter(users::role.eq(role.as_str()))
+        .filter(users::active.eq(true))
+        .into_boxed();
+    if let Some(agency) = agency_id {
+        query = query.filter(users::agency_id.eq(agency.to_owned()));
+    }
+    query.select((users::id, users::locale)).load(conn)
+}
+
+/// These users with their locale (inactive ones are left out).
+pub fn locales(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<(String, String)>> {
+    users::table
+        .filter(users::id.eq_any(ids))
+        .filter(users::active.eq(true))
+        .select((users::id, users::locale))
+        .load(conn)
+}
+
+pub fn agents_of(conn: &mut DbConnection, case_id: &str) -> QueryResult<Vec<String>> {
+    case_agents::table
+        .filter(case_agents::case_id.eq(case_id))
+        .select(case_agents::user_id)
+        .load(conn)
+}

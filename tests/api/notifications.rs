@@ -1,0 +1,268 @@
+//! The bell: who is notified of what, in their language, and marking read.
+
+use serde_json::{Value, json};
+
+use crate::helpers::spawn;
+use crate::world::{World, act, buy, id};
+
+async fn events<S>(app: &crate::helpers::TestApp<S>, token: &str) -> Vec<(String, String)>
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+            Error = actix_web::Error,
+        >,
+{
+    let res = app.get("/v1/notifications?limit=100", token).await;
+    res.assert_status(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["event"].as_str().unwrap().to_owned(),
+                n["title"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[actix_web::test]
+async fn each_event_reaches_the_right_people_in_their_language() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    app.patch(
+        &format!("/v1/users/{}", w.client.id),
+        &w.platform.token,
+        json!({"locale": "it"}),
+    )
+    .await
+    .assert_status(200);
+    let card = buy(&app, &w.client.token, &w.service_a, "card").await;
+    let case = id(&card);
+    let number = card["number"].as_str().unwrap().to_owned();
+    let m = format!("/v1/cases/{case}/messages");
+
+    // Nobody assigned: every operator of the agency hears of the client's message.
+    app.post(&m, &w.client.token, json!({"body": "Hello"}))
+        .await
+        .assert_status(201);
+    for token in [&w.a_operator.token, &w.a_admin.token] {
+        assert_eq!(
+            events(&app, token).await,
+            [(
+                "message_received".to_owned(),
+                format!("New message on {number}")
+            )]
+        );
+    }
+    assert!(events(&app, &w.b_operator.token).await.is_empty());
+    assert!(
+        events(&app, &w.client.token).await.is_empty(),
+        "not of their own message"
+    );
+    // Once taken, only the assignee.
+    app.post(
+        &format!("/v1/cases/{case}/assignment"),
+        &w.a_operator.token,
+        json!({"action": "take"}),
+    )
+    .await
+    .assert_status(200);
+    app.post(&m, &w.client.token, json!({"body": "Anyone?"}))
+        .await
+        .assert_status(201);
+    assert_eq!(events(&app, &w.a_operator.token).await.len(), 2);
+    assert_eq!(events(&app, &w.a_admin.token).await.len(), 1);
+
+    // Status changes reach the client in Italian, with the reason.
+    act(&app, &w.a_operator.token, &case, "accept")
+        .await
+        .assert_status(200);
+    act(&app, &w.a_operator.token, &case, "suspend")
+        .await
+        .assert_status(200);
+    let res = app.get("/v1/notifications", &w.client.token).await;
+    let newest = res.assert_status(200)["items"][0].clone();
+    assert_eq!(newest["event"], "status_changed");
+    assert_eq!(newest["title"], format!("{number} — Sospeso"));
+    assert_eq!(newest["body"], "because");
+    assert_eq!(newest["link"], format!("/v1/cases/{case}"));
+    assert_eq!(newest["app_link"], format!("dossier://cases/{case}"));
+    act(&app, &w.a_operator.token, &case, "resume")
+        .await
+        .assert_status(200);
+
+    // Requests: opened → client; answered → the assignee.
+    let r = app
+        .post(
+            &format!("/v1/cases/{case}/requests"),
+            &w.a_operator.token,
+            json!({"kind": "question", "prompt": "His car?"}),
+        )
+        .await;
+    let r = id(r.assert_status(201));
+    assert_eq!(events(&app, &w.client.token).await[0].0, "request_opened");
+    app.post(
+        &format!("/v1/cases/{case}/requests/{r}/answer"),
+        &w.client.token,
+        json!({"text": "A red Fiat"}),
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(
+        events(&app, &w.a_operator.token).await[0].0,
+        "request_answered"
+    );
+
+    // Agents (resume led to in progress): assigned, then internal notes both ways.
+    app.put(
+        &format!("/v1/cases/{case}/agents"),
+        &w.a_operator.token,
+        json!({"agent_ids": [w.a_agent.id]}),
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(
+        events(&app, &w.a_agent.token).await,
+        [(
+            "assigned".to_owned(),
+            format!("{number} was assigned to you")
+        )]
+    );
+    app.post(
+        &m,
+        &w.a_operator.token,
+        json!({"body": "Follow the red Fiat", "internal": true}),
+    )
+    .await
+    .assert_status(201);
+    assert_eq!(
+        events(&app, &w.a_agent.token).await[0].0,
+        "message_received"
+    );
+    let client_before = events(&app, &w.client.token).await.len();
+    app.post(
+        &m,
+        &w.a_agent.token,
+        json!({"body": "On it", "internal": true}),
+    )
+    .await
+    .assert_status(201);
+    assert_eq!(
+        events(&app, &w.a_operator.token).await[0].0,
+        "message_received"
+    );
+    assert_eq!(
+        events(&app, &w.client.token).await.len(),
+        client_before,
+        "internal notes never reach the client"
+    );
+    // A video call from the client reaches the assignee; a delegation the new assignee.
+    app.post(
+        &format!("/v1/cases/{case}/video-calls"),
+        &w.client.token,
+        json!({}),
+    )
+    .await
+    .assert_status(201);
+    assert_eq!(
+        events(&app, &w.a_operator.token).await[0].0,
+        "video_call_opened"
+    );
+    app.post(
+        &format!("/v1/cases/{case}/assignment"),
+        &w.a_operator.token,
+        json!({"action": "delegate", "user_id": w.a_admin.id}),
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(events(&app, &w.a_admin.token).await[0].0, "assigned");
+    // A dispute concerns the platform too.
+    act(&app, &w.a_admin.token, &case, "complete")
+        .await
+        .assert_status(200);
+    act(&app, &w.client.token, &case, "dispute_completion")
+        .await
+        .assert_status(200);
+    for token in [&w.platform.token, &w.platform_staff.token] {
+        assert_eq!(events(&app, token).await[0].0, "status_changed");
+    }
+}
+
+#[actix_web::test]
+async fn the_bell_counts_and_marks_read() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    for i in 0..3 {
+        app.post(
+            &format!("/v1/cases/{case}/messages"),
+            &w.a_operator.token,
+            json!({"body": format!("m{i}")}),
+        )
+        .await
+        .assert_status(201);
+    }
+    let count = app
+        .get("/v1/notifications/unread-count", &w.client.token)
+        .await;
+    assert_eq!(count.assert_status(200)["count"], 3);
+    let list = app.get("/v1/notifications", &w.client.token).await;
+    let first = list.body["items"][0]["id"].as_str().unwrap().to_owned();
+    // Someone else's ids change nothing.
+    let res = app
+        .post(
+            "/v1/notifications/read",
+            &w.a_operator.token,
+            json!({"ids": [first]}),
+        )
+        .await;
+    assert_eq!(res.assert_status(200)["updated"], 0);
+    let res = app
+        .post(
+            "/v1/notifications/read",
+            &w.client.token,
+            json!({"ids": [first]}),
+        )
+        .await;
+    assert_eq!(res.assert_status(200)["updated"], 1);
+    assert_eq!(res.body["unread"], 2);
+    let unread = app
+        .get("/v1/notifications?unread=true", &w.client.token)
+        .await;
+    assert_eq!(
+        unread.assert_status(200)["items"].as_array().unwrap().len(),
+        2
+    );
+    app.post("/v1/notifications/read", &w.client.token, json!({}))
+        .await
+        .assert_problem(422, "one_of");
+    app.post(
+        "/v1/notifications/read",
+        &w.client.token,
+        json!({"ids": [first], "all": true}),
+    )
+    .await
+    .assert_problem(422, "one_of");
+    let res = app
+        .post(
+            "/v1/notifications/read",
+            &w.client.token,
+            json!({"all": true}),
+        )
+        .await;
+    assert_eq!(res.assert_status(200)["updated"], 2);
+    let count = app
+        .get("/v1/notifications/unread-count", &w.client.token)
+        .await;
+    assert_eq!(count.body["count"], 0);
+    let list = app.get("/v1/notifications", &w.client.token).await;
+    assert!(
+        list.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["read"] == Value::Bool(true))
+    );
+}
