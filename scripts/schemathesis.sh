@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the binary on a free port with a fresh SQLite database and a seeded platform admin,
-# then runs schemathesis against it: any 5xx or any response off the spec fails.
+# then runs schemathesis against it: any 5xx or any response off the spec fails. The live
+# notification stream never ends, so it is left out (its own test reads it over TCP).
 # Usage: scripts/schemathesis.sh <dossier binary> <schemathesis executable>
 set -euo pipefail
 bin="$1"
@@ -30,6 +31,8 @@ status=0
     --header "Authorization: Bearer $token" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection \
     --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-40}" \
+    --exclude-path /v1/notifications/stream \
+    --request-timeout 10 \
     --seed 1 \
     --no-color || status=$?
 if [ "$status" -ne 0 ]; then

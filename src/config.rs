@@ -113,6 +113,8 @@ pub struct Settings {
     pub video_base_url: String,
     /// The app's link to a case; `{case_id}` is replaced.
     pub app_link_template: String,
+    /// How often an idle notification stream sends a heartbeat comment.
+    pub sse_heartbeat: Duration,
 }
 
 /// Reads variables through a lookup function so tests can feed their own map.
@@ -244,6 +246,7 @@ impl Settings {
             max_upload_bytes: src.positive("DOSSIER_MAX_UPLOAD_BYTES", 10 * 1024 * 1024)? as usize,
             storage: storage(src)?,
             video_base_url: video_base_url(src)?,
+            sse_heartbeat: src.seconds("DOSSIER_SSE_HEARTBEAT_SECONDS", 15)?,
             app_link_template: match src.get("DOSSIER_APP_LINK_TEMPLATE") {
                 None => "dossier://cases/{case_id}".into(),
                 Some(t) if t.contains("{case_id}") => t,

@@ -16,6 +16,7 @@ pub mod domain;
 pub mod errors;
 pub mod http;
 pub mod i18n;
+pub mod live;
 pub mod openapi;
 pub mod repo;
 pub mod storage;

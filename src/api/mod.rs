@@ -79,7 +79,8 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(requests::join_video_call)
         .service(notifications::list_notifications)
         .service(notifications::unread_count)
-        .service(notifications::mark_notifications_read);
+        .service(notifications::mark_notifications_read)
+        .service(notifications::stream_notifications);
 }
 
 /// Who is acting in this request, for the audit trail.

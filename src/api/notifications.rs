@@ -297,3 +297,112 @@ pub async fn mark_notifications_read(
     .await?;
     Ok(HttpResponse::Ok().json(marked))
 }
+
+/// One Server-Sent Event for a notification.
+fn sse_event(row: NotificationRow, template: &str) -> String {
+    let id = row.id.clone();
+    let data = serde_json::to_string(&view(row, template)).unwrap_or_default();
+    format!("id: {id}\nevent: notification\ndata: {data}\n\n")
+}
+
+/// What an open stream remembers between events.
+struct Stream {
+    state: web::Data<AppState>,
+    user_id: String,
+    last_id: Option<String>,
+    pending: std::collections::VecDeque<String>,
+    commits: tokio::sync::watch::Receiver<u64>,
+}
+
+/// The live stream
+///
+/// Server-Sent Events: each new notification of the caller as `event: notification` with the
+/// notification as JSON `data` and its id as the event `id`, pushed as soon as its transaction
+/// commits; a `: heartbeat` comment when idle (every 15 s by default). Reconnect with
+/// `Last-Event-ID` to receive what was missed. Roles: any user.
+#[utoipa::path(
+    tag = "notifications",
+    operation_id = "stream_notifications",
+    params(("Last-Event-ID" = Option<String>, Header, description = "The last event id received; the stream resumes after it")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "An endless `text/event-stream`", content_type = "text/event-stream", body = String),
+    )
+)]
+#[get("/v1/notifications/stream")]
+pub async fn stream_notifications(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: AuthUser,
+) -> Result<HttpResponse, ApiError> {
+    let resume = req
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| uuid::Uuid::parse_str(v.trim()).ok())
+        .map(|id| id.to_string());
+    let user_id = caller.id.clone();
+    // Subscribe before reading the starting point, so no commit falls between the two.
+    let commits = crate::live::subscribe();
+    let last_id = match resume {
+        Some(id) => Some(id),
+        None => {
+            let user = user_id.clone();
+            db::read(&state.pool, move |conn| {
+                Ok(repo::notifications::newest_id(conn, &user)?)
+            })
+            .await?
+        }
+    };
+    let heartbeat = state.settings.sse_heartbeat;
+    let start = Stream {
+        state: state.clone(),
+        user_id,
+        last_id,
+        pending: Default::default(),
+        commits,
+    };
+    let events = futures_util::stream::unfold(start, move |mut s| async move {
+        loop {
+            if let Some(event) = s.pending.pop_front() {
+                return Some((Ok::<_, actix_web::Error>(web::Bytes::from(event)), s));
+            }
+            let (user, after) = (s.user_id.clone(), s.last_id.clone());
+            let rows = db::read(&s.state.pool, move |conn| {
+                Ok(repo::notifications::since(
+                    conn,
+                    &user,
+                    after.as_deref(),
+                    100,
+                )?)
+            })
+            .await;
+            match rows {
+                Ok(rows) if !rows.is_empty() => {
+                    let template = s.state.settings.app_link_template.clone();
+                    s.last_id = rows.last().map(|r| r.id.clone());
+                    s.pending
+                        .extend(rows.into_iter().map(|r| sse_event(r, &template)));
+                    continue;
+                }
+                // A database hiccup is retried at the next commit or heartbeat.
+                Ok(_) | Err(_) => {}
+            }
+            tokio::select! {
+                changed = s.commits.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                }
+                _ = tokio::time::sleep(heartbeat) => {
+                    return Some((Ok(web::Bytes::from_static(b": heartbeat\n\n")), s));
+                }
+            }
+        }
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(events))
+}

@@ -128,7 +128,11 @@ where
     T: Send + 'static,
     F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
 {
-    on_blocking_pool(pool, |conn| in_write_transaction(conn, work)).await
+    let result = on_blocking_pool(pool, |conn| in_write_transaction(conn, work)).await;
+    if result.is_ok() {
+        crate::live::committed();
+    }
+    result
 }
 
 /// Runs read-only work on the blocking pool, in one (deferred) transaction so every query of

@@ -51,6 +51,36 @@ pub fn list(
         .load(conn)
 }
 
+/// The user's notifications after `after` (all of them when `None`), oldest first.
+pub fn since(
+    conn: &mut DbConnection,
+    user_id: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<NotificationRow>> {
+    let mut query = notifications::table
+        .filter(notifications::user_id.eq(user_id.to_owned()))
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(notifications::id.gt(after.to_owned()));
+    }
+    query
+        .order(notifications::id.asc())
+        .limit(limit)
+        .select(NotificationRow::as_select())
+        .load(conn)
+}
+
+/// The id of the user's newest notification.
+pub fn newest_id(conn: &mut DbConnection, user_id: &str) -> QueryResult<Option<String>> {
+    notifications::table
+        .filter(notifications::user_id.eq(user_id))
+        .order(notifications::id.desc())
+        .select(notifications::id)
+        .first(conn)
+        .optional()
+}
+
 pub fn unread_count(conn: &mut DbConnection, user_id: &str) -> QueryResult<i64> {
     notifications::table
         .filter(notifications::user_id.eq(user_id))

@@ -266,3 +266,108 @@ async fn the_bell_counts_and_marks_read() {
             .all(|n| n["read"] == Value::Bool(true))
     );
 }
+
+/// Opens the stream over a real TCP connection and reads until `until` is in what arrived
+/// (or 10 s pass); returns everything read.
+fn read_stream(
+    addr: std::net::SocketAddr,
+    token: &str,
+    last_event_id: Option<&str>,
+    until: &'static str,
+) -> String {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .unwrap();
+    let resume = last_event_id
+        .map(|id| format!("Last-Event-ID: {id}\r\n"))
+        .unwrap_or_default();
+    write!(
+        tcp,
+        "GET /v1/notifications/stream HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Accept: text/event-stream\r\n{resume}\r\n"
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < std::time::Duration::from_secs(10) {
+        match tcp.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+        if String::from_utf8_lossy(&seen).contains(until) {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[actix_web::test]
+async fn the_live_stream_pushes_new_notifications_beats_and_resumes() {
+    let app = crate::helpers::spawn_with(&[("DOSSIER_SSE_HEARTBEAT_SECONDS", "1")]).await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = dossier::app::serve(app.state.clone(), listener, Some(1)).unwrap();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+
+    // Idle: a heartbeat comes.
+    let token = w.client.token.clone();
+    let beat = actix_web::web::block(move || read_stream(addr, &token, None, ": heartbeat"))
+        .await
+        .unwrap();
+    assert!(beat.starts_with("HTTP/1.1 200"), "{beat}");
+    assert!(
+        beat.to_lowercase()
+            .contains("content-type: text/event-stream")
+    );
+    assert!(beat.contains(": heartbeat"));
+
+    // A message from the agency arrives on the client's open stream.
+    let token = w.client.token.clone();
+    let reader = actix_web::web::block(move || read_stream(addr, &token, None, "Status update"));
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(500)).await;
+    app.post(
+        &format!("/v1/cases/{case}/messages"),
+        &w.a_operator.token,
+        json!({"body": "Status update"}),
+    )
+    .await
+    .assert_status(201);
+    let got = reader.await.unwrap();
+    assert!(got.contains("event: notification"), "{got}");
+    assert!(got.contains("\"event\":\"message_received\""), "{got}");
+    assert!(got.contains("Status update"));
+
+    // Reconnecting with Last-Event-ID replays what came after it.
+    app.post(
+        &format!("/v1/cases/{case}/messages"),
+        &w.a_operator.token,
+        json!({"body": "Missed one"}),
+    )
+    .await
+    .assert_status(201);
+    let list = app.get("/v1/notifications", &w.client.token).await;
+    let older = list.body["items"][1]["id"].as_str().unwrap().to_owned();
+    let token = w.client.token.clone();
+    let replay =
+        actix_web::web::block(move || read_stream(addr, &token, Some(&older), "Missed one"))
+            .await
+            .unwrap();
+    assert!(replay.contains("Missed one"), "{replay}");
+    assert!(
+        !replay.contains("Status update"),
+        "only what came after the id"
+    );
+    // Another user's stream never carries the client's notifications.
+    let token = w.b_operator.token.clone();
+    let theirs = actix_web::web::block(move || read_stream(addr, &token, None, ": heartbeat"))
+        .await
+        .unwrap();
+    assert!(!theirs.contains("event: notification"));
+    handle.stop(false).await;
+}
