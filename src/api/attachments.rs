@@ -16,7 +16,7 @@ use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::db;
 use crate::domain::Role;
-use crate::errors::ApiError;
+use crate::errors::{ApiError, FieldError};
 use crate::http::extract::{Page, PageRequest, page_response};
 use crate::repo;
 use crate::repo::attachments::AttachmentRow;
@@ -137,6 +137,27 @@ pub struct UploadForm {
     /// The file. Its type is detected from its content.
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
+}
+
+/// `ids` sorted and without repeats, and the error to report if any of them is not an
+/// attachment of the case (messages, storyline events and answers all refer to attachments).
+pub fn check_case_attachments(
+    conn: &mut db::DbConnection,
+    case_id: &str,
+    ids: &[Uuid],
+) -> Result<(Vec<String>, Option<FieldError>), ApiError> {
+    let mut ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    ids.sort();
+    ids.dedup();
+    let error =
+        (repo::attachments::count_of_case(conn, case_id, &ids)? != ids.len() as i64).then(|| {
+            FieldError::new(
+                "/attachment_ids",
+                "invalid_attachment",
+                "every id must be an attachment of this case",
+            )
+        });
+    Ok((ids, error))
 }
 
 fn bad_multipart(e: impl std::fmt::Display) -> ApiError {

@@ -11,6 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use validator::Validate;
 
+use crate::api::attachments::check_case_attachments;
 use crate::api::cases::{Viewer, find_visible, wrong_state};
 use crate::api::notifications::{Audience as Notified, Event, notify};
 use crate::api::{actor, timestamp};
@@ -18,7 +19,7 @@ use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::db;
 use crate::domain::{CaseStatus, Role, code_enum};
-use crate::errors::{ApiError, FieldError};
+use crate::errors::ApiError;
 use crate::http::extract::{Page, PageRequest, ValidJson, page_response};
 use crate::repo;
 use crate::repo::audit::Change;
@@ -375,15 +376,9 @@ pub async fn post_message(
                 format!("No messages from your role while the case is `{status}`."),
             ));
         }
-        let mut ids: Vec<String> = input.attachment_ids.iter().map(|a| a.to_string()).collect();
-        ids.sort();
-        ids.dedup();
-        if repo::storyline::attachments_of_case(conn, &case_id, &ids)? != ids.len() as i64 {
-            return Err(ApiError::validation(vec![FieldError::new(
-                "/attachment_ids",
-                "invalid_attachment",
-                "every id must be an attachment of this case",
-            )]));
+        let (ids, foreign) = check_case_attachments(conn, &case_id, &input.attachment_ids)?;
+        if let Some(error) = foreign {
+            return Err(ApiError::validation(vec![error]));
         }
         let row = MessageRow {
             id: repo::new_id(),

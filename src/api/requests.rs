@@ -12,6 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use validator::Validate;
 
+use crate::api::attachments::check_case_attachments;
 use crate::api::cases::{Viewer, find_visible, wrong_state};
 use crate::api::notifications::{Audience, Event, notify};
 use crate::api::{actor, timestamp};
@@ -19,7 +20,7 @@ use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::db::{self, DbConnection};
 use crate::domain::{Role, code_enum};
-use crate::errors::{ApiError, FieldError};
+use crate::errors::ApiError;
 use crate::http::extract::{Page, PageRequest, ValidJson, page_response};
 use crate::repo;
 use crate::repo::audit::Change;
@@ -349,15 +350,9 @@ pub async fn answer_request(
         let case = case_for(conn, &viewer, &case_id, Role::Client, "answer requests")?;
         let current =
             repo::requests::find(conn, &case_id, &request_id)?.ok_or_else(request_not_found)?;
-        let mut ids: Vec<String> = input.attachment_ids.iter().map(|a| a.to_string()).collect();
-        ids.sort();
-        ids.dedup();
-        if repo::storyline::attachments_of_case(conn, &case_id, &ids)? != ids.len() as i64 {
-            return Err(ApiError::validation(vec![FieldError::new(
-                "/attachment_ids",
-                "invalid_attachment",
-                "every id must be an attachment of this case",
-            )]));
+        let (ids, foreign) = check_case_attachments(conn, &case_id, &input.attachment_ids)?;
+        if let Some(error) = foreign {
+            return Err(ApiError::validation(vec![error]));
         }
         let changes = RequestChanges {
             status: Some(RequestStatus::Answered.as_str().to_owned()),

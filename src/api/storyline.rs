@@ -10,6 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use validator::Validate;
 
+use crate::api::attachments::check_case_attachments;
 use crate::api::cases::{Viewer, find_visible, wrong_state};
 use crate::api::{actor, nullable, timestamp};
 use crate::app::AppState;
@@ -395,16 +396,7 @@ fn check_content(
         ));
     }
     if let Some(ids) = attachment_ids {
-        let mut ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
-        ids.sort();
-        ids.dedup();
-        if repo::storyline::attachments_of_case(conn, case_id, &ids)? != ids.len() as i64 {
-            errors.push(FieldError::new(
-                "/attachment_ids",
-                "invalid_attachment",
-                "every id must be an attachment of this case",
-            ));
-        }
+        errors.extend(check_case_attachments(conn, case_id, ids)?.1);
     }
     if occurred_at.is_some_and(|t| t > Utc::now() + chrono::Duration::days(1)) {
         errors.push(FieldError::new(

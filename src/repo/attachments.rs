@@ -61,3 +61,12 @@ pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
         .execute(conn)
         .map(|_| ())
 }
+
+/// How many of `ids` are attachments of this case.
+pub fn count_of_case(conn: &mut DbConnection, case_id: &str, ids: &[String]) -> QueryResult<i64> {
+    attachments::table
+        .filter(attachments::case_id.eq(case_id))
+        .filter(attachments::id.eq_any(ids))
+        .count()
+        .get_result(conn)
+}

@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::db::DbConnection;
-use crate::db::schema::{attachments, storyline_events};
+use crate::db::schema::storyline_events;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = storyline_events)]
@@ -125,17 +125,4 @@ pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
     diesel::delete(storyline_events::table.find(id))
         .execute(conn)
         .map(|_| ())
-}
-
-/// How many of `ids` are attachments of this case.
-pub fn attachments_of_case(
-    conn: &mut DbConnection,
-    case_id: &str,
-    ids: &[String],
-) -> QueryResult<i64> {
-    attachments::table
-        .filter(attachments::case_id.eq(case_id))
-        .filter(attachments::id.eq_any(ids))
-        .count()
-        .get_result(conn)
 }
