@@ -8,6 +8,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::api::notifications::Notifier;
 use crate::auth::jwt::Tokens;
 use crate::auth::throttle::LoginThrottle;
 use crate::config::Settings;
@@ -24,6 +25,7 @@ pub struct AppState {
     pub throttle: LoginThrottle,
     pub metrics: Metrics,
     pub blobs: Blobs,
+    pub notifier: Notifier,
 }
 
 impl AppState {
@@ -33,6 +35,7 @@ impl AppState {
         let blobs = Blobs::new(&settings.storage)?;
         Ok(AppState {
             blobs,
+            notifier: Notifier::new(&settings),
             throttle: LoginThrottle::new(settings.login_throttle.clone()),
             metrics: Metrics::new(),
             settings,

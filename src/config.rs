@@ -93,6 +93,31 @@ pub enum StorageSettings {
     },
 }
 
+/// Outgoing e-mail; absent when `DOSSIER_SMTP_URL` is not set (e-mail is off).
+#[derive(Clone)]
+pub struct EmailSettings {
+    /// lettre's SMTP URL, e.g. `smtp://user:pass@mail.example:587?tls=required`.
+    pub smtp_url: String,
+    /// The sender, e.g. `Dossier <no-reply@dossier.example>`.
+    pub from: lettre::message::Mailbox,
+    /// The first retry waits this long; each further one twice as long as the one before.
+    pub retry_base: Duration,
+    /// Attempts before a mail is parked as dead.
+    pub max_attempts: u32,
+}
+
+impl std::fmt::Debug for EmailSettings {
+    // The SMTP URL may carry a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailSettings")
+            .field("smtp_url", &"<redacted>")
+            .field("from", &self.from.to_string())
+            .field("retry_base", &self.retry_base)
+            .field("max_attempts", &self.max_attempts)
+            .finish()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub environment: Environment,
@@ -115,6 +140,7 @@ pub struct Settings {
     pub app_link_template: String,
     /// How often an idle notification stream sends a heartbeat comment.
     pub sse_heartbeat: Duration,
+    pub email: Option<EmailSettings>,
 }
 
 /// Reads variables through a lookup function so tests can feed their own map.
@@ -247,6 +273,7 @@ impl Settings {
             storage: storage(src)?,
             video_base_url: video_base_url(src)?,
             sse_heartbeat: src.seconds("DOSSIER_SSE_HEARTBEAT_SECONDS", 15)?,
+            email: email(src)?,
             app_link_template: match src.get("DOSSIER_APP_LINK_TEMPLATE") {
                 None => "dossier://cases/{case_id}".into(),
                 Some(t) if t.contains("{case_id}") => t,
@@ -334,6 +361,37 @@ fn video_base_url<F: Fn(&str) -> Option<String>>(src: &Source<F>) -> Result<Stri
     } else {
         format!("{url}/")
     })
+}
+
+fn email<F: Fn(&str) -> Option<String>>(
+    src: &Source<F>,
+) -> Result<Option<EmailSettings>, ConfigError> {
+    let Some(smtp_url) = src.get("DOSSIER_SMTP_URL") else {
+        return Ok(None);
+    };
+    // Parsed here so a bad URL stops the start, not the first mail.
+    lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(&smtp_url).map_err(|e| {
+        invalid(
+            "DOSSIER_SMTP_URL",
+            format!("expected smtp://[user:pass@]host[:port] or smtps://…: {e}"),
+        )
+    })?;
+    let from = src
+        .get("DOSSIER_EMAIL_FROM")
+        .unwrap_or_else(|| "Dossier <no-reply@dossier.localhost>".into());
+    let from = from.parse().map_err(|e| {
+        invalid(
+            "DOSSIER_EMAIL_FROM",
+            format!("expected an address such as \"Dossier <no-reply@example.com>\": {e}"),
+        )
+    })?;
+    let retry_base_ms = src.positive("DOSSIER_EMAIL_RETRY_BASE_MS", 30_000)?;
+    Ok(Some(EmailSettings {
+        smtp_url,
+        from,
+        retry_base: Duration::from_millis(retry_base_ms.into()),
+        max_attempts: src.positive("DOSSIER_EMAIL_MAX_ATTEMPTS", 8)?,
+    }))
 }
 
 /// The `AWS_*` variables an S3-compatible store is configured with.

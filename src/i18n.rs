@@ -205,3 +205,39 @@ pub fn notification_title(
     };
     pick(locale, template).replace("{n}", number)
 }
+
+/// The plain-text body of a notification e-mail: greeting, what happened, the link to the case,
+/// and why the recipient gets it (with where to turn it off).
+pub fn email_body(
+    locale: Locale,
+    name: &str,
+    title: &str,
+    detail: Option<&str>,
+    link: &str,
+) -> String {
+    let greeting = pick(locale, ["Hello", "Buongiorno", "Hola", "Dzień dobry"]);
+    let open = pick(
+        locale,
+        [
+            "Open the case",
+            "Apri la pratica",
+            "Abrir el caso",
+            "Otwórz sprawę",
+        ],
+    );
+    let why = pick(
+        locale,
+        [
+            "You receive this e-mail because e-mail notifications for this kind of event are on \
+             in your Dossier settings.",
+            "Ricevi questa e-mail perché le notifiche via e-mail per questo tipo di evento sono \
+             attive nelle tue impostazioni di Dossier.",
+            "Recibe este correo porque las notificaciones por correo para este tipo de evento \
+             están activadas en su configuración de Dossier.",
+            "Otrzymujesz tę wiadomość, ponieważ powiadomienia e-mail o zdarzeniach tego rodzaju \
+             są włączone w Twoich ustawieniach Dossier.",
+        ],
+    );
+    let detail = detail.map(|d| format!("{d}\n\n")).unwrap_or_default();
+    format!("{greeting} {name},\n\n{title}\n\n{detail}{open}: {link}\n\n-- \n{why}\n")
+}

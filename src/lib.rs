@@ -3,8 +3,10 @@
 //! `config` reads settings; `db` holds connections, schema and migrations; `repo` holds every
 //! query; `auth` knows who is calling; `api` holds the handlers, one module per resource;
 //! `http` holds what all handlers share (errors rendering, extractors, middleware, metrics);
-//! `storage` keeps attachment blobs in object storage;
-//! `workflow` is the case lifecycle as data; `i18n` its labels; `openapi` assembles the contract; `app` wires it together; `cli` is the command line.
+//! `storage` keeps attachment blobs in object storage; `live` wakes notification streams;
+//! `mailer` drains the e-mail outbox through SMTP; `workflow` is the case lifecycle as data;
+//! `i18n` its labels; `openapi` assembles the contract; `app` wires it together; `cli` is the
+//! command line.
 
 pub mod api;
 pub mod app;
@@ -17,6 +19,7 @@ pub mod errors;
 pub mod http;
 pub mod i18n;
 pub mod live;
+pub mod mailer;
 pub mod openapi;
 pub mod repo;
 pub mod storage;

@@ -89,7 +89,9 @@ async fn serve(settings: Settings) -> Result<(), (u8, String)> {
     let listener = std::net::TcpListener::bind(bind)
         .map_err(|e| (1, format!("cannot listen on {bind}: {e}")))?;
     log::info!("listening on http://{bind} (API docs at /docs)");
-    app::serve(web::Data::new(state), listener, None)
+    let state = web::Data::new(state);
+    dossier::mailer::spawn(state.clone());
+    app::serve(state, listener, None)
         .map_err(|e| (1, e.to_string()))?
         .await
         .map_err(|e| (1, e.to_string()))

@@ -8,7 +8,7 @@ use validator::Validate;
 
 use crate::api::actor;
 use crate::api::cases::{PersonView, Viewer, find_visible, lost_race, reload_card, wrong_state};
-use crate::api::notifications::{Event, notify_users};
+use crate::api::notifications::Event;
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::db;
@@ -85,6 +85,7 @@ pub async fn assign_case(
     let actor = actor(&caller, &req);
     let id = id.into_inner().to_string();
     let caller_id = caller.id.clone();
+    let notifier = state.notifier.clone();
     let view = db::write(&state.pool, move |conn| {
         let current = find_visible(conn, &viewer, &id)?;
         if viewer.role != Role::Agency {
@@ -155,7 +156,7 @@ pub async fn assign_case(
             );
             repo::audit::append(conn, &actor, vec![row])?;
             // The new assignee hears of it (unless they took it themselves).
-            notify_users(
+            notifier.notify_users(
                 conn,
                 &current,
                 Event::Assigned,
@@ -261,6 +262,7 @@ pub async fn set_agents(
     let mut wanted = requested.clone();
     wanted.sort();
     wanted.dedup();
+    let notifier = state.notifier.clone();
     let (agents, version) = db::write(&state.pool, move |conn| {
         let current = find_visible(conn, &viewer, &id)?;
         if viewer.role != Role::Agency {
@@ -319,7 +321,7 @@ pub async fn set_agents(
                 .filter(|w| !before_sorted.contains(w))
                 .cloned()
                 .collect();
-            notify_users(
+            notifier.notify_users(
                 conn,
                 &current,
                 Event::Assigned,

@@ -13,7 +13,7 @@ use validator::Validate;
 
 use crate::api::attachments::check_case_attachments;
 use crate::api::cases::{Viewer, find_visible, wrong_state};
-use crate::api::notifications::{Audience as Notified, Event, notify};
+use crate::api::notifications::{Audience as Notified, Event};
 use crate::api::{actor, timestamp};
 use crate::app::AppState;
 use crate::auth::AuthUser;
@@ -302,6 +302,7 @@ pub async fn post_message(
     let actor = actor(&caller, &req);
     let case_id = id.into_inner().to_string();
     let input = body.0;
+    let notifier = state.notifier.clone();
     let row = db::write(&state.pool, move |conn| {
         let case = find_visible(conn, &viewer, &case_id)?;
         let channel = input.channel.unwrap_or(Channel::InApp);
@@ -412,7 +413,7 @@ pub async fn post_message(
             (Direction::Outbound, Channel::InApp) => &[Notified::Client],
             _ => &[],
         };
-        notify(
+        notifier.notify(
             conn,
             &case,
             Event::MessageReceived,

@@ -7,6 +7,7 @@ pub mod attachments;
 pub mod audit;
 pub mod auth;
 pub mod cases;
+pub mod email;
 pub mod me;
 pub mod messages;
 pub mod notifications;
@@ -80,7 +81,11 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(notifications::list_notifications)
         .service(notifications::unread_count)
         .service(notifications::mark_notifications_read)
-        .service(notifications::stream_notifications);
+        .service(notifications::stream_notifications)
+        .service(email::get_email_preferences)
+        .service(email::update_email_preferences)
+        .service(email::list_outbox)
+        .service(email::retry_outbox_mail);
 }
 
 /// Who is acting in this request, for the audit trail.

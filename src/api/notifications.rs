@@ -12,6 +12,7 @@ use validator::Validate;
 use crate::api::timestamp;
 use crate::app::AppState;
 use crate::auth::AuthUser;
+use crate::config::Settings;
 use crate::db::{self, DbConnection};
 use crate::domain::{CaseStatus, Locale, Role, code_enum};
 use crate::errors::ApiError;
@@ -19,7 +20,8 @@ use crate::http::extract::{Page, PageRequest, ValidJson, page_response};
 use crate::i18n;
 use crate::repo;
 use crate::repo::cases::CaseRow;
-use crate::repo::notifications::NotificationRow;
+use crate::repo::email::OutboxRow;
+use crate::repo::notifications::{NotificationRow, Recipient};
 
 code_enum! {
     /// What happened.
@@ -46,76 +48,137 @@ pub enum Audience {
     Platform,
 }
 
-/// Writes one notification per recipient (the actor excluded), in their own language.
-pub fn notify(
-    conn: &mut DbConnection,
-    case: &CaseRow,
-    event: Event,
-    to: &[Audience],
-    actor_id: &str,
-    body: Option<&str>,
-    status: Option<CaseStatus>,
-) -> Result<(), ApiError> {
-    notify_users(conn, case, event, to, &[], actor_id, body, status)
+/// Writes notifications (and, with e-mail on, their outbox mails) inside the event's transaction.
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    email: bool,
+    app_link_template: std::sync::Arc<str>,
 }
 
-/// [`notify`], plus these users by id.
-#[allow(clippy::too_many_arguments)]
-pub fn notify_users(
-    conn: &mut DbConnection,
-    case: &CaseRow,
-    event: Event,
-    to: &[Audience],
-    extra: &[String],
-    actor_id: &str,
-    body: Option<&str>,
-    status: Option<CaseStatus>,
-) -> Result<(), ApiError> {
-    let mut ids: Vec<String> = extra.to_vec();
-    let mut recipients: Vec<(String, String)> = Vec::new();
-    for audience in to {
-        match audience {
-            Audience::Client => ids.push(case.client_id.clone()),
-            Audience::Agency => match &case.assignee_id {
-                Some(assignee) => ids.push(assignee.clone()),
-                None => recipients.extend(repo::notifications::active_users(
+impl Notifier {
+    pub fn new(settings: &Settings) -> Notifier {
+        Notifier {
+            email: settings.email.is_some(),
+            app_link_template: settings.app_link_template.as_str().into(),
+        }
+    }
+
+    /// The app's deep link to a case.
+    pub fn app_link(&self, case_id: &str) -> String {
+        self.app_link_template.replace("{case_id}", case_id)
+    }
+
+    /// One notification per recipient (the actor excluded), in their own language.
+    #[allow(clippy::too_many_arguments)]
+    pub fn notify(
+        &self,
+        conn: &mut DbConnection,
+        case: &CaseRow,
+        event: Event,
+        to: &[Audience],
+        actor_id: &str,
+        body: Option<&str>,
+        status: Option<CaseStatus>,
+    ) -> Result<(), ApiError> {
+        self.notify_users(conn, case, event, to, &[], actor_id, body, status)
+    }
+
+    /// [`Notifier::notify`], plus these users by id.
+    #[allow(clippy::too_many_arguments)]
+    pub fn notify_users(
+        &self,
+        conn: &mut DbConnection,
+        case: &CaseRow,
+        event: Event,
+        to: &[Audience],
+        extra: &[String],
+        actor_id: &str,
+        body: Option<&str>,
+        status: Option<CaseStatus>,
+    ) -> Result<(), ApiError> {
+        let mut ids: Vec<String> = extra.to_vec();
+        let mut recipients: Vec<Recipient> = Vec::new();
+        for audience in to {
+            match audience {
+                Audience::Client => ids.push(case.client_id.clone()),
+                Audience::Agency => match &case.assignee_id {
+                    Some(assignee) => ids.push(assignee.clone()),
+                    None => recipients.extend(repo::notifications::active_users(
+                        conn,
+                        Role::Agency,
+                        Some(&case.agency_id),
+                    )?),
+                },
+                Audience::Agents => ids.extend(repo::notifications::agents_of(conn, &case.id)?),
+                Audience::Platform => recipients.extend(repo::notifications::active_users(
                     conn,
-                    Role::Agency,
-                    Some(&case.agency_id),
+                    Role::Platform,
+                    None,
                 )?),
-            },
-            Audience::Agents => ids.extend(repo::notifications::agents_of(conn, &case.id)?),
-            Audience::Platform => recipients.extend(repo::notifications::active_users(
+            }
+        }
+        recipients.extend(repo::notifications::recipients(conn, &ids)?);
+        let mut seen = BTreeSet::new();
+        recipients.retain(|r| r.id != actor_id && seen.insert(r.id.clone()));
+
+        let body = body.map(|b| b.chars().take(500).collect::<String>());
+        let now = db::now();
+        let muted: BTreeSet<String> = if self.email && !recipients.is_empty() {
+            let ids: Vec<String> = recipients.iter().map(|r| r.id.clone()).collect();
+            repo::email::opted_out(conn, event.as_str(), &ids)?
+                .into_iter()
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
+        for recipient in recipients {
+            let locale = Locale::from_code(&recipient.locale).unwrap_or(Locale::En);
+            let title = i18n::notification_title(event, locale, &case.number, status);
+            if self.email && !muted.contains(&recipient.id) {
+                let text = i18n::email_body(
+                    locale,
+                    &recipient.name,
+                    &title,
+                    body.as_deref(),
+                    &self.app_link(&case.id),
+                );
+                repo::email::enqueue(
+                    conn,
+                    &OutboxRow {
+                        id: repo::new_id(),
+                        user_id: recipient.id.clone(),
+                        case_id: Some(case.id.clone()),
+                        event: event.as_str().to_owned(),
+                        recipient: recipient.email,
+                        recipient_name: recipient.name,
+                        locale: locale.as_str().to_owned(),
+                        subject: title.clone(),
+                        body: text,
+                        status: repo::email::PENDING.to_owned(),
+                        attempts: 0,
+                        next_attempt_at: now,
+                        last_error: None,
+                        created_at: now,
+                        sent_at: None,
+                    },
+                )?;
+            }
+            repo::notifications::insert(
                 conn,
-                Role::Platform,
-                None,
-            )?),
+                &NotificationRow {
+                    id: repo::new_id(),
+                    user_id: recipient.id,
+                    case_id: Some(case.id.clone()),
+                    event: event.as_str().to_owned(),
+                    title,
+                    body: body.clone(),
+                    created_at: now,
+                    read_at: None,
+                },
+            )?;
         }
+        Ok(())
     }
-    recipients.extend(repo::notifications::locales(conn, &ids)?);
-    let body = body.map(|b| b.chars().take(500).collect::<String>());
-    let mut seen = BTreeSet::new();
-    let now = db::now();
-    for (user_id, locale) in recipients {
-        if user_id == actor_id || !seen.insert(user_id.clone()) {
-            continue;
-        }
-        let locale = Locale::from_code(&locale).unwrap_or(Locale::En);
-        repo::notifications::insert(
-            conn,
-            &NotificationRow {
-                id: repo::new_id(),
-                user_id,
-                case_id: Some(case.id.clone()),
-                event: event.as_str().to_owned(),
-                title: i18n::notification_title(event, locale, &case.number, status),
-                body: body.clone(),
-                created_at: now,
-                read_at: None,
-            },
-        )?;
-    }
-    Ok(())
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -148,13 +211,10 @@ pub struct NotificationView {
     pub read: bool,
 }
 
-fn view(row: NotificationRow, template: &str) -> NotificationView {
+fn view(row: NotificationRow, notifier: &Notifier) -> NotificationView {
     NotificationView {
         link: row.case_id.as_ref().map(|c| format!("/v1/cases/{c}")),
-        app_link: row
-            .case_id
-            .as_ref()
-            .map(|c| template.replace("{case_id}", c)),
+        app_link: row.case_id.as_deref().map(|c| notifier.app_link(c)),
         event: Event::from_code(&row.event).unwrap_or(Event::StatusChanged),
         read: row.read_at.is_some(),
         id: row.id,
@@ -206,8 +266,7 @@ pub async fn list_notifications(
         Ok((rows, page))
     })
     .await?;
-    let template = state.settings.app_link_template.clone();
-    let page = page.page(rows, |r| &r.id, |r| view(r, &template));
+    let page = page.page(rows, |r| &r.id, |r| view(r, &state.notifier));
     Ok(page_response(&req, page))
 }
 
@@ -299,9 +358,9 @@ pub async fn mark_notifications_read(
 }
 
 /// One Server-Sent Event for a notification.
-fn sse_event(row: NotificationRow, template: &str) -> String {
+fn sse_event(row: NotificationRow, notifier: &Notifier) -> String {
     let id = row.id.clone();
-    let data = serde_json::to_string(&view(row, template)).unwrap_or_default();
+    let data = serde_json::to_string(&view(row, notifier)).unwrap_or_default();
     format!("id: {id}\nevent: notification\ndata: {data}\n\n")
 }
 
@@ -379,10 +438,9 @@ pub async fn stream_notifications(
             .await;
             match rows {
                 Ok(rows) if !rows.is_empty() => {
-                    let template = s.state.settings.app_link_template.clone();
                     s.last_id = rows.last().map(|r| r.id.clone());
                     s.pending
-                        .extend(rows.into_iter().map(|r| sse_event(r, &template)));
+                        .extend(rows.into_iter().map(|r| sse_event(r, &s.state.notifier)));
                     continue;
                 }
                 // A database hiccup is retried at the next commit or heartbeat.

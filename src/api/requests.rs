@@ -14,7 +14,7 @@ use validator::Validate;
 
 use crate::api::attachments::check_case_attachments;
 use crate::api::cases::{Viewer, find_visible, wrong_state};
-use crate::api::notifications::{Audience, Event, notify};
+use crate::api::notifications::{Audience, Event};
 use crate::api::{actor, timestamp};
 use crate::app::AppState;
 use crate::auth::AuthUser;
@@ -251,6 +251,7 @@ pub async fn create_request(
             "the due date must be in the future",
         ));
     }
+    let notifier = state.notifier.clone();
     let row = db::write(&state.pool, move |conn| {
         let case = case_for(conn, &viewer, &case_id, Role::Agency, "ask the client")?;
         let row = RequestRow {
@@ -278,7 +279,7 @@ pub async fn create_request(
                 ("prompt", None, Some(row.prompt.clone())),
             ]),
         )?;
-        notify(
+        notifier.notify(
             conn,
             &case,
             Event::RequestOpened,
@@ -346,6 +347,7 @@ pub async fn answer_request(
             "send a text, attachments, or both",
         ));
     }
+    let notifier = state.notifier.clone();
     let row = db::write(&state.pool, move |conn| {
         let case = case_for(conn, &viewer, &case_id, Role::Client, "answer requests")?;
         let current =
@@ -373,7 +375,7 @@ pub async fn answer_request(
             Some(RequestStatus::Answered.as_str().to_owned()),
         );
         repo::audit::append(conn, &actor, vec![change])?;
-        notify(
+        notifier.notify(
             conn,
             &case,
             Event::RequestAnswered,
@@ -545,6 +547,7 @@ pub async fn create_video_call(
     let actor = actor(&caller, &req);
     let case_id = id.into_inner().to_string();
     let base = state.settings.video_base_url.clone();
+    let notifier = state.notifier.clone();
     let row = db::write(&state.pool, move |conn| {
         let case = find_visible(conn, &viewer, &case_id)?;
         if !matches!(viewer.role, Role::Client | Role::Agency) {
@@ -580,7 +583,7 @@ pub async fn create_video_call(
             Role::Client => Audience::Agency,
             _ => Audience::Client,
         };
-        notify(
+        notifier.notify(
             conn,
             &case,
             Event::VideoCallOpened,

@@ -9,7 +9,7 @@ use validator::Validate;
 
 use crate::api::actor;
 use crate::api::cases::{CaseView, Viewer, find_visible, lost_race, reload_card, wrong_state};
-use crate::api::notifications::{Audience, Event, notify};
+use crate::api::notifications::{Audience, Event};
 use crate::api::storyline::{self, EventKind};
 use crate::app::AppState;
 use crate::auth::AuthUser;
@@ -143,6 +143,7 @@ pub async fn transition_case(
     let viewer = Viewer::new(&caller, &req);
     let actor = actor(&caller, &req);
     let id = id.into_inner().to_string();
+    let notifier = state.notifier.clone();
     let view = db::write(&state.pool, move |conn| {
         let current = find_visible(conn, &viewer, &id)?;
         if !rule.allows_role(viewer.role) {
@@ -292,7 +293,7 @@ pub async fn transition_case(
         if rule.has(Effect::NotifyPlatform) {
             audience.push(Audience::Platform);
         }
-        notify(
+        notifier.notify(
             conn,
             &current,
             Event::StatusChanged,

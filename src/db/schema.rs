@@ -257,6 +257,35 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    email_preferences (user_id, event) {
+        user_id -> Text,
+        event -> Text,
+        enabled -> Bool,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    email_outbox (id) {
+        id -> Text,
+        user_id -> Text,
+        case_id -> Nullable<Text>,
+        event -> Text,
+        recipient -> Text,
+        recipient_name -> Text,
+        locale -> Text,
+        subject -> Text,
+        body -> Text,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        sent_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(users -> agencies (agency_id));
 diesel::joinable!(messages -> cases (case_id));
 diesel::joinable!(message_reads -> users (user_id));
@@ -287,4 +316,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     client_requests,
     video_calls,
     notifications,
+    email_preferences,
+    email_outbox,
 );

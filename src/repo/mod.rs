@@ -5,6 +5,7 @@ pub mod agencies;
 pub mod attachments;
 pub mod audit;
 pub mod cases;
+pub mod email;
 pub mod idempotency;
 pub mod messages;
 pub mod notifications;

@@ -110,12 +110,24 @@ pub fn mark_read(
     }
 }
 
-/// Active users with this role (and agency, for agency staff), with their locale.
+/// Someone a notification goes to.
+#[derive(Debug, Clone, Queryable)]
+pub struct Recipient {
+    pub id: String,
+    pub locale: String,
+    pub email: String,
+    pub name: String,
+}
+
+const RECIPIENT: (users::id, users::locale, users::email, users::name) =
+    (users::id, users::locale, users::email, users::name);
+
+/// Active users with this role (and agency, for agency staff).
 pub fn active_users(
     conn: &mut DbConnection,
     role: Role,
     agency_id: Option<&str>,
-) -> QueryResult<Vec<(String, String)>> {
+) -> QueryResult<Vec<Recipient>> {
     let mut query = users::table
         .filter(users::role.eq(role.as_str()))
         .filter(users::active.eq(true))
@@ -123,15 +135,15 @@ pub fn active_users(
     if let Some(agency) = agency_id {
         query = query.filter(users::agency_id.eq(agency.to_owned()));
     }
-    query.select((users::id, users::locale)).load(conn)
+    query.select(RECIPIENT).load(conn)
 }
 
-/// These users with their locale (inactive ones are left out).
-pub fn locales(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<(String, String)>> {
+/// These users (inactive ones are left out).
+pub fn recipients(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<Recipient>> {
     users::table
         .filter(users::id.eq_any(ids))
         .filter(users::active.eq(true))
-        .select((users::id, users::locale))
+        .select(RECIPIENT)
         .load(conn)
 }
 

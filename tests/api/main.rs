@@ -2,12 +2,14 @@
 //! default, PostgreSQL when `TEST_DATABASE_URL` is set.
 
 mod helpers;
+mod smtp;
 mod world;
 
 mod attachments;
 mod auth;
 mod cases;
 mod config;
+mod email;
 mod errors;
 mod messages;
 mod migrations;

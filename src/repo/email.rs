@@ -1,0 +1,218 @@
+//! E-mail: each user's choice per event type, and the outbox the mail worker drains.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::DbConnection;
+use crate::db::schema::{email_outbox, email_preferences};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = email_outbox)]
+pub struct OutboxRow {
+    pub id: String,
+    pub user_id: String,
+    pub case_id: Option<String>,
+    pub event: String,
+    pub recipient: String,
+    pub recipient_name: String,
+    pub locale: String,
+    pub subject: String,
+    pub body: String,
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: NaiveDateTime,
+    pub last_error: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub sent_at: Option<NaiveDateTime>,
+}
+
+pub const PENDING: &str = "pending";
+pub const SENT: &str = "sent";
+pub const DEAD: &str = "dead";
+
+pub fn enqueue(conn: &mut DbConnection, row: &OutboxRow) -> QueryResult<()> {
+    diesel::insert_into(email_outbox::table)
+        .values(row)
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Which of these users turned e-mail off for this event (no row means on).
+pub fn opted_out(
+    conn: &mut DbConnection,
+    event: &str,
+    user_ids: &[String],
+) -> QueryResult<Vec<String>> {
+    email_preferences::table
+        .filter(email_preferences::user_id.eq_any(user_ids))
+        .filter(email_preferences::event.eq(event))
+        .filter(email_preferences::enabled.eq(false))
+        .select(email_preferences::user_id)
+        .load(conn)
+}
+
+/// The user's stored choices as (event, enabled); events without a row are on.
+pub fn preferences(conn: &mut DbConnection, user_id: &str) -> QueryResult<Vec<(String, bool)>> {
+    email_preferences::table
+        .filter(email_preferences::user_id.eq(user_id))
+        .select((email_preferences::event, email_preferences::enabled))
+        .load(conn)
+}
+
+pub fn set_preference(
+    conn: &mut DbConnection,
+    user_id: &str,
+    event: &str,
+    enabled: bool,
+) -> QueryResult<()> {
+    let now = crate::db::now();
+    let updated = diesel::update(
+        email_preferences::table
+            .filter(email_preferences::user_id.eq(user_id))
+            .filter(email_preferences::event.eq(event)),
+    )
+    .set((
+        email_preferences::enabled.eq(enabled),
+        email_preferences::updated_at.eq(now),
+    ))
+    .execute(conn)?;
+    if updated == 0 {
+        diesel::insert_into(email_preferences::table)
+            .values((
+                email_preferences::user_id.eq(user_id),
+                email_preferences::event.eq(event),
+                email_preferences::enabled.eq(enabled),
+                email_preferences::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Claims up to `limit` due mails for one worker by pushing each one's due time `lease` ahead:
+/// a conditional update per row, so two workers (or nodes) never claim the same mail, and a
+/// worker that dies mid-send leaves it to be retried when the lease ends.
+pub fn claim_due(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+    lease: chrono::Duration,
+    limit: i64,
+) -> QueryResult<Vec<OutboxRow>> {
+    let due: Vec<String> = email_outbox::table
+        .filter(email_outbox::status.eq(PENDING))
+        .filter(email_outbox::next_attempt_at.le(now))
+        .order((email_outbox::next_attempt_at, email_outbox::id))
+        .limit(limit)
+        .select(email_outbox::id)
+        .load(conn)?;
+    let mut claimed = Vec::with_capacity(due.len());
+    for id in due {
+        let won = diesel::update(
+            email_outbox::table
+                .filter(email_outbox::id.eq(&id))
+                .filter(email_outbox::status.eq(PENDING))
+                .filter(email_outbox::next_attempt_at.le(now)),
+        )
+        .set(email_outbox::next_attempt_at.eq(now + lease))
+        .execute(conn)?;
+        if won == 1 {
+            claimed.push(
+                email_outbox::table
+                    .find(&id)
+                    .select(OutboxRow::as_select())
+                    .first(conn)?,
+            );
+        }
+    }
+    Ok(claimed)
+}
+
+/// When the next pending mail falls due, if any.
+pub fn next_due(conn: &mut DbConnection) -> QueryResult<Option<NaiveDateTime>> {
+    email_outbox::table
+        .filter(email_outbox::status.eq(PENDING))
+        .order(email_outbox::next_attempt_at)
+        .select(email_outbox::next_attempt_at)
+        .first(conn)
+        .optional()
+}
+
+pub fn mark_sent(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
+    diesel::update(email_outbox::table.find(id))
+        .set((
+            email_outbox::status.eq(SENT),
+            email_outbox::attempts.eq(email_outbox::attempts + 1),
+            email_outbox::sent_at.eq(crate::db::now()),
+            email_outbox::last_error.eq(None::<String>),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Records a failed attempt: due again at `retry_at`, or dead when `retry_at` is `None`.
+pub fn mark_failed(
+    conn: &mut DbConnection,
+    id: &str,
+    error: &str,
+    retry_at: Option<NaiveDateTime>,
+) -> QueryResult<()> {
+    let target = email_outbox::table.find(id);
+    let common = (
+        email_outbox::attempts.eq(email_outbox::attempts + 1),
+        email_outbox::last_error.eq(error),
+    );
+    match retry_at {
+        Some(at) => diesel::update(target)
+            .set((common, email_outbox::next_attempt_at.eq(at)))
+            .execute(conn),
+        None => diesel::update(target)
+            .set((common, email_outbox::status.eq(DEAD)))
+            .execute(conn),
+    }
+    .map(|_| ())
+}
+
+/// Outbox rows, newest first, optionally of one status.
+pub fn list(
+    conn: &mut DbConnection,
+    status: Option<&str>,
+    after: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<OutboxRow>> {
+    let mut query = email_outbox::table.into_boxed();
+    if let Some(status) = status {
+        query = query.filter(email_outbox::status.eq(status.to_owned()));
+    }
+    if let Some(after) = after {
+        query = query.filter(email_outbox::id.lt(after.to_owned()));
+    }
+    query
+        .order(email_outbox::id.desc())
+        .limit(limit)
+        .select(OutboxRow::as_select())
+        .load(conn)
+}
+
+pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<OutboxRow>> {
+    email_outbox::table
+        .find(id)
+        .select(OutboxRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Puts a dead mail back in the queue with a fresh count of attempts; false if it is not dead.
+pub fn retry_dead(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
+    diesel::update(
+        email_outbox::table
+            .filter(email_outbox::id.eq(id))
+            .filter(email_outbox::status.eq(DEAD)),
+    )
+    .set((
+        email_outbox::status.eq(PENDING),
+        email_outbox::attempts.eq(0),
+        email_outbox::next_attempt_at.eq(crate::db::now()),
+    ))
+    .execute(conn)
+    .map(|n| n == 1)
+}

@@ -1,0 +1,324 @@
+//! E-mail: the outbox written with the event, delivered by the worker through a real SMTP
+//! server on loopback, localized, per-event choices, retries, dead letters and their retry.
+
+use serde_json::json;
+
+use crate::helpers::{spawn, spawn_with};
+use crate::smtp::SmtpServer;
+use crate::world::{World, buy, id};
+
+const LINK: &str = "https://app.dossier.test/cases/{case_id}";
+
+#[actix_web::test]
+async fn notifications_arrive_by_mail_in_the_recipients_language_with_the_link() {
+    let smtp = SmtpServer::start().await;
+    let app = spawn_with(&[
+        ("DOSSIER_SMTP_URL", &smtp.url),
+        ("DOSSIER_EMAIL_FROM", "Dossier <no-reply@dossier.test>"),
+        ("DOSSIER_APP_LINK_TEMPLATE", LINK),
+    ])
+    .await;
+    let w = World::new(&app).await;
+    app.patch(
+        &format!("/v1/users/{}", w.client.id),
+        &w.platform.token,
+        json!({"locale": "it"}),
+    )
+    .await
+    .assert_status(200);
+    let card = buy(&app, &w.client.token, &w.service_a, "card").await;
+    let case = id(&card);
+    let number = card["number"].as_str().unwrap().to_owned();
+    app.post(
+        &format!("/v1/cases/{case}/assignment"),
+        &w.a_operator.token,
+        json!({"action": "take"}),
+    )
+    .await
+    .assert_status(200);
+    dossier::mailer::spawn(app.state.clone());
+
+    app.post(
+        &format!("/v1/cases/{case}/messages"),
+        &w.a_operator.token,
+        json!({"body": "Ci serve la foto più recente."}),
+    )
+    .await
+    .assert_status(201);
+    let mails = smtp.wait_for(1).await;
+    let mail = &mails[0];
+    assert_eq!(mail.rcpt_to, ["giulia@example.com"]);
+    assert_eq!(mail.subject, format!("Nuovo messaggio su {number}"));
+    assert_eq!(mail.content_language, "it");
+    assert!(mail.body.starts_with("Buongiorno "), "{}", mail.body);
+    assert!(mail.body.contains("Ci serve la foto più recente."));
+    assert!(
+        mail.body.contains(&format!(
+            "Apri la pratica: https://app.dossier.test/cases/{case}"
+        )),
+        "{}",
+        mail.body
+    );
+
+    // The outbox shows it sent, to platform admins only.
+    let sent = app.get("/v1/emails?status=sent", &w.platform.token).await;
+    let items = sent.assert_status(200)["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["recipient"], "giulia@example.com");
+    assert_eq!(items[0]["event"], "message_received");
+    assert_eq!(items[0]["attempts"], 1);
+    assert!(items[0]["sent_at"].is_string());
+    for token in [&w.platform_staff.token, &w.a_admin.token, &w.client.token] {
+        app.get("/v1/emails", token)
+            .await
+            .assert_problem(403, "forbidden");
+    }
+
+    // The client turns message mails off: the bell still rings, no mail is queued.
+    let prefs = app
+        .patch(
+            "/v1/me/email-preferences",
+            &w.client.token,
+            json!({"events": [{"event": "message_received", "email": false}]}),
+        )
+        .await;
+    let body = prefs.assert_status(200);
+    assert_eq!(body["email_enabled"], true);
+    assert_eq!(body["events"].as_array().unwrap().len(), 6);
+    assert_eq!(
+        body["events"][1],
+        json!({"event": "message_received", "email": false})
+    );
+    assert_eq!(
+        body["events"][0],
+        json!({"event": "status_changed", "email": true})
+    );
+    app.post(
+        &format!("/v1/cases/{case}/messages"),
+        &w.a_operator.token,
+        json!({"body": "Grazie."}),
+    )
+    .await
+    .assert_status(201);
+    let client_mails = format!(
+        "SELECT COUNT(*) AS n FROM email_outbox WHERE user_id = '{}'",
+        w.client.id
+    );
+    assert_eq!(app.count(&client_mails), 1);
+    let bell = app.get("/v1/notifications", &w.client.token).await;
+    assert_eq!(
+        bell.assert_status(200)["items"].as_array().unwrap().len(),
+        2
+    );
+
+    // Other events still come by mail; the operator who acts gets none of their own.
+    app.post(
+        &format!("/v1/cases/{case}/transitions"),
+        &w.a_operator.token,
+        json!({"action": "accept", "reason": "Tutto chiaro"}),
+    )
+    .await
+    .assert_status(200);
+    let mails = smtp.wait_for(2).await;
+    assert_eq!(mails.len(), 2);
+    assert_eq!(mails[1].rcpt_to, ["giulia@example.com"]);
+    assert_eq!(mails[1].subject, format!("{number} — Approvato"));
+    assert!(mails[1].body.contains("Tutto chiaro"));
+    assert_eq!(app.count(&client_mails), 2);
+    let operator_mails = format!(
+        "SELECT COUNT(*) AS n FROM email_outbox WHERE user_id = '{}'",
+        w.a_operator.id
+    );
+    assert_eq!(app.count(&operator_mails), 0);
+}
+
+#[actix_web::test]
+async fn failed_mails_are_retried_with_backoff_then_parked_and_an_admin_retries_them() {
+    let smtp = SmtpServer::start().await;
+    let app = spawn_with(&[
+        ("DOSSIER_SMTP_URL", &smtp.url),
+        ("DOSSIER_EMAIL_RETRY_BASE_MS", "50"),
+        ("DOSSIER_EMAIL_MAX_ATTEMPTS", "3"),
+    ])
+    .await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    app.post(
+        &format!("/v1/cases/{case}/assignment"),
+        &w.a_operator.token,
+        json!({"action": "take"}),
+    )
+    .await
+    .assert_status(200);
+    let messages = format!("/v1/cases/{case}/messages");
+    let post =
+        |body: &'static str| app.post(&messages, &w.a_operator.token, json!({ "body": body }));
+
+    // A temporary refusal is retried, and the second attempt delivers.
+    smtp.reply_to_rcpt(&["451 4.3.0 try again later"]);
+    dossier::mailer::spawn(app.state.clone());
+    post("first").await.assert_status(201);
+    let mails = smtp.wait_for(1).await;
+    assert!(mails[0].body.contains("first"));
+    let sent = app.get("/v1/emails?status=sent", &w.platform.token).await;
+    let first = sent.assert_status(200)["items"][0].clone();
+    assert_eq!(first["attempts"], 2);
+
+    // Three temporary refusals use up the attempts: dead, with the server's words.
+    smtp.reply_to_rcpt(&["451 4.3.0 busy", "451 4.3.0 busy", "451 4.3.0 busy"]);
+    post("second").await.assert_status(201);
+    let dead = wait_for_dead(&app, &w.platform.token, 1).await;
+    assert_eq!(dead[0]["attempts"], 3);
+    assert!(
+        dead[0]["last_error"].as_str().unwrap().contains("busy"),
+        "{}",
+        dead[0]
+    );
+
+    // A permanent refusal is dead at once.
+    smtp.reply_to_rcpt(&["550 5.1.1 no such mailbox"]);
+    post("third").await.assert_status(201);
+    let dead = wait_for_dead(&app, &w.platform.token, 2).await;
+    assert_eq!(dead[0]["attempts"], 1);
+    assert_eq!(smtp.received().len(), 1);
+
+    // The admin puts both back; the server now accepts them.
+    for mail in &dead {
+        let res = app
+            .post(
+                &format!("/v1/emails/{}/retry", mail["id"].as_str().unwrap()),
+                &w.platform.token,
+                json!({}),
+            )
+            .await;
+        let body = res.assert_status(200);
+        assert_eq!(body["status"], "pending");
+        assert_eq!(body["attempts"], 0);
+    }
+    let mails = smtp.wait_for(3).await;
+    let bodies: Vec<_> = mails.iter().map(|m| m.body.clone()).collect();
+    assert!(bodies[1..].iter().any(|b| b.contains("second")));
+    assert!(bodies[1..].iter().any(|b| b.contains("third")));
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE entity = 'email' AND action = 'retry'"
+        ),
+        2
+    );
+
+    // A mail that is not dead is not retried; others may not retry at all.
+    let sent_id = first["id"].as_str().unwrap();
+    app.post(
+        &format!("/v1/emails/{sent_id}/retry"),
+        &w.platform.token,
+        json!({}),
+    )
+    .await
+    .assert_problem(409, "not_dead");
+    app.post(
+        &format!("/v1/emails/{sent_id}/retry"),
+        &w.a_admin.token,
+        json!({}),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+    app.post(
+        "/v1/emails/0193a6fc-dddd-7c2d-8e3f-405162738495/retry",
+        &w.platform.token,
+        json!({}),
+    )
+    .await
+    .assert_problem(404, "not_found");
+}
+
+/// Polls the dead letters until `n` are there (the worker runs beside the test).
+async fn wait_for_dead<S>(
+    app: &crate::helpers::TestApp<S>,
+    token: &str,
+    n: usize,
+) -> Vec<serde_json::Value>
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+            Error = actix_web::Error,
+        >,
+{
+    for _ in 0..200 {
+        let res = app.get("/v1/emails?status=dead", token).await;
+        let items = res.assert_status(200)["items"].as_array().unwrap().clone();
+        if items.len() >= n {
+            return items;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("expected {n} dead mails");
+}
+
+#[actix_web::test]
+async fn without_smtp_email_is_off_and_nothing_is_queued() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    app.post(
+        &format!("/v1/cases/{case}/messages"),
+        &w.client.token,
+        json!({"body": "Hello"}),
+    )
+    .await
+    .assert_status(201);
+    assert!(app.count("SELECT COUNT(*) AS n FROM notifications") >= 2);
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM email_outbox"), 0);
+    let prefs = app
+        .get("/v1/me/email-preferences", &w.a_operator.token)
+        .await;
+    let body = prefs.assert_status(200);
+    assert_eq!(body["email_enabled"], false);
+    assert!(
+        body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["email"] == true)
+    );
+}
+
+#[actix_web::test]
+async fn bad_preference_changes_are_refused_and_change_nothing() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let path = "/v1/me/email-preferences";
+    let off = json!({"event": "assigned", "email": false});
+    for (body, pointer) in [
+        (json!({"events": []}), "/events"),
+        (json!({"events": [off, off]}), "/events/1/event"),
+        (
+            json!({"events": [{"event": "gossip", "email": false}]}),
+            "/events/0/event",
+        ),
+        (
+            json!({"events": [{"event": "assigned", "email": "no"}]}),
+            "/events/0/email",
+        ),
+    ] {
+        let res = app.patch(path, &w.a_agent.token, body).await;
+        let problem = res.assert_status(422);
+        assert_eq!(problem["errors"][0]["pointer"], pointer, "{problem}");
+    }
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM email_preferences"), 0);
+
+    // One user's choice is theirs alone.
+    app.patch(path, &w.a_agent.token, json!({"events": [off]}))
+        .await
+        .assert_status(200);
+    let other = app.get(path, &w.a_agent2.token).await;
+    assert!(
+        other.assert_status(200)["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["email"] == true)
+    );
+    let own = app.get(path, &w.a_agent.token).await;
+    assert_eq!(own.assert_status(200)["events"][5], off);
+}
