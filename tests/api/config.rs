@@ -57,6 +57,29 @@ fn each_invalid_setting_is_named() {
 }
 
 #[test]
+fn email_settings_are_checked_and_the_smtp_password_never_printed() {
+    assert!(load(&[]).unwrap().email.is_none(), "off without SMTP");
+    let smtp = (
+        "DOSSIER_SMTP_URL",
+        "smtp://mailer:s3cret@mail.example:587?tls=required",
+    );
+    for (name, value) in [
+        ("DOSSIER_SMTP_URL", "http://mail.example"),
+        ("DOSSIER_EMAIL_FROM", "not an address"),
+        ("DOSSIER_EMAIL_MAX_ATTEMPTS", "0"),
+        ("DOSSIER_EMAIL_RETRY_BASE_MS", "soon"),
+    ] {
+        let e = load(&[smtp, (name, value)]).unwrap_err();
+        assert_eq!(e.name, name, "{value}");
+    }
+    let settings = load(&[smtp, ("DOSSIER_EMAIL_FROM", "Ops <ops@dossier.example>")]).unwrap();
+    let email = settings.email.as_ref().unwrap();
+    assert_eq!(email.from.email.to_string(), "ops@dossier.example");
+    assert_eq!(email.max_attempts, 8);
+    assert!(!format!("{settings:?}").contains("s3cret"));
+}
+
+#[test]
 fn the_binary_exits_2_naming_the_setting_before_binding() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dossier"))
         .env("DOSSIER_BIND", "nowhere")
