@@ -16,6 +16,7 @@ mod migrations;
 mod notifications;
 mod openapi;
 mod operations;
+mod plans;
 mod requests;
 mod required_data;
 mod services;

@@ -1,0 +1,241 @@
+//! Query plans as tests: on the benchmark dataset (10 000 cases), every SELECT that the case
+//! list (each filter), the card, messages, storyline and audit routes run is explained by the
+//! engine, and the test fails when one scans a whole large table.
+//!
+//! The statements are the app's own: the pool has one connection, instrumented to record the
+//! SQL of each query while a request runs through HTTP.
+
+#[path = "../../bench/dataset.rs"]
+mod dataset;
+
+use std::sync::{Arc, Mutex};
+
+use diesel::connection::{Connection, InstrumentationEvent};
+use diesel::prelude::*;
+use diesel::sql_types::Text;
+use dossier::db::DbConnection;
+
+use crate::helpers::spawn_with;
+
+/// Tables big enough that scanning one whole is a defect (agencies and services stay small).
+const LARGE: &[&str] = &[
+    "cases",
+    "users",
+    "messages",
+    "storyline_events",
+    "audit_log",
+    "case_agents",
+    "notifications",
+];
+
+#[derive(QueryableByName)]
+struct SqlitePlanRow {
+    #[diesel(sql_type = Text)]
+    detail: String,
+}
+
+#[derive(QueryableByName)]
+struct PgPlanRow {
+    #[diesel(sql_type = Text)]
+    #[diesel(column_name = "QUERY PLAN")]
+    line: String,
+}
+
+/// The plan of `sql` (placeholders unbound: the plan must not depend on the values).
+fn explain(conn: &mut DbConnection, sql: &str) -> Vec<String> {
+    match conn {
+        DbConnection::Sqlite(_) => diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
+            .load::<SqlitePlanRow>(conn)
+            .unwrap_or_else(|e| panic!("explain {sql}: {e}"))
+            .into_iter()
+            .map(|r| r.detail)
+            .collect(),
+        DbConnection::Postgresql(_) => {
+            // A generic plan: the one PostgreSQL uses for any values of the parameters.
+            let params = (1..100)
+                .take_while(|n| sql.contains(&format!("${n}")))
+                .count();
+            let nulls = vec!["NULL"; params].join(", ");
+            diesel::sql_query("SET plan_cache_mode = force_generic_plan")
+                .execute(conn)
+                .unwrap();
+            diesel::sql_query(format!("PREPARE probe AS {sql}"))
+                .execute(conn)
+                .unwrap_or_else(|e| panic!("prepare {sql}: {e}"));
+            let explain = if params == 0 {
+                "EXPLAIN EXECUTE probe".to_owned()
+            } else {
+                format!("EXPLAIN EXECUTE probe({nulls})")
+            };
+            let plan = diesel::sql_query(explain)
+                .load::<PgPlanRow>(conn)
+                .unwrap_or_else(|e| panic!("explain {sql}: {e}"))
+                .into_iter()
+                .map(|r| r.line)
+                .collect();
+            diesel::sql_query("DEALLOCATE probe").execute(conn).unwrap();
+            plan
+        }
+    }
+}
+
+/// The plan lines that read a large table whole.
+fn whole_scans(plan: &[String]) -> Vec<String> {
+    plan.iter()
+        .filter(|line| {
+            let line = line.trim().trim_start_matches("->").trim();
+            LARGE.iter().any(|table| {
+                // SQLite: "SCAN cases" (no index at all); PostgreSQL: "Seq Scan on cases".
+                line == format!("SCAN {table}")
+                    || line.starts_with(&format!("Seq Scan on {table} "))
+                    || line == format!("Seq Scan on {table}")
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+#[actix_web::test]
+async fn no_listed_query_scans_a_whole_large_table() {
+    let app = spawn_with(&[("DOSSIER_DB_POOL_SIZE", "1")]).await;
+    let recorded: Arc<Mutex<Option<Vec<String>>>> = Arc::default();
+    let seed = {
+        let mut conn = app.state.pool.get().unwrap();
+        let seed = dataset::seed(&mut conn, 10_000);
+        seed_audit_rows(&mut conn);
+        let sink = recorded.clone();
+        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+            if let InstrumentationEvent::StartQuery { query, .. } = event
+                && let Some(statements) = sink.lock().unwrap().as_mut()
+            {
+                let sql = query.to_string();
+                let sql = sql.split(" -- binds: ").next().unwrap_or_default();
+                if sql.trim_start().starts_with("SELECT") {
+                    statements.push(sql.to_owned());
+                }
+            }
+        });
+        seed
+    };
+    let password = seed["password"].as_str().unwrap();
+    let platform = token(&app, "admin@platform.bench", password).await;
+    let admin = token(&app, "admin@agency0.bench", password).await;
+    let operator = token(&app, "op0@agency0.bench", password).await;
+    let client = token(&app, "client0@clients.bench", password).await;
+    let case = "00000000-0000-7000-8000-000000000000";
+    let operator_id = "00000000-0000-7000-b000-000000000001";
+    let client_id = "00000000-0000-7000-c000-000000000000";
+    let deep = seed["deep_cursor"].as_str().unwrap();
+    let requests: Vec<(&str, String)> = vec![
+        (&platform, "/v1/cases".into()),
+        (&platform, "/v1/cases?status=in_progress".into()),
+        (
+            &platform,
+            format!("/v1/cases?status=in_progress&cursor={deep}"),
+        ),
+        (&platform, "/v1/cases?status=suspended&status=closed".into()),
+        (&platform, "/v1/cases?priority=urgent".into()),
+        (&platform, "/v1/cases?assignee=none".into()),
+        (&platform, format!("/v1/cases?assignee={operator_id}")),
+        (&platform, format!("/v1/cases?client_id={client_id}")),
+        (
+            &platform,
+            "/v1/cases?agency_id=00000000-0000-7000-a000-000000000007".into(),
+        ),
+        (
+            &platform,
+            "/v1/cases?service_id=00000000-0000-7000-d000-000000000003".into(),
+        ),
+        (
+            &platform,
+            "/v1/cases?created_from=2020-01-01T00:00:00Z&created_to=2020-02-01T00:00:00Z".into(),
+        ),
+        (&operator, "/v1/cases".into()),
+        (&operator, "/v1/cases?status=in_progress".into()),
+        (&operator, "/v1/cases?assignee=me".into()),
+        (&client, "/v1/cases".into()),
+        (&operator, format!("/v1/cases/{case}")),
+        (&client, format!("/v1/cases/{case}")),
+        (&operator, format!("/v1/cases/{case}/messages")),
+        (&client, format!("/v1/cases/{case}/messages")),
+        (&operator, format!("/v1/cases/{case}/storyline")),
+        (
+            &client,
+            format!("/v1/cases/{case}/storyline?format=geojson"),
+        ),
+        (&admin, format!("/v1/cases/{case}/audit")),
+        (&operator, "/v1/notifications".into()),
+    ];
+    let mut failures = Vec::new();
+    let mut explained = 0;
+    for (token, path) in &requests {
+        *recorded.lock().unwrap() = Some(Vec::new());
+        let res = app.get(path, token).await;
+        let statements = recorded.lock().unwrap().take().unwrap();
+        res.assert_status(200);
+        assert!(!statements.is_empty(), "{path} ran no query");
+        let mut conn = app.state.pool.get().unwrap();
+        for sql in statements {
+            let plan = explain(&mut conn, &sql);
+            explained += 1;
+            let scans = whole_scans(&plan);
+            if !scans.is_empty() {
+                failures.push(format!("{path}\n  {sql}\n  {}", plan.join("\n  ")));
+            }
+        }
+    }
+    assert!(explained >= requests.len());
+    assert!(
+        failures.is_empty(),
+        "whole-table scans:\n{}",
+        failures.join("\n\n")
+    );
+}
+
+/// One audit row per case (the dataset has none): enough for the audit queries' plans.
+fn seed_audit_rows(conn: &mut DbConnection) {
+    use diesel::connection::SimpleConnection;
+    conn.batch_execute("BEGIN").unwrap();
+    for chunk in (0..10_000u64).collect::<Vec<_>>().chunks(500) {
+        let rows: Vec<String> = chunk
+            .iter()
+            .map(|&i| {
+                format!(
+                    "('00000000-0000-7000-9100-{i:012}', {seq}, 'case', \
+                     '00000000-0000-7000-8000-{i:012}', '00000000-0000-7000-8000-{i:012}', \
+                     'create', NULL, NULL, NULL, NULL, 'client', 'seed', '2026-01-01 00:00:00', \
+                     'x', 'x')",
+                    seq = i + 1
+                )
+            })
+            .collect();
+        conn.batch_execute(&format!(
+            "INSERT INTO audit_log (id, seq, entity, entity_id, case_id, action, field, \
+             old_value, new_value, actor_id, actor_role, request_id, created_at, prev_hash, hash) \
+             VALUES {}",
+            rows.join(",")
+        ))
+        .unwrap();
+    }
+    conn.batch_execute("COMMIT").unwrap();
+    let analyze = match conn {
+        DbConnection::Postgresql(_) => "ANALYZE audit_log",
+        DbConnection::Sqlite(_) => "ANALYZE",
+    };
+    conn.batch_execute(analyze).unwrap();
+}
+
+async fn token<S>(app: &crate::helpers::TestApp<S>, email: &str, password: &str) -> String
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+            Error = actix_web::Error,
+        >,
+{
+    let res = app.login(email, password).await;
+    res.assert_status(200)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
