@@ -71,9 +71,14 @@ impl r2d2::ManageConnection for ConnectionManager {
                     .map_err(diesel::r2d2::Error::ConnectionError)?;
                 // WAL lets readers run beside the writer; busy_timeout queues writers instead of
                 // failing them with SQLITE_BUSY.
+                // mmap: pages come straight from the OS page cache instead of a read() call each
+                // into every connection's own cache (twice the card's throughput in the
+                // benchmark). Mapped pages count in RSS once per connection, but they are the
+                // file's page cache, not the process's memory.
                 conn.batch_execute(
                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
+                     PRAGMA mmap_size = 268435456;",
                 )
                 .map_err(diesel::r2d2::Error::QueryError)?;
                 DbConnection::Sqlite(conn)
@@ -103,8 +108,11 @@ pub fn build_pool(url: &str, size: u32) -> Result<Pool, String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
+    // No `SELECT 1` before every checkout (two per request): a connection that broke shows up
+    // as an error on its next use and is then discarded (`has_broken`).
     let pool = r2d2::Pool::builder()
         .max_size(size)
+        .test_on_check_out(false)
         .min_idle(Some(0))
         .connection_timeout(Duration::from_secs(3))
         .build_unchecked(ConnectionManager { url });

@@ -2,6 +2,7 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error};
 
 use crate::db::DbConnection;
 use crate::db::schema::{email_outbox, email_preferences};
@@ -77,14 +78,22 @@ pub fn set_preference(
     ))
     .execute(conn)?;
     if updated == 0 {
-        diesel::insert_into(email_preferences::table)
-            .values((
-                email_preferences::user_id.eq(user_id),
-                email_preferences::event.eq(event),
-                email_preferences::enabled.eq(enabled),
-                email_preferences::updated_at.eq(now),
-            ))
-            .execute(conn)?;
+        // In a savepoint: a concurrent request of the same user may insert the row first, and
+        // then its choice stands (both were sent at the same moment).
+        let inserted = conn.transaction(|conn| {
+            diesel::insert_into(email_preferences::table)
+                .values((
+                    email_preferences::user_id.eq(user_id),
+                    email_preferences::event.eq(event),
+                    email_preferences::enabled.eq(enabled),
+                    email_preferences::updated_at.eq(now),
+                ))
+                .execute(conn)
+        });
+        match inserted {
+            Ok(_) | Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }

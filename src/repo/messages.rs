@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error};
 
 use crate::db::DbConnection;
 use crate::db::schema::{message_reads, messages, users};
@@ -117,23 +118,31 @@ pub fn mark_read(
     up_to: &str,
 ) -> QueryResult<String> {
     let now = crate::db::now();
-    let current: Option<String> = message_reads::table
-        .find((case_id, user_id))
-        .select(message_reads::last_read_id)
-        .first(conn)
-        .optional()?;
-    match current {
-        Some(mark) if mark.as_str() >= up_to => Ok(mark),
-        Some(_) => {
-            diesel::update(message_reads::table.find((case_id, user_id)))
-                .set((
-                    message_reads::last_read_id.eq(up_to),
-                    message_reads::read_at.eq(now),
-                ))
-                .execute(conn)?;
-            Ok(up_to.to_owned())
-        }
-        None => {
+    // Forward only, and safe against a concurrent request of the same user: the update moves
+    // the mark only if it is behind; a missing row is inserted in a savepoint, and if a racing
+    // request inserted it first, the update runs again against that row.
+    let forward = |conn: &mut DbConnection| {
+        diesel::update(
+            message_reads::table
+                .filter(message_reads::case_id.eq(case_id))
+                .filter(message_reads::user_id.eq(user_id))
+                .filter(message_reads::last_read_id.lt(up_to)),
+        )
+        .set((
+            message_reads::last_read_id.eq(up_to),
+            message_reads::read_at.eq(now),
+        ))
+        .execute(conn)
+    };
+    let current = |conn: &mut DbConnection| {
+        message_reads::table
+            .find((case_id, user_id))
+            .select(message_reads::last_read_id)
+            .first::<String>(conn)
+            .optional()
+    };
+    if forward(conn)? == 0 && current(conn)?.is_none() {
+        let inserted = conn.transaction(|conn| {
             diesel::insert_into(message_reads::table)
                 .values((
                     message_reads::case_id.eq(case_id),
@@ -141,10 +150,17 @@ pub fn mark_read(
                     message_reads::last_read_id.eq(up_to),
                     message_reads::read_at.eq(now),
                 ))
-                .execute(conn)?;
-            Ok(up_to.to_owned())
+                .execute(conn)
+        });
+        match inserted {
+            Ok(_) => {}
+            Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+                forward(conn)?;
+            }
+            Err(e) => return Err(e),
         }
     }
+    current(conn)?.ok_or(Error::NotFound)
 }
 
 /// Per case: messages `user_id` may read, sent by the other side (not by `own_side` roles),

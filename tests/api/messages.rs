@@ -354,3 +354,36 @@ async fn unread_counts_read_marks_filters_and_paging_both_ways() {
             .is_empty()
     );
 }
+
+#[actix_web::test]
+async fn one_user_posting_and_reading_at_once_gets_no_error_and_a_mark_that_only_moves_forward() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let path = format!("/v1/cases/{case}/messages");
+    // The sender's own read mark is written with each message: these race on that row.
+    let posts = futures_util::future::join_all((0..8).map(|i| {
+        app.post(
+            &path,
+            &w.a_operator.token,
+            json!({ "body": format!("Update {i}") }),
+        )
+    }))
+    .await;
+    for res in &posts {
+        res.assert_status(201);
+    }
+    let newest = posts
+        .iter()
+        .map(|r| r.body["id"].as_str().unwrap().to_owned())
+        .max()
+        .unwrap();
+    let mark = format!(
+        "SELECT COUNT(*) AS n FROM message_reads WHERE case_id = '{case}' AND user_id = '{}' \
+         AND last_read_id = '{newest}'",
+        w.a_operator.id
+    );
+    assert_eq!(app.count(&mark), 1);
+    let rows = format!("SELECT COUNT(*) AS n FROM message_reads WHERE case_id = '{case}'");
+    assert_eq!(app.count(&rows), 1);
+}
