@@ -3,10 +3,13 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo .cargo
 COPY src src
 COPY migrations migrations
 COPY openapi openapi
-RUN cargo build --release --locked && cp target/release/dossier /dossier
+# The benchmark's helpers are declared in Cargo.toml, so their sources must be present.
+COPY bench bench
+RUN cargo build --release --locked --bin dossier && cp target/release/dossier /dossier
 
 # Run: a small non-root image; SQLite data lives in the /data volume.
 FROM debian:bookworm-slim
