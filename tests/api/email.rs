@@ -61,8 +61,7 @@ async fn notifications_arrive_by_mail_in_the_recipients_language_with_the_link()
     );
 
     // The outbox shows it sent, to platform admins only.
-    let sent = app.get("/v1/emails?status=sent", &w.platform.token).await;
-    let items = sent.assert_status(200)["items"].as_array().unwrap().clone();
+    let items = wait_for_status(&app, &w.platform.token, "sent", 1).await;
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["recipient"], "giulia@example.com");
     assert_eq!(items[0]["event"], "message_received");
@@ -160,14 +159,13 @@ async fn failed_mails_are_retried_with_backoff_then_parked_and_an_admin_retries_
     post("first").await.assert_status(201);
     let mails = smtp.wait_for(1).await;
     assert!(mails[0].body.contains("first"));
-    let sent = app.get("/v1/emails?status=sent", &w.platform.token).await;
-    let first = sent.assert_status(200)["items"][0].clone();
+    let first = wait_for_status(&app, &w.platform.token, "sent", 1).await[0].clone();
     assert_eq!(first["attempts"], 2);
 
     // Three temporary refusals use up the attempts: dead, with the server's words.
     smtp.reply_to_rcpt(&["451 4.3.0 busy", "451 4.3.0 busy", "451 4.3.0 busy"]);
     post("second").await.assert_status(201);
-    let dead = wait_for_dead(&app, &w.platform.token, 1).await;
+    let dead = wait_for_status(&app, &w.platform.token, "dead", 1).await;
     assert_eq!(dead[0]["attempts"], 3);
     assert!(
         dead[0]["last_error"].as_str().unwrap().contains("busy"),
@@ -178,7 +176,7 @@ async fn failed_mails_are_retried_with_backoff_then_parked_and_an_admin_retries_
     // A permanent refusal is dead at once.
     smtp.reply_to_rcpt(&["550 5.1.1 no such mailbox"]);
     post("third").await.assert_status(201);
-    let dead = wait_for_dead(&app, &w.platform.token, 2).await;
+    let dead = wait_for_status(&app, &w.platform.token, "dead", 2).await;
     assert_eq!(dead[0]["attempts"], 1);
     assert_eq!(smtp.received().len(), 1);
 
@@ -231,10 +229,12 @@ async fn failed_mails_are_retried_with_backoff_then_parked_and_an_admin_retries_
     .assert_problem(404, "not_found");
 }
 
-/// Polls the dead letters until `n` are there (the worker runs beside the test).
-async fn wait_for_dead<S>(
+/// Polls the outbox until `n` mails have this status: the worker records an outcome after the
+/// SMTP server has it, and runs beside the test.
+async fn wait_for_status<S>(
     app: &crate::helpers::TestApp<S>,
     token: &str,
+    status: &str,
     n: usize,
 ) -> Vec<serde_json::Value>
 where
@@ -245,14 +245,14 @@ where
         >,
 {
     for _ in 0..200 {
-        let res = app.get("/v1/emails?status=dead", token).await;
+        let res = app.get(&format!("/v1/emails?status={status}"), token).await;
         let items = res.assert_status(200)["items"].as_array().unwrap().clone();
         if items.len() >= n {
             return items;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    panic!("expected {n} dead mails");
+    panic!("expected {n} {status} mails");
 }
 
 #[actix_web::test]
