@@ -175,10 +175,7 @@ pub async fn verify_audit(
     state: web::Data<AppState>,
     caller: AuthUser,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(
-        caller.admin && caller.is_platform(),
-        "verify the audit chain",
-    )?;
+    caller.require(caller.is_platform_admin(), "verify the audit chain")?;
     let report = db::read(&state.pool, |conn| Ok(repo::audit::verify(conn)?)).await?;
     Ok(HttpResponse::Ok().json(ChainCheck {
         intact: report.first_broken_seq.is_none(),

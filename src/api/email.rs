@@ -13,7 +13,7 @@ use crate::api::{actor, timestamp};
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::db;
-use crate::domain::{Role, code_enum};
+use crate::domain::code_enum;
 use crate::errors::ApiError;
 use crate::http::extract::{Page, PageRequest, ValidJson, page_response};
 use crate::repo;
@@ -207,10 +207,7 @@ impl From<OutboxRow> for OutboxMail {
 }
 
 fn require_platform_admin(caller: &AuthUser) -> Result<(), ApiError> {
-    caller.require(
-        caller.admin && caller.role == Role::Platform,
-        "manage the e-mail outbox",
-    )
+    caller.require(caller.is_platform_admin(), "manage the e-mail outbox")
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -38,6 +38,10 @@ impl AuthUser {
         self.role == Role::Platform
     }
 
+    pub fn is_platform_admin(&self) -> bool {
+        self.admin && self.is_platform()
+    }
+
     pub fn is_agency_admin(&self) -> bool {
         self.role == Role::Agency && self.admin
     }
