@@ -7,6 +7,11 @@ use dossier::cli::{self, Cli, Command};
 use dossier::config::{Environment, Settings};
 use dossier::db;
 
+// mimalloc rather than glibc's malloc: allocation was a fifth of a card request's CPU in the
+// benchmark's profile (bench/RESULTS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for an invalid setting: reported before any port is bound.
 const CONFIG_ERROR: u8 = 2;
 
@@ -91,6 +96,7 @@ async fn serve(settings: Settings) -> Result<(), (u8, String)> {
     log::info!("listening on http://{bind} (API docs at /docs)");
     let state = web::Data::new(state);
     dossier::mailer::spawn(state.clone());
+    db::spawn_checkpoints(&state.pool);
     app::serve(state, listener, None)
         .map_err(|e| (1, e.to_string()))?
         .await

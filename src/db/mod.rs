@@ -1,7 +1,9 @@
 //! One diesel codebase over SQLite and PostgreSQL: the connection enum, the pool, migrations.
 
 pub mod schema;
+mod writer;
 
+use std::ops::Deref;
 use std::path::Path;
 use std::time::Duration;
 
@@ -23,7 +25,22 @@ pub enum DbConnection {
     Sqlite(SqliteConnection),
 }
 
-pub type Pool = r2d2::Pool<ConnectionManager>;
+/// The connection pool, and for SQLite its one writer (see [`write`]).
+#[derive(Clone)]
+pub struct Pool {
+    connections: r2d2::Pool<ConnectionManager>,
+    sqlite_writer: Option<writer::Writer>,
+}
+
+/// Everything else is r2d2's pool.
+impl Deref for Pool {
+    type Target = r2d2::Pool<ConnectionManager>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.connections
+    }
+}
+
 pub type PooledConnection = r2d2::PooledConnection<ConnectionManager>;
 
 /// A parsed `DATABASE_URL`.
@@ -55,7 +72,21 @@ impl DatabaseUrl {
 #[derive(Debug, Clone)]
 pub struct ConnectionManager {
     url: DatabaseUrl,
+    /// The SQLite writer checkpoints only as a fallback; [`spawn_checkpoints`] does it off the
+    /// write path.
+    writer: bool,
 }
+
+/// WAL pages after which the SQLite writer checkpoints itself (SQLite's default is 1 000): a
+/// safety net for when nothing checkpoints in the background (in-process tests). Below it the
+/// writer never stops to checkpoint, which at the default cost a twelfth of its time, fsyncs
+/// included. The log only starts over once checkpointed with no reader inside it, so under
+/// constant reads it outgrows any small threshold.
+const WRITER_AUTOCHECKPOINT_PAGES: u32 = 100_000;
+/// The writer's page cache in KiB (SQLite's default is 2 000): it survives from one transaction
+/// to the next, so the index pages writes touch stay in memory instead of being read back from
+/// the log. Larger costs more than it saves: SQLite walks the cache's hash table at each commit.
+const WRITER_CACHE_KIB: u32 = 8 * 1024;
 
 impl r2d2::ManageConnection for ConnectionManager {
     type Connection = DbConnection;
@@ -81,6 +112,13 @@ impl r2d2::ManageConnection for ConnectionManager {
                      PRAGMA mmap_size = 268435456;",
                 )
                 .map_err(diesel::r2d2::Error::QueryError)?;
+                if self.writer {
+                    conn.batch_execute(&format!(
+                        "PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES}; \
+                         PRAGMA cache_size = -{WRITER_CACHE_KIB};"
+                    ))
+                    .map_err(diesel::r2d2::Error::QueryError)?;
+                }
                 DbConnection::Sqlite(conn)
             }
         };
@@ -110,13 +148,26 @@ pub fn build_pool(url: &str, size: u32) -> Result<Pool, String> {
     }
     // No `SELECT 1` before every checkout (two per request): a connection that broke shows up
     // as an error on its next use and is then discarded (`has_broken`).
-    let pool = r2d2::Pool::builder()
-        .max_size(size)
-        .test_on_check_out(false)
-        .min_idle(Some(0))
-        .connection_timeout(Duration::from_secs(3))
-        .build_unchecked(ConnectionManager { url });
-    Ok(pool)
+    // min_idle = size: r2d2 replaces a discarded connection only to keep `min_idle`, and requests
+    // already waiting for one are not woken otherwise, so with fewer they waited out the timeout
+    // (503s after a panic, seen in `tests/api/writes.rs` on PostgreSQL).
+    let pool_of = |size: u32, writer: bool| {
+        r2d2::Pool::builder()
+            .max_size(size)
+            .test_on_check_out(false)
+            .min_idle(Some(size))
+            .connection_timeout(Duration::from_secs(3))
+            .build_unchecked(ConnectionManager {
+                url: url.clone(),
+                writer,
+            })
+    };
+    let sqlite_writer =
+        matches!(url, DatabaseUrl::Sqlite(_)).then(|| writer::Writer::spawn(pool_of(1, true)));
+    Ok(Pool {
+        connections: pool_of(size, false),
+        sqlite_writer,
+    })
 }
 
 /// Applies the pending migrations of the connection's engine.
@@ -128,15 +179,19 @@ pub fn run_migrations(conn: &mut DbConnection) -> Result<(), String> {
     result.map_err(|e| format!("migration failed: {e}"))
 }
 
-/// Runs a request's writes on actix's blocking pool (never on the event loop) in one
-/// transaction: they land together or not at all. On SQLite the transaction starts with
-/// `BEGIN IMMEDIATE`, so two writers queue on `busy_timeout` instead of failing on a lock upgrade.
+/// Runs a request's writes off the event loop, atomically: they land together or not at all.
+/// PostgreSQL: one transaction on actix's blocking pool. SQLite, which has one writer at a
+/// time: the writer thread, which commits the writes queued meanwhile together, each request
+/// in a savepoint of its own (see [`writer`]); `busy_timeout` only matters for other processes.
 pub async fn write<T, F>(pool: &Pool, work: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
 {
-    let result = on_blocking_pool(pool, |conn| in_write_transaction(conn, work)).await;
+    let result = match &pool.sqlite_writer {
+        Some(writer) => writer.write(work).await,
+        None => on_blocking_pool(&pool.connections, |conn| in_write_transaction(conn, work)).await,
+    };
     if result.is_ok() {
         crate::live::committed();
     }
@@ -150,10 +205,37 @@ where
     T: Send + 'static,
     F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
 {
-    on_blocking_pool(pool, |conn| conn.transaction(work)).await
+    on_blocking_pool(&pool.connections, |conn| conn.transaction(work)).await
 }
 
-async fn on_blocking_pool<T, F>(pool: &Pool, work: F) -> Result<T, ApiError>
+/// Checkpoints SQLite's write-ahead log four times a second on a reader connection, so the
+/// writer's commits never stop to copy pages into the database file and fsync them. PASSIVE: it
+/// neither waits for nor blocks anyone.
+pub fn spawn_checkpoints(pool: &Pool) {
+    if pool.sqlite_writer.is_none() {
+        return;
+    }
+    let connections = pool.connections.clone();
+    actix_web::rt::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_millis(250));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let done = on_blocking_pool(&connections, |conn| {
+                Ok(conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE);")?)
+            })
+            .await;
+            if let Err(e) = done {
+                log::warn!("WAL checkpoint failed: {e}");
+            }
+        }
+    });
+}
+
+async fn on_blocking_pool<T, F>(
+    pool: &r2d2::Pool<ConnectionManager>,
+    work: F,
+) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,

@@ -92,16 +92,29 @@ fn scoped(scope: &CaseScope) -> BoxedCases<'static> {
         CaseScope::All => query,
         CaseScope::Agency(agency) => query.filter(cases::agency_id.eq(agency.clone())),
         CaseScope::Client(client) => query.filter(cases::client_id.eq(client.clone())),
-        CaseScope::Agent(agent) => query
-            .filter(
+        CaseScope::Agent(agent) => status_not_in(
+            query.filter(
                 cases::id.eq_any(
                     case_agents::table
                         .filter(case_agents::user_id.eq(agent.clone()))
                         .select(case_agents::case_id),
                 ),
-            )
-            .filter(cases::status.eq_any(workflow::statuses_where(|s| s.agent_visible))),
+            ),
+            workflow::statuses_where(|s| !s.agent_visible),
+        ),
     }
+}
+
+/// Leaves out cases in `excluded` statuses, as SQL that never changes: diesel caches no
+/// statement with an `IN` list, so SQLite would prepare it again at every call.
+fn status_not_in(
+    mut query: BoxedCases<'static>,
+    excluded: Vec<&'static str>,
+) -> BoxedCases<'static> {
+    for status in excluded {
+        query = query.filter(cases::status.ne(status));
+    }
+    query
 }
 
 pub fn find(conn: &mut DbConnection, scope: &CaseScope, id: &str) -> QueryResult<Option<CaseRow>> {
@@ -155,12 +168,17 @@ pub fn list(
     limit: i64,
 ) -> QueryResult<Vec<CaseRow>> {
     let mut query = scoped(scope);
-    if !filter.statuses.is_empty() {
-        query = query.filter(cases::status.eq_any(filter.statuses.clone()));
-    }
-    if !filter.priorities.is_empty() {
-        query = query.filter(cases::priority.eq_any(filter.priorities.clone()));
-    }
+    // One value, the common case, as `=`: a statement diesel caches (see `status_not_in`).
+    query = match filter.statuses.as_slice() {
+        [] => query,
+        [status] => query.filter(cases::status.eq(*status)),
+        many => query.filter(cases::status.eq_any(many.to_vec())),
+    };
+    query = match filter.priorities.as_slice() {
+        [] => query,
+        [priority] => query.filter(cases::priority.eq(*priority)),
+        many => query.filter(cases::priority.eq_any(many.to_vec())),
+    };
     match &filter.assignee {
         Some(AssigneeFilter::Nobody) => query = query.filter(cases::assignee_id.is_null()),
         Some(AssigneeFilter::User(id)) => {
@@ -220,9 +238,8 @@ pub fn open_cases_of_client(
     scope: &CaseScope,
     client_id: &str,
 ) -> QueryResult<i64> {
-    scoped(scope)
-        .filter(cases::client_id.eq(client_id.to_owned()))
-        .filter(cases::status.eq_any(workflow::statuses_where(|s| !s.terminal)))
+    let of_client = scoped(scope).filter(cases::client_id.eq(client_id.to_owned()));
+    status_not_in(of_client, workflow::statuses_where(|s| s.terminal))
         .count()
         .get_result(conn)
 }

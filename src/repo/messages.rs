@@ -37,12 +37,12 @@ pub enum Audience {
 }
 
 impl Audience {
-    /// The values of `messages.internal` this audience reads.
-    fn internal_values(self) -> Vec<bool> {
+    /// The value of `messages.internal` this audience is limited to, if any.
+    fn internal(self) -> Option<bool> {
         match self {
-            Audience::Everything => vec![false, true],
-            Audience::PublicOnly => vec![false],
-            Audience::InternalOnly => vec![true],
+            Audience::Everything => None,
+            Audience::PublicOnly => Some(false),
+            Audience::InternalOnly => Some(true),
         }
     }
 }
@@ -65,10 +65,18 @@ pub fn list(
     after: Option<&str>,
     limit: i64,
 ) -> QueryResult<Vec<MessageRow>> {
-    let mut query = messages::table
-        .filter(messages::case_id.eq_any(case_ids.to_vec()))
-        .filter(messages::internal.eq_any(audience.internal_values()))
-        .into_boxed();
+    // One case, the common call, as `=`: diesel caches no statement with an `IN` list.
+    let mut query = match case_ids {
+        [case_id] => messages::table
+            .filter(messages::case_id.eq(case_id.clone()))
+            .into_boxed(),
+        many => messages::table
+            .filter(messages::case_id.eq_any(many.to_vec()))
+            .into_boxed(),
+    };
+    if let Some(internal) = audience.internal() {
+        query = query.filter(messages::internal.eq(internal));
+    }
     if let Some(channel) = filter.channel {
         query = query.filter(messages::channel.eq(channel));
     }
@@ -172,24 +180,33 @@ pub fn unread_counts(
     audience: Audience,
     own_side: &[&str],
 ) -> QueryResult<HashMap<String, i64>> {
-    let query = messages::table
+    let mut query = messages::table
         .left_join(
             message_reads::table.on(message_reads::case_id
                 .eq(messages::case_id)
                 .and(message_reads::user_id.eq(user_id.to_owned()))),
         )
-        .filter(messages::case_id.eq_any(case_ids.to_vec()))
-        .filter(messages::internal.eq_any(audience.internal_values()))
-        .filter(messages::sender_role.ne_all(own_side.to_vec()))
+        .group_by(messages::case_id)
+        .select((messages::case_id, diesel::dsl::count(messages::id)))
         .filter(
             message_reads::last_read_id.is_null().or(messages::id
                 .nullable()
                 .gt(message_reads::last_read_id.nullable())),
-        );
-    let rows: Vec<(String, i64)> = query
-        .group_by(messages::case_id)
-        .select((messages::case_id, diesel::dsl::count(messages::id)))
-        .load(conn)?;
+        )
+        .into_boxed();
+    // Fixed SQL for a card's one case, the audience and the roles, so the statement is cached
+    // (diesel caches none with an `IN` list).
+    query = match case_ids {
+        [case_id] => query.filter(messages::case_id.eq(case_id.clone())),
+        many => query.filter(messages::case_id.eq_any(many.to_vec())),
+    };
+    if let Some(internal) = audience.internal() {
+        query = query.filter(messages::internal.eq(internal));
+    }
+    for role in own_side {
+        query = query.filter(messages::sender_role.ne(*role));
+    }
+    let rows: Vec<(String, i64)> = query.load(conn)?;
     Ok(rows.into_iter().collect())
 }
 

@@ -23,3 +23,4 @@ mod services;
 mod storyline;
 mod users;
 mod workflow;
+mod writes;

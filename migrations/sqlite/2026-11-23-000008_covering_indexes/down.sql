@@ -1,0 +1,2 @@
+DROP INDEX messages_case_public_idx;
+CREATE INDEX messages_case_public_idx ON messages (case_id, internal, id);

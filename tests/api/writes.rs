@@ -1,0 +1,116 @@
+//! The write path itself: every request's writes land together or not at all, whatever the
+//! requests written beside it do (on SQLite they share a transaction: group commit).
+
+use dossier::db;
+use dossier::errors::ApiError;
+use dossier::repo::agencies::{self, AgencyRow};
+use futures_util::future::join_all;
+use serde_json::json;
+
+use crate::helpers::spawn;
+
+/// What each concurrent write does after inserting its agency.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Ending {
+    Commit,
+    Fail,
+    Panic,
+}
+
+fn ending(i: usize) -> Ending {
+    match i % 5 {
+        1 => Ending::Fail,
+        3 => Ending::Panic,
+        _ => Ending::Commit,
+    }
+}
+
+#[actix_web::test]
+async fn concurrent_writes_commit_alone_or_not_at_all() {
+    let app = spawn().await;
+    let admin = app.admin().await;
+    let writes = (0..40).map(|i| {
+        let pool = app.state.pool.clone();
+        async move {
+            db::write(&pool, move |conn| {
+                let now = db::now();
+                agencies::insert(
+                    conn,
+                    &AgencyRow {
+                        id: dossier::repo::new_id(),
+                        name: format!("Writer {i}"),
+                        contact_email: None,
+                        active: true,
+                        version: 1,
+                        created_at: now,
+                        updated_at: now,
+                    },
+                )?;
+                // A second row, so a failure after it has something half-written to undo.
+                agencies::insert(
+                    conn,
+                    &AgencyRow {
+                        id: dossier::repo::new_id(),
+                        name: format!("Writer {i} bis"),
+                        contact_email: None,
+                        active: true,
+                        version: 1,
+                        created_at: now,
+                        updated_at: now,
+                    },
+                )?;
+                match ending(i) {
+                    Ending::Commit => Ok(i),
+                    Ending::Fail => Err(ApiError::Conflict {
+                        code: "test_failure",
+                        detail: "fails after writing".into(),
+                    }),
+                    Ending::Panic => panic!("write {i} panics after writing"),
+                }
+            })
+            .await
+        }
+    });
+    let results = join_all(writes).await;
+
+    for (i, result) in results.iter().enumerate() {
+        match (ending(i), result) {
+            (Ending::Commit, Ok(n)) => assert_eq!(*n, i),
+            (Ending::Fail, Err(ApiError::Conflict { code, .. })) => {
+                assert_eq!(*code, "test_failure")
+            }
+            (Ending::Panic, Err(ApiError::Internal(_))) => {}
+            (expected, got) => panic!("write {i}: expected {expected:?}, got {got:?}"),
+        }
+    }
+    let committed = (0..40).filter(|i| ending(*i) == Ending::Commit).count() as i64;
+    assert_eq!(
+        app.count("SELECT COUNT(*) AS n FROM agencies WHERE name LIKE 'Writer %'"),
+        committed * 2,
+        "each committed write left both rows, the failed and panicked ones none"
+    );
+    for i in (0..40).filter(|i| ending(*i) != Ending::Commit) {
+        assert_eq!(
+            app.count(&format!(
+                "SELECT COUNT(*) AS n FROM agencies WHERE name IN ('Writer {i}', 'Writer {i} bis')"
+            )),
+            0
+        );
+    }
+
+    // No connection was left inside an abandoned transaction: later requests still commit.
+    for n in 0..12 {
+        let res = app
+            .post(
+                "/v1/agencies",
+                &admin,
+                json!({"name": format!("After {n}"), "contact_email": "ops@example.com"}),
+            )
+            .await;
+        res.assert_status(201);
+    }
+    assert_eq!(
+        app.count("SELECT COUNT(*) AS n FROM agencies WHERE name LIKE 'After %'"),
+        12
+    );
+}
