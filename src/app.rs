@@ -125,7 +125,13 @@ pub fn serve(
     listener: std::net::TcpListener,
     workers: Option<usize>,
 ) -> std::io::Result<Server> {
-    let mut server = HttpServer::new(move || build_app(state.clone())).shutdown_timeout(30);
+    // Blocking threads per worker: as many as there are pooled connections. More would only
+    // wait for a connection, each with its stack and allocator heap (under load actix's
+    // default of 512 in all let resident memory pass 200 MB).
+    let blocking_threads = state.settings.db_pool_size as usize;
+    let mut server = HttpServer::new(move || build_app(state.clone()))
+        .worker_max_blocking_threads(blocking_threads)
+        .shutdown_timeout(30);
     if let Some(n) = workers {
         server = server.workers(n);
     }

@@ -101,14 +101,15 @@ impl r2d2::ManageConnection for ConnectionManager {
                 let mut conn = SqliteConnection::establish(path)
                     .map_err(diesel::r2d2::Error::ConnectionError)?;
                 // WAL lets readers run beside the writer; busy_timeout queues writers instead of
-                // failing them with SQLITE_BUSY.
+                // failing them with SQLITE_BUSY. It comes first: switching a new file to WAL
+                // takes a lock that connections opened at the same moment must wait for.
                 // mmap: pages come straight from the OS page cache instead of a read() call each
                 // into every connection's own cache (twice the card's throughput in the
                 // benchmark). Mapped pages count in RSS once per connection, but they are the
                 // file's page cache, not the process's memory.
                 conn.batch_execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
+                    "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
                      PRAGMA mmap_size = 268435456;",
                 )
                 .map_err(diesel::r2d2::Error::QueryError)?;
