@@ -90,22 +90,33 @@ where
     F: FnOnce(&mut DbConnection) -> Result<T, ApiError>,
 {
     Manager::begin_transaction(conn)?;
-    match catch_unwind(AssertUnwindSafe(|| work(&mut *conn))) {
+    let result = match catch_unwind(AssertUnwindSafe(|| work(&mut *conn))) {
         Ok(Ok(value)) => {
-            Manager::commit_transaction(conn)?;
-            Ok(value)
+            return Manager::commit_transaction(conn)
+                .map(|()| value)
+                .map_err(ApiError::from);
         }
-        Ok(Err(e)) => {
-            Manager::rollback_transaction(conn)?;
-            Err(e)
-        }
-        Err(_) => {
-            Manager::rollback_transaction(conn)?;
-            Err(ApiError::internal(
-                "a write panicked; its changes were rolled back",
-            ))
-        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(ApiError::internal(
+            "a write panicked; its changes were rolled back",
+        )),
+    };
+    // Back to the batch's own level: a panic inside a nested transaction leaves its savepoint
+    // open too, and the batch's commit would then only release it.
+    while open_levels(conn) > 1 {
+        Manager::rollback_transaction(conn)?;
     }
+    result
+}
+
+/// Transactions and savepoints open on the connection (0 when its state is unknown, which
+/// makes the batch's commit fail).
+fn open_levels(conn: &mut DbConnection) -> u32 {
+    Manager::transaction_manager_status_mut(conn)
+        .transaction_depth()
+        .ok()
+        .flatten()
+        .map_or(0, |depth| depth.get())
 }
 
 fn run_batch(pool: &r2d2::Pool<ConnectionManager>, batch: Vec<Job>) {

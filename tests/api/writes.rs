@@ -1,6 +1,7 @@
 //! The write path itself: every request's writes land together or not at all, whatever the
 //! requests written beside it do (on SQLite they share a transaction: group commit).
 
+use diesel::Connection;
 use dossier::db;
 use dossier::errors::ApiError;
 use dossier::repo::agencies::{self, AgencyRow};
@@ -34,38 +35,30 @@ async fn concurrent_writes_commit_alone_or_not_at_all() {
         async move {
             db::write(&pool, move |conn| {
                 let now = db::now();
-                agencies::insert(
-                    conn,
-                    &AgencyRow {
-                        id: dossier::repo::new_id(),
-                        name: format!("Writer {i}"),
-                        contact_email: None,
-                        active: true,
-                        version: 1,
-                        created_at: now,
-                        updated_at: now,
-                    },
-                )?;
+                let agency = |name: String| AgencyRow {
+                    id: dossier::repo::new_id(),
+                    name,
+                    contact_email: None,
+                    active: true,
+                    version: 1,
+                    created_at: now,
+                    updated_at: now,
+                };
+                agencies::insert(conn, &agency(format!("Writer {i}")))?;
                 // A second row, so a failure after it has something half-written to undo.
-                agencies::insert(
-                    conn,
-                    &AgencyRow {
-                        id: dossier::repo::new_id(),
-                        name: format!("Writer {i} bis"),
-                        contact_email: None,
-                        active: true,
-                        version: 1,
-                        created_at: now,
-                        updated_at: now,
-                    },
-                )?;
+                agencies::insert(conn, &agency(format!("Writer {i} bis")))?;
                 match ending(i) {
                     Ending::Commit => Ok(i),
                     Ending::Fail => Err(ApiError::Conflict {
                         code: "test_failure",
                         detail: "fails after writing".into(),
                     }),
-                    Ending::Panic => panic!("write {i} panics after writing"),
+                    // Inside a nested transaction, as handlers have: its savepoint is left open.
+                    Ending::Panic => conn
+                        .transaction(|_| -> Result<(), ApiError> {
+                            panic!("write {i} panics after writing")
+                        })
+                        .map(|()| i),
                 }
             })
             .await
