@@ -168,17 +168,12 @@ pub fn list(
     limit: i64,
 ) -> QueryResult<Vec<CaseRow>> {
     let mut query = scoped(scope);
-    // One value, the common case, as `=`: a statement diesel caches (see `status_not_in`).
-    query = match filter.statuses.as_slice() {
-        [] => query,
-        [status] => query.filter(cases::status.eq(*status)),
-        many => query.filter(cases::status.eq_any(many.to_vec())),
-    };
-    query = match filter.priorities.as_slice() {
-        [] => query,
-        [priority] => query.filter(cases::priority.eq(*priority)),
-        many => query.filter(cases::priority.eq_any(many.to_vec())),
-    };
+    if !filter.statuses.is_empty() {
+        query = filter_in!(query, cases::status, filter.statuses.as_slice());
+    }
+    if !filter.priorities.is_empty() {
+        query = filter_in!(query, cases::priority, filter.priorities.as_slice());
+    }
     match &filter.assignee {
         Some(AssigneeFilter::Nobody) => query = query.filter(cases::assignee_id.is_null()),
         Some(AssigneeFilter::User(id)) => {

@@ -65,15 +65,7 @@ pub fn list(
     after: Option<&str>,
     limit: i64,
 ) -> QueryResult<Vec<MessageRow>> {
-    // One case, the common call, as `=`: diesel caches no statement with an `IN` list.
-    let mut query = match case_ids {
-        [case_id] => messages::table
-            .filter(messages::case_id.eq(case_id.clone()))
-            .into_boxed(),
-        many => messages::table
-            .filter(messages::case_id.eq_any(many.to_vec()))
-            .into_boxed(),
-    };
+    let mut query = filter_in!(messages::table.into_boxed(), messages::case_id, case_ids);
     if let Some(internal) = audience.internal() {
         query = query.filter(messages::internal.eq(internal));
     }
@@ -196,10 +188,7 @@ pub fn unread_counts(
         .into_boxed();
     // Fixed SQL for a card's one case, the audience and the roles, so the statement is cached
     // (diesel caches none with an `IN` list).
-    query = match case_ids {
-        [case_id] => query.filter(messages::case_id.eq(case_id.clone())),
-        many => query.filter(messages::case_id.eq_any(many.to_vec())),
-    };
+    query = filter_in!(query, messages::case_id, case_ids);
     if let Some(internal) = audience.internal() {
         query = query.filter(messages::internal.eq(internal));
     }

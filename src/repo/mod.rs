@@ -1,6 +1,18 @@
 //! The repository layer: every query the API runs, one module per resource. Object-level
 //! authorization lives here, inside the queries (a scope argument), never after them.
 
+/// Narrows a boxed query to rows whose `$column` is one of `$values`, written `=` when there is
+/// one value, the common call (a card's case, one status, one recipient): diesel caches no
+/// statement with an `IN` list, so SQLite would compile it again at every call.
+macro_rules! filter_in {
+    ($query:expr, $column:expr, $values:expr) => {
+        match $values {
+            [one] => $query.filter($column.eq(one.to_owned())),
+            many => $query.filter($column.eq_any(many.to_vec())),
+        }
+    };
+}
+
 pub mod agencies;
 pub mod attachments;
 pub mod audit;

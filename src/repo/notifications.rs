@@ -141,13 +141,9 @@ pub fn active_users(
 /// These users (inactive ones are left out).
 pub fn recipients(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<Recipient>> {
     let active = users::table.filter(users::active.eq(true)).into_boxed();
-    // One user, the common call, as `=`: diesel caches no statement with an `IN` list.
-    match ids {
-        [id] => active.filter(users::id.eq(id)),
-        many => active.filter(users::id.eq_any(many)),
-    }
-    .select(RECIPIENT)
-    .load(conn)
+    filter_in!(active, users::id, ids)
+        .select(RECIPIENT)
+        .load(conn)
 }
 
 pub fn agents_of(conn: &mut DbConnection, case_id: &str) -> QueryResult<Vec<String>> {

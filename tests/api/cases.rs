@@ -96,7 +96,7 @@ async fn buying_creates_a_numbered_case_with_the_service_form() {
         res.body["client_open_cases"], 2,
         "both open cases are agency A's"
     );
-    buy(&app, &w.client.token, &w.service_b, "card").await;
+    let at_b = id(&buy(&app, &w.client.token, &w.service_b, "card").await);
     let res = app
         .get(&format!("/v1/cases/{case}"), &w.a_operator.token)
         .await;
@@ -106,6 +106,15 @@ async fn buying_creates_a_numbered_case_with_the_service_form() {
     );
     let res = app.get(&format!("/v1/cases/{case}"), &w.client.token).await;
     assert_eq!(res.body["client_open_cases"], 3);
+    // A case in a terminal status is no longer open.
+    act(&app, &w.client.token, &at_b, "cancel")
+        .await
+        .assert_status(200);
+    let res = app.get(&format!("/v1/cases/{case}"), &w.client.token).await;
+    assert_eq!(
+        res.body["client_open_cases"], 2,
+        "the cancelled case is not counted"
+    );
 }
 
 #[actix_web::test]
