@@ -125,15 +125,16 @@ pub fn serve(
     listener: std::net::TcpListener,
     workers: Option<usize>,
 ) -> std::io::Result<Server> {
-    // Blocking threads per worker: as many as there are pooled connections. More would only
-    // wait for a connection, each with its stack and allocator heap (under load actix's
-    // default of 512 in all let resident memory pass 200 MB).
-    let blocking_threads = state.settings.db_pool_size as usize;
-    let mut server = HttpServer::new(move || build_app(state.clone()))
+    // Blocking threads in all: as many as there are pooled connections. More would only park
+    // waiting for a connection and be woken for it (a tenth of the card's CPU went to that),
+    // each with its stack and allocator heap (under load actix's default of 512 per worker
+    // let resident memory pass 200 MB).
+    let workers =
+        workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let blocking_threads = (state.settings.db_pool_size as usize).div_ceil(workers);
+    let server = HttpServer::new(move || build_app(state.clone()))
+        .workers(workers)
         .worker_max_blocking_threads(blocking_threads)
         .shutdown_timeout(30);
-    if let Some(n) = workers {
-        server = server.workers(n);
-    }
     Ok(server.listen(listener)?.run())
 }

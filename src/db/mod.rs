@@ -1,7 +1,10 @@
 //! One diesel codebase over SQLite and PostgreSQL: the connection enum, the pool, migrations.
 
+mod built_once;
 pub mod schema;
 mod writer;
+
+pub use built_once::{BuildOnce, BuiltOnce, built_once, fixed_update};
 
 use std::ops::Deref;
 use std::path::Path;

@@ -6,8 +6,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::db::DbConnection;
 use crate::db::schema::{audit_head, audit_log};
+use crate::db::{BuildOnce, DbConnection, fixed_update};
 use crate::domain::Role;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -129,13 +129,15 @@ pub fn append(conn: &mut DbConnection, actor: &Actor, changes: Vec<Change>) -> Q
         return Ok(());
     }
     let n = changes.len() as i64;
-    diesel::update(audit_head::table.find(1))
-        .set(audit_head::seq.eq(audit_head::seq + n))
-        .execute(conn)?;
+    fixed_update(
+        diesel::update(audit_head::table.find(1)).set(audit_head::seq.eq(audit_head::seq + n)),
+    )
+    .execute(conn)?;
     let (last_seq, mut prev_hash): (i64, String) = audit_head::table
         .find(1)
         .select((audit_head::seq, audit_head::hash))
-        .first(conn)?;
+        .built_once()
+        .get_result(conn)?;
     let now = crate::db::now();
     let mut rows = Vec::with_capacity(changes.len());
     for (i, change) in changes.into_iter().enumerate() {
@@ -164,10 +166,10 @@ pub fn append(conn: &mut DbConnection, actor: &Actor, changes: Vec<Change>) -> Q
     for row in &rows {
         diesel::insert_into(audit_log::table)
             .values(row)
+            .built_once()
             .execute(conn)?;
     }
-    diesel::update(audit_head::table.find(1))
-        .set(audit_head::hash.eq(prev_hash))
+    fixed_update(diesel::update(audit_head::table.find(1)).set(audit_head::hash.eq(prev_hash)))
         .execute(conn)?;
     Ok(())
 }

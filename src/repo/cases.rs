@@ -4,8 +4,8 @@
 use chrono::{Datelike, NaiveDateTime};
 use diesel::prelude::*;
 
-use crate::db::DbConnection;
 use crate::db::schema::{case_agents, case_counters, case_fields, cases, users};
+use crate::db::{BuildOnce, DbConnection, fixed_update};
 use crate::domain::{CaseStatus, Priority, Role};
 use crate::workflow;
 
@@ -121,7 +121,9 @@ pub fn find(conn: &mut DbConnection, scope: &CaseScope, id: &str) -> QueryResult
     scoped(scope)
         .filter(cases::id.eq(id.to_owned()))
         .select(CaseRow::as_select())
-        .first(conn)
+        .limit(1)
+        .built_once()
+        .get_result(conn)
         .optional()
 }
 
@@ -212,6 +214,7 @@ pub fn list(
         .order(cases::id.desc())
         .limit(limit)
         .select(CaseRow::as_select())
+        .built_once()
         .load(conn)
 }
 
@@ -236,6 +239,7 @@ pub fn open_cases_of_client(
     let of_client = scoped(scope).filter(cases::client_id.eq(client_id.to_owned()));
     status_not_in(of_client, workflow::statuses_where(|s| s.terminal))
         .count()
+        .built_once()
         .get_result(conn)
 }
 
@@ -245,9 +249,11 @@ pub fn open_cases_of_client(
 pub fn next_number(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<String> {
     let year = now.year();
     let bump = |conn: &mut DbConnection| {
-        diesel::update(case_counters::table.find(year))
-            .set(case_counters::last.eq(case_counters::last + 1))
-            .execute(conn)
+        fixed_update(
+            diesel::update(case_counters::table.find(year))
+                .set(case_counters::last.eq(case_counters::last + 1)),
+        )
+        .execute(conn)
     };
     if bump(conn)? == 0 {
         // The year's first case. A racing first creator makes the insert a unique violation;
@@ -320,7 +326,9 @@ pub fn person(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Person>> 
     users::table
         .find(id)
         .select((users::id, users::name))
-        .first(conn)
+        .limit(1)
+        .built_once()
+        .get_result(conn)
         .optional()
 }
 
@@ -330,6 +338,7 @@ pub fn agents(conn: &mut DbConnection, case_id: &str) -> QueryResult<Vec<Person>
         .filter(case_agents::case_id.eq(case_id))
         .order(users::name.asc())
         .select((users::id, users::name))
+        .built_once()
         .load(conn)
 }
 

@@ -6,8 +6,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error};
 
-use crate::db::DbConnection;
 use crate::db::schema::{message_reads, messages, users};
+use crate::db::{BuildOnce, DbConnection, fixed_update};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = messages)]
@@ -97,6 +97,7 @@ pub fn list(
 pub fn insert(conn: &mut DbConnection, row: &MessageRow) -> QueryResult<()> {
     diesel::insert_into(messages::table)
         .values(row)
+        .built_once()
         .execute(conn)
         .map(|_| ())
 }
@@ -122,23 +123,26 @@ pub fn mark_read(
     // the mark only if it is behind; a missing row is inserted in a savepoint, and if a racing
     // request inserted it first, the update runs again against that row.
     let forward = |conn: &mut DbConnection| {
-        diesel::update(
-            message_reads::table
-                .filter(message_reads::case_id.eq(case_id))
-                .filter(message_reads::user_id.eq(user_id))
-                .filter(message_reads::last_read_id.lt(up_to)),
+        fixed_update(
+            diesel::update(
+                message_reads::table
+                    .filter(message_reads::case_id.eq(case_id))
+                    .filter(message_reads::user_id.eq(user_id))
+                    .filter(message_reads::last_read_id.lt(up_to)),
+            )
+            .set((
+                message_reads::last_read_id.eq(up_to),
+                message_reads::read_at.eq(now),
+            )),
         )
-        .set((
-            message_reads::last_read_id.eq(up_to),
-            message_reads::read_at.eq(now),
-        ))
         .execute(conn)
     };
     let current = |conn: &mut DbConnection| {
         message_reads::table
             .find((case_id, user_id))
             .select(message_reads::last_read_id)
-            .first::<String>(conn)
+            .built_once()
+            .get_result::<String>(conn)
             .optional()
     };
     if forward(conn)? == 0 && current(conn)?.is_none() {
@@ -195,7 +199,7 @@ pub fn unread_counts(
     for role in own_side {
         query = query.filter(messages::sender_role.ne(*role));
     }
-    let rows: Vec<(String, i64)> = query.load(conn)?;
+    let rows: Vec<(String, i64)> = query.built_once().load(conn)?;
     Ok(rows.into_iter().collect())
 }
 
@@ -213,6 +217,7 @@ pub fn read_marks(
             users::role,
             message_reads::last_read_id,
         ))
+        .built_once()
         .load(conn)?;
     let client = marks
         .iter()

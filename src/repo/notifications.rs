@@ -3,8 +3,8 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use crate::db::DbConnection;
 use crate::db::schema::{case_agents, notifications, users};
+use crate::db::{BuildOnce, DbConnection};
 use crate::domain::Role;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -23,6 +23,7 @@ pub struct NotificationRow {
 pub fn insert(conn: &mut DbConnection, row: &NotificationRow) -> QueryResult<()> {
     diesel::insert_into(notifications::table)
         .values(row)
+        .built_once()
         .execute(conn)
         .map(|_| ())
 }
@@ -135,7 +136,7 @@ pub fn active_users(
     if let Some(agency) = agency_id {
         query = query.filter(users::agency_id.eq(agency.to_owned()));
     }
-    query.select(RECIPIENT).load(conn)
+    query.select(RECIPIENT).built_once().load(conn)
 }
 
 /// These users (inactive ones are left out).
@@ -143,6 +144,7 @@ pub fn recipients(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<Re
     let active = users::table.filter(users::active.eq(true)).into_boxed();
     filter_in!(active, users::id, ids)
         .select(RECIPIENT)
+        .built_once()
         .load(conn)
 }
 
@@ -150,5 +152,6 @@ pub fn agents_of(conn: &mut DbConnection, case_id: &str) -> QueryResult<Vec<Stri
     case_agents::table
         .filter(case_agents::case_id.eq(case_id))
         .select(case_agents::user_id)
+        .built_once()
         .load(conn)
 }

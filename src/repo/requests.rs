@@ -3,8 +3,8 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use crate::db::DbConnection;
 use crate::db::schema::{client_requests, video_calls};
+use crate::db::{BuildOnce, DbConnection};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = client_requests)]
@@ -72,6 +72,7 @@ pub fn list(
         .order(client_requests::id.desc())
         .limit(limit)
         .select(RequestRow::as_select())
+        .built_once()
         .load(conn)
 }
 

@@ -3,8 +3,8 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use crate::db::DbConnection;
 use crate::db::schema::{agencies, services};
+use crate::db::{BuildOnce, DbConnection};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = services)]
@@ -84,7 +84,9 @@ pub fn find(
     scoped(scope)
         .filter(services::id.eq(id.to_owned()))
         .select((ServiceRow::as_select(), agencies::name))
-        .first(conn)
+        .limit(1)
+        .built_once()
+        .get_result(conn)
         .optional()
 }
 

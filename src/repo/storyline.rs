@@ -3,8 +3,8 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use crate::db::DbConnection;
 use crate::db::schema::storyline_events;
+use crate::db::{BuildOnce, DbConnection};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = storyline_events)]
@@ -97,6 +97,7 @@ pub fn list(
         ))
         .limit(limit)
         .select(EventRow::as_select())
+        .built_once()
         .load(conn)
 }
 

@@ -2,8 +2,8 @@ use chrono::NaiveDateTime;
 use diesel::dsl::{IntoBoxed, LeftJoin};
 use diesel::prelude::*;
 
-use crate::db::DbConnection;
 use crate::db::schema::{agencies, users};
+use crate::db::{BuildOnce, DbConnection};
 use crate::domain::{Locale, Role};
 use crate::errors::ApiError;
 
@@ -105,7 +105,9 @@ pub fn find_active(conn: &mut DbConnection, id: &str) -> QueryResult<Option<User
     enabled()
         .filter(users::id.eq(id.to_owned()))
         .select(UserRow::as_select())
-        .first(conn)
+        .limit(1)
+        .built_once()
+        .get_result(conn)
         .optional()
 }
 
@@ -121,7 +123,9 @@ pub fn find(conn: &mut DbConnection, scope: &UserScope, id: &str) -> QueryResult
     scoped(scope)
         .filter(users::id.eq(id.to_owned()))
         .select(UserRow::as_select())
-        .first(conn)
+        .limit(1)
+        .built_once()
+        .get_result(conn)
         .optional()
 }
 
