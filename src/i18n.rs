@@ -9,11 +9,15 @@ use crate::domain::{CaseAction, CaseStatus, Locale};
 /// The language of a response: the supported language `Accept-Language` ranks highest (by
 /// primary subtag, so `it-IT` is Italian), else the caller's own locale.
 pub fn negotiate(req: &HttpRequest, fallback: Locale) -> Locale {
+    requested(req).unwrap_or(fallback)
+}
+
+/// The supported language `Accept-Language` ranks highest, if any.
+pub fn requested(req: &HttpRequest) -> Option<Locale> {
     req.headers()
         .get(header::ACCEPT_LANGUAGE)
         .and_then(|v| v.to_str().ok())
         .and_then(best_supported)
-        .unwrap_or(fallback)
 }
 
 /// Parsed here rather than with a crate: the one at hand sorts `q` values as floats without a

@@ -13,7 +13,7 @@ use crate::api::services::{AgencySummary, template_of};
 use crate::api::users::ClientIdentity;
 use crate::api::{actor, nullable, timestamp};
 use crate::app::AppState;
-use crate::auth::AuthUser;
+use crate::auth::{AuthUser, Token};
 use crate::db::{self, DbConnection};
 use crate::domain::{CaseStatus, Locale, PaymentMethod, PaymentState, Priority, Role};
 use crate::errors::{ApiError, FieldError};
@@ -218,11 +218,17 @@ pub struct Viewer {
 
 impl Viewer {
     pub fn new(caller: &AuthUser, req: &HttpRequest) -> Viewer {
+        Viewer::asking(caller, i18n::requested(req))
+    }
+
+    /// For a caller looked up inside the handler's transaction, with the language the request
+    /// asked for (`i18n::requested`), else the caller's own.
+    pub fn asking(caller: &AuthUser, language: Option<Locale>) -> Viewer {
         Viewer {
             user_id: caller.id.clone(),
             role: caller.role,
             scope: CaseScope::of(caller.role, &caller.id, caller.agency_id.as_deref()),
-            locale: i18n::negotiate(req, caller.locale),
+            locale: language.unwrap_or(caller.locale),
         }
     }
 }
@@ -522,7 +528,7 @@ pub struct ListCasesQuery {
 pub async fn list_cases(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     query: MultiQuery<ListCasesQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.0;
@@ -536,24 +542,25 @@ pub async fn list_cases(
             "`q` must be 1–100 characters".into(),
         ));
     }
-    let viewer = Viewer::new(&caller, &req);
-    let filter = CaseFilter {
-        statuses: query.status.iter().map(|s| s.as_str()).collect(),
-        priorities: query.priority.iter().map(|p| p.as_str()).collect(),
-        assignee: query.assignee.map(|a| match a {
-            AssigneeParam::Keyword(AssigneeKeyword::Me) => AssigneeFilter::User(caller.id.clone()),
-            AssigneeParam::Keyword(AssigneeKeyword::None) => AssigneeFilter::Nobody,
-            AssigneeParam::User(id) => AssigneeFilter::User(id.to_string()),
-        }),
-        client_id: query.client_id.map(|id| id.to_string()),
-        agency_id: query.agency_id.map(|id| id.to_string()),
-        service_id: query.service_id.map(|id| id.to_string()),
-        created_from: query.created_from.map(|t| t.naive_utc()),
-        created_to: query.created_to.map(|t| t.naive_utc()),
-        q: query.q.map(|q| q.trim().to_owned()),
-    };
-    let locale = viewer.locale;
-    let (rows, unread, page) = db::read(&state.pool, move |conn| {
+    let language = i18n::requested(&req);
+    let (rows, unread, page, locale) = db::read(&state.pool, move |conn| {
+        let caller = token.user(conn)?;
+        let viewer = Viewer::asking(&caller, language);
+        let filter = CaseFilter {
+            statuses: query.status.iter().map(|s| s.as_str()).collect(),
+            priorities: query.priority.iter().map(|p| p.as_str()).collect(),
+            assignee: query.assignee.map(|a| match a {
+                AssigneeParam::Keyword(AssigneeKeyword::Me) => AssigneeFilter::User(caller.id),
+                AssigneeParam::Keyword(AssigneeKeyword::None) => AssigneeFilter::Nobody,
+                AssigneeParam::User(id) => AssigneeFilter::User(id.to_string()),
+            }),
+            client_id: query.client_id.map(|id| id.to_string()),
+            agency_id: query.agency_id.map(|id| id.to_string()),
+            service_id: query.service_id.map(|id| id.to_string()),
+            created_from: query.created_from.map(|t| t.naive_utc()),
+            created_to: query.created_to.map(|t| t.naive_utc()),
+            q: query.q.map(|q| q.trim().to_owned()),
+        };
         let rows = repo::cases::list(
             conn,
             &viewer.scope,
@@ -564,7 +571,7 @@ pub async fn list_cases(
         // One grouped query for the whole page.
         let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
         let unread = crate::api::messages::unread_for(conn, &viewer, &ids)?;
-        Ok((rows, unread, page))
+        Ok((rows, unread, page, viewer.locale))
     })
     .await?;
     let page = page.page(
@@ -599,12 +606,13 @@ pub async fn list_cases(
 pub async fn get_case(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = Viewer::new(&caller, &req);
+    let language = i18n::requested(&req);
     let id = id.into_inner().to_string();
     let view = db::read(&state.pool, move |conn| {
+        let viewer = Viewer::asking(&token.user(conn)?, language);
         let row = find_visible(conn, &viewer, &id)?;
         card(conn, &viewer, row)
     })

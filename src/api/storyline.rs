@@ -14,13 +14,14 @@ use crate::api::attachments::check_case_attachments;
 use crate::api::cases::{Viewer, find_visible, wrong_state};
 use crate::api::{actor, nullable, timestamp};
 use crate::app::AppState;
-use crate::auth::AuthUser;
+use crate::auth::{AuthUser, Token};
 use crate::db::{self, DbConnection};
 use crate::domain::{CaseStatus, Role, code_enum};
 use crate::errors::{ApiError, FieldError};
 use crate::http::extract::{
     IfMatch, Page, PageRequest, ValidJson, etag, invalid_cursor, page_response,
 };
+use crate::i18n;
 use crate::repo;
 use crate::repo::audit::{Actor, Change};
 use crate::repo::cases::CaseRow;
@@ -261,25 +262,26 @@ fn parse_key(key: &str) -> Result<(NaiveDateTime, String), ApiError> {
 pub async fn list_storyline(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     id: web::Path<Uuid>,
     query: web::Query<StorylineQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = Viewer::new(&caller, &req);
+    let language = i18n::requested(&req);
     let case_id = id.into_inner().to_string();
     let geojson = wants_geojson(&req, query.format);
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
     let after = page.after.as_deref().map(parse_key).transpose()?;
-    let filter = EventFilter {
-        published_only: viewer.role == Role::Client,
-        positioned_only: geojson,
-    };
     let (after, limit) = if geojson {
         (None, MAP_LIMIT)
     } else {
         (after, page.fetch())
     };
     let rows = db::read(&state.pool, move |conn| {
+        let viewer = Viewer::asking(&token.user(conn)?, language);
+        let filter = EventFilter {
+            published_only: viewer.role == Role::Client,
+            positioned_only: geojson,
+        };
         find_visible(conn, &viewer, &case_id)?;
         Ok(repo::storyline::list(
             conn, &case_id, &filter, after, limit,

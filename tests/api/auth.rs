@@ -1,8 +1,11 @@
+use actix_http::Request;
+use actix_web::body::BoxBody;
+use actix_web::dev::{Service, ServiceResponse};
 use actix_web::test::TestRequest;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, SECRET, spawn};
+use crate::helpers::{PASSWORD, SECRET, TestApp, spawn};
 
 #[actix_web::test]
 async fn login_issues_tokens_that_open_me() {
@@ -167,16 +170,19 @@ async fn tampered_and_malformed_tokens_are_refused() {
         ),
         ("garbage", "not-a-jwt".to_owned()),
     ];
+    // `/v1/me` looks the caller up before the handler; the case routes inside its transaction.
     for (what, token) in cases {
-        let res = app.get("/v1/me", &token).await;
-        assert_eq!(res.status.as_u16(), 401, "{what}: {}", res.body);
-        res.assert_problem(401, "invalid_token");
-        assert!(
-            res.header("www-authenticate")
-                .unwrap()
-                .starts_with("Bearer"),
-            "{what}"
-        );
+        for path in ["/v1/me", "/v1/cases"] {
+            let res = app.get(path, &token).await;
+            assert_eq!(res.status.as_u16(), 401, "{what} {path}: {}", res.body);
+            res.assert_problem(401, "invalid_token");
+            assert!(
+                res.header("www-authenticate")
+                    .unwrap()
+                    .starts_with("Bearer"),
+                "{what} {path}"
+            );
+        }
     }
     let missing = app.send(TestRequest::get().uri("/v1/me")).await;
     missing.assert_problem(401, "missing_token");
@@ -184,6 +190,25 @@ async fn tampered_and_malformed_tokens_are_refused() {
         missing.header("www-authenticate"),
         Some("Bearer realm=\"dossier\"")
     );
+}
+
+/// Every way a caller is authenticated turns the token away: before the handler, and inside the
+/// handler's transaction (the case routes), even for a case that does not exist.
+async fn assert_locked_out<S>(app: &TestApp<S>, token: &str)
+where
+    S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
+{
+    let case = uuid::Uuid::now_v7();
+    for path in [
+        "/v1/me".to_owned(),
+        "/v1/cases".to_owned(),
+        format!("/v1/cases/{case}"),
+        format!("/v1/cases/{case}/storyline"),
+    ] {
+        let res = app.get(&path, token).await;
+        assert_eq!(res.status.as_u16(), 401, "{path}: {}", res.body);
+        res.assert_problem(401, "invalid_token");
+    }
 }
 
 #[actix_web::test]
@@ -201,9 +226,7 @@ async fn a_deactivated_users_tokens_stop_working() {
     app.patch(&format!("/v1/users/{id}"), &admin, json!({"active": false}))
         .await
         .assert_status(200);
-    app.get("/v1/me", &token)
-        .await
-        .assert_problem(401, "invalid_token");
+    assert_locked_out(&app, &token).await;
     // Its refresh tokens were revoked too, and stay dead after reactivation.
     app.patch(&format!("/v1/users/{id}"), &admin, json!({"active": true}))
         .await
@@ -230,9 +253,7 @@ async fn a_deactivated_agency_locks_its_staff_out() {
     )
     .await
     .assert_status(200);
-    app.get("/v1/me", &token)
-        .await
-        .assert_problem(401, "invalid_token");
+    assert_locked_out(&app, &token).await;
     app.login("op@rossi.example", PASSWORD)
         .await
         .assert_problem(401, "invalid_credentials");
