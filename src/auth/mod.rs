@@ -75,7 +75,7 @@ pub struct Token {
 impl Token {
     /// The caller as the database has them now, or 401 if deactivated since the token was issued.
     pub fn user(&self, conn: &mut DbConnection) -> Result<AuthUser, ApiError> {
-        let user = repo::users::find_active(conn, &self.user_id)?.ok_or_else(invalid_token)?;
+        let user = repo::users::find_caller(conn, &self.user_id)?.ok_or_else(invalid_token)?;
         Ok(AuthUser {
             role: user.role(),
             locale: user.locale(),
