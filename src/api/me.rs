@@ -4,10 +4,9 @@ use actix_web::{HttpResponse, get, web};
 
 use crate::api::users::UserView;
 use crate::app::AppState;
-use crate::auth::AuthUser;
+use crate::auth::Token;
 use crate::db;
 use crate::errors::ApiError;
-use crate::repo;
 
 /// The caller
 ///
@@ -20,14 +19,8 @@ use crate::repo;
     responses((status = 200, description = "The caller", body = UserView))
 )]
 #[get("/v1/me")]
-pub async fn get_me(
-    state: web::Data<AppState>,
-    caller: AuthUser,
-) -> Result<HttpResponse, ApiError> {
-    let user = db::read(&state.pool, move |conn| {
-        Ok(repo::users::find_active(conn, &caller.id)?)
-    })
-    .await?
-    .ok_or_else(|| ApiError::NotFound("The caller no longer exists.".into()))?;
+pub async fn get_me(state: web::Data<AppState>, token: Token) -> Result<HttpResponse, ApiError> {
+    // The profile is the caller's row: read once, not once to authenticate and again here.
+    let user = db::read(&state.pool, move |conn| token.profile(conn)).await?;
     Ok(HttpResponse::Ok().json(UserView::new(user, true)))
 }

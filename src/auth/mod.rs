@@ -84,6 +84,11 @@ impl Token {
             id: user.id,
         })
     }
+
+    /// The caller's whole row (their profile), or 401 as for [`Token::user`].
+    pub fn profile(&self, conn: &mut DbConnection) -> Result<repo::users::UserRow, ApiError> {
+        repo::users::find_active(conn, &self.user_id)?.ok_or_else(invalid_token)
+    }
 }
 
 impl FromRequest for Token {

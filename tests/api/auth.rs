@@ -170,9 +170,10 @@ async fn tampered_and_malformed_tokens_are_refused() {
         ),
         ("garbage", "not-a-jwt".to_owned()),
     ];
-    // `/v1/me` looks the caller up before the handler; the case routes inside its transaction.
+    // `/v1/notifications` looks the caller up before the handler (`AuthUser`); `/v1/me` and
+    // the case routes inside their own transaction (`Token`).
     for (what, token) in cases {
-        for path in ["/v1/me", "/v1/cases"] {
+        for path in ["/v1/me", "/v1/cases", "/v1/notifications"] {
             let res = app.get(path, &token).await;
             assert_eq!(res.status.as_u16(), 401, "{what} {path}: {}", res.body);
             res.assert_problem(401, "invalid_token");
@@ -193,7 +194,7 @@ async fn tampered_and_malformed_tokens_are_refused() {
 }
 
 /// Every way a caller is authenticated turns the token away: before the handler, and inside the
-/// handler's transaction (the case routes), even for a case that does not exist.
+/// handler's transaction (`/v1/me`, the case routes), even for a case that does not exist.
 async fn assert_locked_out<S>(app: &TestApp<S>, token: &str)
 where
     S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
@@ -201,6 +202,7 @@ where
     let case = uuid::Uuid::now_v7();
     for path in [
         "/v1/me".to_owned(),
+        "/v1/notifications".to_owned(),
         "/v1/cases".to_owned(),
         format!("/v1/cases/{case}"),
         format!("/v1/cases/{case}/storyline"),
