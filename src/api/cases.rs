@@ -24,9 +24,8 @@ use crate::http::idempotency::{self, Created, IdempotencyKey};
 use crate::i18n;
 use crate::repo;
 use crate::repo::audit::Change;
-use crate::repo::cases::{AssigneeFilter, CaseChanges, CaseFilter, CaseRow, CaseScope};
+use crate::repo::cases::{AssigneeFilter, CardRow, CaseChanges, CaseFilter, CaseRow, CaseScope};
 use crate::repo::services::ServiceScope;
-use crate::repo::users::UserScope;
 use crate::workflow::{self, AllowedAction};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -246,14 +245,42 @@ pub fn find_visible(
     repo::cases::find(conn, &viewer.scope, id)?.ok_or_else(case_not_found)
 }
 
-/// The full card of a case already known to be visible to `viewer`.
-pub fn card(conn: &mut DbConnection, viewer: &Viewer, row: CaseRow) -> Result<CaseView, ApiError> {
-    let (service, agency_name) = repo::services::find(conn, &ServiceScope::All, &row.service_id)?
-        .ok_or_else(|| ApiError::internal("case without its service"))?;
-    let assignee = match &row.assignee_id {
-        Some(id) => repo::cases::person(conn, id)?.map(PersonView::from),
-        None => None,
-    };
+/// The card of a case as `viewer` may see it, or 404.
+pub fn visible_card(
+    conn: &mut DbConnection,
+    viewer: &Viewer,
+    id: &str,
+) -> Result<CaseView, ApiError> {
+    let row = repo::cases::find_card(conn, &viewer.scope, id)?.ok_or_else(case_not_found)?;
+    card(conn, viewer, row)
+}
+
+/// Re-reads a case after a change and renders its card.
+pub fn reload_card(
+    conn: &mut DbConnection,
+    viewer: &Viewer,
+    id: &str,
+) -> Result<CaseView, ApiError> {
+    // The change may have hidden the case from the caller (an agent after suspension ends);
+    // the caller still gets the card of what they just did.
+    let row = repo::cases::find_card(conn, &CaseScope::All, id)?.ok_or_else(case_not_found)?;
+    card(conn, viewer, row)
+}
+
+/// The full card of a case read with its names (`repo::cases::find_card`).
+fn card(conn: &mut DbConnection, viewer: &Viewer, row: CardRow) -> Result<CaseView, ApiError> {
+    let CardRow {
+        case: row,
+        service_title,
+        agency_name,
+        assignee_name,
+        client,
+    } = row;
+    let assignee = row
+        .assignee_id
+        .clone()
+        .zip(assignee_name)
+        .map(|(id, name)| PersonView { id, name });
     let agents = repo::cases::agents(conn, &row.id)?
         .into_iter()
         .map(PersonView::from)
@@ -264,18 +291,18 @@ pub fn card(conn: &mut DbConnection, viewer: &Viewer, row: CaseRow) -> Result<Ca
             .get(&row.id)
             .copied()
             .unwrap_or(0);
+    // Read with the case in one statement; only staff are shown it.
     let client = match viewer.role {
-        Role::Agency | Role::Platform => repo::users::find(conn, &UserScope::All, &row.client_id)?
-            .map(|u| ClientView {
-                id: u.id,
-                name: u.name,
-                email: u.email,
-                identity: ClientIdentity {
-                    id_document_type: u.id_document_type,
-                    id_document_number: u.id_document_number,
-                    account_number: u.account_number,
-                },
-            }),
+        Role::Agency | Role::Platform => Some(ClientView {
+            id: row.client_id.clone(),
+            name: client.name,
+            email: client.email,
+            identity: ClientIdentity {
+                id_document_type: client.id_document_type,
+                id_document_number: client.id_document_number,
+                account_number: client.account_number,
+            },
+        }),
         Role::Agent | Role::Client => None,
     };
     let status = row.status();
@@ -294,11 +321,11 @@ pub fn card(conn: &mut DbConnection, viewer: &Viewer, row: CaseRow) -> Result<Ca
         payment_method: payment_method(&row),
         payment_state: payment_state(&row),
         service: ServiceSummary {
-            id: service.id,
-            title: service.title,
+            id: row.service_id,
+            title: service_title,
         },
         agency: AgencySummary {
-            id: service.agency_id,
+            id: row.agency_id,
             name: agency_name,
         },
         assignee,
@@ -318,18 +345,6 @@ pub fn card(conn: &mut DbConnection, viewer: &Viewer, row: CaseRow) -> Result<Ca
         updated_at: timestamp(row.updated_at),
         closed_at: row.closed_at.map(timestamp),
     })
-}
-
-/// Re-reads a case after a change and renders its card.
-pub fn reload_card(
-    conn: &mut DbConnection,
-    viewer: &Viewer,
-    id: &str,
-) -> Result<CaseView, ApiError> {
-    // The change may have hidden the case from the caller (an agent after suspension ends);
-    // the caller still gets the card of what they just did.
-    let row = repo::cases::find(conn, &CaseScope::All, id)?.ok_or_else(case_not_found)?;
-    card(conn, viewer, row)
 }
 
 #[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
@@ -449,7 +464,7 @@ pub async fn create_case(
             ]);
             audit.push(created.field("service_id", None, Some(row.service_id.clone())));
             repo::audit::append(conn, &actor, audit)?;
-            let view = card(conn, &viewer, row)?;
+            let view = reload_card(conn, &viewer, &row.id)?;
             Ok(Created {
                 location: format!("/v1/cases/{}", view.id),
                 version: view.version,
@@ -613,8 +628,7 @@ pub async fn get_case(
     let id = id.into_inner().to_string();
     let view = db::read(&state.pool, move |conn| {
         let viewer = Viewer::asking(&token.user(conn)?, language);
-        let row = find_visible(conn, &viewer, &id)?;
-        card(conn, &viewer, row)
+        visible_card(conn, &viewer, &id)
     })
     .await?;
     Ok(versioned_response(&req, view.version, &view))

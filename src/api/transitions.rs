@@ -212,11 +212,16 @@ pub async fn transition_case(
         if rule.has(Effect::ClearDisputed) {
             changes.disputed = Some(false);
         }
-        if workflow::state_of(rule.to).terminal {
+        // No rule leaves a terminal status, so reaching one always closes an open case.
+        let closes = workflow::state_of(rule.to).terminal;
+        if closes {
             changes.closed_at = Some(Some(db::now()));
         }
         if !repo::cases::update(conn, &id, current.version, rule.from, &changes)? {
             return Err(lost_race(conn, &viewer, &id, rule.from, &if_match));
+        }
+        if closes {
+            repo::cases::count_closed(conn, &current)?;
         }
         let flatten = |v: &Option<Option<String>>| v.clone().flatten();
         let change = Change::case(&id, rule.action.as_str());

@@ -95,6 +95,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    client_open_cases (client_id, agency_id) {
+        client_id -> Text,
+        agency_id -> Text,
+        open_cases -> BigInt,
+    }
+}
+
+diesel::table! {
     case_agents (case_id, user_id) {
         case_id -> Text,
         user_id -> Text,
@@ -304,6 +312,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     services,
     case_counters,
     cases,
+    client_open_cases,
     case_agents,
     case_fields,
     audit_log,

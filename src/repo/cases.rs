@@ -4,7 +4,9 @@
 use chrono::{Datelike, NaiveDateTime};
 use diesel::prelude::*;
 
-use crate::db::schema::{case_agents, case_counters, case_fields, cases, users};
+use crate::db::schema::{
+    agencies, case_agents, case_counters, case_fields, cases, client_open_cases, services, users,
+};
 use crate::db::{BuildOnce, DbConnection, fixed_update};
 use crate::domain::{CaseStatus, Priority, Role};
 use crate::workflow;
@@ -86,27 +88,38 @@ impl CaseScope {
 type Backend = <DbConnection as diesel::Connection>::Backend;
 type BoxedCases<'a> = cases::BoxedQuery<'a, Backend>;
 
-fn scoped(scope: &CaseScope) -> BoxedCases<'static> {
-    let query = cases::table.into_boxed();
-    match scope {
-        CaseScope::All => query,
-        CaseScope::Agency(agency) => query.filter(cases::agency_id.eq(agency.clone())),
-        CaseScope::Client(client) => query.filter(cases::client_id.eq(client.clone())),
-        CaseScope::Agent(agent) => status_not_in(
-            query.filter(
-                cases::id.eq_any(
-                    case_agents::table
-                        .filter(case_agents::user_id.eq(agent.clone()))
-                        .select(case_agents::case_id),
-                ),
-            ),
-            workflow::statuses_where(|s| !s.agent_visible),
-        ),
-    }
+/// Narrows a boxed query over `cases` (alone or joined) to the cases `scope` may see.
+macro_rules! visible_to {
+    ($query:expr, $scope:expr) => {{
+        let query = $query;
+        match $scope {
+            CaseScope::All => query,
+            CaseScope::Agency(agency) => query.filter(cases::agency_id.eq(agency.clone())),
+            CaseScope::Client(client) => query.filter(cases::client_id.eq(client.clone())),
+            CaseScope::Agent(agent) => {
+                let mut query = query.filter(
+                    cases::id.eq_any(
+                        case_agents::table
+                            .filter(case_agents::user_id.eq(agent.clone()))
+                            .select(case_agents::case_id),
+                    ),
+                );
+                // One `<>` per status rather than `NOT IN`: diesel caches no statement with an
+                // `IN` list, so SQLite would prepare it again at every call.
+                for status in workflow::statuses_where(|s| !s.agent_visible) {
+                    query = query.filter(cases::status.ne(status));
+                }
+                query
+            }
+        }
+    }};
 }
 
-/// Leaves out cases in `excluded` statuses, as SQL that never changes: diesel caches no
-/// statement with an `IN` list, so SQLite would prepare it again at every call.
+fn scoped(scope: &CaseScope) -> BoxedCases<'static> {
+    visible_to!(cases::table.into_boxed(), scope)
+}
+
+/// Leaves out cases in `excluded` statuses, as SQL that never changes (see `visible_to`).
 fn status_not_in(
     mut query: BoxedCases<'static>,
     excluded: Vec<&'static str>,
@@ -121,6 +134,60 @@ pub fn find(conn: &mut DbConnection, scope: &CaseScope, id: &str) -> QueryResult
     scoped(scope)
         .filter(cases::id.eq(id.to_owned()))
         .select(CaseRow::as_select())
+        .limit(1)
+        .built_once()
+        .get_result(conn)
+        .optional()
+}
+
+/// The buyer's name, e-mail and identity, as the card shows them to staff.
+#[derive(Debug, Queryable)]
+pub struct ClientOfCase {
+    pub name: String,
+    pub email: String,
+    pub id_document_type: Option<String>,
+    pub id_document_number: Option<String>,
+    pub account_number: Option<String>,
+}
+
+/// A case with the names its card shows, read in one statement.
+#[derive(Debug, Queryable)]
+pub struct CardRow {
+    pub case: CaseRow,
+    pub service_title: String,
+    pub agency_name: String,
+    pub assignee_name: Option<String>,
+    pub client: ClientOfCase,
+}
+
+/// The case as `scope` may see it, joined with its service, agency, assignee and client: the
+/// card's most frequent read as one statement instead of four.
+pub fn find_card(
+    conn: &mut DbConnection,
+    scope: &CaseScope,
+    id: &str,
+) -> QueryResult<Option<CardRow>> {
+    let (assignee, client) = diesel::alias!(users as assignee, users as client);
+    let joined = cases::table
+        .inner_join(services::table.inner_join(agencies::table))
+        .left_join(assignee.on(cases::assignee_id.eq(assignee.field(users::id).nullable())))
+        .inner_join(client.on(cases::client_id.eq(client.field(users::id))))
+        .into_boxed();
+    visible_to!(joined, scope)
+        .filter(cases::id.eq(id.to_owned()))
+        .select((
+            CaseRow::as_select(),
+            services::title,
+            agencies::name,
+            assignee.field(users::name).nullable(),
+            (
+                client.field(users::name),
+                client.field(users::email),
+                client.field(users::id_document_type),
+                client.field(users::id_document_number),
+                client.field(users::account_number),
+            ),
+        ))
         .limit(1)
         .built_once()
         .get_result(conn)
@@ -231,16 +298,72 @@ pub fn cases_of_client(
 }
 
 /// The client's cases that are still open, among those the caller may see.
+/// The client's open cases among those the caller can see. Staff and the client read the
+/// counts kept per client and agency (one row, or one per agency the client bought from); an
+/// agent's share depends on their assignments, so it is counted from the cases themselves.
 pub fn open_cases_of_client(
     conn: &mut DbConnection,
     scope: &CaseScope,
     client_id: &str,
 ) -> QueryResult<i64> {
-    let of_client = scoped(scope).filter(cases::client_id.eq(client_id.to_owned()));
-    status_not_in(of_client, workflow::statuses_where(|s| s.terminal))
-        .count()
-        .built_once()
-        .get_result(conn)
+    let counts = client_open_cases::table
+        .filter(client_open_cases::client_id.eq(client_id.to_owned()))
+        .select(client_open_cases::open_cases)
+        .into_boxed();
+    let counts = match scope {
+        CaseScope::All => counts,
+        CaseScope::Agency(agency) => counts.filter(client_open_cases::agency_id.eq(agency.clone())),
+        CaseScope::Client(client) => counts.filter(client_open_cases::client_id.eq(client.clone())),
+        CaseScope::Agent(_) => {
+            let of_client = scoped(scope).filter(cases::client_id.eq(client_id.to_owned()));
+            return status_not_in(of_client, workflow::statuses_where(|s| s.terminal))
+                .count()
+                .built_once()
+                .get_result(conn);
+        }
+    };
+    let counts: Vec<i64> = counts.built_once().load(conn)?;
+    Ok(counts.iter().sum())
+}
+
+/// Counts a new case as open for its client at its agency.
+fn count_opened(conn: &mut DbConnection, client_id: &str, agency_id: &str) -> QueryResult<()> {
+    let of_pair = || {
+        client_open_cases::table
+            .filter(client_open_cases::client_id.eq(client_id))
+            .filter(client_open_cases::agency_id.eq(agency_id))
+    };
+    let bump = |conn: &mut DbConnection| {
+        fixed_update(
+            diesel::update(of_pair())
+                .set(client_open_cases::open_cases.eq(client_open_cases::open_cases + 1)),
+        )
+        .execute(conn)
+    };
+    super::bump_or_create(conn, bump, |c| {
+        diesel::insert_into(client_open_cases::table)
+            .values((
+                client_open_cases::client_id.eq(client_id),
+                client_open_cases::agency_id.eq(agency_id),
+                client_open_cases::open_cases.eq(1),
+            ))
+            .execute(c)
+    })
+}
+
+/// Counts a case that reached a terminal status as no longer open; in the transition's
+/// transaction, so the count never disagrees with the cases.
+pub fn count_closed(conn: &mut DbConnection, case: &CaseRow) -> QueryResult<()> {
+    fixed_update(
+        diesel::update(
+            client_open_cases::table
+                .filter(client_open_cases::client_id.eq(&case.client_id))
+                .filter(client_open_cases::agency_id.eq(&case.agency_id)),
+        )
+        .set(client_open_cases::open_cases.eq(client_open_cases::open_cases - 1)),
+    )
+    .execute(conn)
+    .map(|_| ())
 }
 
 /// The next `DOS-<year>-<6 digits>`. The counter row is updated inside the creating
@@ -255,25 +378,11 @@ pub fn next_number(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<S
         )
         .execute(conn)
     };
-    if bump(conn)? == 0 {
-        // The year's first case. A racing first creator makes the insert a unique violation;
-        // the savepoint keeps our transaction usable, and the row it made can be bumped.
-        let inserted = conn.transaction(|c| {
-            diesel::insert_into(case_counters::table)
-                .values((case_counters::year.eq(year), case_counters::last.eq(1)))
-                .execute(c)
-        });
-        match inserted {
-            Ok(_) => {}
-            Err(diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::UniqueViolation,
-                _,
-            )) => {
-                bump(conn)?;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    super::bump_or_create(conn, bump, |c| {
+        diesel::insert_into(case_counters::table)
+            .values((case_counters::year.eq(year), case_counters::last.eq(1)))
+            .execute(c)
+    })?;
     let last: i64 = case_counters::table
         .find(year)
         .select(case_counters::last)
@@ -281,11 +390,12 @@ pub fn next_number(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<S
     Ok(format!("DOS-{year}-{last:06}"))
 }
 
+/// Inserts a new case and counts it open for its client.
 pub fn insert(conn: &mut DbConnection, row: &CaseRow) -> QueryResult<()> {
     diesel::insert_into(cases::table)
         .values(row)
-        .execute(conn)
-        .map(|_| ())
+        .execute(conn)?;
+    count_opened(conn, &row.client_id, &row.agency_id)
 }
 
 /// Applies `changes` and bumps the version in one conditional statement, only while the case
@@ -315,21 +425,11 @@ pub fn update(
     Ok(updated == 1)
 }
 
-/// A user named on a case (assignee or agent).
+/// A field agent on a case.
 #[derive(Debug, Clone, Queryable)]
 pub struct Person {
     pub id: String,
     pub name: String,
-}
-
-pub fn person(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Person>> {
-    users::table
-        .find(id)
-        .select((users::id, users::name))
-        .limit(1)
-        .built_once()
-        .get_result(conn)
-        .optional()
 }
 
 pub fn agents(conn: &mut DbConnection, case_id: &str) -> QueryResult<Vec<Person>> {

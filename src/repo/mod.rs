@@ -27,9 +27,30 @@ pub mod services;
 pub mod storyline;
 pub mod users;
 
+use diesel::QueryResult;
 use diesel::result::{DatabaseErrorKind, Error};
 
+use crate::db::DbConnection;
 use crate::errors::ApiError;
+
+/// Adds one to a counter row, making the row (already at one) when it is the first: `bump`
+/// updates and says how many rows it touched, `create` inserts. A racing creator makes our
+/// insert a unique violation; the savepoint keeps the transaction usable, and the row it made
+/// is bumped instead (diesel's MultiConnection has no upsert).
+pub fn bump_or_create(
+    conn: &mut DbConnection,
+    bump: impl Fn(&mut DbConnection) -> QueryResult<usize>,
+    create: impl FnOnce(&mut DbConnection) -> QueryResult<usize>,
+) -> QueryResult<()> {
+    if bump(conn)? > 0 {
+        return Ok(());
+    }
+    match diesel::Connection::transaction(conn, create) {
+        Ok(_) => Ok(()),
+        Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => bump(conn).map(|_| ()),
+        Err(e) => Err(e),
+    }
+}
 
 /// Maps a unique-constraint violation (both engines report it alike) to the resource's own
 /// conflict, and any other database error to the usual mapping.

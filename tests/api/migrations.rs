@@ -129,3 +129,46 @@ fn both_engines_get_the_same_tables_columns_and_indexes() {
     assert_eq!(sqlite_cols, pg_cols);
     assert_eq!(sqlite_idx, pg_idx);
 }
+
+/// The open-case counts start from the cases already there: the migration that adds them is
+/// reverted on a database with open, cancelled and other clients' cases, then run again.
+#[actix_web::test]
+async fn open_case_counts_are_backfilled_from_existing_cases() {
+    use diesel_migrations::MigrationHarness;
+    use dossier::db::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
+
+    use crate::world::{World, act, buy, id};
+
+    let app = crate::helpers::spawn().await;
+    let w = World::new(&app).await;
+    buy(&app, &w.client.token, &w.service_a, "card").await;
+    buy(&app, &w.client.token, &w.service_b, "bank_transfer").await;
+    let cancelled = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    act(&app, &w.client.token, &cancelled, "cancel")
+        .await
+        .assert_status(200);
+    buy(&app, &w.client2.token, &w.service_a, "card").await;
+
+    let mut conn = app.state.pool.get().unwrap();
+    let reverted = match &mut *conn {
+        DbConnection::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS),
+        DbConnection::Postgresql(c) => c.revert_last_migration(POSTGRES_MIGRATIONS),
+    }
+    .unwrap()
+    .to_string();
+    assert!(
+        reverted.contains("20261124000009"),
+        "this test reverts the migration adding client_open_cases, not {reverted}"
+    );
+    run_migrations(&mut conn).unwrap();
+    drop(conn);
+
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM client_open_cases"), 3);
+    assert_eq!(
+        app.count(
+            "SELECT CAST(COALESCE(SUM(open_cases), 0) AS BIGINT) AS n FROM client_open_cases"
+        ),
+        3
+    );
+    assert_eq!(app.open_case_counts_off(), 0);
+}

@@ -26,6 +26,7 @@ const LARGE: &[&str] = &[
     "audit_log",
     "case_agents",
     "notifications",
+    "client_open_cases",
 ];
 
 #[derive(QueryableByName)]

@@ -257,6 +257,11 @@ async fn every_row_of_the_action_table_from_every_role() {
                     "SELECT COUNT(*) AS n FROM audit_log WHERE case_id = '{case}' AND action = '{action}'"
                 ));
                 assert!(rows >= 1, "audit rows for {action}");
+                assert_eq!(
+                    app.open_case_counts_off(),
+                    0,
+                    "open-case counts after {action} from {status}"
+                );
             }
             // Every other role is refused (404 where it cannot even see the case), nothing changes.
             let case = case_in(&app, &w, status).await;
