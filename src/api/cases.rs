@@ -286,11 +286,7 @@ fn card(conn: &mut DbConnection, viewer: &Viewer, row: CardRow) -> Result<CaseVi
         .map(PersonView::from)
         .collect();
     let client_open_cases = repo::cases::open_cases_of_client(conn, &viewer.scope, &row.client_id)?;
-    let unread_messages =
-        crate::api::messages::unread_for(conn, viewer, std::slice::from_ref(&row.id))?
-            .get(&row.id)
-            .copied()
-            .unwrap_or(0);
+    let unread_messages = crate::api::messages::unread_in(conn, viewer, &row.id)?;
     // Read with the case in one statement; only staff are shown it.
     let client = match viewer.role {
         Role::Agency | Role::Platform => Some(ClientView {

@@ -56,11 +56,12 @@ pub fn audience_of(role: Role) -> Audience {
 }
 
 /// The roles on the caller's side of the conversation: their messages are never "unread".
-fn own_side(role: Role) -> &'static [&'static str] {
+/// Always two (one role twice when the side is one), so each role's statement has one shape.
+fn own_side(role: Role) -> [&'static str; 2] {
     match role {
-        Role::Client => &["client"],
-        Role::Agent => &["agent"],
-        Role::Agency | Role::Platform => &["agency", "platform"],
+        Role::Client => ["client", "client"],
+        Role::Agent => ["agent", "agent"],
+        Role::Agency | Role::Platform => ["agency", "platform"],
     }
 }
 
@@ -491,16 +492,7 @@ pub async fn mark_read(
                 ApiError::NotFound("No such message, or not one you can read.".into())
             })?;
         let last_read_id = repo::messages::mark_read(conn, &case_id, &user_id, &message.id)?;
-        let unread = repo::messages::unread_counts(
-            conn,
-            std::slice::from_ref(&case_id),
-            &user_id,
-            audience_of(viewer.role),
-            own_side(viewer.role),
-        )?
-        .get(&case_id)
-        .copied()
-        .unwrap_or(0);
+        let unread = unread_in(conn, &viewer, &case_id)?;
         Ok(ReadState {
             last_read_id,
             unread,
@@ -510,8 +502,23 @@ pub async fn mark_read(
     Ok(HttpResponse::Ok().json(read))
 }
 
-/// Unread messages per case for a caller (for the card and the list): from the other side,
-/// after the caller's read mark.
+/// Unread messages of one case for a caller: from the other side, after the caller's read
+/// mark.
+pub fn unread_in(
+    conn: &mut db::DbConnection,
+    viewer: &Viewer,
+    case_id: &str,
+) -> Result<i64, ApiError> {
+    Ok(repo::messages::unread_in_case(
+        conn,
+        case_id,
+        &viewer.user_id,
+        audience_of(viewer.role),
+        own_side(viewer.role),
+    )?)
+}
+
+/// `unread_in` for each case of a list page.
 pub fn unread_for(
     conn: &mut db::DbConnection,
     viewer: &Viewer,

@@ -117,7 +117,7 @@ impl From<RequestRow> for RequestView {
 /// The case's open requests, for its card.
 pub fn open_requests(conn: &mut DbConnection, case_id: &str) -> Result<Vec<RequestView>, ApiError> {
     Ok(
-        repo::requests::list(conn, case_id, Some(RequestStatus::Open.as_str()), None, 100)?
+        repo::requests::in_status(conn, case_id, RequestStatus::Open.as_str(), 100)?
             .into_iter()
             .map(RequestView::from)
             .collect(),

@@ -2,9 +2,13 @@
 //! whether it may be cached, to key the statement cache, to collect its bind values. That is
 //! two or three renderings per execution, each allocating for every quoted identifier, even
 //! when the statement is already prepared: a quarter of the card's CPU and a fifth of the
-//! SQLite writer's in the benchmark's profiles. [`BuiltOnce`] renders it once per execution.
+//! SQLite writer's in the benchmark's profiles. [`BuiltOnce`] renders it once per execution,
+//! and a statement whose text follows from its type alone only once per thread.
 
-use std::cell::OnceCell;
+use std::any::TypeId;
+use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
 
 use diesel::backend::Backend;
 use diesel::pg::PgQueryBuilder;
@@ -20,8 +24,15 @@ type MultiQueryBuilder = <MultiBackend as Backend>::QueryBuilder;
 /// PostgreSQL's placeholders numbered from `$1`, as the connection does for every statement).
 pub struct BuiltOnce<Q> {
     query: Q,
-    sql: OnceCell<String>,
+    sql: OnceCell<Rc<str>>,
     fixed_update: bool,
+}
+
+thread_local! {
+    /// The text of statements with a static query id, by that id and engine. Diesel keys its
+    /// own statement cache the same way: such a statement's SQL cannot vary with its values
+    /// (IN lists, boxed and other dynamic parts have no static id).
+    static STATIC_SQL: RefCell<HashMap<(TypeId, bool), Rc<str>>> = RefCell::new(HashMap::new());
 }
 
 /// Wraps a complete query before it runs: `built_once(query.limit(1)).get_result(conn)`.
@@ -53,23 +64,45 @@ pub fn fixed_update<Q>(query: Q) -> BuiltOnce<Q> {
     }
 }
 
-impl<Q: QueryFragment<MultiBackend>> QueryFragment<MultiBackend> for BuiltOnce<Q> {
+impl<Q: QueryFragment<MultiBackend>> BuiltOnce<Q> {
+    /// The statement's text in a builder of its own.
+    fn render(&self, backend: &MultiBackend) -> QueryResult<String> {
+        let mut own = match backend {
+            MultiBackend::Postgresql(_) => MultiQueryBuilder::Postgresql(PgQueryBuilder::default()),
+            MultiBackend::Sqlite(_) => MultiQueryBuilder::Sqlite(SqliteQueryBuilder::default()),
+        };
+        self.query.to_sql(&mut own, backend)?;
+        Ok(own.finish())
+    }
+}
+
+impl<Q: QueryFragment<MultiBackend> + QueryId> QueryFragment<MultiBackend> for BuiltOnce<Q> {
     fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
         self.query.walk_ast(pass)
     }
 
     fn to_sql(&self, out: &mut MultiQueryBuilder, backend: &MultiBackend) -> QueryResult<()> {
         if self.sql.get().is_none() {
-            let mut own = match backend {
-                MultiBackend::Postgresql(_) => {
-                    MultiQueryBuilder::Postgresql(PgQueryBuilder::default())
+            let static_id = match Q::query_id() {
+                Some(id) if self.query.is_safe_to_cache_prepared(backend)? => {
+                    Some((id, matches!(backend, MultiBackend::Postgresql(_))))
                 }
-                MultiBackend::Sqlite(_) => MultiQueryBuilder::Sqlite(SqliteQueryBuilder::default()),
+                _ => None,
             };
-            self.query.to_sql(&mut own, backend)?;
-            let _ = self.sql.set(own.finish());
+            let known = static_id.and_then(|key| STATIC_SQL.with_borrow(|m| m.get(&key).cloned()));
+            let sql = match known {
+                Some(sql) => sql,
+                None => {
+                    let sql: Rc<str> = self.render(backend)?.into();
+                    if let Some(key) = static_id {
+                        STATIC_SQL.with_borrow_mut(|m| m.insert(key, sql.clone()));
+                    }
+                    sql
+                }
+            };
+            let _ = self.sql.set(sql);
         }
-        out.push_sql(self.sql.get().map_or("", String::as_str));
+        out.push_sql(self.sql.get().map_or("", |sql| sql));
         Ok(())
     }
 

@@ -45,6 +45,15 @@ impl Audience {
             Audience::InternalOnly => Some(true),
         }
     }
+
+    /// The values of `internal` this audience reads, as a pair (the same value twice when it
+    /// reads one kind), so that every audience's statement has one shape.
+    fn internal_pair(self) -> (bool, bool) {
+        match self.internal() {
+            Some(only) => (only, only),
+            None => (false, true),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -174,7 +183,7 @@ pub fn unread_counts(
     case_ids: &[String],
     user_id: &str,
     audience: Audience,
-    own_side: &[&str],
+    own_side: [&str; 2],
 ) -> QueryResult<HashMap<String, i64>> {
     let mut query = messages::table
         .left_join(
@@ -197,10 +206,45 @@ pub fn unread_counts(
         query = query.filter(messages::internal.eq(internal));
     }
     for role in own_side {
-        query = query.filter(messages::sender_role.ne(*role));
+        query = query.filter(messages::sender_role.ne(role));
     }
     let rows: Vec<(String, i64)> = query.built_once().load(conn)?;
     Ok(rows.into_iter().collect())
+}
+
+/// Unread messages of one case for a caller (the card, a read mark's answer): the rule of
+/// `unread_counts` as a statement of a fixed type, rendered once per thread
+/// (`db::built_once`).
+pub fn unread_in_case(
+    conn: &mut DbConnection,
+    case_id: &str,
+    user_id: &str,
+    audience: Audience,
+    own_side: [&str; 2],
+) -> QueryResult<i64> {
+    let (internal_a, internal_b) = audience.internal_pair();
+    messages::table
+        .left_join(
+            message_reads::table.on(message_reads::case_id
+                .eq(messages::case_id)
+                .and(message_reads::user_id.eq(user_id.to_owned()))),
+        )
+        .filter(messages::case_id.eq(case_id.to_owned()))
+        .filter(
+            messages::internal
+                .eq(internal_a)
+                .or(messages::internal.eq(internal_b)),
+        )
+        .filter(messages::sender_role.ne(own_side[0].to_owned()))
+        .filter(messages::sender_role.ne(own_side[1].to_owned()))
+        .filter(
+            message_reads::last_read_id.is_null().or(messages::id
+                .nullable()
+                .gt(message_reads::last_read_id.nullable())),
+        )
+        .count()
+        .built_once()
+        .get_result(conn)
 }
 
 /// How far the client, and the furthest agency member, have read a case.

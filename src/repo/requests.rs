@@ -76,6 +76,24 @@ pub fn list(
         .load(conn)
 }
 
+/// The case's requests in one status, newest first (the card's open requests): `list`'s
+/// statement as a fixed type, rendered once per thread (`db::built_once`).
+pub fn in_status(
+    conn: &mut DbConnection,
+    case_id: &str,
+    status: &str,
+    limit: i64,
+) -> QueryResult<Vec<RequestRow>> {
+    client_requests::table
+        .filter(client_requests::case_id.eq(case_id.to_owned()))
+        .filter(client_requests::status.eq(status.to_owned()))
+        .order(client_requests::id.desc())
+        .limit(limit)
+        .select(RequestRow::as_select())
+        .built_once()
+        .load(conn)
+}
+
 /// Changes an open request, only while it is still open at `version`.
 pub fn update_open(
     conn: &mut DbConnection,

@@ -123,12 +123,18 @@ fn enabled() -> IntoBoxed<'static, LeftJoin<users::table, agencies::table>, Back
     users::table
         .left_join(agencies::table)
         .into_boxed()
-        .filter(users::active.eq(true))
-        .filter(
-            users::agency_id
-                .is_null()
-                .or(agencies::active.nullable().eq(true)),
-        )
+        .filter(is_enabled())
+}
+
+/// The condition of `enabled`, for queries of fixed types (see `find_caller`).
+#[diesel::dsl::auto_type]
+fn is_enabled() -> _ {
+    let yes: bool = true;
+    users::active.eq(yes).and(
+        users::agency_id
+            .is_null()
+            .or(agencies::active.nullable().eq(yes)),
+    )
 }
 
 pub fn find_active(conn: &mut DbConnection, id: &str) -> QueryResult<Option<UserRow>> {
@@ -142,8 +148,12 @@ pub fn find_active(conn: &mut DbConnection, id: &str) -> QueryResult<Option<User
 }
 
 /// An active user of an active agency (if any), for authentication.
+/// Every request runs it: a statement of a fixed type, rendered once per thread
+/// (`db::built_once`).
 pub fn find_caller(conn: &mut DbConnection, id: &str) -> QueryResult<Option<CallerRow>> {
-    enabled()
+    users::table
+        .left_join(agencies::table)
+        .filter(is_enabled())
         .filter(users::id.eq(id.to_owned()))
         .select(CallerRow::as_select())
         .limit(1)

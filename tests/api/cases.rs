@@ -6,7 +6,7 @@ use futures_util::future::join_all;
 use serde_json::{Value, json};
 
 use crate::helpers::spawn;
-use crate::world::{World, act, buy, create_service, id};
+use crate::world::{World, act, assign_agent, buy, create_service, id};
 
 fn ids(body: &Value) -> Vec<String> {
     body["items"]
@@ -288,13 +288,7 @@ async fn each_role_sees_exactly_its_cases_and_foreign_ids_are_404_everywhere() {
         .await
         .assert_status(200);
     assert!(list(&w.a_agent.token).await.is_empty());
-    app.put(
-        &format!("/v1/cases/{mine}/agents"),
-        &w.a_operator.token,
-        json!({"agent_ids": [w.a_agent.id]}),
-    )
-    .await
-    .assert_status(200);
+    assign_agent(&app, &w, &mine).await;
     assert_eq!(list(&w.a_agent.token).await, [mine.as_str()]);
     assert!(list(&w.a_agent2.token).await.is_empty());
     act(&app, &w.a_operator.token, &mine, "suspend")

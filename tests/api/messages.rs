@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::helpers::spawn;
-use crate::world::{World, act, buy, id};
+use crate::world::{World, act, assign_agent, buy, id};
 
 fn bodies(body: &Value) -> Vec<String> {
     body["items"]
@@ -90,13 +90,7 @@ async fn each_side_writes_its_own_kind_and_reads_only_its_part() {
     act(&app, &w.a_operator.token, &case, "start")
         .await
         .assert_status(200);
-    app.put(
-        &format!("/v1/cases/{case}/agents"),
-        &w.a_operator.token,
-        json!({"agent_ids": [w.a_agent.id]}),
-    )
-    .await
-    .assert_status(200);
+    assign_agent(&app, &w, &case).await;
     app.post(&p, &w.a_agent.token, json!({"body": "x"}))
         .await
         .assert_problem(403, "forbidden");
@@ -186,6 +180,62 @@ async fn each_side_writes_its_own_kind_and_reads_only_its_part() {
     )
     .await
     .assert_status(201);
+}
+
+/// Each role counts unread only the part of the conversation it reads, from the other side:
+/// the card (one statement per role), the list and a read mark agree.
+#[actix_web::test]
+async fn unread_counts_follow_each_roles_part_of_the_conversation() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    for action in ["accept", "start"] {
+        act(&app, &w.a_operator.token, &case, action)
+            .await
+            .assert_status(200);
+    }
+    assign_agent(&app, &w, &case).await;
+    let p = format!("/v1/cases/{case}/messages");
+    let mut last = String::new();
+    for (token, body) in [
+        (&w.client.token, json!({"body": "Any news?"})),
+        (
+            &w.a_agent.token,
+            json!({"body": "Subject left at 14:00.", "internal": true}),
+        ),
+        (&w.a_operator.token, json!({"body": "Soon."})),
+        (
+            &w.a_operator.token,
+            json!({"body": "Check the car park.", "internal": true}),
+        ),
+    ] {
+        last = id(app.post(&p, token, body).await.assert_status(201));
+    }
+    let unread = async |token: &str| {
+        app.get(&format!("/v1/cases/{case}"), token)
+            .await
+            .assert_status(200)["unread_messages"]
+            .as_i64()
+            .unwrap()
+    };
+    // Writing marks the writer's own message read. The client: the operator's public reply.
+    // Staff who read nothing: the client's question and the agent's note. The agent: the
+    // operator's later note (public messages are not theirs).
+    assert_eq!(unread(&w.client.token).await, 1);
+    assert_eq!(unread(&w.a_admin.token).await, 2);
+    assert_eq!(unread(&w.platform.token).await, 2);
+    assert_eq!(unread(&w.a_agent.token).await, 1);
+    let list = app.get("/v1/cases", &w.a_admin.token).await;
+    assert_eq!(list.assert_status(200)["items"][0]["unread_messages"], 2);
+    let res = app
+        .post(
+            &format!("{p}/read"),
+            &w.a_admin.token,
+            json!({"up_to": last}),
+        )
+        .await;
+    assert_eq!(res.assert_status(200)["unread"], 0);
+    assert_eq!(unread(&w.a_admin.token).await, 0);
 }
 
 #[actix_web::test]

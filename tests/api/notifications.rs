@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::helpers::spawn;
-use crate::world::{World, act, buy, id};
+use crate::world::{World, act, assign_agent, buy, id};
 
 async fn events<S>(app: &crate::helpers::TestApp<S>, token: &str) -> Vec<(String, String)>
 where
@@ -116,13 +116,7 @@ async fn each_event_reaches_the_right_people_in_their_language() {
     );
 
     // Agents (resume led to in progress): assigned, then internal notes both ways.
-    app.put(
-        &format!("/v1/cases/{case}/agents"),
-        &w.a_operator.token,
-        json!({"agent_ids": [w.a_agent.id]}),
-    )
-    .await
-    .assert_status(200);
+    assign_agent(&app, &w, &case).await;
     assert_eq!(
         events(&app, &w.a_agent.token).await,
         [(

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::attachments::{png, upload};
 use crate::helpers::spawn;
-use crate::world::{World, act, buy, id};
+use crate::world::{World, act, assign_agent, buy, id};
 
 fn titles(body: &Value) -> Vec<String> {
     body["items"]
@@ -29,13 +29,7 @@ async fn agents_draft_the_agency_moderates_the_client_reads_what_is_published() 
     act(&app, &w.a_operator.token, &case, "start")
         .await
         .assert_status(200);
-    app.put(
-        &format!("/v1/cases/{case}/agents"),
-        &w.a_operator.token,
-        json!({"agent_ids": [w.a_agent.id]}),
-    )
-    .await
-    .assert_status(200);
+    assign_agent(&app, &w, &case).await;
 
     // The agent writes a draft (even when asking for published: 403), with a position.
     let sighting = json!({"occurred_at": "2026-11-21T14:05:00Z", "kind": "sighting", "title": "Enters the golf club",

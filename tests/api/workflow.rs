@@ -4,7 +4,7 @@ use futures_util::future::join_all;
 use serde_json::{Value, json};
 
 use crate::helpers::spawn;
-use crate::world::{World, act, buy, id};
+use crate::world::{World, act, assign_agent, buy, id};
 
 /// (action, from, to, roles, required inputs).
 type Row = (
@@ -161,13 +161,7 @@ where
             .await
             .assert_status(200);
         if action == "start" {
-            app.put(
-                &format!("/v1/cases/{case}/agents"),
-                &w.a_operator.token,
-                json!({"agent_ids": [w.a_agent.id]}),
-            )
-            .await
-            .assert_status(200);
+            assign_agent(app, w, &case).await;
         }
     }
     let card = app

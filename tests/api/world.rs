@@ -177,6 +177,20 @@ where
         .await
 }
 
+/// Puts agency A's first agent on a case (as its operator).
+pub async fn assign_agent<S>(app: &TestApp<S>, w: &World, case: &str)
+where
+    S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
+{
+    app.put(
+        &format!("/v1/cases/{case}/agents"),
+        &w.a_operator.token,
+        json!({"agent_ids": [w.a_agent.id]}),
+    )
+    .await
+    .assert_status(200);
+}
+
 pub fn id(v: &Value) -> String {
     v["id"].as_str().unwrap().to_owned()
 }
