@@ -309,7 +309,6 @@ pub fn cases_of_client(
         .load(conn)
 }
 
-/// The client's cases that are still open, among those the caller may see.
 /// The client's open cases among those the caller can see. Staff and the client read the
 /// counts kept per client and agency (one row, or one per agency the client bought from); an
 /// agent's share depends on their assignments, so it is counted from the cases themselves.
@@ -344,15 +343,14 @@ pub fn open_cases_of_client(
 
 /// Counts a new case as open for its client at its agency.
 fn count_opened(conn: &mut DbConnection, client_id: &str, agency_id: &str) -> QueryResult<()> {
-    let of_pair = || {
-        client_open_cases::table
-            .filter(client_open_cases::client_id.eq(client_id))
-            .filter(client_open_cases::agency_id.eq(agency_id))
-    };
     let bump = |conn: &mut DbConnection| {
         fixed_update(
-            diesel::update(of_pair())
-                .set(client_open_cases::open_cases.eq(client_open_cases::open_cases + 1)),
+            diesel::update(
+                client_open_cases::table
+                    .filter(client_open_cases::client_id.eq(client_id))
+                    .filter(client_open_cases::agency_id.eq(agency_id)),
+            )
+            .set(client_open_cases::open_cases.eq(client_open_cases::open_cases + 1)),
         )
         .execute(conn)
     };
