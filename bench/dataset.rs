@@ -212,12 +212,17 @@ pub fn seed(conn: &mut DbConnection, cases: u64) -> Value {
             ));
         }
     }
-    // The open-case counts the server keeps per client and agency (its migration's backfill).
-    conn.batch_execute(
+    // The open-case counts the server keeps per client and agency (as its migration fills them).
+    let terminal = dossier::workflow::statuses_where(|s| s.terminal)
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    conn.batch_execute(&format!(
         "INSERT INTO client_open_cases (client_id, agency_id, open_cases) \
          SELECT client_id, agency_id, COUNT(*) FROM cases \
-         WHERE status NOT IN ('rejected', 'closed', 'cancelled') GROUP BY client_id, agency_id",
-    )
+         WHERE status NOT IN ({terminal}) GROUP BY client_id, agency_id"
+    ))
     .expect("open-case counts");
     {
         let mut rows = Inserter::new(conn, "case_agents", "case_id, user_id, assigned_at");

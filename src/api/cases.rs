@@ -125,9 +125,12 @@ pub struct CaseView {
     pub assignee: Option<PersonView>,
     /// Field agents working the case.
     pub agents: Vec<PersonView>,
-    /// The client's open cases among those the caller can see, this one included (alert when > 1).
+    /// The client's open (not terminal) cases among those the caller can see, this one included
+    /// while it is open (alert when > 1).
     pub client_open_cases: i64,
-    /// Messages of this case the caller can read, did not send and has not read yet.
+    /// Messages of this case the caller can read, from the other side of the conversation (not
+    /// the caller's own side: client, agents, or agency and platform staff), after the caller's
+    /// read mark.
     pub unread_messages: i64,
     /// What the agency asked the client and is still waiting for.
     pub open_requests: Vec<crate::api::requests::RequestView>,
@@ -166,7 +169,8 @@ pub struct CaseSummary {
     pub payment_method: PaymentMethod,
     pub payment_state: PaymentState,
     pub disputed: bool,
-    /// Messages the caller can read, did not send and has not read yet.
+    /// As the card's `unread_messages`: readable, from the other side, after the caller's read
+    /// mark.
     pub unread_messages: i64,
     pub version: i64,
     pub created_at: DateTime<Utc>,

@@ -212,8 +212,10 @@ pub async fn transition_case(
         if rule.has(Effect::ClearDisputed) {
             changes.disputed = Some(false);
         }
-        // No rule leaves a terminal status, so reaching one always closes an open case.
-        let closes = workflow::state_of(rule.to).terminal;
+        // Reaching a terminal status from an open one closes the case: its client has one
+        // open case fewer (`client_open_cases`).
+        let closes =
+            workflow::state_of(rule.to).terminal && !workflow::state_of(current.status()).terminal;
         if closes {
             changes.closed_at = Some(Some(db::now()));
         }

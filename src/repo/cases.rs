@@ -88,16 +88,29 @@ impl CaseScope {
 type Backend = <DbConnection as diesel::Connection>::Backend;
 type BoxedCases<'a> = cases::BoxedQuery<'a, Backend>;
 
-/// Narrows a boxed query over `cases` (alone or joined) to the cases `scope` may see.
-macro_rules! visible_to {
-    ($query:expr, $scope:expr) => {{
+/// Runs `$run` on `$query` (over `cases`, alone or joined) narrowed to the cases `scope` may
+/// see: the one place the visibility rules are written. Staff and clients get a query of a
+/// fixed type (its SQL rendered once per thread, `db::built_once`); an agent's is boxed by
+/// `$boxed` first. Each arm binds `$q` to its own type, so `$run` is written once and compiled
+/// per arm.
+macro_rules! with_visible {
+    ($query:expr, $scope:expr, boxed_by: $boxed:path, |$q:ident| $run:expr) => {{
         let query = $query;
         match $scope {
-            CaseScope::All => query,
-            CaseScope::Agency(agency) => query.filter(cases::agency_id.eq(agency.clone())),
-            CaseScope::Client(client) => query.filter(cases::client_id.eq(client.clone())),
+            CaseScope::All => {
+                let $q = query;
+                $run
+            }
+            CaseScope::Agency(agency) => {
+                let $q = query.filter(cases::agency_id.eq(agency.clone()));
+                $run
+            }
+            CaseScope::Client(client) => {
+                let $q = query.filter(cases::client_id.eq(client.clone()));
+                $run
+            }
             CaseScope::Agent(agent) => {
-                let mut query = query.filter(
+                let mut $q = $boxed(query).filter(
                     cases::id.eq_any(
                         case_agents::table
                             .filter(case_agents::user_id.eq(agent.clone()))
@@ -107,19 +120,19 @@ macro_rules! visible_to {
                 // One `<>` per status rather than `NOT IN`: diesel caches no statement with an
                 // `IN` list, so SQLite would prepare it again at every call.
                 for status in workflow::statuses_where(|s| !s.agent_visible) {
-                    query = query.filter(cases::status.ne(status));
+                    $q = $q.filter(cases::status.ne(status));
                 }
-                query
+                $run
             }
         }
     }};
 }
 
 fn scoped(scope: &CaseScope) -> BoxedCases<'static> {
-    visible_to!(cases::table.into_boxed(), scope)
+    with_visible!(cases::table.into_boxed(), scope, boxed_by: std::convert::identity, |q| q)
 }
 
-/// Leaves out cases in `excluded` statuses, as SQL that never changes (see `visible_to`).
+/// Leaves out cases in `excluded` statuses, as SQL that never changes (see `with_visible`).
 fn status_not_in(
     mut query: BoxedCases<'static>,
     excluded: Vec<&'static str>,
@@ -161,9 +174,7 @@ pub struct CardRow {
 }
 
 /// The case as `scope` may see it, joined with its service, agency, assignee and client: the
-/// card's most frequent read as one statement instead of four. Staff and clients get
-/// statements of fixed types, whose SQL is rendered once per thread (`db::built_once`); an
-/// agent's visibility takes a boxed query.
+/// card's most frequent read as one statement instead of four.
 pub fn find_card(
     conn: &mut DbConnection,
     scope: &CaseScope,
@@ -171,7 +182,8 @@ pub fn find_card(
 ) -> QueryResult<Option<CardRow>> {
     let (assignee, client) = diesel::alias!(users as assignee, users as client);
     let card = cases::table
-        .inner_join(services::table.inner_join(agencies::table))
+        .inner_join(services::table)
+        .inner_join(agencies::table.on(agencies::id.eq(cases::agency_id)))
         .left_join(assignee.on(cases::assignee_id.eq(assignee.field(users::id).nullable())))
         .inner_join(client.on(cases::client_id.eq(client.field(users::id))))
         .filter(cases::id.eq(id.to_owned()))
@@ -189,20 +201,9 @@ pub fn find_card(
             ),
         ))
         .limit(1);
-    match scope {
-        CaseScope::All => card.built_once().get_result(conn),
-        CaseScope::Agency(agency) => card
-            .filter(cases::agency_id.eq(agency.clone()))
-            .built_once()
-            .get_result(conn),
-        CaseScope::Client(own) => card
-            .filter(cases::client_id.eq(own.clone()))
-            .built_once()
-            .get_result(conn),
-        CaseScope::Agent(_) => visible_to!(card.into_boxed(), scope)
-            .built_once()
-            .get_result(conn),
-    }
+    with_visible!(card, scope, boxed_by: QueryDsl::into_boxed, |q| q
+        .built_once()
+        .get_result(conn))
     .optional()
 }
 
@@ -341,43 +342,46 @@ pub fn open_cases_of_client(
     Ok(counts.iter().sum())
 }
 
-/// Counts a new case as open for its client at its agency.
-fn count_opened(conn: &mut DbConnection, client_id: &str, agency_id: &str) -> QueryResult<()> {
-    let bump = |conn: &mut DbConnection| {
-        fixed_update(
-            diesel::update(
-                client_open_cases::table
-                    .filter(client_open_cases::client_id.eq(client_id))
-                    .filter(client_open_cases::agency_id.eq(agency_id)),
-            )
-            .set(client_open_cases::open_cases.eq(client_open_cases::open_cases + 1)),
-        )
-        .execute(conn)
-    };
-    super::bump_or_create(conn, bump, |c| {
-        diesel::insert_into(client_open_cases::table)
-            .values((
-                client_open_cases::client_id.eq(client_id),
-                client_open_cases::agency_id.eq(agency_id),
-                client_open_cases::open_cases.eq(1),
-            ))
-            .execute(c)
-    })
-}
-
-/// Counts a case that reached a terminal status as no longer open; in the transition's
-/// transaction, so the count never disagrees with the cases.
-pub fn count_closed(conn: &mut DbConnection, case: &CaseRow) -> QueryResult<()> {
+/// Moves the kept count of the client's open cases at the agency by `delta`; the rows touched.
+fn shift_open_count(
+    conn: &mut DbConnection,
+    client_id: &str,
+    agency_id: &str,
+    delta: i64,
+) -> QueryResult<usize> {
     fixed_update(
         diesel::update(
             client_open_cases::table
-                .filter(client_open_cases::client_id.eq(&case.client_id))
-                .filter(client_open_cases::agency_id.eq(&case.agency_id)),
+                .filter(client_open_cases::client_id.eq(client_id))
+                .filter(client_open_cases::agency_id.eq(agency_id)),
         )
-        .set(client_open_cases::open_cases.eq(client_open_cases::open_cases - 1)),
+        .set(client_open_cases::open_cases.eq(client_open_cases::open_cases + delta)),
     )
     .execute(conn)
-    .map(|_| ())
+}
+
+/// Counts a new case as open for its client at its agency.
+fn count_opened(conn: &mut DbConnection, client_id: &str, agency_id: &str) -> QueryResult<()> {
+    super::bump_or_create(
+        conn,
+        |conn| shift_open_count(conn, client_id, agency_id, 1),
+        |c| {
+            diesel::insert_into(client_open_cases::table)
+                .values((
+                    client_open_cases::client_id.eq(client_id),
+                    client_open_cases::agency_id.eq(agency_id),
+                    client_open_cases::open_cases.eq(1),
+                ))
+                .execute(c)
+        },
+    )
+}
+
+/// Counts an open case that reached a terminal status as no longer open; in the transition's
+/// transaction, so the count never disagrees with the cases.
+pub fn count_closed(conn: &mut DbConnection, case: &CaseRow) -> QueryResult<()> {
+    let touched = shift_open_count(conn, &case.client_id, &case.agency_id, -1)?;
+    super::one_row(touched, "client_open_cases")
 }
 
 /// The next `DOS-<year>-<6 digits>`. The counter row is updated inside the creating

@@ -176,8 +176,35 @@ pub fn mark_read(
     current(conn)?.ok_or(Error::NotFound)
 }
 
-/// Per case: messages `user_id` may read, sent by the other side (not by `own_side` roles),
-/// and not read yet. One grouped query for a whole page of cases.
+/// The messages a caller has not read: in the part of the conversation their `audience`
+/// reads, sent by the other side (not by the two `own_side` roles), after their read mark.
+/// One shape for every role (the audience as two `internal` values), written once for the
+/// card's statement of a fixed type and the list's grouped one.
+macro_rules! unread_by {
+    ($user_id:expr, $audience:expr, $own_side:expr) => {{
+        let (internal_a, internal_b) = $audience.internal_pair();
+        messages::table
+            .left_join(
+                message_reads::table.on(message_reads::case_id
+                    .eq(messages::case_id)
+                    .and(message_reads::user_id.eq($user_id.to_owned()))),
+            )
+            .filter(
+                messages::internal
+                    .eq(internal_a)
+                    .or(messages::internal.eq(internal_b)),
+            )
+            .filter(messages::sender_role.ne($own_side[0].to_owned()))
+            .filter(messages::sender_role.ne($own_side[1].to_owned()))
+            .filter(
+                message_reads::last_read_id.is_null().or(messages::id
+                    .nullable()
+                    .gt(message_reads::last_read_id.nullable())),
+            )
+    }};
+}
+
+/// Unread messages per case of a page of cases, in one grouped query.
 pub fn unread_counts(
     conn: &mut DbConnection,
     case_ids: &[String],
@@ -185,36 +212,20 @@ pub fn unread_counts(
     audience: Audience,
     own_side: [&str; 2],
 ) -> QueryResult<HashMap<String, i64>> {
-    let mut query = messages::table
-        .left_join(
-            message_reads::table.on(message_reads::case_id
-                .eq(messages::case_id)
-                .and(message_reads::user_id.eq(user_id.to_owned()))),
-        )
+    let query = unread_by!(user_id, audience, own_side)
         .group_by(messages::case_id)
         .select((messages::case_id, diesel::dsl::count(messages::id)))
-        .filter(
-            message_reads::last_read_id.is_null().or(messages::id
-                .nullable()
-                .gt(message_reads::last_read_id.nullable())),
-        )
         .into_boxed();
-    // Fixed SQL for a card's one case, the audience and the roles, so the statement is cached
-    // (diesel caches none with an `IN` list).
-    query = filter_in!(query, messages::case_id, case_ids);
-    if let Some(internal) = audience.internal() {
-        query = query.filter(messages::internal.eq(internal));
-    }
-    for role in own_side {
-        query = query.filter(messages::sender_role.ne(role));
-    }
-    let rows: Vec<(String, i64)> = query.built_once().load(conn)?;
+    // `=` for a page of one case, so that statement stays cached (diesel caches none with an
+    // `IN` list).
+    let rows: Vec<(String, i64)> = filter_in!(query, messages::case_id, case_ids)
+        .built_once()
+        .load(conn)?;
     Ok(rows.into_iter().collect())
 }
 
-/// Unread messages of one case for a caller (the card, a read mark's answer): the rule of
-/// `unread_counts` as a statement of a fixed type, rendered once per thread
-/// (`db::built_once`).
+/// Unread messages of one case (the card, a read mark's answer): a statement of a fixed type,
+/// rendered once per thread (`db::built_once`).
 pub fn unread_in_case(
     conn: &mut DbConnection,
     case_id: &str,
@@ -222,26 +233,8 @@ pub fn unread_in_case(
     audience: Audience,
     own_side: [&str; 2],
 ) -> QueryResult<i64> {
-    let (internal_a, internal_b) = audience.internal_pair();
-    messages::table
-        .left_join(
-            message_reads::table.on(message_reads::case_id
-                .eq(messages::case_id)
-                .and(message_reads::user_id.eq(user_id.to_owned()))),
-        )
+    unread_by!(user_id, audience, own_side)
         .filter(messages::case_id.eq(case_id.to_owned()))
-        .filter(
-            messages::internal
-                .eq(internal_a)
-                .or(messages::internal.eq(internal_b)),
-        )
-        .filter(messages::sender_role.ne(own_side[0].to_owned()))
-        .filter(messages::sender_role.ne(own_side[1].to_owned()))
-        .filter(
-            message_reads::last_read_id.is_null().or(messages::id
-                .nullable()
-                .gt(message_reads::last_read_id.nullable())),
-        )
         .count()
         .built_once()
         .get_result(conn)

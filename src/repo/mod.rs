@@ -47,8 +47,23 @@ pub fn bump_or_create(
     }
     match diesel::Connection::transaction(conn, create) {
         Ok(_) => Ok(()),
-        Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => bump(conn).map(|_| ()),
+        Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+            // Under an isolation level stricter than read committed the racer's row can stay
+            // invisible: fail the request rather than lose the count.
+            one_row(bump(conn)?, "the counter row a racing request made")
+        }
         Err(e) => Err(e),
+    }
+}
+
+/// Ok when an update touched exactly one row, else an error naming what was missing: for
+/// rows whose absence breaks an invariant (a 500 with the cause logged, never a silent skip).
+pub fn one_row(touched: usize, what: &str) -> QueryResult<()> {
+    match touched {
+        1 => Ok(()),
+        n => Err(Error::QueryBuilderError(
+            format!("expected to update one row of {what}, updated {n}").into(),
+        )),
     }
 }
 

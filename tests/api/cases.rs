@@ -106,6 +106,13 @@ async fn buying_creates_a_numbered_case_with_the_service_form() {
     );
     let res = app.get(&format!("/v1/cases/{case}"), &w.client.token).await;
     assert_eq!(res.body["client_open_cases"], 3);
+    let res = app
+        .get(&format!("/v1/cases/{case}"), &w.platform.token)
+        .await;
+    assert_eq!(
+        res.body["client_open_cases"], 3,
+        "platform staff count every agency's"
+    );
     // A case in a terminal status is no longer open.
     act(&app, &w.client.token, &at_b, "cancel")
         .await
@@ -258,6 +265,18 @@ async fn concurrent_buyers_never_share_a_number() {
         .map(|r| r.assert_status(201)["number"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(numbers.len(), 12);
+    // Both clients' first purchases raced to make their open-case count rows.
+    assert_eq!(app.open_case_counts_off(), 0);
+    // Racing cancellations of one case close it once and count it out once.
+    let case = id(&buys[0].body);
+    let cancels = join_all((0..6).map(|_| act(&app, &w.client.token, &case, "cancel"))).await;
+    assert_eq!(
+        cancels.iter().filter(|r| r.status.as_u16() == 200).count(),
+        1
+    );
+    assert_eq!(app.open_case_counts_off(), 0);
+    let card = app.get(&format!("/v1/cases/{case}"), &w.client.token).await;
+    assert_eq!(card.assert_status(200)["client_open_cases"], 5);
 }
 
 #[actix_web::test]
@@ -958,6 +977,7 @@ async fn racing_retries_with_one_key_create_one_case() {
     }
     assert_eq!(created.len(), 1, "every success is the same case");
     assert_eq!(app.count("SELECT COUNT(*) AS n FROM cases"), 1);
+    assert_eq!(app.open_case_counts_off(), 0, "replays count nothing");
     // Services take keys too.
     let service =
         json!({"title": "Tracking", "description": "GPS", "price_minor": 1, "currency": "EUR"});

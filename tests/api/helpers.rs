@@ -338,22 +338,27 @@ where
         conn.batch_execute(statement).expect("SQL runs");
     }
 
-    /// A single number from the test database.
     /// Pairs of client and agency whose kept open-case count (`client_open_cases`) differs from
     /// their cases counted afresh: zero when every write kept it right.
     pub fn open_case_counts_off(&self) -> i64 {
-        const OPEN: &str = "status NOT IN ('rejected', 'closed', 'cancelled')";
+        let terminal = dossier::workflow::statuses_where(|s| s.terminal)
+            .iter()
+            .map(|s| format!("'{s}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let open = format!("status NOT IN ({terminal})");
         self.count(&format!(
             "SELECT COUNT(*) AS n FROM client_open_cases o WHERE o.open_cases <> \
              (SELECT COUNT(*) FROM cases c WHERE c.client_id = o.client_id \
-              AND c.agency_id = o.agency_id AND c.{OPEN})"
+              AND c.agency_id = o.agency_id AND c.{open})"
         )) + self.count(&format!(
-            "SELECT COUNT(*) AS n FROM cases c WHERE c.{OPEN} AND NOT EXISTS \
+            "SELECT COUNT(*) AS n FROM cases c WHERE c.{open} AND NOT EXISTS \
              (SELECT 1 FROM client_open_cases o WHERE o.client_id = c.client_id \
               AND o.agency_id = c.agency_id)"
         ))
     }
 
+    /// A single number from the test database.
     pub fn count(&self, query: &str) -> i64 {
         #[derive(QueryableByName)]
         struct Count {

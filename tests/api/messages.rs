@@ -225,6 +225,15 @@ async fn unread_counts_follow_each_roles_part_of_the_conversation() {
     assert_eq!(unread(&w.a_admin.token).await, 2);
     assert_eq!(unread(&w.platform.token).await, 2);
     assert_eq!(unread(&w.a_agent.token).await, 1);
+    // The client's identity, read with the case, is shown to staff only.
+    let card_path = format!("/v1/cases/{case}");
+    let client_of = async |token: &str| app.get(&card_path, token).await.body["client"].clone();
+    assert_eq!(client_of(&w.a_agent.token).await, Value::Null);
+    assert_eq!(client_of(&w.client.token).await, Value::Null);
+    assert_eq!(
+        client_of(&w.a_admin.token).await["id"],
+        w.client.id.as_str()
+    );
     let list = app.get("/v1/cases", &w.a_admin.token).await;
     assert_eq!(list.assert_status(200)["items"][0]["unread_messages"], 2);
     let res = app
