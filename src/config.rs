@@ -184,6 +184,19 @@ impl<F: Fn(&str) -> Option<String>> Source<F> {
     }
 }
 
+/// SQLite reads run on this machine's cores: connections (and the blocking threads that go
+/// with them) beyond one per core only wake and sleep in turn, which cost the card a fifth of
+/// its CPU on two cores (bench/RESULTS.md). PostgreSQL connections wait on round trips, so more
+/// of them pay.
+fn default_pool_size(engine: &crate::db::DatabaseUrl) -> u32 {
+    match engine {
+        crate::db::DatabaseUrl::Sqlite(_) => std::thread::available_parallelism()
+            .map_or(2, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+            .max(2),
+        crate::db::DatabaseUrl::Postgres(_) => 10,
+    }
+}
+
 impl Settings {
     /// Loads `.env` (if present) and reads the process environment.
     pub fn from_env() -> Result<Settings, ConfigError> {
@@ -212,7 +225,8 @@ impl Settings {
         let database_url = src
             .get("DATABASE_URL")
             .unwrap_or_else(|| "sqlite://data/dossier.db".into());
-        crate::db::DatabaseUrl::parse(&database_url).map_err(|m| invalid("DATABASE_URL", m))?;
+        let engine =
+            crate::db::DatabaseUrl::parse(&database_url).map_err(|m| invalid("DATABASE_URL", m))?;
 
         let (keys, jwt_secret_is_ephemeral) = jwt_keys(src, environment)?;
         let jwt = JwtSettings {
@@ -251,7 +265,7 @@ impl Settings {
         Ok(Settings {
             environment,
             database_url,
-            db_pool_size: src.positive("DOSSIER_DB_POOL_SIZE", 10)?,
+            db_pool_size: src.positive("DOSSIER_DB_POOL_SIZE", default_pool_size(&engine))?,
             bind: src.parsed(
                 "DOSSIER_BIND",
                 SocketAddr::from(([127, 0, 0, 1], 8080)),

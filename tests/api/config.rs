@@ -16,6 +16,13 @@ fn defaults_are_development_sqlite_and_an_ephemeral_secret() {
     assert_eq!(s.database_url, "sqlite://data/dossier.db");
     assert_eq!(s.bind.to_string(), "127.0.0.1:8080");
     assert!(s.jwt_secret_is_ephemeral);
+    // SQLite: one connection per core (at least two); PostgreSQL: ten; either as configured.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+    assert_eq!(s.db_pool_size, cores.max(2));
+    let pg = load(&[("DATABASE_URL", "postgres://localhost/dossier")]).unwrap();
+    assert_eq!(pg.db_pool_size, 10);
+    let set = load(&[("DOSSIER_DB_POOL_SIZE", "7")]).unwrap();
+    assert_eq!(set.db_pool_size, 7);
 }
 
 #[test]
