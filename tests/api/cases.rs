@@ -124,6 +124,40 @@ async fn buying_creates_a_numbered_case_with_the_service_form() {
     );
 }
 
+/// An agent counts only the client's open cases they can see (assigned, in a status agents
+/// see), not the agency's kept count; an agent off the case sees no card at all.
+#[actix_web::test]
+async fn an_agent_counts_only_the_clients_cases_they_work() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let mut cases = Vec::new();
+    for _ in 0..3 {
+        cases.push(id(&buy(&app, &w.client.token, &w.service_a, "card").await));
+    }
+    for case in &cases[..2] {
+        for action in ["accept", "start"] {
+            act(&app, &w.a_operator.token, case, action)
+                .await
+                .assert_status(200);
+        }
+    }
+    assign_agent(&app, &w, &cases[0]).await;
+    let count = async |token: &str| {
+        app.get(&format!("/v1/cases/{}", cases[0]), token)
+            .await
+            .assert_status(200)["client_open_cases"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(count(&w.a_operator.token).await, 3);
+    assert_eq!(count(&w.a_agent.token).await, 1);
+    assign_agent(&app, &w, &cases[1]).await;
+    assert_eq!(count(&w.a_agent.token).await, 2);
+    app.get(&format!("/v1/cases/{}", cases[0]), &w.a_agent2.token)
+        .await
+        .assert_problem(404, "not_found");
+}
+
 #[actix_web::test]
 async fn buying_is_for_clients_and_active_services_only() {
     let app = spawn().await;
