@@ -25,6 +25,9 @@ type MultiQueryBuilder = <MultiBackend as Backend>::QueryBuilder;
 pub struct BuiltOnce<Q> {
     query: Q,
     sql: OnceCell<Rc<str>>,
+    /// Whether it may be kept prepared: the connection asks at every pass over the statement
+    /// (twice per execution), and the answer walks the whole query.
+    cacheable: OnceCell<bool>,
     fixed_update: bool,
 }
 
@@ -40,6 +43,7 @@ pub fn built_once<Q>(query: Q) -> BuiltOnce<Q> {
     BuiltOnce {
         query,
         sql: OnceCell::new(),
+        cacheable: OnceCell::new(),
         fixed_update: false,
     }
 }
@@ -83,18 +87,19 @@ impl<Q: QueryFragment<MultiBackend> + QueryId> QueryFragment<MultiBackend> for B
 
     fn to_sql(&self, out: &mut MultiQueryBuilder, backend: &MultiBackend) -> QueryResult<()> {
         if self.sql.get().is_none() {
-            let static_id = match Q::query_id() {
-                Some(id) if self.query.is_safe_to_cache_prepared(backend)? => {
-                    Some((id, matches!(backend, MultiBackend::Postgresql(_))))
-                }
-                _ => None,
-            };
-            let known = static_id.and_then(|key| STATIC_SQL.with_borrow(|m| m.get(&key).cloned()));
+            let key = Q::query_id().map(|id| (id, matches!(backend, MultiBackend::Postgresql(_))));
+            let known = key.and_then(|key| STATIC_SQL.with_borrow(|m| m.get(&key).cloned()));
             let sql = match known {
-                Some(sql) => sql,
+                // Only cacheable statements are kept there.
+                Some(sql) => {
+                    let _ = self.cacheable.set(true);
+                    sql
+                }
                 None => {
                     let sql: Rc<str> = self.render(backend)?.into();
-                    if let Some(key) = static_id {
+                    if let Some(key) = key
+                        && self.query.is_safe_to_cache_prepared(backend)?
+                    {
                         STATIC_SQL.with_borrow_mut(|m| m.insert(key, sql.clone()));
                     }
                     sql
@@ -107,10 +112,12 @@ impl<Q: QueryFragment<MultiBackend> + QueryId> QueryFragment<MultiBackend> for B
     }
 
     fn is_safe_to_cache_prepared(&self, backend: &MultiBackend) -> QueryResult<bool> {
-        if self.fixed_update {
-            return Ok(true);
+        if let Some(&cacheable) = self.cacheable.get() {
+            return Ok(cacheable);
         }
-        self.query.is_safe_to_cache_prepared(backend)
+        let cacheable = self.fixed_update || self.query.is_safe_to_cache_prepared(backend)?;
+        let _ = self.cacheable.set(cacheable);
+        Ok(cacheable)
     }
 
     fn is_noop(&self, backend: &MultiBackend) -> QueryResult<bool> {

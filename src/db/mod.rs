@@ -2,6 +2,7 @@
 
 mod built_once;
 pub mod schema;
+mod thread_policy;
 mod writer;
 
 pub use built_once::{BuildOnce, BuiltOnce, built_once, fixed_update};
@@ -251,6 +252,7 @@ where
 {
     let pool = pool.clone();
     actix_web::web::block(move || {
+        thread_policy::behind_event_loops();
         let mut conn = pool.get()?;
         work(&mut conn)
     })
