@@ -120,10 +120,8 @@ fn verified_token(req: &HttpRequest) -> Result<Token, ApiError> {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
         _ => return Err(invalid_token()),
     };
-    let claims = state.tokens.verify(token).ok_or_else(invalid_token)?;
-    Ok(Token {
-        user_id: claims.sub,
-    })
+    let user_id = state.tokens.verify(token).ok_or_else(invalid_token)?;
+    Ok(Token { user_id })
 }
 
 impl FromRequest for AuthUser {

@@ -29,18 +29,3 @@ pub fn behind_event_loops() {
         }
     }
 }
-
-#[cfg(all(test, target_os = "linux"))]
-mod tests {
-    #[test]
-    fn a_database_thread_runs_as_a_batch_thread() {
-        let policy = std::thread::spawn(|| {
-            super::behind_event_loops();
-            // SAFETY: no arguments but the calling thread.
-            unsafe { libc::sched_getscheduler(0) }
-        })
-        .join()
-        .unwrap();
-        assert_eq!(policy, libc::SCHED_BATCH);
-    }
-}

@@ -107,3 +107,20 @@ async fn concurrent_writes_commit_alone_or_not_at_all() {
         12
     );
 }
+
+/// Database work runs on threads that never preempt an event loop when woken: on Linux,
+/// `SCHED_BATCH` (policy 3), for reads on the blocking pool and for writes on either engine.
+#[cfg(target_os = "linux")]
+#[actix_web::test]
+async fn database_work_runs_on_batch_threads() {
+    let app = spawn().await;
+    fn policy() -> Result<String, ApiError> {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").map_err(ApiError::internal)?;
+        // The fields after the command name (which ends at the last ')'); `policy` is the 41st.
+        let after_name = &stat[stat.rfind(')').map_or(0, |at| at + 2)..];
+        Ok(after_name.split(' ').nth(41 - 3).unwrap_or("?").to_owned())
+    }
+    let pool = &app.state.pool;
+    assert_eq!(db::read(pool, |_| policy()).await.unwrap(), "3", "reads");
+    assert_eq!(db::write(pool, |_| policy()).await.unwrap(), "3", "writes");
+}
