@@ -90,15 +90,18 @@ impl<Q: QueryFragment<MultiBackend> + QueryId> QueryFragment<MultiBackend> for B
             let key = Q::query_id().map(|id| (id, matches!(backend, MultiBackend::Postgresql(_))));
             let known = key.and_then(|key| STATIC_SQL.with_borrow(|m| m.get(&key).cloned()));
             let sql = match known {
-                // Only cacheable statements are kept there.
+                // A static query id fixes both the text and whether it may be kept prepared
+                // (diesel keys its statement cache on that id), and only cacheable statements
+                // are kept in `STATIC_SQL`.
                 Some(sql) => {
+                    debug_assert!(self.query.is_safe_to_cache_prepared(backend)?);
                     let _ = self.cacheable.set(true);
                     sql
                 }
                 None => {
                     let sql: Rc<str> = self.render(backend)?.into();
                     if let Some(key) = key
-                        && self.query.is_safe_to_cache_prepared(backend)?
+                        && self.is_safe_to_cache_prepared(backend)?
                     {
                         STATIC_SQL.with_borrow_mut(|m| m.insert(key, sql.clone()));
                     }

@@ -46,9 +46,10 @@ impl Audience {
         }
     }
 
-    /// This audience's part as `internal = value OR any`: one statement shape for every
-    /// audience. Not `internal = a OR internal = b`: SQLite turns that into an IN list and
-    /// builds a temporary table for it at every execution (a sixth of the card's instructions).
+    /// This audience's part as `internal = value OR all`, returned as `(value, all)`: one
+    /// statement shape for every audience. Not `internal = a OR internal = b`: SQLite turns
+    /// that into an IN list and builds a temporary table for it at every execution (6% of the
+    /// card's instructions).
     fn internal_filter(self) -> (bool, bool) {
         match self.internal() {
             Some(only) => (only, false),
@@ -183,7 +184,7 @@ pub fn mark_read(
 /// card's statement of a fixed type and the list's grouped one.
 macro_rules! unread_by {
     ($user_id:expr, $audience:expr, $own_side:expr) => {{
-        let (internal, any) = $audience.internal_filter();
+        let (internal, all) = $audience.internal_filter();
         messages::table
             .left_join(
                 message_reads::table.on(message_reads::case_id
@@ -193,7 +194,7 @@ macro_rules! unread_by {
             .filter(
                 messages::internal
                     .eq(internal)
-                    .or(any.into_sql::<diesel::sql_types::Bool>()),
+                    .or(all.into_sql::<diesel::sql_types::Bool>()),
             )
             .filter(messages::sender_role.ne($own_side[0].to_owned()))
             .filter(messages::sender_role.ne($own_side[1].to_owned()))

@@ -199,16 +199,16 @@ async fn a_token_accepted_before_is_refused_once_it_expires() {
     let app = spawn().await;
     let id = app.create_user("root@example.com", "platform", None, true);
     let now = chrono::Utc::now().timestamp();
-    // Expired 29 s ago: inside the 30 s leeway, so accepted (and remembered)...
+    // Expired 27 s ago: inside the 30 s leeway for 3 s more, so accepted (and remembered)...
     let token = sign(
-        &claims(json!({"sub": id, "exp": now - 29, "iat": now - 900, "nbf": now - 900})),
+        &claims(json!({"sub": id, "exp": now - 27, "iat": now - 900, "nbf": now - 900})),
         SECRET,
     );
     for path in ["/v1/me", "/v1/notifications"] {
         app.get(path, &token).await.assert_status(200);
     }
     // ...and refused once past the leeway, on every way in.
-    actix_web::rt::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(4_500)).await;
     for path in ["/v1/me", "/v1/cases", "/v1/notifications"] {
         app.get(path, &token)
             .await
