@@ -6,7 +6,7 @@ use futures_util::future::join_all;
 use serde_json::{Value, json};
 
 use crate::helpers::spawn;
-use crate::world::{World, act, assign_agent, buy, create_service, id};
+use crate::world::{World, act, assign_agent, buy, create_service, id, start_case};
 
 fn ids(body: &Value) -> Vec<String> {
     body["items"]
@@ -135,11 +135,7 @@ async fn an_agent_counts_only_the_clients_cases_they_work() {
         cases.push(id(&buy(&app, &w.client.token, &w.service_a, "card").await));
     }
     for case in &cases[..2] {
-        for action in ["accept", "start"] {
-            act(&app, &w.a_operator.token, case, action)
-                .await
-                .assert_status(200);
-        }
+        start_case(&app, &w, case).await;
     }
     assign_agent(&app, &w, &cases[0]).await;
     let count = async |token: &str| {
@@ -334,12 +330,7 @@ async fn each_role_sees_exactly_its_cases_and_foreign_ids_are_404_everywhere() {
     );
     // Agents: not before assignment, nor while approved, only in progress or suspended.
     assert!(list(&w.a_agent.token).await.is_empty());
-    act(&app, &w.a_operator.token, &mine, "accept")
-        .await
-        .assert_status(200);
-    act(&app, &w.a_operator.token, &mine, "start")
-        .await
-        .assert_status(200);
+    start_case(&app, &w, &mine).await;
     assert!(list(&w.a_agent.token).await.is_empty());
     assign_agent(&app, &w, &mine).await;
     assert_eq!(list(&w.a_agent.token).await, [mine.as_str()]);
@@ -765,12 +756,7 @@ async fn take_delegate_and_agents_follow_the_agency_rules() {
     )
     .await
     .assert_problem(409, "wrong_state");
-    act(&app, &w.a_operator.token, &case, "accept")
-        .await
-        .assert_status(200);
-    act(&app, &w.a_operator.token, &case, "start")
-        .await
-        .assert_status(200);
+    start_case(&app, &w, &case).await;
     for bad in [&w.b_agent.id, &w.a_operator.id, &w.client.id] {
         let res = app
             .put(

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::helpers::spawn;
-use crate::world::{World, act, assign_agent, buy, id};
+use crate::world::{World, act, assign_agent, buy, id, start_case};
 
 fn bodies(body: &Value) -> Vec<String> {
     body["items"]
@@ -84,12 +84,7 @@ async fn each_side_writes_its_own_kind_and_reads_only_its_part() {
     }
 
     // Agents on the case, in progress: internal notes only, and they read only those.
-    act(&app, &w.a_operator.token, &case, "accept")
-        .await
-        .assert_status(200);
-    act(&app, &w.a_operator.token, &case, "start")
-        .await
-        .assert_status(200);
+    start_case(&app, &w, &case).await;
     assign_agent(&app, &w, &case).await;
     app.post(&p, &w.a_agent.token, json!({"body": "x"}))
         .await
@@ -189,11 +184,7 @@ async fn unread_counts_follow_each_roles_part_of_the_conversation() {
     let app = spawn().await;
     let w = World::new(&app).await;
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
-    for action in ["accept", "start"] {
-        act(&app, &w.a_operator.token, &case, action)
-            .await
-            .assert_status(200);
-    }
+    start_case(&app, &w, &case).await;
     assign_agent(&app, &w, &case).await;
     let p = format!("/v1/cases/{case}/messages");
     let mut last = String::new();

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::attachments::{png, upload};
 use crate::helpers::spawn;
-use crate::world::{World, act, assign_agent, buy, id};
+use crate::world::{World, act, assign_agent, buy, id, start_case};
 
 fn titles(body: &Value) -> Vec<String> {
     body["items"]
@@ -23,12 +23,7 @@ async fn agents_draft_the_agency_moderates_the_client_reads_what_is_published() 
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
     let p = format!("/v1/cases/{case}/storyline");
     // Accept writes the required-data snapshot as a system event.
-    act(&app, &w.a_operator.token, &case, "accept")
-        .await
-        .assert_status(200);
-    act(&app, &w.a_operator.token, &case, "start")
-        .await
-        .assert_status(200);
+    start_case(&app, &w, &case).await;
     assign_agent(&app, &w, &case).await;
 
     // The agent writes a draft (even when asking for published: 403), with a position.

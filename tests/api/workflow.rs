@@ -4,7 +4,7 @@ use futures_util::future::join_all;
 use serde_json::{Value, json};
 
 use crate::helpers::spawn;
-use crate::world::{World, act, assign_agent, buy, id};
+use crate::world::{World, act, assign_agent, buy, id, start_case};
 
 /// (action, from, to, roles, required inputs).
 type Row = (
@@ -438,12 +438,7 @@ async fn racing_transitions_have_exactly_one_winner() {
     let app = spawn().await;
     let w = World::new(&app).await;
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
-    act(&app, &w.a_operator.token, &case, "accept")
-        .await
-        .assert_status(200);
-    act(&app, &w.a_operator.token, &case, "start")
-        .await
-        .assert_status(200);
+    start_case(&app, &w, &case).await;
     let results = join_all((0..8).map(|_| act(&app, &w.a_operator.token, &case, "suspend"))).await;
     let winners = results.iter().filter(|r| r.status.as_u16() == 200).count();
     assert_eq!(winners, 1);

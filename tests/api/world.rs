@@ -177,6 +177,18 @@ where
         .await
 }
 
+/// Takes a case bought from agency A to `in_progress` (accepted and started by its operator).
+pub async fn start_case<S>(app: &TestApp<S>, w: &World, case: &str)
+where
+    S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
+{
+    for action in ["accept", "start"] {
+        act(app, &w.a_operator.token, case, action)
+            .await
+            .assert_status(200);
+    }
+}
+
 /// Puts agency A's first agent on a case (as its operator).
 pub async fn assign_agent<S>(app: &TestApp<S>, w: &World, case: &str)
 where
