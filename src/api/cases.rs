@@ -8,6 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use validator::Validate;
 
+use crate::api::messages::reader;
 use crate::api::required_data::field_rows;
 use crate::api::services::{AgencySummary, template_of};
 use crate::api::users::ClientIdentity;
@@ -255,7 +256,8 @@ pub fn visible_card(
     viewer: &Viewer,
     id: &str,
 ) -> Result<CaseView, ApiError> {
-    let row = repo::cases::find_card(conn, &viewer.scope, id)?.ok_or_else(case_not_found)?;
+    let row = repo::cases::find_card(conn, &viewer.scope, id, reader(viewer))?
+        .ok_or_else(case_not_found)?;
     card(conn, viewer, row)
 }
 
@@ -267,18 +269,22 @@ pub fn reload_card(
 ) -> Result<CaseView, ApiError> {
     // The change may have hidden the case from the caller (an agent after suspension ends);
     // the caller still gets the card of what they just did.
-    let row = repo::cases::find_card(conn, &CaseScope::All, id)?.ok_or_else(case_not_found)?;
+    let row = repo::cases::find_card(conn, &CaseScope::All, id, reader(viewer))?
+        .ok_or_else(case_not_found)?;
     card(conn, viewer, row)
 }
 
 /// The full card of a case read with its names (`repo::cases::find_card`).
 fn card(conn: &mut DbConnection, viewer: &Viewer, row: CardRow) -> Result<CaseView, ApiError> {
+    let client_open_cases = repo::cases::open_cases_of_client(conn, &viewer.scope, &row)?;
     let CardRow {
         case: row,
         service_title,
         agency_name,
         assignee_name,
         client,
+        open_cases_at_agency: _,
+        unread_messages,
     } = row;
     let assignee = row
         .assignee_id
@@ -289,8 +295,6 @@ fn card(conn: &mut DbConnection, viewer: &Viewer, row: CardRow) -> Result<CaseVi
         .into_iter()
         .map(PersonView::from)
         .collect();
-    let client_open_cases = repo::cases::open_cases_of_client(conn, &viewer.scope, &row.client_id)?;
-    let unread_messages = crate::api::messages::unread_in(conn, viewer, &row.id)?;
     // Read with the case in one statement; only staff are shown it.
     let client = match viewer.role {
         Role::Agency | Role::Platform => Some(ClientView {
@@ -331,7 +335,7 @@ fn card(conn: &mut DbConnection, viewer: &Viewer, row: CardRow) -> Result<CaseVi
         assignee,
         agents,
         client_open_cases,
-        unread_messages,
+        unread_messages: unread_messages.unwrap_or(0),
         open_requests: crate::api::requests::open_requests(conn, &row.id)?,
         client,
         resolution,

@@ -23,7 +23,7 @@ use crate::errors::ApiError;
 use crate::http::extract::{Page, PageRequest, ValidJson, page_response};
 use crate::repo;
 use crate::repo::audit::Change;
-use crate::repo::messages::{Audience, MessageFilter, MessageRow};
+use crate::repo::messages::{Audience, MessageFilter, MessageRow, Reader};
 
 code_enum! {
     /// How a message travelled.
@@ -502,6 +502,15 @@ pub async fn mark_read(
     Ok(HttpResponse::Ok().json(read))
 }
 
+/// Whose unread messages a caller's counts are: theirs, in their part of the conversation.
+pub fn reader(viewer: &Viewer) -> Reader<'_> {
+    Reader {
+        user_id: &viewer.user_id,
+        audience: audience_of(viewer.role),
+        own_side: own_side(viewer.role),
+    }
+}
+
 /// Unread messages of one case for a caller: from the other side, after the caller's read
 /// mark.
 pub fn unread_in(
@@ -512,9 +521,7 @@ pub fn unread_in(
     Ok(repo::messages::unread_in_case(
         conn,
         case_id,
-        &viewer.user_id,
-        audience_of(viewer.role),
-        own_side(viewer.role),
+        reader(viewer),
     )?)
 }
 
@@ -527,8 +534,6 @@ pub fn unread_for(
     Ok(repo::messages::unread_counts(
         conn,
         case_ids,
-        &viewer.user_id,
-        audience_of(viewer.role),
-        own_side(viewer.role),
+        reader(viewer),
     )?)
 }

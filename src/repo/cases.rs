@@ -5,10 +5,12 @@ use chrono::{Datelike, NaiveDateTime};
 use diesel::prelude::*;
 
 use crate::db::schema::{
-    agencies, case_agents, case_counters, case_fields, cases, client_open_cases, services, users,
+    agencies, case_agents, case_counters, case_fields, cases, client_open_cases, message_reads,
+    messages, services, users,
 };
 use crate::db::{BuildOnce, DbConnection, fixed_update};
 use crate::domain::{CaseStatus, Priority, Role};
+use crate::repo::messages::{Reader, unread_by};
 use crate::workflow;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -163,7 +165,7 @@ pub struct ClientOfCase {
     pub account_number: Option<String>,
 }
 
-/// A case with the names its card shows, read in one statement.
+/// A case with the names and counts its card shows, read in one statement.
 #[derive(Debug, Queryable)]
 pub struct CardRow {
     pub case: CaseRow,
@@ -171,21 +173,36 @@ pub struct CardRow {
     pub agency_name: String,
     pub assignee_name: Option<String>,
     pub client: ClientOfCase,
+    /// The kept count of the client's open cases at the case's agency (none: zero).
+    pub open_cases_at_agency: Option<i64>,
+    /// Messages the reader has not read (`messages::unread_by`).
+    pub unread_messages: Option<i64>,
 }
 
-/// The case as `scope` may see it, joined with its service, agency, assignee and client: the
-/// card's most frequent read as one statement instead of four.
+/// The case as `scope` may see it, joined with its service, agency, assignee, client and the
+/// client's open cases at its agency, with the reader's unread messages: the card's most
+/// frequent read as one statement instead of six.
 pub fn find_card(
     conn: &mut DbConnection,
     scope: &CaseScope,
     id: &str,
+    reader: Reader,
 ) -> QueryResult<Option<CardRow>> {
     let (assignee, client) = diesel::alias!(users as assignee, users as client);
+    let unread = unread_by!(reader)
+        .filter(messages::case_id.eq(id.to_owned()))
+        .count()
+        .single_value();
     let card = cases::table
         .inner_join(services::table)
         .inner_join(agencies::table.on(agencies::id.eq(cases::agency_id)))
         .left_join(assignee.on(cases::assignee_id.eq(assignee.field(users::id).nullable())))
         .inner_join(client.on(cases::client_id.eq(client.field(users::id))))
+        .left_join(
+            client_open_cases::table.on(client_open_cases::client_id
+                .eq(cases::client_id)
+                .and(client_open_cases::agency_id.eq(cases::agency_id))),
+        )
         .filter(cases::id.eq(id.to_owned()))
         .select((
             CaseRow::as_select(),
@@ -199,6 +216,8 @@ pub fn find_card(
                 client.field(users::id_document_number),
                 client.field(users::account_number),
             ),
+            client_open_cases::open_cases.nullable(),
+            unread,
         ))
         .limit(1);
     with_visible!(card, scope, boxed_by: QueryDsl::into_boxed, |q| q
@@ -310,18 +329,23 @@ pub fn cases_of_client(
         .load(conn)
 }
 
-/// The client's open cases among those the caller can see. Staff and the client read the
-/// counts kept per client and agency (one row, or one per agency the client bought from); an
-/// agent's share depends on their assignments, so it is counted from the cases themselves.
+/// The client's open cases among those the caller can see. Agency staff get the count kept
+/// for their agency, read with the card; the client and platform staff add up the counts kept
+/// per agency; an agent's share depends on their assignments, so it is counted from the cases
+/// themselves.
 pub fn open_cases_of_client(
     conn: &mut DbConnection,
     scope: &CaseScope,
-    client_id: &str,
+    card: &CardRow,
 ) -> QueryResult<i64> {
+    let client_id = &card.case.client_id;
     let counts = client_open_cases::table
         .filter(client_open_cases::client_id.eq(client_id.to_owned()))
         .select(client_open_cases::open_cases);
     let counts: Vec<i64> = match scope {
+        CaseScope::Agency(agency) if *agency == card.case.agency_id => {
+            return Ok(card.open_cases_at_agency.unwrap_or(0));
+        }
         CaseScope::All => counts.built_once().load(conn)?,
         CaseScope::Agency(agency) => counts
             .filter(client_open_cases::agency_id.eq(agency.clone()))

@@ -50,7 +50,7 @@ impl Audience {
     /// statement shape for every audience. Not `internal = a OR internal = b`: SQLite turns
     /// that into an IN list and builds a temporary table for it at every execution (6% of the
     /// card's instructions).
-    fn internal_filter(self) -> (bool, bool) {
+    pub(crate) fn internal_filter(self) -> (bool, bool) {
         match self.internal() {
             Some(only) => (only, false),
             None => (false, true),
@@ -178,26 +178,37 @@ pub fn mark_read(
     current(conn)?.ok_or(Error::NotFound)
 }
 
-/// The messages a caller has not read: in the part of the conversation their `audience`
-/// reads, sent by the other side (not by the two `own_side` roles), after their read mark.
-/// One shape for every role (`Audience::internal_filter`), written once for the
-/// card's statement of a fixed type and the list's grouped one.
+/// Whose unread messages to count: the reader, the part of the conversation they read, and
+/// the two roles of their own side, whose messages are never unread to them (one role twice
+/// when the side is one, so every role's statement has one shape).
+#[derive(Debug, Clone, Copy)]
+pub struct Reader<'a> {
+    pub user_id: &'a str,
+    pub audience: Audience,
+    pub own_side: [&'static str; 2],
+}
+
+/// The messages `$reader` has not read: in the part of the conversation they read, sent by
+/// the other side, after their read mark. One shape for every role
+/// (`Audience::internal_filter`), written once for the card's subquery, the read mark's
+/// count and the list's grouped count.
 macro_rules! unread_by {
-    ($user_id:expr, $audience:expr, $own_side:expr) => {{
-        let (internal, all) = $audience.internal_filter();
+    ($reader:expr) => {{
+        let reader: $crate::repo::messages::Reader = $reader;
+        let (internal, all) = reader.audience.internal_filter();
         messages::table
             .left_join(
                 message_reads::table.on(message_reads::case_id
                     .eq(messages::case_id)
-                    .and(message_reads::user_id.eq($user_id.to_owned()))),
+                    .and(message_reads::user_id.eq(reader.user_id.to_owned()))),
             )
             .filter(
                 messages::internal
                     .eq(internal)
                     .or(all.into_sql::<diesel::sql_types::Bool>()),
             )
-            .filter(messages::sender_role.ne($own_side[0].to_owned()))
-            .filter(messages::sender_role.ne($own_side[1].to_owned()))
+            .filter(messages::sender_role.ne(reader.own_side[0]))
+            .filter(messages::sender_role.ne(reader.own_side[1]))
             .filter(
                 message_reads::last_read_id.is_null().or(messages::id
                     .nullable()
@@ -205,16 +216,15 @@ macro_rules! unread_by {
             )
     }};
 }
+pub(crate) use unread_by;
 
 /// Unread messages per case of a page of cases, in one grouped query.
 pub fn unread_counts(
     conn: &mut DbConnection,
     case_ids: &[String],
-    user_id: &str,
-    audience: Audience,
-    own_side: [&str; 2],
+    reader: Reader,
 ) -> QueryResult<HashMap<String, i64>> {
-    let query = unread_by!(user_id, audience, own_side)
+    let query = unread_by!(reader)
         .group_by(messages::case_id)
         .select((messages::case_id, diesel::dsl::count(messages::id)))
         .into_boxed();
@@ -226,16 +236,11 @@ pub fn unread_counts(
     Ok(rows.into_iter().collect())
 }
 
-/// Unread messages of one case (the card, a read mark's answer): a statement of a fixed type,
-/// rendered once per thread (`db::built_once`).
-pub fn unread_in_case(
-    conn: &mut DbConnection,
-    case_id: &str,
-    user_id: &str,
-    audience: Audience,
-    own_side: [&str; 2],
-) -> QueryResult<i64> {
-    unread_by!(user_id, audience, own_side)
+/// Unread messages of one case (a read mark's answer; the card reads it in its own
+/// statement, `cases::find_card`): a statement of a fixed type, rendered once per thread
+/// (`db::built_once`).
+pub fn unread_in_case(conn: &mut DbConnection, case_id: &str, reader: Reader) -> QueryResult<i64> {
+    unread_by!(reader)
         .filter(messages::case_id.eq(case_id.to_owned()))
         .count()
         .built_once()

@@ -149,17 +149,24 @@ async fn open_case_counts_are_backfilled_from_existing_cases() {
         .assert_status(200);
     buy(&app, &w.client2.token, &w.service_a, "card").await;
 
+    // Reverts the migrations after it too (SQLite's rebuild of tables as WITHOUT ROWID), so
+    // their down.sql runs here as well.
     let mut conn = app.state.pool.get().unwrap();
-    let reverted = match &mut *conn {
-        DbConnection::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS),
-        DbConnection::Postgresql(c) => c.revert_last_migration(POSTGRES_MIGRATIONS),
+    loop {
+        let reverted = match &mut *conn {
+            DbConnection::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS),
+            DbConnection::Postgresql(c) => c.revert_last_migration(POSTGRES_MIGRATIONS),
+        }
+        .unwrap()
+        .to_string();
+        if reverted.contains("20261124000009") {
+            break;
+        }
+        assert!(
+            reverted.as_str() > "20261124000009",
+            "reverted {reverted} without meeting the migration adding client_open_cases"
+        );
     }
-    .unwrap()
-    .to_string();
-    assert!(
-        reverted.contains("20261124000009"),
-        "this test reverts the migration adding client_open_cases, not {reverted}"
-    );
     run_migrations(&mut conn).unwrap();
     drop(conn);
 
@@ -171,4 +178,70 @@ async fn open_case_counts_are_backfilled_from_existing_cases() {
         3
     );
     assert_eq!(app.open_case_counts_off(), 0);
+}
+
+/// SQLite keeps the tables read by primary key on every request as WITHOUT ROWID tables, and
+/// rebuilding them (down, then up again) loses no row: not the cases, and not the refresh
+/// tokens that `users`' ON DELETE CASCADE would take with it if foreign keys stayed on.
+#[actix_web::test]
+async fn sqlite_rebuilds_the_hot_tables_without_rowid_and_keeps_every_row() {
+    use diesel_migrations::MigrationHarness;
+    use dossier::db::SQLITE_MIGRATIONS;
+
+    use crate::world::{World, buy};
+
+    let app = crate::helpers::spawn().await;
+    if app._db.is_postgres() {
+        eprintln!("WITHOUT ROWID is SQLite's; PostgreSQL has no rowid to drop");
+        return;
+    }
+    let w = World::new(&app).await;
+    buy(&app, &w.client.token, &w.service_a, "card").await;
+    let hot = [
+        "agencies",
+        "users",
+        "services",
+        "cases",
+        "case_agents",
+        "message_reads",
+        "client_open_cases",
+    ];
+    let without_rowid = |app: &crate::helpers::TestApp<_>| {
+        let list = hot.map(|t| format!("'{t}'")).join(", ");
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name IN ({list}) \
+             AND sql LIKE '%WITHOUT ROWID'"
+        ))
+    };
+    let rows = |app: &crate::helpers::TestApp<_>| {
+        ["users", "cases", "refresh_tokens", "client_open_cases"]
+            .map(|t| app.count(&format!("SELECT COUNT(*) AS n FROM {t}")))
+    };
+    let before = rows(&app);
+    assert!(before.iter().all(|&n| n > 0), "{before:?}");
+    assert_eq!(without_rowid(&app), 7);
+
+    let mut conn = app.state.pool.get().unwrap();
+    let DbConnection::Sqlite(c) = &mut *conn else {
+        unreachable!("checked above")
+    };
+    let reverted = c.revert_last_migration(SQLITE_MIGRATIONS).unwrap();
+    assert!(
+        reverted.to_string().contains("20261124000010"),
+        "{reverted}"
+    );
+    drop(conn);
+    assert_eq!(without_rowid(&app), 0);
+    assert_eq!(rows(&app), before);
+
+    let mut conn = app.state.pool.get().unwrap();
+    run_migrations(&mut conn).unwrap();
+    drop(conn);
+    assert_eq!(without_rowid(&app), 7);
+    assert_eq!(rows(&app), before);
+    // The keys still hold: a case of a client that does not exist is refused.
+    assert_eq!(
+        app.count("SELECT COUNT(*) AS n FROM pragma_foreign_key_check"),
+        0
+    );
 }
