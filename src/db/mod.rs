@@ -184,7 +184,17 @@ pub fn build_pool(url: &str, size: u32) -> Result<Pool, String> {
 pub fn run_migrations(conn: &mut DbConnection) -> Result<(), String> {
     let result = match conn {
         DbConnection::Postgresql(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ()),
-        DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
+        DbConnection::Sqlite(c) => {
+            let result = c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ());
+            if result.is_err() {
+                // A migration that runs its own transaction with foreign keys off (010) and
+                // failed midway leaves both so: undo them before the connection goes back to
+                // the pool. Without an open transaction the ROLLBACK fails, harmlessly.
+                let _ = c.batch_execute("ROLLBACK");
+                let _ = c.batch_execute("PRAGMA foreign_keys = ON");
+            }
+            result
+        }
     };
     result.map_err(|e| format!("migration failed: {e}"))
 }

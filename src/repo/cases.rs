@@ -5,8 +5,7 @@ use chrono::{Datelike, NaiveDateTime};
 use diesel::prelude::*;
 
 use crate::db::schema::{
-    agencies, case_agents, case_counters, case_fields, cases, client_open_cases, message_reads,
-    messages, services, users,
+    agencies, case_agents, case_counters, case_fields, cases, client_open_cases, services, users,
 };
 use crate::db::{BuildOnce, DbConnection, fixed_update};
 use crate::domain::{CaseStatus, Priority, Role};
@@ -189,10 +188,7 @@ pub fn find_card(
     reader: Reader,
 ) -> QueryResult<Option<CardRow>> {
     let (assignee, client) = diesel::alias!(users as assignee, users as client);
-    let unread = unread_by!(reader)
-        .filter(messages::case_id.eq(id.to_owned()))
-        .count()
-        .single_value();
+    let unread = unread_by!(reader, in_case: id).single_value();
     let card = cases::table
         .inner_join(services::table)
         .inner_join(agencies::table.on(agencies::id.eq(cases::agency_id)))

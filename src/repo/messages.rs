@@ -189,11 +189,13 @@ pub struct Reader<'a> {
 }
 
 /// The messages `$reader` has not read: in the part of the conversation they read, sent by
-/// the other side, after their read mark. One shape for every role
-/// (`Audience::internal_filter`), written once for the card's subquery, the read mark's
-/// count and the list's grouped count.
+/// the other side, after their read mark; with `in_case:`, their count in one case. One shape
+/// for every role (`Audience::internal_filter`), written once for the card's subquery, the read
+/// mark's count and the list's grouped count.
 macro_rules! unread_by {
     ($reader:expr) => {{
+        use diesel::prelude::*;
+        use $crate::db::schema::{message_reads, messages};
         let reader: $crate::repo::messages::Reader = $reader;
         let (internal, all) = reader.audience.internal_filter();
         messages::table
@@ -214,6 +216,12 @@ macro_rules! unread_by {
                     .nullable()
                     .gt(message_reads::last_read_id.nullable())),
             )
+    }};
+    ($reader:expr, in_case: $case_id:expr) => {{
+        use diesel::prelude::*;
+        $crate::repo::messages::unread_by!($reader)
+            .filter($crate::db::schema::messages::case_id.eq($case_id.to_owned()))
+            .count()
     }};
 }
 pub(crate) use unread_by;
@@ -240,9 +248,7 @@ pub fn unread_counts(
 /// statement, `cases::find_card`): a statement of a fixed type, rendered once per thread
 /// (`db::built_once`).
 pub fn unread_in_case(conn: &mut DbConnection, case_id: &str, reader: Reader) -> QueryResult<i64> {
-    unread_by!(reader)
-        .filter(messages::case_id.eq(case_id.to_owned()))
-        .count()
+    unread_by!(reader, in_case: case_id)
         .built_once()
         .get_result(conn)
 }

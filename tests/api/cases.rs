@@ -104,6 +104,14 @@ async fn buying_creates_a_numbered_case_with_the_service_form() {
         res.body["client_open_cases"], 2,
         "agency A does not count agency B's case"
     );
+    let res = app
+        .get(&format!("/v1/cases/{at_b}"), &w.b_operator.token)
+        .await;
+    assert_eq!(
+        res.assert_status(200)["client_open_cases"],
+        1,
+        "agency B counts its own case only"
+    );
     let res = app.get(&format!("/v1/cases/{case}"), &w.client.token).await;
     assert_eq!(res.body["client_open_cases"], 3);
     let res = app

@@ -281,6 +281,11 @@ async fn unread_counts_read_marks_filters_and_paging_both_ways() {
         .unwrap()
         .clone();
     assert_eq!(row["unread_messages"], 2);
+    // The card counts its own case's messages only ("Old question" is the earlier case's).
+    let card = app
+        .get(&format!("/v1/cases/{case}"), &w.a_admin.token)
+        .await;
+    assert_eq!(card.assert_status(200)["unread_messages"], 2);
     // Marking read moves forward only.
     let res = app
         .post(

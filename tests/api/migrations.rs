@@ -182,21 +182,33 @@ async fn open_case_counts_are_backfilled_from_existing_cases() {
 
 /// SQLite keeps the tables read by primary key on every request as WITHOUT ROWID tables, and
 /// rebuilding them (down, then up again) loses no row: not the cases, and not the refresh
-/// tokens that `users`' ON DELETE CASCADE would take with it if foreign keys stayed on.
+/// tokens that `users`' ON DELETE CASCADE would take with it if foreign keys stayed on. The
+/// keys are enforced again afterwards.
 #[actix_web::test]
 async fn sqlite_rebuilds_the_hot_tables_without_rowid_and_keeps_every_row() {
+    use diesel::connection::SimpleConnection;
     use diesel_migrations::MigrationHarness;
     use dossier::db::SQLITE_MIGRATIONS;
+    use serde_json::json;
 
-    use crate::world::{World, buy};
+    use crate::world::{World, assign_agent, buy, id, start_case};
 
-    let app = crate::helpers::spawn().await;
+    let app = crate::helpers::spawn_with(&[("DOSSIER_DB_POOL_SIZE", "1")]).await;
     if app._db.is_postgres() {
         eprintln!("WITHOUT ROWID is SQLite's; PostgreSQL has no rowid to drop");
         return;
     }
     let w = World::new(&app).await;
-    buy(&app, &w.client.token, &w.service_a, "card").await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    start_case(&app, &w, &case).await;
+    assign_agent(&app, &w, &case).await;
+    app.post(
+        &format!("/v1/cases/{case}/messages"),
+        &w.client.token,
+        json!({"body": "Any news?"}),
+    )
+    .await
+    .assert_status(201);
     let hot = [
         "agencies",
         "users",
@@ -214,13 +226,16 @@ async fn sqlite_rebuilds_the_hot_tables_without_rowid_and_keeps_every_row() {
         ))
     };
     let rows = |app: &crate::helpers::TestApp<_>| {
-        ["users", "cases", "refresh_tokens", "client_open_cases"]
+        hot.iter()
+            .chain(&["refresh_tokens"])
             .map(|t| app.count(&format!("SELECT COUNT(*) AS n FROM {t}")))
+            .collect::<Vec<_>>()
     };
     let before = rows(&app);
     assert!(before.iter().all(|&n| n > 0), "{before:?}");
     assert_eq!(without_rowid(&app), 7);
 
+    // The pool's one connection, as the server migrates: foreign keys must be on again after.
     let mut conn = app.state.pool.get().unwrap();
     let DbConnection::Sqlite(c) = &mut *conn else {
         unreachable!("checked above")
@@ -236,10 +251,14 @@ async fn sqlite_rebuilds_the_hot_tables_without_rowid_and_keeps_every_row() {
 
     let mut conn = app.state.pool.get().unwrap();
     run_migrations(&mut conn).unwrap();
+    let orphan = conn.batch_execute(
+        "INSERT INTO case_agents (case_id, user_id, assigned_at) \
+         VALUES ('no-such-case', 'no-such-user', '2026-01-01 00:00:00')",
+    );
+    assert!(orphan.is_err(), "foreign keys are off after the migration");
     drop(conn);
     assert_eq!(without_rowid(&app), 7);
     assert_eq!(rows(&app), before);
-    // The keys still hold: a case of a client that does not exist is refused.
     assert_eq!(
         app.count("SELECT COUNT(*) AS n FROM pragma_foreign_key_check"),
         0

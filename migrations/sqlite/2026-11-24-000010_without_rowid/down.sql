@@ -128,5 +128,14 @@ CREATE TABLE client_open_cases_rebuilt (
 INSERT INTO client_open_cases_rebuilt SELECT * FROM client_open_cases;
 DROP TABLE client_open_cases;
 ALTER TABLE client_open_cases_rebuilt RENAME TO client_open_cases;
+-- Dropping a table dropped its planner statistics (sqlite_stat1): gather them again (an empty
+-- table gets none).
+ANALYZE agencies;
+ANALYZE users;
+ANALYZE services;
+ANALYZE cases;
+ANALYZE case_agents;
+ANALYZE message_reads;
+ANALYZE client_open_cases;
 COMMIT;
 PRAGMA foreign_keys = ON;
