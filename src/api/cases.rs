@@ -285,16 +285,25 @@ fn card(conn: &mut DbConnection, viewer: &Viewer, row: CardRow) -> Result<CaseVi
         client,
         open_cases_at_agency: _,
         unread_messages,
+        agents,
+        open_requests,
     } = row;
     let assignee = row
         .assignee_id
         .clone()
         .zip(assignee_name)
         .map(|(id, name)| PersonView { id, name });
-    let agents = repo::cases::agents(conn, &row.id)?
-        .into_iter()
-        .map(PersonView::from)
-        .collect();
+    let agents = match agents {
+        Some(n) if n > 0 => repo::cases::agents(conn, &row.id)?
+            .into_iter()
+            .map(PersonView::from)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let open_requests = match open_requests {
+        Some(n) if n > 0 => crate::api::requests::open_requests(conn, &row.id)?,
+        _ => Vec::new(),
+    };
     // Read with the case in one statement; only staff are shown it.
     let client = match viewer.role {
         Role::Agency | Role::Platform => Some(ClientView {
@@ -336,7 +345,7 @@ fn card(conn: &mut DbConnection, viewer: &Viewer, row: CardRow) -> Result<CaseVi
         agents,
         client_open_cases,
         unread_messages: unread_messages.unwrap_or(0),
-        open_requests: crate::api::requests::open_requests(conn, &row.id)?,
+        open_requests,
         client,
         resolution,
         id: row.id,

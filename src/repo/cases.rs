@@ -5,7 +5,8 @@ use chrono::{Datelike, NaiveDateTime};
 use diesel::prelude::*;
 
 use crate::db::schema::{
-    agencies, case_agents, case_counters, case_fields, cases, client_open_cases, services, users,
+    agencies, case_agents, case_counters, case_fields, cases, client_open_cases, client_requests,
+    services, users,
 };
 use crate::db::{BuildOnce, DbConnection, fixed_update};
 use crate::domain::{CaseStatus, Priority, Role};
@@ -176,11 +177,16 @@ pub struct CardRow {
     pub open_cases_at_agency: Option<i64>,
     /// Messages the reader has not read (`messages::unread_by`).
     pub unread_messages: Option<i64>,
+    /// How many agents work the case and how many requests to the client are open: the card
+    /// reads those lists only when they are not empty (most cases have no open request, and
+    /// none has agents before it starts).
+    pub agents: Option<i64>,
+    pub open_requests: Option<i64>,
 }
 
 /// The case as `scope` may see it, joined with its service, agency, assignee, client and the
-/// client's open cases at its agency, with the reader's unread messages: the card's most
-/// frequent read as one statement instead of six.
+/// client's open cases at its agency, with the reader's unread messages and how many agents
+/// and open requests it has: the card's most frequent read as one statement.
 pub fn find_card(
     conn: &mut DbConnection,
     scope: &CaseScope,
@@ -189,6 +195,15 @@ pub fn find_card(
 ) -> QueryResult<Option<CardRow>> {
     let (assignee, client) = diesel::alias!(users as assignee, users as client);
     let unread = unread_by!(reader, in_case: id).single_value();
+    let agents = case_agents::table
+        .filter(case_agents::case_id.eq(id.to_owned()))
+        .count()
+        .single_value();
+    let open_requests = client_requests::table
+        .filter(client_requests::case_id.eq(id.to_owned()))
+        .filter(client_requests::status.eq("open"))
+        .count()
+        .single_value();
     let card = cases::table
         .inner_join(services::table)
         .inner_join(agencies::table.on(agencies::id.eq(cases::agency_id)))
@@ -214,6 +229,8 @@ pub fn find_card(
             ),
             client_open_cases::open_cases.nullable(),
             unread,
+            agents,
+            open_requests,
         ))
         .limit(1);
     with_visible!(card, scope, boxed_by: QueryDsl::into_boxed, |q| q

@@ -810,6 +810,10 @@ async fn take_delegate_and_agents_follow_the_agency_rules() {
     );
     // Taking someone off (leaving only the first agent) removes their view of the case.
     assign_agent(&app, &w, &case).await;
+    let card = app.get(&p, &w.a_operator.token).await;
+    let agents = card.assert_status(200)["agents"].as_array().unwrap();
+    assert_eq!(agents.len(), 1);
+    assert_eq!(agents[0]["id"], w.a_agent.id.as_str());
     app.get(&p, &w.a_agent2.token)
         .await
         .assert_problem(404, "not_found");

@@ -86,6 +86,13 @@ async fn the_agency_asks_the_client_answers_and_open_ones_are_on_the_card() {
     app.post(&answer, &w.client.token, json!({"text": "Again"}))
         .await
         .assert_problem(409, "request_not_open");
+    // The card lists the one still open.
+    let card = app
+        .get(&format!("/v1/cases/{case}"), &w.a_operator.token)
+        .await;
+    let open = card.assert_status(200)["open_requests"].as_array().unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0]["id"], question.as_str());
     // The agency cancels the other one.
     let res = app
         .post(
