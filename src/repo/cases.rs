@@ -179,7 +179,7 @@ pub struct CardRow {
     pub unread_messages: Option<i64>,
     /// How many agents work the case and how many requests to the client are open: the card
     /// reads those lists only when they are not empty (most cases have no open request, and
-    /// none has agents before it starts).
+    /// many no agent yet).
     pub agents: Option<i64>,
     pub open_requests: Option<i64>,
 }
