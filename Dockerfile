@@ -2,7 +2,7 @@
 # Build: a release binary with SQLite and libpq compiled in (no system libraries needed).
 FROM rust:1-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY .cargo .cargo
 COPY src src
 COPY migrations migrations

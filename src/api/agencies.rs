@@ -144,7 +144,7 @@ pub async fn list_agencies(
     tag = "agencies",
     operation_id = "create_agency",
     request_body = CreateAgency,
-    params(("Idempotency-Key" = Option<String>, Header, description = "1–255 printable ASCII characters; makes retries safe")),
+    params(IdempotencyKey),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = AgencyView,

@@ -394,7 +394,7 @@ pub struct CreateCase {
     tag = "cases",
     operation_id = "create_case",
     request_body = CreateCase,
-    params(("Idempotency-Key" = Option<String>, Header, description = "1–255 printable ASCII characters; makes retries safe")),
+    params(IdempotencyKey),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = CaseView,
@@ -528,7 +528,8 @@ pub struct ListCasesQuery {
     pub created_from: Option<DateTime<Utc>>,
     /// Created before this instant (RFC 3339).
     pub created_to: Option<DateTime<Utc>>,
-    /// Text contained in the number or the title, case-insensitively for ASCII letters (1–100 characters).
+    /// Text contained in the number or the title, case-insensitively for ASCII letters (1–100 characters, not only spaces).
+    #[param(min_length = 1, max_length = 100, pattern = "\\S")]
     pub q: Option<String>,
     #[param(minimum = 1, maximum = 100, default = 25)]
     pub limit: Option<i64>,

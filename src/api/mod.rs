@@ -123,6 +123,54 @@ pub fn trimmed_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D:
     Option::<String>::deserialize(d).map(|o| o.map(|s| s.trim().to_owned()))
 }
 
+/// An `integer` member as JSON Schema defines one: any number without a fractional part, so
+/// `150000.0` (how Python's `json` writes a float) is 150000 and `150000.5` is refused.
+struct WholeNumber(i64);
+
+impl<'de> Deserialize<'de> for WholeNumber {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Whole;
+        impl serde::de::Visitor<'_> for Whole {
+            type Value = WholeNumber;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an integer")
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<WholeNumber, E> {
+                Ok(WholeNumber(v))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<WholeNumber, E> {
+                i64::try_from(v)
+                    .map(WholeNumber)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<WholeNumber, E> {
+                // i64::MIN is exactly -2^63 as an f64; 2^63 itself is already out of range.
+                let in_range = v >= i64::MIN as f64 && v < -(i64::MIN as f64);
+                if v.fract() == 0.0 && in_range {
+                    Ok(WholeNumber(v as i64))
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Float(v), &self))
+                }
+            }
+        }
+        d.deserialize_any(Whole)
+    }
+}
+
+/// Reads an `integer` member that may be written with a zero fraction ([`WholeNumber`]).
+pub fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    WholeNumber::deserialize(d).map(|n| n.0)
+}
+
+/// [`whole_number`] for optional members.
+pub fn whole_number_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Option::<WholeNumber>::deserialize(d).map(|n| n.map(|n| n.0))
+}
+
 /// RFC 3339 in UTC with a `Z`, as API.md asks.
 pub fn timestamp(t: chrono::NaiveDateTime) -> chrono::DateTime<chrono::Utc> {
     t.and_utc()

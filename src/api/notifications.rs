@@ -304,7 +304,7 @@ pub async fn unread_count(
 pub struct MarkNotificationsRead {
     /// These notifications (at most 100); ids that are not the caller's change nothing.
     #[validate(length(min = 1, max = 100))]
-    #[schema(max_items = 100)]
+    #[schema(min_items = 1, max_items = 100)]
     pub ids: Option<Vec<uuid::Uuid>>,
     /// `true`: every notification of the caller.
     pub all: Option<bool>,

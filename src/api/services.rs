@@ -224,6 +224,7 @@ pub struct CreateService {
     #[validate(length(min = 1, max = 10000))]
     #[schema(min_length = 1, max_length = 10000)]
     pub description: String,
+    #[serde(deserialize_with = "crate::api::whole_number")]
     #[validate(range(min = 0, max = 1_000_000_000_000i64))]
     #[schema(minimum = 0, maximum = 1_000_000_000_000i64)]
     pub price_minor: i64,
@@ -258,6 +259,7 @@ pub struct UpdateService {
     #[validate(length(min = 1, max = 10000))]
     #[schema(min_length = 1, max_length = 10000)]
     pub description: Option<String>,
+    #[serde(default, deserialize_with = "crate::api::whole_number_opt")]
     #[validate(range(min = 0, max = 1_000_000_000_000i64))]
     #[schema(minimum = 0, maximum = 1_000_000_000_000i64)]
     pub price_minor: Option<i64>,
@@ -358,7 +360,7 @@ pub async fn list_services(
     tag = "services",
     operation_id = "create_service",
     request_body = CreateService,
-    params(("Idempotency-Key" = Option<String>, Header, description = "1–255 printable ASCII characters; makes retries safe")),
+    params(IdempotencyKey),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = ServiceView,

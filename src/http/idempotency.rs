@@ -7,6 +7,7 @@ use actix_web::http::header::{self, HeaderName};
 use actix_web::{FromRequest, HttpRequest, HttpResponse};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use utoipa::IntoParams;
 
 use crate::db::{self, DbConnection, Pool};
 use crate::errors::{ApiError, FieldError};
@@ -16,9 +17,21 @@ pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key
 /// Set on a replayed response.
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
-/// The request's `Idempotency-Key`, when it sent one: 1–255 printable ASCII characters.
-#[derive(Debug, Clone)]
-pub struct IdempotencyKey(Option<String>);
+/// The request's `Idempotency-Key`, when it sent one. Also the header's entry in the spec, so
+/// the rule the extractor enforces and the one the spec states are written once.
+#[derive(Debug, Clone, IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKey {
+    /// 1–255 printable ASCII characters, without spaces; makes retries safe.
+    #[param(
+        rename = "Idempotency-Key",
+        nullable = false,
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[!-~]+$"
+    )]
+    key: Option<String>,
+}
 
 impl FromRequest for IdempotencyKey {
     type Error = ApiError;
@@ -26,20 +39,22 @@ impl FromRequest for IdempotencyKey {
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let key = match req.headers().get(&IDEMPOTENCY_KEY) {
-            None => Ok(IdempotencyKey(None)),
+            None => Ok(IdempotencyKey { key: None }),
             Some(value) => value
                 .to_str()
                 .ok()
                 .filter(|v| !v.is_empty() && v.len() <= 255)
                 .filter(|v| v.bytes().all(|b| b.is_ascii_graphic()))
-                .map(|v| IdempotencyKey(Some(v.to_owned())))
+                .map(|v| IdempotencyKey {
+                    key: Some(v.to_owned()),
+                })
                 .ok_or_else(|| ApiError::BadRequest {
                     code: "invalid_header",
-                    detail: "`Idempotency-Key` must be 1–255 printable ASCII characters.".into(),
+                    detail: "`Idempotency-Key` must be 1–255 printable ASCII characters, without spaces.".into(),
                     errors: vec![FieldError::new(
                         "/Idempotency-Key",
                         "invalid_header",
-                        "1–255 printable ASCII characters",
+                        "1–255 printable ASCII characters, without spaces",
                     )],
                 }),
         };
@@ -79,7 +94,7 @@ where
     };
     let user_id = user_id.to_owned();
     let (stored, replayed) = db::write(pool, move |conn| {
-        if let Some(key) = &key.0
+        if let Some(key) = &key.key
             && let Some(stored) = idempotency::replay(conn, &user_id, key, &fingerprint)?
         {
             return Ok((stored, true));
@@ -87,7 +102,7 @@ where
         let created = create(conn, input)?;
         let stored = StoredResponse {
             user_id,
-            key: key.0.clone().unwrap_or_default(),
+            key: key.key.clone().unwrap_or_default(),
             fingerprint,
             status_code: i32::from(StatusCode::CREATED.as_u16()),
             location: Some(created.location),
@@ -95,7 +110,7 @@ where
             body: serde_json::to_string(&created.body).map_err(ApiError::internal)?,
             created_at: db::now(),
         };
-        if key.0.is_some() {
+        if key.key.is_some() {
             idempotency::save(conn, &stored)?;
         }
         Ok((stored, false))

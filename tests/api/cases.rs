@@ -266,17 +266,21 @@ async fn idempotency_key_replays_refuses_other_bodies_and_is_per_user() {
         .await
         .assert_status(201);
     assert_eq!(app.count("SELECT COUNT(*) AS n FROM cases"), 3);
-    // A bad key is a 400, and expired keys are forgotten.
-    let res = app
-        .call(
-            "POST",
-            "/v1/cases",
-            &w.client.token,
-            Some(body.clone()),
-            &[("idempotency-key", "")],
-        )
-        .await;
-    res.assert_problem(400, "invalid_header");
+    // A bad key (empty, with a space, too long: the spec's pattern) is a 400 that buys nothing,
+    // and expired keys are forgotten.
+    for bad in [String::new(), "buy 2".into(), "k".repeat(256)] {
+        let res = app
+            .call(
+                "POST",
+                "/v1/cases",
+                &w.client.token,
+                Some(body.clone()),
+                &[("idempotency-key", bad.as_str())],
+            )
+            .await;
+        res.assert_problem(400, "invalid_header");
+    }
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM cases"), 3);
     app.sql("UPDATE idempotency_keys SET created_at = '2000-01-01 00:00:00'");
     let fresh = app
         .call("POST", "/v1/cases", &w.client.token, Some(body), &key)

@@ -157,6 +157,51 @@ async fn agency_admins_sell_and_everyone_browses_the_active_catalog() {
     );
 }
 
+/// JSON Schema counts `150000.0` as an integer (Python's `json` writes floats that way), so the
+/// price takes it; a fraction or a number past 64 bits is refused and writes nothing.
+#[actix_web::test]
+async fn prices_are_whole_numbers_however_they_are_written() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let res = app
+        .post(
+            "/v1/services",
+            &w.a_admin.token,
+            json!({"title": "Tracking", "description": "GPS", "price_minor": 150000.0, "currency": "EUR"}),
+        )
+        .await;
+    let body = res.assert_status(201).clone();
+    assert_eq!(body["price_minor"], json!(150000));
+    let tracking = id(&body);
+    let services = || app.count("SELECT COUNT(*) AS n FROM services");
+    let before = services();
+    for price in [json!(150000.5), json!(1e30), json!("150000")] {
+        let res = app
+            .post(
+                "/v1/services",
+                &w.a_admin.token,
+                json!({"title": "Bad", "description": "GPS", "price_minor": price, "currency": "EUR"}),
+            )
+            .await;
+        let problem = res.assert_problem(422, "validation_failed");
+        assert_eq!(problem["errors"][0]["pointer"], "/price_minor", "{price}");
+        assert_eq!(problem["errors"][0]["code"], "invalid_value", "{price}");
+    }
+    assert_eq!(services(), before);
+
+    let path = format!("/v1/services/{tracking}");
+    let res = app
+        .patch(&path, &w.a_admin.token, json!({"price_minor": 180000.0}))
+        .await;
+    assert_eq!(res.assert_status(200)["price_minor"], json!(180000));
+    app.patch(&path, &w.a_admin.token, json!({"price_minor": 0.25}))
+        .await
+        .assert_problem(422, "validation_failed");
+    let res = app.get(&path, &w.a_admin.token).await;
+    assert_eq!(res.assert_status(200)["price_minor"], json!(180000));
+    assert_eq!(res.body["version"], json!(2));
+}
+
 #[actix_web::test]
 async fn agencies_take_idempotency_keys() {
     let app = spawn().await;
