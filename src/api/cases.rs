@@ -529,7 +529,13 @@ pub struct ListCasesQuery {
     /// Created before this instant (RFC 3339).
     pub created_to: Option<DateTime<Utc>>,
     /// Text contained in the number or the title, case-insensitively for ASCII letters (1–100 characters, not only spaces).
-    #[param(min_length = 1, max_length = 100, pattern = "\\S")]
+    // "Not only spaces": a character outside Unicode's White_Space, the set `trim` strips, listed
+    // because `\s` means something else in JavaScript's and Python's regexes.
+    #[param(
+        min_length = 1,
+        max_length = 100,
+        pattern = "[^\\t-\\r \\x85\\xA0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]"
+    )]
     pub q: Option<String>,
     #[param(minimum = 1, maximum = 100, default = 25)]
     pub limit: Option<i64>,
@@ -568,7 +574,7 @@ pub async fn list_cases(
         .is_some_and(|q| q.trim().is_empty() || q.chars().count() > 100)
     {
         return Err(crate::http::fallback::invalid_query(
-            "`q` must be 1–100 characters".into(),
+            "`q` must be 1–100 characters, not only spaces".into(),
         ));
     }
     let language = i18n::requested(&req);

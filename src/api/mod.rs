@@ -124,7 +124,8 @@ pub fn trimmed_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D:
 }
 
 /// An `integer` member as JSON Schema defines one: any number without a fractional part, so
-/// `150000.0` (how Python's `json` writes a float) is 150000 and `150000.5` is refused.
+/// `150000.0` (how Python's `json` writes a float) is 150000 and `150000.5` is refused. Past
+/// 2^53 a number written as a float has already lost its last digits in the parser.
 struct WholeNumber(i64);
 
 impl<'de> Deserialize<'de> for WholeNumber {

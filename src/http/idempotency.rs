@@ -17,6 +17,9 @@ pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key
 /// Set on a replayed response.
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
+/// What a key must be; the `#[param]` below states it as a pattern.
+const KEY_RULE: &str = "1–255 printable ASCII characters, without spaces";
+
 /// The request's `Idempotency-Key`, when it sent one. Also the header's entry in the spec, so
 /// the rule the extractor enforces and the one the spec states are written once.
 #[derive(Debug, Clone, IntoParams)]
@@ -50,11 +53,11 @@ impl FromRequest for IdempotencyKey {
                 })
                 .ok_or_else(|| ApiError::BadRequest {
                     code: "invalid_header",
-                    detail: "`Idempotency-Key` must be 1–255 printable ASCII characters, without spaces.".into(),
+                    detail: format!("`Idempotency-Key` must be {KEY_RULE}."),
                     errors: vec![FieldError::new(
                         "/Idempotency-Key",
                         "invalid_header",
-                        "1–255 printable ASCII characters, without spaces",
+                        KEY_RULE,
                     )],
                 }),
         };

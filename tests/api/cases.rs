@@ -510,6 +510,7 @@ async fn list_filters_combine_and_each_narrows() {
         "limit=0",
         "cursor=xyz",
         "q=",
+        "q=%20%C2%A0%E3%80%80",
     ] {
         app.get(&format!("/v1/cases?{bad}"), op)
             .await
