@@ -175,7 +175,13 @@ async fn prices_are_whole_numbers_however_they_are_written() {
     let tracking = id(&body);
     let services = || app.count("SELECT COUNT(*) AS n FROM services");
     let before = services();
-    for price in [json!(150000.5), json!(1e30), json!("150000")] {
+    // 2^63 as a float is one past i64::MAX: refused as a value, not clamped to i64::MAX.
+    for price in [
+        json!(150000.5),
+        json!(1e30),
+        json!(9_223_372_036_854_775_808.0),
+        json!("150000"),
+    ] {
         let res = app
             .post(
                 "/v1/services",
