@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use diesel::backend::Backend;
+use diesel::internal::derives::multiconnection::AstPassHelper;
 use diesel::pg::PgQueryBuilder;
 use diesel::query_builder::{AstPass, Query, QueryBuilder, QueryFragment, QueryId};
 use diesel::sqlite::SqliteQueryBuilder;
@@ -68,7 +69,7 @@ pub fn fixed_update<Q>(query: Q) -> BuiltOnce<Q> {
     }
 }
 
-impl<Q: QueryFragment<MultiBackend>> BuiltOnce<Q> {
+impl<Q: QueryFragment<MultiBackend> + QueryId> BuiltOnce<Q> {
     /// The statement's text in a builder of its own.
     fn render(&self, backend: &MultiBackend) -> QueryResult<String> {
         let mut own = match backend {
@@ -78,14 +79,10 @@ impl<Q: QueryFragment<MultiBackend>> BuiltOnce<Q> {
         self.query.to_sql(&mut own, backend)?;
         Ok(own.finish())
     }
-}
 
-impl<Q: QueryFragment<MultiBackend> + QueryId> QueryFragment<MultiBackend> for BuiltOnce<Q> {
-    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
-        self.query.walk_ast(pass)
-    }
-
-    fn to_sql(&self, out: &mut MultiQueryBuilder, backend: &MultiBackend) -> QueryResult<()> {
+    /// The statement's text, rendered at most once per execution, and once per thread for a
+    /// statement with a static query id.
+    fn sql(&self, backend: &MultiBackend) -> QueryResult<&str> {
         if self.sql.get().is_none() {
             let key = Q::query_id().map(|id| (id, matches!(backend, MultiBackend::Postgresql(_))));
             let known = key.and_then(|key| STATIC_SQL.with_borrow(|m| m.get(&key).cloned()));
@@ -94,14 +91,13 @@ impl<Q: QueryFragment<MultiBackend> + QueryId> QueryFragment<MultiBackend> for B
                 // (diesel keys its statement cache on that id), and only cacheable statements
                 // are kept in `STATIC_SQL`.
                 Some(sql) => {
-                    debug_assert!(self.query.is_safe_to_cache_prepared(backend)?);
                     let _ = self.cacheable.set(true);
                     sql
                 }
                 None => {
                     let sql: Rc<str> = self.render(backend)?.into();
                     if let Some(key) = key
-                        && self.is_safe_to_cache_prepared(backend)?
+                        && self.cacheable(backend)?
                     {
                         STATIC_SQL.with_borrow_mut(|m| m.insert(key, sql.clone()));
                     }
@@ -110,11 +106,11 @@ impl<Q: QueryFragment<MultiBackend> + QueryId> QueryFragment<MultiBackend> for B
             };
             let _ = self.sql.set(sql);
         }
-        out.push_sql(self.sql.get().map_or("", |sql| sql));
-        Ok(())
+        Ok(self.sql.get().map_or("", |sql| sql))
     }
 
-    fn is_safe_to_cache_prepared(&self, backend: &MultiBackend) -> QueryResult<bool> {
+    /// Whether it may be kept prepared: the connection asks at every pass over the statement.
+    fn cacheable(&self, backend: &MultiBackend) -> QueryResult<bool> {
         if let Some(&cacheable) = self.cacheable.get() {
             return Ok(cacheable);
         }
@@ -122,9 +118,26 @@ impl<Q: QueryFragment<MultiBackend> + QueryId> QueryFragment<MultiBackend> for B
         let _ = self.cacheable.set(cacheable);
         Ok(cacheable)
     }
+}
 
-    fn is_noop(&self, backend: &MultiBackend) -> QueryResult<bool> {
-        self.query.is_noop(backend)
+/// Everything happens in `walk_ast`: the connection executes a statement through a reference
+/// to it, and diesel's `QueryFragment for &T` forwards `walk_ast` alone, so overriding
+/// `to_sql` or `is_safe_to_cache_prepared` would be skipped for every INSERT and UPDATE.
+impl<Q: QueryFragment<MultiBackend> + QueryId> QueryFragment<MultiBackend> for BuiltOnce<Q> {
+    fn walk_ast<'b>(&'b self, mut pass: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
+        // Collecting the bind values (or their debug output) needs the whole query.
+        if pass.bind_collector().is_some() || pass.debug_binds().is_some() {
+            return self.query.walk_ast(pass);
+        }
+        // The passes that render the text, ask whether it may be cached, or whether it is a
+        // no-op: each is answered from what was worked out once.
+        let backend = pass.backend();
+        let (sql, cacheable) = (self.sql(backend)?, self.cacheable(backend)?);
+        pass.push_sql(sql);
+        if !cacheable {
+            pass.unsafe_to_cache_prepared();
+        }
+        Ok(())
     }
 }
 

@@ -7,6 +7,7 @@ use crate::errors::ApiError;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = agencies)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct AgencyRow {
     pub id: String,
     pub name: String,

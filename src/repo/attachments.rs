@@ -8,6 +8,7 @@ use crate::db::schema::attachments;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = attachments)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct AttachmentRow {
     pub id: String,
     pub case_id: String,

@@ -15,6 +15,7 @@ use crate::workflow;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = cases)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct CaseRow {
     pub id: String,
     pub number: String,
@@ -449,6 +450,7 @@ pub fn next_number(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<S
 pub fn insert(conn: &mut DbConnection, row: &CaseRow) -> QueryResult<()> {
     diesel::insert_into(cases::table)
         .values(row)
+        .built_once()
         .execute(conn)?;
     count_opened(conn, &row.client_id, &row.agency_id)
 }
@@ -533,6 +535,7 @@ pub fn staff_among(
 /// One field of a case's required-data form.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = case_fields)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct FieldRow {
     pub case_id: String,
     pub key: String,
@@ -551,6 +554,7 @@ pub fn insert_fields(conn: &mut DbConnection, fields: &[FieldRow]) -> QueryResul
     for field in fields {
         diesel::insert_into(case_fields::table)
             .values(field)
+            .built_once()
             .execute(conn)?;
     }
     Ok(())

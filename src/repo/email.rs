@@ -9,6 +9,7 @@ use crate::db::schema::{email_outbox, email_preferences};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = email_outbox)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct OutboxRow {
     pub id: String,
     pub user_id: String,

@@ -14,6 +14,7 @@ pub const LIFETIME_HOURS: i64 = 24;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = idempotency_keys)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct StoredResponse {
     pub user_id: String,
     pub key: String,

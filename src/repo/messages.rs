@@ -11,6 +11,7 @@ use crate::db::{BuildOnce, DbConnection, fixed_update};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = messages)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct MessageRow {
     pub id: String,
     pub case_id: String,
@@ -165,6 +166,7 @@ pub fn mark_read(
                     message_reads::last_read_id.eq(up_to),
                     message_reads::read_at.eq(now),
                 ))
+                .built_once()
                 .execute(conn)
         });
         match inserted {

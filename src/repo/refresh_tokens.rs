@@ -10,6 +10,7 @@ use crate::db::schema::refresh_tokens;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = refresh_tokens)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct RefreshTokenRow {
     pub id: String,
     pub family_id: String,

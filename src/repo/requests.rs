@@ -8,6 +8,7 @@ use crate::db::{BuildOnce, DbConnection};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = client_requests)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct RequestRow {
     pub id: String,
     pub case_id: String,
@@ -114,6 +115,7 @@ pub fn update_open(
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = video_calls)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct VideoCallRow {
     pub id: String,
     pub case_id: String,

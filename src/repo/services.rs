@@ -8,6 +8,7 @@ use crate::db::{BuildOnce, DbConnection};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = services)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct ServiceRow {
     pub id: String,
     pub agency_id: String,
