@@ -26,8 +26,8 @@ type MultiQueryBuilder = <MultiBackend as Backend>::QueryBuilder;
 pub struct BuiltOnce<Q> {
     query: Q,
     sql: OnceCell<Rc<str>>,
-    /// Whether it may be kept prepared: the connection asks at every pass over the statement
-    /// (twice per execution), and the answer walks the whole query.
+    /// Whether it may be kept prepared: the connection asks at each of its passes over the
+    /// statement, and the answer walks the whole query.
     cacheable: OnceCell<bool>,
     fixed_update: bool,
 }
@@ -83,33 +83,33 @@ impl<Q: QueryFragment<MultiBackend> + QueryId> BuiltOnce<Q> {
     /// The statement's text, rendered at most once per execution, and once per thread for a
     /// statement with a static query id.
     fn sql(&self, backend: &MultiBackend) -> QueryResult<&str> {
-        if self.sql.get().is_none() {
-            let key = Q::query_id().map(|id| (id, matches!(backend, MultiBackend::Postgresql(_))));
-            let known = key.and_then(|key| STATIC_SQL.with_borrow(|m| m.get(&key).cloned()));
-            let sql = match known {
-                // A static query id fixes both the text and whether it may be kept prepared
-                // (diesel keys its statement cache on that id), and only cacheable statements
-                // are kept in `STATIC_SQL`.
-                Some(sql) => {
-                    let _ = self.cacheable.set(true);
-                    sql
-                }
-                None => {
-                    let sql: Rc<str> = self.render(backend)?.into();
-                    if let Some(key) = key
-                        && self.cacheable(backend)?
-                    {
-                        STATIC_SQL.with_borrow_mut(|m| m.insert(key, sql.clone()));
-                    }
-                    sql
-                }
-            };
-            let _ = self.sql.set(sql);
+        if let Some(sql) = self.sql.get() {
+            return Ok(sql);
         }
-        Ok(self.sql.get().map_or("", |sql| sql))
+        let key = Q::query_id().map(|id| (id, matches!(backend, MultiBackend::Postgresql(_))));
+        let known = key.and_then(|key| STATIC_SQL.with_borrow(|m| m.get(&key).cloned()));
+        let sql = match known {
+            // A static query id fixes both the text and whether it may be kept prepared
+            // (diesel keys its statement cache on that id), and only cacheable statements
+            // are kept in `STATIC_SQL`.
+            Some(sql) => {
+                debug_assert!(self.query.is_safe_to_cache_prepared(backend)?);
+                let _ = self.cacheable.set(true);
+                sql
+            }
+            None => {
+                let sql: Rc<str> = self.render(backend)?.into();
+                if let Some(key) = key
+                    && self.cacheable(backend)?
+                {
+                    STATIC_SQL.with_borrow_mut(|m| m.insert(key, sql.clone()));
+                }
+                sql
+            }
+        };
+        Ok(self.sql.get_or_init(|| sql))
     }
 
-    /// Whether it may be kept prepared: the connection asks at every pass over the statement.
     fn cacheable(&self, backend: &MultiBackend) -> QueryResult<bool> {
         if let Some(&cacheable) = self.cacheable.get() {
             return Ok(cacheable);

@@ -3,7 +3,9 @@
 //! (a row lock on PostgreSQL, the write lock on SQLite), so the chain never forks.
 
 use chrono::NaiveDateTime;
-use chrono::format::{Fixed, Item, Numeric, Pad};
+use std::sync::LazyLock;
+
+use chrono::format::{Item, StrftimeItems};
 use diesel::prelude::*;
 use sha2::{Digest, Sha256};
 
@@ -64,22 +66,12 @@ impl AuditRow {
     }
 }
 
-/// `%Y-%m-%dT%H:%M:%S%.6f`, the hashed time, as chrono's parsed items (parsing the format
-/// string at every row cost more than the SHA-256).
-const HASHED_TIME: [Item<'static>; 12] = [
-    Item::Numeric(Numeric::Year, Pad::Zero),
-    Item::Literal("-"),
-    Item::Numeric(Numeric::Month, Pad::Zero),
-    Item::Literal("-"),
-    Item::Numeric(Numeric::Day, Pad::Zero),
-    Item::Literal("T"),
-    Item::Numeric(Numeric::Hour, Pad::Zero),
-    Item::Literal(":"),
-    Item::Numeric(Numeric::Minute, Pad::Zero),
-    Item::Literal(":"),
-    Item::Numeric(Numeric::Second, Pad::Zero),
-    Item::Fixed(Fixed::Nanosecond6),
-];
+/// The hashed time's format, parsed once (parsing it at every row cost more than the SHA-256).
+static HASHED_TIME: LazyLock<Vec<Item<'static>>> = LazyLock::new(|| {
+    StrftimeItems::new("%Y-%m-%dT%H:%M:%S%.6f")
+        .parse_to_owned()
+        .expect("a valid format")
+});
 
 /// Who made a change, and in which request.
 #[derive(Debug, Clone)]
