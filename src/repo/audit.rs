@@ -2,9 +2,9 @@
 //! Appends first bump the single `audit_head` row, which serializes writers on both engines
 //! (a row lock on PostgreSQL, the write lock on SQLite), so the chain never forks.
 
-use chrono::NaiveDateTime;
 use std::sync::LazyLock;
 
+use chrono::NaiveDateTime;
 use chrono::format::{Item, StrftimeItems};
 use diesel::prelude::*;
 use sha2::{Digest, Sha256};
