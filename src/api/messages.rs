@@ -14,9 +14,9 @@ use validator::Validate;
 use crate::api::attachments::check_case_attachments;
 use crate::api::cases::{Viewer, find_visible, wrong_state};
 use crate::api::notifications::{Audience as Notified, Event};
-use crate::api::{actor, timestamp};
+use crate::api::{Asking, timestamp};
 use crate::app::AppState;
-use crate::auth::AuthUser;
+use crate::auth::{AuthUser, Token};
 use crate::db;
 use crate::domain::{CaseStatus, Role, code_enum};
 use crate::errors::ApiError;
@@ -295,16 +295,16 @@ pub struct PostMessage {
 pub async fn post_message(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     id: web::Path<Uuid>,
     body: ValidJson<PostMessage>,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = Viewer::new(&caller, &req);
-    let actor = actor(&caller, &req);
+    let asking = Asking::new(token, &req);
     let case_id = id.into_inner().to_string();
     let input = body.0;
     let notifier = state.notifier.clone();
     let row = db::write(&state.pool, move |conn| {
+        let (viewer, actor) = asking.resolve(conn)?;
         let case = find_visible(conn, &viewer, &case_id)?;
         let channel = input.channel.unwrap_or(Channel::InApp);
         let direction = match viewer.role {

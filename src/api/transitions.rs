@@ -7,12 +7,12 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 use validator::Validate;
 
-use crate::api::actor;
-use crate::api::cases::{CaseView, Viewer, find_visible, lost_race, reload_card, wrong_state};
+use crate::api::Asking;
+use crate::api::cases::{CaseView, find_visible, lost_race, reload_card, wrong_state};
 use crate::api::notifications::{Audience, Event};
 use crate::api::storyline::{self, EventKind};
 use crate::app::AppState;
-use crate::auth::AuthUser;
+use crate::auth::{AuthUser, Token};
 use crate::db;
 use crate::domain::{CaseAction, CaseStatus, Locale, Role};
 use crate::errors::{ApiError, FieldError};
@@ -134,17 +134,17 @@ pub async fn transition_case(
     req: HttpRequest,
     if_match: IfMatch,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     id: web::Path<Uuid>,
     body: ValidJson<TransitionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let input = body.0;
     let rule = workflow::rule(input.action);
-    let viewer = Viewer::new(&caller, &req);
-    let actor = actor(&caller, &req);
+    let asking = Asking::new(token, &req);
     let id = id.into_inner().to_string();
     let notifier = state.notifier.clone();
     let view = db::write(&state.pool, move |conn| {
+        let (viewer, actor) = asking.resolve(conn)?;
         let current = find_visible(conn, &viewer, &id)?;
         if !rule.allows_role(viewer.role) {
             return Err(ApiError::Forbidden(format!(

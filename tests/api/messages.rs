@@ -442,3 +442,55 @@ async fn one_user_posting_and_reading_at_once_gets_no_error_and_a_mark_that_only
     let rows = format!("SELECT COUNT(*) AS n FROM message_reads WHERE case_id = '{case}'");
     assert_eq!(app.count(&rows), 1);
 }
+
+/// The busiest writes (a message, a transition) look their caller up inside their own write
+/// transaction: a caller deactivated since their token was issued gets 401 and writes nothing.
+#[actix_web::test]
+async fn a_caller_deactivated_after_login_writes_nothing() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    start_case(&app, &w, &case).await;
+    let messages = format!("/v1/cases/{case}/messages");
+    app.post(&messages, &w.client.token, json!({"body": "Any news?"}))
+        .await
+        .assert_status(201);
+    let written = |table: &str| {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM {table} WHERE case_id = '{case}'"
+        ))
+    };
+    let before = [
+        written("messages"),
+        written("audit_log"),
+        written("notifications"),
+    ];
+    for person in [&w.client, &w.a_operator] {
+        app.patch(
+            &format!("/v1/users/{}", person.id),
+            &w.platform.token,
+            json!({"active": false}),
+        )
+        .await
+        .assert_status(200);
+    }
+    app.post(&messages, &w.client.token, json!({"body": "Hello again?"}))
+        .await
+        .assert_problem(401, "invalid_token");
+    app.post(&messages, &w.a_operator.token, json!({"body": "Tomorrow."}))
+        .await
+        .assert_problem(401, "invalid_token");
+    act(&app, &w.a_operator.token, &case, "suspend")
+        .await
+        .assert_problem(401, "invalid_token");
+    let after = [
+        written("messages"),
+        written("audit_log"),
+        written("notifications"),
+    ];
+    assert_eq!(before, after);
+    let card = app
+        .get(&format!("/v1/cases/{case}"), &w.a_admin.token)
+        .await;
+    assert_eq!(card.assert_status(200)["status"], "in_progress");
+}
