@@ -114,8 +114,8 @@ fn request_id(req: &HttpRequest) -> String {
 
 /// The caller of a write that looks them up inside its own transaction ([`Token::user`]), and
 /// what the request says besides, since `HttpRequest` cannot go to a database thread. A write
-/// on the busiest routes then costs one hand-off to a database thread instead of two (18% of
-/// a posted message's server CPU in bench/RESULTS.md), and sees the caller as it commits.
+/// on the busiest routes then costs one hand-off to a database thread instead of two (a fifth
+/// of a posted message's server CPU: bench/RESULTS.md), and sees the caller as it commits.
 pub struct Asking {
     token: Token,
     language: Option<Locale>,
