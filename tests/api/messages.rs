@@ -483,6 +483,31 @@ async fn a_caller_deactivated_after_login_writes_nothing() {
     act(&app, &w.a_operator.token, &case, "suspend")
         .await
         .assert_problem(401, "invalid_token");
+    // The lookup comes first in the write: 401, not the 404, 403 or 412 that the same request
+    // from an active caller would get (no such case, a role that may never act, a stale version).
+    let nowhere = uuid::Uuid::now_v7();
+    app.post(
+        &format!("/v1/cases/{nowhere}/messages"),
+        &w.client.token,
+        json!({"body": "Anyone?"}),
+    )
+    .await
+    .assert_problem(401, "invalid_token");
+    act(&app, &w.a_operator.token, &nowhere.to_string(), "suspend")
+        .await
+        .assert_problem(401, "invalid_token");
+    act(&app, &w.client.token, &case, "suspend")
+        .await
+        .assert_problem(401, "invalid_token");
+    app.call(
+        "POST",
+        &format!("/v1/cases/{case}/transitions"),
+        &w.a_operator.token,
+        Some(json!({"action": "suspend", "reason": "because"})),
+        &[("if-match", "\"1\"")],
+    )
+    .await
+    .assert_problem(401, "invalid_token");
     let after = [
         written("messages"),
         written("audit_log"),
