@@ -455,16 +455,14 @@ async fn a_caller_deactivated_after_login_writes_nothing() {
     app.post(&messages, &w.client.token, json!({"body": "Any news?"}))
         .await
         .assert_status(201);
-    let written = |table: &str| {
-        app.count(&format!(
-            "SELECT COUNT(*) AS n FROM {table} WHERE case_id = '{case}'"
-        ))
+    let written = || {
+        ["messages", "audit_log", "notifications"].map(|table| {
+            app.count(&format!(
+                "SELECT COUNT(*) AS n FROM {table} WHERE case_id = '{case}'"
+            ))
+        })
     };
-    let before = [
-        written("messages"),
-        written("audit_log"),
-        written("notifications"),
-    ];
+    let before = written();
     for person in [&w.client, &w.a_operator] {
         app.patch(
             &format!("/v1/users/{}", person.id),
@@ -508,12 +506,7 @@ async fn a_caller_deactivated_after_login_writes_nothing() {
     )
     .await
     .assert_problem(401, "invalid_token");
-    let after = [
-        written("messages"),
-        written("audit_log"),
-        written("notifications"),
-    ];
-    assert_eq!(before, after);
+    assert_eq!(before, written());
     let card = app
         .get(&format!("/v1/cases/{case}"), &w.a_admin.token)
         .await;
