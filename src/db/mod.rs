@@ -218,14 +218,14 @@ where
     result
 }
 
-/// Runs read-only work on the blocking pool, in one (deferred) transaction so every query of
-/// the request sees the same snapshot.
+/// Runs read-only work on the blocking pool, in one transaction so every query of the request
+/// sees the same snapshot (see [`in_read_transaction`]).
 pub async fn read<T, F>(pool: &Pool, work: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
 {
-    on_blocking_pool(&pool.connections, |conn| conn.transaction(work)).await
+    on_blocking_pool(&pool.connections, |conn| in_read_transaction(conn, work)).await
 }
 
 /// Checkpoints SQLite's write-ahead log four times a second on a reader connection, so the
@@ -275,12 +275,44 @@ where
     E: From<diesel::result::Error>,
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
 {
+    in_transaction(conn, "BEGIN IMMEDIATE", "BEGIN", work)
+}
+
+/// A read's transaction. SQLite's deferred transaction keeps the snapshot of its first read to
+/// its end. PostgreSQL's default isolation (READ COMMITTED) takes a new snapshot at every
+/// statement, so a card could count an agent its next statement no longer lists: reads ask
+/// for REPEATABLE READ, and READ ONLY makes a write slipped into a read fail.
+fn in_read_transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+{
+    in_transaction(
+        conn,
+        "BEGIN",
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        work,
+    )
+}
+
+/// Runs `work` in a transaction opened by the engine's `BEGIN` statement; commits on success,
+/// rolls back on failure.
+fn in_transaction<T, E, F>(
+    conn: &mut DbConnection,
+    sqlite_begin: &str,
+    postgres_begin: &str,
+    work: F,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+{
     type Manager = <DbConnection as Connection>::TransactionManager;
     match conn {
-        DbConnection::Sqlite(c) => {
-            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
+        DbConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, sqlite_begin)?,
+        DbConnection::Postgresql(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, postgres_begin)?
         }
-        DbConnection::Postgresql(_) => Manager::begin_transaction(conn)?,
     }
     match work(conn) {
         Ok(value) => {

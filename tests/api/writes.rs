@@ -1,7 +1,8 @@
-//! The write path itself: every request's writes land together or not at all, whatever the
-//! requests written beside it do (on SQLite they share a transaction: group commit).
+//! The database paths themselves: every request's writes land together or not at all, whatever
+//! the requests written beside it do (on SQLite they share a transaction: group commit), and
+//! every read keeps one snapshot.
 
-use diesel::Connection;
+use diesel::prelude::*;
 use dossier::db;
 use dossier::errors::ApiError;
 use dossier::repo::agencies::{self, AgencyRow};
@@ -16,6 +17,20 @@ enum Ending {
     Commit,
     Fail,
     Panic,
+}
+
+/// A new active agency's row.
+fn agency(name: &str) -> AgencyRow {
+    let now = db::now();
+    AgencyRow {
+        id: dossier::repo::new_id(),
+        name: name.to_owned(),
+        contact_email: None,
+        active: true,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    }
 }
 
 fn ending(i: usize) -> Ending {
@@ -34,19 +49,9 @@ async fn concurrent_writes_commit_alone_or_not_at_all() {
         let pool = app.state.pool.clone();
         async move {
             db::write(&pool, move |conn| {
-                let now = db::now();
-                let agency = |name: String| AgencyRow {
-                    id: dossier::repo::new_id(),
-                    name,
-                    contact_email: None,
-                    active: true,
-                    version: 1,
-                    created_at: now,
-                    updated_at: now,
-                };
-                agencies::insert(conn, &agency(format!("Writer {i}")))?;
+                agencies::insert(conn, &agency(&format!("Writer {i}")))?;
                 // A second row, so a failure after it has something half-written to undo.
-                agencies::insert(conn, &agency(format!("Writer {i} bis")))?;
+                agencies::insert(conn, &agency(&format!("Writer {i} bis")))?;
                 match ending(i) {
                     Ending::Commit => Ok(i),
                     Ending::Fail => Err(ApiError::Conflict {
@@ -123,4 +128,54 @@ async fn reads_run_on_batch_threads_and_the_event_loop_stays_normal() {
     let read = db::read(&app.state.pool, |_| policy()).await.unwrap();
     assert_eq!(read, "3", "a read's thread");
     assert_eq!(policy().unwrap(), "0", "the event loop");
+}
+
+/// A read keeps one snapshot from its first statement to its last, even when a write commits
+/// between them. On PostgreSQL the default isolation (READ COMMITTED) would show the second
+/// count the new agency.
+#[actix_web::test]
+async fn a_read_keeps_its_snapshot_while_a_write_commits_beside_it() {
+    let app = spawn().await;
+    let admin = app.admin().await;
+    app.agency(&admin, "Before the read").await;
+    let pool = app.state.pool.clone();
+    let (before, after) = db::read(&app.state.pool, move |conn| {
+        let count = |conn: &mut db::DbConnection| {
+            db::schema::agencies::table.count().get_result::<i64>(conn)
+        };
+        let before = count(conn)?;
+        let mut beside = pool.get()?;
+        db::in_write_transaction(&mut beside, |conn| {
+            agencies::insert(conn, &agency("Written beside the read"))
+        })?;
+        Ok::<_, ApiError>((before, count(conn)?))
+    })
+    .await
+    .unwrap();
+    assert_eq!(before, 1);
+    assert_eq!(
+        after, before,
+        "the read's second statement saw a later commit"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) AS n FROM agencies"),
+        2,
+        "the write committed"
+    );
+}
+
+/// On PostgreSQL a read's transaction is READ ONLY: a write slipped into a read fails and
+/// leaves nothing. SQLite has no read-only transaction mode, so this holds on PostgreSQL only.
+#[actix_web::test]
+async fn a_write_inside_a_read_is_refused_on_postgres() {
+    let app = spawn().await;
+    if !app._db.is_postgres() {
+        return;
+    }
+    let refused = db::read(&app.state.pool, |conn| {
+        agencies::insert(conn, &agency("Written inside a read"))
+    })
+    .await;
+    assert!(refused.is_err(), "the insert ran inside a read");
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM agencies"), 0);
 }
