@@ -218,8 +218,8 @@ where
     result
 }
 
-/// Runs read-only work on the blocking pool, in one transaction so every query of the request
-/// sees the same snapshot (see [`in_read_transaction`]).
+/// Runs read-only work on the blocking pool, in one transaction so every query of `work` sees
+/// the same snapshot (see [`in_read_transaction`]).
 pub async fn read<T, F>(pool: &Pool, work: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
@@ -269,51 +269,65 @@ where
     .await?
 }
 
+/// The statement that opens a transaction, per engine.
+struct Begin {
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+/// A write: SQLite takes the write lock at once, so a write never fails midway on a lock it
+/// could not upgrade to.
+const BEGIN_WRITE: Begin = Begin {
+    sqlite: "BEGIN IMMEDIATE",
+    postgres: "BEGIN",
+};
+
+/// A read. SQLite's deferred transaction keeps the snapshot of its first read to its end.
+/// PostgreSQL's default isolation (READ COMMITTED) takes a new snapshot at every statement, so
+/// a card could count an agent its next statement no longer lists: reads ask for REPEATABLE
+/// READ, and READ ONLY makes a write slipped into a read fail (not enforced on SQLite).
+const BEGIN_READ: Begin = Begin {
+    sqlite: "BEGIN",
+    postgres: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+};
+
+/// Opens a transaction on a connection that has none open.
+fn begin(conn: &mut DbConnection, begin: &Begin) -> QueryResult<()> {
+    match conn {
+        DbConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, begin.sqlite),
+        DbConnection::Postgresql(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, begin.postgres)
+        }
+    }
+}
+
 /// The write transaction itself, for callers that already hold a connection (the CLI).
 pub fn in_write_transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
 where
     E: From<diesel::result::Error>,
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
 {
-    in_transaction(conn, "BEGIN IMMEDIATE", "BEGIN", work)
+    in_transaction(conn, &BEGIN_WRITE, work)
 }
 
-/// A read's transaction. SQLite's deferred transaction keeps the snapshot of its first read to
-/// its end. PostgreSQL's default isolation (READ COMMITTED) takes a new snapshot at every
-/// statement, so a card could count an agent its next statement no longer lists: reads ask
-/// for REPEATABLE READ, and READ ONLY makes a write slipped into a read fail.
 fn in_read_transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
 where
     E: From<diesel::result::Error>,
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
 {
-    in_transaction(
-        conn,
-        "BEGIN",
-        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-        work,
-    )
+    in_transaction(conn, &BEGIN_READ, work)
 }
 
-/// Runs `work` in a transaction opened by the engine's `BEGIN` statement; commits on success,
-/// rolls back on failure.
-fn in_transaction<T, E, F>(
-    conn: &mut DbConnection,
-    sqlite_begin: &str,
-    postgres_begin: &str,
-    work: F,
-) -> Result<T, E>
+/// Runs `work` in a new transaction (the connection must have none open); commits on success,
+/// rolls back on failure. A panic is not caught: the connection goes back to the pool inside
+/// its transaction, and the pool discards it (`has_broken`).
+fn in_transaction<T, E, F>(conn: &mut DbConnection, how: &Begin, work: F) -> Result<T, E>
 where
     E: From<diesel::result::Error>,
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
 {
     type Manager = <DbConnection as Connection>::TransactionManager;
-    match conn {
-        DbConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, sqlite_begin)?,
-        DbConnection::Postgresql(c) => {
-            AnsiTransactionManager::begin_transaction_sql(c, postgres_begin)?
-        }
-    }
+    begin(conn, how)?;
     match work(conn) {
         Ok(value) => {
             Manager::commit_transaction(conn)?;

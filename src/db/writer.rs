@@ -12,7 +12,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc;
 
-use diesel::connection::{AnsiTransactionManager, TransactionManager};
+use diesel::connection::TransactionManager;
 use diesel::prelude::*;
 
 use super::{ConnectionManager, DbConnection};
@@ -128,13 +128,7 @@ fn run_batch(pool: &r2d2::Pool<ConnectionManager>, batch: Vec<Job>) {
         }
     };
     let conn: &mut DbConnection = &mut conn;
-    let begun = match conn {
-        DbConnection::Sqlite(c) => {
-            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
-        }
-        DbConnection::Postgresql(_) => unreachable!("the writer thread serves SQLite only"),
-    };
-    if let Err(e) = begun {
+    if let Err(e) = super::begin(conn, &super::BEGIN_WRITE) {
         log::error!("SQLite writer could not begin a transaction: {e}");
         return batch.into_iter().for_each(|job| drop(job(None)));
     }
