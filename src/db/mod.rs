@@ -219,13 +219,16 @@ where
 }
 
 /// Runs read-only work on the blocking pool, in one transaction so every query of `work` sees
-/// the same snapshot (see [`in_read_transaction`]).
+/// the same snapshot (see `BEGIN_READ`).
 pub async fn read<T, F>(pool: &Pool, work: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
 {
-    on_blocking_pool(&pool.connections, |conn| in_read_transaction(conn, work)).await
+    on_blocking_pool(&pool.connections, |conn| {
+        in_transaction(conn, &BEGIN_READ, work)
+    })
+    .await
 }
 
 /// Checkpoints SQLite's write-ahead log four times a second on a reader connection, so the
@@ -308,14 +311,6 @@ where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
 {
     in_transaction(conn, &BEGIN_WRITE, work)
-}
-
-fn in_read_transaction<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
-where
-    E: From<diesel::result::Error>,
-    F: FnOnce(&mut DbConnection) -> Result<T, E>,
-{
-    in_transaction(conn, &BEGIN_READ, work)
 }
 
 /// Runs `work` in a new transaction (the connection must have none open); commits on success,

@@ -31,9 +31,7 @@ async fn wrong_password_unknown_email_and_inactive_user_answer_alike() {
     let id = app.create_user("c@example.com", "client", None, false);
     let wrong = app.login("c@example.com", "not the password at all").await;
     let unknown = app.login("nobody@example.com", PASSWORD).await;
-    app.patch(&format!("/v1/users/{id}"), &admin, json!({"active": false}))
-        .await
-        .assert_status(200);
+    app.deactivate_user(&admin, &id).await;
     let inactive = app.login("c@example.com", PASSWORD).await;
     for res in [&wrong, &unknown, &inactive] {
         let body = res.assert_problem(401, "invalid_credentials");
@@ -248,9 +246,7 @@ async fn a_deactivated_users_tokens_stop_working() {
         .clone();
     let token = login["access_token"].as_str().unwrap().to_owned();
     app.get("/v1/me", &token).await.assert_status(200);
-    app.patch(&format!("/v1/users/{id}"), &admin, json!({"active": false}))
-        .await
-        .assert_status(200);
+    app.deactivate_user(&admin, &id).await;
     assert_locked_out(&app, &token).await;
     // Its refresh tokens were revoked too, and stay dead after reactivation.
     app.patch(&format!("/v1/users/{id}"), &admin, json!({"active": true}))

@@ -294,6 +294,17 @@ where
             .await;
         res.assert_status(201)["id"].as_str().unwrap().to_owned()
     }
+
+    /// Deactivates a user through the API, as platform staff (`admin_token`).
+    pub async fn deactivate_user(&self, admin_token: &str, user_id: &str) {
+        self.patch(
+            &format!("/v1/users/{user_id}"),
+            admin_token,
+            json!({"active": false}),
+        )
+        .await
+        .assert_status(200);
+    }
 }
 
 impl<S> TestApp<S>

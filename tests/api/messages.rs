@@ -464,13 +464,7 @@ async fn a_caller_deactivated_after_login_writes_nothing() {
     };
     let before = written();
     for person in [&w.client, &w.a_operator] {
-        app.patch(
-            &format!("/v1/users/{}", person.id),
-            &w.platform.token,
-            json!({"active": false}),
-        )
-        .await
-        .assert_status(200);
+        app.deactivate_user(&w.platform.token, &person.id).await;
     }
     app.post(&messages, &w.client.token, json!({"body": "Hello again?"}))
         .await
