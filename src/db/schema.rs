@@ -200,7 +200,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    messages (id) {
+    messages (case_id, id) {
         id -> Text,
         case_id -> Text,
         sender_id -> Text,
@@ -253,7 +253,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    notifications (id) {
+    notifications (user_id, id) {
         id -> Text,
         user_id -> Text,
         case_id -> Nullable<Text>,

@@ -157,7 +157,11 @@ pub fn mark_read(
             .get_result::<String>(conn)
             .optional()
     };
-    if forward(conn)? == 0 && current(conn)?.is_none() {
+    // Moved forward: the mark is `up_to` (the common case, one statement).
+    if forward(conn)? == 1 {
+        return Ok(up_to.to_owned());
+    }
+    if current(conn)?.is_none() {
         let inserted = conn.transaction(|conn| {
             diesel::insert_into(message_reads::table)
                 .values((
@@ -170,7 +174,7 @@ pub fn mark_read(
                 .execute(conn)
         });
         match inserted {
-            Ok(_) => {}
+            Ok(_) => return Ok(up_to.to_owned()),
             Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
                 forward(conn)?;
             }

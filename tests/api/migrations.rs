@@ -180,10 +180,11 @@ async fn open_case_counts_are_backfilled_from_existing_cases() {
     assert_eq!(app.open_case_counts_off(), 0);
 }
 
-/// SQLite keeps the tables read by primary key on every request as WITHOUT ROWID tables, and
-/// rebuilding them (down, then up again) loses no row: not the cases, and not the refresh
-/// tokens that `users`' ON DELETE CASCADE would take with it if foreign keys stayed on. The
-/// keys are enforced again afterwards.
+/// SQLite keeps the tables read by primary key on every request, and the conversation and
+/// notifications ordered by their owner, as WITHOUT ROWID tables, and rebuilding them (down,
+/// then up again) loses no row: not the cases, and not the refresh tokens that `users`' ON
+/// DELETE CASCADE would take with it if foreign keys stayed on. The keys are enforced again
+/// afterwards.
 #[actix_web::test]
 async fn sqlite_rebuilds_the_hot_tables_without_rowid_and_keeps_every_row() {
     use diesel::connection::SimpleConnection;
@@ -217,6 +218,8 @@ async fn sqlite_rebuilds_the_hot_tables_without_rowid_and_keeps_every_row() {
         "case_agents",
         "message_reads",
         "client_open_cases",
+        "messages",
+        "notifications",
     ];
     let without_rowid = |app: &crate::helpers::TestApp<_>| {
         let list = hot.map(|t| format!("'{t}'")).join(", ");
@@ -233,18 +236,17 @@ async fn sqlite_rebuilds_the_hot_tables_without_rowid_and_keeps_every_row() {
     };
     let before = rows(&app);
     assert!(before.iter().all(|&n| n > 0), "{before:?}");
-    assert_eq!(without_rowid(&app), 7);
+    assert_eq!(without_rowid(&app), 9);
 
     // The pool's one connection, as the server migrates: foreign keys must be on again after.
     let mut conn = app.state.pool.get().unwrap();
     let DbConnection::Sqlite(c) = &mut *conn else {
         unreachable!("checked above")
     };
-    let reverted = c.revert_last_migration(SQLITE_MIGRATIONS).unwrap();
-    assert!(
-        reverted.to_string().contains("20261124000010"),
-        "{reverted}"
-    );
+    for migration in ["20261202000011", "20261124000010"] {
+        let reverted = c.revert_last_migration(SQLITE_MIGRATIONS).unwrap();
+        assert!(reverted.to_string().contains(migration), "{reverted}");
+    }
     drop(conn);
     assert_eq!(without_rowid(&app), 0);
     assert_eq!(rows(&app), before);
@@ -257,7 +259,7 @@ async fn sqlite_rebuilds_the_hot_tables_without_rowid_and_keeps_every_row() {
     );
     assert!(orphan.is_err(), "foreign keys are off after the migration");
     drop(conn);
-    assert_eq!(without_rowid(&app), 7);
+    assert_eq!(without_rowid(&app), 9);
     assert_eq!(rows(&app), before);
     assert_eq!(
         app.count("SELECT COUNT(*) AS n FROM pragma_foreign_key_check"),
