@@ -506,3 +506,60 @@ async fn a_caller_deactivated_after_login_writes_nothing() {
         .await;
     assert_eq!(card.assert_status(200)["status"], "in_progress");
 }
+
+#[actix_web::test]
+async fn a_message_carries_attachments_of_its_own_case_only() {
+    use crate::attachments::{png, upload};
+
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let other = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    start_case(&app, &w, &case).await;
+    start_case(&app, &w, &other).await;
+    let theirs = id(
+        upload(&app, &w.a_operator.token, &other, "car.png", &png(500))
+            .await
+            .assert_status(201),
+    );
+    let ours = id(
+        upload(&app, &w.a_operator.token, &case, "car.png", &png(500))
+            .await
+            .assert_status(201),
+    );
+    let p = format!("/v1/cases/{case}/messages");
+    let written = |app: &crate::helpers::TestApp<_>| {
+        (
+            app.count(&format!(
+                "SELECT COUNT(*) AS n FROM messages WHERE case_id = '{case}'"
+            )),
+            app.count("SELECT COUNT(*) AS n FROM notifications"),
+            app.count("SELECT COUNT(*) AS n FROM audit_log WHERE entity = 'message'"),
+        )
+    };
+    let before = written(&app);
+
+    let res = app
+        .post(
+            &p,
+            &w.a_operator.token,
+            json!({"body": "The photo.", "attachment_ids": [ours, theirs]}),
+        )
+        .await;
+    let error = &res.assert_problem(422, "validation_failed")["errors"][0];
+    assert_eq!(error["code"], "invalid_attachment");
+    assert_eq!(error["pointer"], "/attachment_ids");
+    assert_eq!(written(&app), before);
+
+    let res = app
+        .post(
+            &p,
+            &w.a_operator.token,
+            json!({"body": "The photo.", "attachment_ids": [ours, ours]}),
+        )
+        .await;
+    assert_eq!(res.assert_status(201)["attachment_ids"], json!([ours]));
+    // One message, the client's notification, and an audit row for each of its fields
+    // (direction and channel).
+    assert_eq!(written(&app), (before.0 + 1, before.1 + 1, before.2 + 2));
+}
