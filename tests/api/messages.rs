@@ -304,6 +304,7 @@ async fn unread_counts_read_marks_filters_and_paging_both_ways() {
         )
         .await;
     assert_eq!(res.assert_status(200)["unread"], 1);
+    assert_eq!(res.body["last_read_id"], ids[4].as_str());
     let res = app
         .get(&format!("{p}?order=asc"), &w.a_operator.token)
         .await;
