@@ -8,13 +8,13 @@ use validator::Validate;
 
 use crate::api::{nullable, timestamp};
 use crate::app::AppState;
-use crate::auth::AuthUser;
-use crate::db;
+use crate::auth::{AuthUser, Token};
+use crate::db::{self, DbConnection};
 use crate::errors::ApiError;
 use crate::http::extract::{
     IfMatch, Page, PageRequest, ValidJson, etag, page_response, versioned_response,
 };
-use crate::http::idempotency::{self, Created, IdempotencyKey};
+use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
 use crate::repo;
 use crate::repo::agencies::{AgencyChanges, AgencyRow};
 
@@ -158,27 +158,34 @@ pub async fn list_agencies(
 pub async fn create_agency(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     key: IdempotencyKey,
     body: ValidJson<CreateAgency>,
 ) -> Result<HttpResponse, ApiError> {
-    require_platform(&caller)?;
-    idempotency::create(&state.pool, &req, &caller.id, key, body.0, |conn, input| {
-        let now = db::now();
-        let row = AgencyRow {
-            id: repo::new_id(),
-            name: input.name.trim().to_owned(),
-            contact_email: input.contact_email.map(|e| e.trim().to_lowercase()),
-            active: true,
-            version: 1,
-            created_at: now,
-            updated_at: now,
+    idempotency::create(&state.pool, &req, key, body.0, move |conn| {
+        let caller = token.user(conn)?;
+        require_platform(&caller)?;
+        let create = |conn: &mut DbConnection, input: CreateAgency| {
+            let now = db::now();
+            let row = AgencyRow {
+                id: repo::new_id(),
+                name: input.name.trim().to_owned(),
+                contact_email: input.contact_email.map(|e| e.trim().to_lowercase()),
+                active: true,
+                version: 1,
+                created_at: now,
+                updated_at: now,
+            };
+            repo::agencies::insert(conn, &row)?;
+            Ok(Created {
+                location: format!("/v1/agencies/{}", row.id),
+                version: row.version,
+                body: AgencyView::from(row),
+            })
         };
-        repo::agencies::insert(conn, &row)?;
-        Ok(Created {
-            location: format!("/v1/agencies/{}", row.id),
-            version: row.version,
-            body: AgencyView::from(row),
+        Ok(Authorized {
+            user_id: caller.id,
+            create,
         })
     })
     .await

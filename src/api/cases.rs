@@ -12,7 +12,7 @@ use crate::api::messages::reader;
 use crate::api::required_data::field_rows;
 use crate::api::services::{AgencySummary, template_of};
 use crate::api::users::ClientIdentity;
-use crate::api::{actor, nullable, timestamp};
+use crate::api::{Asked, Asking, actor, nullable, timestamp};
 use crate::app::AppState;
 use crate::auth::{AuthUser, Token};
 use crate::db::{self, DbConnection};
@@ -21,7 +21,7 @@ use crate::errors::{ApiError, FieldError};
 use crate::http::extract::{
     IfMatch, MultiQuery, Page, PageRequest, ValidJson, etag, page_response, versioned_response,
 };
-use crate::http::idempotency::{self, Created, IdempotencyKey};
+use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
 use crate::i18n;
 use crate::repo;
 use crate::repo::audit::Change;
@@ -409,22 +409,21 @@ pub struct CreateCase {
 pub async fn create_case(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     key: IdempotencyKey,
     body: ValidJson<CreateCase>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(caller.role == Role::Client, "buy services")?;
-    let input = body.0;
-    let viewer = Viewer::new(&caller, &req);
-    let actor = actor(&caller, &req);
-    let client_id = caller.id.clone();
-    idempotency::create(
-        &state.pool,
-        &req,
-        &caller.id,
-        key,
-        input,
-        move |conn, input| {
+    let asking = Asking::new(token, &req);
+    idempotency::create(&state.pool, &req, key, body.0, move |conn| {
+        let Asked {
+            caller,
+            viewer,
+            actor,
+        } = asking.resolve(conn)?;
+        caller.require(caller.role == Role::Client, "buy services")?;
+        let user_id = caller.id.clone();
+        let client_id = caller.id;
+        let create = move |conn: &mut DbConnection, input: CreateCase| {
             let service_id = input.service_id.to_string();
             let (service, _) = repo::services::find(
                 conn,
@@ -483,8 +482,9 @@ pub async fn create_case(
                 version: view.version,
                 body: view,
             })
-        },
-    )
+        };
+        Ok(Authorized { user_id, create })
+    })
     .await
 }
 

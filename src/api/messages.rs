@@ -14,9 +14,9 @@ use validator::Validate;
 use crate::api::attachments::check_case_attachments;
 use crate::api::cases::{Viewer, find_visible, wrong_state};
 use crate::api::notifications::{Audience as Notified, Event};
-use crate::api::{Asking, timestamp};
+use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
-use crate::auth::{AuthUser, Token};
+use crate::auth::Token;
 use crate::db;
 use crate::domain::{CaseStatus, Role, code_enum};
 use crate::errors::ApiError;
@@ -189,7 +189,7 @@ pub struct ListMessagesQuery {
 pub async fn list_messages(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     id: web::Path<Uuid>,
     query: web::Query<ListMessagesQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -206,7 +206,7 @@ pub async fn list_messages(
         (None, None) => (matches!(query.order, Some(Order::Asc)), None),
     };
     let after = page.after.clone().or(anchor);
-    let viewer = Viewer::new(&caller, &req);
+    let asking = Asking::new(token, &req);
     let case_id = id.into_inner().to_string();
     let filter = MessageFilter {
         channel: query.channel.map(|c| c.as_str()),
@@ -216,6 +216,7 @@ pub async fn list_messages(
     let earlier = query.include.is_some();
     let limit = page.fetch();
     let (rows, numbers, marks) = db::read(&state.pool, move |conn| {
+        let Asked { viewer, .. } = asking.resolve(conn)?;
         let case = find_visible(conn, &viewer, &case_id)?;
         let cases: Vec<(String, String)> = if earlier {
             repo::cases::cases_of_client(conn, &viewer.scope, &case.client_id)?
@@ -304,7 +305,7 @@ pub async fn post_message(
     let input = body.0;
     let notifier = state.notifier.clone();
     let row = db::write(&state.pool, move |conn| {
-        let (viewer, actor) = asking.resolve(conn)?;
+        let Asked { viewer, actor, .. } = asking.resolve(conn)?;
         let case = find_visible(conn, &viewer, &case_id)?;
         let channel = input.channel.unwrap_or(Channel::InApp);
         let direction = match viewer.role {
@@ -472,15 +473,16 @@ pub struct ReadState {
 pub async fn mark_read(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     id: web::Path<Uuid>,
     body: ValidJson<MarkRead>,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = Viewer::new(&caller, &req);
+    let asking = Asking::new(token, &req);
     let case_id = id.into_inner().to_string();
     let up_to = body.0.up_to.to_string();
-    let user_id = caller.id.clone();
     let read = db::write(&state.pool, move |conn| {
+        let Asked { viewer, .. } = asking.resolve(conn)?;
+        let user_id = viewer.user_id.clone();
         find_visible(conn, &viewer, &case_id)?;
         let message = repo::messages::find(conn, &case_id, &up_to)?
             .filter(|m| match audience_of(viewer.role) {

@@ -116,11 +116,11 @@ fn request_id(req: &HttpRequest) -> String {
         .unwrap_or_default()
 }
 
-/// The caller of a write that looks them up inside its own transaction ([`Token::user`]), and
-/// what the request says besides, since `HttpRequest` cannot go to a database thread. A write
-/// on the busiest routes then costs one hand-off to a database thread instead of two (a fifth
-/// of a posted message's server CPU: bench/RESULTS.md). On SQLite, whose one writer also
-/// commits every deactivation, the write sees the caller as it commits.
+/// The caller of a request that looks them up inside its own transaction ([`Token::user`]),
+/// and what the request says besides, since `HttpRequest` cannot go to a database thread. The
+/// busiest routes then cost one hand-off to a database thread instead of two (a fifth of a
+/// posted message's server CPU: bench/RESULTS.md). On SQLite, whose one writer also commits
+/// every deactivation, a write sees the caller as it commits.
 pub struct Asking {
     token: Token,
     language: Option<Locale>,
@@ -138,13 +138,21 @@ impl Asking {
 
     /// The caller as the transaction sees them (401 if deactivated): whose cases they see,
     /// and who they are in the audit trail.
-    pub fn resolve(&self, conn: &mut DbConnection) -> Result<(Viewer, Actor), ApiError> {
+    pub fn resolve(&self, conn: &mut DbConnection) -> Result<Asked, ApiError> {
         let caller = self.token.user(conn)?;
-        Ok((
-            Viewer::asking(&caller, self.language),
-            actor_of(&caller, self.request_id.clone()),
-        ))
+        Ok(Asked {
+            viewer: Viewer::asking(&caller, self.language),
+            actor: actor_of(&caller, self.request_id.clone()),
+            caller,
+        })
     }
+}
+
+/// What [`Asking::resolve`] found: the caller's row, and the two views of it writes need.
+pub struct Asked {
+    pub caller: AuthUser,
+    pub viewer: Viewer,
+    pub actor: Actor,
 }
 
 /// For PATCH bodies: tells "absent" (`None`) from "null" (`Some(None)`).

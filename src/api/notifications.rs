@@ -11,7 +11,7 @@ use validator::Validate;
 
 use crate::api::timestamp;
 use crate::app::AppState;
-use crate::auth::AuthUser;
+use crate::auth::{AuthUser, Token};
 use crate::config::Settings;
 use crate::db::{self, DbConnection};
 use crate::domain::{CaseStatus, Locale, Role, code_enum};
@@ -254,13 +254,13 @@ pub struct ListNotificationsQuery {
 pub async fn list_notifications(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     query: web::Query<ListNotificationsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
     let unread = query.unread.unwrap_or(false);
-    let user = caller.id.clone();
     let (rows, page) = db::read(&state.pool, move |conn| {
+        let user = token.user(conn)?.id;
         let rows =
             repo::notifications::list(conn, &user, unread, page.after.as_deref(), page.fetch())?;
         Ok((rows, page))
@@ -288,10 +288,10 @@ pub struct UnreadCount {
 #[get("/v1/notifications/unread-count")]
 pub async fn unread_count(
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
 ) -> Result<HttpResponse, ApiError> {
-    let user = caller.id.clone();
     let count = db::read(&state.pool, move |conn| {
+        let user = token.user(conn)?.id;
         Ok(repo::notifications::unread_count(conn, &user)?)
     })
     .await?;
@@ -331,7 +331,7 @@ pub struct MarkedRead {
 #[post("/v1/notifications/read")]
 pub async fn mark_notifications_read(
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     body: ValidJson<MarkNotificationsRead>,
 ) -> Result<HttpResponse, ApiError> {
     let ids = match (body.0.ids, body.0.all) {
@@ -347,8 +347,8 @@ pub async fn mark_notifications_read(
             ));
         }
     };
-    let user = caller.id.clone();
     let marked = db::write(&state.pool, move |conn| {
+        let user = token.user(conn)?.id;
         let updated = repo::notifications::mark_read(conn, &user, ids.as_deref())?;
         let unread = repo::notifications::unread_count(conn, &user)?;
         Ok(MarkedRead { updated, unread })

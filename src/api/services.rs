@@ -8,16 +8,16 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use validator::Validate;
 
-use crate::api::{actor, timestamp};
+use crate::api::{Asked, Asking, actor, timestamp};
 use crate::app::AppState;
-use crate::auth::AuthUser;
-use crate::db;
+use crate::auth::{AuthUser, Token};
+use crate::db::{self, DbConnection};
 use crate::domain::{FieldType, Priority, Role};
 use crate::errors::{ApiError, FieldError};
 use crate::http::extract::{
     IfMatch, Page, PageRequest, ValidJson, etag, page_response, versioned_response,
 };
-use crate::http::idempotency::{self, Created, IdempotencyKey};
+use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
 use crate::repo;
 use crate::repo::audit::Change;
 use crate::repo::services::{ServiceChanges, ServiceFilter, ServiceRow, ServiceScope};
@@ -374,24 +374,21 @@ pub async fn list_services(
 pub async fn create_service(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     key: IdempotencyKey,
     body: ValidJson<CreateService>,
 ) -> Result<HttpResponse, ApiError> {
-    let agency_id = managed_agency(&caller)?;
-    let input = body.0;
-    let errors = check_fields("/required_data_template", &input.required_data_template);
-    if !errors.is_empty() {
-        return Err(ApiError::validation(errors));
-    }
-    let actor = actor(&caller, &req);
-    idempotency::create(
-        &state.pool,
-        &req,
-        &caller.id,
-        key,
-        input,
-        move |conn, input| {
+    let asking = Asking::new(token, &req);
+    // The template's rules are checked before the write, the caller's role inside it: a
+    // caller who may not create services is told so whatever their template (403 before 422).
+    let errors = check_fields("/required_data_template", &body.0.required_data_template);
+    idempotency::create(&state.pool, &req, key, body.0, move |conn| {
+        let Asked { caller, actor, .. } = asking.resolve(conn)?;
+        let agency_id = managed_agency(&caller)?;
+        if !errors.is_empty() {
+            return Err(ApiError::validation(errors));
+        }
+        let create = move |conn: &mut DbConnection, input: CreateService| {
             let now = db::now();
             let row = ServiceRow {
                 id: repo::new_id(),
@@ -424,8 +421,12 @@ pub async fn create_service(
                 version: view.version,
                 body: view,
             })
-        },
-    )
+        };
+        Ok(Authorized {
+            user_id: caller.id,
+            create,
+        })
+    })
     .await
 }
 

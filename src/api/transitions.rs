@@ -7,10 +7,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 use validator::Validate;
 
-use crate::api::Asking;
 use crate::api::cases::{CaseView, find_visible, lost_race, reload_card, wrong_state};
 use crate::api::notifications::{Audience, Event};
 use crate::api::storyline::{self, EventKind};
+use crate::api::{Asked, Asking};
 use crate::app::AppState;
 use crate::auth::{AuthUser, Token};
 use crate::db;
@@ -144,7 +144,7 @@ pub async fn transition_case(
     let id = id.into_inner().to_string();
     let notifier = state.notifier.clone();
     let view = db::write(&state.pool, move |conn| {
-        let (viewer, actor) = asking.resolve(conn)?;
+        let Asked { viewer, actor, .. } = asking.resolve(conn)?;
         let current = find_visible(conn, &viewer, &id)?;
         if !rule.allows_role(viewer.role) {
             return Err(ApiError::Forbidden(format!(

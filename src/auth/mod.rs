@@ -66,8 +66,8 @@ fn invalid_token() -> ApiError {
 
 /// A valid access token whose user is not looked up yet. A handler that uses the database
 /// anyway looks the user up inside its own read or write transaction ([`Token::user`];
-/// `api::Asking` for writes): one hand-off to a database thread per request instead of two
-/// (the busiest routes take this).
+/// `api::Asking` when it needs the request's language and id too): one hand-off to a
+/// database thread per request instead of two (the busiest routes take this).
 #[derive(Debug, Clone)]
 pub struct Token {
     user_id: String,

@@ -72,21 +72,30 @@ pub struct Created<T> {
     pub body: T,
 }
 
-/// Runs `create` with `input` in one write transaction, unless the key names an earlier
-/// request: then that request's response is replayed. The key's record commits with what
-/// `create` wrote. The fingerprint covers method, path and `input` as parsed.
-pub async fn create<I, T, F>(
+/// A create request's caller, looked up inside its write transaction: who they are (the key is
+/// theirs) and the creation they may make.
+pub struct Authorized<F> {
+    pub user_id: String,
+    pub create: F,
+}
+
+/// In one write transaction: `authorize` looks the caller up and refuses what they may not
+/// create; then, unless the key names an earlier request of theirs (whose response is
+/// replayed), their creation runs with `input`. The key's record commits with what it wrote.
+/// One hand-off to a database thread per request, and a caller refused today is not replayed
+/// yesterday's answer. The fingerprint covers method, path and `input` as parsed.
+pub async fn create<I, T, A, F>(
     pool: &Pool,
     req: &HttpRequest,
-    user_id: &str,
     key: IdempotencyKey,
     input: I,
-    create: F,
+    authorize: A,
 ) -> Result<HttpResponse, ApiError>
 where
     I: Serialize + Send + 'static,
     T: Serialize + Send + 'static,
-    F: FnOnce(&mut DbConnection, I) -> Result<Created<T>, ApiError> + Send + 'static,
+    A: FnOnce(&mut DbConnection) -> Result<Authorized<F>, ApiError> + Send + 'static,
+    F: FnOnce(&mut DbConnection, I) -> Result<Created<T>, ApiError>,
 {
     let fingerprint = {
         let mut hasher = Sha256::new();
@@ -95,8 +104,8 @@ where
         hasher.update(serde_json::to_vec(&input).map_err(ApiError::internal)?);
         format!("{:x}", hasher.finalize())
     };
-    let user_id = user_id.to_owned();
     let (stored, replayed) = db::write(pool, move |conn| {
+        let Authorized { user_id, create } = authorize(conn)?;
         if let Some(key) = &key.key
             && let Some(stored) = idempotency::replay(conn, &user_id, key, &fingerprint)?
         {

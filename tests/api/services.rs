@@ -239,3 +239,66 @@ async fn agencies_take_idempotency_keys() {
         .await
         .assert_problem(409, "agency_name_taken");
 }
+
+/// A create request looks its caller up inside its write, before any replay: a retry is
+/// authorized again. The agency admin whose flag was taken away gets 403 for a retry of the
+/// service they created, and the client deactivated since buying gets 401 for a retry of the
+/// purchase, not the first answers again. Neither retry writes anything.
+#[actix_web::test]
+async fn a_retry_is_authorized_again_before_it_is_replayed() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let service =
+        json!({"title": "Tracking", "description": "GPS", "price_minor": 99900, "currency": "EUR"});
+    let purchase = json!({"service_id": w.service_a, "payment_method": "card", "title": "Title", "description": "Long enough text"});
+    let key = [("idempotency-key", "retry-1")];
+    app.call(
+        "POST",
+        "/v1/services",
+        &w.a_admin.token,
+        Some(service.clone()),
+        &key,
+    )
+    .await
+    .assert_status(201);
+    app.call(
+        "POST",
+        "/v1/cases",
+        &w.client.token,
+        Some(purchase.clone()),
+        &key,
+    )
+    .await
+    .assert_status(201);
+    app.patch(
+        &format!("/v1/users/{}", w.a_admin.id),
+        &w.platform.token,
+        json!({"admin": false}),
+    )
+    .await
+    .assert_status(200);
+    app.deactivate_user(&w.platform.token, &w.client.id).await;
+    let counts = |app: &crate::helpers::TestApp<_>| {
+        ["services", "cases", "audit_log", "idempotency_keys"]
+            .map(|t| app.count(&format!("SELECT COUNT(*) AS n FROM {t}")))
+    };
+    let before = counts(&app);
+
+    let res = app
+        .call(
+            "POST",
+            "/v1/services",
+            &w.a_admin.token,
+            Some(service),
+            &key,
+        )
+        .await;
+    res.assert_problem(403, "forbidden");
+    assert_eq!(res.header("idempotent-replayed"), None);
+    let res = app
+        .call("POST", "/v1/cases", &w.client.token, Some(purchase), &key)
+        .await;
+    res.assert_problem(401, "invalid_token");
+    assert_eq!(res.header("idempotent-replayed"), None);
+    assert_eq!(counts(&app), before);
+}
