@@ -6,11 +6,11 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 use validator::Validate;
 
-use crate::api::actor;
 use crate::api::cases::{PersonView, Viewer, find_visible, lost_race, reload_card, wrong_state};
 use crate::api::notifications::Event;
+use crate::api::{Asked, Asking, actor};
 use crate::app::AppState;
-use crate::auth::AuthUser;
+use crate::auth::{AuthUser, Token};
 use crate::db;
 use crate::domain::{CaseStatus, Role};
 use crate::errors::ApiError;
@@ -197,12 +197,13 @@ pub struct AgentsView {
 pub async fn list_agents(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = Viewer::new(&caller, &req);
+    let asking = Asking::new(token, &req);
     let id = id.into_inner().to_string();
     let agents = db::read(&state.pool, move |conn| {
+        let Asked { viewer, .. } = asking.resolve(conn)?;
         find_visible(conn, &viewer, &id)?;
         Ok(repo::cases::agents(conn, &id)?)
     })
@@ -251,12 +252,11 @@ pub async fn set_agents(
     req: HttpRequest,
     if_match: IfMatch,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     id: web::Path<Uuid>,
     body: ValidJson<SetAgents>,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = Viewer::new(&caller, &req);
-    let actor = actor(&caller, &req);
+    let asking = Asking::new(token, &req);
     let id = id.into_inner().to_string();
     let requested: Vec<String> = body.0.agent_ids.iter().map(|a| a.to_string()).collect();
     let mut wanted = requested.clone();
@@ -264,6 +264,7 @@ pub async fn set_agents(
     wanted.dedup();
     let notifier = state.notifier.clone();
     let (agents, version) = db::write(&state.pool, move |conn| {
+        let Asked { viewer, actor, .. } = asking.resolve(conn)?;
         let current = find_visible(conn, &viewer, &id)?;
         if viewer.role != Role::Agency {
             return Err(ApiError::Forbidden(

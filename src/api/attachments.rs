@@ -11,9 +11,9 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::api::cases::{Viewer, find_visible, wrong_state};
-use crate::api::{actor, timestamp};
+use crate::api::{Asked, Asking, actor, timestamp};
 use crate::app::AppState;
-use crate::auth::AuthUser;
+use crate::auth::{AuthUser, Token};
 use crate::db;
 use crate::domain::Role;
 use crate::errors::{ApiError, FieldError};
@@ -442,14 +442,15 @@ pub struct ListAttachmentsQuery {
 pub async fn list_attachments(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     id: web::Path<Uuid>,
     query: web::Query<ListAttachmentsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
-    let viewer = Viewer::new(&caller, &req);
+    let asking = Asking::new(token, &req);
     let case_id = id.into_inner().to_string();
     let (rows, page) = db::read(&state.pool, move |conn| {
+        let Asked { viewer, .. } = asking.resolve(conn)?;
         find_visible(conn, &viewer, &case_id)?;
         let rows = repo::attachments::list(conn, &case_id, page.after.as_deref(), page.fetch())?;
         Ok((rows, page))

@@ -12,7 +12,7 @@ use crate::api::messages::reader;
 use crate::api::required_data::field_rows;
 use crate::api::services::{AgencySummary, template_of};
 use crate::api::users::ClientIdentity;
-use crate::api::{Asked, Asking, actor, nullable, timestamp};
+use crate::api::{Asked, Asking, nullable, timestamp};
 use crate::app::AppState;
 use crate::auth::{AuthUser, Token};
 use crate::db::{self, DbConnection};
@@ -805,7 +805,7 @@ pub async fn update_case(
     req: HttpRequest,
     if_match: IfMatch,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     id: web::Path<Uuid>,
     body: ValidJson<UpdateCase>,
 ) -> Result<HttpResponse, ApiError> {
@@ -825,10 +825,10 @@ pub async fn update_case(
                 .collect(),
         ));
     }
-    let viewer = Viewer::new(&caller, &req);
-    let actor = actor(&caller, &req);
+    let asking = Asking::new(token, &req);
     let id = id.into_inner().to_string();
     let view = db::write(&state.pool, move |conn| {
+        let Asked { viewer, actor, .. } = asking.resolve(conn)?;
         let current = find_visible(conn, &viewer, &id)?;
         if viewer.role == Role::Agent {
             return Err(ApiError::Forbidden("Your role may not edit cases.".into()));

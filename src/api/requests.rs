@@ -15,9 +15,9 @@ use validator::Validate;
 use crate::api::attachments::check_case_attachments;
 use crate::api::cases::{Viewer, find_visible, wrong_state};
 use crate::api::notifications::{Audience, Event};
-use crate::api::{actor, timestamp};
+use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
-use crate::auth::AuthUser;
+use crate::auth::Token;
 use crate::db::{self, DbConnection};
 use crate::domain::{Role, code_enum};
 use crate::errors::ApiError;
@@ -182,15 +182,16 @@ pub struct ListRequestsQuery {
 pub async fn list_requests(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     id: web::Path<Uuid>,
     query: web::Query<ListRequestsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
-    let viewer = Viewer::new(&caller, &req);
+    let asking = Asking::new(token, &req);
     let case_id = id.into_inner().to_string();
     let status = query.status.map(|s| s.as_str());
     let (rows, page) = db::read(&state.pool, move |conn| {
+        let Asked { viewer, .. } = asking.resolve(conn)?;
         find_visible(conn, &viewer, &case_id)?;
         let rows =
             repo::requests::list(conn, &case_id, status, page.after.as_deref(), page.fetch())?;
@@ -236,12 +237,11 @@ pub struct CreateRequest {
 pub async fn create_request(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     id: web::Path<Uuid>,
     body: ValidJson<CreateRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = Viewer::new(&caller, &req);
-    let actor = actor(&caller, &req);
+    let asking = Asking::new(token, &req);
     let case_id = id.into_inner().to_string();
     let input = body.0;
     if input.due_at.is_some_and(|d| d <= Utc::now()) {
@@ -253,6 +253,7 @@ pub async fn create_request(
     }
     let notifier = state.notifier.clone();
     let row = db::write(&state.pool, move |conn| {
+        let Asked { viewer, actor, .. } = asking.resolve(conn)?;
         let case = case_for(conn, &viewer, &case_id, Role::Agency, "ask the client")?;
         let row = RequestRow {
             id: repo::new_id(),
@@ -331,12 +332,11 @@ pub struct AnswerRequest {
 pub async fn answer_request(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     path: web::Path<(Uuid, Uuid)>,
     body: ValidJson<AnswerRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = Viewer::new(&caller, &req);
-    let actor = actor(&caller, &req);
+    let asking = Asking::new(token, &req);
     let (case_id, request_id) = path.into_inner();
     let (case_id, request_id) = (case_id.to_string(), request_id.to_string());
     let input = body.0;
@@ -349,6 +349,7 @@ pub async fn answer_request(
     }
     let notifier = state.notifier.clone();
     let row = db::write(&state.pool, move |conn| {
+        let Asked { viewer, actor, .. } = asking.resolve(conn)?;
         let case = case_for(conn, &viewer, &case_id, Role::Client, "answer requests")?;
         let current =
             repo::requests::find(conn, &case_id, &request_id)?.ok_or_else(request_not_found)?;
@@ -409,14 +410,14 @@ pub async fn answer_request(
 pub async fn cancel_request(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     path: web::Path<(Uuid, Uuid)>,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = Viewer::new(&caller, &req);
-    let actor = actor(&caller, &req);
+    let asking = Asking::new(token, &req);
     let (case_id, request_id) = path.into_inner();
     let (case_id, request_id) = (case_id.to_string(), request_id.to_string());
     let row = db::write(&state.pool, move |conn| {
+        let Asked { viewer, actor, .. } = asking.resolve(conn)?;
         case_for(conn, &viewer, &case_id, Role::Agency, "cancel requests")?;
         let current =
             repo::requests::find(conn, &case_id, &request_id)?.ok_or_else(request_not_found)?;
@@ -502,12 +503,13 @@ pub struct VideoCallList {
 pub async fn list_video_calls(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = Viewer::new(&caller, &req);
+    let asking = Asking::new(token, &req);
     let case_id = id.into_inner().to_string();
     let (rows, active) = db::read(&state.pool, move |conn| {
+        let Asked { viewer, .. } = asking.resolve(conn)?;
         let case = find_visible(conn, &viewer, &case_id)?;
         let active = workflow::state_of(case.status()).video_calls_active;
         Ok((repo::requests::calls(conn, &case_id)?, active))
@@ -540,15 +542,15 @@ pub async fn list_video_calls(
 pub async fn create_video_call(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = Viewer::new(&caller, &req);
-    let actor = actor(&caller, &req);
+    let asking = Asking::new(token, &req);
     let case_id = id.into_inner().to_string();
     let base = state.settings.video_base_url.clone();
     let notifier = state.notifier.clone();
     let row = db::write(&state.pool, move |conn| {
+        let Asked { viewer, actor, .. } = asking.resolve(conn)?;
         let case = find_visible(conn, &viewer, &case_id)?;
         if !matches!(viewer.role, Role::Client | Role::Agency) {
             return Err(ApiError::Forbidden(
@@ -620,12 +622,13 @@ pub async fn create_video_call(
 pub async fn join_video_call(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = Viewer::new(&caller, &req);
+    let asking = Asking::new(token, &req);
     let id = id.into_inner().to_string();
     let (row, active) = db::read(&state.pool, move |conn| {
+        let Asked { viewer, .. } = asking.resolve(conn)?;
         let not_found = || ApiError::NotFound("No such video call, or not one you can see.".into());
         let row = repo::requests::find_call(conn, &id)?.ok_or_else(not_found)?;
         let case = find_visible(conn, &viewer, &row.case_id).map_err(|_| not_found())?;

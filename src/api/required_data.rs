@@ -10,11 +10,11 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 use validator::Validate;
 
-use crate::api::actor;
 use crate::api::cases::{Viewer, find_visible, lost_race, wrong_state};
 use crate::api::services::{FieldDefinition, check_fields};
+use crate::api::{Asked, Asking};
 use crate::app::AppState;
-use crate::auth::AuthUser;
+use crate::auth::Token;
 use crate::db::{self, DbConnection};
 use crate::domain::{CaseStatus, FieldType, Role};
 use crate::errors::{ApiError, FieldError};
@@ -133,12 +133,13 @@ pub fn snapshot(conn: &mut DbConnection, case: &CaseRow) -> Result<String, ApiEr
 pub async fn get_required_data(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = Viewer::new(&caller, &req);
+    let asking = Asking::new(token, &req);
     let id = id.into_inner().to_string();
     let view = db::read(&state.pool, move |conn| {
+        let Asked { viewer, .. } = asking.resolve(conn)?;
         let case = find_visible(conn, &viewer, &id)?;
         let rows = repo::cases::fields(conn, &id)?;
         Ok(view(&case, rows))
@@ -226,15 +227,15 @@ pub async fn define_fields(
     req: HttpRequest,
     if_match: IfMatch,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     id: web::Path<Uuid>,
     body: ValidJson<DefineFields>,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = Viewer::new(&caller, &req);
-    let actor = actor(&caller, &req);
+    let asking = Asking::new(token, &req);
     let id = id.into_inner().to_string();
     let definitions = body.0.fields;
     let (view, version) = db::write(&state.pool, move |conn| {
+        let Asked { viewer, actor, .. } = asking.resolve(conn)?;
         let case = open_case(conn, &viewer, &id, Role::Agency, &if_match)?;
         let errors = check_fields("/fields", &definitions);
         if !errors.is_empty() {
@@ -433,15 +434,15 @@ pub async fn fill_values(
     req: HttpRequest,
     if_match: IfMatch,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     id: web::Path<Uuid>,
     body: ValidJson<FillValues>,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = Viewer::new(&caller, &req);
-    let actor = actor(&caller, &req);
+    let asking = Asking::new(token, &req);
     let id = id.into_inner().to_string();
     let values = body.0.values;
     let (view, version) = db::write(&state.pool, move |conn| {
+        let Asked { viewer, actor, .. } = asking.resolve(conn)?;
         let case = open_case(conn, &viewer, &id, Role::Client, &if_match)?;
         let mut rows = repo::cases::fields(conn, &id)?;
         let mut errors = Vec::new();

@@ -12,9 +12,9 @@ use validator::Validate;
 
 use crate::api::attachments::check_case_attachments;
 use crate::api::cases::{Viewer, find_visible, wrong_state};
-use crate::api::{actor, nullable, timestamp};
+use crate::api::{Asked, Asking, nullable, timestamp};
 use crate::app::AppState;
-use crate::auth::{AuthUser, Token};
+use crate::auth::Token;
 use crate::db::{self, DbConnection};
 use crate::domain::{CaseStatus, Role, code_enum};
 use crate::errors::{ApiError, FieldError};
@@ -452,15 +452,15 @@ fn ids_json(ids: &[Uuid]) -> String {
 pub async fn create_event(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     id: web::Path<Uuid>,
     body: ValidJson<CreateEvent>,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = Viewer::new(&caller, &req);
-    let actor = actor(&caller, &req);
+    let asking = Asking::new(token, &req);
     let case_id = id.into_inner().to_string();
     let input = body.0;
     let row = db::write(&state.pool, move |conn| {
+        let Asked { viewer, actor, .. } = asking.resolve(conn)?;
         writable_case(conn, &viewer, &case_id, true)?;
         if viewer.role == Role::Agent && input.status == Some(EventStatus::Published) {
             return Err(ApiError::Forbidden(
@@ -594,16 +594,16 @@ pub async fn update_event(
     req: HttpRequest,
     if_match: IfMatch,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     path: web::Path<(Uuid, Uuid)>,
     body: ValidJson<UpdateEvent>,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = Viewer::new(&caller, &req);
-    let actor = actor(&caller, &req);
+    let asking = Asking::new(token, &req);
     let (case_id, event_id) = path.into_inner();
     let (case_id, event_id) = (case_id.to_string(), event_id.to_string());
     let input = body.0;
     let row = db::write(&state.pool, move |conn| {
+        let Asked { viewer, actor, .. } = asking.resolve(conn)?;
         let current = moderated_event(conn, &viewer, &case_id, &event_id)?;
         if_match.check(current.version)?;
         // The position after the change must still be whole.
@@ -695,14 +695,14 @@ pub async fn update_event(
 pub async fn publish_event(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     path: web::Path<(Uuid, Uuid)>,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = Viewer::new(&caller, &req);
-    let actor = actor(&caller, &req);
+    let asking = Asking::new(token, &req);
     let (case_id, event_id) = path.into_inner();
     let (case_id, event_id) = (case_id.to_string(), event_id.to_string());
     let row = db::write(&state.pool, move |conn| {
+        let Asked { viewer, actor, .. } = asking.resolve(conn)?;
         let current = moderated_event(conn, &viewer, &case_id, &event_id)?;
         let published = EventStatus::Published.as_str();
         if current.status != published {
@@ -748,14 +748,14 @@ pub async fn publish_event(
 pub async fn delete_event(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     path: web::Path<(Uuid, Uuid)>,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = Viewer::new(&caller, &req);
-    let actor = actor(&caller, &req);
+    let asking = Asking::new(token, &req);
     let (case_id, event_id) = path.into_inner();
     let (case_id, event_id) = (case_id.to_string(), event_id.to_string());
     db::write(&state.pool, move |conn| {
+        let Asked { viewer, actor, .. } = asking.resolve(conn)?;
         let current = moderated_event(conn, &viewer, &case_id, &event_id)?;
         repo::storyline::delete(conn, &event_id)?;
         let change = Change::entity("storyline_event", &event_id, Some(&case_id), "delete").field(

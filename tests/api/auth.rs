@@ -221,17 +221,106 @@ where
     S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
 {
     let case = uuid::Uuid::now_v7();
+    let other = uuid::Uuid::now_v7();
+    // Most routes look the caller up inside their own transaction, first: 401 before the 404
+    // a missing case would give an active caller.
     for path in [
         "/v1/me".to_owned(),
         "/v1/notifications".to_owned(),
+        "/v1/notifications/unread-count".to_owned(),
         "/v1/cases".to_owned(),
         format!("/v1/cases/{case}"),
         format!("/v1/cases/{case}/storyline"),
+        format!("/v1/cases/{case}/messages"),
+        format!("/v1/cases/{case}/agents"),
+        format!("/v1/cases/{case}/attachments"),
+        format!("/v1/cases/{case}/requests"),
+        format!("/v1/cases/{case}/video-calls"),
+        format!("/v1/cases/{case}/required-data"),
+        format!("/v1/video-calls/{other}/join"),
     ] {
         let res = app.get(&path, token).await;
         assert_eq!(res.status.as_u16(), 401, "{path}: {}", res.body);
         res.assert_problem(401, "invalid_token");
     }
+    let version = [("if-match", "\"1\"")];
+    let writes = [
+        (
+            "POST",
+            "/v1/cases".to_owned(),
+            json!({"service_id": other, "payment_method": "card", "title": "Title", "description": "Long enough text"}),
+        ),
+        (
+            "POST",
+            "/v1/services".to_owned(),
+            json!({"title": "Tracking", "description": "GPS", "price_minor": 1, "currency": "EUR"}),
+        ),
+        ("POST", "/v1/agencies".to_owned(), json!({"name": "Rossi"})),
+        (
+            "POST",
+            "/v1/notifications/read".to_owned(),
+            json!({"all": true}),
+        ),
+        (
+            "POST",
+            format!("/v1/cases/{case}/messages/read"),
+            json!({"up_to": other}),
+        ),
+        (
+            "PATCH",
+            format!("/v1/cases/{case}"),
+            json!({"title": "Another title"}),
+        ),
+        (
+            "PUT",
+            format!("/v1/cases/{case}/agents"),
+            json!({"agent_ids": []}),
+        ),
+        (
+            "POST",
+            format!("/v1/cases/{case}/requests"),
+            json!({"kind": "document", "prompt": "A photo, please."}),
+        ),
+        (
+            "POST",
+            format!("/v1/cases/{case}/requests/{other}/cancel"),
+            json!({}),
+        ),
+        ("POST", format!("/v1/cases/{case}/video-calls"), json!({})),
+        (
+            "POST",
+            format!("/v1/cases/{case}/storyline"),
+            json!({"occurred_at": "2026-11-21T14:05:00Z", "kind": "sighting", "title": "Enters the club"}),
+        ),
+        (
+            "POST",
+            format!("/v1/cases/{case}/storyline/{other}/publish"),
+            json!({}),
+        ),
+        (
+            "DELETE",
+            format!("/v1/cases/{case}/storyline/{other}"),
+            json!({}),
+        ),
+    ];
+    let written = || {
+        [
+            "cases",
+            "services",
+            "agencies",
+            "audit_log",
+            "notifications",
+            "message_reads",
+        ]
+        .map(|t| app.count(&format!("SELECT COUNT(*) AS n FROM {t}")))
+    };
+    let before = written();
+    for (method, path, body) in writes {
+        let res = app.call(method, &path, token, Some(body), &version).await;
+        assert_eq!(res.status.as_u16(), 401, "{method} {path}: {}", res.body);
+        res.assert_problem(401, "invalid_token");
+    }
+    assert_eq!(written(), before);
 }
 
 #[actix_web::test]
