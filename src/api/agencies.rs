@@ -121,12 +121,12 @@ fn agency_not_found() -> ApiError {
 pub async fn list_agencies(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     query: web::Query<ListAgenciesQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    require_platform(&caller)?;
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
     let (rows, page) = db::read(&state.pool, move |conn| {
+        require_platform(&token.user(conn)?)?;
         let rows = repo::agencies::list(conn, page.after.as_deref(), page.fetch())?;
         Ok((rows, page))
     })
@@ -212,22 +212,22 @@ pub async fn create_agency(
 pub async fn get_agency(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(
-        caller.is_platform() || caller.role.belongs_to_agency(),
-        "read agencies",
-    )?;
     let id = id.into_inner().to_string();
-    if !caller.is_platform() && caller.agency_id.as_deref() != Some(id.as_str()) {
-        return Err(agency_not_found());
-    }
     let row = db::read(&state.pool, move |conn| {
-        Ok(repo::agencies::find(conn, &id)?)
+        let caller = token.user(conn)?;
+        caller.require(
+            caller.is_platform() || caller.role.belongs_to_agency(),
+            "read agencies",
+        )?;
+        if !caller.is_platform() && caller.agency_id.as_deref() != Some(id.as_str()) {
+            return Err(agency_not_found());
+        }
+        repo::agencies::find(conn, &id)?.ok_or_else(agency_not_found)
     })
-    .await?
-    .ok_or_else(agency_not_found)?;
+    .await?;
     let version = row.version;
     Ok(versioned_response(&req, version, &AgencyView::from(row)))
 }
@@ -258,14 +258,14 @@ pub async fn get_agency(
 pub async fn update_agency(
     if_match: IfMatch,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     id: web::Path<Uuid>,
     body: ValidJson<UpdateAgency>,
 ) -> Result<HttpResponse, ApiError> {
-    require_platform(&caller)?;
     let id = id.into_inner().to_string();
     let input = body.0;
     let row = db::write(&state.pool, move |conn| {
+        require_platform(&token.user(conn)?)?;
         let current = repo::agencies::find(conn, &id)?.ok_or_else(agency_not_found)?;
         if_match.check(current.version)?;
         let changes = AgencyChanges {

@@ -6,10 +6,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::api::cases::{Viewer, find_visible};
-use crate::api::timestamp;
+use crate::api::cases::find_visible;
+use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
-use crate::auth::AuthUser;
+use crate::auth::Token;
 use crate::db;
 use crate::domain::Role;
 use crate::errors::ApiError;
@@ -118,25 +118,26 @@ pub struct AuditQuery {
 pub async fn list_case_audit(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     id: web::Path<Uuid>,
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let is_admin = caller.admin && matches!(caller.role, Role::Platform | Role::Agency);
-    caller.require(is_admin, "read audit logs")?;
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
     let before = page
         .after
         .as_deref()
         .map(|k| k.parse::<i64>().map_err(|_| invalid_cursor()))
         .transpose()?;
-    let viewer = Viewer::new(&caller, &req);
+    let asking = Asking::new(token, &req);
     let filter = AuditFilter {
         case_id: Some(id.into_inner().to_string()),
         from: query.from.map(|t| t.naive_utc()),
         to: query.to.map(|t| t.naive_utc()),
     };
     let (rows, page) = db::read(&state.pool, move |conn| {
+        let Asked { caller, viewer, .. } = asking.resolve(conn)?;
+        let is_admin = caller.admin && matches!(caller.role, Role::Platform | Role::Agency);
+        caller.require(is_admin, "read audit logs")?;
         find_visible(conn, &viewer, filter.case_id.as_deref().unwrap_or_default())?;
         let rows = repo::audit::list(conn, &filter, before, page.fetch())?;
         Ok((rows, page))
@@ -173,10 +174,14 @@ pub struct ChainCheck {
 #[get("/v1/audit/verify")]
 pub async fn verify_audit(
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(caller.is_platform_admin(), "verify the audit chain")?;
-    let report = db::read(&state.pool, |conn| Ok(repo::audit::verify(conn)?)).await?;
+    let report = db::read(&state.pool, move |conn| {
+        let caller = token.user(conn)?;
+        caller.require(caller.is_platform_admin(), "verify the audit chain")?;
+        Ok(repo::audit::verify(conn)?)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(ChainCheck {
         intact: report.first_broken_seq.is_none(),
         rows_checked: report.rows_checked,

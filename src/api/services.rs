@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use validator::Validate;
 
-use crate::api::{Asked, Asking, actor, timestamp};
+use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
 use crate::auth::{AuthUser, Token};
 use crate::db::{self, DbConnection};
@@ -332,16 +332,16 @@ fn managed_agency(caller: &AuthUser) -> Result<String, ApiError> {
 pub async fn list_services(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     query: web::Query<ListServicesQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
-    let scope = scope_of(&caller);
     let filter = ServiceFilter {
         agency_id: query.agency_id.map(|id| id.to_string()),
         active: query.active,
     };
     let (rows, page) = db::read(&state.pool, move |conn| {
+        let scope = scope_of(&token.user(conn)?);
         let rows =
             repo::services::list(conn, &scope, &filter, page.after.as_deref(), page.fetch())?;
         Ok((rows, page))
@@ -449,12 +449,12 @@ pub async fn create_service(
 pub async fn get_service(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let scope = scope_of(&caller);
     let id = id.into_inner().to_string();
     let found = db::read(&state.pool, move |conn| {
+        let scope = scope_of(&token.user(conn)?);
         Ok(repo::services::find(conn, &scope, &id)?)
     })
     .await?
@@ -489,21 +489,23 @@ pub async fn update_service(
     req: HttpRequest,
     if_match: IfMatch,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     id: web::Path<Uuid>,
     body: ValidJson<UpdateService>,
 ) -> Result<HttpResponse, ApiError> {
-    let agency_id = managed_agency(&caller)?;
+    let asking = Asking::new(token, &req);
     let id = id.into_inner().to_string();
     let input = body.0;
-    if let Some(template) = &input.required_data_template {
-        let errors = check_fields("/required_data_template", template);
+    let errors = match &input.required_data_template {
+        Some(template) => check_fields("/required_data_template", template),
+        None => Vec::new(),
+    };
+    let found = db::write(&state.pool, move |conn| {
+        let Asked { caller, actor, .. } = asking.resolve(conn)?;
+        let agency_id = managed_agency(&caller)?;
         if !errors.is_empty() {
             return Err(ApiError::validation(errors));
         }
-    }
-    let actor = actor(&caller, &req);
-    let found = db::write(&state.pool, move |conn| {
         let (current, _) = repo::services::find(conn, &ServiceScope::All, &id)?
             .filter(|(s, _)| s.agency_id == agency_id)
             .ok_or_else(service_not_found)?;

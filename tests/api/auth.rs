@@ -238,6 +238,12 @@ where
         format!("/v1/cases/{case}/video-calls"),
         format!("/v1/cases/{case}/required-data"),
         format!("/v1/video-calls/{other}/join"),
+        format!("/v1/cases/{case}/audit"),
+        "/v1/audit/verify".to_owned(),
+        "/v1/services".to_owned(),
+        format!("/v1/services/{other}"),
+        "/v1/agencies".to_owned(),
+        format!("/v1/agencies/{other}"),
     ] {
         let res = app.get(&path, token).await;
         assert_eq!(res.status.as_u16(), 401, "{path}: {}", res.body);
@@ -270,6 +276,16 @@ where
             "PATCH",
             format!("/v1/cases/{case}"),
             json!({"title": "Another title"}),
+        ),
+        (
+            "PATCH",
+            format!("/v1/services/{other}"),
+            json!({"title": "Another title"}),
+        ),
+        (
+            "PATCH",
+            format!("/v1/agencies/{other}"),
+            json!({"name": "Another name"}),
         ),
         (
             "PUT",
