@@ -6,11 +6,11 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 use validator::Validate;
 
-use crate::api::cases::{PersonView, Viewer, find_visible, lost_race, reload_card, wrong_state};
+use crate::api::cases::{PersonView, find_visible, lost_race, reload_card, wrong_state};
 use crate::api::notifications::Event;
-use crate::api::{Asked, Asking, actor};
+use crate::api::{Asked, Asking};
 use crate::app::AppState;
-use crate::auth::{AuthUser, Token};
+use crate::auth::Token;
 use crate::db;
 use crate::domain::{CaseStatus, Role};
 use crate::errors::ApiError;
@@ -76,17 +76,17 @@ pub async fn assign_case(
     req: HttpRequest,
     if_match: IfMatch,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     id: web::Path<Uuid>,
     body: ValidJson<AssignmentRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let input = body.0;
-    let viewer = Viewer::new(&caller, &req);
-    let actor = actor(&caller, &req);
+    let asking = Asking::new(token, &req);
     let id = id.into_inner().to_string();
-    let caller_id = caller.id.clone();
     let notifier = state.notifier.clone();
     let view = db::write(&state.pool, move |conn| {
+        let Asked { viewer, actor, .. } = asking.resolve(conn)?;
+        let caller_id = viewer.user_id.clone();
         let current = find_visible(conn, &viewer, &id)?;
         if viewer.role != Role::Agency {
             return Err(ApiError::Forbidden(

@@ -10,10 +10,10 @@ use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::api::cases::{Viewer, find_visible, wrong_state};
-use crate::api::{Asked, Asking, actor, timestamp};
+use crate::api::cases::{find_visible, wrong_state};
+use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
-use crate::auth::{AuthUser, Token};
+use crate::auth::Token;
 use crate::db;
 use crate::domain::Role;
 use crate::errors::{ApiError, FieldError};
@@ -299,30 +299,32 @@ async fn begin(
 pub async fn upload_attachment(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     id: web::Path<Uuid>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = Viewer::new(&caller, &req);
+    let asking = Asking::new(token, &req);
     let case_id = id.into_inner().to_string();
     let limit = state.settings.max_upload_bytes;
     let check_case = {
-        let (viewer, case_id) = (viewer.clone(), case_id.clone());
+        let case_id = case_id.clone();
         move |conn: &mut db::DbConnection| {
-            let case = find_visible(conn, &viewer, &case_id)?;
+            let asked = asking.resolve(conn)?;
+            let case = find_visible(conn, &asked.viewer, &case_id)?;
             let status = case.status();
             if !workflow::state_of(status).accepts_files {
                 return Err(wrong_state(
-                    &viewer,
+                    &asked.viewer,
                     status,
                     format!("A `{status}` case takes no files."),
                 ));
             }
-            Ok(())
+            Ok(asked)
         }
     };
-    // Refuse before reading a byte of the body when the case or the size already says no.
-    db::read(&state.pool, check_case.clone()).await?;
+    // Refuse before reading a byte of the body when the caller, the case or the size already
+    // says no.
+    let uploader = db::read(&state.pool, check_case.clone()).await?.caller.id;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -373,7 +375,7 @@ pub async fn upload_attachment(
     let row = AttachmentRow {
         id: attachment_id,
         case_id,
-        uploader_id: caller.id.clone(),
+        uploader_id: uploader,
         file_name,
         content_type: received.content_type.to_owned(),
         size_bytes: received.size as i64,
@@ -381,10 +383,9 @@ pub async fn upload_attachment(
         storage_key: key.clone(),
         created_at: db::now(),
     };
-    let actor = actor(&caller, &req);
     let saved = db::write(&state.pool, move |conn| {
-        // The case may have moved on while the bytes streamed in.
-        check_case(conn)?;
+        // The caller and the case may have moved on while the bytes streamed in.
+        let Asked { actor, .. } = check_case(conn)?;
         repo::attachments::insert(conn, &row)?;
         let created = Change::entity("attachment", &row.id, Some(&row.case_id), "upload");
         repo::audit::append(
@@ -465,8 +466,9 @@ fn attachment_not_found() -> ApiError {
 }
 
 /// The attachment, if the caller can see its case; 404 otherwise, alike for both.
-async fn find_for(state: &AppState, viewer: Viewer, id: String) -> Result<AttachmentRow, ApiError> {
+async fn find_for(state: &AppState, asking: Asking, id: String) -> Result<AttachmentRow, ApiError> {
     db::read(&state.pool, move |conn| {
+        let Asked { viewer, .. } = asking.resolve(conn)?;
         let row = repo::attachments::find(conn, &id)?.ok_or_else(attachment_not_found)?;
         find_visible(conn, &viewer, &row.case_id).map_err(|_| attachment_not_found())?;
         Ok(row)
@@ -495,11 +497,11 @@ async fn find_for(state: &AppState, viewer: Viewer, id: String) -> Result<Attach
 pub async fn download_attachment(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = Viewer::new(&caller, &req);
-    let row = find_for(&state, viewer, id.into_inner().to_string()).await?;
+    let asking = Asking::new(token, &req);
+    let row = find_for(&state, asking, id.into_inner().to_string()).await?;
     let tag = format!("\"{}\"", row.sha256);
     let unchanged = req
         .headers()
@@ -553,18 +555,18 @@ pub async fn download_attachment(
 pub async fn delete_attachment(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let viewer = Viewer::new(&caller, &req);
-    let actor = actor(&caller, &req);
+    let asking = Asking::new(token, &req);
     let id = id.into_inner().to_string();
-    let caller_id = caller.id.clone();
     let key = db::write(&state.pool, move |conn| {
+        let Asked { viewer, actor, .. } = asking.resolve(conn)?;
+        let caller_id = &viewer.user_id;
         let row = repo::attachments::find(conn, &id)?.ok_or_else(attachment_not_found)?;
         let case = find_visible(conn, &viewer, &row.case_id).map_err(|_| attachment_not_found())?;
         let may =
-            row.uploader_id == caller_id || matches!(viewer.role, Role::Agency | Role::Platform);
+            row.uploader_id == *caller_id || matches!(viewer.role, Role::Agency | Role::Platform);
         if !may {
             return Err(ApiError::Forbidden(
                 "Only the uploader and agency or platform staff delete attachments.".into(),

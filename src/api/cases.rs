@@ -221,10 +221,6 @@ pub struct Viewer {
 }
 
 impl Viewer {
-    pub fn new(caller: &AuthUser, req: &HttpRequest) -> Viewer {
-        Viewer::asking(caller, i18n::requested(req))
-    }
-
     /// For a caller looked up inside the handler's transaction, with the language the request
     /// asked for (`i18n::requested`), else the caller's own.
     pub fn asking(caller: &AuthUser, language: Option<Locale>) -> Viewer {

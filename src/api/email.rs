@@ -9,9 +9,9 @@ use uuid::Uuid;
 use validator::Validate;
 
 use crate::api::notifications::Event;
-use crate::api::{actor, timestamp};
+use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
-use crate::auth::AuthUser;
+use crate::auth::{AuthUser, Token};
 use crate::db;
 use crate::domain::code_enum;
 use crate::errors::ApiError;
@@ -82,11 +82,14 @@ fn preferences(
 #[get("/v1/me/email-preferences")]
 pub async fn get_email_preferences(
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
 ) -> Result<HttpResponse, ApiError> {
     let enabled = state.settings.email.is_some();
-    let user = caller.id.clone();
-    let prefs = db::read(&state.pool, move |conn| preferences(conn, &user, enabled)).await?;
+    let prefs = db::read(&state.pool, move |conn| {
+        let user = token.user(conn)?.id;
+        preferences(conn, &user, enabled)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(prefs))
 }
 
@@ -113,7 +116,7 @@ pub struct UpdateEmailPreferences {
 #[patch("/v1/me/email-preferences")]
 pub async fn update_email_preferences(
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     body: ValidJson<UpdateEmailPreferences>,
 ) -> Result<HttpResponse, ApiError> {
     let choices = body.0.events;
@@ -127,8 +130,8 @@ pub async fn update_email_preferences(
         }
     }
     let enabled = state.settings.email.is_some();
-    let user = caller.id.clone();
     let prefs = db::write(&state.pool, move |conn| {
+        let user = token.user(conn)?.id;
         for choice in &choices {
             repo::email::set_preference(conn, &user, choice.event.as_str(), choice.email)?;
         }
@@ -242,13 +245,13 @@ pub struct ListOutboxQuery {
 pub async fn list_outbox(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     query: web::Query<ListOutboxQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    require_platform_admin(&caller)?;
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
     let status = query.status.map(OutboxStatus::as_str);
     let (rows, page) = db::read(&state.pool, move |conn| {
+        require_platform_admin(&token.user(conn)?)?;
         let rows = repo::email::list(conn, status, page.after.as_deref(), page.fetch())?;
         Ok((rows, page))
     })
@@ -277,13 +280,14 @@ pub async fn list_outbox(
 pub async fn retry_outbox_mail(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    require_platform_admin(&caller)?;
-    let actor = actor(&caller, &req);
+    let asking = Asking::new(token, &req);
     let id = path.into_inner().to_string();
     let mail = db::write(&state.pool, move |conn| {
+        let Asked { caller, actor, .. } = asking.resolve(conn)?;
+        require_platform_admin(&caller)?;
         let current = repo::email::find(conn, &id)?.ok_or_else(mail_not_found)?;
         if !repo::email::retry_dead(conn, &id)? {
             return Err(ApiError::Conflict {

@@ -96,19 +96,6 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(email::retry_outbox_mail);
 }
 
-/// Who is acting in this request, for the audit trail.
-pub fn actor(caller: &AuthUser, req: &HttpRequest) -> Actor {
-    actor_of(caller, request_id(req))
-}
-
-fn actor_of(caller: &AuthUser, request_id: String) -> Actor {
-    Actor {
-        user_id: caller.id.clone(),
-        role: caller.role,
-        request_id,
-    }
-}
-
 fn request_id(req: &HttpRequest) -> String {
     req.extensions()
         .get::<RequestId>()
@@ -121,6 +108,7 @@ fn request_id(req: &HttpRequest) -> String {
 /// busiest routes then cost one hand-off to a database thread instead of two (a fifth of a
 /// posted message's server CPU: bench/RESULTS.md). On SQLite, whose one writer also commits
 /// every deactivation, a write sees the caller as it commits.
+#[derive(Clone)]
 pub struct Asking {
     token: Token,
     language: Option<Locale>,
@@ -142,7 +130,11 @@ impl Asking {
         let caller = self.token.user(conn)?;
         Ok(Asked {
             viewer: Viewer::asking(&caller, self.language),
-            actor: actor_of(&caller, self.request_id.clone()),
+            actor: Actor {
+                user_id: caller.id.clone(),
+                role: caller.role,
+                request_id: self.request_id.clone(),
+            },
             caller,
         })
     }

@@ -244,6 +244,9 @@ where
         format!("/v1/services/{other}"),
         "/v1/agencies".to_owned(),
         format!("/v1/agencies/{other}"),
+        format!("/v1/attachments/{other}"),
+        "/v1/me/email-preferences".to_owned(),
+        "/v1/emails".to_owned(),
     ] {
         let res = app.get(&path, token).await;
         assert_eq!(res.status.as_u16(), 401, "{path}: {}", res.body);
@@ -287,6 +290,19 @@ where
             format!("/v1/agencies/{other}"),
             json!({"name": "Another name"}),
         ),
+        (
+            "POST",
+            format!("/v1/cases/{case}/assignment"),
+            json!({"action": "take"}),
+        ),
+        ("POST", format!("/v1/cases/{case}/attachments"), json!({})),
+        ("DELETE", format!("/v1/attachments/{other}"), json!({})),
+        (
+            "PATCH",
+            "/v1/me/email-preferences".to_owned(),
+            json!({"events": [{"event": "message_received", "email": false}]}),
+        ),
+        ("POST", format!("/v1/emails/{other}/retry"), json!({})),
         (
             "PUT",
             format!("/v1/cases/{case}/agents"),
