@@ -304,6 +304,26 @@ where
         ),
         ("POST", format!("/v1/emails/{other}/retry"), json!({})),
         (
+            "POST",
+            format!("/v1/cases/{case}/requests/{other}/answer"),
+            json!({"text": "Yes"}),
+        ),
+        (
+            "PUT",
+            format!("/v1/cases/{case}/required-data/fields"),
+            json!({"fields": [{"key": "subject", "label": "Subject", "type": "text"}]}),
+        ),
+        (
+            "PATCH",
+            format!("/v1/cases/{case}/required-data/values"),
+            json!({"values": {"subject": "x"}}),
+        ),
+        (
+            "PATCH",
+            format!("/v1/cases/{case}/storyline/{other}"),
+            json!({"title": "Leaves the club"}),
+        ),
+        (
             "PUT",
             format!("/v1/cases/{case}/agents"),
             json!({"agent_ids": []}),
