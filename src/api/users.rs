@@ -9,7 +9,7 @@ use validator::Validate;
 
 use crate::api::{nullable, timestamp};
 use crate::app::AppState;
-use crate::auth::{AuthUser, password};
+use crate::auth::{AuthUser, Token, password};
 use crate::db::{self, DbConnection};
 use crate::domain::{Locale, Role};
 use crate::errors::{ApiError, FieldError};
@@ -322,19 +322,19 @@ pub async fn hash_password(password: String) -> Result<String, ApiError> {
 pub async fn list_users(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     query: web::Query<ListUsersQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let scope = scope_of(&caller)?;
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
     let filter = UserFilter {
         role: query.role,
         agency_id: query.agency_id.map(|id| id.to_string()),
     };
-    let show_identity = caller.is_platform();
-    let (rows, page) = db::read(&state.pool, move |conn| {
+    let (rows, page, show_identity) = db::read(&state.pool, move |conn| {
+        let caller = token.user(conn)?;
+        let scope = scope_of(&caller)?;
         let rows = repo::users::list(conn, &scope, &filter, page.after.as_deref(), page.fetch())?;
-        Ok((rows, page))
+        Ok((rows, page, caller.is_platform()))
     })
     .await?;
     let page = page.page(rows, |r| &r.id, |r| UserView::new(r, show_identity));
@@ -401,21 +401,22 @@ pub async fn create_user(
 pub async fn get_user(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let scope = scope_of(&caller)?;
     let id = id.into_inner().to_string();
-    let row = db::read(&state.pool, move |conn| {
-        Ok(repo::users::find(conn, &scope, &id)?)
+    let (row, show_identity) = db::read(&state.pool, move |conn| {
+        let caller = token.user(conn)?;
+        let scope = scope_of(&caller)?;
+        let row = repo::users::find(conn, &scope, &id)?.ok_or_else(user_not_found)?;
+        Ok((row, caller.is_platform()))
     })
-    .await?
-    .ok_or_else(user_not_found)?;
+    .await?;
     let version = row.version;
     Ok(versioned_response(
         &req,
         version,
-        &UserView::new(row, caller.is_platform()),
+        &UserView::new(row, show_identity),
     ))
 }
 

@@ -247,6 +247,8 @@ where
         format!("/v1/attachments/{other}"),
         "/v1/me/email-preferences".to_owned(),
         "/v1/emails".to_owned(),
+        "/v1/users".to_owned(),
+        format!("/v1/users/{other}"),
     ] {
         let res = app.get(&path, token).await;
         assert_eq!(res.status.as_u16(), 401, "{path}: {}", res.body);
