@@ -358,15 +358,14 @@ where
         ),
     ];
     let written = || {
-        [
+        app.rows_in(&[
             "cases",
             "services",
             "agencies",
             "audit_log",
             "notifications",
             "message_reads",
-        ]
-        .map(|t| app.count(&format!("SELECT COUNT(*) AS n FROM {t}")))
+        ])
     };
     let before = written();
     for (method, path, body) in writes {

@@ -369,6 +369,14 @@ where
         ))
     }
 
+    /// How many rows each of `tables` holds, in order: to show a request wrote nothing.
+    pub fn rows_in(&self, tables: &[&str]) -> Vec<i64> {
+        tables
+            .iter()
+            .map(|t| self.count(&format!("SELECT COUNT(*) AS n FROM {t}")))
+            .collect()
+    }
+
     /// A single number from the test database.
     pub fn count(&self, query: &str) -> i64 {
         #[derive(QueryableByName)]
