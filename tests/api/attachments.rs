@@ -281,6 +281,65 @@ async fn oversized_uploads_are_413_while_streaming_and_leave_nothing() {
     res.assert_problem(422, "required");
 }
 
+/// An upload checks its caller twice: before reading the body, and again in the write that
+/// records it, since the bytes may take minutes. A client deactivated while their file streams
+/// in gets 401, and no row, audit entry or blob remains.
+#[actix_web::test]
+async fn a_caller_deactivated_while_the_file_streams_in_is_refused_at_the_end() {
+    use actix_http::error::PayloadError;
+    use actix_web::web::Bytes;
+    use futures_util::StreamExt;
+
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+
+    // The body is a stream the test feeds; its first poll means the first check has passed.
+    let (chunks, queued) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+    let (polled, first_poll) = tokio::sync::oneshot::channel::<()>();
+    let body =
+        futures_util::stream::unfold((queued, Some(polled)), |(mut queued, polled)| async move {
+            if let Some(polled) = polled {
+                let _ = polled.send(());
+            }
+            let chunk = queued.recv().await?;
+            Some((Ok::<_, PayloadError>(chunk), (queued, None)))
+        })
+        // The multipart reader polls again after the end.
+        .fuse();
+    let req = TestRequest::post()
+        .uri(&format!("/v1/cases/{case}/attachments"))
+        .insert_header(("authorization", format!("Bearer {}", w.client.token)))
+        .insert_header((
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        ))
+        .to_request();
+    let (req, _) = req.replace_payload(actix_http::Payload::from(
+        Box::pin(body) as actix_http::BoxedPayloadStream
+    ));
+    let form = form("file", "late.png", &png(20_000));
+    let (head, tail) = form.split_at(4_000);
+    chunks.send(Bytes::copy_from_slice(head)).unwrap();
+    let feed = async {
+        first_poll.await.unwrap();
+        app.deactivate_user(&w.platform.token, &w.client.id).await;
+        chunks.send(Bytes::copy_from_slice(tail)).unwrap();
+        drop(chunks);
+    };
+    let (res, ()) = futures_util::future::join(app.send_request(req), feed).await;
+    res.assert_problem(401, "invalid_token");
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM attachments"), 0);
+    assert_eq!(
+        app.count("SELECT COUNT(*) AS n FROM audit_log WHERE entity = 'attachment'"),
+        0
+    );
+    assert!(
+        stored_files(app.files.path()).is_empty(),
+        "the streamed blob was removed"
+    );
+}
+
 /// Against a real S3-compatible server when `TEST_S3_ENDPOINT` names one with a bucket
 /// `dossier-test` (`.ci/run` starts moto's server and makes the bucket).
 #[actix_web::test]

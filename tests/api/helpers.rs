@@ -184,9 +184,15 @@ where
     S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
 {
     pub async fn send(&self, req: TestRequest) -> Response {
-        let req = req
-            .peer_addr("127.0.0.1:40000".parse().unwrap())
-            .to_request();
+        self.send_request(
+            req.peer_addr("127.0.0.1:40000".parse().unwrap())
+                .to_request(),
+        )
+        .await
+    }
+
+    /// [`TestApp::send`] for a request built by hand (a streamed body).
+    pub async fn send_request(&self, req: Request) -> Response {
         let res = test::call_service(&self.service, req).await;
         let status = res.status();
         let headers = res.headers().clone();
