@@ -40,17 +40,19 @@ where
             Error = actix_web::Error,
         >,
 {
-    app.send(
-        TestRequest::post()
-            .uri(&format!("/v1/cases/{case}/attachments"))
-            .insert_header(("authorization", format!("Bearer {token}")))
-            .insert_header((
-                "content-type",
-                format!("multipart/form-data; boundary={BOUNDARY}"),
-            ))
-            .set_payload(form("file", file_name, bytes)),
-    )
-    .await
+    app.send(upload_request(token, case).set_payload(form("file", file_name, bytes)))
+        .await
+}
+
+/// A multipart upload to `case`'s attachments, without its body.
+fn upload_request(token: &str, case: &str) -> TestRequest {
+    TestRequest::post()
+        .uri(&format!("/v1/cases/{case}/attachments"))
+        .insert_header(("authorization", format!("Bearer {token}")))
+        .insert_header((
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        ))
 }
 
 /// Every file under the store's folder (uploads in progress included).
@@ -267,16 +269,11 @@ async fn oversized_uploads_are_413_while_streaming_and_leave_nothing() {
     .await
     .assert_problem(415, "unsupported_media_type");
     let res = app
-        .send(
-            TestRequest::post()
-                .uri(&format!("/v1/cases/{case}/attachments"))
-                .insert_header(("authorization", format!("Bearer {}", w.client.token)))
-                .insert_header((
-                    "content-type",
-                    format!("multipart/form-data; boundary={BOUNDARY}"),
-                ))
-                .set_payload(form("picture", "x.png", &png(100))),
-        )
+        .send(upload_request(&w.client.token, &case).set_payload(form(
+            "picture",
+            "x.png",
+            &png(100),
+        )))
         .await;
     res.assert_problem(422, "required");
 }
@@ -307,14 +304,7 @@ async fn a_caller_deactivated_while_the_file_streams_in_is_refused_at_the_end() 
         })
         // The multipart reader polls again after the end.
         .fuse();
-    let req = TestRequest::post()
-        .uri(&format!("/v1/cases/{case}/attachments"))
-        .insert_header(("authorization", format!("Bearer {}", w.client.token)))
-        .insert_header((
-            "content-type",
-            format!("multipart/form-data; boundary={BOUNDARY}"),
-        ))
-        .to_request();
+    let req = upload_request(&w.client.token, &case).to_request();
     let (req, _) = req.replace_payload(actix_http::Payload::from(
         Box::pin(body) as actix_http::BoxedPayloadStream
     ));
