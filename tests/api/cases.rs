@@ -1108,3 +1108,78 @@ async fn hostile_headers_and_blank_text_get_clear_answers() {
     );
     assert_eq!(app.count("SELECT COUNT(*) AS n FROM cases"), 0);
 }
+
+/// The card is read as the database has the caller now, not as their token claimed them when
+/// it was issued: their locale, role and agency, and whether they and their agency are active.
+/// (A card read by the token's claims alone would pass none of the changes below.)
+#[actix_web::test]
+async fn the_card_follows_the_callers_row_not_their_tokens_claims() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case_a = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let case_b = id(&buy(&app, &w.client2.token, &w.service_b, "card").await);
+    let card = |token: &str, case: &str| {
+        let (token, path) = (token.to_owned(), format!("/v1/cases/{case}"));
+        let app = &app;
+        async move { app.get(&path, &token).await }
+    };
+
+    // Labels in the caller's own locale, read with the card.
+    app.patch(
+        &format!("/v1/users/{}", w.a_operator.id),
+        &w.platform.token,
+        json!({"locale": "it"}),
+    )
+    .await
+    .assert_status(200);
+    let seen = card(&w.a_operator.token, &case_a).await;
+    assert_eq!(seen.assert_status(200)["status_label"], "In approvazione");
+
+    // Moved to agency B behind the token's back: B's case, not A's.
+    let moved = |agency: &str| {
+        format!(
+            "UPDATE users SET agency_id = '{agency}' WHERE id = '{}'",
+            w.a_operator.id
+        )
+    };
+    app.sql(&moved(&w.agency_b));
+    card(&w.a_operator.token, &case_a)
+        .await
+        .assert_problem(404, "not_found");
+    let seen = card(&w.a_operator.token, &case_b).await;
+    assert_eq!(seen.assert_status(200)["id"], case_b.as_str());
+    app.sql(&moved(&w.agency_a));
+
+    // Made an agent: only the cases they work.
+    app.sql(&format!(
+        "UPDATE users SET role = 'agent' WHERE id = '{}'",
+        w.a_operator.id
+    ));
+    card(&w.a_operator.token, &case_a)
+        .await
+        .assert_problem(404, "not_found");
+    app.sql(&format!(
+        "UPDATE users SET role = 'agency' WHERE id = '{}'",
+        w.a_operator.id
+    ));
+    card(&w.a_operator.token, &case_a).await.assert_status(200);
+
+    // Deactivated, or of a deactivated agency: the token is refused, not the case.
+    app.deactivate_user(&w.platform.token, &w.client.id).await;
+    card(&w.client.token, &case_a)
+        .await
+        .assert_problem(401, "invalid_token");
+    app.patch(
+        &format!("/v1/agencies/{}", w.agency_a),
+        &w.platform.token,
+        json!({"active": false}),
+    )
+    .await
+    .assert_status(200);
+    card(&w.a_operator.token, &case_a)
+        .await
+        .assert_problem(401, "invalid_token");
+    // Nobody's token changed what anyone else sees.
+    let seen = card(&w.client2.token, &case_b).await;
+    assert_eq!(seen.assert_status(200)["id"], case_b.as_str());
+}

@@ -1,9 +1,9 @@
-//! Both migration sets must give the same tables, columns and indexes.
+//! Both migration sets must give the same tables, columns, indexes and primary keys.
 
 use std::collections::BTreeSet;
 
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Text};
+use diesel::sql_types::{BigInt, Bool, Text};
 use dossier::db::{DbConnection, run_migrations};
 
 #[derive(QueryableByName)]
@@ -30,6 +30,17 @@ struct IndexColumn {
     is_unique: bool,
 }
 
+#[derive(QueryableByName)]
+struct KeyColumn {
+    #[diesel(sql_type = Text)]
+    table_name: String,
+    #[diesel(sql_type = Text)]
+    column_name: String,
+    /// From 1, in the key's order.
+    #[diesel(sql_type = BigInt)]
+    position: i64,
+}
+
 /// Maps each engine's spelling of a type onto the portable one.
 fn portable(t: &str) -> &'static str {
     match t.to_lowercase().as_str() {
@@ -43,16 +54,23 @@ fn portable(t: &str) -> &'static str {
     }
 }
 
+/// Columns, index columns and primary-key columns (table, position, column).
 type Shape = (
     BTreeSet<(String, String, &'static str, bool)>,
     BTreeSet<(String, String, String, bool)>,
+    BTreeSet<(String, i64, String)>,
 );
 
+/// The shape of a new database once migrated.
 fn shape(url: &str) -> Shape {
     let pool = dossier::db::build_pool(url, 1).unwrap();
     let mut conn = pool.get().unwrap();
     run_migrations(&mut conn).unwrap();
-    let (columns, indexes): (Vec<Column>, Vec<IndexColumn>) = match &mut *conn {
+    shape_of(&mut conn)
+}
+
+fn shape_of(conn: &mut DbConnection) -> Shape {
+    let (columns, indexes, keys): (Vec<Column>, Vec<IndexColumn>, Vec<KeyColumn>) = match conn {
         DbConnection::Sqlite(c) => (
             diesel::sql_query(
                 "SELECT m.name AS table_name, p.name AS column_name, p.type AS data_type, \
@@ -66,6 +84,13 @@ fn shape(url: &str) -> Shape {
                 "SELECT il.name AS index_name, m.name AS table_name, ii.name AS column_name, il.\"unique\" = 1 AS is_unique \
                  FROM sqlite_master m JOIN pragma_index_list(m.name) il JOIN pragma_index_info(il.name) ii \
                  WHERE m.type = 'table' AND il.origin = 'c' AND m.name NOT LIKE '__diesel%'",
+            )
+            .load(c)
+            .unwrap(),
+            diesel::sql_query(
+                "SELECT m.name AS table_name, p.name AS column_name, p.pk AS position \
+                 FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+                 WHERE m.type = 'table' AND p.pk > 0 AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '__diesel%'",
             )
             .load(c)
             .unwrap(),
@@ -87,6 +112,18 @@ fn shape(url: &str) -> Shape {
             )
             .load(c)
             .unwrap(),
+            // `indkey` is an int2vector, whose subscripts start at 0.
+            diesel::sql_query(
+                "SELECT t.relname::text AS table_name, a.attname::text AS column_name, \
+                 (array_position(ix.indkey::int2[], a.attnum) - array_lower(ix.indkey::int2[], 1) + 1)::bigint \
+                 AS position \
+                 FROM pg_index ix JOIN pg_class t ON t.oid = ix.indrelid \
+                 JOIN pg_namespace n ON n.oid = t.relnamespace \
+                 JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = ANY(ix.indkey) \
+                 WHERE n.nspname = 'public' AND ix.indisprimary AND t.relname NOT LIKE '__diesel%'",
+            )
+            .load(c)
+            .unwrap(),
         ),
     };
     (
@@ -105,7 +142,20 @@ fn shape(url: &str) -> Shape {
             .into_iter()
             .map(|i| (i.index_name, i.table_name, i.column_name, i.is_unique))
             .collect(),
+        keys.into_iter()
+            .map(|k| (k.table_name, k.position, k.column_name))
+            .collect(),
     )
+}
+
+/// The primary key of `table` in the shape, in order.
+fn key_of(shape: &Shape, table: &str) -> Vec<String> {
+    shape
+        .2
+        .iter()
+        .filter(|(t, _, _)| t == table)
+        .map(|(_, _, column)| column.clone())
+        .collect()
 }
 
 #[test]
@@ -123,15 +173,17 @@ fn both_engines_get_the_same_tables_columns_and_indexes() {
     let sqlite = crate::helpers::TestDb::new_sqlite();
     let pg = crate::helpers::TestDb::new();
     assert!(pg.is_postgres());
-    let (sqlite_cols, sqlite_idx) = shape(sqlite.url());
-    let (pg_cols, pg_idx) = shape(pg.url());
-    assert!(!sqlite_cols.is_empty() && !sqlite_idx.is_empty());
+    let (sqlite_cols, sqlite_idx, sqlite_keys) = shape(sqlite.url());
+    let (pg_cols, pg_idx, pg_keys) = shape(pg.url());
+    assert!(!sqlite_cols.is_empty() && !sqlite_idx.is_empty() && !sqlite_keys.is_empty());
     assert_eq!(sqlite_cols, pg_cols);
     assert_eq!(sqlite_idx, pg_idx);
+    assert_eq!(sqlite_keys, pg_keys);
 }
 
 /// The open-case counts start from the cases already there: the migration that adds them is
-/// reverted on a database with open, cancelled and other clients' cases, then run again.
+/// reverted on a database with open, cancelled and other clients' cases, then run again. The
+/// migrations after it are reverted on the way, and the database ends up with the shape it had.
 #[actix_web::test]
 async fn open_case_counts_are_backfilled_from_existing_cases() {
     use diesel_migrations::MigrationHarness;
@@ -152,6 +204,9 @@ async fn open_case_counts_are_backfilled_from_existing_cases() {
     // Reverts the migrations after it too (SQLite's rebuild of tables as WITHOUT ROWID), so
     // their down.sql runs here as well.
     let mut conn = app.state.pool.get().unwrap();
+    let migrated = shape_of(&mut conn);
+    assert_eq!(key_of(&migrated, "messages"), ["case_id", "id"]);
+    assert_eq!(key_of(&migrated, "notifications"), ["user_id", "id"]);
     loop {
         let reverted = match &mut *conn {
             DbConnection::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS),
@@ -159,6 +214,12 @@ async fn open_case_counts_are_backfilled_from_existing_cases() {
         }
         .unwrap()
         .to_string();
+        if reverted.contains("20261202000011") {
+            // Keyed by their own id again, as before the conversation was clustered by owner.
+            let before = shape_of(&mut conn);
+            assert_eq!(key_of(&before, "messages"), ["id"]);
+            assert_eq!(key_of(&before, "notifications"), ["id"]);
+        }
         if reverted.contains("20261124000009") {
             break;
         }
@@ -168,6 +229,7 @@ async fn open_case_counts_are_backfilled_from_existing_cases() {
         );
     }
     run_migrations(&mut conn).unwrap();
+    assert_eq!(shape_of(&mut conn), migrated);
     drop(conn);
 
     assert_eq!(app.count("SELECT COUNT(*) AS n FROM client_open_cases"), 3);
