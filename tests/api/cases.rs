@@ -1111,7 +1111,7 @@ async fn hostile_headers_and_blank_text_get_clear_answers() {
 
 /// The card is read as the database has the caller now, not as their token claimed them when
 /// it was issued: their locale, role and agency, and whether they and their agency are active.
-/// (A card read by the token's claims alone would pass none of the changes below.)
+/// (A card read by the token's claims alone would fail each check below.)
 #[actix_web::test]
 async fn the_card_follows_the_callers_row_not_their_tokens_claims() {
     let app = spawn().await;
@@ -1135,33 +1135,28 @@ async fn the_card_follows_the_callers_row_not_their_tokens_claims() {
     let seen = card(&w.a_operator.token, &case_a).await;
     assert_eq!(seen.assert_status(200)["status_label"], "In approvazione");
 
-    // Moved to agency B behind the token's back: B's case, not A's.
-    let moved = |agency: &str| {
-        format!(
-            "UPDATE users SET agency_id = '{agency}' WHERE id = '{}'",
+    // Changed behind the token's back, straight in the database.
+    let operator_set = |assignment: String| {
+        app.sql(&format!(
+            "UPDATE users SET {assignment} WHERE id = '{}'",
             w.a_operator.id
-        )
+        ))
     };
-    app.sql(&moved(&w.agency_b));
+    // Moved to agency B: B's case, not A's.
+    operator_set(format!("agency_id = '{}'", w.agency_b));
     card(&w.a_operator.token, &case_a)
         .await
         .assert_problem(404, "not_found");
     let seen = card(&w.a_operator.token, &case_b).await;
     assert_eq!(seen.assert_status(200)["id"], case_b.as_str());
-    app.sql(&moved(&w.agency_a));
+    operator_set(format!("agency_id = '{}'", w.agency_a));
 
     // Made an agent: only the cases they work.
-    app.sql(&format!(
-        "UPDATE users SET role = 'agent' WHERE id = '{}'",
-        w.a_operator.id
-    ));
+    operator_set("role = 'agent'".into());
     card(&w.a_operator.token, &case_a)
         .await
         .assert_problem(404, "not_found");
-    app.sql(&format!(
-        "UPDATE users SET role = 'agency' WHERE id = '{}'",
-        w.a_operator.id
-    ));
+    operator_set("role = 'agency'".into());
     card(&w.a_operator.token, &case_a).await.assert_status(200);
 
     // Deactivated, or of a deactivated agency: the token is refused, not the case.

@@ -159,7 +159,7 @@ fn key_of(shape: &Shape, table: &str) -> Vec<String> {
 }
 
 #[test]
-fn both_engines_get_the_same_tables_columns_and_indexes() {
+fn both_engines_get_the_same_tables_columns_indexes_and_keys() {
     let Some(pg_admin) = std::env::var("TEST_DATABASE_URL")
         .ok()
         .filter(|u| !u.is_empty())
