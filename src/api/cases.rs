@@ -141,7 +141,9 @@ pub struct CaseView {
     pub resolution: Option<Resolution>,
     /// The client disputed the completion; cleared by `reopen`.
     pub disputed: bool,
-    /// Increases with every change; the `ETag`.
+    /// Increases with every change to the case, its required data, its operator, agents or open
+    /// requests; the `ETag`. `unread_messages` and `client_open_cases` are live counts outside
+    /// it: a conditional GET may answer 304 while they have moved.
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -218,8 +218,8 @@ pub struct CreateRequest {
 /// Ask the client something
 ///
 /// A question, a document or notes, with an optional due date, while the case is `approved`,
-/// `in_progress` or `suspended` (409 otherwise). Open requests appear on the case card.
-/// Roles: agency.
+/// `in_progress` or `suspended` (409 otherwise). Open requests appear on the case card, whose
+/// version (its `ETag`) moves on. Roles: agency.
 #[utoipa::path(
     tag = "requests",
     operation_id = "create_request",
@@ -271,6 +271,7 @@ pub async fn create_request(
             version: 1,
         };
         repo::requests::insert(conn, &row)?;
+        repo::cases::bump_version(conn, &case_id)?;
         let change = Change::entity("request", &row.id, Some(&case_id), "create");
         repo::audit::append(
             conn,
@@ -314,7 +315,7 @@ pub struct AnswerRequest {
 /// Answer a request
 ///
 /// The client answers an open request with text and/or attachments of the case (422 with
-/// neither); an answered or cancelled request is 409. Roles: client.
+/// neither); an answered or cancelled request is 409. The case's version moves on. Roles: client.
 #[utoipa::path(
     tag = "requests",
     operation_id = "answer_request",
@@ -370,6 +371,7 @@ pub async fn answer_request(
                 detail: format!("The request is `{}`, not open.", current.status),
             });
         }
+        repo::cases::bump_version(conn, &case_id)?;
         let change = Change::entity("request", &request_id, Some(&case_id), "answer").field(
             "status",
             Some(current.status),
@@ -393,7 +395,8 @@ pub async fn answer_request(
 
 /// Cancel a request
 ///
-/// The agency withdraws an open request (409 if it is no longer open). Roles: agency.
+/// The agency withdraws an open request (409 if it is no longer open). The case's version moves
+/// on. Roles: agency.
 #[utoipa::path(
     tag = "requests",
     operation_id = "cancel_request",
@@ -431,6 +434,7 @@ pub async fn cancel_request(
                 detail: format!("The request is `{}`, not open.", current.status),
             });
         }
+        repo::cases::bump_version(conn, &case_id)?;
         let change = Change::entity("request", &request_id, Some(&case_id), "cancel").field(
             "status",
             Some(current.status),

@@ -126,6 +126,94 @@ async fn the_agency_asks_the_client_answers_and_open_ones_are_on_the_card() {
     );
 }
 
+/// The card's ETag is the case version, so every change to its open requests must move it: a
+/// client polling with `If-None-Match` would otherwise be told 304 and never see the request.
+#[actix_web::test]
+async fn each_change_to_open_requests_moves_the_cards_etag() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    act(&app, &w.a_operator.token, &case, "accept")
+        .await
+        .assert_status(200);
+    let card = format!("/v1/cases/{case}");
+    let p = format!("{card}/requests");
+    let etag = |res: &crate::helpers::Response| res.header("etag").unwrap().to_owned();
+    let before = etag(&app.get(&card, &w.client.token).await);
+    // Asked: the client's conditional GET gets the new card, not 304.
+    let ask = |prompt: &str| json!({"kind": "question", "prompt": prompt});
+    let asked = id(app
+        .post(&p, &w.a_operator.token, ask("Does he own a car?"))
+        .await
+        .assert_status(201));
+    let headers = [("if-none-match", before.as_str())];
+    let res = app
+        .call("GET", &card, &w.client.token, None, &headers)
+        .await;
+    assert_eq!(res.status.as_u16(), 200);
+    assert_eq!(res.body["open_requests"][0]["id"], asked.as_str());
+    let after_ask = etag(&res);
+    assert_ne!(after_ask, before);
+    assert_eq!(
+        res.body["version"],
+        before.trim_matches('"').parse::<i64>().unwrap() + 1
+    );
+    // Answered, then a second one cancelled: each moves the version once.
+    app.post(
+        &format!("{p}/{asked}/answer"),
+        &w.client.token,
+        json!({"text": "A grey van."}),
+    )
+    .await
+    .assert_status(200);
+    let other = id(app
+        .post(&p, &w.a_operator.token, ask("Where does he work?"))
+        .await
+        .assert_status(201));
+    app.post(
+        &format!("{p}/{other}/cancel"),
+        &w.a_operator.token,
+        json!({}),
+    )
+    .await
+    .assert_status(200);
+    let headers = [("if-none-match", after_ask.as_str())];
+    let res = app
+        .call("GET", &card, &w.client.token, None, &headers)
+        .await;
+    assert_eq!(res.status.as_u16(), 200);
+    assert_eq!(res.body["open_requests"], json!([]));
+    let settled = etag(&res);
+    assert_eq!(
+        res.body["version"],
+        after_ask.trim_matches('"').parse::<i64>().unwrap() + 3
+    );
+    // A refused change (the request is no longer open) moves nothing; the old ETag is a 304.
+    app.post(
+        &format!("{p}/{other}/cancel"),
+        &w.a_operator.token,
+        json!({}),
+    )
+    .await
+    .assert_problem(409, "request_not_open");
+    let headers = [("if-none-match", settled.as_str())];
+    let res = app
+        .call("GET", &card, &w.client.token, None, &headers)
+        .await;
+    assert_eq!(res.status.as_u16(), 304);
+    // A PATCH holding the version from before the requests is refused.
+    let res = app
+        .call(
+            "PATCH",
+            &card,
+            &w.a_operator.token,
+            Some(json!({"priority": "high"})),
+            &[("if-match", before.as_str())],
+        )
+        .await;
+    assert_eq!(res.status.as_u16(), 412);
+}
+
 #[actix_web::test]
 async fn video_rooms_are_unguessable_and_their_links_end_with_the_case() {
     let app = spawn().await;
