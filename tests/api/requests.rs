@@ -139,6 +139,7 @@ async fn each_change_to_open_requests_moves_the_cards_etag() {
     let card = format!("/v1/cases/{case}");
     let p = format!("{card}/requests");
     let etag = |res: &crate::helpers::Response| res.header("etag").unwrap().to_owned();
+    let version = |tag: &str| tag.trim_matches('"').parse::<i64>().unwrap();
     let before = etag(&app.get(&card, &w.client.token).await);
     // Asked: the client's conditional GET gets the new card, not 304.
     let ask = |prompt: &str| json!({"kind": "question", "prompt": prompt});
@@ -154,10 +155,7 @@ async fn each_change_to_open_requests_moves_the_cards_etag() {
     assert_eq!(res.body["open_requests"][0]["id"], asked.as_str());
     let after_ask = etag(&res);
     assert_ne!(after_ask, before);
-    assert_eq!(
-        res.body["version"],
-        before.trim_matches('"').parse::<i64>().unwrap() + 1
-    );
+    assert_eq!(res.body["version"], version(&before) + 1);
     // Answered, then a second one cancelled: each moves the version once.
     app.post(
         &format!("{p}/{asked}/answer"),
@@ -184,10 +182,7 @@ async fn each_change_to_open_requests_moves_the_cards_etag() {
     assert_eq!(res.status.as_u16(), 200);
     assert_eq!(res.body["open_requests"], json!([]));
     let settled = etag(&res);
-    assert_eq!(
-        res.body["version"],
-        after_ask.trim_matches('"').parse::<i64>().unwrap() + 3
-    );
+    assert_eq!(res.body["version"], version(&after_ask) + 3);
     // A refused change (the request is no longer open) moves nothing; the old ETag is a 304.
     app.post(
         &format!("{p}/{other}/cancel"),
