@@ -13,7 +13,7 @@ use uuid::Uuid;
 use validator::Validate;
 
 use crate::api::attachments::check_case_attachments;
-use crate::api::cases::{Viewer, find_visible, wrong_state};
+use crate::api::cases::{Viewer, find_visible, lost_race, wrong_state};
 use crate::api::notifications::{Audience, Event};
 use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
@@ -21,10 +21,10 @@ use crate::auth::Token;
 use crate::db::{self, DbConnection};
 use crate::domain::{Role, code_enum};
 use crate::errors::ApiError;
-use crate::http::extract::{Page, PageRequest, ValidJson, page_response};
+use crate::http::extract::{IfMatch, Page, PageRequest, ValidJson, page_response};
 use crate::repo;
 use crate::repo::audit::Change;
-use crate::repo::cases::CaseRow;
+use crate::repo::cases::{CaseChanges, CaseRow};
 use crate::repo::requests::{RequestChanges, RequestRow, VideoCallRow};
 use crate::workflow;
 
@@ -151,6 +151,30 @@ fn case_for(
     Ok(case)
 }
 
+/// Moves the case to its next version while it is still in the status `case_for` saw: the card
+/// lists open requests and its ETag is that version. A transition that commits meanwhile
+/// (PostgreSQL) makes this write 409, so no request is asked, answered or cancelled in a status
+/// that no longer allows it (as `required_data::touch` does for the form).
+fn touch_case(conn: &mut DbConnection, viewer: &Viewer, case: &CaseRow) -> Result<(), ApiError> {
+    let statuses = [case.status()];
+    if !repo::cases::update(
+        conn,
+        &case.id,
+        case.version,
+        &statuses,
+        &CaseChanges::default(),
+    )? {
+        return Err(lost_race(
+            conn,
+            viewer,
+            &case.id,
+            &statuses,
+            &IfMatch::default(),
+        ));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -230,7 +254,7 @@ pub struct CreateRequest {
         (status = 201, description = "Asked", body = RequestView),
         (status = 403, description = "Only the agency asks"),
         (status = 404, description = "No such case, or not one the caller can see"),
-        (status = 409, description = "Requests are not open in the case's status (`wrong_state`)"),
+        (status = 409, description = "Requests are not open in the case's status (`wrong_state`), or the case changed meanwhile (`concurrent_update`)"),
     )
 )]
 #[post("/v1/cases/{id}/requests")]
@@ -271,7 +295,7 @@ pub async fn create_request(
             version: 1,
         };
         repo::requests::insert(conn, &row)?;
-        repo::cases::bump_version(conn, &case_id)?;
+        touch_case(conn, &viewer, &case)?;
         let change = Change::entity("request", &row.id, Some(&case_id), "create");
         repo::audit::append(
             conn,
@@ -326,7 +350,7 @@ pub struct AnswerRequest {
         (status = 200, description = "Answered", body = RequestView),
         (status = 403, description = "Only the client answers"),
         (status = 404, description = "No such case or request, or not one the caller can see"),
-        (status = 409, description = "The request is not open, or the case's status closes requests"),
+        (status = 409, description = "The request is not open (`request_not_open`), the case's status closes requests (`wrong_state`), or the case changed meanwhile (`concurrent_update`)"),
     )
 )]
 #[post("/v1/cases/{id}/requests/{request_id}/answer")]
@@ -371,7 +395,7 @@ pub async fn answer_request(
                 detail: format!("The request is `{}`, not open.", current.status),
             });
         }
-        repo::cases::bump_version(conn, &case_id)?;
+        touch_case(conn, &viewer, &case)?;
         let change = Change::entity("request", &request_id, Some(&case_id), "answer").field(
             "status",
             Some(current.status),
@@ -406,7 +430,7 @@ pub async fn answer_request(
         (status = 200, description = "Cancelled", body = RequestView),
         (status = 403, description = "Only the agency cancels"),
         (status = 404, description = "No such case or request, or not one the caller can see"),
-        (status = 409, description = "The request is not open, or the case's status closes requests"),
+        (status = 409, description = "The request is not open (`request_not_open`), the case's status closes requests (`wrong_state`), or the case changed meanwhile (`concurrent_update`)"),
     )
 )]
 #[post("/v1/cases/{id}/requests/{request_id}/cancel")]
@@ -421,7 +445,7 @@ pub async fn cancel_request(
     let (case_id, request_id) = (case_id.to_string(), request_id.to_string());
     let row = db::write(&state.pool, move |conn| {
         let Asked { viewer, actor, .. } = asking.resolve(conn)?;
-        case_for(conn, &viewer, &case_id, Role::Agency, "cancel requests")?;
+        let case = case_for(conn, &viewer, &case_id, Role::Agency, "cancel requests")?;
         let current =
             repo::requests::find(conn, &case_id, &request_id)?.ok_or_else(request_not_found)?;
         let changes = RequestChanges {
@@ -434,7 +458,7 @@ pub async fn cancel_request(
                 detail: format!("The request is `{}`, not open.", current.status),
             });
         }
-        repo::cases::bump_version(conn, &case_id)?;
+        touch_case(conn, &viewer, &case)?;
         let change = Change::entity("request", &request_id, Some(&case_id), "cancel").field(
             "status",
             Some(current.status),

@@ -281,8 +281,8 @@ pub fn versioned_response<T: Serialize>(req: &HttpRequest, version: i64, body: &
 }
 
 /// The `If-Match` header of a request, checked against the current version inside the
-/// transaction that changes the resource.
-#[derive(Debug, Clone)]
+/// transaction that changes the resource. The default is no header.
+#[derive(Debug, Clone, Default)]
 pub struct IfMatch(Option<String>);
 
 impl IfMatch {

@@ -482,18 +482,6 @@ pub fn update(
     Ok(updated == 1)
 }
 
-/// Moves the case to its next version for a change the card shows that lives in another table
-/// (its open requests): the card's ETag is its version, and a strong validator must change with
-/// the representation. Inside the change's own transaction, so it cannot lose an increment.
-pub fn bump_version(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
-    fixed_update(diesel::update(cases::table.find(id)).set((
-        cases::version.eq(cases::version + 1),
-        cases::updated_at.eq(crate::db::now()),
-    )))
-    .execute(conn)?;
-    Ok(())
-}
-
 /// A field agent on a case.
 #[derive(Debug, Clone, Queryable)]
 pub struct Person {
