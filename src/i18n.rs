@@ -1,8 +1,8 @@
 //! Human labels for machine codes, in English, Italian, Spanish and Polish, and the choice of
 //! language for a request.
 
-use actix_web::HttpRequest;
 use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse};
 
 use crate::domain::{CaseAction, CaseStatus, Locale};
 
@@ -18,6 +18,16 @@ pub fn requested(req: &HttpRequest) -> Option<Locale> {
         .get(header::ACCEPT_LANGUAGE)
         .and_then(|v| v.to_str().ok())
         .and_then(best_supported)
+}
+
+/// Marks a GET answer whose body follows `Accept-Language`, so an HTTP cache keeps one copy
+/// per language instead of serving (or revalidating with a 304) the labels of another.
+pub fn varies_by_language(mut response: HttpResponse) -> HttpResponse {
+    response.headers_mut().append(
+        header::VARY,
+        header::HeaderValue::from_static("accept-language"),
+    );
+    response
 }
 
 /// Parsed here rather than with a crate: the one at hand sorts `q` values as floats without a

@@ -554,7 +554,8 @@ pub struct ListCasesQuery {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One page of cases", body = Page<CaseSummary>,
-            headers(("Link" = String, description = "`<…>; rel=\"next\"` when another page follows"))),
+            headers(("Link" = String, description = "`<…>; rel=\"next\"` when another page follows"),
+                ("Vary" = String, description = "`accept-language`: the labels follow it"))),
     )
 )]
 #[get("/v1/cases")]
@@ -615,7 +616,7 @@ pub async fn list_cases(
             CaseSummary::new(r, locale, n)
         },
     );
-    Ok(page_response(&req, page))
+    Ok(i18n::varies_by_language(page_response(&req, page)))
 }
 
 /// Get a case (the case card)
@@ -630,8 +631,10 @@ pub async fn list_cases(
            ("Accept-Language" = Option<String>, Header, description = "`en`, `it`, `es` or `pl` for labels")),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The case card", body = CaseView, headers(("ETag" = String, description = "Its version"))),
-        (status = 304, description = "Unchanged since the `If-None-Match` version"),
+        (status = 200, description = "The case card", body = CaseView, headers(("ETag" = String, description = "Its version"),
+            ("Vary" = String, description = "`accept-language`: the labels follow it"))),
+        (status = 304, description = "Unchanged since the `If-None-Match` version", headers(("ETag" = String, description = "Its version"),
+            ("Vary" = String, description = "`accept-language`"))),
         (status = 404, description = "No such case, or not one the caller can see"),
     )
 )]
@@ -649,7 +652,11 @@ pub async fn get_case(
         visible_card(conn, &viewer, &id)
     })
     .await?;
-    Ok(versioned_response(&req, view.version, &view))
+    Ok(i18n::varies_by_language(versioned_response(
+        &req,
+        view.version,
+        &view,
+    )))
 }
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]

@@ -385,7 +385,8 @@ pub struct WorkflowView {
     operation_id = "get_workflow",
     params(("Accept-Language" = Option<String>, Header, description = "`en`, `it`, `es` or `pl` for labels")),
     security(("bearer" = [])),
-    responses((status = 200, description = "The workflow", body = WorkflowView))
+    responses((status = 200, description = "The workflow", body = WorkflowView,
+        headers(("Vary" = String, description = "`accept-language`: the labels follow it"))))
 )]
 #[get("/v1/workflow")]
 pub async fn get_workflow(req: HttpRequest, caller: AuthUser) -> HttpResponse {
@@ -420,5 +421,5 @@ pub async fn get_workflow(req: HttpRequest, caller: AuthUser) -> HttpResponse {
             })
             .collect(),
     };
-    HttpResponse::Ok().json(view)
+    i18n::varies_by_language(HttpResponse::Ok().json(view))
 }

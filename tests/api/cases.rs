@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 
-use crate::helpers::spawn;
+use crate::helpers::{Response, spawn};
 use crate::world::{World, act, assign_agent, buy, create_service, id, start_case};
 
 fn ids(body: &Value) -> Vec<String> {
@@ -1010,6 +1010,63 @@ async fn labels_come_in_four_languages() {
             .await;
         assert_eq!(wf.assert_status(200)["states"][2]["label"], status);
     }
+}
+
+/// Every `Vary` value of a response, lower-cased.
+fn varies(res: &Response) -> Vec<String> {
+    res.headers
+        .get_all("vary")
+        .flat_map(|v| v.to_str().unwrap().split(','))
+        .map(|v| v.trim().to_ascii_lowercase())
+        .collect()
+}
+
+#[actix_web::test]
+async fn localized_answers_vary_by_accept_language_and_others_do_not() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let language = "accept-language".to_owned();
+    let card_path = format!("/v1/cases/{case}");
+    let card = app.get(&card_path, &w.client.token).await;
+    card.assert_status(200);
+    assert!(
+        varies(&card).contains(&language),
+        "card: {:?}",
+        varies(&card)
+    );
+    // The 304 names what the 200 would have varied by (RFC 9110 15.4.5).
+    let tag = card.header("etag").unwrap().to_owned();
+    let unchanged = app
+        .call(
+            "GET",
+            &card_path,
+            &w.client.token,
+            None,
+            &[("if-none-match", &tag)],
+        )
+        .await;
+    assert_eq!(unchanged.status.as_u16(), 304);
+    assert!(varies(&unchanged).contains(&language));
+    for path in ["/v1/cases?status=in_approval", "/v1/workflow"] {
+        let res = app.get(path, &w.client.token).await;
+        res.assert_status(200);
+        assert!(
+            varies(&res).contains(&language),
+            "{path}: {:?}",
+            varies(&res)
+        );
+    }
+    // A versioned resource without labels keeps one representation.
+    let service = app
+        .get(&format!("/v1/services/{}", w.service_a), &w.client.token)
+        .await;
+    service.assert_status(200);
+    assert!(
+        !varies(&service).contains(&language),
+        "{:?}",
+        varies(&service)
+    );
 }
 
 #[actix_web::test]
