@@ -142,8 +142,9 @@ pub struct CaseView {
     /// The client disputed the completion; cleared by `reopen`.
     pub disputed: bool,
     /// Increases with every change to the case, its required data, its operator, agents or open
-    /// requests; the `ETag`. `unread_messages` and `client_open_cases` are live counts outside
-    /// it: a conditional GET may answer 304 while they have moved.
+    /// requests; the `ETag`. Outside it: the live counts `unread_messages` and
+    /// `client_open_cases`, and the names of the service, agency and people, which belong to
+    /// their own resources: a conditional GET may answer 304 while those have moved.
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
