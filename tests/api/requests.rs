@@ -140,6 +140,12 @@ async fn each_change_to_open_requests_moves_the_cards_etag() {
     let p = format!("{card}/requests");
     let etag = |res: &crate::helpers::Response| res.header("etag").unwrap().to_owned();
     let version = |tag: &str| tag.trim_matches('"').parse::<i64>().unwrap();
+    // The client's conditional GET of the card, holding `tag`.
+    let revalidate = async |tag: &str| {
+        let headers = [("if-none-match", tag)];
+        app.call("GET", &card, &w.client.token, None, &headers)
+            .await
+    };
     let before = etag(&app.get(&card, &w.client.token).await);
     // Asked: the client's conditional GET gets the new card, not 304.
     let ask = |prompt: &str| json!({"kind": "question", "prompt": prompt});
@@ -147,10 +153,7 @@ async fn each_change_to_open_requests_moves_the_cards_etag() {
         .post(&p, &w.a_operator.token, ask("Does he own a car?"))
         .await
         .assert_status(201));
-    let headers = [("if-none-match", before.as_str())];
-    let res = app
-        .call("GET", &card, &w.client.token, None, &headers)
-        .await;
+    let res = revalidate(&before).await;
     assert_eq!(res.status.as_u16(), 200);
     assert_eq!(res.body["open_requests"][0]["id"], asked.as_str());
     let after_ask = etag(&res);
@@ -175,10 +178,7 @@ async fn each_change_to_open_requests_moves_the_cards_etag() {
     )
     .await
     .assert_status(200);
-    let headers = [("if-none-match", after_ask.as_str())];
-    let res = app
-        .call("GET", &card, &w.client.token, None, &headers)
-        .await;
+    let res = revalidate(&after_ask).await;
     assert_eq!(res.status.as_u16(), 200);
     assert_eq!(res.body["open_requests"], json!([]));
     let settled = etag(&res);
@@ -191,10 +191,7 @@ async fn each_change_to_open_requests_moves_the_cards_etag() {
     )
     .await
     .assert_problem(409, "request_not_open");
-    let headers = [("if-none-match", settled.as_str())];
-    let res = app
-        .call("GET", &card, &w.client.token, None, &headers)
-        .await;
+    let res = revalidate(&settled).await;
     assert_eq!(res.status.as_u16(), 304);
     // A PATCH holding the version from before the requests is refused.
     let res = app
