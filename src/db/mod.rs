@@ -126,7 +126,7 @@ impl r2d2::ManageConnection for ConnectionManager {
                     // temp_store: each request's savepoint keeps a copy of the pages it changes,
                     // so it can be rolled back alone; past 64 KiB SQLite spilled those copies
                     // into a new file in /var/tmp at each commit, more writes than the commit's
-                    // own into the log. In memory they are bounded by the batch (64 requests).
+                    // own into the log. In memory they are bounded by the batch (`writer::MAX_BATCH`).
                     conn.batch_execute(&format!(
                         "PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES}; \
                          PRAGMA cache_size = -{WRITER_CACHE_KIB}; PRAGMA temp_store = MEMORY;"
