@@ -1,6 +1,8 @@
 //! One diesel codebase over SQLite and PostgreSQL: the connection enum, the pool, migrations.
 
 mod built_once;
+#[cfg(target_os = "linux")]
+mod kept_mapping;
 pub mod schema;
 mod thread_policy;
 mod writer;
@@ -153,6 +155,10 @@ impl r2d2::ManageConnection for ConnectionManager {
 /// a failing readiness probe, not as a crash loop.
 pub fn build_pool(url: &str, size: u32) -> Result<Pool, String> {
     let url = DatabaseUrl::parse(url)?;
+    #[cfg(target_os = "linux")]
+    if matches!(url, DatabaseUrl::Sqlite(_)) {
+        kept_mapping::install();
+    }
     if let DatabaseUrl::Sqlite(path) = &url
         && let Some(dir) = Path::new(path).parent()
         && !dir.as_os_str().is_empty()
