@@ -92,7 +92,7 @@ unsafe extern "C" fn open(
                 mapped_size: None,
             },
         );
-        if !methods.is_null() && flags & ffi::SQLITE_OPEN_MAIN_DB != 0 {
+        if rc == ffi::SQLITE_OK && !methods.is_null() && flags & ffi::SQLITE_OPEN_MAIN_DB != 0 {
             let mut chunk = GROWTH_CHUNK_BYTES;
             file_control(file, ffi::SQLITE_FCNTL_CHUNK_SIZE, (&raw mut chunk).cast());
         }
