@@ -23,13 +23,25 @@ static REAL: AtomicPtr<ffi::sqlite3_vfs> = AtomicPtr::new(ptr::null_mut());
 #[repr(C)]
 struct KeptFile {
     base: ffi::sqlite3_file,
-    /// The file's size when SQLite last mapped it; `None` until it maps it again.
-    mapped_size: Option<i64>,
+    mapping: Mapping,
+}
+
+/// What this layer knows of the real file's mapping.
+#[derive(Clone, Copy, PartialEq)]
+enum Mapping {
+    /// None: the next fetch maps the file at its size of that moment.
+    Unmapped,
+    /// Made by a fetch when the file was at least this long.
+    Mapped(i64),
+    /// Resized by SQLite itself (a size hint, a truncation, `PRAGMA mmap_size`): the next
+    /// request to unmap the whole file goes through.
+    Unknown,
 }
 
 /// The database file grows by this much at a time, so that its size, and with it every
 /// reader's mapping, changes rarely: a checkpoint that appends pages would otherwise grow it at
-/// every pass, and each reader would unmap a mapping of the whole file.
+/// every pass, and each reader would unmap a mapping of the whole file. The cost: a new
+/// database takes 16 MiB on disk, and a truncation (after a VACUUM) leaves up to 16 MiB.
 const GROWTH_CHUNK_BYTES: c_int = 16 << 20;
 
 const HEADER: usize = std::mem::size_of::<KeptFile>().next_multiple_of(16);
@@ -89,7 +101,7 @@ unsafe extern "C" fn open(
             file.cast::<KeptFile>(),
             KeptFile {
                 base: ffi::sqlite3_file { pMethods: methods },
-                mapped_size: None,
+                mapping: Mapping::Unmapped,
             },
         );
         if rc == ffi::SQLITE_OK && !methods.is_null() && flags & ffi::SQLITE_OPEN_MAIN_DB != 0 {
@@ -119,11 +131,16 @@ unsafe extern "C" fn fetch(
 ) -> c_int {
     // SAFETY: SQLite calls this on a file of this VFS that it opened.
     unsafe {
-        let rc = fetch_real(file, offset, amount, page);
         let kept = file.cast::<KeptFile>();
-        // The first fetch after an unmap maps the file at its size of that moment.
-        if rc == ffi::SQLITE_OK && (*kept).mapped_size.is_none() {
-            (*kept).mapped_size = file_size(file);
+        if (*kept).mapping != Mapping::Unmapped {
+            return fetch_real(file, offset, amount, page);
+        }
+        // This fetch maps the file at its size of the moment, this size or more (the file only
+        // shrinks by a truncation, which leaves the mapping `Unknown`).
+        let size = file_size(file);
+        let rc = fetch_real(file, offset, amount, page);
+        if rc == ffi::SQLITE_OK {
+            (*kept).mapping = size.map_or(Mapping::Unknown, Mapping::Mapped);
         }
         rc
     }
@@ -139,12 +156,36 @@ unsafe extern "C" fn unfetch(
         let kept = file.cast::<KeptFile>();
         // A null page asks to unmap the whole file; a page is one fetch's reference to give back.
         if page.is_null() {
-            if (*kept).mapped_size.is_some() && file_size(file) == (*kept).mapped_size {
+            if let Mapping::Mapped(size) = (*kept).mapping
+                && file_size(file) == Some(size)
+            {
                 return ffi::SQLITE_OK;
             }
-            (*kept).mapped_size = None;
+            (*kept).mapping = Mapping::Unmapped;
         }
         unfetch_real(file, offset, page)
+    }
+}
+
+unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: ffi::sqlite3_int64) -> c_int {
+    // SAFETY: SQLite calls this on a file of this VFS that it opened.
+    unsafe {
+        (*file.cast::<KeptFile>()).mapping = Mapping::Unknown;
+        truncate_real(file, size)
+    }
+}
+
+unsafe extern "C" fn file_control(
+    file: *mut ffi::sqlite3_file,
+    op: c_int,
+    arg: *mut c_void,
+) -> c_int {
+    // SAFETY: SQLite calls this on a file of this VFS that it opened.
+    unsafe {
+        if op == ffi::SQLITE_FCNTL_SIZE_HINT || op == ffi::SQLITE_FCNTL_MMAP_SIZE {
+            (*file.cast::<KeptFile>()).mapping = Mapping::Unknown;
+        }
+        file_control_real(file, op, arg)
     }
 }
 
@@ -170,13 +211,13 @@ forwarded! {
     close => xClose() -> c_int = ffi::SQLITE_OK;
     read => xRead(buf: *mut c_void, amount: c_int, offset: ffi::sqlite3_int64) -> c_int = ffi::SQLITE_IOERR_READ;
     write => xWrite(buf: *const c_void, amount: c_int, offset: ffi::sqlite3_int64) -> c_int = ffi::SQLITE_IOERR_WRITE;
-    truncate => xTruncate(size: ffi::sqlite3_int64) -> c_int = ffi::SQLITE_IOERR_TRUNCATE;
+    truncate_real => xTruncate(size: ffi::sqlite3_int64) -> c_int = ffi::SQLITE_IOERR_TRUNCATE;
     sync => xSync(flags: c_int) -> c_int = ffi::SQLITE_IOERR_FSYNC;
     size_of_file => xFileSize(size: *mut ffi::sqlite3_int64) -> c_int = ffi::SQLITE_IOERR_FSTAT;
     lock => xLock(level: c_int) -> c_int = ffi::SQLITE_IOERR_LOCK;
     unlock => xUnlock(level: c_int) -> c_int = ffi::SQLITE_IOERR_UNLOCK;
     check_reserved_lock => xCheckReservedLock(out: *mut c_int) -> c_int = ffi::SQLITE_IOERR_CHECKRESERVEDLOCK;
-    file_control => xFileControl(op: c_int, arg: *mut c_void) -> c_int = ffi::SQLITE_NOTFOUND;
+    file_control_real => xFileControl(op: c_int, arg: *mut c_void) -> c_int = ffi::SQLITE_NOTFOUND;
     sector_size => xSectorSize() -> c_int = 4096;
     device_characteristics => xDeviceCharacteristics() -> c_int = 0;
     shm_map => xShmMap(region: c_int, size: c_int, extend: c_int, out: *mut *mut c_void) -> c_int = ffi::SQLITE_IOERR_SHMMAP;
