@@ -227,6 +227,7 @@ async fn a_reader_keeps_its_mapping_of_the_file_across_commits() {
         return;
     }
     let path = app._db.url().trim_start_matches("sqlite://").to_owned();
+    let file_len = || std::fs::metadata(&path).unwrap().len();
     // 3 000 rows of 3 000 bytes, a page each (12 MB, in a 16 MiB file), in the file itself
     // rather than the log (pages in the log are read with read(), not through the mapping).
     app.sql(
@@ -235,7 +236,7 @@ async fn a_reader_keeps_its_mapping_of_the_file_across_commits() {
          INSERT INTO filler SELECT randomblob(3000) FROM n; \
          PRAGMA wal_checkpoint(TRUNCATE);",
     );
-    let size = std::fs::metadata(&path).unwrap().len();
+    let size = file_len();
     assert_eq!(
         size % (16 << 20),
         0,
@@ -253,7 +254,7 @@ async fn a_reader_keeps_its_mapping_of_the_file_across_commits() {
              PRAGMA wal_checkpoint(TRUNCATE);",
         )
         .unwrap();
-    assert_eq!(std::fs::metadata(&path).unwrap().len(), 32 << 20);
+    assert_eq!(file_len(), 32 << 20);
     let (total, faults_after_growth) = read_filler(&mut reader);
     assert_eq!(total, 6000 * 3000);
     assert!(
@@ -279,7 +280,7 @@ async fn a_reader_keeps_its_mapping_of_the_file_across_commits() {
             "DELETE FROM filler WHERE rowid > 1000; VACUUM; PRAGMA wal_checkpoint(TRUNCATE);",
         )
         .unwrap();
-    assert_eq!(std::fs::metadata(&path).unwrap().len(), 16 << 20);
+    assert_eq!(file_len(), 16 << 20);
     let (total, faults_after_shrink) = read_filler(&mut reader);
     assert_eq!(total, 1000 * 3000);
     assert!(
