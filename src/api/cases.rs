@@ -257,6 +257,12 @@ pub fn visible_card(
 ) -> Result<CaseView, ApiError> {
     let row = repo::cases::find_card(conn, &viewer.scope, id, reader(viewer))?
         .ok_or_else(case_not_found)?;
+    // Open requests come from a second statement, which must see the case row's snapshot (their
+    // changes move the version the ETag carries): outside a transaction (`db::read_latest` on
+    // PostgreSQL) the card is read again inside one. Most cases have no open request.
+    if row.open_requests.unwrap_or(0) > 0 && !db::in_a_transaction(conn)? {
+        return db::in_read_transaction(conn, |conn| visible_card(conn, viewer, id));
+    }
     card(conn, viewer, row)
 }
 
@@ -292,13 +298,7 @@ fn card(conn: &mut DbConnection, viewer: &Viewer, row: CardRow) -> Result<CaseVi
         .clone()
         .zip(assignee_name)
         .map(|(id, name)| PersonView { id, name });
-    let agents = match agents {
-        Some(n) if n > 0 => repo::cases::agents(conn, &row.id)?
-            .into_iter()
-            .map(PersonView::from)
-            .collect(),
-        _ => Vec::new(),
-    };
+    let agents = agents.0.into_iter().map(PersonView::from).collect();
     let open_requests = match open_requests {
         Some(n) if n > 0 => crate::api::requests::open_requests(conn, &row.id)?,
         _ => Vec::new(),
@@ -578,7 +578,8 @@ pub async fn list_cases(
         ));
     }
     let language = i18n::requested(&req);
-    let (rows, unread, page, locale) = db::read(&state.pool, move |conn| {
+    // The page is one statement; the unread counts are live counts, as on the card.
+    let (rows, unread, page, locale) = db::read_latest(&state.pool, move |conn| {
         let caller = token.user(conn)?;
         let viewer = Viewer::asking(&caller, language);
         let filter = CaseFilter {
@@ -648,7 +649,8 @@ pub async fn get_case(
 ) -> Result<HttpResponse, ApiError> {
     let language = i18n::requested(&req);
     let id = id.into_inner().to_string();
-    let view = db::read(&state.pool, move |conn| {
+    // The caller's check and the card need not share a snapshot; the card is one statement.
+    let view = db::read_latest(&state.pool, move |conn| {
         let viewer = Viewer::asking(&token.user(conn)?, language);
         visible_card(conn, &viewer, &id)
     })

@@ -803,15 +803,15 @@ async fn take_delegate_and_agents_follow_the_agency_rules() {
         res.assert_status(200)["agents"].as_array().unwrap().len(),
         2
     );
-    let card = app.get(&p, &w.client.token).await;
-    assert_eq!(
-        card.assert_status(200)["agents"].as_array().unwrap().len(),
-        2
-    );
     let res = app.get(&format!("{p}/agents"), &w.a_agent2.token).await;
-    assert_eq!(
-        res.assert_status(200)["agents"].as_array().unwrap().len(),
-        2
+    let listed = res.assert_status(200)["agents"].clone();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    // The card reads its agents inside its own statement: the same people, names and order.
+    let card = app.get(&p, &w.client.token).await;
+    assert_eq!(card.assert_status(200)["agents"], listed);
+    assert!(
+        listed[0]["name"].as_str() <= listed[1]["name"].as_str(),
+        "ordered by name: {listed}"
     );
     // Taking someone off (leaving only the first agent) removes their view of the case.
     assign_agent(&app, &w, &case).await;

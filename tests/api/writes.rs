@@ -1,7 +1,10 @@
 //! The database paths themselves: every request's writes land together or not at all, whatever
 //! the requests written beside it do (on SQLite they share a transaction: group commit), and
-//! every read keeps one snapshot.
+//! every read keeps one snapshot, but for the card and the list on PostgreSQL, which need none.
 
+use std::sync::{Arc, Mutex};
+
+use diesel::connection::{Connection, InstrumentationEvent};
 use diesel::prelude::*;
 use diesel::result::DatabaseErrorKind;
 use dossier::db;
@@ -10,7 +13,8 @@ use dossier::repo::agencies::{self, AgencyRow};
 use futures_util::future::join_all;
 use serde_json::json;
 
-use crate::helpers::spawn;
+use crate::helpers::{spawn, spawn_with};
+use crate::world::{World, act, buy, id};
 
 /// What each concurrent write does after inserting its agency.
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -286,5 +290,82 @@ async fn a_reader_keeps_its_mapping_of_the_file_across_commits() {
     assert!(
         faults_after_shrink >= 20,
         "the reader maps the shrunk file: {faults_after_shrink} faults"
+    );
+}
+
+/// The card and the case list need no shared snapshot (the card is one statement, the caller's
+/// check and the unread counts are their own): on PostgreSQL they send no BEGIN and COMMIT, two
+/// round trips of the card's four; on SQLite they run in one transaction as every read does. A
+/// card with open requests reads them with its case row in one transaction on either engine.
+#[actix_web::test]
+async fn the_card_and_the_list_skip_begin_on_postgres_and_open_requests_share_a_snapshot() {
+    let app = spawn_with(&[("DOSSIER_DB_POOL_SIZE", "1")]).await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    act(&app, &w.a_operator.token, &case, "accept")
+        .await
+        .assert_status(200);
+    // The first word of each statement the pool's one connection runs while `sent` is Some.
+    let sent: Arc<Mutex<Option<Vec<String>>>> = Arc::default();
+    let sink = sent.clone();
+    app.state
+        .pool
+        .get()
+        .unwrap()
+        .set_instrumentation(move |event: InstrumentationEvent<'_>| {
+            if let InstrumentationEvent::StartQuery { query, .. } = event
+                && let Some(sent) = sink.lock().unwrap().as_mut()
+            {
+                let sql = query.to_string();
+                sent.push(sql.split_whitespace().next().unwrap_or("").to_uppercase());
+            }
+        });
+    let statements = async |path: &str| {
+        *sent.lock().unwrap() = Some(Vec::new());
+        app.get(path, &w.a_operator.token).await.assert_status(200);
+        sent.lock().unwrap().take().unwrap()
+    };
+    let card = format!("/v1/cases/{case}");
+    // In one transaction on SQLite, none on PostgreSQL.
+    let read = |inner: &[&str]| {
+        let inner = inner.iter().map(|s| s.to_string());
+        if app._db.is_postgres() {
+            inner.collect::<Vec<_>>()
+        } else {
+            ["BEGIN".to_owned()]
+                .into_iter()
+                .chain(inner)
+                .chain(["COMMIT".to_owned()])
+                .collect()
+        }
+    };
+    // The caller, then the card with its agents.
+    assert_eq!(statements(&card).await, read(&["SELECT", "SELECT"]));
+    // The caller, the page, its unread counts.
+    assert_eq!(
+        statements("/v1/cases").await,
+        read(&["SELECT", "SELECT", "SELECT"])
+    );
+    app.post(
+        &format!("{card}/requests"),
+        &w.a_operator.token,
+        json!({"kind": "question", "prompt": "Does he own a car?"}),
+    )
+    .await
+    .assert_status(201);
+    // The open request is listed from the case row's snapshot: PostgreSQL reads the card again
+    // inside a transaction.
+    let expected: Vec<String> = if app._db.is_postgres() {
+        ["SELECT", "SELECT", "BEGIN", "SELECT", "SELECT", "COMMIT"]
+            .map(str::to_owned)
+            .to_vec()
+    } else {
+        read(&["SELECT", "SELECT", "SELECT"])
+    };
+    assert_eq!(statements(&card).await, expected);
+    let res = app.get(&card, &w.a_operator.token).await;
+    assert_eq!(
+        res.assert_status(200)["open_requests"][0]["prompt"],
+        "Does he own a car?"
     );
 }
