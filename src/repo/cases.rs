@@ -211,9 +211,10 @@ impl Queryable<diesel::sql_types::Nullable<diesel::sql_types::Text>, MultiBacken
 /// The case's agents as a JSON array of `[id, name]` pairs, a subquery of the card's statement:
 /// one statement fewer per card, and on PostgreSQL one round trip fewer. [`AgentList`] orders
 /// them as [`agents`] does: an `ORDER BY` inside SQLite's aggregate sorted in a temporary b-tree
-/// at every card (10-33% more server CPU per agency card, bench/RESULTS.md). The two engines name their JSON aggregates differently, so each has its own text;
-/// SQLite gives `[]` for no agents, PostgreSQL NULL. No aliases: the plan test
-/// (`tests/api/plans.rs`) finds whole scans by table name.
+/// at every card (10-33% more server CPU per agency card, bench/RESULTS.md). The two engines
+/// name their JSON aggregates differently, so each has its own text; SQLite gives `[]` for no
+/// agents, PostgreSQL NULL. No aliases: the plan test (`tests/api/plans.rs`) finds whole scans
+/// by table name.
 #[derive(Debug, Clone, Copy, QueryId)]
 struct AgentsAsJson;
 
