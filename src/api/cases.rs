@@ -260,7 +260,7 @@ pub fn visible_card(
     // Open requests come from a second statement, which must see the case row's snapshot (their
     // changes move the version the ETag carries): outside a transaction (`db::read_latest` on
     // PostgreSQL) the card is read again inside one. Most cases have no open request.
-    if row.open_requests.unwrap_or(0) > 0 && !db::in_a_transaction(conn)? {
+    if row.open_requests.unwrap_or(0) > 0 && !db::in_a_transaction(conn) {
         return db::in_read_transaction(conn, |conn| visible_card(conn, viewer, id));
     }
     card(conn, viewer, row)

@@ -259,11 +259,19 @@ where
 }
 
 /// Whether the connection is inside a transaction (a [`read_latest`] on PostgreSQL is not).
-pub fn in_a_transaction(conn: &mut DbConnection) -> QueryResult<bool> {
+pub fn in_a_transaction(conn: &mut DbConnection) -> bool {
+    open_levels(conn) > 0
+}
+
+/// Transactions and savepoints open on the connection (0 when its state is unknown: the next
+/// BEGIN or COMMIT then fails).
+fn open_levels(conn: &mut DbConnection) -> u32 {
     type Manager = <DbConnection as Connection>::TransactionManager;
-    Ok(Manager::transaction_manager_status_mut(conn)
-        .transaction_depth()?
-        .is_some())
+    Manager::transaction_manager_status_mut(conn)
+        .transaction_depth()
+        .ok()
+        .flatten()
+        .map_or(0, |depth| depth.get())
 }
 
 /// Runs `work` in one read snapshot, on a connection with no transaction open: for the part of

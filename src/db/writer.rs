@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use diesel::connection::TransactionManager;
 use diesel::prelude::*;
 
-use super::{ConnectionManager, DbConnection};
+use super::{ConnectionManager, DbConnection, open_levels};
 use crate::errors::ApiError;
 
 /// Most requests in one transaction: bounds how long the first of them waits for the commit.
@@ -107,16 +107,6 @@ where
         Manager::rollback_transaction(conn)?;
     }
     result
-}
-
-/// Transactions and savepoints open on the connection (0 when its state is unknown, which
-/// makes the batch's commit fail).
-fn open_levels(conn: &mut DbConnection) -> u32 {
-    Manager::transaction_manager_status_mut(conn)
-        .transaction_depth()
-        .ok()
-        .flatten()
-        .map_or(0, |depth| depth.get())
 }
 
 fn run_batch(pool: &r2d2::Pool<ConnectionManager>, batch: Vec<Job>) {

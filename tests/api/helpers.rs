@@ -1,4 +1,5 @@
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use actix_http::Request;
 use actix_web::body::BoxBody;
@@ -7,7 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::HeaderMap;
 use actix_web::test::{self, TestRequest};
 use actix_web::web;
-use diesel::connection::SimpleConnection;
+use diesel::connection::{Connection, InstrumentationEvent, SimpleConnection};
 use diesel::prelude::*;
 use dossier::app::{AppState, build_app};
 use dossier::config::{Settings, Source};
@@ -395,5 +396,38 @@ where
             .get_result::<Count>(&mut *conn)
             .expect("count query runs")
             .n
+    }
+
+    /// Starts recording the statements the pool's connection runs (spawn the app with
+    /// `DOSSIER_DB_POOL_SIZE=1`, so it is the only one).
+    pub fn record_statements(&self) -> Statements {
+        let statements = Statements::default();
+        let sink = statements.0.clone();
+        self.state.pool.get().unwrap().set_instrumentation(
+            move |event: InstrumentationEvent<'_>| {
+                if let InstrumentationEvent::StartQuery { query, .. } = event
+                    && let Some(sent) = sink.lock().unwrap().as_mut()
+                {
+                    let sql = query.to_string();
+                    let sql = sql.split(" -- binds: ").next().unwrap_or_default();
+                    sent.push(sql.to_owned());
+                }
+            },
+        );
+        statements
+    }
+}
+
+/// The SQL of each statement run between [`Statements::start`] and [`Statements::take`].
+#[derive(Clone, Default)]
+pub struct Statements(Arc<Mutex<Option<Vec<String>>>>);
+
+impl Statements {
+    pub fn start(&self) {
+        *self.0.lock().unwrap() = Some(Vec::new());
+    }
+
+    pub fn take(&self) -> Vec<String> {
+        self.0.lock().unwrap().take().expect("started")
     }
 }

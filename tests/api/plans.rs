@@ -8,9 +8,6 @@
 #[path = "../../bench/dataset.rs"]
 mod dataset;
 
-use std::sync::{Arc, Mutex};
-
-use diesel::connection::{Connection, InstrumentationEvent};
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 use dossier::db::DbConnection;
@@ -113,25 +110,13 @@ fn walks_primary_key(sql: &str, plan: &[String], table: &str) -> bool {
 #[actix_web::test]
 async fn no_listed_query_scans_a_whole_large_table() {
     let app = spawn_with(&[("DOSSIER_DB_POOL_SIZE", "1")]).await;
-    let recorded: Arc<Mutex<Option<Vec<String>>>> = Arc::default();
     let seed = {
         let mut conn = app.state.pool.get().unwrap();
         let seed = dataset::seed(&mut conn, 10_000);
         seed_audit_rows(&mut conn);
-        let sink = recorded.clone();
-        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
-            if let InstrumentationEvent::StartQuery { query, .. } = event
-                && let Some(statements) = sink.lock().unwrap().as_mut()
-            {
-                let sql = query.to_string();
-                let sql = sql.split(" -- binds: ").next().unwrap_or_default();
-                if sql.trim_start().starts_with("SELECT") {
-                    statements.push(sql.to_owned());
-                }
-            }
-        });
         seed
     };
+    let recorded = app.record_statements();
     let password = seed["password"].as_str().unwrap();
     let platform = token(&app, "admin@platform.bench", password).await;
     let admin = token(&app, "admin@agency0.bench", password).await;
@@ -184,9 +169,13 @@ async fn no_listed_query_scans_a_whole_large_table() {
     let mut failures = Vec::new();
     let mut explained = 0;
     for (token, path) in &requests {
-        *recorded.lock().unwrap() = Some(Vec::new());
+        recorded.start();
         let res = app.get(path, token).await;
-        let statements = recorded.lock().unwrap().take().unwrap();
+        let statements: Vec<String> = recorded
+            .take()
+            .into_iter()
+            .filter(|sql| sql.trim_start().starts_with("SELECT"))
+            .collect();
         res.assert_status(200);
         assert!(!statements.is_empty(), "{path} ran no query");
         let mut conn = app.state.pool.get().unwrap();

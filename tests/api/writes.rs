@@ -2,9 +2,6 @@
 //! the requests written beside it do (on SQLite they share a transaction: group commit), and
 //! every read keeps one snapshot, but for the card and the list on PostgreSQL, which need none.
 
-use std::sync::{Arc, Mutex};
-
-use diesel::connection::{Connection, InstrumentationEvent};
 use diesel::prelude::*;
 use diesel::result::DatabaseErrorKind;
 use dossier::db;
@@ -305,38 +302,23 @@ async fn the_card_and_the_list_skip_begin_on_postgres_and_open_requests_share_a_
     act(&app, &w.a_operator.token, &case, "accept")
         .await
         .assert_status(200);
-    // The first word of each statement the pool's one connection runs while `sent` is Some.
-    let sent: Arc<Mutex<Option<Vec<String>>>> = Arc::default();
-    let sink = sent.clone();
-    app.state
-        .pool
-        .get()
-        .unwrap()
-        .set_instrumentation(move |event: InstrumentationEvent<'_>| {
-            if let InstrumentationEvent::StartQuery { query, .. } = event
-                && let Some(sent) = sink.lock().unwrap().as_mut()
-            {
-                let sql = query.to_string();
-                sent.push(sql.split_whitespace().next().unwrap_or("").to_uppercase());
-            }
-        });
+    let recorded = app.record_statements();
+    // The first word of each statement a GET runs.
     let statements = async |path: &str| {
-        *sent.lock().unwrap() = Some(Vec::new());
+        recorded.start();
         app.get(path, &w.a_operator.token).await.assert_status(200);
-        sent.lock().unwrap().take().unwrap()
+        let sent = recorded.take();
+        sent.iter()
+            .map(|sql| sql.split_whitespace().next().unwrap_or("").to_uppercase())
+            .collect::<Vec<_>>()
     };
     let card = format!("/v1/cases/{case}");
     // In one transaction on SQLite, none on PostgreSQL.
-    let read = |inner: &[&str]| {
-        let inner = inner.iter().map(|s| s.to_string());
+    let read = |inner: &[&'static str]| {
         if app._db.is_postgres() {
-            inner.collect::<Vec<_>>()
+            inner.to_vec()
         } else {
-            ["BEGIN".to_owned()]
-                .into_iter()
-                .chain(inner)
-                .chain(["COMMIT".to_owned()])
-                .collect()
+            [&["BEGIN"], inner, &["COMMIT"]].concat()
         }
     };
     // The caller, then the card with its agents.
@@ -355,10 +337,8 @@ async fn the_card_and_the_list_skip_begin_on_postgres_and_open_requests_share_a_
     .assert_status(201);
     // The open request is listed from the case row's snapshot: PostgreSQL reads the card again
     // inside a transaction.
-    let expected: Vec<String> = if app._db.is_postgres() {
-        ["SELECT", "SELECT", "BEGIN", "SELECT", "SELECT", "COMMIT"]
-            .map(str::to_owned)
-            .to_vec()
+    let expected = if app._db.is_postgres() {
+        vec!["SELECT", "SELECT", "BEGIN", "SELECT", "SELECT", "COMMIT"]
     } else {
         read(&["SELECT", "SELECT", "SELECT"])
     };
