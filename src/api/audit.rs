@@ -53,6 +53,7 @@ pub struct AuditEntry {
     pub actor_id: Option<String>,
     pub actor_role: Option<Role>,
     pub request_id: Option<String>,
+    #[serde(serialize_with = "crate::api::rfc3339")]
     pub created_at: DateTime<Utc>,
     /// SHA-256 (hex) of the previous row; 64 zeros for the first.
     pub prev_hash: String,

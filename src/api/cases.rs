@@ -146,9 +146,12 @@ pub struct CaseView {
     /// `client_open_cases`, and the names of the service, agency and people, which belong to
     /// their own resources: a conditional GET may answer 304 while those have moved.
     pub version: i64,
+    #[serde(serialize_with = "crate::api::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::api::rfc3339")]
     pub updated_at: DateTime<Utc>,
     /// When the case reached a terminal status.
+    #[serde(serialize_with = "crate::api::rfc3339_opt")]
     pub closed_at: Option<DateTime<Utc>>,
 }
 
@@ -177,7 +180,9 @@ pub struct CaseSummary {
     /// mark.
     pub unread_messages: i64,
     pub version: i64,
+    #[serde(serialize_with = "crate::api::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::api::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 

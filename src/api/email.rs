@@ -182,10 +182,13 @@ pub struct OutboxMail {
     /// Attempts made so far.
     pub attempts: i32,
     /// When a pending mail is tried next.
+    #[serde(serialize_with = "crate::api::rfc3339")]
     pub next_attempt_at: DateTime<Utc>,
     /// What the SMTP server (or the connection) said the last time it failed.
     pub last_error: Option<String>,
+    #[serde(serialize_with = "crate::api::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::api::rfc3339_opt")]
     pub sent_at: Option<DateTime<Utc>>,
 }
 

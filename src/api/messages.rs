@@ -96,6 +96,7 @@ pub struct MessageView {
     pub internal: bool,
     pub body: String,
     pub attachment_ids: Vec<String>,
+    #[serde(serialize_with = "crate::api::rfc3339")]
     pub created_at: DateTime<Utc>,
     /// The client has read up to this message (always `false` for internal notes).
     pub read_by_client: bool,

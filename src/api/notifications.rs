@@ -207,6 +207,7 @@ pub struct NotificationView {
     pub link: Option<String>,
     /// The app's deep link to the case (`DOSSIER_APP_LINK_TEMPLATE`).
     pub app_link: Option<String>,
+    #[serde(serialize_with = "crate::api::rfc3339")]
     pub created_at: DateTime<Utc>,
     pub read: bool,
 }

@@ -51,6 +51,7 @@ pub struct Answer {
     pub attachment_ids: Vec<String>,
     #[schema(format = "uuid")]
     pub answered_by: String,
+    #[serde(serialize_with = "crate::api::rfc3339")]
     pub answered_at: DateTime<Utc>,
 }
 
@@ -74,10 +75,12 @@ pub struct RequestView {
     pub case_id: String,
     pub kind: RequestKind,
     pub prompt: String,
+    #[serde(serialize_with = "crate::api::rfc3339_opt")]
     pub due_at: Option<DateTime<Utc>>,
     pub status: RequestStatus,
     #[schema(format = "uuid")]
     pub created_by: String,
+    #[serde(serialize_with = "crate::api::rfc3339")]
     pub created_at: DateTime<Utc>,
     /// Set once answered.
     pub answer: Option<Answer>,
@@ -494,6 +497,7 @@ pub struct VideoCallView {
     pub active: bool,
     #[schema(format = "uuid")]
     pub created_by: String,
+    #[serde(serialize_with = "crate::api::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 

@@ -84,6 +84,7 @@ pub struct EventView {
     pub id: String,
     #[schema(format = "uuid")]
     pub case_id: String,
+    #[serde(serialize_with = "crate::api::rfc3339")]
     pub occurred_at: DateTime<Utc>,
     pub kind: EventKind,
     pub title: String,
@@ -95,7 +96,9 @@ pub struct EventView {
     pub status: EventStatus,
     /// The event's own version; its `ETag` for PATCH.
     pub version: i64,
+    #[serde(serialize_with = "crate::api::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::api::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 

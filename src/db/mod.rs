@@ -5,9 +5,11 @@ mod built_once;
 mod kept_mapping;
 pub mod schema;
 mod thread_policy;
+mod timestamps;
 mod writer;
 
 pub use built_once::{BuildOnce, BuiltOnce, built_once, fixed_update};
+pub use timestamps::{StoredOptionalTimestamp, StoredTimestamp};
 
 use std::ops::Deref;
 use std::path::Path;

@@ -10,7 +10,9 @@ use crate::db::schema::{
     agencies, case_agents, case_counters, case_fields, cases, client_open_cases, client_requests,
     services, users,
 };
-use crate::db::{BuildOnce, DbConnection, MultiBackend, fixed_update};
+use crate::db::{
+    BuildOnce, DbConnection, MultiBackend, StoredOptionalTimestamp, StoredTimestamp, fixed_update,
+};
 use crate::domain::{CaseStatus, Priority, Role};
 use crate::repo::messages::{Reader, unread_by};
 use crate::workflow;
@@ -35,8 +37,11 @@ pub struct CaseRow {
     pub resolution_type: Option<String>,
     pub resolution: Option<String>,
     pub version: i64,
+    #[diesel(deserialize_as = StoredTimestamp)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = StoredTimestamp)]
     pub updated_at: NaiveDateTime,
+    #[diesel(deserialize_as = StoredOptionalTimestamp)]
     pub closed_at: Option<NaiveDateTime>,
 }
 

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error};
 
 use crate::db::schema::{message_reads, messages, users};
-use crate::db::{BuildOnce, DbConnection, fixed_update};
+use crate::db::{BuildOnce, DbConnection, StoredTimestamp, fixed_update};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = messages)]
@@ -23,6 +23,7 @@ pub struct MessageRow {
     pub body: String,
     /// JSON array of attachment ids.
     pub attachment_ids: String,
+    #[diesel(deserialize_as = StoredTimestamp)]
     pub created_at: NaiveDateTime,
 }
 

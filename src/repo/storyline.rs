@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::db::schema::storyline_events;
-use crate::db::{BuildOnce, DbConnection};
+use crate::db::{BuildOnce, DbConnection, StoredTimestamp};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = storyline_events)]
@@ -12,6 +12,7 @@ use crate::db::{BuildOnce, DbConnection};
 pub struct EventRow {
     pub id: String,
     pub case_id: String,
+    #[diesel(deserialize_as = StoredTimestamp)]
     pub occurred_at: NaiveDateTime,
     pub kind: String,
     pub title: String,
@@ -24,7 +25,9 @@ pub struct EventRow {
     pub author_id: String,
     pub status: String,
     pub version: i64,
+    #[diesel(deserialize_as = StoredTimestamp)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = StoredTimestamp)]
     pub updated_at: NaiveDateTime,
 }
 

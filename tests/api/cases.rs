@@ -1235,3 +1235,26 @@ async fn the_card_follows_the_callers_row_not_their_tokens_claims() {
     let seen = card(&w.client2.token, &case_b).await;
     assert_eq!(seen.assert_status(200)["id"], case_b.as_str());
 }
+
+/// Timestamps come back as stored, to the microsecond, whichever layout the row holds: the one
+/// diesel writes (read by `db::timestamps`' own items), and others (read by diesel's formats).
+#[actix_web::test]
+async fn timestamps_read_back_exactly_in_every_stored_layout() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    app.sql(&format!(
+        "UPDATE cases SET created_at = '2026-11-20 10:00:00.123456', \
+         updated_at = '2026-11-20 10:00:01', closed_at = '2026-11-20T10:00:02.5' \
+         WHERE id = '{case}'"
+    ));
+    let card = app.get(&format!("/v1/cases/{case}"), &w.client.token).await;
+    let card = card.assert_status(200);
+    assert_eq!(card["created_at"], "2026-11-20T10:00:00.123456Z");
+    assert_eq!(card["updated_at"], "2026-11-20T10:00:01Z");
+    assert_eq!(card["closed_at"], "2026-11-20T10:00:02.500Z");
+    let list = app.get("/v1/cases", &w.client.token).await;
+    let row = &list.assert_status(200)["items"][0];
+    assert_eq!(row["created_at"], "2026-11-20T10:00:00.123456Z");
+    assert_eq!(row["updated_at"], "2026-11-20T10:00:01Z");
+}
