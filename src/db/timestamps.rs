@@ -1,11 +1,11 @@
 //! Timestamps read from SQLite's text without reading a format string for each value.
 //!
 //! SQLite keeps a `Timestamp` as text, which diesel parses by trying strftime formats in turn,
-//! interpreting the format string anew for every value: a fifth of a case's row decoding, and
-//! two timestamps per row of the case list (bench/RESULTS.md). The rows read most often take
-//! their timestamps through these types instead (`#[diesel(deserialize_as = ...)]`): the layout
-//! diesel writes is parsed from items interpreted once, with chrono's own parser; any other
-//! text goes to diesel as before, and so does PostgreSQL's binary value.
+//! interpreting the format string anew for every value: over a quarter of decoding a case's
+//! row, and two timestamps per row of the case list (bench/RESULTS.md). The rows read most
+//! often take their timestamps through these types instead (`#[diesel(deserialize_as = ...)]`):
+//! the layout diesel writes is parsed from items interpreted once, with chrono's own parser;
+//! any other text goes to diesel as before, and so does PostgreSQL's binary value.
 
 use std::sync::LazyLock;
 
