@@ -37,7 +37,9 @@ pub struct AgencyView {
     /// Staff of an inactive agency cannot log in.
     pub active: bool,
     pub version: i64,
+    #[serde(serialize_with = "crate::api::rfc3339")]
     pub created_at: chrono::DateTime<chrono::Utc>,
+    #[serde(serialize_with = "crate::api::rfc3339")]
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 

@@ -110,6 +110,7 @@ pub struct AttachmentView {
     pub sha256: String,
     #[schema(format = "uuid")]
     pub uploader_id: String,
+    #[serde(serialize_with = "crate::api::rfc3339")]
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub download_url: String,
 }

@@ -165,7 +165,9 @@ pub struct ServiceView {
     /// Copied onto every case bought from this service as its required-data form.
     pub required_data_template: Vec<FieldDefinition>,
     pub version: i64,
+    #[serde(serialize_with = "crate::api::rfc3339")]
     pub created_at: chrono::DateTime<chrono::Utc>,
+    #[serde(serialize_with = "crate::api::rfc3339")]
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 

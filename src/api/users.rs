@@ -63,7 +63,9 @@ pub struct UserView {
     pub identity: Option<ClientIdentity>,
     /// Increases with every change; the `ETag`.
     pub version: i64,
+    #[serde(serialize_with = "crate::api::rfc3339")]
     pub created_at: chrono::DateTime<chrono::Utc>,
+    #[serde(serialize_with = "crate::api::rfc3339")]
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 

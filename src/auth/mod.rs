@@ -112,8 +112,9 @@ fn verified_token(req: &HttpRequest) -> Result<Token, ApiError> {
     let header = req
         .headers()
         .get(header::AUTHORIZATION)
-        // Not `HeaderValue::to_str`, which checks the ~430 bytes one at a time (3% of a card's
-        // instructions); UTF-8 is checked a word at a time, and a token is ASCII or refused.
+        // What `HeaderValue::to_str` accepts (the parser has already refused control bytes),
+        // checked a word at a time instead of a byte at a time (3% of a card's instructions).
+        .filter(|v| v.as_bytes().is_ascii())
         .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
         .ok_or_else(|| ApiError::Unauthorized {
             code: "missing_token",

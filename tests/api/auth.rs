@@ -189,6 +189,18 @@ async fn tampered_and_malformed_tokens_are_refused() {
         missing.header("www-authenticate"),
         Some("Bearer realm=\"dossier\"")
     );
+    // A header that is not ASCII is no bearer token, even when trimming Unicode's blanks off it
+    // would leave a valid one.
+    let padded = format!("Bearer {good}\u{a0}");
+    app.call(
+        "GET",
+        "/v1/me",
+        "",
+        None,
+        &[("authorization", padded.as_str())],
+    )
+    .await
+    .assert_problem(401, "missing_token");
 }
 
 /// Tokens that passed are remembered (`Tokens::verify`); a remembered one still expires.
