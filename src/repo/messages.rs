@@ -201,11 +201,26 @@ pub struct Reader<'a> {
 /// once, for the card's subquery, the read mark's count and the list's grouped count.
 ///
 /// In one case the count starts at the mark: the mark is read once and the messages after it
-/// are a range of the primary key `(case_id, id)`, so the card's cost follows the unread
-/// messages, not the conversation's length. Joined to each message, as the list's grouped
-/// count still does, the mark was searched once per message of the case: a card of a case with
-/// 1 000 messages took 3.3 times the server CPU (bench/RESULTS.md, twenty-third session).
+/// are a range of the primary key `(case_id, id)`, so the card's cost follows the messages
+/// after the reader's mark, not the whole conversation. Joined to each message, as the list's
+/// grouped count still does, the mark was searched once per message of the case: a card of a
+/// case with 1 000 messages took 3.3 times the server CPU (bench/RESULTS.md, twenty-third
+/// session).
 macro_rules! unread_by {
+    (@from_the_other_side $query:expr, $reader:expr) => {{
+        use diesel::prelude::*;
+        use $crate::db::schema::messages;
+        let reader: $crate::repo::messages::Reader = $reader;
+        let (internal, all) = reader.audience.internal_filter();
+        $query
+            .filter(
+                messages::internal
+                    .eq(internal)
+                    .or(all.into_sql::<diesel::sql_types::Bool>()),
+            )
+            .filter(messages::sender_role.ne(reader.own_side[0]))
+            .filter(messages::sender_role.ne(reader.own_side[1]))
+    }};
     ($reader:expr) => {{
         use diesel::prelude::*;
         use $crate::db::schema::{message_reads, messages};
@@ -233,22 +248,12 @@ macro_rules! unread_by {
             .filter(message_reads::user_id.eq(reader.user_id.to_owned()))
             .select(message_reads::last_read_id)
             .single_value();
-        // Ids are never empty: with no mark yet, every message is after ''.
+        // Message ids are UUIDs made by the server, never empty: with no mark yet, every
+        // message is after ''.
         let query = messages::table
             .filter(messages::case_id.eq(case_id.to_owned()))
             .filter(messages::id.gt($crate::repo::messages::coalesce(mark, "")));
         $crate::repo::messages::unread_by!(@from_the_other_side query, reader).count()
-    }};
-    (@from_the_other_side $query:expr, $reader:expr) => {{
-        let (internal, all) = $reader.audience.internal_filter();
-        $query
-            .filter(
-                messages::internal
-                    .eq(internal)
-                    .or(all.into_sql::<diesel::sql_types::Bool>()),
-            )
-            .filter(messages::sender_role.ne($reader.own_side[0]))
-            .filter(messages::sender_role.ne($reader.own_side[1]))
     }};
 }
 pub(crate) use unread_by;
