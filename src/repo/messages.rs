@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error};
+use diesel::sql_types::{Nullable, Text};
 
 use crate::db::schema::{message_reads, messages, users};
 use crate::db::{BuildOnce, DbConnection, StoredTimestamp, fixed_update};
@@ -260,7 +261,7 @@ pub(crate) use unread_by;
 
 diesel::define_sql_function!(
     /// The first of its arguments that is not NULL.
-    fn coalesce(x: diesel::sql_types::Nullable<diesel::sql_types::Text>, y: diesel::sql_types::Text) -> diesel::sql_types::Text
+    fn coalesce(x: Nullable<Text>, y: Text) -> Text
 );
 
 /// Unread messages per case of a page of cases, in one grouped query.
