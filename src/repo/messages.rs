@@ -3,12 +3,14 @@
 use std::collections::HashMap;
 
 use chrono::NaiveDateTime;
+use diesel::expression::{AppearsOnTable, Expression, ValidGrouping, is_aggregate};
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::result::{DatabaseErrorKind, Error};
-use diesel::sql_types::{Nullable, Text};
+use diesel::sql_types::{BigInt, Nullable, Text};
 
 use crate::db::schema::{message_reads, messages, users};
-use crate::db::{BuildOnce, DbConnection, StoredTimestamp, fixed_update};
+use crate::db::{BuildOnce, DbConnection, MultiBackend, StoredTimestamp, fixed_update};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = messages)]
@@ -196,24 +198,34 @@ pub struct Reader<'a> {
     pub own_side: [&'static str; 2],
 }
 
-/// The messages `$reader` has not read: in the part of the conversation they read, sent by
-/// the other side, after their read mark; with `in_case:`, their count in one case. One shape
-/// for every role (`Audience::internal_filter`); the audience and sender filters are written
-/// once, for the card's subquery, the read mark's count and the list's grouped count.
+/// How many messages `$reader` has not read in the case `in_case:` (a `&str` or an expression
+/// of the case's id): in the part of the conversation they read, sent by the other side, after
+/// their read mark. One shape for every role (`Audience::internal_filter`), written once for
+/// the card's subquery, the read mark's count and the list's counts.
 ///
-/// In one case the count starts at the mark: the mark is read once and the messages after it
-/// are a range of the primary key `(case_id, id)`, so the card's cost follows the messages
-/// after the reader's mark, not the whole conversation. Joined to each message, as the list's
-/// grouped count still does, the mark was searched once per message of the case: a card of a
-/// case with 1 000 messages took 3.3 times the server CPU (bench/RESULTS.md, twenty-third
-/// session).
+/// The count starts at the mark: the mark is read once and the messages after it are a range of
+/// the primary key `(case_id, id)`, so its cost follows the messages after the reader's mark, not
+/// the whole conversation. Joined to each message instead, the mark was searched once per
+/// message: a card of a case with 1 000 messages took 3.3 times the server CPU, a list page
+/// with three such cases 17 times the count's time (bench/RESULTS.md, twenty-third and
+/// twenty-fourth sessions).
 macro_rules! unread_by {
-    (@from_the_other_side $query:expr, $reader:expr) => {{
+    ($reader:expr, in_case: $case_id:expr) => {{
         use diesel::prelude::*;
-        use $crate::db::schema::messages;
+        use $crate::db::schema::{message_reads, messages};
         let reader: $crate::repo::messages::Reader = $reader;
+        let case_id = $case_id;
+        let mark = message_reads::table
+            .filter(message_reads::case_id.eq(case_id.to_owned()))
+            .filter(message_reads::user_id.eq(reader.user_id.to_owned()))
+            .select(message_reads::last_read_id)
+            .single_value();
         let (internal, all) = reader.audience.internal_filter();
-        $query
+        // Message ids are UUIDs made by the server, never empty: with no mark yet, every
+        // message is after ''.
+        messages::table
+            .filter(messages::case_id.eq(case_id.to_owned()))
+            .filter(messages::id.gt($crate::repo::messages::coalesce(mark, "")))
             .filter(
                 messages::internal
                     .eq(internal)
@@ -221,40 +233,7 @@ macro_rules! unread_by {
             )
             .filter(messages::sender_role.ne(reader.own_side[0]))
             .filter(messages::sender_role.ne(reader.own_side[1]))
-    }};
-    ($reader:expr) => {{
-        use diesel::prelude::*;
-        use $crate::db::schema::{message_reads, messages};
-        let reader: $crate::repo::messages::Reader = $reader;
-        let query = messages::table
-            .left_join(
-                message_reads::table.on(message_reads::case_id
-                    .eq(messages::case_id)
-                    .and(message_reads::user_id.eq(reader.user_id.to_owned()))),
-            )
-            .filter(
-                message_reads::last_read_id.is_null().or(messages::id
-                    .nullable()
-                    .gt(message_reads::last_read_id.nullable())),
-            );
-        $crate::repo::messages::unread_by!(@from_the_other_side query, reader)
-    }};
-    ($reader:expr, in_case: $case_id:expr) => {{
-        use diesel::prelude::*;
-        use $crate::db::schema::{message_reads, messages};
-        let reader: $crate::repo::messages::Reader = $reader;
-        let case_id: &str = $case_id;
-        let mark = message_reads::table
-            .filter(message_reads::case_id.eq(case_id.to_owned()))
-            .filter(message_reads::user_id.eq(reader.user_id.to_owned()))
-            .select(message_reads::last_read_id)
-            .single_value();
-        // Message ids are UUIDs made by the server, never empty: with no mark yet, every
-        // message is after ''.
-        let query = messages::table
-            .filter(messages::case_id.eq(case_id.to_owned()))
-            .filter(messages::id.gt($crate::repo::messages::coalesce(mark, "")));
-        $crate::repo::messages::unread_by!(@from_the_other_side query, reader).count()
+            .count()
     }};
 }
 pub(crate) use unread_by;
@@ -264,22 +243,83 @@ diesel::define_sql_function!(
     fn coalesce(x: Nullable<Text>, y: Text) -> Text
 );
 
-/// Unread messages per case of a page of cases, in one grouped query.
+/// Unread messages per case of a list page (cases with none may be left out), in one
+/// statement: each case of the page counted as the card counts it, from the reader's mark on.
+/// The page's ids are one bound JSON array, walked by the engine's JSON function, so the
+/// statement is the same for every page and stays prepared; an `IN` list was compiled anew for
+/// each page.
 pub fn unread_counts(
     conn: &mut DbConnection,
     case_ids: &[String],
     reader: Reader,
 ) -> QueryResult<HashMap<String, i64>> {
-    let query = unread_by!(reader)
-        .group_by(messages::case_id)
-        .select((messages::case_id, diesel::dsl::count(messages::id)))
-        .into_boxed();
-    // `=` for a page of one case, so that statement stays cached (diesel caches none with an
-    // `IN` list).
-    let rows: Vec<(String, i64)> = filter_in!(query, messages::case_id, case_ids)
-        .built_once()
-        .load(conn)?;
+    if case_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let page = serde_json::to_string(case_ids).expect("a list of strings is always JSON");
+    let query = UnreadPerCase {
+        count: unread_by!(reader, in_case: CaseOfThePage),
+        page,
+    };
+    let rows: Vec<(String, i64)> = query.built_once().load(conn)?;
     Ok(rows.into_iter().collect())
+}
+
+/// `SELECT page.value, (count) FROM <the page's ids> AS page`: `count` is a statement in which
+/// [`CaseOfThePage`] stands for the id of the page's case at hand. The two engines name their
+/// JSON functions differently; the ids come back in the page's order.
+#[derive(QueryId)]
+struct UnreadPerCase<C> {
+    count: C,
+    /// The page's case ids as a JSON array of strings.
+    page: String,
+}
+
+impl<C: QueryFragment<MultiBackend>> QueryFragment<MultiBackend> for UnreadPerCase<C> {
+    fn walk_ast<'b>(&'b self, mut pass: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
+        let postgres = matches!(pass.backend(), MultiBackend::Postgresql(_));
+        pass.push_sql("SELECT page.value, (");
+        self.count.walk_ast(pass.reborrow())?;
+        pass.push_sql(if postgres {
+            ") FROM json_array_elements_text(CAST("
+        } else {
+            ") FROM json_each("
+        });
+        pass.push_bind_param::<Text, String>(&self.page)?;
+        pass.push_sql(if postgres {
+            " AS json)) AS page(value)"
+        } else {
+            ") AS page"
+        });
+        Ok(())
+    }
+}
+
+impl<C> Query for UnreadPerCase<C> {
+    type SqlType = (Text, BigInt);
+}
+
+impl<C, Conn> RunQueryDsl<Conn> for UnreadPerCase<C> {}
+
+/// The id of the case at hand in [`UnreadPerCase`]'s count.
+#[derive(Debug, Clone, Copy, QueryId)]
+struct CaseOfThePage;
+
+impl Expression for CaseOfThePage {
+    type SqlType = Text;
+}
+
+impl<QS> AppearsOnTable<QS> for CaseOfThePage {}
+
+impl ValidGrouping<()> for CaseOfThePage {
+    type IsAggregate = is_aggregate::Never;
+}
+
+impl QueryFragment<MultiBackend> for CaseOfThePage {
+    fn walk_ast<'b>(&'b self, mut pass: AstPass<'_, 'b, MultiBackend>) -> QueryResult<()> {
+        pass.push_sql("page.value");
+        Ok(())
+    }
 }
 
 /// Unread messages of one case (a read mark's answer; the card reads it in its own

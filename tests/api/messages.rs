@@ -272,15 +272,24 @@ async fn unread_counts_read_marks_filters_and_paging_both_ways() {
     // agency messages are unread; the agency admin, who read nothing, has the client's two.
     let card = app.get(&format!("/v1/cases/{case}"), &w.client.token).await;
     assert_eq!(card.assert_status(200)["unread_messages"], 2);
+    // The list counts each case of the page on its own: the earlier case has the client's
+    // one message.
+    let unread_listed = |body: &Value| -> Vec<(String, i64)> {
+        body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let id = c["id"].as_str().unwrap().to_owned();
+                (id, c["unread_messages"].as_i64().unwrap())
+            })
+            .collect()
+    };
     let list = app.get("/v1/cases", &w.a_admin.token).await;
-    let row = list.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == case.as_str())
-        .unwrap()
-        .clone();
-    assert_eq!(row["unread_messages"], 2);
+    assert_eq!(
+        unread_listed(list.assert_status(200)),
+        [(case.clone(), 2), (earlier.clone(), 1)]
+    );
     // The card counts its own case's messages only ("Old question" is the earlier case's).
     let card = app
         .get(&format!("/v1/cases/{case}"), &w.a_admin.token)
@@ -305,6 +314,12 @@ async fn unread_counts_read_marks_filters_and_paging_both_ways() {
         .await;
     assert_eq!(res.assert_status(200)["unread"], 1);
     assert_eq!(res.body["last_read_id"], ids[4].as_str());
+    // The list starts each case at the reader's own mark on it.
+    let list = app.get("/v1/cases", &w.client.token).await;
+    assert_eq!(
+        unread_listed(list.assert_status(200)),
+        [(case.clone(), 1), (earlier.clone(), 0)]
+    );
     let res = app
         .get(&format!("{p}?order=asc"), &w.a_operator.token)
         .await;
