@@ -243,8 +243,8 @@ diesel::define_sql_function!(
     fn coalesce(x: Nullable<Text>, y: Text) -> Text
 );
 
-/// Unread messages per case of a list page (cases with none may be left out), in one
-/// statement: each case of the page counted as the card counts it, from the reader's mark on.
+/// Unread messages of each case of a list page, in one statement: each case counted as the
+/// card counts it, from the reader's mark on.
 /// The page's ids are one bound JSON array, walked by the engine's JSON function, so the
 /// statement is the same for every page and stays prepared; an `IN` list was compiled anew for
 /// each page.
@@ -256,7 +256,7 @@ pub fn unread_counts(
     if case_ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let page = serde_json::to_string(case_ids).expect("a list of strings is always JSON");
+    let page = serde_json::to_string(case_ids).map_err(|e| Error::SerializationError(e.into()))?;
     let query = UnreadPerCase {
         count: unread_by!(reader, in_case: CaseOfThePage),
         page,
