@@ -1,5 +1,6 @@
 //! One diesel codebase over SQLite and PostgreSQL: the connection enum, the pool, migrations.
 
+mod before_commit;
 mod built_once;
 #[cfg(target_os = "linux")]
 mod kept_mapping;
@@ -8,6 +9,7 @@ mod thread_policy;
 mod timestamps;
 mod writer;
 
+pub use before_commit::before_commit;
 pub use built_once::{BuildOnce, BuiltOnce, built_once, fixed_update};
 pub use timestamps::{StoredOptionalTimestamp, StoredTimestamp};
 
@@ -38,6 +40,13 @@ pub enum DbConnection {
 pub struct Pool {
     connections: r2d2::Pool<ConnectionManager>,
     sqlite_writer: Option<writer::Writer>,
+}
+
+impl Pool {
+    /// SQLite's writer connection, between two of its batches (to instrument it, as tests do).
+    pub fn sqlite_writer_connection(&self) -> Option<Result<PooledConnection, r2d2::Error>> {
+        self.sqlite_writer.as_ref().map(writer::Writer::connection)
+    }
 }
 
 /// Everything else is r2d2's pool.
@@ -365,7 +374,9 @@ where
     E: From<diesel::result::Error>,
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
 {
-    in_transaction(conn, &BEGIN_WRITE, work)
+    in_transaction(conn, &BEGIN_WRITE, |conn| {
+        before_commit::run_hooks_last(conn, work)
+    })
 }
 
 /// Runs `work` in a new transaction (the connection must have none open); commits on success,

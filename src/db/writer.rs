@@ -32,11 +32,14 @@ type Delivery = Box<dyn FnOnce(Result<(), String>) + Send>;
 #[derive(Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
+    /// The thread's pool of one connection, which it takes for each batch.
+    connection: r2d2::Pool<ConnectionManager>,
 }
 
 impl Writer {
     pub fn spawn(connection: r2d2::Pool<ConnectionManager>) -> Writer {
         let (jobs, queue) = mpsc::channel::<Job>();
+        let kept = connection.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
@@ -47,7 +50,15 @@ impl Writer {
                 }
             })
             .expect("the operating system refused to start the SQLite writer thread");
-        Writer { jobs }
+        Writer {
+            jobs,
+            connection: kept,
+        }
+    }
+
+    /// The writer's connection, between two batches.
+    pub fn connection(&self) -> Result<super::PooledConnection, r2d2::Error> {
+        self.connection.get()
     }
 
     /// Runs `work` in the next transaction and returns its result once that has committed.
@@ -90,7 +101,9 @@ where
     F: FnOnce(&mut DbConnection) -> Result<T, ApiError>,
 {
     Manager::begin_transaction(conn)?;
-    let result = match catch_unwind(AssertUnwindSafe(|| work(&mut *conn))) {
+    let result = match catch_unwind(AssertUnwindSafe(|| {
+        super::before_commit::run_hooks_last(&mut *conn, work)
+    })) {
         Ok(Ok(value)) => {
             return Manager::commit_transaction(conn)
                 .map(|()| value)

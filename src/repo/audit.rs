@@ -1,6 +1,7 @@
 //! The audit trail: append-only rows, each chained to the previous one by a SHA-256 hash.
-//! Appends first bump the single `audit_head` row, which serializes writers on both engines
-//! (a row lock on PostgreSQL, the write lock on SQLite), so the chain never forks.
+//! Appends bump the single `audit_head` row, which serializes writers on both engines (a row
+//! lock on PostgreSQL, the write lock on SQLite), so the chain never forks. They run as the
+//! write's last step (`db::before_commit`), so that lock is held for the commit alone.
 
 use std::sync::LazyLock;
 
@@ -141,11 +142,18 @@ impl Change {
     }
 }
 
-/// Appends `changes` to the chain, in order, inside the caller's transaction.
+/// Appends `changes` to the chain, in order, inside the caller's transaction, as its last step
+/// (`db::before_commit`): a failure there rolls the whole write back.
 pub fn append(conn: &mut DbConnection, actor: &Actor, changes: Vec<Change>) -> QueryResult<()> {
     if changes.is_empty() {
         return Ok(());
     }
+    let actor = actor.clone();
+    crate::db::before_commit(conn, move |conn| chain(conn, &actor, changes))
+}
+
+/// Links `changes` to the chain's head and stores them.
+fn chain(conn: &mut DbConnection, actor: &Actor, changes: Vec<Change>) -> QueryResult<()> {
     let n = changes.len() as i64;
     fixed_update(
         diesel::update(audit_head::table.find(1)).set(audit_head::seq.eq(audit_head::seq + n)),

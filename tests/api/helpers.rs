@@ -398,13 +398,16 @@ where
             .n
     }
 
-    /// Starts recording the statements the pool's connection runs (spawn the app with
-    /// `DOSSIER_DB_POOL_SIZE=1`, so it is the only one).
+    /// Starts recording the statements the pool's connection and SQLite's writer run (spawn
+    /// the app with `DOSSIER_DB_POOL_SIZE=1`, so the pool's is the only one).
     pub fn record_statements(&self) -> Statements {
         let statements = Statements::default();
-        let sink = statements.0.clone();
-        self.state.pool.get().unwrap().set_instrumentation(
-            move |event: InstrumentationEvent<'_>| {
+        let pool = &self.state.pool;
+        let mut connections = vec![pool.get().unwrap()];
+        connections.extend(pool.sqlite_writer_connection().map(Result::unwrap));
+        for mut conn in connections {
+            let sink = statements.0.clone();
+            conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
                 if let InstrumentationEvent::StartQuery { query, .. } = event
                     && let Some(sent) = sink.lock().unwrap().as_mut()
                 {
@@ -412,8 +415,8 @@ where
                     let sql = sql.split(" -- binds: ").next().unwrap_or_default();
                     sent.push(sql.to_owned());
                 }
-            },
-        );
+            });
+        }
         statements
     }
 }

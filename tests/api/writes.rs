@@ -349,3 +349,54 @@ async fn the_card_and_the_list_skip_begin_on_postgres_and_open_requests_share_a_
         "Does he own a car?"
     );
 }
+
+/// Every write appends to the one audit chain and locks its head row to its commit (on
+/// PostgreSQL every other writer waits for it): the chain is the write's last step, so nothing
+/// else runs while the head is locked.
+#[actix_web::test]
+async fn a_write_appends_to_the_audit_chain_last() {
+    let app = spawn_with(&[("DOSSIER_DB_POOL_SIZE", "1")]).await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let recorded = app.record_statements();
+    recorded.start();
+    app.post(
+        &format!("/v1/cases/{case}/messages"),
+        &w.client.token,
+        json!({"body": "Any news?"}),
+    )
+    .await
+    .assert_status(201);
+    let sent: Vec<String> = recorded
+        .take()
+        .iter()
+        .map(|sql| sql.replace(['`', '"'], ""))
+        .collect();
+    let head = sent
+        .iter()
+        .position(|sql| sql.starts_with("UPDATE audit_head"))
+        .expect("the chain's head moved");
+    let end = head
+        + sent[head..]
+            .iter()
+            .position(|sql| sql.starts_with("COMMIT") || sql.starts_with("RELEASE"))
+            .expect("the write ended");
+    // The message, the sender's read mark and the notification come before.
+    for write in [
+        "INSERT INTO messages",
+        "INTO message_reads",
+        "INSERT INTO notifications",
+    ] {
+        assert!(
+            sent[..head].iter().any(|sql| sql.contains(write)),
+            "`{write}` not before the chain:\n{sent:#?}"
+        );
+    }
+    let chain = &sent[head..end];
+    assert!(
+        chain.iter().all(|sql| sql.contains("INTO audit_log")
+            || sql.contains(" FROM audit_head")
+            || sql.starts_with("UPDATE audit_head")),
+        "statements while the chain's head is locked:\n{chain:#?}"
+    );
+}
