@@ -43,9 +43,16 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// SQLite's writer connection, between two of its batches (to instrument it, as tests do).
-    pub fn sqlite_writer_connection(&self) -> Option<Result<PooledConnection, r2d2::Error>> {
-        self.sqlite_writer.as_ref().map(writer::Writer::connection)
+    /// Sets `instrumentation` on SQLite's writer connection, between two of its batches (tests
+    /// record its statements); no-op on PostgreSQL, whose writes use the pool's connections.
+    pub fn instrument_sqlite_writer(
+        &self,
+        instrumentation: impl diesel::connection::Instrumentation,
+    ) -> Result<(), r2d2::Error> {
+        if let Some(writer) = &self.sqlite_writer {
+            writer.connection()?.set_instrumentation(instrumentation);
+        }
+        Ok(())
     }
 }
 

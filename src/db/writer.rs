@@ -57,7 +57,7 @@ impl Writer {
     }
 
     /// The writer's connection, between two batches.
-    pub fn connection(&self) -> Result<super::PooledConnection, r2d2::Error> {
+    pub(super) fn connection(&self) -> Result<super::PooledConnection, r2d2::Error> {
         self.connection.get()
     }
 

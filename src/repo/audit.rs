@@ -1,7 +1,8 @@
 //! The audit trail: append-only rows, each chained to the previous one by a SHA-256 hash.
 //! Appends bump the single `audit_head` row, which serializes writers on both engines (a row
 //! lock on PostgreSQL, the write lock on SQLite), so the chain never forks. They run as the
-//! write's last step (`db::before_commit`), so that lock is held for the commit alone.
+//! write's last step (`db::before_commit`): on PostgreSQL the row's lock is then held for the
+//! chain's own statements and the commit, not for the rest of the request.
 
 use std::sync::LazyLock;
 

@@ -267,7 +267,7 @@ pub fn unread_counts(
 
 /// `SELECT page.value, (count) FROM <the page's ids> AS page`: `count` is a statement in which
 /// [`CaseOfThePage`] stands for the id of the page's case at hand. The two engines name their
-/// JSON functions differently; the ids come back in the page's order.
+/// JSON functions differently. It runs through `built_once` only.
 #[derive(QueryId)]
 struct UnreadPerCase<C> {
     count: C,
@@ -298,8 +298,6 @@ impl<C: QueryFragment<MultiBackend>> QueryFragment<MultiBackend> for UnreadPerCa
 impl<C> Query for UnreadPerCase<C> {
     type SqlType = (Text, BigInt);
 }
-
-impl<C, Conn> RunQueryDsl<Conn> for UnreadPerCase<C> {}
 
 /// The id of the case at hand in [`UnreadPerCase`]'s count.
 #[derive(Debug, Clone, Copy, QueryId)]

@@ -402,12 +402,8 @@ where
     /// the app with `DOSSIER_DB_POOL_SIZE=1`, so the pool's is the only one).
     pub fn record_statements(&self) -> Statements {
         let statements = Statements::default();
-        let pool = &self.state.pool;
-        let mut connections = vec![pool.get().unwrap()];
-        connections.extend(pool.sqlite_writer_connection().map(Result::unwrap));
-        for mut conn in connections {
-            let sink = statements.0.clone();
-            conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+        let recorder = |sink: Arc<Mutex<Option<Vec<String>>>>| {
+            move |event: InstrumentationEvent<'_>| {
                 if let InstrumentationEvent::StartQuery { query, .. } = event
                     && let Some(sent) = sink.lock().unwrap().as_mut()
                 {
@@ -415,8 +411,13 @@ where
                     let sql = sql.split(" -- binds: ").next().unwrap_or_default();
                     sent.push(sql.to_owned());
                 }
-            });
-        }
+            }
+        };
+        let pool = &self.state.pool;
+        let mut conn = pool.get().unwrap();
+        conn.set_instrumentation(recorder(statements.0.clone()));
+        pool.instrument_sqlite_writer(recorder(statements.0.clone()))
+            .unwrap();
         statements
     }
 }

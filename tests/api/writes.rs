@@ -5,8 +5,10 @@
 use diesel::prelude::*;
 use diesel::result::DatabaseErrorKind;
 use dossier::db;
+use dossier::domain::Role;
 use dossier::errors::ApiError;
 use dossier::repo::agencies::{self, AgencyRow};
+use dossier::repo::audit::{self, Actor, Change};
 use futures_util::future::join_all;
 use serde_json::json;
 
@@ -51,7 +53,29 @@ async fn concurrent_writes_commit_alone_or_not_at_all() {
         let pool = app.state.pool.clone();
         async move {
             db::write(&pool, move |conn| {
-                agencies::insert(conn, &agency(&format!("Writer {i}")))?;
+                let row = agency(&format!("Writer {i}"));
+                agencies::insert(conn, &row)?;
+                // Kept for the end of the write (`db::before_commit`): written only if it commits.
+                let actor = Actor {
+                    user_id: "writer".into(),
+                    role: Role::Platform,
+                    request_id: format!("write {i}"),
+                };
+                audit::append(
+                    conn,
+                    &actor,
+                    vec![Change::entity("agency", &row.id, None, "written")],
+                )?;
+                // Appended inside a savepoint that rolls back: undone with it, not kept.
+                let undone = conn.transaction(|conn| {
+                    audit::append(
+                        conn,
+                        &actor,
+                        vec![Change::entity("agency", &row.id, None, "undone")],
+                    )?;
+                    Err::<(), _>(diesel::result::Error::RollbackTransaction)
+                });
+                assert!(undone.is_err());
                 // A second row, so a failure after it has something half-written to undo.
                 agencies::insert(conn, &agency(&format!("Writer {i} bis")))?;
                 match ending(i) {
@@ -89,6 +113,19 @@ async fn concurrent_writes_commit_alone_or_not_at_all() {
         committed * 2,
         "each committed write left both rows, the failed and panicked ones none"
     );
+    assert_eq!(
+        app.count("SELECT COUNT(*) AS n FROM audit_log WHERE action = 'written'"),
+        committed,
+        "each committed write left its audit row, the failed and panicked ones none"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) AS n FROM audit_log WHERE action = 'undone'"),
+        0,
+        "rows appended in a savepoint that rolled back were kept"
+    );
+    let chain = audit::verify(&mut app.state.pool.get().unwrap()).unwrap();
+    assert_eq!(chain.first_broken_seq, None);
+    assert!(chain.rows_checked >= committed);
     for i in (0..40).filter(|i| ending(*i) != Ending::Commit) {
         assert_eq!(
             app.count(&format!(
@@ -350,9 +387,9 @@ async fn the_card_and_the_list_skip_begin_on_postgres_and_open_requests_share_a_
     );
 }
 
-/// Every write appends to the one audit chain and locks its head row to its commit (on
-/// PostgreSQL every other writer waits for it): the chain is the write's last step, so nothing
-/// else runs while the head is locked.
+/// A write that records audit rows appends them to the one audit chain and locks its head row
+/// to its commit (on PostgreSQL every other such writer waits for it): the chain is the write's
+/// last step, so nothing else runs while the head is locked.
 #[actix_web::test]
 async fn a_write_appends_to_the_audit_chain_last() {
     let app = spawn_with(&[("DOSSIER_DB_POOL_SIZE", "1")]).await;
@@ -376,10 +413,16 @@ async fn a_write_appends_to_the_audit_chain_last() {
         .iter()
         .position(|sql| sql.starts_with("UPDATE audit_head"))
         .expect("the chain's head moved");
+    // Inside the request's own transaction: its savepoint in SQLite's batch of writes.
+    let ends = if app._db.is_postgres() {
+        "COMMIT"
+    } else {
+        "RELEASE SAVEPOINT diesel_savepoint_1"
+    };
     let end = head
         + sent[head..]
             .iter()
-            .position(|sql| sql.starts_with("COMMIT") || sql.starts_with("RELEASE"))
+            .position(|sql| sql.starts_with(ends))
             .expect("the write ended");
     // The message, the sender's read mark and the notification come before.
     for write in [
@@ -394,9 +437,9 @@ async fn a_write_appends_to_the_audit_chain_last() {
     }
     let chain = &sent[head..end];
     assert!(
-        chain.iter().all(|sql| sql.contains("INTO audit_log")
-            || sql.contains(" FROM audit_head")
-            || sql.starts_with("UPDATE audit_head")),
+        chain
+            .iter()
+            .all(|sql| sql.contains("INTO audit_log") || sql.starts_with("UPDATE audit_head")),
         "statements while the chain's head is locked:\n{chain:#?}"
     );
 }
