@@ -244,10 +244,9 @@ diesel::define_sql_function!(
 );
 
 /// Unread messages of each case of a list page, in one statement: each case counted as the
-/// card counts it, from the reader's mark on.
-/// The page's ids are one bound JSON array, walked by the engine's JSON function, so the
-/// statement is the same for every page and stays prepared; an `IN` list was compiled anew for
-/// each page.
+/// card counts it, from the reader's mark on. The page's ids are one bound JSON array, walked
+/// by the engine's JSON function, so the statement is the same for every page and stays
+/// prepared; an `IN` list was compiled anew for each page.
 pub fn unread_counts(
     conn: &mut DbConnection,
     case_ids: &[String],

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::helpers::{spawn, spawn_with};
 use crate::smtp::SmtpServer;
-use crate::world::{World, buy, id};
+use crate::world::{World, buy, id, post_message};
 
 const LINK: &str = "https://app.dossier.test/cases/{case_id}";
 
@@ -38,13 +38,13 @@ async fn notifications_arrive_by_mail_in_the_recipients_language_with_the_link()
     .assert_status(200);
     dossier::mailer::spawn(app.state.clone());
 
-    app.post(
-        &format!("/v1/cases/{case}/messages"),
+    post_message(
+        &app,
         &w.a_operator.token,
-        json!({"body": "Ci serve la foto più recente."}),
+        &case,
+        "Ci serve la foto più recente.",
     )
-    .await
-    .assert_status(201);
+    .await;
     let mails = smtp.wait_for(1).await;
     let mail = &mails[0];
     assert_eq!(mail.rcpt_to, ["giulia@example.com"]);
@@ -92,13 +92,7 @@ async fn notifications_arrive_by_mail_in_the_recipients_language_with_the_link()
         body["events"][0],
         json!({"event": "status_changed", "email": true})
     );
-    app.post(
-        &format!("/v1/cases/{case}/messages"),
-        &w.a_operator.token,
-        json!({"body": "Grazie."}),
-    )
-    .await
-    .assert_status(201);
+    post_message(&app, &w.a_operator.token, &case, "Grazie.").await;
     let client_mails = format!(
         "SELECT COUNT(*) AS n FROM email_outbox WHERE user_id = '{}'",
         w.client.id
@@ -260,13 +254,7 @@ async fn without_smtp_email_is_off_and_nothing_is_queued() {
     let app = spawn().await;
     let w = World::new(&app).await;
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
-    app.post(
-        &format!("/v1/cases/{case}/messages"),
-        &w.client.token,
-        json!({"body": "Hello"}),
-    )
-    .await
-    .assert_status(201);
+    post_message(&app, &w.client.token, &case, "Hello").await;
     assert!(app.count("SELECT COUNT(*) AS n FROM notifications") >= 2);
     assert_eq!(app.count("SELECT COUNT(*) AS n FROM email_outbox"), 0);
     let prefs = app

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::helpers::spawn;
-use crate::world::{World, act, assign_agent, buy, id, start_case};
+use crate::world::{World, act, assign_agent, buy, id, post_message, start_case};
 
 fn bodies(body: &Value) -> Vec<String> {
     body["items"]
@@ -244,13 +244,7 @@ async fn unread_counts_read_marks_filters_and_paging_both_ways() {
     let w = World::new(&app).await;
     let earlier = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
-    app.post(
-        &format!("/v1/cases/{earlier}/messages"),
-        &w.client.token,
-        json!({"body": "Old question"}),
-    )
-    .await
-    .assert_status(201);
+    post_message(&app, &w.client.token, &earlier, "Old question").await;
     let p = format!("/v1/cases/{case}/messages");
     let mut ids = Vec::new();
     for i in 0..5 {

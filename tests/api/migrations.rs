@@ -252,9 +252,8 @@ async fn sqlite_rebuilds_the_hot_tables_without_rowid_and_keeps_every_row() {
     use diesel::connection::SimpleConnection;
     use diesel_migrations::MigrationHarness;
     use dossier::db::SQLITE_MIGRATIONS;
-    use serde_json::json;
 
-    use crate::world::{World, assign_agent, buy, id, start_case};
+    use crate::world::{World, assign_agent, buy, id, post_message, start_case};
 
     let app = crate::helpers::spawn_with(&[("DOSSIER_DB_POOL_SIZE", "1")]).await;
     if app._db.is_postgres() {
@@ -265,13 +264,7 @@ async fn sqlite_rebuilds_the_hot_tables_without_rowid_and_keeps_every_row() {
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
     start_case(&app, &w, &case).await;
     assign_agent(&app, &w, &case).await;
-    app.post(
-        &format!("/v1/cases/{case}/messages"),
-        &w.client.token,
-        json!({"body": "Any news?"}),
-    )
-    .await
-    .assert_status(201);
+    post_message(&app, &w.client.token, &case, "Any news?").await;
     let hot = [
         "agencies",
         "users",

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::helpers::spawn;
-use crate::world::{World, act, assign_agent, buy, id};
+use crate::world::{World, act, assign_agent, buy, id, post_message};
 
 async fn events<S>(app: &crate::helpers::TestApp<S>, token: &str) -> Vec<(String, String)>
 where
@@ -190,13 +190,7 @@ async fn the_bell_counts_and_marks_read() {
     let w = World::new(&app).await;
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
     for i in 0..3 {
-        app.post(
-            &format!("/v1/cases/{case}/messages"),
-            &w.a_operator.token,
-            json!({"body": format!("m{i}")}),
-        )
-        .await
-        .assert_status(201);
+        post_message(&app, &w.a_operator.token, &case, &format!("m{i}")).await;
     }
     let count = app
         .get("/v1/notifications/unread-count", &w.client.token)
@@ -325,26 +319,14 @@ async fn the_live_stream_pushes_new_notifications_beats_and_resumes() {
     let token = w.client.token.clone();
     let reader = actix_web::web::block(move || read_stream(addr, &token, None, "Status update"));
     actix_web::rt::time::sleep(std::time::Duration::from_millis(500)).await;
-    app.post(
-        &format!("/v1/cases/{case}/messages"),
-        &w.a_operator.token,
-        json!({"body": "Status update"}),
-    )
-    .await
-    .assert_status(201);
+    post_message(&app, &w.a_operator.token, &case, "Status update").await;
     let got = reader.await.unwrap();
     assert!(got.contains("event: notification"), "{got}");
     assert!(got.contains("\"event\":\"message_received\""), "{got}");
     assert!(got.contains("Status update"));
 
     // Reconnecting with Last-Event-ID replays what came after it.
-    app.post(
-        &format!("/v1/cases/{case}/messages"),
-        &w.a_operator.token,
-        json!({"body": "Missed one"}),
-    )
-    .await
-    .assert_status(201);
+    post_message(&app, &w.a_operator.token, &case, "Missed one").await;
     let list = app.get("/v1/notifications", &w.client.token).await;
     let older = list.body["items"][1]["id"].as_str().unwrap().to_owned();
     let token = w.client.token.clone();

@@ -177,6 +177,20 @@ where
         .await
 }
 
+/// Posts a message to a case's conversation and expects it to be created.
+pub async fn post_message<S>(app: &TestApp<S>, token: &str, case: &str, body: &str)
+where
+    S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
+{
+    app.post(
+        &format!("/v1/cases/{case}/messages"),
+        token,
+        json!({ "body": body }),
+    )
+    .await
+    .assert_status(201);
+}
+
 /// Takes a case bought from agency A to `in_progress` (accepted and started by its operator).
 pub async fn start_case<S>(app: &TestApp<S>, w: &World, case: &str)
 where

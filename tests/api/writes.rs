@@ -13,7 +13,7 @@ use futures_util::future::join_all;
 use serde_json::json;
 
 use crate::helpers::{spawn, spawn_with};
-use crate::world::{World, act, buy, id};
+use crate::world::{World, act, buy, id, post_message};
 
 /// What each concurrent write does after inserting its agency.
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -397,13 +397,7 @@ async fn a_write_appends_to_the_audit_chain_last() {
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
     let recorded = app.record_statements();
     recorded.start();
-    app.post(
-        &format!("/v1/cases/{case}/messages"),
-        &w.client.token,
-        json!({"body": "Any news?"}),
-    )
-    .await
-    .assert_status(201);
+    post_message(&app, &w.client.token, &case, "Any news?").await;
     let sent: Vec<String> = recorded
         .take()
         .iter()
