@@ -5,50 +5,90 @@
 //! it, every statement a round trip, the other writers waited for: posting messages at c=16,
 //! nearly every backend stood in `Lock:transactionid` (bench/RESULTS.md, twenty-fourth
 //! session). Taken last, the lock is held for the chain's own statements and the commit.
+//!
+//! What a write keeps is batched by its type: the items of one type run together in one call,
+//! so a transition that appends its fields and then a storyline event moves the head once.
 
+use std::any::Any;
 use std::cell::RefCell;
 
 use diesel::QueryResult;
 
 use super::{DbConnection, open_levels};
 
-type Hook = Box<dyn FnOnce(&mut DbConnection) -> QueryResult<()>>;
+/// Runs the items of one type that a write kept, in the order they were kept.
+pub type RunBatch<T> = fn(&mut DbConnection, Vec<T>) -> QueryResult<()>;
 
-/// The hooks of the write running on this thread, and the transaction level its work runs at.
+/// The items of one type a write has kept, and what runs them.
+struct Batch<T> {
+    items: Vec<T>,
+    run: RunBatch<T>,
+}
+
+/// A [`Batch`] of any type, as the scope holds it.
+trait KeptBatch {
+    fn run(self: Box<Self>, conn: &mut DbConnection) -> QueryResult<()>;
+    fn as_any(&mut self) -> &mut dyn Any;
+}
+
+impl<T: 'static> KeptBatch for Batch<T> {
+    fn run(self: Box<Self>, conn: &mut DbConnection) -> QueryResult<()> {
+        (self.run)(conn, self.items)
+    }
+
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// The batches of the write running on this thread, and the transaction level its work runs at.
 struct Scope {
     level: u32,
-    hooks: Vec<Hook>,
+    batches: Vec<Box<dyn KeptBatch>>,
 }
 
 thread_local! {
-    /// `None` when no write is being run by [`run_hooks_last`] on this thread.
+    /// `None` when no write is being run by [`run_kept_last`] on this thread.
     static SCOPE: RefCell<Option<Scope>> = const { RefCell::new(None) };
 }
 
-/// Runs `hook` as the last step of the write this thread is running through
-/// [`run_hooks_last`]. Anywhere else it runs at once: outside such a write, and inside a
-/// savepoint of one, whose rollback must undo what the hook writes.
-pub fn before_commit(
+/// Keeps `item` for the last step of the write this thread is running through
+/// [`run_kept_last`], where `run` gets it with every other item of its type (the `run` of the
+/// first one kept). Anywhere else `run` gets it alone, at once: outside such a write, and inside
+/// a savepoint of one, whose rollback must undo what `run` writes.
+pub fn before_commit<T: 'static>(
     conn: &mut DbConnection,
-    hook: impl FnOnce(&mut DbConnection) -> QueryResult<()> + 'static,
+    item: T,
+    run: RunBatch<T>,
 ) -> QueryResult<()> {
     let level = open_levels(conn);
-    let mut hook: Option<Hook> = Some(Box::new(hook));
+    let mut item = Some(item);
     SCOPE.with_borrow_mut(|scope| {
-        if let Some(scope) = scope.as_mut().filter(|scope| scope.level == level) {
-            scope.hooks.extend(hook.take());
+        let Some(scope) = scope.as_mut().filter(|scope| scope.level == level) else {
+            return;
+        };
+        let kept = scope
+            .batches
+            .iter_mut()
+            .find_map(|batch| batch.as_any().downcast_mut::<Batch<T>>());
+        match kept {
+            Some(batch) => batch.items.extend(item.take()),
+            None => scope.batches.push(Box::new(Batch {
+                items: item.take().into_iter().collect(),
+                run,
+            })),
         }
     });
-    match hook {
-        Some(hook) => hook(conn),
+    match item {
+        Some(item) => run(conn, vec![item]),
         None => Ok(()),
     }
 }
 
-/// Runs `work`, then the hooks it registered, in order, on the same connection and inside the
-/// same transaction. When `work` or a hook fails (or panics) the hooks left are dropped unrun,
-/// and the caller rolls the whole write back.
-pub fn run_hooks_last<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
+/// Runs `work`, then the batches it kept, in the order of their first items, on the same
+/// connection and inside the same transaction. When `work` or a batch fails (or panics) the
+/// batches left are dropped unrun, and the caller rolls the whole write back.
+pub fn run_kept_last<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
 where
     E: From<diesel::result::Error>,
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
@@ -62,14 +102,14 @@ where
     }
     let scope = Scope {
         level: open_levels(conn),
-        hooks: Vec::new(),
+        batches: Vec::new(),
     };
     let _restore = Restore(SCOPE.replace(Some(scope)));
     let value = work(conn)?;
-    // A hook that registers another runs it at once: the scope is over.
-    let hooks = SCOPE.take().map_or_else(Vec::new, |scope| scope.hooks);
-    for hook in hooks {
-        hook(conn)?;
+    // A batch whose run keeps another item runs that item at once: the scope is over.
+    let batches = SCOPE.take().map_or_else(Vec::new, |scope| scope.batches);
+    for batch in batches {
+        batch.run(conn)?;
     }
     Ok(value)
 }

@@ -382,7 +382,7 @@ where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
 {
     in_transaction(conn, &BEGIN_WRITE, |conn| {
-        before_commit::run_hooks_last(conn, work)
+        before_commit::run_kept_last(conn, work)
     })
 }
 

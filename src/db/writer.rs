@@ -102,7 +102,7 @@ where
 {
     Manager::begin_transaction(conn)?;
     let result = match catch_unwind(AssertUnwindSafe(|| {
-        super::before_commit::run_hooks_last(&mut *conn, work)
+        super::before_commit::run_kept_last(&mut *conn, work)
     })) {
         Ok(Ok(value)) => {
             return Manager::commit_transaction(conn)

@@ -1,8 +1,9 @@
 //! The audit trail: append-only rows, each chained to the previous one by a SHA-256 hash.
 //! Appends bump the single `audit_head` row, which serializes writers on both engines (a row
 //! lock on PostgreSQL, the write lock on SQLite), so the chain never forks. They run as the
-//! write's last step (`db::before_commit`): on PostgreSQL the row's lock is then held for the
-//! chain's own statements and the commit, not for the rest of the request.
+//! write's last step, all of its appends together (`db::before_commit`): on PostgreSQL the row's
+//! lock is then held for the chain's own statements and the commit, not for the rest of the
+//! request.
 
 use std::sync::LazyLock;
 
@@ -144,18 +145,29 @@ impl Change {
 }
 
 /// Appends `changes` to the chain, in order, inside the caller's transaction, as its last step
-/// (`db::before_commit`): a failure there rolls the whole write back.
+/// (`db::before_commit`, with the write's other appends): a failure there rolls the whole write
+/// back.
 pub fn append(conn: &mut DbConnection, actor: &Actor, changes: Vec<Change>) -> QueryResult<()> {
     if changes.is_empty() {
         return Ok(());
     }
-    let actor = actor.clone();
-    crate::db::before_commit(conn, move |conn| chain(conn, &actor, changes))
+    let appended = Appended {
+        actor: actor.clone(),
+        changes,
+    };
+    crate::db::before_commit(conn, appended, chain)
 }
 
-/// Links `changes` to the chain's head and stores them.
-fn chain(conn: &mut DbConnection, actor: &Actor, changes: Vec<Change>) -> QueryResult<()> {
-    let n = changes.len() as i64;
+/// The changes of one [`append`], kept until the write's last step.
+struct Appended {
+    actor: Actor,
+    changes: Vec<Change>,
+}
+
+/// Links the write's appended changes to the chain's head, in order, and stores them: the head
+/// moves once however many appends the write made.
+fn chain(conn: &mut DbConnection, appended: Vec<Appended>) -> QueryResult<()> {
+    let n: i64 = appended.iter().map(|a| a.changes.len() as i64).sum();
     // Moving the head and reading it in one statement: one round trip fewer with its lock held.
     let (last_seq, mut prev_hash): (i64, String) = fixed_update(
         diesel::update(audit_head::table.find(1))
@@ -164,28 +176,32 @@ fn chain(conn: &mut DbConnection, actor: &Actor, changes: Vec<Change>) -> QueryR
     )
     .get_result(conn)?;
     let now = crate::db::now();
-    let mut rows = Vec::with_capacity(changes.len());
-    for (i, change) in changes.into_iter().enumerate() {
-        let mut row = AuditRow {
-            id: super::new_id(),
-            seq: last_seq - n + 1 + i as i64,
-            entity: change.entity.to_owned(),
-            entity_id: change.entity_id,
-            case_id: change.case_id,
-            action: change.action,
-            field: change.field,
-            old_value: change.old,
-            new_value: change.new,
-            actor_id: Some(actor.user_id.clone()),
-            actor_role: Some(actor.role.as_str().to_owned()),
-            request_id: Some(actor.request_id.clone()),
-            created_at: now,
-            prev_hash: prev_hash.clone(),
-            hash: String::new(),
-        };
-        row.hash = row.expected_hash();
-        prev_hash = row.hash.clone();
-        rows.push(row);
+    let mut seq = last_seq - n;
+    let mut rows = Vec::with_capacity(appended.iter().map(|a| a.changes.len()).sum());
+    for Appended { actor, changes } in appended {
+        for change in changes {
+            seq += 1;
+            let mut row = AuditRow {
+                id: super::new_id(),
+                seq,
+                entity: change.entity.to_owned(),
+                entity_id: change.entity_id,
+                case_id: change.case_id,
+                action: change.action,
+                field: change.field,
+                old_value: change.old,
+                new_value: change.new,
+                actor_id: Some(actor.user_id.clone()),
+                actor_role: Some(actor.role.as_str().to_owned()),
+                request_id: Some(actor.request_id.clone()),
+                created_at: now,
+                prev_hash: prev_hash.clone(),
+                hash: String::new(),
+            };
+            row.hash = row.expected_hash();
+            prev_hash = row.hash.clone();
+            rows.push(row);
+        }
     }
     // One statement per row: diesel's multi-engine connection has no batch insert.
     for row in &rows {

@@ -142,6 +142,9 @@ pub fn active_users(
 
 /// These users (inactive ones are left out).
 pub fn recipients(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<Recipient>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
     let active = users::table.filter(users::active.eq(true)).into_boxed();
     filter_in!(active, users::id, ids)
         .select(RECIPIENT)

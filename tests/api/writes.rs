@@ -13,7 +13,7 @@ use futures_util::future::join_all;
 use serde_json::json;
 
 use crate::helpers::{spawn, spawn_with};
-use crate::world::{World, act, buy, id, post_message};
+use crate::world::{World, act, buy, id, post_message, start_case};
 
 /// What each concurrent write does after inserting its agency.
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -436,4 +436,57 @@ async fn a_write_appends_to_the_audit_chain_last() {
             .all(|sql| sql.contains("INTO audit_log") || sql.starts_with("UPDATE audit_head")),
         "statements while the chain's head is locked:\n{chain:#?}"
     );
+    // The case has no assignee and no agents, so nobody is looked up by id: no statement for
+    // an empty list of ids (diesel writes `IN ()` as `1=0`).
+    assert!(
+        !sent.iter().any(|sql| sql.contains("1=0")),
+        "a statement that cannot match:\n{sent:#?}"
+    );
+}
+
+/// A write that appends more than once (a suspension: its fields, then the storyline entry of
+/// its reason) links all of its rows in one pass: the chain's head moves once.
+#[actix_web::test]
+async fn a_writes_appends_move_the_chain_head_once() {
+    let app = spawn_with(&[("DOSSIER_DB_POOL_SIZE", "1")]).await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    start_case(&app, &w, &case).await;
+    let recorded = app.record_statements();
+    recorded.start();
+    act(&app, &w.a_operator.token, &case, "suspend")
+        .await
+        .assert_status(200);
+    let sent = recorded.take();
+    let head_writes = sent
+        .iter()
+        .filter(|sql| sql.replace(['`', '"'], "").starts_with("UPDATE audit_head"))
+        .count();
+    assert_eq!(
+        head_writes, 2,
+        "one move of the head and one of its hash:\n{sent:#?}"
+    );
+    // The suspension's rows (status, reason, the storyline event) follow each other.
+    let rows = app
+        .get(&format!("/v1/cases/{case}/audit?limit=3"), &w.a_admin.token)
+        .await
+        .assert_status(200)["items"]
+        .clone();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows[0]["entity"], "storyline_event");
+    assert!(
+        rows[1..].iter().all(|r| r["action"] == "suspend"),
+        "{rows:#?}"
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r["request_id"] == rows[0]["request_id"])
+    );
+    for pair in rows.windows(2) {
+        let seq = |row: &serde_json::Value| row["seq"].as_i64().unwrap();
+        assert_eq!(seq(&pair[0]), seq(&pair[1]) + 1);
+        assert_eq!(pair[0]["prev_hash"], pair[1]["hash"]);
+    }
+    let chain = audit::verify(&mut app.state.pool.get().unwrap()).unwrap();
+    assert_eq!(chain.first_broken_seq, None);
 }
