@@ -466,7 +466,7 @@ fn shift_open_count(
 fn count_opened(conn: &mut DbConnection, client_id: &str, agency_id: &str) -> QueryResult<()> {
     super::bump_or_create(
         conn,
-        |conn| shift_open_count(conn, client_id, agency_id, 1),
+        |conn| Ok((shift_open_count(conn, client_id, agency_id, 1)? > 0).then_some(())),
         |c| {
             diesel::insert_into(client_open_cases::table)
                 .values((
@@ -475,6 +475,7 @@ fn count_opened(conn: &mut DbConnection, client_id: &str, agency_id: &str) -> Qu
                     client_open_cases::open_cases.eq(1),
                 ))
                 .execute(c)
+                .map(drop)
         },
     )
 }
@@ -491,22 +492,23 @@ pub fn count_closed(conn: &mut DbConnection, case: &CaseRow) -> QueryResult<()> 
 /// rolled-back creation leaves a gap, which is allowed.
 pub fn next_number(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<String> {
     let year = now.year();
+    // Bumped and read in one statement: every creation waits for this row's lock, held from
+    // here to the commit, so one round trip fewer under it (bench/RESULTS.md, 25th session).
     let bump = |conn: &mut DbConnection| {
         fixed_update(
             diesel::update(case_counters::table.find(year))
-                .set(case_counters::last.eq(case_counters::last + 1)),
+                .set(case_counters::last.eq(case_counters::last + 1))
+                .returning(case_counters::last),
         )
-        .execute(conn)
+        .get_result::<i64>(conn)
+        .optional()
     };
-    super::bump_or_create(conn, bump, |c| {
+    let last = super::bump_or_create(conn, bump, |c| {
         diesel::insert_into(case_counters::table)
             .values((case_counters::year.eq(year), case_counters::last.eq(1)))
             .execute(c)
+            .map(|_| 1)
     })?;
-    let last: i64 = case_counters::table
-        .find(year)
-        .select(case_counters::last)
-        .first(conn)?;
     Ok(format!("DOS-{year}-{last:06}"))
 }
 

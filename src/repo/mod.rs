@@ -40,23 +40,23 @@ use crate::db::DbConnection;
 use crate::errors::ApiError;
 
 /// Adds one to a counter row, making the row (already at one) when it is the first: `bump`
-/// updates and says how many rows it touched, `create` inserts. A racing creator makes our
-/// insert a unique violation; the savepoint keeps the transaction usable, and the row it made
-/// is bumped instead (diesel's MultiConnection has no upsert).
-pub fn bump_or_create(
+/// updates and gives what it read back, `None` when no row was there; `create` inserts. A
+/// racing creator makes our insert a unique violation; the savepoint keeps the transaction
+/// usable, and the row it made is bumped instead (diesel's MultiConnection has no upsert).
+pub fn bump_or_create<T>(
     conn: &mut DbConnection,
-    bump: impl Fn(&mut DbConnection) -> QueryResult<usize>,
-    create: impl FnOnce(&mut DbConnection) -> QueryResult<usize>,
-) -> QueryResult<()> {
-    if bump(conn)? > 0 {
-        return Ok(());
+    bump: impl Fn(&mut DbConnection) -> QueryResult<Option<T>>,
+    create: impl FnOnce(&mut DbConnection) -> QueryResult<T>,
+) -> QueryResult<T> {
+    if let Some(value) = bump(conn)? {
+        return Ok(value);
     }
     match diesel::Connection::transaction(conn, create) {
-        Ok(_) => Ok(()),
+        Ok(value) => Ok(value),
         Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
             // Under an isolation level stricter than read committed the racer's row can stay
             // invisible: fail the request rather than lose the count.
-            one_row(bump(conn)?, "the counter row a racing request made")
+            bump(conn)?.ok_or_else(|| not_one_row(0, "the counter row a racing request made"))
         }
         Err(e) => Err(e),
     }
@@ -67,10 +67,14 @@ pub fn bump_or_create(
 pub fn one_row(touched: usize, what: &str) -> QueryResult<()> {
     match touched {
         1 => Ok(()),
-        n => Err(Error::QueryBuilderError(
-            format!("expected to update one row of {what}, updated {n}").into(),
-        )),
+        n => Err(not_one_row(n, what)),
     }
+}
+
+fn not_one_row(touched: usize, what: &str) -> Error {
+    Error::QueryBuilderError(
+        format!("expected to update one row of {what}, updated {touched}").into(),
+    )
 }
 
 /// Maps a unique-constraint violation (both engines report it alike) to the resource's own
