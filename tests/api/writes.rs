@@ -444,8 +444,37 @@ async fn a_write_appends_to_the_audit_chain_last() {
     );
 }
 
+/// A write may append more rows than one statement can bind (SQLite takes 32 766 values,
+/// PostgreSQL 65 535; a row is 15): they are stored in several, and still chain.
+#[actix_web::test]
+async fn a_write_appending_more_rows_than_one_statement_binds_stays_chained() {
+    let app = spawn().await;
+    let rows = 4_500;
+    db::write(&app.state.pool, move |conn| {
+        let actor = Actor {
+            user_id: "writer".into(),
+            role: Role::Platform,
+            request_id: "many rows".into(),
+        };
+        let changes = (0..rows)
+            .map(|i| Change::entity("agency", &format!("agency {i}"), None, "bulk"))
+            .collect();
+        Ok(audit::append(conn, &actor, changes)?)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        app.count("SELECT COUNT(*) AS n FROM audit_log WHERE action = 'bulk'"),
+        rows
+    );
+    let chain = audit::verify(&mut app.state.pool.get().unwrap()).unwrap();
+    assert_eq!(chain.first_broken_seq, None);
+    assert!(chain.rows_checked >= rows);
+}
+
 /// A write that appends more than once (a suspension: its fields, then the storyline entry of
-/// its reason) links all of its rows in one pass: the chain's head moves once.
+/// its reason) links all of its rows in one pass: the chain's head moves once, and the rows are
+/// stored in one statement.
 #[actix_web::test]
 async fn a_writes_appends_move_the_chain_head_once() {
     let app = spawn_with(&[("DOSSIER_DB_POOL_SIZE", "1")]).await;
@@ -457,15 +486,18 @@ async fn a_writes_appends_move_the_chain_head_once() {
     act(&app, &w.a_operator.token, &case, "suspend")
         .await
         .assert_status(200);
-    let sent = recorded.take();
-    let head_writes = sent
+    let sent: Vec<String> = recorded
+        .take()
         .iter()
-        .filter(|sql| sql.replace(['`', '"'], "").starts_with("UPDATE audit_head"))
-        .count();
+        .map(|sql| sql.replace(['`', '"'], ""))
+        .collect();
+    let count = |start: &str| sent.iter().filter(|sql| sql.starts_with(start)).count();
     assert_eq!(
-        head_writes, 2,
+        count("UPDATE audit_head"),
+        2,
         "one move of the head and one of its hash:\n{sent:#?}"
     );
+    assert_eq!(count("INSERT INTO audit_log"), 1, "{sent:#?}");
     // The suspension's rows (status, reason, the storyline event) follow each other.
     let rows = app
         .get(&format!("/v1/cases/{case}/audit?limit=3"), &w.a_admin.token)
