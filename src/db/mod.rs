@@ -14,7 +14,7 @@ pub use built_once::{BuildOnce, BuiltOnce, built_once, fixed_update};
 pub use timestamps::{StoredOptionalTimestamp, StoredTimestamp};
 
 use std::ops::Deref;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
@@ -40,6 +40,8 @@ pub enum DbConnection {
 pub struct Pool {
     connections: r2d2::Pool<ConnectionManager>,
     sqlite_writer: Option<writer::Writer>,
+    /// SQLite's database file.
+    sqlite_file: Option<PathBuf>,
 }
 
 impl Pool {
@@ -106,11 +108,12 @@ pub struct ConnectionManager {
 /// calls and the card cost about 15% more CPU than with it mapped; address space is not memory.
 const SQLITE_MMAP_BYTES: u64 = 0x7fff_0000;
 
-/// WAL pages after which the SQLite writer checkpoints itself (SQLite's default is 1 000): a
-/// safety net for when nothing checkpoints in the background (in-process tests). Below it the
-/// writer never stops to checkpoint, which at the default cost a twelfth of its time, fsyncs
-/// included. The log only starts over once checkpointed with no reader inside it, so under
-/// constant reads it outgrows any small threshold.
+/// WAL pages after which the SQLite writer checkpoints itself (SQLite's default is 1 000, which
+/// cost a twelfth of its time, fsyncs included). The log only starts over after a checkpoint
+/// that copied all of it with no reader inside it: the background's passes ([`spawn_checkpoints`])
+/// do so whenever writes pause, and under steady writes never, so then the writer reaches this
+/// every few seconds and copies and syncs what the last pass left. It is also the safety net
+/// when nothing checkpoints in the background (in-process tests).
 const WRITER_AUTOCHECKPOINT_PAGES: u32 = 100_000;
 /// The writer's page cache in KiB (SQLite's default is 2 000): it survives from one transaction
 /// to the next, so the index pages writes touch stay in memory instead of being read back from
@@ -202,9 +205,14 @@ pub fn build_pool(url: &str, size: u32) -> Result<Pool, String> {
     };
     let sqlite_writer =
         matches!(url, DatabaseUrl::Sqlite(_)).then(|| writer::Writer::spawn(pool_of(1, true)));
+    let sqlite_file = match &url {
+        DatabaseUrl::Sqlite(path) => Some(PathBuf::from(path)),
+        DatabaseUrl::Postgres(_) => None,
+    };
     Ok(Pool {
         connections: pool_of(size, false),
         sqlite_writer,
+        sqlite_file,
     })
 }
 
@@ -303,12 +311,17 @@ where
 }
 
 /// Checkpoints SQLite's write-ahead log four times a second on a reader connection, so the
-/// writer's commits never stop to copy pages into the database file and fsync them. PASSIVE: it
-/// neither waits for nor blocks anyone.
+/// writer's commits never stop to copy pages into the database file. PASSIVE: it neither waits
+/// for nor blocks anyone.
+///
+/// Each pass also flushes the pages it copied to disk. SQLite syncs the file only after a pass
+/// that copied the whole log, which under steady writes is never this one: the writer then
+/// reached its own threshold every second or two, and its checkpoint's fsync flushed everything
+/// copied since, 85-115 ms with every write waiting (bench/RESULTS.md, twenty-fifth session).
 pub fn spawn_checkpoints(pool: &Pool) {
-    if pool.sqlite_writer.is_none() {
+    let Some(file) = pool.sqlite_file.clone() else {
         return;
-    }
+    };
     let connections = pool.connections.clone();
     actix_web::rt::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_millis(250));
@@ -321,6 +334,15 @@ pub fn spawn_checkpoints(pool: &Pool) {
             .await;
             if let Err(e) = done {
                 log::warn!("WAL checkpoint failed: {e}");
+            }
+            // Without the connection: reads need it more than a sync that waits on the disk.
+            let file = file.clone();
+            let synced = actix_web::web::block(move || {
+                std::fs::File::open(&file).and_then(|f| f.sync_data())
+            })
+            .await;
+            if let Ok(Err(e)) = synced {
+                log::warn!("syncing the database file failed: {e}");
             }
         }
     });
