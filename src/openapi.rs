@@ -4,6 +4,7 @@
 
 use actix_web::dev::{ServiceFactory, ServiceRequest};
 use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, ArrayBuilder, ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
@@ -168,5 +169,24 @@ fn finish(mut doc: Document) -> Document {
             add("503", "The database cannot be reached");
         }
     }
+    answer_needs_text_or_attachments(&mut doc);
     doc
+}
+
+/// A rule between members that their own schemas cannot state: an answer carries text, at
+/// least one attachment, or both (otherwise 422, `required` at `/text`).
+fn answer_needs_text_or_attachments(doc: &mut Document) {
+    let schemas = &mut doc.components.get_or_insert_with(Default::default).schemas;
+    let members = schemas
+        .remove("AnswerRequest")
+        .expect("answer_request registers its body");
+    let text = ObjectBuilder::new()
+        .property("text", ObjectBuilder::new().schema_type(Type::String))
+        .required("text");
+    let attachments = ObjectBuilder::new()
+        .property("attachment_ids", ArrayBuilder::new().min_items(Some(1)))
+        .required("attachment_ids");
+    let either = AnyOfBuilder::new().item(text).item(attachments);
+    let answer = AllOfBuilder::new().item(members).item(either);
+    schemas.insert("AnswerRequest".to_owned(), answer.into());
 }
