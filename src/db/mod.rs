@@ -319,8 +319,17 @@ where
 /// reached its own threshold every second or two, and its checkpoint's fsync flushed everything
 /// copied since, 85-115 ms with every write waiting (bench/RESULTS.md, twenty-fifth session).
 pub fn spawn_checkpoints(pool: &Pool) {
-    let Some(file) = pool.sqlite_file.clone() else {
+    let Some(path) = &pool.sqlite_file else {
         return;
+    };
+    // Opened once and never closed: closing any descriptor of the file drops every POSIX lock
+    // this process holds on it, the ones SQLite's connections rely on included.
+    let file: Option<&'static std::fs::File> = match std::fs::File::open(path) {
+        Ok(file) => Some(Box::leak(Box::new(file))),
+        Err(e) => {
+            log::warn!("cannot open {} to sync it: {e}", path.display());
+            None
+        }
     };
     let connections = pool.connections.clone();
     actix_web::rt::spawn(async move {
@@ -334,15 +343,18 @@ pub fn spawn_checkpoints(pool: &Pool) {
             .await;
             if let Err(e) = done {
                 log::warn!("WAL checkpoint failed: {e}");
+                continue;
             }
             // Without the connection: reads need it more than a sync that waits on the disk.
-            let file = file.clone();
-            let synced = actix_web::web::block(move || {
-                std::fs::File::open(&file).and_then(|f| f.sync_data())
-            })
-            .await;
-            if let Ok(Err(e)) = synced {
-                log::warn!("syncing the database file failed: {e}");
+            if let Some(file) = file {
+                let synced = actix_web::web::block(move || {
+                    thread_policy::behind_event_loops();
+                    file.sync_data()
+                })
+                .await;
+                if let Ok(Err(e)) = synced {
+                    log::warn!("syncing the database file failed: {e}");
+                }
             }
         }
     });

@@ -216,12 +216,16 @@ fn chain(conn: &mut DbConnection, appended: Vec<Appended>) -> QueryResult<()> {
 /// `INSERT INTO audit_log (…) VALUES (…), (…), …`: a write's rows in one statement, one round
 /// trip while the head is locked, where diesel's multi-engine connection sends one INSERT per
 /// row (it has no batch insert). Its text follows the number of rows: each number is prepared
-/// once and kept.
+/// once and kept, up to [`KEPT_PREPARED_ROWS`].
 struct InsertRows<'a>(&'a [AuditRow]);
 
 /// 15 000 bind values, under both engines' limits per statement (SQLite 32 766, PostgreSQL
 /// 65 535).
 const ROWS_PER_INSERT: usize = 1000;
+
+/// Statements for up to this many rows are kept prepared, one per count; a bulk write's are
+/// not, so a connection keeps at most this many.
+const KEPT_PREPARED_ROWS: usize = 32;
 
 /// No static id: the text varies with the number of rows, so the statement cache keys it by
 /// its text.
@@ -237,6 +241,9 @@ impl QueryFragment<MultiBackend> for InsertRows<'_> {
              old_value, new_value, actor_id, actor_role, request_id, created_at, prev_hash, hash) \
              VALUES ",
         );
+        if self.0.len() > KEPT_PREPARED_ROWS {
+            pass.unsafe_to_cache_prepared();
+        }
         for (i, row) in self.0.iter().enumerate() {
             pass.push_sql(if i == 0 { "(" } else { ", (" });
             pass.push_bind_param::<Text, _>(&row.id)?;

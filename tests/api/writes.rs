@@ -231,6 +231,48 @@ async fn a_write_inside_a_read_is_refused_on_postgres() {
 /// none of them back in. SQLite alone unmaps the whole file at the reader's next transaction
 /// (≈ 375 faults here). When the file changes size, the reader maps it again and reads what was
 /// written.
+/// The background checkpoints sync the database file through a descriptor of their own, which
+/// must stay open: closing any descriptor of a file drops every POSIX lock the process holds on
+/// it, and another process (the CLI, a backup) would then take this one's connections for gone.
+#[cfg(target_os = "linux")]
+#[actix_web::test]
+async fn background_checkpoints_keep_the_connections_file_locks() {
+    use std::os::fd::AsRawFd;
+
+    /// Whether any process, this one included, holds a lock on SQLite's SHARED byte range (510
+    /// bytes from 1 GiB + 2, as its unix VFS takes them). An open file description lock is
+    /// refused by a POSIX lock of the same process too, so this one can ask.
+    fn shared_range_locked(file: &std::fs::File) -> bool {
+        // SAFETY: a zeroed flock is a valid value; the fields that matter are set below.
+        let mut probe: libc::flock = unsafe { std::mem::zeroed() };
+        probe.l_type = libc::F_WRLCK as i16;
+        probe.l_whence = libc::SEEK_SET as i16;
+        probe.l_start = 0x4000_0002;
+        probe.l_len = 510;
+        // SAFETY: F_OFD_GETLK reads and fills the flock it is given.
+        let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut probe) };
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+        probe.l_type != libc::F_UNLCK as i16
+    }
+    let app = spawn().await;
+    if app._db.is_postgres() {
+        return;
+    }
+    let path = app._db.url().strip_prefix("sqlite://").unwrap().to_owned();
+    // Kept open to the end of the test, so the probe itself drops no lock.
+    let probe = std::fs::File::open(&path).unwrap();
+    assert!(
+        shared_range_locked(&probe),
+        "the pool's connections hold their SHARED locks"
+    );
+    db::spawn_checkpoints(&app.state.pool);
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert!(
+        shared_range_locked(&probe),
+        "the connections' locks are gone after the background checkpoints ran"
+    );
+}
+
 #[cfg(target_os = "linux")]
 #[actix_web::test]
 async fn a_reader_keeps_its_mapping_of_the_file_across_commits() {
