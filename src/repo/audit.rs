@@ -169,7 +169,8 @@ struct Appended {
 /// Links the write's appended changes to the chain's head, in order, and stores them: the head
 /// moves once however many appends the write made.
 fn chain(conn: &mut DbConnection, appended: Vec<Appended>) -> QueryResult<()> {
-    let n: i64 = appended.iter().map(|a| a.changes.len() as i64).sum();
+    let count: usize = appended.iter().map(|a| a.changes.len()).sum();
+    let n = count as i64;
     // Moving the head and reading it in one statement: one round trip fewer with its lock held.
     let (last_seq, mut prev_hash): (i64, String) = fixed_update(
         diesel::update(audit_head::table.find(1))
@@ -179,7 +180,7 @@ fn chain(conn: &mut DbConnection, appended: Vec<Appended>) -> QueryResult<()> {
     .get_result(conn)?;
     let now = crate::db::now();
     let mut seq = last_seq - n;
-    let mut rows = Vec::with_capacity(appended.iter().map(|a| a.changes.len()).sum());
+    let mut rows = Vec::with_capacity(count);
     for Appended { actor, changes } in appended {
         for change in changes {
             seq += 1;

@@ -434,4 +434,13 @@ impl Statements {
     pub fn take(&self) -> Vec<String> {
         self.0.lock().unwrap().take().expect("started")
     }
+
+    /// [`Statements::take`] without the identifiers' quotes, which the engines write apart
+    /// (`` `cases` `` on SQLite, `"cases"` on PostgreSQL), so one text matches both.
+    pub fn take_unquoted(&self) -> Vec<String> {
+        self.take()
+            .iter()
+            .map(|sql| sql.replace(['`', '"'], ""))
+            .collect()
+    }
 }

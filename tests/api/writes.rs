@@ -440,11 +440,7 @@ async fn a_write_appends_to_the_audit_chain_last() {
     let recorded = app.record_statements();
     recorded.start();
     post_message(&app, &w.client.token, &case, "Any news?").await;
-    let sent: Vec<String> = recorded
-        .take()
-        .iter()
-        .map(|sql| sql.replace(['`', '"'], ""))
-        .collect();
+    let sent = recorded.take_unquoted();
     let head = sent
         .iter()
         .position(|sql| sql.starts_with("UPDATE audit_head"))
@@ -528,11 +524,7 @@ async fn a_writes_appends_move_the_chain_head_once() {
     act(&app, &w.a_operator.token, &case, "suspend")
         .await
         .assert_status(200);
-    let sent: Vec<String> = recorded
-        .take()
-        .iter()
-        .map(|sql| sql.replace(['`', '"'], ""))
-        .collect();
+    let sent = recorded.take_unquoted();
     let count = |start: &str| sent.iter().filter(|sql| sql.starts_with(start)).count();
     assert_eq!(
         count("UPDATE audit_head"),
