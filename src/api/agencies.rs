@@ -282,6 +282,10 @@ pub async fn update_agency(
                 expected: etag(current.version),
             });
         }
+        // Reactivating the agency must not bring its staff's old sessions back.
+        if input.active == Some(false) {
+            repo::refresh_tokens::revoke_agency(conn, &id)?;
+        }
         repo::agencies::find(conn, &id)?.ok_or_else(agency_not_found)
     })
     .await?;

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::api::cases::{find_visible, wrong_state};
+use crate::api::cases::{Viewer, find_visible, wrong_state};
 use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
 use crate::auth::Token;
@@ -20,7 +20,7 @@ use crate::errors::{ApiError, FieldError};
 use crate::http::extract::{Page, PageRequest, page_response};
 use crate::repo;
 use crate::repo::attachments::AttachmentRow;
-use crate::repo::audit::Change;
+use crate::repo::audit::{Actor, Change};
 use crate::storage::BlobUpload;
 use crate::workflow;
 
@@ -94,6 +94,7 @@ fn clean_file_name(raw: Option<&str>) -> String {
     "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
     "uploader_id": "0193a6f2-4444-7b51-9d0a-3f1e2a4b5c6d",
     "created_at": "2026-11-22T10:00:00Z",
+    "internal": false,
     "download_url": "/v1/attachments/0193a6f6-7777-7c2d-8e3f-405162738495"
 }))]
 pub struct AttachmentView {
@@ -112,6 +113,9 @@ pub struct AttachmentView {
     pub uploader_id: String,
     #[serde(serialize_with = "crate::api::rfc3339")]
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Hidden from the client: an agent's file, or agency staff's sent as `internal`, until a
+    /// message to the client or a published storyline event carries it.
+    pub internal: bool,
     pub download_url: String,
 }
 
@@ -127,6 +131,7 @@ impl From<AttachmentRow> for AttachmentView {
             sha256: r.sha256,
             uploader_id: r.uploader_id,
             created_at: timestamp(r.created_at),
+            internal: r.internal,
         }
     }
 }
@@ -135,15 +140,53 @@ impl From<AttachmentRow> for AttachmentView {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct UploadForm {
+    /// `true` keeps the file from the client until a message to them or a published storyline
+    /// event carries it; agency and platform staff only, before the `file` part. An agent's
+    /// files are always internal; a client's never.
+    internal: Option<bool>,
     /// The file. Its type is detected from its content.
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
 }
 
+/// Whether the viewer sees internal files: everyone who sees the case but the client.
+pub fn sees_internal(viewer: &Viewer) -> bool {
+    viewer.role != Role::Client
+}
+
+/// Shows the internal files among `ids` to the client, because something they see (a message
+/// to them, a published storyline event) now carries them; each is recorded in the audit trail.
+pub fn share_with_client(
+    conn: &mut db::DbConnection,
+    actor: &Actor,
+    case_id: &str,
+    ids: &[String],
+) -> Result<(), ApiError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let changes = repo::attachments::share(conn, case_id, ids)?
+        .iter()
+        .map(|id| {
+            Change::entity("attachment", id, Some(case_id), "share").field(
+                "internal",
+                Some("true".into()),
+                Some("false".into()),
+            )
+        })
+        .collect::<Vec<_>>();
+    if !changes.is_empty() {
+        repo::audit::append(conn, actor, changes)?;
+    }
+    Ok(())
+}
+
 /// `ids` sorted and without repeats, and the error to report if any of them is not an
-/// attachment of the case (messages, storyline events and answers all refer to attachments).
+/// attachment of the case that the viewer sees (messages, storyline events and answers all
+/// refer to attachments).
 pub fn check_case_attachments(
     conn: &mut db::DbConnection,
+    viewer: &Viewer,
     case_id: &str,
     ids: &[Uuid],
 ) -> Result<(Vec<String>, Option<FieldError>), ApiError> {
@@ -152,7 +195,8 @@ pub fn check_case_attachments(
     ids.dedup();
     // Most messages carry no attachment: then there is nothing to count.
     let foreign = !ids.is_empty()
-        && repo::attachments::count_of_case(conn, case_id, &ids)? != ids.len() as i64;
+        && repo::attachments::count_of_case(conn, case_id, &ids, sees_internal(viewer))?
+            != ids.len() as i64;
     let error = foreign.then(|| {
         FieldError::new(
             "/attachment_ids",
@@ -161,6 +205,39 @@ pub fn check_case_attachments(
         )
     });
     Ok((ids, error))
+}
+
+/// The value of an upload's `internal` part: `true` or `false`, and only staff choose.
+async fn internal_part(mut part: Field, role: Role) -> Result<bool, ApiError> {
+    let mut text = Vec::new();
+    while let Some(chunk) = part.try_next().await.map_err(bad_multipart)? {
+        text.extend_from_slice(&chunk);
+        if text.len() > 5 {
+            break;
+        }
+    }
+    let internal = match text.as_slice() {
+        b"true" => true,
+        b"false" => false,
+        _ => {
+            return Err(ApiError::invalid_field(
+                "/internal",
+                "invalid_value",
+                "`true` or `false`",
+            ));
+        }
+    };
+    match role {
+        Role::Agency | Role::Platform => Ok(internal),
+        // An agent's files are always internal, a client's never: only the other is refused.
+        Role::Agent if internal => Ok(true),
+        Role::Client if !internal => Ok(false),
+        _ => Err(ApiError::invalid_field(
+            "/internal",
+            "not_allowed",
+            "an agent's files are always internal, a client's never",
+        )),
+    }
 }
 
 fn bad_multipart(e: impl std::fmt::Display) -> ApiError {
@@ -272,6 +349,9 @@ async fn begin(
     Ok((upload, content_type))
 }
 
+/// Parts of an upload's form read and dropped before the one named `file`, at most.
+const MAX_OTHER_PARTS: usize = 16;
+
 /// Upload an attachment
 ///
 /// `multipart/form-data` with one part named `file`, streamed into storage. Larger than
@@ -279,7 +359,9 @@ async fn begin(
 /// nothing behind. The type is detected from the bytes; accepted are images, PDF, office
 /// documents, plain text, audio and video (anything else 415). The file name is sanitized; size
 /// and SHA-256 are stored. Allowed while the case is paid and not terminal (409 otherwise).
-/// Roles: anyone who can see the case.
+/// An `internal` part (`true`/`false`, before `file`) lets agency and platform staff keep the
+/// file from the client; an agent's files are always internal. Roles: anyone who can see the
+/// case.
 #[utoipa::path(
     tag = "attachments",
     operation_id = "upload_attachment",
@@ -293,7 +375,7 @@ async fn begin(
         (status = 409, description = "The case does not take files in its status (`wrong_state`)"),
         (status = 413, description = "The file is larger than the configured limit"),
         (status = 415, description = "Not `multipart/form-data`, or a kind of file that is not accepted"),
-        (status = 422, description = "No `file` part, or an empty file"),
+        (status = 422, description = "No `file` part, more than 16 parts before it (`too_many_parts`), an empty file, or an `internal` part that is not `true`/`false` (`invalid_value`) or not the caller's to send (`not_allowed`)"),
     )
 )]
 #[post("/v1/cases/{id}/attachments")]
@@ -325,7 +407,9 @@ pub async fn upload_attachment(
     };
     // Refuse before reading a byte of the body when the caller, the case or the size already
     // says no.
-    let uploader = db::read(&state.pool, check_case.clone()).await?.caller.id;
+    let asked = db::read(&state.pool, check_case.clone()).await?;
+    let (uploader, role) = (asked.caller.id, asked.viewer.role);
+    let mut internal = role == Role::Agent;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -346,15 +430,28 @@ pub async fn upload_attachment(
         ));
     }
     let mut form = Multipart::new(req.headers(), payload);
+    // Other parts are read and dropped: together within the same limit, and few of them, so a
+    // chunked body (no Content-Length to refuse early) cannot go on for ever before the file.
+    let (mut other_parts, mut other_bytes) = (0usize, 0usize);
     let field = loop {
         match form.try_next().await.map_err(bad_multipart)? {
             Some(field) if field.name() == Some("file") => break field,
-            // Other parts are read and dropped, within the same limit.
             Some(mut other) => {
-                let mut seen = 0usize;
+                other_parts += 1;
+                if other_parts > MAX_OTHER_PARTS {
+                    return Err(ApiError::invalid_field(
+                        "/file",
+                        "too_many_parts",
+                        "send at most 16 parts before the one named `file`",
+                    ));
+                }
+                if other.name() == Some("internal") {
+                    internal = internal_part(other, role).await?;
+                    continue;
+                }
                 while let Some(chunk) = other.try_next().await.map_err(bad_multipart)? {
-                    seen += chunk.len();
-                    if seen > limit {
+                    other_bytes += chunk.len();
+                    if other_bytes > limit {
                         return Err(ApiError::PayloadTooLarge { limit });
                     }
                 }
@@ -383,6 +480,7 @@ pub async fn upload_attachment(
         sha256: received.sha256,
         storage_key: key.clone(),
         created_at: db::now(),
+        internal,
     };
     let saved = db::write(&state.pool, move |conn| {
         // The caller and the case may have moved on while the bytes streamed in.
@@ -396,6 +494,7 @@ pub async fn upload_attachment(
                 ("file_name", None, Some(row.file_name.clone())),
                 ("content_type", None, Some(row.content_type.clone())),
                 ("sha256", None, Some(row.sha256.clone())),
+                ("internal", None, Some(row.internal.to_string())),
             ]),
         )?;
         Ok(row)
@@ -428,7 +527,8 @@ pub struct ListAttachmentsQuery {
 
 /// List a case's attachments
 ///
-/// Newest first. Roles: anyone who can see the case.
+/// Newest first; the client's list leaves internal files out. Roles: anyone who can see the
+/// case.
 #[utoipa::path(
     tag = "attachments",
     operation_id = "list_attachments",
@@ -454,7 +554,13 @@ pub async fn list_attachments(
     let (rows, page) = db::read(&state.pool, move |conn| {
         let Asked { viewer, .. } = asking.resolve(conn)?;
         find_visible(conn, &viewer, &case_id)?;
-        let rows = repo::attachments::list(conn, &case_id, page.after.as_deref(), page.fetch())?;
+        let rows = repo::attachments::list(
+            conn,
+            &case_id,
+            sees_internal(&viewer),
+            page.after.as_deref(),
+            page.fetch(),
+        )?;
         Ok((rows, page))
     })
     .await?;
@@ -470,7 +576,8 @@ fn attachment_not_found() -> ApiError {
 async fn find_for(state: &AppState, asking: Asking, id: String) -> Result<AttachmentRow, ApiError> {
     db::read(&state.pool, move |conn| {
         let Asked { viewer, .. } = asking.resolve(conn)?;
-        let row = repo::attachments::find(conn, &id)?.ok_or_else(attachment_not_found)?;
+        let row = repo::attachments::find(conn, &id, sees_internal(&viewer))?
+            .ok_or_else(attachment_not_found)?;
         find_visible(conn, &viewer, &row.case_id).map_err(|_| attachment_not_found())?;
         Ok(row)
     })
@@ -481,7 +588,8 @@ async fn find_for(state: &AppState, asking: Asking, id: String) -> Result<Attach
 ///
 /// Streams the bytes with their detected type, `Content-Disposition: attachment`,
 /// `X-Content-Type-Options: nosniff` and the SHA-256 as a strong `ETag` (`If-None-Match` →
-/// 304). Roles: anyone who can see the owning case (404 otherwise).
+/// 304). Roles: anyone who can see the owning case (404 otherwise), but the client only files
+/// that are not internal.
 #[utoipa::path(
     tag = "attachments",
     operation_id = "download_attachment",
@@ -538,8 +646,10 @@ pub async fn download_attachment(
 /// Delete an attachment
 ///
 /// The uploader, the case's agency staff and platform staff may delete, while the case takes
-/// files (409 otherwise); others who can see the case get 403. Recorded in the audit trail;
-/// the blob is removed once the deletion commits.
+/// files (409 otherwise); others who can see the case get 403. A file that a message, a
+/// storyline event, an answer or a required-data value of the case still carries stays (409
+/// `attachment_in_use`): edit the event or clear the value first; a message's files stay for
+/// good. Recorded in the audit trail; the blob is removed once the deletion commits.
 #[utoipa::path(
     tag = "attachments",
     operation_id = "delete_attachment",
@@ -549,7 +659,7 @@ pub async fn download_attachment(
         (status = 204, description = "Deleted"),
         (status = 403, description = "Neither the uploader nor agency or platform staff"),
         (status = 404, description = "No such attachment, or not one the caller can see"),
-        (status = 409, description = "The case no longer takes changes to its files (`wrong_state`)"),
+        (status = 409, description = "The case no longer takes changes to its files (`wrong_state`), or something of the case still carries the file (`attachment_in_use`)"),
     )
 )]
 #[delete("/v1/attachments/{id}")]
@@ -564,7 +674,8 @@ pub async fn delete_attachment(
     let key = db::write(&state.pool, move |conn| {
         let Asked { viewer, actor, .. } = asking.resolve(conn)?;
         let caller_id = &viewer.user_id;
-        let row = repo::attachments::find(conn, &id)?.ok_or_else(attachment_not_found)?;
+        let row = repo::attachments::find(conn, &id, sees_internal(&viewer))?
+            .ok_or_else(attachment_not_found)?;
         let case = find_visible(conn, &viewer, &row.case_id).map_err(|_| attachment_not_found())?;
         let may =
             row.uploader_id == *caller_id || matches!(viewer.role, Role::Agency | Role::Platform);
@@ -580,6 +691,13 @@ pub async fn delete_attachment(
                 status,
                 format!("The files of a `{status}` case no longer change."),
             ));
+        }
+        // What was sent or recorded with the file keeps it: detach it there first.
+        if let Some(holder) = repo::attachments::named_by(conn, &row.case_id, &id)? {
+            return Err(ApiError::Conflict {
+                code: "attachment_in_use",
+                detail: format!("{holder} of this case still carries the file."),
+            });
         }
         repo::attachments::delete(conn, &id)?;
         let change = Change::entity("attachment", &id, Some(&row.case_id), "delete").field(

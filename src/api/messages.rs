@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use validator::Validate;
 
-use crate::api::attachments::check_case_attachments;
+use crate::api::attachments::{check_case_attachments, share_with_client};
 use crate::api::cases::{Viewer, find_visible, wrong_state};
 use crate::api::notifications::{Audience as Notified, Event};
 use crate::api::{Asked, Asking, timestamp};
@@ -380,7 +380,8 @@ pub async fn post_message(
                 format!("No messages from your role while the case is `{status}`."),
             ));
         }
-        let (ids, foreign) = check_case_attachments(conn, &case_id, &input.attachment_ids)?;
+        let (ids, foreign) =
+            check_case_attachments(conn, &viewer, &case_id, &input.attachment_ids)?;
         if let Some(error) = foreign {
             return Err(ApiError::validation(vec![error]));
         }
@@ -397,6 +398,10 @@ pub async fn post_message(
             created_at: db::now(),
         };
         repo::messages::insert(conn, &row)?;
+        // What the agency sends the client shows the client its files.
+        if direction != Direction::Internal && viewer.role != Role::Client {
+            share_with_client(conn, &actor, &case_id, &ids)?;
+        }
         // The sender has read their own message.
         repo::messages::mark_read(conn, &case_id, &actor.user_id, &row.id)?;
         let change = Change::entity("message", &row.id, Some(&case_id), "post");

@@ -11,7 +11,7 @@ use validator::Validate;
 
 use crate::api::timestamp;
 use crate::app::AppState;
-use crate::auth::{AuthUser, Token};
+use crate::auth::Token;
 use crate::config::Settings;
 use crate::db::{self, DbConnection};
 use crate::domain::{CaseStatus, Locale, Role, code_enum};
@@ -42,7 +42,7 @@ pub enum Audience {
     Client,
     /// The responsible operator, or every operator of the agency while nobody is assigned.
     Agency,
-    /// The agents on the case.
+    /// The agents on the case, while they can see it.
     Agents,
     /// Platform staff.
     Platform,
@@ -109,7 +109,11 @@ impl Notifier {
                         Some(&case.agency_id),
                     )?),
                 },
-                Audience::Agents => ids.extend(repo::notifications::agents_of(conn, &case.id)?),
+                // Agents stay on a case after it leaves their statuses, but no longer see it.
+                Audience::Agents if crate::workflow::state_of(case.status()).agent_visible => {
+                    ids.extend(repo::notifications::agents_of(conn, &case.id)?)
+                }
+                Audience::Agents => {}
                 Audience::Platform => recipients.extend(repo::notifications::active_users(
                     conn,
                     Role::Platform,
@@ -368,18 +372,24 @@ fn sse_event(row: NotificationRow, notifier: &Notifier) -> String {
 /// What an open stream remembers between events.
 struct Stream {
     state: web::Data<AppState>,
-    user_id: String,
+    /// Checked again at every read: the stream ends with the token or the user's access.
+    token: Token,
     last_id: Option<String>,
     pending: std::collections::VecDeque<String>,
     commits: tokio::sync::watch::Receiver<u64>,
+    /// When the next heartbeat is due: a heartbeat after `sse_heartbeat` of silence on this
+    /// stream, however often other users' commits wake it.
+    next_beat: tokio::time::Instant,
 }
 
 /// The live stream
 ///
 /// Server-Sent Events: each new notification of the caller as `event: notification` with the
 /// notification as JSON `data` and its id as the event `id`, pushed as soon as its transaction
-/// commits; a `: heartbeat` comment when idle (every 15 s by default). Reconnect with
-/// `Last-Event-ID` to receive what was missed. Roles: any user.
+/// commits; a `: heartbeat` comment when idle (every 15 s by default). The stream ends when the
+/// access token expires or the user loses access (deactivated, or their agency), at the latest
+/// by the next heartbeat; reconnect with a fresh token and `Last-Event-ID` to receive what was
+/// missed. Roles: any user.
 #[utoipa::path(
     tag = "notifications",
     operation_id = "stream_notifications",
@@ -393,7 +403,7 @@ struct Stream {
 pub async fn stream_notifications(
     req: HttpRequest,
     state: web::Data<AppState>,
-    caller: AuthUser,
+    token: Token,
 ) -> Result<HttpResponse, ApiError> {
     let resume = req
         .headers()
@@ -401,37 +411,41 @@ pub async fn stream_notifications(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| uuid::Uuid::parse_str(v.trim()).ok())
         .map(|id| id.to_string());
-    let user_id = caller.id.clone();
     // Subscribe before reading the starting point, so no commit falls between the two.
     let commits = crate::live::subscribe();
-    let last_id = match resume {
-        Some(id) => Some(id),
-        None => {
-            let user = user_id.clone();
-            db::read(&state.pool, move |conn| {
-                Ok(repo::notifications::newest_id(conn, &user)?)
-            })
-            .await?
+    let caller = token.clone();
+    let last_id = db::read(&state.pool, move |conn| {
+        let user = caller.user(conn)?;
+        match resume {
+            Some(id) => Ok(Some(id)),
+            None => Ok(repo::notifications::newest_id(conn, &user.id)?),
         }
-    };
+    })
+    .await?;
     let heartbeat = state.settings.sse_heartbeat;
     let start = Stream {
         state: state.clone(),
-        user_id,
+        token,
         last_id,
         pending: Default::default(),
         commits,
+        next_beat: tokio::time::Instant::now() + heartbeat,
     };
     let events = futures_util::stream::unfold(start, move |mut s| async move {
         loop {
             if let Some(event) = s.pending.pop_front() {
+                s.next_beat = tokio::time::Instant::now() + heartbeat;
                 return Some((Ok::<_, actix_web::Error>(web::Bytes::from(event)), s));
             }
-            let (user, after) = (s.user_id.clone(), s.last_id.clone());
+            if s.token.expired() {
+                return None;
+            }
+            let (token, after) = (s.token.clone(), s.last_id.clone());
             let rows = db::read(&s.state.pool, move |conn| {
+                let user = token.user(conn)?;
                 Ok(repo::notifications::since(
                     conn,
-                    &user,
+                    &user.id,
                     after.as_deref(),
                     100,
                 )?)
@@ -444,6 +458,7 @@ pub async fn stream_notifications(
                         .extend(rows.into_iter().map(|r| sse_event(r, &s.state.notifier)));
                     continue;
                 }
+                Err(ApiError::Unauthorized { .. }) => return None,
                 // A database hiccup is retried at the next commit or heartbeat.
                 Ok(_) | Err(_) => {}
             }
@@ -453,7 +468,8 @@ pub async fn stream_notifications(
                         return None;
                     }
                 }
-                _ = tokio::time::sleep(heartbeat) => {
+                _ = tokio::time::sleep_until(s.next_beat) => {
+                    s.next_beat = tokio::time::Instant::now() + heartbeat;
                     return Some((Ok(web::Bytes::from_static(b": heartbeat\n\n")), s));
                 }
             }

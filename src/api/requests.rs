@@ -381,7 +381,8 @@ pub async fn answer_request(
         let case = case_for(conn, &viewer, &case_id, Role::Client, "answer requests")?;
         let current =
             repo::requests::find(conn, &case_id, &request_id)?.ok_or_else(request_not_found)?;
-        let (ids, foreign) = check_case_attachments(conn, &case_id, &input.attachment_ids)?;
+        let (ids, foreign) =
+            check_case_attachments(conn, &viewer, &case_id, &input.attachment_ids)?;
         if let Some(error) = foreign {
             return Err(ApiError::validation(vec![error]));
         }
@@ -518,9 +519,20 @@ pub struct VideoCallList {
     pub items: Vec<VideoCallView>,
 }
 
+/// The client's calls are between the client and the agency, which mediates for its agents.
+fn refuse_agents(viewer: &Viewer) -> Result<(), ApiError> {
+    if viewer.role == Role::Agent {
+        return Err(ApiError::Forbidden(
+            "Agents take no part in the client's video calls.".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// List a case's video calls
 ///
-/// Newest first (the latest 100). Roles: anyone who can see the case.
+/// Newest first (the latest 100). Roles: the client, the agency and platform staff who can see
+/// the case; an agent on it gets 403.
 #[utoipa::path(
     tag = "video-calls",
     operation_id = "list_video_calls",
@@ -528,6 +540,7 @@ pub struct VideoCallList {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The rooms", body = VideoCallList),
+        (status = 403, description = "Agents take no part in video calls"),
         (status = 404, description = "No such case, or not one the caller can see"),
     )
 )]
@@ -543,6 +556,7 @@ pub async fn list_video_calls(
     let (rows, active) = db::read(&state.pool, move |conn| {
         let Asked { viewer, .. } = asking.resolve(conn)?;
         let case = find_visible(conn, &viewer, &case_id)?;
+        refuse_agents(&viewer)?;
         let active = workflow::state_of(case.status()).video_calls_active;
         Ok((repo::requests::calls(conn, &case_id)?, active))
     })
@@ -638,7 +652,8 @@ pub async fn create_video_call(
 /// Join a video call
 ///
 /// 302 to the room while the case is in an active status; 410 `call_ended` once it has left
-/// them. Roles: anyone who can see the case (404 otherwise).
+/// them. Roles: the client, the agency and platform staff who can see the case (404
+/// otherwise); an agent on it gets 403.
 #[utoipa::path(
     tag = "video-calls",
     operation_id = "join_video_call",
@@ -646,6 +661,7 @@ pub async fn create_video_call(
     security(("bearer" = [])),
     responses(
         (status = 302, description = "To the room", headers(("Location" = String, description = "The room's URL"))),
+        (status = 403, description = "Agents take no part in video calls"),
         (status = 404, description = "No such call, or not one the caller can see"),
         (status = 410, description = "The case left the statuses where calls work (`call_ended`)"),
     )
@@ -664,6 +680,7 @@ pub async fn join_video_call(
         let not_found = || ApiError::NotFound("No such video call, or not one you can see.".into());
         let row = repo::requests::find_call(conn, &id)?.ok_or_else(not_found)?;
         let case = find_visible(conn, &viewer, &row.case_id).map_err(|_| not_found())?;
+        refuse_agents(&viewer)?;
         Ok((row, workflow::state_of(case.status()).video_calls_active))
     })
     .await?;

@@ -350,7 +350,8 @@ fn check_value(
             let attachment = value
                 .as_str()
                 .filter(|s| Uuid::parse_str(s).is_ok())
-                .map(|s| repo::attachments::find(conn, s))
+                // Only the client fills values, and internal files are not theirs to name.
+                .map(|s| repo::attachments::find(conn, s, false))
                 .transpose()
                 .map_err(|_| {
                     (

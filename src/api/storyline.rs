@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use validator::Validate;
 
-use crate::api::attachments::check_case_attachments;
+use crate::api::attachments::{check_case_attachments, share_with_client};
 use crate::api::cases::{Viewer, find_visible, wrong_state};
 use crate::api::{Asked, Asking, nullable, timestamp};
 use crate::app::AppState;
@@ -386,6 +386,7 @@ fn writable_case(
 /// Position and attachment rules shared by create and update; errors point at body members.
 fn check_content(
     conn: &mut DbConnection,
+    viewer: &Viewer,
     case_id: &str,
     position: (Option<f64>, Option<f64>),
     attachment_ids: Option<&[Uuid]>,
@@ -401,7 +402,7 @@ fn check_content(
         ));
     }
     if let Some(ids) = attachment_ids {
-        errors.extend(check_case_attachments(conn, case_id, ids)?.1);
+        errors.extend(check_case_attachments(conn, viewer, case_id, ids)?.1);
     }
     if occurred_at.is_some_and(|t| t > Utc::now() + chrono::Duration::days(1)) {
         errors.push(FieldError::new(
@@ -422,6 +423,19 @@ fn check_content(
     } else {
         Err(ApiError::validation(errors))
     }
+}
+
+/// A published event shows its files to the client (`attachments::share_with_client`).
+fn share_if_published(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    row: &EventRow,
+) -> Result<(), ApiError> {
+    if row.status != EventStatus::Published.as_str() {
+        return Ok(());
+    }
+    let ids: Vec<String> = serde_json::from_str(&row.attachment_ids).unwrap_or_default();
+    share_with_client(conn, actor, &row.case_id, &ids)
 }
 
 fn ids_json(ids: &[Uuid]) -> String {
@@ -472,6 +486,7 @@ pub async fn create_event(
         }
         check_content(
             conn,
+            &viewer,
             &case_id,
             (input.latitude, input.longitude),
             Some(&input.attachment_ids),
@@ -510,6 +525,7 @@ pub async fn create_event(
                 ("status", None, Some(row.status.clone())),
             ]),
         )?;
+        share_if_published(conn, &actor, &row)?;
         Ok(row)
     })
     .await?;
@@ -614,6 +630,7 @@ pub async fn update_event(
         let longitude = input.longitude.unwrap_or(current.longitude);
         check_content(
             conn,
+            &viewer,
             &case_id,
             (latitude, longitude),
             input.attachment_ids.as_deref(),
@@ -632,35 +649,45 @@ pub async fn update_event(
             status: None,
         };
         let show = |v: Option<f64>| v.map(|x| x.to_string());
+        let sent = |v: Option<String>| v.map(Some);
         let change = Change::entity("storyline_event", &event_id, Some(&case_id), "update");
-        let audit = change.fields(vec![
+        // Body, position and place name can be cleared: `null` is a change to audit too.
+        let audit = change.sent_fields(vec![
             (
                 "occurred_at",
                 Some(current.occurred_at.to_string()),
-                changes.occurred_at.map(|t| t.to_string()),
+                sent(changes.occurred_at.map(|t| t.to_string())),
             ),
-            ("kind", Some(current.kind.clone()), changes.kind.clone()),
-            ("title", Some(current.title.clone()), changes.title.clone()),
-            ("body", current.body.clone(), changes.body.clone().flatten()),
+            (
+                "kind",
+                Some(current.kind.clone()),
+                sent(changes.kind.clone()),
+            ),
+            (
+                "title",
+                Some(current.title.clone()),
+                sent(changes.title.clone()),
+            ),
+            ("body", current.body.clone(), changes.body.clone()),
             (
                 "latitude",
                 show(current.latitude),
-                changes.latitude.and_then(show),
+                changes.latitude.map(show),
             ),
             (
                 "longitude",
                 show(current.longitude),
-                changes.longitude.and_then(show),
+                changes.longitude.map(show),
             ),
             (
                 "place_name",
                 current.place_name.clone(),
-                changes.place_name.clone().flatten(),
+                changes.place_name.clone(),
             ),
             (
                 "attachment_ids",
                 Some(current.attachment_ids.clone()),
-                changes.attachment_ids.clone(),
+                sent(changes.attachment_ids.clone()),
             ),
         ]);
         if !repo::storyline::update(conn, &event_id, current.version, &changes)? {
@@ -669,7 +696,9 @@ pub async fn update_event(
             });
         }
         repo::audit::append(conn, &actor, audit)?;
-        repo::storyline::find(conn, &case_id, &event_id)?.ok_or_else(event_not_found)
+        let row = repo::storyline::find(conn, &case_id, &event_id)?.ok_or_else(event_not_found)?;
+        share_if_published(conn, &actor, &row)?;
+        Ok(row)
     })
     .await?;
     let view = EventView::from(row);
@@ -680,8 +709,8 @@ pub async fn update_event(
 
 /// Publish a storyline event
 ///
-/// Makes a draft visible to the client (publishing a published event changes nothing).
-/// Roles: agency.
+/// Makes a draft visible to the client, with its files (publishing a published event changes
+/// nothing). Roles: agency.
 #[utoipa::path(
     tag = "storyline",
     operation_id = "publish_storyline_event",
@@ -723,7 +752,9 @@ pub async fn publish_event(
                 .field("status", Some(current.status), Some(published.to_owned()));
             repo::audit::append(conn, &actor, vec![change])?;
         }
-        repo::storyline::find(conn, &case_id, &event_id)?.ok_or_else(event_not_found)
+        let row = repo::storyline::find(conn, &case_id, &event_id)?.ok_or_else(event_not_found)?;
+        share_if_published(conn, &actor, &row)?;
+        Ok(row)
     })
     .await?;
     let view = EventView::from(row);

@@ -213,6 +213,17 @@ fn scope_of(caller: &AuthUser) -> Result<UserScope, ApiError> {
     }
 }
 
+/// Only platform admins make platform admins or change their accounts: otherwise any platform
+/// user could raise their own flag (and read every audit log) or set an admin's password.
+fn guard_platform_admins(caller: &AuthUser, role: Role, admin: bool) -> Result<(), ApiError> {
+    if role == Role::Platform && admin && !caller.is_platform_admin() {
+        return Err(ApiError::Forbidden(
+            "Only platform admins make platform admins or change their accounts.".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn user_not_found() -> ApiError {
     ApiError::NotFound("No such user, or not one you manage.".into())
 }
@@ -225,6 +236,9 @@ pub fn check_new_user(
     password_hash: String,
 ) -> Result<UserRow, ApiError> {
     let mut agency_id = input.agency_id.map(|id| id.to_string());
+    if let Some(caller) = caller {
+        guard_platform_admins(caller, input.role, input.admin)?;
+    }
     if let Some(caller) = caller.filter(|c| !c.is_platform()) {
         caller.require(
             input.role.belongs_to_agency(),
@@ -346,8 +360,8 @@ pub async fn list_users(
 /// Create a user
 ///
 /// Platform staff create users of any role; an agency admin creates `agency` and `agent` users
-/// of their own agency. The e-mail must be unused (case-insensitively). Roles: platform,
-/// agency admin.
+/// of their own agency; only platform admins create platform admins (403). The e-mail must be
+/// unused (case-insensitively). Roles: platform, agency admin.
 #[utoipa::path(
     tag = "users",
     operation_id = "create_user",
@@ -426,7 +440,8 @@ pub async fn get_user(
 ///
 /// Changes name, e-mail, password, admin flag, locale, active flag and (clients) identity.
 /// `role` and `agency_id` cannot change (422). Callers cannot deactivate themselves or drop their
-/// own admin flag (422 `cannot_lock_out_self`). Honours `If-Match` (412 when stale).
+/// own admin flag (422 `cannot_lock_out_self`). Only platform admins make a platform user an
+/// admin or change a platform admin's account (403). Honours `If-Match` (412 when stale).
 /// Roles: platform, agency admin (own agency's staff and agents).
 #[utoipa::path(
     tag = "users",
@@ -439,7 +454,7 @@ pub async fn get_user(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Updated", body = UserView, headers(("ETag" = String, description = "The new version"))),
-        (status = 403, description = "The caller's role manages no users"),
+        (status = 403, description = "The caller's role manages no users, or the user is (or would become) a platform admin and the caller is not one"),
         (status = 404, description = "No such user, or not one the caller manages"),
         (status = 409, description = "The e-mail is taken (`email_taken`)"),
         (status = 412, description = "`If-Match` is stale"),
@@ -492,6 +507,8 @@ pub async fn update_user(
     let show_identity = caller.is_platform();
     let row = db::write(&state.pool, move |conn| {
         let current = repo::users::find(conn, &scope, &id)?.ok_or_else(user_not_found)?;
+        let admin_before_or_after = current.is_admin || input.admin == Some(true);
+        guard_platform_admins(&caller, current.role(), admin_before_or_after)?;
         if_match.check(current.version)?;
         let identity_sent = [
             &input.id_document_type,

@@ -69,14 +69,12 @@ fn invalid_token() -> ApiError {
 /// `api::Asking` when it needs the request's language and id too): one hand-off to a
 /// database thread per request instead of two (the busiest routes take this).
 #[derive(Debug, Clone)]
-pub struct Token {
-    user_id: String,
-}
+pub struct Token(jwt::Verified);
 
 impl Token {
     /// The caller as the database has them now, or 401 if deactivated since the token was issued.
     pub fn user(&self, conn: &mut DbConnection) -> Result<AuthUser, ApiError> {
-        let user = repo::users::find_caller(conn, &self.user_id)?.ok_or_else(invalid_token)?;
+        let user = repo::users::find_caller(conn, &self.0.sub)?.ok_or_else(invalid_token)?;
         Ok(AuthUser {
             role: user.role(),
             locale: user.locale(),
@@ -86,9 +84,14 @@ impl Token {
         })
     }
 
+    /// Whether the token has expired since the request came in (a long-lived response checks).
+    pub fn expired(&self) -> bool {
+        self.0.expired()
+    }
+
     /// The caller's whole row (their profile), or 401 as for [`Token::user`].
     pub fn profile(&self, conn: &mut DbConnection) -> Result<repo::users::UserRow, ApiError> {
-        repo::users::find_active(conn, &self.user_id)?.ok_or_else(invalid_token)
+        repo::users::find_active(conn, &self.0.sub)?.ok_or_else(invalid_token)
     }
 }
 
@@ -124,8 +127,11 @@ fn verified_token(req: &HttpRequest) -> Result<Token, ApiError> {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
         _ => return Err(invalid_token()),
     };
-    let user_id = state.tokens.verify(token).ok_or_else(invalid_token)?;
-    Ok(Token { user_id })
+    state
+        .tokens
+        .verify(token)
+        .map(Token)
+        .ok_or_else(invalid_token)
 }
 
 impl FromRequest for AuthUser {

@@ -6,8 +6,8 @@
 //! nearly every backend stood in `Lock:transactionid` (bench/RESULTS.md, twenty-fourth
 //! session). Taken last, the lock is held for the chain's own statements and the commit.
 //!
-//! What a write keeps is batched by its type: the items of one type run together in one call,
-//! so a transition that appends its fields and then a storyline event moves the head once.
+//! What a write keeps is batched by its type and what runs it: those items run together in one
+//! call, so a transition that appends its fields and then a storyline event moves the head once.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -53,8 +53,8 @@ thread_local! {
 }
 
 /// Keeps `item` for the last step of the write this thread is running through
-/// [`run_kept_last`], where `run` gets it with every other item of its type (the `run` of the
-/// first one kept). Anywhere else `run` gets it alone, at once: outside such a write, and inside
+/// [`run_kept_last`], where `run` gets it with every other item kept with the same `run`.
+/// Anywhere else `run` gets it alone, at once: outside such a write, and inside
 /// a savepoint of one, whose rollback must undo what `run` writes.
 pub fn before_commit<T: 'static>(
     conn: &mut DbConnection,
@@ -70,7 +70,10 @@ pub fn before_commit<T: 'static>(
         let kept = scope
             .batches
             .iter_mut()
-            .find_map(|batch| batch.as_any().downcast_mut::<Batch<T>>());
+            .filter_map(|batch| batch.as_any().downcast_mut::<Batch<T>>())
+            // Equal addresses may also be two functions the compiler merged: identical code, so
+            // either runs the batch; one function seen at two addresses only splits it.
+            .find(|batch| std::ptr::fn_addr_eq(batch.run, run));
         match kept {
             Some(batch) => batch.items.extend(item.take()),
             None => scope.batches.push(Box::new(Batch {

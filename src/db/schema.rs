@@ -176,6 +176,7 @@ diesel::table! {
         sha256 -> Text,
         storage_key -> Text,
         created_at -> Timestamp,
+        internal -> Bool,
     }
 }
 

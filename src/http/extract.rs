@@ -202,10 +202,13 @@ impl PageRequest {
     }
 }
 
-/// Keys are row ids (UUIDs), sequence numbers, or `<number>_<uuid>` for chronological lists.
+/// Keys are row ids (UUIDs), sequence numbers, or `<number>_<uuid>` for chronological lists
+/// (microseconds since 1970, negative before it).
 fn is_cursor_key(key: &str) -> bool {
-    let is_number =
-        |k: &str| !k.is_empty() && k.len() <= 18 && k.bytes().all(|b| b.is_ascii_digit());
+    let is_number = |k: &str| {
+        let digits = k.strip_prefix('-').unwrap_or(k);
+        !digits.is_empty() && digits.len() <= 18 && digits.bytes().all(|b| b.is_ascii_digit())
+    };
     uuid::Uuid::parse_str(key).is_ok()
         || is_number(key)
         || key

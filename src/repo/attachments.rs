@@ -1,10 +1,14 @@
 //! Attachment rows; the bytes are in object storage (`crate::storage`).
+//!
+//! Every read takes `with_internal`: the client's reads leave internal files out in the query.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::db::DbConnection;
-use crate::db::schema::attachments;
+use crate::db::schema::{attachments, case_fields, client_requests, messages, storyline_events};
+
+type Backend = <DbConnection as diesel::Connection>::Backend;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = attachments)]
@@ -19,6 +23,8 @@ pub struct AttachmentRow {
     pub sha256: String,
     pub storage_key: String,
     pub created_at: NaiveDateTime,
+    /// Hidden from the client (see the migration `internal_attachments`).
+    pub internal: bool,
 }
 
 pub fn insert(conn: &mut DbConnection, row: &AttachmentRow) -> QueryResult<()> {
@@ -28,10 +34,24 @@ pub fn insert(conn: &mut DbConnection, row: &AttachmentRow) -> QueryResult<()> {
         .map(|_| ())
 }
 
+/// The attachments a reader may see: internal ones only `with_internal`.
+fn seen(with_internal: bool) -> attachments::BoxedQuery<'static, Backend> {
+    let rows = attachments::table.into_boxed();
+    if with_internal {
+        rows
+    } else {
+        rows.filter(attachments::internal.eq(false))
+    }
+}
+
 /// The row, whatever case it belongs to: callers check the case's visibility next.
-pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<AttachmentRow>> {
-    attachments::table
-        .find(id)
+pub fn find(
+    conn: &mut DbConnection,
+    id: &str,
+    with_internal: bool,
+) -> QueryResult<Option<AttachmentRow>> {
+    seen(with_internal)
+        .filter(attachments::id.eq(id.to_owned()))
         .select(AttachmentRow::as_select())
         .first(conn)
         .optional()
@@ -41,12 +61,11 @@ pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<AttachmentR
 pub fn list(
     conn: &mut DbConnection,
     case_id: &str,
+    with_internal: bool,
     after: Option<&str>,
     limit: i64,
 ) -> QueryResult<Vec<AttachmentRow>> {
-    let mut query = attachments::table
-        .filter(attachments::case_id.eq(case_id))
-        .into_boxed();
+    let mut query = seen(with_internal).filter(attachments::case_id.eq(case_id.to_owned()));
     if let Some(after) = after {
         query = query.filter(attachments::id.lt(after.to_owned()));
     }
@@ -63,11 +82,65 @@ pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
         .map(|_| ())
 }
 
-/// How many of `ids` are attachments of this case.
-pub fn count_of_case(conn: &mut DbConnection, case_id: &str, ids: &[String]) -> QueryResult<i64> {
-    attachments::table
-        .filter(attachments::case_id.eq(case_id))
-        .filter(attachments::id.eq_any(ids))
+/// How many of `ids` are attachments of this case that the reader may see.
+pub fn count_of_case(
+    conn: &mut DbConnection,
+    case_id: &str,
+    ids: &[String],
+    with_internal: bool,
+) -> QueryResult<i64> {
+    seen(with_internal)
+        .filter(attachments::case_id.eq(case_id.to_owned()))
+        .filter(attachments::id.eq_any(ids.to_vec()))
         .count()
         .get_result(conn)
+}
+
+/// Shows the internal ones among `ids` (of this case) to the client; the ids it changed.
+pub fn share(conn: &mut DbConnection, case_id: &str, ids: &[String]) -> QueryResult<Vec<String>> {
+    let internal = || {
+        attachments::table
+            .filter(attachments::case_id.eq(case_id))
+            .filter(attachments::id.eq_any(ids))
+            .filter(attachments::internal.eq(true))
+    };
+    let shared: Vec<String> = internal().select(attachments::id).load(conn)?;
+    if !shared.is_empty() {
+        diesel::update(internal())
+            .set(attachments::internal.eq(false))
+            .execute(conn)?;
+    }
+    Ok(shared)
+}
+
+/// What in its case still names the file, if anything: a message, a storyline event, an answer
+/// to a request or a required-data value. Each stores ids as JSON strings, so `"<id>"` finds
+/// it (a UUID holds no LIKE wildcard); each search stays within the case's rows.
+pub fn named_by(
+    conn: &mut DbConnection,
+    case_id: &str,
+    id: &str,
+) -> QueryResult<Option<&'static str>> {
+    let quoted = format!("%\"{id}\"%");
+    macro_rules! names_it {
+        ($table:ident . $column:ident) => {
+            $table::table
+                .filter($table::case_id.eq(case_id))
+                .filter($table::$column.like(&quoted))
+                .count()
+                .get_result::<i64>(conn)?
+                > 0
+        };
+    }
+    Ok(if names_it!(messages.attachment_ids) {
+        Some("a message")
+    } else if names_it!(storyline_events.attachment_ids) {
+        Some("a storyline event")
+    } else if names_it!(client_requests.answer_attachment_ids) {
+        Some("an answer to a request")
+    } else if names_it!(case_fields.value) {
+        Some("a required-data value")
+    } else {
+        None
+    })
 }

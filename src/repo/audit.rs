@@ -86,6 +86,10 @@ pub struct Actor {
     pub request_id: String,
 }
 
+/// A field of a PATCH: its name, its value before, and what was sent (`None`: not sent;
+/// `Some(None)`: cleared).
+pub type SentField = (&'static str, Option<String>, Option<Option<String>>);
+
 /// One changed field (or a whole event when `field` is `None`).
 #[derive(Debug, Clone)]
 pub struct Change {
@@ -126,9 +130,21 @@ impl Change {
         &self,
         values: Vec<(&'static str, Option<String>, Option<String>)>,
     ) -> Vec<Change> {
+        self.sent_fields(
+            values
+                .into_iter()
+                .map(|(field, old, new)| (field, old, new.map(Some)))
+                .collect(),
+        )
+    }
+
+    /// [`Change::fields`] for fields that can be cleared: the new value is `None` when not
+    /// sent, `Some(None)` when cleared, which is a change like any other.
+    pub fn sent_fields(&self, values: Vec<SentField>) -> Vec<Change> {
         values
             .into_iter()
-            .filter(|(_, old, new)| new.is_some() && old != new)
+            .filter_map(|(field, old, sent)| sent.map(|new| (field, old, new)))
+            .filter(|(_, old, new)| old != new)
             .map(|(field, old, new)| self.clone().field(field, old, new))
             .collect()
     }

@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use crate::db::schema::{case_agents, notifications, users};
+use crate::db::schema::{agencies, case_agents, notifications, users};
 use crate::db::{BuildOnce, DbConnection};
 use crate::domain::Role;
 
@@ -124,15 +124,17 @@ pub struct Recipient {
 const RECIPIENT: (users::id, users::locale, users::email, users::name) =
     (users::id, users::locale, users::email, users::name);
 
-/// Active users with this role (and agency, for agency staff).
+/// Enabled users (`users::is_enabled`: active, of an active agency) with this role (and agency,
+/// for agency staff).
 pub fn active_users(
     conn: &mut DbConnection,
     role: Role,
     agency_id: Option<&str>,
 ) -> QueryResult<Vec<Recipient>> {
     let mut query = users::table
+        .left_join(agencies::table)
         .filter(users::role.eq(role.as_str()))
-        .filter(users::active.eq(true))
+        .filter(super::users::is_enabled())
         .into_boxed();
     if let Some(agency) = agency_id {
         query = query.filter(users::agency_id.eq(agency.to_owned()));
@@ -140,12 +142,15 @@ pub fn active_users(
     query.select(RECIPIENT).built_once().load(conn)
 }
 
-/// These users (inactive ones are left out).
+/// These users, those who can no longer log in left out (`users::is_enabled`).
 pub fn recipients(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<Recipient>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let active = users::table.filter(users::active.eq(true)).into_boxed();
+    let active = users::table
+        .left_join(agencies::table)
+        .filter(super::users::is_enabled())
+        .into_boxed();
     filter_in!(active, users::id, ids)
         .select(RECIPIENT)
         .built_once()

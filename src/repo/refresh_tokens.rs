@@ -6,7 +6,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::db::DbConnection;
-use crate::db::schema::refresh_tokens;
+use crate::db::schema::{refresh_tokens, users};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = refresh_tokens)]
@@ -61,6 +61,20 @@ pub fn revoke_family(conn: &mut DbConnection, family_id: &str) -> QueryResult<us
 }
 
 /// Used when a user is deactivated or changes password.
+/// Revokes the refresh tokens of every user of an agency (when it is deactivated).
+pub fn revoke_agency(conn: &mut DbConnection, agency_id: &str) -> QueryResult<usize> {
+    let staff = users::table
+        .filter(users::agency_id.eq(agency_id.to_owned()))
+        .select(users::id);
+    diesel::update(
+        refresh_tokens::table
+            .filter(refresh_tokens::user_id.eq_any(staff))
+            .filter(refresh_tokens::revoked_at.is_null()),
+    )
+    .set(refresh_tokens::revoked_at.eq(crate::db::now()))
+    .execute(conn)
+}
+
 pub fn revoke_user(conn: &mut DbConnection, user_id: &str) -> QueryResult<usize> {
     diesel::update(
         refresh_tokens::table

@@ -127,9 +127,10 @@ fn enabled() -> IntoBoxed<'static, LeftJoin<users::table, agencies::table>, Back
         .filter(is_enabled())
 }
 
-/// The condition of `enabled`, for queries of fixed types (see `find_caller`).
+/// The condition of `enabled`, for queries of fixed types (see `find_caller`) and for others
+/// that join `agencies` to `users` themselves.
 #[diesel::dsl::auto_type]
-fn is_enabled() -> _ {
+pub fn is_enabled() -> _ {
     let yes: bool = true;
     users::active.eq(yes).and(
         users::agency_id

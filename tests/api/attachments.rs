@@ -211,7 +211,8 @@ async fn upload_download_list_and_delete_with_the_case_rules() {
         app.count(&format!(
             "SELECT COUNT(*) AS n FROM audit_log WHERE case_id = '{case}' AND entity = 'attachment' AND action = 'upload'"
         )),
-        9
+        // file name, type, SHA-256 and whether it is internal, for three uploads
+        12
     );
     assert_eq!(
         app.count(&format!(
@@ -276,6 +277,33 @@ async fn oversized_uploads_are_413_while_streaming_and_leave_nothing() {
         )))
         .await;
     res.assert_problem(422, "required");
+
+    // Parts before the file (the form has one of its own): at most 16, together within the limit.
+    let with_parts = |count: usize, size: usize| {
+        let mut body = Vec::new();
+        for i in 0..count {
+            body.extend_from_slice(
+                format!(
+                    "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"extra{i}\"\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            body.resize(body.len() + size, b'x');
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(&form("file", "parts.png", &png(100)));
+        upload_request(&w.client.token, &case).set_payload(body)
+    };
+    app.send(with_parts(16, 1))
+        .await
+        .assert_problem(422, "too_many_parts");
+    app.send(with_parts(2, 6_500))
+        .await
+        .assert_problem(413, "payload_too_large");
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM attachments"), 1);
+    app.send(with_parts(15, 1)).await.assert_status(201);
+    app.send(with_parts(1, 11_000)).await.assert_status(201);
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM attachments"), 3);
 }
 
 /// An upload checks its caller twice: before reading the body, and again in the write that
@@ -380,4 +408,184 @@ async fn attachments_live_in_an_s3_bucket_when_configured() {
         .await
         .assert_problem(404, "not_found");
     assert_eq!(app.count("SELECT COUNT(*) AS n FROM attachments"), 0);
+}
+
+/// Internal files: an agent's always, agency staff's when they say so. The client does not see
+/// them (list, download, delete, or naming them in a message) until something the client sees
+/// carries them: a published storyline event, or a message to the client. Each of those shows
+/// its files and records it in the audit trail.
+#[actix_web::test]
+async fn internal_files_stay_with_the_agency_until_the_client_is_shown_them() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    crate::world::start_case(&app, &w, &case).await;
+    crate::world::assign_agent(&app, &w, &case).await;
+    let upload_as = async |token: &str, internal: Option<&str>, name: &str| {
+        let mut body = Vec::new();
+        if let Some(value) = internal {
+            body.extend_from_slice(
+                format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"internal\"\r\n\r\n{value}\r\n")
+                    .as_bytes(),
+            );
+        }
+        body.extend_from_slice(&form("file", name, &png(300)));
+        app.send(upload_request(token, &case).set_payload(body))
+            .await
+    };
+    let agents = upload_as(&w.a_agent.token, None, "agent.png").await;
+    assert_eq!(agents.assert_status(201)["internal"], true);
+    let agents = id(&agents.body);
+    let kept = upload_as(&w.a_operator.token, Some("true"), "kept.png").await;
+    assert_eq!(kept.assert_status(201)["internal"], true);
+    let kept = id(&kept.body);
+    let report = upload_as(&w.a_operator.token, None, "report.png").await;
+    assert_eq!(report.assert_status(201)["internal"], false);
+    let report = id(&report.body);
+    upload_as(&w.client.token, Some("true"), "x.png")
+        .await
+        .assert_problem(422, "not_allowed");
+    upload_as(&w.a_agent.token, Some("false"), "x.png")
+        .await
+        .assert_problem(422, "not_allowed");
+    upload_as(&w.a_operator.token, Some("maybe"), "x.png")
+        .await
+        .assert_problem(422, "invalid_value");
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM attachments"), 3);
+
+    let list = format!("/v1/cases/{case}/attachments");
+    let names = async |token: &str| -> Vec<String> {
+        let res = app.get(&list, token).await;
+        res.assert_status(200)["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["file_name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        names(&w.a_operator.token).await,
+        ["report.png", "kept.png", "agent.png"]
+    );
+    assert_eq!(
+        names(&w.a_agent.token).await,
+        ["report.png", "kept.png", "agent.png"]
+    );
+    assert_eq!(names(&w.client.token).await, ["report.png"]);
+    for hidden in [&agents, &kept] {
+        let download = format!("/v1/attachments/{hidden}");
+        app.get(&download, &w.client.token)
+            .await
+            .assert_problem(404, "not_found");
+        app.call("DELETE", &download, &w.client.token, None, &[])
+            .await
+            .assert_problem(404, "not_found");
+        app.post(
+            &format!("/v1/cases/{case}/messages"),
+            &w.client.token,
+            serde_json::json!({"body": "This one?", "attachment_ids": [hidden]}),
+        )
+        .await
+        .assert_problem(422, "validation_failed");
+    }
+
+    // An internal note and a draft carry them: still hidden.
+    app.post(
+        &format!("/v1/cases/{case}/messages"),
+        &w.a_agent.token,
+        serde_json::json!({"body": "The car.", "internal": true, "attachment_ids": [agents]}),
+    )
+    .await
+    .assert_status(201);
+    let storyline = format!("/v1/cases/{case}/storyline");
+    let draft = app
+        .post(
+            &storyline,
+            &w.a_agent.token,
+            serde_json::json!({"title": "The car", "attachment_ids": [agents]}),
+        )
+        .await;
+    let draft = id(draft.assert_status(201));
+    assert_eq!(names(&w.client.token).await, ["report.png"]);
+    let shared = || app.count("SELECT COUNT(*) AS n FROM audit_log WHERE action = 'share'");
+    assert_eq!(shared(), 0);
+
+    // Published, the event shows its file; a message to the client shows its own.
+    app.post(
+        &format!("{storyline}/{draft}/publish"),
+        &w.a_operator.token,
+        serde_json::json!({}),
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(names(&w.client.token).await, ["report.png", "agent.png"]);
+    app.get(&format!("/v1/attachments/{agents}"), &w.client.token)
+        .await
+        .assert_status(200);
+    let res = app
+        .post(
+            &format!("/v1/cases/{case}/messages"),
+            &w.a_operator.token,
+            serde_json::json!({"body": "Found this.", "attachment_ids": [kept]}),
+        )
+        .await;
+    res.assert_status(201);
+    assert_eq!(
+        names(&w.client.token).await,
+        ["report.png", "kept.png", "agent.png"]
+    );
+    assert_eq!(shared(), 2);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE action = 'share' AND entity_id IN ('{agents}', '{kept}') \
+             AND field = 'internal' AND old_value = 'true' AND new_value = 'false'"
+        )),
+        2
+    );
+
+    // Deleting: an agent on the case only their own; the client their own; platform staff any.
+    let delete = async |token: &str, attachment: &str| {
+        app.call(
+            "DELETE",
+            &format!("/v1/attachments/{attachment}"),
+            token,
+            None,
+            &[],
+        )
+        .await
+    };
+    delete(&w.a_agent.token, &report)
+        .await
+        .assert_problem(403, "forbidden");
+    let mine = id(upload(&app, &w.client.token, &case, "mine.png", &png(300))
+        .await
+        .assert_status(201));
+    let files = stored_files(app.files.path()).len();
+    assert_eq!(delete(&w.client.token, &mine).await.status.as_u16(), 204);
+    assert_eq!(
+        delete(&w.platform.token, &report).await.status.as_u16(),
+        204
+    );
+    assert_eq!(stored_files(app.files.path()).len(), files - 2);
+    // What a message or a storyline event carries stays.
+    for carried in [&agents, &kept] {
+        delete(&w.a_operator.token, carried)
+            .await
+            .assert_problem(409, "attachment_in_use");
+    }
+    assert_eq!(names(&w.a_operator.token).await, ["kept.png", "agent.png"]);
+    // Taken off the event, the agent's file is still carried by the internal note.
+    app.patch(
+        &format!("{storyline}/{draft}"),
+        &w.a_operator.token,
+        serde_json::json!({"attachment_ids": []}),
+    )
+    .await
+    .assert_status(200);
+    let res = delete(&w.a_operator.token, &agents).await;
+    let detail = res.assert_problem(409, "attachment_in_use")["detail"].clone();
+    assert!(
+        detail.as_str().unwrap().starts_with("a message"),
+        "{detail}"
+    );
 }

@@ -6,6 +6,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
 use crate::helpers::{PASSWORD, SECRET, TestApp, spawn};
+use crate::world::{World, buy, id, post_message};
 
 #[actix_web::test]
 async fn login_issues_tokens_that_open_me() {
@@ -79,7 +80,7 @@ async fn repeated_failures_from_one_address_are_throttled() {
     assert!(res.header("retry-after").is_some());
 }
 
-fn claims(overrides: serde_json::Value) -> serde_json::Value {
+pub fn claims(overrides: serde_json::Value) -> serde_json::Value {
     let now = chrono::Utc::now().timestamp();
     let mut base = json!({
         "role": "platform", "admin": true, "iss": "dossier", "aud": "dossier-api",
@@ -95,7 +96,7 @@ fn claims(overrides: serde_json::Value) -> serde_json::Value {
     base
 }
 
-fn sign(claims: &serde_json::Value, secret: &str) -> String {
+pub fn sign(claims: &serde_json::Value, secret: &str) -> String {
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         claims,
@@ -414,24 +415,63 @@ async fn a_deactivated_users_tokens_stop_working() {
         .assert_problem(401, "invalid_refresh_token");
 }
 
+/// A deactivated agency's staff are locked out, hear of nothing, and get none of their sessions
+/// back when it is reactivated; another agency's sessions are untouched.
 #[actix_web::test]
 async fn a_deactivated_agency_locks_its_staff_out() {
     let app = spawn().await;
-    let admin = app.admin().await;
-    let agency = app.agency(&admin, "Rossi").await;
-    app.create_user("op@rossi.example", "agency", Some(&agency), false);
-    let token = app.token("op@rossi.example").await;
-    app.patch(
-        &format!("/v1/agencies/{agency}"),
-        &admin,
-        json!({"active": false}),
-    )
-    .await
-    .assert_status(200);
-    assert_locked_out(&app, &token).await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let agency = format!("/v1/agencies/{}", w.agency_a);
+    let login = async |email: &str| {
+        let res = app.login(email, PASSWORD).await;
+        res.assert_status(200)["refresh_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let refresh = |token: &str| {
+        TestRequest::post()
+            .uri("/v1/auth/refresh")
+            .set_json(json!({"refresh_token": token}))
+    };
+    let ours = login("op@rossi.example").await;
+    let theirs = login("op@garcia.example").await;
+    app.patch(&agency, &w.platform.token, json!({"active": false}))
+        .await
+        .assert_status(200);
+    assert_locked_out(&app, &w.a_operator.token).await;
     app.login("op@rossi.example", PASSWORD)
         .await
         .assert_problem(401, "invalid_credentials");
+    let staff_bell = || {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM notifications WHERE user_id IN \
+             (SELECT id FROM users WHERE agency_id = '{}')",
+            w.agency_a
+        ))
+    };
+    let heard = staff_bell();
+    post_message(&app, &w.client.token, &case, "Is anyone there?").await;
+    assert_eq!(
+        staff_bell(),
+        heard,
+        "a deactivated agency's staff were notified"
+    );
+
+    app.patch(&agency, &w.platform.token, json!({"active": true}))
+        .await
+        .assert_status(200);
+    app.send(refresh(&ours))
+        .await
+        .assert_problem(401, "invalid_refresh_token");
+    app.send(refresh(&theirs)).await.assert_status(200);
+    login("op@rossi.example").await;
+    post_message(&app, &w.client.token, &case, "Hello again").await;
+    assert!(
+        staff_bell() > heard,
+        "a reactivated agency's staff hear again"
+    );
 }
 
 #[actix_web::test]

@@ -743,6 +743,13 @@ async fn take_delegate_and_agents_follow_the_agency_rules() {
     .assert_problem(422, "required");
     app.post(
         &format!("{p}/assignment"),
+        &w.a_operator.token,
+        json!({"action": "take", "user_id": w.a_admin.id}),
+    )
+    .await
+    .assert_problem(422, "not_allowed");
+    app.post(
+        &format!("{p}/assignment"),
         &w.client.token,
         json!({"action": "take"}),
     )
@@ -792,6 +799,8 @@ async fn take_delegate_and_agents_follow_the_agency_rules() {
     )
     .await
     .assert_problem(403, "forbidden");
+    let version = |res: &crate::helpers::Response| res.header("etag").unwrap().to_owned();
+    let before = version(&app.get(&p, &w.a_operator.token).await);
     let res = app
         .put(
             &format!("{p}/agents"),
@@ -803,6 +812,18 @@ async fn take_delegate_and_agents_follow_the_agency_rules() {
         res.assert_status(200)["agents"].as_array().unwrap().len(),
         2
     );
+    // A new set moves the case's version; the same set again does not.
+    let after = version(&app.get(&p, &w.a_operator.token).await);
+    let number = |tag: &str| tag.trim_matches('"').parse::<i64>().unwrap();
+    assert_eq!(number(&after), number(&before) + 1);
+    app.put(
+        &format!("{p}/agents"),
+        &w.a_operator.token,
+        json!({"agent_ids": [w.a_agent2.id, w.a_agent.id]}),
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(version(&app.get(&p, &w.a_operator.token).await), after);
     let res = app.get(&format!("{p}/agents"), &w.a_agent2.token).await;
     let listed = res.assert_status(200)["agents"].clone();
     assert_eq!(listed.as_array().unwrap().len(), 2);
@@ -842,6 +863,27 @@ async fn take_delegate_and_agents_follow_the_agency_rules() {
     )
     .await
     .assert_problem(403, "forbidden");
+    // A closed case is nobody's to take or hand on; the problem lists what is still allowed.
+    act(&app, &w.a_operator.token, &case, "complete")
+        .await
+        .assert_status(200);
+    act(&app, &w.client.token, &case, "confirm_completion")
+        .await
+        .assert_status(200);
+    for body in [
+        json!({"action": "take"}),
+        json!({"action": "delegate", "user_id": w.a_operator.id}),
+    ] {
+        let res = app
+            .post(&format!("{p}/assignment"), &w.a_admin.token, body)
+            .await;
+        assert!(res.assert_problem(409, "wrong_state")["allowed_actions"].is_array());
+    }
+    let card = app.get(&p, &w.a_operator.token).await;
+    assert_eq!(
+        card.assert_status(200)["assignee"]["id"],
+        w.a_admin.id.as_str()
+    );
 }
 
 /// The README's rule: SHA-256 (hex) of the previous hash followed by the row's content as a

@@ -573,3 +573,83 @@ async fn a_message_carries_attachments_of_its_own_case_only() {
     // (direction and channel).
     assert_eq!(written(&app), (before.0 + 1, before.1 + 1, before.2 + 2));
 }
+
+/// Agents write internal notes only while the case is in progress: they still read a suspended
+/// case, and this rule alone keeps them from writing to it. They hear of the agency's notes only
+/// while they can see the case. Interactions the agency logs from other channels are its own
+/// record and notify nobody; its in-app messages notify the client.
+#[actix_web::test]
+async fn agents_note_and_hear_only_while_they_see_the_case_and_logged_interactions_notify_nobody() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    start_case(&app, &w, &case).await;
+    assign_agent(&app, &w, &case).await;
+    let p = format!("/v1/cases/{case}/messages");
+    let notifications = || app.count("SELECT COUNT(*) AS n FROM notifications");
+    let messages = || app.count("SELECT COUNT(*) AS n FROM messages");
+
+    let before = notifications();
+    for direction in ["inbound", "outbound"] {
+        app.post(
+            &p,
+            &w.a_operator.token,
+            json!({"body": "Called about the car.", "channel": "phone", "direction": direction}),
+        )
+        .await
+        .assert_status(201);
+    }
+    assert_eq!(notifications(), before, "a logged call notified someone");
+    post_message(&app, &w.a_operator.token, &case, "We start tomorrow.").await;
+    assert_eq!(
+        notifications(),
+        before + 1,
+        "the client hears of in-app messages"
+    );
+
+    let note = json!({"body": "Subject left at 14:00.", "internal": true});
+    act(&app, &w.a_operator.token, &case, "suspend")
+        .await
+        .assert_status(200);
+    let written = messages();
+    app.post(&p, &w.a_agent.token, note.clone())
+        .await
+        .assert_problem(409, "wrong_state");
+    assert_eq!(messages(), written);
+    app.get(&p, &w.a_agent.token).await.assert_status(200);
+    act(&app, &w.a_operator.token, &case, "resume")
+        .await
+        .assert_status(200);
+    app.post(&p, &w.a_agent.token, note)
+        .await
+        .assert_status(201);
+    assert_eq!(messages(), written + 1);
+
+    // The agency's notes reach the agents while they see the case, and not once it is completed.
+    let agents_bell = || {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM notifications WHERE user_id = '{}'",
+            w.a_agent.id
+        ))
+    };
+    let heard = agents_bell();
+    let agency_note = json!({"body": "Check the garage too.", "internal": true});
+    app.post(&p, &w.a_operator.token, agency_note.clone())
+        .await
+        .assert_status(201);
+    assert_eq!(agents_bell(), heard + 1);
+    act(&app, &w.a_operator.token, &case, "complete")
+        .await
+        .assert_status(200);
+    app.get(&format!("/v1/cases/{case}"), &w.a_agent.token)
+        .await
+        .assert_problem(404, "not_found");
+    app.post(&p, &w.a_operator.token, agency_note)
+        .await
+        .assert_status(201);
+    assert_eq!(
+        agents_bell(),
+        heard + 1,
+        "an agent heard of a case they cannot see"
+    );
+}

@@ -295,7 +295,7 @@ async fn sqlite_rebuilds_the_hot_tables_without_rowid_and_keeps_every_row() {
     let DbConnection::Sqlite(c) = &mut *conn else {
         unreachable!("checked above")
     };
-    for migration in ["20261202000011", "20261124000010"] {
+    for migration in ["20261205000012", "20261202000011", "20261124000010"] {
         let reverted = c.revert_last_migration(SQLITE_MIGRATIONS).unwrap();
         assert!(reverted.to_string().contains(migration), "{reverted}");
     }

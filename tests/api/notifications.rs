@@ -255,13 +255,14 @@ async fn the_bell_counts_and_marks_read() {
     );
 }
 
-/// Opens the stream over a real TCP connection and reads until `until` is in what arrived
-/// (or 10 s pass); returns everything read.
+/// Opens the stream over a real TCP connection and reads until `until` has arrived `times`
+/// times (or 10 s pass); returns everything read.
 fn read_stream(
     addr: std::net::SocketAddr,
     token: &str,
     last_event_id: Option<&str>,
     until: &'static str,
+    times: usize,
 ) -> String {
     use std::io::{Read, Write};
     let mut tcp = std::net::TcpStream::connect(addr).unwrap();
@@ -285,7 +286,7 @@ fn read_stream(
             Ok(n) => seen.extend_from_slice(&buf[..n]),
             Err(_) => {}
         }
-        if String::from_utf8_lossy(&seen).contains(until) {
+        if String::from_utf8_lossy(&seen).matches(until).count() >= times {
             break;
         }
     }
@@ -293,7 +294,7 @@ fn read_stream(
 }
 
 #[actix_web::test]
-async fn the_live_stream_pushes_new_notifications_beats_and_resumes() {
+async fn the_live_stream_pushes_beats_resumes_and_ends_with_access() {
     let app = crate::helpers::spawn_with(&[("DOSSIER_SSE_HEARTBEAT_SECONDS", "1")]).await;
     let w = World::new(&app).await;
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
@@ -305,7 +306,7 @@ async fn the_live_stream_pushes_new_notifications_beats_and_resumes() {
 
     // Idle: a heartbeat comes.
     let token = w.client.token.clone();
-    let beat = actix_web::web::block(move || read_stream(addr, &token, None, ": heartbeat"))
+    let beat = actix_web::web::block(move || read_stream(addr, &token, None, ": heartbeat", 1))
         .await
         .unwrap();
     assert!(beat.starts_with("HTTP/1.1 200"), "{beat}");
@@ -317,7 +318,7 @@ async fn the_live_stream_pushes_new_notifications_beats_and_resumes() {
 
     // A message from the agency arrives on the client's open stream.
     let token = w.client.token.clone();
-    let reader = actix_web::web::block(move || read_stream(addr, &token, None, "Status update"));
+    let reader = actix_web::web::block(move || read_stream(addr, &token, None, "Status update", 1));
     actix_web::rt::time::sleep(std::time::Duration::from_millis(500)).await;
     post_message(&app, &w.a_operator.token, &case, "Status update").await;
     let got = reader.await.unwrap();
@@ -331,7 +332,7 @@ async fn the_live_stream_pushes_new_notifications_beats_and_resumes() {
     let older = list.body["items"][1]["id"].as_str().unwrap().to_owned();
     let token = w.client.token.clone();
     let replay =
-        actix_web::web::block(move || read_stream(addr, &token, Some(&older), "Missed one"))
+        actix_web::web::block(move || read_stream(addr, &token, Some(&older), "Missed one", 1))
             .await
             .unwrap();
     assert!(replay.contains("Missed one"), "{replay}");
@@ -339,11 +340,41 @@ async fn the_live_stream_pushes_new_notifications_beats_and_resumes() {
         !replay.contains("Status update"),
         "only what came after the id"
     );
-    // Another user's stream never carries the client's notifications.
+    // Another agency's stream, open while the client is notified, carries nothing of it; and
+    // those commits, every 150 ms, do not hold back its heartbeats (one a second here).
     let token = w.b_operator.token.clone();
-    let theirs = actix_web::web::block(move || read_stream(addr, &token, None, ": heartbeat"))
+    let theirs = std::thread::spawn(move || read_stream(addr, &token, None, ": heartbeat", 2));
+    for _ in 0..20 {
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(150)).await;
+        post_message(&app, &w.a_operator.token, &case, "Not for Garcia").await;
+    }
+    assert!(
+        theirs.is_finished(),
+        "no heartbeats while others' commits came"
+    );
+    let theirs = theirs.join().unwrap();
+    assert!(theirs.matches(": heartbeat").count() >= 2, "{theirs}");
+    assert!(!theirs.contains("event: notification"), "{theirs}");
+
+    // The stream ends (the chunked body's last chunk) when the user is deactivated...
+    const END: &str = "\r\n0\r\n\r\n";
+    let token = w.client2.token.clone();
+    let open = actix_web::web::block(move || read_stream(addr, &token, None, END, 1));
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(300)).await;
+    app.deactivate_user(&w.platform.token, &w.client2.id).await;
+    let ended = open.await.unwrap();
+    assert!(ended.starts_with("HTTP/1.1 200"), "{ended}");
+    assert!(ended.ends_with(END), "{ended}");
+    // ... and when the token expires: this one has two seconds of its leeway left.
+    let now = chrono::Utc::now().timestamp();
+    let expiring = crate::auth::sign(
+        &crate::auth::claims(json!({"sub": w.client.id, "exp": now - 28})),
+        crate::helpers::SECRET,
+    );
+    let ended = actix_web::web::block(move || read_stream(addr, &expiring, None, END, 1))
         .await
         .unwrap();
-    assert!(!theirs.contains("event: notification"));
+    assert!(ended.starts_with("HTTP/1.1 200"), "{ended}");
+    assert!(ended.ends_with(END), "{ended}");
     handle.stop(false).await;
 }

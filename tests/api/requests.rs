@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use crate::attachments::{png, upload};
 use crate::helpers::spawn;
-use crate::world::{World, act, buy, id};
+use crate::world::{World, act, assign_agent, buy, id, start_case};
 
 #[actix_web::test]
 async fn the_agency_asks_the_client_answers_and_open_ones_are_on_the_card() {
@@ -238,12 +238,29 @@ async fn video_rooms_are_unguessable_and_their_links_end_with_the_case() {
         list.assert_status(200)["items"].as_array().unwrap().len(),
         2
     );
+    // In progress, an agent on the case sees it but takes no part in its calls; one off it
+    // learns nothing.
+    start_case(&app, &w, &case).await;
+    assign_agent(&app, &w, &case).await;
+    app.get(&format!("/v1/cases/{case}"), &w.a_agent.token)
+        .await
+        .assert_status(200);
+    app.post(&p, &w.a_agent.token, json!({}))
+        .await
+        .assert_problem(403, "forbidden");
+    app.get(&p, &w.a_agent.token)
+        .await
+        .assert_problem(403, "forbidden");
+    app.get(&join, &w.a_agent.token)
+        .await
+        .assert_problem(403, "forbidden");
+    app.get(&join, &w.a_agent2.token)
+        .await
+        .assert_problem(404, "not_found");
     // Completed: links disabled (410) and hidden; no new rooms.
-    for action in ["accept", "start", "complete"] {
-        act(&app, &w.a_operator.token, &case, action)
-            .await
-            .assert_status(200);
-    }
+    act(&app, &w.a_operator.token, &case, "complete")
+        .await
+        .assert_status(200);
     let res = app.get(&join, &w.client.token).await;
     res.assert_problem(410, "call_ended");
     let list = app.get(&p, &w.client.token).await;
@@ -257,4 +274,102 @@ async fn video_rooms_are_unguessable_and_their_links_end_with_the_case() {
         .await
         .assert_status(200);
     assert_eq!(app.get(&join, &w.client.token).await.status.as_u16(), 302);
+}
+
+/// Requests from the wrong side: another client, another agency and an agent off the case see
+/// no case; the wrong role is refused; a request is only reached through its own case; a case
+/// whose status closes requests takes no answer or cancellation. None of it touches the request.
+#[actix_web::test]
+async fn requests_refuse_the_wrong_side_and_a_closed_case() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let other = id(&buy(&app, &w.client2.token, &w.service_a, "card").await);
+    for c in [&case, &other] {
+        start_case(&app, &w, c).await;
+    }
+    let ask = json!({"kind": "question", "prompt": "Does he own a car?"});
+    let p = format!("/v1/cases/{case}/requests");
+    let asked = id(app
+        .post(&p, &w.a_operator.token, ask.clone())
+        .await
+        .assert_status(201));
+    let theirs = id(app
+        .post(
+            &format!("/v1/cases/{other}/requests"),
+            &w.a_operator.token,
+            ask.clone(),
+        )
+        .await
+        .assert_status(201));
+    let answer = format!("{p}/{asked}/answer");
+    let cancel = format!("{p}/{asked}/cancel");
+    let text = json!({"text": "A grey van."});
+    for outsider in [&w.client2, &w.b_operator, &w.a_agent] {
+        app.get(&p, &outsider.token)
+            .await
+            .assert_problem(404, "not_found");
+        app.post(&answer, &outsider.token, text.clone())
+            .await
+            .assert_problem(404, "not_found");
+        app.post(&cancel, &outsider.token, json!({}))
+            .await
+            .assert_problem(404, "not_found");
+    }
+    // On the case, an agent still may not ask; the client may not cancel.
+    assign_agent(&app, &w, &case).await;
+    app.post(&p, &w.a_agent.token, ask.clone())
+        .await
+        .assert_problem(403, "forbidden");
+    app.post(&cancel, &w.client.token, json!({}))
+        .await
+        .assert_problem(403, "forbidden");
+    // Another case's request through this case's path.
+    app.post(
+        &format!("{p}/{theirs}/answer"),
+        &w.client.token,
+        text.clone(),
+    )
+    .await
+    .assert_problem(404, "not_found");
+    app.post(
+        &format!("{p}/{theirs}/cancel"),
+        &w.a_operator.token,
+        json!({}),
+    )
+    .await
+    .assert_problem(404, "not_found");
+    // Completed: requests are closed to answers and cancellations.
+    act(&app, &w.a_operator.token, &case, "complete")
+        .await
+        .assert_status(200);
+    app.post(&answer, &w.client.token, text)
+        .await
+        .assert_problem(409, "wrong_state");
+    app.post(&cancel, &w.a_operator.token, json!({}))
+        .await
+        .assert_problem(409, "wrong_state");
+    for (case, request) in [(&case, &asked), (&other, &theirs)] {
+        let list = app
+            .get(&format!("/v1/cases/{case}/requests"), &w.a_operator.token)
+            .await;
+        let items = list.assert_status(200)["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0]["id"], request.as_str());
+        assert_eq!(
+            items[0]["status"], "open",
+            "a refused call changed the request"
+        );
+    }
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE entity = 'request' AND action <> 'create'"
+        ),
+        0,
+        "only the two requests asked are in the audit trail"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(DISTINCT entity_id) AS n FROM audit_log WHERE entity = 'request'"),
+        2
+    );
 }

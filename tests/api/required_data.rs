@@ -98,6 +98,23 @@ async fn the_agency_defines_the_client_fills_and_the_decision_locks() {
     .map(|(p, c)| (p.to_string(), c.to_string()))
     .collect();
     assert_eq!(errors, expected);
+    // One good value beside a bad one: nothing is written either.
+    app.patch(
+        &format!("{p}/values"),
+        &w.client.token,
+        json!({"values": {"subject": "Mario", "colour": "green"}}),
+    )
+    .await
+    .assert_problem(422, "validation_failed");
+    let card = app.get(&format!("/v1/cases/{case}"), &w.client.token).await;
+    assert_eq!(
+        card.header("etag"),
+        Some("\"2\""),
+        "the case's version moved"
+    );
+    let unchanged = app.get(&p, &w.client.token).await;
+    assert_eq!(unchanged.assert_status(200)["fields"][0]["key"], "subject");
+    assert_eq!(unchanged.body["fields"][0]["value"], Value::Null);
     // Accept is still refused: two required fields are empty.
     let res = act(&app, &w.a_operator.token, &case, "accept").await;
     assert_eq!(
@@ -131,6 +148,16 @@ async fn the_agency_defines_the_client_fills_and_the_decision_locks() {
     assert_eq!(body["fields"][2]["value"]["place_name"], "Duomo");
     assert_eq!(body["fields"][4]["value"], 181.5);
     assert_eq!(res.header("etag"), Some("\"3\""));
+    // A file a value names stays while it does.
+    app.call(
+        "DELETE",
+        &format!("/v1/attachments/{photo}"),
+        &w.client.token,
+        None,
+        &[],
+    )
+    .await
+    .assert_problem(409, "attachment_in_use");
     // Clearing one with null, and a stale If-Match.
     let res = app
         .call(

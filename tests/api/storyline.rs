@@ -219,7 +219,9 @@ async fn the_map_is_geojson_and_pages_are_chronological() {
         .assert_status(200);
     let p = format!("/v1/cases/{case}/storyline");
     for (i, day) in (10..17).enumerate() {
-        let mut event = json!({"occurred_at": format!("2026-11-{day}T12:00:00Z"), "title": format!("Day {day}")});
+        // The first page ends before 1970: its cursor's time is negative.
+        let year = if i < 3 { 1969 } else { 2026 };
+        let mut event = json!({"occurred_at": format!("{year}-11-{day}T12:00:00Z"), "title": format!("Day {day}")});
         if i % 2 == 0 {
             event["latitude"] = json!(45.0 + i as f64 / 100.0);
             event["longitude"] = json!(9.0);
@@ -322,4 +324,103 @@ async fn a_rejection_leaves_the_submitted_data_and_the_reason_in_the_storyline()
     )
     .await
     .assert_problem(409, "wrong_state");
+}
+
+/// Moderation from the wrong side: an agent on the case drafts but neither publishes nor
+/// deletes; another agency, another client and the client (for a draft) reach nothing; a deleted
+/// event is gone from every route; a completed case's drafts stay unpublished.
+#[actix_web::test]
+async fn only_the_agency_publishes_and_deletes_and_a_deleted_event_is_gone() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    start_case(&app, &w, &case).await;
+    assign_agent(&app, &w, &case).await;
+    let p = format!("/v1/cases/{case}/storyline");
+    let mut drafts = Vec::new();
+    for title in ["Parked outside", "Wrong car"] {
+        let res = app
+            .post(&p, &w.a_agent.token, json!({"title": title}))
+            .await;
+        drafts.push(id(res.assert_status(201)));
+    }
+    for event in &drafts {
+        let ep = format!("{p}/{event}");
+        let publish = format!("{ep}/publish");
+        app.post(&publish, &w.a_agent.token, json!({}))
+            .await
+            .assert_problem(403, "forbidden");
+        app.call("DELETE", &ep, &w.a_agent.token, None, &[])
+            .await
+            .assert_problem(403, "forbidden");
+        for outsider in [&w.b_operator, &w.client2, &w.client] {
+            app.post(&publish, &outsider.token, json!({}))
+                .await
+                .assert_problem(404, "not_found");
+            app.call("DELETE", &ep, &outsider.token, None, &[])
+                .await
+                .assert_problem(404, "not_found");
+        }
+    }
+    let listed = async |token: &str| titles(app.get(&p, token).await.assert_status(200));
+    let seen = listed(&w.a_operator.token).await;
+    assert!(seen.contains(&"Parked outside".to_owned()) && seen.contains(&"Wrong car".to_owned()));
+
+    let gone = format!("{p}/{}", drafts[1]);
+    let res = app
+        .call("DELETE", &gone, &w.a_operator.token, None, &[])
+        .await;
+    assert_eq!(res.status.as_u16(), 204);
+    let seen = listed(&w.a_operator.token).await;
+    assert!(seen.contains(&"Parked outside".to_owned()));
+    assert!(!seen.contains(&"Wrong car".to_owned()), "{seen:?}");
+    app.patch(&gone, &w.a_operator.token, json!({"title": "x"}))
+        .await
+        .assert_problem(404, "not_found");
+    app.call("DELETE", &gone, &w.a_operator.token, None, &[])
+        .await
+        .assert_problem(404, "not_found");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE entity_id = '{}' AND action = 'delete'",
+            drafts[1]
+        )),
+        1
+    );
+
+    // Clearing the body and the position is a change, in the audit trail like any other.
+    let kept = format!("{p}/{}", drafts[0]);
+    let filled = json!({"body": "A blue sedan.", "latitude": 45.1, "longitude": 9.1});
+    app.patch(&kept, &w.a_operator.token, filled)
+        .await
+        .assert_status(200);
+    let cleared = json!({"body": null, "latitude": null, "longitude": null});
+    let res = app.patch(&kept, &w.a_operator.token, cleared).await;
+    assert_eq!(res.assert_status(200)["body"], Value::Null);
+    assert_eq!(res.body["position"], Value::Null);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE entity_id = '{}' AND action = 'update' \
+             AND field IN ('body', 'latitude', 'longitude') AND old_value IS NOT NULL \
+             AND new_value IS NULL",
+            drafts[0]
+        )),
+        3
+    );
+
+    act(&app, &w.a_operator.token, &case, "complete")
+        .await
+        .assert_status(200);
+    app.post(
+        &format!("{p}/{}/publish", drafts[0]),
+        &w.a_operator.token,
+        json!({}),
+    )
+    .await
+    .assert_problem(409, "wrong_state");
+    assert!(
+        !listed(&w.client.token)
+            .await
+            .contains(&"Parked outside".to_owned())
+    );
 }

@@ -2,6 +2,7 @@ use actix_web::test::TestRequest;
 use serde_json::json;
 
 use crate::helpers::spawn;
+use crate::world::World;
 
 #[actix_web::test]
 async fn platform_creates_users_of_every_role_with_the_rules_checked() {
@@ -339,4 +340,87 @@ async fn agencies_are_platform_managed_and_readable_by_their_own_staff() {
         list.assert_status(200)["items"].as_array().unwrap().len(),
         2
     );
+}
+
+/// The admin flag opens every audit log: only platform admins grant it to platform users or
+/// change a platform admin's account. Other platform staff still manage everyone else, and an
+/// admin cannot drop their own flag.
+#[actix_web::test]
+async fn only_platform_admins_make_or_change_platform_admins() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let staff = format!("/v1/users/{}", w.platform_staff.id);
+    let admin = format!("/v1/users/{}", w.platform.id);
+    let new_staff = |email: &str, admin: bool| {
+        json!({"email": email, "name": "New", "password": "long enough pass", "role": "platform",
+               "admin": admin, "locale": "en"})
+    };
+    for (path, body) in [
+        (&staff, json!({"admin": true})),
+        (&admin, json!({"password": "a brand new pass"})),
+        (&admin, json!({"active": false})),
+        (&admin, json!({"name": "Mallory"})),
+    ] {
+        app.patch(path, &w.platform_staff.token, body)
+            .await
+            .assert_problem(403, "forbidden");
+    }
+    app.post(
+        "/v1/users",
+        &w.platform_staff.token,
+        new_staff("boss@platform.example", true),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+    for path in [&staff, &admin] {
+        let user = app.get(path, &w.platform.token).await;
+        assert_eq!(
+            user.assert_status(200)["version"],
+            1,
+            "a refused change landed"
+        );
+    }
+    assert_eq!(
+        app.get(&staff, &w.platform.token).await.body["admin"],
+        false
+    );
+    app.login("root@platform.example", crate::helpers::PASSWORD)
+        .await
+        .assert_status(200);
+    assert_eq!(
+        app.count("SELECT COUNT(*) AS n FROM users WHERE email = 'boss@platform.example'"),
+        0
+    );
+
+    // Everyone else they still manage: themselves, other staff, an agency's admin flag.
+    app.patch(&staff, &w.platform_staff.token, json!({"name": "Staff"}))
+        .await
+        .assert_status(200);
+    app.post(
+        "/v1/users",
+        &w.platform_staff.token,
+        new_staff("help@platform.example", false),
+    )
+    .await
+    .assert_status(201);
+    let operator = app
+        .patch(
+            &format!("/v1/users/{}", w.a_operator.id),
+            &w.platform_staff.token,
+            json!({"admin": true}),
+        )
+        .await;
+    assert_eq!(operator.assert_status(200)["admin"], true);
+
+    // The admin grants the flag, and cannot drop their own.
+    let res = app
+        .patch(&staff, &w.platform.token, json!({"admin": true}))
+        .await;
+    assert_eq!(res.assert_status(200)["admin"], true);
+    let res = app
+        .patch(&admin, &w.platform.token, json!({"admin": false}))
+        .await;
+    let error = &res.assert_problem(422, "validation_failed")["errors"][0];
+    assert_eq!(error["code"], "cannot_lock_out_self");
+    assert_eq!(error["pointer"], "/admin");
 }

@@ -337,6 +337,8 @@ async fn transitions_record_their_effects() {
         card.body["resolution"],
         json!({"type": "solved", "text": "Found him at the golf club."})
     );
+    // Completed is not closed: the client may still dispute, and `closed_at` waits for that.
+    assert_eq!(card.body["closed_at"], Value::Null);
     // A dispute flags the case and points to messages and tickets; reopen clears both.
     let res = act(&app, &w.client.token, &case, "dispute_completion").await;
     let body = res.assert_status(200);
@@ -353,7 +355,6 @@ async fn transitions_record_their_effects() {
     let body = res.assert_status(200);
     assert_eq!(body["case"]["disputed"], false);
     assert_eq!(body["case"]["resolution"], Value::Null);
-    assert_eq!(body["case"]["closed_at"], Value::Null);
     act(&app, &w.a_operator.token, &case, "complete")
         .await
         .assert_status(200);
@@ -496,4 +497,69 @@ async fn transitions_honour_if_match() {
         .await;
     assert_eq!(res.assert_status(200)["case"]["version"], 2);
     assert_eq!(res.header("etag"), Some("\"2\""));
+}
+
+/// Effects of the table beyond the status: `fail_payment` and `cancel` write their reason into
+/// the storyline; `retry_payment` tells platform staff, which `fail_payment` does not.
+#[actix_web::test]
+async fn payment_and_cancel_effects_reach_the_storyline_and_the_platform() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "bank_transfer").await);
+    let transition = async |token: &str, action: &str, reason: Option<&str>| {
+        let mut body = json!({"action": action});
+        if let Some(reason) = reason {
+            body["reason"] = json!(reason);
+        }
+        app.post(&format!("/v1/cases/{case}/transitions"), token, body)
+            .await
+            .assert_status(200);
+    };
+    let platform_bell = || {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM notifications WHERE event = 'status_changed' \
+             AND user_id IN ('{}', '{}')",
+            w.platform.id, w.platform_staff.id
+        ))
+    };
+    transition(
+        &w.platform.token,
+        "fail_payment",
+        Some("The transfer bounced."),
+    )
+    .await;
+    assert_eq!(
+        platform_bell(),
+        0,
+        "fail_payment does not notify the platform"
+    );
+    transition(&w.client.token, "retry_payment", None).await;
+    assert_eq!(
+        platform_bell(),
+        2,
+        "retry_payment notifies every platform user"
+    );
+    transition(&w.client.token, "cancel", Some("Found him myself.")).await;
+
+    let storyline = app
+        .get(&format!("/v1/cases/{case}/storyline"), &w.a_operator.token)
+        .await;
+    let entries: Vec<(String, String)> = storyline.assert_status(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().to_owned(),
+                e["body"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("status".to_owned(), "The transfer bounced.".to_owned()),
+            ("status".to_owned(), "Found him myself.".to_owned()),
+        ]
+    );
 }
