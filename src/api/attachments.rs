@@ -1,7 +1,11 @@
 //! Attachments: streamed multipart uploads into object storage, typed by their bytes, and
 //! downloads for whoever can see the owning case.
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use actix_multipart::{Field, Multipart};
+use actix_web::error::PayloadError;
 use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use futures_util::{StreamExt, TryStreamExt};
@@ -113,8 +117,8 @@ pub struct AttachmentView {
     pub uploader_id: String,
     #[serde(serialize_with = "crate::api::rfc3339")]
     pub created_at: chrono::DateTime<chrono::Utc>,
-    /// Hidden from the client: an agent's file, or agency staff's sent as `internal`, until a
-    /// message to the client or a published storyline event carries it.
+    /// Hidden from the client: staff files unless uploaded with `internal` `false` (an agent's
+    /// always), until a message to the client or a published storyline event carries them.
     pub internal: bool,
     pub download_url: String,
 }
@@ -140,9 +144,9 @@ impl From<AttachmentRow> for AttachmentView {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct UploadForm {
-    /// `true` keeps the file from the client until a message to them or a published storyline
-    /// event carries it; agency and platform staff only, before the `file` part. An agent's
-    /// files are always internal; a client's never.
+    /// Whether the client is kept from the file until a message to them or a published
+    /// storyline event carries it. Staff files default to `true`; agency and platform staff may
+    /// send `false`. An agent's files are always internal, a client's never.
     internal: Option<bool>,
     /// The file. Its type is detected from its content.
     #[schema(value_type = String, format = Binary)]
@@ -349,8 +353,77 @@ async fn begin(
     Ok((upload, content_type))
 }
 
-/// Parts of an upload's form read and dropped before the one named `file`, at most.
+/// Parts of an upload's form besides `file`, at most.
 const MAX_OTHER_PARTS: usize = 16;
+
+/// What an upload's body may hold besides the file: the form's framing and its other parts.
+const FORM_MARGIN: usize = 64 * 1024;
+
+/// What an upload's form carried.
+struct UploadedForm {
+    file_name: String,
+    received: Received,
+    internal: bool,
+}
+
+/// Reads the whole form: the `file` part streamed into storage under `key`, an `internal` part
+/// before or after it, other parts dropped (at most [`MAX_OTHER_PARTS`] in all). Any failure
+/// aborts the stored upload.
+async fn read_form(
+    state: &AppState,
+    form: &mut Multipart,
+    role: Role,
+    key: &str,
+    limit: usize,
+) -> Result<UploadedForm, ApiError> {
+    // Staff files are internal unless said otherwise; an agent's always, a client's never.
+    let mut internal = role != Role::Client;
+    let mut file: Option<(String, Received)> = None;
+    let mut others = 0usize;
+    let read = async {
+        while let Some(mut part) = form.try_next().await.map_err(bad_multipart)? {
+            if part.name() == Some("file") && file.is_none() {
+                let name = part.content_disposition().and_then(|cd| cd.get_filename());
+                let name = clean_file_name(name);
+                file = Some((name, receive(state, part, key, limit).await?));
+                continue;
+            }
+            others += 1;
+            if others > MAX_OTHER_PARTS {
+                return Err(ApiError::invalid_field(
+                    "/file",
+                    "too_many_parts",
+                    "send at most 16 parts besides the one named `file`",
+                ));
+            }
+            if part.name() == Some("internal") {
+                internal = internal_part(part, role).await?;
+            } else {
+                // Dropped; its bytes count towards the body's limit.
+                while part.try_next().await.map_err(bad_multipart)?.is_some() {}
+            }
+        }
+        Ok(())
+    }
+    .await;
+    match (read, file) {
+        (Ok(()), Some((file_name, received))) => Ok(UploadedForm {
+            file_name,
+            received,
+            internal,
+        }),
+        (Ok(()), None) => Err(ApiError::invalid_field(
+            "/file",
+            "required",
+            "send the file in a part named `file`",
+        )),
+        (Err(e), Some((_, received))) => {
+            received.upload.abort().await;
+            Err(e)
+        }
+        (Err(e), None) => Err(e),
+    }
+}
 
 /// Upload an attachment
 ///
@@ -359,9 +432,10 @@ const MAX_OTHER_PARTS: usize = 16;
 /// nothing behind. The type is detected from the bytes; accepted are images, PDF, office
 /// documents, plain text, audio and video (anything else 415). The file name is sanitized; size
 /// and SHA-256 are stored. Allowed while the case is paid and not terminal (409 otherwise).
-/// An `internal` part (`true`/`false`, before `file`) lets agency and platform staff keep the
-/// file from the client; an agent's files are always internal. Roles: anyone who can see the
-/// case.
+/// Staff files are internal (hidden from the client) unless agency or platform staff send an
+/// `internal` part `false`, before or after `file`; an agent's files always are. At most 16
+/// parts besides `file`, and the whole body within the limit plus 64 KiB, counted as it comes
+/// when it declares no length. Roles: anyone who can see the case.
 #[utoipa::path(
     tag = "attachments",
     operation_id = "upload_attachment",
@@ -373,9 +447,9 @@ const MAX_OTHER_PARTS: usize = 16;
             headers(("Location" = String, description = "The download URL"))),
         (status = 404, description = "No such case, or not one the caller can see"),
         (status = 409, description = "The case does not take files in its status (`wrong_state`)"),
-        (status = 413, description = "The file is larger than the configured limit"),
+        (status = 413, description = "The file is larger than the configured limit, or the body than that and 64 KiB"),
         (status = 415, description = "Not `multipart/form-data`, or a kind of file that is not accepted"),
-        (status = 422, description = "No `file` part, more than 16 parts before it (`too_many_parts`), an empty file, or an `internal` part that is not `true`/`false` (`invalid_value`) or not the caller's to send (`not_allowed`)"),
+        (status = 422, description = "No `file` part, more than 16 other parts (`too_many_parts`), an empty file, or an `internal` part that is not `true`/`false` (`invalid_value`) or not the caller's to send (`not_allowed`)"),
     )
 )]
 #[post("/v1/cases/{id}/attachments")]
@@ -409,14 +483,14 @@ pub async fn upload_attachment(
     // says no.
     let asked = db::read(&state.pool, check_case.clone()).await?;
     let (uploader, role) = (asked.caller.id, asked.viewer.role);
-    let mut internal = role == Role::Agent;
+    // The whole body: the file, the form's framing and its other parts.
+    let body_limit = limit.saturating_add(FORM_MARGIN);
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    // The form's own framing is small; this margin only spares reading an obviously huge body.
-    if declared.is_some_and(|n| n > limit.saturating_add(64 * 1024)) {
+    if declared.is_some_and(|n| n > body_limit) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
     let is_form = req
@@ -429,46 +503,33 @@ pub async fn upload_attachment(
             "Send the file as `multipart/form-data` with a part named `file`.".into(),
         ));
     }
-    let mut form = Multipart::new(req.headers(), payload);
-    // Other parts are read and dropped: together within the same limit, and few of them, so a
-    // chunked body (no Content-Length to refuse early) cannot go on for ever before the file.
-    let (mut other_parts, mut other_bytes) = (0usize, 0usize);
-    let field = loop {
-        match form.try_next().await.map_err(bad_multipart)? {
-            Some(field) if field.name() == Some("file") => break field,
-            Some(mut other) => {
-                other_parts += 1;
-                if other_parts > MAX_OTHER_PARTS {
-                    return Err(ApiError::invalid_field(
-                        "/file",
-                        "too_many_parts",
-                        "send at most 16 parts before the one named `file`",
-                    ));
-                }
-                if other.name() == Some("internal") {
-                    internal = internal_part(other, role).await?;
-                    continue;
-                }
-                while let Some(chunk) = other.try_next().await.map_err(bad_multipart)? {
-                    other_bytes += chunk.len();
-                    if other_bytes > limit {
-                        return Err(ApiError::PayloadTooLarge { limit });
-                    }
-                }
+    // A chunked body declares no length: it is counted as it comes, so that neither the form's
+    // framing nor its other parts can go on for ever.
+    let read = Rc::new(Cell::new(0usize));
+    let counted = payload.map({
+        let read = Rc::clone(&read);
+        move |chunk| {
+            let chunk = chunk?;
+            read.set(read.get() + chunk.len());
+            if read.get() > body_limit {
+                return Err(PayloadError::Overflow);
             }
-            None => {
-                return Err(ApiError::invalid_field(
-                    "/file",
-                    "required",
-                    "send the file in a part named `file`",
-                ));
-            }
+            Ok(chunk)
         }
-    };
-    let file_name = clean_file_name(field.content_disposition().and_then(|cd| cd.get_filename()));
+    });
+    let mut form = Multipart::new(req.headers(), counted);
     let attachment_id = repo::new_id();
     let key = format!("attachments/{attachment_id}");
-    let received = receive(&state, field, &key, limit).await?;
+    let UploadedForm {
+        file_name,
+        received,
+        internal,
+    } = read_form(&state, &mut form, role, &key, limit)
+        .await
+        .map_err(|e| match read.get() > body_limit {
+            true => ApiError::PayloadTooLarge { limit },
+            false => e,
+        })?;
     received.upload.finish().await.map_err(ApiError::internal)?;
     let row = AttachmentRow {
         id: attachment_id,

@@ -233,6 +233,10 @@ fn parse_key(key: &str) -> Result<(NaiveDateTime, String), ApiError> {
     let at = DateTime::from_timestamp_micros(micros)
         .ok_or_else(invalid_cursor)?
         .naive_utc();
+    // Only the years an `occurred_at` can have: PostgreSQL refuses a timestamp before 4713 BC.
+    if !(0..=9999).contains(&chrono::Datelike::year(&at)) {
+        return Err(invalid_cursor());
+    }
     Ok((at, id.to_owned()))
 }
 

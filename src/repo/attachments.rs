@@ -138,9 +138,20 @@ pub fn named_by(
         Some("a storyline event")
     } else if names_it!(client_requests.answer_attachment_ids) {
         Some("an answer to a request")
-    } else if names_it!(case_fields.value) {
+    } else if file_value_names_it(conn, case_id, &quoted)? {
         Some("a required-data value")
     } else {
         None
     })
+}
+
+/// Whether an image or file field holds the id: a text field may hold the same characters.
+fn file_value_names_it(conn: &mut DbConnection, case_id: &str, quoted: &str) -> QueryResult<bool> {
+    let holders: i64 = case_fields::table
+        .filter(case_fields::case_id.eq(case_id))
+        .filter(case_fields::field_type.eq_any(["image", "file"]))
+        .filter(case_fields::value.like(quoted))
+        .count()
+        .get_result(conn)?;
+    Ok(holders > 0)
 }

@@ -60,7 +60,6 @@ pub fn revoke_family(conn: &mut DbConnection, family_id: &str) -> QueryResult<us
     .execute(conn)
 }
 
-/// Used when a user is deactivated or changes password.
 /// Revokes the refresh tokens of every user of an agency (when it is deactivated).
 pub fn revoke_agency(conn: &mut DbConnection, agency_id: &str) -> QueryResult<usize> {
     let staff = users::table
@@ -75,6 +74,7 @@ pub fn revoke_agency(conn: &mut DbConnection, agency_id: &str) -> QueryResult<us
     .execute(conn)
 }
 
+/// Used when a user is deactivated or changes password.
 pub fn revoke_user(conn: &mut DbConnection, user_id: &str) -> QueryResult<usize> {
     diesel::update(
         refresh_tokens::table

@@ -44,6 +44,40 @@ where
         .await
 }
 
+/// [`upload`] with an `internal` part (`"true"`, `"false"`, or anything to be refused) before
+/// the file, or after it.
+pub async fn upload_marked<S>(
+    app: &TestApp<S>,
+    token: &str,
+    case: &str,
+    internal: &str,
+    after_file: bool,
+    file_name: &str,
+    bytes: &[u8],
+) -> Response
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+            Error = actix_web::Error,
+        >,
+{
+    let part = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"internal\"\r\n\r\n{internal}\r\n"
+    );
+    let file = form("file", file_name, bytes);
+    let body = if after_file {
+        // The form's closing boundary goes after the `internal` part.
+        let end = format!("--{BOUNDARY}--\r\n");
+        let open = &file[..file.len() - end.len()];
+        [open, part.as_bytes(), end.as_bytes()].concat()
+    } else {
+        [part.as_bytes(), &file].concat()
+    };
+    app.send(upload_request(token, case).set_payload(body))
+        .await
+}
+
 /// A multipart upload to `case`'s attachments, without its body.
 fn upload_request(token: &str, case: &str) -> TestRequest {
     TestRequest::post()
@@ -127,19 +161,24 @@ async fn upload_download_list_and_delete_with_the_case_rules() {
     assert_eq!(res.status.as_u16(), 304);
 
     // Text and PDF are accepted; a disguised executable and unknown binaries are not.
-    let res = upload(
+    // The agency's files, for the client (staff files are internal unless said otherwise).
+    let res = upload_marked(
         &app,
         &w.a_operator.token,
         &case,
+        "false",
+        false,
         "notes.txt",
         "Visto alle 14:05 davanti al caffè\n".as_bytes(),
     )
     .await;
     assert_eq!(res.assert_status(201)["content_type"], "text/plain");
-    let res = upload(
+    let res = upload_marked(
         &app,
         &w.a_operator.token,
         &case,
+        "false",
+        true,
         "report.pdf",
         b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\n",
     )
@@ -278,7 +317,8 @@ async fn oversized_uploads_are_413_while_streaming_and_leave_nothing() {
         .await;
     res.assert_problem(422, "required");
 
-    // Parts before the file (the form has one of its own): at most 16, together within the limit.
+    // Parts besides the file (the form has one of its own): at most 16, the whole body within
+    // the limit and 64 KiB.
     let with_parts = |count: usize, size: usize| {
         let mut body = Vec::new();
         for i in 0..count {
@@ -297,12 +337,25 @@ async fn oversized_uploads_are_413_while_streaming_and_leave_nothing() {
     app.send(with_parts(16, 1))
         .await
         .assert_problem(422, "too_many_parts");
-    app.send(with_parts(2, 6_500))
+    app.send(with_parts(1, 80_000))
         .await
         .assert_problem(413, "payload_too_large");
     assert_eq!(app.count("SELECT COUNT(*) AS n FROM attachments"), 1);
     app.send(with_parts(15, 1)).await.assert_status(201);
     app.send(with_parts(1, 11_000)).await.assert_status(201);
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM attachments"), 3);
+    // A body without a length is counted as it comes: a preamble that never ends is 413.
+    let lines = futures_util::stream::iter((0..100).map(|_| {
+        let line = actix_web::web::Bytes::from("a\r\n".repeat(333));
+        Ok::<_, actix_http::error::PayloadError>(line)
+    }));
+    let req = upload_request(&w.client.token, &case).to_request();
+    let (req, _) = req.replace_payload(actix_http::Payload::from(
+        Box::pin(lines) as actix_http::BoxedPayloadStream
+    ));
+    app.send_request(req)
+        .await
+        .assert_problem(413, "payload_too_large");
     assert_eq!(app.count("SELECT COUNT(*) AS n FROM attachments"), 3);
 }
 
@@ -421,25 +474,27 @@ async fn internal_files_stay_with_the_agency_until_the_client_is_shown_them() {
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
     crate::world::start_case(&app, &w, &case).await;
     crate::world::assign_agent(&app, &w, &case).await;
-    let upload_as = async |token: &str, internal: Option<&str>, name: &str| {
-        let mut body = Vec::new();
-        if let Some(value) = internal {
-            body.extend_from_slice(
-                format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"internal\"\r\n\r\n{value}\r\n")
-                    .as_bytes(),
-            );
-        }
-        body.extend_from_slice(&form("file", name, &png(300)));
-        app.send(upload_request(token, &case).set_payload(body))
-            .await
+    let upload_as = async |token: &str, internal: Option<&str>, name: &str| match internal {
+        Some(value) => upload_marked(&app, token, &case, value, false, name, &png(300)).await,
+        None => upload(&app, token, &case, name, &png(300)).await,
     };
     let agents = upload_as(&w.a_agent.token, None, "agent.png").await;
     assert_eq!(agents.assert_status(201)["internal"], true);
     let agents = id(&agents.body);
-    let kept = upload_as(&w.a_operator.token, Some("true"), "kept.png").await;
+    // Staff files are internal unless said otherwise, on either side of the file.
+    let kept = upload_as(&w.a_operator.token, None, "kept.png").await;
     assert_eq!(kept.assert_status(201)["internal"], true);
     let kept = id(&kept.body);
-    let report = upload_as(&w.a_operator.token, None, "report.png").await;
+    let report = upload_marked(
+        &app,
+        &w.a_operator.token,
+        &case,
+        "false",
+        true,
+        "report.png",
+        &png(300),
+    )
+    .await;
     assert_eq!(report.assert_status(201)["internal"], false);
     let report = id(&report.body);
     upload_as(&w.client.token, Some("true"), "x.png")
@@ -543,6 +598,37 @@ async fn internal_files_stay_with_the_agency_until_the_client_is_shown_them() {
         2
     );
 
+    // Created published, or edited while published: the event's files are shown as well.
+    let shown = upload_as(&w.a_operator.token, None, "shown.png").await;
+    let shown = id(shown.assert_status(201));
+    app.post(
+        &storyline,
+        &w.a_operator.token,
+        serde_json::json!({"title": "The house", "attachment_ids": [shown]}),
+    )
+    .await
+    .assert_status(201);
+    let added = upload_as(&w.a_operator.token, None, "added.png").await;
+    let added = id(added.assert_status(201));
+    app.patch(
+        &format!("{storyline}/{draft}"),
+        &w.a_operator.token,
+        serde_json::json!({"attachment_ids": [agents, added]}),
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(
+        names(&w.client.token).await,
+        [
+            "added.png",
+            "shown.png",
+            "report.png",
+            "kept.png",
+            "agent.png"
+        ]
+    );
+    assert_eq!(shared(), 4);
+
     // Deleting: an agent on the case only their own; the client their own; platform staff any.
     let delete = async |token: &str, attachment: &str| {
         app.call(
@@ -573,7 +659,10 @@ async fn internal_files_stay_with_the_agency_until_the_client_is_shown_them() {
             .await
             .assert_problem(409, "attachment_in_use");
     }
-    assert_eq!(names(&w.a_operator.token).await, ["kept.png", "agent.png"]);
+    assert_eq!(
+        names(&w.a_operator.token).await,
+        ["added.png", "shown.png", "kept.png", "agent.png"]
+    );
     // Taken off the event, the agent's file is still carried by the internal note.
     app.patch(
         &format!("{storyline}/{draft}"),

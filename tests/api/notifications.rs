@@ -341,10 +341,10 @@ async fn the_live_stream_pushes_beats_resumes_and_ends_with_access() {
         "only what came after the id"
     );
     // Another agency's stream, open while the client is notified, carries nothing of it; and
-    // those commits, every 150 ms, do not hold back its heartbeats (one a second here).
+    // those commits, every 150 ms for 4.5 s, do not hold back its heartbeats (one a second).
     let token = w.b_operator.token.clone();
     let theirs = std::thread::spawn(move || read_stream(addr, &token, None, ": heartbeat", 2));
-    for _ in 0..20 {
+    for _ in 0..30 {
         actix_web::rt::time::sleep(std::time::Duration::from_millis(150)).await;
         post_message(&app, &w.a_operator.token, &case, "Not for Garcia").await;
     }

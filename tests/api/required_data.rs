@@ -236,3 +236,40 @@ async fn the_agency_defines_the_client_fills_and_the_decision_locks() {
     .await
     .assert_problem(409, "wrong_state");
 }
+
+/// A file named by an image or file value stays while it is; a text value that happens to hold
+/// another file's id keeps nothing.
+#[actix_web::test]
+async fn only_file_values_keep_their_files() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let service = create_service(
+        &app,
+        &w.a_admin.token,
+        "Tracking",
+        json!([{"key": "note", "label": "Note", "type": "text"},
+               {"key": "photo", "label": "Photo", "type": "image"}]),
+    )
+    .await;
+    let case = id(&buy(&app, &w.client.token, &service, "card").await);
+    let mut files = Vec::new();
+    for name in ["a.png", "b.png"] {
+        let res = upload(&app, &w.client.token, &case, name, &png(300)).await;
+        files.push(id(res.assert_status(201)));
+    }
+    app.patch(
+        &format!("/v1/cases/{case}/required-data/values"),
+        &w.client.token,
+        json!({"values": {"note": files[0], "photo": files[1]}}),
+    )
+    .await
+    .assert_status(200);
+    let delete = async |file: &str| {
+        let path = format!("/v1/attachments/{file}");
+        app.call("DELETE", &path, &w.client.token, None, &[]).await
+    };
+    assert_eq!(delete(&files[0]).await.status.as_u16(), 204);
+    delete(&files[1])
+        .await
+        .assert_problem(409, "attachment_in_use");
+}

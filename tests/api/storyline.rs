@@ -253,6 +253,15 @@ async fn the_map_is_geojson_and_pages_are_chronological() {
     app.get(&format!("{p}?cursor=bm9wZQ"), &w.a_operator.token)
         .await
         .assert_problem(400, "invalid_cursor");
+    // A well-formed key from before any `occurred_at` (year -29 700) is no cursor either.
+    let ancient = {
+        use base64::Engine;
+        let key = format!("-999999999999999999_{}", uuid::Uuid::now_v7());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key)
+    };
+    app.get(&format!("{p}?cursor={ancient}"), &w.a_operator.token)
+        .await
+        .assert_problem(400, "invalid_cursor");
 
     // GeoJSON, by Accept or by format: longitude first, the client's view without drafts.
     let res = app

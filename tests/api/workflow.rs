@@ -355,6 +355,7 @@ async fn transitions_record_their_effects() {
     let body = res.assert_status(200);
     assert_eq!(body["case"]["disputed"], false);
     assert_eq!(body["case"]["resolution"], Value::Null);
+    assert_eq!(body["case"]["closed_at"], Value::Null);
     act(&app, &w.a_operator.token, &case, "complete")
         .await
         .assert_status(200);
