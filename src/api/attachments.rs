@@ -197,7 +197,10 @@ pub fn check_case_attachments(
     let mut ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
     ids.sort();
     ids.dedup();
-    // Most messages carry no attachment: then there is nothing to count.
+    // Most messages carry no attachment: then there is nothing to lock or count.
+    if !ids.is_empty() {
+        repo::attachments::lock_for_citing(conn, &ids)?;
+    }
     let foreign = !ids.is_empty()
         && repo::attachments::count_of_case(conn, case_id, &ids, sees_internal(viewer))?
             != ids.len() as i64;
@@ -754,6 +757,7 @@ pub async fn delete_attachment(
             ));
         }
         // What was sent or recorded with the file keeps it: detach it there first.
+        repo::attachments::lock_for_deletion(conn, &id)?;
         if let Some(holder) = repo::attachments::named_by(conn, &row.case_id, &id)? {
             return Err(ApiError::Conflict {
                 code: "attachment_in_use",

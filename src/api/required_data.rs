@@ -351,7 +351,10 @@ fn check_value(
                 .as_str()
                 .filter(|s| Uuid::parse_str(s).is_ok())
                 // Only the client fills values, and internal files are not theirs to name.
-                .map(|s| repo::attachments::find(conn, s, false))
+                .map(|s| {
+                    repo::attachments::lock_for_citing(conn, &[s.to_owned()])?;
+                    repo::attachments::find(conn, s, false)
+                })
                 .transpose()
                 .map_err(|_| {
                     (

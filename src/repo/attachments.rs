@@ -113,6 +113,32 @@ pub fn share(conn: &mut DbConnection, case_id: &str, ids: &[String]) -> QueryRes
     Ok(shared)
 }
 
+/// On PostgreSQL a write citing files takes a share lock on their rows, so that a deletion
+/// racing it (which takes [`lock_for_deletion`]) waits for it and then sees what cited them;
+/// SQLite's writes are serialized already (`BEGIN IMMEDIATE`).
+pub fn lock_for_citing(conn: &mut DbConnection, ids: &[String]) -> QueryResult<()> {
+    if let DbConnection::Postgresql(pg) = conn {
+        attachments::table
+            .filter(attachments::id.eq_any(ids))
+            .select(attachments::id)
+            .for_share()
+            .load::<String>(pg)?;
+    }
+    Ok(())
+}
+
+/// The deleting side of [`lock_for_citing`].
+pub fn lock_for_deletion(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
+    if let DbConnection::Postgresql(pg) = conn {
+        attachments::table
+            .filter(attachments::id.eq(id))
+            .select(attachments::id)
+            .for_update()
+            .load::<String>(pg)?;
+    }
+    Ok(())
+}
+
 /// What in its case still names the file, if anything: a message, a storyline event, an answer
 /// to a request or a required-data value. Each stores ids as JSON strings, so `"<id>"` finds
 /// it (a UUID holds no LIKE wildcard); each search stays within the case's rows.
