@@ -757,7 +757,9 @@ pub async fn delete_attachment(
             ));
         }
         // What was sent or recorded with the file keeps it: detach it there first.
-        repo::attachments::lock_for_deletion(conn, &id)?;
+        if !repo::attachments::lock_for_deletion(conn, &id)? {
+            return Err(attachment_not_found());
+        }
         if let Some(holder) = repo::attachments::named_by(conn, &row.case_id, &id)? {
             return Err(ApiError::Conflict {
                 code: "attachment_in_use",

@@ -20,6 +20,7 @@ use crate::domain::{CaseStatus, FieldType, Role};
 use crate::errors::{ApiError, FieldError};
 use crate::http::extract::{IfMatch, ValidJson, etag};
 use crate::repo;
+use crate::repo::attachments::AttachmentRow;
 use crate::repo::audit::Change;
 use crate::repo::cases::{CaseChanges, CaseRow, FieldRow};
 
@@ -302,12 +303,29 @@ struct Location {
     place_name: Option<String>,
 }
 
-/// Checks one value against its field; the normalized JSON to store, or the reason it fails.
-fn check_value(
+/// The file an image or file value names, if it is one of the case's that the client sees (only
+/// the client fills values), locked against a racing deletion.
+fn named_file(
     conn: &mut DbConnection,
     case_id: &str,
     field: &FieldRow,
+    value: &Value,
+) -> Result<Option<AttachmentRow>, ApiError> {
+    let kind = FieldType::from_code(&field.field_type).unwrap_or(FieldType::Text);
+    let id = value.as_str().filter(|s| Uuid::parse_str(s).is_ok());
+    let (FieldType::Image | FieldType::File, Some(id)) = (kind, id) else {
+        return Ok(None);
+    };
+    repo::attachments::lock_for_citing(conn, &[id.to_owned()])?;
+    Ok(repo::attachments::find(conn, id, false)?.filter(|a| a.case_id == case_id))
+}
+
+/// Checks one value against its field (and the file it names, from [`named_file`]); the
+/// normalized JSON to store, or the reason it fails.
+fn check_value(
+    field: &FieldRow,
     value: Value,
+    file: Option<AttachmentRow>,
 ) -> Result<Value, (&'static str, String)> {
     let kind = FieldType::from_code(&field.field_type).unwrap_or(FieldType::Text);
     let text = |max: usize| -> Result<Value, (&'static str, String)> {
@@ -346,38 +364,17 @@ fn check_value(
                 _ => Err(("invalid_choice", format!("one of: {}", options.join(", ")))),
             }
         }
-        FieldType::Image | FieldType::File => {
-            let attachment = value
-                .as_str()
-                .filter(|s| Uuid::parse_str(s).is_ok())
-                // Only the client fills values, and internal files are not theirs to name.
-                .map(|s| {
-                    repo::attachments::lock_for_citing(conn, &[s.to_owned()])?;
-                    repo::attachments::find(conn, s, false)
-                })
-                .transpose()
-                .map_err(|_| {
-                    (
-                        "invalid_attachment",
-                        "an attachment of this case".to_owned(),
-                    )
-                })?
-                .flatten()
-                .filter(|a| a.case_id == case_id);
-            match attachment {
-                Some(a) if kind == FieldType::File || a.content_type.starts_with("image/") => {
-                    Ok(value)
-                }
-                Some(_) => Err((
-                    "invalid_attachment",
-                    "an image attached to this case".into(),
-                )),
-                None => Err((
-                    "invalid_attachment",
-                    "the id of an attachment of this case".into(),
-                )),
-            }
-        }
+        FieldType::Image | FieldType::File => match file {
+            Some(a) if kind == FieldType::File || a.content_type.starts_with("image/") => Ok(value),
+            Some(_) => Err((
+                "invalid_attachment",
+                "an image attached to this case".into(),
+            )),
+            None => Err((
+                "invalid_attachment",
+                "the id of an attachment of this case".into(),
+            )),
+        },
         FieldType::Location => {
             let location: Location = serde_json::from_value(value).map_err(|_| {
                 (
@@ -464,7 +461,8 @@ pub async fn fill_values(
             let stored = if value.is_null() {
                 None
             } else {
-                match check_value(conn, &id, row, value) {
+                let file = named_file(conn, &id, row, &value)?;
+                match check_value(row, value, file) {
                     Ok(v) => Some(v.to_string()),
                     Err((code, detail)) => {
                         errors.push(FieldError::new(pointer, code, format!("expected {detail}")));

@@ -96,47 +96,50 @@ pub fn count_of_case(
         .get_result(conn)
 }
 
-/// Shows the internal ones among `ids` (of this case) to the client; the ids it changed.
+/// Shows the internal ones among `ids` (of this case) to the client; the ids it changed. One
+/// statement: a racing write that shared them first leaves this one nothing to change (and to
+/// audit), as PostgreSQL checks `internal` again once the other's row lock is released.
 pub fn share(conn: &mut DbConnection, case_id: &str, ids: &[String]) -> QueryResult<Vec<String>> {
-    let internal = || {
+    diesel::update(
         attachments::table
             .filter(attachments::case_id.eq(case_id))
             .filter(attachments::id.eq_any(ids))
-            .filter(attachments::internal.eq(true))
-    };
-    let shared: Vec<String> = internal().select(attachments::id).load(conn)?;
-    if !shared.is_empty() {
-        diesel::update(internal())
-            .set(attachments::internal.eq(false))
-            .execute(conn)?;
-    }
-    Ok(shared)
+            .filter(attachments::internal.eq(true)),
+    )
+    .set(attachments::internal.eq(false))
+    .returning(attachments::id)
+    .get_results(conn)
 }
 
-/// On PostgreSQL a write citing files takes a share lock on their rows, so that a deletion
-/// racing it (which takes [`lock_for_deletion`]) waits for it and then sees what cited them;
-/// SQLite's writes are serialized already (`BEGIN IMMEDIATE`).
+/// On PostgreSQL a write citing files takes a key-share lock on their rows, so that a deletion
+/// racing it (which takes [`lock_for_deletion`]) waits for it and then sees what cited them.
+/// KEY SHARE, not SHARE: two writes citing one internal file both go on to [`share`] it, and
+/// an UPDATE of a non-key column waits for SHARE locks, not KEY SHARE ones (two SHARE holders
+/// each waited for the other's). SQLite's writes are serialized already (`BEGIN IMMEDIATE`).
 pub fn lock_for_citing(conn: &mut DbConnection, ids: &[String]) -> QueryResult<()> {
     if let DbConnection::Postgresql(pg) = conn {
         attachments::table
             .filter(attachments::id.eq_any(ids))
             .select(attachments::id)
-            .for_share()
+            .for_key_share()
             .load::<String>(pg)?;
     }
     Ok(())
 }
 
-/// The deleting side of [`lock_for_citing`].
-pub fn lock_for_deletion(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
-    if let DbConnection::Postgresql(pg) = conn {
-        attachments::table
+/// The deleting side of [`lock_for_citing`]; false when the row has gone meanwhile (a racing
+/// deletion got there first).
+pub fn lock_for_deletion(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
+    match conn {
+        DbConnection::Postgresql(pg) => Ok(attachments::table
             .filter(attachments::id.eq(id))
             .select(attachments::id)
             .for_update()
-            .load::<String>(pg)?;
+            .load::<String>(pg)?
+            .len()
+            == 1),
+        DbConnection::Sqlite(_) => Ok(true),
     }
-    Ok(())
 }
 
 /// What in its case still names the file, if anything: a message, a storyline event, an answer

@@ -712,8 +712,22 @@ async fn a_deletion_racing_a_citing_write_waits_for_it_and_keeps_the_file() {
     .unwrap();
     let path = format!("/v1/attachments/{file}");
     let delete = app.call("DELETE", &path, &w.client.token, None, &[]);
+    // On PostgreSQL the deletion must be seen waiting on a lock first (wherever it waits);
+    // SQLite's writer waits for the write lock the citing write holds.
+    let postgres = matches!(&*conn, DbConnection::Postgresql(_));
+    let waiting = || {
+        app.count(
+            "SELECT COUNT(*) AS n FROM pg_stat_activity \
+             WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        )
+    };
     let commit = async move {
-        actix_web::rt::time::sleep(std::time::Duration::from_millis(300)).await;
+        for _ in 0..250 {
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+            if !postgres || waiting() > 0 {
+                break;
+            }
+        }
         conn.batch_execute("COMMIT").unwrap();
     };
     let (res, ()) = futures_util::future::join(delete, commit).await;
@@ -724,4 +738,52 @@ async fn a_deletion_racing_a_citing_write_waits_for_it_and_keeps_the_file() {
         )),
         1
     );
+
+    // Two deletions of one file at once: one deletes it, the other finds nothing.
+    let spare = id(upload(&app, &w.client.token, &case, "b.png", &png(300))
+        .await
+        .assert_status(201));
+    let path = format!("/v1/attachments/{spare}");
+    let twice = [0, 1].map(|_| app.call("DELETE", &path, &w.client.token, None, &[]));
+    let mut statuses: Vec<u16> = futures_util::future::join_all(twice)
+        .await
+        .iter()
+        .map(|res| res.status.as_u16())
+        .collect();
+    statuses.sort();
+    assert_eq!(statuses, [204, 404]);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE action = 'delete' AND entity_id = '{spare}'"
+        )),
+        1
+    );
+}
+
+/// Messages to the client citing one internal file, sent at once, all go through and show it
+/// once: on PostgreSQL each holds the file against deletion while it shares it, and those
+/// holds must not wait for each other's update of the same row.
+#[actix_web::test]
+async fn messages_sharing_one_file_at_once_all_go_through() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let file = id(upload(&app, &w.a_operator.token, &case, "a.png", &png(300))
+        .await
+        .assert_status(201));
+    let path = format!("/v1/cases/{case}/messages");
+    let body = serde_json::json!({"body": "See the photo.", "attachment_ids": [file]});
+    let sends = (0..8).map(|_| app.post(&path, &w.a_operator.token, body.clone()));
+    for res in futures_util::future::join_all(sends).await {
+        res.assert_status(201);
+    }
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE action = 'share' AND entity_id = '{file}'"
+        )),
+        1
+    );
+    app.get(&format!("/v1/attachments/{file}"), &w.client.token)
+        .await
+        .assert_status(200);
 }

@@ -600,13 +600,19 @@ async fn patch_changes_title_description_priority_with_the_rules() {
             json!({"status": "closed", "number": "X"}),
         )
         .await;
-    let pointers: Vec<&str> = res.assert_problem(422, "validation_failed")["errors"]
+    let errors: Vec<(&str, &str)> = res.assert_problem(422, "validation_failed")["errors"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| e["pointer"].as_str().unwrap())
+        .map(|e| (e["pointer"].as_str().unwrap(), e["code"].as_str().unwrap()))
         .collect();
-    assert_eq!(pointers, ["/status", "/number"]);
+    assert_eq!(
+        errors,
+        [
+            ("/status", "read_only_field"),
+            ("/number", "read_only_field")
+        ]
+    );
     app.patch(&p, &w.a_operator.token, json!({"colour": "red"}))
         .await
         .assert_problem(400, "unknown_field");
@@ -673,6 +679,16 @@ async fn patch_changes_title_description_priority_with_the_rules() {
     app.patch(&p, &w.a_operator.token, json!({"title": "Still fine"}))
         .await
         .assert_status(200);
+    // Platform staff edit any case; another agency and another client see none.
+    let res = app
+        .patch(&p, &w.platform_staff.token, json!({"priority": "urgent"}))
+        .await;
+    assert_eq!(res.assert_status(200)["priority"], "urgent");
+    for outsider in [&w.b_operator, &w.client2] {
+        app.patch(&p, &outsider.token, json!({"title": "Not mine"}))
+            .await
+            .assert_problem(404, "not_found");
+    }
     // Before payment the client can only read and cancel.
     let unpaid = id(&buy(&app, &w.client.token, &w.service_a, "bank_transfer").await);
     app.patch(
