@@ -1,17 +1,31 @@
-//! Wakes live streams when data changes. Every committed write transaction bumps a counter;
-//! each open notification stream waits on it and then reads the database for its user, so a
-//! stream never misses a row however the write reached the database.
+//! Wakes the parts of the server that wait for data to change.
 //!
-//! One process only: several API nodes would relay commits through PostgreSQL
-//! `LISTEN/NOTIFY` into this same counter (not built yet).
+//! - Every committed write transaction bumps a counter, which the e-mail worker waits on.
+//! - A notification stream waits for its own user only: the writes that notify someone name
+//!   their recipients ([`will_notify`], collected per write on its database thread) and, once
+//!   committed, wake those users' streams ([`notified`]). Waking every stream at every commit
+//!   made each open stream read the database at every write of the whole platform.
+//!
+//! One process only: several API nodes would relay these through PostgreSQL `LISTEN/NOTIFY`
+//! (not built yet). A notification written by another process (none does today) reaches its
+//! stream at the stream's next heartbeat, when it reads anyway.
 
-use std::sync::LazyLock;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
-// A process-wide signal: `db::write` has no application state to reach it through, and there is
+// Process-wide: `db::write` has no application state to reach them through, and there is
 // exactly one database per process.
 static COMMITS: LazyLock<watch::Sender<u64>> = LazyLock::new(|| watch::channel(0).0);
+static STREAMS: LazyLock<Mutex<HashMap<String, Vec<Arc<Notify>>>>> =
+    LazyLock::new(Default::default);
+
+thread_local! {
+    /// The recipients of the write running on this thread, for [`notified`] after its commit.
+    static RECIPIENTS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
 
 /// Called after every committed write transaction.
 pub fn committed() {
@@ -21,4 +35,67 @@ pub fn committed() {
 /// A receiver that wakes at the next commit.
 pub fn subscribe() -> watch::Receiver<u64> {
     COMMITS.subscribe()
+}
+
+/// One stream's registration for its user's notifications; dropping it ends it.
+pub struct Listener {
+    user_id: String,
+    wake: Arc<Notify>,
+}
+
+impl Listener {
+    /// Returns once the user has been notified since the last return: a wake that comes while
+    /// the stream is not waiting is kept, so none falls between its read and its wait.
+    pub async fn notified(&self) {
+        self.wake.notified().await;
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let mut streams = STREAMS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(mine) = streams.get_mut(&self.user_id) {
+            mine.retain(|wake| !Arc::ptr_eq(wake, &self.wake));
+            if mine.is_empty() {
+                streams.remove(&self.user_id);
+            }
+        }
+    }
+}
+
+/// Registers a stream of `user_id`.
+pub fn listen(user_id: &str) -> Listener {
+    let wake = Arc::new(Notify::new());
+    let mut streams = STREAMS.lock().unwrap_or_else(|e| e.into_inner());
+    streams
+        .entry(user_id.to_owned())
+        .or_default()
+        .push(Arc::clone(&wake));
+    Listener {
+        user_id: user_id.to_owned(),
+        wake,
+    }
+}
+
+/// Remembers that the write running on this thread notifies these users.
+pub fn will_notify<'a>(user_ids: impl IntoIterator<Item = &'a str>) {
+    RECIPIENTS.with_borrow_mut(|r| r.extend(user_ids.into_iter().map(str::to_owned)));
+}
+
+/// Runs one write's `work` and hands back, with its outcome, the users it notified.
+pub fn collecting<T>(work: impl FnOnce() -> T) -> (T, Vec<String>) {
+    RECIPIENTS.with_borrow_mut(Vec::clear);
+    let out = work();
+    (out, RECIPIENTS.take())
+}
+
+/// Wakes the streams of these users (after the write that notified them committed).
+pub fn notified(user_ids: &[String]) {
+    if user_ids.is_empty() {
+        return;
+    }
+    let streams = STREAMS.lock().unwrap_or_else(|e| e.into_inner());
+    for wake in user_ids.iter().filter_map(|u| streams.get(u)).flatten() {
+        wake.notify_one();
+    }
 }

@@ -167,6 +167,7 @@ impl Notifier {
                     },
                 )?;
             }
+            crate::live::will_notify([recipient.id.as_str()]);
             repo::notifications::insert(
                 conn,
                 &NotificationRow {
@@ -376,10 +377,16 @@ struct Stream {
     token: Token,
     last_id: Option<String>,
     pending: std::collections::VecDeque<String>,
-    commits: tokio::sync::watch::Receiver<u64>,
-    /// When the next heartbeat is due: a heartbeat after `sse_heartbeat` of silence on this
-    /// stream, however often other users' commits wake it.
+    /// Wakes the stream when its user is notified.
+    listener: crate::live::Listener,
+    /// When the next heartbeat is due: after `sse_heartbeat` of silence on this stream.
     next_beat: tokio::time::Instant,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.state.metrics.live_streams_add(-1);
+    }
 }
 
 /// The live stream
@@ -411,8 +418,8 @@ pub async fn stream_notifications(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| uuid::Uuid::parse_str(v.trim()).ok())
         .map(|id| id.to_string());
-    // Subscribe before reading the starting point, so no commit falls between the two.
-    let commits = crate::live::subscribe();
+    // Listen before reading the starting point, so no notification falls between the two.
+    let listener = crate::live::listen(token.user_id());
     let caller = token.clone();
     let last_id = db::read(&state.pool, move |conn| {
         let user = caller.user(conn)?;
@@ -423,12 +430,13 @@ pub async fn stream_notifications(
     })
     .await?;
     let heartbeat = state.settings.sse_heartbeat;
+    state.metrics.live_streams_add(1);
     let start = Stream {
         state: state.clone(),
         token,
         last_id,
         pending: Default::default(),
-        commits,
+        listener,
         next_beat: tokio::time::Instant::now() + heartbeat,
     };
     let events = futures_util::stream::unfold(start, move |mut s| async move {
@@ -441,6 +449,7 @@ pub async fn stream_notifications(
                 return None;
             }
             let (token, after) = (s.token.clone(), s.last_id.clone());
+            s.state.metrics.live_stream_read();
             let rows = db::read(&s.state.pool, move |conn| {
                 let user = token.user(conn)?;
                 Ok(repo::notifications::since(
@@ -459,15 +468,11 @@ pub async fn stream_notifications(
                     continue;
                 }
                 Err(ApiError::Unauthorized { .. }) => return None,
-                // A database hiccup is retried at the next commit or heartbeat.
+                // A database hiccup is retried at the next notification or heartbeat.
                 Ok(_) | Err(_) => {}
             }
             tokio::select! {
-                changed = s.commits.changed() => {
-                    if changed.is_err() {
-                        return None;
-                    }
-                }
+                () = s.listener.notified() => {}
                 _ = tokio::time::sleep_until(s.next_beat) => {
                     s.next_beat = tokio::time::Instant::now() + heartbeat;
                     return Some((Ok(web::Bytes::from_static(b": heartbeat\n\n")), s));

@@ -84,6 +84,11 @@ impl Token {
         })
     }
 
+    /// The user id the token was issued to (not yet checked against the database).
+    pub fn user_id(&self) -> &str {
+        &self.0.sub
+    }
+
     /// Whether the token has expired since the request came in (a long-lived response checks).
     pub fn expired(&self) -> bool {
         self.0.expired()

@@ -244,14 +244,19 @@ where
     T: Send + 'static,
     F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
 {
-    let result = match &pool.sqlite_writer {
+    // The users the write notifies, collected on its database thread, hear of it once it
+    // committed.
+    let work = move |conn: &mut DbConnection| {
+        let (out, notified) = crate::live::collecting(|| work(conn));
+        out.map(|value| (value, notified))
+    };
+    let (value, notified) = match &pool.sqlite_writer {
         Some(writer) => writer.write(work).await,
         None => on_blocking_pool(&pool.connections, |conn| in_write_transaction(conn, work)).await,
-    };
-    if result.is_ok() {
-        crate::live::committed();
-    }
-    result
+    }?;
+    crate::live::committed();
+    crate::live::notified(&notified);
+    Ok(value)
 }
 
 /// Runs read-only work on the blocking pool, in one transaction so every query of `work` sees

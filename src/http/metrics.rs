@@ -1,7 +1,8 @@
 //! Prometheus metrics: request counts and latency by route and status, and pool usage.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 pub struct Metrics {
@@ -11,6 +12,8 @@ pub struct Metrics {
     pool_connections: IntGauge,
     pool_idle: IntGauge,
     pool_max: IntGauge,
+    live_streams: IntGauge,
+    live_stream_reads: IntCounter,
 }
 
 impl Metrics {
@@ -39,12 +42,21 @@ impl Metrics {
             .expect("valid metric");
         let pool_max =
             IntGauge::new("db_pool_max_connections", "Pool size limit").expect("valid metric");
+        let live_streams =
+            IntGauge::new("live_streams", "Open notification streams").expect("valid metric");
+        let live_stream_reads = IntCounter::new(
+            "live_stream_reads_total",
+            "Reads of the database by notification streams",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(pool_connections.clone()),
             Box::new(pool_idle.clone()),
             Box::new(pool_max.clone()),
+            Box::new(live_streams.clone()),
+            Box::new(live_stream_reads.clone()),
         ] {
             registry
                 .register(collector)
@@ -57,7 +69,19 @@ impl Metrics {
             pool_connections,
             pool_idle,
             pool_max,
+            live_streams,
+            live_stream_reads,
         }
+    }
+
+    /// A notification stream opened (`+1`) or closed (`-1`).
+    pub fn live_streams_add(&self, delta: i64) {
+        self.live_streams.add(delta);
+    }
+
+    /// A notification stream read the database.
+    pub fn live_stream_read(&self) {
+        self.live_stream_reads.inc();
     }
 
     pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {

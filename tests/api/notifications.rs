@@ -378,3 +378,68 @@ async fn the_live_stream_pushes_beats_resumes_and_ends_with_access() {
     assert!(ended.ends_with(END), "{ended}");
     handle.stop(false).await;
 }
+
+/// A value of the server's Prometheus metrics.
+async fn metric<S>(app: &crate::helpers::TestApp<S>, name: &str) -> f64
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+            Error = actix_web::Error,
+        >,
+{
+    let res = app
+        .send(actix_web::test::TestRequest::get().uri("/metrics"))
+        .await;
+    let text = res.body.as_str().unwrap().to_owned();
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("dossier_{name} ")))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no dossier_{name} in {text}"))
+}
+
+/// A stream reads the database when its own user is notified, or to beat: other users'
+/// writes, however many, do not wake it (each open stream used to read at every commit).
+#[actix_web::test]
+async fn a_stream_wakes_for_its_own_user_only() {
+    let app = crate::helpers::spawn_with(&[("DOSSIER_SSE_HEARTBEAT_SECONDS", "1")]).await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = dossier::app::serve(app.state.clone(), listener, Some(1)).unwrap();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+
+    let token = w.b_operator.token.clone();
+    let theirs = actix_web::web::block(move || read_stream(addr, &token, None, ": heartbeat", 2));
+    while metric(&app, "live_streams").await < 1.0 {
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let before = metric(&app, "live_stream_reads_total").await;
+    let started = std::time::Instant::now();
+    for i in 0..20 {
+        post_message(&app, &w.a_operator.token, &case, &format!("Update {i}")).await;
+    }
+    let reads = metric(&app, "live_stream_reads_total").await - before;
+    // A read per heartbeat (one a second) at most, and one spare; not one per write.
+    let allowed = started.elapsed().as_secs_f64().ceil() + 1.0;
+    assert!(
+        reads <= allowed,
+        "{reads} reads for 20 writes to someone else"
+    );
+    let theirs = theirs.await.unwrap();
+    assert!(!theirs.contains("event: notification"), "{theirs}");
+
+    // The client's own stream hears of the next one at once.
+    let token = w.client.token.clone();
+    let reader = actix_web::web::block(move || read_stream(addr, &token, None, "Just for you", 1));
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(300)).await;
+    post_message(&app, &w.a_operator.token, &case, "Just for you").await;
+    let got = reader.await.unwrap();
+    assert!(
+        got.contains("event: notification") && got.contains("Just for you"),
+        "{got}"
+    );
+    handle.stop(false).await;
+}
