@@ -2,9 +2,10 @@
 //!
 //! - Every committed write transaction bumps a counter, which the e-mail worker waits on.
 //! - A notification stream waits for its own user only: the writes that notify someone name
-//!   their recipients ([`will_notify`], collected per write on its database thread) and, once
-//!   committed, wake those users' streams ([`notified`]). Waking every stream at every commit
-//!   made each open stream read the database at every write of the whole platform.
+//!   their recipients ([`will_notify`], collected per write on its database thread by
+//!   `db::write` and the SQLite writer) and, once committed, wake those users' streams from that
+//!   thread ([`notified`]). Waking every stream at every commit made each open stream read the
+//!   database at every write of the whole platform.
 //!
 //! One process only: several API nodes would relay these through PostgreSQL `LISTEN/NOTIFY`
 //! (not built yet). A notification written by another process (none does today) reaches its

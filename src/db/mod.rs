@@ -244,18 +244,22 @@ where
     T: Send + 'static,
     F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
 {
-    // The users the write notifies, collected on its database thread, hear of it once it
-    // committed.
-    let work = move |conn: &mut DbConnection| {
-        let (out, notified) = crate::live::collecting(|| work(conn));
-        out.map(|value| (value, notified))
-    };
-    let (value, notified) = match &pool.sqlite_writer {
+    // The users a write notifies are woken on its database thread once it committed (see
+    // `live`), even if this request's future is gone by then.
+    let value = match &pool.sqlite_writer {
         Some(writer) => writer.write(work).await,
-        None => on_blocking_pool(&pool.connections, |conn| in_write_transaction(conn, work)).await,
+        None => {
+            on_blocking_pool(&pool.connections, |conn| {
+                let (out, notified) = crate::live::collecting(|| in_write_transaction(conn, work));
+                if out.is_ok() {
+                    crate::live::notified(&notified);
+                }
+                out
+            })
+            .await
+        }
     }?;
     crate::live::committed();
-    crate::live::notified(&notified);
     Ok(value)
 }
 

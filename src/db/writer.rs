@@ -75,8 +75,13 @@ impl Writer {
                 )));
                 return None;
             };
-            match in_savepoint(conn, work) {
+            // The users this work notified hear of it once the batch committed (`live`).
+            let (outcome, notified) = crate::live::collecting(|| in_savepoint(conn, work));
+            match outcome {
                 Ok(value) => Some(Box::new(move |committed: Result<(), String>| {
+                    if committed.is_ok() {
+                        crate::live::notified(&notified);
+                    }
                     let _ = reply.send(committed.map(|()| value).map_err(ApiError::internal));
                 })),
                 Err(e) => {
