@@ -371,11 +371,52 @@ fn sse_event(row: NotificationRow, notifier: &Notifier) -> String {
 }
 
 /// What an open stream remembers between events.
+/// How far before the newest notification a stream has sent its next read starts again.
+const LOOKBACK_MS: u64 = 10_000;
+
+/// What a stream has sent, for its next read. Notification ids are UUIDv7s taken when a write
+/// inserts its rows, and on PostgreSQL a write that took its ids first may commit after a later
+/// one: a stream that read only after the newest id it sent would never send the earlier one.
+/// So each read starts [`LOOKBACK_MS`] before that newest id and skips what was sent already.
+struct Sent {
+    /// Where the stream started (`Last-Event-ID`, or the newest at opening).
+    floor: Option<String>,
+    /// The ids within the look-back of the newest that are not to be sent (again): those sent,
+    /// and those up to the floor that existed when the stream opened.
+    recent: BTreeSet<String>,
+}
+
+impl Sent {
+    /// Where the next read starts (after, not at): the look-back before the newest id known.
+    fn read_after(&self) -> Option<String> {
+        let newest = self.recent.last().max(self.floor.as_ref())?;
+        v7_before(newest, LOOKBACK_MS)
+    }
+
+    fn record(&mut self, id: &str) {
+        self.recent.insert(id.to_owned());
+        if let Some(bound) = self.read_after() {
+            self.recent = self.recent.split_off(&bound);
+        }
+    }
+}
+
+/// The smallest UUIDv7 (as text) of the millisecond `ms` before the one `id` was made in.
+fn v7_before(id: &str, ms: u64) -> Option<String> {
+    let hex: String = id.chars().filter(|c| *c != '-').take(12).collect();
+    let at = u64::from_str_radix(&hex, 16).ok()?.saturating_sub(ms);
+    Some(format!(
+        "{:08x}-{:04x}-0000-0000-000000000000",
+        at >> 16,
+        at & 0xffff
+    ))
+}
+
 struct Stream {
     state: web::Data<AppState>,
     /// Checked again at every read: the stream ends with the token or the user's access.
     token: Token,
-    last_id: Option<String>,
+    sent: Sent,
     pending: std::collections::VecDeque<String>,
     /// Wakes the stream when its user is notified.
     listener: crate::live::Listener,
@@ -421,12 +462,26 @@ pub async fn stream_notifications(
     // Listen before reading the starting point, so no notification falls between the two.
     let listener = crate::live::listen(token.user_id());
     let caller = token.clone();
-    let last_id = db::read(&state.pool, move |conn| {
+    let sent = db::read(&state.pool, move |conn| {
         let user = caller.user(conn)?;
-        match resume {
-            Some(id) => Ok(Some(id)),
-            None => Ok(repo::notifications::newest_id(conn, &user.id)?),
-        }
+        let floor = match resume {
+            Some(id) => Some(id),
+            None => repo::notifications::newest_id(conn, &user.id)?,
+        };
+        // What already exists up to the floor is not this stream's to send; what commits there
+        // later is.
+        let window = floor
+            .as_deref()
+            .and_then(|f| Some((f, v7_before(f, LOOKBACK_MS)?)));
+        let recent = match window {
+            Some((floor, after)) => {
+                repo::notifications::ids_between(conn, &user.id, &after, floor)?
+                    .into_iter()
+                    .collect()
+            }
+            None => BTreeSet::new(),
+        };
+        Ok(Sent { floor, recent })
     })
     .await?;
     let heartbeat = state.settings.sse_heartbeat;
@@ -434,7 +489,7 @@ pub async fn stream_notifications(
     let start = Stream {
         state: state.clone(),
         token,
-        last_id,
+        sent,
         pending: Default::default(),
         listener,
         next_beat: tokio::time::Instant::now() + heartbeat,
@@ -448,23 +503,31 @@ pub async fn stream_notifications(
             if s.token.expired() {
                 return None;
             }
-            let (token, after) = (s.token.clone(), s.last_id.clone());
+            let (token, after) = (s.token.clone(), s.sent.read_after());
+            let sent = s.sent.recent.clone();
             s.state.metrics.live_stream_read();
             let rows = db::read(&s.state.pool, move |conn| {
                 let user = token.user(conn)?;
-                Ok(repo::notifications::since(
-                    conn,
-                    &user.id,
-                    after.as_deref(),
-                    100,
-                )?)
+                let mut after = after;
+                // Pages of rows already sent (all within the look-back) are stepped over.
+                loop {
+                    let page = repo::notifications::since(conn, &user.id, after.as_deref(), 100)?;
+                    let full = page.len() == 100;
+                    after = page.last().map(|r| r.id.clone()).or(after);
+                    let fresh: Vec<_> =
+                        page.into_iter().filter(|r| !sent.contains(&r.id)).collect();
+                    if !fresh.is_empty() || !full {
+                        return Ok(fresh);
+                    }
+                }
             })
             .await;
             match rows {
                 Ok(rows) if !rows.is_empty() => {
-                    s.last_id = rows.last().map(|r| r.id.clone());
-                    s.pending
-                        .extend(rows.into_iter().map(|r| sse_event(r, &s.state.notifier)));
+                    for row in rows {
+                        s.sent.record(&row.id);
+                        s.pending.push_back(sse_event(row, &s.state.notifier));
+                    }
                     continue;
                 }
                 Err(ApiError::Unauthorized { .. }) => return None,

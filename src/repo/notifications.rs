@@ -73,6 +73,21 @@ pub fn since(
         .load(conn)
 }
 
+/// The ids of the user's notifications after `after` and up to `up_to`.
+pub fn ids_between(
+    conn: &mut DbConnection,
+    user_id: &str,
+    after: &str,
+    up_to: &str,
+) -> QueryResult<Vec<String>> {
+    notifications::table
+        .filter(notifications::user_id.eq(user_id))
+        .filter(notifications::id.gt(after))
+        .filter(notifications::id.le(up_to))
+        .select(notifications::id)
+        .load(conn)
+}
+
 /// The id of the user's newest notification.
 pub fn newest_id(conn: &mut DbConnection, user_id: &str) -> QueryResult<Option<String>> {
     notifications::table

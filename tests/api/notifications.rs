@@ -443,3 +443,43 @@ async fn a_stream_wakes_for_its_own_user_only() {
     );
     handle.stop(false).await;
 }
+
+/// On PostgreSQL a write that took its notification's id first can commit after a later one:
+/// the stream still sends it, once (SQLite commits writes in the order of their ids).
+#[actix_web::test]
+async fn a_notification_committed_after_a_later_one_still_reaches_the_stream() {
+    use diesel::connection::SimpleConnection;
+
+    let app = crate::helpers::spawn_with(&[("DOSSIER_SSE_HEARTBEAT_SECONDS", "1")]).await;
+    if !app._db.is_postgres() {
+        return;
+    }
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = dossier::app::serve(app.state.clone(), listener, Some(1)).unwrap();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+
+    // A write in flight: its notification's id is taken, its commit still to come.
+    let mut conn = app.state.pool.get().unwrap();
+    conn.batch_execute(&format!(
+        "BEGIN; INSERT INTO notifications (id, user_id, case_id, event, title, created_at) \
+         VALUES ('{}', '{}', '{case}', 'message_received', 'Late but there', NOW())",
+        uuid::Uuid::now_v7(),
+        w.client.id
+    ))
+    .unwrap();
+    let token = w.client.token.clone();
+    let reader =
+        actix_web::web::block(move || read_stream(addr, &token, None, "Late but there", 1));
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(300)).await;
+    post_message(&app, &w.a_operator.token, &case, "On time").await;
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(300)).await;
+    conn.batch_execute("COMMIT").unwrap();
+    let got = reader.await.unwrap();
+    assert_eq!(got.matches("On time").count(), 1, "{got}");
+    assert_eq!(got.matches("Late but there").count(), 1, "{got}");
+    handle.stop(false).await;
+}
