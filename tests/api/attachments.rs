@@ -697,7 +697,7 @@ async fn a_deletion_racing_a_citing_write_waits_for_it_and_keeps_the_file() {
     let mut conn = app.state.pool.get().unwrap();
     let begin = match &*conn {
         DbConnection::Postgresql(_) => {
-            format!("BEGIN; SELECT id FROM attachments WHERE id = '{file}' FOR SHARE;")
+            format!("BEGIN; SELECT id FROM attachments WHERE id = '{file}' FOR KEY SHARE;")
         }
         DbConnection::Sqlite(_) => "BEGIN IMMEDIATE;".to_owned(),
     };

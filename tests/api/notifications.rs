@@ -293,8 +293,23 @@ fn read_stream(
     String::from_utf8_lossy(&seen).into_owned()
 }
 
-#[actix_web::test]
-async fn the_live_stream_pushes_beats_resumes_and_ends_with_access() {
+/// What the stream tests share: one-second heartbeats, the world, a case, and the app served
+/// on a real TCP port (the stream is read over a socket).
+struct Served<S> {
+    app: crate::helpers::TestApp<S>,
+    w: World,
+    case: String,
+    addr: std::net::SocketAddr,
+    handle: actix_web::dev::ServerHandle,
+}
+
+async fn served() -> Served<
+    impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+        Error = actix_web::Error,
+    > + use<>,
+> {
     let app = crate::helpers::spawn_with(&[("DOSSIER_SSE_HEARTBEAT_SECONDS", "1")]).await;
     let w = World::new(&app).await;
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
@@ -303,6 +318,24 @@ async fn the_live_stream_pushes_beats_resumes_and_ends_with_access() {
     let server = dossier::app::serve(app.state.clone(), listener, Some(1)).unwrap();
     let handle = server.handle();
     actix_web::rt::spawn(server);
+    Served {
+        app,
+        w,
+        case,
+        addr,
+        handle,
+    }
+}
+
+#[actix_web::test]
+async fn the_live_stream_pushes_beats_resumes_and_ends_with_access() {
+    let Served {
+        app,
+        w,
+        case,
+        addr,
+        handle,
+    } = served().await;
 
     // Idle: a heartbeat comes.
     let token = w.client.token.clone();
@@ -402,14 +435,13 @@ where
 /// writes, however many, do not wake it (each open stream used to read at every commit).
 #[actix_web::test]
 async fn a_stream_wakes_for_its_own_user_only() {
-    let app = crate::helpers::spawn_with(&[("DOSSIER_SSE_HEARTBEAT_SECONDS", "1")]).await;
-    let w = World::new(&app).await;
-    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = dossier::app::serve(app.state.clone(), listener, Some(1)).unwrap();
-    let handle = server.handle();
-    actix_web::rt::spawn(server);
+    let Served {
+        app,
+        w,
+        case,
+        addr,
+        handle,
+    } = served().await;
 
     let token = w.b_operator.token.clone();
     let theirs = actix_web::web::block(move || read_stream(addr, &token, None, ": heartbeat", 2));
@@ -450,17 +482,16 @@ async fn a_stream_wakes_for_its_own_user_only() {
 async fn a_notification_committed_after_a_later_one_still_reaches_the_stream() {
     use diesel::connection::SimpleConnection;
 
-    let app = crate::helpers::spawn_with(&[("DOSSIER_SSE_HEARTBEAT_SECONDS", "1")]).await;
+    let Served {
+        app,
+        w,
+        case,
+        addr,
+        handle,
+    } = served().await;
     if !app._db.is_postgres() {
         return;
     }
-    let w = World::new(&app).await;
-    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = dossier::app::serve(app.state.clone(), listener, Some(1)).unwrap();
-    let handle = server.handle();
-    actix_web::rt::spawn(server);
 
     // A write in flight: its notification's id is taken, its commit still to come.
     let mut conn = app.state.pool.get().unwrap();
