@@ -444,7 +444,7 @@ impl Drop for Stream {
     params(("Last-Event-ID" = Option<String>, Header, description = "The last event id received; the stream resumes after it")),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "An endless `text/event-stream`", content_type = "text/event-stream", body = String),
+        (status = 200, description = "A `text/event-stream` that lasts until the access token expires or the user loses access", content_type = "text/event-stream", body = String),
     )
 )]
 #[get("/v1/notifications/stream")]
@@ -496,12 +496,13 @@ pub async fn stream_notifications(
     };
     let events = futures_util::stream::unfold(start, move |mut s| async move {
         loop {
+            // Checked before each event too: what was read before the expiry stays unsent.
+            if s.token.expired() {
+                return None;
+            }
             if let Some(event) = s.pending.pop_front() {
                 s.next_beat = tokio::time::Instant::now() + heartbeat;
                 return Some((Ok::<_, actix_web::Error>(web::Bytes::from(event)), s));
-            }
-            if s.token.expired() {
-                return None;
             }
             let (token, after) = (s.token.clone(), s.sent.read_after());
             let sent = s.sent.recent.clone();

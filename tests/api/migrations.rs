@@ -295,7 +295,12 @@ async fn sqlite_rebuilds_the_hot_tables_without_rowid_and_keeps_every_row() {
     let DbConnection::Sqlite(c) = &mut *conn else {
         unreachable!("checked above")
     };
-    for migration in ["20261205000012", "20261202000011", "20261124000010"] {
+    for migration in [
+        "20261205000013",
+        "20261205000012",
+        "20261202000011",
+        "20261124000010",
+    ] {
         let reverted = c.revert_last_migration(SQLITE_MIGRATIONS).unwrap();
         assert!(reverted.to_string().contains(migration), "{reverted}");
     }
@@ -316,5 +321,78 @@ async fn sqlite_rebuilds_the_hot_tables_without_rowid_and_keeps_every_row() {
     assert_eq!(
         app.count("SELECT COUNT(*) AS n FROM pragma_foreign_key_check"),
         0
+    );
+}
+
+/// Files agents uploaded before attachments could be internal become internal on upgrade,
+/// unless something the client sees carries them; staff files of that time stay visible.
+#[actix_web::test]
+async fn agents_earlier_files_become_internal_unless_the_client_was_shown_them() {
+    use diesel_migrations::MigrationHarness;
+    use dossier::db::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
+    use serde_json::json;
+
+    use crate::attachments::{png, upload};
+    use crate::world::{World, assign_agent, buy, id, start_case};
+
+    let app = crate::helpers::spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    start_case(&app, &w, &case).await;
+    assign_agent(&app, &w, &case).await;
+    let mut files = Vec::new();
+    for (token, name) in [
+        (&w.a_agent.token, "kept.png"),
+        (&w.a_agent.token, "published.png"),
+        (&w.a_agent.token, "sent.png"),
+        (&w.a_operator.token, "staff.png"),
+    ] {
+        let res = upload(&app, token, &case, name, &png(300)).await;
+        files.push(id(res.assert_status(201)));
+    }
+    let messages = format!("/v1/cases/{case}/messages");
+    let storyline = format!("/v1/cases/{case}/storyline");
+    for (token, path, body) in [
+        (
+            &w.a_agent.token,
+            &messages,
+            json!({"body": "Mine", "internal": true, "attachment_ids": [files[0]]}),
+        ),
+        (
+            &w.a_operator.token,
+            &storyline,
+            json!({"title": "Seen", "attachment_ids": [files[1]]}),
+        ),
+        (
+            &w.a_operator.token,
+            &messages,
+            json!({"body": "For you", "attachment_ids": [files[2]]}),
+        ),
+    ] {
+        app.post(path, token, body).await.assert_status(201);
+    }
+    // As migration 12 left the files of that time: all visible.
+    app.sql("UPDATE attachments SET internal = FALSE");
+    let mut conn = app.state.pool.get().unwrap();
+    let reverted = match &mut *conn {
+        DbConnection::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS),
+        DbConnection::Postgresql(c) => c.revert_last_migration(POSTGRES_MIGRATIONS),
+    }
+    .unwrap();
+    assert!(
+        reverted.to_string().contains("20261205000013"),
+        "{reverted}"
+    );
+    run_migrations(&mut conn).unwrap();
+    drop(conn);
+    let internal = |file: &String| {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM attachments WHERE id = '{file}' AND internal = TRUE"
+        ))
+    };
+    assert_eq!(
+        files.iter().map(internal).collect::<Vec<_>>(),
+        [1, 0, 0, 0],
+        "kept, published, sent to the client, staff's"
     );
 }
