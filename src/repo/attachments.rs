@@ -5,10 +5,8 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use crate::db::DbConnection;
 use crate::db::schema::{attachments, case_fields, client_requests, messages, storyline_events};
-
-type Backend = <DbConnection as diesel::Connection>::Backend;
+use crate::db::{DbConnection, MultiBackend};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = attachments)]
@@ -35,7 +33,7 @@ pub fn insert(conn: &mut DbConnection, row: &AttachmentRow) -> QueryResult<()> {
 }
 
 /// The attachments a reader may see: internal ones only `with_internal`.
-fn seen(with_internal: bool) -> attachments::BoxedQuery<'static, Backend> {
+fn seen(with_internal: bool) -> attachments::BoxedQuery<'static, MultiBackend> {
     let rows = attachments::table.into_boxed();
     if with_internal {
         rows

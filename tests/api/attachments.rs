@@ -527,7 +527,23 @@ async fn internal_files_stay_with_the_agency_until_the_client_is_shown_them() {
         ["report.png", "kept.png", "agent.png"]
     );
     assert_eq!(names(&w.client.token).await, ["report.png"]);
+    let requests = format!("/v1/cases/{case}/requests");
+    let asked = app
+        .post(
+            &requests,
+            &w.a_operator.token,
+            serde_json::json!({"kind": "document", "prompt": "A photo of the car, please."}),
+        )
+        .await;
+    let answer = format!("{requests}/{}/answer", id(asked.assert_status(201)));
     for hidden in [&agents, &kept] {
+        app.post(
+            &answer,
+            &w.client.token,
+            serde_json::json!({"attachment_ids": [hidden]}),
+        )
+        .await
+        .assert_problem(422, "validation_failed");
         let download = format!("/v1/attachments/{hidden}");
         app.get(&download, &w.client.token)
             .await

@@ -238,7 +238,7 @@ async fn the_agency_defines_the_client_fills_and_the_decision_locks() {
 }
 
 /// A file named by an image or file value stays while it is; a text value that happens to hold
-/// another file's id keeps nothing.
+/// another file's id keeps nothing; an internal file cannot be named.
 #[actix_web::test]
 async fn only_file_values_keep_their_files() {
     let app = spawn().await;
@@ -264,6 +264,20 @@ async fn only_file_values_keep_their_files() {
     )
     .await
     .assert_status(200);
+    // A staff file, internal by default, is not the client's to name.
+    let staff = upload(&app, &w.a_operator.token, &case, "c.png", &png(300)).await;
+    let staff = id(staff.assert_status(201));
+    let res = app
+        .patch(
+            &format!("/v1/cases/{case}/required-data/values"),
+            &w.client.token,
+            json!({"values": {"photo": staff}}),
+        )
+        .await;
+    assert_eq!(
+        res.assert_problem(422, "validation_failed")["errors"][0]["code"],
+        "invalid_attachment"
+    );
     let delete = async |file: &str| {
         let path = format!("/v1/attachments/{file}");
         app.call("DELETE", &path, &w.client.token, None, &[]).await
