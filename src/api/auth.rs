@@ -148,9 +148,9 @@ pub async fn create_token(
         .peer_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_default();
-    state
+    let attempt = state
         .throttle
-        .check(&email, &address)
+        .attempt(&email, &address)
         .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
 
     let lookup = email.clone();
@@ -160,22 +160,23 @@ pub async fn create_token(
     })
     .await?;
     let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
-    let password_ok = web::block(move || match stored_hash {
+    let password_ok = password::off_the_pool(move || match stored_hash {
         Some(hash) => password::verify(&password, &hash),
         None => {
             password::burn_verification_time(&password);
             false
         }
     })
-    .await?;
+    .await
+    .ok_or_else(|| ApiError::internal("the password checking thread failed"))?;
     let user = match user {
         Some(user) if password_ok => user,
         _ => {
-            state.throttle.record_failure(&email, &address);
+            attempt.failed();
             return Err(invalid_credentials());
         }
     };
-    state.throttle.record_success(&email);
+    attempt.succeeded();
 
     let st = state.clone();
     let tokens = db::write(&state.pool, move |conn| {

@@ -287,7 +287,7 @@ pub async fn create_request(
             case_id: case_id.clone(),
             kind: input.kind.as_str().to_owned(),
             prompt: input.prompt,
-            due_at: input.due_at.map(|d| d.naive_utc()),
+            due_at: input.due_at.map(db::stored_time),
             status: RequestStatus::Open.as_str().to_owned(),
             created_by: actor.user_id.clone(),
             created_at: db::now(),

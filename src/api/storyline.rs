@@ -505,7 +505,7 @@ pub async fn create_event(
         let row = EventRow {
             id: repo::new_id(),
             case_id: case_id.clone(),
-            occurred_at: input.occurred_at.map(|t| t.naive_utc()).unwrap_or(now),
+            occurred_at: input.occurred_at.map(db::stored_time).unwrap_or(now),
             kind: input.kind.as_str().to_owned(),
             title: input.title,
             body: input.body,
@@ -642,7 +642,7 @@ pub async fn update_event(
             input.kind,
         )?;
         let changes = EventChanges {
-            occurred_at: input.occurred_at.map(|t| t.naive_utc()),
+            occurred_at: input.occurred_at.map(db::stored_time),
             kind: input.kind.map(|k| k.as_str().to_owned()),
             title: input.title,
             body: input.body,

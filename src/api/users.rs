@@ -312,10 +312,11 @@ pub fn check_new_user(
     })
 }
 
-/// Hashes on the blocking pool: Argon2id is deliberately slow.
+/// Argon2id is deliberately slow: it runs off the blocking pool ([`password::off_the_pool`]).
 pub async fn hash_password(password: String) -> Result<String, ApiError> {
-    web::block(move || password::hash(&password))
-        .await?
+    password::off_the_pool(move || password::hash(&password))
+        .await
+        .ok_or_else(|| ApiError::internal("the password hashing thread failed"))?
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 

@@ -2,6 +2,8 @@
 
 use std::sync::LazyLock;
 
+use tokio::sync::{Semaphore, oneshot};
+
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -30,4 +32,26 @@ static DUMMY_HASH: LazyLock<String> =
 
 pub fn burn_verification_time(password: &str) {
     let _ = verify(password, &DUMMY_HASH);
+}
+
+/// Hashes at once, at most one per core.
+static HASHING: LazyLock<Semaphore> = LazyLock::new(|| {
+    Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+});
+
+/// Runs Argon2 work (tens of milliseconds of CPU) on a thread of its own, never on the blocking
+/// pool that database reads wait for: a burst of logins would otherwise queue every read behind
+/// it. `None` if the work panicked.
+pub async fn off_the_pool<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let _turn = HASHING.acquire().await.ok()?;
+    let (done, result) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("argon2".into())
+        .spawn(move || {
+            let _ = done.send(work());
+        })
+        .ok()?;
+    result.await.ok()
 }

@@ -14,12 +14,22 @@ const PRUNE_THRESHOLD: usize = 10_000;
 
 struct Window {
     failures: u32,
+    /// Attempts whose password is being checked now.
+    pending: u32,
     started: Instant,
 }
 
 pub struct LoginThrottle {
     limits: Limits,
     windows: Mutex<HashMap<String, Window>>,
+}
+
+/// A login attempt under way, counted as pending until it is settled; dropped unsettled (the
+/// request went away), it just stops counting.
+pub struct Attempt<'a> {
+    throttle: &'a LoginThrottle,
+    keys: [(String, u32); 2],
+    settled: bool,
 }
 
 impl LoginThrottle {
@@ -45,51 +55,103 @@ impl LoginThrottle {
         }
     }
 
-    /// `Err(seconds)` while the account or the address has used up its failures.
-    pub fn check(&self, email: &str, address: &str) -> Result<(), u64> {
-        let windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        let mut wait = Duration::ZERO;
-        for (key, which) in Self::keys(email, address) {
-            if let Some(w) = windows.get(&key) {
-                let ends = w.started + self.limits.window;
-                if w.failures >= self.limit(which) && ends > now {
-                    wait = wait.max(ends - now);
-                }
-            }
-        }
-        if wait.is_zero() {
-            Ok(())
-        } else {
-            Err(wait.as_secs().max(1))
-        }
+    fn windows(&self) -> std::sync::MutexGuard<'_, HashMap<String, Window>> {
+        self.windows.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn record_failure(&self, email: &str, address: &str) {
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+    /// Starts an attempt, or `Err(seconds)` while the account or the address has used up its
+    /// failures. Attempts still being checked count against the limit too, so attempts sent at
+    /// once cannot all pass before the first of them fails (then the wait is a second).
+    pub fn attempt(&self, email: &str, address: &str) -> Result<Attempt<'_>, u64> {
+        let mut windows = self.windows();
         let now = Instant::now();
+        let window = self.limits.window;
         if windows.len() > PRUNE_THRESHOLD {
-            let window = self.limits.window;
-            windows.retain(|_, w| w.started + window > now);
+            windows.retain(|_, w| w.pending > 0 || w.started + window > now);
         }
-        for (key, _) in Self::keys(email, address) {
-            let w = windows.entry(key).or_insert(Window {
-                failures: 0,
-                started: now,
-            });
-            if w.started + self.limits.window <= now {
-                *w = Window {
-                    failures: 0,
-                    started: now,
-                };
+        let keys = Self::keys(email, address);
+        let mut wait = Duration::ZERO;
+        for (key, which) in &keys {
+            let Some(w) = windows.get_mut(key) else {
+                continue;
+            };
+            if w.started + window <= now {
+                w.failures = 0;
+                w.started = now;
             }
-            w.failures += 1;
+            let limit = self.limit(*which);
+            if w.failures >= limit {
+                wait = wait.max(w.started + window - now);
+            } else if w.failures + w.pending >= limit {
+                wait = wait.max(Duration::from_secs(1));
+            }
         }
+        if !wait.is_zero() {
+            return Err(wait.as_secs().max(1));
+        }
+        for (key, _) in &keys {
+            windows
+                .entry(key.clone())
+                .or_insert(Window {
+                    failures: 0,
+                    pending: 0,
+                    started: now,
+                })
+                .pending += 1;
+        }
+        Ok(Attempt {
+            throttle: self,
+            keys,
+            settled: false,
+        })
+    }
+}
+
+enum Outcome {
+    Failed,
+    Succeeded,
+    Abandoned,
+}
+
+impl Attempt<'_> {
+    /// A wrong password, an unknown e-mail or a deactivated account: one more failure for both.
+    pub fn failed(mut self) {
+        self.settle(Outcome::Failed);
     }
 
-    /// A successful login clears the account's count (the address keeps its own).
-    pub fn record_success(&self, email: &str) {
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        windows.remove(&format!("account:{email}"));
+    /// A successful login clears the account's failures; the address keeps its own.
+    pub fn succeeded(mut self) {
+        self.settle(Outcome::Succeeded);
+    }
+
+    fn settle(&mut self, outcome: Outcome) {
+        self.settled = true;
+        let mut windows = self.throttle.windows();
+        let now = Instant::now();
+        for (key, which) in &self.keys {
+            let Some(w) = windows.get_mut(key) else {
+                continue;
+            };
+            w.pending = w.pending.saturating_sub(1);
+            match outcome {
+                Outcome::Failed => {
+                    if w.started + self.throttle.limits.window <= now {
+                        w.failures = 0;
+                        w.started = now;
+                    }
+                    w.failures += 1;
+                }
+                Outcome::Succeeded if *which == 0 => w.failures = 0,
+                Outcome::Succeeded | Outcome::Abandoned => {}
+            }
+        }
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.settle(Outcome::Abandoned);
+        }
     }
 }

@@ -455,6 +455,12 @@ where
 
 /// The current time at the precision both engines store (microseconds).
 pub fn now() -> chrono::NaiveDateTime {
+    stored_time(chrono::Utc::now())
+}
+
+/// A time at the precision both engines store (microseconds). SQLite would keep a caller's
+/// nanoseconds as text, so a cursor or an answer cut to microseconds would miss its row.
+pub fn stored_time(at: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDateTime {
     use chrono::SubsecRound;
-    chrono::Utc::now().naive_utc().trunc_subsecs(6)
+    at.naive_utc().trunc_subsecs(6)
 }

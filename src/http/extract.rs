@@ -28,12 +28,42 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidJson<T> {
         let body = web::Json::<serde_json::Value>::from_request(req, payload);
         Box::pin(async move {
             let value = body.await?.into_inner();
+            if let Some(at) = nul_in(&value) {
+                return Err(ApiError::validation(vec![FieldError::new(
+                    at,
+                    "invalid_value",
+                    "Text may not hold a NUL character (\\u0000).",
+                )])
+                .into());
+            }
             let parsed: T = serde_path_to_error::deserialize(value).map_err(body_error)?;
             parsed
                 .validate()
                 .map_err(|e| ApiError::validation(validation_errors(&e)))?;
             Ok(ValidJson(parsed))
         })
+    }
+}
+
+/// The JSON Pointer of the first string or member name holding a NUL character, which
+/// PostgreSQL refuses to store (a 500 if it got that far) and no field of this API needs.
+fn nul_in(value: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    let escape = |s: &str| s.replace('~', "~0").replace('/', "~1");
+    match value {
+        Value::String(s) => s.contains('\0').then(String::new),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_in(item).map(|at| format!("/{i}{at}"))),
+        Value::Object(members) => members.iter().find_map(|(name, member)| {
+            if name.contains('\0') {
+                Some(format!("/{}", escape(name)))
+            } else {
+                nul_in(member).map(|at| format!("/{}{at}", escape(name)))
+            }
+        }),
+        Value::Null | Value::Bool(_) | Value::Number(_) => None,
     }
 }
 

@@ -37,7 +37,10 @@ pub async fn observe(
 
     // Handler and extractor failures arrive as responses carrying their error; an `Err` here
     // could only come from a service that never saw the request, and actix renders it.
-    let res = next.call(req).await?.map_into_boxed_body();
+    let res = match nul_in_uri(&req) {
+        Some(refused) => req.error_response(refused),
+        None => next.call(req).await?.map_into_boxed_body(),
+    };
     let path = res.request().path().to_owned();
     let mut res = as_problem(res, &path, &id);
     if let Ok(value) = HeaderValue::from_str(&id) {
@@ -56,6 +59,21 @@ pub async fn observe(
     }
     log::info!(target: "access", "{id} {method} {route} {status} {:.2}ms", elapsed * 1000.0);
     Ok(res)
+}
+
+/// A NUL character (`%00`) in the path or the query: no parameter of this API holds one, and
+/// PostgreSQL refuses to compare text holding it (a 500 if it got that far).
+fn nul_in_uri(req: &ServiceRequest) -> Option<ApiError> {
+    const NUL: &str = "%00";
+    if req.path().contains(NUL) {
+        return Some(ApiError::bad_request(
+            "invalid_path_parameter",
+            "A path parameter holds a NUL character (`%00`).",
+        ));
+    }
+    req.query_string().contains(NUL).then(|| {
+        crate::http::fallback::invalid_query("a parameter holds a NUL character (%00)".into())
+    })
 }
 
 /// Every failure leaves as a problem document carrying the request's path and id, whatever

@@ -66,6 +66,27 @@ async fn repeated_failures_for_one_account_are_throttled_even_with_the_right_pas
     other.assert_status(200);
 }
 
+/// Attempts sent at once count before their passwords are checked: no more of them get a
+/// verdict than the limit allows. Successful logins take their attempt back.
+#[actix_web::test]
+async fn attempts_sent_at_once_cannot_pass_the_limit() {
+    let app = spawn().await;
+    app.create_user("c@example.com", "client", None, false);
+    let attempts = (0..8).map(|_| app.login("c@example.com", "wrong password here"));
+    let statuses: Vec<u16> = futures_util::future::join_all(attempts)
+        .await
+        .iter()
+        .map(|res| res.status.as_u16())
+        .collect();
+    let count = |status| statuses.iter().filter(|&&s| s == status).count();
+    assert_eq!((count(401), count(429)), (3, 5), "{statuses:?}");
+    // The address has 3 failures of its 6; eight successful logins from it add none.
+    app.create_user("d@example.com", "client", None, false);
+    for _ in 0..8 {
+        app.login("d@example.com", PASSWORD).await.assert_status(200);
+    }
+}
+
 #[actix_web::test]
 async fn repeated_failures_from_one_address_are_throttled() {
     let app = spawn().await;

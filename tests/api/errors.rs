@@ -84,6 +84,33 @@ async fn each_kind_of_bad_request_gets_a_problem_document() {
     assert_eq!(list.assert_status(200)["items"], serde_json::json!([]));
 }
 
+/// PostgreSQL refuses text holding NUL (a 500 there; SQLite stored it): refused first, on both.
+#[actix_web::test]
+async fn nul_characters_are_refused_before_they_reach_the_database() {
+    let app = spawn().await;
+    let admin = app.admin().await;
+    let res = app
+        .post("/v1/agencies", &admin, serde_json::json!({"name": "Nul\u{0}Agency"}))
+        .await;
+    assert_eq!(
+        res.assert_problem(422, "validation_failed")["errors"][0]["pointer"],
+        "/name"
+    );
+    let res = app.login("nobody\u{0}@example.com", "whatever it is").await;
+    assert_eq!(
+        res.assert_problem(422, "validation_failed")["errors"][0]["pointer"],
+        "/email"
+    );
+    app.get("/v1/cases?q=%00", &admin)
+        .await
+        .assert_problem(400, "invalid_query");
+    app.get("/v1/users/%00", &admin)
+        .await
+        .assert_problem(400, "invalid_path_parameter");
+    let list = app.get("/v1/agencies", &admin).await;
+    assert_eq!(list.assert_status(200)["items"], serde_json::json!([]));
+}
+
 #[actix_web::test]
 async fn request_ids_are_echoed_or_made() {
     let app = spawn().await;

@@ -250,8 +250,6 @@ async fn open_case_counts_are_backfilled_from_existing_cases() {
 #[actix_web::test]
 async fn sqlite_rebuilds_the_hot_tables_without_rowid_and_keeps_every_row() {
     use diesel::connection::SimpleConnection;
-    use diesel_migrations::MigrationHarness;
-    use dossier::db::SQLITE_MIGRATIONS;
 
     use crate::world::{World, assign_agent, buy, id, post_message, start_case};
 
@@ -292,18 +290,7 @@ async fn sqlite_rebuilds_the_hot_tables_without_rowid_and_keeps_every_row() {
 
     // The pool's one connection, as the server migrates: foreign keys must be on again after.
     let mut conn = app.state.pool.get().unwrap();
-    let DbConnection::Sqlite(c) = &mut *conn else {
-        unreachable!("checked above")
-    };
-    for migration in [
-        "20261205000013",
-        "20261205000012",
-        "20261202000011",
-        "20261124000010",
-    ] {
-        let reverted = c.revert_last_migration(SQLITE_MIGRATIONS).unwrap();
-        assert!(reverted.to_string().contains(migration), "{reverted}");
-    }
+    revert_through(&mut conn, "20261124000010");
     drop(conn);
     assert_eq!(without_rowid(&app), 0);
     assert_eq!(rows(&app), before);
@@ -328,8 +315,6 @@ async fn sqlite_rebuilds_the_hot_tables_without_rowid_and_keeps_every_row() {
 /// unless something the client sees carries them; staff files of that time stay visible.
 #[actix_web::test]
 async fn agents_earlier_files_become_internal_unless_the_client_was_shown_them() {
-    use diesel_migrations::MigrationHarness;
-    use dossier::db::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
     use serde_json::json;
 
     use crate::attachments::{png, upload};
@@ -374,15 +359,7 @@ async fn agents_earlier_files_become_internal_unless_the_client_was_shown_them()
     // As migration 12 left the files of that time: all visible.
     app.sql("UPDATE attachments SET internal = FALSE");
     let mut conn = app.state.pool.get().unwrap();
-    let reverted = match &mut *conn {
-        DbConnection::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS),
-        DbConnection::Postgresql(c) => c.revert_last_migration(POSTGRES_MIGRATIONS),
-    }
-    .unwrap();
-    assert!(
-        reverted.to_string().contains("20261205000013"),
-        "{reverted}"
-    );
+    revert_through(&mut conn, "20261205000013");
     run_migrations(&mut conn).unwrap();
     drop(conn);
     let internal = |file: &String| {
@@ -395,4 +372,86 @@ async fn agents_earlier_files_become_internal_unless_the_client_was_shown_them()
         [1, 0, 0, 0],
         "kept, published, sent to the client, staff's"
     );
+}
+
+/// Reverts the newest migrations, down to and including `version`, as an upgrade from before
+/// it would find the schema.
+fn revert_through(conn: &mut DbConnection, version: &str) {
+    use diesel_migrations::MigrationHarness;
+    use dossier::db::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
+
+    loop {
+        let reverted = match conn {
+            DbConnection::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS),
+            DbConnection::Postgresql(c) => c.revert_last_migration(POSTGRES_MIGRATIONS),
+        }
+        .unwrap();
+        if reverted.to_string().contains(version) {
+            return;
+        }
+    }
+}
+
+/// SQLite kept the nanoseconds a caller sent as text, which the storyline's cursor never
+/// matched; upgrading cuts them to microseconds in the text diesel writes for that time.
+#[actix_web::test]
+async fn times_stored_with_nanoseconds_are_cut_to_microseconds() {
+    use serde_json::json;
+
+    use crate::world::{World, act, buy, id};
+
+    let app = crate::helpers::spawn().await;
+    if app._db.is_postgres() {
+        eprintln!("PostgreSQL stores microseconds: nothing to cut");
+        return;
+    }
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    act(&app, &w.a_operator.token, &case, "accept")
+        .await
+        .assert_status(200);
+    let p = format!("/v1/cases/{case}/storyline");
+    let stored = [
+        "2026-11-10 12:00:00.123456789",
+        "2026-11-11 12:00:00.120000789",
+        "2026-11-12 12:00:00.000000789",
+        "2026-11-13 12:00:00.123456",
+    ];
+    for (day, at) in stored.iter().enumerate() {
+        let event = json!({"title": format!("Day {day}")});
+        let event = id(app.post(&p, &w.a_operator.token, event).await.assert_status(201));
+        app.sql(&format!(
+            "UPDATE storyline_events SET occurred_at = '{at}' WHERE id = '{event}'"
+        ));
+    }
+    let mut conn = app.state.pool.get().unwrap();
+    revert_through(&mut conn, "20261205000014");
+    run_migrations(&mut conn).unwrap();
+    drop(conn);
+    let cut = [
+        "2026-11-10 12:00:00.123456",
+        "2026-11-11 12:00:00.120",
+        "2026-11-12 12:00:00",
+        "2026-11-13 12:00:00.123456",
+    ];
+    for at in cut {
+        let n = app.count(&format!(
+            "SELECT COUNT(*) AS n FROM storyline_events WHERE occurred_at = '{at}'"
+        ));
+        assert_eq!(n, 1, "{at}");
+    }
+    // Pages of one, each event once.
+    let mut seen = Vec::new();
+    let mut path = format!("{p}?limit=1");
+    while seen.len() < 10 {
+        let body = app.get(&path, &w.a_operator.token).await.assert_status(200).clone();
+        seen.extend(body["items"].as_array().unwrap().iter().map(|e| e["title"].clone()));
+        match body["next_cursor"].as_str() {
+            Some(c) => path = format!("{p}?limit=1&cursor={c}"),
+            None => break,
+        }
+    }
+    // The four, then the acceptance's own event, each once.
+    assert_eq!(seen[..4], ["Day 0", "Day 1", "Day 2", "Day 3"]);
+    assert_eq!(seen.len(), 5, "{seen:?}");
 }

@@ -221,7 +221,10 @@ async fn the_map_is_geojson_and_pages_are_chronological() {
     for (i, day) in (10..17).enumerate() {
         // The first page ends before 1970: its cursor's time is negative.
         let year = if i < 3 { 1969 } else { 2026 };
-        let mut event = json!({"occurred_at": format!("{year}-11-{day}T12:00:00Z"), "title": format!("Day {day}")});
+        // Each page ends on a time with nanoseconds, which the cursor's microseconds must match.
+        let nanos = if i % 3 == 2 { ".123456789" } else { "" };
+        let at = format!("{year}-11-{day}T12:00:00{nanos}Z");
+        let mut event = json!({"occurred_at": at, "title": format!("Day {day}")});
         if i % 2 == 0 {
             event["latitude"] = json!(45.0 + i as f64 / 100.0);
             event["longitude"] = json!(9.0);
@@ -250,6 +253,11 @@ async fn the_map_is_geojson_and_pages_are_chronological() {
     }
     let days: Vec<String> = (10..17).map(|d| format!("Day {d}")).collect();
     assert_eq!(seen[..7], days[..]);
+    let first = app.get(&format!("{p}?limit=3"), &w.a_operator.token).await;
+    assert_eq!(
+        first.body["items"][2]["occurred_at"], "1969-11-12T12:00:00.123456Z",
+        "stored to the microsecond on both engines"
+    );
     app.get(&format!("{p}?cursor=bm9wZQ"), &w.a_operator.token)
         .await
         .assert_problem(400, "invalid_cursor");

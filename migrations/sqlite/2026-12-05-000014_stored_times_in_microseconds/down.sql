@@ -1,0 +1,2 @@
+-- The cut nanoseconds are gone: nothing to undo.
+SELECT 1;
