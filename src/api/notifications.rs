@@ -98,11 +98,15 @@ impl Notifier {
     ) -> Result<(), ApiError> {
         let mut ids: Vec<String> = extra.to_vec();
         let mut recipients: Vec<Recipient> = Vec::new();
+        let mut assignee_wanted = None;
         for audience in to {
             match audience {
                 Audience::Client => ids.push(case.client_id.clone()),
                 Audience::Agency => match &case.assignee_id {
-                    Some(assignee) => ids.push(assignee.clone()),
+                    Some(assignee) => {
+                        ids.push(assignee.clone());
+                        assignee_wanted = Some(assignee);
+                    }
                     None => recipients.extend(repo::notifications::active_users(
                         conn,
                         Role::Agency,
@@ -122,6 +126,16 @@ impl Notifier {
             }
         }
         recipients.extend(repo::notifications::recipients(conn, &ids)?);
+        // An assignee who can no longer log in leaves the case's news to the whole agency.
+        if let Some(assignee) = assignee_wanted
+            && !recipients.iter().any(|r| &r.id == assignee)
+        {
+            recipients.extend(repo::notifications::active_users(
+                conn,
+                Role::Agency,
+                Some(&case.agency_id),
+            )?);
+        }
         let mut seen = BTreeSet::new();
         recipients.retain(|r| r.id != actor_id && seen.insert(r.id.clone()));
 

@@ -1,5 +1,7 @@
 //! E-mail: each user's choice per event type, and the outbox the mail worker drains.
 
+use std::collections::HashSet;
+
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error};
@@ -101,7 +103,8 @@ pub fn set_preference(
 
 /// Claims up to `limit` due mails for one worker by pushing each one's due time `lease` ahead:
 /// a conditional update per row, so two workers (or nodes) never claim the same mail, and a
-/// worker that dies mid-send leaves it to be retried when the lease ends.
+/// worker that dies mid-send leaves it to be retried when the lease ends. Mails to users who
+/// can no longer log in die here instead (`last_error` says why).
 pub fn claim_due(
     conn: &mut DbConnection,
     now: NaiveDateTime,
@@ -134,8 +137,28 @@ pub fn claim_due(
             );
         }
     }
+    // Someone deactivated (or whose agency was) since their mail was queued gets no more mail.
+    let addressees: Vec<String> = claimed.iter().map(|m| m.user_id.clone()).collect();
+    let can_log_in: HashSet<String> = super::notifications::recipients(conn, &addressees)?
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let (claimed, locked_out): (Vec<_>, Vec<_>) = claimed
+        .into_iter()
+        .partition(|m| can_log_in.contains(&m.user_id));
+    for mail in locked_out {
+        diesel::update(email_outbox::table.find(&mail.id))
+            .set((
+                email_outbox::status.eq(DEAD),
+                email_outbox::last_error.eq(LOCKED_OUT),
+            ))
+            .execute(conn)?;
+    }
     Ok(claimed)
 }
+
+/// Why a mail died unsent: its addressee lost their access after it was queued.
+const LOCKED_OUT: &str = "the recipient can no longer log in";
 
 /// When the next pending mail falls due, if any.
 pub fn next_due(conn: &mut DbConnection) -> QueryResult<Option<NaiveDateTime>> {

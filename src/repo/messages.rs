@@ -348,10 +348,11 @@ pub fn read_marks(
         .iter()
         .find(|(u, _, _)| u == client_id)
         .map(|(_, _, m)| m.clone());
-    // Agents read internal notes only; their marks say nothing about the client's messages.
+    // Agents read internal notes only, and platform staff answer through tickets: only an
+    // agency member's mark says the agency has read the client's messages.
     let staff = marks
         .into_iter()
-        .filter(|(_, role, _)| role == "agency" || role == "platform")
+        .filter(|(_, role, _)| role == "agency")
         .map(|(_, _, m)| m)
         .max();
     Ok((client, staff))

@@ -223,6 +223,44 @@ async fn failed_mails_are_retried_with_backoff_then_parked_and_an_admin_retries_
     .assert_problem(404, "not_found");
 }
 
+/// A mail queued for someone who then loses their access is never sent: it dies, saying why.
+#[actix_web::test]
+async fn mails_to_users_who_can_no_longer_log_in_die_unsent() {
+    let smtp = SmtpServer::start().await;
+    let app = spawn_with(&[("DOSSIER_SMTP_URL", &smtp.url)]).await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    app.post(
+        &format!("/v1/cases/{case}/assignment"),
+        &w.a_operator.token,
+        json!({"action": "take"}),
+    )
+    .await
+    .assert_status(200);
+    post_message(&app, &w.client.token, &case, "Any news?").await;
+    let operator_mails = |status: &str| {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM email_outbox WHERE user_id = '{}' AND status = '{status}'",
+            w.a_operator.id
+        ))
+    };
+    assert_eq!(operator_mails("pending"), 1);
+    app.patch(
+        &format!("/v1/users/{}", w.a_operator.id),
+        &w.platform.token,
+        json!({"active": false}),
+    )
+    .await
+    .assert_status(200);
+
+    dossier::mailer::spawn(app.state.clone());
+    let dead = wait_for_status(&app, &w.platform.token, "dead", 1).await;
+    assert_eq!(dead[0]["last_error"], "the recipient can no longer log in");
+    assert_eq!(dead[0]["attempts"], 0);
+    assert_eq!((operator_mails("pending"), operator_mails("dead")), (0, 1));
+    assert!(smtp.received().is_empty());
+}
+
 /// Polls the outbox until `n` mails have this status: the worker records an outcome after the
 /// SMTP server has it, and runs beside the test.
 async fn wait_for_status<S>(

@@ -238,6 +238,27 @@ async fn unread_counts_follow_each_roles_part_of_the_conversation() {
     assert_eq!(unread(&w.a_admin.token).await, 0);
 }
 
+/// Platform staff read conversations but answer through tickets: their read mark is not the
+/// agency's, which the client sees as `read_by_agency`.
+#[actix_web::test]
+async fn only_an_agency_members_mark_is_the_agencys_read_status() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let p = format!("/v1/cases/{case}/messages");
+    let sent = app
+        .post(&p, &w.client.token, json!({"body": "Any news?"}))
+        .await;
+    let message = id(sent.assert_status(201));
+    for (token, read) in [(&w.platform.token, false), (&w.a_operator.token, true)] {
+        app.post(&format!("{p}/read"), token, json!({"up_to": message}))
+            .await
+            .assert_status(200);
+        let res = app.get(&p, &w.client.token).await;
+        assert_eq!(res.assert_status(200)["items"][0]["read_by_agency"], read);
+    }
+}
+
 #[actix_web::test]
 async fn unread_counts_read_marks_filters_and_paging_both_ways() {
     let app = spawn().await;

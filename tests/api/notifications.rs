@@ -184,6 +184,39 @@ async fn each_event_reaches_the_right_people_in_their_language() {
     }
 }
 
+/// An assignee who can no longer log in leaves the case's news to every operator of the agency.
+#[actix_web::test]
+async fn a_deactivated_assignees_news_goes_to_the_agency() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    app.post(
+        &format!("/v1/cases/{case}/assignment"),
+        &w.a_operator.token,
+        json!({"action": "take"}),
+    )
+    .await
+    .assert_status(200);
+    app.patch(
+        &format!("/v1/users/{}", w.a_operator.id),
+        &w.platform.token,
+        json!({"active": false}),
+    )
+    .await
+    .assert_status(200);
+    let before = events(&app, &w.a_admin.token).await.len();
+    post_message(&app, &w.client.token, &case, "Anyone there?").await;
+    let after = events(&app, &w.a_admin.token).await;
+    assert_eq!(after.len(), before + 1);
+    assert_eq!(after[0].0, "message_received");
+    assert!(events(&app, &w.b_operator.token).await.is_empty());
+    let to_assignee = format!(
+        "SELECT COUNT(*) AS n FROM notifications WHERE user_id = '{}' AND event = 'message_received'",
+        w.a_operator.id
+    );
+    assert_eq!(app.count(&to_assignee), 0);
+}
+
 #[actix_web::test]
 async fn the_bell_counts_and_marks_read() {
     let app = spawn().await;
