@@ -123,11 +123,16 @@ pub async fn list_case_audit(
     id: web::Path<Uuid>,
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
+    let page = PageRequest::keyed(query.limit, query.cursor.as_deref())?;
     let before = page
         .after
         .as_deref()
-        .map(|k| k.parse::<i64>().map_err(|_| invalid_cursor()))
+        .map(|k| {
+            k.parse::<i64>()
+                .ok()
+                .filter(|seq| *seq > 0)
+                .ok_or_else(invalid_cursor)
+        })
         .transpose()?;
     let asking = Asking::new(token, &req);
     let filter = AuditFilter {

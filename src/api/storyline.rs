@@ -230,6 +230,9 @@ fn wants_geojson(req: &HttpRequest, format: Option<Format>) -> bool {
 fn parse_key(key: &str) -> Result<(NaiveDateTime, String), ApiError> {
     let (micros, id) = key.split_once('_').ok_or_else(invalid_cursor)?;
     let micros: i64 = micros.parse().map_err(|_| invalid_cursor())?;
+    if uuid::Uuid::parse_str(id).is_err() {
+        return Err(invalid_cursor());
+    }
     let at = DateTime::from_timestamp_micros(micros)
         .ok_or_else(invalid_cursor)?
         .naive_utc();
@@ -276,7 +279,7 @@ pub async fn list_storyline(
     let language = i18n::requested(&req);
     let case_id = id.into_inner().to_string();
     let geojson = wants_geojson(&req, query.format);
-    let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
+    let page = PageRequest::keyed(query.limit, query.cursor.as_deref())?;
     let after = page.after.as_deref().map(parse_key).transpose()?;
     let (after, limit) = if geojson {
         (None, MAP_LIMIT)

@@ -35,9 +35,8 @@ pub fn burn_verification_time(password: &str) {
 }
 
 /// Hashes at once, at most one per core.
-static HASHING: LazyLock<Semaphore> = LazyLock::new(|| {
-    Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
-});
+static HASHING: LazyLock<Semaphore> =
+    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get())));
 
 /// Runs Argon2 work (tens of milliseconds of CPU) on a thread of its own, never on the blocking
 /// pool that database reads wait for: a burst of logins would otherwise queue every read behind

@@ -189,7 +189,22 @@ pub struct PageRequest {
 }
 
 impl PageRequest {
+    /// For lists keyed by row id: a cursor must hold a UUID.
     pub fn new(limit: Option<i64>, cursor: Option<&str>) -> Result<PageRequest, ApiError> {
+        let page = Self::keyed(limit, cursor)?;
+        if page
+            .after
+            .as_deref()
+            .is_some_and(|key| uuid::Uuid::parse_str(key).is_err())
+        {
+            return Err(invalid_cursor());
+        }
+        Ok(page)
+    }
+
+    /// For lists with keys of their own (a sequence number, a time and an id), which parse the
+    /// key themselves and answer [`invalid_cursor`] when it is not theirs.
+    pub fn keyed(limit: Option<i64>, cursor: Option<&str>) -> Result<PageRequest, ApiError> {
         let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
         if !(1..=MAX_PAGE_SIZE).contains(&limit) {
             return Err(ApiError::BadRequest {
@@ -232,20 +247,6 @@ impl PageRequest {
     }
 }
 
-/// Keys are row ids (UUIDs), sequence numbers, or `<number>_<uuid>` for chronological lists
-/// (microseconds since 1970, negative before it).
-fn is_cursor_key(key: &str) -> bool {
-    let is_number = |k: &str| {
-        let digits = k.strip_prefix('-').unwrap_or(k);
-        !digits.is_empty() && digits.len() <= 18 && digits.bytes().all(|b| b.is_ascii_digit())
-    };
-    uuid::Uuid::parse_str(key).is_ok()
-        || is_number(key)
-        || key
-            .split_once('_')
-            .is_some_and(|(n, id)| is_number(n) && uuid::Uuid::parse_str(id).is_ok())
-}
-
 /// The 400 for a cursor this API did not hand out.
 pub fn invalid_cursor() -> ApiError {
     ApiError::BadRequest {
@@ -264,7 +265,6 @@ fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
         .decode(cursor)
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
-        .filter(|key| is_cursor_key(key))
         .ok_or_else(invalid_cursor)
 }
 

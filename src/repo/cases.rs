@@ -199,23 +199,29 @@ impl Queryable<diesel::sql_types::Nullable<diesel::sql_types::Text>, MultiBacken
     type Row = Option<String>;
 
     fn build(json: Option<String>) -> diesel::deserialize::Result<AgentList> {
-        let mut pairs: Vec<(String, String)> = match json {
+        let pairs: Vec<(String, String)> = match json {
             Some(json) => serde_json::from_str(&json)?,
             None => Vec::new(),
         };
-        pairs.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
-        Ok(AgentList(
+        Ok(AgentList(by_name(
             pairs
                 .into_iter()
                 .map(|(id, name)| Person { id, name })
                 .collect(),
-        ))
+        )))
     }
+}
+
+/// Agents in the order the card and [`agents`] share: by name, then id, compared as bytes
+/// (a database's collation would put `bianchi` and `Conti` either way round).
+fn by_name(mut people: Vec<Person>) -> Vec<Person> {
+    people.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+    people
 }
 
 /// The case's agents as a JSON array of `[id, name]` pairs, a subquery of the card's statement:
 /// one statement fewer per card, and on PostgreSQL one round trip fewer. [`AgentList`] orders
-/// them as [`agents`] does: an `ORDER BY` inside SQLite's aggregate sorted in a temporary b-tree
+/// them ([`by_name`]): an `ORDER BY` inside SQLite's aggregate sorted in a temporary b-tree
 /// at every card (10-33% more server CPU per agency card, bench/RESULTS.md). The two engines
 /// name their JSON aggregates differently, so each has its own text; SQLite gives `[]` for no
 /// agents, PostgreSQL NULL. No aliases: the plan test (`tests/api/plans.rs`) finds whole scans
@@ -327,11 +333,11 @@ pub struct CaseFilter {
 
 diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
 
-/// `%text%` with LIKE's wildcards escaped, ASCII lower-cased: SQLite's `lower()` folds only
-/// ASCII, so folding more here would make the engines disagree.
+/// `%text%` with LIKE's wildcards escaped. The query lower-cases it with the columns, in the
+/// engine's own `lower()` (SQLite's folds ASCII only, PostgreSQL's every letter), so the two
+/// sides are always folded alike.
 fn contains_pattern(text: &str) -> String {
     let escaped = text
-        .to_ascii_lowercase()
         .replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_");
@@ -379,9 +385,9 @@ pub fn list(
         let pattern = contains_pattern(q);
         query = query.filter(
             lower(cases::number)
-                .like(pattern.clone())
+                .like(lower(pattern.clone()))
                 .escape('\\')
-                .or(lower(cases::title).like(pattern).escape('\\')),
+                .or(lower(cases::title).like(lower(pattern)).escape('\\')),
         );
     }
     if let Some(after) = after {
@@ -559,10 +565,10 @@ pub fn agents(conn: &mut DbConnection, case_id: &str) -> QueryResult<Vec<Person>
     case_agents::table
         .inner_join(users::table)
         .filter(case_agents::case_id.eq(case_id))
-        .order((users::name.asc(), users::id.asc()))
         .select((users::id, users::name))
         .built_once()
         .load(conn)
+        .map(by_name)
 }
 
 /// Replaces the case's agents.

@@ -83,7 +83,9 @@ async fn attempts_sent_at_once_cannot_pass_the_limit() {
     // The address has 3 failures of its 6; eight successful logins from it add none.
     app.create_user("d@example.com", "client", None, false);
     for _ in 0..8 {
-        app.login("d@example.com", PASSWORD).await.assert_status(200);
+        app.login("d@example.com", PASSWORD)
+            .await
+            .assert_status(200);
     }
 }
 

@@ -440,6 +440,13 @@ async fn list_filters_combine_and_each_narrows() {
     )
     .await
     .assert_status(200);
+    app.patch(
+        &format!("/v1/cases/{a1}"),
+        &w.a_operator.token,
+        json!({"title": "Sprawa Łódź"}),
+    )
+    .await
+    .assert_status(200);
     let q = |query: &str, token: &str| {
         let path = format!("/v1/cases?{query}");
         let token = token.to_owned();
@@ -468,6 +475,8 @@ async fn list_filters_combine_and_each_narrows() {
     assert_eq!(q("priority=urgent", op).await, [a3.as_str()]);
     assert_eq!(q("q=BLUE", op).await, [a3.as_str()]);
     assert_eq!(q("q=000002", op).await, [a2.as_str()]);
+    // "SPRAWA Łódź": ASCII in another case, the rest as written (PostgreSQL's lower() folds Ł).
+    assert_eq!(q("q=SPRAWA%20%C5%81%C3%B3d%C5%BA", op).await, [a1.as_str()]);
     assert_eq!(
         q("q=%25", op).await,
         Vec::<String>::new(),
@@ -508,7 +517,12 @@ async fn list_filters_combine_and_each_narrows() {
         "created_from=yesterday",
         "colour=red",
         "limit=0",
+        "limit=101",
         "cursor=xyz",
+        // Well-formed keys of other lists: a sequence number, a negative one, a storyline key.
+        "cursor=MTIz",
+        "cursor=LTU",
+        "cursor=MV8wMTkzYTZmOC05OTk5LTdjMmQtOGUzZi00MDUxNjI3Mzg0OTU",
         "q=",
         "q=%20%C2%A0%E3%80%80",
     ] {
@@ -817,6 +831,16 @@ async fn take_delegate_and_agents_follow_the_agency_rules() {
     .assert_problem(403, "forbidden");
     let version = |res: &crate::helpers::Response| res.header("etag").unwrap().to_owned();
     let before = version(&app.get(&p, &w.a_operator.token).await);
+    // Names a database's collation orders otherwise than bytes do.
+    for (agent, name) in [(&w.a_agent, "Conti"), (&w.a_agent2, "bianchi")] {
+        app.patch(
+            &format!("/v1/users/{}", agent.id),
+            &w.platform.token,
+            json!({"name": name}),
+        )
+        .await
+        .assert_status(200);
+    }
     let res = app
         .put(
             &format!("{p}/agents"),

@@ -90,7 +90,11 @@ async fn nul_characters_are_refused_before_they_reach_the_database() {
     let app = spawn().await;
     let admin = app.admin().await;
     let res = app
-        .post("/v1/agencies", &admin, serde_json::json!({"name": "Nul\u{0}Agency"}))
+        .post(
+            "/v1/agencies",
+            &admin,
+            serde_json::json!({"name": "Nul\u{0}Agency"}),
+        )
         .await;
     assert_eq!(
         res.assert_problem(422, "validation_failed")["errors"][0]["pointer"],

@@ -40,8 +40,13 @@ impl TestDb {
                 let name = format!("dossier_test_{}", uuid::Uuid::now_v7().simple());
                 let mut conn =
                     PgConnection::establish(&admin_url).expect("TEST_DATABASE_URL answers");
-                conn.batch_execute(&format!("CREATE DATABASE {name}"))
-                    .expect("create test database");
+                // A natural-language collation, as production databases have: the server
+                // must not lean on the byte order of the test server's default (C.UTF-8).
+                conn.batch_execute(&format!(
+                    "CREATE DATABASE {name} TEMPLATE template0 \
+                     LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+                ))
+                .expect("create test database");
                 let (base, _) = admin_url.rsplit_once('/').expect("URL names a database");
                 let url = format!("{base}/{name}");
                 TestDb::Postgres {

@@ -419,7 +419,10 @@ async fn times_stored_with_nanoseconds_are_cut_to_microseconds() {
     ];
     for (day, at) in stored.iter().enumerate() {
         let event = json!({"title": format!("Day {day}")});
-        let event = id(app.post(&p, &w.a_operator.token, event).await.assert_status(201));
+        let event = id(app
+            .post(&p, &w.a_operator.token, event)
+            .await
+            .assert_status(201));
         app.sql(&format!(
             "UPDATE storyline_events SET occurred_at = '{at}' WHERE id = '{event}'"
         ));
@@ -444,8 +447,18 @@ async fn times_stored_with_nanoseconds_are_cut_to_microseconds() {
     let mut seen = Vec::new();
     let mut path = format!("{p}?limit=1");
     while seen.len() < 10 {
-        let body = app.get(&path, &w.a_operator.token).await.assert_status(200).clone();
-        seen.extend(body["items"].as_array().unwrap().iter().map(|e| e["title"].clone()));
+        let body = app
+            .get(&path, &w.a_operator.token)
+            .await
+            .assert_status(200)
+            .clone();
+        seen.extend(
+            body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["title"].clone()),
+        );
         match body["next_cursor"].as_str() {
             Some(c) => path = format!("{p}?limit=1&cursor={c}"),
             None => break,
