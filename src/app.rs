@@ -78,6 +78,7 @@ fn cors(settings: &Settings) -> Cors {
             "retry-after",
             "x-request-id",
             "www-authenticate",
+            "idempotent-replayed",
         ])
         .max_age(3600);
     for origin in &settings.cors_origins {

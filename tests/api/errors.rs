@@ -147,3 +147,68 @@ async fn request_ids_are_echoed_or_made() {
         "trace-9"
     );
 }
+
+/// A browser frontend on an allowed origin may send the API's request headers and read its
+/// response headers (a replay's `Idempotent-Replayed` too); another origin is refused.
+#[actix_web::test]
+async fn allowed_origins_may_call_and_read_the_headers_others_may_not() {
+    let app = crate::helpers::spawn_with(&[("DOSSIER_CORS_ORIGINS", "https://app.example")]).await;
+    let preflight = |origin: &'static str| {
+        TestRequest::default()
+            .method(actix_web::http::Method::OPTIONS)
+            .uri("/v1/cases")
+            .insert_header(("origin", origin))
+            .insert_header(("access-control-request-method", "POST"))
+            .insert_header((
+                "access-control-request-headers",
+                "authorization, content-type, idempotency-key, if-match",
+            ))
+    };
+    let res = app.send(preflight("https://app.example")).await;
+    assert_eq!(res.status.as_u16(), 200);
+    assert_eq!(
+        res.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    let allowed = res
+        .header("access-control-allow-headers")
+        .unwrap()
+        .to_owned();
+    for name in [
+        "authorization",
+        "content-type",
+        "idempotency-key",
+        "if-match",
+    ] {
+        assert!(allowed.contains(name), "{allowed}");
+    }
+    let res = app.send(preflight("https://evil.example")).await;
+    assert!(res.status.is_client_error(), "{}", res.status);
+    assert_eq!(res.header("access-control-allow-origin"), None);
+
+    let admin = app.admin().await;
+    let res = app
+        .call(
+            "GET",
+            "/v1/agencies",
+            &admin,
+            None,
+            &[("origin", "https://app.example")],
+        )
+        .await;
+    res.assert_status(200);
+    let exposed = res
+        .header("access-control-expose-headers")
+        .unwrap()
+        .to_owned();
+    for name in [
+        "etag",
+        "link",
+        "location",
+        "retry-after",
+        "x-request-id",
+        "idempotent-replayed",
+    ] {
+        assert!(exposed.contains(name), "{exposed}");
+    }
+}
