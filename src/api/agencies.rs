@@ -180,8 +180,8 @@ pub async fn create_agency(
             };
             repo::agencies::insert(conn, &row)?;
             Ok(Created {
-                location: format!("/v1/agencies/{}", row.id),
-                version: row.version,
+                location: Some(format!("/v1/agencies/{}", row.id)),
+                version: Some(row.version),
                 body: AgencyView::from(row),
             })
         };

@@ -482,8 +482,8 @@ pub async fn create_case(
             repo::audit::append(conn, &actor, audit)?;
             let view = reload_card(conn, &viewer, &row.id)?;
             Ok(Created {
-                location: format!("/v1/cases/{}", view.id),
-                version: view.version,
+                location: Some(format!("/v1/cases/{}", view.id)),
+                version: Some(view.version),
                 body: view,
             })
         };

@@ -13,16 +13,18 @@ use validator::Validate;
 
 use crate::api::attachments::{check_case_attachments, share_with_client};
 use crate::api::cases::{Viewer, find_visible, wrong_state};
-use crate::api::notifications::{Audience as Notified, Event};
+use crate::api::notifications::{Audience as Notified, Event, Notifier};
 use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
 use crate::auth::Token;
-use crate::db;
+use crate::db::{self, DbConnection};
 use crate::domain::{CaseStatus, Role, code_enum};
 use crate::errors::ApiError;
 use crate::http::extract::{Page, PageRequest, ValidJson, page_response};
+use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
 use crate::repo;
-use crate::repo::audit::Change;
+use crate::repo::audit::{Actor, Change};
+use crate::repo::cases::CaseRow;
 use crate::repo::messages::{Audience, MessageFilter, MessageRow, Reader};
 
 code_enum! {
@@ -249,7 +251,7 @@ pub async fn list_messages(
     Ok(page_response(&req, page))
 }
 
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"body": "Called the client: they confirm the address.", "channel": "phone", "direction": "outbound"}))]
 pub struct PostMessage {
@@ -278,19 +280,21 @@ pub struct PostMessage {
 /// Clients write to the agency in-app (not while `awaiting_payment`); agency staff write to the
 /// client, log interactions on other channels with their direction, or write internal notes;
 /// agents on the case write internal notes while it is `in_progress`. Nobody writes once the
-/// case is `closed`, `cancelled` or `rejected` (409). Roles: client, agency, agent.
+/// case is `closed`, `cancelled` or `rejected` (409). Accepts `Idempotency-Key`, as buying a
+/// service does: a retried send is not a second message. Roles: client, agency, agent.
 #[utoipa::path(
     tag = "messages",
     operation_id = "post_message",
-    params(("id" = Uuid, Path, description = "Case id")),
+    params(("id" = Uuid, Path, description = "Case id"), IdempotencyKey),
     request_body = PostMessage,
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "Posted", body = MessageView),
+        (status = 201, description = "Posted", body = MessageView,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this is a replay of an earlier response"))),
         (status = 403, description = "The caller's role may not send this kind of message"),
         (status = 404, description = "No such case, or not one the caller can see"),
-        (status = 409, description = "The case's status allows no messages from the caller (`wrong_state`)"),
-        (status = 422, description = "A member breaks a rule"),
+        (status = 409, description = "The case's status allows no messages from the caller (`wrong_state`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
+        (status = 422, description = "A member breaks a rule, or the `Idempotency-Key` was used with another body (`idempotency_key_reused`)"),
     )
 )]
 #[post("/v1/cases/{id}/messages")]
@@ -299,145 +303,169 @@ pub async fn post_message(
     state: web::Data<AppState>,
     token: Token,
     id: web::Path<Uuid>,
+    key: IdempotencyKey,
     body: ValidJson<PostMessage>,
 ) -> Result<HttpResponse, ApiError> {
     let asking = Asking::new(token, &req);
     let case_id = id.into_inner().to_string();
-    let input = body.0;
     let notifier = state.notifier.clone();
-    let row = db::write(&state.pool, move |conn| {
-        let Asked { viewer, actor, .. } = asking.resolve(conn)?;
+    idempotency::create(&state.pool, &req, key, body.0, move |conn| {
+        let Asked {
+            caller,
+            viewer,
+            actor,
+        } = asking.resolve(conn)?;
         let case = find_visible(conn, &viewer, &case_id)?;
-        let channel = input.channel.unwrap_or(Channel::InApp);
-        let direction = match viewer.role {
-            Role::Platform => {
-                return Err(ApiError::Forbidden(
-                    "Platform staff answer through support tickets.".into(),
-                ));
-            }
-            Role::Client if input.internal => {
-                return Err(ApiError::Forbidden(
-                    "Clients write no internal notes.".into(),
-                ));
-            }
-            Role::Client => {
-                if channel != Channel::InApp
-                    || input.direction.is_some_and(|d| d != Direction::Inbound)
-                {
-                    return Err(ApiError::invalid_field(
-                        "/channel",
-                        "not_allowed",
-                        "clients write in-app messages to the agency",
-                    ));
-                }
-                Direction::Inbound
-            }
-            Role::Agent if !input.internal => {
-                return Err(ApiError::Forbidden(
-                    "Agents write internal notes only.".into(),
-                ));
-            }
-            Role::Agent | Role::Agency if input.internal => {
-                if input.direction.is_some_and(|d| d != Direction::Internal)
-                    || channel != Channel::InApp
-                {
-                    return Err(ApiError::invalid_field(
-                        "/direction",
-                        "not_allowed",
-                        "internal notes have no channel or direction",
-                    ));
-                }
-                Direction::Internal
-            }
-            Role::Agent | Role::Agency => match input.direction.unwrap_or(Direction::Outbound) {
-                Direction::Internal => {
-                    return Err(ApiError::invalid_field(
-                        "/internal",
-                        "required",
-                        "send `internal: true` for a note",
-                    ));
-                }
-                Direction::Inbound if channel == Channel::InApp => {
-                    return Err(ApiError::invalid_field(
-                        "/channel",
-                        "not_allowed",
-                        "in-app messages from the client are the client's to send",
-                    ));
-                }
-                d => d,
-            },
+        let create = move |conn: &mut DbConnection, input: PostMessage| {
+            post(conn, &notifier, &viewer, &actor, case, input)
         };
-        let status = case.status();
-        let open = match viewer.role {
-            Role::Agent => status == CaseStatus::InProgress,
-            Role::Client => status != CaseStatus::AwaitingPayment && !workflow_terminal(status),
-            _ => !workflow_terminal(status),
-        };
-        if !open {
-            return Err(wrong_state(
-                &viewer,
-                status,
-                format!("No messages from your role while the case is `{status}`."),
+        Ok(Authorized {
+            user_id: caller.id,
+            create,
+        })
+    })
+    .await
+}
+
+/// The message itself, once the caller may see the case and is not replayed an earlier answer.
+fn post(
+    conn: &mut DbConnection,
+    notifier: &Notifier,
+    viewer: &Viewer,
+    actor: &Actor,
+    case: CaseRow,
+    input: PostMessage,
+) -> Result<Created<MessageView>, ApiError> {
+    let case_id = case.id.clone();
+    let channel = input.channel.unwrap_or(Channel::InApp);
+    let direction = match viewer.role {
+        Role::Platform => {
+            return Err(ApiError::Forbidden(
+                "Platform staff answer through support tickets.".into(),
             ));
         }
-        let (ids, foreign) =
-            check_case_attachments(conn, &viewer, &case_id, &input.attachment_ids)?;
-        if let Some(error) = foreign {
-            return Err(ApiError::validation(vec![error]));
+        Role::Client if input.internal => {
+            return Err(ApiError::Forbidden(
+                "Clients write no internal notes.".into(),
+            ));
         }
-        let row = MessageRow {
-            id: repo::new_id(),
-            case_id: case_id.clone(),
-            sender_id: actor.user_id.clone(),
-            sender_role: viewer.role.as_str().to_owned(),
-            direction: direction.as_str().to_owned(),
-            channel: channel.as_str().to_owned(),
-            internal: direction == Direction::Internal,
-            body: input.body,
-            attachment_ids: json!(ids).to_string(),
-            created_at: db::now(),
-        };
-        repo::messages::insert(conn, &row)?;
-        // What the agency sends the client shows the client its files.
-        if direction != Direction::Internal && viewer.role != Role::Client {
-            share_with_client(conn, &actor, &case_id, &ids)?;
+        Role::Client => {
+            if channel != Channel::InApp || input.direction.is_some_and(|d| d != Direction::Inbound)
+            {
+                return Err(ApiError::invalid_field(
+                    "/channel",
+                    "not_allowed",
+                    "clients write in-app messages to the agency",
+                ));
+            }
+            Direction::Inbound
         }
-        // The sender has read their own message.
-        repo::messages::mark_read(conn, &case_id, &actor.user_id, &row.id)?;
-        let change = Change::entity("message", &row.id, Some(&case_id), "post");
-        repo::audit::append(
-            conn,
-            &actor,
-            change.fields(vec![
-                ("direction", None, Some(row.direction.clone())),
-                ("channel", None, Some(row.channel.clone())),
-            ]),
-        )?;
-        // In-app messages reach the other side; interactions logged from other channels are
-        // the agency's own record and notify nobody.
-        let audience: &[Notified] = match (direction, channel) {
-            (Direction::Internal, _) => &[Notified::Agents, Notified::Agency],
-            (Direction::Inbound, Channel::InApp) => &[Notified::Agency],
-            (Direction::Outbound, Channel::InApp) => &[Notified::Client],
-            _ => &[],
-        };
-        notifier.notify(
-            conn,
-            &case,
-            Event::MessageReceived,
-            audience,
-            &actor.user_id,
-            Some(&row.body),
-            None,
-        )?;
-        let marks = Marks::from([(
-            case_id.clone(),
-            repo::messages::read_marks(conn, &case_id, &case.client_id)?,
-        )]);
-        Ok(view(row, &HashMap::from([(case_id, case.number)]), &marks))
+        Role::Agent if !input.internal => {
+            return Err(ApiError::Forbidden(
+                "Agents write internal notes only.".into(),
+            ));
+        }
+        Role::Agent | Role::Agency if input.internal => {
+            if input.direction.is_some_and(|d| d != Direction::Internal)
+                || channel != Channel::InApp
+            {
+                return Err(ApiError::invalid_field(
+                    "/direction",
+                    "not_allowed",
+                    "internal notes have no channel or direction",
+                ));
+            }
+            Direction::Internal
+        }
+        Role::Agent | Role::Agency => match input.direction.unwrap_or(Direction::Outbound) {
+            Direction::Internal => {
+                return Err(ApiError::invalid_field(
+                    "/internal",
+                    "required",
+                    "send `internal: true` for a note",
+                ));
+            }
+            Direction::Inbound if channel == Channel::InApp => {
+                return Err(ApiError::invalid_field(
+                    "/channel",
+                    "not_allowed",
+                    "in-app messages from the client are the client's to send",
+                ));
+            }
+            d => d,
+        },
+    };
+    let status = case.status();
+    let open = match viewer.role {
+        Role::Agent => status == CaseStatus::InProgress,
+        Role::Client => status != CaseStatus::AwaitingPayment && !workflow_terminal(status),
+        _ => !workflow_terminal(status),
+    };
+    if !open {
+        return Err(wrong_state(
+            viewer,
+            status,
+            format!("No messages from your role while the case is `{status}`."),
+        ));
+    }
+    let (ids, foreign) = check_case_attachments(conn, viewer, &case_id, &input.attachment_ids)?;
+    if let Some(error) = foreign {
+        return Err(ApiError::validation(vec![error]));
+    }
+    let row = MessageRow {
+        id: repo::new_id(),
+        case_id: case_id.clone(),
+        sender_id: actor.user_id.clone(),
+        sender_role: viewer.role.as_str().to_owned(),
+        direction: direction.as_str().to_owned(),
+        channel: channel.as_str().to_owned(),
+        internal: direction == Direction::Internal,
+        body: input.body,
+        attachment_ids: json!(ids).to_string(),
+        created_at: db::now(),
+    };
+    repo::messages::insert(conn, &row)?;
+    // What the agency sends the client shows the client its files.
+    if direction != Direction::Internal && viewer.role != Role::Client {
+        share_with_client(conn, actor, &case_id, &ids)?;
+    }
+    // The sender has read their own message.
+    repo::messages::mark_read(conn, &case_id, &actor.user_id, &row.id)?;
+    let change = Change::entity("message", &row.id, Some(&case_id), "post");
+    repo::audit::append(
+        conn,
+        actor,
+        change.fields(vec![
+            ("direction", None, Some(row.direction.clone())),
+            ("channel", None, Some(row.channel.clone())),
+        ]),
+    )?;
+    // In-app messages reach the other side; interactions logged from other channels are
+    // the agency's own record and notify nobody.
+    let audience: &[Notified] = match (direction, channel) {
+        (Direction::Internal, _) => &[Notified::Agents, Notified::Agency],
+        (Direction::Inbound, Channel::InApp) => &[Notified::Agency],
+        (Direction::Outbound, Channel::InApp) => &[Notified::Client],
+        _ => &[],
+    };
+    notifier.notify(
+        conn,
+        &case,
+        Event::MessageReceived,
+        audience,
+        &actor.user_id,
+        Some(&row.body),
+        None,
+    )?;
+    let marks = Marks::from([(
+        case_id.clone(),
+        repo::messages::read_marks(conn, &case_id, &case.client_id)?,
+    )]);
+    Ok(Created {
+        location: None,
+        version: None,
+        body: view(row, &HashMap::from([(case_id, case.number)]), &marks),
     })
-    .await?;
-    Ok(HttpResponse::Created().json(row))
 }
 
 fn workflow_terminal(status: CaseStatus) -> bool {

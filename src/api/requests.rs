@@ -14,7 +14,7 @@ use validator::Validate;
 
 use crate::api::attachments::check_case_attachments;
 use crate::api::cases::{Viewer, find_visible, lost_race, wrong_state};
-use crate::api::notifications::{Audience, Event};
+use crate::api::notifications::{Audience, Event, Notifier};
 use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
 use crate::auth::Token;
@@ -22,8 +22,9 @@ use crate::db::{self, DbConnection};
 use crate::domain::{Role, code_enum};
 use crate::errors::ApiError;
 use crate::http::extract::{IfMatch, Page, PageRequest, ValidJson, page_response};
+use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
 use crate::repo;
-use crate::repo::audit::Change;
+use crate::repo::audit::{Actor, Change};
 use crate::repo::cases::{CaseChanges, CaseRow};
 use crate::repo::requests::{RequestChanges, RequestRow, VideoCallRow};
 use crate::workflow;
@@ -140,6 +141,12 @@ fn case_for(
     what: &str,
 ) -> Result<CaseRow, ApiError> {
     let case = find_visible(conn, viewer, case_id)?;
+    check_open(viewer, &case, role, what)?;
+    Ok(case)
+}
+
+/// 403 unless the caller has `role`, 409 while the case's status takes no requests.
+fn check_open(viewer: &Viewer, case: &CaseRow, role: Role, what: &str) -> Result<(), ApiError> {
     if viewer.role != role {
         return Err(ApiError::Forbidden(format!("Your role may not {what}.")));
     }
@@ -151,7 +158,7 @@ fn case_for(
             format!("Requests are not open while the case is `{status}`."),
         ));
     }
-    Ok(case)
+    Ok(())
 }
 
 /// Moves the case to its next version while it is still in the status `case_for` saw: the card
@@ -229,7 +236,7 @@ pub async fn list_requests(
     Ok(page_response(&req, page))
 }
 
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"kind": "document", "prompt": "Please upload a recent photo of the subject.", "due_at": "2026-11-25T18:00:00Z"}))]
 pub struct CreateRequest {
@@ -246,18 +253,21 @@ pub struct CreateRequest {
 ///
 /// A question, a document or notes, with an optional due date, while the case is `approved`,
 /// `in_progress` or `suspended` (409 otherwise). Open requests appear on the case card, whose
-/// version (its `ETag`) moves on. Roles: agency.
+/// version (its `ETag`) moves on. Accepts `Idempotency-Key`, as buying a service does.
+/// Roles: agency.
 #[utoipa::path(
     tag = "requests",
     operation_id = "create_request",
-    params(("id" = Uuid, Path, description = "Case id")),
+    params(("id" = Uuid, Path, description = "Case id"), IdempotencyKey),
     request_body = CreateRequest,
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "Asked", body = RequestView),
+        (status = 201, description = "Asked", body = RequestView,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this is a replay of an earlier response"))),
         (status = 403, description = "Only the agency asks"),
         (status = 404, description = "No such case, or not one the caller can see"),
-        (status = 409, description = "Requests are not open in the case's status (`wrong_state`), or the case changed meanwhile (`concurrent_update`)"),
+        (status = 409, description = "Requests are not open in the case's status (`wrong_state`), the case changed meanwhile (`concurrent_update`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
+        (status = 422, description = "A member breaks a rule, or the `Idempotency-Key` was used with another body (`idempotency_key_reused`)"),
     )
 )]
 #[post("/v1/cases/{id}/requests")]
@@ -266,12 +276,12 @@ pub async fn create_request(
     state: web::Data<AppState>,
     token: Token,
     id: web::Path<Uuid>,
+    key: IdempotencyKey,
     body: ValidJson<CreateRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let asking = Asking::new(token, &req);
     let case_id = id.into_inner().to_string();
-    let input = body.0;
-    if input.due_at.is_some_and(|d| d <= Utc::now()) {
+    if body.0.due_at.is_some_and(|d| d <= Utc::now()) {
         return Err(ApiError::invalid_field(
             "/due_at",
             "in_the_past",
@@ -279,48 +289,75 @@ pub async fn create_request(
         ));
     }
     let notifier = state.notifier.clone();
-    let row = db::write(&state.pool, move |conn| {
-        let Asked { viewer, actor, .. } = asking.resolve(conn)?;
-        let case = case_for(conn, &viewer, &case_id, Role::Agency, "ask the client")?;
-        let row = RequestRow {
-            id: repo::new_id(),
-            case_id: case_id.clone(),
-            kind: input.kind.as_str().to_owned(),
-            prompt: input.prompt,
-            due_at: input.due_at.map(db::stored_time),
-            status: RequestStatus::Open.as_str().to_owned(),
-            created_by: actor.user_id.clone(),
-            created_at: db::now(),
-            answer_text: None,
-            answer_attachment_ids: None,
-            answered_by: None,
-            answered_at: None,
-            version: 1,
+    idempotency::create(&state.pool, &req, key, body.0, move |conn| {
+        let Asked {
+            caller,
+            viewer,
+            actor,
+        } = asking.resolve(conn)?;
+        let case = find_visible(conn, &viewer, &case_id)?;
+        let create = move |conn: &mut DbConnection, input: CreateRequest| {
+            ask(conn, &notifier, &viewer, &actor, &case, input)
         };
-        repo::requests::insert(conn, &row)?;
-        touch_case(conn, &viewer, &case)?;
-        let change = Change::entity("request", &row.id, Some(&case_id), "create");
-        repo::audit::append(
-            conn,
-            &actor,
-            change.fields(vec![
-                ("kind", None, Some(row.kind.clone())),
-                ("prompt", None, Some(row.prompt.clone())),
-            ]),
-        )?;
-        notifier.notify(
-            conn,
-            &case,
-            Event::RequestOpened,
-            &[Audience::Client],
-            &actor.user_id,
-            Some(&row.prompt),
-            None,
-        )?;
-        Ok(row)
+        Ok(Authorized {
+            user_id: caller.id,
+            create,
+        })
     })
-    .await?;
-    Ok(HttpResponse::Created().json(RequestView::from(row)))
+    .await
+}
+
+/// The request itself, once the caller may see the case and is not replayed an earlier answer.
+fn ask(
+    conn: &mut DbConnection,
+    notifier: &Notifier,
+    viewer: &Viewer,
+    actor: &Actor,
+    case: &CaseRow,
+    input: CreateRequest,
+) -> Result<Created<RequestView>, ApiError> {
+    check_open(viewer, case, Role::Agency, "ask the client")?;
+    let case_id = case.id.clone();
+    let row = RequestRow {
+        id: repo::new_id(),
+        case_id: case_id.clone(),
+        kind: input.kind.as_str().to_owned(),
+        prompt: input.prompt,
+        due_at: input.due_at.map(db::stored_time),
+        status: RequestStatus::Open.as_str().to_owned(),
+        created_by: actor.user_id.clone(),
+        created_at: db::now(),
+        answer_text: None,
+        answer_attachment_ids: None,
+        answered_by: None,
+        answered_at: None,
+        version: 1,
+    };
+    repo::requests::insert(conn, &row)?;
+    touch_case(conn, viewer, case)?;
+    let change = Change::entity("request", &row.id, Some(&case_id), "create");
+    repo::audit::append(
+        conn,
+        actor,
+        change.fields(vec![
+            ("kind", None, Some(row.kind.clone())),
+            ("prompt", None, Some(row.prompt.clone())),
+        ]),
+    )?;
+    notifier.notify(
+        conn,
+        case,
+        Event::RequestOpened,
+        &[Audience::Client],
+        &actor.user_id,
+        Some(&row.prompt),
+        None,
+    )?;
+    Ok(Created {
+        location: None,
+        version: None,
+        body: RequestView::from(row),
+    })
 }
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]
@@ -569,19 +606,21 @@ pub async fn list_video_calls(
 /// Open a video call
 ///
 /// A room on `DOSSIER_VIDEO_BASE_URL` with an unguessable name (192 random bits), while the case
-/// is `in_approval`, `approved`, `in_progress` or `suspended` (409 otherwise). Roles: client,
-/// agency.
+/// is `in_approval`, `approved`, `in_progress` or `suspended` (409 otherwise). Accepts
+/// `Idempotency-Key` (with no body, the key alone names the call): a retry is not a second
+/// room. Roles: client, agency.
 #[utoipa::path(
     tag = "video-calls",
     operation_id = "create_video_call",
-    params(("id" = Uuid, Path, description = "Case id")),
+    params(("id" = Uuid, Path, description = "Case id"), IdempotencyKey),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Opened", body = VideoCallView,
-            headers(("Location" = String, description = "The join URL"))),
+            headers(("Location" = String, description = "The join URL"),
+                    ("Idempotent-Replayed" = String, description = "`true` when this is a replay of an earlier response"))),
         (status = 403, description = "Only the client and the agency open calls"),
         (status = 404, description = "No such case, or not one the caller can see"),
-        (status = 409, description = "The case's status allows no calls (`wrong_state`)"),
+        (status = 409, description = "The case's status allows no calls (`wrong_state`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
     )
 )]
 #[post("/v1/cases/{id}/video-calls")]
@@ -590,63 +629,88 @@ pub async fn create_video_call(
     state: web::Data<AppState>,
     token: Token,
     id: web::Path<Uuid>,
+    key: IdempotencyKey,
 ) -> Result<HttpResponse, ApiError> {
     let asking = Asking::new(token, &req);
     let case_id = id.into_inner().to_string();
     let base = state.settings.video_base_url.clone();
     let notifier = state.notifier.clone();
-    let row = db::write(&state.pool, move |conn| {
-        let Asked { viewer, actor, .. } = asking.resolve(conn)?;
+    idempotency::create(&state.pool, &req, key, (), move |conn| {
+        let Asked {
+            caller,
+            viewer,
+            actor,
+        } = asking.resolve(conn)?;
         let case = find_visible(conn, &viewer, &case_id)?;
-        if !matches!(viewer.role, Role::Client | Role::Agency) {
-            return Err(ApiError::Forbidden(
-                "Only the client and the agency open video calls.".into(),
-            ));
-        }
-        let status = case.status();
-        if !workflow::state_of(status).video_calls_active {
-            return Err(wrong_state(
-                &viewer,
-                status,
-                format!("No video calls while the case is `{status}`."),
-            ));
-        }
-        let room = format!(
-            "dossier-{}",
-            URL_SAFE_NO_PAD.encode(crate::auth::random_bytes::<24>())
-        );
-        let row = VideoCallRow {
-            id: repo::new_id(),
-            case_id: case_id.clone(),
-            url: format!("{base}{room}"),
-            room,
-            created_by: actor.user_id.clone(),
-            created_at: db::now(),
+        let create = move |conn: &mut DbConnection, ()| {
+            open_call(conn, &notifier, &viewer, &actor, &case, &base)
         };
-        repo::requests::insert_call(conn, &row)?;
-        let change = Change::entity("video_call", &row.id, Some(&case_id), "create");
-        repo::audit::append(conn, &actor, vec![change])?;
-        // The other side is told a room is waiting.
-        let other = match viewer.role {
-            Role::Client => Audience::Agency,
-            _ => Audience::Client,
-        };
-        notifier.notify(
-            conn,
-            &case,
-            Event::VideoCallOpened,
-            &[other],
-            &actor.user_id,
-            None,
-            None,
-        )?;
-        Ok(row)
+        Ok(Authorized {
+            user_id: caller.id,
+            create,
+        })
     })
-    .await?;
+    .await
+}
+
+/// The room itself, once the caller may see the case and is not replayed an earlier answer.
+fn open_call(
+    conn: &mut DbConnection,
+    notifier: &Notifier,
+    viewer: &Viewer,
+    actor: &Actor,
+    case: &CaseRow,
+    base: &str,
+) -> Result<Created<VideoCallView>, ApiError> {
+    let case_id = case.id.clone();
+    if !matches!(viewer.role, Role::Client | Role::Agency) {
+        return Err(ApiError::Forbidden(
+            "Only the client and the agency open video calls.".into(),
+        ));
+    }
+    let status = case.status();
+    if !workflow::state_of(status).video_calls_active {
+        return Err(wrong_state(
+            viewer,
+            status,
+            format!("No video calls while the case is `{status}`."),
+        ));
+    }
+    let room = format!(
+        "dossier-{}",
+        URL_SAFE_NO_PAD.encode(crate::auth::random_bytes::<24>())
+    );
+    let row = VideoCallRow {
+        id: repo::new_id(),
+        case_id: case_id.clone(),
+        url: format!("{base}{room}"),
+        room,
+        created_by: actor.user_id.clone(),
+        created_at: db::now(),
+    };
+    repo::requests::insert_call(conn, &row)?;
+    let change = Change::entity("video_call", &row.id, Some(&case_id), "create");
+    repo::audit::append(conn, actor, vec![change])?;
+    // The other side is told a room is waiting.
+    let other = match viewer.role {
+        Role::Client => Audience::Agency,
+        _ => Audience::Client,
+    };
+    notifier.notify(
+        conn,
+        case,
+        Event::VideoCallOpened,
+        &[other],
+        &actor.user_id,
+        None,
+        None,
+    )?;
     let view = call_view(row, true);
-    Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, view.join_url.clone()))
-        .json(view))
+    Ok(Created {
+        location: Some(view.join_url.clone()),
+        version: None,
+        body: view,
+    })
 }
 
 /// Join a video call

@@ -419,8 +419,8 @@ pub async fn create_service(
                     .ok_or_else(|| ApiError::internal("inserted service vanished"))?,
             );
             Ok(Created {
-                location: format!("/v1/services/{}", view.id),
-                version: view.version,
+                location: Some(format!("/v1/services/{}", view.id)),
+                version: Some(view.version),
                 body: view,
             })
         };

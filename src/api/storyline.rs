@@ -21,6 +21,7 @@ use crate::errors::{ApiError, FieldError};
 use crate::http::extract::{
     IfMatch, Page, PageRequest, ValidJson, etag, invalid_cursor, page_response,
 };
+use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
 use crate::i18n;
 use crate::repo;
 use crate::repo::audit::{Actor, Change};
@@ -315,7 +316,7 @@ pub async fn list_storyline(
     Ok(page_response(&req, page))
 }
 
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
     "occurred_at": "2026-11-21T14:05:00Z", "kind": "sighting", "title": "Subject enters the golf club",
@@ -369,6 +370,12 @@ fn writable_case(
     agents_too: bool,
 ) -> Result<CaseRow, ApiError> {
     let case = find_visible(conn, viewer, case_id)?;
+    check_writable(viewer, &case, agents_too)?;
+    Ok(case)
+}
+
+/// 403 for a role that never writes the storyline, 409 while the case's status keeps it shut.
+fn check_writable(viewer: &Viewer, case: &CaseRow, agents_too: bool) -> Result<(), ApiError> {
     let allowed = viewer.role == Role::Agency || (agents_too && viewer.role == Role::Agent);
     if !allowed {
         return Err(ApiError::Forbidden(if agents_too {
@@ -387,7 +394,7 @@ fn writable_case(
             format!("The storyline takes no changes while the case is `{status}`."),
         ));
     }
-    Ok(case)
+    Ok(())
 }
 
 /// Position and attachment rules shared by create and update; errors point at body members.
@@ -456,20 +463,23 @@ fn ids_json(ids: &[Uuid]) -> String {
 /// Agents on the case write drafts while it is `in_progress`; agency staff write while it is in
 /// approval, approved, in progress or suspended, and choose the status (default `published`).
 /// Frozen (409) once `completed`, and in every terminal status. Attachments must belong to the
-/// case. Roles: agency, agent (on the case).
+/// case. Accepts `Idempotency-Key`, as buying a service does. Roles: agency, agent (on the
+/// case).
 #[utoipa::path(
     tag = "storyline",
     operation_id = "create_storyline_event",
-    params(("id" = Uuid, Path, description = "Case id")),
+    params(("id" = Uuid, Path, description = "Case id"), IdempotencyKey),
     request_body = CreateEvent,
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = EventView,
-            headers(("ETag" = String, description = "The event's version"))),
+            headers(("ETag" = String, description = "The event's version"),
+                    ("Location" = String, description = "The event's URL (for `PATCH` and `DELETE`)"),
+                    ("Idempotent-Replayed" = String, description = "`true` when this is a replay of an earlier response"))),
         (status = 403, description = "Clients and platform staff do not write the storyline; agents write drafts only"),
         (status = 404, description = "No such case, or not one the caller can see"),
-        (status = 409, description = "The storyline is frozen or not open in this status (`wrong_state`)"),
-        (status = 422, description = "A member breaks a rule"),
+        (status = 409, description = "The storyline is frozen or not open in this status (`wrong_state`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
+        (status = 422, description = "A member breaks a rule, or the `Idempotency-Key` was used with another body (`idempotency_key_reused`)"),
     )
 )]
 #[post("/v1/cases/{id}/storyline")]
@@ -478,68 +488,92 @@ pub async fn create_event(
     state: web::Data<AppState>,
     token: Token,
     id: web::Path<Uuid>,
+    key: IdempotencyKey,
     body: ValidJson<CreateEvent>,
 ) -> Result<HttpResponse, ApiError> {
     let asking = Asking::new(token, &req);
     let case_id = id.into_inner().to_string();
-    let input = body.0;
-    let row = db::write(&state.pool, move |conn| {
-        let Asked { viewer, actor, .. } = asking.resolve(conn)?;
-        writable_case(conn, &viewer, &case_id, true)?;
-        if viewer.role == Role::Agent && input.status == Some(EventStatus::Published) {
-            return Err(ApiError::Forbidden(
-                "Agents write drafts; the agency publishes them.".into(),
-            ));
-        }
-        check_content(
-            conn,
-            &viewer,
-            &case_id,
-            (input.latitude, input.longitude),
-            Some(&input.attachment_ids),
-            input.occurred_at,
-            Some(input.kind),
-        )?;
-        let status = match viewer.role {
-            Role::Agent => EventStatus::Draft,
-            _ => input.status.unwrap_or(EventStatus::Published),
+    idempotency::create(&state.pool, &req, key, body.0, move |conn| {
+        let Asked {
+            caller,
+            viewer,
+            actor,
+        } = asking.resolve(conn)?;
+        let case = find_visible(conn, &viewer, &case_id)?;
+        let create = move |conn: &mut DbConnection, input: CreateEvent| {
+            create(conn, &viewer, &actor, &case, input)
         };
-        let now = db::now();
-        let row = EventRow {
-            id: repo::new_id(),
-            case_id: case_id.clone(),
-            occurred_at: input.occurred_at.map(db::stored_time).unwrap_or(now),
-            kind: input.kind.as_str().to_owned(),
-            title: input.title,
-            body: input.body,
-            latitude: input.latitude,
-            longitude: input.longitude,
-            place_name: input.place_name,
-            attachment_ids: ids_json(&input.attachment_ids),
-            author_id: actor.user_id.clone(),
-            status: status.as_str().to_owned(),
-            version: 1,
-            created_at: now,
-            updated_at: now,
-        };
-        repo::storyline::insert(conn, &row)?;
-        let change = Change::entity("storyline_event", &row.id, Some(&case_id), "create");
-        repo::audit::append(
-            conn,
-            &actor,
-            change.fields(vec![
-                ("title", None, Some(row.title.clone())),
-                ("status", None, Some(row.status.clone())),
-            ]),
-        )?;
-        share_if_published(conn, &actor, &row)?;
-        Ok(row)
+        Ok(Authorized {
+            user_id: caller.id,
+            create,
+        })
     })
-    .await?;
+    .await
+}
+
+/// The event itself, once the caller may see the case and is not replayed an earlier answer.
+fn create(
+    conn: &mut DbConnection,
+    viewer: &Viewer,
+    actor: &Actor,
+    case: &CaseRow,
+    input: CreateEvent,
+) -> Result<Created<EventView>, ApiError> {
+    let case_id = case.id.clone();
+    check_writable(viewer, case, true)?;
+    if viewer.role == Role::Agent && input.status == Some(EventStatus::Published) {
+        return Err(ApiError::Forbidden(
+            "Agents write drafts; the agency publishes them.".into(),
+        ));
+    }
+    check_content(
+        conn,
+        viewer,
+        &case_id,
+        (input.latitude, input.longitude),
+        Some(&input.attachment_ids),
+        input.occurred_at,
+        Some(input.kind),
+    )?;
+    let status = match viewer.role {
+        Role::Agent => EventStatus::Draft,
+        _ => input.status.unwrap_or(EventStatus::Published),
+    };
+    let now = db::now();
+    let row = EventRow {
+        id: repo::new_id(),
+        case_id: case_id.clone(),
+        occurred_at: input.occurred_at.map(db::stored_time).unwrap_or(now),
+        kind: input.kind.as_str().to_owned(),
+        title: input.title,
+        body: input.body,
+        latitude: input.latitude,
+        longitude: input.longitude,
+        place_name: input.place_name,
+        attachment_ids: ids_json(&input.attachment_ids),
+        author_id: actor.user_id.clone(),
+        status: status.as_str().to_owned(),
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    repo::storyline::insert(conn, &row)?;
+    let change = Change::entity("storyline_event", &row.id, Some(&case_id), "create");
+    repo::audit::append(
+        conn,
+        actor,
+        change.fields(vec![
+            ("title", None, Some(row.title.clone())),
+            ("status", None, Some(row.status.clone())),
+        ]),
+    )?;
+    share_if_published(conn, actor, &row)?;
     let view = EventView::from(row);
-    Ok(HttpResponse::Created()
-        .insert_header(("ETag", etag(view.version)))
-        .json(view))
+    Ok(Created {
+        location: Some(format!("/v1/cases/{case_id}/storyline/{}", view.id)),
+        version: Some(view.version),
+        body: view,
+    })
 }
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]

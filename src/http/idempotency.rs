@@ -65,10 +65,10 @@ impl FromRequest for IdempotencyKey {
     }
 }
 
-/// What a create handler made: the resource's URL, version and body.
+/// What a create handler made: the resource's URL and version, where it has them, and body.
 pub struct Created<T> {
-    pub location: String,
-    pub version: i64,
+    pub location: Option<String>,
+    pub version: Option<i64>,
     pub body: T,
 }
 
@@ -97,12 +97,16 @@ where
     A: FnOnce(&mut DbConnection) -> Result<Authorized<F>, ApiError> + Send + 'static,
     F: FnOnce(&mut DbConnection, I) -> Result<Created<T>, ApiError>,
 {
-    let fingerprint = {
-        let mut hasher = Sha256::new();
-        hasher.update(req.method().as_str().as_bytes());
-        hasher.update(req.path().as_bytes());
-        hasher.update(serde_json::to_vec(&input).map_err(ApiError::internal)?);
-        format!("{:x}", hasher.finalize())
+    // Only a request with a key is remembered, so only it is fingerprinted.
+    let fingerprint = match &key.key {
+        Some(_) => {
+            let mut hasher = Sha256::new();
+            hasher.update(req.method().as_str().as_bytes());
+            hasher.update(req.path().as_bytes());
+            hasher.update(serde_json::to_vec(&input).map_err(ApiError::internal)?);
+            format!("{:x}", hasher.finalize())
+        }
+        None => String::new(),
     };
     let (stored, replayed) = db::write(pool, move |conn| {
         let Authorized { user_id, create } = authorize(conn)?;
@@ -117,8 +121,8 @@ where
             key: key.key.clone().unwrap_or_default(),
             fingerprint,
             status_code: i32::from(StatusCode::CREATED.as_u16()),
-            location: Some(created.location),
-            etag: Some(crate::http::extract::etag(created.version)),
+            location: created.location,
+            etag: created.version.map(crate::http::extract::etag),
             body: serde_json::to_string(&created.body).map_err(ApiError::internal)?,
             created_at: db::now(),
         };

@@ -674,3 +674,75 @@ async fn agents_note_and_hear_only_while_they_see_the_case_and_logged_interactio
         "an agent heard of a case they cannot see"
     );
 }
+
+/// Every POST that creates something on a case takes `Idempotency-Key`: a retried send is the
+/// first one replayed, with no second message, event, request or room, audit row or
+/// notification; another body under the same key is 422.
+#[actix_web::test]
+async fn retried_creations_on_a_case_are_replayed_not_repeated() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    act(&app, &w.a_operator.token, &case, "accept")
+        .await
+        .assert_status(200);
+    // Where each sends its text (a video call has no body).
+    let creations = [
+        ("messages", &w.client.token, "body", "messages"),
+        (
+            "storyline",
+            &w.a_operator.token,
+            "title",
+            "storyline_events",
+        ),
+        ("requests", &w.a_operator.token, "prompt", "client_requests"),
+        ("video-calls", &w.client.token, "", "video_calls"),
+    ];
+    for (path, token, text, table) in creations {
+        let with = |words: &str| match (path, text) {
+            (_, "") => None,
+            ("requests", _) => Some(json!({"kind": "question", text: words})),
+            _ => Some(json!({ text: words })),
+        };
+        let body = with("Sent once?");
+        let p = format!("/v1/cases/{case}/{path}");
+        let rows = || {
+            let count = |t: &str| {
+                app.count(&format!(
+                    "SELECT COUNT(*) AS n FROM {t} WHERE case_id = '{case}'"
+                ))
+            };
+            (
+                count(table),
+                count("audit_log"),
+                app.count("SELECT COUNT(*) AS n FROM notifications"),
+            )
+        };
+        let before = rows();
+        let key = format!("{path}-1");
+        let key = [("idempotency-key", key.as_str())];
+        let first = app.call("POST", &p, token, body.clone(), &key).await;
+        first.assert_status(201);
+        let after = rows();
+        assert_eq!(after.0, before.0 + 1, "{path}");
+        let again = app.call("POST", &p, token, body.clone(), &key).await;
+        again.assert_status(201);
+        assert_eq!(again.header("idempotent-replayed"), Some("true"), "{path}");
+        assert_eq!(again.body, first.body, "{path}");
+        assert_eq!(again.header("location"), first.header("location"), "{path}");
+        assert_eq!(rows(), after, "{path}: the replay wrote nothing");
+        if let Some(other) = with("Another text") {
+            app.call("POST", &p, token, Some(other), &key)
+                .await
+                .assert_problem(422, "idempotency_key_reused");
+            assert_eq!(rows(), after, "{path}");
+        }
+        // Without a key, each send is its own.
+        for _ in 0..2 {
+            app.call("POST", &p, token, body.clone(), &[])
+                .await
+                .assert_status(201);
+        }
+        assert_eq!(rows().0, after.0 + 2, "{path}");
+    }
+}
