@@ -6,7 +6,7 @@ use futures_util::future::join_all;
 use serde_json::{Value, json};
 
 use crate::helpers::{Response, spawn};
-use crate::world::{World, act, assign_agent, buy, create_service, id, start_case};
+use crate::world::{World, act, assign_agent, buy, create_service, id, start_case, take};
 
 fn ids(body: &Value) -> Vec<String> {
     body["items"]
@@ -426,13 +426,7 @@ async fn list_filters_combine_and_each_narrows() {
     let a2 = id(&buy(&app, &w.client2.token, &w.service_a, "bank_transfer").await);
     let a3 = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
     let b1 = id(&buy(&app, &w.client.token, &w.service_b, "card").await);
-    app.post(
-        &format!("/v1/cases/{a1}/assignment"),
-        &w.a_operator.token,
-        json!({"action": "take"}),
-    )
-    .await
-    .assert_status(200);
+    take(&app, &w.a_operator.token, &a1).await;
     app.patch(
         &format!("/v1/cases/{a3}"),
         &w.a_operator.token,

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::helpers::{spawn, spawn_with};
 use crate::smtp::SmtpServer;
-use crate::world::{World, buy, id, post_message};
+use crate::world::{World, buy, id, post_message, take};
 
 const LINK: &str = "https://app.dossier.test/cases/{case_id}";
 
@@ -29,13 +29,7 @@ async fn notifications_arrive_by_mail_in_the_recipients_language_with_the_link()
     let card = buy(&app, &w.client.token, &w.service_a, "card").await;
     let case = id(&card);
     let number = card["number"].as_str().unwrap().to_owned();
-    app.post(
-        &format!("/v1/cases/{case}/assignment"),
-        &w.a_operator.token,
-        json!({"action": "take"}),
-    )
-    .await
-    .assert_status(200);
+    take(&app, &w.a_operator.token, &case).await;
     dossier::mailer::spawn(app.state.clone());
 
     post_message(
@@ -136,13 +130,7 @@ async fn failed_mails_are_retried_with_backoff_then_parked_and_an_admin_retries_
     .await;
     let w = World::new(&app).await;
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
-    app.post(
-        &format!("/v1/cases/{case}/assignment"),
-        &w.a_operator.token,
-        json!({"action": "take"}),
-    )
-    .await
-    .assert_status(200);
+    take(&app, &w.a_operator.token, &case).await;
     let messages = format!("/v1/cases/{case}/messages");
     let post =
         |body: &'static str| app.post(&messages, &w.a_operator.token, json!({ "body": body }));
@@ -230,13 +218,7 @@ async fn mails_to_users_who_can_no_longer_log_in_die_unsent() {
     let app = spawn_with(&[("DOSSIER_SMTP_URL", &smtp.url)]).await;
     let w = World::new(&app).await;
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
-    app.post(
-        &format!("/v1/cases/{case}/assignment"),
-        &w.a_operator.token,
-        json!({"action": "take"}),
-    )
-    .await
-    .assert_status(200);
+    take(&app, &w.a_operator.token, &case).await;
     post_message(&app, &w.client.token, &case, "Any news?").await;
     let operator_mails = |status: &str| {
         app.count(&format!(

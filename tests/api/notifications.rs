@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::helpers::spawn;
-use crate::world::{World, act, assign_agent, buy, id, post_message};
+use crate::world::{World, act, assign_agent, buy, id, post_message, take};
 
 async fn events<S>(app: &crate::helpers::TestApp<S>, token: &str) -> Vec<(String, String)>
 where
@@ -62,13 +62,7 @@ async fn each_event_reaches_the_right_people_in_their_language() {
         "not of their own message"
     );
     // Once taken, only the assignee.
-    app.post(
-        &format!("/v1/cases/{case}/assignment"),
-        &w.a_operator.token,
-        json!({"action": "take"}),
-    )
-    .await
-    .assert_status(200);
+    take(&app, &w.a_operator.token, &case).await;
     app.post(&m, &w.client.token, json!({"body": "Anyone?"}))
         .await
         .assert_status(201);
@@ -190,13 +184,7 @@ async fn a_deactivated_assignees_news_goes_to_the_agency() {
     let app = spawn().await;
     let w = World::new(&app).await;
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
-    app.post(
-        &format!("/v1/cases/{case}/assignment"),
-        &w.a_operator.token,
-        json!({"action": "take"}),
-    )
-    .await
-    .assert_status(200);
+    take(&app, &w.a_operator.token, &case).await;
     app.patch(
         &format!("/v1/users/{}", w.a_operator.id),
         &w.platform.token,

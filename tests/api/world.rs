@@ -177,6 +177,20 @@ where
         .await
 }
 
+/// The caller (an operator) takes the case: they become its assignee.
+pub async fn take<S>(app: &TestApp<S>, token: &str, case: &str)
+where
+    S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
+{
+    app.post(
+        &format!("/v1/cases/{case}/assignment"),
+        token,
+        json!({"action": "take"}),
+    )
+    .await
+    .assert_status(200);
+}
+
 /// Posts a message to a case's conversation and expects it to be created.
 pub async fn post_message<S>(app: &TestApp<S>, token: &str, case: &str, body: &str)
 where
