@@ -24,7 +24,7 @@ use crate::http::extract::{
 use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
 use crate::i18n;
 use crate::repo;
-use crate::repo::audit::Change;
+use crate::repo::audit::{Actor, Change};
 use crate::repo::cases::{AssigneeFilter, CardRow, CaseChanges, CaseFilter, CaseRow, CaseScope};
 use crate::repo::services::ServiceScope;
 use crate::workflow::{self, AllowedAction};
@@ -252,6 +252,42 @@ pub fn find_visible(
     id: &str,
 ) -> Result<CaseRow, ApiError> {
     repo::cases::find(conn, &viewer.scope, id)?.ok_or_else(case_not_found)
+}
+
+/// Creates something on a case under `Idempotency-Key` ([`idempotency::create`]): the caller
+/// is looked up and the case must be visible to them (404) before a replay; `create` runs, with
+/// every other rule, only for a first request.
+pub async fn create_on_case<I, T, F>(
+    pool: &db::Pool,
+    req: &HttpRequest,
+    key: IdempotencyKey,
+    input: I,
+    asking: Asking,
+    case_id: String,
+    create: F,
+) -> Result<HttpResponse, ApiError>
+where
+    I: Serialize + Send + 'static,
+    T: Serialize + Send + 'static,
+    F: FnOnce(&mut DbConnection, &Viewer, &Actor, CaseRow, I) -> Result<Created<T>, ApiError>
+        + Send
+        + 'static,
+{
+    idempotency::create(pool, req, key, input, move |conn| {
+        let Asked {
+            caller,
+            viewer,
+            actor,
+        } = asking.resolve(conn)?;
+        let case = find_visible(conn, &viewer, &case_id)?;
+        Ok(Authorized {
+            user_id: caller.id,
+            create: move |conn: &mut DbConnection, input: I| {
+                create(conn, &viewer, &actor, case, input)
+            },
+        })
+    })
+    .await
 }
 
 /// The card of a case as `viewer` may see it, or 404.

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use validator::Validate;
 
 use crate::api::attachments::{check_case_attachments, share_with_client};
-use crate::api::cases::{Viewer, find_visible, wrong_state};
+use crate::api::cases::{Viewer, create_on_case, find_visible, wrong_state};
 use crate::api::notifications::{Audience as Notified, Event, Notifier};
 use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
@@ -21,7 +21,7 @@ use crate::db::{self, DbConnection};
 use crate::domain::{CaseStatus, Role, code_enum};
 use crate::errors::ApiError;
 use crate::http::extract::{Page, PageRequest, ValidJson, page_response};
-use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
+use crate::http::idempotency::{Created, IdempotencyKey};
 use crate::repo;
 use crate::repo::audit::{Actor, Change};
 use crate::repo::cases::CaseRow;
@@ -306,24 +306,16 @@ pub async fn post_message(
     key: IdempotencyKey,
     body: ValidJson<PostMessage>,
 ) -> Result<HttpResponse, ApiError> {
-    let asking = Asking::new(token, &req);
-    let case_id = id.into_inner().to_string();
     let notifier = state.notifier.clone();
-    idempotency::create(&state.pool, &req, key, body.0, move |conn| {
-        let Asked {
-            caller,
-            viewer,
-            actor,
-        } = asking.resolve(conn)?;
-        let case = find_visible(conn, &viewer, &case_id)?;
-        let create = move |conn: &mut DbConnection, input: PostMessage| {
-            post(conn, &notifier, &viewer, &actor, case, input)
-        };
-        Ok(Authorized {
-            user_id: caller.id,
-            create,
-        })
-    })
+    create_on_case(
+        &state.pool,
+        &req,
+        key,
+        body.0,
+        Asking::new(token, &req),
+        id.into_inner().to_string(),
+        move |conn, viewer, actor, case, input| post(conn, &notifier, viewer, actor, case, input),
+    )
     .await
 }
 

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use validator::Validate;
 
 use crate::api::attachments::check_case_attachments;
-use crate::api::cases::{Viewer, find_visible, lost_race, wrong_state};
+use crate::api::cases::{Viewer, create_on_case, find_visible, lost_race, wrong_state};
 use crate::api::notifications::{Audience, Event, Notifier};
 use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
@@ -22,7 +22,7 @@ use crate::db::{self, DbConnection};
 use crate::domain::{Role, code_enum};
 use crate::errors::ApiError;
 use crate::http::extract::{IfMatch, Page, PageRequest, ValidJson, page_response};
-use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
+use crate::http::idempotency::{Created, IdempotencyKey};
 use crate::repo;
 use crate::repo::audit::{Actor, Change};
 use crate::repo::cases::{CaseChanges, CaseRow};
@@ -279,8 +279,6 @@ pub async fn create_request(
     key: IdempotencyKey,
     body: ValidJson<CreateRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let asking = Asking::new(token, &req);
-    let case_id = id.into_inner().to_string();
     if body.0.due_at.is_some_and(|d| d <= Utc::now()) {
         return Err(ApiError::invalid_field(
             "/due_at",
@@ -289,21 +287,15 @@ pub async fn create_request(
         ));
     }
     let notifier = state.notifier.clone();
-    idempotency::create(&state.pool, &req, key, body.0, move |conn| {
-        let Asked {
-            caller,
-            viewer,
-            actor,
-        } = asking.resolve(conn)?;
-        let case = find_visible(conn, &viewer, &case_id)?;
-        let create = move |conn: &mut DbConnection, input: CreateRequest| {
-            ask(conn, &notifier, &viewer, &actor, &case, input)
-        };
-        Ok(Authorized {
-            user_id: caller.id,
-            create,
-        })
-    })
+    create_on_case(
+        &state.pool,
+        &req,
+        key,
+        body.0,
+        Asking::new(token, &req),
+        id.into_inner().to_string(),
+        move |conn, viewer, actor, case, input| ask(conn, &notifier, viewer, actor, &case, input),
+    )
     .await
 }
 
@@ -631,25 +623,19 @@ pub async fn create_video_call(
     id: web::Path<Uuid>,
     key: IdempotencyKey,
 ) -> Result<HttpResponse, ApiError> {
-    let asking = Asking::new(token, &req);
-    let case_id = id.into_inner().to_string();
     let base = state.settings.video_base_url.clone();
     let notifier = state.notifier.clone();
-    idempotency::create(&state.pool, &req, key, (), move |conn| {
-        let Asked {
-            caller,
-            viewer,
-            actor,
-        } = asking.resolve(conn)?;
-        let case = find_visible(conn, &viewer, &case_id)?;
-        let create = move |conn: &mut DbConnection, ()| {
-            open_call(conn, &notifier, &viewer, &actor, &case, &base)
-        };
-        Ok(Authorized {
-            user_id: caller.id,
-            create,
-        })
-    })
+    create_on_case(
+        &state.pool,
+        &req,
+        key,
+        (),
+        Asking::new(token, &req),
+        id.into_inner().to_string(),
+        move |conn, viewer, actor, case, ()| {
+            open_call(conn, &notifier, viewer, actor, &case, &base)
+        },
+    )
     .await
 }
 

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use validator::Validate;
 
 use crate::api::attachments::{check_case_attachments, share_with_client};
-use crate::api::cases::{Viewer, find_visible, wrong_state};
+use crate::api::cases::{Viewer, create_on_case, find_visible, wrong_state};
 use crate::api::{Asked, Asking, nullable, timestamp};
 use crate::app::AppState;
 use crate::auth::Token;
@@ -21,7 +21,7 @@ use crate::errors::{ApiError, FieldError};
 use crate::http::extract::{
     IfMatch, Page, PageRequest, ValidJson, etag, invalid_cursor, page_response,
 };
-use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
+use crate::http::idempotency::{Created, IdempotencyKey};
 use crate::i18n;
 use crate::repo;
 use crate::repo::audit::{Actor, Change};
@@ -491,23 +491,15 @@ pub async fn create_event(
     key: IdempotencyKey,
     body: ValidJson<CreateEvent>,
 ) -> Result<HttpResponse, ApiError> {
-    let asking = Asking::new(token, &req);
-    let case_id = id.into_inner().to_string();
-    idempotency::create(&state.pool, &req, key, body.0, move |conn| {
-        let Asked {
-            caller,
-            viewer,
-            actor,
-        } = asking.resolve(conn)?;
-        let case = find_visible(conn, &viewer, &case_id)?;
-        let create = move |conn: &mut DbConnection, input: CreateEvent| {
-            create(conn, &viewer, &actor, &case, input)
-        };
-        Ok(Authorized {
-            user_id: caller.id,
-            create,
-        })
-    })
+    create_on_case(
+        &state.pool,
+        &req,
+        key,
+        body.0,
+        Asking::new(token, &req),
+        id.into_inner().to_string(),
+        |conn, viewer, actor, case, input| create(conn, viewer, actor, &case, input),
+    )
     .await
 }
 
