@@ -1,7 +1,10 @@
 //! The audit trail: a case's change log for admins, and the hash chain's verification.
 
+use std::sync::Arc;
+
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, get, web};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -83,34 +86,94 @@ impl From<AuditRow> for AuditEntry {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditFormat {
+    Json,
+    Csv,
+}
+
+/// A case's log: the filters besides the case.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct AuditQuery {
+pub struct CaseAuditQuery {
+    /// Rows written by this user.
+    pub actor_id: Option<Uuid>,
+    /// Rows of this action (`create`, `update`, `suspend`, …).
+    #[param(min_length = 1, max_length = 100)]
+    pub action: Option<String>,
     /// Rows written at or after this instant (RFC 3339).
     pub from: Option<DateTime<Utc>>,
     /// Rows written before this instant (RFC 3339).
     pub to: Option<DateTime<Utc>>,
+    /// Rows on a JSON page.
     #[param(minimum = 1, maximum = 100, default = 25)]
     pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page; a CSV export starts after it too.
     pub cursor: Option<String>,
+    /// `csv` (or `Accept: text/csv`): every row the filters keep, as CSV, in one answer.
+    #[param(inline)]
+    pub format: Option<AuditFormat>,
+}
+
+/// The whole log's filters: a case's, and the case itself.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Rows about this case.
+    pub case_id: Option<Uuid>,
+    /// Rows written by this user.
+    pub actor_id: Option<Uuid>,
+    /// Rows of this action (`create`, `update`, `suspend`, …).
+    #[param(min_length = 1, max_length = 100)]
+    pub action: Option<String>,
+    /// Rows written at or after this instant (RFC 3339).
+    pub from: Option<DateTime<Utc>>,
+    /// Rows written before this instant (RFC 3339).
+    pub to: Option<DateTime<Utc>>,
+    /// Rows on a JSON page.
+    #[param(minimum = 1, maximum = 100, default = 25)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page; a CSV export starts after it too.
+    pub cursor: Option<String>,
+    /// `csv` (or `Accept: text/csv`): every row the filters keep, as CSV, in one answer.
+    #[param(inline)]
+    pub format: Option<AuditFormat>,
+}
+
+impl From<CaseAuditQuery> for AuditQuery {
+    fn from(q: CaseAuditQuery) -> Self {
+        AuditQuery {
+            case_id: None,
+            actor_id: q.actor_id,
+            action: q.action,
+            from: q.from,
+            to: q.to,
+            limit: q.limit,
+            cursor: q.cursor,
+            format: q.format,
+        }
+    }
 }
 
 /// A case's change log
 ///
 /// Every change to the case, newest first: entity, field, old and new value, actor, time,
-/// request id and the hash chain. Filter by `from`/`to`; cursor pagination. Roles: platform
-/// admins (every case) and agency admins (their agency's cases; other cases are 404); every
-/// other caller is 403.
+/// request id and the hash chain. Filters: `actor_id`, `action`, `from`/`to`; cursor
+/// pagination, or the whole filtered log as CSV. Roles: platform admins (every case) and agency
+/// admins (their agency's cases; other cases are 404); every other caller is 403.
 #[utoipa::path(
     tag = "audit",
     operation_id = "list_case_audit",
-    params(("id" = Uuid, Path, description = "Case id"), AuditQuery),
+    params(("id" = Uuid, Path, description = "Case id"), CaseAuditQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "One page of audit rows", body = Page<AuditEntry>,
-            headers(("Link" = String, description = "`<…>; rel=\"next\"` when another page follows"))),
+        (status = 200, description = "One page of audit rows, or every row the filters keep as CSV", content(
+            (Page<AuditEntry> = "application/json"),
+            (String = "text/csv", example = json!(CSV_EXAMPLE)),
+        ), headers(("Link" = String, description = "`<…>; rel=\"next\"` when another JSON page follows"))),
         (status = 403, description = "Only platform admins and agency admins read audit logs"),
         (status = 404, description = "No such case, or not one the caller can see"),
     )
@@ -121,7 +184,55 @@ pub async fn list_case_audit(
     state: web::Data<AppState>,
     token: Token,
     id: web::Path<Uuid>,
+    query: web::Query<CaseAuditQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let case_id = id.into_inner().to_string();
+    audit_answer(req, state, token, Some(case_id), query.into_inner().into()).await
+}
+
+/// The audit log
+///
+/// Every change, newest first, for platform admins; for an agency admin, the rows of their
+/// agency's cases and services. Filters: `case_id`, `actor_id`, `action`, `from`/`to` (each
+/// a walk of its own index); cursor pagination, or the whole filtered log as CSV (`format=csv`
+/// or `Accept: text/csv`) for an export. Roles: platform admins and agency admins; every other
+/// caller is 403.
+#[utoipa::path(
+    tag = "audit",
+    operation_id = "list_audit",
+    params(AuditQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page of audit rows, or every row the filters keep as CSV", content(
+            (Page<AuditEntry> = "application/json"),
+            (String = "text/csv", example = json!(CSV_EXAMPLE)),
+        ), headers(("Link" = String, description = "`<…>; rel=\"next\"` when another JSON page follows"))),
+        (status = 403, description = "Only platform admins and agency admins read audit logs"),
+    )
+)]
+#[get("/v1/audit")]
+pub async fn list_audit(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: Token,
     query: web::Query<AuditQuery>,
+) -> Result<HttpResponse, ApiError> {
+    audit_answer(req, state, token, None, query.into_inner()).await
+}
+
+const CSV_EXAMPLE: &str = "seq,id,created_at,entity,entity_id,case_id,action,field,old_value,new_value,actor_id,actor_role,request_id,prev_hash,hash\r\n\
+42,0193a6f5-5555-7c2d-8e3f-405162738495,2026-11-22T16:30:00Z,case,0193a6f4-2222-7c2d-8e3f-405162738495,0193a6f4-2222-7c2d-8e3f-405162738495,suspend,status,in_progress,suspended,0193a6f2-2c4e-7b51-9d0a-3f1e2a4b5c6d,agency,0193a6f5-6666-7b51-9d0a-3f1e2a4b5c6d,5b1f…,9c0e…\r\n";
+
+/// Rows a CSV export reads at a time: its memory stays bounded however long the log.
+const CSV_BATCH: i64 = 1000;
+
+/// A log's JSON page or CSV export. `case_id` is the path's case, which must be visible.
+async fn audit_answer(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: Token,
+    path_case: Option<String>,
+    query: AuditQuery,
 ) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::keyed(query.limit, query.cursor.as_deref())?;
     let before = page
@@ -134,24 +245,161 @@ pub async fn list_case_audit(
                 .ok_or_else(invalid_cursor)
         })
         .transpose()?;
+    let csv = match query.format {
+        Some(format) => format == AuditFormat::Csv,
+        None => req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/csv")),
+    };
     let asking = Asking::new(token, &req);
-    let filter = AuditFilter {
-        case_id: Some(id.into_inner().to_string()),
+    let mut filter = AuditFilter {
+        agency_id: None,
+        case_id: path_case
+            .clone()
+            .or_else(|| query.case_id.map(|id| id.to_string())),
+        actor_id: query.actor_id.map(|id| id.to_string()),
+        action: query.action,
         from: query.from.map(|t| t.naive_utc()),
         to: query.to.map(|t| t.naive_utc()),
     };
-    let (rows, page) = db::read(&state.pool, move |conn| {
+    let fetch = if csv { CSV_BATCH } else { page.fetch() };
+    let (filter, rows) = db::read(&state.pool, move |conn| {
         let Asked { caller, viewer, .. } = asking.resolve(conn)?;
         let is_admin = caller.admin && matches!(caller.role, Role::Platform | Role::Agency);
         caller.require(is_admin, "read audit logs")?;
-        find_visible(conn, &viewer, filter.case_id.as_deref().unwrap_or_default())?;
-        let rows = repo::audit::list(conn, &filter, before, page.fetch())?;
-        Ok((rows, page))
+        if let Some(case_id) = &path_case {
+            find_visible(conn, &viewer, case_id)?;
+        }
+        // An agency admin reads their agency's rows only, in the query itself.
+        if caller.role == Role::Agency {
+            filter.agency_id = caller.agency_id.clone();
+        }
+        let rows = repo::audit::list(conn, &filter, before, fetch)?;
+        Ok((filter, rows))
     })
     .await?;
+    if csv {
+        return Ok(HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .insert_header((
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"audit.csv\"",
+            ))
+            .streaming(csv_export(state, filter, rows)));
+    }
     let keyed: Vec<(String, AuditRow)> = rows.into_iter().map(|r| (r.seq.to_string(), r)).collect();
     let page = page.page(keyed, |(k, _)| k, |(_, r)| AuditEntry::from(r));
     Ok(page_response(&req, page))
+}
+
+/// Where a CSV export stands: the rows read but not yet sent, and the `seq` to read below.
+struct Export {
+    read: Option<Vec<AuditRow>>,
+    below: Option<i64>,
+    done: bool,
+}
+
+/// The header, then `first` and every older row the filter keeps, a batch at a time. Rows
+/// appended meanwhile are newer than the first: the export is the log as it stood.
+fn csv_export(
+    state: web::Data<AppState>,
+    filter: AuditFilter,
+    first: Vec<AuditRow>,
+) -> impl futures_util::Stream<Item = Result<web::Bytes, ApiError>> {
+    use futures_util::StreamExt;
+
+    let filter = Arc::new(filter);
+    let header = futures_util::stream::once(async { csv_chunk(&[], true) });
+    let start = Export {
+        read: Some(first),
+        below: None,
+        done: false,
+    };
+    let rows = futures_util::stream::unfold(start, move |mut export| {
+        let state = state.clone();
+        let filter = filter.clone();
+        async move {
+            let rows = match export.read.take() {
+                Some(rows) => rows,
+                None if export.done => return None,
+                None => {
+                    let below = export.below;
+                    let read = db::read(&state.pool, move |conn| {
+                        Ok(repo::audit::list(conn, &filter, below, CSV_BATCH)?)
+                    })
+                    .await;
+                    match read {
+                        Ok(rows) => rows,
+                        Err(e) => {
+                            export.done = true;
+                            return Some((Err(e), export));
+                        }
+                    }
+                }
+            };
+            if rows.is_empty() {
+                return None;
+            }
+            export.done = (rows.len() as i64) < CSV_BATCH;
+            export.below = rows.last().map(|r| r.seq);
+            Some((csv_chunk(&rows, false), export))
+        }
+    });
+    header.chain(rows)
+}
+
+const CSV_COLUMNS: [&str; 15] = [
+    "seq",
+    "id",
+    "created_at",
+    "entity",
+    "entity_id",
+    "case_id",
+    "action",
+    "field",
+    "old_value",
+    "new_value",
+    "actor_id",
+    "actor_role",
+    "request_id",
+    "prev_hash",
+    "hash",
+];
+
+/// Rows as CSV lines (RFC 4180: quoted where a value holds a comma, a quote or a line break),
+/// after the header line when `header`.
+fn csv_chunk(rows: &[AuditRow], header: bool) -> Result<web::Bytes, ApiError> {
+    let mut out = csv::Writer::from_writer(Vec::with_capacity(rows.len() * 400));
+    if header {
+        out.write_record(CSV_COLUMNS).map_err(ApiError::internal)?;
+    }
+    for r in rows {
+        let created_at = timestamp(r.created_at).to_rfc3339_opts(SecondsFormat::AutoSi, true);
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        out.write_record([
+            r.seq.to_string(),
+            r.id.clone(),
+            created_at,
+            r.entity.clone(),
+            r.entity_id.clone(),
+            text(&r.case_id),
+            r.action.clone(),
+            text(&r.field),
+            text(&r.old_value),
+            text(&r.new_value),
+            text(&r.actor_id),
+            text(&r.actor_role),
+            text(&r.request_id),
+            r.prev_hash.clone(),
+            r.hash.clone(),
+        ])
+        .map_err(ApiError::internal)?;
+    }
+    out.into_inner()
+        .map(web::Bytes::from)
+        .map_err(|e| ApiError::internal(e.to_string()))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

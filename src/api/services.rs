@@ -408,7 +408,7 @@ pub async fn create_service(
                 updated_at: now,
             };
             repo::services::insert(conn, &row)?;
-            let created = Change::entity("service", &row.id, None, "create");
+            let created = Change::service(&row.id, &row.agency_id, "create");
             repo::audit::append(
                 conn,
                 &actor,
@@ -569,7 +569,7 @@ pub async fn update_service(
                 changes.required_data_template,
             ),
         ];
-        let audit = Change::entity("service", &id, None, "update").fields(diff);
+        let audit = Change::service(&id, &current.agency_id, "update").fields(diff);
         repo::audit::append(conn, &actor, audit)?;
         repo::services::find(conn, &ServiceScope::All, &id)?
             .ok_or_else(|| ApiError::internal("updated service vanished"))

@@ -141,6 +141,7 @@ diesel::table! {
         created_at -> Timestamp,
         prev_hash -> Text,
         hash -> Text,
+        agency_id -> Nullable<Text>,
     }
 }
 

@@ -6,6 +6,7 @@ mod smtp;
 mod world;
 
 mod attachments;
+mod audit;
 mod auth;
 mod cases;
 mod config;

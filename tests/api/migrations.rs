@@ -468,3 +468,49 @@ async fn times_stored_with_nanoseconds_are_cut_to_microseconds() {
     assert_eq!(seen[..4], ["Day 0", "Day 1", "Day 2", "Day 3"]);
     assert_eq!(seen.len(), 5, "{seen:?}");
 }
+
+/// Upgrading gives every audit row of a case its case's agency, and every row of a service
+/// its service's, so agency admins read the rows written before the column was.
+#[actix_web::test]
+async fn audit_rows_of_before_get_their_agency() {
+    use serde_json::json;
+
+    use crate::world::{World, buy, id};
+
+    let app = crate::helpers::spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client2.token, &w.service_b, "card").await);
+    app.patch(
+        &format!("/v1/services/{}", w.service_a),
+        &w.a_admin.token,
+        json!({"title": "Background checks, renamed"}),
+    )
+    .await
+    .assert_status(200);
+    let mut conn = app.state.pool.get().unwrap();
+    revert_through(&mut conn, "20261205000015");
+    run_migrations(&mut conn).unwrap();
+    drop(conn);
+    let rows = |agency: &str, filter: &str| {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE agency_id = '{agency}' AND {filter}"
+        ))
+    };
+    let of_case = app.count(&format!(
+        "SELECT COUNT(*) AS n FROM audit_log WHERE case_id = '{case}'"
+    ));
+    assert!(of_case > 0);
+    assert_eq!(rows(&w.agency_b, &format!("case_id = '{case}'")), of_case);
+    assert_eq!(
+        rows(
+            &w.agency_a,
+            &format!("entity = 'service' AND entity_id = '{}'", w.service_a)
+        ),
+        2,
+        "created and renamed"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) AS n FROM audit_log WHERE agency_id IS NULL AND (case_id IS NOT NULL OR entity = 'service')"),
+        0
+    );
+}

@@ -181,6 +181,17 @@ async fn no_listed_query_scans_a_whole_large_table() {
             format!("/v1/cases/{case}/storyline?format=geojson"),
         ),
         (&admin, format!("/v1/cases/{case}/audit")),
+        (&admin, format!("/v1/cases/{case}/audit?action=create")),
+        (&platform, "/v1/audit".into()),
+        (&platform, format!("/v1/audit?case_id={case}")),
+        (&platform, format!("/v1/audit?actor_id={operator_id}")),
+        (&platform, "/v1/audit?action=create".into()),
+        (
+            &platform,
+            "/v1/audit?from=2025-01-01T00:00:00Z&to=2025-02-01T00:00:00Z".into(),
+        ),
+        (&admin, "/v1/audit".into()),
+        (&admin, "/v1/audit?action=create".into()),
         (&operator, "/v1/notifications".into()),
     ];
     let mut failures = Vec::new();
@@ -236,7 +247,8 @@ async fn no_listed_query_scans_a_whole_large_table() {
     );
 }
 
-/// One audit row per case (the dataset has none): enough for the audit queries' plans.
+/// One audit row per case, with its agency (the dataset has none): enough for the audit
+/// queries' plans.
 fn seed_audit_rows(conn: &mut DbConnection) {
     use diesel::connection::SimpleConnection;
     conn.batch_execute("BEGIN").unwrap();
@@ -261,6 +273,11 @@ fn seed_audit_rows(conn: &mut DbConnection) {
         ))
         .unwrap();
     }
+    conn.batch_execute(
+        "UPDATE audit_log SET agency_id = \
+         (SELECT cases.agency_id FROM cases WHERE cases.id = audit_log.case_id)",
+    )
+    .unwrap();
     conn.batch_execute("COMMIT").unwrap();
     let analyze = match conn {
         DbConnection::Postgresql(_) => "ANALYZE audit_log",
