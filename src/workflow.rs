@@ -42,6 +42,8 @@ code_enum! {
         SnapshotRequiredData = "snapshot_required_data",
         /// Platform staff are notified too (besides the client and the agency, as on every move).
         NotifyPlatform = "notify_platform",
+        /// Requests to the client still open are cancelled: nobody could answer them any more.
+        CancelOpenRequests = "cancel_open_requests",
     }
 }
 
@@ -154,7 +156,7 @@ pub const RULES: &[Rule] = &[
         to: S::Completed,
         roles: &[R::Agency],
         requires: &[I::ResolutionType, I::Resolution],
-        effects: &[E::RecordResolution],
+        effects: &[E::RecordResolution, E::CancelOpenRequests],
     },
     Rule {
         action: A::ConfirmCompletion,

@@ -267,6 +267,17 @@ pub async fn transition_case(
             // A repeated dispute changes no field; the action itself is still on record.
             audit.push(change);
         }
+        if rule.has(Effect::CancelOpenRequests) {
+            for request in repo::requests::cancel_open(conn, &id)? {
+                audit.push(
+                    Change::entity("request", &request, Some(&id), "cancel").field(
+                        "status",
+                        Some("open".into()),
+                        Some("cancelled".into()),
+                    ),
+                );
+            }
+        }
         repo::audit::append(conn, &actor, audit)?;
         if rule.has(Effect::SnapshotRequiredData) {
             let data = crate::api::required_data::snapshot(conn, &current)?;

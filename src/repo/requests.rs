@@ -113,6 +113,21 @@ pub fn update_open(
     Ok(updated == 1)
 }
 
+/// Cancels the case's open requests; their ids.
+pub fn cancel_open(conn: &mut DbConnection, case_id: &str) -> QueryResult<Vec<String>> {
+    diesel::update(
+        client_requests::table
+            .filter(client_requests::case_id.eq(case_id))
+            .filter(client_requests::status.eq("open")),
+    )
+    .set((
+        client_requests::status.eq("cancelled"),
+        client_requests::version.eq(client_requests::version + 1),
+    ))
+    .returning(client_requests::id)
+    .get_results(conn)
+}
+
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = video_calls)]
 #[diesel(treat_none_as_default_value = false)]

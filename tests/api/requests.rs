@@ -339,34 +339,42 @@ async fn requests_refuse_the_wrong_side_and_a_closed_case() {
     )
     .await
     .assert_problem(404, "not_found");
-    // Completed: requests are closed to answers and cancellations.
+    // Completing the case cancels what is still open (nobody could answer or cancel it any
+    // more); then requests are closed to answers and cancellations.
     act(&app, &w.a_operator.token, &case, "complete")
         .await
         .assert_status(200);
+    let card = app.get(&format!("/v1/cases/{case}"), &w.client.token).await;
+    assert_eq!(card.assert_status(200)["open_requests"], json!([]));
     app.post(&answer, &w.client.token, text)
         .await
         .assert_problem(409, "wrong_state");
     app.post(&cancel, &w.a_operator.token, json!({}))
         .await
         .assert_problem(409, "wrong_state");
-    for (case, request) in [(&case, &asked), (&other, &theirs)] {
+    for (case, request, status) in [(&case, &asked, "cancelled"), (&other, &theirs, "open")] {
         let list = app
             .get(&format!("/v1/cases/{case}/requests"), &w.a_operator.token)
             .await;
         let items = list.assert_status(200)["items"].as_array().unwrap();
         assert_eq!(items.len(), 1);
         assert_eq!(items[0]["id"], request.as_str());
-        assert_eq!(
-            items[0]["status"], "open",
-            "a refused call changed the request"
-        );
+        assert_eq!(items[0]["status"], status, "refused calls change nothing");
     }
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE entity = 'request' AND action = 'cancel' \
+             AND entity_id = '{asked}' AND case_id = '{case}' AND new_value = 'cancelled'"
+        )),
+        1,
+        "the completion's cancellation"
+    );
     assert_eq!(
         app.count(
             "SELECT COUNT(*) AS n FROM audit_log WHERE entity = 'request' AND action <> 'create'"
         ),
-        0,
-        "only the two requests asked are in the audit trail"
+        1,
+        "besides the two requests asked, only the completion's cancellation"
     );
     assert_eq!(
         app.count("SELECT COUNT(DISTINCT entity_id) AS n FROM audit_log WHERE entity = 'request'"),
