@@ -72,6 +72,8 @@ pub struct LoginThrottle {
     /// Failed logins allowed from one address within `window`.
     pub max_failures_per_address: u32,
     pub window: Duration,
+    /// Proxies (addresses or networks) whose `X-Forwarded-For` names the client's address.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone)]
@@ -280,6 +282,7 @@ impl Settings {
                 max_failures_per_address: src
                     .positive("DOSSIER_LOGIN_MAX_FAILURES_PER_ADDRESS", 20)?,
                 window: src.seconds("DOSSIER_LOGIN_THROTTLE_WINDOW", 900)?,
+                trusted_proxies: trusted_proxies(src)?,
             },
             bootstrap_admin,
             json_limit_bytes: src.positive("DOSSIER_JSON_LIMIT_BYTES", 64 * 1024)? as usize,
@@ -439,6 +442,30 @@ fn storage<F: Fn(&str) -> Option<String>>(src: &Source<F>) -> Result<StorageSett
                 .unwrap_or_else(|| "data/files".into()),
         ))),
     }
+}
+
+/// `DOSSIER_TRUSTED_PROXIES`: addresses or networks, comma-separated (`10.0.0.0/8, ::1`).
+fn trusted_proxies<F: Fn(&str) -> Option<String>>(
+    src: &Source<F>,
+) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    let Some(raw) = src.get("DOSSIER_TRUSTED_PROXIES") else {
+        return Ok(Vec::new());
+    };
+    raw.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    invalid(
+                        "DOSSIER_TRUSTED_PROXIES",
+                        format!("{entry:?} is not an address or a network such as 10.0.0.0/8"),
+                    )
+                })
+        })
+        .collect()
 }
 
 fn cors_origins<F: Fn(&str) -> Option<String>>(

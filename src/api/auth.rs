@@ -144,10 +144,14 @@ pub async fn create_token(
 ) -> Result<HttpResponse, ApiError> {
     let LoginRequest { email, password } = body.0;
     let email = email.trim().to_lowercase();
-    let address = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
+    let forwarded_for: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let address = state
+        .throttle
+        .client_address(req.peer_addr().map(|a| a.ip()), &forwarded_for);
     let attempt = state
         .throttle
         .attempt(&email, &address)

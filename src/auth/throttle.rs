@@ -4,6 +4,7 @@
 //! effective limit is the configured one times the number of nodes (still a hard ceiling).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -53,6 +54,32 @@ impl LoginThrottle {
         } else {
             self.limits.max_failures_per_address
         }
+    }
+
+    /// The address a login is counted against: the TCP peer's, or, when the peer is one of
+    /// the trusted proxies, the client's as they recorded it in `X-Forwarded-For`. Each proxy
+    /// appends the address it heard from, so the client is the rightmost entry that is not one
+    /// of ours; what a client writes into the header itself stays to the left of it.
+    pub fn client_address(&self, peer: Option<IpAddr>, forwarded_for: &[&str]) -> String {
+        let trusted = |ip: &IpAddr| self.limits.trusted_proxies.iter().any(|n| n.contains(ip));
+        let Some(mut client) = peer else {
+            return String::new();
+        };
+        if trusted(&client) {
+            let entries = forwarded_for.iter().rev().flat_map(|h| h.rsplit(','));
+            for entry in entries {
+                match entry.trim().parse::<IpAddr>() {
+                    Ok(ip) => {
+                        client = ip;
+                        if !trusted(&ip) {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        client.to_string()
     }
 
     fn windows(&self) -> std::sync::MutexGuard<'_, HashMap<String, Window>> {

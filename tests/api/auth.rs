@@ -89,6 +89,55 @@ async fn attempts_sent_at_once_cannot_pass_the_limit() {
     }
 }
 
+/// Behind a trusted proxy the client's address is the one the proxy appended to
+/// `X-Forwarded-For`; from anyone else the header is ignored, so it cannot dodge the limit.
+#[actix_web::test]
+async fn the_address_counted_is_the_clients_behind_a_trusted_proxy_only() {
+    let login = |email: &str, password: &str, forwarded_for: &str| {
+        TestRequest::post()
+            .uri("/v1/auth/token")
+            .insert_header(("x-forwarded-for", forwarded_for.to_owned()))
+            .set_json(json!({"email": email, "password": password}))
+    };
+    // The tests' requests come from 127.0.0.1: here a trusted proxy.
+    let app = crate::helpers::spawn_with(&[("DOSSIER_TRUSTED_PROXIES", "127.0.0.0/8, ::1")]).await;
+    app.create_user("c@example.com", "client", None, false);
+    for i in 0..6 {
+        // What the client wrote itself (left) does not count; what the proxy appended does.
+        let spoofed = format!("198.51.100.{i}, 203.0.113.5");
+        app.send(login(
+            &format!("nobody{i}@example.com"),
+            "wrong password",
+            &spoofed,
+        ))
+        .await
+        .assert_problem(401, "invalid_credentials");
+    }
+    app.send(login("c@example.com", PASSWORD, "203.0.113.5"))
+        .await
+        .assert_problem(429, "too_many_requests");
+    // Another client behind the same proxy is not held back by the first one's failures.
+    app.send(login("c@example.com", PASSWORD, "203.0.113.6, 127.0.0.1"))
+        .await
+        .assert_status(200);
+
+    // Without trusted proxies the header changes nothing: every attempt is the peer's.
+    let app = spawn().await;
+    app.create_user("c@example.com", "client", None, false);
+    for i in 0..6 {
+        app.send(login(
+            &format!("nobody{i}@example.com"),
+            "wrong password",
+            &format!("203.0.113.{i}"),
+        ))
+        .await
+        .assert_problem(401, "invalid_credentials");
+    }
+    app.send(login("c@example.com", PASSWORD, "203.0.113.99"))
+        .await
+        .assert_problem(429, "too_many_requests");
+}
+
 #[actix_web::test]
 async fn repeated_failures_from_one_address_are_throttled() {
     let app = spawn().await;

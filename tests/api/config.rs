@@ -53,6 +53,7 @@ fn each_invalid_setting_is_named() {
         ("DOSSIER_ACCESS_TOKEN_TTL", "soon"),
         ("DOSSIER_REFRESH_TOKEN_TTL", "0"),
         ("DOSSIER_CORS_ORIGINS", "app.example"),
+        ("DOSSIER_TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal"),
         ("DOSSIER_JWT_ALGORITHM", "HS512"),
         ("DOSSIER_DB_POOL_SIZE", "0"),
     ] {
