@@ -44,6 +44,8 @@ code_enum! {
         NotifyPlatform = "notify_platform",
         /// Requests to the client still open are cancelled: nobody could answer them any more.
         CancelOpenRequests = "cancel_open_requests",
+        /// An optional `rating` (1 to 5) and `comment` are kept as the case's survey.
+        RecordSurvey = "record_survey",
     }
 }
 
@@ -164,7 +166,7 @@ pub const RULES: &[Rule] = &[
         to: S::Closed,
         roles: &[R::Client],
         requires: &[],
-        effects: &[],
+        effects: &[E::RecordSurvey],
     },
     Rule {
         action: A::DisputeCompletion,

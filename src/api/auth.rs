@@ -144,10 +144,12 @@ pub async fn create_token(
 ) -> Result<HttpResponse, ApiError> {
     let LoginRequest { email, password } = body.0;
     let email = email.trim().to_lowercase();
-    let forwarded_for: Vec<&str> = req
+    // Lossy: a client's stray byte must not make the whole line, the proxy's entry with it,
+    // disappear (the entry with it just fails to parse).
+    let forwarded_for: Vec<String> = req
         .headers()
         .get_all("x-forwarded-for")
-        .filter_map(|v| v.to_str().ok())
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .collect();
     let address = state
         .throttle

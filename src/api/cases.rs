@@ -99,6 +99,7 @@ pub struct Resolution {
                "identity": {"id_document_type": "national_id", "id_document_number": "CA12345BC", "account_number": "IT60X0542811101000000123456"}},
     "resolution": null,
     "disputed": false,
+    "last_survey": null,
     "version": 7,
     "created_at": "2026-11-20T10:00:00Z",
     "updated_at": "2026-11-22T16:30:00Z",
@@ -141,6 +142,9 @@ pub struct CaseView {
     pub resolution: Option<Resolution>,
     /// The client disputed the completion; cleared by `reopen`.
     pub disputed: bool,
+    /// The client's newest rating of the closed case (`confirm_completion` or
+    /// `POST /v1/cases/{id}/survey`); `null` until they rate it.
+    pub last_survey: Option<crate::api::surveys::SurveyView>,
     /// Increases with every change to the case, its required data, its operator, agents or open
     /// requests; the `ETag`. Outside it: the live counts `unread_messages` and
     /// `client_open_cases`, and the names of the service, agency and people, which belong to
@@ -290,6 +294,31 @@ where
     .await
 }
 
+/// Moves the case to its next version while it is still in the status it was read in, for a
+/// change the card shows (an open request, a survey): its `ETag` is that version. A transition
+/// that commits meanwhile (PostgreSQL) makes this write 409, so nothing is asked, answered,
+/// cancelled or rated in a status that no longer allows it (as `required_data::touch` does for
+/// the form).
+pub fn touch(conn: &mut DbConnection, viewer: &Viewer, case: &CaseRow) -> Result<(), ApiError> {
+    let statuses = [case.status()];
+    if !repo::cases::update(
+        conn,
+        &case.id,
+        case.version,
+        &statuses,
+        &CaseChanges::default(),
+    )? {
+        return Err(lost_race(
+            conn,
+            viewer,
+            &case.id,
+            &statuses,
+            &IfMatch::default(),
+        ));
+    }
+    Ok(())
+}
+
 /// The card of a case as `viewer` may see it, or 404.
 pub fn visible_card(
     conn: &mut DbConnection,
@@ -359,6 +388,11 @@ fn card(conn: &mut DbConnection, viewer: &Viewer, row: CardRow) -> Result<CaseVi
         Role::Agent | Role::Client => None,
     };
     let status = row.status();
+    // Only a closed case is rated: the others' cards need not look.
+    let last_survey = match status {
+        CaseStatus::Closed => repo::surveys::last(conn, &row.id)?.map(Into::into),
+        _ => None,
+    };
     let resolution = match (row.resolution_type.clone(), row.resolution.clone()) {
         (Some(resolution_type), Some(text)) => Some(Resolution {
             resolution_type,
@@ -393,6 +427,7 @@ fn card(conn: &mut DbConnection, viewer: &Viewer, row: CardRow) -> Result<CaseVi
         title: row.title,
         description: row.description,
         disputed: row.disputed,
+        last_survey,
         version: row.version,
         created_at: timestamp(row.created_at),
         updated_at: timestamp(row.updated_at),

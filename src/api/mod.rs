@@ -16,6 +16,7 @@ pub mod requests;
 pub mod required_data;
 pub mod services;
 pub mod storyline;
+pub mod surveys;
 pub mod transitions;
 pub mod users;
 
@@ -43,6 +44,7 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(cases::get_case)
         .service(cases::update_case)
         .service(transitions::transition_case)
+        .service(surveys::create_survey)
         .service(transitions::get_workflow)
         .service(assignment::assign_case)
         .service(assignment::list_agents)

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use validator::Validate;
 
 use crate::api::attachments::check_case_attachments;
-use crate::api::cases::{Viewer, create_on_case, find_visible, lost_race, wrong_state};
+use crate::api::cases::{Viewer, create_on_case, find_visible, touch, wrong_state};
 use crate::api::notifications::{Audience, Event, Notifier};
 use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
@@ -21,11 +21,11 @@ use crate::auth::Token;
 use crate::db::{self, DbConnection};
 use crate::domain::{Role, code_enum};
 use crate::errors::ApiError;
-use crate::http::extract::{IfMatch, Page, PageRequest, ValidJson, page_response};
-use crate::http::idempotency::{Created, IdempotencyKey};
+use crate::http::extract::{Page, PageRequest, ValidJson, page_response};
+use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
 use crate::repo;
 use crate::repo::audit::{Actor, Change};
-use crate::repo::cases::{CaseChanges, CaseRow};
+use crate::repo::cases::CaseRow;
 use crate::repo::requests::{RequestChanges, RequestRow, VideoCallRow};
 use crate::workflow;
 
@@ -161,26 +161,23 @@ fn check_open(viewer: &Viewer, case: &CaseRow, role: Role, what: &str) -> Result
     Ok(())
 }
 
-/// Moves the case to its next version while it is still in the status `case_for` saw: the card
-/// lists open requests and its ETag is that version. A transition that commits meanwhile
-/// (PostgreSQL) makes this write 409, so no request is asked, answered or cancelled in a status
-/// that no longer allows it (as `required_data::touch` does for the form).
-fn touch_case(conn: &mut DbConnection, viewer: &Viewer, case: &CaseRow) -> Result<(), ApiError> {
-    let statuses = [case.status()];
-    if !repo::cases::update(
-        conn,
-        &case.id,
-        case.version,
-        &statuses,
-        &CaseChanges::default(),
-    )? {
-        return Err(lost_race(
-            conn,
-            viewer,
-            &case.id,
-            &statuses,
-            &IfMatch::default(),
-        ));
+/// Answers or cancels `current` while it is still open (409 `request_not_open` otherwise), and
+/// moves the case's version. The case's row is locked first, then the request's: `complete`
+/// takes them in that order too (it cancels the open requests), so the two never deadlock on
+/// PostgreSQL.
+fn change_open(
+    conn: &mut DbConnection,
+    viewer: &Viewer,
+    case: &CaseRow,
+    current: &RequestRow,
+    changes: &RequestChanges,
+) -> Result<(), ApiError> {
+    touch(conn, viewer, case)?;
+    if !repo::requests::update_open(conn, &current.id, current.version, changes)? {
+        return Err(ApiError::Conflict {
+            code: "request_not_open",
+            detail: format!("The request is `{}`, not open.", current.status),
+        });
     }
     Ok(())
 }
@@ -279,13 +276,6 @@ pub async fn create_request(
     key: IdempotencyKey,
     body: ValidJson<CreateRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    if body.0.due_at.is_some_and(|d| d <= Utc::now()) {
-        return Err(ApiError::invalid_field(
-            "/due_at",
-            "in_the_past",
-            "the due date must be in the future",
-        ));
-    }
     let notifier = state.notifier.clone();
     create_on_case(
         &state.pool,
@@ -309,6 +299,15 @@ fn ask(
     input: CreateRequest,
 ) -> Result<Created<RequestView>, ApiError> {
     check_open(viewer, case, Role::Agency, "ask the client")?;
+    // Here, not with the body's other rules: a retry after the due date has passed replays
+    // the request it made.
+    if input.due_at.is_some_and(|d| d <= Utc::now()) {
+        return Err(ApiError::invalid_field(
+            "/due_at",
+            "in_the_past",
+            "the due date must be in the future",
+        ));
+    }
     let case_id = case.id.clone();
     let row = RequestRow {
         id: repo::new_id(),
@@ -326,7 +325,7 @@ fn ask(
         version: 1,
     };
     repo::requests::insert(conn, &row)?;
-    touch_case(conn, viewer, case)?;
+    touch(conn, viewer, case)?;
     let change = Change::entity("request", &row.id, Some(&case_id), "create");
     repo::audit::append(
         conn,
@@ -422,13 +421,7 @@ pub async fn answer_request(
             answered_by: Some(Some(actor.user_id.clone())),
             answered_at: Some(Some(db::now())),
         };
-        if !repo::requests::update_open(conn, &request_id, current.version, &changes)? {
-            return Err(ApiError::Conflict {
-                code: "request_not_open",
-                detail: format!("The request is `{}`, not open.", current.status),
-            });
-        }
-        touch_case(conn, &viewer, &case)?;
+        change_open(conn, &viewer, &case, &current, &changes)?;
         let change = Change::entity("request", &request_id, Some(&case_id), "answer").field(
             "status",
             Some(current.status),
@@ -485,13 +478,7 @@ pub async fn cancel_request(
             status: Some(RequestStatus::Cancelled.as_str().to_owned()),
             ..RequestChanges::default()
         };
-        if !repo::requests::update_open(conn, &request_id, current.version, &changes)? {
-            return Err(ApiError::Conflict {
-                code: "request_not_open",
-                detail: format!("The request is `{}`, not open.", current.status),
-            });
-        }
-        touch_case(conn, &viewer, &case)?;
+        change_open(conn, &viewer, &case, &current, &changes)?;
         let change = Change::entity("request", &request_id, Some(&case_id), "cancel").field(
             "status",
             Some(current.status),
@@ -623,32 +610,32 @@ pub async fn create_video_call(
     id: web::Path<Uuid>,
     key: IdempotencyKey,
 ) -> Result<HttpResponse, ApiError> {
+    let asking = Asking::new(token, &req);
+    let case_id = id.into_inner().to_string();
     let base = state.settings.video_base_url.clone();
     let notifier = state.notifier.clone();
-    create_on_case(
-        &state.pool,
-        &req,
-        key,
-        (),
-        Asking::new(token, &req),
-        id.into_inner().to_string(),
-        move |conn, viewer, actor, case, ()| {
-            open_call(conn, &notifier, viewer, actor, &case, &base)
-        },
-    )
+    // Every rule is checked before a replay too: a replay hands out the room's URL, which the
+    // case's leaving the active statuses disables.
+    idempotency::create(&state.pool, &req, key, (), move |conn| {
+        let Asked {
+            caller,
+            viewer,
+            actor,
+        } = asking.resolve(conn)?;
+        let case = find_visible(conn, &viewer, &case_id)?;
+        may_open_call(&viewer, &case)?;
+        Ok(Authorized {
+            user_id: caller.id,
+            create: move |conn: &mut DbConnection, ()| {
+                open_call(conn, &notifier, &viewer, &actor, &case, &base)
+            },
+        })
+    })
     .await
 }
 
-/// The room itself, once the caller may see the case and is not replayed an earlier answer.
-fn open_call(
-    conn: &mut DbConnection,
-    notifier: &Notifier,
-    viewer: &Viewer,
-    actor: &Actor,
-    case: &CaseRow,
-    base: &str,
-) -> Result<Created<VideoCallView>, ApiError> {
-    let case_id = case.id.clone();
+/// 403 for agents and platform staff, 409 while the case's status has calls disabled.
+fn may_open_call(viewer: &Viewer, case: &CaseRow) -> Result<(), ApiError> {
     if !matches!(viewer.role, Role::Client | Role::Agency) {
         return Err(ApiError::Forbidden(
             "Only the client and the agency open video calls.".into(),
@@ -662,6 +649,19 @@ fn open_call(
             format!("No video calls while the case is `{status}`."),
         ));
     }
+    Ok(())
+}
+
+/// The room itself, once the caller may open one and is not replayed an earlier answer.
+fn open_call(
+    conn: &mut DbConnection,
+    notifier: &Notifier,
+    viewer: &Viewer,
+    actor: &Actor,
+    case: &CaseRow,
+    base: &str,
+) -> Result<Created<VideoCallView>, ApiError> {
+    let case_id = case.id.clone();
     let room = format!(
         "dossier-{}",
         URL_SAFE_NO_PAD.encode(crate::auth::random_bytes::<24>())

@@ -43,6 +43,16 @@ pub struct TransitionRequest {
     #[validate(length(min = 1, max = 10000))]
     #[schema(min_length = 1, max_length = 10000)]
     pub resolution: Option<String>,
+    /// The client's rating, from 1 to 5, with `confirm_completion` only (optional): the case's
+    /// survey, shown on the card.
+    #[validate(range(min = 1, max = 5))]
+    #[schema(minimum = 1, maximum = 5)]
+    pub rating: Option<i32>,
+    /// A comment to go with `rating`.
+    #[serde(default, deserialize_with = "crate::api::trimmed_opt")]
+    #[validate(length(min = 1, max = 2000))]
+    #[schema(min_length = 1, max_length = 2000)]
+    pub comment: Option<String>,
 }
 
 impl TransitionRequest {
@@ -80,6 +90,25 @@ impl TransitionRequest {
                     format!("`{}` takes no `{input}`", rule.action),
                 ));
             }
+        }
+        for (name, sent) in [
+            ("rating", self.rating.is_some()),
+            ("comment", self.comment.is_some()),
+        ] {
+            if sent && !rule.has(Effect::RecordSurvey) {
+                errors.push(FieldError::new(
+                    format!("/{name}"),
+                    "not_allowed",
+                    format!("`{}` takes no `{name}`", rule.action),
+                ));
+            }
+        }
+        if self.comment.is_some() && self.rating.is_none() && rule.has(Effect::RecordSurvey) {
+            errors.push(FieldError::new(
+                "/rating",
+                "required",
+                "a `comment` goes with a `rating`",
+            ));
         }
         errors
     }
@@ -306,6 +335,11 @@ pub async fn transition_case(
                 title,
                 Some(reason.to_owned()),
             )?;
+        }
+        if rule.has(Effect::RecordSurvey)
+            && let Some(rating) = input.rating
+        {
+            crate::api::surveys::record(conn, &actor, &current, rating, input.comment.clone())?;
         }
         let mut audience = vec![Audience::Client, Audience::Agency];
         if rule.has(Effect::NotifyPlatform) {

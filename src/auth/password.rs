@@ -1,6 +1,6 @@
 //! Argon2id password hashing (the crate's defaults: 19 MiB, 2 passes, 1 lane).
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use tokio::sync::{Semaphore, oneshot};
 
@@ -35,8 +35,11 @@ pub fn burn_verification_time(password: &str) {
 }
 
 /// Hashes at once, at most one per core.
-static HASHING: LazyLock<Semaphore> =
-    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get())));
+static HASHING: LazyLock<Arc<Semaphore>> = LazyLock::new(|| {
+    Arc::new(Semaphore::new(
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+    ))
+});
 
 /// Runs Argon2 work (tens of milliseconds of CPU) on a thread of its own, never on the blocking
 /// pool that database reads wait for: a burst of logins would otherwise queue every read behind
@@ -44,12 +47,14 @@ static HASHING: LazyLock<Semaphore> =
 pub async fn off_the_pool<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Option<T> {
-    let _turn = HASHING.acquire().await.ok()?;
+    // The thread holds the turn: a request that goes away does not free it while the hash runs.
+    let turn = HASHING.clone().acquire_owned().await.ok()?;
     let (done, result) = oneshot::channel();
     std::thread::Builder::new()
         .name("argon2".into())
         .spawn(move || {
             let _ = done.send(work());
+            drop(turn);
         })
         .ok()?;
     result.await.ok()

@@ -60,15 +60,16 @@ impl LoginThrottle {
     /// the trusted proxies, the client's as they recorded it in `X-Forwarded-For`. Each proxy
     /// appends the address it heard from, so the client is the rightmost entry that is not one
     /// of ours; what a client writes into the header itself stays to the left of it.
-    pub fn client_address(&self, peer: Option<IpAddr>, forwarded_for: &[&str]) -> String {
+    pub fn client_address(&self, peer: Option<IpAddr>, forwarded_for: &[String]) -> String {
         let trusted = |ip: &IpAddr| self.limits.trusted_proxies.iter().any(|n| n.contains(ip));
-        let Some(mut client) = peer else {
+        // A dual-stack listener sees IPv4 peers as `::ffff:a.b.c.d`.
+        let Some(mut client) = peer.map(|ip| ip.to_canonical()) else {
             return String::new();
         };
         if trusted(&client) {
             let entries = forwarded_for.iter().rev().flat_map(|h| h.rsplit(','));
             for entry in entries {
-                match entry.trim().parse::<IpAddr>() {
+                match entry.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()) {
                     Ok(ip) => {
                         client = ip;
                         if !trusted(&ip) {

@@ -300,6 +300,17 @@ diesel::joinable!(users -> agencies (agency_id));
 diesel::joinable!(messages -> cases (case_id));
 diesel::joinable!(message_reads -> users (user_id));
 diesel::joinable!(storyline_events -> cases (case_id));
+diesel::table! {
+    surveys (id) {
+        id -> Text,
+        case_id -> Text,
+        client_id -> Text,
+        rating -> Integer,
+        comment -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(attachments -> cases (case_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(services -> agencies (agency_id));
@@ -329,4 +340,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     notifications,
     email_preferences,
     email_outbox,
+    surveys,
 );

@@ -31,6 +31,7 @@ pub mod refresh_tokens;
 pub mod requests;
 pub mod services;
 pub mod storyline;
+pub mod surveys;
 pub mod users;
 
 use diesel::QueryResult;

@@ -116,6 +116,16 @@ async fn the_address_counted_is_the_clients_behind_a_trusted_proxy_only() {
     app.send(login("c@example.com", PASSWORD, "203.0.113.5"))
         .await
         .assert_problem(429, "too_many_requests");
+    // A byte the client slipped into the line does not hide the entry the proxy appended.
+    let garbled = actix_web::http::header::HeaderValue::from_bytes(b"\xff, 203.0.113.5").unwrap();
+    app.send(
+        TestRequest::post()
+            .uri("/v1/auth/token")
+            .insert_header(("x-forwarded-for", garbled))
+            .set_json(json!({"email": "c@example.com", "password": PASSWORD})),
+    )
+    .await
+    .assert_problem(429, "too_many_requests");
     // Another client behind the same proxy is not held back by the first one's failures.
     app.send(login("c@example.com", PASSWORD, "203.0.113.6, 127.0.0.1"))
         .await

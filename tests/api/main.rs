@@ -22,6 +22,7 @@ mod requests;
 mod required_data;
 mod services;
 mod storyline;
+mod surveys;
 mod users;
 mod workflow;
 mod writes;

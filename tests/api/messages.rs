@@ -745,4 +745,39 @@ async fn retried_creations_on_a_case_are_replayed_not_repeated() {
         }
         assert_eq!(rows().0, after.0 + 2, "{path}");
     }
+    // Once the case is completed, the storyline is frozen and calls are off: the storyline's
+    // retry still gets its first answer, but a call's replay would hand out a dead room's URL.
+    act(&app, &w.a_operator.token, &case, "start")
+        .await
+        .assert_status(200);
+    act(&app, &w.a_operator.token, &case, "complete")
+        .await
+        .assert_status(200);
+    let retry = |path: &str, token: &str, body: Option<Value>| {
+        let key = format!("{path}-1");
+        let path = format!("/v1/cases/{case}/{path}");
+        let token = token.to_owned();
+        let app = &app;
+        async move {
+            app.call(
+                "POST",
+                &path,
+                &token,
+                body,
+                &[("idempotency-key", key.as_str())],
+            )
+            .await
+        }
+    };
+    let replayed = retry(
+        "storyline",
+        &w.a_operator.token,
+        Some(json!({"title": "Sent once?"})),
+    )
+    .await;
+    replayed.assert_status(201);
+    assert_eq!(replayed.header("idempotent-replayed"), Some("true"));
+    retry("video-calls", &w.client.token, None)
+        .await
+        .assert_problem(409, "wrong_state");
 }

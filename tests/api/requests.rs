@@ -381,3 +381,73 @@ async fn requests_refuse_the_wrong_side_and_a_closed_case() {
         2
     );
 }
+
+/// A retried request to the client replays its first answer even once its due date has passed
+/// (the date is a rule of the first request only); a new one with that date is refused.
+#[actix_web::test]
+async fn a_retry_after_the_due_date_replays_the_request_it_made() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    start_case(&app, &w, &case).await;
+    let p = format!("/v1/cases/{case}/requests");
+    let due = (chrono::Utc::now() + chrono::Duration::milliseconds(1500)).to_rfc3339();
+    let ask = json!({"kind": "question", "prompt": "Still there?", "due_at": due});
+    let key = [("idempotency-key", "ask-1")];
+    let first = app
+        .call("POST", &p, &w.a_operator.token, Some(ask.clone()), &key)
+        .await;
+    first.assert_status(201);
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    let again = app
+        .call("POST", &p, &w.a_operator.token, Some(ask.clone()), &key)
+        .await;
+    again.assert_status(201);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.body, first.body);
+    app.post(&p, &w.a_operator.token, ask)
+        .await
+        .assert_problem(422, "in_the_past");
+}
+
+/// The client answers while the agency completes the case. Both lock the case's row before the
+/// request's (completing cancels the open requests), so on PostgreSQL they never deadlock:
+/// each answers 200 or 409, never 500, and the request ends answered or cancelled, not both.
+#[actix_web::test]
+async fn an_answer_racing_the_completion_never_fails() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    for _ in 0..8 {
+        let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+        start_case(&app, &w, &case).await;
+        let p = format!("/v1/cases/{case}/requests");
+        let asked = app
+            .post(
+                &p,
+                &w.a_operator.token,
+                json!({"kind": "question", "prompt": "Car?"}),
+            )
+            .await;
+        let request = id(asked.assert_status(201));
+        let answer_path = format!("{p}/{request}/answer");
+        let (answer, complete) = futures_util::join!(
+            app.post(&answer_path, &w.client.token, json!({"text": "A red Fiat"})),
+            act(&app, &w.a_operator.token, &case, "complete"),
+        );
+        let statuses = (answer.status.as_u16(), complete.status.as_u16());
+        assert!(
+            matches!(statuses, (200 | 409, 200 | 409)) && statuses != (409, 409),
+            "{statuses:?}: {} {}",
+            answer.body,
+            complete.body
+        );
+        let res = app.get(&p, &w.a_operator.token).await;
+        let status = res.assert_status(200)["items"][0]["status"].clone();
+        let expected = if complete.status.as_u16() == 200 && answer.status.as_u16() == 409 {
+            "cancelled"
+        } else {
+            "answered"
+        };
+        assert_eq!(status, expected, "{statuses:?}");
+    }
+}

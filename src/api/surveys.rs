@@ -1,0 +1,166 @@
+//! Surveys: the client rates a closed case (1 to 5, with an optional comment), with
+//! `confirm_completion` or afterwards; the card shows the newest rating.
+
+use actix_web::{HttpRequest, HttpResponse, post, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+use validator::Validate;
+
+use crate::api::cases::{Viewer, create_on_case, touch, wrong_state};
+use crate::api::{Asking, timestamp};
+use crate::app::AppState;
+use crate::auth::Token;
+use crate::db::{self, DbConnection};
+use crate::domain::{CaseStatus, Role};
+use crate::errors::ApiError;
+use crate::http::extract::ValidJson;
+use crate::http::idempotency::{Created, IdempotencyKey};
+use crate::repo;
+use crate::repo::audit::{Actor, Change};
+use crate::repo::cases::CaseRow;
+use crate::repo::surveys::SurveyRow;
+
+#[derive(Debug, Deserialize, Serialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"rating": 5, "comment": "Quick and thorough."}))]
+pub struct PostSurvey {
+    #[validate(range(min = 1, max = 5))]
+    #[schema(minimum = 1, maximum = 5)]
+    pub rating: i32,
+    #[serde(default, deserialize_with = "crate::api::trimmed_opt")]
+    #[validate(length(min = 1, max = 2000))]
+    #[schema(min_length = 1, max_length = 2000)]
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a6fb-cccc-7c2d-8e3f-405162738495",
+    "rating": 5,
+    "comment": "Quick and thorough.",
+    "created_at": "2026-11-28T09:00:00Z"
+}))]
+pub struct SurveyView {
+    #[schema(format = "uuid")]
+    pub id: String,
+    /// From 1 (poor) to 5 (excellent).
+    pub rating: i32,
+    pub comment: Option<String>,
+    #[serde(serialize_with = "crate::api::rfc3339")]
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<SurveyRow> for SurveyView {
+    fn from(r: SurveyRow) -> Self {
+        SurveyView {
+            id: r.id,
+            rating: r.rating,
+            comment: r.comment,
+            created_at: timestamp(r.created_at),
+        }
+    }
+}
+
+/// Stores the client's rating of `case`, with an audit row. The caller moves the case's
+/// version: the card shows the newest survey.
+pub fn record(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    case: &CaseRow,
+    rating: i32,
+    comment: Option<String>,
+) -> Result<SurveyView, ApiError> {
+    let row = SurveyRow {
+        id: repo::new_id(),
+        case_id: case.id.clone(),
+        client_id: actor.user_id.clone(),
+        rating,
+        comment,
+        created_at: db::now(),
+    };
+    repo::surveys::insert(conn, &row)?;
+    let change = Change::entity("survey", &row.id, Some(&case.id), "create");
+    repo::audit::append(
+        conn,
+        actor,
+        change.fields(vec![
+            ("rating", None, Some(rating.to_string())),
+            ("comment", None, row.comment.clone()),
+        ]),
+    )?;
+    Ok(SurveyView::from(row))
+}
+
+/// Rate a closed case
+///
+/// The client rates their case once it is `closed` (409 otherwise), from 1 to 5, with an
+/// optional comment; `confirm_completion` takes the same two inputs. A later rating replaces
+/// the one the card shows (each is kept, with an audit row), and moves the case's version.
+/// Accepts `Idempotency-Key`, as buying a service does. Roles: client (own case).
+#[utoipa::path(
+    tag = "cases",
+    operation_id = "create_survey",
+    params(("id" = Uuid, Path, description = "Case id"), IdempotencyKey),
+    request_body = PostSurvey,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Rated", body = SurveyView,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this is a replay of an earlier response"))),
+        (status = 403, description = "Only the client rates their case"),
+        (status = 404, description = "No such case, or not one the caller can see"),
+        (status = 409, description = "The case is not closed (`wrong_state`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
+        (status = 422, description = "A member breaks a rule, or the `Idempotency-Key` was used with another body (`idempotency_key_reused`)"),
+    )
+)]
+#[post("/v1/cases/{id}/survey")]
+pub async fn create_survey(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: Token,
+    id: web::Path<Uuid>,
+    key: IdempotencyKey,
+    body: ValidJson<PostSurvey>,
+) -> Result<HttpResponse, ApiError> {
+    create_on_case(
+        &state.pool,
+        &req,
+        key,
+        body.0,
+        Asking::new(token, &req),
+        id.into_inner().to_string(),
+        |conn, viewer, actor, case, input| rate(conn, viewer, actor, &case, input),
+    )
+    .await
+}
+
+/// The rating itself, once the caller may see the case and is not replayed an earlier answer.
+fn rate(
+    conn: &mut DbConnection,
+    viewer: &Viewer,
+    actor: &Actor,
+    case: &CaseRow,
+    input: PostSurvey,
+) -> Result<Created<SurveyView>, ApiError> {
+    if viewer.role != Role::Client {
+        return Err(ApiError::Forbidden(
+            "Only the client rates their case.".into(),
+        ));
+    }
+    let status = case.status();
+    if status != CaseStatus::Closed {
+        return Err(wrong_state(
+            viewer,
+            status,
+            format!("A case is rated once it is closed; this one is `{status}`."),
+        ));
+    }
+    touch(conn, viewer, case)?;
+    let survey = record(conn, actor, case, input.rating, input.comment)?;
+    Ok(Created {
+        location: None,
+        version: None,
+        body: survey,
+    })
+}
