@@ -458,6 +458,7 @@ fn trusted_proxies<F: Fn(&str) -> Option<String>>(
             entry
                 .parse::<ipnet::IpNet>()
                 .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map(ipv4_mapped_as_ipv4)
                 .map_err(|_| {
                     invalid(
                         "DOSSIER_TRUSTED_PROXIES",
@@ -466,6 +467,19 @@ fn trusted_proxies<F: Fn(&str) -> Option<String>>(
                 })
         })
         .collect()
+}
+
+/// `::ffff:10.0.0.0/104` as `10.0.0.0/8`: the throttle sees IPv4-mapped peers as plain IPv4.
+fn ipv4_mapped_as_ipv4(net: ipnet::IpNet) -> ipnet::IpNet {
+    match net {
+        ipnet::IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .map(ipnet::IpNet::V4)
+                .unwrap_or(net),
+            None => net,
+        },
+        other => other,
+    }
 }
 
 fn cors_origins<F: Fn(&str) -> Option<String>>(

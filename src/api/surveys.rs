@@ -26,9 +26,10 @@ use crate::repo::surveys::SurveyRow;
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"rating": 5, "comment": "Quick and thorough."}))]
 pub struct PostSurvey {
+    #[serde(deserialize_with = "crate::api::whole_number")]
     #[validate(range(min = 1, max = 5))]
     #[schema(minimum = 1, maximum = 5)]
-    pub rating: i32,
+    pub rating: i64,
     #[serde(default, deserialize_with = "crate::api::trimmed_opt")]
     #[validate(length(min = 1, max = 2000))]
     #[schema(min_length = 1, max_length = 2000)]
@@ -69,9 +70,11 @@ pub fn record(
     conn: &mut DbConnection,
     actor: &Actor,
     case: &CaseRow,
-    rating: i32,
+    rating: i64,
     comment: Option<String>,
 ) -> Result<SurveyView, ApiError> {
+    // Validated from 1 to 5 where it was read.
+    let rating = i32::try_from(rating).map_err(ApiError::internal)?;
     let row = SurveyRow {
         id: repo::new_id(),
         case_id: case.id.clone(),
@@ -110,7 +113,7 @@ pub fn record(
             headers(("Idempotent-Replayed" = String, description = "`true` when this is a replay of an earlier response"))),
         (status = 403, description = "Only the client rates their case"),
         (status = 404, description = "No such case, or not one the caller can see"),
-        (status = 409, description = "The case is not closed (`wrong_state`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
+        (status = 409, description = "The case is not closed (`wrong_state`), another change to the case committed first (`concurrent_update`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
         (status = 422, description = "A member breaks a rule, or the `Idempotency-Key` was used with another body (`idempotency_key_reused`)"),
     )
 )]

@@ -45,9 +45,10 @@ pub struct TransitionRequest {
     pub resolution: Option<String>,
     /// The client's rating, from 1 to 5, with `confirm_completion` only (optional): the case's
     /// survey, shown on the card.
+    #[serde(default, deserialize_with = "crate::api::whole_number_opt")]
     #[validate(range(min = 1, max = 5))]
     #[schema(minimum = 1, maximum = 5)]
-    pub rating: Option<i32>,
+    pub rating: Option<i64>,
     /// A comment to go with `rating`.
     #[serde(default, deserialize_with = "crate::api::trimmed_opt")]
     #[validate(length(min = 1, max = 2000))]

@@ -131,6 +131,23 @@ async fn the_address_counted_is_the_clients_behind_a_trusted_proxy_only() {
         .await
         .assert_status(200);
 
+    // A proxy configured by its IPv4-mapped address (a dual-stack listener's view) is trusted
+    // as its IPv4 one.
+    let app = crate::helpers::spawn_with(&[("DOSSIER_TRUSTED_PROXIES", "::ffff:127.0.0.1")]).await;
+    app.create_user("c@example.com", "client", None, false);
+    for i in 0..6 {
+        app.send(login(
+            &format!("nobody{i}@example.com"),
+            "wrong password",
+            "203.0.113.9",
+        ))
+        .await
+        .assert_problem(401, "invalid_credentials");
+    }
+    app.send(login("c@example.com", PASSWORD, "203.0.113.10"))
+        .await
+        .assert_status(200);
+
     // Without trusted proxies the header changes nothing: every attempt is the peer's.
     let app = spawn().await;
     app.create_user("c@example.com", "client", None, false);

@@ -67,9 +67,10 @@ async fn the_client_rates_a_closed_case_and_the_card_shows_the_newest_rating() {
     let version = res.assert_status(200)["version"].as_i64().unwrap();
     assert_eq!(res.body["last_survey"]["rating"], 4);
 
-    // A later rating replaces it on the card and moves the case's version.
+    // A later rating replaces it on the card and moves the case's version (`5.0` is 5, as
+    // every integer member takes it).
     let res = app
-        .post(&survey, &w.client.token, json!({"rating": 5}))
+        .post(&survey, &w.client.token, json!({"rating": 5.0}))
         .await;
     let rated = res.assert_status(201).clone();
     assert_eq!(rated["rating"], 5);
