@@ -253,6 +253,15 @@ async fn audit_answer(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("text/csv")),
     };
+    if query
+        .action
+        .as_deref()
+        .is_some_and(|a| a.is_empty() || a.chars().count() > 100)
+    {
+        return Err(crate::http::fallback::invalid_query(
+            "`action` must be 1 to 100 characters".into(),
+        ));
+    }
     let asking = Asking::new(token, &req);
     let mut filter = AuditFilter {
         agency_id: None,

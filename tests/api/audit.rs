@@ -136,7 +136,15 @@ async fn admins_read_their_scope_of_the_log_filtered_and_paged() {
             .await
             .assert_problem(403, "forbidden");
     }
-    for bad in ["case_id=nope", "actor_id=1", "format=xml", "colour=red"] {
+    let long = "x".repeat(101);
+    for bad in [
+        "case_id=nope",
+        "actor_id=1",
+        "format=xml",
+        "colour=red",
+        "action=",
+        &format!("action={long}"),
+    ] {
         app.get(&format!("/v1/audit?{bad}"), &w.platform.token)
             .await
             .assert_problem(400, "invalid_query");
