@@ -140,6 +140,10 @@ pub async fn assign_case(
         if current.assignee_id.as_deref() != Some(assignee.as_str()) {
             let changes = CaseChanges {
                 assignee_id: Some(Some(assignee.clone())),
+                delegated_by: Some(match input.action {
+                    AssignmentAction::Take => None,
+                    AssignmentAction::Delegate => Some(actor.user_id.clone()),
+                }),
                 ..CaseChanges::default()
             };
             if !repo::cases::update(conn, &id, current.version, &open, &changes)? {

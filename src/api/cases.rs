@@ -578,6 +578,17 @@ pub enum AssigneeKeyword {
     None,
 }
 
+impl AssigneeParam {
+    /// The user it names (`me` is the caller), or nobody.
+    fn filter(self, caller_id: &str) -> AssigneeFilter {
+        match self {
+            AssigneeParam::Keyword(AssigneeKeyword::Me) => AssigneeFilter::User(caller_id.into()),
+            AssigneeParam::Keyword(AssigneeKeyword::None) => AssigneeFilter::Nobody,
+            AssigneeParam::User(id) => AssigneeFilter::User(id.to_string()),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -589,6 +600,11 @@ pub struct ListCasesQuery {
     /// `me` (the caller), `none` (nobody: the "to assign" view) or a user id.
     #[param(value_type = Option<String>, example = "me")]
     pub assignee: Option<AssigneeParam>,
+    /// Who delegated the case to its operator: `me` (the "delegated" view: the cases the caller
+    /// handed to another operator, until someone takes them), `none` (cases nobody delegated)
+    /// or a user id.
+    #[param(value_type = Option<String>, example = "me")]
+    pub delegated_by: Option<AssigneeParam>,
     /// Only this client's cases.
     pub client_id: Option<Uuid>,
     /// Only this agency's cases (useful to platform staff; others see one agency anyway).
@@ -661,11 +677,8 @@ pub async fn list_cases(
         let filter = CaseFilter {
             statuses: query.status.iter().map(|s| s.as_str()).collect(),
             priorities: query.priority.iter().map(|p| p.as_str()).collect(),
-            assignee: query.assignee.map(|a| match a {
-                AssigneeParam::Keyword(AssigneeKeyword::Me) => AssigneeFilter::User(caller.id),
-                AssigneeParam::Keyword(AssigneeKeyword::None) => AssigneeFilter::Nobody,
-                AssigneeParam::User(id) => AssigneeFilter::User(id.to_string()),
-            }),
+            assignee: query.assignee.map(|a| a.filter(&caller.id)),
+            delegated_by: query.delegated_by.map(|a| a.filter(&caller.id)),
             client_id: query.client_id.map(|id| id.to_string()),
             agency_id: query.agency_id.map(|id| id.to_string()),
             service_id: query.service_id.map(|id| id.to_string()),

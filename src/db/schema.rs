@@ -91,6 +91,7 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         closed_at -> Nullable<Timestamp>,
+        delegated_by -> Nullable<Text>,
     }
 }
 

@@ -69,6 +69,8 @@ pub struct CaseChanges {
     pub resolution_type: Option<Option<String>>,
     pub resolution: Option<Option<String>>,
     pub closed_at: Option<Option<NaiveDateTime>>,
+    /// Who delegated the case to its operator (`None` inside: it was taken).
+    pub delegated_by: Option<Option<String>>,
 }
 
 /// Which cases a caller may see (DESIGN.md "Roles and tenancy").
@@ -322,6 +324,8 @@ pub struct CaseFilter {
     pub statuses: Vec<&'static str>,
     pub priorities: Vec<&'static str>,
     pub assignee: Option<AssigneeFilter>,
+    /// Who delegated the case (the "delegated" view), or cases nobody delegated.
+    pub delegated_by: Option<AssigneeFilter>,
     pub client_id: Option<String>,
     pub agency_id: Option<String>,
     pub service_id: Option<String>,
@@ -363,6 +367,13 @@ pub fn list(
         Some(AssigneeFilter::Nobody) => query = query.filter(cases::assignee_id.is_null()),
         Some(AssigneeFilter::User(id)) => {
             query = query.filter(cases::assignee_id.eq(id.clone()));
+        }
+        None => {}
+    }
+    match &filter.delegated_by {
+        Some(AssigneeFilter::Nobody) => query = query.filter(cases::delegated_by.is_null()),
+        Some(AssigneeFilter::User(id)) => {
+            query = query.filter(cases::delegated_by.eq(id.clone()));
         }
         None => {}
     }

@@ -545,6 +545,44 @@ async fn list_filters_combine_and_each_narrows() {
         res.assert_status(200)["items"][0]["status_label"],
         "Oczekuje na płatność"
     );
+    // The "delegated" view: what the caller handed to another operator, until it is taken.
+    let assign = |case: &str, token: &str, body: Value| {
+        let path = format!("/v1/cases/{case}/assignment");
+        let token = token.to_owned();
+        let app = &app;
+        async move {
+            app.post(&path, &token, body)
+                .await
+                .assert_status(200)
+                .clone()
+        }
+    };
+    assign(
+        &a3,
+        op,
+        json!({"action": "delegate", "user_id": w.a_admin.id}),
+    )
+    .await;
+    let admin = &w.a_admin.token;
+    assert_eq!(q("delegated_by=me", op).await, [a3.as_str()]);
+    assert!(q("delegated_by=me", admin).await.is_empty());
+    assert_eq!(q("assignee=me", admin).await, [a3.as_str()]);
+    assert_eq!(
+        q(
+            &format!("delegated_by={}", w.a_operator.id),
+            &w.platform.token
+        )
+        .await,
+        [a3.as_str()]
+    );
+    assert_eq!(q("delegated_by=none", op).await, [a2.as_str(), a1.as_str()]);
+    // Taken back: no longer delegated.
+    assign(&a3, op, json!({"action": "take"})).await;
+    assert!(q("delegated_by=me", op).await.is_empty());
+    assert_eq!(q("assignee=me", op).await, [a3.as_str(), a1.as_str()]);
+    app.get("/v1/cases?delegated_by=somebody", op)
+        .await
+        .assert_problem(400, "invalid_query");
 }
 
 #[actix_web::test]

@@ -514,3 +514,44 @@ async fn audit_rows_of_before_get_their_agency() {
         0
     );
 }
+
+/// Upgrading finds who delegated each case in the audit trail: its last assignment, when that
+/// was a delegation.
+#[actix_web::test]
+async fn cases_delegated_before_get_their_delegator() {
+    use serde_json::json;
+
+    use crate::world::{World, buy, id, take};
+
+    let app = crate::helpers::spawn().await;
+    let w = World::new(&app).await;
+    let delegated = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let taken_back = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    for case in [&delegated, &taken_back] {
+        app.post(
+            &format!("/v1/cases/{case}/assignment"),
+            &w.a_operator.token,
+            json!({"action": "delegate", "user_id": w.a_admin.id}),
+        )
+        .await
+        .assert_status(200);
+    }
+    take(&app, &w.a_operator.token, &taken_back).await;
+    let mut conn = app.state.pool.get().unwrap();
+    revert_through(&mut conn, "20261205000017");
+    run_migrations(&mut conn).unwrap();
+    drop(conn);
+    let delegator = |case: &str| {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM cases WHERE id = '{case}' AND delegated_by = '{}'",
+            w.a_operator.id
+        ))
+    };
+    assert_eq!((delegator(&delegated), delegator(&taken_back)), (1, 0));
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM cases WHERE id = '{taken_back}' AND delegated_by IS NULL"
+        )),
+        1
+    );
+}

@@ -170,6 +170,7 @@ async fn no_listed_query_scans_a_whole_large_table() {
         (&operator, "/v1/cases".into()),
         (&operator, "/v1/cases?status=in_progress".into()),
         (&operator, "/v1/cases?assignee=me".into()),
+        (&operator, "/v1/cases?delegated_by=me".into()),
         (&client, "/v1/cases".into()),
         (&operator, format!("/v1/cases/{case}")),
         (&client, format!("/v1/cases/{case}")),
