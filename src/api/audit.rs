@@ -273,7 +273,7 @@ async fn audit_answer(
         from: query.from.map(|t| t.naive_utc()),
         to: query.to.map(|t| t.naive_utc()),
     };
-    let fetch = if csv { CSV_BATCH } else { page.fetch() };
+    let fetch = page.fetch();
     let (filter, rows) = db::read(&state.pool, move |conn| {
         let Asked { caller, viewer, .. } = asking.resolve(conn)?;
         let is_admin = caller.admin && matches!(caller.role, Role::Platform | Role::Agency);
@@ -285,7 +285,12 @@ async fn audit_answer(
         if caller.role == Role::Agency {
             filter.agency_id = caller.agency_id.clone();
         }
-        let rows = repo::audit::list(conn, &filter, before, fetch)?;
+        // The export reads its rows itself, a batch at a time.
+        let rows = if csv {
+            Vec::new()
+        } else {
+            repo::audit::list(conn, &filter, before, fetch)?
+        };
         Ok((filter, rows))
     })
     .await?;
@@ -296,64 +301,61 @@ async fn audit_answer(
                 header::CONTENT_DISPOSITION,
                 "attachment; filename=\"audit.csv\"",
             ))
-            .streaming(csv_export(state, filter, rows)));
+            .streaming(csv_export(state, filter, before)));
     }
     let keyed: Vec<(String, AuditRow)> = rows.into_iter().map(|r| (r.seq.to_string(), r)).collect();
     let page = page.page(keyed, |(k, _)| k, |(_, r)| AuditEntry::from(r));
     Ok(page_response(&req, page))
 }
 
-/// Where a CSV export stands: the rows read but not yet sent, and the `seq` to read below.
+/// Where a CSV export stands: the `seq` to read below, and whether the log is exhausted.
 struct Export {
-    read: Option<Vec<AuditRow>>,
     below: Option<i64>,
     done: bool,
 }
 
-/// The header, then `first` and every older row the filter keeps, a batch at a time. Rows
-/// appended meanwhile are newer than the first: the export is the log as it stood.
+/// The header, then every row the filter keeps below `below`, a batch at a time, each read
+/// and written as CSV on a database thread (not on the event loop). Rows appended meanwhile
+/// are newer than the first batch: the export is the log as it stood.
 fn csv_export(
     state: web::Data<AppState>,
     filter: AuditFilter,
-    first: Vec<AuditRow>,
+    below: Option<i64>,
 ) -> impl futures_util::Stream<Item = Result<web::Bytes, ApiError>> {
     use futures_util::StreamExt;
 
     let filter = Arc::new(filter);
     let header = futures_util::stream::once(async { csv_chunk(&[], true) });
-    let start = Export {
-        read: Some(first),
-        below: None,
-        done: false,
-    };
+    let start = Export { below, done: false };
     let rows = futures_util::stream::unfold(start, move |mut export| {
         let state = state.clone();
         let filter = filter.clone();
         async move {
-            let rows = match export.read.take() {
-                Some(rows) => rows,
-                None if export.done => return None,
-                None => {
-                    let below = export.below;
-                    let read = db::read(&state.pool, move |conn| {
-                        Ok(repo::audit::list(conn, &filter, below, CSV_BATCH)?)
-                    })
-                    .await;
-                    match read {
-                        Ok(rows) => rows,
-                        Err(e) => {
-                            export.done = true;
-                            return Some((Err(e), export));
-                        }
-                    }
-                }
-            };
-            if rows.is_empty() {
+            if export.done {
                 return None;
             }
-            export.done = (rows.len() as i64) < CSV_BATCH;
-            export.below = rows.last().map(|r| r.seq);
-            Some((csv_chunk(&rows, false), export))
+            let below = export.below;
+            let read = db::read(&state.pool, move |conn| {
+                let rows = repo::audit::list(conn, &filter, below, CSV_BATCH)?;
+                Ok((
+                    csv_chunk(&rows, false)?,
+                    rows.len(),
+                    rows.last().map(|r| r.seq),
+                ))
+            })
+            .await;
+            match read {
+                Err(e) => {
+                    export.done = true;
+                    Some((Err(e), export))
+                }
+                Ok((_, 0, _)) => None,
+                Ok((chunk, n, last)) => {
+                    export.done = (n as i64) < CSV_BATCH;
+                    export.below = last;
+                    Some((Ok(chunk), export))
+                }
+            }
         }
     });
     header.chain(rows)

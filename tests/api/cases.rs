@@ -575,6 +575,9 @@ async fn list_filters_combine_and_each_narrows() {
         .await,
         [a3.as_str()]
     );
+    // From another agency the same filter finds nothing: the scope comes first.
+    let theirs = format!("delegated_by={}", w.a_operator.id);
+    assert!(q(&theirs, &w.b_operator.token).await.is_empty());
     assert_eq!(q("delegated_by=none", op).await, [a2.as_str(), a1.as_str()]);
     // Taken back: no longer delegated.
     assign(&a3, op, json!({"action": "take"})).await;
