@@ -142,6 +142,9 @@ pub struct Settings {
     pub app_link_template: String,
     /// How often an idle notification stream sends a heartbeat comment.
     pub sse_heartbeat: Duration,
+    /// How long a completed case waits for its client to confirm or dispute before the
+    /// `auto_close` rule closes it.
+    pub auto_close_after: Duration,
     pub email: Option<EmailSettings>,
 }
 
@@ -290,6 +293,7 @@ impl Settings {
             storage: storage(src)?,
             video_base_url: video_base_url(src)?,
             sse_heartbeat: src.seconds("DOSSIER_SSE_HEARTBEAT_SECONDS", 15)?,
+            auto_close_after: src.seconds("DOSSIER_AUTO_CLOSE_AFTER", 3 * 24 * 3600)?,
             email: email(src)?,
             app_link_template: match src.get("DOSSIER_APP_LINK_TEMPLATE") {
                 None => "dossier://cases/{case_id}".into(),

@@ -216,6 +216,12 @@ pub fn notification_title(
             "{n} se le ha asignado",
             "Sprawa {n} została Ci przydzielona",
         ],
+        E::SurveyRequested => [
+            "{n} is closed: how did it go? Rate it from 1 to 5",
+            "La pratica {n} è chiusa: com'è andata? Dai un voto da 1 a 5",
+            "El caso {n} está cerrado: ¿cómo ha ido? Valórelo de 1 a 5",
+            "Sprawa {n} została zamknięta: jak oceniasz jej przebieg? Wystaw ocenę od 1 do 5",
+        ],
     };
     pick(locale, template).replace("{n}", number)
 }

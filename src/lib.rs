@@ -4,9 +4,9 @@
 //! query; `auth` knows who is calling; `api` holds the handlers, one module per resource;
 //! `http` holds what all handlers share (errors rendering, extractors, middleware, metrics);
 //! `storage` keeps attachment blobs in object storage; `live` wakes notification streams;
-//! `mailer` drains the e-mail outbox through SMTP; `workflow` is the case lifecycle as data;
-//! `i18n` its labels; `openapi` assembles the contract; `app` wires it together; `cli` is the
-//! command line.
+//! `mailer` drains the e-mail outbox through SMTP; `rules` fires the server's own business
+//! rules; `workflow` is the case lifecycle as data; `i18n` its labels; `openapi` assembles the
+//! contract; `app` wires it together; `cli` is the command line.
 
 pub mod api;
 pub mod app;
@@ -22,5 +22,6 @@ pub mod live;
 pub mod mailer;
 pub mod openapi;
 pub mod repo;
+pub mod rules;
 pub mod storage;
 pub mod workflow;

@@ -1,6 +1,8 @@
 //! Wakes the parts of the server that wait for data to change.
 //!
 //! - Every committed write transaction bumps a counter, which the e-mail worker waits on.
+//! - A completed case starting to wait for its client bumps another, which the auto-close rule
+//!   waits on (`rules`).
 //! - A notification stream waits for its own user only: the writes that notify someone name
 //!   their recipients ([`will_notify`], collected per write on its database thread by
 //!   `db::write` and the SQLite writer) and, once committed, wake those users' streams from that
@@ -14,12 +16,14 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
 // Process-wide: `db::write` has no application state to reach them through, and there is
 // exactly one database per process.
 static COMMITS: LazyLock<watch::Sender<u64>> = LazyLock::new(|| watch::channel(0).0);
+static AWAITING: LazyLock<watch::Sender<u64>> = LazyLock::new(|| watch::channel(0).0);
 static STREAMS: LazyLock<Mutex<HashMap<String, Vec<Arc<Notify>>>>> =
     LazyLock::new(Default::default);
 
@@ -36,6 +40,27 @@ pub fn committed() {
 /// A receiver that wakes at the next commit.
 pub fn subscribe() -> watch::Receiver<u64> {
     COMMITS.subscribe()
+}
+
+/// How long a worker sleeps to wake at `at` (at once when it has passed), at most `longest`:
+/// work another node adds meanwhile is found by the next look.
+pub fn time_until(at: Option<chrono::NaiveDateTime>, longest: Duration) -> Duration {
+    at.map_or(longest, |at| {
+        (at - crate::db::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(longest)
+    })
+}
+
+/// Called once a case that now waits for its client's confirmation is committed.
+pub fn awaits_confirmation() {
+    AWAITING.send_modify(|n| *n = n.wrapping_add(1));
+}
+
+/// A receiver that wakes when another case starts waiting for its client's confirmation.
+pub fn subscribe_awaiting() -> watch::Receiver<u64> {
+    AWAITING.subscribe()
 }
 
 /// One stream's registration for its user's notifications; dropping it ends it.

@@ -54,11 +54,7 @@ async fn run(state: web::Data<AppState>, settings: EmailSettings, transport: Tra
         commits.borrow_and_update();
         let next = db::read(&state.pool, |conn| Ok(repo::email::next_due(conn)?)).await;
         let wait = match next {
-            Ok(Some(at)) => (at - db::now())
-                .to_std()
-                .unwrap_or(Duration::ZERO)
-                .min(IDLE),
-            Ok(None) => IDLE,
+            Ok(at) => crate::live::time_until(at, IDLE),
             Err(e) => {
                 log::error!("e-mail worker cannot read the outbox: {e}");
                 IDLE

@@ -96,6 +96,7 @@ async fn serve(settings: Settings) -> Result<(), (u8, String)> {
     log::info!("listening on http://{bind} (API docs at /docs)");
     let state = web::Data::new(state);
     dossier::mailer::spawn(state.clone());
+    dossier::rules::spawn(state.clone());
     db::spawn_checkpoints(&state.pool);
     app::serve(state, listener, None)
         .map_err(|e| (1, e.to_string()))?

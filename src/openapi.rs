@@ -28,6 +28,7 @@ use crate::errors::{FieldError, PROBLEM_JSON, Problem};
         (name = "services", description = "The catalog of services agencies sell"),
         (name = "cases", description = "Cases: buying, the card, the list, the lifecycle, assignment"),
         (name = "audit", description = "The hash-chained change log"),
+        (name = "rules", description = "The business-rule log: what the server's own rules did"),
         (name = "required-data", description = "The form the client fills for the agency"),
         (name = "storyline", description = "What happened, in order and on a map"),
         (name = "messages", description = "The conversation: messages, logged interactions, internal notes"),

@@ -46,6 +46,14 @@ code_enum! {
         CancelOpenRequests = "cancel_open_requests",
         /// An optional `rating` (1 to 5) and `comment` are kept as the case's survey.
         RecordSurvey = "record_survey",
+        /// The case waits for its client's answer: without a confirmation, a dispute or a
+        /// reopening within `auto_close_after` (default 3 days), the system closes it
+        /// (`auto_close`).
+        AwaitConfirmation = "await_confirmation",
+        /// Unless a rating came with the action, the client is asked to rate the case
+        /// (`POST /v1/cases/{id}/survey`): a notification when the system closed it, a
+        /// `next_steps` link in the answer when the client did.
+        AskForRating = "ask_for_rating",
     }
 }
 
@@ -158,7 +166,11 @@ pub const RULES: &[Rule] = &[
         to: S::Completed,
         roles: &[R::Agency],
         requires: &[I::ResolutionType, I::Resolution],
-        effects: &[E::RecordResolution, E::CancelOpenRequests],
+        effects: &[
+            E::RecordResolution,
+            E::CancelOpenRequests,
+            E::AwaitConfirmation,
+        ],
     },
     Rule {
         action: A::ConfirmCompletion,
@@ -166,7 +178,7 @@ pub const RULES: &[Rule] = &[
         to: S::Closed,
         roles: &[R::Client],
         requires: &[],
-        effects: &[E::RecordSurvey],
+        effects: &[E::RecordSurvey, E::AskForRating],
     },
     Rule {
         action: A::DisputeCompletion,
@@ -198,7 +210,7 @@ pub const RULES: &[Rule] = &[
         to: S::Closed,
         roles: &[],
         requires: &[],
-        effects: &[],
+        effects: &[E::AskForRating],
     },
 ];
 

@@ -166,7 +166,7 @@ pub async fn assign_case(
                 Event::Assigned,
                 &[],
                 &[assignee],
-                &actor.user_id,
+                Some(&actor.user_id),
                 None,
                 None,
             )?;
@@ -332,7 +332,7 @@ pub async fn set_agents(
                 Event::Assigned,
                 &[],
                 &added,
-                &actor.user_id,
+                Some(&actor.user_id),
                 None,
                 None,
             )?;

@@ -327,10 +327,12 @@ pub fn visible_card(
 ) -> Result<CaseView, ApiError> {
     let row = repo::cases::find_card(conn, &viewer.scope, id, reader(viewer))?
         .ok_or_else(case_not_found)?;
-    // Open requests come from a second statement, which must see the case row's snapshot (their
-    // changes move the version the ETag carries): outside a transaction (`db::read_latest` on
-    // PostgreSQL) the card is read again inside one. Most cases have no open request.
-    if row.open_requests.unwrap_or(0) > 0 && !db::in_a_transaction(conn) {
+    // Open requests and a closed case's survey come from further statements, which must see the
+    // case row's snapshot (their changes move the version the ETag carries): outside a
+    // transaction (`db::read_latest` on PostgreSQL) the card is read again inside one. Most
+    // cases have neither.
+    let reads_more = row.open_requests.unwrap_or(0) > 0 || row.case.status() == CaseStatus::Closed;
+    if reads_more && !db::in_a_transaction(conn) {
         return db::in_read_transaction(conn, |conn| visible_card(conn, viewer, id));
     }
     card(conn, viewer, row)

@@ -445,7 +445,7 @@ fn post(
         &case,
         Event::MessageReceived,
         audience,
-        &actor.user_id,
+        Some(&actor.user_id),
         Some(&row.body),
         None,
     )?;

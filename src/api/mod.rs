@@ -14,6 +14,7 @@ pub mod notifications;
 pub mod operations;
 pub mod requests;
 pub mod required_data;
+pub mod rules;
 pub mod services;
 pub mod storyline;
 pub mod surveys;
@@ -52,6 +53,8 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(audit::list_case_audit)
         .service(audit::list_audit)
         .service(audit::verify_audit)
+        .service(rules::list_case_rule_log)
+        .service(rules::list_rule_log)
         .service(attachments::upload_attachment)
         .service(attachments::list_attachments)
         .service(attachments::download_attachment)

@@ -32,6 +32,7 @@ code_enum! {
         RequestAnswered = "request_answered",
         VideoCallOpened = "video_call_opened",
         Assigned = "assigned",
+        SurveyRequested = "survey_requested",
     }
 }
 
@@ -76,7 +77,7 @@ impl Notifier {
         case: &CaseRow,
         event: Event,
         to: &[Audience],
-        actor_id: &str,
+        actor_id: Option<&str>,
         body: Option<&str>,
         status: Option<CaseStatus>,
     ) -> Result<(), ApiError> {
@@ -92,7 +93,7 @@ impl Notifier {
         event: Event,
         to: &[Audience],
         extra: &[String],
-        actor_id: &str,
+        actor_id: Option<&str>,
         body: Option<&str>,
         status: Option<CaseStatus>,
     ) -> Result<(), ApiError> {
@@ -137,7 +138,7 @@ impl Notifier {
             )?);
         }
         let mut seen = BTreeSet::new();
-        recipients.retain(|r| r.id != actor_id && seen.insert(r.id.clone()));
+        recipients.retain(|r| Some(r.id.as_str()) != actor_id && seen.insert(r.id.clone()));
 
         let body = body.map(|b| b.chars().take(500).collect::<String>());
         let now = db::now();

@@ -340,7 +340,7 @@ fn ask(
         case,
         Event::RequestOpened,
         &[Audience::Client],
-        &actor.user_id,
+        Some(&actor.user_id),
         Some(&row.prompt),
         None,
     )?;
@@ -433,7 +433,7 @@ pub async fn answer_request(
             &case,
             Event::RequestAnswered,
             &[Audience::Agency],
-            &actor.user_id,
+            Some(&actor.user_id),
             input.text.as_deref().or(Some(&current.prompt)),
             None,
         )?;
@@ -687,7 +687,7 @@ fn open_call(
         case,
         Event::VideoCallOpened,
         &[other],
-        &actor.user_id,
+        Some(&actor.user_id),
         None,
         None,
     )?;

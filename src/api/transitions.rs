@@ -8,19 +8,19 @@ use uuid::Uuid;
 use validator::Validate;
 
 use crate::api::cases::{CaseView, find_visible, lost_race, reload_card, wrong_state};
-use crate::api::notifications::{Audience, Event};
+use crate::api::notifications::{Audience, Event, Notifier};
 use crate::api::storyline::{self, EventKind};
 use crate::api::{Asked, Asking};
 use crate::app::AppState;
 use crate::auth::{AuthUser, Token};
-use crate::db;
+use crate::db::{self, DbConnection};
 use crate::domain::{CaseAction, CaseStatus, Locale, Role};
 use crate::errors::{ApiError, FieldError};
 use crate::http::extract::{IfMatch, ValidJson, etag};
 use crate::i18n;
 use crate::repo;
-use crate::repo::audit::Change;
-use crate::repo::cases::CaseChanges;
+use crate::repo::audit::{Actor, Change};
+use crate::repo::cases::{CaseChanges, CaseRow};
 use crate::workflow::{self, Effect, Input};
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]
@@ -57,6 +57,18 @@ pub struct TransitionRequest {
 }
 
 impl TransitionRequest {
+    /// The action alone, as the server's own rules take it.
+    pub fn bare(action: CaseAction) -> TransitionRequest {
+        TransitionRequest {
+            action,
+            reason: None,
+            resolution_type: None,
+            resolution: None,
+            rating: None,
+            comment: None,
+        }
+    }
+
     fn input(&self, input: Input) -> Option<&str> {
         match input {
             Input::Reason => self.reason.as_deref(),
@@ -115,10 +127,11 @@ impl TransitionRequest {
     }
 }
 
-/// Where to go next, when an action leads somewhere (a disputed completion → messages, tickets).
+/// Where to go next, when an action leads somewhere (a disputed completion → messages, tickets;
+/// a completion confirmed without a rating → the survey).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NextStep {
-    /// `messages` or `tickets`.
+    /// `messages`, `tickets` or `survey`.
     pub rel: &'static str,
     pub href: String,
 }
@@ -173,6 +186,7 @@ pub async fn transition_case(
     let asking = Asking::new(token, &req);
     let id = id.into_inner().to_string();
     let notifier = state.notifier.clone();
+    let asks_for_rating = rule.has(Effect::AskForRating) && input.rating.is_none();
     let view = db::write(&state.pool, move |conn| {
         let Asked { viewer, actor, .. } = asking.resolve(conn)?;
         let current = find_visible(conn, &viewer, &id)?;
@@ -221,163 +235,226 @@ pub async fn transition_case(
                 });
             }
         }
-        let resolution_type = input.input(Input::ResolutionType).map(str::to_owned);
-        let resolution = input.input(Input::Resolution).map(str::to_owned);
-        let mut changes = CaseChanges {
-            status: Some(rule.to.as_str().to_owned()),
-            payment_state: rule.payment_state().map(|p| p.as_str().to_owned()),
-            ..CaseChanges::default()
-        };
-        if rule.has(Effect::RecordResolution) {
-            changes.resolution_type = Some(resolution_type.clone());
-            changes.resolution = Some(resolution.clone());
-        }
-        if rule.has(Effect::ClearResolution) {
-            changes.resolution_type = Some(None);
-            changes.resolution = Some(None);
-        }
-        if rule.has(Effect::FlagDisputed) {
-            changes.disputed = Some(true);
-        }
-        if rule.has(Effect::ClearDisputed) {
-            changes.disputed = Some(false);
-        }
-        // Reaching a terminal status from an open one closes the case: its client has one
-        // open case fewer (`client_open_cases`).
-        let closes =
-            workflow::state_of(rule.to).terminal && !workflow::state_of(current.status()).terminal;
-        if closes {
-            changes.closed_at = Some(Some(db::now()));
-        }
-        if !repo::cases::update(conn, &id, current.version, rule.from, &changes)? {
+        if !apply(conn, &notifier, Mover::User(&actor), &current, rule, &input)? {
             return Err(lost_race(conn, &viewer, &id, rule.from, &if_match));
         }
-        if closes {
-            repo::cases::count_closed(conn, &current)?;
-        }
-        let flatten = |v: &Option<Option<String>>| v.clone().flatten();
-        let change = Change::case(&id, rule.action.as_str());
-        let mut audit = change.fields(vec![
-            (
-                "status",
-                Some(current.status.clone()),
-                changes.status.clone(),
-            ),
-            (
-                "payment_state",
-                Some(current.payment_state.clone()),
-                changes.payment_state.clone(),
-            ),
-            (
-                "disputed",
-                Some(current.disputed.to_string()),
-                changes.disputed.map(|d| d.to_string()),
-            ),
-        ]);
-        for (field, old, new) in [
-            (
-                "resolution_type",
-                &current.resolution_type,
-                &changes.resolution_type,
-            ),
-            ("resolution", &current.resolution, &changes.resolution),
-        ] {
-            if new.is_some() && *old != flatten(new) {
-                audit.push(change.clone().field(field, old.clone(), flatten(new)));
-            }
-        }
-        if let Some(reason) = input.input(Input::Reason) {
-            audit.push(
-                change
-                    .clone()
-                    .field("reason", None, Some(reason.to_owned())),
-            );
-        }
-        if audit.is_empty() {
-            // A repeated dispute changes no field; the action itself is still on record.
-            audit.push(change);
-        }
-        if rule.has(Effect::CancelOpenRequests) {
-            for request in repo::requests::cancel_open(conn, &id)? {
-                audit.push(
-                    Change::entity("request", &request, Some(&id), "cancel").field(
-                        "status",
-                        Some("open".into()),
-                        Some("cancelled".into()),
-                    ),
-                );
-            }
-        }
-        repo::audit::append(conn, &actor, audit)?;
-        if rule.has(Effect::SnapshotRequiredData) {
-            let data = crate::api::required_data::snapshot(conn, &current)?;
-            storyline::record(
-                conn,
-                &actor,
-                &id,
-                EventKind::System,
-                "Required data submitted".into(),
-                Some(data),
-            )?;
-        }
-        if rule.has(Effect::StorylineEntry)
-            && let Some(reason) = input.input(Input::Reason)
-        {
-            let title = format!(
-                "{}: {}",
-                i18n::action_label(rule.action, Locale::En),
-                rule.to
-            );
-            storyline::record(
-                conn,
-                &actor,
-                &id,
-                EventKind::Status,
-                title,
-                Some(reason.to_owned()),
-            )?;
-        }
-        if rule.has(Effect::RecordSurvey)
-            && let Some(rating) = input.rating
-        {
-            crate::api::surveys::record(conn, &actor, &current, rating, input.comment.clone())?;
-        }
-        let mut audience = vec![Audience::Client, Audience::Agency];
-        if rule.has(Effect::NotifyPlatform) {
-            audience.push(Audience::Platform);
-        }
-        notifier.notify(
-            conn,
-            &current,
-            Event::StatusChanged,
-            &audience,
-            &actor.user_id,
-            input.input(Input::Reason),
-            Some(rule.to),
-        )?;
         reload_card(conn, &viewer, &id)
     })
     .await?;
-    let next_steps = if rule.action == CaseAction::DisputeCompletion {
-        vec![
-            NextStep {
-                rel: "messages",
-                href: format!("/v1/cases/{}/messages", view.id),
-            },
-            NextStep {
-                rel: "tickets",
-                href: "/v1/tickets".into(),
-            },
-        ]
-    } else {
-        Vec::new()
-    };
+    if rule.has(Effect::AwaitConfirmation) {
+        crate::live::awaits_confirmation();
+    }
+    let mut next_steps = Vec::new();
+    if rule.action == CaseAction::DisputeCompletion {
+        next_steps.push(NextStep {
+            rel: "messages",
+            href: format!("/v1/cases/{}/messages", view.id),
+        });
+        next_steps.push(NextStep {
+            rel: "tickets",
+            href: "/v1/tickets".into(),
+        });
+    }
+    if asks_for_rating {
+        next_steps.push(NextStep {
+            rel: "survey",
+            href: format!("/v1/cases/{}/survey", view.id),
+        });
+    }
     Ok(HttpResponse::Ok()
         .insert_header(("ETag", etag(view.version)))
         .json(TransitionOutcome {
             case: view,
             next_steps,
         }))
+}
+
+/// Who moves a case: a user, or one of the server's own rules (its rule-log entry's id goes
+/// into the audit rows' `request_id`).
+#[derive(Clone, Copy)]
+pub enum Mover<'a> {
+    User(&'a Actor),
+    Rule { log_id: &'a str },
+}
+
+/// Moves `current` by `rule` once the caller's right to it and the inputs are checked: the
+/// conditional update, the effects, the audit rows and the notifications, in the caller's
+/// transaction. `false`: the case changed since `current` was read (nothing was written).
+pub fn apply(
+    conn: &mut DbConnection,
+    notifier: &Notifier,
+    mover: Mover<'_>,
+    current: &CaseRow,
+    rule: &workflow::Rule,
+    input: &TransitionRequest,
+) -> Result<bool, ApiError> {
+    let id = current.id.as_str();
+    let resolution_type = input.input(Input::ResolutionType).map(str::to_owned);
+    let resolution = input.input(Input::Resolution).map(str::to_owned);
+    let mut changes = CaseChanges {
+        status: Some(rule.to.as_str().to_owned()),
+        payment_state: rule.payment_state().map(|p| p.as_str().to_owned()),
+        ..CaseChanges::default()
+    };
+    if rule.has(Effect::RecordResolution) {
+        changes.resolution_type = Some(resolution_type.clone());
+        changes.resolution = Some(resolution.clone());
+    }
+    if rule.has(Effect::ClearResolution) {
+        changes.resolution_type = Some(None);
+        changes.resolution = Some(None);
+    }
+    if rule.has(Effect::FlagDisputed) {
+        changes.disputed = Some(true);
+    }
+    if rule.has(Effect::ClearDisputed) {
+        changes.disputed = Some(false);
+    }
+    // Reaching a terminal status from an open one closes the case: its client has one
+    // open case fewer (`client_open_cases`).
+    let closes =
+        workflow::state_of(rule.to).terminal && !workflow::state_of(current.status()).terminal;
+    if closes {
+        changes.closed_at = Some(Some(db::now()));
+    }
+    if !repo::cases::update(conn, id, current.version, rule.from, &changes)? {
+        return Ok(false);
+    }
+    if closes {
+        repo::cases::count_closed(conn, current)?;
+    }
+    let flatten = |v: &Option<Option<String>>| v.clone().flatten();
+    let change = Change::case(id, rule.action.as_str());
+    let mut audit = change.fields(vec![
+        (
+            "status",
+            Some(current.status.clone()),
+            changes.status.clone(),
+        ),
+        (
+            "payment_state",
+            Some(current.payment_state.clone()),
+            changes.payment_state.clone(),
+        ),
+        (
+            "disputed",
+            Some(current.disputed.to_string()),
+            changes.disputed.map(|d| d.to_string()),
+        ),
+    ]);
+    for (field, old, new) in [
+        (
+            "resolution_type",
+            &current.resolution_type,
+            &changes.resolution_type,
+        ),
+        ("resolution", &current.resolution, &changes.resolution),
+    ] {
+        if new.is_some() && *old != flatten(new) {
+            audit.push(change.clone().field(field, old.clone(), flatten(new)));
+        }
+    }
+    if let Some(reason) = input.input(Input::Reason) {
+        audit.push(
+            change
+                .clone()
+                .field("reason", None, Some(reason.to_owned())),
+        );
+    }
+    if audit.is_empty() {
+        // A repeated dispute changes no field; the action itself is still on record.
+        audit.push(change);
+    }
+    if rule.has(Effect::CancelOpenRequests) {
+        for request in repo::requests::cancel_open(conn, id)? {
+            audit.push(
+                Change::entity("request", &request, Some(id), "cancel").field(
+                    "status",
+                    Some("open".into()),
+                    Some("cancelled".into()),
+                ),
+            );
+        }
+    }
+    match mover {
+        Mover::User(actor) => repo::audit::append(conn, actor, audit)?,
+        Mover::Rule { log_id } => repo::audit::append_by_rule(conn, log_id, audit)?,
+    }
+    if current.status() == CaseStatus::Completed {
+        // Whatever the action, the client has answered or the case moved on: nothing waits.
+        repo::rules::stop_awaiting(conn, id)?;
+    }
+    if rule.has(Effect::AwaitConfirmation) {
+        repo::rules::await_confirmation(conn, id, db::now())?;
+    }
+    // Storyline entries and surveys have an author: no rule the system fires has these effects.
+    let user = match mover {
+        Mover::User(actor) => Some(actor),
+        Mover::Rule { .. } => None,
+    };
+    if let Some(actor) = user
+        && rule.has(Effect::SnapshotRequiredData)
+    {
+        let data = crate::api::required_data::snapshot(conn, current)?;
+        storyline::record(
+            conn,
+            actor,
+            id,
+            EventKind::System,
+            "Required data submitted".into(),
+            Some(data),
+        )?;
+    }
+    if let Some(actor) = user
+        && rule.has(Effect::StorylineEntry)
+        && let Some(reason) = input.input(Input::Reason)
+    {
+        let title = format!(
+            "{}: {}",
+            i18n::action_label(rule.action, Locale::En),
+            rule.to
+        );
+        storyline::record(
+            conn,
+            actor,
+            id,
+            EventKind::Status,
+            title,
+            Some(reason.to_owned()),
+        )?;
+    }
+    if let Some(actor) = user
+        && rule.has(Effect::RecordSurvey)
+        && let Some(rating) = input.rating
+    {
+        crate::api::surveys::record(conn, actor, current, rating, input.comment.clone())?;
+    }
+    let mut audience = vec![Audience::Client, Audience::Agency];
+    if rule.has(Effect::NotifyPlatform) {
+        audience.push(Audience::Platform);
+    }
+    let actor_id = user.map(|actor| actor.user_id.as_str());
+    notifier.notify(
+        conn,
+        current,
+        Event::StatusChanged,
+        &audience,
+        actor_id,
+        input.input(Input::Reason),
+        Some(rule.to),
+    )?;
+    if rule.has(Effect::AskForRating) && input.rating.is_none() {
+        notifier.notify(
+            conn,
+            current,
+            Event::SurveyRequested,
+            &[Audience::Client],
+            actor_id,
+            None,
+            None,
+        )?;
+    }
+    Ok(true)
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -312,7 +312,29 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    rule_log (id) {
+        id -> Text,
+        rule -> Text,
+        trigger_event -> Text,
+        action -> Text,
+        case_id -> Nullable<Text>,
+        agency_id -> Nullable<Text>,
+        outcome -> Text,
+        detail -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    awaiting_confirmation (case_id) {
+        case_id -> Text,
+        completed_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(attachments -> cases (case_id));
+diesel::joinable!(awaiting_confirmation -> cases (case_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(services -> agencies (agency_id));
 diesel::joinable!(cases -> services (service_id));
@@ -342,4 +364,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     email_preferences,
     email_outbox,
     surveys,
+    rule_log,
+    awaiting_confirmation,
 );

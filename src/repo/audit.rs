@@ -181,19 +181,46 @@ impl Change {
 /// (`db::before_commit`, with the write's other appends): a failure there rolls the whole write
 /// back.
 pub fn append(conn: &mut DbConnection, actor: &Actor, changes: Vec<Change>) -> QueryResult<()> {
+    let by = By {
+        actor_id: Some(actor.user_id.clone()),
+        actor_role: Some(actor.role),
+        request_id: actor.request_id.clone(),
+    };
+    append_by(conn, by, changes)
+}
+
+/// [`append`] for a change the server's own rule made: no actor; the rows' `request_id` is the
+/// rule-log entry's id.
+pub fn append_by_rule(
+    conn: &mut DbConnection,
+    rule_log_id: &str,
+    changes: Vec<Change>,
+) -> QueryResult<()> {
+    let by = By {
+        actor_id: None,
+        actor_role: None,
+        request_id: rule_log_id.to_owned(),
+    };
+    append_by(conn, by, changes)
+}
+
+fn append_by(conn: &mut DbConnection, by: By, changes: Vec<Change>) -> QueryResult<()> {
     if changes.is_empty() {
         return Ok(());
     }
-    let appended = Appended {
-        actor: actor.clone(),
-        changes,
-    };
-    crate::db::before_commit(conn, appended, chain)
+    crate::db::before_commit(conn, Appended { by, changes }, chain)
+}
+
+/// Who the rows of one [`append`] name.
+struct By {
+    actor_id: Option<String>,
+    actor_role: Option<Role>,
+    request_id: String,
 }
 
 /// The changes of one [`append`], kept until the write's last step.
 struct Appended {
-    actor: Actor,
+    by: By,
     changes: Vec<Change>,
 }
 
@@ -212,7 +239,7 @@ fn chain(conn: &mut DbConnection, appended: Vec<Appended>) -> QueryResult<()> {
     let now = crate::db::now();
     let mut seq = last_seq - n;
     let mut rows = Vec::with_capacity(count);
-    for Appended { actor, changes } in appended {
+    for Appended { by, changes } in appended {
         for change in changes {
             seq += 1;
             let mut row = AuditRow {
@@ -225,9 +252,9 @@ fn chain(conn: &mut DbConnection, appended: Vec<Appended>) -> QueryResult<()> {
                 field: change.field,
                 old_value: change.old,
                 new_value: change.new,
-                actor_id: Some(actor.user_id.clone()),
-                actor_role: Some(actor.role.as_str().to_owned()),
-                request_id: Some(actor.request_id.clone()),
+                actor_id: by.actor_id.clone(),
+                actor_role: by.actor_role.map(|role| role.as_str().to_owned()),
+                request_id: Some(by.request_id.clone()),
                 created_at: now,
                 prev_hash: prev_hash.clone(),
                 hash: String::new(),

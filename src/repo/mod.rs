@@ -29,6 +29,7 @@ pub mod messages;
 pub mod notifications;
 pub mod refresh_tokens;
 pub mod requests;
+pub mod rules;
 pub mod services;
 pub mod storyline;
 pub mod surveys;

@@ -20,6 +20,7 @@ mod operations;
 mod plans;
 mod requests;
 mod required_data;
+mod rules;
 mod services;
 mod storyline;
 mod surveys;

@@ -372,9 +372,11 @@ async fn a_reader_keeps_its_mapping_of_the_file_across_commits() {
 /// The card and the case list need no shared snapshot (the card is one statement, the caller's
 /// check and the unread counts are their own): on PostgreSQL they send no BEGIN and COMMIT, two
 /// round trips of the card's four; on SQLite they run in one transaction as every read does. A
-/// card with open requests reads them with its case row in one transaction on either engine.
+/// card with open requests, or a closed case's with its survey, reads them with its case row in
+/// one transaction on either engine.
 #[actix_web::test]
-async fn the_card_and_the_list_skip_begin_on_postgres_and_open_requests_share_a_snapshot() {
+async fn the_card_and_the_list_skip_begin_on_postgres_and_open_requests_and_surveys_share_a_snapshot()
+ {
     let app = spawn_with(&[("DOSSIER_DB_POOL_SIZE", "1")]).await;
     let w = World::new(&app).await;
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
@@ -427,6 +429,21 @@ async fn the_card_and_the_list_skip_begin_on_postgres_and_open_requests_share_a_
         res.assert_status(200)["open_requests"][0]["prompt"],
         "Does he own a car?"
     );
+
+    // So is a closed case's last survey.
+    let closed = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    start_case(&app, &w, &closed).await;
+    act(&app, &w.a_operator.token, &closed, "complete")
+        .await
+        .assert_status(200);
+    app.post(
+        &format!("/v1/cases/{closed}/transitions"),
+        &w.client.token,
+        json!({"action": "confirm_completion", "rating": 4}),
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(statements(&format!("/v1/cases/{closed}")).await, expected);
 }
 
 /// A write that records audit rows appends them to the one audit chain and locks its head row
