@@ -174,8 +174,10 @@ impl<F: Fn(&str) -> Option<String>> Source<F> {
 
     fn seconds(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
         let secs: u64 = self.parsed(name, default, "a whole number of seconds")?;
-        if secs == 0 {
-            return Err(invalid(name, "must be at least 1 second"));
+        // Ten years at most: times this far out still add to a date without overflowing.
+        const MAX: u64 = 10 * 365 * 24 * 3600;
+        if !(1..=MAX).contains(&secs) {
+            return Err(invalid(name, format!("must be from 1 to {MAX} seconds")));
         }
         Ok(Duration::from_secs(secs))
     }

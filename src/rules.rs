@@ -36,10 +36,16 @@ async fn run(state: web::Data<AppState>) {
     loop {
         // Forget the wakes seen so far before looking: only later completions wake us.
         awaiting.borrow_and_update();
-        if let Err(e) = close_overdue(&state).await {
-            log::error!("auto-close rule: {e}");
-        }
+        let failed = match close_overdue(&state).await {
+            Ok(round) => round.failed,
+            Err(e) => {
+                log::error!("auto-close rule: {e}");
+                1
+            }
+        };
         let wait = match next_due(&state).await {
+            // A case that failed stays overdue: look again in a while, not at once.
+            Ok(_) if failed > 0 => IDLE,
             Ok(at) => crate::live::time_until(at, IDLE),
             Err(e) => {
                 log::error!("auto-close rule cannot read its cases: {e}");
@@ -70,58 +76,74 @@ fn waiting_time(state: &AppState) -> Result<chrono::Duration, ApiError> {
     chrono::Duration::from_std(state.settings.auto_close_after).map_err(ApiError::internal)
 }
 
-/// One round of `auto_close`: closes every case overdue now, one write each. Returns how many
-/// it closed.
-pub async fn close_overdue(state: &AppState) -> Result<usize, ApiError> {
+/// What one round of the rule did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Round {
+    pub closed: usize,
+    /// Cases whose write failed (logged); they stay overdue for a later round.
+    pub failed: usize,
+}
+
+/// One round of `auto_close`: visits every case overdue now, in order, once, and closes it in
+/// a write of its own, so one case's failure keeps none of the others open.
+pub async fn close_overdue(state: &AppState) -> Result<Round, ApiError> {
     let after = waiting_time(state)?;
-    let mut closed = 0;
+    let cutoff = db::now() - after;
+    let mut round = Round::default();
+    let mut last = None;
     loop {
-        let cutoff = db::now() - after;
-        let due = db::read(&state.pool, move |conn| {
-            Ok(repo::rules::overdue(conn, cutoff, BATCH)?)
+        let batch = db::read(&state.pool, move |conn| {
+            Ok(repo::rules::overdue(conn, cutoff, last.as_ref(), BATCH)?)
         })
         .await?;
-        let full = due.len() as i64 == BATCH;
-        let mut closed_now = 0;
-        for (case_id, completed_at) in due {
+        let full = batch.len() as i64 == BATCH;
+        last = batch.last().cloned();
+        for (_, case_id) in batch {
             let notifier = state.notifier.clone();
             let secs = after.num_seconds();
-            let outcome = db::write(&state.pool, move |conn| {
-                auto_close(conn, &notifier, &case_id, completed_at, secs)
+            let closed = db::write(&state.pool, move |conn| {
+                auto_close(conn, &notifier, &case_id, cutoff, secs)
             })
             .await;
-            match outcome {
-                Ok(true) => closed_now += 1,
+            match closed {
+                Ok(true) => round.closed += 1,
                 Ok(false) => {}
-                // One case's failure must not keep the others open.
                 Err(e) => {
-                    log::error!("auto-close rule: {e}")
+                    round.failed += 1;
+                    log::error!("auto-close rule: {e}");
                 }
             }
         }
-        closed += closed_now;
-        // A batch that closed nothing would come back as it was.
-        if !full || closed_now == 0 {
-            return Ok(closed);
+        if !full {
+            return Ok(round);
         }
     }
 }
 
-/// Closes one overdue case, with its rule-log entry. `false` when it no longer waits (the
-/// client answered meanwhile) or changed under us (the next round looks again).
+/// Closes one case still waiting since `cutoff` or earlier, with its rule-log entry. `false`
+/// when it no longer waits that long (the client answered, or the agency reopened and
+/// completed it again, since the batch was read) or changed under us (a later round looks
+/// again). The case is read before its wait: a completion committed in between shows as a
+/// newer wait, never as an old wait on a newly completed case.
 fn auto_close(
     conn: &mut DbConnection,
     notifier: &Notifier,
     case_id: &str,
-    completed_at: NaiveDateTime,
+    cutoff: NaiveDateTime,
     after_secs: i64,
 ) -> Result<bool, ApiError> {
     let rule = workflow::rule(CaseAction::AutoClose);
     let case = repo::cases::find(conn, &CaseScope::All, case_id)?;
+    let Some(completed_at) = repo::rules::waiting_since(conn, case_id)? else {
+        return Ok(false);
+    };
+    if completed_at > cutoff {
+        return Ok(false);
+    }
     let Some(case) = case.filter(|c| c.status() == CaseStatus::Completed && !c.disputed) else {
-        // Every move out of `completed`, and a dispute, ends the wait in its own write: a row
-        // left behind is stale.
-        repo::rules::stop_awaiting(conn, case_id)?;
+        // Every move out of `completed`, and a dispute, ends the wait in its own write: this
+        // one is left over.
+        repo::rules::stop_awaiting_since(conn, case_id, completed_at)?;
         return Ok(false);
     };
     let entry = RuleLogRow {

@@ -79,23 +79,63 @@ pub fn stop_awaiting(conn: &mut DbConnection, case_id: &str) -> QueryResult<()> 
         .map(drop)
 }
 
+/// Removes the case's wait only if it is still the one that began at `completed_at` (a newer
+/// completion's wait stays).
+pub fn stop_awaiting_since(
+    conn: &mut DbConnection,
+    case_id: &str,
+    completed_at: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::delete(
+        awaiting_confirmation::table
+            .filter(awaiting_confirmation::case_id.eq(case_id))
+            .filter(awaiting_confirmation::completed_at.eq(completed_at)),
+    )
+    .execute(conn)
+    .map(drop)
+}
+
+/// Since when the case has been waiting, if it is.
+pub fn waiting_since(conn: &mut DbConnection, case_id: &str) -> QueryResult<Option<NaiveDateTime>> {
+    awaiting_confirmation::table
+        .find(case_id)
+        .select(awaiting_confirmation::completed_at)
+        .first(conn)
+        .optional()
+}
+
+/// A waiting case's place in the order [`overdue`] reads them: when it completed, then its id.
+pub type WaitKey = (NaiveDateTime, String);
+
 /// Up to `limit` cases completed at or before `cutoff` and still waiting, the longest waiting
-/// first, with when they completed.
+/// first, after `after` (the last key of the previous batch).
 pub fn overdue(
     conn: &mut DbConnection,
     cutoff: NaiveDateTime,
+    after: Option<&WaitKey>,
     limit: i64,
-) -> QueryResult<Vec<(String, NaiveDateTime)>> {
-    awaiting_confirmation::table
+) -> QueryResult<Vec<WaitKey>> {
+    let mut query = awaiting_confirmation::table
         .filter(awaiting_confirmation::completed_at.le(cutoff))
+        .into_boxed();
+    if let Some((at, id)) = after {
+        query = query.filter(
+            awaiting_confirmation::completed_at
+                .gt(*at)
+                .or(awaiting_confirmation::completed_at
+                    .eq(*at)
+                    .and(awaiting_confirmation::case_id.gt(id.clone()))),
+        );
+    }
+    query
         .order((
             awaiting_confirmation::completed_at,
             awaiting_confirmation::case_id,
         ))
         .limit(limit)
         .select((
-            awaiting_confirmation::case_id,
             awaiting_confirmation::completed_at,
+            awaiting_confirmation::case_id,
         ))
         .load(conn)
 }

@@ -56,10 +56,15 @@ fn each_invalid_setting_is_named() {
         ("DOSSIER_TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal"),
         ("DOSSIER_JWT_ALGORITHM", "HS512"),
         ("DOSSIER_DB_POOL_SIZE", "0"),
+        ("DOSSIER_AUTO_CLOSE_AFTER", "0"),
+        // Past ten years a date plus the duration could overflow.
+        ("DOSSIER_AUTO_CLOSE_AFTER", "315360001"),
     ] {
         let e = load(&[(name, value)]).unwrap_err();
         assert_eq!(e.name, name, "{value}");
     }
+    let ten_years = load(&[("DOSSIER_AUTO_CLOSE_AFTER", "315360000")]).unwrap();
+    assert_eq!(ten_years.auto_close_after.as_secs(), 315_360_000);
     let e = load(&[("DOSSIER_BOOTSTRAP_ADMIN_EMAIL", "a@b.example")]).unwrap_err();
     assert_eq!(e.name, "DOSSIER_BOOTSTRAP_ADMIN_PASSWORD");
 }

@@ -22,6 +22,13 @@ where
     ))
 }
 
+/// One round of the rule, which must fail on no case: how many it closed.
+async fn round<S>(app: &crate::helpers::TestApp<S>) -> usize {
+    let round = dossier::rules::close_overdue(&app.state).await.unwrap();
+    assert_eq!(round.failed, 0, "{round:?}");
+    round.closed
+}
+
 #[actix_web::test]
 async fn an_unanswered_completion_closes_by_rule_with_its_log_audit_and_notifications() {
     let app = spawn().await;
@@ -35,7 +42,7 @@ async fn an_unanswered_completion_closes_by_rule_with_its_log_audit_and_notifica
     let card = format!("/v1/cases/{case}");
 
     // Not before `auto_close_after` (3 days by default).
-    assert_eq!(dossier::rules::close_overdue(&app.state).await.unwrap(), 0);
+    assert_eq!(round(&app).await, 0);
     let res = app.get(&card, &w.client.token).await;
     assert_eq!(res.assert_status(200)["status"], "completed");
     let version = res.body["version"].as_i64().unwrap();
@@ -45,7 +52,7 @@ async fn an_unanswered_completion_closes_by_rule_with_its_log_audit_and_notifica
         "UPDATE awaiting_confirmation SET completed_at = '2026-01-01 09:00:00' \
          WHERE case_id = '{case}'"
     ));
-    assert_eq!(dossier::rules::close_overdue(&app.state).await.unwrap(), 1);
+    assert_eq!(round(&app).await, 1);
     let res = app.get(&card, &w.client.token).await;
     let closed = res.assert_status(200);
     assert_eq!(closed["status"], "closed");
@@ -123,7 +130,7 @@ async fn an_unanswered_completion_closes_by_rule_with_its_log_audit_and_notifica
     .assert_status(201);
 
     // Another round finds nothing: one close, one entry.
-    assert_eq!(dossier::rules::close_overdue(&app.state).await.unwrap(), 0);
+    assert_eq!(round(&app).await, 0);
     assert_eq!(app.count("SELECT COUNT(*) AS n FROM rule_log"), 1);
 
     // Who reads the log: agency staff their agency's entries, platform staff all; agents and
@@ -222,7 +229,7 @@ async fn confirming_disputing_or_reopening_ends_the_wait() {
          VALUES ('{}', '2026-01-01 09:00:00')",
         cases[2]
     ));
-    assert_eq!(dossier::rules::close_overdue(&app.state).await.unwrap(), 0);
+    assert_eq!(round(&app).await, 0);
     assert_eq!(waiting(&app, &cases[2]), 0);
     let res = app
         .get(&format!("/v1/cases/{}", cases[2]), &w.client.token)
@@ -285,4 +292,67 @@ async fn the_worker_closes_a_case_when_its_wait_ends() {
     }
     assert_eq!(status, "closed");
     assert_eq!(app.count("SELECT COUNT(*) AS n FROM rule_log"), 1);
+}
+
+/// A case whose close fails is rolled back alone and stays waiting; the cases after it in the
+/// round still close.
+#[actix_web::test]
+async fn a_failing_case_keeps_no_other_case_open() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let mut cases = Vec::new();
+    for client in [&w.client2, &w.client] {
+        let case = id(&buy(&app, &client.token, &w.service_a, "card").await);
+        start_case(&app, &w, &case).await;
+        act(&app, &w.a_operator.token, &case, "complete")
+            .await
+            .assert_status(200);
+        cases.push(case);
+    }
+    // The first to be overdue cannot close: its client's open-case count is gone.
+    app.sql(&format!(
+        "UPDATE awaiting_confirmation SET completed_at = '2026-01-01 09:00:00' \
+         WHERE case_id = '{}'",
+        cases[0]
+    ));
+    app.sql(&format!(
+        "UPDATE awaiting_confirmation SET completed_at = '2026-01-02 09:00:00' \
+         WHERE case_id = '{}'",
+        cases[1]
+    ));
+    app.sql(&format!(
+        "DELETE FROM client_open_cases WHERE client_id = '{}'",
+        w.client2.id
+    ));
+    let round = dossier::rules::close_overdue(&app.state).await.unwrap();
+    assert_eq!(
+        round,
+        dossier::rules::Round {
+            closed: 1,
+            failed: 1
+        }
+    );
+    for (case, status, waits) in [(&cases[0], "completed", 1), (&cases[1], "closed", 0)] {
+        let res = app
+            .get(&format!("/v1/cases/{case}"), &w.a_operator.token)
+            .await;
+        assert_eq!(res.assert_status(200)["status"], status);
+        assert_eq!(waiting(&app, case), waits);
+    }
+    // Nothing of the failed close was kept.
+    for table in ["audit_log", "notifications", "rule_log"] {
+        assert_eq!(
+            app.count(&format!(
+                "SELECT COUNT(*) AS n FROM {table} WHERE case_id = '{}' AND {}",
+                cases[0],
+                match table {
+                    "audit_log" => "action = 'auto_close'",
+                    "notifications" => "event = 'survey_requested'",
+                    _ => "1 = 1",
+                }
+            )),
+            0,
+            "{table}"
+        );
+    }
 }

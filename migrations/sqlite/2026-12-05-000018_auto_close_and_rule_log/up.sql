@@ -61,3 +61,6 @@ CREATE TABLE email_preferences_rebuilt (
 INSERT INTO email_preferences_rebuilt SELECT * FROM email_preferences;
 DROP TABLE email_preferences;
 ALTER TABLE email_preferences_rebuilt RENAME TO email_preferences;
+
+ANALYZE notifications;
+ANALYZE email_preferences;
