@@ -555,3 +555,60 @@ async fn cases_delegated_before_get_their_delegator() {
         1
     );
 }
+
+/// Upgrading makes the completed cases wait for their client from their last `complete` in the
+/// audit trail; disputed, closed and unfinished cases do not wait.
+#[actix_web::test]
+async fn completed_cases_of_before_wait_from_their_last_completion() {
+    use serde_json::json;
+
+    use crate::world::{World, act, buy, id, start_case};
+
+    let app = crate::helpers::spawn().await;
+    let w = World::new(&app).await;
+    let mut cases = Vec::new();
+    for _ in 0..4 {
+        let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+        start_case(&app, &w, &case).await;
+        cases.push(case);
+    }
+    let [waiting, disputed, confirmed, working] = [0, 1, 2, 3].map(|i| cases[i].clone());
+    for case in [&waiting, &disputed, &confirmed] {
+        act(&app, &w.a_operator.token, case, "complete")
+            .await
+            .assert_status(200);
+    }
+    act(&app, &w.client.token, &disputed, "dispute_completion")
+        .await
+        .assert_status(200);
+    app.post(
+        &format!("/v1/cases/{confirmed}/transitions"),
+        &w.client.token,
+        json!({"action": "confirm_completion"}),
+    )
+    .await
+    .assert_status(200);
+    // A wait that began at another time than the audit trail's, to see where it is read from.
+    app.sql("UPDATE awaiting_confirmation SET completed_at = '2020-01-01 00:00:00'");
+    let mut conn = app.state.pool.get().unwrap();
+    revert_through(&mut conn, "20261205000018");
+    run_migrations(&mut conn).unwrap();
+    drop(conn);
+    let waits = |case: &str| {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM awaiting_confirmation WHERE case_id = '{case}'"
+        ))
+    };
+    assert_eq!(
+        [&waiting, &disputed, &confirmed, &working].map(|c| waits(c)),
+        [1, 0, 0, 0]
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(DISTINCT w.case_id) AS n FROM awaiting_confirmation w \
+             JOIN audit_log a ON a.case_id = w.case_id AND a.action = 'complete' \
+             AND a.created_at = w.completed_at WHERE w.case_id = '{waiting}'"
+        )),
+        1
+    );
+}

@@ -356,3 +356,50 @@ async fn a_failing_case_keeps_no_other_case_open() {
         );
     }
 }
+
+/// The rule and the client's confirmation racing for one case: exactly one of them closes it,
+/// and the other changes nothing (on PostgreSQL they truly overlap).
+#[actix_web::test]
+async fn the_rule_and_a_confirmation_racing_close_the_case_once() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    for _ in 0..5 {
+        let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+        start_case(&app, &w, &case).await;
+        act(&app, &w.a_operator.token, &case, "complete")
+            .await
+            .assert_status(200);
+        app.sql("UPDATE awaiting_confirmation SET completed_at = '2026-01-01 09:00:00'");
+        let path = format!("/v1/cases/{case}/transitions");
+        let confirm = app.post(
+            &path,
+            &w.client.token,
+            json!({"action": "confirm_completion"}),
+        );
+        let (res, round) = tokio::join!(confirm, dossier::rules::close_overdue(&app.state));
+        let round = round.unwrap();
+        assert_eq!(round.failed, 0);
+        match round.closed {
+            0 => {
+                res.assert_status(200);
+            }
+            _ => {
+                res.assert_problem(409, "wrong_state");
+            }
+        }
+        assert_eq!(
+            app.count(&format!(
+                "SELECT COUNT(*) AS n FROM audit_log WHERE case_id = '{case}' \
+                 AND field = 'status' AND new_value = 'closed'"
+            )),
+            1
+        );
+        assert_eq!(
+            app.count(&format!(
+                "SELECT COUNT(*) AS n FROM rule_log WHERE case_id = '{case}'"
+            )),
+            round.closed as i64
+        );
+        assert_eq!(waiting(&app, &case), 0);
+    }
+}
