@@ -186,6 +186,13 @@ pub async fn create_token(
 
     let st = state.clone();
     let tokens = db::write(&state.pool, move |conn| {
+        // The password was checked outside this write: a change of password or a deactivation
+        // committed meanwhile has revoked every session, and this one must not outlive it.
+        repo::users::lock_for_new_session(conn, &user.id)?;
+        let current = repo::users::find_active(conn, &user.id)?;
+        if current.is_none_or(|c| c.password_hash != user.password_hash) {
+            return Err(invalid_credentials());
+        }
         issue_pair(&st, conn, &user, repo::new_id())
     })
     .await?;
@@ -227,6 +234,7 @@ pub async fn refresh_token(
         let Some(token) = refresh_tokens::find_by_hash(conn, &hash)? else {
             return Ok(Refreshed::Invalid);
         };
+        repo::users::lock_for_new_session(conn, &token.user_id)?;
         // A racing refresh with the same token loses here too, and counts as reuse.
         if token.used_at.is_some()
             || token.revoked_at.is_some()
