@@ -61,7 +61,13 @@ fn parse_locale(s: &str) -> Result<Locale, String> {
 /// Validates and inserts a user outside any request, with the same rules as `POST /v1/users`.
 pub fn create_user(conn: &mut DbConnection, input: &CreateUser) -> Result<String, String> {
     use validator::Validate;
-    input.validate().map_err(|e| e.to_string())?;
+    input.validate().map_err(|e| {
+        crate::http::extract::validation_errors(&e)
+            .iter()
+            .map(|f| format!("{}: {}", f.pointer.trim_start_matches('/'), f.detail))
+            .collect::<Vec<_>>()
+            .join("; ")
+    })?;
     let hash = crate::auth::password::hash(&input.password).map_err(|e| e.to_string())?;
     db::in_write_transaction(conn, |conn| {
         let user = check_new_user(conn, None, input, hash)?;

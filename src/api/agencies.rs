@@ -62,6 +62,7 @@ impl From<AgencyRow> for AgencyView {
 #[schema(example = json!({"name": "Agenzia Investigativa Rossi", "contact_email": "info@agenzia-rossi.example"}))]
 pub struct CreateAgency {
     /// Unique among agencies.
+    #[serde(deserialize_with = "crate::api::trimmed")]
     #[validate(length(min = 1, max = 200))]
     #[schema(min_length = 1, max_length = 200)]
     pub name: String,
@@ -74,6 +75,7 @@ pub struct CreateAgency {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"active": false}))]
 pub struct UpdateAgency {
+    #[serde(default, deserialize_with = "crate::api::trimmed_opt")]
     #[validate(length(min = 1, max = 200))]
     #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,

@@ -547,7 +547,9 @@ pub async fn upload_attachment(
         internal,
     };
     let saved = db::write(&state.pool, move |conn| {
-        // The caller and the case may have moved on while the bytes streamed in.
+        // The caller and the case may have moved on while the bytes streamed in; the case is
+        // locked before it is looked at again.
+        repo::cases::share_lock(conn, &row.case_id)?;
         let Asked { actor, .. } = check_case(conn)?;
         repo::attachments::insert(conn, &row)?;
         let created = Change::entity("attachment", &row.id, Some(&row.case_id), "upload");
@@ -740,6 +742,7 @@ pub async fn delete_attachment(
         let caller_id = &viewer.user_id;
         let row = repo::attachments::find(conn, &id, sees_internal(&viewer))?
             .ok_or_else(attachment_not_found)?;
+        repo::cases::share_lock(conn, &row.case_id)?;
         let case = find_visible(conn, &viewer, &row.case_id).map_err(|_| attachment_not_found())?;
         let may =
             row.uploader_id == *caller_id || matches!(viewer.role, Role::Agency | Role::Platform);

@@ -18,7 +18,7 @@ use crate::auth::Token;
 use crate::db::{self, DbConnection};
 use crate::domain::{CaseStatus, FieldType, Role};
 use crate::errors::{ApiError, FieldError};
-use crate::http::extract::{IfMatch, ValidJson, etag};
+use crate::http::extract::{IfMatch, ValidJson, etag, pointer_token};
 use crate::repo;
 use crate::repo::attachments::AttachmentRow;
 use crate::repo::audit::Change;
@@ -350,8 +350,19 @@ fn check_value(
             Value::Bool(_) => Ok(value),
             _ => Err(("invalid_value", "`true` or `false`".into())),
         },
+        // Exactly `YYYY-MM-DD`: chrono alone also takes `26-1-5` (year 26) and signed years.
         FieldType::Date => match value
             .as_str()
+            .filter(|s| {
+                s.len() == 10
+                    && s.bytes().enumerate().all(|(i, b)| {
+                        if i == 4 || i == 7 {
+                            b == b'-'
+                        } else {
+                            b.is_ascii_digit()
+                        }
+                    })
+            })
             .map(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d"))
         {
             Some(Ok(date)) => Ok(Value::String(date.format("%Y-%m-%d").to_string())),
@@ -449,7 +460,7 @@ pub async fn fill_values(
         let mut errors = Vec::new();
         let mut updates = Vec::new();
         for (key, value) in values {
-            let pointer = format!("/values/{key}");
+            let pointer = format!("/values/{}", pointer_token(&key));
             let Some(row) = rows.iter().find(|r| r.key == key) else {
                 errors.push(FieldError::new(
                     pointer,
@@ -476,13 +487,22 @@ pub async fn fill_values(
             return Err(ApiError::validation(errors));
         }
         let change = Change::entity("required_data", &id, Some(&id), "fill");
-        let mut audit = Vec::new();
-        for (key, stored) in updates {
-            let row = rows
-                .iter_mut()
-                .find(|r| r.key == key)
-                .expect("checked above");
-            if row.value != stored {
+        let changed: Vec<_> = updates
+            .into_iter()
+            .filter(|(key, stored)| rows.iter().any(|r| &r.key == key && &r.value != stored))
+            .collect();
+        let version = if changed.is_empty() {
+            case.version
+        } else {
+            // The case row before the fields, as redefining the form takes them: the opposite
+            // order deadlocked the two on PostgreSQL.
+            let version = touch(conn, &viewer, &case, &if_match)?;
+            let mut audit = Vec::new();
+            for (key, stored) in changed {
+                let row = rows
+                    .iter_mut()
+                    .find(|r| r.key == key)
+                    .expect("checked above");
                 audit.push(
                     change
                         .clone()
@@ -491,11 +511,6 @@ pub async fn fill_values(
                 repo::cases::set_field_value(conn, &id, &key, stored.clone())?;
                 row.value = stored;
             }
-        }
-        let version = if audit.is_empty() {
-            case.version
-        } else {
-            let version = touch(conn, &viewer, &case, &if_match)?;
             repo::audit::append(conn, &actor, audit)?;
             version
         };

@@ -3,7 +3,7 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -265,7 +265,8 @@ fn parse_key(key: &str) -> Result<(NaiveDateTime, String), ApiError> {
                  "properties": {"occurred_at": "2026-11-21T14:05:00Z", "kind": "sighting", "title": "Subject enters the golf club",
                                 "body": null, "place_name": "Golf Club Milano", "status": "published",
                                 "author_id": "0193a6f2-3333-7b51-9d0a-3f1e2a4b5c6d", "attachment_ids": []}}]}))
-        ), headers(("Link" = String, description = "`<…>; rel=\"next\"` when another page follows"))),
+        ), headers(("Link" = String, description = "`<…>; rel=\"next\"` when another page follows"),
+            ("Vary" = String, description = "`accept`: the format follows it"))),
         (status = 404, description = "No such case, or not one the caller can see"),
     )
 )]
@@ -299,21 +300,27 @@ pub async fn list_storyline(
         )?)
     })
     .await?;
-    if geojson {
+    // One URL, two formats chosen by `Accept`: a cache must keep them apart.
+    let mut response = if geojson {
         let features: Vec<Value> = rows.into_iter().filter_map(feature).collect();
-        return Ok(HttpResponse::Ok()
+        HttpResponse::Ok()
             .content_type(GEO_JSON)
-            .json(json!({"type": "FeatureCollection", "features": features})));
-    }
-    let keys: Vec<(String, EventRow)> = rows
-        .into_iter()
-        .map(|r| {
-            let micros = r.occurred_at.and_utc().timestamp_micros();
-            (format!("{micros}_{}", r.id), r)
-        })
-        .collect();
-    let page: Page<EventView> = page.page(keys, |(k, _)| k, |(_, r)| EventView::from(r));
-    Ok(page_response(&req, page))
+            .json(json!({"type": "FeatureCollection", "features": features}))
+    } else {
+        let keys: Vec<(String, EventRow)> = rows
+            .into_iter()
+            .map(|r| {
+                let micros = r.occurred_at.and_utc().timestamp_micros();
+                (format!("{micros}_{}", r.id), r)
+            })
+            .collect();
+        let page: Page<EventView> = page.page(keys, |(k, _)| k, |(_, r)| EventView::from(r));
+        page_response(&req, page)
+    };
+    response
+        .headers_mut()
+        .append(header::VARY, header::HeaderValue::from_static("accept"));
+    Ok(response)
 }
 
 #[derive(Debug, Deserialize, Serialize, Validate, ToSchema)]
@@ -323,7 +330,7 @@ pub async fn list_storyline(
     "body": "Arrived by taxi, alone.", "latitude": 45.4642, "longitude": 9.19, "place_name": "Golf Club Milano"
 }))]
 pub struct CreateEvent {
-    /// When it happened; defaults to now. At most a day in the future.
+    /// When it happened; defaults to now. From the year 1 to at most a day in the future.
     pub occurred_at: Option<DateTime<Utc>>,
     /// Defaults to `note`; `system` is the system's own.
     #[serde(default = "default_kind")]
@@ -369,6 +376,7 @@ fn writable_case(
     case_id: &str,
     agents_too: bool,
 ) -> Result<CaseRow, ApiError> {
+    repo::cases::share_lock(conn, case_id)?;
     let case = find_visible(conn, viewer, case_id)?;
     check_writable(viewer, &case, agents_too)?;
     Ok(case)
@@ -425,6 +433,15 @@ fn check_content(
             "at most a day ahead",
         ));
     }
+    // Years before 1 do not store on PostgreSQL, sort backwards as SQLite's text and make
+    // cursors this API refuses.
+    if occurred_at.is_some_and(|t| t.year() < 1) {
+        errors.push(FieldError::new(
+            "/occurred_at",
+            "out_of_range",
+            "from the year 1 on",
+        ));
+    }
     if kind == Some(EventKind::System) {
         errors.push(FieldError::new(
             "/kind",
@@ -452,9 +469,14 @@ fn share_if_published(
     share_with_client(conn, actor, &row.case_id, &ids)
 }
 
+/// The ids as a JSON array, each once, in the order first given.
 fn ids_json(ids: &[Uuid]) -> String {
-    let mut ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
-    ids.dedup();
+    let mut seen = std::collections::HashSet::new();
+    let ids: Vec<String> = ids
+        .iter()
+        .filter(|id| seen.insert(**id))
+        .map(|id| id.to_string())
+        .collect();
     json!(ids).to_string()
 }
 
@@ -512,7 +534,8 @@ fn create(
     input: CreateEvent,
 ) -> Result<Created<EventView>, ApiError> {
     let case_id = case.id.clone();
-    check_writable(viewer, case, true)?;
+    // The status read before is checked again under the case's lock.
+    writable_case(conn, viewer, &case_id, true)?;
     if viewer.role == Role::Agent && input.status == Some(EventStatus::Published) {
         return Err(ApiError::Forbidden(
             "Agents write drafts; the agency publishes them.".into(),
@@ -602,11 +625,14 @@ pub struct UpdateEvent {
 }
 
 /// The event, moderated by the agency: found on a case it may write (404/403/409 otherwise).
+/// With `to_change`, 409 `recorded_event` for what the agency may not rewrite: events of kind
+/// `system` and those the client's own actions wrote (a dispute's or cancellation's reason).
 fn moderated_event(
     conn: &mut DbConnection,
     viewer: &Viewer,
     case_id: &str,
     event_id: &str,
+    to_change: bool,
 ) -> Result<EventRow, ApiError> {
     // Readers who cannot see drafts must not learn a draft exists.
     let case = find_visible(conn, viewer, case_id)?;
@@ -615,7 +641,35 @@ fn moderated_event(
         return Err(event_not_found());
     }
     writable_case(conn, viewer, case_id, false)?;
+    if to_change && (event.kind == EventKind::System.as_str() || event.author_id == case.client_id)
+    {
+        return Err(ApiError::Conflict {
+            code: "recorded_event",
+            detail: "The system or the client wrote this event: it stays as written.".into(),
+        });
+    }
     Ok(event)
+}
+
+/// A versioned edit of an event found it changed: 412 when the caller sent `If-Match`,
+/// otherwise 409 `concurrent_update` (or 404 when it was deleted meanwhile).
+fn lost_event_race(
+    conn: &mut DbConnection,
+    case_id: &str,
+    event_id: &str,
+    if_match: &IfMatch,
+) -> ApiError {
+    match repo::storyline::find(conn, case_id, event_id) {
+        Ok(Some(now)) if if_match.is_set() => ApiError::PreconditionFailed {
+            expected: etag(now.version),
+        },
+        Ok(Some(_)) => ApiError::Conflict {
+            code: "concurrent_update",
+            detail: "The event changed while this request ran; read it again and retry.".into(),
+        },
+        Ok(None) => event_not_found(),
+        Err(e) => e.into(),
+    }
 }
 
 /// Edit a storyline event
@@ -636,7 +690,7 @@ fn moderated_event(
         (status = 200, description = "Updated", body = EventView, headers(("ETag" = String, description = "The new version"))),
         (status = 403, description = "Only the agency edits the storyline"),
         (status = 404, description = "No such case or event, or not one the caller can see"),
-        (status = 409, description = "The storyline is frozen (`wrong_state`)"),
+        (status = 409, description = "The storyline is frozen (`wrong_state`), the system or the client wrote the event (`recorded_event`), or another change to it committed first (`concurrent_update`, without `If-Match`)"),
         (status = 412, description = "`If-Match` is stale"),
         (status = 422, description = "A member breaks a rule"),
     )
@@ -656,7 +710,7 @@ pub async fn update_event(
     let input = body.0;
     let row = db::write(&state.pool, move |conn| {
         let Asked { viewer, actor, .. } = asking.resolve(conn)?;
-        let current = moderated_event(conn, &viewer, &case_id, &event_id)?;
+        let current = moderated_event(conn, &viewer, &case_id, &event_id, true)?;
         if_match.check(current.version)?;
         // The position after the change must still be whole.
         let latitude = input.latitude.unwrap_or(current.latitude);
@@ -724,9 +778,7 @@ pub async fn update_event(
             ),
         ]);
         if !repo::storyline::update(conn, &event_id, current.version, &changes)? {
-            return Err(ApiError::PreconditionFailed {
-                expected: etag(current.version),
-            });
+            return Err(lost_event_race(conn, &case_id, &event_id, &if_match));
         }
         repo::audit::append(conn, &actor, audit)?;
         let row = repo::storyline::find(conn, &case_id, &event_id)?.ok_or_else(event_not_found)?;
@@ -768,7 +820,7 @@ pub async fn publish_event(
     let (case_id, event_id) = (case_id.to_string(), event_id.to_string());
     let row = db::write(&state.pool, move |conn| {
         let Asked { viewer, actor, .. } = asking.resolve(conn)?;
-        let current = moderated_event(conn, &viewer, &case_id, &event_id)?;
+        let current = moderated_event(conn, &viewer, &case_id, &event_id, false)?;
         let published = EventStatus::Published.as_str();
         if current.status != published {
             let changes = EventChanges {
@@ -808,7 +860,7 @@ pub async fn publish_event(
         (status = 204, description = "Deleted"),
         (status = 403, description = "Only the agency deletes"),
         (status = 404, description = "No such case or event, or not one the caller can see"),
-        (status = 409, description = "The storyline is frozen (`wrong_state`)"),
+        (status = 409, description = "The storyline is frozen (`wrong_state`), or the system or the client wrote the event (`recorded_event`)"),
     )
 )]
 #[delete("/v1/cases/{id}/storyline/{event_id}")]
@@ -823,7 +875,7 @@ pub async fn delete_event(
     let (case_id, event_id) = (case_id.to_string(), event_id.to_string());
     db::write(&state.pool, move |conn| {
         let Asked { viewer, actor, .. } = asking.resolve(conn)?;
-        let current = moderated_event(conn, &viewer, &case_id, &event_id)?;
+        let current = moderated_event(conn, &viewer, &case_id, &event_id, true)?;
         repo::storyline::delete(conn, &event_id)?;
         let change = Change::entity("storyline_event", &event_id, Some(&case_id), "delete").field(
             "title",

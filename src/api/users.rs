@@ -109,6 +109,7 @@ pub struct CreateUser {
     #[validate(email, length(max = 254))]
     #[schema(format = "email", max_length = 254)]
     pub email: String,
+    #[serde(deserialize_with = "crate::api::trimmed")]
     #[validate(length(min = 1, max = 200))]
     #[schema(min_length = 1, max_length = 200)]
     pub name: String,
@@ -149,6 +150,7 @@ pub struct UpdateUser {
     #[validate(email, length(max = 254))]
     #[schema(format = "email", max_length = 254)]
     pub email: Option<String>,
+    #[serde(default, deserialize_with = "crate::api::trimmed_opt")]
     #[validate(length(min = 1, max = 200))]
     #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
@@ -386,6 +388,7 @@ pub async fn create_user(
     let input = body.0;
     let hash = hash_password(input.password.clone()).await?;
     let row = db::write(&state.pool, move |conn| {
+        still_as_authenticated(conn, &caller, &[])?;
         let user = check_new_user(conn, Some(&caller), &input, hash)?;
         repo::users::insert(conn, &user)?;
         repo::users::find(conn, &UserScope::All, &user.id)?
@@ -435,6 +438,27 @@ pub async fn get_user(
         version,
         &UserView::new(row, show_identity),
     ))
+}
+
+/// The caller was read before the request's password hash, outside this write: they must still
+/// be the active user with the role and admin flag their rights came from (two admins locking
+/// each other out at once would otherwise both succeed). Their row is locked with `others` on
+/// PostgreSQL, so a racing change to either waits.
+fn still_as_authenticated(
+    conn: &mut DbConnection,
+    caller: &AuthUser,
+    others: &[&str],
+) -> Result<(), ApiError> {
+    repo::users::lock_for_update(conn, &[&[caller.id.as_str()], others].concat())?;
+    let unchanged = repo::users::find_active(conn, &caller.id)?
+        .is_some_and(|now| now.role() == caller.role && now.is_admin == caller.admin);
+    if unchanged {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "Your account changed while this request ran.".into(),
+        ))
+    }
 }
 
 /// Update a user
@@ -507,6 +531,7 @@ pub async fn update_user(
     };
     let show_identity = caller.is_platform();
     let row = db::write(&state.pool, move |conn| {
+        still_as_authenticated(conn, &caller, &[&id])?;
         let current = repo::users::find(conn, &scope, &id)?.ok_or_else(user_not_found)?;
         let admin_before_or_after = current.is_admin || input.admin == Some(true);
         guard_platform_admins(&caller, current.role(), admin_before_or_after)?;

@@ -45,12 +45,16 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidJson<T> {
     }
 }
 
+/// One reference token of a JSON Pointer, escaped as RFC 6901 says (`~` as `~0`, `/` as `~1`).
+pub fn pointer_token(s: &str) -> String {
+    s.replace('~', "~0").replace('/', "~1")
+}
+
 /// The JSON Pointer of the first string or member name holding a NUL character, which
 /// PostgreSQL refuses to store (a 500 if it got that far) and no field of this API needs.
 /// Passwords are only hashed, never stored: one set with a NUL before still logs in.
 fn nul_in(value: &serde_json::Value) -> Option<String> {
     use serde_json::Value;
-    let escape = |s: &str| s.replace('~', "~0").replace('/', "~1");
     match value {
         Value::String(s) => s.contains('\0').then(String::new),
         Value::Array(items) => items
@@ -61,9 +65,9 @@ fn nul_in(value: &serde_json::Value) -> Option<String> {
             if name.ends_with("password") {
                 None
             } else if name.contains('\0') {
-                Some(format!("/{}", escape(name)))
+                Some(format!("/{}", pointer_token(name)))
             } else {
-                nul_in(member).map(|at| format!("/{}{at}", escape(name)))
+                nul_in(member).map(|at| format!("/{}{at}", pointer_token(name)))
             }
         }),
         Value::Null | Value::Bool(_) | Value::Number(_) => None,
@@ -80,7 +84,7 @@ fn pointer(path: &serde_path_to_error::Path) -> String {
             Segment::Enum { variant } => Some(variant.clone()),
             Segment::Unknown => None,
         })
-        .map(|s| format!("/{}", s.replace('~', "~0").replace('/', "~1")))
+        .map(|s| format!("/{}", pointer_token(&s)))
         .collect()
 }
 
@@ -121,7 +125,9 @@ fn body_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     ApiError::validation(vec![FieldError::new(base, "invalid_value", message)])
 }
 
-fn validation_errors(e: &validator::ValidationErrors) -> Vec<FieldError> {
+/// The rules `e` names, one error per field and rule, sorted by pointer. Never the values:
+/// validator's own `Display` prints them, a password included.
+pub fn validation_errors(e: &validator::ValidationErrors) -> Vec<FieldError> {
     let mut out: Vec<FieldError> = e
         .field_errors()
         .into_iter()

@@ -155,6 +155,22 @@ fn status_not_in(
     query
 }
 
+/// On PostgreSQL, share-locks the case's row to the end of the write, for a write that changes
+/// what the case holds (storyline events, files) without changing the case itself: a transition
+/// (which updates the row) then waits for it, or it waits for the transition and reads the new
+/// status after this call. Under READ COMMITTED it would otherwise check a status that a
+/// committing `complete` or `reject` had already left. SQLite's writes are serialized already.
+pub fn share_lock(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
+    if let DbConnection::Postgresql(pg) = conn {
+        cases::table
+            .find(id)
+            .select(cases::id)
+            .for_share()
+            .load::<String>(pg)?;
+    }
+    Ok(())
+}
+
 pub fn find(conn: &mut DbConnection, scope: &CaseScope, id: &str) -> QueryResult<Option<CaseRow>> {
     scoped(scope)
         .filter(cases::id.eq(id.to_owned()))

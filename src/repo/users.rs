@@ -163,6 +163,21 @@ pub fn lock_for_new_session(conn: &mut DbConnection, id: &str) -> QueryResult<()
     Ok(())
 }
 
+/// On PostgreSQL, locks these users' rows for update, in id order (so two writes locking the
+/// same pair wait for each other, never deadlock), to the end of the transaction. SQLite's
+/// writes are serialized already.
+pub fn lock_for_update(conn: &mut DbConnection, ids: &[&str]) -> QueryResult<()> {
+    if let DbConnection::Postgresql(pg) = conn {
+        users::table
+            .filter(users::id.eq_any(ids))
+            .order(users::id)
+            .select(users::id)
+            .for_update()
+            .load::<String>(pg)?;
+    }
+    Ok(())
+}
+
 pub fn find_active(conn: &mut DbConnection, id: &str) -> QueryResult<Option<UserRow>> {
     enabled()
         .filter(users::id.eq(id.to_owned()))

@@ -699,9 +699,6 @@ async fn internal_files_stay_with_the_agency_until_the_client_is_shown_them() {
 /// PostgreSQL (READ COMMITTED) through row locks, on SQLite through its single writer.
 #[actix_web::test]
 async fn a_deletion_racing_a_citing_write_waits_for_it_and_keeps_the_file() {
-    use diesel::connection::SimpleConnection;
-    use dossier::db::DbConnection;
-
     let app = spawn().await;
     let w = World::new(&app).await;
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
@@ -709,44 +706,23 @@ async fn a_deletion_racing_a_citing_write_waits_for_it_and_keeps_the_file() {
         .await
         .assert_status(201));
     // A citing write in flight on a connection of its own: it holds the file as the server's
-    // citing writes do, and has written its message, not committed yet.
-    let mut conn = app.state.pool.get().unwrap();
-    let begin = match &*conn {
-        DbConnection::Postgresql(_) => {
-            format!("BEGIN; SELECT id FROM attachments WHERE id = '{file}' FOR KEY SHARE;")
-        }
-        DbConnection::Sqlite(_) => "BEGIN IMMEDIATE;".to_owned(),
-    };
-    conn.batch_execute(&begin).unwrap();
-    conn.batch_execute(&format!(
+    // citing writes do, and has written its message, not committed yet. The deletion waits for
+    // it (on PostgreSQL on the file's lock; SQLite's writer for the write lock).
+    let message = format!(
         "INSERT INTO messages (id, case_id, sender_id, sender_role, direction, channel, internal, \
          body, attachment_ids, created_at) VALUES ('{}', '{case}', '{}', 'client', 'inbound', \
          'in_app', FALSE, 'Here it is', '[\"{file}\"]', '2026-12-05 10:00:00')",
         uuid::Uuid::now_v7(),
         w.client.id
-    ))
-    .unwrap();
+    );
+    let held = if app._db.is_postgres() {
+        format!("SELECT id FROM attachments WHERE id = '{file}' FOR KEY SHARE; {message}")
+    } else {
+        message
+    };
     let path = format!("/v1/attachments/{file}");
     let delete = app.call("DELETE", &path, &w.client.token, None, &[]);
-    // On PostgreSQL the deletion must be seen waiting on a lock first (wherever it waits);
-    // SQLite's writer waits for the write lock the citing write holds.
-    let postgres = matches!(&*conn, DbConnection::Postgresql(_));
-    let waiting = || {
-        app.count(
-            "SELECT COUNT(*) AS n FROM pg_stat_activity \
-             WHERE wait_event_type = 'Lock' AND datname = current_database()",
-        )
-    };
-    let commit = async move {
-        for _ in 0..250 {
-            actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
-            if !postgres || waiting() > 0 {
-                break;
-            }
-        }
-        conn.batch_execute("COMMIT").unwrap();
-    };
-    let (res, ()) = futures_util::future::join(delete, commit).await;
+    let res = app.while_held(&held, delete).await;
     res.assert_problem(409, "attachment_in_use");
     assert_eq!(
         app.count(&format!(

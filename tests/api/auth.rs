@@ -650,45 +650,18 @@ async fn a_password_change_revokes_refresh_tokens() {
 }
 
 /// A login whose password was checked just before the password changed gets no session: the
-/// change revoked every session, and one issued after it would outlive it. The change is held
-/// uncommitted on a connection of its own while the login runs (on PostgreSQL the login is
-/// seen waiting on its lock; on SQLite the writer waits for the write lock).
+/// change revoked every session, and one issued after it would outlive it.
 #[actix_web::test]
 async fn a_login_racing_a_password_change_gets_no_session() {
-    use diesel::connection::SimpleConnection;
-    use dossier::db::DbConnection;
-
     let app = spawn().await;
     let user = app.create_user("racer@clients.example", "client", None, false);
-    let mut conn = app.state.pool.get().unwrap();
-    let postgres = matches!(&*conn, DbConnection::Postgresql(_));
-    conn.batch_execute(if postgres { "BEGIN" } else { "BEGIN IMMEDIATE" })
-        .unwrap();
-    conn.batch_execute(&format!(
+    let change = format!(
         "UPDATE users SET password_hash = 'changed', version = version + 1 WHERE id = '{user}'; \
          UPDATE refresh_tokens SET revoked_at = '2026-12-05 10:00:00' \
          WHERE user_id = '{user}' AND revoked_at IS NULL"
-    ))
-    .unwrap();
+    );
     let login = app.login("racer@clients.example", PASSWORD);
-    let waiting = || {
-        app.count(
-            "SELECT COUNT(*) AS n FROM pg_stat_activity \
-             WHERE wait_event_type = 'Lock' AND datname = current_database()",
-        )
-    };
-    let commit = async move {
-        // SQLite's writer is not seen waiting: half a second is ample for the login to check
-        // the password and reach its write.
-        for round in 0..250 {
-            actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
-            if (postgres && waiting() > 0) || (!postgres && round == 25) {
-                break;
-            }
-        }
-        conn.batch_execute("COMMIT").unwrap();
-    };
-    let (res, ()) = futures_util::future::join(login, commit).await;
+    let res = app.while_held(&change, login).await;
     res.assert_problem(401, "invalid_credentials");
     assert_eq!(
         app.count(&format!(

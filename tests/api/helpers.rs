@@ -361,6 +361,38 @@ where
         conn.batch_execute(statement).expect("SQL runs");
     }
 
+    /// Runs `request` while the statements `held` are written, not yet committed, on a
+    /// connection of their own, as a racing write's would be, and commits them once the request
+    /// waits for them: on PostgreSQL when a backend is seen waiting on a lock, on SQLite (whose
+    /// writer then waits for the write lock) after half a second.
+    pub async fn while_held(
+        &self,
+        held: &str,
+        request: impl std::future::Future<Output = Response>,
+    ) -> Response {
+        let mut conn = self.state.pool.get().unwrap();
+        let postgres = matches!(&*conn, dossier::db::DbConnection::Postgresql(_));
+        let begin = if postgres { "BEGIN" } else { "BEGIN IMMEDIATE" };
+        conn.batch_execute(&format!("{begin}; {held}")).unwrap();
+        let waiting = || {
+            self.count(
+                "SELECT COUNT(*) AS n FROM pg_stat_activity \
+                 WHERE wait_event_type = 'Lock' AND datname = current_database()",
+            )
+        };
+        let commit = async move {
+            for round in 0..250 {
+                actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+                if (postgres && waiting() > 0) || (!postgres && round == 25) {
+                    break;
+                }
+            }
+            conn.batch_execute("COMMIT").unwrap();
+        };
+        let (res, ()) = futures_util::future::join(request, commit).await;
+        res
+    }
+
     /// Pairs of client and agency whose kept open-case count (`client_open_cases`) differs from
     /// their cases counted afresh: zero when every write kept it right.
     pub fn open_case_counts_off(&self) -> i64 {

@@ -98,6 +98,36 @@ async fn the_agency_defines_the_client_fills_and_the_decision_locks() {
     .map(|(p, c)| (p.to_string(), c.to_string()))
     .collect();
     assert_eq!(errors, expected);
+    // Dates are exactly YYYY-MM-DD (chrono alone takes `80-12-31` as the year 80); a key's
+    // pointer escapes `/` and `~` (RFC 6901).
+    for born in [
+        "80-12-31",
+        "1980-1-5",
+        "+12345-01-01",
+        "-0044-03-15",
+        "1980-12-31 ",
+    ] {
+        let res = app
+            .patch(
+                &format!("{p}/values"),
+                &w.client.token,
+                json!({"values": {"born": born}}),
+            )
+            .await;
+        let problem = res.assert_problem(422, "validation_failed");
+        assert_eq!(problem["errors"][0]["pointer"], "/values/born", "{born}");
+    }
+    let res = app
+        .patch(
+            &format!("{p}/values"),
+            &w.client.token,
+            json!({"values": {"a/b~c": 1}}),
+        )
+        .await;
+    assert_eq!(
+        res.assert_problem(422, "validation_failed")["errors"][0]["pointer"],
+        "/values/a~1b~0c"
+    );
     // One good value beside a bad one: nothing is written either.
     app.patch(
         &format!("{p}/values"),

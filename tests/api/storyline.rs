@@ -441,3 +441,170 @@ async fn only_the_agency_publishes_and_deletes_and_a_deleted_event_is_gone() {
             .contains(&"Parked outside".to_owned())
     );
 }
+
+/// What the system or the client wrote stays as written: the submitted data (kind `system`) and
+/// a dispute's reason (the client's) answer 409 `recorded_event` to an edit or a deletion, while
+/// the agency's own events, a reason of its own included, stay editable.
+#[actix_web::test]
+async fn events_the_system_or_the_client_wrote_stay_as_written() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    start_case(&app, &w, &case).await;
+    act(&app, &w.a_operator.token, &case, "suspend")
+        .await
+        .assert_status(200);
+    act(&app, &w.a_operator.token, &case, "resume")
+        .await
+        .assert_status(200);
+    act(&app, &w.a_operator.token, &case, "complete")
+        .await
+        .assert_status(200);
+    act(&app, &w.client.token, &case, "dispute_completion")
+        .await
+        .assert_status(200);
+    act(&app, &w.a_operator.token, &case, "reopen")
+        .await
+        .assert_status(200);
+    let p = format!("/v1/cases/{case}/storyline");
+    let res = app.get(&p, &w.a_operator.token).await;
+    let items = res.assert_status(200)["items"].as_array().unwrap().clone();
+    let by = |kind: &str, author: &str| {
+        items
+            .iter()
+            .find(|e| e["kind"] == kind && e["author_id"] == author)
+            .map(id)
+            .unwrap_or_else(|| panic!("no {kind} event by {author}: {items:?}"))
+    };
+    let snapshot = by("system", &w.a_operator.id);
+    let dispute = by("status", &w.client.id);
+    let suspension = by("status", &w.a_operator.id);
+    for event in [&snapshot, &dispute] {
+        app.patch(
+            &format!("{p}/{event}"),
+            &w.a_operator.token,
+            json!({"body": "rewritten"}),
+        )
+        .await
+        .assert_problem(409, "recorded_event");
+        app.call(
+            "DELETE",
+            &format!("{p}/{event}"),
+            &w.a_operator.token,
+            None,
+            &[],
+        )
+        .await
+        .assert_problem(409, "recorded_event");
+    }
+    let res = app
+        .patch(
+            &format!("{p}/{suspension}"),
+            &w.a_operator.token,
+            json!({"body": "Waiting for the client's papers"}),
+        )
+        .await;
+    assert_eq!(
+        res.assert_status(200)["body"],
+        "Waiting for the client's papers"
+    );
+    let res = app.get(&p, &w.client.token).await;
+    let bodies: Vec<Value> = res.assert_status(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["id"] == dispute.as_str())
+        .map(|e| e["body"].clone())
+        .collect();
+    assert_eq!(bodies, [json!("because")]);
+}
+
+/// Times before the year 1 are refused (PostgreSQL cannot store them; SQLite would sort them
+/// backwards); files cited twice are kept once; both formats of the list vary by `Accept`.
+#[actix_web::test]
+async fn early_years_are_refused_files_count_once_and_the_format_varies_by_accept() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    start_case(&app, &w, &case).await;
+    let p = format!("/v1/cases/{case}/storyline");
+    for at in [
+        "-5000-01-01T00:00:00Z",
+        "-0001-06-01T00:00:00Z",
+        "0000-06-01T00:00:00Z",
+    ] {
+        let res = app
+            .post(
+                &p,
+                &w.a_operator.token,
+                json!({"title": "x", "occurred_at": at}),
+            )
+            .await;
+        let problem = res.assert_problem(422, "validation_failed");
+        assert_eq!(problem["errors"][0]["pointer"], "/occurred_at", "{at}");
+        assert_eq!(problem["errors"][0]["code"], "out_of_range", "{at}");
+    }
+    let photo = id(upload(&app, &w.a_operator.token, &case, "a.png", &png(300))
+        .await
+        .assert_status(201));
+    let map = id(upload(&app, &w.a_operator.token, &case, "b.png", &png(310))
+        .await
+        .assert_status(201));
+    let res = app
+        .post(
+            &p,
+            &w.a_operator.token,
+            json!({"title": "Two photos", "occurred_at": "0001-01-01T00:00:00Z",
+                   "attachment_ids": [photo, map, photo]}),
+        )
+        .await;
+    let event = res.assert_status(201).clone();
+    assert_eq!(event["attachment_ids"], json!([photo, map]));
+    app.patch(
+        &format!("{p}/{}", id(&event)),
+        &w.a_operator.token,
+        json!({"occurred_at": "-0001-01-01T00:00:00Z"}),
+    )
+    .await
+    .assert_problem(422, "validation_failed");
+    for accept in ["application/json", "application/geo+json"] {
+        let res = app
+            .send(
+                actix_web::test::TestRequest::get()
+                    .uri(&p)
+                    .insert_header(("Authorization", format!("Bearer {}", w.a_operator.token)))
+                    .insert_header(("Accept", accept)),
+            )
+            .await;
+        res.assert_status(200);
+        let vary = res.header("vary").unwrap_or_default();
+        assert!(
+            vary.split(',')
+                .any(|v| v.trim().eq_ignore_ascii_case("accept")),
+            "{accept}: {vary}"
+        );
+    }
+}
+
+/// An event written while the case is being completed lands before the freeze or not at all
+/// (on PostgreSQL the write waits on the case's lock, then finds the case completed).
+#[actix_web::test]
+async fn an_event_racing_the_completion_finds_the_storyline_frozen() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    start_case(&app, &w, &case).await;
+    let completion =
+        format!("UPDATE cases SET status = 'completed', version = version + 1 WHERE id = '{case}'");
+    let p = format!("/v1/cases/{case}/storyline");
+    let post = app.post(&p, &w.a_operator.token, json!({"title": "Late sighting"}));
+    let res = app.while_held(&completion, post).await;
+    res.assert_problem(409, "wrong_state");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM storyline_events WHERE case_id = '{case}' \
+             AND title = 'Late sighting'"
+        )),
+        0
+    );
+}

@@ -424,3 +424,56 @@ async fn only_platform_admins_make_or_change_platform_admins() {
     assert_eq!(error["code"], "cannot_lock_out_self");
     assert_eq!(error["pointer"], "/admin");
 }
+
+/// Names are trimmed before their rules apply: a blank one is refused, never stored as "".
+#[actix_web::test]
+async fn blank_names_are_refused() {
+    let app = crate::helpers::spawn().await;
+    let w = crate::world::World::new(&app).await;
+    let agency = format!("/v1/agencies/{}", w.agency_a);
+    let user = format!("/v1/users/{}", w.client.id);
+    for res in [
+        app.post("/v1/agencies", &w.platform.token, json!({"name": "   "}))
+            .await,
+        app.patch(&agency, &w.platform.token, json!({"name": " \t"}))
+            .await,
+        app.post(
+            "/v1/users",
+            &w.platform.token,
+            json!({"email": "blank@clients.example", "name": "  ", "password": "long enough secret", "role": "client"}),
+        )
+        .await,
+        app.patch(&user, &w.platform.token, json!({"name": "\n"})).await,
+    ] {
+        let problem = res.assert_problem(422, "validation_failed");
+        assert_eq!(problem["errors"][0]["pointer"], "/name");
+    }
+    assert_eq!(
+        app.count("SELECT COUNT(*) AS n FROM agencies WHERE TRIM(name) = ''")
+            + app.count("SELECT COUNT(*) AS n FROM users WHERE TRIM(name) = ''"),
+        0
+    );
+}
+
+/// Two platform admins deactivating each other at once: the second write finds its caller
+/// deactivated by the first and is refused, so an admin is left.
+#[actix_web::test]
+async fn admins_locking_each_other_out_at_once_leave_one() {
+    let app = spawn().await;
+    let first = app.create_user("first@platform.example", "platform", None, true);
+    let second = app.create_user("second@platform.example", "platform", None, true);
+    let second_token = app.token("second@platform.example").await;
+    // The first admin's write, deactivating the second.
+    let first_write =
+        format!("UPDATE users SET active = FALSE, version = version + 1 WHERE id = '{second}'");
+    let path = format!("/v1/users/{first}");
+    let patch = app.patch(&path, &second_token, json!({"active": false}));
+    let res = app.while_held(&first_write, patch).await;
+    res.assert_problem(403, "forbidden");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM users WHERE id = '{first}' AND active = TRUE"
+        )),
+        1
+    );
+}
