@@ -80,7 +80,15 @@ impl LoginThrottle {
                 }
             }
         }
-        client.to_string()
+        match client {
+            // One subscriber usually holds a whole /64: counted per address, its 2^64 of them
+            // would each get their own failures.
+            IpAddr::V6(v6) => {
+                let network = u128::from(v6) & !(u64::MAX as u128);
+                format!("{}/64", std::net::Ipv6Addr::from(network))
+            }
+            IpAddr::V4(v4) => v4.to_string(),
+        }
     }
 
     fn windows(&self) -> std::sync::MutexGuard<'_, HashMap<String, Window>> {

@@ -131,6 +131,24 @@ async fn the_address_counted_is_the_clients_behind_a_trusted_proxy_only() {
         .await
         .assert_status(200);
 
+    // An IPv6 client counts by its /64: a new address in it each time does not dodge the
+    // limit, while another /64 is not held back.
+    for i in 0..6 {
+        app.send(login(
+            &format!("nobody{i}@example.com"),
+            "wrong password",
+            &format!("2001:db8:1:2::{i:x}"),
+        ))
+        .await
+        .assert_problem(401, "invalid_credentials");
+    }
+    app.send(login("c@example.com", PASSWORD, "2001:db8:1:2:ffff::9"))
+        .await
+        .assert_problem(429, "too_many_requests");
+    app.send(login("c@example.com", PASSWORD, "2001:db8:1:3::1"))
+        .await
+        .assert_status(200);
+
     // A proxy configured by its IPv4-mapped address (a dual-stack listener's view) is trusted
     // as its IPv4 one.
     let app = crate::helpers::spawn_with(&[("DOSSIER_TRUSTED_PROXIES", "::ffff:127.0.0.1")]).await;
