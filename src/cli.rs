@@ -93,7 +93,10 @@ pub fn new_user_input(
     name: Option<String>,
     locale: Locale,
 ) -> CreateUser {
-    let name = name.unwrap_or_else(|| email.split('@').next().unwrap_or(&email).to_owned());
+    // Trimmed before the rules apply, as the API's names are: a blank one is refused.
+    let name = name
+        .map(|n| n.trim().to_owned())
+        .unwrap_or_else(|| email.split('@').next().unwrap_or(&email).to_owned());
     CreateUser {
         email,
         name,

@@ -742,14 +742,22 @@ pub async fn delete_attachment(
         let caller_id = &viewer.user_id;
         let row = repo::attachments::find(conn, &id, sees_internal(&viewer))?
             .ok_or_else(attachment_not_found)?;
-        repo::cases::share_lock(conn, &row.case_id)?;
-        let case = find_visible(conn, &viewer, &row.case_id).map_err(|_| attachment_not_found())?;
+        let mut case =
+            find_visible(conn, &viewer, &row.case_id).map_err(|_| attachment_not_found())?;
         let may =
             row.uploader_id == *caller_id || matches!(viewer.role, Role::Agency | Role::Platform);
         if !may {
             return Err(ApiError::Forbidden(
                 "Only the uploader and agency or platform staff delete attachments.".into(),
             ));
+        }
+        // The file before the case, as the writes citing a file and then touching the case
+        // (an answer, a form value) take them; the status is read again under the case's lock.
+        if !repo::attachments::lock_for_deletion(conn, &id)? {
+            return Err(attachment_not_found());
+        }
+        if repo::cases::share_lock(conn, &row.case_id)? {
+            case = find_visible(conn, &viewer, &row.case_id).map_err(|_| attachment_not_found())?;
         }
         let status = case.status();
         if !workflow::state_of(status).accepts_files {
@@ -760,9 +768,6 @@ pub async fn delete_attachment(
             ));
         }
         // What was sent or recorded with the file keeps it: detach it there first.
-        if !repo::attachments::lock_for_deletion(conn, &id)? {
-            return Err(attachment_not_found());
-        }
         if let Some(holder) = repo::attachments::named_by(conn, &row.case_id, &id)? {
             return Err(ApiError::Conflict {
                 code: "attachment_in_use",

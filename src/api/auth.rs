@@ -235,11 +235,16 @@ pub async fn refresh_token(
             return Ok(Refreshed::Invalid);
         };
         repo::users::lock_for_new_session(conn, &token.user_id)?;
+        // Read again under the lock: a password change committed meanwhile has revoked it.
+        let Some(token) = refresh_tokens::find_by_hash(conn, &hash)? else {
+            return Ok(Refreshed::Invalid);
+        };
+        // Revoked (a logout of every session, a reuse already caught): simply dead.
+        if token.revoked_at.is_some() {
+            return Ok(Refreshed::Invalid);
+        }
         // A racing refresh with the same token loses here too, and counts as reuse.
-        if token.used_at.is_some()
-            || token.revoked_at.is_some()
-            || !refresh_tokens::spend(conn, &token.id)?
-        {
+        if token.used_at.is_some() || !refresh_tokens::spend(conn, &token.id)? {
             refresh_tokens::revoke_family(conn, &token.family_id)?;
             return Ok(Refreshed::Reused);
         }

@@ -328,6 +328,12 @@ fn post(
     case: CaseRow,
     input: PostMessage,
 ) -> Result<Created<MessageView>, ApiError> {
+    // On PostgreSQL the status checked below must be the one a racing transition leaves.
+    let case = if repo::cases::share_lock(conn, &case.id)? {
+        find_visible(conn, viewer, &case.id)?
+    } else {
+        case
+    };
     let case_id = case.id.clone();
     let channel = input.channel.unwrap_or(Channel::InApp);
     let direction = match viewer.role {

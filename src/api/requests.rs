@@ -622,6 +622,8 @@ pub async fn create_video_call(
             viewer,
             actor,
         } = asking.resolve(conn)?;
+        // On PostgreSQL the status checked must be the one a racing transition leaves.
+        repo::cases::share_lock(conn, &case_id)?;
         let case = find_visible(conn, &viewer, &case_id)?;
         may_open_call(&viewer, &case)?;
         Ok(Authorized {

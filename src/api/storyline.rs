@@ -626,7 +626,8 @@ pub struct UpdateEvent {
 
 /// The event, moderated by the agency: found on a case it may write (404/403/409 otherwise).
 /// With `to_change`, 409 `recorded_event` for what the agency may not rewrite: events of kind
-/// `system` and those the client's own actions wrote (a dispute's or cancellation's reason).
+/// `system` and those the client's or platform staff's actions wrote (a dispute's, a
+/// cancellation's or a failed payment's reason).
 fn moderated_event(
     conn: &mut DbConnection,
     viewer: &Viewer,
@@ -641,11 +642,19 @@ fn moderated_event(
         return Err(event_not_found());
     }
     writable_case(conn, viewer, case_id, false)?;
-    if to_change && (event.kind == EventKind::System.as_str() || event.author_id == case.client_id)
-    {
+    let recorded = to_change
+        && (event.kind == EventKind::System.as_str()
+            || matches!(
+                repo::users::find(conn, &repo::users::UserScope::All, &event.author_id)?
+                    .map(|author| author.role()),
+                Some(Role::Client | Role::Platform)
+            ));
+    if recorded {
         return Err(ApiError::Conflict {
             code: "recorded_event",
-            detail: "The system or the client wrote this event: it stays as written.".into(),
+            detail: "The system, the client or platform staff wrote this event: it stays as \
+                     written."
+                .into(),
         });
     }
     Ok(event)
@@ -690,7 +699,7 @@ fn lost_event_race(
         (status = 200, description = "Updated", body = EventView, headers(("ETag" = String, description = "The new version"))),
         (status = 403, description = "Only the agency edits the storyline"),
         (status = 404, description = "No such case or event, or not one the caller can see"),
-        (status = 409, description = "The storyline is frozen (`wrong_state`), the system or the client wrote the event (`recorded_event`), or another change to it committed first (`concurrent_update`, without `If-Match`)"),
+        (status = 409, description = "The storyline is frozen (`wrong_state`), the system, the client or platform staff wrote the event (`recorded_event`), or another change to it committed first (`concurrent_update`, without `If-Match`)"),
         (status = 412, description = "`If-Match` is stale"),
         (status = 422, description = "A member breaks a rule"),
     )
@@ -860,7 +869,7 @@ pub async fn publish_event(
         (status = 204, description = "Deleted"),
         (status = 403, description = "Only the agency deletes"),
         (status = 404, description = "No such case or event, or not one the caller can see"),
-        (status = 409, description = "The storyline is frozen (`wrong_state`), or the system or the client wrote the event (`recorded_event`)"),
+        (status = 409, description = "The storyline is frozen (`wrong_state`), or the system, the client or platform staff wrote the event (`recorded_event`)"),
     )
 )]
 #[delete("/v1/cases/{id}/storyline/{event_id}")]

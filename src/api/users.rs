@@ -373,7 +373,7 @@ pub async fn list_users(
     responses(
         (status = 201, description = "Created", body = UserView,
             headers(("Location" = String, description = "The new user's URL"), ("ETag" = String, description = "Its version"))),
-        (status = 403, description = "The caller may not create this user"),
+        (status = 403, description = "The caller may not create this user, or their role or admin flag changed while the request ran"),
         (status = 409, description = "The e-mail is taken (`email_taken`)"),
         (status = 422, description = "A member breaks a rule"),
     )
@@ -450,14 +450,15 @@ fn still_as_authenticated(
     others: &[&str],
 ) -> Result<(), ApiError> {
     repo::users::lock_for_update(conn, &[&[caller.id.as_str()], others].concat())?;
-    let unchanged = repo::users::find_active(conn, &caller.id)?
-        .is_some_and(|now| now.role() == caller.role && now.is_admin == caller.admin);
-    if unchanged {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(
-            "Your account changed while this request ran.".into(),
-        ))
+    match repo::users::find_active(conn, &caller.id)? {
+        None => Err(ApiError::Unauthorized {
+            code: "invalid_token",
+            detail: "The account was deactivated while this request ran.".into(),
+        }),
+        Some(now) if now.role() != caller.role || now.is_admin != caller.admin => Err(
+            ApiError::Forbidden("Your role or admin flag changed while this request ran.".into()),
+        ),
+        Some(_) => Ok(()),
     }
 }
 
@@ -479,7 +480,7 @@ fn still_as_authenticated(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Updated", body = UserView, headers(("ETag" = String, description = "The new version"))),
-        (status = 403, description = "The caller's role manages no users, or the user is (or would become) a platform admin and the caller is not one"),
+        (status = 403, description = "The caller's role manages no users, the user is (or would become) a platform admin and the caller is not one, or the caller's role or admin flag changed while the request ran"),
         (status = 404, description = "No such user, or not one the caller manages"),
         (status = 409, description = "The e-mail is taken (`email_taken`)"),
         (status = 412, description = "`If-Match` is stale"),

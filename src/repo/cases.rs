@@ -159,16 +159,21 @@ fn status_not_in(
 /// what the case holds (storyline events, files) without changing the case itself: a transition
 /// (which updates the row) then waits for it, or it waits for the transition and reads the new
 /// status after this call. Under READ COMMITTED it would otherwise check a status that a
-/// committing `complete` or `reject` had already left. SQLite's writes are serialized already.
-pub fn share_lock(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
-    if let DbConnection::Postgresql(pg) = conn {
-        cases::table
-            .find(id)
-            .select(cases::id)
-            .for_share()
-            .load::<String>(pg)?;
+/// committing `complete` or `reject` had already left. SQLite's writes are serialized already
+/// (the case read inside them is current): `true` when a lock was taken, and a case read before
+/// it must be read again.
+pub fn share_lock(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
+    match conn {
+        DbConnection::Postgresql(pg) => {
+            cases::table
+                .find(id)
+                .select(cases::id)
+                .for_share()
+                .load::<String>(pg)?;
+            Ok(true)
+        }
+        DbConnection::Sqlite(_) => Ok(false),
     }
-    Ok(())
 }
 
 pub fn find(conn: &mut DbConnection, scope: &CaseScope, id: &str) -> QueryResult<Option<CaseRow>> {

@@ -163,16 +163,18 @@ pub fn lock_for_new_session(conn: &mut DbConnection, id: &str) -> QueryResult<()
     Ok(())
 }
 
-/// On PostgreSQL, locks these users' rows for update, in id order (so two writes locking the
-/// same pair wait for each other, never deadlock), to the end of the transaction. SQLite's
-/// writes are serialized already.
+/// On PostgreSQL, locks these users' rows as an update of theirs would, in id order (so two
+/// writes locking the same pair wait for each other, never deadlock), to the end of the
+/// transaction. NO KEY UPDATE, not UPDATE: rows that merely reference a user (a message, a
+/// notification) take KEY SHARE locks, which UPDATE would conflict with. SQLite's writes are
+/// serialized already.
 pub fn lock_for_update(conn: &mut DbConnection, ids: &[&str]) -> QueryResult<()> {
     if let DbConnection::Postgresql(pg) = conn {
         users::table
             .filter(users::id.eq_any(ids))
             .order(users::id)
             .select(users::id)
-            .for_update()
+            .for_no_key_update()
             .load::<String>(pg)?;
     }
     Ok(())

@@ -781,3 +781,33 @@ async fn retried_creations_on_a_case_are_replayed_not_repeated() {
         .await
         .assert_problem(409, "wrong_state");
 }
+
+/// A message or a video call racing the transition that shuts them out lands before it or not
+/// at all (on PostgreSQL the write waits on the case's lock, then reads the new status).
+#[actix_web::test]
+async fn a_message_or_a_call_racing_a_transition_that_shuts_them_out_is_refused() {
+    let app = crate::helpers::spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let rejection =
+        format!("UPDATE cases SET status = 'rejected', version = version + 1 WHERE id = '{case}'");
+    let path = format!("/v1/cases/{case}/messages");
+    let post = app.post(&path, &w.client.token, json!({"body": "Any news?"}));
+    app.while_held(&rejection, post)
+        .await
+        .assert_problem(409, "wrong_state");
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    start_case(&app, &w, &case).await;
+    let completion =
+        format!("UPDATE cases SET status = 'completed', version = version + 1 WHERE id = '{case}'");
+    let path = format!("/v1/cases/{case}/video-calls");
+    let call = app.post(&path, &w.client.token, json!({}));
+    app.while_held(&completion, call)
+        .await
+        .assert_problem(409, "wrong_state");
+    assert_eq!(
+        app.count("SELECT COUNT(*) AS n FROM messages WHERE body = 'Any news?'")
+            + app.count("SELECT COUNT(*) AS n FROM video_calls"),
+        0
+    );
+}

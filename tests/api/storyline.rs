@@ -442,9 +442,10 @@ async fn only_the_agency_publishes_and_deletes_and_a_deleted_event_is_gone() {
     );
 }
 
-/// What the system or the client wrote stays as written: the submitted data (kind `system`) and
-/// a dispute's reason (the client's) answer 409 `recorded_event` to an edit or a deletion, while
-/// the agency's own events, a reason of its own included, stay editable.
+/// What the system, the client or platform staff wrote stays as written: the submitted data
+/// (kind `system`), a dispute's reason (the client's) and a reopening's (platform staff's)
+/// answer 409 `recorded_event` to an edit or a deletion, while the agency's own events, a reason
+/// of its own included, stay editable.
 #[actix_web::test]
 async fn events_the_system_or_the_client_wrote_stay_as_written() {
     let app = spawn().await;
@@ -463,7 +464,7 @@ async fn events_the_system_or_the_client_wrote_stay_as_written() {
     act(&app, &w.client.token, &case, "dispute_completion")
         .await
         .assert_status(200);
-    act(&app, &w.a_operator.token, &case, "reopen")
+    act(&app, &w.platform.token, &case, "reopen")
         .await
         .assert_status(200);
     let p = format!("/v1/cases/{case}/storyline");
@@ -478,8 +479,9 @@ async fn events_the_system_or_the_client_wrote_stay_as_written() {
     };
     let snapshot = by("system", &w.a_operator.id);
     let dispute = by("status", &w.client.id);
+    let reopening = by("status", &w.platform.id);
     let suspension = by("status", &w.a_operator.id);
-    for event in [&snapshot, &dispute] {
+    for event in [&snapshot, &dispute, &reopening] {
         app.patch(
             &format!("{p}/{event}"),
             &w.a_operator.token,

@@ -448,6 +448,20 @@ async fn blank_names_are_refused() {
         let problem = res.assert_problem(422, "validation_failed");
         assert_eq!(problem["errors"][0]["pointer"], "/name");
     }
+    // The command line trims too.
+    let mut conn = app.state.pool.get().unwrap();
+    let input = dossier::cli::new_user_input(
+        "blank@cli.example".into(),
+        "long enough secret".into(),
+        dossier::domain::Role::Client,
+        None,
+        false,
+        Some("   ".into()),
+        dossier::domain::Locale::En,
+    );
+    let e = dossier::cli::create_user(&mut conn, &input).unwrap_err();
+    assert!(e.starts_with("name:"), "{e}");
+    drop(conn);
     assert_eq!(
         app.count("SELECT COUNT(*) AS n FROM agencies WHERE TRIM(name) = ''")
             + app.count("SELECT COUNT(*) AS n FROM users WHERE TRIM(name) = ''"),
@@ -469,7 +483,7 @@ async fn admins_locking_each_other_out_at_once_leave_one() {
     let path = format!("/v1/users/{first}");
     let patch = app.patch(&path, &second_token, json!({"active": false}));
     let res = app.while_held(&first_write, patch).await;
-    res.assert_problem(403, "forbidden");
+    res.assert_problem(401, "invalid_token");
     assert_eq!(
         app.count(&format!(
             "SELECT COUNT(*) AS n FROM users WHERE id = '{first}' AND active = TRUE"
