@@ -1,7 +1,10 @@
 //! The e-mail worker: drains the outbox through SMTP. A failed mail is retried with exponential
 //! backoff; a permanent refusal (5xx) or the last allowed attempt parks it as dead, where a
 //! platform admin can list it and put it back (`/v1/emails`). Delivery is at least once: a
-//! worker that stops mid-send leaves its claim to expire and the mail to be sent again.
+//! worker that stops mid-send leaves its claim to expire and the mail to be sent again. Each
+//! send first renews its claim, and its outcome is recorded only while the claim still holds,
+//! so a worker whose lease ran out mid-send neither sends a mail another worker has taken nor
+//! overwrites that worker's outcome.
 
 use std::time::Duration;
 
@@ -14,7 +17,7 @@ use crate::app::AppState;
 use crate::config::EmailSettings;
 use crate::db;
 use crate::repo;
-use crate::repo::email::OutboxRow;
+use crate::repo::email::{Claim, OutboxRow};
 
 /// Mails claimed per round.
 const BATCH: i64 = 20;
@@ -74,8 +77,7 @@ async fn run(state: web::Data<AppState>, settings: EmailSettings, transport: Tra
 /// Claims a batch of due mails and sends them.
 async fn send_due(state: &web::Data<AppState>, settings: &EmailSettings, transport: &Transport) {
     let claimed = db::write(&state.pool, |conn| {
-        let lease = chrono::Duration::seconds(LEASE_SECONDS);
-        Ok(repo::email::claim_due(conn, db::now(), lease, BATCH)?)
+        Ok(repo::email::claim_due(conn, db::now(), lease(), BATCH)?)
     })
     .await;
     match claimed {
@@ -98,6 +100,27 @@ async fn deliver(
     transport: &Transport,
     mail: OutboxRow,
 ) {
+    // The claim's lease is renewed right before the send: a batch's last mails go out long
+    // after it was claimed, and another worker may have claimed them again by then.
+    let claim = Claim {
+        id: mail.id.clone(),
+        lease_end: mail.next_attempt_at,
+    };
+    let renewed = db::write(&state.pool, move |conn| {
+        Ok(repo::email::renew(conn, &claim, lease())?)
+    })
+    .await;
+    let claim = match renewed {
+        Ok(Some(claim)) => claim,
+        Ok(None) => {
+            log::info!("e-mail {}: another worker has it now", mail.id);
+            return;
+        }
+        Err(e) => {
+            log::error!("e-mail {}: cannot renew its claim: {e}", mail.id);
+            return;
+        }
+    };
     let outcome = match message(settings, &mail) {
         Ok(message) => transport.send(message).await.map(|_| ()).map_err(|e| {
             let reply = e
@@ -109,16 +132,16 @@ async fn deliver(
         Err(e) => Err((true, "unsendable".into(), e)),
     };
     let attempt = mail.attempts + 1;
-    let id = mail.id.clone();
     let recorded = match outcome {
         Ok(()) => {
             db::write(&state.pool, move |conn| {
-                Ok(repo::email::mark_sent(conn, &id)?)
+                Ok(repo::email::mark_sent(conn, &claim)?)
             })
             .await
         }
         Err((permanent, reply, error)) => {
-            let retry_at = (!permanent && attempt < settings.max_attempts as i32)
+            let max_attempts = i32::try_from(settings.max_attempts).unwrap_or(i32::MAX);
+            let retry_at = (!permanent && attempt < max_attempts)
                 .then(|| db::now() + backoff(settings.retry_base, attempt));
             // The address and the server's text stay out of the log (they may name the
             // recipient); the admin list shows them.
@@ -132,14 +155,21 @@ async fn deliver(
                 }
             );
             db::write(&state.pool, move |conn| {
-                Ok(repo::email::mark_failed(conn, &id, &error, retry_at)?)
+                Ok(repo::email::mark_failed(conn, &claim, &error, retry_at)?)
             })
             .await
         }
     };
-    if let Err(e) = recorded {
-        log::error!("e-mail {}: cannot record the outcome: {e}", mail.id);
+    match recorded {
+        Ok(true) => {}
+        // Its lease ran out mid-send and another worker took it: that worker's outcome stands.
+        Ok(false) => log::warn!("e-mail {}: another worker took it during the send", mail.id),
+        Err(e) => log::error!("e-mail {}: cannot record the outcome: {e}", mail.id),
     }
+}
+
+fn lease() -> chrono::Duration {
+    chrono::Duration::seconds(LEASE_SECONDS)
 }
 
 /// `base`, then twice as long after each further failure, up to [`MAX_BACKOFF`].

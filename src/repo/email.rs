@@ -104,7 +104,8 @@ pub fn set_preference(
 /// Claims up to `limit` due mails for one worker by pushing each one's due time `lease` ahead:
 /// a conditional update per row, so two workers (or nodes) never claim the same mail, and a
 /// worker that dies mid-send leaves it to be retried when the lease ends. Mails to users who
-/// can no longer log in die here instead (`last_error` says why).
+/// can no longer log in, or no longer see the case the mail is about, die here instead
+/// (`last_error` says why).
 pub fn claim_due(
     conn: &mut DbConnection,
     now: NaiveDateTime,
@@ -147,18 +148,48 @@ pub fn claim_due(
         .into_iter()
         .partition(|m| can_log_in.contains(&m.user_id));
     for mail in locked_out {
-        diesel::update(email_outbox::table.find(&mail.id))
-            .set((
-                email_outbox::status.eq(DEAD),
-                email_outbox::last_error.eq(LOCKED_OUT),
-            ))
-            .execute(conn)?;
+        die_unsent(conn, &mail.id, LOCKED_OUT)?;
     }
-    Ok(claimed)
+    // Nor mail about a case they no longer see (an agent taken off it, or once it left the
+    // statuses agents see): it would carry what the case holds, an internal note's text say.
+    let mut seen = Vec::with_capacity(claimed.len());
+    for mail in claimed {
+        if still_sees_its_case(conn, &mail)? {
+            seen.push(mail);
+        } else {
+            die_unsent(conn, &mail.id, CASE_UNSEEN)?;
+        }
+    }
+    Ok(seen)
+}
+
+/// Whether the mail's addressee may still see the case it is about (mails about no case: yes).
+fn still_sees_its_case(conn: &mut DbConnection, mail: &OutboxRow) -> QueryResult<bool> {
+    use super::cases::CaseScope;
+    let Some(case_id) = &mail.case_id else {
+        return Ok(true);
+    };
+    let Some(user) = super::users::find(conn, &super::users::UserScope::All, &mail.user_id)? else {
+        return Ok(false);
+    };
+    let scope = CaseScope::of(user.role(), &user.id, user.agency_id.as_deref());
+    Ok(super::cases::find(conn, &scope, case_id)?.is_some())
+}
+
+fn die_unsent(conn: &mut DbConnection, id: &str, why: &str) -> QueryResult<()> {
+    diesel::update(email_outbox::table.find(id))
+        .set((
+            email_outbox::status.eq(DEAD),
+            email_outbox::last_error.eq(why),
+        ))
+        .execute(conn)
+        .map(drop)
 }
 
 /// Why a mail died unsent: its addressee lost their access after it was queued.
 const LOCKED_OUT: &str = "the recipient can no longer log in";
+/// Why a mail died unsent: its addressee no longer sees the case it is about.
+const CASE_UNSEEN: &str = "the recipient can no longer see the case";
 
 /// When the next pending mail falls due, if any.
 pub fn next_due(conn: &mut DbConnection) -> QueryResult<Option<NaiveDateTime>> {
@@ -170,8 +201,44 @@ pub fn next_due(conn: &mut DbConnection) -> QueryResult<Option<NaiveDateTime>> {
         .optional()
 }
 
-pub fn mark_sent(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
-    diesel::update(email_outbox::table.find(id))
+/// A worker's hold on a claimed mail: its id and the end of the lease it claimed, which no
+/// other claim, renewal or admin retry leaves in place.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub id: String,
+    pub lease_end: NaiveDateTime,
+}
+
+/// The claimed mail's row while `claim` still holds it.
+macro_rules! held {
+    ($claim:expr) => {
+        email_outbox::table
+            .filter(email_outbox::id.eq(&$claim.id))
+            .filter(email_outbox::status.eq(PENDING))
+            .filter(email_outbox::next_attempt_at.eq($claim.lease_end))
+    };
+}
+
+/// Extends the lease right before a send, if the claim still holds (a batch's last mails are
+/// sent long after its claim): the new claim, or `None` when another worker has the mail now.
+pub fn renew(
+    conn: &mut DbConnection,
+    claim: &Claim,
+    lease: chrono::Duration,
+) -> QueryResult<Option<Claim>> {
+    let lease_end = crate::db::stored_time(chrono::Utc::now() + lease);
+    let n = diesel::update(held!(claim))
+        .set(email_outbox::next_attempt_at.eq(lease_end))
+        .execute(conn)?;
+    Ok((n == 1).then(|| Claim {
+        id: claim.id.clone(),
+        lease_end,
+    }))
+}
+
+/// Records the send, if the claim still holds; `false` when another worker had taken the mail.
+pub fn mark_sent(conn: &mut DbConnection, claim: &Claim) -> QueryResult<bool> {
+    diesel::update(held!(claim))
         .set((
             email_outbox::status.eq(SENT),
             email_outbox::attempts.eq(email_outbox::attempts + 1),
@@ -179,30 +246,30 @@ pub fn mark_sent(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
             email_outbox::last_error.eq(None::<String>),
         ))
         .execute(conn)
-        .map(|_| ())
+        .map(|n| n == 1)
 }
 
-/// Records a failed attempt: due again at `retry_at`, or dead when `retry_at` is `None`.
+/// Records a failed attempt, if the claim still holds: due again at `retry_at`, or dead when
+/// `retry_at` is `None`. `false` when another worker had taken the mail.
 pub fn mark_failed(
     conn: &mut DbConnection,
-    id: &str,
+    claim: &Claim,
     error: &str,
     retry_at: Option<NaiveDateTime>,
-) -> QueryResult<()> {
-    let target = email_outbox::table.find(id);
+) -> QueryResult<bool> {
     let common = (
         email_outbox::attempts.eq(email_outbox::attempts + 1),
         email_outbox::last_error.eq(error),
     );
     match retry_at {
-        Some(at) => diesel::update(target)
+        Some(at) => diesel::update(held!(claim))
             .set((common, email_outbox::next_attempt_at.eq(at)))
             .execute(conn),
-        None => diesel::update(target)
+        None => diesel::update(held!(claim))
             .set((common, email_outbox::status.eq(DEAD)))
             .execute(conn),
     }
-    .map(|_| ())
+    .map(|n| n == 1)
 }
 
 /// Outbox rows, newest first, optionally of one status.

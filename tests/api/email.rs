@@ -245,6 +245,98 @@ async fn mails_to_users_who_can_no_longer_log_in_die_unsent() {
 
 /// Polls the outbox until `n` mails have this status: the worker records an outcome after the
 /// SMTP server has it, and runs beside the test.
+/// A worker whose lease ran out mid-send neither sends a mail another worker has claimed since
+/// nor overwrites that worker's outcome: its claim no longer holds.
+#[actix_web::test]
+async fn a_worker_whose_lease_ran_out_records_nothing_over_the_next_one() {
+    use dossier::repo::email::{Claim, claim_due, mark_failed, renew};
+
+    let smtp = SmtpServer::start().await;
+    let app = spawn_with(&[("DOSSIER_SMTP_URL", &smtp.url)]).await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    take(&app, &w.a_operator.token, &case).await;
+    post_message(&app, &w.a_operator.token, &case, "One mail").await;
+    // A first worker claims it, and its lease runs out before it sends.
+    let stale = {
+        let mut conn = app.state.pool.get().unwrap();
+        let now = dossier::db::now();
+        let claimed = claim_due(&mut conn, now, chrono::Duration::minutes(5), 20).unwrap();
+        assert_eq!(claimed.len(), 1);
+        Claim {
+            id: claimed[0].id.clone(),
+            lease_end: claimed[0].next_attempt_at,
+        }
+    };
+    app.sql("UPDATE email_outbox SET next_attempt_at = '2020-01-01 00:00:00'");
+    // Another worker claims it again and sends it.
+    dossier::mailer::spawn(app.state.clone());
+    assert_eq!(smtp.wait_for(1).await.len(), 1);
+    wait_for_status(&app, &w.platform.token, "sent", 1).await;
+    // The first worker's send would not start, nor would its failure be recorded.
+    let mut conn = app.state.pool.get().unwrap();
+    let lease = chrono::Duration::minutes(5);
+    assert!(renew(&mut conn, &stale, lease).unwrap().is_none());
+    assert!(!mark_failed(&mut conn, &stale, "timed out", None).unwrap());
+    drop(conn);
+    let sent = wait_for_status(&app, &w.platform.token, "sent", 1).await;
+    assert_eq!(sent[0]["id"], stale.id.as_str());
+    assert_eq!(sent[0]["attempts"], 1);
+    assert_eq!(
+        app.count("SELECT COUNT(*) AS n FROM email_outbox WHERE status = 'dead'"),
+        0
+    );
+}
+
+/// A mail about a case its addressee no longer sees dies unsent: an agent taken off the case
+/// before the worker got to the mail of an internal note does not receive the note's text.
+#[actix_web::test]
+async fn mails_about_a_case_the_recipient_no_longer_sees_die_unsent() {
+    let smtp = SmtpServer::start().await;
+    let app = spawn_with(&[("DOSSIER_SMTP_URL", &smtp.url)]).await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    crate::world::start_case(&app, &w, &case).await;
+    crate::world::assign_agent(&app, &w, &case).await;
+    app.post(
+        &format!("/v1/cases/{case}/messages"),
+        &w.a_operator.token,
+        json!({"body": "Follow him on Friday", "internal": true}),
+    )
+    .await
+    .assert_status(201);
+    let queued = |status: &str| {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM email_outbox WHERE user_id = '{}' AND status = '{status}'",
+            w.a_agent.id
+        ))
+    };
+    // The note's mail, and the one telling the agent of their assignment.
+    let pending = queued("pending");
+    assert_eq!(pending, 2);
+    app.put(
+        &format!("/v1/cases/{case}/agents"),
+        &w.a_operator.token,
+        json!({"agent_ids": []}),
+    )
+    .await
+    .assert_status(200);
+    dossier::mailer::spawn(app.state.clone());
+    let dead = wait_for_status(&app, &w.platform.token, "dead", 2).await;
+    for mail in &dead {
+        assert_eq!(
+            mail["last_error"],
+            "the recipient can no longer see the case"
+        );
+    }
+    assert_eq!(queued("dead"), pending);
+    assert!(
+        smtp.received()
+            .iter()
+            .all(|mail| !mail.body.contains("Follow him on Friday"))
+    );
+}
+
 async fn wait_for_status<S>(
     app: &crate::helpers::TestApp<S>,
     token: &str,
