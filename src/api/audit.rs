@@ -104,8 +104,10 @@ pub struct CaseAuditQuery {
     #[param(min_length = 1, max_length = 100)]
     pub action: Option<String>,
     /// Rows written at or after this instant (RFC 3339).
+    #[serde(default, deserialize_with = "crate::api::instant_opt")]
     pub from: Option<DateTime<Utc>>,
     /// Rows written before this instant (RFC 3339).
+    #[serde(default, deserialize_with = "crate::api::instant_opt")]
     pub to: Option<DateTime<Utc>>,
     /// Rows on a JSON page.
     #[param(minimum = 1, maximum = 100, default = 25)]
@@ -130,8 +132,10 @@ pub struct AuditQuery {
     #[param(min_length = 1, max_length = 100)]
     pub action: Option<String>,
     /// Rows written at or after this instant (RFC 3339).
+    #[serde(default, deserialize_with = "crate::api::instant_opt")]
     pub from: Option<DateTime<Utc>>,
     /// Rows written before this instant (RFC 3339).
+    #[serde(default, deserialize_with = "crate::api::instant_opt")]
     pub to: Option<DateTime<Utc>>,
     /// Rows on a JSON page.
     #[param(minimum = 1, maximum = 100, default = 25)]

@@ -618,8 +618,10 @@ pub struct ListCasesQuery {
     #[param(style = Form, explode)]
     pub priority: Vec<Priority>,
     /// Created at or after this instant (RFC 3339).
+    #[serde(default, deserialize_with = "crate::api::instant_opt")]
     pub created_from: Option<DateTime<Utc>>,
     /// Created before this instant (RFC 3339).
+    #[serde(default, deserialize_with = "crate::api::instant_opt")]
     pub created_to: Option<DateTime<Utc>>,
     /// Text contained in the number or the title, case-insensitively for ASCII letters (1–100 characters, not only spaces).
     // "Not only spaces": a character outside Unicode's White_Space, the set `trim` strips, listed

@@ -150,8 +150,10 @@ pub struct ListMessagesQuery {
     #[param(inline)]
     pub channel: Option<Channel>,
     /// Sent at or after this instant (RFC 3339).
+    #[serde(default, deserialize_with = "crate::api::instant_opt")]
     pub from: Option<DateTime<Utc>>,
     /// Sent before this instant (RFC 3339).
+    #[serde(default, deserialize_with = "crate::api::instant_opt")]
     pub to: Option<DateTime<Utc>>,
     /// `desc` (newest first, the default: "jump to the end") or `asc` (oldest first: "jump to
     /// the start").

@@ -167,6 +167,21 @@ pub fn trimmed<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     String::deserialize(d).map(|s| s.trim().to_owned())
 }
 
+/// An optional RFC 3339 instant from the year 1 to 9999 (UTC), for the range filters: outside
+/// them SQLite's stored text compares wrongly (`+10000-…` sorts before `2026-…`), and
+/// PostgreSQL stores no year before 4713 BC.
+pub fn instant_opt<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, D::Error> {
+    use chrono::Datelike;
+    match Option::<chrono::DateTime<chrono::Utc>>::deserialize(d)? {
+        Some(t) if !(1..=9999).contains(&t.year()) => Err(serde::de::Error::custom(
+            "an instant from the year 1 to 9999 (UTC)",
+        )),
+        t => Ok(t),
+    }
+}
+
 /// [`trimmed`] for optional members.
 pub fn trimmed_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     Option::<String>::deserialize(d).map(|o| o.map(|s| s.trim().to_owned()))

@@ -144,6 +144,7 @@ async fn admins_read_their_scope_of_the_log_filtered_and_paged() {
         "colour=red",
         "action=",
         &format!("action={long}"),
+        "from=9999-12-31T23:59:59-23:59",
     ] {
         app.get(&format!("/v1/audit?{bad}"), &w.platform.token)
             .await

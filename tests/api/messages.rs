@@ -387,6 +387,12 @@ async fn unread_counts_read_marks_filters_and_paging_both_ways() {
     )
     .await
     .assert_problem(400, "invalid_query");
+    app.get(
+        &format!("{p}?to=9999-12-31T23:59:59-23:59"),
+        &w.a_operator.token,
+    )
+    .await
+    .assert_problem(400, "invalid_query");
     // Newest first, page by page, no repeats.
     let mut seen = Vec::new();
     let mut path = format!("{p}?limit=4");
