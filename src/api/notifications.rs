@@ -479,16 +479,20 @@ pub async fn stream_notifications(
     let caller = token.clone();
     let sent = db::read(&state.pool, move |conn| {
         let user = caller.user(conn)?;
+        let resumed = resume.is_some();
         let floor = match resume {
             Some(id) => Some(id),
             None => repo::notifications::newest_id(conn, &user.id)?,
         };
-        // What already exists up to the floor is not this stream's to send; what commits there
-        // later is.
+        // A new stream: what already exists up to the floor is not its to send; what commits
+        // there later is. A resumed one: the client had the floor, but not necessarily what
+        // committed late below it, perhaps after the old stream ended; everything in the
+        // look-back but the floor is sent again (at least once).
         let window = floor
             .as_deref()
             .and_then(|f| Some((f, v7_before(f, LOOKBACK_MS)?)));
         let recent = match window {
+            Some((floor, _)) if resumed => BTreeSet::from([floor.to_owned()]),
             Some((floor, after)) => {
                 repo::notifications::ids_between(conn, &user.id, &after, floor)?
                     .into_iter()

@@ -535,3 +535,39 @@ async fn a_notification_committed_after_a_later_one_still_reaches_the_stream() {
     assert_eq!(got.matches("Late but there").count(), 1, "{got}");
     handle.stop(false).await;
 }
+
+/// A notification that commits late, below the last id a client received, after its stream
+/// ended, still reaches the stream the client resumes with `Last-Event-ID`.
+#[actix_web::test]
+async fn a_resumed_stream_sends_what_committed_late_below_its_last_id() {
+    let Served {
+        app,
+        w,
+        case,
+        addr,
+        handle,
+    } = served().await;
+    // The late write's id is taken first; the message's notification follows and is received.
+    let late = uuid::Uuid::now_v7();
+    post_message(&app, &w.a_operator.token, &case, "On time").await;
+    let res = app.get("/v1/notifications?limit=1", &w.client.token).await;
+    let last = res.assert_status(200)["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The stream has ended (its token expired, say); then the late write commits.
+    app.sql(&format!(
+        "INSERT INTO notifications (id, user_id, case_id, event, title, created_at) \
+         VALUES ('{late}', '{}', '{case}', 'message_received', 'Late but there', \
+         '2026-12-05 10:00:00')",
+        w.client.id
+    ));
+    let token = w.client.token.clone();
+    let got =
+        actix_web::web::block(move || read_stream(addr, &token, Some(&last), "Late but there", 1))
+            .await
+            .unwrap();
+    assert_eq!(got.matches("Late but there").count(), 1, "{got}");
+    assert_eq!(got.matches("On time").count(), 0, "{got}");
+    handle.stop(false).await;
+}
