@@ -5,8 +5,9 @@
 //! `http` holds what all handlers share (errors rendering, extractors, middleware, metrics);
 //! `storage` keeps attachment blobs in object storage; `live` wakes notification streams;
 //! `mailer` drains the e-mail outbox through SMTP; `rules` fires the server's own business
-//! rules; `workflow` is the case lifecycle as data; `i18n` its labels; `openapi` assembles the
-//! contract; `app` wires it together; `cli` is the command line.
+//! rules; `housekeeping` sweeps what expires; `workflow` is the case lifecycle as data; `i18n`
+//! its labels; `openapi` assembles the contract; `app` wires it together; `cli` is the command
+//! line.
 
 pub mod api;
 pub mod app;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod errors;
+pub mod housekeeping;
 pub mod http;
 pub mod i18n;
 pub mod live;

@@ -39,8 +39,8 @@ pub fn replay(
     key: &str,
     fingerprint: &str,
 ) -> Result<Option<StoredResponse>, ApiError> {
-    // Expired keys of this user go first: cheap (indexed by the primary key) and keeps the
-    // table bounded by what users create in a day.
+    // Expired keys of this user go first: cheap (indexed by the primary key); the others go
+    // in `housekeeping`'s hourly sweep.
     diesel::delete(
         idempotency_keys::table
             .filter(idempotency_keys::user_id.eq(user_id))
@@ -60,6 +60,13 @@ pub fn replay(
         }),
         other => Ok(other),
     }
+}
+
+/// Forgets every expired key, whoever's: a user who sends no further keyed request never
+/// clears their own (`replay` does that per user). A walk of the `created_at` index.
+pub fn delete_expired(conn: &mut DbConnection) -> QueryResult<usize> {
+    diesel::delete(idempotency_keys::table.filter(idempotency_keys::created_at.lt(cutoff())))
+        .execute(conn)
 }
 
 /// Records the first response. A concurrent request holding the same key makes this a unique

@@ -1378,3 +1378,31 @@ async fn timestamps_read_back_exactly_in_every_stored_layout() {
     assert_eq!(row["created_at"], "2026-11-20T10:00:00.123456Z");
     assert_eq!(row["updated_at"], "2026-11-20T10:00:01Z");
 }
+
+/// Expired keys are swept whoever's they are: a user who sends no further keyed request keeps
+/// none past its lifetime (their own requests only clear their own).
+#[actix_web::test]
+async fn the_sweep_forgets_every_expired_key_and_no_live_one() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    for (token, key) in [(&w.client.token, "old-1"), (&w.client2.token, "new-1")] {
+        let body = json!({"service_id": w.service_a, "payment_method": "card", "title": "Title", "description": "Long enough text"});
+        app.call(
+            "POST",
+            "/v1/cases",
+            token,
+            Some(body),
+            &[("idempotency-key", key)],
+        )
+        .await
+        .assert_status(201);
+    }
+    app.sql("UPDATE idempotency_keys SET created_at = '2026-01-01 00:00:00' WHERE key = 'old-1'");
+    assert_eq!(dossier::housekeeping::sweep(&app.state).await.unwrap(), 1);
+    assert_eq!(
+        app.count("SELECT COUNT(*) AS n FROM idempotency_keys WHERE key = 'new-1'"),
+        1
+    );
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM idempotency_keys"), 1);
+    assert_eq!(dossier::housekeeping::sweep(&app.state).await.unwrap(), 0);
+}

@@ -1,0 +1,34 @@
+//! Clean-up no request does for itself, once an hour: expired `Idempotency-Key` responses (a
+//! user's own go whenever they send another keyed request; a user who never does would keep
+//! theirs, bodies included, for good).
+
+use std::time::Duration;
+
+use actix_web::web;
+
+use crate::app::AppState;
+use crate::db;
+use crate::errors::ApiError;
+use crate::repo;
+
+const EVERY: Duration = Duration::from_secs(3600);
+
+/// Starts the hourly sweep.
+pub fn spawn(state: web::Data<AppState>) {
+    actix_web::rt::spawn(async move {
+        loop {
+            if let Err(e) = sweep(&state).await {
+                log::error!("housekeeping: {e}");
+            }
+            tokio::time::sleep(EVERY).await;
+        }
+    });
+}
+
+/// One sweep: how many expired keys it deleted.
+pub async fn sweep(state: &AppState) -> Result<usize, ApiError> {
+    db::write(&state.pool, |conn| {
+        Ok(repo::idempotency::delete_expired(conn)?)
+    })
+    .await
+}
