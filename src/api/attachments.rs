@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::api::cases::{Viewer, find_visible, wrong_state};
+use crate::api::cases::{Viewer, find_visible, share_locked, wrong_state};
 use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
 use crate::auth::Token;
@@ -742,8 +742,7 @@ pub async fn delete_attachment(
         let caller_id = &viewer.user_id;
         let row = repo::attachments::find(conn, &id, sees_internal(&viewer))?
             .ok_or_else(attachment_not_found)?;
-        let mut case =
-            find_visible(conn, &viewer, &row.case_id).map_err(|_| attachment_not_found())?;
+        let case = find_visible(conn, &viewer, &row.case_id).map_err(|_| attachment_not_found())?;
         let may =
             row.uploader_id == *caller_id || matches!(viewer.role, Role::Agency | Role::Platform);
         if !may {
@@ -756,9 +755,7 @@ pub async fn delete_attachment(
         if !repo::attachments::lock_for_deletion(conn, &id)? {
             return Err(attachment_not_found());
         }
-        if repo::cases::share_lock(conn, &row.case_id)? {
-            case = find_visible(conn, &viewer, &row.case_id).map_err(|_| attachment_not_found())?;
-        }
+        let case = share_locked(conn, &viewer, case).map_err(|_| attachment_not_found())?;
         let status = case.status();
         if !workflow::state_of(status).accepts_files {
             return Err(wrong_state(

@@ -294,6 +294,21 @@ where
     .await
 }
 
+/// `case` as it stands under a share lock on its row (`repo::cases::share_lock`), for a write
+/// that adds to the case without changing it: read again where the lock was taken
+/// (PostgreSQL), as read before elsewhere (SQLite's single writer already serializes writes).
+pub fn share_locked(
+    conn: &mut DbConnection,
+    viewer: &Viewer,
+    case: CaseRow,
+) -> Result<CaseRow, ApiError> {
+    if repo::cases::share_lock(conn, &case.id)? {
+        find_visible(conn, viewer, &case.id)
+    } else {
+        Ok(case)
+    }
+}
+
 /// Moves the case to its next version while it is still in the status it was read in, for a
 /// change the card shows (an open request, a survey): its `ETag` is that version. A transition
 /// that commits meanwhile (PostgreSQL) makes this write 409, so nothing is asked, answered,

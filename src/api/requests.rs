@@ -13,7 +13,7 @@ use uuid::Uuid;
 use validator::Validate;
 
 use crate::api::attachments::check_case_attachments;
-use crate::api::cases::{Viewer, create_on_case, find_visible, touch, wrong_state};
+use crate::api::cases::{Viewer, create_on_case, find_visible, share_locked, touch, wrong_state};
 use crate::api::notifications::{Audience, Event, Notifier};
 use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
@@ -622,9 +622,9 @@ pub async fn create_video_call(
             viewer,
             actor,
         } = asking.resolve(conn)?;
-        // On PostgreSQL the status checked must be the one a racing transition leaves.
-        repo::cases::share_lock(conn, &case_id)?;
+        // The status checked must be the one a racing transition leaves.
         let case = find_visible(conn, &viewer, &case_id)?;
+        let case = share_locked(conn, &viewer, case)?;
         may_open_call(&viewer, &case)?;
         Ok(Authorized {
             user_id: caller.id,

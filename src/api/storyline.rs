@@ -11,7 +11,7 @@ use uuid::Uuid;
 use validator::Validate;
 
 use crate::api::attachments::{check_case_attachments, share_with_client};
-use crate::api::cases::{Viewer, create_on_case, find_visible, wrong_state};
+use crate::api::cases::{Viewer, create_on_case, find_visible, share_locked, wrong_state};
 use crate::api::{Asked, Asking, nullable, timestamp};
 use crate::app::AppState;
 use crate::auth::Token;
@@ -369,19 +369,6 @@ fn event_not_found() -> ApiError {
     ApiError::NotFound("No such storyline event, or not one you can see.".into())
 }
 
-/// The case, visible and with an open storyline for this role; 404/403/409 otherwise.
-fn writable_case(
-    conn: &mut DbConnection,
-    viewer: &Viewer,
-    case_id: &str,
-    agents_too: bool,
-) -> Result<CaseRow, ApiError> {
-    repo::cases::share_lock(conn, case_id)?;
-    let case = find_visible(conn, viewer, case_id)?;
-    check_writable(viewer, &case, agents_too)?;
-    Ok(case)
-}
-
 /// 403 for a role that never writes the storyline, 409 while the case's status keeps it shut.
 fn check_writable(viewer: &Viewer, case: &CaseRow, agents_too: bool) -> Result<(), ApiError> {
     let allowed = viewer.role == Role::Agency || (agents_too && viewer.role == Role::Agent);
@@ -520,7 +507,7 @@ pub async fn create_event(
         body.0,
         Asking::new(token, &req),
         id.into_inner().to_string(),
-        |conn, viewer, actor, case, input| create(conn, viewer, actor, &case, input),
+        create,
     )
     .await
 }
@@ -530,12 +517,13 @@ fn create(
     conn: &mut DbConnection,
     viewer: &Viewer,
     actor: &Actor,
-    case: &CaseRow,
+    case: CaseRow,
     input: CreateEvent,
 ) -> Result<Created<EventView>, ApiError> {
+    // The status checked must be the one a racing transition leaves.
+    let case = share_locked(conn, viewer, case)?;
+    check_writable(viewer, &case, true)?;
     let case_id = case.id.clone();
-    // The status read before is checked again under the case's lock.
-    writable_case(conn, viewer, &case_id, true)?;
     if viewer.role == Role::Agent && input.status == Some(EventStatus::Published) {
         return Err(ApiError::Forbidden(
             "Agents write drafts; the agency publishes them.".into(),
@@ -641,7 +629,7 @@ fn moderated_event(
     if viewer.role == Role::Client && event.status != EventStatus::Published.as_str() {
         return Err(event_not_found());
     }
-    writable_case(conn, viewer, case_id, false)?;
+    check_writable(viewer, &share_locked(conn, viewer, case)?, false)?;
     let recorded = to_change
         && (event.kind == EventKind::System.as_str()
             || matches!(

@@ -1,13 +1,15 @@
 //! E-mail: each user's choice per event type, and the outbox the mail worker drains.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error};
 
+use super::cases::CaseScope;
 use crate::db::DbConnection;
 use crate::db::schema::{email_outbox, email_preferences};
+use crate::domain::Role;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = email_outbox)]
@@ -152,9 +154,15 @@ pub fn claim_due(
     }
     // Nor mail about a case they no longer see (an agent taken off it, or once it left the
     // statuses agents see): it would carry what the case holds, an internal note's text say.
+    let scopes = case_scopes(conn, &claimed)?;
     let mut seen = Vec::with_capacity(claimed.len());
     for mail in claimed {
-        if still_sees_its_case(conn, &mail)? {
+        let sees = match (&mail.case_id, scopes.get(&mail.user_id)) {
+            (None, _) => true,
+            (Some(case_id), Some(scope)) => super::cases::find(conn, scope, case_id)?.is_some(),
+            (Some(_), None) => false,
+        };
+        if sees {
             seen.push(mail);
         } else {
             die_unsent(conn, &mail.id, CASE_UNSEEN)?;
@@ -163,17 +171,31 @@ pub fn claim_due(
     Ok(seen)
 }
 
-/// Whether the mail's addressee may still see the case it is about (mails about no case: yes).
-fn still_sees_its_case(conn: &mut DbConnection, mail: &OutboxRow) -> QueryResult<bool> {
-    use super::cases::CaseScope;
-    let Some(case_id) = &mail.case_id else {
-        return Ok(true);
-    };
-    let Some(user) = super::users::find(conn, &super::users::UserScope::All, &mail.user_id)? else {
-        return Ok(false);
-    };
-    let scope = CaseScope::of(user.role(), &user.id, user.agency_id.as_deref());
-    Ok(super::cases::find(conn, &scope, case_id)?.is_some())
+/// The cases each addressee of mails about a case may see, read in one statement.
+fn case_scopes(
+    conn: &mut DbConnection,
+    mails: &[OutboxRow],
+) -> QueryResult<HashMap<String, CaseScope>> {
+    use crate::db::schema::users;
+    let ids: Vec<&str> = mails
+        .iter()
+        .filter(|m| m.case_id.is_some())
+        .map(|m| m.user_id.as_str())
+        .collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(String, String, Option<String>)> = users::table
+        .filter(users::id.eq_any(ids))
+        .select((users::id, users::role, users::agency_id))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, role, agency)| {
+            let scope = CaseScope::of(Role::from_code(&role)?, &id, agency.as_deref());
+            Some((id, scope))
+        })
+        .collect())
 }
 
 fn die_unsent(conn: &mut DbConnection, id: &str, why: &str) -> QueryResult<()> {
