@@ -140,11 +140,16 @@ pub struct Settings {
     pub video_base_url: String,
     /// The app's link to a case; `{case_id}` is replaced.
     pub app_link_template: String,
+    /// The app's link to a support ticket; `{ticket_id}` is replaced.
+    pub ticket_link_template: String,
     /// How often an idle notification stream sends a heartbeat comment.
     pub sse_heartbeat: Duration,
     /// How long a completed case waits for its client to confirm or dispute before the
     /// `auto_close` rule closes it.
     pub auto_close_after: Duration,
+    /// How long a resolved ticket waits for its requester to reactivate it before the
+    /// `auto_close` rule closes it.
+    pub ticket_auto_close_after: Duration,
     pub email: Option<EmailSettings>,
 }
 
@@ -296,18 +301,39 @@ impl Settings {
             video_base_url: video_base_url(src)?,
             sse_heartbeat: src.seconds("DOSSIER_SSE_HEARTBEAT_SECONDS", 15)?,
             auto_close_after: src.seconds("DOSSIER_AUTO_CLOSE_AFTER", 3 * 24 * 3600)?,
+            ticket_auto_close_after: src
+                .seconds("DOSSIER_TICKET_AUTO_CLOSE_AFTER", 3 * 24 * 3600)?,
             email: email(src)?,
-            app_link_template: match src.get("DOSSIER_APP_LINK_TEMPLATE") {
-                None => "dossier://cases/{case_id}".into(),
-                Some(t) if t.contains("{case_id}") => t,
-                Some(t) => {
-                    return Err(invalid(
-                        "DOSSIER_APP_LINK_TEMPLATE",
-                        format!("must contain {{case_id}}, got {t:?}"),
-                    ));
-                }
-            },
+            app_link_template: link_template(
+                src,
+                "DOSSIER_APP_LINK_TEMPLATE",
+                "dossier://cases/{case_id}",
+                "{case_id}",
+            )?,
+            ticket_link_template: link_template(
+                src,
+                "DOSSIER_APP_TICKET_LINK_TEMPLATE",
+                "dossier://tickets/{ticket_id}",
+                "{ticket_id}",
+            )?,
         })
+    }
+}
+
+/// An app link template from `name`, which must contain `placeholder`.
+fn link_template<F: Fn(&str) -> Option<String>>(
+    src: &Source<F>,
+    name: &'static str,
+    default: &str,
+    placeholder: &str,
+) -> Result<String, ConfigError> {
+    match src.get(name) {
+        None => Ok(default.into()),
+        Some(t) if t.contains(placeholder) => Ok(t),
+        Some(t) => Err(invalid(
+            name,
+            format!("must contain {placeholder}, got {t:?}"),
+        )),
     }
 }
 

@@ -139,3 +139,39 @@ code_enum! {
         Location = "location",
     }
 }
+
+code_enum! {
+    /// Where a support ticket stands (see `GET /v1/workflow`, member `tickets`).
+    TicketStatus {
+        /// Opened; nobody at the platform has taken it or answered yet.
+        New = "new",
+        /// Platform staff work on it.
+        Open = "open",
+        /// The platform waits for the requester's answer.
+        WaitingOnRequester = "waiting_on_requester",
+        /// Solved; closes by itself after `DOSSIER_TICKET_AUTO_CLOSE_AFTER` unless reactivated.
+        Resolved = "resolved",
+        Closed = "closed",
+    }
+}
+
+code_enum! {
+    /// A ticket action, sent to `POST /v1/tickets/{id}/transitions`.
+    TicketAction {
+        WaitOnRequester = "wait_on_requester",
+        Resolve = "resolve",
+        Reactivate = "reactivate",
+        Close = "close",
+        /// Fired by the system only; never accepted from a caller.
+        AutoClose = "auto_close",
+    }
+}
+
+code_enum! {
+    /// Who acts on a ticket: its requester's side (the client who opened it, or any staff
+    /// member of the agency that did) or platform staff.
+    TicketParty {
+        Requester = "requester",
+        Platform = "platform",
+    }
+}

@@ -11,6 +11,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::ticket_workflow::TicketAllowedAction;
 use crate::workflow::AllowedAction;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -72,10 +73,35 @@ pub struct Problem {
     /// The rules the request broke, for `validation_failed` and the other 400/422 problems.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
-    /// For `wrong_state` (409): what the caller may do in the case's current status.
+    /// For `wrong_state` (409): what the caller may do in the case's or ticket's current status.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub allowed_actions: Option<Vec<AllowedAction>>,
+    pub allowed_actions: Option<AllowedActions>,
 }
+
+/// What a `wrong_state` problem offers instead: the case's actions or the ticket's.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum AllowedActions {
+    Case(Vec<AllowedAction>),
+    Ticket(Vec<TicketAllowedAction>),
+}
+
+// `anyOf`, not the `oneOf` a derived untagged enum would get: an empty list is both.
+impl utoipa::PartialSchema for AllowedActions {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::Ref;
+        use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder};
+        AnyOfBuilder::new()
+            .item(ArrayBuilder::new().items(Ref::from_schema_name("AllowedAction")))
+            .item(ArrayBuilder::new().items(Ref::from_schema_name("TicketAllowedAction")))
+            .description(Some(
+                "What the caller may do in the case's or the ticket's current status.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for AllowedActions {}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -101,11 +127,12 @@ pub enum ApiError {
     /// 409: the resource's state forbids this now.
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
-    /// 409 `wrong_state`: the case's status does not allow this; lists what it allows.
+    /// 409 `wrong_state`: the case's or ticket's status does not allow this; lists what it
+    /// allows.
     #[error("{detail}")]
     WrongState {
         detail: String,
-        allowed_actions: Vec<AllowedAction>,
+        allowed_actions: AllowedActions,
     },
     /// 412: `If-Match` names a version that is no longer current.
     #[error("the resource has changed since version {expected}")]

@@ -4,7 +4,7 @@
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse};
 
-use crate::domain::{CaseAction, CaseStatus, Locale};
+use crate::domain::{CaseAction, CaseStatus, Locale, TicketAction, TicketStatus};
 
 /// The language of a response: the supported language `Accept-Language` ranks highest (by
 /// primary subtag, so `it-IT` is Italian), else the caller's own locale.
@@ -172,20 +172,96 @@ pub fn action_label(action: CaseAction, locale: Locale) -> &'static str {
     )
 }
 
-/// A notification's title for case `number`; `status` is the new status's label, for
-/// status changes.
+/// What a ticket's status is called.
+pub fn ticket_status_label(status: TicketStatus, locale: Locale) -> &'static str {
+    use TicketStatus as S;
+    pick(
+        locale,
+        match status {
+            S::New => ["New", "Nuovo", "Nuevo", "Nowe"],
+            S::Open => ["Open", "Aperto", "Abierto", "Otwarte"],
+            S::WaitingOnRequester => [
+                "Waiting for your answer",
+                "In attesa della tua risposta",
+                "Esperando su respuesta",
+                "Oczekuje na Twoją odpowiedź",
+            ],
+            S::Resolved => ["Resolved", "Risolto", "Resuelto", "Rozwiązane"],
+            S::Closed => ["Closed", "Chiuso", "Cerrado", "Zamknięte"],
+        },
+    )
+}
+
+/// The button text for a ticket action.
+pub fn ticket_action_label(action: TicketAction, locale: Locale) -> &'static str {
+    use TicketAction as A;
+    pick(
+        locale,
+        match action {
+            A::WaitOnRequester => [
+                "Wait for the requester",
+                "Attendi il richiedente",
+                "Esperar al solicitante",
+                "Czekaj na zgłaszającego",
+            ],
+            A::Resolve => ["Resolve", "Risolvi", "Resolver", "Rozwiąż"],
+            A::Reactivate => ["Reactivate", "Riattiva", "Reactivar", "Otwórz ponownie"],
+            A::Close => ["Close", "Chiudi", "Cerrar", "Zamknij"],
+            A::AutoClose => [
+                "Close automatically",
+                "Chiusura automatica",
+                "Cierre automático",
+                "Zamknij automatycznie",
+            ],
+        },
+    )
+}
+
+/// What a notification is about: a case (by its number) or a support ticket (by its subject).
+#[derive(Debug, Clone, Copy)]
+pub enum About<'a> {
+    Case {
+        number: &'a str,
+        status: Option<CaseStatus>,
+    },
+    Ticket {
+        subject: &'a str,
+        status: Option<TicketStatus>,
+    },
+}
+
+/// A notification's title: the case's number, or the ticket's subject in quotes, with the
+/// new status's label for status changes.
 pub fn notification_title(
     event: crate::api::notifications::Event,
     locale: Locale,
-    number: &str,
-    status: Option<CaseStatus>,
+    about: About,
 ) -> String {
     use crate::api::notifications::Event as E;
+    let (number, label) = match about {
+        About::Case { number, status } => {
+            (number.to_owned(), status.map(|s| status_label(s, locale)))
+        }
+        About::Ticket { subject, status } => {
+            let subject: String = subject.chars().take(80).collect();
+            let ticket = pick(locale, ["ticket", "ticket", "ticket", "zgłoszenie"]);
+            (
+                format!("{ticket} «{subject}»"),
+                status.map(|s| ticket_status_label(s, locale)),
+            )
+        }
+    };
+    let number = number.as_str();
     let template = match event {
         E::StatusChanged => {
-            let label = status.map(|s| status_label(s, locale)).unwrap_or_default();
-            return format!("{number} — {label}");
+            return format!("{number} — {}", label.unwrap_or_default());
         }
+        E::TicketOpened => [
+            "New support ticket: {n}",
+            "Nuovo ticket di assistenza: {n}",
+            "Nuevo ticket de soporte: {n}",
+            "Nowe zgłoszenie do pomocy: {n}",
+        ],
         E::MessageReceived => [
             "New message on {n}",
             "Nuovo messaggio su {n}",
@@ -226,6 +302,13 @@ pub fn notification_title(
     pick(locale, template).replace("{n}", number)
 }
 
+/// What an e-mail's link opens.
+#[derive(Debug, Clone, Copy)]
+pub enum Linked {
+    Case,
+    Ticket,
+}
+
 /// The plain-text body of a notification e-mail: greeting, what happened, the link to the case,
 /// and why the recipient gets it (with where to turn it off).
 pub fn email_body(
@@ -233,18 +316,30 @@ pub fn email_body(
     name: &str,
     title: &str,
     detail: Option<&str>,
+    link_to: Linked,
     link: &str,
 ) -> String {
     let greeting = pick(locale, ["Hello", "Buongiorno", "Hola", "Dzień dobry"]);
-    let open = pick(
-        locale,
-        [
-            "Open the case",
-            "Apri la pratica",
-            "Abrir el caso",
-            "Otwórz sprawę",
-        ],
-    );
+    let open = match link_to {
+        Linked::Case => pick(
+            locale,
+            [
+                "Open the case",
+                "Apri la pratica",
+                "Abrir el caso",
+                "Otwórz sprawę",
+            ],
+        ),
+        Linked::Ticket => pick(
+            locale,
+            [
+                "Open the ticket",
+                "Apri il ticket",
+                "Abrir el ticket",
+                "Otwórz zgłoszenie",
+            ],
+        ),
+    };
     let why = pick(
         locale,
         [

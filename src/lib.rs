@@ -26,4 +26,5 @@ pub mod openapi;
 pub mod repo;
 pub mod rules;
 pub mod storage;
+pub mod ticket_workflow;
 pub mod workflow;

@@ -1,8 +1,8 @@
 //! Wakes the parts of the server that wait for data to change.
 //!
 //! - Every committed write transaction bumps a counter, which the e-mail worker waits on.
-//! - A completed case starting to wait for its client bumps another, which the auto-close rule
-//!   waits on (`rules`).
+//! - A completed case starting to wait for its client, or a ticket resolved, bumps another,
+//!   which the auto-close rules wait on (`rules`).
 //! - A notification stream waits for its own user only: the writes that notify someone name
 //!   their recipients ([`will_notify`], collected per write on its database thread by
 //!   `db::write` and the SQLite writer) and, once committed, wake those users' streams from that
@@ -53,13 +53,14 @@ pub fn time_until(at: Option<chrono::NaiveDateTime>, longest: Duration) -> Durat
     })
 }
 
-/// Called once a case that now waits for its client's confirmation is committed.
-pub fn awaits_confirmation() {
+/// Called once a rule's wait starts and is committed: a case waits for its client's
+/// confirmation, or a ticket was resolved.
+pub fn wait_started() {
     AWAITING.send_modify(|n| *n = n.wrapping_add(1));
 }
 
-/// A receiver that wakes when another case starts waiting for its client's confirmation.
-pub fn subscribe_awaiting() -> watch::Receiver<u64> {
+/// A receiver that wakes when another wait starts ([`wait_started`]).
+pub fn subscribe_waits() -> watch::Receiver<u64> {
     AWAITING.subscribe()
 }
 

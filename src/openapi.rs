@@ -11,6 +11,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
 
 use crate::errors::{FieldError, PROBLEM_JSON, Problem};
+use crate::ticket_workflow::TicketAllowedAction;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,7 +21,7 @@ use crate::errors::{FieldError, PROBLEM_JSON, Problem};
         license(name = "Proprietary", identifier = "LicenseRef-Proprietary"),
     ),
     modifiers(&BearerScheme),
-    components(schemas(Problem, FieldError)),
+    components(schemas(Problem, FieldError, TicketAllowedAction)),
     tags(
         (name = "auth", description = "Logging in and refreshing tokens"),
         (name = "users", description = "Users and the caller's own profile"),
@@ -36,6 +37,7 @@ use crate::errors::{FieldError, PROBLEM_JSON, Problem};
         (name = "video-calls", description = "Call rooms on the configured provider"),
         (name = "notifications", description = "The bell: in-app notifications"),
         (name = "attachments", description = "Files on a case, kept in object storage"),
+        (name = "tickets", description = "Support tickets to the platform, their queues and conversation"),
         (name = "operations", description = "Health and metrics for operators"),
     )
 )]

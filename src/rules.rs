@@ -1,6 +1,8 @@
 //! The business rules the server fires by itself. Built in so far: `auto_close`, which closes a
 //! completed case whose client neither confirmed nor disputed it within
-//! `DOSSIER_AUTO_CLOSE_AFTER` (DESIGN.md's lifecycle). Each firing is one write: the transition
+//! `DOSSIER_AUTO_CLOSE_AFTER` (DESIGN.md's lifecycle), and `ticket_auto_close`, which closes a
+//! support ticket resolved longer than `DOSSIER_TICKET_AUTO_CLOSE_AFTER` ago and not
+//! reactivated. Each firing is one write: the transition
 //! with its audit rows (their `request_id` is the rule-log entry's id) and notifications (the
 //! client is asked to rate), and the rule-log entry. Several nodes may run the rule: the case's
 //! conditional update lets exactly one of them close it.
@@ -9,16 +11,20 @@ use std::time::Duration;
 
 use actix_web::web;
 use chrono::NaiveDateTime;
+use diesel::QueryResult;
 
-use crate::api::notifications::Notifier;
+use crate::api::notifications::{Event, Notifier, TicketAudience};
 use crate::api::transitions::{self, Mover, TransitionRequest};
 use crate::app::AppState;
 use crate::db::{self, DbConnection};
-use crate::domain::{CaseAction, CaseStatus};
+use crate::domain::{CaseAction, CaseStatus, TicketAction};
 use crate::errors::ApiError;
 use crate::repo;
+use crate::repo::audit::Change;
 use crate::repo::cases::CaseScope;
-use crate::repo::rules::RuleLogRow;
+use crate::repo::rules::{RuleLogRow, WaitKey};
+use crate::repo::tickets::{TicketChanges, TicketScope};
+use crate::ticket_workflow;
 use crate::workflow;
 
 /// Cases read per round of the rule.
@@ -32,23 +38,29 @@ pub fn spawn(state: web::Data<AppState>) {
 }
 
 async fn run(state: web::Data<AppState>) {
-    let mut awaiting = crate::live::subscribe_awaiting();
+    let mut waits = crate::live::subscribe_waits();
     loop {
-        // Forget the wakes seen so far before looking: only later completions wake us.
-        awaiting.borrow_and_update();
-        let failed = match close_overdue(&state).await {
-            Ok(round) => round.failed,
-            Err(e) => {
-                log::error!("auto-close rule: {e}");
-                1
-            }
-        };
+        // Forget the wakes seen so far before looking: only later waits wake us.
+        waits.borrow_and_update();
+        let mut failed = 0;
+        for round in [
+            close_overdue(&state).await,
+            close_resolved_tickets(&state).await,
+        ] {
+            failed += match round {
+                Ok(round) => round.failed,
+                Err(e) => {
+                    log::error!("auto-close rules: {e}");
+                    1
+                }
+            };
+        }
         let wait = match next_due(&state).await {
-            // A case that failed stays overdue: look again in a while, not at once.
+            // What failed stays overdue: look again in a while, not at once.
             Ok(_) if failed > 0 => IDLE,
             Ok(at) => crate::live::time_until(at, IDLE),
             Err(e) => {
-                log::error!("auto-close rule cannot read its cases: {e}");
+                log::error!("auto-close rules cannot read what waits: {e}");
                 IDLE
             }
         };
@@ -56,53 +68,88 @@ async fn run(state: web::Data<AppState>) {
             continue;
         }
         tokio::select! {
-            changed = awaiting.changed() => if changed.is_err() { return },
+            changed = waits.changed() => if changed.is_err() { return },
             _ = tokio::time::sleep(wait) => {}
         }
     }
 }
 
-/// When the case waiting longest becomes overdue.
+/// When the case waiting longest, or the ticket resolved longest ago, becomes overdue.
 async fn next_due(state: &AppState) -> Result<Option<NaiveDateTime>, ApiError> {
-    let after = waiting_time(state)?;
-    let since = db::read(&state.pool, |conn| {
-        Ok(repo::rules::first_waiting_since(conn)?)
+    let (cases, tickets) = (case_wait(state)?, ticket_wait(state)?);
+    let (since, resolved) = db::read(&state.pool, |conn| {
+        Ok((
+            repo::rules::first_waiting_since(conn)?,
+            repo::tickets::first_resolved_at(conn)?,
+        ))
     })
     .await?;
-    Ok(since.map(|since| since + after))
+    let due = [since.map(|at| at + cases), resolved.map(|at| at + tickets)];
+    Ok(due.into_iter().flatten().min())
 }
 
-fn waiting_time(state: &AppState) -> Result<chrono::Duration, ApiError> {
+fn case_wait(state: &AppState) -> Result<chrono::Duration, ApiError> {
     chrono::Duration::from_std(state.settings.auto_close_after).map_err(ApiError::internal)
 }
 
-/// What one round of the rule did.
+fn ticket_wait(state: &AppState) -> Result<chrono::Duration, ApiError> {
+    chrono::Duration::from_std(state.settings.ticket_auto_close_after).map_err(ApiError::internal)
+}
+
+/// What one round of a rule did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Round {
     pub closed: usize,
-    /// Cases whose write failed (logged); they stay overdue for a later round.
+    /// Cases or tickets whose write failed (logged); they stay overdue for a later round.
     pub failed: usize,
 }
+
+/// Reads a batch of what waits since `cutoff` or earlier, after the previous batch's last key.
+type Batch =
+    fn(&mut DbConnection, NaiveDateTime, Option<&WaitKey>, i64) -> QueryResult<Vec<WaitKey>>;
+/// Closes one case or ticket if it still waits since `cutoff` or earlier (the wait in seconds
+/// goes into the rule log).
+type Close = fn(&mut DbConnection, &Notifier, &str, NaiveDateTime, i64) -> Result<bool, ApiError>;
 
 /// One round of `auto_close`: visits every case overdue now, in order, once, and closes it in
 /// a write of its own, so one case's failure keeps none of the others open.
 pub async fn close_overdue(state: &AppState) -> Result<Round, ApiError> {
-    let after = waiting_time(state)?;
+    close_each(state, case_wait(state)?, repo::rules::overdue, auto_close).await
+}
+
+/// One round of the tickets' `auto_close`: every ticket resolved longer than
+/// `DOSSIER_TICKET_AUTO_CLOSE_AFTER` ago and not reactivated is closed, each in its own write.
+pub async fn close_resolved_tickets(state: &AppState) -> Result<Round, ApiError> {
+    close_each(
+        state,
+        ticket_wait(state)?,
+        repo::tickets::resolved_before,
+        auto_close_ticket,
+    )
+    .await
+}
+
+async fn close_each(
+    state: &AppState,
+    after: chrono::Duration,
+    batch: Batch,
+    close: Close,
+) -> Result<Round, ApiError> {
     let cutoff = db::now() - after;
     let mut round = Round::default();
     let mut last = None;
     loop {
-        let batch = db::read(&state.pool, move |conn| {
-            Ok(repo::rules::overdue(conn, cutoff, last.as_ref(), BATCH)?)
+        let keys = db::read(&state.pool, move |conn| {
+            Ok(batch(conn, cutoff, last.as_ref(), BATCH)?)
         })
         .await?;
-        let full = batch.len() as i64 == BATCH;
-        last = batch.last().cloned();
-        for (_, case_id) in batch {
+        let full = keys.len() as i64 == BATCH;
+        last = keys.last().cloned();
+        for (_, id) in keys {
             let notifier = state.notifier.clone();
             let secs = after.num_seconds();
             let closed = db::write(&state.pool, move |conn| {
-                auto_close(conn, &notifier, &case_id, cutoff, secs)
+                close(conn, &notifier, &id, cutoff, secs)
             })
             .await;
             match closed {
@@ -159,12 +206,80 @@ fn auto_close(
             completed_at.format("%Y-%m-%dT%H:%M:%S")
         )),
         created_at: db::now(),
+        ticket_id: None,
     };
     let input = TransitionRequest::bare(rule.action);
     let mover = Mover::Rule { log_id: &entry.id };
     if !transitions::apply(conn, notifier, mover, &case, rule, &input)? {
         return Ok(false);
     }
+    repo::rules::record(conn, &entry)?;
+    Ok(true)
+}
+
+/// Closes one ticket resolved at `cutoff` or earlier and still resolved, with its rule-log
+/// entry; `false` when it was reactivated, closed or changed since its batch was read.
+fn auto_close_ticket(
+    conn: &mut DbConnection,
+    notifier: &Notifier,
+    ticket_id: &str,
+    cutoff: NaiveDateTime,
+    after_secs: i64,
+) -> Result<bool, ApiError> {
+    let rule = ticket_workflow::rule(TicketAction::AutoClose);
+    let Some(ticket) = repo::tickets::find(conn, &TicketScope::All, ticket_id)? else {
+        return Ok(false);
+    };
+    let Some(resolved_at) = ticket.resolved_at.filter(|at| *at <= cutoff) else {
+        return Ok(false);
+    };
+    if !rule.from.contains(&ticket.status()) {
+        return Ok(false);
+    }
+    let entry = RuleLogRow {
+        id: repo::new_id(),
+        rule: "ticket_auto_close".into(),
+        trigger_event: "resolution_not_reactivated".into(),
+        action: rule.action.as_str().into(),
+        case_id: None,
+        agency_id: ticket.agency_id.clone(),
+        outcome: "closed".into(),
+        detail: Some(format!(
+            "Resolved at {}Z; not reactivated within {after_secs} s.",
+            resolved_at.format("%Y-%m-%dT%H:%M:%S")
+        )),
+        created_at: db::now(),
+        ticket_id: Some(ticket.id.clone()),
+    };
+    let changes = TicketChanges {
+        status: Some(rule.to.as_str().to_owned()),
+        ..TicketChanges::default()
+    };
+    if !repo::tickets::update(conn, ticket_id, Some(ticket.version), rule.from, &changes)? {
+        return Ok(false);
+    }
+    let change = Change::ticket(
+        "ticket",
+        ticket_id,
+        ticket.agency_id.as_deref(),
+        "auto_close",
+    )
+    .field(
+        "status",
+        Some(ticket.status.clone()),
+        Some(rule.to.as_str().to_owned()),
+    );
+    repo::audit::append_by_rule(conn, &entry.id, vec![change])?;
+    notifier.notify_ticket(
+        conn,
+        &ticket,
+        Event::StatusChanged,
+        &[TicketAudience::Requester],
+        &[],
+        None,
+        None,
+        Some(rule.to),
+    )?;
     repo::rules::record(conn, &entry)?;
     Ok(true)
 }

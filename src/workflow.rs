@@ -301,6 +301,37 @@ pub fn allowed_actions(role: Role, status: CaseStatus) -> impl Iterator<Item = &
         .filter(move |r| r.allows_role(role) && r.from.contains(&status))
 }
 
+/// The 422 errors of a transition's inputs (cases' and tickets' alike): each input `requires`
+/// names that is not `present`, and each resolution input `sent` to an action that takes none.
+pub fn input_errors(
+    action: &str,
+    requires: &[Input],
+    present: impl Fn(Input) -> bool,
+    sent: impl Fn(Input) -> bool,
+) -> Vec<crate::errors::FieldError> {
+    use crate::errors::FieldError;
+    let mut errors = Vec::new();
+    for &input in requires {
+        if !present(input) {
+            errors.push(FieldError::new(
+                format!("/{input}"),
+                "required",
+                format!("`{action}` requires `{input}`"),
+            ));
+        }
+    }
+    for input in [Input::ResolutionType, Input::Resolution] {
+        if sent(input) && !requires.contains(&input) {
+            errors.push(FieldError::new(
+                format!("/{input}"),
+                "not_allowed",
+                format!("`{action}` takes no `{input}`"),
+            ));
+        }
+    }
+    errors
+}
+
 /// The action table as Markdown, for the transitions endpoint's description in the spec.
 pub fn markdown_table() -> String {
     let codes = |items: Vec<&str>| {

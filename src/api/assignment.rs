@@ -23,9 +23,10 @@ use crate::workflow;
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum AssignmentAction {
-    /// Assign the case to the caller.
+    /// Assign the case or ticket to the caller.
     Take,
-    /// Assign the case to another operator (`agency` user) of the same agency.
+    /// Assign it to another staff member: an operator (`agency` user) of the case's agency, or
+    /// a platform staff member for a ticket.
     Delegate,
 }
 
@@ -36,6 +37,43 @@ pub struct AssignmentRequest {
     pub action: AssignmentAction,
     /// Required for `delegate`; refused for `take`.
     pub user_id: Option<Uuid>,
+}
+
+/// Whom an assignment names, before the resource checks who may hold it.
+pub enum Assignee {
+    /// `take`: the caller.
+    Caller(String),
+    /// `delegate`: this user.
+    Other(String),
+}
+
+impl AssignmentRequest {
+    /// The assignee the body names (422 when `user_id` is missing for `delegate` or sent with
+    /// `take`).
+    pub fn delegate_to(&self, caller_id: String) -> Result<Assignee, ApiError> {
+        match (self.action, self.user_id) {
+            (AssignmentAction::Take, None) => Ok(Assignee::Caller(caller_id)),
+            (AssignmentAction::Take, Some(_)) => Err(ApiError::invalid_field(
+                "/user_id",
+                "not_allowed",
+                "`take` assigns the caller; send no `user_id`",
+            )),
+            (AssignmentAction::Delegate, None) => Err(ApiError::invalid_field(
+                "/user_id",
+                "required",
+                "`delegate` needs the assignee's `user_id`",
+            )),
+            (AssignmentAction::Delegate, Some(user)) => Ok(Assignee::Other(user.to_string())),
+        }
+    }
+
+    /// The audit trail's name for the action.
+    pub fn audit_action(&self) -> &'static str {
+        match self.action {
+            AssignmentAction::Take => "take",
+            AssignmentAction::Delegate => "delegate",
+        }
+    }
 }
 
 /// The statuses in which the responsible operator may change: every open one.
@@ -93,24 +131,9 @@ pub async fn assign_case(
                 "Only agency staff assign cases.".into(),
             ));
         }
-        let assignee = match (input.action, input.user_id) {
-            (AssignmentAction::Take, None) => caller_id,
-            (AssignmentAction::Take, Some(_)) => {
-                return Err(ApiError::invalid_field(
-                    "/user_id",
-                    "not_allowed",
-                    "`take` assigns the caller; send no `user_id`",
-                ));
-            }
-            (AssignmentAction::Delegate, None) => {
-                return Err(ApiError::invalid_field(
-                    "/user_id",
-                    "required",
-                    "`delegate` needs the operator's `user_id`",
-                ));
-            }
-            (AssignmentAction::Delegate, Some(user)) => {
-                let user = user.to_string();
+        let assignee = match input.delegate_to(caller_id)? {
+            Assignee::Caller(id) => id,
+            Assignee::Other(user) => {
                 let found = repo::cases::staff_among(
                     conn,
                     &current.agency_id,
@@ -149,11 +172,7 @@ pub async fn assign_case(
             if !repo::cases::update(conn, &id, current.version, &open, &changes)? {
                 return Err(lost_race(conn, &viewer, &id, &open, &if_match));
             }
-            let action = match input.action {
-                AssignmentAction::Take => "take",
-                AssignmentAction::Delegate => "delegate",
-            };
-            let row = Change::case(&id, action).field(
+            let row = Change::case(&id, input.audit_action()).field(
                 "assignee_id",
                 current.assignee_id.clone(),
                 Some(assignee.clone()),

@@ -17,7 +17,7 @@ use crate::app::AppState;
 use crate::auth::{AuthUser, Token};
 use crate::db::{self, DbConnection};
 use crate::domain::{CaseStatus, Locale, PaymentMethod, PaymentState, Priority, Role};
-use crate::errors::{ApiError, FieldError};
+use crate::errors::{AllowedActions, ApiError, FieldError};
 use crate::http::extract::{
     IfMatch, MultiQuery, Page, PageRequest, ValidJson, etag, page_response, versioned_response,
 };
@@ -859,7 +859,11 @@ impl ReadOnlyCaseFields {
 pub fn wrong_state(viewer: &Viewer, status: CaseStatus, detail: String) -> ApiError {
     ApiError::WrongState {
         detail,
-        allowed_actions: AllowedAction::list(viewer.role, status, viewer.locale),
+        allowed_actions: AllowedActions::Case(AllowedAction::list(
+            viewer.role,
+            status,
+            viewer.locale,
+        )),
     }
 }
 

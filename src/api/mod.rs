@@ -18,6 +18,7 @@ pub mod rules;
 pub mod services;
 pub mod storyline;
 pub mod surveys;
+pub mod tickets;
 pub mod transitions;
 pub mod users;
 
@@ -99,7 +100,15 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(email::get_email_preferences)
         .service(email::update_email_preferences)
         .service(email::list_outbox)
-        .service(email::retry_outbox_mail);
+        .service(email::retry_outbox_mail)
+        .service(tickets::list_tickets)
+        .service(tickets::create_ticket)
+        .service(tickets::get_ticket)
+        .service(tickets::update_ticket)
+        .service(tickets::transition_ticket)
+        .service(tickets::assign_ticket)
+        .service(tickets::list_ticket_messages)
+        .service(tickets::post_ticket_message);
 }
 
 fn request_id(req: &HttpRequest) -> String {

@@ -14,7 +14,7 @@ use crate::app::AppState;
 use crate::auth::Token;
 use crate::config::Settings;
 use crate::db::{self, DbConnection};
-use crate::domain::{CaseStatus, Locale, Role, code_enum};
+use crate::domain::{CaseStatus, Locale, Role, TicketStatus, code_enum};
 use crate::errors::ApiError;
 use crate::http::extract::{Page, PageRequest, ValidJson, page_response};
 use crate::i18n;
@@ -22,6 +22,7 @@ use crate::repo;
 use crate::repo::cases::CaseRow;
 use crate::repo::email::OutboxRow;
 use crate::repo::notifications::{NotificationRow, Recipient};
+use crate::repo::tickets::TicketRow;
 
 code_enum! {
     /// What happened.
@@ -33,6 +34,8 @@ code_enum! {
         VideoCallOpened = "video_call_opened",
         Assigned = "assigned",
         SurveyRequested = "survey_requested",
+        /// A support ticket was opened (to platform staff).
+        TicketOpened = "ticket_opened",
     }
 }
 
@@ -49,11 +52,28 @@ pub enum Audience {
     Platform,
 }
 
+/// Who hears of an event on a support ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketAudience {
+    /// The user who opened it.
+    Requester,
+    /// The platform staff member it is assigned to, or all platform staff while nobody is.
+    Platform,
+}
+
 /// Writes notifications (and, with e-mail on, their outbox mails) inside the event's transaction.
 #[derive(Debug, Clone)]
 pub struct Notifier {
     email: bool,
     app_link_template: std::sync::Arc<str>,
+    ticket_link_template: std::sync::Arc<str>,
+}
+
+/// What a notification links to.
+#[derive(Debug, Clone, Copy)]
+enum Subject<'a> {
+    Case(&'a CaseRow, Option<CaseStatus>),
+    Ticket(&'a TicketRow, Option<TicketStatus>),
 }
 
 impl Notifier {
@@ -61,12 +81,18 @@ impl Notifier {
         Notifier {
             email: settings.email.is_some(),
             app_link_template: settings.app_link_template.as_str().into(),
+            ticket_link_template: settings.ticket_link_template.as_str().into(),
         }
     }
 
     /// The app's deep link to a case.
     pub fn app_link(&self, case_id: &str) -> String {
         self.app_link_template.replace("{case_id}", case_id)
+    }
+
+    /// The app's deep link to a support ticket.
+    pub fn ticket_link(&self, ticket_id: &str) -> String {
+        self.ticket_link_template.replace("{ticket_id}", ticket_id)
     }
 
     /// One notification per recipient (the actor excluded), in their own language.
@@ -137,9 +163,97 @@ impl Notifier {
                 Some(&case.agency_id),
             )?);
         }
+        self.deliver(
+            conn,
+            recipients,
+            Subject::Case(case, status),
+            event,
+            actor_id,
+            body,
+        )
+    }
+
+    /// One notification per recipient of an event on a support ticket (the actor excluded).
+    #[allow(clippy::too_many_arguments)]
+    pub fn notify_ticket(
+        &self,
+        conn: &mut DbConnection,
+        ticket: &TicketRow,
+        event: Event,
+        to: &[TicketAudience],
+        extra: &[String],
+        actor_id: Option<&str>,
+        body: Option<&str>,
+        status: Option<TicketStatus>,
+    ) -> Result<(), ApiError> {
+        let mut ids: Vec<String> = extra.to_vec();
+        if to.contains(&TicketAudience::Requester) {
+            ids.push(ticket.requester_id.clone());
+        }
+        let mut recipients = repo::notifications::recipients(conn, &ids)?;
+        if to.contains(&TicketAudience::Platform) {
+            let reached = match &ticket.assignee_id {
+                Some(assignee) => Some(repo::notifications::recipients(
+                    conn,
+                    std::slice::from_ref(assignee),
+                )?),
+                None => None,
+            };
+            match reached {
+                Some(found) if !found.is_empty() => recipients.extend(found),
+                // Nobody assigned, or an assignee who can no longer log in: all platform staff.
+                _ => recipients.extend(repo::notifications::active_users(
+                    conn,
+                    Role::Platform,
+                    None,
+                )?),
+            }
+        }
+        self.deliver(
+            conn,
+            recipients,
+            Subject::Ticket(ticket, status),
+            event,
+            actor_id,
+            body,
+        )
+    }
+
+    /// Writes the notifications (and mails) of `recipients`, each once, the actor left out.
+    fn deliver(
+        &self,
+        conn: &mut DbConnection,
+        mut recipients: Vec<Recipient>,
+        subject: Subject,
+        event: Event,
+        actor_id: Option<&str>,
+        body: Option<&str>,
+    ) -> Result<(), ApiError> {
         let mut seen = BTreeSet::new();
         recipients.retain(|r| Some(r.id.as_str()) != actor_id && seen.insert(r.id.clone()));
 
+        let (case_id, ticket_id, about, linked, link) = match subject {
+            Subject::Case(case, status) => (
+                Some(case.id.clone()),
+                None,
+                i18n::About::Case {
+                    number: &case.number,
+                    status,
+                },
+                i18n::Linked::Case,
+                self.app_link(&case.id),
+            ),
+            Subject::Ticket(ticket, status) => (
+                None,
+                Some(ticket.id.clone()),
+                i18n::About::Ticket {
+                    subject: &ticket.subject,
+                    status,
+                },
+                i18n::Linked::Ticket,
+                self.ticket_link(&ticket.id),
+            ),
+        };
         let body = body.map(|b| b.chars().take(500).collect::<String>());
         let now = db::now();
         let muted: BTreeSet<String> = if self.email && !recipients.is_empty() {
@@ -152,21 +266,22 @@ impl Notifier {
         };
         for recipient in recipients {
             let locale = Locale::from_code(&recipient.locale).unwrap_or(Locale::En);
-            let title = i18n::notification_title(event, locale, &case.number, status);
+            let title = i18n::notification_title(event, locale, about);
             if self.email && !muted.contains(&recipient.id) {
                 let text = i18n::email_body(
                     locale,
                     &recipient.name,
                     &title,
                     body.as_deref(),
-                    &self.app_link(&case.id),
+                    linked,
+                    &link,
                 );
                 repo::email::enqueue(
                     conn,
                     &OutboxRow {
                         id: repo::new_id(),
                         user_id: recipient.id.clone(),
-                        case_id: Some(case.id.clone()),
+                        case_id: case_id.clone(),
                         event: event.as_str().to_owned(),
                         recipient: recipient.email,
                         recipient_name: recipient.name,
@@ -188,12 +303,13 @@ impl Notifier {
                 &NotificationRow {
                     id: repo::new_id(),
                     user_id: recipient.id,
-                    case_id: Some(case.id.clone()),
+                    case_id: case_id.clone(),
                     event: event.as_str().to_owned(),
                     title,
                     body: body.clone(),
                     created_at: now,
                     read_at: None,
+                    ticket_id: ticket_id.clone(),
                 },
             )?;
         }
@@ -208,6 +324,7 @@ impl Notifier {
     "title": "DOS-2026-000123 — Sospeso",
     "body": "Waiting for the client's documents",
     "case_id": "0193a6f4-2222-7c2d-8e3f-405162738495",
+    "ticket_id": null,
     "link": "/v1/cases/0193a6f4-2222-7c2d-8e3f-405162738495",
     "app_link": "dossier://cases/0193a6f4-2222-7c2d-8e3f-405162738495",
     "created_at": "2026-11-22T16:30:00Z",
@@ -223,9 +340,13 @@ pub struct NotificationView {
     pub body: Option<String>,
     #[schema(format = "uuid")]
     pub case_id: Option<String>,
-    /// The case's API path.
+    /// The support ticket it is about, if it is about one.
+    #[schema(format = "uuid")]
+    pub ticket_id: Option<String>,
+    /// The case's or ticket's API path.
     pub link: Option<String>,
-    /// The app's deep link to the case (`DOSSIER_APP_LINK_TEMPLATE`).
+    /// The app's deep link to the case (`DOSSIER_APP_LINK_TEMPLATE`) or ticket
+    /// (`DOSSIER_APP_TICKET_LINK_TEMPLATE`).
     pub app_link: Option<String>,
     #[serde(serialize_with = "crate::api::rfc3339")]
     pub created_at: DateTime<Utc>,
@@ -233,9 +354,18 @@ pub struct NotificationView {
 }
 
 fn view(row: NotificationRow, notifier: &Notifier) -> NotificationView {
+    let (link, app_link) = match (&row.case_id, &row.ticket_id) {
+        (Some(c), _) => (Some(format!("/v1/cases/{c}")), Some(notifier.app_link(c))),
+        (None, Some(t)) => (
+            Some(format!("/v1/tickets/{t}")),
+            Some(notifier.ticket_link(t)),
+        ),
+        (None, None) => (None, None),
+    };
     NotificationView {
-        link: row.case_id.as_ref().map(|c| format!("/v1/cases/{c}")),
-        app_link: row.case_id.as_deref().map(|c| notifier.app_link(c)),
+        link,
+        app_link,
+        ticket_id: row.ticket_id.clone(),
         event: Event::from_code(&row.event).unwrap_or(Event::StatusChanged),
         read: row.read_at.is_some(),
         id: row.id,

@@ -25,6 +25,7 @@ use crate::repo::rules::{RuleLogFilter, RuleLogRow};
     "trigger": "confirmation_overdue",
     "action": "auto_close",
     "case_id": "0193a6f4-2222-7c2d-8e3f-405162738495",
+    "ticket_id": null,
     "outcome": "closed",
     "detail": "Completed at 2026-11-25T09:00:00Z; neither confirmed nor disputed by the client within 259200 s.",
     "created_at": "2026-11-28T09:00:05Z"
@@ -33,15 +34,19 @@ pub struct RuleLogEntry {
     /// Also the `request_id` of the audit rows the rule wrote.
     #[schema(format = "uuid")]
     pub id: String,
-    /// The rule that fired (`auto_close`).
+    /// The rule that fired (`auto_close`, `ticket_auto_close`).
     pub rule: String,
     /// What made it fire (`confirmation_overdue`: the client neither confirmed nor disputed a
-    /// completed case in time).
+    /// completed case in time; `resolution_not_reactivated`: nobody reactivated a resolved
+    /// ticket in time).
     pub trigger: String,
     /// What it did: a workflow action (`auto_close`).
     pub action: String,
     #[schema(format = "uuid")]
     pub case_id: Option<String>,
+    /// The support ticket it fired on (`ticket_auto_close`).
+    #[schema(format = "uuid")]
+    pub ticket_id: Option<String>,
     /// How it ended (`closed`).
     pub outcome: String,
     pub detail: Option<String>,
@@ -57,6 +62,7 @@ impl From<RuleLogRow> for RuleLogEntry {
             trigger: r.trigger_event,
             action: r.action,
             case_id: r.case_id,
+            ticket_id: r.ticket_id,
             outcome: r.outcome,
             detail: r.detail,
             created_at: timestamp(r.created_at),

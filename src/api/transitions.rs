@@ -81,29 +81,16 @@ impl TransitionRequest {
 
     /// Required inputs that are missing, and resolution inputs the action does not take.
     fn input_errors(&self, rule: &workflow::Rule) -> Vec<FieldError> {
-        let mut errors = Vec::new();
-        for &input in rule.requires {
-            if self.input(input).is_none() {
-                errors.push(FieldError::new(
-                    format!("/{input}"),
-                    "required",
-                    format!("`{}` requires `{input}`", rule.action),
-                ));
-            }
-        }
-        for input in [Input::ResolutionType, Input::Resolution] {
-            let sent = match input {
+        let mut errors = workflow::input_errors(
+            rule.action.as_str(),
+            rule.requires,
+            |input| self.input(input).is_some(),
+            |input| match input {
                 Input::ResolutionType => self.resolution_type.is_some(),
-                _ => self.resolution.is_some(),
-            };
-            if sent && !rule.requires.contains(&input) {
-                errors.push(FieldError::new(
-                    format!("/{input}"),
-                    "not_allowed",
-                    format!("`{}` takes no `{input}`", rule.action),
-                ));
-            }
-        }
+                Input::Resolution => self.resolution.is_some(),
+                Input::Reason => self.reason.is_some(),
+            },
+        );
         for (name, sent) in [
             ("rating", self.rating.is_some()),
             ("comment", self.comment.is_some()),
@@ -242,7 +229,7 @@ pub async fn transition_case(
     })
     .await?;
     if rule.has(Effect::AwaitConfirmation) {
-        crate::live::awaits_confirmation();
+        crate::live::wait_started();
     }
     let mut next_steps = Vec::new();
     if rule.action == CaseAction::DisputeCompletion {
@@ -496,13 +483,15 @@ pub struct ActionView {
 pub struct WorkflowView {
     pub states: Vec<StateView>,
     pub actions: Vec<ActionView>,
+    /// The support ticket's lifecycle.
+    pub tickets: crate::api::tickets::TicketWorkflowView,
 }
 
 /// The case workflow as data
 ///
 /// Every state and every action (from, to, roles, required inputs, effects) with labels in the
 /// language chosen by `Accept-Language`, so a frontend renders buttons without hard-coding the
-/// rules. Roles: any user.
+/// rules; the support ticket's lifecycle is under `tickets`. Roles: any user.
 #[utoipa::path(
     tag = "cases",
     operation_id = "get_workflow",
@@ -543,6 +532,7 @@ pub async fn get_workflow(req: HttpRequest, caller: AuthUser) -> HttpResponse {
                 effects: r.effects.to_vec(),
             })
             .collect(),
+        tickets: crate::api::tickets::TicketWorkflowView::new(locale),
     };
     i18n::varies_by_language(HttpResponse::Ok().json(view))
 }

@@ -265,6 +265,7 @@ diesel::table! {
         body -> Nullable<Text>,
         created_at -> Timestamp,
         read_at -> Nullable<Timestamp>,
+        ticket_id -> Nullable<Text>,
     }
 }
 
@@ -323,6 +324,39 @@ diesel::table! {
         outcome -> Text,
         detail -> Nullable<Text>,
         created_at -> Timestamp,
+        ticket_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    tickets (id) {
+        id -> Text,
+        requester_id -> Text,
+        agency_id -> Nullable<Text>,
+        case_id -> Nullable<Text>,
+        subject -> Text,
+        description -> Text,
+        status -> Text,
+        priority -> Text,
+        assignee_id -> Nullable<Text>,
+        delegated_by -> Nullable<Text>,
+        resolution_type -> Nullable<Text>,
+        resolution -> Nullable<Text>,
+        resolved_at -> Nullable<Timestamp>,
+        version -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    ticket_messages (ticket_id, id) {
+        id -> Text,
+        ticket_id -> Text,
+        author_id -> Text,
+        author_role -> Text,
+        body -> Text,
+        created_at -> Timestamp,
     }
 }
 
@@ -334,6 +368,7 @@ diesel::table! {
 }
 
 diesel::joinable!(attachments -> cases (case_id));
+diesel::joinable!(ticket_messages -> tickets (ticket_id));
 diesel::joinable!(awaiting_confirmation -> cases (case_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(services -> agencies (agency_id));
@@ -366,4 +401,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     surveys,
     rule_log,
     awaiting_confirmation,
+    tickets,
+    ticket_messages,
 );

@@ -140,6 +140,21 @@ impl Change {
         }
     }
 
+    /// A change on a support ticket (or its messages): platform admins read it, and an
+    /// agency's admins those of their agency's tickets. Never linked to a case: a client's
+    /// ticket about a case is not the case agency's to read.
+    pub fn ticket(
+        entity: &'static str,
+        entity_id: &str,
+        agency_id: Option<&str>,
+        action: &str,
+    ) -> Change {
+        Change {
+            agency_id: agency_id.map(str::to_owned),
+            ..Change::entity(entity, entity_id, None, action)
+        }
+    }
+
     /// One row per `(field, old, new)` whose new value was sent and differs from the old one.
     pub fn fields(
         &self,

@@ -33,6 +33,7 @@ pub mod rules;
 pub mod services;
 pub mod storyline;
 pub mod surveys;
+pub mod tickets;
 pub mod users;
 
 use diesel::QueryResult;

@@ -19,6 +19,7 @@ pub struct NotificationRow {
     pub body: Option<String>,
     pub created_at: NaiveDateTime,
     pub read_at: Option<NaiveDateTime>,
+    pub ticket_id: Option<String>,
 }
 
 pub fn insert(conn: &mut DbConnection, row: &NotificationRow) -> QueryResult<()> {

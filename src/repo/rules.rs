@@ -19,6 +19,7 @@ pub struct RuleLogRow {
     pub outcome: String,
     pub detail: Option<String>,
     pub created_at: NaiveDateTime,
+    pub ticket_id: Option<String>,
 }
 
 pub fn record(conn: &mut DbConnection, row: &RuleLogRow) -> QueryResult<()> {

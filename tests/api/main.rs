@@ -24,6 +24,7 @@ mod rules;
 mod services;
 mod storyline;
 mod surveys;
+mod tickets;
 mod users;
 mod workflow;
 mod writes;

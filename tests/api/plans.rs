@@ -27,6 +27,8 @@ const LARGE: &[&str] = &[
     "notifications",
     "client_open_cases",
     "rule_log",
+    "tickets",
+    "ticket_messages",
 ];
 
 #[derive(QueryableByName)]
@@ -133,6 +135,7 @@ async fn no_listed_query_scans_a_whole_large_table() {
         let seed = dataset::seed(&mut conn, 10_000);
         seed_audit_rows(&mut conn);
         seed_rule_log(&mut conn);
+        seed_tickets(&mut conn);
         seed
     };
     let recorded = app.record_statements();
@@ -199,6 +202,19 @@ async fn no_listed_query_scans_a_whole_large_table() {
         (&operator, format!("/v1/cases/{case}/rule-log")),
         (&operator, "/v1/rule-log".into()),
         (&platform, "/v1/rule-log".into()),
+        (&platform, "/v1/tickets".into()),
+        (&platform, "/v1/tickets?status=open".into()),
+        (
+            &platform,
+            "/v1/tickets?assignee=none&status=new&status=open&status=waiting_on_requester".into(),
+        ),
+        (&platform, "/v1/tickets?assignee=me".into()),
+        (&platform, "/v1/tickets?delegated_by=me".into()),
+        (&platform, format!("/v1/tickets?case_id={case}")),
+        (&operator, "/v1/tickets".into()),
+        (&client, "/v1/tickets".into()),
+        (&client, format!("/v1/tickets/{TICKET}")),
+        (&client, format!("/v1/tickets/{TICKET}/messages")),
     ];
     let mut failures = Vec::new();
     let mut explained = 0;
@@ -287,6 +303,38 @@ fn seed_audit_rows(conn: &mut DbConnection) {
     conn.batch_execute("COMMIT").unwrap();
     let analyze = match conn {
         DbConnection::Postgresql(_) => "ANALYZE audit_log",
+        DbConnection::Sqlite(_) => "ANALYZE",
+    };
+    conn.batch_execute(analyze).unwrap();
+}
+
+/// The client's ticket about the first case.
+const TICKET: &str = "00000000-0000-7000-8e00-000000000000";
+
+/// Two tickets per case, its client's and its agency's (opened by agency 0's operator), with a
+/// message each: enough for the tickets' plans.
+fn seed_tickets(conn: &mut DbConnection) {
+    use diesel::connection::SimpleConnection;
+    let columns = "id, requester_id, agency_id, case_id, subject, description, status, \
+                   priority, assignee_id, delegated_by, resolution_type, resolution, \
+                   resolved_at, version, created_at, updated_at";
+    let status = "CASE WHEN status IN ('closed', 'cancelled', 'rejected') THEN 'closed' \
+                  WHEN status = 'in_approval' THEN 'new' ELSE 'open' END";
+    conn.batch_execute(&format!(
+        "INSERT INTO tickets ({columns}) \
+         SELECT '00000000-0000-7000-8e00-' || substr(id, 25), client_id, NULL, id, title, \
+         description, {status}, priority, NULL, NULL, NULL, NULL, NULL, 1, created_at, \
+         created_at FROM cases; \
+         INSERT INTO tickets ({columns}) \
+         SELECT '00000000-0000-7000-8f00-' || substr(id, 25), \
+         '00000000-0000-7000-b000-000000000001', agency_id, id, title, description, {status}, \
+         priority, NULL, NULL, NULL, NULL, NULL, 1, created_at, created_at FROM cases; \
+         INSERT INTO ticket_messages (id, ticket_id, author_id, author_role, body, created_at) \
+         SELECT id, id, requester_id, 'client', description, created_at FROM tickets;"
+    ))
+    .unwrap();
+    let analyze = match conn {
+        DbConnection::Postgresql(_) => "ANALYZE tickets; ANALYZE ticket_messages",
         DbConnection::Sqlite(_) => "ANALYZE",
     };
     conn.batch_execute(analyze).unwrap();

@@ -1,0 +1,1169 @@
+//! Support tickets (DESIGN.md): clients and agencies ask the platform for help, optionally
+//! about a case they can see; platform staff work them in queues, take and delegate them,
+//! answer, and resolve them. A client's tickets are theirs alone; an agency's are shared by its
+//! staff; agents have none. The lifecycle is data in `ticket_workflow`.
+
+use std::collections::HashMap;
+
+use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+use validator::Validate;
+
+use crate::api::assignment::{Assignee, AssignmentRequest};
+use crate::api::cases::{AssigneeKeyword, AssigneeParam, PersonView, Viewer, find_visible};
+use crate::api::notifications::{Event, Notifier, TicketAudience};
+use crate::api::{Asked, Asking, timestamp};
+use crate::app::AppState;
+use crate::auth::{AuthUser, Token};
+use crate::db::{self, DbConnection};
+use crate::domain::{Locale, Priority, Role, TicketAction, TicketParty, TicketStatus};
+use crate::errors::{AllowedActions, ApiError, FieldError};
+use crate::http::extract::{
+    IfMatch, MultiQuery, Page, PageRequest, ValidJson, etag, page_response, versioned_response,
+};
+use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
+use crate::i18n;
+use crate::repo;
+use crate::repo::audit::{Actor, Change};
+use crate::repo::tickets::{TicketChanges, TicketFilter, TicketMessageRow, TicketRow, TicketScope};
+use crate::ticket_workflow::{self, TicketAllowedAction, WORKED};
+use crate::workflow::Input;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TicketResolution {
+    /// The kind of outcome, e.g. `answered`, `fixed`, `refunded`, `not_reproducible`.
+    #[serde(rename = "type")]
+    pub resolution_type: String,
+    pub text: String,
+    #[serde(serialize_with = "crate::api::rfc3339")]
+    pub resolved_at: DateTime<Utc>,
+}
+
+/// A support ticket, as its requester's side and platform staff see it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a6fc-dddd-7c2d-8e3f-405162738495",
+    "subject": "The agency stopped answering",
+    "description": "No answer on DOS-2026-000123 for a week, though the case is in progress.",
+    "status": "open",
+    "status_label": "Open",
+    "priority": "normal",
+    "requester": {"id": "0193a6f2-2c4e-7b51-9d0a-3f1e2a4b5c6d", "name": "Ana Client"},
+    "agency_id": null,
+    "case_id": "0193a6f4-2222-7c2d-8e3f-405162738495",
+    "assignee": {"id": "0193a6f1-0000-7b51-9d0a-3f1e2a4b5c6d", "name": "Paula Platform"},
+    "delegated_by": null,
+    "resolution": null,
+    "allowed_actions": [
+        {"action": "wait_on_requester", "label": "Wait for the requester", "requires": []},
+        {"action": "resolve", "label": "Resolve", "requires": ["resolution_type", "resolution"]}
+    ],
+    "created_at": "2026-11-24T09:00:00Z",
+    "updated_at": "2026-11-24T09:30:00Z",
+    "version": 3
+}))]
+pub struct TicketView {
+    #[schema(format = "uuid")]
+    pub id: String,
+    pub subject: String,
+    pub description: String,
+    pub status: TicketStatus,
+    /// In the language chosen by `Accept-Language`.
+    pub status_label: &'static str,
+    pub priority: Priority,
+    /// Who opened it.
+    pub requester: PersonView,
+    /// The agency whose staff share the ticket, for an agency's ticket.
+    #[schema(format = "uuid")]
+    pub agency_id: Option<String>,
+    /// The case it is about, if any.
+    #[schema(format = "uuid")]
+    pub case_id: Option<String>,
+    /// The platform staff member working it.
+    pub assignee: Option<PersonView>,
+    /// Who handed it to its assignee (the "delegated" queue), until someone takes it.
+    #[schema(format = "uuid")]
+    pub delegated_by: Option<String>,
+    /// Set while `resolved` or `closed` after a resolution.
+    pub resolution: Option<TicketResolution>,
+    /// What the caller may do now.
+    pub allowed_actions: Vec<TicketAllowedAction>,
+    #[serde(serialize_with = "crate::api::rfc3339")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::api::rfc3339")]
+    pub updated_at: DateTime<Utc>,
+    /// Also the `ETag`.
+    pub version: i64,
+}
+
+/// Who the caller is to tickets: what they see, on which side, in which language.
+struct TicketViewer {
+    scope: TicketScope,
+    party: TicketParty,
+    locale: Locale,
+    viewer: Viewer,
+    actor: Actor,
+}
+
+impl TicketViewer {
+    /// 403 for agents, who have no tickets.
+    fn of(asked: Asked) -> Result<TicketViewer, ApiError> {
+        let Asked {
+            caller,
+            viewer,
+            actor,
+        } = asked;
+        let scope = TicketScope::of(caller.role, &caller.id, caller.agency_id.as_deref())
+            .ok_or_else(|| ApiError::Forbidden("Agents have no support tickets.".into()))?;
+        Ok(TicketViewer {
+            scope,
+            party: party_of(&caller),
+            locale: viewer.locale,
+            viewer,
+            actor,
+        })
+    }
+
+    fn find(&self, conn: &mut DbConnection, id: &str) -> Result<TicketRow, ApiError> {
+        repo::tickets::find(conn, &self.scope, id)?.ok_or_else(ticket_not_found)
+    }
+
+    /// The ticket as the caller sees it, names looked up.
+    fn view(&self, conn: &mut DbConnection, row: TicketRow) -> Result<TicketView, ApiError> {
+        let names = names_of(conn, std::slice::from_ref(&row))?;
+        Ok(self.render(row, &names))
+    }
+
+    fn render(&self, row: TicketRow, names: &HashMap<String, String>) -> TicketView {
+        let person = |id: &str| PersonView {
+            id: id.to_owned(),
+            name: names.get(id).cloned().unwrap_or_default(),
+        };
+        let status = row.status();
+        let resolution = match (row.resolution_type, row.resolution, row.resolved_at) {
+            (Some(resolution_type), Some(text), Some(at)) => Some(TicketResolution {
+                resolution_type,
+                text,
+                resolved_at: timestamp(at),
+            }),
+            _ => None,
+        };
+        TicketView {
+            status,
+            status_label: i18n::ticket_status_label(status, self.locale),
+            priority: Priority::from_code(&row.priority).unwrap_or(Priority::Normal),
+            requester: person(&row.requester_id),
+            assignee: row.assignee_id.as_deref().map(person),
+            allowed_actions: TicketAllowedAction::list(self.party, status, self.locale),
+            resolution,
+            id: row.id,
+            subject: row.subject,
+            description: row.description,
+            agency_id: row.agency_id,
+            case_id: row.case_id,
+            delegated_by: row.delegated_by,
+            created_at: timestamp(row.created_at),
+            updated_at: timestamp(row.updated_at),
+            version: row.version,
+        }
+    }
+
+    /// 409 `wrong_state` with what the caller may do in `status` instead.
+    fn wrong_state(&self, status: TicketStatus, detail: String) -> ApiError {
+        ApiError::WrongState {
+            detail,
+            allowed_actions: AllowedActions::Ticket(TicketAllowedAction::list(
+                self.party,
+                status,
+                self.locale,
+            )),
+        }
+    }
+
+    /// Why a conditional update found the ticket moved on (a write committed between our read
+    /// and ours): 412 for `If-Match` callers, 409 `wrong_state` when the status left
+    /// `allowed`, 409 `concurrent_update` otherwise.
+    fn lost_race(
+        &self,
+        conn: &mut DbConnection,
+        id: &str,
+        allowed: &[TicketStatus],
+        if_match: &IfMatch,
+    ) -> ApiError {
+        match self.find(conn, id) {
+            Err(e) => e,
+            Ok(now) if if_match.is_set() => ApiError::PreconditionFailed {
+                expected: etag(now.version),
+            },
+            Ok(now) if !allowed.contains(&now.status()) => self.wrong_state(
+                now.status(),
+                format!("The ticket moved to `{}` meanwhile.", now.status),
+            ),
+            Ok(_) => ApiError::Conflict {
+                code: "concurrent_update",
+                detail: "The ticket changed while this request ran; read it again and retry."
+                    .into(),
+            },
+        }
+    }
+
+    /// Applies `changes` while the ticket is in `allowed` (and at its `If-Match` version).
+    fn update(
+        &self,
+        conn: &mut DbConnection,
+        current: &TicketRow,
+        allowed: &[TicketStatus],
+        if_match: &IfMatch,
+        changes: &TicketChanges,
+    ) -> Result<(), ApiError> {
+        let version = if_match.is_set().then_some(current.version);
+        if !repo::tickets::update(conn, &current.id, version, allowed, changes)? {
+            return Err(self.lost_race(conn, &current.id, allowed, if_match));
+        }
+        Ok(())
+    }
+}
+
+fn party_of(caller: &AuthUser) -> TicketParty {
+    match caller.role {
+        Role::Platform => TicketParty::Platform,
+        _ => TicketParty::Requester,
+    }
+}
+
+/// The audience on the other side of `party`.
+fn other_side(party: TicketParty) -> TicketAudience {
+    match party {
+        TicketParty::Platform => TicketAudience::Requester,
+        TicketParty::Requester => TicketAudience::Platform,
+    }
+}
+
+fn ticket_not_found() -> ApiError {
+    ApiError::NotFound("No such ticket, or not one you can see.".into())
+}
+
+/// Requesters' and assignees' names for these tickets, in one statement.
+fn names_of(
+    conn: &mut DbConnection,
+    rows: &[TicketRow],
+) -> Result<HashMap<String, String>, ApiError> {
+    let mut ids: Vec<&str> = rows
+        .iter()
+        .flat_map(|r| std::iter::once(r.requester_id.as_str()).chain(r.assignee_id.as_deref()))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(repo::tickets::names(conn, &ids)?)
+}
+
+fn ticket_change(ticket: &TicketRow, action: &str) -> Change {
+    Change::ticket("ticket", &ticket.id, ticket.agency_id.as_deref(), action)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListTicketsQuery {
+    /// Only these statuses (repeat the parameter for several).
+    #[serde(default)]
+    #[param(style = Form, explode)]
+    pub status: Vec<TicketStatus>,
+    /// `me` (the caller), `none` (nobody) or a user id.
+    #[param(value_type = Option<String>, example = "me")]
+    pub assignee: Option<AssigneeParam>,
+    /// Who delegated the ticket to its assignee: `me`, `none` or a user id.
+    #[param(value_type = Option<String>, example = "me")]
+    pub delegated_by: Option<AssigneeParam>,
+    /// Only tickets about this case.
+    pub case_id: Option<Uuid>,
+    #[param(minimum = 1, maximum = 100, default = 25)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+fn user_filter(param: Option<AssigneeParam>, caller_id: &str) -> repo::tickets::UserFilter {
+    param.map(|p| match p {
+        AssigneeParam::Keyword(AssigneeKeyword::Me) => Some(caller_id.to_owned()),
+        AssigneeParam::Keyword(AssigneeKeyword::None) => None,
+        AssigneeParam::User(id) => Some(id.to_string()),
+    })
+}
+
+/// List support tickets
+///
+/// The tickets the caller may see, newest first, with keyset pagination: platform staff see
+/// all; agency staff their agency's; clients their own; agents have none (403). Filters
+/// combine. The platform's queues are filters: unassigned
+/// `?assignee=none&status=new&status=open&status=waiting_on_requester`, mine `?assignee=me`,
+/// delegated `?delegated_by=me`, closed `?status=closed`. Roles: platform, agency, client.
+#[utoipa::path(
+    tag = "tickets",
+    operation_id = "list_tickets",
+    params(ListTicketsQuery, ("Accept-Language" = Option<String>, Header, description = "`en`, `it`, `es` or `pl` for labels")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page of tickets", body = Page<TicketView>,
+            headers(("Link" = String, description = "`<…>; rel=\"next\"` when another page follows"),
+                ("Vary" = String, description = "`accept-language`: the labels follow it"))),
+        (status = 403, description = "Agents have no support tickets"),
+    )
+)]
+#[get("/v1/tickets")]
+pub async fn list_tickets(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: Token,
+    query: MultiQuery<ListTicketsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.0;
+    let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
+    let asking = Asking::new(token, &req);
+    let (views, page) = db::read(&state.pool, move |conn| {
+        let who = TicketViewer::of(asking.resolve(conn)?)?;
+        let me = &who.actor.user_id;
+        let filter = TicketFilter {
+            statuses: query.status.iter().map(|s| s.as_str()).collect(),
+            assignee: user_filter(query.assignee, me),
+            delegated_by: user_filter(query.delegated_by, me),
+            case_id: query.case_id.map(|id| id.to_string()),
+        };
+        let rows = repo::tickets::list(
+            conn,
+            &who.scope,
+            &filter,
+            page.after.as_deref(),
+            page.fetch(),
+        )?;
+        let names = names_of(conn, &rows)?;
+        let views: Vec<TicketView> = rows.into_iter().map(|r| who.render(r, &names)).collect();
+        Ok((views, page))
+    })
+    .await?;
+    let page = page.page(views, |v| v.id.as_str(), |v| v);
+    Ok(i18n::varies_by_language(page_response(&req, page)))
+}
+
+#[derive(Debug, Deserialize, Serialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "subject": "The agency stopped answering",
+    "description": "No answer on DOS-2026-000123 for a week, though the case is in progress.",
+    "case_id": "0193a6f4-2222-7c2d-8e3f-405162738495"
+}))]
+pub struct CreateTicket {
+    #[serde(deserialize_with = "crate::api::trimmed")]
+    #[validate(length(min = 3, max = 200))]
+    #[schema(min_length = 3, max_length = 200)]
+    pub subject: String,
+    #[serde(deserialize_with = "crate::api::trimmed")]
+    #[validate(length(min = 10, max = 10000))]
+    #[schema(min_length = 10, max_length = 10000)]
+    pub description: String,
+    /// A case the requester can see (422 `case_unavailable` otherwise).
+    pub case_id: Option<Uuid>,
+    /// Default `normal`.
+    pub priority: Option<Priority>,
+}
+
+/// Open a support ticket
+///
+/// A client or an agency staff member asks the platform for help, optionally about a case they
+/// can see. The ticket starts `new` and unassigned; every platform staff member is notified
+/// (`ticket_opened`). Accepts `Idempotency-Key`, as buying a service does. Roles: client,
+/// agency.
+#[utoipa::path(
+    tag = "tickets",
+    operation_id = "create_ticket",
+    request_body = CreateTicket,
+    params(IdempotencyKey, ("Accept-Language" = Option<String>, Header, description = "`en`, `it`, `es` or `pl` for labels")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Opened", body = TicketView,
+            headers(("Location" = String, description = "The new ticket's URL"), ("ETag" = String, description = "Its version"),
+                    ("Idempotent-Replayed" = String, description = "`true` when this is a replay of an earlier response"))),
+        (status = 403, description = "Only clients and agency staff open tickets"),
+        (status = 409, description = "A request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
+        (status = 422, description = "A member breaks a rule, the case is not one the requester can see (`case_unavailable`), or the key was used with another body (`idempotency_key_reused`)"),
+    )
+)]
+#[post("/v1/tickets")]
+pub async fn create_ticket(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: Token,
+    key: IdempotencyKey,
+    body: ValidJson<CreateTicket>,
+) -> Result<HttpResponse, ApiError> {
+    let asking = Asking::new(token, &req);
+    let notifier = state.notifier.clone();
+    idempotency::create(&state.pool, &req, key, body.0, move |conn| {
+        let asked = asking.resolve(conn)?;
+        let caller = asked.caller.clone();
+        asked.caller.require(
+            matches!(caller.role, Role::Client | Role::Agency),
+            "open support tickets",
+        )?;
+        let who = TicketViewer::of(asked)?;
+        let user_id = caller.id.clone();
+        let create = move |conn: &mut DbConnection, input: CreateTicket| {
+            open_ticket(conn, &notifier, &who, &caller, input)
+        };
+        Ok(Authorized { user_id, create })
+    })
+    .await
+}
+
+fn open_ticket(
+    conn: &mut DbConnection,
+    notifier: &Notifier,
+    who: &TicketViewer,
+    caller: &AuthUser,
+    input: CreateTicket,
+) -> Result<Created<TicketView>, ApiError> {
+    let case_id = match input.case_id {
+        None => None,
+        Some(id) => match find_visible(conn, &who.viewer, &id.to_string()) {
+            Ok(case) => Some(case.id),
+            Err(ApiError::NotFound(_)) => {
+                return Err(ApiError::invalid_field(
+                    "/case_id",
+                    "case_unavailable",
+                    "no case you can see has this id",
+                ));
+            }
+            Err(e) => return Err(e),
+        },
+    };
+    let now = db::now();
+    let row = TicketRow {
+        id: repo::new_id(),
+        requester_id: caller.id.clone(),
+        agency_id: caller.agency_id.clone(),
+        case_id,
+        subject: input.subject,
+        description: input.description,
+        status: TicketStatus::New.as_str().to_owned(),
+        priority: input
+            .priority
+            .unwrap_or(Priority::Normal)
+            .as_str()
+            .to_owned(),
+        assignee_id: None,
+        delegated_by: None,
+        resolution_type: None,
+        resolution: None,
+        resolved_at: None,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    repo::tickets::insert(conn, &row)?;
+    let created = ticket_change(&row, "create");
+    let mut audit = created.fields(vec![
+        ("subject", None, Some(row.subject.clone())),
+        ("status", None, Some(row.status.clone())),
+        ("priority", None, Some(row.priority.clone())),
+    ]);
+    audit.extend(created.fields(vec![("case_id", None, row.case_id.clone())]));
+    repo::audit::append(conn, &who.actor, audit)?;
+    notifier.notify_ticket(
+        conn,
+        &row,
+        Event::TicketOpened,
+        &[TicketAudience::Platform],
+        &[],
+        Some(&caller.id),
+        Some(&row.description),
+        None,
+    )?;
+    let view = who.view(conn, row)?;
+    Ok(Created {
+        location: Some(format!("/v1/tickets/{}", view.id)),
+        version: Some(view.version),
+        body: view,
+    })
+}
+
+/// Get a support ticket
+///
+/// With the actions the caller may take now. Answers 304 when `If-None-Match` names the current
+/// version. Roles: platform, and the requester's side (the client who opened it, or the staff
+/// of the agency that did); 404 for anyone else, 403 for agents.
+#[utoipa::path(
+    tag = "tickets",
+    operation_id = "get_ticket",
+    params(("id" = Uuid, Path, description = "Ticket id"),
+           ("Accept-Language" = Option<String>, Header, description = "`en`, `it`, `es` or `pl` for labels")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The ticket", body = TicketView, headers(("ETag" = String, description = "Its version"),
+            ("Vary" = String, description = "`accept-language`: the labels follow it"))),
+        (status = 304, description = "Unchanged since the `If-None-Match` version", headers(("ETag" = String, description = "Its version"))),
+        (status = 403, description = "Agents have no support tickets"),
+        (status = 404, description = "No such ticket, or not one the caller can see"),
+    )
+)]
+#[get("/v1/tickets/{id}")]
+pub async fn get_ticket(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: Token,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let asking = Asking::new(token, &req);
+    let id = id.into_inner().to_string();
+    let view = db::read(&state.pool, move |conn| {
+        let who = TicketViewer::of(asking.resolve(conn)?)?;
+        let row = who.find(conn, &id)?;
+        who.view(conn, row)
+    })
+    .await?;
+    Ok(i18n::varies_by_language(versioned_response(
+        &req,
+        view.version,
+        &view,
+    )))
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"priority": "high"}))]
+pub struct UpdateTicket {
+    #[serde(default, deserialize_with = "crate::api::trimmed_opt")]
+    #[validate(length(min = 3, max = 200))]
+    #[schema(min_length = 3, max_length = 200)]
+    pub subject: Option<String>,
+    #[serde(default, deserialize_with = "crate::api::trimmed_opt")]
+    #[validate(length(min = 10, max = 10000))]
+    #[schema(min_length = 10, max_length = 10000)]
+    pub description: Option<String>,
+    /// Platform staff only.
+    pub priority: Option<Priority>,
+}
+
+/// Update a support ticket
+///
+/// The requester's side changes subject and description; platform staff change those and the
+/// priority (403 for a requester sending `priority`). Only while the ticket is worked (`new`,
+/// `open`, `waiting_on_requester`; 409 otherwise). Honours `If-Match` (412 when stale).
+/// Roles: platform, client, agency.
+#[utoipa::path(
+    tag = "tickets",
+    operation_id = "update_ticket",
+    params(
+        ("id" = Uuid, Path, description = "Ticket id"),
+        ("If-Match" = Option<String>, Header, description = "The `ETag` last seen; 412 if it is no longer current"),
+        ("Accept-Language" = Option<String>, Header, description = "`en`, `it`, `es` or `pl` for labels"),
+    ),
+    request_body = UpdateTicket,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Updated", body = TicketView, headers(("ETag" = String, description = "The new version"))),
+        (status = 403, description = "Agents have no tickets; requesters never change the priority"),
+        (status = 404, description = "No such ticket, or not one the caller can see"),
+        (status = 409, description = "The ticket is no longer worked (`wrong_state`, with `allowed_actions`), or changed meanwhile (`concurrent_update`)"),
+        (status = 412, description = "`If-Match` is stale"),
+        (status = 422, description = "A member breaks a rule"),
+    )
+)]
+#[patch("/v1/tickets/{id}")]
+pub async fn update_ticket(
+    req: HttpRequest,
+    if_match: IfMatch,
+    state: web::Data<AppState>,
+    token: Token,
+    id: web::Path<Uuid>,
+    body: ValidJson<UpdateTicket>,
+) -> Result<HttpResponse, ApiError> {
+    let input = body.0;
+    let asking = Asking::new(token, &req);
+    let id = id.into_inner().to_string();
+    let view = db::write(&state.pool, move |conn| {
+        let who = TicketViewer::of(asking.resolve(conn)?)?;
+        let current = who.find(conn, &id)?;
+        if who.party == TicketParty::Requester && input.priority.is_some() {
+            return Err(ApiError::Forbidden(
+                "Your role may not change a ticket's priority.".into(),
+            ));
+        }
+        if_match.check(current.version)?;
+        let status = current.status();
+        if !WORKED.contains(&status) {
+            return Err(who.wrong_state(status, format!("A `{status}` ticket cannot be edited.")));
+        }
+        let changes = TicketChanges {
+            subject: input.subject,
+            description: input.description,
+            priority: input.priority.map(|p| p.as_str().to_owned()),
+            ..TicketChanges::default()
+        };
+        let audit = ticket_change(&current, "update").fields(vec![
+            (
+                "subject",
+                Some(current.subject.clone()),
+                changes.subject.clone(),
+            ),
+            (
+                "description",
+                Some(current.description.clone()),
+                changes.description.clone(),
+            ),
+            (
+                "priority",
+                Some(current.priority.clone()),
+                changes.priority.clone(),
+            ),
+        ]);
+        if !audit.is_empty() {
+            who.update(conn, &current, WORKED, &if_match, &changes)?;
+            repo::audit::append(conn, &who.actor, audit)?;
+        }
+        let row = who.find(conn, &id)?;
+        who.view(conn, row)
+    })
+    .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("ETag", etag(view.version)))
+        .json(view))
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"action": "resolve", "resolution_type": "answered", "resolution": "The agency answered on the case; we reminded them of the response times."}))]
+pub struct TicketTransitionRequest {
+    /// The action; `auto_close` is the system's own and always refused (403).
+    pub action: TicketAction,
+    /// Required by `reactivate`; recorded in the audit trail whenever sent.
+    #[serde(default, deserialize_with = "crate::api::trimmed_opt")]
+    #[validate(length(min = 1, max = 2000))]
+    #[schema(min_length = 1, max_length = 2000)]
+    pub reason: Option<String>,
+    /// Required by `resolve` (e.g. `answered`, `fixed`, `refunded`); refused by every other
+    /// action.
+    #[serde(default, deserialize_with = "crate::api::trimmed_opt")]
+    #[validate(length(min = 1, max = 64))]
+    #[schema(min_length = 1, max_length = 64)]
+    pub resolution_type: Option<String>,
+    /// Required by `resolve`; refused by every other action.
+    #[serde(default, deserialize_with = "crate::api::trimmed_opt")]
+    #[validate(length(min = 1, max = 10000))]
+    #[schema(min_length = 1, max_length = 10000)]
+    pub resolution: Option<String>,
+}
+
+impl TicketTransitionRequest {
+    /// Required inputs that are missing, and resolution inputs the action does not take.
+    fn input_errors(&self, rule: &ticket_workflow::TicketRule) -> Vec<FieldError> {
+        let sent = |input: Input| match input {
+            Input::Reason => self.reason.is_some(),
+            Input::ResolutionType => self.resolution_type.is_some(),
+            Input::Resolution => self.resolution.is_some(),
+        };
+        crate::workflow::input_errors(rule.action.as_str(), rule.requires, sent, sent)
+    }
+}
+
+/// Move a support ticket
+///
+/// Platform staff make a ticket wait on its requester (`wait_on_requester`) or resolve it
+/// (`resolve`, with `resolution_type` and `resolution`); the requester's side or platform staff
+/// reactivate a resolved ticket (`reactivate`, with a `reason`) or close it (`close`). A
+/// resolved ticket nobody reactivates closes by itself after
+/// `DOSSIER_TICKET_AUTO_CLOSE_AFTER` (default 3 days; the rule log records it). The other side
+/// is notified. 403 for an action the caller's side may never take (and for `auto_close`), 409
+/// `wrong_state` in the wrong status, 422 for missing or refused inputs, 412 for a stale
+/// `If-Match`. The whole table is in `GET /v1/workflow` (`tickets`). Roles: platform, client,
+/// agency.
+#[utoipa::path(
+    tag = "tickets",
+    operation_id = "transition_ticket",
+    params(
+        ("id" = Uuid, Path, description = "Ticket id"),
+        ("If-Match" = Option<String>, Header, description = "The `ETag` last seen; 412 if it is no longer current"),
+        ("Accept-Language" = Option<String>, Header, description = "`en`, `it`, `es` or `pl` for labels"),
+    ),
+    request_body = TicketTransitionRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Moved", body = TicketView, headers(("ETag" = String, description = "The new version"))),
+        (status = 403, description = "The caller's side may never take this action"),
+        (status = 404, description = "No such ticket, or not one the caller can see"),
+        (status = 409, description = "Not allowed in the ticket's status (`wrong_state`, with `allowed_actions`), or the ticket changed meanwhile (`concurrent_update`)"),
+        (status = 412, description = "`If-Match` is stale"),
+        (status = 422, description = "A required input is missing, or an input the action does not take was sent"),
+    )
+)]
+#[post("/v1/tickets/{id}/transitions")]
+pub async fn transition_ticket(
+    req: HttpRequest,
+    if_match: IfMatch,
+    state: web::Data<AppState>,
+    token: Token,
+    id: web::Path<Uuid>,
+    body: ValidJson<TicketTransitionRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let input = body.0;
+    let rule = ticket_workflow::rule(input.action);
+    let asking = Asking::new(token, &req);
+    let id = id.into_inner().to_string();
+    let notifier = state.notifier.clone();
+    let view = db::write(&state.pool, move |conn| {
+        let who = TicketViewer::of(asking.resolve(conn)?)?;
+        let current = who.find(conn, &id)?;
+        if rule.parties.is_empty() {
+            return Err(ApiError::Forbidden(format!(
+                "`{}` is the system's own action.",
+                rule.action
+            )));
+        }
+        if !rule.parties.contains(&who.party) {
+            return Err(ApiError::Forbidden(format!(
+                "Your side of the ticket may not `{}` it.",
+                rule.action
+            )));
+        }
+        if_match.check(current.version)?;
+        let status = current.status();
+        if !rule.from.contains(&status) {
+            return Err(who.wrong_state(
+                status,
+                format!("A `{status}` ticket cannot `{}`.", rule.action),
+            ));
+        }
+        let errors = input.input_errors(rule);
+        if !errors.is_empty() {
+            return Err(ApiError::validation(errors));
+        }
+        // `resolve` records the resolution; `reactivate` clears it (the ticket is worked again).
+        let resolution = match rule.action {
+            TicketAction::Resolve => Some((
+                input.resolution_type.clone(),
+                input.resolution.clone(),
+                Some(db::now()),
+            )),
+            TicketAction::Reactivate => Some((None, None, None)),
+            _ => None,
+        };
+        let changes = TicketChanges {
+            status: Some(rule.to.as_str().to_owned()),
+            resolution_type: resolution.as_ref().map(|r| r.0.clone()),
+            resolution: resolution.as_ref().map(|r| r.1.clone()),
+            resolved_at: resolution.as_ref().map(|r| r.2),
+            ..TicketChanges::default()
+        };
+        who.update(conn, &current, rule.from, &if_match, &changes)?;
+        let change = ticket_change(&current, rule.action.as_str());
+        let mut audit = vec![change.clone().field(
+            "status",
+            Some(current.status.clone()),
+            Some(rule.to.as_str().to_owned()),
+        )];
+        audit.extend(change.fields(vec![
+            ("reason", None, input.reason.clone()),
+            ("resolution_type", None, input.resolution_type.clone()),
+            ("resolution", None, input.resolution.clone()),
+        ]));
+        repo::audit::append(conn, &who.actor, audit)?;
+        // A move changes neither the ticket's subject nor who hears of it.
+        let body = input.reason.as_deref().or(input.resolution.as_deref());
+        notifier.notify_ticket(
+            conn,
+            &current,
+            Event::StatusChanged,
+            &[other_side(who.party)],
+            &[],
+            Some(&who.actor.user_id),
+            body,
+            Some(rule.to),
+        )?;
+        let row = who.find(conn, &id)?;
+        who.view(conn, row)
+    })
+    .await?;
+    if rule.to == TicketStatus::Resolved {
+        crate::live::wait_started();
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header(("ETag", etag(view.version)))
+        .json(view))
+}
+
+/// Take or delegate a support ticket
+///
+/// `take` makes the caller the ticket's assignee; `delegate` hands it to another platform staff
+/// member (`user_id`; 422 `invalid_assignee` unless an active one), who is notified. A `new`
+/// ticket opens. Only while the ticket is worked (409 otherwise). Honours `If-Match`.
+/// Roles: platform.
+#[utoipa::path(
+    tag = "tickets",
+    operation_id = "assign_ticket",
+    params(
+        ("id" = Uuid, Path, description = "Ticket id"),
+        ("If-Match" = Option<String>, Header, description = "The `ETag` last seen; 412 if it is no longer current"),
+        ("Accept-Language" = Option<String>, Header, description = "`en`, `it`, `es` or `pl` for labels"),
+    ),
+    request_body = AssignmentRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Assigned", body = TicketView, headers(("ETag" = String, description = "The new version"))),
+        (status = 403, description = "Only platform staff assign tickets"),
+        (status = 404, description = "No such ticket, or not one the caller can see"),
+        (status = 409, description = "The ticket is no longer worked (`wrong_state`), or changed meanwhile (`concurrent_update`)"),
+        (status = 412, description = "`If-Match` is stale"),
+        (status = 422, description = "`user_id` missing for `delegate`, sent with `take`, or not an active platform staff member (`invalid_assignee`)"),
+    )
+)]
+#[post("/v1/tickets/{id}/assignment")]
+pub async fn assign_ticket(
+    req: HttpRequest,
+    if_match: IfMatch,
+    state: web::Data<AppState>,
+    token: Token,
+    id: web::Path<Uuid>,
+    body: ValidJson<AssignmentRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let input = body.0;
+    let asking = Asking::new(token, &req);
+    let id = id.into_inner().to_string();
+    let notifier = state.notifier.clone();
+    let view = db::write(&state.pool, move |conn| {
+        let who = TicketViewer::of(asking.resolve(conn)?)?;
+        let current = who.find(conn, &id)?;
+        if who.party != TicketParty::Platform {
+            return Err(ApiError::Forbidden(
+                "Only platform staff assign tickets.".into(),
+            ));
+        }
+        let (assignee, delegated_by) = match input.delegate_to(who.actor.user_id.clone())? {
+            Assignee::Caller(me) => (me, None),
+            Assignee::Other(user) => {
+                if !repo::tickets::is_active_platform_user(conn, &user)? {
+                    return Err(ApiError::invalid_field(
+                        "/user_id",
+                        "invalid_assignee",
+                        "not an active platform staff member",
+                    ));
+                }
+                (user, Some(who.actor.user_id.clone()))
+            }
+        };
+        if_match.check(current.version)?;
+        let status = current.status();
+        if !WORKED.contains(&status) {
+            return Err(
+                who.wrong_state(status, format!("A `{status}` ticket cannot be reassigned."))
+            );
+        }
+        let next = ticket_workflow::after_assignment(status);
+        if current.assignee_id.as_deref() != Some(assignee.as_str()) || next != status {
+            let changes = TicketChanges {
+                status: Some(next.as_str().to_owned()),
+                assignee_id: Some(Some(assignee.clone())),
+                delegated_by: Some(delegated_by),
+                ..TicketChanges::default()
+            };
+            who.update(conn, &current, WORKED, &if_match, &changes)?;
+            let change = ticket_change(&current, input.audit_action());
+            let audit = change.fields(vec![
+                (
+                    "assignee_id",
+                    current.assignee_id.clone(),
+                    Some(assignee.clone()),
+                ),
+                (
+                    "status",
+                    Some(current.status.clone()),
+                    Some(next.as_str().to_owned()),
+                ),
+            ]);
+            repo::audit::append(conn, &who.actor, audit)?;
+            notifier.notify_ticket(
+                conn,
+                &current,
+                Event::Assigned,
+                &[],
+                &[assignee],
+                Some(&who.actor.user_id),
+                None,
+                None,
+            )?;
+        }
+        let row = who.find(conn, &id)?;
+        who.view(conn, row)
+    })
+    .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("ETag", etag(view.version)))
+        .json(view))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a6fd-eeee-7c2d-8e3f-405162738495",
+    "ticket_id": "0193a6fc-dddd-7c2d-8e3f-405162738495",
+    "author": {"id": "0193a6f1-0000-7b51-9d0a-3f1e2a4b5c6d", "name": "Paula Platform"},
+    "author_role": "platform",
+    "body": "We have written to the agency and will come back to you by tomorrow.",
+    "created_at": "2026-11-24T09:30:00Z"
+}))]
+pub struct TicketMessageView {
+    #[schema(format = "uuid")]
+    pub id: String,
+    #[schema(format = "uuid")]
+    pub ticket_id: String,
+    pub author: PersonView,
+    /// `platform`, `agency` or `client`.
+    pub author_role: Role,
+    pub body: String,
+    #[serde(serialize_with = "crate::api::rfc3339")]
+    pub created_at: DateTime<Utc>,
+}
+
+fn message_view(row: TicketMessageRow, names: &HashMap<String, String>) -> TicketMessageView {
+    TicketMessageView {
+        author: PersonView {
+            name: names.get(&row.author_id).cloned().unwrap_or_default(),
+            id: row.author_id,
+        },
+        author_role: Role::from_code(&row.author_role).unwrap_or(Role::Client),
+        id: row.id,
+        ticket_id: row.ticket_id,
+        body: row.body,
+        created_at: timestamp(row.created_at),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListTicketMessagesQuery {
+    #[param(minimum = 1, maximum = 100, default = 25)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A ticket's messages
+///
+/// Oldest first, with keyset pagination. Roles: whoever can see the ticket.
+#[utoipa::path(
+    tag = "tickets",
+    operation_id = "list_ticket_messages",
+    params(("id" = Uuid, Path, description = "Ticket id"), ListTicketMessagesQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page of messages", body = Page<TicketMessageView>,
+            headers(("Link" = String, description = "`<…>; rel=\"next\"` when another page follows"))),
+        (status = 403, description = "Agents have no support tickets"),
+        (status = 404, description = "No such ticket, or not one the caller can see"),
+    )
+)]
+#[get("/v1/tickets/{id}/messages")]
+pub async fn list_ticket_messages(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: Token,
+    id: web::Path<Uuid>,
+    query: web::Query<ListTicketMessagesQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
+    let asking = Asking::new(token, &req);
+    let id = id.into_inner().to_string();
+    let (views, page) = db::read(&state.pool, move |conn| {
+        let who = TicketViewer::of(asking.resolve(conn)?)?;
+        who.find(conn, &id)?;
+        let rows = repo::tickets::messages(conn, &id, page.after.as_deref(), page.fetch())?;
+        let mut authors: Vec<&str> = rows.iter().map(|r| r.author_id.as_str()).collect();
+        authors.sort_unstable();
+        authors.dedup();
+        let names = repo::tickets::names(conn, &authors)?;
+        let views: Vec<TicketMessageView> =
+            rows.into_iter().map(|r| message_view(r, &names)).collect();
+        Ok((views, page))
+    })
+    .await?;
+    let page = page.page(views, |v| v.id.as_str(), |v| v);
+    Ok(page_response(&req, page))
+}
+
+#[derive(Debug, Deserialize, Serialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"body": "We have written to the agency and will come back to you by tomorrow."}))]
+pub struct PostTicketMessage {
+    #[serde(deserialize_with = "crate::api::trimmed")]
+    #[validate(length(min = 1, max = 10000))]
+    #[schema(min_length = 1, max_length = 10000)]
+    pub body: String,
+}
+
+/// Write on a support ticket
+///
+/// The requester's side or platform staff write while the ticket is worked (`new`, `open`,
+/// `waiting_on_requester`; a resolved or closed ticket is 409: reactivate it first). The
+/// platform's first answer opens a `new` ticket; the requester's answer reopens one that waited
+/// on them. The other side is notified: the requester, or the assignee (all platform staff
+/// while nobody is assigned). Accepts `Idempotency-Key`. Roles: platform, client, agency.
+#[utoipa::path(
+    tag = "tickets",
+    operation_id = "post_ticket_message",
+    params(("id" = Uuid, Path, description = "Ticket id"), IdempotencyKey),
+    request_body = PostTicketMessage,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Written", body = TicketMessageView,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this is a replay of an earlier response"))),
+        (status = 403, description = "Agents have no support tickets"),
+        (status = 404, description = "No such ticket, or not one the caller can see"),
+        (status = 409, description = "The ticket is no longer worked (`wrong_state`, with `allowed_actions`), it changed meanwhile (`concurrent_update`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
+        (status = 422, description = "A member breaks a rule, or the key was used with another body (`idempotency_key_reused`)"),
+    )
+)]
+#[post("/v1/tickets/{id}/messages")]
+pub async fn post_ticket_message(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: Token,
+    id: web::Path<Uuid>,
+    key: IdempotencyKey,
+    body: ValidJson<PostTicketMessage>,
+) -> Result<HttpResponse, ApiError> {
+    let asking = Asking::new(token, &req);
+    let id = id.into_inner().to_string();
+    let notifier = state.notifier.clone();
+    idempotency::create(&state.pool, &req, key, body.0, move |conn| {
+        let asked = asking.resolve(conn)?;
+        let user_id = asked.caller.id.clone();
+        let role = asked.caller.role;
+        let who = TicketViewer::of(asked)?;
+        let ticket = who.find(conn, &id)?;
+        let create = move |conn: &mut DbConnection, input: PostTicketMessage| {
+            write_message(conn, &notifier, &who, role, ticket, input)
+        };
+        Ok(Authorized { user_id, create })
+    })
+    .await
+}
+
+fn write_message(
+    conn: &mut DbConnection,
+    notifier: &Notifier,
+    who: &TicketViewer,
+    role: Role,
+    ticket: TicketRow,
+    input: PostTicketMessage,
+) -> Result<Created<TicketMessageView>, ApiError> {
+    let status = ticket.status();
+    if !WORKED.contains(&status) {
+        return Err(who.wrong_state(status, format!("A `{status}` ticket takes no messages.")));
+    }
+    let next = ticket_workflow::after_message(who.party, status);
+    // Moves the version (and the status, where the message moves it) while the ticket is still
+    // worked: a `resolve` committing meanwhile makes this 409, never a message after it.
+    let changes = TicketChanges {
+        status: (next != status).then(|| next.as_str().to_owned()),
+        ..TicketChanges::default()
+    };
+    who.update(conn, &ticket, WORKED, &IfMatch::default(), &changes)?;
+    let row = TicketMessageRow {
+        id: repo::new_id(),
+        ticket_id: ticket.id.clone(),
+        author_id: who.actor.user_id.clone(),
+        author_role: role.as_str().to_owned(),
+        body: input.body,
+        created_at: db::now(),
+    };
+    repo::tickets::insert_message(conn, &row)?;
+    let mut audit = vec![Change::ticket(
+        "ticket_message",
+        &row.id,
+        ticket.agency_id.as_deref(),
+        "post",
+    )];
+    if next != status {
+        audit.push(ticket_change(&ticket, "update").field(
+            "status",
+            Some(ticket.status.clone()),
+            Some(next.as_str().to_owned()),
+        ));
+    }
+    repo::audit::append(conn, &who.actor, audit)?;
+    notifier.notify_ticket(
+        conn,
+        &ticket,
+        Event::MessageReceived,
+        &[other_side(who.party)],
+        &[],
+        Some(&who.actor.user_id),
+        Some(&row.body),
+        None,
+    )?;
+    let names = repo::tickets::names(conn, &[row.author_id.as_str()])?;
+    Ok(Created {
+        location: None,
+        version: None,
+        body: message_view(row, &names),
+    })
+}
+
+/// A ticket state, for `GET /v1/workflow`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TicketStateView {
+    pub status: TicketStatus,
+    pub label: &'static str,
+    /// Takes messages, assignment and edits.
+    pub worked: bool,
+}
+
+/// A ticket action, for `GET /v1/workflow`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TicketActionView {
+    pub action: TicketAction,
+    pub label: &'static str,
+    pub from: Vec<TicketStatus>,
+    pub to: TicketStatus,
+    /// `requester` (the client who opened it, or the staff of the agency that did) and/or
+    /// `platform`.
+    pub parties: Vec<TicketParty>,
+    /// Fired by the system only (`auto_close`).
+    pub system_only: bool,
+    pub requires: Vec<Input>,
+}
+
+/// The support ticket's lifecycle as data.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TicketWorkflowView {
+    pub states: Vec<TicketStateView>,
+    pub actions: Vec<TicketActionView>,
+}
+
+impl TicketWorkflowView {
+    pub fn new(locale: Locale) -> TicketWorkflowView {
+        TicketWorkflowView {
+            states: TicketStatus::ALL
+                .iter()
+                .map(|&status| TicketStateView {
+                    status,
+                    label: i18n::ticket_status_label(status, locale),
+                    worked: WORKED.contains(&status),
+                })
+                .collect(),
+            actions: ticket_workflow::RULES
+                .iter()
+                .map(|r| TicketActionView {
+                    action: r.action,
+                    label: i18n::ticket_action_label(r.action, locale),
+                    from: r.from.to_vec(),
+                    to: r.to,
+                    parties: r.parties.to_vec(),
+                    system_only: r.parties.is_empty(),
+                    requires: r.requires.to_vec(),
+                })
+                .collect(),
+        }
+    }
+}
