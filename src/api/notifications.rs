@@ -55,7 +55,7 @@ pub enum Audience {
 /// Who hears of an event on a support ticket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TicketAudience {
-    /// The user who opened it.
+    /// The user who opened it; for an agency's ticket, its staff once that user cannot log in.
     Requester,
     /// The platform staff member it is assigned to, or all platform staff while nobody is.
     Platform,
@@ -67,6 +67,25 @@ pub struct Notifier {
     email: bool,
     app_link_template: std::sync::Arc<str>,
     ticket_link_template: std::sync::Arc<str>,
+}
+
+/// `person` while they can log in; else (or without one) every enabled user of `fallback`'s
+/// role and agency, when given.
+fn reach_or_all(
+    conn: &mut DbConnection,
+    person: Option<&String>,
+    fallback: Option<(Role, Option<&str>)>,
+) -> Result<Vec<Recipient>, ApiError> {
+    if let Some(person) = person {
+        let found = repo::notifications::recipients(conn, std::slice::from_ref(person))?;
+        if !found.is_empty() {
+            return Ok(found);
+        }
+    }
+    Ok(match fallback {
+        Some((role, agency)) => repo::notifications::active_users(conn, role, agency)?,
+        None => Vec::new(),
+    })
 }
 
 /// What a notification links to.
@@ -186,28 +205,15 @@ impl Notifier {
         body: Option<&str>,
         status: Option<TicketStatus>,
     ) -> Result<(), ApiError> {
-        let mut ids: Vec<String> = extra.to_vec();
+        let mut recipients = repo::notifications::recipients(conn, extra)?;
         if to.contains(&TicketAudience::Requester) {
-            ids.push(ticket.requester_id.clone());
+            // An agency's ticket is its staff's: a requester who left hands its news to them.
+            let agency = ticket.agency_id.as_deref().map(|a| (Role::Agency, Some(a)));
+            recipients.extend(reach_or_all(conn, Some(&ticket.requester_id), agency)?);
         }
-        let mut recipients = repo::notifications::recipients(conn, &ids)?;
         if to.contains(&TicketAudience::Platform) {
-            let reached = match &ticket.assignee_id {
-                Some(assignee) => Some(repo::notifications::recipients(
-                    conn,
-                    std::slice::from_ref(assignee),
-                )?),
-                None => None,
-            };
-            match reached {
-                Some(found) if !found.is_empty() => recipients.extend(found),
-                // Nobody assigned, or an assignee who can no longer log in: all platform staff.
-                _ => recipients.extend(repo::notifications::active_users(
-                    conn,
-                    Role::Platform,
-                    None,
-                )?),
-            }
+            let everyone = Some((Role::Platform, None));
+            recipients.extend(reach_or_all(conn, ticket.assignee_id.as_ref(), everyone)?);
         }
         self.deliver(
             conn,

@@ -110,7 +110,7 @@ pub async fn list_case_rule_log(
 /// The rule log
 ///
 /// Every rule that fired, newest first, for platform staff; for agency staff, the entries of
-/// their agency's cases. Cursor pagination. Roles: agency and platform staff; agents and
+/// their agency's cases and support tickets. Cursor pagination. Roles: agency and platform staff; agents and
 /// clients are 403.
 #[utoipa::path(
     tag = "rules",

@@ -210,7 +210,9 @@ impl TicketViewer {
         }
     }
 
-    /// Applies `changes` while the ticket is in `allowed` (and at its `If-Match` version).
+    /// Applies `changes` while the ticket is still at the version `current` was read at (and
+    /// so in its status): what the request decided from that read, the new status and the audit
+    /// trail's old values, cannot undo a write that committed meanwhile (PostgreSQL).
     fn update(
         &self,
         conn: &mut DbConnection,
@@ -219,8 +221,7 @@ impl TicketViewer {
         if_match: &IfMatch,
         changes: &TicketChanges,
     ) -> Result<(), ApiError> {
-        let version = if_match.is_set().then_some(current.version);
-        if !repo::tickets::update(conn, &current.id, version, allowed, changes)? {
+        if !repo::tickets::update(conn, &current.id, Some(current.version), allowed, changes)? {
             return Err(self.lost_race(conn, &current.id, allowed, if_match));
         }
         Ok(())
@@ -366,8 +367,6 @@ pub struct CreateTicket {
     pub description: String,
     /// A case the requester can see (422 `case_unavailable` otherwise).
     pub case_id: Option<Uuid>,
-    /// Default `normal`.
-    pub priority: Option<Priority>,
 }
 
 /// Open a support ticket
@@ -448,11 +447,8 @@ fn open_ticket(
         subject: input.subject,
         description: input.description,
         status: TicketStatus::New.as_str().to_owned(),
-        priority: input
-            .priority
-            .unwrap_or(Priority::Normal)
-            .as_str()
-            .to_owned(),
+        // Platform staff set the priority (PATCH): a requester's own would be `urgent`.
+        priority: Priority::Normal.as_str().to_owned(),
         assignee_id: None,
         delegated_by: None,
         resolution_type: None,
@@ -860,25 +856,33 @@ pub async fn assign_ticket(
             );
         }
         let next = ticket_workflow::after_assignment(status);
-        if current.assignee_id.as_deref() != Some(assignee.as_str()) || next != status {
+        let unchanged = current.assignee_id.as_deref() == Some(assignee.as_str())
+            && current.delegated_by == delegated_by
+            && next == status;
+        if !unchanged {
             let changes = TicketChanges {
                 status: Some(next.as_str().to_owned()),
                 assignee_id: Some(Some(assignee.clone())),
-                delegated_by: Some(delegated_by),
+                delegated_by: Some(delegated_by.clone()),
                 ..TicketChanges::default()
             };
             who.update(conn, &current, WORKED, &if_match, &changes)?;
             let change = ticket_change(&current, input.audit_action());
-            let audit = change.fields(vec![
+            let audit = change.sent_fields(vec![
                 (
                     "assignee_id",
                     current.assignee_id.clone(),
-                    Some(assignee.clone()),
+                    Some(Some(assignee.clone())),
+                ),
+                (
+                    "delegated_by",
+                    current.delegated_by.clone(),
+                    Some(delegated_by.clone()),
                 ),
                 (
                     "status",
                     Some(current.status.clone()),
-                    Some(next.as_str().to_owned()),
+                    Some(Some(next.as_str().to_owned())),
                 ),
             ]);
             repo::audit::append(conn, &who.actor, audit)?;
@@ -917,7 +921,7 @@ pub struct TicketMessageView {
     #[schema(format = "uuid")]
     pub ticket_id: String,
     pub author: PersonView,
-    /// `platform`, `agency` or `client`.
+    /// `platform`, `agency` or `client` (never `agent`: agents have no tickets).
     pub author_role: Role,
     pub body: String,
     #[serde(serialize_with = "crate::api::rfc3339")]
@@ -1063,12 +1067,16 @@ fn write_message(
     }
     let next = ticket_workflow::after_message(who.party, status);
     // Moves the version (and the status, where the message moves it) while the ticket is still
-    // worked: a `resolve` committing meanwhile makes this 409, never a message after it.
+    // in the status it was read in: a move committing meanwhile (a `resolve`, a
+    // `wait_on_requester`) makes this 409, never a message after it or a status it undoes.
+    // Other messages do not: two people may write at once.
     let changes = TicketChanges {
         status: (next != status).then(|| next.as_str().to_owned()),
         ..TicketChanges::default()
     };
-    who.update(conn, &ticket, WORKED, &IfMatch::default(), &changes)?;
+    if !repo::tickets::update(conn, &ticket.id, None, &[status], &changes)? {
+        return Err(who.lost_race(conn, &ticket.id, &[status], &IfMatch::default()));
+    }
     let row = TicketMessageRow {
         id: repo::new_id(),
         ticket_id: ticket.id.clone(),
@@ -1078,11 +1086,11 @@ fn write_message(
         created_at: db::now(),
     };
     repo::tickets::insert_message(conn, &row)?;
-    let mut audit = vec![Change::ticket(
-        "ticket_message",
-        &row.id,
-        ticket.agency_id.as_deref(),
-        "post",
+    // The ticket's row names the message: the ticket's trail is the rows with its id.
+    let mut audit = vec![ticket_change(&ticket, "post_message").field(
+        "message_id",
+        None,
+        Some(row.id.clone()),
     )];
     if next != status {
         audit.push(ticket_change(&ticket, "update").field(

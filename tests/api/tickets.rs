@@ -345,6 +345,13 @@ async fn tickets_are_seen_by_their_requesters_side_and_the_platform_only() {
         before
     );
 
+    // The requester does not choose the priority.
+    let mut urgent = ticket_body("Help");
+    urgent["priority"] = json!("urgent");
+    app.post("/v1/tickets", &w.client.token, urgent)
+        .await
+        .assert_problem(400, "unknown_field");
+
     // A case the requester cannot see is refused, and nothing is written.
     let other_case = id(&buy(&app, &w.client2.token, &w.service_a, "card").await);
     let before_case = app.rows_in(&["tickets", "notifications"]);
@@ -472,6 +479,23 @@ async fn only_the_platform_assigns_resolves_and_sets_priority() {
     assert_eq!(queue(&w.platform.token, "delegated_by=me").await, 1);
     assert_eq!(queue(&w.platform_staff.token, "assignee=me").await, 1);
     assert_eq!(queue(&w.platform.token, "assignee=me").await, 0);
+    // Taking what one was delegated leaves the delegator's queue.
+    let res = app
+        .post(
+            &format!("{path}/assignment"),
+            &w.platform_staff.token,
+            json!({"action": "take"}),
+        )
+        .await;
+    assert!(res.assert_status(200)["delegated_by"].is_null());
+    assert_eq!(queue(&w.platform.token, "delegated_by=me").await, 0);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE entity_id = '{t}' AND action = 'take' \
+             AND field = 'delegated_by' AND new_value IS NULL"
+        )),
+        1
+    );
     assert_eq!(
         queue(
             &w.platform.token,
@@ -655,4 +679,70 @@ async fn a_ticket_reply_reaches_the_requester_by_mail_with_the_tickets_link() {
         to_client.body
     );
     assert!(to_client.body.contains("We are on it."));
+}
+
+#[actix_web::test]
+async fn an_assignment_racing_a_move_never_undoes_it() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let t = id(&open(&app, &w.client.token, ticket_body("Refund")).await);
+    let path = format!("/v1/tickets/{t}");
+    app.post(
+        &format!("{path}/assignment"),
+        &w.platform.token,
+        json!({"action": "take"}),
+    )
+    .await
+    .assert_status(200);
+    // Another member's `wait_on_requester` commits while this `take` runs.
+    let res = app
+        .while_held(
+            &format!(
+                "UPDATE tickets SET status = 'waiting_on_requester', version = version + 1 \
+                 WHERE id = '{t}'"
+            ),
+            app.post(
+                &format!("{path}/assignment"),
+                &w.platform_staff.token,
+                json!({"action": "take"}),
+            ),
+        )
+        .await;
+    // SQLite's writer runs the take after it (and reads it); PostgreSQL's take read before.
+    if res.status.as_u16() == 409 {
+        res.assert_problem(409, "concurrent_update");
+    } else {
+        assert_eq!(res.assert_status(200)["status"], "waiting_on_requester");
+    }
+    let res = app.get(&path, &w.client.token).await;
+    assert_eq!(res.assert_status(200)["status"], "waiting_on_requester");
+}
+
+#[actix_web::test]
+async fn an_agency_ticket_whose_requester_left_keeps_its_staff_informed() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let t = id(&open(&app, &w.a_operator.token, ticket_body("Invoices")).await);
+    app.deactivate_user(&w.platform.token, &w.a_operator.id)
+        .await;
+    app.post(
+        &format!("/v1/tickets/{t}/messages"),
+        &w.platform_staff.token,
+        json!({"body": "Which invoices?"}),
+    )
+    .await
+    .assert_status(201);
+    let seen = notified(&app, &w.a_admin.token, &t).await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].0, "message_received");
+    assert!(notified(&app, &w.b_admin.token, &t).await.is_empty());
+    // The audit row of the message names the ticket.
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE entity = 'ticket' AND entity_id = '{t}' \
+             AND action = 'post_message' AND field = 'message_id' AND agency_id = '{}'",
+            w.agency_a
+        )),
+        1
+    );
 }
