@@ -150,6 +150,9 @@ pub struct Settings {
     /// How long a resolved ticket waits for its requester to reactivate it before the
     /// `auto_close` rule closes it.
     pub ticket_auto_close_after: Duration,
+    /// How many open cases (open tickets, for platform staff) an operator holds at most; their
+    /// room is what is left of it (`GET /v1/presence`).
+    pub operator_capacity: u32,
     pub email: Option<EmailSettings>,
 }
 
@@ -303,6 +306,7 @@ impl Settings {
             auto_close_after: src.seconds("DOSSIER_AUTO_CLOSE_AFTER", 3 * 24 * 3600)?,
             ticket_auto_close_after: src
                 .seconds("DOSSIER_TICKET_AUTO_CLOSE_AFTER", 3 * 24 * 3600)?,
+            operator_capacity: src.positive("DOSSIER_OPERATOR_CAPACITY", 3)?,
             email: email(src)?,
             app_link_template: link_template(
                 src,

@@ -175,3 +175,15 @@ code_enum! {
         Platform = "platform",
     }
 }
+
+code_enum! {
+    /// What a staff member tells their colleagues (DESIGN.md "Presence and capacity").
+    PresenceStatus {
+        Available = "available",
+        Busy = "busy",
+        DoNotDisturb = "do_not_disturb",
+        Away = "away",
+        /// Also the status of anyone who never set one.
+        Offline = "offline",
+    }
+}

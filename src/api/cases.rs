@@ -258,6 +258,25 @@ pub fn find_visible(
     repo::cases::find(conn, &viewer.scope, id)?.ok_or_else(case_not_found)
 }
 
+/// The id of a case a body names at `pointer`, if `viewer` may see it: 422 `case_unavailable`
+/// otherwise (a body refers to the case; it does not ask for it, so no 404).
+pub fn visible_case_id(
+    conn: &mut DbConnection,
+    viewer: &Viewer,
+    id: Uuid,
+    pointer: &str,
+) -> Result<String, ApiError> {
+    match find_visible(conn, viewer, &id.to_string()) {
+        Ok(case) => Ok(case.id),
+        Err(ApiError::NotFound(_)) => Err(ApiError::invalid_field(
+            pointer,
+            "case_unavailable",
+            "no case you can see has this id",
+        )),
+        Err(e) => Err(e),
+    }
+}
+
 /// Creates something on a case under `Idempotency-Key` ([`idempotency::create`]): the caller
 /// is looked up and the case must be visible to them (404) before a replay; `create` runs, with
 /// every other rule, only for a first request.

@@ -12,6 +12,7 @@ pub mod me;
 pub mod messages;
 pub mod notifications;
 pub mod operations;
+pub mod presence;
 pub mod requests;
 pub mod required_data;
 pub mod rules;
@@ -108,7 +109,10 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(tickets::transition_ticket)
         .service(tickets::assign_ticket)
         .service(tickets::list_ticket_messages)
-        .service(tickets::post_ticket_message);
+        .service(tickets::post_ticket_message)
+        .service(presence::get_my_presence)
+        .service(presence::set_my_presence)
+        .service(presence::list_presence);
 }
 
 fn request_id(req: &HttpRequest) -> String {

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use validator::Validate;
 
 use crate::api::assignment::{Assignee, AssignmentRequest};
-use crate::api::cases::{AssigneeKeyword, AssigneeParam, PersonView, Viewer, find_visible};
+use crate::api::cases::{AssigneeKeyword, AssigneeParam, PersonView, Viewer, visible_case_id};
 use crate::api::notifications::{Event, Notifier, TicketAudience};
 use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
@@ -424,20 +424,10 @@ fn open_ticket(
     caller: &AuthUser,
     input: CreateTicket,
 ) -> Result<Created<TicketView>, ApiError> {
-    let case_id = match input.case_id {
-        None => None,
-        Some(id) => match find_visible(conn, &who.viewer, &id.to_string()) {
-            Ok(case) => Some(case.id),
-            Err(ApiError::NotFound(_)) => {
-                return Err(ApiError::invalid_field(
-                    "/case_id",
-                    "case_unavailable",
-                    "no case you can see has this id",
-                ));
-            }
-            Err(e) => return Err(e),
-        },
-    };
+    let case_id = input
+        .case_id
+        .map(|id| visible_case_id(conn, &who.viewer, id, "/case_id"))
+        .transpose()?;
     let now = db::now();
     let row = TicketRow {
         id: repo::new_id(),

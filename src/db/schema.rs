@@ -361,6 +361,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    presence (user_id) {
+        user_id -> Text,
+        status -> Text,
+        working_on -> Nullable<Text>,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     awaiting_confirmation (case_id) {
         case_id -> Text,
         completed_at -> Timestamp,
@@ -369,6 +378,7 @@ diesel::table! {
 
 diesel::joinable!(attachments -> cases (case_id));
 diesel::joinable!(ticket_messages -> tickets (ticket_id));
+diesel::joinable!(presence -> users (user_id));
 diesel::joinable!(awaiting_confirmation -> cases (case_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(services -> agencies (agency_id));
@@ -403,4 +413,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     awaiting_confirmation,
     tickets,
     ticket_messages,
+    presence,
 );

@@ -27,6 +27,7 @@ pub mod email;
 pub mod idempotency;
 pub mod messages;
 pub mod notifications;
+pub mod presence;
 pub mod refresh_tokens;
 pub mod requests;
 pub mod rules;

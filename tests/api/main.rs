@@ -18,6 +18,7 @@ mod notifications;
 mod openapi;
 mod operations;
 mod plans;
+mod presence;
 mod requests;
 mod required_data;
 mod rules;

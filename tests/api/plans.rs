@@ -215,6 +215,9 @@ async fn no_listed_query_scans_a_whole_large_table() {
         (&client, "/v1/tickets".into()),
         (&client, format!("/v1/tickets/{TICKET}")),
         (&client, format!("/v1/tickets/{TICKET}/messages")),
+        (&admin, "/v1/presence".into()),
+        (&admin, "/v1/presence?status=available".into()),
+        (&platform, "/v1/presence".into()),
     ];
     let mut failures = Vec::new();
     let mut explained = 0;

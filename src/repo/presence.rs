@@ -1,0 +1,145 @@
+//! Staff presence and workload.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::DbConnection;
+use crate::db::schema::{cases, presence, tickets, users};
+use crate::domain::{PresenceStatus, Role};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = presence)]
+#[diesel(treat_none_as_default_value = false)]
+pub struct PresenceRow {
+    pub user_id: String,
+    pub status: String,
+    pub working_on: Option<String>,
+    pub updated_at: NaiveDateTime,
+}
+
+/// Sets the user's presence (creating their row the first time).
+pub fn set(conn: &mut DbConnection, row: &PresenceRow) -> QueryResult<()> {
+    let update = |conn: &mut DbConnection| {
+        let touched = diesel::update(presence::table.find(&row.user_id))
+            .set((
+                presence::status.eq(&row.status),
+                presence::working_on.eq(&row.working_on),
+                presence::updated_at.eq(row.updated_at),
+            ))
+            .execute(conn)?;
+        Ok((touched == 1).then_some(()))
+    };
+    super::bump_or_create(conn, update, |conn| {
+        diesel::insert_into(presence::table)
+            .values(row)
+            .execute(conn)
+            .map(drop)
+    })
+}
+
+pub fn of(conn: &mut DbConnection, user_id: &str) -> QueryResult<Option<PresenceRow>> {
+    presence::table
+        .find(user_id)
+        .select(PresenceRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Whose presence a supervisor reads: an agency's staff and agents, or platform staff.
+#[derive(Debug, Clone)]
+pub enum StaffScope {
+    Agency(String),
+    Platform,
+}
+
+/// A staff member with their presence, if they ever set one.
+#[derive(Debug, Queryable)]
+pub struct StaffPresence {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub status: Option<String>,
+    pub working_on: Option<String>,
+    pub updated_at: Option<NaiveDateTime>,
+}
+
+/// Active staff in `scope` by id, after `after`, with their presence; `statuses` filters
+/// (`offline` includes those who never set one). Walks `users_agency_id_idx` or
+/// `users_role_idx`, and `presence` by its key.
+pub fn list(
+    conn: &mut DbConnection,
+    scope: &StaffScope,
+    statuses: &[PresenceStatus],
+    after: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<StaffPresence>> {
+    let mut query = users::table
+        .left_join(presence::table)
+        .filter(users::active.eq(true))
+        .into_boxed();
+    query = match scope {
+        StaffScope::Agency(agency) => query.filter(users::agency_id.eq(agency.clone())),
+        StaffScope::Platform => query.filter(users::role.eq(Role::Platform.as_str())),
+    };
+    if !statuses.is_empty() {
+        let codes: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+        query = if statuses.contains(&PresenceStatus::Offline) {
+            query.filter(
+                presence::status
+                    .is_null()
+                    .or(presence::status.eq_any(codes)),
+            )
+        } else {
+            query.filter(presence::status.eq_any(codes))
+        };
+    }
+    if let Some(after) = after {
+        query = query.filter(users::id.gt(after.to_owned()));
+    }
+    query
+        .select((
+            users::id,
+            users::name,
+            users::role,
+            presence::status.nullable(),
+            presence::working_on.nullable(),
+            presence::updated_at.nullable(),
+        ))
+        .order(users::id)
+        .limit(limit)
+        .load(conn)
+}
+
+/// Open cases (`open_statuses`) assigned to each of `ids`, and open tickets (`worked`)
+/// assigned to each, in two grouped statements over the assignee indexes.
+pub fn workload(
+    conn: &mut DbConnection,
+    ids: &[String],
+    open_statuses: &[&str],
+    worked: &[&str],
+) -> QueryResult<HashMap<String, i64>> {
+    let mut load = HashMap::new();
+    if ids.is_empty() {
+        return Ok(load);
+    }
+    let case_counts: Vec<(Option<String>, i64)> = cases::table
+        .filter(cases::assignee_id.eq_any(ids))
+        .filter(cases::status.eq_any(open_statuses))
+        .group_by(cases::assignee_id)
+        .select((cases::assignee_id, diesel::dsl::count_star()))
+        .load(conn)?;
+    let ticket_counts: Vec<(Option<String>, i64)> = tickets::table
+        .filter(tickets::assignee_id.eq_any(ids))
+        .filter(tickets::status.eq_any(worked))
+        .group_by(tickets::assignee_id)
+        .select((tickets::assignee_id, diesel::dsl::count_star()))
+        .load(conn)?;
+    for (id, n) in case_counts.into_iter().chain(ticket_counts) {
+        if let Some(id) = id {
+            *load.entry(id).or_insert(0) += n;
+        }
+    }
+    Ok(load)
+}
