@@ -14,12 +14,13 @@ use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
 use crate::auth::{AuthUser, Token};
 use crate::db::{self, DbConnection};
-use crate::domain::{PresenceStatus, Role, code_enum};
+use crate::domain::{CaseStatus, PresenceStatus, Role, code_enum};
 use crate::errors::ApiError;
 use crate::http::extract::{MultiQuery, Page, PageRequest, ValidJson, page_response};
 use crate::repo;
-use crate::repo::presence::{PresenceRow, StaffScope};
+use crate::repo::presence::{OpenWork, PresenceRow, StaffScope};
 use crate::ticket_workflow::WORKED;
+use crate::workflow;
 
 code_enum! {
     /// `working` while the staff member has a case open (`working_on`), `waiting` otherwise.
@@ -118,7 +119,8 @@ pub async fn get_my_presence(
 pub struct SetPresence {
     pub status: PresenceStatus,
     /// The case the caller has open (one they can see; 422 `case_unavailable` otherwise):
-    /// the app sets it on opening a case and sends `null` (or nothing) on leaving it.
+    /// the app sets it on opening a case and sends `null` (or nothing) on leaving it. Ignored
+    /// with `offline`.
     pub working_on: Option<Uuid>,
 }
 
@@ -149,10 +151,14 @@ pub async fn set_my_presence(
     let view = db::write(&state.pool, move |conn| {
         let Asked { caller, viewer, .. } = asking.resolve(conn)?;
         staff_only(&caller)?;
-        let working_on = input
-            .working_on
-            .map(|id| visible_case_id(conn, &viewer, id, "/working_on"))
-            .transpose()?;
+        // Nobody works on a case offline.
+        let working_on = match input.status {
+            PresenceStatus::Offline => None,
+            _ => input
+                .working_on
+                .map(|id| visible_case_id(conn, &viewer, id, "/working_on"))
+                .transpose()?,
+        };
         repo::presence::set(
             conn,
             &PresenceRow {
@@ -175,12 +181,15 @@ pub struct StaffPresenceView {
     pub role: Role,
     #[serde(flatten)]
     pub presence: PresenceView,
-    /// Open cases assigned to them, and open (worked) tickets for platform staff.
-    pub workload: i64,
-    /// `DOSSIER_OPERATOR_CAPACITY`.
-    pub capacity: i64,
-    /// What is left of the capacity (0 at or past it).
-    pub room: i64,
+    /// Their open work as an operator: for agency staff the cases they are responsible for
+    /// that are neither terminal nor `completed`; for platform staff their tickets being worked
+    /// (`new`, `open`, `waiting_on_requester`). `null` for agents, who are not operators (their
+    /// operators put them on cases).
+    pub workload: Option<i64>,
+    /// `DOSSIER_OPERATOR_CAPACITY`; `null` for agents.
+    pub capacity: Option<i64>,
+    /// What is left of the capacity (0 at or past it); `null` for agents.
+    pub room: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -215,6 +224,7 @@ pub struct ListPresenceQuery {
         (status = 200, description = "One page of staff", body = Page<StaffPresenceView>,
             headers(("Link" = String, description = "`<…>; rel=\"next\"` when another page follows"))),
         (status = 403, description = "Only agency and platform admins supervise presence"),
+        (status = 404, description = "No such agency (`agency_id`)"),
     )
 )]
 #[get("/v1/presence")]
@@ -233,7 +243,11 @@ pub async fn list_presence(
         let scope = match (caller.role, query.agency_id) {
             (Role::Platform, None) if caller.admin => StaffScope::Platform,
             (Role::Platform, Some(agency)) if caller.admin => {
-                StaffScope::Agency(agency.to_string())
+                let agency = agency.to_string();
+                if repo::agencies::find(conn, &agency)?.is_none() {
+                    return Err(ApiError::NotFound("No such agency.".into()));
+                }
+                StaffScope::Agency(agency)
             }
             (Role::Agency, None) if caller.admin => {
                 StaffScope::Agency(caller.agency_id.clone().unwrap_or_default())
@@ -254,9 +268,16 @@ pub async fn list_presence(
             page.fetch(),
         )?;
         let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-        let open = crate::workflow::statuses_where(|s| !s.terminal);
-        let worked: Vec<&str> = WORKED.iter().map(|s| s.as_str()).collect();
-        let load = repo::presence::workload(conn, &ids, &open, &worked)?;
+        // Open work is what still needs its holder: not a case waiting on its client's
+        // confirmation, as not a resolved ticket.
+        let assigned =
+            workflow::statuses_where(|s| !s.terminal && s.status != CaseStatus::Completed);
+        let tickets: Vec<&str> = WORKED.iter().map(|s| s.as_str()).collect();
+        let open = OpenWork {
+            assigned_cases: &assigned,
+            tickets: &tickets,
+        };
+        let load = repo::presence::workload(conn, &scope, &ids, &open)?;
         Ok((rows, load, page))
     })
     .await?;
@@ -264,17 +285,19 @@ pub async fn list_presence(
         rows,
         |r| r.id.as_str(),
         |r| {
-            let workload = load.get(&r.id).copied().unwrap_or(0);
+            let role = Role::from_code(&r.role).unwrap_or(Role::Agent);
+            let operator = role != Role::Agent;
+            let workload = operator.then(|| load.get(&r.id).copied().unwrap_or(0));
             StaffPresenceView {
-                role: Role::from_code(&r.role).unwrap_or(Role::Agent),
+                role,
                 presence: PresenceView::new(r.status, r.working_on, r.updated_at),
                 user: PersonView {
                     id: r.id,
                     name: r.name,
                 },
                 workload,
-                capacity,
-                room: (capacity - workload).max(0),
+                capacity: operator.then_some(capacity),
+                room: workload.map(|n| (capacity - n).max(0)),
             }
         },
     );

@@ -1065,7 +1065,8 @@ fn write_message(
         ..TicketChanges::default()
     };
     if !repo::tickets::update(conn, &ticket.id, None, &[status], &changes)? {
-        return Err(who.lost_race(conn, &ticket.id, &[status], &IfMatch::default()));
+        // Still worked: the status moved under us (a retry may write); else no longer worked.
+        return Err(who.lost_race(conn, &ticket.id, WORKED, &IfMatch::default()));
     }
     let row = TicketMessageRow {
         id: repo::new_id(),

@@ -6,7 +6,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::db::DbConnection;
-use crate::db::schema::{cases, presence, tickets, users};
+use crate::db::schema::{agencies, cases, presence, tickets, users};
 use crate::domain::{PresenceStatus, Role};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -75,9 +75,11 @@ pub fn list(
     after: Option<&str>,
     limit: i64,
 ) -> QueryResult<Vec<StaffPresence>> {
+    // Those who can log in only (`users::is_enabled`): not the staff of a deactivated agency.
     let mut query = users::table
         .left_join(presence::table)
-        .filter(users::active.eq(true))
+        .left_join(agencies::table)
+        .filter(super::users::is_enabled())
         .into_boxed();
     query = match scope {
         StaffScope::Agency(agency) => query.filter(users::agency_id.eq(agency.clone())),
@@ -112,31 +114,48 @@ pub fn list(
         .load(conn)
 }
 
-/// Open cases (`open_statuses`) assigned to each of `ids`, and open tickets (`worked`)
-/// assigned to each, in two grouped statements over the assignee indexes.
+/// What counts as someone's open work, by the statuses of their cases and tickets.
+pub struct OpenWork<'a> {
+    /// Cases an operator is responsible for (`cases.assignee_id`).
+    pub assigned_cases: &'a [&'a str],
+    /// Tickets platform staff are assigned.
+    pub tickets: &'a [&'a str],
+}
+
+/// Each of `ids`' open work as operators (those of `scope`), in one grouped statement over an
+/// assignee index, `cases (assignee_id, status)` or `tickets (assignee_id, status)`.
 pub fn workload(
     conn: &mut DbConnection,
+    scope: &StaffScope,
     ids: &[String],
-    open_statuses: &[&str],
-    worked: &[&str],
+    open: &OpenWork,
 ) -> QueryResult<HashMap<String, i64>> {
-    let mut load = HashMap::new();
+    let mut counts: Vec<(Option<String>, i64)> = Vec::new();
     if ids.is_empty() {
-        return Ok(load);
+        return Ok(HashMap::new());
     }
-    let case_counts: Vec<(Option<String>, i64)> = cases::table
-        .filter(cases::assignee_id.eq_any(ids))
-        .filter(cases::status.eq_any(open_statuses))
-        .group_by(cases::assignee_id)
-        .select((cases::assignee_id, diesel::dsl::count_star()))
-        .load(conn)?;
-    let ticket_counts: Vec<(Option<String>, i64)> = tickets::table
-        .filter(tickets::assignee_id.eq_any(ids))
-        .filter(tickets::status.eq_any(worked))
-        .group_by(tickets::assignee_id)
-        .select((tickets::assignee_id, diesel::dsl::count_star()))
-        .load(conn)?;
-    for (id, n) in case_counts.into_iter().chain(ticket_counts) {
+    match scope {
+        StaffScope::Agency(_) => {
+            counts.extend(
+                cases::table
+                    .filter(cases::assignee_id.eq_any(ids))
+                    .filter(cases::status.eq_any(open.assigned_cases))
+                    .group_by(cases::assignee_id)
+                    .select((cases::assignee_id, diesel::dsl::count_star()))
+                    .load::<(Option<String>, i64)>(conn)?,
+            );
+        }
+        StaffScope::Platform => counts.extend(
+            tickets::table
+                .filter(tickets::assignee_id.eq_any(ids))
+                .filter(tickets::status.eq_any(open.tickets))
+                .group_by(tickets::assignee_id)
+                .select((tickets::assignee_id, diesel::dsl::count_star()))
+                .load::<(Option<String>, i64)>(conn)?,
+        ),
+    }
+    let mut load = HashMap::new();
+    for (id, n) in counts {
         if let Some(id) = id {
             *load.entry(id).or_insert(0) += n;
         }

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn};
-use crate::world::{World, buy, id, take};
+use crate::world::{World, assign_agent, buy, id, start_case, take};
 
 /// The page's entries by user id.
 fn by_user(page: &Value) -> std::collections::BTreeMap<String, Value> {
@@ -173,4 +173,70 @@ async fn staff_set_their_presence_and_admins_see_their_team_with_its_workload() 
             .await
             .assert_problem(403, "forbidden");
     }
+}
+
+#[actix_web::test]
+async fn workload_counts_open_work_only_and_the_list_holds_only_who_can_log_in() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    // The operator holds two cases: one worked, one completed (waiting on its client).
+    let worked = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let completed = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    for case in [&worked, &completed] {
+        take(&app, &w.a_operator.token, case).await;
+        start_case(&app, &w, case).await;
+        assign_agent(&app, &w, case).await;
+    }
+    app.post(
+        &format!("/v1/cases/{completed}/transitions"),
+        &w.a_operator.token,
+        json!({"action": "complete", "resolution_type": "solved", "resolution": "Found."}),
+    )
+    .await
+    .assert_status(200);
+    let a_team = team(&app, &w.a_admin.token, "").await;
+    assert_eq!(a_team[&w.a_operator.id]["workload"], 1);
+    assert_eq!(a_team[&w.a_operator.id]["room"], 2);
+    // Agents are not operators: their operators put them on cases.
+    let agent = &a_team[&w.a_agent.id];
+    assert!(agent["workload"].is_null() && agent["capacity"].is_null() && agent["room"].is_null());
+    assert_eq!(a_team[&w.a_admin.id]["workload"], 0);
+
+    // Offline, nobody works on a case.
+    let res = app
+        .put(
+            "/v1/me/presence",
+            &w.a_agent.token,
+            json!({"status": "offline", "working_on": worked}),
+        )
+        .await;
+    let set = res.assert_status(200);
+    assert!(set["working_on"].is_null());
+    assert_eq!(set["activity"], "waiting");
+
+    // A deactivated agency's people are not listed; an unknown agency is 404.
+    app.patch(
+        &format!("/v1/agencies/{}", w.agency_b),
+        &w.platform.token,
+        json!({"active": false}),
+    )
+    .await
+    .assert_status(200);
+    let b_team = team(
+        &app,
+        &w.platform.token,
+        &format!("?agency_id={}", w.agency_b),
+    )
+    .await;
+    assert!(b_team.is_empty(), "{b_team:?}");
+    app.get(
+        "/v1/presence?agency_id=00000000-0000-7000-a000-00000000ffff",
+        &w.platform.token,
+    )
+    .await
+    .assert_problem(404, "not_found");
+    // Nor a deactivated user.
+    app.deactivate_user(&w.platform.token, &w.a_agent2.id).await;
+    let a_team = team(&app, &w.a_admin.token, "").await;
+    assert!(!a_team.contains_key(&w.a_agent2.id));
 }

@@ -1,1 +1,3 @@
+DROP INDEX tickets_assignee_status_idx;
+DROP INDEX cases_assignee_status_idx;
 DROP TABLE presence;

@@ -7,3 +7,7 @@ CREATE TABLE presence (
     working_on TEXT REFERENCES cases (id),
     updated_at TIMESTAMP NOT NULL
 );
+
+-- Workload: each operator's open cases and tickets, counted without reading the closed ones.
+CREATE INDEX cases_assignee_status_idx ON cases (assignee_id, status);
+CREATE INDEX tickets_assignee_status_idx ON tickets (assignee_id, status);
