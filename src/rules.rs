@@ -2,7 +2,9 @@
 //! completed case whose client neither confirmed nor disputed it within
 //! `DOSSIER_AUTO_CLOSE_AFTER` (DESIGN.md's lifecycle), and `ticket_auto_close`, which closes a
 //! support ticket resolved longer than `DOSSIER_TICKET_AUTO_CLOSE_AFTER` ago and not
-//! reactivated. Each firing is one write: the transition
+//! reactivated; and `auto_assign`, which gives a paid case to the agency's available operator
+//! with the most room (DESIGN.md "Presence and capacity"), fired inside the write that makes
+//! the case paid or the operator available. Each firing is one write: the transition
 //! with its audit rows (their `request_id` is the rule-log entry's id) and notifications (the
 //! client is asked to rate), and the rule-log entry. Several nodes may run the rule: the case's
 //! conditional update lets exactly one of them close it.
@@ -21,7 +23,8 @@ use crate::domain::{CaseAction, CaseStatus, TicketAction};
 use crate::errors::ApiError;
 use crate::repo;
 use crate::repo::audit::Change;
-use crate::repo::cases::CaseScope;
+use crate::repo::cases::{CaseChanges, CaseRow, CaseScope};
+use crate::repo::presence::{OpenWork, StaffScope};
 use crate::repo::rules::{RuleLogRow, WaitKey};
 use crate::repo::tickets::{TicketChanges, TicketScope};
 use crate::ticket_workflow;
@@ -279,6 +282,144 @@ fn auto_close_ticket(
         None,
         None,
         Some(rule.to),
+    )?;
+    repo::rules::record(conn, &entry)?;
+    Ok(true)
+}
+
+/// `auto_assign`: gives a paid, unassigned case (`in_approval`) to its agency's `available`
+/// operator with the most room (`capacity` less their open cases); between equals, the one the
+/// rule served longest ago (round robin). With nobody's room left the case waits in the queue
+/// (unassigned: the "to assign" view) until an operator becomes available ([`fill_room`]).
+/// Runs inside the write that made the case paid; `trigger` names it in the rule log.
+pub fn auto_assign(
+    conn: &mut DbConnection,
+    notifier: &Notifier,
+    case: &CaseRow,
+    capacity: i64,
+    trigger: &str,
+) -> Result<Option<String>, ApiError> {
+    if case.assignee_id.is_some() || case.status() != CaseStatus::InApproval {
+        return Ok(None);
+    }
+    let candidates = repo::presence::available_operators(conn, &case.agency_id)?;
+    if candidates.is_empty() {
+        return Ok(None);
+    }
+    let ids: Vec<String> = candidates.iter().map(|(id, _)| id.clone()).collect();
+    let load = open_cases(conn, &case.agency_id, &ids)?;
+    // Most room first, then the longest since served (never: first), then the id.
+    let best = candidates
+        .into_iter()
+        .map(|(id, served)| (capacity - load.get(&id).copied().unwrap_or(0), served, id))
+        .filter(|(room, ..)| *room > 0)
+        .min_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let Some((room, _, operator)) = best else {
+        return Ok(None);
+    };
+    let assigned = assign_by_rule(conn, notifier, case, &operator, trigger, room, capacity)?;
+    Ok(assigned.then_some(operator))
+}
+
+/// `auto_assign` for an operator who just became available: the agency's queued cases, oldest
+/// first, up to their room. How many they were given.
+pub fn fill_room(
+    conn: &mut DbConnection,
+    notifier: &Notifier,
+    operator: &str,
+    agency_id: &str,
+    capacity: i64,
+) -> Result<usize, ApiError> {
+    let ids = [operator.to_owned()];
+    let held = open_cases(conn, agency_id, &ids)?
+        .get(operator)
+        .copied()
+        .unwrap_or(0);
+    let mut room = capacity - held;
+    if room <= 0 {
+        return Ok(0);
+    }
+    let mut given = 0;
+    for case in repo::cases::queued(conn, agency_id, room)? {
+        if assign_by_rule(
+            conn,
+            notifier,
+            &case,
+            operator,
+            "operator_available",
+            room,
+            capacity,
+        )? {
+            given += 1;
+            room -= 1;
+        }
+    }
+    Ok(given)
+}
+
+/// Open cases each of `ids` holds, against their capacity.
+fn open_cases(
+    conn: &mut DbConnection,
+    agency_id: &str,
+    ids: &[String],
+) -> Result<std::collections::HashMap<String, i64>, ApiError> {
+    let holding = workflow::holding_statuses();
+    let open = OpenWork {
+        assigned_cases: &holding,
+        tickets: &[],
+    };
+    let scope = StaffScope::Agency(agency_id.to_owned());
+    Ok(repo::presence::workload(conn, &scope, ids, &open)?)
+}
+
+/// Makes `operator` responsible for `case` while it is still as read (unassigned, same
+/// version), with the rule-log entry, audit row and the operator's notification; `false` when
+/// the case moved on meanwhile.
+fn assign_by_rule(
+    conn: &mut DbConnection,
+    notifier: &Notifier,
+    case: &CaseRow,
+    operator: &str,
+    trigger: &str,
+    room: i64,
+    capacity: i64,
+) -> Result<bool, ApiError> {
+    let now = db::now();
+    let entry = RuleLogRow {
+        id: repo::new_id(),
+        rule: "auto_assign".into(),
+        trigger_event: trigger.into(),
+        action: "assign".into(),
+        case_id: Some(case.id.clone()),
+        agency_id: Some(case.agency_id.clone()),
+        outcome: "assigned".into(),
+        detail: Some(format!(
+            "To {operator}, available with room for {room} of {capacity} open cases."
+        )),
+        created_at: now,
+        ticket_id: None,
+    };
+    let changes = CaseChanges {
+        assignee_id: Some(Some(operator.to_owned())),
+        delegated_by: Some(None),
+        ..CaseChanges::default()
+    };
+    if !repo::cases::update(conn, &case.id, case.version, &[case.status()], &changes)? {
+        return Ok(false);
+    }
+    repo::presence::mark_assigned(conn, operator, now)?;
+    let change =
+        Change::case(&case.id, "auto_assign").field("assignee_id", None, Some(operator.to_owned()));
+    repo::audit::append_by_rule(conn, &entry.id, vec![change])?;
+    notifier.notify_users(
+        conn,
+        case,
+        Event::Assigned,
+        &[],
+        &[operator.to_owned()],
+        None,
+        None,
+        None,
     )?;
     repo::rules::record(conn, &entry)?;
     Ok(true)

@@ -301,6 +301,13 @@ pub fn allowed_actions(role: Role, status: CaseStatus) -> impl Iterator<Item = &
         .filter(move |r| r.allows_role(role) && r.from.contains(&status))
 }
 
+/// The statuses of the cases an operator holds as open work, against their capacity: not
+/// terminal, and not `completed` (waiting on the client, as a resolved ticket waits on its
+/// requester).
+pub fn holding_statuses() -> Vec<&'static str> {
+    statuses_where(|s| !s.terminal && s.status != S::Completed)
+}
+
 /// The 422 errors of a transition's inputs (cases' and tickets' alike): each input `requires`
 /// names that is not `present`, and each resolution input `sent` to an action that takes none.
 pub fn input_errors(

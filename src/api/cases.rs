@@ -500,7 +500,8 @@ pub struct CreateCase {
 /// bank transfer, `in_approval` for a card), and copies the service's required-data template
 /// onto the case. Accepts `Idempotency-Key`: a retry with the same key and body replays the first
 /// response (`Idempotent-Replayed: true`), the same key with another body is 422, a retry racing
-/// the first is 409; keys live 24 hours. Roles: client.
+/// the first is 409; keys live 24 hours. A case paid by card goes to an available operator of
+/// the agency at once when one has room (`auto_assign`, in the rule log). Roles: client.
 #[utoipa::path(
     tag = "cases",
     operation_id = "create_case",
@@ -525,6 +526,8 @@ pub async fn create_case(
     body: ValidJson<CreateCase>,
 ) -> Result<HttpResponse, ApiError> {
     let asking = Asking::new(token, &req);
+    let notifier = state.notifier.clone();
+    let capacity = i64::from(state.settings.operator_capacity);
     idempotency::create(&state.pool, &req, key, body.0, move |conn| {
         let Asked {
             caller,
@@ -587,6 +590,8 @@ pub async fn create_case(
             ]);
             audit.push(created.field("service_id", None, Some(row.service_id.clone())));
             repo::audit::append(conn, &actor, audit)?;
+            // Paid by card: an available operator may take it at once.
+            crate::rules::auto_assign(conn, &notifier, &row, capacity, "case_paid")?;
             let view = reload_card(conn, &viewer, &row.id)?;
             Ok(Created {
                 location: Some(format!("/v1/cases/{}", view.id)),

@@ -14,7 +14,7 @@ use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
 use crate::auth::{AuthUser, Token};
 use crate::db::{self, DbConnection};
-use crate::domain::{CaseStatus, PresenceStatus, Role, code_enum};
+use crate::domain::{PresenceStatus, Role, code_enum};
 use crate::errors::ApiError;
 use crate::http::extract::{MultiQuery, Page, PageRequest, ValidJson, page_response};
 use crate::repo;
@@ -127,7 +127,9 @@ pub struct SetPresence {
 /// Set the caller's presence
 ///
 /// The status, and the case the caller is working on (`activity` `working`), or none
-/// (`waiting`). Roles: platform, agency, agent (clients: 403).
+/// (`waiting`). An agency operator who sets `available` is given the agency's queued cases
+/// (paid, `in_approval`, unassigned; oldest first) up to their room, by the `auto_assign` rule.
+/// Roles: platform, agency, agent (clients: 403).
 #[utoipa::path(
     tag = "presence",
     operation_id = "set_my_presence",
@@ -148,6 +150,8 @@ pub async fn set_my_presence(
 ) -> Result<HttpResponse, ApiError> {
     let input = body.0;
     let asking = Asking::new(token, &req);
+    let notifier = state.notifier.clone();
+    let capacity = i64::from(state.settings.operator_capacity);
     let view = db::write(&state.pool, move |conn| {
         let Asked { caller, viewer, .. } = asking.resolve(conn)?;
         staff_only(&caller)?;
@@ -166,8 +170,15 @@ pub async fn set_my_presence(
                 status: input.status.as_str().to_owned(),
                 working_on,
                 updated_at: db::now(),
+                last_assigned_at: None,
             },
         )?;
+        // An operator who becomes available takes the agency's queued cases, as room allows.
+        if let (PresenceStatus::Available, Role::Agency, Some(agency)) =
+            (input.status, caller.role, caller.agency_id.as_deref())
+        {
+            crate::rules::fill_room(conn, &notifier, &caller.id, agency, capacity)?;
+        }
         PresenceView::of(conn, &caller.id, caller.role)
     })
     .await?;
@@ -268,10 +279,7 @@ pub async fn list_presence(
             page.fetch(),
         )?;
         let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-        // Open work is what still needs its holder: not a case waiting on its client's
-        // confirmation, as not a resolved ticket.
-        let assigned =
-            workflow::statuses_where(|s| !s.terminal && s.status != CaseStatus::Completed);
+        let assigned = workflow::holding_statuses();
         let tickets: Vec<&str> = WORKED.iter().map(|s| s.as_str()).collect();
         let open = OpenWork {
             assigned_cases: &assigned,

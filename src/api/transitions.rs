@@ -20,7 +20,7 @@ use crate::http::extract::{IfMatch, ValidJson, etag};
 use crate::i18n;
 use crate::repo;
 use crate::repo::audit::{Actor, Change};
-use crate::repo::cases::{CaseChanges, CaseRow};
+use crate::repo::cases::{CaseChanges, CaseRow, CaseScope};
 use crate::workflow::{self, Effect, Input};
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]
@@ -173,6 +173,7 @@ pub async fn transition_case(
     let asking = Asking::new(token, &req);
     let id = id.into_inner().to_string();
     let notifier = state.notifier.clone();
+    let capacity = i64::from(state.settings.operator_capacity);
     let asks_for_rating = rule.has(Effect::AskForRating) && input.rating.is_none();
     let view = db::write(&state.pool, move |conn| {
         let Asked { viewer, actor, .. } = asking.resolve(conn)?;
@@ -224,6 +225,12 @@ pub async fn transition_case(
         }
         if !apply(conn, &notifier, Mover::User(&actor), &current, rule, &input)? {
             return Err(lost_race(conn, &viewer, &id, rule.from, &if_match));
+        }
+        if rule.to == CaseStatus::InApproval
+            && let Some(paid) = repo::cases::find(conn, &CaseScope::All, &id)?
+        {
+            // Paid: an available operator may take it at once.
+            crate::rules::auto_assign(conn, &notifier, &paid, capacity, "payment_confirmed")?;
         }
         reload_card(conn, &viewer, &id)
     })

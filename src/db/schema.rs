@@ -366,6 +366,7 @@ diesel::table! {
         status -> Text,
         working_on -> Nullable<Text>,
         updated_at -> Timestamp,
+        last_assigned_at -> Nullable<Timestamp>,
     }
 }
 

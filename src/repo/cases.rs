@@ -586,6 +586,20 @@ pub fn update(
     Ok(updated == 1)
 }
 
+/// Up to `limit` of the agency's paid cases nobody is responsible for (`in_approval`,
+/// unassigned), oldest first: the automatic assignment's queue. Walks
+/// `cases_agency_status_idx (agency_id, status, id)`.
+pub fn queued(conn: &mut DbConnection, agency_id: &str, limit: i64) -> QueryResult<Vec<CaseRow>> {
+    cases::table
+        .filter(cases::agency_id.eq(agency_id))
+        .filter(cases::status.eq(CaseStatus::InApproval.as_str()))
+        .filter(cases::assignee_id.is_null())
+        .order(cases::id)
+        .limit(limit)
+        .select(CaseRow::as_select())
+        .load(conn)
+}
+
 /// A field agent on a case.
 #[derive(Debug, Clone, Queryable)]
 pub struct Person {

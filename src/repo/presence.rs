@@ -17,11 +17,14 @@ pub struct PresenceRow {
     pub status: String,
     pub working_on: Option<String>,
     pub updated_at: NaiveDateTime,
+    /// When the automatic assignment last gave them a case.
+    pub last_assigned_at: Option<NaiveDateTime>,
 }
 
 /// Sets the user's presence (creating their row the first time).
 pub fn set(conn: &mut DbConnection, row: &PresenceRow) -> QueryResult<()> {
     let update = |conn: &mut DbConnection| {
+        // The rule's turn (`last_assigned_at`) is kept.
         let touched = diesel::update(presence::table.find(&row.user_id))
             .set((
                 presence::status.eq(&row.status),
@@ -161,4 +164,42 @@ pub fn workload(
         }
     }
     Ok(load)
+}
+
+/// The agency's operators (agency staff who can log in) who are `available`, with when the
+/// automatic assignment last served each. On PostgreSQL their presence rows are locked (in id
+/// order) until the write commits, so two assignments never both count the same room.
+pub fn available_operators(
+    conn: &mut DbConnection,
+    agency_id: &str,
+) -> QueryResult<Vec<(String, Option<NaiveDateTime>)>> {
+    let found: Vec<(String, Option<NaiveDateTime>)> = presence::table
+        .inner_join(users::table.left_join(agencies::table))
+        .filter(users::agency_id.eq(agency_id))
+        .filter(users::role.eq(Role::Agency.as_str()))
+        .filter(super::users::is_enabled())
+        .filter(presence::status.eq(PresenceStatus::Available.as_str()))
+        .order(presence::user_id)
+        .select((presence::user_id, presence::last_assigned_at))
+        .load(conn)?;
+    if let DbConnection::Postgresql(pg) = conn
+        && !found.is_empty()
+    {
+        let ids: Vec<&str> = found.iter().map(|(id, _)| id.as_str()).collect();
+        presence::table
+            .filter(presence::user_id.eq_any(ids))
+            .order(presence::user_id)
+            .select(presence::user_id)
+            .for_no_key_update()
+            .load::<String>(pg)?;
+    }
+    Ok(found)
+}
+
+/// The automatic assignment gave `user_id` a case at `at`.
+pub fn mark_assigned(conn: &mut DbConnection, user_id: &str, at: NaiveDateTime) -> QueryResult<()> {
+    diesel::update(presence::table.find(user_id))
+        .set(presence::last_assigned_at.eq(at))
+        .execute(conn)
+        .map(drop)
 }

@@ -8,6 +8,7 @@ mod world;
 mod attachments;
 mod audit;
 mod auth;
+mod auto_assign;
 mod cases;
 mod config;
 mod email;
