@@ -2,9 +2,9 @@
 //! completed case whose client neither confirmed nor disputed it within
 //! `DOSSIER_AUTO_CLOSE_AFTER` (DESIGN.md's lifecycle), and `ticket_auto_close`, which closes a
 //! support ticket resolved longer than `DOSSIER_TICKET_AUTO_CLOSE_AFTER` ago and not
-//! reactivated; and `auto_assign`, which gives a paid case to the agency's available operator
-//! with the most room (DESIGN.md "Presence and capacity"), fired inside the write that makes
-//! the case paid or the operator available. Each firing is one write: the transition
+//! reactivated; and `auto_assign`, which gives paid cases to the agency's available operators
+//! with the most room (DESIGN.md "Presence and capacity"), fired inside the write that makes a
+//! case paid or an operator available, and by the worker each round for room freed since. Each firing is one write: the transition
 //! with its audit rows (their `request_id` is the rule-log entry's id) and notifications (the
 //! client is asked to rate), and the rule-log entry. Several nodes may run the rule: the case's
 //! conditional update lets exactly one of them close it.
@@ -46,6 +46,9 @@ async fn run(state: web::Data<AppState>) {
         // Forget the wakes seen so far before looking: only later waits wake us.
         waits.borrow_and_update();
         let mut failed = 0;
+        if let Err(e) = serve_queues(&state).await {
+            log::error!("auto-assign rule: {e}");
+        }
         for round in [
             close_overdue(&state).await,
             close_resolved_tickets(&state).await,
@@ -287,71 +290,84 @@ fn auto_close_ticket(
     Ok(true)
 }
 
-/// `auto_assign`: gives a paid, unassigned case (`in_approval`) to its agency's `available`
-/// operator with the most room (`capacity` less their open cases); between equals, the one the
-/// rule served longest ago (round robin). With nobody's room left the case waits in the queue
-/// (unassigned: the "to assign" view) until an operator becomes available ([`fill_room`]).
-/// Runs inside the write that made the case paid; `trigger` names it in the rule log.
-pub fn auto_assign(
-    conn: &mut DbConnection,
-    notifier: &Notifier,
-    case: &CaseRow,
-    capacity: i64,
-    trigger: &str,
-) -> Result<Option<String>, ApiError> {
-    if case.assignee_id.is_some() || case.status() != CaseStatus::InApproval {
-        return Ok(None);
-    }
-    let candidates = repo::presence::available_operators(conn, &case.agency_id)?;
-    if candidates.is_empty() {
-        return Ok(None);
-    }
-    let ids: Vec<String> = candidates.iter().map(|(id, _)| id.clone()).collect();
-    let load = open_cases(conn, &case.agency_id, &ids)?;
-    // Most room first, then the longest since served (never: first), then the id.
-    let best = candidates
-        .into_iter()
-        .map(|(id, served)| (capacity - load.get(&id).copied().unwrap_or(0), served, id))
-        .filter(|(room, ..)| *room > 0)
-        .min_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-    let Some((room, _, operator)) = best else {
-        return Ok(None);
-    };
-    let assigned = assign_by_rule(conn, notifier, case, &operator, trigger, room, capacity)?;
-    Ok(assigned.then_some(operator))
-}
+/// Queued cases read per pass of [`serve_queue`].
+const QUEUE_BATCH: i64 = 20;
 
-/// `auto_assign` for an operator who just became available: the agency's queued cases, oldest
-/// first, up to their room. How many they were given.
-pub fn fill_room(
+/// `auto_assign`: serves the agency's queue, its paid cases nobody is responsible for
+/// (`in_approval`, unassigned), oldest first, each to the `available` operator with the most
+/// room (`capacity` less their open cases); between equals, the one the rule served longest
+/// ago (round robin). Stops when nobody has room or the queue is empty: cases wait, unassigned
+/// (the "to assign" view). Runs inside the write that made a case paid or an operator
+/// available, and in the rules' worker every minute (room freed since); `trigger` names the
+/// occasion in the rule log. How many cases it gave out.
+pub fn serve_queue(
     conn: &mut DbConnection,
     notifier: &Notifier,
-    operator: &str,
     agency_id: &str,
     capacity: i64,
+    trigger: &str,
 ) -> Result<usize, ApiError> {
-    let ids = [operator.to_owned()];
-    let held = open_cases(conn, agency_id, &ids)?
-        .get(operator)
-        .copied()
-        .unwrap_or(0);
-    let mut room = capacity - held;
-    if room <= 0 {
-        return Ok(0);
-    }
     let mut given = 0;
-    for case in repo::cases::queued(conn, agency_id, room)? {
-        if assign_by_rule(
-            conn,
-            notifier,
-            &case,
-            operator,
-            "operator_available",
-            room,
-            capacity,
-        )? {
-            given += 1;
-            room -= 1;
+    loop {
+        let candidates = repo::presence::available_operators(conn, agency_id)?;
+        if candidates.is_empty() {
+            return Ok(given);
+        }
+        let ids: Vec<String> = candidates.iter().map(|(id, _)| id.clone()).collect();
+        let load = open_cases(conn, agency_id, &ids)?;
+        let mut operators: Vec<(i64, Option<NaiveDateTime>, String)> = candidates
+            .into_iter()
+            .map(|(id, served)| (capacity - load.get(&id).copied().unwrap_or(0), served, id))
+            .filter(|(room, ..)| *room > 0)
+            .collect();
+        if operators.is_empty() {
+            return Ok(given);
+        }
+        let queue = repo::cases::queued(conn, agency_id, QUEUE_BATCH)?;
+        let full = queue.len() as i64 == QUEUE_BATCH;
+        let mut moved = false;
+        for case in queue {
+            // Most room first, then the longest since served (never: first), then the id.
+            let Some(best) = operators
+                .iter_mut()
+                .filter(|(room, ..)| *room > 0)
+                .min_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)))
+            else {
+                return Ok(given);
+            };
+            if assign_by_rule(conn, notifier, &case, &best.2, trigger, best.0, capacity)? {
+                best.0 -= 1;
+                best.1 = Some(db::now());
+                given += 1;
+                moved = true;
+            }
+        }
+        // A batch whose cases all moved on meanwhile is left to a later pass.
+        if !full || !moved {
+            return Ok(given);
+        }
+    }
+}
+
+/// The worker's pass of `auto_assign` over every agency with someone available: fills room
+/// freed since (a case completed, closed or handed over) and any hand-off two racing writes
+/// missed. Each agency in its own write.
+pub async fn serve_queues(state: &AppState) -> Result<usize, ApiError> {
+    let agencies = db::read(&state.pool, |conn| {
+        Ok(repo::presence::agencies_with_available_operators(conn)?)
+    })
+    .await?;
+    let capacity = i64::from(state.settings.operator_capacity);
+    let mut given = 0;
+    for agency in agencies {
+        let notifier = state.notifier.clone();
+        let served = db::write(&state.pool, move |conn| {
+            serve_queue(conn, &notifier, &agency, capacity, "queue_check")
+        })
+        .await;
+        match served {
+            Ok(n) => given += n,
+            Err(e) => log::error!("auto-assign rule: {e}"),
         }
     }
     Ok(given)

@@ -590,8 +590,10 @@ pub async fn create_case(
             ]);
             audit.push(created.field("service_id", None, Some(row.service_id.clone())));
             repo::audit::append(conn, &actor, audit)?;
-            // Paid by card: an available operator may take it at once.
-            crate::rules::auto_assign(conn, &notifier, &row, capacity, "case_paid")?;
+            // Paid by card: the agency's queue, this case at its end, goes to who has room.
+            if status == CaseStatus::InApproval {
+                crate::rules::serve_queue(conn, &notifier, &row.agency_id, capacity, "case_paid")?;
+            }
             let view = reload_card(conn, &viewer, &row.id)?;
             Ok(Created {
                 location: Some(format!("/v1/cases/{}", view.id)),

@@ -127,8 +127,9 @@ pub struct SetPresence {
 /// Set the caller's presence
 ///
 /// The status, and the case the caller is working on (`activity` `working`), or none
-/// (`waiting`). An agency operator who sets `available` is given the agency's queued cases
-/// (paid, `in_approval`, unassigned; oldest first) up to their room, by the `auto_assign` rule.
+/// (`waiting`). When an agency operator sets `available`, the agency's queued cases (paid,
+/// `in_approval`, unassigned; oldest first) go to the available operators with room, them
+/// included (the `auto_assign` rule).
 /// Roles: platform, agency, agent (clients: 403).
 #[utoipa::path(
     tag = "presence",
@@ -173,11 +174,12 @@ pub async fn set_my_presence(
                 last_assigned_at: None,
             },
         )?;
-        // An operator who becomes available takes the agency's queued cases, as room allows.
+        // An operator available: the agency's queue goes to who has room, them included.
         if let (PresenceStatus::Available, Role::Agency, Some(agency)) =
             (input.status, caller.role, caller.agency_id.as_deref())
         {
-            crate::rules::fill_room(conn, &notifier, &caller.id, agency, capacity)?;
+            let trigger = "operator_available";
+            crate::rules::serve_queue(conn, &notifier, agency, capacity, trigger)?;
         }
         PresenceView::of(conn, &caller.id, caller.role)
     })

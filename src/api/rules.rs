@@ -34,13 +34,14 @@ pub struct RuleLogEntry {
     /// Also the `request_id` of the audit rows the rule wrote.
     #[schema(format = "uuid")]
     pub id: String,
-    /// The rule that fired (`auto_close`, `ticket_auto_close`).
+    /// The rule that fired (`auto_close`, `ticket_auto_close`, `auto_assign`).
     pub rule: String,
     /// What made it fire (`confirmation_overdue`: the client neither confirmed nor disputed a
     /// completed case in time; `resolution_not_reactivated`: nobody reactivated a resolved
-    /// ticket in time).
+    /// ticket in time; `case_paid`, `payment_confirmed`, `operator_available`, `queue_check`:
+    /// the occasions `auto_assign` serves the agency's queue).
     pub trigger: String,
-    /// What it did: a workflow action (`auto_close`).
+    /// What it did: a workflow action (`auto_close`), or `assign`.
     pub action: String,
     #[schema(format = "uuid")]
     pub case_id: Option<String>,

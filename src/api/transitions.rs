@@ -20,7 +20,7 @@ use crate::http::extract::{IfMatch, ValidJson, etag};
 use crate::i18n;
 use crate::repo;
 use crate::repo::audit::{Actor, Change};
-use crate::repo::cases::{CaseChanges, CaseRow, CaseScope};
+use crate::repo::cases::{CaseChanges, CaseRow};
 use crate::workflow::{self, Effect, Input};
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]
@@ -226,11 +226,10 @@ pub async fn transition_case(
         if !apply(conn, &notifier, Mover::User(&actor), &current, rule, &input)? {
             return Err(lost_race(conn, &viewer, &id, rule.from, &if_match));
         }
-        if rule.to == CaseStatus::InApproval
-            && let Some(paid) = repo::cases::find(conn, &CaseScope::All, &id)?
-        {
-            // Paid: an available operator may take it at once.
-            crate::rules::auto_assign(conn, &notifier, &paid, capacity, "payment_confirmed")?;
+        if rule.to == CaseStatus::InApproval {
+            // Paid: the agency's queue, this case at its end, goes to who has room.
+            let agency = &current.agency_id;
+            crate::rules::serve_queue(conn, &notifier, agency, capacity, "payment_confirmed")?;
         }
         reload_card(conn, &viewer, &id)
     })

@@ -167,33 +167,41 @@ pub fn workload(
 }
 
 /// The agency's operators (agency staff who can log in) who are `available`, with when the
-/// automatic assignment last served each. On PostgreSQL their presence rows are locked (in id
-/// order) until the write commits, so two assignments never both count the same room.
+/// automatic assignment last served each, in one statement. On PostgreSQL it locks their
+/// presence rows (only those) until the write commits and checks `available` again after any
+/// wait: two assignments never both count the same room, nor serve someone who just left.
 pub fn available_operators(
     conn: &mut DbConnection,
     agency_id: &str,
 ) -> QueryResult<Vec<(String, Option<NaiveDateTime>)>> {
-    let found: Vec<(String, Option<NaiveDateTime>)> = presence::table
-        .inner_join(users::table.left_join(agencies::table))
-        .filter(users::agency_id.eq(agency_id))
+    let operators = users::table
+        .left_join(agencies::table)
+        .filter(users::agency_id.eq(agency_id.to_owned()))
         .filter(users::role.eq(Role::Agency.as_str()))
         .filter(super::users::is_enabled())
+        .select(users::id);
+    let query = presence::table
         .filter(presence::status.eq(PresenceStatus::Available.as_str()))
+        .filter(presence::user_id.eq_any(operators))
         .order(presence::user_id)
-        .select((presence::user_id, presence::last_assigned_at))
-        .load(conn)?;
-    if let DbConnection::Postgresql(pg) = conn
-        && !found.is_empty()
-    {
-        let ids: Vec<&str> = found.iter().map(|(id, _)| id.as_str()).collect();
-        presence::table
-            .filter(presence::user_id.eq_any(ids))
-            .order(presence::user_id)
-            .select(presence::user_id)
-            .for_no_key_update()
-            .load::<String>(pg)?;
+        .select((presence::user_id, presence::last_assigned_at));
+    match conn {
+        DbConnection::Postgresql(pg) => query.for_no_key_update().load(pg),
+        // SQLite's single writer serializes the whole write.
+        DbConnection::Sqlite(lite) => query.load(lite),
     }
-    Ok(found)
+}
+
+/// Agencies with at least one operator `available`: where a queue may be served.
+pub fn agencies_with_available_operators(conn: &mut DbConnection) -> QueryResult<Vec<String>> {
+    let agencies: Vec<Option<String>> = presence::table
+        .inner_join(users::table)
+        .filter(presence::status.eq(PresenceStatus::Available.as_str()))
+        .filter(users::role.eq(Role::Agency.as_str()))
+        .select(users::agency_id)
+        .distinct()
+        .load(conn)?;
+    Ok(agencies.into_iter().flatten().collect())
 }
 
 /// The automatic assignment gave `user_id` a case at `at`.

@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use crate::helpers::spawn_with;
-use crate::world::{World, buy, id};
+use crate::world::{World, buy, id, set_presence};
 
 #[actix_web::test]
 async fn a_paid_case_goes_to_the_available_operator_with_most_room_in_turn() {
@@ -20,13 +20,7 @@ async fn a_paid_case_goes_to_the_available_operator_with_most_room_in_turn() {
     assert_eq!(app.rows_in(&["rule_log"]), [0]);
 
     // The operator becomes available: the queued case is theirs.
-    app.put(
-        "/v1/me/presence",
-        &w.a_operator.token,
-        json!({"status": "available"}),
-    )
-    .await
-    .assert_status(200);
+    set_presence(&app, &w.a_operator.token, "available").await;
     let card = app
         .get(&format!("/v1/cases/{queued}"), &w.a_admin.token)
         .await;
@@ -53,13 +47,7 @@ async fn a_paid_case_goes_to_the_available_operator_with_most_room_in_turn() {
     assert_eq!(bell.assert_status(200)["items"][0]["event"], "assigned");
 
     // The admin becomes available too: the next case goes to the one with more room.
-    app.put(
-        "/v1/me/presence",
-        &w.a_admin.token,
-        json!({"status": "available"}),
-    )
-    .await
-    .assert_status(200);
+    set_presence(&app, &w.a_admin.token, "available").await;
     let second = buy(&app, &w.client.token, &w.service_a, "card").await;
     assert_eq!(second["assignee"]["id"], w.a_admin.id.as_str());
     // Equal room (one each): the one served longest ago.
@@ -72,13 +60,7 @@ async fn a_paid_case_goes_to_the_available_operator_with_most_room_in_turn() {
     assert!(fifth["assignee"].is_null());
 
     // A bank transfer waits for its payment; another agency's operators never get it.
-    app.put(
-        "/v1/me/presence",
-        &w.b_operator.token,
-        json!({"status": "available"}),
-    )
-    .await
-    .assert_status(200);
+    set_presence(&app, &w.b_operator.token, "available").await;
     let transfer = id(&buy(&app, &w.client.token, &w.service_b, "bank_transfer").await);
     let card = app
         .get(&format!("/v1/cases/{transfer}"), &w.b_admin.token)
@@ -104,31 +86,16 @@ async fn a_paid_case_goes_to_the_available_operator_with_most_room_in_turn() {
 async fn busy_or_unavailable_operators_get_no_work() {
     let app = spawn_with(&[("DOSSIER_OPERATOR_CAPACITY", "1")]).await;
     let w = World::new(&app).await;
-    for (token, status) in [(&w.a_operator.token, "busy"), (&w.a_admin.token, "away")] {
-        app.put("/v1/me/presence", token, json!({"status": status}))
-            .await
-            .assert_status(200);
-    }
+    set_presence(&app, &w.a_operator.token, "busy").await;
+    set_presence(&app, &w.a_admin.token, "away").await;
     // Agents are not operators, even when available.
-    app.put(
-        "/v1/me/presence",
-        &w.a_agent.token,
-        json!({"status": "available"}),
-    )
-    .await
-    .assert_status(200);
+    set_presence(&app, &w.a_agent.token, "available").await;
     let case = buy(&app, &w.client.token, &w.service_a, "card").await;
     assert!(case["assignee"].is_null());
     // Available with no room left (a case taken by hand): still nothing more.
     let taken = id(&case);
     crate::world::take(&app, &w.a_operator.token, &taken).await;
-    app.put(
-        "/v1/me/presence",
-        &w.a_operator.token,
-        json!({"status": "available"}),
-    )
-    .await
-    .assert_status(200);
+    set_presence(&app, &w.a_operator.token, "available").await;
     let next = buy(&app, &w.client.token, &w.service_a, "card").await;
     assert!(next["assignee"].is_null());
     assert_eq!(app.rows_in(&["rule_log"]), [0]);
@@ -138,13 +105,7 @@ async fn busy_or_unavailable_operators_get_no_work() {
 async fn two_assignments_at_once_never_overfill_an_operator() {
     let app = spawn_with(&[("DOSSIER_OPERATOR_CAPACITY", "1")]).await;
     let w = World::new(&app).await;
-    app.put(
-        "/v1/me/presence",
-        &w.a_operator.token,
-        json!({"status": "busy"}),
-    )
-    .await
-    .assert_status(200);
+    set_presence(&app, &w.a_operator.token, "busy").await;
     let first = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
     app.sql(&format!(
         "UPDATE presence SET status = 'available' WHERE user_id = '{}'",
@@ -176,4 +137,52 @@ async fn two_assignments_at_once_never_overfill_an_operator() {
         )),
         1
     );
+}
+
+#[actix_web::test]
+async fn the_queue_is_served_oldest_first_and_room_freed_later_is_filled_by_the_worker() {
+    let app = spawn_with(&[("DOSSIER_OPERATOR_CAPACITY", "1")]).await;
+    let w = World::new(&app).await;
+    set_presence(&app, &w.a_operator.token, "available").await;
+    let first = buy(&app, &w.client.token, &w.service_a, "card").await;
+    assert_eq!(first["assignee"]["id"], w.a_operator.id.as_str());
+    let queued = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    // The operator finishes their case; the next payment serves the older case first.
+    let first = id(&first);
+    crate::world::start_case(&app, &w, &first).await;
+    app.post(
+        &format!("/v1/cases/{first}/transitions"),
+        &w.a_operator.token,
+        json!({"action": "complete", "resolution_type": "solved", "resolution": "Found."}),
+    )
+    .await
+    .assert_status(200);
+    let newest = buy(&app, &w.client.token, &w.service_a, "card").await;
+    assert!(newest["assignee"].is_null());
+    let card = app
+        .get(&format!("/v1/cases/{queued}"), &w.a_admin.token)
+        .await;
+    assert_eq!(
+        card.assert_status(200)["assignee"]["id"],
+        w.a_operator.id.as_str()
+    );
+    // The client cancels it: the worker's next pass fills the room with the newest.
+    app.post(
+        &format!("/v1/cases/{queued}/transitions"),
+        &w.client.token,
+        json!({"action": "cancel", "reason": "Solved it myself."}),
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(dossier::rules::serve_queues(&app.state).await.unwrap(), 1);
+    let card = app
+        .get(&format!("/v1/cases/{}", id(&newest)), &w.a_admin.token)
+        .await;
+    assert_eq!(
+        card.assert_status(200)["assignee"]["id"],
+        w.a_operator.id.as_str()
+    );
+    let res = app.get("/v1/rule-log", &w.a_admin.token).await;
+    assert_eq!(res.assert_status(200)["items"][0]["trigger"], "queue_check");
+    assert_eq!(dossier::rules::serve_queues(&app.state).await.unwrap(), 0);
 }

@@ -191,6 +191,16 @@ where
     .assert_status(200);
 }
 
+/// Sets the caller's presence status (working on nothing) and expects it to be taken.
+pub async fn set_presence<S>(app: &TestApp<S>, token: &str, status: &str)
+where
+    S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
+{
+    app.put("/v1/me/presence", token, json!({"status": status}))
+        .await
+        .assert_status(200);
+}
+
 /// Posts a message to a case's conversation and expects it to be created.
 pub async fn post_message<S>(app: &TestApp<S>, token: &str, case: &str, body: &str)
 where
