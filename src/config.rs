@@ -144,6 +144,8 @@ pub struct Settings {
     pub ticket_link_template: String,
     /// How often an idle notification stream sends a heartbeat comment.
     pub sse_heartbeat: Duration,
+    /// Notification streams one user may hold open at once (per process).
+    pub max_streams_per_user: usize,
     /// How long a completed case waits for its client to confirm or dispute before the
     /// `auto_close` rule closes it.
     pub auto_close_after: Duration,
@@ -303,6 +305,7 @@ impl Settings {
             storage: storage(src)?,
             video_base_url: video_base_url(src)?,
             sse_heartbeat: src.seconds("DOSSIER_SSE_HEARTBEAT_SECONDS", 15)?,
+            max_streams_per_user: src.positive("DOSSIER_MAX_STREAMS_PER_USER", 5)? as usize,
             auto_close_after: src.seconds("DOSSIER_AUTO_CLOSE_AFTER", 3 * 24 * 3600)?,
             ticket_auto_close_after: src
                 .seconds("DOSSIER_TICKET_AUTO_CLOSE_AFTER", 3 * 24 * 3600)?,

@@ -90,18 +90,21 @@ impl Drop for Listener {
     }
 }
 
-/// Registers a stream of `user_id`.
-pub fn listen(user_id: &str) -> Listener {
+/// Registers a stream of `user_id`, unless they already hold `max` open (`None`): each open
+/// stream costs a connection and a read at every notification, so one user (or a leaked token)
+/// cannot hold an unbounded number.
+pub fn listen(user_id: &str, max: usize) -> Option<Listener> {
     let wake = Arc::new(Notify::new());
     let mut streams = STREAMS.lock().unwrap_or_else(|e| e.into_inner());
-    streams
-        .entry(user_id.to_owned())
-        .or_default()
-        .push(Arc::clone(&wake));
-    Listener {
+    let mine = streams.entry(user_id.to_owned()).or_default();
+    if mine.len() >= max {
+        return None;
+    }
+    mine.push(Arc::clone(&wake));
+    Some(Listener {
         user_id: user_id.to_owned(),
         wake,
-    }
+    })
 }
 
 /// Remembers that the write running on this thread notifies these users.

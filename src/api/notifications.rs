@@ -588,7 +588,9 @@ impl Drop for Stream {
 /// commits; a `: heartbeat` comment when idle (every 15 s by default). The stream ends when the
 /// access token expires or the user loses access (deactivated, or their agency), at the latest
 /// by the next heartbeat; reconnect with a fresh token and `Last-Event-ID` to receive what was
-/// missed. Roles: any user.
+/// missed. A user holds at most `DOSSIER_MAX_STREAMS_PER_USER` (default 5) streams at once; one
+/// more is 429, with `Retry-After` the heartbeat interval (by when a stream whose client left
+/// has ended). Roles: any user.
 #[utoipa::path(
     tag = "notifications",
     operation_id = "stream_notifications",
@@ -596,6 +598,7 @@ impl Drop for Stream {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A `text/event-stream` that lasts until the access token expires or the user loses access", content_type = "text/event-stream", body = String),
+        (status = 429, description = "The user already holds `DOSSIER_MAX_STREAMS_PER_USER` open streams", headers(("Retry-After" = String, description = "Seconds: the heartbeat interval"))),
     )
 )]
 #[get("/v1/notifications/stream")]
@@ -610,8 +613,13 @@ pub async fn stream_notifications(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| uuid::Uuid::parse_str(v.trim()).ok())
         .map(|id| id.to_string());
-    // Listen before reading the starting point, so no notification falls between the two.
-    let listener = crate::live::listen(token.user_id());
+    // Listen before reading the starting point, so no notification falls between the two. A
+    // stream whose client went away is noticed at its next heartbeat at the latest: retry then.
+    let heartbeat = state.settings.sse_heartbeat;
+    let listener = crate::live::listen(token.user_id(), state.settings.max_streams_per_user)
+        .ok_or(ApiError::TooManyRequests {
+            retry_after: heartbeat.as_secs().max(1),
+        })?;
     let caller = token.clone();
     let sent = db::read(&state.pool, move |conn| {
         let user = caller.user(conn)?;
@@ -639,7 +647,6 @@ pub async fn stream_notifications(
         Ok(Sent { floor, recent })
     })
     .await?;
-    let heartbeat = state.settings.sse_heartbeat;
     state.metrics.live_streams_add(1);
     let start = Stream {
         state: state.clone(),

@@ -571,3 +571,43 @@ async fn a_resumed_stream_sends_what_committed_late_below_its_last_id() {
     assert_eq!(got.matches("On time").count(), 0, "{got}");
     handle.stop(false).await;
 }
+
+#[actix_web::test]
+async fn a_user_holds_a_bounded_number_of_streams() {
+    let app = crate::helpers::spawn_with(&[
+        ("DOSSIER_MAX_STREAMS_PER_USER", "2"),
+        ("DOSSIER_SSE_HEARTBEAT_SECONDS", "7"),
+    ])
+    .await;
+    let w = World::new(&app).await;
+    let open = || {
+        actix_web::test::TestRequest::get()
+            .uri("/v1/notifications/stream")
+            .insert_header(("authorization", format!("Bearer {}", w.client.token)))
+            .peer_addr("127.0.0.1:40000".parse().unwrap())
+            .to_request()
+    };
+    // Two streams, kept open (their bodies unread).
+    let first = actix_web::test::call_service(&app.service, open()).await;
+    let second = actix_web::test::call_service(&app.service, open()).await;
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (200, 200)
+    );
+    // A third is refused, with when to retry; another user is not.
+    let res = app.send_request(open()).await;
+    res.assert_problem(429, "too_many_requests");
+    assert_eq!(res.header("retry-after"), Some("7"));
+    let other = actix_web::test::TestRequest::get()
+        .uri("/v1/notifications/stream")
+        .insert_header(("authorization", format!("Bearer {}", w.client2.token)))
+        .peer_addr("127.0.0.1:40000".parse().unwrap())
+        .to_request();
+    let other = actix_web::test::call_service(&app.service, other).await;
+    assert_eq!(other.status().as_u16(), 200);
+    // One closes: there is room again.
+    drop(first);
+    let again = actix_web::test::call_service(&app.service, open()).await;
+    assert_eq!(again.status().as_u16(), 200);
+    drop((second, other, again));
+}
