@@ -163,31 +163,20 @@ pub fn update(
     changes: &TicketChanges,
 ) -> QueryResult<bool> {
     let codes: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
-    let touched = match version {
-        Some(version) => diesel::update(
-            tickets::table
-                .filter(tickets::id.eq(id))
-                .filter(tickets::status.eq_any(codes))
-                .filter(tickets::version.eq(version)),
-        )
-        .set((
-            changes,
-            tickets::version.eq(tickets::version + 1),
-            tickets::updated_at.eq(crate::db::now()),
-        ))
-        .execute(conn)?,
-        None => diesel::update(
-            tickets::table
-                .filter(tickets::id.eq(id))
-                .filter(tickets::status.eq_any(codes)),
-        )
-        .set((
-            changes,
-            tickets::version.eq(tickets::version + 1),
-            tickets::updated_at.eq(crate::db::now()),
-        ))
-        .execute(conn)?,
-    };
+    // Any version when none is given: one statement for both kinds of condition.
+    let (lowest, highest) = version.map_or((i64::MIN, i64::MAX), |v| (v, v));
+    let touched = diesel::update(
+        tickets::table
+            .filter(tickets::id.eq(id))
+            .filter(tickets::status.eq_any(codes))
+            .filter(tickets::version.between(lowest, highest)),
+    )
+    .set((
+        changes,
+        tickets::version.eq(tickets::version + 1),
+        tickets::updated_at.eq(crate::db::now()),
+    ))
+    .execute(conn)?;
     Ok(touched == 1)
 }
 

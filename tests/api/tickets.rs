@@ -296,6 +296,31 @@ async fn tickets_are_seen_by_their_requesters_side_and_the_platform_only() {
     )
     .await
     .assert_problem(404, "not_found");
+    // Nor may they write on it: another agency, another client; nothing is written.
+    let untouched = app.rows_in(&["ticket_messages", "audit_log", "notifications"]);
+    for (token, ticket) in [
+        (&w.b_operator.token, &agency_ticket),
+        (&w.client2.token, &client_ticket),
+    ] {
+        let path = format!("/v1/tickets/{ticket}");
+        app.post(&format!("{path}/messages"), token, json!({"body": "Hello"}))
+            .await
+            .assert_problem(404, "not_found");
+        app.patch(&path, token, json!({"subject": "Taken over"}))
+            .await
+            .assert_problem(404, "not_found");
+        app.post(
+            &format!("{path}/transitions"),
+            token,
+            json!({"action": "close"}),
+        )
+        .await
+        .assert_problem(404, "not_found");
+    }
+    assert_eq!(
+        app.rows_in(&["ticket_messages", "audit_log", "notifications"]),
+        untouched
+    );
 
     // Lists hold what their reader sees.
     let listed = |token: &str| {
