@@ -262,6 +262,18 @@ pub fn notification_title(
             "Nuevo ticket de soporte: {n}",
             "Nowe zgłoszenie do pomocy: {n}",
         ],
+        E::SlaWarning => [
+            "{n} is at risk of missing its SLA",
+            "{n} rischia di superare lo SLA",
+            "{n} está a punto de incumplir el SLA",
+            "Sprawa {n} może nie dotrzymać SLA",
+        ],
+        E::SlaBreached => [
+            "{n} missed its SLA",
+            "{n} ha superato lo SLA",
+            "{n} ha incumplido el SLA",
+            "Sprawa {n} nie dotrzymała SLA",
+        ],
         E::MessageReceived => [
             "New message on {n}",
             "Nuovo messaggio su {n}",

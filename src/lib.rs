@@ -12,6 +12,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod business_time;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -25,6 +26,7 @@ pub mod mailer;
 pub mod openapi;
 pub mod repo;
 pub mod rules;
+pub mod sla;
 pub mod storage;
 pub mod ticket_workflow;
 pub mod workflow;

@@ -4,7 +4,9 @@
 //! support ticket resolved longer than `DOSSIER_TICKET_AUTO_CLOSE_AFTER` ago and not
 //! reactivated; and `auto_assign`, which gives paid cases to the agency's available operators
 //! with the most room (DESIGN.md "Presence and capacity"), fired inside the write that makes a
-//! case paid or an operator available, and by the worker each round for room freed since. Each firing is one write: the transition
+//! case paid or an operator available, and by the worker each round for room freed since; and
+//! `sla_warning` / `sla_breach` (`crate::sla`), which the worker fires when an SLA clock passes
+//! its warning share or its target. Each firing is one write: the transition
 //! with its audit rows (their `request_id` is the rule-log entry's id) and notifications (the
 //! client is asked to rate), and the rule-log entry. Several nodes may run the rule: the case's
 //! conditional update lets exactly one of them close it.
@@ -52,11 +54,12 @@ async fn run(state: web::Data<AppState>) {
         for round in [
             close_overdue(&state).await,
             close_resolved_tickets(&state).await,
+            crate::sla::settle_due(&state).await,
         ] {
             failed += match round {
                 Ok(round) => round.failed,
                 Err(e) => {
-                    log::error!("auto-close rules: {e}");
+                    log::error!("timed rules: {e}");
                     1
                 }
             };
@@ -80,17 +83,23 @@ async fn run(state: web::Data<AppState>) {
     }
 }
 
-/// When the case waiting longest, or the ticket resolved longest ago, becomes overdue.
+/// When the case waiting longest, or the ticket resolved longest ago, becomes overdue, or the
+/// next SLA warning or breach falls due.
 async fn next_due(state: &AppState) -> Result<Option<NaiveDateTime>, ApiError> {
     let (cases, tickets) = (case_wait(state)?, ticket_wait(state)?);
-    let (since, resolved) = db::read(&state.pool, |conn| {
+    let (since, resolved, sla) = db::read(&state.pool, |conn| {
         Ok((
             repo::rules::first_waiting_since(conn)?,
             repo::tickets::first_resolved_at(conn)?,
+            repo::sla::next_due(conn)?,
         ))
     })
     .await?;
-    let due = [since.map(|at| at + cases), resolved.map(|at| at + tickets)];
+    let due = [
+        since.map(|at| at + cases),
+        resolved.map(|at| at + tickets),
+        sla,
+    ];
     Ok(due.into_iter().flatten().min())
 }
 
@@ -105,7 +114,8 @@ fn ticket_wait(state: &AppState) -> Result<chrono::Duration, ApiError> {
 /// What one round of a rule did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Round {
-    pub closed: usize,
+    /// Cases or tickets the rule closed (the SLA rule: brought up to date).
+    pub done: usize,
     /// Cases or tickets whose write failed (logged); they stay overdue for a later round.
     pub failed: usize,
 }
@@ -159,7 +169,7 @@ async fn close_each(
             })
             .await;
             match closed {
-                Ok(true) => round.closed += 1,
+                Ok(true) => round.done += 1,
                 Ok(false) => {}
                 Err(e) => {
                     round.failed += 1;
@@ -264,7 +274,7 @@ fn auto_close_ticket(
     if !repo::tickets::update(conn, ticket_id, Some(ticket.version), rule.from, &changes)? {
         return Ok(false);
     }
-    let change = Change::ticket(
+    let change = Change::outside_cases(
         "ticket",
         ticket_id,
         ticket.agency_id.as_deref(),

@@ -54,6 +54,11 @@ code_enum! {
         /// (`POST /v1/cases/{id}/survey`): a notification when the system closed it, a
         /// `next_steps` link in the answer when the client did.
         AskForRating = "ask_for_rating",
+        /// The SLA clocks the new status calls for start, under the agency's default policy
+        /// (else the platform's): `first_response` and `decision` on payment, `resolution` when
+        /// work starts. The clocks of a case that has some follow every later move (paused,
+        /// resumed, stopped: `GET /v1/cases/{id}/sla`).
+        StartSlaClocks = "start_sla_clocks",
     }
 }
 
@@ -102,7 +107,7 @@ pub const RULES: &[Rule] = &[
         to: S::InApproval,
         roles: &[R::Platform],
         requires: &[],
-        effects: &[E::MarkPaid],
+        effects: &[E::MarkPaid, E::StartSlaClocks],
     },
     Rule {
         action: A::FailPayment,
@@ -142,7 +147,7 @@ pub const RULES: &[Rule] = &[
         to: S::InProgress,
         roles: &[R::Agency],
         requires: &[],
-        effects: &[],
+        effects: &[E::StartSlaClocks],
     },
     Rule {
         action: A::Suspend,

@@ -27,6 +27,7 @@ use crate::repo;
 use crate::repo::audit::{Actor, Change};
 use crate::repo::cases::{AssigneeFilter, CardRow, CaseChanges, CaseFilter, CaseRow, CaseScope};
 use crate::repo::services::ServiceScope;
+use crate::sla::SlaState;
 use crate::workflow::{self, AllowedAction};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -145,8 +146,10 @@ pub struct CaseView {
     /// The client's newest rating of the closed case (`confirm_completion` or
     /// `POST /v1/cases/{id}/survey`); `null` until they rate it.
     pub last_survey: Option<crate::api::surveys::SurveyView>,
-    /// Increases with every change to the case, its required data, its operator, agents or open
-    /// requests; the `ETag`. Outside it: the live counts `unread_messages` and
+    /// `null` when no SLA policy applied to the case.
+    pub sla: Option<SlaSummary>,
+    /// Increases with every change to the case, its required data, its operator, agents, open
+    /// requests or SLA summary; the `ETag`. Outside it: the live counts `unread_messages` and
     /// `client_open_cases`, and the names of the service, agency and people, which belong to
     /// their own resources: a conditional GET may answer 304 while those have moved.
     pub version: i64,
@@ -157,6 +160,30 @@ pub struct CaseView {
     /// When the case reached a terminal status.
     #[serde(serialize_with = "crate::api::rfc3339_opt")]
     pub closed_at: Option<DateTime<Utc>>,
+}
+
+/// The case's SLA at a glance; `GET /v1/cases/{id}/sla` has each clock.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"state": "at_risk", "breached": false, "due_at": "2026-11-24T17:00:00Z"}))]
+pub struct SlaSummary {
+    pub state: SlaState,
+    /// The breach flag: a clock passed its target, which stays on record.
+    pub breached: bool,
+    /// The earliest due time of a running clock still short of its target; `null` while none
+    /// runs.
+    #[serde(serialize_with = "crate::api::rfc3339_opt")]
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+impl SlaSummary {
+    fn of(row: &CaseRow) -> Option<SlaSummary> {
+        let state = SlaState::from_code(row.sla_state.as_deref()?)?;
+        Some(SlaSummary {
+            state,
+            breached: state == SlaState::Breached,
+            due_at: row.sla_due_at.map(timestamp),
+        })
+    }
 }
 
 /// One row of the case list.
@@ -183,6 +210,8 @@ pub struct CaseSummary {
     /// As the card's `unread_messages`: readable, from the other side, after the caller's read
     /// mark.
     pub unread_messages: i64,
+    /// `null` when no SLA policy applied to the case.
+    pub sla: Option<SlaSummary>,
     pub version: i64,
     #[serde(serialize_with = "crate::api::rfc3339")]
     pub created_at: DateTime<Utc>,
@@ -203,6 +232,7 @@ impl CaseSummary {
         let status = row.status();
         CaseSummary {
             unread_messages,
+            sla: SlaSummary::of(&row),
             status,
             status_label: i18n::status_label(status, locale),
             priority: row.priority(),
@@ -436,6 +466,7 @@ fn card(conn: &mut DbConnection, viewer: &Viewer, row: CardRow) -> Result<CaseVi
         }),
         _ => None,
     };
+    let sla = SlaSummary::of(&row);
     Ok(CaseView {
         status,
         status_label: i18n::status_label(status, viewer.locale),
@@ -458,6 +489,7 @@ fn card(conn: &mut DbConnection, viewer: &Viewer, row: CardRow) -> Result<CaseVi
         open_requests,
         client,
         resolution,
+        sla,
         id: row.id,
         number: row.number,
         title: row.title,
@@ -576,6 +608,8 @@ pub async fn create_case(
                 created_at: now,
                 updated_at: now,
                 closed_at: None,
+                sla_state: None,
+                sla_due_at: None,
             };
             repo::cases::insert(conn, &row)?;
             let fields = field_rows(&row.id, template_of(&service));
@@ -590,6 +624,15 @@ pub async fn create_case(
             ]);
             audit.push(created.field("service_id", None, Some(row.service_id.clone())));
             repo::audit::append(conn, &actor, audit)?;
+            let starts = crate::sla::Starts::Clocks;
+            crate::sla::sync(
+                conn,
+                &notifier,
+                &row,
+                status,
+                starts,
+                crate::sla::Bump::Done,
+            )?;
             // Paid by card: the agency's queue, this case at its end, goes to who has room.
             if status == CaseStatus::InApproval {
                 crate::rules::serve_queue(conn, &notifier, &row.agency_id, capacity, "case_paid")?;
@@ -658,6 +701,11 @@ pub struct ListCasesQuery {
     #[serde(default)]
     #[param(style = Form, explode)]
     pub priority: Vec<Priority>,
+    /// Only cases whose SLA is in these states (repeat the parameter for several):
+    /// `breached` and `at_risk` are the SLA views.
+    #[serde(default)]
+    #[param(style = Form, explode)]
+    pub sla: Vec<SlaState>,
     /// Created at or after this instant (RFC 3339).
     #[serde(default, deserialize_with = "crate::api::instant_opt")]
     pub created_from: Option<DateTime<Utc>>,
@@ -722,6 +770,7 @@ pub async fn list_cases(
         let filter = CaseFilter {
             statuses: query.status.iter().map(|s| s.as_str()).collect(),
             priorities: query.priority.iter().map(|p| p.as_str()).collect(),
+            sla_states: query.sla.iter().map(|s| s.as_str()).collect(),
             assignee: query.assignee.map(|a| a.filter(&caller.id)),
             delegated_by: query.delegated_by.map(|a| a.filter(&caller.id)),
             client_id: query.client_id.map(|id| id.to_string()),

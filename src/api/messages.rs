@@ -421,6 +421,10 @@ fn post(
         created_at: db::now(),
     };
     repo::messages::insert(conn, &row)?;
+    if viewer.role == Role::Agency && direction == Direction::Outbound {
+        // The agency answered the client: the first-response clock stops.
+        crate::sla::answered(conn, notifier, &case)?;
+    }
     // What the agency sends the client shows the client its files.
     if direction != Direction::Internal && viewer.role != Role::Client {
         share_with_client(conn, actor, &case_id, &ids)?;

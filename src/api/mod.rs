@@ -17,6 +17,7 @@ pub mod requests;
 pub mod required_data;
 pub mod rules;
 pub mod services;
+pub mod sla;
 pub mod storyline;
 pub mod surveys;
 pub mod tickets;
@@ -112,7 +113,12 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(tickets::post_ticket_message)
         .service(presence::get_my_presence)
         .service(presence::set_my_presence)
-        .service(presence::list_presence);
+        .service(presence::list_presence)
+        .service(sla::list_calendars)
+        .service(sla::create_calendar)
+        .service(sla::list_sla_policies)
+        .service(sla::create_sla_policy)
+        .service(sla::get_case_sla);
 }
 
 fn request_id(req: &HttpRequest) -> String {

@@ -36,6 +36,10 @@ code_enum! {
         SurveyRequested = "survey_requested",
         /// A support ticket was opened (to platform staff).
         TicketOpened = "ticket_opened",
+        /// An SLA clock of the case passed its warning share (to the agency).
+        SlaWarning = "sla_warning",
+        /// An SLA clock of the case passed its target (to the agency).
+        SlaBreached = "sla_breached",
     }
 }
 

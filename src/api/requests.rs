@@ -27,6 +27,7 @@ use crate::repo;
 use crate::repo::audit::{Actor, Change};
 use crate::repo::cases::CaseRow;
 use crate::repo::requests::{RequestChanges, RequestRow, VideoCallRow};
+use crate::sla::{Bump, Starts};
 use crate::workflow;
 
 code_enum! {
@@ -161,12 +162,13 @@ fn check_open(viewer: &Viewer, case: &CaseRow, role: Role, what: &str) -> Result
     Ok(())
 }
 
-/// Answers or cancels `current` while it is still open (409 `request_not_open` otherwise), and
-/// moves the case's version. The case's row is locked first, then the request's: `complete`
+/// Answers or cancels `current` while it is still open (409 `request_not_open` otherwise),
+/// moves the case's version, and lets the resolution clock run again if nothing else holds it. The case's row is locked first, then the request's: `complete`
 /// takes them in that order too (it cancels the open requests), so the two never deadlock on
 /// PostgreSQL.
 fn change_open(
     conn: &mut DbConnection,
+    notifier: &Notifier,
     viewer: &Viewer,
     case: &CaseRow,
     current: &RequestRow,
@@ -179,7 +181,14 @@ fn change_open(
             detail: format!("The request is `{}`, not open.", current.status),
         });
     }
-    Ok(())
+    crate::sla::sync(
+        conn,
+        notifier,
+        case,
+        case.status(),
+        Starts::OnlyMore,
+        Bump::Done,
+    )
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -326,6 +335,15 @@ fn ask(
     };
     repo::requests::insert(conn, &row)?;
     touch(conn, viewer, case)?;
+    // The resolution clock waits while the client is asked something.
+    crate::sla::sync(
+        conn,
+        notifier,
+        case,
+        case.status(),
+        Starts::OnlyMore,
+        Bump::Done,
+    )?;
     let change = Change::entity("request", &row.id, Some(&case_id), "create");
     repo::audit::append(
         conn,
@@ -421,7 +439,7 @@ pub async fn answer_request(
             answered_by: Some(Some(actor.user_id.clone())),
             answered_at: Some(Some(db::now())),
         };
-        change_open(conn, &viewer, &case, &current, &changes)?;
+        change_open(conn, &notifier, &viewer, &case, &current, &changes)?;
         let change = Change::entity("request", &request_id, Some(&case_id), "answer").field(
             "status",
             Some(current.status),
@@ -469,6 +487,7 @@ pub async fn cancel_request(
     let asking = Asking::new(token, &req);
     let (case_id, request_id) = path.into_inner();
     let (case_id, request_id) = (case_id.to_string(), request_id.to_string());
+    let notifier = state.notifier.clone();
     let row = db::write(&state.pool, move |conn| {
         let Asked { viewer, actor, .. } = asking.resolve(conn)?;
         let case = case_for(conn, &viewer, &case_id, Role::Agency, "cancel requests")?;
@@ -478,7 +497,7 @@ pub async fn cancel_request(
             status: Some(RequestStatus::Cancelled.as_str().to_owned()),
             ..RequestChanges::default()
         };
-        change_open(conn, &viewer, &case, &current, &changes)?;
+        change_open(conn, &notifier, &viewer, &case, &current, &changes)?;
         let change = Change::entity("request", &request_id, Some(&case_id), "cancel").field(
             "status",
             Some(current.status),

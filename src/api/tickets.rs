@@ -262,7 +262,7 @@ fn names_of(
 }
 
 fn ticket_change(ticket: &TicketRow, action: &str) -> Change {
-    Change::ticket("ticket", &ticket.id, ticket.agency_id.as_deref(), action)
+    Change::outside_cases("ticket", &ticket.id, ticket.agency_id.as_deref(), action)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

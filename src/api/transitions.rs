@@ -21,6 +21,7 @@ use crate::i18n;
 use crate::repo;
 use crate::repo::audit::{Actor, Change};
 use crate::repo::cases::{CaseChanges, CaseRow};
+use crate::sla;
 use crate::workflow::{self, Effect, Input};
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]
@@ -422,6 +423,12 @@ pub fn apply(
     {
         crate::api::surveys::record(conn, actor, current, rating, input.comment.clone())?;
     }
+    // The SLA clocks follow the case's new status.
+    let starts = match rule.has(Effect::StartSlaClocks) {
+        true => sla::Starts::Clocks,
+        false => sla::Starts::OnlyMore,
+    };
+    sla::sync(conn, notifier, current, rule.to, starts, sla::Bump::Done)?;
     let mut audience = vec![Audience::Client, Audience::Agency];
     if rule.has(Effect::NotifyPlatform) {
         audience.push(Audience::Platform);

@@ -92,6 +92,9 @@ diesel::table! {
         updated_at -> Timestamp,
         closed_at -> Nullable<Timestamp>,
         delegated_by -> Nullable<Text>,
+        sla_state -> Nullable<Text>,
+        sla_due_at -> Nullable<Timestamp>,
+        sla_next_at -> Nullable<Timestamp>,
     }
 }
 
@@ -377,7 +380,52 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    calendars (id) {
+        id -> Text,
+        agency_id -> Nullable<Text>,
+        name -> Text,
+        time_zone -> Text,
+        hours -> Text,
+        holidays -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sla_policies (id) {
+        id -> Text,
+        agency_id -> Nullable<Text>,
+        name -> Text,
+        calendar_id -> Nullable<Text>,
+        warning_percent -> Integer,
+        targets -> Text,
+        is_default -> Bool,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sla_clocks (case_id, clock) {
+        case_id -> Text,
+        clock -> Text,
+        policy_id -> Text,
+        calendar_id -> Nullable<Text>,
+        target_secs -> BigInt,
+        warn_secs -> BigInt,
+        started_at -> Timestamp,
+        elapsed_secs -> BigInt,
+        running_since -> Nullable<Timestamp>,
+        warn_at -> Nullable<Timestamp>,
+        due_at -> Nullable<Timestamp>,
+        warned_at -> Nullable<Timestamp>,
+        breached_at -> Nullable<Timestamp>,
+        stopped_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(attachments -> cases (case_id));
+diesel::joinable!(sla_policies -> calendars (calendar_id));
 diesel::joinable!(ticket_messages -> tickets (ticket_id));
 diesel::joinable!(presence -> users (user_id));
 diesel::joinable!(awaiting_confirmation -> cases (case_id));
@@ -415,4 +463,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     tickets,
     ticket_messages,
     presence,
+    calendars,
+    sla_policies,
+    sla_clocks,
 );

@@ -140,10 +140,10 @@ impl Change {
         }
     }
 
-    /// A change on a support ticket (or its messages): platform admins read it, and an
-    /// agency's admins those of their agency's tickets. Never linked to a case: a client's
-    /// ticket about a case is not the case agency's to read.
-    pub fn ticket(
+    /// A change outside any case (a support ticket or its messages, a calendar, an SLA
+    /// policy): platform admins read it, and an agency's admins those of their agency. Never
+    /// linked to a case: a client's ticket about a case is not the case agency's to read.
+    pub fn outside_cases(
         entity: &'static str,
         entity_id: &str,
         agency_id: Option<&str>,

@@ -43,6 +43,11 @@ pub struct CaseRow {
     pub updated_at: NaiveDateTime,
     #[diesel(deserialize_as = StoredOptionalTimestamp)]
     pub closed_at: Option<NaiveDateTime>,
+    /// `sla::SlaState`; `None` without SLA clocks.
+    pub sla_state: Option<String>,
+    /// The earliest due time of a running SLA clock short of its target.
+    #[diesel(deserialize_as = StoredOptionalTimestamp)]
+    pub sla_due_at: Option<NaiveDateTime>,
 }
 
 impl CaseRow {
@@ -344,6 +349,7 @@ pub enum AssigneeFilter {
 pub struct CaseFilter {
     pub statuses: Vec<&'static str>,
     pub priorities: Vec<&'static str>,
+    pub sla_states: Vec<&'static str>,
     pub assignee: Option<AssigneeFilter>,
     /// Who delegated the case (the "delegated" view), or cases nobody delegated.
     pub delegated_by: Option<AssigneeFilter>,
@@ -383,6 +389,9 @@ pub fn list(
     }
     if !filter.priorities.is_empty() {
         query = filter_in!(query, cases::priority, filter.priorities.as_slice());
+    }
+    if !filter.sla_states.is_empty() {
+        query = filter_in!(query, cases::sla_state, filter.sla_states.as_slice());
     }
     match &filter.assignee {
         Some(AssigneeFilter::Nobody) => query = query.filter(cases::assignee_id.is_null()),

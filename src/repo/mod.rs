@@ -32,6 +32,7 @@ pub mod refresh_tokens;
 pub mod requests;
 pub mod rules;
 pub mod services;
+pub mod sla;
 pub mod storyline;
 pub mod surveys;
 pub mod tickets;

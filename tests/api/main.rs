@@ -24,6 +24,7 @@ mod requests;
 mod required_data;
 mod rules;
 mod services;
+mod sla;
 mod storyline;
 mod surveys;
 mod tickets;

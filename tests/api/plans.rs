@@ -218,6 +218,12 @@ async fn no_listed_query_scans_a_whole_large_table() {
         (&admin, "/v1/presence".into()),
         (&admin, "/v1/presence?status=available".into()),
         (&platform, "/v1/presence".into()),
+        (&platform, "/v1/cases?sla=breached".into()),
+        (&operator, "/v1/cases?sla=at_risk&sla=breached".into()),
+        (&operator, format!("/v1/cases/{case}/sla")),
+        (&client, format!("/v1/cases/{case}/sla")),
+        (&admin, "/v1/calendars".into()),
+        (&admin, "/v1/sla-policies".into()),
     ];
     let mut failures = Vec::new();
     let mut explained = 0;
@@ -248,6 +254,26 @@ async fn no_listed_query_scans_a_whole_large_table() {
             }
         }
     }
+    // The SLA rule's walk of the cases whose warning or breach is due.
+    recorded.start();
+    dossier::sla::settle_due(&app.state).await.unwrap();
+    let walk: Vec<String> = recorded
+        .take()
+        .into_iter()
+        .filter(|sql| sql.trim_start().starts_with("SELECT"))
+        .collect();
+    assert!(
+        walk.iter().any(|sql| sql.contains("sla_next_at")),
+        "{walk:?}"
+    );
+    let mut conn = app.state.pool.get().unwrap();
+    for sql in walk {
+        let plan = explain(&mut conn, &sql);
+        if !whole_scans(&sql, &plan).is_empty() {
+            failures.push(format!("the SLA rule\n  {sql}\n  {}", plan.join("\n  ")));
+        }
+    }
+    drop(conn);
     for (path, plans) in counted_from_the_mark.iter().zip(&count_plans) {
         assert!(
             starts_at_the_mark(plans),

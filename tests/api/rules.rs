@@ -26,7 +26,7 @@ where
 async fn round<S>(app: &crate::helpers::TestApp<S>) -> usize {
     let round = dossier::rules::close_overdue(&app.state).await.unwrap();
     assert_eq!(round.failed, 0, "{round:?}");
-    round.closed
+    round.done
 }
 
 #[actix_web::test]
@@ -325,13 +325,7 @@ async fn a_failing_case_keeps_no_other_case_open() {
         w.client2.id
     ));
     let round = dossier::rules::close_overdue(&app.state).await.unwrap();
-    assert_eq!(
-        round,
-        dossier::rules::Round {
-            closed: 1,
-            failed: 1
-        }
-    );
+    assert_eq!(round, dossier::rules::Round { done: 1, failed: 1 });
     for (case, status, waits) in [(&cases[0], "completed", 1), (&cases[1], "closed", 0)] {
         let res = app
             .get(&format!("/v1/cases/{case}"), &w.a_operator.token)
@@ -379,7 +373,7 @@ async fn the_rule_and_a_confirmation_racing_close_the_case_once() {
         let (res, round) = tokio::join!(confirm, dossier::rules::close_overdue(&app.state));
         let round = round.unwrap();
         assert_eq!(round.failed, 0);
-        match round.closed {
+        match round.done {
             0 => {
                 res.assert_status(200);
             }
@@ -398,7 +392,7 @@ async fn the_rule_and_a_confirmation_racing_close_the_case_once() {
             app.count(&format!(
                 "SELECT COUNT(*) AS n FROM rule_log WHERE case_id = '{case}'"
             )),
-            round.closed as i64
+            round.done as i64
         );
         assert_eq!(waiting(&app, &case), 0);
     }

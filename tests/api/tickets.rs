@@ -552,7 +552,7 @@ async fn a_resolved_ticket_nobody_reactivates_closes_by_rule_with_its_log() {
             .await
             .unwrap();
         assert_eq!(round.failed, 0, "{round:?}");
-        round.closed
+        round.done
     };
     // Not before three days.
     assert_eq!(round().await, 0);

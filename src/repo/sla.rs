@@ -1,0 +1,308 @@
+//! SLA storage: business calendars, policies and each case's clocks, and the case's SLA
+//! columns the card and the list read.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::schema::{calendars, cases, sla_clocks, sla_policies};
+use crate::db::{BuildOnce, DbConnection};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = calendars)]
+pub struct CalendarRow {
+    pub id: String,
+    /// `None`: the platform's.
+    pub agency_id: Option<String>,
+    pub name: String,
+    pub time_zone: String,
+    /// JSON array of `business_time::OpeningHours`.
+    pub hours: String,
+    /// JSON array of dates.
+    pub holidays: String,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = sla_policies)]
+pub struct PolicyRow {
+    pub id: String,
+    /// `None`: the platform's.
+    pub agency_id: Option<String>,
+    pub name: String,
+    pub calendar_id: Option<String>,
+    pub warning_percent: i32,
+    /// JSON object: minutes per priority and clock (`api::sla::Targets`).
+    pub targets: String,
+    pub is_default: bool,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = sla_clocks)]
+#[diesel(treat_none_as_null = true)]
+pub struct ClockRow {
+    pub case_id: String,
+    pub clock: String,
+    pub policy_id: String,
+    pub calendar_id: Option<String>,
+    pub target_secs: i64,
+    pub warn_secs: i64,
+    pub started_at: NaiveDateTime,
+    /// Business seconds counted before `running_since` (all of them once paused or stopped).
+    pub elapsed_secs: i64,
+    pub running_since: Option<NaiveDateTime>,
+    pub warn_at: Option<NaiveDateTime>,
+    pub due_at: Option<NaiveDateTime>,
+    pub warned_at: Option<NaiveDateTime>,
+    pub breached_at: Option<NaiveDateTime>,
+    pub stopped_at: Option<NaiveDateTime>,
+}
+
+/// Whose calendars and policies a caller reads: an agency's with the platform's, or all.
+#[derive(Debug, Clone)]
+pub enum OwnerScope {
+    /// Platform staff: everyone's, or one agency's with `Some`.
+    All(Option<String>),
+    /// Agency staff: their agency's and the platform's.
+    AgencyAndPlatform(String),
+}
+
+pub fn insert_calendar(conn: &mut DbConnection, row: &CalendarRow) -> QueryResult<()> {
+    diesel::insert_into(calendars::table)
+        .values(row)
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// The calendar if the scope may use it.
+pub fn find_calendar(
+    conn: &mut DbConnection,
+    scope: &OwnerScope,
+    id: &str,
+) -> QueryResult<Option<CalendarRow>> {
+    let query = calendars::table.find(id.to_owned()).into_boxed();
+    let query = match scope {
+        OwnerScope::All(_) => query,
+        OwnerScope::AgencyAndPlatform(agency) => query.filter(
+            calendars::agency_id
+                .eq(agency.clone())
+                .or(calendars::agency_id.is_null()),
+        ),
+    };
+    query
+        .select(CalendarRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Newest first after `after` (an id).
+pub fn list_calendars(
+    conn: &mut DbConnection,
+    scope: &OwnerScope,
+    after: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<CalendarRow>> {
+    let mut query = calendars::table.into_boxed();
+    query = match scope {
+        OwnerScope::All(None) => query,
+        OwnerScope::All(Some(agency)) => query.filter(calendars::agency_id.eq(agency.clone())),
+        OwnerScope::AgencyAndPlatform(agency) => query.filter(
+            calendars::agency_id
+                .eq(agency.clone())
+                .or(calendars::agency_id.is_null()),
+        ),
+    };
+    if let Some(after) = after {
+        query = query.filter(calendars::id.lt(after.to_owned()));
+    }
+    query
+        .order(calendars::id.desc())
+        .limit(limit)
+        .select(CalendarRow::as_select())
+        .load(conn)
+}
+
+/// Adds a policy; a new default takes over from its owner's previous one.
+pub fn insert_policy(conn: &mut DbConnection, row: &PolicyRow) -> QueryResult<()> {
+    if row.is_default {
+        let owner = sla_policies::table.filter(sla_policies::is_default.eq(true));
+        match &row.agency_id {
+            Some(agency) => {
+                diesel::update(owner.filter(sla_policies::agency_id.eq(agency.clone())))
+                    .set(sla_policies::is_default.eq(false))
+                    .execute(conn)?
+            }
+            None => diesel::update(owner.filter(sla_policies::agency_id.is_null()))
+                .set(sla_policies::is_default.eq(false))
+                .execute(conn)?,
+        };
+    }
+    diesel::insert_into(sla_policies::table)
+        .values(row)
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Newest first after `after` (an id).
+pub fn list_policies(
+    conn: &mut DbConnection,
+    scope: &OwnerScope,
+    after: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<PolicyRow>> {
+    let mut query = sla_policies::table.into_boxed();
+    query = match scope {
+        OwnerScope::All(None) => query,
+        OwnerScope::All(Some(agency)) => query.filter(sla_policies::agency_id.eq(agency.clone())),
+        OwnerScope::AgencyAndPlatform(agency) => query.filter(
+            sla_policies::agency_id
+                .eq(agency.clone())
+                .or(sla_policies::agency_id.is_null()),
+        ),
+    };
+    if let Some(after) = after {
+        query = query.filter(sla_policies::id.lt(after.to_owned()));
+    }
+    query
+        .order(sla_policies::id.desc())
+        .limit(limit)
+        .select(PolicyRow::as_select())
+        .load(conn)
+}
+
+/// The policy a new clock of the agency's case follows: the agency's default, else the
+/// platform's; with its calendar.
+pub fn policy_for(
+    conn: &mut DbConnection,
+    agency_id: &str,
+) -> QueryResult<Option<(PolicyRow, Option<CalendarRow>)>> {
+    let defaults = || {
+        sla_policies::table
+            .left_join(calendars::table)
+            .filter(sla_policies::is_default.eq(true))
+            .select((PolicyRow::as_select(), Option::<CalendarRow>::as_select()))
+    };
+    let own = defaults()
+        .filter(sla_policies::agency_id.eq(agency_id.to_owned()))
+        .first(conn)
+        .optional()?;
+    match own {
+        Some(found) => Ok(Some(found)),
+        None => defaults()
+            .filter(sla_policies::agency_id.is_null())
+            .first(conn)
+            .optional(),
+    }
+}
+
+/// The calendars of these ids.
+pub fn calendars_by_id(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<CalendarRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    calendars::table
+        .filter(calendars::id.eq_any(ids))
+        .select(CalendarRow::as_select())
+        .load(conn)
+}
+
+/// The case's clocks, in the order the case meets them.
+pub fn clocks_of(conn: &mut DbConnection, case_id: &str) -> QueryResult<Vec<ClockRow>> {
+    let mut clocks: Vec<ClockRow> = sla_clocks::table
+        .filter(sla_clocks::case_id.eq(case_id.to_owned()))
+        .select(ClockRow::as_select())
+        .built_once()
+        .load(conn)?;
+    let order = |c: &ClockRow| {
+        ["first_response", "decision", "resolution"]
+            .iter()
+            .position(|k| *k == c.clock)
+    };
+    clocks.sort_by_key(order);
+    Ok(clocks)
+}
+
+/// Whether the case's first-response clock still runs (one search of the primary key).
+pub fn awaits_first_response(conn: &mut DbConnection, case_id: &str) -> QueryResult<bool> {
+    let running = sla_clocks::table
+        .filter(sla_clocks::case_id.eq(case_id.to_owned()))
+        .filter(sla_clocks::clock.eq("first_response"))
+        .filter(sla_clocks::stopped_at.is_null())
+        .select(sla_clocks::case_id)
+        .limit(1)
+        .built_once()
+        .get_result::<String>(conn)
+        .optional()?;
+    Ok(running.is_some())
+}
+
+pub fn insert_clock(conn: &mut DbConnection, row: &ClockRow) -> QueryResult<()> {
+    diesel::insert_into(sla_clocks::table)
+        .values(row)
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn update_clock(conn: &mut DbConnection, row: &ClockRow) -> QueryResult<()> {
+    diesel::update(sla_clocks::table.find((row.case_id.clone(), row.clock.clone())))
+        .set(row)
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// The case's SLA columns.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Queryable, Selectable, AsChangeset)]
+#[diesel(table_name = cases)]
+#[diesel(treat_none_as_null = true)]
+pub struct SlaColumns {
+    pub sla_state: Option<String>,
+    pub sla_due_at: Option<NaiveDateTime>,
+    pub sla_next_at: Option<NaiveDateTime>,
+}
+
+pub fn columns_of(conn: &mut DbConnection, case_id: &str) -> QueryResult<SlaColumns> {
+    cases::table
+        .find(case_id.to_owned())
+        .select(SlaColumns::as_select())
+        .first(conn)
+}
+
+/// Writes the case's SLA columns; with `bump` the case's version moves on too (its card changed
+/// outside any other write that would move it).
+pub fn set_columns(
+    conn: &mut DbConnection,
+    case_id: &str,
+    columns: &SlaColumns,
+    bump: bool,
+) -> QueryResult<()> {
+    let target = cases::table.find(case_id.to_owned());
+    if bump {
+        diesel::update(target)
+            .set((
+                columns,
+                cases::version.eq(cases::version + 1),
+                cases::updated_at.eq(crate::db::now()),
+            ))
+            .execute(conn)?;
+    } else {
+        diesel::update(target).set(columns).execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Cases whose SLA state changes by time at `now` or before, the earliest first.
+pub fn due(conn: &mut DbConnection, now: NaiveDateTime, limit: i64) -> QueryResult<Vec<String>> {
+    cases::table
+        .filter(cases::sla_next_at.le(now))
+        .order(cases::sla_next_at.asc())
+        .limit(limit)
+        .select(cases::id)
+        .load(conn)
+}
+
+/// When the next case's SLA state changes by time.
+pub fn next_due(conn: &mut DbConnection) -> QueryResult<Option<NaiveDateTime>> {
+    cases::table
+        .select(diesel::dsl::min(cases::sla_next_at))
+        .first(conn)
+}

@@ -1,0 +1,607 @@
+//! SLA clocks (DESIGN.md "SLA"). A case has up to three clocks, started by its agency's default
+//! policy (else the platform's) for the case's priority:
+//! - `first_response`: from `in_approval` to the agency's first message to the client;
+//! - `decision`: from `in_approval` to `accept` or `reject`;
+//! - `resolution`: from `in_progress` to `completed`, paused while `suspended` or while a
+//!   request to the client is open, running again on `resume` and `reopen`.
+//!
+//! Every clock is a function of the case: each write that moves the case, its requests or its
+//! conversation calls [`sync`], which starts, pauses, resumes and stops the clocks the case's
+//! state now asks for, records the warnings and breaches time has crossed (once each: a
+//! notification, a rule-log entry, an audit row) and keeps the case's SLA columns (state, next
+//! due time, and when the state next changes by time alone, which the rules' worker waits for).
+//! A breach stays on record whatever happens to the case afterwards.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDateTime;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use validator::Validate;
+
+use crate::api::notifications::{Audience, Event, Notifier};
+use crate::business_time::{Calendar, Hours, OpeningHours};
+use crate::db::{self, DbConnection};
+use crate::domain::{CaseStatus, Priority, code_enum};
+use crate::errors::ApiError;
+use crate::repo;
+use crate::repo::audit::Change;
+use crate::repo::cases::CaseRow;
+use crate::repo::rules::RuleLogRow;
+use crate::repo::sla::{CalendarRow, ClockRow, SlaColumns};
+use crate::rules::Round;
+
+code_enum! {
+    /// One of a case's SLA clocks.
+    Clock {
+        /// From `in_approval` to the agency's first message to the client.
+        FirstResponse = "first_response",
+        /// From `in_approval` to `accept` or `reject`.
+        Decision = "decision",
+        /// From `in_progress` to `completed`; paused while `suspended` or while a request to
+        /// the client is open.
+        Resolution = "resolution",
+    }
+}
+
+code_enum! {
+    /// The case's SLA at a glance.
+    SlaState {
+        /// Every running clock is short of its warning share.
+        OnTrack = "on_track",
+        /// A running clock has passed its warning share (`warning_percent` of its target).
+        AtRisk = "at_risk",
+        /// A clock passed its target; it stays so for good.
+        Breached = "breached",
+        /// Every clock stopped within its target.
+        Met = "met",
+    }
+}
+
+/// Minutes allowed to each clock.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClockTargets {
+    #[validate(range(min = 1, max = 525_600))]
+    #[schema(minimum = 1, maximum = 525_600)]
+    pub first_response: i64,
+    #[validate(range(min = 1, max = 525_600))]
+    #[schema(minimum = 1, maximum = 525_600)]
+    pub decision: i64,
+    #[validate(range(min = 1, max = 525_600))]
+    #[schema(minimum = 1, maximum = 525_600)]
+    pub resolution: i64,
+}
+
+/// A policy's targets, in minutes of business time, for each priority.
+#[derive(Debug, Clone, Serialize, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "low": {"first_response": 1440, "decision": 2880, "resolution": 43200},
+    "normal": {"first_response": 480, "decision": 1440, "resolution": 20160},
+    "high": {"first_response": 120, "decision": 480, "resolution": 10080},
+    "urgent": {"first_response": 30, "decision": 120, "resolution": 2880}
+}))]
+pub struct Targets {
+    #[validate(nested)]
+    pub low: ClockTargets,
+    #[validate(nested)]
+    pub normal: ClockTargets,
+    #[validate(nested)]
+    pub high: ClockTargets,
+    #[validate(nested)]
+    pub urgent: ClockTargets,
+}
+
+impl Targets {
+    pub fn minutes(&self, priority: Priority, clock: Clock) -> i64 {
+        let targets = match priority {
+            Priority::Low => self.low,
+            Priority::Normal => self.normal,
+            Priority::High => self.high,
+            Priority::Urgent => self.urgent,
+        };
+        match clock {
+            Clock::FirstResponse => targets.first_response,
+            Clock::Decision => targets.decision,
+            Clock::Resolution => targets.resolution,
+        }
+    }
+
+    /// The longest target, in seconds.
+    pub fn longest_secs(&self) -> i64 {
+        [self.low, self.normal, self.high, self.urgent]
+            .iter()
+            .flat_map(|t| [t.first_response, t.decision, t.resolution])
+            .max()
+            .unwrap_or(0)
+            * 60
+    }
+}
+
+/// How a stored calendar counts (around the clock without one).
+pub fn hours_of(calendar: Option<&CalendarRow>) -> Result<Hours, ApiError> {
+    let Some(row) = calendar else {
+        return Ok(Hours::AroundTheClock);
+    };
+    let hours: Vec<OpeningHours> = serde_json::from_str(&row.hours).map_err(ApiError::internal)?;
+    let holidays: Vec<chrono::NaiveDate> =
+        serde_json::from_str(&row.holidays).map_err(ApiError::internal)?;
+    Calendar::new(&row.time_zone, &hours, &holidays)
+        .map(Hours::Calendar)
+        .map_err(|_| ApiError::internal(format!("stored calendar {} is invalid", row.id)))
+}
+
+/// What the case's state asks of a clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Run {
+    Running,
+    Paused,
+    Stopped,
+}
+
+fn wanted(clock: Clock, status: CaseStatus, requests_open: bool) -> Run {
+    use CaseStatus as S;
+    match clock {
+        Clock::FirstResponse => match status {
+            S::Rejected | S::Cancelled | S::Closed => Run::Stopped,
+            _ => Run::Running,
+        },
+        Clock::Decision => match status {
+            S::InApproval => Run::Running,
+            _ => Run::Stopped,
+        },
+        Clock::Resolution => match status {
+            S::InProgress if requests_open => Run::Paused,
+            S::InProgress => Run::Running,
+            S::Completed | S::Closed | S::Rejected | S::Cancelled => Run::Stopped,
+            _ => Run::Paused,
+        },
+    }
+}
+
+/// A warning or a breach a clock crossed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Crossing {
+    Warning,
+    Breach,
+}
+
+/// A clock with what it counts in.
+struct Live<'a> {
+    row: ClockRow,
+    hours: &'a Hours,
+}
+
+impl Live<'_> {
+    fn clock(&self) -> Clock {
+        Clock::from_code(&self.row.clock).unwrap_or(Clock::Resolution)
+    }
+
+    fn run(&self) -> Run {
+        match (&self.row.running_since, &self.row.stopped_at) {
+            (Some(_), _) => Run::Running,
+            (None, Some(_)) => Run::Stopped,
+            (None, None) => Run::Paused,
+        }
+    }
+
+    /// Warnings and breaches due at `now` or before, recorded at the moment they happened.
+    fn settle(&mut self, now: NaiveDateTime) -> Vec<(Crossing, NaiveDateTime)> {
+        let mut crossed = Vec::new();
+        let row = &mut self.row;
+        if let Some(at) = row
+            .warn_at
+            .filter(|at| *at <= now && row.warned_at.is_none())
+        {
+            row.warned_at = Some(at);
+            crossed.push((Crossing::Warning, at));
+        }
+        if let Some(at) = row
+            .due_at
+            .filter(|at| *at <= now && row.breached_at.is_none())
+        {
+            row.breached_at = Some(at);
+            crossed.push((Crossing::Breach, at));
+        }
+        crossed
+    }
+
+    /// Business seconds counted at `now`.
+    fn elapsed(&self, now: NaiveDateTime) -> i64 {
+        let running = self
+            .row
+            .running_since
+            .map_or(0, |since| self.hours.between(since, now));
+        self.row.elapsed_secs + running
+    }
+
+    fn halt(&mut self, now: NaiveDateTime, stop: bool) {
+        self.row.elapsed_secs = self.elapsed(now);
+        self.row.running_since = None;
+        self.row.warn_at = None;
+        self.row.due_at = None;
+        if stop {
+            self.row.stopped_at = Some(now);
+        }
+    }
+
+    fn start(&mut self, now: NaiveDateTime) {
+        let row = &mut self.row;
+        row.stopped_at = None;
+        row.running_since = Some(now);
+        row.due_at = self.hours.add(now, row.target_secs - row.elapsed_secs);
+        row.warn_at = match row.warned_at {
+            None => self.hours.add(now, row.warn_secs - row.elapsed_secs),
+            Some(_) => None,
+        };
+    }
+
+    /// Moves the clock to what the case asks; only the resolution clock starts again once
+    /// stopped (`reopen`).
+    fn steer(&mut self, to: Run, now: NaiveDateTime) {
+        match (self.run(), to) {
+            (Run::Running, Run::Paused) => self.halt(now, false),
+            (Run::Running, Run::Stopped) => self.halt(now, true),
+            (Run::Paused, Run::Stopped) => self.row.stopped_at = Some(now),
+            (Run::Paused, Run::Running) => self.start(now),
+            (Run::Stopped, Run::Running) if self.clock() == Clock::Resolution => self.start(now),
+            _ => {}
+        }
+    }
+}
+
+/// The clocks a case entering `status` starts (if it has not got them yet).
+fn started_by(status: CaseStatus) -> &'static [Clock] {
+    match status {
+        CaseStatus::InApproval => &[Clock::FirstResponse, Clock::Decision],
+        CaseStatus::InProgress => &[Clock::Resolution],
+        _ => &[],
+    }
+}
+
+/// Whether a write to the case must bump its version for the SLA columns it changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bump {
+    /// The write already moves the case's version (a transition, a request's change).
+    Done,
+    /// Nothing else moves it (a message, the worker).
+    Needed,
+}
+
+/// What may start clocks a case has not got yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Starts {
+    /// Payment and the start of work (`workflow::Effect::StartSlaClocks`): the policy is looked
+    /// up for the clocks the status calls for.
+    Clocks,
+    /// Any other write: only a case that has clocks already gets the others its status calls
+    /// for (its resolution clock on `resume` after a suspension before work started), so a
+    /// case without a policy costs one search of its clocks and no policy lookup.
+    OnlyMore,
+}
+
+/// Brings the case's clocks in line with the case as it now is (`status`), inside the write
+/// that changed it; see the module's description.
+pub fn sync(
+    conn: &mut DbConnection,
+    notifier: &Notifier,
+    case: &CaseRow,
+    status: CaseStatus,
+    starts: Starts,
+    bump: Bump,
+) -> Result<(), ApiError> {
+    sync_at(conn, notifier, case, status, starts, bump, false)
+}
+
+/// The agency answered the client: the first-response clock stops (a search of one key when
+/// it does not run).
+pub fn answered(
+    conn: &mut DbConnection,
+    notifier: &Notifier,
+    case: &CaseRow,
+) -> Result<(), ApiError> {
+    if !repo::sla::awaits_first_response(conn, &case.id)? {
+        return Ok(());
+    }
+    let status = case.status();
+    sync_at(
+        conn,
+        notifier,
+        case,
+        status,
+        Starts::OnlyMore,
+        Bump::Needed,
+        true,
+    )
+}
+
+fn sync_at(
+    conn: &mut DbConnection,
+    notifier: &Notifier,
+    case: &CaseRow,
+    status: CaseStatus,
+    starts: Starts,
+    bump: Bump,
+    answered: bool,
+) -> Result<(), ApiError> {
+    let now = db::now();
+    let stored = repo::sla::clocks_of(conn, &case.id)?;
+    let mut rows = stored.clone();
+    let missing: Vec<Clock> = started_by(status)
+        .iter()
+        .copied()
+        .filter(|clock| !rows.iter().any(|r| r.clock == clock.as_str()))
+        .collect();
+    let mut extra_calendar = None;
+    let may_start = starts == Starts::Clocks || !stored.is_empty();
+    if may_start
+        && !missing.is_empty()
+        && let Some((policy, calendar)) = repo::sla::policy_for(conn, &case.agency_id)?
+    {
+        let targets: Targets = serde_json::from_str(&policy.targets).map_err(ApiError::internal)?;
+        for clock in missing {
+            let target_secs = targets.minutes(case.priority(), clock) * 60;
+            rows.push(ClockRow {
+                case_id: case.id.clone(),
+                clock: clock.as_str().to_owned(),
+                policy_id: policy.id.clone(),
+                calendar_id: policy.calendar_id.clone(),
+                target_secs,
+                warn_secs: target_secs * i64::from(policy.warning_percent) / 100,
+                started_at: now,
+                elapsed_secs: 0,
+                running_since: None,
+                warn_at: None,
+                due_at: None,
+                warned_at: None,
+                breached_at: None,
+                stopped_at: None,
+            });
+        }
+        extra_calendar = calendar;
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let calendars = calendars_of(conn, &rows, extra_calendar)?;
+    let needs_requests = status == CaseStatus::InProgress
+        && rows.iter().any(|r| r.clock == Clock::Resolution.as_str());
+    let requests_open =
+        needs_requests && !repo::requests::in_status(conn, &case.id, "open", 1)?.is_empty();
+    let mut crossings = Vec::new();
+    let mut live: Vec<Live> = rows
+        .into_iter()
+        .map(|row| {
+            let hours = calendars.get(&row.calendar_id).unwrap_or(&AROUND_THE_CLOCK);
+            Live { row, hours }
+        })
+        .collect();
+    for clock in &mut live {
+        for (crossing, at) in clock.settle(now) {
+            crossings.push((clock.clock(), crossing, at, clock.row.target_secs));
+        }
+        let mut to = wanted(clock.clock(), status, requests_open);
+        if answered && clock.clock() == Clock::FirstResponse {
+            to = Run::Stopped;
+        }
+        clock.steer(to, now);
+        // A clock started at or past its target (none can be, but a stored one resumed late).
+        for (crossing, at) in clock.settle(now) {
+            crossings.push((clock.clock(), crossing, at, clock.row.target_secs));
+        }
+    }
+    for clock in &live {
+        match stored.iter().find(|s| s.clock == clock.row.clock) {
+            None => repo::sla::insert_clock(conn, &clock.row)?,
+            Some(before) if *before != clock.row => repo::sla::update_clock(conn, &clock.row)?,
+            Some(_) => {}
+        }
+    }
+    let columns = columns(&live);
+    let current = repo::sla::columns_of(conn, &case.id)?;
+    if columns != current {
+        repo::sla::set_columns(conn, &case.id, &columns, bump == Bump::Needed)?;
+    }
+    for (clock, crossing, at, target_secs) in crossings {
+        record(
+            conn,
+            notifier,
+            case,
+            clock,
+            crossing,
+            at,
+            target_secs,
+            &current,
+            &columns,
+        )?;
+    }
+    Ok(())
+}
+
+/// Around the clock: what a clock counts in if its calendar were missing (calendars are never
+/// deleted, so only a broken database gets here).
+static AROUND_THE_CLOCK: Hours = Hours::AroundTheClock;
+
+/// How each of the rows counts, by calendar id (`None`: around the clock).
+fn calendars_of(
+    conn: &mut DbConnection,
+    rows: &[ClockRow],
+    known: Option<CalendarRow>,
+) -> Result<HashMap<Option<String>, Hours>, ApiError> {
+    let mut ids: Vec<String> = rows.iter().filter_map(|r| r.calendar_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    let mut found = Vec::new();
+    if let Some(known) = known {
+        ids.retain(|id| *id != known.id);
+        found.push(known);
+    }
+    found.extend(repo::sla::calendars_by_id(conn, &ids)?);
+    let mut hours = HashMap::from([(None, Hours::AroundTheClock)]);
+    for row in &found {
+        hours.insert(Some(row.id.clone()), hours_of(Some(row))?);
+    }
+    Ok(hours)
+}
+
+/// The case's SLA columns from its clocks.
+fn columns(clocks: &[Live]) -> SlaColumns {
+    let rows = || clocks.iter().map(|c| &c.row);
+    if clocks.is_empty() {
+        return SlaColumns::default();
+    }
+    let state = if rows().any(|r| r.breached_at.is_some()) {
+        SlaState::Breached
+    } else if rows().all(|r| r.stopped_at.is_some()) {
+        SlaState::Met
+    } else if rows().any(|r| r.stopped_at.is_none() && r.warned_at.is_some()) {
+        SlaState::AtRisk
+    } else {
+        SlaState::OnTrack
+    };
+    let running = || rows().filter(|r| r.running_since.is_some());
+    SlaColumns {
+        sla_state: Some(state.as_str().to_owned()),
+        sla_due_at: running()
+            .filter(|r| r.breached_at.is_none())
+            .filter_map(|r| r.due_at)
+            .min(),
+        sla_next_at: running()
+            .flat_map(|r| {
+                [
+                    r.warn_at.filter(|_| r.warned_at.is_none()),
+                    r.due_at.filter(|_| r.breached_at.is_none()),
+                ]
+            })
+            .flatten()
+            .min(),
+    }
+}
+
+/// A crossed warning or breach, once: the rule-log entry, the audit row (by the rule) and the
+/// agency's notification.
+#[allow(clippy::too_many_arguments)]
+fn record(
+    conn: &mut DbConnection,
+    notifier: &Notifier,
+    case: &CaseRow,
+    clock: Clock,
+    crossing: Crossing,
+    at: NaiveDateTime,
+    target_secs: i64,
+    before: &SlaColumns,
+    after: &SlaColumns,
+) -> Result<(), ApiError> {
+    let (rule, trigger, event, word) = match crossing {
+        Crossing::Warning => ("sla_warning", "at_risk", Event::SlaWarning, "at risk"),
+        Crossing::Breach => ("sla_breach", "overdue", Event::SlaBreached, "breached"),
+    };
+    let minutes = target_secs / 60;
+    let detail = format!(
+        "The {} clock was {word} at {}Z (target {minutes} min of business time).",
+        clock.as_str().replace('_', " "),
+        at.format("%Y-%m-%dT%H:%M:%S"),
+    );
+    let entry = RuleLogRow {
+        id: repo::new_id(),
+        rule: rule.into(),
+        trigger_event: format!("{clock}_{trigger}"),
+        action: "notify".into(),
+        case_id: Some(case.id.clone()),
+        agency_id: Some(case.agency_id.clone()),
+        outcome: "notified".into(),
+        detail: Some(detail.clone()),
+        created_at: db::now(),
+        ticket_id: None,
+    };
+    let change = Change::case(&case.id, rule).field(
+        format!("sla.{clock}"),
+        None,
+        Some(word.replace(' ', "_")),
+    );
+    let mut audit = vec![change];
+    if before.sla_state != after.sla_state {
+        audit.push(Change::case(&case.id, rule).field(
+            "sla_state",
+            before.sla_state.clone(),
+            after.sla_state.clone(),
+        ));
+    }
+    repo::audit::append_by_rule(conn, &entry.id, audit)?;
+    notifier.notify(
+        conn,
+        case,
+        event,
+        &[Audience::Agency],
+        None,
+        Some(&detail),
+        None,
+    )?;
+    repo::rules::record(conn, &entry)?;
+    Ok(())
+}
+
+/// A clock as `GET /v1/cases/{id}/sla` shows it, counted at `now`.
+pub struct ClockReading {
+    pub row: ClockRow,
+    pub elapsed_secs: i64,
+}
+
+/// The case's clocks read at `now`.
+pub fn read(
+    conn: &mut DbConnection,
+    case_id: &str,
+    now: NaiveDateTime,
+) -> Result<Vec<ClockReading>, ApiError> {
+    let rows = repo::sla::clocks_of(conn, case_id)?;
+    let calendars = calendars_of(conn, &rows, None)?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let hours = calendars.get(&row.calendar_id).unwrap_or(&AROUND_THE_CLOCK);
+            let live = Live { row, hours };
+            let elapsed_secs = live.elapsed(now);
+            ClockReading {
+                row: live.row,
+                elapsed_secs,
+            }
+        })
+        .collect())
+}
+
+/// One round of the SLA rule: each case whose warning or breach is due now (up to 100) is
+/// brought up to date in a write of its own, so one case's failure holds up none of the others.
+pub async fn settle_due(state: &crate::app::AppState) -> Result<Round, ApiError> {
+    let ids = db::read(&state.pool, |conn| {
+        Ok(repo::sla::due(conn, db::now(), 100)?)
+    })
+    .await?;
+    let mut round = Round::default();
+    for id in ids {
+        let notifier = state.notifier.clone();
+        let done = db::write(&state.pool, move |conn| {
+            let Some(case) = repo::cases::find(conn, &repo::cases::CaseScope::All, &id)? else {
+                return Ok(());
+            };
+            let status = case.status();
+            sync(
+                conn,
+                &notifier,
+                &case,
+                status,
+                Starts::OnlyMore,
+                Bump::Needed,
+            )
+        })
+        .await;
+        match done {
+            Ok(()) => round.done += 1,
+            Err(e) => {
+                round.failed += 1;
+                log::error!("SLA rule: {e}");
+            }
+        }
+    }
+    Ok(round)
+}

@@ -1,0 +1,603 @@
+//! SLA: calendars and policies (who manages and reads them, what is refused), and the clocks of
+//! a case: started by payment and work, paused by suspension and open requests, stopped by the
+//! answer, the decision and the completion, counted in business hours, and warned and breached
+//! once each by the rules' worker.
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Utc};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn};
+use crate::world::{World, act, buy, id, post_message, start_case};
+
+fn targets(first_response: i64, decision: i64, resolution: i64) -> Value {
+    let each =
+        json!({"first_response": first_response, "decision": decision, "resolution": resolution});
+    json!({"low": each, "normal": each, "high": each, "urgent": each})
+}
+
+/// The ids of a page's items.
+fn ids(page: &Value) -> Vec<String> {
+    page["items"].as_array().unwrap().iter().map(id).collect()
+}
+
+fn at(v: &Value) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("a time: {v}")))
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// The case's clocks by name.
+async fn clocks<S>(app: &TestApp<S>, token: &str, case: &str) -> Value
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+            Error = actix_web::Error,
+        >,
+{
+    let res = app.get(&format!("/v1/cases/{case}/sla"), token).await;
+    let body = res.assert_status(200);
+    let mut by_name = serde_json::Map::new();
+    for clock in body["clocks"].as_array().unwrap() {
+        by_name.insert(clock["clock"].as_str().unwrap().to_owned(), clock.clone());
+    }
+    json!({"state": body["state"], "clocks": by_name})
+}
+
+async fn policy<S>(app: &TestApp<S>, token: &str, body: Value) -> Value
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+            Error = actix_web::Error,
+        >,
+{
+    app.post("/v1/sla-policies", token, body)
+        .await
+        .assert_status(201)
+        .clone()
+}
+
+#[actix_web::test]
+async fn calendars_and_policies_are_managed_by_admins_and_read_by_staff() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let office = json!({
+        "name": "Rome office", "time_zone": "Europe/Rome",
+        "hours": [{"weekday": "mon", "opens": "09:00", "closes": "13:00"},
+                  {"weekday": "mon", "opens": "14:00", "closes": "18:00"}],
+        "holidays": ["2026-12-25", "2026-12-08", "2026-12-25"]
+    });
+    let res = app
+        .post("/v1/calendars", &w.a_admin.token, office.clone())
+        .await;
+    let calendar = res.assert_status(201).clone();
+    assert_eq!(calendar["agency_id"], w.agency_a.as_str());
+    assert_eq!(calendar["time_zone"], "Europe/Rome");
+    assert_eq!(calendar["holidays"], json!(["2026-12-08", "2026-12-25"]));
+    assert_eq!(calendar["hours"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        res.header("location").unwrap(),
+        format!("/v1/calendars?agency_id={}", w.agency_a)
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE entity = 'calendar' AND entity_id = '{}' \
+             AND action = 'create' AND agency_id = '{}'",
+            id(&calendar),
+            w.agency_a
+        )),
+        1
+    );
+
+    // Only admins write; agents and clients do not read.
+    for token in [
+        &w.a_operator.token,
+        &w.platform_staff.token,
+        &w.client.token,
+    ] {
+        app.post("/v1/calendars", token, office.clone())
+            .await
+            .assert_problem(403, "forbidden");
+    }
+    for token in [&w.a_agent.token, &w.client.token] {
+        app.get("/v1/calendars", token)
+            .await
+            .assert_problem(403, "forbidden");
+    }
+
+    // Refused, with every problem named and nothing written.
+    let before = app.rows_in(&["calendars", "sla_policies", "audit_log"]);
+    let res = app
+        .post(
+            "/v1/calendars",
+            &w.a_admin.token,
+            json!({"name": "Bad", "time_zone": "Mars/Olympus",
+                   "hours": [{"weekday": "tue", "opens": "18:00", "closes": "09:00"},
+                             {"weekday": "wed", "opens": "9:00", "closes": "24:00"}]}),
+        )
+        .await;
+    let problem = res.assert_problem(422, "validation_failed");
+    let pointers: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["pointer"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        pointers,
+        ["/time_zone", "/hours/0/closes", "/hours/1/opens"],
+        "{problem}"
+    );
+    let overlapping = json!({"name": "Overlap", "time_zone": "UTC",
+        "hours": [{"weekday": "fri", "opens": "09:00", "closes": "13:00"},
+                  {"weekday": "fri", "opens": "12:00", "closes": "18:00"}]});
+    let res = app
+        .post("/v1/calendars", &w.a_admin.token, overlapping)
+        .await;
+    assert_eq!(
+        res.assert_problem(422, "validation_failed")["errors"][0]["pointer"],
+        "/hours"
+    );
+    let empty = json!({"name": "Never", "time_zone": "UTC", "hours": []});
+    app.post("/v1/calendars", &w.a_admin.token, empty)
+        .await
+        .assert_problem(422, "validation_failed");
+    assert_eq!(
+        app.rows_in(&["calendars", "sla_policies", "audit_log"]),
+        before
+    );
+
+    // Each agency reads its own and the platform's.
+    let platform_calendar = app
+        .post(
+            "/v1/calendars",
+            &w.platform.token,
+            json!({"name": "Platform", "time_zone": "UTC",
+                   "hours": [{"weekday": "mon", "opens": "00:00", "closes": "24:00"}]}),
+        )
+        .await
+        .assert_status(201)
+        .clone();
+    assert_eq!(platform_calendar["agency_id"], Value::Null);
+    let seen_by_a = app.get("/v1/calendars", &w.a_operator.token).await;
+    assert_eq!(
+        ids(seen_by_a.assert_status(200)),
+        [id(&platform_calendar), id(&calendar)]
+    );
+    let seen_by_b = app.get("/v1/calendars", &w.b_admin.token).await;
+    assert_eq!(ids(seen_by_b.assert_status(200)), [id(&platform_calendar)]);
+    let of_a = format!("/v1/calendars?agency_id={}", w.agency_a);
+    let seen = app.get(&of_a, &w.platform_staff.token).await;
+    assert_eq!(ids(seen.assert_status(200)), [id(&calendar)]);
+    app.get(&of_a, &w.b_admin.token)
+        .await
+        .assert_problem(403, "forbidden");
+
+    // A policy counts in its owner's calendar or the platform's, never another agency's.
+    let b_calendar = app
+        .post(
+            "/v1/calendars",
+            &w.b_admin.token,
+            json!({"name": "Madrid", "time_zone": "Europe/Madrid",
+                   "hours": [{"weekday": "mon", "opens": "09:00", "closes": "17:00"}]}),
+        )
+        .await
+        .assert_status(201)
+        .clone();
+    let before = app.rows_in(&["calendars", "sla_policies", "audit_log"]);
+    let res = app
+        .post(
+            "/v1/sla-policies",
+            &w.a_admin.token,
+            json!({"name": "Borrowed", "calendar_id": id(&b_calendar), "targets": targets(60, 60, 60)}),
+        )
+        .await;
+    assert_eq!(
+        res.assert_problem(422, "calendar_unavailable")["errors"][0]["pointer"],
+        "/calendar_id"
+    );
+    // Zero minutes, and a target the calendar (8 hours a week) cannot reach in 20 years.
+    let res = app
+        .post(
+            "/v1/sla-policies",
+            &w.a_admin.token,
+            json!({"name": "Zero", "targets": targets(0, 60, 60)}),
+        )
+        .await;
+    res.assert_problem(422, "validation_failed");
+    let res = app
+        .post(
+            "/v1/sla-policies",
+            &w.a_admin.token,
+            json!({"name": "Forever", "calendar_id": id(&calendar), "targets": targets(60, 60, 525_600)}),
+        )
+        .await;
+    assert_eq!(
+        res.assert_problem(422, "out_of_reach")["errors"][0]["pointer"],
+        "/targets"
+    );
+    app.post(
+        "/v1/sla-policies",
+        &w.a_operator.token,
+        json!({"name": "Mine", "targets": targets(60, 60, 60)}),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+    assert_eq!(
+        app.rows_in(&["calendars", "sla_policies", "audit_log"]),
+        before
+    );
+
+    // A new default takes over from the previous one.
+    let first = policy(
+        &app,
+        &w.a_admin.token,
+        json!({"name": "Office hours", "calendar_id": id(&platform_calendar), "targets": targets(60, 120, 600)}),
+    )
+    .await;
+    assert_eq!(first["default"], true);
+    assert_eq!(first["warning_percent"], 80);
+    assert_eq!(first["calendar_id"], id(&platform_calendar).as_str());
+    let second = policy(
+        &app,
+        &w.a_admin.token,
+        json!({"name": "Around the clock", "warning_percent": 50, "targets": targets(30, 60, 300)}),
+    )
+    .await;
+    let page = app.get("/v1/sla-policies", &w.a_operator.token).await;
+    let items = page.assert_status(200)["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["id"], second["id"]);
+    assert_eq!(items[0]["default"], true);
+    assert_eq!(items[1]["default"], false);
+    assert_eq!(items[0]["targets"]["urgent"]["first_response"], 30);
+    let seen_by_b = app.get("/v1/sla-policies", &w.b_operator.token).await;
+    assert_eq!(seen_by_b.assert_status(200)["items"], json!([]));
+}
+
+#[actix_web::test]
+async fn clocks_start_pause_and_stop_with_the_case() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    // Without a policy, no clocks.
+    let before = buy(&app, &w.client.token, &w.service_a, "card").await;
+    assert_eq!(before["sla"], Value::Null);
+    assert_eq!(
+        clocks(&app, &w.a_operator.token, &id(&before)).await["clocks"],
+        json!({})
+    );
+
+    policy(
+        &app,
+        &w.a_admin.token,
+        json!({"name": "Standard", "targets": targets(60, 240, 2880)}),
+    )
+    .await;
+    let card = buy(&app, &w.client.token, &w.service_a, "card").await;
+    let case = id(&card);
+    let read = clocks(&app, &w.a_operator.token, &case).await;
+    assert_eq!(read["state"], "on_track");
+    let first = &read["clocks"]["first_response"];
+    assert_eq!(first["state"], "running");
+    assert_eq!(first["target_seconds"], 3600);
+    assert_eq!(first["breached"], false);
+    assert_eq!(first["at_risk"], false);
+    let started = at(&first["started_at"]);
+    assert_eq!(at(&first["due_at"]), started + Duration::hours(1));
+    let decision = &read["clocks"]["decision"];
+    assert_eq!(at(&decision["due_at"]), started + Duration::hours(4));
+    assert!(read["clocks"].get("resolution").is_none());
+    // The card's summary: the earliest due time.
+    assert_eq!(card["sla"]["state"], "on_track");
+    assert_eq!(card["sla"]["breached"], false);
+    assert_eq!(at(&card["sla"]["due_at"]), started + Duration::hours(1));
+
+    // The agency's answer stops the first-response clock, met; the card's version moves on.
+    let version = card["version"].as_i64().unwrap();
+    post_message(&app, &w.a_operator.token, &case, "We are on it.").await;
+    let read = clocks(&app, &w.client.token, &case).await;
+    let first = &read["clocks"]["first_response"];
+    assert_eq!(first["state"], "stopped");
+    assert_eq!(first["met"], true);
+    assert_eq!(first["due_at"], Value::Null);
+    let card = app
+        .get(&format!("/v1/cases/{case}"), &w.a_operator.token)
+        .await;
+    let card = card.assert_status(200).clone();
+    assert_eq!(card["version"], version + 1);
+    assert_eq!(at(&card["sla"]["due_at"]), started + Duration::hours(4));
+    // A second answer changes nothing.
+    post_message(&app, &w.a_operator.token, &case, "Still on it.").await;
+    let again = app
+        .get(&format!("/v1/cases/{case}"), &w.a_operator.token)
+        .await;
+    assert_eq!(again.assert_status(200)["version"], version + 1);
+
+    // The decision stops its clock; `start` starts the resolution clock.
+    start_case(&app, &w, &case).await;
+    let read = clocks(&app, &w.a_operator.token, &case).await;
+    assert_eq!(read["clocks"]["decision"]["met"], true);
+    let resolution = read["clocks"]["resolution"].clone();
+    assert_eq!(resolution["state"], "running");
+    assert_eq!(resolution["target_seconds"], 2880 * 60);
+    let due = at(&resolution["due_at"]);
+
+    // Suspension pauses it; resuming moves its due time on by the pause.
+    act(&app, &w.a_operator.token, &case, "suspend")
+        .await
+        .assert_status(200);
+    let read = clocks(&app, &w.a_operator.token, &case).await;
+    let paused = &read["clocks"]["resolution"];
+    assert_eq!(paused["state"], "paused");
+    assert_eq!(paused["due_at"], Value::Null);
+    let card = app
+        .get(&format!("/v1/cases/{case}"), &w.a_operator.token)
+        .await;
+    assert_eq!(card.assert_status(200)["sla"]["due_at"], Value::Null);
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(1100)).await;
+    act(&app, &w.a_operator.token, &case, "resume")
+        .await
+        .assert_status(200);
+    let resumed = clocks(&app, &w.a_operator.token, &case).await["clocks"]["resolution"].clone();
+    assert_eq!(resumed["state"], "running");
+    assert!(
+        at(&resumed["due_at"]) >= due + Duration::seconds(1),
+        "{resumed}"
+    );
+
+    // An open request to the client pauses it too; the answer lets it run again.
+    let request = app
+        .post(
+            &format!("/v1/cases/{case}/requests"),
+            &w.a_operator.token,
+            json!({"kind": "question", "prompt": "Which car does he drive?"}),
+        )
+        .await;
+    let request = id(request.assert_status(201));
+    let read = clocks(&app, &w.a_operator.token, &case).await;
+    assert_eq!(read["clocks"]["resolution"]["state"], "paused");
+    app.post(
+        &format!("/v1/cases/{case}/requests/{request}/answer"),
+        &w.client.token,
+        json!({"text": "A red Fiat."}),
+    )
+    .await
+    .assert_status(200);
+    let read = clocks(&app, &w.a_operator.token, &case).await;
+    assert_eq!(read["clocks"]["resolution"]["state"], "running");
+
+    // Completion stops it, met: every clock met.
+    act(&app, &w.a_operator.token, &case, "complete")
+        .await
+        .assert_status(200);
+    let read = clocks(&app, &w.a_operator.token, &case).await;
+    assert_eq!(read["state"], "met");
+    assert_eq!(read["clocks"]["resolution"]["state"], "stopped");
+    assert_eq!(read["clocks"]["resolution"]["met"], true);
+    let card = app.get(&format!("/v1/cases/{case}"), &w.client.token).await;
+    assert_eq!(
+        card.assert_status(200)["sla"],
+        json!({"state": "met", "breached": false, "due_at": null})
+    );
+
+    // Reopening runs the resolution clock again.
+    act(&app, &w.a_operator.token, &case, "reopen")
+        .await
+        .assert_status(200);
+    let read = clocks(&app, &w.a_operator.token, &case).await;
+    assert_eq!(read["clocks"]["resolution"]["state"], "running");
+    assert_eq!(read["state"], "on_track");
+
+    // Clocks start under the policy in force when they start: the case bought before it has
+    // only a resolution clock once work starts.
+    let earlier = id(&before);
+    start_case(&app, &w, &earlier).await;
+    let read = clocks(&app, &w.a_operator.token, &earlier).await;
+    let names: Vec<&String> = read["clocks"].as_object().unwrap().keys().collect();
+    assert_eq!(names, ["resolution"]);
+    // A case suspended before work started gets its resolution clock when it resumes.
+    let late = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    for action in ["accept", "suspend", "resume"] {
+        act(&app, &w.a_operator.token, &late, action)
+            .await
+            .assert_status(200);
+    }
+    let read = clocks(&app, &w.a_operator.token, &late).await;
+    assert_eq!(read["clocks"]["resolution"]["state"], "running");
+
+    // Another agency, another client and an agent off the case see nothing.
+    for token in [&w.b_admin.token, &w.client2.token, &w.a_agent.token] {
+        app.get(&format!("/v1/cases/{case}/sla"), token)
+            .await
+            .assert_problem(404, "not_found");
+    }
+}
+
+#[actix_web::test]
+async fn the_worker_raises_a_warning_and_a_breach_once_and_the_breach_stays() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    policy(
+        &app,
+        &w.platform.token,
+        json!({"name": "Platform default", "targets": targets(10, 240, 2880)}),
+    )
+    .await;
+    let card = buy(&app, &w.client.token, &w.service_a, "card").await;
+    let case = id(&card);
+    let other = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let version = card["version"].as_i64().unwrap();
+
+    // Nothing due yet.
+    let round = dossier::sla::settle_due(&app.state).await.unwrap();
+    assert_eq!(round.done, 0);
+
+    // The first-response clock's warning and target pass (as if 20 minutes went by).
+    app.sql(&format!(
+        "UPDATE sla_clocks SET warn_at = '2026-01-01 09:08:00', due_at = '2026-01-01 09:10:00', \
+         started_at = '2026-01-01 09:00:00', running_since = '2026-01-01 09:00:00' \
+         WHERE case_id = '{case}' AND clock = 'first_response'; \
+         UPDATE cases SET sla_next_at = '2026-01-01 09:08:00' WHERE id = '{case}'"
+    ));
+    let round = dossier::sla::settle_due(&app.state).await.unwrap();
+    assert_eq!((round.done, round.failed), (1, 0));
+    let card = app
+        .get(&format!("/v1/cases/{case}"), &w.a_operator.token)
+        .await;
+    let card = card.assert_status(200).clone();
+    assert_eq!(card["sla"]["state"], "breached");
+    assert_eq!(card["sla"]["breached"], true);
+    assert_eq!(card["version"], version + 1);
+    let read = clocks(&app, &w.a_operator.token, &case).await;
+    let first = &read["clocks"]["first_response"];
+    assert_eq!(first["breached_at"], "2026-01-01T09:10:00Z");
+    assert_eq!(first["warned_at"], "2026-01-01T09:08:00Z");
+    assert_eq!(first["breached"], true);
+    assert_eq!(first["at_risk"], false);
+    assert!(first["remaining_seconds"].as_i64().unwrap() < 0);
+
+    // Once each: the agency's operators hear of both, the rule log and the audit trail say so.
+    let sla_events = || {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM notifications WHERE case_id = '{case}' \
+             AND event IN ('sla_warning', 'sla_breached')"
+        ))
+    };
+    let bell = app.get("/v1/notifications", &w.a_operator.token).await;
+    let events: Vec<&str> = bell.assert_status(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["case_id"] == case.as_str())
+        .map(|n| n["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["sla_breached", "sla_warning"]);
+    let notified = sla_events();
+    assert!(notified >= 2);
+    let log = app
+        .get(&format!("/v1/cases/{case}/rule-log"), &w.a_operator.token)
+        .await;
+    let entries = log.assert_status(200)["items"].as_array().unwrap().clone();
+    let fired: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| (e["rule"].as_str().unwrap(), e["trigger"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        fired,
+        [
+            ("sla_breach", "first_response_overdue"),
+            ("sla_warning", "first_response_at_risk")
+        ]
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE case_id = '{case}' AND action = 'sla_breach' \
+             AND field = 'sla_state' AND new_value = 'breached' AND actor_id IS NULL"
+        )),
+        1
+    );
+    let round = dossier::sla::settle_due(&app.state).await.unwrap();
+    assert_eq!(round.done, 0);
+    assert_eq!(sla_events(), notified);
+
+    // The SLA views of the list.
+    let breached = app.get("/v1/cases?sla=breached", &w.a_operator.token).await;
+    assert_eq!(ids(breached.assert_status(200)), [case.as_str()]);
+    assert_eq!(breached.body["items"][0]["sla"]["breached"], true);
+    let on_track = app
+        .get("/v1/cases?sla=on_track&sla=at_risk", &w.a_operator.token)
+        .await;
+    assert_eq!(ids(on_track.assert_status(200)), [other.as_str()]);
+    let elsewhere = app.get("/v1/cases?sla=breached", &w.b_operator.token).await;
+    assert_eq!(ids(elsewhere.assert_status(200)), Vec::<&str>::new());
+    app.get("/v1/cases?sla=late", &w.a_operator.token)
+        .await
+        .assert_problem(400, "invalid_query");
+
+    // A late answer stops the clock, not met; the breach stays on the card.
+    post_message(&app, &w.a_operator.token, &case, "Sorry for the wait.").await;
+    let read = clocks(&app, &w.a_operator.token, &case).await;
+    assert_eq!(read["clocks"]["first_response"]["met"], false);
+    assert_eq!(read["state"], "breached");
+    act(&app, &w.a_operator.token, &case, "accept")
+        .await
+        .assert_status(200);
+    let card = app.get(&format!("/v1/cases/{case}"), &w.client.token).await;
+    assert_eq!(card.assert_status(200)["sla"]["state"], "breached");
+}
+
+/// Open under the calendar at `t`: Monday to Friday, 09:00–12:00 and 13:00–17:00 in New York,
+/// but not on `holiday`. Counted second by second: nothing shared with the server's windows.
+fn open_in_new_york(t: DateTime<Utc>, holiday: NaiveDate) -> bool {
+    let local = t.with_timezone(&chrono_tz::America::New_York);
+    let time = local.time();
+    let hm = |h, m| NaiveTime::from_hms_opt(h, m, 0).unwrap();
+    let weekday = local.weekday().num_days_from_monday() < 5;
+    let in_hours =
+        (time >= hm(9, 0) && time < hm(12, 0)) || (time >= hm(13, 0) && time < hm(17, 0));
+    weekday && in_hours && local.date_naive() != holiday
+}
+
+#[actix_web::test]
+async fn business_hours_count_only_the_calendars_open_time() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let now = Utc::now().with_timezone(&chrono_tz::America::New_York);
+    // Tomorrow in New York, or the next weekday, is a holiday.
+    let mut holiday = now.date_naive() + Duration::days(1);
+    while holiday.weekday().num_days_from_monday() >= 5 {
+        holiday += Duration::days(1);
+    }
+    let hours: Vec<Value> = ["mon", "tue", "wed", "thu", "fri"]
+        .iter()
+        .flat_map(|d| {
+            [
+                json!({"weekday": d, "opens": "09:00", "closes": "12:00"}),
+                json!({"weekday": d, "opens": "13:00", "closes": "17:00"}),
+            ]
+        })
+        .collect();
+    let calendar = app
+        .post(
+            "/v1/calendars",
+            &w.a_admin.token,
+            json!({"name": "New York", "time_zone": "America/New_York",
+                   "hours": hours, "holidays": [holiday.to_string()]}),
+        )
+        .await;
+    let calendar = id(calendar.assert_status(201));
+    policy(
+        &app,
+        &w.a_admin.token,
+        json!({"name": "New York hours", "calendar_id": calendar, "targets": targets(600, 900, 6000)}),
+    )
+    .await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let read = clocks(&app, &w.a_operator.token, &case).await;
+    for (clock, minutes) in [("first_response", 600), ("decision", 900)] {
+        let found = &read["clocks"][clock];
+        assert_eq!(found["calendar_id"], calendar.as_str());
+        let started = at(&found["started_at"]);
+        let due = at(&found["due_at"]);
+        // Second by second from the start until the target's open seconds are counted.
+        let mut t = started;
+        let mut counted = 0;
+        while counted < minutes * 60 {
+            if open_in_new_york(t, holiday) {
+                counted += 1;
+            }
+            t += Duration::seconds(1);
+        }
+        let off = (due - t).num_seconds().abs();
+        assert!(off <= 1, "{clock}: due {due}, counted {t}");
+        assert_ne!(
+            due.with_timezone(&chrono_tz::America::New_York)
+                .date_naive(),
+            holiday
+        );
+        let elapsed = found["elapsed_seconds"].as_i64().unwrap();
+        let open_now = open_in_new_york(Utc::now(), holiday);
+        assert!(elapsed <= 5 && (open_now || elapsed == 0), "{found}");
+    }
+}
