@@ -225,19 +225,28 @@ impl Hours {
         match self {
             Hours::AroundTheClock => true,
             Hours::Calendar(calendar) => {
-                // A full week repeats: count the horizon in weeks of the calendar's week,
-                // less a day per holiday.
-                let week: i64 = calendar
+                // The open time of whole weeks within the horizon, less each holiday's own
+                // weekday: never more than the search can find.
+                let secs_of = |t: &NaiveTime| i64::from(t.num_seconds_from_midnight());
+                let day: Vec<i64> = calendar
                     .week
                     .iter()
-                    .flatten()
-                    .map(|(opens, closes)| {
-                        let secs = |t: &NaiveTime| i64::from(t.num_seconds_from_midnight());
-                        closes.as_ref().map_or(86_400, secs) - secs(opens)
+                    .map(|windows| {
+                        windows
+                            .iter()
+                            .map(|(opens, closes)| {
+                                closes.as_ref().map_or(86_400, secs_of) - secs_of(opens)
+                            })
+                            .sum()
                     })
+                    .collect();
+                let weeks = (HORIZON_DAYS as i64 - 14) / 7;
+                let holidays: i64 = calendar
+                    .holidays
+                    .iter()
+                    .map(|d| day[d.weekday().num_days_from_monday() as usize])
                     .sum();
-                let weeks = (HORIZON_DAYS as i64 - calendar.holidays.len() as i64 - 14) / 7;
-                week.saturating_mul(weeks) >= secs
+                day.iter().sum::<i64>() * weeks - holidays >= secs
             }
         }
     }

@@ -28,8 +28,8 @@ static STREAMS: LazyLock<Mutex<HashMap<String, Vec<Arc<Notify>>>>> =
     LazyLock::new(Default::default);
 
 thread_local! {
-    /// The recipients of the write running on this thread, for [`notified`] after its commit.
-    static RECIPIENTS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    /// Whom the write running on this thread wakes, for [`wake`] after its commit.
+    static WAKES: RefCell<Wakes> = const { RefCell::new(Wakes { users: Vec::new(), rules: false }) };
 }
 
 /// Called after every committed write transaction.
@@ -107,25 +107,42 @@ pub fn listen(user_id: &str, max: usize) -> Option<Listener> {
     })
 }
 
+/// Whom a write wakes once it committed: the live streams of the users it notified, and the
+/// rules' worker when a rule may now fire sooner than it planned to wake.
+#[derive(Debug, Default)]
+pub struct Wakes {
+    users: Vec<String>,
+    rules: bool,
+}
+
 /// Remembers that the write running on this thread notifies these users.
 pub fn will_notify<'a>(user_ids: impl IntoIterator<Item = &'a str>) {
-    RECIPIENTS.with_borrow_mut(|r| r.extend(user_ids.into_iter().map(str::to_owned)));
+    WAKES.with_borrow_mut(|w| w.users.extend(user_ids.into_iter().map(str::to_owned)));
 }
 
-/// Runs one write's `work` and hands back, with its outcome, the users it notified.
-pub fn collecting<T>(work: impl FnOnce() -> T) -> (T, Vec<String>) {
-    RECIPIENTS.with_borrow_mut(Vec::clear);
+/// Remembers that the write running on this thread brought a rule's next firing forward (an
+/// SLA clock started or resumed).
+pub fn will_wake_rules() {
+    WAKES.with_borrow_mut(|w| w.rules = true);
+}
+
+/// Runs one write's `work` and hands back, with its outcome, whom it wakes.
+pub fn collecting<T>(work: impl FnOnce() -> T) -> (T, Wakes) {
+    WAKES.take();
     let out = work();
-    (out, RECIPIENTS.take())
+    (out, WAKES.take())
 }
 
-/// Wakes the streams of these users (after the write that notified them committed).
-pub fn notified(user_ids: &[String]) {
-    if user_ids.is_empty() {
+/// Wakes the streams of the users a committed write notified, and the rules' worker if asked.
+pub fn wake(wakes: &Wakes) {
+    if wakes.rules {
+        wait_started();
+    }
+    if wakes.users.is_empty() {
         return;
     }
     let streams = STREAMS.lock().unwrap_or_else(|e| e.into_inner());
-    for wake in user_ids.iter().filter_map(|u| streams.get(u)).flatten() {
-        wake.notify_one();
+    for stream in wakes.users.iter().filter_map(|u| streams.get(u)).flatten() {
+        stream.notify_one();
     }
 }

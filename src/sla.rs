@@ -119,17 +119,32 @@ impl Targets {
     }
 }
 
-/// How a stored calendar counts (around the clock without one).
-pub fn hours_of(calendar: Option<&CalendarRow>) -> Result<Hours, ApiError> {
+/// How a stored calendar counts (around the clock without one). A stored calendar that no
+/// longer reads (a time zone gone from a later tz database) counts around the clock, logged:
+/// refusing would block every write to its cases, `complete` and `cancel` included.
+pub fn hours_of(calendar: Option<&CalendarRow>) -> Hours {
     let Some(row) = calendar else {
-        return Ok(Hours::AroundTheClock);
+        return Hours::AroundTheClock;
     };
-    let hours: Vec<OpeningHours> = serde_json::from_str(&row.hours).map_err(ApiError::internal)?;
-    let holidays: Vec<chrono::NaiveDate> =
-        serde_json::from_str(&row.holidays).map_err(ApiError::internal)?;
-    Calendar::new(&row.time_zone, &hours, &holidays)
-        .map(Hours::Calendar)
-        .map_err(|_| ApiError::internal(format!("stored calendar {} is invalid", row.id)))
+    let hours = serde_json::from_str::<Vec<OpeningHours>>(&row.hours);
+    let holidays = serde_json::from_str::<Vec<chrono::NaiveDate>>(&row.holidays);
+    let calendar = match (hours, holidays) {
+        (Ok(hours), Ok(holidays)) => Calendar::new(&row.time_zone, &hours, &holidays).ok(),
+        _ => None,
+    };
+    calendar.map(Hours::Calendar).unwrap_or_else(|| {
+        log::error!(
+            "calendar {} no longer reads; its clocks count around the clock",
+            row.id
+        );
+        Hours::AroundTheClock
+    })
+}
+
+/// The policy's warning share of a target, rounded up: at least a second, so a clock is
+/// never at risk the moment it starts.
+fn warning_secs(target_secs: i64, percent: i32) -> i64 {
+    ((target_secs * i64::from(percent) + 99) / 100).max(1)
 }
 
 /// What the case's state asks of a clock.
@@ -237,6 +252,20 @@ impl Live<'_> {
         };
     }
 
+    /// New targets, keeping the business time counted; a running clock's due and warning
+    /// times follow them.
+    fn retarget(&mut self, target_secs: i64, warn_secs: i64, now: NaiveDateTime) {
+        let running = self.run() == Run::Running;
+        if running {
+            self.halt(now, false);
+        }
+        self.row.target_secs = target_secs;
+        self.row.warn_secs = warn_secs;
+        if running {
+            self.start(now);
+        }
+    }
+
     /// Moves the clock to what the case asks; only the resolution clock starts again once
     /// stopped (`reopen`).
     fn steer(&mut self, to: Run, now: NaiveDateTime) {
@@ -263,7 +292,8 @@ fn started_by(status: CaseStatus) -> &'static [Clock] {
 /// Whether a write to the case must bump its version for the SLA columns it changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bump {
-    /// The write already moves the case's version (a transition, a request's change).
+    /// The write already moved the case's version (a transition, a request's change, an
+    /// edit), and so holds the lock on its row.
     Done,
     /// Nothing else moves it (a message, the worker).
     Needed,
@@ -291,7 +321,28 @@ pub fn sync(
     starts: Starts,
     bump: Bump,
 ) -> Result<(), ApiError> {
-    sync_at(conn, notifier, case, status, starts, bump, false)
+    sync_at(conn, notifier, case, status, starts, bump, Moment::Moved)
+}
+
+/// The case's priority changed (to `priority`, from `case`'s): the clocks still counting take
+/// their policy's targets for it, keeping the business time already counted. A target the
+/// clock has already passed under the new priority is a breach now.
+pub fn reprioritized(
+    conn: &mut DbConnection,
+    notifier: &Notifier,
+    case: &CaseRow,
+    priority: Priority,
+) -> Result<(), ApiError> {
+    let (status, moment) = (case.status(), Moment::Reprioritized(priority));
+    sync_at(
+        conn,
+        notifier,
+        case,
+        status,
+        Starts::OnlyMore,
+        Bump::Done,
+        moment,
+    )
 }
 
 /// The agency answered the client: the first-response clock stops (a search of one key when
@@ -312,8 +363,17 @@ pub fn answered(
         status,
         Starts::OnlyMore,
         Bump::Needed,
-        true,
+        Moment::Answered,
     )
+}
+
+/// What the write did, besides leaving the case in its status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Moment {
+    Moved,
+    /// The agency's first answer to the client.
+    Answered,
+    Reprioritized(Priority),
 }
 
 fn sync_at(
@@ -323,8 +383,14 @@ fn sync_at(
     status: CaseStatus,
     starts: Starts,
     bump: Bump,
-    answered: bool,
+    moment: Moment,
 ) -> Result<(), ApiError> {
+    // One write at a time brings a case's clocks in line: the case row first, then its
+    // clocks, in every writer's order (PostgreSQL; SQLite's writes are serialized already). A
+    // write that updated the case's row holds that lock already.
+    if bump == Bump::Needed {
+        repo::cases::update_lock(conn, &case.id)?;
+    }
     let now = db::now();
     let stored = repo::sla::clocks_of(conn, &case.id)?;
     let mut rows = stored.clone();
@@ -348,7 +414,7 @@ fn sync_at(
                 policy_id: policy.id.clone(),
                 calendar_id: policy.calendar_id.clone(),
                 target_secs,
-                warn_secs: target_secs * i64::from(policy.warning_percent) / 100,
+                warn_secs: warning_secs(target_secs, policy.warning_percent),
                 started_at: now,
                 elapsed_secs: 0,
                 running_since: None,
@@ -377,12 +443,19 @@ fn sync_at(
             Live { row, hours }
         })
         .collect();
+    let retargets = match moment {
+        Moment::Reprioritized(priority) => targets_of(conn, &live, priority)?,
+        _ => HashMap::new(),
+    };
     for clock in &mut live {
         for (crossing, at) in clock.settle(now) {
             crossings.push((clock.clock(), crossing, at, clock.row.target_secs));
         }
+        if let Some(&(target_secs, warn_secs)) = retargets.get(&clock.row.clock) {
+            clock.retarget(target_secs, warn_secs, now);
+        }
         let mut to = wanted(clock.clock(), status, requests_open);
-        if answered && clock.clock() == Clock::FirstResponse {
+        if moment == Moment::Answered && clock.clock() == Clock::FirstResponse {
             to = Run::Stopped;
         }
         clock.steer(to, now);
@@ -398,23 +471,22 @@ fn sync_at(
             Some(_) => {}
         }
     }
-    let columns = columns(&live);
+    let columns = columns(&live, status);
     let current = repo::sla::columns_of(conn, &case.id)?;
     if columns != current {
-        repo::sla::set_columns(conn, &case.id, &columns, bump == Bump::Needed)?;
+        // The card shows the state and the due time; when the worker wakes is not on it.
+        let shown =
+            columns.sla_state != current.sla_state || columns.sla_due_at != current.sla_due_at;
+        repo::sla::set_columns(conn, &case.id, &columns, shown && bump == Bump::Needed)?;
     }
-    for (clock, crossing, at, target_secs) in crossings {
-        record(
-            conn,
-            notifier,
-            case,
-            clock,
-            crossing,
-            at,
-            target_secs,
-            &current,
-            &columns,
-        )?;
+    let sooner = columns
+        .sla_next_at
+        .is_some_and(|next| current.sla_next_at.is_none_or(|was| next < was));
+    if sooner {
+        crate::live::will_wake_rules();
+    }
+    if !crossings.is_empty() {
+        record(conn, notifier, case, &crossings, &current, &columns)?;
     }
     Ok(())
 }
@@ -422,6 +494,36 @@ fn sync_at(
 /// Around the clock: what a clock counts in if its calendar were missing (calendars are never
 /// deleted, so only a broken database gets here).
 static AROUND_THE_CLOCK: Hours = Hours::AroundTheClock;
+
+/// The new (target, warning) seconds of each clock still counting, by clock name, from the
+/// policy it started under.
+fn targets_of(
+    conn: &mut DbConnection,
+    clocks: &[Live],
+    priority: Priority,
+) -> Result<HashMap<String, (i64, i64)>, ApiError> {
+    let counting: Vec<&ClockRow> = clocks
+        .iter()
+        .map(|c| &c.row)
+        .filter(|r| r.stopped_at.is_none())
+        .collect();
+    let mut ids: Vec<String> = counting.iter().map(|r| r.policy_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    let policies = repo::sla::policies_by_id(conn, &ids)?;
+    let mut targets = HashMap::new();
+    for row in counting {
+        let Some(policy) = policies.iter().find(|p| p.id == row.policy_id) else {
+            continue;
+        };
+        let parsed: Targets = serde_json::from_str(&policy.targets).map_err(ApiError::internal)?;
+        let clock = Clock::from_code(&row.clock).unwrap_or(Clock::Resolution);
+        let target_secs = parsed.minutes(priority, clock) * 60;
+        let warn_secs = warning_secs(target_secs, policy.warning_percent);
+        targets.insert(row.clock.clone(), (target_secs, warn_secs));
+    }
+    Ok(targets)
+}
 
 /// How each of the rows counts, by calendar id (`None`: around the clock).
 fn calendars_of(
@@ -440,20 +542,26 @@ fn calendars_of(
     found.extend(repo::sla::calendars_by_id(conn, &ids)?);
     let mut hours = HashMap::from([(None, Hours::AroundTheClock)]);
     for row in &found {
-        hours.insert(Some(row.id.clone()), hours_of(Some(row))?);
+        hours.insert(Some(row.id.clone()), hours_of(Some(row)));
     }
     Ok(hours)
 }
 
-/// The case's SLA columns from its clocks.
-fn columns(clocks: &[Live]) -> SlaColumns {
+/// The case's SLA columns from its clocks, the case being in `status`.
+fn columns(clocks: &[Live], status: CaseStatus) -> SlaColumns {
     let rows = || clocks.iter().map(|c| &c.row);
     if clocks.is_empty() {
         return SlaColumns::default();
     }
+    // Met only once no clock can start any more: an accepted case's resolution clock is
+    // still to come.
+    let done = matches!(
+        status,
+        CaseStatus::Completed | CaseStatus::Closed | CaseStatus::Rejected | CaseStatus::Cancelled
+    );
     let state = if rows().any(|r| r.breached_at.is_some()) {
         SlaState::Breached
-    } else if rows().all(|r| r.stopped_at.is_some()) {
+    } else if done && rows().all(|r| r.stopped_at.is_some()) {
         SlaState::Met
     } else if rows().any(|r| r.stopped_at.is_none() && r.warned_at.is_some()) {
         SlaState::AtRisk
@@ -479,66 +587,67 @@ fn columns(clocks: &[Live]) -> SlaColumns {
     }
 }
 
-/// A crossed warning or breach, once: the rule-log entry, the audit row (by the rule) and the
-/// agency's notification.
-#[allow(clippy::too_many_arguments)]
+/// The warnings and breaches one write found crossed, each once: a rule-log entry, an audit
+/// row by the rule and the agency's notification; and one audit row for the case's SLA state
+/// if it changed.
 fn record(
     conn: &mut DbConnection,
     notifier: &Notifier,
     case: &CaseRow,
-    clock: Clock,
-    crossing: Crossing,
-    at: NaiveDateTime,
-    target_secs: i64,
+    crossings: &[(Clock, Crossing, NaiveDateTime, i64)],
     before: &SlaColumns,
     after: &SlaColumns,
 ) -> Result<(), ApiError> {
-    let (rule, trigger, event, word) = match crossing {
-        Crossing::Warning => ("sla_warning", "at_risk", Event::SlaWarning, "at risk"),
-        Crossing::Breach => ("sla_breach", "overdue", Event::SlaBreached, "breached"),
-    };
-    let minutes = target_secs / 60;
-    let detail = format!(
-        "The {} clock was {word} at {}Z (target {minutes} min of business time).",
-        clock.as_str().replace('_', " "),
-        at.format("%Y-%m-%dT%H:%M:%S"),
-    );
-    let entry = RuleLogRow {
-        id: repo::new_id(),
-        rule: rule.into(),
-        trigger_event: format!("{clock}_{trigger}"),
-        action: "notify".into(),
-        case_id: Some(case.id.clone()),
-        agency_id: Some(case.agency_id.clone()),
-        outcome: "notified".into(),
-        detail: Some(detail.clone()),
-        created_at: db::now(),
-        ticket_id: None,
-    };
-    let change = Change::case(&case.id, rule).field(
-        format!("sla.{clock}"),
-        None,
-        Some(word.replace(' ', "_")),
-    );
-    let mut audit = vec![change];
-    if before.sla_state != after.sla_state {
-        audit.push(Change::case(&case.id, rule).field(
-            "sla_state",
-            before.sla_state.clone(),
-            after.sla_state.clone(),
-        ));
+    for (i, &(clock, crossing, at, target_secs)) in crossings.iter().enumerate() {
+        let (rule, trigger, event, word) = match crossing {
+            Crossing::Warning => ("sla_warning", "at_risk", Event::SlaWarning, "at_risk"),
+            Crossing::Breach => ("sla_breach", "overdue", Event::SlaBreached, "breached"),
+        };
+        let detail = format!(
+            "The {} clock was {} at {}Z (target {} min of business time).",
+            clock.as_str().replace('_', " "),
+            word.replace('_', " "),
+            at.format("%Y-%m-%dT%H:%M:%S"),
+            target_secs / 60,
+        );
+        let entry = RuleLogRow {
+            id: repo::new_id(),
+            rule: rule.into(),
+            trigger_event: format!("{clock}_{trigger}"),
+            action: "notify".into(),
+            case_id: Some(case.id.clone()),
+            agency_id: Some(case.agency_id.clone()),
+            outcome: "notified".into(),
+            detail: Some(detail.clone()),
+            created_at: db::now(),
+            ticket_id: None,
+        };
+        let change = Change::case(&case.id, rule);
+        let mut audit = vec![
+            change
+                .clone()
+                .field(format!("sla.{clock}"), None, Some(word.into())),
+        ];
+        // The state's change goes with the last crossing, which left it so.
+        if i + 1 == crossings.len() && before.sla_state != after.sla_state {
+            audit.push(change.field(
+                "sla_state",
+                before.sla_state.clone(),
+                after.sla_state.clone(),
+            ));
+        }
+        repo::audit::append_by_rule(conn, &entry.id, audit)?;
+        notifier.notify(
+            conn,
+            case,
+            event,
+            &[Audience::Agency],
+            None,
+            Some(&detail),
+            None,
+        )?;
+        repo::rules::record(conn, &entry)?;
     }
-    repo::audit::append_by_rule(conn, &entry.id, audit)?;
-    notifier.notify(
-        conn,
-        case,
-        event,
-        &[Audience::Agency],
-        None,
-        Some(&detail),
-        None,
-    )?;
-    repo::rules::record(conn, &entry)?;
     Ok(())
 }
 
@@ -581,6 +690,9 @@ pub async fn settle_due(state: &crate::app::AppState) -> Result<Round, ApiError>
     for id in ids {
         let notifier = state.notifier.clone();
         let done = db::write(&state.pool, move |conn| {
+            // The case as it stands under the lock `sync` takes: a move committed since the
+            // batch was read is seen.
+            repo::cases::update_lock(conn, &id)?;
             let Some(case) = repo::cases::find(conn, &repo::cases::CaseScope::All, &id)? else {
                 return Ok(());
             };

@@ -358,6 +358,21 @@ pub fn share_locked(
     }
 }
 
+/// [`share_locked`] with the lock of a write that may change the case's SLA clocks (an agency's
+/// answer stops the first-response clock): two such writes queue, where two share locks
+/// would deadlock upgrading.
+pub fn update_locked(
+    conn: &mut DbConnection,
+    viewer: &Viewer,
+    case: CaseRow,
+) -> Result<CaseRow, ApiError> {
+    if repo::cases::update_lock(conn, &case.id)? {
+        find_visible(conn, viewer, &case.id)
+    } else {
+        Ok(case)
+    }
+}
+
 /// Moves the case to its next version while it is still in the status it was read in, for a
 /// change the card shows (an open request, a survey): its `ETag` is that version. A transition
 /// that commits meanwhile (PostgreSQL) makes this write 409, so nothing is asked, answered,
@@ -624,17 +639,18 @@ pub async fn create_case(
             ]);
             audit.push(created.field("service_id", None, Some(row.service_id.clone())));
             repo::audit::append(conn, &actor, audit)?;
-            let starts = crate::sla::Starts::Clocks;
-            crate::sla::sync(
-                conn,
-                &notifier,
-                &row,
-                status,
-                starts,
-                crate::sla::Bump::Done,
-            )?;
-            // Paid by card: the agency's queue, this case at its end, goes to who has room.
+            // Paid by card: its SLA clocks start, and the agency's queue, this case at its end,
+            // goes to who has room.
             if status == CaseStatus::InApproval {
+                let starts = crate::sla::Starts::Clocks;
+                crate::sla::sync(
+                    conn,
+                    &notifier,
+                    &row,
+                    status,
+                    starts,
+                    crate::sla::Bump::Done,
+                )?;
                 crate::rules::serve_queue(conn, &notifier, &row.agency_id, capacity, "case_paid")?;
             }
             let view = reload_card(conn, &viewer, &row.id)?;
@@ -1022,6 +1038,7 @@ pub async fn update_case(
     }
     let asking = Asking::new(token, &req);
     let id = id.into_inner().to_string();
+    let notifier = state.notifier.clone();
     let view = db::write(&state.pool, move |conn| {
         let Asked { viewer, actor, .. } = asking.resolve(conn)?;
         let current = find_visible(conn, &viewer, &id)?;
@@ -1074,6 +1091,9 @@ pub async fn update_case(
                 return Err(lost_race(conn, &viewer, &id, &editable, &if_match));
             }
             repo::audit::append(conn, &actor, audit)?;
+        }
+        if let Some(priority) = input.priority.filter(|p| *p != current.priority()) {
+            crate::sla::reprioritized(conn, &notifier, &current, priority)?;
         }
         reload_card(conn, &viewer, &id)
     })

@@ -441,7 +441,7 @@ pub async fn create_sla_policy(
                 })?)
             }
         };
-        let hours: Hours = crate::sla::hours_of(calendar.as_ref())?;
+        let hours: Hours = crate::sla::hours_of(calendar.as_ref());
         if !hours.reaches(input.targets.longest_secs()) {
             return Err(ApiError::invalid_field(
                 "/targets",

@@ -250,9 +250,9 @@ where
         Some(writer) => writer.write(work).await,
         None => {
             on_blocking_pool(&pool.connections, |conn| {
-                let (out, notified) = crate::live::collecting(|| in_write_transaction(conn, work));
+                let (out, wakes) = crate::live::collecting(|| in_write_transaction(conn, work));
                 if out.is_ok() {
-                    crate::live::notified(&notified);
+                    crate::live::wake(&wakes);
                 }
                 out
             })

@@ -75,12 +75,13 @@ impl Writer {
                 )));
                 return None;
             };
-            // The users this work notified hear of it once the batch committed (`live`).
-            let (outcome, notified) = crate::live::collecting(|| in_savepoint(conn, work));
+            // The users this work notified, and the rules' worker if asked, wake once the batch
+            // committed (`live`).
+            let (outcome, wakes) = crate::live::collecting(|| in_savepoint(conn, work));
             match outcome {
                 Ok(value) => Some(Box::new(move |committed: Result<(), String>| {
                     if committed.is_ok() {
-                        crate::live::notified(&notified);
+                        crate::live::wake(&wakes);
                     }
                     let _ = reply.send(committed.map(|()| value).map_err(ApiError::internal));
                 })),

@@ -181,6 +181,24 @@ pub fn share_lock(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
     }
 }
 
+/// Locks the case's row for a change (PostgreSQL's `FOR NO KEY UPDATE`, held to the commit):
+/// a write that changes what hangs off the case (its SLA clocks) waits for any other. Free
+/// where the write has updated the row already; SQLite's writes are serialized anyway: `true`
+/// when a lock was taken, and a case read before it must be read again.
+pub fn update_lock(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
+    match conn {
+        DbConnection::Postgresql(pg) => {
+            cases::table
+                .find(id)
+                .select(cases::id)
+                .for_no_key_update()
+                .load::<String>(pg)?;
+            Ok(true)
+        }
+        DbConnection::Sqlite(_) => Ok(false),
+    }
+}
+
 pub fn find(conn: &mut DbConnection, scope: &CaseScope, id: &str) -> QueryResult<Option<CaseRow>> {
     scoped(scope)
         .filter(cases::id.eq(id.to_owned()))

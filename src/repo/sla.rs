@@ -122,8 +122,19 @@ pub fn list_calendars(
         .load(conn)
 }
 
-/// Adds a policy; a new default takes over from its owner's previous one.
+/// Adds a policy; a new default takes over from its owner's previous one. On PostgreSQL two
+/// new defaults of one owner queue on a lock of the owner's (else both would demote the old
+/// one and the second would break the one-default index).
 pub fn insert_policy(conn: &mut DbConnection, row: &PolicyRow) -> QueryResult<()> {
+    if let (true, DbConnection::Postgresql(pg)) = (row.is_default, &mut *conn) {
+        let owner = format!(
+            "sla_default:{}",
+            row.agency_id.as_deref().unwrap_or("platform")
+        );
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind::<diesel::sql_types::Text, _>(owner)
+            .execute(pg)?;
+    }
     if row.is_default {
         let owner = sla_policies::table.filter(sla_policies::is_default.eq(true));
         match &row.agency_id {
@@ -193,6 +204,14 @@ pub fn policy_for(
             .first(conn)
             .optional(),
     }
+}
+
+/// The policies of these ids.
+pub fn policies_by_id(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<PolicyRow>> {
+    sla_policies::table
+        .filter(sla_policies::id.eq_any(ids))
+        .select(PolicyRow::as_select())
+        .load(conn)
 }
 
 /// The calendars of these ids.
