@@ -95,6 +95,20 @@ pub enum StorageSettings {
     },
 }
 
+/// Outbound webhooks' delivery.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// How long a receiver has to answer a delivery.
+    pub timeout: Duration,
+    /// The first retry waits this long; each further one twice as long as the one before.
+    pub retry_base: Duration,
+    /// Attempts before a delivery is dead.
+    pub max_attempts: u32,
+    /// Only `https` URLs, and no IP literal of a private, loopback or link-local network
+    /// (production); development also takes `http` and local receivers.
+    pub public_https_only: bool,
+}
+
 /// Outgoing e-mail; absent when `DOSSIER_SMTP_URL` is not set (e-mail is off).
 #[derive(Clone)]
 pub struct EmailSettings {
@@ -156,6 +170,7 @@ pub struct Settings {
     /// room is what is left of it (`GET /v1/presence`).
     pub operator_capacity: u32,
     pub email: Option<EmailSettings>,
+    pub webhooks: WebhookSettings,
 }
 
 /// Reads variables through a lookup function so tests can feed their own map.
@@ -311,6 +326,15 @@ impl Settings {
                 .seconds("DOSSIER_TICKET_AUTO_CLOSE_AFTER", 3 * 24 * 3600)?,
             operator_capacity: src.positive("DOSSIER_OPERATOR_CAPACITY", 3)?,
             email: email(src)?,
+            webhooks: WebhookSettings {
+                timeout: src.seconds("DOSSIER_WEBHOOK_TIMEOUT_SECONDS", 10)?,
+                retry_base: Duration::from_millis(
+                    src.positive("DOSSIER_WEBHOOK_RETRY_BASE_MS", 30_000)?
+                        .into(),
+                ),
+                max_attempts: src.positive("DOSSIER_WEBHOOK_MAX_ATTEMPTS", 8)?,
+                public_https_only: environment == Environment::Production,
+            },
             app_link_template: link_template(
                 src,
                 "DOSSIER_APP_LINK_TEMPLATE",

@@ -29,4 +29,5 @@ pub mod rules;
 pub mod sla;
 pub mod storage;
 pub mod ticket_workflow;
+pub mod webhooks;
 pub mod workflow;

@@ -24,12 +24,15 @@ use tokio::sync::{Notify, watch};
 // exactly one database per process.
 static COMMITS: LazyLock<watch::Sender<u64>> = LazyLock::new(|| watch::channel(0).0);
 static AWAITING: LazyLock<watch::Sender<u64>> = LazyLock::new(|| watch::channel(0).0);
+static DELIVERIES: LazyLock<watch::Sender<u64>> = LazyLock::new(|| watch::channel(0).0);
 static STREAMS: LazyLock<Mutex<HashMap<String, Vec<Arc<Notify>>>>> =
     LazyLock::new(Default::default);
 
 thread_local! {
     /// Whom the write running on this thread wakes, for [`wake`] after its commit.
-    static WAKES: RefCell<Wakes> = const { RefCell::new(Wakes { users: Vec::new(), rules: false }) };
+    static WAKES: RefCell<Wakes> = const {
+        RefCell::new(Wakes { users: Vec::new(), rules: false, webhooks: false })
+    };
 }
 
 /// Called after every committed write transaction.
@@ -107,12 +110,14 @@ pub fn listen(user_id: &str, max: usize) -> Option<Listener> {
     })
 }
 
-/// Whom a write wakes once it committed: the live streams of the users it notified, and the
-/// rules' worker when a rule may now fire sooner than it planned to wake.
+/// Whom a write wakes once it committed: the live streams of the users it notified, the
+/// rules' worker when a rule may now fire sooner than it planned to wake, and the webhook
+/// worker when there is something to post.
 #[derive(Debug, Default)]
 pub struct Wakes {
     users: Vec<String>,
     rules: bool,
+    webhooks: bool,
 }
 
 /// Remembers that the write running on this thread notifies these users.
@@ -126,6 +131,16 @@ pub fn will_wake_rules() {
     WAKES.with_borrow_mut(|w| w.rules = true);
 }
 
+/// Remembers that the write running on this thread queued webhook deliveries.
+pub fn will_wake_webhooks() {
+    WAKES.with_borrow_mut(|w| w.webhooks = true);
+}
+
+/// A receiver that wakes when a committed write queued webhook deliveries.
+pub fn subscribe_webhooks() -> watch::Receiver<u64> {
+    DELIVERIES.subscribe()
+}
+
 /// Runs one write's `work` and hands back, with its outcome, whom it wakes.
 pub fn collecting<T>(work: impl FnOnce() -> T) -> (T, Wakes) {
     WAKES.take();
@@ -137,6 +152,9 @@ pub fn collecting<T>(work: impl FnOnce() -> T) -> (T, Wakes) {
 pub fn wake(wakes: &Wakes) {
     if wakes.rules {
         wait_started();
+    }
+    if wakes.webhooks {
+        DELIVERIES.send_modify(|n| *n = n.wrapping_add(1));
     }
     if wakes.users.is_empty() {
         return;

@@ -172,8 +172,9 @@ fn lease() -> chrono::Duration {
     chrono::Duration::seconds(LEASE_SECONDS)
 }
 
-/// `base`, then twice as long after each further failure, up to [`MAX_BACKOFF`].
-fn backoff(base: Duration, attempt: i32) -> chrono::Duration {
+/// `base`, then twice as long after each further failure, up to [`MAX_BACKOFF`] (the webhook
+/// worker's retries too).
+pub fn backoff(base: Duration, attempt: i32) -> chrono::Duration {
     let factor = 2u32.saturating_pow(attempt.saturating_sub(1).max(0) as u32);
     let wait = base.saturating_mul(factor).min(MAX_BACKOFF);
     chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::hours(6))

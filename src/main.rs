@@ -97,6 +97,7 @@ async fn serve(settings: Settings) -> Result<(), (u8, String)> {
     let state = web::Data::new(state);
     dossier::mailer::spawn(state.clone());
     dossier::rules::spawn(state.clone());
+    dossier::webhooks::spawn(state.clone());
     dossier::housekeeping::spawn(state.clone());
     db::spawn_checkpoints(&state.pool);
     app::serve(state, listener, None)

@@ -147,30 +147,33 @@ fn warning_secs(target_secs: i64, percent: i32) -> i64 {
     ((target_secs * i64::from(percent) + 99) / 100).max(1)
 }
 
-/// What the case's state asks of a clock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Run {
-    Running,
-    Paused,
-    Stopped,
+code_enum! {
+    /// What a clock is doing (and what the case's state asks of it).
+    ClockState {
+        Running = "running",
+        /// `resolution` only: the case is `suspended` or waits on a request to the client.
+        Paused = "paused",
+        /// Its end was reached (or the case ended before it).
+        Stopped = "stopped",
+    }
 }
 
-fn wanted(clock: Clock, status: CaseStatus, requests_open: bool) -> Run {
+fn wanted(clock: Clock, status: CaseStatus, requests_open: bool) -> ClockState {
     use CaseStatus as S;
     match clock {
         Clock::FirstResponse => match status {
-            S::Rejected | S::Cancelled | S::Closed => Run::Stopped,
-            _ => Run::Running,
+            S::Rejected | S::Cancelled | S::Closed => ClockState::Stopped,
+            _ => ClockState::Running,
         },
         Clock::Decision => match status {
-            S::InApproval => Run::Running,
-            _ => Run::Stopped,
+            S::InApproval => ClockState::Running,
+            _ => ClockState::Stopped,
         },
         Clock::Resolution => match status {
-            S::InProgress if requests_open => Run::Paused,
-            S::InProgress => Run::Running,
-            S::Completed | S::Closed | S::Rejected | S::Cancelled => Run::Stopped,
-            _ => Run::Paused,
+            S::InProgress if requests_open => ClockState::Paused,
+            S::InProgress => ClockState::Running,
+            S::Completed | S::Closed | S::Rejected | S::Cancelled => ClockState::Stopped,
+            _ => ClockState::Paused,
         },
     }
 }
@@ -193,11 +196,11 @@ impl Live<'_> {
         Clock::from_code(&self.row.clock).unwrap_or(Clock::Resolution)
     }
 
-    fn run(&self) -> Run {
+    fn state(&self) -> ClockState {
         match (&self.row.running_since, &self.row.stopped_at) {
-            (Some(_), _) => Run::Running,
-            (None, Some(_)) => Run::Stopped,
-            (None, None) => Run::Paused,
+            (Some(_), _) => ClockState::Running,
+            (None, Some(_)) => ClockState::Stopped,
+            (None, None) => ClockState::Paused,
         }
     }
 
@@ -255,7 +258,7 @@ impl Live<'_> {
     /// New targets, keeping the business time counted; a running clock's due and warning
     /// times follow them.
     fn retarget(&mut self, target_secs: i64, warn_secs: i64, now: NaiveDateTime) {
-        let running = self.run() == Run::Running;
+        let running = self.state() == ClockState::Running;
         if running {
             self.halt(now, false);
         }
@@ -268,13 +271,15 @@ impl Live<'_> {
 
     /// Moves the clock to what the case asks; only the resolution clock starts again once
     /// stopped (`reopen`).
-    fn steer(&mut self, to: Run, now: NaiveDateTime) {
-        match (self.run(), to) {
-            (Run::Running, Run::Paused) => self.halt(now, false),
-            (Run::Running, Run::Stopped) => self.halt(now, true),
-            (Run::Paused, Run::Stopped) => self.row.stopped_at = Some(now),
-            (Run::Paused, Run::Running) => self.start(now),
-            (Run::Stopped, Run::Running) if self.clock() == Clock::Resolution => self.start(now),
+    fn steer(&mut self, to: ClockState, now: NaiveDateTime) {
+        match (self.state(), to) {
+            (ClockState::Running, ClockState::Paused) => self.halt(now, false),
+            (ClockState::Running, ClockState::Stopped) => self.halt(now, true),
+            (ClockState::Paused, ClockState::Stopped) => self.row.stopped_at = Some(now),
+            (ClockState::Paused, ClockState::Running) => self.start(now),
+            (ClockState::Stopped, ClockState::Running) if self.clock() == Clock::Resolution => {
+                self.start(now)
+            }
             _ => {}
         }
     }
@@ -309,6 +314,17 @@ pub enum Starts {
     /// for (its resolution clock on `resume` after a suspension before work started), so a
     /// case without a policy costs one search of its clocks and no policy lookup.
     OnlyMore,
+}
+
+/// A request to the client was opened, answered or withdrawn (the write moved the case's
+/// version): the resolution clock waits while one is open.
+pub fn requests_changed(
+    conn: &mut DbConnection,
+    notifier: &Notifier,
+    case: &CaseRow,
+) -> Result<(), ApiError> {
+    let status = case.status();
+    sync(conn, notifier, case, status, Starts::OnlyMore, Bump::Done)
 }
 
 /// Brings the case's clocks in line with the case as it now is (`status`), inside the write
@@ -456,7 +472,7 @@ fn sync_at(
         }
         let mut to = wanted(clock.clock(), status, requests_open);
         if moment == Moment::Answered && clock.clock() == Clock::FirstResponse {
-            to = Run::Stopped;
+            to = ClockState::Stopped;
         }
         clock.steer(to, now);
         // A clock started at or past its target (none can be, but a stored one resumed late).
@@ -654,6 +670,7 @@ fn record(
 /// A clock as `GET /v1/cases/{id}/sla` shows it, counted at `now`.
 pub struct ClockReading {
     pub row: ClockRow,
+    pub state: ClockState,
     pub elapsed_secs: i64,
 }
 
@@ -670,9 +687,10 @@ pub fn read(
         .map(|row| {
             let hours = calendars.get(&row.calendar_id).unwrap_or(&AROUND_THE_CLOCK);
             let live = Live { row, hours };
-            let elapsed_secs = live.elapsed(now);
+            let (elapsed_secs, state) = (live.elapsed(now), live.state());
             ClockReading {
                 row: live.row,
+                state,
                 elapsed_secs,
             }
         })

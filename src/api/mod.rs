@@ -23,6 +23,7 @@ pub mod surveys;
 pub mod tickets;
 pub mod transitions;
 pub mod users;
+pub mod webhooks;
 
 use actix_web::{HttpMessage, HttpRequest};
 use serde::{Deserialize, Deserializer, Serializer};
@@ -118,7 +119,10 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(sla::create_calendar)
         .service(sla::list_sla_policies)
         .service(sla::create_sla_policy)
-        .service(sla::get_case_sla);
+        .service(sla::get_case_sla)
+        .service(webhooks::list_webhooks)
+        .service(webhooks::create_webhook)
+        .service(webhooks::list_webhook_deliveries);
 }
 
 fn request_id(req: &HttpRequest) -> String {

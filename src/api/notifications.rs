@@ -146,6 +146,8 @@ impl Notifier {
         body: Option<&str>,
         status: Option<CaseStatus>,
     ) -> Result<(), ApiError> {
+        // The agency's and the platform's webhooks hear of every event on a case.
+        crate::webhooks::enqueue(conn, case, event, status, body)?;
         let mut ids: Vec<String> = extra.to_vec();
         let mut recipients: Vec<Recipient> = Vec::new();
         let mut assignee_wanted = None;

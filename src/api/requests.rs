@@ -27,7 +27,6 @@ use crate::repo;
 use crate::repo::audit::{Actor, Change};
 use crate::repo::cases::CaseRow;
 use crate::repo::requests::{RequestChanges, RequestRow, VideoCallRow};
-use crate::sla::{Bump, Starts};
 use crate::workflow;
 
 code_enum! {
@@ -181,14 +180,7 @@ fn change_open(
             detail: format!("The request is `{}`, not open.", current.status),
         });
     }
-    crate::sla::sync(
-        conn,
-        notifier,
-        case,
-        case.status(),
-        Starts::OnlyMore,
-        Bump::Done,
-    )
+    crate::sla::requests_changed(conn, notifier, case)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -336,14 +328,7 @@ fn ask(
     repo::requests::insert(conn, &row)?;
     touch(conn, viewer, case)?;
     // The resolution clock waits while the client is asked something.
-    crate::sla::sync(
-        conn,
-        notifier,
-        case,
-        case.status(),
-        Starts::OnlyMore,
-        Bump::Done,
-    )?;
+    crate::sla::requests_changed(conn, notifier, case)?;
     let change = Change::entity("request", &row.id, Some(&case_id), "create");
     repo::audit::append(
         conn,

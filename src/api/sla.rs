@@ -15,13 +15,13 @@ use crate::app::AppState;
 use crate::auth::{AuthUser, Token};
 use crate::business_time::{Calendar, Hours, OpeningHours};
 use crate::db::{self, DbConnection};
-use crate::domain::{Role, code_enum};
+use crate::domain::Role;
 use crate::errors::{ApiError, FieldError};
 use crate::http::extract::{Page, PageRequest, ValidJson, page_response};
 use crate::repo;
 use crate::repo::audit::Change;
 use crate::repo::sla::{CalendarRow, OwnerScope, PolicyRow};
-use crate::sla::{Clock, SlaState, Targets};
+use crate::sla::{Clock, ClockState, SlaState, Targets};
 use diesel::QueryResult;
 
 /// The agency whose calendars and policies the caller manages (`None`: the platform's); 403
@@ -174,7 +174,7 @@ pub async fn list_calendars(
         token,
         &query,
         repo::sla::list_calendars,
-        |r| r.id.clone(),
+        |r| &r.id,
     )
     .await
 }
@@ -189,7 +189,7 @@ async fn owned_page<R, V>(
     token: Token,
     query: &ListOwnedQuery,
     list: ListOwned<R>,
-    id_of: fn(&R) -> String,
+    id_of: fn(&R) -> &str,
 ) -> Result<HttpResponse, ApiError>
 where
     R: Send + 'static,
@@ -203,12 +203,7 @@ where
         Ok((rows, page))
     })
     .await?;
-    let views = rows
-        .into_iter()
-        .map(|row| Ok((id_of(&row), V::try_from(row)?)))
-        .collect::<Result<Vec<_>, ApiError>>()?;
-    let page = page.page(views, |(id, _)| id, |(_, view)| view);
-    Ok(page_response(req, page))
+    Ok(page_response(req, page.try_page::<R, V>(rows, id_of)?))
 }
 
 /// Create a business calendar
@@ -385,7 +380,7 @@ pub async fn list_sla_policies(
     query: web::Query<ListOwnedQuery>,
 ) -> Result<HttpResponse, ApiError> {
     owned_page::<_, PolicyView>(&req, &state, token, &query, repo::sla::list_policies, |r| {
-        r.id.clone()
+        &r.id
     })
     .await
 }
@@ -479,17 +474,6 @@ pub async fn create_sla_policy(
         .json(view))
 }
 
-code_enum! {
-    /// What a clock is doing.
-    ClockState {
-        Running = "running",
-        /// `resolution` only: the case is `suspended` or waits on a request to the client.
-        Paused = "paused",
-        /// Its end was reached (or the case closed before it).
-        Stopped = "stopped",
-    }
-}
-
 /// One SLA clock of a case, read at the time of the request.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
@@ -581,11 +565,7 @@ pub async fn get_case_sla(
                 let row = reading.row;
                 let elapsed = reading.elapsed_secs;
                 let breached = row.breached_at.is_some() || elapsed > row.target_secs;
-                let state = match (&row.running_since, &row.stopped_at) {
-                    (Some(_), _) => ClockState::Running,
-                    (None, Some(_)) => ClockState::Stopped,
-                    (None, None) => ClockState::Paused,
-                };
+                let state = reading.state;
                 ClockView {
                     clock: Clock::from_code(&row.clock).unwrap_or(Clock::Resolution),
                     state,

@@ -424,7 +424,38 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhooks (id) {
+        id -> Text,
+        agency_id -> Nullable<Text>,
+        url -> Text,
+        secret -> Text,
+        events -> Text,
+        active -> Bool,
+        created_by -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Text,
+        webhook_id -> Text,
+        event -> Text,
+        case_id -> Nullable<Text>,
+        payload -> Text,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        last_status -> Nullable<Integer>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        delivered_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(attachments -> cases (case_id));
+diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
 diesel::joinable!(sla_policies -> calendars (calendar_id));
 diesel::joinable!(ticket_messages -> tickets (ticket_id));
 diesel::joinable!(presence -> users (user_id));
@@ -466,4 +497,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     calendars,
     sla_policies,
     sla_clocks,
+    webhooks,
+    webhook_deliveries,
 );

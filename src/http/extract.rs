@@ -242,17 +242,38 @@ impl PageRequest {
         key: impl Fn(&R) -> &str,
         view: impl Fn(R) -> T,
     ) -> Page<T> {
-        let more = rows.len() as i64 > self.limit;
-        rows.truncate(self.limit as usize);
-        let next_cursor = if more {
-            rows.last().map(|r| URL_SAFE_NO_PAD.encode(key(r)))
-        } else {
-            None
-        };
+        let next_cursor = self.cut(&mut rows, key);
         Page {
             items: rows.into_iter().map(view).collect(),
             next_cursor,
         }
+    }
+
+    /// [`PageRequest::page`] of views read from rows that can fail to read (stored JSON).
+    pub fn try_page<R, T>(
+        &self,
+        mut rows: Vec<R>,
+        key: impl Fn(&R) -> &str,
+    ) -> Result<Page<T>, ApiError>
+    where
+        T: ToSchema + TryFrom<R, Error = ApiError>,
+    {
+        let next_cursor = self.cut(&mut rows, key);
+        Ok(Page {
+            items: rows
+                .into_iter()
+                .map(T::try_from)
+                .collect::<Result<_, _>>()?,
+            next_cursor,
+        })
+    }
+
+    /// Drops the extra row fetched past the page; the cursor to the next page if there was one.
+    fn cut<R>(&self, rows: &mut Vec<R>, key: impl Fn(&R) -> &str) -> Option<String> {
+        let more = rows.len() as i64 > self.limit;
+        rows.truncate(self.limit as usize);
+        more.then(|| rows.last().map(|r| URL_SAFE_NO_PAD.encode(key(r))))
+            .flatten()
     }
 }
 

@@ -37,6 +37,7 @@ pub mod storyline;
 pub mod surveys;
 pub mod tickets;
 pub mod users;
+pub mod webhooks;
 
 use diesel::QueryResult;
 use diesel::result::{DatabaseErrorKind, Error};

@@ -2,6 +2,7 @@
 //! default, PostgreSQL when `TEST_DATABASE_URL` is set.
 
 mod helpers;
+mod receiver;
 mod smtp;
 mod world;
 
@@ -29,5 +30,6 @@ mod storyline;
 mod surveys;
 mod tickets;
 mod users;
+mod webhooks;
 mod workflow;
 mod writes;

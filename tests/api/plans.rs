@@ -127,6 +127,9 @@ fn walks_primary_key(sql: &str, plan: &[String], table: &str) -> bool {
         && !plan.iter().any(|line| line.contains("USE TEMP B-TREE"))
 }
 
+/// A webhook of agency 0, for its deliveries' list.
+const WEBHOOK: &str = "00000000-0000-7000-e000-000000000001";
+
 #[actix_web::test]
 async fn no_listed_query_scans_a_whole_large_table() {
     let app = spawn_with(&[("DOSSIER_DB_POOL_SIZE", "1")]).await;
@@ -138,6 +141,12 @@ async fn no_listed_query_scans_a_whole_large_table() {
         seed_tickets(&mut conn);
         seed
     };
+    app.sql(&format!(
+        "INSERT INTO webhooks (id, agency_id, url, secret, events, active, created_by, created_at) \
+         VALUES ('{WEBHOOK}', '00000000-0000-7000-a000-000000000000', 'https://hooks.example/x', \
+         'whsec_x', '[\"status_changed\"]', TRUE, '00000000-0000-7000-b000-000000000001', \
+         '2026-01-01 00:00:00')"
+    ));
     let recorded = app.record_statements();
     let password = seed["password"].as_str().unwrap();
     let platform = token(&app, "admin@platform.bench", password).await;
@@ -224,6 +233,8 @@ async fn no_listed_query_scans_a_whole_large_table() {
         (&client, format!("/v1/cases/{case}/sla")),
         (&admin, "/v1/calendars".into()),
         (&admin, "/v1/sla-policies".into()),
+        (&admin, "/v1/webhooks".into()),
+        (&admin, format!("/v1/webhooks/{WEBHOOK}/deliveries")),
     ];
     let mut failures = Vec::new();
     let mut explained = 0;

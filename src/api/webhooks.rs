@@ -1,0 +1,360 @@
+//! Outbound webhooks (API.md): agency admins subscribe URLs to events on their agency's cases,
+//! platform admins to events on every agency's; each event is posted, signed, and retried
+//! (`crate::webhooks`), and the deliveries are listed for the webhook's owner.
+
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+use validator::Validate;
+
+use crate::api::notifications::Event;
+use crate::api::{Asked, Asking, timestamp};
+use crate::app::AppState;
+use crate::auth::{AuthUser, Token, random_bytes};
+use crate::db;
+use crate::domain::Role;
+use crate::errors::ApiError;
+use crate::http::extract::{Page, PageRequest, ValidJson, page_response};
+use crate::repo;
+use crate::repo::audit::Change;
+use crate::repo::webhooks::{DeliveryRow, Owner, WebhookRow};
+
+/// Whose webhooks the caller manages: an agency admin their agency's, a platform admin the
+/// platform's (or, reading, an agency's with `agency_id`); 403 for everyone else.
+fn owner(caller: &AuthUser, agency_id: Option<Uuid>) -> Result<Owner, ApiError> {
+    match (caller.role, &caller.agency_id, agency_id) {
+        (Role::Agency, Some(own), None) if caller.admin => Ok(Owner::Agency(own.clone())),
+        (Role::Platform, _, None) if caller.admin => Ok(Owner::Platform),
+        (Role::Platform, _, Some(agency)) if caller.admin => Ok(Owner::Agency(agency.to_string())),
+        (Role::Agency, _, Some(_)) if caller.admin => Err(ApiError::Forbidden(
+            "`agency_id` is for platform admins; you see your agency's webhooks.".into(),
+        )),
+        _ => Err(ApiError::Forbidden(
+            "Only agency and platform admins manage webhooks.".into(),
+        )),
+    }
+}
+
+/// A webhook as its owner sees it (the secret only once, on creation).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a6f4-7777-7c2d-8e3f-405162738495",
+    "agency_id": "0193a6f4-0000-7c2d-8e3f-405162738495",
+    "url": "https://crm.rossi.example/hooks/dossier",
+    "events": ["status_changed", "sla_breached"],
+    "active": true,
+    "created_at": "2026-11-24T09:30:00Z"
+}))]
+pub struct WebhookView {
+    #[schema(format = "uuid")]
+    pub id: String,
+    /// `null`: the platform's, which hears of every agency's cases.
+    #[schema(format = "uuid")]
+    pub agency_id: Option<String>,
+    pub url: String,
+    pub events: Vec<Event>,
+    pub active: bool,
+    #[serde(serialize_with = "crate::api::rfc3339")]
+    pub created_at: DateTime<Utc>,
+    /// Only in the answer to its creation: the key of each delivery's `Dossier-Signature`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+impl TryFrom<WebhookRow> for WebhookView {
+    type Error = ApiError;
+
+    fn try_from(row: WebhookRow) -> Result<Self, ApiError> {
+        Ok(WebhookView {
+            events: serde_json::from_str(&row.events).map_err(ApiError::internal)?,
+            id: row.id,
+            agency_id: row.agency_id,
+            url: row.url,
+            active: row.active,
+            created_at: timestamp(row.created_at),
+            secret: None,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"url": "https://crm.rossi.example/hooks/dossier", "events": ["status_changed", "sla_breached"]}))]
+pub struct CreateWebhook {
+    /// `https` (development also takes `http`); in production not an IP address of a private,
+    /// loopback or link-local network. No user name or password in it.
+    #[validate(length(min = 1, max = 2000))]
+    #[schema(min_length = 1, max_length = 2000, format = "uri")]
+    pub url: String,
+    /// The events on cases to post (every notification event but `ticket_opened`).
+    #[validate(length(min = 1, max = 20))]
+    #[schema(min_items = 1, max_items = 20)]
+    pub events: Vec<Event>,
+}
+
+/// Why a webhook URL is refused, if it is.
+fn url_problem(url: &str, public_https_only: bool) -> Option<&'static str> {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return Some("not an absolute URL");
+    };
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Some("no user name or password in the URL: it is shown to every admin");
+    }
+    match (parsed.scheme(), public_https_only) {
+        ("https", _) | ("http", false) => {}
+        (_, true) => return Some("must be https"),
+        _ => return Some("must be http or https"),
+    }
+    let local = match parsed.host() {
+        None => return Some("must name a host"),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => {
+            ip.is_private() || ip.is_loopback() || ip.is_link_local() || ip.is_unspecified()
+        }
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback() || ip.is_unspecified() || (ip.segments()[0] & 0xfe00) == 0xfc00
+        }
+    };
+    (local && public_https_only).then_some("must not be a local or private address")
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListWebhooksQuery {
+    /// Platform admins: this agency's webhooks instead of the platform's.
+    pub agency_id: Option<Uuid>,
+    #[param(minimum = 1, maximum = 100, default = 25)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// List webhooks
+///
+/// The caller's webhooks, newest first: an agency admin's agency's, a platform admin's the
+/// platform's (or an agency's with `agency_id`). Secrets are never listed. Roles: agency and
+/// platform admins.
+#[utoipa::path(
+    tag = "webhooks",
+    operation_id = "list_webhooks",
+    params(ListWebhooksQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page of webhooks", body = Page<WebhookView>,
+            headers(("Link" = String, description = "`<…>; rel=\"next\"` when another page follows"))),
+        (status = 403, description = "Only agency and platform admins; `agency_id` is for platform admins"),
+    )
+)]
+#[get("/v1/webhooks")]
+pub async fn list_webhooks(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: Token,
+    query: web::Query<ListWebhooksQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
+    let agency_id = query.agency_id;
+    let (rows, page) = db::read(&state.pool, move |conn| {
+        let owner = owner(&token.user(conn)?, agency_id)?;
+        let rows = repo::webhooks::list(conn, &owner, page.after.as_deref(), page.fetch())?;
+        Ok((rows, page))
+    })
+    .await?;
+    let page = page.try_page::<_, WebhookView>(rows, |r| &r.id)?;
+    Ok(page_response(&req, page))
+}
+
+/// Create a webhook
+///
+/// Subscribes a URL to events on the caller's agency's cases (a platform admin's: every
+/// agency's). Each event is posted as JSON (`id`, `event`, `occurred_at`, `case` {`id`,
+/// `number`, `agency_id`, `status`}, `detail`: the reason of a status change or the account of
+/// an SLA warning or breach) with the headers `Dossier-Event`, `Dossier-Delivery` (the
+/// delivery's id: deliveries are at least once) and `Dossier-Signature`: `t=<unix
+/// seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" keyed with the secret>`. A receiver answering
+/// anything but 2xx, or not within `DOSSIER_WEBHOOK_TIMEOUT_SECONDS`, gets the delivery again
+/// with exponential backoff, up to `DOSSIER_WEBHOOK_MAX_ATTEMPTS`; redirects are not followed.
+/// The secret is in this answer only. Roles: agency and platform admins.
+#[utoipa::path(
+    tag = "webhooks",
+    operation_id = "create_webhook",
+    request_body = CreateWebhook,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created, with its secret", body = WebhookView,
+            headers(("Location" = String, description = "Its deliveries"))),
+        (status = 403, description = "Only agency and platform admins"),
+        (status = 422, description = "A member breaks a rule: the URL (`invalid_url`), an event that is not on cases, a repeated event"),
+    )
+)]
+#[post("/v1/webhooks")]
+pub async fn create_webhook(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: Token,
+    body: ValidJson<CreateWebhook>,
+) -> Result<HttpResponse, ApiError> {
+    let input = body.0;
+    let asking = Asking::new(token, &req);
+    let public_https_only = state.settings.webhooks.public_https_only;
+    let view = db::write(&state.pool, move |conn| {
+        let Asked { caller, actor, .. } = asking.resolve(conn)?;
+        let owner = owner(&caller, None)?;
+        if let Some(problem) = url_problem(&input.url, public_https_only) {
+            return Err(ApiError::invalid_field("/url", "invalid_url", problem));
+        }
+        let mut events = input.events;
+        if events.contains(&Event::TicketOpened) {
+            return Err(ApiError::invalid_field(
+                "/events",
+                "not_a_case_event",
+                "`ticket_opened` is not an event on a case",
+            ));
+        }
+        let count = events.len();
+        events.sort_by_key(|e| e.as_str());
+        events.dedup();
+        if events.len() != count {
+            return Err(ApiError::invalid_field(
+                "/events",
+                "repeated",
+                "each event at most once",
+            ));
+        }
+        let secret: String = random_bytes::<32>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let row = WebhookRow {
+            id: repo::new_id(),
+            agency_id: match owner {
+                Owner::Agency(agency) => Some(agency),
+                Owner::Platform => None,
+            },
+            url: input.url,
+            secret: format!("whsec_{secret}"),
+            events: serde_json::to_string(&events).map_err(ApiError::internal)?,
+            active: true,
+            created_by: caller.id.clone(),
+            created_at: db::now(),
+        };
+        repo::webhooks::insert(conn, &row)?;
+        let change = Change::outside_cases("webhook", &row.id, row.agency_id.as_deref(), "create");
+        repo::audit::append(
+            conn,
+            &actor,
+            change.fields(vec![
+                ("url", None, Some(row.url.clone())),
+                ("events", None, Some(row.events.clone())),
+            ]),
+        )?;
+        let secret = row.secret.clone();
+        let mut view = WebhookView::try_from(row)?;
+        view.secret = Some(secret);
+        Ok(view)
+    })
+    .await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/v1/webhooks/{}/deliveries", view.id)))
+        .json(view))
+}
+
+/// One delivery of a webhook.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryView {
+    #[schema(format = "uuid")]
+    pub id: String,
+    pub event: Event,
+    #[schema(format = "uuid")]
+    pub case_id: Option<String>,
+    /// `pending` (due at `next_attempt_at`), `delivered` or `dead` (no more attempts).
+    pub status: String,
+    pub attempts: i32,
+    #[serde(serialize_with = "crate::api::rfc3339_opt")]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The receiver's last HTTP status; `null` if it never answered.
+    pub last_status: Option<i32>,
+    pub last_error: Option<String>,
+    /// The JSON posted.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    #[serde(serialize_with = "crate::api::rfc3339")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::api::rfc3339_opt")]
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+impl DeliveryView {
+    fn new(row: DeliveryRow) -> DeliveryView {
+        let pending = row.status == repo::webhooks::PENDING;
+        DeliveryView {
+            event: Event::from_code(&row.event).unwrap_or(Event::StatusChanged),
+            payload: serde_json::from_str(&row.payload).unwrap_or(serde_json::Value::Null),
+            next_attempt_at: pending.then(|| timestamp(row.next_attempt_at)),
+            id: row.id,
+            case_id: row.case_id,
+            status: row.status,
+            attempts: row.attempts,
+            last_status: row.last_status,
+            last_error: row.last_error,
+            created_at: timestamp(row.created_at),
+            delivered_at: row.delivered_at.map(timestamp),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListDeliveriesQuery {
+    #[param(minimum = 1, maximum = 100, default = 25)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A webhook's deliveries
+///
+/// Newest first, with each one's status, attempts, the receiver's last answer and the JSON
+/// posted. Roles: the webhook's owner (agency admins of its agency, platform admins); 404 for
+/// anyone else's.
+#[utoipa::path(
+    tag = "webhooks",
+    operation_id = "list_webhook_deliveries",
+    params(("id" = Uuid, Path, description = "The webhook"), ListDeliveriesQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page of deliveries", body = Page<DeliveryView>,
+            headers(("Link" = String, description = "`<…>; rel=\"next\"` when another page follows"))),
+        (status = 403, description = "Only agency and platform admins"),
+        (status = 404, description = "No such webhook, or not the caller's"),
+    )
+)]
+#[get("/v1/webhooks/{id}/deliveries")]
+pub async fn list_webhook_deliveries(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: Token,
+    id: web::Path<Uuid>,
+    query: web::Query<ListDeliveriesQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
+    let id = id.into_inner().to_string();
+    let (rows, page) = db::read(&state.pool, move |conn| {
+        let caller = token.user(conn)?;
+        // Platform admins read every webhook's deliveries; agency admins their agency's.
+        let found = match owner(&caller, None)? {
+            Owner::Platform => repo::webhooks::find_any(conn, &id)?,
+            agency => repo::webhooks::find(conn, &agency, &id)?,
+        };
+        let hook = found.ok_or_else(|| ApiError::NotFound("No such webhook of yours.".into()))?;
+        let rows = repo::webhooks::deliveries(conn, &hook.id, page.after.as_deref(), page.fetch())?;
+        Ok((rows, page))
+    })
+    .await?;
+    let page = page.page(rows, |r| &r.id, DeliveryView::new);
+    Ok(page_response(&req, page))
+}

@@ -1,0 +1,238 @@
+//! Outbound webhooks and their deliveries (the outbox the webhook worker drains).
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::schema::{webhook_deliveries, webhooks};
+use crate::db::{BuildOnce, DbConnection};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = webhooks)]
+pub struct WebhookRow {
+    pub id: String,
+    /// `None`: the platform's, which hears of every agency's cases.
+    pub agency_id: Option<String>,
+    pub url: String,
+    pub secret: String,
+    /// JSON array of event codes.
+    pub events: String,
+    pub active: bool,
+    pub created_by: String,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = webhook_deliveries)]
+#[diesel(treat_none_as_default_value = false)]
+pub struct DeliveryRow {
+    pub id: String,
+    pub webhook_id: String,
+    pub event: String,
+    pub case_id: Option<String>,
+    pub payload: String,
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: NaiveDateTime,
+    pub last_status: Option<i32>,
+    pub last_error: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub delivered_at: Option<NaiveDateTime>,
+}
+
+type Backend = <DbConnection as diesel::Connection>::Backend;
+
+pub const PENDING: &str = "pending";
+pub const DELIVERED: &str = "delivered";
+pub const DEAD: &str = "dead";
+
+/// Whose webhooks a caller manages: an agency's, or the platform's.
+#[derive(Debug, Clone)]
+pub enum Owner {
+    Agency(String),
+    Platform,
+}
+
+pub fn insert(conn: &mut DbConnection, row: &WebhookRow) -> QueryResult<()> {
+    diesel::insert_into(webhooks::table)
+        .values(row)
+        .execute(conn)
+        .map(|_| ())
+}
+
+fn owned(owner: &Owner) -> webhooks::BoxedQuery<'static, Backend> {
+    let query = webhooks::table.into_boxed();
+    match owner {
+        Owner::Agency(agency) => query.filter(webhooks::agency_id.eq(agency.clone())),
+        Owner::Platform => query.filter(webhooks::agency_id.is_null()),
+    }
+}
+
+/// The owner's webhooks, newest first after `after` (an id).
+pub fn list(
+    conn: &mut DbConnection,
+    owner: &Owner,
+    after: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<WebhookRow>> {
+    let mut query = owned(owner);
+    if let Some(after) = after {
+        query = query.filter(webhooks::id.lt(after.to_owned()));
+    }
+    query
+        .order(webhooks::id.desc())
+        .limit(limit)
+        .select(WebhookRow::as_select())
+        .load(conn)
+}
+
+/// The owner's webhook of this id.
+pub fn find(conn: &mut DbConnection, owner: &Owner, id: &str) -> QueryResult<Option<WebhookRow>> {
+    owned(owner)
+        .filter(webhooks::id.eq(id.to_owned()))
+        .select(WebhookRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// The webhook of this id, whoever owns it (platform admins read every one).
+pub fn find_any(conn: &mut DbConnection, id: &str) -> QueryResult<Option<WebhookRow>> {
+    webhooks::table
+        .find(id.to_owned())
+        .select(WebhookRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// The active webhooks that hear of the agency's cases: its own and the platform's. Their
+/// events are checked by the caller (one search of the agency's index, and one of the
+/// platform's, on every event).
+pub fn listening(conn: &mut DbConnection, agency_id: &str) -> QueryResult<Vec<WebhookRow>> {
+    webhooks::table
+        .filter(
+            webhooks::agency_id
+                .eq(agency_id.to_owned())
+                .or(webhooks::agency_id.is_null()),
+        )
+        .filter(webhooks::active.eq(true))
+        .select(WebhookRow::as_select())
+        .built_once()
+        .load(conn)
+}
+
+/// One statement per delivery: the multi-engine connection has no multi-row insert.
+pub fn enqueue(conn: &mut DbConnection, rows: &[DeliveryRow]) -> QueryResult<()> {
+    for row in rows {
+        diesel::insert_into(webhook_deliveries::table)
+            .values(row)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// The webhook's deliveries, newest first after `after` (an id).
+pub fn deliveries(
+    conn: &mut DbConnection,
+    webhook_id: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<DeliveryRow>> {
+    let mut query = webhook_deliveries::table
+        .filter(webhook_deliveries::webhook_id.eq(webhook_id.to_owned()))
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(webhook_deliveries::id.lt(after.to_owned()));
+    }
+    query
+        .order(webhook_deliveries::id.desc())
+        .limit(limit)
+        .select(DeliveryRow::as_select())
+        .load(conn)
+}
+
+/// A delivery claimed by a worker until `lease_end`; its outcome is recorded only while the
+/// claim still holds.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub id: String,
+    pub lease_end: NaiveDateTime,
+}
+
+/// Claims up to `limit` due deliveries, with their webhooks, by pushing each one's due time
+/// `lease` ahead: a conditional update per row, so two workers never claim the same one, and a
+/// worker that dies mid-post leaves it to be retried when the lease ends.
+pub fn claim_due(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+    lease: chrono::Duration,
+    limit: i64,
+) -> QueryResult<Vec<(DeliveryRow, WebhookRow)>> {
+    let due: Vec<String> = webhook_deliveries::table
+        .filter(webhook_deliveries::status.eq(PENDING))
+        .filter(webhook_deliveries::next_attempt_at.le(now))
+        .order((webhook_deliveries::next_attempt_at, webhook_deliveries::id))
+        .limit(limit)
+        .select(webhook_deliveries::id)
+        .load(conn)?;
+    let mut claimed = Vec::with_capacity(due.len());
+    for id in due {
+        let won = diesel::update(
+            webhook_deliveries::table
+                .filter(webhook_deliveries::id.eq(&id))
+                .filter(webhook_deliveries::status.eq(PENDING))
+                .filter(webhook_deliveries::next_attempt_at.le(now)),
+        )
+        .set(webhook_deliveries::next_attempt_at.eq(now + lease))
+        .execute(conn)?;
+        if won == 1 {
+            claimed.push(
+                webhook_deliveries::table
+                    .inner_join(webhooks::table)
+                    .filter(webhook_deliveries::id.eq(&id))
+                    .select((DeliveryRow::as_select(), WebhookRow::as_select()))
+                    .first(conn)?,
+            );
+        }
+    }
+    Ok(claimed)
+}
+
+/// Records a delivery's outcome while `claim` holds: delivered, due again at `retry_at`, or
+/// dead without one. `false` when another worker has it now.
+pub fn record(
+    conn: &mut DbConnection,
+    claim: &Claim,
+    status: Option<i32>,
+    error: Option<&str>,
+    retry_at: Option<NaiveDateTime>,
+) -> QueryResult<bool> {
+    let now = crate::db::now();
+    let target = webhook_deliveries::table
+        .filter(webhook_deliveries::id.eq(&claim.id))
+        .filter(webhook_deliveries::status.eq(PENDING))
+        .filter(webhook_deliveries::next_attempt_at.eq(claim.lease_end));
+    let delivered = error.is_none();
+    let (state, next) = match (delivered, retry_at) {
+        (true, _) => (DELIVERED, now),
+        (false, Some(at)) => (PENDING, at),
+        (false, None) => (DEAD, now),
+    };
+    let updated = diesel::update(target)
+        .set((
+            webhook_deliveries::status.eq(state),
+            webhook_deliveries::attempts.eq(webhook_deliveries::attempts + 1),
+            webhook_deliveries::next_attempt_at.eq(next),
+            webhook_deliveries::last_status.eq(status),
+            webhook_deliveries::last_error.eq(error),
+            webhook_deliveries::delivered_at.eq(delivered.then_some(now)),
+        ))
+        .execute(conn)?;
+    Ok(updated == 1)
+}
+
+/// When the next pending delivery is due.
+pub fn next_due(conn: &mut DbConnection) -> QueryResult<Option<NaiveDateTime>> {
+    webhook_deliveries::table
+        .filter(webhook_deliveries::status.eq(PENDING))
+        .select(diesel::dsl::min(webhook_deliveries::next_attempt_at))
+        .first(conn)
+}

@@ -1,0 +1,242 @@
+//! Outbound webhooks: every event the bell hears of on a case (`Notifier::notify`) becomes, in
+//! the same transaction, one delivery per active webhook of the case's agency or the platform
+//! that subscribed to it. A worker posts each delivery as JSON, signed with the webhook's
+//! secret, and retries failures with exponential backoff until `DOSSIER_WEBHOOK_MAX_ATTEMPTS`;
+//! then the delivery is dead (listed under the webhook). Delivery is at least once: a
+//! receiver tells repeats apart by `Dossier-Delivery`.
+
+use std::time::Duration;
+
+use actix_web::web;
+use hmac::{Hmac, Mac};
+use serde_json::json;
+use sha2::Sha256;
+
+use crate::api::notifications::Event;
+use crate::app::AppState;
+use crate::db::{self, DbConnection};
+use crate::domain::CaseStatus;
+use crate::errors::ApiError;
+use crate::repo;
+use crate::repo::cases::CaseRow;
+use crate::repo::webhooks::{Claim, DeliveryRow, PENDING, WebhookRow};
+
+/// Deliveries claimed per round: with the timeout each, well inside the lease.
+const BATCH: i64 = 10;
+/// How long a claimed delivery stays hidden from other workers.
+const LEASE_SECONDS: i64 = 300;
+/// Longest idle sleep: a safety net for deliveries written by another node.
+const IDLE: Duration = Duration::from_secs(60);
+
+/// Writes the deliveries of `event` on `case` (in the event's transaction). `status` is the
+/// case's new status for `status_changed`; `detail` the reason or the rule's account, never a
+/// message's text (the receiver reads that through the API, as its role allows).
+pub fn enqueue(
+    conn: &mut DbConnection,
+    case: &CaseRow,
+    event: Event,
+    status: Option<CaseStatus>,
+    detail: Option<&str>,
+) -> Result<(), ApiError> {
+    let hooks = repo::webhooks::listening(conn, &case.agency_id)?;
+    let now = db::now();
+    let rows: Vec<DeliveryRow> = hooks
+        .iter()
+        .filter(|hook| subscribed(hook, event))
+        .map(|hook| {
+            let id = repo::new_id();
+            let detail = match event {
+                Event::StatusChanged | Event::SlaWarning | Event::SlaBreached => detail,
+                _ => None,
+            };
+            let payload = json!({
+                "id": id,
+                "event": event,
+                "occurred_at": crate::api::timestamp(now),
+                "case": {
+                    "id": case.id,
+                    "number": case.number,
+                    "agency_id": case.agency_id,
+                    "status": status.map_or(case.status.clone(), |s| s.as_str().to_owned()),
+                },
+                "detail": detail,
+            });
+            DeliveryRow {
+                id,
+                webhook_id: hook.id.clone(),
+                event: event.as_str().to_owned(),
+                case_id: Some(case.id.clone()),
+                payload: payload.to_string(),
+                status: PENDING.into(),
+                attempts: 0,
+                next_attempt_at: now,
+                last_status: None,
+                last_error: None,
+                created_at: now,
+                delivered_at: None,
+            }
+        })
+        .collect();
+    if !rows.is_empty() {
+        repo::webhooks::enqueue(conn, &rows)?;
+        crate::live::will_wake_webhooks();
+    }
+    Ok(())
+}
+
+fn subscribed(hook: &WebhookRow, event: Event) -> bool {
+    serde_json::from_str::<Vec<Event>>(&hook.events).is_ok_and(|events| events.contains(&event))
+}
+
+/// The `Dossier-Signature` header of a body: `t=<unix seconds>,v1=<hex HMAC-SHA256 of
+/// "<t>.<body>" keyed with the secret>`.
+pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
+    // HMAC takes a key of any length.
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(format!("{timestamp}.{body}").as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("t={timestamp},v1={hex}")
+}
+
+/// Starts the worker.
+pub fn spawn(state: web::Data<AppState>) {
+    let client = match client(&state) {
+        Ok(client) => client,
+        Err(e) => {
+            log::error!("webhooks are off: no HTTP client: {e}");
+            return;
+        }
+    };
+    actix_web::rt::spawn(run(state, client));
+}
+
+fn client(state: &AppState) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(state.settings.webhooks.timeout)
+        // A receiver's redirect is not followed: the signature is for the URL subscribed.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("Dossier-Webhooks/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+async fn run(state: web::Data<AppState>, client: reqwest::Client) {
+    let mut wakes = crate::live::subscribe_webhooks();
+    loop {
+        wakes.borrow_and_update();
+        let next = db::read(&state.pool, |conn| Ok(repo::webhooks::next_due(conn)?)).await;
+        let wait = match next {
+            Ok(at) => crate::live::time_until(at, IDLE),
+            Err(e) => {
+                log::error!("webhook worker cannot read its outbox: {e}");
+                IDLE
+            }
+        };
+        if wait.is_zero() {
+            if let Err(e) = deliver_due_with(&state, &client).await {
+                log::error!("webhook worker cannot claim deliveries: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            continue;
+        }
+        tokio::select! {
+            changed = wakes.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// One round of the worker: claims the due deliveries and posts them; how many it posted.
+pub async fn deliver_due(state: &AppState) -> Result<usize, ApiError> {
+    let client = client(state).map_err(ApiError::internal)?;
+    deliver_due_with(state, &client).await
+}
+
+async fn deliver_due_with(state: &AppState, client: &reqwest::Client) -> Result<usize, ApiError> {
+    let lease = chrono::Duration::seconds(LEASE_SECONDS);
+    let claimed = db::write(&state.pool, move |conn| {
+        Ok(repo::webhooks::claim_due(conn, db::now(), lease, BATCH)?)
+    })
+    .await?;
+    let posted = claimed.len();
+    for (delivery, hook) in claimed {
+        post(state, client, delivery, hook).await;
+    }
+    Ok(posted)
+}
+
+/// Posts one delivery and records the outcome.
+async fn post(state: &AppState, client: &reqwest::Client, delivery: DeliveryRow, hook: WebhookRow) {
+    let claim = Claim {
+        id: delivery.id.clone(),
+        lease_end: delivery.next_attempt_at,
+    };
+    let timestamp = chrono::Utc::now().timestamp();
+    let sent = client
+        .post(&hook.url)
+        .header("Content-Type", "application/json")
+        .header("Dossier-Event", &delivery.event)
+        .header("Dossier-Delivery", &delivery.id)
+        .header(
+            "Dossier-Signature",
+            signature(&hook.secret, timestamp, &delivery.payload),
+        )
+        .body(delivery.payload.clone())
+        .send()
+        .await;
+    let (status, error) = match sent {
+        Ok(res) if res.status().is_success() => (Some(res.status().as_u16()), None),
+        Ok(res) => (
+            Some(res.status().as_u16()),
+            Some(format!("the receiver answered {}", res.status())),
+        ),
+        // The error names the URL, which the webhook's owner knows; the log does not get it.
+        Err(e) => (None, Some(transport_error(&e))),
+    };
+    let attempt = delivery.attempts + 1;
+    let settings = &state.settings.webhooks;
+    let max_attempts = i32::try_from(settings.max_attempts).unwrap_or(i32::MAX);
+    let retry_at = (error.is_some() && attempt < max_attempts)
+        .then(|| db::now() + crate::mailer::backoff(settings.retry_base, attempt));
+    if let Some(error) = &error {
+        let next = if retry_at.is_some() {
+            "will retry"
+        } else {
+            "dead"
+        };
+        log::warn!(
+            "webhook delivery {} (attempt {attempt}): {error}; {next}",
+            delivery.id
+        );
+    }
+    let status = status.map(i32::from);
+    let recorded = db::write(&state.pool, move |conn| {
+        Ok(repo::webhooks::record(
+            conn,
+            &claim,
+            status,
+            error.as_deref(),
+            retry_at,
+        )?)
+    })
+    .await;
+    match recorded {
+        Ok(true) => {}
+        Ok(false) => log::warn!("webhook delivery {}: another worker took it", delivery.id),
+        Err(e) => log::error!("webhook delivery {}: cannot record it: {e}", delivery.id),
+    }
+}
+
+fn transport_error(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "no answer within the timeout".into()
+    } else if e.is_connect() {
+        "cannot connect".into()
+    } else {
+        "the request failed".into()
+    }
+}

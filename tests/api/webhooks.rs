@@ -1,0 +1,242 @@
+//! Outbound webhooks: who subscribes, what is refused, and each event on a case posted once per
+//! subscriber, signed, retried on failure until dead, listed under its webhook.
+
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use crate::helpers::spawn_with;
+use crate::receiver::Receiver;
+use crate::world::{World, act, buy, id, post_message};
+
+/// Checks a `Dossier-Signature` header against the body, keyed with the secret.
+fn signed_by(header: &str, secret: &str, body: &str) -> bool {
+    let Some((t, v1)) = header
+        .strip_prefix("t=")
+        .and_then(|rest| rest.split_once(",v1="))
+    else {
+        return false;
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.{body}").as_bytes());
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    expected == v1
+}
+
+async fn round<S>(app: &crate::helpers::TestApp<S>) -> usize {
+    dossier::webhooks::deliver_due(&app.state).await.unwrap()
+}
+
+#[actix_web::test]
+async fn case_events_are_posted_signed_and_retried_until_dead() {
+    let app = spawn_with(&[
+        ("DOSSIER_WEBHOOK_RETRY_BASE_MS", "1"),
+        ("DOSSIER_WEBHOOK_MAX_ATTEMPTS", "3"),
+    ])
+    .await;
+    let w = World::new(&app).await;
+    let receiver = Receiver::start().await;
+    let platform_receiver = Receiver::start().await;
+
+    // Refused, nothing written.
+    let before = app.rows_in(&["webhooks", "audit_log"]);
+    for (body, code) in [
+        (
+            json!({"url": "ftp://crm.example/x", "events": ["status_changed"]}),
+            "invalid_url",
+        ),
+        (
+            json!({"url": "https://user:pw@crm.example/x", "events": ["status_changed"]}),
+            "invalid_url",
+        ),
+        (
+            json!({"url": "not a url", "events": ["status_changed"]}),
+            "invalid_url",
+        ),
+        (
+            json!({"url": receiver.url, "events": ["ticket_opened"]}),
+            "not_a_case_event",
+        ),
+        (
+            json!({"url": receiver.url, "events": ["assigned", "assigned"]}),
+            "repeated",
+        ),
+    ] {
+        let res = app.post("/v1/webhooks", &w.a_admin.token, body).await;
+        res.assert_problem(422, code);
+    }
+    for token in [
+        &w.a_operator.token,
+        &w.client.token,
+        &w.platform_staff.token,
+    ] {
+        app.post(
+            "/v1/webhooks",
+            token,
+            json!({"url": receiver.url, "events": ["status_changed"]}),
+        )
+        .await
+        .assert_problem(403, "forbidden");
+    }
+    assert_eq!(app.rows_in(&["webhooks", "audit_log"]), before);
+
+    let res = app
+        .post(
+            "/v1/webhooks",
+            &w.a_admin.token,
+            json!({"url": receiver.url, "events": ["status_changed", "message_received"]}),
+        )
+        .await;
+    let hook = res.assert_status(201).clone();
+    let secret = hook["secret"].as_str().unwrap().to_owned();
+    assert!(
+        secret.starts_with("whsec_") && secret.len() == 70,
+        "{secret}"
+    );
+    assert_eq!(hook["agency_id"], w.agency_a.as_str());
+    let deliveries = format!("/v1/webhooks/{}/deliveries", id(&hook));
+    assert_eq!(res.header("location").unwrap(), deliveries);
+    let platform_hook = app
+        .post(
+            "/v1/webhooks",
+            &w.platform.token,
+            json!({"url": platform_receiver.url, "events": ["status_changed"]}),
+        )
+        .await
+        .assert_status(201)
+        .clone();
+    assert_eq!(platform_hook["agency_id"], Value::Null);
+    // Listed without the secret, to their owners only.
+    let listed = app.get("/v1/webhooks", &w.a_admin.token).await;
+    let items = listed.assert_status(200)["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(items.len(), 1);
+    assert!(items[0].get("secret").is_none());
+    let of_b = app.get("/v1/webhooks", &w.b_admin.token).await;
+    assert_eq!(of_b.assert_status(200)["items"], json!([]));
+    app.get(&deliveries, &w.b_admin.token)
+        .await
+        .assert_problem(404, "not_found");
+
+    // An event on agency A's case: one delivery to A's webhook and one to the platform's.
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    act(&app, &w.a_operator.token, &case, "accept")
+        .await
+        .assert_status(200);
+    // Agency B's case reaches the platform's webhook only.
+    let b_case = id(&buy(&app, &w.client.token, &w.service_b, "card").await);
+    act(&app, &w.b_operator.token, &b_case, "accept")
+        .await
+        .assert_status(200);
+    let page = app.get(&deliveries, &w.a_admin.token).await;
+    let items = page.assert_status(200)["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["status"], "pending");
+    assert_eq!(items[0]["case_id"], case.as_str());
+
+    // The receiver fails once: the delivery waits for its retry.
+    receiver.answer_with(&[500]);
+    assert_eq!(round(&app).await, 3);
+    let got = receiver.received();
+    assert_eq!(got.len(), 1);
+    let request = &got[0];
+    assert_eq!(request.path, "/hooks/dossier");
+    assert_eq!(request.headers["dossier-event"], "status_changed");
+    assert_eq!(request.headers["content-type"], "application/json");
+    assert!(
+        signed_by(
+            &request.headers["dossier-signature"],
+            &secret,
+            &request.body
+        ),
+        "{request:?}"
+    );
+    assert!(!signed_by(
+        &request.headers["dossier-signature"],
+        "whsec_other",
+        &request.body
+    ));
+    let payload: Value = serde_json::from_str(&request.body).unwrap();
+    assert_eq!(payload["event"], "status_changed");
+    assert_eq!(payload["case"]["id"], case.as_str());
+    assert_eq!(payload["case"]["status"], "approved");
+    assert_eq!(payload["id"], request.headers["dossier-delivery"].as_str());
+    let delivery = &app.get(&deliveries, &w.a_admin.token).await.body["items"][0].clone();
+    assert_eq!(delivery["status"], "pending");
+    assert_eq!(delivery["attempts"], 1);
+    assert_eq!(delivery["last_status"], 500);
+    let platform_got = platform_receiver.received();
+    let cases: Vec<&str> = platform_got
+        .iter()
+        .map(|r| serde_json::from_str::<Value>(&r.body).unwrap())
+        .map(|p| p["case"]["id"].as_str().unwrap().to_owned())
+        .map(|id| {
+            if id == case {
+                "a"
+            } else if id == b_case {
+                "b"
+            } else {
+                "?"
+            }
+        })
+        .collect();
+    assert_eq!(cases.len(), 2);
+    assert!(cases.contains(&"a") && cases.contains(&"b"), "{cases:?}");
+
+    // The retry lands; the same delivery id comes again.
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert_eq!(round(&app).await, 1);
+    let got = receiver.received();
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        got[1].headers["dossier-delivery"],
+        got[0].headers["dossier-delivery"]
+    );
+    let delivery = &app.get(&deliveries, &w.platform.token).await.body["items"][0].clone();
+    assert_eq!(delivery["status"], "delivered");
+    assert_eq!(delivery["attempts"], 2);
+    assert_eq!(delivery["last_status"], 200);
+    assert_eq!(delivery["next_attempt_at"], Value::Null);
+    assert!(delivery["delivered_at"].is_string());
+    assert_eq!(round(&app).await, 0);
+
+    // A message: its text stays out of the payload. The receiver keeps failing: dead after
+    // the third attempt.
+    post_message(
+        &app,
+        &w.client.token,
+        &case,
+        "The secret plan is in the garage.",
+    )
+    .await;
+    receiver.answer_with(&[503, 503, 503, 503]);
+    for _ in 0..3 {
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(round(&app).await, 1);
+    }
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert_eq!(round(&app).await, 0);
+    let got = receiver.received();
+    assert_eq!(got.len(), 5);
+    assert!(!got[4].body.contains("garage"), "{}", got[4].body);
+    assert_eq!(got[4].headers["dossier-event"], "message_received");
+    let delivery = &app.get(&deliveries, &w.a_admin.token).await.body["items"][0].clone();
+    assert_eq!(delivery["event"], "message_received");
+    assert_eq!(delivery["status"], "dead");
+    assert_eq!(delivery["attempts"], 3);
+    assert_eq!(delivery["last_status"], 503);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE entity = 'webhook' AND entity_id = '{}'",
+            id(&hook)
+        )),
+        2
+    );
+}
