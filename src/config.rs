@@ -327,7 +327,7 @@ impl Settings {
             operator_capacity: src.positive("DOSSIER_OPERATOR_CAPACITY", 3)?,
             email: email(src)?,
             webhooks: WebhookSettings {
-                timeout: src.seconds("DOSSIER_WEBHOOK_TIMEOUT_SECONDS", 10)?,
+                timeout: webhook_timeout(src)?,
                 retry_base: Duration::from_millis(
                     src.positive("DOSSIER_WEBHOOK_RETRY_BASE_MS", 30_000)?
                         .into(),
@@ -349,6 +349,19 @@ impl Settings {
             )?,
         })
     }
+}
+
+/// How long a webhook receiver has: at most a minute, so a round of posts ends well inside
+/// the deliveries' lease.
+fn webhook_timeout<F: Fn(&str) -> Option<String>>(
+    src: &Source<F>,
+) -> Result<Duration, ConfigError> {
+    let name = "DOSSIER_WEBHOOK_TIMEOUT_SECONDS";
+    let timeout = src.seconds(name, 10)?;
+    if timeout > Duration::from_secs(60) {
+        return Err(invalid(name, "must be from 1 to 60 seconds"));
+    }
+    Ok(timeout)
 }
 
 /// An app link template from `name`, which must contain `placeholder`.

@@ -502,7 +502,8 @@ fn sync_at(
         crate::live::will_wake_rules();
     }
     if !crossings.is_empty() {
-        record(conn, notifier, case, &crossings, &current, &columns)?;
+        let states = (&current, &columns);
+        record(conn, notifier, case, status, &crossings, states)?;
     }
     Ok(())
 }
@@ -610,9 +611,9 @@ fn record(
     conn: &mut DbConnection,
     notifier: &Notifier,
     case: &CaseRow,
+    status: CaseStatus,
     crossings: &[(Clock, Crossing, NaiveDateTime, i64)],
-    before: &SlaColumns,
-    after: &SlaColumns,
+    (before, after): (&SlaColumns, &SlaColumns),
 ) -> Result<(), ApiError> {
     for (i, &(clock, crossing, at, target_secs)) in crossings.iter().enumerate() {
         let (rule, trigger, event, word) = match crossing {
@@ -653,15 +654,8 @@ fn record(
             ));
         }
         repo::audit::append_by_rule(conn, &entry.id, audit)?;
-        notifier.notify(
-            conn,
-            case,
-            event,
-            &[Audience::Agency],
-            None,
-            Some(&detail),
-            None,
-        )?;
+        let to = &[Audience::Agency];
+        notifier.notify(conn, case, event, to, None, Some(&detail), Some(status))?;
         repo::rules::record(conn, &entry)?;
     }
     Ok(())

@@ -5,6 +5,7 @@
 //! then the delivery is dead (listed under the webhook). Delivery is at least once: a
 //! receiver tells repeats apart by `Dossier-Delivery`.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use actix_web::web;
@@ -84,6 +85,87 @@ pub fn enqueue(
     Ok(())
 }
 
+/// Why a webhook URL is refused, if it is; `public_only` (production): https to a public host.
+pub fn url_problem(url: &str, public_only: bool) -> Option<&'static str> {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return Some("not an absolute URL");
+    };
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Some("no user name or password in the URL: it is shown to every admin");
+    }
+    match (parsed.scheme(), public_only) {
+        ("https", _) | ("http", false) => {}
+        (_, true) => return Some("must be https"),
+        _ => return Some("must be http or https"),
+    }
+    let public = match parsed.host() {
+        None => return Some("must name a host"),
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name != "localhost" && !name.ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => public_address(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => public_address(IpAddr::V6(ip)),
+    };
+    (public_only && !public).then_some("must not be a local or private address")
+}
+
+/// Whether an address is on the public internet: not loopback, private, link-local, shared
+/// (carrier-grade NAT), benchmarking, documentation, multicast or unspecified; an IPv4-mapped
+/// IPv6 address is judged as its IPv4 address.
+pub fn public_address(ip: IpAddr) -> bool {
+    const NOT_PUBLIC: &[&str] = &[
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/3",
+        "::/128",
+        "::1/128",
+        "64:ff9b::/96",
+        "100::/64",
+        "2001:db8::/32",
+        "fc00::/7",
+        "fe80::/10",
+        "ff00::/8",
+    ];
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    !NOT_PUBLIC
+        .iter()
+        .filter_map(|net| net.parse::<ipnet::IpNet>().ok())
+        .any(|net| net.contains(&ip))
+}
+
+/// Resolves receivers' host names to their public addresses only (production), at every
+/// delivery: a name that points inside the network, or is rebound there later, reaches
+/// nothing.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let found = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            let public: Vec<SocketAddr> = found.filter(|a| public_address(a.ip())).collect();
+            if public.is_empty() {
+                return Err("the host has no public address".into());
+            }
+            Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
 fn subscribed(hook: &WebhookRow, event: Event) -> bool {
     serde_json::from_str::<Vec<Event>>(&hook.events).is_ok_and(|events| events.contains(&event))
 }
@@ -116,12 +198,19 @@ pub fn spawn(state: web::Data<AppState>) {
 }
 
 fn client(state: &AppState) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .timeout(state.settings.webhooks.timeout)
-        // A receiver's redirect is not followed: the signature is for the URL subscribed.
+        // A receiver's redirect is not followed: the signature is for the URL subscribed, and
+        // a redirect could point inside the network.
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("Dossier-Webhooks/", env!("CARGO_PKG_VERSION")))
-        .build()
+        .no_proxy()
+        .user_agent(concat!("Dossier-Webhooks/", env!("CARGO_PKG_VERSION")));
+    match state.settings.webhooks.public_https_only {
+        true => builder
+            .dns_resolver(std::sync::Arc::new(PublicOnly))
+            .build(),
+        false => builder.build(),
+    }
 }
 
 async fn run(state: web::Data<AppState>, client: reqwest::Client) {
@@ -163,9 +252,11 @@ async fn deliver_due_with(state: &AppState, client: &reqwest::Client) -> Result<
     })
     .await?;
     let posted = claimed.len();
-    for (delivery, hook) in claimed {
-        post(state, client, delivery, hook).await;
-    }
+    // At once: a slow receiver holds up a round for one timeout, not one per delivery.
+    let posts = claimed
+        .into_iter()
+        .map(|(delivery, hook)| post(state, client, delivery, hook));
+    futures_util::future::join_all(posts).await;
     Ok(posted)
 }
 
@@ -176,26 +267,33 @@ async fn post(state: &AppState, client: &reqwest::Client, delivery: DeliveryRow,
         lease_end: delivery.next_attempt_at,
     };
     let timestamp = chrono::Utc::now().timestamp();
-    let sent = client
-        .post(&hook.url)
-        .header("Content-Type", "application/json")
-        .header("Dossier-Event", &delivery.event)
-        .header("Dossier-Delivery", &delivery.id)
-        .header(
-            "Dossier-Signature",
-            signature(&hook.secret, timestamp, &delivery.payload),
-        )
-        .body(delivery.payload.clone())
-        .send()
-        .await;
+    // The URL is checked again: the rules may have tightened since it was subscribed (an IP
+    // literal never goes through the resolver's check).
+    let refused = url_problem(&hook.url, state.settings.webhooks.public_https_only);
+    let sent = match refused {
+        Some(problem) => Err(problem.to_owned()),
+        None => Ok(client
+            .post(&hook.url)
+            .header("Content-Type", "application/json")
+            .header("Dossier-Event", &delivery.event)
+            .header("Dossier-Delivery", &delivery.id)
+            .header(
+                "Dossier-Signature",
+                signature(&hook.secret, timestamp, &delivery.payload),
+            )
+            .body(delivery.payload.clone())
+            .send()
+            .await),
+    };
     let (status, error) = match sent {
-        Ok(res) if res.status().is_success() => (Some(res.status().as_u16()), None),
-        Ok(res) => (
+        Ok(Ok(res)) if res.status().is_success() => (Some(res.status().as_u16()), None),
+        Ok(Ok(res)) => (
             Some(res.status().as_u16()),
             Some(format!("the receiver answered {}", res.status())),
         ),
         // The error names the URL, which the webhook's owner knows; the log does not get it.
-        Err(e) => (None, Some(transport_error(&e))),
+        Ok(Err(e)) => (None, Some(transport_error(&e))),
+        Err(problem) => (None, Some(format!("the URL is refused: {problem}"))),
     };
     let attempt = delivery.attempts + 1;
     let settings = &state.settings.webhooks;

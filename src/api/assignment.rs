@@ -345,16 +345,19 @@ pub async fn set_agents(
                 .filter(|w| !before_sorted.contains(w))
                 .cloned()
                 .collect();
-            notifier.notify_users(
-                conn,
-                &current,
-                Event::Assigned,
-                &[],
-                &added,
-                Some(&actor.user_id),
-                None,
-                None,
-            )?;
+            // Only agents put on the case are told (and webhooks hear of it).
+            if !added.is_empty() {
+                notifier.notify_users(
+                    conn,
+                    &current,
+                    Event::Assigned,
+                    &[],
+                    &added,
+                    Some(&actor.user_id),
+                    None,
+                    None,
+                )?;
+            }
             let row = Change::entity("case_agents", &id, Some(&id), "set_agents").field(
                 "agent_ids",
                 Some(serde_json::json!(before_sorted).to_string()),

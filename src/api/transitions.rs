@@ -451,7 +451,7 @@ pub fn apply(
             &[Audience::Client],
             actor_id,
             None,
-            None,
+            Some(rule.to),
         )?;
     }
     Ok(true)

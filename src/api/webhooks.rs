@@ -21,6 +21,9 @@ use crate::repo;
 use crate::repo::audit::Change;
 use crate::repo::webhooks::{DeliveryRow, Owner, WebhookRow};
 
+/// Webhooks an agency (or the platform) may have: each event writes one delivery per webhook.
+const MAX_PER_OWNER: usize = 20;
+
 /// Whose webhooks the caller manages: an agency admin their agency's, a platform admin the
 /// platform's (or, reading, an agency's with `agency_id`); 403 for everyone else.
 fn owner(caller: &AuthUser, agency_id: Option<Uuid>) -> Result<Owner, ApiError> {
@@ -83,8 +86,9 @@ impl TryFrom<WebhookRow> for WebhookView {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"url": "https://crm.rossi.example/hooks/dossier", "events": ["status_changed", "sla_breached"]}))]
 pub struct CreateWebhook {
-    /// `https` (development also takes `http`); in production not an IP address of a private,
-    /// loopback or link-local network. No user name or password in it.
+    /// `https` (development also takes `http`); in production not `localhost` nor an address
+    /// that is not public (checked again for the addresses its host name resolves to at each
+    /// delivery). No user name or password in it. At most 20 webhooks per owner, one per URL.
     #[validate(length(min = 1, max = 2000))]
     #[schema(min_length = 1, max_length = 2000, format = "uri")]
     pub url: String,
@@ -92,32 +96,6 @@ pub struct CreateWebhook {
     #[validate(length(min = 1, max = 20))]
     #[schema(min_items = 1, max_items = 20)]
     pub events: Vec<Event>,
-}
-
-/// Why a webhook URL is refused, if it is.
-fn url_problem(url: &str, public_https_only: bool) -> Option<&'static str> {
-    let Ok(parsed) = url::Url::parse(url) else {
-        return Some("not an absolute URL");
-    };
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Some("no user name or password in the URL: it is shown to every admin");
-    }
-    match (parsed.scheme(), public_https_only) {
-        ("https", _) | ("http", false) => {}
-        (_, true) => return Some("must be https"),
-        _ => return Some("must be http or https"),
-    }
-    let local = match parsed.host() {
-        None => return Some("must name a host"),
-        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => {
-            ip.is_private() || ip.is_loopback() || ip.is_link_local() || ip.is_unspecified()
-        }
-        Some(url::Host::Ipv6(ip)) => {
-            ip.is_loopback() || ip.is_unspecified() || (ip.segments()[0] & 0xfe00) == 0xfc00
-        }
-    };
-    (local && public_https_only).then_some("must not be a local or private address")
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -187,7 +165,7 @@ pub async fn list_webhooks(
         (status = 201, description = "Created, with its secret", body = WebhookView,
             headers(("Location" = String, description = "Its deliveries"))),
         (status = 403, description = "Only agency and platform admins"),
-        (status = 422, description = "A member breaks a rule: the URL (`invalid_url`), an event that is not on cases, a repeated event"),
+        (status = 422, description = "A member breaks a rule: the URL (`invalid_url`, `duplicate_url`, `too_many_webhooks`), an event that is not on cases, a repeated event"),
     )
 )]
 #[post("/v1/webhooks")]
@@ -203,8 +181,23 @@ pub async fn create_webhook(
     let view = db::write(&state.pool, move |conn| {
         let Asked { caller, actor, .. } = asking.resolve(conn)?;
         let owner = owner(&caller, None)?;
-        if let Some(problem) = url_problem(&input.url, public_https_only) {
+        if let Some(problem) = crate::webhooks::url_problem(&input.url, public_https_only) {
             return Err(ApiError::invalid_field("/url", "invalid_url", problem));
+        }
+        let taken = repo::webhooks::urls(conn, &owner)?;
+        if taken.len() >= MAX_PER_OWNER {
+            return Err(ApiError::invalid_field(
+                "/url",
+                "too_many_webhooks",
+                format!("at most {MAX_PER_OWNER} webhooks each"),
+            ));
+        }
+        if taken.contains(&input.url) {
+            return Err(ApiError::invalid_field(
+                "/url",
+                "duplicate_url",
+                "this URL has a webhook already",
+            ));
         }
         let mut events = input.events;
         if events.contains(&Event::TicketOpened) {

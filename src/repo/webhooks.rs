@@ -67,6 +67,11 @@ fn owned(owner: &Owner) -> webhooks::BoxedQuery<'static, Backend> {
     }
 }
 
+/// The URLs of the owner's webhooks.
+pub fn urls(conn: &mut DbConnection, owner: &Owner) -> QueryResult<Vec<String>> {
+    owned(owner).select(webhooks::url).load(conn)
+}
+
 /// The owner's webhooks, newest first after `after` (an id).
 pub fn list(
     conn: &mut DbConnection,

@@ -16,7 +16,8 @@ use dossier::db::DbConnection;
 
 use crate::helpers::spawn_with;
 
-/// Tables big enough that scanning one whole is a defect (agencies and services stay small).
+/// Tables big enough that scanning one whole is a defect (agencies, services and webhooks, at
+/// most 20 an owner, stay small).
 const LARGE: &[&str] = &[
     "cases",
     "users",
@@ -29,6 +30,8 @@ const LARGE: &[&str] = &[
     "rule_log",
     "tickets",
     "ticket_messages",
+    "sla_clocks",
+    "webhook_deliveries",
 ];
 
 #[derive(QueryableByName)]
@@ -139,14 +142,9 @@ async fn no_listed_query_scans_a_whole_large_table() {
         seed_audit_rows(&mut conn);
         seed_rule_log(&mut conn);
         seed_tickets(&mut conn);
+        seed_sla_and_webhooks(&mut conn);
         seed
     };
-    app.sql(&format!(
-        "INSERT INTO webhooks (id, agency_id, url, secret, events, active, created_by, created_at) \
-         VALUES ('{WEBHOOK}', '00000000-0000-7000-a000-000000000000', 'https://hooks.example/x', \
-         'whsec_x', '[\"status_changed\"]', TRUE, '00000000-0000-7000-b000-000000000001', \
-         '2026-01-01 00:00:00')"
-    ));
     let recorded = app.record_statements();
     let password = seed["password"].as_str().unwrap();
     let platform = token(&app, "admin@platform.bench", password).await;
@@ -265,9 +263,11 @@ async fn no_listed_query_scans_a_whole_large_table() {
             }
         }
     }
-    // The SLA rule's walk of the cases whose warning or breach is due.
+    // The workers' walks: the SLA rule's of the cases whose warning or breach is due, the
+    // webhook worker's of the deliveries due.
     recorded.start();
     dossier::sla::settle_due(&app.state).await.unwrap();
+    dossier::webhooks::deliver_due(&app.state).await.unwrap();
     let walk: Vec<String> = recorded
         .take()
         .into_iter()
@@ -281,7 +281,7 @@ async fn no_listed_query_scans_a_whole_large_table() {
     for sql in walk {
         let plan = explain(&mut conn, &sql);
         if !whole_scans(&sql, &plan).is_empty() {
-            failures.push(format!("the SLA rule\n  {sql}\n  {}", plan.join("\n  ")));
+            failures.push(format!("a worker\n  {sql}\n  {}", plan.join("\n  ")));
         }
     }
     drop(conn);
@@ -353,6 +353,42 @@ const TICKET: &str = "00000000-0000-7000-8e00-000000000000";
 
 /// Two tickets per case, its client's and its agency's (opened by agency 0's operator), with a
 /// message each: enough for the tickets' plans.
+/// A first-response clock on every case, a webhook per agency (`WEBHOOK` is agency 0's) and
+/// a delivery per case to agency 0's.
+fn seed_sla_and_webhooks(conn: &mut DbConnection) {
+    use diesel::connection::SimpleConnection;
+    let policy = "00000000-0000-7000-e100-000000000001";
+    let operator = "00000000-0000-7000-b000-000000000001";
+    let each = r#"{"first_response": 60, "decision": 60, "resolution": 60}"#;
+    let targets =
+        format!(r#"{{"low": {each}, "normal": {each}, "high": {each}, "urgent": {each}}}"#);
+    conn.batch_execute(&format!(
+        "INSERT INTO sla_policies (id, agency_id, name, calendar_id, warning_percent, targets, \
+         is_default, created_at) VALUES ('{policy}', NULL, 'Seeded', NULL, 80, '{targets}', FALSE, \
+         '2026-01-01 00:00:00'); \
+         INSERT INTO sla_clocks (case_id, clock, policy_id, calendar_id, target_secs, warn_secs, \
+         started_at, elapsed_secs, running_since, warn_at, due_at, warned_at, breached_at, \
+         stopped_at) SELECT id, 'first_response', '{policy}', NULL, 3600, 2880, created_at, 0, \
+         created_at, created_at, created_at, NULL, NULL, NULL FROM cases; \
+         INSERT INTO webhooks (id, agency_id, url, secret, events, active, created_by, created_at) \
+         SELECT CASE WHEN id = '00000000-0000-7000-a000-000000000000' THEN '{WEBHOOK}' \
+         ELSE '00000000-0000-7000-e300-' || substr(id, 25) END, id, 'https://hooks.example/x', \
+         'whsec_x', '[\"status_changed\"]', TRUE, '{operator}', created_at FROM agencies; \
+         INSERT INTO webhook_deliveries (id, webhook_id, event, case_id, payload, status, \
+         attempts, next_attempt_at, last_status, last_error, created_at, delivered_at) \
+         SELECT '00000000-0000-7000-e200-' || substr(id, 25), '{WEBHOOK}', 'status_changed', \
+         id, '{{}}', 'delivered', 1, created_at, 200, NULL, created_at, created_at FROM cases;"
+    ))
+    .unwrap();
+    let analyze = match conn {
+        DbConnection::Postgresql(_) => {
+            "ANALYZE sla_policies; ANALYZE sla_clocks; ANALYZE webhooks; ANALYZE webhook_deliveries"
+        }
+        DbConnection::Sqlite(_) => "ANALYZE",
+    };
+    conn.batch_execute(analyze).unwrap();
+}
+
 fn seed_tickets(conn: &mut DbConnection) {
     use diesel::connection::SimpleConnection;
     let columns = "id, requester_id, agency_id, case_id, subject, description, status, \

@@ -240,3 +240,45 @@ async fn case_events_are_posted_signed_and_retried_until_dead() {
         2
     );
 }
+
+#[actix_web::test]
+async fn production_takes_only_https_urls_of_public_hosts() {
+    let secret = "a-production-secret-of-32-bytes!";
+    let app = spawn_with(&[
+        ("DOSSIER_ENV", "production"),
+        ("DOSSIER_JWT_SECRET", secret),
+    ])
+    .await;
+    let w = World::new(&app).await;
+    for url in [
+        "http://hooks.example.com/x",
+        "https://127.0.0.1/x",
+        "https://10.0.0.5/x",
+        "https://100.64.1.1/x",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::1]/x",
+        "https://[::ffff:a00:5]/x",
+        "https://[fe80::1]/x",
+        "https://localhost./x",
+        "https://api.localhost/x",
+    ] {
+        let res = app
+            .post(
+                "/v1/webhooks",
+                &w.a_admin.token,
+                json!({"url": url, "events": ["status_changed"]}),
+            )
+            .await;
+        res.assert_problem(422, "invalid_url");
+    }
+    let url = "https://hooks.example.com/x";
+    let body = json!({"url": url, "events": ["status_changed"]});
+    app.post("/v1/webhooks", &w.a_admin.token, body.clone())
+        .await
+        .assert_status(201);
+    // One webhook per URL.
+    app.post("/v1/webhooks", &w.a_admin.token, body)
+        .await
+        .assert_problem(422, "duplicate_url");
+    assert_eq!(app.rows_in(&["webhooks"]), [1]);
+}
