@@ -316,6 +316,24 @@ pub enum Starts {
     OnlyMore,
 }
 
+/// A case bought and paid in this write: its first clocks start.
+pub fn started(
+    conn: &mut DbConnection,
+    notifier: &Notifier,
+    case: &CaseRow,
+) -> Result<(), ApiError> {
+    let status = case.status();
+    sync_at(
+        conn,
+        notifier,
+        case,
+        status,
+        Starts::Clocks,
+        Bump::Done,
+        Moment::Created,
+    )
+}
+
 /// A request to the client was opened, answered or withdrawn (the write moved the case's
 /// version): the resolution clock waits while one is open.
 pub fn requests_changed(
@@ -386,6 +404,8 @@ pub fn answered(
 /// What the write did, besides leaving the case in its status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Moment {
+    /// The case was just bought, paid.
+    Created,
     Moved,
     /// The agency's first answer to the client.
     Answered,
@@ -408,7 +428,11 @@ fn sync_at(
         repo::cases::update_lock(conn, &case.id)?;
     }
     let now = db::now();
-    let stored = repo::sla::clocks_of(conn, &case.id)?;
+    // A case being created has no clocks yet, nor SLA columns: two reads fewer per purchase.
+    let stored = match moment {
+        Moment::Created => Vec::new(),
+        _ => repo::sla::clocks_of(conn, &case.id)?,
+    };
     let mut rows = stored.clone();
     let missing: Vec<Clock> = started_by(status)
         .iter()
@@ -488,7 +512,10 @@ fn sync_at(
         }
     }
     let columns = columns(&live, status);
-    let current = repo::sla::columns_of(conn, &case.id)?;
+    let current = match moment {
+        Moment::Created => SlaColumns::default(),
+        _ => repo::sla::columns_of(conn, &case.id)?,
+    };
     if columns != current {
         // The card shows the state and the due time; when the worker wakes is not on it.
         let shown =

@@ -642,15 +642,7 @@ pub async fn create_case(
             // Paid by card: its SLA clocks start, and the agency's queue, this case at its end,
             // goes to who has room.
             if status == CaseStatus::InApproval {
-                let starts = crate::sla::Starts::Clocks;
-                crate::sla::sync(
-                    conn,
-                    &notifier,
-                    &row,
-                    status,
-                    starts,
-                    crate::sla::Bump::Done,
-                )?;
+                crate::sla::started(conn, &notifier, &row)?;
                 crate::rules::serve_queue(conn, &notifier, &row.agency_id, capacity, "case_paid")?;
             }
             let view = reload_card(conn, &viewer, &row.id)?;

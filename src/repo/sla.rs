@@ -182,28 +182,25 @@ pub fn list_policies(
 }
 
 /// The policy a new clock of the agency's case follows: the agency's default, else the
-/// platform's; with its calendar.
+/// platform's; with its calendar. One statement (the two defaults, the agency's first).
 pub fn policy_for(
     conn: &mut DbConnection,
     agency_id: &str,
 ) -> QueryResult<Option<(PolicyRow, Option<CalendarRow>)>> {
-    let defaults = || {
-        sla_policies::table
-            .left_join(calendars::table)
-            .filter(sla_policies::is_default.eq(true))
-            .select((PolicyRow::as_select(), Option::<CalendarRow>::as_select()))
-    };
-    let own = defaults()
-        .filter(sla_policies::agency_id.eq(agency_id.to_owned()))
-        .first(conn)
-        .optional()?;
-    match own {
-        Some(found) => Ok(Some(found)),
-        None => defaults()
-            .filter(sla_policies::agency_id.is_null())
-            .first(conn)
-            .optional(),
-    }
+    sla_policies::table
+        .left_join(calendars::table)
+        .filter(sla_policies::is_default.eq(true))
+        .filter(
+            sla_policies::agency_id
+                .eq(agency_id.to_owned())
+                .or(sla_policies::agency_id.is_null()),
+        )
+        .order(sla_policies::agency_id.is_null())
+        .select((PolicyRow::as_select(), Option::<CalendarRow>::as_select()))
+        .limit(1)
+        .built_once()
+        .get_result(conn)
+        .optional()
 }
 
 /// The policies of these ids.

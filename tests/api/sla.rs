@@ -274,6 +274,16 @@ async fn clocks_start_pause_and_stop_with_the_case() {
         json!({"name": "Standard", "targets": targets(60, 240, 2880)}),
     )
     .await;
+    // The agency's default wins over the platform's, which applies to agency B.
+    policy(
+        &app,
+        &w.platform.token,
+        json!({"name": "Platform", "targets": targets(5, 5, 5)}),
+    )
+    .await;
+    let of_b = id(&buy(&app, &w.client.token, &w.service_b, "card").await);
+    let read = clocks(&app, &w.b_operator.token, &of_b).await;
+    assert_eq!(read["clocks"]["first_response"]["target_seconds"], 300);
     let card = buy(&app, &w.client.token, &w.service_a, "card").await;
     let case = id(&card);
     let read = clocks(&app, &w.a_operator.token, &case).await;
