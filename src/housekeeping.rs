@@ -1,6 +1,7 @@
 //! Clean-up no request does for itself, once an hour: expired `Idempotency-Key` responses (a
 //! user's own go whenever they send another keyed request; a user who never does would keep
-//! theirs, bodies included, for good).
+//! theirs, bodies included, for good), and webhook deliveries finished (delivered or dead)
+//! more than [`KEEP_DELIVERIES_DAYS`] days ago.
 
 use std::time::Duration;
 
@@ -12,6 +13,8 @@ use crate::errors::ApiError;
 use crate::repo;
 
 const EVERY: Duration = Duration::from_secs(3600);
+/// How long a finished webhook delivery stays listed under its webhook.
+pub const KEEP_DELIVERIES_DAYS: i64 = 30;
 
 /// Starts the hourly sweep.
 pub fn spawn(state: web::Data<AppState>) {
@@ -25,10 +28,12 @@ pub fn spawn(state: web::Data<AppState>) {
     });
 }
 
-/// One sweep: how many expired keys it deleted.
+/// One sweep: how many expired keys and old deliveries it deleted.
 pub async fn sweep(state: &AppState) -> Result<usize, ApiError> {
     db::write(&state.pool, |conn| {
-        Ok(repo::idempotency::delete_expired(conn)?)
+        let cutoff = db::now() - chrono::Duration::days(KEEP_DELIVERIES_DAYS);
+        let keys = repo::idempotency::delete_expired(conn)?;
+        Ok(keys + repo::webhooks::delete_finished_before(conn, cutoff)?)
     })
     .await
 }

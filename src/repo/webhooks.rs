@@ -234,6 +234,20 @@ pub fn record(
     Ok(updated == 1)
 }
 
+/// Deletes the deliveries finished (delivered or dead) before `cutoff`: their
+/// `next_attempt_at` is when they finished, so the due index finds them.
+pub fn delete_finished_before(
+    conn: &mut DbConnection,
+    cutoff: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::delete(
+        webhook_deliveries::table
+            .filter(webhook_deliveries::status.eq_any([DELIVERED, DEAD]))
+            .filter(webhook_deliveries::next_attempt_at.lt(cutoff)),
+    )
+    .execute(conn)
+}
+
 /// When the next pending delivery is due.
 pub fn next_due(conn: &mut DbConnection) -> QueryResult<Option<NaiveDateTime>> {
     webhook_deliveries::table

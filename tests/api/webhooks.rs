@@ -239,6 +239,18 @@ async fn case_events_are_posted_signed_and_retried_until_dead() {
         )),
         2
     );
+
+    // Finished deliveries go after 30 days; pending ones stay whatever their age.
+    let before = app.rows_in(&["webhook_deliveries"])[0];
+    app.sql(&format!(
+        "UPDATE webhook_deliveries SET next_attempt_at = '2026-01-01 00:00:00'; \
+         UPDATE webhook_deliveries SET status = 'pending' WHERE webhook_id = '{}'",
+        id(&platform_hook)
+    ));
+    dossier::housekeeping::sweep(&app.state).await.unwrap();
+    assert_eq!(app.rows_in(&["webhook_deliveries"])[0], before - 2);
+    let page = app.get(&deliveries, &w.a_admin.token).await;
+    assert_eq!(page.assert_status(200)["items"], json!([]));
 }
 
 #[actix_web::test]
