@@ -18,6 +18,7 @@ use crate::db::{self, DbConnection};
 use crate::domain::Role;
 use crate::errors::{ApiError, FieldError};
 use crate::http::extract::{Page, PageRequest, ValidJson, page_response};
+use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
 use crate::repo;
 use crate::repo::audit::Change;
 use crate::repo::sla::{CalendarRow, OwnerScope, PolicyRow};
@@ -105,7 +106,7 @@ impl TryFrom<CalendarRow> for CalendarView {
     }
 }
 
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
     "name": "Rome office",
@@ -215,6 +216,7 @@ where
     tag = "sla",
     operation_id = "create_calendar",
     request_body = CreateCalendar,
+    params(IdempotencyKey),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = CalendarView,
@@ -228,41 +230,47 @@ pub async fn create_calendar(
     req: HttpRequest,
     state: web::Data<AppState>,
     token: Token,
+    key: IdempotencyKey,
     body: ValidJson<CreateCalendar>,
 ) -> Result<HttpResponse, ApiError> {
-    let input = body.0;
     let asking = Asking::new(token, &req);
-    let checked = Calendar::new(&input.time_zone, &input.hours, &input.holidays);
-    let row = db::write(&state.pool, move |conn| {
+    let input = body.0;
+    let checked = Calendar::new(&input.time_zone, &input.hours, &input.holidays).map(drop);
+    idempotency::create(&state.pool, &req, key, input, move |conn| {
         let Asked { caller, actor, .. } = asking.resolve(conn)?;
         let agency_id = managed_owner(&caller)?;
         checked.map_err(problems_to_errors)?;
-        let mut holidays = input.holidays;
-        holidays.sort();
-        holidays.dedup();
-        let row = CalendarRow {
-            id: repo::new_id(),
-            agency_id,
-            name: input.name,
-            time_zone: input.time_zone,
-            hours: serde_json::to_string(&input.hours).map_err(ApiError::internal)?,
-            holidays: serde_json::to_string(&holidays).map_err(ApiError::internal)?,
-            created_at: db::now(),
+        let create = move |conn: &mut DbConnection, input: CreateCalendar| {
+            let mut holidays = input.holidays;
+            holidays.sort();
+            holidays.dedup();
+            let row = CalendarRow {
+                id: repo::new_id(),
+                agency_id,
+                name: input.name,
+                time_zone: input.time_zone,
+                hours: serde_json::to_string(&input.hours).map_err(ApiError::internal)?,
+                holidays: serde_json::to_string(&holidays).map_err(ApiError::internal)?,
+                created_at: db::now(),
+            };
+            repo::sla::insert_calendar(conn, &row)?;
+            let owner = row.agency_id.as_deref();
+            let change = Change::outside_cases("calendar", &row.id, owner, "create");
+            let name = change.field("name", None, Some(row.name.clone()));
+            repo::audit::append(conn, &actor, vec![name])?;
+            let view = CalendarView::try_from(row)?;
+            Ok(Created {
+                location: Some(owner_list("/v1/calendars", &view.agency_id)),
+                version: None,
+                body: view,
+            })
         };
-        repo::sla::insert_calendar(conn, &row)?;
-        let change = Change::outside_cases("calendar", &row.id, row.agency_id.as_deref(), "create");
-        repo::audit::append(
-            conn,
-            &actor,
-            vec![change.field("name", None, Some(row.name.clone()))],
-        )?;
-        Ok(row)
+        Ok(Authorized {
+            user_id: caller.id,
+            create,
+        })
     })
-    .await?;
-    let view = CalendarView::try_from(row)?;
-    Ok(HttpResponse::Created()
-        .insert_header(("Location", owner_list("/v1/calendars", &view.agency_id)))
-        .json(view))
+    .await
 }
 
 /// The list that holds an owner's calendars or policies.
@@ -321,7 +329,7 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
     "name": "Standard",
@@ -395,6 +403,7 @@ pub async fn list_sla_policies(
     tag = "sla",
     operation_id = "create_sla_policy",
     request_body = CreatePolicy,
+    params(IdempotencyKey),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = PolicyView,
@@ -408,70 +417,87 @@ pub async fn create_sla_policy(
     req: HttpRequest,
     state: web::Data<AppState>,
     token: Token,
+    key: IdempotencyKey,
     body: ValidJson<CreatePolicy>,
 ) -> Result<HttpResponse, ApiError> {
-    let input = body.0;
     let asking = Asking::new(token, &req);
-    let row = db::write(&state.pool, move |conn| {
+    idempotency::create(&state.pool, &req, key, body.0, move |conn| {
         let Asked { caller, actor, .. } = asking.resolve(conn)?;
         let agency_id = managed_owner(&caller)?;
-        let calendar = match input.calendar_id {
-            None => None,
-            Some(id) => {
-                let scope = match &agency_id {
-                    Some(agency) => OwnerScope::AgencyAndPlatform(agency.clone()),
-                    None => OwnerScope::All(None),
-                };
-                let found = repo::sla::find_calendar(conn, &scope, &id.to_string())?;
-                // The platform's policies may only count in the platform's calendars.
-                let found = found.filter(|c| agency_id.is_some() || c.agency_id.is_none());
-                Some(found.ok_or_else(|| ApiError::Unprocessable {
-                    code: "calendar_unavailable",
-                    detail: "The calendar is not one this policy may use.".into(),
-                    errors: vec![FieldError::new(
-                        "/calendar_id",
-                        "calendar_unavailable",
-                        "not a calendar of your agency or the platform",
-                    )],
-                })?)
-            }
+        let create = move |conn: &mut DbConnection, input: CreatePolicy| {
+            let row = new_policy(conn, agency_id, input)?;
+            repo::sla::insert_policy(conn, &row)?;
+            let owner = row.agency_id.as_deref();
+            let change = Change::outside_cases("sla_policy", &row.id, owner, "create");
+            repo::audit::append(
+                conn,
+                &actor,
+                change.fields(vec![
+                    ("name", None, Some(row.name.clone())),
+                    ("default", None, Some(row.is_default.to_string())),
+                ]),
+            )?;
+            let view = PolicyView::try_from(row)?;
+            Ok(Created {
+                location: Some(owner_list("/v1/sla-policies", &view.agency_id)),
+                version: None,
+                body: view,
+            })
         };
-        let hours: Hours = crate::sla::hours_of(calendar.as_ref());
-        if !hours.reaches(input.targets.longest_secs()) {
-            return Err(ApiError::invalid_field(
-                "/targets",
-                "out_of_reach",
-                "the calendar's hours cannot reach the longest target within 20 years",
-            ));
-        }
-        let row = PolicyRow {
-            id: repo::new_id(),
-            agency_id,
-            name: input.name,
-            calendar_id: calendar.map(|c| c.id),
-            warning_percent: input.warning_percent,
-            targets: serde_json::to_string(&input.targets).map_err(ApiError::internal)?,
-            is_default: input.default,
-            created_at: db::now(),
-        };
-        repo::sla::insert_policy(conn, &row)?;
-        let change =
-            Change::outside_cases("sla_policy", &row.id, row.agency_id.as_deref(), "create");
-        repo::audit::append(
-            conn,
-            &actor,
-            change.fields(vec![
-                ("name", None, Some(row.name.clone())),
-                ("default", None, Some(row.is_default.to_string())),
-            ]),
-        )?;
-        Ok(row)
+        Ok(Authorized {
+            user_id: caller.id,
+            create,
+        })
     })
-    .await?;
-    let view = PolicyView::try_from(row)?;
-    Ok(HttpResponse::Created()
-        .insert_header(("Location", owner_list("/v1/sla-policies", &view.agency_id)))
-        .json(view))
+    .await
+}
+
+/// The policy `input` describes for `agency_id` (`None`: the platform), its calendar checked.
+fn new_policy(
+    conn: &mut DbConnection,
+    agency_id: Option<String>,
+    input: CreatePolicy,
+) -> Result<PolicyRow, ApiError> {
+    let calendar = match input.calendar_id {
+        None => None,
+        Some(id) => {
+            let scope = match &agency_id {
+                Some(agency) => OwnerScope::AgencyAndPlatform(agency.clone()),
+                None => OwnerScope::All(None),
+            };
+            let found = repo::sla::find_calendar(conn, &scope, &id.to_string())?;
+            // The platform's policies may only count in the platform's calendars.
+            let found = found.filter(|c| agency_id.is_some() || c.agency_id.is_none());
+            Some(found.ok_or_else(|| ApiError::Unprocessable {
+                code: "calendar_unavailable",
+                detail: "The calendar is not one this policy may use.".into(),
+                errors: vec![FieldError::new(
+                    "/calendar_id",
+                    "calendar_unavailable",
+                    "not a calendar of your agency or the platform",
+                )],
+            })?)
+        }
+    };
+    let hours: Hours = crate::sla::hours_of(calendar.as_ref());
+    if !hours.reaches(input.targets.longest_secs()) {
+        return Err(ApiError::invalid_field(
+            "/targets",
+            "out_of_reach",
+            "the calendar's hours cannot reach the longest target within 20 years",
+        ));
+    }
+    let row = PolicyRow {
+        id: repo::new_id(),
+        agency_id,
+        name: input.name,
+        calendar_id: calendar.map(|c| c.id),
+        warning_percent: input.warning_percent,
+        targets: serde_json::to_string(&input.targets).map_err(ApiError::internal)?,
+        is_default: input.default,
+        created_at: db::now(),
+    };
+    Ok(row)
 }
 
 /// One SLA clock of a case, read at the time of the request.

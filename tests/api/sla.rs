@@ -737,3 +737,41 @@ async fn two_workers_record_a_breach_once() {
     let read = clocks(&app, &w.a_operator.token, &case).await;
     assert_eq!(read["clocks"]["first_response"]["met"], false);
 }
+
+#[actix_web::test]
+async fn calendars_and_policies_take_idempotency_keys() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let calendar = json!({"name": "Office", "time_zone": "Europe/Warsaw",
+        "hours": [{"weekday": "fri", "opens": "08:00", "closes": "16:00"}]});
+    let policy = json!({"name": "Retried", "targets": targets(60, 60, 600)});
+    // A key is the user's, whatever the path: one each.
+    for (path, body, key) in [
+        ("/v1/calendars", calendar, "calendar-first-try"),
+        ("/v1/sla-policies", policy, "policy-first-try"),
+    ] {
+        let key = [("Idempotency-Key", key)];
+        let send = |body: Value| app.call("POST", path, &w.a_admin.token, Some(body), &key);
+        let first = send(body.clone()).await;
+        let created = first.assert_status(201).clone();
+        let before = app.rows_in(&["calendars", "sla_policies", "audit_log"]);
+        // The retry gets the first answer; nothing is written twice.
+        let again = send(body.clone()).await;
+        assert_eq!(again.assert_status(201)["id"], created["id"]);
+        assert_eq!(again.header("location"), first.header("location"));
+        assert_eq!(
+            app.rows_in(&["calendars", "sla_policies", "audit_log"]),
+            before
+        );
+        // The same key with another body is refused.
+        let mut other = body;
+        other["name"] = json!("Another");
+        send(other)
+            .await
+            .assert_problem(422, "idempotency_key_reused");
+        assert_eq!(
+            app.rows_in(&["calendars", "sla_policies", "audit_log"]),
+            before
+        );
+    }
+}
