@@ -28,7 +28,7 @@ use crate::repo;
 use crate::repo::audit::Change;
 use crate::repo::cases::CaseRow;
 use crate::repo::rules::RuleLogRow;
-use crate::repo::sla::{CalendarRow, ClockRow, SlaColumns};
+use crate::repo::sla::{CalendarRow, ClockRow, PolicyRow, SlaColumns};
 use crate::rules::Round;
 
 code_enum! {
@@ -443,7 +443,7 @@ fn sync_at(
     let may_start = starts == Starts::Clocks || !stored.is_empty();
     if may_start
         && !missing.is_empty()
-        && let Some((policy, calendar)) = repo::sla::policy_for(conn, &case.agency_id)?
+        && let Some((policy, calendar)) = policy_of(conn, case, &stored)?
     {
         let targets: Targets = serde_json::from_str(&policy.targets).map_err(ApiError::internal)?;
         for clock in missing {
@@ -533,6 +533,25 @@ fn sync_at(
         record(conn, notifier, case, status, &crossings, states)?;
     }
     Ok(())
+}
+
+/// The policy new clocks of the case start under: the one its first clocks started under,
+/// else the one its service names, else the agency's default, else the platform's.
+fn policy_of(
+    conn: &mut DbConnection,
+    case: &CaseRow,
+    stored: &[ClockRow],
+) -> Result<Option<(PolicyRow, Option<CalendarRow>)>, ApiError> {
+    let named = match stored.first() {
+        Some(clock) => Some(clock.policy_id.clone()),
+        None => repo::sla::service_policy(conn, &case.service_id)?,
+    };
+    if let Some(id) = named
+        && let Some(found) = repo::sla::usable_policy(conn, &case.agency_id, &id)?
+    {
+        return Ok(Some(found));
+    }
+    Ok(repo::sla::policy_for(conn, &case.agency_id)?)
 }
 
 /// Around the clock: what a clock counts in if its calendar were missing (calendars are never

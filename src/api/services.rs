@@ -164,6 +164,9 @@ pub struct ServiceView {
     pub default_priority: Priority,
     /// Copied onto every case bought from this service as its required-data form.
     pub required_data_template: Vec<FieldDefinition>,
+    /// The SLA policy its cases follow; `null`: the agency's default (else the platform's).
+    #[schema(format = "uuid")]
+    pub sla_policy_id: Option<String>,
     pub version: i64,
     #[serde(serialize_with = "crate::api::rfc3339")]
     pub created_at: chrono::DateTime<chrono::Utc>,
@@ -191,6 +194,7 @@ impl ServiceView {
             price_minor: row.price_minor,
             currency: row.currency,
             active: row.active,
+            sla_policy_id: row.sla_policy_id,
             version: row.version,
             created_at: timestamp(row.created_at),
             updated_at: timestamp(row.updated_at),
@@ -239,6 +243,9 @@ pub struct CreateService {
     pub default_priority: Priority,
     #[serde(default)]
     pub required_data_template: Vec<FieldDefinition>,
+    /// An SLA policy of the agency's or the platform's (422 `policy_unavailable` otherwise)
+    /// that its cases follow ahead of the agency's default.
+    pub sla_policy_id: Option<Uuid>,
 }
 
 fn default_true() -> bool {
@@ -272,6 +279,27 @@ pub struct UpdateService {
     pub default_priority: Option<Priority>,
     /// Replaces the template; cases already bought keep their own copy.
     pub required_data_template: Option<Vec<FieldDefinition>>,
+    /// Another SLA policy for cases bought from now on, or `null` for the agency's default;
+    /// cases already bought keep theirs.
+    #[serde(default, deserialize_with = "crate::api::nullable")]
+    #[schema(value_type = Option<String>, format = "uuid")]
+    pub sla_policy_id: Option<Option<Uuid>>,
+}
+
+/// The policy `id` if the agency may name it for a service: 422 `policy_unavailable` otherwise.
+fn usable_policy(conn: &mut DbConnection, agency_id: &str, id: Uuid) -> Result<String, ApiError> {
+    match repo::sla::usable_policy(conn, agency_id, &id.to_string())? {
+        Some((policy, _)) => Ok(policy.id),
+        None => Err(ApiError::Unprocessable {
+            code: "policy_unavailable",
+            detail: "The SLA policy is not one of your agency's or the platform's.".into(),
+            errors: vec![FieldError::new(
+                "/sla_policy_id",
+                "policy_unavailable",
+                "not an SLA policy of your agency or the platform",
+            )],
+        }),
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -392,6 +420,10 @@ pub async fn create_service(
         }
         let create = move |conn: &mut DbConnection, input: CreateService| {
             let now = db::now();
+            let sla_policy_id = input
+                .sla_policy_id
+                .map(|id| usable_policy(conn, &agency_id, id))
+                .transpose()?;
             let row = ServiceRow {
                 id: repo::new_id(),
                 agency_id,
@@ -406,6 +438,7 @@ pub async fn create_service(
                 version: 1,
                 created_at: now,
                 updated_at: now,
+                sla_policy_id,
             };
             repo::services::insert(conn, &row)?;
             let created = Change::service(&row.id, &row.agency_id, "create");
@@ -517,6 +550,11 @@ pub async fn update_service(
             .map(|t| serde_json::to_string(&t))
             .transpose()
             .map_err(ApiError::internal)?;
+        let sla_policy_id = match input.sla_policy_id {
+            Some(Some(id)) => Some(Some(usable_policy(conn, &agency_id, id)?)),
+            Some(None) => Some(None),
+            None => None,
+        };
         let changes = ServiceChanges {
             title: input.title,
             description: input.description,
@@ -525,6 +563,7 @@ pub async fn update_service(
             active: input.active,
             default_priority: input.default_priority.map(|p| p.as_str().to_owned()),
             required_data_template: template,
+            sla_policy_id: sla_policy_id.clone(),
         };
         if !repo::services::update(conn, &id, current.version, &changes)? {
             // A concurrent change committed between our read and our write (PostgreSQL).
@@ -569,7 +608,11 @@ pub async fn update_service(
                 changes.required_data_template,
             ),
         ];
-        let audit = Change::service(&id, &current.agency_id, "update").fields(diff);
+        let change = Change::service(&id, &current.agency_id, "update");
+        let mut audit = change.fields(diff);
+        if let Some(new) = sla_policy_id.filter(|new| *new != current.sla_policy_id) {
+            audit.push(change.field("sla_policy_id", current.sla_policy_id, new));
+        }
         repo::audit::append(conn, &actor, audit)?;
         repo::services::find(conn, &ServiceScope::All, &id)?
             .ok_or_else(|| ApiError::internal("updated service vanished"))

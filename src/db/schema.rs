@@ -60,6 +60,7 @@ diesel::table! {
         version -> BigInt,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        sla_policy_id -> Nullable<Text>,
     }
 }
 

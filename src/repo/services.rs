@@ -23,6 +23,8 @@ pub struct ServiceRow {
     pub version: i64,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// The SLA policy its cases follow, ahead of the agency's default.
+    pub sla_policy_id: Option<String>,
 }
 
 #[derive(Debug, Default, AsChangeset)]
@@ -35,6 +37,7 @@ pub struct ServiceChanges {
     pub active: Option<bool>,
     pub default_priority: Option<String>,
     pub required_data_template: Option<String>,
+    pub sla_policy_id: Option<Option<String>>,
 }
 
 /// Which services a caller may see.

@@ -203,6 +203,37 @@ pub fn policy_for(
         .optional()
 }
 
+/// The policy of this id with its calendar, if `agency_id` may use it (its own or the
+/// platform's).
+pub fn usable_policy(
+    conn: &mut DbConnection,
+    agency_id: &str,
+    id: &str,
+) -> QueryResult<Option<(PolicyRow, Option<CalendarRow>)>> {
+    sla_policies::table
+        .left_join(calendars::table)
+        .filter(sla_policies::id.eq(id.to_owned()))
+        .filter(
+            sla_policies::agency_id
+                .eq(agency_id.to_owned())
+                .or(sla_policies::agency_id.is_null()),
+        )
+        .select((PolicyRow::as_select(), Option::<CalendarRow>::as_select()))
+        .first(conn)
+        .optional()
+}
+
+/// The SLA policy a service names, if any.
+pub fn service_policy(conn: &mut DbConnection, service_id: &str) -> QueryResult<Option<String>> {
+    use crate::db::schema::services;
+    services::table
+        .find(service_id.to_owned())
+        .select(services::sla_policy_id)
+        .first::<Option<String>>(conn)
+        .optional()
+        .map(Option::flatten)
+}
+
 /// The policies of these ids.
 pub fn policies_by_id(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<PolicyRow>> {
     sla_policies::table

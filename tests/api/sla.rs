@@ -775,3 +775,73 @@ async fn calendars_and_policies_take_idempotency_keys() {
         );
     }
 }
+
+#[actix_web::test]
+async fn a_service_names_the_policy_its_cases_follow() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    policy(
+        &app,
+        &w.a_admin.token,
+        json!({"name": "Default", "targets": targets(60, 60, 600)}),
+    )
+    .await;
+    let premium = policy(
+        &app,
+        &w.a_admin.token,
+        json!({"name": "Premium", "default": false, "targets": targets(15, 30, 300)}),
+    )
+    .await;
+    let of_b = policy(
+        &app,
+        &w.b_admin.token,
+        json!({"name": "Garcia", "targets": targets(5, 5, 5)}),
+    )
+    .await;
+    let service = format!("/v1/services/{}", w.service_a);
+    // Another agency's policy is refused, and nothing changes.
+    let before = app.rows_in(&["audit_log"]);
+    let res = app
+        .patch(
+            &service,
+            &w.a_admin.token,
+            json!({"sla_policy_id": id(&of_b)}),
+        )
+        .await;
+    assert_eq!(
+        res.assert_problem(422, "policy_unavailable")["errors"][0]["pointer"],
+        "/sla_policy_id"
+    );
+    assert_eq!(app.rows_in(&["audit_log"]), before);
+    let res = app
+        .patch(
+            &service,
+            &w.a_admin.token,
+            json!({"sla_policy_id": id(&premium)}),
+        )
+        .await;
+    assert_eq!(res.assert_status(200)["sla_policy_id"], premium["id"]);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE entity = 'service' AND \
+             field = 'sla_policy_id' AND new_value = '{}'",
+            id(&premium)
+        )),
+        1
+    );
+    // Its cases follow it, every clock of them, ahead of the agency's default.
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    start_case(&app, &w, &case).await;
+    let read = clocks(&app, &w.a_operator.token, &case).await;
+    assert_eq!(read["clocks"]["first_response"]["target_seconds"], 900);
+    assert_eq!(read["clocks"]["resolution"]["target_seconds"], 18_000);
+    assert_eq!(read["clocks"]["resolution"]["policy_id"], premium["id"]);
+    // Back to the default for cases bought from now on.
+    let res = app
+        .patch(&service, &w.a_admin.token, json!({"sla_policy_id": null}))
+        .await;
+    assert_eq!(res.assert_status(200)["sla_policy_id"], Value::Null);
+    let later = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let read = clocks(&app, &w.a_operator.token, &later).await;
+    assert_eq!(read["clocks"]["first_response"]["target_seconds"], 3600);
+}

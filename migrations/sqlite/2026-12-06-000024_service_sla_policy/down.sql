@@ -1,0 +1,1 @@
+ALTER TABLE services DROP COLUMN sla_policy_id;
