@@ -101,9 +101,9 @@ async fn calendars_and_policies_are_managed_by_admins_and_read_by_staff() {
             .assert_problem(403, "forbidden");
     }
     for token in [&w.a_agent.token, &w.client.token] {
-        app.get("/v1/calendars", token)
-            .await
-            .assert_problem(403, "forbidden");
+        for path in ["/v1/calendars", "/v1/sla-policies"] {
+            app.get(path, token).await.assert_problem(403, "forbidden");
+        }
     }
 
     // Refused, with every problem named and nothing written.
@@ -844,4 +844,58 @@ async fn a_service_names_the_policy_its_cases_follow() {
     let later = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
     let read = clocks(&app, &w.a_operator.token, &later).await;
     assert_eq!(read["clocks"]["first_response"]["target_seconds"], 3600);
+}
+
+#[actix_web::test]
+async fn clocks_end_with_the_case_and_warn_at_the_policys_share() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    policy(
+        &app,
+        &w.a_admin.token,
+        json!({"name": "Standard", "targets": targets(60, 240, 100)}),
+    )
+    .await;
+    // A rejection stops the decision and, the case ending, the first response: met.
+    let rejected = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    act(&app, &w.a_operator.token, &rejected, "reject")
+        .await
+        .assert_status(200);
+    // A cancellation by the client stops both too.
+    let cancelled = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    act(&app, &w.client.token, &cancelled, "cancel")
+        .await
+        .assert_status(200);
+    for case in [&rejected, &cancelled] {
+        let read = clocks(&app, &w.a_admin.token, case).await;
+        assert_eq!(read["state"], "met", "{read}");
+        for clock in ["first_response", "decision"] {
+            let found = &read["clocks"][clock];
+            assert_eq!(found["state"], "stopped", "{clock}: {found}");
+            assert_eq!(found["met"], true);
+        }
+    }
+
+    // At risk from 80% (the default share) of the target, not a second before.
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    for action in ["accept", "start", "suspend"] {
+        act(&app, &w.a_operator.token, &case, action)
+            .await
+            .assert_status(200);
+    }
+    let resolution = |elapsed: i64| {
+        app.sql(&format!(
+            "UPDATE sla_clocks SET elapsed_secs = {elapsed} \
+             WHERE case_id = '{case}' AND clock = 'resolution'"
+        ));
+    };
+    resolution(4799);
+    let paused = clocks(&app, &w.a_operator.token, &case).await["clocks"]["resolution"].clone();
+    assert_eq!(paused["state"], "paused");
+    assert_eq!(paused["remaining_seconds"], 1201);
+    assert_eq!(paused["at_risk"], false);
+    resolution(4800);
+    let paused = clocks(&app, &w.a_operator.token, &case).await["clocks"]["resolution"].clone();
+    assert_eq!(paused["at_risk"], true);
+    assert_eq!(paused["breached"], false);
 }

@@ -124,6 +124,21 @@ async fn case_events_are_posted_signed_and_retried_until_dead() {
     app.get(&deliveries, &w.b_admin.token)
         .await
         .assert_problem(404, "not_found");
+    // Only admins read webhooks; `agency_id` is the platform's to use.
+    for token in [&w.a_operator.token, &w.a_agent.token, &w.client.token] {
+        app.get(&deliveries, token)
+            .await
+            .assert_problem(403, "forbidden");
+        app.get("/v1/webhooks", token)
+            .await
+            .assert_problem(403, "forbidden");
+    }
+    let of_a = format!("/v1/webhooks?agency_id={}", w.agency_a);
+    app.get(&of_a, &w.b_admin.token)
+        .await
+        .assert_problem(403, "forbidden");
+    let seen = app.get(&of_a, &w.platform.token).await;
+    assert_eq!(seen.assert_status(200)["items"][0]["id"], hook["id"]);
 
     // An event on agency A's case: one delivery to A's webhook and one to the platform's.
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
