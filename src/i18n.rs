@@ -254,7 +254,7 @@ pub fn notification_title(
     let number = number.as_str();
     let template = match event {
         E::StatusChanged => {
-            return format!("{number} — {}", label.unwrap_or_default());
+            return upper_first(format!("{number} — {}", label.unwrap_or_default()));
         }
         E::TicketOpened => [
             "New support ticket: {n}",
@@ -266,13 +266,13 @@ pub fn notification_title(
             "{n} is at risk of missing its SLA",
             "{n} rischia di superare lo SLA",
             "{n} está a punto de incumplir el SLA",
-            "Sprawa {n} może nie dotrzymać SLA",
+            "{n}: zagrożony termin SLA",
         ],
         E::SlaBreached => [
             "{n} missed its SLA",
             "{n} ha superato lo SLA",
             "{n} ha incumplido el SLA",
-            "Sprawa {n} nie dotrzymała SLA",
+            "{n}: przekroczony termin SLA",
         ],
         E::MessageReceived => [
             "New message on {n}",
@@ -311,7 +311,16 @@ pub fn notification_title(
             "Sprawa {n} została zamknięta: jak oceniasz jej przebieg? Wystaw ocenę od 1 do 5",
         ],
     };
-    pick(locale, template).replace("{n}", number)
+    upper_first(pick(locale, template).replace("{n}", number))
+}
+
+/// A title that opens with a ticket's name ("ticket «…»") starts with a capital.
+fn upper_first(title: String) -> String {
+    let mut chars = title.chars();
+    match chars.next() {
+        Some(first) if first.is_lowercase() => first.to_uppercase().chain(chars).collect(),
+        _ => title,
+    }
 }
 
 /// What an e-mail's link opens.

@@ -38,7 +38,7 @@ use crate::ticket_workflow::TicketAllowedAction;
         (name = "notifications", description = "The bell: in-app notifications"),
         (name = "attachments", description = "Files on a case, kept in object storage"),
         (name = "tickets", description = "Support tickets to the platform, their queues and conversation"),
-        (name = "sla", description = "SLA: business calendars, policies, and each case's clocks"),
+        (name = "sla", description = "SLA: business calendars, policies, and each case's and support ticket's clocks"),
         (name = "webhooks", description = "Outbound webhooks: events on cases posted, signed, to the agency's or the platform's URLs"),
         (name = "presence", description = "Staff presence, and the open work each holds against their capacity"),
         (name = "operations", description = "Health and metrics for operators"),

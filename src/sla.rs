@@ -1,16 +1,23 @@
-//! SLA clocks (DESIGN.md "SLA"). A case has up to three clocks, started by its agency's default
-//! policy (else the platform's) for the case's priority:
+//! SLA clocks (DESIGN.md "SLA"). A case has up to three clocks, started by its service's policy,
+//! else its agency's default, else the platform's, for the case's priority:
 //! - `first_response`: from `in_approval` to the agency's first message to the client;
 //! - `decision`: from `in_approval` to `accept` or `reject`;
 //! - `resolution`: from `in_progress` to `completed`, paused while `suspended` or while a
 //!   request to the client is open, running again on `resume` and `reopen`.
 //!
-//! Every clock is a function of the case: each write that moves the case, its requests or its
-//! conversation calls [`sync`], which starts, pauses, resumes and stops the clocks the case's
-//! state now asks for, records the warnings and breaches time has crossed (once each: a
-//! notification, a rule-log entry, an audit row) and keeps the case's SLA columns (state, next
+//! A support ticket has two, started when it is opened, by the platform's default policy for
+//! the ticket's priority:
+//! - `first_response`: to the platform's first message on it, its `wait_on_requester` or its
+//!   resolution;
+//! - `resolution`: to `resolved`, paused while `waiting_on_requester`, running again when the
+//!   requester answers or the ticket is reactivated.
+//!
+//! Every clock is a function of its case or ticket (its [`Subject`]): each write that moves it,
+//! its requests or its conversation calls [`sync`], which starts, pauses, resumes and stops the
+//! clocks its state now asks for, records the warnings and breaches time has crossed (once
+//! each: a notification, a rule-log entry, an audit row) and keeps its SLA columns (state, next
 //! due time, and when the state next changes by time alone, which the rules' worker waits for).
-//! A breach stays on record whatever happens to the case afterwards.
+//! A breach stays on record whatever happens afterwards.
 
 use std::collections::HashMap;
 
@@ -19,33 +26,36 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use validator::Validate;
 
-use crate::api::notifications::{Audience, Event, Notifier};
+use crate::api::notifications::{Audience, Event, Notifier, TicketAudience};
 use crate::business_time::{Calendar, Hours, OpeningHours};
 use crate::db::{self, DbConnection};
-use crate::domain::{CaseStatus, Priority, code_enum};
+use crate::domain::{CaseStatus, Priority, TicketStatus, code_enum};
 use crate::errors::ApiError;
 use crate::repo;
 use crate::repo::audit::Change;
 use crate::repo::cases::CaseRow;
 use crate::repo::rules::RuleLogRow;
-use crate::repo::sla::{CalendarRow, ClockRow, PolicyRow, SlaColumns};
+use crate::repo::sla::{CalendarRow, ClockRow, Holder, PolicyRow, SlaColumns};
+use crate::repo::tickets::{TicketRow, TicketScope};
 use crate::rules::Round;
 
 code_enum! {
-    /// One of a case's SLA clocks.
+    /// One of a case's or a ticket's SLA clocks.
     Clock {
-        /// From `in_approval` to the agency's first message to the client.
+        /// From `in_approval` to the agency's first message to the client; a ticket's, from
+        /// its opening to the platform's first message.
         FirstResponse = "first_response",
         /// From `in_approval` to `accept` or `reject`.
         Decision = "decision",
         /// From `in_progress` to `completed`; paused while `suspended` or while a request to
-        /// the client is open.
+        /// the client is open. A ticket's, from its opening to `resolved`, paused while
+        /// `waiting_on_requester`.
         Resolution = "resolution",
     }
 }
 
 code_enum! {
-    /// The case's SLA at a glance.
+    /// A case's or ticket's SLA at a glance.
     SlaState {
         /// Every running clock is short of its warning share.
         OnTrack = "on_track",
@@ -158,26 +168,6 @@ code_enum! {
     }
 }
 
-fn wanted(clock: Clock, status: CaseStatus, requests_open: bool) -> ClockState {
-    use CaseStatus as S;
-    match clock {
-        Clock::FirstResponse => match status {
-            S::Rejected | S::Cancelled | S::Closed => ClockState::Stopped,
-            _ => ClockState::Running,
-        },
-        Clock::Decision => match status {
-            S::InApproval => ClockState::Running,
-            _ => ClockState::Stopped,
-        },
-        Clock::Resolution => match status {
-            S::InProgress if requests_open => ClockState::Paused,
-            S::InProgress => ClockState::Running,
-            S::Completed | S::Closed | S::Rejected | S::Cancelled => ClockState::Stopped,
-            _ => ClockState::Paused,
-        },
-    }
-}
-
 /// A warning or a breach a clock crossed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Crossing {
@@ -285,12 +275,94 @@ impl Live<'_> {
     }
 }
 
-/// The clocks a case entering `status` starts (if it has not got them yet).
-fn started_by(status: CaseStatus) -> &'static [Clock] {
-    match status {
-        CaseStatus::InApproval => &[Clock::FirstResponse, Clock::Decision],
-        CaseStatus::InProgress => &[Clock::Resolution],
-        _ => &[],
+/// What a set of clocks belongs to, in the status a write leaves it in.
+#[derive(Debug, Clone, Copy)]
+pub enum Subject<'a> {
+    Case(&'a CaseRow, CaseStatus),
+    Ticket(&'a TicketRow, TicketStatus),
+}
+
+impl Subject<'_> {
+    /// The case as it is stored.
+    pub fn case(case: &CaseRow) -> Subject<'_> {
+        Subject::Case(case, case.status())
+    }
+
+    /// The ticket as it is stored.
+    pub fn ticket(ticket: &TicketRow) -> Subject<'_> {
+        Subject::Ticket(ticket, ticket.status())
+    }
+
+    fn holder(&self) -> Holder<'_> {
+        match self {
+            Subject::Case(case, _) => Holder::Case(&case.id),
+            Subject::Ticket(ticket, _) => Holder::Ticket(&ticket.id),
+        }
+    }
+
+    fn priority(&self) -> Priority {
+        match self {
+            Subject::Case(case, _) => case.priority(),
+            Subject::Ticket(ticket, _) => ticket.priority(),
+        }
+    }
+
+    /// The clocks it starts in its status (if it has not got them yet).
+    fn starts(&self) -> &'static [Clock] {
+        match self {
+            Subject::Case(_, CaseStatus::InApproval) => &[Clock::FirstResponse, Clock::Decision],
+            Subject::Case(_, CaseStatus::InProgress) => &[Clock::Resolution],
+            Subject::Ticket(_, TicketStatus::New) => &[Clock::FirstResponse, Clock::Resolution],
+            _ => &[],
+        }
+    }
+
+    /// What its status asks of `clock`.
+    fn wants(&self, clock: Clock, requests_open: bool) -> ClockState {
+        use CaseStatus as S;
+        use TicketStatus as T;
+        match (self, clock) {
+            (Subject::Case(_, status), Clock::FirstResponse) => match status {
+                S::Rejected | S::Cancelled | S::Closed => ClockState::Stopped,
+                _ => ClockState::Running,
+            },
+            (Subject::Case(_, status), Clock::Decision) => match status {
+                S::InApproval => ClockState::Running,
+                _ => ClockState::Stopped,
+            },
+            (Subject::Case(_, status), Clock::Resolution) => match status {
+                S::InProgress if requests_open => ClockState::Paused,
+                S::InProgress => ClockState::Running,
+                S::Completed | S::Closed | S::Rejected | S::Cancelled => ClockState::Stopped,
+                _ => ClockState::Paused,
+            },
+            // Waiting on the requester, or resolving, answers them too.
+            (Subject::Ticket(_, status), Clock::FirstResponse) => match status {
+                T::New | T::Open => ClockState::Running,
+                T::WaitingOnRequester | T::Resolved | T::Closed => ClockState::Stopped,
+            },
+            (Subject::Ticket(_, status), Clock::Resolution | Clock::Decision) => match status {
+                T::New | T::Open => ClockState::Running,
+                T::WaitingOnRequester => ClockState::Paused,
+                T::Resolved | T::Closed => ClockState::Stopped,
+            },
+        }
+    }
+
+    /// No clock can start any more (a case's resolution clock is still to come once accepted).
+    fn done(&self) -> bool {
+        match self {
+            Subject::Case(_, status) => matches!(
+                status,
+                CaseStatus::Completed
+                    | CaseStatus::Closed
+                    | CaseStatus::Rejected
+                    | CaseStatus::Cancelled
+            ),
+            Subject::Ticket(_, status) => {
+                matches!(status, TicketStatus::Resolved | TicketStatus::Closed)
+            }
+        }
     }
 }
 
@@ -316,18 +388,16 @@ pub enum Starts {
     OnlyMore,
 }
 
-/// A case bought and paid in this write: its first clocks start.
+/// A case bought and paid, or a ticket opened, in this write: its first clocks start.
 pub fn started(
     conn: &mut DbConnection,
     notifier: &Notifier,
-    case: &CaseRow,
+    subject: Subject,
 ) -> Result<(), ApiError> {
-    let status = case.status();
     sync_at(
         conn,
         notifier,
-        case,
-        status,
+        subject,
         Starts::Clocks,
         Bump::Done,
         Moment::Created,
@@ -341,62 +411,59 @@ pub fn requests_changed(
     notifier: &Notifier,
     case: &CaseRow,
 ) -> Result<(), ApiError> {
-    let status = case.status();
-    sync(conn, notifier, case, status, Starts::OnlyMore, Bump::Done)
+    let case = Subject::case(case);
+    sync(conn, notifier, case, Starts::OnlyMore, Bump::Done)
 }
 
-/// Brings the case's clocks in line with the case as it now is (`status`), inside the write
-/// that changed it; see the module's description.
+/// Brings the subject's clocks in line with it as it now is, inside the write that changed it;
+/// see the module's description.
 pub fn sync(
     conn: &mut DbConnection,
     notifier: &Notifier,
-    case: &CaseRow,
-    status: CaseStatus,
+    subject: Subject,
     starts: Starts,
     bump: Bump,
 ) -> Result<(), ApiError> {
-    sync_at(conn, notifier, case, status, starts, bump, Moment::Moved)
+    sync_at(conn, notifier, subject, starts, bump, Moment::Moved)
 }
 
-/// The case's priority changed (to `priority`, from `case`'s): the clocks still counting take
-/// their policy's targets for it, keeping the business time already counted. A target the
-/// clock has already passed under the new priority is a breach now.
+/// The subject's priority changed (to `priority`; the write moved its version): the clocks
+/// still counting take their policy's targets for it, keeping the business time already
+/// counted. A target the clock has already passed under the new priority is a breach now.
 pub fn reprioritized(
     conn: &mut DbConnection,
     notifier: &Notifier,
-    case: &CaseRow,
+    subject: Subject,
     priority: Priority,
 ) -> Result<(), ApiError> {
-    let (status, moment) = (case.status(), Moment::Reprioritized(priority));
+    let moment = Moment::Reprioritized(priority);
     sync_at(
         conn,
         notifier,
-        case,
-        status,
+        subject,
         Starts::OnlyMore,
         Bump::Done,
         moment,
     )
 }
 
-/// The agency answered the client: the first-response clock stops (a search of one key when
-/// it does not run).
+/// The agency answered the client, or the platform the requester: the first-response clock
+/// stops (a search of one key when it does not run).
 pub fn answered(
     conn: &mut DbConnection,
     notifier: &Notifier,
-    case: &CaseRow,
+    subject: Subject,
+    bump: Bump,
 ) -> Result<(), ApiError> {
-    if !repo::sla::awaits_first_response(conn, &case.id)? {
+    if !repo::sla::awaits_first_response(conn, subject.holder())? {
         return Ok(());
     }
-    let status = case.status();
     sync_at(
         conn,
         notifier,
-        case,
-        status,
+        subject,
         Starts::OnlyMore,
-        Bump::Needed,
+        bump,
         Moment::Answered,
     )
 }
@@ -404,10 +471,10 @@ pub fn answered(
 /// What the write did, besides leaving the case in its status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Moment {
-    /// The case was just bought, paid.
+    /// The case was just bought, paid; the ticket just opened.
     Created,
     Moved,
-    /// The agency's first answer to the client.
+    /// The agency's first answer to the client, the platform's to the requester.
     Answered,
     Reprioritized(Priority),
 }
@@ -415,26 +482,27 @@ enum Moment {
 fn sync_at(
     conn: &mut DbConnection,
     notifier: &Notifier,
-    case: &CaseRow,
-    status: CaseStatus,
+    subject: Subject,
     starts: Starts,
     bump: Bump,
     moment: Moment,
 ) -> Result<(), ApiError> {
-    // One write at a time brings a case's clocks in line: the case row first, then its
-    // clocks, in every writer's order (PostgreSQL; SQLite's writes are serialized already). A
-    // write that updated the case's row holds that lock already.
+    let holder = subject.holder();
+    // One write at a time brings the clocks in line: the case's or ticket's row first, then
+    // its clocks, in every writer's order (PostgreSQL; SQLite's writes are serialized
+    // already). A write that updated that row holds the lock already.
     if bump == Bump::Needed {
-        repo::cases::update_lock(conn, &case.id)?;
+        repo::sla::update_lock(conn, holder)?;
     }
     let now = db::now();
-    // A case being created has no clocks yet, nor SLA columns: two reads fewer per purchase.
+    // What is being created has no clocks yet, nor SLA columns: two reads fewer.
     let stored = match moment {
         Moment::Created => Vec::new(),
-        _ => repo::sla::clocks_of(conn, &case.id)?,
+        _ => repo::sla::clocks_of(conn, holder)?,
     };
     let mut rows = stored.clone();
-    let missing: Vec<Clock> = started_by(status)
+    let missing: Vec<Clock> = subject
+        .starts()
         .iter()
         .copied()
         .filter(|clock| !rows.iter().any(|r| r.clock == clock.as_str()))
@@ -443,13 +511,13 @@ fn sync_at(
     let may_start = starts == Starts::Clocks || !stored.is_empty();
     if may_start
         && !missing.is_empty()
-        && let Some((policy, calendar)) = policy_of(conn, case, &stored)?
+        && let Some((policy, calendar)) = policy_of(conn, subject, &stored)?
     {
         let targets: Targets = serde_json::from_str(&policy.targets).map_err(ApiError::internal)?;
         for clock in missing {
-            let target_secs = targets.minutes(case.priority(), clock) * 60;
+            let target_secs = targets.minutes(subject.priority(), clock) * 60;
             rows.push(ClockRow {
-                case_id: case.id.clone(),
+                holder_id: holder.id().to_owned(),
                 clock: clock.as_str().to_owned(),
                 policy_id: policy.id.clone(),
                 calendar_id: policy.calendar_id.clone(),
@@ -471,10 +539,14 @@ fn sync_at(
         return Ok(());
     }
     let calendars = calendars_of(conn, &rows, extra_calendar)?;
-    let needs_requests = status == CaseStatus::InProgress
-        && rows.iter().any(|r| r.clock == Clock::Resolution.as_str());
-    let requests_open =
-        needs_requests && !repo::requests::in_status(conn, &case.id, "open", 1)?.is_empty();
+    let requests_open = match subject {
+        Subject::Case(case, CaseStatus::InProgress)
+            if rows.iter().any(|r| r.clock == Clock::Resolution.as_str()) =>
+        {
+            !repo::requests::in_status(conn, &case.id, "open", 1)?.is_empty()
+        }
+        _ => false,
+    };
     let mut crossings = Vec::new();
     let mut live: Vec<Live> = rows
         .into_iter()
@@ -494,7 +566,7 @@ fn sync_at(
         if let Some(&(target_secs, warn_secs)) = retargets.get(&clock.row.clock) {
             clock.retarget(target_secs, warn_secs, now);
         }
-        let mut to = wanted(clock.clock(), status, requests_open);
+        let mut to = subject.wants(clock.clock(), requests_open);
         if moment == Moment::Answered && clock.clock() == Clock::FirstResponse {
             to = ClockState::Stopped;
         }
@@ -506,21 +578,23 @@ fn sync_at(
     }
     for clock in &live {
         match stored.iter().find(|s| s.clock == clock.row.clock) {
-            None => repo::sla::insert_clock(conn, &clock.row)?,
-            Some(before) if *before != clock.row => repo::sla::update_clock(conn, &clock.row)?,
+            None => repo::sla::insert_clock(conn, holder, &clock.row)?,
+            Some(before) if *before != clock.row => {
+                repo::sla::update_clock(conn, holder, &clock.row)?
+            }
             Some(_) => {}
         }
     }
-    let columns = columns(&live, status);
+    let columns = columns(&live, subject.done());
     let current = match moment {
         Moment::Created => SlaColumns::default(),
-        _ => repo::sla::columns_of(conn, &case.id)?,
+        _ => repo::sla::columns_of(conn, holder)?,
     };
     if columns != current {
-        // The card shows the state and the due time; when the worker wakes is not on it.
+        // The views show the state and the due time; when the worker wakes is not on them.
         let shown =
             columns.sla_state != current.sla_state || columns.sla_due_at != current.sla_due_at;
-        repo::sla::set_columns(conn, &case.id, &columns, shown && bump == Bump::Needed)?;
+        repo::sla::set_columns(conn, holder, &columns, shown && bump == Bump::Needed)?;
     }
     let sooner = columns
         .sla_next_at
@@ -530,18 +604,23 @@ fn sync_at(
     }
     if !crossings.is_empty() {
         let states = (&current, &columns);
-        record(conn, notifier, case, status, &crossings, states)?;
+        record(conn, notifier, subject, &crossings, states)?;
     }
     Ok(())
 }
 
-/// The policy new clocks of the case start under: the one its first clocks started under,
-/// else the one its service names, else the agency's default, else the platform's.
+/// The policy new clocks start under. A case's: the one its first clocks started under, else
+/// the one its service names, else the agency's default, else the platform's. A ticket's (both
+/// start at once): the platform's default.
 fn policy_of(
     conn: &mut DbConnection,
-    case: &CaseRow,
+    subject: Subject,
     stored: &[ClockRow],
 ) -> Result<Option<(PolicyRow, Option<CalendarRow>)>, ApiError> {
+    let case = match subject {
+        Subject::Case(case, _) => case,
+        Subject::Ticket(..) => return Ok(repo::sla::platform_default(conn)?),
+    };
     let named = match stored.first() {
         Some(clock) => Some(clock.policy_id.clone()),
         None => repo::sla::service_policy(conn, &case.service_id)?,
@@ -610,18 +689,12 @@ fn calendars_of(
     Ok(hours)
 }
 
-/// The case's SLA columns from its clocks, the case being in `status`.
-fn columns(clocks: &[Live], status: CaseStatus) -> SlaColumns {
+/// The SLA columns from the clocks; `done` when no clock can start any more.
+fn columns(clocks: &[Live], done: bool) -> SlaColumns {
     let rows = || clocks.iter().map(|c| &c.row);
     if clocks.is_empty() {
         return SlaColumns::default();
     }
-    // Met only once no clock can start any more: an accepted case's resolution clock is
-    // still to come.
-    let done = matches!(
-        status,
-        CaseStatus::Completed | CaseStatus::Closed | CaseStatus::Rejected | CaseStatus::Cancelled
-    );
     let state = if rows().any(|r| r.breached_at.is_some()) {
         SlaState::Breached
     } else if done && rows().all(|r| r.stopped_at.is_some()) {
@@ -651,13 +724,13 @@ fn columns(clocks: &[Live], status: CaseStatus) -> SlaColumns {
 }
 
 /// The warnings and breaches one write found crossed, each once: a rule-log entry, an audit
-/// row by the rule and the agency's notification; and one audit row for the case's SLA state
+/// row by the rule and the notification of the side that owes the answer (the agency's staff,
+/// the ticket's assignee or every platform staff member); and one audit row for the SLA state
 /// if it changed.
 fn record(
     conn: &mut DbConnection,
     notifier: &Notifier,
-    case: &CaseRow,
-    status: CaseStatus,
+    subject: Subject,
     crossings: &[(Clock, Crossing, NaiveDateTime, i64)],
     (before, after): (&SlaColumns, &SlaColumns),
 ) -> Result<(), ApiError> {
@@ -673,19 +746,32 @@ fn record(
             at.format("%Y-%m-%dT%H:%M:%S"),
             target_secs / 60,
         );
+        let (case_id, agency_id, ticket_id, change) = match subject {
+            Subject::Case(case, _) => (
+                Some(case.id.clone()),
+                Some(case.agency_id.clone()),
+                None,
+                Change::case(&case.id, rule),
+            ),
+            Subject::Ticket(ticket, _) => (
+                None,
+                ticket.agency_id.clone(),
+                Some(ticket.id.clone()),
+                Change::outside_cases("ticket", &ticket.id, ticket.agency_id.as_deref(), rule),
+            ),
+        };
         let entry = RuleLogRow {
             id: repo::new_id(),
             rule: rule.into(),
             trigger_event: format!("{clock}_{trigger}"),
             action: "notify".into(),
-            case_id: Some(case.id.clone()),
-            agency_id: Some(case.agency_id.clone()),
+            case_id,
+            agency_id,
             outcome: "notified".into(),
             detail: Some(detail.clone()),
             created_at: db::now(),
-            ticket_id: None,
+            ticket_id,
         };
-        let change = Change::case(&case.id, rule);
         let mut audit = vec![
             change
                 .clone()
@@ -700,27 +786,37 @@ fn record(
             ));
         }
         repo::audit::append_by_rule(conn, &entry.id, audit)?;
-        let to = &[Audience::Agency];
-        notifier.notify(conn, case, event, to, None, Some(&detail), Some(status))?;
+        let body = Some(detail.as_str());
+        match subject {
+            Subject::Case(case, status) => {
+                let to = &[Audience::Agency];
+                notifier.notify(conn, case, event, to, None, body, Some(status))?
+            }
+            Subject::Ticket(ticket, status) => {
+                let to = &[TicketAudience::Platform];
+                notifier.notify_ticket(conn, ticket, event, to, &[], None, body, Some(status))?
+            }
+        }
         repo::rules::record(conn, &entry)?;
     }
     Ok(())
 }
 
-/// A clock as `GET /v1/cases/{id}/sla` shows it, counted at `now`.
+/// A clock as `GET /v1/cases/{id}/sla` and `GET /v1/tickets/{id}/sla` show it, counted at
+/// `now`.
 pub struct ClockReading {
     pub row: ClockRow,
     pub state: ClockState,
     pub elapsed_secs: i64,
 }
 
-/// The case's clocks read at `now`.
+/// The clocks read at `now`.
 pub fn read(
     conn: &mut DbConnection,
-    case_id: &str,
+    holder: Holder,
     now: NaiveDateTime,
 ) -> Result<Vec<ClockReading>, ApiError> {
-    let rows = repo::sla::clocks_of(conn, case_id)?;
+    let rows = repo::sla::clocks_of(conn, holder)?;
     let calendars = calendars_of(conn, &rows, None)?;
     Ok(rows
         .into_iter()
@@ -737,32 +833,43 @@ pub fn read(
         .collect())
 }
 
-/// One round of the SLA rule: each case whose warning or breach is due now (up to 100) is
-/// brought up to date in a write of its own, so one case's failure holds up none of the others.
+/// One round of the SLA rule: each case and ticket whose warning or breach is due now (up to
+/// 100 of each) is brought up to date in a write of its own, so one failure holds up none of
+/// the others.
 pub async fn settle_due(state: &crate::app::AppState) -> Result<Round, ApiError> {
-    let ids = db::read(&state.pool, |conn| {
+    let (cases, tickets) = db::read(&state.pool, |conn| {
         Ok(repo::sla::due(conn, db::now(), 100)?)
     })
     .await?;
+    let due = cases
+        .into_iter()
+        .map(Due::Case)
+        .chain(tickets.into_iter().map(Due::Ticket));
     let mut round = Round::default();
-    for id in ids {
+    for due in due {
         let notifier = state.notifier.clone();
         let done = db::write(&state.pool, move |conn| {
-            // The case as it stands under the lock `sync` takes: a move committed since the
-            // batch was read is seen.
-            repo::cases::update_lock(conn, &id)?;
-            let Some(case) = repo::cases::find(conn, &repo::cases::CaseScope::All, &id)? else {
-                return Ok(());
-            };
-            let status = case.status();
-            sync(
-                conn,
-                &notifier,
-                &case,
-                status,
-                Starts::OnlyMore,
-                Bump::Needed,
-            )
+            // As it stands under the lock `sync` would take: a move committed since the batch
+            // was read is seen.
+            match &due {
+                Due::Case(id) => {
+                    repo::sla::update_lock(conn, Holder::Case(id))?;
+                    let scope = &repo::cases::CaseScope::All;
+                    let Some(case) = repo::cases::find(conn, scope, id)? else {
+                        return Ok(());
+                    };
+                    let case = Subject::case(&case);
+                    sync(conn, &notifier, case, Starts::OnlyMore, Bump::Needed)
+                }
+                Due::Ticket(id) => {
+                    repo::sla::update_lock(conn, Holder::Ticket(id))?;
+                    let Some(ticket) = repo::tickets::find(conn, &TicketScope::All, id)? else {
+                        return Ok(());
+                    };
+                    let ticket = Subject::ticket(&ticket);
+                    sync(conn, &notifier, ticket, Starts::OnlyMore, Bump::Needed)
+                }
+            }
         })
         .await;
         match done {
@@ -774,4 +881,10 @@ pub async fn settle_due(state: &crate::app::AppState) -> Result<Round, ApiError>
         }
     }
     Ok(round)
+}
+
+/// A case or a ticket the SLA rule visits, by id.
+enum Due {
+    Case(String),
+    Ticket(String),
 }

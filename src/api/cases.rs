@@ -162,7 +162,8 @@ pub struct CaseView {
     pub closed_at: Option<DateTime<Utc>>,
 }
 
-/// The case's SLA at a glance; `GET /v1/cases/{id}/sla` has each clock.
+/// A case's or ticket's SLA at a glance; `GET /v1/cases/{id}/sla` (`/v1/tickets/{id}/sla`) has
+/// each clock.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"state": "at_risk", "breached": false, "due_at": "2026-11-24T17:00:00Z"}))]
 pub struct SlaSummary {
@@ -176,12 +177,13 @@ pub struct SlaSummary {
 }
 
 impl SlaSummary {
-    fn of(row: &CaseRow) -> Option<SlaSummary> {
-        let state = SlaState::from_code(row.sla_state.as_deref()?)?;
+    /// From the stored SLA columns; `None` without clocks.
+    pub fn of(state: Option<&str>, due_at: Option<chrono::NaiveDateTime>) -> Option<SlaSummary> {
+        let state = SlaState::from_code(state?)?;
         Some(SlaSummary {
             state,
             breached: state == SlaState::Breached,
-            due_at: row.sla_due_at.map(timestamp),
+            due_at: due_at.map(timestamp),
         })
     }
 }
@@ -232,7 +234,7 @@ impl CaseSummary {
         let status = row.status();
         CaseSummary {
             unread_messages,
-            sla: SlaSummary::of(&row),
+            sla: SlaSummary::of(row.sla_state.as_deref(), row.sla_due_at),
             status,
             status_label: i18n::status_label(status, locale),
             priority: row.priority(),
@@ -481,7 +483,7 @@ fn card(conn: &mut DbConnection, viewer: &Viewer, row: CardRow) -> Result<CaseVi
         }),
         _ => None,
     };
-    let sla = SlaSummary::of(&row);
+    let sla = SlaSummary::of(row.sla_state.as_deref(), row.sla_due_at);
     Ok(CaseView {
         status,
         status_label: i18n::status_label(status, viewer.locale),
@@ -642,7 +644,7 @@ pub async fn create_case(
             // Paid by card: its SLA clocks start, and the agency's queue, this case at its end,
             // goes to who has room.
             if status == CaseStatus::InApproval {
-                crate::sla::started(conn, &notifier, &row)?;
+                crate::sla::started(conn, &notifier, crate::sla::Subject::case(&row))?;
                 crate::rules::serve_queue(conn, &notifier, &row.agency_id, capacity, "case_paid")?;
             }
             let view = reload_card(conn, &viewer, &row.id)?;
@@ -1085,7 +1087,8 @@ pub async fn update_case(
             repo::audit::append(conn, &actor, audit)?;
         }
         if let Some(priority) = input.priority.filter(|p| *p != current.priority()) {
-            crate::sla::reprioritized(conn, &notifier, &current, priority)?;
+            let case = crate::sla::Subject::case(&current);
+            crate::sla::reprioritized(conn, &notifier, case, priority)?;
         }
         reload_card(conn, &viewer, &id)
     })

@@ -428,7 +428,8 @@ fn post(
     repo::messages::insert(conn, &row)?;
     if viewer.role == Role::Agency && direction == Direction::Outbound {
         // The agency answered the client: the first-response clock stops.
-        crate::sla::answered(conn, notifier, &case)?;
+        let answered = crate::sla::Subject::case(&case);
+        crate::sla::answered(conn, notifier, answered, crate::sla::Bump::Needed)?;
     }
     // What the agency sends the client shows the client its files.
     if direction != Direction::Internal && viewer.role != Role::Client {

@@ -120,6 +120,7 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(sla::list_sla_policies)
         .service(sla::create_sla_policy)
         .service(sla::get_case_sla)
+        .service(sla::get_ticket_sla)
         .service(webhooks::list_webhooks)
         .service(webhooks::create_webhook)
         .service(webhooks::list_webhook_deliveries);

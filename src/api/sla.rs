@@ -1,6 +1,6 @@
 //! SLA (DESIGN.md "SLA"): business calendars and policies, which agency admins manage for their
 //! agency and platform admins for the platform (the default of agencies without one), and the
-//! clocks of each case (`crate::sla` runs them).
+//! clocks of each case and support ticket (`crate::sla` runs them).
 
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -21,7 +21,7 @@ use crate::http::extract::{Page, PageRequest, ValidJson, page_response};
 use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
 use crate::repo;
 use crate::repo::audit::Change;
-use crate::repo::sla::{CalendarRow, OwnerScope, PolicyRow};
+use crate::repo::sla::{CalendarRow, Holder, OwnerScope, PolicyRow};
 use crate::sla::{Clock, ClockState, SlaState, Targets};
 use diesel::QueryResult;
 
@@ -521,7 +521,7 @@ pub struct ClockView {
     pub calendar_id: Option<String>,
     #[serde(serialize_with = "crate::api::rfc3339")]
     pub started_at: DateTime<Utc>,
-    /// Business seconds allowed (the policy's minutes for the case's priority when it started).
+    /// Business seconds allowed (the policy's minutes for the case's or ticket's priority).
     pub target_seconds: i64,
     /// Business seconds counted so far (pauses excluded).
     pub elapsed_seconds: i64,
@@ -557,6 +557,50 @@ pub struct CaseSlaView {
     pub clocks: Vec<ClockView>,
 }
 
+/// A support ticket's SLA.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TicketSlaView {
+    #[schema(format = "uuid")]
+    pub ticket_id: String,
+    /// As on the ticket; `null` when no platform default policy applied when it was opened
+    /// (then `clocks` is empty).
+    pub state: Option<SlaState>,
+    /// `first_response`, then `resolution`.
+    pub clocks: Vec<ClockView>,
+}
+
+/// The clocks of `holder`, counted now.
+fn clock_views(conn: &mut DbConnection, holder: Holder) -> Result<Vec<ClockView>, ApiError> {
+    let now = db::now();
+    let readings = crate::sla::read(conn, holder, now)?;
+    Ok(readings
+        .into_iter()
+        .map(|reading| {
+            let row = reading.row;
+            let elapsed = reading.elapsed_secs;
+            let breached = row.breached_at.is_some() || elapsed > row.target_secs;
+            let state = reading.state;
+            ClockView {
+                clock: Clock::from_code(&row.clock).unwrap_or(Clock::Resolution),
+                state,
+                policy_id: row.policy_id,
+                calendar_id: row.calendar_id,
+                started_at: timestamp(row.started_at),
+                target_seconds: row.target_secs,
+                elapsed_seconds: elapsed,
+                remaining_seconds: row.target_secs - elapsed,
+                due_at: row.due_at.map(timestamp),
+                at_risk: state != ClockState::Stopped && !breached && elapsed >= row.warn_secs,
+                breached,
+                warned_at: row.warned_at.map(timestamp),
+                breached_at: row.breached_at.map(timestamp),
+                stopped_at: row.stopped_at.map(timestamp),
+                met: (state == ClockState::Stopped).then_some(!breached),
+            }
+        })
+        .collect())
+}
+
 /// A case's SLA clocks
 ///
 /// Each clock the case has started, counted at the time of the request: target, elapsed and
@@ -584,37 +628,47 @@ pub async fn get_case_sla(
     let view = db::read(&state.pool, move |conn| {
         let Asked { viewer, .. } = asking.resolve(conn)?;
         let case = find_visible(conn, &viewer, &id)?;
-        let now = db::now();
-        let clocks = crate::sla::read(conn, &case.id, now)?
-            .into_iter()
-            .map(|reading| {
-                let row = reading.row;
-                let elapsed = reading.elapsed_secs;
-                let breached = row.breached_at.is_some() || elapsed > row.target_secs;
-                let state = reading.state;
-                ClockView {
-                    clock: Clock::from_code(&row.clock).unwrap_or(Clock::Resolution),
-                    state,
-                    policy_id: row.policy_id,
-                    calendar_id: row.calendar_id,
-                    started_at: timestamp(row.started_at),
-                    target_seconds: row.target_secs,
-                    elapsed_seconds: elapsed,
-                    remaining_seconds: row.target_secs - elapsed,
-                    due_at: row.due_at.map(timestamp),
-                    at_risk: state != ClockState::Stopped && !breached && elapsed >= row.warn_secs,
-                    breached,
-                    warned_at: row.warned_at.map(timestamp),
-                    breached_at: row.breached_at.map(timestamp),
-                    stopped_at: row.stopped_at.map(timestamp),
-                    met: (state == ClockState::Stopped).then_some(!breached),
-                }
-            })
-            .collect();
         Ok(CaseSlaView {
-            case_id: case.id,
+            clocks: clock_views(conn, Holder::Case(&case.id))?,
             state: case.sla_state.as_deref().and_then(SlaState::from_code),
-            clocks,
+            case_id: case.id,
+        })
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// A support ticket's SLA clocks
+///
+/// The ticket's `first_response` and `resolution` clocks under the platform's default policy,
+/// counted at the time of the request, as a case's. Roles: platform staff, and the requester's
+/// side (404 for anyone else, 403 for agents).
+#[utoipa::path(
+    tag = "sla",
+    operation_id = "get_ticket_sla",
+    params(("id" = Uuid, Path, description = "The ticket")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The ticket's clocks", body = TicketSlaView),
+        (status = 403, description = "Agents have no support tickets"),
+        (status = 404, description = "No such ticket, or not one the caller can see"),
+    )
+)]
+#[get("/v1/tickets/{id}/sla")]
+pub async fn get_ticket_sla(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: Token,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let asking = Asking::new(token, &req);
+    let id = id.into_inner().to_string();
+    let view = db::read(&state.pool, move |conn| {
+        let ticket = crate::api::tickets::find_visible_ticket(conn, asking, &id)?;
+        Ok(TicketSlaView {
+            clocks: clock_views(conn, Holder::Ticket(&ticket.id))?,
+            state: ticket.sla_state.as_deref().and_then(SlaState::from_code),
+            ticket_id: ticket.id,
         })
     })
     .await?;

@@ -13,7 +13,9 @@ use uuid::Uuid;
 use validator::Validate;
 
 use crate::api::assignment::{Assignee, AssignmentRequest};
-use crate::api::cases::{AssigneeKeyword, AssigneeParam, PersonView, Viewer, visible_case_id};
+use crate::api::cases::{
+    AssigneeKeyword, AssigneeParam, PersonView, SlaSummary, Viewer, visible_case_id,
+};
 use crate::api::notifications::{Event, Notifier, TicketAudience};
 use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
@@ -29,6 +31,7 @@ use crate::i18n;
 use crate::repo;
 use crate::repo::audit::{Actor, Change};
 use crate::repo::tickets::{TicketChanges, TicketFilter, TicketMessageRow, TicketRow, TicketScope};
+use crate::sla::{Bump, SlaState, Starts, Subject};
 use crate::ticket_workflow::{self, TicketAllowedAction, WORKED};
 use crate::workflow::Input;
 
@@ -51,6 +54,7 @@ pub struct TicketResolution {
     "status": "open",
     "status_label": "Open",
     "priority": "normal",
+    "sla": {"state": "on_track", "breached": false, "due_at": "2026-11-24T17:00:00Z"},
     "requester": {"id": "0193a6f2-2c4e-7b51-9d0a-3f1e2a4b5c6d", "name": "Ana Client"},
     "agency_id": null,
     "case_id": "0193a6f4-2222-7c2d-8e3f-405162738495",
@@ -74,6 +78,9 @@ pub struct TicketView {
     /// In the language chosen by `Accept-Language`.
     pub status_label: &'static str,
     pub priority: Priority,
+    /// Its SLA at a glance (`GET /v1/tickets/{id}/sla` has each clock); `null` when no
+    /// platform default policy applied when it was opened.
+    pub sla: Option<SlaSummary>,
     /// Who opened it.
     pub requester: PersonView,
     /// The agency whose staff share the ticket, for an agency's ticket.
@@ -142,7 +149,7 @@ impl TicketViewer {
             id: id.to_owned(),
             name: names.get(id).cloned().unwrap_or_default(),
         };
-        let status = row.status();
+        let (status, priority) = (row.status(), row.priority());
         let resolution = match (row.resolution_type, row.resolution, row.resolved_at) {
             (Some(resolution_type), Some(text), Some(at)) => Some(TicketResolution {
                 resolution_type,
@@ -154,7 +161,8 @@ impl TicketViewer {
         TicketView {
             status,
             status_label: i18n::ticket_status_label(status, self.locale),
-            priority: Priority::from_code(&row.priority).unwrap_or(Priority::Normal),
+            priority,
+            sla: SlaSummary::of(row.sla_state.as_deref(), row.sla_due_at),
             requester: person(&row.requester_id),
             assignee: row.assignee_id.as_deref().map(person),
             allowed_actions: TicketAllowedAction::list(self.party, status, self.locale),
@@ -243,6 +251,15 @@ fn other_side(party: TicketParty) -> TicketAudience {
     }
 }
 
+/// The ticket if the caller may see it: 404 otherwise, 403 for agents.
+pub fn find_visible_ticket(
+    conn: &mut DbConnection,
+    asking: Asking,
+    id: &str,
+) -> Result<TicketRow, ApiError> {
+    TicketViewer::of(asking.resolve(conn)?)?.find(conn, id)
+}
+
 fn ticket_not_found() -> ApiError {
     ApiError::NotFound("No such ticket, or not one you can see.".into())
 }
@@ -281,6 +298,11 @@ pub struct ListTicketsQuery {
     pub delegated_by: Option<AssigneeParam>,
     /// Only tickets about this case.
     pub case_id: Option<Uuid>,
+    /// Only tickets whose SLA is in these states (repeat the parameter for several), e.g. the
+    /// view of breached tickets `?sla=breached`.
+    #[serde(default)]
+    #[param(style = Form, explode)]
+    pub sla: Vec<SlaState>,
     #[param(minimum = 1, maximum = 100, default = 25)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
@@ -332,6 +354,7 @@ pub async fn list_tickets(
             assignee: user_filter(query.assignee, me),
             delegated_by: user_filter(query.delegated_by, me),
             case_id: query.case_id.map(|id| id.to_string()),
+            sla_states: query.sla.iter().map(|s| s.as_str()).collect(),
         };
         let rows = repo::tickets::list(
             conn,
@@ -447,6 +470,8 @@ fn open_ticket(
         version: 1,
         created_at: now,
         updated_at: now,
+        sla_state: None,
+        sla_due_at: None,
     };
     repo::tickets::insert(conn, &row)?;
     let created = ticket_change(&row, "create");
@@ -467,6 +492,9 @@ fn open_ticket(
         Some(&row.description),
         None,
     )?;
+    crate::sla::started(conn, notifier, Subject::ticket(&row))?;
+    // As stored: with its SLA columns.
+    let row = who.find(conn, &row.id)?;
     let view = who.view(conn, row)?;
     Ok(Created {
         location: Some(format!("/v1/tickets/{}", view.id)),
@@ -569,6 +597,7 @@ pub async fn update_ticket(
     let input = body.0;
     let asking = Asking::new(token, &req);
     let id = id.into_inner().to_string();
+    let notifier = state.notifier.clone();
     let view = db::write(&state.pool, move |conn| {
         let who = TicketViewer::of(asking.resolve(conn)?)?;
         let current = who.find(conn, &id)?;
@@ -608,6 +637,10 @@ pub async fn update_ticket(
         if !audit.is_empty() {
             who.update(conn, &current, WORKED, &if_match, &changes)?;
             repo::audit::append(conn, &who.actor, audit)?;
+        }
+        if let Some(priority) = input.priority.filter(|p| *p != current.priority()) {
+            let ticket = Subject::ticket(&current);
+            crate::sla::reprioritized(conn, &notifier, ticket, priority)?;
         }
         let row = who.find(conn, &id)?;
         who.view(conn, row)
@@ -767,6 +800,8 @@ pub async fn transition_ticket(
             body,
             Some(rule.to),
         )?;
+        let moved = Subject::Ticket(&current, rule.to);
+        crate::sla::sync(conn, &notifier, moved, Starts::OnlyMore, Bump::Done)?;
         let row = who.find(conn, &id)?;
         who.view(conn, row)
     })
@@ -1091,6 +1126,14 @@ fn write_message(
         ));
     }
     repo::audit::append(conn, &who.actor, audit)?;
+    // The platform's first word stops the first-response clock; the requester's answer to a
+    // ticket that waited on them runs the resolution clock again.
+    let moved = Subject::Ticket(&ticket, next);
+    if who.party == TicketParty::Platform {
+        crate::sla::answered(conn, notifier, moved, Bump::Done)?;
+    } else if next != status {
+        crate::sla::sync(conn, notifier, moved, Starts::OnlyMore, Bump::Done)?;
+    }
     notifier.notify_ticket(
         conn,
         &ticket,

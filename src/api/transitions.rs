@@ -428,7 +428,8 @@ pub fn apply(
         true => sla::Starts::Clocks,
         false => sla::Starts::OnlyMore,
     };
-    sla::sync(conn, notifier, current, rule.to, starts, sla::Bump::Done)?;
+    let case = sla::Subject::Case(current, rule.to);
+    sla::sync(conn, notifier, case, starts, sla::Bump::Done)?;
     let mut audience = vec![Audience::Client, Audience::Agency];
     if rule.has(Effect::NotifyPlatform) {
         audience.push(Audience::Platform);

@@ -350,6 +350,9 @@ diesel::table! {
         version -> BigInt,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        sla_state -> Nullable<Text>,
+        sla_due_at -> Nullable<Timestamp>,
+        sla_next_at -> Nullable<Timestamp>,
     }
 }
 
@@ -409,6 +412,25 @@ diesel::table! {
 diesel::table! {
     sla_clocks (case_id, clock) {
         case_id -> Text,
+        clock -> Text,
+        policy_id -> Text,
+        calendar_id -> Nullable<Text>,
+        target_secs -> BigInt,
+        warn_secs -> BigInt,
+        started_at -> Timestamp,
+        elapsed_secs -> BigInt,
+        running_since -> Nullable<Timestamp>,
+        warn_at -> Nullable<Timestamp>,
+        due_at -> Nullable<Timestamp>,
+        warned_at -> Nullable<Timestamp>,
+        breached_at -> Nullable<Timestamp>,
+        stopped_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    ticket_sla_clocks (ticket_id, clock) {
+        ticket_id -> Text,
         clock -> Text,
         policy_id -> Text,
         calendar_id -> Nullable<Text>,
@@ -498,6 +520,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     calendars,
     sla_policies,
     sla_clocks,
+    ticket_sla_clocks,
     webhooks,
     webhook_deliveries,
 );

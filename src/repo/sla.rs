@@ -1,10 +1,10 @@
-//! SLA storage: business calendars, policies and each case's clocks, and the case's SLA
-//! columns the card and the list read.
+//! SLA storage: business calendars, policies, each case's and ticket's clocks, and the SLA
+//! columns their views and lists read.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use crate::db::schema::{calendars, cases, sla_clocks, sla_policies};
+use crate::db::schema::{calendars, cases, sla_clocks, sla_policies, ticket_sla_clocks, tickets};
 use crate::db::{BuildOnce, DbConnection};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -41,7 +41,9 @@ pub struct PolicyRow {
 #[diesel(table_name = sla_clocks)]
 #[diesel(treat_none_as_null = true)]
 pub struct ClockRow {
-    pub case_id: String,
+    /// The case's id (`ticket_sla_clocks`: the ticket's; loaded by position).
+    #[diesel(column_name = case_id)]
+    pub holder_id: String,
     pub clock: String,
     pub policy_id: String,
     pub calendar_id: Option<String>,
@@ -203,6 +205,19 @@ pub fn policy_for(
         .optional()
 }
 
+/// The platform's default policy with its calendar: the one a ticket's clocks follow.
+pub fn platform_default(
+    conn: &mut DbConnection,
+) -> QueryResult<Option<(PolicyRow, Option<CalendarRow>)>> {
+    sla_policies::table
+        .left_join(calendars::table)
+        .filter(sla_policies::is_default.eq(true))
+        .filter(sla_policies::agency_id.is_null())
+        .select((PolicyRow::as_select(), Option::<CalendarRow>::as_select()))
+        .first(conn)
+        .optional()
+}
+
 /// The policy of this id with its calendar, if `agency_id` may use it (its own or the
 /// platform's).
 pub fn usable_policy(
@@ -253,13 +268,35 @@ pub fn calendars_by_id(conn: &mut DbConnection, ids: &[String]) -> QueryResult<V
         .load(conn)
 }
 
-/// The case's clocks, in the order the case meets them.
-pub fn clocks_of(conn: &mut DbConnection, case_id: &str) -> QueryResult<Vec<ClockRow>> {
-    let mut clocks: Vec<ClockRow> = sla_clocks::table
-        .filter(sla_clocks::case_id.eq(case_id.to_owned()))
-        .select(ClockRow::as_select())
-        .built_once()
-        .load(conn)?;
+/// What a set of clocks belongs to: a case or a support ticket, by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder<'a> {
+    Case(&'a str),
+    Ticket(&'a str),
+}
+
+impl Holder<'_> {
+    pub fn id(&self) -> &str {
+        match self {
+            Holder::Case(id) | Holder::Ticket(id) => id,
+        }
+    }
+}
+
+/// The clocks, in the order their holder meets them.
+pub fn clocks_of(conn: &mut DbConnection, holder: Holder) -> QueryResult<Vec<ClockRow>> {
+    let mut clocks: Vec<ClockRow> = match holder {
+        Holder::Case(id) => sla_clocks::table
+            .filter(sla_clocks::case_id.eq(id.to_owned()))
+            .select(ClockRow::as_select())
+            .built_once()
+            .load(conn)?,
+        // The columns are a case clock's, in its order.
+        Holder::Ticket(id) => ticket_sla_clocks::table
+            .filter(ticket_sla_clocks::ticket_id.eq(id.to_owned()))
+            .select(ticket_sla_clocks::all_columns)
+            .load(conn)?,
+    };
     let order = |c: &ClockRow| {
         ["first_response", "decision", "resolution"]
             .iter()
@@ -269,35 +306,96 @@ pub fn clocks_of(conn: &mut DbConnection, case_id: &str) -> QueryResult<Vec<Cloc
     Ok(clocks)
 }
 
-/// Whether the case's first-response clock still runs (one search of the primary key).
-pub fn awaits_first_response(conn: &mut DbConnection, case_id: &str) -> QueryResult<bool> {
-    let running = sla_clocks::table
-        .filter(sla_clocks::case_id.eq(case_id.to_owned()))
-        .filter(sla_clocks::clock.eq("first_response"))
-        .filter(sla_clocks::stopped_at.is_null())
-        .select(sla_clocks::case_id)
-        .limit(1)
-        .built_once()
-        .get_result::<String>(conn)
-        .optional()?;
+/// Whether the first-response clock still runs (one search of the primary key).
+pub fn awaits_first_response(conn: &mut DbConnection, holder: Holder) -> QueryResult<bool> {
+    let running = match holder {
+        Holder::Case(id) => sla_clocks::table
+            .filter(sla_clocks::case_id.eq(id.to_owned()))
+            .filter(sla_clocks::clock.eq("first_response"))
+            .filter(sla_clocks::stopped_at.is_null())
+            .select(sla_clocks::case_id)
+            .limit(1)
+            .built_once()
+            .get_result::<String>(conn)
+            .optional()?,
+        Holder::Ticket(id) => ticket_sla_clocks::table
+            .filter(ticket_sla_clocks::ticket_id.eq(id.to_owned()))
+            .filter(ticket_sla_clocks::clock.eq("first_response"))
+            .filter(ticket_sla_clocks::stopped_at.is_null())
+            .select(ticket_sla_clocks::ticket_id)
+            .first::<String>(conn)
+            .optional()?,
+    };
     Ok(running.is_some())
 }
 
-pub fn insert_clock(conn: &mut DbConnection, row: &ClockRow) -> QueryResult<()> {
-    diesel::insert_into(sla_clocks::table)
-        .values(row)
-        .execute(conn)
-        .map(|_| ())
+pub fn insert_clock(conn: &mut DbConnection, holder: Holder, row: &ClockRow) -> QueryResult<()> {
+    use ticket_sla_clocks as t;
+    match holder {
+        Holder::Case(_) => diesel::insert_into(sla_clocks::table)
+            .values(row)
+            .execute(conn)?,
+        Holder::Ticket(_) => diesel::insert_into(t::table)
+            .values((
+                t::ticket_id.eq(&row.holder_id),
+                t::clock.eq(&row.clock),
+                t::policy_id.eq(&row.policy_id),
+                t::calendar_id.eq(&row.calendar_id),
+                t::target_secs.eq(row.target_secs),
+                t::warn_secs.eq(row.warn_secs),
+                t::started_at.eq(row.started_at),
+                ticket_clock_state(row),
+            ))
+            .execute(conn)?,
+    };
+    Ok(())
 }
 
-pub fn update_clock(conn: &mut DbConnection, row: &ClockRow) -> QueryResult<()> {
-    diesel::update(sla_clocks::table.find((row.case_id.clone(), row.clock.clone())))
-        .set(row)
-        .execute(conn)
-        .map(|_| ())
+/// A ticket clock's columns that move.
+#[allow(clippy::type_complexity)]
+fn ticket_clock_state(
+    row: &ClockRow,
+) -> (
+    diesel::dsl::Eq<ticket_sla_clocks::elapsed_secs, i64>,
+    diesel::dsl::Eq<ticket_sla_clocks::running_since, Option<NaiveDateTime>>,
+    diesel::dsl::Eq<ticket_sla_clocks::warn_at, Option<NaiveDateTime>>,
+    diesel::dsl::Eq<ticket_sla_clocks::due_at, Option<NaiveDateTime>>,
+    diesel::dsl::Eq<ticket_sla_clocks::warned_at, Option<NaiveDateTime>>,
+    diesel::dsl::Eq<ticket_sla_clocks::breached_at, Option<NaiveDateTime>>,
+    diesel::dsl::Eq<ticket_sla_clocks::stopped_at, Option<NaiveDateTime>>,
+) {
+    use ticket_sla_clocks as t;
+    (
+        t::elapsed_secs.eq(row.elapsed_secs),
+        t::running_since.eq(row.running_since),
+        t::warn_at.eq(row.warn_at),
+        t::due_at.eq(row.due_at),
+        t::warned_at.eq(row.warned_at),
+        t::breached_at.eq(row.breached_at),
+        t::stopped_at.eq(row.stopped_at),
+    )
 }
 
-/// The case's SLA columns.
+/// Writes a clock's moving columns and targets (a new priority changes those).
+pub fn update_clock(conn: &mut DbConnection, holder: Holder, row: &ClockRow) -> QueryResult<()> {
+    use ticket_sla_clocks as t;
+    let key = (row.holder_id.clone(), row.clock.clone());
+    match holder {
+        Holder::Case(_) => diesel::update(sla_clocks::table.find(key))
+            .set(row)
+            .execute(conn)?,
+        Holder::Ticket(_) => diesel::update(t::table.find(key))
+            .set((
+                t::target_secs.eq(row.target_secs),
+                t::warn_secs.eq(row.warn_secs),
+                ticket_clock_state(row),
+            ))
+            .execute(conn)?,
+    };
+    Ok(())
+}
+
+/// A case's or ticket's SLA columns.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Queryable, Selectable, AsChangeset)]
 #[diesel(table_name = cases)]
 #[diesel(treat_none_as_null = true)]
@@ -307,49 +405,114 @@ pub struct SlaColumns {
     pub sla_next_at: Option<NaiveDateTime>,
 }
 
-pub fn columns_of(conn: &mut DbConnection, case_id: &str) -> QueryResult<SlaColumns> {
-    cases::table
-        .find(case_id.to_owned())
-        .select(SlaColumns::as_select())
-        .first(conn)
+pub fn columns_of(conn: &mut DbConnection, holder: Holder) -> QueryResult<SlaColumns> {
+    match holder {
+        Holder::Case(id) => cases::table
+            .find(id.to_owned())
+            .select(SlaColumns::as_select())
+            .first(conn),
+        Holder::Ticket(id) => tickets::table
+            .find(id.to_owned())
+            .select((
+                tickets::sla_state,
+                tickets::sla_due_at,
+                tickets::sla_next_at,
+            ))
+            .first(conn),
+    }
 }
 
-/// Writes the case's SLA columns; with `bump` the case's version moves on too (its card changed
+/// Writes the SLA columns; with `bump` the holder's version moves on too (its view changed
 /// outside any other write that would move it).
 pub fn set_columns(
     conn: &mut DbConnection,
-    case_id: &str,
+    holder: Holder,
     columns: &SlaColumns,
     bump: bool,
 ) -> QueryResult<()> {
-    let target = cases::table.find(case_id.to_owned());
-    if bump {
-        diesel::update(target)
-            .set((
-                columns,
-                cases::version.eq(cases::version + 1),
-                cases::updated_at.eq(crate::db::now()),
-            ))
-            .execute(conn)?;
-    } else {
-        diesel::update(target).set(columns).execute(conn)?;
+    let now = crate::db::now();
+    match holder {
+        Holder::Case(id) => {
+            let target = cases::table.find(id.to_owned());
+            if bump {
+                diesel::update(target)
+                    .set((
+                        columns,
+                        cases::version.eq(cases::version + 1),
+                        cases::updated_at.eq(now),
+                    ))
+                    .execute(conn)?;
+            } else {
+                diesel::update(target).set(columns).execute(conn)?;
+            }
+        }
+        Holder::Ticket(id) => {
+            let target = tickets::table.find(id.to_owned());
+            let set = (
+                tickets::sla_state.eq(&columns.sla_state),
+                tickets::sla_due_at.eq(columns.sla_due_at),
+                tickets::sla_next_at.eq(columns.sla_next_at),
+            );
+            if bump {
+                diesel::update(target)
+                    .set((
+                        set,
+                        tickets::version.eq(tickets::version + 1),
+                        tickets::updated_at.eq(now),
+                    ))
+                    .execute(conn)?;
+            } else {
+                diesel::update(target).set(set).execute(conn)?;
+            }
+        }
     }
     Ok(())
 }
 
-/// Cases whose SLA state changes by time at `now` or before, the earliest first.
-pub fn due(conn: &mut DbConnection, now: NaiveDateTime, limit: i64) -> QueryResult<Vec<String>> {
-    cases::table
+/// Holds the holder's row until the transaction ends (PostgreSQL; SQLite's writes are
+/// serialized already), so one write at a time moves its clocks.
+pub fn update_lock(conn: &mut DbConnection, holder: Holder) -> QueryResult<()> {
+    match (holder, &mut *conn) {
+        (Holder::Case(id), _) => crate::repo::cases::update_lock(conn, id).map(drop),
+        (Holder::Ticket(id), DbConnection::Postgresql(pg)) => tickets::table
+            .find(id)
+            .select(tickets::id)
+            .for_no_key_update()
+            .load::<String>(pg)
+            .map(drop),
+        (Holder::Ticket(_), DbConnection::Sqlite(_)) => Ok(()),
+    }
+}
+
+/// Cases and tickets whose SLA state changes by time at `now` or before, the earliest first,
+/// up to `limit` of each.
+pub fn due(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<(Vec<String>, Vec<String>)> {
+    let cases = cases::table
         .filter(cases::sla_next_at.le(now))
         .order(cases::sla_next_at.asc())
         .limit(limit)
         .select(cases::id)
-        .load(conn)
+        .load(conn)?;
+    let tickets = tickets::table
+        .filter(tickets::sla_next_at.le(now))
+        .order(tickets::sla_next_at.asc())
+        .limit(limit)
+        .select(tickets::id)
+        .load(conn)?;
+    Ok((cases, tickets))
 }
 
-/// When the next case's SLA state changes by time.
+/// When the next case's or ticket's SLA state changes by time.
 pub fn next_due(conn: &mut DbConnection) -> QueryResult<Option<NaiveDateTime>> {
-    cases::table
+    let case: Option<NaiveDateTime> = cases::table
         .select(diesel::dsl::min(cases::sla_next_at))
-        .first(conn)
+        .first(conn)?;
+    let ticket: Option<NaiveDateTime> = tickets::table
+        .select(diesel::dsl::min(tickets::sla_next_at))
+        .first(conn)?;
+    Ok(case.into_iter().chain(ticket).min())
 }

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 
 use crate::db::DbConnection;
 use crate::db::schema::{ticket_messages, tickets, users};
-use crate::domain::{Role, TicketStatus};
+use crate::domain::{Priority, Role, TicketStatus};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = tickets)]
@@ -30,11 +30,19 @@ pub struct TicketRow {
     pub version: i64,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// `sla::SlaState`; `None` without SLA clocks.
+    pub sla_state: Option<String>,
+    /// The earliest due time of a running SLA clock.
+    pub sla_due_at: Option<NaiveDateTime>,
 }
 
 impl TicketRow {
     pub fn status(&self) -> TicketStatus {
         TicketStatus::from_code(&self.status).unwrap_or(TicketStatus::Open)
+    }
+
+    pub fn priority(&self) -> Priority {
+        Priority::from_code(&self.priority).unwrap_or(Priority::Normal)
     }
 }
 
@@ -114,6 +122,7 @@ pub struct TicketFilter {
     pub assignee: UserFilter,
     pub delegated_by: UserFilter,
     pub case_id: Option<String>,
+    pub sla_states: Vec<&'static str>,
 }
 
 /// Newest first, below `before` (the last id of the previous page). Each filter has an index
@@ -141,6 +150,9 @@ pub fn list(
     }
     if let Some(case) = &filter.case_id {
         query = query.filter(tickets::case_id.eq(case.clone()));
+    }
+    if !filter.sla_states.is_empty() {
+        query = query.filter(tickets::sla_state.eq_any(filter.sla_states.clone()));
     }
     if let Some(before) = before {
         query = query.filter(tickets::id.lt(before.to_owned()));

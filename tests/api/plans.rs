@@ -31,6 +31,7 @@ const LARGE: &[&str] = &[
     "tickets",
     "ticket_messages",
     "sla_clocks",
+    "ticket_sla_clocks",
     "webhook_deliveries",
 ];
 
@@ -229,6 +230,9 @@ async fn no_listed_query_scans_a_whole_large_table() {
         (&operator, "/v1/cases?sla=at_risk&sla=breached".into()),
         (&operator, format!("/v1/cases/{case}/sla")),
         (&client, format!("/v1/cases/{case}/sla")),
+        (&platform, "/v1/tickets?sla=breached".into()),
+        (&operator, "/v1/tickets?sla=at_risk&sla=breached".into()),
+        (&client, format!("/v1/tickets/{TICKET}/sla")),
         (&admin, "/v1/calendars".into()),
         (&admin, "/v1/sla-policies".into()),
         (&admin, "/v1/webhooks".into()),
@@ -353,7 +357,7 @@ const TICKET: &str = "00000000-0000-7000-8e00-000000000000";
 
 /// Two tickets per case, its client's and its agency's (opened by agency 0's operator), with a
 /// message each: enough for the tickets' plans.
-/// A first-response clock on every case, a webhook per agency (`WEBHOOK` is agency 0's) and
+/// A first-response clock on every case and ticket, a webhook per agency (`WEBHOOK` is agency 0's) and
 /// a delivery per case to agency 0's.
 fn seed_sla_and_webhooks(conn: &mut DbConnection) {
     use diesel::connection::SimpleConnection;
@@ -370,6 +374,10 @@ fn seed_sla_and_webhooks(conn: &mut DbConnection) {
          started_at, elapsed_secs, running_since, warn_at, due_at, warned_at, breached_at, \
          stopped_at) SELECT id, 'first_response', '{policy}', NULL, 3600, 2880, created_at, 0, \
          created_at, created_at, created_at, NULL, NULL, NULL FROM cases; \
+         INSERT INTO ticket_sla_clocks (ticket_id, clock, policy_id, calendar_id, target_secs, \
+         warn_secs, started_at, elapsed_secs, running_since, warn_at, due_at, warned_at, \
+         breached_at, stopped_at) SELECT id, 'first_response', '{policy}', NULL, 3600, 2880, \
+         created_at, 0, created_at, created_at, created_at, NULL, NULL, NULL FROM tickets; \
          INSERT INTO webhooks (id, agency_id, url, secret, events, active, created_by, created_at) \
          SELECT CASE WHEN id = '00000000-0000-7000-a000-000000000000' THEN '{WEBHOOK}' \
          ELSE '00000000-0000-7000-e300-' || substr(id, 25) END, id, 'https://hooks.example/x', \
@@ -382,7 +390,8 @@ fn seed_sla_and_webhooks(conn: &mut DbConnection) {
     .unwrap();
     let analyze = match conn {
         DbConnection::Postgresql(_) => {
-            "ANALYZE sla_policies; ANALYZE sla_clocks; ANALYZE webhooks; ANALYZE webhook_deliveries"
+            "ANALYZE sla_policies; ANALYZE sla_clocks; ANALYZE ticket_sla_clocks; ANALYZE webhooks; \
+             ANALYZE webhook_deliveries"
         }
         DbConnection::Sqlite(_) => "ANALYZE",
     };

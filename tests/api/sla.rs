@@ -1,7 +1,8 @@
 //! SLA: calendars and policies (who manages and reads them, what is refused), and the clocks of
 //! a case: started by payment and work, paused by suspension and open requests, stopped by the
 //! answer, the decision and the completion, counted in business hours, and warned and breached
-//! once each by the rules' worker.
+//! once each by the rules' worker; and a support ticket's two clocks under the platform's
+//! policy.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Utc};
 use serde_json::{Value, json};
@@ -35,7 +36,19 @@ where
             Error = actix_web::Error,
         >,
 {
-    let res = app.get(&format!("/v1/cases/{case}/sla"), token).await;
+    clocks_at(app, token, &format!("/v1/cases/{case}/sla")).await
+}
+
+/// The clocks `path` reads, by name, with the state.
+async fn clocks_at<S>(app: &TestApp<S>, token: &str, path: &str) -> Value
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+            Error = actix_web::Error,
+        >,
+{
+    let res = app.get(path, token).await;
     let body = res.assert_status(200);
     let mut by_name = serde_json::Map::new();
     for clock in body["clocks"].as_array().unwrap() {
@@ -898,4 +911,258 @@ async fn clocks_end_with_the_case_and_warn_at_the_policys_share() {
     let paused = clocks(&app, &w.a_operator.token, &case).await["clocks"]["resolution"].clone();
     assert_eq!(paused["at_risk"], true);
     assert_eq!(paused["breached"], false);
+}
+
+#[actix_web::test]
+async fn tickets_run_first_response_and_resolution_clocks_under_the_platforms_policy() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let ticket_body =
+        json!({"subject": "No answer", "description": "The agency has not answered."});
+    let open = |token| app.post("/v1/tickets", token, ticket_body.clone());
+
+    // Opened before any platform policy: no clocks, ever.
+    let early = open(&w.client.token).await.assert_status(201).clone();
+    assert!(early["sla"].is_null());
+    let read = clocks_at(
+        &app,
+        &w.platform.token,
+        &format!("/v1/tickets/{}/sla", id(&early)),
+    )
+    .await;
+    assert!(read["state"].is_null());
+    assert_eq!(read["clocks"], json!({}));
+
+    // The agency's own default is not the platform's: tickets follow the platform's.
+    policy(
+        &app,
+        &w.a_admin.token,
+        json!({"name": "Agency A", "targets": targets(1, 1, 1)}),
+    )
+    .await;
+    let each = |first_response: i64, resolution: i64| json!({"first_response": first_response, "decision": 999, "resolution": resolution});
+    let platform = policy(
+        &app,
+        &w.platform.token,
+        json!({"name": "Platform", "targets": {
+            "low": each(60, 600), "normal": each(30, 300), "high": each(20, 200),
+            "urgent": each(10, 100)}}),
+    )
+    .await;
+    let ticket = open(&w.client.token).await.assert_status(201).clone();
+    let t = id(&ticket);
+    let sla_path = format!("/v1/tickets/{t}/sla");
+    assert_eq!(ticket["sla"]["state"], "on_track");
+    assert_eq!(ticket["sla"]["breached"], false);
+    let read = clocks_at(&app, &w.client.token, &sla_path).await;
+    assert_eq!(read["state"], "on_track");
+    let first = &read["clocks"]["first_response"];
+    assert_eq!(first["policy_id"], id(&platform).as_str());
+    assert_eq!(first["target_seconds"], 1800);
+    assert_eq!(first["state"], "running");
+    assert_eq!(read["clocks"]["resolution"]["target_seconds"], 18_000);
+    assert_eq!(read["clocks"].as_object().unwrap().len(), 2);
+    assert_eq!(at(&ticket["sla"]["due_at"]), at(&first["due_at"]));
+    let agencys = open(&w.a_operator.token).await.assert_status(201).clone();
+    let read = clocks_at(
+        &app,
+        &w.a_admin.token,
+        &format!("/v1/tickets/{}/sla", id(&agencys)),
+    )
+    .await;
+    assert_eq!(
+        read["clocks"]["first_response"]["policy_id"],
+        id(&platform).as_str()
+    );
+
+    // Who reads it: the requester's side and the platform; nobody else.
+    clocks_at(&app, &w.platform_staff.token, &sla_path).await;
+    for token in [&w.client2.token, &w.b_operator.token, &w.a_operator.token] {
+        app.get(&sla_path, token)
+            .await
+            .assert_problem(404, "not_found");
+    }
+    app.get(&sla_path, &w.a_agent.token)
+        .await
+        .assert_problem(403, "forbidden");
+
+    // Waiting on the requester answers them: the first response is met, the resolution waits.
+    let moves = format!("/v1/tickets/{t}/transitions");
+    let move_to = |action: &'static str, extra: Value| {
+        let mut body = json!({ "action": action });
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        app.post(&moves, &w.platform_staff.token, body)
+    };
+    move_to("wait_on_requester", json!({}))
+        .await
+        .assert_status(200);
+    let read = clocks_at(&app, &w.client.token, &sla_path).await;
+    assert_eq!(read["clocks"]["first_response"]["state"], "stopped");
+    assert_eq!(read["clocks"]["first_response"]["met"], true);
+    assert_eq!(read["clocks"]["resolution"]["state"], "paused");
+    assert!(read["clocks"]["resolution"]["due_at"].is_null());
+    // The requester's answer runs it again; the first response stays met.
+    app.post(
+        &format!("/v1/tickets/{t}/messages"),
+        &w.client.token,
+        json!({"body": "Here it is."}),
+    )
+    .await
+    .assert_status(201);
+    let read = clocks_at(&app, &w.client.token, &sla_path).await;
+    assert_eq!(read["clocks"]["resolution"]["state"], "running");
+    assert_eq!(read["clocks"]["first_response"]["state"], "stopped");
+
+    // Platform staff raise the priority: the resolution clock takes `urgent`'s target.
+    let res = app
+        .patch(
+            &format!("/v1/tickets/{t}"),
+            &w.platform_staff.token,
+            json!({"priority": "urgent"}),
+        )
+        .await;
+    res.assert_status(200);
+    let read = clocks_at(&app, &w.client.token, &sla_path).await;
+    assert_eq!(read["clocks"]["resolution"]["target_seconds"], 6000);
+
+    // The worker finds its warning and target passed (as if hours went by): once each, to
+    // every platform staff member (nobody holds it), in the rule log and the audit trail.
+    let version = app.get(&format!("/v1/tickets/{t}"), &w.client.token).await;
+    let version = version.assert_status(200)["version"].as_i64().unwrap();
+    app.sql(&format!(
+        "UPDATE ticket_sla_clocks SET warn_at = '2026-01-01 09:08:00', due_at = '2026-01-01 09:10:00' \
+         WHERE ticket_id = '{t}' AND clock = 'resolution'; \
+         UPDATE tickets SET sla_next_at = '2026-01-01 09:08:00' WHERE id = '{t}'"
+    ));
+    let round = dossier::sla::settle_due(&app.state).await.unwrap();
+    assert_eq!((round.done, round.failed), (1, 0));
+    let view = app.get(&format!("/v1/tickets/{t}"), &w.client.token).await;
+    let view = view.assert_status(200).clone();
+    assert_eq!(view["sla"]["state"], "breached");
+    assert_eq!(view["sla"]["breached"], true);
+    assert_eq!(view["version"], version + 1);
+    let read = clocks_at(&app, &w.platform.token, &sla_path).await;
+    assert_eq!(
+        read["clocks"]["resolution"]["breached_at"],
+        "2026-01-01T09:10:00Z"
+    );
+    let notified = || {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM notifications WHERE ticket_id = '{t}' \
+             AND event IN ('sla_warning', 'sla_breached')"
+        ))
+    };
+    assert_eq!(notified(), 4);
+    let bell = app.get("/v1/notifications", &w.platform_staff.token).await;
+    let events: Vec<&str> = bell.assert_status(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["ticket_id"] == t.as_str())
+        .map(|n| n["event"].as_str().unwrap())
+        .filter(|e| e.starts_with("sla_"))
+        .collect();
+    assert_eq!(events, ["sla_breached", "sla_warning"]);
+    let titles: Vec<&str> = bell.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["ticket_id"] == t.as_str() && n["event"] == "sla_breached")
+        .map(|n| n["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["Ticket «No answer» missed its SLA"]);
+    // The requester hears nothing of it.
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM notifications WHERE ticket_id = '{t}' AND user_id = '{}' \
+             AND event IN ('sla_warning', 'sla_breached')",
+            w.client.id
+        )),
+        0
+    );
+    let fired = |rule: &str| {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM rule_log WHERE ticket_id = '{t}' AND rule = '{rule}' \
+             AND case_id IS NULL"
+        ))
+    };
+    assert_eq!((fired("sla_warning"), fired("sla_breach")), (1, 1));
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE entity = 'ticket' AND entity_id = '{t}' \
+             AND action = 'sla_breach' AND field = 'sla_state' AND new_value = 'breached' \
+             AND actor_id IS NULL"
+        )),
+        1
+    );
+    let round = dossier::sla::settle_due(&app.state).await.unwrap();
+    assert_eq!(round.done, 0);
+    assert_eq!(notified(), 4);
+
+    // The list's SLA view, within each caller's tickets.
+    let breached = app
+        .get("/v1/tickets?sla=breached", &w.platform_staff.token)
+        .await;
+    assert_eq!(ids(breached.assert_status(200)), [t.as_str()]);
+    assert_eq!(breached.body["items"][0]["sla"]["breached"], true);
+    let mine = app.get("/v1/tickets?sla=breached", &w.client.token).await;
+    assert_eq!(ids(mine.assert_status(200)), [t.as_str()]);
+    let theirs = app
+        .get("/v1/tickets?sla=breached", &w.a_operator.token)
+        .await;
+    assert_eq!(ids(theirs.assert_status(200)), Vec::<&str>::new());
+    let on_track = app
+        .get(
+            "/v1/tickets?sla=on_track&sla=at_risk",
+            &w.platform_staff.token,
+        )
+        .await;
+    assert_eq!(ids(on_track.assert_status(200)), [id(&agencys).as_str()]);
+    app.get("/v1/tickets?sla=late", &w.platform_staff.token)
+        .await
+        .assert_problem(400, "invalid_query");
+
+    // Resolved late: stopped, the breach stays.
+    let resolution = json!({"resolution_type": "answered", "resolution": "Done."});
+    move_to("resolve", resolution.clone())
+        .await
+        .assert_status(200);
+    let read = clocks_at(&app, &w.client.token, &sla_path).await;
+    assert_eq!(read["state"], "breached");
+    assert_eq!(read["clocks"]["resolution"]["met"], false);
+
+    // The agency's ticket: answered and resolved in time is met; reactivated, it runs again.
+    let a = id(&agencys);
+    let a_path = format!("/v1/tickets/{a}/sla");
+    app.post(
+        &format!("/v1/tickets/{a}/messages"),
+        &w.platform_staff.token,
+        json!({"body": "On it."}),
+    )
+    .await
+    .assert_status(201);
+    let read = clocks_at(&app, &w.a_operator.token, &a_path).await;
+    assert_eq!(read["clocks"]["first_response"]["met"], true);
+    assert_eq!(read["clocks"]["resolution"]["state"], "running");
+    let a_moves = format!("/v1/tickets/{a}/transitions");
+    let transition = |body: Value| app.post(&a_moves, &w.platform_staff.token, body);
+    let mut resolve = resolution.clone();
+    resolve["action"] = json!("resolve");
+    let resolved = transition(resolve).await;
+    assert_eq!(resolved.assert_status(200)["sla"]["state"], "met");
+    assert!(resolved.body["sla"]["due_at"].is_null());
+    let res = app
+        .post(
+            &format!("/v1/tickets/{a}/transitions"),
+            &w.a_operator.token,
+            json!({"action": "reactivate", "reason": "Still no answer."}),
+        )
+        .await;
+    assert_eq!(res.assert_status(200)["sla"]["state"], "on_track");
+    let read = clocks_at(&app, &w.a_operator.token, &a_path).await;
+    assert_eq!(read["clocks"]["resolution"]["state"], "running");
+    assert_eq!(read["clocks"]["resolution"]["stopped_at"], Value::Null);
+    assert_eq!(read["clocks"]["first_response"]["state"], "stopped");
 }
