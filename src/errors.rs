@@ -376,6 +376,20 @@ impl From<diesel::result::Error> for ApiError {
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
                 info,
             ) => ApiError::Unavailable(info.message().to_owned()),
+            // PostgreSQL undid the transaction for another one's sake (40001, or 40P01, which
+            // diesel only reports by its text): nothing was written, and a retry may pass.
+            Error::DatabaseError(kind, info)
+                if matches!(kind, DatabaseErrorKind::SerializationFailure)
+                    || info.message() == "deadlock detected" =>
+            {
+                log::warn!("transaction undone: {}", info.message());
+                ApiError::Conflict {
+                    code: "concurrent_update",
+                    detail: "Another request changed the same data at the same moment; \
+                             nothing was written. Retry the request."
+                        .into(),
+                }
+            }
             Error::NotFound => ApiError::NotFound("The resource does not exist.".into()),
             other => ApiError::internal(other),
         }

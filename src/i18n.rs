@@ -302,7 +302,7 @@ pub fn notification_title(
             "{n} was assigned to you",
             "{n} ti è stato assegnato",
             "{n} se le ha asignado",
-            "Sprawa {n} została Ci przydzielona",
+            "Przydzielono Ci: {n}",
         ],
         E::SurveyRequested => [
             "{n} is closed: how did it go? Rate it from 1 to 5",

@@ -161,7 +161,8 @@ code_enum! {
     /// What a clock is doing (and what the case's state asks of it).
     ClockState {
         Running = "running",
-        /// `resolution` only: the case is `suspended` or waits on a request to the client.
+        /// `resolution` only: the case is `suspended` or waits on a request to the client; the
+        /// ticket waits on its requester.
         Paused = "paused",
         /// Its end was reached (or the case ended before it).
         Stopped = "stopped",
@@ -246,17 +247,37 @@ impl Live<'_> {
     }
 
     /// New targets, keeping the business time counted; a running clock's due and warning
-    /// times follow them.
-    fn retarget(&mut self, target_secs: i64, warn_secs: i64, now: NaiveDateTime) {
-        let running = self.state() == ClockState::Running;
-        if running {
+    /// times follow them (the next [`Live::settle`] finds them passed). A paused clock that
+    /// has counted past them crossed them now.
+    fn retarget(
+        &mut self,
+        target_secs: i64,
+        warn_secs: i64,
+        now: NaiveDateTime,
+    ) -> Vec<(Crossing, NaiveDateTime)> {
+        let state = self.state();
+        if state == ClockState::Running {
             self.halt(now, false);
         }
         self.row.target_secs = target_secs;
         self.row.warn_secs = warn_secs;
-        if running {
-            self.start(now);
+        let mut crossed = Vec::new();
+        match state {
+            ClockState::Running => self.start(now),
+            ClockState::Paused => {
+                let row = &mut self.row;
+                if row.warned_at.is_none() && row.elapsed_secs >= warn_secs {
+                    row.warned_at = Some(now);
+                    crossed.push((Crossing::Warning, now));
+                }
+                if row.breached_at.is_none() && row.elapsed_secs >= target_secs {
+                    row.breached_at = Some(now);
+                    crossed.push((Crossing::Breach, now));
+                }
+            }
+            ClockState::Stopped => {}
         }
+        crossed
     }
 
     /// Moves the clock to what the case asks; only the resolution clock starts again once
@@ -341,11 +362,13 @@ impl Subject<'_> {
                 T::New | T::Open => ClockState::Running,
                 T::WaitingOnRequester | T::Resolved | T::Closed => ClockState::Stopped,
             },
-            (Subject::Ticket(_, status), Clock::Resolution | Clock::Decision) => match status {
+            (Subject::Ticket(_, status), Clock::Resolution) => match status {
                 T::New | T::Open => ClockState::Running,
                 T::WaitingOnRequester => ClockState::Paused,
                 T::Resolved | T::Closed => ClockState::Stopped,
             },
+            // Tickets have no decision to make.
+            (Subject::Ticket(..), Clock::Decision) => ClockState::Stopped,
         }
     }
 
@@ -366,13 +389,13 @@ impl Subject<'_> {
     }
 }
 
-/// Whether a write to the case must bump its version for the SLA columns it changes.
+/// Whether a write must bump the case's or ticket's version for the SLA columns it changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bump {
-    /// The write already moved the case's version (a transition, a request's change, an
-    /// edit), and so holds the lock on its row.
+    /// The write already moved the version (a transition, a request's change, an edit, a
+    /// message on a ticket), and so holds the lock on its row.
     Done,
-    /// Nothing else moves it (a message, the worker).
+    /// Nothing else moves it (a message on a case, the worker).
     Needed,
 }
 
@@ -564,7 +587,9 @@ fn sync_at(
             crossings.push((clock.clock(), crossing, at, clock.row.target_secs));
         }
         if let Some(&(target_secs, warn_secs)) = retargets.get(&clock.row.clock) {
-            clock.retarget(target_secs, warn_secs, now);
+            for (crossing, at) in clock.retarget(target_secs, warn_secs, now) {
+                crossings.push((clock.clock(), crossing, at, target_secs));
+            }
         }
         let mut to = subject.wants(clock.clock(), requests_open);
         if moment == Moment::Answered && clock.clock() == Clock::FirstResponse {
@@ -793,6 +818,9 @@ fn record(
                 notifier.notify(conn, case, event, to, None, body, Some(status))?
             }
             Subject::Ticket(ticket, status) => {
+                // Its assignee as committed: a message's write holds no lock before its update.
+                let fresh = repo::tickets::find(conn, &TicketScope::All, &ticket.id)?;
+                let ticket = fresh.as_ref().unwrap_or(ticket);
                 let to = &[TicketAudience::Platform];
                 notifier.notify_ticket(conn, ticket, event, to, &[], None, body, Some(status))?
             }

@@ -297,8 +297,8 @@ pub struct PolicyView {
     pub warning_percent: i32,
     pub targets: Targets,
     /// The policy new clocks of its owner's cases follow (the platform's: of every agency
-    /// without a default of its own). Clocks already running keep the targets they started
-    /// with.
+    /// without a default of its own, and of every support ticket). Clocks already running keep
+    /// the targets they started with.
     pub default: bool,
     #[serde(serialize_with = "crate::api::rfc3339")]
     pub created_at: DateTime<Utc>,

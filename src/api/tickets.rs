@@ -78,8 +78,9 @@ pub struct TicketView {
     /// In the language chosen by `Accept-Language`.
     pub status_label: &'static str,
     pub priority: Priority,
-    /// Its SLA at a glance (`GET /v1/tickets/{id}/sla` has each clock); `null` when no
-    /// platform default policy applied when it was opened.
+    /// Its SLA at a glance (`GET /v1/tickets/{id}/sla` has each clock); `null` when it has no
+    /// clocks (no platform default policy when it was opened, or opened before tickets had
+    /// SLA clocks).
     pub sla: Option<SlaSummary>,
     /// Who opened it.
     pub requester: PersonView,

@@ -291,10 +291,11 @@ pub fn clocks_of(conn: &mut DbConnection, holder: Holder) -> QueryResult<Vec<Clo
             .select(ClockRow::as_select())
             .built_once()
             .load(conn)?,
-        // The columns are a case clock's, in its order.
+        // The columns are a case clock's, in its order (`schema.rs`; both migrations).
         Holder::Ticket(id) => ticket_sla_clocks::table
             .filter(ticket_sla_clocks::ticket_id.eq(id.to_owned()))
             .select(ticket_sla_clocks::all_columns)
+            .built_once()
             .load(conn)?,
     };
     let order = |c: &ClockRow| {
@@ -323,7 +324,9 @@ pub fn awaits_first_response(conn: &mut DbConnection, holder: Holder) -> QueryRe
             .filter(ticket_sla_clocks::clock.eq("first_response"))
             .filter(ticket_sla_clocks::stopped_at.is_null())
             .select(ticket_sla_clocks::ticket_id)
-            .first::<String>(conn)
+            .limit(1)
+            .built_once()
+            .get_result::<String>(conn)
             .optional()?,
     };
     Ok(running.is_some())

@@ -995,9 +995,12 @@ async fn tickets_run_first_response_and_resolution_clocks_under_the_platforms_po
             .extend(extra.as_object().unwrap().clone());
         app.post(&moves, &w.platform_staff.token, body)
     };
-    move_to("wait_on_requester", json!({}))
-        .await
-        .assert_status(200);
+    let waiting = move_to("wait_on_requester", json!({})).await;
+    // One version for the move and its clocks.
+    assert_eq!(
+        waiting.assert_status(200)["version"],
+        ticket["version"].as_i64().unwrap() + 1
+    );
     let read = clocks_at(&app, &w.client.token, &sla_path).await;
     assert_eq!(read["clocks"]["first_response"]["state"], "stopped");
     assert_eq!(read["clocks"]["first_response"]["met"], true);
@@ -1165,4 +1168,94 @@ async fn tickets_run_first_response_and_resolution_clocks_under_the_platforms_po
     assert_eq!(read["clocks"]["resolution"]["state"], "running");
     assert_eq!(read["clocks"]["resolution"]["stopped_at"], Value::Null);
     assert_eq!(read["clocks"]["first_response"]["state"], "stopped");
+}
+
+#[actix_web::test]
+async fn a_ticket_clock_keeps_its_time_and_a_new_priority_past_it_breaches_while_paused() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let each =
+        |resolution: i64| json!({"first_response": 600, "decision": 600, "resolution": resolution});
+    policy(
+        &app,
+        &w.platform.token,
+        json!({"name": "Platform", "targets": {
+            "low": each(400), "normal": each(300), "high": each(200), "urgent": each(100)}}),
+    )
+    .await;
+    let body = json!({"subject": "Refund", "description": "I was charged twice for the case."});
+    let ticket = app.post("/v1/tickets", &w.client.token, body).await;
+    let t = id(ticket.assert_status(201));
+    let (path, sla_path) = (format!("/v1/tickets/{t}"), format!("/v1/tickets/{t}/sla"));
+    let moves = format!("{path}/transitions");
+    let staff = &w.platform_staff.token;
+    app.post(
+        &format!("{path}/assignment"),
+        staff,
+        json!({"action": "take"}),
+    )
+    .await
+    .assert_status(200);
+    app.post(&moves, staff, json!({"action": "wait_on_requester"}))
+        .await
+        .assert_status(200);
+
+    // Paused with 7 000 s counted (as if they had gone by): `urgent`'s 6 000 are passed, and
+    // the breach is recorded by the write that changes the priority, to the assignee only.
+    app.sql(&format!(
+        "UPDATE ticket_sla_clocks SET elapsed_secs = 7000 WHERE ticket_id = '{t}' \
+         AND clock = 'resolution'"
+    ));
+    let res = app.patch(&path, staff, json!({"priority": "urgent"})).await;
+    assert_eq!(res.assert_status(200)["sla"]["state"], "breached");
+    let read = clocks_at(&app, staff, &sla_path).await;
+    let resolution = &read["clocks"]["resolution"];
+    assert_eq!(resolution["state"], "paused");
+    assert_eq!(resolution["breached"], true);
+    assert!(!resolution["breached_at"].is_null());
+    let heard = |user: &str| {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM notifications WHERE ticket_id = '{t}' AND user_id = '{user}' \
+             AND event IN ('sla_warning', 'sla_breached')"
+        ))
+    };
+    assert_eq!(heard(&w.platform_staff.id), 2);
+    assert_eq!(heard(&w.platform.id), 0);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM rule_log WHERE ticket_id = '{t}' AND rule = 'sla_breach'"
+        )),
+        1
+    );
+
+    // Resolved, then reactivated: the resolution clock goes on from the time it had counted.
+    let resolve =
+        json!({"action": "resolve", "resolution_type": "refunded", "resolution": "Done."});
+    app.post(&moves, staff, resolve).await.assert_status(200);
+    app.sql(&format!(
+        "UPDATE ticket_sla_clocks SET elapsed_secs = 1000, breached_at = NULL, warned_at = NULL \
+         WHERE ticket_id = '{t}' AND clock = 'resolution'"
+    ));
+    app.patch(&path, staff, json!({"priority": "low"}))
+        .await
+        .assert_problem(409, "wrong_state");
+    let res = app
+        .post(
+            &moves,
+            &w.client.token,
+            json!({"action": "reactivate", "reason": "Not refunded."}),
+        )
+        .await;
+    res.assert_status(200);
+    let read = clocks_at(&app, staff, &sla_path).await;
+    let resolution = &read["clocks"]["resolution"];
+    assert_eq!(resolution["state"], "running");
+    let elapsed = resolution["elapsed_seconds"].as_i64().unwrap();
+    assert!((1000..1010).contains(&elapsed), "{resolution}");
+    let due = at(&resolution["due_at"]);
+    let expected = Utc::now() + Duration::seconds(6000 - 1000);
+    assert!(
+        (due - expected).num_seconds().abs() <= 5,
+        "{due} vs {expected}"
+    );
 }

@@ -226,6 +226,51 @@ async fn a_write_inside_a_read_is_refused_on_postgres() {
     assert_eq!(app.count("SELECT COUNT(*) AS n FROM agencies"), 0);
 }
 
+/// PostgreSQL undoes a transaction caught in a deadlock (40P01) or a serialization failure
+/// (40001) for another's sake: the caller gets a 409 it may retry, never a 500, and nothing of
+/// the request is written. A trigger raises each error where the message would be written.
+#[actix_web::test]
+async fn a_write_postgres_undoes_for_another_is_a_409_to_retry() {
+    let app = spawn().await;
+    if !app._db.is_postgres() {
+        return;
+    }
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let path = format!("/v1/cases/{case}/messages");
+    let tables = ["messages", "audit_log", "notifications"];
+    for (message, code) in [
+        ("deadlock detected", "40P01"),
+        (
+            "could not serialize access due to concurrent update",
+            "40001",
+        ),
+    ] {
+        app.sql(&format!(
+            "CREATE FUNCTION undone() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION '{message}' USING ERRCODE = '{code}'; END $$; \
+             CREATE TRIGGER undone BEFORE INSERT ON messages FOR EACH ROW \
+             EXECUTE FUNCTION undone();"
+        ));
+        let before = app.rows_in(&tables);
+        let res = app
+            .post(&path, &w.client.token, json!({"body": "Any news?"}))
+            .await;
+        let problem = res.assert_problem(409, "concurrent_update");
+        assert!(
+            problem["detail"].as_str().unwrap().contains("Retry"),
+            "{problem}"
+        );
+        assert_eq!(
+            app.rows_in(&tables),
+            before,
+            "{code}: something was written"
+        );
+        app.sql("DROP TRIGGER undone ON messages; DROP FUNCTION undone();");
+    }
+    post_message(&app, &w.client.token, &case, "Any news?").await;
+}
+
 /// On SQLite a reading connection keeps its mapping of the database file when another
 /// connection commits (`db::kept_mapping`): reading the same pages again after a commit faults
 /// none of them back in. SQLite alone unmaps the whole file at the reader's next transaction
