@@ -250,7 +250,14 @@ where
         Some(writer) => writer.write(work).await,
         None => {
             on_blocking_pool(&pool.connections, |conn| {
-                let (out, wakes) = crate::live::collecting(|| in_write_transaction(conn, work));
+                let (out, wakes) = crate::live::collecting(|| {
+                    in_write_transaction(conn, |conn| {
+                        let value = work(conn)?;
+                        // The other nodes' streams hear of it when (and if) it commits.
+                        crate::live::relay::send(conn)?;
+                        Ok(value)
+                    })
+                });
                 if out.is_ok() {
                     crate::live::wake(&wakes);
                 }

@@ -331,7 +331,20 @@ async fn served() -> Served<
         Error = actix_web::Error,
     > + use<>,
 > {
-    let app = crate::helpers::spawn_with(&[("DOSSIER_SSE_HEARTBEAT_SECONDS", "1")]).await;
+    served_beating("1").await
+}
+
+/// As [`served`], with heartbeats every `seconds`.
+async fn served_beating(
+    seconds: &str,
+) -> Served<
+    impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+        Error = actix_web::Error,
+    > + use<>,
+> {
+    let app = crate::helpers::spawn_with(&[("DOSSIER_SSE_HEARTBEAT_SECONDS", seconds)]).await;
     let w = World::new(&app).await;
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -610,4 +623,78 @@ async fn a_user_holds_a_bounded_number_of_streams() {
     let again = actix_web::test::call_service(&app.service, open()).await;
     assert_eq!(again.status().as_u16(), 200);
     drop((second, other, again));
+}
+
+/// Several API nodes on one PostgreSQL (DESIGN.md "Data and scale"): a write relays the users it
+/// notified on the `dossier_live` channel when it commits, and a node wakes its streams of the
+/// users another node relayed. Heartbeats are 30 s apart: only the relay brings it at once.
+#[actix_web::test]
+async fn another_nodes_notification_reaches_the_stream_through_postgres() {
+    use diesel::connection::SimpleConnection;
+    use diesel::{Connection, PgConnection};
+
+    let Served {
+        app,
+        w,
+        case,
+        addr,
+        handle,
+    } = served_beating("30").await;
+    if !app._db.is_postgres() {
+        return;
+    }
+    // What this node's writes send, once committed: the users they notified.
+    let mut other_node = PgConnection::establish(app._db.url()).unwrap();
+    other_node.batch_execute("LISTEN dossier_live").unwrap();
+    post_message(&app, &w.a_operator.token, &case, "Relayed").await;
+    let started = std::time::Instant::now();
+    let mut payloads = Vec::new();
+    while started.elapsed() < std::time::Duration::from_secs(5)
+        && !payloads.iter().any(|p: &String| p.contains(&w.client.id))
+    {
+        payloads.extend(other_node.notifications_iter().map(|n| n.unwrap().payload));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let sent: Value = serde_json::from_str(
+        payloads
+            .iter()
+            .find(|p| p.contains(&w.client.id))
+            .unwrap_or_else(|| panic!("the client's wake was not relayed: {payloads:?}")),
+    )
+    .unwrap();
+    assert_eq!(sent["users"], json!([w.client.id]));
+    assert!(sent["node"].is_string());
+
+    // What another node relays wakes this node's stream of that user.
+    dossier::live::relay::spawn(app._db.url()).unwrap();
+    let listening = "SELECT COUNT(*) AS n FROM pg_stat_activity \
+                     WHERE datname = current_database() AND query = 'LISTEN dossier_live'";
+    while app.count(listening) < 2 {
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let token = w.client.token.clone();
+    let reader =
+        actix_web::web::block(move || read_stream(addr, &token, None, "From another node", 1));
+    while metric(&app, "live_streams").await < 1.0 {
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The stream has read once; the other node's write commits, then relays.
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(300)).await;
+    app.sql(&format!(
+        "INSERT INTO notifications (id, user_id, case_id, event, title, created_at) \
+         VALUES ('{}', '{}', '{case}', 'message_received', 'From another node', NOW()); \
+         NOTIFY dossier_live, '{{\"node\": \"another\", \"users\": [\"{}\"]}}'",
+        uuid::Uuid::now_v7(),
+        w.client.id,
+        w.client.id
+    ));
+    let relayed = std::time::Instant::now();
+    let got = reader.await.unwrap();
+    assert!(got.contains("From another node"), "{got}");
+    assert!(
+        relayed.elapsed() < std::time::Duration::from_secs(5),
+        "not woken by the relay: {:?}",
+        relayed.elapsed()
+    );
+    handle.stop(false).await;
 }

@@ -9,9 +9,9 @@
 //!   thread ([`notified`]). Waking every stream at every commit made each open stream read the
 //!   database at every write of the whole platform.
 //!
-//! One process only: several API nodes would relay these through PostgreSQL `LISTEN/NOTIFY`
-//! (not built yet). A notification written by another process (none does today) reaches its
-//! stream at the stream's next heartbeat, when it reads anyway.
+//! On PostgreSQL the streams' wakes also reach the other API nodes ([`relay`]); the workers'
+//! need not: the node that wrote runs the work it queued, and every worker looks again in a
+//! while for what another node added.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -19,6 +19,8 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
+
+pub mod relay;
 
 // Process-wide: `db::write` has no application state to reach them through, and there is
 // exactly one database per process.
@@ -125,6 +127,11 @@ pub fn will_notify<'a>(user_ids: impl IntoIterator<Item = &'a str>) {
     WAKES.with_borrow_mut(|w| w.users.extend(user_ids.into_iter().map(str::to_owned)));
 }
 
+/// The users the write running on this thread has notified so far.
+fn notified_so_far() -> Vec<String> {
+    WAKES.with_borrow(|w| w.users.clone())
+}
+
 /// Remembers that the write running on this thread brought a rule's next firing forward (an
 /// SLA clock started or resumed).
 pub fn will_wake_rules() {
@@ -156,11 +163,24 @@ pub fn wake(wakes: &Wakes) {
     if wakes.webhooks {
         DELIVERIES.send_modify(|n| *n = n.wrapping_add(1));
     }
-    if wakes.users.is_empty() {
+    wake_streams_of(&wakes.users);
+}
+
+/// Wakes the open streams of these users.
+fn wake_streams_of(users: &[String]) {
+    if users.is_empty() {
         return;
     }
     let streams = STREAMS.lock().unwrap_or_else(|e| e.into_inner());
-    for stream in wakes.users.iter().filter_map(|u| streams.get(u)).flatten() {
+    for stream in users.iter().filter_map(|u| streams.get(u)).flatten() {
+        stream.notify_one();
+    }
+}
+
+/// Wakes every open stream: each reads what it has not sent yet.
+fn wake_every_stream() {
+    let streams = STREAMS.lock().unwrap_or_else(|e| e.into_inner());
+    for stream in streams.values().flatten() {
         stream.notify_one();
     }
 }
