@@ -160,6 +160,9 @@ pub struct Settings {
     pub sse_heartbeat: Duration,
     /// Notification streams one user may hold open at once (per process).
     pub max_streams_per_user: usize,
+    /// PostgreSQL: relay the streams' wakes to and from the other nodes (`live::relay`). Off
+    /// for one node, or an engine without `LISTEN/NOTIFY`.
+    pub live_relay: bool,
     /// How long a completed case waits for its client to confirm or dispute before the
     /// `auto_close` rule closes it.
     pub auto_close_after: Duration,
@@ -321,6 +324,7 @@ impl Settings {
             video_base_url: video_base_url(src)?,
             sse_heartbeat: src.seconds("DOSSIER_SSE_HEARTBEAT_SECONDS", 15)?,
             max_streams_per_user: src.positive("DOSSIER_MAX_STREAMS_PER_USER", 5)? as usize,
+            live_relay: src.parsed("DOSSIER_LIVE_RELAY", true, "true or false")?,
             auto_close_after: src.seconds("DOSSIER_AUTO_CLOSE_AFTER", 3 * 24 * 3600)?,
             ticket_auto_close_after: src
                 .seconds("DOSSIER_TICKET_AUTO_CLOSE_AFTER", 3 * 24 * 3600)?,

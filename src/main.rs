@@ -100,8 +100,10 @@ async fn serve(settings: Settings) -> Result<(), (u8, String)> {
     dossier::webhooks::spawn(state.clone());
     dossier::housekeeping::spawn(state.clone());
     db::spawn_checkpoints(&state.pool);
-    dossier::live::relay::spawn(&state.settings.database_url)
-        .map_err(|e| (1, format!("cannot start the live relay: {e}")))?;
+    if state.settings.live_relay {
+        dossier::live::relay::spawn(&state.settings.database_url)
+            .map_err(|e| (1, format!("cannot start the live relay: {e}")))?;
+    }
     app::serve(state, listener, None)
         .map_err(|e| (1, e.to_string()))?
         .await

@@ -250,14 +250,7 @@ where
         Some(writer) => writer.write(work).await,
         None => {
             on_blocking_pool(&pool.connections, |conn| {
-                let (out, wakes) = crate::live::collecting(|| {
-                    in_write_transaction(conn, |conn| {
-                        let value = work(conn)?;
-                        // The other nodes' streams hear of it when (and if) it commits.
-                        crate::live::relay::send(conn)?;
-                        Ok(value)
-                    })
-                });
+                let (out, wakes) = crate::live::collecting(|| in_write_transaction(conn, work));
                 if out.is_ok() {
                     crate::live::wake(&wakes);
                 }
@@ -432,7 +425,14 @@ where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,
 {
     in_transaction(conn, &BEGIN_WRITE, |conn| {
-        before_commit::run_kept_last(conn, work)
+        before_commit::run_kept_last(conn, |conn| {
+            let value = work(conn)?;
+            // The other nodes' streams hear of whom it notified when (and if) it commits.
+            // Before the batches kept last (the audit chain, which notifies no one), so that
+            // the chain's head stays the last lock the write takes.
+            crate::live::relay::send(conn)?;
+            Ok(value)
+        })
     })
 }
 

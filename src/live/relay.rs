@@ -1,12 +1,16 @@
 //! Live wakes across API nodes (DESIGN.md "Data and scale": live notifications fan out through
-//! PostgreSQL `LISTEN/NOTIFY`). A write that notifies users sends their ids on the
-//! `dossier_live` channel inside its own transaction, so PostgreSQL delivers them when it
-//! commits and never for a rollback. Every node listens on a connection of its own and wakes
-//! its streams of those users; the writing node has woken its own already. SQLite serves one
-//! node: nothing is sent.
+//! PostgreSQL `LISTEN/NOTIFY`). Once the relay runs ([`spawn`]), a write that notifies users
+//! sends their ids on the `dossier_live` channel inside its own transaction, so PostgreSQL
+//! delivers them when it commits and never for a rollback. Every node listens on a connection
+//! of its own and wakes its streams of those users; the writing node wakes its own itself.
+//! SQLite serves one node: nothing is sent.
+//!
+//! PostgreSQL commits the transactions that notify one at a time (a lock of the whole server
+//! from the queueing of the notifications to the commit's end).
 
 use std::collections::HashSet;
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
@@ -30,6 +34,12 @@ const RETRY: Duration = Duration::from_secs(1);
 
 /// This process, so it skips what it sent itself.
 static NODE: LazyLock<String> = LazyLock::new(|| uuid::Uuid::now_v7().to_string());
+/// Whether the relay runs: writes send only then (`DOSSIER_LIVE_RELAY`).
+static RUNNING: AtomicBool = AtomicBool::new(false);
+/// libpq's keepalives and send timeout for the listening connection: a network that stops
+/// answering fails it within about half a minute, not TCP's quarter of an hour.
+const KEEPALIVES: &str = "keepalives=1&keepalives_idle=10&keepalives_interval=5\
+                          &keepalives_count=3&tcp_user_timeout=30000&connect_timeout=10";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Relayed {
@@ -47,6 +57,9 @@ pub fn send(conn: &mut DbConnection) -> QueryResult<()> {
     let DbConnection::Postgresql(pg) = conn else {
         return Ok(());
     };
+    if !RUNNING.load(Ordering::Relaxed) {
+        return Ok(());
+    }
     let users: HashSet<String> = super::notified_so_far().into_iter().collect();
     if users.is_empty() {
         return Ok(());
@@ -76,6 +89,9 @@ pub fn spawn(database_url: &str) -> std::io::Result<()> {
     let Ok(DatabaseUrl::Postgres(url)) = DatabaseUrl::parse(database_url) else {
         return Ok(());
     };
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{separator}{KEEPALIVES}");
+    RUNNING.store(true, Ordering::Relaxed);
     std::thread::Builder::new()
         .name("live-relay".into())
         .spawn(move || {

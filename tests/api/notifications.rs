@@ -643,9 +643,22 @@ async fn another_nodes_notification_reaches_the_stream_through_postgres() {
     if !app._db.is_postgres() {
         return;
     }
-    // What this node's writes send, once committed: the users they notified.
+    // This node's relay, and a connection listening as another node would.
+    dossier::live::relay::spawn(app._db.url()).unwrap();
     let mut other_node = PgConnection::establish(app._db.url()).unwrap();
     other_node.batch_execute("LISTEN dossier_live").unwrap();
+    let listening = "SELECT COUNT(*) AS n FROM pg_stat_activity \
+                     WHERE datname = current_database() AND query = 'LISTEN dossier_live'";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.count(listening) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the relay does not listen"
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    // What this node's writes send, once committed: the users they notified.
     post_message(&app, &w.a_operator.token, &case, "Relayed").await;
     let started = std::time::Instant::now();
     let mut payloads = Vec::new();
@@ -666,16 +679,14 @@ async fn another_nodes_notification_reaches_the_stream_through_postgres() {
     assert!(sent["node"].is_string());
 
     // What another node relays wakes this node's stream of that user.
-    dossier::live::relay::spawn(app._db.url()).unwrap();
-    let listening = "SELECT COUNT(*) AS n FROM pg_stat_activity \
-                     WHERE datname = current_database() AND query = 'LISTEN dossier_live'";
-    while app.count(listening) < 2 {
-        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
     let token = w.client.token.clone();
     let reader =
         actix_web::web::block(move || read_stream(addr, &token, None, "From another node", 1));
     while metric(&app, "live_streams").await < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stream does not open"
+        );
         actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     // The stream has read once; the other node's write commits, then relays.
