@@ -28,6 +28,8 @@ const BATCH: i64 = 10;
 const LEASE_SECONDS: i64 = 300;
 /// Longest idle sleep: a safety net for deliveries written by another node.
 const IDLE: Duration = Duration::from_secs(60);
+/// The last error of a delivery its webhook's pause ended.
+pub const PAUSED: &str = "paused";
 
 /// Writes the deliveries of `event` on `case` (in the event's transaction). `status` is the
 /// case's new status for `status_changed`; `detail` the reason or the rule's account, never a
@@ -270,9 +272,12 @@ async fn post(state: &AppState, client: &reqwest::Client, delivery: DeliveryRow,
     // The URL is checked again: the rules may have tightened since it was subscribed (an IP
     // literal never goes through the resolver's check).
     let refused = url_problem(&hook.url, state.settings.webhooks.public_https_only);
-    let sent = match refused {
-        Some(problem) => Err(problem.to_owned()),
-        None => Ok(client
+    // A paused webhook's delivery, written by a write that read the webhook before the pause
+    // committed, ends unposted as the pause ended the others (`Err(None)`).
+    let sent = match (hook.active, refused) {
+        (false, _) => Err(None),
+        (true, Some(problem)) => Err(Some(problem.to_owned())),
+        (true, None) => Ok(client
             .post(&hook.url)
             .header("Content-Type", "application/json")
             .header("Dossier-Event", &delivery.event)
@@ -293,12 +298,13 @@ async fn post(state: &AppState, client: &reqwest::Client, delivery: DeliveryRow,
         ),
         // The error names the URL, which the webhook's owner knows; the log does not get it.
         Ok(Err(e)) => (None, Some(transport_error(&e))),
-        Err(problem) => (None, Some(format!("the URL is refused: {problem}"))),
+        Err(Some(problem)) => (None, Some(format!("the URL is refused: {problem}"))),
+        Err(None) => (None, Some(PAUSED.to_owned())),
     };
     let attempt = delivery.attempts + 1;
     let settings = &state.settings.webhooks;
     let max_attempts = i32::try_from(settings.max_attempts).unwrap_or(i32::MAX);
-    let retry_at = (error.is_some() && attempt < max_attempts)
+    let retry_at = (error.is_some() && attempt < max_attempts && hook.active)
         .then(|| db::now() + crate::mailer::backoff(settings.retry_base, attempt));
     if let Some(error) = &error {
         let next = if retry_at.is_some() {

@@ -123,6 +123,7 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(sla::get_ticket_sla)
         .service(webhooks::list_webhooks)
         .service(webhooks::create_webhook)
+        .service(webhooks::update_webhook)
         .service(webhooks::list_webhook_deliveries);
 }
 

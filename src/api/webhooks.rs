@@ -1,8 +1,9 @@
 //! Outbound webhooks (API.md): agency admins subscribe URLs to events on their agency's cases,
 //! platform admins to events on every agency's; each event is posted, signed, and retried
-//! (`crate::webhooks`), and the deliveries are listed for the webhook's owner.
+//! (`crate::webhooks`), and the deliveries are listed for the webhook's owner, who may also
+//! pause, resume and change it.
 
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -13,7 +14,7 @@ use crate::api::notifications::Event;
 use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
 use crate::auth::{AuthUser, Token, random_bytes};
-use crate::db;
+use crate::db::{self, DbConnection};
 use crate::domain::Role;
 use crate::errors::ApiError;
 use crate::http::extract::{Page, PageRequest, ValidJson, page_response};
@@ -199,24 +200,7 @@ pub async fn create_webhook(
                 "this URL has a webhook already",
             ));
         }
-        let mut events = input.events;
-        if events.contains(&Event::TicketOpened) {
-            return Err(ApiError::invalid_field(
-                "/events",
-                "not_a_case_event",
-                "`ticket_opened` is not an event on a case",
-            ));
-        }
-        let count = events.len();
-        events.sort_by_key(|e| e.as_str());
-        events.dedup();
-        if events.len() != count {
-            return Err(ApiError::invalid_field(
-                "/events",
-                "repeated",
-                "each event at most once",
-            ));
-        }
+        let events = case_events(input.events)?;
         let secret: String = random_bytes::<32>()
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -253,6 +237,118 @@ pub async fn create_webhook(
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/v1/webhooks/{}/deliveries", view.id)))
         .json(view))
+}
+
+/// The events a webhook may hear, sorted: events on cases, each once.
+fn case_events(mut events: Vec<Event>) -> Result<Vec<Event>, ApiError> {
+    if events.contains(&Event::TicketOpened) {
+        return Err(ApiError::invalid_field(
+            "/events",
+            "not_a_case_event",
+            "`ticket_opened` is not an event on a case",
+        ));
+    }
+    let count = events.len();
+    events.sort_by_key(|e| e.as_str());
+    events.dedup();
+    if events.len() != count {
+        return Err(ApiError::invalid_field(
+            "/events",
+            "repeated",
+            "each event at most once",
+        ));
+    }
+    Ok(events)
+}
+
+/// The webhook the caller manages: an agency admin's agency's, or any for a platform admin
+/// (who may pause a receiver that misbehaves); 404 for anyone else's.
+fn managed(conn: &mut DbConnection, caller: &AuthUser, id: &str) -> Result<WebhookRow, ApiError> {
+    let found = match owner(caller, None)? {
+        Owner::Platform => repo::webhooks::find_any(conn, id)?,
+        agency => repo::webhooks::find(conn, &agency, id)?,
+    };
+    found.ok_or_else(|| ApiError::NotFound("No such webhook of yours.".into()))
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"active": false}))]
+pub struct UpdateWebhook {
+    /// `false` pauses it: no delivery is written for it, and those still pending end `dead`
+    /// (`last_error` `paused`); `true` resumes it for the events that follow.
+    pub active: Option<bool>,
+    /// The events on cases to post from now on.
+    #[validate(length(min = 1, max = 20))]
+    #[schema(min_items = 1, max_items = 20)]
+    pub events: Option<Vec<Event>>,
+}
+
+/// Pause, resume or change a webhook
+///
+/// `active` pauses (`false`) or resumes (`true`) it; `events` replaces the events it hears.
+/// Pausing ends its pending deliveries as `dead` (`last_error` `paused`): a receiver that is
+/// down is not retried for hours after it was switched off. Audited. Roles: the webhook's
+/// owner (agency admins of its agency), platform admins (every webhook); 404 for anyone
+/// else's.
+#[utoipa::path(
+    tag = "webhooks",
+    operation_id = "update_webhook",
+    params(("id" = Uuid, Path, description = "The webhook")),
+    request_body = UpdateWebhook,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The webhook as it is now", body = WebhookView),
+        (status = 403, description = "Only agency and platform admins"),
+        (status = 404, description = "No such webhook, or not the caller's"),
+        (status = 422, description = "An event is not one on cases (`not_a_case_event`) or repeated (`repeated`)"),
+    )
+)]
+#[patch("/v1/webhooks/{id}")]
+pub async fn update_webhook(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: Token,
+    id: web::Path<Uuid>,
+    body: ValidJson<UpdateWebhook>,
+) -> Result<HttpResponse, ApiError> {
+    let input = body.0;
+    let asking = Asking::new(token, &req);
+    let id = id.into_inner().to_string();
+    let view = db::write(&state.pool, move |conn| {
+        let Asked { caller, actor, .. } = asking.resolve(conn)?;
+        let hook = managed(conn, &caller, &id)?;
+        let events = match input.events {
+            Some(events) => {
+                Some(serde_json::to_string(&case_events(events)?).map_err(ApiError::internal)?)
+            }
+            None => None,
+        };
+        let active = input.active.filter(|a| *a != hook.active);
+        let events = events.filter(|e| *e != hook.events);
+        let change =
+            Change::outside_cases("webhook", &hook.id, hook.agency_id.as_deref(), "update");
+        let audit = change.fields(vec![
+            (
+                "active",
+                Some(hook.active.to_string()),
+                active.map(|a| a.to_string()),
+            ),
+            ("events", Some(hook.events.clone()), events.clone()),
+        ]);
+        if audit.is_empty() {
+            return WebhookView::try_from(hook);
+        }
+        repo::webhooks::update(conn, &hook.id, active, events.as_deref())?;
+        if active == Some(false) {
+            repo::webhooks::end_pending(conn, &hook.id, crate::webhooks::PAUSED)?;
+        }
+        repo::audit::append(conn, &actor, audit)?;
+        let hook = managed(conn, &caller, &id)?;
+        WebhookView::try_from(hook)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(view))
 }
 
 /// One delivery of a webhook.
@@ -339,11 +435,7 @@ pub async fn list_webhook_deliveries(
     let (rows, page) = db::read(&state.pool, move |conn| {
         let caller = token.user(conn)?;
         // Platform admins read every webhook's deliveries; agency admins their agency's.
-        let found = match owner(&caller, None)? {
-            Owner::Platform => repo::webhooks::find_any(conn, &id)?,
-            agency => repo::webhooks::find(conn, &agency, &id)?,
-        };
-        let hook = found.ok_or_else(|| ApiError::NotFound("No such webhook of yours.".into()))?;
+        let hook = managed(conn, &caller, &id)?;
         let rows = repo::webhooks::deliveries(conn, &hook.id, page.after.as_deref(), page.fetch())?;
         Ok((rows, page))
     })

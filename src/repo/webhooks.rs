@@ -99,6 +99,43 @@ pub fn find(conn: &mut DbConnection, owner: &Owner, id: &str) -> QueryResult<Opt
         .optional()
 }
 
+/// Sets what is given of the webhook's `active` and `events`.
+pub fn update(
+    conn: &mut DbConnection,
+    id: &str,
+    active: Option<bool>,
+    events: Option<&str>,
+) -> QueryResult<()> {
+    let target = || webhooks::table.find(id.to_owned());
+    if let Some(active) = active {
+        diesel::update(target())
+            .set(webhooks::active.eq(active))
+            .execute(conn)?;
+    }
+    if let Some(events) = events {
+        diesel::update(target())
+            .set(webhooks::events.eq(events))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Ends the webhook's pending deliveries as dead, with `why` as their last error.
+pub fn end_pending(conn: &mut DbConnection, webhook_id: &str, why: &str) -> QueryResult<()> {
+    diesel::update(
+        webhook_deliveries::table
+            .filter(webhook_deliveries::webhook_id.eq(webhook_id))
+            .filter(webhook_deliveries::status.eq(PENDING)),
+    )
+    .set((
+        webhook_deliveries::status.eq(DEAD),
+        webhook_deliveries::next_attempt_at.eq(crate::db::now()),
+        webhook_deliveries::last_error.eq(why),
+    ))
+    .execute(conn)
+    .map(drop)
+}
+
 /// The webhook of this id, whoever owns it (platform admins read every one).
 pub fn find_any(conn: &mut DbConnection, id: &str) -> QueryResult<Option<WebhookRow>> {
     webhooks::table

@@ -309,3 +309,124 @@ async fn production_takes_only_https_urls_of_public_hosts() {
         .assert_problem(422, "duplicate_url");
     assert_eq!(app.rows_in(&["webhooks"]), [1]);
 }
+
+/// Its owner pauses, resumes and changes a webhook; pausing ends what is pending, and a
+/// delivery written just before the pause committed is not posted either.
+#[actix_web::test]
+async fn a_webhook_is_paused_resumed_and_changed_by_its_owner() {
+    let app = spawn_with(&[]).await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let res = app
+        .post(
+            "/v1/webhooks",
+            &w.a_admin.token,
+            json!({"url": "http://127.0.0.1:9/hook", "events": ["message_received"]}),
+        )
+        .await;
+    let hook = id(res.assert_status(201));
+    let path = format!("/v1/webhooks/{hook}");
+    let deliveries = || {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM webhook_deliveries WHERE webhook_id = '{hook}'"
+        ))
+    };
+    let pending = || {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM webhook_deliveries WHERE webhook_id = '{hook}' \
+             AND status = 'pending'"
+        ))
+    };
+    post_message(&app, &w.client.token, &case, "One").await;
+    assert_eq!((deliveries(), pending()), (1, 1));
+
+    // Nobody else's to change: another agency's admin, an operator, the client.
+    let before = app.rows_in(&["webhooks", "webhook_deliveries", "audit_log"]);
+    app.patch(&path, &w.b_admin.token, json!({"active": false}))
+        .await
+        .assert_problem(404, "not_found");
+    for token in [&w.a_operator.token, &w.client.token] {
+        app.patch(&path, token, json!({"active": false}))
+            .await
+            .assert_problem(403, "forbidden");
+    }
+    let res = app
+        .patch(
+            &path,
+            &w.a_admin.token,
+            json!({"events": ["ticket_opened"]}),
+        )
+        .await;
+    res.assert_problem(422, "not_a_case_event");
+    app.patch(&path, &w.a_admin.token, json!({"paused": true}))
+        .await
+        .assert_problem(400, "unknown_field");
+    assert_eq!(
+        app.rows_in(&["webhooks", "webhook_deliveries", "audit_log"]),
+        before
+    );
+
+    // Paused: what was pending ends dead, and nothing more is written for it.
+    let res = app
+        .patch(&path, &w.a_admin.token, json!({"active": false}))
+        .await;
+    assert_eq!(res.assert_status(200)["active"], false);
+    assert_eq!((deliveries(), pending()), (1, 0));
+    let page = app
+        .get(&format!("{path}/deliveries"), &w.a_admin.token)
+        .await;
+    let ended = &page.assert_status(200)["items"][0];
+    assert_eq!(
+        (&ended["status"], &ended["last_error"]),
+        (&json!("dead"), &json!("paused"))
+    );
+    post_message(&app, &w.client.token, &case, "Two").await;
+    assert_eq!(deliveries(), 1);
+
+    // Resumed by a platform admin (who may pause or resume any), it hears what follows.
+    let res = app
+        .patch(&path, &w.platform.token, json!({"active": true}))
+        .await;
+    assert_eq!(res.assert_status(200)["active"], true);
+    post_message(&app, &w.client.token, &case, "Three").await;
+    assert_eq!((deliveries(), pending()), (2, 1));
+
+    // Other events from now on.
+    let res = app
+        .patch(
+            &path,
+            &w.a_admin.token,
+            json!({"events": ["status_changed"]}),
+        )
+        .await;
+    assert_eq!(res.assert_status(200)["events"], json!(["status_changed"]));
+    post_message(&app, &w.client.token, &case, "Four").await;
+    assert_eq!(deliveries(), 2);
+    act(&app, &w.a_operator.token, &case, "accept")
+        .await
+        .assert_status(200);
+    assert_eq!(deliveries(), 3);
+    let audited = |action: &str| {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE entity = 'webhook' AND entity_id = '{hook}' \
+             AND action = '{action}'"
+        ))
+    };
+    assert_eq!(audited("update"), 3);
+
+    // A delivery written by a write that read the webhook before its pause committed (here:
+    // the pause written straight to the table) is not posted: the worker ends it as paused.
+    app.sql(&format!(
+        "UPDATE webhooks SET active = FALSE WHERE id = '{hook}'"
+    ));
+    assert_eq!(pending(), 2);
+    assert_eq!(round(&app).await, 2);
+    assert_eq!(pending(), 0);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM webhook_deliveries WHERE webhook_id = '{hook}' \
+             AND status = 'dead' AND last_error = 'paused' AND last_status IS NULL"
+        )),
+        3
+    );
+}
