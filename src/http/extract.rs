@@ -36,6 +36,16 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidJson<T> {
                 )])
                 .into());
             }
+            // serde also reads a struct from an array of its members in order (`[null, null]`):
+            // every body of this API is an object.
+            if !value.is_object() {
+                return Err(ApiError::validation(vec![FieldError::new(
+                    "",
+                    "invalid_value",
+                    "The body must be a JSON object.",
+                )])
+                .into());
+            }
             let parsed: T = serde_path_to_error::deserialize(value).map_err(body_error)?;
             parsed
                 .validate()

@@ -32,6 +32,20 @@ async fn each_kind_of_bad_request_gets_a_problem_document() {
         res.assert_problem(422, "validation_failed")["errors"][0]["pointer"],
         "/name"
     );
+    // Members in order as an array, which serde would read as the struct: refused, nothing
+    // written.
+    for body in [
+        "[\"Agency by array\", null]",
+        "[\"Agency by array\"]",
+        "[]",
+        "\"x\"",
+        "null",
+    ] {
+        let res = app.send(post(body, "application/json")).await;
+        let problem = res.assert_problem(422, "validation_failed");
+        assert_eq!(problem["errors"][0]["pointer"], "", "{body}");
+    }
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM agencies"), 0);
     let res = app.send(post("{}", "application/json")).await;
     assert_eq!(
         res.assert_problem(422, "validation_failed")["errors"][0]["code"],
