@@ -759,6 +759,12 @@ fn record(
     crossings: &[(Clock, Crossing, NaiveDateTime, i64)],
     (before, after): (&SlaColumns, &SlaColumns),
 ) -> Result<(), ApiError> {
+    // A ticket's assignee as committed (a message's write holds no lock before its update),
+    // read once for all its crossings.
+    let fresh = match subject {
+        Subject::Ticket(ticket, _) => repo::tickets::find(conn, &TicketScope::All, &ticket.id)?,
+        Subject::Case(..) => None,
+    };
     for (i, &(clock, crossing, at, target_secs)) in crossings.iter().enumerate() {
         let (rule, trigger, event, word) = match crossing {
             Crossing::Warning => ("sla_warning", "at_risk", Event::SlaWarning, "at_risk"),
@@ -818,8 +824,6 @@ fn record(
                 notifier.notify(conn, case, event, to, None, body, Some(status))?
             }
             Subject::Ticket(ticket, status) => {
-                // Its assignee as committed: a message's write holds no lock before its update.
-                let fresh = repo::tickets::find(conn, &TicketScope::All, &ticket.id)?;
                 let ticket = fresh.as_ref().unwrap_or(ticket);
                 let to = &[TicketAudience::Platform];
                 notifier.notify_ticket(conn, ticket, event, to, &[], None, body, Some(status))?
