@@ -256,6 +256,12 @@ pub fn notification_title(
         E::StatusChanged => {
             return upper_first(format!("{number} — {}", label.unwrap_or_default()));
         }
+        E::CaseCreated => [
+            "New case {n}",
+            "Nuova pratica {n}",
+            "Nuevo caso {n}",
+            "Nowa sprawa {n}",
+        ],
         E::TicketOpened => [
             "New support ticket: {n}",
             "Nuovo ticket di assistenza: {n}",

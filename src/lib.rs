@@ -29,5 +29,6 @@ pub mod rules;
 pub mod sla;
 pub mod storage;
 pub mod ticket_workflow;
+pub mod triggers;
 pub mod webhooks;
 pub mod workflow;

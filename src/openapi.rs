@@ -40,6 +40,7 @@ use crate::ticket_workflow::TicketAllowedAction;
         (name = "tickets", description = "Support tickets to the platform, their queues and conversation"),
         (name = "sla", description = "SLA: business calendars, policies, and each case's and support ticket's clocks"),
         (name = "webhooks", description = "Outbound webhooks: events on cases posted, signed, to the agency's or the platform's URLs"),
+        (name = "triggers", description = "Agencies' own rules: on an event on a case that meets their conditions, notify, set the priority, assign, tag, send to a webhook"),
         (name = "presence", description = "Staff presence, and the open work each holds against their capacity"),
         (name = "operations", description = "Health and metrics for operators"),
     )

@@ -31,60 +31,89 @@ const IDLE: Duration = Duration::from_secs(60);
 /// The last error of a delivery its webhook's pause ended.
 pub const PAUSED: &str = "paused";
 
-/// Writes the deliveries of `event` on `case` (in the event's transaction). `status` is the
-/// case's new status for `status_changed`; `detail` the reason or the rule's account, never a
-/// message's text (the receiver reads that through the API, as its role allows).
-pub fn enqueue(
-    conn: &mut DbConnection,
-    case: &CaseRow,
-    event: Event,
-    status: Option<CaseStatus>,
-    detail: Option<&str>,
-) -> Result<(), ApiError> {
-    let hooks = repo::webhooks::listening(conn, &case.agency_id)?;
-    let now = db::now();
+/// Writes the deliveries of an event (in the event's transaction) to the webhooks subscribed to
+/// it.
+pub fn enqueue(conn: &mut DbConnection, what: &What) -> Result<(), ApiError> {
+    let hooks = repo::webhooks::listening(conn, &what.case.agency_id)?;
     let rows: Vec<DeliveryRow> = hooks
         .iter()
-        .filter(|hook| subscribed(hook, event))
-        .map(|hook| {
-            let id = repo::new_id();
-            let detail = match event {
-                Event::StatusChanged | Event::SlaWarning | Event::SlaBreached => detail,
-                _ => None,
-            };
-            let payload = json!({
-                "id": id,
-                "event": event,
-                "occurred_at": crate::api::timestamp(now),
-                "case": {
-                    "id": case.id,
-                    "number": case.number,
-                    "agency_id": case.agency_id,
-                    "status": status.map_or(case.status.clone(), |s| s.as_str().to_owned()),
-                },
-                "detail": detail,
-            });
-            DeliveryRow {
-                id,
-                webhook_id: hook.id.clone(),
-                event: event.as_str().to_owned(),
-                case_id: Some(case.id.clone()),
-                payload: payload.to_string(),
-                status: PENDING.into(),
-                attempts: 0,
-                next_attempt_at: now,
-                last_status: None,
-                last_error: None,
-                created_at: now,
-                delivered_at: None,
-            }
-        })
+        .filter(|hook| subscribed(hook, what.event))
+        .map(|hook| delivery(hook, what, None))
         .collect();
     if !rows.is_empty() {
         repo::webhooks::enqueue(conn, &rows)?;
         crate::live::will_wake_webhooks();
     }
     Ok(())
+}
+
+/// An event on a case, as a delivery tells it.
+pub struct What<'a> {
+    pub case: &'a CaseRow,
+    pub event: Event,
+    /// The case's new status for `status_changed`.
+    pub status: Option<CaseStatus>,
+    /// The reason or the rule's account; never a message's text (the receiver reads that
+    /// through the API, as its role allows).
+    pub detail: Option<&'a str>,
+}
+
+/// The agency trigger that sends an event to a webhook (`crate::triggers`).
+pub struct ByTrigger<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub rule_log_id: &'a str,
+}
+
+/// Writes one delivery of the event to `hook`, which a trigger chose (subscribed or not).
+pub fn send(
+    conn: &mut DbConnection,
+    hook: &WebhookRow,
+    what: &What,
+    by: ByTrigger,
+) -> Result<(), ApiError> {
+    repo::webhooks::enqueue(conn, &[delivery(hook, what, Some(by))])?;
+    crate::live::will_wake_webhooks();
+    Ok(())
+}
+
+fn delivery(hook: &WebhookRow, what: &What, by: Option<ByTrigger>) -> DeliveryRow {
+    let now = db::now();
+    let id = repo::new_id();
+    let detail = match what.event {
+        Event::StatusChanged | Event::SlaWarning | Event::SlaBreached => what.detail,
+        _ => None,
+    };
+    let case = what.case;
+    let mut payload = json!({
+        "id": id,
+        "event": what.event,
+        "occurred_at": crate::api::timestamp(now),
+        "case": {
+            "id": case.id,
+            "number": case.number,
+            "agency_id": case.agency_id,
+            "status": what.status.map_or(case.status.clone(), |s| s.as_str().to_owned()),
+        },
+        "detail": detail,
+    });
+    if let Some(by) = by {
+        payload["trigger"] = json!({"id": by.id, "name": by.name, "rule_log_id": by.rule_log_id});
+    }
+    DeliveryRow {
+        id,
+        webhook_id: hook.id.clone(),
+        event: what.event.as_str().to_owned(),
+        case_id: Some(case.id.clone()),
+        payload: payload.to_string(),
+        status: PENDING.into(),
+        attempts: 0,
+        next_attempt_at: now,
+        last_status: None,
+        last_error: None,
+        created_at: now,
+        delivered_at: None,
+    }
 }
 
 /// Why a webhook URL is refused, if it is; `public_only` (production): https to a public host.

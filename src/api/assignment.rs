@@ -17,7 +17,7 @@ use crate::errors::ApiError;
 use crate::http::extract::{IfMatch, ValidJson, etag};
 use crate::repo;
 use crate::repo::audit::Change;
-use crate::repo::cases::CaseChanges;
+use crate::repo::cases::{CaseChanges, CaseScope};
 use crate::workflow;
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema, PartialEq, Eq)]
@@ -357,6 +357,10 @@ pub async fn set_agents(
                     None,
                     None,
                 )?;
+                // The agency's `assigned` triggers may have changed the case since.
+                if let Some(case) = repo::cases::find(conn, &CaseScope::All, &id)? {
+                    version = case.version;
+                }
             }
             let row = Change::entity("case_agents", &id, Some(&id), "set_agents").field(
                 "agent_ids",

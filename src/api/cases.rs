@@ -9,6 +9,7 @@ use uuid::Uuid;
 use validator::Validate;
 
 use crate::api::messages::reader;
+use crate::api::notifications::Event;
 use crate::api::required_data::field_rows;
 use crate::api::services::{AgencySummary, template_of};
 use crate::api::users::ClientIdentity;
@@ -148,6 +149,9 @@ pub struct CaseView {
     pub last_survey: Option<crate::api::surveys::SurveyView>,
     /// `null` when no SLA policy applied to the case.
     pub sla: Option<SlaSummary>,
+    /// The agency's labels, set by its staff (`PATCH`) and its triggers (`add_tag`); `null`
+    /// for clients, who are not shown them.
+    pub tags: Option<Vec<String>>,
     /// Increases with every change to the case, its required data, its operator, agents, open
     /// requests or SLA summary; the `ETag`. Outside it: the live counts `unread_messages` and
     /// `client_open_cases`, and the names of the service, agency and people, which belong to
@@ -214,11 +218,18 @@ pub struct CaseSummary {
     pub unread_messages: i64,
     /// `null` when no SLA policy applied to the case.
     pub sla: Option<SlaSummary>,
+    /// As the card's `tags`: `null` for clients.
+    pub tags: Option<Vec<String>>,
     pub version: i64,
     #[serde(serialize_with = "crate::api::rfc3339")]
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::api::rfc3339")]
     pub updated_at: DateTime<Utc>,
+}
+
+/// The case's tags as `role` is shown them: not at all for clients.
+fn tags_for(role: Role, row: &CaseRow) -> Option<Vec<String>> {
+    (role != Role::Client).then(|| crate::triggers::tags_of(row))
 }
 
 fn payment_method(row: &CaseRow) -> PaymentMethod {
@@ -230,10 +241,11 @@ fn payment_state(row: &CaseRow) -> PaymentState {
 }
 
 impl CaseSummary {
-    fn new(row: CaseRow, locale: Locale, unread_messages: i64) -> CaseSummary {
+    fn new(row: CaseRow, (locale, role): (Locale, Role), unread_messages: i64) -> CaseSummary {
         let status = row.status();
         CaseSummary {
             unread_messages,
+            tags: tags_for(role, &row),
             sla: SlaSummary::of(row.sla_state.as_deref(), row.sla_due_at),
             status,
             status_label: i18n::status_label(status, locale),
@@ -484,6 +496,7 @@ fn card(conn: &mut DbConnection, viewer: &Viewer, row: CardRow) -> Result<CaseVi
         _ => None,
     };
     let sla = SlaSummary::of(row.sla_state.as_deref(), row.sla_due_at);
+    let tags = tags_for(viewer.role, &row);
     Ok(CaseView {
         status,
         status_label: i18n::status_label(status, viewer.locale),
@@ -507,6 +520,7 @@ fn card(conn: &mut DbConnection, viewer: &Viewer, row: CardRow) -> Result<CaseVi
         client,
         resolution,
         sla,
+        tags,
         id: row.id,
         number: row.number,
         title: row.title,
@@ -627,6 +641,7 @@ pub async fn create_case(
                 closed_at: None,
                 sla_state: None,
                 sla_due_at: None,
+                tags: "[]".into(),
             };
             repo::cases::insert(conn, &row)?;
             let fields = field_rows(&row.id, template_of(&service));
@@ -642,9 +657,14 @@ pub async fn create_case(
             audit.push(created.field("service_id", None, Some(row.service_id.clone())));
             repo::audit::append(conn, &actor, audit)?;
             // Paid by card: its SLA clocks start, and the agency's queue, this case at its end,
-            // goes to who has room.
-            if status == CaseStatus::InApproval {
+            // goes to who has room. Webhooks and the agency's triggers hear of the case in
+            // between: a trigger's priority moves the clocks, its assignment comes first.
+            let paid = status == CaseStatus::InApproval;
+            if paid {
                 crate::sla::started(conn, &notifier, crate::sla::Subject::case(&row))?;
+            }
+            notifier.notify(conn, &row, Event::CaseCreated, &[], None, None, None)?;
+            if paid {
                 crate::rules::serve_queue(conn, &notifier, &row.agency_id, capacity, "case_paid")?;
             }
             let view = reload_card(conn, &viewer, &row.id)?;
@@ -774,7 +794,7 @@ pub async fn list_cases(
     }
     let language = i18n::requested(&req);
     // The page is one statement; the unread counts are live counts, as on the card.
-    let (rows, unread, page, locale) = db::read_latest(&state.pool, move |conn| {
+    let (rows, unread, page, reader) = db::read_latest(&state.pool, move |conn| {
         let caller = token.user(conn)?;
         let viewer = Viewer::asking(&caller, language);
         let filter = CaseFilter {
@@ -800,7 +820,7 @@ pub async fn list_cases(
         // One grouped query for the whole page.
         let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
         let unread = crate::api::messages::unread_for(conn, &viewer, &ids)?;
-        Ok((rows, unread, page, viewer.locale))
+        Ok((rows, unread, page, (viewer.locale, viewer.role)))
     })
     .await?;
     let page = page.page(
@@ -808,7 +828,7 @@ pub async fn list_cases(
         |r| &r.id,
         |r| {
             let n = unread.get(&r.id).copied().unwrap_or(0);
-            CaseSummary::new(r, locale, n)
+            CaseSummary::new(r, reader, n)
         },
     );
     Ok(i18n::varies_by_language(page_response(&req, page)))
@@ -871,10 +891,36 @@ pub struct UpdateCase {
     pub description: Option<String>,
     /// Agency and platform staff only.
     pub priority: Option<Priority>,
+    /// Agency and platform staff only: the case's whole list of tags, at most 20, each once,
+    /// of 1 to 40 lower-case letters, digits, `-` or `_`.
+    #[validate(length(max = 20))]
+    #[schema(max_items = 20)]
+    pub tags: Option<Vec<String>>,
     /// Read-only fields: sending any of them is 422 `read_only_field`.
     #[serde(flatten)]
     #[schema(ignore)]
     pub read_only: ReadOnlyCaseFields,
+}
+
+/// A case's tags as stored (a JSON array), each checked and once.
+fn tags_json(tags: &[String]) -> Result<String, ApiError> {
+    let mut errors = Vec::new();
+    for (i, tag) in tags.iter().enumerate() {
+        let pointer = format!("/tags/{i}");
+        if let Some(problem) = crate::triggers::tag_problem(tag) {
+            errors.push(FieldError::new(pointer, "invalid_value", problem));
+        } else if tags[..i].contains(tag) {
+            errors.push(FieldError::new(
+                pointer,
+                "repeated",
+                "each tag at most once",
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    serde_json::to_string(tags).map_err(ApiError::internal)
 }
 
 /// Members of the card that PATCH cannot change (transitions, assignment and the server own them).
@@ -1039,11 +1085,15 @@ pub async fn update_case(
         if viewer.role == Role::Agent {
             return Err(ApiError::Forbidden("Your role may not edit cases.".into()));
         }
-        if viewer.role == Role::Client && input.priority.is_some() {
+        if viewer.role == Role::Client && (input.priority.is_some() || input.tags.is_some()) {
             return Err(ApiError::Forbidden(
-                "Your role may not change the priority.".into(),
+                "Your role may not change the priority or the tags.".into(),
             ));
         }
+        let tags = match &input.tags {
+            Some(tags) => Some(tags_json(tags)?),
+            None => None,
+        };
         if_match.check(current.version)?;
         let status = current.status();
         let editable: Vec<CaseStatus> = workflow::STATES
@@ -1065,6 +1115,7 @@ pub async fn update_case(
             title: input.title,
             description: input.description,
             priority: input.priority.map(|p| p.as_str().to_owned()),
+            tags,
             ..CaseChanges::default()
         };
         let audit = Change::case(&id, "update").fields(vec![
@@ -1079,6 +1130,7 @@ pub async fn update_case(
                 Some(current.priority.clone()),
                 changes.priority.clone(),
             ),
+            ("tags", Some(current.tags.clone()), changes.tags.clone()),
         ]);
         if !audit.is_empty() {
             if !repo::cases::update(conn, &id, current.version, &editable, &changes)? {

@@ -22,6 +22,7 @@ pub mod storyline;
 pub mod surveys;
 pub mod tickets;
 pub mod transitions;
+pub mod triggers;
 pub mod users;
 pub mod webhooks;
 
@@ -124,7 +125,12 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(webhooks::list_webhooks)
         .service(webhooks::create_webhook)
         .service(webhooks::update_webhook)
-        .service(webhooks::list_webhook_deliveries);
+        .service(webhooks::list_webhook_deliveries)
+        .service(triggers::list_triggers)
+        .service(triggers::create_trigger)
+        .service(triggers::get_trigger)
+        .service(triggers::update_trigger)
+        .service(triggers::delete_trigger);
 }
 
 fn request_id(req: &HttpRequest) -> String {

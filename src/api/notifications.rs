@@ -40,6 +40,9 @@ code_enum! {
         SlaWarning = "sla_warning",
         /// An SLA clock of the case passed its target (to the agency).
         SlaBreached = "sla_breached",
+        /// A client bought a service: the case exists (to webhooks and triggers; the agency
+        /// hears of it when it is assigned).
+        CaseCreated = "case_created",
     }
 }
 
@@ -146,9 +149,17 @@ impl Notifier {
         body: Option<&str>,
         status: Option<CaseStatus>,
     ) -> Result<(), ApiError> {
-        // The agency's and the platform's webhooks hear of every event on a case.
-        crate::webhooks::enqueue(conn, case, event, status, body)?;
-        let mut ids: Vec<String> = extra.to_vec();
+        // The agency's and the platform's webhooks hear of every event on a case, and the
+        // agency's triggers run on it.
+        let what = crate::webhooks::What {
+            case,
+            event,
+            status,
+            detail: body,
+        };
+        crate::webhooks::enqueue(conn, &what)?;
+        let mut ids = crate::triggers::fire(conn, self, &what)?;
+        ids.extend_from_slice(extra);
         let mut recipients: Vec<Recipient> = Vec::new();
         let mut assignee_wanted = None;
         for audience in to {

@@ -34,21 +34,24 @@ pub struct RuleLogEntry {
     /// Also the `request_id` of the audit rows the rule wrote.
     #[schema(format = "uuid")]
     pub id: String,
-    /// The rule that fired (`auto_close`, `ticket_auto_close`, `auto_assign`).
+    /// The rule that fired (`auto_close`, `ticket_auto_close`, `auto_assign`, `sla_warning`,
+    /// `sla_breach`, or `trigger`: one of the agency's own, named with its id in `detail`).
     pub rule: String,
     /// What made it fire (`confirmation_overdue`: the client neither confirmed nor disputed a
     /// completed case in time; `resolution_not_reactivated`: nobody reactivated a resolved
     /// ticket in time; `case_paid`, `payment_confirmed`, `operator_available`, `queue_check`:
-    /// the occasions `auto_assign` serves the agency's queue).
+    /// the occasions `auto_assign` serves the agency's queue; for `trigger`, the event).
     pub trigger: String,
-    /// What it did: a workflow action (`auto_close`), or `assign`.
+    /// What it did: a workflow action (`auto_close`), `assign`, or a trigger's actions in
+    /// order, comma-separated.
     pub action: String,
     #[schema(format = "uuid")]
     pub case_id: Option<String>,
     /// The support ticket it fired on (`ticket_auto_close`).
     #[schema(format = "uuid")]
     pub ticket_id: Option<String>,
-    /// How it ended (`closed`).
+    /// How it ended (`closed`; a trigger's `applied`, or `nothing_to_do` when the case was
+    /// already as its actions would leave it; `detail` has each action's outcome).
     pub outcome: String,
     pub detail: Option<String>,
     #[serde(serialize_with = "crate::api::rfc3339")]

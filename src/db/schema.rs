@@ -96,6 +96,7 @@ diesel::table! {
         sla_state -> Nullable<Text>,
         sla_due_at -> Nullable<Timestamp>,
         sla_next_at -> Nullable<Timestamp>,
+        tags -> Text,
     }
 }
 
@@ -448,6 +449,22 @@ diesel::table! {
 }
 
 diesel::table! {
+    triggers (id) {
+        id -> Text,
+        agency_id -> Text,
+        name -> Text,
+        event -> Text,
+        conditions -> Text,
+        actions -> Text,
+        active -> Bool,
+        version -> BigInt,
+        created_by -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     webhooks (id) {
         id -> Text,
         agency_id -> Nullable<Text>,
@@ -523,4 +540,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     ticket_sla_clocks,
     webhooks,
     webhook_deliveries,
+    triggers,
 );

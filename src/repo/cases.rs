@@ -48,6 +48,8 @@ pub struct CaseRow {
     /// The earliest due time of a running SLA clock short of its target.
     #[diesel(deserialize_as = StoredOptionalTimestamp)]
     pub sla_due_at: Option<NaiveDateTime>,
+    /// JSON array of the agency's labels (`triggers::tags_of`).
+    pub tags: String,
 }
 
 impl CaseRow {
@@ -76,6 +78,8 @@ pub struct CaseChanges {
     pub closed_at: Option<Option<NaiveDateTime>>,
     /// Who delegated the case to its operator (`None` inside: it was taken).
     pub delegated_by: Option<Option<String>>,
+    /// JSON array of strings.
+    pub tags: Option<String>,
 }
 
 /// Which cases a caller may see (DESIGN.md "Roles and tenancy").

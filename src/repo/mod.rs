@@ -36,6 +36,7 @@ pub mod sla;
 pub mod storyline;
 pub mod surveys;
 pub mod tickets;
+pub mod triggers;
 pub mod users;
 pub mod webhooks;
 

@@ -29,6 +29,7 @@ mod sla;
 mod storyline;
 mod surveys;
 mod tickets;
+mod triggers;
 mod users;
 mod webhooks;
 mod workflow;

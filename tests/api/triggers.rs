@@ -1,0 +1,421 @@
+//! Agencies' own triggers: who writes them, what is refused, and what they do on the events of
+//! their agency's cases (each in the rule log and the audit trail, none set off by another).
+
+use actix_http::Request;
+use actix_web::body::BoxBody;
+use actix_web::dev::{Service, ServiceResponse};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn};
+use crate::world::{World, buy, id, take};
+
+/// How many rows `query`'s WHERE clause finds in `table`.
+fn rows<S>(app: &TestApp<S>, table: &str, filter: &str) -> i64
+where
+    S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
+{
+    app.count(&format!("SELECT COUNT(*) AS n FROM {table} WHERE {filter}"))
+}
+
+#[actix_web::test]
+async fn triggers_are_their_agency_admins_and_bad_ones_are_refused() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let good = json!({
+        "name": "Card cases to the operator",
+        "event": "case_created",
+        "conditions": [{"field": "payment_method", "op": "in", "values": ["card"]}],
+        "actions": [{"type": "assign", "user_id": w.a_operator.id}],
+    });
+
+    let webhook = app
+        .post(
+            "/v1/webhooks",
+            &w.b_admin.token,
+            json!({"url": "https://crm.garcia.example/hooks", "events": ["assigned"]}),
+        )
+        .await
+        .assert_status(201)
+        .clone();
+
+    // Nobody but an agency admin writes one; a refused body writes nothing.
+    let before = app.rows_in(&["triggers", "audit_log"]);
+    for token in [
+        &w.a_operator.token,
+        &w.a_agent.token,
+        &w.client.token,
+        &w.platform.token,
+        &w.platform_staff.token,
+    ] {
+        let res = app.post("/v1/triggers", token, good.clone()).await;
+        res.assert_problem(403, "forbidden");
+    }
+    let with = |member: &str, value: Value| {
+        let mut body = good.clone();
+        body[member] = value;
+        body
+    };
+    for (body, pointer) in [
+        (with("event", json!("ticket_opened")), "/event"),
+        (with("event", json!("gossip")), "/event"),
+        (
+            with(
+                "conditions",
+                json!([{"field": "status", "op": "in", "values": ["lost"]}]),
+            ),
+            "/conditions/0/values/0",
+        ),
+        (
+            with("conditions", json!([{"field": "priority", "op": "in"}])),
+            "/conditions/0/values",
+        ),
+        (
+            with("conditions", json!([{"field": "status", "op": "empty"}])),
+            "/conditions/0/op",
+        ),
+        (
+            with(
+                "conditions",
+                json!([{"field": "service_id", "op": "in", "values": [w.service_b]}]),
+            ),
+            "/conditions/0/values/0",
+        ),
+        (
+            with(
+                "actions",
+                json!([{"type": "assign", "user_id": w.b_operator.id}]),
+            ),
+            "/actions/0/user_id",
+        ),
+        (
+            with(
+                "actions",
+                json!([{"type": "notify", "user_id": w.a_agent.id}]),
+            ),
+            "/actions/0/user_id",
+        ),
+        (
+            with("actions", json!([{"type": "add_tag", "tag": "Not A Tag"}])),
+            "/actions/0/tag",
+        ),
+        (
+            with(
+                "actions",
+                json!([{"type": "send_webhook", "webhook_id": id(&webhook)}]),
+            ),
+            "/actions/0/webhook_id",
+        ),
+        (with("actions", json!([])), "/actions"),
+        (with("actions", json!([{"type": "explode"}])), "/actions/0"),
+        (with("name", json!("  ")), "/name"),
+    ] {
+        let res = app.post("/v1/triggers", &w.a_admin.token, body).await;
+        let problem = res.assert_status(422);
+        assert_eq!(
+            problem["errors"][0]["pointer"]
+                .as_str()
+                .map(|p| p.starts_with(pointer)),
+            Some(true),
+            "{pointer}: {problem}"
+        );
+    }
+    assert_eq!(app.rows_in(&["triggers", "audit_log"]), before);
+
+    // Created, audited, read by its agency's admins and platform admins only.
+    let res = app
+        .post("/v1/triggers", &w.a_admin.token, good.clone())
+        .await;
+    let trigger = res.assert_status(201).clone();
+    let path = format!("/v1/triggers/{}", id(&trigger));
+    assert_eq!(res.header("location"), Some(path.as_str()));
+    assert_eq!(res.header("etag"), Some("\"1\""));
+    assert_eq!(trigger["agency_id"], w.agency_a.as_str());
+    assert_eq!(trigger["active"], true);
+    assert_eq!(trigger["conditions"], good["conditions"]);
+    assert_eq!(trigger["actions"], good["actions"]);
+    let created = format!(
+        "entity = 'trigger' AND entity_id = '{}' AND action = 'create' AND actor_id = '{}'",
+        id(&trigger),
+        w.a_admin.id
+    );
+    assert_eq!(rows(&app, "audit_log", &created), 5);
+    app.get(&path, &w.platform.token).await.assert_status(200);
+    app.get(&path, &w.a_admin.token).await.assert_status(200);
+    for (method, body) in [
+        ("GET", None),
+        ("PATCH", Some(json!({"active": false}))),
+        ("DELETE", None),
+    ] {
+        let res = app.call(method, &path, &w.b_admin.token, body, &[]).await;
+        res.assert_problem(404, "not_found");
+    }
+    let listed = app.get("/v1/triggers", &w.b_admin.token).await;
+    assert_eq!(listed.assert_status(200)["items"], json!([]));
+    let own = format!("/v1/triggers?agency_id={}", w.agency_a);
+    app.get(&own, &w.b_admin.token)
+        .await
+        .assert_problem(403, "forbidden");
+    let listed = app.get(&own, &w.platform.token).await;
+    assert_eq!(listed.assert_status(200)["items"][0]["id"], trigger["id"]);
+
+    // Changed under If-Match, checked again, audited; then deleted.
+    let stale = [("If-Match", "\"7\"")];
+    let pause = Some(json!({"active": false}));
+    let res = app
+        .call("PATCH", &path, &w.a_admin.token, pause.clone(), &stale)
+        .await;
+    res.assert_problem(412, "precondition_failed");
+    let bad = Some(json!({"actions": [{"type": "set_priority", "priority": "soon"}]}));
+    let res = app.call("PATCH", &path, &w.a_admin.token, bad, &[]).await;
+    res.assert_status(422);
+    let current = [("If-Match", "\"1\"")];
+    let res = app
+        .call("PATCH", &path, &w.platform.token, pause, &current)
+        .await;
+    assert_eq!(res.assert_status(200)["active"], false);
+    assert_eq!(res.header("etag"), Some("\"2\""));
+    let paused = format!(
+        "entity = 'trigger' AND action = 'update' AND field = 'active' AND new_value = 'false' \
+         AND actor_id = '{}'",
+        w.platform.id
+    );
+    assert_eq!(rows(&app, "audit_log", &paused), 1);
+    let res = app.call("DELETE", &path, &w.a_admin.token, None, &[]).await;
+    res.assert_status(204);
+    app.get(&path, &w.a_admin.token)
+        .await
+        .assert_problem(404, "not_found");
+    assert_eq!(rows(&app, "triggers", "1 = 1"), 0);
+    assert_eq!(
+        rows(
+            &app,
+            "audit_log",
+            "entity = 'trigger' AND action = 'delete'"
+        ),
+        1
+    );
+}
+
+#[actix_web::test]
+async fn triggers_act_on_the_events_whose_conditions_hold_and_set_off_no_other() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let hook = app
+        .post(
+            "/v1/webhooks",
+            &w.a_admin.token,
+            json!({"url": "https://crm.rossi.example/hooks", "events": ["status_changed"]}),
+        )
+        .await
+        .assert_status(201)
+        .clone();
+    let create = |body: Value, token: String| {
+        let app = &app;
+        async move {
+            let res = app.post("/v1/triggers", &token, body).await;
+            res.assert_status(201).clone()
+        }
+    };
+    let a_admin = || w.a_admin.token.clone();
+    let intake = create(
+        json!({
+            "name": "Card intake",
+            "event": "case_created",
+            "conditions": [
+                {"field": "payment_method", "op": "in", "values": ["card"]},
+                {"field": "assignee_id", "op": "empty"},
+            ],
+            "actions": [
+                {"type": "assign", "user_id": w.a_operator.id},
+                {"type": "add_tag", "tag": "card-intake"},
+                {"type": "notify", "user_id": w.a_admin.id},
+                {"type": "send_webhook", "webhook_id": id(&hook)},
+            ],
+        }),
+        a_admin(),
+    )
+    .await;
+    // Runs after the first, and sees its tag.
+    let urgent = create(
+        json!({
+            "name": "Card intake is urgent",
+            "event": "case_created",
+            "conditions": [{"field": "tags", "op": "in", "values": ["card-intake"]}],
+            "actions": [{"type": "set_priority", "priority": "urgent"}],
+        }),
+        a_admin(),
+    )
+    .await;
+    // Paused: never runs.
+    create(
+        json!({
+            "name": "Paused", "event": "case_created", "active": false,
+            "actions": [{"type": "add_tag", "tag": "paused"}],
+        }),
+        a_admin(),
+    )
+    .await;
+    // On `assigned`: the intake's assignment must not set it off, a person's must.
+    create(
+        json!({
+            "name": "Taken by hand", "event": "assigned",
+            "actions": [{"type": "add_tag", "tag": "by-hand"}],
+        }),
+        a_admin(),
+    )
+    .await;
+    // Another agency's: never runs on agency A's cases.
+    create(
+        json!({
+            "name": "Garcia's", "event": "case_created",
+            "actions": [{"type": "add_tag", "tag": "garcia"}],
+        }),
+        w.b_admin.token.clone(),
+    )
+    .await;
+
+    let card = buy(&app, &w.client.token, &w.service_a, "card").await;
+    let case = id(&card);
+    // The purchase's answer is the card after the triggers (the client is not shown tags).
+    assert_eq!(card["assignee"]["id"], w.a_operator.id.as_str());
+    assert_eq!(card["priority"], "urgent");
+    assert_eq!(card["tags"], Value::Null);
+    let seen = app
+        .get(&format!("/v1/cases/{case}"), &w.a_admin.token)
+        .await;
+    let seen = seen.assert_status(200).clone();
+    assert_eq!(seen["tags"], json!(["card-intake"]));
+    assert_eq!(seen["version"], card["version"]);
+
+    // One rule-log entry per trigger that ran, with each action's outcome.
+    let entries =
+        format!("rule = 'trigger' AND case_id = '{case}' AND trigger_event = 'case_created'");
+    assert_eq!(rows(&app, "rule_log", &entries), 2);
+    let log = app
+        .get(&format!("/v1/cases/{case}/rule-log"), &w.a_admin.token)
+        .await;
+    let items = log.assert_status(200)["items"].as_array().unwrap().clone();
+    let intake_entry = items
+        .iter()
+        .find(|e| e["detail"].as_str().unwrap().contains(&id(&intake)))
+        .expect("the intake trigger's entry");
+    assert_eq!(intake_entry["action"], "assign,add_tag,notify,send_webhook");
+    assert_eq!(intake_entry["outcome"], "applied");
+    assert!(
+        items
+            .iter()
+            .any(|e| e["detail"].as_str().unwrap().contains(&id(&urgent))),
+        "{items:?}"
+    );
+    // Audited by the rule, no person as actor.
+    let by_rule = format!("case_id = '{case}' AND action = 'trigger' AND actor_id IS NULL");
+    assert_eq!(rows(&app, "audit_log", &by_rule), 3);
+    for field in ["assignee_id", "tags", "priority"] {
+        let one = format!("{by_rule} AND field = '{field}'");
+        assert_eq!(rows(&app, "audit_log", &one), 1, "{field}");
+    }
+    // The operator is told of the assignment, the admin of the new case; the webhook gets the
+    // event it never subscribed to, with the trigger.
+    let told = |user: &str, event: &str| {
+        rows(
+            &app,
+            "notifications",
+            &format!("user_id = '{user}' AND case_id = '{case}' AND event = '{event}'"),
+        )
+    };
+    assert_eq!(told(&w.a_operator.id, "assigned"), 1);
+    assert_eq!(told(&w.a_admin.id, "case_created"), 1);
+    let sent = format!(
+        "webhook_id = '{}' AND case_id = '{case}' AND event = 'case_created'",
+        id(&hook)
+    );
+    assert_eq!(rows(&app, "webhook_deliveries", &sent), 1);
+    let payload = app
+        .get(
+            &format!("/v1/webhooks/{}/deliveries", id(&hook)),
+            &w.a_admin.token,
+        )
+        .await;
+    let payload = payload.assert_status(200)["items"][0]["payload"].clone();
+    assert_eq!(payload["trigger"]["id"], intake["id"]);
+    assert_eq!(payload["trigger"]["rule_log_id"], intake_entry["id"]);
+    assert_eq!(payload["case"]["id"], case.as_str());
+
+    // A person's assignment sets off the `assigned` trigger.
+    take(&app, &w.a_admin.token, &case).await;
+    let seen = app
+        .get(&format!("/v1/cases/{case}"), &w.a_admin.token)
+        .await;
+    assert_eq!(
+        seen.assert_status(200)["tags"],
+        json!(["card-intake", "by-hand"])
+    );
+
+    // A case that does not meet the conditions: nothing happens to it.
+    let transfer = buy(&app, &w.client.token, &w.service_a, "bank_transfer").await;
+    let seen = app
+        .get(&format!("/v1/cases/{}", id(&transfer)), &w.a_admin.token)
+        .await;
+    let seen = seen.assert_status(200).clone();
+    assert_eq!(seen["tags"], json!([]));
+    assert_eq!(seen["assignee"], Value::Null);
+    assert_eq!(seen["priority"], "normal");
+    assert_eq!(
+        rows(&app, "rule_log", &format!("case_id = '{}'", id(&transfer))),
+        0
+    );
+    // Agency B's trigger ran on neither.
+    assert_eq!(
+        rows(
+            &app,
+            "audit_log",
+            "new_value LIKE '%garcia%' AND entity = 'case'"
+        ),
+        0
+    );
+}
+
+#[actix_web::test]
+async fn staff_tag_cases_and_clients_cannot() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let path = format!("/v1/cases/{case}");
+    let before = app.rows_in(&["audit_log"]);
+    for (tags, code) in [
+        (json!(["ok", "Not OK"]), "validation_failed"),
+        (json!(["twice", "twice"]), "validation_failed"),
+        (json!("one"), "validation_failed"),
+    ] {
+        let res = app
+            .patch(&path, &w.a_operator.token, json!({"tags": tags}))
+            .await;
+        res.assert_problem(422, code);
+    }
+    let res = app
+        .patch(&path, &w.client.token, json!({"tags": ["mine"]}))
+        .await;
+    res.assert_problem(403, "forbidden");
+    let res = app
+        .patch(&path, &w.b_operator.token, json!({"tags": ["theirs"]}))
+        .await;
+    res.assert_problem(404, "not_found");
+    assert_eq!(app.rows_in(&["audit_log"]), before);
+
+    let res = app
+        .patch(&path, &w.a_operator.token, json!({"tags": ["vip", "łódź"]}))
+        .await;
+    assert_eq!(res.assert_status(200)["tags"], json!(["vip", "łódź"]));
+    let audited = format!(
+        "case_id = '{case}' AND field = 'tags' AND actor_id = '{}'",
+        w.a_operator.id
+    );
+    assert_eq!(rows(&app, "audit_log", &audited), 1);
+    let listed = app.get("/v1/cases", &w.a_operator.token).await;
+    assert_eq!(
+        listed.assert_status(200)["items"][0]["tags"],
+        json!(["vip", "łódź"])
+    );
+    let listed = app.get("/v1/cases", &w.client.token).await;
+    assert_eq!(listed.assert_status(200)["items"][0]["tags"], Value::Null);
+}
