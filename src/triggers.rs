@@ -25,6 +25,8 @@ use crate::webhooks::What;
 pub const RULE: &str = "trigger";
 /// Longest tag, in characters.
 pub const TAG_MAX: usize = 40;
+/// Most tags a case has.
+pub const TAGS_MAX: usize = 20;
 
 code_enum! {
     /// What a condition reads of the case.
@@ -258,26 +260,30 @@ impl Drop for Firing {
     }
 }
 
-/// Runs the agency's triggers for `event` on `case` (inside the event's write); the users the
-/// `notify` actions add to the event's notification. Nothing when a trigger's own action caused
-/// the event.
-pub fn fire(
-    conn: &mut DbConnection,
-    notifier: &Notifier,
-    what: &What,
-) -> Result<Vec<String>, ApiError> {
+/// What the triggers did that the event's notification must follow.
+#[derive(Default)]
+pub struct Fired {
+    /// The users the `notify` actions add to it.
+    pub notify: Vec<String>,
+    /// The case as the triggers left it (its assignee hears of the event); `None` when none ran.
+    pub case: Option<CaseRow>,
+}
+
+/// Runs the agency's triggers for `event` on `case` (inside the event's write). Nothing when a
+/// trigger's own action caused the event.
+pub fn fire(conn: &mut DbConnection, notifier: &Notifier, what: &What) -> Result<Fired, ApiError> {
     if FIRING.get() {
-        return Ok(Vec::new());
+        return Ok(Fired::default());
     }
     let (case, event) = (what.case, what.event);
     let triggers = repo::triggers::active_for(conn, &case.agency_id, event.as_str())?;
     if triggers.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Fired::default());
     }
     let _firing = Firing::start();
     // As the event's write left it: the row the event was told of may predate that write.
     let Some(mut case) = repo::cases::find(conn, &CaseScope::All, &case.id)? else {
-        return Ok(Vec::new());
+        return Ok(Fired::default());
     };
     let mut notify = Vec::new();
     for trigger in triggers {
@@ -329,7 +335,10 @@ pub fn fire(
             repo::audit::append_by_rule(conn, &entry_id, changes)?;
         }
     }
-    Ok(notify)
+    Ok(Fired {
+        notify,
+        case: Some(case),
+    })
 }
 
 /// Whether the case meets the condition.
@@ -465,6 +474,9 @@ fn act(
             let mut tags = tags_of(case);
             if tags.contains(tag) {
                 return Ok(Outcome::Unchanged);
+            }
+            if tags.len() >= TAGS_MAX {
+                return Ok(Outcome::Skipped("the case has as many tags as it may"));
             }
             tags.push(tag.clone());
             let tags = serde_json::to_string(&tags).map_err(ApiError::internal)?;

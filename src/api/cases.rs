@@ -358,7 +358,8 @@ where
 }
 
 /// `case` as it stands under a share lock on its row (`repo::cases::share_lock`), for a write
-/// that adds to the case without changing it: read again where the lock was taken
+/// that adds to the case without changing it and notifies nobody (a notification runs the
+/// agency's triggers, which may change it: [`update_locked`]): read again where the lock was taken
 /// (PostgreSQL), as read before elsewhere (SQLite's single writer already serializes writes).
 pub fn share_locked(
     conn: &mut DbConnection,
@@ -372,9 +373,9 @@ pub fn share_locked(
     }
 }
 
-/// [`share_locked`] with the lock of a write that may change the case's SLA clocks (an agency's
-/// answer stops the first-response clock): two such writes queue, where two share locks
-/// would deadlock upgrading.
+/// [`share_locked`] with the lock of a write that may change the case or its SLA clocks (an
+/// agency's answer stops the first-response clock; any write that notifies runs the agency's
+/// triggers): two such writes queue, where two share locks would deadlock upgrading.
 pub fn update_locked(
     conn: &mut DbConnection,
     viewer: &Viewer,
@@ -891,9 +892,8 @@ pub struct UpdateCase {
     pub description: Option<String>,
     /// Agency and platform staff only.
     pub priority: Option<Priority>,
-    /// Agency and platform staff only: the case's whole list of tags, at most 20, each once,
-    /// of 1 to 40 lower-case letters, digits, `-` or `_`.
-    #[validate(length(max = 20))]
+    /// Agency and platform staff only: the case's whole list of tags, at most 20 (triggers add
+    /// no more), each once, of 1 to 40 lower-case letters, digits, `-` or `_`.
     #[schema(max_items = 20)]
     pub tags: Option<Vec<String>>,
     /// Read-only fields: sending any of them is 422 `read_only_field`.
@@ -904,6 +904,13 @@ pub struct UpdateCase {
 
 /// A case's tags as stored (a JSON array), each checked and once.
 fn tags_json(tags: &[String]) -> Result<String, ApiError> {
+    if tags.len() > crate::triggers::TAGS_MAX {
+        return Err(ApiError::invalid_field(
+            "/tags",
+            "too_long",
+            format!("at most {} tags", crate::triggers::TAGS_MAX),
+        ));
+    }
     let mut errors = Vec::new();
     for (i, tag) in tags.iter().enumerate() {
         let pointer = format!("/tags/{i}");

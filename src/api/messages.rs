@@ -12,9 +12,7 @@ use uuid::Uuid;
 use validator::Validate;
 
 use crate::api::attachments::{check_case_attachments, share_with_client};
-use crate::api::cases::{
-    Viewer, create_on_case, find_visible, share_locked, update_locked, wrong_state,
-};
+use crate::api::cases::{Viewer, create_on_case, find_visible, update_locked, wrong_state};
 use crate::api::notifications::{Audience as Notified, Event, Notifier};
 use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
@@ -332,11 +330,10 @@ fn post(
     case: CaseRow,
     input: PostMessage,
 ) -> Result<Created<MessageView>, ApiError> {
-    // The status checked below must be the one a racing transition leaves.
-    let case = match viewer.role {
-        Role::Agency => update_locked(conn, viewer, case)?,
-        _ => share_locked(conn, viewer, case)?,
-    };
+    // The status checked below must be the one a racing transition leaves. The update lock:
+    // an agency's answer moves the SLA clocks, and the agency's triggers may change the case
+    // on any message (two share locks would deadlock upgrading).
+    let case = update_locked(conn, viewer, case)?;
     let case_id = case.id.clone();
     let channel = input.channel.unwrap_or(Channel::InApp);
     let direction = match viewer.role {

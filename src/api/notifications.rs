@@ -158,7 +158,10 @@ impl Notifier {
             detail: body,
         };
         crate::webhooks::enqueue(conn, &what)?;
-        let mut ids = crate::triggers::fire(conn, self, &what)?;
+        let fired = crate::triggers::fire(conn, self, &what)?;
+        // Told as the triggers left the case: the operator one assigned hears of the event.
+        let case = fired.case.as_ref().unwrap_or(case);
+        let mut ids = fired.notify;
         ids.extend_from_slice(extra);
         let mut recipients: Vec<Recipient> = Vec::new();
         let mut assignee_wanted = None;

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use validator::Validate;
 
 use crate::api::attachments::check_case_attachments;
-use crate::api::cases::{Viewer, create_on_case, find_visible, share_locked, touch, wrong_state};
+use crate::api::cases::{Viewer, create_on_case, find_visible, touch, update_locked, wrong_state};
 use crate::api::notifications::{Audience, Event, Notifier};
 use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
@@ -626,9 +626,10 @@ pub async fn create_video_call(
             viewer,
             actor,
         } = asking.resolve(conn)?;
-        // The status checked must be the one a racing transition leaves.
+        // The status checked must be the one a racing transition leaves; the update lock, as
+        // the agency's triggers may change the case on the call's event.
         let case = find_visible(conn, &viewer, &case_id)?;
-        let case = share_locked(conn, &viewer, case)?;
+        let case = update_locked(conn, &viewer, case)?;
         may_open_call(&viewer, &case)?;
         Ok(Authorized {
             user_id: caller.id,

@@ -7,7 +7,7 @@ use actix_web::dev::{Service, ServiceResponse};
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn};
-use crate::world::{World, buy, id, take};
+use crate::world::{World, buy, id, start_case, take};
 
 /// How many rows `query`'s WHERE clause finds in `table`.
 fn rows<S>(app: &TestApp<S>, table: &str, filter: &str) -> i64
@@ -180,6 +180,22 @@ async fn triggers_are_their_agency_admins_and_bad_ones_are_refused() {
         w.platform.id
     );
     assert_eq!(rows(&app, "audit_log", &paused), 1);
+    // Its operator gone, it can still be renamed or paused, not rewritten.
+    app.deactivate_user(&w.platform.token, &w.a_operator.id)
+        .await;
+    let rename = Some(json!({"name": "Left behind", "active": true}));
+    let res = app
+        .call("PATCH", &path, &w.a_admin.token, rename, &[])
+        .await;
+    assert_eq!(res.assert_status(200)["name"], "Left behind");
+    let rewrite = Some(json!({"event": "assigned"}));
+    let res = app
+        .call("PATCH", &path, &w.a_admin.token, rewrite, &[])
+        .await;
+    assert_eq!(
+        res.assert_status(422)["errors"][0]["pointer"],
+        "/actions/0/user_id"
+    );
     let res = app.call("DELETE", &path, &w.a_admin.token, None, &[]).await;
     res.assert_status(204);
     app.get(&path, &w.a_admin.token)
@@ -402,6 +418,12 @@ async fn staff_tag_cases_and_clients_cannot() {
     res.assert_problem(404, "not_found");
     assert_eq!(app.rows_in(&["audit_log"]), before);
 
+    let many: Vec<String> = (0..21).map(|i| format!("t{i}")).collect();
+    let res = app
+        .patch(&path, &w.a_operator.token, json!({"tags": many}))
+        .await;
+    res.assert_problem(422, "too_long");
+    assert_eq!(app.rows_in(&["audit_log"]), before);
     let res = app
         .patch(&path, &w.a_operator.token, json!({"tags": ["vip", "łódź"]}))
         .await;
@@ -418,4 +440,117 @@ async fn staff_tag_cases_and_clients_cannot() {
     );
     let listed = app.get("/v1/cases", &w.client.token).await;
     assert_eq!(listed.assert_status(200)["items"][0]["tags"], Value::Null);
+}
+
+#[actix_web::test]
+async fn a_breach_escalates_through_a_trigger_and_the_new_assignee_hears_of_it() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let each = |first_response: i64| json!({"first_response": first_response, "decision": 240, "resolution": 2880});
+    app.post(
+        "/v1/sla-policies",
+        &w.platform.token,
+        json!({"name": "Platform default", "targets": {
+            "low": each(10), "normal": each(10), "high": each(10), "urgent": each(5)}}),
+    )
+    .await
+    .assert_status(201);
+    app.post(
+        "/v1/triggers",
+        &w.a_admin.token,
+        json!({
+            "name": "Escalate breaches",
+            "event": "sla_breached",
+            "conditions": [{"field": "priority", "op": "not_in", "values": ["urgent"]}],
+            "actions": [
+                {"type": "set_priority", "priority": "urgent"},
+                {"type": "assign", "user_id": w.a_operator.id},
+                {"type": "add_tag", "tag": "escalated"},
+            ],
+        }),
+    )
+    .await
+    .assert_status(201);
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+
+    // The first-response clock's warning and target pass (as if 20 minutes went by).
+    app.sql(&format!(
+        "UPDATE sla_clocks SET warn_at = '2026-01-01 09:08:00', due_at = '2026-01-01 09:10:00', \
+         started_at = '2026-01-01 09:00:00', running_since = '2026-01-01 09:00:00' \
+         WHERE case_id = '{case}' AND clock = 'first_response'; \
+         UPDATE cases SET sla_next_at = '2026-01-01 09:08:00' WHERE id = '{case}'"
+    ));
+    let round = dossier::sla::settle_due(&app.state).await.unwrap();
+    assert_eq!((round.done, round.failed), (1, 0));
+    let card = app
+        .get(&format!("/v1/cases/{case}"), &w.a_admin.token)
+        .await;
+    let card = card.assert_status(200).clone();
+    assert_eq!(card["priority"], "urgent");
+    assert_eq!(card["assignee"]["id"], w.a_operator.id.as_str());
+    assert_eq!(card["tags"], json!(["escalated"]));
+    assert_eq!(card["sla"]["state"], "breached");
+    // The clock follows the new priority; the breach is recorded once, the trigger once.
+    let sla = app
+        .get(&format!("/v1/cases/{case}/sla"), &w.a_admin.token)
+        .await;
+    let clocks = sla.assert_status(200)["clocks"].as_array().unwrap().clone();
+    let first = clocks
+        .iter()
+        .find(|c| c["clock"] == "first_response")
+        .unwrap();
+    assert_eq!(first["target_seconds"], 300);
+    assert_eq!(first["breached"], true);
+    let logged = |rule: &str| {
+        rows(
+            &app,
+            "rule_log",
+            &format!("case_id = '{case}' AND rule = '{rule}'"),
+        )
+    };
+    assert_eq!((logged("sla_breach"), logged("trigger")), (1, 1));
+    // The warning, before the trigger, reached both of the agency's staff; the breach only the
+    // operator the trigger made responsible.
+    let told = |user: &str, event: &str| {
+        rows(
+            &app,
+            "notifications",
+            &format!("user_id = '{user}' AND case_id = '{case}' AND event = '{event}'"),
+        )
+    };
+    assert_eq!(told(&w.a_admin.id, "sla_warning"), 1);
+    assert_eq!(told(&w.a_operator.id, "sla_warning"), 1);
+    assert_eq!(told(&w.a_operator.id, "sla_breached"), 1);
+    assert_eq!(told(&w.a_admin.id, "sla_breached"), 0);
+    assert_eq!(told(&w.a_operator.id, "assigned"), 1);
+}
+
+#[actix_web::test]
+async fn putting_agents_on_a_case_answers_the_version_its_triggers_left() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    app.post(
+        "/v1/triggers",
+        &w.a_admin.token,
+        json!({"name": "Staffed", "event": "assigned",
+               "actions": [{"type": "add_tag", "tag": "staffed"}]}),
+    )
+    .await
+    .assert_status(201);
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    start_case(&app, &w, &case).await;
+    let res = app
+        .put(
+            &format!("/v1/cases/{case}/agents"),
+            &w.a_operator.token,
+            json!({"agent_ids": [w.a_agent.id]}),
+        )
+        .await;
+    res.assert_status(200);
+    let etag = res.header("etag").unwrap().to_owned();
+    let card = app
+        .get(&format!("/v1/cases/{case}"), &w.a_operator.token)
+        .await;
+    assert_eq!(card.assert_status(200)["tags"], json!(["staffed"]));
+    assert_eq!(card.header("etag"), Some(etag.as_str()));
 }
