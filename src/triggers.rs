@@ -478,15 +478,18 @@ fn act(
             if tags.len() >= TAGS_MAX {
                 return Ok(Outcome::Skipped("the case has as many tags as it may"));
             }
+            let before = tags.clone();
             tags.push(tag.clone());
-            let tags = serde_json::to_string(&tags).map_err(ApiError::internal)?;
+            let stored = serde_json::to_string(&tags).map_err(ApiError::internal)?;
             let changes = CaseChanges {
-                tags: Some(tags.clone()),
+                tags: Some(stored.clone()),
                 ..CaseChanges::default()
             };
             if !update(conn, case, &changes)? {
                 return Ok(Outcome::Skipped("the case moved on meanwhile"));
             }
+            repo::cases::set_tags(conn, &case.id, &before, &tags)?;
+            let tags = stored;
             let old = std::mem::replace(&mut case.tags, tags.clone());
             Ok(Outcome::Changed(change.field(
                 "tags",

@@ -743,6 +743,11 @@ pub struct ListCasesQuery {
     /// Created before this instant (RFC 3339).
     #[serde(default, deserialize_with = "crate::api::instant_opt")]
     pub created_to: Option<DateTime<Utc>>,
+    /// Only cases with one of these tags (repeat the parameter for several). Staff only: a
+    /// client's list takes none (403), as clients are not shown tags.
+    #[serde(default)]
+    #[param(style = Form, explode, max_items = 20)]
+    pub tag: Vec<String>,
     /// Text contained in the number or the title, case-insensitively for ASCII letters (1–100 characters, not only spaces).
     // "Not only spaces": a character outside Unicode's White_Space, the set `trim` strips, listed
     // because `\s` means something else in JavaScript's and Python's regexes.
@@ -793,11 +798,27 @@ pub async fn list_cases(
             "`q` must be 1–100 characters, not only spaces".into(),
         ));
     }
+    if query.tag.len() > crate::triggers::TAGS_MAX
+        || query
+            .tag
+            .iter()
+            .any(|t| crate::triggers::tag_problem(t).is_some())
+    {
+        return Err(crate::http::fallback::invalid_query(
+            "`tag`: at most 20, each of 1–40 lower-case letters, digits, `-` or `_`".into(),
+        ));
+    }
     let language = i18n::requested(&req);
     // The page is one statement; the unread counts are live counts, as on the card.
     let (rows, unread, page, reader) = db::read_latest(&state.pool, move |conn| {
         let caller = token.user(conn)?;
         let viewer = Viewer::asking(&caller, language);
+        if viewer.role == Role::Client && !query.tag.is_empty() {
+            return Err(ApiError::Forbidden(
+                "Clients are not shown tags, nor filter by them.".into(),
+            ));
+        }
+        let tags = query.tag;
         let filter = CaseFilter {
             statuses: query.status.iter().map(|s| s.as_str()).collect(),
             priorities: query.priority.iter().map(|p| p.as_str()).collect(),
@@ -810,6 +831,7 @@ pub async fn list_cases(
             created_from: query.created_from.map(|t| t.naive_utc()),
             created_to: query.created_to.map(|t| t.naive_utc()),
             q: query.q.map(|q| q.trim().to_owned()),
+            tags,
         };
         let rows = repo::cases::list(
             conn,
@@ -1144,6 +1166,10 @@ pub async fn update_case(
                 return Err(lost_race(conn, &viewer, &id, &editable, &if_match));
             }
             repo::audit::append(conn, &actor, audit)?;
+        }
+        if let Some(tags) = &input.tags {
+            let before = crate::triggers::tags_of(&current);
+            repo::cases::set_tags(conn, &id, &before, tags)?;
         }
         if let Some(priority) = input.priority.filter(|p| *p != current.priority()) {
             let case = crate::sla::Subject::case(&current);

@@ -449,6 +449,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    case_tags (tag, case_id) {
+        tag -> Text,
+        case_id -> Text,
+    }
+}
+
+diesel::table! {
     triggers (id) {
         id -> Text,
         agency_id -> Text,
@@ -541,4 +548,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     webhooks,
     webhook_deliveries,
     triggers,
+    case_tags,
 );

@@ -7,8 +7,8 @@ use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 
 use crate::db::schema::{
-    agencies, case_agents, case_counters, case_fields, cases, client_open_cases, client_requests,
-    services, users,
+    agencies, case_agents, case_counters, case_fields, case_tags, cases, client_open_cases,
+    client_requests, services, users,
 };
 use crate::db::{
     BuildOnce, DbConnection, MultiBackend, StoredOptionalTimestamp, StoredTimestamp, fixed_update,
@@ -382,6 +382,8 @@ pub struct CaseFilter {
     pub created_to: Option<NaiveDateTime>,
     /// Text to find in the number or the title, case-insensitively.
     pub q: Option<String>,
+    /// Cases with any of these tags.
+    pub tags: Vec<String>,
 }
 
 diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
@@ -395,6 +397,25 @@ fn contains_pattern(text: &str) -> String {
         .replace('%', "\\%")
         .replace('_', "\\_");
     format!("%{escaped}%")
+}
+
+/// Keeps the case's `case_tags` rows (the list's `tag` filter) in step with its tags going
+/// from `before` to `after`.
+pub fn set_tags(
+    conn: &mut DbConnection,
+    case_id: &str,
+    before: &[String],
+    after: &[String],
+) -> QueryResult<()> {
+    for tag in before.iter().filter(|t| !after.contains(t)) {
+        diesel::delete(case_tags::table.find((tag, case_id))).execute(conn)?;
+    }
+    for tag in after.iter().filter(|t| !before.contains(t)) {
+        diesel::insert_into(case_tags::table)
+            .values((case_tags::tag.eq(tag), case_tags::case_id.eq(case_id)))
+            .execute(conn)?;
+    }
+    Ok(())
 }
 
 /// Newest first (ids are UUIDv7); `after` is the id of the last row of the previous page.
@@ -443,6 +464,13 @@ pub fn list(
     }
     if let Some(to) = filter.created_to {
         query = query.filter(cases::created_at.lt(to));
+    }
+    if !filter.tags.is_empty() {
+        // A search of `case_tags`' primary key `(tag, case_id)` per tag.
+        let tagged = case_tags::table
+            .filter(case_tags::tag.eq_any(filter.tags.clone()))
+            .select(case_tags::case_id);
+        query = query.filter(cases::id.eq_any(tagged));
     }
     if let Some(q) = &filter.q {
         let pattern = contains_pattern(q);

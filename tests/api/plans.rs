@@ -33,6 +33,7 @@ const LARGE: &[&str] = &[
     "sla_clocks",
     "ticket_sla_clocks",
     "webhook_deliveries",
+    "case_tags",
 ];
 
 #[derive(QueryableByName)]
@@ -117,6 +118,17 @@ fn starts_at_the_mark(plan: &[String]) -> bool {
         })
 }
 
+/// Whether a plan finds the cases of a tag through `case_tags`' primary key `(tag, case_id)`
+/// (a filter on the case row's JSON `tags` would walk the cases until a page is full).
+fn searches_case_tags(plan: &[String]) -> bool {
+    plan.iter()
+        .any(|line| line.contains("SEARCH case_tags USING PRIMARY KEY (tag=?"))
+        || plan.windows(2).any(|pair| {
+            pair[0].contains("using case_tags_pkey on case_tags")
+                && pair[1].contains("Index Cond: ((tag = ")
+        })
+}
+
 /// Whether `sql` reads `table` first, in the order of its primary key, and stops at the
 /// statement's own LIMIT with no sort: SQLite names that walk of a WITHOUT ROWID table
 /// "SCAN table", like a whole scan.
@@ -143,7 +155,7 @@ async fn no_listed_query_scans_a_whole_large_table() {
         seed_audit_rows(&mut conn);
         seed_rule_log(&mut conn);
         seed_tickets(&mut conn);
-        seed_sla_and_webhooks(&mut conn);
+        seed_sla_webhooks_and_tags(&mut conn);
         seed
     };
     let recorded = app.record_statements();
@@ -238,6 +250,11 @@ async fn no_listed_query_scans_a_whole_large_table() {
         (&admin, "/v1/webhooks".into()),
         (&admin, format!("/v1/webhooks/{WEBHOOK}/deliveries")),
         (&admin, "/v1/triggers".into()),
+        (&operator, "/v1/cases?tag=vip".into()),
+        (
+            &platform,
+            "/v1/cases?tag=vip&tag=gold&status=in_progress".into(),
+        ),
     ];
     let mut failures = Vec::new();
     let mut explained = 0;
@@ -245,6 +262,7 @@ async fn no_listed_query_scans_a_whole_large_table() {
     // of the messages' key), not by looking the mark up again for each message of the case.
     let counted_from_the_mark = [format!("/v1/cases/{case}"), "/v1/cases".to_owned()];
     let mut count_plans: Vec<Vec<String>> = vec![Vec::new(); counted_from_the_mark.len()];
+    let mut tag_plans: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for (token, path) in &requests {
         recorded.start();
         let res = app.get(path, token).await;
@@ -262,6 +280,12 @@ async fn no_listed_query_scans_a_whole_large_table() {
             let scans = whole_scans(&sql, &plan);
             if !scans.is_empty() {
                 failures.push(format!("{path}\n  {sql}\n  {}", plan.join("\n  ")));
+            }
+            if path.contains("tag=") {
+                tag_plans
+                    .entry(path.clone())
+                    .or_default()
+                    .extend(plan.clone());
             }
             if let Some(i) = counted_from_the_mark.iter().position(|p| p == path) {
                 count_plans[i].extend(plan);
@@ -295,6 +319,14 @@ async fn no_listed_query_scans_a_whole_large_table() {
             starts_at_the_mark(plans),
             "{path}: the unread count reads every message of the case:\n  {}",
             plans.join("\n  ")
+        );
+    }
+    assert_eq!(tag_plans.len(), 2);
+    for (path, plan) in &tag_plans {
+        assert!(
+            searches_case_tags(plan),
+            "{path}: the tag filter does not search case_tags by tag:\n  {}",
+            plan.join("\n  ")
         );
     }
     assert!(explained >= requests.len());
@@ -360,7 +392,7 @@ const TICKET: &str = "00000000-0000-7000-8e00-000000000000";
 /// message each: enough for the tickets' plans.
 /// A first-response clock on every case and ticket, a webhook per agency (`WEBHOOK` is agency 0's) and
 /// a delivery per case to agency 0's.
-fn seed_sla_and_webhooks(conn: &mut DbConnection) {
+fn seed_sla_webhooks_and_tags(conn: &mut DbConnection) {
     use diesel::connection::SimpleConnection;
     let policy = "00000000-0000-7000-e100-000000000001";
     let operator = "00000000-0000-7000-b000-000000000001";
@@ -386,13 +418,16 @@ fn seed_sla_and_webhooks(conn: &mut DbConnection) {
          INSERT INTO webhook_deliveries (id, webhook_id, event, case_id, payload, status, \
          attempts, next_attempt_at, last_status, last_error, created_at, delivered_at) \
          SELECT '00000000-0000-7000-e200-' || substr(id, 25), '{WEBHOOK}', 'status_changed', \
-         id, '{{}}', 'delivered', 1, created_at, 200, NULL, created_at, created_at FROM cases;"
+         id, '{{}}', 'delivered', 1, created_at, 200, NULL, created_at, created_at FROM cases; \
+         INSERT INTO case_tags (tag, case_id) SELECT 'vip', id FROM cases WHERE id LIKE '%0'; \
+         INSERT INTO case_tags (tag, case_id) SELECT 'routine', id FROM cases \
+         WHERE id NOT LIKE '%0';"
     ))
     .unwrap();
     let analyze = match conn {
         DbConnection::Postgresql(_) => {
             "ANALYZE sla_policies; ANALYZE sla_clocks; ANALYZE ticket_sla_clocks; ANALYZE webhooks; \
-             ANALYZE webhook_deliveries"
+             ANALYZE webhook_deliveries; ANALYZE case_tags"
         }
         DbConnection::Sqlite(_) => "ANALYZE",
     };

@@ -302,6 +302,12 @@ async fn triggers_act_on_the_events_whose_conditions_hold_and_set_off_no_other()
     let seen = seen.assert_status(200).clone();
     assert_eq!(seen["tags"], json!(["card-intake"]));
     assert_eq!(seen["version"], card["version"]);
+    let tagged = app.get("/v1/cases?tag=card-intake", &w.a_admin.token).await;
+    let tagged = tagged.assert_status(200)["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(tagged.iter().map(id).collect::<Vec<_>>(), [case.as_str()]);
 
     // One rule-log entry per trigger that ran, with each action's outcome.
     let entries =
@@ -440,6 +446,38 @@ async fn staff_tag_cases_and_clients_cannot() {
     );
     let listed = app.get("/v1/cases", &w.client.token).await;
     assert_eq!(listed.assert_status(200)["items"][0]["tags"], Value::Null);
+
+    // The list filters by tag (any of those given), for staff only.
+    let other = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let found = |query: &'static str| {
+        let app = &app;
+        let token = w.a_operator.token.clone();
+        async move {
+            let res = app.get(&format!("/v1/cases?{query}"), &token).await;
+            let items = res.assert_status(200)["items"].as_array().unwrap().clone();
+            items.iter().map(id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(found("tag=vip").await, [case.as_str()]);
+    assert_eq!(
+        found("tag=other&tag=%C5%82%C3%B3d%C5%BA").await,
+        [case.as_str()]
+    );
+    assert!(found("tag=other").await.is_empty());
+    assert_eq!(found("").await, [other.as_str(), case.as_str()]);
+    app.get("/v1/cases?tag=vip", &w.client.token)
+        .await
+        .assert_problem(403, "forbidden");
+    app.get("/v1/cases?tag=Not%20a%20tag", &w.a_operator.token)
+        .await
+        .assert_problem(400, "invalid_query");
+    let res = app
+        .patch(&path, &w.a_operator.token, json!({"tags": ["łódź"]}))
+        .await;
+    res.assert_status(200);
+    assert!(found("tag=vip").await.is_empty());
+    let listed = app.get("/v1/cases?tag=vip", &w.b_operator.token).await;
+    assert_eq!(listed.assert_status(200)["items"], json!([]));
 }
 
 #[actix_web::test]

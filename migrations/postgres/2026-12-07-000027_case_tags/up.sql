@@ -1,0 +1,9 @@
+-- A case's tags, one row each, for the case list's `tag` filter (the card reads `cases.tags`).
+CREATE TABLE case_tags (
+    tag     TEXT NOT NULL,
+    case_id TEXT NOT NULL REFERENCES cases (id),
+    PRIMARY KEY (tag, case_id)
+);
+INSERT INTO case_tags (tag, case_id)
+SELECT tag, cases.id FROM cases, json_array_elements_text(cases.tags::json) AS tag
+WHERE cases.tags <> '[]';
