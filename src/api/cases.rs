@@ -743,8 +743,9 @@ pub struct ListCasesQuery {
     /// Created before this instant (RFC 3339).
     #[serde(default, deserialize_with = "crate::api::instant_opt")]
     pub created_to: Option<DateTime<Utc>>,
-    /// Only cases with one of these tags (repeat the parameter for several). Staff only: a
-    /// client's list takes none (403), as clients are not shown tags.
+    /// Only cases with one of these tags (repeat the parameter for several, at most 20; each 1–40
+    /// lower-case letters, digits, `-` or `_`, else 400). Staff only: a client's list takes none
+    /// (403), as clients are not shown tags.
     #[serde(default)]
     #[param(style = Form, explode, max_items = 20)]
     pub tag: Vec<String>,
@@ -778,6 +779,7 @@ pub struct ListCasesQuery {
         (status = 200, description = "One page of cases", body = Page<CaseSummary>,
             headers(("Link" = String, description = "`<…>; rel=\"next\"` when another page follows"),
                 ("Vary" = String, description = "`accept-language`: the labels follow it"))),
+        (status = 403, description = "A client filtered by `tag` (clients are not shown tags)"),
     )
 )]
 #[get("/v1/cases")]

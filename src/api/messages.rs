@@ -330,6 +330,11 @@ fn post(
     case: CaseRow,
     input: PostMessage,
 ) -> Result<Created<MessageView>, ApiError> {
+    // The files cited first, then the case: an attachment's deletion takes them in that order.
+    if !input.attachment_ids.is_empty() {
+        let ids: Vec<String> = input.attachment_ids.iter().map(Uuid::to_string).collect();
+        repo::attachments::lock_for_citing(conn, &ids)?;
+    }
     // The status checked below must be the one a racing transition leaves. The update lock:
     // an agency's answer moves the SLA clocks, and the agency's triggers may change the case
     // on any message (two share locks would deadlock upgrading).

@@ -1,6 +1,8 @@
 -- Webhooks forget the event, and its deliveries still pending end.
 UPDATE webhooks SET events = REPLACE(REPLACE(REPLACE(events, '"case_created",', ''), ',"case_created"', ''), '"case_created"', '')
 WHERE events LIKE '%case_created%';
+-- One that heard of nothing else is paused: the API never leaves a webhook without events.
+UPDATE webhooks SET active = FALSE WHERE events = '[]';
 UPDATE webhook_deliveries SET status = 'dead', last_error = 'case_created is gone'
 WHERE event = 'case_created' AND status = 'pending';
 DELETE FROM notifications WHERE event = 'case_created';
