@@ -297,16 +297,17 @@ pub fn fire(conn: &mut DbConnection, notifier: &Notifier, what: &What) -> Result
         let entry_id = repo::new_id();
         let mut changes = Vec::new();
         let mut done = Vec::new();
+        let mut applied = false;
         for action in &actions {
             let outcome = act(conn, notifier, &mut case, what, &trigger, action, &entry_id)?;
             done.push(format!("{}: {}", action.kind(), outcome.account()));
+            applied |= outcome.account() == DONE;
             match outcome {
                 Outcome::Changed(change) => changes.push(change),
                 Outcome::Notify(user) => notify.push(user),
                 Outcome::Sent | Outcome::Unchanged | Outcome::Skipped(_) => {}
             }
         }
-        let applied = !changes.is_empty() || done.iter().any(|d| d.ends_with(": done"));
         repo::rules::record(
             conn,
             &RuleLogRow {
@@ -369,6 +370,9 @@ pub fn tags_of(case: &CaseRow) -> Vec<String> {
     serde_json::from_str(&case.tags).unwrap_or_default()
 }
 
+/// The account of an action that did something.
+const DONE: &str = "done";
+
 /// What one action did.
 enum Outcome {
     /// The case changed, as the audit row says.
@@ -386,7 +390,7 @@ enum Outcome {
 impl Outcome {
     fn account(&self) -> &'static str {
         match self {
-            Outcome::Changed(_) | Outcome::Notify(_) | Outcome::Sent => "done",
+            Outcome::Changed(_) | Outcome::Notify(_) | Outcome::Sent => DONE,
             Outcome::Unchanged => "already so",
             Outcome::Skipped(why) => why,
         }
@@ -418,16 +422,10 @@ fn act(
             if !update(conn, case, &changes)? {
                 return Ok(Outcome::Skipped("the case moved on meanwhile"));
             }
-            let old = std::mem::replace(&mut case.priority, priority.as_str().to_owned());
             // The clocks follow from the case as it was, to the new priority's targets.
-            let mut before = case.clone();
-            before.priority = old.clone();
-            crate::sla::reprioritized(
-                conn,
-                notifier,
-                crate::sla::Subject::case(&before),
-                *priority,
-            )?;
+            let subject = crate::sla::Subject::case(case);
+            crate::sla::reprioritized(conn, notifier, subject, *priority)?;
+            let old = std::mem::replace(&mut case.priority, priority.as_str().to_owned());
             Ok(Outcome::Changed(change.field(
                 "priority",
                 Some(old),

@@ -50,6 +50,16 @@ async fn triggers_are_their_agency_admins_and_bad_ones_are_refused() {
         let res = app.post("/v1/triggers", token, good.clone()).await;
         res.assert_problem(403, "forbidden");
     }
+    // Nor reads them, save platform admins.
+    for token in [
+        &w.a_operator.token,
+        &w.a_agent.token,
+        &w.client.token,
+        &w.platform_staff.token,
+    ] {
+        let res = app.get("/v1/triggers", token).await;
+        res.assert_problem(403, "forbidden");
+    }
     let with = |member: &str, value: Value| {
         let mut body = good.clone();
         body[member] = value;
@@ -141,6 +151,9 @@ async fn triggers_are_their_agency_admins_and_bad_ones_are_refused() {
     assert_eq!(rows(&app, "audit_log", &created), 5);
     app.get(&path, &w.platform.token).await.assert_status(200);
     app.get(&path, &w.a_admin.token).await.assert_status(200);
+    for token in [&w.a_operator.token, &w.client.token] {
+        app.get(&path, token).await.assert_problem(403, "forbidden");
+    }
     for (method, body) in [
         ("GET", None),
         ("PATCH", Some(json!({"active": false}))),
