@@ -1,7 +1,7 @@
 //! Clean-up no request does for itself, once an hour: expired `Idempotency-Key` responses (a
 //! user's own go whenever they send another keyed request; a user who never does would keep
-//! theirs, bodies included, for good), and webhook deliveries finished (delivered or dead)
-//! more than [`KEEP_DELIVERIES_DAYS`] days ago.
+//! theirs, bodies included, for good), webhook deliveries finished (delivered or dead) more
+//! than [`KEEP_DELIVERIES_DAYS`] days ago, and then webhooks deleted as long ago.
 
 use std::time::Duration;
 
@@ -28,12 +28,13 @@ pub fn spawn(state: web::Data<AppState>) {
     });
 }
 
-/// One sweep: how many expired keys and old deliveries it deleted.
+/// One sweep: how many expired keys, old deliveries and deleted webhooks it removed.
 pub async fn sweep(state: &AppState) -> Result<usize, ApiError> {
     db::write(&state.pool, |conn| {
         let cutoff = db::now() - chrono::Duration::days(KEEP_DELIVERIES_DAYS);
         let keys = repo::idempotency::delete_expired(conn)?;
-        Ok(keys + repo::webhooks::delete_finished_before(conn, cutoff)?)
+        let deliveries = repo::webhooks::delete_finished_before(conn, cutoff)?;
+        Ok(keys + deliveries + repo::webhooks::delete_deleted_before(conn, cutoff)?)
     })
     .await
 }

@@ -30,6 +30,8 @@ const LEASE_SECONDS: i64 = 300;
 const IDLE: Duration = Duration::from_secs(60);
 /// The last error of a delivery its webhook's pause ended.
 pub const PAUSED: &str = "paused";
+/// The last error of a delivery its webhook's deletion ended.
+pub const DELETED: &str = "deleted";
 
 /// Writes the deliveries of an event (in the event's transaction) to the webhooks subscribed to
 /// it.
@@ -295,8 +297,8 @@ async fn post(state: &AppState, client: &reqwest::Client, delivery: DeliveryRow,
     // The URL is checked again: the rules may have tightened since it was subscribed (an IP
     // literal never goes through the resolver's check).
     let refused = url_problem(&hook.url, state.settings.webhooks.public_https_only);
-    // A paused webhook's delivery, written by a write that read the webhook before the pause
-    // committed, ends unposted as the pause ended the others (`Err(None)`).
+    // A paused (or deleted) webhook's delivery, written by a write that read the webhook before
+    // the pause committed, ends unposted as the pause ended the others (`Err(None)`).
     let sent = match (hook.active, refused) {
         (false, _) => Err(None),
         (true, Some(problem)) => Err(Some(problem.to_owned())),
@@ -322,7 +324,14 @@ async fn post(state: &AppState, client: &reqwest::Client, delivery: DeliveryRow,
         // The error names the URL, which the webhook's owner knows; the log does not get it.
         Ok(Err(e)) => (None, Some(transport_error(&e))),
         Err(Some(problem)) => (None, Some(format!("the URL is refused: {problem}"))),
-        Err(None) => (None, Some(PAUSED.to_owned())),
+        Err(None) => {
+            let why = if hook.deleted_at.is_some() {
+                DELETED
+            } else {
+                PAUSED
+            };
+            (None, Some(why.to_owned()))
+        }
     };
     let attempt = delivery.attempts + 1;
     let settings = &state.settings.webhooks;

@@ -1,9 +1,9 @@
 //! Outbound webhooks (API.md): agency admins subscribe URLs to events on their agency's cases,
 //! platform admins to events on every agency's; each event is posted, signed, and retried
 //! (`crate::webhooks`), and the deliveries are listed for the webhook's owner, who may also
-//! pause, resume and change it.
+//! read, pause, resume, change (its URL, events, secret) and delete it.
 
-use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -17,10 +17,12 @@ use crate::auth::{AuthUser, Token, random_bytes};
 use crate::db::{self, DbConnection};
 use crate::domain::Role;
 use crate::errors::ApiError;
-use crate::http::extract::{Page, PageRequest, ValidJson, page_response};
+use crate::http::extract::{
+    IfMatch, Page, PageRequest, ValidJson, etag, page_response, versioned_response,
+};
 use crate::repo;
 use crate::repo::audit::Change;
-use crate::repo::webhooks::{DeliveryRow, Owner, WebhookRow};
+use crate::repo::webhooks::{DeliveryRow, Owner, WebhookChanges, WebhookRow};
 
 /// Webhooks an agency (or the platform) may have: each event writes one delivery per webhook.
 const MAX_PER_OWNER: usize = 20;
@@ -49,7 +51,8 @@ fn owner(caller: &AuthUser, agency_id: Option<Uuid>) -> Result<Owner, ApiError> 
     "url": "https://crm.rossi.example/hooks/dossier",
     "events": ["status_changed", "sla_breached"],
     "active": true,
-    "created_at": "2026-11-24T09:30:00Z"
+    "created_at": "2026-11-24T09:30:00Z",
+    "version": 1
 }))]
 pub struct WebhookView {
     #[schema(format = "uuid")]
@@ -62,7 +65,10 @@ pub struct WebhookView {
     pub active: bool,
     #[serde(serialize_with = "crate::api::rfc3339")]
     pub created_at: DateTime<Utc>,
-    /// Only in the answer to its creation: the key of each delivery's `Dossier-Signature`.
+    /// The `ETag`.
+    pub version: i64,
+    /// Only in the answer to its creation or to a change with `rotate_secret`: the key of each
+    /// delivery's `Dossier-Signature`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
 }
@@ -78,6 +84,7 @@ impl TryFrom<WebhookRow> for WebhookView {
             url: row.url,
             active: row.active,
             created_at: timestamp(row.created_at),
+            version: row.version,
             secret: None,
         })
     }
@@ -182,29 +189,14 @@ pub async fn create_webhook(
     let view = db::write(&state.pool, move |conn| {
         let Asked { caller, actor, .. } = asking.resolve(conn)?;
         let owner = owner(&caller, None)?;
-        if let Some(problem) = crate::webhooks::url_problem(&input.url, public_https_only) {
-            return Err(ApiError::invalid_field("/url", "invalid_url", problem));
-        }
-        let taken = repo::webhooks::urls(conn, &owner)?;
-        if taken.len() >= MAX_PER_OWNER {
+        if free_url(conn, &owner, &input.url, public_https_only)? >= MAX_PER_OWNER {
             return Err(ApiError::invalid_field(
                 "/url",
                 "too_many_webhooks",
                 format!("at most {MAX_PER_OWNER} webhooks each"),
             ));
         }
-        if taken.contains(&input.url) {
-            return Err(ApiError::invalid_field(
-                "/url",
-                "duplicate_url",
-                "this URL has a webhook already",
-            ));
-        }
         let events = case_events(input.events)?;
-        let secret: String = random_bytes::<32>()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
         let row = WebhookRow {
             id: repo::new_id(),
             agency_id: match owner {
@@ -212,11 +204,13 @@ pub async fn create_webhook(
                 Owner::Platform => None,
             },
             url: input.url,
-            secret: format!("whsec_{secret}"),
+            secret: new_secret(),
             events: serde_json::to_string(&events).map_err(ApiError::internal)?,
             active: true,
             created_by: caller.id.clone(),
             created_at: db::now(),
+            version: 1,
+            deleted_at: None,
         };
         repo::webhooks::insert(conn, &row)?;
         let change = Change::outside_cases("webhook", &row.id, row.agency_id.as_deref(), "create");
@@ -236,7 +230,39 @@ pub async fn create_webhook(
     .await?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/v1/webhooks/{}/deliveries", view.id)))
+        .insert_header(("ETag", etag(view.version)))
         .json(view))
+}
+
+/// A new signing key: 32 random bytes, hex, after `whsec_`.
+fn new_secret() -> String {
+    let hex: String = random_bytes::<32>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("whsec_{hex}")
+}
+
+/// Refuses a URL deliveries may not go to, or one the owner has a webhook for already;
+/// otherwise answers how many webhooks the owner has.
+fn free_url(
+    conn: &mut DbConnection,
+    owner: &Owner,
+    url: &str,
+    public_https_only: bool,
+) -> Result<usize, ApiError> {
+    if let Some(problem) = crate::webhooks::url_problem(url, public_https_only) {
+        return Err(ApiError::invalid_field("/url", "invalid_url", problem));
+    }
+    let taken = repo::webhooks::urls(conn, owner)?;
+    if taken.iter().any(|t| t == url) {
+        return Err(ApiError::invalid_field(
+            "/url",
+            "duplicate_url",
+            "this URL has a webhook already",
+        ));
+    }
+    Ok(taken.len())
 }
 
 /// The events a webhook may hear, sorted: events on cases, each once.
@@ -271,6 +297,40 @@ fn managed(conn: &mut DbConnection, caller: &AuthUser, id: &str) -> Result<Webho
     found.ok_or_else(|| ApiError::NotFound("No such webhook of yours.".into()))
 }
 
+/// Get a webhook
+///
+/// Without its secret. Answers 304 when `If-None-Match` names the current version. Roles: the
+/// webhook's owner (agency admins of its agency), platform admins (every webhook); 404 for
+/// anyone else's.
+#[utoipa::path(
+    tag = "webhooks",
+    operation_id = "get_webhook",
+    params(("id" = Uuid, Path, description = "The webhook")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The webhook", body = WebhookView, headers(("ETag" = String, description = "Its version"))),
+        (status = 304, description = "Unchanged since the `If-None-Match` version"),
+        (status = 403, description = "Only agency and platform admins"),
+        (status = 404, description = "No such webhook, or not the caller's"),
+    )
+)]
+#[get("/v1/webhooks/{id}")]
+pub async fn get_webhook(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: Token,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner().to_string();
+    let row = db::read(&state.pool, move |conn| {
+        let caller = token.user(conn)?;
+        managed(conn, &caller, &id)
+    })
+    .await?;
+    let view = WebhookView::try_from(row)?;
+    Ok(versioned_response(&req, view.version, &view))
+}
+
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"active": false}))]
@@ -282,31 +342,47 @@ pub struct UpdateWebhook {
     #[validate(length(min = 1, max = 20))]
     #[schema(min_items = 1, max_items = 20)]
     pub events: Option<Vec<Event>>,
+    /// Where to post from now on, pending deliveries included; the rules of a new webhook's.
+    #[validate(length(min = 1, max = 2000))]
+    #[schema(min_length = 1, max_length = 2000, format = "uri")]
+    pub url: Option<String>,
+    /// `true`: a new secret signs every delivery posted from now on, pending ones included; the
+    /// old one signs no more. The new secret is in this answer only.
+    pub rotate_secret: Option<bool>,
 }
 
 /// Pause, resume or change a webhook
 ///
-/// `active` pauses (`false`) or resumes (`true`) it; `events` replaces the events it hears.
+/// `active` pauses (`false`) or resumes (`true`) it; `events` replaces the events it hears;
+/// `url` moves it; `rotate_secret` gives it a new secret, in this answer only.
 /// Pausing ends its pending deliveries as `dead` (`last_error` `paused`): a receiver that is
-/// down is not retried for hours after it was switched off. Audited. Roles: the webhook's
+/// down is not retried for hours after it was switched off. Honours `If-Match` (412 when
+/// stale). Audited (a rotation as `secret` `rotated`, never the secret). Roles: the webhook's
 /// owner (agency admins of its agency), platform admins (every webhook); 404 for anyone
 /// else's.
 #[utoipa::path(
     tag = "webhooks",
     operation_id = "update_webhook",
-    params(("id" = Uuid, Path, description = "The webhook")),
+    params(
+        ("id" = Uuid, Path, description = "The webhook"),
+        ("If-Match" = Option<String>, Header, description = "The `ETag` last seen; 412 if it is no longer current"),
+    ),
     request_body = UpdateWebhook,
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The webhook as it is now", body = WebhookView),
+        (status = 200, description = "The webhook as it is now (with its new secret after `rotate_secret`)", body = WebhookView,
+            headers(("ETag" = String, description = "Its version"))),
         (status = 403, description = "Only agency and platform admins"),
         (status = 404, description = "No such webhook, or not the caller's"),
-        (status = 422, description = "An event is not one on cases (`not_a_case_event`) or repeated (`repeated`)"),
+        (status = 409, description = "Changed by another request meanwhile (`concurrent_update`)"),
+        (status = 412, description = "`If-Match` is stale"),
+        (status = 422, description = "An event is not one on cases (`not_a_case_event`) or repeated (`repeated`); the URL is refused (`invalid_url`) or has a webhook of the owner's already (`duplicate_url`)"),
     )
 )]
 #[patch("/v1/webhooks/{id}")]
 pub async fn update_webhook(
     req: HttpRequest,
+    if_match: IfMatch,
     state: web::Data<AppState>,
     token: Token,
     id: web::Path<Uuid>,
@@ -315,40 +391,126 @@ pub async fn update_webhook(
     let input = body.0;
     let asking = Asking::new(token, &req);
     let id = id.into_inner().to_string();
+    let public_https_only = state.settings.webhooks.public_https_only;
     let view = db::write(&state.pool, move |conn| {
         let Asked { caller, actor, .. } = asking.resolve(conn)?;
         let hook = managed(conn, &caller, &id)?;
+        if_match.check(hook.version)?;
         let events = match input.events {
             Some(events) => {
                 Some(serde_json::to_string(&case_events(events)?).map_err(ApiError::internal)?)
             }
             None => None,
         };
-        let active = input.active.filter(|a| *a != hook.active);
-        let events = events.filter(|e| *e != hook.events);
+        let url = input.url.filter(|u| *u != hook.url);
+        if let Some(url) = &url {
+            let owner = hook
+                .agency_id
+                .clone()
+                .map_or(Owner::Platform, Owner::Agency);
+            free_url(conn, &owner, url, public_https_only)?;
+        }
+        let changes = WebhookChanges {
+            active: input.active.filter(|a| *a != hook.active),
+            events: events.filter(|e| *e != hook.events),
+            url,
+            secret: (input.rotate_secret == Some(true)).then(new_secret),
+        };
         let change =
             Change::outside_cases("webhook", &hook.id, hook.agency_id.as_deref(), "update");
         let audit = change.fields(vec![
             (
                 "active",
                 Some(hook.active.to_string()),
-                active.map(|a| a.to_string()),
+                changes.active.map(|a| a.to_string()),
             ),
-            ("events", Some(hook.events.clone()), events.clone()),
+            ("events", Some(hook.events.clone()), changes.events.clone()),
+            ("url", Some(hook.url.clone()), changes.url.clone()),
+            (
+                "secret",
+                None,
+                changes.secret.as_ref().map(|_| "rotated".to_owned()),
+            ),
         ]);
         if audit.is_empty() {
             return WebhookView::try_from(hook);
         }
-        repo::webhooks::update(conn, &hook.id, active, events.as_deref())?;
-        if active == Some(false) {
+        if !repo::webhooks::update(conn, &hook.id, hook.version, &changes)? {
+            return Err(concurrent_update());
+        }
+        if changes.active == Some(false) {
             repo::webhooks::end_pending(conn, &hook.id, crate::webhooks::PAUSED)?;
         }
         repo::audit::append(conn, &actor, audit)?;
-        let hook = managed(conn, &caller, &id)?;
-        WebhookView::try_from(hook)
+        let mut view = WebhookView::try_from(managed(conn, &caller, &id)?)?;
+        view.secret = changes.secret;
+        Ok(view)
     })
     .await?;
-    Ok(HttpResponse::Ok().json(view))
+    Ok(HttpResponse::Ok()
+        .insert_header(("ETag", etag(view.version)))
+        .json(view))
+}
+
+fn concurrent_update() -> ApiError {
+    ApiError::Conflict {
+        code: "concurrent_update",
+        detail: "The webhook changed meanwhile; nothing was written. Read it again.".into(),
+    }
+}
+
+/// Delete a webhook
+///
+/// It hears nothing more and is gone from every answer, its deliveries with it; pending ones
+/// end unposted (one being posted at that moment may still arrive). Triggers that send to it
+/// skip that action from then on (the rule log says so). Its URL is free for a new webhook.
+/// Honours `If-Match`. Audited. Roles: the webhook's owner (agency admins of its agency),
+/// platform admins (every webhook); 404 for anyone else's.
+#[utoipa::path(
+    tag = "webhooks",
+    operation_id = "delete_webhook",
+    params(
+        ("id" = Uuid, Path, description = "The webhook"),
+        ("If-Match" = Option<String>, Header, description = "The `ETag` last seen; 412 if it is no longer current"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "Only agency and platform admins"),
+        (status = 404, description = "No such webhook, or not the caller's"),
+        (status = 409, description = "Changed by another request meanwhile (`concurrent_update`)"),
+        (status = 412, description = "`If-Match` is stale"),
+    )
+)]
+#[delete("/v1/webhooks/{id}")]
+pub async fn delete_webhook(
+    req: HttpRequest,
+    if_match: IfMatch,
+    state: web::Data<AppState>,
+    token: Token,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let asking = Asking::new(token, &req);
+    let id = id.into_inner().to_string();
+    db::write(&state.pool, move |conn| {
+        let Asked { caller, actor, .. } = asking.resolve(conn)?;
+        let hook = managed(conn, &caller, &id)?;
+        if_match.check(hook.version)?;
+        if !repo::webhooks::delete(conn, &hook.id, hook.version)? {
+            return Err(concurrent_update());
+        }
+        repo::webhooks::end_pending(conn, &hook.id, crate::webhooks::DELETED)?;
+        let change =
+            Change::outside_cases("webhook", &hook.id, hook.agency_id.as_deref(), "delete");
+        repo::audit::append(
+            conn,
+            &actor,
+            vec![change.field("url", Some(hook.url), None)],
+        )?;
+        Ok(())
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// One delivery of a webhook.

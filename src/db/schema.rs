@@ -481,6 +481,8 @@ diesel::table! {
         active -> Bool,
         created_by -> Text,
         created_at -> Timestamp,
+        version -> BigInt,
+        deleted_at -> Nullable<Timestamp>,
     }
 }
 

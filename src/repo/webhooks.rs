@@ -19,6 +19,20 @@ pub struct WebhookRow {
     pub active: bool,
     pub created_by: String,
     pub created_at: NaiveDateTime,
+    /// Its `ETag`: one more at each change.
+    pub version: i64,
+    /// Deleted: hidden from every request, and kept only until its deliveries are swept.
+    pub deleted_at: Option<NaiveDateTime>,
+}
+
+/// What a change sets of a webhook; `None` keeps a column as it is.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = webhooks)]
+pub struct WebhookChanges {
+    pub url: Option<String>,
+    pub secret: Option<String>,
+    pub events: Option<String>,
+    pub active: Option<bool>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -59,8 +73,11 @@ pub fn insert(conn: &mut DbConnection, row: &WebhookRow) -> QueryResult<()> {
         .map(|_| ())
 }
 
+/// The owner's webhooks that are not deleted.
 fn owned(owner: &Owner) -> webhooks::BoxedQuery<'static, Backend> {
-    let query = webhooks::table.into_boxed();
+    let query = webhooks::table
+        .filter(webhooks::deleted_at.is_null())
+        .into_boxed();
     match owner {
         Owner::Agency(agency) => query.filter(webhooks::agency_id.eq(agency.clone())),
         Owner::Platform => query.filter(webhooks::agency_id.is_null()),
@@ -99,25 +116,53 @@ pub fn find(conn: &mut DbConnection, owner: &Owner, id: &str) -> QueryResult<Opt
         .optional()
 }
 
-/// Sets what is given of the webhook's `active` and `events`.
+/// Applies `changes` to the webhook if it is still at `version`, and moves its version on;
+/// `false` when another request changed it first.
 pub fn update(
     conn: &mut DbConnection,
     id: &str,
-    active: Option<bool>,
-    events: Option<&str>,
-) -> QueryResult<()> {
-    let target = || webhooks::table.find(id.to_owned());
-    if let Some(active) = active {
-        diesel::update(target())
-            .set(webhooks::active.eq(active))
-            .execute(conn)?;
-    }
-    if let Some(events) = events {
-        diesel::update(target())
-            .set(webhooks::events.eq(events))
-            .execute(conn)?;
-    }
-    Ok(())
+    version: i64,
+    changes: &WebhookChanges,
+) -> QueryResult<bool> {
+    let updated = diesel::update(
+        webhooks::table
+            .filter(webhooks::id.eq(id))
+            .filter(webhooks::version.eq(version)),
+    )
+    .set((changes, webhooks::version.eq(version + 1)))
+    .execute(conn)?;
+    Ok(updated == 1)
+}
+
+/// Deletes the webhook if it is still at `version`: it is hidden and paused, and kept until
+/// the sweep has removed its deliveries ([`delete_deleted_before`]). `false` when another
+/// request changed it first.
+pub fn delete(conn: &mut DbConnection, id: &str, version: i64) -> QueryResult<bool> {
+    let deleted = diesel::update(
+        webhooks::table
+            .filter(webhooks::id.eq(id))
+            .filter(webhooks::version.eq(version)),
+    )
+    .set((
+        webhooks::active.eq(false),
+        webhooks::deleted_at.eq(crate::db::now()),
+        webhooks::version.eq(version + 1),
+    ))
+    .execute(conn)?;
+    Ok(deleted == 1)
+}
+
+/// Removes the webhooks deleted before `cutoff` that have no delivery left.
+pub fn delete_deleted_before(conn: &mut DbConnection, cutoff: NaiveDateTime) -> QueryResult<usize> {
+    let has_deliveries = webhook_deliveries::table
+        .filter(webhook_deliveries::webhook_id.eq(webhooks::id))
+        .select(webhook_deliveries::id);
+    diesel::delete(
+        webhooks::table
+            .filter(webhooks::deleted_at.lt(cutoff))
+            .filter(diesel::dsl::not(diesel::dsl::exists(has_deliveries))),
+    )
+    .execute(conn)
 }
 
 /// Ends the webhook's pending deliveries as dead, with `why` as their last error.
@@ -136,10 +181,11 @@ pub fn end_pending(conn: &mut DbConnection, webhook_id: &str, why: &str) -> Quer
     .map(drop)
 }
 
-/// The webhook of this id, whoever owns it (platform admins read every one).
+/// The webhook of this id, whoever owns it (platform admins read every one), unless deleted.
 pub fn find_any(conn: &mut DbConnection, id: &str) -> QueryResult<Option<WebhookRow>> {
     webhooks::table
         .find(id.to_owned())
+        .filter(webhooks::deleted_at.is_null())
         .select(WebhookRow::as_select())
         .first(conn)
         .optional()

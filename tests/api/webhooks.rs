@@ -430,3 +430,273 @@ async fn a_webhook_is_paused_resumed_and_changed_by_its_owner() {
         3
     );
 }
+
+#[actix_web::test]
+async fn a_webhook_is_read_moved_rekeyed_and_deleted_by_its_owner() {
+    let app = spawn_with(&[]).await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let (first, second) = (Receiver::start().await, Receiver::start().await);
+    let res = app
+        .post(
+            "/v1/webhooks",
+            &w.a_admin.token,
+            json!({"url": first.url, "events": ["message_received"]}),
+        )
+        .await;
+    let created = res.assert_status(201).clone();
+    assert_eq!(res.header("etag"), Some("\"1\""));
+    let old_secret = created["secret"].as_str().unwrap().to_owned();
+    let hook = id(&created);
+    let path = format!("/v1/webhooks/{hook}");
+    let written = || app.rows_in(&["webhooks", "webhook_deliveries", "audit_log"]);
+    let trigger = app
+        .post(
+            "/v1/triggers",
+            &w.a_admin.token,
+            json!({"name": "Forward", "event": "status_changed",
+                   "actions": [{"type": "send_webhook", "webhook_id": hook}]}),
+        )
+        .await
+        .assert_status(201)
+        .clone();
+
+    // Read by its owner and platform admins, without its secret; 304 when unchanged.
+    let res = app.get(&path, &w.a_admin.token).await;
+    let read = res.assert_status(200).clone();
+    assert_eq!(res.header("etag"), Some("\"1\""));
+    assert_eq!(read["version"], 1);
+    assert_eq!(read["url"], first.url.as_str());
+    assert!(read.get("secret").is_none(), "{read}");
+    app.get(&path, &w.platform.token).await.assert_status(200);
+    let res = app
+        .call(
+            "GET",
+            &path,
+            &w.a_admin.token,
+            None,
+            &[("if-none-match", "\"1\"")],
+        )
+        .await;
+    assert_eq!(res.status.as_u16(), 304);
+    app.get(&path, &w.b_admin.token)
+        .await
+        .assert_problem(404, "not_found");
+    for token in [
+        &w.a_operator.token,
+        &w.client.token,
+        &w.platform_staff.token,
+    ] {
+        app.get(&path, token).await.assert_problem(403, "forbidden");
+    }
+
+    // Refused changes write nothing: a stale If-Match, a URL refused or taken, the wrong side.
+    let other = app
+        .post(
+            "/v1/webhooks",
+            &w.a_admin.token,
+            json!({"url": "http://127.0.0.1:9/other", "events": ["survey_requested"]}),
+        )
+        .await;
+    other.assert_status(201);
+    let before = written();
+    let rekey = json!({"url": second.url, "rotate_secret": true});
+    let res = app
+        .call(
+            "PATCH",
+            &path,
+            &w.a_admin.token,
+            Some(rekey.clone()),
+            &[("if-match", "\"7\"")],
+        )
+        .await;
+    res.assert_problem(412, "precondition_failed");
+    for (body, code) in [
+        (json!({"url": "http://127.0.0.1:9/other"}), "duplicate_url"),
+        (json!({"url": "ftp://crm.example/x"}), "invalid_url"),
+        (json!({"url": ""}), "validation_failed"),
+    ] {
+        app.patch(&path, &w.a_admin.token, body)
+            .await
+            .assert_problem(422, code);
+    }
+    app.patch(&path, &w.b_admin.token, rekey.clone())
+        .await
+        .assert_problem(404, "not_found");
+    app.patch(&path, &w.a_operator.token, rekey.clone())
+        .await
+        .assert_problem(403, "forbidden");
+    assert_eq!(written(), before);
+
+    // Moved and rekeyed: the new secret once, audited without it, signing what follows.
+    let res = app
+        .call(
+            "PATCH",
+            &path,
+            &w.a_admin.token,
+            Some(rekey),
+            &[("if-match", "\"1\"")],
+        )
+        .await;
+    let moved = res.assert_status(200).clone();
+    assert_eq!(res.header("etag"), Some("\"2\""));
+    let new_secret = moved["secret"].as_str().unwrap().to_owned();
+    assert!(new_secret.starts_with("whsec_") && new_secret.len() == 70);
+    assert_ne!(new_secret, old_secret);
+    assert_eq!(
+        (&moved["url"], &moved["version"]),
+        (&json!(second.url), &json!(2))
+    );
+    assert!(
+        app.get(&path, &w.a_admin.token)
+            .await
+            .assert_status(200)
+            .get("secret")
+            .is_none()
+    );
+    let audited = |field: &str, new: &str| {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE entity = 'webhook' AND entity_id = '{hook}' \
+             AND action = 'update' AND field = '{field}' AND new_value = '{new}'"
+        ))
+    };
+    assert_eq!(
+        (audited("url", &second.url), audited("secret", "rotated")),
+        (1, 1)
+    );
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE new_value LIKE '%whsec_%' \
+                   OR old_value LIKE '%whsec_%'"
+        ),
+        0
+    );
+    post_message(&app, &w.client.token, &case, "One").await;
+    assert_eq!(round(&app).await, 1);
+    let posted = second.received();
+    assert_eq!((first.received().len(), posted.len()), (0, 1));
+    let signature = &posted[0].headers["dossier-signature"];
+    assert!(signed_by(signature, &new_secret, &posted[0].body));
+    assert!(!signed_by(signature, &old_secret, &posted[0].body));
+
+    // Deleted: gone from every answer, its pending delivery ended unposted, its URL free, and
+    // the trigger that sends to it skips that action.
+    post_message(&app, &w.client.token, &case, "Two").await;
+    let status = |last_error: &str| {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM webhook_deliveries WHERE webhook_id = '{hook}' \
+             AND status = 'dead' AND last_error = '{last_error}'"
+        ))
+    };
+    let before = written();
+    let res = app
+        .call(
+            "DELETE",
+            &path,
+            &w.a_admin.token,
+            None,
+            &[("if-match", "\"1\"")],
+        )
+        .await;
+    res.assert_problem(412, "precondition_failed");
+    app.call("DELETE", &path, &w.b_admin.token, None, &[])
+        .await
+        .assert_problem(404, "not_found");
+    app.call("DELETE", &path, &w.a_operator.token, None, &[])
+        .await
+        .assert_problem(403, "forbidden");
+    assert_eq!(written(), before);
+    let res = app
+        .call(
+            "DELETE",
+            &path,
+            &w.a_admin.token,
+            None,
+            &[("if-match", "\"2\"")],
+        )
+        .await;
+    assert_eq!(res.status.as_u16(), 204);
+    assert_eq!(status("deleted"), 1);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE entity = 'webhook' AND entity_id = '{hook}' \
+             AND action = 'delete' AND field = 'url' AND new_value IS NULL"
+        )),
+        1
+    );
+    for method in ["GET", "DELETE"] {
+        app.call(method, &path, &w.a_admin.token, None, &[])
+            .await
+            .assert_problem(404, "not_found");
+    }
+    app.patch(&path, &w.platform.token, json!({"active": true}))
+        .await
+        .assert_problem(404, "not_found");
+    app.get(&format!("{path}/deliveries"), &w.a_admin.token)
+        .await
+        .assert_problem(404, "not_found");
+    let listed = app.get("/v1/webhooks", &w.a_admin.token).await;
+    let items = listed.assert_status(200)["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(items.len(), 1);
+    assert_ne!(items[0]["id"], hook.as_str());
+    let deliveries = app.count(&format!(
+        "SELECT COUNT(*) AS n FROM webhook_deliveries WHERE webhook_id = '{hook}'"
+    ));
+    post_message(&app, &w.client.token, &case, "Three").await;
+    act(&app, &w.a_operator.token, &case, "accept")
+        .await
+        .assert_status(200);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM webhook_deliveries WHERE webhook_id = '{hook}'"
+        )),
+        deliveries
+    );
+    let skipped = app.count(&format!(
+        "SELECT COUNT(*) AS n FROM rule_log WHERE rule = 'trigger' AND case_id = '{case}' \
+         AND outcome = 'nothing_to_do' AND detail LIKE '%{}%send_webhook: the webhook is gone%'",
+        id(&trigger)
+    ));
+    assert_eq!(skipped, 1);
+
+    // A delivery written by a write that read the webhook before its deletion committed (here:
+    // written straight to the table) keeps its foreign key, and the worker ends it unposted.
+    app.sql(&format!(
+        "INSERT INTO webhook_deliveries (id, webhook_id, event, case_id, payload, status, \
+         attempts, next_attempt_at, created_at) VALUES ('00000000-0000-7000-e400-000000000001', \
+         '{hook}', 'message_received', '{case}', '{{}}', 'pending', 0, '2026-01-01 00:00:00', \
+         '2026-01-01 00:00:00')"
+    ));
+    assert_eq!(round(&app).await, 1);
+    assert_eq!((second.received().len(), status("deleted")), (1, 2));
+
+    // Its URL is free again.
+    app.post(
+        "/v1/webhooks",
+        &w.a_admin.token,
+        json!({"url": second.url, "events": ["message_received"]}),
+    )
+    .await
+    .assert_status(201);
+
+    // Swept once it was deleted, and its deliveries finished, 30 days ago.
+    let kept = || {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM webhooks WHERE id = '{hook}'"
+        ))
+    };
+    app.sql(&format!(
+        "UPDATE webhooks SET deleted_at = '2026-01-01 00:00:00' WHERE id = '{hook}'"
+    ));
+    dossier::housekeeping::sweep(&app.state).await.unwrap();
+    assert_eq!(kept(), 1);
+    app.sql(&format!(
+        "UPDATE webhook_deliveries SET next_attempt_at = '2026-01-01 00:00:00' \
+         WHERE webhook_id = '{hook}'"
+    ));
+    dossier::housekeeping::sweep(&app.state).await.unwrap();
+    assert_eq!(kept(), 0);
+}

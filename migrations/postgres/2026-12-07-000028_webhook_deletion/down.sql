@@ -1,0 +1,2 @@
+ALTER TABLE webhooks DROP COLUMN deleted_at;
+ALTER TABLE webhooks DROP COLUMN version;
