@@ -1,7 +1,8 @@
 //! Clean-up no request does for itself, once an hour: expired `Idempotency-Key` responses (a
 //! user's own go whenever they send another keyed request; a user who never does would keep
 //! theirs, bodies included, for good), webhook deliveries finished (delivered or dead) more
-//! than [`KEEP_DELIVERIES_DAYS`] days ago, and then webhooks deleted as long ago.
+//! than [`KEEP_DELIVERIES_DAYS`] days ago, and webhooks deleted more than an hour ago, with
+//! their deliveries.
 
 use std::time::Duration;
 
@@ -15,6 +16,9 @@ use crate::repo;
 const EVERY: Duration = Duration::from_secs(3600);
 /// How long a finished webhook delivery stays listed under its webhook.
 pub const KEEP_DELIVERIES_DAYS: i64 = 30;
+/// How long a deleted webhook's row outlives it: longer than any request that read it before
+/// the deletion and may still write a delivery for it.
+const KEEP_DELETED_WEBHOOKS: chrono::Duration = chrono::Duration::hours(1);
 
 /// Starts the hourly sweep.
 pub fn spawn(state: web::Data<AppState>) {
@@ -28,13 +32,17 @@ pub fn spawn(state: web::Data<AppState>) {
     });
 }
 
-/// One sweep: how many expired keys, old deliveries and deleted webhooks it removed.
+/// One sweep: how many expired keys, old deliveries and deleted webhooks' rows it removed.
 pub async fn sweep(state: &AppState) -> Result<usize, ApiError> {
     db::write(&state.pool, |conn| {
-        let cutoff = db::now() - chrono::Duration::days(KEEP_DELIVERIES_DAYS);
+        let now = db::now();
         let keys = repo::idempotency::delete_expired(conn)?;
-        let deliveries = repo::webhooks::delete_finished_before(conn, cutoff)?;
-        Ok(keys + deliveries + repo::webhooks::delete_deleted_before(conn, cutoff)?)
+        let deliveries = repo::webhooks::delete_finished_before(
+            conn,
+            now - chrono::Duration::days(KEEP_DELIVERIES_DAYS),
+        )?;
+        let deleted = repo::webhooks::purge_deleted_before(conn, now - KEEP_DELETED_WEBHOOKS)?;
+        Ok(keys + deliveries + deleted)
     })
     .await
 }

@@ -22,6 +22,7 @@ use crate::http::extract::{
 };
 use crate::repo;
 use crate::repo::audit::Change;
+use crate::repo::unique_violation_as;
 use crate::repo::webhooks::{DeliveryRow, Owner, WebhookChanges, WebhookRow};
 
 /// Webhooks an agency (or the platform) may have: each event writes one delivery per webhook.
@@ -171,7 +172,11 @@ pub async fn list_webhooks(
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created, with its secret", body = WebhookView,
-            headers(("Location" = String, description = "Its deliveries"))),
+            headers(
+                ("Location" = String, description = "The webhook's URL"),
+                ("ETag" = String, description = "Its version"),
+                ("Cache-Control" = String, description = "`no-store`: the answer carries the secret"),
+            )),
         (status = 403, description = "Only agency and platform admins"),
         (status = 422, description = "A member breaks a rule: the URL (`invalid_url`, `duplicate_url`, `too_many_webhooks`), an event that is not on cases, a repeated event"),
     )
@@ -189,7 +194,8 @@ pub async fn create_webhook(
     let view = db::write(&state.pool, move |conn| {
         let Asked { caller, actor, .. } = asking.resolve(conn)?;
         let owner = owner(&caller, None)?;
-        if free_url(conn, &owner, &input.url, public_https_only)? >= MAX_PER_OWNER {
+        allowed_url(&input.url, public_https_only)?;
+        if free_url(conn, &owner, &input.url)? >= MAX_PER_OWNER {
             return Err(ApiError::invalid_field(
                 "/url",
                 "too_many_webhooks",
@@ -212,7 +218,7 @@ pub async fn create_webhook(
             version: 1,
             deleted_at: None,
         };
-        repo::webhooks::insert(conn, &row)?;
+        repo::webhooks::insert(conn, &row).map_err(unique_violation_as(duplicate_url))?;
         let change = Change::outside_cases("webhook", &row.id, row.agency_id.as_deref(), "create");
         repo::audit::append(
             conn,
@@ -229,8 +235,9 @@ pub async fn create_webhook(
     })
     .await?;
     Ok(HttpResponse::Created()
-        .insert_header(("Location", format!("/v1/webhooks/{}/deliveries", view.id)))
+        .insert_header(("Location", format!("/v1/webhooks/{}", view.id)))
         .insert_header(("ETag", etag(view.version)))
+        .insert_header(("Cache-Control", "no-store"))
         .json(view))
 }
 
@@ -243,26 +250,27 @@ fn new_secret() -> String {
     format!("whsec_{hex}")
 }
 
-/// Refuses a URL deliveries may not go to, or one the owner has a webhook for already;
-/// otherwise answers how many webhooks the owner has.
-fn free_url(
-    conn: &mut DbConnection,
-    owner: &Owner,
-    url: &str,
-    public_https_only: bool,
-) -> Result<usize, ApiError> {
-    if let Some(problem) = crate::webhooks::url_problem(url, public_https_only) {
-        return Err(ApiError::invalid_field("/url", "invalid_url", problem));
+/// Refuses a URL deliveries may not go to.
+fn allowed_url(url: &str, public_https_only: bool) -> Result<(), ApiError> {
+    match crate::webhooks::url_problem(url, public_https_only) {
+        Some(problem) => Err(ApiError::invalid_field("/url", "invalid_url", problem)),
+        None => Ok(()),
     }
+}
+
+/// Refuses a URL the owner has a webhook for already; otherwise answers how many webhooks the
+/// owner has.
+fn free_url(conn: &mut DbConnection, owner: &Owner, url: &str) -> Result<usize, ApiError> {
     let taken = repo::webhooks::urls(conn, owner)?;
     if taken.iter().any(|t| t == url) {
-        return Err(ApiError::invalid_field(
-            "/url",
-            "duplicate_url",
-            "this URL has a webhook already",
-        ));
+        return Err(duplicate_url());
     }
     Ok(taken.len())
+}
+
+/// Also what the database's unique index answers when two requests race for one URL.
+fn duplicate_url() -> ApiError {
+    ApiError::invalid_field("/url", "duplicate_url", "this URL has a webhook already")
 }
 
 /// The events a webhook may hear, sorted: events on cases, each once.
@@ -371,7 +379,10 @@ pub struct UpdateWebhook {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The webhook as it is now (with its new secret after `rotate_secret`)", body = WebhookView,
-            headers(("ETag" = String, description = "Its version"))),
+            headers(
+                ("ETag" = String, description = "Its version"),
+                ("Cache-Control" = String, description = "`no-store`: the answer may carry the secret"),
+            )),
         (status = 403, description = "Only agency and platform admins"),
         (status = 404, description = "No such webhook, or not the caller's"),
         (status = 409, description = "Changed by another request meanwhile (`concurrent_update`)"),
@@ -395,20 +406,24 @@ pub async fn update_webhook(
     let view = db::write(&state.pool, move |conn| {
         let Asked { caller, actor, .. } = asking.resolve(conn)?;
         let hook = managed(conn, &caller, &id)?;
-        if_match.check(hook.version)?;
+        // What is wrong with the body comes before what is stale about it.
         let events = match input.events {
             Some(events) => {
                 Some(serde_json::to_string(&case_events(events)?).map_err(ApiError::internal)?)
             }
             None => None,
         };
+        if let Some(url) = &input.url {
+            allowed_url(url, public_https_only)?;
+        }
+        if_match.check(hook.version)?;
         let url = input.url.filter(|u| *u != hook.url);
         if let Some(url) = &url {
             let owner = hook
                 .agency_id
                 .clone()
                 .map_or(Owner::Platform, Owner::Agency);
-            free_url(conn, &owner, url, public_https_only)?;
+            free_url(conn, &owner, url)?;
         }
         let changes = WebhookChanges {
             active: input.active.filter(|a| *a != hook.active),
@@ -435,7 +450,9 @@ pub async fn update_webhook(
         if audit.is_empty() {
             return WebhookView::try_from(hook);
         }
-        if !repo::webhooks::update(conn, &hook.id, hook.version, &changes)? {
+        if !repo::webhooks::update(conn, &hook.id, hook.version, &changes)
+            .map_err(unique_violation_as(duplicate_url))?
+        {
             return Err(concurrent_update());
         }
         if changes.active == Some(false) {
@@ -449,6 +466,7 @@ pub async fn update_webhook(
     .await?;
     Ok(HttpResponse::Ok()
         .insert_header(("ETag", etag(view.version)))
+        .insert_header(("Cache-Control", "no-store"))
         .json(view))
 }
 

@@ -134,9 +134,9 @@ pub fn update(
     Ok(updated == 1)
 }
 
-/// Deletes the webhook if it is still at `version`: it is hidden and paused, and kept until
-/// the sweep has removed its deliveries ([`delete_deleted_before`]). `false` when another
-/// request changed it first.
+/// Deletes the webhook if it is still at `version`: it is hidden and paused at once, and kept
+/// until the sweep removes it ([`purge_deleted_before`]). `false` when another request changed
+/// it first.
 pub fn delete(conn: &mut DbConnection, id: &str, version: i64) -> QueryResult<bool> {
     let deleted = diesel::update(
         webhooks::table
@@ -152,17 +152,15 @@ pub fn delete(conn: &mut DbConnection, id: &str, version: i64) -> QueryResult<bo
     Ok(deleted == 1)
 }
 
-/// Removes the webhooks deleted before `cutoff` that have no delivery left.
-pub fn delete_deleted_before(conn: &mut DbConnection, cutoff: NaiveDateTime) -> QueryResult<usize> {
-    let has_deliveries = webhook_deliveries::table
-        .filter(webhook_deliveries::webhook_id.eq(webhooks::id))
-        .select(webhook_deliveries::id);
-    diesel::delete(
-        webhooks::table
-            .filter(webhooks::deleted_at.lt(cutoff))
-            .filter(diesel::dsl::not(diesel::dsl::exists(has_deliveries))),
+/// Removes the webhooks deleted before `cutoff`, with their deliveries: how many rows went.
+pub fn purge_deleted_before(conn: &mut DbConnection, cutoff: NaiveDateTime) -> QueryResult<usize> {
+    let deleted = || webhooks::table.filter(webhooks::deleted_at.lt(cutoff));
+    let deliveries = diesel::delete(
+        webhook_deliveries::table
+            .filter(webhook_deliveries::webhook_id.eq_any(deleted().select(webhooks::id))),
     )
-    .execute(conn)
+    .execute(conn)?;
+    Ok(deliveries + diesel::delete(deleted()).execute(conn)?)
 }
 
 /// Ends the webhook's pending deliveries as dead, with `why` as their last error.
@@ -202,6 +200,7 @@ pub fn listening(conn: &mut DbConnection, agency_id: &str) -> QueryResult<Vec<We
                 .or(webhooks::agency_id.is_null()),
         )
         .filter(webhooks::active.eq(true))
+        .filter(webhooks::deleted_at.is_null())
         .select(WebhookRow::as_select())
         .built_once()
         .load(conn)

@@ -612,3 +612,64 @@ async fn completed_cases_of_before_wait_from_their_last_completion() {
         1
     );
 }
+
+/// Reverting webhooks' deletion removes the deleted ones (nothing would hide them any more),
+/// and upgrading keeps the oldest of the live webhooks that a race gave one owner and URL.
+#[actix_web::test]
+async fn webhook_deletion_keeps_one_live_webhook_per_owner_and_url() {
+    use serde_json::json;
+
+    use crate::world::{World, id};
+
+    let app = crate::helpers::spawn().await;
+    let w = World::new(&app).await;
+    let create = |url: &'static str| {
+        app.post(
+            "/v1/webhooks",
+            &w.a_admin.token,
+            json!({"url": url, "events": ["assigned"]}),
+        )
+    };
+    let kept = id(create("http://127.0.0.1:9/kept").await.assert_status(201));
+    let deleted = id(create("http://127.0.0.1:9/deleted")
+        .await
+        .assert_status(201));
+    let res = app
+        .call(
+            "DELETE",
+            &format!("/v1/webhooks/{deleted}"),
+            &w.a_admin.token,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(res.status.as_u16(), 204);
+    let mut conn = app.state.pool.get().unwrap();
+    revert_through(&mut conn, "20261207000028");
+    drop(conn);
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM webhooks"), 1);
+    // A later twin of the kept one, as two creations at once could leave it.
+    app.sql(&format!(
+        "INSERT INTO webhooks (id, agency_id, url, secret, events, active, created_by, created_at) \
+         VALUES ('ffffffff-0000-7000-e500-000000000001', '{}', 'http://127.0.0.1:9/kept', \
+         'whsec_twin', '[\"assigned\"]', TRUE, '{}', '2026-01-01 00:00:00')",
+        w.agency_a, w.a_admin.id
+    ));
+    let mut conn = app.state.pool.get().unwrap();
+    run_migrations(&mut conn).unwrap();
+    drop(conn);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM webhooks WHERE deleted_at IS NULL AND active = TRUE \
+             AND id = '{kept}'"
+        )),
+        1
+    );
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) AS n FROM webhooks WHERE deleted_at IS NOT NULL AND active = FALSE \
+             AND id = 'ffffffff-0000-7000-e500-000000000001'"
+        ),
+        1
+    );
+}

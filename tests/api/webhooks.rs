@@ -100,7 +100,11 @@ async fn case_events_are_posted_signed_and_retried_until_dead() {
     );
     assert_eq!(hook["agency_id"], w.agency_a.as_str());
     let deliveries = format!("/v1/webhooks/{}/deliveries", id(&hook));
-    assert_eq!(res.header("location").unwrap(), deliveries);
+    assert_eq!(
+        res.header("location").unwrap(),
+        format!("/v1/webhooks/{}", id(&hook))
+    );
+    assert_eq!(res.header("cache-control"), Some("no-store"));
     let platform_hook = app
         .post(
             "/v1/webhooks",
@@ -450,6 +454,16 @@ async fn a_webhook_is_read_moved_rekeyed_and_deleted_by_its_owner() {
     let hook = id(&created);
     let path = format!("/v1/webhooks/{hook}");
     let written = || app.rows_in(&["webhooks", "webhook_deliveries", "audit_log"]);
+    // The webhook exactly as it is, to show that a refused request changed nothing of it.
+    let is = |url: &str, secret: &str, version: i64, live: bool| {
+        let deleted = if live { "IS NULL" } else { "IS NOT NULL" };
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM webhooks WHERE id = '{hook}' AND url = '{url}' \
+             AND secret = '{secret}' AND version = {version} AND active = {live} \
+             AND deleted_at {deleted}"
+        )) == 1
+    };
+    assert!(is(&first.url, &old_secret, 1, true));
     let trigger = app
         .post(
             "/v1/triggers",
@@ -511,6 +525,16 @@ async fn a_webhook_is_read_moved_rekeyed_and_deleted_by_its_owner() {
         )
         .await;
     res.assert_problem(412, "precondition_failed");
+    // A bad body is refused as such, stale or not.
+    app.call(
+        "PATCH",
+        &path,
+        &w.a_admin.token,
+        Some(json!({"url": "0"})),
+        &[("if-match", "\"7\"")],
+    )
+    .await
+    .assert_problem(422, "invalid_url");
     for (body, code) in [
         (json!({"url": "http://127.0.0.1:9/other"}), "duplicate_url"),
         (json!({"url": "ftp://crm.example/x"}), "invalid_url"),
@@ -523,10 +547,47 @@ async fn a_webhook_is_read_moved_rekeyed_and_deleted_by_its_owner() {
     app.patch(&path, &w.b_admin.token, rekey.clone())
         .await
         .assert_problem(404, "not_found");
-    app.patch(&path, &w.a_operator.token, rekey.clone())
-        .await
-        .assert_problem(403, "forbidden");
+    for token in [
+        &w.a_operator.token,
+        &w.client.token,
+        &w.platform_staff.token,
+    ] {
+        app.patch(&path, token, rekey.clone())
+            .await
+            .assert_problem(403, "forbidden");
+    }
     assert_eq!(written(), before);
+    assert!(is(&first.url, &old_secret, 1, true));
+    // The version guards a change made meanwhile, and the database one URL per owner.
+    {
+        use dossier::repo::webhooks::{WebhookChanges, WebhookRow, insert, update};
+        let mut conn = app.state.pool.get().unwrap();
+        let pause = WebhookChanges {
+            active: Some(false),
+            ..WebhookChanges::default()
+        };
+        assert!(!update(&mut conn, &hook, 2, &pause).unwrap());
+        let twin = WebhookRow {
+            id: "00000000-0000-7000-e400-000000000002".into(),
+            agency_id: Some(w.agency_a.clone()),
+            url: first.url.clone(),
+            secret: "whsec_twin".into(),
+            events: "[]".into(),
+            active: true,
+            created_by: w.a_admin.id.clone(),
+            created_at: chrono::Utc::now().naive_utc(),
+            version: 1,
+            deleted_at: None,
+        };
+        assert!(matches!(
+            insert(&mut conn, &twin),
+            Err(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _
+            ))
+        ));
+    }
+    assert!(is(&first.url, &old_secret, 1, true));
 
     // Moved and rekeyed: the new secret once, audited without it, signing what follows.
     let res = app
@@ -588,7 +649,14 @@ async fn a_webhook_is_read_moved_rekeyed_and_deleted_by_its_owner() {
              AND status = 'dead' AND last_error = '{last_error}'"
         ))
     };
+    let pending = || {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM webhook_deliveries WHERE webhook_id = '{hook}' \
+             AND status = 'pending'"
+        ))
+    };
     let before = written();
+    assert_eq!((status("deleted"), pending()), (0, 1));
     let res = app
         .call(
             "DELETE",
@@ -602,10 +670,18 @@ async fn a_webhook_is_read_moved_rekeyed_and_deleted_by_its_owner() {
     app.call("DELETE", &path, &w.b_admin.token, None, &[])
         .await
         .assert_problem(404, "not_found");
-    app.call("DELETE", &path, &w.a_operator.token, None, &[])
-        .await
-        .assert_problem(403, "forbidden");
+    for token in [
+        &w.a_operator.token,
+        &w.client.token,
+        &w.platform_staff.token,
+    ] {
+        app.call("DELETE", &path, token, None, &[])
+            .await
+            .assert_problem(403, "forbidden");
+    }
     assert_eq!(written(), before);
+    assert!(is(&second.url, &new_secret, 2, true));
+    assert_eq!((status("deleted"), pending()), (0, 1));
     let res = app
         .call(
             "DELETE",
@@ -616,7 +692,8 @@ async fn a_webhook_is_read_moved_rekeyed_and_deleted_by_its_owner() {
         )
         .await;
     assert_eq!(res.status.as_u16(), 204);
-    assert_eq!(status("deleted"), 1);
+    assert!(is(&second.url, &new_secret, 3, false));
+    assert_eq!((status("deleted"), pending()), (1, 0));
     assert_eq!(
         app.count(&format!(
             "SELECT COUNT(*) AS n FROM audit_log WHERE entity = 'webhook' AND entity_id = '{hook}' \
@@ -682,21 +759,26 @@ async fn a_webhook_is_read_moved_rekeyed_and_deleted_by_its_owner() {
     .await
     .assert_status(201);
 
-    // Swept once it was deleted, and its deliveries finished, 30 days ago.
+    // Swept with its deliveries once it has been deleted for an hour, not before.
     let kept = || {
-        app.count(&format!(
-            "SELECT COUNT(*) AS n FROM webhooks WHERE id = '{hook}'"
-        ))
+        (
+            app.count(&format!(
+                "SELECT COUNT(*) AS n FROM webhooks WHERE id = '{hook}'"
+            )),
+            app.count(&format!(
+                "SELECT COUNT(*) AS n FROM webhook_deliveries WHERE webhook_id = '{hook}'"
+            )),
+        )
     };
+    dossier::housekeeping::sweep(&app.state).await.unwrap();
+    assert_eq!(kept(), (1, 3));
     app.sql(&format!(
         "UPDATE webhooks SET deleted_at = '2026-01-01 00:00:00' WHERE id = '{hook}'"
     ));
     dossier::housekeeping::sweep(&app.state).await.unwrap();
-    assert_eq!(kept(), 1);
-    app.sql(&format!(
-        "UPDATE webhook_deliveries SET next_attempt_at = '2026-01-01 00:00:00' \
-         WHERE webhook_id = '{hook}'"
-    ));
-    dossier::housekeeping::sweep(&app.state).await.unwrap();
-    assert_eq!(kept(), 0);
+    assert_eq!(kept(), (0, 0));
+    assert_eq!(
+        app.count("SELECT COUNT(*) AS n FROM webhooks WHERE deleted_at IS NULL"),
+        2
+    );
 }
