@@ -128,6 +128,7 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(webhooks::update_webhook)
         .service(webhooks::delete_webhook)
         .service(webhooks::list_webhook_deliveries)
+        .service(webhooks::retry_webhook_delivery)
         .service(triggers::list_triggers)
         .service(triggers::create_trigger)
         .service(triggers::get_trigger)

@@ -1,7 +1,8 @@
 //! Outbound webhooks (API.md): agency admins subscribe URLs to events on their agency's cases,
 //! platform admins to events on every agency's; each event is posted, signed, and retried
 //! (`crate::webhooks`), and the deliveries are listed for the webhook's owner, who may also
-//! read, pause, resume, change (its URL, events, secret) and delete it.
+//! read, pause, resume, change (its URL, events, secret) and delete it, and retry a dead
+//! delivery.
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use chrono::{DateTime, Utc};
@@ -622,4 +623,76 @@ pub async fn list_webhook_deliveries(
     .await?;
     let page = page.page(rows, |r| &r.id, DeliveryView::new);
     Ok(page_response(&req, page))
+}
+
+/// Retry a dead delivery
+///
+/// Puts it back in the queue with a fresh count of attempts; the worker posts it at once, with
+/// the same `Dossier-Delivery` id and payload (signed anew). 409 `not_dead` for a delivery that
+/// is pending or delivered, `webhook_paused` while the webhook is paused. Audited (entity
+/// `webhook_delivery`). Roles: the webhook's owner (agency admins of its agency), platform
+/// admins; 404 for anyone else's.
+#[utoipa::path(
+    tag = "webhooks",
+    operation_id = "retry_webhook_delivery",
+    params(
+        ("id" = Uuid, Path, description = "The webhook"),
+        ("delivery_id" = Uuid, Path, description = "One of its deliveries"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Queued again", body = DeliveryView),
+        (status = 403, description = "Only agency and platform admins"),
+        (status = 404, description = "No such webhook or delivery, or not the caller's"),
+        (status = 409, description = "The delivery is not dead (`not_dead`), or the webhook is paused (`webhook_paused`)"),
+    )
+)]
+#[post("/v1/webhooks/{id}/deliveries/{delivery_id}/retry")]
+pub async fn retry_webhook_delivery(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: Token,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    let asking = Asking::new(token, &req);
+    let (id, delivery_id) = path.into_inner();
+    let (id, delivery_id) = (id.to_string(), delivery_id.to_string());
+    let row = db::write(&state.pool, move |conn| {
+        let Asked { caller, actor, .. } = asking.resolve(conn)?;
+        let hook = managed(conn, &caller, &id)?;
+        let not_found = || ApiError::NotFound("No such delivery of this webhook.".into());
+        let delivery =
+            repo::webhooks::delivery(conn, &hook.id, &delivery_id)?.ok_or_else(not_found)?;
+        if !hook.active {
+            return Err(ApiError::Conflict {
+                code: "webhook_paused",
+                detail: "The webhook is paused; resume it first.".into(),
+            });
+        }
+        if !repo::webhooks::retry_dead(conn, &delivery.id)? {
+            return Err(ApiError::Conflict {
+                code: "not_dead",
+                detail: format!(
+                    "The delivery is `{}`; only dead deliveries are retried.",
+                    delivery.status
+                ),
+            });
+        }
+        let change = Change::outside_cases(
+            "webhook_delivery",
+            &delivery.id,
+            hook.agency_id.as_deref(),
+            "retry",
+        )
+        .field(
+            "status",
+            Some(delivery.status),
+            Some(repo::webhooks::PENDING.to_owned()),
+        );
+        repo::audit::append(conn, &actor, vec![change])?;
+        crate::live::will_wake_webhooks();
+        repo::webhooks::delivery(conn, &hook.id, &delivery_id)?.ok_or_else(not_found)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(DeliveryView::new(row)))
 }

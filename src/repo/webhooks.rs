@@ -236,6 +236,37 @@ pub fn deliveries(
         .load(conn)
 }
 
+/// The webhook's delivery of this id.
+pub fn delivery(
+    conn: &mut DbConnection,
+    webhook_id: &str,
+    id: &str,
+) -> QueryResult<Option<DeliveryRow>> {
+    webhook_deliveries::table
+        .filter(webhook_deliveries::id.eq(id))
+        .filter(webhook_deliveries::webhook_id.eq(webhook_id))
+        .select(DeliveryRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Puts a dead delivery back in the queue, due now, with a fresh count of attempts; `false`
+/// when it is not dead.
+pub fn retry_dead(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
+    let updated = diesel::update(
+        webhook_deliveries::table
+            .filter(webhook_deliveries::id.eq(id))
+            .filter(webhook_deliveries::status.eq(DEAD)),
+    )
+    .set((
+        webhook_deliveries::status.eq(PENDING),
+        webhook_deliveries::attempts.eq(0),
+        webhook_deliveries::next_attempt_at.eq(crate::db::now()),
+    ))
+    .execute(conn)?;
+    Ok(updated == 1)
+}
+
 /// A delivery claimed by a worker until `lease_end`; its outcome is recorded only while the
 /// claim still holds.
 #[derive(Debug, Clone)]

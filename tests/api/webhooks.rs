@@ -259,6 +259,118 @@ async fn case_events_are_posted_signed_and_retried_until_dead() {
         2
     );
 
+    // A dead delivery is retried by hand: queued again with a fresh count, posted at once with
+    // the same id. Nobody else's to retry; only a dead one, while the webhook is active.
+    let dead = delivery["id"].as_str().unwrap().to_owned();
+    let retry = format!("{deliveries}/{dead}/retry");
+    let delivered = app.get(&deliveries, &w.a_admin.token).await.body["items"][1]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let of_platform = app
+        .get(
+            &format!("/v1/webhooks/{}/deliveries", id(&platform_hook)),
+            &w.platform.token,
+        )
+        .await
+        .body["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let before = app.rows_in(&["webhook_deliveries", "audit_log"]);
+    let still_dead = || {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM webhook_deliveries WHERE id = '{dead}' AND status = 'dead' \
+             AND attempts = 3"
+        ))
+    };
+    app.post(&retry, &w.b_admin.token, json!({}))
+        .await
+        .assert_problem(404, "not_found");
+    for token in [
+        &w.a_operator.token,
+        &w.client.token,
+        &w.platform_staff.token,
+    ] {
+        app.post(&retry, token, json!({}))
+            .await
+            .assert_problem(403, "forbidden");
+    }
+    for other in [&of_platform, "00000000-0000-7000-e400-000000000009"] {
+        app.post(
+            &format!("{deliveries}/{other}/retry"),
+            &w.a_admin.token,
+            json!({}),
+        )
+        .await
+        .assert_problem(404, "not_found");
+    }
+    app.post(
+        &format!("{deliveries}/{delivered}/retry"),
+        &w.a_admin.token,
+        json!({}),
+    )
+    .await
+    .assert_problem(409, "not_dead");
+    assert_eq!(
+        (
+            app.rows_in(&["webhook_deliveries", "audit_log"]),
+            still_dead()
+        ),
+        (before, 1)
+    );
+    let hook_path = format!("/v1/webhooks/{}", id(&hook));
+    app.patch(&hook_path, &w.a_admin.token, json!({"active": false}))
+        .await
+        .assert_status(200);
+    app.post(&retry, &w.a_admin.token, json!({}))
+        .await
+        .assert_problem(409, "webhook_paused");
+    assert_eq!(still_dead(), 1);
+    app.patch(&hook_path, &w.a_admin.token, json!({"active": true}))
+        .await
+        .assert_status(200);
+    let res = app.post(&retry, &w.platform.token, json!({})).await;
+    let queued = res.assert_status(200);
+    assert_eq!(
+        (&queued["status"], &queued["attempts"], &queued["id"]),
+        (&json!("pending"), &json!(0), &json!(dead))
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE entity = 'webhook_delivery' \
+             AND entity_id = '{dead}' AND action = 'retry' AND field = 'status' \
+             AND old_value = 'dead' AND new_value = 'pending' AND actor_id = '{}'",
+            w.platform.id
+        )),
+        1
+    );
+    // The receiver's script has one 503 left: the fresh count lets the retry fail and come
+    // again.
+    assert_eq!(round(&app).await, 1);
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert_eq!(round(&app).await, 1);
+    let got = receiver.received();
+    assert_eq!(got.len(), 7);
+    for again in &got[5..] {
+        assert_eq!(again.headers["dossier-delivery"], dead.as_str());
+        assert_eq!(again.body, got[4].body);
+        assert!(signed_by(
+            &again.headers["dossier-signature"],
+            &secret,
+            &again.body
+        ));
+    }
+    let delivery = &app.get(&deliveries, &w.a_admin.token).await.body["items"][0].clone();
+    assert_eq!(
+        (
+            &delivery["status"],
+            &delivery["attempts"],
+            &delivery["last_status"]
+        ),
+        (&json!("delivered"), &json!(2), &json!(200))
+    );
+
     // Finished deliveries go after 30 days; pending ones stay whatever their age.
     let before = app.rows_in(&["webhook_deliveries"])[0];
     app.sql(&format!(
