@@ -16,7 +16,7 @@ use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
 use crate::auth::{AuthUser, Token, random_bytes};
 use crate::db::{self, DbConnection};
-use crate::domain::Role;
+use crate::domain::{Role, code_enum};
 use crate::errors::ApiError;
 use crate::http::extract::{
     IfMatch, Page, PageRequest, ValidJson, etag, page_response, versioned_response,
@@ -532,6 +532,16 @@ pub async fn delete_webhook(
     Ok(HttpResponse::NoContent().finish())
 }
 
+code_enum! {
+    /// Where a delivery stands: `pending` (due at `next_attempt_at`), `delivered` (the receiver
+    /// answered 2xx) or `dead` (no more attempts: out of them, refused, paused or deleted).
+    DeliveryStatus {
+        Pending = "pending",
+        Delivered = "delivered",
+        Dead = "dead",
+    }
+}
+
 /// One delivery of a webhook.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveryView {
@@ -540,8 +550,7 @@ pub struct DeliveryView {
     pub event: Event,
     #[schema(format = "uuid")]
     pub case_id: Option<String>,
-    /// `pending` (due at `next_attempt_at`), `delivered` or `dead` (no more attempts).
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i32,
     #[serde(serialize_with = "crate::api::rfc3339_opt")]
     pub next_attempt_at: Option<DateTime<Utc>>,
@@ -559,14 +568,15 @@ pub struct DeliveryView {
 
 impl DeliveryView {
     fn new(row: DeliveryRow) -> DeliveryView {
-        let pending = row.status == repo::webhooks::PENDING;
+        let status = DeliveryStatus::from_code(&row.status).unwrap_or(DeliveryStatus::Pending);
         DeliveryView {
             event: Event::from_code(&row.event).unwrap_or(Event::StatusChanged),
             payload: serde_json::from_str(&row.payload).unwrap_or(serde_json::Value::Null),
-            next_attempt_at: pending.then(|| timestamp(row.next_attempt_at)),
+            next_attempt_at: (status == DeliveryStatus::Pending)
+                .then(|| timestamp(row.next_attempt_at)),
             id: row.id,
             case_id: row.case_id,
-            status: row.status,
+            status,
             attempts: row.attempts,
             last_status: row.last_status,
             last_error: row.last_error,
@@ -580,6 +590,8 @@ impl DeliveryView {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListDeliveriesQuery {
+    /// Only the deliveries in this state (`dead`: those to look into, or retry).
+    pub status: Option<DeliveryStatus>,
     #[param(minimum = 1, maximum = 100, default = 25)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
@@ -589,7 +601,7 @@ pub struct ListDeliveriesQuery {
 /// A webhook's deliveries
 ///
 /// Newest first, with each one's status, attempts, the receiver's last answer and the JSON
-/// posted. Roles: the webhook's owner (agency admins of its agency, platform admins); 404 for
+/// posted; `status` narrows them to one state. Roles: the webhook's owner (agency admins of its agency, platform admins); 404 for
 /// anyone else's.
 #[utoipa::path(
     tag = "webhooks",
@@ -612,12 +624,19 @@ pub async fn list_webhook_deliveries(
     query: web::Query<ListDeliveriesQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
+    let status = query.status;
     let id = id.into_inner().to_string();
     let (rows, page) = db::read(&state.pool, move |conn| {
         let caller = token.user(conn)?;
         // Platform admins read every webhook's deliveries; agency admins their agency's.
         let hook = managed(conn, &caller, &id)?;
-        let rows = repo::webhooks::deliveries(conn, &hook.id, page.after.as_deref(), page.fetch())?;
+        let rows = repo::webhooks::deliveries(
+            conn,
+            &hook.id,
+            status.map(DeliveryStatus::as_str),
+            page.after.as_deref(),
+            page.fetch(),
+        )?;
         Ok((rows, page))
     })
     .await?;
@@ -628,10 +647,12 @@ pub async fn list_webhook_deliveries(
 /// Retry a dead delivery
 ///
 /// Puts it back in the queue with a fresh count of attempts; the worker posts it at once, with
-/// the same `Dossier-Delivery` id and payload (signed anew). 409 `not_dead` for a delivery that
-/// is pending or delivered, `webhook_paused` while the webhook is paused. Audited (entity
-/// `webhook_delivery`). Roles: the webhook's owner (agency admins of its agency), platform
-/// admins; 404 for anyone else's.
+/// the same `Dossier-Delivery` id and payload (signed anew), so `occurred_at` and the case's
+/// `status` in it are still those of the event. 409 `not_dead` for a delivery that is pending
+/// or delivered, else `webhook_paused` while the webhook is paused (a pause committed just
+/// after the retry ends it unposted, as the pause's own). Audited (entity `webhook_delivery`).
+/// Roles: the webhook's owner (agency admins of its agency), platform admins; 404 for anyone
+/// else's.
 #[utoipa::path(
     tag = "webhooks",
     operation_id = "retry_webhook_delivery",
@@ -661,22 +682,25 @@ pub async fn retry_webhook_delivery(
         let Asked { caller, actor, .. } = asking.resolve(conn)?;
         let hook = managed(conn, &caller, &id)?;
         let not_found = || ApiError::NotFound("No such delivery of this webhook.".into());
+        let not_dead = |status: &str| ApiError::Conflict {
+            code: "not_dead",
+            detail: format!("The delivery is `{status}`; only dead deliveries are retried."),
+        };
         let delivery =
             repo::webhooks::delivery(conn, &hook.id, &delivery_id)?.ok_or_else(not_found)?;
+        if delivery.status != repo::webhooks::DEAD {
+            return Err(not_dead(&delivery.status));
+        }
         if !hook.active {
             return Err(ApiError::Conflict {
                 code: "webhook_paused",
                 detail: "The webhook is paused; resume it first.".into(),
             });
         }
+        // Another retry, or the sweep, may have come first since the read.
         if !repo::webhooks::retry_dead(conn, &delivery.id)? {
-            return Err(ApiError::Conflict {
-                code: "not_dead",
-                detail: format!(
-                    "The delivery is `{}`; only dead deliveries are retried.",
-                    delivery.status
-                ),
-            });
+            let now = repo::webhooks::delivery(conn, &hook.id, &delivery_id)?;
+            return Err(now.map_or_else(not_found, |d| not_dead(&d.status)));
         }
         let change = Change::outside_cases(
             "webhook_delivery",

@@ -249,6 +249,10 @@ async fn no_listed_query_scans_a_whole_large_table() {
         (&admin, "/v1/sla-policies".into()),
         (&admin, "/v1/webhooks".into()),
         (&admin, format!("/v1/webhooks/{WEBHOOK}/deliveries")),
+        (
+            &admin,
+            format!("/v1/webhooks/{WEBHOOK}/deliveries?status=dead"),
+        ),
         (&admin, "/v1/triggers".into()),
         (&operator, "/v1/cases?tag=vip".into()),
         (

@@ -277,6 +277,21 @@ async fn case_events_are_posted_signed_and_retried_until_dead() {
         .as_str()
         .unwrap()
         .to_owned();
+    // Listed by state: the dead one alone, the delivered one alone.
+    for (state, expected) in [("dead", &dead), ("delivered", &delivered)] {
+        let page = app
+            .get(&format!("{deliveries}?status={state}"), &w.a_admin.token)
+            .await;
+        let items = page.assert_status(200)["items"].as_array().unwrap().clone();
+        assert_eq!(items.len(), 1, "{state}: {items:?}");
+        assert_eq!(
+            (&items[0]["id"], &items[0]["status"]),
+            (&json!(expected), &json!(state))
+        );
+    }
+    app.get(&format!("{deliveries}?status=lost"), &w.a_admin.token)
+        .await
+        .assert_problem(400, "invalid_query");
     let before = app.rows_in(&["webhook_deliveries", "audit_log"]);
     let still_dead = || {
         app.count(&format!(
@@ -323,10 +338,25 @@ async fn case_events_are_posted_signed_and_retried_until_dead() {
     app.patch(&hook_path, &w.a_admin.token, json!({"active": false}))
         .await
         .assert_status(200);
+    let before = app.rows_in(&["webhook_deliveries", "audit_log"]);
     app.post(&retry, &w.a_admin.token, json!({}))
         .await
         .assert_problem(409, "webhook_paused");
-    assert_eq!(still_dead(), 1);
+    // Not dead wins over paused: there is nothing to retry.
+    app.post(
+        &format!("{deliveries}/{delivered}/retry"),
+        &w.a_admin.token,
+        json!({}),
+    )
+    .await
+    .assert_problem(409, "not_dead");
+    assert_eq!(
+        (
+            app.rows_in(&["webhook_deliveries", "audit_log"]),
+            still_dead()
+        ),
+        (before, 1)
+    );
     app.patch(&hook_path, &w.a_admin.token, json!({"active": true}))
         .await
         .assert_status(200);
