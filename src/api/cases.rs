@@ -151,6 +151,7 @@ pub struct CaseView {
     pub sla: Option<SlaSummary>,
     /// The agency's labels, set by its staff (`PATCH`) and its triggers (`add_tag`); `null`
     /// for clients, who are not shown them.
+    #[schema(value_type = Option<Vec<Tag>>)]
     pub tags: Option<Vec<String>>,
     /// Increases with every change to the case, its required data, its operator, agents, open
     /// requests or SLA summary; the `ETag`. Outside it: the live counts `unread_messages` and
@@ -219,6 +220,7 @@ pub struct CaseSummary {
     /// `null` when no SLA policy applied to the case.
     pub sla: Option<SlaSummary>,
     /// As the card's `tags`: `null` for clients.
+    #[schema(value_type = Option<Vec<Tag>>)]
     pub tags: Option<Vec<String>>,
     pub version: i64,
     #[serde(serialize_with = "crate::api::rfc3339")]
@@ -226,6 +228,13 @@ pub struct CaseSummary {
     #[serde(serialize_with = "crate::api::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
+
+// The spec's item of every `tags` and `tag`; the code keeps tags as strings, checked by
+// `crate::triggers::tag_problem`.
+/// A case's tag: 1 to 40 lower-case letters, digits, `-` or `_`.
+#[derive(ToSchema)]
+#[schema(min_length = 1, max_length = 40, example = "vip")]
+pub struct Tag(pub String);
 
 /// The case's tags as `role` is shown them: not at all for clients.
 fn tags_for(role: Role, row: &CaseRow) -> Option<Vec<String>> {
@@ -747,7 +756,7 @@ pub struct ListCasesQuery {
     /// lower-case letters, digits, `-` or `_`, else 400). Staff only: a client's list takes none
     /// (403), as clients are not shown tags.
     #[serde(default)]
-    #[param(style = Form, explode, max_items = 20)]
+    #[param(style = Form, explode, max_items = 20, value_type = Vec<Tag>)]
     pub tag: Vec<String>,
     /// Text contained in the number or the title, case-insensitively for ASCII letters (1–100 characters, not only spaces).
     // "Not only spaces": a character outside Unicode's White_Space, the set `trim` strips, listed
@@ -918,7 +927,7 @@ pub struct UpdateCase {
     pub priority: Option<Priority>,
     /// Agency and platform staff only: the case's whole list of tags, at most 20 (triggers add
     /// no more), each once, of 1 to 40 lower-case letters, digits, `-` or `_`.
-    #[schema(max_items = 20)]
+    #[schema(max_items = 20, value_type = Option<Vec<Tag>>)]
     pub tags: Option<Vec<String>>,
     /// Read-only fields: sending any of them is 422 `read_only_field`.
     #[serde(flatten)]
