@@ -87,7 +87,7 @@ pub enum Action {
     },
     /// The case gets this tag: 1 to 40 lower-case letters, digits, `-` or `_`.
     AddTag {
-        #[schema(min_length = 1, max_length = 40)]
+        #[schema(value_type = crate::api::cases::Tag)]
         tag: String,
     },
     /// The event is posted to this webhook of the agency (subscribed to it or not), with the

@@ -129,6 +129,16 @@ fn searches_case_tags(plan: &[String]) -> bool {
         })
 }
 
+/// Whether a plan finds a webhook's deliveries in one state through their own index, not by
+/// walking all of the webhook's deliveries for the few in that state.
+fn searches_deliveries_by_status(plan: &[String]) -> bool {
+    plan.iter().any(|line| {
+        line.contains(
+            "USING INDEX webhook_deliveries_webhook_status_idx (webhook_id=? AND status=?",
+        ) || line.contains("using webhook_deliveries_webhook_status_idx on webhook_deliveries")
+    })
+}
+
 /// Whether `sql` reads `table` first, in the order of its primary key, and stops at the
 /// statement's own LIMIT with no sort: SQLite names that walk of a WITHOUT ROWID table
 /// "SCAN table", like a whole scan.
@@ -267,6 +277,7 @@ async fn no_listed_query_scans_a_whole_large_table() {
     let counted_from_the_mark = [format!("/v1/cases/{case}"), "/v1/cases".to_owned()];
     let mut count_plans: Vec<Vec<String>> = vec![Vec::new(); counted_from_the_mark.len()];
     let mut tag_plans: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut status_plan = Vec::new();
     for (token, path) in &requests {
         recorded.start();
         let res = app.get(path, token).await;
@@ -284,6 +295,9 @@ async fn no_listed_query_scans_a_whole_large_table() {
             let scans = whole_scans(&sql, &plan);
             if !scans.is_empty() {
                 failures.push(format!("{path}\n  {sql}\n  {}", plan.join("\n  ")));
+            }
+            if path.contains("deliveries?status=") {
+                status_plan.extend(plan.clone());
             }
             if path.contains("tag=") {
                 tag_plans
@@ -333,6 +347,11 @@ async fn no_listed_query_scans_a_whole_large_table() {
             plan.join("\n  ")
         );
     }
+    assert!(
+        searches_deliveries_by_status(&status_plan),
+        "the deliveries' status filter does not use its index:\n  {}",
+        status_plan.join("\n  ")
+    );
     assert!(explained >= requests.len());
     // The check itself finds a whole scan, on either engine, and on SQLite a walk of the
     // primary key that no LIMIT stops.
@@ -394,8 +413,8 @@ const TICKET: &str = "00000000-0000-7000-8e00-000000000000";
 
 /// Two tickets per case, its client's and its agency's (opened by agency 0's operator), with a
 /// message each: enough for the tickets' plans.
-/// A first-response clock on every case and ticket, a webhook per agency (`WEBHOOK` is agency 0's) and
-/// a delivery per case to agency 0's.
+/// A first-response clock on every case and ticket, a webhook per agency (`WEBHOOK` is agency
+/// 0's) and a delivery per case to its agency's (one in a hundred dead, for the state filter).
 fn seed_sla_webhooks_and_tags(conn: &mut DbConnection) {
     use diesel::connection::SimpleConnection;
     let policy = "00000000-0000-7000-e100-000000000001";
@@ -421,8 +440,11 @@ fn seed_sla_webhooks_and_tags(conn: &mut DbConnection) {
          'whsec_x', '[\"status_changed\"]', TRUE, '{operator}', created_at FROM agencies; \
          INSERT INTO webhook_deliveries (id, webhook_id, event, case_id, payload, status, \
          attempts, next_attempt_at, last_status, last_error, created_at, delivered_at) \
-         SELECT '00000000-0000-7000-e200-' || substr(id, 25), '{WEBHOOK}', 'status_changed', \
+         SELECT '00000000-0000-7000-e200-' || substr(id, 25), CASE WHEN agency_id = \
+         '00000000-0000-7000-a000-000000000000' THEN '{WEBHOOK}' ELSE \
+         '00000000-0000-7000-e300-' || substr(agency_id, 25) END, 'status_changed', \
          id, '{{}}', 'delivered', 1, created_at, 200, NULL, created_at, created_at FROM cases; \
+         UPDATE webhook_deliveries SET status = 'dead', last_status = 500 WHERE id LIKE '%00'; \
          INSERT INTO case_tags (tag, case_id) SELECT 'vip', id FROM cases WHERE id LIKE '%0'; \
          INSERT INTO case_tags (tag, case_id) SELECT 'routine', id FROM cases \
          WHERE id NOT LIKE '%0';"
