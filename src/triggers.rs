@@ -301,7 +301,7 @@ pub fn fire(conn: &mut DbConnection, notifier: &Notifier, what: &What) -> Result
         for action in &actions {
             let outcome = act(conn, notifier, &mut case, what, &trigger, action, &entry_id)?;
             done.push(format!("{}: {}", action.kind(), outcome.account()));
-            applied |= outcome.account() == DONE;
+            applied |= outcome.did_something();
             match outcome {
                 Outcome::Changed(change) => changes.push(change),
                 Outcome::Notify(user) => notify.push(user),
@@ -370,9 +370,6 @@ pub fn tags_of(case: &CaseRow) -> Vec<String> {
     serde_json::from_str(&case.tags).unwrap_or_default()
 }
 
-/// The account of an action that did something.
-const DONE: &str = "done";
-
 /// What one action did.
 enum Outcome {
     /// The case changed, as the audit row says.
@@ -388,9 +385,16 @@ enum Outcome {
 }
 
 impl Outcome {
+    fn did_something(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Changed(_) | Outcome::Notify(_) | Outcome::Sent
+        )
+    }
+
     fn account(&self) -> &'static str {
         match self {
-            Outcome::Changed(_) | Outcome::Notify(_) | Outcome::Sent => DONE,
+            Outcome::Changed(_) | Outcome::Notify(_) | Outcome::Sent => "done",
             Outcome::Unchanged => "already so",
             Outcome::Skipped(why) => why,
         }

@@ -262,7 +262,8 @@ async fn case_events_are_posted_signed_and_retried_until_dead() {
     // A dead delivery is retried by hand: queued again with a fresh count, posted at once with
     // the same id. Nobody else's to retry; only a dead one, while the webhook is active.
     let dead = delivery["id"].as_str().unwrap().to_owned();
-    let retry = format!("{deliveries}/{dead}/retry");
+    let retry_of = |delivery: &str| format!("{deliveries}/{delivery}/retry");
+    let retry = retry_of(&dead);
     let delivered = app.get(&deliveries, &w.a_admin.token).await.body["items"][1]["id"]
         .as_str()
         .unwrap()
@@ -312,21 +313,13 @@ async fn case_events_are_posted_signed_and_retried_until_dead() {
             .assert_problem(403, "forbidden");
     }
     for other in [&of_platform, "00000000-0000-7000-e400-000000000009"] {
-        app.post(
-            &format!("{deliveries}/{other}/retry"),
-            &w.a_admin.token,
-            json!({}),
-        )
-        .await
-        .assert_problem(404, "not_found");
+        app.post(&retry_of(other), &w.a_admin.token, json!({}))
+            .await
+            .assert_problem(404, "not_found");
     }
-    app.post(
-        &format!("{deliveries}/{delivered}/retry"),
-        &w.a_admin.token,
-        json!({}),
-    )
-    .await
-    .assert_problem(409, "not_dead");
+    app.post(&retry_of(&delivered), &w.a_admin.token, json!({}))
+        .await
+        .assert_problem(409, "not_dead");
     assert_eq!(
         (
             app.rows_in(&["webhook_deliveries", "audit_log"]),
@@ -343,13 +336,9 @@ async fn case_events_are_posted_signed_and_retried_until_dead() {
         .await
         .assert_problem(409, "webhook_paused");
     // Not dead wins over paused: there is nothing to retry.
-    app.post(
-        &format!("{deliveries}/{delivered}/retry"),
-        &w.a_admin.token,
-        json!({}),
-    )
-    .await
-    .assert_problem(409, "not_dead");
+    app.post(&retry_of(&delivered), &w.a_admin.token, json!({}))
+        .await
+        .assert_problem(409, "not_dead");
     assert_eq!(
         (
             app.rows_in(&["webhook_deliveries", "audit_log"]),
