@@ -1,20 +1,13 @@
-//! Attachments: streamed multipart uploads into object storage, typed by their bytes, and
-//! downloads for whoever can see the owning case.
+//! A case's attachments: uploads (see `files`) by whoever can see the case, internal files
+//! kept from the client, downloads and deletions.
 
-use std::cell::Cell;
-use std::rc::Rc;
-
-use actix_multipart::{Field, Multipart};
-use actix_web::error::PayloadError;
-use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
-use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::api::cases::{Viewer, find_visible, share_locked, wrong_state};
+use crate::api::files::{self, FileToServe};
 use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
 use crate::auth::Token;
@@ -25,68 +18,7 @@ use crate::http::extract::{Page, PageRequest, page_response};
 use crate::repo;
 use crate::repo::attachments::AttachmentRow;
 use crate::repo::audit::{Actor, Change};
-use crate::storage::BlobUpload;
 use crate::workflow;
-
-/// Bytes read before the type is decided (and before anything is written to storage).
-const SNIFF_BYTES: usize = 8192;
-
-/// Content types accepted besides `image/*`, `audio/*` and `video/*`.
-const DOCUMENT_TYPES: &[&str] = &[
-    "application/pdf",
-    "application/rtf",
-    "application/msword",
-    "application/vnd.ms-excel",
-    "application/vnd.ms-powerpoint",
-    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-    "application/vnd.oasis.opendocument.text",
-    "application/vnd.oasis.opendocument.spreadsheet",
-    "application/vnd.oasis.opendocument.presentation",
-];
-
-/// The type of a file from its first bytes, if it is one we accept. The name and the
-/// client's declared type are ignored: a renamed executable stays an executable.
-fn detect(head: &[u8]) -> Option<&'static str> {
-    match infer::get(head) {
-        Some(kind) => {
-            let mime = kind.mime_type();
-            let media = ["image/", "audio/", "video/"];
-            (media.iter().any(|m| mime.starts_with(m)) || DOCUMENT_TYPES.contains(&mime))
-                .then_some(mime)
-        }
-        // No signature: plain text if it is UTF-8 without NUL bytes (a character cut at the
-        // end of the sniffed prefix is fine).
-        None => {
-            let utf8 = match std::str::from_utf8(head) {
-                Ok(_) => true,
-                Err(e) => e.error_len().is_none(),
-            };
-            (utf8 && !head.contains(&0)).then_some("text/plain")
-        }
-    }
-}
-
-/// The last path component, stripped of anything a file system or a header would mind.
-fn clean_file_name(raw: Option<&str>) -> String {
-    let base = raw
-        .unwrap_or_default()
-        .rsplit(['/', '\\'])
-        .next()
-        .unwrap_or_default();
-    let clean: String = sanitize_filename::sanitize(base)
-        .chars()
-        .filter(|c| !c.is_control() && *c != '"')
-        .take(200)
-        .collect();
-    let clean = clean.trim().trim_start_matches('.').to_owned();
-    if clean.is_empty() {
-        "file".to_owned()
-    } else {
-        clean
-    }
-}
 
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
@@ -214,220 +146,6 @@ pub fn check_case_attachments(
     Ok((ids, error))
 }
 
-/// The value of an upload's `internal` part: `true` or `false`, and only staff choose.
-async fn internal_part(mut part: Field, role: Role) -> Result<bool, ApiError> {
-    let mut text = Vec::new();
-    while let Some(chunk) = part.try_next().await.map_err(bad_multipart)? {
-        text.extend_from_slice(&chunk);
-        if text.len() > 5 {
-            break;
-        }
-    }
-    let internal = match text.as_slice() {
-        b"true" => true,
-        b"false" => false,
-        _ => {
-            return Err(ApiError::invalid_field(
-                "/internal",
-                "invalid_value",
-                "`true` or `false`",
-            ));
-        }
-    };
-    match role {
-        Role::Agency | Role::Platform => Ok(internal),
-        // An agent's files are always internal, a client's never: only the other is refused.
-        Role::Agent if internal => Ok(true),
-        Role::Client if !internal => Ok(false),
-        _ => Err(ApiError::invalid_field(
-            "/internal",
-            "not_allowed",
-            "an agent's files are always internal, a client's never",
-        )),
-    }
-}
-
-fn bad_multipart(e: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request(
-        "malformed_multipart",
-        format!("The multipart body could not be read: {e}."),
-    )
-}
-
-/// What was received of the file part.
-struct Received {
-    upload: BlobUpload,
-    content_type: &'static str,
-    size: usize,
-    sha256: String,
-}
-
-/// Streams the `file` part into storage under `key`, deciding its type from the first bytes
-/// before anything is written. Over `limit` bytes, or on any failure, the upload is aborted.
-async fn receive(
-    state: &AppState,
-    mut field: Field,
-    key: &str,
-    limit: usize,
-) -> Result<Received, ApiError> {
-    let too_large = || ApiError::PayloadTooLarge { limit };
-    let mut head: Vec<u8> = Vec::with_capacity(SNIFF_BYTES);
-    let mut hasher = Sha256::new();
-    let mut size = 0usize;
-    let mut started: Option<(BlobUpload, &'static str)> = None;
-    let storage_error = |e: object_store::Error| ApiError::internal(e);
-    loop {
-        let chunk = match field.next().await {
-            None => break,
-            Some(Ok(chunk)) => chunk,
-            Some(Err(e)) => {
-                if let Some((upload, _)) = started {
-                    upload.abort().await;
-                }
-                return Err(bad_multipart(e));
-            }
-        };
-        size += chunk.len();
-        if size > limit {
-            if let Some((upload, _)) = started {
-                upload.abort().await;
-            }
-            return Err(too_large());
-        }
-        hasher.update(&chunk);
-        match &mut started {
-            Some((upload, _)) => {
-                if let Err(e) = upload.write(&chunk).await {
-                    if let Some((upload, _)) = started {
-                        upload.abort().await;
-                    }
-                    return Err(storage_error(e));
-                }
-            }
-            None => {
-                head.extend_from_slice(&chunk);
-                if head.len() >= SNIFF_BYTES {
-                    started = Some(begin(state, key, &head).await?);
-                }
-            }
-        }
-    }
-    if size == 0 {
-        return Err(ApiError::invalid_field(
-            "/file",
-            "empty_file",
-            "the file is empty",
-        ));
-    }
-    let (upload, content_type) = match started {
-        Some(s) => s,
-        None => begin(state, key, &head).await?,
-    };
-    Ok(Received {
-        upload,
-        content_type,
-        size,
-        sha256: format!("{:x}", hasher.finalize()),
-    })
-}
-
-/// Decides the type from `head` and opens the upload with it written.
-async fn begin(
-    state: &AppState,
-    key: &str,
-    head: &[u8],
-) -> Result<(BlobUpload, &'static str), ApiError> {
-    let content_type = detect(head).ok_or_else(|| {
-        ApiError::UnsupportedMediaType(
-            "This kind of file is not accepted: images, PDF, office documents, plain text, \
-             audio and video are."
-                .into(),
-        )
-    })?;
-    let mut upload = state
-        .blobs
-        .start_upload(key)
-        .await
-        .map_err(ApiError::internal)?;
-    if let Err(e) = upload.write(head).await {
-        upload.abort().await;
-        return Err(ApiError::internal(e));
-    }
-    Ok((upload, content_type))
-}
-
-/// Parts of an upload's form besides `file`, at most.
-const MAX_OTHER_PARTS: usize = 16;
-
-/// What an upload's body may hold besides the file: the form's framing and its other parts.
-const FORM_MARGIN: usize = 64 * 1024;
-
-/// What an upload's form carried.
-struct UploadedForm {
-    file_name: String,
-    received: Received,
-    internal: bool,
-}
-
-/// Reads the whole form: the `file` part streamed into storage under `key`, an `internal` part
-/// before or after it, other parts dropped (at most [`MAX_OTHER_PARTS`] in all). Any failure
-/// aborts the stored upload.
-async fn read_form(
-    state: &AppState,
-    form: &mut Multipart,
-    role: Role,
-    key: &str,
-    limit: usize,
-) -> Result<UploadedForm, ApiError> {
-    // Staff files are internal unless said otherwise; an agent's always, a client's never.
-    let mut internal = role != Role::Client;
-    let mut file: Option<(String, Received)> = None;
-    let mut others = 0usize;
-    let read = async {
-        while let Some(mut part) = form.try_next().await.map_err(bad_multipart)? {
-            if part.name() == Some("file") && file.is_none() {
-                let name = part.content_disposition().and_then(|cd| cd.get_filename());
-                let name = clean_file_name(name);
-                file = Some((name, receive(state, part, key, limit).await?));
-                continue;
-            }
-            others += 1;
-            if others > MAX_OTHER_PARTS {
-                return Err(ApiError::invalid_field(
-                    "/file",
-                    "too_many_parts",
-                    "send at most 16 parts besides the one named `file`",
-                ));
-            }
-            if part.name() == Some("internal") {
-                internal = internal_part(part, role).await?;
-            } else {
-                // Dropped; its bytes count towards the body's limit.
-                while part.try_next().await.map_err(bad_multipart)?.is_some() {}
-            }
-        }
-        Ok(())
-    }
-    .await;
-    match (read, file) {
-        (Ok(()), Some((file_name, received))) => Ok(UploadedForm {
-            file_name,
-            received,
-            internal,
-        }),
-        (Ok(()), None) => Err(ApiError::invalid_field(
-            "/file",
-            "required",
-            "send the file in a part named `file`",
-        )),
-        (Err(e), Some((_, received))) => {
-            received.upload.abort().await;
-            Err(e)
-        }
-        (Err(e), None) => Err(e),
-    }
-}
-
 /// Upload an attachment
 ///
 /// `multipart/form-data` with one part named `file`, streamed into storage. Larger than
@@ -465,7 +183,6 @@ pub async fn upload_attachment(
 ) -> Result<HttpResponse, ApiError> {
     let asking = Asking::new(token, &req);
     let case_id = id.into_inner().to_string();
-    let limit = state.settings.max_upload_bytes;
     let check_case = {
         let case_id = case_id.clone();
         move |conn: &mut db::DbConnection| {
@@ -482,69 +199,23 @@ pub async fn upload_attachment(
             Ok(asked)
         }
     };
-    // Refuse before reading a byte of the body when the caller, the case or the size already
-    // says no.
+    // Refuse before reading a byte of the body when the caller or the case already says no.
     let asked = db::read(&state.pool, check_case.clone()).await?;
     let (uploader, role) = (asked.caller.id, asked.viewer.role);
-    // The whole body: the file, the form's framing and its other parts.
-    let body_limit = limit.saturating_add(FORM_MARGIN);
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > body_limit) {
-        return Err(ApiError::PayloadTooLarge { limit });
-    }
-    let is_form = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
-    if !is_form {
-        return Err(ApiError::UnsupportedMediaType(
-            "Send the file as `multipart/form-data` with a part named `file`.".into(),
-        ));
-    }
-    // A chunked body declares no length: it is counted as it comes, so that neither the form's
-    // framing nor its other parts can go on for ever.
-    let read = Rc::new(Cell::new(0usize));
-    let counted = payload.map({
-        let read = Rc::clone(&read);
-        move |chunk| {
-            let chunk = chunk?;
-            read.set(read.get() + chunk.len());
-            if read.get() > body_limit {
-                return Err(PayloadError::Overflow);
-            }
-            Ok(chunk)
-        }
-    });
-    let mut form = Multipart::new(req.headers(), counted);
     let attachment_id = repo::new_id();
     let key = format!("attachments/{attachment_id}");
-    let UploadedForm {
-        file_name,
-        received,
-        internal,
-    } = read_form(&state, &mut form, role, &key, limit)
-        .await
-        .map_err(|e| match read.get() > body_limit {
-            true => ApiError::PayloadTooLarge { limit },
-            false => e,
-        })?;
-    received.upload.finish().await.map_err(ApiError::internal)?;
+    let file = files::receive_upload(&req, payload, &state, Some(role), &key).await?;
     let row = AttachmentRow {
         id: attachment_id,
         case_id,
         uploader_id: uploader,
-        file_name,
-        content_type: received.content_type.to_owned(),
-        size_bytes: received.size as i64,
-        sha256: received.sha256,
+        file_name: file.file_name,
+        content_type: file.content_type.to_owned(),
+        size_bytes: file.size_bytes,
+        sha256: file.sha256,
         storage_key: key.clone(),
         created_at: db::now(),
-        internal,
+        internal: file.internal,
     };
     let saved = db::write(&state.pool, move |conn| {
         // The caller and the case may have moved on while the bytes streamed in; the case is
@@ -563,22 +234,10 @@ pub async fn upload_attachment(
                 ("internal", None, Some(row.internal.to_string())),
             ]),
         )?;
-        Ok(row)
+        Ok(AttachmentView::from(row))
     })
     .await;
-    match saved {
-        Ok(row) => {
-            let view = AttachmentView::from(row);
-            Ok(HttpResponse::Created()
-                .insert_header((header::LOCATION, view.download_url.clone()))
-                .json(view))
-        }
-        Err(e) => {
-            // Nothing in the database points at the blob: remove it.
-            state.blobs.delete(&key).await;
-            Err(e)
-        }
-    }
+    files::answer_upload(&state, &key, saved, |v| &v.download_url).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -677,36 +336,18 @@ pub async fn download_attachment(
 ) -> Result<HttpResponse, ApiError> {
     let asking = Asking::new(token, &req);
     let row = find_for(&state, asking, id.into_inner().to_string()).await?;
-    let tag = format!("\"{}\"", row.sha256);
-    let unchanged = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
-    if unchanged {
-        return Ok(HttpResponse::NotModified()
-            .insert_header((header::ETAG, tag))
-            .finish());
-    }
-    let blob = state
-        .blobs
-        .get(&row.storage_key)
-        .await
-        .map_err(ApiError::internal)?;
-    let disposition = ContentDisposition {
-        disposition: DispositionType::Attachment,
-        parameters: vec![DispositionParam::Filename(row.file_name.clone())],
-    };
-    let stream = blob
-        .into_stream()
-        .map_err(|e| actix_web::error::ErrorInternalServerError(e.to_string()));
-    Ok(HttpResponse::Ok()
-        .content_type(row.content_type)
-        .insert_header((header::CONTENT_DISPOSITION, disposition))
-        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .insert_header((header::ETAG, tag))
-        .no_chunking(row.size_bytes as u64)
-        .streaming(stream))
+    files::serve(
+        &req,
+        &state,
+        FileToServe {
+            file_name: &row.file_name,
+            content_type: &row.content_type,
+            size_bytes: row.size_bytes,
+            sha256: &row.sha256,
+            storage_key: &row.storage_key,
+        },
+    )
+    .await
 }
 
 /// Delete an attachment

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod cases;
 pub mod email;
+pub mod files;
 pub mod me;
 pub mod messages;
 pub mod notifications;
@@ -113,6 +114,10 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(tickets::assign_ticket)
         .service(tickets::list_ticket_messages)
         .service(tickets::post_ticket_message)
+        .service(tickets::attachments::upload_ticket_attachment)
+        .service(tickets::attachments::list_ticket_attachments)
+        .service(tickets::attachments::download_ticket_attachment)
+        .service(tickets::attachments::delete_ticket_attachment)
         .service(presence::get_my_presence)
         .service(presence::set_my_presence)
         .service(presence::list_presence)

@@ -35,6 +35,8 @@ use crate::sla::{Bump, SlaState, Starts, Subject};
 use crate::ticket_workflow::{self, TicketAllowedAction, WORKED};
 use crate::workflow::Input;
 
+pub mod attachments;
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TicketResolution {
     /// The kind of outcome, e.g. `answered`, `fixed`, `refunded`, `not_reproducible`.
@@ -939,6 +941,7 @@ pub async fn assign_ticket(
     "author": {"id": "0193a6f1-0000-7b51-9d0a-3f1e2a4b5c6d", "name": "Paula Platform"},
     "author_role": "platform",
     "body": "We have written to the agency and will come back to you by tomorrow.",
+    "attachment_ids": [],
     "created_at": "2026-11-24T09:30:00Z"
 }))]
 pub struct TicketMessageView {
@@ -950,6 +953,9 @@ pub struct TicketMessageView {
     /// `platform`, `agency` or `client` (never `agent`: agents have no tickets).
     pub author_role: Role,
     pub body: String,
+    /// Files of the ticket the message carries (`GET /v1/tickets/{id}/attachments/{id}`).
+    #[schema(value_type = Vec<String>, format = "uuid")]
+    pub attachment_ids: Vec<String>,
     #[serde(serialize_with = "crate::api::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
@@ -964,6 +970,7 @@ fn message_view(row: TicketMessageRow, names: &HashMap<String, String>) -> Ticke
         id: row.id,
         ticket_id: row.ticket_id,
         body: row.body,
+        attachment_ids: serde_json::from_str(&row.attachment_ids).unwrap_or_default(),
         created_at: timestamp(row.created_at),
     }
 }
@@ -1029,6 +1036,12 @@ pub struct PostTicketMessage {
     #[validate(length(min = 1, max = 10000))]
     #[schema(min_length = 1, max_length = 10000)]
     pub body: String,
+    /// Files of this ticket (at most 20), uploaded first with
+    /// `POST /v1/tickets/{id}/attachments`; a file a message carries stays for good.
+    #[serde(default)]
+    #[validate(length(max = 20))]
+    #[schema(max_items = 20)]
+    pub attachment_ids: Vec<Uuid>,
 }
 
 /// Write on a support ticket
@@ -1050,7 +1063,7 @@ pub struct PostTicketMessage {
         (status = 403, description = "Agents have no support tickets"),
         (status = 404, description = "No such ticket, or not one the caller can see"),
         (status = 409, description = "The ticket is no longer worked (`wrong_state`, with `allowed_actions`), it changed meanwhile (`concurrent_update`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
-        (status = 422, description = "A member breaks a rule, or the key was used with another body (`idempotency_key_reused`)"),
+        (status = 422, description = "A member breaks a rule (an id that is not a file of this ticket: `invalid_attachment`), or the key was used with another body (`idempotency_key_reused`)"),
     )
 )]
 #[post("/v1/tickets/{id}/messages")]
@@ -1091,6 +1104,7 @@ fn write_message(
     if !WORKED.contains(&status) {
         return Err(who.wrong_state(status, format!("A `{status}` ticket takes no messages.")));
     }
+    let attachment_ids = attachments::check_cited(conn, &ticket.id, &input.attachment_ids)?;
     let next = ticket_workflow::after_message(who.party, status);
     // Moves the version (and the status, where the message moves it) while the ticket is still
     // in the status it was read in: a move committing meanwhile (a `resolve`, a
@@ -1111,6 +1125,7 @@ fn write_message(
         author_role: role.as_str().to_owned(),
         body: input.body,
         created_at: db::now(),
+        attachment_ids,
     };
     repo::tickets::insert_message(conn, &row)?;
     // The ticket's row names the message: the ticket's trail is the rows with its id.

@@ -365,6 +365,21 @@ diesel::table! {
         author_role -> Text,
         body -> Text,
         created_at -> Timestamp,
+        attachment_ids -> Text,
+    }
+}
+
+diesel::table! {
+    ticket_attachments (ticket_id, id) {
+        ticket_id -> Text,
+        id -> Text,
+        uploader_id -> Text,
+        file_name -> Text,
+        content_type -> Text,
+        size_bytes -> BigInt,
+        sha256 -> Text,
+        storage_key -> Text,
+        created_at -> Timestamp,
     }
 }
 
@@ -507,6 +522,7 @@ diesel::joinable!(attachments -> cases (case_id));
 diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
 diesel::joinable!(sla_policies -> calendars (calendar_id));
 diesel::joinable!(ticket_messages -> tickets (ticket_id));
+diesel::joinable!(ticket_attachments -> tickets (ticket_id));
 diesel::joinable!(presence -> users (user_id));
 diesel::joinable!(awaiting_confirmation -> cases (case_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
@@ -542,6 +558,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     awaiting_confirmation,
     tickets,
     ticket_messages,
+    ticket_attachments,
     presence,
     calendars,
     sla_policies,

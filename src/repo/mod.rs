@@ -35,6 +35,7 @@ pub mod services;
 pub mod sla;
 pub mod storyline;
 pub mod surveys;
+pub mod ticket_attachments;
 pub mod tickets;
 pub mod triggers;
 pub mod users;

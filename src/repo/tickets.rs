@@ -192,6 +192,20 @@ pub fn update(
     Ok(touched == 1)
 }
 
+/// Locks the ticket's row against a change of its status (PostgreSQL's `FOR SHARE`, held to
+/// the commit), for a write that depends on the status without changing the ticket (a file's
+/// upload or deletion). SQLite's writes are serialized already.
+pub fn share_lock(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
+    if let DbConnection::Postgresql(pg) = conn {
+        tickets::table
+            .find(id)
+            .select(tickets::id)
+            .for_share()
+            .load::<String>(pg)?;
+    }
+    Ok(())
+}
+
 /// The names of these users, by id (one statement for a whole page).
 pub fn names(conn: &mut DbConnection, ids: &[&str]) -> QueryResult<HashMap<String, String>> {
     if ids.is_empty() {
@@ -224,6 +238,8 @@ pub struct TicketMessageRow {
     pub author_role: String,
     pub body: String,
     pub created_at: NaiveDateTime,
+    /// The ticket's files the message carries, a JSON array of ids.
+    pub attachment_ids: String,
 }
 
 pub fn insert_message(conn: &mut DbConnection, row: &TicketMessageRow) -> QueryResult<()> {

@@ -40,7 +40,30 @@ where
             Error = actix_web::Error,
         >,
 {
-    app.send(upload_request(token, case).set_payload(form("file", file_name, bytes)))
+    upload_to(app, token, &case_files(case), file_name, bytes).await
+}
+
+/// A case's attachments.
+pub fn case_files(case: &str) -> String {
+    format!("/v1/cases/{case}/attachments")
+}
+
+/// [`upload`] to any owner's files (`uri`: a case's or a ticket's).
+pub async fn upload_to<S>(
+    app: &TestApp<S>,
+    token: &str,
+    uri: &str,
+    file_name: &str,
+    bytes: &[u8],
+) -> Response
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+            Error = actix_web::Error,
+        >,
+{
+    app.send(upload_request(token, uri).set_payload(form("file", file_name, bytes)))
         .await
 }
 
@@ -50,6 +73,27 @@ pub async fn upload_marked<S>(
     app: &TestApp<S>,
     token: &str,
     case: &str,
+    internal: &str,
+    after_file: bool,
+    file_name: &str,
+    bytes: &[u8],
+) -> Response
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+            Error = actix_web::Error,
+        >,
+{
+    let uri = case_files(case);
+    upload_marked_to(app, token, &uri, internal, after_file, file_name, bytes).await
+}
+
+/// [`upload_marked`] to any owner's files.
+pub async fn upload_marked_to<S>(
+    app: &TestApp<S>,
+    token: &str,
+    uri: &str,
     internal: &str,
     after_file: bool,
     file_name: &str,
@@ -74,14 +118,13 @@ where
     } else {
         [part.as_bytes(), &file].concat()
     };
-    app.send(upload_request(token, case).set_payload(body))
-        .await
+    app.send(upload_request(token, uri).set_payload(body)).await
 }
 
-/// A multipart upload to `case`'s attachments, without its body.
-fn upload_request(token: &str, case: &str) -> TestRequest {
+/// A multipart upload to `uri`, without its body.
+fn upload_request(token: &str, uri: &str) -> TestRequest {
     TestRequest::post()
-        .uri(&format!("/v1/cases/{case}/attachments"))
+        .uri(uri)
         .insert_header(("authorization", format!("Bearer {token}")))
         .insert_header((
             "content-type",
@@ -90,7 +133,7 @@ fn upload_request(token: &str, case: &str) -> TestRequest {
 }
 
 /// Every file under the store's folder (uploads in progress included).
-fn stored_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+pub fn stored_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         let path = entry.path();
@@ -309,11 +352,13 @@ async fn oversized_uploads_are_413_while_streaming_and_leave_nothing() {
     .await
     .assert_problem(415, "unsupported_media_type");
     let res = app
-        .send(upload_request(&w.client.token, &case).set_payload(form(
-            "picture",
-            "x.png",
-            &png(100),
-        )))
+        .send(
+            upload_request(&w.client.token, &case_files(&case)).set_payload(form(
+                "picture",
+                "x.png",
+                &png(100),
+            )),
+        )
         .await;
     res.assert_problem(422, "required");
 
@@ -332,7 +377,7 @@ async fn oversized_uploads_are_413_while_streaming_and_leave_nothing() {
             body.extend_from_slice(b"\r\n");
         }
         body.extend_from_slice(&form("file", "parts.png", &png(100)));
-        upload_request(&w.client.token, &case).set_payload(body)
+        upload_request(&w.client.token, &case_files(&case)).set_payload(body)
     };
     app.send(with_parts(16, 1))
         .await
@@ -349,7 +394,7 @@ async fn oversized_uploads_are_413_while_streaming_and_leave_nothing() {
         let line = actix_web::web::Bytes::from("a\r\n".repeat(333));
         Ok::<_, actix_http::error::PayloadError>(line)
     }));
-    let req = upload_request(&w.client.token, &case).to_request();
+    let req = upload_request(&w.client.token, &case_files(&case)).to_request();
     let (req, _) = req.replace_payload(actix_http::Payload::from(
         Box::pin(lines) as actix_http::BoxedPayloadStream
     ));
@@ -385,7 +430,7 @@ async fn a_caller_deactivated_while_the_file_streams_in_is_refused_at_the_end() 
         })
         // The multipart reader polls again after the end.
         .fuse();
-    let req = upload_request(&w.client.token, &case).to_request();
+    let req = upload_request(&w.client.token, &case_files(&case)).to_request();
     let (req, _) = req.replace_payload(actix_http::Payload::from(
         Box::pin(body) as actix_http::BoxedPayloadStream
     ));

@@ -28,6 +28,7 @@ mod services;
 mod sla;
 mod storyline;
 mod surveys;
+mod ticket_files;
 mod tickets;
 mod triggers;
 mod users;

@@ -30,6 +30,7 @@ const LARGE: &[&str] = &[
     "rule_log",
     "tickets",
     "ticket_messages",
+    "ticket_attachments",
     "sla_clocks",
     "ticket_sla_clocks",
     "webhook_deliveries",
@@ -245,6 +246,7 @@ async fn no_listed_query_scans_a_whole_large_table() {
         (&client, "/v1/tickets".into()),
         (&client, format!("/v1/tickets/{TICKET}")),
         (&client, format!("/v1/tickets/{TICKET}/messages")),
+        (&client, format!("/v1/tickets/{TICKET}/attachments")),
         (&admin, "/v1/presence".into()),
         (&admin, "/v1/presence?status=available".into()),
         (&platform, "/v1/presence".into()),
@@ -411,8 +413,6 @@ fn seed_audit_rows(conn: &mut DbConnection) {
 /// The client's ticket about the first case.
 const TICKET: &str = "00000000-0000-7000-8e00-000000000000";
 
-/// Two tickets per case, its client's and its agency's (opened by agency 0's operator), with a
-/// message each: enough for the tickets' plans.
 /// A first-response clock on every case and ticket, a webhook per agency (`WEBHOOK` is agency
 /// 0's) and a delivery per case to its agency's (one in a hundred dead, for the state filter).
 fn seed_sla_webhooks_and_tags(conn: &mut DbConnection) {
@@ -460,6 +460,8 @@ fn seed_sla_webhooks_and_tags(conn: &mut DbConnection) {
     conn.batch_execute(analyze).unwrap();
 }
 
+/// Two tickets per case, its client's and its agency's (opened by agency 0's operator), with a
+/// message and a file each: enough for the tickets' plans.
 fn seed_tickets(conn: &mut DbConnection) {
     use diesel::connection::SimpleConnection;
     let columns = "id, requester_id, agency_id, case_id, subject, description, status, \
@@ -477,11 +479,17 @@ fn seed_tickets(conn: &mut DbConnection) {
          '00000000-0000-7000-b000-000000000001', agency_id, id, title, description, {status}, \
          priority, NULL, NULL, NULL, NULL, NULL, 1, created_at, created_at FROM cases; \
          INSERT INTO ticket_messages (id, ticket_id, author_id, author_role, body, created_at) \
-         SELECT id, id, requester_id, 'client', description, created_at FROM tickets;"
+         SELECT id, id, requester_id, 'client', description, created_at FROM tickets; \
+         INSERT INTO ticket_attachments (ticket_id, id, uploader_id, file_name, content_type, \
+         size_bytes, sha256, storage_key, created_at) \
+         SELECT id, id, requester_id, 'receipt.pdf', 'application/pdf', 1, 'x', id, created_at \
+         FROM tickets;"
     ))
     .unwrap();
     let analyze = match conn {
-        DbConnection::Postgresql(_) => "ANALYZE tickets; ANALYZE ticket_messages",
+        DbConnection::Postgresql(_) => {
+            "ANALYZE tickets; ANALYZE ticket_messages; ANALYZE ticket_attachments"
+        }
         DbConnection::Sqlite(_) => "ANALYZE",
     };
     conn.batch_execute(analyze).unwrap();

@@ -1,0 +1,444 @@
+//! Files over HTTP, for every owner of attachments (a case, a support ticket): a streamed
+//! multipart upload into object storage, typed by its bytes, and a streamed download.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use actix_multipart::{Field, Multipart};
+use actix_web::error::PayloadError;
+use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::{StreamExt, TryStreamExt};
+use sha2::{Digest, Sha256};
+
+use crate::app::AppState;
+use crate::domain::Role;
+use crate::errors::ApiError;
+use crate::storage::BlobUpload;
+
+/// Bytes read before the type is decided (and before anything is written to storage).
+const SNIFF_BYTES: usize = 8192;
+
+/// Content types accepted besides `image/*`, `audio/*` and `video/*`.
+const DOCUMENT_TYPES: &[&str] = &[
+    "application/pdf",
+    "application/rtf",
+    "application/msword",
+    "application/vnd.ms-excel",
+    "application/vnd.ms-powerpoint",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "application/vnd.oasis.opendocument.text",
+    "application/vnd.oasis.opendocument.spreadsheet",
+    "application/vnd.oasis.opendocument.presentation",
+];
+
+/// The type of a file from its first bytes, if it is one we accept. The name and the
+/// client's declared type are ignored: a renamed executable stays an executable.
+fn detect(head: &[u8]) -> Option<&'static str> {
+    match infer::get(head) {
+        Some(kind) => {
+            let mime = kind.mime_type();
+            let media = ["image/", "audio/", "video/"];
+            (media.iter().any(|m| mime.starts_with(m)) || DOCUMENT_TYPES.contains(&mime))
+                .then_some(mime)
+        }
+        // No signature: plain text if it is UTF-8 without NUL bytes (a character cut at the
+        // end of the sniffed prefix is fine).
+        None => {
+            let utf8 = match std::str::from_utf8(head) {
+                Ok(_) => true,
+                Err(e) => e.error_len().is_none(),
+            };
+            (utf8 && !head.contains(&0)).then_some("text/plain")
+        }
+    }
+}
+
+/// The last path component, stripped of anything a file system or a header would mind.
+fn clean_file_name(raw: Option<&str>) -> String {
+    let base = raw
+        .unwrap_or_default()
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or_default();
+    let clean: String = sanitize_filename::sanitize(base)
+        .chars()
+        .filter(|c| !c.is_control() && *c != '"')
+        .take(200)
+        .collect();
+    let clean = clean.trim().trim_start_matches('.').to_owned();
+    if clean.is_empty() {
+        "file".to_owned()
+    } else {
+        clean
+    }
+}
+
+/// The value of an upload's `internal` part: `true` or `false`, and only staff choose; a form
+/// that takes none (`role` `None`: a ticket's files are seen by both its sides) refuses it.
+async fn internal_part(mut part: Field, role: Option<Role>) -> Result<bool, ApiError> {
+    let Some(role) = role else {
+        return Err(ApiError::invalid_field(
+            "/internal",
+            "not_allowed",
+            "a ticket's files are seen by both its sides",
+        ));
+    };
+    let mut text = Vec::new();
+    while let Some(chunk) = part.try_next().await.map_err(bad_multipart)? {
+        text.extend_from_slice(&chunk);
+        if text.len() > 5 {
+            break;
+        }
+    }
+    let internal = match text.as_slice() {
+        b"true" => true,
+        b"false" => false,
+        _ => {
+            return Err(ApiError::invalid_field(
+                "/internal",
+                "invalid_value",
+                "`true` or `false`",
+            ));
+        }
+    };
+    match role {
+        Role::Agency | Role::Platform => Ok(internal),
+        // An agent's files are always internal, a client's never: only the other is refused.
+        Role::Agent if internal => Ok(true),
+        Role::Client if !internal => Ok(false),
+        _ => Err(ApiError::invalid_field(
+            "/internal",
+            "not_allowed",
+            "an agent's files are always internal, a client's never",
+        )),
+    }
+}
+
+fn bad_multipart(e: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(
+        "malformed_multipart",
+        format!("The multipart body could not be read: {e}."),
+    )
+}
+
+/// What was received of the file part.
+struct Received {
+    upload: BlobUpload,
+    content_type: &'static str,
+    size: usize,
+    sha256: String,
+}
+
+/// Streams the `file` part into storage under `key`, deciding its type from the first bytes
+/// before anything is written. Over `limit` bytes, or on any failure, the upload is aborted.
+async fn receive(
+    state: &AppState,
+    mut field: Field,
+    key: &str,
+    limit: usize,
+) -> Result<Received, ApiError> {
+    let too_large = || ApiError::PayloadTooLarge { limit };
+    let mut head: Vec<u8> = Vec::with_capacity(SNIFF_BYTES);
+    let mut hasher = Sha256::new();
+    let mut size = 0usize;
+    let mut started: Option<(BlobUpload, &'static str)> = None;
+    let storage_error = |e: object_store::Error| ApiError::internal(e);
+    loop {
+        let chunk = match field.next().await {
+            None => break,
+            Some(Ok(chunk)) => chunk,
+            Some(Err(e)) => {
+                if let Some((upload, _)) = started {
+                    upload.abort().await;
+                }
+                return Err(bad_multipart(e));
+            }
+        };
+        size += chunk.len();
+        if size > limit {
+            if let Some((upload, _)) = started {
+                upload.abort().await;
+            }
+            return Err(too_large());
+        }
+        hasher.update(&chunk);
+        match &mut started {
+            Some((upload, _)) => {
+                if let Err(e) = upload.write(&chunk).await {
+                    if let Some((upload, _)) = started {
+                        upload.abort().await;
+                    }
+                    return Err(storage_error(e));
+                }
+            }
+            None => {
+                head.extend_from_slice(&chunk);
+                if head.len() >= SNIFF_BYTES {
+                    started = Some(begin(state, key, &head).await?);
+                }
+            }
+        }
+    }
+    if size == 0 {
+        return Err(ApiError::invalid_field(
+            "/file",
+            "empty_file",
+            "the file is empty",
+        ));
+    }
+    let (upload, content_type) = match started {
+        Some(s) => s,
+        None => begin(state, key, &head).await?,
+    };
+    Ok(Received {
+        upload,
+        content_type,
+        size,
+        sha256: format!("{:x}", hasher.finalize()),
+    })
+}
+
+/// Decides the type from `head` and opens the upload with it written.
+async fn begin(
+    state: &AppState,
+    key: &str,
+    head: &[u8],
+) -> Result<(BlobUpload, &'static str), ApiError> {
+    let content_type = detect(head).ok_or_else(|| {
+        ApiError::UnsupportedMediaType(
+            "This kind of file is not accepted: images, PDF, office documents, plain text, \
+             audio and video are."
+                .into(),
+        )
+    })?;
+    let mut upload = state
+        .blobs
+        .start_upload(key)
+        .await
+        .map_err(ApiError::internal)?;
+    if let Err(e) = upload.write(head).await {
+        upload.abort().await;
+        return Err(ApiError::internal(e));
+    }
+    Ok((upload, content_type))
+}
+
+/// Parts of an upload's form besides `file`, at most.
+const MAX_OTHER_PARTS: usize = 16;
+
+/// What an upload's body may hold besides the file: the form's framing and its other parts.
+const FORM_MARGIN: usize = 64 * 1024;
+
+/// What an upload's form carried.
+struct UploadedForm {
+    file_name: String,
+    received: Received,
+    internal: bool,
+}
+
+/// Reads the whole form: the `file` part streamed into storage under `key`, an `internal` part
+/// before or after it, other parts dropped (at most [`MAX_OTHER_PARTS`] in all). Any failure
+/// aborts the stored upload.
+async fn read_form(
+    state: &AppState,
+    form: &mut Multipart,
+    role: Option<Role>,
+    key: &str,
+    limit: usize,
+) -> Result<UploadedForm, ApiError> {
+    // Staff files are internal unless said otherwise; an agent's always, a client's never.
+    let mut internal = role.is_some_and(|r| r != Role::Client);
+    let mut file: Option<(String, Received)> = None;
+    let mut others = 0usize;
+    let read = async {
+        while let Some(mut part) = form.try_next().await.map_err(bad_multipart)? {
+            if part.name() == Some("file") && file.is_none() {
+                let name = part.content_disposition().and_then(|cd| cd.get_filename());
+                let name = clean_file_name(name);
+                file = Some((name, receive(state, part, key, limit).await?));
+                continue;
+            }
+            others += 1;
+            if others > MAX_OTHER_PARTS {
+                return Err(ApiError::invalid_field(
+                    "/file",
+                    "too_many_parts",
+                    "send at most 16 parts besides the one named `file`",
+                ));
+            }
+            if part.name() == Some("internal") {
+                internal = internal_part(part, role).await?;
+            } else {
+                // Dropped; its bytes count towards the body's limit.
+                while part.try_next().await.map_err(bad_multipart)?.is_some() {}
+            }
+        }
+        Ok(())
+    }
+    .await;
+    match (read, file) {
+        (Ok(()), Some((file_name, received))) => Ok(UploadedForm {
+            file_name,
+            received,
+            internal,
+        }),
+        (Ok(()), None) => Err(ApiError::invalid_field(
+            "/file",
+            "required",
+            "send the file in a part named `file`",
+        )),
+        (Err(e), Some((_, received))) => {
+            received.upload.abort().await;
+            Err(e)
+        }
+        (Err(e), None) => Err(e),
+    }
+}
+
+/// A file stored whole under its key; the caller writes its row, and deletes the blob if that
+/// fails.
+pub struct StoredFile {
+    pub file_name: String,
+    pub content_type: &'static str,
+    pub size_bytes: i64,
+    pub sha256: String,
+    /// The form's `internal` part, or the default for the uploader's role (`false` where the
+    /// form takes none).
+    pub internal: bool,
+}
+
+/// Receives an upload's `multipart/form-data` body and stores its `file` part under `key`.
+/// `role` is the uploader's, for a form that takes an `internal` part (`None`: refused). The
+/// body is refused before a byte is read when it declares more than the limit and 64 KiB, or
+/// is not a form; a chunked one is counted as it comes, so that neither the form's framing nor
+/// its other parts can go on for ever.
+pub async fn receive_upload(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    role: Option<Role>,
+    key: &str,
+) -> Result<StoredFile, ApiError> {
+    let limit = state.settings.max_upload_bytes;
+    let body_limit = limit.saturating_add(FORM_MARGIN);
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > body_limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    if !is_form {
+        return Err(ApiError::UnsupportedMediaType(
+            "Send the file as `multipart/form-data` with a part named `file`.".into(),
+        ));
+    }
+    let read = Rc::new(Cell::new(0usize));
+    let counted = payload.map({
+        let read = Rc::clone(&read);
+        move |chunk| {
+            let chunk = chunk?;
+            read.set(read.get() + chunk.len());
+            if read.get() > body_limit {
+                return Err(PayloadError::Overflow);
+            }
+            Ok(chunk)
+        }
+    });
+    let mut form = Multipart::new(req.headers(), counted);
+    let UploadedForm {
+        file_name,
+        received,
+        internal,
+    } = read_form(state, &mut form, role, key, limit)
+        .await
+        .map_err(|e| match read.get() > body_limit {
+            true => ApiError::PayloadTooLarge { limit },
+            false => e,
+        })?;
+    received.upload.finish().await.map_err(ApiError::internal)?;
+    Ok(StoredFile {
+        file_name,
+        content_type: received.content_type,
+        size_bytes: received.size as i64,
+        sha256: received.sha256,
+        internal,
+    })
+}
+
+/// The answer to an upload once its row's write is done: 201 with the file, its download URL
+/// as `Location`. A failed write leaves nothing pointing at the blob, so it is removed.
+pub async fn answer_upload<V: serde::Serialize>(
+    state: &AppState,
+    key: &str,
+    saved: Result<V, ApiError>,
+    download_url: impl Fn(&V) -> &str,
+) -> Result<HttpResponse, ApiError> {
+    match saved {
+        Ok(view) => Ok(HttpResponse::Created()
+            .insert_header((header::LOCATION, download_url(&view)))
+            .json(view)),
+        Err(e) => {
+            state.blobs.delete(key).await;
+            Err(e)
+        }
+    }
+}
+
+/// What a download needs to know of a stored file.
+pub struct FileToServe<'a> {
+    pub file_name: &'a str,
+    pub content_type: &'a str,
+    pub size_bytes: i64,
+    pub sha256: &'a str,
+    pub storage_key: &'a str,
+}
+
+/// Streams the file with its detected type, `Content-Disposition: attachment`,
+/// `X-Content-Type-Options: nosniff` and its SHA-256 as a strong `ETag`; 304 for a matching
+/// `If-None-Match`.
+pub async fn serve(
+    req: &HttpRequest,
+    state: &AppState,
+    file: FileToServe<'_>,
+) -> Result<HttpResponse, ApiError> {
+    let tag = format!("\"{}\"", file.sha256);
+    let unchanged = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+    if unchanged {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, tag))
+            .finish());
+    }
+    let blob = state
+        .blobs
+        .get(file.storage_key)
+        .await
+        .map_err(ApiError::internal)?;
+    let disposition = ContentDisposition {
+        disposition: DispositionType::Attachment,
+        parameters: vec![DispositionParam::Filename(file.file_name.to_owned())],
+    };
+    let stream = blob
+        .into_stream()
+        .map_err(|e| actix_web::error::ErrorInternalServerError(e.to_string()));
+    Ok(HttpResponse::Ok()
+        .content_type(file.content_type.to_owned())
+        .insert_header((header::CONTENT_DISPOSITION, disposition))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::ETAG, tag))
+        .no_chunking(file.size_bytes as u64)
+        .streaming(stream))
+}
