@@ -1,6 +1,7 @@
-//! Outbound webhooks: every event the bell hears of on a case (`Notifier::notify`) becomes, in
-//! the same transaction, one delivery per active webhook of the case's agency or the platform
-//! that subscribed to it. A worker posts each delivery as JSON, signed with the webhook's
+//! Outbound webhooks: every event the bell hears of on a case (`Notifier::notify`) or on a
+//! support ticket (`Notifier::notify_ticket`) becomes, in the same transaction, one delivery
+//! per active webhook of the agency (the case's, the requesting agency's) or the platform that
+//! subscribed to it. A worker posts each delivery as JSON, signed with the webhook's
 //! secret, and retries failures with exponential backoff until `DOSSIER_WEBHOOK_MAX_ATTEMPTS`;
 //! then the delivery is dead (listed under the webhook). Delivery is at least once: a
 //! receiver tells repeats apart by `Dossier-Delivery`.
@@ -16,10 +17,11 @@ use sha2::Sha256;
 use crate::api::notifications::Event;
 use crate::app::AppState;
 use crate::db::{self, DbConnection};
-use crate::domain::CaseStatus;
+use crate::domain::{CaseStatus, TicketStatus, code_enum};
 use crate::errors::ApiError;
 use crate::repo;
 use crate::repo::cases::CaseRow;
+use crate::repo::tickets::TicketRow;
 use crate::repo::webhooks::{Claim, DeliveryRow, PENDING, WebhookRow};
 
 /// Deliveries claimed per round: with the timeout each, well inside the lease.
@@ -33,14 +35,109 @@ pub const PAUSED: &str = "paused";
 /// The last error of a delivery its webhook's deletion ended.
 pub const DELETED: &str = "deleted";
 
-/// Writes the deliveries of an event (in the event's transaction) to the webhooks subscribed to
-/// it.
+code_enum! {
+    /// What a webhook hears of: the bell's events on cases and `case_created`, and the bell's
+    /// events on support tickets, named `ticket_…`.
+    WebhookEvent {
+        StatusChanged = "status_changed",
+        MessageReceived = "message_received",
+        RequestOpened = "request_opened",
+        RequestAnswered = "request_answered",
+        VideoCallOpened = "video_call_opened",
+        Assigned = "assigned",
+        SurveyRequested = "survey_requested",
+        SlaWarning = "sla_warning",
+        SlaBreached = "sla_breached",
+        CaseCreated = "case_created",
+        TicketOpened = "ticket_opened",
+        TicketMessageReceived = "ticket_message_received",
+        TicketStatusChanged = "ticket_status_changed",
+        TicketAssigned = "ticket_assigned",
+        TicketSlaWarning = "ticket_sla_warning",
+        TicketSlaBreached = "ticket_sla_breached",
+    }
+}
+
+impl WebhookEvent {
+    /// What a webhook hears of an event on a case (`ticket_opened` is none).
+    pub fn on_case(event: Event) -> Option<WebhookEvent> {
+        use WebhookEvent as W;
+        Some(match event {
+            Event::StatusChanged => W::StatusChanged,
+            Event::MessageReceived => W::MessageReceived,
+            Event::RequestOpened => W::RequestOpened,
+            Event::RequestAnswered => W::RequestAnswered,
+            Event::VideoCallOpened => W::VideoCallOpened,
+            Event::Assigned => W::Assigned,
+            Event::SurveyRequested => W::SurveyRequested,
+            Event::SlaWarning => W::SlaWarning,
+            Event::SlaBreached => W::SlaBreached,
+            Event::CaseCreated => W::CaseCreated,
+            Event::TicketOpened => return None,
+        })
+    }
+
+    /// What a webhook hears of an event on a support ticket, if it hears of it.
+    pub fn on_ticket(event: Event) -> Option<WebhookEvent> {
+        use WebhookEvent as W;
+        match event {
+            Event::TicketOpened => Some(W::TicketOpened),
+            Event::MessageReceived => Some(W::TicketMessageReceived),
+            Event::StatusChanged => Some(W::TicketStatusChanged),
+            Event::Assigned => Some(W::TicketAssigned),
+            Event::SlaWarning => Some(W::TicketSlaWarning),
+            Event::SlaBreached => Some(W::TicketSlaBreached),
+            _ => None,
+        }
+    }
+
+    /// Whether a delivery carries the event's `detail`: a status change's reason (a ticket's
+    /// resolution), an SLA warning's or breach's account; never a message's or a ticket's text.
+    fn tells_detail(self) -> bool {
+        use WebhookEvent as W;
+        matches!(
+            self,
+            W::StatusChanged
+                | W::SlaWarning
+                | W::SlaBreached
+                | W::TicketStatusChanged
+                | W::TicketSlaWarning
+                | W::TicketSlaBreached
+        )
+    }
+}
+
+/// Writes the deliveries of an event on a case (in the event's transaction) to the webhooks
+/// subscribed to it.
 pub fn enqueue(conn: &mut DbConnection, what: &What) -> Result<(), ApiError> {
+    let Some(event) = WebhookEvent::on_case(what.event) else {
+        return Ok(());
+    };
     let hooks = repo::webhooks::listening(conn, &what.case.agency_id)?;
+    write_deliveries(conn, &hooks, event, || about_case(what, None))
+}
+
+/// Writes the deliveries of an event on a support ticket (in the event's transaction) to the
+/// platform's webhooks subscribed to it, and to the requesting agency's for an agency's ticket
+/// (a client's ticket about a case is not its agency's).
+pub fn enqueue_ticket(conn: &mut DbConnection, what: &TicketWhat) -> Result<(), ApiError> {
+    let Some(event) = WebhookEvent::on_ticket(what.event) else {
+        return Ok(());
+    };
+    let hooks = repo::webhooks::listening_to_tickets(conn, what.ticket.agency_id.as_deref())?;
+    write_deliveries(conn, &hooks, event, || about_ticket(what))
+}
+
+fn write_deliveries(
+    conn: &mut DbConnection,
+    hooks: &[WebhookRow],
+    event: WebhookEvent,
+    about: impl Fn() -> About,
+) -> Result<(), ApiError> {
     let rows: Vec<DeliveryRow> = hooks
         .iter()
-        .filter(|hook| subscribed(hook, what.event))
-        .map(|hook| delivery(hook, what, None))
+        .filter(|hook| subscribed(hook, event))
+        .map(|hook| delivery(hook, event, about()))
         .collect();
     if !rows.is_empty() {
         repo::webhooks::enqueue(conn, &rows)?;
@@ -60,6 +157,17 @@ pub struct What<'a> {
     pub detail: Option<&'a str>,
 }
 
+/// An event on a support ticket, as a delivery tells it.
+pub struct TicketWhat<'a> {
+    pub ticket: &'a TicketRow,
+    pub event: Event,
+    /// The ticket's new status, where the event moved it.
+    pub status: Option<TicketStatus>,
+    /// A move's reason or resolution, or the SLA rule's account (see
+    /// [`WebhookEvent::tells_detail`]).
+    pub detail: Option<&'a str>,
+}
+
 /// The agency trigger that sends an event to a webhook (`crate::triggers`).
 pub struct ByTrigger<'a> {
     pub id: &'a str,
@@ -74,39 +182,79 @@ pub fn send(
     what: &What,
     by: ByTrigger,
 ) -> Result<(), ApiError> {
-    repo::webhooks::enqueue(conn, &[delivery(hook, what, Some(by))])?;
+    let Some(event) = WebhookEvent::on_case(what.event) else {
+        return Ok(());
+    };
+    repo::webhooks::enqueue(conn, &[delivery(hook, event, about_case(what, Some(by)))])?;
     crate::live::will_wake_webhooks();
     Ok(())
 }
 
-fn delivery(hook: &WebhookRow, what: &What, by: Option<ByTrigger>) -> DeliveryRow {
+/// What a delivery is about: the case it names (its column) and its payload's members.
+struct About {
+    case_id: Option<String>,
+    detail: Option<String>,
+    /// `case` or `ticket`, and its object.
+    subject: (&'static str, serde_json::Value),
+    trigger: Option<serde_json::Value>,
+}
+
+fn about_case(what: &What, by: Option<ByTrigger>) -> About {
+    let case = what.case;
+    About {
+        case_id: Some(case.id.clone()),
+        detail: what.detail.map(str::to_owned),
+        subject: (
+            "case",
+            json!({
+                "id": case.id,
+                "number": case.number,
+                "agency_id": case.agency_id,
+                "status": what.status.map_or(case.status.clone(), |s| s.as_str().to_owned()),
+            }),
+        ),
+        trigger: by.map(|by| json!({"id": by.id, "name": by.name, "rule_log_id": by.rule_log_id})),
+    }
+}
+
+fn about_ticket(what: &TicketWhat) -> About {
+    let ticket = what.ticket;
+    About {
+        case_id: None,
+        detail: what.detail.map(str::to_owned),
+        subject: (
+            "ticket",
+            json!({
+                "id": ticket.id,
+                "agency_id": ticket.agency_id,
+                "case_id": ticket.case_id,
+                "status": what.status.map_or(ticket.status.clone(), |s| s.as_str().to_owned()),
+                "priority": ticket.priority,
+            }),
+        ),
+        trigger: None,
+    }
+}
+
+fn delivery(hook: &WebhookRow, event: WebhookEvent, about: About) -> DeliveryRow {
     let now = db::now();
     let id = repo::new_id();
-    let detail = match what.event {
-        Event::StatusChanged | Event::SlaWarning | Event::SlaBreached => what.detail,
-        _ => None,
-    };
-    let case = what.case;
+    let (subject, object) = about.subject;
     let mut payload = json!({
         "id": id,
-        "event": what.event,
+        "event": event,
         "occurred_at": crate::api::timestamp(now),
-        "case": {
-            "id": case.id,
-            "number": case.number,
-            "agency_id": case.agency_id,
-            "status": what.status.map_or(case.status.clone(), |s| s.as_str().to_owned()),
-        },
-        "detail": detail,
+        "detail": about.detail.filter(|_| event.tells_detail()),
     });
-    if let Some(by) = by {
-        payload["trigger"] = json!({"id": by.id, "name": by.name, "rule_log_id": by.rule_log_id});
+    payload[subject] = object;
+    if let Some(trigger) = about.trigger {
+        payload["trigger"] = trigger;
     }
     DeliveryRow {
         id,
         webhook_id: hook.id.clone(),
-        event: what.event.as_str().to_owned(),
-        case_id: Some(case.id.clone()),
+        event: event.as_str().to_owned(),
+        case_id: about.case_id,
         payload: payload.to_string(),
         status: PENDING.into(),
         attempts: 0,
@@ -199,8 +347,9 @@ impl reqwest::dns::Resolve for PublicOnly {
     }
 }
 
-fn subscribed(hook: &WebhookRow, event: Event) -> bool {
-    serde_json::from_str::<Vec<Event>>(&hook.events).is_ok_and(|events| events.contains(&event))
+fn subscribed(hook: &WebhookRow, event: WebhookEvent) -> bool {
+    serde_json::from_str::<Vec<WebhookEvent>>(&hook.events)
+        .is_ok_and(|events| events.contains(&event))
 }
 
 /// The `Dossier-Signature` header of a body: `t=<unix seconds>,v1=<hex HMAC-SHA256 of

@@ -2,12 +2,12 @@
 //! kept from the client, downloads and deletions.
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::api::cases::{Viewer, find_visible, share_locked, wrong_state};
-use crate::api::files::{self, FileToServe};
+use crate::api::files::{self, FileToServe, ListFilesQuery};
 use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
 use crate::auth::Token;
@@ -72,6 +72,18 @@ impl From<AttachmentRow> for AttachmentView {
     }
 }
 
+impl<'a> From<&'a AttachmentRow> for FileToServe<'a> {
+    fn from(r: &'a AttachmentRow) -> Self {
+        FileToServe {
+            file_name: &r.file_name,
+            content_type: &r.content_type,
+            size_bytes: r.size_bytes,
+            sha256: &r.sha256,
+            storage_key: &r.storage_key,
+        }
+    }
+}
+
 /// The multipart form of an upload (for the spec).
 #[derive(ToSchema)]
 #[allow(dead_code)]
@@ -126,9 +138,7 @@ pub fn check_case_attachments(
     case_id: &str,
     ids: &[Uuid],
 ) -> Result<(Vec<String>, Option<FieldError>), ApiError> {
-    let mut ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
-    ids.sort();
-    ids.dedup();
+    let ids = files::cited_ids(ids);
     // Most messages carry no attachment: then there is nothing to lock or count.
     if !ids.is_empty() {
         repo::attachments::lock_for_citing(conn, &ids)?;
@@ -240,16 +250,6 @@ pub async fn upload_attachment(
     files::answer_upload(&state, &key, saved, |v| &v.download_url).await
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListAttachmentsQuery {
-    #[param(minimum = 1, maximum = 100, default = 25)]
-    pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
 /// List a case's attachments
 ///
 /// Newest first; the client's list leaves internal files out. Roles: anyone who can see the
@@ -257,7 +257,7 @@ pub struct ListAttachmentsQuery {
 #[utoipa::path(
     tag = "attachments",
     operation_id = "list_attachments",
-    params(("id" = Uuid, Path, description = "Case id"), ListAttachmentsQuery),
+    params(("id" = Uuid, Path, description = "Case id"), ListFilesQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One page of attachments", body = Page<AttachmentView>,
@@ -271,7 +271,7 @@ pub async fn list_attachments(
     state: web::Data<AppState>,
     token: Token,
     id: web::Path<Uuid>,
-    query: web::Query<ListAttachmentsQuery>,
+    query: web::Query<ListFilesQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
     let asking = Asking::new(token, &req);
@@ -336,18 +336,7 @@ pub async fn download_attachment(
 ) -> Result<HttpResponse, ApiError> {
     let asking = Asking::new(token, &req);
     let row = find_for(&state, asking, id.into_inner().to_string()).await?;
-    files::serve(
-        &req,
-        &state,
-        FileToServe {
-            file_name: &row.file_name,
-            content_type: &row.content_type,
-            size_bytes: row.size_bytes,
-            sha256: &row.sha256,
-            storage_key: &row.storage_key,
-        },
-    )
-    .await
+    files::serve(&req, &state, FileToServe::from(&row)).await
 }
 
 /// Delete an attachment

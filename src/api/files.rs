@@ -9,7 +9,10 @@ use actix_web::error::PayloadError;
 use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::{StreamExt, TryStreamExt};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use utoipa::IntoParams;
+use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::domain::Role;
@@ -77,13 +80,13 @@ fn clean_file_name(raw: Option<&str>) -> String {
 }
 
 /// The value of an upload's `internal` part: `true` or `false`, and only staff choose; a form
-/// that takes none (`role` `None`: a ticket's files are seen by both its sides) refuses it.
+/// that takes none (`role` `None`: files every side sees) refuses it.
 async fn internal_part(mut part: Field, role: Option<Role>) -> Result<bool, ApiError> {
     let Some(role) = role else {
         return Err(ApiError::invalid_field(
             "/internal",
             "not_allowed",
-            "a ticket's files are seen by both its sides",
+            "these files have no internal side: both sides see them",
         ));
     };
     let mut text = Vec::new();
@@ -394,6 +397,25 @@ pub async fn answer_upload<V: serde::Serialize>(
     }
 }
 
+/// A page of an owner's files.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListFilesQuery {
+    #[param(minimum = 1, maximum = 100, default = 25)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The files something cites (`attachment_ids`), sorted and each once, as they are stored.
+pub fn cited_ids(ids: &[Uuid]) -> Vec<String> {
+    let mut ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
 /// What a download needs to know of a stored file.
 pub struct FileToServe<'a> {
     pub file_name: &'a str,
@@ -422,11 +444,14 @@ pub async fn serve(
             .insert_header((header::ETAG, tag))
             .finish());
     }
-    let blob = state
-        .blobs
-        .get(file.storage_key)
-        .await
-        .map_err(ApiError::internal)?;
+    // A deletion that committed since the row was read has taken the blob with it.
+    let blob = match state.blobs.get(file.storage_key).await {
+        Ok(blob) => blob,
+        Err(object_store::Error::NotFound { .. }) => {
+            return Err(ApiError::NotFound("The file has just been deleted.".into()));
+        }
+        Err(e) => return Err(ApiError::internal(e)),
+    };
     let disposition = ContentDisposition {
         disposition: DispositionType::Attachment,
         parameters: vec![DispositionParam::Filename(file.file_name.to_owned())],

@@ -225,6 +225,14 @@ impl Notifier {
         body: Option<&str>,
         status: Option<TicketStatus>,
     ) -> Result<(), ApiError> {
+        // The platform's webhooks hear of every ticket's events, an agency's of its own.
+        let what = crate::webhooks::TicketWhat {
+            ticket,
+            event,
+            status,
+            detail: body,
+        };
+        crate::webhooks::enqueue_ticket(conn, &what)?;
         let mut recipients = repo::notifications::recipients(conn, extra)?;
         if to.contains(&TicketAudience::Requester) {
             // An agency's ticket is its staff's: a requester who left hands its news to them.

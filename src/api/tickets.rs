@@ -922,7 +922,8 @@ pub async fn assign_ticket(
                 &[assignee],
                 Some(&who.actor.user_id),
                 None,
-                None,
+                // The status it left the ticket in (webhooks tell it; titles do not).
+                Some(next),
             )?;
         }
         let row = who.find(conn, &id)?;
@@ -953,7 +954,8 @@ pub struct TicketMessageView {
     /// `platform`, `agency` or `client` (never `agent`: agents have no tickets).
     pub author_role: Role,
     pub body: String,
-    /// Files of the ticket the message carries (`GET /v1/tickets/{id}/attachments/{id}`).
+    /// Files of the ticket the message carries
+    /// (`GET /v1/tickets/{id}/attachments/{attachment_id}`).
     #[schema(value_type = Vec<String>, format = "uuid")]
     pub attachment_ids: Vec<String>,
     #[serde(serialize_with = "crate::api::rfc3339")]
@@ -1158,7 +1160,8 @@ fn write_message(
         &[],
         Some(&who.actor.user_id),
         Some(&row.body),
-        None,
+        // The status it left the ticket in (webhooks tell it; titles do not).
+        Some(next),
     )?;
     let names = repo::tickets::names(conn, &[row.author_id.as_str()])?;
     Ok(Created {

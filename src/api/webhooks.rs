@@ -1,5 +1,6 @@
-//! Outbound webhooks (API.md): agency admins subscribe URLs to events on their agency's cases,
-//! platform admins to events on every agency's; each event is posted, signed, and retried
+//! Outbound webhooks (API.md): agency admins subscribe URLs to events on their agency's cases
+//! and support tickets, platform admins to events on every agency's cases and on every ticket;
+//! each event is posted, signed, and retried
 //! (`crate::webhooks`), and the deliveries are listed for the webhook's owner, who may also
 //! read, pause, resume, change (its URL, events, secret) and delete it, and retry a dead
 //! delivery.
@@ -11,7 +12,6 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use validator::Validate;
 
-use crate::api::notifications::Event;
 use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
 use crate::auth::{AuthUser, Token, random_bytes};
@@ -25,6 +25,7 @@ use crate::repo;
 use crate::repo::audit::Change;
 use crate::repo::unique_violation_as;
 use crate::repo::webhooks::{DeliveryRow, Owner, WebhookChanges, WebhookRow};
+use crate::webhooks::WebhookEvent;
 
 /// Webhooks an agency (or the platform) may have: each event writes one delivery per webhook.
 const MAX_PER_OWNER: usize = 20;
@@ -63,7 +64,7 @@ pub struct WebhookView {
     #[schema(format = "uuid")]
     pub agency_id: Option<String>,
     pub url: String,
-    pub events: Vec<Event>,
+    pub events: Vec<WebhookEvent>,
     pub active: bool,
     #[serde(serialize_with = "crate::api::rfc3339")]
     pub created_at: DateTime<Utc>,
@@ -102,10 +103,12 @@ pub struct CreateWebhook {
     #[validate(length(min = 1, max = 2000))]
     #[schema(min_length = 1, max_length = 2000, format = "uri")]
     pub url: String,
-    /// The events on cases to post (every notification event but `ticket_opened`).
+    /// The events to post: on cases (the bell's and `case_created`), and on support tickets
+    /// (`ticket_…`: an agency's webhooks hear of the agency's own tickets, the platform's of
+    /// every ticket).
     #[validate(length(min = 1, max = 20))]
     #[schema(min_items = 1, max_items = 20)]
-    pub events: Vec<Event>,
+    pub events: Vec<WebhookEvent>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -157,10 +160,12 @@ pub async fn list_webhooks(
 
 /// Create a webhook
 ///
-/// Subscribes a URL to events on the caller's agency's cases (a platform admin's: every
-/// agency's). Each event is posted as JSON (`id`, `event`, `occurred_at`, `case` {`id`,
-/// `number`, `agency_id`, `status`}, `detail`: the reason of a status change or the account of
-/// an SLA warning or breach) with the headers `Dossier-Event`, `Dossier-Delivery` (the
+/// Subscribes a URL to events on the caller's agency's cases and support tickets (a platform
+/// admin's: every agency's cases and every ticket). Each event is posted as JSON (`id`,
+/// `event`, `occurred_at`, for an event on a case `case` {`id`, `number`, `agency_id`,
+/// `status`}, for one on a ticket (`ticket_…`) `ticket` {`id`, `agency_id`, `case_id`,
+/// `status`, `priority`}, and `detail`: the reason of a status change (a ticket's resolution)
+/// or the account of an SLA warning or breach; never a message's text) with the headers `Dossier-Event`, `Dossier-Delivery` (the
 /// delivery's id: deliveries are at least once) and `Dossier-Signature`: `t=<unix
 /// seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" keyed with the secret>`. A receiver answering
 /// anything but 2xx, or not within `DOSSIER_WEBHOOK_TIMEOUT_SECONDS`, gets the delivery again
@@ -203,7 +208,7 @@ pub async fn create_webhook(
                 format!("at most {MAX_PER_OWNER} webhooks each"),
             ));
         }
-        let events = case_events(input.events)?;
+        let events = checked_events(input.events)?;
         let row = WebhookRow {
             id: repo::new_id(),
             agency_id: match owner {
@@ -274,15 +279,8 @@ fn duplicate_url() -> ApiError {
     ApiError::invalid_field("/url", "duplicate_url", "this URL has a webhook already")
 }
 
-/// The events a webhook may hear, sorted: events on cases, each once.
-fn case_events(mut events: Vec<Event>) -> Result<Vec<Event>, ApiError> {
-    if events.contains(&Event::TicketOpened) {
-        return Err(ApiError::invalid_field(
-            "/events",
-            "not_a_case_event",
-            "`ticket_opened` is not an event on a case",
-        ));
-    }
+/// The events a webhook hears, sorted, each once.
+fn checked_events(mut events: Vec<WebhookEvent>) -> Result<Vec<WebhookEvent>, ApiError> {
     let count = events.len();
     events.sort_by_key(|e| e.as_str());
     events.dedup();
@@ -347,10 +345,10 @@ pub struct UpdateWebhook {
     /// `false` pauses it: no delivery is written for it, and those still pending end `dead`
     /// (`last_error` `paused`); `true` resumes it for the events that follow.
     pub active: Option<bool>,
-    /// The events on cases to post from now on.
+    /// The events to post from now on (see the creation's).
     #[validate(length(min = 1, max = 20))]
     #[schema(min_items = 1, max_items = 20)]
-    pub events: Option<Vec<Event>>,
+    pub events: Option<Vec<WebhookEvent>>,
     /// Where to post from now on, pending deliveries included; the rules of a new webhook's.
     #[validate(length(min = 1, max = 2000))]
     #[schema(min_length = 1, max_length = 2000, format = "uri")]
@@ -388,7 +386,7 @@ pub struct UpdateWebhook {
         (status = 404, description = "No such webhook, or not the caller's"),
         (status = 409, description = "Changed by another request meanwhile (`concurrent_update`)"),
         (status = 412, description = "`If-Match` is stale"),
-        (status = 422, description = "An event is not one on cases (`not_a_case_event`) or repeated (`repeated`); the URL is refused (`invalid_url`) or has a webhook of the owner's already (`duplicate_url`)"),
+        (status = 422, description = "An event is not one on cases repeated (`repeated`); the URL is refused (`invalid_url`) or has a webhook of the owner's already (`duplicate_url`)"),
     )
 )]
 #[patch("/v1/webhooks/{id}")]
@@ -410,7 +408,7 @@ pub async fn update_webhook(
         // What is wrong with the body comes before what is stale about it.
         let events = match input.events {
             Some(events) => {
-                Some(serde_json::to_string(&case_events(events)?).map_err(ApiError::internal)?)
+                Some(serde_json::to_string(&checked_events(events)?).map_err(ApiError::internal)?)
             }
             None => None,
         };
@@ -547,7 +545,9 @@ code_enum! {
 pub struct DeliveryView {
     #[schema(format = "uuid")]
     pub id: String,
-    pub event: Event,
+    pub event: WebhookEvent,
+    /// The case of an event on a case; `null` for an event on a ticket (the payload's
+    /// `ticket` names it).
     #[schema(format = "uuid")]
     pub case_id: Option<String>,
     pub status: DeliveryStatus,
@@ -570,7 +570,7 @@ impl DeliveryView {
     fn new(row: DeliveryRow) -> DeliveryView {
         let status = DeliveryStatus::from_code(&row.status).unwrap_or(DeliveryStatus::Pending);
         DeliveryView {
-            event: Event::from_code(&row.event).unwrap_or(Event::StatusChanged),
+            event: WebhookEvent::from_code(&row.event).unwrap_or(WebhookEvent::StatusChanged),
             payload: serde_json::from_str(&row.payload).unwrap_or(serde_json::Value::Null),
             next_attempt_at: (status == DeliveryStatus::Pending)
                 .then(|| timestamp(row.next_attempt_at)),

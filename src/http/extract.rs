@@ -149,7 +149,11 @@ pub fn validation_errors(e: &validator::ValidationErrors) -> Vec<FieldError> {
                     .map(|m| m.to_string())
                     .unwrap_or_else(|| match error.code.as_ref() {
                         "email" => "must be a valid e-mail address".to_owned(),
-                        "length" => describe_bounds("characters", error),
+                        // `length` bounds a text's characters or a list's items.
+                        "length" => match error.params.get("value") {
+                            Some(serde_json::Value::Array(_)) => describe_bounds("items", error),
+                            _ => describe_bounds("characters", error),
+                        },
                         "range" => describe_bounds("value", error),
                         other => format!("breaks the `{other}` rule"),
                     });

@@ -148,7 +148,7 @@ pub fn named_by(
     case_id: &str,
     id: &str,
 ) -> QueryResult<Option<&'static str>> {
-    let quoted = format!("%\"{id}\"%");
+    let quoted = naming(id);
     macro_rules! names_it {
         ($table:ident . $column:ident) => {
             $table::table
@@ -170,6 +170,12 @@ pub fn named_by(
     } else {
         None
     })
+}
+
+/// The LIKE pattern of a JSON array of ids that holds `id`: `"<id>"` (a UUID holds no LIKE
+/// wildcard).
+pub fn naming(id: &str) -> String {
+    format!("%\"{id}\"%")
 }
 
 /// Whether an image or file field holds the id: a text field may hold the same characters.

@@ -88,13 +88,11 @@ pub fn count_of_ticket(
     .map(|found| found.len())
 }
 
-/// Whether a message of the ticket carries the file. Messages store ids as JSON strings, so
-/// `"<id>"` finds it (a UUID holds no LIKE wildcard); the search stays within the ticket's
-/// messages.
+/// Whether a message of the ticket carries the file (a search within the ticket's messages).
 pub fn cited(conn: &mut DbConnection, ticket_id: &str, id: &str) -> QueryResult<bool> {
     let citing: i64 = ticket_messages::table
         .filter(ticket_messages::ticket_id.eq(ticket_id))
-        .filter(ticket_messages::attachment_ids.like(format!("%\"{id}\"%")))
+        .filter(ticket_messages::attachment_ids.like(super::attachments::naming(id)))
         .count()
         .get_result(conn)?;
     Ok(citing > 0)

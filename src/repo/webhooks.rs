@@ -206,6 +206,27 @@ pub fn listening(conn: &mut DbConnection, agency_id: &str) -> QueryResult<Vec<We
         .load(conn)
 }
 
+/// The active webhooks that hear of a support ticket's events: the platform's, and the
+/// requesting agency's for an agency's ticket (`agency_id`).
+pub fn listening_to_tickets(
+    conn: &mut DbConnection,
+    agency_id: Option<&str>,
+) -> QueryResult<Vec<WebhookRow>> {
+    let mut query = webhooks::table
+        .filter(webhooks::active.eq(true))
+        .filter(webhooks::deleted_at.is_null())
+        .into_boxed();
+    query = match agency_id {
+        Some(agency) => query.filter(
+            webhooks::agency_id
+                .eq(agency.to_owned())
+                .or(webhooks::agency_id.is_null()),
+        ),
+        None => query.filter(webhooks::agency_id.is_null()),
+    };
+    query.select(WebhookRow::as_select()).load(conn)
+}
+
 /// One statement per delivery: the multi-engine connection has no multi-row insert.
 pub fn enqueue(conn: &mut DbConnection, rows: &[DeliveryRow]) -> QueryResult<()> {
     for row in rows {

@@ -97,14 +97,18 @@ async fn a_tickets_files_are_its_two_sides_and_stay_once_a_message_carries_them(
         &w.platform_staff.token,
         &files,
         "true",
-        false,
+        true,
         "secret.txt",
         b"hidden?",
     )
     .await;
     refused.assert_problem(422, "not_allowed");
     assert_eq!(refused.body["errors"][0]["pointer"], "/internal");
-    assert_eq!(stored_files(app.files.path()).len(), 2, "nothing kept");
+    assert_eq!(
+        stored_files(app.files.path()).len(),
+        2,
+        "the streamed file aborted"
+    );
     for token in [&w.client.token, &w.platform.token] {
         let list = app.get(&files, token).await;
         assert_eq!(
@@ -135,6 +139,11 @@ async fn a_tickets_files_are_its_two_sides_and_stay_once_a_message_carries_them(
         .as_str()
         .unwrap()
         .to_owned();
+    let list = app.get(&files, &w.client.token).await;
+    assert_eq!(
+        names(list.assert_status(200)),
+        ["policy.pdf", "receipt.png"]
+    );
     let before = app.rows_in(&["ticket_messages", "audit_log", "notifications"]);
     for foreign in [elsewhere.as_str(), "0193a6fe-8888-7c2d-8e3f-405162738495"] {
         let res = app
@@ -148,6 +157,17 @@ async fn a_tickets_files_are_its_two_sides_and_stay_once_a_message_carries_them(
         assert_eq!(problem["errors"][0]["code"], "invalid_attachment");
         assert_eq!(problem["errors"][0]["pointer"], "/attachment_ids");
     }
+    let many = vec![policy.clone(); 21];
+    let res = app
+        .post(
+            &messages,
+            &w.platform_staff.token,
+            json!({"body": "Our policy.", "attachment_ids": many}),
+        )
+        .await;
+    let problem = res.assert_problem(422, "validation_failed");
+    assert_eq!(problem["errors"][0]["code"], "length");
+    assert_eq!(problem["errors"][0]["detail"], "items must be at most 20");
     assert_eq!(
         app.rows_in(&["ticket_messages", "audit_log", "notifications"]),
         before
@@ -288,14 +308,21 @@ async fn a_tickets_files_are_hidden_from_everyone_off_the_ticket() {
     upload_to(&app, &w.a_agent.token, &files, "x.txt", b"hello")
         .await
         .assert_problem(403, "forbidden");
+    app.get(&file, &w.a_agent.token)
+        .await
+        .assert_problem(403, "forbidden");
+    app.call("DELETE", &file, &w.a_agent.token, None, &[])
+        .await
+        .assert_problem(403, "forbidden");
     // A file is found through its own ticket only.
     let (_, file_id) = file.rsplit_once('/').unwrap();
-    app.get(
-        &format!("/v1/tickets/{own}/attachments/{file_id}"),
-        &w.b_operator.token,
-    )
-    .await
-    .assert_problem(404, "not_found");
+    let astray = format!("/v1/tickets/{own}/attachments/{file_id}");
+    app.get(&astray, &w.b_operator.token)
+        .await
+        .assert_problem(404, "not_found");
+    app.call("DELETE", &astray, &w.b_operator.token, None, &[])
+        .await
+        .assert_problem(404, "not_found");
     assert_eq!(app.rows_in(&["ticket_attachments", "audit_log"]), before);
     assert_eq!(stored_files(app.files.path()).len(), 1);
 
@@ -305,4 +332,59 @@ async fn a_tickets_files_are_hidden_from_everyone_off_the_ticket() {
         .await;
     assert_eq!(res.status.as_u16(), 204);
     assert!(stored_files(app.files.path()).is_empty());
+}
+
+/// A deletion racing a message that cites the file waits for the message, then keeps the file:
+/// on PostgreSQL (READ COMMITTED) through the file's row lock, on SQLite through its single
+/// writer. Two deletions at once: one deletes, the other finds nothing.
+#[actix_web::test]
+async fn a_deletion_racing_a_citing_message_waits_for_it_and_keeps_the_file() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let ticket = open(&app, &w.client.token, "Refund").await;
+    let files = format!("/v1/tickets/{ticket}/attachments");
+    let file = id(upload_to(&app, &w.client.token, &files, "a.png", &png(300))
+        .await
+        .assert_status(201));
+    // The message in flight, as the server writes one: the file held KEY SHARE, the ticket's
+    // row updated, the message written; not committed yet.
+    let message = format!(
+        "UPDATE tickets SET version = version + 1 WHERE id = '{ticket}'; \
+         INSERT INTO ticket_messages (id, ticket_id, author_id, author_role, body, created_at, \
+         attachment_ids) VALUES ('{}', '{ticket}', '{}', 'client', 'Here it is', \
+         '2026-12-06 10:00:00', '[\"{file}\"]')",
+        uuid::Uuid::now_v7(),
+        w.client.id
+    );
+    let held = if app._db.is_postgres() {
+        format!("SELECT id FROM ticket_attachments WHERE id = '{file}' FOR KEY SHARE; {message}")
+    } else {
+        message
+    };
+    let path = format!("{files}/{file}");
+    let delete = app.call("DELETE", &path, &w.client.token, None, &[]);
+    let res = app.while_held(&held, delete).await;
+    res.assert_problem(409, "attachment_in_use");
+    assert_eq!(app.rows_in(&["ticket_attachments"]), [1]);
+    assert_eq!(stored_files(app.files.path()).len(), 1);
+
+    let spare = id(upload_to(&app, &w.client.token, &files, "b.png", &png(300))
+        .await
+        .assert_status(201));
+    let path = format!("{files}/{spare}");
+    let twice = [0, 1].map(|_| app.call("DELETE", &path, &w.client.token, None, &[]));
+    let mut statuses: Vec<u16> = futures_util::future::join_all(twice)
+        .await
+        .iter()
+        .map(|res| res.status.as_u16())
+        .collect();
+    statuses.sort();
+    assert_eq!(statuses, [204, 404]);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE action = 'delete_attachment' \
+             AND field = 'attachment_id' AND old_value = '{spare}'"
+        )),
+        1
+    );
 }

@@ -9,8 +9,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{TicketViewer, ticket_change};
-use crate::api::attachments::ListAttachmentsQuery;
-use crate::api::files::{self, FileToServe};
+use crate::api::files::{self, FileToServe, ListFilesQuery};
 use crate::api::{Asking, timestamp};
 use crate::app::AppState;
 use crate::auth::Token;
@@ -70,6 +69,18 @@ impl From<TicketAttachmentRow> for TicketAttachmentView {
     }
 }
 
+impl<'a> From<&'a TicketAttachmentRow> for FileToServe<'a> {
+    fn from(r: &'a TicketAttachmentRow) -> Self {
+        FileToServe {
+            file_name: &r.file_name,
+            content_type: &r.content_type,
+            size_bytes: r.size_bytes,
+            sha256: &r.sha256,
+            storage_key: &r.storage_key,
+        }
+    }
+}
+
 /// The multipart form of a ticket's upload (for the spec).
 #[derive(ToSchema)]
 #[allow(dead_code)]
@@ -102,9 +113,7 @@ pub(super) fn check_cited(
     ticket_id: &str,
     ids: &[Uuid],
 ) -> Result<String, ApiError> {
-    let mut ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
-    ids.sort();
-    ids.dedup();
+    let ids = files::cited_ids(ids);
     if !ids.is_empty()
         && repo::ticket_attachments::count_of_ticket(conn, ticket_id, &ids)? != ids.len()
     {
@@ -201,7 +210,7 @@ pub async fn upload_ticket_attachment(
 #[utoipa::path(
     tag = "tickets",
     operation_id = "list_ticket_attachments",
-    params(("id" = Uuid, Path, description = "Ticket id"), ListAttachmentsQuery),
+    params(("id" = Uuid, Path, description = "Ticket id"), ListFilesQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One page of files", body = Page<TicketAttachmentView>,
@@ -216,7 +225,7 @@ pub async fn list_ticket_attachments(
     state: web::Data<AppState>,
     token: Token,
     id: web::Path<Uuid>,
-    query: web::Query<ListAttachmentsQuery>,
+    query: web::Query<ListFilesQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
     let asking = Asking::new(token, &req);
@@ -275,18 +284,7 @@ pub async fn download_ticket_attachment(
             .ok_or_else(attachment_not_found)
     })
     .await?;
-    files::serve(
-        &req,
-        &state,
-        FileToServe {
-            file_name: &row.file_name,
-            content_type: &row.content_type,
-            size_bytes: row.size_bytes,
-            sha256: &row.sha256,
-            storage_key: &row.storage_key,
-        },
-    )
-    .await
+    files::serve(&req, &state, FileToServe::from(&row)).await
 }
 
 /// Delete a support ticket's file
@@ -330,13 +328,15 @@ pub async fn delete_ticket_attachment(
                 "Only the uploader and platform staff delete a ticket's files.".into(),
             ));
         }
-        repo::tickets::share_lock(conn, &ticket_id)?;
-        let ticket = worked_ticket(conn, &who, &ticket_id, "no longer changes its files")?;
-        // The row goes first: on PostgreSQL the deletion waits for a message citing the file
-        // (which holds it KEY SHARE) to commit, and the search below then sees that message.
+        // The file's row goes first, then the ticket is locked: the order a message citing the
+        // file takes them (the file KEY SHARE, then the ticket's update), so the two never wait
+        // for each other in a cycle. On PostgreSQL the deletion waits for such a message to
+        // commit, and the search below then sees it.
         if !repo::ticket_attachments::delete(conn, &ticket_id, &attachment_id)? {
             return Err(attachment_not_found());
         }
+        repo::tickets::share_lock(conn, &ticket_id)?;
+        let ticket = worked_ticket(conn, &who, &ticket_id, "no longer changes its files")?;
         if repo::ticket_attachments::cited(conn, &ticket_id, &attachment_id)? {
             return Err(ApiError::Conflict {
                 code: "attachment_in_use",
