@@ -226,6 +226,7 @@ fn about_ticket(what: &TicketWhat) -> About {
             "ticket",
             json!({
                 "id": ticket.id,
+                "number": ticket.number,
                 "agency_id": ticket.agency_id,
                 "case_id": ticket.case_id,
                 "status": what.status.map_or(ticket.status.clone(), |s| s.as_str().to_owned()),

@@ -51,6 +51,7 @@ pub struct TicketResolution {
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
     "id": "0193a6fc-dddd-7c2d-8e3f-405162738495",
+    "number": "TKT-2026-000045",
     "subject": "The agency stopped answering",
     "description": "No answer on DOS-2026-000123 for a week, though the case is in progress.",
     "status": "open",
@@ -74,6 +75,8 @@ pub struct TicketResolution {
 pub struct TicketView {
     #[schema(format = "uuid")]
     pub id: String,
+    /// Human, for people to quote: `TKT-<year>-<6 digits>`, counted across the platform.
+    pub number: String,
     pub subject: String,
     pub description: String,
     pub status: TicketStatus,
@@ -171,6 +174,7 @@ impl TicketViewer {
             allowed_actions: TicketAllowedAction::list(self.party, status, self.locale),
             resolution,
             id: row.id,
+            number: row.number,
             subject: row.subject,
             description: row.description,
             agency_id: row.agency_id,
@@ -301,6 +305,9 @@ pub struct ListTicketsQuery {
     pub delegated_by: Option<AssigneeParam>,
     /// Only tickets about this case.
     pub case_id: Option<Uuid>,
+    /// The ticket with this number (`TKT-2026-000045`), if the caller sees it.
+    #[param(example = "TKT-2026-000045")]
+    pub number: Option<String>,
     /// Only tickets whose SLA is in these states (repeat the parameter for several), e.g. the
     /// view of breached tickets `?sla=breached`.
     #[serde(default)]
@@ -358,6 +365,7 @@ pub async fn list_tickets(
             delegated_by: user_filter(query.delegated_by, me),
             case_id: query.case_id.map(|id| id.to_string()),
             sla_states: query.sla.iter().map(|s| s.as_str()).collect(),
+            number: query.number,
         };
         let rows = repo::tickets::list(
             conn,
@@ -475,10 +483,12 @@ fn open_ticket(
         updated_at: now,
         sla_state: None,
         sla_due_at: None,
+        number: repo::tickets::next_number(conn, now)?,
     };
     repo::tickets::insert(conn, &row)?;
     let created = ticket_change(&row, "create");
     let mut audit = created.fields(vec![
+        ("number", None, Some(row.number.clone())),
         ("subject", None, Some(row.subject.clone())),
         ("status", None, Some(row.status.clone())),
         ("priority", None, Some(row.priority.clone())),

@@ -164,8 +164,9 @@ pub async fn list_webhooks(
 /// admin's: every agency's cases and every ticket). Each event is posted as JSON (`id`,
 /// `event`, `occurred_at`, for an event on a case `case` {`id`, `number`, `agency_id`,
 /// `status`}, for one on a ticket (`ticket_…`) `ticket` {`id`, `agency_id`, `case_id`,
-/// `status`, `priority`}, and `detail`: the reason of a status change (a ticket's resolution)
-/// or the account of an SLA warning or breach; never a message's text) with the headers `Dossier-Event`, `Dossier-Delivery` (the
+/// `status`, `priority`}, and `detail`: the reason of a status change (a ticket's move: its
+/// reason, else its resolution) or the account of an SLA warning or breach; never a
+/// message's text) with the headers `Dossier-Event`, `Dossier-Delivery` (the
 /// delivery's id: deliveries are at least once) and `Dossier-Signature`: `t=<unix
 /// seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" keyed with the secret>`. A receiver answering
 /// anything but 2xx, or not within `DOSSIER_WEBHOOK_TIMEOUT_SECONDS`, gets the delivery again
@@ -184,7 +185,7 @@ pub async fn list_webhooks(
                 ("Cache-Control" = String, description = "`no-store`: the answer carries the secret"),
             )),
         (status = 403, description = "Only agency and platform admins"),
-        (status = 422, description = "A member breaks a rule: the URL (`invalid_url`, `duplicate_url`, `too_many_webhooks`), an event that is not on cases, a repeated event"),
+        (status = 422, description = "A member breaks a rule: the URL (`invalid_url`, `duplicate_url`, `too_many_webhooks`), an unknown event (`validation_failed`, at its pointer), a repeated event (`repeated`)"),
     )
 )]
 #[post("/v1/webhooks")]
@@ -386,7 +387,7 @@ pub struct UpdateWebhook {
         (status = 404, description = "No such webhook, or not the caller's"),
         (status = 409, description = "Changed by another request meanwhile (`concurrent_update`)"),
         (status = 412, description = "`If-Match` is stale"),
-        (status = 422, description = "An event is not one on cases repeated (`repeated`); the URL is refused (`invalid_url`) or has a webhook of the owner's already (`duplicate_url`)"),
+        (status = 422, description = "An event is unknown (`validation_failed`, at its pointer) or repeated (`repeated`); the URL is refused (`invalid_url`) or has a webhook of the owner's already (`duplicate_url`)"),
     )
 )]
 #[patch("/v1/webhooks/{id}")]

@@ -354,6 +354,14 @@ diesel::table! {
         sla_state -> Nullable<Text>,
         sla_due_at -> Nullable<Timestamp>,
         sla_next_at -> Nullable<Timestamp>,
+        number -> Text,
+    }
+}
+
+diesel::table! {
+    ticket_counters (year) {
+        year -> Integer,
+        last -> BigInt,
     }
 }
 
@@ -557,6 +565,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     rule_log,
     awaiting_confirmation,
     tickets,
+    ticket_counters,
     ticket_messages,
     ticket_attachments,
     presence,

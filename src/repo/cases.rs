@@ -1,7 +1,7 @@
 //! Cases: the rows, who sees which (inside every query), numbering, the list with its filters,
 //! and the conditional updates the lifecycle and PATCH rely on.
 
-use chrono::{Datelike, NaiveDateTime};
+use chrono::NaiveDateTime;
 use diesel::expression::{AppearsOnTable, Expression, SelectableExpression};
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
@@ -584,29 +584,9 @@ pub fn count_closed(conn: &mut DbConnection, case: &CaseRow) -> QueryResult<()> 
     super::one_row(touched, "client_open_cases")
 }
 
-/// The next `DOS-<year>-<6 digits>`. The counter row is updated inside the creating
-/// transaction, so concurrent creators wait for each other and never share a number; a
-/// rolled-back creation leaves a gap, which is allowed.
+/// The next case number, `DOS-<year>-<6 digits>`.
 pub fn next_number(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<String> {
-    let year = now.year();
-    // Bumped and read in one statement: every creation waits for this row's lock, held from
-    // here to the commit, so one round trip fewer under it (bench/RESULTS.md, 25th session).
-    let bump = |conn: &mut DbConnection| {
-        fixed_update(
-            diesel::update(case_counters::table.find(year))
-                .set(case_counters::last.eq(case_counters::last + 1))
-                .returning(case_counters::last),
-        )
-        .get_result::<i64>(conn)
-        .optional()
-    };
-    let last = super::bump_or_create(conn, bump, |c| {
-        diesel::insert_into(case_counters::table)
-            .values((case_counters::year.eq(year), case_counters::last.eq(1)))
-            .execute(c)
-            .map(|_| 1)
-    })?;
-    Ok(format!("DOS-{year}-{last:06}"))
+    next_number!(conn, case_counters, "DOS", now)
 }
 
 /// Inserts a new case and counts it open for its client.

@@ -6,7 +6,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::db::DbConnection;
-use crate::db::schema::{ticket_messages, tickets, users};
+use crate::db::schema::{ticket_counters, ticket_messages, tickets, users};
 use crate::domain::{Priority, Role, TicketStatus};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -34,6 +34,8 @@ pub struct TicketRow {
     pub sla_state: Option<String>,
     /// The earliest due time of a running SLA clock.
     pub sla_due_at: Option<NaiveDateTime>,
+    /// Human: `TKT-<year>-<6 digits>`.
+    pub number: String,
 }
 
 impl TicketRow {
@@ -94,6 +96,11 @@ fn scoped<'a>(scope: &TicketScope) -> tickets::BoxedQuery<'a, Backend> {
     }
 }
 
+/// The next ticket number, `TKT-<year>-<6 digits>`, counted across the platform.
+pub fn next_number(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<String> {
+    next_number!(conn, ticket_counters, "TKT", now)
+}
+
 pub fn insert(conn: &mut DbConnection, row: &TicketRow) -> QueryResult<()> {
     diesel::insert_into(tickets::table)
         .values(row)
@@ -123,6 +130,7 @@ pub struct TicketFilter {
     pub delegated_by: UserFilter,
     pub case_id: Option<String>,
     pub sla_states: Vec<&'static str>,
+    pub number: Option<String>,
 }
 
 /// Newest first, below `before` (the last id of the previous page). Each filter has an index
@@ -153,6 +161,10 @@ pub fn list(
     }
     if !filter.sla_states.is_empty() {
         query = query.filter(tickets::sla_state.eq_any(filter.sla_states.clone()));
+    }
+    // Unique: at most one row, found through its own index.
+    if let Some(number) = &filter.number {
+        query = query.filter(tickets::number.eq(number.clone()));
     }
     if let Some(before) = before {
         query = query.filter(tickets::id.lt(before.to_owned()));

@@ -207,24 +207,21 @@ pub fn listening(conn: &mut DbConnection, agency_id: &str) -> QueryResult<Vec<We
 }
 
 /// The active webhooks that hear of a support ticket's events: the platform's, and the
-/// requesting agency's for an agency's ticket (`agency_id`).
+/// requesting agency's for an agency's ticket (`agency_id`), as for its cases.
 pub fn listening_to_tickets(
     conn: &mut DbConnection,
     agency_id: Option<&str>,
 ) -> QueryResult<Vec<WebhookRow>> {
-    let mut query = webhooks::table
-        .filter(webhooks::active.eq(true))
-        .filter(webhooks::deleted_at.is_null())
-        .into_boxed();
-    query = match agency_id {
-        Some(agency) => query.filter(
-            webhooks::agency_id
-                .eq(agency.to_owned())
-                .or(webhooks::agency_id.is_null()),
-        ),
-        None => query.filter(webhooks::agency_id.is_null()),
-    };
-    query.select(WebhookRow::as_select()).load(conn)
+    match agency_id {
+        Some(agency) => listening(conn, agency),
+        None => webhooks::table
+            .filter(webhooks::agency_id.is_null())
+            .filter(webhooks::active.eq(true))
+            .filter(webhooks::deleted_at.is_null())
+            .select(WebhookRow::as_select())
+            .built_once()
+            .load(conn),
+    }
 }
 
 /// One statement per delivery: the multi-engine connection has no multi-row insert.

@@ -673,3 +673,64 @@ async fn webhook_deletion_keeps_one_live_webhook_per_owner_and_url() {
         1
     );
 }
+
+/// Tickets opened before tickets had numbers get them in the order they were opened, per year,
+/// and the year's counter goes on from there.
+#[actix_web::test]
+async fn tickets_of_before_are_numbered_in_the_order_they_were_opened() {
+    use chrono::Datelike;
+    use serde_json::json;
+
+    use crate::world::{World, id};
+
+    let app = crate::helpers::spawn().await;
+    let w = World::new(&app).await;
+    let body = json!({"subject": "Help", "description": "Please answer my messages."});
+    let mut opened = Vec::new();
+    for token in [&w.client.token, &w.a_operator.token, &w.client2.token] {
+        let res = app.post("/v1/tickets", token, body.clone()).await;
+        opened.push(id(res.assert_status(201)));
+    }
+    let mut conn = app.state.pool.get().unwrap();
+    revert_through(&mut conn, "20261207000031");
+    drop(conn);
+    // The first a year before; the third opened before the second.
+    let year = chrono::Utc::now().year();
+    for (ticket, at) in opened.iter().zip([
+        format!("{}-06-01 10:00:00", year - 1),
+        format!("{year}-01-02 10:00:00"),
+        format!("{year}-01-01 10:00:00"),
+    ]) {
+        app.sql(&format!(
+            "UPDATE tickets SET created_at = '{at}' WHERE id = '{ticket}'"
+        ));
+    }
+    let mut conn = app.state.pool.get().unwrap();
+    run_migrations(&mut conn).unwrap();
+    drop(conn);
+    let mut numbers = Vec::new();
+    for ticket in &opened {
+        let res = app
+            .get(&format!("/v1/tickets/{ticket}"), &w.platform.token)
+            .await;
+        numbers.push(
+            res.assert_status(200)["number"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(
+        numbers,
+        [
+            format!("TKT-{}-000001", year - 1),
+            format!("TKT-{year}-000002"),
+            format!("TKT-{year}-000001"),
+        ]
+    );
+    let res = app.post("/v1/tickets", &w.client.token, body).await;
+    assert_eq!(
+        res.assert_status(201)["number"],
+        format!("TKT-{year}-000003")
+    );
+}

@@ -242,6 +242,7 @@ async fn no_listed_query_scans_a_whole_large_table() {
         (&platform, "/v1/tickets?assignee=me".into()),
         (&platform, "/v1/tickets?delegated_by=me".into()),
         (&platform, format!("/v1/tickets?case_id={case}")),
+        (&client, "/v1/tickets?number=TKT-C-000000000000".into()),
         (&operator, "/v1/tickets".into()),
         (&client, "/v1/tickets".into()),
         (&client, format!("/v1/tickets/{TICKET}")),
@@ -466,18 +467,19 @@ fn seed_tickets(conn: &mut DbConnection) {
     use diesel::connection::SimpleConnection;
     let columns = "id, requester_id, agency_id, case_id, subject, description, status, \
                    priority, assignee_id, delegated_by, resolution_type, resolution, \
-                   resolved_at, version, created_at, updated_at";
+                   resolved_at, version, created_at, updated_at, number";
     let status = "CASE WHEN status IN ('closed', 'cancelled', 'rejected') THEN 'closed' \
                   WHEN status = 'in_approval' THEN 'new' ELSE 'open' END";
     conn.batch_execute(&format!(
         "INSERT INTO tickets ({columns}) \
          SELECT '00000000-0000-7000-8e00-' || substr(id, 25), client_id, NULL, id, title, \
          description, {status}, priority, NULL, NULL, NULL, NULL, NULL, 1, created_at, \
-         created_at FROM cases; \
+         created_at, 'TKT-C-' || substr(id, 25) FROM cases; \
          INSERT INTO tickets ({columns}) \
          SELECT '00000000-0000-7000-8f00-' || substr(id, 25), \
          '00000000-0000-7000-b000-000000000001', agency_id, id, title, description, {status}, \
-         priority, NULL, NULL, NULL, NULL, NULL, 1, created_at, created_at FROM cases; \
+         priority, NULL, NULL, NULL, NULL, NULL, 1, created_at, created_at, \
+         'TKT-A-' || substr(id, 25) FROM cases; \
          INSERT INTO ticket_messages (id, ticket_id, author_id, author_role, body, created_at) \
          SELECT id, id, requester_id, 'client', description, created_at FROM tickets; \
          INSERT INTO ticket_attachments (ticket_id, id, uploader_id, file_name, content_type, \

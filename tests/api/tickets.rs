@@ -111,8 +111,8 @@ async fn a_client_ticket_is_worked_from_new_to_closed_with_notifications_and_aud
              AND actor_id = '{}'",
             w.client.id
         )),
-        4,
-        "subject, status, priority and case_id"
+        5,
+        "number, subject, status, priority and case_id"
     );
 
     // Platform staff take it: it opens, and is theirs.
@@ -770,4 +770,51 @@ async fn an_agency_ticket_whose_requester_left_keeps_its_staff_informed() {
         )),
         1
     );
+}
+
+#[actix_web::test]
+async fn tickets_are_numbered_across_the_platform_and_found_by_their_number() {
+    use chrono::Datelike;
+
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let year = chrono::Utc::now().year();
+    let mut numbers = Vec::new();
+    for token in [&w.client.token, &w.a_operator.token, &w.client2.token] {
+        let ticket = open(&app, token, ticket_body("Help")).await;
+        numbers.push(ticket["number"].as_str().unwrap().to_owned());
+    }
+    let expected: Vec<String> = (1..=3).map(|n| format!("TKT-{year}-{n:06}")).collect();
+    assert_eq!(numbers, expected);
+    // Recorded with the ticket's creation.
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE entity = 'ticket' AND action = 'create' \
+             AND field = 'number' AND new_value = '{}'",
+            numbers[0]
+        )),
+        1
+    );
+
+    // Found by its number, by those who see it only.
+    let by_number = |number: &str| format!("/v1/tickets?number={number}");
+    for token in [&w.client.token, &w.platform_staff.token] {
+        let page = app.get(&by_number(&numbers[0]), token).await;
+        let items = page.assert_status(200)["items"].as_array().unwrap().clone();
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0]["number"], numbers[0].as_str());
+    }
+    for token in [&w.client2.token, &w.a_admin.token] {
+        let page = app.get(&by_number(&numbers[0]), token).await;
+        assert_eq!(page.assert_status(200)["items"], json!([]));
+    }
+    let page = app.get(&by_number(&numbers[1]), &w.a_admin.token).await;
+    assert_eq!(
+        page.assert_status(200)["items"][0]["number"],
+        numbers[1].as_str()
+    );
+    let page = app
+        .get(&by_number("TKT-1999-000001"), &w.platform.token)
+        .await;
+    assert_eq!(page.assert_status(200)["items"], json!([]));
 }

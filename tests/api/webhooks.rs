@@ -960,43 +960,52 @@ async fn ticket_events_reach_the_platforms_webhooks_and_the_requesting_agencys()
         Receiver::start().await,
         Receiver::start().await,
     );
-    for (token, receiver, events) in [
-        (&w.platform.token, &platform, ticket_events.clone()),
-        (
-            &w.a_admin.token,
-            &agency_a,
-            json!(["ticket_opened", "ticket_status_changed"]),
-        ),
-        (&w.b_admin.token, &agency_b, ticket_events),
+    let mut hooks = Vec::new();
+    for (token, receiver) in [
+        (&w.platform.token, &platform),
+        (&w.a_admin.token, &agency_a),
+        (&w.b_admin.token, &agency_b),
     ] {
-        let body = json!({"url": receiver.url, "events": events});
+        let body = json!({"url": receiver.url, "events": ticket_events});
         let res = app.post("/v1/webhooks", token, body).await;
-        assert_eq!(res.assert_status(201)["events"], events_sorted(&events));
+        let hook = res.assert_status(201);
+        assert_eq!(hook["events"], events_sorted(&ticket_events));
+        hooks.push(format!("/v1/webhooks/{}", id(hook)));
     }
 
     // A client's ticket about agency A's case is the platform's business, not the agency's.
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
     let body = json!({"subject": "Refund", "description": "Private words.", "case_id": case});
-    let client_ticket = id(app
-        .post("/v1/tickets", &w.client.token, body)
-        .await
-        .assert_status(201));
+    let res = app.post("/v1/tickets", &w.client.token, body).await;
+    let client_ticket = res.assert_status(201).clone();
+    let client_ticket = id(&client_ticket);
     // Agency A's own ticket reaches its webhook too.
     let body = json!({"subject": "Payout", "description": "Private words."});
-    let agency_ticket = id(app
-        .post("/v1/tickets", &w.a_operator.token, body)
-        .await
-        .assert_status(201));
+    let res = app.post("/v1/tickets", &w.a_operator.token, body).await;
+    let agency_ticket = id(res.assert_status(201));
+    // Both first answers are overdue (as if half an hour went by), the client's first.
+    for (ticket, minute) in [(&client_ticket, 0), (&agency_ticket, 1)] {
+        app.sql(&format!(
+            "UPDATE ticket_sla_clocks SET warn_at = '2026-01-01 09:0{minute}:00', \
+             due_at = '2026-01-01 09:0{minute}:30' WHERE ticket_id = '{ticket}' \
+             AND clock = 'first_response'; \
+             UPDATE tickets SET sla_next_at = '2026-01-01 09:0{minute}:00' WHERE id = '{ticket}'"
+        ));
+    }
+    let settled = dossier::sla::settle_due(&app.state).await.unwrap();
+    assert_eq!((settled.done, settled.failed), (2, 0));
     let path = format!("/v1/tickets/{agency_ticket}");
+    let messages = format!("{path}/messages");
+    let transitions = format!("{path}/transitions");
     app.post(
-        &format!("{path}/messages"),
+        &messages,
         &w.platform_staff.token,
         json!({"body": "Secret answer."}),
     )
     .await
     .assert_status(201);
     app.post(
-        &format!("{path}/transitions"),
+        &transitions,
         &w.platform_staff.token,
         json!({"action": "resolve", "resolution_type": "answered", "resolution": "Paid out."}),
     )
@@ -1009,62 +1018,98 @@ async fn ticket_events_reach_the_platforms_webhooks_and_the_requesting_agencys()
     )
     .await
     .assert_status(200);
-    // The client's ticket's first answer is overdue (as if half an hour went by).
-    app.sql(&format!(
-        "UPDATE ticket_sla_clocks SET warn_at = '2026-01-01 09:08:00', due_at = '2026-01-01 09:10:00' \
-         WHERE ticket_id = '{client_ticket}' AND clock = 'first_response'; \
-         UPDATE tickets SET sla_next_at = '2026-01-01 09:08:00' WHERE id = '{client_ticket}'"
-    ));
-    let settled = dossier::sla::settle_due(&app.state).await.unwrap();
-    assert_eq!((settled.done, settled.failed), (1, 0));
+    app.post(
+        &transitions,
+        &w.a_operator.token,
+        json!({"action": "reactivate", "reason": "Not paid yet."}),
+    )
+    .await
+    .assert_status(200);
     // No delivery names a case of its own: the ticket's case is in its payload.
     assert_eq!(
         app.count("SELECT COUNT(*) AS n FROM webhook_deliveries WHERE case_id IS NOT NULL"),
         0
     );
-    assert_eq!(round(&app).await, 9);
+    let mut posted_in_all = 0;
+    loop {
+        match round(&app).await {
+            0 => break,
+            n => posted_in_all += n,
+        }
+    }
+    assert_eq!(posted_in_all, 16);
 
     let got = posted(&platform);
+    let (c, a) = (client_ticket.as_str(), agency_ticket.as_str());
     assert_eq!(
         tickets_told(&got),
         [
-            ("ticket_opened", client_ticket.as_str()),
-            ("ticket_opened", agency_ticket.as_str()),
-            ("ticket_message_received", agency_ticket.as_str()),
-            ("ticket_status_changed", agency_ticket.as_str()),
-            ("ticket_assigned", client_ticket.as_str()),
-            ("ticket_sla_warning", client_ticket.as_str()),
-            ("ticket_sla_breached", client_ticket.as_str()),
+            ("ticket_opened", c),
+            ("ticket_opened", a),
+            ("ticket_sla_warning", c),
+            ("ticket_sla_breached", c),
+            ("ticket_sla_warning", a),
+            ("ticket_sla_breached", a),
+            ("ticket_message_received", a),
+            ("ticket_status_changed", a),
+            ("ticket_assigned", c),
+            ("ticket_status_changed", a),
         ]
     );
     let (_, opened) = &got[0];
+    let number = app.get(&format!("/v1/tickets/{c}"), &w.client.token).await;
+    let number = number.assert_status(200)["number"].clone();
     assert_eq!(
         opened["ticket"],
-        json!({"id": client_ticket, "agency_id": null, "case_id": case, "status": "new", "priority": "normal"})
+        json!({"id": c, "number": number, "agency_id": null, "case_id": case, "status": "new",
+               "priority": "normal"})
     );
     assert!(opened.get("case").is_none());
-    // Never a ticket's or a message's text; a resolution is the move's detail.
-    assert!(opened["detail"].is_null());
-    assert!(got[2].1["detail"].is_null());
-    assert_eq!(got[2].1["ticket"]["status"], "open");
+    // Never a ticket's or a message's text; a move's reason or resolution, an SLA account.
+    let detail = |i: usize| got[i].1["detail"].clone();
+    assert!(detail(0).is_null());
+    assert!(detail(2).is_string() && detail(3).is_string());
+    assert!(detail(6).is_null());
     assert!(
         got.iter()
             .all(|(_, p)| !p.to_string().contains("Private words")
                 && !p.to_string().contains("Secret answer"))
     );
-    assert_eq!(got[3].1["ticket"]["status"], "resolved");
-    assert_eq!(got[3].1["ticket"]["agency_id"], w.agency_a.as_str());
-    assert_eq!(got[3].1["detail"], "Paid out.");
-    assert!(got[6].1["detail"].is_string());
+    assert_eq!(got[6].1["ticket"]["status"], "open");
+    assert_eq!(got[7].1["ticket"]["status"], "resolved");
+    assert_eq!(got[7].1["ticket"]["agency_id"], w.agency_a.as_str());
+    assert_eq!(detail(7), "Paid out.");
+    assert_eq!(got[8].1["ticket"]["status"], "open");
+    assert_eq!(got[9].1["ticket"]["status"], "open");
+    assert_eq!(detail(9), "Not paid yet.");
 
+    let got = posted(&agency_a);
     assert_eq!(
-        tickets_told(&posted(&agency_a)),
+        tickets_told(&got),
         [
-            ("ticket_opened", agency_ticket.as_str()),
-            ("ticket_status_changed", agency_ticket.as_str()),
+            ("ticket_opened", a),
+            ("ticket_sla_warning", a),
+            ("ticket_sla_breached", a),
+            ("ticket_message_received", a),
+            ("ticket_status_changed", a),
+            ("ticket_status_changed", a),
         ]
     );
     assert!(agency_b.received().is_empty(), "another agency's tickets");
+
+    // A paused and a deleted webhook hear of nothing more.
+    app.patch(&hooks[0], &w.platform.token, json!({"active": false}))
+        .await
+        .assert_status(200);
+    let res = app
+        .call("DELETE", &hooks[1], &w.a_admin.token, None, &[])
+        .await;
+    assert_eq!(res.status.as_u16(), 204);
+    let before = app.rows_in(&["webhook_deliveries"]);
+    app.post(&messages, &w.a_operator.token, json!({"body": "Any news?"}))
+        .await
+        .assert_status(201);
+    assert_eq!(app.rows_in(&["webhook_deliveries"]), before);
 }
 
 /// Each delivery's event and the ticket it names.
