@@ -305,7 +305,8 @@ pub struct ListTicketsQuery {
     pub delegated_by: Option<AssigneeParam>,
     /// Only tickets about this case.
     pub case_id: Option<Uuid>,
-    /// The ticket with this number (`TKT-2026-000045`), if the caller sees it.
+    /// The ticket with this number (`TKT-2026-000045`; any case, spaces around it ignored), if
+    /// the caller sees it.
     #[param(example = "TKT-2026-000045")]
     pub number: Option<String>,
     /// Only tickets whose SLA is in these states (repeat the parameter for several), e.g. the
@@ -365,7 +366,8 @@ pub async fn list_tickets(
             delegated_by: user_filter(query.delegated_by, me),
             case_id: query.case_id.map(|id| id.to_string()),
             sla_states: query.sla.iter().map(|s| s.as_str()).collect(),
-            number: query.number,
+            // As people quote it: spaces around it or in lower case find it too.
+            number: query.number.map(|n| n.trim().to_ascii_uppercase()),
         };
         let rows = repo::tickets::list(
             conn,

@@ -163,8 +163,8 @@ pub async fn list_webhooks(
 /// Subscribes a URL to events on the caller's agency's cases and support tickets (a platform
 /// admin's: every agency's cases and every ticket). Each event is posted as JSON (`id`,
 /// `event`, `occurred_at`, for an event on a case `case` {`id`, `number`, `agency_id`,
-/// `status`}, for one on a ticket (`ticket_…`) `ticket` {`id`, `agency_id`, `case_id`,
-/// `status`, `priority`}, and `detail`: the reason of a status change (a ticket's move: its
+/// `status`}, for one on a ticket (`ticket_…`) `ticket` {`id`, `number`, `agency_id`,
+/// `case_id`, `status`, `priority`}, and `detail`: the reason of a status change (a ticket's move: its
 /// reason, else its resolution) or the account of an SLA warning or breach; never a
 /// message's text) with the headers `Dossier-Event`, `Dossier-Delivery` (the
 /// delivery's id: deliveries are at least once) and `Dossier-Signature`: `t=<unix

@@ -25,9 +25,10 @@ macro_rules! filter_in {
 /// never share a number; a rolled-back creation leaves a gap, which is allowed.
 macro_rules! next_number {
     ($conn:expr, $counters:ident, $prefix:literal, $now:expr) => {{
+        use diesel::prelude::*;
         let year = chrono::Datelike::year(&$now);
-        let bump = |conn: &mut DbConnection| {
-            crate::db::fixed_update(
+        let bump = |conn: &mut $crate::db::DbConnection| {
+            $crate::db::fixed_update(
                 diesel::update($counters::table.find(year))
                     .set($counters::last.eq($counters::last + 1))
                     .returning($counters::last),
@@ -35,7 +36,7 @@ macro_rules! next_number {
             .get_result::<i64>(conn)
             .optional()
         };
-        super::bump_or_create($conn, bump, |c| {
+        $crate::repo::bump_or_create($conn, bump, |c| {
             diesel::insert_into($counters::table)
                 .values(($counters::year.eq(year), $counters::last.eq(1)))
                 .execute(c)

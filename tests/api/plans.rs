@@ -243,6 +243,7 @@ async fn no_listed_query_scans_a_whole_large_table() {
         (&platform, "/v1/tickets?delegated_by=me".into()),
         (&platform, format!("/v1/tickets?case_id={case}")),
         (&client, "/v1/tickets?number=TKT-C-000000000000".into()),
+        (&platform, "/v1/tickets?number=TKT-A-000000000000".into()),
         (&operator, "/v1/tickets".into()),
         (&client, "/v1/tickets".into()),
         (&client, format!("/v1/tickets/{TICKET}")),
@@ -281,6 +282,7 @@ async fn no_listed_query_scans_a_whole_large_table() {
     let mut count_plans: Vec<Vec<String>> = vec![Vec::new(); counted_from_the_mark.len()];
     let mut tag_plans: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     let mut status_plan = Vec::new();
+    let mut number_plan = Vec::new();
     for (token, path) in &requests {
         recorded.start();
         let res = app.get(path, token).await;
@@ -301,6 +303,9 @@ async fn no_listed_query_scans_a_whole_large_table() {
             }
             if path.contains("deliveries?status=") {
                 status_plan.extend(plan.clone());
+            }
+            if **token == platform && path.contains("tickets?number=") {
+                number_plan.extend(plan.clone());
             }
             if path.contains("tag=") {
                 tag_plans
@@ -350,6 +355,14 @@ async fn no_listed_query_scans_a_whole_large_table() {
             plan.join("\n  ")
         );
     }
+    // Every ticket, platform staff's scope: only the number's unique index narrows it.
+    assert!(
+        number_plan
+            .iter()
+            .any(|line| line.contains("tickets_number_idx")),
+        "the ticket number filter does not use its index:\n  {}",
+        number_plan.join("\n  ")
+    );
     assert!(
         searches_deliveries_by_status(&status_plan),
         "the deliveries' status filter does not use its index:\n  {}",

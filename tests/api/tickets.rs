@@ -817,4 +817,29 @@ async fn tickets_are_numbered_across_the_platform_and_found_by_their_number() {
         .get(&by_number("TKT-1999-000001"), &w.platform.token)
         .await;
     assert_eq!(page.assert_status(200)["items"], json!([]));
+    // As people quote it: in lower case, with spaces around it.
+    let quoted = format!("%20{}%20", numbers[2].to_lowercase());
+    let page = app.get(&by_number(&quoted), &w.client2.token).await;
+    assert_eq!(
+        page.assert_status(200)["items"][0]["number"],
+        numbers[2].as_str()
+    );
+
+    // Tickets opened at once never share a number.
+    let opens = futures_util::future::join_all((0..8).map(|i| {
+        let token = if i % 2 == 0 {
+            &w.client.token
+        } else {
+            &w.a_operator.token
+        };
+        app.post("/v1/tickets", token, ticket_body("At once"))
+    }))
+    .await;
+    let mut raced: Vec<String> = opens
+        .iter()
+        .map(|r| r.assert_status(201)["number"].as_str().unwrap().to_owned())
+        .collect();
+    raced.sort();
+    let expected: Vec<String> = (4..=11).map(|n| format!("TKT-{year}-{n:06}")).collect();
+    assert_eq!(raced, expected);
 }

@@ -6,7 +6,8 @@ CREATE TABLE ticket_counters (
 );
 
 -- SQLite adds a NOT NULL column only with a default; every row gets its number below, and the
--- server always writes one.
+-- server always writes one (an INSERT without it would fail on the unique index from its
+-- second row, where PostgreSQL, which has no default, fails at once).
 ALTER TABLE tickets ADD COLUMN number TEXT NOT NULL DEFAULT '';
 
 -- Tickets already there are numbered in the order they were opened, per year.
