@@ -225,13 +225,14 @@ pub enum About<'a> {
         status: Option<CaseStatus>,
     },
     Ticket {
+        number: &'a str,
         subject: &'a str,
         status: Option<TicketStatus>,
     },
 }
 
-/// A notification's title: the case's number, or the ticket's subject in quotes, with the
-/// new status's label for status changes.
+/// A notification's title: the case's number, or the ticket's number and subject in quotes,
+/// with the new status's label for status changes.
 pub fn notification_title(
     event: crate::api::notifications::Event,
     locale: Locale,
@@ -242,11 +243,15 @@ pub fn notification_title(
         About::Case { number, status } => {
             (number.to_owned(), status.map(|s| status_label(s, locale)))
         }
-        About::Ticket { subject, status } => {
+        About::Ticket {
+            number,
+            subject,
+            status,
+        } => {
             let subject: String = subject.chars().take(80).collect();
             let ticket = pick(locale, ["ticket", "ticket", "ticket", "zgłoszenie"]);
             (
-                format!("{ticket} «{subject}»"),
+                format!("{ticket} {number} «{subject}»"),
                 status.map(|s| ticket_status_label(s, locale)),
             )
         }
@@ -320,7 +325,7 @@ pub fn notification_title(
     upper_first(pick(locale, template).replace("{n}", number))
 }
 
-/// A title that opens with a ticket's name ("ticket «…»") starts with a capital.
+/// A title that opens with a ticket's name ("ticket TKT-… «…»") starts with a capital.
 fn upper_first(title: String) -> String {
     let mut chars = title.chars();
     match chars.next() {

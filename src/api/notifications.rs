@@ -281,6 +281,7 @@ impl Notifier {
                 None,
                 Some(ticket.id.clone()),
                 i18n::About::Ticket {
+                    number: &ticket.number,
                     subject: &ticket.subject,
                     status,
                 },

@@ -1075,7 +1075,11 @@ async fn tickets_run_first_response_and_resolution_clocks_under_the_platforms_po
         .filter(|n| n["ticket_id"] == t.as_str() && n["event"] == "sla_breached")
         .map(|n| n["title"].as_str().unwrap())
         .collect();
-    assert_eq!(titles, ["Ticket «No answer» missed its SLA"]);
+    let number = ticket["number"].as_str().unwrap();
+    assert_eq!(
+        titles,
+        [format!("Ticket {number} «No answer» missed its SLA")]
+    );
     // The requester hears nothing of it.
     assert_eq!(
         app.count(&format!(

@@ -680,7 +680,8 @@ async fn a_ticket_reply_reaches_the_requester_by_mail_with_the_tickets_link() {
     ])
     .await;
     let w = World::new(&app).await;
-    let t = id(&open(&app, &w.client.token, ticket_body("Refund")).await);
+    let ticket = open(&app, &w.client.token, ticket_body("Refund")).await;
+    let t = id(&ticket);
     dossier::mailer::spawn(app.state.clone());
     app.post(
         &format!("/v1/tickets/{t}/messages"),
@@ -695,7 +696,14 @@ async fn a_ticket_reply_reaches_the_requester_by_mail_with_the_tickets_link() {
         .iter()
         .find(|m| m.rcpt_to == ["giulia@example.com"])
         .expect("a mail to the client");
-    assert_eq!(to_client.subject, "New message on ticket «Refund»");
+    // The ticket by its number and subject, as people quote it.
+    assert_eq!(
+        to_client.subject,
+        format!(
+            "New message on ticket {} «Refund»",
+            ticket["number"].as_str().unwrap()
+        )
+    );
     assert!(
         to_client.body.contains(&format!(
             "Open the ticket: https://app.dossier.test/support/{t}"

@@ -1097,6 +1097,32 @@ async fn ticket_events_reach_the_platforms_webhooks_and_the_requesting_agencys()
     );
     assert!(agency_b.received().is_empty(), "another agency's tickets");
 
+    // The platform's delivered deliveries, paged by state: newest first, every one once, and
+    // each next page's link keeps the filter.
+    let listed = format!("{}/deliveries", hooks[0]);
+    let mut next = Some(format!("{listed}?status=delivered&limit=4"));
+    let mut paged: Vec<String> = Vec::new();
+    while let Some(url) = next.take() {
+        let page = app.get(&url, &w.platform.token).await;
+        let body = page.assert_status(200).clone();
+        for item in body["items"].as_array().unwrap() {
+            assert_eq!(item["status"], "delivered");
+            paged.push(id(item));
+        }
+        if let Some(cursor) = body["next_cursor"].as_str() {
+            let link = page.header("link").unwrap();
+            assert!(link.contains("status=delivered"), "{link}");
+            next = Some(format!("{listed}?status=delivered&limit=4&cursor={cursor}"));
+        }
+    }
+    let mut newest_first: Vec<String> = posted(&platform).iter().map(|(_, p)| id(p)).collect();
+    newest_first.reverse();
+    assert_eq!(paged, newest_first);
+    let pending = app
+        .get(&format!("{listed}?status=pending"), &w.platform.token)
+        .await;
+    assert_eq!(pending.assert_status(200)["items"], json!([]));
+
     // A paused and a deleted webhook hear of nothing more.
     app.patch(&hooks[0], &w.platform.token, json!({"active": false}))
         .await
