@@ -186,6 +186,17 @@ impl TicketViewer {
         }
     }
 
+    /// The ticket's status while it is worked (`new`, `open`, `waiting_on_requester`: the only
+    /// statuses that take messages, files, edits and assignment); 409 `wrong_state` otherwise,
+    /// as "A `<status>` ticket `<refusal>`.".
+    fn require_worked(&self, ticket: &TicketRow, refusal: &str) -> Result<TicketStatus, ApiError> {
+        let status = ticket.status();
+        if !WORKED.contains(&status) {
+            return Err(self.wrong_state(status, format!("A `{status}` ticket {refusal}.")));
+        }
+        Ok(status)
+    }
+
     /// 409 `wrong_state` with what the caller may do in `status` instead.
     fn wrong_state(&self, status: TicketStatus, detail: String) -> ApiError {
         ApiError::WrongState {
@@ -622,10 +633,7 @@ pub async fn update_ticket(
             ));
         }
         if_match.check(current.version)?;
-        let status = current.status();
-        if !WORKED.contains(&status) {
-            return Err(who.wrong_state(status, format!("A `{status}` ticket cannot be edited.")));
-        }
+        who.require_worked(&current, "cannot be edited")?;
         let changes = TicketChanges {
             subject: input.subject,
             description: input.description,
@@ -889,12 +897,7 @@ pub async fn assign_ticket(
             }
         };
         if_match.check(current.version)?;
-        let status = current.status();
-        if !WORKED.contains(&status) {
-            return Err(
-                who.wrong_state(status, format!("A `{status}` ticket cannot be reassigned."))
-            );
-        }
+        let status = who.require_worked(&current, "cannot be reassigned")?;
         let next = ticket_workflow::after_assignment(status);
         let unchanged = current.assignee_id.as_deref() == Some(assignee.as_str())
             && current.delegated_by == delegated_by
@@ -1114,10 +1117,7 @@ fn write_message(
     ticket: TicketRow,
     input: PostTicketMessage,
 ) -> Result<Created<TicketMessageView>, ApiError> {
-    let status = ticket.status();
-    if !WORKED.contains(&status) {
-        return Err(who.wrong_state(status, format!("A `{status}` ticket takes no messages.")));
-    }
+    let status = who.require_worked(&ticket, "takes no messages")?;
     let attachment_ids = attachments::check_cited(conn, &ticket.id, &input.attachment_ids)?;
     let next = ticket_workflow::after_message(who.party, status);
     // Moves the version (and the status, where the message moves it) while the ticket is still

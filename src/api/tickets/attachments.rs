@@ -20,7 +20,6 @@ use crate::http::extract::{Page, PageRequest, page_response};
 use crate::repo;
 use crate::repo::ticket_attachments::TicketAttachmentRow;
 use crate::repo::tickets::TicketRow;
-use crate::ticket_workflow::WORKED;
 
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
@@ -98,10 +97,7 @@ fn worked_ticket(
     refusal: &str,
 ) -> Result<TicketRow, ApiError> {
     let ticket = who.find(conn, id)?;
-    let status = ticket.status();
-    if !WORKED.contains(&status) {
-        return Err(who.wrong_state(status, format!("A `{status}` ticket {refusal}.")));
-    }
+    who.require_worked(&ticket, refusal)?;
     Ok(ticket)
 }
 
