@@ -36,8 +36,8 @@ pub const PAUSED: &str = "paused";
 pub const DELETED: &str = "deleted";
 
 code_enum! {
-    /// What a webhook hears of: the bell's events on cases and `case_created`, and the bell's
-    /// events on support tickets, named `ticket_…`.
+    /// What a webhook hears of: the bell's events on cases and `case_created`, the bell's
+    /// events on support tickets, named `ticket_…`, and `ticket_updated` (an edit).
     WebhookEvent {
         StatusChanged = "status_changed",
         MessageReceived = "message_received",
@@ -55,6 +55,7 @@ code_enum! {
         TicketAssigned = "ticket_assigned",
         TicketSlaWarning = "ticket_sla_warning",
         TicketSlaBreached = "ticket_sla_breached",
+        TicketUpdated = "ticket_updated",
     }
 }
 
@@ -92,7 +93,8 @@ impl WebhookEvent {
     }
 
     /// Whether a delivery carries the event's `detail`: a status change's reason (a ticket's
-    /// resolution), an SLA warning's or breach's account; never a message's or a ticket's text.
+    /// resolution), an SLA warning's or breach's account, the members an edit changed; never a
+    /// message's or a ticket's text.
     fn tells_detail(self) -> bool {
         use WebhookEvent as W;
         matches!(
@@ -103,6 +105,7 @@ impl WebhookEvent {
                 | W::TicketStatusChanged
                 | W::TicketSlaWarning
                 | W::TicketSlaBreached
+                | W::TicketUpdated
         )
     }
 }
@@ -120,12 +123,28 @@ pub fn enqueue(conn: &mut DbConnection, what: &What) -> Result<(), ApiError> {
 /// Writes the deliveries of an event on a support ticket (in the event's transaction) to the
 /// platform's webhooks subscribed to it, and to the requesting agency's for an agency's ticket
 /// (a client's ticket about a case is not its agency's).
-pub fn enqueue_ticket(conn: &mut DbConnection, what: &TicketWhat) -> Result<(), ApiError> {
-    let Some(event) = WebhookEvent::on_ticket(what.event) else {
-        return Ok(());
-    };
+pub fn enqueue_ticket(
+    conn: &mut DbConnection,
+    event: WebhookEvent,
+    what: &TicketWhat,
+) -> Result<(), ApiError> {
     let hooks = repo::webhooks::listening_to_tickets(conn, what.ticket.agency_id.as_deref())?;
     write_deliveries(conn, &hooks, event, || about_ticket(what))
+}
+
+/// The move a message or an assignment made (`new` or `waiting_on_requester` to `open`): the
+/// bell tells only the message or the assignment, a webhook hears of every move.
+pub fn enqueue_ticket_move(
+    conn: &mut DbConnection,
+    ticket: &TicketRow,
+    status: TicketStatus,
+) -> Result<(), ApiError> {
+    let what = TicketWhat {
+        ticket,
+        status: Some(status),
+        detail: None,
+    };
+    enqueue_ticket(conn, WebhookEvent::TicketStatusChanged, &what)
 }
 
 fn write_deliveries(
@@ -160,11 +179,10 @@ pub struct What<'a> {
 /// An event on a support ticket, as a delivery tells it.
 pub struct TicketWhat<'a> {
     pub ticket: &'a TicketRow,
-    pub event: Event,
     /// The ticket's new status, where the event moved it.
     pub status: Option<TicketStatus>,
-    /// A move's reason or resolution, or the SLA rule's account (see
-    /// [`WebhookEvent::tells_detail`]).
+    /// A move's reason or resolution, the SLA rule's account, or the members an edit changed
+    /// (see [`WebhookEvent::tells_detail`]).
     pub detail: Option<&'a str>,
 }
 

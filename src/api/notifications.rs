@@ -23,6 +23,7 @@ use crate::repo::cases::CaseRow;
 use crate::repo::email::OutboxRow;
 use crate::repo::notifications::{NotificationRow, Recipient};
 use crate::repo::tickets::TicketRow;
+use crate::webhooks::WebhookEvent;
 
 code_enum! {
     /// What happened.
@@ -226,13 +227,14 @@ impl Notifier {
         status: Option<TicketStatus>,
     ) -> Result<(), ApiError> {
         // The platform's webhooks hear of every ticket's events, an agency's of its own.
-        let what = crate::webhooks::TicketWhat {
-            ticket,
-            event,
-            status,
-            detail: body,
-        };
-        crate::webhooks::enqueue_ticket(conn, &what)?;
+        if let Some(heard) = WebhookEvent::on_ticket(event) {
+            let what = crate::webhooks::TicketWhat {
+                ticket,
+                status,
+                detail: body,
+            };
+            crate::webhooks::enqueue_ticket(conn, heard, &what)?;
+        }
         let mut recipients = repo::notifications::recipients(conn, extra)?;
         if to.contains(&TicketAudience::Requester) {
             // An agency's ticket is its staff's: a requester who left hands its news to them.

@@ -33,6 +33,7 @@ use crate::repo::audit::{Actor, Change};
 use crate::repo::tickets::{TicketChanges, TicketFilter, TicketMessageRow, TicketRow, TicketScope};
 use crate::sla::{Bump, SlaState, Starts, Subject};
 use crate::ticket_workflow::{self, TicketAllowedAction, WORKED};
+use crate::webhooks::WebhookEvent;
 use crate::workflow::Input;
 
 pub mod attachments;
@@ -590,7 +591,8 @@ pub struct UpdateTicket {
 ///
 /// The requester's side changes subject and description; platform staff change those and the
 /// priority (403 for a requester sending `priority`). Only while the ticket is worked (`new`,
-/// `open`, `waiting_on_requester`; 409 otherwise). Honours `If-Match` (412 when stale).
+/// `open`, `waiting_on_requester`; 409 otherwise). Honours `If-Match` (412 when stale). An
+/// edit that changes something reaches webhooks as `ticket_updated`.
 /// Roles: platform, client, agency.
 #[utoipa::path(
     tag = "tickets",
@@ -657,6 +659,9 @@ pub async fn update_ticket(
                 changes.priority.clone(),
             ),
         ]);
+        // What a webhook is told the edit changed: the members' names, never their text.
+        let edited: Vec<&str> = audit.iter().filter_map(|c| c.field.as_deref()).collect();
+        let edited = edited.join(", ");
         if !audit.is_empty() {
             who.update(conn, &current, WORKED, &if_match, &changes)?;
             repo::audit::append(conn, &who.actor, audit)?;
@@ -666,6 +671,14 @@ pub async fn update_ticket(
             crate::sla::reprioritized(conn, &notifier, ticket, priority)?;
         }
         let row = who.find(conn, &id)?;
+        if !edited.is_empty() {
+            let what = crate::webhooks::TicketWhat {
+                ticket: &row,
+                status: None,
+                detail: Some(&edited),
+            };
+            crate::webhooks::enqueue_ticket(conn, WebhookEvent::TicketUpdated, &what)?;
+        }
         who.view(conn, row)
     })
     .await?;
@@ -940,6 +953,9 @@ pub async fn assign_ticket(
                 // The status it left the ticket in (webhooks tell it; titles do not).
                 Some(next),
             )?;
+            if next != status {
+                crate::webhooks::enqueue_ticket_move(conn, &current, next)?;
+            }
         }
         let row = who.find(conn, &id)?;
         who.view(conn, row)
@@ -1175,6 +1191,9 @@ fn write_message(
         // The status it left the ticket in (webhooks tell it; titles do not).
         Some(next),
     )?;
+    if next != status {
+        crate::webhooks::enqueue_ticket_move(conn, &ticket, next)?;
+    }
     let names = repo::tickets::names(conn, &[row.author_id.as_str()])?;
     Ok(Created {
         location: None,

@@ -104,8 +104,8 @@ pub struct CreateWebhook {
     #[schema(min_length = 1, max_length = 2000, format = "uri")]
     pub url: String,
     /// The events to post: on cases (the bell's and `case_created`), and on support tickets
-    /// (`ticket_…`: an agency's webhooks hear of the agency's own tickets, the platform's of
-    /// every ticket).
+    /// (`ticket_…`, with `ticket_updated` for an edit: an agency's webhooks hear of the
+    /// agency's own tickets, the platform's of every ticket).
     #[validate(length(min = 1, max = 20))]
     #[schema(min_items = 1, max_items = 20)]
     pub events: Vec<WebhookEvent>,
@@ -164,9 +164,10 @@ pub async fn list_webhooks(
 /// admin's: every agency's cases and every ticket). Each event is posted as JSON (`id`,
 /// `event`, `occurred_at`, for an event on a case `case` {`id`, `number`, `agency_id`,
 /// `status`}, for one on a ticket (`ticket_…`) `ticket` {`id`, `number`, `agency_id`,
-/// `case_id`, `status`, `priority`}, and `detail`: the reason of a status change (a ticket's move: its
-/// reason, else its resolution) or the account of an SLA warning or breach; never a
-/// message's text) with the headers `Dossier-Event`, `Dossier-Delivery` (the
+/// `case_id`, `status`, `priority`}, and `detail`: the reason of a status change (a ticket's
+/// move: its reason, else its resolution; `null` for the move a message or an assignment
+/// made), the account of an SLA warning or breach, or the members a ticket's edit changed
+/// (`ticket_updated`: `subject, priority`); never a message's or a ticket's text) with the headers `Dossier-Event`, `Dossier-Delivery` (the
 /// delivery's id: deliveries are at least once) and `Dossier-Signature`: `t=<unix
 /// seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" keyed with the secret>`. A receiver answering
 /// anything but 2xx, or not within `DOSSIER_WEBHOOK_TIMEOUT_SECONDS`, gets the delivery again

@@ -953,7 +953,8 @@ async fn ticket_events_reach_the_platforms_webhooks_and_the_requesting_agencys()
         "ticket_status_changed",
         "ticket_assigned",
         "ticket_sla_breached",
-        "ticket_sla_warning"
+        "ticket_sla_warning",
+        "ticket_updated"
     ]);
     let (platform, agency_a, agency_b) = (
         Receiver::start().await,
@@ -1004,6 +1005,16 @@ async fn ticket_events_reach_the_platforms_webhooks_and_the_requesting_agencys()
     )
     .await
     .assert_status(201);
+    // An edit that changes something is told by the names of what it changed; one that
+    // changes nothing is not told.
+    let edit =
+        json!({"subject": "Payout late", "description": "Private words.", "priority": "high"});
+    app.patch(&path, &w.platform_staff.token, edit.clone())
+        .await
+        .assert_status(200);
+    app.patch(&path, &w.platform_staff.token, edit)
+        .await
+        .assert_status(200);
     app.post(
         &transitions,
         &w.platform_staff.token,
@@ -1025,6 +1036,21 @@ async fn ticket_events_reach_the_platforms_webhooks_and_the_requesting_agencys()
     )
     .await
     .assert_status(200);
+    // The requester's answer to a ticket that waited on them opens it again.
+    app.post(
+        &transitions,
+        &w.platform_staff.token,
+        json!({"action": "wait_on_requester"}),
+    )
+    .await
+    .assert_status(200);
+    app.post(
+        &messages,
+        &w.a_operator.token,
+        json!({"body": "Here it is."}),
+    )
+    .await
+    .assert_status(201);
     // No delivery names a case of its own: the ticket's case is in its payload.
     assert_eq!(
         app.count("SELECT COUNT(*) AS n FROM webhook_deliveries WHERE case_id IS NOT NULL"),
@@ -1037,7 +1063,7 @@ async fn ticket_events_reach_the_platforms_webhooks_and_the_requesting_agencys()
             n => posted_in_all += n,
         }
     }
-    assert_eq!(posted_in_all, 16);
+    assert_eq!(posted_in_all, 27);
 
     let got = posted(&platform);
     let (c, a) = (client_ticket.as_str(), agency_ticket.as_str());
@@ -1052,7 +1078,13 @@ async fn ticket_events_reach_the_platforms_webhooks_and_the_requesting_agencys()
             ("ticket_sla_breached", a),
             ("ticket_message_received", a),
             ("ticket_status_changed", a),
+            ("ticket_updated", a),
+            ("ticket_status_changed", a),
             ("ticket_assigned", c),
+            ("ticket_status_changed", c),
+            ("ticket_status_changed", a),
+            ("ticket_status_changed", a),
+            ("ticket_message_received", a),
             ("ticket_status_changed", a),
         ]
     );
@@ -1073,15 +1105,27 @@ async fn ticket_events_reach_the_platforms_webhooks_and_the_requesting_agencys()
     assert!(
         got.iter()
             .all(|(_, p)| !p.to_string().contains("Private words")
+                && !p.to_string().contains("Payout")
                 && !p.to_string().contains("Secret answer"))
     );
-    assert_eq!(got[6].1["ticket"]["status"], "open");
-    assert_eq!(got[7].1["ticket"]["status"], "resolved");
-    assert_eq!(got[7].1["ticket"]["agency_id"], w.agency_a.as_str());
-    assert_eq!(detail(7), "Paid out.");
-    assert_eq!(got[8].1["ticket"]["status"], "open");
-    assert_eq!(got[9].1["ticket"]["status"], "open");
-    assert_eq!(detail(9), "Not paid yet.");
+    let status = |i: usize| got[i].1["ticket"]["status"].clone();
+    // The platform's first answer opens the new ticket: the message, then the move.
+    assert_eq!((status(6), status(7)), (json!("open"), json!("open")));
+    assert!(detail(7).is_null());
+    assert_eq!(detail(8), "subject, priority");
+    assert_eq!(got[8].1["ticket"]["priority"], "high");
+    assert_eq!(status(8), "open");
+    assert_eq!(status(9), "resolved");
+    assert_eq!(got[9].1["ticket"]["agency_id"], w.agency_a.as_str());
+    assert_eq!(detail(9), "Paid out.");
+    // A take opens a new ticket: the assignment, then the move.
+    assert_eq!((status(10), status(11)), (json!("open"), json!("open")));
+    assert!(detail(11).is_null());
+    assert_eq!(status(12), "open");
+    assert_eq!(detail(12), "Not paid yet.");
+    assert_eq!(status(13), "waiting_on_requester");
+    assert_eq!((status(14), status(15)), (json!("open"), json!("open")));
+    assert!(detail(15).is_null());
 
     let got = posted(&agency_a);
     assert_eq!(
@@ -1092,6 +1136,11 @@ async fn ticket_events_reach_the_platforms_webhooks_and_the_requesting_agencys()
             ("ticket_sla_breached", a),
             ("ticket_message_received", a),
             ("ticket_status_changed", a),
+            ("ticket_updated", a),
+            ("ticket_status_changed", a),
+            ("ticket_status_changed", a),
+            ("ticket_status_changed", a),
+            ("ticket_message_received", a),
             ("ticket_status_changed", a),
         ]
     );
