@@ -1,5 +1,6 @@
 //! Outbound webhooks: every event the bell hears of on a case (`Notifier::notify`) or on a
-//! support ticket (`Notifier::notify_ticket`) becomes, in the same transaction, one delivery
+//! support ticket (`Notifier::notify_ticket`), and a ticket's moves and edits the bell does not
+//! tell ([`enqueue_ticket_move`], `ticket_updated`), becomes, in the same transaction, one delivery
 //! per active webhook of the agency (the case's, the requesting agency's) or the platform that
 //! subscribed to it. A worker posts each delivery as JSON, signed with the webhook's
 //! secret, and retries failures with exponential backoff until `DOSSIER_WEBHOOK_MAX_ATTEMPTS`;

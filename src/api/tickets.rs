@@ -659,26 +659,25 @@ pub async fn update_ticket(
                 changes.priority.clone(),
             ),
         ]);
-        // What a webhook is told the edit changed: the members' names, never their text.
-        let edited: Vec<&str> = audit.iter().filter_map(|c| c.field.as_deref()).collect();
-        let edited = edited.join(", ");
         if !audit.is_empty() {
+            // A webhook is told the names of the members changed, never their text. They are
+            // the audit rows' field names: renaming one changes what receivers read.
+            let edited: Vec<String> = audit.iter().filter_map(|c| c.field.clone()).collect();
             who.update(conn, &current, WORKED, &if_match, &changes)?;
             repo::audit::append(conn, &who.actor, audit)?;
+            // Before the SLA events a new priority may bring: the edit comes first.
+            let what = crate::webhooks::TicketWhat {
+                ticket: &who.find(conn, &id)?,
+                status: None,
+                detail: Some(&edited.join(", ")),
+            };
+            crate::webhooks::enqueue_ticket(conn, WebhookEvent::TicketUpdated, &what)?;
         }
         if let Some(priority) = input.priority.filter(|p| *p != current.priority()) {
             let ticket = Subject::ticket(&current);
             crate::sla::reprioritized(conn, &notifier, ticket, priority)?;
         }
         let row = who.find(conn, &id)?;
-        if !edited.is_empty() {
-            let what = crate::webhooks::TicketWhat {
-                ticket: &row,
-                status: None,
-                detail: Some(&edited),
-            };
-            crate::webhooks::enqueue_ticket(conn, WebhookEvent::TicketUpdated, &what)?;
-        }
         who.view(conn, row)
     })
     .await?;

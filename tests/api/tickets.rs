@@ -538,6 +538,9 @@ async fn a_resolved_ticket_nobody_reactivates_closes_by_rule_with_its_log() {
     let w = World::new(&app).await;
     let t = id(&open(&app, &w.a_operator.token, ticket_body("Invoices")).await);
     let kept = id(&open(&app, &w.client.token, ticket_body("Refund")).await);
+    let body = json!({"url": "http://127.0.0.1:9/hook", "events": ["ticket_status_changed"]});
+    let hook = app.post("/v1/webhooks", &w.a_admin.token, body).await;
+    let hook = id(hook.assert_status(201));
     for ticket in [&t, &kept] {
         app.post(
             &format!("/v1/tickets/{ticket}/transitions"),
@@ -594,6 +597,23 @@ async fn a_resolved_ticket_nobody_reactivates_closes_by_rule_with_its_log() {
              AND actor_id IS NULL AND request_id = '{log_id}' AND new_value = 'closed'"
         )),
         1
+    );
+    // The agency's webhook heard its ticket resolved, then closed by the rule (no reason).
+    let deliveries = format!("/v1/webhooks/{hook}/deliveries");
+    let told = app.get(&deliveries, &w.a_admin.token).await;
+    let told = told.assert_status(200)["items"].clone();
+    let told: Vec<(&Value, &Value)> = told
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (&d["payload"]["ticket"]["status"], &d["payload"]["detail"]))
+        .collect();
+    assert_eq!(
+        told,
+        [
+            (&json!("closed"), &Value::Null),
+            (&json!("resolved"), &json!("Done.")),
+        ]
     );
     let seen = notified(&app, &w.a_operator.token, &t).await;
     assert_eq!(seen[0].0, "status_changed");

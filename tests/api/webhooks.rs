@@ -1015,6 +1015,19 @@ async fn ticket_events_reach_the_platforms_webhooks_and_the_requesting_agencys()
     app.patch(&path, &w.platform_staff.token, edit)
         .await
         .assert_status(200);
+    // The requester's side edits too; a client's ticket is told to the platform only.
+    let edit = json!({"description": "Private words, again."});
+    app.patch(&path, &w.a_operator.token, edit)
+        .await
+        .assert_status(200);
+    let edit = json!({"subject": "Refund please"});
+    app.patch(
+        &format!("/v1/tickets/{client_ticket}"),
+        &w.client.token,
+        edit,
+    )
+    .await
+    .assert_status(200);
     app.post(
         &transitions,
         &w.platform_staff.token,
@@ -1063,7 +1076,7 @@ async fn ticket_events_reach_the_platforms_webhooks_and_the_requesting_agencys()
             n => posted_in_all += n,
         }
     }
-    assert_eq!(posted_in_all, 27);
+    assert_eq!(posted_in_all, 30);
 
     let got = posted(&platform);
     let (c, a) = (client_ticket.as_str(), agency_ticket.as_str());
@@ -1079,6 +1092,8 @@ async fn ticket_events_reach_the_platforms_webhooks_and_the_requesting_agencys()
             ("ticket_message_received", a),
             ("ticket_status_changed", a),
             ("ticket_updated", a),
+            ("ticket_updated", a),
+            ("ticket_updated", c),
             ("ticket_status_changed", a),
             ("ticket_assigned", c),
             ("ticket_status_changed", c),
@@ -1106,6 +1121,7 @@ async fn ticket_events_reach_the_platforms_webhooks_and_the_requesting_agencys()
         got.iter()
             .all(|(_, p)| !p.to_string().contains("Private words")
                 && !p.to_string().contains("Payout")
+                && !p.to_string().contains("Refund")
                 && !p.to_string().contains("Secret answer"))
     );
     let status = |i: usize| got[i].1["ticket"]["status"].clone();
@@ -1115,17 +1131,19 @@ async fn ticket_events_reach_the_platforms_webhooks_and_the_requesting_agencys()
     assert_eq!(detail(8), "subject, priority");
     assert_eq!(got[8].1["ticket"]["priority"], "high");
     assert_eq!(status(8), "open");
-    assert_eq!(status(9), "resolved");
-    assert_eq!(got[9].1["ticket"]["agency_id"], w.agency_a.as_str());
-    assert_eq!(detail(9), "Paid out.");
-    // A take opens a new ticket: the assignment, then the move.
-    assert_eq!((status(10), status(11)), (json!("open"), json!("open")));
-    assert!(detail(11).is_null());
-    assert_eq!(status(12), "open");
-    assert_eq!(detail(12), "Not paid yet.");
-    assert_eq!(status(13), "waiting_on_requester");
-    assert_eq!((status(14), status(15)), (json!("open"), json!("open")));
-    assert!(detail(15).is_null());
+    assert_eq!(detail(9), "description");
+    assert_eq!((detail(10), status(10)), (json!("subject"), json!("new")));
+    assert_eq!(status(11), "resolved");
+    assert_eq!(got[11].1["ticket"]["agency_id"], w.agency_a.as_str());
+    assert_eq!(detail(11), "Paid out.");
+    // A delegation opens a new ticket: the assignment, then the move.
+    assert_eq!((status(12), status(13)), (json!("open"), json!("open")));
+    assert!(detail(13).is_null());
+    assert_eq!(status(14), "open");
+    assert_eq!(detail(14), "Not paid yet.");
+    assert_eq!(status(15), "waiting_on_requester");
+    assert_eq!((status(16), status(17)), (json!("open"), json!("open")));
+    assert!(detail(17).is_null());
 
     let got = posted(&agency_a);
     assert_eq!(
@@ -1136,6 +1154,7 @@ async fn ticket_events_reach_the_platforms_webhooks_and_the_requesting_agencys()
             ("ticket_sla_breached", a),
             ("ticket_message_received", a),
             ("ticket_status_changed", a),
+            ("ticket_updated", a),
             ("ticket_updated", a),
             ("ticket_status_changed", a),
             ("ticket_status_changed", a),
