@@ -1,4 +1,5 @@
-//! The audit trail: a case's change log for admins, and the hash chain's verification.
+//! The audit trail: the whole log, a case's and a ticket's, for admins, and the hash chain's
+//! verification.
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::api::cases::find_visible;
-use crate::api::{Asked, Asking, timestamp};
+use crate::api::{Asked, Asking, tickets, timestamp};
 use crate::app::AppState;
 use crate::auth::Token;
 use crate::db;
@@ -93,11 +94,11 @@ pub enum AuditFormat {
     Csv,
 }
 
-/// A case's log: the filters besides the case.
+/// A case's or a ticket's log: the filters besides the path's case or ticket.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct CaseAuditQuery {
+pub struct TrailQuery {
     /// Rows written by this user.
     pub actor_id: Option<Uuid>,
     /// Rows of this action (`create`, `update`, `suspend`, …).
@@ -119,13 +120,16 @@ pub struct CaseAuditQuery {
     pub format: Option<AuditFormat>,
 }
 
-/// The whole log's filters: a case's, and the case itself.
+/// The whole log's filters: a case's, and the case or the thing itself.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Rows about this case.
     pub case_id: Option<Uuid>,
+    /// Rows about this one thing (`entity_id`): a ticket (all of its rows), a message, a
+    /// service, a webhook, a trigger…
+    pub entity_id: Option<Uuid>,
     /// Rows written by this user.
     pub actor_id: Option<Uuid>,
     /// Rows of this action (`create`, `update`, `suspend`, …).
@@ -147,10 +151,11 @@ pub struct AuditQuery {
     pub format: Option<AuditFormat>,
 }
 
-impl From<CaseAuditQuery> for AuditQuery {
-    fn from(q: CaseAuditQuery) -> Self {
+impl From<TrailQuery> for AuditQuery {
+    fn from(q: TrailQuery) -> Self {
         AuditQuery {
             case_id: None,
+            entity_id: None,
             actor_id: q.actor_id,
             action: q.action,
             from: q.from,
@@ -171,7 +176,7 @@ impl From<CaseAuditQuery> for AuditQuery {
 #[utoipa::path(
     tag = "audit",
     operation_id = "list_case_audit",
-    params(("id" = Uuid, Path, description = "Case id"), CaseAuditQuery),
+    params(("id" = Uuid, Path, description = "Case id"), TrailQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One page of audit rows, or every row the filters keep as CSV", content(
@@ -188,17 +193,52 @@ pub async fn list_case_audit(
     state: web::Data<AppState>,
     token: Token,
     id: web::Path<Uuid>,
-    query: web::Query<CaseAuditQuery>,
+    query: web::Query<TrailQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let case_id = id.into_inner().to_string();
-    audit_answer(req, state, token, Some(case_id), query.into_inner().into()).await
+    let case = Trail::Case(id.into_inner().to_string());
+    audit_answer(req, state, token, Some(case), query.into_inner().into()).await
+}
+
+/// A support ticket's change log
+///
+/// Every change to the ticket, newest first: its creation, edits, moves, assignments,
+/// messages (by id, never their text), files and SLA warnings and breaches, each with actor,
+/// time, request id and the hash chain. Filters: `actor_id`, `action`, `from`/`to`; cursor
+/// pagination, or the whole filtered log as CSV. Roles: platform admins (every ticket) and
+/// agency admins (their agency's own tickets; other tickets are 404); every other caller is
+/// 403.
+#[utoipa::path(
+    tag = "audit",
+    operation_id = "list_ticket_audit",
+    params(("id" = Uuid, Path, description = "Ticket id"), TrailQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page of audit rows, or every row the filters keep as CSV", content(
+            (Page<AuditEntry> = "application/json"),
+            (String = "text/csv", example = json!(CSV_EXAMPLE)),
+        ), headers(("Link" = String, description = "`<…>; rel=\"next\"` when another JSON page follows"))),
+        (status = 403, description = "Only platform admins and agency admins read audit logs"),
+        (status = 404, description = "No such ticket, or not one the caller can see"),
+    )
+)]
+#[get("/v1/tickets/{id}/audit")]
+pub async fn list_ticket_audit(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: Token,
+    id: web::Path<Uuid>,
+    query: web::Query<TrailQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let ticket = Trail::Ticket(id.into_inner().to_string());
+    audit_answer(req, state, token, Some(ticket), query.into_inner().into()).await
 }
 
 /// The audit log
 ///
 /// Every change, newest first, for platform admins; for an agency admin, the rows of their
-/// agency's cases and services. Filters: `case_id`, `actor_id`, `action`, `from`/`to` (each
-/// a walk of its own index); cursor pagination, or the whole filtered log as CSV (`format=csv`
+/// agency's cases, services, own tickets, webhooks, triggers, SLA calendars and policies.
+/// Filters: `case_id`,
+/// `entity_id`, `actor_id`, `action`, `from`/`to` (each a walk of its own index); cursor pagination, or the whole filtered log as CSV (`format=csv`
 /// or `Accept: text/csv`) for an export. Roles: platform admins and agency admins; every other
 /// caller is 403.
 #[utoipa::path(
@@ -230,12 +270,19 @@ const CSV_EXAMPLE: &str = "seq,id,created_at,entity,entity_id,case_id,action,fie
 /// Rows a CSV export reads at a time: its memory stays bounded however long the log.
 const CSV_BATCH: i64 = 1000;
 
-/// A log's JSON page or CSV export. `case_id` is the path's case, which must be visible.
+/// The case or ticket whose log a path names.
+enum Trail {
+    Case(String),
+    /// A ticket's rows are all keyed by its id (`entity_id`).
+    Ticket(String),
+}
+
+/// A log's JSON page or CSV export; the path's case or ticket must be visible.
 async fn audit_answer(
     req: HttpRequest,
     state: web::Data<AppState>,
     token: Token,
-    path_case: Option<String>,
+    trail: Option<Trail>,
     query: AuditQuery,
 ) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::keyed(query.limit, query.cursor.as_deref())?;
@@ -267,11 +314,15 @@ async fn audit_answer(
         ));
     }
     let asking = Asking::new(token, &req);
+    let (path_case, path_ticket) = match &trail {
+        Some(Trail::Case(id)) => (Some(id.clone()), None),
+        Some(Trail::Ticket(id)) => (None, Some(id.clone())),
+        None => (None, None),
+    };
     let mut filter = AuditFilter {
         agency_id: None,
-        case_id: path_case
-            .clone()
-            .or_else(|| query.case_id.map(|id| id.to_string())),
+        case_id: path_case.or_else(|| query.case_id.map(|id| id.to_string())),
+        entity_id: path_ticket.or_else(|| query.entity_id.map(|id| id.to_string())),
         actor_id: query.actor_id.map(|id| id.to_string()),
         action: query.action,
         from: query.from.map(|t| t.naive_utc()),
@@ -282,8 +333,14 @@ async fn audit_answer(
         let Asked { caller, viewer, .. } = asking.resolve(conn)?;
         let is_admin = caller.admin && matches!(caller.role, Role::Platform | Role::Agency);
         caller.require(is_admin, "read audit logs")?;
-        if let Some(case_id) = &path_case {
-            find_visible(conn, &viewer, case_id)?;
+        match &trail {
+            Some(Trail::Case(id)) => {
+                find_visible(conn, &viewer, id)?;
+            }
+            Some(Trail::Ticket(id)) => {
+                tickets::find_visible(conn, &caller, id)?;
+            }
+            None => {}
         }
         // An agency admin reads their agency's rows only, in the query itself.
         if caller.role == Role::Agency {

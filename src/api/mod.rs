@@ -57,6 +57,7 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(assignment::list_agents)
         .service(assignment::set_agents)
         .service(audit::list_case_audit)
+        .service(audit::list_ticket_audit)
         .service(audit::list_audit)
         .service(audit::verify_audit)
         .service(rules::list_case_rule_log)

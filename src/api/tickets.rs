@@ -122,6 +122,21 @@ struct TicketViewer {
     actor: Actor,
 }
 
+/// 403 for agents, who have no tickets.
+fn scope_of(caller: &AuthUser) -> Result<TicketScope, ApiError> {
+    TicketScope::of(caller.role, &caller.id, caller.agency_id.as_deref())
+        .ok_or_else(|| ApiError::Forbidden("Agents have no support tickets.".into()))
+}
+
+/// The ticket if `caller` may see it: 404 otherwise, as for one that does not exist.
+pub fn find_visible(
+    conn: &mut DbConnection,
+    caller: &AuthUser,
+    id: &str,
+) -> Result<TicketRow, ApiError> {
+    repo::tickets::find(conn, &scope_of(caller)?, id)?.ok_or_else(ticket_not_found)
+}
+
 impl TicketViewer {
     /// 403 for agents, who have no tickets.
     fn of(asked: Asked) -> Result<TicketViewer, ApiError> {
@@ -130,8 +145,7 @@ impl TicketViewer {
             viewer,
             actor,
         } = asked;
-        let scope = TicketScope::of(caller.role, &caller.id, caller.agency_id.as_deref())
-            .ok_or_else(|| ApiError::Forbidden("Agents have no support tickets.".into()))?;
+        let scope = scope_of(&caller)?;
         Ok(TicketViewer {
             scope,
             party: party_of(&caller),

@@ -367,6 +367,8 @@ pub struct AuditFilter {
     /// An agency admin's scope: rows of that agency's cases and services.
     pub agency_id: Option<String>,
     pub case_id: Option<String>,
+    /// The thing a row is about (`entity_id`): a ticket's rows are all keyed by its id.
+    pub entity_id: Option<String>,
     pub actor_id: Option<String>,
     pub action: Option<String>,
     pub from: Option<NaiveDateTime>,
@@ -386,6 +388,9 @@ pub fn list(
     }
     if let Some(case_id) = &filter.case_id {
         query = query.filter(audit_log::case_id.eq(case_id.clone()));
+    }
+    if let Some(entity_id) = &filter.entity_id {
+        query = query.filter(audit_log::entity_id.eq(entity_id.clone()));
     }
     if let Some(actor_id) = &filter.actor_id {
         query = query.filter(audit_log::actor_id.eq(actor_id.clone()));

@@ -260,3 +260,146 @@ async fn the_log_exports_as_csv_whole_and_quoted() {
         .await
         .assert_problem(403, "forbidden");
 }
+
+#[actix_web::test]
+async fn a_tickets_log_is_every_row_about_it_for_the_admins_who_see_it() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let open = |token: &str, subject: &str| {
+        let body = json!({"subject": subject, "description": "Words of the requester."});
+        let token = token.to_owned();
+        let app = &app;
+        async move {
+            id(app
+                .post("/v1/tickets", &token, body)
+                .await
+                .assert_status(201))
+        }
+    };
+    let agency_ticket = open(&w.a_operator.token, "Payout").await;
+    let client_ticket = open(&w.client.token, "Refund").await;
+    let other_agency = open(&w.b_operator.token, "Invoices").await;
+    let path = format!("/v1/tickets/{agency_ticket}");
+    app.post(
+        &format!("{path}/messages"),
+        &w.platform_staff.token,
+        json!({"body": "We are on it."}),
+    )
+    .await
+    .assert_status(201);
+    app.patch(&path, &w.platform_staff.token, json!({"priority": "high"}))
+        .await
+        .assert_status(200);
+    app.post(
+        &format!("{path}/transitions"),
+        &w.platform_staff.token,
+        json!({"action": "resolve", "resolution_type": "answered", "resolution": "Paid."}),
+    )
+    .await
+    .assert_status(200);
+    let log = format!("{path}/audit");
+    let about = |ticket: &str| {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE entity_id = '{ticket}'"
+        )) as usize
+    };
+
+    // A platform admin: every row with the ticket's id, newest first, nothing of the others.
+    let res = app
+        .get(&format!("{log}?limit=100"), &w.platform.token)
+        .await;
+    let body = res.assert_status(200).clone();
+    let items = body["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), about(&agency_ticket));
+    assert!(items.iter().all(|r| r["entity"] == "ticket"
+        && r["entity_id"] == agency_ticket.as_str()
+        && r["case_id"].is_null()));
+    let (every, _) = seqs(&body);
+    assert!(every.windows(2).all(|p| p[0] > p[1]), "{every:?}");
+    let actions: std::collections::BTreeSet<&str> = items
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    for action in ["create", "post_message", "update", "resolve"] {
+        assert!(actions.contains(action), "{action} in {actions:?}");
+    }
+    // Filtered, and paged without a row twice.
+    let res = app
+        .get(&format!("{log}?action=post_message"), &w.platform.token)
+        .await;
+    let body = res.assert_status(200).clone();
+    assert_eq!(body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(body["items"][0]["field"], "message_id");
+    let mut paged = Vec::new();
+    let mut next = Some(format!("{log}?limit=2"));
+    while let Some(url) = next.take() {
+        let res = app.get(&url, &w.platform.token).await;
+        let (page, cursor) = seqs(res.assert_status(200));
+        paged.extend(page);
+        next = cursor.map(|c| format!("{log}?limit=2&cursor={c}"));
+    }
+    assert_eq!(paged, every);
+    // The whole log's own filter reads the same rows.
+    let res = app
+        .get(
+            &format!("/v1/audit?entity_id={agency_ticket}&limit=100"),
+            &w.platform.token,
+        )
+        .await;
+    assert_eq!(seqs(res.assert_status(200)).0, every);
+    // As CSV: a header and one line per row.
+    let (status, headers, bytes) = app
+        .bytes(&format!("{log}?format=csv"), &w.platform.token)
+        .await;
+    assert_eq!(status.as_u16(), 200);
+    assert_eq!(
+        headers.get("content-type").unwrap(),
+        "text/csv; charset=utf-8"
+    );
+    let csv = String::from_utf8(bytes).unwrap();
+    assert_eq!(csv.lines().count(), every.len() + 1);
+    assert!(csv.starts_with("seq,id,created_at,entity,entity_id,"));
+
+    // The requesting agency's admin reads it too; no other ticket of theirs to see.
+    let res = app.get(&log, &w.a_admin.token).await;
+    assert_eq!(seqs(res.assert_status(200)).0.len(), every.len().min(25));
+    for ticket in [&client_ticket, &other_agency] {
+        let res = app
+            .get(&format!("/v1/tickets/{ticket}/audit"), &w.a_admin.token)
+            .await;
+        res.assert_problem(404, "not_found");
+    }
+    // Through the whole log, another agency's ticket has no rows for them.
+    let res = app
+        .get(
+            &format!("/v1/audit?entity_id={other_agency}"),
+            &w.a_admin.token,
+        )
+        .await;
+    assert_eq!(res.assert_status(200)["items"], json!([]));
+    assert!(about(&other_agency) > 0);
+    let res = app.get(&log, &w.b_admin.token).await;
+    res.assert_problem(404, "not_found");
+    let unknown = "/v1/tickets/00000000-0000-7000-8000-00000000dead/audit";
+    app.get(unknown, &w.platform.token)
+        .await
+        .assert_problem(404, "not_found");
+    // Who is not an admin reads no log, their own ticket's included.
+    for token in [
+        &w.platform_staff.token,
+        &w.a_operator.token,
+        &w.a_agent.token,
+        &w.client.token,
+    ] {
+        app.get(&log, token).await.assert_problem(403, "forbidden");
+    }
+    let res = app
+        .get(
+            &format!("/v1/tickets/{client_ticket}/audit"),
+            &w.client.token,
+        )
+        .await;
+    res.assert_problem(403, "forbidden");
+    let res = app.get("/v1/audit?entity_id=42", &w.platform.token).await;
+    res.assert_problem(400, "invalid_query");
+}
