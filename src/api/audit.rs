@@ -10,8 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::api::cases::find_visible;
-use crate::api::{Asked, Asking, tickets, timestamp};
+use crate::api::{Asked, Asking, cases, tickets, timestamp};
 use crate::app::AppState;
 use crate::auth::Token;
 use crate::db;
@@ -203,10 +202,11 @@ pub async fn list_case_audit(
 ///
 /// Every change to the ticket, newest first: its creation, edits, moves, assignments,
 /// messages (by id, never their text), files and SLA warnings and breaches, each with actor,
-/// time, request id and the hash chain. Filters: `actor_id`, `action`, `from`/`to`; cursor
-/// pagination, or the whole filtered log as CSV. Roles: platform admins (every ticket) and
-/// agency admins (their agency's own tickets; other tickets are 404); every other caller is
-/// 403.
+/// time, request id and the hash chain (the retry of one of its webhook deliveries or mails
+/// is that delivery's or mail's row, in the whole log). Filters: `actor_id`, `action`,
+/// `from`/`to`; cursor pagination, or the whole filtered log as CSV. Roles: platform admins
+/// (every ticket) and agency admins (their agency's own tickets; other tickets are 404); every
+/// other caller is 403.
 #[utoipa::path(
     tag = "audit",
     operation_id = "list_ticket_audit",
@@ -237,9 +237,9 @@ pub async fn list_ticket_audit(
 ///
 /// Every change, newest first, for platform admins; for an agency admin, the rows of their
 /// agency's cases, services, own tickets, webhooks, triggers, SLA calendars and policies.
-/// Filters: `case_id`,
-/// `entity_id`, `actor_id`, `action`, `from`/`to` (each a walk of its own index); cursor pagination, or the whole filtered log as CSV (`format=csv`
-/// or `Accept: text/csv`) for an export. Roles: platform admins and agency admins; every other
+/// Filters: `case_id`, `entity_id`, `actor_id`, `action`, `from`/`to` (each a walk of its own
+/// index); cursor pagination, or the whole filtered log as CSV (`format=csv` or `Accept:
+/// text/csv`) for an export. Roles: platform admins and agency admins; every other
 /// caller is 403.
 #[utoipa::path(
     tag = "audit",
@@ -314,20 +314,20 @@ async fn audit_answer(
         ));
     }
     let asking = Asking::new(token, &req);
-    let (path_case, path_ticket) = match &trail {
-        Some(Trail::Case(id)) => (Some(id.clone()), None),
-        Some(Trail::Ticket(id)) => (None, Some(id.clone())),
-        None => (None, None),
-    };
     let mut filter = AuditFilter {
         agency_id: None,
-        case_id: path_case.or_else(|| query.case_id.map(|id| id.to_string())),
-        entity_id: path_ticket.or_else(|| query.entity_id.map(|id| id.to_string())),
+        case_id: query.case_id.map(|id| id.to_string()),
+        entity_id: query.entity_id.map(|id| id.to_string()),
         actor_id: query.actor_id.map(|id| id.to_string()),
         action: query.action,
         from: query.from.map(|t| t.naive_utc()),
         to: query.to.map(|t| t.naive_utc()),
     };
+    match &trail {
+        Some(Trail::Case(id)) => filter.case_id = Some(id.clone()),
+        Some(Trail::Ticket(id)) => filter.entity_id = Some(id.clone()),
+        None => {}
+    }
     let fetch = page.fetch();
     let (filter, rows) = db::read(&state.pool, move |conn| {
         let Asked { caller, viewer, .. } = asking.resolve(conn)?;
@@ -335,7 +335,7 @@ async fn audit_answer(
         caller.require(is_admin, "read audit logs")?;
         match &trail {
             Some(Trail::Case(id)) => {
-                find_visible(conn, &viewer, id)?;
+                cases::find_visible(conn, &viewer, id)?;
             }
             Some(Trail::Ticket(id)) => {
                 tickets::find_visible(conn, &caller, id)?;

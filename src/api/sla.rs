@@ -664,7 +664,8 @@ pub async fn get_ticket_sla(
     let asking = Asking::new(token, &req);
     let id = id.into_inner().to_string();
     let view = db::read(&state.pool, move |conn| {
-        let ticket = crate::api::tickets::find_visible_ticket(conn, asking, &id)?;
+        let caller = asking.resolve(conn)?.caller;
+        let ticket = crate::api::tickets::find_visible(conn, &caller, &id)?;
         Ok(TicketSlaView {
             clocks: clock_views(conn, Holder::Ticket(&ticket.id))?,
             state: ticket.sla_state.as_deref().and_then(SlaState::from_code),

@@ -128,7 +128,8 @@ fn scope_of(caller: &AuthUser) -> Result<TicketScope, ApiError> {
         .ok_or_else(|| ApiError::Forbidden("Agents have no support tickets.".into()))
 }
 
-/// The ticket if `caller` may see it: 404 otherwise, as for one that does not exist.
+/// The ticket if `caller` may see it: 404 otherwise, as for one that does not exist; 403 for
+/// agents.
 pub fn find_visible(
     conn: &mut DbConnection,
     caller: &AuthUser,
@@ -138,7 +139,6 @@ pub fn find_visible(
 }
 
 impl TicketViewer {
-    /// 403 for agents, who have no tickets.
     fn of(asked: Asked) -> Result<TicketViewer, ApiError> {
         let Asked {
             caller,
@@ -282,15 +282,6 @@ fn other_side(party: TicketParty) -> TicketAudience {
         TicketParty::Platform => TicketAudience::Requester,
         TicketParty::Requester => TicketAudience::Platform,
     }
-}
-
-/// The ticket if the caller may see it: 404 otherwise, 403 for agents.
-pub fn find_visible_ticket(
-    conn: &mut DbConnection,
-    asking: Asking,
-    id: &str,
-) -> Result<TicketRow, ApiError> {
-    TicketViewer::of(asking.resolve(conn)?)?.find(conn, id)
 }
 
 fn ticket_not_found() -> ApiError {

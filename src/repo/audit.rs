@@ -364,7 +364,8 @@ impl<Conn> RunQueryDsl<Conn> for InsertRows<'_> {}
 
 #[derive(Debug, Default)]
 pub struct AuditFilter {
-    /// An agency admin's scope: rows of that agency's cases and services.
+    /// An agency admin's scope: the rows of that agency (its cases', services', own tickets',
+    /// webhooks', triggers', SLA calendars' and policies').
     pub agency_id: Option<String>,
     pub case_id: Option<String>,
     /// The thing a row is about (`entity_id`): a ticket's rows are all keyed by its id.

@@ -278,6 +278,14 @@ async fn a_tickets_log_is_every_row_about_it_for_the_admins_who_see_it() {
     };
     let agency_ticket = open(&w.a_operator.token, "Payout").await;
     let client_ticket = open(&w.client.token, "Refund").await;
+    // A client's ticket about agency A's case is the platform's, not the agency's.
+    let a_case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let body = json!({"subject": "Charged twice", "description": "Words of the client.",
+                      "case_id": a_case});
+    let about_a_case = id(app
+        .post("/v1/tickets", &w.client.token, body)
+        .await
+        .assert_status(201));
     let other_agency = open(&w.b_operator.token, "Invoices").await;
     let path = format!("/v1/tickets/{agency_ticket}");
     app.post(
@@ -360,24 +368,37 @@ async fn a_tickets_log_is_every_row_about_it_for_the_admins_who_see_it() {
     assert_eq!(csv.lines().count(), every.len() + 1);
     assert!(csv.starts_with("seq,id,created_at,entity,entity_id,"));
 
-    // The requesting agency's admin reads it too; no other ticket of theirs to see.
-    let res = app.get(&log, &w.a_admin.token).await;
-    assert_eq!(seqs(res.assert_status(200)).0.len(), every.len().min(25));
-    for ticket in [&client_ticket, &other_agency] {
+    // The requesting agency's admin reads the same rows; no other ticket.
+    let res = app.get(&format!("{log}?limit=100"), &w.a_admin.token).await;
+    assert_eq!(seqs(res.assert_status(200)).0, every);
+    let res = app
+        .get(
+            &format!("/v1/audit?entity_id={agency_ticket}&limit=100"),
+            &w.a_admin.token,
+        )
+        .await;
+    assert_eq!(seqs(res.assert_status(200)).0, every);
+    for ticket in [&client_ticket, &other_agency, &about_a_case] {
         let res = app
             .get(&format!("/v1/tickets/{ticket}/audit"), &w.a_admin.token)
             .await;
         res.assert_problem(404, "not_found");
     }
-    // Through the whole log, another agency's ticket has no rows for them.
-    let res = app
-        .get(
-            &format!("/v1/audit?entity_id={other_agency}"),
+    // Through the whole log, a ticket that is not theirs has no rows for them.
+    for ticket in [&other_agency, &about_a_case] {
+        let res = app
+            .get(&format!("/v1/audit?entity_id={ticket}"), &w.a_admin.token)
+            .await;
+        assert_eq!(res.assert_status(200)["items"], json!([]));
+        assert!(about(ticket) > 0);
+    }
+    let (status, _, _) = app
+        .bytes(
+            &format!("/v1/tickets/{other_agency}/audit?format=csv"),
             &w.a_admin.token,
         )
         .await;
-    assert_eq!(res.assert_status(200)["items"], json!([]));
-    assert!(about(&other_agency) > 0);
+    assert_eq!(status.as_u16(), 404);
     let res = app.get(&log, &w.b_admin.token).await;
     res.assert_problem(404, "not_found");
     let unknown = "/v1/tickets/00000000-0000-7000-8000-00000000dead/audit";
@@ -400,6 +421,17 @@ async fn a_tickets_log_is_every_row_about_it_for_the_admins_who_see_it() {
         )
         .await;
     res.assert_problem(403, "forbidden");
+    app.get(unknown, &w.platform_staff.token)
+        .await
+        .assert_problem(403, "forbidden");
+    // The path names the ticket: no other thing's filter.
+    let res = app
+        .get(
+            &format!("{log}?entity_id={other_agency}"),
+            &w.platform.token,
+        )
+        .await;
+    res.assert_problem(400, "invalid_query");
     let res = app.get("/v1/audit?entity_id=42", &w.platform.token).await;
     res.assert_problem(400, "invalid_query");
 }

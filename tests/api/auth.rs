@@ -369,6 +369,7 @@ where
         format!("/v1/cases/{case}/required-data"),
         format!("/v1/video-calls/{other}/join"),
         format!("/v1/cases/{case}/audit"),
+        format!("/v1/tickets/{other}/audit"),
         "/v1/audit/verify".to_owned(),
         "/v1/services".to_owned(),
         format!("/v1/services/{other}"),

@@ -231,6 +231,8 @@ async fn no_listed_query_scans_a_whole_large_table() {
         (&admin, "/v1/audit?action=create".into()),
         (&platform, format!("/v1/audit?entity_id={case}")),
         (&platform, format!("/v1/tickets/{TICKET}/audit")),
+        (&admin, format!("/v1/audit?entity_id={AGENCY_TICKET}")),
+        (&admin, format!("/v1/tickets/{AGENCY_TICKET}/audit")),
         (&operator, "/v1/notifications".into()),
         (&operator, format!("/v1/cases/{case}/rule-log")),
         (&operator, "/v1/rule-log".into()),
@@ -376,7 +378,7 @@ async fn no_listed_query_scans_a_whole_large_table() {
     );
     // One thing's audit rows (a ticket's) are a walk of `(entity_id, seq)`, not of the whole
     // log's `seq` with a filter.
-    assert_eq!(entity_plans.len(), 2);
+    assert_eq!(entity_plans.len(), 4);
     for (path, plan) in &entity_plans {
         assert!(
             plan.iter()
@@ -448,6 +450,8 @@ fn seed_audit_rows(conn: &mut DbConnection) {
 
 /// The client's ticket about the first case.
 const TICKET: &str = "00000000-0000-7000-8e00-000000000000";
+/// Agency 0's own ticket about the first case.
+const AGENCY_TICKET: &str = "00000000-0000-7000-8f00-000000000000";
 
 /// A first-response clock on every case and ticket, a webhook per agency (`WEBHOOK` is agency
 /// 0's) and a delivery per case to its agency's (one in a hundred dead, for the state filter).
