@@ -152,7 +152,8 @@ pub async fn list_agencies(
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = AgencyView,
-            headers(("Location" = String, description = "The new agency's URL"), ("ETag" = String, description = "Its version"))),
+            headers(("Location" = String, description = "The new agency's URL"), ("ETag" = String, description = "Its version"),
+                    ("Idempotent-Replayed" = String, description = "`true` when this is a replay of an earlier response"))),
         (status = 403, description = "Only platform staff create agencies"),
         (status = 409, description = "The name is taken (`agency_name_taken`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
         (status = 422, description = "A member breaks a rule, or the `Idempotency-Key` was used with another body (`idempotency_key_reused`)"),

@@ -15,6 +15,7 @@ use crate::db;
 use crate::domain::Role;
 use crate::errors::{ApiError, FieldError};
 use crate::http::extract::{Page, PageRequest, page_response};
+use crate::http::idempotency::{self, Authorized, IdempotencyKey};
 use crate::repo;
 use crate::repo::attachments::AttachmentRow;
 use crate::repo::audit::{Actor, Change};
@@ -166,21 +167,27 @@ pub fn check_case_attachments(
 /// Staff files are internal (hidden from the client) unless agency or platform staff send an
 /// `internal` part `false`, before or after `file`; an agent's files always are. At most 16
 /// parts besides `file`, and the whole body within the limit plus 64 KiB, counted as it comes
-/// when it declares no length. Roles: anyone who can see the case.
+/// when it declares no length. Accepts `Idempotency-Key`: a retry with the same bytes, file
+/// name and side (`internal`) replays the first upload (`Idempotent-Replayed: true`) and keeps
+/// nothing of its own; another file under the same key is 422 `idempotency_key_reused`. A retry
+/// is checked as a new upload first: once the case takes no files it is 409. Roles: anyone who
+/// can see the case.
 #[utoipa::path(
     tag = "attachments",
     operation_id = "upload_attachment",
-    params(("id" = Uuid, Path, description = "Case id")),
+    params(("id" = Uuid, Path, description = "Case id"), IdempotencyKey),
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Stored", body = AttachmentView,
-            headers(("Location" = String, description = "The download URL"))),
+            headers(("Location" = String, description = "The download URL"),
+                    ("Idempotent-Replayed" = String, description = "`true` when this is a replay of an earlier response"))),
+        (status = 400, description = "The multipart body could not be read (`malformed_multipart`), or the `Idempotency-Key` header is malformed (`invalid_header`)"),
         (status = 404, description = "No such case, or not one the caller can see"),
-        (status = 409, description = "The case does not take files in its status (`wrong_state`)"),
+        (status = 409, description = "The case does not take files in its status (`wrong_state`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
         (status = 413, description = "The file is larger than the configured limit, or the body than that and 64 KiB"),
         (status = 415, description = "Not `multipart/form-data`, or a kind of file that is not accepted"),
-        (status = 422, description = "No `file` part, more than 16 other parts (`too_many_parts`), an empty file, or an `internal` part that is not `true`/`false` (`invalid_value`) or not the caller's to send (`not_allowed`)"),
+        (status = 422, description = "No `file` part, more than 16 other parts (`too_many_parts`), an empty file, an `internal` part that is not `true`/`false` (`invalid_value`) or not the caller's to send (`not_allowed`), or the `Idempotency-Key` was used with another file (`idempotency_key_reused`)"),
     )
 )]
 #[post("/v1/cases/{id}/attachments")]
@@ -189,6 +196,7 @@ pub async fn upload_attachment(
     state: web::Data<AppState>,
     token: Token,
     id: web::Path<Uuid>,
+    retry_key: IdempotencyKey,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let asking = Asking::new(token, &req);
@@ -210,44 +218,50 @@ pub async fn upload_attachment(
         }
     };
     // Refuse before reading a byte of the body when the caller or the case already says no.
-    let asked = db::read(&state.pool, check_case.clone()).await?;
-    let (uploader, role) = (asked.caller.id, asked.viewer.role);
+    let role = db::read(&state.pool, check_case.clone()).await?.viewer.role;
     let attachment_id = repo::new_id();
     let key = format!("attachments/{attachment_id}");
     let file = files::receive_upload(&req, payload, &state, Some(role), &key).await?;
-    let row = AttachmentRow {
-        id: attachment_id,
-        case_id,
-        uploader_id: uploader,
-        file_name: file.file_name,
-        content_type: file.content_type.to_owned(),
-        size_bytes: file.size_bytes,
-        sha256: file.sha256,
-        storage_key: key.clone(),
-        created_at: db::now(),
-        internal: file.internal,
-    };
-    let saved = db::write(&state.pool, move |conn| {
+    let storage_key = key.clone();
+    let saved = idempotency::remember(&state.pool, &req, retry_key, file, move |conn| {
         // The caller and the case may have moved on while the bytes streamed in; the case is
         // locked before it is looked at again.
-        repo::cases::share_lock(conn, &row.case_id)?;
-        let Asked { actor, .. } = check_case(conn)?;
-        repo::attachments::insert(conn, &row)?;
-        let created = Change::entity("attachment", &row.id, Some(&row.case_id), "upload");
-        repo::audit::append(
-            conn,
-            &actor,
-            created.fields(vec![
-                ("file_name", None, Some(row.file_name.clone())),
-                ("content_type", None, Some(row.content_type.clone())),
-                ("sha256", None, Some(row.sha256.clone())),
-                ("internal", None, Some(row.internal.to_string())),
-            ]),
-        )?;
-        Ok(AttachmentView::from(row))
+        repo::cases::share_lock(conn, &case_id)?;
+        let Asked { caller, actor, .. } = check_case(conn)?;
+        let user_id = caller.id.clone();
+        let create = move |conn: &mut db::DbConnection, file: files::StoredFile| {
+            let row = AttachmentRow {
+                id: attachment_id,
+                case_id,
+                uploader_id: caller.id,
+                file_name: file.file_name,
+                content_type: file.content_type.to_owned(),
+                size_bytes: file.size_bytes,
+                sha256: file.sha256,
+                storage_key,
+                created_at: db::now(),
+                internal: file.internal,
+            };
+            repo::attachments::insert(conn, &row)?;
+            let created = Change::entity("attachment", &row.id, Some(&row.case_id), "upload");
+            repo::audit::append(
+                conn,
+                &actor,
+                created.fields(vec![
+                    ("file_name", None, Some(row.file_name.clone())),
+                    ("content_type", None, Some(row.content_type.clone())),
+                    ("sha256", None, Some(row.sha256.clone())),
+                    ("internal", None, Some(row.internal.to_string())),
+                ]),
+            )?;
+            Ok(files::uploaded(AttachmentView::from(row), |v| {
+                &v.download_url
+            }))
+        };
+        Ok(Authorized { user_id, create })
     })
     .await;
-    files::answer_upload(&state, &key, saved, |v| &v.download_url).await
+    files::answer_upload(&state, &key, saved).await
 }
 
 /// List a case's attachments

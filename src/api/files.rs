@@ -9,7 +9,7 @@ use actix_web::error::PayloadError;
 use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::{StreamExt, TryStreamExt};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::IntoParams;
 use uuid::Uuid;
@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::domain::Role;
 use crate::errors::ApiError;
+use crate::http::idempotency::{Answer, Created};
 use crate::storage::BlobUpload;
 
 /// Bytes read before the type is decided (and before anything is written to storage).
@@ -302,7 +303,9 @@ async fn read_form(
 }
 
 /// A file stored whole under its key; the caller writes its row, and deletes the blob if that
-/// fails.
+/// fails. Serialized, it is what an upload's `Idempotency-Key` compares: the same bytes under
+/// the same name and side.
+#[derive(Serialize)]
 pub struct StoredFile {
     pub file_name: String,
     pub content_type: &'static str,
@@ -378,23 +381,27 @@ pub async fn receive_upload(
     })
 }
 
-/// The answer to an upload once its row's write is done: 201 with the file, its download URL
-/// as `Location`. A failed write leaves nothing pointing at the blob, so it is removed.
-pub async fn answer_upload<V: serde::Serialize>(
+/// What an upload made, for `idempotency::remember`: the file, its download URL as `Location`.
+pub fn uploaded<V>(view: V, download_url: impl Fn(&V) -> &str) -> Created<V> {
+    Created {
+        location: Some(download_url(&view).to_owned()),
+        version: None,
+        body: view,
+    }
+}
+
+/// The answer to an upload once its row's write is done (`idempotency::remember`): 201 with
+/// what [`uploaded`] made. A failed write, or the replay of an earlier upload, leaves nothing
+/// pointing at this request's blob, so it is removed.
+pub async fn answer_upload(
     state: &AppState,
     key: &str,
-    saved: Result<V, ApiError>,
-    download_url: impl Fn(&V) -> &str,
+    saved: Result<Answer, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
-    match saved {
-        Ok(view) => Ok(HttpResponse::Created()
-            .insert_header((header::LOCATION, download_url(&view)))
-            .json(view)),
-        Err(e) => {
-            state.blobs.delete(key).await;
-            Err(e)
-        }
+    if !saved.as_ref().is_ok_and(|answer| !answer.replayed) {
+        state.blobs.delete(key).await;
     }
+    saved.map(Answer::into_response)
 }
 
 /// A page of an owner's files.

@@ -16,6 +16,7 @@ use crate::errors::{ApiError, FieldError};
 use crate::http::extract::{
     IfMatch, Page, PageRequest, ValidJson, page_response, versioned_response,
 };
+use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
 use crate::repo::users::{UserChanges, UserFilter, UserRow, UserScope};
 use crate::repo::{self, refresh_tokens};
 
@@ -95,7 +96,7 @@ impl UserView {
     }
 }
 
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
     "email": "luca.bianchi@agenzia-rossi.example",
@@ -116,6 +117,8 @@ pub struct CreateUser {
     /// At least 12 characters.
     #[validate(length(min = 12, max = 1024))]
     #[schema(min_length = 12, max_length = 1024)]
+    // Left out of the `Idempotency-Key` fingerprint: a bare SHA-256 of it must not be stored.
+    #[serde(skip_serializing)]
     pub password: String,
     pub role: Role,
     /// Required for `agency` and `agent` users, refused for the others. An agency admin may
@@ -364,41 +367,51 @@ pub async fn list_users(
 ///
 /// Platform staff create users of any role; an agency admin creates `agency` and `agent` users
 /// of their own agency; only platform admins create platform admins (403). The e-mail must be
-/// unused (case-insensitively). Roles: platform, agency admin.
+/// unused (case-insensitively). Accepts `Idempotency-Key`: a retry with the same key and body
+/// replays the first answer, another body is 422; the password is left out of that comparison
+/// (it is kept only as its Argon2id hash). Roles: platform, agency admin.
 #[utoipa::path(
     tag = "users",
     operation_id = "create_user",
     request_body = CreateUser,
+    params(IdempotencyKey),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = UserView,
-            headers(("Location" = String, description = "The new user's URL"), ("ETag" = String, description = "Its version"))),
+            headers(("Location" = String, description = "The new user's URL"), ("ETag" = String, description = "Its version"),
+                    ("Idempotent-Replayed" = String, description = "`true` when this is a replay of an earlier response"))),
         (status = 403, description = "The caller may not create this user, or their role or admin flag changed while the request ran"),
-        (status = 409, description = "The e-mail is taken (`email_taken`)"),
-        (status = 422, description = "A member breaks a rule"),
+        (status = 409, description = "The e-mail is taken (`email_taken`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
+        (status = 422, description = "A member breaks a rule, or the `Idempotency-Key` was used with another body (`idempotency_key_reused`)"),
     )
 )]
 #[post("/v1/users")]
 pub async fn create_user(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: AuthUser,
+    retry_key: IdempotencyKey,
     body: ValidJson<CreateUser>,
 ) -> Result<HttpResponse, ApiError> {
     scope_of(&caller)?;
-    let input = body.0;
-    let hash = hash_password(input.password.clone()).await?;
-    let row = db::write(&state.pool, move |conn| {
+    let hash = hash_password(body.0.password.clone()).await?;
+    idempotency::create(&state.pool, &req, retry_key, body.0, move |conn| {
         still_as_authenticated(conn, &caller, &[])?;
-        let user = check_new_user(conn, Some(&caller), &input, hash)?;
-        repo::users::insert(conn, &user)?;
-        repo::users::find(conn, &UserScope::All, &user.id)?
-            .ok_or_else(|| ApiError::internal("inserted user vanished"))
+        let user_id = caller.id.clone();
+        let create = move |conn: &mut DbConnection, input: CreateUser| {
+            let user = check_new_user(conn, Some(&caller), &input, hash)?;
+            repo::users::insert(conn, &user)?;
+            let row = repo::users::find(conn, &UserScope::All, &user.id)?
+                .ok_or_else(|| ApiError::internal("inserted user vanished"))?;
+            Ok(Created {
+                location: Some(format!("/v1/users/{}", row.id)),
+                version: Some(row.version),
+                body: UserView::new(row, true),
+            })
+        };
+        Ok(Authorized { user_id, create })
     })
-    .await?;
-    Ok(HttpResponse::Created()
-        .insert_header(("Location", format!("/v1/users/{}", row.id)))
-        .insert_header(("ETag", crate::http::extract::etag(row.version)))
-        .json(UserView::new(row, true)))
+    .await
 }
 
 /// Get a user

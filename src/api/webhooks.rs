@@ -21,6 +21,7 @@ use crate::errors::ApiError;
 use crate::http::extract::{
     IfMatch, Page, PageRequest, ValidJson, etag, page_response, versioned_response,
 };
+use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
 use crate::repo;
 use crate::repo::audit::Change;
 use crate::repo::unique_violation_as;
@@ -93,7 +94,7 @@ impl TryFrom<WebhookRow> for WebhookView {
     }
 }
 
-#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"url": "https://crm.rossi.example/hooks/dossier", "events": ["status_changed", "sla_breached"]}))]
 pub struct CreateWebhook {
@@ -172,11 +173,15 @@ pub async fn list_webhooks(
 /// seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" keyed with the secret>`. A receiver answering
 /// anything but 2xx, or not within `DOSSIER_WEBHOOK_TIMEOUT_SECONDS`, gets the delivery again
 /// with exponential backoff, up to `DOSSIER_WEBHOOK_MAX_ATTEMPTS`; redirects are not followed.
-/// The secret is in this answer only. Roles: agency and platform admins.
+/// The secret is in this answer only, and in its replays: accepts `Idempotency-Key`, so a
+/// creation whose answer was lost can be retried for its secret within 24 hours (the first
+/// answer as it was: a rotation since is not in it); another body under the same key is 422.
+/// Roles: agency and platform admins.
 #[utoipa::path(
     tag = "webhooks",
     operation_id = "create_webhook",
     request_body = CreateWebhook,
+    params(IdempotencyKey),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created, with its secret", body = WebhookView,
@@ -184,9 +189,11 @@ pub async fn list_webhooks(
                 ("Location" = String, description = "The webhook's URL"),
                 ("ETag" = String, description = "Its version"),
                 ("Cache-Control" = String, description = "`no-store`: the answer carries the secret"),
+                ("Idempotent-Replayed" = String, description = "`true` when this is a replay of an earlier response"),
             )),
         (status = 403, description = "Only agency and platform admins"),
-        (status = 422, description = "A member breaks a rule: the URL (`invalid_url`, `duplicate_url`, `too_many_webhooks`), an unknown event (`validation_failed`, at its pointer), a repeated event (`repeated`)"),
+        (status = 409, description = "A request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
+        (status = 422, description = "A member breaks a rule: the URL (`invalid_url`, `duplicate_url`, `too_many_webhooks`), an unknown event (`validation_failed`, at its pointer), a repeated event (`repeated`); or the `Idempotency-Key` was used with another body (`idempotency_key_reused`)"),
     )
 )]
 #[post("/v1/webhooks")]
@@ -194,59 +201,69 @@ pub async fn create_webhook(
     req: HttpRequest,
     state: web::Data<AppState>,
     token: Token,
+    retry_key: IdempotencyKey,
     body: ValidJson<CreateWebhook>,
 ) -> Result<HttpResponse, ApiError> {
-    let input = body.0;
     let asking = Asking::new(token, &req);
     let public_https_only = state.settings.webhooks.public_https_only;
-    let view = db::write(&state.pool, move |conn| {
+    let mut response = idempotency::create(&state.pool, &req, retry_key, body.0, move |conn| {
         let Asked { caller, actor, .. } = asking.resolve(conn)?;
         let owner = owner(&caller, None)?;
-        allowed_url(&input.url, public_https_only)?;
-        if free_url(conn, &owner, &input.url)? >= MAX_PER_OWNER {
-            return Err(ApiError::invalid_field(
-                "/url",
-                "too_many_webhooks",
-                format!("at most {MAX_PER_OWNER} webhooks each"),
-            ));
-        }
-        let events = checked_events(input.events)?;
-        let row = WebhookRow {
-            id: repo::new_id(),
-            agency_id: match owner {
-                Owner::Agency(agency) => Some(agency),
-                Owner::Platform => None,
-            },
-            url: input.url,
-            secret: new_secret(),
-            events: serde_json::to_string(&events).map_err(ApiError::internal)?,
-            active: true,
-            created_by: caller.id.clone(),
-            created_at: db::now(),
-            version: 1,
-            deleted_at: None,
+        let user_id = caller.id.clone();
+        let create = move |conn: &mut DbConnection, input: CreateWebhook| {
+            allowed_url(&input.url, public_https_only)?;
+            if free_url(conn, &owner, &input.url)? >= MAX_PER_OWNER {
+                return Err(ApiError::invalid_field(
+                    "/url",
+                    "too_many_webhooks",
+                    format!("at most {MAX_PER_OWNER} webhooks each"),
+                ));
+            }
+            let events = checked_events(input.events)?;
+            let row = WebhookRow {
+                id: repo::new_id(),
+                agency_id: match owner {
+                    Owner::Agency(agency) => Some(agency),
+                    Owner::Platform => None,
+                },
+                url: input.url,
+                secret: new_secret(),
+                events: serde_json::to_string(&events).map_err(ApiError::internal)?,
+                active: true,
+                created_by: caller.id,
+                created_at: db::now(),
+                version: 1,
+                deleted_at: None,
+            };
+            repo::webhooks::insert(conn, &row).map_err(unique_violation_as(duplicate_url))?;
+            let change =
+                Change::outside_cases("webhook", &row.id, row.agency_id.as_deref(), "create");
+            repo::audit::append(
+                conn,
+                &actor,
+                change.fields(vec![
+                    ("url", None, Some(row.url.clone())),
+                    ("events", None, Some(row.events.clone())),
+                ]),
+            )?;
+            let secret = row.secret.clone();
+            let mut view = WebhookView::try_from(row)?;
+            view.secret = Some(secret);
+            Ok(Created {
+                location: Some(format!("/v1/webhooks/{}", view.id)),
+                version: Some(view.version),
+                body: view,
+            })
         };
-        repo::webhooks::insert(conn, &row).map_err(unique_violation_as(duplicate_url))?;
-        let change = Change::outside_cases("webhook", &row.id, row.agency_id.as_deref(), "create");
-        repo::audit::append(
-            conn,
-            &actor,
-            change.fields(vec![
-                ("url", None, Some(row.url.clone())),
-                ("events", None, Some(row.events.clone())),
-            ]),
-        )?;
-        let secret = row.secret.clone();
-        let mut view = WebhookView::try_from(row)?;
-        view.secret = Some(secret);
-        Ok(view)
+        Ok(Authorized { user_id, create })
     })
     .await?;
-    Ok(HttpResponse::Created()
-        .insert_header(("Location", format!("/v1/webhooks/{}", view.id)))
-        .insert_header(("ETag", etag(view.version)))
-        .insert_header(("Cache-Control", "no-store"))
-        .json(view))
+    // The answer, first or replayed, carries the secret.
+    response.headers_mut().insert(
+        actix_web::http::header::CACHE_CONTROL,
+        actix_web::http::header::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
 }
 
 /// A new signing key: 32 random bytes, hex, after `whsec_`.

@@ -83,7 +83,7 @@ pub struct Authorized<F> {
 /// create; then, unless the key names an earlier request of theirs (whose response is
 /// replayed), their creation runs with `input`. The key's record commits with what it wrote.
 /// One hand-off to a database thread per request, and a caller refused today is not replayed
-/// yesterday's answer. The fingerprint covers method, path and `input` as parsed.
+/// yesterday's answer. The fingerprint covers method, path and `input` as serialized.
 pub async fn create<I, T, A, F>(
     pool: &Pool,
     req: &HttpRequest,
@@ -91,6 +91,55 @@ pub async fn create<I, T, A, F>(
     input: I,
     authorize: A,
 ) -> Result<HttpResponse, ApiError>
+where
+    I: Serialize + Send + 'static,
+    T: Serialize + Send + 'static,
+    A: FnOnce(&mut DbConnection) -> Result<Authorized<F>, ApiError> + Send + 'static,
+    F: FnOnce(&mut DbConnection, I) -> Result<Created<T>, ApiError>,
+{
+    Ok(remember(pool, req, key, input, authorize)
+        .await?
+        .into_response())
+}
+
+/// A creation's response, first made or replayed.
+pub struct Answer {
+    stored: StoredResponse,
+    /// An earlier request's response: this one created nothing.
+    pub replayed: bool,
+}
+
+impl Answer {
+    pub fn into_response(self) -> HttpResponse {
+        let Answer { stored, replayed } = self;
+        let status = u16::try_from(stored.status_code)
+            .ok()
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .unwrap_or(StatusCode::CREATED);
+        let mut response = HttpResponse::build(status);
+        response.content_type("application/json");
+        if let Some(location) = stored.location {
+            response.insert_header((header::LOCATION, location));
+        }
+        if let Some(etag) = stored.etag {
+            response.insert_header((header::ETAG, etag));
+        }
+        if replayed {
+            response.insert_header((IDEMPOTENT_REPLAYED, "true"));
+        }
+        response.body(stored.body)
+    }
+}
+
+/// [`create`], answering before the response is rendered, for a caller with something to undo
+/// when nothing was created (an upload's blob).
+pub async fn remember<I, T, A, F>(
+    pool: &Pool,
+    req: &HttpRequest,
+    key: IdempotencyKey,
+    input: I,
+    authorize: A,
+) -> Result<Answer, ApiError>
 where
     I: Serialize + Send + 'static,
     T: Serialize + Send + 'static,
@@ -132,20 +181,5 @@ where
         Ok((stored, false))
     })
     .await?;
-    let status = u16::try_from(stored.status_code)
-        .ok()
-        .and_then(|s| StatusCode::from_u16(s).ok())
-        .unwrap_or(StatusCode::CREATED);
-    let mut response = HttpResponse::build(status);
-    response.content_type("application/json");
-    if let Some(location) = stored.location {
-        response.insert_header((header::LOCATION, location));
-    }
-    if let Some(etag) = stored.etag {
-        response.insert_header((header::ETAG, etag));
-    }
-    if replayed {
-        response.insert_header((IDEMPOTENT_REPLAYED, "true"));
-    }
-    Ok(response.body(stored.body))
+    Ok(Answer { stored, replayed })
 }

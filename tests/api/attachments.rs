@@ -67,6 +67,27 @@ where
         .await
 }
 
+/// [`upload_to`] under an `Idempotency-Key`.
+pub async fn upload_keyed_to<S>(
+    app: &TestApp<S>,
+    token: &str,
+    uri: &str,
+    key: &str,
+    file_name: &str,
+    bytes: &[u8],
+) -> Response
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+            Error = actix_web::Error,
+        >,
+{
+    let req = upload_request(token, uri).insert_header(("idempotency-key", key));
+    app.send(req.set_payload(form("file", file_name, bytes)))
+        .await
+}
+
 /// [`upload`] with an `internal` part (`"true"`, `"false"`, or anything to be refused) before
 /// the file, or after it.
 pub async fn upload_marked<S>(
@@ -317,6 +338,66 @@ async fn upload_download_list_and_delete_with_the_case_rules() {
     app.call("DELETE", &pdf, &w.a_operator.token, None, &[])
         .await
         .assert_problem(409, "wrong_state");
+}
+
+/// A retried upload under its `Idempotency-Key` is the first one replayed: one row, one audit
+/// entry, one blob (the retry's bytes are removed). Another file under the key is 422 and
+/// keeps nothing; keys are their caller's; a retry once the case takes no files is 409.
+#[actix_web::test]
+async fn retried_uploads_are_replayed_and_keep_nothing_of_their_own() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let uri = case_files(&case);
+    let written = || {
+        let rows = app.rows_in(&["attachments", "audit_log", "idempotency_keys"]);
+        (rows, stored_files(app.files.path()).len())
+    };
+    let bytes = png(5_000);
+    let client = w.client.token.as_str();
+    let first = upload_keyed_to(&app, client, &uri, "up-1", "photo.png", &bytes).await;
+    let photo = id(first.assert_status(201));
+    assert_eq!(first.header("idempotent-replayed"), None);
+    let after = written();
+    assert_eq!(after.1, 1);
+    let again = upload_keyed_to(&app, client, &uri, "up-1", "photo.png", &bytes).await;
+    again.assert_status(201);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.header("location"), first.header("location"));
+    assert_eq!(written(), after, "the replay kept no row and no blob");
+    let (status, _, kept) = app.bytes(first.header("location").unwrap(), client).await;
+    assert_eq!(
+        (status.as_u16(), kept),
+        (200, bytes.clone()),
+        "the first upload's blob"
+    );
+    // The same key with other bytes, or the same bytes under another name.
+    for (name, other) in [("photo.png", png(5_001)), ("other.png", bytes.clone())] {
+        upload_keyed_to(&app, client, &uri, "up-1", name, &other)
+            .await
+            .assert_problem(422, "idempotency_key_reused");
+        assert_eq!(written(), after, "{name}");
+    }
+    // The operator's key of the same name is theirs: a new upload.
+    let operator =
+        upload_keyed_to(&app, &w.a_operator.token, &uri, "up-1", "photo.png", &bytes).await;
+    assert_ne!(id(operator.assert_status(201)), photo);
+    assert_eq!(operator.header("idempotent-replayed"), None);
+    let after = written();
+    assert_eq!(after.1, 2);
+    // A malformed key is refused before a byte is stored.
+    upload_keyed_to(&app, client, &uri, "up 1", "photo.png", &bytes)
+        .await
+        .assert_problem(400, "invalid_header");
+    assert_eq!(written(), after);
+    // Once the case takes no files, the retry is refused as a new upload would be.
+    act(&app, client, &case, "cancel").await.assert_status(200);
+    let after = written();
+    upload_keyed_to(&app, client, &uri, "up-1", "photo.png", &bytes)
+        .await
+        .assert_problem(409, "wrong_state");
+    assert_eq!(written(), after);
 }
 
 #[actix_web::test]

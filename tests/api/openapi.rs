@@ -36,6 +36,19 @@ async fn served_spec_equals_committed_and_every_operation_is_complete() {
             assert!(op["summary"].is_string(), "{method} {path}: summary");
             let responses = op["responses"].as_object().unwrap();
             assert!(responses.contains_key("500"), "{method} {path}: 500");
+            // API.md: every POST that creates something takes `Idempotency-Key`.
+            if method == "post" && responses.contains_key("201") {
+                let keyed = op["parameters"].as_array().is_some_and(|ps| {
+                    ps.iter()
+                        .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header")
+                });
+                assert!(keyed, "{method} {path}: Idempotency-Key");
+                let created = &responses["201"]["headers"];
+                assert!(
+                    created["Idempotent-Replayed"].is_object(),
+                    "{method} {path}: Idempotent-Replayed"
+                );
+            }
             if path.starts_with("/v1/") && !path.starts_with("/v1/auth/") {
                 assert_eq!(
                     op["security"],

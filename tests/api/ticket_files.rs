@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::attachments::{png, stored_files, upload_marked_to, upload_to};
+use crate::attachments::{png, stored_files, upload_keyed_to, upload_marked_to, upload_to};
 use crate::helpers::{TestApp, spawn};
 use crate::world::{World, id};
 
@@ -387,4 +387,32 @@ async fn a_deletion_racing_a_citing_message_waits_for_it_and_keeps_the_file() {
         )),
         1
     );
+}
+
+/// A ticket's upload takes `Idempotency-Key` as a case's does: the retry is the first upload
+/// replayed, keeping no row, audit entry or blob of its own; another file under the key is 422.
+#[actix_web::test]
+async fn a_retried_ticket_upload_is_replayed_not_stored_twice() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let ticket = open(&app, &w.client.token, "Refund").await;
+    let files = format!("/v1/tickets/{ticket}/attachments");
+    let written = || {
+        let rows = app.rows_in(&["ticket_attachments", "audit_log", "idempotency_keys"]);
+        (rows, stored_files(app.files.path()).len())
+    };
+    let (token, bytes) = (w.client.token.as_str(), png(3_000));
+    let first = upload_keyed_to(&app, token, &files, "receipt-1", "receipt.png", &bytes).await;
+    first.assert_status(201);
+    let after = written();
+    assert_eq!(after.1, 1);
+    let again = upload_keyed_to(&app, token, &files, "receipt-1", "receipt.png", &bytes).await;
+    again.assert_status(201);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.body, first.body);
+    assert_eq!(written(), after);
+    upload_keyed_to(&app, token, &files, "receipt-1", "receipt.png", &png(3_001))
+        .await
+        .assert_problem(422, "idempotency_key_reused");
+    assert_eq!(written(), after);
 }

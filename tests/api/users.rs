@@ -491,3 +491,58 @@ async fn admins_locking_each_other_out_at_once_leave_one() {
         1
     );
 }
+
+/// A retried creation under its `Idempotency-Key` replays the first answer; the password is
+/// left out of the comparison and of what is stored, so a retry with another password gets the
+/// user made with the first, and another member is 422.
+#[actix_web::test]
+async fn a_retried_user_creation_is_replayed_without_its_password_kept() {
+    let app = spawn().await;
+    let admin = app.admin().await;
+    let agency = app.agency(&admin, "Rossi").await;
+    let body = |name: &str, password: &str| {
+        json!({"email": "op@rossi.example", "name": name, "password": password,
+               "role": "agency", "agency_id": agency})
+    };
+    let create = |body: serde_json::Value| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            app.call(
+                "POST",
+                "/v1/users",
+                &admin,
+                Some(body),
+                &[("idempotency-key", "op-1")],
+            )
+            .await
+        }
+    };
+    let first = create(body("Op", "first long passphrase")).await;
+    first.assert_status(201);
+    let written = || app.rows_in(&["users", "audit_log", "idempotency_keys"]);
+    let after = written();
+    for password in ["first long passphrase", "second long passphrase"] {
+        let again = create(body("Op", password)).await;
+        again.assert_status(201);
+        assert_eq!(again.header("idempotent-replayed"), Some("true"));
+        assert_eq!(again.body, first.body);
+        assert_eq!(again.header("location"), first.header("location"));
+        assert_eq!(again.header("etag"), Some("\"1\""));
+        assert_eq!(written(), after);
+    }
+    create(body("Someone else", "first long passphrase"))
+        .await
+        .assert_problem(422, "idempotency_key_reused");
+    assert_eq!(written(), after);
+    assert_eq!(
+        app.count("SELECT COUNT(*) AS n FROM idempotency_keys WHERE body LIKE '%passphrase%'"),
+        0
+    );
+    app.login("op@rossi.example", "first long passphrase")
+        .await
+        .assert_status(200);
+    app.login("op@rossi.example", "second long passphrase")
+        .await
+        .assert_status(401);
+}

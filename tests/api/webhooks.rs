@@ -1224,3 +1224,52 @@ fn events_sorted(events: &Value) -> Value {
     list.sort_unstable();
     json!(list)
 }
+
+/// A creation whose answer was lost is retried under its `Idempotency-Key` for the secret: the
+/// first answer comes back, secret and all, never cached, and nothing is written twice.
+#[actix_web::test]
+async fn a_retried_creation_replays_the_secret_and_writes_nothing() {
+    let app = spawn_with(&[]).await;
+    let w = World::new(&app).await;
+    let receiver = Receiver::start().await;
+    let body = json!({"url": receiver.url, "events": ["message_received"]});
+    let create = |body: Value| {
+        let app = &app;
+        let token = w.a_admin.token.clone();
+        async move {
+            app.call(
+                "POST",
+                "/v1/webhooks",
+                &token,
+                Some(body),
+                &[("idempotency-key", "hook-1")],
+            )
+            .await
+        }
+    };
+    let first = create(body.clone()).await;
+    let secret = first.assert_status(201)["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(first.header("cache-control"), Some("no-store"));
+    let written = || app.rows_in(&["webhooks", "audit_log", "idempotency_keys"]);
+    let after = written();
+    let again = create(body.clone()).await;
+    assert_eq!(again.assert_status(201)["secret"], secret.as_str());
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.header("cache-control"), Some("no-store"));
+    assert_eq!(again.header("location"), first.header("location"));
+    assert_eq!(again.header("etag"), Some("\"1\""));
+    assert_eq!(written(), after);
+    let other = json!({"url": receiver.url, "events": ["status_changed"]});
+    create(other)
+        .await
+        .assert_problem(422, "idempotency_key_reused");
+    // Without the key, the same body is a second creation: refused for its URL.
+    app.post("/v1/webhooks", &w.a_admin.token, body)
+        .await
+        .assert_problem(422, "duplicate_url");
+    assert_eq!(written(), after);
+}

@@ -17,6 +17,7 @@ use crate::db::{self, DbConnection};
 use crate::domain::TicketParty;
 use crate::errors::{ApiError, FieldError};
 use crate::http::extract::{Page, PageRequest, page_response};
+use crate::http::idempotency::{self, Authorized, IdempotencyKey};
 use crate::repo;
 use crate::repo::ticket_attachments::TicketAttachmentRow;
 use crate::repo::tickets::TicketRow;
@@ -129,22 +130,26 @@ pub(super) fn check_cited(
 /// other parts). A ticket's files are seen by both its sides: an `internal` part is 422
 /// `not_allowed`. Allowed while the ticket is worked (`new`, `open`, `waiting_on_requester`;
 /// 409 otherwise). Send it with a message (`attachment_ids`) to tell the other side. Audited on
-/// the ticket (`upload_attachment`). Roles: whoever can see the ticket (agents have none).
+/// the ticket (`upload_attachment`). Accepts `Idempotency-Key` as a case's upload does: the
+/// same bytes under the same name replay the first upload. Roles: whoever can see the ticket
+/// (agents have none).
 #[utoipa::path(
     tag = "tickets",
     operation_id = "upload_ticket_attachment",
-    params(("id" = Uuid, Path, description = "Ticket id")),
+    params(("id" = Uuid, Path, description = "Ticket id"), IdempotencyKey),
     request_body(content = TicketUploadForm, content_type = "multipart/form-data"),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Stored", body = TicketAttachmentView,
-            headers(("Location" = String, description = "The download URL"))),
+            headers(("Location" = String, description = "The download URL"),
+                    ("Idempotent-Replayed" = String, description = "`true` when this is a replay of an earlier response"))),
+        (status = 400, description = "The multipart body could not be read (`malformed_multipart`), or the `Idempotency-Key` header is malformed (`invalid_header`)"),
         (status = 403, description = "Agents have no support tickets"),
         (status = 404, description = "No such ticket, or not one the caller can see"),
-        (status = 409, description = "The ticket is no longer worked (`wrong_state`, with `allowed_actions`)"),
+        (status = 409, description = "The ticket is no longer worked (`wrong_state`, with `allowed_actions`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
         (status = 413, description = "The file is larger than the configured limit, or the body than that and 64 KiB"),
         (status = 415, description = "Not `multipart/form-data`, or a kind of file that is not accepted"),
-        (status = 422, description = "No `file` part, more than 16 other parts (`too_many_parts`), an empty file, or an `internal` part (`not_allowed`)"),
+        (status = 422, description = "No `file` part, more than 16 other parts (`too_many_parts`), an empty file, an `internal` part (`not_allowed`), or the `Idempotency-Key` was used with another file (`idempotency_key_reused`)"),
     )
 )]
 #[post("/v1/tickets/{id}/attachments")]
@@ -153,6 +158,7 @@ pub async fn upload_ticket_attachment(
     state: web::Data<AppState>,
     token: Token,
     id: web::Path<Uuid>,
+    retry_key: IdempotencyKey,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let asking = Asking::new(token, &req);
@@ -166,38 +172,45 @@ pub async fn upload_ticket_attachment(
         }
     };
     // Refuse before reading a byte of the body when the caller or the ticket already says no.
-    let (who, _) = db::read(&state.pool, check_ticket.clone()).await?;
+    db::read(&state.pool, check_ticket.clone()).await?;
     let attachment_id = repo::new_id();
     let key = format!("ticket-attachments/{attachment_id}");
     let file = files::receive_upload(&req, payload, &state, None, &key).await?;
-    let row = TicketAttachmentRow {
-        ticket_id,
-        id: attachment_id,
-        uploader_id: who.actor.user_id,
-        file_name: file.file_name,
-        content_type: file.content_type.to_owned(),
-        size_bytes: file.size_bytes,
-        sha256: file.sha256,
-        storage_key: key.clone(),
-        created_at: db::now(),
-    };
-    let saved = db::write(&state.pool, move |conn| {
+    let storage_key = key.clone();
+    let saved = idempotency::remember(&state.pool, &req, retry_key, file, move |conn| {
         // The caller and the ticket may have moved on while the bytes streamed in; the ticket is
         // locked against a move before it is looked at again.
-        repo::tickets::share_lock(conn, &row.ticket_id)?;
+        repo::tickets::share_lock(conn, &ticket_id)?;
         let (who, ticket) = check_ticket(conn)?;
-        repo::ticket_attachments::insert(conn, &row)?;
-        let uploaded = ticket_change(&ticket, "upload_attachment").fields(vec![
-            ("attachment_id", None, Some(row.id.clone())),
-            ("file_name", None, Some(row.file_name.clone())),
-            ("content_type", None, Some(row.content_type.clone())),
-            ("sha256", None, Some(row.sha256.clone())),
-        ]);
-        repo::audit::append(conn, &who.actor, uploaded)?;
-        Ok(TicketAttachmentView::from(row))
+        let user_id = who.actor.user_id.clone();
+        let create = move |conn: &mut DbConnection, file: files::StoredFile| {
+            let row = TicketAttachmentRow {
+                ticket_id,
+                id: attachment_id,
+                uploader_id: who.actor.user_id.clone(),
+                file_name: file.file_name,
+                content_type: file.content_type.to_owned(),
+                size_bytes: file.size_bytes,
+                sha256: file.sha256,
+                storage_key,
+                created_at: db::now(),
+            };
+            repo::ticket_attachments::insert(conn, &row)?;
+            let uploaded = ticket_change(&ticket, "upload_attachment").fields(vec![
+                ("attachment_id", None, Some(row.id.clone())),
+                ("file_name", None, Some(row.file_name.clone())),
+                ("content_type", None, Some(row.content_type.clone())),
+                ("sha256", None, Some(row.sha256.clone())),
+            ]);
+            repo::audit::append(conn, &who.actor, uploaded)?;
+            Ok(files::uploaded(TicketAttachmentView::from(row), |v| {
+                &v.download_url
+            }))
+        };
+        Ok(Authorized { user_id, create })
     })
     .await;
-    files::answer_upload(&state, &key, saved, |v| &v.download_url).await
+    files::answer_upload(&state, &key, saved).await
 }
 
 /// List a support ticket's files
