@@ -46,6 +46,17 @@ pub enum JwtKeys {
     },
 }
 
+impl JwtKeys {
+    /// The server's own secret material (the HS256 secret, or the private key): a key for
+    /// digests no one outside may compute (see `auth::password::keyed_digest`).
+    pub fn private_material(&self) -> &[u8] {
+        match self {
+            JwtKeys::Secret(secret) => secret,
+            JwtKeys::KeyPair { private_pem, .. } => private_pem,
+        }
+    }
+}
+
 impl std::fmt::Debug for JwtKeys {
     // Key material never reaches a log line.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

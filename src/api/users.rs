@@ -117,8 +117,6 @@ pub struct CreateUser {
     /// At least 12 characters.
     #[validate(length(min = 12, max = 1024))]
     #[schema(min_length = 12, max_length = 1024)]
-    // Left out of the `Idempotency-Key` fingerprint: a bare SHA-256 of it must not be stored.
-    #[serde(skip_serializing)]
     pub password: String,
     pub role: Role,
     /// Required for `agency` and `agent` users, refused for the others. An agency admin may
@@ -368,8 +366,8 @@ pub async fn list_users(
 /// Platform staff create users of any role; an agency admin creates `agency` and `agent` users
 /// of their own agency; only platform admins create platform admins (403). The e-mail must be
 /// unused (case-insensitively). Accepts `Idempotency-Key`: a retry with the same key and body
-/// replays the first answer, another body is 422; the password is left out of that comparison
-/// (it is kept only as its Argon2id hash). Roles: platform, agency admin.
+/// replays the first answer, another body (another password too) is 422. Roles: platform,
+/// agency admin.
 #[utoipa::path(
     tag = "users",
     operation_id = "create_user",
@@ -394,8 +392,13 @@ pub async fn create_user(
     body: ValidJson<CreateUser>,
 ) -> Result<HttpResponse, ApiError> {
     scope_of(&caller)?;
-    let hash = hash_password(body.0.password.clone()).await?;
-    idempotency::create(&state.pool, &req, retry_key, body.0, move |conn| {
+    let mut input = body.0;
+    let hash = hash_password(input.password.clone()).await?;
+    // Nothing reads the password past its hash: the body goes on with the password's keyed
+    // digest in its place, which is all its fingerprint may hold of it.
+    let key = state.settings.jwt.keys.private_material();
+    input.password = password::keyed_digest(key, &input.password);
+    idempotency::create(&state.pool, &req, retry_key, input, move |conn| {
         still_as_authenticated(conn, &caller, &[])?;
         let user_id = caller.id.clone();
         let create = move |conn: &mut DbConnection, input: CreateUser| {

@@ -25,6 +25,17 @@ pub fn verify(password: &str, stored_hash: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// HMAC-SHA256 of a password under the server's key, hex: what an `Idempotency-Key`'s
+/// fingerprint compares of a body holding a password, so the stored fingerprint cannot be
+/// searched for the password without that key (as a bare SHA-256 could).
+pub fn keyed_digest(key: &[u8], password: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(b"dossier idempotency password\0");
+    mac.update(password.as_bytes());
+    format!("{:x}", mac.finalize().into_bytes())
+}
+
 /// A hash to verify against when the e-mail is unknown, so that answer takes as long as a
 /// wrong password and the timing tells nothing about which accounts exist.
 static DUMMY_HASH: LazyLock<String> =

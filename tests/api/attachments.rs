@@ -127,19 +127,24 @@ where
             Error = actix_web::Error,
         >,
 {
+    let body = marked_form(internal, after_file, file_name, bytes);
+    app.send(upload_request(token, uri).set_payload(body)).await
+}
+
+/// A form with an `internal` part before the file, or after it.
+fn marked_form(internal: &str, after_file: bool, file_name: &str, bytes: &[u8]) -> Vec<u8> {
     let part = format!(
         "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"internal\"\r\n\r\n{internal}\r\n"
     );
     let file = form("file", file_name, bytes);
-    let body = if after_file {
+    if after_file {
         // The form's closing boundary goes after the `internal` part.
         let end = format!("--{BOUNDARY}--\r\n");
         let open = &file[..file.len() - end.len()];
         [open, part.as_bytes(), end.as_bytes()].concat()
     } else {
         [part.as_bytes(), &file].concat()
-    };
-    app.send(upload_request(token, uri).set_payload(body)).await
+    }
 }
 
 /// A multipart upload to `uri`, without its body.
@@ -379,13 +384,22 @@ async fn retried_uploads_are_replayed_and_keep_nothing_of_their_own() {
             .assert_problem(422, "idempotency_key_reused");
         assert_eq!(written(), after, "{name}");
     }
-    // The operator's key of the same name is theirs: a new upload.
+    // The operator's key of the same name is theirs: a new upload, internal as staff files are.
     let operator =
         upload_keyed_to(&app, &w.a_operator.token, &uri, "up-1", "photo.png", &bytes).await;
     assert_ne!(id(operator.assert_status(201)), photo);
     assert_eq!(operator.header("idempotent-replayed"), None);
+    assert_eq!(operator.body["internal"], true);
     let after = written();
     assert_eq!(after.1, 2);
+    // The same file shown to the client is another request.
+    let shown = upload_request(&w.a_operator.token, &uri)
+        .insert_header(("idempotency-key", "up-1"))
+        .set_payload(marked_form("false", false, "photo.png", &bytes));
+    app.send(shown)
+        .await
+        .assert_problem(422, "idempotency_key_reused");
+    assert_eq!(written(), after);
     // A malformed key is refused before a byte is stored.
     upload_keyed_to(&app, client, &uri, "up 1", "photo.png", &bytes)
         .await
