@@ -1,8 +1,8 @@
 //! Clean-up no request does for itself, once an hour: expired `Idempotency-Key` responses (a
 //! user's own go whenever they send another keyed request; a user who never does would keep
 //! theirs, bodies included, for good), webhook deliveries finished (delivered or dead) more
-//! than [`KEEP_DELIVERIES_DAYS`] days ago, and webhooks deleted more than an hour ago, with
-//! their deliveries.
+//! than [`KEEP_DELIVERIES_DAYS`] days ago, webhooks deleted more than an hour ago, with
+//! their deliveries, and webhooks' old secrets once they expired.
 
 use std::time::Duration;
 
@@ -32,7 +32,8 @@ pub fn spawn(state: web::Data<AppState>) {
     });
 }
 
-/// One sweep: how many expired keys, old deliveries and deleted webhooks' rows it removed.
+/// One sweep: how many expired keys, old deliveries, deleted webhooks' rows and old secrets it
+/// removed.
 pub async fn sweep(state: &AppState) -> Result<usize, ApiError> {
     db::write(&state.pool, |conn| {
         let now = db::now();
@@ -42,7 +43,8 @@ pub async fn sweep(state: &AppState) -> Result<usize, ApiError> {
             now - chrono::Duration::days(KEEP_DELIVERIES_DAYS),
         )?;
         let deleted = repo::webhooks::purge_deleted_before(conn, now - KEEP_DELETED_WEBHOOKS)?;
-        Ok(keys + deliveries + deleted)
+        let old_secrets = repo::webhooks::forget_old_secrets(conn, now)?;
+        Ok(keys + deliveries + deleted + old_secrets)
     })
     .await
 }

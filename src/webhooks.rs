@@ -372,13 +372,18 @@ fn subscribed(hook: &WebhookRow, event: WebhookEvent) -> bool {
         .is_ok_and(|events| events.contains(&event))
 }
 
-/// The `Dossier-Signature` header of a body: `t=<unix seconds>,v1=<hex HMAC-SHA256 of
-/// "<t>.<body>" keyed with the secret>`.
-pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
-    // HMAC takes a key of any length.
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
-    mac.update(format!("{timestamp}.{body}").as_bytes());
-    format!("t={timestamp},v1={:x}", mac.finalize().into_bytes())
+/// The `Dossier-Signature` header of a body: `t=<unix seconds>`, then for each secret
+/// `,v1=<hex HMAC-SHA256 of "<t>.<body>" keyed with it>`.
+pub fn signature(secrets: &[&str], timestamp: i64, body: &str) -> String {
+    let signed = format!("{timestamp}.{body}");
+    let mut header = format!("t={timestamp}");
+    for secret in secrets {
+        // HMAC takes a key of any length.
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+        mac.update(signed.as_bytes());
+        header.push_str(&format!(",v1={:x}", mac.finalize().into_bytes()));
+    }
+    header
 }
 
 /// Starts the worker.
@@ -478,7 +483,11 @@ async fn post(state: &AppState, client: &reqwest::Client, delivery: DeliveryRow,
             .header("Dossier-Delivery", &delivery.id)
             .header(
                 "Dossier-Signature",
-                signature(&hook.secret, timestamp, &delivery.payload),
+                signature(
+                    &hook.signing_secrets(db::now()),
+                    timestamp,
+                    &delivery.payload,
+                ),
             )
             .body(delivery.payload.clone())
             .send()

@@ -6,7 +6,7 @@
 //! delivery.
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -75,6 +75,10 @@ pub struct WebhookView {
     /// delivery's `Dossier-Signature`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// Until when the secret the last rotation replaced still signs each delivery beside the
+    /// current one (`keep_old_secret_hours`); `null` once it signs no more.
+    #[serde(serialize_with = "crate::api::rfc3339_opt")]
+    pub old_secret_expires_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<WebhookRow> for WebhookView {
@@ -90,6 +94,10 @@ impl TryFrom<WebhookRow> for WebhookView {
             created_at: timestamp(row.created_at),
             version: row.version,
             secret: None,
+            old_secret_expires_at: row
+                .old_secret_expires_at
+                .filter(|until| *until > db::now())
+                .map(timestamp),
         })
     }
 }
@@ -170,7 +178,9 @@ pub async fn list_webhooks(
 /// close, or the move a message or an assignment made), the account of an SLA warning or breach, or the members a ticket's edit changed
 /// (`ticket_updated`: `subject, priority`); never a message's or a ticket's text) with the headers `Dossier-Event`, `Dossier-Delivery` (the
 /// delivery's id: deliveries are at least once) and `Dossier-Signature`: `t=<unix
-/// seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" keyed with the secret>`. A receiver answering
+/// seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" keyed with the secret>` (while a rotation
+/// keeps the old secret, a second `v1=` keyed with it follows: accept any `v1` that matches).
+/// A receiver answering
 /// anything but 2xx, or not within `DOSSIER_WEBHOOK_TIMEOUT_SECONDS`, gets the delivery again
 /// with exponential backoff, up to `DOSSIER_WEBHOOK_MAX_ATTEMPTS`; redirects are not followed.
 /// The secret is in this answer only, and in its replays: accepts `Idempotency-Key`, so a
@@ -234,6 +244,8 @@ pub async fn create_webhook(
                 created_at: db::now(),
                 version: 1,
                 deleted_at: None,
+                old_secret: None,
+                old_secret_expires_at: None,
             };
             repo::webhooks::insert(conn, &row).map_err(unique_violation_as(duplicate_url))?;
             let change =
@@ -373,14 +385,23 @@ pub struct UpdateWebhook {
     #[schema(min_length = 1, max_length = 2000, format = "uri")]
     pub url: Option<String>,
     /// `true`: a new secret signs every delivery posted from now on, pending ones included; the
-    /// old one signs no more. The new secret is in this answer only.
+    /// old one signs no more, unless `keep_old_secret_hours` says otherwise. The new secret is
+    /// in this answer only.
     pub rotate_secret: Option<bool>,
+    /// With `rotate_secret`: the old secret goes on signing each delivery beside the new one
+    /// (a second `v1=` in `Dossier-Signature`) for this many hours, while receivers move to the
+    /// new one. A rotation without it drops every old secret at once.
+    #[validate(range(min = 1, max = 168))]
+    #[schema(minimum = 1, maximum = 168)]
+    pub keep_old_secret_hours: Option<i64>,
 }
 
 /// Pause, resume or change a webhook
 ///
 /// `active` pauses (`false`) or resumes (`true`) it; `events` replaces the events it hears;
-/// `url` moves it; `rotate_secret` gives it a new secret, in this answer only.
+/// `url` moves it; `rotate_secret` gives it a new secret, in this answer only, and
+/// `keep_old_secret_hours` keeps the old one signing beside it for a while (1–168 hours; 422
+/// `not_allowed` without `rotate_secret`).
 /// Pausing ends its pending deliveries as `dead` (`last_error` `paused`): a receiver that is
 /// down is not retried for hours after it was switched off. Honours `If-Match` (412 when
 /// stale). Audited (a rotation as `secret` `rotated`, never the secret). Roles: the webhook's
@@ -405,7 +426,7 @@ pub struct UpdateWebhook {
         (status = 404, description = "No such webhook, or not the caller's"),
         (status = 409, description = "Changed by another request meanwhile (`concurrent_update`)"),
         (status = 412, description = "`If-Match` is stale"),
-        (status = 422, description = "An event is unknown (`validation_failed`, at its pointer) or repeated (`repeated`); the URL is refused (`invalid_url`) or has a webhook of the owner's already (`duplicate_url`)"),
+        (status = 422, description = "An event is unknown (`validation_failed`, at its pointer) or repeated (`repeated`); the URL is refused (`invalid_url`) or has a webhook of the owner's already (`duplicate_url`); `keep_old_secret_hours` is out of range (`validation_failed`) or sent without `rotate_secret` (`not_allowed`)"),
     )
 )]
 #[patch("/v1/webhooks/{id}")]
@@ -434,6 +455,20 @@ pub async fn update_webhook(
         if let Some(url) = &input.url {
             allowed_url(url, public_https_only)?;
         }
+        let rotation = match (
+            input.rotate_secret == Some(true),
+            input.keep_old_secret_hours,
+        ) {
+            (true, keep_hours) => Some(Rotation::new(&hook, keep_hours)),
+            (false, None) => None,
+            (false, Some(_)) => {
+                return Err(ApiError::invalid_field(
+                    "/keep_old_secret_hours",
+                    "not_allowed",
+                    "only with `rotate_secret` `true`",
+                ));
+            }
+        };
         if_match.check(hook.version)?;
         let url = input.url.filter(|u| *u != hook.url);
         if let Some(url) = &url {
@@ -447,7 +482,11 @@ pub async fn update_webhook(
             active: input.active.filter(|a| *a != hook.active),
             events: events.filter(|e| *e != hook.events),
             url,
-            secret: (input.rotate_secret == Some(true)).then(new_secret),
+            secret: rotation.as_ref().map(|r| r.secret.clone()),
+            old_secret: rotation.as_ref().map(|r| r.old.clone().map(|(old, _)| old)),
+            old_secret_expires_at: rotation
+                .as_ref()
+                .map(|r| r.old.as_ref().map(|(_, until)| *until)),
         };
         let change =
             Change::outside_cases("webhook", &hook.id, hook.agency_id.as_deref(), "update");
@@ -463,6 +502,14 @@ pub async fn update_webhook(
                 "secret",
                 None,
                 changes.secret.as_ref().map(|_| "rotated".to_owned()),
+            ),
+            (
+                "old_secret_expires_at",
+                None,
+                changes
+                    .old_secret_expires_at
+                    .flatten()
+                    .map(|until| timestamp(until).to_rfc3339_opts(SecondsFormat::Secs, true)),
             ),
         ]);
         if audit.is_empty() {
@@ -486,6 +533,24 @@ pub async fn update_webhook(
         .insert_header(("ETag", etag(view.version)))
         .insert_header(("Cache-Control", "no-store"))
         .json(view))
+}
+
+/// A new secret, and the old one with its end when the rotation keeps it.
+struct Rotation {
+    secret: String,
+    old: Option<(String, NaiveDateTime)>,
+}
+
+impl Rotation {
+    fn new(hook: &WebhookRow, keep_hours: Option<i64>) -> Rotation {
+        Rotation {
+            secret: new_secret(),
+            old: keep_hours.map(|hours| {
+                let until = db::now() + chrono::Duration::hours(hours);
+                (hook.secret.clone(), until)
+            }),
+        }
+    }
 }
 
 fn concurrent_update() -> ApiError {

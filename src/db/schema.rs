@@ -506,6 +506,8 @@ diesel::table! {
         created_at -> Timestamp,
         version -> BigInt,
         deleted_at -> Nullable<Timestamp>,
+        old_secret -> Nullable<Text>,
+        old_secret_expires_at -> Nullable<Timestamp>,
     }
 }
 

@@ -23,6 +23,21 @@ pub struct WebhookRow {
     pub version: i64,
     /// Deleted: hidden from every request, and kept only until its deliveries are swept.
     pub deleted_at: Option<NaiveDateTime>,
+    /// The secret a rotation replaced, still signing beside `secret` until it expires.
+    pub old_secret: Option<String>,
+    pub old_secret_expires_at: Option<NaiveDateTime>,
+}
+
+impl WebhookRow {
+    /// The secrets that sign a delivery posted at `now`: the current one, then the old one
+    /// while it is kept.
+    pub fn signing_secrets(&self, now: NaiveDateTime) -> Vec<&str> {
+        let old = self
+            .old_secret
+            .as_deref()
+            .filter(|_| self.old_secret_expires_at.is_some_and(|until| until > now));
+        std::iter::once(self.secret.as_str()).chain(old).collect()
+    }
 }
 
 /// What a change sets of a webhook; `None` keeps a column as it is.
@@ -31,6 +46,9 @@ pub struct WebhookRow {
 pub struct WebhookChanges {
     pub url: Option<String>,
     pub secret: Option<String>,
+    /// With a new `secret`: the replaced one and its end, or `Some(None)` for none.
+    pub old_secret: Option<Option<String>>,
+    pub old_secret_expires_at: Option<Option<NaiveDateTime>>,
     pub events: Option<String>,
     pub active: Option<bool>,
 }
@@ -150,6 +168,16 @@ pub fn delete(conn: &mut DbConnection, id: &str, version: i64) -> QueryResult<bo
     ))
     .execute(conn)?;
     Ok(deleted == 1)
+}
+
+/// Forgets the old secrets that expired before `now` (they sign nothing already): how many.
+pub fn forget_old_secrets(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<usize> {
+    diesel::update(webhooks::table.filter(webhooks::old_secret_expires_at.lt(now)))
+        .set((
+            webhooks::old_secret.eq(None::<String>),
+            webhooks::old_secret_expires_at.eq(None::<NaiveDateTime>),
+        ))
+        .execute(conn)
 }
 
 /// Removes the webhooks deleted before `cutoff`, with their deliveries: how many rows went.

@@ -10,12 +10,10 @@ use crate::helpers::spawn_with;
 use crate::receiver::Receiver;
 use crate::world::{World, act, buy, id, post_message};
 
-/// Checks a `Dossier-Signature` header against the body, keyed with the secret.
+/// Whether one of a `Dossier-Signature` header's `v1=` signs the body with the secret.
 fn signed_by(header: &str, secret: &str, body: &str) -> bool {
-    let Some((t, v1)) = header
-        .strip_prefix("t=")
-        .and_then(|rest| rest.split_once(",v1="))
-    else {
+    let mut parts = header.split(',');
+    let Some(t) = parts.next().and_then(|p| p.strip_prefix("t=")) else {
         return false;
     };
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
@@ -26,7 +24,7 @@ fn signed_by(header: &str, secret: &str, body: &str) -> bool {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    expected == v1
+    parts.any(|p| p.strip_prefix("v1=") == Some(expected.as_str()))
 }
 
 async fn round<S>(app: &crate::helpers::TestApp<S>) -> usize {
@@ -711,6 +709,8 @@ async fn a_webhook_is_read_moved_rekeyed_and_deleted_by_its_owner() {
             created_at: chrono::Utc::now().naive_utc(),
             version: 1,
             deleted_at: None,
+            old_secret: None,
+            old_secret_expires_at: None,
         };
         assert!(matches!(
             insert(&mut conn, &twin),
@@ -1272,4 +1272,134 @@ async fn a_retried_creation_replays_the_secret_and_writes_nothing() {
         .await
         .assert_problem(422, "duplicate_url");
     assert_eq!(written(), after);
+}
+
+/// A rotation may keep the old secret signing beside the new one for a while: each delivery
+/// then carries both signatures, the new one first, until the old one expires; the sweep
+/// forgets it then. A rotation without it, or another rotation, keeps no older secret.
+#[actix_web::test]
+async fn a_rotation_keeps_the_old_secret_signing_for_the_hours_asked() {
+    let app = spawn_with(&[]).await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let receiver = Receiver::start().await;
+    let body = json!({"url": receiver.url, "events": ["message_received"]});
+    let created = app.post("/v1/webhooks", &w.a_admin.token, body).await;
+    let first_secret = created.assert_status(201)["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/v1/webhooks/{}", id(&created.body));
+    let token = w.a_admin.token.as_str();
+    let written = || app.rows_in(&["webhooks", "audit_log"]);
+
+    // Refused: hours without a rotation, or out of range; nothing changes.
+    let before = written();
+    let refusals = [
+        (json!({"keep_old_secret_hours": 24}), "not_allowed"),
+        (
+            json!({"rotate_secret": false, "keep_old_secret_hours": 24}),
+            "not_allowed",
+        ),
+        (
+            json!({"rotate_secret": true, "keep_old_secret_hours": 0}),
+            "validation_failed",
+        ),
+        (
+            json!({"rotate_secret": true, "keep_old_secret_hours": 169}),
+            "validation_failed",
+        ),
+    ];
+    for (body, code) in refusals {
+        let res = app
+            .call("PATCH", &path, token, Some(body.clone()), &[])
+            .await;
+        let problem = res.assert_problem(422, code);
+        assert_eq!(
+            problem["errors"][0]["pointer"], "/keep_old_secret_hours",
+            "{body}"
+        );
+    }
+    assert_eq!(written(), before);
+    assert_eq!(app.get(&path, token).await.assert_status(200)["version"], 1);
+
+    let rotate = |keep: Option<i64>| {
+        let mut body = json!({"rotate_secret": true});
+        if let Some(hours) = keep {
+            body["keep_old_secret_hours"] = json!(hours);
+        }
+        let path = path.clone();
+        let app = &app;
+        async move { app.call("PATCH", &path, token, Some(body), &[]).await }
+    };
+    let rotated = rotate(Some(24)).await;
+    let second_secret = rotated.assert_status(200)["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let until: chrono::DateTime<chrono::Utc> = rotated.body["old_secret_expires_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let hours = (until - chrono::Utc::now()).num_minutes();
+    assert!((23 * 60..=24 * 60).contains(&hours), "{until}");
+    assert_eq!(
+        app.get(&path, token).await.assert_status(200)["old_secret_expires_at"],
+        rotated.body["old_secret_expires_at"]
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE entity = 'webhook' AND action = 'update' \
+             AND field = 'old_secret_expires_at' AND new_value = '{}'",
+            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )),
+        1
+    );
+    // Both sign, the new secret first.
+    let signatures = |n: usize| {
+        let got = receiver.received();
+        assert_eq!(got.len(), n);
+        let last = &got[n - 1];
+        let header = last.headers["dossier-signature"].clone();
+        (header, last.body.clone())
+    };
+    post_message(&app, &w.client.token, &case, "One").await;
+    assert_eq!(round(&app).await, 1);
+    let (header, body) = signatures(1);
+    assert_eq!(header.matches(",v1=").count(), 2, "{header}");
+    let first_v1 = header.split(',').nth(1).unwrap().to_owned();
+    assert!(signed_by(&header, &second_secret, &body));
+    assert!(signed_by(&header, &first_secret, &body));
+    let t = header.split(',').next().unwrap();
+    assert!(signed_by(&format!("{t},{first_v1}"), &second_secret, &body));
+
+    // Once it expires it signs no more, is no longer shown, and the sweep forgets it.
+    app.sql("UPDATE webhooks SET old_secret_expires_at = '2000-01-01 00:00:00'");
+    post_message(&app, &w.client.token, &case, "Two").await;
+    assert_eq!(round(&app).await, 1);
+    let (header, body) = signatures(2);
+    assert_eq!(header.matches(",v1=").count(), 1, "{header}");
+    assert!(signed_by(&header, &second_secret, &body));
+    assert!(!signed_by(&header, &first_secret, &body));
+    assert!(app.get(&path, token).await.body["old_secret_expires_at"].is_null());
+    dossier::housekeeping::sweep(&app.state).await.unwrap();
+    let kept = "SELECT COUNT(*) AS n FROM webhooks WHERE old_secret IS NOT NULL \
+                OR old_secret_expires_at IS NOT NULL";
+    assert_eq!(app.count(kept), 0);
+
+    // A rotation keeps only the secret it replaces; one without hours keeps none.
+    let third_secret = rotate(Some(1)).await.assert_status(200)["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    rotate(Some(2)).await.assert_status(200);
+    post_message(&app, &w.client.token, &case, "Three").await;
+    assert_eq!(round(&app).await, 1);
+    let (header, body) = signatures(3);
+    assert_eq!(header.matches(",v1=").count(), 2, "{header}");
+    assert!(signed_by(&header, &third_secret, &body));
+    assert!(!signed_by(&header, &second_secret, &body));
+    assert!(rotate(None).await.assert_status(200)["old_secret_expires_at"].is_null());
+    assert_eq!(app.count(kept), 0);
 }
