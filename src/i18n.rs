@@ -291,6 +291,12 @@ pub fn notification_title(
             "Nuevo mensaje en {n}",
             "Nowa wiadomość w sprawie {n}",
         ],
+        E::Mentioned => [
+            "You were mentioned on {n}",
+            "Sei stato menzionato su {n}",
+            "Le han mencionado en {n}",
+            "Wspomniano o Tobie w sprawie {n}",
+        ],
         E::RequestOpened => [
             "The agency asks you something on {n}",
             "L'agenzia ti chiede qualcosa su {n}",

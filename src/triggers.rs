@@ -138,6 +138,13 @@ pub fn problems(
             "`ticket_opened` is not an event on a case",
         ));
     }
+    if event == Event::Mentioned {
+        errors.push(FieldError::new(
+            "/event",
+            "not_a_trigger_event",
+            "`mentioned` tells only the people a message names: triggers run on `message_received`",
+        ));
+    }
     let services: Vec<String> = conditions
         .iter()
         .filter(|c| c.field == ConditionField::ServiceId)

@@ -61,7 +61,7 @@ code_enum! {
 }
 
 impl WebhookEvent {
-    /// What a webhook hears of an event on a case (`ticket_opened` is none).
+    /// What a webhook hears of an event on a case (`ticket_opened` and `mentioned` are none).
     pub fn on_case(event: Event) -> Option<WebhookEvent> {
         use WebhookEvent as W;
         Some(match event {
@@ -75,7 +75,8 @@ impl WebhookEvent {
             Event::SlaWarning => W::SlaWarning,
             Event::SlaBreached => W::SlaBreached,
             Event::CaseCreated => W::CaseCreated,
-            Event::TicketOpened => return None,
+            // The message's own event tells a webhook of it; whom it names is the bell's.
+            Event::TicketOpened | Event::Mentioned => return None,
         })
     }
 
@@ -467,7 +468,8 @@ async fn post(state: &AppState, client: &reqwest::Client, delivery: DeliveryRow,
         id: delivery.id.clone(),
         lease_end: delivery.next_attempt_at,
     };
-    let timestamp = chrono::Utc::now().timestamp();
+    let now = db::now();
+    let timestamp = now.and_utc().timestamp();
     // The URL is checked again: the rules may have tightened since it was subscribed (an IP
     // literal never goes through the resolver's check).
     let refused = url_problem(&hook.url, state.settings.webhooks.public_https_only);
@@ -483,11 +485,7 @@ async fn post(state: &AppState, client: &reqwest::Client, delivery: DeliveryRow,
             .header("Dossier-Delivery", &delivery.id)
             .header(
                 "Dossier-Signature",
-                signature(
-                    &hook.signing_secrets(db::now()),
-                    timestamp,
-                    &delivery.payload,
-                ),
+                signature(&hook.signing_secrets(now), timestamp, &delivery.payload),
             )
             .body(delivery.payload.clone())
             .send()

@@ -13,7 +13,7 @@ use validator::Validate;
 
 use crate::api::attachments::{check_case_attachments, share_with_client};
 use crate::api::cases::{Viewer, create_on_case, find_visible, update_locked, wrong_state};
-use crate::api::notifications::{Audience as Notified, Event, Notifier};
+use crate::api::notifications::{Audience as Notified, Notifier};
 use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
 use crate::auth::Token;
@@ -79,6 +79,7 @@ fn own_side(role: Role) -> [&'static str; 2] {
     "internal": false,
     "body": "He left early again today.",
     "attachment_ids": [],
+    "mentions": [],
     "created_at": "2026-11-22T17:00:00Z",
     "read_by_client": true,
     "read_by_agency": false
@@ -98,6 +99,8 @@ pub struct MessageView {
     pub internal: bool,
     pub body: String,
     pub attachment_ids: Vec<String>,
+    /// The users it mentions (`mentions` when it was posted), by id.
+    pub mentions: Vec<String>,
     #[serde(serialize_with = "crate::api::rfc3339")]
     pub created_at: DateTime<Utc>,
     /// The client has read up to this message (always `false` for internal notes).
@@ -120,6 +123,7 @@ fn view(row: MessageRow, numbers: &HashMap<String, String>, marks: &Marks) -> Me
         direction: Direction::from_code(&row.direction).unwrap_or(Direction::Inbound),
         channel: Channel::from_code(&row.channel).unwrap_or(Channel::InApp),
         attachment_ids: serde_json::from_str(&row.attachment_ids).unwrap_or_default(),
+        mentions: serde_json::from_str(&row.mention_ids).unwrap_or_default(),
         id: row.id,
         case_id: row.case_id,
         sender_id: row.sender_id,
@@ -275,6 +279,14 @@ pub struct PostMessage {
     #[validate(length(max = 20))]
     #[schema(max_items = 20)]
     pub attachment_ids: Vec<Uuid>,
+    /// Users to tell of this message by name (at most 20, each once): they get a `mentioned`
+    /// notification in place of `message_received`. Only people who read the message: the
+    /// agency's staff, the case's agents in an internal note (while they see the case), the
+    /// client in a message that is not internal (422 `invalid_mention` otherwise).
+    #[serde(default)]
+    #[validate(length(max = 20))]
+    #[schema(max_items = 20)]
+    pub mentions: Vec<Uuid>,
 }
 
 /// Post a message
@@ -415,6 +427,8 @@ fn post(
     if let Some(error) = foreign {
         return Err(ApiError::validation(vec![error]));
     }
+    let internal = direction == Direction::Internal;
+    let mentioned = check_mentions(conn, &case, internal, &input.mentions)?;
     let row = MessageRow {
         id: repo::new_id(),
         case_id: case_id.clone(),
@@ -422,10 +436,11 @@ fn post(
         sender_role: viewer.role.as_str().to_owned(),
         direction: direction.as_str().to_owned(),
         channel: channel.as_str().to_owned(),
-        internal: direction == Direction::Internal,
+        internal,
         body: input.body,
         attachment_ids: json!(ids).to_string(),
         created_at: db::now(),
+        mention_ids: json!(mentioned).to_string(),
     };
     repo::messages::insert(conn, &row)?;
     if viewer.role == Role::Agency && direction == Direction::Outbound {
@@ -446,6 +461,11 @@ fn post(
         change.fields(vec![
             ("direction", None, Some(row.direction.clone())),
             ("channel", None, Some(row.channel.clone())),
+            (
+                "mentions",
+                None,
+                (!mentioned.is_empty()).then(|| row.mention_ids.clone()),
+            ),
         ]),
     )?;
     // In-app messages reach the other side; interactions logged from other channels are
@@ -456,15 +476,7 @@ fn post(
         (Direction::Outbound, Channel::InApp) => &[Notified::Client],
         _ => &[],
     };
-    notifier.notify(
-        conn,
-        &case,
-        Event::MessageReceived,
-        audience,
-        Some(&actor.user_id),
-        Some(&row.body),
-        None,
-    )?;
+    notifier.notify_message(conn, &case, audience, &mentioned, &actor.user_id, &row.body)?;
     let marks = Marks::from([(
         case_id.clone(),
         repo::messages::read_marks(conn, &case_id, &case.client_id)?,
@@ -474,6 +486,59 @@ fn post(
         version: None,
         body: view(row, &HashMap::from([(case_id, case.number)]), &marks),
     })
+}
+
+/// The users a message mentions, sorted, or 422 at the first one who does not read it: the
+/// agency's staff, the case's agents in an internal note (while they see the case), the client
+/// in a message that is not internal. Deactivated users read nothing.
+fn check_mentions(
+    conn: &mut DbConnection,
+    case: &CaseRow,
+    internal: bool,
+    mentions: &[Uuid],
+) -> Result<Vec<String>, ApiError> {
+    if mentions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = mentions.iter().map(Uuid::to_string).collect();
+    let users = repo::users::enabled_roles(conn, &ids)?;
+    let agents_read = internal && crate::workflow::state_of(case.status()).agent_visible;
+    let agents = match agents_read && users.iter().any(|(_, role, _)| role == "agent") {
+        true => repo::notifications::agents_of(conn, &case.id)?,
+        false => Vec::new(),
+    };
+    let reads = |id: &String| {
+        users
+            .iter()
+            .find(|(user, _, _)| user == id)
+            .is_some_and(|(_, role, agency)| match Role::from_code(role) {
+                Some(Role::Agency) => agency.as_deref() == Some(case.agency_id.as_str()),
+                Some(Role::Agent) => agents.contains(id),
+                Some(Role::Client) => !internal && *id == case.client_id,
+                Some(Role::Platform) | None => false,
+            })
+    };
+    for (i, id) in ids.iter().enumerate() {
+        let pointer = format!("/mentions/{i}");
+        if ids[..i].contains(id) {
+            return Err(ApiError::invalid_field(
+                &pointer,
+                "repeated",
+                "each person once",
+            ));
+        }
+        if !reads(id) {
+            return Err(ApiError::invalid_field(
+                &pointer,
+                "invalid_mention",
+                "mention only who reads this message: the agency's staff, the case's agents \
+                 (internal notes), the client (not in internal notes)",
+            ));
+        }
+    }
+    let mut ids = ids;
+    ids.sort();
+    Ok(ids)
 }
 
 fn workflow_terminal(status: CaseStatus) -> bool {

@@ -286,7 +286,12 @@ pub fn timestamp(t: chrono::NaiveDateTime) -> chrono::DateTime<chrono::Utc> {
 /// piece by piece, 1 900 instructions a timestamp, 2% of a card (bench/RESULTS.md). For every
 /// timestamp of a response: `#[serde(serialize_with = "crate::api::rfc3339")]`.
 pub fn rfc3339<S: Serializer>(t: &chrono::DateTime<chrono::Utc>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+    s.serialize_str(&rfc3339_text(t))
+}
+
+/// A timestamp's text in a response, for where it is kept as text (an audit row's value).
+pub fn rfc3339_text(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
 /// [`rfc3339`] for optional timestamps.

@@ -44,6 +44,10 @@ code_enum! {
         /// A client bought a service: the case exists (to webhooks and triggers; the agency
         /// hears of it when it is assigned).
         CaseCreated = "case_created",
+        /// A message on the case names the user (`mentions`): theirs in place of
+        /// `message_received` (the bell's and e-mail's only: webhooks and triggers hear the
+        /// message).
+        Mentioned = "mentioned",
     }
 }
 
@@ -94,6 +98,14 @@ fn reach_or_all(
         Some((role, agency)) => repo::notifications::active_users(conn, role, agency)?,
         None => Vec::new(),
     })
+}
+
+/// Whom an event on a case tells besides its audiences (`extra`), and whom it leaves to a
+/// notification of their own (`mentioned`).
+#[derive(Debug, Clone, Copy)]
+struct Told<'a> {
+    extra: &'a [String],
+    mentioned: &'a [String],
 }
 
 /// What a notification links to.
@@ -150,6 +162,48 @@ impl Notifier {
         body: Option<&str>,
         status: Option<CaseStatus>,
     ) -> Result<(), ApiError> {
+        let told = Told {
+            extra,
+            mentioned: &[],
+        };
+        self.notify_case(conn, case, event, to, told, actor_id, body, status)
+    }
+
+    /// A new message on a case: `message_received` to `to`, and `mentioned` in its place to
+    /// the users it mentions.
+    pub fn notify_message(
+        &self,
+        conn: &mut DbConnection,
+        case: &CaseRow,
+        to: &[Audience],
+        mentioned: &[String],
+        actor_id: &str,
+        body: &str,
+    ) -> Result<(), ApiError> {
+        let told = Told {
+            extra: &[],
+            mentioned,
+        };
+        let (actor, body) = (Some(actor_id), Some(body));
+        let event = Event::MessageReceived;
+        self.notify_case(conn, case, event, to, told, actor, body, None)?;
+        let recipients = repo::notifications::recipients(conn, mentioned)?;
+        let about = Subject::Case(case, None);
+        self.deliver(conn, recipients, about, Event::Mentioned, actor, body)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn notify_case(
+        &self,
+        conn: &mut DbConnection,
+        case: &CaseRow,
+        event: Event,
+        to: &[Audience],
+        told: Told,
+        actor_id: Option<&str>,
+        body: Option<&str>,
+        status: Option<CaseStatus>,
+    ) -> Result<(), ApiError> {
         // The agency's and the platform's webhooks hear of every event on a case, and the
         // agency's triggers run on it.
         let what = crate::webhooks::What {
@@ -163,7 +217,7 @@ impl Notifier {
         // Told as the triggers left the case: the operator one assigned hears of the event.
         let case = fired.case.as_ref().unwrap_or(case);
         let mut ids = fired.notify;
-        ids.extend_from_slice(extra);
+        ids.extend_from_slice(told.extra);
         let mut recipients: Vec<Recipient> = Vec::new();
         let mut assignee_wanted = None;
         for audience in to {
@@ -203,6 +257,7 @@ impl Notifier {
                 Some(&case.agency_id),
             )?);
         }
+        recipients.retain(|r| !told.mentioned.contains(&r.id));
         self.deliver(
             conn,
             recipients,

@@ -6,7 +6,7 @@
 //! delivery.
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
-use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -56,7 +56,8 @@ fn owner(caller: &AuthUser, agency_id: Option<Uuid>) -> Result<Owner, ApiError> 
     "events": ["status_changed", "sla_breached"],
     "active": true,
     "created_at": "2026-11-24T09:30:00Z",
-    "version": 1
+    "version": 1,
+    "old_secret_expires_at": null
 }))]
 pub struct WebhookView {
     #[schema(format = "uuid")]
@@ -75,8 +76,9 @@ pub struct WebhookView {
     /// delivery's `Dossier-Signature`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
-    /// Until when the secret the last rotation replaced still signs each delivery beside the
-    /// current one (`keep_old_secret_hours`); `null` once it signs no more.
+    /// Until when the secret the last rotation replaced signs each delivery beside the current
+    /// one (`keep_old_secret_hours`); a time past: it signs no more (the hourly sweep then
+    /// clears it, a new version); `null`: none is kept.
     #[serde(serialize_with = "crate::api::rfc3339_opt")]
     pub old_secret_expires_at: Option<DateTime<Utc>>,
 }
@@ -94,10 +96,7 @@ impl TryFrom<WebhookRow> for WebhookView {
             created_at: timestamp(row.created_at),
             version: row.version,
             secret: None,
-            old_secret_expires_at: row
-                .old_secret_expires_at
-                .filter(|until| *until > db::now())
-                .map(timestamp),
+            old_secret_expires_at: row.old_secret_expires_at.map(timestamp),
         })
     }
 }
@@ -391,6 +390,7 @@ pub struct UpdateWebhook {
     /// With `rotate_secret`: the old secret goes on signing each delivery beside the new one
     /// (a second `v1=` in `Dossier-Signature`) for this many hours, while receivers move to the
     /// new one. A rotation without it drops every old secret at once.
+    #[serde(default, deserialize_with = "crate::api::whole_number_opt")]
     #[validate(range(min = 1, max = 168))]
     #[schema(minimum = 1, maximum = 168)]
     pub keep_old_secret_hours: Option<i64>,
@@ -404,7 +404,8 @@ pub struct UpdateWebhook {
 /// `not_allowed` without `rotate_secret`).
 /// Pausing ends its pending deliveries as `dead` (`last_error` `paused`): a receiver that is
 /// down is not retried for hours after it was switched off. Honours `If-Match` (412 when
-/// stale). Audited (a rotation as `secret` `rotated`, never the secret). Roles: the webhook's
+/// stale). Audited (a rotation as `secret` `rotated`, never the secret, and the old secret's
+/// `old_secret_expires_at`, old and new, when either is set). Roles: the webhook's
 /// owner (agency admins of its agency), platform admins (every webhook); 404 for anyone
 /// else's.
 #[utoipa::path(
@@ -490,7 +491,7 @@ pub async fn update_webhook(
         };
         let change =
             Change::outside_cases("webhook", &hook.id, hook.agency_id.as_deref(), "update");
-        let audit = change.fields(vec![
+        let mut audit = change.fields(vec![
             (
                 "active",
                 Some(hook.active.to_string()),
@@ -503,15 +504,13 @@ pub async fn update_webhook(
                 None,
                 changes.secret.as_ref().map(|_| "rotated".to_owned()),
             ),
-            (
-                "old_secret_expires_at",
-                None,
-                changes
-                    .old_secret_expires_at
-                    .flatten()
-                    .map(|until| timestamp(until).to_rfc3339_opts(SecondsFormat::Secs, true)),
-            ),
         ]);
+        let text = |t: Option<NaiveDateTime>| t.map(|t| crate::api::rfc3339_text(&timestamp(t)));
+        audit.extend(change.sent_fields(vec![(
+            "old_secret_expires_at",
+            text(hook.old_secret_expires_at),
+            changes.old_secret_expires_at.map(text),
+        )]));
         if audit.is_empty() {
             return WebhookView::try_from(hook);
         }

@@ -219,6 +219,7 @@ diesel::table! {
         body -> Text,
         attachment_ids -> Text,
         created_at -> Timestamp,
+        mention_ids -> Text,
     }
 }
 

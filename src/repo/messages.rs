@@ -28,6 +28,8 @@ pub struct MessageRow {
     pub attachment_ids: String,
     #[diesel(deserialize_as = StoredTimestamp)]
     pub created_at: NaiveDateTime,
+    /// JSON array of the ids of the users it mentions.
+    pub mention_ids: String,
 }
 
 /// Which part of a conversation a role reads.

@@ -170,12 +170,14 @@ pub fn delete(conn: &mut DbConnection, id: &str, version: i64) -> QueryResult<bo
     Ok(deleted == 1)
 }
 
-/// Forgets the old secrets that expired before `now` (they sign nothing already): how many.
+/// Forgets the old secrets that expired before `now` (they sign nothing already), each a new
+/// version of its webhook (its `old_secret_expires_at` goes): how many.
 pub fn forget_old_secrets(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<usize> {
     diesel::update(webhooks::table.filter(webhooks::old_secret_expires_at.lt(now)))
         .set((
             webhooks::old_secret.eq(None::<String>),
             webhooks::old_secret_expires_at.eq(None::<NaiveDateTime>),
+            webhooks::version.eq(webhooks::version + 1),
         ))
         .execute(conn)
 }

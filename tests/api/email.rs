@@ -77,7 +77,7 @@ async fn notifications_arrive_by_mail_in_the_recipients_language_with_the_link()
         .await;
     let body = prefs.assert_status(200);
     assert_eq!(body["email_enabled"], true);
-    assert_eq!(body["events"].as_array().unwrap().len(), 11);
+    assert_eq!(body["events"].as_array().unwrap().len(), 12);
     assert_eq!(
         body["events"][1],
         json!({"event": "message_received", "email": false})

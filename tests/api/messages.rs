@@ -817,3 +817,142 @@ async fn a_message_or_a_call_racing_a_transition_that_shuts_them_out_is_refused(
         0
     );
 }
+
+/// DESIGN.md's built-in rule "notify on mention": a message names users who read it, and each
+/// gets `mentioned` in place of `message_received`. Anyone who would not read the message (the
+/// client in an internal note, an agent in a public one or off the case, another agency,
+/// platform staff, nobody) is 422 `invalid_mention`, a repeat 422 `repeated`: nothing written.
+#[actix_web::test]
+async fn a_message_tells_the_readers_it_mentions_and_no_one_else() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    start_case(&app, &w, &case).await;
+    assign_agent(&app, &w, &case).await;
+    let told = |user: &str, event: &str| {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM notifications WHERE user_id = '{user}' AND event = '{event}' \
+             AND case_id = '{case}'"
+        ))
+    };
+    let path = format!("/v1/cases/{case}/messages");
+    let send = |token: &str, body: Value| {
+        let (app, path, token) = (&app, path.clone(), token.to_owned());
+        async move { app.post(&path, &token, body).await }
+    };
+    let before = (
+        told(&w.a_agent.id, "message_received"),
+        told(&w.a_admin.id, "mentioned"),
+    );
+
+    // An internal note naming the agent on the case and the agency's admin.
+    let note = json!({"body": "See the photos", "internal": true,
+                      "mentions": [w.a_agent.id, w.a_admin.id]});
+    let res = send(&w.a_operator.token, note).await;
+    let mut expected = vec![w.a_agent.id.clone(), w.a_admin.id.clone()];
+    expected.sort();
+    assert_eq!(res.assert_status(201)["mentions"], json!(expected));
+    assert_eq!(told(&w.a_agent.id, "mentioned"), 1);
+    assert_eq!(told(&w.a_admin.id, "mentioned"), before.1 + 1);
+    assert_eq!(
+        told(&w.a_agent.id, "message_received"),
+        before.0,
+        "the mention in place of the message's own"
+    );
+    let title = format!(
+        "SELECT COUNT(*) AS n FROM notifications WHERE user_id = '{}' AND event = 'mentioned' \
+         AND title LIKE 'You were mentioned on %' AND body = 'See the photos'",
+        w.a_admin.id
+    );
+    assert_eq!(app.count(&title), 1);
+    let audited = format!(
+        "SELECT COUNT(*) AS n FROM audit_log WHERE entity = 'message' AND field = 'mentions' \
+         AND new_value = '{}'",
+        json!(expected)
+    );
+    assert_eq!(app.count(&audited), 1);
+    // A message naming nobody tells its audience as before: the agent hears of the note.
+    let plain = json!({"body": "And the receipts", "internal": true});
+    send(&w.a_operator.token, plain).await.assert_status(201);
+    assert_eq!(told(&w.a_agent.id, "message_received"), before.0 + 1);
+
+    // The client names the operator, who hears of it once, as a mention.
+    let received = told(&w.a_operator.id, "message_received");
+    let asks = json!({"body": "Any news?", "mentions": [w.a_operator.id]});
+    send(&w.client.token, asks).await.assert_status(201);
+    assert_eq!(told(&w.a_operator.id, "mentioned"), 1);
+    assert_eq!(told(&w.a_operator.id, "message_received"), received);
+    let listed = app.get(&path, &w.client.token).await;
+    let items = listed.assert_status(200)["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let mine = items.iter().find(|m| m["body"] == "Any news?").unwrap();
+    assert_eq!(mine["mentions"], json!([w.a_operator.id]));
+
+    // Whoever would not read the message cannot be named in it.
+    let written = || app.rows_in(&["messages", "notifications", "audit_log"]);
+    let after = written();
+    let unknown = "00000000-0000-7000-8000-00000000beef".to_owned();
+    let refused = [
+        (
+            &w.a_operator.token,
+            true,
+            vec![w.client.id.clone()],
+            "/mentions/0",
+            "invalid_mention",
+        ),
+        (
+            &w.a_operator.token,
+            false,
+            vec![w.a_agent.id.clone()],
+            "/mentions/0",
+            "invalid_mention",
+        ),
+        (
+            &w.a_operator.token,
+            true,
+            vec![w.a_admin.id.clone(), w.a_agent2.id.clone()],
+            "/mentions/1",
+            "invalid_mention",
+        ),
+        (
+            &w.a_operator.token,
+            true,
+            vec![w.b_admin.id.clone()],
+            "/mentions/0",
+            "invalid_mention",
+        ),
+        (
+            &w.client.token,
+            false,
+            vec![w.platform_staff.id.clone()],
+            "/mentions/0",
+            "invalid_mention",
+        ),
+        (
+            &w.client.token,
+            false,
+            vec![unknown],
+            "/mentions/0",
+            "invalid_mention",
+        ),
+        (
+            &w.client.token,
+            false,
+            vec![w.a_admin.id.clone(), w.a_admin.id.clone()],
+            "/mentions/1",
+            "repeated",
+        ),
+    ];
+    for (token, internal, mentions, pointer, code) in refused {
+        let mut body = json!({"body": "Hello", "mentions": mentions});
+        if internal {
+            body["internal"] = json!(true);
+        }
+        let res = send(token, body.clone()).await;
+        let problem = res.assert_problem(422, code);
+        assert_eq!(problem["errors"][0]["pointer"], pointer, "{body}");
+        assert_eq!(written(), after, "{body}");
+    }
+}

@@ -67,6 +67,7 @@ async fn triggers_are_their_agency_admins_and_bad_ones_are_refused() {
     };
     for (body, pointer) in [
         (with("event", json!("ticket_opened")), "/event"),
+        (with("event", json!("mentioned")), "/event"),
         (with("event", json!("gossip")), "/event"),
         (
             with(

@@ -1276,24 +1276,40 @@ async fn a_retried_creation_replays_the_secret_and_writes_nothing() {
 
 /// A rotation may keep the old secret signing beside the new one for a while: each delivery
 /// then carries both signatures, the new one first, until the old one expires; the sweep
-/// forgets it then. A rotation without it, or another rotation, keeps no older secret.
+/// forgets it then (another webhook's kept one stays). A rotation without hours, or another
+/// rotation, keeps no older secret.
 #[actix_web::test]
 async fn a_rotation_keeps_the_old_secret_signing_for_the_hours_asked() {
     let app = spawn_with(&[]).await;
     let w = World::new(&app).await;
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
-    let receiver = Receiver::start().await;
-    let body = json!({"url": receiver.url, "events": ["message_received"]});
-    let created = app.post("/v1/webhooks", &w.a_admin.token, body).await;
+    let (receiver, bystander) = (Receiver::start().await, Receiver::start().await);
+    let token = w.a_admin.token.as_str();
+    let create = |url: &str| {
+        let body = json!({"url": url, "events": ["message_received"]});
+        let app = &app;
+        async move { app.post("/v1/webhooks", token, body).await }
+    };
+    let created = create(&receiver.url).await;
     let first_secret = created.assert_status(201)["secret"]
         .as_str()
         .unwrap()
         .to_owned();
-    let path = format!("/v1/webhooks/{}", id(&created.body));
-    let token = w.a_admin.token.as_str();
+    assert!(created.body["old_secret_expires_at"].is_null());
+    let hook = id(&created.body);
+    let path = format!("/v1/webhooks/{hook}");
+    let rotate_at = |path: String, keep: Option<i64>| {
+        let mut body = json!({"rotate_secret": true});
+        if let Some(hours) = keep {
+            body["keep_old_secret_hours"] = json!(hours);
+        }
+        let app = &app;
+        async move { app.call("PATCH", &path, token, Some(body), &[]).await }
+    };
+    let rotate = |keep: Option<i64>| rotate_at(path.clone(), keep);
     let written = || app.rows_in(&["webhooks", "audit_log"]);
 
-    // Refused: hours without a rotation, or out of range; nothing changes.
+    // Refused, before a stale `If-Match`: hours without a rotation, or out of range.
     let before = written();
     let refusals = [
         (json!({"keep_old_secret_hours": 24}), "not_allowed"),
@@ -1311,8 +1327,9 @@ async fn a_rotation_keeps_the_old_secret_signing_for_the_hours_asked() {
         ),
     ];
     for (body, code) in refusals {
+        let stale = [("if-match", "\"9\"")];
         let res = app
-            .call("PATCH", &path, token, Some(body.clone()), &[])
+            .call("PATCH", &path, token, Some(body.clone()), &stale)
             .await;
         let problem = res.assert_problem(422, code);
         assert_eq!(
@@ -1323,83 +1340,114 @@ async fn a_rotation_keeps_the_old_secret_signing_for_the_hours_asked() {
     assert_eq!(written(), before);
     assert_eq!(app.get(&path, token).await.assert_status(200)["version"], 1);
 
-    let rotate = |keep: Option<i64>| {
-        let mut body = json!({"rotate_secret": true});
-        if let Some(hours) = keep {
-            body["keep_old_secret_hours"] = json!(hours);
-        }
-        let path = path.clone();
-        let app = &app;
-        async move { app.call("PATCH", &path, token, Some(body), &[]).await }
-    };
     let rotated = rotate(Some(24)).await;
     let second_secret = rotated.assert_status(200)["secret"]
         .as_str()
         .unwrap()
         .to_owned();
-    let until: chrono::DateTime<chrono::Utc> = rotated.body["old_secret_expires_at"]
+    let until = rotated.body["old_secret_expires_at"]
         .as_str()
         .unwrap()
-        .parse()
-        .unwrap();
-    let hours = (until - chrono::Utc::now()).num_minutes();
-    assert!((23 * 60..=24 * 60).contains(&hours), "{until}");
+        .to_owned();
+    let minutes = (until.parse::<chrono::DateTime<chrono::Utc>>().unwrap() - chrono::Utc::now())
+        .num_minutes();
+    assert!((23 * 60..=24 * 60).contains(&minutes), "{until}");
+    let read = app.get(&path, token).await;
     assert_eq!(
-        app.get(&path, token).await.assert_status(200)["old_secret_expires_at"],
-        rotated.body["old_secret_expires_at"]
+        read.assert_status(200)["old_secret_expires_at"],
+        until.as_str()
     );
-    assert_eq!(
+    let audited = |old: &str, new: &str| {
         app.count(&format!(
-            "SELECT COUNT(*) AS n FROM audit_log WHERE entity = 'webhook' AND action = 'update' \
-             AND field = 'old_secret_expires_at' AND new_value = '{}'",
-            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        )),
-        1
-    );
+            "SELECT COUNT(*) AS n FROM audit_log WHERE entity_id = '{hook}' AND action = 'update' \
+             AND field = 'old_secret_expires_at' AND COALESCE(old_value, '-') = '{old}' \
+             AND COALESCE(new_value, '-') = '{new}'"
+        ))
+    };
+    assert_eq!(audited("-", &until), 1, "the audit keeps the answer's text");
+
     // Both sign, the new secret first.
-    let signatures = |n: usize| {
+    let last_signed = |n: usize| {
         let got = receiver.received();
         assert_eq!(got.len(), n);
-        let last = &got[n - 1];
-        let header = last.headers["dossier-signature"].clone();
-        (header, last.body.clone())
+        let header = got[n - 1].headers["dossier-signature"].clone();
+        let v1: Vec<String> = header.split(',').skip(1).map(str::to_owned).collect();
+        let t = header.split(',').next().unwrap().to_owned();
+        let one = move |i: usize| format!("{t},{}", v1[i]);
+        (header, got[n - 1].body.clone(), one)
     };
     post_message(&app, &w.client.token, &case, "One").await;
     assert_eq!(round(&app).await, 1);
-    let (header, body) = signatures(1);
+    let (header, body, one) = last_signed(1);
     assert_eq!(header.matches(",v1=").count(), 2, "{header}");
-    let first_v1 = header.split(',').nth(1).unwrap().to_owned();
-    assert!(signed_by(&header, &second_secret, &body));
-    assert!(signed_by(&header, &first_secret, &body));
-    let t = header.split(',').next().unwrap();
-    assert!(signed_by(&format!("{t},{first_v1}"), &second_secret, &body));
+    assert!(signed_by(&one(0), &second_secret, &body));
+    assert!(signed_by(&one(1), &first_secret, &body));
 
-    // Once it expires it signs no more, is no longer shown, and the sweep forgets it.
-    app.sql("UPDATE webhooks SET old_secret_expires_at = '2000-01-01 00:00:00'");
+    // Another webhook's old secret, still kept, outlives this one's sweep.
+    let other = id(create(&bystander.url).await.assert_status(201));
+    rotate_at(format!("/v1/webhooks/{other}"), Some(24))
+        .await
+        .assert_status(200);
+
+    // Once it expires it signs no more; the sweep forgets it, a new version.
+    app.sql(&format!(
+        "UPDATE webhooks SET old_secret_expires_at = '2000-01-01 00:00:00' WHERE id = '{hook}'"
+    ));
     post_message(&app, &w.client.token, &case, "Two").await;
-    assert_eq!(round(&app).await, 1);
-    let (header, body) = signatures(2);
+    assert_eq!(round(&app).await, 2, "ours and the bystander's");
+    let (header, body, _) = last_signed(2);
     assert_eq!(header.matches(",v1=").count(), 1, "{header}");
     assert!(signed_by(&header, &second_secret, &body));
     assert!(!signed_by(&header, &first_secret, &body));
-    assert!(app.get(&path, token).await.body["old_secret_expires_at"].is_null());
-    dossier::housekeeping::sweep(&app.state).await.unwrap();
-    let kept = "SELECT COUNT(*) AS n FROM webhooks WHERE old_secret IS NOT NULL \
-                OR old_secret_expires_at IS NOT NULL";
-    assert_eq!(app.count(kept), 0);
+    let read = app.get(&path, token).await;
+    assert_eq!(read.body["old_secret_expires_at"], "2000-01-01T00:00:00Z");
+    assert_eq!(read.body["version"], 2);
+    assert_eq!(dossier::housekeeping::sweep(&app.state).await.unwrap(), 1);
+    let read = app.get(&path, token).await;
+    assert!(read.body["old_secret_expires_at"].is_null());
+    assert_eq!(read.body["version"], 3);
+    let kept = |id: &str| {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM webhooks WHERE id = '{id}' \
+             AND old_secret IS NOT NULL AND old_secret_expires_at IS NOT NULL"
+        ))
+    };
+    assert_eq!((kept(&hook), kept(&other)), (0, 1));
 
-    // A rotation keeps only the secret it replaces; one without hours keeps none.
+    // A rotation keeps only the secret it replaces.
     let third_secret = rotate(Some(1)).await.assert_status(200)["secret"]
         .as_str()
         .unwrap()
         .to_owned();
-    rotate(Some(2)).await.assert_status(200);
+    let fourth = rotate(Some(2)).await;
+    let fourth_secret = fourth.assert_status(200)["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     post_message(&app, &w.client.token, &case, "Three").await;
-    assert_eq!(round(&app).await, 1);
-    let (header, body) = signatures(3);
+    assert_eq!(round(&app).await, 2);
+    let (header, body, one) = last_signed(3);
     assert_eq!(header.matches(",v1=").count(), 2, "{header}");
-    assert!(signed_by(&header, &third_secret, &body));
+    assert!(signed_by(&one(0), &fourth_secret, &body));
+    assert!(signed_by(&one(1), &third_secret, &body));
     assert!(!signed_by(&header, &second_secret, &body));
-    assert!(rotate(None).await.assert_status(200)["old_secret_expires_at"].is_null());
-    assert_eq!(app.count(kept), 0);
+
+    // One without hours keeps none, and says so in the audit.
+    let until = fourth.body["old_secret_expires_at"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let fifth = rotate(None).await;
+    let fifth_secret = fifth.assert_status(200)["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(fifth.body["old_secret_expires_at"].is_null());
+    assert_eq!(audited(&until, "-"), 1);
+    assert_eq!(kept(&hook), 0);
+    post_message(&app, &w.client.token, &case, "Four").await;
+    assert_eq!(round(&app).await, 2);
+    let (header, body, _) = last_signed(4);
+    assert_eq!(header.matches(",v1=").count(), 1, "{header}");
+    assert!(signed_by(&header, &fifth_secret, &body));
 }
