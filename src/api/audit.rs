@@ -114,7 +114,8 @@ pub struct TrailQuery {
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page; a CSV export starts after it too.
     pub cursor: Option<String>,
-    /// `csv` (or `Accept: text/csv`): every row the filters keep, as CSV, in one answer.
+    /// `csv` (or `Accept: text/csv`): every row the filters keep, as CSV, in one answer, an
+    /// attachment named `audit-<case or ticket number>.csv` (the whole log's `audit.csv`).
     #[param(inline)]
     pub format: Option<AuditFormat>,
 }
@@ -145,7 +146,8 @@ pub struct AuditQuery {
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page; a CSV export starts after it too.
     pub cursor: Option<String>,
-    /// `csv` (or `Accept: text/csv`): every row the filters keep, as CSV, in one answer.
+    /// `csv` (or `Accept: text/csv`): every row the filters keep, as CSV, in one answer, an
+    /// attachment named `audit-<case or ticket number>.csv` (the whole log's `audit.csv`).
     #[param(inline)]
     pub format: Option<AuditFormat>,
 }
@@ -329,19 +331,26 @@ async fn audit_answer(
         None => {}
     }
     let fetch = page.fetch();
-    let (filter, rows) = db::read(&state.pool, move |conn| {
+    let (filter, rows, export_name) = db::read(&state.pool, move |conn| {
         let Asked { caller, viewer, .. } = asking.resolve(conn)?;
         let is_admin = caller.admin && matches!(caller.role, Role::Platform | Role::Agency);
         caller.require(is_admin, "read audit logs")?;
-        match &trail {
+        // An export is named after what its rows are about.
+        let export_name = match &trail {
             Some(Trail::Case(id)) => {
-                cases::find_visible(conn, &viewer, id)?;
+                format!(
+                    "audit-{}.csv",
+                    cases::find_visible(conn, &viewer, id)?.number
+                )
             }
             Some(Trail::Ticket(id)) => {
-                tickets::find_visible(conn, &caller, id)?;
+                format!(
+                    "audit-{}.csv",
+                    tickets::find_visible(conn, &caller, id)?.number
+                )
             }
-            None => {}
-        }
+            None => "audit.csv".to_owned(),
+        };
         // An agency admin reads their agency's rows only, in the query itself.
         if caller.role == Role::Agency {
             filter.agency_id = caller.agency_id.clone();
@@ -352,16 +361,17 @@ async fn audit_answer(
         } else {
             repo::audit::list(conn, &filter, before, fetch)?
         };
-        Ok((filter, rows))
+        Ok((filter, rows, export_name))
     })
     .await?;
     if csv {
+        let disposition = header::ContentDisposition {
+            disposition: header::DispositionType::Attachment,
+            parameters: vec![header::DispositionParam::Filename(export_name)],
+        };
         return Ok(HttpResponse::Ok()
             .content_type("text/csv; charset=utf-8")
-            .insert_header((
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"audit.csv\"",
-            ))
+            .insert_header(disposition)
             .streaming(csv_export(state, filter, before)));
     }
     let keyed: Vec<(String, AuditRow)> = rows.into_iter().map(|r| (r.seq.to_string(), r)).collect();

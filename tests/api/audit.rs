@@ -196,13 +196,9 @@ async fn the_log_exports_as_csv_whole_and_quoted() {
         headers.get("content-type").unwrap(),
         "text/csv; charset=utf-8"
     );
-    assert!(
-        headers
-            .get("content-disposition")
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .starts_with("attachment")
+    assert_eq!(
+        headers.get("content-disposition").unwrap(),
+        "attachment; filename=\"audit.csv\""
     );
     let mut reader = csv::Reader::from_reader(bytes.as_slice());
     assert_eq!(
@@ -233,6 +229,22 @@ async fn the_log_exports_as_csv_whole_and_quoted() {
         )
         .await;
     assert_eq!(res.status.as_u16(), 200);
+    let number = app
+        .get(&format!("/v1/cases/{case}"), &w.a_admin.token)
+        .await
+        .body["number"]
+        .clone();
+    assert_eq!(
+        res.header("content-disposition"),
+        Some(
+            format!(
+                "attachment; filename=\"audit-{}.csv\"",
+                number.as_str().unwrap()
+            )
+            .as_str()
+        ),
+        "named after the case"
+    );
     let text = res.body.as_str().unwrap().to_owned();
     let mut reader = csv::Reader::from_reader(text.as_bytes());
     let rejected: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
@@ -376,6 +388,19 @@ async fn a_tickets_log_is_every_row_about_it_for_the_admins_who_see_it() {
     let csv = String::from_utf8(bytes).unwrap();
     assert_eq!(csv.lines().count(), every.len() + 1);
     assert!(csv.starts_with("seq,id,created_at,entity,entity_id,"));
+    let number = app.get(&path, &w.platform.token).await.body["number"].clone();
+    assert_eq!(
+        headers
+            .get("content-disposition")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        format!(
+            "attachment; filename=\"audit-{}.csv\"",
+            number.as_str().unwrap()
+        ),
+        "named after the ticket"
+    );
 
     // The requesting agency's admin reads the same rows; no other ticket.
     assert_eq!(
