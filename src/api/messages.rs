@@ -280,10 +280,12 @@ pub struct PostMessage {
     #[schema(max_items = 20)]
     pub attachment_ids: Vec<Uuid>,
     /// Users to tell of this message by name (at most 20, each once): they get a `mentioned`
-    /// notification in place of `message_received`. Only people who read the message: the
-    /// agency's staff, the case's agents in an internal note (while they see the case), the
-    /// client in a message that is not internal (422 `invalid_mention` otherwise).
-    #[serde(default)]
+    /// notification in place of `message_received` (the sender, if named, is told nothing).
+    /// Only the case's people who read the message: the agency's staff, the case's agents in
+    /// an internal note (while they see the case), the client in a message that is not
+    /// internal; not platform staff, who answer through tickets (422 `invalid_mention`).
+    // Left out of the body's `Idempotency-Key` fingerprint when empty, as before it existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[validate(length(max = 20))]
     #[schema(max_items = 20)]
     pub mentions: Vec<Uuid>,
@@ -308,7 +310,7 @@ pub struct PostMessage {
         (status = 403, description = "The caller's role may not send this kind of message"),
         (status = 404, description = "No such case, or not one the caller can see"),
         (status = 409, description = "The case's status allows no messages from the caller (`wrong_state`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
-        (status = 422, description = "A member breaks a rule, or the `Idempotency-Key` was used with another body (`idempotency_key_reused`)"),
+        (status = 422, description = "A member breaks a rule: a file not of the case (`invalid_attachment`), a mention of someone who does not read the message (`invalid_mention`) or twice (`repeated`); or the `Idempotency-Key` was used with another body (`idempotency_key_reused`)"),
     )
 )]
 #[post("/v1/cases/{id}/messages")]
@@ -488,9 +490,10 @@ fn post(
     })
 }
 
-/// The users a message mentions, sorted, or 422 at the first one who does not read it: the
-/// agency's staff, the case's agents in an internal note (while they see the case), the client
-/// in a message that is not internal. Deactivated users read nothing.
+/// The users a message mentions, sorted, or 422 at the first one who does not read it among
+/// the case's people: the agency's staff, the case's agents in an internal note (while they see
+/// the case), the client in a message that is not internal. Deactivated users read nothing;
+/// platform staff read but answer through tickets, so they are not named.
 fn check_mentions(
     conn: &mut DbConnection,
     case: &CaseRow,

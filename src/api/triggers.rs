@@ -98,7 +98,8 @@ pub struct CreateTrigger {
     #[validate(length(min = 1, max = 100))]
     #[schema(min_length = 1, max_length = 100)]
     pub name: String,
-    /// The event on a case it runs on (any notification event but `ticket_opened`).
+    /// The event on a case it runs on (any notification event but `ticket_opened` and
+    /// `mentioned`).
     pub event: Event,
     /// 0 to 10, all of which must hold; none: every such event.
     #[serde(default)]

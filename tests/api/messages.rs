@@ -876,6 +876,12 @@ async fn a_message_tells_the_readers_it_mentions_and_no_one_else() {
     send(&w.a_operator.token, plain).await.assert_status(201);
     assert_eq!(told(&w.a_agent.id, "message_received"), before.0 + 1);
 
+    // The sender may name themselves: they are told nothing.
+    let mentioned = told(&w.a_operator.id, "mentioned");
+    let own = json!({"body": "Note to self", "internal": true, "mentions": [w.a_operator.id]});
+    send(&w.a_operator.token, own).await.assert_status(201);
+    assert_eq!(told(&w.a_operator.id, "mentioned"), mentioned);
+
     // The client names the operator, who hears of it once, as a mention.
     let received = told(&w.a_operator.id, "message_received");
     let asks = json!({"body": "Any news?", "mentions": [w.a_operator.id]});
@@ -955,4 +961,21 @@ async fn a_message_tells_the_readers_it_mentions_and_no_one_else() {
         assert_eq!(problem["errors"][0]["pointer"], pointer, "{body}");
         assert_eq!(written(), after, "{body}");
     }
+    // Nor someone deactivated, nor an agent once the case is past their statuses.
+    app.deactivate_user(&w.platform.token, &w.a_admin.id).await;
+    let after = written();
+    let to_admin = json!({"body": "Hello", "internal": true, "mentions": [w.a_admin.id]});
+    send(&w.a_operator.token, to_admin)
+        .await
+        .assert_problem(422, "invalid_mention");
+    assert_eq!(written(), after);
+    act(&app, &w.a_operator.token, &case, "complete")
+        .await
+        .assert_status(200);
+    let after_completion = written();
+    let to_agent = json!({"body": "Thanks", "internal": true, "mentions": [w.a_agent.id]});
+    send(&w.a_operator.token, to_agent)
+        .await
+        .assert_problem(422, "invalid_mention");
+    assert_eq!(written(), after_completion);
 }

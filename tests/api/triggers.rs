@@ -120,6 +120,7 @@ async fn triggers_are_their_agency_admins_and_bad_ones_are_refused() {
         (with("actions", json!([{"type": "explode"}])), "/actions/0"),
         (with("name", json!("  ")), "/name"),
     ] {
+        let event = body["event"].clone();
         let res = app.post("/v1/triggers", &w.a_admin.token, body).await;
         let problem = res.assert_status(422);
         assert_eq!(
@@ -129,6 +130,9 @@ async fn triggers_are_their_agency_admins_and_bad_ones_are_refused() {
             Some(true),
             "{pointer}: {problem}"
         );
+        if event == "mentioned" {
+            assert_eq!(problem["errors"][0]["code"], "not_a_trigger_event");
+        }
     }
     assert_eq!(app.rows_in(&["triggers", "audit_log"]), before);
 
