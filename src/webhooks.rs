@@ -1,9 +1,9 @@
-//! Outbound webhooks: every event the bell hears of on a case (`Notifier::notify`) or on a
-//! support ticket (`Notifier::notify_ticket`), and a ticket's moves and edits the bell does not
-//! tell ([`enqueue_ticket_move`], `ticket_updated`), becomes, in the same transaction, one delivery
-//! per active webhook of the agency (the case's, the requesting agency's) or the platform that
-//! subscribed to it. A worker posts each delivery as JSON, signed with the webhook's
-//! secret, and retries failures with exponential backoff until `DOSSIER_WEBHOOK_MAX_ATTEMPTS`;
+//! Outbound webhooks: every event the bell hears of on a case (`Notifier::notify`; a mention is
+//! the bell's alone) or on a support ticket (`Notifier::notify_ticket`), and a ticket's moves and
+//! edits the bell does not tell ([`enqueue_ticket_move`], `ticket_updated`), becomes, in the same
+//! transaction, one delivery per active webhook of the agency (the case's, the requesting
+//! agency's) or the platform that subscribed to it. A worker posts each delivery as JSON, signed
+//! with the webhook's secret (and its old one while a rotation keeps it), and retries failures with exponential backoff until `DOSSIER_WEBHOOK_MAX_ATTEMPTS`;
 //! then the delivery is dead (listed under the webhook). Delivery is at least once: a
 //! receiver tells repeats apart by `Dossier-Delivery`.
 

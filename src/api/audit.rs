@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, get, web};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -458,7 +458,7 @@ fn csv_chunk(rows: &[AuditRow], header: bool) -> Result<web::Bytes, ApiError> {
         out.write_record(CSV_COLUMNS).map_err(ApiError::internal)?;
     }
     for r in rows {
-        let created_at = timestamp(r.created_at).to_rfc3339_opts(SecondsFormat::AutoSi, true);
+        let created_at = crate::api::rfc3339_text(&timestamp(r.created_at));
         let text = |v: &Option<String>| v.clone().unwrap_or_default();
         out.write_record([
             r.seq.to_string(),

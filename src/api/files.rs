@@ -398,7 +398,8 @@ pub async fn answer_upload(
     key: &str,
     saved: Result<Answer, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
-    if !saved.as_ref().is_ok_and(|answer| !answer.replayed) {
+    let created = matches!(&saved, Ok(answer) if !answer.replayed);
+    if !created {
         state.blobs.delete(key).await;
     }
     saved.map(Answer::into_response)

@@ -506,7 +506,11 @@ fn check_mentions(
     let ids: Vec<String> = mentions.iter().map(Uuid::to_string).collect();
     let users = repo::users::enabled_roles(conn, &ids)?;
     let agents_read = internal && crate::workflow::state_of(case.status()).agent_visible;
-    let agents = match agents_read && users.iter().any(|(_, role, _)| role == "agent") {
+    let agents = match agents_read
+        && users
+            .iter()
+            .any(|(_, role, _)| role == Role::Agent.as_str())
+    {
         true => repo::notifications::agents_of(conn, &case.id)?,
         false => Vec::new(),
     };

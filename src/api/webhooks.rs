@@ -210,12 +210,12 @@ pub async fn create_webhook(
     req: HttpRequest,
     state: web::Data<AppState>,
     token: Token,
-    retry_key: IdempotencyKey,
+    key: IdempotencyKey,
     body: ValidJson<CreateWebhook>,
 ) -> Result<HttpResponse, ApiError> {
     let asking = Asking::new(token, &req);
     let public_https_only = state.settings.webhooks.public_https_only;
-    let mut response = idempotency::create(&state.pool, &req, retry_key, body.0, move |conn| {
+    let mut response = idempotency::create(&state.pool, &req, key, body.0, move |conn| {
         let Asked { caller, actor, .. } = asking.resolve(conn)?;
         let owner = owner(&caller, None)?;
         let user_id = caller.id.clone();
