@@ -26,6 +26,7 @@ use crate::repo;
 use crate::repo::audit::{Actor, Change};
 use crate::repo::cases::CaseRow;
 use crate::repo::messages::{Audience, MessageFilter, MessageRow, Reader};
+use crate::repo::notifications::Recipient;
 
 code_enum! {
     /// How a message travelled.
@@ -442,7 +443,7 @@ fn post(
         body: input.body,
         attachment_ids: json!(ids).to_string(),
         created_at: db::now(),
-        mention_ids: json!(mentioned).to_string(),
+        mention_ids: json!(mentioned.iter().map(|u| &u.id).collect::<Vec<_>>()).to_string(),
     };
     repo::messages::insert(conn, &row)?;
     if viewer.role == Role::Agency && direction == Direction::Outbound {
@@ -478,7 +479,7 @@ fn post(
         (Direction::Outbound, Channel::InApp) => &[Notified::Client],
         _ => &[],
     };
-    notifier.notify_message(conn, &case, audience, &mentioned, &actor.user_id, &row.body)?;
+    notifier.notify_message(conn, &case, audience, mentioned, &actor.user_id, &row.body)?;
     let marks = Marks::from([(
         case_id.clone(),
         repo::messages::read_marks(conn, &case_id, &case.client_id)?,
@@ -490,36 +491,33 @@ fn post(
     })
 }
 
-/// The users a message mentions, sorted, or 422 at the first one who does not read it among
-/// the case's people: the agency's staff, the case's agents in an internal note (while they see
-/// the case), the client in a message that is not internal. Deactivated users read nothing;
-/// platform staff read but answer through tickets, so they are not named.
+/// The users a message mentions, sorted by id, or 422 at the first one who does not read it
+/// among the case's people: the agency's staff, the case's agents in an internal note (while
+/// they see the case), the client in a message that is not internal. Deactivated users read
+/// nothing; platform staff read but answer through tickets, so they are not named. Read as the
+/// notification's recipients, so telling them takes no second query.
 fn check_mentions(
     conn: &mut DbConnection,
     case: &CaseRow,
     internal: bool,
     mentions: &[Uuid],
-) -> Result<Vec<String>, ApiError> {
+) -> Result<Vec<Recipient>, ApiError> {
     if mentions.is_empty() {
         return Ok(Vec::new());
     }
     let ids: Vec<String> = mentions.iter().map(Uuid::to_string).collect();
-    let users = repo::users::enabled_roles(conn, &ids)?;
+    let mut users = repo::notifications::recipients(conn, &ids)?;
     let agents_read = internal && crate::workflow::state_of(case.status()).agent_visible;
-    let agents = match agents_read
-        && users
-            .iter()
-            .any(|(_, role, _)| role == Role::Agent.as_str())
-    {
+    let agents = match agents_read && users.iter().any(|u| u.role == Role::Agent.as_str()) {
         true => repo::notifications::agents_of(conn, &case.id)?,
         false => Vec::new(),
     };
     let reads = |id: &String| {
         users
             .iter()
-            .find(|(user, _, _)| user == id)
-            .is_some_and(|(_, role, agency)| match Role::from_code(role) {
-                Some(Role::Agency) => agency.as_deref() == Some(case.agency_id.as_str()),
+            .find(|u| u.id == *id)
+            .is_some_and(|u| match Role::from_code(&u.role) {
+                Some(Role::Agency) => u.agency_id.as_deref() == Some(case.agency_id.as_str()),
                 Some(Role::Agent) => agents.contains(id),
                 Some(Role::Client) => !internal && *id == case.client_id,
                 Some(Role::Platform) | None => false,
@@ -543,9 +541,8 @@ fn check_mentions(
             ));
         }
     }
-    let mut ids = ids;
-    ids.sort();
-    Ok(ids)
+    users.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(users)
 }
 
 fn workflow_terminal(status: CaseStatus) -> bool {

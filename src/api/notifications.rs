@@ -170,26 +170,26 @@ impl Notifier {
     }
 
     /// A new message on a case: `message_received` to `to`, and `mentioned` in its place to
-    /// the users it mentions.
+    /// the users it mentions (read and checked by the caller).
     pub fn notify_message(
         &self,
         conn: &mut DbConnection,
         case: &CaseRow,
         to: &[Audience],
-        mentioned: &[String],
+        mentioned: Vec<Recipient>,
         actor_id: &str,
         body: &str,
     ) -> Result<(), ApiError> {
+        let ids: Vec<String> = mentioned.iter().map(|r| r.id.clone()).collect();
         let told = Told {
             extra: &[],
-            mentioned,
+            mentioned: &ids,
         };
         let (actor, body) = (Some(actor_id), Some(body));
         let event = Event::MessageReceived;
         self.notify_case(conn, case, event, to, told, actor, body, None)?;
-        let recipients = repo::notifications::recipients(conn, mentioned)?;
         let about = Subject::Case(case, None);
-        self.deliver(conn, recipients, about, Event::Mentioned, actor, body)
+        self.deliver(conn, mentioned, about, Event::Mentioned, actor, body)
     }
 
     #[allow(clippy::too_many_arguments)]

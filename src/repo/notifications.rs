@@ -129,16 +129,17 @@ pub fn mark_read(
 }
 
 /// Someone a notification goes to.
-#[derive(Debug, Clone, Queryable)]
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users)]
 pub struct Recipient {
     pub id: String,
     pub locale: String,
     pub email: String,
     pub name: String,
+    /// Who they are to the case, for whoever picks recipients by hand (a message's mentions).
+    pub role: String,
+    pub agency_id: Option<String>,
 }
-
-const RECIPIENT: (users::id, users::locale, users::email, users::name) =
-    (users::id, users::locale, users::email, users::name);
 
 /// Enabled users (`users::is_enabled`: active, of an active agency) with this role (and agency,
 /// for agency staff).
@@ -155,7 +156,7 @@ pub fn active_users(
     if let Some(agency) = agency_id {
         query = query.filter(users::agency_id.eq(agency.to_owned()));
     }
-    query.select(RECIPIENT).built_once().load(conn)
+    query.select(Recipient::as_select()).built_once().load(conn)
 }
 
 /// These users, those who can no longer log in left out (`users::is_enabled`).
@@ -168,7 +169,7 @@ pub fn recipients(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<Re
         .filter(super::users::is_enabled())
         .into_boxed();
     filter_in!(active, users::id, ids)
-        .select(RECIPIENT)
+        .select(Recipient::as_select())
         .built_once()
         .load(conn)
 }

@@ -139,19 +139,6 @@ pub fn is_enabled() -> _ {
     )
 }
 
-/// The enabled users among `ids`, each with their role and agency: whom a message may mention.
-pub fn enabled_roles(
-    conn: &mut DbConnection,
-    ids: &[String],
-) -> QueryResult<Vec<(String, String, Option<String>)>> {
-    users::table
-        .left_join(agencies::table)
-        .filter(is_enabled())
-        .filter(users::id.eq_any(ids))
-        .select((users::id, users::role, users::agency_id))
-        .load(conn)
-}
-
 /// On PostgreSQL, share-locks the user's row and their agency's to the end of the transaction,
 /// before a refresh token is issued: a password change or a deactivation (which updates one of
 /// those rows, then revokes the user's refresh tokens) waits for the token being issued and

@@ -946,6 +946,13 @@ async fn a_message_tells_the_readers_it_mentions_and_no_one_else() {
         (
             &w.client.token,
             false,
+            vec![w.client2.id.clone()],
+            "/mentions/0",
+            "invalid_mention",
+        ),
+        (
+            &w.client.token,
+            false,
             vec![w.a_admin.id.clone(), w.a_admin.id.clone()],
             "/mentions/1",
             "repeated",

@@ -538,6 +538,18 @@ async fn a_retried_user_creation_is_replayed_and_another_password_refused() {
             .assert_problem(422, "idempotency_key_reused");
         assert_eq!(written(), after);
     }
+    // Another agency's admin sending the same key and body is not replayed the answer: the
+    // key is theirs, and the user not theirs to create.
+    let garcia = app.agency(&admin, "Garcia").await;
+    app.create_user("boss@garcia.example", "agency", Some(&garcia), true);
+    let boss = app.token("boss@garcia.example").await;
+    let after = written();
+    let key = [("idempotency-key", "op-1")];
+    let sent = body("Op", "first long passphrase");
+    app.call("POST", "/v1/users", &boss, Some(sent), &key)
+        .await
+        .assert_problem(403, "forbidden");
+    assert_eq!(written(), after);
     // The fingerprint is not the bare SHA-256 over the body as parsed (`CreateUser`'s members
     // in their order, defaults filled in), password and all.
     use sha2::Digest;

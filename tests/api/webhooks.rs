@@ -1268,10 +1268,34 @@ async fn a_retried_creation_replays_the_secret_and_writes_nothing() {
         .await
         .assert_problem(422, "idempotency_key_reused");
     // Without the key, the same body is a second creation: refused for its URL.
-    app.post("/v1/webhooks", &w.a_admin.token, body)
+    app.post("/v1/webhooks", &w.a_admin.token, body.clone())
         .await
         .assert_problem(422, "duplicate_url");
     assert_eq!(written(), after);
+    // Another agency's admin under the same key makes their own webhook, with its own secret;
+    // an operator is refused before any key is looked at.
+    let key = [("idempotency-key", "hook-1")];
+    let theirs = app
+        .call(
+            "POST",
+            "/v1/webhooks",
+            &w.b_admin.token,
+            Some(body.clone()),
+            &key,
+        )
+        .await;
+    assert_ne!(theirs.assert_status(201)["secret"], secret.as_str());
+    assert_eq!(theirs.header("idempotent-replayed"), None);
+    assert_eq!(theirs.body["agency_id"], w.agency_b.as_str());
+    app.call(
+        "POST",
+        "/v1/webhooks",
+        &w.a_operator.token,
+        Some(body),
+        &key,
+    )
+    .await
+    .assert_problem(403, "forbidden");
 }
 
 /// A rotation may keep the old secret signing beside the new one for a while: each delivery
