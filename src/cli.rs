@@ -108,6 +108,7 @@ pub fn new_user_input(
         id_document_type: None,
         id_document_number: None,
         account_number: None,
+        capacity: None,
     }
 }
 

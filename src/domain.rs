@@ -49,6 +49,12 @@ impl Role {
     pub fn belongs_to_agency(self) -> bool {
         matches!(self, Role::Agency | Role::Agent)
     }
+
+    /// Agency and platform staff take work and hold it against a capacity; agents are put on
+    /// cases by their operators, and clients hold none.
+    pub fn is_operator(self) -> bool {
+        matches!(self, Role::Agency | Role::Platform)
+    }
 }
 
 code_enum! {

@@ -2,7 +2,8 @@
 //! user's own go whenever they send another keyed request; a user who never does would keep
 //! theirs, bodies included, for good), webhook deliveries finished (delivered or dead) more
 //! than [`KEEP_DELIVERIES_DAYS`] days ago, webhooks deleted more than an hour ago, with
-//! their deliveries, and webhooks' old secrets once they expired.
+//! their deliveries, webhooks' old secrets once they expired, and refresh tokens expired more
+//! than [`KEEP_EXPIRED_SESSIONS`] ago.
 
 use std::time::Duration;
 
@@ -20,6 +21,10 @@ pub const KEEP_DELIVERIES_DAYS: i64 = 30;
 /// the deletion and may still write a delivery for it.
 const KEEP_DELETED_WEBHOOKS: chrono::Duration = chrono::Duration::hours(1);
 
+/// How long an expired refresh token is kept: until then, presenting it once spent still
+/// counts as reuse and revokes its family; afterwards it is simply unknown (401 either way).
+const KEEP_EXPIRED_SESSIONS: chrono::Duration = chrono::Duration::days(30);
+
 /// Starts the hourly sweep.
 pub fn spawn(state: web::Data<AppState>) {
     actix_web::rt::spawn(async move {
@@ -32,8 +37,8 @@ pub fn spawn(state: web::Data<AppState>) {
     });
 }
 
-/// One sweep: how many expired keys, old deliveries, deleted webhooks' rows and old secrets it
-/// removed.
+/// One sweep: how many expired keys, old deliveries, deleted webhooks' rows, old secrets and
+/// old refresh tokens it removed.
 pub async fn sweep(state: &AppState) -> Result<usize, ApiError> {
     db::write(&state.pool, |conn| {
         let now = db::now();
@@ -44,7 +49,9 @@ pub async fn sweep(state: &AppState) -> Result<usize, ApiError> {
         )?;
         let deleted = repo::webhooks::purge_deleted_before(conn, now - KEEP_DELETED_WEBHOOKS)?;
         let old_secrets = repo::webhooks::forget_old_secrets(conn, now)?;
-        Ok(keys + deliveries + deleted + old_secrets)
+        let sessions =
+            repo::refresh_tokens::delete_expired_before(conn, now - KEEP_EXPIRED_SESSIONS)?;
+        Ok(keys + deliveries + deleted + old_secrets + sessions)
     })
     .await
 }

@@ -305,7 +305,7 @@ const QUEUE_BATCH: i64 = 20;
 
 /// `auto_assign`: serves the agency's queue, its paid cases nobody is responsible for
 /// (`in_approval`, unassigned), oldest first, each to the `available` operator with the most
-/// room (`capacity` less their open cases); between equals, the one the rule served longest
+/// room (their capacity, else `default_capacity`, less their open cases); between equals, the one the rule served longest
 /// ago (round robin). Stops when nobody has room or the queue is empty: cases wait, unassigned
 /// (the "to assign" view). Runs inside the write that made a case paid or an operator
 /// available, and in the rules' worker every minute (room freed since); `trigger` names the
@@ -314,7 +314,7 @@ pub fn serve_queue(
     conn: &mut DbConnection,
     notifier: &Notifier,
     agency_id: &str,
-    capacity: i64,
+    default_capacity: i64,
     trigger: &str,
 ) -> Result<usize, ApiError> {
     let mut given = 0;
@@ -323,11 +323,15 @@ pub fn serve_queue(
         if candidates.is_empty() {
             return Ok(given);
         }
-        let ids: Vec<String> = candidates.iter().map(|(id, _)| id.clone()).collect();
+        let ids: Vec<String> = candidates.iter().map(|c| c.id.clone()).collect();
         let load = open_cases(conn, agency_id, &ids)?;
-        let mut operators: Vec<(i64, Option<NaiveDateTime>, String)> = candidates
+        let mut operators: Vec<(i64, Option<NaiveDateTime>, String, i64)> = candidates
             .into_iter()
-            .map(|(id, served)| (capacity - load.get(&id).copied().unwrap_or(0), served, id))
+            .map(|c| {
+                let capacity = c.capacity.map_or(default_capacity, i64::from);
+                let room = capacity - load.get(&c.id).copied().unwrap_or(0);
+                (room, c.last_assigned_at, c.id, capacity)
+            })
             .filter(|(room, ..)| *room > 0)
             .collect();
         if operators.is_empty() {
@@ -345,7 +349,7 @@ pub fn serve_queue(
             else {
                 return Ok(given);
             };
-            if assign_by_rule(conn, notifier, &case, &best.2, trigger, best.0, capacity)? {
+            if assign_by_rule(conn, notifier, &case, &best.2, trigger, best.0, best.3)? {
                 best.0 -= 1;
                 best.1 = Some(db::now());
                 given += 1;

@@ -38,6 +38,20 @@ pub struct RefreshRequest {
     pub refresh_token: String,
 }
 
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"refresh_token": "yJq0m4Zb2dT1cF8sXo7pQ9wL3eR5uA6iK0nH2gV4bM8", "everywhere": false}))]
+pub struct LogoutRequest {
+    /// The session's refresh token, the last one issued to it.
+    #[validate(length(min = 1, max = 256))]
+    #[schema(min_length = 1, max_length = 256)]
+    pub refresh_token: String,
+    /// Ends every session of the same user, on every device, not only this one. The token
+    /// must then still work (401 `invalid_refresh_token` otherwise, and nothing ends).
+    #[serde(default)]
+    pub everywhere: bool,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
     "access_token": "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9…",
@@ -199,6 +213,66 @@ pub async fn create_token(
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(tokens))
+}
+
+/// Log out
+///
+/// Ends the session the refresh token belongs to: it and every token descending from the same
+/// login stop working (401 at `/v1/auth/refresh`); with `everywhere`, every session of the
+/// user. The access token is not revoked: it works until it expires (`expires_in`, minutes),
+/// so the app drops it. When the user has no session left, their presence becomes `offline`
+/// (the automatic assignment stops giving them work). As RFC 7009 revocation does, a token
+/// that is unknown, expired or revoked already is answered 204 too, for a single session:
+/// the outcome (no session for it) is the same and nothing tells whether it existed.
+#[utoipa::path(
+    tag = "auth",
+    operation_id = "logout",
+    request_body = LogoutRequest,
+    responses(
+        (status = 204, description = "The session (or, with `everywhere`, every session) has ended"),
+        (status = 401, description = "`everywhere` with a refresh token that no longer works (`invalid_refresh_token`)"),
+        (status = 422, description = "A member breaks a rule"),
+    )
+)]
+#[post("/v1/auth/logout")]
+pub async fn logout(
+    state: web::Data<AppState>,
+    body: ValidJson<LogoutRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let LogoutRequest {
+        refresh_token: token,
+        everywhere,
+    } = body.0;
+    let hash = hash_token(&token);
+    db::write(&state.pool, move |conn| {
+        let Some(token) = refresh_tokens::find_by_hash(conn, &hash)? else {
+            return if everywhere {
+                Err(invalid_refresh_token())
+            } else {
+                Ok(())
+            };
+        };
+        // Exclusive, unlike a login's or a refresh's share: two sessions ending at once must
+        // not each see the other still live and both leave the presence as it was.
+        repo::users::lock_for_update(conn, &[token.user_id.as_str()])?;
+        let now = db::now();
+        if everywhere {
+            // Read again under the lock: a refresh committed meanwhile has spent it.
+            let again = refresh_tokens::find_by_hash(conn, &hash)?;
+            if !again.is_some_and(|t| t.works(now)) {
+                return Err(invalid_refresh_token());
+            }
+            refresh_tokens::revoke_user(conn, &token.user_id)?;
+        } else {
+            refresh_tokens::revoke_family(conn, &token.family_id)?;
+        }
+        if !refresh_tokens::any_live(conn, &token.user_id, now)? {
+            repo::presence::go_offline(conn, &token.user_id, now)?;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 enum Refreshed {

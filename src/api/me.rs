@@ -40,7 +40,7 @@ pub async fn get_me(state: web::Data<AppState>, token: Token) -> Result<HttpResp
     })
     .await?;
     Ok(HttpResponse::Ok().json(MeView {
-        user: UserView::new(user, true),
+        user: UserView::new(user, true, state.settings.operator_capacity),
         presence,
     }))
 }

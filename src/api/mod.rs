@@ -86,6 +86,7 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(requests::join_video_call)
         .service(auth::create_token)
         .service(auth::refresh_token)
+        .service(auth::logout)
         .service(me::get_me)
         .service(agencies::list_agencies)
         .service(agencies::create_agency)

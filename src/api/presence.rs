@@ -1,6 +1,6 @@
 //! Presence and workload (DESIGN.md "Presence and capacity"): staff say whether they are
 //! available and which case they are working on; supervisors see their people with the open
-//! work each holds against `DOSSIER_OPERATOR_CAPACITY`.
+//! work each holds against their capacity (their own, else `DOSSIER_OPERATOR_CAPACITY`).
 
 use actix_web::{HttpRequest, HttpResponse, get, put, web};
 use chrono::{DateTime, Utc};
@@ -199,6 +199,7 @@ pub struct StaffPresenceView {
     /// (`new`, `open`, `waiting_on_requester`). `null` for agents, who are not operators (their
     /// operators put them on cases).
     pub workload: Option<i64>,
+    /// Their own capacity (`PATCH /v1/users/{id}`), else the server's
     /// `DOSSIER_OPERATOR_CAPACITY`; `null` for agents.
     pub capacity: Option<i64>,
     /// What is left of the capacity (0 at or past it); `null` for agents.
@@ -250,7 +251,7 @@ pub async fn list_presence(
     let query = query.0;
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
     let asking = Asking::new(token, &req);
-    let capacity = i64::from(state.settings.operator_capacity);
+    let default_capacity = i64::from(state.settings.operator_capacity);
     let (rows, load, page) = db::read(&state.pool, move |conn| {
         let Asked { caller, .. } = asking.resolve(conn)?;
         let scope = match (caller.role, query.agency_id) {
@@ -296,8 +297,9 @@ pub async fn list_presence(
         |r| r.id.as_str(),
         |r| {
             let role = Role::from_code(&r.role).unwrap_or(Role::Agent);
-            let operator = role != Role::Agent;
+            let operator = role.is_operator();
             let workload = operator.then(|| load.get(&r.id).copied().unwrap_or(0));
+            let capacity = r.capacity.map_or(default_capacity, i64::from);
             StaffPresenceView {
                 role,
                 presence: PresenceView::new(r.status, r.working_on, r.updated_at),

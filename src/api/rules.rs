@@ -39,8 +39,9 @@ pub struct RuleLogEntry {
     pub rule: String,
     /// What made it fire (`confirmation_overdue`: the client neither confirmed nor disputed a
     /// completed case in time; `resolution_not_reactivated`: nobody reactivated a resolved
-    /// ticket in time; `case_paid`, `payment_confirmed`, `operator_available`, `queue_check`:
-    /// the occasions `auto_assign` serves the agency's queue; for `trigger`, the event).
+    /// ticket in time; `case_paid`, `payment_confirmed`, `operator_available`,
+    /// `capacity_changed`, `queue_check`: the occasions `auto_assign` serves the agency's queue;
+    /// for `trigger`, the event).
     pub trigger: String,
     /// What it did: a workflow action (`auto_close`), `assign`, or a trigger's actions in
     /// order, comma-separated.

@@ -41,6 +41,8 @@ pub struct ClientIdentity {
     "locale": "it",
     "active": true,
     "identity": null,
+    "capacity": 5,
+    "capacity_set": true,
     "version": 1,
     "created_at": "2026-11-22T09:30:00Z",
     "updated_at": "2026-11-22T09:30:00Z"
@@ -62,6 +64,13 @@ pub struct UserView {
     pub active: bool,
     /// Clients only, and only for platform callers and the client themself; otherwise `null`.
     pub identity: Option<ClientIdentity>,
+    /// Operators (agency and platform staff): the open work they hold before the automatic
+    /// assignment passes them over (`GET /v1/presence` shows it against their workload);
+    /// `null` for agents and clients.
+    pub capacity: Option<i64>,
+    /// `true` when `capacity` was set for this person; `false` when it follows the server's
+    /// `DOSSIER_OPERATOR_CAPACITY`.
+    pub capacity_set: bool,
     /// Increases with every change; the `ETag`.
     pub version: i64,
     #[serde(serialize_with = "crate::api::rfc3339")]
@@ -71,9 +80,11 @@ pub struct UserView {
 }
 
 impl UserView {
-    pub fn new(row: UserRow, show_identity: bool) -> UserView {
+    /// `default_capacity` is the server's `DOSSIER_OPERATOR_CAPACITY`.
+    pub fn new(row: UserRow, show_identity: bool, default_capacity: u32) -> UserView {
         let role = row.role();
         let locale = row.locale();
+        let capacity = row.operator_capacity(default_capacity);
         let identity = (show_identity && role == Role::Client).then_some(ClientIdentity {
             id_document_type: row.id_document_type,
             id_document_number: row.id_document_number,
@@ -89,6 +100,8 @@ impl UserView {
             locale,
             active: row.active,
             identity,
+            capacity,
+            capacity_set: row.capacity.is_some(),
             version: row.version,
             created_at: timestamp(row.created_at),
             updated_at: timestamp(row.updated_at),
@@ -138,6 +151,26 @@ pub struct CreateUser {
     #[validate(length(min = 1, max = 64))]
     #[schema(min_length = 1, max_length = 64)]
     pub account_number: Option<String>,
+    /// Operators only (agency and platform staff): the open work they may hold before the
+    /// automatic assignment passes them over, 0–1000 (0: none given automatically). Omitted,
+    /// it follows the server's `DOSSIER_OPERATOR_CAPACITY`.
+    // Left out of the body when omitted, so Idempotency-Keys taken before it existed replay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[validate(range(max = MAX_CAPACITY))]
+    #[schema(minimum = 0, maximum = 1000)]
+    pub capacity: Option<u32>,
+}
+
+/// The largest capacity one person may be given (the column's CHECK says the same).
+const MAX_CAPACITY: u32 = 1000;
+
+/// `/capacity` sent for someone who is not an operator.
+fn capacity_not_allowed() -> FieldError {
+    FieldError::new(
+        "/capacity",
+        "not_allowed",
+        "only agency and platform staff have a capacity",
+    )
 }
 
 fn default_locale() -> Locale {
@@ -178,6 +211,12 @@ pub struct UpdateUser {
     #[validate(length(min = 1, max = 64))]
     #[schema(min_length = 1, max_length = 64)]
     pub account_number: Option<Option<String>>,
+    /// Operators only (agency and platform staff), 0–1000; `null` follows the server's
+    /// `DOSSIER_OPERATOR_CAPACITY` again. Room it makes goes to the agency's queue at once.
+    #[serde(default, deserialize_with = "nullable")]
+    #[validate(range(max = MAX_CAPACITY))]
+    #[schema(minimum = 0, maximum = 1000)]
+    pub capacity: Option<Option<u32>>,
     /// Cannot be changed: sending it is 422 `read_only_field`.
     #[serde(default, deserialize_with = "nullable")]
     #[schema(ignore)]
@@ -277,6 +316,9 @@ pub fn check_new_user(
         }
         _ => {}
     }
+    if input.capacity.is_some() && !input.role.is_operator() {
+        errors.push(capacity_not_allowed());
+    }
     if input.role != Role::Client {
         for (pointer, set) in [
             ("/id_document_type", input.id_document_type.is_some()),
@@ -312,7 +354,13 @@ pub fn check_new_user(
         version: 1,
         created_at: now,
         updated_at: now,
+        capacity: input.capacity.map(capacity_column),
     })
+}
+
+/// A validated capacity (at most [`MAX_CAPACITY`]) as its column.
+fn capacity_column(capacity: u32) -> i32 {
+    i32::try_from(capacity).unwrap_or(i32::MAX)
 }
 
 /// Argon2id is deliberately slow: it runs off the blocking pool ([`password::off_the_pool`]).
@@ -357,7 +405,12 @@ pub async fn list_users(
         Ok((rows, page, caller.is_platform()))
     })
     .await?;
-    let page = page.page(rows, |r| &r.id, |r| UserView::new(r, show_identity));
+    let capacity = state.settings.operator_capacity;
+    let page = page.page(
+        rows,
+        |r| &r.id,
+        |r| UserView::new(r, show_identity, capacity),
+    );
     Ok(page_response(&req, page))
 }
 
@@ -398,6 +451,7 @@ pub async fn create_user(
     // digest in its place, which is all its fingerprint may hold of it.
     let key = state.settings.jwt.keys.private_material();
     input.password = password::keyed_digest(key, &input.password);
+    let capacity = state.settings.operator_capacity;
     idempotency::create(&state.pool, &req, retry_key, input, move |conn| {
         still_as_authenticated(conn, &caller, &[])?;
         let user_id = caller.id.clone();
@@ -409,7 +463,7 @@ pub async fn create_user(
             Ok(Created {
                 location: Some(format!("/v1/users/{}", row.id)),
                 version: Some(row.version),
-                body: UserView::new(row, true),
+                body: UserView::new(row, true, capacity),
             })
         };
         Ok(Authorized { user_id, create })
@@ -452,7 +506,7 @@ pub async fn get_user(
     Ok(versioned_response(
         &req,
         version,
-        &UserView::new(row, show_identity),
+        &UserView::new(row, show_identity, state.settings.operator_capacity),
     ))
 }
 
@@ -480,7 +534,9 @@ fn still_as_authenticated(
 
 /// Update a user
 ///
-/// Changes name, e-mail, password, admin flag, locale, active flag and (clients) identity.
+/// Changes name, e-mail, password, admin flag, locale, active flag, (clients) identity and
+/// (agency and platform staff) capacity; a capacity sent for an agency operator serves the
+/// agency's queue in the same write (rule log trigger `capacity_changed`).
 /// `role` and `agency_id` cannot change (422). Callers cannot deactivate themselves or drop their
 /// own admin flag (422 `cannot_lock_out_self`). Only platform admins make a platform user an
 /// admin or change a platform admin's account (403). Honours `If-Match` (412 when stale).
@@ -547,6 +603,8 @@ pub async fn update_user(
         None => None,
     };
     let show_identity = caller.is_platform();
+    let capacity = state.settings.operator_capacity;
+    let notifier = state.notifier.clone();
     let row = db::write(&state.pool, move |conn| {
         still_as_authenticated(conn, &caller, &[&id])?;
         let current = repo::users::find(conn, &scope, &id)?.ok_or_else(user_not_found)?;
@@ -565,6 +623,9 @@ pub async fn update_user(
                 "identity fields are for clients only",
             ));
         }
+        if input.capacity.is_some() && !current.role().is_operator() {
+            return Err(ApiError::validation(vec![capacity_not_allowed()]));
+        }
         let logs_out = password_hash.is_some() || input.active == Some(false);
         let changes = UserChanges {
             email: input.email.map(|e| e.trim().to_lowercase()),
@@ -576,6 +637,7 @@ pub async fn update_user(
             id_document_type: input.id_document_type,
             id_document_number: input.id_document_number,
             account_number: input.account_number,
+            capacity: input.capacity.map(|c| c.map(capacity_column)),
         };
         if !repo::users::update(conn, &id, current.version, &changes)? {
             return Err(ApiError::PreconditionFailed {
@@ -585,10 +647,17 @@ pub async fn update_user(
         if logs_out {
             refresh_tokens::revoke_user(conn, &id)?;
         }
+        // Room made for an agency operator goes to the queue now, not at the worker's next pass.
+        if let (Some(_), Role::Agency, Some(agency)) =
+            (input.capacity, current.role(), current.agency_id.as_deref())
+        {
+            let default = i64::from(capacity);
+            crate::rules::serve_queue(conn, &notifier, agency, default, "capacity_changed")?;
+        }
         repo::users::find(conn, &UserScope::All, &id)?.ok_or_else(user_not_found)
     })
     .await?;
     Ok(HttpResponse::Ok()
         .insert_header(("ETag", crate::http::extract::etag(row.version)))
-        .json(UserView::new(row, show_identity)))
+        .json(UserView::new(row, show_identity, capacity)))
 }

@@ -30,6 +30,7 @@ diesel::table! {
         version -> BigInt,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        capacity -> Nullable<Integer>,
     }
 }
 

@@ -42,6 +42,24 @@ pub fn set(conn: &mut DbConnection, row: &PresenceRow) -> QueryResult<()> {
     })
 }
 
+/// Sets someone `offline` (their last session ended), unless they are already, or never set a
+/// presence; whether it changed.
+pub fn go_offline(conn: &mut DbConnection, user_id: &str, at: NaiveDateTime) -> QueryResult<bool> {
+    let offline = PresenceStatus::Offline.as_str();
+    diesel::update(
+        presence::table
+            .find(user_id)
+            .filter(presence::status.ne(offline)),
+    )
+    .set((
+        presence::status.eq(offline),
+        presence::working_on.eq(None::<String>),
+        presence::updated_at.eq(at),
+    ))
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
 pub fn of(conn: &mut DbConnection, user_id: &str) -> QueryResult<Option<PresenceRow>> {
     presence::table
         .find(user_id)
@@ -66,6 +84,8 @@ pub struct StaffPresence {
     pub status: Option<String>,
     pub working_on: Option<String>,
     pub updated_at: Option<NaiveDateTime>,
+    /// Their own capacity; `None` follows `DOSSIER_OPERATOR_CAPACITY`.
+    pub capacity: Option<i32>,
 }
 
 /// Active staff in `scope` by id, after `after`, with their presence; `statuses` filters
@@ -111,6 +131,7 @@ pub fn list(
             presence::status.nullable(),
             presence::working_on.nullable(),
             presence::updated_at.nullable(),
+            users::capacity,
         ))
         .order(users::id)
         .limit(limit)
@@ -166,25 +187,41 @@ pub fn workload(
     Ok(load)
 }
 
+/// An operator the automatic assignment may serve.
+#[derive(Debug, Queryable)]
+pub struct AvailableOperator {
+    pub id: String,
+    /// When the assignment last served them; `None`: never.
+    pub last_assigned_at: Option<NaiveDateTime>,
+    /// Their own capacity; `None` follows `DOSSIER_OPERATOR_CAPACITY`.
+    pub capacity: Option<i32>,
+}
+
 /// The agency's operators (agency staff who can log in) who are `available`, with when the
-/// automatic assignment last served each, in one statement. On PostgreSQL it locks their
+/// automatic assignment last served each and their capacity, in one statement. On PostgreSQL it locks their
 /// presence rows (only those) until the write commits and checks `available` again after any
 /// wait: two assignments never both count the same room, nor serve someone who just left.
 pub fn available_operators(
     conn: &mut DbConnection,
     agency_id: &str,
-) -> QueryResult<Vec<(String, Option<NaiveDateTime>)>> {
+) -> QueryResult<Vec<AvailableOperator>> {
     let operators = users::table
         .left_join(agencies::table)
         .filter(users::agency_id.eq(agency_id.to_owned()))
         .filter(users::role.eq(Role::Agency.as_str()))
         .filter(super::users::is_enabled())
         .select(users::id);
+    // The capacity is a scalar read of the user's row by its key: a join would put `users`
+    // under PostgreSQL's `FOR NO KEY UPDATE`, and only presence rows are to be locked.
+    let capacity = users::table
+        .filter(users::id.eq(presence::user_id))
+        .select(users::capacity)
+        .single_value();
     let query = presence::table
         .filter(presence::status.eq(PresenceStatus::Available.as_str()))
         .filter(presence::user_id.eq_any(operators))
         .order(presence::user_id)
-        .select((presence::user_id, presence::last_assigned_at));
+        .select((presence::user_id, presence::last_assigned_at, capacity));
     match conn {
         DbConnection::Postgresql(pg) => query.for_no_key_update().load(pg),
         // SQLite's single writer serializes the whole write.

@@ -22,6 +22,13 @@ pub struct RefreshTokenRow {
     pub created_at: NaiveDateTime,
 }
 
+impl RefreshTokenRow {
+    /// Neither spent nor revoked nor expired: it can still be exchanged.
+    pub fn works(&self, now: NaiveDateTime) -> bool {
+        self.used_at.is_none() && self.revoked_at.is_none() && self.expires_at > now
+    }
+}
+
 pub fn insert(conn: &mut DbConnection, row: &RefreshTokenRow) -> QueryResult<()> {
     diesel::insert_into(refresh_tokens::table)
         .values(row)
@@ -83,4 +90,22 @@ pub fn revoke_user(conn: &mut DbConnection, user_id: &str) -> QueryResult<usize>
     )
     .set(refresh_tokens::revoked_at.eq(crate::db::now()))
     .execute(conn)
+}
+
+/// Whether the user still holds a refresh token that works: one session left somewhere.
+pub fn any_live(conn: &mut DbConnection, user_id: &str, now: NaiveDateTime) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        refresh_tokens::table
+            .filter(refresh_tokens::user_id.eq(user_id))
+            .filter(refresh_tokens::used_at.is_null())
+            .filter(refresh_tokens::revoked_at.is_null())
+            .filter(refresh_tokens::expires_at.gt(now)),
+    ))
+    .get_result(conn)
+}
+
+/// Forgets the tokens that expired before `before` (housekeeping).
+pub fn delete_expired_before(conn: &mut DbConnection, before: NaiveDateTime) -> QueryResult<usize> {
+    diesel::delete(refresh_tokens::table.filter(refresh_tokens::expires_at.lt(before)))
+        .execute(conn)
 }

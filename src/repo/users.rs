@@ -26,11 +26,21 @@ pub struct UserRow {
     pub version: i64,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// Operators only; `None` follows `DOSSIER_OPERATOR_CAPACITY`.
+    pub capacity: Option<i32>,
 }
 
 impl UserRow {
     pub fn role(&self) -> Role {
         role_of(&self.role)
+    }
+
+    /// Their capacity as an operator (agency or platform staff), against `default`; `None`
+    /// for agents and clients, who are not operators.
+    pub fn operator_capacity(&self, default: u32) -> Option<i64> {
+        self.role()
+            .is_operator()
+            .then(|| self.capacity.map_or(i64::from(default), i64::from))
     }
 
     pub fn locale(&self) -> Locale {
@@ -81,6 +91,7 @@ pub struct UserChanges {
     pub id_document_type: Option<Option<String>>,
     pub id_document_number: Option<Option<String>>,
     pub account_number: Option<Option<String>>,
+    pub capacity: Option<Option<i32>>,
 }
 
 /// Which users a caller may see.

@@ -689,3 +689,160 @@ async fn a_login_racing_a_password_change_gets_no_session() {
         0
     );
 }
+
+#[actix_web::test]
+async fn logging_out_ends_that_session_and_the_last_one_sets_the_presence_offline() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let logout = |token: &str, everywhere: bool| {
+        TestRequest::post()
+            .uri("/v1/auth/logout")
+            .set_json(json!({"refresh_token": token, "everywhere": everywhere}))
+    };
+    let refresh = |token: &str| {
+        TestRequest::post()
+            .uri("/v1/auth/refresh")
+            .set_json(json!({"refresh_token": token}))
+    };
+    let session = |res: &crate::helpers::Response| {
+        res.assert_status(200)["refresh_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let presence = |token: String| {
+        let app = &app;
+        async move {
+            let res = app.get("/v1/me/presence", &token).await;
+            res.assert_status(200)["status"].clone()
+        }
+    };
+    // The operator is logged in on a laptop and a phone (the World's own login has ended),
+    // and available.
+    app.sql(&format!(
+        "UPDATE refresh_tokens SET revoked_at = CURRENT_TIMESTAMP WHERE user_id = '{}'",
+        w.a_operator.id
+    ));
+    let laptop = session(&app.login("op@rossi.example", PASSWORD).await);
+    let phone = session(&app.login("op@rossi.example", PASSWORD).await);
+    let bystander = session(&app.login("admin@rossi.example", PASSWORD).await);
+    crate::world::set_presence(&app, &w.a_operator.token, "available").await;
+
+    // The laptop logs out: its session ends, the phone's goes on, still available.
+    let res = app.send(logout(&laptop, false)).await;
+    assert_eq!(res.status.as_u16(), 204);
+    app.send(refresh(&laptop))
+        .await
+        .assert_problem(401, "invalid_refresh_token");
+    let phone = session(&app.send(refresh(&phone)).await);
+    assert_eq!(presence(w.a_operator.token.clone()).await, "available");
+    // Again, or with a token never issued: the same 204, nothing else changes.
+    for token in [laptop.as_str(), "never-issued"] {
+        assert_eq!(app.send(logout(token, false)).await.status.as_u16(), 204);
+    }
+    assert_eq!(presence(w.a_operator.token.clone()).await, "available");
+
+    // The phone logs out too: no session is left, so the operator is offline and a paid case
+    // waits for someone else.
+    assert_eq!(app.send(logout(&phone, false)).await.status.as_u16(), 204);
+    assert_eq!(presence(w.a_operator.token.clone()).await, "offline");
+    let case = buy(&app, &w.client.token, &w.service_a, "card").await;
+    assert!(case["assignee"].is_null(), "{case}");
+    // Another user's session never ended.
+    app.send(refresh(&bystander)).await.assert_status(200);
+}
+
+#[actix_web::test]
+async fn logging_out_everywhere_ends_every_session_of_that_user_only() {
+    let app = spawn().await;
+    app.create_user("c@example.com", "client", None, false);
+    app.create_user("d@example.com", "client", None, false);
+    let session = |res: &crate::helpers::Response| {
+        res.assert_status(200)["refresh_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let send = |path: &str, body: serde_json::Value| TestRequest::post().uri(path).set_json(body);
+    let first = session(&app.login("c@example.com", PASSWORD).await);
+    let second = session(&app.login("c@example.com", PASSWORD).await);
+    let other = session(&app.login("d@example.com", PASSWORD).await);
+    // A spent token cannot end every session (it would be anyone's old copy), nor can a
+    // token never issued; nothing ends.
+    let spent = first.clone();
+    let first = session(
+        &app.send(send("/v1/auth/refresh", json!({"refresh_token": spent})))
+            .await,
+    );
+    for token in [spent.as_str(), "never-issued"] {
+        app.send(send(
+            "/v1/auth/logout",
+            json!({"refresh_token": token, "everywhere": true}),
+        ))
+        .await
+        .assert_problem(401, "invalid_refresh_token");
+    }
+    let live =
+        "SELECT COUNT(*) AS n FROM refresh_tokens WHERE revoked_at IS NULL AND used_at IS NULL";
+    assert_eq!(app.count(live), 3);
+
+    let res = app
+        .send(send(
+            "/v1/auth/logout",
+            json!({"refresh_token": second, "everywhere": true}),
+        ))
+        .await;
+    assert_eq!(res.status.as_u16(), 204);
+    for token in [&first, &second] {
+        app.send(send("/v1/auth/refresh", json!({"refresh_token": token})))
+            .await
+            .assert_problem(401, "invalid_refresh_token");
+    }
+    assert_eq!(app.count(live), 1);
+    app.send(send("/v1/auth/refresh", json!({"refresh_token": other})))
+        .await
+        .assert_status(200);
+    // Malformed bodies change nothing either.
+    app.send(send("/v1/auth/logout", json!({"refresh_token": ""})))
+        .await
+        .assert_problem(422, "validation_failed");
+    app.send(send(
+        "/v1/auth/logout",
+        json!({"refresh_token": other, "all": true}),
+    ))
+    .await
+    .assert_problem(400, "unknown_field");
+}
+
+#[actix_web::test]
+async fn the_sweep_forgets_refresh_tokens_a_month_after_they_expired() {
+    let app = spawn().await;
+    app.create_user("c@example.com", "client", None, false);
+    for _ in 0..3 {
+        app.login("c@example.com", PASSWORD)
+            .await
+            .assert_status(200);
+    }
+    let ago = |days: i64| {
+        (chrono::Utc::now() - chrono::Duration::days(days))
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    };
+    // One expired 31 days ago, one 29 days ago (still caught as reuse if spent), one live.
+    let (old, recent) = (ago(31), ago(29));
+    app.sql(&format!(
+        "UPDATE refresh_tokens SET expires_at = '{old}' \
+         WHERE id = (SELECT MIN(id) FROM refresh_tokens); \
+         UPDATE refresh_tokens SET expires_at = '{recent}' \
+         WHERE id = (SELECT MAX(id) FROM refresh_tokens)"
+    ));
+    assert_eq!(dossier::housekeeping::sweep(&app.state).await.unwrap(), 1);
+    let with = |at: &str| {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM refresh_tokens WHERE expires_at = '{at}'"
+        ))
+    };
+    assert_eq!((with(&old), with(&recent)), (0, 1));
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM refresh_tokens"), 2);
+    assert_eq!(dossier::housekeeping::sweep(&app.state).await.unwrap(), 0);
+}

@@ -2,9 +2,12 @@
 //! room, in turn between equals; with nobody free it waits in the queue until an operator
 //! becomes available.
 
-use serde_json::json;
+use actix_http::Request;
+use actix_web::body::BoxBody;
+use actix_web::dev::{Service, ServiceResponse};
+use serde_json::{Value, json};
 
-use crate::helpers::spawn_with;
+use crate::helpers::{Response, TestApp, spawn_with};
 use crate::world::{World, buy, id, set_presence};
 
 #[actix_web::test]
@@ -185,4 +188,136 @@ async fn the_queue_is_served_oldest_first_and_room_freed_later_is_filled_by_the_
     let res = app.get("/v1/rule-log", &w.a_admin.token).await;
     assert_eq!(res.assert_status(200)["items"][0]["trigger"], "queue_check");
     assert_eq!(dossier::rules::serve_queues(&app.state).await.unwrap(), 0);
+}
+
+/// `PATCH /v1/users/{user}` {`capacity`} as `admin`.
+async fn set_capacity<S>(app: &TestApp<S>, admin: &str, user: &str, capacity: Value) -> Response
+where
+    S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
+{
+    let body = json!({ "capacity": capacity });
+    app.patch(&format!("/v1/users/{user}"), admin, body).await
+}
+
+/// `user`'s entry in the team `GET /v1/presence` shows `admin`.
+async fn team_member<S>(app: &TestApp<S>, admin: &str, user: &str) -> Value
+where
+    S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
+{
+    let team = app.get("/v1/presence", admin).await;
+    let items = team.assert_status(200)["items"].as_array().unwrap();
+    let member = items.iter().find(|p| p["user"]["id"] == user);
+    member.expect("a member of the team").clone()
+}
+
+#[actix_web::test]
+async fn each_operator_has_their_own_capacity_set_by_their_admin() {
+    let app = spawn_with(&[("DOSSIER_OPERATOR_CAPACITY", "2")]).await;
+    let w = World::new(&app).await;
+    let admin = &w.a_admin.token;
+    // Nobody has set one: everyone follows the server's.
+    let me = app.get(&format!("/v1/users/{}", w.a_admin.id), admin).await;
+    assert_eq!(me.assert_status(200)["capacity"], 2);
+    assert_eq!(me.body["capacity_set"], false);
+    let agent = app.get(&format!("/v1/users/{}", w.a_agent.id), admin).await;
+    assert!(agent.assert_status(200)["capacity"].is_null());
+
+    // The admin takes no work automatically; the operator holds one case at most.
+    let res = set_capacity(&app, admin, &w.a_admin.id, json!(0)).await;
+    assert_eq!(res.assert_status(200)["capacity"], 0);
+    assert_eq!(res.body["capacity_set"], true);
+    let res = set_capacity(&app, admin, &w.a_operator.id, json!(1)).await;
+    assert_eq!(res.assert_status(200)["capacity"], 1);
+    assert_eq!(res.body["version"], 2);
+    set_presence(&app, admin, "available").await;
+    set_presence(&app, &w.a_operator.token, "available").await;
+    let first = buy(&app, &w.client.token, &w.service_a, "card").await;
+    assert_eq!(first["assignee"]["id"], w.a_operator.id.as_str());
+    let queued = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let card = app.get(&format!("/v1/cases/{queued}"), admin).await;
+    assert!(card.assert_status(200)["assignee"].is_null());
+    let op = team_member(&app, admin, &w.a_operator.id).await;
+    assert_eq!([&op["capacity"], &op["workload"], &op["room"]], [1, 1, 0]);
+    let boss = team_member(&app, admin, &w.a_admin.id).await;
+    assert_eq!([&boss["capacity"], &boss["room"]], [0, 0]);
+
+    // Room made for the operator goes to the queue in the same write.
+    set_capacity(&app, admin, &w.a_operator.id, json!(3))
+        .await
+        .assert_status(200);
+    let card = app.get(&format!("/v1/cases/{queued}"), admin).await;
+    assert_eq!(
+        card.assert_status(200)["assignee"]["id"],
+        w.a_operator.id.as_str()
+    );
+    let log = app.get("/v1/rule-log", admin).await;
+    let entry = &log.assert_status(200)["items"][0];
+    assert_eq!(entry["trigger"], "capacity_changed");
+    assert_eq!(entry["case_id"], queued.as_str());
+    let detail = entry["detail"].as_str().unwrap();
+    assert!(detail.contains("room for 2 of 3 open cases"), "{detail}");
+    // `null` follows the server's again.
+    let res = set_capacity(&app, admin, &w.a_operator.id, Value::Null).await;
+    assert_eq!(res.assert_status(200)["capacity"], 2);
+    assert_eq!(res.body["capacity_set"], false);
+    // Only the admin's 0 is kept.
+    let own = "SELECT COUNT(*) AS n FROM users WHERE capacity IS NOT NULL";
+    assert_eq!(app.count(own), 1);
+}
+
+#[actix_web::test]
+async fn only_operators_have_a_capacity_and_only_their_admins_set_it() {
+    let app = spawn_with(&[]).await;
+    let w = World::new(&app).await;
+    let not_allowed = |res: &Response| {
+        let body = res.assert_problem(422, "validation_failed");
+        assert_eq!(body["errors"][0]["pointer"], "/capacity", "{body}");
+        assert_eq!(body["errors"][0]["code"], "not_allowed", "{body}");
+    };
+    // Agents and clients are no operators.
+    not_allowed(&set_capacity(&app, &w.a_admin.token, &w.a_agent.id, json!(2)).await);
+    not_allowed(&set_capacity(&app, &w.platform.token, &w.client.id, json!(2)).await);
+    let new_user = |role: &str, capacity: i64| {
+        json!({"email": format!("new.{role}@a.example"), "name": "Someone new", "role": role,
+               "password": "a long enough password", "capacity": capacity})
+    };
+    not_allowed(
+        &app.post("/v1/users", &w.a_admin.token, new_user("agent", 2))
+            .await,
+    );
+    // Out of range, or not a whole number.
+    for capacity in [json!(1001), json!(-1), json!(1.5), json!("3")] {
+        let res = set_capacity(&app, &w.a_admin.token, &w.a_operator.id, capacity.clone()).await;
+        assert_eq!(res.status.as_u16(), 422, "{capacity}: {}", res.body);
+        assert_eq!(
+            res.body["errors"][0]["pointer"], "/capacity",
+            "{}",
+            res.body
+        );
+    }
+    // Another agency's admin does not see the operator; the operator manages nobody.
+    set_capacity(&app, &w.b_admin.token, &w.a_operator.id, json!(9))
+        .await
+        .assert_problem(404, "not_found");
+    set_capacity(&app, &w.a_operator.token, &w.a_operator.id, json!(9))
+        .await
+        .assert_problem(403, "forbidden");
+    // Nothing above changed or made anyone.
+    let changed = "SELECT COUNT(*) AS n FROM users WHERE capacity IS NOT NULL OR version > 1";
+    assert_eq!(app.count(changed), 0);
+    assert_eq!(
+        app.count("SELECT COUNT(*) AS n FROM users WHERE email LIKE 'new.%'"),
+        0
+    );
+
+    // A new operator may start with one; platform staff have one too, over their tickets.
+    let res = app
+        .post("/v1/users", &w.a_admin.token, new_user("agency", 5))
+        .await;
+    assert_eq!(res.assert_status(201)["capacity"], 5);
+    assert_eq!(res.body["capacity_set"], true);
+    let res = set_capacity(&app, &w.platform.token, &w.platform_staff.id, json!(7)).await;
+    assert_eq!(res.assert_status(200)["capacity"], 7);
+    let staff = team_member(&app, &w.platform.token, &w.platform_staff.id).await;
+    assert_eq!([&staff["capacity"], &staff["room"]], [7, 7]);
 }
