@@ -24,6 +24,9 @@ const KEEP_DELETED_WEBHOOKS: chrono::Duration = chrono::Duration::hours(1);
 /// How long an expired refresh token is kept: until then, presenting it once spent still
 /// counts as reuse and revokes its family; afterwards it is simply unknown (401 either way).
 const KEEP_EXPIRED_SESSIONS: chrono::Duration = chrono::Duration::days(30);
+/// Old refresh tokens removed per write: the first sweep of a database that kept every session
+/// for years takes the writer in short turns, not in one long one.
+const SESSIONS_PER_WRITE: i64 = 5_000;
 
 /// Starts the hourly sweep.
 pub fn spawn(state: web::Data<AppState>) {
@@ -40,8 +43,8 @@ pub fn spawn(state: web::Data<AppState>) {
 /// One sweep: how many expired keys, old deliveries, deleted webhooks' rows, old secrets and
 /// old refresh tokens it removed.
 pub async fn sweep(state: &AppState) -> Result<usize, ApiError> {
-    db::write(&state.pool, |conn| {
-        let now = db::now();
+    let now = db::now();
+    let swept = db::write(&state.pool, move |conn| {
         let keys = repo::idempotency::delete_expired(conn)?;
         let deliveries = repo::webhooks::delete_finished_before(
             conn,
@@ -49,9 +52,22 @@ pub async fn sweep(state: &AppState) -> Result<usize, ApiError> {
         )?;
         let deleted = repo::webhooks::purge_deleted_before(conn, now - KEEP_DELETED_WEBHOOKS)?;
         let old_secrets = repo::webhooks::forget_old_secrets(conn, now)?;
-        let sessions =
-            repo::refresh_tokens::delete_expired_before(conn, now - KEEP_EXPIRED_SESSIONS)?;
-        Ok(keys + deliveries + deleted + old_secrets + sessions)
+        Ok(keys + deliveries + deleted + old_secrets)
     })
-    .await
+    .await?;
+    let mut sessions = 0;
+    loop {
+        let removed = db::write(&state.pool, move |conn| {
+            let before = now - KEEP_EXPIRED_SESSIONS;
+            let limit = SESSIONS_PER_WRITE;
+            Ok(repo::refresh_tokens::delete_expired_before(
+                conn, before, limit,
+            )?)
+        })
+        .await?;
+        sessions += removed;
+        if removed < SESSIONS_PER_WRITE as usize {
+            return Ok(swept + sessions);
+        }
+    }
 }

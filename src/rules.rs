@@ -314,9 +314,10 @@ pub fn serve_queue(
     conn: &mut DbConnection,
     notifier: &Notifier,
     agency_id: &str,
-    default_capacity: i64,
+    default_capacity: u32,
     trigger: &str,
 ) -> Result<usize, ApiError> {
+    repo::presence::lock_queue(conn, agency_id)?;
     let mut given = 0;
     loop {
         let candidates = repo::presence::available_operators(conn, agency_id)?;
@@ -328,7 +329,7 @@ pub fn serve_queue(
         let mut operators: Vec<(i64, Option<NaiveDateTime>, String, i64)> = candidates
             .into_iter()
             .map(|c| {
-                let capacity = c.capacity.map_or(default_capacity, i64::from);
+                let capacity = repo::users::effective_capacity(c.capacity, default_capacity);
                 let room = capacity - load.get(&c.id).copied().unwrap_or(0);
                 (room, c.last_assigned_at, c.id, capacity)
             })
@@ -371,7 +372,7 @@ pub async fn serve_queues(state: &AppState) -> Result<usize, ApiError> {
         Ok(repo::presence::agencies_with_available_operators(conn)?)
     })
     .await?;
-    let capacity = i64::from(state.settings.operator_capacity);
+    let capacity = state.settings.operator_capacity;
     let mut given = 0;
     for agency in agencies {
         let notifier = state.notifier.clone();

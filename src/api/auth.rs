@@ -219,11 +219,14 @@ pub async fn create_token(
 ///
 /// Ends the session the refresh token belongs to: it and every token descending from the same
 /// login stop working (401 at `/v1/auth/refresh`); with `everywhere`, every session of the
-/// user. The access token is not revoked: it works until it expires (`expires_in`, minutes),
-/// so the app drops it. When the user has no session left, their presence becomes `offline`
-/// (the automatic assignment stops giving them work). As RFC 7009 revocation does, a token
-/// that is unknown, expired or revoked already is answered 204 too, for a single session:
-/// the outcome (no session for it) is the same and nothing tells whether it existed.
+/// user. One session's access token is left to expire (`expires_in` seconds; the app drops
+/// it); `everywhere` also refuses every access token issued until then (401 `invalid_token` at
+/// their next request). When the user has no session left, their presence becomes `offline`
+/// (the automatic assignment stops giving them work). For a single session, a token that is
+/// unknown, expired or revoked already is answered 204 too (RFC 7009's revocation answers
+/// such a token as a success): the outcome is the same and nothing tells whether it existed.
+/// `everywhere` needs a token that still works; a spent one is 401 and, as at
+/// `/v1/auth/refresh`, counts as reuse: its session ends.
 #[utoipa::path(
     tag = "auth",
     operation_id = "logout",
@@ -244,35 +247,59 @@ pub async fn logout(
         everywhere,
     } = body.0;
     let hash = hash_token(&token);
-    db::write(&state.pool, move |conn| {
+    let outcome = db::write(&state.pool, move |conn| {
         let Some(token) = refresh_tokens::find_by_hash(conn, &hash)? else {
-            return if everywhere {
-                Err(invalid_refresh_token())
-            } else {
-                Ok(())
-            };
+            return Ok(LoggedOut::Unknown);
         };
         // Exclusive, unlike a login's or a refresh's share: two sessions ending at once must
         // not each see the other still live and both leave the presence as it was.
         repo::users::lock_for_update(conn, &[token.user_id.as_str()])?;
+        // Read again under the lock (PostgreSQL): a refresh committed meanwhile spent it.
+        let Some(token) = refresh_tokens::find_by_hash(conn, &hash)? else {
+            return Ok(LoggedOut::Unknown);
+        };
         let now = db::now();
-        if everywhere {
-            // Read again under the lock: a refresh committed meanwhile has spent it.
-            let again = refresh_tokens::find_by_hash(conn, &hash)?;
-            if !again.is_some_and(|t| t.works(now)) {
-                return Err(invalid_refresh_token());
+        let outcome = match (everywhere, token.works(now)) {
+            (true, true) => {
+                refresh_tokens::revoke_user(conn, &token.user_id)?;
+                repo::users::end_sessions(conn, &token.user_id, now)?;
+                LoggedOut::Ended
             }
-            refresh_tokens::revoke_user(conn, &token.user_id)?;
-        } else {
-            refresh_tokens::revoke_family(conn, &token.family_id)?;
-        }
+            (true, false) if token.used_at.is_none() || token.revoked_at.is_some() => {
+                return Ok(LoggedOut::Unknown);
+            }
+            _ => {
+                refresh_tokens::revoke_family(conn, &token.family_id)?;
+                if token.used_at.is_some() && token.revoked_at.is_none() {
+                    LoggedOut::Reused
+                } else {
+                    LoggedOut::Ended
+                }
+            }
+        };
         if !refresh_tokens::any_live(conn, &token.user_id, now)? {
             repo::presence::go_offline(conn, &token.user_id, now)?;
         }
-        Ok(())
+        Ok(outcome)
     })
     .await?;
-    Ok(HttpResponse::NoContent().finish())
+    if matches!(outcome, LoggedOut::Reused) {
+        log::warn!("a spent refresh token was presented to log out; its family is revoked");
+    }
+    match outcome {
+        LoggedOut::Unknown | LoggedOut::Reused if everywhere => Err(invalid_refresh_token()),
+        _ => Ok(HttpResponse::NoContent().finish()),
+    }
+}
+
+/// What a logout found.
+enum LoggedOut {
+    /// The session (or every session) ended.
+    Ended,
+    /// A spent token, presented again: its family is revoked, as a refresh would.
+    Reused,
+    /// Unknown, or dead already (expired, revoked): nothing changed.
+    Unknown,
 }
 
 enum Refreshed {

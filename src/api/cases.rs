@@ -600,7 +600,7 @@ pub async fn create_case(
 ) -> Result<HttpResponse, ApiError> {
     let asking = Asking::new(token, &req);
     let notifier = state.notifier.clone();
-    let capacity = i64::from(state.settings.operator_capacity);
+    let capacity = state.settings.operator_capacity;
     idempotency::create(&state.pool, &req, key, body.0, move |conn| {
         let Asked {
             caller,

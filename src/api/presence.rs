@@ -152,10 +152,18 @@ pub async fn set_my_presence(
     let input = body.0;
     let asking = Asking::new(token, &req);
     let notifier = state.notifier.clone();
-    let capacity = i64::from(state.settings.operator_capacity);
+    let capacity = state.settings.operator_capacity;
     let view = db::write(&state.pool, move |conn| {
         let Asked { caller, viewer, .. } = asking.resolve(conn)?;
         staff_only(&caller)?;
+        // An operator going available serves the agency's queue below: its lock comes first.
+        let serves = match (input.status, caller.role, caller.agency_id.as_deref()) {
+            (PresenceStatus::Available, Role::Agency, Some(agency)) => Some(agency.to_owned()),
+            _ => None,
+        };
+        if let Some(agency) = &serves {
+            repo::presence::lock_queue(conn, agency)?;
+        }
         // Nobody works on a case offline.
         let working_on = match input.status {
             PresenceStatus::Offline => None,
@@ -175,11 +183,9 @@ pub async fn set_my_presence(
             },
         )?;
         // An operator available: the agency's queue goes to who has room, them included.
-        if let (PresenceStatus::Available, Role::Agency, Some(agency)) =
-            (input.status, caller.role, caller.agency_id.as_deref())
-        {
+        if let Some(agency) = serves {
             let trigger = "operator_available";
-            crate::rules::serve_queue(conn, &notifier, agency, capacity, trigger)?;
+            crate::rules::serve_queue(conn, &notifier, &agency, capacity, trigger)?;
         }
         PresenceView::of(conn, &caller.id, caller.role)
     })
@@ -251,7 +257,7 @@ pub async fn list_presence(
     let query = query.0;
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
     let asking = Asking::new(token, &req);
-    let default_capacity = i64::from(state.settings.operator_capacity);
+    let default_capacity = state.settings.operator_capacity;
     let (rows, load, page) = db::read(&state.pool, move |conn| {
         let Asked { caller, .. } = asking.resolve(conn)?;
         let scope = match (caller.role, query.agency_id) {
@@ -299,7 +305,7 @@ pub async fn list_presence(
             let role = Role::from_code(&r.role).unwrap_or(Role::Agent);
             let operator = role.is_operator();
             let workload = operator.then(|| load.get(&r.id).copied().unwrap_or(0));
-            let capacity = r.capacity.map_or(default_capacity, i64::from);
+            let capacity = repo::users::effective_capacity(r.capacity, default_capacity);
             StaffPresenceView {
                 role,
                 presence: PresenceView::new(r.status, r.working_on, r.updated_at),

@@ -174,7 +174,7 @@ pub async fn transition_case(
     let asking = Asking::new(token, &req);
     let id = id.into_inner().to_string();
     let notifier = state.notifier.clone();
-    let capacity = i64::from(state.settings.operator_capacity);
+    let capacity = state.settings.operator_capacity;
     let asks_for_rating = rule.has(Effect::AskForRating) && input.rating.is_none();
     let view = db::write(&state.pool, move |conn| {
         let Asked { viewer, actor, .. } = asking.resolve(conn)?;

@@ -64,9 +64,10 @@ pub struct UserView {
     pub active: bool,
     /// Clients only, and only for platform callers and the client themself; otherwise `null`.
     pub identity: Option<ClientIdentity>,
-    /// Operators (agency and platform staff): the open work they hold before the automatic
-    /// assignment passes them over (`GET /v1/presence` shows it against their workload);
-    /// `null` for agents and clients.
+    /// Operators (agency and platform staff): the open work they may hold, shown against their
+    /// workload by `GET /v1/presence`; for agency staff, the automatic assignment passes them
+    /// over at it (platform staff are not assigned automatically). `null` for agents and
+    /// clients.
     pub capacity: Option<i64>,
     /// `true` when `capacity` was set for this person; `false` when it follows the server's
     /// `DOSSIER_OPERATOR_CAPACITY`.
@@ -151,18 +152,18 @@ pub struct CreateUser {
     #[validate(length(min = 1, max = 64))]
     #[schema(min_length = 1, max_length = 64)]
     pub account_number: Option<String>,
-    /// Operators only (agency and platform staff): the open work they may hold before the
-    /// automatic assignment passes them over, 0–1000 (0: none given automatically). Omitted,
+    /// Operators only (agency and platform staff), 0–1000: the open work they may hold (see
+    /// the user's `capacity`; for agency staff 0 means no case given automatically). Omitted,
     /// it follows the server's `DOSSIER_OPERATOR_CAPACITY`.
     // Left out of the body when omitted, so Idempotency-Keys taken before it existed replay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[validate(range(max = MAX_CAPACITY))]
     #[schema(minimum = 0, maximum = 1000)]
-    pub capacity: Option<u32>,
+    pub capacity: Option<u16>,
 }
 
 /// The largest capacity one person may be given (the column's CHECK says the same).
-const MAX_CAPACITY: u32 = 1000;
+const MAX_CAPACITY: u16 = 1000;
 
 /// `/capacity` sent for someone who is not an operator.
 fn capacity_not_allowed() -> FieldError {
@@ -188,7 +189,8 @@ pub struct UpdateUser {
     #[validate(length(min = 1, max = 200))]
     #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
-    /// Sets a new password and logs the user out of every session (refresh tokens revoked).
+    /// Sets a new password and ends every session of the user: refresh tokens revoked, access
+    /// tokens issued until now refused (the caller's own too, when it is their account).
     #[validate(length(min = 12, max = 1024))]
     #[schema(min_length = 12, max_length = 1024)]
     pub password: Option<String>,
@@ -212,11 +214,12 @@ pub struct UpdateUser {
     #[schema(min_length = 1, max_length = 64)]
     pub account_number: Option<Option<String>>,
     /// Operators only (agency and platform staff), 0–1000; `null` follows the server's
-    /// `DOSSIER_OPERATOR_CAPACITY` again. Room it makes goes to the agency's queue at once.
+    /// `DOSSIER_OPERATOR_CAPACITY` again. Raised for agency staff, the room it makes goes to
+    /// the agency's queue at once.
     #[serde(default, deserialize_with = "nullable")]
     #[validate(range(max = MAX_CAPACITY))]
     #[schema(minimum = 0, maximum = 1000)]
-    pub capacity: Option<Option<u32>>,
+    pub capacity: Option<Option<u16>>,
     /// Cannot be changed: sending it is 422 `read_only_field`.
     #[serde(default, deserialize_with = "nullable")]
     #[schema(ignore)]
@@ -354,13 +357,9 @@ pub fn check_new_user(
         version: 1,
         created_at: now,
         updated_at: now,
-        capacity: input.capacity.map(capacity_column),
+        capacity: input.capacity.map(i32::from),
+        sessions_ended_at: None,
     })
-}
-
-/// A validated capacity (at most [`MAX_CAPACITY`]) as its column.
-fn capacity_column(capacity: u32) -> i32 {
-    i32::try_from(capacity).unwrap_or(i32::MAX)
 }
 
 /// Argon2id is deliberately slow: it runs off the blocking pool ([`password::off_the_pool`]).
@@ -535,7 +534,7 @@ fn still_as_authenticated(
 /// Update a user
 ///
 /// Changes name, e-mail, password, admin flag, locale, active flag, (clients) identity and
-/// (agency and platform staff) capacity; a capacity sent for an agency operator serves the
+/// (agency and platform staff) capacity; an agency operator's capacity raised serves the
 /// agency's queue in the same write (rule log trigger `capacity_changed`).
 /// `role` and `agency_id` cannot change (422). Callers cannot deactivate themselves or drop their
 /// own admin flag (422 `cannot_lock_out_self`). Only platform admins make a platform user an
@@ -637,7 +636,7 @@ pub async fn update_user(
             id_document_type: input.id_document_type,
             id_document_number: input.id_document_number,
             account_number: input.account_number,
-            capacity: input.capacity.map(|c| c.map(capacity_column)),
+            capacity: input.capacity.map(|c| c.map(i32::from)),
         };
         if !repo::users::update(conn, &id, current.version, &changes)? {
             return Err(ApiError::PreconditionFailed {
@@ -646,13 +645,18 @@ pub async fn update_user(
         }
         if logs_out {
             refresh_tokens::revoke_user(conn, &id)?;
+            repo::users::end_sessions(conn, &id, db::now())?;
         }
         // Room made for an agency operator goes to the queue now, not at the worker's next pass.
-        if let (Some(_), Role::Agency, Some(agency)) =
-            (input.capacity, current.role(), current.agency_id.as_deref())
+        let before = current.operator_capacity(capacity);
+        let after = input
+            .capacity
+            .map(|c| repo::users::effective_capacity(c.map(i32::from), capacity));
+        if let (Some(before), Some(after), Role::Agency, Some(agency)) =
+            (before, after, current.role(), current.agency_id.as_deref())
+            && after > before
         {
-            let default = i64::from(capacity);
-            crate::rules::serve_queue(conn, &notifier, agency, default, "capacity_changed")?;
+            crate::rules::serve_queue(conn, &notifier, agency, capacity, "capacity_changed")?;
         }
         repo::users::find(conn, &UserScope::All, &id)?.ok_or_else(user_not_found)
     })

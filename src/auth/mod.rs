@@ -60,7 +60,9 @@ impl AuthUser {
 fn invalid_token() -> ApiError {
     ApiError::Unauthorized {
         code: "invalid_token",
-        detail: "The access token is invalid, expired or belongs to a deactivated user.".into(),
+        detail: "The access token is invalid or expired, its session has ended, or it belongs \
+                 to a deactivated user."
+            .into(),
     }
 }
 
@@ -75,6 +77,9 @@ impl Token {
     /// The caller as the database has them now, or 401 if deactivated since the token was issued.
     pub fn user(&self, conn: &mut DbConnection) -> Result<AuthUser, ApiError> {
         let user = repo::users::find_caller(conn, &self.0.sub)?.ok_or_else(invalid_token)?;
+        if self.0.ended_by(user.sessions_ended_at) {
+            return Err(invalid_token());
+        }
         Ok(AuthUser {
             role: user.role(),
             locale: user.locale(),
@@ -96,7 +101,11 @@ impl Token {
 
     /// The caller's whole row (their profile), or 401 as for [`Token::user`].
     pub fn profile(&self, conn: &mut DbConnection) -> Result<repo::users::UserRow, ApiError> {
-        repo::users::find_active(conn, &self.0.sub)?.ok_or_else(invalid_token)
+        let user = repo::users::find_active(conn, &self.0.sub)?.ok_or_else(invalid_token)?;
+        if self.0.ended_by(user.sessions_ended_at) {
+            return Err(invalid_token());
+        }
+        Ok(user)
     }
 }
 

@@ -293,6 +293,17 @@ where
     .await
 }
 
+/// On PostgreSQL, makes writes naming the same `key` take turns until the transaction ends
+/// (an advisory lock, for what no row stands for); SQLite's writes take turns already.
+pub fn lock_key(conn: &mut DbConnection, key: &str) -> QueryResult<()> {
+    if let DbConnection::Postgresql(pg) = conn {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind::<diesel::sql_types::Text, _>(key)
+            .execute(pg)?;
+    }
+    Ok(())
+}
+
 /// Whether the connection is inside a transaction (a [`read_latest`] on PostgreSQL is not).
 pub fn in_a_transaction(conn: &mut DbConnection) -> bool {
     open_levels(conn) > 0

@@ -229,6 +229,15 @@ pub fn available_operators(
     }
 }
 
+/// Serves `agency_id`'s queue alone until the write commits (PostgreSQL: an advisory lock of
+/// the transaction, keyed by the agency). Taken before any presence row: a write that changed
+/// its own presence row first and then waited for the others' (a `PUT /v1/me/presence`, a
+/// capacity raised) would otherwise wait in a circle with another doing the same. SQLite's
+/// writes are serialized already.
+pub fn lock_queue(conn: &mut DbConnection, agency_id: &str) -> QueryResult<()> {
+    crate::db::lock_key(conn, &format!("auto_assign:{agency_id}"))
+}
+
 /// Agencies with at least one operator `available`: where a queue may be served.
 pub fn agencies_with_available_operators(conn: &mut DbConnection) -> QueryResult<Vec<String>> {
     let agencies: Vec<Option<String>> = presence::table

@@ -104,8 +104,16 @@ pub fn any_live(conn: &mut DbConnection, user_id: &str, now: NaiveDateTime) -> Q
     .get_result(conn)
 }
 
-/// Forgets the tokens that expired before `before` (housekeeping).
-pub fn delete_expired_before(conn: &mut DbConnection, before: NaiveDateTime) -> QueryResult<usize> {
-    diesel::delete(refresh_tokens::table.filter(refresh_tokens::expires_at.lt(before)))
-        .execute(conn)
+/// Forgets up to `limit` of the tokens that expired before `before` (housekeeping).
+pub fn delete_expired_before(
+    conn: &mut DbConnection,
+    before: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<usize> {
+    let expired: Vec<String> = refresh_tokens::table
+        .filter(refresh_tokens::expires_at.lt(before))
+        .select(refresh_tokens::id)
+        .limit(limit)
+        .load(conn)?;
+    diesel::delete(refresh_tokens::table.filter(refresh_tokens::id.eq_any(expired))).execute(conn)
 }

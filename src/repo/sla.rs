@@ -128,14 +128,9 @@ pub fn list_calendars(
 /// new defaults of one owner queue on a lock of the owner's (else both would demote the old
 /// one and the second would break the one-default index).
 pub fn insert_policy(conn: &mut DbConnection, row: &PolicyRow) -> QueryResult<()> {
-    if let (true, DbConnection::Postgresql(pg)) = (row.is_default, &mut *conn) {
-        let owner = format!(
-            "sla_default:{}",
-            row.agency_id.as_deref().unwrap_or("platform")
-        );
-        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
-            .bind::<diesel::sql_types::Text, _>(owner)
-            .execute(pg)?;
+    if row.is_default {
+        let owner = row.agency_id.as_deref().unwrap_or("platform");
+        crate::db::lock_key(conn, &format!("sla_default:{owner}"))?;
     }
     if row.is_default {
         let owner = sla_policies::table.filter(sla_policies::is_default.eq(true));

@@ -28,6 +28,8 @@ pub struct UserRow {
     pub updated_at: NaiveDateTime,
     /// Operators only; `None` follows `DOSSIER_OPERATOR_CAPACITY`.
     pub capacity: Option<i32>,
+    /// Access tokens issued until then are refused ([`end_sessions`]).
+    pub sessions_ended_at: Option<NaiveDateTime>,
 }
 
 impl UserRow {
@@ -38,9 +40,10 @@ impl UserRow {
     /// Their capacity as an operator (agency or platform staff), against `default`; `None`
     /// for agents and clients, who are not operators.
     pub fn operator_capacity(&self, default: u32) -> Option<i64> {
+        let own = self.capacity;
         self.role()
             .is_operator()
-            .then(|| self.capacity.map_or(i64::from(default), i64::from))
+            .then(|| effective_capacity(own, default))
     }
 
     pub fn locale(&self) -> Locale {
@@ -48,7 +51,7 @@ impl UserRow {
     }
 }
 
-/// What authenticating a request needs of a user: five columns rather than the whole row (no
+/// What authenticating a request needs of a user: six columns rather than the whole row (no
 /// password hash read on every request; this is the most frequent statement of all).
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = users)]
@@ -58,6 +61,7 @@ pub struct CallerRow {
     pub agency_id: Option<String>,
     pub is_admin: bool,
     pub locale: String,
+    pub sessions_ended_at: Option<NaiveDateTime>,
 }
 
 impl CallerRow {
@@ -68,6 +72,11 @@ impl CallerRow {
     pub fn locale(&self) -> Locale {
         locale_of(&self.locale)
     }
+}
+
+/// Someone's own capacity (`users.capacity`), else the server's `DOSSIER_OPERATOR_CAPACITY`.
+pub fn effective_capacity(own: Option<i32>, default: u32) -> i64 {
+    own.map_or(i64::from(default), i64::from)
 }
 
 fn role_of(code: &str) -> Role {
@@ -272,6 +281,28 @@ pub fn email_taken() -> ApiError {
         code: "email_taken",
         detail: "Another user already has this e-mail address.".into(),
     }
+}
+
+/// Ends every session of the user at `at`: their access tokens issued until then are refused
+/// from the next request on (their refresh tokens are revoked apart). Not part of the user's
+/// representation, so the version stays.
+pub fn end_sessions(conn: &mut DbConnection, id: &str, at: NaiveDateTime) -> QueryResult<()> {
+    diesel::update(users::table.find(id))
+        .set(users::sessions_ended_at.eq(at))
+        .execute(conn)
+        .map(drop)
+}
+
+/// [`end_sessions`] for every user of an agency (when it is deactivated).
+pub fn end_agency_sessions(
+    conn: &mut DbConnection,
+    agency_id: &str,
+    at: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::update(users::table.filter(users::agency_id.eq(agency_id)))
+        .set(users::sessions_ended_at.eq(at))
+        .execute(conn)
+        .map(drop)
 }
 
 /// Applies `changes` and bumps the version, only if the row is still at `version`.

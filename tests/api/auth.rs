@@ -525,12 +525,13 @@ async fn a_deactivated_users_tokens_stop_working() {
     app.patch(&format!("/v1/users/{id}"), &admin, json!({"active": true}))
         .await
         .assert_status(200);
-    let refresh = TestRequest::post()
-        .uri("/v1/auth/refresh")
-        .set_json(json!({"refresh_token": login["refresh_token"]}));
-    app.send(refresh)
+    app.refresh(login["refresh_token"].as_str().unwrap())
         .await
         .assert_problem(401, "invalid_refresh_token");
+    app.get("/v1/me", &token)
+        .await
+        .assert_problem(401, "invalid_token");
+    app.token("c@example.com").await;
 }
 
 /// A deactivated agency's staff are locked out, hear of nothing, and get none of their sessions
@@ -541,20 +542,8 @@ async fn a_deactivated_agency_locks_its_staff_out() {
     let w = World::new(&app).await;
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
     let agency = format!("/v1/agencies/{}", w.agency_a);
-    let login = async |email: &str| {
-        let res = app.login(email, PASSWORD).await;
-        res.assert_status(200)["refresh_token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    let refresh = |token: &str| {
-        TestRequest::post()
-            .uri("/v1/auth/refresh")
-            .set_json(json!({"refresh_token": token}))
-    };
-    let ours = login("op@rossi.example").await;
-    let theirs = login("op@garcia.example").await;
+    let ours = app.session("op@rossi.example").await;
+    let theirs = app.session("op@garcia.example").await;
     app.patch(&agency, &w.platform.token, json!({"active": false}))
         .await
         .assert_status(200);
@@ -580,11 +569,18 @@ async fn a_deactivated_agency_locks_its_staff_out() {
     app.patch(&agency, &w.platform.token, json!({"active": true}))
         .await
         .assert_status(200);
-    app.send(refresh(&ours))
+    app.refresh(&ours)
         .await
         .assert_problem(401, "invalid_refresh_token");
-    app.send(refresh(&theirs)).await.assert_status(200);
-    login("op@rossi.example").await;
+    app.refresh(&theirs).await.assert_status(200);
+    // Nor its old access tokens; another agency's still work.
+    for path in ["/v1/me", "/v1/cases"] {
+        app.get(path, &w.a_operator.token)
+            .await
+            .assert_problem(401, "invalid_token");
+        app.get(path, &w.b_operator.token).await.assert_status(200);
+    }
+    app.session("op@rossi.example").await;
     post_message(&app, &w.client.token, &case, "Hello again").await;
     assert!(
         staff_bell() > heard,
@@ -602,13 +598,8 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
         .assert_status(200)
         .clone();
     let r1 = first["refresh_token"].as_str().unwrap().to_owned();
-    let refresh = |token: String| {
-        TestRequest::post()
-            .uri("/v1/auth/refresh")
-            .set_json(json!({"refresh_token": token}))
-    };
 
-    let second = app.send(refresh(r1.clone())).await;
+    let second = app.refresh(&r1).await;
     let second = second.assert_status(200).clone();
     let r2 = second["refresh_token"].as_str().unwrap().to_owned();
     assert_ne!(r1, r2);
@@ -617,10 +608,10 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
         .assert_status(200);
 
     // r1 again: reuse. It fails and takes r2 (same family) down with it.
-    app.send(refresh(r1))
+    app.refresh(&r1)
         .await
         .assert_problem(401, "invalid_refresh_token");
-    app.send(refresh(r2))
+    app.refresh(&r2)
         .await
         .assert_problem(401, "invalid_refresh_token");
 
@@ -630,10 +621,10 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
         .await
         .assert_status(200)
         .clone();
-    app.send(refresh(other["refresh_token"].as_str().unwrap().to_owned()))
+    app.refresh(other["refresh_token"].as_str().unwrap())
         .await
         .assert_status(200);
-    app.send(refresh("never-issued".into()))
+    app.refresh("never-issued")
         .await
         .assert_problem(401, "invalid_refresh_token");
 }
@@ -655,17 +646,16 @@ async fn a_password_change_revokes_refresh_tokens() {
     )
     .await
     .assert_status(200);
-    let res = app
-        .send(
-            TestRequest::post()
-                .uri("/v1/auth/refresh")
-                .set_json(json!({"refresh_token": login["refresh_token"]})),
-        )
-        .await;
-    res.assert_problem(401, "invalid_refresh_token");
-    app.login("c@example.com", "a brand new passphrase")
+    app.refresh(login["refresh_token"].as_str().unwrap())
         .await
-        .assert_status(200);
+        .assert_problem(401, "invalid_refresh_token");
+    // The access tokens issued before end too; a login with the new password works.
+    app.get("/v1/me", login["access_token"].as_str().unwrap())
+        .await
+        .assert_problem(401, "invalid_token");
+    let res = app.login("c@example.com", "a brand new passphrase").await;
+    let token = res.assert_status(200)["access_token"].as_str().unwrap();
+    app.get("/v1/me", token).await.assert_status(200);
 }
 
 /// A login whose password was checked just before the password changed gets no session: the
@@ -694,62 +684,63 @@ async fn a_login_racing_a_password_change_gets_no_session() {
 async fn logging_out_ends_that_session_and_the_last_one_sets_the_presence_offline() {
     let app = spawn().await;
     let w = World::new(&app).await;
-    let logout = |token: &str, everywhere: bool| {
-        TestRequest::post()
-            .uri("/v1/auth/logout")
-            .set_json(json!({"refresh_token": token, "everywhere": everywhere}))
+    let presence = async |token: &str| {
+        let res = app.get("/v1/me/presence", token).await;
+        res.assert_status(200)["status"].clone()
     };
-    let refresh = |token: &str| {
-        TestRequest::post()
-            .uri("/v1/auth/refresh")
-            .set_json(json!({"refresh_token": token}))
-    };
-    let session = |res: &crate::helpers::Response| {
-        res.assert_status(200)["refresh_token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    let presence = |token: String| {
-        let app = &app;
-        async move {
-            let res = app.get("/v1/me/presence", &token).await;
-            res.assert_status(200)["status"].clone()
-        }
-    };
-    // The operator is logged in on a laptop and a phone (the World's own login has ended),
-    // and available.
+    // The operator is logged in on a laptop and a phone, and available. The World's own login
+    // has expired (unrevoked: an expired session counts as ended).
     app.sql(&format!(
-        "UPDATE refresh_tokens SET revoked_at = CURRENT_TIMESTAMP WHERE user_id = '{}'",
+        "UPDATE refresh_tokens SET expires_at = '2026-01-01 09:00:00' WHERE user_id = '{}'",
         w.a_operator.id
     ));
-    let laptop = session(&app.login("op@rossi.example", PASSWORD).await);
-    let phone = session(&app.login("op@rossi.example", PASSWORD).await);
-    let bystander = session(&app.login("admin@rossi.example", PASSWORD).await);
+    let laptop = app.session("op@rossi.example").await;
+    let phone = app.session("op@rossi.example").await;
     crate::world::set_presence(&app, &w.a_operator.token, "available").await;
 
     // The laptop logs out: its session ends, the phone's goes on, still available.
-    let res = app.send(logout(&laptop, false)).await;
-    assert_eq!(res.status.as_u16(), 204);
-    app.send(refresh(&laptop))
+    assert_eq!(app.logout(&laptop, false).await.status.as_u16(), 204);
+    app.refresh(&laptop)
         .await
         .assert_problem(401, "invalid_refresh_token");
-    let phone = session(&app.send(refresh(&phone)).await);
-    assert_eq!(presence(w.a_operator.token.clone()).await, "available");
+    let res = app.refresh(&phone).await;
+    let phone = res.assert_status(200)["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(presence(&w.a_operator.token).await, "available");
     // Again, or with a token never issued: the same 204, nothing else changes.
     for token in [laptop.as_str(), "never-issued"] {
-        assert_eq!(app.send(logout(token, false)).await.status.as_u16(), 204);
+        assert_eq!(app.logout(token, false).await.status.as_u16(), 204);
     }
-    assert_eq!(presence(w.a_operator.token.clone()).await, "available");
+    assert_eq!(presence(&w.a_operator.token).await, "available");
 
     // The phone logs out too: no session is left, so the operator is offline and a paid case
     // waits for someone else.
-    assert_eq!(app.send(logout(&phone, false)).await.status.as_u16(), 204);
-    assert_eq!(presence(w.a_operator.token.clone()).await, "offline");
+    assert_eq!(app.logout(&phone, false).await.status.as_u16(), 204);
+    assert_eq!(presence(&w.a_operator.token).await, "offline");
     let case = buy(&app, &w.client.token, &w.service_a, "card").await;
     assert!(case["assignee"].is_null(), "{case}");
-    // Another user's session never ended.
-    app.send(refresh(&bystander)).await.assert_status(200);
+
+    // The admin, available, logs out everywhere: offline too, and the access tokens issued
+    // before are refused (the World's included). Another agency's operator, available and
+    // logged in, stays as they were.
+    let admin = app.session("admin@rossi.example").await;
+    crate::world::set_presence(&app, &w.a_admin.token, "available").await;
+    let other = app.session("op@garcia.example").await;
+    crate::world::set_presence(&app, &w.b_operator.token, "available").await;
+    assert_eq!(app.logout(&admin, true).await.status.as_u16(), 204);
+    for path in ["/v1/me", "/v1/me/presence", "/v1/cases"] {
+        app.get(path, &w.a_admin.token)
+            .await
+            .assert_problem(401, "invalid_token");
+    }
+    let fresh = app.token("admin@rossi.example").await;
+    assert_eq!(presence(&fresh).await, "offline");
+    assert_eq!(presence(&w.b_operator.token).await, "available");
+    app.refresh(&other).await.assert_status(200);
+    // A single session's logout leaves access tokens to expire by themselves.
+    assert_eq!(presence(&w.a_operator.token).await, "offline");
 }
 
 #[actix_web::test]
@@ -757,61 +748,49 @@ async fn logging_out_everywhere_ends_every_session_of_that_user_only() {
     let app = spawn().await;
     app.create_user("c@example.com", "client", None, false);
     app.create_user("d@example.com", "client", None, false);
-    let session = |res: &crate::helpers::Response| {
-        res.assert_status(200)["refresh_token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    let send = |path: &str, body: serde_json::Value| TestRequest::post().uri(path).set_json(body);
-    let first = session(&app.login("c@example.com", PASSWORD).await);
-    let second = session(&app.login("c@example.com", PASSWORD).await);
-    let other = session(&app.login("d@example.com", PASSWORD).await);
-    // A spent token cannot end every session (it would be anyone's old copy), nor can a
-    // token never issued; nothing ends.
-    let spent = first.clone();
-    let first = session(
-        &app.send(send("/v1/auth/refresh", json!({"refresh_token": spent})))
-            .await,
-    );
-    for token in [spent.as_str(), "never-issued"] {
-        app.send(send(
-            "/v1/auth/logout",
-            json!({"refresh_token": token, "everywhere": true}),
-        ))
-        .await
-        .assert_problem(401, "invalid_refresh_token");
-    }
+    let first = app.session("c@example.com").await;
+    let second = app.session("c@example.com").await;
+    let other = app.session("d@example.com").await;
     let live =
         "SELECT COUNT(*) AS n FROM refresh_tokens WHERE revoked_at IS NULL AND used_at IS NULL";
+    // A token never issued cannot end every session: 401, nothing ends.
+    app.logout("never-issued", true)
+        .await
+        .assert_problem(401, "invalid_refresh_token");
     assert_eq!(app.count(live), 3);
+    // Nor can a spent one (it would be anyone's old copy): 401, and as on a refresh it is
+    // reuse, so the session it came from ends; the others go on.
+    let res = app.refresh(&first).await;
+    let first_now = res.assert_status(200)["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.logout(&first, true)
+        .await
+        .assert_problem(401, "invalid_refresh_token");
+    app.refresh(&first_now)
+        .await
+        .assert_problem(401, "invalid_refresh_token");
+    assert_eq!(app.count(live), 2);
 
-    let res = app
-        .send(send(
-            "/v1/auth/logout",
-            json!({"refresh_token": second, "everywhere": true}),
-        ))
-        .await;
-    assert_eq!(res.status.as_u16(), 204);
-    for token in [&first, &second] {
-        app.send(send("/v1/auth/refresh", json!({"refresh_token": token})))
+    let third = app.session("c@example.com").await;
+    assert_eq!(app.logout(&second, true).await.status.as_u16(), 204);
+    for token in [&second, &third] {
+        app.refresh(token)
             .await
             .assert_problem(401, "invalid_refresh_token");
     }
     assert_eq!(app.count(live), 1);
-    app.send(send("/v1/auth/refresh", json!({"refresh_token": other})))
-        .await
-        .assert_status(200);
+    app.refresh(&other).await.assert_status(200);
     // Malformed bodies change nothing either.
-    app.send(send("/v1/auth/logout", json!({"refresh_token": ""})))
+    let send = |body: serde_json::Value| TestRequest::post().uri("/v1/auth/logout").set_json(body);
+    app.send(send(json!({"refresh_token": ""})))
         .await
         .assert_problem(422, "validation_failed");
-    app.send(send(
-        "/v1/auth/logout",
-        json!({"refresh_token": other, "all": true}),
-    ))
-    .await
-    .assert_problem(400, "unknown_field");
+    app.send(send(json!({"refresh_token": other, "all": true})))
+        .await
+        .assert_problem(400, "unknown_field");
+    assert_eq!(app.count(live), 1);
 }
 
 #[actix_web::test]
@@ -836,7 +815,17 @@ async fn the_sweep_forgets_refresh_tokens_a_month_after_they_expired() {
          UPDATE refresh_tokens SET expires_at = '{recent}' \
          WHERE id = (SELECT MAX(id) FROM refresh_tokens)"
     ));
-    assert_eq!(dossier::housekeeping::sweep(&app.state).await.unwrap(), 1);
+    // And years of sessions never swept (of the one user): more than one write's share.
+    app.sql(&format!(
+        "INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, expires_at, created_at) \
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5001) \
+         SELECT 'old-' || i, 'old-' || i, (SELECT id FROM users), 'old-' || i, '{old}', '{old}' \
+         FROM n"
+    ));
+    assert_eq!(
+        dossier::housekeeping::sweep(&app.state).await.unwrap(),
+        5_002
+    );
     let with = |at: &str| {
         app.count(&format!(
             "SELECT COUNT(*) AS n FROM refresh_tokens WHERE expires_at = '{at}'"

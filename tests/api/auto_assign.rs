@@ -256,6 +256,17 @@ async fn each_operator_has_their_own_capacity_set_by_their_admin() {
     assert_eq!(entry["case_id"], queued.as_str());
     let detail = entry["detail"].as_str().unwrap();
     assert!(detail.contains("room for 2 of 3 open cases"), "{detail}");
+
+    // Lowered below the work held: nothing is taken back, no more is given, nothing is served.
+    let served = app.rows_in(&["rule_log"]);
+    set_capacity(&app, admin, &w.a_operator.id, json!(1))
+        .await
+        .assert_status(200);
+    let op = team_member(&app, admin, &w.a_operator.id).await;
+    assert_eq!([&op["capacity"], &op["workload"], &op["room"]], [1, 2, 0]);
+    let waiting = buy(&app, &w.client.token, &w.service_a, "card").await;
+    assert!(waiting["assignee"].is_null(), "{waiting}");
+    assert_eq!(app.rows_in(&["rule_log"]), served);
     // `null` follows the server's again.
     let res = set_capacity(&app, admin, &w.a_operator.id, Value::Null).await;
     assert_eq!(res.assert_status(200)["capacity"], 2);
@@ -300,6 +311,10 @@ async fn only_operators_have_a_capacity_and_only_their_admins_set_it() {
         .await
         .assert_problem(404, "not_found");
     set_capacity(&app, &w.a_operator.token, &w.a_operator.id, json!(9))
+        .await
+        .assert_problem(403, "forbidden");
+    // Platform staff without the admin flag do not change a platform admin's account.
+    set_capacity(&app, &w.platform_staff.token, &w.platform.id, json!(9))
         .await
         .assert_problem(403, "forbidden");
     // Nothing above changed or made anyone.

@@ -286,12 +286,33 @@ where
         .await
     }
 
-    pub async fn token(&self, email: &str) -> String {
+    /// Logs in with the test password and returns `member` of the tokens.
+    async fn logged_in(&self, email: &str, member: &str) -> String {
         let res = self.login(email, PASSWORD).await;
-        res.assert_status(200)["access_token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        res.assert_status(200)[member].as_str().unwrap().to_owned()
+    }
+
+    /// Logs in and returns the new session's refresh token.
+    pub async fn session(&self, email: &str) -> String {
+        self.logged_in(email, "refresh_token").await
+    }
+
+    /// `POST /v1/auth/refresh` with this refresh token.
+    pub async fn refresh(&self, refresh_token: &str) -> Response {
+        let body = json!({ "refresh_token": refresh_token });
+        self.send(TestRequest::post().uri("/v1/auth/refresh").set_json(body))
+            .await
+    }
+
+    /// `POST /v1/auth/logout` with this refresh token.
+    pub async fn logout(&self, refresh_token: &str, everywhere: bool) -> Response {
+        let body = json!({ "refresh_token": refresh_token, "everywhere": everywhere });
+        self.send(TestRequest::post().uri("/v1/auth/logout").set_json(body))
+            .await
+    }
+
+    pub async fn token(&self, email: &str) -> String {
+        self.logged_in(email, "access_token").await
     }
 
     /// A platform admin's token.
