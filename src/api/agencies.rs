@@ -288,7 +288,6 @@ pub async fn update_agency(
         // Reactivating the agency must not bring its staff's old sessions back.
         if input.active == Some(false) {
             repo::refresh_tokens::revoke_agency(conn, &id)?;
-            repo::users::end_agency_sessions(conn, &id, db::now())?;
         }
         repo::agencies::find(conn, &id)?.ok_or_else(agency_not_found)
     })

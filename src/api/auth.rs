@@ -47,7 +47,8 @@ pub struct LogoutRequest {
     #[schema(min_length = 1, max_length = 256)]
     pub refresh_token: String,
     /// Ends every session of the same user, on every device, not only this one. The token
-    /// must then still work (401 `invalid_refresh_token` otherwise, and nothing ends).
+    /// must then still work: another is 401 `invalid_refresh_token` and ends nothing else (a
+    /// spent one is reuse, as at `/v1/auth/refresh`: the session it came from ends).
     #[serde(default)]
     pub everywhere: bool,
 }
@@ -122,6 +123,7 @@ fn issue_pair(
             role: user.role(),
             agency_id: user.agency_id.as_deref(),
             admin: user.is_admin,
+            session_epoch: user.session_epoch,
         })
         .map_err(ApiError::internal)?;
     Ok(TokenResponse {
@@ -203,11 +205,11 @@ pub async fn create_token(
         // The password was checked outside this write: a change of password or a deactivation
         // committed meanwhile has revoked every session, and this one must not outlive it.
         repo::users::lock_for_new_session(conn, &user.id)?;
-        let current = repo::users::find_active(conn, &user.id)?;
-        if current.is_none_or(|c| c.password_hash != user.password_hash) {
-            return Err(invalid_credentials());
-        }
-        issue_pair(&st, conn, &user, repo::new_id())
+        // The row as locked: its session epoch is the one the new token must carry.
+        let current = repo::users::find_active(conn, &user.id)?
+            .filter(|c| c.password_hash == user.password_hash)
+            .ok_or_else(invalid_credentials)?;
+        issue_pair(&st, conn, &current, repo::new_id())
     })
     .await?;
     Ok(HttpResponse::Ok()
@@ -259,18 +261,16 @@ pub async fn logout(
             return Ok(LoggedOut::Unknown);
         };
         let now = db::now();
-        let outcome = match (everywhere, token.works(now)) {
-            (true, true) => {
+        let outcome = match (everywhere, token.works(now), token.spent()) {
+            (true, true, _) => {
                 refresh_tokens::revoke_user(conn, &token.user_id)?;
-                repo::users::end_sessions(conn, &token.user_id, now)?;
+                repo::users::end_sessions(conn, &token.user_id)?;
                 LoggedOut::Ended
             }
-            (true, false) if token.used_at.is_none() || token.revoked_at.is_some() => {
-                return Ok(LoggedOut::Unknown);
-            }
-            _ => {
+            (true, false, false) => return Ok(LoggedOut::Unknown),
+            (_, _, spent) => {
                 refresh_tokens::revoke_family(conn, &token.family_id)?;
-                if token.used_at.is_some() && token.revoked_at.is_none() {
+                if spent {
                     LoggedOut::Reused
                 } else {
                     LoggedOut::Ended
@@ -345,7 +345,7 @@ pub async fn refresh_token(
             return Ok(Refreshed::Invalid);
         }
         // A racing refresh with the same token loses here too, and counts as reuse.
-        if token.used_at.is_some() || !refresh_tokens::spend(conn, &token.id)? {
+        if token.spent() || !refresh_tokens::spend(conn, &token.id)? {
             refresh_tokens::revoke_family(conn, &token.family_id)?;
             return Ok(Refreshed::Reused);
         }

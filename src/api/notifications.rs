@@ -672,7 +672,8 @@ impl Drop for Stream {
 /// Server-Sent Events: each new notification of the caller as `event: notification` with the
 /// notification as JSON `data` and its id as the event `id`, pushed as soon as its transaction
 /// commits; a `: heartbeat` comment when idle (every 15 s by default). The stream ends when the
-/// access token expires or the user loses access (deactivated, or their agency), at the latest
+/// access token expires or the user loses access (deactivated, or their agency, or their
+/// sessions ended: logged out everywhere, a password change), at the latest
 /// by the next heartbeat; reconnect with a fresh token and `Last-Event-ID` to receive what was
 /// missed. A user holds at most `DOSSIER_MAX_STREAMS_PER_USER` (default 5) streams at once; one
 /// more is 429, with `Retry-After` the heartbeat interval (by when a stream whose client left

@@ -358,7 +358,7 @@ pub fn check_new_user(
         created_at: now,
         updated_at: now,
         capacity: input.capacity.map(i32::from),
-        sessions_ended_at: None,
+        session_epoch: 0,
     })
 }
 
@@ -510,8 +510,8 @@ pub async fn get_user(
 }
 
 /// The caller was read before the request's password hash, outside this write: they must still
-/// be the active user with the role and admin flag their rights came from (two admins locking
-/// each other out at once would otherwise both succeed). Their row is locked with `others` on
+/// be the active user, in the session, with the role and admin flag their rights came from (two
+/// admins locking each other out at once would otherwise both succeed). Their row is locked with `others` on
 /// PostgreSQL, so a racing change to either waits.
 fn still_as_authenticated(
     conn: &mut DbConnection,
@@ -523,6 +523,10 @@ fn still_as_authenticated(
         None => Err(ApiError::Unauthorized {
             code: "invalid_token",
             detail: "The account was deactivated while this request ran.".into(),
+        }),
+        Some(now) if now.session_epoch != caller.session_epoch => Err(ApiError::Unauthorized {
+            code: "invalid_token",
+            detail: "Your sessions ended while this request ran.".into(),
         }),
         Some(now) if now.role() != caller.role || now.is_admin != caller.admin => Err(
             ApiError::Forbidden("Your role or admin flag changed while this request ran.".into()),
@@ -645,7 +649,15 @@ pub async fn update_user(
         }
         if logs_out {
             refresh_tokens::revoke_user(conn, &id)?;
-            repo::users::end_sessions(conn, &id, db::now())?;
+            repo::users::end_sessions(conn, &id)?;
+            // No session left: offline, as after a logout of the last one. An operator's queue
+            // lock comes before their presence row (`serve_queue` below may take it).
+            if current.role() == Role::Agency
+                && let Some(agency) = current.agency_id.as_deref()
+            {
+                repo::presence::lock_queue(conn, agency)?;
+            }
+            repo::presence::go_offline(conn, &id, db::now())?;
         }
         // Room made for an agency operator goes to the queue now, not at the worker's next pass.
         let before = current.operator_capacity(capacity);

@@ -20,6 +20,10 @@ struct Claims {
     pub iat: i64,
     pub nbf: i64,
     pub jti: String,
+    /// The user's session epoch when it was issued (`users.session_epoch`); tokens from before
+    /// it existed count as issued under the first.
+    #[serde(default)]
+    pub epoch: i64,
 }
 
 /// The parsed key pair (or secret) and its algorithm.
@@ -74,6 +78,7 @@ impl TokenKeys {
                     iat: 0,
                     nbf: 0,
                     jti: "probe".into(),
+                    epoch: 0,
                 };
                 let token =
                     jsonwebtoken::encode(&Header::new(keys.algorithm), &probe, &keys.encoding)
@@ -94,6 +99,8 @@ pub struct Subject<'a> {
     pub role: Role,
     pub agency_id: Option<&'a str>,
     pub admin: bool,
+    /// `users.session_epoch`, read under the lock that issuing a session takes.
+    pub session_epoch: i64,
 }
 
 pub struct Tokens {
@@ -114,10 +121,8 @@ pub struct Verified {
     pub sub: String,
     /// The last second (Unix time) it is accepted at: its `exp` plus the leeway.
     pub valid_until: i64,
-    /// When it was issued, in Unix milliseconds: its `jti` is a UUIDv7, whose first 48 bits
-    /// say so (`iat` counts whole seconds, too coarse to tell a token from a logout just after
-    /// it); `iat` for a `jti` that is not one.
-    pub issued_at_ms: i64,
+    /// The user's session epoch it was issued under.
+    pub session_epoch: i64,
 }
 
 impl Verified {
@@ -125,26 +130,6 @@ impl Verified {
     pub fn expired(&self) -> bool {
         chrono::Utc::now().timestamp() > self.valid_until
     }
-
-    /// Whether its user's sessions ended after it was issued (or in its millisecond: a token
-    /// issued as a logout everywhere commits is refused; the app's next refresh or login is
-    /// issued later).
-    pub fn ended_by(&self, sessions_ended_at: Option<chrono::NaiveDateTime>) -> bool {
-        sessions_ended_at.is_some_and(|at| self.issued_at_ms <= at.and_utc().timestamp_millis())
-    }
-}
-
-/// `jti`'s time when it is a UUIDv7, else `iat`'s, in Unix milliseconds.
-fn issued_at_ms(jti: &str, iat: i64) -> i64 {
-    uuid::Uuid::parse_str(jti)
-        .ok()
-        .filter(|id| id.get_version_num() == 7)
-        .and_then(|id| id.get_timestamp())
-        .map(|at| {
-            let (secs, nanos) = at.to_unix();
-            (secs as i64) * 1000 + i64::from(nanos / 1_000_000)
-        })
-        .unwrap_or(iat.saturating_mul(1000))
 }
 
 impl Tokens {
@@ -184,6 +169,7 @@ impl Tokens {
             iat: now,
             nbf: now,
             jti: uuid::Uuid::now_v7().to_string(),
+            epoch: subject.session_epoch,
         };
         jsonwebtoken::encode(
             &Header::new(self.keys.algorithm),
@@ -213,7 +199,7 @@ impl Tokens {
             .ok()?
             .claims;
         let verified = Verified {
-            issued_at_ms: issued_at_ms(&claims.jti, claims.iat),
+            session_epoch: claims.epoch,
             sub: claims.sub,
             valid_until: claims.exp.saturating_add(self.validation.leeway as i64),
         };

@@ -32,6 +32,9 @@ pub struct AuthUser {
     pub agency_id: Option<String>,
     pub admin: bool,
     pub locale: Locale,
+    /// The session epoch the caller's token was issued under (a write that reads the caller
+    /// again checks it is still theirs).
+    pub session_epoch: i64,
 }
 
 impl AuthUser {
@@ -77,10 +80,9 @@ impl Token {
     /// The caller as the database has them now, or 401 if deactivated since the token was issued.
     pub fn user(&self, conn: &mut DbConnection) -> Result<AuthUser, ApiError> {
         let user = repo::users::find_caller(conn, &self.0.sub)?.ok_or_else(invalid_token)?;
-        if self.0.ended_by(user.sessions_ended_at) {
-            return Err(invalid_token());
-        }
+        self.still_in_session(user.session_epoch)?;
         Ok(AuthUser {
+            session_epoch: user.session_epoch,
             role: user.role(),
             locale: user.locale(),
             agency_id: user.agency_id,
@@ -102,10 +104,17 @@ impl Token {
     /// The caller's whole row (their profile), or 401 as for [`Token::user`].
     pub fn profile(&self, conn: &mut DbConnection) -> Result<repo::users::UserRow, ApiError> {
         let user = repo::users::find_active(conn, &self.0.sub)?.ok_or_else(invalid_token)?;
-        if self.0.ended_by(user.sessions_ended_at) {
-            return Err(invalid_token());
-        }
+        self.still_in_session(user.session_epoch)?;
         Ok(user)
+    }
+
+    /// 401 when the user's sessions ended after the token was issued (`epoch`, theirs now).
+    fn still_in_session(&self, epoch: i64) -> Result<(), ApiError> {
+        if self.0.session_epoch == epoch {
+            Ok(())
+        } else {
+            Err(invalid_token())
+        }
     }
 }
 

@@ -294,10 +294,13 @@ where
 }
 
 /// On PostgreSQL, makes writes naming the same `key` take turns until the transaction ends
-/// (an advisory lock, for what no row stands for); SQLite's writes take turns already.
+/// (an advisory lock, for what no row stands for; a write may take it again, it holds it
+/// already); SQLite's writes take turns already.
 pub fn lock_key(conn: &mut DbConnection, key: &str) -> QueryResult<()> {
     if let DbConnection::Postgresql(pg) = conn {
-        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        // `hashtext`, as the SLA defaults' lock was taken before: old and new nodes exclude
+        // each other during a rolling deploy.
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
             .bind::<diesel::sql_types::Text, _>(key)
             .execute(pg)?;
     }

@@ -31,7 +31,7 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         capacity -> Nullable<Integer>,
-        sessions_ended_at -> Nullable<Timestamp>,
+        session_epoch -> BigInt,
     }
 }
 

@@ -23,6 +23,11 @@ pub struct RefreshTokenRow {
 }
 
 impl RefreshTokenRow {
+    /// Exchanged already, and not revoked since: presented again, it is reuse.
+    pub fn spent(&self) -> bool {
+        self.used_at.is_some() && self.revoked_at.is_none()
+    }
+
     /// Neither spent nor revoked nor expired: it can still be exchanged.
     pub fn works(&self, now: NaiveDateTime) -> bool {
         self.used_at.is_none() && self.revoked_at.is_none() && self.expires_at > now

@@ -28,8 +28,8 @@ pub struct UserRow {
     pub updated_at: NaiveDateTime,
     /// Operators only; `None` follows `DOSSIER_OPERATOR_CAPACITY`.
     pub capacity: Option<i32>,
-    /// Access tokens issued until then are refused ([`end_sessions`]).
-    pub sessions_ended_at: Option<NaiveDateTime>,
+    /// Access tokens issued under another value are refused ([`end_sessions`]).
+    pub session_epoch: i64,
 }
 
 impl UserRow {
@@ -61,7 +61,7 @@ pub struct CallerRow {
     pub agency_id: Option<String>,
     pub is_admin: bool,
     pub locale: String,
-    pub sessions_ended_at: Option<NaiveDateTime>,
+    pub session_epoch: i64,
 }
 
 impl CallerRow {
@@ -283,24 +283,12 @@ pub fn email_taken() -> ApiError {
     }
 }
 
-/// Ends every session of the user at `at`: their access tokens issued until then are refused
-/// from the next request on (their refresh tokens are revoked apart). Not part of the user's
-/// representation, so the version stays.
-pub fn end_sessions(conn: &mut DbConnection, id: &str, at: NaiveDateTime) -> QueryResult<()> {
+/// Ends every session of the user: the access tokens issued so far are refused from their
+/// next request on (refresh tokens are revoked apart). Not part of the user's representation,
+/// so the version stays.
+pub fn end_sessions(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
     diesel::update(users::table.find(id))
-        .set(users::sessions_ended_at.eq(at))
-        .execute(conn)
-        .map(drop)
-}
-
-/// [`end_sessions`] for every user of an agency (when it is deactivated).
-pub fn end_agency_sessions(
-    conn: &mut DbConnection,
-    agency_id: &str,
-    at: NaiveDateTime,
-) -> QueryResult<()> {
-    diesel::update(users::table.filter(users::agency_id.eq(agency_id)))
-        .set(users::sessions_ended_at.eq(at))
+        .set(users::session_epoch.eq(users::session_epoch + 1))
         .execute(conn)
         .map(drop)
 }

@@ -274,6 +274,32 @@ async fn each_operator_has_their_own_capacity_set_by_their_admin() {
     // Only the admin's 0 is kept.
     let own = "SELECT COUNT(*) AS n FROM users WHERE capacity IS NOT NULL";
     assert_eq!(app.count(own), 1);
+
+    // The admin is given room: the waiting case is theirs at once.
+    let waiting = id(&waiting);
+    let assignee = async |case: &str| {
+        let card = app.get(&format!("/v1/cases/{case}"), admin).await;
+        card.assert_status(200)["assignee"]["id"].clone()
+    };
+    set_capacity(&app, admin, &w.a_admin.id, json!(5))
+        .await
+        .assert_status(200);
+    assert_eq!(assignee(&waiting).await, w.a_admin.id.as_str());
+    // The case queued again behind the API's back, with room left: a capacity lowered serves
+    // nothing; raised, it serves the queue.
+    app.sql(&format!(
+        "UPDATE cases SET assignee_id = NULL, version = version + 1 WHERE id = '{waiting}'"
+    ));
+    let served = app.rows_in(&["rule_log"]);
+    set_capacity(&app, admin, &w.a_admin.id, json!(4))
+        .await
+        .assert_status(200);
+    assert!(assignee(&waiting).await.is_null());
+    assert_eq!(app.rows_in(&["rule_log"]), served);
+    set_capacity(&app, admin, &w.a_admin.id, json!(5))
+        .await
+        .assert_status(200);
+    assert_eq!(assignee(&waiting).await, w.a_admin.id.as_str());
 }
 
 #[actix_web::test]
