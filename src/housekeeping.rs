@@ -22,7 +22,8 @@ pub const KEEP_DELIVERIES_DAYS: i64 = 30;
 const KEEP_DELETED_WEBHOOKS: chrono::Duration = chrono::Duration::hours(1);
 
 /// How long an expired refresh token is kept: until then, presenting it once spent still
-/// counts as reuse and revokes its family; afterwards it is simply unknown (401 either way).
+/// counts as reuse at `/v1/auth/refresh` and revokes its family; afterwards it is simply unknown
+/// there (401 either way).
 const KEEP_EXPIRED_SESSIONS: chrono::Duration = chrono::Duration::days(30);
 /// Old refresh tokens removed per write: the first sweep of a database that kept every session
 /// for years takes the writer in short turns, not in one long one.

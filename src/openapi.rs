@@ -156,7 +156,7 @@ fn finish(mut doc: Document) -> Document {
         if secured {
             add(
                 "401",
-                "Missing, invalid or expired access token, or a deactivated user (`WWW-Authenticate: Bearer`)",
+                "Missing, invalid or expired access token, its sessions ended (a logout everywhere, a password change), or a deactivated user (`WWW-Authenticate: Bearer`)",
             );
         }
         if op.request_body.is_some() {

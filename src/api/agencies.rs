@@ -288,6 +288,10 @@ pub async fn update_agency(
         // Reactivating the agency must not bring its staff's old sessions back.
         if input.active == Some(false) {
             repo::refresh_tokens::revoke_agency(conn, &id)?;
+            // No session left for its staff: offline, after the queue's lock.
+            repo::presence::lock_queue(conn, &id)?;
+            let everyone = repo::presence::Whose::Agency(&id);
+            repo::presence::go_offline(conn, everyone, db::now())?;
         }
         repo::agencies::find(conn, &id)?.ok_or_else(agency_not_found)
     })

@@ -8,12 +8,15 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use validator::Validate;
 
+use diesel::QueryResult;
+
 use crate::app::AppState;
 use crate::auth::jwt::Subject;
 use crate::auth::{password, random_bytes};
 use crate::db::{self, DbConnection};
 use crate::errors::ApiError;
 use crate::http::extract::ValidJson;
+use crate::repo::presence::Whose;
 use crate::repo::refresh_tokens::{self, RefreshTokenRow};
 use crate::repo::{self, users::UserRow};
 
@@ -263,8 +266,7 @@ pub async fn logout(
         let now = db::now();
         let outcome = match (everywhere, token.works(now), token.spent()) {
             (true, true, _) => {
-                refresh_tokens::revoke_user(conn, &token.user_id)?;
-                repo::users::end_sessions(conn, &token.user_id)?;
+                end_every_session(conn, &token.user_id)?;
                 LoggedOut::Ended
             }
             (true, false, false) => return Ok(LoggedOut::Unknown),
@@ -278,7 +280,7 @@ pub async fn logout(
             }
         };
         if !refresh_tokens::any_live(conn, &token.user_id, now)? {
-            repo::presence::go_offline(conn, &token.user_id, now)?;
+            repo::presence::go_offline(conn, Whose::User(&token.user_id), now)?;
         }
         Ok(outcome)
     })
@@ -292,13 +294,22 @@ pub async fn logout(
     }
 }
 
+/// Ends every session of the user: refresh tokens revoked, access tokens issued so far refused
+/// (their session epoch moves on), presence `offline`. An agency operator's queue lock must be
+/// held already (`repo::presence::lock_queue`) where the write goes on to serve it.
+pub fn end_every_session(conn: &mut DbConnection, user_id: &str) -> QueryResult<()> {
+    refresh_tokens::revoke_user(conn, user_id)?;
+    repo::users::end_sessions(conn, user_id)?;
+    repo::presence::go_offline(conn, Whose::User(user_id), db::now())
+}
+
 /// What a logout found.
 enum LoggedOut {
     /// The session (or every session) ended.
     Ended,
     /// A spent token, presented again: its family is revoked, as a refresh would.
     Reused,
-    /// Unknown, or dead already (expired, revoked): nothing changed.
+    /// Unknown, or (for `everywhere`) no longer working and not spent: nothing changed.
     Unknown,
 }
 

@@ -150,17 +150,20 @@ pub async fn set_my_presence(
     body: ValidJson<SetPresence>,
 ) -> Result<HttpResponse, ApiError> {
     let input = body.0;
+    let user_id = token.user_id().to_owned();
     let asking = Asking::new(token, &req);
     let notifier = state.notifier.clone();
     let capacity = state.settings.operator_capacity;
     let view = db::write(&state.pool, move |conn| {
+        // Their row is share-locked before they are read (PostgreSQL): sessions ending
+        // meanwhile (a logout everywhere) set them offline before this runs, or after it.
+        repo::users::lock_for_new_session(conn, &user_id)?;
         let Asked { caller, viewer, .. } = asking.resolve(conn)?;
         staff_only(&caller)?;
         // An operator going available serves the agency's queue below: its lock comes first.
-        let serves = match (input.status, caller.role, caller.agency_id.as_deref()) {
-            (PresenceStatus::Available, Role::Agency, Some(agency)) => Some(agency.to_owned()),
-            _ => None,
-        };
+        let serves = repo::presence::queue_of(caller.role, caller.agency_id.as_deref())
+            .filter(|_| input.status == PresenceStatus::Available)
+            .map(str::to_owned);
         if let Some(agency) = &serves {
             repo::presence::lock_queue(conn, agency)?;
         }
@@ -205,7 +208,7 @@ pub struct StaffPresenceView {
     /// (`new`, `open`, `waiting_on_requester`). `null` for agents, who are not operators (their
     /// operators put them on cases).
     pub workload: Option<i64>,
-    /// Their own capacity (`PATCH /v1/users/{id}`), else the server's
+    /// Their own capacity (`POST /v1/users`, `PATCH /v1/users/{id}`), else the server's
     /// `DOSSIER_OPERATOR_CAPACITY`; `null` for agents.
     pub capacity: Option<i64>,
     /// What is left of the capacity (0 at or past it); `null` for agents.

@@ -17,8 +17,8 @@ use crate::http::extract::{
     IfMatch, Page, PageRequest, ValidJson, page_response, versioned_response,
 };
 use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
+use crate::repo;
 use crate::repo::users::{UserChanges, UserFilter, UserRow, UserScope};
-use crate::repo::{self, refresh_tokens};
 
 /// A client's identity, shown to platform staff and the agencies working their cases.
 #[derive(Debug, Serialize, ToSchema)]
@@ -630,6 +630,19 @@ pub async fn update_user(
             return Err(ApiError::validation(vec![capacity_not_allowed()]));
         }
         let logs_out = password_hash.is_some() || input.active == Some(false);
+        // Room made for an agency operator goes to the queue now, not at the worker's next pass.
+        let raised = match (current.operator_capacity(capacity), input.capacity) {
+            (Some(before), Some(new)) => {
+                repo::users::effective_capacity(new.map(i32::from), capacity) > before
+            }
+            _ => false,
+        };
+        // The queue's lock before this row's update, which may lock the row exclusively (a new
+        // e-mail): a write serving the queue checks the row's key when it assigns them a case.
+        let queue = repo::presence::queue_of(current.role(), current.agency_id.as_deref());
+        if let Some(agency) = queue.filter(|_| logs_out || raised) {
+            repo::presence::lock_queue(conn, agency)?;
+        }
         let changes = UserChanges {
             email: input.email.map(|e| e.trim().to_lowercase()),
             name: input.name.map(|n| n.trim().to_owned()),
@@ -648,26 +661,9 @@ pub async fn update_user(
             });
         }
         if logs_out {
-            refresh_tokens::revoke_user(conn, &id)?;
-            repo::users::end_sessions(conn, &id)?;
-            // No session left: offline, as after a logout of the last one. An operator's queue
-            // lock comes before their presence row (`serve_queue` below may take it).
-            if current.role() == Role::Agency
-                && let Some(agency) = current.agency_id.as_deref()
-            {
-                repo::presence::lock_queue(conn, agency)?;
-            }
-            repo::presence::go_offline(conn, &id, db::now())?;
+            crate::api::auth::end_every_session(conn, &id)?;
         }
-        // Room made for an agency operator goes to the queue now, not at the worker's next pass.
-        let before = current.operator_capacity(capacity);
-        let after = input
-            .capacity
-            .map(|c| repo::users::effective_capacity(c.map(i32::from), capacity));
-        if let (Some(before), Some(after), Role::Agency, Some(agency)) =
-            (before, after, current.role(), current.agency_id.as_deref())
-            && after > before
-        {
+        if let Some(agency) = queue.filter(|_| raised) {
             crate::rules::serve_queue(conn, &notifier, agency, capacity, "capacity_changed")?;
         }
         repo::users::find(conn, &UserScope::All, &id)?.ok_or_else(user_not_found)

@@ -42,13 +42,27 @@ pub fn set(conn: &mut DbConnection, row: &PresenceRow) -> QueryResult<()> {
     })
 }
 
-/// Sets someone `offline` (their last session ended), unless they are already, or never set a
-/// presence; whether it changed.
-pub fn go_offline(conn: &mut DbConnection, user_id: &str, at: NaiveDateTime) -> QueryResult<bool> {
+/// Whose presence a change is for.
+pub enum Whose<'a> {
+    User(&'a str),
+    /// Every member of the agency.
+    Agency(&'a str),
+}
+
+/// Sets `whose` presence `offline` (their sessions ended), where it is not already (someone
+/// who never set one stays without).
+pub fn go_offline(conn: &mut DbConnection, whose: Whose, at: NaiveDateTime) -> QueryResult<()> {
+    let members: Vec<String> = match whose {
+        Whose::User(id) => vec![id.to_owned()],
+        Whose::Agency(agency) => users::table
+            .filter(users::agency_id.eq(agency.to_owned()))
+            .select(users::id)
+            .load(conn)?,
+    };
     let offline = PresenceStatus::Offline.as_str();
     diesel::update(
         presence::table
-            .find(user_id)
+            .filter(presence::user_id.eq_any(members))
             .filter(presence::status.ne(offline)),
     )
     .set((
@@ -57,7 +71,7 @@ pub fn go_offline(conn: &mut DbConnection, user_id: &str, at: NaiveDateTime) -> 
         presence::updated_at.eq(at),
     ))
     .execute(conn)
-    .map(|n| n == 1)
+    .map(drop)
 }
 
 pub fn of(conn: &mut DbConnection, user_id: &str) -> QueryResult<Option<PresenceRow>> {
@@ -236,6 +250,11 @@ pub fn available_operators(
 /// writes are serialized already.
 pub fn lock_queue(conn: &mut DbConnection, agency_id: &str) -> QueryResult<()> {
     crate::db::lock_key(conn, &format!("auto_assign:{agency_id}"))
+}
+
+/// The queue an agency's staff member serves (role `agency`); none for anyone else.
+pub fn queue_of(role: Role, agency_id: Option<&str>) -> Option<&str> {
+    agency_id.filter(|_| role == Role::Agency)
 }
 
 /// Agencies with at least one operator `available`: where a queue may be served.

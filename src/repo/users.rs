@@ -162,7 +162,8 @@ pub fn is_enabled() -> _ {
 /// On PostgreSQL, share-locks the user's row and their agency's to the end of the transaction,
 /// before a refresh token is issued: a password change or a deactivation (which updates one of
 /// those rows, then revokes the user's refresh tokens) waits for the token being issued and
-/// then revokes it too, instead of missing a token its snapshot does not show. SQLite's writes
+/// then revokes it too, instead of missing a token its snapshot does not show (and a presence
+/// set by the user waits for, or comes before, the end of their sessions). SQLite's writes
 /// are serialized already. Taken before any refresh-token row, as those writes take them.
 pub fn lock_for_new_session(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
     if let DbConnection::Postgresql(pg) = conn {

@@ -534,8 +534,8 @@ async fn a_deactivated_users_tokens_stop_working() {
     app.token("c@example.com").await;
 }
 
-/// A deactivated agency's staff are locked out, hear of nothing, and get none of their sessions
-/// back when it is reactivated; another agency's sessions are untouched.
+/// A deactivated agency's staff are locked out, go offline, hear of nothing, and get none of
+/// their refresh tokens back when it is reactivated; another agency's sessions are untouched.
 #[actix_web::test]
 async fn a_deactivated_agency_locks_its_staff_out() {
     let app = spawn().await;
@@ -544,6 +544,8 @@ async fn a_deactivated_agency_locks_its_staff_out() {
     let agency = format!("/v1/agencies/{}", w.agency_a);
     let ours = app.session("op@rossi.example").await;
     let theirs = app.session("op@garcia.example").await;
+    crate::world::set_presence(&app, &w.a_operator.token, "available").await;
+    crate::world::set_presence(&app, &w.b_operator.token, "available").await;
     app.patch(&agency, &w.platform.token, json!({"active": false}))
         .await
         .assert_status(200);
@@ -551,6 +553,13 @@ async fn a_deactivated_agency_locks_its_staff_out() {
     app.login("op@rossi.example", PASSWORD)
         .await
         .assert_problem(401, "invalid_credentials");
+    // Their sessions ended: offline (another agency's operator stays available).
+    let status = |user: &str| {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM presence WHERE user_id = '{user}' AND status = 'available'"
+        ))
+    };
+    assert_eq!((status(&w.a_operator.id), status(&w.b_operator.id)), (0, 1));
     let staff_bell = || {
         app.count(&format!(
             "SELECT COUNT(*) AS n FROM notifications WHERE user_id IN \
@@ -702,10 +711,14 @@ async fn logging_out_ends_that_session_and_the_last_one_sets_the_presence_offlin
         .unwrap()
         .to_owned();
     assert_eq!(presence(&w.a_operator.token).await, "available");
-    // Again, or with a token never issued: the same 204, nothing else changes.
+    // Again, or with a token never issued: the same 204, nothing else changes. The ended
+    // session's token cannot end every session: 401.
     for token in [laptop.as_str(), "never-issued"] {
         assert_eq!(app.logout(token, false).await.status.as_u16(), 204);
     }
+    app.logout(&laptop, true)
+        .await
+        .assert_problem(401, "invalid_refresh_token");
     assert_eq!(presence(&w.a_operator.token).await, "available");
 
     // The phone logs out too: no session is left, so the operator is offline and a paid case
@@ -865,4 +878,18 @@ async fn a_user_change_whose_callers_sessions_end_while_it_runs_is_refused() {
         app.count("SELECT COUNT(*) AS n FROM users WHERE name = 'Renamed' OR version > 1"),
         0
     );
+}
+
+/// A login whose password was checked before the user's sessions ended (a logout everywhere,
+/// elsewhere) issues its token under the epoch as it is once the row is locked: it works.
+#[actix_web::test]
+async fn a_login_racing_the_end_of_every_session_gets_a_working_token() {
+    let app = spawn().await;
+    app.create_user("racer@clients.example", "client", None, false);
+    let ended = "UPDATE users SET session_epoch = session_epoch + 1 \
+                 WHERE email = 'racer@clients.example'";
+    let login = app.login("racer@clients.example", PASSWORD);
+    let res = app.while_held(ended, login).await;
+    let token = res.assert_status(200)["access_token"].as_str().unwrap();
+    app.get("/v1/me", token).await.assert_status(200);
 }
