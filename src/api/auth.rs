@@ -252,7 +252,37 @@ pub async fn logout(
         everywhere,
     } = body.0;
     let hash = hash_token(&token);
-    let outcome = db::write(&state.pool, move |conn| {
+    let outcome = if known_token(&state, &hash).await? {
+        end_session(&state, hash, everywhere).await?
+    } else {
+        LoggedOut::Unknown
+    };
+    if matches!(outcome, LoggedOut::Reused) {
+        log::warn!("a spent refresh token was presented to log out; its family is revoked");
+    }
+    match outcome {
+        LoggedOut::Unknown | LoggedOut::Reused if everywhere => Err(invalid_refresh_token()),
+        _ => Ok(HttpResponse::NoContent().finish()),
+    }
+}
+
+/// Whether a refresh token with this hash exists, read outside any write: a request naming
+/// none (a guess, a token swept long ago) never waits for, nor holds up, the writer.
+async fn known_token(state: &AppState, hash: &str) -> Result<bool, ApiError> {
+    let hash = hash.to_owned();
+    db::read(&state.pool, move |conn| {
+        Ok(refresh_tokens::find_by_hash(conn, &hash)?.is_some())
+    })
+    .await
+}
+
+/// The write of a logout whose token exists.
+async fn end_session(
+    state: &AppState,
+    hash: String,
+    everywhere: bool,
+) -> Result<LoggedOut, ApiError> {
+    db::write(&state.pool, move |conn| {
         let Some(token) = refresh_tokens::find_by_hash(conn, &hash)? else {
             return Ok(LoggedOut::Unknown);
         };
@@ -284,14 +314,7 @@ pub async fn logout(
         }
         Ok(outcome)
     })
-    .await?;
-    if matches!(outcome, LoggedOut::Reused) {
-        log::warn!("a spent refresh token was presented to log out; its family is revoked");
-    }
-    match outcome {
-        LoggedOut::Unknown | LoggedOut::Reused if everywhere => Err(invalid_refresh_token()),
-        _ => Ok(HttpResponse::NoContent().finish()),
-    }
+    .await
 }
 
 /// Ends every session of the user: refresh tokens revoked, access tokens issued so far refused
@@ -341,6 +364,9 @@ pub async fn refresh_token(
     body: ValidJson<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let hash = hash_token(&body.0.refresh_token);
+    if !known_token(&state, &hash).await? {
+        return Err(invalid_refresh_token());
+    }
     let st = state.clone();
     let outcome = db::write(&state.pool, move |conn| {
         let Some(token) = refresh_tokens::find_by_hash(conn, &hash)? else {

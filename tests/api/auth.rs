@@ -893,3 +893,40 @@ async fn a_login_racing_the_end_of_every_session_gets_a_working_token() {
     let token = res.assert_status(200)["access_token"].as_str().unwrap();
     app.get("/v1/me", token).await.assert_status(200);
 }
+
+/// Refresh and logout name a token without authenticating: one that does not exist (a guess,
+/// or one swept long ago) is answered from a read and never takes the database's writer.
+#[actix_web::test]
+async fn an_unknown_refresh_token_is_refused_without_a_write() {
+    let app = crate::helpers::spawn_with(&[("DOSSIER_DB_POOL_SIZE", "1")]).await;
+    let recorded = app.record_statements();
+    recorded.start();
+    app.refresh("never-issued")
+        .await
+        .assert_problem(401, "invalid_refresh_token");
+    assert_eq!(app.logout("never-issued", false).await.status.as_u16(), 204);
+    app.logout("never-issued", true)
+        .await
+        .assert_problem(401, "invalid_refresh_token");
+    let sent = recorded.take();
+    // Three reads, each a read transaction (`BEGIN`, SQLite's deferred one, or PostgreSQL's
+    // `READ ONLY` one; a write's is `BEGIN IMMEDIATE` or a bare `BEGIN`), its lookup, `COMMIT`.
+    let postgres = app._db.is_postgres();
+    let read = if postgres {
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+    } else {
+        "BEGIN"
+    };
+    let first_words: Vec<String> = sent
+        .iter()
+        .map(|sql| match sql.trim() {
+            begin if begin.starts_with("BEGIN") => begin.to_owned(),
+            other => other.split_whitespace().next().unwrap_or("").to_uppercase(),
+        })
+        .collect();
+    assert_eq!(
+        first_words,
+        [read, "SELECT", "COMMIT"].repeat(3),
+        "{sent:?}"
+    );
+}

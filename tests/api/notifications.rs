@@ -432,6 +432,15 @@ async fn the_live_stream_pushes_beats_resumes_and_ends_with_access() {
     let ended = open.await.unwrap();
     assert!(ended.starts_with("HTTP/1.1 200"), "{ended}");
     assert!(ended.ends_with(END), "{ended}");
+    // ... when the user's sessions end (logged out everywhere, from another device) ...
+    let token = w.b_operator.token.clone();
+    let open = actix_web::web::block(move || read_stream(addr, &token, None, END, 1));
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(300)).await;
+    let elsewhere = app.session("op@garcia.example").await;
+    assert_eq!(app.logout(&elsewhere, true).await.status.as_u16(), 204);
+    let ended = open.await.unwrap();
+    assert!(ended.starts_with("HTTP/1.1 200"), "{ended}");
+    assert!(ended.ends_with(END), "{ended}");
     // ... and when the token expires: this one has two seconds of its leeway left.
     let now = chrono::Utc::now().timestamp();
     let expiring = crate::auth::sign(
