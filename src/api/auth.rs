@@ -252,10 +252,9 @@ pub async fn logout(
         everywhere,
     } = body.0;
     let hash = hash_token(&token);
-    let outcome = if known_token(&state, &hash).await? {
-        end_session(&state, hash, everywhere).await?
-    } else {
-        LoggedOut::Unknown
+    let outcome = match token_owner(&state, &hash).await? {
+        Some(owner) => end_session(&state, hash, owner, everywhere).await?,
+        None => LoggedOut::Unknown,
     };
     if matches!(outcome, LoggedOut::Reused) {
         log::warn!("a spent refresh token was presented to log out; its family is revoked");
@@ -266,38 +265,37 @@ pub async fn logout(
     }
 }
 
-/// Whether a refresh token with this hash exists, read outside any write: a request naming
-/// none (a guess, a token swept long ago) never waits for, nor holds up, the writer.
-async fn known_token(state: &AppState, hash: &str) -> Result<bool, ApiError> {
+/// The user a refresh token with this hash belongs to, read outside any write: a request
+/// naming none (a guess, a token swept long ago) never waits for, nor holds up, the writer.
+async fn token_owner(state: &AppState, hash: &str) -> Result<Option<String>, ApiError> {
     let hash = hash.to_owned();
     db::read(&state.pool, move |conn| {
-        Ok(refresh_tokens::find_by_hash(conn, &hash)?.is_some())
+        Ok(refresh_tokens::find_by_hash(conn, &hash)?.map(|t| t.user_id))
     })
     .await
 }
 
-/// The write of a logout whose token exists.
+/// The write of a logout whose token exists, `owner`'s.
 async fn end_session(
     state: &AppState,
     hash: String,
+    owner: String,
     everywhere: bool,
 ) -> Result<LoggedOut, ApiError> {
     db::write(&state.pool, move |conn| {
-        let Some(token) = refresh_tokens::find_by_hash(conn, &hash)? else {
-            return Ok(LoggedOut::Unknown);
-        };
         // Exclusive, unlike a login's or a refresh's share: two sessions ending at once must
         // not each see the other still live and both leave the presence as it was.
-        repo::users::lock_for_update(conn, &[token.user_id.as_str()])?;
-        // Read again under the lock (PostgreSQL): a refresh committed meanwhile spent it.
+        repo::users::lock_for_update(conn, &[owner.as_str()])?;
+        // Read under the lock: a refresh committed since the read spent it (PostgreSQL).
         let Some(token) = refresh_tokens::find_by_hash(conn, &hash)? else {
             return Ok(LoggedOut::Unknown);
         };
         let now = db::now();
         let outcome = match (everywhere, token.works(now), token.spent()) {
+            // No session is left: nothing more to look at.
             (true, true, _) => {
                 end_every_session(conn, &token.user_id)?;
-                LoggedOut::Ended
+                return Ok(LoggedOut::Ended);
             }
             (true, false, false) => return Ok(LoggedOut::Unknown),
             (_, _, spent) => {
@@ -364,16 +362,13 @@ pub async fn refresh_token(
     body: ValidJson<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let hash = hash_token(&body.0.refresh_token);
-    if !known_token(&state, &hash).await? {
+    let Some(owner) = token_owner(&state, &hash).await? else {
         return Err(invalid_refresh_token());
-    }
+    };
     let st = state.clone();
     let outcome = db::write(&state.pool, move |conn| {
-        let Some(token) = refresh_tokens::find_by_hash(conn, &hash)? else {
-            return Ok(Refreshed::Invalid);
-        };
-        repo::users::lock_for_new_session(conn, &token.user_id)?;
-        // Read again under the lock: a password change committed meanwhile has revoked it.
+        repo::users::lock_for_new_session(conn, &owner)?;
+        // Read under the lock: a password change committed since the read has revoked it.
         let Some(token) = refresh_tokens::find_by_hash(conn, &hash)? else {
             return Ok(Refreshed::Invalid);
         };

@@ -115,6 +115,7 @@ pub fn delete_expired_before(
     before: NaiveDateTime,
     limit: i64,
 ) -> QueryResult<usize> {
+    // Two statements: diesel takes no subquery of the deleted table itself in a DELETE.
     let expired: Vec<String> = refresh_tokens::table
         .filter(refresh_tokens::expires_at.lt(before))
         .select(refresh_tokens::id)

@@ -845,6 +845,14 @@ async fn a_message_tells_the_readers_it_mentions_and_no_one_else() {
         told(&w.a_admin.id, "mentioned"),
     );
 
+    // The agent reads Italian.
+    app.patch(
+        &format!("/v1/users/{}", w.a_agent.id),
+        &w.a_admin.token,
+        json!({"locale": "it"}),
+    )
+    .await
+    .assert_status(200);
     // An internal note naming the agent on the case and the agency's admin.
     let note = json!({"body": "See the photos", "internal": true,
                       "mentions": [w.a_agent.id, w.a_admin.id]});
@@ -865,6 +873,12 @@ async fn a_message_tells_the_readers_it_mentions_and_no_one_else() {
         w.a_admin.id
     );
     assert_eq!(app.count(&title), 1);
+    let italian = format!(
+        "SELECT COUNT(*) AS n FROM notifications WHERE user_id = '{}' AND event = 'mentioned' \
+         AND title LIKE 'Sei stato menzionato su %'",
+        w.a_agent.id
+    );
+    assert_eq!(app.count(&italian), 1);
     let audited = format!(
         "SELECT COUNT(*) AS n FROM audit_log WHERE entity = 'message' AND field = 'mentions' \
          AND new_value = '{}'",

@@ -415,4 +415,24 @@ async fn a_retried_ticket_upload_is_replayed_not_stored_twice() {
         .await
         .assert_problem(422, "idempotency_key_reused");
     assert_eq!(written(), after);
+    // Another client under the same key and body is refused the ticket they cannot see, and
+    // keeps nothing.
+    let other = w.client2.token.as_str();
+    upload_keyed_to(&app, other, &files, "receipt-1", "receipt.png", &bytes)
+        .await
+        .assert_problem(404, "not_found");
+    assert_eq!(written(), after);
+    // Once the ticket is resolved, the retry is refused as a new upload would be.
+    app.post(
+        &format!("/v1/tickets/{ticket}/transitions"),
+        &w.platform.token,
+        json!({"action": "resolve", "resolution_type": "answered", "resolution": "Refunded."}),
+    )
+    .await
+    .assert_status(200);
+    let resolved = written();
+    upload_keyed_to(&app, token, &files, "receipt-1", "receipt.png", &bytes)
+        .await
+        .assert_problem(409, "wrong_state");
+    assert_eq!(written(), resolved);
 }
