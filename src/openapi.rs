@@ -3,6 +3,7 @@
 //! the problem responses each can return.
 
 use actix_web::dev::{ServiceFactory, ServiceRequest};
+use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, ArrayBuilder, ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -11,6 +12,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
 
 use crate::errors::{FieldError, PROBLEM_JSON, Problem};
+use crate::http::idempotency::IDEMPOTENCY_KEY;
 use crate::ticket_workflow::TicketAllowedAction;
 
 #[derive(OpenApi)]
@@ -131,15 +133,28 @@ fn finish(mut doc: Document) -> Document {
         let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
         let has_input =
             op.request_body.is_some() || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+        let idempotent = op.parameters.as_ref().is_some_and(|params| {
+            params
+                .iter()
+                .any(|p| matches!(p, RefOr::T(p) if p.name.eq_ignore_ascii_case(IDEMPOTENCY_KEY.as_str())))
+        });
         let responses = &mut op.responses.responses;
         for (status, response) in responses.iter_mut() {
             let is_error = status.starts_with('4') || status.starts_with('5');
-            if let RefOr::T(r) = response
-                && is_error
-                && r.content.is_empty()
-            {
+            let RefOr::T(r) = response else { continue };
+            if is_error && r.content.is_empty() {
                 // Handlers declare failures by status and description; the body is the problem type.
                 *response = problem(&r.description.clone());
+            } else if idempotent && status.starts_with('2') {
+                // What `Idempotency-Key` adds to a success, written once for every route taking it.
+                r.headers.insert(
+                    "Idempotent-Replayed".to_owned(),
+                    HeaderBuilder::new()
+                        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                        .description(Some("`true` when this is a replay of an earlier response"))
+                        .build()
+                        .into(),
+                );
             }
         }
         let mut add = |status: &str, description: &str| {

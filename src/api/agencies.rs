@@ -152,8 +152,7 @@ pub async fn list_agencies(
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = AgencyView,
-            headers(("Location" = String, description = "The new agency's URL"), ("ETag" = String, description = "Its version"),
-                    ("Idempotent-Replayed" = String, description = "`true` when this is a replay of an earlier response"))),
+            headers(("Location" = String, description = "The new agency's URL"), ("ETag" = String, description = "Its version"))),
         (status = 403, description = "Only platform staff create agencies"),
         (status = 409, description = "The name is taken (`agency_name_taken`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
         (status = 422, description = "A member breaks a rule, or the `Idempotency-Key` was used with another body (`idempotency_key_reused`)"),
@@ -239,8 +238,10 @@ pub async fn get_agency(
 
 /// Update an agency
 ///
-/// Renames it, changes its contact, or (de)activates it. Honours `If-Match` (412 when stale).
-/// Roles: platform.
+/// Renames it, changes its contact, or (de)activates it. Deactivating it ends every session of
+/// its staff (refresh and access tokens alike, 401 from their next request on) and sets them
+/// `offline`; a reactivation brings none back: they log in again. Honours `If-Match` (412
+/// when stale). Roles: platform.
 #[utoipa::path(
     tag = "agencies",
     operation_id = "update_agency",
@@ -285,9 +286,11 @@ pub async fn update_agency(
                 expected: etag(current.version),
             });
         }
-        // Reactivating the agency must not bring its staff's old sessions back.
+        // Reactivating the agency must not bring its staff's old sessions back: their refresh
+        // tokens end, and the access tokens issued so far carry an epoch that is now old.
         if input.active == Some(false) {
             repo::refresh_tokens::revoke_agency(conn, &id)?;
+            repo::agencies::end_sessions(conn, &id)?;
             // No session left for its staff: offline, after the queue's lock.
             repo::presence::lock_queue(conn, &id)?;
             let everyone = repo::presence::Whose::Agency(&id);

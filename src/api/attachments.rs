@@ -180,8 +180,7 @@ pub fn check_case_attachments(
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Stored", body = AttachmentView,
-            headers(("Location" = String, description = "The download URL"),
-                    ("Idempotent-Replayed" = String, description = "`true` when this is a replay of an earlier response"))),
+            headers(("Location" = String, description = "The download URL"))),
         (status = 400, description = "The multipart body could not be read (`malformed_multipart`), or the `Idempotency-Key` header is malformed (`invalid_header`)"),
         (status = 404, description = "No such case, or not one the caller can see"),
         (status = 409, description = "The case does not take files in its status (`wrong_state`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),

@@ -18,7 +18,7 @@ use crate::errors::ApiError;
 use crate::http::extract::ValidJson;
 use crate::repo::presence::Whose;
 use crate::repo::refresh_tokens::{self, RefreshTokenRow};
-use crate::repo::{self, users::UserRow};
+use crate::repo::{self, users::ActiveUser};
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -100,9 +100,10 @@ fn hash_token(token: &str) -> String {
 fn issue_pair(
     state: &AppState,
     conn: &mut DbConnection,
-    user: &UserRow,
+    user: &ActiveUser,
     family_id: String,
 ) -> Result<TokenResponse, ApiError> {
+    let (row, session_epoch) = (&user.row, user.session_epoch());
     let refresh = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
     let now = db::now();
     let refresh_ttl = state.settings.jwt.refresh_ttl;
@@ -111,7 +112,7 @@ fn issue_pair(
         &RefreshTokenRow {
             id: repo::new_id(),
             family_id,
-            user_id: user.id.clone(),
+            user_id: row.id.clone(),
             token_hash: hash_token(&refresh),
             expires_at: now + refresh_ttl,
             used_at: None,
@@ -122,11 +123,11 @@ fn issue_pair(
     let access_token = state
         .tokens
         .issue(&Subject {
-            user_id: &user.id,
-            role: user.role(),
-            agency_id: user.agency_id.as_deref(),
-            admin: user.is_admin,
-            session_epoch: user.session_epoch,
+            user_id: &row.id,
+            role: row.role(),
+            agency_id: row.agency_id.as_deref(),
+            admin: row.is_admin,
+            session_epoch,
         })
         .map_err(ApiError::internal)?;
     Ok(TokenResponse {
@@ -210,7 +211,7 @@ pub async fn create_token(
         repo::users::lock_for_new_session(conn, &user.id)?;
         // The row as locked: its session epoch is the one the new token must carry.
         let current = repo::users::find_active(conn, &user.id)?
-            .filter(|c| c.password_hash == user.password_hash)
+            .filter(|c| c.row.password_hash == user.password_hash)
             .ok_or_else(invalid_credentials)?;
         issue_pair(&st, conn, &current, repo::new_id())
     })

@@ -583,8 +583,7 @@ pub struct CreateCase {
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = CaseView,
-            headers(("Location" = String, description = "The new case's URL"), ("ETag" = String, description = "Its version"),
-                    ("Idempotent-Replayed" = String, description = "`true` when this is a replay of an earlier response"))),
+            headers(("Location" = String, description = "The new case's URL"), ("ETag" = String, description = "Its version"))),
         (status = 403, description = "Only clients buy services"),
         (status = 409, description = "A request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
         (status = 422, description = "A member breaks a rule, the service cannot be bought (`service_unavailable`), or the key was used with another body (`idempotency_key_reused`)"),

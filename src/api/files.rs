@@ -371,6 +371,7 @@ pub async fn receive_upload(
             true => ApiError::PayloadTooLarge { limit },
             false => e,
         })?;
+    // A failing `finish` aborts the upload itself (object_store's `WriteMultipart`).
     received.upload.finish().await.map_err(ApiError::internal)?;
     Ok(StoredFile {
         file_name,

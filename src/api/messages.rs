@@ -306,8 +306,7 @@ pub struct PostMessage {
     request_body = PostMessage,
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "Posted", body = MessageView,
-            headers(("Idempotent-Replayed" = String, description = "`true` when this is a replay of an earlier response"))),
+        (status = 201, description = "Posted", body = MessageView),
         (status = 403, description = "The caller's role may not send this kind of message"),
         (status = 404, description = "No such case, or not one the caller can see"),
         (status = 409, description = "The case's status allows no messages from the caller (`wrong_state`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
@@ -512,16 +511,23 @@ fn check_mentions(
         true => repo::notifications::agents_of(conn, &case.id)?,
         false => Vec::new(),
     };
+    // On the case (as `CaseScope` narrows it), and of the part of the conversation the
+    // message is in.
     let reads = |id: &String| {
-        users
+        let Some((user, role)) = users
             .iter()
             .find(|u| u.id == *id)
-            .is_some_and(|u| match Role::from_code(&u.role) {
-                Some(Role::Agency) => u.agency_id.as_deref() == Some(case.agency_id.as_str()),
-                Some(Role::Agent) => agents.contains(id),
-                Some(Role::Client) => !internal && *id == case.client_id,
-                Some(Role::Platform) | None => false,
-            })
+            .and_then(|u| Some((u, Role::from_code(&u.role)?)))
+        else {
+            return false;
+        };
+        let on_case = match role {
+            Role::Agency => user.agency_id.as_deref() == Some(case.agency_id.as_str()),
+            Role::Agent => agents.contains(id),
+            Role::Client => *id == case.client_id,
+            Role::Platform => false,
+        };
+        on_case && audience_of(role).reads(internal)
     };
     for (i, id) in ids.iter().enumerate() {
         let pointer = format!("/mentions/{i}");
@@ -596,11 +602,7 @@ pub async fn mark_read(
         let user_id = viewer.user_id.clone();
         find_visible(conn, &viewer, &case_id)?;
         let message = repo::messages::find(conn, &case_id, &up_to)?
-            .filter(|m| match audience_of(viewer.role) {
-                Audience::Everything => true,
-                Audience::PublicOnly => !m.internal,
-                Audience::InternalOnly => m.internal,
-            })
+            .filter(|m| audience_of(viewer.role).reads(m.internal))
             .ok_or_else(|| {
                 ApiError::NotFound("No such message, or not one you can read.".into())
             })?;

@@ -260,8 +260,7 @@ pub struct CreateRequest {
     request_body = CreateRequest,
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "Asked", body = RequestView,
-            headers(("Idempotent-Replayed" = String, description = "`true` when this is a replay of an earlier response"))),
+        (status = 201, description = "Asked", body = RequestView),
         (status = 403, description = "Only the agency asks"),
         (status = 404, description = "No such case, or not one the caller can see"),
         (status = 409, description = "Requests are not open in the case's status (`wrong_state`), the case changed meanwhile (`concurrent_update`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
@@ -599,8 +598,7 @@ pub async fn list_video_calls(
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Opened", body = VideoCallView,
-            headers(("Location" = String, description = "The join URL"),
-                    ("Idempotent-Replayed" = String, description = "`true` when this is a replay of an earlier response"))),
+            headers(("Location" = String, description = "The join URL"))),
         (status = 403, description = "Only the client and the agency open calls"),
         (status = 404, description = "No such case, or not one the caller can see"),
         (status = 409, description = "The case's status allows no calls (`wrong_state`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),

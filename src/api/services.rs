@@ -394,8 +394,7 @@ pub async fn list_services(
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = ServiceView,
-            headers(("Location" = String, description = "The new service's URL"), ("ETag" = String, description = "Its version"),
-                    ("Idempotent-Replayed" = String, description = "`true` when this is a replay of an earlier response"))),
+            headers(("Location" = String, description = "The new service's URL"), ("ETag" = String, description = "Its version"))),
         (status = 403, description = "The caller is not an agency admin"),
         (status = 409, description = "A request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
         (status = 422, description = "A member breaks a rule, or the `Idempotency-Key` was used with another body (`idempotency_key_reused`)"),

@@ -220,8 +220,7 @@ where
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = CalendarView,
-            headers(("Location" = String, description = "`/v1/calendars?agency_id=…` lists it"),
-                    ("Idempotent-Replayed" = String, description = "`true` when this is a replay of an earlier response"))),
+            headers(("Location" = String, description = "`/v1/calendars?agency_id=…` lists it"))),
         (status = 403, description = "Only agency and platform admins"),
         (status = 409, description = "A request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
         (status = 422, description = "An unknown time zone, a window closing before it opens, overlapping windows, or no window; or the `Idempotency-Key` was used with another body (`idempotency_key_reused`)"),
@@ -409,8 +408,7 @@ pub async fn list_sla_policies(
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = PolicyView,
-            headers(("Location" = String, description = "`/v1/sla-policies?agency_id=…` lists it"),
-                    ("Idempotent-Replayed" = String, description = "`true` when this is a replay of an earlier response"))),
+            headers(("Location" = String, description = "`/v1/sla-policies?agency_id=…` lists it"))),
         (status = 403, description = "Only agency and platform admins"),
         (status = 409, description = "A request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
         (status = 422, description = "A member breaks a rule, the calendar is not the caller's to use (`calendar_unavailable`), or a target is out of the calendar's reach; or the `Idempotency-Key` was used with another body (`idempotency_key_reused`)"),

@@ -483,8 +483,7 @@ fn ids_json(ids: &[Uuid]) -> String {
     responses(
         (status = 201, description = "Created", body = EventView,
             headers(("ETag" = String, description = "The event's version"),
-                    ("Location" = String, description = "The event's URL (for `PATCH` and `DELETE`)"),
-                    ("Idempotent-Replayed" = String, description = "`true` when this is a replay of an earlier response"))),
+                    ("Location" = String, description = "The event's URL (for `PATCH` and `DELETE`)"))),
         (status = 403, description = "Clients and platform staff do not write the storyline; agents write drafts only"),
         (status = 404, description = "No such case, or not one the caller can see"),
         (status = 409, description = "The storyline is frozen or not open in this status (`wrong_state`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),

@@ -109,8 +109,7 @@ pub fn record(
     request_body = PostSurvey,
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "Rated", body = SurveyView,
-            headers(("Idempotent-Replayed" = String, description = "`true` when this is a replay of an earlier response"))),
+        (status = 201, description = "Rated", body = SurveyView),
         (status = 403, description = "Only the client rates their case"),
         (status = 404, description = "No such case, or not one the caller can see"),
         (status = 409, description = "The case is not closed (`wrong_state`), another change to the case committed first (`concurrent_update`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),

@@ -436,8 +436,7 @@ pub struct CreateTicket {
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Opened", body = TicketView,
-            headers(("Location" = String, description = "The new ticket's URL"), ("ETag" = String, description = "Its version"),
-                    ("Idempotent-Replayed" = String, description = "`true` when this is a replay of an earlier response"))),
+            headers(("Location" = String, description = "The new ticket's URL"), ("ETag" = String, description = "Its version"))),
         (status = 403, description = "Only clients and agency staff open tickets"),
         (status = 409, description = "A request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
         (status = 422, description = "A member breaks a rule, the case is not one the requester can see (`case_unavailable`), or the key was used with another body (`idempotency_key_reused`)"),
@@ -1095,8 +1094,7 @@ pub struct PostTicketMessage {
     request_body = PostTicketMessage,
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "Written", body = TicketMessageView,
-            headers(("Idempotent-Replayed" = String, description = "`true` when this is a replay of an earlier response"))),
+        (status = 201, description = "Written", body = TicketMessageView),
         (status = 403, description = "Agents have no support tickets"),
         (status = 404, description = "No such ticket, or not one the caller can see"),
         (status = 409, description = "The ticket is no longer worked (`wrong_state`, with `allowed_actions`), it changed meanwhile (`concurrent_update`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),

@@ -428,8 +428,7 @@ pub async fn list_users(
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = UserView,
-            headers(("Location" = String, description = "The new user's URL"), ("ETag" = String, description = "Its version"),
-                    ("Idempotent-Replayed" = String, description = "`true` when this is a replay of an earlier response"))),
+            headers(("Location" = String, description = "The new user's URL"), ("ETag" = String, description = "Its version"))),
         (status = 403, description = "The caller may not create this user, or their role or admin flag changed while the request ran"),
         (status = 409, description = "The e-mail is taken (`email_taken`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
         (status = 422, description = "A member breaks a rule, or the `Idempotency-Key` was used with another body (`idempotency_key_reused`)"),
@@ -524,11 +523,11 @@ fn still_as_authenticated(
             code: "invalid_token",
             detail: "The account was deactivated while this request ran.".into(),
         }),
-        Some(now) if now.session_epoch != caller.session_epoch => Err(ApiError::Unauthorized {
+        Some(now) if now.session_epoch() != caller.session_epoch => Err(ApiError::Unauthorized {
             code: "invalid_token",
             detail: "Your sessions ended while this request ran.".into(),
         }),
-        Some(now) if now.role() != caller.role || now.is_admin != caller.admin => Err(
+        Some(now) if now.row.role() != caller.role || now.row.is_admin != caller.admin => Err(
             ApiError::Forbidden("Your role or admin flag changed while this request ran.".into()),
         ),
         Some(_) => Ok(()),

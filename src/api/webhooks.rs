@@ -78,7 +78,7 @@ pub struct WebhookView {
     pub secret: Option<String>,
     /// Until when the secret the last rotation replaced signs each delivery beside the current
     /// one (`keep_old_secret_hours`); a time past: it signs no more (the hourly sweep then
-    /// clears it, a new version); `null`: none is kept.
+    /// forgets the secret); `null`: none is kept.
     #[serde(serialize_with = "crate::api::rfc3339_opt")]
     pub old_secret_expires_at: Option<DateTime<Utc>>,
 }
@@ -198,7 +198,6 @@ pub async fn list_webhooks(
                 ("Location" = String, description = "The webhook's URL"),
                 ("ETag" = String, description = "Its version"),
                 ("Cache-Control" = String, description = "`no-store`: the answer carries the secret"),
-                ("Idempotent-Replayed" = String, description = "`true` when this is a replay of an earlier response"),
             )),
         (status = 403, description = "Only agency and platform admins"),
         (status = 409, description = "A request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),

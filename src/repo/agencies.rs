@@ -41,6 +41,16 @@ pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<AgencyRow>>
         .optional()
 }
 
+/// Ends every session of the agency's staff: access tokens issued so far are refused from
+/// their next request on ([`super::users::ActiveUser::session_epoch`]). Not part of the
+/// agency's representation, so the version stays.
+pub fn end_sessions(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
+    diesel::update(agencies::table.find(id))
+        .set(agencies::session_epoch.eq(agencies::session_epoch + 1))
+        .execute(conn)
+        .map(drop)
+}
+
 /// Newest first; `after` is the id of the last row of the previous page.
 pub fn list(
     conn: &mut DbConnection,

@@ -53,6 +53,11 @@ impl Audience {
         }
     }
 
+    /// Whether this audience reads a message that is (or is not) `internal`.
+    pub fn reads(self, internal: bool) -> bool {
+        self.internal().is_none_or(|only| only == internal)
+    }
+
     /// This audience's part as `internal = value OR all`, returned as `(value, all)`: one
     /// statement shape for every audience. Not `internal = a OR internal = b`: SQLite turns
     /// that into an IN list and builds a temporary table for it at every execution (6% of the

@@ -28,7 +28,8 @@ pub struct UserRow {
     pub updated_at: NaiveDateTime,
     /// Operators only; `None` follows `DOSSIER_OPERATOR_CAPACITY`.
     pub capacity: Option<i32>,
-    /// Access tokens issued under another value are refused ([`end_sessions`]).
+    /// Moved on when every session of the user ends ([`end_sessions`]); with their agency's,
+    /// what their access tokens carry ([`ActiveUser::session_epoch`]).
     pub session_epoch: i64,
 }
 
@@ -51,7 +52,26 @@ impl UserRow {
     }
 }
 
-/// What authenticating a request needs of a user: six columns rather than the whole row (no
+/// An enabled user (`enabled`) with their agency's session epoch, for issuing and checking
+/// sessions.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users)]
+pub struct ActiveUser {
+    #[diesel(embed)]
+    pub row: UserRow,
+    #[diesel(select_expression = agencies::session_epoch.nullable())]
+    #[diesel(select_expression_type = diesel::dsl::Nullable<agencies::session_epoch>)]
+    agency_epoch: Option<i64>,
+}
+
+impl ActiveUser {
+    /// What their access tokens must carry ([`sessions_epoch`]).
+    pub fn session_epoch(&self) -> i64 {
+        sessions_epoch(self.row.session_epoch, self.agency_epoch)
+    }
+}
+
+/// What authenticating a request needs of a user: a few columns rather than the whole row (no
 /// password hash read on every request; this is the most frequent statement of all).
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = users)]
@@ -61,7 +81,11 @@ pub struct CallerRow {
     pub agency_id: Option<String>,
     pub is_admin: bool,
     pub locale: String,
-    pub session_epoch: i64,
+    #[diesel(column_name = session_epoch)]
+    own_epoch: i64,
+    #[diesel(select_expression = agencies::session_epoch.nullable())]
+    #[diesel(select_expression_type = diesel::dsl::Nullable<agencies::session_epoch>)]
+    agency_epoch: Option<i64>,
 }
 
 impl CallerRow {
@@ -72,6 +96,19 @@ impl CallerRow {
     pub fn locale(&self) -> Locale {
         locale_of(&self.locale)
     }
+
+    /// What their access tokens must carry ([`sessions_epoch`]).
+    pub fn session_epoch(&self) -> i64 {
+        sessions_epoch(self.own_epoch, self.agency_epoch)
+    }
+}
+
+/// The epoch a user's access tokens are issued under: their own (`users.session_epoch`) plus
+/// their agency's (`agencies.session_epoch`, staff only). Both only grow, so the sum moves
+/// whenever the user's sessions end or their agency is deactivated, and a token carrying an
+/// older sum is refused.
+fn sessions_epoch(own: i64, agency: Option<i64>) -> i64 {
+    own + agency.unwrap_or(0)
 }
 
 /// Someone's own capacity (`users.capacity`), else the server's `DOSSIER_OPERATOR_CAPACITY`.
@@ -201,10 +238,10 @@ pub fn lock_for_update(conn: &mut DbConnection, ids: &[&str]) -> QueryResult<()>
     Ok(())
 }
 
-pub fn find_active(conn: &mut DbConnection, id: &str) -> QueryResult<Option<UserRow>> {
+pub fn find_active(conn: &mut DbConnection, id: &str) -> QueryResult<Option<ActiveUser>> {
     enabled()
         .filter(users::id.eq(id.to_owned()))
-        .select(UserRow::as_select())
+        .select(ActiveUser::as_select())
         .limit(1)
         .built_once()
         .get_result(conn)

@@ -170,16 +170,17 @@ pub fn delete(conn: &mut DbConnection, id: &str, version: i64) -> QueryResult<bo
     Ok(deleted == 1)
 }
 
-/// Forgets the old secrets that expired before `now` (they sign nothing already), each a new
-/// version of its webhook (its `old_secret_expires_at` goes): how many.
+/// Forgets the old secrets that expired before `now` (they sign nothing already): how many.
+/// Only the secret goes; `old_secret_expires_at` stays, a time past, so the webhook's
+/// representation and version do not change behind its owner's back.
 pub fn forget_old_secrets(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<usize> {
-    diesel::update(webhooks::table.filter(webhooks::old_secret_expires_at.lt(now)))
-        .set((
-            webhooks::old_secret.eq(None::<String>),
-            webhooks::old_secret_expires_at.eq(None::<NaiveDateTime>),
-            webhooks::version.eq(webhooks::version + 1),
-        ))
-        .execute(conn)
+    diesel::update(
+        webhooks::table
+            .filter(webhooks::old_secret_expires_at.lt(now))
+            .filter(webhooks::old_secret.is_not_null()),
+    )
+    .set(webhooks::old_secret.eq(None::<String>))
+    .execute(conn)
 }
 
 /// Removes the webhooks deleted before `cutoff`, with their deliveries: how many rows went.

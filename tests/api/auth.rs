@@ -535,7 +535,7 @@ async fn a_deactivated_users_tokens_stop_working() {
 }
 
 /// A deactivated agency's staff are locked out, go offline, hear of nothing, and get none of
-/// their refresh tokens back when it is reactivated; another agency's sessions are untouched.
+/// their tokens back when it is reactivated; another agency's sessions are untouched.
 #[actix_web::test]
 async fn a_deactivated_agency_locks_its_staff_out() {
     let app = spawn().await;
@@ -582,6 +582,17 @@ async fn a_deactivated_agency_locks_its_staff_out() {
         .await
         .assert_problem(401, "invalid_refresh_token");
     app.refresh(&theirs).await.assert_status(200);
+    // Nor do their access tokens work again (the agency's epoch moved on), while another
+    // agency's and the client's do; a new login does.
+    for path in ["/v1/me", "/v1/cases"] {
+        app.get(path, &w.a_operator.token)
+            .await
+            .assert_problem(401, "invalid_token");
+        app.get(path, &w.b_operator.token).await.assert_status(200);
+        app.get(path, &w.client.token).await.assert_status(200);
+    }
+    let again = app.token("op@rossi.example").await;
+    app.get("/v1/me", &again).await.assert_status(200);
     app.session("op@rossi.example").await;
     post_message(&app, &w.client.token, &case, "Hello again").await;
     assert!(

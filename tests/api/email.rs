@@ -1,23 +1,35 @@
 //! E-mail: the outbox written with the event, delivered by the worker through a real SMTP
 //! server on loopback, localized, per-event choices, retries, dead letters and their retry.
 
+use actix_http::Request;
+use actix_web::body::BoxBody;
+use actix_web::dev::{Service, ServiceResponse};
 use serde_json::json;
 
-use crate::helpers::{spawn, spawn_with};
+use crate::helpers::{TestApp, spawn, spawn_with};
 use crate::smtp::SmtpServer;
 use crate::world::{World, buy, id, post_message, take};
 
 const LINK: &str = "https://app.dossier.test/cases/{case_id}";
 
-#[actix_web::test]
-async fn notifications_arrive_by_mail_in_the_recipients_language_with_the_link() {
-    let smtp = SmtpServer::start().await;
-    let app = spawn_with(&[
+/// An app that mails through `smtp`, from a named sender, with links to the app.
+async fn mailing_to(
+    smtp: &SmtpServer,
+) -> TestApp<
+    impl Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error> + use<>,
+> {
+    spawn_with(&[
         ("DOSSIER_SMTP_URL", &smtp.url),
         ("DOSSIER_EMAIL_FROM", "Dossier <no-reply@dossier.test>"),
         ("DOSSIER_APP_LINK_TEMPLATE", LINK),
     ])
-    .await;
+    .await
+}
+
+#[actix_web::test]
+async fn notifications_arrive_by_mail_in_the_recipients_language_with_the_link() {
+    let smtp = SmtpServer::start().await;
+    let app = mailing_to(&smtp).await;
     let w = World::new(&app).await;
     app.patch(
         &format!("/v1/users/{}", w.client.id),
@@ -117,6 +129,93 @@ async fn notifications_arrive_by_mail_in_the_recipients_language_with_the_link()
         w.a_operator.id
     );
     assert_eq!(app.count(&operator_mails), 0);
+}
+
+/// A mention comes by mail in the reader's language under its own choice: turning message
+/// mails off keeps mentions coming, turning mentions off stops them; the bell rings each time.
+#[actix_web::test]
+async fn mentions_come_by_mail_under_their_own_choice() {
+    let smtp = SmtpServer::start().await;
+    let app = mailing_to(&smtp).await;
+    let w = World::new(&app).await;
+    let operator = &w.a_operator;
+    app.patch(
+        &format!("/v1/users/{}", operator.id),
+        &w.platform.token,
+        json!({"locale": "es"}),
+    )
+    .await
+    .assert_status(200);
+    let card = buy(&app, &w.client.token, &w.service_a, "card").await;
+    let case = id(&card);
+    let number = card["number"].as_str().unwrap().to_owned();
+    take(&app, &operator.token, &case).await;
+    let choose = |event: &str, email: bool| {
+        app.patch(
+            "/v1/me/email-preferences",
+            &operator.token,
+            json!({"events": [{"event": event, "email": email}]}),
+        )
+    };
+    choose("message_received", false).await.assert_status(200);
+    dossier::mailer::spawn(app.state.clone());
+    let mails_of = |event: &str| {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM email_outbox WHERE user_id = '{}' AND event = '{event}'",
+            operator.id
+        ))
+    };
+    let bell = |event: &str| {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM notifications WHERE user_id = '{}' AND event = '{event}'",
+            operator.id
+        ))
+    };
+    let messages = format!("/v1/cases/{case}/messages");
+    let say = |body: &str, mentions: Vec<&str>| {
+        app.post(
+            &messages,
+            &w.client.token,
+            json!({"body": body, "mentions": mentions}),
+        )
+    };
+
+    say("Any news?", vec![]).await.assert_status(201);
+    assert_eq!(
+        (bell("message_received"), mails_of("message_received")),
+        (1, 0)
+    );
+
+    say("Are you there?", vec![&operator.id])
+        .await
+        .assert_status(201);
+    let mails = smtp.wait_for(1).await;
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].rcpt_to, ["op@rossi.example"]);
+    assert_eq!(mails[0].subject, format!("Le han mencionado en {number}"));
+    assert_eq!(mails[0].content_language, "es");
+    assert!(
+        mails[0].body.contains("Are you there?"),
+        "{}",
+        mails[0].body
+    );
+    assert!(
+        mails[0]
+            .body
+            .contains(&format!("https://app.dossier.test/cases/{case}")),
+        "{}",
+        mails[0].body
+    );
+    assert_eq!((bell("mentioned"), mails_of("mentioned")), (1, 1));
+
+    choose("mentioned", false).await.assert_status(200);
+    say("Hello?", vec![&operator.id]).await.assert_status(201);
+    assert_eq!((bell("mentioned"), mails_of("mentioned")), (2, 1));
+    assert_eq!(
+        bell("message_received"),
+        1,
+        "a mention in place of the message's own"
+    );
 }
 
 #[actix_web::test]

@@ -141,8 +141,7 @@ pub(super) fn check_cited(
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Stored", body = TicketAttachmentView,
-            headers(("Location" = String, description = "The download URL"),
-                    ("Idempotent-Replayed" = String, description = "`true` when this is a replay of an earlier response"))),
+            headers(("Location" = String, description = "The download URL"))),
         (status = 400, description = "The multipart body could not be read (`malformed_multipart`), or the `Idempotency-Key` header is malformed (`invalid_header`)"),
         (status = 403, description = "Agents have no support tickets"),
         (status = 404, description = "No such ticket, or not one the caller can see"),
