@@ -146,7 +146,8 @@ fn finish(mut doc: Document) -> Document {
                 // Handlers declare failures by status and description; the body is the problem type.
                 *response = problem(&r.description.clone());
             } else if idempotent && status.starts_with('2') {
-                // What `Idempotency-Key` adds to a success, written once for every route taking it.
+                // What `Idempotency-Key` adds to a success (`IDEMPOTENT_REPLAYED`), written once
+                // for every route taking it.
                 r.headers.insert(
                     "Idempotent-Replayed".to_owned(),
                     HeaderBuilder::new()

@@ -103,7 +103,7 @@ fn issue_pair(
     user: &ActiveUser,
     family_id: String,
 ) -> Result<TokenResponse, ApiError> {
-    let (row, session_epoch) = (&user.row, user.session_epoch());
+    let (row, session_epoch) = (&user.row, user.epochs.sum());
     let refresh = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
     let now = db::now();
     let refresh_ttl = state.settings.jwt.refresh_ttl;

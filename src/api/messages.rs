@@ -506,7 +506,7 @@ fn check_mentions(
     }
     let ids: Vec<String> = mentions.iter().map(Uuid::to_string).collect();
     let mut users = repo::notifications::recipients(conn, &ids)?;
-    let agents_read = internal && crate::workflow::state_of(case.status()).agent_visible;
+    let agents_read = crate::workflow::state_of(case.status()).agent_visible;
     let agents = match agents_read && users.iter().any(|u| u.role == Role::Agent.as_str()) {
         true => repo::notifications::agents_of(conn, &case.id)?,
         false => Vec::new(),

@@ -523,7 +523,7 @@ fn still_as_authenticated(
             code: "invalid_token",
             detail: "The account was deactivated while this request ran.".into(),
         }),
-        Some(now) if now.session_epoch() != caller.session_epoch => Err(ApiError::Unauthorized {
+        Some(now) if now.epochs.sum() != caller.session_epoch => Err(ApiError::Unauthorized {
             code: "invalid_token",
             detail: "Your sessions ended while this request ran.".into(),
         }),

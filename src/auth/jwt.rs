@@ -20,7 +20,7 @@ struct Claims {
     pub iat: i64,
     pub nbf: i64,
     pub jti: String,
-    /// The user's session epoch when it was issued (`repo::users::ActiveUser::session_epoch`:
+    /// The user's session epoch when it was issued (`repo::users::SessionEpochs::sum`:
     /// their own plus their agency's); tokens from before it existed count as issued under 0.
     #[serde(default)]
     pub epoch: i64,
@@ -99,7 +99,7 @@ pub struct Subject<'a> {
     pub role: Role,
     pub agency_id: Option<&'a str>,
     pub admin: bool,
-    /// Their session epoch (`repo::users::ActiveUser::session_epoch`), read under the lock
+    /// Their session epoch (`repo::users::SessionEpochs::sum`), read under the lock
     /// that issuing a session takes.
     pub session_epoch: i64,
 }

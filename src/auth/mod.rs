@@ -80,9 +80,9 @@ impl Token {
     /// The caller as the database has them now, or 401 if deactivated since the token was issued.
     pub fn user(&self, conn: &mut DbConnection) -> Result<AuthUser, ApiError> {
         let user = repo::users::find_caller(conn, &self.0.sub)?.ok_or_else(invalid_token)?;
-        self.still_in_session(user.session_epoch())?;
+        self.still_in_session(user.epochs.sum())?;
         Ok(AuthUser {
-            session_epoch: user.session_epoch(),
+            session_epoch: user.epochs.sum(),
             role: user.role(),
             locale: user.locale(),
             agency_id: user.agency_id,
@@ -104,7 +104,7 @@ impl Token {
     /// The caller's whole row (their profile), or 401 as for [`Token::user`].
     pub fn profile(&self, conn: &mut DbConnection) -> Result<repo::users::UserRow, ApiError> {
         let user = repo::users::find_active(conn, &self.0.sub)?.ok_or_else(invalid_token)?;
-        self.still_in_session(user.session_epoch())?;
+        self.still_in_session(user.epochs.sum())?;
         Ok(user.row)
     }
 

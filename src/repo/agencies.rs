@@ -42,7 +42,7 @@ pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<AgencyRow>>
 }
 
 /// Ends every session of the agency's staff: access tokens issued so far are refused from
-/// their next request on ([`super::users::ActiveUser::session_epoch`]). Not part of the
+/// their next request on ([`super::users::SessionEpochs::sum`]). Not part of the
 /// agency's representation, so the version stays.
 pub fn end_sessions(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
     diesel::update(agencies::table.find(id))

@@ -29,7 +29,7 @@ pub struct UserRow {
     /// Operators only; `None` follows `DOSSIER_OPERATOR_CAPACITY`.
     pub capacity: Option<i32>,
     /// Moved on when every session of the user ends ([`end_sessions`]); with their agency's,
-    /// what their access tokens carry ([`ActiveUser::session_epoch`]).
+    /// what their access tokens carry ([`SessionEpochs::sum`]).
     pub session_epoch: i64,
 }
 
@@ -59,16 +59,8 @@ impl UserRow {
 pub struct ActiveUser {
     #[diesel(embed)]
     pub row: UserRow,
-    #[diesel(select_expression = agencies::session_epoch.nullable())]
-    #[diesel(select_expression_type = diesel::dsl::Nullable<agencies::session_epoch>)]
-    agency_epoch: Option<i64>,
-}
-
-impl ActiveUser {
-    /// What their access tokens must carry ([`sessions_epoch`]).
-    pub fn session_epoch(&self) -> i64 {
-        sessions_epoch(self.row.session_epoch, self.agency_epoch)
-    }
+    #[diesel(embed)]
+    pub epochs: SessionEpochs,
 }
 
 /// What authenticating a request needs of a user: a few columns rather than the whole row (no
@@ -81,11 +73,8 @@ pub struct CallerRow {
     pub agency_id: Option<String>,
     pub is_admin: bool,
     pub locale: String,
-    #[diesel(column_name = session_epoch)]
-    own_epoch: i64,
-    #[diesel(select_expression = agencies::session_epoch.nullable())]
-    #[diesel(select_expression_type = diesel::dsl::Nullable<agencies::session_epoch>)]
-    agency_epoch: Option<i64>,
+    #[diesel(embed)]
+    pub epochs: SessionEpochs,
 }
 
 impl CallerRow {
@@ -96,19 +85,27 @@ impl CallerRow {
     pub fn locale(&self) -> Locale {
         locale_of(&self.locale)
     }
-
-    /// What their access tokens must carry ([`sessions_epoch`]).
-    pub fn session_epoch(&self) -> i64 {
-        sessions_epoch(self.own_epoch, self.agency_epoch)
-    }
 }
 
-/// The epoch a user's access tokens are issued under: their own (`users.session_epoch`) plus
-/// their agency's (`agencies.session_epoch`, staff only). Both only grow, so the sum moves
-/// whenever the user's sessions end or their agency is deactivated, and a token carrying an
-/// older sum is refused.
-fn sessions_epoch(own: i64, agency: Option<i64>) -> i64 {
-    own + agency.unwrap_or(0)
+/// A user's session epoch and their agency's (staff only), read with `users` joined to
+/// `agencies`.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users)]
+pub struct SessionEpochs {
+    #[diesel(column_name = session_epoch)]
+    own: i64,
+    #[diesel(select_expression = agencies::session_epoch.nullable())]
+    #[diesel(select_expression_type = diesel::dsl::Nullable<agencies::session_epoch>)]
+    agency: Option<i64>,
+}
+
+impl SessionEpochs {
+    /// The epoch the user's access tokens are issued under: their own plus their agency's.
+    /// Both only grow, so the sum moves whenever the user's sessions end or their agency is
+    /// deactivated, and a token carrying an older sum is refused.
+    pub fn sum(&self) -> i64 {
+        self.own + self.agency.unwrap_or(0)
+    }
 }
 
 /// Someone's own capacity (`users.capacity`), else the server's `DOSSIER_OPERATOR_CAPACITY`.

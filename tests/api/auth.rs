@@ -585,9 +585,11 @@ async fn a_deactivated_agency_locks_its_staff_out() {
     // Nor do their access tokens work again (the agency's epoch moved on), while another
     // agency's and the client's do; a new login does.
     for path in ["/v1/me", "/v1/cases"] {
-        app.get(path, &w.a_operator.token)
-            .await
-            .assert_problem(401, "invalid_token");
+        for theirs in [&w.a_operator.token, &w.a_agent.token, &w.a_admin.token] {
+            app.get(path, theirs)
+                .await
+                .assert_problem(401, "invalid_token");
+        }
         app.get(path, &w.b_operator.token).await.assert_status(200);
         app.get(path, &w.client.token).await.assert_status(200);
     }
