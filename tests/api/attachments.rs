@@ -414,6 +414,45 @@ async fn retried_uploads_are_replayed_and_keep_nothing_of_their_own() {
     assert_eq!(written(), after);
 }
 
+/// Retries of one keyed upload sent at once store one file: each answer is that file (201, the
+/// replays marked) or 409 `idempotency_key_in_use`, and no loser's blob is left behind.
+#[actix_web::test]
+async fn racing_retries_of_one_keyed_upload_keep_one_file() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let uri = case_files(&case);
+    let bytes = png(20_000);
+    let results = futures_util::future::join_all(
+        (0..4).map(|_| upload_keyed_to(&app, &w.client.token, &uri, "race-1", "photo.png", &bytes)),
+    )
+    .await;
+    let mut files = std::collections::HashSet::new();
+    let mut fresh = 0;
+    for res in &results {
+        match res.status.as_u16() {
+            201 => {
+                files.insert(id(&res.body));
+                fresh += usize::from(res.header("idempotent-replayed").is_none());
+            }
+            _ => {
+                res.assert_problem(409, "idempotency_key_in_use");
+            }
+        }
+    }
+    assert_eq!(
+        (files.len(), fresh),
+        (1, 1),
+        "one upload, the others its replays"
+    );
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM attachments"), 1);
+    assert_eq!(
+        stored_files(app.files.path()).len(),
+        1,
+        "no loser's blob kept"
+    );
+}
+
 #[actix_web::test]
 async fn oversized_uploads_are_413_while_streaming_and_leave_nothing() {
     let app = spawn_with(&[("DOSSIER_MAX_UPLOAD_BYTES", "12000")]).await;
