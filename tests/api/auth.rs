@@ -907,6 +907,42 @@ async fn a_login_racing_the_end_of_every_session_gets_a_working_token() {
     app.get("/v1/me", token).await.assert_status(200);
 }
 
+/// A staff login whose password was checked before its agency's sessions ended reads the
+/// agency's epoch under the lock it takes: deactivated meanwhile, no session; its sessions
+/// ended but still active (a deactivation and a reactivation), a token that works.
+#[actix_web::test]
+async fn a_login_racing_its_agencys_deactivation_gets_no_session() {
+    let app = spawn().await;
+    let admin = app.admin().await;
+    let agency = app.agency(&admin, "Racing Investigations").await;
+    let user = app.create_user("racer@agency.example", "agency", Some(&agency), false);
+    let ends = |deactivates: bool| {
+        format!(
+            "UPDATE agencies SET active = {}, session_epoch = session_epoch + 1 \
+             WHERE id = '{agency}'",
+            if deactivates { "false" } else { "true" }
+        )
+    };
+    let login = app.login("racer@agency.example", PASSWORD);
+    let res = app.while_held(&ends(false), login).await;
+    let token = res.assert_status(200)["access_token"].as_str().unwrap();
+    app.get("/v1/me", token).await.assert_status(200);
+
+    let login = app.login("racer@agency.example", PASSWORD);
+    let res = app.while_held(&ends(true), login).await;
+    res.assert_problem(401, "invalid_credentials");
+    app.get("/v1/me", token)
+        .await
+        .assert_problem(401, "invalid_token");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM refresh_tokens WHERE user_id = '{user}'"
+        )),
+        1,
+        "only the first login's"
+    );
+}
+
 /// Refresh and logout name a token without authenticating: one that does not exist (a guess,
 /// or one swept long ago) is answered from a read and never takes the database's writer.
 #[actix_web::test]
