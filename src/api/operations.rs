@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 use crate::app::AppState;
 use crate::errors::ApiError;
+use crate::live::relay::RelayStatus;
 
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"status": "ok"}))]
@@ -26,15 +27,27 @@ pub async fn live() -> HttpResponse {
     })
 }
 
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": "ok", "live_relay": "listening"}))]
+pub struct ReadyStatus {
+    /// `ok`.
+    pub status: String,
+    /// The live streams' relay across API nodes (PostgreSQL): `reconnecting` while its
+    /// connection is replaced, when this node's streams miss other nodes' wakes. Not a reason
+    /// to take the node out of service: requests are served, and the streams catch up once it
+    /// listens again.
+    pub live_relay: RelayStatus,
+}
+
 /// Readiness
 ///
 /// Pings the database. Answers 503 while it cannot be reached and 200 again as soon as it can,
-/// without a restart.
+/// without a restart. Also tells where the live streams' relay stands.
 #[utoipa::path(
     tag = "operations",
     operation_id = "health_ready",
     responses(
-        (status = 200, description = "The database answers", body = HealthStatus),
+        (status = 200, description = "The database answers", body = ReadyStatus),
         (status = 503, description = "The database cannot be reached"),
     )
 )]
@@ -47,8 +60,9 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
             .map_err(|e| ApiError::Unavailable(e.to_string()))
     })
     .await??;
-    Ok(HttpResponse::Ok().json(HealthStatus {
+    Ok(HttpResponse::Ok().json(ReadyStatus {
         status: "ok".into(),
+        live_relay: crate::live::relay::status(),
     }))
 }
 

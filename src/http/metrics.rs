@@ -14,6 +14,7 @@ pub struct Metrics {
     pool_max: IntGauge,
     live_streams: IntGauge,
     live_stream_reads: IntCounter,
+    live_relay_listening: IntGauge,
 }
 
 impl Metrics {
@@ -44,6 +45,11 @@ impl Metrics {
             IntGauge::new("db_pool_max_connections", "Pool size limit").expect("valid metric");
         let live_streams =
             IntGauge::new("live_streams", "Open notification streams").expect("valid metric");
+        let live_relay_listening = IntGauge::new(
+            "live_relay_listening",
+            "1 while the live streams' relay listens (PostgreSQL), 0 while it reconnects or is off",
+        )
+        .expect("valid metric");
         let live_stream_reads = IntCounter::new(
             "live_stream_reads_total",
             "Reads of the database by notification streams",
@@ -57,6 +63,7 @@ impl Metrics {
             Box::new(pool_max.clone()),
             Box::new(live_streams.clone()),
             Box::new(live_stream_reads.clone()),
+            Box::new(live_relay_listening.clone()),
         ] {
             registry
                 .register(collector)
@@ -71,6 +78,7 @@ impl Metrics {
             pool_max,
             live_streams,
             live_stream_reads,
+            live_relay_listening,
         }
     }
 
@@ -97,6 +105,8 @@ impl Metrics {
         self.pool_connections.set(i64::from(state.connections));
         self.pool_idle.set(i64::from(state.idle_connections));
         self.pool_max.set(i64::from(pool.max_size()));
+        let listening = crate::live::relay::status() == crate::live::relay::RelayStatus::Listening;
+        self.live_relay_listening.set(i64::from(listening));
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)

@@ -17,6 +17,7 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::db::{DatabaseUrl, DbConnection};
 
@@ -36,10 +37,36 @@ const RETRY: Duration = Duration::from_secs(1);
 static NODE: LazyLock<String> = LazyLock::new(|| uuid::Uuid::now_v7().to_string());
 /// Whether the relay runs: writes send only then (`DOSSIER_LIVE_RELAY`).
 static RUNNING: AtomicBool = AtomicBool::new(false);
+/// Whether the listening connection is up; between a failure and its replacement, other nodes'
+/// wakes are missed (every stream reads once when it is back).
+static LISTENING: AtomicBool = AtomicBool::new(false);
 /// libpq's keepalives and send timeout for the listening connection: a network that stops
 /// answering fails it within about half a minute, not TCP's quarter of an hour.
 const KEEPALIVES: &str = "keepalives=1&keepalives_idle=10&keepalives_interval=5\
                           &keepalives_count=3&tcp_user_timeout=30000&connect_timeout=10";
+
+/// Where the relay stands, for readiness and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RelayStatus {
+    /// Not running: SQLite, or `DOSSIER_LIVE_RELAY=false`.
+    Off,
+    /// Listening for the other nodes' wakes.
+    Listening,
+    /// Its connection is being opened, or replaced after a failure.
+    Reconnecting,
+}
+
+pub fn status() -> RelayStatus {
+    match (
+        RUNNING.load(Ordering::Relaxed),
+        LISTENING.load(Ordering::Relaxed),
+    ) {
+        (false, _) => RelayStatus::Off,
+        (true, true) => RelayStatus::Listening,
+        (true, false) => RelayStatus::Reconnecting,
+    }
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Relayed {
@@ -99,6 +126,7 @@ pub fn spawn(database_url: &str) -> std::io::Result<()> {
                 if let Err(e) = listen(&url) {
                     log::warn!("live relay: {e}; listening again in {RETRY:?}");
                 }
+                LISTENING.store(false, Ordering::Relaxed);
                 std::thread::sleep(RETRY);
             }
         })
@@ -110,6 +138,7 @@ pub fn spawn(database_url: &str) -> std::io::Result<()> {
 fn listen(url: &str) -> Result<(), Box<dyn std::error::Error>> {
     let mut conn = PgConnection::establish(url)?;
     conn.batch_execute(&format!("LISTEN {CHANNEL}"))?;
+    LISTENING.store(true, Ordering::Relaxed);
     super::wake_every_stream();
     let mut checked = Instant::now();
     loop {

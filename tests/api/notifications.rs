@@ -666,6 +666,12 @@ async fn another_nodes_notification_reaches_the_stream_through_postgres() {
         );
         actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    // Readiness and metrics tell it listens.
+    let ready = app
+        .send(actix_web::test::TestRequest::get().uri("/health/ready"))
+        .await;
+    assert_eq!(ready.assert_status(200)["live_relay"], "listening");
+    assert_eq!(metric(&app, "live_relay_listening").await, 1.0);
 
     // What this node's writes send, once committed: the users they notified.
     post_message(&app, &w.a_operator.token, &case, "Relayed").await;

@@ -9,6 +9,15 @@ async fn health_and_metrics() {
     assert_eq!(live.assert_status(200)["status"], "ok");
     let ready = app.send(TestRequest::get().uri("/health/ready")).await;
     assert_eq!(ready.assert_status(200)["status"], "ok");
+    // Only a PostgreSQL node runs the relay (one of the PostgreSQL run's tests starts it).
+    let relay = ready.body["live_relay"].as_str().unwrap();
+    match app._db.is_postgres() {
+        false => assert_eq!(relay, "off"),
+        true => assert!(
+            ["off", "listening", "reconnecting"].contains(&relay),
+            "{relay}"
+        ),
+    }
     app.send(TestRequest::get().uri("/v1/me"))
         .await
         .assert_problem(401, "missing_token");
@@ -26,6 +35,9 @@ async fn health_and_metrics() {
     );
     assert!(text.contains("dossier_http_request_duration_seconds_bucket"));
     assert!(text.contains("dossier_db_pool_max_connections 4"));
+    if !app._db.is_postgres() {
+        assert!(text.contains("dossier_live_relay_listening 0"), "{text}");
+    }
 }
 
 #[actix_web::test]
