@@ -1,9 +1,11 @@
 //! Prometheus metrics: request counts and latency by route and status, and pool usage.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
+
+use crate::live::relay::RelayStatus;
 
 pub struct Metrics {
     registry: Registry,
@@ -14,7 +16,7 @@ pub struct Metrics {
     pool_max: IntGauge,
     live_streams: IntGauge,
     live_stream_reads: IntCounter,
-    live_relay_listening: IntGauge,
+    live_relay: IntGaugeVec,
 }
 
 impl Metrics {
@@ -45,9 +47,12 @@ impl Metrics {
             IntGauge::new("db_pool_max_connections", "Pool size limit").expect("valid metric");
         let live_streams =
             IntGauge::new("live_streams", "Open notification streams").expect("valid metric");
-        let live_relay_listening = IntGauge::new(
-            "live_relay_listening",
-            "1 while the live streams' relay listens (PostgreSQL), 0 while it reconnects or is off",
+        let live_relay = IntGaugeVec::new(
+            Opts::new(
+                "live_relay",
+                "1 for the state the live streams' relay is in: off, listening or reconnecting",
+            ),
+            &["state"],
         )
         .expect("valid metric");
         let live_stream_reads = IntCounter::new(
@@ -63,7 +68,7 @@ impl Metrics {
             Box::new(pool_max.clone()),
             Box::new(live_streams.clone()),
             Box::new(live_stream_reads.clone()),
-            Box::new(live_relay_listening.clone()),
+            Box::new(live_relay.clone()),
         ] {
             registry
                 .register(collector)
@@ -78,7 +83,7 @@ impl Metrics {
             pool_max,
             live_streams,
             live_stream_reads,
-            live_relay_listening,
+            live_relay,
         }
     }
 
@@ -105,8 +110,12 @@ impl Metrics {
         self.pool_connections.set(i64::from(state.connections));
         self.pool_idle.set(i64::from(state.idle_connections));
         self.pool_max.set(i64::from(pool.max_size()));
-        let listening = crate::live::relay::status() == crate::live::relay::RelayStatus::Listening;
-        self.live_relay_listening.set(i64::from(listening));
+        let now = crate::live::relay::status();
+        for state in RelayStatus::ALL {
+            self.live_relay
+                .with_label_values(&[state.as_str()])
+                .set(i64::from(state == now));
+        }
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)

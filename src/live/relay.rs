@@ -57,6 +57,23 @@ pub enum RelayStatus {
     Reconnecting,
 }
 
+impl RelayStatus {
+    pub const ALL: [RelayStatus; 3] = [
+        RelayStatus::Off,
+        RelayStatus::Listening,
+        RelayStatus::Reconnecting,
+    ];
+
+    /// As serialized, for the metric's label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelayStatus::Off => "off",
+            RelayStatus::Listening => "listening",
+            RelayStatus::Reconnecting => "reconnecting",
+        }
+    }
+}
+
 pub fn status() -> RelayStatus {
     match (
         RUNNING.load(Ordering::Relaxed),

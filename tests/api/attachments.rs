@@ -415,7 +415,9 @@ async fn retried_uploads_are_replayed_and_keep_nothing_of_their_own() {
 }
 
 /// Retries of one keyed upload sent at once store one file: each answer is that file (201, the
-/// replays marked) or 409 `idempotency_key_in_use`, and no loser's blob is left behind.
+/// replays marked) or 409 `idempotency_key_in_use`, and no loser's blob is left behind. Each
+/// streams its blob before its write: on SQLite the writes take turns (replays), on PostgreSQL
+/// they may overlap (409).
 #[actix_web::test]
 async fn racing_retries_of_one_keyed_upload_keep_one_file() {
     let app = spawn().await;

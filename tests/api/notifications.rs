@@ -666,12 +666,21 @@ async fn another_nodes_notification_reaches_the_stream_through_postgres() {
         );
         actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    // Readiness and metrics tell it listens.
-    let ready = app
-        .send(actix_web::test::TestRequest::get().uri("/health/ready"))
-        .await;
-    assert_eq!(ready.assert_status(200)["live_relay"], "listening");
-    assert_eq!(metric(&app, "live_relay_listening").await, 1.0);
+    // Readiness and metrics tell it listens (once its LISTEN has been answered).
+    let relay_state = || async {
+        let ready = app
+            .send(actix_web::test::TestRequest::get().uri("/health/ready"))
+            .await;
+        ready.assert_status(200)["live_relay"].clone()
+    };
+    while relay_state().await != "listening" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "readiness does not tell it listens"
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(metric(&app, r#"live_relay{state="listening"}"#).await, 1.0);
 
     // What this node's writes send, once committed: the users they notified.
     post_message(&app, &w.a_operator.token, &case, "Relayed").await;
@@ -722,5 +731,19 @@ async fn another_nodes_notification_reaches_the_stream_through_postgres() {
         "not woken by the relay: {:?}",
         relayed.elapsed()
     );
+
+    // Its connection cut, the relay reports it is reconnecting, then listens again.
+    drop(other_node);
+    app.sql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query = 'LISTEN dossier_live'",
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    for state in ["reconnecting", "listening"] {
+        while relay_state().await != state {
+            assert!(std::time::Instant::now() < deadline, "never {state}");
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
     handle.stop(false).await;
 }

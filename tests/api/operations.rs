@@ -36,7 +36,14 @@ async fn health_and_metrics() {
     assert!(text.contains("dossier_http_request_duration_seconds_bucket"));
     assert!(text.contains("dossier_db_pool_max_connections 4"));
     if !app._db.is_postgres() {
-        assert!(text.contains("dossier_live_relay_listening 0"), "{text}");
+        assert!(
+            text.contains(r#"dossier_live_relay{state="off"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"dossier_live_relay{state="listening"} 0"#),
+            "{text}"
+        );
     }
 }
 
