@@ -33,9 +33,9 @@ pub struct ReadyStatus {
     /// `ok`.
     pub status: String,
     /// The live streams' relay across API nodes (PostgreSQL): `reconnecting` while its
-    /// connection is replaced, when this node's streams miss other nodes' wakes. Not a reason
-    /// to take the node out of service: requests are served, and the streams catch up once it
-    /// listens again.
+    /// connection is opened or replaced, when this node's streams miss other nodes' wakes.
+    /// Not a reason to take the node out of service: requests are served, and the streams
+    /// catch up once it listens again.
     pub live_relay: RelayStatus,
 }
 

@@ -1,4 +1,5 @@
-//! Prometheus metrics: request counts and latency by route and status, and pool usage.
+//! Prometheus metrics: request counts and latency by route and status, pool usage, the live
+//! streams and their relay's state.
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
