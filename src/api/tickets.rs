@@ -663,24 +663,27 @@ pub async fn update_ticket(
                 changes.priority.clone(),
             ),
         ]);
-        if !audit.is_empty() {
-            // A webhook is told the names of the members changed, never their text. They are
-            // the audit rows' field names: renaming one changes what receivers read.
-            let edited: Vec<String> = audit.iter().filter_map(|c| c.field.clone()).collect();
-            who.update(conn, &current, WORKED, &if_match, &changes)?;
-            repo::audit::append(conn, &who.actor, audit)?;
-            // Before the SLA events a new priority may bring: the edit comes first.
-            let what = crate::webhooks::TicketWhat {
-                ticket: &who.find(conn, &id)?,
-                status: None,
-                detail: Some(&edited.join(", ")),
-            };
-            crate::webhooks::enqueue_ticket(conn, WebhookEvent::TicketUpdated, &what)?;
+        if audit.is_empty() {
+            return who.view(conn, current);
         }
-        if let Some(priority) = input.priority.filter(|p| *p != current.priority()) {
-            let ticket = Subject::ticket(&current);
-            crate::sla::reprioritized(conn, &notifier, ticket, priority)?;
-        }
+        // A webhook is told the names of the members changed, never their text. They are the
+        // audit rows' field names: renaming one changes what receivers read.
+        let edited: Vec<String> = audit.iter().filter_map(|c| c.field.clone()).collect();
+        who.update(conn, &current, WORKED, &if_match, &changes)?;
+        repo::audit::append(conn, &who.actor, audit)?;
+        // Before the SLA events a new priority may bring: the edit comes first.
+        let row = who.find(conn, &id)?;
+        let what = crate::webhooks::TicketWhat {
+            ticket: &row,
+            status: None,
+            detail: Some(&edited.join(", ")),
+        };
+        crate::webhooks::enqueue_ticket(conn, WebhookEvent::TicketUpdated, &what)?;
+        let Some(priority) = input.priority.filter(|p| *p != current.priority()) else {
+            return who.view(conn, row);
+        };
+        crate::sla::reprioritized(conn, &notifier, Subject::ticket(&current), priority)?;
+        // The new priority moved the ticket's SLA clocks.
         let row = who.find(conn, &id)?;
         who.view(conn, row)
     })
