@@ -385,7 +385,8 @@ where
     /// Runs `request` while the statements `held` are written, not yet committed, on a
     /// connection of their own, as a racing write's would be, and commits them once the request
     /// waits for them: on PostgreSQL when a backend is seen waiting on a lock, on SQLite (whose
-    /// writer then waits for the write lock) after half a second.
+    /// writer then waits for the write lock) after half a second. On PostgreSQL a request that
+    /// never waits fails the test: it did not race the held change.
     pub async fn while_held(
         &self,
         held: &str,
@@ -402,15 +403,22 @@ where
             )
         };
         let commit = async move {
+            let mut waited = false;
             for round in 0..250 {
                 actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
-                if (postgres && waiting() > 0) || (!postgres && round == 25) {
+                waited = postgres && waiting() > 0;
+                if waited || (!postgres && round == 25) {
                     break;
                 }
             }
             conn.batch_execute("COMMIT").unwrap();
+            waited
         };
-        let (res, ()) = futures_util::future::join(request, commit).await;
+        let (res, waited) = futures_util::future::join(request, commit).await;
+        assert!(
+            waited || !postgres,
+            "the request never waited for the held change: {held}"
+        );
         res
     }
 
