@@ -4,7 +4,7 @@
 
 use actix_web::dev::{ServiceFactory, ServiceRequest};
 use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::path::{Operation, Parameter};
 use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, ArrayBuilder, ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder};
@@ -133,11 +133,11 @@ fn finish(mut doc: Document) -> Document {
         let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
         let has_input =
             op.request_body.is_some() || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
-        let idempotent = op.parameters.as_ref().is_some_and(|params| {
-            params
-                .iter()
-                .any(|p| matches!(p, RefOr::T(p) if p.name.eq_ignore_ascii_case(IDEMPOTENCY_KEY.as_str())))
-        });
+        let takes_key = |p: &RefOr<Parameter>| match p {
+            RefOr::T(p) => p.name.eq_ignore_ascii_case(IDEMPOTENCY_KEY.as_str()),
+            RefOr::Ref(_) => false,
+        };
+        let idempotent = op.parameters.iter().flatten().any(takes_key);
         let responses = &mut op.responses.responses;
         for (status, response) in responses.iter_mut() {
             let is_error = status.starts_with('4') || status.starts_with('5');
@@ -172,7 +172,7 @@ fn finish(mut doc: Document) -> Document {
         if secured {
             add(
                 "401",
-                "Missing, invalid or expired access token, its sessions ended (a logout everywhere, a password change), or a deactivated user (`WWW-Authenticate: Bearer`)",
+                "Missing, invalid or expired access token, its sessions ended (a logout everywhere, a password change, the agency's deactivation), or a deactivated user (`WWW-Authenticate: Bearer`)",
             );
         }
         if op.request_body.is_some() {

@@ -305,8 +305,8 @@ const QUEUE_BATCH: i64 = 20;
 
 /// `auto_assign`: serves the agency's queue, its paid cases nobody is responsible for
 /// (`in_approval`, unassigned), oldest first, each to the `available` operator with the most
-/// room (their capacity, else `default_capacity`, less their open cases); between equals, the one the rule served longest
-/// ago (round robin). Stops when nobody has room or the queue is empty: cases wait, unassigned
+/// room (their capacity, else `default_capacity`, less their open cases); between equals, the
+/// one the rule served longest ago (round robin). Stops when nobody has room or the queue is empty: cases wait, unassigned
 /// (the "to assign" view). Runs inside the write that made a case paid or an operator
 /// available, and in the rules' worker every minute (room freed since); `trigger` names the
 /// occasion in the rule log. How many cases it gave out.

@@ -509,9 +509,9 @@ pub async fn get_user(
 }
 
 /// The caller was read before the request's password hash, outside this write: they must still
-/// be the active user, in the session, with the role and admin flag their rights came from (two
-/// admins locking each other out at once would otherwise both succeed). Their row is locked with `others` on
-/// PostgreSQL, so a racing change to either waits.
+/// be the active user, in the session, with the role and admin flag their rights came from
+/// (two admins locking each other out at once would otherwise both succeed). Their row is
+/// locked with `others` on PostgreSQL, so a racing change to either waits.
 fn still_as_authenticated(
     conn: &mut DbConnection,
     caller: &AuthUser,

@@ -212,9 +212,10 @@ pub struct AvailableOperator {
 }
 
 /// The agency's operators (agency staff who can log in) who are `available`, with when the
-/// automatic assignment last served each and their capacity, in one statement. On PostgreSQL it locks their
-/// presence rows (only those) until the write commits and checks `available` again after any
-/// wait: two assignments never both count the same room, nor serve someone who just left.
+/// automatic assignment last served each and their capacity, in one statement. On PostgreSQL
+/// it locks their presence rows (only those) until the write commits and checks `available`
+/// again after any wait: two assignments never both count the same room, nor serve someone
+/// who just left.
 pub fn available_operators(
     conn: &mut DbConnection,
     agency_id: &str,

@@ -129,10 +129,11 @@ pub fn list_calendars(
 /// one and the second would break the one-default index).
 pub fn insert_policy(conn: &mut DbConnection, row: &PolicyRow) -> QueryResult<()> {
     if row.is_default {
-        let owner = row.agency_id.as_deref().unwrap_or("platform");
-        crate::db::lock_key(conn, &format!("sla_default:{owner}"))?;
-    }
-    if row.is_default {
+        let key = format!(
+            "sla_default:{}",
+            row.agency_id.as_deref().unwrap_or("platform")
+        );
+        crate::db::lock_key(conn, &key)?;
         let owner = sla_policies::table.filter(sla_policies::is_default.eq(true));
         match &row.agency_id {
             Some(agency) => {
