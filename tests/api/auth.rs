@@ -546,6 +546,13 @@ async fn a_deactivated_agency_locks_its_staff_out() {
     let theirs = app.session("op@garcia.example").await;
     crate::world::set_presence(&app, &w.a_operator.token, "available").await;
     crate::world::set_presence(&app, &w.b_operator.token, "available").await;
+    // Only platform staff deactivate an agency: its own admin cannot, and ends nothing.
+    app.patch(&agency, &w.a_admin.token, json!({"active": false}))
+        .await
+        .assert_problem(403, "forbidden");
+    app.get("/v1/me", &w.a_operator.token)
+        .await
+        .assert_status(200);
     app.patch(&agency, &w.platform.token, json!({"active": false}))
         .await
         .assert_status(200);
