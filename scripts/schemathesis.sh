@@ -11,6 +11,7 @@ port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); 
 export DATABASE_URL="sqlite://$work/dossier.db"
 export DOSSIER_BIND="127.0.0.1:$port"
 export DOSSIER_JWT_SECRET="schemathesis-secret-0123456789abcdef"
+export DOSSIER_SECRETS_KEY="$(head -c 32 /dev/urandom | base64)"
 # Generated logins must not lock the seeded admin out mid-run.
 export DOSSIER_LOGIN_MAX_FAILURES_PER_ADDRESS=1000000
 export DOSSIER_LOGIN_MAX_FAILURES_PER_ACCOUNT=1000000

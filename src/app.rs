@@ -1,6 +1,8 @@
 //! Assembles the application: state, routes, middleware, the server. Shared by `main` and
 //! the tests, so both run exactly the same app.
 
+use std::sync::Arc;
+
 use actix_cors::Cors;
 use actix_web::body::BoxBody;
 use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
@@ -16,6 +18,7 @@ use crate::db::{self, Pool};
 use crate::http::fallback::{self, RouteTable};
 use crate::http::metrics::Metrics;
 use crate::http::middleware;
+use crate::sealing::Sealer;
 use crate::storage::Blobs;
 
 pub struct AppState {
@@ -26,6 +29,7 @@ pub struct AppState {
     pub metrics: Metrics,
     pub blobs: Blobs,
     pub notifier: Notifier,
+    pub sealer: Arc<Sealer>,
 }
 
 impl AppState {
@@ -33,8 +37,10 @@ impl AppState {
         let pool = db::build_pool(&settings.database_url, settings.db_pool_size)?;
         let tokens = Tokens::new(&settings.jwt)?;
         let blobs = Blobs::new(&settings.storage)?;
+        let sealer = Arc::new(Sealer::new(&settings.secrets)?);
         Ok(AppState {
             blobs,
+            sealer,
             notifier: Notifier::new(&settings),
             throttle: LoginThrottle::new(settings.login_throttle.clone()),
             metrics: Metrics::new(),
@@ -44,7 +50,9 @@ impl AppState {
         })
     }
 
-    /// Applies migrations and creates the bootstrap admin: what must happen before serving.
+    /// Applies migrations, creates the bootstrap admin and seals the webhooks' secrets with the
+    /// current key: what must happen before serving. A secret no configured key opens stops
+    /// the start, rather than every delivery of its webhook later.
     pub fn prepare(&self) -> Result<(), String> {
         let mut conn = self
             .pool
@@ -53,6 +61,13 @@ impl AppState {
         db::run_migrations(&mut conn)?;
         if let Some(admin) = &self.settings.bootstrap_admin {
             crate::cli::bootstrap_admin(&mut conn, admin)?;
+        }
+        let resealed = db::in_write_transaction(&mut conn, |conn| {
+            crate::repo::webhooks::reseal_secrets(conn, &self.sealer)
+        })
+        .map_err(|e| format!("cannot seal the webhooks' secrets: {e}"))?;
+        if resealed > 0 {
+            log::info!("sealed {resealed} webhook(s)' secrets with the current key");
         }
         Ok(())
     }

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 
+use crate::sealing::{SecretsKey, SecretsSettings};
+
 /// Shortest HS256 secret accepted in production (bytes): 256 bits, the size of the hash.
 pub const MIN_SECRET_BYTES: usize = 32;
 
@@ -185,6 +187,8 @@ pub struct Settings {
     pub operator_capacity: u32,
     pub email: Option<EmailSettings>,
     pub webhooks: WebhookSettings,
+    /// The keys that seal webhook secrets and stored answers in the database (`sealing`).
+    pub secrets: SecretsSettings,
 }
 
 /// Reads variables through a lookup function so tests can feed their own map.
@@ -341,6 +345,7 @@ impl Settings {
                 .seconds("DOSSIER_TICKET_AUTO_CLOSE_AFTER", 3 * 24 * 3600)?,
             operator_capacity: src.positive("DOSSIER_OPERATOR_CAPACITY", 3)?,
             email: email(src)?,
+            secrets: secrets(src, environment)?,
             webhooks: WebhookSettings {
                 timeout: webhook_timeout(src)?,
                 retry_base: Duration::from_millis(
@@ -451,6 +456,34 @@ fn jwt_keys<F: Fn(&str) -> Option<String>>(
             true,
         )),
     }
+}
+
+/// `DOSSIER_SECRETS_KEY` seals; `DOSSIER_SECRETS_OLD_KEYS` (comma-separated) only open what
+/// keys before it sealed. Production refuses to store secrets in the clear.
+fn secrets<F: Fn(&str) -> Option<String>>(
+    src: &Source<F>,
+    environment: Environment,
+) -> Result<SecretsSettings, ConfigError> {
+    let key = match src.get("DOSSIER_SECRETS_KEY") {
+        Some(text) => {
+            Some(SecretsKey::from_base64(&text).map_err(|m| invalid("DOSSIER_SECRETS_KEY", m))?)
+        }
+        None if environment == Environment::Production => {
+            return Err(invalid(
+                "DOSSIER_SECRETS_KEY",
+                "required in production (openssl rand -base64 32)",
+            ));
+        }
+        None => None,
+    };
+    let old_keys = src
+        .get("DOSSIER_SECRETS_OLD_KEYS")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|k| !k.trim().is_empty())
+        .map(|k| SecretsKey::from_base64(k).map_err(|m| invalid("DOSSIER_SECRETS_OLD_KEYS", m)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(SecretsSettings { key, old_keys })
 }
 
 fn video_base_url<F: Fn(&str) -> Option<String>>(src: &Source<F>) -> Result<String, ConfigError> {

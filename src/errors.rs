@@ -396,6 +396,14 @@ impl From<diesel::result::Error> for ApiError {
     }
 }
 
+impl From<crate::sealing::SealError> for ApiError {
+    // A stored value no configured key opens: the configuration (or the data) is at fault, not
+    // the request; the log gets the key's id.
+    fn from(e: crate::sealing::SealError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
 impl From<r2d2::Error> for ApiError {
     // The pool only fails when no connection could be opened in time: the database is down.
     fn from(e: r2d2::Error) -> Self {

@@ -26,6 +26,7 @@ pub mod mailer;
 pub mod openapi;
 pub mod repo;
 pub mod rules;
+pub mod sealing;
 pub mod sla;
 pub mod storage;
 pub mod ticket_workflow;

@@ -166,7 +166,7 @@ pub async fn create_agency(
     key: IdempotencyKey,
     body: ValidJson<CreateAgency>,
 ) -> Result<HttpResponse, ApiError> {
-    idempotency::create(&state.pool, &req, key, body.0, move |conn| {
+    idempotency::create(&state, &req, key, body.0, move |conn| {
         let caller = token.user(conn)?;
         require_platform(&caller)?;
         let create = |conn: &mut DbConnection, input: CreateAgency| {

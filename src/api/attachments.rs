@@ -222,7 +222,7 @@ pub async fn upload_attachment(
     let key = format!("attachments/{attachment_id}");
     let file = files::receive_upload(&req, payload, &state, Some(role), &key).await?;
     let storage_key = key.clone();
-    let saved = idempotency::remember(&state.pool, &req, retry_key, file, move |conn| {
+    let saved = idempotency::remember(&state, &req, retry_key, file, move |conn| {
         // The caller and the case may have moved on while the bytes streamed in; the case is
         // locked before it is looked at again.
         repo::cases::share_lock(conn, &case_id)?;

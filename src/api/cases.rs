@@ -334,7 +334,7 @@ pub fn visible_case_id(
 /// is looked up and the case must be visible to them (404) before a replay; `create` runs, with
 /// every other rule, only for a first request.
 pub async fn create_on_case<I, T, F>(
-    pool: &db::Pool,
+    state: &AppState,
     req: &HttpRequest,
     key: IdempotencyKey,
     input: I,
@@ -349,7 +349,7 @@ where
         + Send
         + 'static,
 {
-    idempotency::create(pool, req, key, input, move |conn| {
+    idempotency::create(state, req, key, input, move |conn| {
         let Asked {
             caller,
             viewer,
@@ -600,7 +600,7 @@ pub async fn create_case(
     let asking = Asking::new(token, &req);
     let notifier = state.notifier.clone();
     let capacity = state.settings.operator_capacity;
-    idempotency::create(&state.pool, &req, key, body.0, move |conn| {
+    idempotency::create(&state, &req, key, body.0, move |conn| {
         let Asked {
             caller,
             viewer,

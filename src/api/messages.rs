@@ -324,7 +324,7 @@ pub async fn post_message(
 ) -> Result<HttpResponse, ApiError> {
     let notifier = state.notifier.clone();
     create_on_case(
-        &state.pool,
+        &state,
         &req,
         key,
         body.0,

@@ -278,7 +278,7 @@ pub async fn create_request(
 ) -> Result<HttpResponse, ApiError> {
     let notifier = state.notifier.clone();
     create_on_case(
-        &state.pool,
+        &state,
         &req,
         key,
         body.0,
@@ -618,7 +618,7 @@ pub async fn create_video_call(
     let notifier = state.notifier.clone();
     // Every rule is checked before a replay too: a replay hands out the room's URL, which the
     // case's leaving the active statuses disables.
-    idempotency::create(&state.pool, &req, key, (), move |conn| {
+    idempotency::create(&state, &req, key, (), move |conn| {
         let Asked {
             caller,
             viewer,

@@ -412,7 +412,7 @@ pub async fn create_service(
     // The template's rules are checked before the write, the caller's role inside it: a
     // caller who may not create services is told so whatever their template (403 before 422).
     let errors = check_fields("/required_data_template", &body.0.required_data_template);
-    idempotency::create(&state.pool, &req, key, body.0, move |conn| {
+    idempotency::create(&state, &req, key, body.0, move |conn| {
         let Asked { caller, actor, .. } = asking.resolve(conn)?;
         let agency_id = managed_agency(&caller)?;
         if !errors.is_empty() {

@@ -237,7 +237,7 @@ pub async fn create_calendar(
     let asking = Asking::new(token, &req);
     let input = body.0;
     let checked = Calendar::new(&input.time_zone, &input.hours, &input.holidays).map(drop);
-    idempotency::create(&state.pool, &req, key, input, move |conn| {
+    idempotency::create(&state, &req, key, input, move |conn| {
         let Asked { caller, actor, .. } = asking.resolve(conn)?;
         let agency_id = managed_owner(&caller)?;
         checked.map_err(problems_to_errors)?;
@@ -423,7 +423,7 @@ pub async fn create_sla_policy(
     body: ValidJson<CreatePolicy>,
 ) -> Result<HttpResponse, ApiError> {
     let asking = Asking::new(token, &req);
-    idempotency::create(&state.pool, &req, key, body.0, move |conn| {
+    idempotency::create(&state, &req, key, body.0, move |conn| {
         let Asked { caller, actor, .. } = asking.resolve(conn)?;
         let agency_id = managed_owner(&caller)?;
         let create = move |conn: &mut DbConnection, input: CreatePolicy| {

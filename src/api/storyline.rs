@@ -500,7 +500,7 @@ pub async fn create_event(
     body: ValidJson<CreateEvent>,
 ) -> Result<HttpResponse, ApiError> {
     create_on_case(
-        &state.pool,
+        &state,
         &req,
         key,
         body.0,

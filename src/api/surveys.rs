@@ -126,7 +126,7 @@ pub async fn create_survey(
     body: ValidJson<PostSurvey>,
 ) -> Result<HttpResponse, ApiError> {
     create_on_case(
-        &state.pool,
+        &state,
         &req,
         key,
         body.0,

@@ -452,7 +452,7 @@ pub async fn create_ticket(
 ) -> Result<HttpResponse, ApiError> {
     let asking = Asking::new(token, &req);
     let notifier = state.notifier.clone();
-    idempotency::create(&state.pool, &req, key, body.0, move |conn| {
+    idempotency::create(&state, &req, key, body.0, move |conn| {
         let asked = asking.resolve(conn)?;
         let caller = asked.caller.clone();
         asked.caller.require(
@@ -1116,7 +1116,7 @@ pub async fn post_ticket_message(
     let asking = Asking::new(token, &req);
     let id = id.into_inner().to_string();
     let notifier = state.notifier.clone();
-    idempotency::create(&state.pool, &req, key, body.0, move |conn| {
+    idempotency::create(&state, &req, key, body.0, move |conn| {
         let asked = asking.resolve(conn)?;
         let user_id = asked.caller.id.clone();
         let role = asked.caller.role;

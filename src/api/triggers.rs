@@ -257,7 +257,7 @@ pub async fn create_trigger(
     body: ValidJson<CreateTrigger>,
 ) -> Result<HttpResponse, ApiError> {
     let asking = Asking::new(token, &req);
-    idempotency::create(&state.pool, &req, key, body.0, move |conn| {
+    idempotency::create(&state, &req, key, body.0, move |conn| {
         let Asked { caller, actor, .. } = asking.resolve(conn)?;
         let agency_id = own_agency(&caller)?;
         let user_id = caller.id.clone();

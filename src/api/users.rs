@@ -450,7 +450,7 @@ pub async fn create_user(
     let key = state.settings.jwt.keys.private_material();
     input.password = password::keyed_digest(key, &input.password);
     let capacity = state.settings.operator_capacity;
-    idempotency::create(&state.pool, &req, retry_key, input, move |conn| {
+    idempotency::create(&state, &req, retry_key, input, move |conn| {
         still_as_authenticated(conn, &caller, &[])?;
         let user_id = caller.id.clone();
         let create = move |conn: &mut DbConnection, input: CreateUser| {

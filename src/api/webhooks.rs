@@ -26,6 +26,7 @@ use crate::repo;
 use crate::repo::audit::Change;
 use crate::repo::unique_violation_as;
 use crate::repo::webhooks::{DeliveryRow, Owner, WebhookChanges, WebhookRow};
+use crate::sealing::{self, Sealer};
 use crate::webhooks::WebhookEvent;
 
 /// Webhooks an agency (or the platform) may have: each event writes one delivery per webhook.
@@ -214,7 +215,8 @@ pub async fn create_webhook(
 ) -> Result<HttpResponse, ApiError> {
     let asking = Asking::new(token, &req);
     let public_https_only = state.settings.webhooks.public_https_only;
-    let mut response = idempotency::create(&state.pool, &req, key, body.0, move |conn| {
+    let sealer = state.sealer.clone();
+    let mut response = idempotency::create(&state, &req, key, body.0, move |conn| {
         let Asked { caller, actor, .. } = asking.resolve(conn)?;
         let owner = owner(&caller, None)?;
         let user_id = caller.id.clone();
@@ -228,14 +230,16 @@ pub async fn create_webhook(
                 ));
             }
             let events = checked_events(input.events)?;
+            let id = repo::new_id();
+            let secret = new_secret();
             let row = WebhookRow {
-                id: repo::new_id(),
+                secret: sealer.seal(&sealing::webhook_context(&id), &secret)?,
+                id,
                 agency_id: match owner {
                     Owner::Agency(agency) => Some(agency),
                     Owner::Platform => None,
                 },
                 url: input.url,
-                secret: new_secret(),
                 events: serde_json::to_string(&events).map_err(ApiError::internal)?,
                 active: true,
                 created_by: caller.id,
@@ -256,7 +260,6 @@ pub async fn create_webhook(
                     ("events", None, Some(row.events.clone())),
                 ]),
             )?;
-            let secret = row.secret.clone();
             let mut view = WebhookView::try_from(row)?;
             view.secret = Some(secret);
             Ok(Created {
@@ -442,6 +445,7 @@ pub async fn update_webhook(
     let asking = Asking::new(token, &req);
     let id = id.into_inner().to_string();
     let public_https_only = state.settings.webhooks.public_https_only;
+    let sealer = state.sealer.clone();
     let view = db::write(&state.pool, move |conn| {
         let Asked { caller, actor, .. } = asking.resolve(conn)?;
         let hook = managed(conn, &caller, &id)?;
@@ -459,7 +463,7 @@ pub async fn update_webhook(
             input.rotate_secret == Some(true),
             input.keep_old_secret_hours,
         ) {
-            (true, keep_hours) => Some(Rotation::new(&hook, keep_hours)),
+            (true, keep_hours) => Some(Rotation::new(&sealer, &hook, keep_hours)?),
             (false, None) => None,
             (false, Some(_)) => {
                 return Err(ApiError::invalid_field(
@@ -482,7 +486,7 @@ pub async fn update_webhook(
             active: input.active.filter(|a| *a != hook.active),
             events: events.filter(|e| *e != hook.events),
             url,
-            secret: rotation.as_ref().map(|r| r.secret.clone()),
+            secret: rotation.as_ref().map(|r| r.sealed.clone()),
             old_secret: rotation.as_ref().map(|r| r.old.clone().map(|(old, _)| old)),
             old_secret_expires_at: rotation
                 .as_ref()
@@ -523,7 +527,7 @@ pub async fn update_webhook(
         }
         repo::audit::append(conn, &actor, audit)?;
         let mut view = WebhookView::try_from(managed(conn, &caller, &id)?)?;
-        view.secret = changes.secret;
+        view.secret = rotation.map(|r| r.secret);
         Ok(view)
     })
     .await?;
@@ -533,21 +537,30 @@ pub async fn update_webhook(
         .json(view))
 }
 
-/// A new secret, and the old one with its end when the rotation keeps it.
+/// A new secret (for the answer, and sealed for the row), and the old one (as stored) with its
+/// end when the rotation keeps it.
 struct Rotation {
     secret: String,
+    sealed: String,
     old: Option<(String, NaiveDateTime)>,
 }
 
 impl Rotation {
-    fn new(hook: &WebhookRow, keep_hours: Option<i64>) -> Rotation {
-        Rotation {
-            secret: new_secret(),
+    fn new(
+        sealer: &Sealer,
+        hook: &WebhookRow,
+        keep_hours: Option<i64>,
+    ) -> Result<Rotation, ApiError> {
+        let secret = new_secret();
+        Ok(Rotation {
+            sealed: sealer.seal(&sealing::webhook_context(&hook.id), &secret)?,
+            secret,
+            // Both secrets are sealed for the same row, so the old one moves as it is.
             old: keep_hours.map(|hours| {
                 let until = db::now() + chrono::Duration::hours(hours);
                 (hook.secret.clone(), until)
             }),
-        }
+        })
     }
 }
 

@@ -9,7 +9,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::IntoParams;
 
-use crate::db::{self, DbConnection, Pool};
+use crate::app::AppState;
+use crate::db::{self, DbConnection};
 use crate::errors::{ApiError, FieldError};
 use crate::repo::idempotency::{self, StoredResponse};
 
@@ -85,7 +86,7 @@ pub struct Authorized<F> {
 /// One hand-off to a database thread per request, and a caller refused today is not replayed
 /// yesterday's answer. The fingerprint covers method, path and `input` as serialized.
 pub async fn create<I, T, A, F>(
-    pool: &Pool,
+    state: &AppState,
     req: &HttpRequest,
     key: IdempotencyKey,
     input: I,
@@ -97,7 +98,7 @@ where
     A: FnOnce(&mut DbConnection) -> Result<Authorized<F>, ApiError> + Send + 'static,
     F: FnOnce(&mut DbConnection, I) -> Result<Created<T>, ApiError>,
 {
-    Ok(remember(pool, req, key, input, authorize)
+    Ok(remember(state, req, key, input, authorize)
         .await?
         .into_response())
 }
@@ -134,7 +135,7 @@ impl Answer {
 /// [`create`], answering before the response is rendered, for a caller with something to undo
 /// when nothing was created (an upload's blob).
 pub async fn remember<I, T, A, F>(
-    pool: &Pool,
+    state: &AppState,
     req: &HttpRequest,
     key: IdempotencyKey,
     input: I,
@@ -157,10 +158,11 @@ where
         }
         None => String::new(),
     };
-    let (stored, replayed) = db::write(pool, move |conn| {
+    let sealer = state.sealer.clone();
+    let (stored, replayed) = db::write(&state.pool, move |conn| {
         let Authorized { user_id, create } = authorize(conn)?;
         if let Some(key) = &key.key
-            && let Some(stored) = idempotency::replay(conn, &user_id, key, &fingerprint)?
+            && let Some(stored) = idempotency::replay(conn, &sealer, &user_id, key, &fingerprint)?
         {
             return Ok((stored, true));
         }
@@ -176,7 +178,7 @@ where
             created_at: db::now(),
         };
         if key.key.is_some() {
-            idempotency::save(conn, &stored)?;
+            idempotency::save(conn, &sealer, &stored)?;
         }
         Ok((stored, false))
     })

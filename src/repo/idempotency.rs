@@ -8,6 +8,7 @@ use diesel::prelude::*;
 use crate::db::DbConnection;
 use crate::db::schema::idempotency_keys;
 use crate::errors::ApiError;
+use crate::sealing::{self, Sealer};
 
 /// Keys are forgotten after this long.
 pub const LIFETIME_HOURS: i64 = 24;
@@ -23,6 +24,8 @@ pub struct StoredResponse {
     pub status_code: i32,
     pub location: Option<String>,
     pub etag: Option<String>,
+    /// Stored sealed (`sealing::idempotency_context`) when a key is configured; in memory, as
+    /// sent.
     pub body: String,
     pub created_at: NaiveDateTime,
 }
@@ -31,10 +34,11 @@ fn cutoff() -> NaiveDateTime {
     crate::db::now() - chrono::Duration::hours(LIFETIME_HOURS)
 }
 
-/// The stored response for this key, if a live one exists; 422 when the key was used with
-/// another request.
+/// The stored response for this key, if a live one exists, its body opened; 422 when the key
+/// was used with another request.
 pub fn replay(
     conn: &mut DbConnection,
+    sealer: &Sealer,
     user_id: &str,
     key: &str,
     fingerprint: &str,
@@ -58,7 +62,11 @@ pub fn replay(
             detail: "This Idempotency-Key was used with a different request; use a new key.".into(),
             errors: Vec::new(),
         }),
-        other => Ok(other),
+        Some(mut s) => {
+            s.body = sealer.open(&sealing::idempotency_context(user_id, key), &s.body)?;
+            Ok(Some(s))
+        }
+        None => Ok(None),
     }
 }
 
@@ -69,11 +77,23 @@ pub fn delete_expired(conn: &mut DbConnection) -> QueryResult<usize> {
         .execute(conn)
 }
 
-/// Records the first response. A concurrent request holding the same key makes this a unique
-/// violation (PostgreSQL waits for it to commit first): that retry answers 409.
-pub fn save(conn: &mut DbConnection, response: &StoredResponse) -> Result<(), ApiError> {
+/// Records the first response, its body sealed. A concurrent request holding the same key
+/// makes this a unique violation (PostgreSQL waits for it to commit first): that retry
+/// answers 409.
+pub fn save(
+    conn: &mut DbConnection,
+    sealer: &Sealer,
+    response: &StoredResponse,
+) -> Result<(), ApiError> {
+    let body = sealer.seal(
+        &sealing::idempotency_context(&response.user_id, &response.key),
+        &response.body,
+    )?;
     diesel::insert_into(idempotency_keys::table)
-        .values(response)
+        .values(&StoredResponse {
+            body,
+            ..response.clone()
+        })
         .execute(conn)
         .map_err(super::unique_violation_as(|| ApiError::Conflict {
             code: "idempotency_key_in_use",

@@ -5,6 +5,8 @@ use diesel::prelude::*;
 
 use crate::db::schema::{webhook_deliveries, webhooks};
 use crate::db::{BuildOnce, DbConnection};
+use crate::errors::ApiError;
+use crate::sealing::{self, SealError, Sealer};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = webhooks)]
@@ -13,6 +15,7 @@ pub struct WebhookRow {
     /// `None`: the platform's, which hears of every agency's cases.
     pub agency_id: Option<String>,
     pub url: String,
+    /// As stored: sealed (`sealing::webhook_context`) when a key is configured.
     pub secret: String,
     /// JSON array of event codes.
     pub events: String,
@@ -23,20 +26,29 @@ pub struct WebhookRow {
     pub version: i64,
     /// Deleted: hidden from every request, and kept only until its deliveries are swept.
     pub deleted_at: Option<NaiveDateTime>,
-    /// The secret a rotation replaced, still signing beside `secret` until it expires.
+    /// The secret a rotation replaced (as stored, like `secret`), still signing beside
+    /// `secret` until it expires.
     pub old_secret: Option<String>,
     pub old_secret_expires_at: Option<NaiveDateTime>,
 }
 
 impl WebhookRow {
-    /// The secrets that sign a delivery posted at `now`: the current one, then the old one
-    /// while it is kept.
-    pub fn signing_secrets(&self, now: NaiveDateTime) -> Vec<&str> {
+    /// The secrets that sign a delivery posted at `now`, opened: the current one, then the old
+    /// one while it is kept.
+    pub fn signing_secrets(
+        &self,
+        sealer: &Sealer,
+        now: NaiveDateTime,
+    ) -> Result<Vec<String>, SealError> {
+        let context = sealing::webhook_context(&self.id);
         let old = self
             .old_secret
             .as_deref()
             .filter(|_| self.old_secret_expires_at.is_some_and(|until| until > now));
-        std::iter::once(self.secret.as_str()).chain(old).collect()
+        std::iter::once(self.secret.as_str())
+            .chain(old)
+            .map(|stored| sealer.open(&context, stored))
+            .collect()
     }
 }
 
@@ -168,6 +180,47 @@ pub fn delete(conn: &mut DbConnection, id: &str, version: i64) -> QueryResult<bo
     ))
     .execute(conn)?;
     Ok(deleted == 1)
+}
+
+/// Stores every webhook's secrets (deleted ones' too) as the current key seals them: sealed
+/// with it, when they were stored in the clear or with an old key; in the clear, when no key
+/// is configured (development) and an old key opens them. Not a change of the webhook: its
+/// version stays. How many webhooks changed. A whole read of a small table (at most 20
+/// webhooks per owner), at each start. A webhook another node changes meanwhile keeps that
+/// change (its writer sealed it), and is sealed again at the next start if need be.
+pub fn reseal_secrets(conn: &mut DbConnection, sealer: &Sealer) -> Result<usize, ApiError> {
+    let stored: Vec<(String, i64, String, Option<String>)> = webhooks::table
+        .select((
+            webhooks::id,
+            webhooks::version,
+            webhooks::secret,
+            webhooks::old_secret,
+        ))
+        .load(conn)?;
+    let mut changed = 0;
+    for (id, version, secret, old_secret) in stored {
+        let context = sealing::webhook_context(&id);
+        let new_secret = sealer.reseal(&context, &secret)?;
+        let new_old = match &old_secret {
+            Some(old) => sealer.reseal(&context, old)?,
+            None => None,
+        };
+        if new_secret.is_none() && new_old.is_none() {
+            continue;
+        }
+        changed += diesel::update(
+            webhooks::table
+                .find(&id)
+                .filter(webhooks::version.eq(version))
+                .filter(webhooks::secret.eq(&secret)),
+        )
+        .set((
+            webhooks::secret.eq(new_secret.as_ref().unwrap_or(&secret)),
+            webhooks::old_secret.eq(new_old.or(old_secret)),
+        ))
+        .execute(conn)?;
+    }
+    Ok(changed)
 }
 
 /// Forgets the old secrets that expired before `now` (they sign nothing already): how many.

@@ -35,13 +35,51 @@ fn production_refuses_a_missing_or_weak_secret() {
     ])
     .unwrap_err();
     assert_eq!(e.name, "DOSSIER_JWT_SECRET");
+    let e = load(&[
+        ("DOSSIER_ENV", "production"),
+        ("DOSSIER_JWT_SECRET", &"k".repeat(32)),
+    ])
+    .unwrap_err();
+    assert_eq!(e.name, "DOSSIER_SECRETS_KEY");
     assert!(
         load(&[
             ("DOSSIER_ENV", "production"),
-            ("DOSSIER_JWT_SECRET", &"k".repeat(32))
+            ("DOSSIER_JWT_SECRET", &"k".repeat(32)),
+            ("DOSSIER_SECRETS_KEY", crate::helpers::SECRETS_KEY),
         ])
         .is_ok()
     );
+}
+
+#[test]
+fn secrets_keys_must_be_32_bytes_of_base64_and_are_never_printed() {
+    for (name, value) in [
+        ("DOSSIER_SECRETS_KEY", "not base64!"),
+        // 31 bytes.
+        (
+            "DOSSIER_SECRETS_KEY",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==",
+        ),
+        (
+            "DOSSIER_SECRETS_OLD_KEYS",
+            "giSW2K8ngX5UwS+CUhBVoK9B4ME8uYFOWNSJeFAF8fA=,short",
+        ),
+    ] {
+        let e = load(&[(name, value)]).unwrap_err();
+        assert_eq!(e.name, name, "{value}");
+    }
+    let settings = load(&[
+        ("DOSSIER_SECRETS_KEY", crate::helpers::SECRETS_KEY),
+        (
+            "DOSSIER_SECRETS_OLD_KEYS",
+            " giSW2K8ngX5UwS+CUhBVoK9B4ME8uYFOWNSJeFAF8fA= , ",
+        ),
+    ])
+    .unwrap();
+    assert_eq!(settings.secrets.old_keys.len(), 1);
+    let printed = format!("{settings:?}");
+    assert!(!printed.contains(crate::helpers::SECRETS_KEY), "{printed}");
+    assert!(!printed.contains("giSW2K8ngX5U"), "{printed}");
 }
 
 #[test]

@@ -15,6 +15,8 @@ use dossier::config::{Settings, Source};
 use serde_json::{Value, json};
 
 pub const SECRET: &str = "test-secret-that-is-long-enough-for-hs256!";
+/// Seals webhook secrets and stored answers in every test's database (`sealing`).
+pub const SECRETS_KEY: &str = "lk+mCqDkdkSVCWqcsFDBS8CzFgv5+WsOoYJpVEM5tVw=";
 pub const PASSWORD: &str = "correct horse battery staple";
 
 /// A database of its own: a temporary SQLite file, or a PostgreSQL database dropped at the end.
@@ -92,6 +94,7 @@ pub fn settings(db_url: &str, extra: &[(&str, &str)]) -> Settings {
     let mut vars: HashMap<String, String> = [
         ("DATABASE_URL", db_url),
         ("DOSSIER_JWT_SECRET", SECRET),
+        ("DOSSIER_SECRETS_KEY", SECRETS_KEY),
         ("DOSSIER_LOGIN_MAX_FAILURES_PER_ACCOUNT", "3"),
         ("DOSSIER_LOGIN_MAX_FAILURES_PER_ADDRESS", "6"),
         ("DOSSIER_DB_POOL_SIZE", "4"),
@@ -152,10 +155,10 @@ impl Response {
 pub struct TestApp<S> {
     pub service: S,
     pub state: web::Data<AppState>,
-    // Kept so the database lives as long as the app (dropped with it).
-    pub _db: TestDb,
+    // Kept so the database lives as long as the app (dropped with the last app on it).
+    pub _db: Arc<TestDb>,
     /// The attachment store's folder, of this test alone.
-    pub files: tempfile::TempDir,
+    pub files: Arc<tempfile::TempDir>,
 }
 
 pub async fn spawn()
@@ -168,21 +171,35 @@ pub async fn spawn_with(
 ) -> TestApp<
     impl Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error> + use<>,
 > {
-    let db = TestDb::new();
-    let files = tempfile::tempdir().expect("temp dir");
+    let db = Arc::new(TestDb::new());
+    let files = Arc::new(tempfile::tempdir().expect("temp dir"));
+    serve(db, files, extra).await.expect("the app starts")
+}
+
+/// The app on `db` and `files`, once it started as `main` does (`prepare`), or what stopped it.
+async fn serve(
+    db: Arc<TestDb>,
+    files: Arc<tempfile::TempDir>,
+    extra: &[(&str, &str)],
+) -> Result<
+    TestApp<
+        impl Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error> + use<>,
+    >,
+    String,
+> {
     let files_dir = files.path().display().to_string();
     let mut extra = extra.to_vec();
     extra.push(("DOSSIER_STORAGE_DIR", &files_dir));
-    let state = AppState::new(settings(db.url(), &extra)).expect("state");
-    state.prepare().expect("migrations");
+    let state = AppState::new(settings(db.url(), &extra))?;
+    state.prepare()?;
     let state = web::Data::new(state);
     let service = test::init_service(build_app(state.clone())).await;
-    TestApp {
+    Ok(TestApp {
         service,
         state,
         _db: db,
         files,
-    }
+    })
 }
 
 impl<S> TestApp<S>
@@ -376,6 +393,24 @@ where
         self.send(req).await
     }
 
+    /// A new app on this one's database and files, with these settings beside the tests' own:
+    /// the service restarted with another configuration. `Err`: what stopped its start.
+    pub async fn restarted_with(
+        &self,
+        extra: &[(&str, &str)],
+    ) -> Result<
+        TestApp<
+            impl Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>
+            + use<S>,
+        >,
+        String,
+    > {
+        serve(self._db.clone(), self.files.clone(), extra).await
+    }
+}
+
+/// The test database itself, beside the service.
+impl<S> TestApp<S> {
     /// Runs SQL straight on the test database (to set up or inspect what the API cannot).
     pub fn sql(&self, statement: &str) {
         let mut conn = self.state.pool.get().unwrap();
@@ -447,6 +482,22 @@ where
         tables
             .iter()
             .map(|t| self.count(&format!("SELECT COUNT(*) AS n FROM {t}")))
+            .collect()
+    }
+
+    /// The text column `t` of each row a query returns, in its order (`NULL`: `None`).
+    pub fn texts(&self, query: &str) -> Vec<Option<String>> {
+        #[derive(QueryableByName)]
+        struct Text {
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+            t: Option<String>,
+        }
+        let mut conn = self.state.pool.get().unwrap();
+        diesel::sql_query(query)
+            .load::<Text>(&mut *conn)
+            .expect("text query runs")
+            .into_iter()
+            .map(|row| row.t)
             .collect()
     }
 

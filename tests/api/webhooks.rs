@@ -6,7 +6,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::helpers::spawn_with;
+use crate::helpers::{SECRETS_KEY, TestApp, spawn_with};
 use crate::receiver::Receiver;
 use crate::world::{World, act, buy, id, post_message};
 
@@ -27,7 +27,7 @@ fn signed_by(header: &str, secret: &str, body: &str) -> bool {
     parts.any(|p| p.strip_prefix("v1=") == Some(expected.as_str()))
 }
 
-async fn round<S>(app: &crate::helpers::TestApp<S>) -> usize {
+async fn round<S>(app: &TestApp<S>) -> usize {
     dossier::webhooks::deliver_due(&app.state).await.unwrap()
 }
 
@@ -585,14 +585,19 @@ async fn a_webhook_is_read_moved_rekeyed_and_deleted_by_its_owner() {
     let hook = id(&created);
     let path = format!("/v1/webhooks/{hook}");
     let written = || app.rows_in(&["webhooks", "webhook_deliveries", "audit_log"]);
-    // The webhook exactly as it is, to show that a refused request changed nothing of it.
+    // The webhook exactly as it is, to show that a refused request changed nothing of it (its
+    // secret as the app opens it: the column holds it sealed).
     let is = |url: &str, secret: &str, version: i64, live: bool| {
         let deleted = if live { "IS NULL" } else { "IS NOT NULL" };
-        app.count(&format!(
-            "SELECT COUNT(*) AS n FROM webhooks WHERE id = '{hook}' AND url = '{url}' \
-             AND secret = '{secret}' AND version = {version} AND active = {live} \
-             AND deleted_at {deleted}"
-        )) == 1
+        let stored = app.texts(&format!(
+            "SELECT secret AS t FROM webhooks WHERE id = '{hook}' AND url = '{url}' \
+             AND version = {version} AND active = {live} AND deleted_at {deleted}"
+        ));
+        let opened = |stored: &str| {
+            let context = dossier::sealing::webhook_context(&hook);
+            app.state.sealer.open(&context, stored).unwrap()
+        };
+        matches!(stored.as_slice(), [Some(s)] if opened(s) == secret)
     };
     assert!(is(&first.url, &old_secret, 1, true));
     let trigger = app
@@ -1475,4 +1480,168 @@ async fn a_rotation_keeps_the_old_secret_signing_for_the_hours_asked() {
     let (header, body, _) = last_signed(4);
     assert_eq!(header.matches(",v1=").count(), 1, "{header}");
     assert!(signed_by(&header, &fifth_secret, &body));
+}
+
+/// Webhook secrets and the stored answers of keyed creations are sealed in the database, each
+/// bound to its row: a secret copied into another webhook's row signs nothing. A restart with
+/// a new key, the old one kept to open, seals the secrets again without changing the webhook;
+/// deliveries and replays go on. A start with no key that opens them stops; a development start
+/// without a key but with the old one stores them in the clear again.
+#[actix_web::test]
+async fn secrets_are_sealed_at_rest_and_sealed_again_under_a_new_key() {
+    const NEW_KEY: &str = "giSW2K8ngX5UwS+CUhBVoK9B4ME8uYFOWNSJeFAF8fA=";
+    const STRANGER: &str = "jUjNxkiymA96DPktZzCvAvJIfSt2J2nMNb1XX+0pKzc=";
+    let key_id = |key: &str| dossier::sealing::SecretsKey::from_base64(key).unwrap().id();
+    let app = spawn_with(&[]).await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let (receiver, other_receiver) = (Receiver::start().await, Receiver::start().await);
+    let token = w.a_admin.token.as_str();
+    let keyed = [("idempotency-key", "sealed-hook")];
+    let body = json!({"url": receiver.url, "events": ["message_received"]});
+    let created = app
+        .call("POST", "/v1/webhooks", token, Some(body.clone()), &keyed)
+        .await;
+    let first = created.assert_status(201)["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let hook = id(&created.body);
+    let path = format!("/v1/webhooks/{hook}");
+    let rotation = json!({"rotate_secret": true, "keep_old_secret_hours": 24});
+    let rotated = app.call("PATCH", &path, token, Some(rotation), &[]).await;
+    let second = rotated.assert_status(200)["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let stored_answer = || {
+        app.texts("SELECT body AS t FROM idempotency_keys")
+            .into_iter()
+            .map(Option::unwrap)
+            .collect::<Vec<_>>()
+    };
+    let sealed_with = |key: &str, values: &[String]| {
+        let prefix = format!("sealed:v1:{}:", key_id(key));
+        values
+            .iter()
+            .all(|v| v.starts_with(&prefix) && !v.contains("whsec_"))
+    };
+    let at_first = stored_secrets(&app, &hook);
+    assert!(sealed_with(SECRETS_KEY, &at_first), "{at_first:?}");
+    assert!(sealed_with(SECRETS_KEY, &stored_answer()));
+    // The replay opens the stored answer: the first secret again.
+    let again = app
+        .call("POST", "/v1/webhooks", token, Some(body.clone()), &keyed)
+        .await;
+    assert_eq!(again.assert_status(201)["secret"], first.as_str());
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+
+    // Another webhook given this one's sealed secret signs nothing with it.
+    let other = app
+        .post(
+            "/v1/webhooks",
+            token,
+            json!({"url": other_receiver.url, "events": ["message_received"]}),
+        )
+        .await;
+    let other = id(other.assert_status(201));
+    app.sql(&format!(
+        "UPDATE webhooks SET secret = '{}' WHERE id = '{other}'",
+        at_first[0]
+    ));
+    post_message(&app, &w.client.token, &case, "One").await;
+    assert_eq!(round(&app).await, 2);
+    assert_eq!(receiver.received().len(), 1);
+    assert!(other_receiver.received().is_empty());
+    let tried = app
+        .get(&format!("/v1/webhooks/{other}/deliveries"), token)
+        .await;
+    assert_eq!(
+        tried.assert_status(200)["items"][0]["last_error"],
+        "the webhook's secret cannot be read; nothing was sent"
+    );
+    app.sql(&format!(
+        "DELETE FROM webhook_deliveries WHERE webhook_id = '{other}'; \
+                      DELETE FROM webhooks WHERE id = '{other}'"
+    ));
+
+    // A new key, the old one kept to open: the secrets are sealed again, the webhook unchanged.
+    let audited = app.rows_in(&["audit_log"]);
+    let renewed = app
+        .restarted_with(&[
+            ("DOSSIER_SECRETS_KEY", NEW_KEY),
+            ("DOSSIER_SECRETS_OLD_KEYS", SECRETS_KEY),
+        ])
+        .await
+        .unwrap();
+    let resealed = stored_secrets(&renewed, &hook);
+    assert!(sealed_with(NEW_KEY, &resealed), "{resealed:?}");
+    assert_eq!(
+        renewed.get(&path, token).await.assert_status(200)["version"],
+        2
+    );
+    assert_eq!(renewed.rows_in(&["audit_log"]), audited);
+    // Stored answers keep their key (they live a day); the old key still opens them.
+    assert!(sealed_with(SECRETS_KEY, &stored_answer()));
+    let replayed = renewed
+        .call("POST", "/v1/webhooks", token, Some(body.clone()), &keyed)
+        .await;
+    assert_eq!(replayed.assert_status(201)["secret"], first.as_str());
+    post_message(&renewed, &w.client.token, &case, "Two").await;
+    assert_eq!(round(&renewed).await, 1);
+    let got = receiver.received();
+    let signed = &got[1];
+    let header = &signed.headers["dossier-signature"];
+    assert!(signed_by(header, &second, &signed.body), "{header}");
+    assert!(signed_by(header, &first, &signed.body), "{header}");
+    // A second start under the same keys changes nothing.
+    drop(renewed);
+    let same = app
+        .restarted_with(&[
+            ("DOSSIER_SECRETS_KEY", NEW_KEY),
+            ("DOSSIER_SECRETS_OLD_KEYS", SECRETS_KEY),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(stored_secrets(&same, &hook), resealed);
+    drop(same);
+
+    // No key that opens them, or none at all: the start stops, naming the key they need.
+    for keys in [
+        [
+            ("DOSSIER_SECRETS_KEY", STRANGER),
+            ("DOSSIER_SECRETS_OLD_KEYS", SECRETS_KEY),
+        ],
+        [
+            ("DOSSIER_SECRETS_KEY", ""),
+            ("DOSSIER_SECRETS_OLD_KEYS", ""),
+        ],
+    ] {
+        let Err(stopped) = app.restarted_with(&keys).await else {
+            panic!("started with {keys:?}");
+        };
+        assert!(stopped.contains(&key_id(NEW_KEY)), "{stopped}");
+        assert!(!stopped.contains(NEW_KEY), "{stopped}");
+    }
+    assert_eq!(stored_secrets(&app, &hook), resealed);
+    // Development without a key, the last one kept to open: stored in the clear again.
+    let clear = app
+        .restarted_with(&[
+            ("DOSSIER_SECRETS_KEY", ""),
+            ("DOSSIER_SECRETS_OLD_KEYS", NEW_KEY),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(stored_secrets(&clear, &hook), [second, first]);
+}
+
+/// A webhook's current and old secrets as the database holds them.
+fn stored_secrets<S>(app: &TestApp<S>, hook: &str) -> Vec<String> {
+    app.texts(&format!(
+        "SELECT secret AS t FROM webhooks WHERE id = '{hook}' \
+         UNION ALL SELECT old_secret AS t FROM webhooks WHERE id = '{hook}'"
+    ))
+    .into_iter()
+    .map(Option::unwrap)
+    .collect()
 }

@@ -176,7 +176,7 @@ pub async fn upload_ticket_attachment(
     let key = format!("ticket-attachments/{attachment_id}");
     let file = files::receive_upload(&req, payload, &state, None, &key).await?;
     let storage_key = key.clone();
-    let saved = idempotency::remember(&state.pool, &req, retry_key, file, move |conn| {
+    let saved = idempotency::remember(&state, &req, retry_key, file, move |conn| {
         // The caller and the ticket may have moved on while the bytes streamed in; the ticket is
         // locked against a move before it is looked at again.
         repo::tickets::share_lock(conn, &ticket_id)?;
