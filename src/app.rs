@@ -63,7 +63,7 @@ impl AppState {
             crate::cli::bootstrap_admin(&mut conn, admin)?;
         }
         let resealed = db::in_write_transaction(&mut conn, |conn| {
-            crate::repo::webhooks::reseal_secrets(conn, &self.sealer)
+            crate::repo::webhooks::reseal_secrets(conn, &self.sealer, db::now())
         })
         .map_err(|e| format!("cannot seal the webhooks' secrets: {e}"))?;
         if resealed > 0 {

@@ -144,8 +144,10 @@ impl Sealer {
     }
 
     /// `stored` as [`Sealer::seal`] would store it now, or `None` when it is so already: for
-    /// values sealed with an old key, or stored before any key.
+    /// values sealed with an old key, or stored before any key. Opened either way, so a value
+    /// that does not open is an error even under the current key.
     pub fn reseal(&self, context: &str, stored: &str) -> Result<Option<String>, SealError> {
+        let plain = self.open(context, stored)?;
         let current = match (&self.sealing, stored.strip_prefix(PREFIX)) {
             (Some(id), Some(rest)) => rest.split_once(':').is_some_and(|(of, _)| of == id),
             (None, None) => true,
@@ -154,7 +156,7 @@ impl Sealer {
         if current {
             return Ok(None);
         }
-        self.seal(context, &self.open(context, stored)?).map(Some)
+        self.seal(context, &plain).map(Some)
     }
 
     fn key(&self, id: &str) -> Result<&RandomizedNonceKey, SealError> {

@@ -182,27 +182,47 @@ pub fn delete(conn: &mut DbConnection, id: &str, version: i64) -> QueryResult<bo
     Ok(deleted == 1)
 }
 
-/// Stores every webhook's secrets (deleted ones' too) as the current key seals them: sealed
-/// with it, when they were stored in the clear or with an old key; in the clear, when no key
-/// is configured (development) and an old key opens them. Not a change of the webhook: its
+/// A webhook's secrets as stored, for [`reseal_secrets`].
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = webhooks)]
+struct StoredSecrets {
+    id: String,
+    version: i64,
+    secret: String,
+    old_secret: Option<String>,
+    old_secret_expires_at: Option<NaiveDateTime>,
+}
+
+/// Opens every webhook's secrets (deleted ones' too) and stores them as the current key seals
+/// them: sealed with it, when they were stored in the clear or with an old key; in the clear,
+/// when no key is configured (development) and an old key opens them. An old secret that
+/// expired is forgotten instead, as the hourly sweep would. Not a change of the webhook: its
 /// version stays. How many webhooks changed. A whole read of a small table (at most 20
 /// webhooks per owner), at each start. A webhook another node changes meanwhile keeps that
 /// change (its writer sealed it), and is sealed again at the next start if need be.
-pub fn reseal_secrets(conn: &mut DbConnection, sealer: &Sealer) -> Result<usize, ApiError> {
-    let stored: Vec<(String, i64, String, Option<String>)> = webhooks::table
-        .select((
-            webhooks::id,
-            webhooks::version,
-            webhooks::secret,
-            webhooks::old_secret,
-        ))
+pub fn reseal_secrets(
+    conn: &mut DbConnection,
+    sealer: &Sealer,
+    now: NaiveDateTime,
+) -> Result<usize, ApiError> {
+    let stored = webhooks::table
+        .select(StoredSecrets::as_select())
         .load(conn)?;
     let mut changed = 0;
-    for (id, version, secret, old_secret) in stored {
+    for StoredSecrets {
+        id,
+        version,
+        secret,
+        old_secret,
+        old_secret_expires_at: old_until,
+    } in stored
+    {
         let context = sealing::webhook_context(&id);
         let new_secret = sealer.reseal(&context, &secret)?;
+        // `Some(None)`: forget it.
         let new_old = match &old_secret {
-            Some(old) => sealer.reseal(&context, old)?,
+            Some(_) if old_until.is_none_or(|until| until <= now) => Some(None),
+            Some(old) => sealer.reseal(&context, old)?.map(Some),
             None => None,
         };
         if new_secret.is_none() && new_old.is_none() {
@@ -216,7 +236,7 @@ pub fn reseal_secrets(conn: &mut DbConnection, sealer: &Sealer) -> Result<usize,
         )
         .set((
             webhooks::secret.eq(new_secret.as_ref().unwrap_or(&secret)),
-            webhooks::old_secret.eq(new_old.or(old_secret)),
+            webhooks::old_secret.eq(new_old.unwrap_or(old_secret)),
         ))
         .execute(conn)?;
     }

@@ -78,6 +78,9 @@ fn secrets_keys_must_be_32_bytes_of_base64_and_are_never_printed() {
     .unwrap();
     assert_eq!(settings.secrets.old_keys.len(), 1);
     let printed = format!("{settings:?}");
+    let id = settings.secrets.key.as_ref().unwrap().id();
+    assert!(printed.contains(&format!("SecretsKey({id})")), "{printed}");
+    assert!(!printed.contains("bytes: ["), "{printed}");
     assert!(!printed.contains(crate::helpers::SECRETS_KEY), "{printed}");
     assert!(!printed.contains("giSW2K8ngX5U"), "{printed}");
 }

@@ -1536,15 +1536,27 @@ async fn secrets_are_sealed_at_rest_and_sealed_again_under_a_new_key() {
     assert_eq!(again.assert_status(201)["secret"], first.as_str());
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
 
-    // Another webhook given this one's sealed secret signs nothing with it.
+    // Another webhook given this one's sealed secret signs nothing with it, and another
+    // stored answer given this one's does not replay it.
+    let other_body = json!({"url": other_receiver.url, "events": ["message_received"]});
+    let other_key = [("idempotency-key", "other-hook")];
     let other = app
-        .post(
+        .call(
+            "POST",
             "/v1/webhooks",
             token,
-            json!({"url": other_receiver.url, "events": ["message_received"]}),
+            Some(other_body.clone()),
+            &other_key,
         )
         .await;
     let other = id(other.assert_status(201));
+    app.sql(
+        "UPDATE idempotency_keys SET body = \
+         (SELECT body FROM idempotency_keys WHERE key = 'sealed-hook') WHERE key = 'other-hook'",
+    );
+    app.call("POST", "/v1/webhooks", token, Some(other_body), &other_key)
+        .await
+        .assert_problem(500, "internal_error");
     app.sql(&format!(
         "UPDATE webhooks SET secret = '{}' WHERE id = '{other}'",
         at_first[0]
@@ -1560,9 +1572,15 @@ async fn secrets_are_sealed_at_rest_and_sealed_again_under_a_new_key() {
         tried.assert_status(200)["items"][0]["last_error"],
         "the webhook's secret cannot be read; nothing was sent"
     );
+    // Nor does a start: it opens every secret, and stops at one that does not open.
+    let Err(stopped) = app.restarted_with(&[]).await else {
+        panic!("started with a secret moved to another row");
+    };
+    assert!(stopped.contains("does not open"), "{stopped}");
     app.sql(&format!(
         "DELETE FROM webhook_deliveries WHERE webhook_id = '{other}'; \
-                      DELETE FROM webhooks WHERE id = '{other}'"
+         DELETE FROM webhooks WHERE id = '{other}'; \
+         DELETE FROM idempotency_keys WHERE key = 'other-hook'"
     ));
 
     // A new key, the old one kept to open: the secrets are sealed again, the webhook unchanged.
@@ -1632,16 +1650,36 @@ async fn secrets_are_sealed_at_rest_and_sealed_again_under_a_new_key() {
         ])
         .await
         .unwrap();
-    assert_eq!(stored_secrets(&clear, &hook), [second, first]);
+    assert_eq!(
+        stored_secrets(&clear, &hook),
+        [second.clone(), first.clone()]
+    );
+    drop(clear);
+    // Stored in the clear (as before this version): the next start with a key seals them, and
+    // they sign as before.
+    let sealed_again = app.restarted_with(&[]).await.unwrap();
+    assert!(sealed_with(
+        SECRETS_KEY,
+        &stored_secrets(&sealed_again, &hook)
+    ));
+    post_message(&sealed_again, &w.client.token, &case, "Three").await;
+    assert_eq!(round(&sealed_again).await, 1);
+    let got = receiver.received();
+    let signed = &got[2];
+    let header = &signed.headers["dossier-signature"];
+    assert!(signed_by(header, &second, &signed.body), "{header}");
+    assert!(signed_by(header, &first, &signed.body), "{header}");
 }
 
 /// A webhook's current and old secrets as the database holds them.
 fn stored_secrets<S>(app: &TestApp<S>, hook: &str) -> Vec<String> {
-    app.texts(&format!(
-        "SELECT secret AS t FROM webhooks WHERE id = '{hook}' \
-         UNION ALL SELECT old_secret AS t FROM webhooks WHERE id = '{hook}'"
-    ))
-    .into_iter()
-    .map(Option::unwrap)
-    .collect()
+    ["secret", "old_secret"]
+        .iter()
+        .flat_map(|column| {
+            app.texts(&format!(
+                "SELECT {column} AS t FROM webhooks WHERE id = '{hook}'"
+            ))
+        })
+        .map(Option::unwrap)
+        .collect()
 }
