@@ -110,7 +110,7 @@ pub struct Resolution {
 pub struct CaseView {
     #[schema(format = "uuid")]
     pub id: String,
-    /// Human number, `DOS-<year>-<6 digits>`, unique.
+    /// Human number, `DOS-<year>-<6 or more digits>`, unique.
     #[schema(example = "DOS-2026-000123")]
     pub number: String,
     pub title: String,

@@ -76,7 +76,7 @@ pub struct TicketResolution {
 pub struct TicketView {
     #[schema(format = "uuid")]
     pub id: String,
-    /// Human, for people to quote: `TKT-<year>-<6 digits>`, counted across the platform.
+    /// Human, for people to quote: `TKT-<year>-<6 or more digits>`, counted across the platform.
     pub number: String,
     pub subject: String,
     pub description: String,

@@ -140,8 +140,12 @@ pub fn spawn(database_url: &str) -> std::io::Result<()> {
         .name("live-relay".into())
         .spawn(move || {
             loop {
-                if let Err(e) = listen(&url) {
-                    log::warn!("live relay: {e}; listening again in {RETRY:?}");
+                // A panic (a bug) must not end the thread with the flag still `listening`:
+                // it counts as a failure, and the relay listens again.
+                match std::panic::catch_unwind(|| listen(&url)) {
+                    Ok(Err(e)) => log::warn!("live relay: {e}; listening again in {RETRY:?}"),
+                    Err(_) => log::error!("live relay panicked; listening again in {RETRY:?}"),
+                    Ok(Ok(never)) => match never {},
                 }
                 LISTENING.store(false, Ordering::Relaxed);
                 std::thread::sleep(RETRY);
@@ -152,7 +156,7 @@ pub fn spawn(database_url: &str) -> std::io::Result<()> {
 
 /// Listens until the connection fails. Every stream is woken once listening starts: what
 /// other nodes sent while this one did not listen is lost, and the streams read to catch up.
-fn listen(url: &str) -> Result<(), Box<dyn std::error::Error>> {
+fn listen(url: &str) -> Result<std::convert::Infallible, Box<dyn std::error::Error>> {
     let mut conn = PgConnection::establish(url)?;
     conn.batch_execute(&format!("LISTEN {CHANNEL}"))?;
     LISTENING.store(true, Ordering::Relaxed);

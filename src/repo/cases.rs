@@ -584,7 +584,7 @@ pub fn count_closed(conn: &mut DbConnection, case: &CaseRow) -> QueryResult<()> 
     super::one_row(touched, "client_open_cases")
 }
 
-/// The next case number, `DOS-<year>-<6 digits>`.
+/// The next case number, `DOS-<year>-<6 or more digits>`.
 pub fn next_number(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<String> {
     next_number!(conn, case_counters, "DOS", now)
 }

@@ -19,10 +19,11 @@ macro_rules! filter_in {
     };
 }
 
-/// The next `<prefix>-<year>-<6 digits>` from a counter table `(year, last)`. The year's row is
-/// bumped and read in one statement inside the creating transaction, so concurrent creators
-/// wait for each other (one round trip under the lock: bench/RESULTS.md, 25th session) and
-/// never share a number; a rolled-back creation leaves a gap, which is allowed.
+/// The next `<prefix>-<year>-<6 or more digits>` from a counter table `(year, last)` (the
+/// millionth of a year gets seven: nothing sorts by the text). The year's row is bumped and
+/// read in one statement inside the creating transaction, so concurrent creators wait for each
+/// other (one round trip under the lock: bench/RESULTS.md, 25th session) and never share a
+/// number; a rolled-back creation leaves a gap, which is allowed.
 macro_rules! next_number {
     ($conn:expr, $counters:ident, $prefix:literal, $now:expr) => {{
         use diesel::prelude::*;

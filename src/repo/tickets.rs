@@ -34,7 +34,7 @@ pub struct TicketRow {
     pub sla_state: Option<String>,
     /// The earliest due time of a running SLA clock.
     pub sla_due_at: Option<NaiveDateTime>,
-    /// Human: `TKT-<year>-<6 digits>`.
+    /// Human: `TKT-<year>-<6 or more digits>`.
     pub number: String,
 }
 
@@ -96,7 +96,7 @@ fn scoped<'a>(scope: &TicketScope) -> tickets::BoxedQuery<'a, Backend> {
     }
 }
 
-/// The next ticket number, `TKT-<year>-<6 digits>`, counted across the platform.
+/// The next ticket number, `TKT-<year>-<6 or more digits>`, counted across the platform.
 pub fn next_number(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<String> {
     next_number!(conn, ticket_counters, "TKT", now)
 }
