@@ -67,7 +67,7 @@ impl AppState {
         })
         .map_err(|e| format!("cannot seal the webhooks' secrets: {e}"))?;
         if resealed > 0 {
-            log::info!("sealed {resealed} webhook(s)' secrets with the current key");
+            log::info!("stored {resealed} webhook(s)' secrets anew under the current key");
         }
         Ok(())
     }

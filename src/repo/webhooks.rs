@@ -218,11 +218,17 @@ pub fn reseal_secrets(
     } in stored
     {
         let context = sealing::webhook_context(&id);
-        let new_secret = sealer.reseal(&context, &secret)?;
+        // The start stops here: its message says which row to look at.
+        let reseal = |column: &str, stored: &str| {
+            sealer
+                .reseal(&context, stored)
+                .map_err(|e| ApiError::internal(format!("webhook {id}, {column}: {e}")))
+        };
+        let new_secret = reseal("secret", &secret)?;
         // `Some(None)`: forget it.
         let new_old = match &old_secret {
             Some(_) if old_until.is_none_or(|until| until <= now) => Some(None),
-            Some(old) => sealer.reseal(&context, old)?.map(Some),
+            Some(old) => reseal("old_secret", old)?.map(Some),
             None => None,
         };
         if new_secret.is_none() && new_old.is_none() {

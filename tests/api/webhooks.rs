@@ -1550,11 +1550,27 @@ async fn secrets_are_sealed_at_rest_and_sealed_again_under_a_new_key() {
         )
         .await;
     let other = id(other.assert_status(201));
-    app.sql(
-        "UPDATE idempotency_keys SET body = \
-         (SELECT body FROM idempotency_keys WHERE key = 'sealed-hook') WHERE key = 'other-hook'",
-    );
+    let (mine, theirs) = (&w.a_admin.id, &w.b_admin.id);
+    let answer_of = |user: &str, key: &str| {
+        format!("(SELECT body FROM idempotency_keys WHERE user_id = '{user}' AND key = '{key}')")
+    };
+    app.sql(&format!(
+        "UPDATE idempotency_keys SET body = {} WHERE key = 'other-hook'",
+        answer_of(mine, "sealed-hook")
+    ));
     app.call("POST", "/v1/webhooks", token, Some(other_body), &other_key)
+        .await
+        .assert_problem(500, "internal_error");
+    // Nor does another user's, under the same key.
+    let b_token = w.b_admin.token.as_str();
+    app.call("POST", "/v1/webhooks", b_token, Some(body.clone()), &keyed)
+        .await
+        .assert_status(201);
+    app.sql(&format!(
+        "UPDATE idempotency_keys SET body = {} WHERE user_id = '{theirs}'",
+        answer_of(mine, "sealed-hook")
+    ));
+    app.call("POST", "/v1/webhooks", b_token, Some(body.clone()), &keyed)
         .await
         .assert_problem(500, "internal_error");
     app.sql(&format!(
@@ -1577,10 +1593,14 @@ async fn secrets_are_sealed_at_rest_and_sealed_again_under_a_new_key() {
         panic!("started with a secret moved to another row");
     };
     assert!(stopped.contains("does not open"), "{stopped}");
+    assert!(
+        stopped.contains(&format!("webhook {other}, secret")),
+        "{stopped}"
+    );
     app.sql(&format!(
         "DELETE FROM webhook_deliveries WHERE webhook_id = '{other}'; \
          DELETE FROM webhooks WHERE id = '{other}'; \
-         DELETE FROM idempotency_keys WHERE key = 'other-hook'"
+         DELETE FROM idempotency_keys WHERE key = 'other-hook' OR user_id = '{theirs}'"
     ));
 
     // A new key, the old one kept to open: the secrets are sealed again, the webhook unchanged.
@@ -1669,6 +1689,20 @@ async fn secrets_are_sealed_at_rest_and_sealed_again_under_a_new_key() {
     let header = &signed.headers["dossier-signature"];
     assert!(signed_by(header, &second, &signed.body), "{header}");
     assert!(signed_by(header, &first, &signed.body), "{header}");
+    drop(sealed_again);
+    // An old secret that expired is forgotten by the start, as by the hourly sweep; the
+    // webhook shows what it showed.
+    app.sql(&format!(
+        "UPDATE webhooks SET old_secret_expires_at = '2000-01-01 00:00:00' WHERE id = '{hook}'"
+    ));
+    let swept = app.restarted_with(&[]).await.unwrap();
+    let old = swept.texts(&format!(
+        "SELECT old_secret AS t FROM webhooks WHERE id = '{hook}'"
+    ));
+    assert_eq!(old, [None]);
+    let shown = swept.get(&path, token).await;
+    assert_eq!(shown.assert_status(200)["version"], 2);
+    assert_eq!(shown.body["old_secret_expires_at"], "2000-01-01T00:00:00Z");
 }
 
 /// A webhook's current and old secrets as the database holds them.
