@@ -1526,6 +1526,13 @@ async fn secrets_are_sealed_at_rest_and_sealed_again_under_a_new_key() {
             .iter()
             .all(|v| v.starts_with(&prefix) && !v.contains("whsec_"))
     };
+    // The `n`th delivery the receiver got carries both secrets' signatures.
+    let signed_by_both = |n: usize| {
+        let got = receiver.received();
+        let header = &got[n].headers["dossier-signature"];
+        assert!(signed_by(header, &second, &got[n].body), "{header}");
+        assert!(signed_by(header, &first, &got[n].body), "{header}");
+    };
     let at_first = stored_secrets(&app, &hook);
     assert!(sealed_with(SECRETS_KEY, &at_first), "{at_first:?}");
     assert!(sealed_with(SECRETS_KEY, &stored_answer()));
@@ -1605,13 +1612,11 @@ async fn secrets_are_sealed_at_rest_and_sealed_again_under_a_new_key() {
 
     // A new key, the old one kept to open: the secrets are sealed again, the webhook unchanged.
     let audited = app.rows_in(&["audit_log"]);
-    let renewed = app
-        .restarted_with(&[
-            ("DOSSIER_SECRETS_KEY", NEW_KEY),
-            ("DOSSIER_SECRETS_OLD_KEYS", SECRETS_KEY),
-        ])
-        .await
-        .unwrap();
+    let rotated = [
+        ("DOSSIER_SECRETS_KEY", NEW_KEY),
+        ("DOSSIER_SECRETS_OLD_KEYS", SECRETS_KEY),
+    ];
+    let renewed = app.restarted_with(&rotated).await.unwrap();
     let resealed = stored_secrets(&renewed, &hook);
     assert!(sealed_with(NEW_KEY, &resealed), "{resealed:?}");
     assert_eq!(
@@ -1627,20 +1632,10 @@ async fn secrets_are_sealed_at_rest_and_sealed_again_under_a_new_key() {
     assert_eq!(replayed.assert_status(201)["secret"], first.as_str());
     post_message(&renewed, &w.client.token, &case, "Two").await;
     assert_eq!(round(&renewed).await, 1);
-    let got = receiver.received();
-    let signed = &got[1];
-    let header = &signed.headers["dossier-signature"];
-    assert!(signed_by(header, &second, &signed.body), "{header}");
-    assert!(signed_by(header, &first, &signed.body), "{header}");
+    signed_by_both(1);
     // A second start under the same keys changes nothing.
     drop(renewed);
-    let same = app
-        .restarted_with(&[
-            ("DOSSIER_SECRETS_KEY", NEW_KEY),
-            ("DOSSIER_SECRETS_OLD_KEYS", SECRETS_KEY),
-        ])
-        .await
-        .unwrap();
+    let same = app.restarted_with(&rotated).await.unwrap();
     assert_eq!(stored_secrets(&same, &hook), resealed);
     drop(same);
 
@@ -1684,11 +1679,7 @@ async fn secrets_are_sealed_at_rest_and_sealed_again_under_a_new_key() {
     ));
     post_message(&sealed_again, &w.client.token, &case, "Three").await;
     assert_eq!(round(&sealed_again).await, 1);
-    let got = receiver.received();
-    let signed = &got[2];
-    let header = &signed.headers["dossier-signature"];
-    assert!(signed_by(header, &second, &signed.body), "{header}");
-    assert!(signed_by(header, &first, &signed.body), "{header}");
+    signed_by_both(2);
     drop(sealed_again);
     // An old secret that expired is forgotten by the start, as by the hourly sweep; the
     // webhook shows what it showed.
