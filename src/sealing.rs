@@ -41,8 +41,9 @@ impl SecretsKey {
     /// Eight hex digits of the key's SHA-256: names it in sealed values and messages, and
     /// tells nothing that would help find it.
     pub fn id(&self) -> String {
-        let digest = Sha256::digest(self.bytes);
-        digest[..4].iter().map(|b| format!("{b:02x}")).collect()
+        let mut id = format!("{:x}", Sha256::digest(self.bytes));
+        id.truncate(8);
+        id
     }
 }
 
@@ -148,12 +149,12 @@ impl Sealer {
     /// that does not open is an error even under the current key.
     pub fn reseal(&self, context: &str, stored: &str) -> Result<Option<String>, SealError> {
         let plain = self.open(context, stored)?;
-        let current = match (&self.sealing, stored.strip_prefix(PREFIX)) {
-            (Some(id), Some(rest)) => rest.split_once(':').is_some_and(|(of, _)| of == id),
-            (None, None) => true,
-            _ => false,
-        };
-        if current {
+        // Opened, so a prefixed value names its key; `None` on both sides: in the clear.
+        let sealed_with = stored
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split_once(':'))
+            .map(|(id, _)| id);
+        if sealed_with == self.sealing.as_deref() {
             return Ok(None);
         }
         self.seal(context, &plain).map(Some)
