@@ -72,12 +72,15 @@ code_enum! {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClockTargets {
+    #[serde(deserialize_with = "crate::api::whole_number")]
     #[validate(range(min = 1, max = 525_600))]
     #[schema(minimum = 1, maximum = 525_600)]
     pub first_response: i64,
+    #[serde(deserialize_with = "crate::api::whole_number")]
     #[validate(range(min = 1, max = 525_600))]
     #[schema(minimum = 1, maximum = 525_600)]
     pub decision: i64,
+    #[serde(deserialize_with = "crate::api::whole_number")]
     #[validate(range(min = 1, max = 525_600))]
     #[schema(minimum = 1, maximum = 525_600)]
     pub resolution: i64,

@@ -44,6 +44,9 @@ code_enum! {
         NotifyPlatform = "notify_platform",
         /// Requests to the client still open are cancelled: nobody could answer them any more.
         CancelOpenRequests = "cancel_open_requests",
+        /// The case's video-call links stop working for good (410): the case leaves the statuses
+        /// with calls. A reopened case opens new rooms.
+        EndVideoCalls = "end_video_calls",
         /// An optional `rating` (1 to 5) and `comment` are kept as the case's survey.
         RecordSurvey = "record_survey",
         /// The case waits for its client's answer: without a confirmation, a dispute or a
@@ -82,6 +85,8 @@ pub struct State {
     pub agent_visible: bool,
     /// Agents may be assigned to the case.
     pub agents_assignable: bool,
+    /// The case's agents write: storyline drafts, internal notes, files.
+    pub agents_write: bool,
     /// The client may edit the title and description (only while the agency reviews the case).
     pub client_edits: bool,
     /// Files may be attached: paid and not terminal.
@@ -90,7 +95,7 @@ pub struct State {
     pub storyline_open: bool,
     /// The agency may ask the client for something, and the client answer.
     pub requests_open: bool,
-    /// Video call rooms may be opened and their links work.
+    /// Video call rooms may be opened; leaving these states ends their links for good.
     pub video_calls_active: bool,
 }
 
@@ -139,7 +144,7 @@ pub const RULES: &[Rule] = &[
         to: S::Rejected,
         roles: &[R::Agency],
         requires: &[I::Reason],
-        effects: &[E::SnapshotRequiredData, E::StorylineEntry],
+        effects: &[E::SnapshotRequiredData, E::StorylineEntry, E::EndVideoCalls],
     },
     Rule {
         action: A::Start,
@@ -174,6 +179,7 @@ pub const RULES: &[Rule] = &[
         effects: &[
             E::RecordResolution,
             E::CancelOpenRequests,
+            E::EndVideoCalls,
             E::AwaitConfirmation,
         ],
     },
@@ -207,7 +213,7 @@ pub const RULES: &[Rule] = &[
         to: S::Cancelled,
         roles: &[R::Client, R::Platform],
         requires: &[I::Reason],
-        effects: &[E::StorylineEntry],
+        effects: &[E::StorylineEntry, E::EndVideoCalls],
     },
     Rule {
         action: A::AutoClose,
@@ -225,6 +231,7 @@ const fn state(status: CaseStatus) -> State {
         terminal: matches!(status, S::Rejected | S::Closed | S::Cancelled),
         agent_visible: matches!(status, S::InProgress | S::Suspended),
         agents_assignable: matches!(status, S::InProgress),
+        agents_write: matches!(status, S::InProgress),
         // Before payment the client can only read and cancel (DESIGN.md).
         client_edits: matches!(status, S::InApproval),
         requests_open: matches!(status, S::Approved | S::InProgress | S::Suspended),

@@ -19,6 +19,7 @@ use crate::http::idempotency::{self, Authorized, IdempotencyKey};
 use crate::repo;
 use crate::repo::attachments::AttachmentRow;
 use crate::repo::audit::{Actor, Change};
+use crate::repo::cases::CaseRow;
 use crate::workflow;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -157,13 +158,36 @@ pub fn check_case_attachments(
     Ok((ids, error))
 }
 
+/// 409 unless the case takes the caller's file changes: paid and not terminal, and for its
+/// agents only while `in_progress` (they write nothing else while it is suspended).
+fn files_may_change(viewer: &Viewer, case: &CaseRow, refusal: &str) -> Result<(), ApiError> {
+    let status = case.status();
+    let state = workflow::state_of(status);
+    if !state.accepts_files {
+        return Err(wrong_state(
+            viewer,
+            status,
+            format!("A `{status}` case {refusal}."),
+        ));
+    }
+    if viewer.role == Role::Agent && !state.agents_write {
+        return Err(wrong_state(
+            viewer,
+            status,
+            format!("Agents change a case's files only while it is `in_progress`, not `{status}`."),
+        ));
+    }
+    Ok(())
+}
+
 /// Upload an attachment
 ///
 /// `multipart/form-data` with one part named `file`, streamed into storage. Larger than
 /// `DOSSIER_MAX_UPLOAD_BYTES` (default 10 MiB) is 413, decided while streaming, and leaves
 /// nothing behind. The type is detected from the bytes; accepted are images, PDF, office
 /// documents, plain text, audio and video (anything else 415). The file name is sanitized; size
-/// and SHA-256 are stored. Allowed while the case is paid and not terminal (409 otherwise).
+/// and SHA-256 are stored. Allowed while the case is paid and not terminal, and for the case's
+/// agents only while it is `in_progress` (409 otherwise).
 /// Staff files are internal (hidden from the client) unless agency or platform staff send an
 /// `internal` part `false`, before or after `file`; an agent's files always are. At most 16
 /// parts besides `file`, and the whole body within the limit plus 64 KiB, counted as it comes
@@ -205,14 +229,7 @@ pub async fn upload_attachment(
         move |conn: &mut db::DbConnection| {
             let asked = asking.resolve(conn)?;
             let case = find_visible(conn, &asked.viewer, &case_id)?;
-            let status = case.status();
-            if !workflow::state_of(status).accepts_files {
-                return Err(wrong_state(
-                    &asked.viewer,
-                    status,
-                    format!("A `{status}` case takes no files."),
-                ));
-            }
+            files_may_change(&asked.viewer, &case, "takes no files")?;
             Ok(asked)
         }
     };
@@ -355,7 +372,8 @@ pub async fn download_attachment(
 /// Delete an attachment
 ///
 /// The uploader, the case's agency staff and platform staff may delete, while the case takes
-/// files (409 otherwise); others who can see the case get 403. A file that a message, a
+/// files, an agent only while it is `in_progress` (409 otherwise); others who can see the case
+/// get 403. A file that a message, a
 /// storyline event, an answer or a required-data value of the case still carries stays (409
 /// `attachment_in_use`): edit the event or clear the value first; a message's files stay for
 /// good. Recorded in the audit trail; the blob is removed once the deletion commits.
@@ -399,14 +417,7 @@ pub async fn delete_attachment(
             return Err(attachment_not_found());
         }
         let case = share_locked(conn, &viewer, case).map_err(|_| attachment_not_found())?;
-        let status = case.status();
-        if !workflow::state_of(status).accepts_files {
-            return Err(wrong_state(
-                &viewer,
-                status,
-                format!("The files of a `{status}` case no longer change."),
-            ));
-        }
+        files_may_change(&viewer, &case, "keeps its files")?;
         // What was sent or recorded with the file keeps it: detach it there first.
         if let Some(holder) = repo::attachments::named_by(conn, &row.case_id, &id)? {
             return Err(ApiError::Conflict {

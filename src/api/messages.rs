@@ -27,6 +27,7 @@ use crate::repo::audit::{Actor, Change};
 use crate::repo::cases::CaseRow;
 use crate::repo::messages::{Audience, MessageFilter, MessageRow, Reader};
 use crate::repo::notifications::Recipient;
+use crate::workflow;
 
 code_enum! {
     /// How a message travelled.
@@ -413,10 +414,11 @@ fn post(
         },
     };
     let status = case.status();
+    let state = workflow::state_of(status);
     let open = match viewer.role {
-        Role::Agent => status == CaseStatus::InProgress,
-        Role::Client => status != CaseStatus::AwaitingPayment && !workflow_terminal(status),
-        _ => !workflow_terminal(status),
+        Role::Agent => state.agents_write,
+        Role::Client => status != CaseStatus::AwaitingPayment && !state.terminal,
+        _ => !state.terminal,
     };
     if !open {
         return Err(wrong_state(
@@ -506,7 +508,7 @@ fn check_mentions(
     }
     let ids: Vec<String> = mentions.iter().map(Uuid::to_string).collect();
     let mut users = repo::notifications::recipients(conn, &ids)?;
-    let agents_read = crate::workflow::state_of(case.status()).agent_visible;
+    let agents_read = workflow::state_of(case.status()).agent_visible;
     let agents = match agents_read && users.iter().any(|u| u.role == Role::Agent.as_str()) {
         true => repo::notifications::agents_of(conn, &case.id)?,
         false => Vec::new(),
@@ -549,10 +551,6 @@ fn check_mentions(
     }
     users.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(users)
-}
-
-fn workflow_terminal(status: CaseStatus) -> bool {
-    crate::workflow::state_of(status).terminal
 }
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]

@@ -229,52 +229,71 @@ pub fn trimmed_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D:
 }
 
 /// An `integer` member as JSON Schema defines one: any number without a fractional part, so
-/// `150000.0` (how Python's `json` writes a float) is 150000 and `150000.5` is refused. Past
-/// 2^53 a number written as a float has already lost its last digits in the parser.
-struct WholeNumber(i64);
+/// `150000.0` (how Python's `json` writes a float) is 150000 and `150000.5` is refused, as is a
+/// number outside `T`. Past 2^53 a number written as a float has already lost its last digits
+/// in the parser.
+struct WholeNumber<T>(T);
 
-impl<'de> Deserialize<'de> for WholeNumber {
+impl<'de, T: TryFrom<i64>> Deserialize<'de> for WholeNumber<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Whole;
         impl serde::de::Visitor<'_> for Whole {
-            type Value = WholeNumber;
+            type Value = i64;
 
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("an integer")
             }
 
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<WholeNumber, E> {
-                Ok(WholeNumber(v))
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<i64, E> {
+                Ok(v)
             }
 
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<WholeNumber, E> {
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<i64, E> {
                 i64::try_from(v)
-                    .map(WholeNumber)
                     .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
             }
 
-            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<WholeNumber, E> {
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<i64, E> {
                 // i64::MIN is exactly -2^63 as an f64; 2^63 itself is already out of range.
                 let in_range = v >= i64::MIN as f64 && v < -(i64::MIN as f64);
                 if v.fract() == 0.0 && in_range {
-                    Ok(WholeNumber(v as i64))
+                    Ok(v as i64)
                 } else {
                     Err(E::invalid_value(serde::de::Unexpected::Float(v), &self))
                 }
             }
         }
-        d.deserialize_any(Whole)
+        let n = d.deserialize_any(Whole)?;
+        T::try_from(n).map(WholeNumber).map_err(|_| {
+            serde::de::Error::invalid_value(
+                serde::de::Unexpected::Signed(n),
+                &"an integer in range",
+            )
+        })
     }
 }
 
 /// Reads an `integer` member that may be written with a zero fraction ([`WholeNumber`]).
-pub fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+pub fn whole_number<'de, D: Deserializer<'de>, T: TryFrom<i64>>(d: D) -> Result<T, D::Error> {
     WholeNumber::deserialize(d).map(|n| n.0)
 }
 
 /// [`whole_number`] for optional members.
-pub fn whole_number_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    Option::<WholeNumber>::deserialize(d).map(|n| n.map(|n| n.0))
+pub fn whole_number_opt<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    Option::<WholeNumber<T>>::deserialize(d).map(|n| n.map(|n| n.0))
+}
+
+/// [`whole_number`] for members that may be `null` ([`nullable`]).
+pub fn whole_number_nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    whole_number_opt(d).map(Some)
 }
 
 /// RFC 3339 in UTC with a `Z`, as API.md asks.

@@ -502,7 +502,8 @@ pub async fn cancel_request(
     "join_url": "/v1/video-calls/0193a6fa-bbbb-7c2d-8e3f-405162738495/join",
     "active": true,
     "created_by": "0193a6f2-4444-7b51-9d0a-3f1e2a4b5c6d",
-    "created_at": "2026-11-22T11:00:00Z"
+    "created_at": "2026-11-22T11:00:00Z",
+    "ended_at": null
 }))]
 pub struct VideoCallView {
     #[schema(format = "uuid")]
@@ -513,23 +514,31 @@ pub struct VideoCallView {
     pub url: Option<String>,
     /// Redirects to the room while active; 410 afterwards.
     pub join_url: String,
-    /// The case is in a status where calls work.
+    /// The link works: the case has not left the statuses with calls since the room opened.
     pub active: bool,
     #[schema(format = "uuid")]
     pub created_by: String,
     #[serde(serialize_with = "crate::api::rfc3339")]
     pub created_at: DateTime<Utc>,
+    /// When the link stopped working for good: the case was completed, rejected or cancelled
+    /// (a reopened case opens new rooms); `null` while it works.
+    #[serde(serialize_with = "crate::api::rfc3339_opt")]
+    pub ended_at: Option<DateTime<Utc>>,
 }
 
-fn call_view(row: VideoCallRow, active: bool) -> VideoCallView {
-    VideoCallView {
-        join_url: format!("/v1/video-calls/{}/join", row.id),
-        url: active.then_some(row.url),
-        active,
-        id: row.id,
-        case_id: row.case_id,
-        created_by: row.created_by,
-        created_at: timestamp(row.created_at),
+impl From<VideoCallRow> for VideoCallView {
+    fn from(row: VideoCallRow) -> Self {
+        let active = row.ended_at.is_none();
+        VideoCallView {
+            join_url: format!("/v1/video-calls/{}/join", row.id),
+            url: active.then_some(row.url),
+            active,
+            id: row.id,
+            case_id: row.case_id,
+            created_by: row.created_by,
+            created_at: timestamp(row.created_at),
+            ended_at: row.ended_at.map(timestamp),
+        }
     }
 }
 
@@ -572,16 +581,15 @@ pub async fn list_video_calls(
 ) -> Result<HttpResponse, ApiError> {
     let asking = Asking::new(token, &req);
     let case_id = id.into_inner().to_string();
-    let (rows, active) = db::read(&state.pool, move |conn| {
+    let rows = db::read(&state.pool, move |conn| {
         let Asked { viewer, .. } = asking.resolve(conn)?;
-        let case = find_visible(conn, &viewer, &case_id)?;
+        find_visible(conn, &viewer, &case_id)?;
         refuse_agents(&viewer)?;
-        let active = workflow::state_of(case.status()).video_calls_active;
-        Ok((repo::requests::calls(conn, &case_id)?, active))
+        Ok(repo::requests::calls(conn, &case_id)?)
     })
     .await?;
     Ok(HttpResponse::Ok().json(VideoCallList {
-        items: rows.into_iter().map(|r| call_view(r, active)).collect(),
+        items: rows.into_iter().map(VideoCallView::from).collect(),
     }))
 }
 
@@ -678,6 +686,7 @@ fn open_call(
         room,
         created_by: actor.user_id.clone(),
         created_at: db::now(),
+        ended_at: None,
     };
     repo::requests::insert_call(conn, &row)?;
     let change = Change::entity("video_call", &row.id, Some(&case_id), "create");
@@ -696,7 +705,7 @@ fn open_call(
         None,
         None,
     )?;
-    let view = call_view(row, true);
+    let view = VideoCallView::from(row);
     Ok(Created {
         location: Some(view.join_url.clone()),
         version: None,
@@ -706,8 +715,8 @@ fn open_call(
 
 /// Join a video call
 ///
-/// 302 to the room while the case is in an active status; 410 `call_ended` once it has left
-/// them. Roles: the client, the agency and platform staff who can see the case (404
+/// 302 to the room until the case leaves the statuses with calls; 410 `call_ended` from then
+/// on, also after a reopening (which opens new rooms). Roles: the client, the agency and platform staff who can see the case (404
 /// otherwise); an agent on it gets 403.
 #[utoipa::path(
     tag = "video-calls",
@@ -718,7 +727,7 @@ fn open_call(
         (status = 302, description = "To the room", headers(("Location" = String, description = "The room's URL"))),
         (status = 403, description = "Agents take no part in video calls"),
         (status = 404, description = "No such call, or not one the caller can see"),
-        (status = 410, description = "The case left the statuses where calls work (`call_ended`)"),
+        (status = 410, description = "The link ended when the case left the statuses where calls work (`call_ended`)"),
     )
 )]
 #[get("/v1/video-calls/{id}/join")]
@@ -730,20 +739,22 @@ pub async fn join_video_call(
 ) -> Result<HttpResponse, ApiError> {
     let asking = Asking::new(token, &req);
     let id = id.into_inner().to_string();
-    let (row, active) = db::read(&state.pool, move |conn| {
+    let row = db::read(&state.pool, move |conn| {
         let Asked { viewer, .. } = asking.resolve(conn)?;
         let not_found = || ApiError::NotFound("No such video call, or not one you can see.".into());
         let row = repo::requests::find_call(conn, &id)?.ok_or_else(not_found)?;
-        let case = find_visible(conn, &viewer, &row.case_id).map_err(|_| not_found())?;
+        find_visible(conn, &viewer, &row.case_id).map_err(|_| not_found())?;
         refuse_agents(&viewer)?;
-        Ok((row, workflow::state_of(case.status()).video_calls_active))
+        Ok(row)
     })
     .await?;
-    if !active {
+    if row.ended_at.is_some() {
         return Err(ApiError::Http {
             status: actix_web::http::StatusCode::GONE,
             code: "call_ended",
-            detail: "This video call link no longer works: the case is no longer active.".into(),
+            detail: "This video call link no longer works: its case was completed, rejected or \
+                     cancelled."
+                .into(),
         });
     }
     Ok(HttpResponse::Found()

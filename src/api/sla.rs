@@ -353,7 +353,10 @@ pub struct CreatePolicy {
     /// otherwise); absent or `null`: around the clock.
     pub calendar_id: Option<Uuid>,
     /// Share of a target after which a clock is `at_risk` (default 80).
-    #[serde(default = "default_warning_percent")]
+    #[serde(
+        default = "default_warning_percent",
+        deserialize_with = "crate::api::whole_number"
+    )]
     #[validate(range(min = 1, max = 99))]
     #[schema(minimum = 1, maximum = 99, default = 80)]
     pub warning_percent: i32,

@@ -16,10 +16,10 @@ use crate::api::{Asked, Asking, nullable, timestamp};
 use crate::app::AppState;
 use crate::auth::Token;
 use crate::db::{self, DbConnection};
-use crate::domain::{CaseStatus, Role, code_enum};
+use crate::domain::{Role, code_enum};
 use crate::errors::{ApiError, FieldError};
 use crate::http::extract::{
-    IfMatch, Page, PageRequest, ValidJson, etag, invalid_cursor, page_response,
+    IfMatch, Page, PageRequest, ValidJson, etag, invalid_cursor, is_row_id, page_response,
 };
 use crate::http::idempotency::{Created, IdempotencyKey};
 use crate::i18n;
@@ -231,7 +231,7 @@ fn wants_geojson(req: &HttpRequest, format: Option<Format>) -> bool {
 fn parse_key(key: &str) -> Result<(NaiveDateTime, String), ApiError> {
     let (micros, id) = key.split_once('_').ok_or_else(invalid_cursor)?;
     let micros: i64 = micros.parse().map_err(|_| invalid_cursor())?;
-    if uuid::Uuid::parse_str(id).is_err() {
+    if !is_row_id(id) {
         return Err(invalid_cursor());
     }
     let at = DateTime::from_timestamp_micros(micros)
@@ -380,8 +380,8 @@ fn check_writable(viewer: &Viewer, case: &CaseRow, agents_too: bool) -> Result<(
         }));
     }
     let status = case.status();
-    let open = workflow::state_of(status).storyline_open
-        && (viewer.role != Role::Agent || status == CaseStatus::InProgress);
+    let state = workflow::state_of(status);
+    let open = state.storyline_open && (viewer.role != Role::Agent || state.agents_write);
     if !open {
         return Err(wrong_state(
             viewer,

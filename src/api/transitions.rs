@@ -10,7 +10,7 @@ use validator::Validate;
 use crate::api::cases::{CaseView, find_visible, lost_race, reload_card, wrong_state};
 use crate::api::notifications::{Audience, Event, Notifier};
 use crate::api::storyline::{self, EventKind};
-use crate::api::{Asked, Asking};
+use crate::api::{Asked, Asking, rfc3339_text, timestamp};
 use crate::app::AppState;
 use crate::auth::{AuthUser, Token};
 use crate::db::{self, DbConnection};
@@ -370,6 +370,17 @@ pub fn apply(
             );
         }
     }
+    if rule.has(Effect::EndVideoCalls) {
+        let now = db::now();
+        let ended = Some(rfc3339_text(&timestamp(now)));
+        for call in repo::requests::end_calls(conn, id, now)? {
+            audit.push(Change::entity("video_call", &call, Some(id), "end").field(
+                "ended_at",
+                None,
+                ended.clone(),
+            ));
+        }
+    }
     match mover {
         Mover::User(actor) => repo::audit::append(conn, actor, audit)?,
         Mover::Rule { log_id } => repo::audit::append_by_rule(conn, log_id, audit)?,
@@ -468,6 +479,8 @@ pub struct StateView {
     pub agent_visible: bool,
     /// Agents may be assigned (`PUT /v1/cases/{id}/agents`).
     pub agents_assignable: bool,
+    /// The case's agents write: storyline drafts, internal notes, files (409 otherwise).
+    pub agents_write: bool,
     /// The client may edit title and description.
     pub client_edits: bool,
     /// Files may be attached (`POST /v1/cases/{id}/attachments`).
@@ -476,7 +489,7 @@ pub struct StateView {
     pub storyline_open: bool,
     /// Requests to the client may be opened and answered.
     pub requests_open: bool,
-    /// Video call links work (410 otherwise).
+    /// Video call rooms may be opened; leaving these states ends their links for good (410).
     pub video_calls_active: bool,
 }
 
@@ -526,6 +539,7 @@ pub async fn get_workflow(req: HttpRequest, caller: AuthUser) -> HttpResponse {
                 terminal: s.terminal,
                 agent_visible: s.agent_visible,
                 agents_assignable: s.agents_assignable,
+                agents_write: s.agents_write,
                 client_edits: s.client_edits,
                 accepts_files: s.accepts_files,
                 storyline_open: s.storyline_open,

@@ -156,7 +156,11 @@ pub struct CreateUser {
     /// the user's `capacity`; for agency staff 0 means no case given automatically). Omitted,
     /// it follows the server's `DOSSIER_OPERATOR_CAPACITY`.
     // Left out of the body when omitted, so Idempotency-Keys taken before it existed replay.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::api::whole_number_opt"
+    )]
     #[validate(range(max = MAX_CAPACITY))]
     #[schema(minimum = 0, maximum = 1000)]
     pub capacity: Option<u16>,
@@ -216,7 +220,7 @@ pub struct UpdateUser {
     /// Operators only (agency and platform staff), 0–1000; `null` follows the server's
     /// `DOSSIER_OPERATOR_CAPACITY` again. Raised for agency staff, the room it makes goes to
     /// the agency's queue at once.
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "crate::api::whole_number_nullable")]
     #[validate(range(max = MAX_CAPACITY))]
     #[schema(minimum = 0, maximum = 1000)]
     pub capacity: Option<Option<u16>>,

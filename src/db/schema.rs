@@ -261,6 +261,7 @@ diesel::table! {
         url -> Text,
         created_by -> Text,
         created_at -> Timestamp,
+        ended_at -> Nullable<Timestamp>,
     }
 }
 

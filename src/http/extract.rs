@@ -204,6 +204,12 @@ pub struct Page<T: ToSchema> {
     pub next_cursor: Option<String>,
 }
 
+/// A row id as this API writes it (lower-case, hyphenated), the only form a cursor holds: the
+/// keyset compares text, where `{…}` or capitals would sort the page elsewhere.
+pub fn is_row_id(key: &str) -> bool {
+    uuid::Uuid::try_parse(key).is_ok_and(|id| id.hyphenated().to_string() == key)
+}
+
 /// A page request: `limit` (1–100, default 25) and the opaque `cursor` of the previous page.
 pub struct PageRequest {
     pub limit: i64,
@@ -215,11 +221,7 @@ impl PageRequest {
     /// For lists keyed by row id: a cursor must hold a UUID.
     pub fn new(limit: Option<i64>, cursor: Option<&str>) -> Result<PageRequest, ApiError> {
         let page = Self::keyed(limit, cursor)?;
-        if page
-            .after
-            .as_deref()
-            .is_some_and(|key| uuid::Uuid::parse_str(key).is_err())
-        {
+        if page.after.as_deref().is_some_and(|key| !is_row_id(key)) {
             return Err(invalid_cursor());
         }
         Ok(page)

@@ -138,6 +138,8 @@ pub struct VideoCallRow {
     pub url: String,
     pub created_by: String,
     pub created_at: NaiveDateTime,
+    /// When the link stopped working: the case left the statuses with calls.
+    pub ended_at: Option<NaiveDateTime>,
 }
 
 pub fn insert_call(conn: &mut DbConnection, row: &VideoCallRow) -> QueryResult<()> {
@@ -153,6 +155,22 @@ pub fn find_call(conn: &mut DbConnection, id: &str) -> QueryResult<Option<VideoC
         .select(VideoCallRow::as_select())
         .first(conn)
         .optional()
+}
+
+/// Ends the case's rooms still working, as the case leaves the statuses with calls; their ids.
+pub fn end_calls(
+    conn: &mut DbConnection,
+    case_id: &str,
+    at: NaiveDateTime,
+) -> QueryResult<Vec<String>> {
+    diesel::update(
+        video_calls::table
+            .filter(video_calls::case_id.eq(case_id))
+            .filter(video_calls::ended_at.is_null()),
+    )
+    .set(video_calls::ended_at.eq(at))
+    .returning(video_calls::id)
+    .get_results(conn)
 }
 
 /// A case's rooms, newest first.

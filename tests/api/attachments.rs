@@ -960,3 +960,42 @@ async fn messages_sharing_one_file_at_once_all_go_through() {
         .await
         .assert_status(200);
 }
+
+/// An agent changes a case's files only while it is in progress, as they write nothing else
+/// while it is suspended; the agency still does.
+#[actix_web::test]
+async fn an_agent_changes_no_files_while_the_case_is_suspended() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    crate::world::start_case(&app, &w, &case).await;
+    crate::world::assign_agent(&app, &w, &case).await;
+    let own = id(upload(&app, &w.a_agent.token, &case, "own.png", &png(300))
+        .await
+        .assert_status(201));
+    act(&app, &w.a_operator.token, &case, "suspend")
+        .await
+        .assert_status(200);
+    let before = app.rows_in(&["attachments", "audit_log"]);
+    let stored = stored_files(app.files.path()).len();
+    let res = upload(&app, &w.a_agent.token, &case, "late.png", &png(300)).await;
+    let detail = res.assert_problem(409, "wrong_state")["detail"].clone();
+    assert!(detail.as_str().unwrap().contains("in_progress"), "{detail}");
+    let delete = format!("/v1/attachments/{own}");
+    app.call("DELETE", &delete, &w.a_agent.token, None, &[])
+        .await
+        .assert_problem(409, "wrong_state");
+    assert_eq!(app.rows_in(&["attachments", "audit_log"]), before);
+    assert_eq!(stored_files(app.files.path()).len(), stored);
+    // The agency still adds files; once resumed, the agent deletes their own.
+    upload(&app, &w.a_operator.token, &case, "agency.png", &png(300))
+        .await
+        .assert_status(201);
+    act(&app, &w.a_operator.token, &case, "resume")
+        .await
+        .assert_status(200);
+    let res = app
+        .call("DELETE", &delete, &w.a_agent.token, None, &[])
+        .await;
+    assert_eq!(res.status.as_u16(), 204);
+}

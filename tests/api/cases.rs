@@ -520,6 +520,11 @@ async fn list_filters_combine_and_each_narrows() {
         "cursor=MTIz",
         "cursor=LTU",
         "cursor=MV8wMTkzYTZmOC05OTk5LTdjMmQtOGUzZi00MDUxNjI3Mzg0OTU",
+        // An id in a form this API never hands out: braced (it would sort after every id and
+        // serve the first page again), capitals, no hyphens.
+        "cursor=ezAxOTNhNmYyLTJjNGUtN2I1MS05ZDBhLTNmMWUyYTRiNWM2ZH0",
+        "cursor=MDE5M0E2RjItMkM0RS03QjUxLTlEMEEtM0YxRTJBNEI1QzZE",
+        "cursor=MDE5M2E2ZjIyYzRlN2I1MTlkMGEzZjFlMmE0YjVjNmQ",
         "q=",
         "q=%20%C2%A0%E3%80%80",
     ] {

@@ -76,12 +76,17 @@ async fn each_side_writes_its_own_kind_and_reads_only_its_part() {
     app.post(&p, &w.client.token, json!({"body": "   "}))
         .await
         .assert_problem(422, "validation_failed");
+    let marks = app.rows_in(&["message_reads"]);
     for token in [&w.client2.token, &w.b_operator.token, &w.a_agent.token] {
         app.post(&p, token, json!({"body": "x", "internal": true}))
             .await
             .assert_problem(404, "not_found");
         app.get(&p, token).await.assert_problem(404, "not_found");
+        app.post(&format!("{p}/read"), token, json!({"up_to": first["id"]}))
+            .await
+            .assert_problem(404, "not_found");
     }
+    assert_eq!(app.rows_in(&["message_reads"]), marks);
 
     // Agents on the case, in progress: internal notes only, and they read only those.
     start_case(&app, &w, &case).await;

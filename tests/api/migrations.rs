@@ -734,3 +734,56 @@ async fn tickets_of_before_are_numbered_in_the_order_they_were_opened() {
         format!("TKT-{year}-000003")
     );
 }
+
+/// Rooms of cases already out of the statuses with calls end when the upgrade adds
+/// `ended_at`, at the case's last change; the others (a reopened case's too) still work.
+#[actix_web::test]
+async fn rooms_of_cases_past_their_calls_are_ended_by_the_upgrade() {
+    use serde_json::json;
+
+    use crate::world::{World, act, buy, id, start_case};
+
+    let app = crate::helpers::spawn().await;
+    let w = World::new(&app).await;
+    let mut cases = Vec::new();
+    for _ in 0..3 {
+        let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+        app.post(
+            &format!("/v1/cases/{case}/video-calls"),
+            &w.client.token,
+            json!({}),
+        )
+        .await
+        .assert_status(201);
+        cases.push(case);
+    }
+    let [cancelled, _in_approval, reopened] = &cases[..] else {
+        unreachable!()
+    };
+    act(&app, &w.client.token, cancelled, "cancel")
+        .await
+        .assert_status(200);
+    start_case(&app, &w, reopened).await;
+    for action in ["complete", "reopen"] {
+        act(&app, &w.a_operator.token, reopened, action)
+            .await
+            .assert_status(200);
+    }
+    let mut conn = app.state.pool.get().unwrap();
+    revert_through(&mut conn, "20261207000040");
+    run_migrations(&mut conn).unwrap();
+    drop(conn);
+    let mut ended = Vec::new();
+    for case in &cases {
+        let calls = app
+            .get(&format!("/v1/cases/{case}/video-calls"), &w.client.token)
+            .await;
+        ended.push(calls.assert_status(200)["items"][0]["ended_at"].clone());
+    }
+    let card = app
+        .get(&format!("/v1/cases/{cancelled}"), &w.client.token)
+        .await;
+    let updated_at = card.assert_status(200)["updated_at"].clone();
+    assert!(updated_at.is_string());
+    assert_eq!(ended, [updated_at, json!(null), json!(null)]);
+}

@@ -257,23 +257,94 @@ async fn video_rooms_are_unguessable_and_their_links_end_with_the_case() {
     app.get(&join, &w.a_agent2.token)
         .await
         .assert_problem(404, "not_found");
-    // Completed: links disabled (410) and hidden; no new rooms.
-    act(&app, &w.a_operator.token, &case, "complete")
-        .await
-        .assert_status(200);
+    // Another client, another agency and an agent off the case list nothing either.
+    for outsider in [&w.client2, &w.b_operator, &w.a_agent2] {
+        app.get(&p, &outsider.token)
+            .await
+            .assert_problem(404, "not_found");
+    }
+    // Completed: links ended for good (410) and hidden, each with its audit row; no new rooms.
+    let ended_rows = || {
+        app.texts(&format!(
+            "SELECT new_value AS t FROM audit_log WHERE case_id = '{case}' \
+             AND entity = 'video_call' AND action = 'end' AND field = 'ended_at'"
+        ))
+    };
+    assert!(ended_rows().is_empty());
+    let completed = act(&app, &w.a_operator.token, &case, "complete").await;
+    completed.assert_status(200);
     let res = app.get(&join, &w.client.token).await;
     res.assert_problem(410, "call_ended");
     let list = app.get(&p, &w.client.token).await;
-    assert_eq!(list.body["items"][0]["active"], false);
-    assert_eq!(list.body["items"][0]["url"], Value::Null);
+    let items = list.body["items"].as_array().unwrap();
+    let ended_at = items[0]["ended_at"].as_str().unwrap().to_owned();
+    for item in items {
+        assert_eq!(item["active"], false);
+        assert_eq!(item["url"], Value::Null);
+        assert_eq!(item["ended_at"], ended_at.as_str());
+    }
+    assert_eq!(ended_rows(), [Some(ended_at.clone()), Some(ended_at)]);
     app.post(&p, &w.client.token, json!({}))
         .await
         .assert_problem(409, "wrong_state");
-    // Reopened: they work again.
+    // Reopened: the old links stay ended; a new room works.
     act(&app, &w.a_operator.token, &case, "reopen")
         .await
         .assert_status(200);
-    assert_eq!(app.get(&join, &w.client.token).await.status.as_u16(), 302);
+    app.get(&join, &w.client.token)
+        .await
+        .assert_problem(410, "call_ended");
+    let fresh = app.post(&p, &w.client.token, json!({})).await;
+    let fresh = fresh.assert_status(201).clone();
+    assert_eq!(fresh["active"], true);
+    assert_eq!(fresh["ended_at"], Value::Null);
+    let res = app
+        .get(fresh["join_url"].as_str().unwrap(), &w.client.token)
+        .await;
+    assert_eq!(res.status.as_u16(), 302);
+    let list = app.get(&p, &w.client.token).await;
+    let active: Vec<bool> = list.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["active"].as_bool().unwrap())
+        .collect();
+    assert_eq!(active, [true, false, false]);
+    assert_eq!(ended_rows().len(), 2, "a reopening ends nothing");
+}
+
+/// Rejecting or cancelling a case ends its rooms as completing it does.
+#[actix_web::test]
+async fn rejected_and_cancelled_cases_end_their_rooms() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    for (action, token) in [("reject", &w.a_operator.token), ("cancel", &w.client.token)] {
+        let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+        let p = format!("/v1/cases/{case}/video-calls");
+        let call = app.post(&p, &w.a_operator.token, json!({})).await;
+        let join = call.assert_status(201)["join_url"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        act(&app, token, &case, action).await.assert_status(200);
+        app.get(&join, &w.client.token)
+            .await
+            .assert_problem(410, "call_ended");
+        let list = app.get(&p, &w.a_operator.token).await;
+        assert_eq!(
+            list.assert_status(200)["items"][0]["active"],
+            false,
+            "{action}"
+        );
+        assert_eq!(
+            app.count(&format!(
+                "SELECT COUNT(*) AS n FROM audit_log WHERE case_id = '{case}' \
+                 AND entity = 'video_call' AND action = 'end'"
+            )),
+            1,
+            "{action}"
+        );
+    }
 }
 
 /// Requests from the wrong side: another client, another agency and an agent off the case see

@@ -317,3 +317,54 @@ async fn only_file_values_keep_their_files() {
         .await
         .assert_problem(409, "attachment_in_use");
 }
+
+/// Rejecting decides the case as accepting does: the form is locked, every write 409 and
+/// nothing changed. Only those who see the case read its form.
+#[actix_web::test]
+async fn a_rejection_locks_the_form_and_outsiders_read_none_of_it() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let service = create_service(
+        &app,
+        &w.a_admin.token,
+        "Tracking",
+        json!([{"key": "subject", "label": "Subject", "type": "text"}]),
+    )
+    .await;
+    let case = id(&buy(&app, &w.client.token, &service, "card").await);
+    let p = format!("/v1/cases/{case}/required-data");
+    for outsider in [&w.client2, &w.b_operator, &w.a_agent] {
+        app.get(&p, &outsider.token)
+            .await
+            .assert_problem(404, "not_found");
+    }
+    act(&app, &w.a_operator.token, &case, "reject")
+        .await
+        .assert_status(200);
+    let res = app.get(&p, &w.client.token).await;
+    assert_eq!(res.assert_status(200)["locked"], true);
+    assert_eq!(res.body["editable"], false);
+    let before = app.rows_in(&["case_fields", "audit_log"]);
+    let version = app
+        .get(&format!("/v1/cases/{case}"), &w.client.token)
+        .await
+        .body["version"]
+        .clone();
+    app.patch(
+        &format!("{p}/values"),
+        &w.client.token,
+        json!({"values": {"subject": "Late"}}),
+    )
+    .await
+    .assert_problem(409, "wrong_state");
+    let fields = json!({"fields": [{"key": "plate", "label": "Plate", "type": "text"}]});
+    app.put(&format!("{p}/fields"), &w.a_operator.token, fields)
+        .await
+        .assert_problem(409, "wrong_state");
+    assert_eq!(app.rows_in(&["case_fields", "audit_log"]), before);
+    let res = app.get(&p, &w.client.token).await;
+    assert_eq!(res.assert_status(200)["fields"][0]["key"], "subject");
+    assert_eq!(res.body["fields"][0]["value"], Value::Null);
+    let card = app.get(&format!("/v1/cases/{case}"), &w.client.token).await;
+    assert_eq!(card.body["version"], version);
+}

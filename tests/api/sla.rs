@@ -210,15 +210,18 @@ async fn calendars_and_policies_are_managed_by_admins_and_read_by_staff() {
         res.assert_problem(422, "calendar_unavailable")["errors"][0]["pointer"],
         "/calendar_id"
     );
-    // Zero minutes, and a target the calendar (8 hours a week) cannot reach in 20 years.
-    let res = app
-        .post(
-            "/v1/sla-policies",
-            &w.a_admin.token,
-            json!({"name": "Zero", "targets": targets(0, 60, 60)}),
-        )
-        .await;
-    res.assert_problem(422, "validation_failed");
+    // Zero minutes, a fraction of one or of a percent, and a target the calendar (8 hours a
+    // week) cannot reach in 20 years.
+    let mut fraction = targets(60, 60, 60);
+    fraction["high"]["decision"] = json!(59.5);
+    for body in [
+        json!({"name": "Zero", "targets": targets(0, 60, 60)}),
+        json!({"name": "Fraction", "targets": fraction}),
+        json!({"name": "Percent", "warning_percent": 50.5, "targets": targets(60, 60, 60)}),
+    ] {
+        let res = app.post("/v1/sla-policies", &w.a_admin.token, body).await;
+        res.assert_problem(422, "validation_failed");
+    }
     let res = app
         .post(
             "/v1/sla-policies",
@@ -255,9 +258,11 @@ async fn calendars_and_policies_are_managed_by_admins_and_read_by_staff() {
     let second = policy(
         &app,
         &w.a_admin.token,
-        json!({"name": "Around the clock", "warning_percent": 50, "targets": targets(30, 60, 300)}),
+        // Whole numbers however written: `50.0` is 50, as JSON Schema counts integers.
+        json!({"name": "Around the clock", "warning_percent": 50.0, "targets": targets(30, 60, 300)}),
     )
     .await;
+    assert_eq!(second["warning_percent"], 50);
     let page = app.get("/v1/sla-policies", &w.a_operator.token).await;
     let items = page.assert_status(200)["items"].as_array().unwrap().clone();
     assert_eq!(items.len(), 2);
@@ -267,6 +272,40 @@ async fn calendars_and_policies_are_managed_by_admins_and_read_by_staff() {
     assert_eq!(items[0]["targets"]["urgent"]["first_response"], 30);
     let seen_by_b = app.get("/v1/sla-policies", &w.b_operator.token).await;
     assert_eq!(seen_by_b.assert_status(200)["items"], json!([]));
+}
+
+/// A bank transfer's case is not worked before it is paid: its clocks start when the platform
+/// confirms the payment, not at the purchase.
+#[actix_web::test]
+async fn a_bank_transfer_starts_its_clocks_when_its_payment_is_confirmed() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    policy(
+        &app,
+        &w.a_admin.token,
+        json!({"name": "Standard", "targets": targets(60, 240, 2880)}),
+    )
+    .await;
+    let bought = buy(&app, &w.client.token, &w.service_a, "bank_transfer").await;
+    let case = id(&bought);
+    assert_eq!(bought["sla"], Value::Null);
+    assert_eq!(
+        clocks(&app, &w.a_operator.token, &case).await["clocks"],
+        json!({})
+    );
+    let paid_from = Utc::now();
+    let res = act(&app, &w.platform.token, &case, "confirm_payment").await;
+    assert_eq!(res.assert_status(200)["case"]["status"], "in_approval");
+    let read = clocks(&app, &w.a_operator.token, &case).await;
+    for (clock, hours) in [("first_response", 1), ("decision", 4)] {
+        let clock = &read["clocks"][clock];
+        assert_eq!(clock["state"], "running");
+        let started = at(&clock["started_at"]);
+        assert!(started >= paid_from - Duration::seconds(1), "{started}");
+        assert_eq!(at(&clock["due_at"]), started + Duration::hours(hours));
+    }
+    assert!(read["clocks"].get("resolution").is_none());
+    assert_eq!(res.body["case"]["sla"]["state"], "on_track");
 }
 
 #[actix_web::test]

@@ -218,6 +218,42 @@ async fn workflow_endpoint_is_the_design_table() {
     assert_eq!(body["states"].as_array().unwrap().len(), 10);
     let auto_close = &body["actions"][13];
     assert_eq!(auto_close["system_only"], true);
+    // Every action that takes a case out of the statuses with calls ends its rooms, and no
+    // other does.
+    let calls_active: Vec<&str> = body["states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["video_calls_active"] == true)
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(calls_active.len(), 4);
+    let ending: Vec<&str> = body["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| {
+            a["effects"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("end_video_calls"))
+        })
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    let leaving: Vec<&str> = body["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| {
+            let from = a["from"].as_array().unwrap();
+            from.iter()
+                .any(|f| calls_active.contains(&f.as_str().unwrap()))
+                && !calls_active.contains(&a["to"].as_str().unwrap())
+        })
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(ending, ["reject", "complete", "cancel"]);
+    assert_eq!(ending, leaving);
     // The spec's description of the endpoint carries the same table.
     let spec = dossier::openapi::spec_json();
     assert!(
