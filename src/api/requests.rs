@@ -526,9 +526,12 @@ pub struct VideoCallView {
     pub ended_at: Option<DateTime<Utc>>,
 }
 
-impl From<VideoCallRow> for VideoCallView {
-    fn from(row: VideoCallRow) -> Self {
-        let active = row.ended_at.is_none();
+impl VideoCallView {
+    /// `row` as shown while its case is (`case_active`) or is not in a status with calls. The
+    /// status is the second guard: a room its case left without ending it (a node of an older
+    /// version completing the case) does not work either.
+    fn of(row: VideoCallRow, case_active: bool) -> Self {
+        let active = row.ended_at.is_none() && case_active;
         VideoCallView {
             join_url: format!("/v1/video-calls/{}/join", row.id),
             url: active.then_some(row.url),
@@ -581,15 +584,19 @@ pub async fn list_video_calls(
 ) -> Result<HttpResponse, ApiError> {
     let asking = Asking::new(token, &req);
     let case_id = id.into_inner().to_string();
-    let rows = db::read(&state.pool, move |conn| {
+    let (rows, case_active) = db::read(&state.pool, move |conn| {
         let Asked { viewer, .. } = asking.resolve(conn)?;
-        find_visible(conn, &viewer, &case_id)?;
+        let case = find_visible(conn, &viewer, &case_id)?;
         refuse_agents(&viewer)?;
-        Ok(repo::requests::calls(conn, &case_id)?)
+        let case_active = workflow::state_of(case.status()).video_calls_active;
+        Ok((repo::requests::calls(conn, &case_id)?, case_active))
     })
     .await?;
     Ok(HttpResponse::Ok().json(VideoCallList {
-        items: rows.into_iter().map(VideoCallView::from).collect(),
+        items: rows
+            .into_iter()
+            .map(|row| VideoCallView::of(row, case_active))
+            .collect(),
     }))
 }
 
@@ -598,7 +605,8 @@ pub async fn list_video_calls(
 /// A room on `DOSSIER_VIDEO_BASE_URL` with an unguessable name (192 random bits), while the case
 /// is `in_approval`, `approved`, `in_progress` or `suspended` (409 otherwise). Accepts
 /// `Idempotency-Key` (with no body, the key alone names the call): a retry is not a second
-/// room. Roles: client, agency.
+/// room, and one whose room has ended since (the case was completed, then reopened) is 410
+/// `call_ended`. Roles: client, agency.
 #[utoipa::path(
     tag = "video-calls",
     operation_id = "create_video_call",
@@ -610,6 +618,7 @@ pub async fn list_video_calls(
         (status = 403, description = "Only the client and the agency open calls"),
         (status = 404, description = "No such case, or not one the caller can see"),
         (status = 409, description = "The case's status allows no calls (`wrong_state`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
+        (status = 410, description = "A retry under the `Idempotency-Key` of a room that has ended since (`call_ended`)"),
     )
 )]
 #[post("/v1/cases/{id}/video-calls")]
@@ -624,9 +633,9 @@ pub async fn create_video_call(
     let case_id = id.into_inner().to_string();
     let base = state.settings.video_base_url.clone();
     let notifier = state.notifier.clone();
-    // Every rule is checked before a replay too: a replay hands out the room's URL, which the
-    // case's leaving the active statuses disables.
-    idempotency::create(&state, &req, key, (), move |conn| {
+    // Every rule is checked before a replay too, and the room it names after it: a replay
+    // hands out the room's URL, which the case's leaving the active statuses ends.
+    let answer = idempotency::remember(&state, &req, key, (), move |conn| {
         let Asked {
             caller,
             viewer,
@@ -644,7 +653,37 @@ pub async fn create_video_call(
             },
         })
     })
-    .await
+    .await?;
+    if answer.replayed {
+        // A room never starts again once ended, so reading it after the replay's transaction
+        // is no race.
+        let first: FirstRoom = answer.body()?;
+        let room = db::read(&state.pool, move |conn| {
+            Ok(repo::requests::find_call(conn, &first.id)?)
+        })
+        .await?;
+        if room.is_none_or(|room| room.ended_at.is_some()) {
+            return Err(call_ended());
+        }
+    }
+    Ok(answer.into_response())
+}
+
+/// The room a replayed creation answered with.
+#[derive(Deserialize)]
+struct FirstRoom {
+    id: String,
+}
+
+/// 410 for a room that has ended.
+fn call_ended() -> ApiError {
+    ApiError::Http {
+        status: actix_web::http::StatusCode::GONE,
+        code: "call_ended",
+        detail: "This video call has ended: its case was completed, rejected or cancelled since \
+                 it opened. Open a new one."
+            .into(),
+    }
 }
 
 /// 403 for agents and platform staff, 409 while the case's status has calls disabled.
@@ -705,7 +744,7 @@ fn open_call(
         None,
         None,
     )?;
-    let view = VideoCallView::from(row);
+    let view = VideoCallView::of(row, true);
     Ok(Created {
         location: Some(view.join_url.clone()),
         version: None,
@@ -739,26 +778,21 @@ pub async fn join_video_call(
 ) -> Result<HttpResponse, ApiError> {
     let asking = Asking::new(token, &req);
     let id = id.into_inner().to_string();
-    let row = db::read(&state.pool, move |conn| {
+    let room = db::read(&state.pool, move |conn| {
         let Asked { viewer, .. } = asking.resolve(conn)?;
         let not_found = || ApiError::NotFound("No such video call, or not one you can see.".into());
         let row = repo::requests::find_call(conn, &id)?.ok_or_else(not_found)?;
-        find_visible(conn, &viewer, &row.case_id).map_err(|_| not_found())?;
+        let case = find_visible(conn, &viewer, &row.case_id).map_err(|_| not_found())?;
         refuse_agents(&viewer)?;
-        Ok(row)
+        let case_active = workflow::state_of(case.status()).video_calls_active;
+        Ok(VideoCallView::of(row, case_active))
     })
     .await?;
-    if row.ended_at.is_some() {
-        return Err(ApiError::Http {
-            status: actix_web::http::StatusCode::GONE,
-            code: "call_ended",
-            detail: "This video call link no longer works: its case was completed, rejected or \
-                     cancelled."
-                .into(),
-        });
-    }
+    let Some(url) = room.url else {
+        return Err(call_ended());
+    };
     Ok(HttpResponse::Found()
-        .insert_header((header::LOCATION, row.url))
+        .insert_header((header::LOCATION, url))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .finish())
 }

@@ -6,6 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName};
 use actix_web::{FromRequest, HttpRequest, HttpResponse};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use utoipa::IntoParams;
 
@@ -111,6 +112,11 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// The response's body (the first one, when replayed) read back as `T`.
+    pub fn body<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        serde_json::from_str(&self.stored.body).map_err(ApiError::internal)
+    }
+
     pub fn into_response(self) -> HttpResponse {
         let Answer { stored, replayed } = self;
         let status = u16::try_from(stored.status_code)

@@ -735,18 +735,20 @@ async fn tickets_of_before_are_numbered_in_the_order_they_were_opened() {
     );
 }
 
-/// Rooms of cases already out of the statuses with calls end when the upgrade adds
-/// `ended_at`, at the case's last change; the others (a reopened case's too) still work.
+/// The upgrade that adds `ended_at` ends each room at the first completion, rejection or
+/// cancellation of its case after it opened, as the audit trail dates it: a reopened case's
+/// earlier rooms too, a closed case's at its completion. Rooms of cases still in a status with
+/// calls keep working. It writes no audit rows.
 #[actix_web::test]
-async fn rooms_of_cases_past_their_calls_are_ended_by_the_upgrade() {
-    use serde_json::json;
+async fn the_upgrade_ends_rooms_when_the_audit_trail_says_their_case_left_them() {
+    use serde_json::{Value, json};
 
     use crate::world::{World, act, buy, id, start_case};
 
     let app = crate::helpers::spawn().await;
     let w = World::new(&app).await;
     let mut cases = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..4 {
         let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
         app.post(
             &format!("/v1/cases/{case}/video-calls"),
@@ -757,22 +759,30 @@ async fn rooms_of_cases_past_their_calls_are_ended_by_the_upgrade() {
         .assert_status(201);
         cases.push(case);
     }
-    let [cancelled, _in_approval, reopened] = &cases[..] else {
+    let [cancelled, _in_approval, reopened, closed] = &cases[..] else {
         unreachable!()
     };
     act(&app, &w.client.token, cancelled, "cancel")
         .await
         .assert_status(200);
-    start_case(&app, &w, reopened).await;
-    for action in ["complete", "reopen"] {
-        act(&app, &w.a_operator.token, reopened, action)
+    for case in [reopened, closed] {
+        start_case(&app, &w, case).await;
+        act(&app, &w.a_operator.token, case, "complete")
             .await
             .assert_status(200);
     }
+    act(&app, &w.a_operator.token, reopened, "reopen")
+        .await
+        .assert_status(200);
+    act(&app, &w.client.token, closed, "confirm_completion")
+        .await
+        .assert_status(200);
+    let audit_rows = app.rows_in(&["audit_log"]);
     let mut conn = app.state.pool.get().unwrap();
     revert_through(&mut conn, "20261207000040");
     run_migrations(&mut conn).unwrap();
     drop(conn);
+    assert_eq!(app.rows_in(&["audit_log"]), audit_rows);
     let mut ended = Vec::new();
     for case in &cases {
         let calls = app
@@ -780,10 +790,18 @@ async fn rooms_of_cases_past_their_calls_are_ended_by_the_upgrade() {
             .await;
         ended.push(calls.assert_status(200)["items"][0]["ended_at"].clone());
     }
-    let card = app
-        .get(&format!("/v1/cases/{cancelled}"), &w.client.token)
-        .await;
-    let updated_at = card.assert_status(200)["updated_at"].clone();
-    assert!(updated_at.is_string());
-    assert_eq!(ended, [updated_at, json!(null), json!(null)]);
+    let moved = async |case: &str, action: &str| -> Value {
+        let path = format!("/v1/cases/{case}/audit?action={action}");
+        let res = app.get(&path, &w.a_admin.token).await;
+        res.assert_status(200)["items"][0]["created_at"].clone()
+    };
+    let expected = [
+        moved(cancelled, "cancel").await,
+        Value::Null,
+        moved(reopened, "complete").await,
+        moved(closed, "complete").await,
+    ];
+    assert!(expected[2].is_string() && expected[3].is_string());
+    assert_ne!(expected[3], moved(closed, "confirm_completion").await);
+    assert_eq!(ended, expected);
 }

@@ -212,7 +212,8 @@ async fn video_rooms_are_unguessable_and_their_links_end_with_the_case() {
     let w = World::new(&app).await;
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
     let p = format!("/v1/cases/{case}/video-calls");
-    let res = app.post(&p, &w.client.token, json!({})).await;
+    let keyed = [("idempotency-key", "call-1")];
+    let res = app.call("POST", &p, &w.client.token, None, &keyed).await;
     let call = res.assert_status(201).clone();
     let url = call["url"].as_str().unwrap().to_owned();
     let room = url.strip_prefix("https://meet.example/dossier-").unwrap();
@@ -287,13 +288,19 @@ async fn video_rooms_are_unguessable_and_their_links_end_with_the_case() {
     app.post(&p, &w.client.token, json!({}))
         .await
         .assert_problem(409, "wrong_state");
-    // Reopened: the old links stay ended; a new room works.
+    // Reopened: the old links stay ended, and a retry of the first room's creation says so
+    // rather than replay it; a new room works.
     act(&app, &w.a_operator.token, &case, "reopen")
         .await
         .assert_status(200);
     app.get(&join, &w.client.token)
         .await
         .assert_problem(410, "call_ended");
+    let rooms = app.rows_in(&["video_calls", "notifications"]);
+    app.call("POST", &p, &w.client.token, None, &keyed)
+        .await
+        .assert_problem(410, "call_ended");
+    assert_eq!(app.rows_in(&["video_calls", "notifications"]), rooms);
     let fresh = app.post(&p, &w.client.token, json!({})).await;
     let fresh = fresh.assert_status(201).clone();
     assert_eq!(fresh["active"], true);
@@ -313,7 +320,9 @@ async fn video_rooms_are_unguessable_and_their_links_end_with_the_case() {
     assert_eq!(ended_rows().len(), 2, "a reopening ends nothing");
 }
 
-/// Rejecting or cancelling a case ends its rooms as completing it does.
+/// Rejecting or cancelling a case ends its rooms as completing it does. The case's status is a
+/// second guard: a room its case left without ending it (as a node of an older version would
+/// leave it) does not work either.
 #[actix_web::test]
 async fn rejected_and_cancelled_cases_end_their_rooms() {
     let app = spawn().await;
@@ -344,6 +353,15 @@ async fn rejected_and_cancelled_cases_end_their_rooms() {
             1,
             "{action}"
         );
+        app.sql(&format!(
+            "UPDATE video_calls SET ended_at = NULL WHERE case_id = '{case}'"
+        ));
+        app.get(&join, &w.client.token)
+            .await
+            .assert_problem(410, "call_ended");
+        let list = app.get(&p, &w.a_operator.token).await;
+        assert_eq!(list.body["items"][0]["active"], false, "{action}");
+        assert_eq!(list.body["items"][0]["url"], Value::Null, "{action}");
     }
 }
 
