@@ -681,7 +681,7 @@ fn call_ended() -> ApiError {
         status: actix_web::http::StatusCode::GONE,
         code: "call_ended",
         detail: "This video call has ended: its case was completed, rejected or cancelled since \
-                 it opened. Open a new one."
+                 it opened."
             .into(),
     }
 }

@@ -359,28 +359,29 @@ pub fn versioned_response<T: Serialize>(req: &HttpRequest, version: i64, body: &
         .json(body)
 }
 
-/// The `If-Match` header of a request, checked against the current version inside the
-/// transaction that changes the resource. The default is no header.
+/// The `If-Match` header of a request (as sent, and as `*` or its entity tags),
+/// checked against the current version inside the transaction that changes the resource. The
+/// default is no header.
 #[derive(Debug, Clone, Default)]
-pub struct IfMatch(Option<String>);
+pub struct IfMatch(Option<(String, header::IfMatch)>);
 
 impl IfMatch {
     pub fn is_set(&self) -> bool {
-        self.0.as_deref().is_some_and(|v| v != "*")
+        matches!(self.0, Some((_, header::IfMatch::Items(_))))
     }
 
     /// Absent or `*` passes; anything else must name the current version with a strong ETag,
     /// or the answer is 412.
     pub fn check(&self, current: i64) -> Result<(), ApiError> {
-        let Some(value) = self.0.as_deref() else {
+        let Some((sent, header::IfMatch::Items(tags))) = &self.0 else {
             return Ok(());
         };
-        let tag = etag(current);
-        if value == "*" || value.split(',').any(|t| t.trim() == tag) {
+        let current = header::EntityTag::new_strong(current.to_string());
+        if tags.iter().any(|tag| tag.strong_eq(&current)) {
             Ok(())
         } else {
             Err(ApiError::PreconditionFailed {
-                expected: value.to_owned(),
+                expected: sent.clone(),
             })
         }
     }
@@ -390,11 +391,37 @@ impl FromRequest for IfMatch {
     type Error = ApiError;
     type Future = std::future::Ready<Result<IfMatch, ApiError>>;
 
+    /// 400 `invalid_header` unless the header is `*` or a list of entity tags (`"3"`, `W/"3"`):
+    /// a value that can never match is the client's mistake, not a stale version. Each item
+    /// must be a tag (actix's typed header drops the ones that are not); a tag holding a comma,
+    /// which this API never issues, is refused with them.
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let value = req
-            .headers()
-            .get(header::IF_MATCH)
-            .map(|v| v.to_str().unwrap_or_default().trim().to_owned());
-        std::future::ready(Ok(IfMatch(value)))
+        let parsed = match req.headers().get(header::IF_MATCH) {
+            None => Ok(IfMatch(None)),
+            Some(sent) => match sent.to_str().map(str::trim) {
+                Ok("*") => Ok(IfMatch(Some(("*".into(), header::IfMatch::Any)))),
+                Ok(sent) => sent
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .map(str::parse::<header::EntityTag>)
+                    .collect::<Result<Vec<_>, _>>()
+                    .ok()
+                    .filter(|tags| !tags.is_empty())
+                    .map(|tags| IfMatch(Some((sent.to_owned(), header::IfMatch::Items(tags)))))
+                    .ok_or_else(bad_if_match),
+                Err(_) => Err(bad_if_match()),
+            },
+        };
+        std::future::ready(parsed)
+    }
+}
+
+fn bad_if_match() -> ApiError {
+    const RULE: &str = "`*` or a list of entity tags, such as `\"3\"`";
+    ApiError::BadRequest {
+        code: "invalid_header",
+        detail: format!("`If-Match` must be {RULE}."),
+        errors: vec![FieldError::new("/If-Match", "invalid_header", RULE)],
     }
 }

@@ -687,13 +687,31 @@ async fn patch_changes_title_description_priority_with_the_rules() {
         )
         .await;
     res.assert_problem(412, "precondition_failed");
+    // A weak tag is a tag, but never the strong version; a value that is no tag at all is the
+    // client's mistake, not a stale version.
+    let change = json!({"priority": "high"});
+    let weak = [("if-match", "W/\"2\"")];
+    let res = app.call(
+        "PATCH",
+        &p,
+        &w.a_operator.token,
+        Some(change.clone()),
+        &weak,
+    );
+    res.await.assert_problem(412, "precondition_failed");
+    for sent in ["2", "\"2", "", "\"1\" \"2\"", "\"2\",,x"] {
+        let bad = [("if-match", sent)];
+        let res = app.call("PATCH", &p, &w.a_operator.token, Some(change.clone()), &bad);
+        let problem = res.await.assert_problem(400, "invalid_header").clone();
+        assert_eq!(problem["errors"][0]["pointer"], "/If-Match", "{sent}");
+    }
     let res = app
         .call(
             "PATCH",
             &p,
             &w.a_operator.token,
             Some(json!({"priority": "high", "description": "A new and longer description"})),
-            &[("if-match", "\"2\"")],
+            &[("if-match", "\"9\", \"2\"")],
         )
         .await;
     assert_eq!(res.assert_status(200)["priority"], "high");

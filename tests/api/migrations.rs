@@ -736,9 +736,10 @@ async fn tickets_of_before_are_numbered_in_the_order_they_were_opened() {
 }
 
 /// The upgrade that adds `ended_at` ends each room at the first completion, rejection or
-/// cancellation of its case after it opened, as the audit trail dates it: a reopened case's
-/// earlier rooms too, a closed case's at its completion. Rooms of cases still in a status with
-/// calls keep working. It writes no audit rows.
+/// cancellation of its case after it opened, as the audit trail orders and dates it: a reopened
+/// case's earlier rooms too, a closed case's at its completion. Rooms of cases still in a status
+/// with calls keep working, a reopened case's new room too (whatever else was cancelled after
+/// it). It writes no audit rows.
 #[actix_web::test]
 async fn the_upgrade_ends_rooms_when_the_audit_trail_says_their_case_left_them() {
     use serde_json::{Value, json};
@@ -777,18 +778,44 @@ async fn the_upgrade_ends_rooms_when_the_audit_trail_says_their_case_left_them()
     act(&app, &w.client.token, closed, "confirm_completion")
         .await
         .assert_status(200);
+    let calls = format!("/v1/cases/{reopened}/video-calls");
+    app.post(&calls, &w.client.token, json!({}))
+        .await
+        .assert_status(201);
+    let asks = format!("/v1/cases/{reopened}/requests");
+    let ask = json!({"kind": "question", "prompt": "Which car?"});
+    let ask = id(app
+        .post(&asks, &w.a_operator.token, ask)
+        .await
+        .assert_status(201));
+    app.post(
+        &format!("{asks}/{ask}/cancel"),
+        &w.a_operator.token,
+        json!({}),
+    )
+    .await
+    .assert_status(200);
     let audit_rows = app.rows_in(&["audit_log"]);
     let mut conn = app.state.pool.get().unwrap();
     revert_through(&mut conn, "20261207000040");
     run_migrations(&mut conn).unwrap();
     drop(conn);
     assert_eq!(app.rows_in(&["audit_log"]), audit_rows);
+    let rooms = app.get(&calls, &w.client.token).await;
+    let rooms = rooms.assert_status(200)["items"].clone();
+    assert_eq!(
+        rooms[0]["ended_at"],
+        Value::Null,
+        "the room opened after the reopening"
+    );
+    assert_eq!(rooms[0]["active"], true);
     let mut ended = Vec::new();
     for case in &cases {
-        let calls = app
+        let res = app
             .get(&format!("/v1/cases/{case}/video-calls"), &w.client.token)
             .await;
-        ended.push(calls.assert_status(200)["items"][0]["ended_at"].clone());
+        let first = res.assert_status(200)["items"].as_array().unwrap().last();
+        ended.push(first.unwrap()["ended_at"].clone());
     }
     let moved = async |case: &str, action: &str| -> Value {
         let path = format!("/v1/cases/{case}/audit?action={action}");
