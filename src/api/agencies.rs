@@ -247,7 +247,7 @@ pub async fn get_agency(
     operation_id = "update_agency",
     params(
         ("id" = Uuid, Path, description = "Agency id"),
-        ("If-Match" = Option<String>, Header, description = "The `ETag` last seen; 412 if it is no longer current"),
+        IfMatch,
     ),
     request_body = UpdateAgency,
     security(("bearer" = [])),

@@ -96,7 +96,7 @@ fn assignable_statuses() -> Vec<CaseStatus> {
     operation_id = "assign_case",
     params(
         ("id" = Uuid, Path, description = "Case id"),
-        ("If-Match" = Option<String>, Header, description = "The `ETag` last seen; 412 if it is no longer current"),
+        IfMatch,
     ),
     request_body = AssignmentRequest,
     security(("bearer" = [])),
@@ -257,7 +257,7 @@ pub struct SetAgents {
     operation_id = "set_case_agents",
     params(
         ("id" = Uuid, Path, description = "Case id"),
-        ("If-Match" = Option<String>, Header, description = "The case `ETag` last seen; 412 if it is no longer current"),
+        IfMatch,
     ),
     request_body = SetAgents,
     security(("bearer" = [])),

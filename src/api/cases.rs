@@ -1076,7 +1076,7 @@ pub fn lost_race(
     operation_id = "update_case",
     params(
         ("id" = Uuid, Path, description = "Case id"),
-        ("If-Match" = Option<String>, Header, description = "The `ETag` last seen; 412 if it is no longer current"),
+        IfMatch,
         ("Accept-Language" = Option<String>, Header, description = "`en`, `it`, `es` or `pl` for labels"),
     ),
     request_body = UpdateCase,

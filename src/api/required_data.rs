@@ -210,7 +210,7 @@ pub struct DefineFields {
     operation_id = "define_required_fields",
     params(
         ("id" = Uuid, Path, description = "Case id"),
-        ("If-Match" = Option<String>, Header, description = "The case `ETag` last seen; 412 if it is no longer current"),
+        IfMatch,
     ),
     request_body = DefineFields,
     security(("bearer" = [])),
@@ -428,7 +428,7 @@ fn check_value(
     operation_id = "fill_required_values",
     params(
         ("id" = Uuid, Path, description = "Case id"),
-        ("If-Match" = Option<String>, Header, description = "The case `ETag` last seen; 412 if it is no longer current"),
+        IfMatch,
     ),
     request_body = FillValues,
     security(("bearer" = [])),

@@ -507,7 +507,7 @@ pub async fn get_service(
     operation_id = "update_service",
     params(
         ("id" = Uuid, Path, description = "Service id"),
-        ("If-Match" = Option<String>, Header, description = "The `ETag` last seen; 412 if it is no longer current"),
+        IfMatch,
     ),
     request_body = UpdateService,
     security(("bearer" = [])),

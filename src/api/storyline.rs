@@ -678,7 +678,7 @@ fn lost_event_race(
     params(
         ("id" = Uuid, Path, description = "Case id"),
         ("event_id" = Uuid, Path, description = "Event id"),
-        ("If-Match" = Option<String>, Header, description = "The event's `ETag` last seen; 412 if it is no longer current"),
+        IfMatch,
     ),
     request_body = UpdateEvent,
     security(("bearer" = [])),

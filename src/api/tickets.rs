@@ -603,7 +603,7 @@ pub struct UpdateTicket {
     operation_id = "update_ticket",
     params(
         ("id" = Uuid, Path, description = "Ticket id"),
-        ("If-Match" = Option<String>, Header, description = "The `ETag` last seen; 412 if it is no longer current"),
+        IfMatch,
         ("Accept-Language" = Option<String>, Header, description = "`en`, `it`, `es` or `pl` for labels"),
     ),
     request_body = UpdateTicket,
@@ -745,7 +745,7 @@ impl TicketTransitionRequest {
     operation_id = "transition_ticket",
     params(
         ("id" = Uuid, Path, description = "Ticket id"),
-        ("If-Match" = Option<String>, Header, description = "The `ETag` last seen; 412 if it is no longer current"),
+        IfMatch,
         ("Accept-Language" = Option<String>, Header, description = "`en`, `it`, `es` or `pl` for labels"),
     ),
     request_body = TicketTransitionRequest,
@@ -867,7 +867,7 @@ pub async fn transition_ticket(
     operation_id = "assign_ticket",
     params(
         ("id" = Uuid, Path, description = "Ticket id"),
-        ("If-Match" = Option<String>, Header, description = "The `ETag` last seen; 412 if it is no longer current"),
+        IfMatch,
         ("Accept-Language" = Option<String>, Header, description = "`en`, `it`, `es` or `pl` for labels"),
     ),
     request_body = AssignmentRequest,

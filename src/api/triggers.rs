@@ -397,7 +397,7 @@ pub struct UpdateTrigger {
     operation_id = "update_trigger",
     params(
         ("id" = Uuid, Path, description = "The trigger"),
-        ("If-Match" = Option<String>, Header, description = "The `ETag` last seen; 412 if it is no longer current"),
+        IfMatch,
     ),
     request_body = UpdateTrigger,
     security(("bearer" = [])),
@@ -476,7 +476,7 @@ pub async fn update_trigger(
     operation_id = "delete_trigger",
     params(
         ("id" = Uuid, Path, description = "The trigger"),
-        ("If-Match" = Option<String>, Header, description = "The `ETag` last seen; 412 if it is no longer current"),
+        IfMatch,
     ),
     security(("bearer" = [])),
     responses(

@@ -552,7 +552,7 @@ fn still_as_authenticated(
     operation_id = "update_user",
     params(
         ("id" = Uuid, Path, description = "User id"),
-        ("If-Match" = Option<String>, Header, description = "The `ETag` last seen; 412 if it is no longer current"),
+        IfMatch,
     ),
     request_body = UpdateUser,
     security(("bearer" = [])),

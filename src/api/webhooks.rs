@@ -415,7 +415,7 @@ pub struct UpdateWebhook {
     operation_id = "update_webhook",
     params(
         ("id" = Uuid, Path, description = "The webhook"),
-        ("If-Match" = Option<String>, Header, description = "The `ETag` last seen; 412 if it is no longer current"),
+        IfMatch,
     ),
     request_body = UpdateWebhook,
     security(("bearer" = [])),
@@ -583,7 +583,7 @@ fn concurrent_update() -> ApiError {
     operation_id = "delete_webhook",
     params(
         ("id" = Uuid, Path, description = "The webhook"),
-        ("If-Match" = Option<String>, Header, description = "The `ETag` last seen; 412 if it is no longer current"),
+        IfMatch,
     ),
     security(("bearer" = [])),
     responses(

@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use validator::Validate;
 
 use crate::errors::{ApiError, FieldError};
@@ -362,18 +362,31 @@ pub fn versioned_response<T: Serialize>(req: &HttpRequest, version: i64, body: &
 /// The `If-Match` header of a request (as sent, and as `*` or its entity tags),
 /// checked against the current version inside the transaction that changes the resource. The
 /// default is no header.
-#[derive(Debug, Clone, Default)]
-pub struct IfMatch(Option<(String, header::IfMatch)>);
+/// Also the header's entry in the spec, so the rule the extractor enforces and the one the
+/// spec states are written once.
+#[derive(Debug, Clone, Default, IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IfMatch {
+    /// The `ETag` last seen (`*`, or entity tags separated by commas); 412 if it is no longer
+    /// current, 400 `invalid_header` if it is no tag.
+    #[param(
+        rename = "If-Match",
+        value_type = Option<String>,
+        nullable = false,
+        pattern = r#"^(\*|(W/)?"[!#-+\--~]*"( *, *(W/)?"[!#-+\--~]*")*)$"#
+    )]
+    sent: Option<(String, header::IfMatch)>,
+}
 
 impl IfMatch {
     pub fn is_set(&self) -> bool {
-        matches!(self.0, Some((_, header::IfMatch::Items(_))))
+        matches!(self.sent, Some((_, header::IfMatch::Items(_))))
     }
 
     /// Absent or `*` passes; anything else must name the current version with a strong ETag,
     /// or the answer is 412.
     pub fn check(&self, current: i64) -> Result<(), ApiError> {
-        let Some((sent, header::IfMatch::Items(tags))) = &self.0 else {
+        let Some((sent, header::IfMatch::Items(tags))) = &self.sent else {
             return Ok(());
         };
         let current = header::EntityTag::new_strong(current.to_string());
@@ -397,9 +410,11 @@ impl FromRequest for IfMatch {
     /// which this API never issues, is refused with them.
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let parsed = match req.headers().get(header::IF_MATCH) {
-            None => Ok(IfMatch(None)),
+            None => Ok(IfMatch::default()),
             Some(sent) => match sent.to_str().map(str::trim) {
-                Ok("*") => Ok(IfMatch(Some(("*".into(), header::IfMatch::Any)))),
+                Ok("*") => Ok(IfMatch {
+                    sent: Some(("*".into(), header::IfMatch::Any)),
+                }),
                 Ok(sent) => sent
                     .split(',')
                     .map(str::trim)
@@ -408,7 +423,9 @@ impl FromRequest for IfMatch {
                     .collect::<Result<Vec<_>, _>>()
                     .ok()
                     .filter(|tags| !tags.is_empty())
-                    .map(|tags| IfMatch(Some((sent.to_owned(), header::IfMatch::Items(tags)))))
+                    .map(|tags| IfMatch {
+                        sent: Some((sent.to_owned(), header::IfMatch::Items(tags))),
+                    })
                     .ok_or_else(bad_if_match),
                 Err(_) => Err(bad_if_match()),
             },
