@@ -373,10 +373,9 @@ pub async fn download_attachment(
 ///
 /// The uploader, the case's agency staff and platform staff may delete, while the case takes
 /// files, an agent only while it is `in_progress` (409 otherwise); others who can see the case
-/// get 403. A file that a message, a
-/// storyline event, an answer or a required-data value of the case still carries stays (409
-/// `attachment_in_use`): edit the event or clear the value first; a message's files stay for
-/// good. Recorded in the audit trail; the blob is removed once the deletion commits.
+/// get 403. A file that a message, a storyline event, an answer or a required-data value of the
+/// case still carries stays (409 `attachment_in_use`): edit the event or clear the value first;
+/// a message's files stay for good. Recorded in the audit trail; the blob is removed once the deletion commits.
 #[utoipa::path(
     tag = "attachments",
     operation_id = "delete_attachment",

@@ -755,8 +755,8 @@ fn open_call(
 /// Join a video call
 ///
 /// 302 to the room until the case leaves the statuses with calls; 410 `call_ended` from then
-/// on, also after a reopening (which opens new rooms). Roles: the client, the agency and platform staff who can see the case (404
-/// otherwise); an agent on it gets 403.
+/// on, also after a reopening (which opens new rooms). Roles: the client, the agency and
+/// platform staff who can see the case (404 otherwise); an agent on it gets 403.
 #[utoipa::path(
     tag = "video-calls",
     operation_id = "join_video_call",

@@ -359,11 +359,10 @@ pub fn versioned_response<T: Serialize>(req: &HttpRequest, version: i64, body: &
         .json(body)
 }
 
-/// The `If-Match` header of a request (as sent, and as `*` or its entity tags),
-/// checked against the current version inside the transaction that changes the resource. The
-/// default is no header.
-/// Also the header's entry in the spec, so the rule the extractor enforces and the one the
-/// spec states are written once.
+/// The `If-Match` header of a request (as sent, and its entity tags), checked against the
+/// current version inside the transaction that changes the resource; `*` asks for nothing, as
+/// no header does. Also the header's entry in the spec, so the rule the extractor enforces and
+/// the one the spec states are written once.
 #[derive(Debug, Clone, Default, IntoParams)]
 #[into_params(parameter_in = Header)]
 pub struct IfMatch {
@@ -375,18 +374,18 @@ pub struct IfMatch {
         nullable = false,
         pattern = r#"^(\*|(W/)?"[!#-+\--~]*"( *, *(W/)?"[!#-+\--~]*")*)$"#
     )]
-    sent: Option<(String, header::IfMatch)>,
+    sent: Option<(String, Vec<header::EntityTag>)>,
 }
 
 impl IfMatch {
     pub fn is_set(&self) -> bool {
-        matches!(self.sent, Some((_, header::IfMatch::Items(_))))
+        self.sent.is_some()
     }
 
     /// Absent or `*` passes; anything else must name the current version with a strong ETag,
     /// or the answer is 412.
     pub fn check(&self, current: i64) -> Result<(), ApiError> {
-        let Some((sent, header::IfMatch::Items(tags))) = &self.sent else {
+        let Some((sent, tags)) = &self.sent else {
             return Ok(());
         };
         let current = header::EntityTag::new_strong(current.to_string());
@@ -412,9 +411,7 @@ impl FromRequest for IfMatch {
         let parsed = match req.headers().get(header::IF_MATCH) {
             None => Ok(IfMatch::default()),
             Some(sent) => match sent.to_str().map(str::trim) {
-                Ok("*") => Ok(IfMatch {
-                    sent: Some(("*".into(), header::IfMatch::Any)),
-                }),
+                Ok("*") => Ok(IfMatch::default()),
                 Ok(sent) => sent
                     .split(',')
                     .map(str::trim)
@@ -424,7 +421,7 @@ impl FromRequest for IfMatch {
                     .ok()
                     .filter(|tags| !tags.is_empty())
                     .map(|tags| IfMatch {
-                        sent: Some((sent.to_owned(), header::IfMatch::Items(tags))),
+                        sent: Some((sent.to_owned(), tags)),
                     })
                     .ok_or_else(bad_if_match),
                 Err(_) => Err(bad_if_match()),
