@@ -126,7 +126,6 @@ pub fn build_app(
     app.app_data(state)
         .app_data(routes)
         .app_data(fallback::json_config(json_limit))
-        .app_data(fallback::query_config())
         .app_data(fallback::path_config())
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", spec))
         .default_service(web::to(fallback::not_found))

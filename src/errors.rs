@@ -168,6 +168,15 @@ pub enum ApiError {
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// A status's name as RFC 9110 gives it: the `http` crate still has RFC 7231's for 413 and 422.
+fn title_of(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "Content Too Large",
+        StatusCode::UNPROCESSABLE_ENTITY => "Unprocessable Content",
+        _ => status.canonical_reason().unwrap_or("Error"),
+    }
+}
+
 impl ApiError {
     pub fn validation(errors: Vec<FieldError>) -> ApiError {
         let detail = match errors.len() {
@@ -199,6 +208,15 @@ impl ApiError {
         }
     }
 
+    /// A 404 told in the words of what was asked for (a file, a room) rather than of the case
+    /// it hangs on; any other failure (an outage, a lost race) stays what it is.
+    pub fn not_found_as(self, detail: impl FnOnce() -> ApiError) -> ApiError {
+        match self {
+            ApiError::NotFound(_) => detail(),
+            other => other,
+        }
+    }
+
     pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> ApiError {
         ApiError::Internal(cause.into())
     }
@@ -206,7 +224,7 @@ impl ApiError {
     /// The closest variant for a failure that came with only a status code.
     pub fn from_status(status: StatusCode, detail: String) -> ApiError {
         let detail = if detail.is_empty() {
-            status.canonical_reason().unwrap_or("Error").to_owned()
+            title_of(status).to_owned()
         } else {
             detail
         };
@@ -300,7 +318,7 @@ impl ApiError {
         };
         let problem = Problem {
             problem_type: format!("urn:dossier:problem:{}", self.code()),
-            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            title: title_of(status).to_owned(),
             status: status.as_u16(),
             detail: self.public_detail(),
             instance: instance.map(str::to_owned),

@@ -2,8 +2,9 @@
 //! user's own go whenever they send another keyed request; a user who never does would keep
 //! theirs, bodies included, for good), webhook deliveries finished (delivered or dead) more
 //! than [`KEEP_DELIVERIES_DAYS`] days ago, webhooks deleted more than an hour ago, with
-//! their deliveries, webhooks' old secrets once they expired, and refresh tokens expired more
-//! than [`KEEP_EXPIRED_SESSIONS`] ago.
+//! their deliveries, webhooks' old secrets once they expired, refresh tokens expired more
+//! than [`KEEP_EXPIRED_SESSIONS`] ago, and blobs no row owns that their request left behind
+//! (`loose_blobs`: a deleted file's bytes, an upload dropped midway).
 
 use std::time::Duration;
 
@@ -29,6 +30,9 @@ const KEEP_EXPIRED_SESSIONS: chrono::Duration = chrono::Duration::days(30);
 /// for years takes the writer in short turns, not in one long one.
 const SESSIONS_PER_WRITE: i64 = 5_000;
 
+/// Loose blobs removed per round: one search of the due index and one write per round.
+const BLOBS_PER_ROUND: i64 = 100;
+
 /// Starts the hourly sweep.
 pub fn spawn(state: web::Data<AppState>) {
     actix_web::rt::spawn(async move {
@@ -41,9 +45,43 @@ pub fn spawn(state: web::Data<AppState>) {
     });
 }
 
-/// One sweep: how many expired keys, old deliveries, deleted webhooks' rows, old secrets and
-/// old refresh tokens it removed.
+/// One sweep: how many expired keys, old deliveries, deleted webhooks' rows, old secrets, old
+/// refresh tokens and loose blobs it removed.
 pub async fn sweep(state: &AppState) -> Result<usize, ApiError> {
+    let blobs = sweep_loose_blobs(state).await?;
+    Ok(blobs + sweep_rows(state).await?)
+}
+
+/// Removes the loose blobs that are due from storage, then their rows; a blob storage fails
+/// to remove stays listed for the next sweep.
+async fn sweep_loose_blobs(state: &AppState) -> Result<usize, ApiError> {
+    let now = db::now();
+    let mut removed = 0;
+    loop {
+        let due = db::read(&state.pool, move |conn| {
+            Ok(repo::loose_blobs::due(conn, now, BLOBS_PER_ROUND)?)
+        })
+        .await?;
+        let mut gone = Vec::with_capacity(due.len());
+        for key in &due {
+            if state.blobs.delete(key).await {
+                gone.push(key.clone());
+            }
+        }
+        let settled = gone.len();
+        db::write(&state.pool, move |conn| {
+            Ok(repo::loose_blobs::settle(conn, &gone)?)
+        })
+        .await?;
+        removed += settled;
+        // A short round was the last; a round storage refused whole would come round again.
+        if due.len() < BLOBS_PER_ROUND as usize || settled == 0 {
+            return Ok(removed);
+        }
+    }
+}
+
+async fn sweep_rows(state: &AppState) -> Result<usize, ApiError> {
     let now = db::now();
     let swept = db::write(&state.pool, move |conn| {
         let keys = repo::idempotency::delete_expired(conn)?;

@@ -7,7 +7,9 @@ use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, Parameter};
 use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, ArrayBuilder, ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder};
+use utoipa::openapi::{
+    ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder, Responses,
+};
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
 
@@ -106,24 +108,40 @@ fn problem(description: &str) -> RefOr<utoipa::openapi::Response> {
         .into()
 }
 
-fn operations(doc: &mut Document) -> impl Iterator<Item = (&String, &mut Operation)> {
+/// Every operation with its path and whether it writes (anything but GET).
+fn operations(doc: &mut Document) -> impl Iterator<Item = (&String, bool, &mut Operation)> {
     doc.paths.paths.iter_mut().flat_map(|(path, item)| {
         [
-            &mut item.get,
-            &mut item.post,
-            &mut item.put,
-            &mut item.patch,
-            &mut item.delete,
+            (false, &mut item.get),
+            (true, &mut item.post),
+            (true, &mut item.put),
+            (true, &mut item.patch),
+            (true, &mut item.delete),
         ]
         .into_iter()
-        .filter_map(Option::as_mut)
-        .map(move |op| (path, op))
+        .filter_map(|(writes, op)| op.as_mut().map(|op| (writes, op)))
+        .map(move |(writes, op)| (path, writes, op))
     })
+}
+
+/// Makes `status` name the problem `code` that shared machinery (a lost race, an idempotency
+/// key) can answer on an operation, whatever its handler declared under that status.
+fn mention(responses: &mut Responses, status: &str, code: &str, what: &str) {
+    match responses.responses.get_mut(status) {
+        Some(RefOr::T(r)) if !r.description.contains(code) => {
+            r.description = format!("{}. Also `{code}`: {what}", r.description);
+        }
+        Some(_) => {}
+        None => {
+            let response = problem(&format!("`{code}`: {what}"));
+            responses.responses.insert(status.to_owned(), response);
+        }
+    }
 }
 
 /// Adds the failures every operation shares, and problem bodies to the ones handlers declared.
 fn finish(mut doc: Document) -> Document {
-    for (path, op) in operations(&mut doc) {
+    for (path, writes, op) in operations(&mut doc) {
         if op.operation_id.as_deref() == Some("transition_case") {
             // The action table in the description comes from the same rules that enforce it.
             let description = op.description.get_or_insert_with(String::new);
@@ -190,6 +208,18 @@ fn finish(mut doc: Document) -> Document {
         );
         if path != "/health/live" && path != "/metrics" {
             add("503", "The database cannot be reached");
+        }
+        if writes {
+            // A serialization failure or a deadlock on PostgreSQL, or a versioned write that
+            // found its row changed (`errors.rs`).
+            let race = "a concurrent change committed first; nothing was written, retry";
+            mention(&mut op.responses, "409", "concurrent_update", race);
+        }
+        if idempotent {
+            let running = "a request with the same `Idempotency-Key` is still running";
+            mention(&mut op.responses, "409", "idempotency_key_in_use", running);
+            let reused = "the `Idempotency-Key` was used with another request";
+            mention(&mut op.responses, "422", "idempotency_key_reused", reused);
         }
     }
     answer_needs_text_or_attachments(&mut doc);

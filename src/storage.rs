@@ -61,11 +61,14 @@ impl Blobs {
         self.store.get(&self.path(key)).await
     }
 
-    /// Removes a blob; one that is already gone is fine.
-    pub async fn delete(&self, key: &str) {
+    /// Removes a blob; one that is already gone is fine. False when storage failed (logged).
+    pub async fn delete(&self, key: &str) -> bool {
         match self.store.delete(&self.path(key)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => log::error!("could not delete blob {key}: {e}"),
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => true,
+            Err(e) => {
+                log::error!("could not delete blob {key}: {e}");
+                false
+            }
         }
     }
 }

@@ -284,7 +284,8 @@ pub fn fire(conn: &mut DbConnection, notifier: &Notifier, what: &What) -> Result
     }
     let (case, event) = (what.case, what.event);
     let triggers = repo::triggers::active_for(conn, &case.agency_id, event.as_str())?;
-    if triggers.is_empty() {
+    // A deactivated agency's rules act for it no more, as its staff do not.
+    if triggers.is_empty() || !repo::agencies::is_active(conn, &case.agency_id)? {
         return Ok(Fired::default());
     }
     let _firing = Firing::start();

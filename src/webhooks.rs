@@ -35,6 +35,8 @@ const IDLE: Duration = Duration::from_secs(60);
 pub const PAUSED: &str = "paused";
 /// The last error of a delivery its webhook's deletion ended.
 pub const DELETED: &str = "deleted";
+/// The last error of a delivery its agency's deactivation ended.
+pub const AGENCY_DEACTIVATED: &str = "agency_deactivated";
 
 code_enum! {
     /// What a webhook hears of: the bell's events on cases and `case_created`, the bell's

@@ -12,7 +12,7 @@ use crate::auth::{AuthUser, Token};
 use crate::db::{self, DbConnection};
 use crate::errors::ApiError;
 use crate::http::extract::{
-    IfMatch, Page, PageRequest, ValidJson, etag, page_response, versioned_response,
+    IfMatch, Page, PageRequest, Query, ValidJson, etag, page_response, versioned_response,
 };
 use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
 use crate::repo;
@@ -126,7 +126,7 @@ pub async fn list_agencies(
     req: HttpRequest,
     state: web::Data<AppState>,
     token: Token,
-    query: web::Query<ListAgenciesQuery>,
+    query: Query<ListAgenciesQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
     let (rows, page) = db::read(&state.pool, move |conn| {
@@ -282,9 +282,7 @@ pub async fn update_agency(
             active: input.active,
         };
         if !repo::agencies::update(conn, &id, current.version, &changes)? {
-            return Err(ApiError::PreconditionFailed {
-                expected: etag(current.version),
-            });
+            return Err(if_match.lost_race(current.version, "agency"));
         }
         // Reactivating the agency must not bring its staff's old sessions back: their refresh
         // tokens end, and the access tokens issued so far carry an epoch that is now old.
@@ -295,6 +293,9 @@ pub async fn update_agency(
             repo::presence::lock_queue(conn, &id)?;
             let everyone = repo::presence::Whose::Agency(&id);
             repo::presence::go_offline(conn, everyone, db::now())?;
+            // What its webhooks were still to hear stays untold (they hear nothing new either).
+            let why = crate::webhooks::AGENCY_DEACTIVATED;
+            repo::webhooks::end_pending_of_agency(conn, &id, why)?;
         }
         repo::agencies::find(conn, &id)?.ok_or_else(agency_not_found)
     })

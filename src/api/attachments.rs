@@ -14,7 +14,7 @@ use crate::auth::Token;
 use crate::db;
 use crate::domain::Role;
 use crate::errors::{ApiError, FieldError};
-use crate::http::extract::{Page, PageRequest, page_response};
+use crate::http::extract::{Page, PageRequest, Query, page_response};
 use crate::http::idempotency::{self, Authorized, IdempotencyKey};
 use crate::repo;
 use crate::repo::attachments::AttachmentRow;
@@ -259,6 +259,7 @@ pub async fn upload_attachment(
                 internal: file.internal,
             };
             repo::attachments::insert(conn, &row)?;
+            files::own(conn, &row.storage_key)?;
             let created = Change::entity("attachment", &row.id, Some(&row.case_id), "upload");
             repo::audit::append(
                 conn,
@@ -301,7 +302,7 @@ pub async fn list_attachments(
     state: web::Data<AppState>,
     token: Token,
     id: web::Path<Uuid>,
-    query: web::Query<ListFilesQuery>,
+    query: Query<ListFilesQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
     let asking = Asking::new(token, &req);
@@ -333,7 +334,8 @@ async fn find_for(state: &AppState, asking: Asking, id: String) -> Result<Attach
         let Asked { viewer, .. } = asking.resolve(conn)?;
         let row = repo::attachments::find(conn, &id, sees_internal(&viewer))?
             .ok_or_else(attachment_not_found)?;
-        find_visible(conn, &viewer, &row.case_id).map_err(|_| attachment_not_found())?;
+        find_visible(conn, &viewer, &row.case_id)
+            .map_err(|e| e.not_found_as(attachment_not_found))?;
         Ok(row)
     })
     .await
@@ -351,8 +353,7 @@ async fn find_for(state: &AppState, asking: Asking, id: String) -> Result<Attach
     params(("id" = Uuid, Path, description = "Attachment id")),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>,
-            headers(("ETag" = String, description = "The SHA-256"), ("Content-Disposition" = String, description = "`attachment` with the file name"))),
+        (status = 200, response = inline(crate::api::files::FileDownload)),
         (status = 304, description = "Unchanged since the `If-None-Match` tag"),
         (status = 404, description = "No such attachment, or not one the caller can see"),
     )
@@ -402,7 +403,8 @@ pub async fn delete_attachment(
         let caller_id = &viewer.user_id;
         let row = repo::attachments::find(conn, &id, sees_internal(&viewer))?
             .ok_or_else(attachment_not_found)?;
-        let case = find_visible(conn, &viewer, &row.case_id).map_err(|_| attachment_not_found())?;
+        let case = find_visible(conn, &viewer, &row.case_id)
+            .map_err(|e| e.not_found_as(attachment_not_found))?;
         let may =
             row.uploader_id == *caller_id || matches!(viewer.role, Role::Agency | Role::Platform);
         if !may {
@@ -415,7 +417,8 @@ pub async fn delete_attachment(
         if !repo::attachments::lock_for_deletion(conn, &id)? {
             return Err(attachment_not_found());
         }
-        let case = share_locked(conn, &viewer, case).map_err(|_| attachment_not_found())?;
+        let case =
+            share_locked(conn, &viewer, case).map_err(|e| e.not_found_as(attachment_not_found))?;
         files_may_change(&viewer, &case, "keeps its files")?;
         // What was sent or recorded with the file keeps it: detach it there first.
         if let Some(holder) = repo::attachments::named_by(conn, &row.case_id, &id)? {
@@ -431,9 +434,10 @@ pub async fn delete_attachment(
             None,
         );
         repo::audit::append(conn, &actor, vec![change])?;
+        files::let_go(conn, &row.storage_key)?;
         Ok(row.storage_key)
     })
     .await?;
-    state.blobs.delete(&key).await;
+    files::discard(&state, &key).await;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -16,7 +16,7 @@ use crate::auth::Token;
 use crate::db;
 use crate::domain::Role;
 use crate::errors::ApiError;
-use crate::http::extract::{Page, PageRequest, invalid_cursor, page_response};
+use crate::http::extract::{Page, PageRequest, Query, invalid_cursor, page_response};
 use crate::repo;
 use crate::repo::audit::{AuditFilter, AuditRow};
 
@@ -194,7 +194,7 @@ pub async fn list_case_audit(
     state: web::Data<AppState>,
     token: Token,
     id: web::Path<Uuid>,
-    query: web::Query<TrailQuery>,
+    query: Query<TrailQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let case = Trail::Case(id.into_inner().to_string());
     audit_answer(req, state, token, Some(case), query.into_inner().into()).await
@@ -229,7 +229,7 @@ pub async fn list_ticket_audit(
     state: web::Data<AppState>,
     token: Token,
     id: web::Path<Uuid>,
-    query: web::Query<TrailQuery>,
+    query: Query<TrailQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let ticket = Trail::Ticket(id.into_inner().to_string());
     audit_answer(req, state, token, Some(ticket), query.into_inner().into()).await
@@ -261,7 +261,7 @@ pub async fn list_audit(
     req: HttpRequest,
     state: web::Data<AppState>,
     token: Token,
-    query: web::Query<AuditQuery>,
+    query: Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
     audit_answer(req, state, token, None, query.into_inner()).await
 }

@@ -20,7 +20,7 @@ use crate::db::{self, DbConnection};
 use crate::domain::{CaseStatus, Locale, PaymentMethod, PaymentState, Priority, Role};
 use crate::errors::{AllowedActions, ApiError, FieldError};
 use crate::http::extract::{
-    IfMatch, MultiQuery, Page, PageRequest, ValidJson, etag, page_response, versioned_response,
+    IfMatch, Page, PageRequest, Query, ValidJson, etag, page_response, versioned_response,
 };
 use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
 use crate::i18n;
@@ -795,7 +795,7 @@ pub async fn list_cases(
     req: HttpRequest,
     state: web::Data<AppState>,
     token: Token,
-    query: MultiQuery<ListCasesQuery>,
+    query: Query<ListCasesQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.0;
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;

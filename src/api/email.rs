@@ -15,7 +15,7 @@ use crate::auth::{AuthUser, Token};
 use crate::db;
 use crate::domain::code_enum;
 use crate::errors::ApiError;
-use crate::http::extract::{Page, PageRequest, ValidJson, page_response};
+use crate::http::extract::{Page, PageRequest, Query, ValidJson, page_response};
 use crate::repo;
 use crate::repo::audit::Change;
 use crate::repo::email::OutboxRow;
@@ -249,7 +249,7 @@ pub async fn list_outbox(
     req: HttpRequest,
     state: web::Data<AppState>,
     token: Token,
-    query: web::Query<ListOutboxQuery>,
+    query: Query<ListOutboxQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
     let status = query.status.map(OutboxStatus::as_str);

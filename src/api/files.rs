@@ -15,13 +15,19 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::app::AppState;
+use crate::db::{self, DbConnection};
 use crate::domain::Role;
 use crate::errors::ApiError;
 use crate::http::idempotency::{Answer, Created};
+use crate::repo;
 use crate::storage::BlobUpload;
 
 /// Bytes read before the type is decided (and before anything is written to storage).
 const SNIFF_BYTES: usize = 8192;
+
+/// How long an upload may take, from its first byte to its row: after that, a blob under its
+/// key that no row owns is a dropped request's, and housekeeping removes it.
+pub const UPLOAD_WINDOW: chrono::Duration = chrono::Duration::hours(24);
 
 /// Content types accepted besides `image/*`, `audio/*` and `video/*`.
 const DOCUMENT_TYPES: &[&str] = &[
@@ -37,6 +43,40 @@ const DOCUMENT_TYPES: &[&str] = &[
     "application/vnd.oasis.opendocument.spreadsheet",
     "application/vnd.oasis.opendocument.presentation",
 ];
+
+/// A download's 200 in the spec: one entry per type a stored file can have (the ranges and
+/// [`DOCUMENT_TYPES`] that [`detect`] accepts), with no schema, as the bytes are the file's own.
+pub struct FileDownload;
+
+impl<'r> utoipa::ToResponse<'r> for FileDownload {
+    fn response() -> (&'r str, utoipa::openapi::RefOr<utoipa::openapi::Response>) {
+        use utoipa::openapi::{
+            ContentBuilder, HeaderBuilder, ObjectBuilder, ResponseBuilder, Type,
+        };
+        let header = |description: &str| {
+            HeaderBuilder::new()
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                .description(Some(description))
+                .build()
+        };
+        let types = ["image/*", "audio/*", "video/*", "text/plain"];
+        let response = types
+            .iter()
+            .chain(DOCUMENT_TYPES)
+            .fold(ResponseBuilder::new(), |r, media| {
+                r.content(*media, ContentBuilder::new().build())
+            })
+            .description("The file, as the type detected from its bytes when it was uploaded")
+            .header("ETag", header("The SHA-256"))
+            .header(
+                "Content-Disposition",
+                header("`attachment` with the file name"),
+            )
+            .header("X-Content-Type-Options", header("`nosniff`"))
+            .build();
+        ("FileDownload", response.into())
+    }
+}
 
 /// The type of a file from its first bytes, if it is one we accept. The name and the
 /// client's declared type are ignored: a renamed executable stays an executable.
@@ -348,6 +388,31 @@ pub async fn receive_upload(
             "Send the file as `multipart/form-data` with a part named `file`.".into(),
         ));
     }
+    // Before a byte is stored: a request dropped from here on (the client gone, the server
+    // stopping) leaves a blob that only this row tells of.
+    let loose = key.to_owned();
+    db::write(&state.pool, move |conn| {
+        let due = db::now() + UPLOAD_WINDOW;
+        Ok(repo::loose_blobs::insert(conn, &loose, due)?)
+    })
+    .await?;
+    let stored = store_form(req, payload, state, role, key, body_limit).await;
+    if stored.is_err() {
+        discard(state, key).await;
+    }
+    stored
+}
+
+/// [`receive_upload`]'s streaming part, once the blob's key is listed as loose.
+async fn store_form(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    role: Option<Role>,
+    key: &str,
+    body_limit: usize,
+) -> Result<StoredFile, ApiError> {
+    let limit = state.settings.max_upload_bytes;
     let read = Rc::new(Cell::new(0usize));
     let counted = payload.map({
         let read = Rc::clone(&read);
@@ -401,9 +466,34 @@ pub async fn answer_upload(
 ) -> Result<HttpResponse, ApiError> {
     let created = matches!(&saved, Ok(answer) if !answer.replayed);
     if !created {
-        state.blobs.delete(key).await;
+        discard(state, key).await;
     }
     saved.map(Answer::into_response)
+}
+
+/// In the write that gives an uploaded blob its row: the blob is owned now.
+pub fn own(conn: &mut DbConnection, key: &str) -> Result<(), ApiError> {
+    Ok(repo::loose_blobs::settle(conn, &[key.to_owned()])?)
+}
+
+/// In the write that deletes a file's row: its blob is loose from the commit on, until
+/// [`discard`] (or housekeeping, if this request is dropped first) removes it.
+pub fn let_go(conn: &mut DbConnection, key: &str) -> Result<(), ApiError> {
+    Ok(repo::loose_blobs::insert(conn, key, db::now())?)
+}
+
+/// Removes a loose blob, then its `loose_blobs` row. Whatever fails is left to housekeeping.
+pub async fn discard(state: &AppState, key: &str) {
+    if state.blobs.delete(key).await {
+        let key = [key.to_owned()];
+        let settled = db::write(&state.pool, move |conn| {
+            Ok(repo::loose_blobs::settle(conn, &key)?)
+        })
+        .await;
+        if let Err(e) = settled {
+            log::warn!("a deleted blob stays listed as loose until housekeeping: {e}");
+        }
+    }
 }
 
 /// A page of an owner's files.

@@ -20,7 +20,7 @@ use crate::auth::Token;
 use crate::db::{self, DbConnection};
 use crate::domain::{CaseStatus, Role, code_enum};
 use crate::errors::ApiError;
-use crate::http::extract::{Page, PageRequest, ValidJson, page_response};
+use crate::http::extract::{Page, PageRequest, Query, ValidJson, page_response};
 use crate::http::idempotency::{Created, IdempotencyKey};
 use crate::repo;
 use crate::repo::audit::{Actor, Change};
@@ -202,7 +202,7 @@ pub async fn list_messages(
     state: web::Data<AppState>,
     token: Token,
     id: web::Path<Uuid>,
-    query: web::Query<ListMessagesQuery>,
+    query: Query<ListMessagesQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;

@@ -16,7 +16,7 @@ use crate::config::Settings;
 use crate::db::{self, DbConnection};
 use crate::domain::{CaseStatus, Locale, Role, TicketStatus, code_enum};
 use crate::errors::ApiError;
-use crate::http::extract::{Page, PageRequest, ValidJson, page_response};
+use crate::http::extract::{Page, PageRequest, Query, ValidJson, page_response};
 use crate::i18n;
 use crate::repo;
 use crate::repo::cases::CaseRow;
@@ -498,7 +498,7 @@ pub async fn list_notifications(
     req: HttpRequest,
     state: web::Data<AppState>,
     token: Token,
-    query: web::Query<ListNotificationsQuery>,
+    query: Query<ListNotificationsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
     let unread = query.unread.unwrap_or(false);

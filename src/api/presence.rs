@@ -16,7 +16,7 @@ use crate::auth::{AuthUser, Token};
 use crate::db::{self, DbConnection};
 use crate::domain::{PresenceStatus, Role, code_enum};
 use crate::errors::ApiError;
-use crate::http::extract::{MultiQuery, Page, PageRequest, ValidJson, page_response};
+use crate::http::extract::{Page, PageRequest, Query, ValidJson, page_response};
 use crate::repo;
 use crate::repo::presence::{OpenWork, PresenceRow, StaffScope};
 use crate::ticket_workflow::WORKED;
@@ -255,7 +255,7 @@ pub async fn list_presence(
     req: HttpRequest,
     state: web::Data<AppState>,
     token: Token,
-    query: MultiQuery<ListPresenceQuery>,
+    query: Query<ListPresenceQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.0;
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;

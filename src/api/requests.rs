@@ -21,7 +21,7 @@ use crate::auth::Token;
 use crate::db::{self, DbConnection};
 use crate::domain::{Role, code_enum};
 use crate::errors::ApiError;
-use crate::http::extract::{Page, PageRequest, ValidJson, page_response};
+use crate::http::extract::{Page, PageRequest, Query, ValidJson, page_response};
 use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
 use crate::repo;
 use crate::repo::audit::{Actor, Change};
@@ -216,7 +216,7 @@ pub async fn list_requests(
     state: web::Data<AppState>,
     token: Token,
     id: web::Path<Uuid>,
-    query: web::Query<ListRequestsQuery>,
+    query: Query<ListRequestsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
     let asking = Asking::new(token, &req);
@@ -782,7 +782,8 @@ pub async fn join_video_call(
         let Asked { viewer, .. } = asking.resolve(conn)?;
         let not_found = || ApiError::NotFound("No such video call, or not one you can see.".into());
         let row = repo::requests::find_call(conn, &id)?.ok_or_else(not_found)?;
-        let case = find_visible(conn, &viewer, &row.case_id).map_err(|_| not_found())?;
+        let case =
+            find_visible(conn, &viewer, &row.case_id).map_err(|e| e.not_found_as(not_found))?;
         refuse_agents(&viewer)?;
         let case_active = workflow::state_of(case.status()).video_calls_active;
         Ok(VideoCallView::of(row, case_active))

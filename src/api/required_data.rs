@@ -52,21 +52,36 @@ fn options_of(row: &FieldRow) -> Option<Vec<String>> {
         .and_then(|o| serde_json::from_str(o).ok())
 }
 
+fn field_type_of(row: &FieldRow) -> FieldType {
+    FieldType::from_code(&row.field_type).unwrap_or(FieldType::Text)
+}
+
 fn definition_of(row: &FieldRow) -> FieldDefinition {
     FieldDefinition {
         key: row.key.clone(),
         label: row.label.clone(),
-        field_type: FieldType::from_code(&row.field_type).unwrap_or(FieldType::Text),
+        field_type: field_type_of(row),
         required: row.required,
         options: options_of(row),
         help: row.help.clone(),
     }
 }
 
+/// A field of the form with its value. The definition's members are written out, not
+/// flattened in: `FieldDefinition` refuses unknown members, so a schema composed from it would
+/// refuse `value` (tests/api/openapi.rs checks that no schema composes a closed one).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FieldView {
-    #[serde(flatten)]
-    pub definition: FieldDefinition,
+    pub key: String,
+    pub label: String,
+    #[serde(rename = "type")]
+    pub field_type: FieldType,
+    pub required: bool,
+    /// The choices of a `choice` field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub options: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
     /// `null` while empty. Text, long text and choice: a string; number; boolean; date:
     /// `YYYY-MM-DD`; image and file: the id of an attachment of this case; location:
     /// `{"latitude", "longitude", "place_name"?}`.
@@ -100,7 +115,12 @@ fn view(case: &CaseRow, rows: Vec<FieldRow>) -> RequiredDataView {
         fields: rows
             .iter()
             .map(|r| FieldView {
-                definition: definition_of(r),
+                key: r.key.clone(),
+                label: r.label.clone(),
+                field_type: field_type_of(r),
+                required: r.required,
+                options: options_of(r),
+                help: r.help.clone(),
                 value: r
                     .value
                     .as_deref()

@@ -14,7 +14,7 @@ use crate::auth::Token;
 use crate::db;
 use crate::domain::Role;
 use crate::errors::ApiError;
-use crate::http::extract::{Page, PageRequest, page_response};
+use crate::http::extract::{Page, PageRequest, Query, page_response};
 use crate::repo;
 use crate::repo::rules::{RuleLogFilter, RuleLogRow};
 
@@ -107,7 +107,7 @@ pub async fn list_case_rule_log(
     state: web::Data<AppState>,
     token: Token,
     id: web::Path<Uuid>,
-    query: web::Query<RuleLogQuery>,
+    query: Query<RuleLogQuery>,
 ) -> Result<HttpResponse, ApiError> {
     rule_log_answer(req, state, token, Some(id.into_inner().to_string()), query).await
 }
@@ -133,7 +133,7 @@ pub async fn list_rule_log(
     req: HttpRequest,
     state: web::Data<AppState>,
     token: Token,
-    query: web::Query<RuleLogQuery>,
+    query: Query<RuleLogQuery>,
 ) -> Result<HttpResponse, ApiError> {
     rule_log_answer(req, state, token, None, query).await
 }
@@ -143,7 +143,7 @@ async fn rule_log_answer(
     state: web::Data<AppState>,
     token: Token,
     case_id: Option<String>,
-    query: web::Query<RuleLogQuery>,
+    query: Query<RuleLogQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
     let asking = Asking::new(token, &req);

@@ -15,7 +15,7 @@ use crate::db::{self, DbConnection};
 use crate::domain::{FieldType, Priority, Role};
 use crate::errors::{ApiError, FieldError};
 use crate::http::extract::{
-    IfMatch, Page, PageRequest, ValidJson, etag, page_response, versioned_response,
+    IfMatch, Page, PageRequest, Query, ValidJson, etag, page_response, versioned_response,
 };
 use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
 use crate::repo;
@@ -363,7 +363,7 @@ pub async fn list_services(
     req: HttpRequest,
     state: web::Data<AppState>,
     token: Token,
-    query: web::Query<ListServicesQuery>,
+    query: Query<ListServicesQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
     let filter = ServiceFilter {
@@ -566,18 +566,7 @@ pub async fn update_service(
             sla_policy_id: sla_policy_id.clone(),
         };
         if !repo::services::update(conn, &id, current.version, &changes)? {
-            // A concurrent change committed between our read and our write (PostgreSQL).
-            return Err(if if_match.is_set() {
-                ApiError::PreconditionFailed {
-                    expected: etag(current.version),
-                }
-            } else {
-                ApiError::Conflict {
-                    code: "concurrent_update",
-                    detail: "The service changed while this request ran; read it again and retry."
-                        .into(),
-                }
-            });
+            return Err(if_match.lost_race(current.version, "service"));
         }
         let diff = vec![
             ("title", Some(current.title), changes.title),

@@ -17,7 +17,7 @@ use crate::business_time::{Calendar, Hours, OpeningHours};
 use crate::db::{self, DbConnection};
 use crate::domain::Role;
 use crate::errors::{ApiError, FieldError};
-use crate::http::extract::{Page, PageRequest, ValidJson, page_response};
+use crate::http::extract::{Page, PageRequest, Query, ValidJson, page_response};
 use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
 use crate::repo;
 use crate::repo::audit::Change;
@@ -167,7 +167,7 @@ pub async fn list_calendars(
     req: HttpRequest,
     state: web::Data<AppState>,
     token: Token,
-    query: web::Query<ListOwnedQuery>,
+    query: Query<ListOwnedQuery>,
 ) -> Result<HttpResponse, ApiError> {
     owned_page::<_, CalendarView>(
         &req,
@@ -389,7 +389,7 @@ pub async fn list_sla_policies(
     req: HttpRequest,
     state: web::Data<AppState>,
     token: Token,
-    query: web::Query<ListOwnedQuery>,
+    query: Query<ListOwnedQuery>,
 ) -> Result<HttpResponse, ApiError> {
     owned_page::<_, PolicyView>(&req, &state, token, &query, repo::sla::list_policies, |r| {
         &r.id

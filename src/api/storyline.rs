@@ -19,7 +19,7 @@ use crate::db::{self, DbConnection};
 use crate::domain::{Role, code_enum};
 use crate::errors::{ApiError, FieldError};
 use crate::http::extract::{
-    IfMatch, Page, PageRequest, ValidJson, etag, invalid_cursor, is_row_id, page_response,
+    IfMatch, Page, PageRequest, Query, ValidJson, etag, invalid_cursor, is_row_id, page_response,
 };
 use crate::http::idempotency::{Created, IdempotencyKey};
 use crate::i18n;
@@ -276,7 +276,7 @@ pub async fn list_storyline(
     state: web::Data<AppState>,
     token: Token,
     id: web::Path<Uuid>,
-    query: web::Query<StorylineQuery>,
+    query: Query<StorylineQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let language = i18n::requested(&req);
     let case_id = id.into_inner().to_string();
@@ -872,7 +872,9 @@ pub async fn delete_event(
     db::write(&state.pool, move |conn| {
         let Asked { viewer, actor, .. } = asking.resolve(conn)?;
         let current = moderated_event(conn, &viewer, &case_id, &event_id, true)?;
-        repo::storyline::delete(conn, &event_id)?;
+        if !repo::storyline::delete(conn, &event_id)? {
+            return Err(event_not_found());
+        }
         let change = Change::entity("storyline_event", &event_id, Some(&case_id), "delete").field(
             "title",
             Some(current.title),

@@ -24,7 +24,7 @@ use crate::db::{self, DbConnection};
 use crate::domain::{Locale, Priority, Role, TicketAction, TicketParty, TicketStatus};
 use crate::errors::{AllowedActions, ApiError, FieldError};
 use crate::http::extract::{
-    IfMatch, MultiQuery, Page, PageRequest, ValidJson, etag, page_response, versioned_response,
+    IfMatch, Page, PageRequest, Query, ValidJson, etag, page_response, versioned_response,
 };
 use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
 use crate::i18n;
@@ -369,7 +369,7 @@ pub async fn list_tickets(
     req: HttpRequest,
     state: web::Data<AppState>,
     token: Token,
-    query: MultiQuery<ListTicketsQuery>,
+    query: Query<ListTicketsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.0;
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
@@ -1045,7 +1045,7 @@ pub async fn list_ticket_messages(
     state: web::Data<AppState>,
     token: Token,
     id: web::Path<Uuid>,
-    query: web::Query<ListTicketMessagesQuery>,
+    query: Query<ListTicketMessagesQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
     let asking = Asking::new(token, &req);
@@ -1153,6 +1153,10 @@ fn write_message(
         // Still worked: the status moved under us (a retry may write); else no longer worked.
         return Err(who.lost_race(conn, &ticket.id, WORKED, &IfMatch::default()));
     }
+    // The row as the update left it: an assignment that committed since it was read (the update
+    // waited for it on PostgreSQL) names whom the message is for.
+    let ticket = repo::tickets::find(conn, &TicketScope::All, &ticket.id)?
+        .ok_or_else(|| ApiError::internal("the ticket just updated is gone"))?;
     let row = TicketMessageRow {
         id: repo::new_id(),
         ticket_id: ticket.id.clone(),
@@ -1172,7 +1176,7 @@ fn write_message(
     if next != status {
         audit.push(ticket_change(&ticket, "update").field(
             "status",
-            Some(ticket.status.clone()),
+            Some(status.as_str().to_owned()),
             Some(next.as_str().to_owned()),
         ));
     }

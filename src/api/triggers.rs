@@ -16,7 +16,7 @@ use crate::db::{self, DbConnection};
 use crate::domain::Role;
 use crate::errors::ApiError;
 use crate::http::extract::{
-    IfMatch, Page, PageRequest, ValidJson, etag, page_response, versioned_response,
+    IfMatch, Page, PageRequest, Query, ValidJson, etag, page_response, versioned_response,
 };
 use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
 use crate::repo;
@@ -200,7 +200,7 @@ pub async fn list_triggers(
     req: HttpRequest,
     state: web::Data<AppState>,
     token: Token,
-    query: web::Query<ListTriggersQuery>,
+    query: Query<ListTriggersQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
     let asked = query.agency_id.map(|a| a.to_string());
@@ -269,6 +269,8 @@ pub async fn create_trigger(
                 &input.conditions,
                 &input.actions,
             )?;
+            // Two creations at once each count before the other inserts (PostgreSQL): one waits.
+            db::lock_key(conn, &format!("triggers:{agency_id}"))?;
             if repo::triggers::count(conn, &agency_id)? >= MAX_PER_AGENCY {
                 return Err(ApiError::invalid_field(
                     "",
@@ -453,10 +455,7 @@ pub async fn update_trigger(
             return TriggerView::try_from(before);
         }
         if !repo::triggers::update(conn, &after, before.version)? {
-            return Err(ApiError::Conflict {
-                code: "concurrent_update",
-                detail: "The trigger changed meanwhile; nothing was written. Read it again.".into(),
-            });
+            return Err(if_match.lost_race(before.version, "trigger"));
         }
         repo::audit::append(conn, &actor, audit)?;
         TriggerView::try_from(after)
@@ -500,7 +499,11 @@ pub async fn delete_trigger(
         let Asked { caller, actor, .. } = asking.resolve(conn)?;
         let row = managed(conn, &caller, &id)?;
         if_match.check(row.version)?;
-        repo::triggers::delete(conn, &row.id)?;
+        if !repo::triggers::delete(conn, &row.id, row.version)? {
+            // Changed or deleted since it was read (PostgreSQL): 404 if it is gone.
+            managed(conn, &caller, &id)?;
+            return Err(if_match.lost_race(row.version, "trigger"));
+        }
         let change = Change::outside_cases("trigger", &row.id, Some(&row.agency_id), "delete");
         repo::audit::append(
             conn,

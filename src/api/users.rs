@@ -14,7 +14,7 @@ use crate::db::{self, DbConnection};
 use crate::domain::{Locale, Role};
 use crate::errors::{ApiError, FieldError};
 use crate::http::extract::{
-    IfMatch, Page, PageRequest, ValidJson, page_response, versioned_response,
+    IfMatch, Page, PageRequest, Query, ValidJson, page_response, versioned_response,
 };
 use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
 use crate::repo;
@@ -394,7 +394,7 @@ pub async fn list_users(
     req: HttpRequest,
     state: web::Data<AppState>,
     token: Token,
-    query: web::Query<ListUsersQuery>,
+    query: Query<ListUsersQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
     let filter = UserFilter {
@@ -659,9 +659,7 @@ pub async fn update_user(
             capacity: input.capacity.map(|c| c.map(i32::from)),
         };
         if !repo::users::update(conn, &id, current.version, &changes)? {
-            return Err(ApiError::PreconditionFailed {
-                expected: crate::http::extract::etag(current.version),
-            });
+            return Err(if_match.lost_race(current.version, "user"));
         }
         if logs_out {
             crate::api::auth::end_every_session(conn, &id)?;

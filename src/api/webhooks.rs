@@ -19,7 +19,7 @@ use crate::db::{self, DbConnection};
 use crate::domain::{Role, code_enum};
 use crate::errors::ApiError;
 use crate::http::extract::{
-    IfMatch, Page, PageRequest, ValidJson, etag, page_response, versioned_response,
+    IfMatch, Page, PageRequest, Query, ValidJson, etag, page_response, versioned_response,
 };
 use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
 use crate::repo;
@@ -153,7 +153,7 @@ pub async fn list_webhooks(
     req: HttpRequest,
     state: web::Data<AppState>,
     token: Token,
-    query: web::Query<ListWebhooksQuery>,
+    query: Query<ListWebhooksQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
     let agency_id = query.agency_id;
@@ -299,6 +299,12 @@ fn allowed_url(url: &str, public_https_only: bool) -> Result<(), ApiError> {
 /// Refuses a URL the owner has a webhook for already; otherwise answers how many webhooks the
 /// owner has.
 fn free_url(conn: &mut DbConnection, owner: &Owner, url: &str) -> Result<usize, ApiError> {
+    // Two creations at once each count before the other inserts (PostgreSQL): one waits.
+    let key = match owner {
+        Owner::Agency(agency) => format!("webhooks:{agency}"),
+        Owner::Platform => "webhooks:platform".to_owned(),
+    };
+    db::lock_key(conn, &key)?;
     let taken = repo::webhooks::urls(conn, owner)?;
     if taken.iter().any(|t| t == url) {
         return Err(duplicate_url());
@@ -520,7 +526,7 @@ pub async fn update_webhook(
         if !repo::webhooks::update(conn, &hook.id, hook.version, &changes)
             .map_err(unique_violation_as(duplicate_url))?
         {
-            return Err(concurrent_update());
+            return Err(if_match.lost_race(hook.version, "webhook"));
         }
         if changes.active == Some(false) {
             repo::webhooks::end_pending(conn, &hook.id, crate::webhooks::PAUSED)?;
@@ -564,13 +570,6 @@ impl Rotation {
     }
 }
 
-fn concurrent_update() -> ApiError {
-    ApiError::Conflict {
-        code: "concurrent_update",
-        detail: "The webhook changed meanwhile; nothing was written. Read it again.".into(),
-    }
-}
-
 /// Delete a webhook
 ///
 /// It hears nothing more and is gone from every answer, its deliveries with it; pending ones
@@ -609,7 +608,7 @@ pub async fn delete_webhook(
         let hook = managed(conn, &caller, &id)?;
         if_match.check(hook.version)?;
         if !repo::webhooks::delete(conn, &hook.id, hook.version)? {
-            return Err(concurrent_update());
+            return Err(if_match.lost_race(hook.version, "webhook"));
         }
         repo::webhooks::end_pending(conn, &hook.id, crate::webhooks::DELETED)?;
         let change =
@@ -716,7 +715,7 @@ pub async fn list_webhook_deliveries(
     state: web::Data<AppState>,
     token: Token,
     id: web::Path<Uuid>,
-    query: web::Query<ListDeliveriesQuery>,
+    query: Query<ListDeliveriesQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
     let status = query.status;

@@ -216,10 +216,21 @@ pub fn build_pool(url: &str, size: u32) -> Result<Pool, String> {
     })
 }
 
-/// Applies the pending migrations of the connection's engine.
+/// Applies the pending migrations of the connection's engine. On PostgreSQL under a session
+/// lock: nodes starting together would otherwise all run the first pending migration, and
+/// all but one fail ("already exists") and exit. The others wait, then find nothing pending.
 pub fn run_migrations(conn: &mut DbConnection) -> Result<(), String> {
     let result = match conn {
-        DbConnection::Postgresql(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ()),
+        DbConnection::Postgresql(c) => {
+            let lock = "SELECT pg_advisory_lock(hashtext('dossier:migrations'))";
+            let unlock = "SELECT pg_advisory_unlock(hashtext('dossier:migrations'))";
+            c.batch_execute(lock)
+                .map_err(|e| format!("migration lock: {e}"))?;
+            let result = c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ());
+            // Ending the session would free it too; a pooled connection lives on.
+            let unlocked = c.batch_execute(unlock);
+            result.and_then(|()| unlocked.map_err(Into::into))
+        }
         DbConnection::Sqlite(c) => {
             let result = c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ());
             if result.is_err() {

@@ -176,6 +176,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    loose_blobs (storage_key) {
+        storage_key -> Text,
+        due_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     attachments (id) {
         id -> Text,
         case_id -> Text,
@@ -559,6 +566,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_log,
     audit_head,
     idempotency_keys,
+    loose_blobs,
     attachments,
     storyline_events,
     messages,

@@ -175,21 +175,65 @@ fn describe_bounds(what: &str, error: &validator::ValidationError) -> String {
     }
 }
 
-/// A query string whose repeated parameters fill lists (`?status=a&status=b`), which
-/// `web::Query` cannot do. Failures are 400 `invalid_query`, as with `web::Query`.
-pub struct MultiQuery<T>(pub T);
+/// The query string, read alike on every route: repeated parameters fill lists
+/// (`?status=a&status=b`), which `web::Query` cannot do; a parameter with an empty value
+/// (`?limit=`) or repeated though it is no list is refused. Failures are 400 `invalid_query`.
+pub struct Query<T>(pub T);
 
-impl<T: DeserializeOwned> FromRequest for MultiQuery<T> {
+impl<T> Query<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for Query<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: DeserializeOwned> FromRequest for Query<T> {
     type Error = ApiError;
     type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        std::future::ready(
-            serde_html_form::from_str(req.query_string())
-                .map(MultiQuery)
-                .map_err(|e| super::fallback::invalid_query(e.to_string())),
-        )
+        let given = req.query_string();
+        // serde_html_form reads an empty number as absent and an empty text as text: neither
+        // is what was meant, and `web::Query` refused both.
+        let empty = given
+            .split('&')
+            .find_map(|pair| pair.strip_suffix('=').filter(|name| !name.contains('=')));
+        if let Some(name) = empty {
+            let detail = format!("`{name}` has no value (leave it out instead)");
+            return std::future::ready(Err(super::fallback::invalid_query(detail)));
+        }
+        std::future::ready(serde_html_form::from_str(given).map(Query).map_err(|e| {
+            let message = e.to_string();
+            // A repeat of a parameter that is no list fails nameless ("unsupported value").
+            let repeated = (!message.contains('`'))
+                .then(|| first_repeated(given))
+                .flatten();
+            super::fallback::invalid_query(match repeated {
+                Some(name) => format!("`{name}` is given more than once (only lists repeat)"),
+                None => message,
+            })
+        }))
     }
+}
+
+/// The first parameter name that occurs twice in a query string.
+fn first_repeated(query: &str) -> Option<&str> {
+    let names: Vec<&str> = query
+        .split('&')
+        .map(|pair| pair.split_once('=').map_or(pair, |(name, _)| name))
+        .collect();
+    names
+        .iter()
+        .enumerate()
+        .find(|(i, name)| names[..*i].contains(name))
+        .map(|(_, name)| *name)
 }
 
 pub const DEFAULT_PAGE_SIZE: i64 = 25;
@@ -380,6 +424,25 @@ pub struct IfMatch {
 impl IfMatch {
     pub fn is_set(&self) -> bool {
         self.sent.is_some()
+    }
+
+    /// A conditional write that found the row changed since this request read it at `read`
+    /// (PostgreSQL: SQLite's one writer never gets here). A caller who sent `If-Match` lost to
+    /// a newer version: 412, as if that change had come first. Anyone else may simply retry:
+    /// 409 `concurrent_update`.
+    pub fn lost_race(&self, read: i64, what: &str) -> ApiError {
+        if self.is_set() {
+            ApiError::PreconditionFailed {
+                expected: etag(read),
+            }
+        } else {
+            ApiError::Conflict {
+                code: "concurrent_update",
+                detail: format!(
+                    "The {what} changed while this request ran; nothing was written. Read it again and retry."
+                ),
+            }
+        }
     }
 
     /// Absent or `*` passes; anything else must name the current version with a strong ETag,

@@ -2,7 +2,7 @@
 //! method (405 + `Allow`), and actix's own extractor failures, all as problem documents.
 
 use actix_web::dev::ResourceDef;
-use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::error::{JsonPayloadError, PathError};
 use actix_web::http::Method;
 use actix_web::{HttpRequest, web};
 
@@ -80,16 +80,6 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
             };
             api.into()
         })
-}
-
-pub fn query_config() -> web::QueryConfig {
-    web::QueryConfig::default().error_handler(|err, _req| {
-        let detail = match &err {
-            QueryPayloadError::Deserialize(e) => e.to_string(),
-            other => other.to_string(),
-        };
-        invalid_query(detail).into()
-    })
 }
 
 /// 400 `invalid_query`, pointing at the parameter serde's message names.

@@ -41,6 +41,16 @@ pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<AgencyRow>>
         .optional()
 }
 
+/// Whether the agency is active (an unknown one is not).
+pub fn is_active(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
+    agencies::table
+        .find(id)
+        .select(agencies::active)
+        .first(conn)
+        .optional()
+        .map(|active| active == Some(true))
+}
+
 /// Ends every session of the agency's staff: access tokens issued so far are refused from
 /// their next request on ([`super::users::SessionEpochs::sum`]). Not part of the
 /// agency's representation, so the version stays.

@@ -53,6 +53,7 @@ pub mod audit;
 pub mod cases;
 pub mod email;
 pub mod idempotency;
+pub mod loose_blobs;
 pub mod messages;
 pub mod notifications;
 pub mod presence;

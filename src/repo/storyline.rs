@@ -126,8 +126,9 @@ pub fn update(
     Ok(updated == 1)
 }
 
-pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
+/// False if the event was already gone (a concurrent deletion on PostgreSQL).
+pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
     diesel::delete(storyline_events::table.find(id))
         .execute(conn)
-        .map(|_| ())
+        .map(|deleted| deleted == 1)
 }

@@ -91,10 +91,15 @@ pub fn update(conn: &mut DbConnection, row: &TriggerRow, version: i64) -> QueryR
     .map(|n| n == 1)
 }
 
-pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
-    diesel::delete(triggers::table.find(id.to_owned()))
-        .execute(conn)
-        .map(drop)
+/// Deletes the trigger if it is still at `version`; false if it changed or went meanwhile.
+pub fn delete(conn: &mut DbConnection, id: &str, version: i64) -> QueryResult<bool> {
+    let deleted = diesel::delete(
+        triggers::table
+            .filter(triggers::id.eq(id))
+            .filter(triggers::version.eq(version)),
+    )
+    .execute(conn)?;
+    Ok(deleted == 1)
 }
 
 /// The agency's active triggers for `event`, in the order they run: asked on every event on a

@@ -299,11 +299,11 @@ pub fn find_any(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Webhook
         .optional()
 }
 
-/// The active webhooks that hear of the agency's cases: its own and the platform's. Their
-/// events are checked by the caller (one search of the agency's index, and one of the
-/// platform's, on every event).
+/// The active webhooks that hear of the agency's cases: its own while the agency is active,
+/// and the platform's. Their events are checked by the caller (one search of the agency's
+/// index, and one of the platform's, on every event; the agency's row only when it has one).
 pub fn listening(conn: &mut DbConnection, agency_id: &str) -> QueryResult<Vec<WebhookRow>> {
-    webhooks::table
+    let mut hooks: Vec<WebhookRow> = webhooks::table
         .filter(
             webhooks::agency_id
                 .eq(agency_id.to_owned())
@@ -313,7 +313,29 @@ pub fn listening(conn: &mut DbConnection, agency_id: &str) -> QueryResult<Vec<We
         .filter(webhooks::deleted_at.is_null())
         .select(WebhookRow::as_select())
         .built_once()
-        .load(conn)
+        .load(conn)?;
+    // A deactivated agency hears nothing more of its cases: its staff are locked out, and its
+    // webhooks must not carry on telling it what clients write.
+    let agencys = |hook: &WebhookRow| hook.agency_id.is_some();
+    if hooks.iter().any(agencys) && !super::agencies::is_active(conn, agency_id)? {
+        hooks.retain(|hook| !agencys(hook));
+    }
+    Ok(hooks)
+}
+
+/// Ends the deliveries still pending to the agency's webhooks (its deactivation).
+pub fn end_pending_of_agency(
+    conn: &mut DbConnection,
+    agency_id: &str,
+    why: &str,
+) -> QueryResult<()> {
+    let hooks: Vec<String> = webhooks::table
+        .filter(webhooks::agency_id.eq(agency_id.to_owned()))
+        .select(webhooks::id)
+        .load(conn)?;
+    hooks
+        .iter()
+        .try_for_each(|hook| end_pending(conn, hook, why))
 }
 
 /// The active webhooks that hear of a support ticket's events: the platform's, and the

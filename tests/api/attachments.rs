@@ -476,6 +476,7 @@ async fn oversized_uploads_are_413_while_streaming_and_leave_nothing() {
         "no blob and no partial upload"
     );
     assert_eq!(app.count("SELECT COUNT(*) AS n FROM attachments"), 0);
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM loose_blobs"), 0);
     // Exactly the limit is fine; a body that is not a form is 415; a form without `file` 422.
     upload(&app, &w.client.token, &case, "ok.png", &png(12_000))
         .await
@@ -998,4 +999,44 @@ async fn an_agent_changes_no_files_while_the_case_is_suspended() {
         .call("DELETE", &delete, &w.a_agent.token, None, &[])
         .await;
     assert_eq!(res.status.as_u16(), 204);
+}
+
+/// Bytes a dropped request left in storage (a deletion that committed, the removal after it
+/// never run) are listed as loose and go at the next housekeeping; an upload still within its
+/// window is left alone. A file uploaded or deleted through the API leaves nothing listed.
+#[actix_web::test]
+async fn blobs_a_dropped_request_left_behind_are_swept() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let mut files = Vec::new();
+    for name in ["kept.png", "deleted.png", "dropped.png"] {
+        let res = upload(&app, &w.client.token, &case, name, &png(20_000)).await;
+        files.push(res.assert_status(201).clone());
+    }
+    let loose = || app.count("SELECT COUNT(*) AS n FROM loose_blobs");
+    assert_eq!((loose(), stored_files(app.files.path()).len()), (0, 3));
+    let deleted = format!("/v1/attachments/{}", id(&files[1]));
+    let res = app
+        .call("DELETE", &deleted, &w.client.token, None, &[])
+        .await;
+    res.assert_status(204);
+    assert_eq!((loose(), stored_files(app.files.path()).len()), (0, 2));
+
+    // The deletion's write as it commits, without the removal after it; an upload streaming in.
+    let dropped = id(&files[2]);
+    app.sql(&format!(
+        "DELETE FROM attachments WHERE id = '{dropped}'; \
+         INSERT INTO loose_blobs (storage_key, due_at) VALUES \
+         ('attachments/{dropped}', '2026-01-01 00:00:00'), \
+         ('attachments/streaming', '2999-01-01 00:00:00')"
+    ));
+    dossier::housekeeping::sweep(&app.state).await.unwrap();
+    assert_eq!((loose(), stored_files(app.files.path()).len()), (1, 1));
+    let still = "SELECT COUNT(*) AS n FROM loose_blobs WHERE storage_key = 'attachments/streaming'";
+    assert_eq!(app.count(still), 1);
+    let download = files[0]["download_url"].as_str().unwrap();
+    app.get(download, &w.a_operator.token)
+        .await
+        .assert_status(200);
 }

@@ -535,12 +535,46 @@ async fn a_deactivated_users_tokens_stop_working() {
 }
 
 /// A deactivated agency's staff are locked out, go offline, hear of nothing, and get none of
-/// their tokens back when it is reactivated; another agency's sessions are untouched.
+/// their tokens back when it is reactivated; another agency's sessions are untouched. Its
+/// webhooks hear nothing more (what they were still to hear ends untold) and its triggers do
+/// not run, until it is reactivated.
 #[actix_web::test]
 async fn a_deactivated_agency_locks_its_staff_out() {
     let app = spawn().await;
     let w = World::new(&app).await;
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let hook = app
+        .post(
+            "/v1/webhooks",
+            &w.a_admin.token,
+            json!({"url": "https://crm.rossi.example/hooks", "events": ["message_received"]}),
+        )
+        .await
+        .assert_status(201)
+        .clone();
+    let deliveries = |status: &str| {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM webhook_deliveries WHERE webhook_id = '{}' \
+             AND status = '{status}'",
+            id(&hook)
+        ))
+    };
+    let rule = json!({
+        "name": "Heard", "event": "message_received",
+        "actions": [{"type": "add_tag", "tag": "heard"}],
+    });
+    app.post("/v1/triggers", &w.a_admin.token, rule)
+        .await
+        .assert_status(201);
+    // One rule-log entry each time the trigger runs.
+    let ran = || {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM rule_log WHERE rule = 'trigger' AND case_id = '{case}' \
+             AND trigger_event = 'message_received'"
+        ))
+    };
+    post_message(&app, &w.client.token, &case, "Before").await;
+    assert_eq!((deliveries("pending"), ran()), (1, 1));
     let agency = format!("/v1/agencies/{}", w.agency_a);
     let ours = app.session("op@rossi.example").await;
     let theirs = app.session("op@garcia.example").await;
@@ -581,6 +615,12 @@ async fn a_deactivated_agency_locks_its_staff_out() {
         heard,
         "a deactivated agency's staff were notified"
     );
+    let ended = app.count(&format!(
+        "SELECT COUNT(*) AS n FROM webhook_deliveries WHERE webhook_id = '{}' \
+         AND status = 'dead' AND last_error = 'agency_deactivated'",
+        id(&hook)
+    ));
+    assert_eq!((deliveries("pending"), ended, ran()), (0, 1, 1));
 
     app.patch(&agency, &w.platform.token, json!({"active": true}))
         .await
@@ -608,6 +648,7 @@ async fn a_deactivated_agency_locks_its_staff_out() {
         staff_bell() > heard,
         "a reactivated agency's staff hear again"
     );
+    assert_eq!((deliveries("pending"), ran()), (1, 2));
 }
 
 #[actix_web::test]

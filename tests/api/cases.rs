@@ -515,6 +515,7 @@ async fn list_filters_combine_and_each_narrows() {
         "colour=red",
         "limit=0",
         "limit=101",
+        "limit=",
         "cursor=xyz",
         // Well-formed keys of other lists: a sequence number, a negative one, a storyline key.
         "cursor=MTIz",

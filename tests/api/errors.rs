@@ -44,6 +44,8 @@ async fn each_kind_of_bad_request_gets_a_problem_document() {
         let res = app.send(post(body, "application/json")).await;
         let problem = res.assert_problem(422, "validation_failed");
         assert_eq!(problem["errors"][0]["pointer"], "", "{body}");
+        // RFC 9110's names, as the spec's example has them.
+        assert_eq!(problem["title"], "Unprocessable Content");
     }
     assert_eq!(app.count("SELECT COUNT(*) AS n FROM agencies"), 0);
     let res = app.send(post("{}", "application/json")).await;
@@ -55,9 +57,11 @@ async fn each_kind_of_bad_request_gets_a_problem_document() {
         .await
         .assert_problem(415, "unsupported_media_type");
     let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(70 * 1024));
-    app.send(post(&huge, "application/json"))
-        .await
-        .assert_problem(413, "payload_too_large");
+    let res = app.send(post(&huge, "application/json")).await;
+    assert_eq!(
+        res.assert_problem(413, "payload_too_large")["title"],
+        "Content Too Large"
+    );
 
     let res = app.get("/v1/users/not-a-uuid", &admin).await;
     res.assert_problem(400, "invalid_path_parameter");
@@ -65,6 +69,25 @@ async fn each_kind_of_bad_request_gets_a_problem_document() {
     res.assert_problem(400, "invalid_query");
     let res = app.get("/v1/users?colour=blue", &admin).await;
     res.assert_problem(400, "invalid_query");
+    // Every route reads its query alike: an empty value and a repeat of a parameter that is
+    // no list are refused with the parameter's pointer.
+    for (query, name) in [
+        ("limit=", "limit"),
+        ("role=", "role"),
+        ("limit=5&cursor=", "cursor"),
+    ] {
+        let res = app.get(&format!("/v1/users?{query}"), &admin).await;
+        let problem = res.assert_problem(400, "invalid_query");
+        assert_eq!(problem["errors"][0]["pointer"], format!("/{name}"));
+    }
+    let res = app.get("/v1/users?limit=1&limit=2", &admin).await;
+    let problem = res.assert_problem(400, "invalid_query");
+    assert_eq!(problem["errors"][0]["pointer"], "/limit");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("`limit` is given more than once"),
+        "{detail}"
+    );
 
     let res = app.get("/v1/nothing-here", &admin).await;
     assert_eq!(

@@ -181,6 +181,29 @@ fn both_engines_get_the_same_tables_columns_indexes_and_keys() {
     assert_eq!(sqlite_keys, pg_keys);
 }
 
+/// Nodes starting together on one new PostgreSQL database each run the migrations, one after
+/// the other: none fails, and the schema is the one a single node makes.
+#[test]
+fn nodes_starting_together_migrate_one_at_a_time() {
+    let db = crate::helpers::TestDb::new();
+    if !db.is_postgres() {
+        eprintln!("one SQLite file belongs to one node: this runs in the PostgreSQL pass");
+        return;
+    }
+    let pool = dossier::db::build_pool(db.url(), 3).unwrap();
+    let nodes: Vec<_> = (0..3)
+        .map(|_| {
+            let mut conn = pool.get().unwrap();
+            std::thread::spawn(move || run_migrations(&mut conn))
+        })
+        .collect();
+    for node in nodes {
+        assert_eq!(node.join().unwrap(), Ok(()));
+    }
+    let single = crate::helpers::TestDb::new();
+    assert_eq!(shape(db.url()), shape(single.url()));
+}
+
 /// The open-case counts start from the cases already there: the migration that adds them is
 /// reverted on a database with open, cancelled and other clients' cases, then run again. The
 /// migrations after it are reverted on the way, and the database ends up with the shape it had.

@@ -91,3 +91,69 @@ fn every_reference_resolves() {
         assert!(schemas.contains_key(name), "dangling reference {r}");
     }
 }
+
+/// A schema that refuses unknown members (`additionalProperties: false`) cannot be one part of
+/// an `allOf` whose other parts add members: it would refuse them, so no response would
+/// validate.
+#[test]
+fn no_schema_composes_a_closed_one() {
+    use serde_json::Value;
+    let spec: Value = serde_json::from_str(&dossier::openapi::spec_json()).unwrap();
+    let schemas = spec["components"]["schemas"].as_object().unwrap();
+    let resolve = |part: &'_ Value| -> Value {
+        let named = part["$ref"]
+            .as_str()
+            .and_then(|r| schemas.get(r.trim_start_matches("#/components/schemas/")));
+        named.unwrap_or(part).clone()
+    };
+    // The members a part names, in its own properties and in its alternatives'.
+    fn members(part: &Value, resolve: &dyn Fn(&Value) -> Value) -> Vec<String> {
+        let part = resolve(part);
+        let mut names: Vec<String> = part["properties"]
+            .as_object()
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default();
+        for alternatives in ["anyOf", "oneOf", "allOf"] {
+            for item in part[alternatives].as_array().into_iter().flatten() {
+                names.extend(members(item, resolve));
+            }
+        }
+        names
+    }
+    fn compositions(v: &Value, found: &mut Vec<Vec<Value>>) {
+        match v {
+            Value::Object(map) => {
+                if let Some(parts) = map.get("allOf").and_then(|p| p.as_array())
+                    && parts.len() > 1
+                {
+                    found.push(parts.clone());
+                }
+                map.values().for_each(|v| compositions(v, found));
+            }
+            Value::Array(items) => items.iter().for_each(|i| compositions(i, found)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    compositions(&spec, &mut found);
+    assert!(!found.is_empty());
+    for parts in found {
+        for (i, part) in parts.iter().enumerate() {
+            let closed = resolve(part);
+            if closed["additionalProperties"] != false {
+                continue;
+            }
+            let allowed = members(&closed, &resolve);
+            for (j, other) in parts.iter().enumerate() {
+                let added: Vec<String> = members(other, &resolve)
+                    .into_iter()
+                    .filter(|m| !allowed.contains(m))
+                    .collect();
+                assert!(
+                    i == j || added.is_empty(),
+                    "a closed schema refuses {added:?}: {part}"
+                );
+            }
+        }
+    }
+}

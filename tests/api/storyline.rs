@@ -410,6 +410,24 @@ async fn only_the_agency_publishes_and_deletes_and_a_deleted_event_is_gone() {
         )),
         1
     );
+    // A deletion racing another (held here, uncommitted, as a concurrent request's would be)
+    // finds nothing left to delete: 404, and no audit row of a deletion it did not make.
+    let res = app
+        .post(&p, &w.a_agent.token, json!({"title": "Deleted twice"}))
+        .await;
+    let twice = id(res.assert_status(201));
+    let held = format!("DELETE FROM storyline_events WHERE id = '{twice}'");
+    let twice_path = format!("{p}/{twice}");
+    let delete = app.call("DELETE", &twice_path, &w.a_operator.token, None, &[]);
+    app.while_held(&held, delete)
+        .await
+        .assert_problem(404, "not_found");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE entity_id = '{twice}' AND action = 'delete'"
+        )),
+        0
+    );
 
     // Clearing the body and the position is a change, in the audit trail like any other.
     let kept = format!("{p}/{}", drafts[0]);

@@ -644,6 +644,42 @@ async fn a_message_racing_a_resolution_is_refused_not_written_after_it() {
     assert_eq!(app.rows_in(&["ticket_messages"]), messages);
 }
 
+/// A message written while the ticket is handed to someone else (the hand-over held here,
+/// uncommitted, as a concurrent request's would be) is for the new assignee, not the old.
+#[actix_web::test]
+async fn a_message_racing_a_hand_over_is_for_the_new_assignee() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let t = id(&open(&app, &w.client.token, ticket_body("Refund")).await);
+    app.sql(&format!(
+        "UPDATE tickets SET assignee_id = '{}' WHERE id = '{t}'",
+        w.platform.id
+    ));
+    let heard = |user: &str| {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM notifications WHERE user_id = '{user}' \
+             AND event = 'message_received'"
+        ))
+    };
+    let before = (heard(&w.platform.id), heard(&w.platform_staff.id));
+    let res = app
+        .while_held(
+            &format!(
+                "UPDATE tickets SET assignee_id = '{}', version = version + 1 WHERE id = '{t}'",
+                w.platform_staff.id
+            ),
+            app.post(
+                &format!("/v1/tickets/{t}/messages"),
+                &w.client.token,
+                json!({"body": "Any news?"}),
+            ),
+        )
+        .await;
+    res.assert_status(201);
+    let after = (heard(&w.platform.id), heard(&w.platform_staff.id));
+    assert_eq!(after, (before.0, before.1 + 1));
+}
+
 #[actix_web::test]
 async fn opening_a_ticket_is_idempotent_and_the_workflow_lists_its_lifecycle() {
     let app = spawn().await;

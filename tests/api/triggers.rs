@@ -610,3 +610,66 @@ async fn putting_agents_on_a_case_answers_the_version_its_triggers_left() {
     assert_eq!(card.assert_status(200)["tags"], json!(["staffed"]));
     assert_eq!(card.header("etag"), Some(etag.as_str()));
 }
+
+/// An agency holds at most 50 triggers. A change that loses a race to another (PostgreSQL,
+/// where both read before either writes) is 412 for a caller who sent `If-Match` and 409
+/// `concurrent_update` for one who did not, and writes nothing; on SQLite the one writer runs
+/// them in turn, so the `If-Match` is simply stale. A deletion that lost leaves the trigger
+/// and writes no audit row.
+#[actix_web::test]
+async fn triggers_are_capped_and_a_lost_race_writes_nothing() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let rule = |i: usize| {
+        json!({
+            "name": format!("Rule {i}"), "event": "case_created",
+            "actions": [{"type": "add_tag", "tag": "new"}],
+        })
+    };
+    let mut first = None;
+    for i in 0..50 {
+        let res = app.post("/v1/triggers", &w.a_admin.token, rule(i)).await;
+        let created = id(res.assert_status(201));
+        first.get_or_insert(created);
+    }
+    let before = app.rows_in(&["triggers", "audit_log"]);
+    let res = app.post("/v1/triggers", &w.a_admin.token, rule(50)).await;
+    res.assert_problem(422, "too_many_triggers");
+    assert_eq!(app.rows_in(&["triggers", "audit_log"]), before);
+    // Another agency's count is its own.
+    let res = app.post("/v1/triggers", &w.b_admin.token, rule(0)).await;
+    res.assert_status(201);
+    assert_eq!(
+        rows(&app, "triggers", &format!("agency_id = '{}'", w.agency_a)),
+        50
+    );
+
+    let first = first.unwrap();
+    let path = format!("/v1/triggers/{first}");
+    let bump =
+        format!("UPDATE triggers SET version = version + 1, name = 'Renamed' WHERE id = '{first}'");
+    let postgres = app._db.is_postgres();
+    let pause = || Some(json!({"active": false}));
+    let v1 = [("If-Match", "\"1\"")];
+    let patch = app.call("PATCH", &path, &w.a_admin.token, pause(), &v1);
+    app.while_held(&bump, patch)
+        .await
+        .assert_problem(412, "precondition_failed");
+    let patch = app.call("PATCH", &path, &w.a_admin.token, pause(), &[]);
+    let res = app.while_held(&bump, patch).await;
+    if postgres {
+        res.assert_problem(409, "concurrent_update");
+    } else {
+        assert_eq!(res.assert_status(200)["version"], 4);
+    }
+    let version = if postgres { "3" } else { "4" };
+    let stale = format!("\"{version}\"");
+    let stale = [("If-Match", stale.as_str())];
+    let delete = app.call("DELETE", &path, &w.a_admin.token, None, &stale);
+    app.while_held(&bump, delete)
+        .await
+        .assert_problem(412, "precondition_failed");
+    let deleted = "entity = 'trigger' AND action = 'delete'";
+    assert_eq!(rows(&app, "audit_log", deleted), 0);
+    app.get(&path, &w.a_admin.token).await.assert_status(200);
+}

@@ -1708,3 +1708,36 @@ fn stored_secrets<S>(app: &TestApp<S>, hook: &str) -> Vec<String> {
         .map(Option::unwrap)
         .collect()
 }
+
+/// An owner holds at most 20 webhooks, each owner its own count, and a deleted one frees its
+/// place; a refused creation writes nothing.
+#[actix_web::test]
+async fn an_owner_holds_at_most_twenty_webhooks() {
+    let app = spawn_with(&[]).await;
+    let w = World::new(&app).await;
+    let hook = |i: usize| json!({"url": format!("http://127.0.0.1:9/hook/{i}"), "events": ["message_received"]});
+    let mut first = None;
+    for i in 0..20 {
+        let res = app.post("/v1/webhooks", &w.a_admin.token, hook(i)).await;
+        let created = id(res.assert_status(201));
+        first.get_or_insert(created);
+    }
+    let before = app.rows_in(&["webhooks", "audit_log"]);
+    let res = app.post("/v1/webhooks", &w.a_admin.token, hook(20)).await;
+    assert_eq!(
+        res.assert_problem(422, "too_many_webhooks")["errors"][0]["pointer"],
+        "/url"
+    );
+    assert_eq!(app.rows_in(&["webhooks", "audit_log"]), before);
+    for other in [&w.b_admin, &w.platform] {
+        let res = app.post("/v1/webhooks", &other.token, hook(20)).await;
+        res.assert_status(201);
+    }
+    let first = format!("/v1/webhooks/{}", first.unwrap());
+    let res = app
+        .call("DELETE", &first, &w.a_admin.token, None, &[])
+        .await;
+    res.assert_status(204);
+    let res = app.post("/v1/webhooks", &w.a_admin.token, hook(20)).await;
+    res.assert_status(201);
+}

@@ -618,3 +618,31 @@ async fn a_writes_appends_move_the_chain_head_once() {
     let chain = audit::verify(&mut app.state.pool.get().unwrap()).unwrap();
     assert_eq!(chain.first_broken_seq, None);
 }
+
+/// A versioned change that finds its row changed since it read it (PostgreSQL, where both read
+/// before either writes) is 412 for a caller who sent `If-Match` and 409 `concurrent_update` for
+/// one who did not, and writes nothing: the same on every resource (an agency here, a trigger in
+/// triggers.rs). On SQLite the one writer runs them in turn: the `If-Match` is simply stale.
+#[actix_web::test]
+async fn a_change_that_lost_a_race_is_412_with_if_match_and_409_without() {
+    let app = spawn().await;
+    let admin = app.admin().await;
+    let agency = app.agency(&admin, "Racing").await;
+    let path = format!("/v1/agencies/{agency}");
+    let bump =
+        format!("UPDATE agencies SET version = version + 1, name = 'Bumped' WHERE id = '{agency}'");
+    let rename = || Some(json!({"name": "Renamed"}));
+    let v1 = [("If-Match", "\"1\"")];
+    let patch = app.call("PATCH", &path, &admin, rename(), &v1);
+    let res = app.while_held(&bump, patch).await;
+    res.assert_problem(412, "precondition_failed");
+    let patch = app.call("PATCH", &path, &admin, rename(), &[]);
+    let res = app.while_held(&bump, patch).await;
+    if app._db.is_postgres() {
+        res.assert_problem(409, "concurrent_update");
+        let now = app.get(&path, &admin).await;
+        assert_eq!(now.assert_status(200)["name"], "Bumped");
+    } else {
+        assert_eq!(res.assert_status(200)["name"], "Renamed");
+    }
+}

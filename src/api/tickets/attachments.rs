@@ -16,7 +16,7 @@ use crate::auth::Token;
 use crate::db::{self, DbConnection};
 use crate::domain::TicketParty;
 use crate::errors::{ApiError, FieldError};
-use crate::http::extract::{Page, PageRequest, page_response};
+use crate::http::extract::{Page, PageRequest, Query, page_response};
 use crate::http::idempotency::{self, Authorized, IdempotencyKey};
 use crate::repo;
 use crate::repo::ticket_attachments::TicketAttachmentRow;
@@ -195,6 +195,7 @@ pub async fn upload_ticket_attachment(
                 created_at: db::now(),
             };
             repo::ticket_attachments::insert(conn, &row)?;
+            files::own(conn, &row.storage_key)?;
             let uploaded = ticket_change(&ticket, "upload_attachment").fields(vec![
                 ("attachment_id", None, Some(row.id.clone())),
                 ("file_name", None, Some(row.file_name.clone())),
@@ -233,7 +234,7 @@ pub async fn list_ticket_attachments(
     state: web::Data<AppState>,
     token: Token,
     id: web::Path<Uuid>,
-    query: web::Query<ListFilesQuery>,
+    query: Query<ListFilesQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
     let asking = Asking::new(token, &req);
@@ -269,8 +270,7 @@ fn attachment_not_found() -> ApiError {
     ),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>,
-            headers(("ETag" = String, description = "The SHA-256"), ("Content-Disposition" = String, description = "`attachment` with the file name"))),
+        (status = 200, response = inline(crate::api::files::FileDownload)),
         (status = 304, description = "Unchanged since the `If-None-Match` tag"),
         (status = 403, description = "Agents have no support tickets"),
         (status = 404, description = "No such ticket or file, or not a ticket the caller can see"),
@@ -358,9 +358,10 @@ pub async fn delete_ticket_attachment(
             })
             .to_vec();
         repo::audit::append(conn, &who.actor, deleted)?;
+        files::let_go(conn, &row.storage_key)?;
         Ok(row.storage_key)
     })
     .await?;
-    state.blobs.delete(&key).await;
+    files::discard(&state, &key).await;
     Ok(HttpResponse::NoContent().finish())
 }
