@@ -181,12 +181,15 @@ fn finish(mut doc: Document) -> Document {
                 .entry(status.to_owned())
                 .or_insert_with(|| problem(description));
         };
-        if has_input {
-            add(
-                "400",
-                "Malformed request: invalid JSON, an unknown field, or a bad parameter",
-            );
-        }
+        // The middleware refuses a NUL character in any URL (`http::middleware`).
+        add(
+            "400",
+            if has_input {
+                "Malformed request: invalid JSON, an unknown field, or a bad parameter"
+            } else {
+                "Malformed request: a NUL character (`%00`) in the URL"
+            },
+        );
         if secured {
             add(
                 "401",

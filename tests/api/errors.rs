@@ -148,6 +148,10 @@ async fn nul_characters_are_refused_before_they_reach_the_database() {
     app.get("/v1/users/%00", &admin)
         .await
         .assert_problem(400, "invalid_path_parameter");
+    // Also where the route takes no query: the spec lists 400 on every operation.
+    app.get("/v1/me?x=%00", &admin)
+        .await
+        .assert_problem(400, "invalid_query");
     let list = app.get("/v1/agencies", &admin).await;
     assert_eq!(list.assert_status(200)["items"], serde_json::json!([]));
 }

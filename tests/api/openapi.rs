@@ -36,6 +36,8 @@ async fn served_spec_equals_committed_and_every_operation_is_complete() {
             assert!(op["summary"].is_string(), "{method} {path}: summary");
             let responses = op["responses"].as_object().unwrap();
             assert!(responses.contains_key("500"), "{method} {path}: 500");
+            // A NUL character is refused in any URL (errors.rs tests it).
+            assert!(responses.contains_key("400"), "{method} {path}: 400");
             // API.md: every POST that creates something takes `Idempotency-Key`.
             if method == "post" && responses.contains_key("201") {
                 let keyed = op["parameters"].as_array().is_some_and(|ps| {

@@ -1710,18 +1710,37 @@ fn stored_secrets<S>(app: &TestApp<S>, hook: &str) -> Vec<String> {
 }
 
 /// An owner holds at most 20 webhooks, each owner its own count, and a deleted one frees its
-/// place; a refused creation writes nothing.
+/// place; a refused creation writes nothing. A creation racing another for the last place
+/// (held here, uncommitted, under the owner's lock as a concurrent creation holds it) waits
+/// for it and is refused.
 #[actix_web::test]
 async fn an_owner_holds_at_most_twenty_webhooks() {
     let app = spawn_with(&[]).await;
     let w = World::new(&app).await;
     let hook = |i: usize| json!({"url": format!("http://127.0.0.1:9/hook/{i}"), "events": ["message_received"]});
     let mut first = None;
-    for i in 0..20 {
+    for i in 0..19 {
         let res = app.post("/v1/webhooks", &w.a_admin.token, hook(i)).await;
         let created = id(res.assert_status(201));
         first.get_or_insert(created);
     }
+    let first = first.unwrap();
+    let lock = match app._db.is_postgres() {
+        true => format!(
+            "SELECT pg_advisory_xact_lock(hashtext('webhooks:{}'));",
+            w.agency_a
+        ),
+        false => String::new(),
+    };
+    let racing = format!(
+        "{lock} INSERT INTO webhooks (id, agency_id, url, secret, events, active, created_by, \
+         created_at, version) SELECT '{}', agency_id, 'http://127.0.0.1:9/racing', secret, \
+         events, active, created_by, created_at, 1 FROM webhooks WHERE id = '{first}'",
+        uuid::Uuid::now_v7()
+    );
+    let create = app.post("/v1/webhooks", &w.a_admin.token, hook(19));
+    let res = app.while_held(&racing, create).await;
+    res.assert_problem(422, "too_many_webhooks");
     let before = app.rows_in(&["webhooks", "audit_log"]);
     let res = app.post("/v1/webhooks", &w.a_admin.token, hook(20)).await;
     assert_eq!(
@@ -1733,7 +1752,7 @@ async fn an_owner_holds_at_most_twenty_webhooks() {
         let res = app.post("/v1/webhooks", &other.token, hook(20)).await;
         res.assert_status(201);
     }
-    let first = format!("/v1/webhooks/{}", first.unwrap());
+    let first = format!("/v1/webhooks/{first}");
     let res = app
         .call("DELETE", &first, &w.a_admin.token, None, &[])
         .await;
