@@ -452,20 +452,40 @@ pub async fn deliver_due(state: &AppState) -> Result<usize, ApiError> {
 async fn deliver_due_with(state: &AppState, client: &reqwest::Client) -> Result<usize, ApiError> {
     let lease = chrono::Duration::seconds(LEASE_SECONDS);
     let claimed = db::write(&state.pool, move |conn| {
-        Ok(repo::webhooks::claim_due(conn, db::now(), lease, BATCH)?)
+        let claimed = repo::webhooks::claim_due(conn, db::now(), lease, BATCH)?;
+        claimed
+            .into_iter()
+            .map(|(delivery, hook)| Ok((agency_hears(conn, &hook)?, delivery, hook)))
+            .collect::<Result<Vec<_>, ApiError>>()
     })
     .await?;
     let posted = claimed.len();
     // At once: a slow receiver holds up a round for one timeout, not one per delivery.
     let posts = claimed
         .into_iter()
-        .map(|(delivery, hook)| post(state, client, delivery, hook));
+        .map(|(hears, delivery, hook)| post(state, client, delivery, hook, hears));
     futures_util::future::join_all(posts).await;
     Ok(posted)
 }
 
-/// Posts one delivery and records the outcome.
-async fn post(state: &AppState, client: &reqwest::Client, delivery: DeliveryRow, hook: WebhookRow) {
+/// Whether the webhook's agency still hears of its cases (the platform's webhooks always do).
+/// Asked again when a delivery is posted: a write that read the agency before its
+/// deactivation committed may have queued one after the deactivation ended the others.
+pub fn agency_hears(conn: &mut DbConnection, hook: &WebhookRow) -> Result<bool, ApiError> {
+    match &hook.agency_id {
+        Some(agency) => Ok(repo::agencies::is_active(conn, agency)?),
+        None => Ok(true),
+    }
+}
+
+/// Posts one delivery and records the outcome; `agency_hears` is [`agency_hears`]'s answer.
+async fn post(
+    state: &AppState,
+    client: &reqwest::Client,
+    delivery: DeliveryRow,
+    hook: WebhookRow,
+    agency_hears: bool,
+) {
     let claim = Claim {
         id: delivery.id.clone(),
         lease_end: delivery.next_attempt_at,
@@ -476,8 +496,10 @@ async fn post(state: &AppState, client: &reqwest::Client, delivery: DeliveryRow,
     // literal never goes through the resolver's check).
     let refused = url_problem(&hook.url, state.settings.webhooks.public_https_only);
     // A paused (or deleted) webhook's delivery, written by a write that read the webhook before
-    // the pause committed, ends unposted as the pause ended the others (`Err(None)`).
-    let sent = match (hook.active, refused) {
+    // the pause committed, ends unposted as the pause ended the others (`Err(None)`); so does
+    // a deactivated agency's.
+    let hears = hook.active && agency_hears;
+    let sent = match (hears, refused) {
         (false, _) => Err(None),
         (true, Some(problem)) => Err(Some(format!("the URL is refused: {problem}"))),
         (true, None) => match hook.signing_secrets(&state.sealer, now) {
@@ -515,6 +537,8 @@ async fn post(state: &AppState, client: &reqwest::Client, delivery: DeliveryRow,
         Err(None) => {
             let why = if hook.deleted_at.is_some() {
                 DELETED
+            } else if !agency_hears {
+                AGENCY_DEACTIVATED
             } else {
                 PAUSED
             };
@@ -524,7 +548,7 @@ async fn post(state: &AppState, client: &reqwest::Client, delivery: DeliveryRow,
     let attempt = delivery.attempts + 1;
     let settings = &state.settings.webhooks;
     let max_attempts = i32::try_from(settings.max_attempts).unwrap_or(i32::MAX);
-    let retry_at = (error.is_some() && attempt < max_attempts && hook.active)
+    let retry_at = (error.is_some() && attempt < max_attempts && hears)
         .then(|| db::now() + crate::mailer::backoff(settings.retry_base, attempt));
     if let Some(error) = &error {
         let next = if retry_at.is_some() {

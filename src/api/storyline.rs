@@ -872,8 +872,10 @@ pub async fn delete_event(
     db::write(&state.pool, move |conn| {
         let Asked { viewer, actor, .. } = asking.resolve(conn)?;
         let current = moderated_event(conn, &viewer, &case_id, &event_id, true)?;
-        if !repo::storyline::delete(conn, &event_id)? {
-            return Err(event_not_found());
+        // The title the audit row keeps is the one deleted: a change since the read is 409.
+        if !repo::storyline::delete(conn, &event_id, current.version)? {
+            let unconditional = IfMatch::default();
+            return Err(lost_event_race(conn, &case_id, &event_id, &unconditional));
         }
         let change = Change::entity("storyline_event", &event_id, Some(&case_id), "delete").field(
             "title",

@@ -744,7 +744,8 @@ pub async fn list_webhook_deliveries(
 /// the same `Dossier-Delivery` id and payload (signed anew), so `occurred_at` and the case's
 /// `status` in it are still those of the event. 409 `not_dead` for a delivery that is pending
 /// or delivered, else `webhook_paused` while the webhook is paused (a pause committed just
-/// after the retry ends it unposted, as the pause's own). Audited (entity `webhook_delivery`).
+/// after the retry ends it unposted, as the pause's own), or `agency_deactivated` while its
+/// agency is. Audited (entity `webhook_delivery`).
 /// Roles: the webhook's owner (agency admins of its agency), platform admins; 404 for anyone
 /// else's.
 #[utoipa::path(
@@ -759,7 +760,7 @@ pub async fn list_webhook_deliveries(
         (status = 200, description = "Queued again", body = DeliveryView),
         (status = 403, description = "Only agency and platform admins"),
         (status = 404, description = "No such webhook or delivery, or not the caller's"),
-        (status = 409, description = "The delivery is not dead (`not_dead`), or the webhook is paused (`webhook_paused`)"),
+        (status = 409, description = "The delivery is not dead (`not_dead`), the webhook is paused (`webhook_paused`), or its agency is deactivated (`agency_deactivated`)"),
     )
 )]
 #[post("/v1/webhooks/{id}/deliveries/{delivery_id}/retry")]
@@ -789,6 +790,12 @@ pub async fn retry_webhook_delivery(
             return Err(ApiError::Conflict {
                 code: "webhook_paused",
                 detail: "The webhook is paused; resume it first.".into(),
+            });
+        }
+        if !crate::webhooks::agency_hears(conn, &hook)? {
+            return Err(ApiError::Conflict {
+                code: "agency_deactivated",
+                detail: "The webhook's agency is deactivated: nothing is posted to it.".into(),
             });
         }
         // Another retry, or the sweep, may have come first since the read.

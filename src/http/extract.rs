@@ -1,5 +1,6 @@
 //! Request extractors: validated JSON bodies, pagination, and conditional-request headers.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -9,6 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use url::form_urlencoded;
 use utoipa::{IntoParams, ToSchema};
 use validator::Validate;
 
@@ -200,20 +202,17 @@ impl<T: DeserializeOwned> FromRequest for Query<T> {
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let given = req.query_string();
+        let pairs: Vec<(Cow<str>, Cow<str>)> = form_urlencoded::parse(given.as_bytes()).collect();
         // serde_html_form reads an empty number as absent and an empty text as text: neither
-        // is what was meant, and `web::Query` refused both.
-        let empty = given
-            .split('&')
-            .find_map(|pair| pair.strip_suffix('=').filter(|name| !name.contains('=')));
-        if let Some(name) = empty {
+        // is what was meant, so neither is guessed.
+        if let Some((name, _)) = pairs.iter().find(|(_, value)| value.is_empty()) {
             let detail = format!("`{name}` has no value (leave it out instead)");
             return std::future::ready(Err(super::fallback::invalid_query(detail)));
         }
         std::future::ready(serde_html_form::from_str(given).map(Query).map_err(|e| {
             let message = e.to_string();
-            // A repeat of a parameter that is no list fails nameless ("unsupported value").
-            let repeated = (!message.contains('`'))
-                .then(|| first_repeated(given))
+            let repeated = (message == REPEATED)
+                .then(|| not_a_list::<T>(&pairs))
                 .flatten();
             super::fallback::invalid_query(match repeated {
                 Some(name) => format!("`{name}` is given more than once (only lists repeat)"),
@@ -223,17 +222,31 @@ impl<T: DeserializeOwned> FromRequest for Query<T> {
     }
 }
 
-/// The first parameter name that occurs twice in a query string.
-fn first_repeated(query: &str) -> Option<&str> {
-    let names: Vec<&str> = query
-        .split('&')
-        .map(|pair| pair.split_once('=').map_or(pair, |(name, _)| name))
-        .collect();
-    names
+/// serde_html_form's nameless error for a repeated parameter that is no list.
+const REPEATED: &str = "unsupported value";
+
+/// The repeated parameter that is no list: the first whose repeats, left out, let the query
+/// parse past them (error path only).
+fn not_a_list<T: DeserializeOwned>(pairs: &[(Cow<str>, Cow<str>)]) -> Option<String> {
+    let mut repeated = pairs
         .iter()
         .enumerate()
-        .find(|(i, name)| names[..*i].contains(name))
-        .map(|(_, name)| *name)
+        .filter(|(i, (name, _))| pairs[..*i].iter().any(|(other, _)| other == name))
+        .map(|(_, (name, _))| name);
+    repeated.find_map(|suspect| {
+        let mut seen = false;
+        let once = pairs.iter().filter(|(name, _)| {
+            let again = name == suspect && seen;
+            seen |= name == suspect;
+            !again
+        });
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(once)
+            .finish();
+        let parsed = serde_html_form::from_str::<T>(&query);
+        let past = parsed.err().is_none_or(|e| e.to_string() != REPEATED);
+        past.then(|| suspect.to_string())
+    })
 }
 
 pub const DEFAULT_PAGE_SIZE: i64 = 25;

@@ -126,9 +126,14 @@ pub fn update(
     Ok(updated == 1)
 }
 
-/// False if the event was already gone (a concurrent deletion on PostgreSQL).
-pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
-    diesel::delete(storyline_events::table.find(id))
-        .execute(conn)
-        .map(|deleted| deleted == 1)
+/// Deletes the event if it is still at `version`; false if it changed or went meanwhile (a
+/// concurrent write on PostgreSQL).
+pub fn delete(conn: &mut DbConnection, id: &str, version: i64) -> QueryResult<bool> {
+    diesel::delete(
+        storyline_events::table
+            .filter(storyline_events::id.eq(id))
+            .filter(storyline_events::version.eq(version)),
+    )
+    .execute(conn)
+    .map(|deleted| deleted == 1)
 }

@@ -621,6 +621,32 @@ async fn a_deactivated_agency_locks_its_staff_out() {
         id(&hook)
     ));
     assert_eq!((deliveries("pending"), ended, ran()), (0, 1, 1));
+    // A delivery that a write queued after the deactivation ended the others (the write read
+    // the agency before the deactivation committed, on PostgreSQL) ends unposted in its turn;
+    // nobody retries one while the agency is deactivated.
+    app.sql(&format!(
+        "UPDATE webhook_deliveries SET status = 'pending', last_error = NULL, \
+         next_attempt_at = '2026-01-01 00:00:00' WHERE webhook_id = '{}'",
+        id(&hook)
+    ));
+    dossier::webhooks::deliver_due(&app.state).await.unwrap();
+    let dead = format!(
+        "SELECT COUNT(*) AS n FROM webhook_deliveries WHERE webhook_id = '{}' \
+         AND status = 'dead' AND last_error = 'agency_deactivated' AND attempts = 1",
+        id(&hook)
+    );
+    assert_eq!((deliveries("pending"), app.count(&dead)), (0, 1));
+    let listed = format!("/v1/webhooks/{}/deliveries", id(&hook));
+    let listed = app.get(&listed, &w.platform.token).await;
+    let delivery = listed.assert_status(200)["items"][0]["id"].clone();
+    let retry = format!(
+        "/v1/webhooks/{}/deliveries/{}/retry",
+        id(&hook),
+        delivery.as_str().unwrap()
+    );
+    app.post(&retry, &w.platform.token, json!({}))
+        .await
+        .assert_problem(409, "agency_deactivated");
 
     app.patch(&agency, &w.platform.token, json!({"active": true}))
         .await

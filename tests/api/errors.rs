@@ -71,23 +71,39 @@ async fn each_kind_of_bad_request_gets_a_problem_document() {
     res.assert_problem(400, "invalid_query");
     // Every route reads its query alike: an empty value and a repeat of a parameter that is
     // no list are refused with the parameter's pointer.
-    for (query, name) in [
-        ("limit=", "limit"),
-        ("role=", "role"),
-        ("limit=5&cursor=", "cursor"),
+    // Names are read decoded (`li%6Dit` is `limit`).
+    for (path, name) in [
+        ("/v1/users?limit=", "limit"),
+        ("/v1/users?limit", "limit"),
+        ("/v1/users?role=", "role"),
+        ("/v1/users?li%6Dit=", "limit"),
+        ("/v1/users?limit=5&cursor=", "cursor"),
     ] {
-        let res = app.get(&format!("/v1/users?{query}"), &admin).await;
+        let res = app.get(path, &admin).await;
         let problem = res.assert_problem(400, "invalid_query");
-        assert_eq!(problem["errors"][0]["pointer"], format!("/{name}"));
+        assert_eq!(
+            problem["errors"][0]["pointer"],
+            format!("/{name}"),
+            "{path}"
+        );
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains("has no value"), "{detail}");
     }
-    let res = app.get("/v1/users?limit=1&limit=2", &admin).await;
-    let problem = res.assert_problem(400, "invalid_query");
-    assert_eq!(problem["errors"][0]["pointer"], "/limit");
-    let detail = problem["detail"].as_str().unwrap();
-    assert!(
-        detail.contains("`limit` is given more than once"),
-        "{detail}"
-    );
+    // The repeat blamed is the one that is no list, also beside a list's own repeats.
+    for path in [
+        "/v1/users?limit=1&limit=2",
+        "/v1/users?limit=1&li%6Dit=2",
+        "/v1/cases?status=in_approval&status=closed&limit=1&limit=2",
+    ] {
+        let res = app.get(path, &admin).await;
+        let problem = res.assert_problem(400, "invalid_query");
+        assert_eq!(problem["errors"][0]["pointer"], "/limit", "{path}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("`limit` is given more than once"),
+            "{detail}"
+        );
+    }
 
     let res = app.get("/v1/nothing-here", &admin).await;
     assert_eq!(

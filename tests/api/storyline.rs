@@ -428,6 +428,31 @@ async fn only_the_agency_publishes_and_deletes_and_a_deleted_event_is_gone() {
         )),
         0
     );
+    // A deletion racing a rename (held the same way) would record a title that is not the
+    // one deleted: 409 `concurrent_update` on PostgreSQL, where both read before either
+    // writes; SQLite's one writer runs them in turn, and the audit row keeps the new title.
+    let res = app
+        .post(&p, &w.a_agent.token, json!({"title": "Before the rename"}))
+        .await;
+    let renamed = id(res.assert_status(201));
+    let held = format!(
+        "UPDATE storyline_events SET title = 'After the rename', version = version + 1 \
+         WHERE id = '{renamed}'"
+    );
+    let renamed_path = format!("{p}/{renamed}");
+    let delete = app.call("DELETE", &renamed_path, &w.a_operator.token, None, &[]);
+    let res = app.while_held(&held, delete).await;
+    let recorded = format!(
+        "SELECT COUNT(*) AS n FROM audit_log WHERE entity_id = '{renamed}' AND action = 'delete' \
+         AND old_value = 'After the rename'"
+    );
+    if app._db.is_postgres() {
+        res.assert_problem(409, "concurrent_update");
+        assert_eq!(app.count(&recorded), 0);
+    } else {
+        assert_eq!(res.status.as_u16(), 204);
+        assert_eq!(app.count(&recorded), 1);
+    }
 
     // Clearing the body and the position is a change, in the audit trail like any other.
     let kept = format!("{p}/{}", drafts[0]);

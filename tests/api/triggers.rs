@@ -627,11 +627,31 @@ async fn triggers_are_capped_and_a_lost_race_writes_nothing() {
         })
     };
     let mut first = None;
-    for i in 0..50 {
+    for i in 0..49 {
         let res = app.post("/v1/triggers", &w.a_admin.token, rule(i)).await;
         let created = id(res.assert_status(201));
         first.get_or_insert(created);
     }
+    let first = first.unwrap();
+    // A creation racing another for the last place (held, uncommitted, under the agency's
+    // lock as a concurrent creation holds it) waits for it and is refused.
+    let lock = match app._db.is_postgres() {
+        true => format!(
+            "SELECT pg_advisory_xact_lock(hashtext('triggers:{}'));",
+            w.agency_a
+        ),
+        false => String::new(),
+    };
+    let racing = format!(
+        "{lock} INSERT INTO triggers (id, agency_id, name, event, conditions, actions, active, \
+         version, created_by, created_at, updated_at) SELECT '{}', agency_id, 'Racing', event, \
+         conditions, actions, active, 1, created_by, created_at, updated_at FROM triggers \
+         WHERE id = '{first}'",
+        uuid::Uuid::now_v7()
+    );
+    let create = app.post("/v1/triggers", &w.a_admin.token, rule(49));
+    let res = app.while_held(&racing, create).await;
+    res.assert_problem(422, "too_many_triggers");
     let before = app.rows_in(&["triggers", "audit_log"]);
     let res = app.post("/v1/triggers", &w.a_admin.token, rule(50)).await;
     res.assert_problem(422, "too_many_triggers");
@@ -644,7 +664,6 @@ async fn triggers_are_capped_and_a_lost_race_writes_nothing() {
         50
     );
 
-    let first = first.unwrap();
     let path = format!("/v1/triggers/{first}");
     let bump =
         format!("UPDATE triggers SET version = version + 1, name = 'Renamed' WHERE id = '{first}'");
