@@ -417,6 +417,15 @@ impl<S> TestApp<S> {
         conn.batch_execute(statement).expect("SQL runs");
     }
 
+    /// `statement` after the advisory lock `key` on PostgreSQL (as `db::lock_key` takes it),
+    /// for [`Self::while_held`] to hold as a concurrent request holding that lock would.
+    pub fn under_lock(&self, key: &str, statement: &str) -> String {
+        match self._db.is_postgres() {
+            true => format!("SELECT pg_advisory_xact_lock(hashtext('{key}')); {statement}"),
+            false => statement.to_owned(),
+        }
+    }
+
     /// Runs `request` while the statements `held` are written, not yet committed, on a
     /// connection of their own, as a racing write's would be, and commits them once the request
     /// waits for them: on PostgreSQL when a backend is seen waiting on a lock, on SQLite (whose

@@ -635,19 +635,15 @@ async fn triggers_are_capped_and_a_lost_race_writes_nothing() {
     let first = first.unwrap();
     // A creation racing another for the last place (held, uncommitted, under the agency's
     // lock as a concurrent creation holds it) waits for it and is refused.
-    let lock = match app._db.is_postgres() {
-        true => format!(
-            "SELECT pg_advisory_xact_lock(hashtext('triggers:{}'));",
-            w.agency_a
+    let racing = app.under_lock(
+        &format!("triggers:{}", w.agency_a),
+        &format!(
+            "INSERT INTO triggers (id, agency_id, name, event, conditions, actions, active, \
+             version, created_by, created_at, updated_at) SELECT '{}', agency_id, 'Racing', \
+             event, conditions, actions, active, 1, created_by, created_at, updated_at \
+             FROM triggers WHERE id = '{first}'",
+            uuid::Uuid::now_v7()
         ),
-        false => String::new(),
-    };
-    let racing = format!(
-        "{lock} INSERT INTO triggers (id, agency_id, name, event, conditions, actions, active, \
-         version, created_by, created_at, updated_at) SELECT '{}', agency_id, 'Racing', event, \
-         conditions, actions, active, 1, created_by, created_at, updated_at FROM triggers \
-         WHERE id = '{first}'",
-        uuid::Uuid::now_v7()
     );
     let create = app.post("/v1/triggers", &w.a_admin.token, rule(49));
     let res = app.while_held(&racing, create).await;

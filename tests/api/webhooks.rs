@@ -1725,18 +1725,14 @@ async fn an_owner_holds_at_most_twenty_webhooks() {
         first.get_or_insert(created);
     }
     let first = first.unwrap();
-    let lock = match app._db.is_postgres() {
-        true => format!(
-            "SELECT pg_advisory_xact_lock(hashtext('webhooks:{}'));",
-            w.agency_a
+    let racing = app.under_lock(
+        &format!("webhooks:{}", w.agency_a),
+        &format!(
+            "INSERT INTO webhooks (id, agency_id, url, secret, events, active, created_by, \
+             created_at, version) SELECT '{}', agency_id, 'http://127.0.0.1:9/racing', secret, \
+             events, active, created_by, created_at, 1 FROM webhooks WHERE id = '{first}'",
+            uuid::Uuid::now_v7()
         ),
-        false => String::new(),
-    };
-    let racing = format!(
-        "{lock} INSERT INTO webhooks (id, agency_id, url, secret, events, active, created_by, \
-         created_at, version) SELECT '{}', agency_id, 'http://127.0.0.1:9/racing', secret, \
-         events, active, created_by, created_at, 1 FROM webhooks WHERE id = '{first}'",
-        uuid::Uuid::now_v7()
     );
     let create = app.post("/v1/webhooks", &w.a_admin.token, hook(19));
     let res = app.while_held(&racing, create).await;
