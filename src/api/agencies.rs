@@ -154,8 +154,7 @@ pub async fn list_agencies(
         (status = 201, description = "Created", body = AgencyView,
             headers(("Location" = String, description = "The new agency's URL"), ("ETag" = String, description = "Its version"))),
         (status = 403, description = "Only platform staff create agencies"),
-        (status = 409, description = "The name is taken (`agency_name_taken`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
-        (status = 422, description = "A member breaks a rule, or the `Idempotency-Key` was used with another body (`idempotency_key_reused`)"),
+        (status = 409, description = "The name is taken (`agency_name_taken`)"),
     )
 )]
 #[post("/v1/agencies")]

@@ -207,10 +207,10 @@ fn files_may_change(viewer: &Viewer, case: &CaseRow, refusal: &str) -> Result<()
             headers(("Location" = String, description = "The download URL"))),
         (status = 400, description = "The multipart body could not be read (`malformed_multipart`), or the `Idempotency-Key` header is malformed (`invalid_header`)"),
         (status = 404, description = "No such case, or not one the caller can see"),
-        (status = 409, description = "The case does not take files in its status (`wrong_state`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
+        (status = 409, description = "The case does not take files in its status (`wrong_state`)"),
         (status = 413, description = "The file is larger than the configured limit, or the body than that and 64 KiB"),
         (status = 415, description = "Not `multipart/form-data`, or a kind of file that is not accepted"),
-        (status = 422, description = "No `file` part, more than 16 other parts (`too_many_parts`), an empty file, an `internal` part that is not `true`/`false` (`invalid_value`) or not the caller's to send (`not_allowed`), or the `Idempotency-Key` was used with another file (`idempotency_key_reused`)"),
+        (status = 422, description = "No `file` part, more than 16 other parts (`too_many_parts`), an empty file, or an `internal` part that is not `true`/`false` (`invalid_value`) or not the caller's to send (`not_allowed`)"),
     )
 )]
 #[post("/v1/cases/{id}/attachments")]

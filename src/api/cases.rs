@@ -585,8 +585,7 @@ pub struct CreateCase {
         (status = 201, description = "Created", body = CaseView,
             headers(("Location" = String, description = "The new case's URL"), ("ETag" = String, description = "Its version"))),
         (status = 403, description = "Only clients buy services"),
-        (status = 409, description = "A request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
-        (status = 422, description = "A member breaks a rule, the service cannot be bought (`service_unavailable`), or the key was used with another body (`idempotency_key_reused`)"),
+        (status = 422, description = "A member breaks a rule, or the service cannot be bought (`service_unavailable`)"),
     )
 )]
 #[post("/v1/cases")]
@@ -1049,18 +1048,12 @@ pub fn lost_race(
 ) -> ApiError {
     match find_visible(conn, viewer, id) {
         Err(e) => e,
-        Ok(now) if if_match.is_set() => ApiError::PreconditionFailed {
-            expected: etag(now.version),
-        },
-        Ok(now) if !allowed.contains(&now.status()) => wrong_state(
+        Ok(now) if !if_match.is_set() && !allowed.contains(&now.status()) => wrong_state(
             viewer,
             now.status(),
             format!("The case moved to `{}` meanwhile.", now.status),
         ),
-        Ok(_) => ApiError::Conflict {
-            code: "concurrent_update",
-            detail: "The case changed while this request ran; read it again and retry.".into(),
-        },
+        Ok(now) => if_match.lost_race(now.version, "case"),
     }
 }
 

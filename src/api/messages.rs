@@ -310,8 +310,8 @@ pub struct PostMessage {
         (status = 201, description = "Posted", body = MessageView),
         (status = 403, description = "The caller's role may not send this kind of message"),
         (status = 404, description = "No such case, or not one the caller can see"),
-        (status = 409, description = "The case's status allows no messages from the caller (`wrong_state`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
-        (status = 422, description = "A member breaks a rule: a file not of the case (`invalid_attachment`), a mention of someone who does not read the message (`invalid_mention`) or twice (`repeated`); or the `Idempotency-Key` was used with another body (`idempotency_key_reused`)"),
+        (status = 409, description = "The case's status allows no messages from the caller (`wrong_state`)"),
+        (status = 422, description = "A member breaks a rule: a file not of the case (`invalid_attachment`), a mention of someone who does not read the message (`invalid_mention`) or twice (`repeated`)"),
     )
 )]
 #[post("/v1/cases/{id}/messages")]

@@ -263,8 +263,7 @@ pub struct CreateRequest {
         (status = 201, description = "Asked", body = RequestView),
         (status = 403, description = "Only the agency asks"),
         (status = 404, description = "No such case, or not one the caller can see"),
-        (status = 409, description = "Requests are not open in the case's status (`wrong_state`), the case changed meanwhile (`concurrent_update`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
-        (status = 422, description = "A member breaks a rule, or the `Idempotency-Key` was used with another body (`idempotency_key_reused`)"),
+        (status = 409, description = "Requests are not open in the case's status (`wrong_state`), or the case changed meanwhile (`concurrent_update`)"),
     )
 )]
 #[post("/v1/cases/{id}/requests")]
@@ -617,7 +616,7 @@ pub async fn list_video_calls(
             headers(("Location" = String, description = "The join URL"))),
         (status = 403, description = "Only the client and the agency open calls"),
         (status = 404, description = "No such case, or not one the caller can see"),
-        (status = 409, description = "The case's status allows no calls (`wrong_state`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
+        (status = 409, description = "The case's status allows no calls (`wrong_state`)"),
         (status = 410, description = "A retry under the `Idempotency-Key` of a room that has ended since (`call_ended`)"),
     )
 )]

@@ -396,8 +396,6 @@ pub async fn list_services(
         (status = 201, description = "Created", body = ServiceView,
             headers(("Location" = String, description = "The new service's URL"), ("ETag" = String, description = "Its version"))),
         (status = 403, description = "The caller is not an agency admin"),
-        (status = 409, description = "A request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
-        (status = 422, description = "A member breaks a rule, or the `Idempotency-Key` was used with another body (`idempotency_key_reused`)"),
     )
 )]
 #[post("/v1/services")]

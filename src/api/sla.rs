@@ -222,8 +222,7 @@ where
         (status = 201, description = "Created", body = CalendarView,
             headers(("Location" = String, description = "`/v1/calendars?agency_id=…` lists it"))),
         (status = 403, description = "Only agency and platform admins"),
-        (status = 409, description = "A request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
-        (status = 422, description = "An unknown time zone, a window closing before it opens, overlapping windows, or no window; or the `Idempotency-Key` was used with another body (`idempotency_key_reused`)"),
+        (status = 422, description = "An unknown time zone, a window closing before it opens, overlapping windows, or no window"),
     )
 )]
 #[post("/v1/calendars")]
@@ -413,8 +412,7 @@ pub async fn list_sla_policies(
         (status = 201, description = "Created", body = PolicyView,
             headers(("Location" = String, description = "`/v1/sla-policies?agency_id=…` lists it"))),
         (status = 403, description = "Only agency and platform admins"),
-        (status = 409, description = "A request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
-        (status = 422, description = "A member breaks a rule, the calendar is not the caller's to use (`calendar_unavailable`), or a target is out of the calendar's reach; or the `Idempotency-Key` was used with another body (`idempotency_key_reused`)"),
+        (status = 422, description = "A member breaks a rule, the calendar is not the caller's to use (`calendar_unavailable`), or a target is out of the calendar's reach"),
     )
 )]
 #[post("/v1/sla-policies")]

@@ -486,8 +486,7 @@ fn ids_json(ids: &[Uuid]) -> String {
                     ("Location" = String, description = "The event's URL (for `PATCH` and `DELETE`)"))),
         (status = 403, description = "Clients and platform staff do not write the storyline; agents write drafts only"),
         (status = 404, description = "No such case, or not one the caller can see"),
-        (status = 409, description = "The storyline is frozen or not open in this status (`wrong_state`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
-        (status = 422, description = "A member breaks a rule, or the `Idempotency-Key` was used with another body (`idempotency_key_reused`)"),
+        (status = 409, description = "The storyline is frozen or not open in this status (`wrong_state`)"),
     )
 )]
 #[post("/v1/cases/{id}/storyline")]
@@ -656,13 +655,7 @@ fn lost_event_race(
     if_match: &IfMatch,
 ) -> ApiError {
     match repo::storyline::find(conn, case_id, event_id) {
-        Ok(Some(now)) if if_match.is_set() => ApiError::PreconditionFailed {
-            expected: etag(now.version),
-        },
-        Ok(Some(_)) => ApiError::Conflict {
-            code: "concurrent_update",
-            detail: "The event changed while this request ran; read it again and retry.".into(),
-        },
+        Ok(Some(now)) => if_match.lost_race(now.version, "event"),
         Ok(None) => event_not_found(),
         Err(e) => e.into(),
     }
@@ -824,10 +817,7 @@ pub async fn publish_event(
                 ..EventChanges::default()
             };
             if !repo::storyline::update(conn, &event_id, current.version, &changes)? {
-                return Err(ApiError::Conflict {
-                    code: "concurrent_update",
-                    detail: "The event changed while this request ran; retry.".into(),
-                });
+                return Err(IfMatch::default().lost_race(current.version, "event"));
             }
             let change = Change::entity("storyline_event", &event_id, Some(&case_id), "publish")
                 .field("status", Some(current.status), Some(published.to_owned()));

@@ -112,8 +112,7 @@ pub fn record(
         (status = 201, description = "Rated", body = SurveyView),
         (status = 403, description = "Only the client rates their case"),
         (status = 404, description = "No such case, or not one the caller can see"),
-        (status = 409, description = "The case is not closed (`wrong_state`), another change to the case committed first (`concurrent_update`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
-        (status = 422, description = "A member breaks a rule, or the `Idempotency-Key` was used with another body (`idempotency_key_reused`)"),
+        (status = 409, description = "The case is not closed (`wrong_state`), or another change to the case committed first (`concurrent_update`)"),
     )
 )]
 #[post("/v1/cases/{id}/survey")]

@@ -236,18 +236,11 @@ impl TicketViewer {
     ) -> ApiError {
         match self.find(conn, id) {
             Err(e) => e,
-            Ok(now) if if_match.is_set() => ApiError::PreconditionFailed {
-                expected: etag(now.version),
-            },
-            Ok(now) if !allowed.contains(&now.status()) => self.wrong_state(
+            Ok(now) if !if_match.is_set() && !allowed.contains(&now.status()) => self.wrong_state(
                 now.status(),
                 format!("The ticket moved to `{}` meanwhile.", now.status),
             ),
-            Ok(_) => ApiError::Conflict {
-                code: "concurrent_update",
-                detail: "The ticket changed while this request ran; read it again and retry."
-                    .into(),
-            },
+            Ok(now) => if_match.lost_race(now.version, "ticket"),
         }
     }
 
@@ -438,8 +431,7 @@ pub struct CreateTicket {
         (status = 201, description = "Opened", body = TicketView,
             headers(("Location" = String, description = "The new ticket's URL"), ("ETag" = String, description = "Its version"))),
         (status = 403, description = "Only clients and agency staff open tickets"),
-        (status = 409, description = "A request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
-        (status = 422, description = "A member breaks a rule, the case is not one the requester can see (`case_unavailable`), or the key was used with another body (`idempotency_key_reused`)"),
+        (status = 422, description = "A member breaks a rule, or the case is not one the requester can see (`case_unavailable`)"),
     )
 )]
 #[post("/v1/tickets")]
@@ -1100,8 +1092,8 @@ pub struct PostTicketMessage {
         (status = 201, description = "Written", body = TicketMessageView),
         (status = 403, description = "Agents have no support tickets"),
         (status = 404, description = "No such ticket, or not one the caller can see"),
-        (status = 409, description = "The ticket is no longer worked (`wrong_state`, with `allowed_actions`), it changed meanwhile (`concurrent_update`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
-        (status = 422, description = "A member breaks a rule (an id that is not a file of this ticket: `invalid_attachment`), or the key was used with another body (`idempotency_key_reused`)"),
+        (status = 409, description = "The ticket is no longer worked (`wrong_state`, with `allowed_actions`), or it changed meanwhile (`concurrent_update`)"),
+        (status = 422, description = "A member breaks a rule (an id that is not a file of this ticket: `invalid_attachment`)"),
     )
 )]
 #[post("/v1/tickets/{id}/messages")]

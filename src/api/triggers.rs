@@ -244,7 +244,6 @@ pub async fn list_triggers(
         (status = 201, description = "Created", body = TriggerView,
             headers(("Location" = String, description = "The new trigger's URL"), ("ETag" = String, description = "Its version"))),
         (status = 403, description = "Only agency admins"),
-        (status = 409, description = "A request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
         (status = 422, description = "A member breaks a rule (`not_a_case_event`, `not_a_trigger_event`, `invalid_value`, `invalid_op`, `too_many_triggers`…), or the `Idempotency-Key` was used with another body"),
     )
 )]

@@ -434,8 +434,7 @@ pub async fn list_users(
         (status = 201, description = "Created", body = UserView,
             headers(("Location" = String, description = "The new user's URL"), ("ETag" = String, description = "Its version"))),
         (status = 403, description = "The caller may not create this user, or their role or admin flag changed while the request ran"),
-        (status = 409, description = "The e-mail is taken (`email_taken`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
-        (status = 422, description = "A member breaks a rule, or the `Idempotency-Key` was used with another body (`idempotency_key_reused`)"),
+        (status = 409, description = "The e-mail is taken (`email_taken`)"),
     )
 )]
 #[post("/v1/users")]

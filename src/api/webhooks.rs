@@ -201,8 +201,7 @@ pub async fn list_webhooks(
                 ("Cache-Control" = String, description = "`no-store`: the answer carries the secret"),
             )),
         (status = 403, description = "Only agency and platform admins"),
-        (status = 409, description = "A request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
-        (status = 422, description = "A member breaks a rule: the URL (`invalid_url`, `duplicate_url`, `too_many_webhooks`), an unknown event (`validation_failed`, at its pointer), a repeated event (`repeated`); or the `Idempotency-Key` was used with another body (`idempotency_key_reused`)"),
+        (status = 422, description = "A member breaks a rule: the URL (`invalid_url`, `duplicate_url`, `too_many_webhooks`), an unknown event (`validation_failed`, at its pointer), or a repeated event (`repeated`)"),
     )
 )]
 #[post("/v1/webhooks")]
@@ -529,7 +528,11 @@ pub async fn update_webhook(
             return Err(if_match.lost_race(hook.version, "webhook"));
         }
         if changes.active == Some(false) {
-            repo::webhooks::end_pending(conn, &hook.id, crate::webhooks::PAUSED)?;
+            repo::webhooks::end_pending(
+                conn,
+                std::slice::from_ref(&hook.id),
+                crate::webhooks::PAUSED,
+            )?;
         }
         repo::audit::append(conn, &actor, audit)?;
         let mut view = WebhookView::try_from(managed(conn, &caller, &id)?)?;
@@ -610,7 +613,11 @@ pub async fn delete_webhook(
         if !repo::webhooks::delete(conn, &hook.id, hook.version)? {
             return Err(if_match.lost_race(hook.version, "webhook"));
         }
-        repo::webhooks::end_pending(conn, &hook.id, crate::webhooks::DELETED)?;
+        repo::webhooks::end_pending(
+            conn,
+            std::slice::from_ref(&hook.id),
+            crate::webhooks::DELETED,
+        )?;
         let change =
             Change::outside_cases("webhook", &hook.id, hook.agency_id.as_deref(), "delete");
         repo::audit::append(

@@ -273,11 +273,11 @@ pub fn purge_deleted_before(conn: &mut DbConnection, cutoff: NaiveDateTime) -> Q
     Ok(deliveries + diesel::delete(deleted()).execute(conn)?)
 }
 
-/// Ends the webhook's pending deliveries as dead, with `why` as their last error.
-pub fn end_pending(conn: &mut DbConnection, webhook_id: &str, why: &str) -> QueryResult<()> {
+/// Ends the webhooks' pending deliveries as dead, with `why` as their last error.
+pub fn end_pending(conn: &mut DbConnection, webhook_ids: &[String], why: &str) -> QueryResult<()> {
     diesel::update(
         webhook_deliveries::table
-            .filter(webhook_deliveries::webhook_id.eq(webhook_id))
+            .filter(webhook_deliveries::webhook_id.eq_any(webhook_ids))
             .filter(webhook_deliveries::status.eq(PENDING)),
     )
     .set((
@@ -333,9 +333,7 @@ pub fn end_pending_of_agency(
         .filter(webhooks::agency_id.eq(agency_id.to_owned()))
         .select(webhooks::id)
         .load(conn)?;
-    hooks
-        .iter()
-        .try_for_each(|hook| end_pending(conn, hook, why))
+    end_pending(conn, &hooks, why)
 }
 
 /// The active webhooks that hear of a support ticket's events: the platform's, and the

@@ -145,10 +145,10 @@ pub(super) fn check_cited(
         (status = 400, description = "The multipart body could not be read (`malformed_multipart`), or the `Idempotency-Key` header is malformed (`invalid_header`)"),
         (status = 403, description = "Agents have no support tickets"),
         (status = 404, description = "No such ticket, or not one the caller can see"),
-        (status = 409, description = "The ticket is no longer worked (`wrong_state`, with `allowed_actions`), or a request with the same `Idempotency-Key` is still running (`idempotency_key_in_use`)"),
+        (status = 409, description = "The ticket is no longer worked (`wrong_state`, with `allowed_actions`)"),
         (status = 413, description = "The file is larger than the configured limit, or the body than that and 64 KiB"),
         (status = 415, description = "Not `multipart/form-data`, or a kind of file that is not accepted"),
-        (status = 422, description = "No `file` part, more than 16 other parts (`too_many_parts`), an empty file, an `internal` part (`not_allowed`), or the `Idempotency-Key` was used with another file (`idempotency_key_reused`)"),
+        (status = 422, description = "No `file` part, more than 16 other parts (`too_many_parts`), an empty file, or an `internal` part (`not_allowed`)"),
     )
 )]
 #[post("/v1/tickets/{id}/attachments")]
