@@ -14,7 +14,7 @@ fn main() {
         _ => panic!("usage: bench_seed <cases> <out.json>"),
     };
     let url = std::env::var("DATABASE_URL").expect("DATABASE_URL");
-    let pool = db::build_pool(&url, 1).expect("pool");
+    let pool = db::build_pool(&url, 1, Default::default()).expect("pool");
     let mut conn = pool.get().expect("connection");
     db::run_migrations(&mut conn).expect("migrations");
     let summary = dataset::seed(&mut conn, cases);

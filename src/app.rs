@@ -34,7 +34,11 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(settings: Settings) -> Result<AppState, String> {
-        let pool = db::build_pool(&settings.database_url, settings.db_pool_size)?;
+        let pool = db::build_pool(
+            &settings.database_url,
+            settings.db_pool_size,
+            settings.db_limits,
+        )?;
         let tokens = Tokens::new(&settings.jwt)?;
         let blobs = Blobs::new(&settings.storage)?;
         let sealer = Arc::new(Sealer::new(&settings.secrets)?);

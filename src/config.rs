@@ -152,6 +152,8 @@ pub struct Settings {
     pub environment: Environment,
     pub database_url: String,
     pub db_pool_size: u32,
+    /// How long a statement waits for a lock, and runs, before it fails with 503.
+    pub db_limits: crate::db::DbLimits,
     pub bind: SocketAddr,
     pub jwt: JwtSettings,
     /// Generated at start because no secret was configured (development only).
@@ -232,6 +234,20 @@ impl<F: Fn(&str) -> Option<String>> Source<F> {
         }
         Ok(n)
     }
+}
+
+fn db_limits<F: Fn(&str) -> Option<String>>(
+    src: &Source<F>,
+) -> Result<crate::db::DbLimits, ConfigError> {
+    let default = crate::db::DbLimits::default();
+    let millis = |name, default: Duration| -> Result<Duration, ConfigError> {
+        let ms = src.positive(name, u32::try_from(default.as_millis()).unwrap_or(u32::MAX))?;
+        Ok(Duration::from_millis(ms.into()))
+    };
+    Ok(crate::db::DbLimits {
+        lock_timeout: millis("DOSSIER_DB_LOCK_TIMEOUT_MS", default.lock_timeout)?,
+        statement_timeout: millis("DOSSIER_DB_STATEMENT_TIMEOUT_MS", default.statement_timeout)?,
+    })
 }
 
 /// SQLite reads run on this machine's cores: connections (and the blocking threads that go
@@ -316,6 +332,7 @@ impl Settings {
             environment,
             database_url,
             db_pool_size: src.positive("DOSSIER_DB_POOL_SIZE", default_pool_size(&engine))?,
+            db_limits: db_limits(src)?,
             bind: src.parsed(
                 "DOSSIER_BIND",
                 SocketAddr::from(([127, 0, 0, 1], 8080)),

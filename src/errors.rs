@@ -156,6 +156,10 @@ pub enum ApiError {
     /// 503: the database cannot be reached.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
+    /// 503 with `Retry-After`: a lock was held, or a statement ran, longer than configured
+    /// (`DOSSIER_DB_LOCK_TIMEOUT_MS`, `DOSSIER_DB_STATEMENT_TIMEOUT_MS`); nothing was written.
+    #[error("the database did not answer in time: {0}")]
+    Busy(String),
     /// Any other status, for failures raised outside the API's code (actix, Swagger UI).
     #[error("{detail}")]
     Http {
@@ -281,6 +285,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Unavailable(_) => "service_unavailable",
+            ApiError::Busy(_) => "database_busy",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -293,6 +298,10 @@ impl ApiError {
             ApiError::Unavailable(_) => {
                 "The service cannot reach its database; try again shortly.".into()
             }
+            ApiError::Busy(_) => "The database did not answer in time (another request held \
+                                  what this one needed, or the work took too long); nothing \
+                                  was written. Try again shortly."
+                .into(),
             ApiError::MethodNotAllowed { allow } => {
                 format!(
                     "This resource answers {}.",
@@ -355,6 +364,9 @@ impl ApiError {
             ApiError::TooManyRequests { retry_after } => {
                 response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
             }
+            ApiError::Busy(_) => {
+                response.insert_header((header::RETRY_AFTER, "1"));
+            }
             _ => {}
         }
         response.json(problem)
@@ -375,7 +387,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Http { status, .. } => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -407,6 +419,18 @@ impl From<diesel::result::Error> for ApiError {
                              nothing was written. Retry the request."
                         .into(),
                 }
+            }
+            // PostgreSQL's lock_timeout and statement_timeout (57014, 55P03: diesel reports
+            // them only by their text), SQLite's busy_timeout.
+            Error::DatabaseError(_, info)
+                if [
+                    "canceling statement due to lock timeout",
+                    "canceling statement due to statement timeout",
+                    "database is locked",
+                ]
+                .contains(&info.message()) =>
+            {
+                ApiError::Busy(info.message().to_owned())
             }
             Error::NotFound => ApiError::NotFound("The resource does not exist.".into()),
             other => ApiError::internal(other),

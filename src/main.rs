@@ -43,7 +43,8 @@ fn run(command: Command, settings: Settings) -> Result<(), (u8, String)> {
     match command {
         Command::Openapi => unreachable!("handled before settings are read"),
         Command::Migrate => {
-            let pool = db::build_pool(&settings.database_url, 1).map_err(failed)?;
+            let pool =
+                db::build_pool(&settings.database_url, 1, settings.db_limits).map_err(failed)?;
             let mut conn = pool
                 .get()
                 .map_err(|e| failed(format!("cannot reach the database: {e}")))?;
@@ -60,7 +61,8 @@ fn run(command: Command, settings: Settings) -> Result<(), (u8, String)> {
             name,
             locale,
         } => {
-            let pool = db::build_pool(&settings.database_url, 1).map_err(failed)?;
+            let pool =
+                db::build_pool(&settings.database_url, 1, settings.db_limits).map_err(failed)?;
             let mut conn = pool
                 .get()
                 .map_err(|e| failed(format!("cannot reach the database: {e}")))?;

@@ -210,7 +210,10 @@ fn finish(mut doc: Document) -> Document {
             "Unexpected failure; the body carries only the request id",
         );
         if path != "/health/live" && path != "/metrics" {
-            add("503", "The database cannot be reached");
+            add(
+                "503",
+                "The database cannot be reached (`service_unavailable`), or did not answer in time (`database_busy`, with `Retry-After`; nothing was written)",
+            );
         }
         if writes {
             // A serialization failure or a deadlock on PostgreSQL, or a versioned write that

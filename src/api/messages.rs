@@ -111,8 +111,12 @@ pub struct MessageView {
     pub read_by_agency: bool,
 }
 
-/// Read marks of each case on a page: (client's, agency's).
-type Marks = HashMap<String, (Option<String>, Option<String>)>;
+/// Read marks of each case on a page.
+type Marks = HashMap<String, repo::messages::ReadMarks>;
+
+/// How many of the client's other cases `include=earlier_cases` reads at most, the newest:
+/// the messages of all of them are sorted together for each page.
+const EARLIER_CASES_MAX: i64 = 50;
 
 fn view(row: MessageRow, numbers: &HashMap<String, String>, marks: &Marks) -> MessageView {
     let (client_mark, staff_mark) = marks.get(&row.case_id).cloned().unwrap_or_default();
@@ -169,8 +173,8 @@ pub struct ListMessagesQuery {
     pub after: Option<Uuid>,
     /// Messages before this one, newest first.
     pub before: Option<Uuid>,
-    /// `earlier_cases` adds the same client's messages on their other cases the caller can see,
-    /// each marked with its case.
+    /// `earlier_cases` adds the same client's messages on their other cases the caller can see
+    /// (the 50 newest of them), each marked with its case.
     #[param(inline)]
     pub include: Option<Include>,
     #[param(minimum = 1, maximum = 100, default = 25)]
@@ -229,11 +233,15 @@ pub async fn list_messages(
     let (rows, numbers, marks) = db::read(&state.pool, move |conn| {
         let Asked { viewer, .. } = asking.resolve(conn)?;
         let case = find_visible(conn, &viewer, &case_id)?;
-        let cases: Vec<(String, String)> = if earlier {
-            repo::cases::cases_of_client(conn, &viewer.scope, &case.client_id)?
-        } else {
-            vec![(case.id.clone(), case.number.clone())]
-        };
+        let mut cases = vec![(case.id.clone(), case.number.clone())];
+        if earlier {
+            cases.extend(repo::cases::other_cases_of_client(
+                conn,
+                &viewer.scope,
+                &case,
+                EARLIER_CASES_MAX,
+            )?);
+        }
         let ids: Vec<String> = cases.iter().map(|(id, _)| id.clone()).collect();
         let audience = audience_of(viewer.role);
         let rows = repo::messages::list(
@@ -245,13 +253,14 @@ pub async fn list_messages(
             after.as_deref(),
             limit,
         )?;
-        let mut marks = Marks::new();
-        for id in &ids {
-            marks.insert(
-                id.clone(),
-                repo::messages::read_marks(conn, id, &case.client_id)?,
-            );
-        }
+        // Only the cases on the page: at most one per message.
+        let mut on_page: Vec<String> = rows.iter().map(|r| r.case_id.clone()).collect();
+        on_page.sort_unstable();
+        on_page.dedup();
+        let marks = match on_page.as_slice() {
+            [] => Marks::new(),
+            ids => repo::messages::read_marks_of(conn, ids, &case.client_id)?,
+        };
         Ok((rows, cases.into_iter().collect::<HashMap<_, _>>(), marks))
     })
     .await?;

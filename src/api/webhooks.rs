@@ -108,7 +108,8 @@ impl TryFrom<WebhookRow> for WebhookView {
 pub struct CreateWebhook {
     /// `https` (development also takes `http`); in production not `localhost` nor an address
     /// that is not public (checked again for the addresses its host name resolves to at each
-    /// delivery). No user name or password in it. At most 20 webhooks per owner, one per URL.
+    /// delivery). No user name or password in it; at most 2 000 bytes. At most 20 webhooks per
+    /// owner, one per URL.
     #[validate(length(min = 1, max = 2000))]
     #[schema(min_length = 1, max_length = 2000, format = "uri")]
     pub url: String,

@@ -20,6 +20,7 @@ use std::time::Duration;
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
+use diesel::sql_types::Text;
 use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
@@ -93,11 +94,31 @@ impl DatabaseUrl {
     }
 }
 
+/// How long a statement may wait for a lock, and run, before it fails with 503
+/// `database_busy` instead of holding its connection (and its caller) indefinitely.
+#[derive(Debug, Clone, Copy)]
+pub struct DbLimits {
+    /// PostgreSQL's `lock_timeout`; SQLite's `busy_timeout` (another process's write lock).
+    pub lock_timeout: Duration,
+    /// PostgreSQL's `statement_timeout` (SQLite has none).
+    pub statement_timeout: Duration,
+}
+
+impl Default for DbLimits {
+    fn default() -> Self {
+        DbLimits {
+            lock_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 /// Opens connections of the engine named by the URL (diesel's own manager would try each
 /// engine in turn, and SQLite accepts any string as a file name).
 #[derive(Debug, Clone)]
 pub struct ConnectionManager {
     url: DatabaseUrl,
+    limits: DbLimits,
     /// The SQLite writer checkpoints only as a fallback; [`spawn_checkpoints`] does it off the
     /// write path.
     writer: bool,
@@ -126,9 +147,17 @@ impl r2d2::ManageConnection for ConnectionManager {
 
     fn connect(&self) -> Result<DbConnection, Self::Error> {
         let conn = match &self.url {
-            DatabaseUrl::Postgres(url) => DbConnection::Postgresql(
-                PgConnection::establish(url).map_err(diesel::r2d2::Error::ConnectionError)?,
-            ),
+            DatabaseUrl::Postgres(url) => {
+                let mut conn =
+                    PgConnection::establish(url).map_err(diesel::r2d2::Error::ConnectionError)?;
+                conn.batch_execute(&format!(
+                    "SET lock_timeout = {}; SET statement_timeout = {}",
+                    self.limits.lock_timeout.as_millis(),
+                    self.limits.statement_timeout.as_millis()
+                ))
+                .map_err(diesel::r2d2::Error::QueryError)?;
+                DbConnection::Postgresql(conn)
+            }
             DatabaseUrl::Sqlite(path) => {
                 let mut conn = SqliteConnection::establish(path)
                     .map_err(diesel::r2d2::Error::ConnectionError)?;
@@ -140,9 +169,10 @@ impl r2d2::ManageConnection for ConnectionManager {
                 // benchmark). Mapped pages count in RSS once per connection, but they are the
                 // file's page cache, not the process's memory.
                 conn.batch_execute(&format!(
-                    "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+                    "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
                      PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-                     PRAGMA mmap_size = {SQLITE_MMAP_BYTES};"
+                     PRAGMA mmap_size = {SQLITE_MMAP_BYTES};",
+                    self.limits.lock_timeout.as_millis()
                 ))
                 .map_err(diesel::r2d2::Error::QueryError)?;
                 if self.writer {
@@ -174,7 +204,7 @@ impl r2d2::ManageConnection for ConnectionManager {
 
 /// Builds the pool without connecting: a database that is down at start shows up as 503s and
 /// a failing readiness probe, not as a crash loop.
-pub fn build_pool(url: &str, size: u32) -> Result<Pool, String> {
+pub fn build_pool(url: &str, size: u32, limits: DbLimits) -> Result<Pool, String> {
     let url = DatabaseUrl::parse(url)?;
     #[cfg(target_os = "linux")]
     if matches!(url, DatabaseUrl::Sqlite(_)) {
@@ -200,6 +230,7 @@ pub fn build_pool(url: &str, size: u32) -> Result<Pool, String> {
             .connection_timeout(Duration::from_secs(3))
             .build_unchecked(ConnectionManager {
                 url: url.clone(),
+                limits,
                 writer,
             })
     };
@@ -219,16 +250,27 @@ pub fn build_pool(url: &str, size: u32) -> Result<Pool, String> {
 /// Applies the pending migrations of the connection's engine. On PostgreSQL under a session
 /// lock: nodes starting together would otherwise all run the first pending migration, and
 /// all but one fail ("already exists") and exit. The others wait, then find nothing pending.
+/// Neither the wait nor a migration is bound by the connection's [`DbLimits`].
 pub fn run_migrations(conn: &mut DbConnection) -> Result<(), String> {
     let result = match conn {
         DbConnection::Postgresql(c) => {
-            let lock = "SELECT pg_advisory_lock(hashtext('dossier:migrations'))";
-            let unlock = "SELECT pg_advisory_unlock(hashtext('dossier:migrations'))";
+            let lock = "SET lock_timeout = 0; SET statement_timeout = 0; \
+                        SELECT pg_advisory_lock(hashtext('dossier:migrations'))";
+            // The limits set at connection, put back afterwards.
+            let setting = |name| diesel::dsl::sql::<Text>(&format!("current_setting('{name}')"));
+            let (lock_timeout, statement_timeout) =
+                diesel::select((setting("lock_timeout"), setting("statement_timeout")))
+                    .get_result::<(String, String)>(c)
+                    .map_err(|e| format!("migration lock: {e}"))?;
+            let unlock = format!(
+                "SELECT pg_advisory_unlock(hashtext('dossier:migrations')); \
+                 SET lock_timeout = '{lock_timeout}'; SET statement_timeout = '{statement_timeout}'"
+            );
             c.batch_execute(lock)
                 .map_err(|e| format!("migration lock: {e}"))?;
             let result = c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ());
             // Ending the session would free it too; a pooled connection lives on.
-            let unlocked = c.batch_execute(unlock);
+            let unlocked = c.batch_execute(&unlock);
             result.and_then(|()| unlocked.map_err(Into::into))
         }
         DbConnection::Sqlite(c) => {

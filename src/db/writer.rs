@@ -23,9 +23,9 @@ const MAX_BATCH: usize = 64;
 
 type Manager = <DbConnection as Connection>::TransactionManager;
 
-/// What runs a request's work on the writer's connection (`None`: no transaction could be
-/// opened) and, when the work succeeded, what tells the request how the commit went.
-type Job = Box<dyn FnOnce(Option<&mut DbConnection>) -> Option<Delivery> + Send>;
+/// What runs a request's work on the writer's connection (or hears why no transaction could
+/// be opened) and, when the work succeeded, what tells the request how the commit went.
+type Job = Box<dyn FnOnce(Result<&mut DbConnection, ApiError>) -> Option<Delivery> + Send>;
 type Delivery = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 /// The queue to the writer thread; the thread ends when the last clone is dropped.
@@ -69,11 +69,12 @@ impl Writer {
     {
         let (reply, outcome) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |conn| {
-            let Some(conn) = conn else {
-                let _ = reply.send(Err(ApiError::Unavailable(
-                    "The database could not start a write transaction.".into(),
-                )));
-                return None;
+            let conn = match conn {
+                Ok(conn) => conn,
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    return None;
+                }
             };
             // The users this work notified, and the rules' worker if asked, wake once the batch
             // committed (`live`).
@@ -133,17 +134,26 @@ fn run_batch(pool: &r2d2::Pool<ConnectionManager>, batch: Vec<Job>) {
         Ok(conn) => conn,
         Err(e) => {
             log::error!("SQLite writer has no connection: {e}");
-            return batch.into_iter().for_each(|job| drop(job(None)));
+            let why = e.to_string();
+            return batch
+                .into_iter()
+                .for_each(|job| drop(job(Err(ApiError::Unavailable(why.clone())))));
         }
     };
     let conn: &mut DbConnection = &mut conn;
+    // Another process holding the write lock past `busy_timeout`: 503 `database_busy`.
     if let Err(e) = super::begin(conn, &super::BEGIN_WRITE) {
         log::error!("SQLite writer could not begin a transaction: {e}");
-        return batch.into_iter().for_each(|job| drop(job(None)));
+        let busy = matches!(ApiError::from(e), ApiError::Busy(_));
+        let failed = || match busy {
+            true => ApiError::Busy("database is locked".into()),
+            false => ApiError::Unavailable("no write transaction could be opened".into()),
+        };
+        return batch.into_iter().for_each(|job| drop(job(Err(failed()))));
     }
     let deliveries: Vec<Delivery> = batch
         .into_iter()
-        .filter_map(|job| job(Some(conn)))
+        .filter_map(|job| job(Ok(&mut *conn)))
         .collect();
     let committed = match Manager::commit_transaction(conn) {
         Ok(()) => Ok(()),

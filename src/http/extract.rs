@@ -1,6 +1,7 @@
 //! Request extractors: validated JSON bodies, pagination, and conditional-request headers.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -202,7 +203,15 @@ impl<T: DeserializeOwned> FromRequest for Query<T> {
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let given = req.query_string();
-        let pairs: Vec<(Cow<str>, Cow<str>)> = form_urlencoded::parse(given.as_bytes()).collect();
+        let pairs: Vec<(Cow<str>, Cow<str>)> = form_urlencoded::parse(given.as_bytes())
+            .take(MAX_QUERY_PAIRS + 1)
+            .collect();
+        // Bounds the work below (and what a request could make `not_a_list` do) whatever the
+        // URL's length: no route reads nearly as many.
+        if pairs.len() > MAX_QUERY_PAIRS {
+            let detail = format!("at most {MAX_QUERY_PAIRS} query parameters");
+            return std::future::ready(Err(super::fallback::invalid_query(detail)));
+        }
         // serde_html_form reads an empty number as absent and an empty text as text: neither
         // is what was meant, so neither is guessed.
         if let Some((name, _)) = pairs.iter().find(|(_, value)| value.is_empty()) {
@@ -222,31 +231,35 @@ impl<T: DeserializeOwned> FromRequest for Query<T> {
     }
 }
 
+/// The most query parameters a request may send (list members counted one by one).
+pub const MAX_QUERY_PAIRS: usize = 100;
+
 /// serde_html_form's nameless error for a repeated parameter that is no list.
 const REPEATED: &str = "unsupported value";
 
-/// The repeated parameter that is no list: the first whose repeats, left out, let the query
-/// parse past them (error path only).
+/// The first repeated parameter that is no list: the first that, alone repeated (every other
+/// name given once), still fails as a repeat (error path only; one parse per repeated name).
 fn not_a_list<T: DeserializeOwned>(pairs: &[(Cow<str>, Cow<str>)]) -> Option<String> {
-    let mut repeated = pairs
-        .iter()
-        .enumerate()
-        .filter(|(i, (name, _))| pairs[..*i].iter().any(|(other, _)| other == name))
-        .map(|(_, (name, _))| name);
-    repeated.find_map(|suspect| {
-        let mut seen = false;
-        let once = pairs.iter().filter(|(name, _)| {
-            let again = name == suspect && seen;
-            seen |= name == suspect;
-            !again
-        });
-        let query = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(once)
-            .finish();
-        let parsed = serde_html_form::from_str::<T>(&query);
-        let past = parsed.err().is_none_or(|e| e.to_string() != REPEATED);
-        past.then(|| suspect.to_string())
-    })
+    let mut seen = HashSet::new();
+    let mut repeated: Vec<&str> = Vec::new();
+    for (name, _) in pairs {
+        if !seen.insert(name.as_ref()) && !repeated.contains(&name.as_ref()) {
+            repeated.push(name);
+        }
+    }
+    repeated
+        .into_iter()
+        .find(|suspect| {
+            let mut given = HashSet::new();
+            let alone = pairs
+                .iter()
+                .filter(|(name, _)| name == suspect || given.insert(name.as_ref()));
+            let query = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(alone)
+                .finish();
+            serde_html_form::from_str::<T>(&query).is_err_and(|e| e.to_string() == REPEATED)
+        })
+        .map(str::to_owned)
 }
 
 pub const DEFAULT_PAGE_SIZE: i64 = 25;

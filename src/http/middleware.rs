@@ -51,14 +51,35 @@ pub async fn observe(
         .request()
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = res.request().method().as_str().to_owned();
+    let method = method_label(res.request().method());
     let status = res.status().as_u16();
     let elapsed = started.elapsed().as_secs_f64();
     if let Some(state) = state {
-        state.metrics.observe(&method, &route, status, elapsed);
+        state.metrics.observe(method, &route, status, elapsed);
     }
     log::info!(target: "access", "{id} {method} {route} {status} {:.2}ms", elapsed * 1000.0);
     Ok(res)
+}
+
+/// The method as the metrics and the access log name it: a client may send any token as a
+/// method, and each one kept as a label would be a series for the process's life.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    static KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    KNOWN
+        .iter()
+        .find(|known| *known == method)
+        .map_or("other", |known| known.as_str())
 }
 
 /// A NUL character (`%00`) in the path or the query: no parameter of this API holds one, and
@@ -86,7 +107,7 @@ fn as_problem(res: ServiceResponse<BoxBody>, path: &str, id: &str) -> ServiceRes
     let rendered = match res.response().error() {
         Some(err) => match err.as_error::<ApiError>() {
             Some(api) => {
-                if let ApiError::Internal(_) | ApiError::Unavailable(_) = api {
+                if let ApiError::Internal(_) | ApiError::Unavailable(_) | ApiError::Busy(_) = api {
                     log::error!("{id} failed: {api}{}", cause_chain(api));
                 }
                 api.to_response(Some(path), Some(id))

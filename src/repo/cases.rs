@@ -492,14 +492,19 @@ pub fn list(
         .load(conn)
 }
 
-/// Id and number of every case of the client that the caller may see.
-pub fn cases_of_client(
+/// Id and number of the client's `limit` newest cases other than `case` that the caller may
+/// see.
+pub fn other_cases_of_client(
     conn: &mut DbConnection,
     scope: &CaseScope,
-    client_id: &str,
+    case: &CaseRow,
+    limit: i64,
 ) -> QueryResult<Vec<(String, String)>> {
     scoped(scope)
-        .filter(cases::client_id.eq(client_id.to_owned()))
+        .filter(cases::client_id.eq(case.client_id.clone()))
+        .filter(cases::id.ne(case.id.clone()))
+        .order(cases::id.desc())
+        .limit(limit)
         .select((cases::id, cases::number))
         .load(conn)
 }

@@ -335,12 +335,15 @@ pub fn unread_in_case(conn: &mut DbConnection, case_id: &str, reader: Reader) ->
         .get_result(conn)
 }
 
+/// How far a case has been read: the client's mark, and the furthest agency member's.
+pub type ReadMarks = (Option<String>, Option<String>);
+
 /// How far the client, and the furthest agency member, have read a case.
 pub fn read_marks(
     conn: &mut DbConnection,
     case_id: &str,
     client_id: &str,
-) -> QueryResult<(Option<String>, Option<String>)> {
+) -> QueryResult<ReadMarks> {
     let marks: Vec<(String, String, String)> = message_reads::table
         .inner_join(users::table)
         .filter(message_reads::case_id.eq(case_id))
@@ -351,6 +354,40 @@ pub fn read_marks(
         ))
         .built_once()
         .load(conn)?;
+    Ok(marks_of(marks, client_id))
+}
+
+/// [`read_marks`] of several cases of one client, in one statement.
+pub fn read_marks_of(
+    conn: &mut DbConnection,
+    case_ids: &[String],
+    client_id: &str,
+) -> QueryResult<HashMap<String, ReadMarks>> {
+    let query = message_reads::table.inner_join(users::table).into_boxed();
+    let rows: Vec<(String, String, String, String)> =
+        filter_in!(query, message_reads::case_id, case_ids)
+            .select((
+                message_reads::case_id,
+                message_reads::user_id,
+                users::role,
+                message_reads::last_read_id,
+            ))
+            .load(conn)?;
+    let mut by_case: HashMap<String, Vec<(String, String, String)>> = HashMap::new();
+    for (case_id, user_id, role, mark) in rows {
+        by_case
+            .entry(case_id)
+            .or_default()
+            .push((user_id, role, mark));
+    }
+    Ok(by_case
+        .into_iter()
+        .map(|(case_id, marks)| (case_id, marks_of(marks, client_id)))
+        .collect())
+}
+
+/// The marks of one case's readers (user, role, last message read).
+fn marks_of(marks: Vec<(String, String, String)>, client_id: &str) -> ReadMarks {
     let client = marks
         .iter()
         .find(|(u, _, _)| u == client_id)
@@ -362,5 +399,5 @@ pub fn read_marks(
         .filter(|(_, role, _)| role == "agency")
         .map(|(_, _, m)| m)
         .max();
-    Ok((client, staff))
+    (client, staff)
 }

@@ -1110,9 +1110,12 @@ async fn the_audit_trail_is_for_admins_filtered_paginated_and_chained() {
     let res = app.get("/v1/audit/verify", &w.platform.token).await;
     assert_eq!(res.assert_status(200)["intact"], true);
     assert!(res.body["rows_checked"].as_i64().unwrap() >= 12);
-    app.get("/v1/audit/verify", &w.a_admin.token)
-        .await
-        .assert_problem(403, "forbidden");
+    // Platform admins only: not the platform's other staff, not an agency's admin.
+    for token in [&w.platform_staff.token, &w.a_admin.token] {
+        app.get("/v1/audit/verify", token)
+            .await
+            .assert_problem(403, "forbidden");
+    }
     app.sql("UPDATE audit_log SET new_value = 'closed' WHERE seq = 5");
     let res = app.get("/v1/audit/verify", &w.platform.token).await;
     assert_eq!(res.assert_status(200)["intact"], false);
@@ -1429,4 +1432,149 @@ async fn the_sweep_forgets_every_expired_key_and_no_live_one() {
     );
     assert_eq!(app.count("SELECT COUNT(*) AS n FROM idempotency_keys"), 1);
     assert_eq!(dossier::housekeeping::sweep(&app.state).await.unwrap(), 0);
+}
+
+/// Platform staff read every case but write none of the agency's parts (the form's fields,
+/// requests to the client, the agents) nor the client's (the form's values, answers).
+#[actix_web::test]
+async fn the_platform_reads_a_case_but_writes_neither_sides_parts() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let p = format!("/v1/cases/{case}");
+    let audit_rows = format!("SELECT COUNT(*) AS n FROM audit_log WHERE case_id = '{case}'");
+    let platform = [&w.platform.token, &w.platform_staff.token];
+    // While in approval the form is open to both sides, but not to the platform.
+    let rows = app.count(&audit_rows);
+    let fields = json!({"fields": [{"key": "subject", "label": "Subject", "type": "text"}]});
+    for token in platform {
+        app.get(&p, token).await.assert_status(200);
+        app.put(&format!("{p}/required-data/fields"), token, fields.clone())
+            .await
+            .assert_problem(403, "forbidden");
+        app.patch(
+            &format!("{p}/required-data/values"),
+            token,
+            json!({"values": {}}),
+        )
+        .await
+        .assert_problem(403, "forbidden");
+    }
+    assert_eq!(app.count(&audit_rows), rows);
+    let form = app
+        .get(&format!("{p}/required-data"), &w.a_operator.token)
+        .await;
+    assert_eq!(form.assert_status(200)["fields"], json!([]));
+
+    start_case(&app, &w, &case).await;
+    let question = json!({"kind": "question", "prompt": "Does he own a car?"});
+    let request = id(app
+        .post(
+            &format!("{p}/requests"),
+            &w.a_operator.token,
+            question.clone(),
+        )
+        .await
+        .assert_status(201));
+    let rows = app.count(&audit_rows);
+    let etag = app
+        .get(&p, &w.a_operator.token)
+        .await
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    for token in platform {
+        app.post(&format!("{p}/requests"), token, question.clone())
+            .await
+            .assert_problem(403, "forbidden");
+        let answer = format!("{p}/requests/{request}/answer");
+        app.post(&answer, token, json!({"text": "Yes"}))
+            .await
+            .assert_problem(403, "forbidden");
+        app.post(&format!("{p}/requests/{request}/cancel"), token, json!({}))
+            .await
+            .assert_problem(403, "forbidden");
+        app.put(
+            &format!("{p}/agents"),
+            token,
+            json!({"agent_ids": [w.a_agent.id]}),
+        )
+        .await
+        .assert_problem(403, "forbidden");
+    }
+    assert_eq!(app.count(&audit_rows), rows);
+    let card = app.get(&p, &w.a_operator.token).await;
+    assert_eq!(card.header("etag"), Some(etag.as_str()));
+    assert_eq!(card.body["agents"], json!([]));
+    let open = &card.body["open_requests"];
+    assert_eq!(open.as_array().unwrap().len(), 1, "{open}");
+    assert_eq!(open[0]["id"], request.as_str());
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM client_requests WHERE case_id = '{case}'"
+        )),
+        1
+    );
+}
+
+/// Agents are assigned only while the case is in progress: not while it is suspended, nor once
+/// it is completed (the workflow says so too), and a refused assignment changes nothing.
+#[actix_web::test]
+async fn agents_are_assigned_only_while_in_progress() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let workflow = app.get("/v1/workflow", &w.a_operator.token).await;
+    let assignable: Vec<String> = workflow.assert_status(200)["states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["agents_assignable"] == true)
+        .map(|s| s["status"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(assignable, ["in_progress"]);
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let p = format!("/v1/cases/{case}");
+    start_case(&app, &w, &case).await;
+    let agents = json!({"agent_ids": [w.a_agent.id]});
+    let notified = format!(
+        "SELECT COUNT(*) AS n FROM notifications WHERE user_id = '{}'",
+        w.a_agent.id
+    );
+    for action in ["suspend", "resume", "complete"] {
+        act(&app, &w.a_operator.token, &case, action)
+            .await
+            .assert_status(200);
+        if action == "resume" {
+            continue;
+        }
+        let etag = app
+            .get(&p, &w.a_operator.token)
+            .await
+            .header("etag")
+            .unwrap()
+            .to_owned();
+        let rows = app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE case_id = '{case}'"
+        ));
+        let notifications = app.count(&notified);
+        app.put(&format!("{p}/agents"), &w.a_operator.token, agents.clone())
+            .await
+            .assert_problem(409, "wrong_state");
+        let card = app.get(&p, &w.a_operator.token).await;
+        assert_eq!(card.header("etag"), Some(etag.as_str()), "after {action}");
+        assert_eq!(card.body["agents"], json!([]));
+        assert_eq!(
+            app.count(&format!(
+                "SELECT COUNT(*) AS n FROM audit_log WHERE case_id = '{case}'"
+            )),
+            rows
+        );
+        assert_eq!(app.count(&notified), notifications);
+        assert_eq!(
+            app.count(&format!(
+                "SELECT COUNT(*) AS n FROM case_agents WHERE case_id = '{case}'"
+            )),
+            0
+        );
+    }
 }

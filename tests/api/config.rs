@@ -25,6 +25,18 @@ fn defaults_are_development_sqlite_and_an_ephemeral_secret() {
     assert_eq!(set.db_pool_size, 7);
 }
 
+/// The defaults DESIGN.md states: cases and resolved tickets close after 3 days without an
+/// answer, attachments up to 10 MiB, 3 open conversations per operator.
+#[test]
+fn the_designed_defaults_hold() {
+    let s = load(&[]).unwrap();
+    let three_days = std::time::Duration::from_secs(3 * 24 * 3600);
+    assert_eq!(s.auto_close_after, three_days);
+    assert_eq!(s.ticket_auto_close_after, three_days);
+    assert_eq!(s.max_upload_bytes, 10 * 1024 * 1024);
+    assert_eq!(s.operator_capacity, 3);
+}
+
 #[test]
 fn production_refuses_a_missing_or_weak_secret() {
     let e = load(&[("DOSSIER_ENV", "production")]).unwrap_err();

@@ -104,6 +104,24 @@ async fn each_kind_of_bad_request_gets_a_problem_document() {
             "{detail}"
         );
     }
+    // At most 100 parameters, checked before anything else is parsed: past it the answer is
+    // 400 even when the query is otherwise fine, and a query of repeats costs one parse per
+    // repeated name.
+    let many = |n: usize, pair: &str| vec![pair; n].join("&");
+    let res = app
+        .get(&format!("/v1/cases?{}", many(100, "status=closed")), &admin)
+        .await;
+    res.assert_status(200);
+    let res = app
+        .get(&format!("/v1/cases?{}", many(101, "status=closed")), &admin)
+        .await;
+    let problem = res.assert_problem(400, "invalid_query");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("at most 100 query parameters"), "{detail}");
+    let repeats = format!("/v1/users?{}&{}", many(50, "limit=1"), many(50, "cursor=a"));
+    let problem = app.get(&repeats, &admin).await;
+    let problem = problem.assert_problem(400, "invalid_query");
+    assert_eq!(problem["errors"][0]["pointer"], "/limit");
 
     let res = app.get("/v1/nothing-here", &admin).await;
     assert_eq!(

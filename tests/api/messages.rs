@@ -1005,3 +1005,55 @@ async fn a_message_tells_the_readers_it_mentions_and_no_one_else() {
         .assert_problem(422, "invalid_mention");
     assert_eq!(written(), after_completion);
 }
+
+/// `include=earlier_cases` reads the client's 50 newest other cases (the case asked for always),
+/// and each message's read flags are its own case's.
+#[actix_web::test]
+async fn earlier_cases_are_the_newest_fifty_with_their_own_read_marks() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let mut cases = Vec::new();
+    for _ in 0..52 {
+        cases.push(id(&buy(&app, &w.client.token, &w.service_a, "card").await));
+    }
+    let (oldest, newest_other, asked) = (&cases[0], &cases[50], &cases[51]);
+    for (case, body) in [(oldest, "oldest"), (newest_other, "newest")] {
+        let path = format!("/v1/cases/{case}/messages");
+        let res = app
+            .post(&path, &w.client.token, json!({"body": body}))
+            .await;
+        let message = id(res.assert_status(201));
+        if case == newest_other {
+            app.post(
+                &format!("{path}/read"),
+                &w.a_operator.token,
+                json!({"up_to": message}),
+            )
+            .await
+            .assert_status(200);
+        }
+    }
+    let listed = async |case: &str| {
+        let path = format!("/v1/cases/{case}/messages?include=earlier_cases");
+        let res = app.get(&path, &w.a_operator.token).await;
+        res.assert_status(200)["items"].as_array().unwrap().clone()
+    };
+    let items = listed(asked).await;
+    let seen: Vec<(&str, bool)> = items
+        .iter()
+        .map(|m| (m["body"].as_str().unwrap(), m["read_by_agency"] == true))
+        .collect();
+    assert_eq!(
+        seen,
+        [("newest", true)],
+        "the oldest case is the 51st other one"
+    );
+    assert_eq!(items[0]["case_id"], newest_other.as_str());
+    // Asked from the oldest case, its own messages are there, unread by the agency.
+    let items = listed(oldest).await;
+    let seen: Vec<(&str, bool)> = items
+        .iter()
+        .map(|m| (m["body"].as_str().unwrap(), m["read_by_agency"] == true))
+        .collect();
+    assert_eq!(seen, [("newest", true), ("oldest", false)]);
+}

@@ -63,7 +63,7 @@ type Shape = (
 
 /// The shape of a new database once migrated.
 fn shape(url: &str) -> Shape {
-    let pool = dossier::db::build_pool(url, 1).unwrap();
+    let pool = dossier::db::build_pool(url, 1, Default::default()).unwrap();
     let mut conn = pool.get().unwrap();
     run_migrations(&mut conn).unwrap();
     shape_of(&mut conn)
@@ -190,7 +190,7 @@ fn nodes_starting_together_migrate_one_at_a_time() {
         eprintln!("one SQLite file belongs to one node: this runs in the PostgreSQL pass");
         return;
     }
-    let pool = dossier::db::build_pool(db.url(), 3).unwrap();
+    let pool = dossier::db::build_pool(db.url(), 3, Default::default()).unwrap();
     let nodes: Vec<_> = (0..3)
         .map(|_| {
             let mut conn = pool.get().unwrap();
@@ -854,4 +854,50 @@ async fn the_upgrade_ends_rooms_when_the_audit_trail_says_their_case_left_them()
     assert!(expected[2].is_string() && expected[3].is_string());
     assert_ne!(expected[3], moved(closed, "confirm_completion").await);
     assert_eq!(ended, expected);
+}
+
+/// SQLite plans from the statistics migration 42 ships, also on a connection that had read the
+/// schema before the upgrade wrote them (its index changes the schema, which such a connection
+/// then reads again, statistics included).
+#[actix_web::test]
+async fn sqlite_connections_open_before_the_upgrade_plan_with_its_statistics() {
+    #[derive(QueryableByName)]
+    struct Step {
+        #[diesel(sql_type = Text)]
+        detail: String,
+    }
+    let app = crate::helpers::spawn_with(&[("DOSSIER_DB_POOL_SIZE", "2")]).await;
+    if app._db.is_postgres() {
+        return; // PostgreSQL gathers its own statistics (autovacuum).
+    }
+    let plan = |conn: &mut DbConnection| {
+        diesel::sql_query(
+            "EXPLAIN QUERY PLAN SELECT id FROM cases WHERE client_id = 'c' AND status = 'paid' \
+             ORDER BY id DESC LIMIT 26",
+        )
+        .load::<Step>(conn)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.detail)
+        .collect::<Vec<_>>()
+        .join("; ")
+    };
+    let mut upgrading = app.state.pool.get().unwrap();
+    let mut open = app.state.pool.get().unwrap();
+    revert_through(&mut upgrading, "20261207000042");
+    // Without statistics, the status's index over every client's cases.
+    assert!(
+        plan(&mut open).contains("cases_status_idx"),
+        "{}",
+        plan(&mut open)
+    );
+    run_migrations(&mut upgrading).unwrap();
+    for (name, conn) in [("upgrading", &mut upgrading), ("open", &mut open)] {
+        // A statement that runs (EXPLAIN does not) finds the schema changed and reads it again.
+        diesel::sql_query("SELECT id FROM cases LIMIT 1")
+            .execute(conn)
+            .unwrap();
+        let plan = plan(conn);
+        assert!(plan.contains("USING INDEX cases_client"), "{name}: {plan}");
+    }
 }

@@ -21,6 +21,15 @@ async fn health_and_metrics() {
     app.send(TestRequest::get().uri("/v1/me"))
         .await
         .assert_problem(401, "missing_token");
+    // Methods a client makes up share one label: each would otherwise be a series kept for
+    // the process's life.
+    for invented in ["BREW", "WHEN"] {
+        let method = actix_web::http::Method::from_bytes(invented.as_bytes()).unwrap();
+        let res = app
+            .send(TestRequest::default().method(method).uri("/health/live"))
+            .await;
+        res.assert_problem(405, "method_not_allowed");
+    }
     let metrics = app.send(TestRequest::get().uri("/metrics")).await;
     let text = metrics.body.as_str().unwrap();
     assert!(
@@ -29,6 +38,13 @@ async fn health_and_metrics() {
         ),
         "{text}"
     );
+    assert!(
+        text.contains(
+            r#"dossier_http_requests_total{method="other",route="/health/live",status="405"} 2"#
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("BREW"), "{text}");
     assert!(
         text.contains(r#"dossier_http_requests_total{method="GET",route="/v1/me",status="401"} 1"#),
         "{text}"

@@ -220,6 +220,31 @@ async fn video_rooms_are_unguessable_and_their_links_end_with_the_case() {
     assert!(room.len() >= 32, "192 random bits, base64url");
     let other = app.post(&p, &w.a_operator.token, json!({})).await;
     assert_ne!(other.assert_status(201)["url"].as_str().unwrap(), url);
+    // Each room is in the audit trail once, by whoever opened it, with the request's id; the
+    // keyed request replayed adds none.
+    app.call("POST", &p, &w.client.token, None, &keyed)
+        .await
+        .assert_status(201);
+    let opened = app.texts(&format!(
+        "SELECT entity_id || ' ' || actor_id || ' ' || actor_role AS t FROM audit_log \
+         WHERE case_id = '{case}' AND entity = 'video_call' AND action = 'create' \
+         AND request_id IS NOT NULL ORDER BY seq"
+    ));
+    assert_eq!(
+        opened,
+        [
+            Some(format!(
+                "{} {} client",
+                call["id"].as_str().unwrap(),
+                w.client.id
+            )),
+            Some(format!(
+                "{} {} agency",
+                other.body["id"].as_str().unwrap(),
+                w.a_operator.id
+            )),
+        ]
+    );
     app.post(&p, &w.platform.token, json!({}))
         .await
         .assert_problem(403, "forbidden");

@@ -490,10 +490,25 @@ async fn the_worker_raises_a_warning_and_a_breach_once_and_the_breach_stays() {
     let case = id(&card);
     let other = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
     let version = card["version"].as_i64().unwrap();
+    // Agency A's integration hears of warnings and breaches (agency B's of nothing of A's).
+    for admin in [&w.a_admin.token, &w.b_admin.token] {
+        let hook =
+            json!({"url": "https://hooks.example/sla", "events": ["sla_warning", "sla_breached"]});
+        app.post("/v1/webhooks", admin, hook)
+            .await
+            .assert_status(201);
+    }
+    let delivered = || {
+        app.texts(&format!(
+            "SELECT d.event || ' ' || w.agency_id AS t FROM webhook_deliveries d \
+             JOIN webhooks w ON w.id = d.webhook_id WHERE d.case_id = '{case}' ORDER BY d.event"
+        ))
+    };
 
     // Nothing due yet.
     let round = dossier::sla::settle_due(&app.state).await.unwrap();
     assert_eq!(round.done, 0);
+    assert!(delivered().is_empty());
 
     // The first-response clock's warning and target pass (as if 20 minutes went by).
     app.sql(&format!(
@@ -559,9 +574,15 @@ async fn the_worker_raises_a_warning_and_a_breach_once_and_the_breach_stays() {
         )),
         1
     );
+    let once = vec![
+        Some(format!("sla_breached {}", w.agency_a)),
+        Some(format!("sla_warning {}", w.agency_a)),
+    ];
+    assert_eq!(delivered(), once);
     let round = dossier::sla::settle_due(&app.state).await.unwrap();
     assert_eq!(round.done, 0);
     assert_eq!(sla_events(), 4);
+    assert_eq!(delivered(), once);
 
     // One audit row for the state, with the last crossing.
     assert_eq!(

@@ -659,3 +659,44 @@ async fn an_event_racing_the_completion_finds_the_storyline_frozen() {
         0
     );
 }
+
+/// A published event, which the client and the platform can read, is still the agency's alone
+/// to edit, publish or delete: both get 403 and change nothing.
+#[actix_web::test]
+async fn a_published_event_is_moderated_by_its_agency_alone() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    start_case(&app, &w, &case).await;
+    let p = format!("/v1/cases/{case}/storyline");
+    let published = json!({"title": "Leaves the office", "status": "published"});
+    let event = id(app
+        .post(&p, &w.a_operator.token, published)
+        .await
+        .assert_status(201));
+    let ep = format!("{p}/{event}");
+    let audit_rows = format!("SELECT COUNT(*) AS n FROM audit_log WHERE entity_id = '{event}'");
+    let rows_before = app.count(&audit_rows);
+    let read = async || {
+        let res = app.get(&p, &w.a_operator.token).await;
+        let items = res.assert_status(200)["items"].as_array().unwrap().clone();
+        items
+            .into_iter()
+            .find(|e| e["id"] == event.as_str())
+            .unwrap()
+    };
+    let before = read().await;
+    for token in [&w.client.token, &w.platform.token, &w.platform_staff.token] {
+        app.patch(&ep, token, json!({"title": "x"}))
+            .await
+            .assert_problem(403, "forbidden");
+        app.post(&format!("{ep}/publish"), token, json!({}))
+            .await
+            .assert_problem(403, "forbidden");
+        app.call("DELETE", &ep, token, None, &[])
+            .await
+            .assert_problem(403, "forbidden");
+    }
+    assert_eq!(read().await, before);
+    assert_eq!(app.count(&audit_rows), rows_before);
+}

@@ -53,6 +53,11 @@ async fn case_events_are_posted_signed_and_retried_until_dead() {
             json!({"url": "https://user:pw@crm.example/x", "events": ["status_changed"]}),
             "invalid_url",
         ),
+        // 1 999 characters, three bytes each: past PostgreSQL's index entry (a 500 there).
+        (
+            json!({"url": format!("https://crm.example/{}", "界".repeat(1980)), "events": ["status_changed"]}),
+            "invalid_url",
+        ),
         (
             json!({"url": "not a url", "events": ["status_changed"]}),
             "invalid_url",

@@ -646,3 +646,55 @@ async fn a_change_that_lost_a_race_is_412_with_if_match_and_409_without() {
         assert_eq!(res.assert_status(200)["name"], "Renamed");
     }
 }
+
+/// A write held up past `DOSSIER_DB_LOCK_TIMEOUT_MS` (another transaction holding the case's row
+/// on PostgreSQL, another process holding SQLite's write lock) fails with 503 `database_busy`
+/// and `Retry-After`, writes nothing, and passes once the lock is gone; PostgreSQL connections
+/// also carry the statement limit.
+#[actix_web::test]
+async fn a_write_held_up_past_the_lock_timeout_is_503_and_writes_nothing() {
+    let app = spawn_with(&[
+        ("DOSSIER_DB_LOCK_TIMEOUT_MS", "300"),
+        ("DOSSIER_DB_STATEMENT_TIMEOUT_MS", "4000"),
+    ])
+    .await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let path = format!("/v1/cases/{case}");
+    let audit_rows = format!("SELECT COUNT(*) AS n FROM audit_log WHERE case_id = '{case}'");
+    let rows = app.count(&audit_rows);
+    let postgres = app._db.is_postgres();
+    if postgres {
+        let limits = app.texts(
+            "SELECT current_setting('lock_timeout') || ' ' || current_setting('statement_timeout') AS t",
+        );
+        assert_eq!(limits, [Some("300ms 4s".to_owned())]);
+    }
+    use diesel::connection::SimpleConnection;
+    let mut held = app.state.pool.get().unwrap();
+    let hold = match postgres {
+        true => format!("BEGIN; UPDATE cases SET title = title WHERE id = '{case}'"),
+        false => "BEGIN IMMEDIATE".to_owned(),
+    };
+    held.batch_execute(&hold).unwrap();
+    let started = std::time::Instant::now();
+    let res = app
+        .patch(&path, &w.client.token, json!({"title": "Renamed"}))
+        .await;
+    let waited = started.elapsed();
+    held.batch_execute("ROLLBACK").unwrap();
+    res.assert_problem(503, "database_busy");
+    assert_eq!(res.header("retry-after"), Some("1"));
+    assert!(
+        waited >= std::time::Duration::from_millis(300),
+        "it waited for the lock first: {waited:?}"
+    );
+    assert_eq!(app.count(&audit_rows), rows);
+    let card = app.get(&path, &w.client.token).await;
+    assert_ne!(card.assert_status(200)["title"], "Renamed");
+    let res = app
+        .patch(&path, &w.client.token, json!({"title": "Renamed"}))
+        .await;
+    assert_eq!(res.assert_status(200)["title"], "Renamed");
+    assert_eq!(app.count(&audit_rows), rows + 1);
+}

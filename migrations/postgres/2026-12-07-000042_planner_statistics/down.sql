@@ -1,0 +1,1 @@
+DROP INDEX users_agency_role_idx;
