@@ -242,6 +242,10 @@ fn db_limits<F: Fn(&str) -> Option<String>>(
     let default = crate::db::DbLimits::default();
     let millis = |name, default: Duration| -> Result<Duration, ConfigError> {
         let ms = src.positive(name, u32::try_from(default.as_millis()).unwrap_or(u32::MAX))?;
+        // PostgreSQL's settings and SQLite's busy_timeout are 32-bit signed milliseconds.
+        if ms > i32::MAX as u32 {
+            return Err(invalid(name, format!("must be at most {} ms", i32::MAX)));
+        }
         Ok(Duration::from_millis(ms.into()))
     };
     Ok(crate::db::DbLimits {

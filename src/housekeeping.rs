@@ -1,10 +1,10 @@
 //! Clean-up no request does for itself, once an hour: expired `Idempotency-Key` responses (a
 //! user's own go whenever they send another keyed request; a user who never does would keep
-//! theirs, bodies included, for good), webhook deliveries finished (delivered or dead) more
-//! than [`KEEP_DELIVERIES_DAYS`] days ago, webhooks deleted more than an hour ago, with
-//! their deliveries, webhooks' old secrets once they expired, refresh tokens expired more
-//! than [`KEEP_EXPIRED_SESSIONS`] ago, and blobs no row owns that their request left behind
-//! (`loose_blobs`: a deleted file's bytes, an upload dropped midway).
+//! theirs, bodies included, for good), webhook deliveries and e-mails finished (delivered or
+//! sent, or dead) more than [`KEEP_DELIVERIES_DAYS`] days ago, webhooks deleted more than an
+//! hour ago, with their deliveries, webhooks' old secrets once they expired, refresh tokens
+//! expired more than [`KEEP_EXPIRED_SESSIONS`] ago, and blobs no row owns that their request
+//! left behind (`loose_blobs`: a deleted file's bytes, an upload dropped midway).
 
 use std::time::Duration;
 
@@ -16,7 +16,8 @@ use crate::errors::ApiError;
 use crate::repo;
 
 const EVERY: Duration = Duration::from_secs(3600);
-/// How long a finished webhook delivery stays listed under its webhook.
+/// How long a finished webhook delivery stays listed under its webhook, and a finished mail in
+/// the outbox.
 pub const KEEP_DELIVERIES_DAYS: i64 = 30;
 /// How long a deleted webhook's row outlives it: longer than any request that read it before
 /// the deletion and may still write a delivery for it.
@@ -26,9 +27,10 @@ const KEEP_DELETED_WEBHOOKS: chrono::Duration = chrono::Duration::hours(1);
 /// counts as reuse at `/v1/auth/refresh` and revokes its family; afterwards it is simply unknown
 /// there (401 either way).
 const KEEP_EXPIRED_SESSIONS: chrono::Duration = chrono::Duration::days(30);
-/// Old refresh tokens removed per write: the first sweep of a database that kept every session
-/// for years takes the writer in short turns, not in one long one.
-const SESSIONS_PER_WRITE: i64 = 5_000;
+/// Rows removed per write by the sweeps that may find a backlog (expired keys, old deliveries,
+/// old refresh tokens): the first sweep of a large database takes the writer in short turns,
+/// each well inside PostgreSQL's statement timeout, not in one long one.
+const ROWS_PER_WRITE: i64 = 5_000;
 
 /// Loose blobs removed per round: one search of the due index and one write per round.
 const BLOBS_PER_ROUND: i64 = 100;
@@ -83,30 +85,46 @@ async fn sweep_loose_blobs(state: &AppState) -> Result<usize, ApiError> {
 
 async fn sweep_rows(state: &AppState) -> Result<usize, ApiError> {
     let now = db::now();
-    let swept = db::write(&state.pool, move |conn| {
-        let keys = repo::idempotency::delete_expired(conn)?;
-        let deliveries = repo::webhooks::delete_finished_before(
-            conn,
-            now - chrono::Duration::days(KEEP_DELIVERIES_DAYS),
-        )?;
+    let mut swept = db::write(&state.pool, move |conn| {
         let deleted = repo::webhooks::purge_deleted_before(conn, now - KEEP_DELETED_WEBHOOKS)?;
         let old_secrets = repo::webhooks::forget_old_secrets(conn, now)?;
-        Ok(keys + deliveries + deleted + old_secrets)
+        Ok(deleted + old_secrets)
     })
     .await?;
-    let mut sessions = 0;
+    swept += in_turns(state, move |conn| {
+        repo::idempotency::delete_expired(conn, ROWS_PER_WRITE)
+    })
+    .await?;
+    let finished = now - chrono::Duration::days(KEEP_DELIVERIES_DAYS);
+    swept += in_turns(state, move |conn| {
+        repo::webhooks::delete_finished_before(conn, finished, ROWS_PER_WRITE)
+    })
+    .await?;
+    swept += in_turns(state, move |conn| {
+        repo::email::delete_finished_before(conn, finished, ROWS_PER_WRITE)
+    })
+    .await?;
+    let expired = now - KEEP_EXPIRED_SESSIONS;
+    swept += in_turns(state, move |conn| {
+        repo::refresh_tokens::delete_expired_before(conn, expired, ROWS_PER_WRITE)
+    })
+    .await?;
+    Ok(swept)
+}
+
+/// Runs a deletion of about [`ROWS_PER_WRITE`] rows, one write each time, until a turn removes
+/// fewer: how many it removed in all.
+async fn in_turns<F>(state: &AppState, delete: F) -> Result<usize, ApiError>
+where
+    F: Fn(&mut db::DbConnection) -> diesel::QueryResult<usize> + Clone + Send + 'static,
+{
+    let mut removed = 0;
     loop {
-        let removed = db::write(&state.pool, move |conn| {
-            let before = now - KEEP_EXPIRED_SESSIONS;
-            let limit = SESSIONS_PER_WRITE;
-            Ok(repo::refresh_tokens::delete_expired_before(
-                conn, before, limit,
-            )?)
-        })
-        .await?;
-        sessions += removed;
-        if removed < SESSIONS_PER_WRITE as usize {
-            return Ok(swept + sessions);
+        let turn = delete.clone();
+        let count = db::write(&state.pool, move |conn| Ok(turn(conn)?)).await?;
+        removed += count;
+        if count < ROWS_PER_WRITE as usize {
+            return Ok(removed);
         }
     }
 }

@@ -185,7 +185,7 @@ fn finish(mut doc: Document) -> Document {
         add(
             "400",
             if has_input {
-                "Malformed request: invalid JSON, an unknown field, or a bad parameter"
+                "Malformed request: invalid JSON, an unknown field, or a bad parameter (at most 100 in the query)"
             } else {
                 "Malformed request: a NUL character (`%00`) in the URL"
             },

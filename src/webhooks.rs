@@ -289,16 +289,8 @@ fn delivery(hook: &WebhookRow, event: WebhookEvent, about: About) -> DeliveryRow
     }
 }
 
-/// The longest webhook URL, in bytes.
-pub const MAX_URL_BYTES: usize = 2000;
-
 /// Why a webhook URL is refused, if it is; `public_only` (production): https to a public host.
 pub fn url_problem(url: &str, public_only: bool) -> Option<&'static str> {
-    // PostgreSQL's unique index on the URL refuses entries past 2 704 bytes (a 500): the
-    // bound is in bytes, which 2 000 characters outside ASCII would pass four times over.
-    if url.len() > MAX_URL_BYTES {
-        return Some("at most 2000 bytes (a character outside ASCII takes two to four)");
-    }
     let Ok(parsed) = url::Url::parse(url) else {
         return Some("not an absolute URL");
     };

@@ -25,7 +25,7 @@ use crate::http::idempotency::{Created, IdempotencyKey};
 use crate::repo;
 use crate::repo::audit::{Actor, Change};
 use crate::repo::cases::CaseRow;
-use crate::repo::messages::{Audience, MessageFilter, MessageRow, Reader};
+use crate::repo::messages::{Audience, Conversation, MessageFilter, MessageRow, Reader};
 use crate::repo::notifications::Recipient;
 use crate::workflow;
 
@@ -114,10 +114,6 @@ pub struct MessageView {
 /// Read marks of each case on a page.
 type Marks = HashMap<String, repo::messages::ReadMarks>;
 
-/// How many of the client's other cases `include=earlier_cases` reads at most, the newest:
-/// the messages of all of them are sorted together for each page.
-const EARLIER_CASES_MAX: i64 = 50;
-
 fn view(row: MessageRow, numbers: &HashMap<String, String>, marks: &Marks) -> MessageView {
     let (client_mark, staff_mark) = marks.get(&row.case_id).cloned().unwrap_or_default();
     let read_up_to = |mark: &Option<String>| mark.as_deref().is_some_and(|m| m >= row.id.as_str());
@@ -173,8 +169,8 @@ pub struct ListMessagesQuery {
     pub after: Option<Uuid>,
     /// Messages before this one, newest first.
     pub before: Option<Uuid>,
-    /// `earlier_cases` adds the same client's messages on their other cases the caller can see
-    /// (the 50 newest of them), each marked with its case.
+    /// `earlier_cases` adds the same client's messages on their other cases the caller can see,
+    /// each marked with its case.
     #[param(inline)]
     pub include: Option<Include>,
     #[param(minimum = 1, maximum = 100, default = 25)]
@@ -233,20 +229,17 @@ pub async fn list_messages(
     let (rows, numbers, marks) = db::read(&state.pool, move |conn| {
         let Asked { viewer, .. } = asking.resolve(conn)?;
         let case = find_visible(conn, &viewer, &case_id)?;
-        let mut cases = vec![(case.id.clone(), case.number.clone())];
-        if earlier {
-            cases.extend(repo::cases::other_cases_of_client(
-                conn,
-                &viewer.scope,
-                &case,
-                EARLIER_CASES_MAX,
-            )?);
-        }
-        let ids: Vec<String> = cases.iter().map(|(id, _)| id.clone()).collect();
+        let conversation = match earlier {
+            true => Conversation::Client {
+                scope: &viewer.scope,
+                client_id: &case.client_id,
+            },
+            false => Conversation::Case(&case.id),
+        };
         let audience = audience_of(viewer.role);
         let rows = repo::messages::list(
             conn,
-            &ids,
+            &conversation,
             audience,
             &filter,
             ascending,
@@ -259,9 +252,17 @@ pub async fn list_messages(
         on_page.dedup();
         let marks = match on_page.as_slice() {
             [] => Marks::new(),
+            [one] => Marks::from([(
+                one.clone(),
+                repo::messages::read_marks(conn, one, &case.client_id)?,
+            )]),
             ids => repo::messages::read_marks_of(conn, ids, &case.client_id)?,
         };
-        Ok((rows, cases.into_iter().collect::<HashMap<_, _>>(), marks))
+        let numbers = match earlier {
+            true => repo::cases::numbers(conn, &on_page)?,
+            false => vec![(case.id.clone(), case.number.clone())],
+        };
+        Ok((rows, numbers.into_iter().collect::<HashMap<_, _>>(), marks))
     })
     .await?;
     let page = page.page(rows, |r| &r.id, |r| view(r, &numbers, &marks));

@@ -288,8 +288,16 @@ fn new_secret() -> String {
     format!("whsec_{hex}")
 }
 
-/// Refuses a URL deliveries may not go to.
+/// The longest webhook URL, in bytes: PostgreSQL's unique index on the URL refuses entries
+/// past 2 704 bytes (a 500), which 2 000 characters outside ASCII would pass four times over.
+const MAX_URL_BYTES: usize = 2000;
+
+/// Refuses a URL deliveries may not go to, or too long to store.
 fn allowed_url(url: &str, public_https_only: bool) -> Result<(), ApiError> {
+    if url.len() > MAX_URL_BYTES {
+        let problem = "at most 2000 bytes (a character outside ASCII takes two to four)";
+        return Err(ApiError::invalid_field("/url", "invalid_url", problem));
+    }
     match crate::webhooks::url_problem(url, public_https_only) {
         Some(problem) => Err(ApiError::invalid_field("/url", "invalid_url", problem)),
         None => Ok(()),

@@ -252,7 +252,7 @@ pub fn build_pool(url: &str, size: u32, limits: DbLimits) -> Result<Pool, String
 /// all but one fail ("already exists") and exit. The others wait, then find nothing pending.
 /// Neither the wait nor a migration is bound by the connection's [`DbLimits`].
 pub fn run_migrations(conn: &mut DbConnection) -> Result<(), String> {
-    let result = match conn {
+    match conn {
         DbConnection::Postgresql(c) => {
             let lock = "SET lock_timeout = 0; SET statement_timeout = 0; \
                         SELECT pg_advisory_lock(hashtext('dossier:migrations'))";
@@ -271,7 +271,7 @@ pub fn run_migrations(conn: &mut DbConnection) -> Result<(), String> {
             let result = c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ());
             // Ending the session would free it too; a pooled connection lives on.
             let unlocked = c.batch_execute(&unlock);
-            result.and_then(|()| unlocked.map_err(Into::into))
+            migrated(result).and(unlocked.map_err(|e| format!("migration unlock: {e}")))
         }
         DbConnection::Sqlite(c) => {
             let result = c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ());
@@ -282,9 +282,13 @@ pub fn run_migrations(conn: &mut DbConnection) -> Result<(), String> {
                 let _ = c.batch_execute("ROLLBACK");
                 let _ = c.batch_execute("PRAGMA foreign_keys = ON");
             }
-            result
+            migrated(result)
         }
-    };
+    }
+}
+
+/// A failed migration's error as start-up reports it.
+fn migrated(result: Result<(), Box<dyn std::error::Error + Send + Sync>>) -> Result<(), String> {
     result.map_err(|e| format!("migration failed: {e}"))
 }
 

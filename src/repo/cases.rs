@@ -8,7 +8,7 @@ use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 
 use crate::db::schema::{
     agencies, case_agents, case_counters, case_fields, case_tags, cases, client_open_cases,
-    client_requests, services, users,
+    client_requests, messages, services, users,
 };
 use crate::db::{
     BuildOnce, DbConnection, MultiBackend, StoredOptionalTimestamp, StoredTimestamp, fixed_update,
@@ -113,36 +113,52 @@ type BoxedCases<'a> = cases::BoxedQuery<'a, Backend>;
 /// see: the one place the visibility rules are written. Staff and clients get a query of a
 /// fixed type (its SQL rendered once per thread, `db::built_once`); an agent's is boxed by
 /// `$boxed` first. Each arm binds `$q` to its own type, so `$run` is written once and compiled
-/// per arm.
+/// per arm. `unboxed` leaves an agent's unboxed too (its statuses as one `NOT IN` list), for a
+/// subquery: diesel renders a boxed query over both engines only as a statement of its own.
 macro_rules! with_visible {
-    ($query:expr, $scope:expr, boxed_by: $boxed:path, |$q:ident| $run:expr) => {{
-        let query = $query;
+    ($query:expr, $scope:expr, unboxed, |$q:ident| $run:expr) => {
+        with_visible!(@arms $query, $scope, |$q| $run, |query, agent| query
+            .filter(cases::id.eq_any(
+                case_agents::table
+                    .filter(case_agents::user_id.eq(agent.clone()))
+                    .select(case_agents::case_id),
+            ))
+            .filter(cases::status.ne_all(workflow::statuses_where(|s| !s.agent_visible))))
+    };
+    ($query:expr, $scope:expr, boxed_by: $boxed:path, |$q:ident| $run:expr) => {
+        with_visible!(@arms $query, $scope, |$q| $run, |query, agent| {
+            let mut query = $boxed(query).filter(cases::id.eq_any(
+                case_agents::table
+                    .filter(case_agents::user_id.eq(agent.clone()))
+                    .select(case_agents::case_id),
+            ));
+            // One `<>` per status rather than `NOT IN`: diesel caches no statement with an
+            // `IN` list, so SQLite would prepare it again at every call.
+            for status in workflow::statuses_where(|s| !s.agent_visible) {
+                query = query.filter(cases::status.ne(status));
+            }
+            query
+        })
+    };
+    // The arms both forms share; `$agent_q` narrows `$query_in` to `$agent`'s cases.
+    (@arms $query:expr, $scope:expr, |$q:ident| $run:expr,
+     |$query_in:ident, $agent:ident| $agent_q:expr) => {{
+        let $query_in = $query;
         match $scope {
             CaseScope::All => {
-                let $q = query;
+                let $q = $query_in;
                 $run
             }
             CaseScope::Agency(agency) => {
-                let $q = query.filter(cases::agency_id.eq(agency.clone()));
+                let $q = $query_in.filter(cases::agency_id.eq(agency.clone()));
                 $run
             }
             CaseScope::Client(client) => {
-                let $q = query.filter(cases::client_id.eq(client.clone()));
+                let $q = $query_in.filter(cases::client_id.eq(client.clone()));
                 $run
             }
-            CaseScope::Agent(agent) => {
-                let mut $q = $boxed(query).filter(
-                    cases::id.eq_any(
-                        case_agents::table
-                            .filter(case_agents::user_id.eq(agent.clone()))
-                            .select(case_agents::case_id),
-                    ),
-                );
-                // One `<>` per status rather than `NOT IN`: diesel caches no statement with an
-                // `IN` list, so SQLite would prepare it again at every call.
-                for status in workflow::statuses_where(|s| !s.agent_visible) {
-                    $q = $q.filter(cases::status.ne(status));
-                }
+            CaseScope::Agent($agent) => {
+                let $q = $agent_q;
                 $run
             }
         }
@@ -492,19 +508,22 @@ pub fn list(
         .load(conn)
 }
 
-/// Id and number of the client's `limit` newest cases other than `case` that the caller may
-/// see.
-pub fn other_cases_of_client(
-    conn: &mut DbConnection,
+/// The messages of the client's cases that the caller may see: the cases as a subquery (a
+/// search of `cases_client_idx`).
+pub fn messages_of_client(
     scope: &CaseScope,
-    case: &CaseRow,
-    limit: i64,
-) -> QueryResult<Vec<(String, String)>> {
-    scoped(scope)
-        .filter(cases::client_id.eq(case.client_id.clone()))
-        .filter(cases::id.ne(case.id.clone()))
-        .order(cases::id.desc())
-        .limit(limit)
+    client_id: &str,
+) -> messages::BoxedQuery<'static, MultiBackend> {
+    let of_client = cases::table.filter(cases::client_id.eq(client_id.to_owned()));
+    with_visible!(of_client, scope, unboxed, |q| messages::table
+        .filter(messages::case_id.eq_any(q.select(cases::id)))
+        .into_boxed())
+}
+
+/// Id and number of each of these cases.
+pub fn numbers(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<(String, String)>> {
+    cases::table
+        .filter(cases::id.eq_any(ids))
         .select((cases::id, cases::number))
         .load(conn)
 }

@@ -294,6 +294,24 @@ pub fn mark_failed(
     .map(|n| n == 1)
 }
 
+/// Deletes at most `limit` of the mails finished (sent or dead) before `cutoff`, bodies and
+/// addresses with them: their `next_attempt_at` is when they were last tried, so the due
+/// index finds them.
+pub fn delete_finished_before(
+    conn: &mut DbConnection,
+    cutoff: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<usize> {
+    // Two statements: diesel takes no subquery of the deleted table itself in a DELETE.
+    let finished: Vec<String> = email_outbox::table
+        .filter(email_outbox::status.eq_any([SENT, DEAD]))
+        .filter(email_outbox::next_attempt_at.lt(cutoff))
+        .select(email_outbox::id)
+        .limit(limit)
+        .load(conn)?;
+    diesel::delete(email_outbox::table.filter(email_outbox::id.eq_any(finished))).execute(conn)
+}
+
 /// Outbox rows, newest first, optionally of one status.
 pub fn list(
     conn: &mut DbConnection,

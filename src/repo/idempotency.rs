@@ -70,11 +70,26 @@ pub fn replay(
     }
 }
 
-/// Forgets every expired key, whoever's: a user who sends no further keyed request never
-/// clears their own (`replay` does that per user). A walk of the `created_at` index.
-pub fn delete_expired(conn: &mut DbConnection) -> QueryResult<usize> {
-    diesel::delete(idempotency_keys::table.filter(idempotency_keys::created_at.lt(cutoff())))
-        .execute(conn)
+/// Forgets the `limit` oldest expired keys, whoever's: a user who sends no further keyed
+/// request never clears their own (`replay` does that per user). A walk of the `created_at`
+/// index.
+pub fn delete_expired(conn: &mut DbConnection, limit: i64) -> QueryResult<usize> {
+    // The oldest `limit` by their time (a few more when times tie): the key has two columns,
+    // which diesel cannot list in a DELETE.
+    let expired = idempotency_keys::table.filter(idempotency_keys::created_at.lt(cutoff()));
+    let last: Option<NaiveDateTime> = expired
+        .order(idempotency_keys::created_at)
+        .offset(limit - 1)
+        .select(idempotency_keys::created_at)
+        .first(conn)
+        .optional()?;
+    match last {
+        Some(last) => {
+            diesel::delete(idempotency_keys::table.filter(idempotency_keys::created_at.le(last)))
+                .execute(conn)
+        }
+        None => diesel::delete(expired).execute(conn),
+    }
 }
 
 /// Records the first response, its body sealed. A concurrent request holding the same key

@@ -81,14 +81,21 @@ pub struct MessageFilter {
 /// in that direction.
 pub fn list(
     conn: &mut DbConnection,
-    case_ids: &[String],
+    conversation: &Conversation,
     audience: Audience,
     filter: &MessageFilter,
     ascending: bool,
     after: Option<&str>,
     limit: i64,
 ) -> QueryResult<Vec<MessageRow>> {
-    let mut query = filter_in!(messages::table.into_boxed(), messages::case_id, case_ids);
+    let mut query = match conversation {
+        Conversation::Case(id) => messages::table
+            .filter(messages::case_id.eq(id.to_string()))
+            .into_boxed(),
+        Conversation::Client { scope, client_id } => {
+            super::cases::messages_of_client(scope, client_id)
+        }
+    };
     if let Some(internal) = audience.internal() {
         query = query.filter(messages::internal.eq(internal));
     }
@@ -115,6 +122,17 @@ pub fn list(
         .limit(limit)
         .select(MessageRow::as_select())
         .load(conn)
+}
+
+/// Whose messages a list reads.
+pub enum Conversation<'a> {
+    /// One case's.
+    Case(&'a str),
+    /// Those of every case of the client's that the caller may see (`include=earlier_cases`).
+    Client {
+        scope: &'a super::cases::CaseScope,
+        client_id: &'a str,
+    },
 }
 
 pub fn insert(conn: &mut DbConnection, row: &MessageRow) -> QueryResult<()> {

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 
 use crate::db::DbConnection;
 use crate::db::schema::{agencies, cases, presence, tickets, users};
-use crate::domain::{PresenceStatus, Role};
+use crate::domain::{CaseStatus, PresenceStatus, Role};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = presence)]
@@ -258,12 +258,18 @@ pub fn queue_of(role: Role, agency_id: Option<&str>) -> Option<&str> {
     agency_id.filter(|_| role == Role::Agency)
 }
 
-/// Agencies with at least one operator `available`: where a queue may be served.
+/// Agencies with at least one operator `available` and a case in their queue: those whose
+/// queue can be served (the others would cost the worker a write each for nothing).
 pub fn agencies_with_available_operators(conn: &mut DbConnection) -> QueryResult<Vec<String>> {
+    let queued = cases::table
+        .filter(cases::status.eq(CaseStatus::InApproval.as_str()))
+        .filter(cases::assignee_id.is_null())
+        .select(cases::agency_id.nullable());
     let agencies: Vec<Option<String>> = presence::table
         .inner_join(users::table)
         .filter(presence::status.eq(PresenceStatus::Available.as_str()))
         .filter(users::role.eq(Role::Agency.as_str()))
+        .filter(users::agency_id.eq_any(queued))
         .select(users::agency_id)
         .distinct()
         .load(conn)?;

@@ -499,18 +499,22 @@ pub fn record(
     Ok(updated == 1)
 }
 
-/// Deletes the deliveries finished (delivered or dead) before `cutoff`: their
-/// `next_attempt_at` is when they finished, so the due index finds them.
+/// Deletes at most `limit` of the deliveries finished (delivered or dead) before `cutoff`:
+/// their `next_attempt_at` is when they finished, so the due index finds them.
 pub fn delete_finished_before(
     conn: &mut DbConnection,
     cutoff: NaiveDateTime,
+    limit: i64,
 ) -> QueryResult<usize> {
-    diesel::delete(
-        webhook_deliveries::table
-            .filter(webhook_deliveries::status.eq_any([DELIVERED, DEAD]))
-            .filter(webhook_deliveries::next_attempt_at.lt(cutoff)),
-    )
-    .execute(conn)
+    // Two statements: diesel takes no subquery of the deleted table itself in a DELETE.
+    let finished: Vec<String> = webhook_deliveries::table
+        .filter(webhook_deliveries::status.eq_any([DELIVERED, DEAD]))
+        .filter(webhook_deliveries::next_attempt_at.lt(cutoff))
+        .select(webhook_deliveries::id)
+        .limit(limit)
+        .load(conn)?;
+    diesel::delete(webhook_deliveries::table.filter(webhook_deliveries::id.eq_any(finished)))
+        .execute(conn)
 }
 
 /// When the next pending delivery is due.

@@ -361,3 +361,24 @@ async fn only_operators_have_a_capacity_and_only_their_admins_set_it() {
     let staff = team_member(&app, &w.platform.token, &w.platform_staff.id).await;
     assert_eq!([&staff["capacity"], &staff["room"]], [7, 7]);
 }
+
+/// The worker's pass writes nothing for an agency whose queue is empty, however many of its
+/// operators are available: one read finds the agencies with both.
+#[actix_web::test]
+async fn the_worker_passes_over_agencies_with_nothing_queued() {
+    let app = spawn_with(&[("DOSSIER_DB_POOL_SIZE", "1")]).await;
+    let w = World::new(&app).await;
+    set_presence(&app, &w.a_operator.token, "available").await;
+    set_presence(&app, &w.b_operator.token, "available").await;
+    let recorded = app.record_statements();
+    recorded.start();
+    assert_eq!(dossier::rules::serve_queues(&app.state).await.unwrap(), 0);
+    let statements = recorded.take();
+    // One read transaction around one statement; no write opened for either agency.
+    let work: Vec<&String> = statements
+        .iter()
+        .filter(|sql| !sql.starts_with("BEGIN ISOLATION") && *sql != "BEGIN" && *sql != "COMMIT")
+        .collect();
+    assert_eq!(work.len(), 1, "{statements:?}");
+    assert!(work[0].starts_with("SELECT"), "{statements:?}");
+}

@@ -521,3 +521,40 @@ async fn bad_preference_changes_are_refused_and_change_nothing() {
     let own = app.get(path, &w.a_agent.token).await;
     assert_eq!(own.assert_status(200)["events"][5], off);
 }
+
+/// Sent and dead mail goes after 30 days, its body and address with it; pending mail stays,
+/// whatever its age.
+#[actix_web::test]
+async fn finished_mail_is_purged_after_thirty_days() {
+    let smtp = SmtpServer::start().await;
+    let app = spawn_with(&[("DOSSIER_SMTP_URL", &smtp.url)]).await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    take(&app, &w.a_operator.token, &case).await;
+    for body in ["one", "two", "three", "four"] {
+        post_message(&app, &w.client.token, &case, body).await;
+    }
+    let ids: Vec<String> = app
+        .texts("SELECT id AS t FROM email_outbox ORDER BY id")
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(ids.len(), 4);
+    for (id, status, at) in [
+        (&ids[0], "sent", "'2020-01-01 00:00:00'"),
+        (&ids[1], "dead", "'2020-01-01 00:00:00'"),
+        (&ids[2], "pending", "'2020-01-01 00:00:00'"),
+        (&ids[3], "sent", "next_attempt_at"),
+    ] {
+        app.sql(&format!(
+            "UPDATE email_outbox SET status = '{status}', next_attempt_at = {at} WHERE id = '{id}'"
+        ));
+    }
+    dossier::housekeeping::sweep(&app.state).await.unwrap();
+    let left: Vec<String> = app
+        .texts("SELECT id AS t FROM email_outbox ORDER BY id")
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(left, ids[2..]);
+}

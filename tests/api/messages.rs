@@ -1006,54 +1006,74 @@ async fn a_message_tells_the_readers_it_mentions_and_no_one_else() {
     assert_eq!(written(), after_completion);
 }
 
-/// `include=earlier_cases` reads the client's 50 newest other cases (the case asked for always),
-/// and each message's read flags are its own case's.
+/// `include=earlier_cases` reads every case of the client's the caller sees (another agency's
+/// not), each message with its case's number and read flags, page by page.
 #[actix_web::test]
-async fn earlier_cases_are_the_newest_fifty_with_their_own_read_marks() {
+async fn earlier_cases_carry_their_own_numbers_and_read_marks() {
     let app = spawn().await;
     let w = World::new(&app).await;
     let mut cases = Vec::new();
-    for _ in 0..52 {
-        cases.push(id(&buy(&app, &w.client.token, &w.service_a, "card").await));
+    for service in [&w.service_a, &w.service_a, &w.service_b, &w.service_a] {
+        cases.push(buy(&app, &w.client.token, service, "card").await);
     }
-    let (oldest, newest_other, asked) = (&cases[0], &cases[50], &cases[51]);
-    for (case, body) in [(oldest, "oldest"), (newest_other, "newest")] {
-        let path = format!("/v1/cases/{case}/messages");
+    for (i, card) in cases.iter().enumerate() {
+        let path = format!("/v1/cases/{}/messages", id(card));
         let res = app
-            .post(&path, &w.client.token, json!({"body": body}))
+            .post(&path, &w.client.token, json!({"body": format!("case {i}")}))
             .await;
         let message = id(res.assert_status(201));
-        if case == newest_other {
-            app.post(
-                &format!("{path}/read"),
-                &w.a_operator.token,
-                json!({"up_to": message}),
-            )
-            .await
-            .assert_status(200);
+        if i == 1 {
+            let read = json!({"up_to": message});
+            app.post(&format!("{path}/read"), &w.a_operator.token, read)
+                .await
+                .assert_status(200);
         }
     }
-    let listed = async |case: &str| {
-        let path = format!("/v1/cases/{case}/messages?include=earlier_cases");
+    let asked = id(&cases[3]);
+    let mut seen = Vec::new();
+    let mut path = format!("/v1/cases/{asked}/messages?include=earlier_cases&limit=2");
+    loop {
         let res = app.get(&path, &w.a_operator.token).await;
-        res.assert_status(200)["items"].as_array().unwrap().clone()
-    };
-    let items = listed(asked).await;
-    let seen: Vec<(&str, bool)> = items
-        .iter()
-        .map(|m| (m["body"].as_str().unwrap(), m["read_by_agency"] == true))
-        .collect();
+        let page = res.assert_status(200).clone();
+        for m in page["items"].as_array().unwrap() {
+            seen.push((
+                m["body"].as_str().unwrap().to_owned(),
+                m["case_number"].as_str().unwrap().to_owned(),
+                m["read_by_agency"] == true,
+            ));
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => {
+                path =
+                    format!("/v1/cases/{asked}/messages?include=earlier_cases&limit=2&cursor={c}")
+            }
+            None => break,
+        }
+    }
+    let number = |i: usize| cases[i]["number"].as_str().unwrap().to_owned();
     assert_eq!(
         seen,
-        [("newest", true)],
-        "the oldest case is the 51st other one"
+        [
+            ("case 3".to_owned(), number(3), false),
+            ("case 1".to_owned(), number(1), true),
+            ("case 0".to_owned(), number(0), false),
+        ],
+        "agency B's case 2 is not agency A's to read"
     );
-    assert_eq!(items[0]["case_id"], newest_other.as_str());
-    // Asked from the oldest case, its own messages are there, unread by the agency.
-    let items = listed(oldest).await;
-    let seen: Vec<(&str, bool)> = items
-        .iter()
-        .map(|m| (m["body"].as_str().unwrap(), m["read_by_agency"] == true))
-        .collect();
-    assert_eq!(seen, [("newest", true), ("oldest", false)]);
+    // An agent reads the internal notes of the client's cases they are on, not those of
+    // another case in progress.
+    let worked = id(&cases[1]);
+    start_case(&app, &w, &worked).await;
+    assign_agent(&app, &w, &worked).await;
+    start_case(&app, &w, &id(&cases[0])).await;
+    for i in [0, 1] {
+        let path = format!("/v1/cases/{}/messages", id(&cases[i]));
+        let note = json!({"body": format!("note {i}"), "internal": true});
+        app.post(&path, &w.a_operator.token, note)
+            .await
+            .assert_status(201);
+    }
+    let path = format!("/v1/cases/{worked}/messages?include=earlier_cases");
+    let res = app.get(&path, &w.a_agent.token).await;
+    assert_eq!(bodies(res.assert_status(200)), ["note 1"]);
 }

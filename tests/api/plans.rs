@@ -240,6 +240,14 @@ async fn no_listed_query_scans_a_whole_large_table() {
         (&client, format!("/v1/cases/{case}")),
         (&operator, format!("/v1/cases/{case}/messages")),
         (&client, format!("/v1/cases/{case}/messages")),
+        (
+            &client,
+            format!("/v1/cases/{case}/messages?include=earlier_cases"),
+        ),
+        (
+            &operator,
+            format!("/v1/cases/{case}/messages?include=earlier_cases"),
+        ),
         (&operator, format!("/v1/cases/{case}/storyline")),
         (
             &client,

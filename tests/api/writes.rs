@@ -648,31 +648,58 @@ async fn a_change_that_lost_a_race_is_412_with_if_match_and_409_without() {
 }
 
 /// A write held up past `DOSSIER_DB_LOCK_TIMEOUT_MS` (another transaction holding the case's row
-/// on PostgreSQL, another process holding SQLite's write lock) fails with 503 `database_busy`
-/// and `Retry-After`, writes nothing, and passes once the lock is gone; PostgreSQL connections
-/// also carry the statement limit.
+/// on PostgreSQL, another process holding SQLite's write lock), or on PostgreSQL past
+/// `DOSSIER_DB_STATEMENT_TIMEOUT_MS`, fails with 503 `database_busy` and `Retry-After`, writes
+/// nothing, and passes once the lock is gone.
 #[actix_web::test]
-async fn a_write_held_up_past_the_lock_timeout_is_503_and_writes_nothing() {
-    let app = spawn_with(&[
+async fn a_write_held_up_past_a_database_limit_is_503_and_writes_nothing() {
+    let lock_limited = [
         ("DOSSIER_DB_LOCK_TIMEOUT_MS", "300"),
         ("DOSSIER_DB_STATEMENT_TIMEOUT_MS", "4000"),
-    ])
-    .await;
-    let w = World::new(&app).await;
-    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    ];
+    let app = spawn_with(&lock_limited).await;
+    if app._db.is_postgres() {
+        // Every pooled connection carries the limits, the one that ran the migrations too.
+        let conns: Vec<_> = (0..app.state.settings.db_pool_size)
+            .map(|_| app.state.pool.get().unwrap())
+            .collect();
+        for mut conn in conns {
+            let limits: String = diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
+                "current_setting('lock_timeout') || ' ' || current_setting('statement_timeout')",
+            ))
+            .get_result(&mut *conn)
+            .unwrap();
+            assert_eq!(limits, "300ms 4s");
+        }
+    }
+    held_up_then_released(&app).await;
+    if app._db.is_postgres() {
+        // A lock waited for past the statement's own limit ends the same way.
+        let app = spawn_with(&[
+            ("DOSSIER_DB_LOCK_TIMEOUT_MS", "10000"),
+            ("DOSSIER_DB_STATEMENT_TIMEOUT_MS", "300"),
+        ])
+        .await;
+        held_up_then_released(&app).await;
+    }
+}
+
+async fn held_up_then_released<S>(app: &crate::helpers::TestApp<S>)
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+            Error = actix_web::Error,
+        >,
+{
+    use diesel::connection::SimpleConnection;
+    let w = World::new(app).await;
+    let case = id(&buy(app, &w.client.token, &w.service_a, "card").await);
     let path = format!("/v1/cases/{case}");
     let audit_rows = format!("SELECT COUNT(*) AS n FROM audit_log WHERE case_id = '{case}'");
     let rows = app.count(&audit_rows);
-    let postgres = app._db.is_postgres();
-    if postgres {
-        let limits = app.texts(
-            "SELECT current_setting('lock_timeout') || ' ' || current_setting('statement_timeout') AS t",
-        );
-        assert_eq!(limits, [Some("300ms 4s".to_owned())]);
-    }
-    use diesel::connection::SimpleConnection;
     let mut held = app.state.pool.get().unwrap();
-    let hold = match postgres {
+    let hold = match app._db.is_postgres() {
         true => format!("BEGIN; UPDATE cases SET title = title WHERE id = '{case}'"),
         false => "BEGIN IMMEDIATE".to_owned(),
     };
