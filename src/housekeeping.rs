@@ -27,8 +27,8 @@ const KEEP_DELETED_WEBHOOKS: chrono::Duration = chrono::Duration::hours(1);
 /// counts as reuse at `/v1/auth/refresh` and revokes its family; afterwards it is simply unknown
 /// there (401 either way).
 const KEEP_EXPIRED_SESSIONS: chrono::Duration = chrono::Duration::days(30);
-/// Rows removed per write by the sweeps that may find a backlog (expired keys, old deliveries,
-/// old refresh tokens): the first sweep of a large database takes the writer in short turns,
+/// Rows removed per write by the sweeps that may find a backlog (expired keys, old deliveries
+/// and mail, deleted webhooks' deliveries, old refresh tokens): the first sweep of a large database takes the writer in short turns,
 /// each well inside PostgreSQL's statement timeout, not in one long one.
 const ROWS_PER_WRITE: i64 = 5_000;
 
@@ -47,11 +47,57 @@ pub fn spawn(state: web::Data<AppState>) {
     });
 }
 
-/// One sweep: how many expired keys, old deliveries, deleted webhooks' rows, old secrets, old
-/// refresh tokens and loose blobs it removed.
+/// One sweep: how many expired keys, old deliveries and mail, deleted webhooks' rows, old
+/// secrets, old refresh tokens and loose blobs it removed.
 pub async fn sweep(state: &AppState) -> Result<usize, ApiError> {
-    let blobs = sweep_loose_blobs(state).await?;
-    Ok(blobs + sweep_rows(state).await?)
+    sweep_in_turns_of(state, ROWS_PER_WRITE).await
+}
+
+/// [`sweep`], deleting at most about `rows` rows of a kind per write. Each part runs whatever
+/// the others did: one that fails (storage down, a timeout) is reported after the rest ran.
+pub async fn sweep_in_turns_of(state: &AppState, rows: i64) -> Result<usize, ApiError> {
+    let now = db::now();
+    let deleted = now - KEEP_DELETED_WEBHOOKS;
+    let finished = now - chrono::Duration::days(KEEP_DELIVERIES_DAYS);
+    let expired = now - KEEP_EXPIRED_SESSIONS;
+    let outcomes = [
+        sweep_loose_blobs(state).await,
+        in_turns(state, rows, move |conn| {
+            repo::webhooks::purge_deleted_before(conn, deleted, rows)
+        })
+        .await,
+        db::write(&state.pool, move |conn| {
+            Ok(repo::webhooks::forget_old_secrets(conn, now)?)
+        })
+        .await,
+        in_turns(state, rows, move |conn| {
+            repo::idempotency::delete_expired(conn, rows)
+        })
+        .await,
+        in_turns(state, rows, move |conn| {
+            repo::webhooks::delete_finished_before(conn, finished, rows)
+        })
+        .await,
+        in_turns(state, rows, move |conn| {
+            repo::email::delete_finished_before(conn, finished, rows)
+        })
+        .await,
+        in_turns(state, rows, move |conn| {
+            repo::refresh_tokens::delete_expired_before(conn, expired, rows)
+        })
+        .await,
+    ];
+    let mut removed = 0;
+    let mut failure = None;
+    for outcome in outcomes {
+        match outcome {
+            Ok(n) => removed += n,
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    failure.map_or(Ok(removed), Err)
 }
 
 /// Removes the loose blobs that are due from storage, then their rows; a blob storage fails
@@ -83,38 +129,10 @@ async fn sweep_loose_blobs(state: &AppState) -> Result<usize, ApiError> {
     }
 }
 
-async fn sweep_rows(state: &AppState) -> Result<usize, ApiError> {
-    let now = db::now();
-    let mut swept = db::write(&state.pool, move |conn| {
-        let deleted = repo::webhooks::purge_deleted_before(conn, now - KEEP_DELETED_WEBHOOKS)?;
-        let old_secrets = repo::webhooks::forget_old_secrets(conn, now)?;
-        Ok(deleted + old_secrets)
-    })
-    .await?;
-    swept += in_turns(state, move |conn| {
-        repo::idempotency::delete_expired(conn, ROWS_PER_WRITE)
-    })
-    .await?;
-    let finished = now - chrono::Duration::days(KEEP_DELIVERIES_DAYS);
-    swept += in_turns(state, move |conn| {
-        repo::webhooks::delete_finished_before(conn, finished, ROWS_PER_WRITE)
-    })
-    .await?;
-    swept += in_turns(state, move |conn| {
-        repo::email::delete_finished_before(conn, finished, ROWS_PER_WRITE)
-    })
-    .await?;
-    let expired = now - KEEP_EXPIRED_SESSIONS;
-    swept += in_turns(state, move |conn| {
-        repo::refresh_tokens::delete_expired_before(conn, expired, ROWS_PER_WRITE)
-    })
-    .await?;
-    Ok(swept)
-}
-
-/// Runs a deletion of about [`ROWS_PER_WRITE`] rows, one write each time, until a turn removes
-/// fewer: how many it removed in all.
-async fn in_turns<F>(state: &AppState, delete: F) -> Result<usize, ApiError>
+/// Runs a deletion of about `rows` rows, one write each time, until a turn removes fewer: how
+/// many it removed in all. A turn that finds fewer because a request took some meanwhile ends
+/// the sweep early; the next one goes on.
+async fn in_turns<F>(state: &AppState, rows: i64, delete: F) -> Result<usize, ApiError>
 where
     F: Fn(&mut db::DbConnection) -> diesel::QueryResult<usize> + Clone + Send + 'static,
 {
@@ -123,7 +141,7 @@ where
         let turn = delete.clone();
         let count = db::write(&state.pool, move |conn| Ok(turn(conn)?)).await?;
         removed += count;
-        if count < ROWS_PER_WRITE as usize {
+        if count < rows as usize {
             return Ok(removed);
         }
     }

@@ -113,8 +113,9 @@ type BoxedCases<'a> = cases::BoxedQuery<'a, Backend>;
 /// see: the one place the visibility rules are written. Staff and clients get a query of a
 /// fixed type (its SQL rendered once per thread, `db::built_once`); an agent's is boxed by
 /// `$boxed` first. Each arm binds `$q` to its own type, so `$run` is written once and compiled
-/// per arm. `unboxed` leaves an agent's unboxed too (its statuses as one `NOT IN` list), for a
-/// subquery: diesel renders a boxed query over both engines only as a statement of its own.
+/// per arm. `unboxed` leaves an agent's unboxed too, for a subquery (diesel renders a boxed
+/// query over both engines only as a statement of its own); its statuses are then one
+/// `NOT IN` list, which SQLite prepares anew at each call.
 macro_rules! with_visible {
     ($query:expr, $scope:expr, unboxed, |$q:ident| $run:expr) => {
         with_visible!(@arms $query, $scope, |$q| $run, |query, agent| query

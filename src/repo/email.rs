@@ -309,7 +309,14 @@ pub fn delete_finished_before(
         .select(email_outbox::id)
         .limit(limit)
         .load(conn)?;
-    diesel::delete(email_outbox::table.filter(email_outbox::id.eq_any(finished))).execute(conn)
+    // The state again: a retry that committed meanwhile put the mail back in the queue.
+    diesel::delete(
+        email_outbox::table
+            .filter(email_outbox::id.eq_any(finished))
+            .filter(email_outbox::status.eq_any([SENT, DEAD]))
+            .filter(email_outbox::next_attempt_at.lt(cutoff)),
+    )
+    .execute(conn)
 }
 
 /// Outbox rows, newest first, optionally of one status.

@@ -262,15 +262,27 @@ pub fn forget_old_secrets(conn: &mut DbConnection, now: NaiveDateTime) -> QueryR
     .execute(conn)
 }
 
-/// Removes the webhooks deleted before `cutoff`, with their deliveries: how many rows went.
-pub fn purge_deleted_before(conn: &mut DbConnection, cutoff: NaiveDateTime) -> QueryResult<usize> {
+/// Removes up to `limit` deliveries of the webhooks deleted before `cutoff`, and the webhooks
+/// themselves once none is left: how many rows went.
+pub fn purge_deleted_before(
+    conn: &mut DbConnection,
+    cutoff: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<usize> {
     let deleted = || webhooks::table.filter(webhooks::deleted_at.lt(cutoff));
-    let deliveries = diesel::delete(
-        webhook_deliveries::table
-            .filter(webhook_deliveries::webhook_id.eq_any(deleted().select(webhooks::id))),
-    )
-    .execute(conn)?;
-    Ok(deliveries + diesel::delete(deleted()).execute(conn)?)
+    let deliveries: Vec<String> = webhook_deliveries::table
+        .filter(webhook_deliveries::webhook_id.eq_any(deleted().select(webhooks::id)))
+        .select(webhook_deliveries::id)
+        .limit(limit)
+        .load(conn)?;
+    let found = deliveries.len();
+    let removed =
+        diesel::delete(webhook_deliveries::table.filter(webhook_deliveries::id.eq_any(deliveries)))
+            .execute(conn)?;
+    if found < limit as usize {
+        return Ok(removed + diesel::delete(deleted()).execute(conn)?);
+    }
+    Ok(removed)
 }
 
 /// Ends the webhooks' pending deliveries as dead, with `why` as their last error.
@@ -513,8 +525,14 @@ pub fn delete_finished_before(
         .select(webhook_deliveries::id)
         .limit(limit)
         .load(conn)?;
-    diesel::delete(webhook_deliveries::table.filter(webhook_deliveries::id.eq_any(finished)))
-        .execute(conn)
+    // The state again: a retry that committed meanwhile put the delivery back in the queue.
+    diesel::delete(
+        webhook_deliveries::table
+            .filter(webhook_deliveries::id.eq_any(finished))
+            .filter(webhook_deliveries::status.eq_any([DELIVERED, DEAD]))
+            .filter(webhook_deliveries::next_attempt_at.lt(cutoff)),
+    )
+    .execute(conn)
 }
 
 /// When the next pending delivery is due.

@@ -523,38 +523,58 @@ async fn bad_preference_changes_are_refused_and_change_nothing() {
 }
 
 /// Sent and dead mail goes after 30 days, its body and address with it; pending mail stays,
-/// whatever its age.
+/// whatever its age. The sweep deletes in turns (of two here): expired `Idempotency-Key`
+/// answers too, five of them expired at the same instant.
 #[actix_web::test]
-async fn finished_mail_is_purged_after_thirty_days() {
+async fn finished_mail_and_expired_keys_go_in_turns() {
     let smtp = SmtpServer::start().await;
     let app = spawn_with(&[("DOSSIER_SMTP_URL", &smtp.url)]).await;
     let w = World::new(&app).await;
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
     take(&app, &w.a_operator.token, &case).await;
-    for body in ["one", "two", "three", "four"] {
-        post_message(&app, &w.client.token, &case, body).await;
+    let path = format!("/v1/cases/{case}/messages");
+    for i in 0..6 {
+        let key = format!("message-{i}");
+        let body = json!({"body": format!("message {i}")});
+        app.call(
+            "POST",
+            &path,
+            &w.client.token,
+            Some(body),
+            &[("idempotency-key", &key)],
+        )
+        .await
+        .assert_status(201);
     }
-    let ids: Vec<String> = app
-        .texts("SELECT id AS t FROM email_outbox ORDER BY id")
-        .into_iter()
-        .flatten()
-        .collect();
-    assert_eq!(ids.len(), 4);
+    let outbox = || -> Vec<String> {
+        app.texts("SELECT id AS t FROM email_outbox ORDER BY id")
+            .into_iter()
+            .flatten()
+            .collect()
+    };
+    let ids = outbox();
+    assert_eq!(ids.len(), 6);
+    let old = "'2020-01-01 00:00:00'";
     for (id, status, at) in [
-        (&ids[0], "sent", "'2020-01-01 00:00:00'"),
-        (&ids[1], "dead", "'2020-01-01 00:00:00'"),
-        (&ids[2], "pending", "'2020-01-01 00:00:00'"),
-        (&ids[3], "sent", "next_attempt_at"),
+        (&ids[0], "sent", old),
+        (&ids[1], "dead", old),
+        (&ids[2], "sent", old),
+        (&ids[3], "dead", old),
+        (&ids[4], "pending", old),
+        (&ids[5], "sent", "next_attempt_at"),
     ] {
         app.sql(&format!(
             "UPDATE email_outbox SET status = '{status}', next_attempt_at = {at} WHERE id = '{id}'"
         ));
     }
-    dossier::housekeeping::sweep(&app.state).await.unwrap();
-    let left: Vec<String> = app
-        .texts("SELECT id AS t FROM email_outbox ORDER BY id")
-        .into_iter()
-        .flatten()
-        .collect();
-    assert_eq!(left, ids[2..]);
+    let keys = "SELECT COUNT(*) AS n FROM idempotency_keys";
+    assert_eq!(app.count(keys), 6);
+    app.sql(&format!(
+        "UPDATE idempotency_keys SET created_at = {old} WHERE key <> 'message-5'"
+    ));
+    dossier::housekeeping::sweep_in_turns_of(&app.state, 2)
+        .await
+        .unwrap();
+    assert_eq!(outbox(), ids[4..]);
+    assert_eq!(app.count(keys), 1);
 }

@@ -1060,13 +1060,16 @@ async fn earlier_cases_carry_their_own_numbers_and_read_marks() {
         ],
         "agency B's case 2 is not agency A's to read"
     );
-    // An agent reads the internal notes of the client's cases they are on, not those of
-    // another case in progress.
+    // An agent reads the internal notes of the client's cases they are on while they see them:
+    // not those of another case in progress, nor those of a case of theirs once completed.
     let worked = id(&cases[1]);
-    start_case(&app, &w, &worked).await;
+    let completed = id(&cases[3]);
+    for case in [&worked, &id(&cases[0]), &completed] {
+        start_case(&app, &w, case).await;
+    }
     assign_agent(&app, &w, &worked).await;
-    start_case(&app, &w, &id(&cases[0])).await;
-    for i in [0, 1] {
+    assign_agent(&app, &w, &completed).await;
+    for i in [0, 1, 3] {
         let path = format!("/v1/cases/{}/messages", id(&cases[i]));
         let note = json!({"body": format!("note {i}"), "internal": true});
         app.post(&path, &w.a_operator.token, note)
@@ -1074,6 +1077,11 @@ async fn earlier_cases_carry_their_own_numbers_and_read_marks() {
             .assert_status(201);
     }
     let path = format!("/v1/cases/{worked}/messages?include=earlier_cases");
+    let res = app.get(&path, &w.a_agent.token).await;
+    assert_eq!(bodies(res.assert_status(200)), ["note 3", "note 1"]);
+    act(&app, &w.a_operator.token, &completed, "complete")
+        .await
+        .assert_status(200);
     let res = app.get(&path, &w.a_agent.token).await;
     assert_eq!(bodies(res.assert_status(200)), ["note 1"]);
 }
