@@ -510,7 +510,7 @@ pub fn list(
 }
 
 /// The messages of the client's cases that the caller may see: the cases as a subquery (a
-/// search of `cases_client_idx`).
+/// search of the client's cases by `client_id`), each case's messages by its key.
 pub fn messages_of_client(
     scope: &CaseScope,
     client_id: &str,

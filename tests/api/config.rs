@@ -35,6 +35,8 @@ fn the_designed_defaults_hold() {
     assert_eq!(s.ticket_auto_close_after, three_days);
     assert_eq!(s.max_upload_bytes, 10 * 1024 * 1024);
     assert_eq!(s.operator_capacity, 3);
+    assert_eq!(s.db_limits.lock_timeout.as_millis(), 5_000);
+    assert_eq!(s.db_limits.statement_timeout.as_millis(), 30_000);
 }
 
 #[test]
@@ -112,10 +114,19 @@ fn each_invalid_setting_is_named() {
         ("DOSSIER_AUTO_CLOSE_AFTER", "0"),
         // Past ten years a date plus the duration could overflow.
         ("DOSSIER_AUTO_CLOSE_AFTER", "315360001"),
+        ("DOSSIER_DB_LOCK_TIMEOUT_MS", "0"),
+        // PostgreSQL refuses it, SQLite would read it as no wait at all.
+        ("DOSSIER_DB_LOCK_TIMEOUT_MS", "2147483648"),
+        ("DOSSIER_DB_STATEMENT_TIMEOUT_MS", "soon"),
     ] {
         let e = load(&[(name, value)]).unwrap_err();
         assert_eq!(e.name, name, "{value}");
     }
+    let longest = load(&[("DOSSIER_DB_STATEMENT_TIMEOUT_MS", "2147483647")]).unwrap();
+    assert_eq!(
+        longest.db_limits.statement_timeout.as_millis(),
+        2_147_483_647
+    );
     let ten_years = load(&[("DOSSIER_AUTO_CLOSE_AFTER", "315360000")]).unwrap();
     assert_eq!(ten_years.auto_close_after.as_secs(), 315_360_000);
     let e = load(&[("DOSSIER_BOOTSTRAP_ADMIN_EMAIL", "a@b.example")]).unwrap_err();
