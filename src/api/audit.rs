@@ -324,6 +324,7 @@ async fn audit_answer(
         action: query.action,
         from: query.from.map(|t| t.naive_utc()),
         to: query.to.map(|t| t.naive_utc()),
+        seq_range: None,
     };
     match &trail {
         Some(Trail::Case(id)) => filter.case_id = Some(id.clone()),
@@ -355,6 +356,7 @@ async fn audit_answer(
         if caller.role == Role::Agency {
             filter.agency_id = caller.agency_id.clone();
         }
+        repo::audit::bound_time_range(conn, &mut filter)?;
         // The export reads its rows itself, a batch at a time.
         let rows = if csv {
             Vec::new()

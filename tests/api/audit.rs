@@ -102,6 +102,26 @@ async fn admins_read_their_scope_of_the_log_filtered_and_paged() {
         let (found, _) = seqs(res.assert_status(200));
         assert_eq!(found.len(), count(&rows), "{query}");
     }
+    // A time range holds the rows whose time is in it whatever their place in the chain (the
+    // nodes' clocks differ): rows moved into 2001 out of `seq` order, two to a page.
+    app.sql(
+        "UPDATE audit_log SET created_at = CASE seq WHEN 2 THEN '2001-03-01 00:00:00' \
+         WHEN 5 THEN '2001-01-01 00:00:00' WHEN 3 THEN '2002-01-01 00:00:00' \
+         ELSE created_at END",
+    );
+    let range = "from=2001-01-01T00:00:00Z&to=2002-01-01T00:00:00Z";
+    let mut in_range = Vec::new();
+    let mut path = format!("/v1/audit?limit=1&{range}");
+    loop {
+        let res = app.get(&path, &w.platform.token).await;
+        let (page, next) = seqs(res.assert_status(200));
+        in_range.extend(page);
+        match next {
+            Some(cursor) => path = format!("/v1/audit?limit=1&{range}&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(in_range, [5, 2]);
     let res = app.get("/v1/audit?action=suspend", &w.platform.token).await;
     let items = res.assert_status(200)["items"].as_array().unwrap().clone();
     assert!(items.iter().all(|r| r["action"] == "suspend"));
