@@ -28,8 +28,9 @@ const KEEP_DELETED_WEBHOOKS: chrono::Duration = chrono::Duration::hours(1);
 /// there (401 either way).
 const KEEP_EXPIRED_SESSIONS: chrono::Duration = chrono::Duration::days(30);
 /// Rows removed per write by the sweeps that may find a backlog (expired keys, old deliveries
-/// and mail, deleted webhooks' deliveries, old refresh tokens): the first sweep of a large database takes the writer in short turns,
-/// each well inside PostgreSQL's statement timeout, not in one long one.
+/// and mail, deleted webhooks' deliveries, old refresh tokens): the first sweep of a large
+/// database takes the writer in short turns, each well inside PostgreSQL's statement timeout,
+/// not in one long one.
 const ROWS_PER_WRITE: i64 = 5_000;
 
 /// Loose blobs removed per round: one search of the due index and one write per round.

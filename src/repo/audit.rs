@@ -389,22 +389,30 @@ pub fn bound_time_range(conn: &mut DbConnection, filter: &mut AuditFilter) -> Qu
     if !ranged || matches!(conn, DbConnection::Postgresql(_)) {
         return Ok(());
     }
-    let mut query = audit_log::table.into_boxed();
+    let (first, last): (Option<i64>, Option<i64>) =
+        in_time_range(audit_log::table.into_boxed(), filter)
+            .select((
+                diesel::dsl::min(audit_log::seq),
+                diesel::dsl::max(audit_log::seq),
+            ))
+            .first(conn)?;
+    // An empty range: bounds no row meets.
+    filter.seq_range = Some((first.unwrap_or(1), last.unwrap_or(0)));
+    Ok(())
+}
+
+/// The rows of `query` inside the filter's `from`..`to`.
+fn in_time_range<'a>(
+    mut query: audit_log::BoxedQuery<'a, MultiBackend>,
+    filter: &AuditFilter,
+) -> audit_log::BoxedQuery<'a, MultiBackend> {
     if let Some(from) = filter.from {
         query = query.filter(audit_log::created_at.ge(from));
     }
     if let Some(to) = filter.to {
         query = query.filter(audit_log::created_at.lt(to));
     }
-    let (first, last): (Option<i64>, Option<i64>) = query
-        .select((
-            diesel::dsl::min(audit_log::seq),
-            diesel::dsl::max(audit_log::seq),
-        ))
-        .first(conn)?;
-    // An empty range: bounds no row meets.
-    filter.seq_range = Some((first.unwrap_or(1), last.unwrap_or(0)));
-    Ok(())
+    query
 }
 
 /// Newest first; `before` is the `seq` of the last row of the previous page.
@@ -430,12 +438,7 @@ pub fn list(
     if let Some(action) = &filter.action {
         query = query.filter(audit_log::action.eq(action.clone()));
     }
-    if let Some(from) = filter.from {
-        query = query.filter(audit_log::created_at.ge(from));
-    }
-    if let Some(to) = filter.to {
-        query = query.filter(audit_log::created_at.lt(to));
-    }
+    query = in_time_range(query, filter);
     if let Some((first, last)) = filter.seq_range {
         query = query
             .filter(audit_log::seq.ge(first))
