@@ -98,6 +98,8 @@ fn cors(settings: &Settings) -> Cors {
             "x-request-id",
             "www-authenticate",
             "idempotent-replayed",
+            // A page's script downloads with its token, by `fetch`: the name is in here.
+            "content-disposition",
         ])
         .max_age(3600);
     for origin in &settings.cors_origins {

@@ -14,7 +14,7 @@ use crate::auth::Token;
 use crate::db;
 use crate::domain::{CaseStatus, Role};
 use crate::errors::ApiError;
-use crate::http::extract::{IfMatch, ValidJson, etag};
+use crate::http::extract::{IfMatch, ValidJson, etag, versioned_response};
 use crate::repo;
 use crate::repo::audit::Change;
 use crate::repo::cases::{CaseChanges, CaseScope};
@@ -205,14 +205,17 @@ pub struct AgentsView {
 
 /// List the agents on a case
 ///
-/// Roles: anyone who can see the case.
+/// Its `ETag` is the case's version, which `PUT` takes in `If-Match`; 304 when `If-None-Match`
+/// names it. Roles: anyone who can see the case.
 #[utoipa::path(
     tag = "cases",
     operation_id = "list_case_agents",
     params(("id" = Uuid, Path, description = "Case id")),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The case's agents, by name", body = AgentsView),
+        (status = 200, description = "The case's agents, by name", body = AgentsView,
+            headers(("ETag" = String, description = "The case's version"))),
+        (status = 304, description = "Unchanged since the `If-None-Match` version"),
         (status = 404, description = "No such case, or not one the caller can see"),
     )
 )]
@@ -225,15 +228,16 @@ pub async fn list_agents(
 ) -> Result<HttpResponse, ApiError> {
     let asking = Asking::new(token, &req);
     let id = id.into_inner().to_string();
-    let agents = db::read(&state.pool, move |conn| {
+    let (version, agents) = db::read(&state.pool, move |conn| {
         let Asked { viewer, .. } = asking.resolve(conn)?;
-        find_visible(conn, &viewer, &id)?;
-        Ok(repo::cases::agents(conn, &id)?)
+        let case = find_visible(conn, &viewer, &id)?;
+        Ok((case.version, repo::cases::agents(conn, &id)?))
     })
     .await?;
-    Ok(HttpResponse::Ok().json(AgentsView {
+    let agents = AgentsView {
         agents: agents.into_iter().map(PersonView::from).collect(),
-    }))
+    };
+    Ok(versioned_response(&req, version, &agents))
 }
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]

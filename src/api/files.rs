@@ -6,7 +6,9 @@ use std::rc::Rc;
 
 use actix_multipart::{Field, Multipart};
 use actix_web::error::PayloadError;
-use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
+use actix_web::http::header::{
+    self, Charset, ContentDisposition, DispositionParam, DispositionType, ExtendedValue,
+};
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
@@ -70,7 +72,7 @@ impl<'r> utoipa::ToResponse<'r> for FileDownload {
             .header("ETag", header("The SHA-256"))
             .header(
                 "Content-Disposition",
-                header("`attachment` with the file name"),
+                header("`attachment` with the file name (`filename*` too when it is not ASCII)"),
             )
             .header("X-Content-Type-Options", header("`nosniff`"))
             .build();
@@ -524,6 +526,30 @@ pub struct FileToServe<'a> {
     pub storage_key: &'a str,
 }
 
+/// `attachment` with the file's name: as sent when it is ASCII; otherwise an ASCII stand-in in
+/// `filename` and the name itself in `filename*` (RFC 6266), which every current browser reads.
+fn attachment_named(name: &str) -> ContentDisposition {
+    let mut parameters = Vec::with_capacity(2);
+    if name.is_ascii() {
+        parameters.push(DispositionParam::Filename(name.to_owned()));
+    } else {
+        let ascii = name
+            .chars()
+            .map(|c| if c.is_ascii() { c } else { '_' })
+            .collect();
+        parameters.push(DispositionParam::Filename(ascii));
+        parameters.push(DispositionParam::FilenameExt(ExtendedValue {
+            charset: Charset::Ext("UTF-8".to_owned()),
+            language_tag: None,
+            value: name.as_bytes().to_vec(),
+        }));
+    }
+    ContentDisposition {
+        disposition: DispositionType::Attachment,
+        parameters,
+    }
+}
+
 /// Streams the file with its detected type, `Content-Disposition: attachment`,
 /// `X-Content-Type-Options: nosniff` and its SHA-256 as a strong `ETag`; 304 for a matching
 /// `If-None-Match`.
@@ -551,10 +577,7 @@ pub async fn serve(
         }
         Err(e) => return Err(ApiError::internal(e)),
     };
-    let disposition = ContentDisposition {
-        disposition: DispositionType::Attachment,
-        parameters: vec![DispositionParam::Filename(file.file_name.to_owned())],
-    };
+    let disposition = attachment_named(file.file_name);
     let stream = blob
         .into_stream()
         .map_err(|e| actix_web::error::ErrorInternalServerError(e.to_string()));

@@ -18,7 +18,7 @@ use crate::auth::Token;
 use crate::db::{self, DbConnection};
 use crate::domain::{CaseStatus, FieldType, Role};
 use crate::errors::{ApiError, FieldError};
-use crate::http::extract::{IfMatch, ValidJson, etag, pointer_token};
+use crate::http::extract::{IfMatch, ValidJson, etag, pointer_token, versioned_response};
 use crate::repo;
 use crate::repo::attachments::AttachmentRow;
 use crate::repo::audit::Change;
@@ -139,14 +139,18 @@ pub fn snapshot(conn: &mut DbConnection, case: &CaseRow) -> Result<String, ApiEr
 
 /// Read the required data
 ///
-/// Fields with their values, `locked` and `editable`. Roles: anyone who can see the case.
+/// Fields with their values, `locked` and `editable`. Its `ETag` is the case's version, which
+/// the form's writes take in `If-Match`; 304 when `If-None-Match` names it. Roles: anyone who
+/// can see the case.
 #[utoipa::path(
     tag = "required-data",
     operation_id = "get_required_data",
     params(("id" = Uuid, Path, description = "Case id")),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The form", body = RequiredDataView),
+        (status = 200, description = "The form", body = RequiredDataView,
+            headers(("ETag" = String, description = "The case's version"))),
+        (status = 304, description = "Unchanged since the `If-None-Match` version"),
         (status = 404, description = "No such case, or not one the caller can see"),
     )
 )]
@@ -159,14 +163,14 @@ pub async fn get_required_data(
 ) -> Result<HttpResponse, ApiError> {
     let asking = Asking::new(token, &req);
     let id = id.into_inner().to_string();
-    let view = db::read(&state.pool, move |conn| {
+    let (version, view) = db::read(&state.pool, move |conn| {
         let Asked { viewer, .. } = asking.resolve(conn)?;
         let case = find_visible(conn, &viewer, &id)?;
         let rows = repo::cases::fields(conn, &id)?;
-        Ok(view(&case, rows))
+        Ok((case.version, view(&case, rows)))
     })
     .await?;
-    Ok(HttpResponse::Ok().json(view))
+    Ok(versioned_response(&req, version, &view))
 }
 
 /// The case, visible, with `role` the only one allowed, open for the form; 404/403/412/409.

@@ -43,8 +43,12 @@ fn read_scope(caller: &AuthUser, agency_id: Option<Uuid>) -> Result<OwnerScope, 
     match (caller.role, &caller.agency_id, agency_id) {
         (Role::Platform, _, agency) => Ok(OwnerScope::All(agency.map(|a| a.to_string()))),
         (Role::Agency, Some(own), None) => Ok(OwnerScope::AgencyAndPlatform(own.clone())),
+        // The `Location` of what an agency admin creates names their agency's list.
+        (Role::Agency, Some(own), Some(agency)) if agency.to_string() == *own => {
+            Ok(OwnerScope::All(Some(own.clone())))
+        }
         (Role::Agency, _, Some(_)) => Err(ApiError::Forbidden(
-            "`agency_id` is for platform staff; you see your agency's and the platform's.".into(),
+            "`agency_id` is for platform staff, or your own agency's alone.".into(),
         )),
         _ => Err(ApiError::Forbidden(
             "Only agency and platform staff read SLA calendars and policies.".into(),
@@ -56,7 +60,8 @@ fn read_scope(caller: &AuthUser, agency_id: Option<Uuid>) -> Result<OwnerScope, 
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListOwnedQuery {
-    /// Platform staff: only this agency's (the platform's own have none).
+    /// Only this agency's (the platform's own have none): any agency for platform staff, their
+    /// own for agency staff.
     pub agency_id: Option<Uuid>,
     #[param(minimum = 1, maximum = 100, default = 25)]
     pub limit: Option<i64>,
@@ -150,7 +155,7 @@ fn problems_to_errors(problems: Vec<(String, String)>) -> ApiError {
 /// List business calendars
 ///
 /// Newest first. Agency staff see their agency's and the platform's; platform staff see all,
-/// or one agency's with `agency_id`. Roles: agency and platform staff.
+/// or one agency's with `agency_id` (agency staff: their own). Roles: agency and platform staff.
 #[utoipa::path(
     tag = "sla",
     operation_id = "list_calendars",
@@ -159,7 +164,7 @@ fn problems_to_errors(problems: Vec<(String, String)>) -> ApiError {
     responses(
         (status = 200, description = "One page of calendars", body = Page<CalendarView>,
             headers(("Link" = String, description = "`<…>; rel=\"next\"` when another page follows"))),
-        (status = 403, description = "Agents and clients read no calendars; `agency_id` is for platform staff"),
+        (status = 403, description = "Agents and clients read no calendars; agency staff name no other agency in `agency_id`"),
     )
 )]
 #[get("/v1/calendars")]
@@ -371,7 +376,7 @@ pub struct CreatePolicy {
 /// List SLA policies
 ///
 /// Newest first. Agency staff see their agency's and the platform's; platform staff see all,
-/// or one agency's with `agency_id`. Roles: agency and platform staff.
+/// or one agency's with `agency_id` (agency staff: their own). Roles: agency and platform staff.
 #[utoipa::path(
     tag = "sla",
     operation_id = "list_sla_policies",
@@ -380,7 +385,7 @@ pub struct CreatePolicy {
     responses(
         (status = 200, description = "One page of policies", body = Page<PolicyView>,
             headers(("Link" = String, description = "`<…>; rel=\"next\"` when another page follows"))),
-        (status = 403, description = "Agents and clients read no policies; `agency_id` is for platform staff"),
+        (status = 403, description = "Agents and clients read no policies; agency staff name no other agency in `agency_id`"),
     )
 )]
 #[get("/v1/sla-policies")]

@@ -784,22 +784,29 @@ pub async fn update_event(
 /// Publish a storyline event
 ///
 /// Makes a draft visible to the client, with its files (publishing a published event changes
-/// nothing). Roles: agency.
+/// nothing). Honours `If-Match` on the event's version: a moderator publishes the text they
+/// reviewed. Roles: agency.
 #[utoipa::path(
     tag = "storyline",
     operation_id = "publish_storyline_event",
-    params(("id" = Uuid, Path, description = "Case id"), ("event_id" = Uuid, Path, description = "Event id")),
+    params(
+        ("id" = Uuid, Path, description = "Case id"),
+        ("event_id" = Uuid, Path, description = "Event id"),
+        IfMatch,
+    ),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Published", body = EventView, headers(("ETag" = String, description = "The new version"))),
         (status = 403, description = "Only the agency publishes"),
         (status = 404, description = "No such case or event, or not one the caller can see"),
         (status = 409, description = "The storyline is frozen (`wrong_state`)"),
+        (status = 412, description = "`If-Match` is stale"),
     )
 )]
 #[post("/v1/cases/{id}/storyline/{event_id}/publish")]
 pub async fn publish_event(
     req: HttpRequest,
+    if_match: IfMatch,
     state: web::Data<AppState>,
     token: Token,
     path: web::Path<(Uuid, Uuid)>,
@@ -810,6 +817,7 @@ pub async fn publish_event(
     let row = db::write(&state.pool, move |conn| {
         let Asked { viewer, actor, .. } = asking.resolve(conn)?;
         let current = moderated_event(conn, &viewer, &case_id, &event_id, false)?;
+        if_match.check(current.version)?;
         let published = EventStatus::Published.as_str();
         if current.status != published {
             let changes = EventChanges {
@@ -817,7 +825,7 @@ pub async fn publish_event(
                 ..EventChanges::default()
             };
             if !repo::storyline::update(conn, &event_id, current.version, &changes)? {
-                return Err(IfMatch::default().lost_race(current.version, "event"));
+                return Err(lost_event_race(conn, &case_id, &event_id, &if_match));
             }
             let change = Change::entity("storyline_event", &event_id, Some(&case_id), "publish")
                 .field("status", Some(current.status), Some(published.to_owned()));
@@ -836,22 +844,29 @@ pub async fn publish_event(
 
 /// Delete a storyline event
 ///
-/// Roles: agency. Frozen (409) once the case is completed.
+/// Honours `If-Match` on the event's version. Frozen (409) once the case is completed. Roles:
+/// agency.
 #[utoipa::path(
     tag = "storyline",
     operation_id = "delete_storyline_event",
-    params(("id" = Uuid, Path, description = "Case id"), ("event_id" = Uuid, Path, description = "Event id")),
+    params(
+        ("id" = Uuid, Path, description = "Case id"),
+        ("event_id" = Uuid, Path, description = "Event id"),
+        IfMatch,
+    ),
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
         (status = 403, description = "Only the agency deletes"),
         (status = 404, description = "No such case or event, or not one the caller can see"),
         (status = 409, description = "The storyline is frozen (`wrong_state`), or the system, the client or platform staff wrote the event (`recorded_event`)"),
+        (status = 412, description = "`If-Match` is stale"),
     )
 )]
 #[delete("/v1/cases/{id}/storyline/{event_id}")]
 pub async fn delete_event(
     req: HttpRequest,
+    if_match: IfMatch,
     state: web::Data<AppState>,
     token: Token,
     path: web::Path<(Uuid, Uuid)>,
@@ -862,10 +877,11 @@ pub async fn delete_event(
     db::write(&state.pool, move |conn| {
         let Asked { viewer, actor, .. } = asking.resolve(conn)?;
         let current = moderated_event(conn, &viewer, &case_id, &event_id, true)?;
-        // The title the audit row keeps is the one deleted: a change since the read is 409.
+        if_match.check(current.version)?;
+        // The title the audit row keeps is the one deleted: a change since the read is 409
+        // (412 with `If-Match`).
         if !repo::storyline::delete(conn, &event_id, current.version)? {
-            let unconditional = IfMatch::default();
-            return Err(lost_event_race(conn, &case_id, &event_id, &unconditional));
+            return Err(lost_event_race(conn, &case_id, &event_id, &if_match));
         }
         let change = Change::entity("storyline_event", &event_id, Some(&case_id), "delete").field(
             "title",

@@ -69,14 +69,14 @@ impl LoginThrottle {
         if trusted(&client) {
             let entries = forwarded_for.iter().rev().flat_map(|h| h.rsplit(','));
             for entry in entries {
-                match entry.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()) {
-                    Ok(ip) => {
+                match forwarded_ip(entry.trim()).map(|ip| ip.to_canonical()) {
+                    Some(ip) => {
                         client = ip;
                         if !trusted(&ip) {
                             break;
                         }
                     }
-                    Err(_) => break,
+                    None => break,
                 }
             }
         }
@@ -190,4 +190,13 @@ impl Drop for Attempt<'_> {
             self.settle(Outcome::Abandoned);
         }
     }
+}
+
+/// An `X-Forwarded-For` entry's address: some proxies write the port too (`203.0.113.5:4711`,
+/// `[2001:db8::1]:4711`). Read without it, those clients would all count as the proxy.
+fn forwarded_ip(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .or_else(|_| entry.parse::<std::net::SocketAddr>().map(|s| s.ip()))
+        .ok()
 }

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, web};
@@ -27,10 +28,16 @@ fn request_id(req: &ServiceRequest) -> String {
 }
 
 pub async fn observe(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
+    let method = method_label(req.method());
+    // HEAD is GET without the body (RFC 9110): the GET route answers it, and the connection,
+    // which read the method off the wire itself, sends the headers alone.
+    if req.method() == Method::HEAD {
+        req.head_mut().method = Method::GET;
+    }
     let id = request_id(&req);
     req.extensions_mut().insert(RequestId(id.clone()));
     let state = req.app_data::<web::Data<AppState>>().cloned();
@@ -43,6 +50,9 @@ pub async fn observe(
     };
     let path = res.request().path().to_owned();
     let mut res = as_problem(res, &path, &id);
+    if res.request().headers().contains_key(header::AUTHORIZATION) {
+        keep_private(res.headers_mut());
+    }
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID, value);
     }
@@ -51,7 +61,6 @@ pub async fn observe(
         .request()
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = method_label(res.request().method());
     let status = res.status().as_u16();
     let elapsed = started.elapsed().as_secs_f64();
     if let Some(state) = state {
@@ -61,10 +70,26 @@ pub async fn observe(
     Ok(res)
 }
 
+/// An answer to a caller's token is theirs alone: no shared cache keeps it, and a browser keeps
+/// it apart from another token's (`Vary`), so a second account in the same browser never gets
+/// the first one's card through a 304. Only an answer with an `ETag` is kept at all, to be
+/// revalidated at every use; the rest (files, lists, exports) are never stored. An answer that
+/// set its own rule (a token, a stream) keeps it.
+fn keep_private(headers: &mut header::HeaderMap) {
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        let rule = if headers.contains_key(header::ETAG) {
+            "private, no-cache"
+        } else {
+            "no-store"
+        };
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(rule));
+    }
+    headers.append(header::VARY, HeaderValue::from_static("authorization"));
+}
+
 /// The method as the metrics and the access log name it: a client may send any token as a
 /// method, and each one kept as a label would be a series for the process's life.
-fn method_label(method: &actix_web::http::Method) -> &'static str {
-    use actix_web::http::Method;
+fn method_label(method: &Method) -> &'static str {
     static KNOWN: [Method; 9] = [
         Method::GET,
         Method::HEAD,

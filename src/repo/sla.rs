@@ -63,7 +63,7 @@ pub struct ClockRow {
 /// Whose calendars and policies a caller reads: an agency's with the platform's, or all.
 #[derive(Debug, Clone)]
 pub enum OwnerScope {
-    /// Platform staff: everyone's, or one agency's with `Some`.
+    /// Everyone's (platform staff), or one agency's with `Some` (an agency's staff their own).
     All(Option<String>),
     /// Agency staff: their agency's and the platform's.
     AgencyAndPlatform(String),

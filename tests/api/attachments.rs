@@ -173,6 +173,32 @@ pub fn stored_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 }
 
 #[actix_web::test]
+async fn a_name_outside_ascii_is_downloaded_in_filename_star() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    // A name outside ASCII is sent in `filename*`, with an ASCII stand-in for older clients.
+    let res = upload(&app, &w.client.token, &case, "Ślad – foto.png", &png(100)).await;
+    let body = res.assert_status(201);
+    assert_eq!(body["file_name"], "Ślad – foto.png");
+    let polish = body["download_url"].as_str().unwrap().to_owned();
+    let res = app
+        .send(
+            TestRequest::get()
+                .uri(&polish)
+                .insert_header(("authorization", format!("Bearer {}", w.client.token))),
+        )
+        .await;
+    assert_eq!(res.status.as_u16(), 200);
+    assert_eq!(
+        res.header("content-disposition"),
+        Some(
+            "attachment; filename=\"_lad _ foto.png\"; filename*=UTF-8''%C5%9Alad%20%E2%80%93%20foto.png"
+        )
+    );
+}
+
+#[actix_web::test]
 async fn upload_download_list_and_delete_with_the_case_rules() {
     let app = spawn().await;
     let w = World::new(&app).await;
@@ -215,6 +241,10 @@ async fn upload_download_list_and_delete_with_the_case_rules() {
         Some("attachment; filename=\"Targa auto.png\"")
     );
     let etag = res.header("etag").unwrap().to_owned();
+    // Revalidated at every use, and never handed to another token's request by a browser.
+    assert_eq!(res.header("cache-control"), Some("private, no-cache"));
+    assert!(res.varies().contains(&"authorization".to_owned()));
+
     let (status, _, raw) = app.bytes(&download, &w.client.token).await;
     assert_eq!(status.as_u16(), 200);
     assert_eq!(raw, bytes, "the very bytes uploaded");

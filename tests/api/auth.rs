@@ -126,6 +126,10 @@ async fn the_address_counted_is_the_clients_behind_a_trusted_proxy_only() {
     )
     .await
     .assert_problem(429, "too_many_requests");
+    // A proxy that writes the port too: the same client, held back alike.
+    app.send(login("c@example.com", PASSWORD, "203.0.113.5:4711"))
+        .await
+        .assert_problem(429, "too_many_requests");
     // Another client behind the same proxy is not held back by the first one's failures.
     app.send(login("c@example.com", PASSWORD, "203.0.113.6, 127.0.0.1"))
         .await
@@ -143,6 +147,9 @@ async fn the_address_counted_is_the_clients_behind_a_trusted_proxy_only() {
         .assert_problem(401, "invalid_credentials");
     }
     app.send(login("c@example.com", PASSWORD, "2001:db8:1:2:ffff::9"))
+        .await
+        .assert_problem(429, "too_many_requests");
+    app.send(login("c@example.com", PASSWORD, "[2001:db8:1:2::7]:4711"))
         .await
         .assert_problem(429, "too_many_requests");
     app.send(login("c@example.com", PASSWORD, "2001:db8:1:3::1"))

@@ -891,7 +891,7 @@ async fn take_delegate_and_agents_follow_the_agency_rules() {
     )
     .await
     .assert_problem(403, "forbidden");
-    let version = |res: &crate::helpers::Response| res.header("etag").unwrap().to_owned();
+    let version = |res: &Response| res.header("etag").unwrap().to_owned();
     let before = version(&app.get(&p, &w.a_operator.token).await);
     // Names a database's collation orders otherwise than bytes do.
     for (agent, name) in [(&w.a_agent, "Conti"), (&w.a_agent2, "bianchi")] {
@@ -929,6 +929,18 @@ async fn take_delegate_and_agents_follow_the_agency_rules() {
     let res = app.get(&format!("{p}/agents"), &w.a_agent2.token).await;
     let listed = res.assert_status(200)["agents"].clone();
     assert_eq!(listed.as_array().unwrap().len(), 2);
+    // The list carries the case's version, the tag `PUT` takes in `If-Match`.
+    assert_eq!(res.header("etag"), Some(after.as_str()));
+    let revalidated = app
+        .call(
+            "GET",
+            &format!("{p}/agents"),
+            &w.a_agent2.token,
+            None,
+            &[("if-none-match", after.as_str())],
+        )
+        .await;
+    assert_eq!(revalidated.status.as_u16(), 304);
     // The card reads its agents inside its own statement: the same people, names and order.
     let card = app.get(&p, &w.client.token).await;
     assert_eq!(card.assert_status(200)["agents"], listed);
@@ -1159,15 +1171,6 @@ async fn labels_come_in_four_languages() {
     }
 }
 
-/// Every `Vary` value of a response, lower-cased.
-fn varies(res: &Response) -> Vec<String> {
-    res.headers
-        .get_all("vary")
-        .flat_map(|v| v.to_str().unwrap().split(','))
-        .map(|v| v.trim().to_ascii_lowercase())
-        .collect()
-}
-
 #[actix_web::test]
 async fn localized_answers_vary_by_accept_language_and_others_do_not() {
     let app = spawn().await;
@@ -1178,9 +1181,9 @@ async fn localized_answers_vary_by_accept_language_and_others_do_not() {
     let card = app.get(&card_path, &w.client.token).await;
     card.assert_status(200);
     assert!(
-        varies(&card).contains(&language),
+        card.varies().contains(&language),
         "card: {:?}",
-        varies(&card)
+        card.varies()
     );
     // The 304 names what the 200 would have varied by (RFC 9110 15.4.5).
     let tag = card.header("etag").unwrap().to_owned();
@@ -1194,14 +1197,28 @@ async fn localized_answers_vary_by_accept_language_and_others_do_not() {
         )
         .await;
     assert_eq!(unchanged.status.as_u16(), 304);
-    assert!(varies(&unchanged).contains(&language));
+    assert!(unchanged.varies().contains(&language));
+    // An answer to a token is that token's: kept only to be revalidated, and apart from
+    // another token's; one without an `ETag` is not kept at all.
+    let authorization = "authorization".to_owned();
+    for res in [&card, &unchanged] {
+        assert_eq!(res.header("cache-control"), Some("private, no-cache"));
+        assert!(res.varies().contains(&authorization));
+    }
+    let anonymous = app
+        .send(actix_web::test::TestRequest::get().uri("/health/live"))
+        .await;
+    assert_eq!(anonymous.header("cache-control"), None);
+    assert!(!anonymous.varies().contains(&authorization));
     for path in ["/v1/cases?status=in_approval", "/v1/workflow"] {
         let res = app.get(path, &w.client.token).await;
         res.assert_status(200);
+        assert_eq!(res.header("cache-control"), Some("no-store"), "{path}");
+        assert!(res.varies().contains(&authorization), "{path}");
         assert!(
-            varies(&res).contains(&language),
+            res.varies().contains(&language),
             "{path}: {:?}",
-            varies(&res)
+            res.varies()
         );
     }
     // A versioned resource without labels keeps one representation.
@@ -1210,9 +1227,9 @@ async fn localized_answers_vary_by_accept_language_and_others_do_not() {
         .await;
     service.assert_status(200);
     assert!(
-        !varies(&service).contains(&language),
+        !service.varies().contains(&language),
         "{:?}",
-        varies(&service)
+        service.varies()
     );
 }
 

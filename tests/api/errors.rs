@@ -283,6 +283,7 @@ async fn allowed_origins_may_call_and_read_the_headers_others_may_not() {
         "retry-after",
         "x-request-id",
         "idempotent-replayed",
+        "content-disposition",
     ] {
         assert!(exposed.contains(name), "{exposed}");
     }

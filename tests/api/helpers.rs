@@ -119,6 +119,15 @@ impl Response {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
+    /// Every `Vary` value, lower-cased.
+    pub fn varies(&self) -> Vec<String> {
+        self.headers
+            .get_all("vary")
+            .flat_map(|v| v.to_str().unwrap().split(','))
+            .map(|v| v.trim().to_ascii_lowercase())
+            .collect()
+    }
+
     /// Asserts a problem document with this status and code, and returns its body.
     pub fn assert_problem(&self, status: u16, code: &str) -> &Value {
         assert_eq!(

@@ -30,11 +30,30 @@ async fn health_and_metrics() {
             .await;
         res.assert_problem(405, "method_not_allowed");
     }
+    // HEAD is answered by the GET route, and counted as HEAD.
+    let head = actix_web::http::Method::HEAD;
+    let res = app
+        .send(
+            TestRequest::default()
+                .method(head.clone())
+                .uri("/health/ready"),
+        )
+        .await;
+    res.assert_status(200);
+    app.send(TestRequest::default().method(head).uri("/v1/cases"))
+        .await
+        .assert_problem(401, "missing_token");
     let metrics = app.send(TestRequest::get().uri("/metrics")).await;
     let text = metrics.body.as_str().unwrap();
     assert!(
         text.contains(
             r#"dossier_http_requests_total{method="GET",route="/health/ready",status="200"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"dossier_http_requests_total{method="HEAD",route="/health/ready",status="200"} 1"#
         ),
         "{text}"
     );
@@ -167,6 +186,16 @@ fn the_binary_starts_on_an_empty_folder_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    // HEAD: the GET route's status and headers, and no body on the wire.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(b"HEAD /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut head = String::new();
+    stream.read_to_string(&mut head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("content-type: application/json"), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "headers alone: {head:?}");
     assert!(
         dir.path().join("data/dossier.db").exists(),
         "the default SQLite file is created"

@@ -145,6 +145,18 @@ async fn the_agency_defines_the_client_fills_and_the_decision_locks() {
     let unchanged = app.get(&p, &w.client.token).await;
     assert_eq!(unchanged.assert_status(200)["fields"][0]["key"], "subject");
     assert_eq!(unchanged.body["fields"][0]["value"], Value::Null);
+    // The form carries the case's version, the tag its writes take in `If-Match`.
+    assert_eq!(unchanged.header("etag"), card.header("etag"));
+    let revalidated = app
+        .call(
+            "GET",
+            &p,
+            &w.client.token,
+            None,
+            &[("if-none-match", "\"2\"")],
+        )
+        .await;
+    assert_eq!(revalidated.status.as_u16(), 304);
     // Accept is still refused: two required fields are empty.
     let res = act(&app, &w.a_operator.token, &case, "accept").await;
     assert_eq!(

@@ -183,6 +183,11 @@ async fn calendars_and_policies_are_managed_by_admins_and_read_by_staff() {
     let of_a = format!("/v1/calendars?agency_id={}", w.agency_a);
     let seen = app.get(&of_a, &w.platform_staff.token).await;
     assert_eq!(ids(seen.assert_status(200)), [id(&calendar)]);
+    // The creation's `Location` answers its creator: their agency's alone.
+    for token in [&w.a_admin.token, &w.a_operator.token] {
+        let seen = app.get(&of_a, token).await;
+        assert_eq!(ids(seen.assert_status(200)), [id(&calendar)]);
+    }
     app.get(&of_a, &w.b_admin.token)
         .await
         .assert_problem(403, "forbidden");

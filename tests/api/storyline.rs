@@ -130,8 +130,32 @@ async fn agents_draft_the_agency_moderates_the_client_reads_what_is_published() 
     app.patch(&ep, &w.a_operator.token, json!({"latitude": null}))
         .await
         .assert_problem(422, "validation_failed");
+    // Publishing honours `If-Match` too: the version reviewed before that edit is stale, and
+    // nothing is published or audited.
+    let publish = format!("{ep}/publish");
+    let audited = app.count("SELECT COUNT(*) AS n FROM audit_log");
+    app.call(
+        "POST",
+        &publish,
+        &w.a_operator.token,
+        None,
+        &[("if-match", "\"1\"")],
+    )
+    .await
+    .assert_problem(412, "precondition_failed");
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM audit_log"), audited);
+    assert_eq!(
+        titles(app.get(&p, &w.client.token).await.assert_status(200)).len(),
+        2
+    );
     let res = app
-        .post(&format!("{ep}/publish"), &w.a_operator.token, json!({}))
+        .call(
+            "POST",
+            &publish,
+            &w.a_operator.token,
+            None,
+            &[("if-match", "\"2\"")],
+        )
         .await;
     assert_eq!(res.assert_status(200)["status"], "published");
     let seen = app.get(&p, &w.client.token).await;
@@ -165,13 +189,29 @@ async fn agents_draft_the_agency_moderates_the_client_reads_what_is_published() 
         )
         .await;
     let extra_id = id(extra.assert_status(201));
+    let extra = format!("{p}/{extra_id}");
+    app.call(
+        "DELETE",
+        &extra,
+        &w.a_operator.token,
+        None,
+        &[("if-match", "\"2\"")],
+    )
+    .await
+    .assert_problem(412, "precondition_failed");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM storyline_events WHERE id = '{extra_id}'"
+        )),
+        1
+    );
     let res = app
         .call(
             "DELETE",
-            &format!("{p}/{extra_id}"),
+            &extra,
             &w.a_operator.token,
             None,
-            &[],
+            &[("if-match", "\"1\"")],
         )
         .await;
     assert_eq!(res.status.as_u16(), 204);
