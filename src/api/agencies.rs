@@ -6,7 +6,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use validator::Validate;
 
-use crate::api::{nullable, timestamp};
+use crate::api::{Asked, Asking, nullable, timestamp};
 use crate::app::AppState;
 use crate::auth::{AuthUser, Token};
 use crate::db::{self, DbConnection};
@@ -17,6 +17,7 @@ use crate::http::extract::{
 use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
 use crate::repo;
 use crate::repo::agencies::{AgencyChanges, AgencyRow};
+use crate::repo::audit::Change;
 
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
@@ -165,10 +166,11 @@ pub async fn create_agency(
     key: IdempotencyKey,
     body: ValidJson<CreateAgency>,
 ) -> Result<HttpResponse, ApiError> {
+    let asking = Asking::new(token, &req);
     idempotency::create(&state, &req, key, body.0, move |conn| {
-        let caller = token.user(conn)?;
+        let Asked { caller, actor, .. } = asking.resolve(conn)?;
         require_platform(&caller)?;
-        let create = |conn: &mut DbConnection, input: CreateAgency| {
+        let create = move |conn: &mut DbConnection, input: CreateAgency| {
             let now = db::now();
             let row = AgencyRow {
                 id: repo::new_id(),
@@ -180,6 +182,7 @@ pub async fn create_agency(
                 updated_at: now,
             };
             repo::agencies::insert(conn, &row)?;
+            repo::audit::append(conn, &actor, agency_changes("create", None, &row))?;
             Ok(Created {
                 location: Some(format!("/v1/agencies/{}", row.id)),
                 version: Some(row.version),
@@ -261,6 +264,7 @@ pub async fn get_agency(
 )]
 #[patch("/v1/agencies/{id}")]
 pub async fn update_agency(
+    req: HttpRequest,
     if_match: IfMatch,
     state: web::Data<AppState>,
     token: Token,
@@ -269,8 +273,10 @@ pub async fn update_agency(
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner().to_string();
     let input = body.0;
+    let asking = Asking::new(token, &req);
     let row = db::write(&state.pool, move |conn| {
-        require_platform(&token.user(conn)?)?;
+        let Asked { caller, actor, .. } = asking.resolve(conn)?;
+        require_platform(&caller)?;
         let current = repo::agencies::find(conn, &id)?.ok_or_else(agency_not_found)?;
         if_match.check(current.version)?;
         let changes = AgencyChanges {
@@ -296,10 +302,30 @@ pub async fn update_agency(
             let why = crate::webhooks::AGENCY_DEACTIVATED;
             repo::webhooks::end_pending_of_agency(conn, &id, why)?;
         }
-        repo::agencies::find(conn, &id)?.ok_or_else(agency_not_found)
+        let after = repo::agencies::find(conn, &id)?.ok_or_else(agency_not_found)?;
+        repo::audit::append(
+            conn,
+            &actor,
+            agency_changes("update", Some(&current), &after),
+        )?;
+        Ok(after)
     })
     .await?;
     Ok(HttpResponse::Ok()
         .insert_header(("ETag", etag(row.version)))
         .json(AgencyView::from(row)))
+}
+
+/// The audit rows of an agency going from `before` (none: just created) to `after`, one per
+/// field that moved; platform admins and the agency's admins read them.
+fn agency_changes(action: &str, before: Option<&AgencyRow>, after: &AgencyRow) -> Vec<Change> {
+    let fields = |a: &AgencyRow| {
+        [
+            ("name", Some(a.name.clone())),
+            ("contact_email", a.contact_email.clone()),
+            ("active", Some(a.active.to_string())),
+        ]
+    };
+    let change = Change::outside_cases("agency", &after.id, Some(&after.id), action);
+    change.moved(before.map(fields), fields(after))
 }

@@ -43,7 +43,7 @@ pub struct AuditEntry {
     pub id: String,
     /// Position in the chain, from 1.
     pub seq: i64,
-    /// `case`, `case_agents`, `service`, …
+    /// `case`, `case_agents`, `service`, `user`, `agency`, …
     pub entity: String,
     pub entity_id: String,
     pub case_id: Option<String>,

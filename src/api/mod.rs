@@ -187,6 +187,15 @@ impl Asking {
     }
 }
 
+/// Who `caller`, authenticated before the request's transaction, is in the audit trail.
+pub fn actor_of(caller: &AuthUser, req: &HttpRequest) -> Actor {
+    Actor {
+        user_id: caller.id.clone(),
+        role: caller.role,
+        request_id: request_id(req),
+    }
+}
+
 /// What [`Asking::resolve`] found: the caller's row, and the two views of it writes need.
 pub struct Asked {
     pub caller: AuthUser,

@@ -7,7 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use validator::Validate;
 
-use crate::api::{nullable, timestamp};
+use crate::api::{actor_of, nullable, timestamp};
 use crate::app::AppState;
 use crate::auth::{AuthUser, Token, password};
 use crate::db::{self, DbConnection};
@@ -18,6 +18,7 @@ use crate::http::extract::{
 };
 use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
 use crate::repo;
+use crate::repo::audit::Change;
 use crate::repo::users::{UserChanges, UserFilter, UserRow, UserScope};
 
 /// A client's identity, shown to platform staff and the agencies working their cases.
@@ -446,6 +447,7 @@ pub async fn create_user(
     body: ValidJson<CreateUser>,
 ) -> Result<HttpResponse, ApiError> {
     scope_of(&caller)?;
+    let actor = actor_of(&caller, &req);
     let mut input = body.0;
     let hash = hash_password(input.password.clone()).await?;
     // Nothing reads the password past its hash: the body goes on with the password's keyed
@@ -459,6 +461,7 @@ pub async fn create_user(
         let create = move |conn: &mut DbConnection, input: CreateUser| {
             let user = check_new_user(conn, Some(&caller), &input, hash)?;
             repo::users::insert(conn, &user)?;
+            repo::audit::append(conn, &actor, user_changes("create", None, &user))?;
             let row = repo::users::find(conn, &UserScope::All, &user.id)?
                 .ok_or_else(|| ApiError::internal("inserted user vanished"))?;
             Ok(Created {
@@ -509,6 +512,40 @@ pub async fn get_user(
         version,
         &UserView::new(row, show_identity, state.settings.operator_capacity),
     ))
+}
+
+/// A user's fields the audit trail records with their values.
+fn shown_fields(user: &UserRow) -> [(&'static str, Option<String>); 7] {
+    [
+        ("role", Some(user.role.clone())),
+        ("email", Some(user.email.clone())),
+        ("name", Some(user.name.clone())),
+        ("admin", Some(user.is_admin.to_string())),
+        ("locale", Some(user.locale.clone())),
+        ("active", Some(user.active.to_string())),
+        ("capacity", user.capacity.map(|c| c.to_string())),
+    ]
+}
+
+/// A user's fields the audit trail names without their values: the password and the client's
+/// identity stay out of a log that is kept forever and read by admins.
+fn named_fields(user: &UserRow) -> [(&'static str, Option<String>); 4] {
+    [
+        ("password", Some(user.password_hash.clone())),
+        ("id_document_type", user.id_document_type.clone()),
+        ("id_document_number", user.id_document_number.clone()),
+        ("account_number", user.account_number.clone()),
+    ]
+}
+
+/// The audit rows of a user going from `before` (none: just created) to `after`, one per field
+/// that moved; its agency's admins read them (a client's or platform user's: platform admins).
+fn user_changes(action: &str, before: Option<&UserRow>, after: &UserRow) -> Vec<Change> {
+    let change = Change::outside_cases("user", &after.id, after.agency_id.as_deref(), action);
+    let mut rows = change.moved(before.map(shown_fields), shown_fields(after));
+    let named = change.moved(before.map(named_fields), named_fields(after));
+    rows.extend(named.into_iter().map(Change::without_values));
+    rows
 }
 
 /// The caller was read before the request's password hash, outside this write: they must still
@@ -566,6 +603,7 @@ fn still_as_authenticated(
 )]
 #[patch("/v1/users/{id}")]
 pub async fn update_user(
+    req: HttpRequest,
     if_match: IfMatch,
     state: web::Data<AppState>,
     caller: AuthUser,
@@ -610,6 +648,7 @@ pub async fn update_user(
     let show_identity = caller.is_platform();
     let capacity = state.settings.operator_capacity;
     let notifier = state.notifier.clone();
+    let actor = actor_of(&caller, &req);
     let row = db::write(&state.pool, move |conn| {
         still_as_authenticated(conn, &caller, &[&id])?;
         let current = repo::users::find(conn, &scope, &id)?.ok_or_else(user_not_found)?;
@@ -660,13 +699,15 @@ pub async fn update_user(
         if !repo::users::update(conn, &id, current.version, &changes)? {
             return Err(if_match.lost_race(current.version, "user"));
         }
+        let after = repo::users::find(conn, &UserScope::All, &id)?.ok_or_else(user_not_found)?;
+        repo::audit::append(conn, &actor, user_changes("update", Some(&current), &after))?;
         if logs_out {
             crate::api::auth::end_every_session(conn, &id)?;
         }
         if let Some(agency) = queue.filter(|_| raised) {
             crate::rules::serve_queue(conn, &notifier, agency, capacity, "capacity_changed")?;
         }
-        repo::users::find(conn, &UserScope::All, &id)?.ok_or_else(user_not_found)
+        Ok(after)
     })
     .await?;
     Ok(HttpResponse::Ok()

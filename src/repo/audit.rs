@@ -179,6 +179,30 @@ impl Change {
             .collect()
     }
 
+    /// One row per field whose value moved from `before` (none: the entity was just created)
+    /// to `after`, which name the same fields in the same order.
+    pub fn moved<const N: usize>(
+        &self,
+        before: Option<[(&'static str, Option<String>); N]>,
+        after: [(&'static str, Option<String>); N],
+    ) -> Vec<Change> {
+        let old = |i: usize| before.as_ref().and_then(|b| b[i].1.clone());
+        let values = after
+            .into_iter()
+            .enumerate()
+            .map(|(i, (field, new))| (field, old(i), Some(new)));
+        self.sent_fields(values.collect())
+    }
+
+    /// The row without its values: the field changed, and the log keeps no more of it.
+    pub fn without_values(self) -> Change {
+        Change {
+            old: None,
+            new: None,
+            ..self
+        }
+    }
+
     pub fn field(
         mut self,
         field: impl Into<String>,

@@ -44,10 +44,11 @@ async fn admins_read_their_scope_of_the_log_filtered_and_paged() {
     let (every, _) = seqs(res.assert_status(200));
     assert_eq!(every.len(), count(""));
     assert!(every.windows(2).all(|p| p[0] > p[1]), "{every:?}");
-    // Agency A's admin: its cases' rows and its service's, nothing of B's.
+    // Agency A's admin: its cases' rows, its service's and its own, nothing of B's.
     let a_rows = count(&format!(
         "WHERE case_id IN (SELECT id FROM cases WHERE agency_id = '{a}') \
-         OR (entity = 'service' AND entity_id IN (SELECT id FROM services WHERE agency_id = '{a}'))",
+         OR (entity = 'service' AND entity_id IN (SELECT id FROM services WHERE agency_id = '{a}')) \
+         OR (entity = 'agency' AND entity_id = '{a}')",
         a = w.agency_a
     ));
     let res = app.get("/v1/audit?limit=100", &w.a_admin.token).await;
@@ -58,7 +59,9 @@ async fn admins_read_their_scope_of_the_log_filtered_and_paged() {
             .as_array()
             .unwrap()
             .iter()
-            .all(|r| r["case_id"] == a_case.as_str() || r["entity_id"] == w.service_a.as_str()),
+            .all(|r| [&a_case, &w.service_a, &w.agency_a]
+                .iter()
+                .any(|ours| r["case_id"] == ours.as_str() || r["entity_id"] == ours.as_str())),
         "{body}"
     );
     assert!(
@@ -283,7 +286,8 @@ async fn the_log_exports_as_csv_whole_and_quoted() {
         app.count(&format!(
             "SELECT COUNT(*) AS n FROM audit_log \
              WHERE case_id IN (SELECT id FROM cases WHERE agency_id = '{b}') \
-             OR (entity = 'service' AND entity_id IN (SELECT id FROM services WHERE agency_id = '{b}'))",
+             OR (entity = 'service' AND entity_id IN (SELECT id FROM services WHERE agency_id = '{b}')) \
+             OR (entity = 'agency' AND entity_id = '{b}')",
             b = w.agency_b
         )) as usize
     );

@@ -2,7 +2,7 @@ use actix_web::test::TestRequest;
 use serde_json::json;
 
 use crate::helpers::spawn;
-use crate::world::World;
+use crate::world::{World, id};
 
 #[actix_web::test]
 async fn platform_creates_users_of_every_role_with_the_rules_checked() {
@@ -290,6 +290,134 @@ async fn lists_paginate_with_cursor_and_link() {
     app.get("/v1/users?limit=101", &admin)
         .await
         .assert_problem(400, "invalid_query");
+}
+
+/// Users and agencies are audited like everything else: each field that moved, by whom; the
+/// password and a client's identity only named. Their agency's admins read them, no one else's.
+#[actix_web::test]
+async fn user_and_agency_changes_are_audited_without_secrets() {
+    let app = spawn().await;
+    let admin = app.admin().await;
+    let rossi = app.agency(&admin, "Rossi").await;
+    let garcia = app.agency(&admin, "Garcia").await;
+    app.create_user("boss@rossi.example", "agency", Some(&rossi), true);
+    app.create_user("boss@garcia.example", "agency", Some(&garcia), true);
+    let boss = app.token("boss@rossi.example").await;
+    let other_boss = app.token("boss@garcia.example").await;
+    let client = app.create_user("c@example.com", "client", None, false);
+    let rows = |entity_id: &str| {
+        app.texts(&format!(
+            "SELECT action || ' ' || COALESCE(field, '-') || ' ' || COALESCE(old_value, '-') || ' ' \
+             || COALESCE(new_value, '-') || ' ' || COALESCE(agency_id, '-') AS t FROM audit_log \
+             WHERE entity_id = '{entity_id}' ORDER BY seq"
+        ))
+        .into_iter()
+        .map(Option::unwrap)
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        rows(&rossi),
+        [
+            format!("create name - Rossi {rossi}"),
+            format!("create active - true {rossi}")
+        ]
+    );
+
+    let res = app.post("/v1/users", &boss, json!({"email": "agent@rossi.example", "name": "Agent", "password": "long enough pass", "role": "agent"})).await;
+    let agent = id(res.assert_status(201));
+    let tag = res.header("etag").unwrap().to_owned();
+    // A stale tag changes nothing, and audits nothing.
+    app.call(
+        "PATCH",
+        &format!("/v1/users/{agent}"),
+        &boss,
+        Some(json!({"name": "Nobody"})),
+        &[("if-match", "\"9\"")],
+    )
+    .await
+    .assert_problem(412, "precondition_failed");
+    let res = app
+        .call(
+            "PATCH",
+            &format!("/v1/users/{agent}"),
+            &boss,
+            Some(json!({"name": "Agent Smith", "password": "another long passphrase", "locale": "it"})),
+            &[("if-match", &tag)],
+        )
+        .await;
+    res.assert_status(200);
+    assert_eq!(
+        rows(&agent),
+        [
+            format!("create role - agent {rossi}"),
+            format!("create email - agent@rossi.example {rossi}"),
+            format!("create name - Agent {rossi}"),
+            format!("create admin - false {rossi}"),
+            format!("create locale - en {rossi}"),
+            format!("create active - true {rossi}"),
+            format!("create password - - {rossi}"),
+            format!("update name Agent Agent Smith {rossi}"),
+            format!("update locale en it {rossi}"),
+            format!("update password - - {rossi}"),
+        ]
+    );
+    let actors = app.texts(&format!(
+        "SELECT DISTINCT actor_role AS t FROM audit_log WHERE entity_id = '{agent}'"
+    ));
+    assert_eq!(actors, [Some("agency".to_owned())]);
+
+    // A client's identity: named, not kept; platform admins alone read it.
+    app.patch(
+        &format!("/v1/users/{client}"),
+        &admin,
+        json!({"id_document_number": "AB123456", "name": "Carla"}),
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(
+        rows(&client),
+        ["update name c Carla -", "update id_document_number - - -"]
+    );
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE old_value LIKE '%argon2%' \
+                   OR new_value LIKE '%argon2%' OR new_value = 'AB123456'"
+        ),
+        0
+    );
+
+    // The agency's admin reads its people's trail; another agency's admin does not.
+    let trail = |token: &str, entity_id: &str| {
+        let token = token.to_owned();
+        let path = format!("/v1/audit?entity_id={entity_id}");
+        let app = &app;
+        async move {
+            app.get(&path, &token).await.assert_status(200)["items"]
+                .as_array()
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(trail(&boss, &agent).await, 10);
+    assert_eq!(trail(&other_boss, &agent).await, 0);
+    assert_eq!(trail(&boss, &client).await, 0);
+    assert_eq!(trail(&admin, &client).await, 2);
+
+    // Deactivating an agency is on its record.
+    app.patch(
+        &format!("/v1/agencies/{garcia}"),
+        &admin,
+        json!({"active": false, "contact_email": "info@garcia.example"}),
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(
+        rows(&garcia)[2..],
+        [
+            format!("update contact_email - info@garcia.example {garcia}"),
+            format!("update active true false {garcia}"),
+        ]
+    );
 }
 
 #[actix_web::test]
