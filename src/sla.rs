@@ -1,6 +1,7 @@
 //! SLA clocks (DESIGN.md "SLA"). A case has up to three clocks, started by its service's policy,
 //! else its agency's default, else the platform's, for the case's priority:
-//! - `first_response`: from `in_approval` to the agency's first message to the client;
+//! - `first_response`: from `in_approval` to the agency's first message to the client, or to
+//!   the case's end (completed, rejected, cancelled, closed) if none came;
 //! - `decision`: from `in_approval` to `accept` or `reject`;
 //! - `resolution`: from `in_progress` to `completed`, paused while `suspended` or while a
 //!   request to the client is open, running again on `resume` and `reopen`.
@@ -346,8 +347,10 @@ impl Subject<'_> {
         use CaseStatus as S;
         use TicketStatus as T;
         match (self, clock) {
+            // The work handed in answers the client too: a completed case owes no first
+            // answer (and its clock, once stopped, stays so through a reopening).
             (Subject::Case(_, status), Clock::FirstResponse) => match status {
-                S::Rejected | S::Cancelled | S::Closed => ClockState::Stopped,
+                S::Completed | S::Rejected | S::Cancelled | S::Closed => ClockState::Stopped,
                 _ => ClockState::Running,
             },
             (Subject::Case(_, status), Clock::Decision) => match status {
@@ -409,8 +412,7 @@ pub enum Starts {
     /// up for the clocks the status calls for.
     Clocks,
     /// Any other write: only a case that has clocks already gets the others its status calls
-    /// for (its resolution clock on `resume` after a suspension before work started), so a
-    /// case without a policy costs one search of its clocks and no policy lookup.
+    /// for, so a case without a policy costs one search of its clocks and no policy lookup.
     OnlyMore,
 }
 
@@ -638,7 +640,8 @@ fn sync_at(
 }
 
 /// The policy new clocks start under. A case's: the one its first clocks started under, else
-/// the one its service names, else the agency's default, else the platform's. A ticket's (both
+/// the one its service named when it was bought, else the agency's default, else the
+/// platform's. A ticket's (both
 /// start at once): the platform's default.
 fn policy_of(
     conn: &mut DbConnection,
@@ -651,7 +654,7 @@ fn policy_of(
     };
     let named = match stored.first() {
         Some(clock) => Some(clock.policy_id.clone()),
-        None => repo::sla::service_policy(conn, &case.service_id)?,
+        None => case.sla_policy_id.clone(),
     };
     if let Some(id) = named
         && let Some(found) = repo::sla::usable_policy(conn, &case.agency_id, &id)?

@@ -59,8 +59,9 @@ code_enum! {
         AskForRating = "ask_for_rating",
         /// The SLA clocks the new status calls for start, under the agency's default policy
         /// (else the platform's): `first_response` and `decision` on payment, `resolution` when
-        /// work starts. The clocks of a case that has some follow every later move (paused,
-        /// resumed, stopped: `GET /v1/cases/{id}/sla`).
+        /// work starts, resumes or is reopened (a case that had no policy then gets one
+        /// whichever way it reached `in_progress`). The clocks of a case that has some follow
+        /// every later move (paused, resumed, stopped: `GET /v1/cases/{id}/sla`).
         StartSlaClocks = "start_sla_clocks",
     }
 }
@@ -168,7 +169,7 @@ pub const RULES: &[Rule] = &[
         to: S::InProgress,
         roles: &[R::Agency],
         requires: &[],
-        effects: &[],
+        effects: &[E::StartSlaClocks],
     },
     Rule {
         action: A::Complete,
@@ -205,7 +206,12 @@ pub const RULES: &[Rule] = &[
         to: S::InProgress,
         roles: &[R::Agency, R::Platform],
         requires: &[I::Reason],
-        effects: &[E::ClearDisputed, E::ClearResolution, E::StorylineEntry],
+        effects: &[
+            E::ClearDisputed,
+            E::ClearResolution,
+            E::StorylineEntry,
+            E::StartSlaClocks,
+        ],
     },
     Rule {
         action: A::Cancel,

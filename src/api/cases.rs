@@ -650,6 +650,7 @@ pub async fn create_case(
                 sla_state: None,
                 sla_due_at: None,
                 tags: "[]".into(),
+                sla_policy_id: service.sla_policy_id.clone(),
             };
             repo::cases::insert(conn, &row)?;
             let fields = field_rows(&row.id, template_of(&service));
@@ -837,8 +838,8 @@ pub async fn list_cases(
             client_id: query.client_id.map(|id| id.to_string()),
             agency_id: query.agency_id.map(|id| id.to_string()),
             service_id: query.service_id.map(|id| id.to_string()),
-            created_from: query.created_from.map(|t| t.naive_utc()),
-            created_to: query.created_to.map(|t| t.naive_utc()),
+            created_from: query.created_from.map(db::time_bound),
+            created_to: query.created_to.map(db::time_bound),
             q: query.q.map(|q| q.trim().to_owned()),
             tags,
         };

@@ -542,3 +542,15 @@ pub fn stored_time(at: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDateTime {
     use chrono::SubsecRound;
     at.naive_utc().trunc_subsecs(6)
 }
+
+/// A range filter's bound at the precision both engines store, rounded up to the microsecond:
+/// a stored time is before `at` exactly when it is before this, so `from` (inclusive) and `to`
+/// (exclusive) keep the same rows on both engines whatever digits the caller sent.
+pub fn time_bound(at: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDateTime {
+    let stored = stored_time(at);
+    if stored == at.naive_utc() {
+        stored
+    } else {
+        stored + chrono::Duration::microseconds(1)
+    }
+}

@@ -100,6 +100,7 @@ diesel::table! {
         sla_due_at -> Nullable<Timestamp>,
         sla_next_at -> Nullable<Timestamp>,
         tags -> Text,
+        sla_policy_id -> Nullable<Text>,
     }
 }
 

@@ -50,6 +50,8 @@ pub struct CaseRow {
     pub sla_due_at: Option<NaiveDateTime>,
     /// JSON array of the agency's labels (`triggers::tags_of`).
     pub tags: String,
+    /// The SLA policy its service named when it was bought (`sla::policy_of`).
+    pub sla_policy_id: Option<String>,
 }
 
 impl CaseRow {

@@ -234,17 +234,6 @@ pub fn usable_policy(
         .optional()
 }
 
-/// The SLA policy a service names, if any.
-pub fn service_policy(conn: &mut DbConnection, service_id: &str) -> QueryResult<Option<String>> {
-    use crate::db::schema::services;
-    services::table
-        .find(service_id.to_owned())
-        .select(services::sla_policy_id)
-        .first::<Option<String>>(conn)
-        .optional()
-        .map(Option::flatten)
-}
-
 /// The policies of these ids.
 pub fn policies_by_id(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<PolicyRow>> {
     sla_policies::table

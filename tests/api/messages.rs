@@ -367,6 +367,22 @@ async fn unread_counts_read_marks_filters_and_paging_both_ways() {
         )
         .is_empty()
     );
+    // Bounds finer than the microseconds stored keep the same rows on both engines: a time
+    // is before `to` (and not from `from` on) exactly as written.
+    app.sql(&format!(
+        "UPDATE messages SET created_at = '2001-02-03 04:05:06.123456' WHERE id = '{}'",
+        ids[0]
+    ));
+    let within = |from: &str, to: &str| {
+        let path = format!("{p}?from=2001-02-03T04:05:{from}Z&to=2001-02-03T04:05:{to}Z");
+        let app = &app;
+        let token = w.a_operator.token.clone();
+        async move { bodies(app.get(&path, &token).await.assert_status(200)).len() }
+    };
+    assert_eq!(within("06.123456", "06.1234561").await, 1);
+    assert_eq!(within("06", "06.1234565").await, 1);
+    assert_eq!(within("06.1234561", "07").await, 0);
+    assert_eq!(within("06", "06.123456").await, 0);
     assert_eq!(
         bodies(
             app.get(

@@ -914,6 +914,9 @@ async fn a_service_names_the_policy_its_cases_follow() {
     assert_eq!(read["clocks"]["first_response"]["target_seconds"], 900);
     assert_eq!(read["clocks"]["resolution"]["target_seconds"], 18_000);
     assert_eq!(read["clocks"]["resolution"]["policy_id"], premium["id"]);
+    // A bank transfer bought now starts its clocks when paid, under the policy it was bought
+    // under, whatever the service names by then.
+    let by_transfer = id(&buy(&app, &w.client.token, &w.service_a, "bank_transfer").await);
     // Back to the default for cases bought from now on.
     let res = app
         .patch(&service, &w.a_admin.token, json!({"sla_policy_id": null}))
@@ -922,6 +925,58 @@ async fn a_service_names_the_policy_its_cases_follow() {
     let later = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
     let read = clocks(&app, &w.a_operator.token, &later).await;
     assert_eq!(read["clocks"]["first_response"]["target_seconds"], 3600);
+    act(&app, &w.platform.token, &by_transfer, "confirm_payment")
+        .await
+        .assert_status(200);
+    let read = clocks(&app, &w.a_operator.token, &by_transfer).await;
+    assert_eq!(read["clocks"]["first_response"]["target_seconds"], 900);
+    assert_eq!(read["clocks"]["decision"]["policy_id"], premium["id"]);
+}
+
+/// The clocks are a function of the case: the work handed in answers the client (no first
+/// response is owed by a completed case), and a case reaching `in_progress` by `resume` gets
+/// the resolution clock `start` would have given it.
+#[actix_web::test]
+async fn completion_ends_the_first_response_and_resuming_starts_the_resolution() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    // Paid while no policy existed: no clocks.
+    let resumed = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    policy(
+        &app,
+        &w.a_admin.token,
+        json!({"name": "Standard", "targets": targets(60, 240, 2880)}),
+    )
+    .await;
+    // Worked and completed without a message to the client.
+    let unanswered = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    start_case(&app, &w, &unanswered).await;
+    act(&app, &w.a_operator.token, &unanswered, "complete")
+        .await
+        .assert_status(200);
+    let read = clocks(&app, &w.a_operator.token, &unanswered).await;
+    let first = &read["clocks"]["first_response"];
+    assert_eq!(first["state"], "stopped", "{first}");
+    assert_eq!(first["met"], true);
+    assert_eq!(first["due_at"], Value::Null);
+    // Reopened, the case owes no first answer again.
+    act(&app, &w.a_operator.token, &unanswered, "reopen")
+        .await
+        .assert_status(200);
+    let read = clocks(&app, &w.a_operator.token, &unanswered).await;
+    assert_eq!(read["clocks"]["first_response"]["state"], "stopped");
+    assert_eq!(read["clocks"]["resolution"]["state"], "running");
+
+    for action in ["accept", "suspend", "resume"] {
+        act(&app, &w.a_operator.token, &resumed, action)
+            .await
+            .assert_status(200);
+    }
+    let read = clocks(&app, &w.a_operator.token, &resumed).await;
+    let resolution = &read["clocks"]["resolution"];
+    assert_eq!(resolution["state"], "running", "{read}");
+    assert_eq!(resolution["target_seconds"], 2880 * 60);
+    assert!(read["clocks"].get("first_response").is_none(), "{read}");
 }
 
 #[actix_web::test]

@@ -1,0 +1,1 @@
+ALTER TABLE cases DROP COLUMN sla_policy_id;
