@@ -2,10 +2,14 @@
 //! (utoipa-actix-web); this module adds what every operation shares: the security scheme and
 //! the problem responses each can return.
 
+use std::collections::BTreeMap;
+
 use actix_web::dev::{ServiceFactory, ServiceRequest};
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, Parameter};
-use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, ArrayBuilder, ObjectBuilder, Type};
+use utoipa::openapi::schema::{
+    AllOfBuilder, AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, Type,
+};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{
     ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder, Responses,
@@ -13,6 +17,7 @@ use utoipa::openapi::{
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
 
+use crate::domain::Locale;
 use crate::errors::{FieldError, PROBLEM_JSON, Problem};
 use crate::http::idempotency::IDEMPOTENCY_KEY;
 use crate::ticket_workflow::TicketAllowedAction;
@@ -229,7 +234,129 @@ fn finish(mut doc: Document) -> Document {
         }
     }
     answer_needs_text_or_attachments(&mut doc);
+    composed_examples(&mut doc);
+    pages_show_their_rows(&mut doc);
     doc
+}
+
+/// The example a schema carries: an object's, or a composition's (a struct that flattens
+/// another is one).
+fn example_in(schema: &mut Schema) -> Option<&mut Option<serde_json::Value>> {
+    match schema {
+        Schema::Object(object) => Some(&mut object.example),
+        Schema::AllOf(all) => Some(&mut all.example),
+        _ => None,
+    }
+}
+
+/// The example of a schema that has one of its own (`tests/api/openapi.rs` checks that every
+/// body's schema does).
+fn example_of(schemas: &BTreeMap<String, RefOr<Schema>>, name: &str) -> Option<serde_json::Value> {
+    match schemas.get(name).cloned() {
+        Some(RefOr::T(mut schema)) => example_in(&mut schema).and_then(Option::take),
+        _ => None,
+    }
+}
+
+/// Examples of bodies made of other schemas, built from those schemas' own examples (and the
+/// workflow's from the very tables the server answers with), so none drifts from its parts.
+fn composed_examples(doc: &mut Document) {
+    use serde_json::{Value, json};
+    let schemas = &mut doc.components.get_or_insert_with(Default::default).schemas;
+    let example = |name: &str| example_of(schemas, name).unwrap_or_default();
+    let merged = |mut a: Value, b: Value| {
+        if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
+            a.extend(b);
+        }
+        a
+    };
+    let case_id = example("CaseView")["id"].clone();
+    let clock = example("ClockView");
+    let resolution = merged(
+        clock.clone(),
+        json!({"clock": "resolution", "state": "paused", "due_at": null, "at_risk": false,
+               "target_seconds": 1_209_600, "elapsed_seconds": 86_400,
+               "remaining_seconds": 1_123_200, "warned_at": null}),
+    );
+    let person = json!({"id": "0193a6f2-3333-7b51-9d0a-3f1e2a4b5c6d", "name": "Luca Bianchi"});
+    let composed = [
+        (
+            "TransitionOutcome",
+            json!({"case": example("CaseView"), "next_steps": [
+                {"rel": "messages", "href": format!("/v1/cases/{}/messages", case_id.as_str().unwrap_or_default())}
+            ]}),
+        ),
+        (
+            "VideoCallList",
+            json!({"items": [example("VideoCallView")]}),
+        ),
+        (
+            "MeView",
+            merged(
+                example("UserView"),
+                json!({"presence": example("PresenceView")}),
+            ),
+        ),
+        (
+            "StaffPresenceView",
+            merged(
+                json!({"user": person, "role": "agency", "workload": 2, "capacity": 3, "room": 1}),
+                example("PresenceView"),
+            ),
+        ),
+        ("AgentsView", json!({"agents": [person]})),
+        (
+            "CaseSlaView",
+            json!({"case_id": case_id, "state": "at_risk", "clocks": [clock.clone(), resolution]}),
+        ),
+        (
+            "TicketSlaView",
+            json!({"ticket_id": "0193a6f9-aaaa-7c2d-8e3f-405162738495", "state": "at_risk", "clocks": [clock]}),
+        ),
+        (
+            "PolicyView",
+            json!({"id": "0193a6f4-6666-7c2d-8e3f-405162738495",
+                   "agency_id": "0193a6f4-0000-7c2d-8e3f-405162738495", "name": "Standard",
+                   "calendar_id": null, "warning_percent": 80, "targets": example("Targets"),
+                   "default": true, "created_at": "2026-11-20T10:00:00Z"}),
+        ),
+        (
+            "WorkflowView",
+            serde_json::to_value(crate::api::transitions::WorkflowView::new(Locale::En))
+                .expect("the workflow serializes"),
+        ),
+    ];
+    for (name, value) in composed {
+        if let Some(RefOr::T(schema)) = schemas.get_mut(name)
+            && let Some(example) = example_in(schema)
+        {
+            *example = Some(value);
+        }
+    }
+}
+
+/// Each page's example is a page of its row's example, so the two cannot drift apart (a generic
+/// schema has no example of its own).
+fn pages_show_their_rows(doc: &mut Document) {
+    let schemas = &mut doc.components.get_or_insert_with(Default::default).schemas;
+    let examples: Vec<(String, serde_json::Value)> = schemas
+        .keys()
+        .filter_map(|name| {
+            let row = example_of(schemas, name.strip_prefix("Page_")?)?;
+            let page = serde_json::json!({
+                "items": [row],
+                "next_cursor": "MDE5M2E2ZjItMmM0ZS03YjUxLTlkMGEtM2YxZTJhNGI1YzZk",
+            });
+            Some((name.clone(), page))
+        })
+        .collect();
+    for (name, example) in examples {
+        if let Some(RefOr::T(page)) = schemas.get_mut(&name)
+            && let Some(slot) = example_in(page)
+        {
+            *slot = Some(example);
+        }
+    }
 }
 
 /// A rule between members that their own schemas cannot state: an answer carries text, at

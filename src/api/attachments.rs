@@ -89,6 +89,7 @@ impl<'a> From<&'a AttachmentRow> for FileToServe<'a> {
 /// The multipart form of an upload (for the spec).
 #[derive(ToSchema)]
 #[allow(dead_code)]
+#[schema(example = json!({"internal": false, "file": "(the file's bytes)"}))]
 pub struct UploadForm {
     /// Whether the client is kept from the file until a message to them or a published
     /// storyline event carries it. Staff files default to `true`; agency and platform staff may

@@ -195,6 +195,19 @@ impl SlaSummary {
 
 /// One row of the case list.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a6f4-2222-7c2d-8e3f-405162738495", "number": "DOS-2026-000123",
+    "title": "Where does my business partner go on Fridays?", "status": "in_progress",
+    "status_label": "Investigation in progress", "priority": "normal",
+    "service_id": "0193a6f3-1111-7c2d-8e3f-405162738495",
+    "agency_id": "0193a6f1-0a1b-7c2d-8e3f-405162738495",
+    "client_id": "0193a6f2-4444-7b51-9d0a-3f1e2a4b5c6d",
+    "assignee_id": "0193a6f2-2c4e-7b51-9d0a-3f1e2a4b5c6d", "payment_method": "card",
+    "payment_state": "paid", "disputed": false, "unread_messages": 1,
+    "sla": {"state": "on_track", "breached": false, "due_at": "2026-12-04T10:00:00Z"},
+    "tags": ["vip"], "version": 7,
+    "created_at": "2026-11-20T10:00:00Z", "updated_at": "2026-11-22T16:30:00Z"
+}))]
 pub struct CaseSummary {
     #[schema(format = "uuid")]
     pub id: String,

@@ -572,6 +572,7 @@ pub struct MarkRead {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"last_read_id": "0193a6f8-9999-7c2d-8e3f-405162738495", "unread": 0}))]
 pub struct ReadState {
     #[schema(format = "uuid")]
     pub last_read_id: String,

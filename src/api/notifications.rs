@@ -554,6 +554,7 @@ pub struct MarkNotificationsRead {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"updated": 1, "unread": 4}))]
 pub struct MarkedRead {
     /// How many went from unread to read.
     pub updated: usize,

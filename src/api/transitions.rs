@@ -530,37 +530,43 @@ pub struct WorkflowView {
 #[get("/v1/workflow")]
 pub async fn get_workflow(req: HttpRequest, caller: AuthUser) -> HttpResponse {
     let locale = i18n::negotiate(&req, caller.locale);
-    let view = WorkflowView {
-        states: workflow::STATES
-            .iter()
-            .map(|s| StateView {
-                status: s.status,
-                label: i18n::status_label(s.status, locale),
-                terminal: s.terminal,
-                agent_visible: s.agent_visible,
-                agents_assignable: s.agents_assignable,
-                agents_write: s.agents_write,
-                client_edits: s.client_edits,
-                accepts_files: s.accepts_files,
-                storyline_open: s.storyline_open,
-                requests_open: s.requests_open,
-                video_calls_active: s.video_calls_active,
-            })
-            .collect(),
-        actions: workflow::RULES
-            .iter()
-            .map(|r| ActionView {
-                action: r.action,
-                label: i18n::action_label(r.action, locale),
-                from: r.from.to_vec(),
-                to: r.to,
-                roles: r.roles.to_vec(),
-                system_only: r.roles.is_empty(),
-                requires: r.requires.to_vec(),
-                effects: r.effects.to_vec(),
-            })
-            .collect(),
-        tickets: crate::api::tickets::TicketWorkflowView::new(locale),
-    };
-    i18n::varies_by_language(HttpResponse::Ok().json(view))
+    i18n::varies_by_language(HttpResponse::Ok().json(WorkflowView::new(locale)))
+}
+
+impl WorkflowView {
+    /// The workflow tables with their labels in `locale` (also the spec's example).
+    pub fn new(locale: Locale) -> WorkflowView {
+        WorkflowView {
+            states: workflow::STATES
+                .iter()
+                .map(|s| StateView {
+                    status: s.status,
+                    label: i18n::status_label(s.status, locale),
+                    terminal: s.terminal,
+                    agent_visible: s.agent_visible,
+                    agents_assignable: s.agents_assignable,
+                    agents_write: s.agents_write,
+                    client_edits: s.client_edits,
+                    accepts_files: s.accepts_files,
+                    storyline_open: s.storyline_open,
+                    requests_open: s.requests_open,
+                    video_calls_active: s.video_calls_active,
+                })
+                .collect(),
+            actions: workflow::RULES
+                .iter()
+                .map(|r| ActionView {
+                    action: r.action,
+                    label: i18n::action_label(r.action, locale),
+                    from: r.from.to_vec(),
+                    to: r.to,
+                    roles: r.roles.to_vec(),
+                    system_only: r.roles.is_empty(),
+                    requires: r.requires.to_vec(),
+                    effects: r.effects.to_vec(),
+                })
+                .collect(),
+            tickets: crate::api::tickets::TicketWorkflowView::new(locale),
+        }
+    }
 }

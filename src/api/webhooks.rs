@@ -652,6 +652,15 @@ code_enum! {
 
 /// One delivery of a webhook.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a6fa-bbbb-7c2d-8e3f-405162738495", "event": "status_changed",
+    "case_id": "0193a6f4-2222-7c2d-8e3f-405162738495", "status": "pending", "attempts": 2,
+    "next_attempt_at": "2026-11-22T16:35:00Z", "last_status": 503,
+    "last_error": "the receiver answered 503", "created_at": "2026-11-22T16:30:00Z",
+    "delivered_at": null,
+    "payload": {"event": "status_changed", "case": {"id": "0193a6f4-2222-7c2d-8e3f-405162738495",
+                "status": "in_progress"}}
+}))]
 pub struct DeliveryView {
     #[schema(format = "uuid")]
     pub id: String,

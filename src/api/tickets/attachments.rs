@@ -84,6 +84,7 @@ impl<'a> From<&'a TicketAttachmentRow> for FileToServe<'a> {
 /// The multipart form of a ticket's upload (for the spec).
 #[derive(ToSchema)]
 #[allow(dead_code)]
+#[schema(example = json!({"file": "(the file's bytes)"}))]
 pub struct TicketUploadForm {
     /// The file. Its type is detected from its content.
     #[schema(value_type = String, format = Binary)]
