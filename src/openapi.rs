@@ -272,19 +272,22 @@ fn composed_examples(doc: &mut Document) {
     };
     let case_id = example("CaseView")["id"].clone();
     let clock = example("ClockView");
+    // The normal priority's resolution target, a day of it counted, paused.
+    let target = example("Targets")["normal"]["resolution"]
+        .as_i64()
+        .unwrap_or_default()
+        * 60;
     let resolution = merged(
         clock.clone(),
         json!({"clock": "resolution", "state": "paused", "due_at": null, "at_risk": false,
-               "target_seconds": 1_209_600, "elapsed_seconds": 86_400,
-               "remaining_seconds": 1_123_200, "warned_at": null}),
+               "target_seconds": target, "elapsed_seconds": 86_400,
+               "remaining_seconds": target - 86_400, "warned_at": null}),
     );
-    let person = json!({"id": "0193a6f2-3333-7b51-9d0a-3f1e2a4b5c6d", "name": "Luca Bianchi"});
+    let person = example("CaseView")["agents"][0].clone();
     let composed = [
         (
             "TransitionOutcome",
-            json!({"case": example("CaseView"), "next_steps": [
-                {"rel": "messages", "href": format!("/v1/cases/{}/messages", case_id.as_str().unwrap_or_default())}
-            ]}),
+            json!({"case": example("CaseView"), "next_steps": []}),
         ),
         (
             "VideoCallList",
@@ -343,10 +346,8 @@ fn pages_show_their_rows(doc: &mut Document) {
         .keys()
         .filter_map(|name| {
             let row = example_of(schemas, name.strip_prefix("Page_")?)?;
-            let page = serde_json::json!({
-                "items": [row],
-                "next_cursor": "MDE5M2E2ZjItMmM0ZS03YjUxLTlkMGEtM2YxZTJhNGI1YzZk",
-            });
+            // The last page: each list's cursor has its own form.
+            let page = serde_json::json!({"items": [row], "next_cursor": null});
             Some((name.clone(), page))
         })
         .collect();

@@ -408,8 +408,8 @@ pub enum Bump {
 /// What may start clocks a case has not got yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Starts {
-    /// Payment and the start of work (`workflow::Effect::StartSlaClocks`): the policy is looked
-    /// up for the clocks the status calls for.
+    /// Payment, and work starting, resuming or reopened (`workflow::Effect::StartSlaClocks`):
+    /// the policy is looked up for the clocks the status calls for.
     Clocks,
     /// Any other write: only a case that has clocks already gets the others its status calls
     /// for, so a case without a policy costs one search of its clocks and no policy lookup.

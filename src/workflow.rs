@@ -57,10 +57,11 @@ code_enum! {
         /// (`POST /v1/cases/{id}/survey`): a notification when the system closed it, a
         /// `next_steps` link in the answer when the client did.
         AskForRating = "ask_for_rating",
-        /// The SLA clocks the new status calls for start, under the agency's default policy
-        /// (else the platform's): `first_response` and `decision` on payment, `resolution` when
-        /// work starts, resumes or is reopened (a case that had no policy then gets one
-        /// whichever way it reached `in_progress`). The clocks of a case that has some follow
+        /// The SLA clocks the new status calls for start, under the policy the case's service
+        /// named when it was bought (else the agency's default, else the platform's):
+        /// `first_response` and `decision` on payment, `resolution` when work starts, resumes or
+        /// is reopened (a case that had no policy then gets one whichever way it reached
+        /// `in_progress`). The clocks of a case that has some follow
         /// every later move (paused, resumed, stopped: `GET /v1/cases/{id}/sla`).
         StartSlaClocks = "start_sla_clocks",
     }

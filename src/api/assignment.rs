@@ -206,7 +206,8 @@ pub struct AgentsView {
 /// List the agents on a case
 ///
 /// Its `ETag` is the case's version, which `PUT` takes in `If-Match`; 304 when `If-None-Match`
-/// names it. Roles: anyone who can see the case.
+/// names it. As on the card, an agent's new name does not move the version: a revalidation may
+/// keep the old one until the case next changes. Roles: anyone who can see the case.
 #[utoipa::path(
     tag = "cases",
     operation_id = "list_case_agents",

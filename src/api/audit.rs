@@ -238,7 +238,8 @@ pub async fn list_ticket_audit(
 /// The audit log
 ///
 /// Every change, newest first, for platform admins; for an agency admin, the rows of their
-/// agency's cases, services, own tickets, webhooks, triggers, SLA calendars and policies.
+/// agency's cases, services, own tickets, webhooks, triggers, SLA calendars and policies, its
+/// users and itself (a password or a client's identity is named there without its values).
 /// Filters: `case_id`, `entity_id`, `actor_id`, `action`, `from`/`to` (each a walk of its own
 /// index); cursor pagination, or the whole filtered log as CSV (`format=csv` or `Accept:
 /// text/csv`) for an export. Roles: platform admins and agency admins; every other

@@ -177,23 +177,24 @@ impl Asking {
         let caller = self.token.user(conn)?;
         Ok(Asked {
             viewer: Viewer::asking(&caller, self.language),
-            actor: Actor {
-                user_id: caller.id.clone(),
-                role: caller.role,
-                request_id: self.request_id.clone(),
-            },
+            actor: actor(&caller, self.request_id.clone()),
             caller,
         })
     }
 }
 
-/// Who `caller`, authenticated before the request's transaction, is in the audit trail.
-pub fn actor_of(caller: &AuthUser, req: &HttpRequest) -> Actor {
+/// Who `caller` is in the audit trail of the request `request_id`.
+fn actor(caller: &AuthUser, request_id: String) -> Actor {
     Actor {
         user_id: caller.id.clone(),
         role: caller.role,
-        request_id: request_id(req),
+        request_id,
     }
+}
+
+/// [`actor`] for a caller authenticated before the request's transaction.
+pub fn actor_of(caller: &AuthUser, req: &HttpRequest) -> Actor {
+    actor(caller, request_id(req))
 }
 
 /// What [`Asking::resolve`] found: the caller's row, and the two views of it writes need.
@@ -219,15 +220,16 @@ pub fn trimmed<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 
 /// An optional RFC 3339 instant from the year 1 to 9999 (UTC), for the range filters: outside
 /// them SQLite's stored text compares wrongly (`+10000-…` sorts before `2026-…`), and
-/// PostgreSQL stores no year before 4713 BC.
+/// PostgreSQL stores no year before 4713 BC. The bound as the query uses it (rounded up to the
+/// microsecond, `db::time_bound`) must stay inside too.
 pub fn instant_opt<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<chrono::DateTime<chrono::Utc>>, D::Error> {
     use chrono::Datelike;
     match Option::<chrono::DateTime<chrono::Utc>>::deserialize(d)? {
-        Some(t) if !(1..=9999).contains(&t.year()) => Err(serde::de::Error::custom(
-            "an instant from the year 1 to 9999 (UTC)",
-        )),
+        Some(t) if !(1..=9999).contains(&crate::db::time_bound(t).year()) => Err(
+            serde::de::Error::custom("an instant from the year 1 to 9999 (UTC)"),
+        ),
         t => Ok(t),
     }
 }

@@ -685,7 +685,8 @@ impl Drop for Stream {
     params(("Last-Event-ID" = Option<String>, Header, description = "The last event id received; the stream resumes after it")),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "A `text/event-stream` that lasts until the access token expires or the user loses access", content_type = "text/event-stream", body = String),
+        (status = 200, description = "A `text/event-stream` that lasts until the access token expires or the user loses access", content_type = "text/event-stream", body = String,
+            example = json!("id: 0193a6fb-cccc-7c2d-8e3f-405162738495\nevent: notification\ndata: {\"id\":\"0193a6fb-cccc-7c2d-8e3f-405162738495\",\"event\":\"status_changed\",\"title\":\"DOS-2026-000123 — Suspended\",\"body\":\"Waiting for the client's documents\",\"case_id\":\"0193a6f4-2222-7c2d-8e3f-405162738495\",\"ticket_id\":null,\"link\":\"/v1/cases/0193a6f4-2222-7c2d-8e3f-405162738495\",\"app_link\":\"dossier://cases/0193a6f4-2222-7c2d-8e3f-405162738495\",\"read\":false,\"created_at\":\"2026-11-22T16:30:00Z\"}\n\n: heartbeat\n\n")),
         (status = 429, description = "The user already holds `DOSSIER_MAX_STREAMS_PER_USER` open streams", headers(("Retry-After" = String, description = "Seconds: the heartbeat interval"))),
     )
 )]

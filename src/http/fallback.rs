@@ -21,6 +21,8 @@ impl RouteTable {
             .map(|(path, item)| {
                 let methods = [
                     (Method::GET, item.get.is_some()),
+                    // Answered by the GET route (`middleware::observe`).
+                    (Method::HEAD, item.get.is_some()),
                     (Method::POST, item.post.is_some()),
                     (Method::PUT, item.put.is_some()),
                     (Method::PATCH, item.patch.is_some()),

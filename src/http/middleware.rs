@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use actix_web::body::{BoxBody, MessageBody};
+use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
@@ -33,9 +33,10 @@ pub async fn observe(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
     let method = method_label(req.method());
-    // HEAD is GET without the body (RFC 9110): the GET route answers it, and the connection,
-    // which read the method off the wire itself, sends the headers alone.
-    if req.method() == Method::HEAD {
+    // HEAD is GET without the body (RFC 9110): the GET route answers it, and its body is
+    // dropped unread below (a stream's with its subscription, a file's before it is fetched).
+    let head = req.method() == Method::HEAD;
+    if head {
         req.head_mut().method = Method::GET;
     }
     let id = request_id(&req);
@@ -47,6 +48,10 @@ pub async fn observe(
     let res = match nul_in_uri(&req) {
         Some(refused) => req.error_response(refused),
         None => next.call(req).await?.map_into_boxed_body(),
+    };
+    let res = match head {
+        true => res.map_body(|_, body| BoxBody::new(HeadersOnly(body.size()))),
+        false => res,
     };
     let path = res.request().path().to_owned();
     let mut res = as_problem(res, &path, &id);
@@ -70,11 +75,29 @@ pub async fn observe(
     Ok(res)
 }
 
+/// The body of an answer to HEAD: the GET body's size for `Content-Length`, and no bytes.
+struct HeadersOnly(BodySize);
+
+impl MessageBody for HeadersOnly {
+    type Error = std::convert::Infallible;
+
+    fn size(&self) -> BodySize {
+        self.0
+    }
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<actix_web::web::Bytes, Self::Error>>> {
+        std::task::Poll::Ready(None)
+    }
+}
+
 /// An answer to a caller's token is theirs alone: no shared cache keeps it, and a browser keeps
 /// it apart from another token's (`Vary`), so a second account in the same browser never gets
-/// the first one's card through a 304. Only an answer with an `ETag` is kept at all, to be
-/// revalidated at every use; the rest (files, lists, exports) are never stored. An answer that
-/// set its own rule (a token, a stream) keeps it.
+/// the first one's card through a 304. Only an answer with an `ETag` (a versioned resource, a
+/// file) is kept at all, to be revalidated at every use; the rest (lists, exports) are never
+/// stored. An answer that set its own rule (a token, a stream) keeps it.
 fn keep_private(headers: &mut header::HeaderMap) {
     if !headers.contains_key(header::CACHE_CONTROL) {
         let rule = if headers.contains_key(header::ETAG) {

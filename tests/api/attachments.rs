@@ -182,13 +182,7 @@ async fn a_name_outside_ascii_is_downloaded_in_filename_star() {
     let body = res.assert_status(201);
     assert_eq!(body["file_name"], "Ślad – foto.png");
     let polish = body["download_url"].as_str().unwrap().to_owned();
-    let res = app
-        .send(
-            TestRequest::get()
-                .uri(&polish)
-                .insert_header(("authorization", format!("Bearer {}", w.client.token))),
-        )
-        .await;
+    let res = app.get(&polish, &w.client.token).await;
     assert_eq!(res.status.as_u16(), 200);
     assert_eq!(
         res.header("content-disposition"),

@@ -136,7 +136,7 @@ async fn each_kind_of_bad_request_gets_a_problem_document() {
         )
         .await;
     res.assert_problem(405, "method_not_allowed");
-    assert_eq!(res.header("allow"), Some("GET, POST"));
+    assert_eq!(res.header("allow"), Some("GET, HEAD, POST"));
     let res = app
         .send(
             TestRequest::put()
@@ -148,7 +148,7 @@ async fn each_kind_of_bad_request_gets_a_problem_document() {
         res.assert_problem(405, "method_not_allowed").clone()["status"],
         405
     );
-    assert_eq!(res.header("allow"), Some("GET, PATCH"));
+    assert_eq!(res.header("allow"), Some("GET, HEAD, PATCH"));
 
     // None of it created an agency.
     let list = app.get("/v1/agencies", &admin).await;

@@ -262,6 +262,12 @@ where
         .await
     }
 
+    /// How many items the list at `path` answers `token` with (asserting a 200).
+    pub async fn listed(&self, path: &str, token: &str) -> usize {
+        let res = self.get(path, token).await;
+        res.assert_status(200)["items"].as_array().unwrap().len()
+    }
+
     pub async fn post(&self, path: &str, token: &str, body: Value) -> Response {
         self.send(
             TestRequest::post()

@@ -609,6 +609,20 @@ async fn a_user_holds_a_bounded_number_of_streams() {
             .peer_addr("127.0.0.1:40000".parse().unwrap())
             .to_request()
     };
+    // HEAD answers the stream's status and headers and holds no stream: three of them, kept,
+    // leave both places free.
+    let mut heads = Vec::new();
+    for _ in 0..3 {
+        let mut head = open();
+        head.head_mut().method = actix_web::http::Method::HEAD;
+        let res = actix_web::test::call_service(&app.service, head).await;
+        assert_eq!(res.status().as_u16(), 200);
+        assert_eq!(
+            res.headers().get("content-type").unwrap(),
+            "text/event-stream"
+        );
+        heads.push(res);
+    }
     // Two streams, kept open (their bodies unread).
     let first = actix_web::test::call_service(&app.service, open()).await;
     let second = actix_web::test::call_service(&app.service, open()).await;
@@ -631,7 +645,7 @@ async fn a_user_holds_a_bounded_number_of_streams() {
     drop(first);
     let again = actix_web::test::call_service(&app.service, open()).await;
     assert_eq!(again.status().as_u16(), 200);
-    drop((second, other, again));
+    drop((second, other, again, heads));
 }
 
 /// Several API nodes on one PostgreSQL (DESIGN.md "Data and scale"): a write relays the users it

@@ -388,15 +388,9 @@ async fn user_and_agency_changes_are_audited_without_secrets() {
 
     // The agency's admin reads its people's trail; another agency's admin does not.
     let trail = |token: &str, entity_id: &str| {
-        let token = token.to_owned();
         let path = format!("/v1/audit?entity_id={entity_id}");
-        let app = &app;
-        async move {
-            app.get(&path, &token).await.assert_status(200)["items"]
-                .as_array()
-                .unwrap()
-                .len()
-        }
+        let (app, token) = (&app, token.to_owned());
+        async move { app.listed(&path, &token).await }
     };
     assert_eq!(trail(&boss, &agent).await, 10);
     assert_eq!(trail(&other_boss, &agent).await, 0);
