@@ -236,7 +236,25 @@ fn finish(mut doc: Document) -> Document {
     answer_needs_text_or_attachments(&mut doc);
     composed_examples(&mut doc);
     pages_show_their_rows(&mut doc);
+    stream_shows_a_notification(&mut doc);
     doc
+}
+
+/// The notification stream's example: a notification's own example in the frame the stream
+/// writes, then a heartbeat.
+fn stream_shows_a_notification(doc: &mut Document) {
+    use crate::api::notifications::{HEARTBEAT, sse_frame};
+    let schemas = &doc.components.get_or_insert_with(Default::default).schemas;
+    let notification = example_of(schemas, "NotificationView").unwrap_or_default();
+    let id = notification["id"].as_str().unwrap_or_default();
+    let frame = sse_frame(id, &notification.to_string()) + HEARTBEAT;
+    let stream = doc.paths.paths.get_mut("/v1/notifications/stream");
+    let ok = stream.and_then(|item| item.get.as_mut()?.responses.responses.get_mut("200"));
+    if let Some(RefOr::T(ok)) = ok
+        && let Some(RefOr::T(content)) = ok.content.get_mut("text/event-stream")
+    {
+        content.example = Some(frame.into());
+    }
 }
 
 /// The example a schema carries: an object's, or a composition's (a struct that flattens
@@ -329,13 +347,10 @@ fn composed_examples(doc: &mut Document) {
                 .expect("the workflow serializes"),
         ),
     ];
-    for (name, value) in composed {
-        if let Some(RefOr::T(schema)) = schemas.get_mut(name)
-            && let Some(example) = example_in(schema)
-        {
-            *example = Some(value);
-        }
-    }
+    set_examples(
+        schemas,
+        composed.map(|(name, value)| (name.to_owned(), value)),
+    );
 }
 
 /// Each page's example is a page of its row's example, so the two cannot drift apart (a generic
@@ -351,9 +366,17 @@ fn pages_show_their_rows(doc: &mut Document) {
             Some((name.clone(), page))
         })
         .collect();
+    set_examples(schemas, examples);
+}
+
+/// Gives each named schema its example.
+fn set_examples(
+    schemas: &mut BTreeMap<String, RefOr<Schema>>,
+    examples: impl IntoIterator<Item = (String, serde_json::Value)>,
+) {
     for (name, example) in examples {
-        if let Some(RefOr::T(page)) = schemas.get_mut(&name)
-            && let Some(slot) = example_in(page)
+        if let Some(RefOr::T(schema)) = schemas.get_mut(&name)
+            && let Some(slot) = example_in(schema)
         {
             *slot = Some(example);
         }

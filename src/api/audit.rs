@@ -323,8 +323,8 @@ async fn audit_answer(
         entity_id: query.entity_id.map(|id| id.to_string()),
         actor_id: query.actor_id.map(|id| id.to_string()),
         action: query.action,
-        from: query.from.map(db::time_bound),
-        to: query.to.map(db::time_bound),
+        from: query.from.map(|t| t.naive_utc()),
+        to: query.to.map(|t| t.naive_utc()),
         seq_range: None,
     };
     match &trail {

@@ -851,8 +851,8 @@ pub async fn list_cases(
             client_id: query.client_id.map(|id| id.to_string()),
             agency_id: query.agency_id.map(|id| id.to_string()),
             service_id: query.service_id.map(|id| id.to_string()),
-            created_from: query.created_from.map(db::time_bound),
-            created_to: query.created_to.map(db::time_bound),
+            created_from: query.created_from.map(|t| t.naive_utc()),
+            created_to: query.created_to.map(|t| t.naive_utc()),
             q: query.q.map(|q| q.trim().to_owned()),
             tags,
         };

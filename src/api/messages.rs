@@ -221,8 +221,8 @@ pub async fn list_messages(
     let case_id = id.into_inner().to_string();
     let filter = MessageFilter {
         channel: query.channel.map(|c| c.as_str()),
-        from: query.from.map(db::time_bound),
-        to: query.to.map(db::time_bound),
+        from: query.from.map(|t| t.naive_utc()),
+        to: query.to.map(|t| t.naive_utc()),
     };
     let earlier = query.include.is_some();
     let limit = page.fetch();

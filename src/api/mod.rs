@@ -218,20 +218,24 @@ pub fn trimmed<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     String::deserialize(d).map(|s| s.trim().to_owned())
 }
 
-/// An optional RFC 3339 instant from the year 1 to 9999 (UTC), for the range filters: outside
-/// them SQLite's stored text compares wrongly (`+10000-…` sorts before `2026-…`), and
-/// PostgreSQL stores no year before 4713 BC. The bound as the query uses it (rounded up to the
-/// microsecond, `db::time_bound`) must stay inside too.
+/// An optional RFC 3339 instant from the year 1 to 9999 (UTC), for the range filters, as the
+/// bound the query compares: rounded up to the microsecond (`db::time_bound`), so `from` and
+/// `to` keep the same rows on both engines. Outside those years SQLite's stored text compares
+/// wrongly (`+10000-…` sorts before `2026-…`), and PostgreSQL stores no year before 4713 BC.
 pub fn instant_opt<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<chrono::DateTime<chrono::Utc>>, D::Error> {
     use chrono::Datelike;
-    match Option::<chrono::DateTime<chrono::Utc>>::deserialize(d)? {
-        Some(t) if !(1..=9999).contains(&crate::db::time_bound(t).year()) => Err(
-            serde::de::Error::custom("an instant from the year 1 to 9999 (UTC)"),
-        ),
-        t => Ok(t),
+    let Some(sent) = Option::<chrono::DateTime<chrono::Utc>>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let bound = crate::db::time_bound(sent);
+    if !(1..=9999).contains(&bound.year()) {
+        return Err(serde::de::Error::custom(
+            "an instant from the year 1 to 9999 (UTC)",
+        ));
     }
+    Ok(Some(bound.and_utc()))
 }
 
 /// [`trimmed`] for optional members.

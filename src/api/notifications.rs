@@ -605,8 +605,16 @@ pub async fn mark_notifications_read(
 fn sse_event(row: NotificationRow, notifier: &Notifier) -> String {
     let id = row.id.clone();
     let data = serde_json::to_string(&view(row, notifier)).unwrap_or_default();
+    sse_frame(&id, &data)
+}
+
+/// The frame of a notification `data` (its JSON) on the stream (also the spec's example).
+pub fn sse_frame(id: &str, data: &str) -> String {
     format!("id: {id}\nevent: notification\ndata: {data}\n\n")
 }
+
+/// What an idle stream sends every heartbeat: a comment, which clients ignore.
+pub const HEARTBEAT: &str = ": heartbeat\n\n";
 
 /// What an open stream remembers between events.
 /// How far before the newest notification a stream has sent its next read starts again.
@@ -685,8 +693,7 @@ impl Drop for Stream {
     params(("Last-Event-ID" = Option<String>, Header, description = "The last event id received; the stream resumes after it")),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "A `text/event-stream` that lasts until the access token expires or the user loses access", content_type = "text/event-stream", body = String,
-            example = json!("id: 0193a6fb-cccc-7c2d-8e3f-405162738495\nevent: notification\ndata: {\"id\":\"0193a6fb-cccc-7c2d-8e3f-405162738495\",\"event\":\"status_changed\",\"title\":\"DOS-2026-000123 — Suspended\",\"body\":\"Waiting for the client's documents\",\"case_id\":\"0193a6f4-2222-7c2d-8e3f-405162738495\",\"ticket_id\":null,\"link\":\"/v1/cases/0193a6f4-2222-7c2d-8e3f-405162738495\",\"app_link\":\"dossier://cases/0193a6f4-2222-7c2d-8e3f-405162738495\",\"read\":false,\"created_at\":\"2026-11-22T16:30:00Z\"}\n\n: heartbeat\n\n")),
+        (status = 200, description = "A `text/event-stream` that lasts until the access token expires or the user loses access", content_type = "text/event-stream", body = String),
         (status = 429, description = "The user already holds `DOSSIER_MAX_STREAMS_PER_USER` open streams", headers(("Retry-After" = String, description = "Seconds: the heartbeat interval"))),
     )
 )]
@@ -790,7 +797,7 @@ pub async fn stream_notifications(
                 () = s.listener.notified() => {}
                 _ = tokio::time::sleep_until(s.next_beat) => {
                     s.next_beat = tokio::time::Instant::now() + heartbeat;
-                    return Some((Ok(web::Bytes::from_static(b": heartbeat\n\n")), s));
+                    return Some((Ok(web::Bytes::from_static(HEARTBEAT.as_bytes())), s));
                 }
             }
         }
