@@ -56,8 +56,11 @@ pub struct Calendar {
     holidays: BTreeSet<NaiveDate>,
 }
 
+/// Exactly `HH:MM`: chrono alone also takes ` 9:00` and `09: 5`.
 fn time_of(text: &str) -> Option<NaiveTime> {
-    let valid = text.len() == 5 && text.as_bytes()[2] == b':';
+    let digit_at = |i: usize| text.as_bytes()[i].is_ascii_digit();
+    let valid =
+        text.len() == 5 && text.as_bytes()[2] == b':' && [0, 1, 3, 4].iter().all(|&i| digit_at(i));
     valid
         .then(|| NaiveTime::parse_from_str(text, "%H:%M").ok())
         .flatten()

@@ -37,6 +37,9 @@ pub const PAUSED: &str = "paused";
 pub const DELETED: &str = "deleted";
 /// The last error of a delivery its agency's deactivation ended.
 pub const AGENCY_DEACTIVATED: &str = "agency_deactivated";
+/// The last errors of deliveries ended before their turn: one of them that was being posted
+/// at that moment and reached the receiver is recorded `delivered` after all.
+const ENDINGS: [&str; 3] = [PAUSED, DELETED, AGENCY_DEACTIVATED];
 
 code_enum! {
     /// What a webhook hears of: the bell's events on cases and `case_created`, the bell's
@@ -489,6 +492,7 @@ async fn post(
     let claim = Claim {
         id: delivery.id.clone(),
         lease_end: delivery.next_attempt_at,
+        attempts: delivery.attempts,
     };
     let now = db::now();
     let timestamp = now.and_utc().timestamp();
@@ -563,18 +567,23 @@ async fn post(
     }
     let status = status.map(i32::from);
     let recorded = db::write(&state.pool, move |conn| {
-        Ok(repo::webhooks::record(
-            conn,
-            &claim,
-            status,
-            error.as_deref(),
-            retry_at,
-        )?)
+        if repo::webhooks::record(conn, &claim, status, error.as_deref(), retry_at)? {
+            return Ok(true);
+        }
+        Ok(match (error, status) {
+            (None, Some(status)) => {
+                repo::webhooks::record_sent_after_end(conn, &claim, status, &ENDINGS)?
+            }
+            _ => false,
+        })
     })
     .await;
     match recorded {
         Ok(true) => {}
-        Ok(false) => log::warn!("webhook delivery {}: another worker took it", delivery.id),
+        Ok(false) => log::warn!(
+            "webhook delivery {}: another worker took it, or it was ended",
+            delivery.id
+        ),
         Err(e) => log::error!("webhook delivery {}: cannot record it: {e}", delivery.id),
     }
 }

@@ -311,6 +311,13 @@ impl Rule {
     pub fn has(&self, effect: Effect) -> bool {
         self.effects.contains(&effect)
     }
+
+    /// Whether the move may give the agency's operators work: a paid case joins the queue
+    /// (which the write then serves), a reopened one is open work of its operator again.
+    pub fn adds_work(&self) -> bool {
+        let holds = |status| holds_work(state_of(status));
+        self.to == S::InApproval || (holds(self.to) && !self.from.iter().all(|&f| holds(f)))
+    }
 }
 
 /// The actions `role` may take on a case in `status`, in table order.
@@ -324,7 +331,11 @@ pub fn allowed_actions(role: Role, status: CaseStatus) -> impl Iterator<Item = &
 /// terminal, and not `completed` (waiting on the client, as a resolved ticket waits on its
 /// requester).
 pub fn holding_statuses() -> Vec<&'static str> {
-    statuses_where(|s| !s.terminal && s.status != S::Completed)
+    statuses_where(holds_work)
+}
+
+fn holds_work(state: &State) -> bool {
+    !state.terminal && state.status != S::Completed
 }
 
 /// The 422 errors of a transition's inputs (cases' and tickets' alike): each input `requires`

@@ -35,7 +35,7 @@ pub enum AssignmentAction {
 #[schema(example = json!({"action": "delegate", "user_id": "0193a6f2-2c4e-7b51-9d0a-3f1e2a4b5c6d"}))]
 pub struct AssignmentRequest {
     pub action: AssignmentAction,
-    /// Required for `delegate`; refused for `take`.
+    /// Required for `delegate` (someone other than the caller); refused for `take`.
     pub user_id: Option<Uuid>,
 }
 
@@ -48,8 +48,8 @@ pub enum Assignee {
 }
 
 impl AssignmentRequest {
-    /// The assignee the body names (422 when `user_id` is missing for `delegate` or sent with
-    /// `take`).
+    /// The assignee the body names (422 when `user_id` is missing for `delegate`, is the
+    /// caller's own, or is sent with `take`).
     pub fn delegate_to(&self, caller_id: String) -> Result<Assignee, ApiError> {
         match (self.action, self.user_id) {
             (AssignmentAction::Take, None) => Ok(Assignee::Caller(caller_id)),
@@ -63,6 +63,15 @@ impl AssignmentRequest {
                 "required",
                 "`delegate` needs the assignee's `user_id`",
             )),
+            // Delegating is handing over: to oneself it is a `take` that would still show as
+            // delegated (`delegated_by=me`).
+            (AssignmentAction::Delegate, Some(user)) if user.to_string() == caller_id => {
+                Err(ApiError::invalid_field(
+                    "/user_id",
+                    "invalid_assignee",
+                    "`delegate` hands over to someone else; use `take` for yourself",
+                ))
+            }
             (AssignmentAction::Delegate, Some(user)) => Ok(Assignee::Other(user.to_string())),
         }
     }
@@ -88,9 +97,9 @@ fn assignable_statuses() -> Vec<CaseStatus> {
 /// Take or delegate a case
 ///
 /// `take` makes the caller the case's responsible operator; `delegate` hands it to another
-/// active `agency` user of the same agency (anyone else is 422 `invalid_assignee`). Allowed
-/// while the case is open (409 once terminal). Recorded in the audit trail. Honours `If-Match`.
-/// Roles: agency.
+/// active `agency` user of the same agency (anyone else, the caller included, is 422
+/// `invalid_assignee`). Allowed while the case is open (409 once terminal). Recorded in the
+/// audit trail. Honours `If-Match`. Roles: agency.
 #[utoipa::path(
     tag = "cases",
     operation_id = "assign_case",
@@ -106,7 +115,7 @@ fn assignable_statuses() -> Vec<CaseStatus> {
         (status = 404, description = "No such case, or not one the caller can see"),
         (status = 409, description = "The case is terminal (`wrong_state`)"),
         (status = 412, description = "`If-Match` is stale"),
-        (status = 422, description = "`user_id` is missing, or not an active operator of the case's agency"),
+        (status = 422, description = "`user_id` is missing, the caller's own, or not an active operator of the case's agency"),
     )
 )]
 #[post("/v1/cases/{id}/assignment")]
@@ -169,6 +178,8 @@ pub async fn assign_case(
                 }),
                 ..CaseChanges::default()
             };
+            // The new assignee's room changes: after the queue, as `reopen` and payments.
+            repo::presence::lock_queue(conn, &current.agency_id)?;
             if !repo::cases::update(conn, &id, current.version, &open, &changes)? {
                 return Err(lost_race(conn, &viewer, &id, &open, &if_match));
             }

@@ -736,12 +736,12 @@ pub struct ListCasesQuery {
     #[param(style = Form, explode)]
     pub status: Vec<CaseStatus>,
     /// `me` (the caller), `none` (nobody: the "to assign" view) or a user id.
-    #[param(value_type = Option<String>, example = "me")]
+    #[param(value_type = Option<AssigneeParam>, example = "me")]
     pub assignee: Option<AssigneeParam>,
     /// Who delegated the case to its operator: `me` (the "delegated" view: the cases the caller
     /// handed to another operator, until someone takes them), `none` (cases nobody delegated)
     /// or a user id.
-    #[param(value_type = Option<String>, example = "me")]
+    #[param(value_type = Option<AssigneeParam>, example = "me")]
     pub delegated_by: Option<AssigneeParam>,
     /// Only this client's cases.
     pub client_id: Option<Uuid>,
@@ -939,7 +939,7 @@ pub struct UpdateCase {
     pub priority: Option<Priority>,
     /// Agency and platform staff only: the case's whole list of tags, at most 20 (triggers add
     /// no more), each once, of 1 to 40 lower-case letters, digits, `-` or `_`.
-    #[schema(max_items = 20, value_type = Option<Vec<Tag>>)]
+    #[schema(max_items = 20, value_type = Option<BTreeSet<Tag>>)]
     pub tags: Option<Vec<String>>,
     /// Read-only fields: sending any of them is 422 `read_only_field`.
     #[serde(flatten)]

@@ -299,7 +299,7 @@ pub struct PostMessage {
     // Left out of the body's `Idempotency-Key` fingerprint when empty, as before it existed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[validate(length(max = 20))]
-    #[schema(max_items = 20)]
+    #[schema(max_items = 20, value_type = BTreeSet<Uuid>)]
     pub mentions: Vec<Uuid>,
 }
 

@@ -218,10 +218,11 @@ pub fn trimmed<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     String::deserialize(d).map(|s| s.trim().to_owned())
 }
 
-/// An optional RFC 3339 instant from the year 1 to 9999 (UTC), for the range filters, as the
-/// bound the query compares: rounded up to the microsecond (`db::time_bound`), so `from` and
-/// `to` keep the same rows on both engines. Outside those years SQLite's stored text compares
-/// wrongly (`+10000-…` sorts before `2026-…`), and PostgreSQL stores no year before 4713 BC.
+/// An optional RFC 3339 instant from the year 1 to 9999 (UTC), for the range filters and the
+/// instants a body sets, as the bound the query compares: rounded up to the microsecond
+/// (`db::time_bound`), so `from` and `to` keep the same rows on both engines. Outside those
+/// years SQLite's stored text compares wrongly (`+10000-…` sorts before `2026-…`), the answer
+/// would not be RFC 3339, and PostgreSQL stores no year before 4713 BC.
 pub fn instant_opt<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<chrono::DateTime<chrono::Utc>>, D::Error> {
@@ -236,6 +237,29 @@ pub fn instant_opt<'de, D: Deserializer<'de>>(
         ));
     }
     Ok(Some(bound.and_utc()))
+}
+
+/// A date written exactly `YYYY-MM-DD`: chrono alone also takes `26-1-5` (the year 26),
+/// signed years and spaces.
+pub fn plain_date(text: &str) -> Option<chrono::NaiveDate> {
+    let shaped = text.len() == 10
+        && text.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    shaped
+        .then(|| chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
+        .flatten()
+}
+
+/// A list of [`plain_date`]s.
+pub fn plain_dates<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<chrono::NaiveDate>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|text| {
+            plain_date(text).ok_or_else(|| serde::de::Error::custom("a date as YYYY-MM-DD"))
+        })
+        .collect()
 }
 
 /// [`trimmed`] for optional members.

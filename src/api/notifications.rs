@@ -58,7 +58,7 @@ pub enum Audience {
     Client,
     /// The responsible operator, or every operator of the agency while nobody is assigned.
     Agency,
-    /// The agents on the case, while they can see it.
+    /// The agents on the case, while they can see it (or a move makes them, or ends it).
     Agents,
     /// Platform staff.
     Platform,
@@ -234,8 +234,15 @@ impl Notifier {
                         Some(&case.agency_id),
                     )?),
                 },
-                // Agents stay on a case after it leaves their statuses, but no longer see it.
-                Audience::Agents if crate::workflow::state_of(case.status()).agent_visible => {
+                // Agents stay on a case after it leaves their statuses, but no longer see it:
+                // they hear of an event while they see the case, or of a move into or out of
+                // those statuses (`status`: where the case goes).
+                Audience::Agents
+                    if [Some(case.status()), status]
+                        .into_iter()
+                        .flatten()
+                        .any(|s| crate::workflow::state_of(s).agent_visible) =>
+                {
                     ids.extend(repo::notifications::agents_of(conn, &case.id)?)
                 }
                 Audience::Agents => {}

@@ -243,7 +243,8 @@ pub struct CreateRequest {
     #[validate(length(min = 1, max = 5000))]
     #[schema(min_length = 1, max_length = 5000)]
     pub prompt: String,
-    /// Optional; must be in the future.
+    /// Optional; must be in the future, before the year 10000 (UTC).
+    #[serde(default, deserialize_with = "crate::api::instant_opt")]
     pub due_at: Option<DateTime<Utc>>,
 }
 
@@ -549,11 +550,12 @@ pub struct VideoCallList {
     pub items: Vec<VideoCallView>,
 }
 
-/// The client's calls are between the client and the agency, which mediates for its agents.
-fn refuse_agents(viewer: &Viewer) -> Result<(), ApiError> {
-    if viewer.role == Role::Agent {
+/// The client's calls are between the client and the agency, which mediates for its agents:
+/// 403 for agents and platform staff, who neither open, list nor join them.
+fn refuse_outsiders(viewer: &Viewer) -> Result<(), ApiError> {
+    if !matches!(viewer.role, Role::Client | Role::Agency) {
         return Err(ApiError::Forbidden(
-            "Agents take no part in the client's video calls.".into(),
+            "Video calls are between the client and the agency.".into(),
         ));
     }
     Ok(())
@@ -561,8 +563,8 @@ fn refuse_agents(viewer: &Viewer) -> Result<(), ApiError> {
 
 /// List a case's video calls
 ///
-/// Newest first (the latest 100). Roles: the client, the agency and platform staff who can see
-/// the case; an agent on it gets 403.
+/// Newest first (the latest 100). Roles: the client and the agency who can see the case; an
+/// agent on it and platform staff get 403.
 #[utoipa::path(
     tag = "video-calls",
     operation_id = "list_video_calls",
@@ -570,7 +572,7 @@ fn refuse_agents(viewer: &Viewer) -> Result<(), ApiError> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The rooms", body = VideoCallList),
-        (status = 403, description = "Agents take no part in video calls"),
+        (status = 403, description = "Agents and platform staff take no part in video calls"),
         (status = 404, description = "No such case, or not one the caller can see"),
     )
 )]
@@ -586,7 +588,7 @@ pub async fn list_video_calls(
     let (rows, case_active) = db::read(&state.pool, move |conn| {
         let Asked { viewer, .. } = asking.resolve(conn)?;
         let case = find_visible(conn, &viewer, &case_id)?;
-        refuse_agents(&viewer)?;
+        refuse_outsiders(&viewer)?;
         let case_active = workflow::state_of(case.status()).video_calls_active;
         Ok((repo::requests::calls(conn, &case_id)?, case_active))
     })
@@ -687,11 +689,7 @@ fn call_ended() -> ApiError {
 
 /// 403 for agents and platform staff, 409 while the case's status has calls disabled.
 fn may_open_call(viewer: &Viewer, case: &CaseRow) -> Result<(), ApiError> {
-    if !matches!(viewer.role, Role::Client | Role::Agency) {
-        return Err(ApiError::Forbidden(
-            "Only the client and the agency open video calls.".into(),
-        ));
-    }
+    refuse_outsiders(viewer)?;
     let status = case.status();
     if !workflow::state_of(status).video_calls_active {
         return Err(wrong_state(
@@ -754,8 +752,8 @@ fn open_call(
 /// Join a video call
 ///
 /// 302 to the room until the case leaves the statuses with calls; 410 `call_ended` from then
-/// on, also after a reopening (which opens new rooms). Roles: the client, the agency and
-/// platform staff who can see the case (404 otherwise); an agent on it gets 403.
+/// on, also after a reopening (which opens new rooms). Roles: the client and the agency who
+/// can see the case (404 otherwise); an agent on it and platform staff get 403.
 #[utoipa::path(
     tag = "video-calls",
     operation_id = "join_video_call",
@@ -763,7 +761,7 @@ fn open_call(
     security(("bearer" = [])),
     responses(
         (status = 302, description = "To the room", headers(("Location" = String, description = "The room's URL"))),
-        (status = 403, description = "Agents take no part in video calls"),
+        (status = 403, description = "Agents and platform staff take no part in video calls"),
         (status = 404, description = "No such call, or not one the caller can see"),
         (status = 410, description = "The link ended when the case left the statuses where calls work (`call_ended`)"),
     )
@@ -783,7 +781,7 @@ pub async fn join_video_call(
         let row = repo::requests::find_call(conn, &id)?.ok_or_else(not_found)?;
         let case =
             find_visible(conn, &viewer, &row.case_id).map_err(|e| e.not_found_as(not_found))?;
-        refuse_agents(&viewer)?;
+        refuse_outsiders(&viewer)?;
         let case_active = workflow::state_of(case.status()).video_calls_active;
         Ok(VideoCallView::of(row, case_active))
     })

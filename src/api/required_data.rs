@@ -221,7 +221,8 @@ fn touch(
 #[schema(example = json!({"fields": [{"key": "subject_name", "label": "Subject's full name", "type": "text", "required": true}]}))]
 pub struct DefineFields {
     /// The whole form, in order. Values of fields that keep their key and type (and, for a
-    /// choice, whose value is still an option) are kept; the others are cleared.
+    /// choice, whose value is still an option) are kept; the others are cleared. At most 100.
+    #[schema(max_items = 100)]
     pub fields: Vec<FieldDefinition>,
 }
 
@@ -374,22 +375,8 @@ fn check_value(
             Value::Bool(_) => Ok(value),
             _ => Err(("invalid_value", "`true` or `false`".into())),
         },
-        // Exactly `YYYY-MM-DD`: chrono alone also takes `26-1-5` (year 26) and signed years.
-        FieldType::Date => match value
-            .as_str()
-            .filter(|s| {
-                s.len() == 10
-                    && s.bytes().enumerate().all(|(i, b)| {
-                        if i == 4 || i == 7 {
-                            b == b'-'
-                        } else {
-                            b.is_ascii_digit()
-                        }
-                    })
-            })
-            .map(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d"))
-        {
-            Some(Ok(date)) => Ok(Value::String(date.format("%Y-%m-%d").to_string())),
+        FieldType::Date => match value.as_str().and_then(crate::api::plain_date) {
+            Some(date) => Ok(Value::String(date.format("%Y-%m-%d").to_string())),
             _ => Err(("invalid_value", "a date as YYYY-MM-DD".into())),
         },
         FieldType::Choice => {

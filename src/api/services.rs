@@ -30,7 +30,7 @@ pub struct FieldDefinition {
     /// Stable machine key: lowercase letters, digits and `_`, starting with a letter (1–64).
     #[schema(pattern = "^[a-z][a-z0-9_]{0,63}$")]
     pub key: String,
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub label: String,
     #[serde(rename = "type")]
     pub field_type: FieldType,
@@ -38,12 +38,19 @@ pub struct FieldDefinition {
     pub required: bool,
     /// The choices of a `choice` field (1–50 distinct, 1–200 characters each); only for `choice`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_items = 1, max_items = 50, value_type = Option<BTreeSet<ChoiceOption>>)]
     pub options: Option<Vec<String>>,
     /// Help text shown beside the field (at most 1000 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(max_length = 1000)]
     pub help: Option<String>,
 }
+
+// The spec's item of `options`; the code keeps options as strings, checked by `check_fields`.
+/// One choice of a `choice` field: 1 to 200 characters, not only spaces.
+#[derive(ToSchema)]
+#[schema(min_length = 1, max_length = 200, pattern = "\\S", example = "Married")]
+pub struct ChoiceOption(pub String);
 
 pub const MAX_FIELDS: usize = 100;
 
@@ -241,7 +248,9 @@ pub struct CreateService {
     pub active: bool,
     #[serde(default = "default_priority")]
     pub default_priority: Priority,
+    /// The form its cases start with (at most 100 fields).
     #[serde(default)]
+    #[schema(max_items = 100)]
     pub required_data_template: Vec<FieldDefinition>,
     /// An SLA policy of the agency's or the platform's (422 `policy_unavailable` otherwise)
     /// that its cases follow ahead of the agency's default.
@@ -277,7 +286,8 @@ pub struct UpdateService {
     pub currency: Option<String>,
     pub active: Option<bool>,
     pub default_priority: Option<Priority>,
-    /// Replaces the template; cases already bought keep their own copy.
+    /// Replaces the template (at most 100 fields); cases already bought keep their own copy.
+    #[schema(max_items = 100)]
     pub required_data_template: Option<Vec<FieldDefinition>>,
     /// Another SLA policy for cases bought from now on, or `null` for the agency's default;
     /// cases already bought keep theirs.

@@ -136,8 +136,8 @@ pub struct CreateCalendar {
     #[validate(length(min = 1, max = 70))]
     #[schema(min_items = 1, max_items = 70)]
     pub hours: Vec<OpeningHours>,
-    /// Dates (local to the calendar) with no business hours.
-    #[serde(default)]
+    /// Dates (local to the calendar, `YYYY-MM-DD`) with no business hours.
+    #[serde(default, deserialize_with = "crate::api::plain_dates")]
     #[validate(length(max = 500))]
     #[schema(max_items = 500)]
     pub holidays: Vec<NaiveDate>,

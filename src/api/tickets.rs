@@ -308,10 +308,10 @@ pub struct ListTicketsQuery {
     #[param(style = Form, explode)]
     pub status: Vec<TicketStatus>,
     /// `me` (the caller), `none` (nobody) or a user id.
-    #[param(value_type = Option<String>, example = "me")]
+    #[param(value_type = Option<AssigneeParam>, example = "me")]
     pub assignee: Option<AssigneeParam>,
     /// Who delegated the ticket to its assignee: `me`, `none` or a user id.
-    #[param(value_type = Option<String>, example = "me")]
+    #[param(value_type = Option<AssigneeParam>, example = "me")]
     pub delegated_by: Option<AssigneeParam>,
     /// Only tickets about this case.
     pub case_id: Option<Uuid>,
@@ -870,7 +870,7 @@ pub async fn transition_ticket(
         (status = 404, description = "No such ticket, or not one the caller can see"),
         (status = 409, description = "The ticket is no longer worked (`wrong_state`), or changed meanwhile (`concurrent_update`)"),
         (status = 412, description = "`If-Match` is stale"),
-        (status = 422, description = "`user_id` missing for `delegate`, sent with `take`, or not an active platform staff member (`invalid_assignee`)"),
+        (status = 422, description = "`user_id` missing for `delegate`, sent with `take`, the caller's own or not an active platform staff member (`invalid_assignee`)"),
     )
 )]
 #[post("/v1/tickets/{id}/assignment")]

@@ -224,6 +224,11 @@ pub async fn transition_case(
                 });
             }
         }
+        if rule.adds_work() {
+            // Before the case's row, as the automatic assignment takes it: its count of an
+            // operator's room never misses this write, and neither waits for the other's rows.
+            repo::presence::lock_queue(conn, &current.agency_id)?;
+        }
         if !apply(conn, &notifier, Mover::User(&actor), &current, rule, &input)? {
             return Err(lost_race(conn, &viewer, &id, rule.from, &if_match));
         }
@@ -441,7 +446,8 @@ pub fn apply(
     };
     let case = sla::Subject::Case(current, rule.to);
     sla::sync(conn, notifier, case, starts, sla::Bump::Done)?;
-    let mut audience = vec![Audience::Client, Audience::Agency];
+    // The agents hear of the moves into or out of the statuses they see the case in.
+    let mut audience = vec![Audience::Client, Audience::Agency, Audience::Agents];
     if rule.has(Effect::NotifyPlatform) {
         audience.push(Audience::Platform);
     }

@@ -117,7 +117,7 @@ pub struct CreateWebhook {
     /// (`ticket_…`, with `ticket_updated` for an edit: an agency's webhooks hear of the
     /// agency's own tickets, the platform's of every ticket).
     #[validate(length(min = 1, max = 20))]
-    #[schema(min_items = 1, max_items = 20)]
+    #[schema(min_items = 1, max_items = 20, value_type = BTreeSet<WebhookEvent>)]
     pub events: Vec<WebhookEvent>,
 }
 
@@ -389,11 +389,12 @@ pub async fn get_webhook(
 #[schema(example = json!({"active": false}))]
 pub struct UpdateWebhook {
     /// `false` pauses it: no delivery is written for it, and those still pending end `dead`
-    /// (`last_error` `paused`); `true` resumes it for the events that follow.
+    /// (`last_error` `paused`; one being posted at that moment that arrives is `delivered`);
+    /// `true` resumes it for the events that follow.
     pub active: Option<bool>,
     /// The events to post from now on (see the creation's).
     #[validate(length(min = 1, max = 20))]
-    #[schema(min_items = 1, max_items = 20)]
+    #[schema(min_items = 1, max_items = 20, value_type = Option<BTreeSet<WebhookEvent>>)]
     pub events: Option<Vec<WebhookEvent>>,
     /// Where to post from now on, pending deliveries included; the rules of a new webhook's.
     #[validate(length(min = 1, max = 2000))]

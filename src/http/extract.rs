@@ -138,34 +138,52 @@ fn body_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     ApiError::validation(vec![FieldError::new(base, "invalid_value", message)])
 }
 
-/// The rules `e` names, one error per field and rule, sorted by pointer. Never the values:
-/// validator's own `Display` prints them, a password included.
+/// The rules `e` names, one error per field and rule, sorted by pointer, nested members
+/// (`#[validate(nested)]`) included under their path. Never the values: validator's own
+/// `Display` prints them, a password included.
 pub fn validation_errors(e: &validator::ValidationErrors) -> Vec<FieldError> {
-    let mut out: Vec<FieldError> = e
-        .field_errors()
-        .into_iter()
-        .flat_map(|(field, errors)| {
-            errors.iter().map(move |error| {
-                let detail = error
-                    .message
-                    .as_ref()
-                    .map(|m| m.to_string())
-                    .unwrap_or_else(|| match error.code.as_ref() {
-                        "email" => "must be a valid e-mail address".to_owned(),
-                        // `length` bounds a text's characters or a list's items.
-                        "length" => match error.params.get("value") {
-                            Some(serde_json::Value::Array(_)) => describe_bounds("items", error),
-                            _ => describe_bounds("characters", error),
-                        },
-                        "range" => describe_bounds("value", error),
-                        other => format!("breaks the `{other}` rule"),
-                    });
-                FieldError::new(format!("/{field}"), error.code.to_string(), detail)
-            })
-        })
-        .collect();
+    let mut out = Vec::new();
+    collect_errors(e, "", &mut out);
     out.sort_by(|a, b| a.pointer.cmp(&b.pointer));
     out
+}
+
+fn collect_errors(e: &validator::ValidationErrors, at: &str, out: &mut Vec<FieldError>) {
+    use validator::ValidationErrorsKind as Kind;
+    for (field, kind) in e.errors() {
+        let pointer = format!("{at}/{field}");
+        match kind {
+            Kind::Field(errors) => {
+                out.extend(errors.iter().map(|error| {
+                    FieldError::new(&pointer, error.code.to_string(), describe(error))
+                }))
+            }
+            Kind::Struct(inner) => collect_errors(inner, &pointer, out),
+            Kind::List(items) => {
+                for (index, inner) in items {
+                    collect_errors(inner, &format!("{pointer}/{index}"), out);
+                }
+            }
+        }
+    }
+}
+
+/// What a broken rule asks for, in words.
+fn describe(error: &validator::ValidationError) -> String {
+    error
+        .message
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_else(|| match error.code.as_ref() {
+            "email" => "must be a valid e-mail address".to_owned(),
+            // `length` bounds a text's characters or a list's items.
+            "length" => match error.params.get("value") {
+                Some(serde_json::Value::Array(_)) => describe_bounds("items", error),
+                _ => describe_bounds("characters", error),
+            },
+            "range" => describe_bounds("value", error),
+            other => format!("breaks the `{other}` rule"),
+        })
 }
 
 fn describe_bounds(what: &str, error: &validator::ValidationError) -> String {

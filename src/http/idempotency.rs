@@ -138,6 +138,18 @@ impl Answer {
     }
 }
 
+/// `path` with each id written as this API writes it (lower case, hyphens), as the route reads
+/// it: a retry that writes the same case's id in capitals is the same request.
+fn canonical_path(path: &str) -> String {
+    path.split('/')
+        .map(|segment| match uuid::Uuid::parse_str(segment) {
+            Ok(id) => id.to_string(),
+            Err(_) => segment.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// [`create`], answering before the response is rendered, for a caller with something to undo
 /// when nothing was created (an upload's blob).
 pub async fn remember<I, T, A, F>(
@@ -158,7 +170,7 @@ where
         Some(_) => {
             let mut hasher = Sha256::new();
             hasher.update(req.method().as_str().as_bytes());
-            hasher.update(req.path().as_bytes());
+            hasher.update(canonical_path(req.path()).as_bytes());
             hasher.update(serde_json::to_vec(&input).map_err(ApiError::internal)?);
             format!("{:x}", hasher.finalize())
         }

@@ -245,10 +245,12 @@ pub fn available_operators(
 }
 
 /// Serves `agency_id`'s queue alone until the write commits (PostgreSQL: an advisory lock of
-/// the transaction, keyed by the agency). Taken before any presence row: a write that changed
-/// its own presence row first and then waited for the others' (a `PUT /v1/me/presence`, a
-/// capacity raised) would otherwise wait in a circle with another doing the same. SQLite's
-/// writes are serialized already.
+/// the transaction, keyed by the agency). Taken by every write that serves the queue or gives
+/// an operator work (`take`, `delegate`, `reopen`, a payment), so an assignment's count of
+/// room never misses one, and before any presence or case row: a write that changed its row
+/// first and then waited for the others' (a `PUT /v1/me/presence`, a capacity raised, a
+/// payment) would otherwise wait in a circle with another doing the same. SQLite's writes are
+/// serialized already.
 pub fn lock_queue(conn: &mut DbConnection, agency_id: &str) -> QueryResult<()> {
     crate::db::lock_key(conn, &format!("auto_assign:{agency_id}"))
 }

@@ -437,6 +437,8 @@ pub fn retry_dead(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
 pub struct Claim {
     pub id: String,
     pub lease_end: NaiveDateTime,
+    /// Its attempts before this one.
+    pub attempts: i32,
 }
 
 /// Claims up to `limit` due deliveries, with their webhooks, by pushing each one's due time
@@ -508,6 +510,35 @@ pub fn record(
             webhook_deliveries::delivered_at.eq(delivered.then_some(now)),
         ))
         .execute(conn)?;
+    Ok(updated == 1)
+}
+
+/// Records as delivered (answered `status`) a claimed delivery that a pause, deletion or
+/// deactivation ended while it was being posted (`endings`: their last errors): it reached
+/// the receiver all the same. `false` when it was not ended so, or was tried again since.
+pub fn record_sent_after_end(
+    conn: &mut DbConnection,
+    claim: &Claim,
+    status: i32,
+    endings: &[&str],
+) -> QueryResult<bool> {
+    let now = crate::db::now();
+    let updated = diesel::update(
+        webhook_deliveries::table
+            .filter(webhook_deliveries::id.eq(&claim.id))
+            .filter(webhook_deliveries::status.eq(DEAD))
+            .filter(webhook_deliveries::attempts.eq(claim.attempts))
+            .filter(webhook_deliveries::last_error.eq_any(endings)),
+    )
+    .set((
+        webhook_deliveries::status.eq(DELIVERED),
+        webhook_deliveries::attempts.eq(claim.attempts + 1),
+        webhook_deliveries::next_attempt_at.eq(now),
+        webhook_deliveries::last_status.eq(status),
+        webhook_deliveries::last_error.eq(None::<String>),
+        webhook_deliveries::delivered_at.eq(now),
+    ))
+    .execute(conn)?;
     Ok(updated == 1)
 }
 

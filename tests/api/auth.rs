@@ -25,6 +25,66 @@ async fn login_issues_tokens_that_open_me() {
     assert_eq!(me["agency_id"], serde_json::Value::Null);
 }
 
+/// The claims part of an access token, unverified.
+fn payload(token: &str) -> serde_json::Value {
+    use base64::Engine;
+    let part = token.split('.').nth(1).expect("three parts");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[actix_web::test]
+async fn an_access_token_names_its_user_role_agency_and_admin_right() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    // The world's tokens come from logins.
+    let (admin, agent, client) = (
+        payload(&w.a_admin.token),
+        payload(&w.a_agent.token),
+        payload(&w.client.token),
+    );
+    let seen = |c: &serde_json::Value| {
+        let agency = c.get("agency_id").cloned();
+        (
+            c["sub"].clone(),
+            c["role"].clone(),
+            agency,
+            c["admin"].clone(),
+        )
+    };
+    assert_eq!(
+        seen(&admin),
+        (
+            json!(w.a_admin.id),
+            json!("agency"),
+            Some(json!(w.agency_a)),
+            json!(true)
+        )
+    );
+    assert_eq!(
+        seen(&agent),
+        (
+            json!(w.a_agent.id),
+            json!("agent"),
+            Some(json!(w.agency_a)),
+            json!(false)
+        )
+    );
+    assert_eq!(
+        seen(&client),
+        (json!(w.client.id), json!("client"), None, json!(false))
+    );
+    for claims in [admin, agent, client] {
+        for required in ["iss", "aud", "exp", "iat", "nbf", "jti"] {
+            assert!(claims.get(required).is_some(), "{required} in {claims}");
+        }
+        let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+        assert_eq!(lifetime, 900);
+    }
+}
+
 #[actix_web::test]
 async fn wrong_password_unknown_email_and_inactive_user_answer_alike() {
     let app = spawn().await;

@@ -8,7 +8,7 @@ use actix_web::dev::{Service, ServiceResponse};
 use serde_json::{Value, json};
 
 use crate::helpers::{Response, TestApp, spawn_with};
-use crate::world::{World, buy, id, set_presence};
+use crate::world::{World, act, buy, id, set_presence, start_case};
 
 #[actix_web::test]
 async fn a_paid_case_goes_to_the_available_operator_with_most_room_in_turn() {
@@ -143,6 +143,41 @@ async fn two_assignments_at_once_never_overfill_an_operator() {
 }
 
 #[actix_web::test]
+async fn writes_that_give_an_operator_work_wait_for_an_assignment_serving_the_queue() {
+    // The queue's lock held as an automatic assignment holds it while it counts each
+    // operator's room: on PostgreSQL a take, delegation, reopening or payment committed
+    // meanwhile would have overfilled an operator.
+    let app = spawn_with(&[]).await;
+    let w = World::new(&app).await;
+    let queue = app.under_lock(&format!("auto_assign:{}", w.agency_a), "SELECT 1");
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "bank_transfer").await);
+    let paid = act(&app, &w.platform.token, &case, "confirm_payment");
+    let res = app.while_held(&queue, paid).await;
+    assert_eq!(res.assert_status(200)["case"]["status"], "in_approval");
+    let assignment = format!("/v1/cases/{case}/assignment");
+    let taken = app.post(&assignment, &w.a_operator.token, json!({"action": "take"}));
+    let res = app.while_held(&queue, taken).await;
+    assert_eq!(
+        res.assert_status(200)["assignee"]["id"],
+        w.a_operator.id.as_str()
+    );
+    let body = json!({"action": "delegate", "user_id": w.a_admin.id});
+    let delegated = app.post(&assignment, &w.a_operator.token, body);
+    let res = app.while_held(&queue, delegated).await;
+    assert_eq!(
+        res.assert_status(200)["assignee"]["id"],
+        w.a_admin.id.as_str()
+    );
+    start_case(&app, &w, &case).await;
+    act(&app, &w.a_admin.token, &case, "complete")
+        .await
+        .assert_status(200);
+    let reopened = act(&app, &w.a_admin.token, &case, "reopen");
+    let res = app.while_held(&queue, reopened).await;
+    assert_eq!(res.assert_status(200)["case"]["status"], "in_progress");
+}
+
+#[actix_web::test]
 async fn the_queue_is_served_oldest_first_and_room_freed_later_is_filled_by_the_worker() {
     let app = spawn_with(&[("DOSSIER_OPERATOR_CAPACITY", "1")]).await;
     let w = World::new(&app).await;
@@ -152,7 +187,7 @@ async fn the_queue_is_served_oldest_first_and_room_freed_later_is_filled_by_the_
     let queued = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
     // The operator finishes their case; the next payment serves the older case first.
     let first = id(&first);
-    crate::world::start_case(&app, &w, &first).await;
+    start_case(&app, &w, &first).await;
     app.post(
         &format!("/v1/cases/{first}/transitions"),
         &w.a_operator.token,

@@ -504,6 +504,20 @@ async fn list_filters_combine_and_each_narrows() {
         .await,
         [a2.as_str()]
     );
+    // `created_from` takes its instant, `created_to` stops before its own.
+    app.sql(&format!(
+        "UPDATE cases SET created_at = '2026-03-01 10:00:00' WHERE id = '{a2}'"
+    ));
+    for (from, to, found) in [
+        ("2026-03-01T10:00:00Z", "2026-03-01T10:00:01Z", true),
+        ("2026-03-01T10:00:00.000001Z", "2026-03-01T10:00:01Z", false),
+        ("2026-02-01T00:00:00Z", "2026-03-01T10:00:00Z", false),
+        ("2026-02-01T00:00:00Z", "2026-03-01T10:00:00.000001Z", true),
+    ] {
+        let listed = q(&format!("created_from={from}&created_to={to}"), op).await;
+        let expected = if found { vec![a2.clone()] } else { vec![] };
+        assert_eq!(listed, expected, "from {from} to {to}");
+    }
     // Bad filters are 400 problems.
     for bad in [
         "status=lost",
@@ -815,12 +829,13 @@ async fn take_delegate_and_agents_follow_the_agency_rules() {
         res.assert_status(200)["assignee"]["id"],
         w.a_admin.id.as_str()
     );
-    // Only operators of the same agency; `take` names nobody; clients and agents may not.
-    for bad in [&w.a_agent.id, &w.b_operator.id, &w.client.id] {
+    // Only other operators of the same agency (not the caller: that is a `take`); `take` names
+    // nobody; clients and agents may not.
+    for bad in [&w.a_agent.id, &w.b_operator.id, &w.client.id, &w.a_admin.id] {
         let res = app
             .post(
                 &format!("{p}/assignment"),
-                &w.a_operator.token,
+                &w.a_admin.token,
                 json!({"action": "delegate", "user_id": bad}),
             )
             .await;
@@ -944,6 +959,14 @@ async fn take_delegate_and_agents_follow_the_agency_rules() {
     // The card reads its agents inside its own statement: the same people, names and order.
     let card = app.get(&p, &w.client.token).await;
     assert_eq!(card.assert_status(200)["agents"], listed);
+    // Its client reads the list as the card shows it; another client and agency learn nothing.
+    let res = app.get(&format!("{p}/agents"), &w.client.token).await;
+    assert_eq!(res.assert_status(200)["agents"], listed);
+    for outsider in [&w.client2, &w.b_operator] {
+        app.get(&format!("{p}/agents"), &outsider.token)
+            .await
+            .assert_problem(404, "not_found");
+    }
     assert!(
         listed[0]["name"].as_str() <= listed[1]["name"].as_str(),
         "ordered by name: {listed}"

@@ -672,7 +672,8 @@ async fn agents_note_and_hear_only_while_they_see_the_case_and_logged_interactio
         .assert_status(201);
     assert_eq!(messages(), written + 1);
 
-    // The agency's notes reach the agents while they see the case, and not once it is completed.
+    // The agency's notes reach the agents while they see the case, and not once it is completed
+    // (its completion does).
     let agents_bell = || {
         app.count(&format!(
             "SELECT COUNT(*) AS n FROM notifications WHERE user_id = '{}'",
@@ -688,6 +689,11 @@ async fn agents_note_and_hear_only_while_they_see_the_case_and_logged_interactio
     act(&app, &w.a_operator.token, &case, "complete")
         .await
         .assert_status(200);
+    assert_eq!(
+        agents_bell(),
+        heard + 2,
+        "the agents hear their case left them"
+    );
     app.get(&format!("/v1/cases/{case}"), &w.a_agent.token)
         .await
         .assert_problem(404, "not_found");
@@ -696,7 +702,7 @@ async fn agents_note_and_hear_only_while_they_see_the_case_and_logged_interactio
         .assert_status(201);
     assert_eq!(
         agents_bell(),
-        heard + 1,
+        heard + 2,
         "an agent heard of a case they cannot see"
     );
 }
@@ -751,7 +757,9 @@ async fn retried_creations_on_a_case_are_replayed_not_repeated() {
         first.assert_status(201);
         let after = rows();
         assert_eq!(after.0, before.0 + 1, "{path}");
-        let again = app.call("POST", &p, token, body.clone(), &key).await;
+        // The retry may write the case's id in capitals: the same case, the same request.
+        let shouted = format!("/v1/cases/{}/{path}", case.to_uppercase());
+        let again = app.call("POST", &shouted, token, body.clone(), &key).await;
         again.assert_status(201);
         assert_eq!(again.header("idempotent-replayed"), Some("true"), "{path}");
         assert_eq!(again.body, first.body, "{path}");

@@ -166,16 +166,46 @@ async fn each_event_reaches_the_right_people_in_their_language() {
     .await
     .assert_status(200);
     assert_eq!(events(&app, &w.a_admin.token).await[0].0, "assigned");
-    // A dispute concerns the platform too.
+    // Completed: the client is asked to confirm (in Italian), and the agents, whose case
+    // leaves the statuses they see it in, hear of it (an agent off the case does not); this
+    // one in Spanish, then Polish.
+    let agent = format!("/v1/users/{}", w.a_agent.id);
+    let speaks = |locale: &'static str| {
+        let res = app.patch(&agent, &w.platform.token, json!({ "locale": locale }));
+        async move { res.await.assert_status(200).clone() }
+    };
+    speaks("es").await;
     act(&app, &w.a_admin.token, &case, "complete")
         .await
         .assert_status(200);
+    let moved = |label: &str| ("status_changed".to_owned(), format!("{number} — {label}"));
+    assert_eq!(
+        events(&app, &w.client.token).await[0],
+        moved("Completato — conferma, per favore")
+    );
+    assert_eq!(
+        events(&app, &w.a_agent.token).await[0],
+        moved("Completado — confírmelo, por favor")
+    );
+    assert!(events(&app, &w.a_agent2.token).await.is_empty());
+    // A dispute concerns the platform too; not the agents (the case stays `completed`).
+    let agent_news = events(&app, &w.a_agent.token).await.len();
     act(&app, &w.client.token, &case, "dispute_completion")
         .await
         .assert_status(200);
     for token in [&w.platform.token, &w.platform_staff.token] {
         assert_eq!(events(&app, token).await[0].0, "status_changed");
     }
+    assert_eq!(events(&app, &w.a_agent.token).await.len(), agent_news);
+    // Reopened, the case is the agents' again: they hear of it.
+    speaks("pl").await;
+    act(&app, &w.a_admin.token, &case, "reopen")
+        .await
+        .assert_status(200);
+    assert_eq!(
+        events(&app, &w.a_agent.token).await[0],
+        moved("Dochodzenie w toku")
+    );
 }
 
 /// An assignee who can no longer log in leaves the case's news to every operator of the agency.

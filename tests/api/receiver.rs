@@ -20,6 +20,8 @@ struct Shared {
     received: Arc<Mutex<Vec<Received>>>,
     /// Statuses of the next answers, in order; 200 once it runs out.
     statuses: Arc<Mutex<VecDeque<u16>>>,
+    /// Held by a test, it keeps each answer back (once the request is received).
+    answers: Arc<tokio::sync::Mutex<()>>,
 }
 
 pub struct Receiver {
@@ -44,6 +46,11 @@ impl Receiver {
     /// The next requests get these statuses.
     pub fn answer_with(&self, statuses: &[u16]) {
         self.shared.statuses.lock().unwrap().extend(statuses);
+    }
+
+    /// Keeps every answer back (the requests are received) until the guard is dropped.
+    pub async fn hold_answers(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.shared.answers.clone().lock_owned().await
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -86,6 +93,7 @@ async fn answer(stream: TcpStream, shared: Shared) {
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
     });
+    let _released = shared.answers.lock().await;
     let reply = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     let mut stream = reader.into_inner();
     let _ = stream.write_all(reply.as_bytes()).await;

@@ -33,6 +33,16 @@ async fn the_agency_asks_the_client_answers_and_open_ones_are_on_the_card() {
     )
     .await
     .assert_problem(422, "in_the_past");
+    // Past the year 9999 in UTC: no RFC 3339 instant to answer with.
+    let res = app
+        .post(
+            &p,
+            &w.a_operator.token,
+            json!({"kind": "question", "prompt": "x", "due_at": "9999-12-31T23:59:59-10:00"}),
+        )
+        .await;
+    let problem = res.assert_problem(422, "validation_failed");
+    assert_eq!(problem["errors"][0]["pointer"], "/due_at");
     let photo = app.post(&p, &w.a_operator.token, ask).await;
     let photo = photo.assert_status(201).clone();
     assert_eq!(photo["status"], "open");
@@ -245,7 +255,14 @@ async fn video_rooms_are_unguessable_and_their_links_end_with_the_case() {
             )),
         ]
     );
+    // The platform sees the case but takes no part in its calls.
     app.post(&p, &w.platform.token, json!({}))
+        .await
+        .assert_problem(403, "forbidden");
+    app.get(&p, &w.platform_staff.token)
+        .await
+        .assert_problem(403, "forbidden");
+    app.get(call["join_url"].as_str().unwrap(), &w.platform.token)
         .await
         .assert_problem(403, "forbidden");
     app.post(&p, &w.client2.token, json!({}))

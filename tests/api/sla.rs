@@ -156,6 +156,21 @@ async fn calendars_and_policies_are_managed_by_admins_and_read_by_staff() {
     app.post("/v1/calendars", &w.a_admin.token, empty)
         .await
         .assert_problem(422, "validation_failed");
+    // Times exactly `HH:MM`, dates exactly `YYYY-MM-DD` (chrono alone reads each as a time or
+    // a date: `26-12-25` would be the year 26).
+    for (opens, holiday, pointer) in [
+        (" 9:00", "2026-12-25", "/hours/0/opens"),
+        ("09: 5", "2026-12-25", "/hours/0/opens"),
+        ("09:00", "26-12-25", "/holidays"),
+        ("09:00", "2026-1-5", "/holidays"),
+        ("09:00", "2026 -12-2", "/holidays"),
+    ] {
+        let body = json!({"name": "Loose", "time_zone": "UTC", "holidays": [holiday],
+            "hours": [{"weekday": "mon", "opens": opens, "closes": "18:00"}]});
+        let res = app.post("/v1/calendars", &w.a_admin.token, body).await;
+        let problem = res.assert_problem(422, "validation_failed");
+        assert_eq!(problem["errors"][0]["pointer"], pointer, "{problem}");
+    }
     assert_eq!(
         app.rows_in(&["calendars", "sla_policies", "audit_log"]),
         before
@@ -227,6 +242,27 @@ async fn calendars_and_policies_are_managed_by_admins_and_read_by_staff() {
         let res = app.post("/v1/sla-policies", &w.a_admin.token, body).await;
         res.assert_problem(422, "validation_failed");
     }
+    // A nested target out of range is pointed at, each where it is.
+    let mut over = targets(60, 60, 60);
+    over["urgent"]["resolution"] = json!(525_601);
+    over["low"]["first_response"] = json!(0);
+    let body = json!({"name": "Over", "targets": over});
+    let res = app.post("/v1/sla-policies", &w.a_admin.token, body).await;
+    let errors = &res.assert_problem(422, "validation_failed")["errors"];
+    let pointed: Vec<_> = errors
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["pointer"].as_str().unwrap(), e["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        pointed,
+        [
+            ("/targets/low/first_response", "range"),
+            ("/targets/urgent/resolution", "range")
+        ]
+    );
+    assert_eq!(res.body["detail"], "The request breaks 2 rules.");
     let res = app
         .post(
             "/v1/sla-policies",
@@ -359,6 +395,23 @@ async fn clocks_start_pause_and_stop_with_the_case() {
     assert_eq!(card["sla"]["state"], "on_track");
     assert_eq!(card["sla"]["breached"], false);
     assert_eq!(at(&card["sla"]["due_at"]), started + Duration::hours(1));
+
+    // An internal note and a call the client made (logged inbound) answer nobody: it runs on.
+    let m = format!("/v1/cases/{case}/messages");
+    for body in [
+        json!({"body": "Check his car.", "internal": true}),
+        json!({"body": "He called.", "channel": "phone", "direction": "inbound"}),
+    ] {
+        app.post(&m, &w.a_operator.token, body)
+            .await
+            .assert_status(201);
+    }
+    let read = clocks(&app, &w.client.token, &case).await;
+    assert_eq!(read["clocks"]["first_response"]["state"], "running");
+    let card = app
+        .get(&format!("/v1/cases/{case}"), &w.a_operator.token)
+        .await;
+    let card = card.assert_status(200).clone();
 
     // The agency's answer stops the first-response clock, met; the card's version moves on.
     let version = card["version"].as_i64().unwrap();

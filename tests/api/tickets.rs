@@ -435,15 +435,17 @@ async fn only_the_platform_assigns_resolves_and_sets_priority() {
         res.assert_problem(409, "wrong_state")["allowed_actions"][0]["action"],
         "wait_on_requester"
     );
-    // Delegation goes to active platform staff only.
-    let res = app
-        .post(
-            &format!("{path}/assignment"),
-            &w.platform.token,
-            json!({"action": "delegate", "user_id": w.a_operator.id}),
-        )
-        .await;
-    res.assert_problem(422, "invalid_assignee");
+    // Delegation goes to other active platform staff only.
+    for bad in [&w.a_operator.id, &w.platform.id] {
+        let res = app
+            .post(
+                &format!("{path}/assignment"),
+                &w.platform.token,
+                json!({"action": "delegate", "user_id": bad}),
+            )
+            .await;
+        res.assert_problem(422, "invalid_assignee");
+    }
     // A stale If-Match changes nothing.
     let res = app
         .call(

@@ -572,6 +572,58 @@ async fn a_webhook_is_paused_resumed_and_changed_by_its_owner() {
 }
 
 #[actix_web::test]
+async fn a_delivery_being_posted_when_its_webhook_is_paused_keeps_its_outcome() {
+    let app = spawn_with(&[]).await;
+    let w = World::new(&app).await;
+    let receiver = Receiver::start().await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let body = json!({"url": receiver.url, "events": ["message_received"]});
+    let res = app.post("/v1/webhooks", &w.a_admin.token, body).await;
+    let hook = id(res.assert_status(201));
+    let path = format!("/v1/webhooks/{hook}");
+    // The webhook is paused once the receiver has the post, before it answers.
+    let posted_while_paused = || {
+        let (app, receiver, token, path) = (&app, &receiver, &w.a_admin.token, &path);
+        async move {
+            let answers = receiver.hold_answers().await;
+            let seen = receiver.received().len();
+            let switch = async {
+                while receiver.received().len() == seen {
+                    actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                let res = app.patch(path, token, json!({"active": false})).await;
+                res.assert_status(200);
+                drop(answers);
+            };
+            let (posted, ()) = futures_util::future::join(round(app), switch).await;
+            assert_eq!(posted, 1);
+            let page = app.get(&format!("{path}/deliveries"), token).await;
+            let last = page.assert_status(200)["items"][0].clone();
+            let fields = ["status", "attempts", "last_status", "last_error"];
+            fields.map(|f| last[f].clone())
+        }
+    };
+
+    // It reached the receiver: delivered, not ended by the pause.
+    post_message(&app, &w.client.token, &case, "One").await;
+    assert_eq!(
+        posted_while_paused().await,
+        [json!("delivered"), json!(1), json!(200), Value::Null]
+    );
+    assert_eq!(receiver.received().len(), 1);
+    // Refused by the receiver: the pause's end stands (no retry follows a pause).
+    app.patch(&path, &w.a_admin.token, json!({"active": true}))
+        .await
+        .assert_status(200);
+    post_message(&app, &w.client.token, &case, "Two").await;
+    receiver.answer_with(&[503]);
+    assert_eq!(
+        posted_while_paused().await,
+        [json!("dead"), json!(0), Value::Null, json!("paused")]
+    );
+}
+
+#[actix_web::test]
 async fn a_webhook_is_read_moved_rekeyed_and_deleted_by_its_owner() {
     let app = spawn_with(&[]).await;
     let w = World::new(&app).await;
