@@ -17,7 +17,7 @@ use utoipa::openapi::{
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
 
-use crate::api::cases::AssigneeParam;
+use crate::api::cases::{AssigneeParam, CaseOrder};
 use crate::domain::Locale;
 use crate::errors::{FieldError, PROBLEM_JSON, Problem};
 use crate::http::idempotency::IDEMPOTENCY_KEY;
@@ -31,9 +31,9 @@ use crate::ticket_workflow::TicketAllowedAction;
         license(name = "Proprietary", identifier = "LicenseRef-Proprietary"),
     ),
     modifiers(&BearerScheme),
-    // Schemas no body names (problems, and the assignee filters' query parameters) are not
-    // collected on their own.
-    components(schemas(Problem, FieldError, TicketAllowedAction, AssigneeParam)),
+    // Schemas no body names (problems, and some lists' query parameters) are not collected on
+    // their own.
+    components(schemas(Problem, FieldError, TicketAllowedAction, AssigneeParam, CaseOrder)),
     tags(
         (name = "auth", description = "Logging in and refreshing tokens"),
         (name = "users", description = "Users and the caller's own profile"),

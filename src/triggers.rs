@@ -123,6 +123,12 @@ pub fn tag_problem(tag: &str) -> Option<&'static str> {
 
 /// What is wrong with a trigger of `agency`: its event, each condition and each action
 /// against the agency's services, staff and webhooks. Empty when nothing is.
+/// Whether a trigger may run on `event`: an event on a case, but `mentioned` (told only to the
+/// people a message names).
+pub fn runs_on(event: Event) -> bool {
+    !matches!(event, Event::TicketOpened | Event::Mentioned)
+}
+
 pub fn problems(
     conn: &mut DbConnection,
     agency: &str,
@@ -131,19 +137,19 @@ pub fn problems(
     actions: &[Action],
 ) -> Result<Vec<FieldError>, ApiError> {
     let mut errors = Vec::new();
-    if event == Event::TicketOpened {
-        errors.push(FieldError::new(
-            "/event",
-            "not_a_case_event",
-            "`ticket_opened` is not an event on a case",
-        ));
-    }
-    if event == Event::Mentioned {
-        errors.push(FieldError::new(
-            "/event",
-            "not_a_trigger_event",
-            "`mentioned` tells only the people a message names: triggers run on `message_received`",
-        ));
+    if !runs_on(event) {
+        errors.push(match event {
+            Event::Mentioned => FieldError::new(
+                "/event",
+                "not_a_trigger_event",
+                "`mentioned` tells only the people a message names: triggers run on `message_received`",
+            ),
+            _ => FieldError::new(
+                "/event",
+                "not_a_case_event",
+                format!("`{event}` is not an event on a case"),
+            ),
+        });
     }
     let services: Vec<String> = conditions
         .iter()

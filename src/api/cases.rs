@@ -17,7 +17,7 @@ use crate::api::{Asked, Asking, nullable, timestamp};
 use crate::app::AppState;
 use crate::auth::{AuthUser, Token};
 use crate::db::{self, DbConnection};
-use crate::domain::{CaseStatus, Locale, PaymentMethod, PaymentState, Priority, Role};
+use crate::domain::{CaseStatus, Locale, PaymentMethod, PaymentState, Priority, Role, code_enum};
 use crate::errors::{AllowedActions, ApiError, FieldError};
 use crate::http::extract::{
     IfMatch, Page, PageRequest, Query, ValidJson, etag, page_response, versioned_response,
@@ -640,6 +640,12 @@ pub async fn create_case(
                 PaymentMethod::BankTransfer => (CaseStatus::AwaitingPayment, PaymentState::Pending),
                 PaymentMethod::Card => (CaseStatus::InApproval, PaymentState::Paid),
             };
+            let paid = status == CaseStatus::InApproval;
+            if paid {
+                // The agency's queue is served below: its lock before any row, the year's case
+                // counter included (else a wait for it would hold every agency's purchases).
+                repo::presence::lock_queue(conn, &service.agency_id)?;
+            }
             let row = CaseRow {
                 id: repo::new_id(),
                 number: repo::cases::next_number(conn, now)?,
@@ -681,7 +687,6 @@ pub async fn create_case(
             // Paid by card: its SLA clocks start, and the agency's queue, this case at its end,
             // goes to who has room. Webhooks and the agency's triggers hear of the case in
             // between: a trigger's priority moves the clocks, its assignment comes first.
-            let paid = status == CaseStatus::InApproval;
             if paid {
                 crate::sla::started(conn, &notifier, crate::sla::Subject::case(&row))?;
             }
@@ -779,18 +784,29 @@ pub struct ListCasesQuery {
         pattern = "[^\\t-\\r \\x85\\xA0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]"
     )]
     pub q: Option<String>,
+    /// `newest` (the default) or `oldest` first, by when the case was bought; a cursor goes on
+    /// in the order it was made in (the `Link` header keeps `sort`).
+    pub sort: Option<CaseOrder>,
     #[param(minimum = 1, maximum = 100, default = 25)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
+code_enum! {
+    /// The order of the case list.
+    CaseOrder {
+        Newest = "newest",
+        Oldest = "oldest",
+    }
+}
+
 /// List cases
 ///
-/// The cases the caller may see, newest first, with keyset pagination (`next_cursor` and a
-/// `Link` header): platform staff see all; agency staff their agency's; agents the cases they
-/// are assigned to while `in_progress` or `suspended`; clients their own. Filters combine.
-/// Labels follow `Accept-Language`. Roles: any user.
+/// The cases the caller may see, newest first (`sort=oldest` for the other way), with keyset
+/// pagination (`next_cursor` and a `Link` header): platform staff see all; agency staff their
+/// agency's; agents the cases they are assigned to while `in_progress` or `suspended`; clients
+/// their own. Filters combine. Labels follow `Accept-Language`. Roles: any user.
 #[utoipa::path(
     tag = "cases",
     operation_id = "list_cases",
@@ -855,6 +871,7 @@ pub async fn list_cases(
             created_to: query.created_to.map(|t| t.naive_utc()),
             q: query.q.map(|q| q.trim().to_owned()),
             tags,
+            oldest_first: query.sort == Some(CaseOrder::Oldest),
         };
         let rows = repo::cases::list(
             conn,

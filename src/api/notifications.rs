@@ -189,7 +189,7 @@ impl Notifier {
         let event = Event::MessageReceived;
         self.notify_case(conn, case, event, to, told, actor, body, None)?;
         let about = Subject::Case(case, None);
-        self.deliver(conn, mentioned, about, Event::Mentioned, actor, body)
+        self.deliver(conn, mentioned, about, Event::Mentioned, actor, body, &[])
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -214,6 +214,17 @@ impl Notifier {
         };
         crate::webhooks::enqueue(conn, &what)?;
         let fired = crate::triggers::fire(conn, self, &what)?;
+        // Agents stay on a case after it leaves their statuses, but no longer see it: they hear
+        // of an event while they see the case as the event found it, or of a move into or out
+        // of those statuses (`status`: where it goes; triggers move no status).
+        let agents_hear = [Some(case.status()), status]
+            .into_iter()
+            .flatten()
+            .any(|s| crate::workflow::state_of(s).agent_visible);
+        // Of a move that takes the case from them, in the bell only: no mail leaves about a case
+        // its addressee no longer sees (the mailer would end it unsent).
+        let agents_mailed = status.is_none_or(|s| crate::workflow::state_of(s).agent_visible);
+        let mut bell_only = Vec::new();
         // Told as the triggers left the case: the operator one assigned hears of the event.
         let case = fired.case.as_ref().unwrap_or(case);
         let mut ids = fired.notify;
@@ -234,16 +245,12 @@ impl Notifier {
                         Some(&case.agency_id),
                     )?),
                 },
-                // Agents stay on a case after it leaves their statuses, but no longer see it:
-                // they hear of an event while they see the case, or of a move into or out of
-                // those statuses (`status`: where the case goes).
-                Audience::Agents
-                    if [Some(case.status()), status]
-                        .into_iter()
-                        .flatten()
-                        .any(|s| crate::workflow::state_of(s).agent_visible) =>
-                {
-                    ids.extend(repo::notifications::agents_of(conn, &case.id)?)
+                Audience::Agents if agents_hear => {
+                    let agents = repo::notifications::agents_of(conn, &case.id)?;
+                    if !agents_mailed {
+                        bell_only.extend(agents.iter().cloned());
+                    }
+                    ids.extend(agents);
                 }
                 Audience::Agents => {}
                 Audience::Platform => recipients.extend(repo::notifications::active_users(
@@ -272,6 +279,7 @@ impl Notifier {
             event,
             actor_id,
             body,
+            &bell_only,
         )
     }
 
@@ -314,10 +322,13 @@ impl Notifier {
             event,
             actor_id,
             body,
+            &[],
         )
     }
 
-    /// Writes the notifications (and mails) of `recipients`, each once, the actor left out.
+    /// Writes the notifications (and mails, but to `bell_only`) of `recipients`, each once, the
+    /// actor left out.
+    #[allow(clippy::too_many_arguments)]
     fn deliver(
         &self,
         conn: &mut DbConnection,
@@ -326,6 +337,7 @@ impl Notifier {
         event: Event,
         actor_id: Option<&str>,
         body: Option<&str>,
+        bell_only: &[String],
     ) -> Result<(), ApiError> {
         let mut seen = BTreeSet::new();
         recipients.retain(|r| Some(r.id.as_str()) != actor_id && seen.insert(r.id.clone()));
@@ -355,7 +367,7 @@ impl Notifier {
         };
         let body = body.map(|b| b.chars().take(500).collect::<String>());
         let now = db::now();
-        let muted: BTreeSet<String> = if self.email && !recipients.is_empty() {
+        let mut muted: BTreeSet<String> = if self.email && !recipients.is_empty() {
             let ids: Vec<String> = recipients.iter().map(|r| r.id.clone()).collect();
             repo::email::opted_out(conn, event.as_str(), &ids)?
                 .into_iter()
@@ -363,6 +375,7 @@ impl Notifier {
         } else {
             BTreeSet::new()
         };
+        muted.extend(bell_only.iter().cloned());
         for recipient in recipients {
             let locale = Locale::from_code(&recipient.locale).unwrap_or(Locale::En);
             let title = i18n::notification_title(event, locale, about);

@@ -4,6 +4,7 @@
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use validator::Validate;
@@ -83,6 +84,22 @@ impl TryFrom<TriggerRow> for TriggerView {
     }
 }
 
+/// The spec's `event` of a trigger written: the events one runs on (others are 422).
+fn trigger_event() -> Object {
+    let events = Event::ALL
+        .iter()
+        .copied()
+        .filter(|e| crate::triggers::runs_on(*e));
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(events.map(Event::as_str)))
+        .description(Some(
+            "The event on a case it runs on: any notification event but `ticket_opened` and \
+             `mentioned`.",
+        ))
+        .build()
+}
+
 #[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
@@ -98,8 +115,7 @@ pub struct CreateTrigger {
     #[validate(length(min = 1, max = 100))]
     #[schema(min_length = 1, max_length = 100)]
     pub name: String,
-    /// The event on a case it runs on (any notification event but `ticket_opened` and
-    /// `mentioned`).
+    #[schema(schema_with = trigger_event)]
     pub event: Event,
     /// 0 to 10, all of which must hold; none: every such event.
     #[serde(default)]
@@ -374,6 +390,7 @@ pub struct UpdateTrigger {
     #[validate(length(min = 1, max = 100))]
     #[schema(min_length = 1, max_length = 100)]
     pub name: Option<String>,
+    #[schema(schema_with = trigger_event)]
     pub event: Option<Event>,
     /// Replaces the conditions.
     #[validate(length(max = 10))]

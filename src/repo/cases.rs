@@ -403,6 +403,8 @@ pub struct CaseFilter {
     pub q: Option<String>,
     /// Cases with any of these tags.
     pub tags: Vec<String>,
+    /// Oldest first (by id, a UUIDv7: by creation), and the cursor goes on upwards.
+    pub oldest_first: bool,
 }
 
 diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
@@ -500,11 +502,16 @@ pub fn list(
                 .or(lower(cases::title).like(lower(pattern)).escape('\\')),
         );
     }
-    if let Some(after) = after {
-        query = query.filter(cases::id.lt(after.to_owned()));
-    }
+    query = match (filter.oldest_first, after) {
+        (false, Some(after)) => query.filter(cases::id.lt(after.to_owned())),
+        (true, Some(after)) => query.filter(cases::id.gt(after.to_owned())),
+        (_, None) => query,
+    };
+    query = match filter.oldest_first {
+        false => query.order(cases::id.desc()),
+        true => query.order(cases::id.asc()),
+    };
     query
-        .order(cases::id.desc())
         .limit(limit)
         .select(CaseRow::as_select())
         .built_once()

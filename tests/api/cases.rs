@@ -647,6 +647,39 @@ async fn pagination_neither_skips_nor_repeats_while_cases_arrive() {
 }
 
 #[actix_web::test]
+async fn oldest_first_pages_on_by_its_link_and_newer_cases_join_the_end() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let mut created = Vec::new();
+    for _ in 0..5 {
+        created.push(id(&buy(&app, &w.client.token, &w.service_a, "card").await));
+    }
+    let mut seen = Vec::new();
+    let mut path = "/v1/cases?sort=oldest&limit=2".to_owned();
+    loop {
+        let res = app.get(&path, &w.a_operator.token).await;
+        seen.extend(ids(res.assert_status(200)));
+        let Some(link) = res.header("link") else {
+            break;
+        };
+        assert!(link.contains("sort=oldest"), "{link}");
+        path = link
+            .trim_start_matches('<')
+            .split_once('>')
+            .map(|(next, _)| next.to_owned())
+            .unwrap();
+        // Bought while the client pages: newer than every cursor, it comes at the end.
+        if created.len() == 5 {
+            created.push(id(&buy(&app, &w.client2.token, &w.service_a, "card").await));
+        }
+    }
+    assert_eq!(seen, created);
+    app.get("/v1/cases?sort=sideways", &w.a_operator.token)
+        .await
+        .assert_problem(400, "invalid_query");
+}
+
+#[actix_web::test]
 async fn patch_changes_title_description_priority_with_the_rules() {
     let app = spawn().await;
     let w = World::new(&app).await;

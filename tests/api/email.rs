@@ -436,6 +436,42 @@ async fn mails_about_a_case_the_recipient_no_longer_sees_die_unsent() {
     );
 }
 
+/// An agent hears of their case leaving them in the bell alone: its mail would be about a case
+/// they no longer see.
+#[actix_web::test]
+async fn agents_are_mailed_of_the_moves_that_leave_them_the_case_only() {
+    let smtp = SmtpServer::start().await;
+    let app = spawn_with(&[("DOSSIER_SMTP_URL", &smtp.url)]).await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    crate::world::start_case(&app, &w, &case).await;
+    crate::world::assign_agent(&app, &w, &case).await;
+    let told = |table: &str| {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM {table} WHERE user_id = '{}' AND event = 'status_changed'",
+            w.a_agent.id
+        ))
+    };
+    crate::world::act(&app, &w.a_operator.token, &case, "suspend")
+        .await
+        .assert_status(200);
+    assert_eq!((told("notifications"), told("email_outbox")), (1, 1));
+    for action in ["resume", "complete"] {
+        crate::world::act(&app, &w.a_operator.token, &case, action)
+            .await
+            .assert_status(200);
+    }
+    assert_eq!((told("notifications"), told("email_outbox")), (3, 2));
+    // The client is mailed of the completion as ever.
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM email_outbox WHERE user_id = '{}' AND subject LIKE '%please confirm'",
+            w.client.id
+        )),
+        1
+    );
+}
+
 async fn wait_for_status<S>(
     app: &crate::helpers::TestApp<S>,
     token: &str,

@@ -175,6 +175,12 @@ async fn each_event_reaches_the_right_people_in_their_language() {
         async move { res.await.assert_status(200).clone() }
     };
     speaks("es").await;
+    // A trigger on the move (which reads the case again) changes none of that.
+    let trigger = json!({"name": "Tag the finished", "event": "status_changed",
+        "actions": [{"type": "add_tag", "tag": "finished"}]});
+    app.post("/v1/triggers", &w.a_admin.token, trigger)
+        .await
+        .assert_status(201);
     act(&app, &w.a_admin.token, &case, "complete")
         .await
         .assert_status(200);

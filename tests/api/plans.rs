@@ -212,6 +212,10 @@ async fn no_listed_query_scans_a_whole_large_table() {
             &platform,
             format!("/v1/cases?status=in_progress&cursor={deep}"),
         ),
+        (
+            &platform,
+            format!("/v1/cases?status=in_progress&sort=oldest&cursor={deep}"),
+        ),
         (&platform, "/v1/cases?status=suspended&status=closed".into()),
         (&platform, "/v1/cases?priority=urgent".into()),
         (&platform, "/v1/cases?assignee=none".into()),
@@ -232,6 +236,9 @@ async fn no_listed_query_scans_a_whole_large_table() {
         (&operator, "/v1/cases".into()),
         (&operator, "/v1/cases?status=in_progress".into()),
         (&operator, "/v1/cases?assignee=me".into()),
+        (&operator, "/v1/cases?assignee=me&sort=oldest".into()),
+        (&operator, "/v1/cases?assignee=none".into()),
+        (&operator, "/v1/cases?sla=breached".into()),
         (&operator, "/v1/cases?delegated_by=me".into()),
         (&operator, "/v1/cases?priority=urgent".into()),
         (&client, "/v1/cases".into()),
@@ -328,6 +335,7 @@ async fn no_listed_query_scans_a_whole_large_table() {
     let mut number_plan = Vec::new();
     let mut entity_plans: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     let mut range_plans: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut agency_view_plans: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for (token, path) in &requests {
         recorded.start();
         let res = app.get(path, token).await;
@@ -373,6 +381,22 @@ async fn no_listed_query_scans_a_whole_large_table() {
                     .or_default()
                     .extend(plan.clone());
             }
+            // One value each: for several SLA states SQLite walks the agency's cases in id
+            // order, which the page's LIMIT stops, rather than merge and sort several ranges.
+            let agency_view = [
+                "/v1/cases?assignee=none",
+                "/v1/cases?priority=",
+                "/v1/cases?sla=",
+            ]
+            .iter()
+            .any(|view| path.starts_with(view))
+                && !path.contains('&');
+            if **token == operator && agency_view {
+                agency_view_plans
+                    .entry(path.clone())
+                    .or_default()
+                    .extend(plan.clone());
+            }
             if path.contains("tag=") {
                 tag_plans
                     .entry(path.clone())
@@ -411,6 +435,19 @@ async fn no_listed_query_scans_a_whole_large_table() {
             starts_at_the_mark(plans),
             "{path}: the unread count reads every message of the case:\n  {}",
             plans.join("\n  ")
+        );
+    }
+    // An operator's "to assign", priority and SLA views seek their own range of the agency's
+    // cases (on SQLite, whose statistics are fixed; PostgreSQL's follow its data).
+    assert_eq!(agency_view_plans.len(), 3);
+    for (path, plan) in agency_view_plans.iter().filter(|_| !app._db.is_postgres()) {
+        let by_agency = ["assignee", "priority", "sla_state"]
+            .map(|column| format!("cases_agency_{column}_idx"));
+        assert!(
+            plan.iter()
+                .any(|line| by_agency.iter().any(|index| line.contains(index.as_str()))),
+            "{path} walks the agency's cases for the few that match:\n  {}",
+            plan.join("\n  ")
         );
     }
     assert_eq!(tag_plans.len(), 2);

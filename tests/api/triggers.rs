@@ -60,6 +60,20 @@ async fn triggers_are_their_agency_admins_and_bad_ones_are_refused() {
         let res = app.get("/v1/triggers", token).await;
         res.assert_problem(403, "forbidden");
     }
+    // The spec offers the events a trigger runs on, and no other.
+    let spec: Value = serde_json::from_str(&dossier::openapi::spec_json()).unwrap();
+    for body in ["CreateTrigger", "UpdateTrigger"] {
+        let events = &spec["components"]["schemas"][body]["properties"]["event"]["enum"];
+        let events: Vec<&str> = events
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap())
+            .collect();
+        assert_eq!(events.len(), 10, "{body}: {events:?}");
+        assert!(events.contains(&"status_changed") && !events.contains(&"mentioned"));
+        assert!(!events.contains(&"ticket_opened"), "{body}");
+    }
     let with = |member: &str, value: Value| {
         let mut body = good.clone();
         body[member] = value;
