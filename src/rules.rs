@@ -44,12 +44,18 @@ pub fn spawn(state: web::Data<AppState>) {
 
 async fn run(state: web::Data<AppState>) {
     let mut waits = crate::live::subscribe_waits();
+    // The queues' pass fills room freed since: once a minute, not at every wake (each paid
+    // case's SLA clocks wake the worker, and the pass is a write per agency).
+    let mut queues_served: Option<tokio::time::Instant> = None;
     loop {
         // Forget the wakes seen so far before looking: only later waits wake us.
         waits.borrow_and_update();
         let mut failed = 0;
-        if let Err(e) = serve_queues(&state).await {
-            log::error!("auto-assign rule: {e}");
+        if queues_served.is_none_or(|at| at.elapsed() >= IDLE) {
+            queues_served = Some(tokio::time::Instant::now());
+            if let Err(e) = serve_queues(&state).await {
+                log::error!("auto-assign rule: {e}");
+            }
         }
         for round in [
             close_overdue(&state).await,

@@ -121,14 +121,14 @@ pub fn tag_problem(tag: &str) -> Option<&'static str> {
     }
 }
 
-/// What is wrong with a trigger of `agency`: its event, each condition and each action
-/// against the agency's services, staff and webhooks. Empty when nothing is.
 /// Whether a trigger may run on `event`: an event on a case, but `mentioned` (told only to the
 /// people a message names).
 pub fn runs_on(event: Event) -> bool {
     !matches!(event, Event::TicketOpened | Event::Mentioned)
 }
 
+/// What is wrong with a trigger of `agency`: its event, each condition and each action
+/// against the agency's services, staff and webhooks. Empty when nothing is.
 pub fn problems(
     conn: &mut DbConnection,
     agency: &str,

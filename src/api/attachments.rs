@@ -144,7 +144,7 @@ pub fn check_case_attachments(
     let ids = files::cited_ids(ids);
     // Most messages carry no attachment: then there is nothing to lock or count.
     if !ids.is_empty() {
-        repo::attachments::lock_for_citing(conn, &ids)?;
+        repo::attachments::lock_for_citing(conn, case_id, &ids)?;
     }
     let foreign = !ids.is_empty()
         && repo::attachments::count_of_case(conn, case_id, &ids, sees_internal(viewer))?

@@ -20,7 +20,8 @@ use crate::db::{self, DbConnection};
 use crate::domain::{CaseStatus, Locale, PaymentMethod, PaymentState, Priority, Role, code_enum};
 use crate::errors::{AllowedActions, ApiError, FieldError};
 use crate::http::extract::{
-    IfMatch, Page, PageRequest, Query, ValidJson, etag, page_response, versioned_response,
+    IfMatch, Page, PageRequest, Query, ValidJson, etag, invalid_cursor, is_row_id, page_response,
+    versioned_response,
 };
 use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
 use crate::i18n;
@@ -784,8 +785,8 @@ pub struct ListCasesQuery {
         pattern = "[^\\t-\\r \\x85\\xA0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]"
     )]
     pub q: Option<String>,
-    /// `newest` (the default) or `oldest` first, by when the case was bought; a cursor goes on
-    /// in the order it was made in (the `Link` header keeps `sort`).
+    /// `newest` (the default) or `oldest` first, by when the case was bought. A cursor is of
+    /// its order: sent with the other one it is 400 `invalid_cursor` (the `Link` keeps `sort`).
     pub sort: Option<CaseOrder>,
     #[param(minimum = 1, maximum = 100, default = 25)]
     pub limit: Option<i64>,
@@ -798,6 +799,28 @@ code_enum! {
     CaseOrder {
         Newest = "newest",
         Oldest = "oldest",
+    }
+}
+
+impl CaseOrder {
+    /// A cursor's key: the last id of its page, marked when the page was oldest first, so that
+    /// no cursor is read in the other order (it would page back over what was seen).
+    fn key(self, id: &str) -> String {
+        match self {
+            CaseOrder::Newest => id.to_owned(),
+            CaseOrder::Oldest => format!("oldest_{id}"),
+        }
+    }
+
+    /// The id a cursor's key of this order holds; 400 for another order's, or any other key.
+    fn resume_after(self, key: &str) -> Result<String, ApiError> {
+        let id = match self {
+            CaseOrder::Newest => Some(key),
+            CaseOrder::Oldest => key.strip_prefix("oldest_"),
+        };
+        id.filter(|id| is_row_id(id))
+            .map(str::to_owned)
+            .ok_or_else(invalid_cursor)
     }
 }
 
@@ -827,7 +850,9 @@ pub async fn list_cases(
     query: Query<ListCasesQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.0;
-    let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
+    let order = query.sort.unwrap_or(CaseOrder::Newest);
+    let mut page = PageRequest::keyed(query.limit, query.cursor.as_deref())?;
+    page.after = page.after.map(|key| order.resume_after(&key)).transpose()?;
     if query
         .q
         .as_ref()
@@ -871,7 +896,7 @@ pub async fn list_cases(
             created_to: query.created_to.map(|t| t.naive_utc()),
             q: query.q.map(|q| q.trim().to_owned()),
             tags,
-            oldest_first: query.sort == Some(CaseOrder::Oldest),
+            oldest_first: order == CaseOrder::Oldest,
         };
         let rows = repo::cases::list(
             conn,
@@ -886,10 +911,11 @@ pub async fn list_cases(
         Ok((rows, unread, page, (viewer.locale, viewer.role)))
     })
     .await?;
+    let keyed = rows.into_iter().map(|r| (order.key(&r.id), r)).collect();
     let page = page.page(
-        rows,
-        |r| &r.id,
-        |r| {
+        keyed,
+        |(key, _)| key,
+        |(_, r)| {
             let n = unread.get(&r.id).copied().unwrap_or(0);
             CaseSummary::new(r, reader, n)
         },

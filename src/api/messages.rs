@@ -358,7 +358,7 @@ fn post(
     // The files cited first, then the case: an attachment's deletion takes them in that order.
     if !input.attachment_ids.is_empty() {
         let ids: Vec<String> = input.attachment_ids.iter().map(Uuid::to_string).collect();
-        repo::attachments::lock_for_citing(conn, &ids)?;
+        repo::attachments::lock_for_citing(conn, &case.id, &ids)?;
     }
     // The status checked below must be the one a racing transition leaves. The update lock:
     // an agency's answer moves the SLA clocks, and the agency's triggers may change the case

@@ -28,7 +28,7 @@ pub mod users;
 pub mod webhooks;
 
 use actix_web::{HttpMessage, HttpRequest};
-use serde::{Deserialize, Deserializer, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::api::cases::Viewer;
 use crate::auth::{AuthUser, Token};
@@ -252,14 +252,18 @@ pub fn plain_date(text: &str) -> Option<chrono::NaiveDate> {
         .flatten()
 }
 
-/// A list of [`plain_date`]s.
-pub fn plain_dates<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<chrono::NaiveDate>, D::Error> {
-    Vec::<String>::deserialize(d)?
-        .iter()
-        .map(|text| {
-            plain_date(text).ok_or_else(|| serde::de::Error::custom("a date as YYYY-MM-DD"))
-        })
-        .collect()
+/// A body member holding a [`plain_date`] (a list of them points at the one that is not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct PlainDate(pub chrono::NaiveDate);
+
+impl<'de> Deserialize<'de> for PlainDate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        plain_date(&text)
+            .map(PlainDate)
+            .ok_or_else(|| serde::de::Error::custom("a date as YYYY-MM-DD"))
+    }
 }
 
 /// [`trimmed`] for optional members.

@@ -341,7 +341,7 @@ fn named_file(
     let (FieldType::Image | FieldType::File, Some(id)) = (kind, id) else {
         return Ok(None);
     };
-    repo::attachments::lock_for_citing(conn, &[id.to_owned()])?;
+    repo::attachments::lock_for_citing(conn, case_id, &[id.to_owned()])?;
     Ok(repo::attachments::find(conn, id, false)?.filter(|a| a.case_id == case_id))
 }
 

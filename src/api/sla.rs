@@ -10,7 +10,7 @@ use uuid::Uuid;
 use validator::Validate;
 
 use crate::api::cases::find_visible;
-use crate::api::{Asked, Asking, timestamp};
+use crate::api::{Asked, Asking, PlainDate, timestamp};
 use crate::app::AppState;
 use crate::auth::{AuthUser, Token};
 use crate::business_time::{Calendar, Hours, OpeningHours};
@@ -137,10 +137,10 @@ pub struct CreateCalendar {
     #[schema(min_items = 1, max_items = 70)]
     pub hours: Vec<OpeningHours>,
     /// Dates (local to the calendar, `YYYY-MM-DD`) with no business hours.
-    #[serde(default, deserialize_with = "crate::api::plain_dates")]
+    #[serde(default)]
     #[validate(length(max = 500))]
-    #[schema(max_items = 500)]
-    pub holidays: Vec<NaiveDate>,
+    #[schema(max_items = 500, value_type = Vec<NaiveDate>)]
+    pub holidays: Vec<PlainDate>,
 }
 
 fn problems_to_errors(problems: Vec<(String, String)>) -> ApiError {
@@ -240,7 +240,8 @@ pub async fn create_calendar(
 ) -> Result<HttpResponse, ApiError> {
     let asking = Asking::new(token, &req);
     let input = body.0;
-    let checked = Calendar::new(&input.time_zone, &input.hours, &input.holidays).map(drop);
+    let holidays: Vec<NaiveDate> = input.holidays.iter().map(|day| day.0).collect();
+    let checked = Calendar::new(&input.time_zone, &input.hours, &holidays).map(drop);
     idempotency::create(&state, &req, key, input, move |conn| {
         let Asked { caller, actor, .. } = asking.resolve(conn)?;
         let agency_id = managed_owner(&caller)?;

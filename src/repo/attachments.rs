@@ -114,9 +114,11 @@ pub fn share(conn: &mut DbConnection, case_id: &str, ids: &[String]) -> QueryRes
 /// KEY SHARE, not SHARE: two writes citing one internal file both go on to [`share`] it, and
 /// an UPDATE of a non-key column waits for SHARE locks, not KEY SHARE ones (two SHARE holders
 /// each waited for the other's). SQLite's writes are serialized already (`BEGIN IMMEDIATE`).
-pub fn lock_for_citing(conn: &mut DbConnection, ids: &[String]) -> QueryResult<()> {
+/// Only the case's own files: another case's named by mistake (or on purpose) stay unlocked.
+pub fn lock_for_citing(conn: &mut DbConnection, case_id: &str, ids: &[String]) -> QueryResult<()> {
     if let DbConnection::Postgresql(pg) = conn {
         attachments::table
+            .filter(attachments::case_id.eq(case_id))
             .filter(attachments::id.eq_any(ids))
             .select(attachments::id)
             .for_key_share()

@@ -439,7 +439,8 @@ pub fn set_tags(
     Ok(())
 }
 
-/// Newest first (ids are UUIDv7); `after` is the id of the last row of the previous page.
+/// Newest first (ids are UUIDv7), or oldest first (`oldest_first`); `after` is the id of the
+/// last row of the previous page, in that order.
 pub fn list(
     conn: &mut DbConnection,
     scope: &CaseScope,

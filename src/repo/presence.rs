@@ -246,11 +246,13 @@ pub fn available_operators(
 
 /// Serves `agency_id`'s queue alone until the write commits (PostgreSQL: an advisory lock of
 /// the transaction, keyed by the agency). Taken by every write that serves the queue or gives
-/// an operator work (`take`, `delegate`, `reopen`, a payment), so an assignment's count of
-/// room never misses one, and before any presence or case row: a write that changed its row
-/// first and then waited for the others' (a `PUT /v1/me/presence`, a capacity raised, a
-/// payment) would otherwise wait in a circle with another doing the same. SQLite's writes are
-/// serialized already.
+/// an operator work by hand or by the workflow (`take`, `delegate`, `reopen`, a payment), so
+/// an assignment's count of room never misses one, and before any presence or case row: a
+/// write that changed its row first and then waited for the others' (a `PUT /v1/me/presence`,
+/// a capacity raised, a payment) would otherwise wait in a circle with another doing the same.
+/// A trigger's `assign` is the exception: it runs inside the write that fired it, after that
+/// write's rows, and (as a `take` may) can give an operator more than their room. SQLite's
+/// writes are serialized already.
 pub fn lock_queue(conn: &mut DbConnection, agency_id: &str) -> QueryResult<()> {
     crate::db::lock_key(conn, &format!("auto_assign:{agency_id}"))
 }

@@ -145,8 +145,8 @@ async fn two_assignments_at_once_never_overfill_an_operator() {
 #[actix_web::test]
 async fn writes_that_give_an_operator_work_wait_for_an_assignment_serving_the_queue() {
     // The queue's lock held as an automatic assignment holds it while it counts each
-    // operator's room: on PostgreSQL a take, delegation, reopening or payment committed
-    // meanwhile would have overfilled an operator.
+    // operator's room: on PostgreSQL a take, delegation or reopening committed meanwhile
+    // would have overfilled an operator (a payment always waited: it serves the queue).
     let app = spawn_with(&[]).await;
     let w = World::new(&app).await;
     let queue = app.under_lock(&format!("auto_assign:{}", w.agency_a), "SELECT 1");
@@ -175,6 +175,46 @@ async fn writes_that_give_an_operator_work_wait_for_an_assignment_serving_the_qu
     let reopened = act(&app, &w.a_admin.token, &case, "reopen");
     let res = app.while_held(&queue, reopened).await;
     assert_eq!(res.assert_status(200)["case"]["status"], "in_progress");
+}
+
+/// A card purchase waits for its agency's queue before it takes the year's case number: while
+/// one agency's queue is busy, another agency's purchases go on (PostgreSQL; SQLite serializes
+/// every write).
+#[actix_web::test]
+async fn a_busy_queue_holds_up_its_own_agencys_purchases_only() {
+    use diesel::connection::SimpleConnection;
+    let app = spawn_with(&[]).await;
+    if !app._db.is_postgres() {
+        return;
+    }
+    let w = World::new(&app).await;
+    let mut held = app.state.pool.get().unwrap();
+    let queue = format!("auto_assign:{}", w.agency_a);
+    held.batch_execute(&format!(
+        "BEGIN; SELECT pg_advisory_xact_lock(hashtext('{queue}'))"
+    ))
+    .unwrap();
+    let waiting = || {
+        app.count(
+            "SELECT COUNT(*) AS n FROM pg_stat_activity \
+             WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        )
+    };
+    let held_up = buy(&app, &w.client.token, &w.service_a, "card");
+    let meanwhile = async {
+        while waiting() == 0 {
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let other = buy(&app, &w.client2.token, &w.service_b, "card").await;
+        held.batch_execute("COMMIT").unwrap();
+        other
+    };
+    let both = futures_util::future::join(held_up, meanwhile);
+    let (mine, theirs) = tokio::time::timeout(std::time::Duration::from_secs(20), both)
+        .await
+        .expect("agency B's purchase went on while agency A's queue was busy");
+    assert_eq!(mine["status"], "in_approval");
+    assert_eq!(theirs["status"], "in_approval");
 }
 
 #[actix_web::test]

@@ -677,6 +677,27 @@ async fn oldest_first_pages_on_by_its_link_and_newer_cases_join_the_end() {
     app.get("/v1/cases?sort=sideways", &w.a_operator.token)
         .await
         .assert_problem(400, "invalid_query");
+    // A cursor is of its order: read in the other, it would page back over what was seen.
+    let cursor = |path: &'static str| {
+        let res = app.get(path, &w.a_operator.token);
+        async move {
+            res.await.assert_status(200)["next_cursor"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let upwards = cursor("/v1/cases?sort=oldest&limit=2").await;
+    let downwards = cursor("/v1/cases?limit=2").await;
+    for path in [
+        format!("/v1/cases?cursor={upwards}"),
+        format!("/v1/cases?sort=newest&cursor={upwards}"),
+        format!("/v1/cases?sort=oldest&cursor={downwards}"),
+    ] {
+        app.get(&path, &w.a_operator.token)
+            .await
+            .assert_problem(400, "invalid_cursor");
+    }
 }
 
 #[actix_web::test]

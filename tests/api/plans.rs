@@ -205,6 +205,13 @@ async fn no_listed_query_scans_a_whole_large_table() {
     let operator_id = "00000000-0000-7000-b000-000000000001";
     let client_id = "00000000-0000-7000-c000-000000000000";
     let deep = seed["deep_cursor"].as_str().unwrap();
+    // The same row's cursor oldest first (its key marked so).
+    let deep_upwards = {
+        use base64::Engine;
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let id = String::from_utf8(engine.decode(deep).unwrap()).unwrap();
+        engine.encode(format!("oldest_{id}"))
+    };
     let requests: Vec<(&str, String)> = vec![
         (&platform, "/v1/cases".into()),
         (&platform, "/v1/cases?status=in_progress".into()),
@@ -214,7 +221,7 @@ async fn no_listed_query_scans_a_whole_large_table() {
         ),
         (
             &platform,
-            format!("/v1/cases?status=in_progress&sort=oldest&cursor={deep}"),
+            format!("/v1/cases?status=in_progress&sort=oldest&cursor={deep_upwards}"),
         ),
         (&platform, "/v1/cases?status=suspended&status=closed".into()),
         (&platform, "/v1/cases?priority=urgent".into()),

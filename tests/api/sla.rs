@@ -161,9 +161,9 @@ async fn calendars_and_policies_are_managed_by_admins_and_read_by_staff() {
     for (opens, holiday, pointer) in [
         (" 9:00", "2026-12-25", "/hours/0/opens"),
         ("09: 5", "2026-12-25", "/hours/0/opens"),
-        ("09:00", "26-12-25", "/holidays"),
-        ("09:00", "2026-1-5", "/holidays"),
-        ("09:00", "2026 -12-2", "/holidays"),
+        ("09:00", "26-12-25", "/holidays/0"),
+        ("09:00", "2026-1-5", "/holidays/0"),
+        ("09:00", "2026 -12-2", "/holidays/0"),
     ] {
         let body = json!({"name": "Loose", "time_zone": "UTC", "holidays": [holiday],
             "hours": [{"weekday": "mon", "opens": opens, "closes": "18:00"}]});

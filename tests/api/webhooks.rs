@@ -595,7 +595,11 @@ async fn a_delivery_being_posted_when_its_webhook_is_paused_keeps_its_outcome() 
                 res.assert_status(200);
                 drop(answers);
             };
-            let (posted, ()) = futures_util::future::join(round(app), switch).await;
+            // Bounded: a post that never reached the receiver fails the test, not hangs it.
+            let both = futures_util::future::join(round(app), switch);
+            let (posted, ()) = tokio::time::timeout(std::time::Duration::from_secs(20), both)
+                .await
+                .expect("the post reached the receiver");
             assert_eq!(posted, 1);
             let page = app.get(&format!("{path}/deliveries"), token).await;
             let last = page.assert_status(200)["items"][0].clone();
