@@ -13,6 +13,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::api::notifications::Notifier;
 use crate::auth::jwt::Tokens;
 use crate::auth::throttle::LoginThrottle;
+use crate::auth::write_limit::WriteLimit;
 use crate::config::Settings;
 use crate::db::{self, Pool};
 use crate::http::fallback::{self, RouteTable};
@@ -26,6 +27,7 @@ pub struct AppState {
     pub pool: Pool,
     pub tokens: Tokens,
     pub throttle: LoginThrottle,
+    pub writes: WriteLimit,
     pub metrics: Metrics,
     pub blobs: Blobs,
     pub notifier: Notifier,
@@ -47,6 +49,7 @@ impl AppState {
             sealer,
             notifier: Notifier::new(&settings),
             throttle: LoginThrottle::new(settings.login_throttle.clone()),
+            writes: WriteLimit::new(settings.writes_per_minute),
             metrics: Metrics::new(),
             settings,
             pool,

@@ -175,6 +175,8 @@ pub struct Settings {
     pub sse_heartbeat: Duration,
     /// Notification streams one user may hold open at once (per process).
     pub max_streams_per_user: usize,
+    /// Writes one user may make a minute (per process); 0: no limit.
+    pub writes_per_minute: u32,
     /// PostgreSQL: relay the streams' wakes to and from the other nodes (`live::relay`). Off
     /// for one node, or an engine without `LISTEN/NOTIFY`.
     pub live_relay: bool,
@@ -360,6 +362,11 @@ impl Settings {
             video_base_url: video_base_url(src)?,
             sse_heartbeat: src.seconds("DOSSIER_SSE_HEARTBEAT_SECONDS", 15)?,
             max_streams_per_user: src.positive("DOSSIER_MAX_STREAMS_PER_USER", 5)? as usize,
+            writes_per_minute: src.parsed(
+                "DOSSIER_WRITES_PER_MINUTE",
+                600,
+                "a whole number of writes (0: no limit)",
+            )?,
             live_relay: src.parsed("DOSSIER_LIVE_RELAY", true, "true or false")?,
             auto_close_after: src.seconds("DOSSIER_AUTO_CLOSE_AFTER", 3 * 24 * 3600)?,
             ticket_auto_close_after: src

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use actix_web::dev::{ServiceFactory, ServiceRequest};
-use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::header::{Header, HeaderBuilder};
 use utoipa::openapi::path::{Operation, Parameter};
 use utoipa::openapi::schema::{
     AllOfBuilder, AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, Type,
@@ -104,7 +104,24 @@ pub fn spec_json() -> String {
 }
 
 fn problem(description: &str) -> RefOr<utoipa::openapi::Response> {
-    ResponseBuilder::new()
+    problem_with_headers(description, BTreeMap::new())
+}
+
+/// A string header described as `description`.
+fn text_header(description: &str) -> RefOr<Header> {
+    HeaderBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .description(Some(description))
+        .build()
+        .into()
+}
+
+/// A problem response that also carries `headers` (`Retry-After`, `WWW-Authenticate`).
+fn problem_with_headers(
+    description: &str,
+    headers: BTreeMap<String, RefOr<Header>>,
+) -> RefOr<utoipa::openapi::Response> {
+    let mut response = ResponseBuilder::new()
         .description(description)
         .content(
             PROBLEM_JSON,
@@ -112,8 +129,9 @@ fn problem(description: &str) -> RefOr<utoipa::openapi::Response> {
                 .schema(Some(Ref::from_schema_name("Problem")))
                 .build(),
         )
-        .build()
-        .into()
+        .build();
+    response.headers = headers;
+    response.into()
 }
 
 /// Every operation with its path and whether it writes (anything but GET).
@@ -169,25 +187,26 @@ fn finish(mut doc: Document) -> Document {
             let is_error = status.starts_with('4') || status.starts_with('5');
             let RefOr::T(r) = response else { continue };
             if is_error && r.content.is_empty() {
-                // Handlers declare failures by status and description; the body is the problem type.
-                *response = problem(&r.description.clone());
+                // Handlers declare failures by status, description and headers; the body is the
+                // problem type.
+                *response = problem_with_headers(&r.description.clone(), r.headers.clone());
             } else if idempotent && status.starts_with('2') {
                 // What `Idempotency-Key` adds to a success (`IDEMPOTENT_REPLAYED`), written once
                 // for every route taking it.
                 r.headers.insert(
                     "Idempotent-Replayed".to_owned(),
-                    HeaderBuilder::new()
-                        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
-                        .description(Some("`true` when this is a replay of an earlier response"))
-                        .build()
-                        .into(),
+                    text_header("`true` when this is a replay of an earlier response"),
                 );
             }
         }
-        let mut add = |status: &str, description: &str| {
-            responses
-                .entry(status.to_owned())
-                .or_insert_with(|| problem(description));
+        let mut add = |status: &str, description: &str, headers: &[(&str, &str)]| {
+            responses.entry(status.to_owned()).or_insert_with(|| {
+                let headers = headers
+                    .iter()
+                    .map(|(name, about)| ((*name).to_owned(), text_header(about)))
+                    .collect();
+                problem_with_headers(description, headers)
+            });
         };
         // The middleware refuses a NUL character in any URL (`http::middleware`).
         add(
@@ -197,30 +216,48 @@ fn finish(mut doc: Document) -> Document {
             } else {
                 "Malformed request: a NUL character (`%00`) in the URL"
             },
+            &[],
         );
         if secured {
             add(
                 "401",
                 "Missing, invalid or expired access token, its sessions ended (a logout everywhere, a password change, the agency's deactivation), or a deactivated user (`WWW-Authenticate: Bearer`)",
+                &[(
+                    "WWW-Authenticate",
+                    "`Bearer`, with the error when a token was sent",
+                )],
             );
         }
         if op.request_body.is_some() {
-            add("413", "The body is larger than the configured limit");
-            add("415", "The body is not `application/json`");
+            add("413", "The body is larger than the configured limit", &[]);
+            add("415", "The body is not `application/json`", &[]);
             // Every JSON body goes through `ValidJson`: a member missing or of the wrong type is 422.
             add(
                 "422",
                 "A member is missing, of the wrong type, or breaks a rule",
+                &[],
             );
         }
         add(
             "500",
             "Unexpected failure; the body carries only the request id",
+            &[],
         );
         if path != "/health/live" && path != "/metrics" {
             add(
                 "503",
                 "The database cannot be reached (`service_unavailable`), or did not answer in time (`database_busy`, with `Retry-After`; nothing was written)",
+                &[(
+                    "Retry-After",
+                    "Seconds to wait before retrying (`database_busy`)",
+                )],
+            );
+        }
+        if writes && secured {
+            add(
+                "429",
+                "Too many writes by the caller in the last minute (`too_many_requests`, `DOSSIER_WRITES_PER_MINUTE`); nothing was written",
+                &[("Retry-After", "Seconds until a write is accepted again")],
             );
         }
         if writes {
@@ -309,10 +346,6 @@ fn composed_examples(doc: &mut Document) {
         (
             "TransitionOutcome",
             json!({"case": example("CaseView"), "next_steps": []}),
-        ),
-        (
-            "VideoCallList",
-            json!({"items": [example("VideoCallView")]}),
         ),
         (
             "MeView",

@@ -325,6 +325,29 @@ pub fn find_visible(
     repo::cases::find(conn, &viewer.scope, id)?.ok_or_else(case_not_found)
 }
 
+/// In one read: the caller looked up and the case as they may see it (404 otherwise), then
+/// `read` of what the request asks of it.
+pub async fn read_on_case<T, F>(
+    state: &AppState,
+    req: &HttpRequest,
+    token: Token,
+    case_id: Uuid,
+    read: F,
+) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut DbConnection, &Viewer, CaseRow) -> Result<T, ApiError> + Send + 'static,
+{
+    let asking = Asking::new(token, req);
+    let case_id = case_id.to_string();
+    db::read(&state.pool, move |conn| {
+        let Asked { viewer, .. } = asking.resolve(conn)?;
+        let case = find_visible(conn, &viewer, &case_id)?;
+        read(conn, &viewer, case)
+    })
+    .await
+}
+
 /// The id of a case a body names at `pointer`, if `viewer` may see it: 422 `case_unavailable`
 /// otherwise (a body refers to the case; it does not ask for it, so no 404).
 pub fn visible_case_id(

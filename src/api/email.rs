@@ -220,9 +220,10 @@ fn require_platform_admin(caller: &AuthUser) -> Result<(), ApiError> {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListOutboxQuery {
-    /// Only mails in this state (`dead`: the dead letters).
-    #[param(inline)]
-    pub status: Option<OutboxStatus>,
+    /// Only mails in these states (`dead`: the dead letters; repeat the parameter for several).
+    #[serde(default)]
+    #[param(style = Form, explode)]
+    pub status: Vec<OutboxStatus>,
     #[param(minimum = 1, maximum = 100, default = 25)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
@@ -252,10 +253,10 @@ pub async fn list_outbox(
     query: Query<ListOutboxQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
-    let status = query.status.map(OutboxStatus::as_str);
+    let statuses: Vec<&'static str> = query.status.iter().map(|s| s.as_str()).collect();
     let (rows, page) = db::read(&state.pool, move |conn| {
         require_platform_admin(&token.user(conn)?)?;
-        let rows = repo::email::list(conn, status, page.after.as_deref(), page.fetch())?;
+        let rows = repo::email::list(conn, &statuses, page.after.as_deref(), page.fetch())?;
         Ok((rows, page))
     })
     .await?;

@@ -12,7 +12,9 @@ use uuid::Uuid;
 use validator::Validate;
 
 use crate::api::attachments::{check_case_attachments, share_with_client};
-use crate::api::cases::{Viewer, create_on_case, find_visible, update_locked, wrong_state};
+use crate::api::cases::{
+    Viewer, create_on_case, find_visible, read_on_case, update_locked, wrong_state,
+};
 use crate::api::notifications::{Audience as Notified, Notifier};
 use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
@@ -152,9 +154,10 @@ pub enum Include {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListMessagesQuery {
-    /// Only this channel.
-    #[param(inline)]
-    pub channel: Option<Channel>,
+    /// Only these channels (repeat the parameter for several).
+    #[serde(default)]
+    #[param(style = Form, explode)]
+    pub channel: Vec<Channel>,
     /// Sent at or after this instant (RFC 3339).
     #[serde(default, deserialize_with = "crate::api::instant_opt")]
     pub from: Option<DateTime<Utc>>,
@@ -220,7 +223,7 @@ pub async fn list_messages(
     let asking = Asking::new(token, &req);
     let case_id = id.into_inner().to_string();
     let filter = MessageFilter {
-        channel: query.channel.map(|c| c.as_str()),
+        channels: query.channel.iter().map(|c| c.as_str()).collect(),
         from: query.from.map(|t| t.naive_utc()),
         to: query.to.map(|t| t.naive_utc()),
     };
@@ -267,6 +270,62 @@ pub async fn list_messages(
     .await?;
     let page = page.page(rows, |r| &r.id, |r| view(r, &numbers, &marks));
     Ok(page_response(&req, page))
+}
+
+fn message_not_found() -> ApiError {
+    ApiError::NotFound("No such message, or not one you can read.".into())
+}
+
+/// A message's URL, the `Location` of its creation.
+fn message_url(case_id: &str, id: &str) -> String {
+    format!("/v1/cases/{case_id}/messages/{id}")
+}
+
+/// Get a message
+///
+/// One message of the conversation, as the list shows it: clients read the client ↔ agency
+/// messages, agents the internal notes, agency and platform staff everything (404 otherwise).
+/// Roles: anyone who can see the case.
+#[utoipa::path(
+    tag = "messages",
+    operation_id = "get_message",
+    params(("id" = Uuid, Path, description = "Case id"),
+           ("message_id" = Uuid, Path, description = "Message id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The message", body = MessageView),
+        (status = 404, description = "No such case or message, or not one the caller can read"),
+    )
+)]
+#[get("/v1/cases/{id}/messages/{message_id}")]
+pub async fn get_message(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: Token,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    let (case_id, message_id) = path.into_inner();
+    let message_id = message_id.to_string();
+    let view = read_on_case(&state, &req, token, case_id, move |conn, viewer, case| {
+        let row = repo::messages::find(conn, &case.id, &message_id, audience_of(viewer.role))?
+            .ok_or_else(message_not_found)?;
+        rendered(conn, row, case)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// One message of `case` with its case's number and read marks.
+fn rendered(
+    conn: &mut DbConnection,
+    row: MessageRow,
+    case: CaseRow,
+) -> Result<MessageView, ApiError> {
+    let marks = Marks::from([(
+        case.id.clone(),
+        repo::messages::read_marks(conn, &case.id, &case.client_id)?,
+    )]);
+    Ok(view(row, &HashMap::from([(case.id, case.number)]), &marks))
 }
 
 #[derive(Debug, Deserialize, Serialize, Validate, ToSchema)]
@@ -317,7 +376,8 @@ pub struct PostMessage {
     request_body = PostMessage,
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "Posted", body = MessageView),
+        (status = 201, description = "Posted", body = MessageView,
+            headers(("Location" = String, description = "The message's URL"))),
         (status = 403, description = "The caller's role may not send this kind of message"),
         (status = 404, description = "No such case, or not one the caller can see"),
         (status = 409, description = "The case's status allows no messages from the caller (`wrong_state`)"),
@@ -491,14 +551,10 @@ fn post(
         _ => &[],
     };
     notifier.notify_message(conn, &case, audience, mentioned, &actor.user_id, &row.body)?;
-    let marks = Marks::from([(
-        case_id.clone(),
-        repo::messages::read_marks(conn, &case_id, &case.client_id)?,
-    )]);
     Ok(Created {
-        location: None,
+        location: Some(message_url(&case_id, &row.id)),
         version: None,
-        body: view(row, &HashMap::from([(case_id, case.number)]), &marks),
+        body: rendered(conn, row, case)?,
     })
 }
 
@@ -610,11 +666,8 @@ pub async fn mark_read(
         let Asked { viewer, .. } = asking.resolve(conn)?;
         let user_id = viewer.user_id.clone();
         find_visible(conn, &viewer, &case_id)?;
-        let message = repo::messages::find(conn, &case_id, &up_to)?
-            .filter(|m| audience_of(viewer.role).reads(m.internal))
-            .ok_or_else(|| {
-                ApiError::NotFound("No such message, or not one you can read.".into())
-            })?;
+        let message = repo::messages::find(conn, &case_id, &up_to, audience_of(viewer.role))?
+            .ok_or_else(message_not_found)?;
         let last_read_id = repo::messages::mark_read(conn, &case_id, &user_id, &message.id)?;
         let unread = unread_in(conn, &viewer, &case_id)?;
         Ok(ReadState {

@@ -13,7 +13,9 @@ use uuid::Uuid;
 use validator::Validate;
 
 use crate::api::attachments::check_case_attachments;
-use crate::api::cases::{Viewer, create_on_case, find_visible, touch, update_locked, wrong_state};
+use crate::api::cases::{
+    Viewer, create_on_case, find_visible, read_on_case, touch, update_locked, wrong_state,
+};
 use crate::api::notifications::{Audience, Event, Notifier};
 use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
@@ -21,7 +23,9 @@ use crate::auth::Token;
 use crate::db::{self, DbConnection};
 use crate::domain::{Role, code_enum};
 use crate::errors::ApiError;
-use crate::http::extract::{Page, PageRequest, Query, ValidJson, page_response};
+use crate::http::extract::{
+    IfMatch, Page, PageRequest, Query, ValidJson, etag, page_response, versioned_response,
+};
 use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
 use crate::repo;
 use crate::repo::audit::{Actor, Change};
@@ -187,9 +191,10 @@ fn change_open(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListRequestsQuery {
-    /// Only requests in this status.
-    #[param(inline)]
-    pub status: Option<RequestStatus>,
+    /// Only requests in these statuses (repeat the parameter for several).
+    #[serde(default)]
+    #[param(style = Form, explode)]
+    pub status: Vec<RequestStatus>,
     #[param(minimum = 1, maximum = 100, default = 25)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
@@ -221,17 +226,62 @@ pub async fn list_requests(
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
     let asking = Asking::new(token, &req);
     let case_id = id.into_inner().to_string();
-    let status = query.status.map(|s| s.as_str());
+    let statuses: Vec<&'static str> = query.status.iter().map(|s| s.as_str()).collect();
     let (rows, page) = db::read(&state.pool, move |conn| {
         let Asked { viewer, .. } = asking.resolve(conn)?;
         find_visible(conn, &viewer, &case_id)?;
-        let rows =
-            repo::requests::list(conn, &case_id, status, page.after.as_deref(), page.fetch())?;
+        let rows = repo::requests::list(
+            conn,
+            &case_id,
+            &statuses,
+            page.after.as_deref(),
+            page.fetch(),
+        )?;
         Ok((rows, page))
     })
     .await?;
     let page = page.page(rows, |r| &r.id, RequestView::from);
     Ok(page_response(&req, page))
+}
+
+/// A request's URL, the `Location` of its creation.
+fn request_url(case_id: &str, id: &str) -> String {
+    format!("/v1/cases/{case_id}/requests/{id}")
+}
+
+/// Get a request to the client
+///
+/// Answers 304 when `If-None-Match` names its current version. Roles: anyone who can see the
+/// case.
+#[utoipa::path(
+    tag = "requests",
+    operation_id = "get_request",
+    params(("id" = Uuid, Path, description = "Case id"), ("request_id" = Uuid, Path, description = "Request id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The request", body = RequestView, headers(("ETag" = String, description = "Its version"))),
+        (status = 304, description = "Unchanged since the `If-None-Match` version", headers(("ETag" = String, description = "Its version"))),
+        (status = 404, description = "No such case or request, or not one the caller can see"),
+    )
+)]
+#[get("/v1/cases/{id}/requests/{request_id}")]
+pub async fn get_request(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: Token,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    let (case_id, request_id) = path.into_inner();
+    let request_id = request_id.to_string();
+    let row = read_on_case(&state, &req, token, case_id, move |conn, _, case| {
+        repo::requests::find(conn, &case.id, &request_id)?.ok_or_else(request_not_found)
+    })
+    .await?;
+    Ok(versioned_response(
+        &req,
+        row.version,
+        &RequestView::from(row),
+    ))
 }
 
 #[derive(Debug, Deserialize, Serialize, Validate, ToSchema)]
@@ -261,7 +311,8 @@ pub struct CreateRequest {
     request_body = CreateRequest,
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "Asked", body = RequestView),
+        (status = 201, description = "Asked", body = RequestView,
+            headers(("Location" = String, description = "The request's URL"), ("ETag" = String, description = "Its version"))),
         (status = 403, description = "Only the agency asks"),
         (status = 404, description = "No such case, or not one the caller can see"),
         (status = 409, description = "Requests are not open in the case's status (`wrong_state`), or the case changed meanwhile (`concurrent_update`)"),
@@ -347,8 +398,8 @@ fn ask(
         None,
     )?;
     Ok(Created {
-        location: None,
-        version: None,
+        location: Some(request_url(&case_id, &row.id)),
+        version: Some(row.version),
         body: RequestView::from(row),
     })
 }
@@ -372,23 +423,26 @@ pub struct AnswerRequest {
 /// Answer a request
 ///
 /// The client answers an open request with text and/or attachments of the case (422 with
-/// neither); an answered or cancelled request is 409. The case's version moves on. Roles: client.
+/// neither); an answered or cancelled request is 409. Honours `If-Match` on the request's
+/// version. The case's version moves on. Roles: client.
 #[utoipa::path(
     tag = "requests",
     operation_id = "answer_request",
-    params(("id" = Uuid, Path, description = "Case id"), ("request_id" = Uuid, Path, description = "Request id")),
+    params(("id" = Uuid, Path, description = "Case id"), ("request_id" = Uuid, Path, description = "Request id"), IfMatch),
     request_body = AnswerRequest,
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Answered", body = RequestView),
+        (status = 200, description = "Answered", body = RequestView, headers(("ETag" = String, description = "The new version"))),
         (status = 403, description = "Only the client answers"),
         (status = 404, description = "No such case or request, or not one the caller can see"),
         (status = 409, description = "The request is not open (`request_not_open`), the case's status closes requests (`wrong_state`), or the case changed meanwhile (`concurrent_update`)"),
+        (status = 412, description = "`If-Match` is not the request's version"),
     )
 )]
 #[post("/v1/cases/{id}/requests/{request_id}/answer")]
 pub async fn answer_request(
     req: HttpRequest,
+    if_match: IfMatch,
     state: web::Data<AppState>,
     token: Token,
     path: web::Path<(Uuid, Uuid)>,
@@ -411,6 +465,7 @@ pub async fn answer_request(
         let case = case_for(conn, &viewer, &case_id, Role::Client, "answer requests")?;
         let current =
             repo::requests::find(conn, &case_id, &request_id)?.ok_or_else(request_not_found)?;
+        if_match.check(current.version)?;
         let (ids, foreign) =
             check_case_attachments(conn, &viewer, &case_id, &input.attachment_ids)?;
         if let Some(error) = foreign {
@@ -442,28 +497,32 @@ pub async fn answer_request(
         repo::requests::find(conn, &case_id, &request_id)?.ok_or_else(request_not_found)
     })
     .await?;
-    Ok(HttpResponse::Ok().json(RequestView::from(row)))
+    Ok(HttpResponse::Ok()
+        .insert_header(("ETag", etag(row.version)))
+        .json(RequestView::from(row)))
 }
 
 /// Cancel a request
 ///
-/// The agency withdraws an open request (409 if it is no longer open). The case's version moves
-/// on. Roles: agency.
+/// The agency withdraws an open request (409 if it is no longer open). Honours `If-Match` on
+/// the request's version. The case's version moves on. Roles: agency.
 #[utoipa::path(
     tag = "requests",
     operation_id = "cancel_request",
-    params(("id" = Uuid, Path, description = "Case id"), ("request_id" = Uuid, Path, description = "Request id")),
+    params(("id" = Uuid, Path, description = "Case id"), ("request_id" = Uuid, Path, description = "Request id"), IfMatch),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Cancelled", body = RequestView),
+        (status = 200, description = "Cancelled", body = RequestView, headers(("ETag" = String, description = "The new version"))),
         (status = 403, description = "Only the agency cancels"),
         (status = 404, description = "No such case or request, or not one the caller can see"),
         (status = 409, description = "The request is not open (`request_not_open`), the case's status closes requests (`wrong_state`), or the case changed meanwhile (`concurrent_update`)"),
+        (status = 412, description = "`If-Match` is not the request's version"),
     )
 )]
 #[post("/v1/cases/{id}/requests/{request_id}/cancel")]
 pub async fn cancel_request(
     req: HttpRequest,
+    if_match: IfMatch,
     state: web::Data<AppState>,
     token: Token,
     path: web::Path<(Uuid, Uuid)>,
@@ -477,6 +536,7 @@ pub async fn cancel_request(
         let case = case_for(conn, &viewer, &case_id, Role::Agency, "cancel requests")?;
         let current =
             repo::requests::find(conn, &case_id, &request_id)?.ok_or_else(request_not_found)?;
+        if_match.check(current.version)?;
         let changes = RequestChanges {
             status: Some(RequestStatus::Cancelled.as_str().to_owned()),
             ..RequestChanges::default()
@@ -491,7 +551,9 @@ pub async fn cancel_request(
         repo::requests::find(conn, &case_id, &request_id)?.ok_or_else(request_not_found)
     })
     .await?;
-    Ok(HttpResponse::Ok().json(RequestView::from(row)))
+    Ok(HttpResponse::Ok()
+        .insert_header(("ETag", etag(row.version)))
+        .json(RequestView::from(row)))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -545,9 +607,14 @@ impl VideoCallView {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct VideoCallList {
-    pub items: Vec<VideoCallView>,
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListVideoCallsQuery {
+    #[param(minimum = 1, maximum = 100, default = 25)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
 }
 
 /// The client's calls are between the client and the agency, which mediates for its agents:
@@ -563,15 +630,16 @@ fn refuse_outsiders(viewer: &Viewer) -> Result<(), ApiError> {
 
 /// List a case's video calls
 ///
-/// Newest first (the latest 100). Roles: the client and the agency who can see the case; an
-/// agent on it and platform staff get 403.
+/// Newest first, with keyset pagination. Roles: the client and the agency who can see the
+/// case; an agent on it and platform staff get 403.
 #[utoipa::path(
     tag = "video-calls",
     operation_id = "list_video_calls",
-    params(("id" = Uuid, Path, description = "Case id")),
+    params(("id" = Uuid, Path, description = "Case id"), ListVideoCallsQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The rooms", body = VideoCallList),
+        (status = 200, description = "One page of rooms", body = Page<VideoCallView>,
+            headers(("Link" = String, description = "`<…>; rel=\"next\"` when another page follows"))),
         (status = 403, description = "Agents and platform staff take no part in video calls"),
         (status = 404, description = "No such case, or not one the caller can see"),
     )
@@ -582,23 +650,76 @@ pub async fn list_video_calls(
     state: web::Data<AppState>,
     token: Token,
     id: web::Path<Uuid>,
+    query: Query<ListVideoCallsQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
     let asking = Asking::new(token, &req);
     let case_id = id.into_inner().to_string();
-    let (rows, case_active) = db::read(&state.pool, move |conn| {
+    let (rows, case_active, page) = db::read(&state.pool, move |conn| {
         let Asked { viewer, .. } = asking.resolve(conn)?;
         let case = find_visible(conn, &viewer, &case_id)?;
         refuse_outsiders(&viewer)?;
         let case_active = workflow::state_of(case.status()).video_calls_active;
-        Ok((repo::requests::calls(conn, &case_id)?, case_active))
+        let rows = repo::requests::calls(conn, &case.id, page.after.as_deref(), page.fetch())?;
+        Ok((rows, case_active, page))
     })
     .await?;
-    Ok(HttpResponse::Ok().json(VideoCallList {
-        items: rows
-            .into_iter()
-            .map(|row| VideoCallView::of(row, case_active))
-            .collect(),
-    }))
+    let page = page.page(rows, |r| &r.id, |r| VideoCallView::of(r, case_active));
+    Ok(page_response(&req, page))
+}
+
+/// A video call's URL, the `Location` of its creation.
+fn call_url(id: &str) -> String {
+    format!("/v1/video-calls/{id}")
+}
+
+/// The call `id` as `viewer` may see it: 404 unless they see its case, 403 for agents and
+/// platform staff.
+fn visible_call(
+    conn: &mut DbConnection,
+    viewer: &Viewer,
+    id: &str,
+) -> Result<VideoCallView, ApiError> {
+    let not_found = || ApiError::NotFound("No such video call, or not one you can see.".into());
+    let row = repo::requests::find_call(conn, id)?.ok_or_else(not_found)?;
+    let case = find_visible(conn, viewer, &row.case_id).map_err(|e| e.not_found_as(not_found))?;
+    refuse_outsiders(viewer)?;
+    let case_active = workflow::state_of(case.status()).video_calls_active;
+    Ok(VideoCallView::of(row, case_active))
+}
+
+/// Get a video call
+///
+/// The room with its state; `url` only while it works. Roles: the client and the agency who
+/// can see the case (404 otherwise); an agent on it and platform staff get 403.
+#[utoipa::path(
+    tag = "video-calls",
+    operation_id = "get_video_call",
+    params(("id" = Uuid, Path, description = "Video call id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The room", body = VideoCallView),
+        (status = 403, description = "Agents and platform staff take no part in video calls"),
+        (status = 404, description = "No such call, or not one the caller can see"),
+    )
+)]
+#[get("/v1/video-calls/{id}")]
+pub async fn get_video_call(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: Token,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let asking = Asking::new(token, &req);
+    let id = id.into_inner().to_string();
+    let view = db::read(&state.pool, move |conn| {
+        let Asked { viewer, .. } = asking.resolve(conn)?;
+        visible_call(conn, &viewer, &id)
+    })
+    .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(view))
 }
 
 /// Open a video call
@@ -615,7 +736,7 @@ pub async fn list_video_calls(
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Opened", body = VideoCallView,
-            headers(("Location" = String, description = "The join URL"))),
+            headers(("Location" = String, description = "The call's URL (`join_url` is in the body)"))),
         (status = 403, description = "Only the client and the agency open calls"),
         (status = 404, description = "No such case, or not one the caller can see"),
         (status = 409, description = "The case's status allows no calls (`wrong_state`)"),
@@ -743,7 +864,7 @@ fn open_call(
     )?;
     let view = VideoCallView::of(row, true);
     Ok(Created {
-        location: Some(view.join_url.clone()),
+        location: Some(call_url(&view.id)),
         version: None,
         body: view,
     })
@@ -777,13 +898,7 @@ pub async fn join_video_call(
     let id = id.into_inner().to_string();
     let room = db::read(&state.pool, move |conn| {
         let Asked { viewer, .. } = asking.resolve(conn)?;
-        let not_found = || ApiError::NotFound("No such video call, or not one you can see.".into());
-        let row = repo::requests::find_call(conn, &id)?.ok_or_else(not_found)?;
-        let case =
-            find_visible(conn, &viewer, &row.case_id).map_err(|e| e.not_found_as(not_found))?;
-        refuse_outsiders(&viewer)?;
-        let case_active = workflow::state_of(case.status()).video_calls_active;
-        Ok(VideoCallView::of(row, case_active))
+        visible_call(conn, &viewer, &id)
     })
     .await?;
     let Some(url) = room.url else {

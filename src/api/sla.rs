@@ -43,7 +43,7 @@ fn read_scope(caller: &AuthUser, agency_id: Option<Uuid>) -> Result<OwnerScope, 
     match (caller.role, &caller.agency_id, agency_id) {
         (Role::Platform, _, agency) => Ok(OwnerScope::All(agency.map(|a| a.to_string()))),
         (Role::Agency, Some(own), None) => Ok(OwnerScope::AgencyAndPlatform(own.clone())),
-        // The `Location` of what an agency admin creates names their agency's list.
+        // Their agency's alone, without the platform's.
         (Role::Agency, Some(own), Some(agency)) if agency.to_string() == *own => {
             Ok(OwnerScope::All(Some(own.clone())))
         }
@@ -212,6 +212,54 @@ where
     Ok(page_response(req, page.try_page::<R, V>(rows, id_of)?))
 }
 
+/// Get a business calendar
+///
+/// Agency staff read their agency's and the platform's (404 for another agency's); platform
+/// staff any. Roles: agency and platform staff.
+#[utoipa::path(
+    tag = "sla",
+    operation_id = "get_calendar",
+    params(("id" = Uuid, Path, description = "Calendar id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The calendar", body = CalendarView),
+        (status = 403, description = "Agents and clients read no calendars"),
+        (status = 404, description = "No such calendar, or not one the caller can read"),
+    )
+)]
+#[get("/v1/calendars/{id}")]
+pub async fn get_calendar(
+    state: web::Data<AppState>,
+    token: Token,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    owned_item::<_, CalendarView>(&state, token, *id, "calendar", repo::sla::find_calendar).await
+}
+
+/// Reads one calendar or policy.
+type FindOwned<R> = fn(&mut DbConnection, &OwnerScope, &str) -> QueryResult<Option<R>>;
+
+/// A calendar or policy as the caller may read it, or 404.
+async fn owned_item<R, V>(
+    state: &AppState,
+    token: Token,
+    id: Uuid,
+    what: &'static str,
+    find: FindOwned<R>,
+) -> Result<HttpResponse, ApiError>
+where
+    R: Send + 'static,
+    V: TryFrom<R, Error = ApiError> + Serialize,
+{
+    let row = db::read(&state.pool, move |conn| {
+        let scope = read_scope(&token.user(conn)?, None)?;
+        find(conn, &scope, &id.to_string())?
+            .ok_or_else(|| ApiError::NotFound(format!("No such {what}, or not one you can read.")))
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(V::try_from(row)?))
+}
+
 /// Create a business calendar
 ///
 /// Agency admins create their agency's, platform admins the platform's. The hours are local to
@@ -225,7 +273,7 @@ where
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = CalendarView,
-            headers(("Location" = String, description = "`/v1/calendars?agency_id=…` lists it"))),
+            headers(("Location" = String, description = "The calendar's URL"))),
         (status = 403, description = "Only agency and platform admins"),
         (status = 422, description = "An unknown time zone, a window closing before it opens, overlapping windows, or no window"),
     )
@@ -266,7 +314,7 @@ pub async fn create_calendar(
             repo::audit::append(conn, &actor, vec![name])?;
             let view = CalendarView::try_from(row)?;
             Ok(Created {
-                location: Some(owner_list("/v1/calendars", &view.agency_id)),
+                location: Some(format!("/v1/calendars/{}", view.id)),
                 version: None,
                 body: view,
             })
@@ -277,14 +325,6 @@ pub async fn create_calendar(
         })
     })
     .await
-}
-
-/// The list that holds an owner's calendars or policies.
-fn owner_list(path: &str, agency_id: &Option<String>) -> String {
-    match agency_id {
-        Some(agency) => format!("{path}?agency_id={agency}"),
-        None => path.to_owned(),
-    }
 }
 
 /// An SLA policy: targets per priority, counted in a calendar's hours or around the clock.
@@ -402,6 +442,30 @@ pub async fn list_sla_policies(
     .await
 }
 
+/// Get an SLA policy
+///
+/// Agency staff read their agency's and the platform's (404 for another agency's); platform
+/// staff any. Roles: agency and platform staff.
+#[utoipa::path(
+    tag = "sla",
+    operation_id = "get_sla_policy",
+    params(("id" = Uuid, Path, description = "Policy id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The policy", body = PolicyView),
+        (status = 403, description = "Agents and clients read no policies"),
+        (status = 404, description = "No such policy, or not one the caller can read"),
+    )
+)]
+#[get("/v1/sla-policies/{id}")]
+pub async fn get_sla_policy(
+    state: web::Data<AppState>,
+    token: Token,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    owned_item::<_, PolicyView>(&state, token, *id, "SLA policy", repo::sla::find_policy).await
+}
+
 /// Create an SLA policy
 ///
 /// Agency admins create their agency's, platform admins the platform's. A new default applies
@@ -416,7 +480,7 @@ pub async fn list_sla_policies(
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = PolicyView,
-            headers(("Location" = String, description = "`/v1/sla-policies?agency_id=…` lists it"))),
+            headers(("Location" = String, description = "The policy's URL"))),
         (status = 403, description = "Only agency and platform admins"),
         (status = 422, description = "A member breaks a rule, the calendar is not the caller's to use (`calendar_unavailable`), or a target is out of the calendar's reach"),
     )
@@ -448,7 +512,7 @@ pub async fn create_sla_policy(
             )?;
             let view = PolicyView::try_from(row)?;
             Ok(Created {
-                location: Some(owner_list("/v1/sla-policies", &view.agency_id)),
+                location: Some(format!("/v1/sla-policies/{}", view.id)),
                 version: None,
                 body: view,
             })

@@ -11,7 +11,9 @@ use uuid::Uuid;
 use validator::Validate;
 
 use crate::api::attachments::{check_case_attachments, share_with_client};
-use crate::api::cases::{Viewer, create_on_case, find_visible, share_locked, wrong_state};
+use crate::api::cases::{
+    Viewer, create_on_case, find_visible, read_on_case, share_locked, wrong_state,
+};
 use crate::api::{Asked, Asking, nullable, timestamp};
 use crate::app::AppState;
 use crate::auth::Token;
@@ -20,6 +22,7 @@ use crate::domain::{Role, code_enum};
 use crate::errors::{ApiError, FieldError};
 use crate::http::extract::{
     IfMatch, Page, PageRequest, Query, ValidJson, etag, invalid_cursor, is_row_id, page_response,
+    versioned_response,
 };
 use crate::http::idempotency::{Created, IdempotencyKey};
 use crate::i18n;
@@ -323,6 +326,45 @@ pub async fn list_storyline(
     Ok(response)
 }
 
+/// Get a storyline event
+///
+/// One event as the list shows it: clients see published events only, agency, platform and the
+/// case's agents drafts too (404 otherwise). Answers 304 when `If-None-Match` names its current
+/// version. Roles: anyone who can see the case.
+#[utoipa::path(
+    tag = "storyline",
+    operation_id = "get_storyline_event",
+    params(("id" = Uuid, Path, description = "Case id"),
+           ("event_id" = Uuid, Path, description = "Event id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The event", body = EventView, headers(("ETag" = String, description = "Its version"))),
+        (status = 304, description = "Unchanged since the `If-None-Match` version", headers(("ETag" = String, description = "Its version"))),
+        (status = 404, description = "No such case or event, or not one the caller can see"),
+    )
+)]
+#[get("/v1/cases/{id}/storyline/{event_id}")]
+pub async fn get_event(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: Token,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    let (case_id, event_id) = path.into_inner();
+    let event_id = event_id.to_string();
+    let row = read_on_case(&state, &req, token, case_id, move |conn, viewer, case| {
+        let filter = EventFilter {
+            published_only: viewer.role == Role::Client,
+            positioned_only: false,
+        };
+        repo::storyline::find_visible(conn, &case.id, &event_id, &filter)?
+            .ok_or_else(event_not_found)
+    })
+    .await?;
+    let view = EventView::from(row);
+    Ok(versioned_response(&req, view.version, &view))
+}
+
 #[derive(Debug, Deserialize, Serialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
@@ -483,7 +525,7 @@ fn ids_json(ids: &[Uuid]) -> String {
     responses(
         (status = 201, description = "Created", body = EventView,
             headers(("ETag" = String, description = "The event's version"),
-                    ("Location" = String, description = "The event's URL (for `PATCH` and `DELETE`)"))),
+                    ("Location" = String, description = "The event's URL"))),
         (status = 403, description = "Clients and platform staff do not write the storyline; agents write drafts only"),
         (status = 404, description = "No such case, or not one the caller can see"),
         (status = 409, description = "The storyline is frozen or not open in this status (`wrong_state`)"),

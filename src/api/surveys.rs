@@ -1,14 +1,14 @@
 //! Surveys: the client rates a closed case (1 to 5, with an optional comment), with
 //! `confirm_completion` or afterwards; the card shows the newest rating.
 
-use actix_web::{HttpRequest, HttpResponse, post, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 use validator::Validate;
 
-use crate::api::cases::{Viewer, create_on_case, touch, wrong_state};
+use crate::api::cases::{Viewer, create_on_case, read_on_case, touch, wrong_state};
 use crate::api::{Asking, timestamp};
 use crate::app::AppState;
 use crate::auth::Token;
@@ -96,6 +96,40 @@ pub fn record(
     Ok(SurveyView::from(row))
 }
 
+/// A case's rating's URL: its newest, the `Location` of a rating.
+fn survey_url(case_id: &str) -> String {
+    format!("/v1/cases/{case_id}/survey")
+}
+
+/// Get a case's rating
+///
+/// The client's newest rating of the closed case, as the card's `last_survey` shows it; 404
+/// while there is none. Roles: anyone who can see the case.
+#[utoipa::path(
+    tag = "cases",
+    operation_id = "get_survey",
+    params(("id" = Uuid, Path, description = "Case id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The newest rating", body = SurveyView),
+        (status = 404, description = "No such case, not one the caller can see, or not rated"),
+    )
+)]
+#[get("/v1/cases/{id}/survey")]
+pub async fn get_survey(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: Token,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let survey = read_on_case(&state, &req, token, id.into_inner(), |conn, _, case| {
+        repo::surveys::last(conn, &case.id)?
+            .ok_or_else(|| ApiError::NotFound("The client has not rated this case.".into()))
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(SurveyView::from(survey)))
+}
+
 /// Rate a closed case
 ///
 /// The client rates their case once it is `closed` (409 otherwise), from 1 to 5, with an
@@ -109,7 +143,8 @@ pub fn record(
     request_body = PostSurvey,
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "Rated", body = SurveyView),
+        (status = 201, description = "Rated", body = SurveyView,
+            headers(("Location" = String, description = "The case's rating (`GET` answers the newest)"))),
         (status = 403, description = "Only the client rates their case"),
         (status = 404, description = "No such case, or not one the caller can see"),
         (status = 409, description = "The case is not closed (`wrong_state`), or another change to the case committed first (`concurrent_update`)"),
@@ -160,7 +195,7 @@ fn rate(
     touch(conn, viewer, case)?;
     let survey = record(conn, actor, case, input.rating, input.comment)?;
     Ok(Created {
-        location: None,
+        location: Some(survey_url(&case.id)),
         version: None,
         body: survey,
     })

@@ -1059,6 +1059,43 @@ pub async fn list_ticket_messages(
     Ok(page_response(&req, page))
 }
 
+/// Get a support ticket's message
+///
+/// Roles: whoever can see the ticket.
+#[utoipa::path(
+    tag = "tickets",
+    operation_id = "get_ticket_message",
+    params(("id" = Uuid, Path, description = "Ticket id"),
+           ("message_id" = Uuid, Path, description = "Message id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The message", body = TicketMessageView),
+        (status = 403, description = "Agents have no support tickets"),
+        (status = 404, description = "No such ticket or message, or not one the caller can see"),
+    )
+)]
+#[get("/v1/tickets/{id}/messages/{message_id}")]
+pub async fn get_ticket_message(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: Token,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    let asking = Asking::new(token, &req);
+    let (id, message_id) = path.into_inner();
+    let (id, message_id) = (id.to_string(), message_id.to_string());
+    let view = db::read(&state.pool, move |conn| {
+        let who = TicketViewer::of(asking.resolve(conn)?)?;
+        let ticket = who.find(conn, &id)?;
+        let row = repo::tickets::message(conn, &ticket.id, &message_id)?
+            .ok_or_else(|| ApiError::NotFound("No such message on this ticket.".into()))?;
+        let names = repo::tickets::names(conn, &[row.author_id.as_str()])?;
+        Ok(message_view(row, &names))
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
 #[derive(Debug, Deserialize, Serialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"body": "We have written to the agency and will come back to you by tomorrow."}))]
@@ -1089,7 +1126,8 @@ pub struct PostTicketMessage {
     request_body = PostTicketMessage,
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "Written", body = TicketMessageView),
+        (status = 201, description = "Written", body = TicketMessageView,
+            headers(("Location" = String, description = "The message's URL"))),
         (status = 403, description = "Agents have no support tickets"),
         (status = 404, description = "No such ticket, or not one the caller can see"),
         (status = 409, description = "The ticket is no longer worked (`wrong_state`, with `allowed_actions`), or it changed meanwhile (`concurrent_update`)"),
@@ -1197,7 +1235,7 @@ fn write_message(
     }
     let names = repo::tickets::names(conn, &[row.author_id.as_str()])?;
     Ok(Created {
-        location: None,
+        location: Some(format!("/v1/tickets/{}/messages/{}", row.ticket_id, row.id)),
         version: None,
         body: message_view(row, &names),
     })

@@ -239,8 +239,10 @@ pub struct UpdateUser {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListUsersQuery {
-    /// Only users with this role.
-    pub role: Option<Role>,
+    /// Only users with these roles (repeat the parameter for several).
+    #[serde(default)]
+    #[param(style = Form, explode)]
+    pub role: Vec<Role>,
     /// Only users of this agency.
     pub agency_id: Option<Uuid>,
     /// Page size, 1–100.
@@ -263,12 +265,15 @@ fn scope_of(caller: &AuthUser) -> Result<UserScope, ApiError> {
     }
 }
 
-/// Only platform admins make platform admins or change their accounts: otherwise any platform
-/// user could raise their own flag (and read every audit log) or set an admin's password.
-fn guard_platform_admins(caller: &AuthUser, role: Role, admin: bool) -> Result<(), ApiError> {
-    if role == Role::Platform && admin && !caller.is_platform_admin() {
+/// Only platform admins make platform admins or change their accounts, and among platform
+/// staff only they make or change an agency's admins: otherwise any platform user could raise
+/// their own flag, or make an agency admin whose password they know, and read audit logs the
+/// admin flag keeps from them (an agency admin still manages their own agency's admins).
+fn guard_admins(caller: &AuthUser, role: Role, admin: bool) -> Result<(), ApiError> {
+    let platform_side = role == Role::Platform || caller.is_platform();
+    if admin && platform_side && !caller.is_platform_admin() {
         return Err(ApiError::Forbidden(
-            "Only platform admins make platform admins or change their accounts.".into(),
+            "Only platform admins make admins or change their accounts.".into(),
         ));
     }
     Ok(())
@@ -287,7 +292,7 @@ pub fn check_new_user(
 ) -> Result<UserRow, ApiError> {
     let mut agency_id = input.agency_id.map(|id| id.to_string());
     if let Some(caller) = caller {
-        guard_platform_admins(caller, input.role, input.admin)?;
+        guard_admins(caller, input.role, input.admin)?;
     }
     if let Some(caller) = caller.filter(|c| !c.is_platform()) {
         caller.require(
@@ -399,7 +404,7 @@ pub async fn list_users(
 ) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
     let filter = UserFilter {
-        role: query.role,
+        roles: query.role.iter().map(|r| r.as_str()).collect(),
         agency_id: query.agency_id.map(|id| id.to_string()),
     };
     let (rows, page, show_identity) = db::read(&state.pool, move |conn| {
@@ -421,7 +426,8 @@ pub async fn list_users(
 /// Create a user
 ///
 /// Platform staff create users of any role; an agency admin creates `agency` and `agent` users
-/// of their own agency; only platform admins create platform admins (403). The e-mail must be
+/// of their own agency (admins too); among platform staff only platform admins create admins
+/// (403). The e-mail must be
 /// unused (case-insensitively). Accepts `Idempotency-Key`: a retry with the same key and body
 /// replays the first answer, another body (another password too) is 422. Roles: platform,
 /// agency admin.
@@ -580,8 +586,9 @@ fn still_as_authenticated(
 /// (agency and platform staff) capacity; an agency operator's capacity raised serves the
 /// agency's queue in the same write (rule log trigger `capacity_changed`).
 /// `role` and `agency_id` cannot change (422). Callers cannot deactivate themselves or drop their
-/// own admin flag (422 `cannot_lock_out_self`). Only platform admins make a platform user an
-/// admin or change a platform admin's account (403). Honours `If-Match` (412 when stale).
+/// own admin flag (422 `cannot_lock_out_self`). Among platform staff only platform admins make
+/// a user an admin or change an admin's account (403); an agency admin does so for their own
+/// agency's staff. Honours `If-Match` (412 when stale).
 /// Roles: platform, agency admin (own agency's staff and agents).
 #[utoipa::path(
     tag = "users",
@@ -653,7 +660,7 @@ pub async fn update_user(
         still_as_authenticated(conn, &caller, &[&id])?;
         let current = repo::users::find(conn, &scope, &id)?.ok_or_else(user_not_found)?;
         let admin_before_or_after = current.is_admin || input.admin == Some(true);
-        guard_platform_admins(&caller, current.role(), admin_before_or_after)?;
+        guard_admins(&caller, current.role(), admin_before_or_after)?;
         if_match.check(current.version)?;
         let identity_sent = [
             &input.id_document_type,

@@ -710,8 +710,11 @@ impl DeliveryView {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListDeliveriesQuery {
-    /// Only the deliveries in this state (`dead`: those to look into, or retry).
-    pub status: Option<DeliveryStatus>,
+    /// Only the deliveries in these states (`dead`: those to look into, or retry; repeat the
+    /// parameter for several).
+    #[serde(default)]
+    #[param(style = Form, explode)]
+    pub status: Vec<DeliveryStatus>,
     #[param(minimum = 1, maximum = 100, default = 25)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
@@ -744,7 +747,7 @@ pub async fn list_webhook_deliveries(
     query: Query<ListDeliveriesQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
-    let status = query.status;
+    let statuses: Vec<&'static str> = query.status.iter().map(|s| s.as_str()).collect();
     let id = id.into_inner().to_string();
     let (rows, page) = db::read(&state.pool, move |conn| {
         let caller = token.user(conn)?;
@@ -753,7 +756,7 @@ pub async fn list_webhook_deliveries(
         let rows = repo::webhooks::deliveries(
             conn,
             &hook.id,
-            status.map(DeliveryStatus::as_str),
+            &statuses,
             page.after.as_deref(),
             page.fetch(),
         )?;

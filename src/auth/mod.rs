@@ -1,8 +1,10 @@
-//! Who is calling: tokens, passwords, login throttling and the authenticated-user extractor.
+//! Who is calling: tokens, passwords, login throttling, the write limit and the
+//! authenticated-user extractor.
 
 pub mod jwt;
 pub mod password;
 pub mod throttle;
+pub mod write_limit;
 
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
@@ -150,11 +152,15 @@ fn verified_token(req: &HttpRequest) -> Result<Token, ApiError> {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
         _ => return Err(invalid_token()),
     };
-    state
-        .tokens
-        .verify(token)
-        .map(Token)
-        .ok_or_else(invalid_token)
+    let token = state.tokens.verify(token).ok_or_else(invalid_token)?;
+    // Counted here, once the caller is known and before any body is read or row touched.
+    if !req.method().is_safe() {
+        state
+            .writes
+            .check(&token.sub)
+            .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
+    }
+    Ok(Token(token))
 }
 
 impl FromRequest for AuthUser {

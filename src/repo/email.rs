@@ -319,16 +319,16 @@ pub fn delete_finished_before(
     .execute(conn)
 }
 
-/// Outbox rows, newest first, optionally of one status.
+/// Outbox rows, newest first, only those in `statuses` unless it is empty.
 pub fn list(
     conn: &mut DbConnection,
-    status: Option<&str>,
+    statuses: &[&str],
     after: Option<&str>,
     limit: i64,
 ) -> QueryResult<Vec<OutboxRow>> {
     let mut query = email_outbox::table.into_boxed();
-    if let Some(status) = status {
-        query = query.filter(email_outbox::status.eq(status.to_owned()));
+    if !statuses.is_empty() {
+        query = filter_in!(query, email_outbox::status, statuses);
     }
     if let Some(after) = after {
         query = query.filter(email_outbox::id.lt(after.to_owned()));

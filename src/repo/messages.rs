@@ -72,7 +72,8 @@ impl Audience {
 
 #[derive(Debug, Default)]
 pub struct MessageFilter {
-    pub channel: Option<&'static str>,
+    /// Any of these channels; every channel when empty.
+    pub channels: Vec<&'static str>,
     pub from: Option<NaiveDateTime>,
     pub to: Option<NaiveDateTime>,
 }
@@ -99,8 +100,8 @@ pub fn list(
     if let Some(internal) = audience.internal() {
         query = query.filter(messages::internal.eq(internal));
     }
-    if let Some(channel) = filter.channel {
-        query = query.filter(messages::channel.eq(channel));
+    if !filter.channels.is_empty() {
+        query = filter_in!(query, messages::channel, filter.channels.as_slice());
     }
     if let Some(from) = filter.from {
         query = query.filter(messages::created_at.ge(from));
@@ -143,13 +144,21 @@ pub fn insert(conn: &mut DbConnection, row: &MessageRow) -> QueryResult<()> {
         .map(|_| ())
 }
 
-pub fn find(conn: &mut DbConnection, case_id: &str, id: &str) -> QueryResult<Option<MessageRow>> {
-    messages::table
+/// One message of the case, if `audience` reads it.
+pub fn find(
+    conn: &mut DbConnection,
+    case_id: &str,
+    id: &str,
+    audience: Audience,
+) -> QueryResult<Option<MessageRow>> {
+    let mut query = messages::table
         .filter(messages::case_id.eq(case_id))
         .filter(messages::id.eq(id))
-        .select(MessageRow::as_select())
-        .first(conn)
-        .optional()
+        .into_boxed();
+    if let Some(internal) = audience.internal() {
+        query = query.filter(messages::internal.eq(internal));
+    }
+    query.select(MessageRow::as_select()).first(conn).optional()
 }
 
 /// Moves the user's read mark forward to `up_to` (never back). Returns the mark now stored.

@@ -52,19 +52,19 @@ pub fn find(conn: &mut DbConnection, case_id: &str, id: &str) -> QueryResult<Opt
         .optional()
 }
 
-/// A case's requests, newest first, optionally only those in `status`.
+/// A case's requests, newest first, only those in `statuses` unless it is empty.
 pub fn list(
     conn: &mut DbConnection,
     case_id: &str,
-    status: Option<&str>,
+    statuses: &[&str],
     after: Option<&str>,
     limit: i64,
 ) -> QueryResult<Vec<RequestRow>> {
     let mut query = client_requests::table
         .filter(client_requests::case_id.eq(case_id.to_owned()))
         .into_boxed();
-    if let Some(status) = status {
-        query = query.filter(client_requests::status.eq(status.to_owned()));
+    if !statuses.is_empty() {
+        query = filter_in!(query, client_requests::status, statuses);
     }
     if let Some(after) = after {
         query = query.filter(client_requests::id.lt(after.to_owned()));
@@ -173,12 +173,22 @@ pub fn end_calls(
     .get_results(conn)
 }
 
-/// A case's rooms, newest first.
-pub fn calls(conn: &mut DbConnection, case_id: &str) -> QueryResult<Vec<VideoCallRow>> {
-    video_calls::table
-        .filter(video_calls::case_id.eq(case_id))
+/// A case's rooms, newest first; `before` is the id of the last one of the previous page.
+pub fn calls(
+    conn: &mut DbConnection,
+    case_id: &str,
+    before: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<VideoCallRow>> {
+    let mut query = video_calls::table
+        .filter(video_calls::case_id.eq(case_id.to_owned()))
+        .into_boxed();
+    if let Some(before) = before {
+        query = query.filter(video_calls::id.lt(before.to_owned()));
+    }
+    query
         .order(video_calls::id.desc())
-        .limit(100)
+        .limit(limit)
         .select(VideoCallRow::as_select())
         .load(conn)
 }

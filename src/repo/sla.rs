@@ -76,7 +76,7 @@ pub fn insert_calendar(conn: &mut DbConnection, row: &CalendarRow) -> QueryResul
         .map(|_| ())
 }
 
-/// The calendar if the scope may use it.
+/// The calendar if the scope may use (and read) it.
 pub fn find_calendar(
     conn: &mut DbConnection,
     scope: &OwnerScope,
@@ -150,6 +150,24 @@ pub fn insert_policy(conn: &mut DbConnection, row: &PolicyRow) -> QueryResult<()
         .values(row)
         .execute(conn)
         .map(|_| ())
+}
+
+/// The policy if the scope may read it.
+pub fn find_policy(
+    conn: &mut DbConnection,
+    scope: &OwnerScope,
+    id: &str,
+) -> QueryResult<Option<PolicyRow>> {
+    let query = sla_policies::table.find(id.to_owned()).into_boxed();
+    let query = match scope {
+        OwnerScope::All(_) => query,
+        OwnerScope::AgencyAndPlatform(agency) => query.filter(
+            sla_policies::agency_id
+                .eq(agency.clone())
+                .or(sla_policies::agency_id.is_null()),
+        ),
+    };
+    query.select(PolicyRow::as_select()).first(conn).optional()
 }
 
 /// Newest first after `after` (an id).

@@ -62,6 +62,23 @@ pub fn find(conn: &mut DbConnection, case_id: &str, id: &str) -> QueryResult<Opt
         .optional()
 }
 
+/// One event of the case that a reader of `filter`'s kind gets.
+pub fn find_visible(
+    conn: &mut DbConnection,
+    case_id: &str,
+    id: &str,
+    filter: &EventFilter,
+) -> QueryResult<Option<EventRow>> {
+    let mut query = storyline_events::table
+        .filter(storyline_events::case_id.eq(case_id))
+        .filter(storyline_events::id.eq(id))
+        .into_boxed();
+    if filter.published_only {
+        query = query.filter(storyline_events::status.eq("published"));
+    }
+    query.select(EventRow::as_select()).first(conn).optional()
+}
+
 /// What a reader of the storyline gets.
 pub struct EventFilter {
     pub published_only: bool,

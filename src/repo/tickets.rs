@@ -281,6 +281,20 @@ pub fn messages(
         .load(conn)
 }
 
+/// One message of the ticket.
+pub fn message(
+    conn: &mut DbConnection,
+    ticket_id: &str,
+    id: &str,
+) -> QueryResult<Option<TicketMessageRow>> {
+    ticket_messages::table
+        .filter(ticket_messages::ticket_id.eq(ticket_id))
+        .filter(ticket_messages::id.eq(id))
+        .select(TicketMessageRow::as_select())
+        .first(conn)
+        .optional()
+}
+
 /// A resolved ticket's place in the order [`resolved_before`] reads them.
 pub type ResolvedKey = (NaiveDateTime, String);
 

@@ -148,7 +148,8 @@ pub enum UserScope {
 
 #[derive(Debug, Default)]
 pub struct UserFilter {
-    pub role: Option<Role>,
+    /// Any of these roles; every role when empty.
+    pub roles: Vec<&'static str>,
     pub agency_id: Option<String>,
 }
 
@@ -287,8 +288,8 @@ pub fn list(
     limit: i64,
 ) -> QueryResult<Vec<UserRow>> {
     let mut query = scoped(scope);
-    if let Some(role) = filter.role {
-        query = query.filter(users::role.eq(role.as_str()));
+    if !filter.roles.is_empty() {
+        query = filter_in!(query, users::role, filter.roles.as_slice());
     }
     if let Some(agency) = &filter.agency_id {
         query = query.filter(users::agency_id.eq(agency.clone()));

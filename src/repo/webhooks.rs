@@ -376,19 +376,20 @@ pub fn enqueue(conn: &mut DbConnection, rows: &[DeliveryRow]) -> QueryResult<()>
     Ok(())
 }
 
-/// The webhook's deliveries (in `status`, if given), newest first after `after` (an id).
+/// The webhook's deliveries (in `statuses`, unless it is empty), newest first after `after`
+/// (an id).
 pub fn deliveries(
     conn: &mut DbConnection,
     webhook_id: &str,
-    status: Option<&str>,
+    statuses: &[&str],
     after: Option<&str>,
     limit: i64,
 ) -> QueryResult<Vec<DeliveryRow>> {
     let mut query = webhook_deliveries::table
         .filter(webhook_deliveries::webhook_id.eq(webhook_id.to_owned()))
         .into_boxed();
-    if let Some(status) = status {
-        query = query.filter(webhook_deliveries::status.eq(status.to_owned()));
+    if !statuses.is_empty() {
+        query = filter_in!(query, webhook_deliveries::status, statuses);
     }
     if let Some(after) = after {
         query = query.filter(webhook_deliveries::id.lt(after.to_owned()));

@@ -1120,3 +1120,34 @@ async fn an_unknown_refresh_token_is_refused_without_a_write() {
         "{sent:?}"
     );
 }
+
+/// Each user writes at most `DOSSIER_WRITES_PER_MINUTE` times a minute: past it, 429 with
+/// `Retry-After` and nothing written; reads and other users' writes go on.
+#[actix_web::test]
+async fn a_users_writes_past_the_minutes_allowance_are_refused_and_change_nothing() {
+    let app = crate::helpers::spawn_with(&[("DOSSIER_WRITES_PER_MINUTE", "3")]).await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    post_message(&app, &w.client.token, &case, "First").await;
+    post_message(&app, &w.client.token, &case, "Second").await;
+    let tables = ["messages", "notifications", "audit_log"];
+    let before = app.rows_in(&tables);
+    let path = format!("/v1/cases/{case}/messages");
+    let res = app
+        .post(&path, &w.client.token, json!({"body": "Third"}))
+        .await;
+    res.assert_problem(429, "too_many_requests");
+    let wait: u64 = res.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=20).contains(&wait), "Retry-After: {wait}");
+    // Every method that writes counts; a malformed body is refused before it is read.
+    app.patch(
+        &format!("/v1/cases/{case}"),
+        &w.client.token,
+        json!({"title": 1}),
+    )
+    .await
+    .assert_problem(429, "too_many_requests");
+    assert_eq!(app.rows_in(&tables), before);
+    app.get(&path, &w.client.token).await.assert_status(200);
+    post_message(&app, &w.a_operator.token, &case, "We are on it.").await;
+}

@@ -260,6 +260,26 @@ async fn failed_mails_are_retried_with_backoff_then_parked_and_an_admin_retries_
     let dead = wait_for_status(&app, &w.platform.token, "dead", 2).await;
     assert_eq!(dead[0]["attempts"], 1);
     assert_eq!(smtp.received().len(), 1);
+    // Several states at once (API.md: the parameter repeats).
+    for states in ["status=sent&status=dead", "status=dead&status=sent"] {
+        let res = app
+            .get(&format!("/v1/emails?{states}"), &w.platform.token)
+            .await;
+        let listed: Vec<&str> = res.assert_status(200)["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["status"].as_str().unwrap())
+            .collect();
+        let (dead, sent) = (
+            listed.iter().filter(|s| **s == "dead").count(),
+            listed.iter().filter(|s| **s == "sent").count(),
+        );
+        assert!(
+            dead == 2 && sent >= 1 && dead + sent == listed.len(),
+            "{states}: {listed:?}"
+        );
+    }
 
     // The admin puts both back; the server now accepts them.
     for mail in &dead {

@@ -14,6 +14,7 @@ mod cases;
 mod config;
 mod email;
 mod errors;
+mod locations;
 mod messages;
 mod migrations;
 mod notifications;

@@ -359,6 +359,13 @@ async fn unread_counts_read_marks_filters_and_paging_both_ways() {
         ),
         ["called"]
     );
+    // Several channels (API.md: the parameter repeats), whichever comes first.
+    for channels in ["channel=phone&channel=email", "channel=email&channel=phone"] {
+        let res = app
+            .get(&format!("{p}?{channels}"), &w.a_operator.token)
+            .await;
+        assert_eq!(bodies(res.assert_status(200)), ["called"], "{channels}");
+    }
     assert!(
         bodies(
             app.get(&format!("{p}?to=2000-01-01T00:00:00Z"), &w.a_operator.token)

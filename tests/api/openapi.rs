@@ -50,6 +50,8 @@ async fn served_spec_equals_committed_and_every_operation_is_complete() {
                     created["Idempotent-Replayed"].is_object(),
                     "{method} {path}: Idempotent-Replayed"
                 );
+                // API.md: 201 (+`Location`); `locations.rs` follows them.
+                assert!(created["Location"].is_object(), "{method} {path}: Location");
             }
             if path.starts_with("/v1/") && !path.starts_with("/v1/auth/") {
                 assert_eq!(

@@ -128,6 +128,25 @@ async fn the_agency_asks_the_client_answers_and_open_ones_are_on_the_card() {
         list.assert_status(200)["items"].as_array().unwrap().len(),
         1
     );
+    // Several statuses at once (API.md: the parameter repeats).
+    let statuses = |list: &Value| -> Vec<String> {
+        let items = list["items"].as_array().unwrap();
+        items
+            .iter()
+            .map(|r| r["status"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let list = app
+        .get(
+            &format!("{p}?status=answered&status=cancelled"),
+            &w.client.token,
+        )
+        .await;
+    assert_eq!(statuses(list.assert_status(200)), ["cancelled", "answered"]);
+    let list = app
+        .get(&format!("{p}?status=open&status=answered"), &w.client.token)
+        .await;
+    assert_eq!(statuses(list.assert_status(200)), ["answered"]);
     assert_eq!(
         app.count(&format!(
             "SELECT COUNT(*) AS n FROM audit_log WHERE case_id = '{case}' AND entity = 'request'"

@@ -89,10 +89,8 @@ async fn calendars_and_policies_are_managed_by_admins_and_read_by_staff() {
     assert_eq!(calendar["time_zone"], "Europe/Rome");
     assert_eq!(calendar["holidays"], json!(["2026-12-08", "2026-12-25"]));
     assert_eq!(calendar["hours"].as_array().unwrap().len(), 2);
-    assert_eq!(
-        res.header("location").unwrap(),
-        format!("/v1/calendars?agency_id={}", w.agency_a)
-    );
+    let location = format!("/v1/calendars/{}", id(&calendar));
+    assert_eq!(res.header("location"), Some(location.as_str()));
     assert_eq!(
         app.count(&format!(
             "SELECT COUNT(*) AS n FROM audit_log WHERE entity = 'calendar' AND entity_id = '{}' \
@@ -198,7 +196,7 @@ async fn calendars_and_policies_are_managed_by_admins_and_read_by_staff() {
     let of_a = format!("/v1/calendars?agency_id={}", w.agency_a);
     let seen = app.get(&of_a, &w.platform_staff.token).await;
     assert_eq!(ids(seen.assert_status(200)), [id(&calendar)]);
-    // The creation's `Location` answers its creator: their agency's alone.
+    // An agency's staff may ask for their agency's alone.
     for token in [&w.a_admin.token, &w.a_operator.token] {
         let seen = app.get(&of_a, token).await;
         assert_eq!(ids(seen.assert_status(200)), [id(&calendar)]);

@@ -244,6 +244,20 @@ async fn lists_paginate_with_cursor_and_link() {
     for i in 0..5 {
         app.create_user(&format!("c{i}@example.com"), "client", None, false);
     }
+    let agency = app.agency(&admin, "Agenzia Rossi").await;
+    app.create_user("agent@example.com", "agent", Some(&agency), false);
+    // Several roles at once (API.md: the parameter repeats), newest first.
+    let both = app.get("/v1/users?role=agent&role=client", &admin).await;
+    let roles: Vec<&str> = both.assert_status(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        ["agent", "client", "client", "client", "client", "client"]
+    );
     let first = app.get("/v1/users?limit=2&role=client", &admin).await;
     let body = first.assert_status(200).clone();
     let emails = |b: &serde_json::Value| {
@@ -464,11 +478,12 @@ async fn agencies_are_platform_managed_and_readable_by_their_own_staff() {
     );
 }
 
-/// The admin flag opens every audit log: only platform admins grant it to platform users or
-/// change a platform admin's account. Other platform staff still manage everyone else, and an
-/// admin cannot drop their own flag.
+/// The admin flag opens audit logs: among platform staff only platform admins grant it (to
+/// platform or agency users) or change an admin's account. Other platform staff still manage
+/// everyone else, an agency admin their own agency's admins, and an admin cannot drop their own
+/// flag.
 #[actix_web::test]
-async fn only_platform_admins_make_or_change_platform_admins() {
+async fn only_platform_admins_make_or_change_admins() {
     let app = spawn().await;
     let w = World::new(&app).await;
     let staff = format!("/v1/users/{}", w.platform_staff.id);
@@ -477,24 +492,32 @@ async fn only_platform_admins_make_or_change_platform_admins() {
         json!({"email": email, "name": "New", "password": "long enough pass", "role": "platform",
                "admin": admin, "locale": "en"})
     };
+    let operator = format!("/v1/users/{}", w.a_operator.id);
+    let agency_admin = format!("/v1/users/{}", w.a_admin.id);
     for (path, body) in [
         (&staff, json!({"admin": true})),
         (&admin, json!({"password": "a brand new pass"})),
         (&admin, json!({"active": false})),
         (&admin, json!({"name": "Mallory"})),
+        (&operator, json!({"admin": true})),
+        (&agency_admin, json!({"password": "a brand new pass"})),
+        (&agency_admin, json!({"email": "mallory@rossi.example"})),
     ] {
         app.patch(path, &w.platform_staff.token, body)
             .await
             .assert_problem(403, "forbidden");
     }
-    app.post(
-        "/v1/users",
-        &w.platform_staff.token,
+    let new_agency_admin = json!({"email": "boss@rossi.example", "name": "New", "password": "long enough pass",
+                                  "role": "agency", "agency_id": w.agency_a, "admin": true});
+    for body in [
         new_staff("boss@platform.example", true),
-    )
-    .await
-    .assert_problem(403, "forbidden");
-    for path in [&staff, &admin] {
+        new_agency_admin.clone(),
+    ] {
+        app.post("/v1/users", &w.platform_staff.token, body)
+            .await
+            .assert_problem(403, "forbidden");
+    }
+    for path in [&staff, &admin, &operator, &agency_admin] {
         let user = app.get(path, &w.platform.token).await;
         assert_eq!(
             user.assert_status(200)["version"],
@@ -509,12 +532,15 @@ async fn only_platform_admins_make_or_change_platform_admins() {
     app.login("root@platform.example", crate::helpers::PASSWORD)
         .await
         .assert_status(200);
+    app.login("admin@rossi.example", crate::helpers::PASSWORD)
+        .await
+        .assert_status(200);
     assert_eq!(
-        app.count("SELECT COUNT(*) AS n FROM users WHERE email = 'boss@platform.example'"),
+        app.count("SELECT COUNT(*) AS n FROM users WHERE email LIKE 'boss@%'"),
         0
     );
 
-    // Everyone else they still manage: themselves, other staff, an agency's admin flag.
+    // Everyone else they still manage: themselves, other staff, an agency's operators.
     app.patch(&staff, &w.platform_staff.token, json!({"name": "Staff"}))
         .await
         .assert_status(200);
@@ -525,14 +551,18 @@ async fn only_platform_admins_make_or_change_platform_admins() {
     )
     .await
     .assert_status(201);
-    let operator = app
-        .patch(
-            &format!("/v1/users/{}", w.a_operator.id),
-            &w.platform_staff.token,
-            json!({"admin": true}),
-        )
+    let res = app
+        .patch(&operator, &w.platform_staff.token, json!({"name": "Olga"}))
         .await;
-    assert_eq!(operator.assert_status(200)["admin"], true);
+    assert_eq!(res.assert_status(200)["name"], "Olga");
+    // An agency admin makes their own agency's admins.
+    let res = app
+        .patch(&operator, &w.a_admin.token, json!({"admin": true}))
+        .await;
+    assert_eq!(res.assert_status(200)["admin"], true);
+    app.post("/v1/users", &w.a_admin.token, new_agency_admin)
+        .await
+        .assert_status(201);
 
     // The admin grants the flag, and cannot drop their own.
     let res = app

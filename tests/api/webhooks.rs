@@ -299,6 +299,22 @@ async fn case_events_are_posted_signed_and_retried_until_dead() {
             (&json!(expected), &json!(state))
         );
     }
+    // Both states at once (API.md: the parameter repeats), newest first.
+    let both = app
+        .get(
+            &format!("{deliveries}?status=delivered&status=dead"),
+            &w.a_admin.token,
+        )
+        .await;
+    let listed: Vec<&Value> = both.assert_status(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| &d["id"])
+        .collect();
+    let mut expected = [json!(dead), json!(delivered)];
+    expected.sort_by(|a, b| b.as_str().cmp(&a.as_str()));
+    assert_eq!(listed, expected.iter().collect::<Vec<_>>());
     app.get(&format!("{deliveries}?status=lost"), &w.a_admin.token)
         .await
         .assert_problem(400, "invalid_query");
