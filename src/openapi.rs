@@ -199,14 +199,19 @@ fn finish(mut doc: Document) -> Document {
                 );
             }
         }
+        let declares_401 = responses.contains_key("401");
+        // The failure where the handler did not declare it; its headers either way.
         let mut add = |status: &str, description: &str, headers: &[(&str, &str)]| {
-            responses.entry(status.to_owned()).or_insert_with(|| {
-                let headers = headers
-                    .iter()
-                    .map(|(name, about)| ((*name).to_owned(), text_header(about)))
-                    .collect();
-                problem_with_headers(description, headers)
-            });
+            let response = responses
+                .entry(status.to_owned())
+                .or_insert_with(|| problem(description));
+            if let RefOr::T(r) = response {
+                for (name, about) in headers {
+                    r.headers
+                        .entry((*name).to_owned())
+                        .or_insert_with(|| text_header(about));
+                }
+            }
         };
         // The middleware refuses a NUL character in any URL (`http::middleware`).
         add(
@@ -218,7 +223,8 @@ fn finish(mut doc: Document) -> Document {
             },
             &[],
         );
-        if secured {
+        // Every 401 carries the challenge (`errors.rs`), the login's too.
+        if secured || declares_401 {
             add(
                 "401",
                 "Missing, invalid or expired access token, its sessions ended (a logout everywhere, a password change, the agency's deactivation), or a deactivated user (`WWW-Authenticate: Bearer`)",

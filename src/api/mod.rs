@@ -53,6 +53,7 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(transitions::transition_case)
         .service(surveys::create_survey)
         .service(surveys::get_survey)
+        .service(surveys::get_survey_by_id)
         .service(transitions::get_workflow)
         .service(assignment::assign_case)
         .service(assignment::list_agents)

@@ -166,25 +166,51 @@ fn check_open(viewer: &Viewer, case: &CaseRow, role: Role, what: &str) -> Result
 }
 
 /// Answers or cancels `current` while it is still open (409 `request_not_open` otherwise),
-/// moves the case's version, and lets the resolution clock run again if nothing else holds it. The case's row is locked first, then the request's: `complete`
-/// takes them in that order too (it cancels the open requests), so the two never deadlock on
-/// PostgreSQL.
+/// moves the case's version, and lets the resolution clock run again if nothing else holds it.
+/// The case's row is locked first, then the request's: `complete` takes them in that order too
+/// (it cancels the open requests), so the two never deadlock on PostgreSQL.
 fn change_open(
     conn: &mut DbConnection,
     notifier: &Notifier,
     viewer: &Viewer,
-    case: &CaseRow,
-    current: &RequestRow,
+    (case, current): (&CaseRow, &RequestRow),
     changes: &RequestChanges,
+    if_match: &IfMatch,
 ) -> Result<(), ApiError> {
-    touch(conn, viewer, case)?;
+    if let Err(error) = touch(conn, viewer, case) {
+        return Err(lost_request(conn, current, if_match, error));
+    }
     if !repo::requests::update_open(conn, &current.id, current.version, changes)? {
-        return Err(ApiError::Conflict {
-            code: "request_not_open",
-            detail: format!("The request is `{}`, not open.", current.status),
-        });
+        let not_open = not_open(&current.status);
+        return Err(lost_request(conn, current, if_match, not_open));
     }
     crate::sla::requests_changed(conn, notifier, case)
+}
+
+fn not_open(status: &str) -> ApiError {
+    ApiError::Conflict {
+        code: "request_not_open",
+        detail: format!("The request is `{status}`, not open."),
+    }
+}
+
+/// A change to `current` that found the case or the request moved meanwhile (PostgreSQL): when
+/// the request did, 412 for a caller who sent `If-Match`, else 409 `request_not_open` with its
+/// status now; otherwise `error`, the case's own.
+fn lost_request(
+    conn: &mut DbConnection,
+    current: &RequestRow,
+    if_match: &IfMatch,
+    error: ApiError,
+) -> ApiError {
+    match repo::requests::find(conn, &current.case_id, &current.id) {
+        Ok(Some(now)) if now.version != current.version => match if_match.is_set() {
+            true => if_match.lost_race(current.version, "request"),
+            false => not_open(&now.status),
+        },
+        Ok(_) => error,
+        Err(e) => e.into(),
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -224,19 +250,10 @@ pub async fn list_requests(
     query: Query<ListRequestsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
-    let asking = Asking::new(token, &req);
-    let case_id = id.into_inner().to_string();
     let statuses: Vec<&'static str> = query.status.iter().map(|s| s.as_str()).collect();
-    let (rows, page) = db::read(&state.pool, move |conn| {
-        let Asked { viewer, .. } = asking.resolve(conn)?;
-        find_visible(conn, &viewer, &case_id)?;
-        let rows = repo::requests::list(
-            conn,
-            &case_id,
-            &statuses,
-            page.after.as_deref(),
-            page.fetch(),
-        )?;
+    let (rows, page) = read_on_case(&state, &req, token, *id, move |conn, _, case| {
+        let after = page.after.as_deref();
+        let rows = repo::requests::list(conn, &case.id, &statuses, after, page.fetch())?;
         Ok((rows, page))
     })
     .await?;
@@ -478,7 +495,14 @@ pub async fn answer_request(
             answered_by: Some(Some(actor.user_id.clone())),
             answered_at: Some(Some(db::now())),
         };
-        change_open(conn, &notifier, &viewer, &case, &current, &changes)?;
+        change_open(
+            conn,
+            &notifier,
+            &viewer,
+            (&case, &current),
+            &changes,
+            &if_match,
+        )?;
         let change = Change::entity("request", &request_id, Some(&case_id), "answer").field(
             "status",
             Some(current.status),
@@ -541,7 +565,14 @@ pub async fn cancel_request(
             status: Some(RequestStatus::Cancelled.as_str().to_owned()),
             ..RequestChanges::default()
         };
-        change_open(conn, &notifier, &viewer, &case, &current, &changes)?;
+        change_open(
+            conn,
+            &notifier,
+            &viewer,
+            (&case, &current),
+            &changes,
+            &if_match,
+        )?;
         let change = Change::entity("request", &request_id, Some(&case_id), "cancel").field(
             "status",
             Some(current.status),
@@ -595,7 +626,7 @@ impl VideoCallView {
     fn of(row: VideoCallRow, case_active: bool) -> Self {
         let active = row.ended_at.is_none() && case_active;
         VideoCallView {
-            join_url: format!("/v1/video-calls/{}/join", row.id),
+            join_url: format!("{}/join", call_url(&row.id)),
             url: active.then_some(row.url),
             active,
             id: row.id,
@@ -653,17 +684,14 @@ pub async fn list_video_calls(
     query: Query<ListVideoCallsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::new(query.limit, query.cursor.as_deref())?;
-    let asking = Asking::new(token, &req);
-    let case_id = id.into_inner().to_string();
-    let (rows, case_active, page) = db::read(&state.pool, move |conn| {
-        let Asked { viewer, .. } = asking.resolve(conn)?;
-        let case = find_visible(conn, &viewer, &case_id)?;
-        refuse_outsiders(&viewer)?;
-        let case_active = workflow::state_of(case.status()).video_calls_active;
-        let rows = repo::requests::calls(conn, &case.id, page.after.as_deref(), page.fetch())?;
-        Ok((rows, case_active, page))
-    })
-    .await?;
+    let (rows, case_active, page) =
+        read_on_case(&state, &req, token, *id, move |conn, viewer, case| {
+            refuse_outsiders(viewer)?;
+            let case_active = workflow::state_of(case.status()).video_calls_active;
+            let rows = repo::requests::calls(conn, &case.id, page.after.as_deref(), page.fetch())?;
+            Ok((rows, case_active, page))
+        })
+        .await?;
     let page = page.page(rows, |r| &r.id, |r| VideoCallView::of(r, case_active));
     Ok(page_response(&req, page))
 }
@@ -717,9 +745,8 @@ pub async fn get_video_call(
         visible_call(conn, &viewer, &id)
     })
     .await?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(view))
+    // No `ETag`: never stored (`http::middleware`), as the room's URL must not be.
+    Ok(HttpResponse::Ok().json(view))
 }
 
 /// Open a video call

@@ -353,11 +353,9 @@ pub async fn get_event(
     let (case_id, event_id) = path.into_inner();
     let event_id = event_id.to_string();
     let row = read_on_case(&state, &req, token, case_id, move |conn, viewer, case| {
-        let filter = EventFilter {
-            published_only: viewer.role == Role::Client,
-            positioned_only: false,
-        };
-        repo::storyline::find_visible(conn, &case.id, &event_id, &filter)?
+        // Drafts for everyone but the client, as in the list.
+        let drafts_too = viewer.role != Role::Client;
+        repo::storyline::find_visible(conn, &case.id, &event_id, drafts_too)?
             .ok_or_else(event_not_found)
     })
     .await?;

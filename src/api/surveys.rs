@@ -96,9 +96,9 @@ pub fn record(
     Ok(SurveyView::from(row))
 }
 
-/// A case's rating's URL: its newest, the `Location` of a rating.
-fn survey_url(case_id: &str) -> String {
-    format!("/v1/cases/{case_id}/survey")
+/// A rating's URL, the `Location` of its creation.
+fn survey_url(case_id: &str, id: &str) -> String {
+    format!("/v1/cases/{case_id}/survey/{id}")
 }
 
 /// Get a case's rating
@@ -130,6 +130,37 @@ pub async fn get_survey(
     Ok(HttpResponse::Ok().json(SurveyView::from(survey)))
 }
 
+/// Get one rating of a case
+///
+/// Each rating is kept; the newest is the card's `last_survey`. Roles: anyone who can see the
+/// case.
+#[utoipa::path(
+    tag = "cases",
+    operation_id = "get_survey_by_id",
+    params(("id" = Uuid, Path, description = "Case id"), ("survey_id" = Uuid, Path, description = "Rating id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The rating", body = SurveyView),
+        (status = 404, description = "No such case or rating, or not one the caller can see"),
+    )
+)]
+#[get("/v1/cases/{id}/survey/{survey_id}")]
+pub async fn get_survey_by_id(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: Token,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    let (case_id, survey_id) = path.into_inner();
+    let survey_id = survey_id.to_string();
+    let survey = read_on_case(&state, &req, token, case_id, move |conn, _, case| {
+        repo::surveys::find(conn, &case.id, &survey_id)?
+            .ok_or_else(|| ApiError::NotFound("No such rating of this case.".into()))
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(SurveyView::from(survey)))
+}
+
 /// Rate a closed case
 ///
 /// The client rates their case once it is `closed` (409 otherwise), from 1 to 5, with an
@@ -144,7 +175,7 @@ pub async fn get_survey(
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Rated", body = SurveyView,
-            headers(("Location" = String, description = "The case's rating (`GET` answers the newest)"))),
+            headers(("Location" = String, description = "The rating's URL"))),
         (status = 403, description = "Only the client rates their case"),
         (status = 404, description = "No such case, or not one the caller can see"),
         (status = 409, description = "The case is not closed (`wrong_state`), or another change to the case committed first (`concurrent_update`)"),
@@ -195,7 +226,7 @@ fn rate(
     touch(conn, viewer, case)?;
     let survey = record(conn, actor, case, input.rating, input.comment)?;
     Ok(Created {
-        location: Some(survey_url(&case.id)),
+        location: Some(survey_url(&case.id, &survey.id)),
         version: None,
         body: survey,
     })

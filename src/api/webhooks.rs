@@ -724,7 +724,7 @@ pub struct ListDeliveriesQuery {
 /// A webhook's deliveries
 ///
 /// Newest first, with each one's status, attempts, the receiver's last answer and the JSON
-/// posted; `status` narrows them to one state. Roles: the webhook's owner (agency admins of its
+/// posted; `status` narrows them to some states. Roles: the webhook's owner (agency admins of its
 /// agency, platform admins); 404 for anyone else's.
 #[utoipa::path(
     tag = "webhooks",

@@ -449,15 +449,9 @@ pub fn list(
     limit: i64,
 ) -> QueryResult<Vec<CaseRow>> {
     let mut query = scoped(scope);
-    if !filter.statuses.is_empty() {
-        query = filter_in!(query, cases::status, filter.statuses.as_slice());
-    }
-    if !filter.priorities.is_empty() {
-        query = filter_in!(query, cases::priority, filter.priorities.as_slice());
-    }
-    if !filter.sla_states.is_empty() {
-        query = filter_in!(query, cases::sla_state, filter.sla_states.as_slice());
-    }
+    query = filter_any!(query, cases::status, filter.statuses.as_slice());
+    query = filter_any!(query, cases::priority, filter.priorities.as_slice());
+    query = filter_any!(query, cases::sla_state, filter.sla_states.as_slice());
     match &filter.assignee {
         Some(AssigneeFilter::Nobody) => query = query.filter(cases::assignee_id.is_null()),
         Some(AssigneeFilter::User(id)) => {

@@ -327,9 +327,7 @@ pub fn list(
     limit: i64,
 ) -> QueryResult<Vec<OutboxRow>> {
     let mut query = email_outbox::table.into_boxed();
-    if !statuses.is_empty() {
-        query = filter_in!(query, email_outbox::status, statuses);
-    }
+    query = filter_any!(query, email_outbox::status, statuses);
     if let Some(after) = after {
         query = query.filter(email_outbox::id.lt(after.to_owned()));
     }

@@ -100,9 +100,7 @@ pub fn list(
     if let Some(internal) = audience.internal() {
         query = query.filter(messages::internal.eq(internal));
     }
-    if !filter.channels.is_empty() {
-        query = filter_in!(query, messages::channel, filter.channels.as_slice());
-    }
+    query = filter_any!(query, messages::channel, filter.channels.as_slice());
     if let Some(from) = filter.from {
         query = query.filter(messages::created_at.ge(from));
     }

@@ -19,6 +19,16 @@ macro_rules! filter_in {
     };
 }
 
+/// `filter_in!` for a filter the caller may leave out: no values, no condition.
+macro_rules! filter_any {
+    ($query:expr, $column:expr, $values:expr) => {
+        match $values {
+            [] => $query,
+            values => filter_in!($query, $column, values),
+        }
+    };
+}
+
 /// The next `<prefix>-<year>-<6 or more digits>` from a counter table `(year, last)` (the
 /// millionth of a year gets seven: nothing sorts by the text). The year's row is bumped and
 /// read in one statement inside the creating transaction, so concurrent creators wait for each

@@ -63,9 +63,7 @@ pub fn list(
     let mut query = client_requests::table
         .filter(client_requests::case_id.eq(case_id.to_owned()))
         .into_boxed();
-    if !statuses.is_empty() {
-        query = filter_in!(query, client_requests::status, statuses);
-    }
+    query = filter_any!(query, client_requests::status, statuses);
     if let Some(after) = after {
         query = query.filter(client_requests::id.lt(after.to_owned()));
     }

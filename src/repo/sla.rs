@@ -69,6 +69,20 @@ pub enum OwnerScope {
     AgencyAndPlatform(String),
 }
 
+/// `$query` narrowed to the calendars or policies `$scope` reads, by their `$agency_id`
+/// (`NULL`: the platform's).
+macro_rules! owned_by {
+    ($query:expr, $agency_id:expr, $scope:expr) => {
+        match $scope {
+            OwnerScope::All(None) => $query,
+            OwnerScope::All(Some(agency)) => $query.filter($agency_id.eq(agency.clone())),
+            OwnerScope::AgencyAndPlatform(agency) => {
+                $query.filter($agency_id.eq(agency.clone()).or($agency_id.is_null()))
+            }
+        }
+    };
+}
+
 pub fn insert_calendar(conn: &mut DbConnection, row: &CalendarRow) -> QueryResult<()> {
     diesel::insert_into(calendars::table)
         .values(row)
@@ -83,15 +97,7 @@ pub fn find_calendar(
     id: &str,
 ) -> QueryResult<Option<CalendarRow>> {
     let query = calendars::table.find(id.to_owned()).into_boxed();
-    let query = match scope {
-        OwnerScope::All(_) => query,
-        OwnerScope::AgencyAndPlatform(agency) => query.filter(
-            calendars::agency_id
-                .eq(agency.clone())
-                .or(calendars::agency_id.is_null()),
-        ),
-    };
-    query
+    owned_by!(query, calendars::agency_id, scope)
         .select(CalendarRow::as_select())
         .first(conn)
         .optional()
@@ -104,16 +110,7 @@ pub fn list_calendars(
     after: Option<&str>,
     limit: i64,
 ) -> QueryResult<Vec<CalendarRow>> {
-    let mut query = calendars::table.into_boxed();
-    query = match scope {
-        OwnerScope::All(None) => query,
-        OwnerScope::All(Some(agency)) => query.filter(calendars::agency_id.eq(agency.clone())),
-        OwnerScope::AgencyAndPlatform(agency) => query.filter(
-            calendars::agency_id
-                .eq(agency.clone())
-                .or(calendars::agency_id.is_null()),
-        ),
-    };
+    let mut query = owned_by!(calendars::table.into_boxed(), calendars::agency_id, scope);
     if let Some(after) = after {
         query = query.filter(calendars::id.lt(after.to_owned()));
     }
@@ -159,15 +156,10 @@ pub fn find_policy(
     id: &str,
 ) -> QueryResult<Option<PolicyRow>> {
     let query = sla_policies::table.find(id.to_owned()).into_boxed();
-    let query = match scope {
-        OwnerScope::All(_) => query,
-        OwnerScope::AgencyAndPlatform(agency) => query.filter(
-            sla_policies::agency_id
-                .eq(agency.clone())
-                .or(sla_policies::agency_id.is_null()),
-        ),
-    };
-    query.select(PolicyRow::as_select()).first(conn).optional()
+    owned_by!(query, sla_policies::agency_id, scope)
+        .select(PolicyRow::as_select())
+        .first(conn)
+        .optional()
 }
 
 /// Newest first after `after` (an id).
@@ -177,16 +169,11 @@ pub fn list_policies(
     after: Option<&str>,
     limit: i64,
 ) -> QueryResult<Vec<PolicyRow>> {
-    let mut query = sla_policies::table.into_boxed();
-    query = match scope {
-        OwnerScope::All(None) => query,
-        OwnerScope::All(Some(agency)) => query.filter(sla_policies::agency_id.eq(agency.clone())),
-        OwnerScope::AgencyAndPlatform(agency) => query.filter(
-            sla_policies::agency_id
-                .eq(agency.clone())
-                .or(sla_policies::agency_id.is_null()),
-        ),
-    };
+    let mut query = owned_by!(
+        sla_policies::table.into_boxed(),
+        sla_policies::agency_id,
+        scope
+    );
     if let Some(after) = after {
         query = query.filter(sla_policies::id.lt(after.to_owned()));
     }

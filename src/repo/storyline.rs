@@ -62,18 +62,18 @@ pub fn find(conn: &mut DbConnection, case_id: &str, id: &str) -> QueryResult<Opt
         .optional()
 }
 
-/// One event of the case that a reader of `filter`'s kind gets.
+/// One event of the case, if published or `drafts_too`.
 pub fn find_visible(
     conn: &mut DbConnection,
     case_id: &str,
     id: &str,
-    filter: &EventFilter,
+    drafts_too: bool,
 ) -> QueryResult<Option<EventRow>> {
     let mut query = storyline_events::table
         .filter(storyline_events::case_id.eq(case_id))
         .filter(storyline_events::id.eq(id))
         .into_boxed();
-    if filter.published_only {
+    if !drafts_too {
         query = query.filter(storyline_events::status.eq("published"));
     }
     query.select(EventRow::as_select()).first(conn).optional()

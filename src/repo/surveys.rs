@@ -25,6 +25,16 @@ pub fn insert(conn: &mut DbConnection, row: &SurveyRow) -> QueryResult<()> {
         .map(|_| ())
 }
 
+/// One survey of the case.
+pub fn find(conn: &mut DbConnection, case_id: &str, id: &str) -> QueryResult<Option<SurveyRow>> {
+    surveys::table
+        .filter(surveys::case_id.eq(case_id))
+        .filter(surveys::id.eq(id))
+        .select(SurveyRow::as_select())
+        .first(conn)
+        .optional()
+}
+
 /// The case's newest survey (ids are UUIDv7).
 pub fn last(conn: &mut DbConnection, case_id: &str) -> QueryResult<Option<SurveyRow>> {
     surveys::table

@@ -143,9 +143,7 @@ pub fn list(
     limit: i64,
 ) -> QueryResult<Vec<TicketRow>> {
     let mut query = scoped(scope);
-    if !filter.statuses.is_empty() {
-        query = query.filter(tickets::status.eq_any(filter.statuses.clone()));
-    }
+    query = filter_any!(query, tickets::status, filter.statuses.as_slice());
     match &filter.assignee {
         None => {}
         Some(None) => query = query.filter(tickets::assignee_id.is_null()),
@@ -159,9 +157,7 @@ pub fn list(
     if let Some(case) = &filter.case_id {
         query = query.filter(tickets::case_id.eq(case.clone()));
     }
-    if !filter.sla_states.is_empty() {
-        query = query.filter(tickets::sla_state.eq_any(filter.sla_states.clone()));
-    }
+    query = filter_any!(query, tickets::sla_state, filter.sla_states.as_slice());
     // Unique: at most one row, found through its own index.
     if let Some(number) = &filter.number {
         query = query.filter(tickets::number.eq(number.clone()));

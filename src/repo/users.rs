@@ -288,9 +288,7 @@ pub fn list(
     limit: i64,
 ) -> QueryResult<Vec<UserRow>> {
     let mut query = scoped(scope);
-    if !filter.roles.is_empty() {
-        query = filter_in!(query, users::role, filter.roles.as_slice());
-    }
+    query = filter_any!(query, users::role, filter.roles.as_slice());
     if let Some(agency) = &filter.agency_id {
         query = query.filter(users::agency_id.eq(agency.clone()));
     }

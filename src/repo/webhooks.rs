@@ -388,9 +388,7 @@ pub fn deliveries(
     let mut query = webhook_deliveries::table
         .filter(webhook_deliveries::webhook_id.eq(webhook_id.to_owned()))
         .into_boxed();
-    if !statuses.is_empty() {
-        query = filter_in!(query, webhook_deliveries::status, statuses);
-    }
+    query = filter_any!(query, webhook_deliveries::status, statuses);
     if let Some(after) = after {
         query = query.filter(webhook_deliveries::id.lt(after.to_owned()));
     }

@@ -60,7 +60,9 @@ async fn a_case_and_what_is_written_on_it_answer_at_their_location_to_their_read
         )
         .await;
     let note = follow(&app, &res, &w.a_operator.token).await;
-    app.get(&note, &w.a_agent.token).await.assert_status(200);
+    for token in [&w.a_agent.token, &w.platform_staff.token] {
+        app.get(&note, token).await.assert_status(200);
+    }
     for (path, token) in [
         (&note, &w.client.token),
         (&to_agency, &w.a_agent.token),
@@ -162,15 +164,20 @@ async fn a_case_and_what_is_written_on_it_answer_at_their_location_to_their_read
     assert_eq!(seen.assert_status(200), &answered.body);
     assert_eq!(seen.header("etag"), Some("\"2\""));
     // Cancelling what is answered: the version check first, then the state.
-    app.call(
-        "POST",
-        &format!("{request}/cancel"),
-        &w.a_operator.token,
-        None,
-        &[("if-match", "\"1\"")],
-    )
-    .await
-    .assert_problem(412, "precondition_failed");
+    for (version, status, code) in [
+        ("\"1\"", 412, "precondition_failed"),
+        ("\"2\"", 409, "request_not_open"),
+    ] {
+        app.call(
+            "POST",
+            &format!("{request}/cancel"),
+            &w.a_operator.token,
+            None,
+            &[("if-match", version)],
+        )
+        .await
+        .assert_problem(status, code);
+    }
 
     // A video call: between the client and the agency.
     let res = app
@@ -198,12 +205,25 @@ async fn a_case_and_what_is_written_on_it_answer_at_their_location_to_their_read
     let res = app
         .post(&on_case("survey"), &w.client.token, json!({"rating": 5}))
         .await;
-    let survey = follow(&app, &res, &w.a_operator.token).await;
-    app.get(&survey, &w.client2.token)
+    let first = follow(&app, &res, &w.a_operator.token).await;
+    app.get(&first, &w.client2.token)
         .await
         .assert_problem(404, "not_found");
+    // A later rating is the newest; each stays at its own URL.
+    let later = app
+        .post(&on_case("survey"), &w.client.token, json!({"rating": 3}))
+        .await;
+    follow(&app, &later, &w.client.token).await;
+    let seen = app.get(&first, &w.client.token).await;
+    assert_eq!(seen.assert_status(200), &res.body);
+    let newest = app.get(&on_case("survey"), &w.client.token).await;
+    assert_eq!(newest.assert_status(200), &later.body);
     let card = app.get(&format!("/v1/cases/{case}"), &w.client.token).await;
-    assert_eq!(card.assert_status(200)["last_survey"], res.body);
+    assert_eq!(card.assert_status(200)["last_survey"], later.body);
+    let other_case = format!("/v1/cases/{other}/survey/{}", id(&res.body));
+    app.get(&other_case, &w.client.token)
+        .await
+        .assert_problem(404, "not_found");
 }
 
 #[actix_web::test]

@@ -366,6 +366,17 @@ async fn unread_counts_read_marks_filters_and_paging_both_ways() {
             .await;
         assert_eq!(bodies(res.assert_status(200)), ["called"], "{channels}");
     }
+    let mut listed = Vec::new();
+    for query in [
+        "channel=phone",
+        "channel=in_app",
+        "channel=phone&channel=in_app",
+    ] {
+        let res = app.get(&format!("{p}?{query}"), &w.a_operator.token).await;
+        listed.push(bodies(res.assert_status(200)).len());
+    }
+    assert!(listed[1] > 0);
+    assert_eq!(listed[2], listed[0] + listed[1]);
     assert!(
         bodies(
             app.get(&format!("{p}?to=2000-01-01T00:00:00Z"), &w.a_operator.token)

@@ -601,3 +601,49 @@ async fn an_answer_racing_the_completion_never_fails() {
         assert_eq!(status, expected, "{statuses:?}");
     }
 }
+
+/// An answer racing the request's cancellation: 412 for a caller who sent the version they
+/// read (`If-Match`), else 409 `request_not_open` naming the status it found; nothing answered.
+#[actix_web::test]
+async fn an_answer_racing_a_cancellation_is_refused_as_its_if_match_says() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    start_case(&app, &w, &case).await;
+    let asks = format!("/v1/cases/{case}/requests");
+    for (if_match, status, code) in [
+        (Some("\"1\""), 412, "precondition_failed"),
+        (None, 409, "request_not_open"),
+    ] {
+        let res = app
+            .post(
+                &asks,
+                &w.a_operator.token,
+                json!({"kind": "question", "prompt": "Which car?"}),
+            )
+            .await;
+        let request = id(res.assert_status(201));
+        // What a cancellation committing meanwhile writes: the case, then the request.
+        let cancellation = format!(
+            "UPDATE cases SET version = version + 1 WHERE id = '{case}'; \
+             UPDATE client_requests SET status = 'cancelled', version = version + 1 \
+             WHERE id = '{request}'"
+        );
+        let headers: Vec<(&str, &str)> = if_match.map(|v| ("if-match", v)).into_iter().collect();
+        let path = format!("{asks}/{request}/answer");
+        let answer = app.call(
+            "POST",
+            &path,
+            &w.client.token,
+            Some(json!({"text": "A red Fiat."})),
+            &headers,
+        );
+        let res = app.while_held(&cancellation, answer).await;
+        let problem = res.assert_problem(status, code);
+        if status == 409 {
+            assert!(problem["detail"].as_str().unwrap().contains("`cancelled`"));
+        }
+        let seen = app.get(&format!("{asks}/{request}"), &w.client.token).await;
+        assert_eq!(seen.assert_status(200)["status"], "cancelled");
+    }
+}
