@@ -504,7 +504,7 @@ fn act(
             if !update(conn, case, &changes)? {
                 return Ok(Outcome::Skipped("the case moved on meanwhile"));
             }
-            repo::cases::set_tags(conn, &case.id, &before, &tags)?;
+            repo::cases::set_tags(conn, case, &before, &tags)?;
             let tags = stored;
             let old = std::mem::replace(&mut case.tags, tags.clone());
             Ok(Outcome::Changed(change.field(

@@ -144,7 +144,8 @@ fn issue_pair(
 /// Exchanges an e-mail and a password for a short-lived access token and a single-use refresh
 /// token. A wrong password, an unknown e-mail and a deactivated account get the same 401.
 /// After repeated failures for one account or from one address, attempts are refused with 429
-/// and `Retry-After` until the window passes (even with the right password).
+/// and `Retry-After` until the window passes (even with the right password). Roles: anyone (no
+/// token).
 #[utoipa::path(
     tag = "auth",
     operation_id = "create_token",
@@ -232,7 +233,8 @@ pub async fn create_token(
 /// unknown, expired or revoked already is answered 204 too (RFC 7009's revocation answers
 /// such a token as a success): the outcome is the same and nothing tells whether it existed.
 /// `everywhere` needs a token that still works; a spent one is 401 and, as at
-/// `/v1/auth/refresh`, counts as reuse: its session ends.
+/// `/v1/auth/refresh`, counts as reuse: its session ends. Roles: whoever holds the refresh
+/// token (no access token).
 #[utoipa::path(
     tag = "auth",
     operation_id = "logout",
@@ -346,7 +348,8 @@ enum Refreshed {
 ///
 /// Spends a refresh token for a new access token and a new refresh token. Each refresh token
 /// works once: presenting a spent one again revokes every token descending from the same login
-/// (the whole family), and all of them answer 401 from then on.
+/// (the whole family), and all of them answer 401 from then on. Roles: whoever holds the
+/// refresh token (no access token).
 #[utoipa::path(
     tag = "auth",
     operation_id = "refresh_token",

@@ -1252,7 +1252,7 @@ pub async fn update_case(
         }
         if let Some(tags) = &input.tags {
             let before = crate::triggers::tags_of(&current);
-            repo::cases::set_tags(conn, &id, &before, tags)?;
+            repo::cases::set_tags(conn, &current, &before, tags)?;
         }
         if let Some(priority) = input.priority.filter(|p| *p != current.priority()) {
             let case = crate::sla::Subject::case(&current);

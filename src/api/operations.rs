@@ -18,7 +18,7 @@ pub struct HealthStatus {
 
 /// Liveness
 ///
-/// The process is up and serving HTTP; touches nothing else.
+/// The process is up and serving HTTP; touches nothing else. Roles: anyone (no token).
 #[utoipa::path(tag = "operations", operation_id = "health_live", responses((status = 200, description = "The process serves HTTP", body = HealthStatus)))]
 #[get("/health/live")]
 pub async fn live() -> HttpResponse {
@@ -42,7 +42,7 @@ pub struct ReadyStatus {
 /// Readiness
 ///
 /// Pings the database. Answers 503 while it cannot be reached and 200 again as soon as it can,
-/// without a restart. Also tells where the live streams' relay stands.
+/// without a restart. Also tells where the live streams' relay stands. Roles: anyone (no token).
 #[utoipa::path(
     tag = "operations",
     operation_id = "health_ready",
@@ -71,6 +71,7 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
 /// Prometheus text format: `dossier_http_requests_total` and
 /// `dossier_http_request_duration_seconds` by method, route and status, and the database pool's
 /// `dossier_db_pool_connections`, `dossier_db_pool_idle_connections`, `dossier_db_pool_max_connections`.
+/// Roles: anyone (no token; keep it off the public network).
 #[utoipa::path(
     tag = "operations",
     operation_id = "metrics",

@@ -94,6 +94,7 @@ pub struct EventView {
     pub title: String,
     pub body: Option<String>,
     pub position: Option<Position>,
+    #[schema(value_type = Vec<String>, format = "uuid")]
     pub attachment_ids: Vec<String>,
     #[schema(format = "uuid")]
     pub author_id: String,

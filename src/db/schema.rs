@@ -488,6 +488,7 @@ diesel::table! {
     case_tags (tag, case_id) {
         tag -> Text,
         case_id -> Text,
+        agency_id -> Text,
     }
 }
 

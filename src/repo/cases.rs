@@ -424,16 +424,20 @@ fn contains_pattern(text: &str) -> String {
 /// from `before` to `after`.
 pub fn set_tags(
     conn: &mut DbConnection,
-    case_id: &str,
+    case: &CaseRow,
     before: &[String],
     after: &[String],
 ) -> QueryResult<()> {
     for tag in before.iter().filter(|t| !after.contains(t)) {
-        diesel::delete(case_tags::table.find((tag, case_id))).execute(conn)?;
+        diesel::delete(case_tags::table.find((tag, &case.id))).execute(conn)?;
     }
     for tag in after.iter().filter(|t| !before.contains(t)) {
         diesel::insert_into(case_tags::table)
-            .values((case_tags::tag.eq(tag), case_tags::case_id.eq(case_id)))
+            .values((
+                case_tags::tag.eq(tag),
+                case_tags::case_id.eq(&case.id),
+                case_tags::agency_id.eq(&case.agency_id),
+            ))
             .execute(conn)?;
     }
     Ok(())
@@ -482,11 +486,19 @@ pub fn list(
         query = query.filter(cases::created_at.lt(to));
     }
     if !filter.tags.is_empty() {
-        // A search of `case_tags`' primary key `(tag, case_id)` per tag.
-        let tagged = case_tags::table
-            .filter(case_tags::tag.eq_any(filter.tags.clone()))
-            .select(case_tags::case_id);
-        query = query.filter(cases::id.eq_any(tagged));
+        // An agency's: a search of `(agency_id, tag, case_id)` per tag, its own cases alone;
+        // anyone else's: of the primary key `(tag, case_id)`.
+        let tagged = case_tags::table.filter(case_tags::tag.eq_any(filter.tags.clone()));
+        query = match scope {
+            CaseScope::Agency(agency) => query.filter(
+                cases::id.eq_any(
+                    tagged
+                        .filter(case_tags::agency_id.eq(agency.clone()))
+                        .select(case_tags::case_id),
+                ),
+            ),
+            _ => query.filter(cases::id.eq_any(tagged.select(case_tags::case_id))),
+        };
     }
     if let Some(q) = &filter.q {
         let pattern = contains_pattern(q);

@@ -901,3 +901,51 @@ async fn sqlite_connections_open_before_the_upgrade_plan_with_its_statistics() {
         assert!(plan.contains("USING INDEX cases_client"), "{name}: {plan}");
     }
 }
+
+/// Upgrading gives every tag row its case's agency, so an agency's tag filter finds the cases
+/// tagged before it as well.
+#[actix_web::test]
+async fn tags_of_before_get_their_cases_agency() {
+    use serde_json::json;
+
+    use crate::world::{World, buy, id};
+
+    let app = crate::helpers::spawn().await;
+    let w = World::new(&app).await;
+    let mut tagged = Vec::new();
+    for (client, service, admin) in [
+        (&w.client, &w.service_a, &w.a_admin),
+        (&w.client2, &w.service_b, &w.b_admin),
+    ] {
+        let case = id(&buy(&app, &client.token, service, "card").await);
+        app.patch(
+            &format!("/v1/cases/{case}"),
+            &admin.token,
+            json!({"tags": ["vip"]}),
+        )
+        .await
+        .assert_status(200);
+        tagged.push(case);
+    }
+    let mut conn = app.state.pool.get().unwrap();
+    revert_through(&mut conn, "20261207000045");
+    run_migrations(&mut conn).unwrap();
+    drop(conn);
+    for (case, agency) in tagged.iter().zip([&w.agency_a, &w.agency_b]) {
+        assert_eq!(
+            app.count(&format!(
+                "SELECT COUNT(*) AS n FROM case_tags WHERE case_id = '{case}' AND agency_id = '{agency}'"
+            )),
+            1
+        );
+    }
+    let listed = app.get("/v1/cases?tag=vip", &w.a_operator.token).await;
+    let items = listed.assert_status(200)["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        items.iter().map(id).collect::<Vec<_>>(),
+        [tagged[0].clone()]
+    );
+}
