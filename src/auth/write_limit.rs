@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota};
 
-/// Sessions whose allowance is whole again are forgotten at most this often.
+/// Users whose allowance is whole again are forgotten at most this often.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 pub struct WriteLimit {
@@ -43,7 +43,7 @@ impl WriteLimit {
         })
     }
 
-    /// Forgets the sessions whose allowance is whole again, once a minute at most.
+    /// Forgets the users whose allowance is whole again, once a minute at most.
     fn prune(&self, limiter: &DefaultKeyedRateLimiter<String>) {
         let Ok(mut pruned) = self.pruned.try_lock() else {
             return;
