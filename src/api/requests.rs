@@ -177,6 +177,9 @@ fn change_open(
     changes: &RequestChanges,
     if_match: &IfMatch,
 ) -> Result<(), ApiError> {
+    if current.status != RequestStatus::Open.as_str() {
+        return Err(not_open(&current.status));
+    }
     if let Err(error) = touch(conn, viewer, case) {
         return Err(lost_request(conn, current, if_match, error));
     }
@@ -196,7 +199,8 @@ fn not_open(status: &str) -> ApiError {
 
 /// A change to `current` that found the case or the request moved meanwhile (PostgreSQL): when
 /// the request did, 412 for a caller who sent `If-Match`, else 409 `request_not_open` with its
-/// status now; otherwise `error`, the case's own.
+/// status now; otherwise `error`, the case's own. Also `error` when the request cannot be read
+/// again: a deadlock or a lock timeout has ended the transaction, and is its own answer.
 fn lost_request(
     conn: &mut DbConnection,
     current: &RequestRow,
@@ -208,8 +212,7 @@ fn lost_request(
             true => if_match.lost_race(current.version, "request"),
             false => not_open(&now.status),
         },
-        Ok(_) => error,
-        Err(e) => e.into(),
+        Ok(_) | Err(_) => error,
     }
 }
 

@@ -486,18 +486,23 @@ pub fn list(
         query = query.filter(cases::created_at.lt(to));
     }
     if !filter.tags.is_empty() {
-        // An agency's: a search of `(agency_id, tag, case_id)` per tag, its own cases alone;
-        // anyone else's: of the primary key `(tag, case_id)`.
+        // One agency's (its staff's, or the one `agency_id` names): a search of
+        // `(agency_id, tag, case_id)` per tag, that agency's cases alone; else of the primary
+        // key `(tag, case_id)`.
         let tagged = case_tags::table.filter(case_tags::tag.eq_any(filter.tags.clone()));
-        query = match scope {
-            CaseScope::Agency(agency) => query.filter(
+        let agency = match scope {
+            CaseScope::Agency(agency) => Some(agency),
+            _ => filter.agency_id.as_ref(),
+        };
+        query = match agency {
+            Some(agency) => query.filter(
                 cases::id.eq_any(
                     tagged
                         .filter(case_tags::agency_id.eq(agency.clone()))
                         .select(case_tags::case_id),
                 ),
             ),
-            _ => query.filter(cases::id.eq_any(tagged.select(case_tags::case_id))),
+            None => query.filter(cases::id.eq_any(tagged.select(case_tags::case_id))),
         };
     }
     if let Some(q) = &filter.q {

@@ -948,4 +948,16 @@ async fn tags_of_before_get_their_cases_agency() {
         items.iter().map(id).collect::<Vec<_>>(),
         [tagged[0].clone()]
     );
+    // PostgreSQL, a rolling deploy: a node of the previous version writes a tag without its
+    // agency, and the row takes its case's.
+    if app._db.is_postgres() {
+        app.sql(&format!(
+            "INSERT INTO case_tags (tag, case_id) VALUES ('old-node', '{}')",
+            tagged[1]
+        ));
+        assert_eq!(
+            app.texts("SELECT agency_id AS t FROM case_tags WHERE tag = 'old-node'"),
+            [Some(w.agency_b.clone())]
+        );
+    }
 }

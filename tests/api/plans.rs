@@ -345,6 +345,10 @@ async fn no_listed_query_scans_a_whole_large_table() {
             &platform,
             "/v1/cases?tag=vip&tag=gold&status=in_progress".into(),
         ),
+        (
+            &platform,
+            "/v1/cases?agency_id=00000000-0000-7000-a000-000000000007&tag=vip".into(),
+        ),
     ];
     let mut failures = Vec::new();
     let mut explained = 0;
@@ -352,7 +356,7 @@ async fn no_listed_query_scans_a_whole_large_table() {
     // of the messages' key), not by looking the mark up again for each message of the case.
     let counted_from_the_mark = [format!("/v1/cases/{case}"), "/v1/cases".to_owned()];
     let mut count_plans: Vec<Vec<String>> = vec![Vec::new(); counted_from_the_mark.len()];
-    // By path, and whether an agency's staff asked.
+    // By path, and whether it asks for one agency's (its staff, or `agency_id`).
     let mut tag_plans: std::collections::BTreeMap<(String, bool), Vec<String>> = Default::default();
     let mut status_plan = Vec::new();
     let mut number_plan = Vec::new();
@@ -421,8 +425,9 @@ async fn no_listed_query_scans_a_whole_large_table() {
                     .extend(plan.clone());
             }
             if path.contains("tag=") {
+                let one_agency = **token == operator || path.contains("agency_id=");
                 tag_plans
-                    .entry((path.clone(), **token == operator))
+                    .entry((path.clone(), one_agency))
                     .or_default()
                     .extend(plan.clone());
             }
@@ -473,7 +478,7 @@ async fn no_listed_query_scans_a_whole_large_table() {
             plan.join("\n  ")
         );
     }
-    assert_eq!(tag_plans.len(), 2);
+    assert_eq!(tag_plans.len(), 3);
     for ((path, by_agency), plan) in &tag_plans {
         let by_agency = *by_agency;
         assert!(
