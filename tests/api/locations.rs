@@ -126,7 +126,7 @@ async fn a_case_and_what_is_written_on_it_answer_at_their_location_to_their_read
         .await;
     let request = follow(&app, &res, &w.client.token).await;
     assert_eq!(res.header("etag"), Some("\"1\""));
-    for token in [&w.client2.token, &w.b_operator.token] {
+    for token in [&w.client2.token, &w.b_operator.token, &w.a_agent2.token] {
         app.get(&request, token)
             .await
             .assert_problem(404, "not_found");
@@ -188,7 +188,7 @@ async fn a_case_and_what_is_written_on_it_answer_at_their_location_to_their_read
     for token in [&w.a_agent.token, &w.platform.token] {
         app.get(&call, token).await.assert_problem(403, "forbidden");
     }
-    for token in [&w.client2.token, &w.b_operator.token] {
+    for token in [&w.client2.token, &w.b_operator.token, &w.a_agent2.token] {
         app.get(&call, token).await.assert_problem(404, "not_found");
     }
 
@@ -206,9 +206,11 @@ async fn a_case_and_what_is_written_on_it_answer_at_their_location_to_their_read
         .post(&on_case("survey"), &w.client.token, json!({"rating": 5}))
         .await;
     let first = follow(&app, &res, &w.a_operator.token).await;
-    app.get(&first, &w.client2.token)
-        .await
-        .assert_problem(404, "not_found");
+    for token in [&w.client2.token, &w.b_operator.token, &w.a_agent.token] {
+        app.get(&first, token)
+            .await
+            .assert_problem(404, "not_found");
+    }
     // A later rating is the newest; each stays at its own URL.
     let later = app
         .post(&on_case("survey"), &w.client.token, json!({"rating": 3}))
@@ -322,9 +324,12 @@ async fn calendars_policies_and_ticket_messages_answer_at_their_location() {
         )
         .await;
     let message = follow(&app, &res, &w.client.token).await;
-    app.get(&message, &w.client2.token)
-        .await
-        .assert_problem(404, "not_found");
+    // Another client, and an agency the ticket is not about.
+    for token in [&w.client2.token, &w.b_operator.token] {
+        app.get(&message, token)
+            .await
+            .assert_problem(404, "not_found");
+    }
     app.get(&message, &w.a_agent.token)
         .await
         .assert_problem(403, "forbidden");
