@@ -345,9 +345,11 @@ impl ApiError {
         response.content_type(PROBLEM_JSON);
         match self {
             ApiError::Unauthorized { code, .. } => {
+                // RFC 6750: the error names a refused access token; a missing one, a wrong
+                // password or a refresh token is no such token.
                 let challenge = match *code {
-                    "missing_token" => "Bearer realm=\"dossier\"".to_owned(),
-                    _ => "Bearer realm=\"dossier\", error=\"invalid_token\"".to_owned(),
+                    "invalid_token" => "Bearer realm=\"dossier\", error=\"invalid_token\"",
+                    _ => "Bearer realm=\"dossier\"",
                 };
                 response.insert_header((header::WWW_AUTHENTICATE, challenge));
             }

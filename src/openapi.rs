@@ -150,6 +150,40 @@ fn operations(doc: &mut Document) -> impl Iterator<Item = (&String, bool, &mut O
     })
 }
 
+/// A `GET` that answers 304: the `If-None-Match` it reads (each handler reads the header
+/// itself), and the 200's validators (`ETag`, `Vary`) on the 304 too, as the handlers send them.
+fn revalidated(op: &mut Operation) {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    const IF_NONE_MATCH: &str = "If-None-Match";
+    let parameters = op.parameters.get_or_insert_with(Vec::new);
+    let named = |p: &RefOr<Parameter>| matches!(p, RefOr::T(p) if p.name == IF_NONE_MATCH);
+    if !parameters.iter().any(named) {
+        let sent = ParameterBuilder::new()
+            .name(IF_NONE_MATCH)
+            .parameter_in(ParameterIn::Header)
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .description(Some(
+                "The `ETag` last seen (or several, separated by commas); 304 while it is current",
+            ));
+        parameters.push(sent.build().into());
+    }
+    let responses = &mut op.responses.responses;
+    let validators: Vec<_> = match responses.get("200") {
+        Some(RefOr::T(ok)) => ok
+            .headers
+            .iter()
+            .filter(|(name, _)| ["ETag", "Vary"].contains(&name.as_str()))
+            .map(|(name, header)| (name.clone(), header.clone()))
+            .collect(),
+        _ => Vec::new(),
+    };
+    if let Some(RefOr::T(not_modified)) = responses.get_mut("304") {
+        for (name, header) in validators {
+            not_modified.headers.entry(name).or_insert(header);
+        }
+    }
+}
+
 /// Makes `status` name the problem `code` that shared machinery (a lost race, an idempotency
 /// key) can answer on an operation, whatever its handler declared under that status.
 fn mention(responses: &mut Responses, status: &str, code: &str, what: &str) {
@@ -182,6 +216,9 @@ fn finish(mut doc: Document) -> Document {
             RefOr::Ref(_) => false,
         };
         let idempotent = op.parameters.iter().flatten().any(takes_key);
+        if op.responses.responses.contains_key("304") {
+            revalidated(op);
+        }
         let responses = &mut op.responses.responses;
         for (status, response) in responses.iter_mut() {
             let is_error = status.starts_with('4') || status.starts_with('5');
@@ -230,7 +267,7 @@ fn finish(mut doc: Document) -> Document {
                 "Missing, invalid or expired access token, its sessions ended (a logout everywhere, a password change, the agency's deactivation), or a deactivated user (`WWW-Authenticate: Bearer`)",
                 &[(
                     "WWW-Authenticate",
-                    "`Bearer`, with the error when a token was sent",
+                    "`Bearer realm=\"dossier\"`, with `error=\"invalid_token\"` when an access token was sent and refused",
                 )],
             );
         }

@@ -85,7 +85,7 @@ pub enum Action {
         #[schema(format = "uuid")]
         user_id: String,
     },
-    /// The case gets this tag: 1 to 40 lower-case letters, digits, `-` or `_`.
+    /// The case gets this tag: 1 to 40 letters that are not upper-case, digits, `-` or `_`.
     AddTag {
         #[schema(value_type = crate::api::cases::Tag)]
         tag: String,
@@ -116,7 +116,9 @@ pub fn tag_problem(tag: &str) -> Option<&'static str> {
     match tag.chars().count() {
         0 => Some("a tag has at least one character"),
         n if n > TAG_MAX => Some("a tag has at most 40 characters"),
-        _ if !tag.chars().all(ok) => Some("lower-case letters, digits, `-` and `_` only"),
+        _ if !tag.chars().all(ok) => {
+            Some("letters that are not upper-case, digits, `-` and `_` only")
+        }
         _ => None,
     }
 }

@@ -266,7 +266,7 @@ pub struct SetAgents {
 /// Set the agents on a case
 ///
 /// Replaces the case's field agents. Only active `agent` users of the case's agency (anyone
-/// else is 422 `invalid_agent`), only while the case is `in_progress` (409 otherwise). Recorded
+/// else is 422 with `invalid_agent` in `errors` at each such id), only while the case is `in_progress` (409 otherwise). Recorded
 /// in the audit trail; bumps the case version. Honours `If-Match`. Roles: agency.
 #[utoipa::path(
     tag = "cases",

@@ -183,7 +183,10 @@ impl From<TrailQuery> for AuditQuery {
         (status = 200, description = "One page of audit rows, or every row the filters keep as CSV", content(
             (Page<AuditEntry> = "application/json"),
             (String = "text/csv", example = json!(CSV_EXAMPLE)),
-        ), headers(("Link" = String, description = "`<…>; rel=\"next\"` when another JSON page follows"))),
+        ), headers(
+            ("Link" = String, description = "`<…>; rel=\"next\"` when another JSON page follows"),
+            ("Content-Disposition" = String, description = "The CSV's file name: `attachment; filename=\"audit-<case or ticket number>.csv\"` (`audit.csv` for the whole log)"),
+        )),
         (status = 403, description = "Only platform admins and agency admins read audit logs"),
         (status = 404, description = "No such case, or not one the caller can see"),
     )
@@ -218,7 +221,10 @@ pub async fn list_case_audit(
         (status = 200, description = "One page of audit rows, or every row the filters keep as CSV", content(
             (Page<AuditEntry> = "application/json"),
             (String = "text/csv", example = json!(CSV_EXAMPLE)),
-        ), headers(("Link" = String, description = "`<…>; rel=\"next\"` when another JSON page follows"))),
+        ), headers(
+            ("Link" = String, description = "`<…>; rel=\"next\"` when another JSON page follows"),
+            ("Content-Disposition" = String, description = "The CSV's file name: `attachment; filename=\"audit-<case or ticket number>.csv\"` (`audit.csv` for the whole log)"),
+        )),
         (status = 403, description = "Only platform admins and agency admins read audit logs"),
         (status = 404, description = "No such ticket, or not one the caller can see"),
     )
@@ -253,7 +259,10 @@ pub async fn list_ticket_audit(
         (status = 200, description = "One page of audit rows, or every row the filters keep as CSV", content(
             (Page<AuditEntry> = "application/json"),
             (String = "text/csv", example = json!(CSV_EXAMPLE)),
-        ), headers(("Link" = String, description = "`<…>; rel=\"next\"` when another JSON page follows"))),
+        ), headers(
+            ("Link" = String, description = "`<…>; rel=\"next\"` when another JSON page follows"),
+            ("Content-Disposition" = String, description = "The CSV's file name: `attachment; filename=\"audit-<case or ticket number>.csv\"` (`audit.csv` for the whole log)"),
+        )),
         (status = 403, description = "Only platform admins and agency admins read audit logs"),
     )
 )]

@@ -151,7 +151,7 @@ fn issue_pair(
     operation_id = "create_token",
     request_body = LoginRequest,
     responses(
-        (status = 200, description = "Logged in", body = TokenResponse),
+        (status = 200, description = "Logged in", body = TokenResponse, headers(("Cache-Control" = String, description = "`no-store`: tokens are kept by no cache"))),
         (status = 401, description = "Wrong e-mail or password (`invalid_credentials`)"),
         (status = 422, description = "A member breaks a rule"),
         (status = 429, description = "Too many failed logins", headers(("Retry-After" = u64, description = "Seconds to wait"))),
@@ -355,7 +355,7 @@ enum Refreshed {
     operation_id = "refresh_token",
     request_body = RefreshRequest,
     responses(
-        (status = 200, description = "New tokens", body = TokenResponse),
+        (status = 200, description = "New tokens", body = TokenResponse, headers(("Cache-Control" = String, description = "`no-store`: tokens are kept by no cache"))),
         (status = 401, description = "Unknown, expired, revoked or reused refresh token (`invalid_refresh_token`)"),
         (status = 422, description = "A member breaks a rule"),
     )

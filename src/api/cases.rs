@@ -245,7 +245,8 @@ pub struct CaseSummary {
 
 // The spec's item of every `tags` and `tag`; the code keeps tags as strings, checked by
 // `crate::triggers::tag_problem`.
-/// A case's tag: 1 to 40 lower-case letters, digits, `-` or `_`.
+/// A case's tag: 1 to 40 characters, each a letter that is not upper-case (in any script:
+/// `città`, `日本`), a digit, `-` or `_`.
 #[derive(ToSchema)]
 #[schema(min_length = 1, max_length = 40, example = "vip")]
 pub struct Tag(pub String);
@@ -794,7 +795,7 @@ pub struct ListCasesQuery {
     #[serde(default, deserialize_with = "crate::api::instant_opt")]
     pub created_to: Option<DateTime<Utc>>,
     /// Only cases with one of these tags (repeat the parameter for several, at most 20; each 1–40
-    /// lower-case letters, digits, `-` or `_`, else 400). Staff only: a client's list takes none
+    /// letters that are not upper-case, digits, `-` or `_`, else 400). Staff only: a client's list takes none
     /// (403), as clients are not shown tags.
     #[serde(default)]
     #[param(style = Form, explode, max_items = 20, value_type = Vec<Tag>)]
@@ -892,7 +893,8 @@ pub async fn list_cases(
             .any(|t| crate::triggers::tag_problem(t).is_some())
     {
         return Err(crate::http::fallback::invalid_query(
-            "`tag`: at most 20, each of 1–40 lower-case letters, digits, `-` or `_`".into(),
+            "`tag`: at most 20, each of 1–40 letters that are not upper-case, digits, `-` or `_`"
+                .into(),
         ));
     }
     let language = i18n::requested(&req);
@@ -1004,7 +1006,7 @@ pub struct UpdateCase {
     /// Agency and platform staff only.
     pub priority: Option<Priority>,
     /// Agency and platform staff only: the case's whole list of tags, at most 20 (triggers add
-    /// no more), each once, of 1 to 40 lower-case letters, digits, `-` or `_`.
+    /// no more), each once, of 1 to 40 letters that are not upper-case, digits, `-` or `_`.
     #[schema(max_items = 20, value_type = Option<BTreeSet<Tag>>)]
     pub tags: Option<Vec<String>>,
     /// Read-only fields: sending any of them is 422 `read_only_field`.
@@ -1142,7 +1144,8 @@ pub fn lost_race(
 /// Changes title, description and priority. Agency staff (own agency) and platform staff change
 /// all three while the case is not terminal; the client changes title and description of their
 /// own case while it is `in_approval`; agents never (403). Status, number, agency, client, service,
-/// assignee, payment and resolution are read-only here (422 `read_only_field`); unknown members
+/// assignee, payment and resolution are read-only here (422, `read_only_field` in `errors` at each
+/// one sent); unknown members
 /// are 400. Honours `If-Match` (412 when stale). Roles: agency, platform, client.
 #[utoipa::path(
     tag = "cases",

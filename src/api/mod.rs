@@ -239,12 +239,12 @@ pub fn instant_opt<'de, D: Deserializer<'de>>(
     let Some(sent) = Option::<chrono::DateTime<chrono::Utc>>::deserialize(d)? else {
         return Ok(None);
     };
-    let bound = crate::db::time_bound(sent);
-    if !(1..=9999).contains(&bound.year()) {
-        return Err(serde::de::Error::custom(
-            "an instant from the year 1 to 9999 (UTC)",
-        ));
-    }
+    let within = |year: i32| (1..=9999).contains(&year);
+    // The year is checked before rounding too: rounding chrono's last instant up overflows.
+    let bound = within(sent.year())
+        .then(|| crate::db::time_bound(sent))
+        .filter(|bound| within(bound.year()))
+        .ok_or_else(|| serde::de::Error::custom("an instant from the year 1 to 9999 (UTC)"))?;
     Ok(Some(bound.and_utc()))
 }
 

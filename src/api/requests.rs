@@ -911,7 +911,10 @@ fn open_call(
     params(("id" = Uuid, Path, description = "Video call id")),
     security(("bearer" = [])),
     responses(
-        (status = 302, description = "To the room", headers(("Location" = String, description = "The room's URL"))),
+        (status = 302, description = "To the room", headers(
+            ("Location" = String, description = "The room's URL"),
+            ("Cache-Control" = String, description = "`no-store`: the room's URL is kept by no cache"),
+        )),
         (status = 403, description = "Agents and platform staff take no part in video calls"),
         (status = 404, description = "No such call, or not one the caller can see"),
         (status = 410, description = "The link ended when the case left the statuses where calls work (`call_ended`)"),

@@ -30,7 +30,13 @@ pub struct FieldDefinition {
     /// Stable machine key: lowercase letters, digits and `_`, starting with a letter (1–64).
     #[schema(pattern = "^[a-z][a-z0-9_]{0,63}$")]
     pub key: String,
-    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
+    // Not only spaces: a character outside Unicode's White_Space, the set `trim` strips (as the
+    // case list's `q`; `\S` means something else in JavaScript's and Python's regexes).
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "[^\\t-\\r \\x85\\xA0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]"
+    )]
     pub label: String,
     #[serde(rename = "type")]
     pub field_type: FieldType,
@@ -49,7 +55,12 @@ pub struct FieldDefinition {
 // The spec's item of `options`; the code keeps options as strings, checked by `check_fields`.
 /// One choice of a `choice` field: 1 to 200 characters, not only spaces.
 #[derive(ToSchema)]
-#[schema(min_length = 1, max_length = 200, pattern = "\\S", example = "Married")]
+#[schema(
+    min_length = 1,
+    max_length = 200,
+    pattern = "[^\\t-\\r \\x85\\xA0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]",
+    example = "Married"
+)]
 pub struct ChoiceOption(pub String);
 
 pub const MAX_FIELDS: usize = 100;

@@ -1131,7 +1131,7 @@ pub struct PostTicketMessage {
         (status = 403, description = "Agents have no support tickets"),
         (status = 404, description = "No such ticket, or not one the caller can see"),
         (status = 409, description = "The ticket is no longer worked (`wrong_state`, with `allowed_actions`), or it changed meanwhile (`concurrent_update`)"),
-        (status = 422, description = "A member breaks a rule (an id that is not a file of this ticket: `invalid_attachment`)"),
+        (status = 422, description = "A member breaks a rule (an id that is not a file of this ticket: `validation_failed`, `invalid_attachment` in `errors` at each such id)"),
     )
 )]
 #[post("/v1/tickets/{id}/messages")]

@@ -585,8 +585,8 @@ fn still_as_authenticated(
 /// Changes name, e-mail, password, admin flag, locale, active flag, (clients) identity and
 /// (agency and platform staff) capacity; an agency operator's capacity raised serves the
 /// agency's queue in the same write (rule log trigger `capacity_changed`).
-/// `role` and `agency_id` cannot change (422). Callers cannot deactivate themselves or drop their
-/// own admin flag (422 `cannot_lock_out_self`). Among platform staff only platform admins make
+/// `role` and `agency_id` cannot change (422, `read_only_field` in `errors`). Callers cannot
+/// deactivate themselves or drop their own admin flag (422, `cannot_lock_out_self` in `errors`). Among platform staff only platform admins make
 /// a user an admin or change an admin's account (403); an agency admin does so for their own
 /// agency's staff. Honours `If-Match` (412 when stale).
 /// Roles: platform, agency admin (own agency's staff and agents).

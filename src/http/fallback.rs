@@ -9,8 +9,10 @@ use actix_web::{HttpRequest, web};
 use crate::errors::{ApiError, FieldError};
 
 /// The API's paths and the methods each answers, read from the OpenAPI document that the
-/// route registration produced (so it cannot disagree with the routes).
-pub struct RouteTable(Vec<(ResourceDef, Vec<Method>)>);
+/// route registration produced (so it cannot disagree with the routes). Each path keeps its
+/// number of parameters: where two match (`…/messages/read`, `…/messages/{message_id}`), the
+/// one with fewer names the resource.
+pub struct RouteTable(Vec<(ResourceDef, usize, Vec<Method>)>);
 
 impl RouteTable {
     pub fn from_spec(spec: &utoipa::openapi::OpenApi) -> RouteTable {
@@ -31,7 +33,8 @@ impl RouteTable {
                 .into_iter()
                 .filter_map(|(m, present)| present.then_some(m))
                 .collect();
-                (ResourceDef::new(path.as_str()), methods)
+                let parameters = path.matches('{').count();
+                (ResourceDef::new(path.as_str()), parameters, methods)
             })
             .collect();
         RouteTable(routes)
@@ -40,8 +43,18 @@ impl RouteTable {
     fn methods_for(&self, path: &str) -> Option<&[Method]> {
         self.0
             .iter()
-            .find(|(def, _)| def.is_match(path))
-            .map(|(_, m)| m.as_slice())
+            .filter(|(def, _, _)| def.is_match(path))
+            .min_by_key(|(_, parameters, _)| *parameters)
+            .map(|(_, _, methods)| methods.as_slice())
+    }
+
+    /// 405 when `req`'s path names a resource that does not answer its method: for a path a
+    /// parameterised route also matched, whose parameter then failed to parse.
+    fn refused_method(&self, req: &HttpRequest) -> Option<ApiError> {
+        let allow = self.methods_for(req.path())?;
+        (!allow.is_empty() && !allow.contains(req.method())).then(|| ApiError::MethodNotAllowed {
+            allow: allow.to_vec(),
+        })
     }
 }
 
@@ -99,7 +112,15 @@ pub fn invalid_query(detail: String) -> ApiError {
 }
 
 pub fn path_config() -> web::PathConfig {
-    web::PathConfig::default().error_handler(|err, _req| {
+    web::PathConfig::default().error_handler(|err, req| {
+        // `GET …/messages/read` reaches `GET …/messages/{message_id}` and fails its id: the
+        // client meant the `read` resource, which answers `POST` only.
+        let refused = req
+            .app_data::<web::Data<RouteTable>>()
+            .and_then(|routes| routes.refused_method(req));
+        if let Some(refused) = refused {
+            return refused.into();
+        }
         let detail = match &err {
             PathError::Deserialize(e) => e.to_string(),
             other => other.to_string(),

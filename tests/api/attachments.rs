@@ -565,6 +565,51 @@ async fn oversized_uploads_are_413_while_streaming_and_leave_nothing() {
     assert_eq!(app.count("SELECT COUNT(*) AS n FROM attachments"), 3);
 }
 
+/// Broken forms are 400 `malformed_multipart` and leave nothing: a boundary of a few
+/// characters (actix-multipart 0.7 panicked on it, and no answer came) and a body that ends
+/// inside the file part or its closing delimiter (0.7 waited for more, forever).
+#[actix_web::test]
+async fn malformed_forms_are_400_and_leave_nothing() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let open_file = "--XYZ123\r\nContent-Disposition: form-data; name=\"file\"; \
+                     filename=\"a.txt\"\r\n\r\nhello";
+    let cases = [
+        ("abc", "--\n".to_owned()),
+        ("a", "\n".to_owned()),
+        ("XYZ123", format!("{open_file}\r")),
+        ("XYZ123", format!("{open_file}\r\n--XY")),
+        ("XYZ123", open_file.to_owned()),
+    ];
+    for (boundary, body) in cases {
+        let req = TestRequest::post()
+            .uri(&case_files(&case))
+            .insert_header(("authorization", format!("Bearer {}", w.client.token)))
+            .insert_header((
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            ))
+            .set_payload(body.clone());
+        let answered = std::time::Duration::from_secs(20);
+        let res = actix_web::rt::time::timeout(answered, app.send(req))
+            .await
+            .unwrap_or_else(|_| panic!("no answer to {body:?}"));
+        res.assert_problem(400, "malformed_multipart");
+    }
+    assert!(stored_files(app.files.path()).is_empty());
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM attachments"), 0);
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM loose_blobs"), 0);
+    assert_eq!(
+        app.count("SELECT COUNT(*) AS n FROM audit_log WHERE action = 'upload'"),
+        0
+    );
+    // The same case takes a well-formed file.
+    upload(&app, &w.client.token, &case, "ok.png", &png(100))
+        .await
+        .assert_status(201);
+}
+
 /// An upload checks its caller twice: before reading the body, and again in the write that
 /// records it, since the bytes may take minutes. A client deactivated while their file streams
 /// in gets 401, and no row, audit entry or blob remains.

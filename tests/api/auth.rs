@@ -97,6 +97,11 @@ async fn wrong_password_unknown_email_and_inactive_user_answer_alike() {
     for res in [&wrong, &unknown, &inactive] {
         let body = res.assert_problem(401, "invalid_credentials");
         assert_eq!(body["detail"], wrong.body["detail"]);
+        // No access token was sent, so none is called invalid.
+        assert_eq!(
+            res.header("www-authenticate"),
+            Some("Bearer realm=\"dossier\"")
+        );
     }
 }
 
@@ -360,10 +365,9 @@ async fn tampered_and_malformed_tokens_are_refused() {
             let res = app.get(path, &token).await;
             assert_eq!(res.status.as_u16(), 401, "{what} {path}: {}", res.body);
             res.assert_problem(401, "invalid_token");
-            assert!(
-                res.header("www-authenticate")
-                    .unwrap()
-                    .starts_with("Bearer"),
+            assert_eq!(
+                res.header("www-authenticate"),
+                Some("Bearer realm=\"dossier\", error=\"invalid_token\""),
                 "{what} {path}"
             );
         }

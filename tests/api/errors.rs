@@ -149,6 +149,25 @@ async fn each_kind_of_bad_request_gets_a_problem_document() {
         405
     );
     assert_eq!(res.header("allow"), Some("GET, HEAD, PATCH"));
+    // `…/messages/read` answers POST only, though `GET …/messages/{message_id}` matches its
+    // path too: the resource is `read`, whatever method names it; a message id that is no
+    // id is still a bad parameter.
+    let case = uuid::Uuid::now_v7();
+    for method in [TestRequest::get(), TestRequest::delete()] {
+        let res = app
+            .send(
+                method
+                    .uri(&format!("/v1/cases/{case}/messages/read"))
+                    .insert_header(auth.clone()),
+            )
+            .await;
+        res.assert_problem(405, "method_not_allowed");
+        assert_eq!(res.header("allow"), Some("POST"));
+    }
+    let res = app
+        .get(&format!("/v1/cases/{case}/messages/reed"), &admin)
+        .await;
+    res.assert_problem(400, "invalid_path_parameter");
 
     // None of it created an agency.
     let list = app.get("/v1/agencies", &admin).await;

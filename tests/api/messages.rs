@@ -426,7 +426,11 @@ async fn unread_counts_read_marks_filters_and_paging_both_ways() {
     .await
     .assert_problem(400, "invalid_query");
     // Past the year 9999, as written or once rounded up to the microsecond.
-    for late in ["9999-12-31T23:59:59-23:59", "9999-12-31T23:59:59.9999995Z"] {
+    for late in [
+        "9999-12-31T23:59:59-23:59",
+        "9999-12-31T23:59:59.9999995Z",
+        "%2B262142-12-31T23:59:59.9999991Z",
+    ] {
         app.get(&format!("{p}?to={late}"), &w.a_operator.token)
             .await
             .assert_problem(400, "invalid_query");

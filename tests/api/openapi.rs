@@ -53,6 +53,18 @@ async fn served_spec_equals_committed_and_every_operation_is_complete() {
                 // API.md: 201 (+`Location`); `locations.rs` follows them.
                 assert!(created["Location"].is_object(), "{method} {path}: Location");
             }
+            // A 304 names the validator it answers (`If-None-Match`) and the one it sends.
+            if responses.contains_key("304") {
+                let revalidates = op["parameters"].as_array().is_some_and(|ps| {
+                    ps.iter()
+                        .any(|p| p["name"] == "If-None-Match" && p["in"] == "header")
+                });
+                assert!(revalidates, "{method} {path}: If-None-Match");
+                assert!(
+                    responses["304"]["headers"]["ETag"].is_object(),
+                    "{method} {path}: the 304's ETag"
+                );
+            }
             if path.starts_with("/v1/") && !path.starts_with("/v1/auth/") {
                 assert_eq!(
                     op["security"],

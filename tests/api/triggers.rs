@@ -436,8 +436,10 @@ async fn staff_tag_cases_and_clients_cannot() {
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
     let path = format!("/v1/cases/{case}");
     let before = app.rows_in(&["audit_log"]);
+    // Letters without upper case in any script are tags (`日本` below); capitals are not.
     for (tags, code) in [
         (json!(["ok", "Not OK"]), "validation_failed"),
+        (json!(["VIP"]), "validation_failed"),
         (json!(["twice", "twice"]), "validation_failed"),
         (json!("one"), "validation_failed"),
     ] {
@@ -463,9 +465,16 @@ async fn staff_tag_cases_and_clients_cannot() {
     res.assert_problem(422, "too_long");
     assert_eq!(app.rows_in(&["audit_log"]), before);
     let res = app
-        .patch(&path, &w.a_operator.token, json!({"tags": ["vip", "łódź"]}))
+        .patch(
+            &path,
+            &w.a_operator.token,
+            json!({"tags": ["vip", "łódź", "日本"]}),
+        )
         .await;
-    assert_eq!(res.assert_status(200)["tags"], json!(["vip", "łódź"]));
+    assert_eq!(
+        res.assert_status(200)["tags"],
+        json!(["vip", "łódź", "日本"])
+    );
     let audited = format!(
         "case_id = '{case}' AND field = 'tags' AND actor_id = '{}'",
         w.a_operator.id
@@ -474,7 +483,7 @@ async fn staff_tag_cases_and_clients_cannot() {
     let listed = app.get("/v1/cases", &w.a_operator.token).await;
     assert_eq!(
         listed.assert_status(200)["items"][0]["tags"],
-        json!(["vip", "łódź"])
+        json!(["vip", "łódź", "日本"])
     );
     let listed = app.get("/v1/cases", &w.client.token).await;
     assert_eq!(listed.assert_status(200)["items"][0]["tags"], Value::Null);
