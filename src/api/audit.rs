@@ -36,7 +36,9 @@ use crate::repo::audit::{AuditFilter, AuditRow};
     "request_id": "0193a6f5-6666-7b51-9d0a-3f1e2a4b5c6d",
     "created_at": "2026-11-22T16:30:00Z",
     "prev_hash": "5b1f…",
-    "hash": "9c0e…"
+    "hash": "9c0e…",
+    "agency_id": "0193a6f1-0a1b-7c2d-8e3f-405162738495",
+    "hash_version": 2
 }))]
 pub struct AuditEntry {
     #[schema(format = "uuid")]
@@ -60,8 +62,16 @@ pub struct AuditEntry {
     pub created_at: DateTime<Utc>,
     /// SHA-256 (hex) of the previous row; 64 zeros for the first.
     pub prev_hash: String,
-    /// SHA-256 (hex) of `prev_hash` and this row's content.
+    /// SHA-256 (hex) of `prev_hash` and this row's content, by `hash_version`'s rule.
     pub hash: String,
+    /// Whose agency's admins read the row (its case's, or the agency that owns what it is
+    /// about); `null` for the platform's own.
+    #[schema(format = "uuid")]
+    pub agency_id: Option<String>,
+    /// The rule `hash` follows (the README's "Audit rows are hash-chained"): 2 covers
+    /// `agency_id` too; 1, rows written before it, does not.
+    #[schema(minimum = 1, maximum = 2)]
+    pub hash_version: i32,
 }
 
 impl From<AuditRow> for AuditEntry {
@@ -82,6 +92,8 @@ impl From<AuditRow> for AuditEntry {
             created_at: timestamp(r.created_at),
             prev_hash: r.prev_hash,
             hash: r.hash,
+            agency_id: r.agency_id,
+            hash_version: r.hash_version,
         }
     }
 }
@@ -276,8 +288,8 @@ pub async fn list_audit(
     audit_answer(req, state, token, None, query.into_inner()).await
 }
 
-const CSV_EXAMPLE: &str = "seq,id,created_at,entity,entity_id,case_id,action,field,old_value,new_value,actor_id,actor_role,request_id,prev_hash,hash\r\n\
-42,0193a6f5-5555-7c2d-8e3f-405162738495,2026-11-22T16:30:00Z,case,0193a6f4-2222-7c2d-8e3f-405162738495,0193a6f4-2222-7c2d-8e3f-405162738495,suspend,status,in_progress,suspended,0193a6f2-2c4e-7b51-9d0a-3f1e2a4b5c6d,agency,0193a6f5-6666-7b51-9d0a-3f1e2a4b5c6d,5b1f…,9c0e…\r\n";
+const CSV_EXAMPLE: &str = "seq,id,created_at,entity,entity_id,case_id,action,field,old_value,new_value,actor_id,actor_role,request_id,prev_hash,hash,agency_id,hash_version\r\n\
+42,0193a6f5-5555-7c2d-8e3f-405162738495,2026-11-22T16:30:00Z,case,0193a6f4-2222-7c2d-8e3f-405162738495,0193a6f4-2222-7c2d-8e3f-405162738495,suspend,status,in_progress,suspended,0193a6f2-2c4e-7b51-9d0a-3f1e2a4b5c6d,agency,0193a6f5-6666-7b51-9d0a-3f1e2a4b5c6d,5b1f…,9c0e…,0193a6f1-0a1b-7c2d-8e3f-405162738495,2\r\n";
 
 /// Rows a CSV export reads at a time: its memory stays bounded however long the log.
 const CSV_BATCH: i64 = 1000;
@@ -444,7 +456,7 @@ fn csv_export(
     header.chain(rows)
 }
 
-const CSV_COLUMNS: [&str; 15] = [
+const CSV_COLUMNS: [&str; 17] = [
     "seq",
     "id",
     "created_at",
@@ -460,6 +472,8 @@ const CSV_COLUMNS: [&str; 15] = [
     "request_id",
     "prev_hash",
     "hash",
+    "agency_id",
+    "hash_version",
 ];
 
 /// Rows as CSV lines (RFC 4180: quoted where a value holds a comma, a quote or a line break),
@@ -488,6 +502,8 @@ fn csv_chunk(rows: &[AuditRow], header: bool) -> Result<web::Bytes, ApiError> {
             text(&r.request_id),
             r.prev_hash.clone(),
             r.hash.clone(),
+            text(&r.agency_id),
+            r.hash_version.to_string(),
         ])
         .map_err(ApiError::internal)?;
     }

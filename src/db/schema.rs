@@ -152,6 +152,7 @@ diesel::table! {
         prev_hash -> Text,
         hash -> Text,
         agency_id -> Nullable<Text>,
+        hash_version -> Integer,
     }
 }
 

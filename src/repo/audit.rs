@@ -11,10 +11,10 @@ use chrono::NaiveDateTime;
 use chrono::format::{Item, StrftimeItems};
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
+use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamp};
 use sha2::{Digest, Sha256};
 
-use crate::db::schema::{audit_head, audit_log};
+use crate::db::schema::{audit_head, audit_log, cases};
 use crate::db::{BuildOnce, DbConnection, MultiBackend, fixed_update};
 use crate::domain::Role;
 
@@ -37,40 +37,66 @@ pub struct AuditRow {
     pub created_at: NaiveDateTime,
     pub prev_hash: String,
     pub hash: String,
-    /// Whose agency's admins read the row: a case's or a service's agency (not hashed; for a
-    /// case's rows the insert reads it from the case).
+    /// Whose agency's admins read the row: a case's or a service's agency (hashed by rule 2).
     pub agency_id: Option<String>,
+    /// The rule `hash` was computed by ([`AuditRow::expected_hash`]).
+    pub hash_version: i32,
 }
 
+/// The rule new rows are hashed by. Rule 1 (rows written before migration 46, or by a node of
+/// the previous version during a rolling deploy) left out `agency_id`, so moving a row into
+/// another agency's view went unnoticed.
+pub const HASH_VERSION: i32 = 2;
+
 impl AuditRow {
-    /// The hash of this row's content after `prev_hash`: what `hash` must equal. The bytes are
-    /// the README's rule (and what stored chains were hashed with): a compact JSON array.
+    /// The hash of this row's content after `prev_hash` by its `hash_version`'s rule: what
+    /// `hash` must equal. The bytes are the README's rules (and what stored chains were hashed
+    /// with): a compact JSON array, rule 2's with `agency_id` as a fourteenth member.
     pub fn expected_hash(&self) -> String {
-        let created_at = self
-            .created_at
-            .format_with_items(HASHED_TIME.iter())
-            .to_string();
-        let content = (
-            self.seq,
-            &self.id,
-            &self.entity,
-            &self.entity_id,
-            &self.case_id,
-            &self.action,
+        let mut hasher = Sha256::new();
+        hasher.update(self.prev_hash.as_bytes());
+        serde_json::to_writer(&mut hasher, &HashedContent(self))
+            .expect("a string or a number always serializes");
+        format!("{:x}", hasher.finalize())
+    }
+
+    /// The optional texts after `action`, in the order the hash and the insert take them.
+    fn optional_texts(&self) -> [&Option<String>; 6] {
+        [
             &self.field,
             &self.old_value,
             &self.new_value,
             &self.actor_id,
             &self.actor_role,
             &self.request_id,
-            created_at,
-        );
-        let mut hasher = Sha256::new();
-        hasher.update(self.prev_hash.as_bytes());
-        // A tuple serializes as the same array `json!` would build, without building it.
-        serde_json::to_writer(&mut hasher, &content)
-            .expect("a string or a number always serializes");
-        format!("{:x}", hasher.finalize())
+        ]
+    }
+}
+
+/// A row's hashed content as a JSON array, written straight into the hasher: rule 1's thirteen
+/// members, and rule 2's `agency_id` after them.
+struct HashedContent<'a>(&'a AuditRow);
+
+impl serde::Serialize for HashedContent<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let row = self.0;
+        let created_at = row.created_at.format_with_items(HASHED_TIME.iter());
+        let mut content = s.serialize_seq(None)?;
+        content.serialize_element(&row.seq)?;
+        for text in [&row.id, &row.entity, &row.entity_id] {
+            content.serialize_element(text)?;
+        }
+        content.serialize_element(&row.case_id)?;
+        content.serialize_element(&row.action)?;
+        for optional in row.optional_texts() {
+            content.serialize_element(optional)?;
+        }
+        content.serialize_element(&created_at.to_string())?;
+        if row.hash_version >= 2 {
+            content.serialize_element(&row.agency_id)?;
+        }
+        content.end()
     }
 }
 
@@ -265,7 +291,27 @@ struct Appended {
 
 /// Links the write's appended changes to the chain's head, in order, and stores them: the head
 /// moves once however many appends the write made.
-fn chain(conn: &mut DbConnection, appended: Vec<Appended>) -> QueryResult<()> {
+fn chain(conn: &mut DbConnection, mut appended: Vec<Appended>) -> QueryResult<()> {
+    // A case's rows take its agency (rule 2 hashes it), read once per case before the head is
+    // locked.
+    let mut agencies: Vec<(String, Option<String>)> = Vec::new();
+    for change in appended.iter_mut().flat_map(|a| a.changes.iter_mut()) {
+        let (None, Some(case_id)) = (&change.agency_id, &change.case_id) else {
+            continue;
+        };
+        change.agency_id = match agencies.iter().find(|(case, _)| case == case_id) {
+            Some((_, agency)) => agency.clone(),
+            None => {
+                let agency = cases::table
+                    .find(case_id)
+                    .select(cases::agency_id)
+                    .first::<String>(conn)
+                    .optional()?;
+                agencies.push((case_id.clone(), agency.clone()));
+                agency
+            }
+        };
+    }
     let count: usize = appended.iter().map(|a| a.changes.len()).sum();
     let n = count as i64;
     // Moving the head and reading it in one statement: one round trip fewer with its lock held.
@@ -298,6 +344,7 @@ fn chain(conn: &mut DbConnection, appended: Vec<Appended>) -> QueryResult<()> {
                 prev_hash: prev_hash.clone(),
                 hash: String::new(),
                 agency_id: change.agency_id,
+                hash_version: HASH_VERSION,
             };
             row.hash = row.expected_hash();
             prev_hash = row.hash.clone();
@@ -338,7 +385,7 @@ impl QueryFragment<MultiBackend> for InsertRows<'_> {
         pass.push_sql(
             "INSERT INTO audit_log (id, seq, entity, entity_id, case_id, action, field, \
              old_value, new_value, actor_id, actor_role, request_id, created_at, prev_hash, hash, \
-             agency_id) VALUES ",
+             agency_id, hash_version) VALUES ",
         );
         if self.0.len() > KEPT_PREPARED_ROWS {
             pass.unsafe_to_cache_prepared();
@@ -356,14 +403,7 @@ impl QueryFragment<MultiBackend> for InsertRows<'_> {
             pass.push_bind_param::<Nullable<Text>, _>(&row.case_id)?;
             pass.push_sql(", ");
             pass.push_bind_param::<Text, _>(&row.action)?;
-            for optional in [
-                &row.field,
-                &row.old_value,
-                &row.new_value,
-                &row.actor_id,
-                &row.actor_role,
-                &row.request_id,
-            ] {
+            for optional in row.optional_texts() {
                 pass.push_sql(", ");
                 pass.push_bind_param::<Nullable<Text>, _>(optional)?;
             }
@@ -373,12 +413,11 @@ impl QueryFragment<MultiBackend> for InsertRows<'_> {
                 pass.push_sql(", ");
                 pass.push_bind_param::<Text, _>(text)?;
             }
-            // A case's agency, read by primary key inside the insert: no round trip more.
-            pass.push_sql(", COALESCE(");
+            pass.push_sql(", ");
             pass.push_bind_param::<Nullable<Text>, _>(&row.agency_id)?;
-            pass.push_sql(", (SELECT cases.agency_id FROM cases WHERE cases.id = ");
-            pass.push_bind_param::<Nullable<Text>, _>(&row.case_id)?;
-            pass.push_sql(")))");
+            pass.push_sql(", ");
+            pass.push_bind_param::<Integer, _>(&row.hash_version)?;
+            pass.push_sql(")");
         }
         Ok(())
     }
@@ -509,7 +548,8 @@ pub fn verify(conn: &mut DbConnection) -> QueryResult<ChainReport> {
         for row in &rows {
             checked += 1;
             let linked = row.prev_hash == prev_hash && row.seq == checked;
-            if !linked || row.hash != row.expected_hash() {
+            let known_rule = (1..=HASH_VERSION).contains(&row.hash_version);
+            if !linked || !known_rule || row.hash != row.expected_hash() {
                 return Ok(ChainReport {
                     rows_checked: checked,
                     first_broken_seq: Some(checked),

@@ -1082,7 +1082,8 @@ async fn take_delegate_and_agents_follow_the_agency_rules() {
 }
 
 /// The README's rule: SHA-256 (hex) of the previous hash followed by the row's content as a
-/// compact JSON array, its time with six fractional digits and no zone.
+/// compact JSON array, its time with six fractional digits and no zone; rule 2 (`hash_version`)
+/// adds the row's `agency_id` at the end.
 fn audit_hash(row: &Value) -> String {
     use sha2::{Digest, Sha256};
     let created_at = chrono::DateTime::parse_from_rfc3339(row["created_at"].as_str().unwrap())
@@ -1104,6 +1105,15 @@ fn audit_hash(row: &Value) -> String {
         row["request_id"],
         created_at,
     ]);
+    let content = match row["hash_version"].as_i64().unwrap() {
+        1 => content,
+        2 => {
+            let mut members = content.as_array().unwrap().clone();
+            members.push(row["agency_id"].clone());
+            Value::Array(members)
+        }
+        other => panic!("no hash rule {other}"),
+    };
     let mut hasher = Sha256::new();
     hasher.update(row["prev_hash"].as_str().unwrap());
     hasher.update(content.to_string());
@@ -1213,6 +1223,137 @@ async fn the_audit_trail_is_for_admins_filtered_paginated_and_chained() {
     let res = app.get("/v1/audit/verify", &w.platform.token).await;
     assert_eq!(res.assert_status(200)["intact"], false);
     assert_eq!(res.body["first_broken_seq"], 5);
+}
+
+/// Every row of the log, oldest first, as platform admins read it.
+async fn whole_audit_log<S>(app: &crate::helpers::TestApp<S>, token: &str) -> Vec<Value>
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+            Error = actix_web::Error,
+        >,
+{
+    let mut rows = Vec::new();
+    let mut path = "/v1/audit?limit=100".to_owned();
+    loop {
+        let page = app.get(&path, token).await.assert_status(200).clone();
+        rows.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/audit?limit=100&cursor={c}"),
+            None => break,
+        }
+    }
+    rows.reverse();
+    rows
+}
+
+/// Rule 2 hashes the agency whose admins read a row: a row moved into another agency's view
+/// breaks the chain. Rows hashed by rule 1 (written before migration 46, or by a node of the
+/// previous version during a rolling deploy) still verify, and the chain goes on past them.
+#[actix_web::test]
+async fn the_audit_hash_covers_whose_agency_reads_the_row() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    act(&app, &w.a_operator.token, &case, "accept")
+        .await
+        .assert_status(200);
+    let verify = || async {
+        let res = app.get("/v1/audit/verify", &w.platform.token).await;
+        res.assert_status(200).clone()
+    };
+    let rows = whole_audit_log(&app, &w.platform.token).await;
+    for row in &rows {
+        assert_eq!(row["hash_version"], 2, "{row}");
+        assert_eq!(row["hash"], audit_hash(row), "{row}");
+    }
+    let of_case: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["case_id"] == case.as_str())
+        .collect();
+    assert!(of_case.len() >= 6);
+    assert!(
+        of_case
+            .iter()
+            .all(|r| r["agency_id"] == w.agency_a.as_str())
+    );
+    assert_eq!(verify().await["intact"], true);
+
+    // Moved into agency B's view: B's admin would read it, and the chain says so.
+    let moved = of_case[2]["seq"].as_i64().unwrap();
+    let agency_of = |seq: i64, agency: &str| {
+        app.sql(&format!(
+            "UPDATE audit_log SET agency_id = '{agency}' WHERE seq = {seq}"
+        ))
+    };
+    agency_of(moved, &w.agency_b);
+    let b_reads = app
+        .get(&format!("/v1/audit?case_id={case}"), &w.b_admin.token)
+        .await;
+    assert_eq!(
+        b_reads.assert_status(200)["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let report = verify().await;
+    assert_eq!(report["intact"], false);
+    assert_eq!(report["first_broken_seq"], moved);
+    agency_of(moved, &w.agency_a);
+    assert_eq!(verify().await["intact"], true);
+    // A rule no server has is no rule.
+    app.sql(&format!(
+        "UPDATE audit_log SET hash_version = 3 WHERE seq = {moved}"
+    ));
+    assert_eq!(verify().await["first_broken_seq"], moved);
+    app.sql(&format!(
+        "UPDATE audit_log SET hash_version = 2 WHERE seq = {moved}"
+    ));
+    assert_eq!(verify().await["intact"], true);
+
+    // The same log as rule 1 hashed it: each row rehashed without its agency, in order.
+    let mut prev = "0".repeat(64);
+    for row in &rows {
+        let mut old = row.clone();
+        old["hash_version"] = 1.into();
+        old["prev_hash"] = prev.clone().into();
+        let hash = audit_hash(&old);
+        app.sql(&format!(
+            "UPDATE audit_log SET hash_version = 1, prev_hash = '{prev}', hash = '{hash}' \
+             WHERE seq = {}",
+            row["seq"]
+        ));
+        prev = hash;
+    }
+    app.sql(&format!(
+        "UPDATE audit_head SET hash = '{prev}' WHERE id = 1"
+    ));
+    let report = verify().await;
+    assert_eq!(report["intact"], true, "{report}");
+    assert_eq!(report["rows_checked"], rows.len());
+    // What rule 1 missed: the same move goes unnoticed there.
+    agency_of(moved, &w.agency_b);
+    assert_eq!(verify().await["intact"], true);
+    agency_of(moved, &w.agency_a);
+
+    // New rows follow rule 2 after rule 1's, in one chain.
+    act(&app, &w.a_operator.token, &case, "suspend")
+        .await
+        .assert_status(200);
+    let now = whole_audit_log(&app, &w.platform.token).await;
+    let added = &now[rows.len()..];
+    assert!(!added.is_empty());
+    assert_eq!(added[0]["prev_hash"], prev.as_str());
+    for row in added {
+        assert_eq!(row["hash_version"], 2, "{row}");
+        assert_eq!(row["agency_id"], w.agency_a.as_str());
+        assert_eq!(row["hash"], audit_hash(row), "{row}");
+    }
+    let report = verify().await;
+    assert_eq!(report["intact"], true, "{report}");
+    assert_eq!(report["rows_checked"], now.len());
 }
 
 #[actix_web::test]
