@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::api::users::{CreateUser, check_new_user};
+use crate::api::users::{CreateUser, check_new_user, user_changes};
 use crate::config::BootstrapAdmin;
 use crate::db::{self, DbConnection};
 use crate::domain::{Locale, Role};
@@ -72,6 +72,7 @@ pub fn create_user(conn: &mut DbConnection, input: &CreateUser) -> Result<String
     db::in_write_transaction(conn, |conn| {
         let user = check_new_user(conn, None, input, hash)?;
         repo::users::insert(conn, &user)?;
+        repo::audit::append_from_command_line(conn, user_changes("create", None, &user))?;
         Ok::<_, ApiError>(user.id)
     })
     .map_err(|e| match e {

@@ -101,19 +101,24 @@ async fn deliver(
     mail: OutboxRow,
 ) {
     // The claim's lease is renewed right before the send: a batch's last mails go out long
-    // after it was claimed, and another worker may have claimed them again by then.
+    // after it was claimed, and another worker may have claimed them again by then, or their
+    // addressee lost access to what they tell.
     let claim = Claim {
         id: mail.id.clone(),
         lease_end: mail.next_attempt_at,
     };
+    let renewing = mail.clone();
     let renewed = db::write(&state.pool, move |conn| {
-        Ok(repo::email::renew(conn, &claim, lease())?)
+        Ok(repo::email::renew(conn, &renewing, &claim, lease())?)
     })
     .await;
     let claim = match renewed {
         Ok(Some(claim)) => claim,
         Ok(None) => {
-            log::info!("e-mail {}: another worker has it now", mail.id);
+            log::info!(
+                "e-mail {}: not sent (another worker has it, or its addressee lost access)",
+                mail.id
+            );
             return;
         }
         Err(e) => {

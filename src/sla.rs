@@ -757,7 +757,9 @@ fn columns(clocks: &[Live], done: bool) -> SlaColumns {
 /// The warnings and breaches one write found crossed, each once: a rule-log entry, an audit
 /// row by the rule and the notification of the side that owes the answer (the agency's staff,
 /// the ticket's assignee or every platform staff member); and one audit row for the SLA state
-/// if it changed.
+/// if it changed. Every crossing is logged before anyone is notified: a notification can run an
+/// agency's trigger that changes the case and syncs its clocks again, and what that finds must
+/// come after this sync's rows, not between them.
 fn record(
     conn: &mut DbConnection,
     notifier: &Notifier,
@@ -771,6 +773,7 @@ fn record(
         Subject::Ticket(ticket, _) => repo::tickets::find(conn, &TicketScope::All, &ticket.id)?,
         Subject::Case(..) => None,
     };
+    let mut told = Vec::with_capacity(crossings.len());
     for (i, &(clock, crossing, at, target_secs)) in crossings.iter().enumerate() {
         let (rule, trigger, event, word) = match crossing {
             Crossing::Warning => ("sla_warning", "at_risk", Event::SlaWarning, "at_risk"),
@@ -823,6 +826,10 @@ fn record(
             ));
         }
         repo::audit::append_by_rule(conn, &entry.id, audit)?;
+        repo::rules::record(conn, &entry)?;
+        told.push((event, detail));
+    }
+    for (event, detail) in told {
         let body = Some(detail.as_str());
         match subject {
             Subject::Case(case, status) => {
@@ -835,7 +842,6 @@ fn record(
                 notifier.notify_ticket(conn, ticket, event, to, &[], None, body, Some(status))?
             }
         }
-        repo::rules::record(conn, &entry)?;
     }
     Ok(())
 }

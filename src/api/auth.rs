@@ -203,10 +203,9 @@ pub async fn create_token(
             return Err(invalid_credentials());
         }
     };
-    attempt.succeeded();
 
     let st = state.clone();
-    let tokens = db::write(&state.pool, move |conn| {
+    let issued = db::write(&state.pool, move |conn| {
         // The password was checked outside this write: a change of password or a deactivation
         // committed meanwhile has revoked every session, and this one must not outlive it.
         repo::users::lock_for_new_session(conn, &user.id)?;
@@ -216,10 +215,17 @@ pub async fn create_token(
             .ok_or_else(invalid_credentials)?;
         issue_pair(&st, conn, &current, repo::new_id())
     })
-    .await?;
+    .await;
+    // Settled by what committed: a password changed meanwhile made this one wrong, and an
+    // outage (a 503) decided nothing, so its attempt is given back.
+    match &issued {
+        Ok(_) => attempt.succeeded(),
+        Err(ApiError::Unauthorized { .. }) => attempt.failed(),
+        Err(_) => drop(attempt),
+    }
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
-        .json(tokens))
+        .json(issued?))
 }
 
 /// Log out

@@ -499,17 +499,23 @@ pub async fn create_sla_policy(
         let agency_id = managed_owner(&caller)?;
         let create = move |conn: &mut DbConnection, input: CreatePolicy| {
             let row = new_policy(conn, agency_id, input)?;
-            repo::sla::insert_policy(conn, &row)?;
+            let demoted = repo::sla::insert_policy(conn, &row)?;
             let owner = row.agency_id.as_deref();
             let change = Change::outside_cases("sla_policy", &row.id, owner, "create");
-            repo::audit::append(
-                conn,
-                &actor,
-                change.fields(vec![
-                    ("name", None, Some(row.name.clone())),
-                    ("default", None, Some(row.is_default.to_string())),
-                ]),
-            )?;
+            let mut changes = change.fields(vec![
+                ("name", None, Some(row.name.clone())),
+                ("default", None, Some(row.is_default.to_string())),
+            ]);
+            // The previous default stops being one: its only change after its creation.
+            for old in demoted {
+                let change = Change::outside_cases("sla_policy", &old, owner, "update");
+                changes.extend(change.fields(vec![(
+                    "default",
+                    Some("true".into()),
+                    Some("false".into()),
+                )]));
+            }
+            repo::audit::append(conn, &actor, changes)?;
             let view = PolicyView::try_from(row)?;
             Ok(Created {
                 location: Some(format!("/v1/sla-policies/{}", view.id)),

@@ -546,7 +546,7 @@ fn named_fields(user: &UserRow) -> [(&'static str, Option<String>); 4] {
 
 /// The audit rows of a user going from `before` (none: just created) to `after`, one per field
 /// that moved; its agency's admins read them (a client's or platform user's: platform admins).
-fn user_changes(action: &str, before: Option<&UserRow>, after: &UserRow) -> Vec<Change> {
+pub fn user_changes(action: &str, before: Option<&UserRow>, after: &UserRow) -> Vec<Change> {
     let change = Change::outside_cases("user", &after.id, after.agency_id.as_deref(), action);
     let mut rows = change.moved(before.map(shown_fields), shown_fields(after));
     let named = change.moved(before.map(named_fields), named_fields(after));

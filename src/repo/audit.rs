@@ -269,6 +269,20 @@ pub fn append_by_rule(
     append_by(conn, by, changes)
 }
 
+/// [`append`] for a change made from the command line (`create-user`, the bootstrap admin):
+/// no actor; the rows' `request_id` is [`COMMAND_LINE`].
+pub fn append_from_command_line(conn: &mut DbConnection, changes: Vec<Change>) -> QueryResult<()> {
+    let by = By {
+        actor_id: None,
+        actor_role: None,
+        request_id: COMMAND_LINE.to_owned(),
+    };
+    append_by(conn, by, changes)
+}
+
+/// The `request_id` of the rows written from the command line.
+pub const COMMAND_LINE: &str = "command-line";
+
 fn append_by(conn: &mut DbConnection, by: By, changes: Vec<Change>) -> QueryResult<()> {
     if changes.is_empty() {
         return Ok(());

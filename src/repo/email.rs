@@ -140,6 +140,12 @@ pub fn claim_due(
             );
         }
     }
+    deliverable(conn, claimed)
+}
+
+/// The mails whose addressees still may read them; the others die here (`last_error` says
+/// why). Checked at the claim, for the whole batch, and again right before each send.
+fn deliverable(conn: &mut DbConnection, claimed: Vec<OutboxRow>) -> QueryResult<Vec<OutboxRow>> {
     // Someone deactivated (or whose agency was) since their mail was queued gets no more mail.
     let addressees: Vec<String> = claimed.iter().map(|m| m.user_id.clone()).collect();
     let can_log_in: HashSet<String> = super::notifications::recipients(conn, &addressees)?
@@ -241,10 +247,12 @@ macro_rules! held {
     };
 }
 
-/// Extends the lease right before a send, if the claim still holds (a batch's last mails are
-/// sent long after its claim): the new claim, or `None` when another worker has the mail now.
+/// Extends the lease right before a send, if the claim still holds and the addressee may
+/// still read the mail (a batch's last mails are sent long after its claim, and its access
+/// checks): the new claim, or `None` when another worker has the mail now or it died unsent.
 pub fn renew(
     conn: &mut DbConnection,
+    mail: &OutboxRow,
     claim: &Claim,
     lease: chrono::Duration,
 ) -> QueryResult<Option<Claim>> {
@@ -252,7 +260,10 @@ pub fn renew(
     let n = diesel::update(held!(claim))
         .set(email_outbox::next_attempt_at.eq(lease_end))
         .execute(conn)?;
-    Ok((n == 1).then(|| Claim {
+    if n == 0 || deliverable(conn, vec![mail.clone()])?.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Claim {
         id: claim.id.clone(),
         lease_end,
     }))

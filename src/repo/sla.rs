@@ -121,10 +121,12 @@ pub fn list_calendars(
         .load(conn)
 }
 
-/// Adds a policy; a new default takes over from its owner's previous one. On PostgreSQL two
-/// new defaults of one owner queue on a lock of the owner's (else both would demote the old
-/// one and the second would break the one-default index).
-pub fn insert_policy(conn: &mut DbConnection, row: &PolicyRow) -> QueryResult<()> {
+/// Adds a policy; a new default takes over from its owner's previous one, whose id it returns
+/// (for the audit trail). On PostgreSQL two new defaults of one owner queue on a lock of the
+/// owner's (else both would demote the old one and the second would break the one-default
+/// index).
+pub fn insert_policy(conn: &mut DbConnection, row: &PolicyRow) -> QueryResult<Vec<String>> {
+    let mut demoted = Vec::new();
     if row.is_default {
         let key = format!(
             "sla_default:{}",
@@ -132,21 +134,23 @@ pub fn insert_policy(conn: &mut DbConnection, row: &PolicyRow) -> QueryResult<()
         );
         crate::db::lock_key(conn, &key)?;
         let owner = sla_policies::table.filter(sla_policies::is_default.eq(true));
-        match &row.agency_id {
+        demoted = match &row.agency_id {
             Some(agency) => {
                 diesel::update(owner.filter(sla_policies::agency_id.eq(agency.clone())))
                     .set(sla_policies::is_default.eq(false))
-                    .execute(conn)?
+                    .returning(sla_policies::id)
+                    .get_results(conn)?
             }
             None => diesel::update(owner.filter(sla_policies::agency_id.is_null()))
                 .set(sla_policies::is_default.eq(false))
-                .execute(conn)?,
+                .returning(sla_policies::id)
+                .get_results(conn)?,
         };
     }
     diesel::insert_into(sla_policies::table)
         .values(row)
-        .execute(conn)
-        .map(|_| ())
+        .execute(conn)?;
+    Ok(demoted)
 }
 
 /// The policy if the scope may read it.

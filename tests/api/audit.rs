@@ -40,17 +40,30 @@ async fn admins_read_their_scope_of_the_log_filtered_and_paged() {
     let count = |query: &str| app.count(&all(query)) as usize;
 
     // Platform admins: every row, newest first.
-    let res = app.get("/v1/audit?limit=100", &w.platform.token).await;
-    let (every, _) = seqs(res.assert_status(200));
+    let every: Vec<i64> = app
+        .every_item("/v1/audit?limit=100", &w.platform.token)
+        .await
+        .iter()
+        .map(|r| r["seq"].as_i64().unwrap())
+        .collect();
     assert_eq!(every.len(), count(""));
     assert!(every.windows(2).all(|p| p[0] > p[1]), "{every:?}");
-    // Agency A's admin: its cases' rows, its service's and its own, nothing of B's.
+    // Agency A's admin: its cases' rows, its service's, its users' and its own, nothing of B's.
     let a_rows = count(&format!(
         "WHERE case_id IN (SELECT id FROM cases WHERE agency_id = '{a}') \
          OR (entity = 'service' AND entity_id IN (SELECT id FROM services WHERE agency_id = '{a}')) \
+         OR (entity = 'user' AND entity_id IN (SELECT id FROM users WHERE agency_id = '{a}')) \
          OR (entity = 'agency' AND entity_id = '{a}')",
         a = w.agency_a
     ));
+    let a_users: Vec<String> = app
+        .texts(&format!(
+            "SELECT id AS t FROM users WHERE agency_id = '{}'",
+            w.agency_a
+        ))
+        .into_iter()
+        .flatten()
+        .collect();
     let res = app.get("/v1/audit?limit=100", &w.a_admin.token).await;
     let body = res.assert_status(200).clone();
     assert_eq!(seqs(&body).0.len(), a_rows);
@@ -60,7 +73,8 @@ async fn admins_read_their_scope_of_the_log_filtered_and_paged() {
             .unwrap()
             .iter()
             .all(|r| [&a_case, &w.service_a, &w.agency_a]
-                .iter()
+                .into_iter()
+                .chain(&a_users)
                 .any(|ours| r["case_id"] == ours.as_str() || r["entity_id"] == ours.as_str())),
         "{body}"
     );
@@ -99,10 +113,9 @@ async fn admins_read_their_scope_of_the_log_filtered_and_paged() {
             "WHERE created_at >= '2100-01-01'".to_owned(),
         ),
     ] {
-        let res = app
-            .get(&format!("/v1/audit?limit=100&{query}"), &w.platform.token)
+        let found = app
+            .every_item(&format!("/v1/audit?limit=100&{query}"), &w.platform.token)
             .await;
-        let (found, _) = seqs(res.assert_status(200));
         assert_eq!(found.len(), count(&rows), "{query}");
     }
     // A time range holds the rows whose time is in it whatever their place in the chain (the
@@ -288,6 +301,7 @@ async fn the_log_exports_as_csv_whole_and_quoted() {
             "SELECT COUNT(*) AS n FROM audit_log \
              WHERE case_id IN (SELECT id FROM cases WHERE agency_id = '{b}') \
              OR (entity = 'service' AND entity_id IN (SELECT id FROM services WHERE agency_id = '{b}')) \
+             OR (entity = 'user' AND entity_id IN (SELECT id FROM users WHERE agency_id = '{b}')) \
              OR (entity = 'agency' AND entity_id = '{b}')",
             b = w.agency_b
         )) as usize

@@ -105,6 +105,28 @@ async fn wrong_password_unknown_email_and_inactive_user_answer_alike() {
     }
 }
 
+/// The throttle learns a login's outcome from the write that issues its tokens: a password
+/// changed while the old one was being checked makes the login a failure, not a success that
+/// clears the account's earlier failures.
+#[actix_web::test]
+async fn a_login_refused_by_a_password_changed_meanwhile_counts_as_a_failure() {
+    let app = spawn().await;
+    app.create_user("c@example.com", "client", None, false);
+    for _ in 0..2 {
+        app.login("c@example.com", "wrong password here")
+            .await
+            .assert_problem(401, "invalid_credentials");
+    }
+    let changed = "UPDATE users SET password_hash = 'changed elsewhere' \
+                   WHERE email = 'c@example.com'";
+    app.while_held(changed, app.login("c@example.com", PASSWORD))
+        .await
+        .assert_problem(401, "invalid_credentials");
+    app.login("c@example.com", PASSWORD)
+        .await
+        .assert_problem(429, "too_many_requests");
+}
+
 #[actix_web::test]
 async fn repeated_failures_for_one_account_are_throttled_even_with_the_right_password() {
     let app = spawn().await;

@@ -1234,16 +1234,7 @@ where
             Error = actix_web::Error,
         >,
 {
-    let mut rows = Vec::new();
-    let mut path = "/v1/audit?limit=100".to_owned();
-    loop {
-        let page = app.get(&path, token).await.assert_status(200).clone();
-        rows.extend(page["items"].as_array().unwrap().iter().cloned());
-        match page["next_cursor"].as_str() {
-            Some(c) => path = format!("/v1/audit?limit=100&cursor={c}"),
-            None => break,
-        }
-    }
+    let mut rows = app.every_item("/v1/audit?limit=100", token).await;
     rows.reverse();
     rows
 }

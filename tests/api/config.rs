@@ -249,6 +249,24 @@ async fn the_bootstrap_admin_is_created_once_when_no_user_exists() {
         users.assert_status(200)["items"].as_array().unwrap().len(),
         1
     );
+    // Its creation is in the audit trail, with no actor, from the command line's hand, and
+    // the chain holds.
+    let log = app.get("/v1/audit?limit=100", &token).await;
+    let rows = log.assert_status(200)["items"].as_array().unwrap().clone();
+    assert!(!rows.is_empty());
+    for row in &rows {
+        assert_eq!(row["entity"], "user");
+        assert_eq!(row["entity_id"], me["id"]);
+        assert_eq!(row["action"], "create");
+        assert_eq!(row["actor_id"], serde_json::Value::Null);
+        assert_eq!(row["request_id"], "command-line");
+    }
+    assert!(
+        rows.iter()
+            .any(|r| r["field"] == "role" && r["new_value"] == "platform")
+    );
+    let verified = app.get("/v1/audit/verify", &token).await;
+    assert_eq!(verified.assert_status(200)["intact"], true);
 }
 
 /// A bootstrap password the rules refuse is named, never printed (validator's own message

@@ -362,8 +362,53 @@ async fn mails_to_users_who_can_no_longer_log_in_die_unsent() {
     assert!(smtp.received().is_empty());
 }
 
-/// Polls the outbox until `n` mails have this status: the worker records an outcome after the
-/// SMTP server has it, and runs beside the test.
+/// Access is checked again right before each send, not only when the worker claims its batch:
+/// the batch's last mails go out long after that.
+#[actix_web::test]
+async fn a_mail_whose_addressee_lost_access_after_the_claim_dies_unsent() {
+    use dossier::repo::email::{Claim, claim_due, renew};
+
+    let smtp = SmtpServer::start().await;
+    let app = spawn_with(&[("DOSSIER_SMTP_URL", &smtp.url)]).await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    take(&app, &w.a_operator.token, &case).await;
+    post_message(&app, &w.client.token, &case, "Any news?").await;
+    let mut conn = app.state.pool.get().unwrap();
+    let lease = chrono::Duration::minutes(5);
+    let claimed = claim_due(&mut conn, dossier::db::now(), lease, 20).unwrap();
+    let mail = claimed
+        .iter()
+        .find(|m| m.user_id == w.a_operator.id)
+        .expect("the operator's mail")
+        .clone();
+    drop(conn);
+    // Deactivated while the batch's earlier mails were being sent.
+    app.patch(
+        &format!("/v1/users/{}", w.a_operator.id),
+        &w.platform.token,
+        json!({"active": false}),
+    )
+    .await
+    .assert_status(200);
+    let claim = Claim {
+        id: mail.id.clone(),
+        lease_end: mail.next_attempt_at,
+    };
+    let mut conn = app.state.pool.get().unwrap();
+    assert!(renew(&mut conn, &mail, &claim, lease).unwrap().is_none());
+    drop(conn);
+    let row = app.texts(&format!(
+        "SELECT status || ': ' || last_error AS t FROM email_outbox WHERE id = '{}'",
+        mail.id
+    ));
+    assert_eq!(
+        row,
+        [Some("dead: the recipient can no longer log in".to_owned())]
+    );
+    assert!(smtp.received().is_empty());
+}
+
 /// A worker whose lease ran out mid-send neither sends a mail another worker has claimed since
 /// nor overwrites that worker's outcome: its claim no longer holds.
 #[actix_web::test]
@@ -377,15 +422,16 @@ async fn a_worker_whose_lease_ran_out_records_nothing_over_the_next_one() {
     take(&app, &w.a_operator.token, &case).await;
     post_message(&app, &w.a_operator.token, &case, "One mail").await;
     // A first worker claims it, and its lease runs out before it sends.
-    let stale = {
+    let (mail, stale) = {
         let mut conn = app.state.pool.get().unwrap();
         let now = dossier::db::now();
         let claimed = claim_due(&mut conn, now, chrono::Duration::minutes(5), 20).unwrap();
         assert_eq!(claimed.len(), 1);
-        Claim {
+        let claim = Claim {
             id: claimed[0].id.clone(),
             lease_end: claimed[0].next_attempt_at,
-        }
+        };
+        (claimed[0].clone(), claim)
     };
     app.sql("UPDATE email_outbox SET next_attempt_at = '2020-01-01 00:00:00'");
     // Another worker claims it again and sends it.
@@ -395,7 +441,7 @@ async fn a_worker_whose_lease_ran_out_records_nothing_over_the_next_one() {
     // The first worker's send would not start, nor would its failure be recorded.
     let mut conn = app.state.pool.get().unwrap();
     let lease = chrono::Duration::minutes(5);
-    assert!(renew(&mut conn, &stale, lease).unwrap().is_none());
+    assert!(renew(&mut conn, &mail, &stale, lease).unwrap().is_none());
     assert!(!mark_failed(&mut conn, &stale, "timed out", None).unwrap());
     drop(conn);
     let sent = wait_for_status(&app, &w.platform.token, "sent", 1).await;
@@ -492,6 +538,8 @@ async fn agents_are_mailed_of_the_moves_that_leave_them_the_case_only() {
     );
 }
 
+/// Polls the outbox until `n` mails have this status: the worker records an outcome after the
+/// SMTP server has it, and runs beside the test.
 async fn wait_for_status<S>(
     app: &crate::helpers::TestApp<S>,
     token: &str,

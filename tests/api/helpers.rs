@@ -253,6 +253,23 @@ where
         (status, headers, test::read_body(res).await.to_vec())
     }
 
+    /// Every item of a list, page after page from `path` (which may carry a query) by each
+    /// page's `next_cursor`, in the list's order.
+    pub async fn every_item(&self, path: &str, token: &str) -> Vec<Value> {
+        let joint = if path.contains('?') { '&' } else { '?' };
+        let mut items = Vec::new();
+        let mut next = path.to_owned();
+        loop {
+            let page = self.get(&next, token).await;
+            let page = page.assert_status(200);
+            items.extend(page["items"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(cursor) => next = format!("{path}{joint}cursor={cursor}"),
+                None => return items,
+            }
+        }
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> Response {
         self.send(
             TestRequest::get()

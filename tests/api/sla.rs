@@ -308,6 +308,14 @@ async fn calendars_and_policies_are_managed_by_admins_and_read_by_staff() {
     assert_eq!(items[0]["id"], second["id"]);
     assert_eq!(items[0]["default"], true);
     assert_eq!(items[1]["default"], false);
+    // The old default's demotion is in the audit trail, by the admin who made the new one.
+    let demoted = app.texts(&format!(
+        "SELECT actor_id || ' ' || old_value || ' ' || new_value AS t FROM audit_log \
+         WHERE entity = 'sla_policy' AND entity_id = '{}' AND action = 'update' \
+         AND field = 'default'",
+        first["id"].as_str().unwrap()
+    ));
+    assert_eq!(demoted, [Some(format!("{} true false", w.a_admin.id))]);
     assert_eq!(items[0]["targets"]["urgent"]["first_response"], 30);
     let seen_by_b = app.get("/v1/sla-policies", &w.b_operator.token).await;
     assert_eq!(seen_by_b.assert_status(200)["items"], json!([]));

@@ -604,6 +604,84 @@ async fn a_breach_escalates_through_a_trigger_and_the_new_assignee_hears_of_it()
     assert_eq!(told(&w.a_operator.id, "assigned"), 1);
 }
 
+/// Two warnings found at once, the first of which runs a trigger that raises the priority
+/// and so breaches both clocks: the audit trail ends as the case does. Before, the second
+/// warning's rows (and the state `at_risk`) were written after the breaches the trigger's
+/// sync had recorded.
+#[actix_web::test]
+async fn a_trigger_on_a_warning_leaves_the_audit_trail_ending_as_the_case_does() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let each =
+        |minutes: i64| json!({"first_response": minutes, "decision": minutes, "resolution": 2880});
+    app.post(
+        "/v1/sla-policies",
+        &w.platform.token,
+        json!({"name": "Platform default", "targets": {
+            "low": each(600), "normal": each(600), "high": each(600), "urgent": each(5)}}),
+    )
+    .await
+    .assert_status(201);
+    app.post(
+        "/v1/triggers",
+        &w.a_admin.token,
+        json!({"name": "Hurry", "event": "sla_warning",
+               "conditions": [{"field": "priority", "op": "not_in", "values": ["urgent"]}],
+               "actions": [{"type": "set_priority", "priority": "urgent"}]}),
+    )
+    .await
+    .assert_status(201);
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    // Both clocks past their warning, long before their targets; begun long enough ago that
+    // urgent targets have passed.
+    app.sql(&format!(
+        "UPDATE sla_clocks SET warn_at = '2026-01-01 09:08:00', due_at = '2999-01-01 00:00:00', \
+         started_at = '2026-01-01 09:00:00', running_since = '2026-01-01 09:00:00' \
+         WHERE case_id = '{case}' AND clock IN ('first_response', 'decision'); \
+         UPDATE cases SET sla_next_at = '2026-01-01 09:08:00' WHERE id = '{case}'"
+    ));
+    let round = dossier::sla::settle_due(&app.state).await.unwrap();
+    assert_eq!((round.done, round.failed), (1, 0));
+    let card = app
+        .get(&format!("/v1/cases/{case}"), &w.a_admin.token)
+        .await;
+    let card = card.assert_status(200).clone();
+    assert_eq!(card["priority"], "urgent");
+    assert_eq!(card["sla"]["state"], "breached");
+    let last = |field: &str| {
+        app.texts(&format!(
+            "SELECT new_value AS t FROM audit_log WHERE case_id = '{case}' AND field = '{field}' \
+             ORDER BY seq DESC LIMIT 1"
+        ))
+    };
+    assert_eq!(last("sla_state"), [Some("breached".to_owned())]);
+    for clock in ["first_response", "decision"] {
+        assert_eq!(
+            last(&format!("sla.{clock}")),
+            [Some("breached".to_owned())],
+            "{clock}"
+        );
+    }
+    // Each warning and each breach once, the trigger once.
+    let logged = |rule: &str| {
+        rows(
+            &app,
+            "rule_log",
+            &format!("case_id = '{case}' AND rule = '{rule}'"),
+        )
+    };
+    assert_eq!(
+        (
+            logged("sla_warning"),
+            logged("sla_breach"),
+            logged("trigger")
+        ),
+        (2, 2, 1)
+    );
+    let verified = app.get("/v1/audit/verify", &w.platform.token).await;
+    assert_eq!(verified.assert_status(200)["intact"], true);
+}
+
 #[actix_web::test]
 async fn putting_agents_on_a_case_answers_the_version_its_triggers_left() {
     let app = spawn().await;
