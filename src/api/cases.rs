@@ -699,7 +699,7 @@ pub async fn create_case(
             repo::cases::insert(conn, &row)?;
             let fields = field_rows(&row.id, template_of(&service));
             repo::cases::insert_fields(conn, &fields)?;
-            let created = Change::case(&row.id, "create");
+            let created = Change::on_case(&row, "case", &row.id, "create");
             let mut audit = created.fields(vec![
                 ("number", None, Some(row.number.clone())),
                 ("status", None, Some(row.status.clone())),

@@ -528,7 +528,7 @@ fn post(
     }
     // The sender has read their own message.
     repo::messages::mark_read(conn, &case_id, &actor.user_id, &row.id)?;
-    let change = Change::entity("message", &row.id, Some(&case_id), "post");
+    let change = Change::on_case(&case, "message", &row.id, "post");
     repo::audit::append(
         conn,
         actor,

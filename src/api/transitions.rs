@@ -323,7 +323,7 @@ pub fn apply(
         repo::cases::count_closed(conn, current)?;
     }
     let flatten = |v: &Option<Option<String>>| v.clone().flatten();
-    let change = Change::case(id, rule.action.as_str());
+    let change = Change::on_case(current, "case", id, rule.action.as_str());
     let mut audit = change.fields(vec![
         (
             "status",
@@ -367,7 +367,7 @@ pub fn apply(
     if rule.has(Effect::CancelOpenRequests) {
         for request in repo::requests::cancel_open(conn, id)? {
             audit.push(
-                Change::entity("request", &request, Some(id), "cancel").field(
+                Change::on_case(current, "request", &request, "cancel").field(
                     "status",
                     Some("open".into()),
                     Some("cancelled".into()),
@@ -379,7 +379,7 @@ pub fn apply(
         let now = db::now();
         let ended = Some(rfc3339_text(&timestamp(now)));
         for call in repo::requests::end_calls(conn, id, now)? {
-            audit.push(Change::entity("video_call", &call, Some(id), "end").field(
+            audit.push(Change::on_case(current, "video_call", &call, "end").field(
                 "ended_at",
                 None,
                 ended.clone(),

@@ -129,8 +129,8 @@ pub struct Change {
     pub field: Option<String>,
     pub old: Option<String>,
     pub new: Option<String>,
-    /// Set for changes outside cases that an agency owns (its services); a case's rows take
-    /// their case's agency.
+    /// Whose agency's admins read the row: set for what an agency owns outside its cases and
+    /// by [`Change::on_case`]; other rows of a case take their case's, read at the append.
     pub agency_id: Option<String>,
 }
 
@@ -156,6 +156,20 @@ impl Change {
     /// A change on a case itself.
     pub fn case(case_id: &str, action: &str) -> Change {
         Change::entity("case", case_id, Some(case_id), action)
+    }
+
+    /// A change to `entity` on a case the write holds: its agency comes from the row, and the
+    /// append reads nothing more (one round trip fewer on the busiest writes).
+    pub fn on_case(
+        case: &super::cases::CaseRow,
+        entity: &'static str,
+        entity_id: &str,
+        action: &str,
+    ) -> Change {
+        Change {
+            agency_id: Some(case.agency_id.clone()),
+            ..Change::entity(entity, entity_id, Some(&case.id), action)
+        }
     }
 
     /// A change on one of an agency's services: the agency's admins read it.
@@ -306,8 +320,8 @@ struct Appended {
 /// Links the write's appended changes to the chain's head, in order, and stores them: the head
 /// moves once however many appends the write made.
 fn chain(conn: &mut DbConnection, mut appended: Vec<Appended>) -> QueryResult<()> {
-    // A case's rows take its agency (rule 2 hashes it), read once per case before the head is
-    // locked.
+    // A case's rows take its agency (rule 2 hashes it): where the write did not name it, read
+    // once per case before the head is locked.
     let mut agencies: Vec<(String, Option<String>)> = Vec::new();
     for change in appended.iter_mut().flat_map(|a| a.changes.iter_mut()) {
         let (None, Some(case_id)) = (&change.agency_id, &change.case_id) else {

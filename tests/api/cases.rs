@@ -1246,10 +1246,20 @@ where
 async fn the_audit_hash_covers_whose_agency_reads_the_row() {
     let app = spawn().await;
     let w = World::new(&app).await;
+    // A creation, a message and a transition name their case's agency; a request's rows are
+    // given it at the append.
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    crate::world::post_message(&app, &w.client.token, &case, "Hello").await;
     act(&app, &w.a_operator.token, &case, "accept")
         .await
         .assert_status(200);
+    app.post(
+        &format!("/v1/cases/{case}/requests"),
+        &w.a_operator.token,
+        json!({"kind": "question", "prompt": "Since when?"}),
+    )
+    .await
+    .assert_status(201);
     let verify = || async {
         let res = app.get("/v1/audit/verify", &w.platform.token).await;
         res.assert_status(200).clone()
@@ -1263,7 +1273,9 @@ async fn the_audit_hash_covers_whose_agency_reads_the_row() {
         .iter()
         .filter(|r| r["case_id"] == case.as_str())
         .collect();
-    assert!(of_case.len() >= 6);
+    for entity in ["case", "message", "request"] {
+        assert!(of_case.iter().any(|r| r["entity"] == entity), "{entity}");
+    }
     assert!(
         of_case
             .iter()
@@ -1328,6 +1340,31 @@ async fn the_audit_hash_covers_whose_agency_reads_the_row() {
     agency_of(moved, &w.agency_b);
     assert_eq!(verify().await["intact"], true);
     agency_of(moved, &w.agency_a);
+    // A node of the previous version, during a rolling deploy, appends as it always did: its
+    // insert names no `hash_version`, and the column's default must be its rule.
+    let old_node = json!({
+        "seq": rows.len() + 1, "id": uuid::Uuid::now_v7().to_string(), "entity": "case",
+        "entity_id": case, "case_id": case, "action": "old_node", "field": null,
+        "old_value": null, "new_value": null, "actor_id": null, "actor_role": null,
+        "request_id": null, "created_at": "2026-12-07T10:00:00Z", "prev_hash": prev,
+        "hash_version": 1,
+    });
+    let hash = audit_hash(&old_node);
+    app.sql(&format!(
+        "UPDATE audit_head SET seq = seq + 1, hash = '{hash}' WHERE id = 1; \
+         INSERT INTO audit_log (id, seq, entity, entity_id, case_id, action, created_at, \
+         prev_hash, hash, agency_id) VALUES ('{}', {}, 'case', '{case}', '{case}', 'old_node', \
+         '2026-12-07 10:00:00', '{prev}', '{hash}', '{}')",
+        old_node["id"].as_str().unwrap(),
+        rows.len() + 1,
+        w.agency_a
+    ));
+    let prev = hash;
+    let report = verify().await;
+    assert_eq!(report["intact"], true, "{report}");
+    assert_eq!(report["rows_checked"], rows.len() + 1);
+    let rows = whole_audit_log(&app, &w.platform.token).await;
+    assert_eq!(rows.last().unwrap()["hash_version"], 1);
 
     // New rows follow rule 2 after rule 1's, in one chain.
     act(&app, &w.a_operator.token, &case, "suspend")

@@ -545,7 +545,7 @@ async fn a_write_appends_to_the_audit_chain_last() {
 }
 
 /// A write may append more rows than one statement can bind (SQLite takes 32 766 values,
-/// PostgreSQL 65 535; a row is 15): they are stored in several, and still chain.
+/// PostgreSQL 65 535; a row is 17): they are stored in several, and still chain.
 #[actix_web::test]
 async fn a_write_appending_more_rows_than_one_statement_binds_stays_chained() {
     let app = spawn().await;
