@@ -192,6 +192,48 @@ async fn admins_read_their_scope_of_the_log_filtered_and_paged() {
         .assert_problem(400, "invalid_cursor");
 }
 
+/// Each row names the request that made it: the `X-Request-Id` the caller sent.
+#[actix_web::test]
+async fn audit_rows_carry_the_request_id_the_caller_sent() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    app.call(
+        "POST",
+        &format!("/v1/cases/{case}/transitions"),
+        &w.a_operator.token,
+        Some(json!({"action": "accept"})),
+        &[("x-request-id", "trace-42")],
+    )
+    .await
+    .assert_status(200);
+    let rows = app
+        .every_item(
+            &format!("/v1/cases/{case}/audit?action=accept"),
+            &w.a_admin.token,
+        )
+        .await;
+    assert!(!rows.is_empty());
+    assert!(
+        rows.iter().all(|r| r["request_id"] == "trace-42"),
+        "{rows:?}"
+    );
+    // The purchase's rows name its own request, made up by the server.
+    let bought = app
+        .every_item(
+            &format!("/v1/cases/{case}/audit?action=create"),
+            &w.a_admin.token,
+        )
+        .await;
+    // (The acceptance's storyline event is a `create` of that request's.)
+    let bought: Vec<_> = bought.iter().filter(|r| r["entity"] == "case").collect();
+    assert!(!bought.is_empty());
+    for row in bought {
+        assert!(row["request_id"].is_string(), "{row}");
+        assert_ne!(row["request_id"], "trace-42", "{row}");
+    }
+}
+
 /// The export is every row the filters keep, however many, in batches the server streams; a
 /// value with a comma, a quote or a line break is quoted, so each row reads back whole.
 #[actix_web::test]

@@ -1225,6 +1225,39 @@ async fn the_audit_trail_is_for_admins_filtered_paginated_and_chained() {
     assert_eq!(res.body["first_broken_seq"], 5);
 }
 
+/// DESIGN: the client's identity (document type and number, account number) is shown to
+/// agency and platform users only: the card of a client's case carries it exactly for the
+/// agency's staff and platform staff, and no `client` at all for the client or an agent on it.
+#[actix_web::test]
+async fn the_clients_identity_is_on_the_card_for_agency_and_platform_only() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let identity = json!({"id_document_type": "passport", "id_document_number": "YA1234567",
+                          "account_number": "IT60X0542811101000000123456"});
+    app.patch(
+        &format!("/v1/users/{}", w.client.id),
+        &w.platform.token,
+        identity.clone(),
+    )
+    .await
+    .assert_status(200);
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    start_case(&app, &w, &case).await;
+    assign_agent(&app, &w, &case).await;
+    let card = |token: &str| {
+        let (app, path, token) = (&app, format!("/v1/cases/{case}"), token.to_owned());
+        async move { app.get(&path, &token).await.assert_status(200).clone() }
+    };
+    for token in [&w.a_operator.token, &w.platform_staff.token] {
+        let seen = card(token).await;
+        assert_eq!(seen["client"]["identity"], identity);
+        assert_eq!(seen["client"]["id"], w.client.id.as_str());
+    }
+    for token in [&w.client.token, &w.a_agent.token] {
+        assert_eq!(card(token).await["client"], Value::Null);
+    }
+}
+
 /// Every row of the log, oldest first, as platform admins read it.
 async fn whole_audit_log<S>(app: &crate::helpers::TestApp<S>, token: &str) -> Vec<Value>
 where

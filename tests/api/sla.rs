@@ -682,6 +682,72 @@ async fn the_worker_raises_a_warning_and_a_breach_once_and_the_breach_stays() {
     assert_eq!(card.assert_status(200)["sla"]["state"], "breached");
 }
 
+/// A clock past its warning and short of its target: its case is `at_risk` on the card and in
+/// the list's `at_risk` view (not in `on_track`'s), and only the warning is told and logged.
+#[actix_web::test]
+async fn a_warned_clock_puts_its_case_at_risk_on_the_card_and_in_the_list() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    policy(
+        &app,
+        &w.platform.token,
+        json!({"name": "Platform default", "targets": targets(10, 240, 2880)}),
+    )
+    .await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let other = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    // Nine of its ten minutes gone: past the warning (80%), short of the target.
+    let ago = |minutes: i64| {
+        (Utc::now() - chrono::Duration::minutes(minutes))
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    };
+    let (began, warned, due) = (ago(9), ago(1), ago(-1));
+    app.sql(&format!(
+        "UPDATE sla_clocks SET started_at = '{began}', running_since = '{began}', \
+         warn_at = '{warned}', due_at = '{due}' \
+         WHERE case_id = '{case}' AND clock = 'first_response'; \
+         UPDATE cases SET sla_next_at = '{warned}' WHERE id = '{case}'"
+    ));
+    let round = dossier::sla::settle_due(&app.state).await.unwrap();
+    assert_eq!((round.done, round.failed), (1, 0));
+    let card = app
+        .get(&format!("/v1/cases/{case}"), &w.a_operator.token)
+        .await;
+    let card = card.assert_status(200).clone();
+    assert_eq!(card["sla"]["state"], "at_risk");
+    assert_eq!(card["sla"]["breached"], false);
+    let first = &clocks(&app, &w.a_operator.token, &case).await["clocks"]["first_response"];
+    assert_eq!(
+        (first["at_risk"].clone(), first["breached"].clone()),
+        (json!(true), json!(false))
+    );
+    let at_risk = app.get("/v1/cases?sla=at_risk", &w.a_operator.token).await;
+    assert_eq!(ids(at_risk.assert_status(200)), [case.as_str()]);
+    let on_track = app.get("/v1/cases?sla=on_track", &w.a_operator.token).await;
+    assert_eq!(ids(on_track.assert_status(200)), [other.as_str()]);
+    let told = |event: &str| {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM notifications WHERE case_id = '{case}' AND event = '{event}'"
+        ))
+    };
+    // Both of agency A's staff (nobody holds the case), of the warning alone.
+    assert_eq!((told("sla_warning"), told("sla_breached")), (2, 0));
+    let log = app
+        .get(&format!("/v1/cases/{case}/rule-log"), &w.a_operator.token)
+        .await;
+    let entries = log.assert_status(200)["items"].as_array().unwrap().clone();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["trigger"], "first_response_at_risk");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE case_id = '{case}' AND field = 'sla_state' \
+             AND old_value = 'on_track' AND new_value = 'at_risk'"
+        )),
+        1
+    );
+}
+
 /// Open under the calendar at `t`: Monday to Friday, 09:00–12:00 and 13:00–17:00 in New York,
 /// but not on `holiday`. Counted second by second: nothing shared with the server's windows.
 fn open_in_new_york(t: DateTime<Utc>, holiday: NaiveDate) -> bool {

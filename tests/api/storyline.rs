@@ -235,9 +235,34 @@ async fn agents_draft_the_agency_moderates_the_client_reads_what_is_published() 
     act(&app, &w.a_operator.token, &case, "reopen")
         .await
         .assert_status(200);
-    app.post(&p, &w.a_operator.token, json!({"title": "Back on it"}))
+    let back = app
+        .post(&p, &w.a_operator.token, json!({"title": "Back on it"}))
+        .await;
+    let back = format!("{p}/{}", back.assert_status(201)["id"].as_str().unwrap());
+    // Closed (the client confirmed the completion): frozen for good, a draft's publication too.
+    act(&app, &w.a_operator.token, &case, "complete")
         .await
-        .assert_status(201);
+        .assert_status(200);
+    act(&app, &w.client.token, &case, "confirm_completion")
+        .await
+        .assert_status(200);
+    let events = || app.count("SELECT COUNT(*) AS n FROM storyline_events");
+    let before = events();
+    app.post(&p, &w.a_operator.token, json!({"title": "After the end"}))
+        .await
+        .assert_problem(409, "wrong_state");
+    app.patch(&back, &w.a_operator.token, json!({"title": "Rewritten"}))
+        .await
+        .assert_problem(409, "wrong_state");
+    app.post(&format!("{back}/publish"), &w.a_operator.token, json!({}))
+        .await
+        .assert_problem(409, "wrong_state");
+    app.call("DELETE", &back, &w.a_operator.token, None, &[])
+        .await
+        .assert_problem(409, "wrong_state");
+    assert_eq!(events(), before);
+    let kept = app.get(&back, &w.a_operator.token).await;
+    assert_eq!(kept.assert_status(200)["title"], "Back on it");
     // Every change is in the audit trail.
     assert_eq!(
         app.count(&format!(

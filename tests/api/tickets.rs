@@ -462,6 +462,10 @@ async fn only_the_platform_assigns_resolves_and_sets_priority() {
         before
     );
 
+    // Unassigned and new, it is in the platform's unassigned queue.
+    let unassigned = "/v1/tickets?assignee=none&status=new&status=open&status=waiting_on_requester";
+    assert_eq!(app.listed(unassigned, &w.platform.token).await, 1);
+
     // The client edits the subject; the platform sets the priority and delegates.
     let res = app
         .call(
@@ -527,6 +531,25 @@ async fn only_the_platform_assigns_resolves_and_sets_priority() {
         0
     );
     assert_eq!(queue(&w.platform.token, "status=closed").await, 0);
+    // Resolved by its assignee and closed by its requester, it is in the closed queue.
+    for (token, body) in [
+        (
+            &w.platform_staff.token,
+            json!({"action": "resolve", "resolution_type": "answered", "resolution": "Refunded."}),
+        ),
+        (&w.client.token, json!({"action": "close"})),
+    ] {
+        app.post(&format!("{path}/transitions"), token, body)
+            .await
+            .assert_status(200);
+    }
+    assert_eq!(queue(&w.platform.token, "status=closed").await, 1);
+    assert_eq!(
+        app.get("/v1/tickets?status=closed", &w.platform.token)
+            .await
+            .assert_status(200)["items"][0]["id"],
+        t.as_str()
+    );
 }
 
 #[actix_web::test]

@@ -593,6 +593,19 @@ async fn payment_and_cancel_effects_reach_the_storyline_and_the_platform() {
         0,
         "fail_payment does not notify the platform"
     );
+    // The client hears of it, with the reason.
+    let bell = app.get("/v1/notifications", &w.client.token).await;
+    let newest = bell.assert_status(200)["items"][0].clone();
+    assert_eq!(newest["event"], "status_changed");
+    assert!(
+        newest["title"]
+            .as_str()
+            .unwrap()
+            .ends_with(" — Payment failed"),
+        "{newest}"
+    );
+    assert_eq!(newest["body"], "The transfer bounced.");
+    assert_eq!(newest["link"], format!("/v1/cases/{case}"));
     transition(&w.client.token, "retry_payment", None).await;
     assert_eq!(
         platform_bell(),
