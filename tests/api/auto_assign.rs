@@ -10,6 +10,28 @@ use serde_json::{Value, json};
 use crate::helpers::{Response, TestApp, spawn_with};
 use crate::world::{World, act, buy, id, set_presence, start_case};
 
+/// Only `available` operators are given work: one who does not want to be disturbed, or is
+/// busy, is passed over and the case waits; available again, they get it.
+#[actix_web::test]
+async fn operators_not_available_are_given_no_case() {
+    let app = spawn_with(&[]).await;
+    let w = World::new(&app).await;
+    set_presence(&app, &w.a_operator.token, "do_not_disturb").await;
+    set_presence(&app, &w.a_admin.token, "busy").await;
+    let queued = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let assignee = || async {
+        let card = app
+            .get(&format!("/v1/cases/{queued}"), &w.a_admin.token)
+            .await;
+        card.assert_status(200)["assignee"]["id"].clone()
+    };
+    assert_eq!(assignee().await, Value::Null);
+    assert_eq!(app.rows_in(&["rule_log"]), [0]);
+    set_presence(&app, &w.a_operator.token, "available").await;
+    assert_eq!(assignee().await, w.a_operator.id.as_str());
+    assert_eq!(app.rows_in(&["rule_log"]), [1]);
+}
+
 #[actix_web::test]
 async fn a_paid_case_goes_to_the_available_operator_with_most_room_in_turn() {
     let app = spawn_with(&[("DOSSIER_OPERATOR_CAPACITY", "2")]).await;

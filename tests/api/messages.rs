@@ -167,6 +167,23 @@ async fn each_side_writes_its_own_kind_and_reads_only_its_part() {
         .await
         .assert_problem(409, "wrong_state");
     }
+    // Nor on a cancelled case.
+    let cancelled = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    app.post(
+        &format!("/v1/cases/{cancelled}/transitions"),
+        &w.client.token,
+        json!({"action": "cancel", "reason": "Changed my mind."}),
+    )
+    .await
+    .assert_status(200);
+    let cp = format!("/v1/cases/{cancelled}/messages");
+    let before = app.rows_in(&["messages"]);
+    for token in [&w.client.token, &w.a_operator.token] {
+        app.post(&cp, token, json!({"body": "Still there?"}))
+            .await
+            .assert_problem(409, "wrong_state");
+    }
+    assert_eq!(app.rows_in(&["messages"]), before);
     // Before payment the client cannot write; the agency can.
     let unpaid = id(&buy(&app, &w.client.token, &w.service_a, "bank_transfer").await);
     let up = format!("/v1/cases/{unpaid}/messages");

@@ -90,6 +90,24 @@ async fn staff_set_their_presence_and_admins_see_their_team_with_its_workload() 
     );
     let res = app.get("/v1/me/presence", &w.a_operator.token).await;
     assert_eq!(res.assert_status(200)["status"], "available");
+    // Leaving the case: waiting again.
+    let res = app
+        .put(
+            "/v1/me/presence",
+            &w.a_operator.token,
+            json!({"status": "available"}),
+        )
+        .await;
+    let left = res.assert_status(200);
+    assert_eq!(left["activity"], "waiting");
+    assert_eq!(left["working_on"], Value::Null);
+    app.put(
+        "/v1/me/presence",
+        &w.a_operator.token,
+        json!({"status": "available", "working_on": case}),
+    )
+    .await
+    .assert_status(200);
     // An agent sees a case only while it is worked.
     app.put(
         "/v1/me/presence",

@@ -241,6 +241,33 @@ async fn each_change_to_open_requests_moves_the_cards_etag() {
     assert_eq!(res.status.as_u16(), 412);
 }
 
+/// Rooms live at the configured provider's base URL (a missing final `/` is added), and the
+/// join link sends there.
+#[actix_web::test]
+async fn video_rooms_are_opened_at_the_configured_provider() {
+    let app =
+        crate::helpers::spawn_with(&[("DOSSIER_VIDEO_BASE_URL", "https://video.acme.example/r")])
+            .await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let res = app
+        .post(
+            &format!("/v1/cases/{case}/video-calls"),
+            &w.client.token,
+            json!({}),
+        )
+        .await;
+    let call = res.assert_status(201).clone();
+    let url = call["url"].as_str().unwrap();
+    let room = url.strip_prefix("https://video.acme.example/r/dossier-");
+    assert!(room.is_some_and(|r| r.len() >= 32), "{url}");
+    let join = app
+        .get(call["join_url"].as_str().unwrap(), &w.a_operator.token)
+        .await;
+    assert_eq!(join.status.as_u16(), 302);
+    assert_eq!(join.header("location"), Some(url));
+}
+
 #[actix_web::test]
 async fn video_rooms_are_unguessable_and_their_links_end_with_the_case() {
     let app = spawn().await;

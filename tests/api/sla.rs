@@ -861,12 +861,17 @@ async fn a_new_priority_retargets_the_running_clocks_and_a_passed_target_is_a_br
         "UPDATE sla_clocks SET elapsed_secs = 1200 WHERE case_id = '{case}' \
          AND clock = 'first_response'"
     ));
+    // Stored times keep microseconds; the check's own instant is taken a second early.
+    let before = Utc::now() - Duration::seconds(1);
     let card = patch("urgent").await;
     assert_eq!(card.assert_status(200)["sla"]["state"], "breached");
     let read = clocks(&app, &w.a_operator.token, &case).await;
     let first = &read["clocks"]["first_response"];
     assert_eq!(first["target_seconds"], 600);
     assert_eq!(first["breached"], true);
+    // DESIGN: breaches are never back-dated: the target passed ten minutes of counted time
+    // ago, but the breach is when the write found it.
+    assert!(at(&first["breached_at"]) >= before, "{first}");
     assert_eq!(
         app.count(&format!(
             "SELECT COUNT(*) AS n FROM rule_log WHERE case_id = '{case}' AND rule = 'sla_breach'"

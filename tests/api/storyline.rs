@@ -448,6 +448,9 @@ async fn only_the_agency_publishes_and_deletes_and_a_deleted_event_is_gone() {
             app.call("DELETE", &ep, &outsider.token, None, &[])
                 .await
                 .assert_problem(404, "not_found");
+            app.patch(&ep, &outsider.token, json!({"title": "Not yours"}))
+                .await
+                .assert_problem(404, "not_found");
         }
     }
     let listed = async |token: &str| titles(app.get(&p, token).await.assert_status(200));

@@ -83,6 +83,7 @@ async fn the_client_rates_a_closed_case_and_the_card_shows_the_newest_rating() {
     for (token, status, code) in [
         (&w.a_operator.token, 403, "forbidden"),
         (&w.platform.token, 403, "forbidden"),
+        (&w.a_agent.token, 404, "not_found"),
         (&w.client2.token, 404, "not_found"),
         (&w.b_admin.token, 404, "not_found"),
     ] {
