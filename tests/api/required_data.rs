@@ -37,7 +37,8 @@ async fn the_agency_defines_the_client_fills_and_the_decision_locks() {
         {"key": "height", "label": "Height (cm)", "type": "number"},
         {"key": "armed", "label": "Armed?", "type": "boolean"},
         {"key": "photo", "label": "Photo", "type": "image", "required": true},
-        {"key": "report", "label": "Police report", "type": "file"}
+        {"key": "report", "label": "Police report", "type": "file"},
+        {"key": "notes", "label": "Anything else", "type": "long_text"}
     ]});
     for token in [&w.client.token, &w.platform.token] {
         app.put(&format!("{p}/fields"), token, fields.clone())
@@ -55,7 +56,7 @@ async fn the_agency_defines_the_client_fills_and_the_decision_locks() {
         .await;
     assert_eq!(
         res.assert_status(200)["fields"].as_array().unwrap().len(),
-        8
+        9
     );
     assert_eq!(res.header("etag"), Some("\"2\""));
 
@@ -67,7 +68,7 @@ async fn the_agency_defines_the_client_fills_and_the_decision_locks() {
     let bad = json!({"values": {
         "subject": "  ", "colour": "green", "seen_at": {"latitude": 91, "longitude": 9},
         "born": "31/12/1980", "height": "tall", "armed": "no", "photo": pdf, "report": uuid::Uuid::now_v7(),
-        "nickname": "x"
+        "nickname": "x", "notes": 42
     }});
     let res = app
         .patch(&format!("{p}/values"), &w.client.token, bad)
@@ -89,6 +90,7 @@ async fn the_agency_defines_the_client_fills_and_the_decision_locks() {
         ("/values/colour", "invalid_choice"),
         ("/values/height", "invalid_value"),
         ("/values/nickname", "unknown_field"),
+        ("/values/notes", "invalid_value"),
         ("/values/photo", "invalid_attachment"),
         ("/values/report", "invalid_attachment"),
         ("/values/seen_at", "invalid_location"),
@@ -116,6 +118,19 @@ async fn the_agency_defines_the_client_fills_and_the_decision_locks() {
             .await;
         let problem = res.assert_problem(422, "validation_failed");
         assert_eq!(problem["errors"][0]["pointer"], "/values/born", "{born}");
+    }
+    // A text takes 1 000 characters, a long text 10 000.
+    for (key, length) in [("subject", 1_001), ("notes", 10_001)] {
+        let res = app
+            .patch(
+                &format!("{p}/values"),
+                &w.client.token,
+                json!({"values": {key: "x".repeat(length)}}),
+            )
+            .await;
+        let problem = res.assert_problem(422, "validation_failed");
+        assert_eq!(problem["errors"][0]["pointer"], format!("/values/{key}"));
+        assert_eq!(problem["errors"][0]["code"], "invalid_value");
     }
     let res = app
         .patch(
@@ -169,7 +184,8 @@ async fn the_agency_defines_the_client_fills_and_the_decision_locks() {
 
     let good = json!({"values": {
         "subject": " Mario Rossi ", "colour": "red", "seen_at": {"latitude": 45.4642, "longitude": 9.19, "place_name": "Duomo"},
-        "born": "1980-12-31", "height": 181.5, "armed": false, "photo": photo, "report": pdf
+        "born": "1980-12-31", "height": 181.5, "armed": false, "photo": photo, "report": pdf,
+        "notes": "y".repeat(5_000)
     }});
     app.patch(&format!("{p}/values"), &w.a_operator.token, good.clone())
         .await
@@ -237,7 +253,7 @@ async fn the_agency_defines_the_client_fills_and_the_decision_locks() {
     // Audit rows for definitions and values.
     assert_eq!(
         app.count(&format!("SELECT COUNT(*) AS n FROM audit_log WHERE case_id = '{case}' AND entity = 'required_data' AND action = 'fill'")),
-        9
+        10
     );
     assert_eq!(
         app.count(&format!("SELECT COUNT(*) AS n FROM audit_log WHERE case_id = '{case}' AND entity = 'required_data' AND action = 'define_fields'")),
