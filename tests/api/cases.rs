@@ -6,7 +6,7 @@ use futures_util::future::join_all;
 use serde_json::{Value, json};
 
 use crate::helpers::{Response, spawn};
-use crate::world::{World, act, assign_agent, buy, create_service, id, start_case, take};
+use crate::world::{World, act, assign_agent, buy, close, create_service, id, start_case, take};
 
 fn ids(body: &Value) -> Vec<String> {
     body["items"]
@@ -1059,12 +1059,7 @@ async fn take_delegate_and_agents_follow_the_agency_rules() {
     .await
     .assert_problem(403, "forbidden");
     // A closed case is nobody's to take or hand on; the problem lists what is still allowed.
-    act(&app, &w.a_operator.token, &case, "complete")
-        .await
-        .assert_status(200);
-    act(&app, &w.client.token, &case, "confirm_completion")
-        .await
-        .assert_status(200);
+    close(&app, &w, &case).await;
     for body in [
         json!({"action": "take"}),
         json!({"action": "delegate", "user_id": w.a_operator.id}),

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::helpers::{Response, TestApp, spawn};
-use crate::world::{World, act, assign_agent, buy, id, start_case};
+use crate::world::{World, assign_agent, buy, close, id, start_case};
 
 /// Follows a creation's `Location` as `token`: the same body back.
 async fn follow<S>(app: &TestApp<S>, created: &Response, token: &str) -> String
@@ -193,12 +193,7 @@ async fn a_case_and_what_is_written_on_it_answer_at_their_location_to_their_read
     }
 
     // The rating of the closed case.
-    act(&app, &w.a_operator.token, &case, "complete")
-        .await
-        .assert_status(200);
-    act(&app, &w.client.token, &case, "confirm_completion")
-        .await
-        .assert_status(200);
+    close(&app, &w, &case).await;
     app.get(&on_case("survey"), &w.client.token)
         .await
         .assert_problem(404, "not_found");

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::helpers::spawn;
-use crate::world::{World, act, assign_agent, buy, id, post_message, start_case};
+use crate::world::{World, act, assign_agent, buy, close, id, post_message, start_case};
 
 fn bodies(body: &Value) -> Vec<String> {
     body["items"]
@@ -148,12 +148,7 @@ async fn each_side_writes_its_own_kind_and_reads_only_its_part() {
     );
 
     // Nobody writes once the case is over.
-    act(&app, &w.a_operator.token, &case, "complete")
-        .await
-        .assert_status(200);
-    act(&app, &w.client.token, &case, "confirm_completion")
-        .await
-        .assert_status(200);
+    close(&app, &w, &case).await;
     for (token, internal) in [
         (&w.client.token, false),
         (&w.a_operator.token, false),

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::attachments::{png, upload};
 use crate::helpers::spawn;
-use crate::world::{World, act, assign_agent, buy, id, start_case};
+use crate::world::{World, act, assign_agent, buy, close, id, start_case};
 
 fn titles(body: &Value) -> Vec<String> {
     body["items"]
@@ -240,12 +240,7 @@ async fn agents_draft_the_agency_moderates_the_client_reads_what_is_published() 
         .await;
     let back = format!("{p}/{}", back.assert_status(201)["id"].as_str().unwrap());
     // Closed (the client confirmed the completion): frozen for good, a draft's publication too.
-    act(&app, &w.a_operator.token, &case, "complete")
-        .await
-        .assert_status(200);
-    act(&app, &w.client.token, &case, "confirm_completion")
-        .await
-        .assert_status(200);
+    close(&app, &w, &case).await;
     let events = || app.count("SELECT COUNT(*) AS n FROM storyline_events");
     let before = events();
     app.post(&p, &w.a_operator.token, json!({"title": "After the end"}))

@@ -177,6 +177,19 @@ where
         .await
 }
 
+/// The case is completed by agency A's operator and confirmed by its client: `closed`.
+pub async fn close<S>(app: &TestApp<S>, w: &World, case: &str)
+where
+    S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
+{
+    act(app, &w.a_operator.token, case, "complete")
+        .await
+        .assert_status(200);
+    act(app, &w.client.token, case, "confirm_completion")
+        .await
+        .assert_status(200);
+}
+
 /// The caller (an operator) takes the case: they become its assignee.
 pub async fn take<S>(app: &TestApp<S>, token: &str, case: &str)
 where
