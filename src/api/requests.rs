@@ -166,17 +166,19 @@ fn check_open(viewer: &Viewer, case: &CaseRow, role: Role, what: &str) -> Result
 }
 
 /// Answers or cancels `current` while it is still open (409 `request_not_open` otherwise),
-/// moves the case's version, and lets the resolution clock run again if nothing else holds it.
+/// moves the case's version, lets the resolution clock run again if nothing else holds it, and
+/// records the new status in the audit trail as `action`: the request as it now stands.
 /// The case's row is locked first, then the request's: `complete` takes them in that order too
 /// (it cancels the open requests), so the two never deadlock on PostgreSQL.
 fn change_open(
     conn: &mut DbConnection,
     notifier: &Notifier,
-    viewer: &Viewer,
+    (viewer, actor): (&Viewer, &Actor),
     (case, current): (&CaseRow, &RequestRow),
+    action: &str,
     changes: &RequestChanges,
     if_match: &IfMatch,
-) -> Result<(), ApiError> {
+) -> Result<RequestRow, ApiError> {
     if current.status != RequestStatus::Open.as_str() {
         return Err(not_open(&current.status));
     }
@@ -187,7 +189,14 @@ fn change_open(
         let not_open = not_open(&current.status);
         return Err(lost_request(conn, current, if_match, not_open));
     }
-    crate::sla::requests_changed(conn, notifier, case)
+    crate::sla::requests_changed(conn, notifier, case)?;
+    let change = Change::on_case(case, "request", &current.id, action).field(
+        "status",
+        Some(current.status.clone()),
+        changes.status.clone(),
+    );
+    repo::audit::append(conn, actor, vec![change])?;
+    repo::requests::find(conn, &current.case_id, &current.id)?.ok_or_else(request_not_found)
 }
 
 fn not_open(status: &str) -> ApiError {
@@ -498,20 +507,15 @@ pub async fn answer_request(
             answered_by: Some(Some(actor.user_id.clone())),
             answered_at: Some(Some(db::now())),
         };
-        change_open(
+        let answered = change_open(
             conn,
             &notifier,
-            &viewer,
+            (&viewer, &actor),
             (&case, &current),
+            "answer",
             &changes,
             &if_match,
         )?;
-        let change = Change::entity("request", &request_id, Some(&case_id), "answer").field(
-            "status",
-            Some(current.status),
-            Some(RequestStatus::Answered.as_str().to_owned()),
-        );
-        repo::audit::append(conn, &actor, vec![change])?;
         notifier.notify(
             conn,
             &case,
@@ -521,7 +525,7 @@ pub async fn answer_request(
             input.text.as_deref().or(Some(&current.prompt)),
             None,
         )?;
-        repo::requests::find(conn, &case_id, &request_id)?.ok_or_else(request_not_found)
+        Ok(answered)
     })
     .await?;
     Ok(HttpResponse::Ok()
@@ -571,18 +575,12 @@ pub async fn cancel_request(
         change_open(
             conn,
             &notifier,
-            &viewer,
+            (&viewer, &actor),
             (&case, &current),
+            "cancel",
             &changes,
             &if_match,
-        )?;
-        let change = Change::entity("request", &request_id, Some(&case_id), "cancel").field(
-            "status",
-            Some(current.status),
-            Some(RequestStatus::Cancelled.as_str().to_owned()),
-        );
-        repo::audit::append(conn, &actor, vec![change])?;
-        repo::requests::find(conn, &case_id, &request_id)?.ok_or_else(request_not_found)
+        )
     })
     .await?;
     Ok(HttpResponse::Ok()

@@ -159,6 +159,25 @@ async fn the_agency_asks_the_client_answers_and_open_ones_are_on_the_card() {
         )),
         6
     );
+    // The answer and the cancellation, each by its author, read by the case's agency.
+    let moved = app.texts(&format!(
+        "SELECT action || ' ' || old_value || ' ' || new_value || ' ' || actor_id || ' ' || \
+         agency_id AS t FROM audit_log WHERE case_id = '{case}' AND entity = 'request' \
+         AND action <> 'create' ORDER BY seq"
+    ));
+    assert_eq!(
+        moved,
+        [
+            Some(format!(
+                "answer open answered {} {}",
+                w.client.id, w.agency_a
+            )),
+            Some(format!(
+                "cancel open cancelled {} {}",
+                w.a_operator.id, w.agency_a
+            )),
+        ]
+    );
 }
 
 /// The card's ETag is the case version, so every change to its open requests must move it: a
