@@ -54,12 +54,7 @@ pub fn insert(conn: &mut DbConnection, row: &EventRow) -> QueryResult<()> {
 }
 
 pub fn find(conn: &mut DbConnection, case_id: &str, id: &str) -> QueryResult<Option<EventRow>> {
-    storyline_events::table
-        .filter(storyline_events::case_id.eq(case_id))
-        .filter(storyline_events::id.eq(id))
-        .select(EventRow::as_select())
-        .first(conn)
-        .optional()
+    find_visible(conn, case_id, id, true)
 }
 
 /// One event of the case, if published or `drafts_too`.
