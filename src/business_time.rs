@@ -156,6 +156,26 @@ impl Calendar {
             .unwrap_or(local)
     }
 
+    /// The open time that daylight-saving jumps take from the calendar's windows (a window in
+    /// a skipped hour is shorter, or gone; a repeated hour gives nothing back to one outside
+    /// it), over the horizon from `from` and a year more, so that a clock started later loses
+    /// no more than this.
+    fn lost_to_clock_changes(&self, from: NaiveDate) -> i64 {
+        let secs_of = |t: NaiveTime| i64::from(t.num_seconds_from_midnight());
+        from.iter_days()
+            .take(HORIZON_DAYS as usize + 366)
+            .filter(|day| !self.holidays.contains(day))
+            .flat_map(|day| {
+                let windows = &self.week[day.weekday().num_days_from_monday() as usize];
+                windows.iter().map(move |&(opens, closes)| {
+                    let nominal = closes.map_or(86_400, secs_of) - secs_of(opens);
+                    let actual = self.instant(day, closes) - self.instant(day, Some(opens));
+                    (nominal - actual.num_seconds()).max(0)
+                })
+            })
+            .sum()
+    }
+
     /// The calendar's open windows that end after `from`, in order, the first cut at `from`.
     fn windows(&self, from: NaiveDateTime) -> impl Iterator<Item = (NaiveDateTime, NaiveDateTime)> {
         // The day before `from`'s local date: a window of that day may still be open.
@@ -223,8 +243,9 @@ impl Hours {
         span.num_seconds()
     }
 
-    /// Whether `secs` seconds of business time fit within the search horizon from any start.
-    pub fn reaches(&self, secs: i64) -> bool {
+    /// Whether `secs` seconds of business time fit within the search horizon from any start
+    /// from `today` on.
+    pub fn reaches(&self, secs: i64, today: NaiveDate) -> bool {
         match self {
             Hours::AroundTheClock => true,
             Hours::Calendar(calendar) => {
@@ -249,7 +270,8 @@ impl Hours {
                     .iter()
                     .map(|d| day[d.weekday().num_days_from_monday() as usize])
                     .sum();
-                day.iter().sum::<i64>() * weeks - holidays >= secs
+                let lost = calendar.lost_to_clock_changes(today);
+                day.iter().sum::<i64>() * weeks - holidays - lost >= secs
             }
         }
     }

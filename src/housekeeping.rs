@@ -101,30 +101,34 @@ pub async fn sweep_in_turns_of(state: &AppState, rows: i64) -> Result<usize, Api
     failure.map_or(Ok(removed), Err)
 }
 
-/// Removes the loose blobs that are due from storage, then their rows; a blob storage fails
-/// to remove stays listed for the next sweep.
+/// Removes the loose blobs that are due from storage, then their rows. A blob storage fails
+/// to remove is due again at the next sweep, after the others: blobs storage keeps refusing
+/// never hold back those behind them.
 async fn sweep_loose_blobs(state: &AppState) -> Result<usize, ApiError> {
     let now = db::now();
+    let later = now + chrono::Duration::from_std(EVERY).unwrap_or_default();
     let mut removed = 0;
     loop {
         let due = db::read(&state.pool, move |conn| {
             Ok(repo::loose_blobs::due(conn, now, BLOBS_PER_ROUND)?)
         })
         .await?;
-        let mut gone = Vec::with_capacity(due.len());
+        let (mut gone, mut kept) = (Vec::with_capacity(due.len()), Vec::new());
         for key in &due {
             if state.blobs.delete(key).await {
                 gone.push(key.clone());
+            } else {
+                kept.push(key.clone());
             }
         }
-        let settled = gone.len();
+        removed += gone.len();
         db::write(&state.pool, move |conn| {
-            Ok(repo::loose_blobs::settle(conn, &gone)?)
+            repo::loose_blobs::settle(conn, &gone)?;
+            Ok(repo::loose_blobs::postpone(conn, &kept, later)?)
         })
         .await?;
-        removed += settled;
-        // A short round was the last; a round storage refused whole would come round again.
-        if due.len() < BLOBS_PER_ROUND as usize || settled == 0 {
+        // Every key of the round is settled or due after `now`: a short round was the last.
+        if due.len() < BLOBS_PER_ROUND as usize {
             return Ok(removed);
         }
     }

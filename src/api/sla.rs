@@ -559,7 +559,7 @@ fn new_policy(
         }
     };
     let hours: Hours = crate::sla::hours_of(calendar.as_ref());
-    if !hours.reaches(input.targets.longest_secs()) {
+    if !hours.reaches(input.targets.longest_secs(), db::now().date()) {
         return Err(ApiError::invalid_field(
             "/targets",
             "out_of_reach",

@@ -540,7 +540,22 @@ pub fn now() -> chrono::NaiveDateTime {
 /// nanoseconds as text, so a cursor or an answer cut to microseconds would miss its row.
 pub fn stored_time(at: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDateTime {
     use chrono::SubsecRound;
-    at.naive_utc().trunc_subsecs(6)
+    without_leap_second(at).trunc_subsecs(6)
+}
+
+/// A leap second (`…:59:60.5`) as the instant after it (`…:00:00.5` the next minute), as
+/// PostgreSQL stores it: chrono keeps it as second 59 with a second and more of nanoseconds,
+/// which SQLite's text would keep as `:60`, an instant most clients cannot read.
+fn without_leap_second(at: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDateTime {
+    use chrono::Timelike;
+    let at = at.naive_utc();
+    match at.nanosecond().checked_sub(1_000_000_000) {
+        Some(nanos) => at
+            .with_nanosecond(nanos)
+            .and_then(|at| at.checked_add_signed(chrono::Duration::seconds(1)))
+            .unwrap_or(at),
+        None => at,
+    }
 }
 
 /// A range filter's bound at the precision both engines store, rounded up to the microsecond:
@@ -548,7 +563,7 @@ pub fn stored_time(at: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDateTime {
 /// (exclusive) keep the same rows on both engines whatever digits the caller sent.
 pub fn time_bound(at: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDateTime {
     let stored = stored_time(at);
-    if stored == at.naive_utc() {
+    if stored == without_leap_second(at) {
         stored
     } else {
         stored + chrono::Duration::microseconds(1)

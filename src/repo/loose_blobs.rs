@@ -25,6 +25,18 @@ pub fn settle(conn: &mut DbConnection, keys: &[String]) -> QueryResult<()> {
         .map(drop)
 }
 
+/// `keys` storage could not remove: due again at `due_at`.
+pub fn postpone(
+    conn: &mut DbConnection,
+    keys: &[String],
+    due_at: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::update(loose_blobs::table.filter(loose_blobs::storage_key.eq_any(keys)))
+        .set(loose_blobs::due_at.eq(due_at))
+        .execute(conn)
+        .map(drop)
+}
+
 /// Up to `limit` keys due by `now`, oldest first (a search of `loose_blobs_due_idx`).
 pub fn due(conn: &mut DbConnection, now: NaiveDateTime, limit: i64) -> QueryResult<Vec<String>> {
     loose_blobs::table

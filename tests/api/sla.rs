@@ -72,6 +72,41 @@ where
 }
 
 #[actix_web::test]
+async fn a_target_is_in_reach_only_of_the_hours_daylight_saving_leaves() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    // One hour a week, the very hour New York skips each March: 1 043 weeks in the 20-year
+    // search hold 1 043 hours, less a lost one a year.
+    let sunday = json!({"name": "Sunday night", "time_zone": "America/New_York",
+                        "hours": [{"weekday": "sun", "opens": "02:00", "closes": "03:00"}]});
+    let res = app.post("/v1/calendars", &w.a_admin.token, sunday).await;
+    let calendar = id(res.assert_status(201));
+    let policy = |hours: i64| {
+        json!({"name": format!("{hours} h"), "calendar_id": calendar,
+               "targets": targets(60, 60, hours * 60)})
+    };
+    let res = app
+        .post("/v1/sla-policies", &w.a_admin.token, policy(1_043))
+        .await;
+    res.assert_problem(422, "out_of_reach");
+    let res = app
+        .post("/v1/sla-policies", &w.a_admin.token, policy(1_020))
+        .await;
+    res.assert_status(201);
+    // Around the clock, a day is 24 hours whatever the zone: nothing lost.
+    let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let hours = days.map(|d| json!({"weekday": d, "opens": "00:00", "closes": "24:00"}));
+    let rome = json!({"name": "Always", "time_zone": "Europe/Rome", "hours": hours});
+    let res = app.post("/v1/calendars", &w.a_admin.token, rome).await;
+    let always = id(res.assert_status(201));
+    let year =
+        json!({"name": "A year", "calendar_id": always, "targets": targets(60, 60, 525_600)});
+    app.post("/v1/sla-policies", &w.a_admin.token, year)
+        .await
+        .assert_status(201);
+}
+
+#[actix_web::test]
 async fn calendars_and_policies_are_managed_by_admins_and_read_by_staff() {
     let app = spawn().await;
     let w = World::new(&app).await;

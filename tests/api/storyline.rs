@@ -763,3 +763,56 @@ async fn a_published_event_is_moderated_by_its_agency_alone() {
     assert_eq!(read().await, before);
     assert_eq!(app.count(&audit_rows), rows_before);
 }
+
+#[actix_web::test]
+async fn a_leap_second_is_the_second_after_it_on_both_engines() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    start_case(&app, &w, &case).await;
+    let p = format!("/v1/cases/{case}/storyline");
+    let op = &w.a_operator.token;
+    // RFC 3339 writes a leap second as `:60`; it is stored and answered as the instant after
+    // it, as PostgreSQL would, so that SQLite keeps no `:60` that clients cannot read.
+    let mut written = Vec::new();
+    for at in [
+        "2026-11-21T14:05:60.5Z",
+        "2026-11-21T14:06:00Z",
+        "2026-11-21T14:06:00.25Z",
+    ] {
+        let res = app
+            .post(&p, op, json!({"occurred_at": at, "title": at}))
+            .await;
+        written.push(res.assert_status(201)["occurred_at"].clone());
+    }
+    assert_eq!(
+        written,
+        [
+            "2026-11-21T14:06:00.500Z",
+            "2026-11-21T14:06:00Z",
+            "2026-11-21T14:06:00.250Z"
+        ]
+    );
+    // One event a page: each once, in time order, none skipped at the leap.
+    let titles: Vec<Value> = app
+        .every_item(&format!("{p}?limit=1"), op)
+        .await
+        .iter()
+        .filter(|e| e["kind"] != "system")
+        .map(|e| e["title"].clone())
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "2026-11-21T14:06:00Z",
+            "2026-11-21T14:06:00.25Z",
+            "2026-11-21T14:05:60.5Z"
+        ]
+    );
+    // A request's due date too.
+    let due = json!({"kind": "question", "prompt": "When?", "due_at": "2030-06-30T23:59:60Z"});
+    let res = app
+        .post(&format!("/v1/cases/{case}/requests"), op, due)
+        .await;
+    assert_eq!(res.assert_status(201)["due_at"], "2030-07-01T00:00:00Z");
+}
