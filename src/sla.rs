@@ -757,9 +757,9 @@ fn columns(clocks: &[Live], done: bool) -> SlaColumns {
 /// The warnings and breaches one write found crossed, each once: a rule-log entry, an audit
 /// row by the rule and the notification of the side that owes the answer (the agency's staff,
 /// the ticket's assignee or every platform staff member); and one audit row for the SLA state
-/// if it changed. Every crossing is logged before anyone is notified: a notification can run an
-/// agency's trigger that changes the case and syncs its clocks again, and what that finds must
-/// come after this sync's rows, not between them.
+/// if it changed. Every crossing is logged, and heard by the webhooks, before anyone is
+/// notified: a notification can run an agency's trigger that changes the case and syncs its
+/// clocks again, and what that finds must come after this sync's rows and deliveries.
 fn record(
     conn: &mut DbConnection,
     notifier: &Notifier,
@@ -829,21 +829,21 @@ fn record(
         repo::rules::record(conn, &entry)?;
         told.push((event, detail));
     }
-    for (event, detail) in told {
-        let body = Some(detail.as_str());
-        match subject {
-            Subject::Case(case, status) => {
-                let to = &[Audience::Agency];
-                notifier.notify(conn, case, event, to, None, body, Some(status))?
-            }
-            Subject::Ticket(ticket, status) => {
-                let ticket = fresh.as_ref().unwrap_or(ticket);
-                let to = &[TicketAudience::Platform];
+    match subject {
+        Subject::Case(case, status) => {
+            let events: Vec<_> = told.iter().map(|(e, d)| (*e, d.as_str())).collect();
+            notifier.notify_each(conn, case, &events, &[Audience::Agency], Some(status))
+        }
+        Subject::Ticket(ticket, status) => {
+            let ticket = fresh.as_ref().unwrap_or(ticket);
+            let to = &[TicketAudience::Platform];
+            for (event, detail) in told {
+                let body = Some(detail.as_str());
                 notifier.notify_ticket(conn, ticket, event, to, &[], None, body, Some(status))?
             }
+            Ok(())
         }
     }
-    Ok(())
 }
 
 /// A clock as `GET /v1/cases/{id}/sla` and `GET /v1/tickets/{id}/sla` show it, counted at

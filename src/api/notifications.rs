@@ -102,7 +102,7 @@ fn reach_or_all(
 
 /// Whom an event on a case tells besides its audiences (`extra`), and whom it leaves to a
 /// notification of their own (`mentioned`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Told<'a> {
     extra: &'a [String],
     mentioned: &'a [String],
@@ -192,6 +192,35 @@ impl Notifier {
         self.deliver(conn, mentioned, about, Event::Mentioned, actor, body, &[])
     }
 
+    /// Several events one write found on a case at once (the SLA crossings of one sync), told
+    /// by the rule that found them: every webhook is queued before any trigger runs, so that
+    /// what a trigger's own change announces comes after all of them, as in the audit trail.
+    pub fn notify_each(
+        &self,
+        conn: &mut DbConnection,
+        case: &CaseRow,
+        events: &[(Event, &str)],
+        to: &[Audience],
+        status: Option<CaseStatus>,
+    ) -> Result<(), ApiError> {
+        let whats: Vec<_> = events
+            .iter()
+            .map(|&(event, body)| crate::webhooks::What {
+                case,
+                event,
+                status,
+                detail: Some(body),
+            })
+            .collect();
+        for what in &whats {
+            crate::webhooks::enqueue(conn, what)?;
+        }
+        for what in &whats {
+            self.announced(conn, what, to, Told::default(), None)?;
+        }
+        Ok(())
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn notify_case(
         &self,
@@ -213,7 +242,21 @@ impl Notifier {
             detail: body,
         };
         crate::webhooks::enqueue(conn, &what)?;
-        let fired = crate::triggers::fire(conn, self, &what)?;
+        self.announced(conn, &what, to, told, actor_id)
+    }
+
+    /// An event its webhooks have heard of: the agency's triggers run on it, then its
+    /// recipients are told.
+    fn announced(
+        &self,
+        conn: &mut DbConnection,
+        what: &crate::webhooks::What,
+        to: &[Audience],
+        told: Told,
+        actor_id: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let (case, event, status, body) = (what.case, what.event, what.status, what.detail);
+        let fired = crate::triggers::fire(conn, self, what)?;
         // Agents stay on a case after it leaves their statuses, but no longer see it: they hear
         // of an event while they see the case as the event found it, or of a move into or out
         // of those statuses (`status`: where it goes; triggers move no status).

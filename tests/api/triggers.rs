@@ -631,6 +631,11 @@ async fn a_trigger_on_a_warning_leaves_the_audit_trail_ending_as_the_case_does()
     )
     .await
     .assert_status(201);
+    let hook =
+        json!({"url": "https://hooks.example/sla", "events": ["sla_warning", "sla_breached"]});
+    app.post("/v1/webhooks", &w.a_admin.token, hook)
+        .await
+        .assert_status(201);
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
     // Both clocks past their warning, long before their targets; begun long enough ago that
     // urgent targets have passed.
@@ -677,6 +682,25 @@ async fn a_trigger_on_a_warning_leaves_the_audit_trail_ending_as_the_case_does()
             logged("trigger")
         ),
         (2, 2, 1)
+    );
+    // A receiver hears of them in the same order: both warnings, then the breaches the
+    // trigger's change found (in the order the deliveries are sent).
+    let heard = app.texts(&format!(
+        "SELECT event || ' ' || payload AS t FROM webhook_deliveries \
+         WHERE case_id = '{case}' ORDER BY next_attempt_at, id"
+    ));
+    let heard: Vec<String> = heard.into_iter().flatten().collect();
+    assert_eq!(heard.len(), 4, "{heard:?}");
+    for (i, clock) in [(0, "first response"), (1, "decision")] {
+        let told = format!("The {clock} clock was at risk");
+        assert!(
+            heard[i].starts_with("sla_warning ") && heard[i].contains(&told),
+            "{heard:?}"
+        );
+    }
+    assert!(
+        heard[2..].iter().all(|h| h.starts_with("sla_breached ")),
+        "{heard:?}"
     );
     let verified = app.get("/v1/audit/verify", &w.platform.token).await;
     assert_eq!(verified.assert_status(200)["intact"], true);
