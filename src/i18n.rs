@@ -6,6 +6,16 @@ use actix_web::{HttpRequest, HttpResponse};
 
 use crate::domain::{CaseAction, CaseStatus, Locale, TicketAction, TicketStatus};
 
+/// The `Accept-Language` header as an operation that answers labels declares it in the spec
+/// (the handlers read it with [`requested`]).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct AcceptLanguage {
+    /// `en`, `it`, `es` or `pl` for labels (else the caller's own locale)
+    #[param(rename = "Accept-Language", nullable = false)]
+    pub sent: Option<String>,
+}
+
 /// The language of a response: the supported language `Accept-Language` ranks highest (by
 /// primary subtag, so `it-IT` is Italian), else the caller's own locale.
 pub fn negotiate(req: &HttpRequest, fallback: Locale) -> Locale {

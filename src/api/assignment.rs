@@ -169,13 +169,18 @@ pub async fn assign_case(
                 format!("A `{status}` case cannot be reassigned."),
             ));
         }
-        if current.assignee_id.as_deref() != Some(assignee.as_str()) {
+        let delegated_by = match input.action {
+            AssignmentAction::Take => None,
+            AssignmentAction::Delegate => Some(actor.user_id.clone()),
+        };
+        // Taking a case delegated to oneself changes who it was delegated by: it leaves the
+        // delegator's "delegated" view, as a ticket does.
+        let moved = current.assignee_id.as_deref() != Some(assignee.as_str());
+        let was_delegated_by = repo::cases::delegated_by(conn, &id)?;
+        if moved || was_delegated_by != delegated_by {
             let changes = CaseChanges {
                 assignee_id: Some(Some(assignee.clone())),
-                delegated_by: Some(match input.action {
-                    AssignmentAction::Take => None,
-                    AssignmentAction::Delegate => Some(actor.user_id.clone()),
-                }),
+                delegated_by: Some(delegated_by.clone()),
                 ..CaseChanges::default()
             };
             // The new assignee's room changes: after the queue, as `reopen` and payments.
@@ -183,12 +188,15 @@ pub async fn assign_case(
             if !repo::cases::update(conn, &id, current.version, &open, &changes)? {
                 return Err(lost_race(conn, &viewer, &id, &open, &if_match));
             }
-            let row = Change::case(&id, input.audit_action()).field(
-                "assignee_id",
-                current.assignee_id.clone(),
-                Some(assignee.clone()),
-            );
-            repo::audit::append(conn, &actor, vec![row])?;
+            let rows = Change::case(&id, input.audit_action()).sent_fields(vec![
+                (
+                    "assignee_id",
+                    current.assignee_id.clone(),
+                    Some(Some(assignee.clone())),
+                ),
+                ("delegated_by", was_delegated_by, Some(delegated_by)),
+            ]);
+            repo::audit::append(conn, &actor, rows)?;
             // The new assignee hears of it (unless they took it themselves).
             notifier.notify_users(
                 conn,

@@ -24,7 +24,7 @@ use crate::http::extract::{
     versioned_response,
 };
 use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
-use crate::i18n;
+use crate::i18n::{self, AcceptLanguage};
 use crate::repo;
 use crate::repo::audit::{Actor, Change};
 use crate::repo::cases::{AssigneeFilter, CardRow, CaseChanges, CaseFilter, CaseRow, CaseScope};
@@ -769,8 +769,8 @@ pub struct ListCasesQuery {
     #[param(value_type = Option<AssigneeParam>, example = "me")]
     pub assignee: Option<AssigneeParam>,
     /// Who delegated the case to its operator: `me` (the "delegated" view: the cases the caller
-    /// handed to another operator, until someone takes them), `none` (cases nobody delegated)
-    /// or a user id.
+    /// handed to another operator, until someone takes them, the new operator included),
+    /// `none` (cases nobody delegated) or a user id. Agency and platform staff only (403).
     #[param(value_type = Option<AssigneeParam>, example = "me")]
     pub delegated_by: Option<AssigneeParam>,
     /// Only this client's cases.
@@ -857,13 +857,13 @@ impl CaseOrder {
 #[utoipa::path(
     tag = "cases",
     operation_id = "list_cases",
-    params(ListCasesQuery, ("Accept-Language" = Option<String>, Header, description = "`en`, `it`, `es` or `pl` for labels")),
+    params(ListCasesQuery, AcceptLanguage),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One page of cases", body = Page<CaseSummary>,
             headers(("Link" = String, description = "`<…>; rel=\"next\"` when another page follows"),
                 ("Vary" = String, description = "`accept-language`: the labels follow it"))),
-        (status = 403, description = "A client filtered by `tag` (clients are not shown tags)"),
+        (status = 403, description = "A client filtered by `tag` (clients are not shown tags), or a client or an agent by `delegated_by` (the agency's own view)"),
     )
 )]
 #[get("/v1/cases")]
@@ -905,6 +905,13 @@ pub async fn list_cases(
         if viewer.role == Role::Client && !query.tag.is_empty() {
             return Err(ApiError::Forbidden(
                 "Clients are not shown tags, nor filter by them.".into(),
+            ));
+        }
+        if matches!(viewer.role, Role::Client | Role::Agent) && query.delegated_by.is_some() {
+            return Err(ApiError::Forbidden(
+                "Who handed a case to whom is the agency's: `delegated_by` is for agency and \
+                 platform staff."
+                    .into(),
             ));
         }
         let tags = query.tag;

@@ -232,6 +232,17 @@ pub fn find(conn: &mut DbConnection, scope: &CaseScope, id: &str) -> QueryResult
         .optional()
 }
 
+/// Who delegated the case to its operator (`None`: nobody, or it was taken since). Kept off
+/// [`CaseRow`], which every card reads: only assignment needs it.
+pub fn delegated_by(conn: &mut DbConnection, id: &str) -> QueryResult<Option<String>> {
+    cases::table
+        .filter(cases::id.eq(id))
+        .select(cases::delegated_by)
+        .first::<Option<String>>(conn)
+        .optional()
+        .map(Option::flatten)
+}
+
 /// The buyer's name, e-mail and identity, as the card shows them to staff.
 #[derive(Debug, Queryable)]
 pub struct ClientOfCase {

@@ -606,9 +606,44 @@ async fn list_filters_combine_and_each_narrows() {
     let theirs = format!("delegated_by={}", w.a_operator.id);
     assert!(q(&theirs, &w.b_operator.token).await.is_empty());
     assert_eq!(q("delegated_by=none", op).await, [a2.as_str(), a1.as_str()]);
-    // Taken back: no longer delegated.
+    // Taken by the operator it was handed to: no longer delegated, and the log says by whom
+    // it had been (the assignee did not move).
+    assign(&a3, admin, json!({"action": "take"})).await;
+    assert!(q("delegated_by=me", op).await.is_empty());
+    assert_eq!(q("assignee=me", admin).await, [a3.as_str()]);
+    let taken = app.texts(&format!(
+        "SELECT field || ' ' || COALESCE(old_value, '-') || ' ' || COALESCE(new_value, '-') \
+         AS t FROM audit_log WHERE case_id = '{a3}' AND action = 'take'"
+    ));
+    let was = format!("delegated_by {} -", w.a_operator.id);
+    assert_eq!(taken, [Some(was)]);
+    // Taken again by the same: nothing changes, nothing is logged.
+    assign(&a3, admin, json!({"action": "take"})).await;
+    let takes = format!("case_id = '{a3}' AND action = 'take'");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE {takes}"
+        )),
+        1
+    );
+    // Delegated once more, then taken back: no longer delegated.
+    assign(
+        &a3,
+        admin,
+        json!({"action": "delegate", "user_id": w.a_operator.id}),
+    )
+    .await;
+    assert_eq!(q("delegated_by=me", admin).await, [a3.as_str()]);
     assign(&a3, op, json!({"action": "take"})).await;
     assert!(q("delegated_by=me", op).await.is_empty());
+    assert!(q("delegated_by=me", admin).await.is_empty());
+    // Who handed a case to whom is the agency's: clients and agents are not shown it, nor
+    // filter by it.
+    for token in [&w.client.token, &w.a_agent.token] {
+        app.get("/v1/cases?delegated_by=none", token)
+            .await
+            .assert_problem(403, "forbidden");
+    }
     assert_eq!(q("assignee=me", op).await, [a3.as_str(), a1.as_str()]);
     app.get("/v1/cases?delegated_by=somebody", op)
         .await
