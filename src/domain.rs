@@ -1,12 +1,18 @@
 //! Vocabulary shared by every resource: roles and locales, with their machine codes.
 
-/// Declares a string enum stored as its snake_case code in the database.
+/// Declares a string enum stored as its snake_case code in the database. The spec describes
+/// it by its own doc comment, then each value its doc comment explains.
 macro_rules! code_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $code:literal),+ $(,)? }) => {
-        $(#[$meta])*
+    (
+        $(#[doc = $doc:literal])* $name:ident {
+            $($(#[doc = $vdoc:literal])* $variant:ident = $code:literal),+ $(,)?
+        }
+    ) => {
+        $(#[doc = $doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize, ::utoipa::ToSchema)]
         #[serde(rename_all = "snake_case")]
-        pub enum $name { $($(#[$vmeta])* $variant),+ }
+        #[schema(description = $crate::domain::described(&[$($doc),*], &[$(($code, &[$($vdoc),*][..])),+]))]
+        pub enum $name { $($(#[doc = $vdoc])* $variant),+ }
 
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
@@ -29,6 +35,19 @@ macro_rules! code_enum {
     };
 }
 pub(crate) use code_enum;
+
+/// An enum's description in the spec: its doc comment's lines (`summary`), then a list of the
+/// values whose doc comments explain them, each with its explanation on one line.
+pub fn described(summary: &[&str], values: &[(&str, &[&str])]) -> String {
+    let line = |l: &&str| l.strip_prefix(' ').unwrap_or(l).trim_end().to_owned();
+    let mut text = summary.iter().map(line).collect::<Vec<_>>().join("\n");
+    for (i, (code, doc)) in values.iter().filter(|(_, doc)| !doc.is_empty()).enumerate() {
+        text.push_str(if i == 0 { "\n\n" } else { "\n" });
+        let explained = doc.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" ");
+        text.push_str(&format!("- `{code}`: {explained}"));
+    }
+    text
+}
 
 code_enum! {
     /// Who a user is on the marketplace; decides what they see and do.

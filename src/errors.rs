@@ -64,17 +64,20 @@ pub struct Problem {
     pub detail: String,
     /// The request path this problem occurred on.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub instance: Option<String>,
     /// Stable snake_case machine code; the same as the last segment of `type`.
     pub code: String,
     /// The `X-Request-Id` of the request, to quote when reporting it.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub request_id: Option<String>,
     /// The rules the request broke, for `validation_failed` and the other 400/422 problems.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
     /// For `wrong_state` (409): what the caller may do in the case's or ticket's current status.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub allowed_actions: Option<AllowedActions>,
 }
 

@@ -2,13 +2,13 @@
 //! (utoipa-actix-web); this module adds what every operation shares: the security scheme and
 //! the problem responses each can return.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use actix_web::dev::{ServiceFactory, ServiceRequest};
 use utoipa::openapi::header::{Header, HeaderBuilder};
 use utoipa::openapi::path::{Operation, Parameter};
 use utoipa::openapi::schema::{
-    AllOfBuilder, AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, Type,
+    AllOfBuilder, AnyOfBuilder, ArrayBuilder, ArrayItems, ObjectBuilder, Schema, Type,
 };
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{
@@ -18,6 +18,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
 
 use crate::api::cases::{AssigneeParam, CaseOrder};
+use crate::api::notifications::Event;
 use crate::domain::Locale;
 use crate::errors::{FieldError, PROBLEM_JSON, Problem};
 use crate::http::idempotency::IDEMPOTENCY_KEY;
@@ -319,6 +320,7 @@ fn finish(mut doc: Document) -> Document {
     answer_needs_text_or_attachments(&mut doc);
     composed_examples(&mut doc);
     pages_show_their_rows(&mut doc);
+    answers_send_their_nulls(&mut doc);
     stream_shows_a_notification(&mut doc);
     doc
 }
@@ -406,6 +408,12 @@ fn composed_examples(doc: &mut Document) {
         ),
         ("AgentsView", json!({"agents": [person]})),
         (
+            "EmailPreferences",
+            json!({"email_enabled": true, "events": Event::ALL.iter().map(|&event| {
+                json!({"event": event, "email": event != Event::MessageReceived})
+            }).collect::<Vec<_>>()}),
+        ),
+        (
             "CaseSlaView",
             json!({"case_id": case_id, "state": "at_risk", "clocks": [clock.clone(), resolution]}),
         ),
@@ -432,20 +440,94 @@ fn composed_examples(doc: &mut Document) {
     );
 }
 
-/// Each page's example is a page of its row's example, so the two cannot drift apart (a generic
-/// schema has no example of its own).
+/// Each page's rows are its row's schema by reference (a generic schema inlines a copy), and
+/// its example a page of the row's example, so neither can drift from the row.
 fn pages_show_their_rows(doc: &mut Document) {
     let schemas = &mut doc.components.get_or_insert_with(Default::default).schemas;
-    let examples: Vec<(String, serde_json::Value)> = schemas
+    let rows: Vec<(String, String)> = schemas
         .keys()
-        .filter_map(|name| {
-            let row = example_of(schemas, name.strip_prefix("Page_")?)?;
-            // The last page: each list's cursor has its own form.
-            let page = serde_json::json!({"items": [row], "next_cursor": null});
-            Some((name.clone(), page))
-        })
+        .filter_map(|page| Some((page.clone(), page.strip_prefix("Page_")?.to_owned())))
+        .filter(|(_, row)| schemas.contains_key(row))
         .collect();
+    let mut examples = Vec::new();
+    for (page, row) in rows {
+        if let Some(example) = example_of(schemas, &row) {
+            // The last page: each list's cursor has its own form.
+            let example = serde_json::json!({"items": [example], "next_cursor": null});
+            examples.push((page.clone(), example));
+        }
+        if let Some(RefOr::T(Schema::Object(page))) = schemas.get_mut(&page)
+            && let Some(RefOr::T(Schema::Array(items))) = page.properties.get_mut("items")
+        {
+            items.items = ArrayItems::RefOrSchema(Box::new(RefOr::Ref(Ref::from_schema_name(row))));
+        }
+    }
     set_examples(schemas, examples);
+}
+
+/// A member of an answer is always sent, `null` when it has no value, unless the server leaves
+/// it out (those are declared `nullable = false`): so every nullable member of a schema only
+/// answers use is required. A schema bodies or parameters also use keeps its optional members.
+fn answers_send_their_nulls(doc: &mut Document) {
+    let components = doc.components.get_or_insert_with(Default::default);
+    let mut answers = BTreeSet::new();
+    let mut inputs = BTreeSet::new();
+    for item in doc.paths.paths.values() {
+        let ops = [&item.get, &item.post, &item.put, &item.patch, &item.delete];
+        for op in ops.into_iter().flatten() {
+            let output = serde_json::json!(op.responses);
+            named_in(&output, &components.schemas, &mut answers);
+            let input = serde_json::json!([op.request_body, op.parameters]);
+            named_in(&input, &components.schemas, &mut inputs);
+        }
+    }
+    for name in answers.difference(&inputs) {
+        let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name) else {
+            continue;
+        };
+        let nullable: Vec<String> = object
+            .properties
+            .iter()
+            .filter(|(member, _)| !object.required.contains(member))
+            .filter(|(_, schema)| accepts_null(schema))
+            .map(|(member, _)| member.clone())
+            .collect();
+        object.required.extend(nullable);
+    }
+}
+
+/// Adds to `found` every schema `value` names, and those they name in turn.
+fn named_in(
+    value: &serde_json::Value,
+    schemas: &BTreeMap<String, RefOr<Schema>>,
+    found: &mut BTreeSet<String>,
+) {
+    match value {
+        serde_json::Value::Object(members) => {
+            let named = members.get("$ref").and_then(|r| r.as_str());
+            if let Some(name) = named.and_then(|r| r.strip_prefix("#/components/schemas/"))
+                && found.insert(name.to_owned())
+                && let Some(schema) = schemas.get(name)
+            {
+                named_in(&serde_json::json!(schema), schemas, found);
+            }
+            members.values().for_each(|v| named_in(v, schemas, found));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| named_in(v, schemas, found)),
+        _ => {}
+    }
+}
+
+/// Whether a member's schema lets it be `null` (`type: [.., "null"]`, or a `oneOf` with a
+/// null, as utoipa writes an optional reference).
+fn accepts_null(schema: &RefOr<Schema>) -> bool {
+    let schema = serde_json::json!(schema);
+    let is_null = |t: &serde_json::Value| t == "null";
+    let typed = schema["type"]
+        .as_array()
+        .is_some_and(|t| t.iter().any(is_null));
+    let one_of = schema["oneOf"].as_array();
+    typed || one_of.is_some_and(|o| o.iter().any(|s| is_null(&s["type"])))
 }
 
 /// Gives each named schema its example.

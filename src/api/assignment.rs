@@ -15,6 +15,7 @@ use crate::db;
 use crate::domain::{CaseStatus, Role};
 use crate::errors::ApiError;
 use crate::http::extract::{IfMatch, ValidJson, etag, versioned_response};
+use crate::i18n::AcceptLanguage;
 use crate::repo;
 use crate::repo::audit::Change;
 use crate::repo::cases::{CaseChanges, CaseScope};
@@ -106,6 +107,7 @@ fn assignable_statuses() -> Vec<CaseStatus> {
     params(
         ("id" = Uuid, Path, description = "Case id"),
         IfMatch,
+        AcceptLanguage,
     ),
     request_body = AssignmentRequest,
     security(("bearer" = [])),

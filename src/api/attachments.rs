@@ -132,31 +132,24 @@ pub fn share_with_client(
     Ok(())
 }
 
-/// `ids` sorted and without repeats, and the error to report if any of them is not an
-/// attachment of the case that the viewer sees (messages, storyline events and answers all
+/// `sent` sorted and without repeats, and the errors to report at those that are not
+/// attachments of the case that the viewer sees (messages, storyline events and answers all
 /// refer to attachments).
 pub fn check_case_attachments(
     conn: &mut db::DbConnection,
     viewer: &Viewer,
     case_id: &str,
-    ids: &[Uuid],
-) -> Result<(Vec<String>, Option<FieldError>), ApiError> {
-    let ids = files::cited_ids(ids);
-    // Most messages carry no attachment: then there is nothing to lock or count.
-    if !ids.is_empty() {
-        repo::attachments::lock_for_citing(conn, case_id, &ids)?;
+    sent: &[Uuid],
+) -> Result<(Vec<String>, Vec<FieldError>), ApiError> {
+    let ids = files::cited_ids(sent);
+    // Most messages carry no attachment: then there is nothing to lock or look up.
+    if ids.is_empty() {
+        return Ok((ids, Vec::new()));
     }
-    let foreign = !ids.is_empty()
-        && repo::attachments::count_of_case(conn, case_id, &ids, sees_internal(viewer))?
-            != ids.len() as i64;
-    let error = foreign.then(|| {
-        FieldError::new(
-            "/attachment_ids",
-            "invalid_attachment",
-            "every id must be an attachment of this case",
-        )
-    });
-    Ok((ids, error))
+    repo::attachments::lock_for_citing(conn, case_id, &ids)?;
+    let found = repo::attachments::found_of_case(conn, case_id, &ids, sees_internal(viewer))?;
+    let detail = "not an attachment of this case";
+    Ok((ids, files::not_found_among(sent, &found, detail)))
 }
 
 /// 409 unless the case takes the caller's file changes: paid and not terminal, and for its

@@ -48,6 +48,7 @@ pub struct AuditEntry {
     /// `case`, `case_agents`, `service`, `user`, `agency`, …
     pub entity: String,
     pub entity_id: String,
+    #[schema(format = "uuid")]
     pub case_id: Option<String>,
     /// `create`, `update`, a workflow action, `take`, `delegate`, `set_agents`, …
     pub action: String,
@@ -55,6 +56,7 @@ pub struct AuditEntry {
     pub field: Option<String>,
     pub old_value: Option<String>,
     pub new_value: Option<String>,
+    #[schema(format = "uuid")]
     pub actor_id: Option<String>,
     pub actor_role: Option<Role>,
     pub request_id: Option<String>,

@@ -53,6 +53,7 @@ pub struct LogoutRequest {
     /// must then still work: another is 401 `invalid_refresh_token` and ends nothing else (a
     /// spent one is reuse, as at `/v1/auth/refresh`: the session it came from ends).
     #[serde(default)]
+    #[schema(default = false)]
     pub everywhere: bool,
 }
 
@@ -68,6 +69,7 @@ pub struct TokenResponse {
     /// JWT to send as `Authorization: Bearer <access_token>`.
     pub access_token: String,
     /// Always `Bearer`.
+    #[schema(pattern = "^Bearer$")]
     pub token_type: String,
     /// Seconds until the access token expires.
     pub expires_in: i64,

@@ -103,6 +103,8 @@ pub struct Resolution {
     "resolution": null,
     "disputed": false,
     "last_survey": null,
+    "sla": {"state": "at_risk", "breached": false, "due_at": "2026-11-24T17:00:00Z"},
+    "tags": ["vip"],
     "version": 7,
     "created_at": "2026-11-20T10:00:00Z",
     "updated_at": "2026-11-22T16:30:00Z",
@@ -137,7 +139,9 @@ pub struct CaseView {
     /// the caller's own side: client, agents, or agency and platform staff), after the caller's
     /// read mark.
     pub unread_messages: i64,
-    /// What the agency asked the client and is still waiting for.
+    /// What the agency asked the client and is still waiting for, newest first: the latest
+    /// 100 (`GET /v1/cases/{id}/requests?status=open` lists them all).
+    #[schema(max_items = 100)]
     pub open_requests: Vec<crate::api::requests::RequestView>,
     /// The buyer with their identity: agency and platform callers only, else `null`.
     pub client: Option<ClientView>,
@@ -617,13 +621,13 @@ pub struct CreateCase {
     tag = "cases",
     operation_id = "create_case",
     request_body = CreateCase,
-    params(IdempotencyKey),
+    params(IdempotencyKey, AcceptLanguage),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = CaseView,
             headers(("Location" = String, description = "The new case's URL"), ("ETag" = String, description = "Its version"))),
         (status = 403, description = "Only clients buy services"),
-        (status = 422, description = "A member breaks a rule, or the service cannot be bought (`service_unavailable`)"),
+        (status = 422, description = "A member breaks a rule, or the service cannot be bought (`service_not_for_sale`: none is active with this id; not to be confused with the 503 `service_unavailable`, an outage)"),
     )
 )]
 #[post("/v1/cases")]
@@ -656,7 +660,7 @@ pub async fn create_case(
             .ok_or_else(|| {
                 ApiError::invalid_field(
                     "/service_id",
-                    "service_unavailable",
+                    "service_not_for_sale",
                     "no active service has this id",
                 )
             })?;
@@ -736,8 +740,19 @@ pub async fn create_case(
 #[serde(untagged)]
 pub enum AssigneeParam {
     Keyword(AssigneeKeyword),
-    User(Uuid),
+    User(UserId),
 }
+
+/// A user's id.
+// Its pattern keeps `me` and `none` from reading as ids too in `AssigneeParam`'s `oneOf`,
+// which takes exactly one.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[schema(
+    value_type = String,
+    format = Uuid,
+    pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)]
+pub struct UserId(pub Uuid);
 
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -752,7 +767,7 @@ impl AssigneeParam {
         match self {
             AssigneeParam::Keyword(AssigneeKeyword::Me) => AssigneeFilter::User(caller_id.into()),
             AssigneeParam::Keyword(AssigneeKeyword::None) => AssigneeFilter::Nobody,
-            AssigneeParam::User(id) => AssigneeFilter::User(id.to_string()),
+            AssigneeParam::User(id) => AssigneeFilter::User(id.0.to_string()),
         }
     }
 }
@@ -964,7 +979,7 @@ pub async fn list_cases(
     tag = "cases",
     operation_id = "get_case",
     params(("id" = Uuid, Path, description = "Case id"),
-           ("Accept-Language" = Option<String>, Header, description = "`en`, `it`, `es` or `pl` for labels")),
+           AcceptLanguage),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The case card", body = CaseView, headers(("ETag" = String, description = "Its version"),
@@ -1160,7 +1175,7 @@ pub fn lost_race(
     params(
         ("id" = Uuid, Path, description = "Case id"),
         IfMatch,
-        ("Accept-Language" = Option<String>, Header, description = "`en`, `it`, `es` or `pl` for labels"),
+        AcceptLanguage,
     ),
     request_body = UpdateCase,
     security(("bearer" = [])),

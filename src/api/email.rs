@@ -28,18 +28,8 @@ pub struct EventChoice {
     pub email: bool,
 }
 
+// Its example, every event in order, is built in `openapi::composed_examples`.
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({
-    "email_enabled": true,
-    "events": [
-        {"event": "status_changed", "email": true},
-        {"event": "message_received", "email": false},
-        {"event": "request_opened", "email": true},
-        {"event": "request_answered", "email": true},
-        {"event": "video_call_opened", "email": true},
-        {"event": "assigned", "email": true}
-    ]
-}))]
 pub struct EmailPreferences {
     /// Whether this server sends e-mail at all (`DOSSIER_SMTP_URL` is set); choices are kept
     /// either way.
@@ -176,6 +166,7 @@ pub struct OutboxMail {
     pub case_id: Option<String>,
     pub event: Event,
     pub recipient: String,
+    #[schema(value_type = crate::domain::Locale)]
     pub locale: String,
     pub subject: String,
     pub status: OutboxStatus,
@@ -302,7 +293,9 @@ pub async fn retry_outbox_mail(
                 ),
             });
         }
-        let change = Change::entity("email", &id, current.case_id.as_deref(), "retry").field(
+        // The platform's own work, whatever case the mail was about: not in that case's trail,
+        // nor read by its agency.
+        let change = Change::outside_cases("email", &id, None, "retry").field(
             "status",
             Some(current.status),
             Some(OutboxStatus::Pending.as_str().to_owned()),

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::db::{self, DbConnection};
 use crate::domain::Role;
-use crate::errors::ApiError;
+use crate::errors::{ApiError, FieldError};
 use crate::http::idempotency::{Answer, Created};
 use crate::repo;
 use crate::storage::BlobUpload;
@@ -517,6 +517,16 @@ pub fn cited_ids(ids: &[Uuid]) -> Vec<String> {
     ids
 }
 
+/// 422 `invalid_attachment` at each of the `attachment_ids` sent (by its place in the array)
+/// that is not among the files `found`.
+pub fn not_found_among(sent: &[Uuid], found: &[String], detail: &str) -> Vec<FieldError> {
+    sent.iter()
+        .enumerate()
+        .filter(|(_, id)| !found.contains(&id.to_string()))
+        .map(|(i, _)| FieldError::new(format!("/attachment_ids/{i}"), "invalid_attachment", detail))
+        .collect()
+}
+
 /// What a download needs to know of a stored file.
 pub struct FileToServe<'a> {
     pub file_name: &'a str,
@@ -559,12 +569,7 @@ pub async fn serve(
     file: FileToServe<'_>,
 ) -> Result<HttpResponse, ApiError> {
     let tag = format!("\"{}\"", file.sha256);
-    let unchanged = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
-    if unchanged {
+    if crate::http::extract::none_match(req, &tag) {
         return Ok(HttpResponse::NotModified()
             .insert_header((header::ETAG, tag))
             .finish());

@@ -102,8 +102,10 @@ pub struct MessageView {
     pub channel: Channel,
     pub internal: bool,
     pub body: String,
+    #[schema(value_type = Vec<String>, format = "uuid")]
     pub attachment_ids: Vec<String>,
     /// The users it mentions (`mentions` when it was posted), by id.
+    #[schema(value_type = Vec<String>, format = "uuid")]
     pub mentions: Vec<String>,
     #[serde(serialize_with = "crate::api::rfc3339")]
     pub created_at: DateTime<Utc>,
@@ -344,6 +346,7 @@ pub struct PostMessage {
     /// `true`: a note between the agency and the case's agents, never shown to the client.
     /// Agents write internal notes only.
     #[serde(default)]
+    #[schema(default = false)]
     pub internal: bool,
     /// Attachments of this case (at most 20).
     #[serde(default)]
@@ -498,8 +501,8 @@ fn post(
         ));
     }
     let (ids, foreign) = check_case_attachments(conn, viewer, &case_id, &input.attachment_ids)?;
-    if let Some(error) = foreign {
-        return Err(ApiError::validation(vec![error]));
+    if !foreign.is_empty() {
+        return Err(ApiError::validation(foreign));
     }
     let internal = direction == Direction::Internal;
     let mentioned = check_mentions(conn, &case, internal, &input.mentions)?;

@@ -53,6 +53,7 @@ code_enum! {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Answer {
     pub text: Option<String>,
+    #[schema(value_type = Vec<String>, format = "uuid")]
     pub attachment_ids: Vec<String>,
     #[schema(format = "uuid")]
     pub answered_by: String,
@@ -497,8 +498,8 @@ pub async fn answer_request(
         if_match.check(current.version)?;
         let (ids, foreign) =
             check_case_attachments(conn, &viewer, &case_id, &input.attachment_ids)?;
-        if let Some(error) = foreign {
-            return Err(ApiError::validation(vec![error]));
+        if !foreign.is_empty() {
+            return Err(ApiError::validation(foreign));
         }
         let changes = RequestChanges {
             status: Some(RequestStatus::Answered.as_str().to_owned()),

@@ -79,8 +79,10 @@ pub struct FieldView {
     pub required: bool,
     /// The choices of a `choice` field.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub options: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub help: Option<String>,
     /// `null` while empty. Text, long text and choice: a string; number; boolean; date:
     /// `YYYY-MM-DD`; image and file: the id of an attachment of this case; location:

@@ -41,6 +41,7 @@ pub struct FieldDefinition {
     #[serde(rename = "type")]
     pub field_type: FieldType,
     #[serde(default)]
+    #[schema(default = false)]
     pub required: bool,
     /// The choices of a `choice` field (1–50 distinct, 1–200 characters each); only for `choice`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -162,6 +163,7 @@ pub struct AgencySummary {
     "active": true,
     "default_priority": "normal",
     "required_data_template": [{"key": "subject_name", "label": "Subject's full name", "type": "text", "required": true}],
+    "sla_policy_id": null,
     "version": 1,
     "created_at": "2026-11-22T09:00:00Z",
     "updated_at": "2026-11-22T09:00:00Z"
@@ -256,8 +258,10 @@ pub struct CreateService {
     #[schema(pattern = "^[A-Z]{3}$", example = "EUR")]
     pub currency: String,
     #[serde(default = "default_true")]
+    #[schema(default = true)]
     pub active: bool,
     #[serde(default = "default_priority")]
+    #[schema(default = "normal")]
     pub default_priority: Priority,
     /// The form its cases start with (at most 100 fields).
     #[serde(default)]

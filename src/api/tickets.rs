@@ -27,7 +27,7 @@ use crate::http::extract::{
     IfMatch, Page, PageRequest, Query, ValidJson, etag, page_response, versioned_response,
 };
 use crate::http::idempotency::{self, Authorized, Created, IdempotencyKey};
-use crate::i18n;
+use crate::i18n::{self, AcceptLanguage};
 use crate::repo;
 use crate::repo::audit::{Actor, Change};
 use crate::repo::tickets::{TicketChanges, TicketFilter, TicketMessageRow, TicketRow, TicketScope};
@@ -334,7 +334,7 @@ fn user_filter(param: Option<AssigneeParam>, caller_id: &str) -> repo::tickets::
     param.map(|p| match p {
         AssigneeParam::Keyword(AssigneeKeyword::Me) => Some(caller_id.to_owned()),
         AssigneeParam::Keyword(AssigneeKeyword::None) => None,
-        AssigneeParam::User(id) => Some(id.to_string()),
+        AssigneeParam::User(id) => Some(id.0.to_string()),
     })
 }
 
@@ -348,7 +348,7 @@ fn user_filter(param: Option<AssigneeParam>, caller_id: &str) -> repo::tickets::
 #[utoipa::path(
     tag = "tickets",
     operation_id = "list_tickets",
-    params(ListTicketsQuery, ("Accept-Language" = Option<String>, Header, description = "`en`, `it`, `es` or `pl` for labels")),
+    params(ListTicketsQuery, AcceptLanguage),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One page of tickets", body = Page<TicketView>,
@@ -425,7 +425,7 @@ pub struct CreateTicket {
     tag = "tickets",
     operation_id = "create_ticket",
     request_body = CreateTicket,
-    params(IdempotencyKey, ("Accept-Language" = Option<String>, Header, description = "`en`, `it`, `es` or `pl` for labels")),
+    params(IdempotencyKey, AcceptLanguage),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Opened", body = TicketView,
@@ -535,7 +535,7 @@ fn open_ticket(
     tag = "tickets",
     operation_id = "get_ticket",
     params(("id" = Uuid, Path, description = "Ticket id"),
-           ("Accept-Language" = Option<String>, Header, description = "`en`, `it`, `es` or `pl` for labels")),
+           AcceptLanguage),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The ticket", body = TicketView, headers(("ETag" = String, description = "Its version"),
@@ -596,7 +596,7 @@ pub struct UpdateTicket {
     params(
         ("id" = Uuid, Path, description = "Ticket id"),
         IfMatch,
-        ("Accept-Language" = Option<String>, Header, description = "`en`, `it`, `es` or `pl` for labels"),
+        AcceptLanguage,
     ),
     request_body = UpdateTicket,
     security(("bearer" = [])),
@@ -738,7 +738,7 @@ impl TicketTransitionRequest {
     params(
         ("id" = Uuid, Path, description = "Ticket id"),
         IfMatch,
-        ("Accept-Language" = Option<String>, Header, description = "`en`, `it`, `es` or `pl` for labels"),
+        AcceptLanguage,
     ),
     request_body = TicketTransitionRequest,
     security(("bearer" = [])),
@@ -860,7 +860,7 @@ pub async fn transition_ticket(
     params(
         ("id" = Uuid, Path, description = "Ticket id"),
         IfMatch,
-        ("Accept-Language" = Option<String>, Header, description = "`en`, `it`, `es` or `pl` for labels"),
+        AcceptLanguage,
     ),
     request_body = AssignmentRequest,
     security(("bearer" = [])),

@@ -17,7 +17,7 @@ use crate::db::{self, DbConnection};
 use crate::domain::{CaseAction, CaseStatus, Locale, Role};
 use crate::errors::{ApiError, FieldError};
 use crate::http::extract::{IfMatch, ValidJson, etag};
-use crate::i18n;
+use crate::i18n::{self, AcceptLanguage};
 use crate::repo;
 use crate::repo::audit::{Actor, Change};
 use crate::repo::cases::{CaseChanges, CaseRow};
@@ -120,6 +120,7 @@ impl TransitionRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NextStep {
     /// `messages`, `tickets` or `survey`.
+    #[schema(pattern = "^(messages|tickets|survey)$")]
     pub rel: &'static str,
     pub href: String,
 }
@@ -147,7 +148,7 @@ pub struct TransitionOutcome {
     params(
         ("id" = Uuid, Path, description = "Case id"),
         IfMatch,
-        ("Accept-Language" = Option<String>, Header, description = "`en`, `it`, `es` or `pl` for labels"),
+        AcceptLanguage,
     ),
     request_body = TransitionRequest,
     security(("bearer" = [])),
@@ -528,7 +529,7 @@ pub struct WorkflowView {
 #[utoipa::path(
     tag = "cases",
     operation_id = "get_workflow",
-    params(("Accept-Language" = Option<String>, Header, description = "`en`, `it`, `es` or `pl` for labels")),
+    params(AcceptLanguage),
     security(("bearer" = [])),
     responses((status = 200, description = "The workflow", body = WorkflowView,
         headers(("Vary" = String, description = "`accept-language`: the labels follow it"))))

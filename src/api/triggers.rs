@@ -100,6 +100,16 @@ fn trigger_event() -> Object {
         .build()
 }
 
+/// [`trigger_event`] in a change, where `null` leaves the event as it is.
+fn trigger_event_or_null() -> Object {
+    let mut schema = trigger_event();
+    schema.schema_type = utoipa::openapi::schema::SchemaType::from_iter([Type::String, Type::Null]);
+    if let Some(values) = schema.enum_values.as_mut() {
+        values.push(serde_json::Value::Null);
+    }
+    schema
+}
+
 #[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
@@ -390,7 +400,7 @@ pub struct UpdateTrigger {
     #[validate(length(min = 1, max = 100))]
     #[schema(min_length = 1, max_length = 100)]
     pub name: Option<String>,
-    #[schema(schema_with = trigger_event)]
+    #[schema(schema_with = trigger_event_or_null)]
     pub event: Option<Event>,
     /// Replaces the conditions.
     #[validate(length(max = 10))]

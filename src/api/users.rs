@@ -138,8 +138,10 @@ pub struct CreateUser {
     /// omit it (their own agency is used) or name only their own agency.
     pub agency_id: Option<Uuid>,
     #[serde(default)]
+    #[schema(default = false)]
     pub admin: bool,
     #[serde(default = "default_locale")]
+    #[schema(default = "en")]
     pub locale: Locale,
     /// Clients only.
     #[validate(length(min = 1, max = 50))]

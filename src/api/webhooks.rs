@@ -76,6 +76,7 @@ pub struct WebhookView {
     /// Only in the answer to its creation or to a change with `rotate_secret`: the key of each
     /// delivery's `Dossier-Signature`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub secret: Option<String>,
     /// Until when the secret the last rotation replaced signs each delivery beside the current
     /// one (`keep_old_secret_hours`); a time past: it signs no more (the hourly sweep then

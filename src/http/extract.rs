@@ -425,19 +425,23 @@ pub fn etag(version: i64) -> String {
     format!("\"{version}\"")
 }
 
-/// 200 with the body and its ETag, or 304 when `If-None-Match` already names this version.
-pub fn versioned_response<T: Serialize>(req: &HttpRequest, version: i64, body: &T) -> HttpResponse {
-    let tag = etag(version);
-    let unchanged = req
-        .headers()
+/// Whether the request's `If-None-Match` names the strong entity tag `tag` (`"…"`), or is `*`.
+/// The comparison is weak, as RFC 9110 has it for `If-None-Match`: `W/"7"` names `"7"`.
+pub fn none_match(req: &HttpRequest, tag: &str) -> bool {
+    req.headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
             v.trim() == "*"
                 || v.split(',')
                     .any(|t| t.trim().trim_start_matches("W/") == tag)
-        });
-    if unchanged {
+        })
+}
+
+/// 200 with the body and its ETag, or 304 when `If-None-Match` already names this version.
+pub fn versioned_response<T: Serialize>(req: &HttpRequest, version: i64, body: &T) -> HttpResponse {
+    let tag = etag(version);
+    if none_match(req, &tag) {
         return HttpResponse::NotModified()
             .insert_header((header::ETAG, tag))
             .finish();

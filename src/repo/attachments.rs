@@ -80,18 +80,18 @@ pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
         .map(|_| ())
 }
 
-/// How many of `ids` are attachments of this case that the reader may see.
-pub fn count_of_case(
+/// Which of `ids` are attachments of this case that the reader may see.
+pub fn found_of_case(
     conn: &mut DbConnection,
     case_id: &str,
     ids: &[String],
     with_internal: bool,
-) -> QueryResult<i64> {
+) -> QueryResult<Vec<String>> {
     seen(with_internal)
         .filter(attachments::case_id.eq(case_id.to_owned()))
         .filter(attachments::id.eq_any(ids.to_vec()))
-        .count()
-        .get_result(conn)
+        .select(attachments::id)
+        .load(conn)
 }
 
 /// Shows the internal ones among `ids` (of this case) to the client; the ids it changed. One

@@ -69,14 +69,14 @@ pub fn delete(conn: &mut DbConnection, ticket_id: &str, id: &str) -> QueryResult
         .map(|n| n == 1)
 }
 
-/// How many of `ids` are files of this ticket. On PostgreSQL their rows are locked KEY SHARE
-/// as they are counted, so that a deletion racing the message citing them (it deletes the row,
+/// Which of `ids` are files of this ticket. On PostgreSQL their rows are locked KEY SHARE as
+/// they are read, so that a deletion racing the message citing them (it deletes the row,
 /// which waits for the lock) then sees the message. SQLite's writes are serialized already.
-pub fn count_of_ticket(
+pub fn found_of_ticket(
     conn: &mut DbConnection,
     ticket_id: &str,
     ids: &[String],
-) -> QueryResult<usize> {
+) -> QueryResult<Vec<String>> {
     let rows = ticket_attachments::table
         .filter(ticket_attachments::ticket_id.eq(ticket_id))
         .filter(ticket_attachments::id.eq_any(ids))
@@ -85,7 +85,6 @@ pub fn count_of_ticket(
         DbConnection::Postgresql(pg) => rows.for_key_share().load::<String>(pg),
         DbConnection::Sqlite(lite) => rows.load::<String>(lite),
     }
-    .map(|found| found.len())
 }
 
 /// Whether a message of the ticket carries the file (a search within the ticket's messages).

@@ -242,16 +242,22 @@ async fn upload_download_list_and_delete_with_the_case_rules() {
     let (status, _, raw) = app.bytes(&download, &w.client.token).await;
     assert_eq!(status.as_u16(), 200);
     assert_eq!(raw, bytes, "the very bytes uploaded");
+    // As sent, weak (`W/`, the weak comparison `If-None-Match` takes), among others, or `*`.
+    let weak = format!("W/{etag}");
+    let listed = format!("\"other\", {etag}");
+    for tag in [etag.as_str(), &weak, &listed, "*"] {
+        let sent = [("if-none-match", tag)];
+        let res = app
+            .call("GET", &download, &w.client.token, None, &sent)
+            .await;
+        assert_eq!(res.status.as_u16(), 304, "{tag}");
+        assert_eq!(res.header("etag"), Some(etag.as_str()));
+    }
+    let sent = [("if-none-match", "\"other\"")];
     let res = app
-        .call(
-            "GET",
-            &download,
-            &w.client.token,
-            None,
-            &[("if-none-match", etag.as_str())],
-        )
+        .call("GET", &download, &w.client.token, None, &sent)
         .await;
-    assert_eq!(res.status.as_u16(), 304);
+    assert_eq!(res.status.as_u16(), 200);
 
     // Text and PDF are accepted; a disguised executable and unknown binaries are not.
     // The agency's files, for the client (staff files are internal unless said otherwise).

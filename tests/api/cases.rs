@@ -197,7 +197,7 @@ async fn buying_is_for_clients_and_active_services_only() {
     .await
     .assert_status(200);
     let res = app.post("/v1/cases", &w.client.token, body.clone()).await;
-    res.assert_problem(422, "service_unavailable");
+    res.assert_problem(422, "service_not_for_sale");
     let res = app
         .post(
             "/v1/cases",
@@ -205,7 +205,7 @@ async fn buying_is_for_clients_and_active_services_only() {
             json!({"service_id": uuid::Uuid::now_v7(), "payment_method": "card", "title": "Title", "description": "Long enough text"}),
         )
         .await;
-    res.assert_problem(422, "service_unavailable");
+    res.assert_problem(422, "service_not_for_sale");
     assert_eq!(app.count("SELECT COUNT(*) AS n FROM cases"), 0);
     assert_eq!(
         app.count("SELECT COUNT(*) AS n FROM audit_log WHERE entity = 'case'"),
@@ -1482,6 +1482,23 @@ async fn labels_come_in_four_languages() {
             .await;
         assert_eq!(wf.assert_status(200)["states"][2]["label"], status);
     }
+    // The writes that answer a card label it in the language asked for too.
+    let italian = [("accept-language", "it")];
+    let bought = json!({"service_id": w.service_a, "payment_method": "card",
+                        "title": "Il venerdì", "description": "Dove va il venerdì?"});
+    let res = app
+        .call("POST", "/v1/cases", &w.client.token, Some(bought), &italian)
+        .await;
+    assert_eq!(res.assert_status(201)["status_label"], "In approvazione");
+    let take = Some(json!({"action": "take"}));
+    let path = format!("/v1/cases/{case}/assignment");
+    let res = app
+        .call("POST", &path, &w.a_operator.token, take, &italian)
+        .await;
+    assert_eq!(
+        res.assert_status(200)["allowed_actions"][0]["label"],
+        "Accetta"
+    );
 }
 
 #[actix_web::test]

@@ -634,12 +634,19 @@ async fn a_message_carries_attachments_of_its_own_case_only() {
         .post(
             &p,
             &w.a_operator.token,
-            json!({"body": "The photo.", "attachment_ids": [ours, theirs]}),
+            json!({"body": "The photo.", "attachment_ids": [ours, theirs, ours, theirs]}),
         )
         .await;
-    let error = &res.assert_problem(422, "validation_failed")["errors"][0];
-    assert_eq!(error["code"], "invalid_attachment");
-    assert_eq!(error["pointer"], "/attachment_ids");
+    // Each foreign id where it was sent.
+    let errors = &res.assert_problem(422, "validation_failed")["errors"];
+    let pointers: Vec<&str> = errors
+        .as_array()
+        .unwrap()
+        .iter()
+        .inspect(|e| assert_eq!(e["code"], "invalid_attachment"))
+        .map(|e| e["pointer"].as_str().unwrap())
+        .collect();
+    assert_eq!(pointers, ["/attachment_ids/1", "/attachment_ids/3"]);
     assert_eq!(written(&app), before);
 
     let res = app

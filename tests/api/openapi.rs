@@ -121,6 +121,75 @@ fn every_body_has_an_example() {
     );
 }
 
+/// Every example fits the schema it illustrates (a schema's own, a member's, a body's or a
+/// parameter's), so that a mock server or a generated test built from them speaks the contract.
+#[test]
+fn every_example_fits_its_schema() {
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(COMMITTED).unwrap()).unwrap();
+    let mut examples = Vec::new();
+    examples_in(&spec, String::from("#"), &mut examples);
+    assert!(
+        examples.len() > 100,
+        "only {} examples found",
+        examples.len()
+    );
+    let mut misfits = Vec::new();
+    for (schema, example) in examples {
+        // The schema by its place in the whole document, so its references resolve.
+        let mut root = spec.clone();
+        root["$ref"] = schema.clone().into();
+        let validator = jsonschema::draft202012::new(&root).unwrap();
+        for error in validator.iter_errors(&example) {
+            misfits.push(format!("{schema} at {}: {error}", error.instance_path()));
+        }
+    }
+    assert!(
+        misfits.is_empty(),
+        "examples off their schema: {misfits:#?}"
+    );
+}
+
+/// The examples below `node` (at `pointer`), each with the pointer of the schema it shows.
+fn examples_in(
+    node: &serde_json::Value,
+    pointer: String,
+    found: &mut Vec<(String, serde_json::Value)>,
+) {
+    let Some(members) = node.as_object() else {
+        if let Some(items) = node.as_array() {
+            for (i, item) in items.iter().enumerate() {
+                examples_in(item, format!("{pointer}/{i}"), found);
+            }
+        }
+        return;
+    };
+    if let Some(example) = members.get("example") {
+        // A body or a parameter names its schema; a schema is its own.
+        let schema = match members.contains_key("schema") {
+            true => format!("{pointer}/schema"),
+            false => pointer.clone(),
+        };
+        found.push((schema, example.clone()));
+    }
+    for (key, value) in members {
+        if key != "example" {
+            // A JSON pointer's escapes, then a URI fragment's (media types hold spaces).
+            let key = key.replace('~', "~0").replace('/', "~1");
+            let key: String = key
+                .bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                        char::from(b).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect();
+            examples_in(value, format!("{pointer}/{key}"), found);
+        }
+    }
+}
+
 /// Every `$ref` names a schema the document defines (a dangling one breaks generated clients).
 #[test]
 fn every_reference_resolves() {

@@ -154,8 +154,9 @@ async fn a_tickets_files_are_its_two_sides_and_stay_once_a_message_carries_them(
             )
             .await;
         let problem = res.assert_problem(422, "validation_failed");
+        assert_eq!(problem["errors"].as_array().unwrap().len(), 1);
         assert_eq!(problem["errors"][0]["code"], "invalid_attachment");
-        assert_eq!(problem["errors"][0]["pointer"], "/attachment_ids");
+        assert_eq!(problem["errors"][0]["pointer"], "/attachment_ids/1");
     }
     let many = vec![policy.clone(); 21];
     let res = app

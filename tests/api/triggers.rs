@@ -68,6 +68,8 @@ async fn triggers_are_their_agency_admins_and_bad_ones_are_refused() {
             .as_array()
             .unwrap()
             .iter()
+            // A change's `null` leaves the event as it was.
+            .filter(|e| !(body == "UpdateTrigger" && e.is_null()))
             .map(|e| e.as_str().unwrap())
             .collect();
         assert_eq!(events.len(), 10, "{body}: {events:?}");

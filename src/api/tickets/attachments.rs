@@ -15,7 +15,7 @@ use crate::app::AppState;
 use crate::auth::Token;
 use crate::db::{self, DbConnection};
 use crate::domain::TicketParty;
-use crate::errors::{ApiError, FieldError};
+use crate::errors::ApiError;
 use crate::http::extract::{Page, PageRequest, Query, page_response};
 use crate::http::idempotency::{self, Authorized, IdempotencyKey};
 use crate::repo;
@@ -104,22 +104,20 @@ fn worked_ticket(
 }
 
 /// The `attachment_ids` of a message on the ticket, sorted and without repeats, as stored:
-/// 422 `invalid_attachment` unless each is a file of this ticket. On PostgreSQL the files stay
-/// locked to the commit (see [`repo::ticket_attachments::count_of_ticket`]).
+/// 422 `invalid_attachment` at each that is not a file of this ticket. On PostgreSQL the files
+/// stay locked to the commit (see [`repo::ticket_attachments::found_of_ticket`]).
 pub(super) fn check_cited(
     conn: &mut DbConnection,
     ticket_id: &str,
-    ids: &[Uuid],
+    sent: &[Uuid],
 ) -> Result<String, ApiError> {
-    let ids = files::cited_ids(ids);
-    if !ids.is_empty()
-        && repo::ticket_attachments::count_of_ticket(conn, ticket_id, &ids)? != ids.len()
-    {
-        return Err(ApiError::validation(vec![FieldError::new(
-            "/attachment_ids",
-            "invalid_attachment",
-            "every id must be a file of this ticket",
-        )]));
+    let ids = files::cited_ids(sent);
+    if !ids.is_empty() {
+        let found = repo::ticket_attachments::found_of_ticket(conn, ticket_id, &ids)?;
+        let errors = files::not_found_among(sent, &found, "not a file of this ticket");
+        if !errors.is_empty() {
+            return Err(ApiError::validation(errors));
+        }
     }
     Ok(serde_json::json!(ids).to_string())
 }
