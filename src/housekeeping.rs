@@ -103,11 +103,12 @@ pub async fn sweep_in_turns_of(state: &AppState, rows: i64) -> Result<usize, Api
 
 /// Removes the loose blobs that are due from storage, then their rows. A blob storage fails
 /// to remove is due again at the next sweep, after the others: blobs storage keeps refusing
-/// never hold back those behind them.
+/// never hold back those behind them. Two rounds in a row that remove nothing end the sweep
+/// (storage is down), so that the rest of the housekeeping still runs.
 async fn sweep_loose_blobs(state: &AppState) -> Result<usize, ApiError> {
     let now = db::now();
     let later = now + chrono::Duration::from_std(EVERY).unwrap_or_default();
-    let mut removed = 0;
+    let (mut removed, mut barren) = (0, 0);
     loop {
         let due = db::read(&state.pool, move |conn| {
             Ok(repo::loose_blobs::due(conn, now, BLOBS_PER_ROUND)?)
@@ -122,13 +123,14 @@ async fn sweep_loose_blobs(state: &AppState) -> Result<usize, ApiError> {
             }
         }
         removed += gone.len();
+        barren = if gone.is_empty() { barren + 1 } else { 0 };
         db::write(&state.pool, move |conn| {
             repo::loose_blobs::settle(conn, &gone)?;
             Ok(repo::loose_blobs::postpone(conn, &kept, later)?)
         })
         .await?;
         // Every key of the round is settled or due after `now`: a short round was the last.
-        if due.len() < BLOBS_PER_ROUND as usize {
+        if due.len() < BLOBS_PER_ROUND as usize || barren == 2 {
             return Ok(removed);
         }
     }

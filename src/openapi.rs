@@ -8,7 +8,7 @@ use actix_web::dev::{ServiceFactory, ServiceRequest};
 use utoipa::openapi::header::{Header, HeaderBuilder};
 use utoipa::openapi::path::{Operation, Parameter};
 use utoipa::openapi::schema::{
-    AllOfBuilder, AnyOfBuilder, ArrayBuilder, ArrayItems, ObjectBuilder, Schema, Type,
+    AllOfBuilder, AnyOfBuilder, ArrayBuilder, ArrayItems, Object, ObjectBuilder, Schema, Type,
 };
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{
@@ -482,17 +482,27 @@ fn answers_send_their_nulls(doc: &mut Document) {
         }
     }
     for name in answers.difference(&inputs) {
-        let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name) else {
-            continue;
+        // An object, or the members a composition (a flattened struct) adds to its parts.
+        let objects: Vec<&mut Object> = match components.schemas.get_mut(name) {
+            Some(RefOr::T(Schema::Object(object))) => vec![object],
+            Some(RefOr::T(Schema::AllOf(all))) => (all.items.iter_mut())
+                .filter_map(|item| match item {
+                    RefOr::T(Schema::Object(object)) => Some(object),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
         };
-        let nullable: Vec<String> = object
-            .properties
-            .iter()
-            .filter(|(member, _)| !object.required.contains(member))
-            .filter(|(_, schema)| accepts_null(schema))
-            .map(|(member, _)| member.clone())
-            .collect();
-        object.required.extend(nullable);
+        for object in objects {
+            let nullable: Vec<String> = object
+                .properties
+                .iter()
+                .filter(|(member, _)| !object.required.contains(member))
+                .filter(|(_, schema)| accepts_null(schema))
+                .map(|(member, _)| member.clone())
+                .collect();
+            object.required.extend(nullable);
+        }
     }
 }
 

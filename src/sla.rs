@@ -757,9 +757,10 @@ fn columns(clocks: &[Live], done: bool) -> SlaColumns {
 /// The warnings and breaches one write found crossed, each once: a rule-log entry, an audit
 /// row by the rule and the notification of the side that owes the answer (the agency's staff,
 /// the ticket's assignee or every platform staff member); and one audit row for the SLA state
-/// if it changed. Every crossing is logged, and heard by the webhooks, before anyone is
-/// notified: a notification can run an agency's trigger that changes the case and syncs its
-/// clocks again, and what that finds must come after this sync's rows and deliveries.
+/// if it changed. Every crossing is logged, and on a case heard by the webhooks, before anyone
+/// is notified: a notification can run an agency's trigger that changes the case and syncs its
+/// clocks again, and what that finds must come after this sync's rows and deliveries (tickets
+/// have no triggers: each crossing is told in turn).
 fn record(
     conn: &mut DbConnection,
     notifier: &Notifier,

@@ -199,17 +199,20 @@ pub async fn assign_case(
                 ("delegated_by", was_delegated_by, Some(delegated_by)),
             ]);
             repo::audit::append(conn, &actor, rows)?;
-            // The new assignee hears of it (unless they took it themselves).
-            notifier.notify_users(
-                conn,
-                &current,
-                Event::Assigned,
-                &[],
-                &[assignee],
-                Some(&actor.user_id),
-                None,
-                None,
-            )?;
+            // The new assignee hears of it (unless they took it themselves); a case that stays
+            // with its operator is assigned to no one (no `assigned` event, webhook or trigger).
+            if moved {
+                notifier.notify_users(
+                    conn,
+                    &current,
+                    Event::Assigned,
+                    &[],
+                    &[assignee],
+                    Some(&actor.user_id),
+                    None,
+                    None,
+                )?;
+            }
         }
         reload_card(conn, &viewer, &id)
     })

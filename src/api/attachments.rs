@@ -132,7 +132,7 @@ pub fn share_with_client(
     Ok(())
 }
 
-/// `sent` sorted and without repeats, and the errors to report at those that are not
+/// The ids `sent`, sorted and without repeats, and the errors to report at those that are not
 /// attachments of the case that the viewer sees (messages, storyline events and answers all
 /// refer to attachments).
 pub fn check_case_attachments(

@@ -607,8 +607,14 @@ async fn list_filters_combine_and_each_narrows() {
     assert!(q(&theirs, &w.b_operator.token).await.is_empty());
     assert_eq!(q("delegated_by=none", op).await, [a2.as_str(), a1.as_str()]);
     // Taken by the operator it was handed to: no longer delegated, and the log says by whom
-    // it had been (the assignee did not move).
+    // it had been; the case stays with its operator, so no one hears of an assignment.
+    let hook = json!({"url": "https://hooks.example/assigned", "events": ["assigned"]});
+    app.post("/v1/webhooks", admin, hook)
+        .await
+        .assert_status(201);
+    let assigned = "SELECT COUNT(*) AS n FROM webhook_deliveries WHERE event = 'assigned'";
     assign(&a3, admin, json!({"action": "take"})).await;
+    assert_eq!(app.count(assigned), 0);
     assert!(q("delegated_by=me", op).await.is_empty());
     assert_eq!(q("assignee=me", admin).await, [a3.as_str()]);
     let taken = app.texts(&format!(
@@ -626,7 +632,8 @@ async fn list_filters_combine_and_each_narrows() {
         )),
         1
     );
-    // Delegated once more, then taken back: no longer delegated.
+    // Delegated once more (a move, heard of), then taken by its new operator (not one): no
+    // longer delegated.
     assign(
         &a3,
         admin,
@@ -634,9 +641,11 @@ async fn list_filters_combine_and_each_narrows() {
     )
     .await;
     assert_eq!(q("delegated_by=me", admin).await, [a3.as_str()]);
+    assert_eq!(app.count(assigned), 1);
     assign(&a3, op, json!({"action": "take"})).await;
     assert!(q("delegated_by=me", op).await.is_empty());
     assert!(q("delegated_by=me", admin).await.is_empty());
+    assert_eq!(app.count(assigned), 1);
     // Who handed a case to whom is the agency's: clients and agents are not shown it, nor
     // filter by it.
     for token in [&w.client.token, &w.a_agent.token] {

@@ -492,6 +492,78 @@ async fn times_stored_with_nanoseconds_are_cut_to_microseconds() {
     assert_eq!(seen.len(), 5, "{seen:?}");
 }
 
+/// SQLite kept a leap second a caller sent as second 60; upgrading writes it as the instant
+/// after it, which clients read and the storyline's pages find.
+#[actix_web::test]
+async fn leap_seconds_stored_before_are_the_instant_after_them() {
+    use serde_json::json;
+
+    use crate::world::{World, buy, id, start_case};
+
+    let app = crate::helpers::spawn().await;
+    if app._db.is_postgres() {
+        eprintln!("PostgreSQL stores a leap second as the next instant: nothing to rewrite");
+        return;
+    }
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    start_case(&app, &w, &case).await;
+    let op = &w.a_operator.token;
+    let p = format!("/v1/cases/{case}/storyline");
+    let stored = [
+        ("2026-11-21 14:05:60.500", "2026-11-21 14:06:00.500"),
+        ("2026-12-31 23:59:60", "2027-01-01 00:00:00"),
+        ("2026-11-21 14:06:00.250", "2026-11-21 14:06:00.250"),
+    ];
+    for (day, (at, _)) in stored.iter().enumerate() {
+        let event = json!({"title": format!("Event {day}")});
+        let event = id(app.post(&p, op, event).await.assert_status(201));
+        app.sql(&format!(
+            "UPDATE storyline_events SET occurred_at = '{at}' WHERE id = '{event}'"
+        ));
+    }
+    let ask = json!({"kind": "question", "prompt": "When?"});
+    let request = id(app
+        .post(&format!("/v1/cases/{case}/requests"), op, ask)
+        .await
+        .assert_status(201));
+    app.sql(&format!(
+        "UPDATE client_requests SET due_at = '2030-06-30 23:59:60' WHERE id = '{request}'"
+    ));
+    let mut conn = app.state.pool.get().unwrap();
+    revert_through(&mut conn, "20261207000047");
+    run_migrations(&mut conn).unwrap();
+    drop(conn);
+    for (_, now) in stored {
+        let n = app.count(&format!(
+            "SELECT COUNT(*) AS n FROM storyline_events WHERE occurred_at = '{now}'"
+        ));
+        assert_eq!(n, 1, "{now}");
+    }
+    let due = "SELECT COUNT(*) AS n FROM client_requests WHERE due_at = '2030-07-01 00:00:00'";
+    assert_eq!(app.count(due), 1);
+    // In time order, one a page, each once, as RFC 3339 instants.
+    let events = app.every_item(&format!("{p}?limit=1"), op).await;
+    let titles: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e["kind"] != "system")
+        .map(|e| {
+            (
+                e["title"].as_str().unwrap(),
+                e["occurred_at"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            ("Event 2", "2026-11-21T14:06:00.250Z"),
+            ("Event 0", "2026-11-21T14:06:00.500Z"),
+            ("Event 1", "2027-01-01T00:00:00Z"),
+        ]
+    );
+}
+
 /// Upgrading gives every audit row of a case its case's agency, and every row of a service
 /// its service's, so agency admins read the rows written before the column was.
 #[actix_web::test]
@@ -885,6 +957,11 @@ async fn sqlite_connections_open_before_the_upgrade_plan_with_its_statistics() {
     let mut upgrading = app.state.pool.get().unwrap();
     let mut open = app.state.pool.get().unwrap();
     revert_through(&mut upgrading, "20261207000042");
+    // The other connection reads the schema as it is now (it may have read it with the
+    // statistics before the revert, had a worker used it at start-up).
+    diesel::sql_query("SELECT id FROM cases LIMIT 1")
+        .execute(&mut open)
+        .unwrap();
     // Without statistics, the status's index over every client's cases.
     assert!(
         plan(&mut open).contains("cases_status_idx"),
