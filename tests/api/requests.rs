@@ -699,3 +699,31 @@ async fn an_answer_racing_a_cancellation_is_refused_as_its_if_match_says() {
         assert_eq!(seen.assert_status(200)["status"], "cancelled");
     }
 }
+
+#[actix_web::test]
+async fn the_card_shows_the_latest_hundred_open_requests_and_the_list_all() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    start_case(&app, &w, &case).await;
+    let p = format!("/v1/cases/{case}/requests");
+    let mut asked = Vec::new();
+    for i in 0..101 {
+        let ask = json!({"kind": "question", "prompt": format!("Question {i}")});
+        let res = app.post(&p, &w.a_operator.token, ask).await;
+        asked.push(id(res.assert_status(201)));
+    }
+    let card = app.get(&format!("/v1/cases/{case}"), &w.client.token).await;
+    let shown: Vec<String> = card.assert_status(200)["open_requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(id)
+        .collect();
+    let newest: Vec<String> = asked.iter().rev().take(100).cloned().collect();
+    assert_eq!(shown, newest, "the newest 100, newest first");
+    let listed = app
+        .every_item(&format!("{p}?status=open"), &w.client.token)
+        .await;
+    assert_eq!(listed.len(), 101);
+}
