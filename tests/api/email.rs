@@ -359,13 +359,8 @@ async fn mails_to_users_who_can_no_longer_log_in_die_unsent() {
         ))
     };
     assert_eq!(operator_mails("pending"), 1);
-    app.patch(
-        &format!("/v1/users/{}", w.a_operator.id),
-        &w.platform.token,
-        json!({"active": false}),
-    )
-    .await
-    .assert_status(200);
+    app.deactivate_user(&w.platform.token, &w.a_operator.id)
+        .await;
 
     dossier::mailer::spawn(app.state.clone());
     let dead = wait_for_status(&app, &w.platform.token, "dead", 1).await;
@@ -397,13 +392,8 @@ async fn a_mail_whose_addressee_lost_access_after_the_claim_dies_unsent() {
         .clone();
     drop(conn);
     // Deactivated while the batch's earlier mails were being sent.
-    app.patch(
-        &format!("/v1/users/{}", w.a_operator.id),
-        &w.platform.token,
-        json!({"active": false}),
-    )
-    .await
-    .assert_status(200);
+    app.deactivate_user(&w.platform.token, &w.a_operator.id)
+        .await;
     let claim = Claim {
         id: mail.id.clone(),
         lease_end: mail.next_attempt_at,

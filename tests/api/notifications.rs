@@ -221,13 +221,8 @@ async fn a_deactivated_assignees_news_goes_to_the_agency() {
     let w = World::new(&app).await;
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
     take(&app, &w.a_operator.token, &case).await;
-    app.patch(
-        &format!("/v1/users/{}", w.a_operator.id),
-        &w.platform.token,
-        json!({"active": false}),
-    )
-    .await
-    .assert_status(200);
+    app.deactivate_user(&w.platform.token, &w.a_operator.id)
+        .await;
     let before = events(&app, &w.a_admin.token).await.len();
     post_message(&app, &w.client.token, &case, "Anyone there?").await;
     let after = events(&app, &w.a_admin.token).await;

@@ -8,7 +8,7 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Utc};
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn};
-use crate::world::{World, act, buy, id, post_message, start_case};
+use crate::world::{LONG_PAST, World, act, backdate_clocks, buy, id, post_message, start_case};
 
 fn targets(first_response: i64, decision: i64, resolution: i64) -> Value {
     let each =
@@ -611,12 +611,7 @@ async fn the_worker_raises_a_warning_and_a_breach_once_and_the_breach_stays() {
     assert!(delivered().is_empty());
 
     // The first-response clock's warning and target pass (as if 20 minutes went by).
-    app.sql(&format!(
-        "UPDATE sla_clocks SET warn_at = '2026-01-01 09:08:00', due_at = '2026-01-01 09:10:00', \
-         started_at = '2026-01-01 09:00:00', running_since = '2026-01-01 09:00:00' \
-         WHERE case_id = '{case}' AND clock = 'first_response'; \
-         UPDATE cases SET sla_next_at = '2026-01-01 09:08:00' WHERE id = '{case}'"
-    ));
+    backdate_clocks(&app, &case, &["first_response"], LONG_PAST);
     let round = dossier::sla::settle_due(&app.state).await.unwrap();
     assert_eq!((round.done, round.failed), (1, 0));
     let card = app
@@ -739,12 +734,7 @@ async fn a_warned_clock_puts_its_case_at_risk_on_the_card_and_in_the_list() {
             .to_string()
     };
     let (began, warned, due) = (ago(9), ago(1), ago(-1));
-    app.sql(&format!(
-        "UPDATE sla_clocks SET started_at = '{began}', running_since = '{began}', \
-         warn_at = '{warned}', due_at = '{due}' \
-         WHERE case_id = '{case}' AND clock = 'first_response'; \
-         UPDATE cases SET sla_next_at = '{warned}' WHERE id = '{case}'"
-    ));
+    backdate_clocks(&app, &case, &["first_response"], [&began, &warned, &due]);
     let round = dossier::sla::settle_due(&app.state).await.unwrap();
     assert_eq!((round.done, round.failed), (1, 0));
     let card = app
@@ -933,11 +923,7 @@ async fn two_workers_record_a_breach_once() {
     )
     .await;
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
-    app.sql(&format!(
-        "UPDATE sla_clocks SET warn_at = '2026-01-01 09:08:00', due_at = '2026-01-01 09:10:00' \
-         WHERE case_id = '{case}' AND clock = 'first_response'; \
-         UPDATE cases SET sla_next_at = '2026-01-01 09:08:00' WHERE id = '{case}'"
-    ));
+    backdate_clocks(&app, &case, &["first_response"], LONG_PAST);
     // Two nodes' workers wake at the same due time; on PostgreSQL the second waits for the
     // first's lock on the case and finds the breach recorded.
     let (one, two) = futures_util::future::join(

@@ -7,7 +7,7 @@ use actix_web::dev::{Service, ServiceResponse};
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn};
-use crate::world::{World, buy, id, start_case, take};
+use crate::world::{LONG_PAST, World, backdate_clocks, buy, id, start_case, take};
 
 /// How many rows `query`'s WHERE clause finds in `table`.
 fn rows<S>(app: &TestApp<S>, table: &str, filter: &str) -> i64
@@ -555,12 +555,7 @@ async fn a_breach_escalates_through_a_trigger_and_the_new_assignee_hears_of_it()
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
 
     // The first-response clock's warning and target pass (as if 20 minutes went by).
-    app.sql(&format!(
-        "UPDATE sla_clocks SET warn_at = '2026-01-01 09:08:00', due_at = '2026-01-01 09:10:00', \
-         started_at = '2026-01-01 09:00:00', running_since = '2026-01-01 09:00:00' \
-         WHERE case_id = '{case}' AND clock = 'first_response'; \
-         UPDATE cases SET sla_next_at = '2026-01-01 09:08:00' WHERE id = '{case}'"
-    ));
+    backdate_clocks(&app, &case, &["first_response"], LONG_PAST);
     let round = dossier::sla::settle_due(&app.state).await.unwrap();
     assert_eq!((round.done, round.failed), (1, 0));
     let card = app
@@ -641,12 +636,12 @@ async fn a_trigger_on_a_warning_leaves_the_audit_trail_ending_as_the_case_does()
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
     // Both clocks past their warning, long before their targets; begun long enough ago that
     // urgent targets have passed.
-    app.sql(&format!(
-        "UPDATE sla_clocks SET warn_at = '2026-01-01 09:08:00', due_at = '2999-01-01 00:00:00', \
-         started_at = '2026-01-01 09:00:00', running_since = '2026-01-01 09:00:00' \
-         WHERE case_id = '{case}' AND clock IN ('first_response', 'decision'); \
-         UPDATE cases SET sla_next_at = '2026-01-01 09:08:00' WHERE id = '{case}'"
-    ));
+    let times = [
+        "2026-01-01 09:00:00",
+        "2026-01-01 09:08:00",
+        "2999-01-01 00:00:00",
+    ];
+    backdate_clocks(&app, &case, &["first_response", "decision"], times);
     let round = dossier::sla::settle_due(&app.state).await.unwrap();
     assert_eq!((round.done, round.failed), (1, 0));
     let card = app

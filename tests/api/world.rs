@@ -190,6 +190,30 @@ where
         .assert_status(200);
 }
 
+/// A ten-minute clock long past its warning and its target: begun, warned, due.
+pub const LONG_PAST: [&str; 3] = [
+    "2026-01-01 09:00:00",
+    "2026-01-01 09:08:00",
+    "2026-01-01 09:10:00",
+];
+
+/// Moves a case's SLA `clocks` back in time (UTC, `YYYY-MM-DD HH:MM:SS`): begun at `began`, past
+/// their warning share at `warned`, due at `due`; the case is due to the worker at the warning,
+/// so the next `sla::settle_due` finds what they crossed.
+pub fn backdate_clocks<S>(app: &TestApp<S>, case: &str, clocks: &[&str], times: [&str; 3]) {
+    let [began, warned, due] = times;
+    let clocks = clocks
+        .iter()
+        .map(|c| format!("'{c}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    app.sql(&format!(
+        "UPDATE sla_clocks SET started_at = '{began}', running_since = '{began}', \
+         warn_at = '{warned}', due_at = '{due}' WHERE case_id = '{case}' AND clock IN ({clocks}); \
+         UPDATE cases SET sla_next_at = '{warned}' WHERE id = '{case}'"
+    ));
+}
+
 /// The caller (an operator) takes the case: they become its assignee.
 pub async fn take<S>(app: &TestApp<S>, token: &str, case: &str)
 where
