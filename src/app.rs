@@ -10,12 +10,12 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::api::notifications::Notifier;
 use crate::auth::jwt::Tokens;
 use crate::auth::throttle::LoginThrottle;
 use crate::auth::write_limit::WriteLimit;
 use crate::config::Settings;
 use crate::db::{self, Pool};
+use crate::events::Notifier;
 use crate::http::fallback::{self, RouteTable};
 use crate::http::metrics::Metrics;
 use crate::http::middleware;

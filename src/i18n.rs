@@ -243,12 +243,8 @@ pub enum About<'a> {
 
 /// A notification's title: the case's number, or the ticket's number and subject in quotes,
 /// with the new status's label for status changes.
-pub fn notification_title(
-    event: crate::api::notifications::Event,
-    locale: Locale,
-    about: About,
-) -> String {
-    use crate::api::notifications::Event as E;
+pub fn notification_title(event: crate::events::Event, locale: Locale, about: About) -> String {
+    use crate::events::Event as E;
     let (number, label) = match about {
         About::Case { number, status } => {
             (number.to_owned(), status.map(|s| status_label(s, locale)))

@@ -49,29 +49,9 @@ pub fn spawn(state: web::Data<AppState>) {
 }
 
 async fn run(state: web::Data<AppState>, settings: EmailSettings, transport: Transport) {
-    let mut commits = crate::live::subscribe();
-    loop {
-        // Forget the commits seen so far (our own included) before looking for work: only later
-        // ones wake us, and none falls between the look and the wait. The look is a read, so a
-        // busy server's commits cost the worker one indexed query each, never a write.
-        commits.borrow_and_update();
-        let next = db::read(&state.pool, |conn| Ok(repo::email::next_due(conn)?)).await;
-        let wait = match next {
-            Ok(at) => crate::live::time_until(at, IDLE),
-            Err(e) => {
-                log::error!("e-mail worker cannot read the outbox: {e}");
-                IDLE
-            }
-        };
-        if wait.is_zero() {
-            send_due(&state, &settings, &transport).await;
-            continue;
-        }
-        tokio::select! {
-            changed = commits.changed() => if changed.is_err() { return },
-            _ = tokio::time::sleep(wait) => {}
-        }
-    }
+    let work = || send_due(&state, &settings, &transport);
+    let (wakes, next_due) = (crate::live::subscribe(), repo::email::next_due);
+    crate::live::drain(&state.pool, wakes, "e-mail worker", IDLE, next_due, work).await;
 }
 
 /// Claims a batch of due mails and sends them.

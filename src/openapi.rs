@@ -18,9 +18,9 @@ use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
 
 use crate::api::cases::{AssigneeParam, CaseOrder};
-use crate::api::notifications::Event;
 use crate::domain::Locale;
 use crate::errors::{FieldError, PROBLEM_JSON, Problem};
+use crate::events::Event;
 use crate::http::idempotency::IDEMPOTENCY_KEY;
 use crate::ticket_workflow::TicketAllowedAction;
 

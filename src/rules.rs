@@ -17,12 +17,12 @@ use actix_web::web;
 use chrono::NaiveDateTime;
 use diesel::QueryResult;
 
-use crate::api::notifications::{Event, Notifier, TicketAudience};
 use crate::api::transitions::{self, Mover, TransitionRequest};
 use crate::app::AppState;
 use crate::db::{self, DbConnection};
 use crate::domain::{CaseAction, CaseStatus, TicketAction};
 use crate::errors::ApiError;
+use crate::events::{Event, Notifier, TicketAudience};
 use crate::repo;
 use crate::repo::audit::Change;
 use crate::repo::cases::{CaseChanges, CaseRow, CaseScope};

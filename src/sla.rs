@@ -27,11 +27,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use validator::Validate;
 
-use crate::api::notifications::{Audience, Event, Notifier, TicketAudience};
 use crate::business_time::{Calendar, Hours, OpeningHours};
 use crate::db::{self, DbConnection};
 use crate::domain::{CaseStatus, Priority, TicketStatus, code_enum};
 use crate::errors::ApiError;
+use crate::events::{Audience, Event, Notifier, TicketAudience};
 use crate::repo;
 use crate::repo::audit::Change;
 use crate::repo::cases::CaseRow;

@@ -9,10 +9,10 @@ use std::cell::Cell;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::notifications::{Event, Notifier};
 use crate::db::{self, DbConnection};
 use crate::domain::{CaseStatus, PaymentMethod, Priority, Role, code_enum};
 use crate::errors::{ApiError, FieldError};
+use crate::events::{Event, Notifier};
 use crate::repo;
 use crate::repo::audit::Change;
 use crate::repo::cases::{CaseChanges, CaseRow, CaseScope};

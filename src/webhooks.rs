@@ -15,11 +15,11 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
-use crate::api::notifications::Event;
 use crate::app::AppState;
 use crate::db::{self, DbConnection};
 use crate::domain::{CaseStatus, TicketStatus, code_enum};
 use crate::errors::ApiError;
+use crate::events::Event;
 use crate::repo;
 use crate::repo::cases::CaseRow;
 use crate::repo::tickets::TicketRow;
@@ -99,7 +99,7 @@ impl WebhookEvent {
         }
     }
 
-    /// Whether a delivery carries the event's `detail`: a status change's reason (a ticket's
+    /// Whether a delivery carries the event's `detail`: a status change's reason (else its
     /// resolution), an SLA warning's or breach's account, the members an edit changed; never a
     /// message's or a ticket's text.
     fn tells_detail(self) -> bool {
@@ -421,29 +421,15 @@ fn client(state: &AppState) -> reqwest::Result<reqwest::Client> {
 }
 
 async fn run(state: web::Data<AppState>, client: reqwest::Client) {
-    let mut wakes = crate::live::subscribe_webhooks();
-    loop {
-        wakes.borrow_and_update();
-        let next = db::read(&state.pool, |conn| Ok(repo::webhooks::next_due(conn)?)).await;
-        let wait = match next {
-            Ok(at) => crate::live::time_until(at, IDLE),
-            Err(e) => {
-                log::error!("webhook worker cannot read its outbox: {e}");
-                IDLE
-            }
-        };
-        if wait.is_zero() {
-            if let Err(e) = deliver_due_with(&state, &client).await {
-                log::error!("webhook worker cannot claim deliveries: {e}");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            continue;
+    let (state, client) = (&state, &client);
+    let work = move || async move {
+        if let Err(e) = deliver_due_with(state, client).await {
+            log::error!("webhook worker cannot claim deliveries: {e}");
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        tokio::select! {
-            changed = wakes.changed() => if changed.is_err() { return },
-            _ = tokio::time::sleep(wait) => {}
-        }
-    }
+    };
+    let (wakes, next_due) = (crate::live::subscribe_webhooks(), repo::webhooks::next_due);
+    crate::live::drain(&state.pool, wakes, "webhook worker", IDLE, next_due, work).await;
 }
 
 /// One round of the worker: claims the due deliveries and posts them; how many it posted.

@@ -1,5 +1,5 @@
 //! The case lifecycle as data: DESIGN.md's state and action tables live here and nowhere else.
-//! Enforcement (`repo::cases::transition`), each case's `allowed_actions`, `GET /v1/workflow`
+//! Enforcement (`api::transitions::apply`), each case's `allowed_actions`, `GET /v1/workflow`
 //! and the transitions endpoint's description in the spec are all read from [`RULES`] and
 //! [`STATES`].
 
@@ -339,17 +339,17 @@ fn holds_work(state: &State) -> bool {
 }
 
 /// The 422 errors of a transition's inputs (cases' and tickets' alike): each input `requires`
-/// names that is not `present`, and each resolution input `sent` to an action that takes none.
+/// names that was not `sent`, and each resolution input `sent` to an action that takes none.
+/// Inputs arrive trimmed, and an empty one is refused before (422 `length`).
 pub fn input_errors(
     action: &str,
     requires: &[Input],
-    present: impl Fn(Input) -> bool,
     sent: impl Fn(Input) -> bool,
 ) -> Vec<crate::errors::FieldError> {
     use crate::errors::FieldError;
     let mut errors = Vec::new();
     for &input in requires {
-        if !present(input) {
+        if !sent(input) {
             errors.push(FieldError::new(
                 format!("/{input}"),
                 "required",

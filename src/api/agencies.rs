@@ -286,16 +286,21 @@ pub async fn update_agency(
                 .map(|e| e.map(|e| e.trim().to_lowercase())),
             active: input.active,
         };
+        let deactivating = input.active == Some(false);
+        if deactivating {
+            // Its staff go offline below: the queue's lock comes first, before any row, as for
+            // each user a write logs out (`lock_queue`), or the two could wait on each other.
+            repo::presence::lock_queue(conn, &id)?;
+        }
         if !repo::agencies::update(conn, &id, current.version, &changes)? {
             return Err(if_match.lost_race(current.version, "agency"));
         }
         // Reactivating the agency must not bring its staff's old sessions back: their refresh
         // tokens end, and the access tokens issued so far carry an epoch that is now old.
-        if input.active == Some(false) {
+        if deactivating {
             repo::refresh_tokens::revoke_agency(conn, &id)?;
             repo::agencies::end_sessions(conn, &id)?;
-            // No session left for its staff: offline, after the queue's lock.
-            repo::presence::lock_queue(conn, &id)?;
+            // No session left for its staff: offline.
             let everyone = repo::presence::Whose::Agency(&id);
             repo::presence::go_offline(conn, everyone, db::now())?;
             // What its webhooks were still to hear stays untold (they hear nothing new either).

@@ -6,14 +6,15 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 use validator::Validate;
 
-use crate::api::cases::{PersonView, find_visible, lost_race, reload_card, wrong_state};
-use crate::api::notifications::Event;
+use crate::api::case_access::{find_visible, lost_race, wrong_state};
+use crate::api::cases::{PersonView, reload_card};
 use crate::api::{Asked, Asking};
 use crate::app::AppState;
 use crate::auth::Token;
 use crate::db;
 use crate::domain::{CaseStatus, Role};
 use crate::errors::ApiError;
+use crate::events::Event;
 use crate::http::extract::{IfMatch, ValidJson, etag, versioned_response};
 use crate::i18n::AcceptLanguage;
 use crate::repo;

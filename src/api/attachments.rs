@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::api::cases::{Viewer, find_visible, share_locked, wrong_state};
+use crate::api::case_access::{Viewer, find_visible, share_locked, wrong_state};
 use crate::api::files::{self, FileToServe, ListFilesQuery};
 use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
@@ -88,6 +88,7 @@ impl<'a> From<&'a AttachmentRow> for FileToServe<'a> {
 
 /// The multipart form of an upload (for the spec).
 #[derive(ToSchema)]
+// Never built: the handler reads the parts as they stream.
 #[allow(dead_code)]
 #[schema(example = json!({"internal": false, "file": "(the file's bytes)"}))]
 pub struct UploadForm {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::api::{Asked, Asking, cases, tickets, timestamp};
+use crate::api::{Asked, Asking, case_access, tickets, timestamp};
 use crate::app::AppState;
 use crate::auth::Token;
 use crate::db;
@@ -365,7 +365,7 @@ async fn audit_answer(
             Some(Trail::Case(id)) => {
                 format!(
                     "audit-{}.csv",
-                    cases::find_visible(conn, &viewer, id)?.number
+                    case_access::find_visible(conn, &viewer, id)?.number
                 )
             }
             Some(Trail::Ticket(id)) => {

@@ -8,13 +8,13 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use validator::Validate;
 
-use crate::api::notifications::Event;
 use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
 use crate::auth::{AuthUser, Token};
 use crate::db;
 use crate::domain::code_enum;
 use crate::errors::ApiError;
+use crate::events::Event;
 use crate::http::extract::{Page, PageRequest, Query, ValidJson, page_response};
 use crate::repo;
 use crate::repo::audit::Change;
@@ -109,7 +109,7 @@ pub async fn update_email_preferences(
     token: Token,
     body: ValidJson<UpdateEmailPreferences>,
 ) -> Result<HttpResponse, ApiError> {
-    let choices = body.0.events;
+    let mut choices = body.0.events;
     for (i, choice) in choices.iter().enumerate() {
         if choices[..i].iter().any(|c| c.event == choice.event) {
             return Err(ApiError::invalid_field(
@@ -119,6 +119,8 @@ pub async fn update_email_preferences(
             ));
         }
     }
+    // Rows in one order whatever the body's, so two writes of the same user cannot deadlock.
+    choices.sort_by_key(|c| c.event.as_str());
     let enabled = state.settings.email.is_some();
     let prefs = db::write(&state.pool, move |conn| {
         let user = token.user(conn)?.id;

@@ -12,16 +12,16 @@ use uuid::Uuid;
 use validator::Validate;
 
 use crate::api::attachments::{check_case_attachments, share_with_client};
-use crate::api::cases::{
+use crate::api::case_access::{
     Viewer, create_on_case, find_visible, read_on_case, update_locked, wrong_state,
 };
-use crate::api::notifications::{Audience as Notified, Notifier};
 use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
 use crate::auth::Token;
 use crate::db::{self, DbConnection};
 use crate::domain::{CaseStatus, Role, code_enum};
 use crate::errors::ApiError;
+use crate::events::{Audience as Notified, Notifier};
 use crate::http::extract::{Page, PageRequest, Query, ValidJson, page_response};
 use crate::http::idempotency::{Created, IdempotencyKey};
 use crate::repo;

@@ -6,6 +6,7 @@ pub mod assignment;
 pub mod attachments;
 pub mod audit;
 pub mod auth;
+pub mod case_access;
 pub mod cases;
 pub mod email;
 pub mod files;
@@ -25,12 +26,13 @@ pub mod tickets;
 pub mod transitions;
 pub mod triggers;
 pub mod users;
+pub mod video_calls;
 pub mod webhooks;
 
 use actix_web::{HttpMessage, HttpRequest};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::api::cases::Viewer;
+use crate::api::case_access::Viewer;
 use crate::auth::{AuthUser, Token};
 use crate::db::DbConnection;
 use crate::domain::Locale;
@@ -86,10 +88,10 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(requests::get_request)
         .service(requests::answer_request)
         .service(requests::cancel_request)
-        .service(requests::list_video_calls)
-        .service(requests::create_video_call)
-        .service(requests::join_video_call)
-        .service(requests::get_video_call)
+        .service(video_calls::list_video_calls)
+        .service(video_calls::create_video_call)
+        .service(video_calls::join_video_call)
+        .service(video_calls::get_video_call)
         .service(auth::create_token)
         .service(auth::refresh_token)
         .service(auth::logout)
@@ -118,11 +120,11 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(tickets::create_ticket)
         .service(tickets::get_ticket)
         .service(tickets::update_ticket)
-        .service(tickets::transition_ticket)
-        .service(tickets::assign_ticket)
-        .service(tickets::list_ticket_messages)
-        .service(tickets::post_ticket_message)
-        .service(tickets::get_ticket_message)
+        .service(tickets::transitions::transition_ticket)
+        .service(tickets::assignment::assign_ticket)
+        .service(tickets::messages::list_ticket_messages)
+        .service(tickets::messages::post_ticket_message)
+        .service(tickets::messages::get_ticket_message)
         .service(tickets::attachments::upload_ticket_attachment)
         .service(tickets::attachments::list_ticket_attachments)
         .service(tickets::attachments::download_ticket_attachment)
@@ -273,6 +275,11 @@ impl<'de> Deserialize<'de> for PlainDate {
             .map(PlainDate)
             .ok_or_else(|| serde::de::Error::custom("a date as YYYY-MM-DD"))
     }
+}
+
+/// serde's default for a member that is `true` when left out.
+pub fn yes() -> bool {
+    true
 }
 
 /// [`trimmed`] for optional members.

@@ -9,7 +9,8 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use validator::Validate;
 
-use crate::api::cases::{PersonView, visible_case_id};
+use crate::api::case_access::visible_case_id;
+use crate::api::cases::PersonView;
 use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
 use crate::auth::{AuthUser, Token};

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 use validator::Validate;
 
-use crate::api::cases::{Viewer, find_visible, lost_race, wrong_state};
+use crate::api::case_access::{Viewer, find_visible, touch, wrong_state};
 use crate::api::services::{FieldDefinition, check_fields};
 use crate::api::{Asked, Asking};
 use crate::app::AppState;
@@ -22,7 +22,7 @@ use crate::http::extract::{IfMatch, ValidJson, etag, pointer_token, versioned_re
 use crate::repo;
 use crate::repo::attachments::AttachmentRow;
 use crate::repo::audit::Change;
-use crate::repo::cases::{CaseChanges, CaseRow, FieldRow};
+use crate::repo::cases::{CaseRow, FieldRow};
 
 /// The one status in which the form changes.
 const OPEN: [CaseStatus; 1] = [CaseStatus::InApproval];
@@ -202,20 +202,6 @@ fn open_case(
         ));
     }
     Ok(case)
-}
-
-/// Bumps the case version under the same conditions, so a racing `accept` and a form change
-/// cannot both succeed.
-fn touch(
-    conn: &mut DbConnection,
-    viewer: &Viewer,
-    case: &CaseRow,
-    if_match: &IfMatch,
-) -> Result<i64, ApiError> {
-    if !repo::cases::update(conn, &case.id, case.version, &OPEN, &CaseChanges::default())? {
-        return Err(lost_race(conn, viewer, &case.id, &OPEN, if_match));
-    }
-    Ok(case.version + 1)
 }
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]

@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use validator::Validate;
 
-use crate::api::cases::find_visible;
+use crate::api::case_access::find_visible;
 use crate::api::{Asked, Asking, PlainDate, timestamp};
 use crate::app::AppState;
 use crate::auth::{AuthUser, Token};
@@ -371,10 +371,6 @@ fn default_warning_percent() -> i32 {
     80
 }
 
-fn yes() -> bool {
-    true
-}
-
 #[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
@@ -406,7 +402,7 @@ pub struct CreatePolicy {
     #[schema(minimum = 1, maximum = 99, default = 80)]
     pub warning_percent: i32,
     /// Make it the owner's default (default `true`): the previous default stops being one.
-    #[serde(default = "yes")]
+    #[serde(default = "crate::api::yes")]
     #[schema(default = true)]
     pub default: bool,
     /// Minutes of business time per priority and clock, each 1 to 525 600 (a year).

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use validator::Validate;
 
 use crate::api::attachments::{check_case_attachments, share_with_client};
-use crate::api::cases::{
+use crate::api::case_access::{
     Viewer, create_on_case, find_visible, read_on_case, share_locked, wrong_state,
 };
 use crate::api::{Asked, Asking, nullable, timestamp};

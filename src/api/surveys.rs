@@ -8,14 +8,14 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 use validator::Validate;
 
-use crate::api::cases::{Viewer, create_on_case, read_on_case, touch, wrong_state};
+use crate::api::case_access::{Viewer, create_on_case, read_on_case, touch, wrong_state};
 use crate::api::{Asking, timestamp};
 use crate::app::AppState;
 use crate::auth::Token;
 use crate::db::{self, DbConnection};
 use crate::domain::{CaseStatus, Role};
 use crate::errors::ApiError;
-use crate::http::extract::ValidJson;
+use crate::http::extract::{IfMatch, ValidJson};
 use crate::http::idempotency::{Created, IdempotencyKey};
 use crate::repo;
 use crate::repo::audit::{Actor, Change};
@@ -223,7 +223,7 @@ fn rate(
             format!("A case is rated once it is closed; this one is `{status}`."),
         ));
     }
-    touch(conn, viewer, case)?;
+    touch(conn, viewer, case, &IfMatch::default())?;
     let survey = record(conn, actor, case, input.rating, input.comment)?;
     Ok(Created {
         location: Some(survey_url(&case.id, &survey.id)),

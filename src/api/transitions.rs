@@ -7,8 +7,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 use validator::Validate;
 
-use crate::api::cases::{CaseView, find_visible, lost_race, reload_card, wrong_state};
-use crate::api::notifications::{Audience, Event, Notifier};
+use crate::api::case_access::{find_visible, lost_race, wrong_state};
+use crate::api::cases::{CaseView, reload_card};
 use crate::api::storyline::{self, EventKind};
 use crate::api::{Asked, Asking, rfc3339_text, timestamp};
 use crate::app::AppState;
@@ -16,6 +16,7 @@ use crate::auth::{AuthUser, Token};
 use crate::db::{self, DbConnection};
 use crate::domain::{CaseAction, CaseStatus, Locale, Role};
 use crate::errors::{ApiError, FieldError};
+use crate::events::{Audience, Event, Notifier};
 use crate::http::extract::{IfMatch, ValidJson, etag};
 use crate::i18n::{self, AcceptLanguage};
 use crate::repo;
@@ -32,15 +33,18 @@ pub struct TransitionRequest {
     pub action: CaseAction,
     /// Required by `fail_payment`, `reject`, `suspend`, `dispute_completion`, `reopen`,
     /// `cancel`; recorded in the audit trail whenever sent.
+    #[serde(default, deserialize_with = "crate::api::trimmed_opt")]
     #[validate(length(min = 1, max = 2000))]
     #[schema(min_length = 1, max_length = 2000)]
     pub reason: Option<String>,
     /// Required by `complete` (e.g. `solved`, `partially_solved`, `not_solvable`); refused by
     /// every other action.
+    #[serde(default, deserialize_with = "crate::api::trimmed_opt")]
     #[validate(length(min = 1, max = 64))]
     #[schema(min_length = 1, max_length = 64)]
     pub resolution_type: Option<String>,
     /// Required by `complete`; refused by every other action.
+    #[serde(default, deserialize_with = "crate::api::trimmed_opt")]
     #[validate(length(min = 1, max = 10000))]
     #[schema(min_length = 1, max_length = 10000)]
     pub resolution: Option<String>,
@@ -76,22 +80,13 @@ impl TransitionRequest {
             Input::ResolutionType => self.resolution_type.as_deref(),
             Input::Resolution => self.resolution.as_deref(),
         }
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
     }
 
     /// Required inputs that are missing, and resolution inputs the action does not take.
     fn input_errors(&self, rule: &workflow::Rule) -> Vec<FieldError> {
-        let mut errors = workflow::input_errors(
-            rule.action.as_str(),
-            rule.requires,
-            |input| self.input(input).is_some(),
-            |input| match input {
-                Input::ResolutionType => self.resolution_type.is_some(),
-                Input::Resolution => self.resolution.is_some(),
-                Input::Reason => self.reason.is_some(),
-            },
-        );
+        let mut errors = workflow::input_errors(rule.action.as_str(), rule.requires, |input| {
+            self.input(input).is_some()
+        });
         for (name, sent) in [
             ("rating", self.rating.is_some()),
             ("comment", self.comment.is_some()),
@@ -241,9 +236,6 @@ pub async fn transition_case(
         reload_card(conn, &viewer, &id)
     })
     .await?;
-    if rule.has(Effect::AwaitConfirmation) {
-        crate::live::wait_started();
-    }
     let mut next_steps = Vec::new();
     if rule.action == CaseAction::DisputeCompletion {
         next_steps.push(NextStep {
@@ -323,6 +315,10 @@ pub fn apply(
     if closes {
         repo::cases::count_closed(conn, current)?;
     }
+    if rule.has(Effect::AwaitConfirmation) {
+        // The case starts waiting for its client: the auto-close rule has a new deadline.
+        crate::live::will_wake_rules();
+    }
     let flatten = |v: &Option<Option<String>>| v.clone().flatten();
     let change = Change::on_case(current, "case", id, rule.action.as_str());
     let mut audit = change.fields(vec![
@@ -379,7 +375,7 @@ pub fn apply(
     if rule.has(Effect::EndVideoCalls) {
         let now = db::now();
         let ended = Some(rfc3339_text(&timestamp(now)));
-        for call in repo::requests::end_calls(conn, id, now)? {
+        for call in repo::video_calls::end_working(conn, id, now)? {
             audit.push(Change::on_case(current, "video_call", &call, "end").field(
                 "ended_at",
                 None,
@@ -453,13 +449,18 @@ pub fn apply(
         audience.push(Audience::Platform);
     }
     let actor_id = user.map(|actor| actor.user_id.as_str());
+    // The move's reason, else (a completion, which the client is asked to confirm) its
+    // resolution, as a ticket's move tells.
+    let said = input
+        .input(Input::Reason)
+        .or(input.input(Input::Resolution));
     notifier.notify(
         conn,
         current,
         Event::StatusChanged,
         &audience,
         actor_id,
-        input.input(Input::Reason),
+        said,
         Some(rule.to),
     )?;
     if rule.has(Effect::AskForRating) && input.rating.is_none() {

@@ -9,13 +9,13 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use validator::Validate;
 
-use crate::api::notifications::Event;
 use crate::api::{Asked, Asking, timestamp};
 use crate::app::AppState;
 use crate::auth::{AuthUser, Token};
 use crate::db::{self, DbConnection};
 use crate::domain::Role;
 use crate::errors::ApiError;
+use crate::events::Event;
 use crate::http::extract::{
     IfMatch, Page, PageRequest, Query, ValidJson, etag, page_response, versioned_response,
 };
@@ -137,13 +137,9 @@ pub struct CreateTrigger {
     #[schema(min_items = 1, max_items = 10)]
     pub actions: Vec<Action>,
     /// `false` keeps it without running it.
-    #[serde(default = "yes")]
+    #[serde(default = "crate::api::yes")]
     #[schema(default = true)]
     pub active: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// The agency whose triggers an agency admin writes; 403 for everyone else.

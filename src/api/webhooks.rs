@@ -175,8 +175,8 @@ pub async fn list_webhooks(
 /// admin's: every agency's cases and every ticket). Each event is posted as JSON (`id`,
 /// `event`, `occurred_at`, for an event on a case `case` {`id`, `number`, `agency_id`,
 /// `status`}, for one on a ticket (`ticket_…`) `ticket` {`id`, `number`, `agency_id`,
-/// `case_id`, `status`, `priority`}, and `detail`: the reason of a status change (a ticket's
-/// move: its reason, else its resolution; `null` for a move without either: an automatic
+/// `case_id`, `status`, `priority`}, and `detail`: the reason of a status change, else its
+/// resolution (a case's completion, a ticket's resolving; `null` for a move without either: an automatic
 /// close, or the move a message or an assignment made), the account of an SLA warning or breach, or the members a ticket's edit changed
 /// (`ticket_updated`: `subject, priority`); never a message's or a ticket's text) with the headers `Dossier-Event`, `Dossier-Delivery` (the
 /// delivery's id: deliveries are at least once) and `Dossier-Signature`: `t=<unix

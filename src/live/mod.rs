@@ -1,8 +1,11 @@
 //! Wakes the parts of the server that wait for data to change.
 //!
 //! - Every committed write transaction bumps a counter, which the e-mail worker waits on.
-//! - A completed case starting to wait for its client, or a ticket resolved, bumps another,
-//!   which the auto-close rules wait on (`rules`).
+//! - A write that brings a server rule's next firing forward (a case starts waiting for its
+//!   client, a ticket is resolved, an SLA clock starts or resumes) bumps another once it
+//!   committed ([`will_wake_rules`]), which the rules' worker waits on (`rules`).
+//! - A write that queued webhook deliveries bumps a third ([`will_wake_webhooks`]), which the
+//!   webhook worker waits on.
 //! - A notification stream waits for its own user only: the writes that notify someone name
 //!   their recipients ([`will_notify`], collected per write on its database thread by
 //!   `db::write` and the SQLite writer) and, once committed, wake those users' streams from that
@@ -58,13 +61,48 @@ pub fn time_until(at: Option<chrono::NaiveDateTime>, longest: Duration) -> Durat
     })
 }
 
-/// Called once a rule's wait starts and is committed: a case waits for its client's
-/// confirmation, or a ticket was resolved.
-pub fn wait_started() {
-    AWAITING.send_modify(|n| *n = n.wrapping_add(1));
+/// The loop of a worker that drains rows as they fall due (the mail outbox, webhook
+/// deliveries): `work` runs while `next_due` says a row is due; otherwise the worker sleeps
+/// until the next one is (at most `idle`) or `wakes` says a commit may have queued more. Ends
+/// with the process's wake channel.
+pub async fn drain<Work, Fut>(
+    pool: &crate::db::Pool,
+    mut wakes: watch::Receiver<u64>,
+    worker: &str,
+    idle: Duration,
+    next_due: fn(
+        &mut crate::db::DbConnection,
+    ) -> diesel::QueryResult<Option<chrono::NaiveDateTime>>,
+    mut work: Work,
+) where
+    Work: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    loop {
+        // Forget the wakes seen so far (our own commits' included) before looking for work: only
+        // later ones wake us, and none falls between the look and the wait. The look is a read,
+        // so a busy server's commits cost the worker one indexed query each, never a write.
+        wakes.borrow_and_update();
+        let wait = match crate::db::read(pool, move |conn| Ok(next_due(conn)?)).await {
+            Ok(at) => time_until(at, idle),
+            Err(e) => {
+                log::error!("{worker} cannot read its outbox: {e}");
+                idle
+            }
+        };
+        if wait.is_zero() {
+            work().await;
+            continue;
+        }
+        tokio::select! {
+            changed = wakes.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
 }
 
-/// A receiver that wakes when another wait starts ([`wait_started`]).
+/// A receiver that wakes when a committed write brought a rule's next firing forward
+/// ([`will_wake_rules`]).
 pub fn subscribe_waits() -> watch::Receiver<u64> {
     AWAITING.subscribe()
 }
@@ -132,8 +170,9 @@ fn notified_so_far() -> Vec<String> {
     WAKES.with_borrow(|w| w.users.clone())
 }
 
-/// Remembers that the write running on this thread brought a rule's next firing forward (an
-/// SLA clock started or resumed).
+/// Remembers that the write running on this thread brought a rule's next firing forward (a
+/// case waits for its client's confirmation, a ticket was resolved, an SLA clock started or
+/// resumed): the rules' worker wakes once it committed.
 pub fn will_wake_rules() {
     WAKES.with_borrow_mut(|w| w.rules = true);
 }
@@ -158,7 +197,7 @@ pub fn collecting<T>(work: impl FnOnce() -> T) -> (T, Wakes) {
 /// Wakes the streams of the users a committed write notified, and the rules' worker if asked.
 pub fn wake(wakes: &Wakes) {
     if wakes.rules {
-        wait_started();
+        AWAITING.send_modify(|n| *n = n.wrapping_add(1));
     }
     if wakes.webhooks {
         DELIVERIES.send_modify(|n| *n = n.wrapping_add(1));

@@ -43,16 +43,11 @@ pub fn replay(
     key: &str,
     fingerprint: &str,
 ) -> Result<Option<StoredResponse>, ApiError> {
-    // Expired keys of this user go first: cheap (indexed by the primary key); the others go
-    // in `housekeeping`'s hourly sweep.
-    diesel::delete(
-        idempotency_keys::table
-            .filter(idempotency_keys::user_id.eq(user_id))
-            .filter(idempotency_keys::created_at.lt(cutoff())),
-    )
-    .execute(conn)?;
+    // An expired key is no key: `save` takes its place, `housekeeping` removes the others. A
+    // replay deletes nothing, so it locks no row a concurrent write of the user may need.
     let stored = idempotency_keys::table
         .find((user_id, key))
+        .filter(idempotency_keys::created_at.ge(cutoff()))
         .select(StoredResponse::as_select())
         .first(conn)
         .optional()?;
@@ -70,9 +65,8 @@ pub fn replay(
     }
 }
 
-/// Forgets the `limit` oldest expired keys, whoever's: a user who sends no further keyed
-/// request never clears their own (`replay` does that per user). A walk of the `created_at`
-/// index.
+/// Forgets the `limit` oldest expired keys, whoever's (`save` replaces an expired key used
+/// again). A walk of the `created_at` index.
 pub fn delete_expired(conn: &mut DbConnection, limit: i64) -> QueryResult<usize> {
     // The oldest `limit` by their time (a few more when times tie): the key has two columns,
     // which diesel cannot list in a DELETE.
@@ -92,9 +86,9 @@ pub fn delete_expired(conn: &mut DbConnection, limit: i64) -> QueryResult<usize>
     }
 }
 
-/// Records the first response, its body sealed. A concurrent request holding the same key
-/// makes this a unique violation (PostgreSQL waits for it to commit first): that retry
-/// answers 409.
+/// Records the first response, its body sealed, in place of the key's expired record if it
+/// has one. A concurrent request holding the same key makes this a unique violation
+/// (PostgreSQL waits for it to commit first): that retry answers 409.
 pub fn save(
     conn: &mut DbConnection,
     sealer: &Sealer,
@@ -104,6 +98,12 @@ pub fn save(
         &sealing::idempotency_context(&response.user_id, &response.key),
         &response.body,
     )?;
+    diesel::delete(
+        idempotency_keys::table
+            .find((&response.user_id, &response.key))
+            .filter(idempotency_keys::created_at.lt(cutoff())),
+    )
+    .execute(conn)?;
     diesel::insert_into(idempotency_keys::table)
         .values(&StoredResponse {
             body,

@@ -78,6 +78,7 @@ pub mod ticket_attachments;
 pub mod tickets;
 pub mod triggers;
 pub mod users;
+pub mod video_calls;
 pub mod webhooks;
 
 use diesel::QueryResult;

@@ -107,25 +107,35 @@ pub fn unread_count(conn: &mut DbConnection, user_id: &str) -> QueryResult<i64> 
         .get_result(conn)
 }
 
-/// Marks the user's notifications read: those in `ids`, or all when `ids` is `None`.
-/// Returns how many changed.
-pub fn mark_read(
-    conn: &mut DbConnection,
-    user_id: &str,
-    ids: Option<&[String]>,
-) -> QueryResult<usize> {
+/// Marks the user's unread notifications `which` names read; how many changed.
+pub fn mark_read(conn: &mut DbConnection, user_id: &str, which: &Marked) -> QueryResult<usize> {
     let now = crate::db::now();
     let target = notifications::table
         .filter(notifications::user_id.eq(user_id))
         .filter(notifications::read_at.is_null());
-    match ids {
-        Some(ids) => diesel::update(target.filter(notifications::id.eq_any(ids)))
-            .set(notifications::read_at.eq(now))
+    let set = notifications::read_at.eq(now);
+    match which {
+        Marked::These(ids) => diesel::update(target.filter(notifications::id.eq_any(ids)))
+            .set(set)
             .execute(conn),
-        None => diesel::update(target)
-            .set(notifications::read_at.eq(now))
-            .execute(conn),
+        // Ids are UUIDv7 in their text form: they sort as the notifications were written.
+        Marked::All { up_to: Some(last) } => {
+            diesel::update(target.filter(notifications::id.le(last)))
+                .set(set)
+                .execute(conn)
+        }
+        Marked::All { up_to: None } => diesel::update(target).set(set).execute(conn),
     }
+}
+
+/// Which of a user's unread notifications a "read" mark covers.
+#[derive(Debug)]
+pub enum Marked {
+    These(Vec<String>),
+    /// Every one, or those up to this id (the newest the user has seen).
+    All {
+        up_to: Option<String>,
+    },
 }
 
 /// Someone a notification goes to.

@@ -3,7 +3,7 @@
 
 use actix_web::test::TestRequest;
 
-use crate::helpers::{Response, TestApp, spawn, spawn_with};
+use crate::helpers::{AppService, Response, TestApp, spawn, spawn_with};
 use crate::world::{World, act, buy, id};
 
 const BOUNDARY: &str = "dossier-test-boundary-7f3a";
@@ -34,11 +34,7 @@ pub async fn upload<S>(
     bytes: &[u8],
 ) -> Response
 where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
-            Error = actix_web::Error,
-        >,
+    S: AppService,
 {
     upload_to(app, token, &case_files(case), file_name, bytes).await
 }
@@ -57,11 +53,7 @@ pub async fn upload_to<S>(
     bytes: &[u8],
 ) -> Response
 where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
-            Error = actix_web::Error,
-        >,
+    S: AppService,
 {
     app.send(upload_request(token, uri).set_payload(form("file", file_name, bytes)))
         .await
@@ -77,11 +69,7 @@ pub async fn upload_keyed_to<S>(
     bytes: &[u8],
 ) -> Response
 where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
-            Error = actix_web::Error,
-        >,
+    S: AppService,
 {
     let req = upload_request(token, uri).insert_header(("idempotency-key", key));
     app.send(req.set_payload(form("file", file_name, bytes)))
@@ -100,11 +88,7 @@ pub async fn upload_marked<S>(
     bytes: &[u8],
 ) -> Response
 where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
-            Error = actix_web::Error,
-        >,
+    S: AppService,
 {
     let uri = case_files(case);
     upload_marked_to(app, token, &uri, internal, after_file, file_name, bytes).await
@@ -121,11 +105,7 @@ pub async fn upload_marked_to<S>(
     bytes: &[u8],
 ) -> Response
 where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
-            Error = actix_web::Error,
-        >,
+    S: AppService,
 {
     let body = marked_form(internal, after_file, file_name, bytes);
     app.send(upload_request(token, uri).set_payload(body)).await

@@ -1,11 +1,8 @@
-use actix_http::Request;
-use actix_web::body::BoxBody;
-use actix_web::dev::{Service, ServiceResponse};
 use actix_web::test::TestRequest;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, SECRET, TestApp, spawn};
+use crate::helpers::{AppService, PASSWORD, SECRET, TestApp, spawn};
 use crate::world::{World, buy, id, post_message};
 
 #[actix_web::test]
@@ -441,7 +438,7 @@ async fn a_token_accepted_before_is_refused_once_it_expires() {
 /// handler's transaction (`/v1/me`, the case routes), even for a case that does not exist.
 async fn assert_locked_out<S>(app: &TestApp<S>, token: &str)
 where
-    S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
+    S: AppService,
 {
     let case = uuid::Uuid::now_v7();
     let other = uuid::Uuid::now_v7();

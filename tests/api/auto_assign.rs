@@ -2,12 +2,9 @@
 //! room, in turn between equals; with nobody free it waits in the queue until an operator
 //! becomes available.
 
-use actix_http::Request;
-use actix_web::body::BoxBody;
-use actix_web::dev::{Service, ServiceResponse};
 use serde_json::{Value, json};
 
-use crate::helpers::{Response, TestApp, spawn_with};
+use crate::helpers::{AppService, Response, TestApp, spawn_with};
 use crate::world::{World, act, buy, id, set_presence, start_case};
 
 /// Only `available` operators are given work: one who does not want to be disturbed, or is
@@ -290,7 +287,7 @@ async fn the_queue_is_served_oldest_first_and_room_freed_later_is_filled_by_the_
 /// `PATCH /v1/users/{user}` {`capacity`} as `admin`.
 async fn set_capacity<S>(app: &TestApp<S>, admin: &str, user: &str, capacity: Value) -> Response
 where
-    S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
+    S: AppService,
 {
     let body = json!({ "capacity": capacity });
     app.patch(&format!("/v1/users/{user}"), admin, body).await
@@ -299,7 +296,7 @@ where
 /// `user`'s entry in the team `GET /v1/presence` shows `admin`.
 async fn team_member<S>(app: &TestApp<S>, admin: &str, user: &str) -> Value
 where
-    S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
+    S: AppService,
 {
     let team = app.get("/v1/presence", admin).await;
     let items = team.assert_status(200)["items"].as_array().unwrap();

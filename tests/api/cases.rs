@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 
-use crate::helpers::{Response, spawn};
+use crate::helpers::{AppService, Response, spawn};
 use crate::world::{World, act, assign_agent, buy, close, create_service, id, start_case, take};
 
 fn ids(body: &Value) -> Vec<String> {
@@ -281,12 +281,35 @@ async fn idempotency_key_replays_refuses_other_bodies_and_is_per_user() {
         res.assert_problem(400, "invalid_header");
     }
     assert_eq!(app.count("SELECT COUNT(*) AS n FROM cases"), 3);
+    // A second key of the same client, to expire with the first.
+    app.call(
+        "POST",
+        "/v1/cases",
+        &w.client.token,
+        Some(body.clone()),
+        &[("idempotency-key", "buy-0")],
+    )
+    .await
+    .assert_status(201);
     app.sql("UPDATE idempotency_keys SET created_at = '2000-01-01 00:00:00'");
+    let expired = "SELECT COUNT(*) AS n FROM idempotency_keys WHERE created_at < '2001-01-01'";
+    let (keys, stale) = (app.rows_in(&["idempotency_keys"]), app.count(expired));
+    // An expired key is no key, whatever body it was used with: the new answer takes its place.
+    let mut other = body.clone();
+    other["title"] = json!("Bought again");
     let fresh = app
-        .call("POST", "/v1/cases", &w.client.token, Some(body), &key)
+        .call("POST", "/v1/cases", &w.client.token, Some(other), &key)
         .await;
     assert_ne!(fresh.assert_status(201)["id"], first.body["id"]);
     assert_eq!(fresh.header("idempotent-replayed"), None);
+    assert_eq!(app.rows_in(&["idempotency_keys"]), keys);
+    // The other expired keys, the client's own among them, wait for the hourly sweep: a
+    // request deletes (and locks) no key but its own.
+    assert_eq!(app.count(expired), stale - 1);
+    let again = app
+        .call("POST", "/v1/cases", &w.client.token, Some(body), &key)
+        .await;
+    again.assert_problem(422, "idempotency_key_reused");
 }
 
 #[actix_web::test]
@@ -931,9 +954,20 @@ async fn take_delegate_and_agents_follow_the_agency_rules() {
         res.assert_status(200)["assignee"]["id"],
         w.a_admin.id.as_str()
     );
-    // Only other operators of the same agency (not the caller: that is a `take`); `take` names
-    // nobody; clients and agents may not.
-    for bad in [&w.a_agent.id, &w.b_operator.id, &w.client.id, &w.a_admin.id] {
+    // Only other active operators of the same agency (not the caller: that is a `take`); `take`
+    // names nobody; clients and agents may not.
+    let gone = app.create_user("gone@a.example", "agency", Some(&w.agency_a), false);
+    let gone_agent = app.create_user("gone-agent@a.example", "agent", Some(&w.agency_a), false);
+    for user in [&gone, &gone_agent] {
+        app.deactivate_user(&w.a_admin.token, user).await;
+    }
+    for bad in [
+        &w.a_agent.id,
+        &w.b_operator.id,
+        &w.client.id,
+        &w.a_admin.id,
+        &gone,
+    ] {
         let res = app
             .post(
                 &format!("{p}/assignment"),
@@ -986,7 +1020,7 @@ async fn take_delegate_and_agents_follow_the_agency_rules() {
     .await
     .assert_problem(409, "wrong_state");
     start_case(&app, &w, &case).await;
-    for bad in [&w.b_agent.id, &w.a_operator.id, &w.client.id] {
+    for bad in [&w.b_agent.id, &w.a_operator.id, &w.client.id, &gone_agent] {
         let res = app
             .put(
                 &format!("{p}/agents"),
@@ -1300,11 +1334,7 @@ async fn the_clients_identity_is_on_the_card_for_agency_and_platform_only() {
 /// Every row of the log, oldest first, as platform admins read it.
 async fn whole_audit_log<S>(app: &crate::helpers::TestApp<S>, token: &str) -> Vec<Value>
 where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
-            Error = actix_web::Error,
-        >,
+    S: AppService,
 {
     let mut rows = app.every_item("/v1/audit?limit=100", token).await;
     rows.reverse();

@@ -1,23 +1,16 @@
 //! E-mail: the outbox written with the event, delivered by the worker through a real SMTP
 //! server on loopback, localized, per-event choices, retries, dead letters and their retry.
 
-use actix_http::Request;
-use actix_web::body::BoxBody;
-use actix_web::dev::{Service, ServiceResponse};
 use serde_json::json;
 
-use crate::helpers::{TestApp, spawn, spawn_with};
+use crate::helpers::{AppService, TestApp, spawn, spawn_with};
 use crate::smtp::SmtpServer;
 use crate::world::{World, buy, id, post_message, take};
 
 const LINK: &str = "https://app.dossier.test/cases/{case_id}";
 
 /// An app that mails through `smtp`, from a named sender, with links to the app.
-async fn mailing_to(
-    smtp: &SmtpServer,
-) -> TestApp<
-    impl Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error> + use<>,
-> {
+async fn mailing_to(smtp: &SmtpServer) -> TestApp<impl AppService + use<>> {
     spawn_with(&[
         ("DOSSIER_SMTP_URL", &smtp.url),
         ("DOSSIER_EMAIL_FROM", "Dossier <no-reply@dossier.test>"),
@@ -550,11 +543,7 @@ async fn wait_for_status<S>(
     n: usize,
 ) -> Vec<serde_json::Value>
 where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
-            Error = actix_web::Error,
-        >,
+    S: AppService,
 {
     for _ in 0..200 {
         let res = app.get(&format!("/v1/emails?status={status}"), token).await;

@@ -161,6 +161,17 @@ impl Response {
     }
 }
 
+/// The app under test as `spawn` builds it, the bound every helper puts on its service.
+pub trait AppService:
+    Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>
+{
+}
+
+impl<S> AppService for S where
+    S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>
+{
+}
+
 pub struct TestApp<S> {
     pub service: S,
     pub state: web::Data<AppState>,
@@ -170,16 +181,11 @@ pub struct TestApp<S> {
     pub files: Arc<tempfile::TempDir>,
 }
 
-pub async fn spawn()
--> TestApp<impl Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>> {
+pub async fn spawn() -> TestApp<impl AppService> {
     spawn_with(&[]).await
 }
 
-pub async fn spawn_with(
-    extra: &[(&str, &str)],
-) -> TestApp<
-    impl Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error> + use<>,
-> {
+pub async fn spawn_with(extra: &[(&str, &str)]) -> TestApp<impl AppService + use<>> {
     let db = Arc::new(TestDb::new());
     let files = Arc::new(tempfile::tempdir().expect("temp dir"));
     serve(db, files, extra).await.expect("the app starts")
@@ -190,12 +196,7 @@ async fn serve(
     db: Arc<TestDb>,
     files: Arc<tempfile::TempDir>,
     extra: &[(&str, &str)],
-) -> Result<
-    TestApp<
-        impl Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error> + use<>,
-    >,
-    String,
-> {
+) -> Result<TestApp<impl AppService + use<>>, String> {
     let files_dir = files.path().display().to_string();
     let mut extra = extra.to_vec();
     extra.push(("DOSSIER_STORAGE_DIR", &files_dir));
@@ -213,7 +214,7 @@ async fn serve(
 
 impl<S> TestApp<S>
 where
-    S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
+    S: AppService,
 {
     pub async fn send(&self, req: TestRequest) -> Response {
         self.send_request(
@@ -391,7 +392,7 @@ where
 
 impl<S> TestApp<S>
 where
-    S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
+    S: AppService,
 {
     pub async fn put(&self, path: &str, token: &str, body: Value) -> Response {
         self.send(
@@ -430,13 +431,7 @@ where
     pub async fn restarted_with(
         &self,
         extra: &[(&str, &str)],
-    ) -> Result<
-        TestApp<
-            impl Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>
-            + use<S>,
-        >,
-        String,
-    > {
+    ) -> Result<TestApp<impl AppService + use<S>>, String> {
         serve(self._db.clone(), self.files.clone(), extra).await
     }
 }

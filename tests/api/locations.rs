@@ -3,17 +3,13 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Response, TestApp, spawn};
+use crate::helpers::{AppService, Response, TestApp, spawn};
 use crate::world::{World, assign_agent, buy, close, id, start_case};
 
 /// Follows a creation's `Location` as `token`: the same body back.
 async fn follow<S>(app: &TestApp<S>, created: &Response, token: &str) -> String
 where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
-            Error = actix_web::Error,
-        >,
+    S: AppService,
 {
     let body = created.assert_status(201);
     let location = created

@@ -2,16 +2,12 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::spawn;
+use crate::helpers::{AppService, spawn};
 use crate::world::{World, act, assign_agent, buy, id, post_message, take};
 
 async fn events<S>(app: &crate::helpers::TestApp<S>, token: &str) -> Vec<(String, String)>
 where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
-            Error = actix_web::Error,
-        >,
+    S: AppService,
 {
     let res = app.get("/v1/notifications?limit=100", token).await;
     res.assert_status(200)["items"]
@@ -181,14 +177,22 @@ async fn each_event_reaches_the_right_people_in_their_language() {
     app.post("/v1/triggers", &w.a_admin.token, trigger)
         .await
         .assert_status(201);
-    act(&app, &w.a_admin.token, &case, "complete")
-        .await
-        .assert_status(200);
+    // Without a reason, the client is told what they are asked to confirm: the resolution.
+    let resolution = "Found him at the golf club.";
+    app.post(
+        &format!("/v1/cases/{case}/transitions"),
+        &w.a_admin.token,
+        json!({"action": "complete", "resolution_type": "solved", "resolution": resolution}),
+    )
+    .await
+    .assert_status(200);
     let moved = |label: &str| ("status_changed".to_owned(), format!("{number} — {label}"));
     assert_eq!(
         events(&app, &w.client.token).await[0],
         moved("Completato — conferma, per favore")
     );
+    let res = app.get("/v1/notifications", &w.client.token).await;
+    assert_eq!(res.assert_status(200)["items"][0]["body"], resolution);
     assert_eq!(
         events(&app, &w.a_agent.token).await[0],
         moved("Completado — confírmelo, por favor")
@@ -285,6 +289,29 @@ async fn the_bell_counts_and_marks_read() {
     )
     .await
     .assert_problem(422, "one_of");
+    // "All" up to the newest the user was shown: what arrived since stays unread.
+    post_message(&app, &w.a_operator.token, &case, "m3").await;
+    let up_to = |ids: Value| json!({"ids": ids, "up_to": first});
+    app.post(
+        "/v1/notifications/read",
+        &w.client.token,
+        up_to(json!([first])),
+    )
+    .await
+    .assert_problem(422, "not_allowed");
+    let res = app
+        .post(
+            "/v1/notifications/read",
+            &w.client.token,
+            json!({"all": true, "up_to": first}),
+        )
+        .await;
+    assert_eq!(res.assert_status(200)["updated"], 2);
+    assert_eq!(res.body["unread"], 1);
+    let unread = app
+        .get("/v1/notifications?unread=true", &w.client.token)
+        .await;
+    assert_eq!(unread.assert_status(200)["items"][0]["body"], "m3");
     let res = app
         .post(
             "/v1/notifications/read",
@@ -292,7 +319,7 @@ async fn the_bell_counts_and_marks_read() {
             json!({"all": true}),
         )
         .await;
-    assert_eq!(res.assert_status(200)["updated"], 2);
+    assert_eq!(res.assert_status(200)["updated"], 1);
     let count = app
         .get("/v1/notifications/unread-count", &w.client.token)
         .await;
@@ -355,26 +382,12 @@ struct Served<S> {
     handle: actix_web::dev::ServerHandle,
 }
 
-async fn served() -> Served<
-    impl actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
-        Error = actix_web::Error,
-    > + use<>,
-> {
+async fn served() -> Served<impl AppService + use<>> {
     served_beating("1").await
 }
 
 /// As [`served`], with heartbeats every `seconds`.
-async fn served_beating(
-    seconds: &str,
-) -> Served<
-    impl actix_web::dev::Service<
-        actix_http::Request,
-        Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
-        Error = actix_web::Error,
-    > + use<>,
-> {
+async fn served_beating(seconds: &str) -> Served<impl AppService + use<>> {
     let app = crate::helpers::spawn_with(&[("DOSSIER_SSE_HEARTBEAT_SECONDS", seconds)]).await;
     let w = World::new(&app).await;
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
@@ -489,11 +502,7 @@ async fn the_live_stream_pushes_beats_resumes_and_ends_with_access() {
 /// A value of the server's Prometheus metrics.
 async fn metric<S>(app: &crate::helpers::TestApp<S>, name: &str) -> f64
 where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
-            Error = actix_web::Error,
-        >,
+    S: AppService,
 {
     let res = app
         .send(actix_web::test::TestRequest::get().uri("/metrics"))

@@ -14,7 +14,7 @@ use diesel::prelude::*;
 use diesel::sql_types::Text;
 use dossier::db::DbConnection;
 
-use crate::helpers::spawn_with;
+use crate::helpers::{AppService, spawn_with};
 
 /// Tables big enough that scanning one whole is a defect (agencies, services, webhooks and
 /// triggers, at most 20 and 50 an owner, stay small).
@@ -683,11 +683,7 @@ fn analyzed_as_in_production(conn: &mut DbConnection, tables: &[&str]) {
 
 async fn token<S>(app: &crate::helpers::TestApp<S>, email: &str, password: &str) -> String
 where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
-            Error = actix_web::Error,
-        >,
+    S: AppService,
 {
     let res = app.login(email, password).await;
     res.assert_status(200)["access_token"]

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn};
+use crate::helpers::{AppService, TestApp, spawn};
 use crate::world::{World, assign_agent, buy, id, start_case, take};
 
 /// The page's entries by user id.
@@ -22,11 +22,7 @@ async fn team<S>(
     query: &str,
 ) -> std::collections::BTreeMap<String, Value>
 where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
-            Error = actix_web::Error,
-        >,
+    S: AppService,
 {
     let res = app.get(&format!("/v1/presence{query}"), token).await;
     by_user(res.assert_status(200))

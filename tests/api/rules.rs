@@ -5,17 +5,13 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{spawn, spawn_with};
+use crate::helpers::{AppService, spawn, spawn_with};
 use crate::world::{World, act, buy, id, start_case};
 
 /// Completed cases waiting for their client.
 fn waiting<S>(app: &crate::helpers::TestApp<S>, case: &str) -> i64
 where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
-            Error = actix_web::Error,
-        >,
+    S: AppService,
 {
     app.count(&format!(
         "SELECT COUNT(*) AS n FROM awaiting_confirmation WHERE case_id = '{case}'"

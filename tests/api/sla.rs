@@ -7,7 +7,7 @@
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Utc};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn};
+use crate::helpers::{AppService, TestApp, spawn};
 use crate::world::{LONG_PAST, World, act, backdate_clocks, buy, id, post_message, start_case};
 
 fn targets(first_response: i64, decision: i64, resolution: i64) -> Value {
@@ -30,11 +30,7 @@ fn at(v: &Value) -> DateTime<Utc> {
 /// The case's clocks by name.
 async fn clocks<S>(app: &TestApp<S>, token: &str, case: &str) -> Value
 where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
-            Error = actix_web::Error,
-        >,
+    S: AppService,
 {
     clocks_at(app, token, &format!("/v1/cases/{case}/sla")).await
 }
@@ -42,11 +38,7 @@ where
 /// The clocks `path` reads, by name, with the state.
 async fn clocks_at<S>(app: &TestApp<S>, token: &str, path: &str) -> Value
 where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
-            Error = actix_web::Error,
-        >,
+    S: AppService,
 {
     let res = app.get(path, token).await;
     let body = res.assert_status(200);
@@ -59,11 +51,7 @@ where
 
 async fn policy<S>(app: &TestApp<S>, token: &str, body: Value) -> Value
 where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
-            Error = actix_web::Error,
-        >,
+    S: AppService,
 {
     app.post("/v1/sla-policies", token, body)
         .await

@@ -4,16 +4,12 @@
 use serde_json::{Value, json};
 
 use crate::attachments::{png, stored_files, upload_keyed_to, upload_marked_to, upload_to};
-use crate::helpers::{TestApp, spawn};
+use crate::helpers::{AppService, TestApp, spawn};
 use crate::world::{World, id};
 
 async fn open<S>(app: &TestApp<S>, token: &str, subject: &str) -> String
 where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
-            Error = actix_web::Error,
-        >,
+    S: AppService,
 {
     let body = json!({"subject": subject, "description": "See the attached receipt."});
     id(app

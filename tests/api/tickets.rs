@@ -3,16 +3,12 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn};
+use crate::helpers::{AppService, TestApp, spawn};
 use crate::world::{World, buy, id};
 
 async fn open<S>(app: &TestApp<S>, token: &str, body: Value) -> Value
 where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
-            Error = actix_web::Error,
-        >,
+    S: AppService,
 {
     let res = app.post("/v1/tickets", token, body).await;
     res.assert_status(201).clone()
@@ -35,11 +31,7 @@ fn actions(ticket: &Value) -> Vec<String> {
 /// This user's notifications about the ticket, as `(event, title)`.
 async fn notified<S>(app: &TestApp<S>, token: &str, ticket: &str) -> Vec<(String, String)>
 where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
-            Error = actix_web::Error,
-        >,
+    S: AppService,
 {
     let res = app.get("/v1/notifications?limit=100", token).await;
     res.assert_status(200)["items"]
@@ -466,6 +458,13 @@ async fn only_the_platform_assigns_resolves_and_sets_priority() {
     let unassigned = "/v1/tickets?assignee=none&status=new&status=open&status=waiting_on_requester";
     assert_eq!(app.listed(unassigned, &w.platform.token).await, 1);
 
+    // The platform's webhook hears of assignments.
+    let hook = json!({"url": "https://hooks.example/tickets", "events": ["ticket_assigned"]});
+    app.post("/v1/webhooks", &w.platform.token, hook)
+        .await
+        .assert_status(201);
+    let assigned = "SELECT COUNT(*) AS n FROM webhook_deliveries WHERE event = 'ticket_assigned'";
+
     // The client edits the subject; the platform sets the priority and delegates.
     let res = app
         .call(
@@ -495,6 +494,7 @@ async fn only_the_platform_assigns_resolves_and_sets_priority() {
     assert_eq!(delegated["status"], "open");
     let seen = notified(&app, &w.platform_staff.token, &t).await;
     assert_eq!(seen[0].0, "assigned");
+    assert_eq!(app.count(assigned), 1);
 
     // The queues are filters.
     let queue = |token: &str, query: &str| {
@@ -515,6 +515,8 @@ async fn only_the_platform_assigns_resolves_and_sets_priority() {
         .await;
     assert!(res.assert_status(200)["delegated_by"].is_null());
     assert_eq!(queue(&w.platform.token, "delegated_by=me").await, 0);
+    // It stays with its assignee: no one hears of an assignment.
+    assert_eq!(app.count(assigned), 1);
     assert_eq!(
         app.count(&format!(
             "SELECT COUNT(*) AS n FROM audit_log WHERE entity_id = '{t}' AND action = 'take' \

@@ -1,18 +1,15 @@
 //! Agencies' own triggers: who writes them, what is refused, and what they do on the events of
 //! their agency's cases (each in the rule log and the audit trail, none set off by another).
 
-use actix_http::Request;
-use actix_web::body::BoxBody;
-use actix_web::dev::{Service, ServiceResponse};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn};
+use crate::helpers::{AppService, TestApp, spawn};
 use crate::world::{LONG_PAST, World, backdate_clocks, buy, id, start_case, take};
 
 /// How many rows `query`'s WHERE clause finds in `table`.
 fn rows<S>(app: &TestApp<S>, table: &str, filter: &str) -> i64
 where
-    S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
+    S: AppService,
 {
     app.count(&format!("SELECT COUNT(*) AS n FROM {table} WHERE {filter}"))
 }

@@ -3,7 +3,7 @@
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 
-use crate::helpers::spawn;
+use crate::helpers::{AppService, spawn};
 use crate::world::{World, act, assign_agent, buy, id, start_case};
 
 /// (action, from, to, roles, required inputs).
@@ -121,11 +121,7 @@ fn expected_allowed(role: &str, status: &str) -> Vec<&'static str> {
 /// and `suspended` agent A is on it.
 async fn case_in<S>(app: &crate::helpers::TestApp<S>, w: &World, status: &str) -> String
 where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
-            Error = actix_web::Error,
-        >,
+    S: AppService,
 {
     let payment = if matches!(status, "awaiting_payment" | "payment_failed") {
         "bank_transfer"
@@ -449,6 +445,34 @@ async fn transitions_record_their_effects() {
         )
         .await;
     res.assert_problem(422, "validation_failed");
+    // Inputs are trimmed before their rules apply, as a ticket's are: a blank reason is too
+    // short, and a reason is recorded without its padding.
+    let path = format!("/v1/cases/{other}/transitions");
+    let before = app.rows_in(&["audit_log"]);
+    let res = app
+        .post(
+            &path,
+            &w.a_operator.token,
+            json!({"action": "reject", "reason": " \t "}),
+        )
+        .await;
+    let errors = &res.assert_problem(422, "validation_failed")["errors"];
+    assert_eq!(errors[0]["pointer"], "/reason");
+    assert_eq!(errors[0]["code"], "length");
+    assert_eq!(app.rows_in(&["audit_log"]), before);
+    app.post(
+        &path,
+        &w.a_operator.token,
+        json!({"action": "reject", "reason": "  Not our area.  "}),
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(
+        app.texts(&format!(
+            "SELECT new_value AS t FROM audit_log WHERE case_id = '{other}' AND field = 'reason'"
+        )),
+        [Some("Not our area.".to_owned())]
+    );
 }
 
 #[actix_web::test]
@@ -528,6 +552,56 @@ async fn racing_transitions_have_exactly_one_winner() {
         .await;
     assert_eq!(card.body["status"], "in_progress");
     assert_eq!(card.body["version"], 5);
+}
+
+/// A move committed between a transition's read and its write: the conditional update finds
+/// the case moved on (PostgreSQL; SQLite's writer reads it after the commit), so the
+/// transition writes nothing and says what the caller may do now, or 412 to an `If-Match`.
+#[actix_web::test]
+async fn a_transition_racing_a_committed_move_writes_nothing() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    start_case(&app, &w, &case).await;
+    let card = app
+        .get(&format!("/v1/cases/{case}"), &w.a_operator.token)
+        .await;
+    let version = card.assert_status(200)["version"].as_i64().unwrap();
+    let path = format!("/v1/cases/{case}/transitions");
+    let tables = [
+        "audit_log",
+        "storyline_events",
+        "notifications",
+        "webhook_deliveries",
+    ];
+    let before = app.rows_in(&tables);
+    let moved =
+        format!("UPDATE cases SET status = 'suspended', version = version + 1 WHERE id = '{case}'");
+    let suspend = json!({"action": "suspend", "reason": "Waiting for documents"});
+    let res = app
+        .while_held(
+            &moved,
+            app.post(&path, &w.a_operator.token, suspend.clone()),
+        )
+        .await;
+    let body = res.assert_problem(409, "wrong_state");
+    assert_eq!(actions(body, "allowed_actions"), ["resume"]);
+    assert_eq!(app.rows_in(&tables), before);
+    // With If-Match on the version it read: 412, and nothing written either.
+    app.sql(&format!(
+        "UPDATE cases SET status = 'in_progress', version = version + 1 WHERE id = '{case}'"
+    ));
+    let tag = format!("\"{}\"", version + 2);
+    let if_match = [("if-match", tag.as_str())];
+    let request = app.call("POST", &path, &w.a_operator.token, Some(suspend), &if_match);
+    let res = app.while_held(&moved, request).await;
+    res.assert_problem(412, "precondition_failed");
+    assert_eq!(app.rows_in(&tables), before);
+    let card = app
+        .get(&format!("/v1/cases/{case}"), &w.platform.token)
+        .await;
+    assert_eq!(card.assert_status(200)["status"], "suspended");
+    assert_eq!(card.body["version"], version + 3);
 }
 
 #[actix_web::test]

@@ -1,12 +1,9 @@
 //! A marketplace to test cases in: two agencies with an admin, an operator and agents each,
 //! two clients, and a service per agency.
 
-use actix_http::Request;
-use actix_web::body::BoxBody;
-use actix_web::dev::{Service, ServiceResponse};
 use serde_json::{Value, json};
 
-use crate::helpers::{Response, TestApp};
+use crate::helpers::{AppService, Response, TestApp};
 
 pub struct Person {
     pub id: String,
@@ -37,7 +34,7 @@ pub struct World {
 impl World {
     pub async fn new<S>(app: &TestApp<S>) -> World
     where
-        S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
+        S: AppService,
     {
         let admin = app.admin().await;
         let platform = Person {
@@ -119,7 +116,7 @@ impl World {
 
 async fn me<S>(app: &TestApp<S>, token: &str) -> String
 where
-    S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
+    S: AppService,
 {
     app.get("/v1/me", token).await.assert_status(200)["id"]
         .as_str()
@@ -134,7 +131,7 @@ pub async fn create_service<S>(
     template: Value,
 ) -> String
 where
-    S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
+    S: AppService,
 {
     let res = app
         .post(
@@ -150,7 +147,7 @@ where
 /// A client buys a service; returns the card.
 pub async fn buy<S>(app: &TestApp<S>, token: &str, service: &str, payment: &str) -> Value
 where
-    S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
+    S: AppService,
 {
     let res = app
         .post(
@@ -166,7 +163,7 @@ where
 /// Takes an action with every input it could need.
 pub async fn act<S>(app: &TestApp<S>, token: &str, case: &str, action: &str) -> Response
 where
-    S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
+    S: AppService,
 {
     let mut body = json!({"action": action, "reason": "because"});
     if action == "complete" {
@@ -180,7 +177,7 @@ where
 /// The case is completed by agency A's operator and confirmed by its client: `closed`.
 pub async fn close<S>(app: &TestApp<S>, w: &World, case: &str)
 where
-    S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
+    S: AppService,
 {
     act(app, &w.a_operator.token, case, "complete")
         .await
@@ -217,7 +214,7 @@ pub fn backdate_clocks<S>(app: &TestApp<S>, case: &str, clocks: &[&str], times: 
 /// The caller (an operator) takes the case: they become its assignee.
 pub async fn take<S>(app: &TestApp<S>, token: &str, case: &str)
 where
-    S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
+    S: AppService,
 {
     app.post(
         &format!("/v1/cases/{case}/assignment"),
@@ -231,7 +228,7 @@ where
 /// Sets the caller's presence status (working on nothing) and expects it to be taken.
 pub async fn set_presence<S>(app: &TestApp<S>, token: &str, status: &str)
 where
-    S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
+    S: AppService,
 {
     app.put("/v1/me/presence", token, json!({"status": status}))
         .await
@@ -241,7 +238,7 @@ where
 /// Posts a message to a case's conversation and expects it to be created.
 pub async fn post_message<S>(app: &TestApp<S>, token: &str, case: &str, body: &str)
 where
-    S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
+    S: AppService,
 {
     app.post(
         &format!("/v1/cases/{case}/messages"),
@@ -255,7 +252,7 @@ where
 /// Takes a case bought from agency A to `in_progress` (accepted and started by its operator).
 pub async fn start_case<S>(app: &TestApp<S>, w: &World, case: &str)
 where
-    S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
+    S: AppService,
 {
     for action in ["accept", "start"] {
         act(app, &w.a_operator.token, case, action)
@@ -267,7 +264,7 @@ where
 /// Puts agency A's first agent on a case (as its operator).
 pub async fn assign_agent<S>(app: &TestApp<S>, w: &World, case: &str)
 where
-    S: Service<Request, Response = ServiceResponse<BoxBody>, Error = actix_web::Error>,
+    S: AppService,
 {
     app.put(
         &format!("/v1/cases/{case}/agents"),

@@ -12,7 +12,7 @@ use dossier::repo::audit::{self, Actor, Change};
 use futures_util::future::join_all;
 use serde_json::json;
 
-use crate::helpers::{spawn, spawn_with};
+use crate::helpers::{AppService, spawn, spawn_with};
 use crate::world::{World, act, buy, id, post_message, start_case};
 
 /// What each concurrent write does after inserting its agency.
@@ -686,11 +686,7 @@ async fn a_write_held_up_past_a_database_limit_is_503_and_writes_nothing() {
 
 async fn held_up_then_released<S>(app: &crate::helpers::TestApp<S>)
 where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
-            Error = actix_web::Error,
-        >,
+    S: AppService,
 {
     use diesel::connection::SimpleConnection;
     let w = World::new(app).await;

@@ -83,6 +83,7 @@ impl<'a> From<&'a TicketAttachmentRow> for FileToServe<'a> {
 
 /// The multipart form of a ticket's upload (for the spec).
 #[derive(ToSchema)]
+// Never built: the handler reads the parts as they stream.
 #[allow(dead_code)]
 #[schema(example = json!({"file": "(the file's bytes)"}))]
 pub struct TicketUploadForm {
