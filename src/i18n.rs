@@ -182,6 +182,57 @@ pub fn action_label(action: CaseAction, locale: Locale) -> &'static str {
     )
 }
 
+/// A storyline title the system writes (`storyline_events.title_code`): a move with its reason,
+/// by its action, or the required data the client submitted. Kept as a code, it is rendered in
+/// each reader's language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SystemTitle {
+    Moved(CaseAction),
+    RequiredDataSubmitted,
+}
+
+impl SystemTitle {
+    const REQUIRED_DATA_SUBMITTED: &'static str = "required_data_submitted";
+
+    pub fn code(self) -> &'static str {
+        match self {
+            SystemTitle::Moved(action) => action.as_str(),
+            SystemTitle::RequiredDataSubmitted => Self::REQUIRED_DATA_SUBMITTED,
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<SystemTitle> {
+        match code {
+            Self::REQUIRED_DATA_SUBMITTED => Some(SystemTitle::RequiredDataSubmitted),
+            action => CaseAction::from_code(action).map(SystemTitle::Moved),
+        }
+    }
+
+    /// The title in `locale`: a move's action and the status it led to.
+    pub fn render(self, locale: Locale) -> String {
+        match self {
+            SystemTitle::Moved(action) => {
+                let to = crate::workflow::rule(action).to;
+                format!(
+                    "{}: {}",
+                    action_label(action, locale),
+                    status_label(to, locale)
+                )
+            }
+            SystemTitle::RequiredDataSubmitted => pick(
+                locale,
+                [
+                    "Required data submitted",
+                    "Dati richiesti inviati",
+                    "Datos requeridos enviados",
+                    "Przesłano wymagane dane",
+                ],
+            )
+            .to_owned(),
+        }
+    }
+}
+
 /// What a ticket's status is called.
 pub fn ticket_status_label(status: TicketStatus, locale: Locale) -> &'static str {
     use TicketStatus as S;

@@ -18,14 +18,14 @@ use crate::api::{Asked, Asking, nullable, timestamp};
 use crate::app::AppState;
 use crate::auth::Token;
 use crate::db::{self, DbConnection};
-use crate::domain::{Role, code_enum};
+use crate::domain::{Locale, Role, code_enum};
 use crate::errors::{ApiError, FieldError};
 use crate::http::extract::{
     IfMatch, Page, PageRequest, Query, ValidJson, etag, invalid_cursor, is_row_id, page_response,
     versioned_response,
 };
 use crate::http::idempotency::{Created, IdempotencyKey};
-use crate::i18n;
+use crate::i18n::{self, AcceptLanguage, SystemTitle};
 use crate::repo;
 use crate::repo::audit::{Actor, Change};
 use crate::repo::cases::CaseRow;
@@ -91,6 +91,8 @@ pub struct EventView {
     #[serde(serialize_with = "crate::api::rfc3339")]
     pub occurred_at: DateTime<Utc>,
     pub kind: EventKind,
+    /// As written; a title the system wrote (`status` and `system` events) in the reader's
+    /// language.
     pub title: String,
     pub body: Option<String>,
     pub position: Option<Position>,
@@ -107,8 +109,14 @@ pub struct EventView {
     pub updated_at: DateTime<Utc>,
 }
 
-impl From<EventRow> for EventView {
-    fn from(r: EventRow) -> Self {
+impl EventView {
+    /// The event as a reader in `locale` is shown it: a title the system wrote in their
+    /// language.
+    pub fn of(r: EventRow, locale: Locale) -> Self {
+        let title = match r.title_code.as_deref().and_then(SystemTitle::from_code) {
+            Some(written) => written.render(locale),
+            None => r.title,
+        };
         let position = match (r.latitude, r.longitude) {
             (Some(latitude), Some(longitude)) => Some(Position {
                 latitude,
@@ -124,7 +132,7 @@ impl From<EventRow> for EventView {
             id: r.id,
             case_id: r.case_id,
             occurred_at: timestamp(r.occurred_at),
-            title: r.title,
+            title,
             body: r.body,
             position,
             author_id: r.author_id,
@@ -136,9 +144,9 @@ impl From<EventRow> for EventView {
 }
 
 /// The event as an RFC 7946 Feature (`[longitude, latitude]`), when it has a position.
-fn feature(row: EventRow) -> Option<Value> {
+fn feature(row: EventRow, locale: Locale) -> Option<Value> {
     let (latitude, longitude) = (row.latitude?, row.longitude?);
-    let view = EventView::from(row);
+    let view = EventView::of(row, locale);
     Some(json!({
         "type": "Feature",
         "id": view.id,
@@ -156,13 +164,14 @@ fn feature(row: EventRow) -> Option<Value> {
     }))
 }
 
-/// Writes a system event (transitions with a reason, the required-data snapshot).
+/// Writes a system event (transitions with a reason, the required-data snapshot); its title is
+/// rendered in each reader's language, its English text kept (and audited).
 pub fn record(
     conn: &mut DbConnection,
     actor: &Actor,
     case_id: &str,
     kind: EventKind,
-    title: String,
+    title: SystemTitle,
     body: Option<String>,
 ) -> Result<(), ApiError> {
     let now = db::now();
@@ -171,7 +180,8 @@ pub fn record(
         case_id: case_id.to_owned(),
         occurred_at: now,
         kind: kind.as_str().to_owned(),
-        title,
+        title: title.render(Locale::En),
+        title_code: Some(title.code().to_owned()),
         body,
         latitude: None,
         longitude: None,
@@ -254,11 +264,13 @@ fn parse_key(key: &str) -> Result<(NaiveDateTime, String), ApiError> {
 /// see published events only; agency, platform and the case's agents see drafts too. With
 /// `Accept: application/geo+json` or `?format=geojson` the answer is an RFC 7946
 /// FeatureCollection (`[longitude, latitude]`) of the positioned events the caller may see (at
-/// most 5000, oldest first; no pagination). Roles: anyone who can see the case.
+/// most 5000, oldest first; no pagination). The titles the system writes (a move with its
+/// reason, the submitted required data) follow `Accept-Language`, else the caller's locale.
+/// Roles: anyone who can see the case.
 #[utoipa::path(
     tag = "storyline",
     operation_id = "list_storyline",
-    params(("id" = Uuid, Path, description = "Case id"), StorylineQuery),
+    params(("id" = Uuid, Path, description = "Case id"), StorylineQuery, AcceptLanguage),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One page of events, or a GeoJSON FeatureCollection", content(
@@ -292,21 +304,23 @@ pub async fn list_storyline(
     } else {
         (after, page.fetch())
     };
-    let rows = db::read(&state.pool, move |conn| {
+    let (rows, locale) = db::read(&state.pool, move |conn| {
         let viewer = Viewer::asking(&token.user(conn)?, language);
         let filter = EventFilter {
             published_only: viewer.role == Role::Client,
             positioned_only: geojson,
         };
         find_visible(conn, &viewer, &case_id)?;
-        Ok(repo::storyline::list(
-            conn, &case_id, &filter, after, limit,
-        )?)
+        let rows = repo::storyline::list(conn, &case_id, &filter, after, limit)?;
+        Ok((rows, viewer.locale))
     })
     .await?;
     // One URL, two formats chosen by `Accept`: a cache must keep them apart.
     let mut response = if geojson {
-        let features: Vec<Value> = rows.into_iter().filter_map(feature).collect();
+        let features: Vec<Value> = rows
+            .into_iter()
+            .filter_map(|row| feature(row, locale))
+            .collect();
         HttpResponse::Ok()
             .content_type(GEO_JSON)
             .json(json!({"type": "FeatureCollection", "features": features}))
@@ -318,12 +332,13 @@ pub async fn list_storyline(
                 (format!("{micros}_{}", r.id), r)
             })
             .collect();
-        let page: Page<EventView> = page.page(keys, |(k, _)| k, |(_, r)| EventView::from(r));
+        let view = |(_, row)| EventView::of(row, locale);
+        let page: Page<EventView> = page.page(keys, |(k, _)| k, view);
         page_response(&req, page)
     };
-    response
-        .headers_mut()
-        .append(header::VARY, header::HeaderValue::from_static("accept"));
+    // One value: the CORS layer keeps only the first `Vary` it finds.
+    let vary = header::HeaderValue::from_static("accept, accept-language");
+    response.headers_mut().insert(header::VARY, vary);
     Ok(response)
 }
 
@@ -336,7 +351,7 @@ pub async fn list_storyline(
     tag = "storyline",
     operation_id = "get_storyline_event",
     params(("id" = Uuid, Path, description = "Case id"),
-           ("event_id" = Uuid, Path, description = "Event id")),
+           ("event_id" = Uuid, Path, description = "Event id"), AcceptLanguage),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The event", body = EventView, headers(("ETag" = String, description = "Its version"))),
@@ -353,15 +368,19 @@ pub async fn get_event(
 ) -> Result<HttpResponse, ApiError> {
     let (case_id, event_id) = path.into_inner();
     let event_id = event_id.to_string();
-    let row = read_on_case(&state, &req, token, case_id, move |conn, viewer, case| {
+    let view = read_on_case(&state, &req, token, case_id, move |conn, viewer, case| {
         // Drafts for everyone but the client, as in the list.
         let drafts_too = viewer.role != Role::Client;
-        repo::storyline::find_visible(conn, &case.id, &event_id, drafts_too)?
-            .ok_or_else(event_not_found)
+        let row = repo::storyline::find_visible(conn, &case.id, &event_id, drafts_too)?
+            .ok_or_else(event_not_found)?;
+        Ok(EventView::of(row, viewer.locale))
     })
     .await?;
-    let view = EventView::from(row);
-    Ok(versioned_response(&req, view.version, &view))
+    Ok(i18n::varies_by_language(versioned_response(
+        &req,
+        view.version,
+        &view,
+    )))
 }
 
 #[derive(Debug, Deserialize, Serialize, Validate, ToSchema)]
@@ -598,6 +617,7 @@ fn create(
         version: 1,
         created_at: now,
         updated_at: now,
+        title_code: None,
     };
     repo::storyline::insert(conn, &row)?;
     let change = Change::entity("storyline_event", &row.id, Some(&case_id), "create");
@@ -610,7 +630,7 @@ fn create(
         ]),
     )?;
     share_if_published(conn, actor, &row)?;
-    let view = EventView::from(row);
+    let view = EventView::of(row, viewer.locale);
     Ok(Created {
         location: Some(format!("/v1/cases/{case_id}/storyline/{}", view.id)),
         version: Some(view.version),
@@ -738,7 +758,7 @@ pub async fn update_event(
     let (case_id, event_id) = path.into_inner();
     let (case_id, event_id) = (case_id.to_string(), event_id.to_string());
     let input = body.0;
-    let row = db::write(&state.pool, move |conn| {
+    let view = db::write(&state.pool, move |conn| {
         let Asked { viewer, actor, .. } = asking.resolve(conn)?;
         let current = moderated_event(conn, &viewer, &case_id, &event_id, true)?;
         if_match.check(current.version)?;
@@ -813,10 +833,9 @@ pub async fn update_event(
         repo::audit::append(conn, &actor, audit)?;
         let row = repo::storyline::find(conn, &case_id, &event_id)?.ok_or_else(event_not_found)?;
         share_if_published(conn, &actor, &row)?;
-        Ok(row)
+        Ok(EventView::of(row, viewer.locale))
     })
     .await?;
-    let view = EventView::from(row);
     Ok(HttpResponse::Ok()
         .insert_header(("ETag", etag(view.version)))
         .json(view))
@@ -855,7 +874,7 @@ pub async fn publish_event(
     let asking = Asking::new(token, &req);
     let (case_id, event_id) = path.into_inner();
     let (case_id, event_id) = (case_id.to_string(), event_id.to_string());
-    let row = db::write(&state.pool, move |conn| {
+    let view = db::write(&state.pool, move |conn| {
         let Asked { viewer, actor, .. } = asking.resolve(conn)?;
         let current = moderated_event(conn, &viewer, &case_id, &event_id, false)?;
         if_match.check(current.version)?;
@@ -874,10 +893,9 @@ pub async fn publish_event(
         }
         let row = repo::storyline::find(conn, &case_id, &event_id)?.ok_or_else(event_not_found)?;
         share_if_published(conn, &actor, &row)?;
-        Ok(row)
+        Ok(EventView::of(row, viewer.locale))
     })
     .await?;
-    let view = EventView::from(row);
     Ok(HttpResponse::Ok()
         .insert_header(("ETag", etag(view.version)))
         .json(view))

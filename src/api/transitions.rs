@@ -18,7 +18,7 @@ use crate::domain::{CaseAction, CaseStatus, Locale, Role};
 use crate::errors::{ApiError, FieldError};
 use crate::events::{Audience, Event, Notifier};
 use crate::http::extract::{IfMatch, ValidJson, etag};
-use crate::i18n::{self, AcceptLanguage};
+use crate::i18n::{self, AcceptLanguage, SystemTitle};
 use crate::repo;
 use crate::repo::audit::{Actor, Change};
 use crate::repo::cases::{CaseChanges, CaseRow};
@@ -408,7 +408,7 @@ pub fn apply(
             actor,
             id,
             EventKind::System,
-            "Required data submitted".into(),
+            SystemTitle::RequiredDataSubmitted,
             Some(data),
         )?;
     }
@@ -416,17 +416,12 @@ pub fn apply(
         && rule.has(Effect::StorylineEntry)
         && let Some(reason) = input.input(Input::Reason)
     {
-        let title = format!(
-            "{}: {}",
-            i18n::action_label(rule.action, Locale::En),
-            rule.to
-        );
         storyline::record(
             conn,
             actor,
             id,
             EventKind::Status,
-            title,
+            SystemTitle::Moved(rule.action),
             Some(reason.to_owned()),
         )?;
     }

@@ -29,6 +29,9 @@ pub struct EventRow {
     pub created_at: NaiveDateTime,
     #[diesel(deserialize_as = StoredTimestamp)]
     pub updated_at: NaiveDateTime,
+    /// For a title the system wrote, what it says as a code (`i18n::storyline_title`), so that
+    /// each reader gets it in their language; `title` is its English text.
+    pub title_code: Option<String>,
 }
 
 /// Columns a PATCH may set; `Some(None)` clears a nullable one.

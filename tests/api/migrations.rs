@@ -564,6 +564,62 @@ async fn leap_seconds_stored_before_are_the_instant_after_them() {
     );
 }
 
+/// Upgrading recognises the titles the system wrote on storylines before (English, the status
+/// as its code), so each reader gets them in their language too; a title a person wrote that
+/// reads the same stays as written.
+#[actix_web::test]
+async fn storyline_titles_written_before_are_read_in_the_readers_language() {
+    use serde_json::json;
+
+    use crate::world::{World, act, buy, id, start_case};
+
+    let app = crate::helpers::spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    start_case(&app, &w, &case).await;
+    act(&app, &w.a_operator.token, &case, "suspend")
+        .await
+        .assert_status(200);
+    let p = format!("/v1/cases/{case}/storyline");
+    let note = json!({"title": "Suspend: suspended", "status": "published"});
+    app.post(&p, &w.a_operator.token, note)
+        .await
+        .assert_status(201);
+    let mut conn = app.state.pool.get().unwrap();
+    revert_through(&mut conn, "20261207000048");
+    drop(conn);
+    app.sql(&format!(
+        "UPDATE storyline_events SET title = 'Suspend: suspended' \
+         WHERE case_id = '{case}' AND kind = 'status'"
+    ));
+    let mut conn = app.state.pool.get().unwrap();
+    run_migrations(&mut conn).unwrap();
+    drop(conn);
+    let italian = app
+        .call(
+            "GET",
+            &p,
+            &w.client.token,
+            None,
+            &[("accept-language", "it")],
+        )
+        .await;
+    let read: Vec<(&str, &str)> = italian.assert_status(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap(), e["title"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        read,
+        [
+            ("system", "Dati richiesti inviati"),
+            ("status", "Sospendi: Sospeso"),
+            ("note", "Suspend: suspended"),
+        ]
+    );
+}
+
 /// Upgrading gives every audit row of a case its case's agency, and every row of a service
 /// its service's, so agency admins read the rows written before the column was.
 #[actix_web::test]

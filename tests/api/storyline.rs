@@ -177,6 +177,42 @@ async fn agents_draft_the_agency_moderates_the_client_reads_what_is_published() 
         .clone();
     assert_eq!(last["kind"], "status");
     assert_eq!(last["body"], "because");
+    // The titles the system wrote are in each reader's language: Accept-Language, else their
+    // own locale; the English text is what is stored and audited.
+    assert_eq!(last["title"], "Suspend: Suspended");
+    let italian = app
+        .call(
+            "GET",
+            &p,
+            &w.client.token,
+            None,
+            &[("accept-language", "it")],
+        )
+        .await;
+    assert_eq!(
+        titles(italian.assert_status(200))[2..],
+        ["Dati richiesti inviati", "Sospendi: Sospeso"]
+    );
+    assert!(italian.varies().contains(&"accept-language".to_owned()));
+    app.patch(
+        &format!("/v1/users/{}", w.a_operator.id),
+        &w.platform.token,
+        json!({"locale": "pl"}),
+    )
+    .await
+    .assert_status(200);
+    let one = format!("{p}/{}", last["id"].as_str().unwrap());
+    let polish = app.get(&one, &w.a_operator.token).await;
+    assert_eq!(polish.assert_status(200)["title"], "Wstrzymaj: Wstrzymana");
+    assert!(polish.varies().contains(&"accept-language".to_owned()));
+    let stored = app.texts(&format!(
+        "SELECT title AS t FROM storyline_events WHERE id = '{}' \
+         UNION ALL SELECT new_value AS t FROM audit_log WHERE entity_id = '{}' AND field = 'title'",
+        last["id"].as_str().unwrap(),
+        last["id"].as_str().unwrap()
+    ));
+    let english = Some("Suspend: Suspended".to_owned());
+    assert_eq!(stored, [english.clone(), english]);
     // Agents may not write while suspended; the agency may.
     app.post(&p, &w.a_agent.token, sighting.clone())
         .await

@@ -1,0 +1,1 @@
+ALTER TABLE storyline_events DROP COLUMN title_code;
