@@ -8,7 +8,7 @@ use crate::config::Settings;
 use crate::db::{self, DbConnection};
 use crate::domain::{CaseStatus, Locale, Role, TicketStatus, code_enum};
 use crate::errors::ApiError;
-use crate::i18n;
+use crate::i18n::{self, SlaAccount};
 use crate::repo;
 use crate::repo::cases::CaseRow;
 use crate::repo::email::OutboxRow;
@@ -99,6 +99,23 @@ struct Told<'a> {
     mentioned: &'a [String],
 }
 
+/// What a notification says under its title: someone's words as written (at most 500
+/// characters), or an SLA crossing's account in each recipient's language.
+#[derive(Debug, Clone, Copy)]
+enum Said<'a> {
+    Words(&'a str),
+    Sla(&'a SlaAccount),
+}
+
+impl Said<'_> {
+    fn to(self, locale: Locale) -> String {
+        match self {
+            Said::Words(words) => words.chars().take(500).collect(),
+            Said::Sla(account) => account.render(locale),
+        }
+    }
+}
+
 /// What a notification links to.
 #[derive(Debug, Clone, Copy)]
 enum Subject<'a> {
@@ -180,34 +197,42 @@ impl Notifier {
         let event = Event::MessageReceived;
         self.notify_case(conn, case, event, to, told, actor, body, None)?;
         let about = Subject::Case(case, None);
-        self.deliver(conn, mentioned, about, Event::Mentioned, actor, body, &[])
+        let said = body.map(Said::Words);
+        self.deliver(conn, mentioned, about, Event::Mentioned, actor, said, &[])
     }
 
-    /// Several events one write found on a case at once (the SLA crossings of one sync), told
-    /// by the rule that found them: every webhook is queued before any trigger runs, so that
-    /// what a trigger's own change announces comes after all of them, as in the audit trail.
+    /// The SLA crossings one sync found on a case, told by the rule that found them (webhooks
+    /// get their English account as `detail`, recipients theirs in their language): every
+    /// webhook is queued before any trigger runs, so that what a trigger's own change announces
+    /// comes after all of them, as in the audit trail.
     pub fn notify_each(
         &self,
         conn: &mut DbConnection,
         case: &CaseRow,
-        events: &[(Event, &str)],
+        crossings: &[(Event, SlaAccount)],
         to: &[Audience],
         status: Option<CaseStatus>,
     ) -> Result<(), ApiError> {
-        let whats: Vec<_> = events
+        let english: Vec<String> = crossings
             .iter()
-            .map(|&(event, body)| crate::webhooks::What {
+            .map(|(_, account)| account.render(Locale::En))
+            .collect();
+        let whats: Vec<_> = crossings
+            .iter()
+            .zip(&english)
+            .map(|(&(event, _), detail)| crate::webhooks::What {
                 case,
                 event,
                 status,
-                detail: Some(body),
+                detail: Some(detail),
             })
             .collect();
         for what in &whats {
             crate::webhooks::enqueue(conn, what)?;
         }
-        for what in &whats {
-            self.announced(conn, what, to, Told::default(), None)?;
+        for (what, (_, account)) in whats.iter().zip(crossings) {
+            let said = Some(Said::Sla(account));
+            self.announced(conn, what, to, Told::default(), None, said)?;
         }
         Ok(())
     }
@@ -233,11 +258,11 @@ impl Notifier {
             detail: body,
         };
         crate::webhooks::enqueue(conn, &what)?;
-        self.announced(conn, &what, to, told, actor_id)
+        self.announced(conn, &what, to, told, actor_id, body.map(Said::Words))
     }
 
     /// An event its webhooks have heard of: the agency's triggers run on it, then its
-    /// recipients are told.
+    /// recipients are told what it `said`.
     fn announced(
         &self,
         conn: &mut DbConnection,
@@ -245,8 +270,9 @@ impl Notifier {
         to: &[Audience],
         told: Told,
         actor_id: Option<&str>,
+        said: Option<Said>,
     ) -> Result<(), ApiError> {
-        let (case, event, status, body) = (what.case, what.event, what.status, what.detail);
+        let (case, event, status) = (what.case, what.event, what.status);
         let fired = crate::triggers::fire(conn, self, what)?;
         // Agents stay on a case after it leaves their statuses, but no longer see it: they hear
         // of an event while they see the case as the event found it, or of a move into or out
@@ -312,7 +338,7 @@ impl Notifier {
             Subject::Case(case, status),
             event,
             actor_id,
-            body,
+            said,
             &bell_only,
         )
     }
@@ -330,12 +356,48 @@ impl Notifier {
         body: Option<&str>,
         status: Option<TicketStatus>,
     ) -> Result<(), ApiError> {
+        let said = body.map(Said::Words);
+        self.tell_ticket(conn, ticket, event, to, extra, actor_id, body, said, status)
+    }
+
+    /// The SLA crossings one sync found on a ticket, each told in turn (webhooks get its
+    /// English account as `detail`, recipients theirs in their language).
+    pub fn notify_ticket_each(
+        &self,
+        conn: &mut DbConnection,
+        ticket: &TicketRow,
+        crossings: &[(Event, SlaAccount)],
+        to: &[TicketAudience],
+        status: Option<TicketStatus>,
+    ) -> Result<(), ApiError> {
+        for (event, account) in crossings {
+            let english = account.render(Locale::En);
+            let (detail, said) = (Some(english.as_str()), Some(Said::Sla(account)));
+            self.tell_ticket(conn, ticket, *event, to, &[], None, detail, said, status)?;
+        }
+        Ok(())
+    }
+
+    /// An event on a ticket to its webhooks (with `detail`) and its recipients (what it `said`).
+    #[allow(clippy::too_many_arguments)]
+    fn tell_ticket(
+        &self,
+        conn: &mut DbConnection,
+        ticket: &TicketRow,
+        event: Event,
+        to: &[TicketAudience],
+        extra: &[String],
+        actor_id: Option<&str>,
+        detail: Option<&str>,
+        said: Option<Said>,
+        status: Option<TicketStatus>,
+    ) -> Result<(), ApiError> {
         // The platform's webhooks hear of every ticket's events, an agency's of its own.
         if let Some(heard) = WebhookEvent::on_ticket(event) {
             let what = crate::webhooks::TicketWhat {
                 ticket,
                 status,
-                detail: body,
+                detail,
             };
             crate::webhooks::enqueue_ticket(conn, heard, &what)?;
         }
@@ -355,7 +417,7 @@ impl Notifier {
             Subject::Ticket(ticket, status),
             event,
             actor_id,
-            body,
+            said,
             &[],
         )
     }
@@ -370,7 +432,7 @@ impl Notifier {
         subject: Subject,
         event: Event,
         actor_id: Option<&str>,
-        body: Option<&str>,
+        said: Option<Said>,
         bell_only: &[String],
     ) -> Result<(), ApiError> {
         let mut seen = BTreeSet::new();
@@ -399,7 +461,6 @@ impl Notifier {
                 self.ticket_link(&ticket.id),
             ),
         };
-        let body = body.map(|b| b.chars().take(500).collect::<String>());
         let now = db::now();
         let mut muted: BTreeSet<String> = if self.email && !recipients.is_empty() {
             let ids: Vec<String> = recipients.iter().map(|r| r.id.clone()).collect();
@@ -413,6 +474,7 @@ impl Notifier {
         for recipient in recipients {
             let locale = Locale::from_code(&recipient.locale).unwrap_or(Locale::En);
             let title = i18n::notification_title(event, locale, about);
+            let body = said.map(|said| said.to(locale));
             if self.email && !muted.contains(&recipient.id) {
                 let text = i18n::email_body(
                     locale,
@@ -452,7 +514,7 @@ impl Notifier {
                     case_id: case_id.clone(),
                     event: event.as_str().to_owned(),
                     title,
-                    body: body.clone(),
+                    body,
                     created_at: now,
                     read_at: None,
                     ticket_id: ticket_id.clone(),

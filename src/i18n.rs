@@ -233,6 +233,58 @@ impl SystemTitle {
     }
 }
 
+/// An SLA clock's crossing as a notification tells it under its title, in the recipient's
+/// language; in English it is also the rule log's and the webhooks' `detail`.
+#[derive(Debug, Clone)]
+pub struct SlaAccount {
+    pub clock: crate::sla::Clock,
+    /// Past its target (else past its warning share).
+    pub breached: bool,
+    pub at: chrono::NaiveDateTime,
+    pub target_minutes: i64,
+}
+
+impl SlaAccount {
+    pub fn render(&self, locale: Locale) -> String {
+        use crate::sla::Clock as C;
+        let clock = pick(
+            locale,
+            match self.clock {
+                C::FirstResponse => [
+                    "first response",
+                    "prima risposta",
+                    "primera respuesta",
+                    "pierwszej odpowiedzi",
+                ],
+                C::Decision => ["decision", "decisione", "decisión", "decyzji"],
+                C::Resolution => ["resolution", "risoluzione", "resolución", "rozwiązania"],
+            },
+        );
+        let state = pick(
+            locale,
+            match self.breached {
+                false => ["at risk", "a rischio", "en riesgo", "zagrożony"],
+                true => ["breached", "superato", "incumplido", "przekroczony"],
+            },
+        );
+        let (at, n) = (self.at.format("%Y-%m-%dT%H:%M:%S"), self.target_minutes);
+        match locale {
+            Locale::En => {
+                format!("The {clock} clock was {state} at {at}Z (target {n} min of business time).")
+            }
+            Locale::It => format!(
+                "Il tempo di {clock} era {state} alle {at}Z (obiettivo {n} min di orario lavorativo)."
+            ),
+            Locale::Es => format!(
+                "El plazo de {clock} estaba {state} a las {at}Z (objetivo {n} min de horario laboral)."
+            ),
+            Locale::Pl => {
+                format!("Termin {clock} był {state} o {at}Z (cel: {n} min w godzinach pracy).")
+            }
+        }
+    }
+}
+
 /// What a ticket's status is called.
 pub fn ticket_status_label(status: TicketStatus, locale: Locale) -> &'static str {
     use TicketStatus as S;

@@ -29,9 +29,10 @@ use validator::Validate;
 
 use crate::business_time::{Calendar, Hours, OpeningHours};
 use crate::db::{self, DbConnection};
-use crate::domain::{CaseStatus, Priority, TicketStatus, code_enum};
+use crate::domain::{CaseStatus, Locale, Priority, TicketStatus, code_enum};
 use crate::errors::ApiError;
 use crate::events::{Audience, Event, Notifier, TicketAudience};
+use crate::i18n::SlaAccount;
 use crate::repo;
 use crate::repo::audit::Change;
 use crate::repo::cases::CaseRow;
@@ -780,13 +781,12 @@ fn record(
             Crossing::Warning => ("sla_warning", "at_risk", Event::SlaWarning, "at_risk"),
             Crossing::Breach => ("sla_breach", "overdue", Event::SlaBreached, "breached"),
         };
-        let detail = format!(
-            "The {} clock was {} at {}Z (target {} min of business time).",
-            clock.as_str().replace('_', " "),
-            word.replace('_', " "),
-            at.format("%Y-%m-%dT%H:%M:%S"),
-            target_secs / 60,
-        );
+        let account = SlaAccount {
+            clock,
+            breached: crossing == Crossing::Breach,
+            at,
+            target_minutes: target_secs / 60,
+        };
         let (case_id, agency_id, ticket_id, change) = match subject {
             Subject::Case(case, _) => (
                 Some(case.id.clone()),
@@ -809,7 +809,7 @@ fn record(
             case_id,
             agency_id,
             outcome: "notified".into(),
-            detail: Some(detail.clone()),
+            detail: Some(account.render(Locale::En)),
             created_at: db::now(),
             ticket_id,
         };
@@ -828,21 +828,16 @@ fn record(
         }
         repo::audit::append_by_rule(conn, &entry.id, audit)?;
         repo::rules::record(conn, &entry)?;
-        told.push((event, detail));
+        told.push((event, account));
     }
     match subject {
         Subject::Case(case, status) => {
-            let events: Vec<_> = told.iter().map(|(e, d)| (*e, d.as_str())).collect();
-            notifier.notify_each(conn, case, &events, &[Audience::Agency], Some(status))
+            notifier.notify_each(conn, case, &told, &[Audience::Agency], Some(status))
         }
         Subject::Ticket(ticket, status) => {
             let ticket = fresh.as_ref().unwrap_or(ticket);
             let to = &[TicketAudience::Platform];
-            for (event, detail) in told {
-                let body = Some(detail.as_str());
-                notifier.notify_ticket(conn, ticket, event, to, &[], None, body, Some(status))?
-            }
-            Ok(())
+            notifier.notify_ticket_each(conn, ticket, &told, to, Some(status))
         }
     }
 }

@@ -599,6 +599,13 @@ async fn the_worker_raises_a_warning_and_a_breach_once_and_the_breach_stays() {
     assert!(delivered().is_empty());
 
     // The first-response clock's warning and target pass (as if 20 minutes went by).
+    app.patch(
+        &format!("/v1/users/{}", w.a_admin.id),
+        &w.platform.token,
+        json!({"locale": "it"}),
+    )
+    .await
+    .assert_status(200);
     backdate_clocks(&app, &case, &["first_response"], LONG_PAST);
     let round = dossier::sla::settle_due(&app.state).await.unwrap();
     assert_eq!((round.done, round.failed), (1, 0));
@@ -633,6 +640,33 @@ async fn the_worker_raises_a_warning_and_a_breach_once_and_the_breach_stays() {
         .map(|n| n["event"].as_str().unwrap())
         .collect();
     assert_eq!(events, ["sla_breached", "sla_warning"]);
+    // Each in their own language; the rule log and the webhooks keep the English account.
+    let warned = |token: &str| {
+        let (app, token) = (&app, token.to_owned());
+        async move {
+            let bell = app.get("/v1/notifications", &token).await;
+            bell.assert_status(200)["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["event"] == "sla_warning")
+                .map(|n| n["body"].clone())
+        }
+    };
+    let english = "The first response clock was at risk at 2026-01-01T09:08:00Z \
+                   (target 10 min of business time).";
+    assert_eq!(warned(&w.a_operator.token).await, Some(json!(english)));
+    assert_eq!(
+        warned(&w.a_admin.token).await,
+        Some(json!(
+            "Il tempo di prima risposta era a rischio alle 2026-01-01T09:08:00Z \
+             (obiettivo 10 min di orario lavorativo)."
+        ))
+    );
+    let details = app.texts(&format!(
+        "SELECT detail AS t FROM rule_log WHERE case_id = '{case}' AND rule = 'sla_warning'"
+    ));
+    assert_eq!(details, [Some(english.to_owned())]);
     // Nobody holds the case: both of agency A's staff hear of both.
     assert_eq!(sla_events(), 4);
     let log = app
