@@ -320,11 +320,16 @@ impl Rule {
     }
 }
 
-/// The actions `role` may take on a case in `status`, in table order.
-pub fn allowed_actions(role: Role, status: CaseStatus) -> impl Iterator<Item = &'static Rule> {
-    RULES
-        .iter()
-        .filter(move |r| r.allows_role(role) && r.from.contains(&status))
+/// The actions `role` may take on a case in `status`, in table order; a completion already
+/// `disputed` is not disputed again (the dispute's answer is in messages and tickets).
+pub fn allowed_actions(
+    role: Role,
+    status: CaseStatus,
+    disputed: bool,
+) -> impl Iterator<Item = &'static Rule> {
+    RULES.iter().filter(move |r| {
+        r.allows_role(role) && r.from.contains(&status) && !(disputed && r.has(E::FlagDisputed))
+    })
 }
 
 /// The statuses of the cases an operator holds as open work, against their capacity: not
@@ -418,9 +423,10 @@ impl AllowedAction {
     pub fn list(
         role: Role,
         status: CaseStatus,
+        disputed: bool,
         locale: crate::domain::Locale,
     ) -> Vec<AllowedAction> {
-        allowed_actions(role, status)
+        allowed_actions(role, status, disputed)
             .map(|r| AllowedAction {
                 action: r.action,
                 label: crate::i18n::action_label(r.action, locale),

@@ -168,7 +168,7 @@ pub async fn assign_case(
         if !open.contains(&status) {
             return Err(wrong_state(
                 &viewer,
-                status,
+                &current,
                 format!("A `{status}` case cannot be reassigned."),
             ));
         }
@@ -347,7 +347,7 @@ pub async fn set_agents(
         if !assignable.contains(&status.as_str()) {
             return Err(wrong_state(
                 &viewer,
-                status,
+                &current,
                 format!("Agents are assigned only while the case is in progress, not `{status}`."),
             ));
         }

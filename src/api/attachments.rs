@@ -161,14 +161,14 @@ fn files_may_change(viewer: &Viewer, case: &CaseRow, refusal: &str) -> Result<()
     if !state.accepts_files {
         return Err(wrong_state(
             viewer,
-            status,
+            case,
             format!("A `{status}` case {refusal}."),
         ));
     }
     if viewer.role == Role::Agent && !state.agents_write {
         return Err(wrong_state(
             viewer,
-            status,
+            case,
             format!("Agents change a case's files only while it is `in_progress`, not `{status}`."),
         ));
     }

@@ -183,12 +183,13 @@ pub fn touch(
 }
 
 /// The 409 for a change the case's status no longer allows, with what the caller may do now.
-pub fn wrong_state(viewer: &Viewer, status: CaseStatus, detail: String) -> ApiError {
+pub fn wrong_state(viewer: &Viewer, case: &CaseRow, detail: String) -> ApiError {
     ApiError::WrongState {
         detail,
         allowed_actions: AllowedActions::Case(AllowedAction::list(
             viewer.role,
-            status,
+            case.status(),
+            case.disputed,
             viewer.locale,
         )),
     }
@@ -208,7 +209,7 @@ pub fn lost_race(
         Err(e) => e,
         Ok(now) if !if_match.is_set() && !allowed.contains(&now.status()) => wrong_state(
             viewer,
-            now.status(),
+            &now,
             format!("The case moved to `{}` meanwhile.", now.status),
         ),
         Ok(now) => if_match.lost_race(now.version, "case"),

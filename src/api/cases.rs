@@ -384,7 +384,7 @@ fn card(conn: &mut DbConnection, viewer: &Viewer, row: CardRow) -> Result<CaseVi
     Ok(CaseView {
         status,
         status_label: i18n::status_label(status, viewer.locale),
-        allowed_actions: AllowedAction::list(viewer.role, status, viewer.locale),
+        allowed_actions: AllowedAction::list(viewer.role, status, row.disputed, viewer.locale),
         priority: row.priority(),
         payment_method: payment_method(&row),
         payment_state: payment_state(&row),
@@ -1043,7 +1043,7 @@ pub async fn update_case(
         if !editable.contains(&status) {
             return Err(wrong_state(
                 &viewer,
-                status,
+                &current,
                 format!("A case in `{status}` cannot be edited by your role."),
             ));
         }

@@ -496,7 +496,7 @@ fn post(
     if !open {
         return Err(wrong_state(
             viewer,
-            status,
+            &case,
             format!("No messages from your role while the case is `{status}`."),
         ));
     }

@@ -156,7 +156,7 @@ fn check_open(viewer: &Viewer, case: &CaseRow, role: Role, what: &str) -> Result
     if !workflow::state_of(status).requests_open {
         return Err(wrong_state(
             viewer,
-            status,
+            case,
             format!("Requests are not open while the case is `{status}`."),
         ));
     }

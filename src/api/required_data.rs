@@ -195,7 +195,7 @@ fn open_case(
     if !OPEN.contains(&status) {
         return Err(wrong_state(
             viewer,
-            status,
+            &case,
             format!(
                 "The required data changes only while the case is in approval, not `{status}`."
             ),

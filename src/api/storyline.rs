@@ -445,7 +445,7 @@ fn check_writable(viewer: &Viewer, case: &CaseRow, agents_too: bool) -> Result<(
     if !open {
         return Err(wrong_state(
             viewer,
-            status,
+            case,
             format!("The storyline takes no changes while the case is `{status}`."),
         ));
     }

@@ -219,7 +219,7 @@ fn rate(
     if status != CaseStatus::Closed {
         return Err(wrong_state(
             viewer,
-            status,
+            case,
             format!("A case is rated once it is closed; this one is `{status}`."),
         ));
     }

@@ -151,7 +151,7 @@ pub struct TransitionOutcome {
         (status = 200, description = "Moved; the new card", body = TransitionOutcome, headers(("ETag" = String, description = "The new version"))),
         (status = 403, description = "The caller's role may never take this action"),
         (status = 404, description = "No such case, or not one the caller can see"),
-        (status = 409, description = "Not allowed in the current status (`wrong_state`, with `allowed_actions`)"),
+        (status = 409, description = "Not allowed in the current status, or a completion disputed already (`wrong_state`, with `allowed_actions`)"),
         (status = 412, description = "`If-Match` is stale"),
         (status = 422, description = "A required input is missing, or required data is empty (`required_data_missing`)"),
     )
@@ -190,11 +190,20 @@ pub async fn transition_case(
         if !rule.from.contains(&status) {
             return Err(wrong_state(
                 &viewer,
-                status,
+                &current,
                 format!(
                     "`{}` is not allowed while the case is `{status}`.",
                     rule.action
                 ),
+            ));
+        }
+        if rule.has(Effect::FlagDisputed) && current.disputed {
+            return Err(wrong_state(
+                &viewer,
+                &current,
+                "The completion is disputed already: write to the agency (messages) or to the \
+                 platform (tickets)."
+                    .into(),
             ));
         }
         if rule.has(Effect::RequireRequiredData) {

@@ -281,7 +281,7 @@ fn may_open_call(viewer: &Viewer, case: &CaseRow) -> Result<(), ApiError> {
     if !workflow::state_of(status).video_calls_active {
         return Err(wrong_state(
             viewer,
-            status,
+            case,
             format!("No video calls while the case is `{status}`."),
         ));
     }

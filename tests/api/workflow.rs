@@ -109,11 +109,14 @@ fn token<'a>(w: &'a World, role: &str) -> &'a str {
 }
 
 /// The actions `role` may take in `status`, by the table.
-fn expected_allowed(role: &str, status: &str) -> Vec<&'static str> {
+/// What the table offers `role` in `status`; a completion disputed already is not disputed
+/// again.
+fn expected_allowed(role: &str, status: &str, disputed: bool) -> Vec<&'static str> {
     TABLE
         .iter()
         .filter(|(_, from, _, roles, _)| from.contains(&status) && roles.contains(&role))
         .map(|(action, ..)| *action)
+        .filter(|&action| !(disputed && action == "dispute_completion"))
         .collect()
 }
 
@@ -299,7 +302,7 @@ async fn every_row_of_the_action_table_from_every_role() {
                 );
                 assert_eq!(
                     actions(&body["case"], "allowed_actions"),
-                    expected_allowed(role, to),
+                    expected_allowed(role, to, *action == "dispute_completion"),
                     "allowed_actions after {action} by {role}"
                 );
                 let rows = app.count(&format!(
@@ -360,7 +363,7 @@ async fn every_row_of_the_action_table_from_every_role() {
             let body = res.assert_problem(409, "wrong_state");
             assert_eq!(
                 actions(body, "allowed_actions"),
-                expected_allowed(role, wrong),
+                expected_allowed(role, wrong, false),
                 "{action} by {role} in {wrong}"
             );
         }
@@ -406,6 +409,19 @@ async fn transitions_record_their_effects() {
         .map(|s| s["rel"].as_str().unwrap())
         .collect();
     assert_eq!(rels, ["messages", "tickets"]);
+    // Disputed once: the card no longer offers it, and a second dispute is refused and writes
+    // nothing (no storyline entry, no news to the platform and the agency again).
+    let card = app.get(&format!("/v1/cases/{case}"), &w.client.token).await;
+    assert_eq!(
+        actions(card.assert_status(200), "allowed_actions"),
+        ["confirm_completion"]
+    );
+    let tables = ["audit_log", "storyline_events", "notifications", "webhook_deliveries"];
+    let before = app.rows_in(&tables);
+    let res = act(&app, &w.client.token, &case, "dispute_completion").await;
+    let problem = res.assert_problem(409, "wrong_state");
+    assert_eq!(actions(problem, "allowed_actions"), ["confirm_completion"]);
+    assert_eq!(app.rows_in(&tables), before);
     let res = act(&app, &w.a_operator.token, &case, "reopen").await;
     let body = res.assert_status(200);
     assert_eq!(body["case"]["disputed"], false);
