@@ -564,6 +564,65 @@ async fn clocks_start_pause_and_stop_with_the_case() {
     }
 }
 
+/// The resolution clock is paused while any request to the client is open, whichever way the
+/// request or the case moves: opened before the work starts, another still open after one is
+/// answered, a suspension ended while one is open, the last one cancelled.
+#[actix_web::test]
+async fn open_requests_pause_the_resolution_clock_on_every_path() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    policy(
+        &app,
+        &w.a_admin.token,
+        json!({"name": "Standard", "targets": targets(60, 240, 2880)}),
+    )
+    .await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let op = &w.a_operator.token;
+    let resolution = || {
+        let (app, case) = (&app, case.clone());
+        async move {
+            let read = clocks(app, op, &case).await;
+            let clock = &read["clocks"]["resolution"];
+            (
+                clock["state"].as_str().unwrap().to_owned(),
+                clock["due_at"].clone(),
+            )
+        }
+    };
+    let requests = format!("/v1/cases/{case}/requests");
+    let ask = |prompt: &'static str| {
+        let (app, requests) = (&app, requests.clone());
+        async move {
+            let body = json!({"kind": "question", "prompt": prompt});
+            id(app.post(&requests, op, body).await.assert_status(201))
+        }
+    };
+    act(&app, op, &case, "accept").await.assert_status(200);
+    let first = ask("Which car does he drive?").await;
+    act(&app, op, &case, "start").await.assert_status(200);
+    assert_eq!(resolution().await, ("paused".to_owned(), Value::Null));
+    let second = ask("Where does he park?").await;
+    app.post(
+        &format!("{requests}/{first}/answer"),
+        &w.client.token,
+        json!({"text": "A red Fiat."}),
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(resolution().await.0, "paused", "one request is still open");
+    act(&app, op, &case, "suspend").await.assert_status(200);
+    assert_eq!(resolution().await.0, "paused");
+    act(&app, op, &case, "resume").await.assert_status(200);
+    assert_eq!(resolution().await, ("paused".to_owned(), Value::Null));
+    app.post(&format!("{requests}/{second}/cancel"), op, json!({}))
+        .await
+        .assert_status(200);
+    let (state, due_at) = resolution().await;
+    assert_eq!(state, "running");
+    assert!(due_at.is_string());
+}
+
 #[actix_web::test]
 async fn the_worker_raises_a_warning_and_a_breach_once_and_the_breach_stays() {
     let app = spawn().await;
