@@ -416,7 +416,12 @@ async fn transitions_record_their_effects() {
         actions(card.assert_status(200), "allowed_actions"),
         ["confirm_completion"]
     );
-    let tables = ["audit_log", "storyline_events", "notifications", "webhook_deliveries"];
+    let tables = [
+        "audit_log",
+        "storyline_events",
+        "notifications",
+        "webhook_deliveries",
+    ];
     let before = app.rows_in(&tables);
     let res = act(&app, &w.client.token, &case, "dispute_completion").await;
     let problem = res.assert_problem(409, "wrong_state");
