@@ -212,3 +212,21 @@ code_enum! {
         Offline = "offline",
     }
 }
+
+/// Longest case tag, in characters.
+pub const TAG_MAX: usize = 40;
+/// Most tags a case has.
+pub const TAGS_MAX: usize = 20;
+
+/// Why a case tag is refused, if it is.
+pub fn tag_problem(tag: &str) -> Option<&'static str> {
+    let ok = |c: char| (c.is_alphanumeric() && !c.is_uppercase()) || c == '-' || c == '_';
+    match tag.chars().count() {
+        0 => Some("a tag has at least one character"),
+        n if n > TAG_MAX => Some("a tag has at most 40 characters"),
+        _ if !tag.chars().all(ok) => {
+            Some("letters that are not upper-case, digits, `-` and `_` only")
+        }
+        _ => None,
+    }
+}

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::db::{self, DbConnection};
-use crate::domain::{CaseStatus, PaymentMethod, Priority, Role, code_enum};
+use crate::domain::{self, CaseStatus, PaymentMethod, Priority, Role, code_enum};
 use crate::errors::{ApiError, FieldError};
 use crate::events::{Event, Notifier};
 use crate::repo;
@@ -23,10 +23,6 @@ use crate::webhooks::What;
 
 /// The rule log's name for what triggers do.
 pub const RULE: &str = "trigger";
-/// Longest tag, in characters.
-pub const TAG_MAX: usize = 40;
-/// Most tags a case has.
-pub const TAGS_MAX: usize = 20;
 
 code_enum! {
     /// What a condition reads of the case.
@@ -107,19 +103,6 @@ impl Action {
             Action::AddTag { .. } => "add_tag",
             Action::SendWebhook { .. } => "send_webhook",
         }
-    }
-}
-
-/// Why a tag is refused, if it is.
-pub fn tag_problem(tag: &str) -> Option<&'static str> {
-    let ok = |c: char| (c.is_alphanumeric() && !c.is_uppercase()) || c == '-' || c == '_';
-    match tag.chars().count() {
-        0 => Some("a tag has at least one character"),
-        n if n > TAG_MAX => Some("a tag has at most 40 characters"),
-        _ if !tag.chars().all(ok) => {
-            Some("letters that are not upper-case, digits, `-` and `_` only")
-        }
-        _ => None,
     }
 }
 
@@ -212,7 +195,7 @@ pub fn problems(
                 ConditionField::AssigneeId => {
                     (!is_staff(value)).then_some("not an active operator of your agency")
                 }
-                ConditionField::Tags => tag_problem(value),
+                ConditionField::Tags => domain::tag_problem(value),
             };
             if let Some(problem) = problem {
                 errors.push(FieldError::new(
@@ -234,7 +217,7 @@ pub fn problems(
                 ));
             }
             Action::AddTag { tag } => {
-                if let Some(problem) = tag_problem(tag) {
+                if let Some(problem) = domain::tag_problem(tag) {
                     errors.push(FieldError::new(at("tag"), "invalid_value", problem));
                 }
             }
@@ -368,7 +351,7 @@ fn holds(condition: &Condition, case: &CaseRow) -> bool {
         ConditionField::ServiceId => vec![case.service_id.as_str()],
         ConditionField::AssigneeId => case.assignee_id.as_deref().into_iter().collect(),
         ConditionField::Tags => {
-            tags = tags_of(case);
+            tags = case.tags();
             tags.iter().map(String::as_str).collect()
         }
     };
@@ -379,11 +362,6 @@ fn holds(condition: &Condition, case: &CaseRow) -> bool {
         ConditionOp::Empty => set.is_empty(),
         ConditionOp::NotEmpty => !set.is_empty(),
     }
-}
-
-/// The case's tags (stored as a JSON array).
-pub fn tags_of(case: &CaseRow) -> Vec<String> {
-    serde_json::from_str(&case.tags).unwrap_or_default()
 }
 
 /// What one action did.
@@ -489,11 +467,11 @@ fn act(
             )))
         }
         Action::AddTag { tag } => {
-            let mut tags = tags_of(case);
+            let mut tags = case.tags();
             if tags.contains(tag) {
                 return Ok(Outcome::Unchanged);
             }
-            if tags.len() >= TAGS_MAX {
+            if tags.len() >= domain::TAGS_MAX {
                 return Ok(Outcome::Skipped("the case has as many tags as it may"));
             }
             let before = tags.clone();

@@ -249,7 +249,7 @@ pub struct CaseSummary {
 }
 
 // The spec's item of every `tags` and `tag`; the code keeps tags as strings, checked by
-// `crate::triggers::tag_problem`.
+// `crate::domain::tag_problem`.
 /// A case's tag: 1 to 40 characters, each a letter that is not upper-case (in any script:
 /// `città`, `日本`), a digit, `-` or `_`.
 #[derive(ToSchema)]
@@ -258,7 +258,7 @@ pub struct Tag(pub String);
 
 /// The case's tags as `role` is shown them: not at all for clients.
 fn tags_for(role: Role, row: &CaseRow) -> Option<Vec<String>> {
-    (role != Role::Client).then(|| crate::triggers::tags_of(row))
+    (role != Role::Client).then(|| row.tags())
 }
 
 fn payment_method(row: &CaseRow) -> PaymentMethod {
@@ -733,11 +733,11 @@ pub async fn list_cases(
             "`q` must be 1–100 characters, not only spaces".into(),
         ));
     }
-    if query.tag.len() > crate::triggers::TAGS_MAX
+    if query.tag.len() > crate::domain::TAGS_MAX
         || query
             .tag
             .iter()
-            .any(|t| crate::triggers::tag_problem(t).is_some())
+            .any(|t| crate::domain::tag_problem(t).is_some())
     {
         return Err(crate::http::fallback::invalid_query(
             "`tag`: at most 20, each of 1–40 letters that are not upper-case, digits, `-` or `_`"
@@ -871,17 +871,17 @@ pub struct UpdateCase {
 
 /// A case's tags as stored (a JSON array), each checked and once.
 fn tags_json(tags: &[String]) -> Result<String, ApiError> {
-    if tags.len() > crate::triggers::TAGS_MAX {
+    if tags.len() > crate::domain::TAGS_MAX {
         return Err(ApiError::invalid_field(
             "/tags",
             "too_long",
-            format!("at most {} tags", crate::triggers::TAGS_MAX),
+            format!("at most {} tags", crate::domain::TAGS_MAX),
         ));
     }
     let mut errors = Vec::new();
     for (i, tag) in tags.iter().enumerate() {
         let pointer = format!("/tags/{i}");
-        if let Some(problem) = crate::triggers::tag_problem(tag) {
+        if let Some(problem) = crate::domain::tag_problem(tag) {
             errors.push(FieldError::new(pointer, "invalid_value", problem));
         } else if tags[..i].contains(tag) {
             errors.push(FieldError::new(
@@ -1075,7 +1075,7 @@ pub async fn update_case(
             repo::audit::append(conn, &actor, audit)?;
         }
         if let Some(tags) = &input.tags {
-            let before = crate::triggers::tags_of(&current);
+            let before = current.tags();
             repo::cases::set_tags(conn, &current, &before, tags)?;
         }
         if let Some(priority) = input.priority.filter(|p| *p != current.priority()) {

@@ -48,13 +48,18 @@ pub struct CaseRow {
     /// The earliest due time of a running SLA clock short of its target.
     #[diesel(deserialize_as = StoredOptionalTimestamp)]
     pub sla_due_at: Option<NaiveDateTime>,
-    /// JSON array of the agency's labels (`triggers::tags_of`).
+    /// JSON array of the agency's labels (`CaseRow::tags`).
     pub tags: String,
     /// The SLA policy its service named when it was bought (`sla::policy_of`).
     pub sla_policy_id: Option<String>,
 }
 
 impl CaseRow {
+    /// The agency's labels on the case (stored as a JSON array).
+    pub fn tags(&self) -> Vec<String> {
+        serde_json::from_str(&self.tags).unwrap_or_default()
+    }
+
     pub fn status(&self) -> CaseStatus {
         CaseStatus::from_code(&self.status).unwrap_or(CaseStatus::Cancelled)
     }

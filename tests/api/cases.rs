@@ -6,16 +6,9 @@ use futures_util::future::join_all;
 use serde_json::{Value, json};
 
 use crate::helpers::{AppService, Response, spawn};
-use crate::world::{World, act, assign_agent, buy, close, create_service, id, start_case, take};
-
-fn ids(body: &Value) -> Vec<String> {
-    body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap().to_owned())
-        .collect()
-}
+use crate::world::{
+    World, act, assign_agent, buy, close, create_service, id, ids, start_case, take,
+};
 
 #[actix_web::test]
 async fn buying_creates_a_numbered_case_with_the_service_form() {

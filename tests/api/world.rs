@@ -278,3 +278,8 @@ where
 pub fn id(v: &Value) -> String {
     v["id"].as_str().unwrap().to_owned()
 }
+
+/// The ids of a page's items.
+pub fn ids(page: &Value) -> Vec<String> {
+    page["items"].as_array().unwrap().iter().map(id).collect()
+}
