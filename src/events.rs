@@ -422,8 +422,8 @@ impl Notifier {
         )
     }
 
-    /// Writes the notifications (and mails, but to `bell_only`) of `recipients`, each once, the
-    /// actor left out.
+    /// Writes the notifications (and mails, but to `bell_only`, who get the title alone) of
+    /// `recipients`, each once, the actor left out.
     #[allow(clippy::too_many_arguments)]
     fn deliver(
         &self,
@@ -474,7 +474,11 @@ impl Notifier {
         for recipient in recipients {
             let locale = Locale::from_code(&recipient.locale).unwrap_or(Locale::En);
             let title = i18n::notification_title(event, locale, about);
-            let body = said.map(|said| said.to(locale));
+            // Who no longer sees the case (`bell_only`) is told of the move, not what it said.
+            let body = match bell_only.contains(&recipient.id) {
+                true => None,
+                false => said.map(|said| said.to(locale)),
+            };
             if self.email && !muted.contains(&recipient.id) {
                 let text = i18n::email_body(
                     locale,

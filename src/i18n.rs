@@ -208,16 +208,18 @@ impl SystemTitle {
         }
     }
 
-    /// The title in `locale`: a move's action and the status it led to.
+    /// The title in `locale`: a move's action and the status it led to (the action alone for
+    /// a move that stays where it is: a dispute leaves the case `completed`, whose label asks
+    /// the client to confirm).
     pub fn render(self, locale: Locale) -> String {
         match self {
             SystemTitle::Moved(action) => {
-                let to = crate::workflow::rule(action).to;
-                format!(
-                    "{}: {}",
-                    action_label(action, locale),
-                    status_label(to, locale)
-                )
+                let rule = crate::workflow::rule(action);
+                let label = action_label(action, locale);
+                match rule.from.contains(&rule.to) {
+                    true => label.to_owned(),
+                    false => format!("{label}: {}", status_label(rule.to, locale)),
+                }
             }
             SystemTitle::RequiredDataSubmitted => pick(
                 locale,

@@ -161,9 +161,11 @@ pub struct MarkNotificationsRead {
     pub ids: Option<Vec<uuid::Uuid>>,
     /// `true`: every notification of the caller, up to `up_to` when sent.
     pub all: Option<bool>,
-    /// With `all`: the newest notification the user has seen (as listed or streamed); those
-    /// that arrived after it stay unread, so "mark all read" never hides one nobody showed.
-    /// Ids that are not the caller's bound nothing of theirs.
+    /// With `all`: the newest notification the user has seen (as listed or streamed; one of
+    /// theirs, else 422 `not_found`); those written after it stay unread, so "mark all read"
+    /// does not hide what arrived since. Ids follow the order notifications are written in; on
+    /// PostgreSQL one written in the same instant may commit a moment after, and be marked with
+    /// it.
     pub up_to: Option<uuid::Uuid>,
 }
 
@@ -179,8 +181,8 @@ pub struct MarkedRead {
 /// Mark notifications read
 ///
 /// `{"ids": [...]}` or `{"all": true}` (exactly one of them, else 422); `up_to` with `all`
-/// leaves unread what arrived after the newest notification the user has seen (422 with
-/// `ids`). Roles: any user.
+/// leaves unread what arrived after the newest notification the user has seen (one of theirs;
+/// 422 with `ids`). Roles: any user.
 #[utoipa::path(
     tag = "notifications",
     operation_id = "mark_notifications_read",
@@ -219,6 +221,15 @@ pub async fn mark_notifications_read(
     };
     let marked = db::write(&state.pool, move |conn| {
         let user = token.user(conn)?.id;
+        if let Marked::All { up_to: Some(last) } = &which
+            && !repo::notifications::is_theirs(conn, &user, last)?
+        {
+            return Err(ApiError::invalid_field(
+                "/up_to",
+                "not_found",
+                "not one of your notifications",
+            ));
+        }
         let updated = repo::notifications::mark_read(conn, &user, &which)?;
         let unread = repo::notifications::unread_count(conn, &user)?;
         Ok(MarkedRead { updated, unread })

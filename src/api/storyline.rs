@@ -774,9 +774,12 @@ pub async fn update_event(
             input.occurred_at,
             input.kind,
         )?;
+        // A title or kind the agency sets replaces what the system wrote: it reads as written.
+        let retitled = input.title.is_some() || input.kind.is_some();
         let changes = EventChanges {
             occurred_at: input.occurred_at.map(db::stored_time),
             kind: input.kind.map(|k| k.as_str().to_owned()),
+            title_code: (retitled && current.title_code.is_some()).then_some(None),
             title: input.title,
             body: input.body,
             latitude: input.latitude,

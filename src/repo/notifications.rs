@@ -89,6 +89,14 @@ pub fn ids_between(
         .load(conn)
 }
 
+/// Whether `id` is one of the user's notifications (a primary-key lookup).
+pub fn is_theirs(conn: &mut DbConnection, user_id: &str, id: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        notifications::table.find((user_id, id)),
+    ))
+    .get_result(conn)
+}
+
 /// The id of the user's newest notification.
 pub fn newest_id(conn: &mut DbConnection, user_id: &str) -> QueryResult<Option<String>> {
     notifications::table

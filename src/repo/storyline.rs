@@ -29,7 +29,7 @@ pub struct EventRow {
     pub created_at: NaiveDateTime,
     #[diesel(deserialize_as = StoredTimestamp)]
     pub updated_at: NaiveDateTime,
-    /// For a title the system wrote, what it says as a code (`i18n::storyline_title`), so that
+    /// For a title the system wrote, what it says as a code (`i18n::SystemTitle`), so that
     /// each reader gets it in their language; `title` is its English text.
     pub title_code: Option<String>,
 }
@@ -47,6 +47,8 @@ pub struct EventChanges {
     pub place_name: Option<Option<String>>,
     pub attachment_ids: Option<String>,
     pub status: Option<String>,
+    /// `Some(None)`: a person retitled (or re-kinded) what the system wrote; it reads as written.
+    pub title_code: Option<Option<String>>,
 }
 
 pub fn insert(conn: &mut DbConnection, row: &EventRow) -> QueryResult<()> {

@@ -197,6 +197,9 @@ async fn each_event_reaches_the_right_people_in_their_language() {
         events(&app, &w.a_agent.token).await[0],
         moved("Completado — confírmelo, por favor")
     );
+    // The agent, who no longer sees the case, is told of the move, not of its resolution.
+    let res = app.get("/v1/notifications", &w.a_agent.token).await;
+    assert_eq!(res.assert_status(200)["items"][0]["body"], Value::Null);
     assert!(events(&app, &w.a_agent2.token).await.is_empty());
     // A dispute concerns the platform too; not the agents (the case stays `completed`).
     let agent_news = events(&app, &w.a_agent.token).await.len();
@@ -289,8 +292,21 @@ async fn the_bell_counts_and_marks_read() {
     )
     .await
     .assert_problem(422, "one_of");
-    // "All" up to the newest the user was shown: what arrived since stays unread.
+    // "All" up to the newest the user was shown: what arrived since stays unread. The bound
+    // is one of the user's own notifications.
     post_message(&app, &w.a_operator.token, &case, "m3").await;
+    let none_of_theirs = uuid::Uuid::now_v7();
+    let res = app
+        .post(
+            "/v1/notifications/read",
+            &w.client.token,
+            json!({"all": true, "up_to": none_of_theirs}),
+        )
+        .await;
+    assert_eq!(
+        res.assert_problem(422, "not_found")["errors"][0]["pointer"],
+        "/up_to"
+    );
     let up_to = |ids: Value| json!({"ids": ids, "up_to": first});
     app.post(
         "/v1/notifications/read",

@@ -8,17 +8,14 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Utc};
 use serde_json::{Value, json};
 
 use crate::helpers::{AppService, TestApp, spawn};
-use crate::world::{LONG_PAST, World, act, backdate_clocks, buy, id, post_message, start_case};
+use crate::world::{
+    LONG_PAST, World, act, backdate_clocks, buy, id, ids, post_message, start_case,
+};
 
 fn targets(first_response: i64, decision: i64, resolution: i64) -> Value {
     let each =
         json!({"first_response": first_response, "decision": decision, "resolution": resolution});
     json!({"low": each, "normal": each, "high": each, "urgent": each})
-}
-
-/// The ids of a page's items.
-fn ids(page: &Value) -> Vec<String> {
-    page["items"].as_array().unwrap().iter().map(id).collect()
 }
 
 fn at(v: &Value) -> DateTime<Utc> {
@@ -1392,6 +1389,13 @@ async fn tickets_run_first_response_and_resolution_clocks_under_the_platforms_po
          WHERE ticket_id = '{t}' AND clock = 'resolution'; \
          UPDATE tickets SET sla_next_at = '2026-01-01 09:08:00' WHERE id = '{t}'"
     ));
+    app.patch(
+        &format!("/v1/users/{}", w.platform.id),
+        &w.platform.token,
+        json!({"locale": "es"}),
+    )
+    .await
+    .assert_status(200);
     let round = dossier::sla::settle_due(&app.state).await.unwrap();
     assert_eq!((round.done, round.failed), (1, 0));
     let view = app.get(&format!("/v1/tickets/{t}"), &w.client.token).await;
@@ -1421,6 +1425,19 @@ async fn tickets_run_first_response_and_resolution_clocks_under_the_platforms_po
         .filter(|e| e.starts_with("sla_"))
         .collect();
     assert_eq!(events, ["sla_breached", "sla_warning"]);
+    // The account in each staff member's language (the admin's is Spanish).
+    let bell_es = app.get("/v1/notifications", &w.platform.token).await;
+    let breach = bell_es.assert_status(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["ticket_id"] == t.as_str() && n["event"] == "sla_breached")
+        .unwrap();
+    assert_eq!(
+        breach["body"],
+        "El plazo de resolución estaba incumplido a las 2026-01-01T09:10:00Z \
+         (objetivo 100 min de horario laboral)."
+    );
     let titles: Vec<&str> = bell.body["items"]
         .as_array()
         .unwrap()

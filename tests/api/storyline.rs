@@ -213,6 +213,31 @@ async fn agents_draft_the_agency_moderates_the_client_reads_what_is_published() 
     ));
     let english = Some("Suspend: Suspended".to_owned());
     assert_eq!(stored, [english.clone(), english]);
+    // Through the CORS layer (a browser's request) the language still varies the answer.
+    let browser = [("accept-language", "it"), ("origin", "https://app.example")];
+    let res = app.call("GET", &p, &w.client.token, None, &browser).await;
+    res.assert_status(200);
+    assert!(res.varies().contains(&"accept-language".to_owned()));
+    // Retitled by the agency, the event reads as the agency wrote it, in every language.
+    app.call(
+        "PATCH",
+        &one,
+        &w.a_operator.token,
+        Some(json!({"title": "Paused for documents"})),
+        &[("if-match", "\"1\"")],
+    )
+    .await
+    .assert_status(200);
+    let italian = app
+        .call(
+            "GET",
+            &one,
+            &w.client.token,
+            None,
+            &[("accept-language", "it")],
+        )
+        .await;
+    assert_eq!(italian.assert_status(200)["title"], "Paused for documents");
     // Agents may not write while suspended; the agency may.
     app.post(&p, &w.a_agent.token, sighting.clone())
         .await
@@ -300,8 +325,9 @@ async fn agents_draft_the_agency_moderates_the_client_reads_what_is_published() 
             "SELECT COUNT(*) AS n FROM audit_log WHERE case_id = '{case}' AND entity = 'storyline_event'"
         )),
         // creates: draft (2 rows), photo (2), extra (2), back on it (2), system events (accept,
-        // suspend, reopen: 1 each); title + body edit (2); publish (1); delete (1)
-        15
+        // suspend, reopen: 1 each); title + body edit (2); the suspension's retitling (1);
+        // publish (1); delete (1)
+        16
     );
 }
 

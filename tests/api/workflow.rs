@@ -427,6 +427,21 @@ async fn transitions_record_their_effects() {
     let problem = res.assert_problem(409, "wrong_state");
     assert_eq!(actions(problem, "allowed_actions"), ["confirm_completion"]);
     assert_eq!(app.rows_in(&tables), before);
+    // The dispute's storyline entry is titled by its action alone (the case stays `completed`,
+    // whose label asks the client to confirm).
+    let storyline = app
+        .get(&format!("/v1/cases/{case}/storyline"), &w.client.token)
+        .await;
+    let last = storyline.assert_status(200)["items"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (last["kind"].as_str(), last["title"].as_str()),
+        (Some("status"), Some("Dispute completion"))
+    );
     let res = act(&app, &w.a_operator.token, &case, "reopen").await;
     let body = res.assert_status(200);
     assert_eq!(body["case"]["disputed"], false);
