@@ -46,6 +46,15 @@ where
     json!({"state": body["state"], "clocks": by_name})
 }
 
+/// Agency A's default policy: first response 60 min, decision 240, resolution 2 880 (two days).
+async fn standard_policy<S>(app: &TestApp<S>, w: &World) -> Value
+where
+    S: AppService,
+{
+    let body = json!({"name": "Standard", "targets": targets(60, 240, 2880)});
+    policy(app, &w.a_admin.token, body).await
+}
+
 async fn policy<S>(app: &TestApp<S>, token: &str, body: Value) -> Value
 where
     S: AppService,
@@ -348,12 +357,7 @@ async fn calendars_and_policies_are_managed_by_admins_and_read_by_staff() {
 async fn a_bank_transfer_starts_its_clocks_when_its_payment_is_confirmed() {
     let app = spawn().await;
     let w = World::new(&app).await;
-    policy(
-        &app,
-        &w.a_admin.token,
-        json!({"name": "Standard", "targets": targets(60, 240, 2880)}),
-    )
-    .await;
+    standard_policy(&app, &w).await;
     let bought = buy(&app, &w.client.token, &w.service_a, "bank_transfer").await;
     let case = id(&bought);
     assert_eq!(bought["sla"], Value::Null);
@@ -388,12 +392,7 @@ async fn clocks_start_pause_and_stop_with_the_case() {
         json!({})
     );
 
-    policy(
-        &app,
-        &w.a_admin.token,
-        json!({"name": "Standard", "targets": targets(60, 240, 2880)}),
-    )
-    .await;
+    standard_policy(&app, &w).await;
     // The agency's default wins over the platform's, which applies to agency B.
     policy(
         &app,
@@ -568,12 +567,7 @@ async fn clocks_start_pause_and_stop_with_the_case() {
 async fn open_requests_pause_the_resolution_clock_on_every_path() {
     let app = spawn().await;
     let w = World::new(&app).await;
-    policy(
-        &app,
-        &w.a_admin.token,
-        json!({"name": "Standard", "targets": targets(60, 240, 2880)}),
-    )
-    .await;
+    standard_policy(&app, &w).await;
     let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
     let op = &w.a_operator.token;
     let resolution = || {
@@ -1172,12 +1166,7 @@ async fn completion_ends_the_first_response_and_resuming_starts_the_resolution()
     let w = World::new(&app).await;
     // Paid while no policy existed: no clocks.
     let resumed = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
-    policy(
-        &app,
-        &w.a_admin.token,
-        json!({"name": "Standard", "targets": targets(60, 240, 2880)}),
-    )
-    .await;
+    standard_policy(&app, &w).await;
     // Worked and completed without a message to the client.
     let unanswered = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
     start_case(&app, &w, &unanswered).await;
