@@ -228,6 +228,13 @@ impl ApiError {
         ApiError::Internal(cause.into())
     }
 
+    /// Whether the write that failed with this may have committed all the same: the
+    /// database's connection was lost (a COMMIT's answer with it), or something failed that
+    /// no rule foresaw. Every other error is a refusal: nothing was written.
+    pub fn may_have_committed(&self) -> bool {
+        matches!(self, ApiError::Unavailable(_) | ApiError::Internal(_))
+    }
+
     /// The closest variant for a failure that came with only a status code.
     pub fn from_status(status: StatusCode, detail: String) -> ApiError {
         let detail = if detail.is_empty() {

@@ -459,15 +459,21 @@ pub fn uploaded<V>(view: V, download_url: impl Fn(&V) -> &str) -> Created<V> {
 }
 
 /// The answer to an upload once its row's write is done (`idempotency::remember`): 201 with
-/// what [`uploaded`] made. A failed write, or the replay of an earlier upload, leaves nothing
-/// pointing at this request's blob, so it is removed.
+/// what [`uploaded`] made. A refused write, or the replay of an earlier upload, leaves nothing
+/// pointing at this request's blob, so it is removed. A write that failed without telling
+/// whether it committed (the database's connection lost, an internal failure) may own it: the
+/// blob stays, and housekeeping removes it only if its `loose_blobs` row is still there, which
+/// the committed write would have settled.
 pub async fn answer_upload(
     state: &AppState,
     key: &str,
     saved: Result<Answer, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
-    let created = matches!(&saved, Ok(answer) if !answer.replayed);
-    if !created {
+    let keep = match &saved {
+        Ok(answer) => !answer.replayed,
+        Err(e) => e.may_have_committed(),
+    };
+    if !keep {
         discard(state, key).await;
     }
     saved.map(Answer::into_response)

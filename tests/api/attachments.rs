@@ -932,6 +932,57 @@ async fn internal_files_stay_with_the_agency_until_the_client_is_shown_them() {
     );
 }
 
+/// An upload whose write loses the database's connection cannot tell whether its row
+/// committed: its blob stays, listed loose, for housekeeping to remove only if no row took it.
+/// (A refused upload's blob goes at once: `a_caller_deactivated_while_the_file_streams_in_…`.)
+#[actix_web::test]
+async fn an_upload_that_lost_its_database_keeps_its_blob_for_housekeeping() {
+    use diesel::connection::SimpleConnection;
+
+    let app = spawn().await;
+    if !app._db.is_postgres() {
+        eprintln!("SQLite's writer is in the process: its connection is not lost mid-write");
+        return;
+    }
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let before = stored_files(app.files.path()).len();
+    // A change to the case in flight: the upload's write waits for the row, and its backend is
+    // ended there, as a network or server failure would end it.
+    let mut conn = app.state.pool.get().unwrap();
+    conn.batch_execute(&format!(
+        "BEGIN; UPDATE cases SET title = title WHERE id = '{case}'"
+    ))
+    .unwrap();
+    let end_the_waiting = async {
+        for _ in 0..250 {
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+            // The waiting backends are found first (`OFFSET 0` keeps the planner from
+            // evaluating the termination on every row), then ended.
+            let ended = app.count(
+                "SELECT COUNT(*) AS n FROM (SELECT pid FROM pg_stat_activity \
+                 WHERE wait_event_type = 'Lock' AND datname = current_database() \
+                 AND pid <> pg_backend_pid() OFFSET 0) waiting \
+                 WHERE pg_terminate_backend(waiting.pid)",
+            );
+            if ended > 0 {
+                return true;
+            }
+        }
+        false
+    };
+    let image = png(300);
+    let sent = upload(&app, &w.client.token, &case, "a.png", &image);
+    let (res, ended) = futures_util::future::join(sent, end_the_waiting).await;
+    conn.batch_execute("ROLLBACK").unwrap();
+    drop(conn);
+    assert!(ended, "the upload never waited for the case's row");
+    assert!(res.status.is_server_error(), "{}", res.status);
+    assert_eq!(stored_files(app.files.path()).len(), before + 1);
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM loose_blobs"), 1);
+    assert_eq!(app.count("SELECT COUNT(*) AS n FROM attachments"), 0);
+}
+
 /// A deletion racing a write that cites the file waits for that write, then keeps the file: on
 /// PostgreSQL (READ COMMITTED) through row locks, on SQLite through its single writer.
 #[actix_web::test]
