@@ -23,6 +23,9 @@ code_enum! {
         MessageReceived = "message_received",
         RequestOpened = "request_opened",
         RequestAnswered = "request_answered",
+        /// The agency withdrew a request (to the client; a move that cancels the case's open
+        /// requests tells of itself).
+        RequestCancelled = "request_cancelled",
         VideoCallOpened = "video_call_opened",
         Assigned = "assigned",
         SurveyRequested = "survey_requested",

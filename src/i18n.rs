@@ -420,6 +420,12 @@ pub fn notification_title(event: crate::events::Event, locale: Locale, about: Ab
             "Solicitud respondida en {n}",
             "Odpowiedź na prośbę w sprawie {n}",
         ],
+        E::RequestCancelled => [
+            "Request withdrawn on {n}",
+            "Richiesta ritirata su {n}",
+            "Solicitud retirada en {n}",
+            "Prośba wycofana w sprawie {n}",
+        ],
         E::VideoCallOpened => [
             "Video call opened on {n}",
             "Videochiamata aperta su {n}",

@@ -7,7 +7,7 @@
 //! then the delivery is dead (listed under the webhook). Delivery is at least once: a
 //! receiver tells repeats apart by `Dossier-Delivery`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use actix_web::web;
@@ -49,6 +49,7 @@ code_enum! {
         MessageReceived = "message_received",
         RequestOpened = "request_opened",
         RequestAnswered = "request_answered",
+        RequestCancelled = "request_cancelled",
         VideoCallOpened = "video_call_opened",
         Assigned = "assigned",
         SurveyRequested = "survey_requested",
@@ -74,6 +75,7 @@ impl WebhookEvent {
             Event::MessageReceived => W::MessageReceived,
             Event::RequestOpened => W::RequestOpened,
             Event::RequestAnswered => W::RequestAnswered,
+            Event::RequestCancelled => W::RequestCancelled,
             Event::VideoCallOpened => W::VideoCallOpened,
             Event::Assigned => W::Assigned,
             Event::SurveyRequested => W::SurveyRequested,
@@ -318,8 +320,9 @@ pub fn url_problem(url: &str, public_only: bool) -> Option<&'static str> {
 }
 
 /// Whether an address is on the public internet: not loopback, private, link-local, shared
-/// (carrier-grade NAT), benchmarking, documentation, multicast or unspecified; an IPv4-mapped
-/// IPv6 address is judged as its IPv4 address.
+/// (carrier-grade NAT), benchmarking, documentation, multicast or unspecified. An IPv6 address
+/// that carries an IPv4 one (mapped, compatible, 6to4) is judged as that IPv4 address; Teredo
+/// and site-local addresses, which a host may route inside, are never public.
 pub fn public_address(ip: IpAddr) -> bool {
     const NOT_PUBLIC: &[&str] = &[
         "0.0.0.0/8",
@@ -335,17 +338,26 @@ pub fn public_address(ip: IpAddr) -> bool {
         "198.51.100.0/24",
         "203.0.113.0/24",
         "224.0.0.0/3",
-        "::/128",
-        "::1/128",
         "64:ff9b::/96",
         "100::/64",
+        "2001::/32",
+        "2001:2::/48",
         "2001:db8::/32",
         "fc00::/7",
         "fe80::/10",
+        "fec0::/10",
         "ff00::/8",
     ];
     let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V6(v6) => match (v6.to_ipv4(), v6.segments()) {
+            // `::ffff:a.b.c.d` and `::a.b.c.d` (`::` and `::1` read as 0.0.0.0 and 0.0.0.1).
+            (Some(v4), _) => IpAddr::V4(v4),
+            // 6to4 (`2002:AABB:CCDD::/48`) reaches the IPv4 address its next two groups hold.
+            (None, [0x2002, high, low, ..]) => {
+                IpAddr::V4(Ipv4Addr::from((u32::from(high) << 16) | u32::from(low)))
+            }
+            (None, _) => ip,
+        },
         v4 => v4,
     };
     !NOT_PUBLIC

@@ -40,7 +40,8 @@ pub struct AttachmentView {
     pub id: String,
     #[schema(format = "uuid")]
     pub case_id: String,
-    /// Sanitized: the last path component, without control or reserved characters.
+    /// Sanitized: the last path component, without control, invisible format or reserved
+    /// characters, ending in an extension of `content_type` (added when the sent one is not).
     pub file_name: String,
     /// Detected from the bytes, not taken from the upload.
     pub content_type: String,

@@ -1,6 +1,6 @@
-//! Logging in and refreshing tokens.
+//! Logging in, refreshing tokens, logging out, and changing one's own password.
 
-use actix_web::{HttpRequest, HttpResponse, post, web};
+use actix_web::{HttpRequest, HttpResponse, post, put, web};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
@@ -10,15 +10,17 @@ use validator::Validate;
 
 use diesel::QueryResult;
 
+use crate::api::{Asked, Asking};
 use crate::app::AppState;
 use crate::auth::jwt::Subject;
-use crate::auth::{password, random_bytes};
+use crate::auth::{Token, password, random_bytes};
 use crate::db::{self, DbConnection};
 use crate::errors::ApiError;
 use crate::http::extract::ValidJson;
+use crate::repo;
 use crate::repo::presence::Whose;
 use crate::repo::refresh_tokens::{self, RefreshTokenRow};
-use crate::repo::{self, users::ActiveUser};
+use crate::repo::users::{ActiveUser, UserChanges, UserScope};
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -55,6 +57,19 @@ pub struct LogoutRequest {
     #[serde(default)]
     #[schema(default = false)]
     pub everywhere: bool,
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"current_password": "correct horse battery staple", "new_password": "a new and longer passphrase"}))]
+pub struct ChangePassword {
+    /// The account's password now.
+    #[validate(length(min = 1, max = 1024))]
+    #[schema(min_length = 1, max_length = 1024)]
+    pub current_password: String,
+    #[validate(length(min = 12, max = 1024))]
+    #[schema(min_length = 12, max_length = 1024)]
+    pub new_password: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -141,6 +156,29 @@ fn issue_pair(
     })
 }
 
+/// A password check for the account `email` from the request's address, counted by the
+/// throttle (429 once either has failed too often).
+fn attempt_for<'a>(
+    state: &'a AppState,
+    req: &HttpRequest,
+    email: &str,
+) -> Result<crate::auth::throttle::Attempt<'a>, ApiError> {
+    // Lossy: a client's stray byte must not make the whole line, the proxy's entry with it,
+    // disappear (the entry with it just fails to parse).
+    let forwarded_for: Vec<String> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    let address = state
+        .throttle
+        .client_address(req.peer_addr().map(|a| a.ip()), &forwarded_for);
+    state
+        .throttle
+        .attempt(email, &address)
+        .map_err(|retry_after| ApiError::TooManyRequests { retry_after })
+}
+
 /// Log in
 ///
 /// Exchanges an e-mail and a password for a short-lived access token and a single-use refresh
@@ -167,20 +205,7 @@ pub async fn create_token(
 ) -> Result<HttpResponse, ApiError> {
     let LoginRequest { email, password } = body.0;
     let email = email.trim().to_lowercase();
-    // Lossy: a client's stray byte must not make the whole line, the proxy's entry with it,
-    // disappear (the entry with it just fails to parse).
-    let forwarded_for: Vec<String> = req
-        .headers()
-        .get_all("x-forwarded-for")
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .collect();
-    let address = state
-        .throttle
-        .client_address(req.peer_addr().map(|a| a.ip()), &forwarded_for);
-    let attempt = state
-        .throttle
-        .attempt(&email, &address)
-        .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
+    let attempt = attempt_for(&state, &req, &email)?;
 
     let lookup = email.clone();
     // A deactivated account is looked up like an unknown one: same answer, same time.
@@ -228,6 +253,94 @@ pub async fn create_token(
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(issued?))
+}
+
+/// Change your password
+///
+/// Any user changes their own password, giving the one they have now (a token alone, stolen
+/// for its few minutes, cannot). Every session of theirs ends, on every device: refresh tokens
+/// revoked, access tokens issued until now refused. The answer is a new pair for this one, so
+/// the caller stays logged in here (their presence stays as it was). A wrong
+/// `current_password` is 422 `wrong_password` and counts as a failed login of the account:
+/// after repeated failures the change, like a login, is 429 with `Retry-After`. Audited
+/// (`user` `update`, `password` named without values). Roles: any user.
+#[utoipa::path(
+    tag = "auth",
+    operation_id = "change_password",
+    request_body = ChangePassword,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Changed: a new token pair for this session", body = TokenResponse, headers(("Cache-Control" = String, description = "`no-store`: tokens are kept by no cache"))),
+        (status = 409, description = "The password changed while this request ran (`concurrent_update`)"),
+        (status = 422, description = "A member breaks a rule, or `current_password` is not the account's (`wrong_password`)"),
+        (status = 429, description = "Too many failed attempts", headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+#[put("/v1/me/password")]
+pub async fn change_password(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    token: Token,
+    body: ValidJson<ChangePassword>,
+) -> Result<HttpResponse, ApiError> {
+    let ChangePassword {
+        current_password,
+        new_password,
+    } = body.0;
+    let reading = token.clone();
+    let me = db::read(&state.pool, move |conn| reading.profile(conn)).await?;
+    let attempt = attempt_for(&state, &req, &me.email)?;
+    let stored_hash = me.password_hash.clone();
+    let password_ok =
+        password::off_the_pool(move || password::verify(&current_password, &stored_hash))
+            .await
+            .ok_or_else(|| ApiError::internal("the password checking thread failed"))?;
+    if !password_ok {
+        attempt.failed();
+        return Err(ApiError::invalid_field(
+            "/current_password",
+            "wrong_password",
+            "not the account's password",
+        ));
+    }
+    attempt.succeeded();
+    let new_hash = crate::api::users::hash_password(new_password).await?;
+    let asking = Asking::new(token, &req);
+    let st = state.clone();
+    let issued = db::write(&state.pool, move |conn| {
+        let Asked { actor, .. } = asking.resolve(conn)?;
+        // The password was checked outside this write: it must still be the account's.
+        let changed_meanwhile = || ApiError::Conflict {
+            code: "concurrent_update",
+            detail: "The password changed while this request ran; try again.".into(),
+        };
+        let before = repo::users::find(conn, &UserScope::All, &me.id)?
+            .filter(|now| now.password_hash == me.password_hash)
+            .ok_or_else(changed_meanwhile)?;
+        let changes = UserChanges {
+            password_hash: Some(new_hash),
+            ..UserChanges::default()
+        };
+        if !repo::users::update(conn, &me.id, before.version, &changes)? {
+            return Err(changed_meanwhile());
+        }
+        // Every session ends; this one goes on under a new pair, so the caller is not offline.
+        refresh_tokens::revoke_user(conn, &me.id)?;
+        repo::users::end_sessions(conn, &me.id)?;
+        // Their agency deactivated meanwhile (a user's own deactivation moves the version).
+        let after =
+            repo::users::find_active(conn, &me.id)?.ok_or_else(|| ApiError::Unauthorized {
+                code: "invalid_token",
+                detail: "The account was deactivated while this request ran.".into(),
+            })?;
+        let changed = crate::api::users::user_changes("update", Some(&before), &after.row);
+        repo::audit::append(conn, &actor, changed)?;
+        issue_pair(&st, conn, &after, repo::new_id())
+    })
+    .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(issued))
 }
 
 /// Log out

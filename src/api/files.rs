@@ -80,30 +80,83 @@ impl<'r> utoipa::ToResponse<'r> for FileDownload {
     }
 }
 
+/// A file's type, detected from its bytes, and the extension that names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Detected {
+    mime: &'static str,
+    extension: &'static str,
+}
+
+const PLAIN_TEXT: Detected = Detected {
+    mime: "text/plain",
+    extension: "txt",
+};
+
+/// Extensions a plain-text file keeps: formats that are text and that no program runs.
+const TEXT_EXTENSIONS: &[&str] = &["txt", "text", "log", "csv", "tsv", "md", "markdown", "json"];
+
 /// The type of a file from its first bytes, if it is one we accept. The name and the
 /// client's declared type are ignored: a renamed executable stays an executable.
-fn detect(head: &[u8]) -> Option<&'static str> {
+fn detect(head: &[u8], text: &PlainText) -> Option<Detected> {
     match infer::get(head) {
         Some(kind) => {
             let mime = kind.mime_type();
             let media = ["image/", "audio/", "video/"];
-            (media.iter().any(|m| mime.starts_with(m)) || DOCUMENT_TYPES.contains(&mime))
-                .then_some(mime)
+            (media.iter().any(|m| mime.starts_with(m)) || DOCUMENT_TYPES.contains(&mime)).then(
+                || Detected {
+                    mime,
+                    extension: kind.extension(),
+                },
+            )
         }
-        // No signature: plain text if it is UTF-8 without NUL bytes (a character cut at the
-        // end of the sniffed prefix is fine).
-        None => {
-            let utf8 = match std::str::from_utf8(head) {
-                Ok(_) => true,
-                Err(e) => e.error_len().is_none(),
-            };
-            (utf8 && !head.contains(&0)).then_some("text/plain")
-        }
+        // No signature: plain text if it is so far; `text` reads the rest as it comes.
+        None => text.so_far().then_some(PLAIN_TEXT),
     }
 }
 
-/// The last path component, stripped of anything a file system or a header would mind.
+/// Whether a body is UTF-8 without NUL bytes, read a chunk at a time (a character may be cut
+/// between two chunks): a file is plain text only if all of it is, not just its first bytes.
+#[derive(Default)]
+struct PlainText {
+    /// The start of a character cut at the end of the last chunk.
+    carry: Vec<u8>,
+    broken: bool,
+}
+
+impl PlainText {
+    fn feed(&mut self, chunk: &[u8]) {
+        if self.broken {
+            return;
+        }
+        let mut bytes = std::mem::take(&mut self.carry);
+        bytes.extend_from_slice(chunk);
+        self.broken = bytes.contains(&0)
+            || match std::str::from_utf8(&bytes) {
+                Ok(_) => false,
+                Err(e) if e.error_len().is_none() => {
+                    self.carry = bytes[e.valid_up_to()..].to_vec();
+                    false
+                }
+                Err(_) => true,
+            };
+    }
+
+    /// Text so far, a character cut at the end allowed.
+    fn so_far(&self) -> bool {
+        !self.broken
+    }
+
+    /// Text, whole.
+    fn whole(&self) -> bool {
+        !self.broken && self.carry.is_empty()
+    }
+}
+
+/// The last path component, stripped of anything a file system or a header would mind, and of
+/// invisible format characters (a right-to-left override shows `invoice\u{202E}fdp.js` as
+/// `invoice…sj.pdf`).
 fn clean_file_name(raw: Option<&str>) -> String {
+    use unicode_general_category::{GeneralCategory, get_general_category};
     let base = raw
         .unwrap_or_default()
         .rsplit(['/', '\\'])
@@ -112,6 +165,7 @@ fn clean_file_name(raw: Option<&str>) -> String {
     let clean: String = sanitize_filename::sanitize(base)
         .chars()
         .filter(|c| !c.is_control() && *c != '"')
+        .filter(|c| get_general_category(*c) != GeneralCategory::Format)
         .take(200)
         .collect();
     let clean = clean.trim().trim_start_matches('.').to_owned();
@@ -119,6 +173,28 @@ fn clean_file_name(raw: Option<&str>) -> String {
         "file".to_owned()
     } else {
         clean
+    }
+}
+
+/// The uploader's name, with the detected type's extension added unless its own names that
+/// type: what is downloaded opens as what it is (a script sent as text as `.txt`, not as
+/// something a double-click runs).
+fn named_as(name: String, detected: Detected) -> String {
+    let own = name
+        .rsplit_once('.')
+        .map(|(_, extension)| extension.to_ascii_lowercase());
+    let fits = own.is_some_and(|own| match detected {
+        PLAIN_TEXT => TEXT_EXTENSIONS.contains(&own.as_str()),
+        _ => {
+            own == detected.extension
+                || mime_guess::from_ext(&own)
+                    .iter_raw()
+                    .any(|mime| mime == detected.mime)
+        }
+    });
+    match fits {
+        true => name,
+        false => format!("{name}.{}", detected.extension),
     }
 }
 
@@ -173,7 +249,7 @@ fn bad_multipart(e: impl std::fmt::Display) -> ApiError {
 /// What was received of the file part.
 struct Received {
     upload: BlobUpload,
-    content_type: &'static str,
+    detected: Detected,
     size: usize,
     sha256: String,
 }
@@ -190,7 +266,8 @@ async fn receive(
     let mut head: Vec<u8> = Vec::with_capacity(SNIFF_BYTES);
     let mut hasher = Sha256::new();
     let mut size = 0usize;
-    let mut started: Option<(BlobUpload, &'static str)> = None;
+    let mut started: Option<(BlobUpload, Detected)> = None;
+    let mut text = PlainText::default();
     let storage_error = |e: object_store::Error| ApiError::internal(e);
     loop {
         let chunk = match field.next().await {
@@ -211,6 +288,7 @@ async fn receive(
             return Err(too_large());
         }
         hasher.update(&chunk);
+        text.feed(&chunk);
         match &mut started {
             Some((upload, _)) => {
                 if let Err(e) = upload.write(&chunk).await {
@@ -223,7 +301,7 @@ async fn receive(
             None => {
                 head.extend_from_slice(&chunk);
                 if head.len() >= SNIFF_BYTES {
-                    started = Some(begin(state, key, &head).await?);
+                    started = Some(begin(state, key, &head, &text).await?);
                 }
             }
         }
@@ -235,31 +313,40 @@ async fn receive(
             "the file is empty",
         ));
     }
-    let (upload, content_type) = match started {
+    let (upload, detected) = match started {
         Some(s) => s,
-        None => begin(state, key, &head).await?,
+        None => begin(state, key, &head, &text).await?,
     };
+    // Text at its start and not all through (a ZIP after it, say) is no type we accept.
+    if detected == PLAIN_TEXT && !text.whole() {
+        upload.abort().await;
+        return Err(not_accepted());
+    }
     Ok(Received {
         upload,
-        content_type,
+        detected,
         size,
         sha256: format!("{:x}", hasher.finalize()),
     })
 }
 
-/// Decides the type from `head` and opens the upload with it written.
+fn not_accepted() -> ApiError {
+    ApiError::UnsupportedMediaType(
+        "This kind of file is not accepted: images, PDF, office documents, plain text, audio \
+         and video are."
+            .into(),
+    )
+}
+
+/// Decides the type from `head` (`text`: what is known of it as text) and opens the upload
+/// with it written.
 async fn begin(
     state: &AppState,
     key: &str,
     head: &[u8],
-) -> Result<(BlobUpload, &'static str), ApiError> {
-    let content_type = detect(head).ok_or_else(|| {
-        ApiError::UnsupportedMediaType(
-            "This kind of file is not accepted: images, PDF, office documents, plain text, \
-             audio and video are."
-                .into(),
-        )
-    })?;
+    text: &PlainText,
+) -> Result<(BlobUpload, Detected), ApiError> {
+    let detected = detect(head, text).ok_or_else(not_accepted)?;
     let mut upload = state
         .blobs
         .start_upload(key)
@@ -269,7 +356,7 @@ async fn begin(
         upload.abort().await;
         return Err(ApiError::internal(e));
     }
-    Ok((upload, content_type))
+    Ok((upload, detected))
 }
 
 /// Parts of an upload's form besides `file`, at most.
@@ -441,8 +528,8 @@ async fn store_form(
     // A failing `finish` aborts the upload itself (object_store's `WriteMultipart`).
     received.upload.finish().await.map_err(ApiError::internal)?;
     Ok(StoredFile {
-        file_name,
-        content_type: received.content_type,
+        file_name: named_as(file_name, received.detected),
+        content_type: received.detected.mime,
         size_bytes: received.size as i64,
         sha256: received.sha256,
         internal,

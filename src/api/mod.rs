@@ -95,6 +95,7 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(auth::create_token)
         .service(auth::refresh_token)
         .service(auth::logout)
+        .service(auth::change_password)
         .service(me::get_me)
         .service(agencies::list_agencies)
         .service(agencies::create_agency)

@@ -156,18 +156,23 @@ pub async fn set_my_presence(
     let notifier = state.notifier.clone();
     let capacity = state.settings.operator_capacity;
     let view = db::write(&state.pool, move |conn| {
+        // An operator going available serves the agency's queue below: its lock comes before
+        // their rows, as in every write that serves it or ends its staff's sessions (which
+        // then wait for those rows). Role and agency never change: read here unlocked.
+        let serves = match input.status {
+            PresenceStatus::Available => repo::users::find_caller(conn, &user_id)?.and_then(|u| {
+                repo::presence::queue_of(u.role(), u.agency_id.as_deref()).map(str::to_owned)
+            }),
+            _ => None,
+        };
+        if let Some(agency) = &serves {
+            repo::presence::lock_queue(conn, agency)?;
+        }
         // Their row is share-locked before they are read (PostgreSQL): sessions ending
         // meanwhile (a logout everywhere) set them offline before this runs, or after it.
         repo::users::lock_for_new_session(conn, &user_id)?;
         let Asked { caller, viewer, .. } = asking.resolve(conn)?;
         staff_only(&caller)?;
-        // An operator going available serves the agency's queue below: its lock comes first.
-        let serves = repo::presence::queue_of(caller.role, caller.agency_id.as_deref())
-            .filter(|_| input.status == PresenceStatus::Available)
-            .map(str::to_owned);
-        if let Some(agency) = &serves {
-            repo::presence::lock_queue(conn, agency)?;
-        }
         // Nobody works on a case offline.
         let working_on = match input.status {
             PresenceStatus::Offline => None,

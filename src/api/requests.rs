@@ -533,8 +533,9 @@ pub async fn answer_request(
 
 /// Cancel a request
 ///
-/// The agency withdraws an open request (409 if it is no longer open). Honours `If-Match` on
-/// the request's version. The case's version moves on. Roles: agency.
+/// The agency withdraws an open request (409 if it is no longer open); the client is told
+/// (`request_cancelled`). Honours `If-Match` on the request's version. The case's version moves
+/// on. Roles: agency.
 #[utoipa::path(
     tag = "requests",
     operation_id = "cancel_request",
@@ -570,7 +571,7 @@ pub async fn cancel_request(
             status: Some(RequestStatus::Cancelled.as_str().to_owned()),
             ..RequestChanges::default()
         };
-        change_open(
+        let cancelled = change_open(
             conn,
             &notifier,
             (&viewer, &actor),
@@ -578,7 +579,18 @@ pub async fn cancel_request(
             "cancel",
             &changes,
             &if_match,
-        )
+        )?;
+        // The client was asked: the request they may still have open in the bell is gone.
+        notifier.notify(
+            conn,
+            &case,
+            Event::RequestCancelled,
+            &[Audience::Client],
+            Some(&actor.user_id),
+            Some(&current.prompt),
+            None,
+        )?;
+        Ok(cancelled)
     })
     .await?;
     Ok(HttpResponse::Ok()

@@ -464,12 +464,23 @@ pub async fn create_service(
                 sla_policy_id,
             };
             repo::services::insert(conn, &row)?;
+            // Every member, as an update logs the ones it moves: the log alone tells what was sold.
             let created = Change::service(&row.id, &row.agency_id, "create");
-            repo::audit::append(
-                conn,
-                &actor,
-                vec![created.field("title", None, Some(row.title.clone()))],
-            )?;
+            let members = vec![
+                ("title", None, Some(row.title.clone())),
+                ("description", None, Some(row.description.clone())),
+                ("price_minor", None, Some(row.price_minor.to_string())),
+                ("currency", None, Some(row.currency.clone())),
+                ("active", None, Some(row.active.to_string())),
+                ("default_priority", None, Some(row.default_priority.clone())),
+                (
+                    "required_data_template",
+                    None,
+                    Some(row.required_data_template.clone()),
+                ),
+                ("sla_policy_id", None, row.sla_policy_id.clone()),
+            ];
+            repo::audit::append(conn, &actor, created.fields(members))?;
             let view = ServiceView::new(
                 repo::services::find(conn, &ServiceScope::All, &row.id)?
                     .ok_or_else(|| ApiError::internal("inserted service vanished"))?,

@@ -367,7 +367,8 @@ pub fn apply(
         );
     }
     if audit.is_empty() {
-        // A repeated dispute changes no field; the action itself is still on record.
+        // Every move changes a field (a dispute, its flag); were one not to, the action itself
+        // is still on record.
         audit.push(change);
     }
     if rule.has(Effect::CancelOpenRequests) {

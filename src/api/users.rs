@@ -197,7 +197,8 @@ pub struct UpdateUser {
     #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     /// Sets a new password and ends every session of the user: refresh tokens revoked, access
-    /// tokens issued until now refused (the caller's own too, when it is their account).
+    /// tokens issued until now refused. Another user's only: one's own changes at
+    /// `PUT /v1/me/password`.
     #[validate(length(min = 12, max = 1024))]
     #[schema(min_length = 12, max_length = 1024)]
     pub password: Option<String>,
@@ -281,6 +282,29 @@ fn guard_admins(caller: &AuthUser, role: Role, admin: bool) -> Result<(), ApiErr
     Ok(())
 }
 
+/// Among platform staff only platform admins set another user's password or e-mail: with
+/// either, a staff member could log in as an agency's operator or a client and do what their
+/// own role may never do (an agency admin still sets their own agency's).
+fn guard_credentials(caller: &AuthUser, user_id: &str, input: &UpdateUser) -> Result<(), ApiError> {
+    let credentials = input.password.is_some() || input.email.is_some();
+    if credentials && caller.is_platform() && !caller.is_platform_admin() && user_id != caller.id {
+        return Err(ApiError::Forbidden(
+            "Only platform admins set another user's password or e-mail.".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The admin flag is for staff: an agent's or a client's would mean nothing, yet their tokens
+/// and `/v1/me` would say `admin`, which frontends read to show managers' screens.
+fn admin_not_allowed() -> FieldError {
+    FieldError::new(
+        "/admin",
+        "not_allowed",
+        "only agency and platform staff are admins",
+    )
+}
+
 fn user_not_found() -> ApiError {
     ApiError::NotFound("No such user, or not one you manage.".into())
 }
@@ -295,6 +319,12 @@ pub fn check_new_user(
     let mut agency_id = input.agency_id.map(|id| id.to_string());
     if let Some(caller) = caller {
         guard_admins(caller, input.role, input.admin)?;
+        // As [`guard_credentials`]: the new account's password is the caller's choice.
+        if input.role.belongs_to_agency() && caller.is_platform() && !caller.is_platform_admin() {
+            return Err(ApiError::Forbidden(
+                "Only platform admins create an agency's users.".into(),
+            ));
+        }
     }
     if let Some(caller) = caller.filter(|c| !c.is_platform()) {
         caller.require(
@@ -333,6 +363,9 @@ pub fn check_new_user(
     }
     if input.capacity.is_some() && !input.role.is_operator() {
         errors.push(capacity_not_allowed());
+    }
+    if input.admin && !input.role.is_operator() {
+        errors.push(admin_not_allowed());
     }
     if input.role != Role::Client {
         for (pointer, set) in [
@@ -427,9 +460,9 @@ pub async fn list_users(
 
 /// Create a user
 ///
-/// Platform staff create users of any role; an agency admin creates `agency` and `agent` users
-/// of their own agency (admins too); among platform staff only platform admins create admins
-/// (403). The e-mail must be
+/// Platform admins create users of any role; other platform staff create clients and platform
+/// staff who are not admins; an agency admin creates `agency` and `agent` users of their own
+/// agency (admins too); anything else is 403. The e-mail must be
 /// unused (case-insensitively). Accepts `Idempotency-Key`: a retry with the same key and body
 /// replays the first answer, another body (another password too) is 422. Roles: platform,
 /// agency admin.
@@ -442,7 +475,7 @@ pub async fn list_users(
     responses(
         (status = 201, description = "Created", body = UserView,
             headers(("Location" = String, description = "The new user's URL"), ("ETag" = String, description = "Its version"))),
-        (status = 403, description = "The caller may not create this user, or their role or admin flag changed while the request ran"),
+        (status = 403, description = "The caller may not create this user (an agency admin: only their agency's staff and agents; platform staff other than admins: no admins, no agency users), or their role or admin flag changed while the request ran"),
         (status = 409, description = "The e-mail is taken (`email_taken`)"),
     )
 )]
@@ -588,9 +621,12 @@ fn still_as_authenticated(
 /// (agency and platform staff) capacity; an agency operator's capacity raised serves the
 /// agency's queue in the same write (rule log trigger `capacity_changed`).
 /// `role` and `agency_id` cannot change (422, `read_only_field` in `errors`). Callers cannot
-/// deactivate themselves or drop their own admin flag (422, `cannot_lock_out_self` in `errors`). Among platform staff only platform admins make
-/// a user an admin or change an admin's account (403); an agency admin does so for their own
-/// agency's staff. Honours `If-Match` (412 when stale).
+/// deactivate themselves or drop their own admin flag (422, `cannot_lock_out_self` in `errors`).
+/// Among platform staff only platform admins make a user an admin, change an admin's account,
+/// or set another user's password or e-mail (403); an agency admin does so for their own
+/// agency's staff. Agents and clients are never admins (422 `not_allowed`). One's own password
+/// changes at `PUT /v1/me/password`, with the current one (here 422 `not_allowed`). Honours
+/// `If-Match` (412 when stale).
 /// Roles: platform, agency admin (own agency's staff and agents).
 #[utoipa::path(
     tag = "users",
@@ -603,7 +639,7 @@ fn still_as_authenticated(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Updated", body = UserView, headers(("ETag" = String, description = "The new version"))),
-        (status = 403, description = "The caller's role manages no users, the user is (or would become) a platform admin and the caller is not one, or the caller's role or admin flag changed while the request ran"),
+        (status = 403, description = "The caller's role manages no users; the user is (or would become) a platform admin, or the change sets another user's password or e-mail, and the caller is not a platform admin (platform staff); or the caller's role or admin flag changed while the request ran"),
         (status = 404, description = "No such user, or not one the caller manages"),
         (status = 409, description = "The e-mail is taken (`email_taken`)"),
         (status = 412, description = "`If-Match` is stale"),
@@ -635,6 +671,13 @@ pub async fn update_user(
             ));
         }
     }
+    if id == caller.id && input.password.is_some() {
+        errors.push(FieldError::new(
+            "/password",
+            "not_allowed",
+            "your own password changes at `PUT /v1/me/password`, with the current one",
+        ));
+    }
     if id == caller.id && (input.active == Some(false) || input.admin == Some(false)) {
         let pointer = if input.active == Some(false) {
             "/active"
@@ -663,6 +706,7 @@ pub async fn update_user(
         let current = repo::users::find(conn, &scope, &id)?.ok_or_else(user_not_found)?;
         let admin_before_or_after = current.is_admin || input.admin == Some(true);
         guard_admins(&caller, current.role(), admin_before_or_after)?;
+        guard_credentials(&caller, &id, &input)?;
         if_match.check(current.version)?;
         let identity_sent = [
             &input.id_document_type,
@@ -678,6 +722,9 @@ pub async fn update_user(
         }
         if input.capacity.is_some() && !current.role().is_operator() {
             return Err(ApiError::validation(vec![capacity_not_allowed()]));
+        }
+        if input.admin == Some(true) && !current.role().is_operator() {
+            return Err(ApiError::validation(vec![admin_not_allowed()]));
         }
         let logs_out = password_hash.is_some() || input.active == Some(false);
         // Room made for an agency operator goes to the queue now, not at the worker's next pass.

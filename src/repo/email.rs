@@ -143,21 +143,49 @@ pub fn claim_due(
     deliverable(conn, claimed)
 }
 
-/// The mails whose addressees still may read them; the others die here (`last_error` says
-/// why). Checked at the claim, for the whole batch, and again right before each send.
+/// The mails whose addressees still may read them and still want them, addressed as they are
+/// now; the others die here (`last_error` says why). Checked at the claim, for the whole
+/// batch, and again right before each send.
 fn deliverable(conn: &mut DbConnection, claimed: Vec<OutboxRow>) -> QueryResult<Vec<OutboxRow>> {
-    // Someone deactivated (or whose agency was) since their mail was queued gets no more mail.
     let addressees: Vec<String> = claimed.iter().map(|m| m.user_id.clone()).collect();
-    let can_log_in: HashSet<String> = super::notifications::recipients(conn, &addressees)?
+    // Someone deactivated (or whose agency was) since their mail was queued gets no more mail.
+    let can_log_in: HashMap<String, super::notifications::Recipient> =
+        super::notifications::recipients(conn, &addressees)?
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect();
+    let turned_off: HashSet<(String, String)> = email_preferences::table
+        .filter(email_preferences::user_id.eq_any(&addressees))
+        .filter(email_preferences::enabled.eq(false))
+        .select((email_preferences::user_id, email_preferences::event))
+        .load(conn)?
         .into_iter()
-        .map(|r| r.id)
         .collect();
-    let (claimed, locked_out): (Vec<_>, Vec<_>) = claimed
-        .into_iter()
-        .partition(|m| can_log_in.contains(&m.user_id));
-    for mail in locked_out {
-        die_unsent(conn, &mail.id, LOCKED_OUT)?;
+    let mut wanted = Vec::with_capacity(claimed.len());
+    for mut mail in claimed {
+        let Some(now) = can_log_in.get(&mail.user_id) else {
+            die_unsent(conn, &mail.id, LOCKED_OUT)?;
+            continue;
+        };
+        // An event turned off after the mail was queued (or before an admin's retry).
+        if turned_off.contains(&(mail.user_id.clone(), mail.event.clone())) {
+            die_unsent(conn, &mail.id, TURNED_OFF)?;
+            continue;
+        }
+        // An address corrected since (say after a bounce, before the retry) is the one used.
+        if (&mail.recipient, &mail.recipient_name) != (&now.email, &now.name) {
+            mail.recipient = now.email.clone();
+            mail.recipient_name = now.name.clone();
+            diesel::update(email_outbox::table.find(&mail.id))
+                .set((
+                    email_outbox::recipient.eq(&mail.recipient),
+                    email_outbox::recipient_name.eq(&mail.recipient_name),
+                ))
+                .execute(conn)?;
+        }
+        wanted.push(mail);
     }
+    let claimed = wanted;
     // Nor mail about a case they no longer see (an agent taken off it, or once it left the
     // statuses agents see): it would carry what the case holds, an internal note's text say.
     let scopes = case_scopes(conn, &claimed)?;
@@ -216,6 +244,8 @@ fn die_unsent(conn: &mut DbConnection, id: &str, why: &str) -> QueryResult<()> {
 
 /// Why a mail died unsent: its addressee lost their access after it was queued.
 const LOCKED_OUT: &str = "the recipient can no longer log in";
+/// Why a mail died unsent: its addressee turned its event's mail off after it was queued.
+const TURNED_OFF: &str = "the recipient turned this e-mail off";
 /// Why a mail died unsent: its addressee no longer sees the case it is about.
 const CASE_UNSEEN: &str = "the recipient can no longer see the case";
 

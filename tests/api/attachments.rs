@@ -172,6 +172,113 @@ async fn a_name_outside_ascii_is_downloaded_in_filename_star() {
     );
 }
 
+/// A file's name ends in an extension of the type its bytes have (added where it does not):
+/// what is downloaded opens as what it is. Invisible format characters leave the name, and a
+/// file is plain text only if all of it is.
+#[actix_web::test]
+async fn names_fit_the_detected_type_and_text_is_text_all_through() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let case = id(&buy(&app, &w.client.token, &w.service_a, "card").await);
+    let mut jpeg = b"\xFF\xD8\xFF\xE0\0\x10JFIF\0".to_vec();
+    jpeg.resize(500, 7);
+    let long_text = "è".repeat(6000);
+    let cases: [(&str, &[u8], &str, &str); 8] = [
+        (
+            "invoice.js",
+            b"WScript.Echo(1)\n",
+            "invoice.js.txt",
+            "text/plain",
+        ),
+        (
+            "run.HTA",
+            b"<svg onload=alert(1)>",
+            "run.HTA.txt",
+            "text/plain",
+        ),
+        (
+            "notes.csv",
+            b"plate,seen\nAB123CD,14:05\n",
+            "notes.csv",
+            "text/plain",
+        ),
+        ("long.TXT", long_text.as_bytes(), "long.TXT", "text/plain"),
+        ("photo.jpeg", &jpeg, "photo.jpeg", "image/jpeg"),
+        ("scan", &png(300), "scan.png", "image/png"),
+        ("report.pdf", &png(300), "report.pdf.png", "image/png"),
+        (
+            "invoice\u{202E}fdp.js",
+            b"WScript.Echo(1)\n",
+            "invoicefdp.js.txt",
+            "text/plain",
+        ),
+    ];
+    for (sent, bytes, named, typed) in cases {
+        let res = upload(&app, &w.client.token, &case, sent, bytes).await;
+        let body = res.assert_status(201);
+        assert_eq!(
+            (body["file_name"].as_str(), body["content_type"].as_str()),
+            (Some(named), Some(typed)),
+            "{sent}"
+        );
+        let res = app
+            .get(body["download_url"].as_str().unwrap(), &w.client.token)
+            .await;
+        assert_eq!(
+            res.header("content-disposition"),
+            Some(format!("attachment; filename=\"{named}\"").as_str()),
+            "{sent}"
+        );
+    }
+    // Sent a kilobyte at a time, as a network delivers it, text is read all through: a
+    // character cut between two chunks is still text; a ZIP after 9 KiB of text, a byte that
+    // is no UTF-8 past the sniffed prefix, and a character cut at the end are not.
+    let euros = "€".repeat(5000).into_bytes();
+    let res = upload_in_chunks(&app, &w.client.token, &case, "euros.txt", &euros).await;
+    assert_eq!(res.assert_status(201)["content_type"], "text/plain");
+    let mut polyglot = "a".repeat(9 * 1024).into_bytes();
+    polyglot.extend_from_slice(b"PK\x03\x04\x14\0\0\0\x08\0");
+    let mut late_byte = "b".repeat(9 * 1024).into_bytes();
+    late_byte.push(0xFF);
+    let cut = b"caff\xC3".to_vec();
+    for (sent, bytes) in [("x.txt", polyglot), ("y.txt", late_byte), ("z.txt", cut)] {
+        upload_in_chunks(&app, &w.client.token, &case, sent, &bytes)
+            .await
+            .assert_problem(415, "unsupported_media_type");
+    }
+    assert_eq!(app.rows_in(&["attachments", "loose_blobs"]), [9, 0]);
+    assert_eq!(stored_files(app.files.path()).len(), 9);
+}
+
+/// [`upload`] as a body of 1 000-byte chunks without a length, read as it streams.
+async fn upload_in_chunks<S>(
+    app: &TestApp<S>,
+    token: &str,
+    case: &str,
+    file_name: &str,
+    bytes: &[u8],
+) -> Response
+where
+    S: AppService,
+{
+    let chunks: Vec<_> = form("file", file_name, bytes)
+        .chunks(1000)
+        .map(|chunk| {
+            let chunk = actix_web::web::Bytes::copy_from_slice(chunk);
+            Ok::<_, actix_http::error::PayloadError>(chunk)
+        })
+        .collect();
+    let req = upload_request(token, &case_files(case)).to_request();
+    let paced = futures_util::StreamExt::then(futures_util::stream::iter(chunks), |chunk| async {
+        tokio::task::yield_now().await;
+        chunk
+    });
+    let (req, _) = req.replace_payload(actix_http::Payload::from(
+        Box::pin(paced) as actix_http::BoxedPayloadStream
+    ));
+    app.send_request(req).await
+}
+
 #[actix_web::test]
 async fn upload_download_list_and_delete_with_the_case_rules() {
     let app = spawn().await;

@@ -1174,3 +1174,131 @@ async fn a_users_writes_past_the_minutes_allowance_are_refused_and_change_nothin
     app.get(&path, &w.client.token).await.assert_status(200);
     post_message(&app, &w.a_operator.token, &case, "We are on it.").await;
 }
+
+/// Every user changes their own password, giving the current one: every session ends but the
+/// one the answer carries, the presence stays, the log names the change. A wrong current
+/// password changes nothing and counts as a failed login; one's own password is not a PATCH's.
+#[actix_web::test]
+async fn everyone_changes_their_own_password_with_the_current_one() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let laptop = app
+        .login("op@rossi.example", PASSWORD)
+        .await
+        .assert_status(200)
+        .clone();
+    let laptop_access = laptop["access_token"].as_str().unwrap();
+    crate::world::set_presence(&app, laptop_access, "available").await;
+    let change = async |token: &str, current: &str, new: &str| {
+        let body = json!({"current_password": current, "new_password": new});
+        app.put("/v1/me/password", token, body).await
+    };
+    let passwords = || {
+        app.count(&format!(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE entity_id = '{}' AND field = 'password'",
+            w.a_operator.id
+        ))
+    };
+    let before = passwords();
+
+    // Refused, nothing changed: a wrong current password, a short new one, unknown members.
+    let res = change(
+        laptop_access,
+        "not my password",
+        "a new and longer passphrase",
+    )
+    .await;
+    let error = &res.assert_problem(422, "wrong_password")["errors"][0];
+    assert_eq!(
+        (&error["pointer"], &error["code"]),
+        (&json!("/current_password"), &json!("wrong_password"))
+    );
+    let res = change(laptop_access, PASSWORD, "short").await;
+    assert_eq!(
+        res.assert_problem(422, "validation_failed")["errors"][0]["pointer"],
+        "/new_password"
+    );
+    app.put("/v1/me/password", laptop_access, json!({"current_password": PASSWORD, "new_password": "a new and longer passphrase", "password": "x"}))
+        .await
+        .assert_status(400);
+    app.get("/v1/me", laptop_access).await.assert_status(200);
+    assert_eq!(passwords(), before);
+
+    // Changed: the laptop's tokens (and the World's) end, the answer's pair goes on.
+    let res = change(laptop_access, PASSWORD, "a new and longer passphrase").await;
+    let fresh = res.assert_status(200).clone();
+    assert_eq!(res.header("cache-control"), Some("no-store"));
+    let fresh_access = fresh["access_token"].as_str().unwrap();
+    for token in [laptop_access, w.a_operator.token.as_str()] {
+        app.get("/v1/me", token)
+            .await
+            .assert_problem(401, "invalid_token");
+    }
+    app.refresh(laptop["refresh_token"].as_str().unwrap())
+        .await
+        .assert_problem(401, "invalid_refresh_token");
+    app.refresh(fresh["refresh_token"].as_str().unwrap())
+        .await
+        .assert_status(200);
+    let presence = app.get("/v1/me/presence", fresh_access).await;
+    assert_eq!(presence.assert_status(200)["status"], "available");
+    app.login("op@rossi.example", PASSWORD)
+        .await
+        .assert_problem(401, "invalid_credentials");
+    app.login("op@rossi.example", "a new and longer passphrase")
+        .await
+        .assert_status(200);
+    let rows = app.texts(&format!(
+        "SELECT action || ' ' || COALESCE(old_value, '-') || ' ' || COALESCE(new_value, '-') \
+         || ' ' || actor_id AS t FROM audit_log WHERE entity_id = '{}' AND field = 'password' \
+         ORDER BY seq DESC LIMIT 1",
+        w.a_operator.id
+    ));
+    assert_eq!(rows, [Some(format!("update - - {}", w.a_operator.id))]);
+    assert_eq!(passwords(), before + 1);
+
+    // An admin's own password is not a PATCH's either.
+    let res = app
+        .patch(
+            &format!("/v1/users/{}", w.a_admin.id),
+            &w.a_admin.token,
+            json!({"password": "a brand new passphrase"}),
+        )
+        .await;
+    let error = &res.assert_problem(422, "validation_failed")["errors"][0];
+    assert_eq!(
+        (&error["pointer"], &error["code"]),
+        (&json!("/password"), &json!("not_allowed"))
+    );
+}
+
+/// A wrong current password counts as a failed login of the account: a stolen access token
+/// cannot guess the password for long.
+#[actix_web::test]
+async fn wrong_current_passwords_are_throttled_as_failed_logins() {
+    let app = spawn().await;
+    app.create_user("c@example.com", "client", None, false);
+    let token = app.token("c@example.com").await;
+    let change = |current: &str| {
+        let body =
+            json!({"current_password": current, "new_password": "a new and longer passphrase"});
+        app.put("/v1/me/password", &token, body)
+    };
+    for _ in 0..3 {
+        change("wrong password here")
+            .await
+            .assert_problem(422, "wrong_password");
+    }
+    let res = change(PASSWORD).await;
+    res.assert_problem(429, "too_many_requests");
+    assert!(res.header("retry-after").is_some());
+    app.login("c@example.com", PASSWORD)
+        .await
+        .assert_problem(429, "too_many_requests");
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE field = 'password' AND action = 'update'"
+        ),
+        0
+    );
+}

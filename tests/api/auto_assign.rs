@@ -213,15 +213,9 @@ async fn a_busy_queue_holds_up_its_own_agencys_purchases_only() {
         "BEGIN; SELECT pg_advisory_xact_lock(hashtext('{queue}'))"
     ))
     .unwrap();
-    let waiting = || {
-        app.count(
-            "SELECT COUNT(*) AS n FROM pg_stat_activity \
-             WHERE wait_event_type = 'Lock' AND datname = current_database()",
-        )
-    };
     let held_up = buy(&app, &w.client.token, &w.service_a, "card");
     let meanwhile = async {
-        while waiting() == 0 {
+        while app.waiting_on_locks() == 0 {
             actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         let other = buy(&app, &w.client2.token, &w.service_b, "card").await;
@@ -234,6 +228,49 @@ async fn a_busy_queue_holds_up_its_own_agencys_purchases_only() {
         .expect("agency B's purchase went on while agency A's queue was busy");
     assert_eq!(mine["status"], "in_approval");
     assert_eq!(theirs["status"], "in_approval");
+}
+
+/// An operator going available waits for their agency's queue before locking their own rows:
+/// a write that holds the queue and then changes those rows (the agency's or the user's
+/// deactivation) goes on, where the two deadlocked and one failed (PostgreSQL; SQLite
+/// serializes every write).
+#[actix_web::test]
+async fn going_available_takes_the_queue_before_the_operators_rows() {
+    use diesel::connection::SimpleConnection;
+    let app = spawn_with(&[]).await;
+    if !app._db.is_postgres() {
+        return;
+    }
+    let w = World::new(&app).await;
+    let mut held = app.state.pool.get().unwrap();
+    let queue = format!("auto_assign:{}", w.agency_a);
+    held.batch_execute(&format!(
+        "BEGIN; SELECT pg_advisory_xact_lock(hashtext('{queue}'))"
+    ))
+    .unwrap();
+    let available = app.put(
+        "/v1/me/presence",
+        &w.a_operator.token,
+        json!({"status": "available"}),
+    );
+    let meanwhile = async {
+        while app.waiting_on_locks() == 0 {
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // As a deactivation does after taking the queue: the rows the presence write would
+        // have share-locked while it waited.
+        let changed = held.batch_execute(&format!(
+            "SET LOCAL lock_timeout = '5s'; \
+             UPDATE agencies SET name = name WHERE id = '{}'; \
+             UPDATE users SET name = name WHERE id = '{}'",
+            w.agency_a, w.a_operator.id
+        ));
+        held.batch_execute("COMMIT").unwrap();
+        changed
+    };
+    let (res, changed) = futures_util::future::join(available, meanwhile).await;
+    changed.expect("the queue's holder could not change the operator's rows");
+    assert_eq!(res.assert_status(200)["status"], "available");
 }
 
 #[actix_web::test]

@@ -1285,10 +1285,32 @@ async fn the_audit_trail_is_for_admins_filtered_paginated_and_chained() {
             .await
             .assert_problem(403, "forbidden");
     }
+    let verify = || async {
+        let res = app.get("/v1/audit/verify", &w.platform.token).await;
+        res.assert_status(200).clone()
+    };
+    let value = match &app.texts("SELECT new_value AS t FROM audit_log WHERE seq = 5")[0] {
+        Some(value) => format!("'{value}'"),
+        None => "NULL".to_owned(),
+    };
     app.sql("UPDATE audit_log SET new_value = 'closed' WHERE seq = 5");
-    let res = app.get("/v1/audit/verify", &w.platform.token).await;
-    assert_eq!(res.assert_status(200)["intact"], false);
-    assert_eq!(res.body["first_broken_seq"], 5);
+    let report = verify().await;
+    assert_eq!(report["intact"], false);
+    assert_eq!(report["first_broken_seq"], 5);
+    app.sql(&format!(
+        "UPDATE audit_log SET new_value = {value} WHERE seq = 5"
+    ));
+    assert_eq!(verify().await["intact"], true);
+    // Rows taken out: the newest (the head still names it), then one before it.
+    let last = app.count("SELECT MAX(seq) AS n FROM audit_log");
+    app.sql(&format!("DELETE FROM audit_log WHERE seq = {last}"));
+    let report = verify().await;
+    assert_eq!(report["intact"], false, "{report}");
+    assert_eq!(report["first_broken_seq"], last);
+    assert_eq!(report["rows_checked"], last - 1);
+    app.sql("DELETE FROM audit_log WHERE seq = 7");
+    let report = verify().await;
+    assert_eq!(report["first_broken_seq"], 7, "{report}");
 }
 
 /// DESIGN: the client's identity (document type and number, account number) is shown to

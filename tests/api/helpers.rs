@@ -453,6 +453,14 @@ impl<S> TestApp<S> {
         }
     }
 
+    /// PostgreSQL backends of this test's database waiting for a lock (a request held up).
+    pub fn waiting_on_locks(&self) -> i64 {
+        self.count(
+            "SELECT COUNT(*) AS n FROM pg_stat_activity \
+             WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        )
+    }
+
     /// Runs `request` while the statements `held` are written, not yet committed, on a
     /// connection of their own, as a racing write's would be, and commits them once the request
     /// waits for them: on PostgreSQL when a backend is seen waiting on a lock, on SQLite (whose
@@ -467,17 +475,11 @@ impl<S> TestApp<S> {
         let postgres = matches!(&*conn, dossier::db::DbConnection::Postgresql(_));
         let begin = if postgres { "BEGIN" } else { "BEGIN IMMEDIATE" };
         conn.batch_execute(&format!("{begin}; {held}")).unwrap();
-        let waiting = || {
-            self.count(
-                "SELECT COUNT(*) AS n FROM pg_stat_activity \
-                 WHERE wait_event_type = 'Lock' AND datname = current_database()",
-            )
-        };
         let commit = async move {
             let mut waited = false;
             for round in 0..250 {
                 actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
-                waited = postgres && waiting() > 0;
+                waited = postgres && self.waiting_on_locks() > 0;
                 if waited || (!postgres && round == 25) {
                     break;
                 }

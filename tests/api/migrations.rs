@@ -657,8 +657,8 @@ async fn audit_rows_of_before_get_their_agency() {
             &w.agency_a,
             &format!("entity = 'service' AND entity_id = '{}'", w.service_a)
         ),
-        2,
-        "created and renamed"
+        8,
+        "created (a row per member) and renamed"
     );
     assert_eq!(
         app.count("SELECT COUNT(*) AS n FROM audit_log WHERE agency_id IS NULL AND (case_id IS NOT NULL OR entity = 'service')"),

@@ -104,6 +104,32 @@ async fn each_event_reaches_the_right_people_in_their_language() {
         events(&app, &w.a_operator.token).await[0].0,
         "request_answered"
     );
+    // Withdrawn → the client, in their language, with what they were asked.
+    let r = app
+        .post(
+            &format!("/v1/cases/{case}/requests"),
+            &w.a_operator.token,
+            json!({"kind": "question", "prompt": "Her bike?"}),
+        )
+        .await;
+    let r = id(r.assert_status(201));
+    let operator_heard = events(&app, &w.a_operator.token).await.len();
+    app.post(
+        &format!("/v1/cases/{case}/requests/{r}/cancel"),
+        &w.a_operator.token,
+        json!({}),
+    )
+    .await
+    .assert_status(200);
+    let res = app.get("/v1/notifications", &w.client.token).await;
+    let newest = res.assert_status(200)["items"][0].clone();
+    assert_eq!(newest["event"], "request_cancelled");
+    assert_eq!(newest["title"], format!("Richiesta ritirata su {number}"));
+    assert_eq!(newest["body"], "Her bike?");
+    assert_eq!(
+        events(&app, &w.a_operator.token).await.len(),
+        operator_heard
+    );
 
     // Agents (resume led to in progress): assigned, then internal notes both ways.
     assign_agent(&app, &w, &case).await;

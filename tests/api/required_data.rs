@@ -396,3 +396,130 @@ async fn a_rejection_locks_the_form_and_outsiders_read_none_of_it() {
     let card = app.get(&format!("/v1/cases/{case}"), &w.client.token).await;
     assert_eq!(card.body["version"], version);
 }
+
+/// A form's rules hold wherever a form is defined: the case's own form and a service's
+/// template alike (a duplicate key would have broken every later purchase), nothing written on
+/// error; and a case bought before a template changes keeps its own copy.
+#[actix_web::test]
+async fn bad_forms_are_refused_wherever_defined_and_bought_cases_keep_theirs() {
+    let app = spawn().await;
+    let w = World::new(&app).await;
+    let service = create_service(
+        &app,
+        &w.a_admin.token,
+        "Tracking",
+        json!([{"key": "subject", "label": "Subject", "type": "text"}]),
+    )
+    .await;
+    let case = id(&buy(&app, &w.client.token, &service, "card").await);
+    let text = |key: &str| json!({"key": key, "label": "L", "type": "text"});
+    let choice =
+        |options: Value| json!({"key": "c", "label": "C", "type": "choice", "options": options});
+    let many: Vec<String> = (0..51).map(|i| format!("o{i}")).collect();
+    let bad = json!([
+        text("a"),
+        text("a"),
+        {"key": "b", "label": "x".repeat(201), "type": "text", "help": "h".repeat(1001)},
+        {"key": "d", "label": "D", "type": "choice"},
+        choice(json!(many)),
+        choice(json!(["x", "x"])),
+        choice(json!([" "])),
+    ]);
+    let expected = [
+        ("/1/key", "duplicate_key"),
+        ("/2/label", "length"),
+        ("/2/help", "length"),
+        ("/3/options", "required"),
+        ("/4/options", "invalid_options"),
+        ("/5/key", "duplicate_key"),
+        ("/5/options", "invalid_options"),
+        ("/6/key", "duplicate_key"),
+        ("/6/options", "invalid_options"),
+    ];
+    let too_many: Vec<Value> = (0..101).map(|i| text(&format!("f{i}"))).collect();
+    let errors = |res: &crate::helpers::Response, base: &str| -> Vec<(String, String)> {
+        res.body["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let pointer = e["pointer"].as_str().unwrap();
+                let pointer = pointer.strip_prefix(base).unwrap_or(pointer).to_owned();
+                (pointer, e["code"].as_str().unwrap().to_owned())
+            })
+            .collect()
+    };
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(p, c)| ((*p).to_owned(), (*c).to_owned()))
+        .collect();
+    let before = app.rows_in(&["case_fields", "audit_log"]);
+
+    // The case's own form.
+    let fields = format!("/v1/cases/{case}/required-data/fields");
+    let res = app
+        .put(&fields, &w.a_operator.token, json!({"fields": bad}))
+        .await;
+    res.assert_problem(422, "validation_failed");
+    assert_eq!(errors(&res, "/fields"), expected);
+    let res = app
+        .put(&fields, &w.a_operator.token, json!({"fields": too_many}))
+        .await;
+    res.assert_problem(422, "validation_failed");
+    assert_eq!(
+        errors(&res, "")[0],
+        ("/fields".to_owned(), "length".to_owned())
+    );
+
+    // The service's template.
+    let path = format!("/v1/services/{service}");
+    let res = app
+        .patch(
+            &path,
+            &w.a_admin.token,
+            json!({"required_data_template": bad}),
+        )
+        .await;
+    res.assert_problem(422, "validation_failed");
+    assert_eq!(errors(&res, "/required_data_template"), expected);
+    let res = app
+        .patch(
+            &path,
+            &w.a_admin.token,
+            json!({"required_data_template": too_many}),
+        )
+        .await;
+    res.assert_problem(422, "validation_failed");
+    assert_eq!(
+        errors(&res, "")[0],
+        ("/required_data_template".to_owned(), "length".to_owned())
+    );
+    assert_eq!(app.rows_in(&["case_fields", "audit_log"]), before);
+    let res = app.get(&path, &w.a_admin.token).await;
+    assert_eq!(res.assert_status(200)["version"], 1);
+    let res = app.get(&format!("/v1/cases/{case}"), &w.client.token).await;
+    assert_eq!(res.assert_status(200)["version"], 1);
+
+    // A new template reaches new purchases only.
+    app.patch(
+        &path,
+        &w.a_admin.token,
+        json!({"required_data_template": [text("plate")]}),
+    )
+    .await
+    .assert_status(200);
+    let keys = async |case: &str| -> Vec<String> {
+        let res = app
+            .get(&format!("/v1/cases/{case}/required-data"), &w.client.token)
+            .await;
+        res.assert_status(200)["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["key"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(keys(&case).await, ["subject"]);
+    let later = id(&buy(&app, &w.client.token, &service, "card").await);
+    assert_eq!(keys(&later).await, ["plate"]);
+}

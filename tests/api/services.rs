@@ -150,10 +150,27 @@ async fn agency_admins_sell_and_everyone_browses_the_active_catalog() {
     .await
     .assert_status(200);
     assert_eq!(listed(&w.client.token).await, ["Surveillance"]);
-    // Audit rows for creation and the change.
+    // Audit rows for the creation, a row per member it set, and for the change.
+    let rows = app.texts(&format!(
+        "SELECT action || ' ' || field || ' ' || COALESCE(new_value, '-') AS t FROM audit_log \
+         WHERE entity = 'service' AND entity_id = '{tracking}' AND field <> 'description' \
+         AND field <> 'required_data_template' ORDER BY seq"
+    ));
+    let rows: Vec<String> = rows.into_iter().map(Option::unwrap).collect();
+    assert_eq!(
+        rows,
+        [
+            "create title Tracking",
+            "create price_minor 99900",
+            "create currency EUR",
+            "create active true",
+            "create default_priority high",
+            "update active false",
+        ]
+    );
     assert_eq!(
         app.count(&format!("SELECT COUNT(*) AS n FROM audit_log WHERE entity = 'service' AND entity_id = '{tracking}'")),
-        2
+        8
     );
 }
 

@@ -69,7 +69,7 @@ async fn triggers_are_their_agency_admins_and_bad_ones_are_refused() {
             .filter(|e| !(body == "UpdateTrigger" && e.is_null()))
             .map(|e| e.as_str().unwrap())
             .collect();
-        assert_eq!(events.len(), 10, "{body}: {events:?}");
+        assert_eq!(events.len(), 11, "{body}: {events:?}");
         assert!(events.contains(&"status_changed") && !events.contains(&"mentioned"));
         assert!(!events.contains(&"ticket_opened"), "{body}");
     }

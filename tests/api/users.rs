@@ -151,7 +151,7 @@ async fn other_roles_manage_no_users() {
     let admin = app.admin().await;
     let rossi = app.agency(&admin, "Rossi").await;
     app.create_user("op@rossi.example", "agency", Some(&rossi), false);
-    app.create_user("agent@rossi.example", "agent", Some(&rossi), true);
+    app.create_user("agent@rossi.example", "agent", Some(&rossi), false);
     app.create_user("c@example.com", "client", None, false);
     let target = app.create_user("other@rossi.example", "agency", Some(&rossi), false);
     for email in ["op@rossi.example", "agent@rossi.example", "c@example.com"] {
@@ -505,6 +505,7 @@ async fn only_platform_admins_make_or_change_admins() {
     };
     let operator = format!("/v1/users/{}", w.a_operator.id);
     let agency_admin = format!("/v1/users/{}", w.a_admin.id);
+    let client = format!("/v1/users/{}", w.client.id);
     for (path, body) in [
         (&staff, json!({"admin": true})),
         (&admin, json!({"password": "a brand new pass"})),
@@ -513,6 +514,10 @@ async fn only_platform_admins_make_or_change_admins() {
         (&operator, json!({"admin": true})),
         (&agency_admin, json!({"password": "a brand new pass"})),
         (&agency_admin, json!({"email": "mallory@rossi.example"})),
+        // Another user's credentials: staff would log in as them.
+        (&operator, json!({"password": "a brand new pass"})),
+        (&operator, json!({"email": "mallory@rossi.example"})),
+        (&client, json!({"password": "a brand new pass"})),
     ] {
         app.patch(path, &w.platform_staff.token, body)
             .await
@@ -520,15 +525,21 @@ async fn only_platform_admins_make_or_change_admins() {
     }
     let new_agency_admin = json!({"email": "boss@rossi.example", "name": "New", "password": "long enough pass",
                                   "role": "agency", "agency_id": w.agency_a, "admin": true});
+    let new_operator = json!({"email": "boss@ops.rossi.example", "name": "New", "password": "long enough pass",
+                              "role": "agency", "agency_id": w.agency_a});
+    let new_agent = json!({"email": "boss@rossi.example", "name": "New", "password": "long enough pass",
+                           "role": "agent", "agency_id": w.agency_a});
     for body in [
         new_staff("boss@platform.example", true),
         new_agency_admin.clone(),
+        new_operator.clone(),
+        new_agent,
     ] {
         app.post("/v1/users", &w.platform_staff.token, body)
             .await
             .assert_problem(403, "forbidden");
     }
-    for path in [&staff, &admin, &operator, &agency_admin] {
+    for path in [&staff, &admin, &operator, &agency_admin, &client] {
         let user = app.get(path, &w.platform.token).await;
         assert_eq!(
             user.assert_status(200)["version"],
@@ -543,9 +554,15 @@ async fn only_platform_admins_make_or_change_admins() {
     app.login("root@platform.example", crate::helpers::PASSWORD)
         .await
         .assert_status(200);
-    app.login("admin@rossi.example", crate::helpers::PASSWORD)
-        .await
-        .assert_status(200);
+    for email in [
+        "admin@rossi.example",
+        "op@rossi.example",
+        "giulia@example.com",
+    ] {
+        app.login(email, crate::helpers::PASSWORD)
+            .await
+            .assert_status(200);
+    }
     assert_eq!(
         app.count("SELECT COUNT(*) AS n FROM users WHERE email LIKE 'boss@%'"),
         0
@@ -566,6 +583,25 @@ async fn only_platform_admins_make_or_change_admins() {
         .patch(&operator, &w.platform_staff.token, json!({"name": "Olga"}))
         .await;
     assert_eq!(res.assert_status(200)["name"], "Olga");
+    let new_client = json!({"email": "new@client.example", "name": "New", "password": "long enough pass",
+                            "role": "client"});
+    app.post("/v1/users", &w.platform_staff.token, new_client)
+        .await
+        .assert_status(201);
+    // A platform admin sets an operator's password and creates an agency's operator.
+    app.patch(
+        &operator,
+        &w.platform.token,
+        json!({"password": "a brand new pass"}),
+    )
+    .await
+    .assert_status(200);
+    app.login("op@rossi.example", "a brand new pass")
+        .await
+        .assert_status(200);
+    app.post("/v1/users", &w.platform.token, new_operator)
+        .await
+        .assert_status(201);
     // An agency admin makes their own agency's admins.
     let res = app
         .patch(&operator, &w.a_admin.token, json!({"admin": true}))
@@ -586,6 +622,28 @@ async fn only_platform_admins_make_or_change_admins() {
     let error = &res.assert_problem(422, "validation_failed")["errors"][0];
     assert_eq!(error["code"], "cannot_lock_out_self");
     assert_eq!(error["pointer"], "/admin");
+
+    // Agents and clients are never admins: their tokens and `/v1/me` would say so.
+    let agent = format!("/v1/users/{}", w.a_agent.id);
+    let admin_agent = json!({"email": "agent2@rossi.example", "name": "New", "password": "long enough pass",
+                             "role": "agent", "agency_id": w.agency_a, "admin": true});
+    for res in [
+        app.patch(&agent, &w.a_admin.token, json!({"admin": true}))
+            .await,
+        app.patch(&client, &w.platform.token, json!({"admin": true}))
+            .await,
+        app.post("/v1/users", &w.a_admin.token, admin_agent).await,
+    ] {
+        let error = &res.assert_problem(422, "validation_failed")["errors"][0];
+        assert_eq!(
+            (&error["pointer"], &error["code"]),
+            (&json!("/admin"), &json!("not_allowed"))
+        );
+    }
+    for path in [&agent, &client] {
+        let user = app.get(path, &w.platform.token).await;
+        assert_eq!(user.assert_status(200)["admin"], false);
+    }
 }
 
 /// Names are trimmed before their rules apply: a blank one is refused, never stored as "".

@@ -445,6 +445,10 @@ async fn production_takes_only_https_urls_of_public_hosts() {
         "https://169.254.169.254/latest/meta-data",
         "https://[::1]/x",
         "https://[::ffff:a00:5]/x",
+        "https://[::7f00:1]/x",
+        "https://[2002:a00:5::1]/x",
+        "https://[2001:0:4136:e378::1]/x",
+        "https://[fec0::1]/x",
         "https://[fe80::1]/x",
         "https://localhost./x",
         "https://api.localhost/x",
@@ -458,6 +462,13 @@ async fn production_takes_only_https_urls_of_public_hosts() {
             .await;
         res.assert_problem(422, "invalid_url");
     }
+    // Public addresses, IPv6 ones and a 6to4 one carrying a public IPv4 address included.
+    for url in ["https://[2606:4700::1111]/x", "https://[2002:808:808::1]/x"] {
+        let body = json!({"url": url, "events": ["status_changed"]});
+        app.post("/v1/webhooks", &w.a_admin.token, body)
+            .await
+            .assert_status(201);
+    }
     let url = "https://hooks.example.com/x";
     let body = json!({"url": url, "events": ["status_changed"]});
     app.post("/v1/webhooks", &w.a_admin.token, body.clone())
@@ -467,7 +478,7 @@ async fn production_takes_only_https_urls_of_public_hosts() {
     app.post("/v1/webhooks", &w.a_admin.token, body)
         .await
         .assert_problem(422, "duplicate_url");
-    assert_eq!(app.rows_in(&["webhooks"]), [1]);
+    assert_eq!(app.rows_in(&["webhooks"]), [3]);
 }
 
 /// Its owner pauses, resumes and changes a webhook; pausing ends what is pending, and a

@@ -39,7 +39,8 @@ pub struct TicketAttachmentView {
     pub id: String,
     #[schema(format = "uuid")]
     pub ticket_id: String,
-    /// Sanitized: the last path component, without control or reserved characters.
+    /// Sanitized: the last path component, without control, invisible format or reserved
+    /// characters, ending in an extension of `content_type` (added when the sent one is not).
     pub file_name: String,
     /// Detected from the bytes, not taken from the upload.
     pub content_type: String,
