@@ -244,6 +244,8 @@ pub struct SlaAccount {
     pub breached: bool,
     pub at: chrono::NaiveDateTime,
     pub target_minutes: i64,
+    /// The target counts a calendar's business hours (else every hour).
+    pub business_hours: bool,
 }
 
 impl SlaAccount {
@@ -270,19 +272,30 @@ impl SlaAccount {
             },
         );
         let (at, n) = (self.at.format("%Y-%m-%dT%H:%M:%S"), self.target_minutes);
+        // A target on a calendar counts its business hours; without one, every hour.
+        let hours = match self.business_hours {
+            true => pick(
+                locale,
+                [
+                    " of business time",
+                    " di orario lavorativo",
+                    " de horario laboral",
+                    " w godzinach pracy",
+                ],
+            ),
+            false => "",
+        };
         match locale {
             Locale::En => {
-                format!("The {clock} clock was {state} at {at}Z (target {n} min of business time).")
+                format!("The {clock} clock was {state} at {at}Z (target {n} min{hours}).")
             }
-            Locale::It => format!(
-                "Il tempo di {clock} era {state} alle {at}Z (obiettivo {n} min di orario lavorativo)."
-            ),
-            Locale::Es => format!(
-                "El plazo de {clock} estaba {state} a las {at}Z (objetivo {n} min de horario laboral)."
-            ),
-            Locale::Pl => {
-                format!("Termin {clock} był {state} o {at}Z (cel: {n} min w godzinach pracy).")
+            Locale::It => {
+                format!("Il tempo di {clock} era {state} alle {at}Z (obiettivo {n} min{hours}).")
             }
+            Locale::Es => {
+                format!("El plazo de {clock} estaba {state} a las {at}Z (objetivo {n} min{hours}).")
+            }
+            Locale::Pl => format!("Termin {clock} był {state} o {at}Z (cel: {n} min{hours})."),
         }
     }
 }

@@ -92,8 +92,8 @@ async fn deliver(
         Ok(repo::email::renew(conn, &renewing, &claim, lease())?)
     })
     .await;
-    let claim = match renewed {
-        Ok(Some(claim)) => claim,
+    let (claim, mail) = match renewed {
+        Ok(Some(renewed)) => renewed,
         Ok(None) => {
             log::info!(
                 "e-mail {}: not sent (another worker has it, or its addressee lost access)",

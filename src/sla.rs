@@ -182,6 +182,10 @@ enum Crossing {
 }
 
 /// A clock with what it counts in.
+/// A crossing to record: the clock, the crossing, when, the target in seconds, and whether
+/// the target counts business hours.
+type Told = (Clock, Crossing, NaiveDateTime, i64, bool);
+
 struct Live<'a> {
     row: ClockRow,
     hours: &'a Hours,
@@ -190,6 +194,13 @@ struct Live<'a> {
 impl Live<'_> {
     fn clock(&self) -> Clock {
         Clock::from_code(&self.row.clock).unwrap_or(Clock::Resolution)
+    }
+
+    /// What crossing it tells of: the clock, when, its target and whether that counts business
+    /// hours (a calendar's) or every hour.
+    fn crossing(&self, crossing: Crossing, at: NaiveDateTime, target_secs: i64) -> Told {
+        let business_hours = matches!(self.hours, Hours::Calendar(_));
+        (self.clock(), crossing, at, target_secs, business_hours)
     }
 
     fn state(&self) -> ClockState {
@@ -590,11 +601,11 @@ fn sync_at(
     };
     for clock in &mut live {
         for (crossing, at) in clock.settle(now) {
-            crossings.push((clock.clock(), crossing, at, clock.row.target_secs));
+            crossings.push(clock.crossing(crossing, at, clock.row.target_secs));
         }
         if let Some(&(target_secs, warn_secs)) = retargets.get(&clock.row.clock) {
             for (crossing, at) in clock.retarget(target_secs, warn_secs, now) {
-                crossings.push((clock.clock(), crossing, at, target_secs));
+                crossings.push(clock.crossing(crossing, at, target_secs));
             }
         }
         let mut to = subject.wants(clock.clock(), requests_open);
@@ -604,7 +615,7 @@ fn sync_at(
         clock.steer(to, now);
         // A clock started at or past its target (none can be, but a stored one resumed late).
         for (crossing, at) in clock.settle(now) {
-            crossings.push((clock.clock(), crossing, at, clock.row.target_secs));
+            crossings.push(clock.crossing(crossing, at, clock.row.target_secs));
         }
     }
     for clock in &live {
@@ -766,7 +777,7 @@ fn record(
     conn: &mut DbConnection,
     notifier: &Notifier,
     subject: Subject,
-    crossings: &[(Clock, Crossing, NaiveDateTime, i64)],
+    crossings: &[Told],
     (before, after): (&SlaColumns, &SlaColumns),
 ) -> Result<(), ApiError> {
     // A ticket's assignee as committed (a message's write holds no lock before its update),
@@ -776,7 +787,7 @@ fn record(
         Subject::Case(..) => None,
     };
     let mut told = Vec::with_capacity(crossings.len());
-    for (i, &(clock, crossing, at, target_secs)) in crossings.iter().enumerate() {
+    for (i, &(clock, crossing, at, target_secs, business_hours)) in crossings.iter().enumerate() {
         let (rule, trigger, event, word) = match crossing {
             Crossing::Warning => ("sla_warning", "at_risk", Event::SlaWarning, "at_risk"),
             Crossing::Breach => ("sla_breach", "overdue", Event::SlaBreached, "breached"),
@@ -786,6 +797,7 @@ fn record(
             breached: crossing == Crossing::Breach,
             at,
             target_minutes: target_secs / 60,
+            business_hours,
         };
         let (case_id, agency_id, ticket_id, change) = match subject {
             Subject::Case(case, _) => (

@@ -41,7 +41,8 @@ pub struct AttachmentView {
     #[schema(format = "uuid")]
     pub case_id: String,
     /// Sanitized: the last path component, without control, invisible format or reserved
-    /// characters, ending in an extension of `content_type` (added when the sent one is not).
+    /// characters, ending in an extension of `content_type`'s kind (added when the sent one is
+    /// not; names stored before this rule may not).
     pub file_name: String,
     /// Detected from the bytes, not taken from the upload.
     pub content_type: String,

@@ -325,8 +325,7 @@ pub async fn change_password(
             return Err(changed_meanwhile());
         }
         // Every session ends; this one goes on under a new pair, so the caller is not offline.
-        refresh_tokens::revoke_user(conn, &me.id)?;
-        repo::users::end_sessions(conn, &me.id)?;
+        refuse_every_token(conn, &me.id)?;
         // Their agency deactivated meanwhile (a user's own deactivation moves the version).
         let after =
             repo::users::find_active(conn, &me.id)?.ok_or_else(|| ApiError::Unauthorized {
@@ -443,9 +442,14 @@ async fn end_session(
 /// (their session epoch moves on), presence `offline`. An agency operator's queue lock must be
 /// held already (`repo::presence::lock_queue`) where the write goes on to serve it.
 pub fn end_every_session(conn: &mut DbConnection, user_id: &str) -> QueryResult<()> {
-    refresh_tokens::revoke_user(conn, user_id)?;
-    repo::users::end_sessions(conn, user_id)?;
+    refuse_every_token(conn, user_id)?;
     repo::presence::go_offline(conn, Whose::User(user_id), db::now())
+}
+
+/// Refresh tokens revoked, access tokens issued so far refused; the presence left as it is.
+fn refuse_every_token(conn: &mut DbConnection, user_id: &str) -> QueryResult<()> {
+    refresh_tokens::revoke_user(conn, user_id)?;
+    repo::users::end_sessions(conn, user_id)
 }
 
 /// What a logout found.

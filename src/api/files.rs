@@ -177,8 +177,10 @@ fn clean_file_name(raw: Option<&str>) -> String {
 }
 
 /// The uploader's name, with the detected type's extension added unless its own names that
-/// type: what is downloaded opens as what it is (a script sent as text as `.txt`, not as
-/// something a double-click runs).
+/// type or another of its kind (an image's, a recording's): what is downloaded opens as what it
+/// is, never as something a double-click runs (a script sent as text is `.txt`). Kinds, not
+/// types, so a phone's `IMG_0001.HEIC` (detected HEIF) and `memo.m4a` (an MP4) keep their
+/// names.
 fn named_as(name: String, detected: Detected) -> String {
     let own = name
         .rsplit_once('.')
@@ -187,14 +189,28 @@ fn named_as(name: String, detected: Detected) -> String {
         PLAIN_TEXT => TEXT_EXTENSIONS.contains(&own.as_str()),
         _ => {
             own == detected.extension
-                || mime_guess::from_ext(&own)
-                    .iter_raw()
-                    .any(|mime| mime == detected.mime)
+                || mime_guess::from_ext(&own).iter_raw().any(|mime| {
+                    mime == detected.mime
+                        || media_kind(mime).is_some_and(|k| media_kind(detected.mime) == Some(k))
+                })
         }
     });
-    match fits {
-        true => name,
-        false => format!("{name}.{}", detected.extension),
+    if fits {
+        return name;
+    }
+    // Within the 200 characters a name keeps: the stem gives way to the extension.
+    let room = 200 - detected.extension.len() - 1;
+    let stem: String = name.chars().take(room).collect();
+    format!("{stem}.{}", detected.extension)
+}
+
+/// The kind of media a type is (images; sound and video, which share containers), if any; an
+/// SVG is no image here: it can carry scripts.
+fn media_kind(mime: &str) -> Option<&'static str> {
+    match mime.split_once('/').map(|(kind, _)| kind) {
+        Some("image") if mime != "image/svg+xml" => Some("image"),
+        Some("audio" | "video") => Some("audio or video"),
+        _ => None,
     }
 }
 

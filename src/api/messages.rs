@@ -384,7 +384,7 @@ pub struct PostMessage {
         (status = 403, description = "The caller's role may not send this kind of message"),
         (status = 404, description = "No such case, or not one the caller can see"),
         (status = 409, description = "The case's status allows no messages from the caller (`wrong_state`)"),
-        (status = 422, description = "A member breaks a rule: a file not of the case (`validation_failed`, `invalid_attachment` in `errors` at each such id), a mention of someone who does not read the message (`invalid_mention`) or twice (`repeated`)"),
+        (status = 422, description = "A member breaks a rule: a file not of the case (`validation_failed`, `invalid_attachment` in `errors` at each such id), a mention of someone who does not read the message (`invalid_mention`) or twice (`repeated`), a channel or direction the caller's role does not write (`not_allowed` at `/channel` or `/direction`), or a note sent as a direction without `internal: true` (`required` at `/internal`)"),
     )
 )]
 #[post("/v1/cases/{id}/messages")]

@@ -97,6 +97,7 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(auth::logout)
         .service(auth::change_password)
         .service(me::get_me)
+        .service(me::update_me)
         .service(agencies::list_agencies)
         .service(agencies::create_agency)
         .service(agencies::get_agency)

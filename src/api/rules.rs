@@ -41,18 +41,20 @@ pub struct RuleLogEntry {
     /// completed case in time; `resolution_not_reactivated`: nobody reactivated a resolved
     /// ticket in time; `case_paid`, `payment_confirmed`, `operator_available`,
     /// `capacity_changed`, `queue_check`: the occasions `auto_assign` serves the agency's queue;
-    /// for `trigger`, the event).
+    /// `<clock>_at_risk` and `<clock>_overdue` (`first_response`, `resolution`): an SLA
+    /// clock's warning and breach; for `trigger`, the event).
     pub trigger: String,
-    /// What it did: a workflow action (`auto_close`), `assign`, or a trigger's actions in
-    /// order, comma-separated.
+    /// What it did: a workflow action (`auto_close`), `assign`, `notify` (an SLA warning or
+    /// breach), or a trigger's actions in order, comma-separated.
     pub action: String,
     #[schema(format = "uuid")]
     pub case_id: Option<String>,
     /// The support ticket it fired on (`ticket_auto_close`).
     #[schema(format = "uuid")]
     pub ticket_id: Option<String>,
-    /// How it ended (`closed`; a trigger's `applied`, or `nothing_to_do` when the case was
-    /// already as its actions would leave it; `detail` has each action's outcome).
+    /// How it ended (`closed`; `assigned`; `notified`; a trigger's `applied`, or
+    /// `nothing_to_do` when the case was already as its actions would leave it; `detail` has
+    /// each action's outcome).
     pub outcome: String,
     pub detail: Option<String>,
     #[serde(serialize_with = "crate::api::rfc3339")]

@@ -466,21 +466,7 @@ pub async fn create_service(
             repo::services::insert(conn, &row)?;
             // Every member, as an update logs the ones it moves: the log alone tells what was sold.
             let created = Change::service(&row.id, &row.agency_id, "create");
-            let members = vec![
-                ("title", None, Some(row.title.clone())),
-                ("description", None, Some(row.description.clone())),
-                ("price_minor", None, Some(row.price_minor.to_string())),
-                ("currency", None, Some(row.currency.clone())),
-                ("active", None, Some(row.active.to_string())),
-                ("default_priority", None, Some(row.default_priority.clone())),
-                (
-                    "required_data_template",
-                    None,
-                    Some(row.required_data_template.clone()),
-                ),
-                ("sla_policy_id", None, row.sla_policy_id.clone()),
-            ];
-            repo::audit::append(conn, &actor, created.fields(members))?;
+            repo::audit::append(conn, &actor, created.moved(None, logged_members(&row)))?;
             let view = ServiceView::new(
                 repo::services::find(conn, &ServiceScope::All, &row.id)?
                     .ok_or_else(|| ApiError::internal("inserted service vanished"))?,
@@ -497,6 +483,24 @@ pub async fn create_service(
         })
     })
     .await
+}
+
+/// A service's members as the audit trail names them, in one order: a creation logs each, an
+/// update those that moved.
+fn logged_members(row: &ServiceRow) -> [(&'static str, Option<String>); 8] {
+    [
+        ("title", Some(row.title.clone())),
+        ("description", Some(row.description.clone())),
+        ("price_minor", Some(row.price_minor.to_string())),
+        ("currency", Some(row.currency.clone())),
+        ("active", Some(row.active.to_string())),
+        ("default_priority", Some(row.default_priority.clone())),
+        (
+            "required_data_template",
+            Some(row.required_data_template.clone()),
+        ),
+        ("sla_policy_id", row.sla_policy_id.clone()),
+    ]
 }
 
 /// Get a service
@@ -597,48 +601,17 @@ pub async fn update_service(
             active: input.active,
             default_priority: input.default_priority.map(|p| p.as_str().to_owned()),
             required_data_template: template,
-            sla_policy_id: sla_policy_id.clone(),
+            sla_policy_id,
         };
         if !repo::services::update(conn, &id, current.version, &changes)? {
             return Err(if_match.lost_race(current.version, "service"));
         }
-        let diff = vec![
-            ("title", Some(current.title), changes.title),
-            (
-                "description",
-                Some(current.description),
-                changes.description,
-            ),
-            (
-                "price_minor",
-                Some(current.price_minor.to_string()),
-                changes.price_minor.map(|p| p.to_string()),
-            ),
-            ("currency", Some(current.currency), changes.currency),
-            (
-                "active",
-                Some(current.active.to_string()),
-                changes.active.map(|a| a.to_string()),
-            ),
-            (
-                "default_priority",
-                Some(current.default_priority),
-                changes.default_priority,
-            ),
-            (
-                "required_data_template",
-                Some(current.required_data_template),
-                changes.required_data_template,
-            ),
-        ];
+        let found = repo::services::find(conn, &ServiceScope::All, &id)?
+            .ok_or_else(|| ApiError::internal("updated service vanished"))?;
         let change = Change::service(&id, &current.agency_id, "update");
-        let mut audit = change.fields(diff);
-        if let Some(new) = sla_policy_id.filter(|new| *new != current.sla_policy_id) {
-            audit.push(change.field("sla_policy_id", current.sla_policy_id, new));
-        }
-        repo::audit::append(conn, &actor, audit)?;
-        repo::services::find(conn, &ServiceScope::All, &id)?
-            .ok_or_else(|| ApiError::internal("updated service vanished"))
+        let moved = change.moved(Some(logged_members(&current)), logged_members(&found.0));
+        repo::audit::append(conn, &actor, moved)?;
+        Ok(found)
     })
     .await?;
     let view = ServiceView::new(found);

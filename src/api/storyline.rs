@@ -282,7 +282,7 @@ fn parse_key(key: &str) -> Result<(NaiveDateTime, String), ApiError> {
                                 "body": null, "place_name": "Golf Club Milano", "status": "published",
                                 "author_id": "0193a6f2-3333-7b51-9d0a-3f1e2a4b5c6d", "attachment_ids": []}}]}))
         ), headers(("Link" = String, description = "`<…>; rel=\"next\"` when another page follows"),
-            ("Vary" = String, description = "`accept`: the format follows it"))),
+            ("Vary" = String, description = "`accept, accept-language`: the format follows the first, the system's titles the second"))),
         (status = 404, description = "No such case, or not one the caller can see"),
     )
 )]
@@ -354,8 +354,8 @@ pub async fn list_storyline(
            ("event_id" = Uuid, Path, description = "Event id"), AcceptLanguage),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The event", body = EventView, headers(("ETag" = String, description = "Its version"))),
-        (status = 304, description = "Unchanged since the `If-None-Match` version", headers(("ETag" = String, description = "Its version"))),
+        (status = 200, description = "The event", body = EventView, headers(("ETag" = String, description = "Its version"), ("Vary" = String, description = "`accept-language`: a title the system wrote is in the reader's language"))),
+        (status = 304, description = "Unchanged since the `If-None-Match` version", headers(("ETag" = String, description = "Its version"), ("Vary" = String, description = "`accept-language`"))),
         (status = 404, description = "No such case or event, or not one the caller can see"),
     )
 )]

@@ -282,15 +282,13 @@ fn guard_admins(caller: &AuthUser, role: Role, admin: bool) -> Result<(), ApiErr
     Ok(())
 }
 
-/// Among platform staff only platform admins set another user's password or e-mail: with
-/// either, a staff member could log in as an agency's operator or a client and do what their
-/// own role may never do (an agency admin still sets their own agency's).
-fn guard_credentials(caller: &AuthUser, user_id: &str, input: &UpdateUser) -> Result<(), ApiError> {
-    let credentials = input.password.is_some() || input.email.is_some();
-    if credentials && caller.is_platform() && !caller.is_platform_admin() && user_id != caller.id {
-        return Err(ApiError::Forbidden(
-            "Only platform admins set another user's password or e-mail.".into(),
-        ));
+/// Among platform staff only platform admins choose another user's credentials (`what`: set
+/// their password or e-mail, create an agency's user with a password): with them, a staff
+/// member could log in as an agency's operator or a client and do what their own role may
+/// never do (an agency admin still does so for their own agency).
+fn guard_credentials(caller: &AuthUser, what: &str) -> Result<(), ApiError> {
+    if caller.is_platform() && !caller.is_platform_admin() {
+        return Err(ApiError::Forbidden(format!("Only platform admins {what}.")));
     }
     Ok(())
 }
@@ -319,11 +317,8 @@ pub fn check_new_user(
     let mut agency_id = input.agency_id.map(|id| id.to_string());
     if let Some(caller) = caller {
         guard_admins(caller, input.role, input.admin)?;
-        // As [`guard_credentials`]: the new account's password is the caller's choice.
-        if input.role.belongs_to_agency() && caller.is_platform() && !caller.is_platform_admin() {
-            return Err(ApiError::Forbidden(
-                "Only platform admins create an agency's users.".into(),
-            ));
+        if input.role.belongs_to_agency() {
+            guard_credentials(caller, "create an agency's users")?;
         }
     }
     if let Some(caller) = caller.filter(|c| !c.is_platform()) {
@@ -702,11 +697,28 @@ pub async fn update_user(
     let notifier = state.notifier.clone();
     let actor = actor_of(&caller, &req);
     let row = db::write(&state.pool, move |conn| {
+        // A change that may end an operator's sessions or give them room serves their
+        // agency's queue: its lock comes before any row, as in every write that serves it (a
+        // payment, going available). Role and agency never change: read here unlocked.
+        let may_serve =
+            password_hash.is_some() || input.active == Some(false) || input.capacity.is_some();
+        let queue = match may_serve {
+            true => repo::users::find(conn, &scope, &id)?.and_then(|target| {
+                repo::presence::queue_of(target.role(), target.agency_id.as_deref())
+                    .map(str::to_owned)
+            }),
+            false => None,
+        };
+        if let Some(agency) = &queue {
+            repo::presence::lock_queue(conn, agency)?;
+        }
         still_as_authenticated(conn, &caller, &[&id])?;
         let current = repo::users::find(conn, &scope, &id)?.ok_or_else(user_not_found)?;
         let admin_before_or_after = current.is_admin || input.admin == Some(true);
         guard_admins(&caller, current.role(), admin_before_or_after)?;
-        guard_credentials(&caller, &id, &input)?;
+        if id != caller.id && (input.password.is_some() || input.email.is_some()) {
+            guard_credentials(&caller, "set another user's password or e-mail")?;
+        }
         if_match.check(current.version)?;
         let identity_sent = [
             &input.id_document_type,
@@ -734,12 +746,6 @@ pub async fn update_user(
             }
             _ => false,
         };
-        // The queue's lock before this row's update, which may lock the row exclusively (a new
-        // e-mail): a write serving the queue checks the row's key when it assigns them a case.
-        let queue = repo::presence::queue_of(current.role(), current.agency_id.as_deref());
-        if let Some(agency) = queue.filter(|_| logs_out || raised) {
-            repo::presence::lock_queue(conn, agency)?;
-        }
         let changes = UserChanges {
             email: input.email.map(|e| e.trim().to_lowercase()),
             name: input.name.map(|n| n.trim().to_owned()),
@@ -761,7 +767,7 @@ pub async fn update_user(
             crate::api::auth::end_every_session(conn, &id)?;
         }
         if let Some(agency) = queue.filter(|_| raised) {
-            crate::rules::serve_queue(conn, &notifier, agency, capacity, "capacity_changed")?;
+            crate::rules::serve_queue(conn, &notifier, &agency, capacity, "capacity_changed")?;
         }
         Ok(after)
     })

@@ -279,24 +279,28 @@ macro_rules! held {
 
 /// Extends the lease right before a send, if the claim still holds and the addressee may
 /// still read the mail (a batch's last mails are sent long after its claim, and its access
-/// checks): the new claim, or `None` when another worker has the mail now or it died unsent.
+/// checks): the new claim and the mail addressed as its addressee is now, or `None` when
+/// another worker has the mail now or it died unsent.
 pub fn renew(
     conn: &mut DbConnection,
     mail: &OutboxRow,
     claim: &Claim,
     lease: chrono::Duration,
-) -> QueryResult<Option<Claim>> {
+) -> QueryResult<Option<(Claim, OutboxRow)>> {
     let lease_end = crate::db::stored_time(chrono::Utc::now() + lease);
     let n = diesel::update(held!(claim))
         .set(email_outbox::next_attempt_at.eq(lease_end))
         .execute(conn)?;
-    if n == 0 || deliverable(conn, vec![mail.clone()])?.is_empty() {
+    if n == 0 {
         return Ok(None);
     }
-    Ok(Some(Claim {
+    let claim = Claim {
         id: claim.id.clone(),
         lease_end,
-    }))
+    };
+    Ok(deliverable(conn, vec![mail.clone()])?
+        .pop()
+        .map(|mail| (claim, mail)))
 }
 
 /// Records the send, if the claim still holds; `false` when another worker had taken the mail.

@@ -183,7 +183,18 @@ async fn names_fit_the_detected_type_and_text_is_text_all_through() {
     let mut jpeg = b"\xFF\xD8\xFF\xE0\0\x10JFIF\0".to_vec();
     jpeg.resize(500, 7);
     let long_text = "è".repeat(6000);
-    let cases: [(&str, &[u8], &str, &str); 8] = [
+    // A phone's photo and voice note: HEIF and MP4 detected, named as the phone named them.
+    let mut heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic".to_vec();
+    heic.resize(600, 0);
+    let mut mp4 = b"\0\0\0\x18ftypmp42\0\0\0\0isommp42".to_vec();
+    mp4.resize(600, 0);
+    // At the 200 characters a name keeps, the stem gives way to the extension.
+    let long_name = format!("{}.js", "a".repeat(198));
+    let long_named = format!("{}.txt", "a".repeat(196));
+    let cases: [(&str, &[u8], &str, &str); 11] = [
+        ("IMG_0001.HEIC", &heic, "IMG_0001.HEIC", "image/heif"),
+        ("memo.m4a", &mp4, "memo.m4a", "video/mp4"),
+        (&long_name, b"WScript.Echo(1)\n", &long_named, "text/plain"),
         (
             "invoice.js",
             b"WScript.Echo(1)\n",
@@ -246,8 +257,8 @@ async fn names_fit_the_detected_type_and_text_is_text_all_through() {
             .await
             .assert_problem(415, "unsupported_media_type");
     }
-    assert_eq!(app.rows_in(&["attachments", "loose_blobs"]), [9, 0]);
-    assert_eq!(stored_files(app.files.path()).len(), 9);
+    assert_eq!(app.rows_in(&["attachments", "loose_blobs"]), [12, 0]);
+    assert_eq!(stored_files(app.files.path()).len(), 12);
 }
 
 /// [`upload`] as a body of 1 000-byte chunks without a length, read as it streams.

@@ -230,47 +230,80 @@ async fn a_busy_queue_holds_up_its_own_agencys_purchases_only() {
     assert_eq!(theirs["status"], "in_approval");
 }
 
-/// An operator going available waits for their agency's queue before locking their own rows:
-/// a write that holds the queue and then changes those rows (the agency's or the user's
-/// deactivation) goes on, where the two deadlocked and one failed (PostgreSQL; SQLite
-/// serializes every write).
+/// Writes that serve an agency's queue or end its operators' sessions wait for the queue
+/// before they lock an operator's rows: an operator going available, an admin raising their
+/// capacity or deactivating them. A write that holds the queue and then changes those rows
+/// goes on, where two such writes deadlocked and one failed (PostgreSQL; SQLite serializes
+/// every write).
 #[actix_web::test]
-async fn going_available_takes_the_queue_before_the_operators_rows() {
-    use diesel::connection::SimpleConnection;
+async fn writes_that_serve_the_queue_take_it_before_the_operators_rows() {
     let app = spawn_with(&[]).await;
     if !app._db.is_postgres() {
         return;
     }
     let w = World::new(&app).await;
+    let operator = format!("/v1/users/{}", w.a_operator.id);
+    let res = queue_held_while(
+        &app,
+        &w,
+        app.put(
+            "/v1/me/presence",
+            &w.a_operator.token,
+            json!({"status": "available"}),
+        ),
+    )
+    .await;
+    assert_eq!(res.assert_status(200)["status"], "available");
+    let res = queue_held_while(
+        &app,
+        &w,
+        app.patch(&operator, &w.a_admin.token, json!({"capacity": 9})),
+    )
+    .await;
+    assert_eq!(res.assert_status(200)["capacity"], 9);
+    let res = queue_held_while(
+        &app,
+        &w,
+        app.patch(&operator, &w.a_admin.token, json!({"active": false})),
+    )
+    .await;
+    assert_eq!(res.assert_status(200)["active"], false);
+}
+
+/// Runs `request` while agency A's queue is held on a connection of its own, which, once the
+/// request waits, changes the rows a write on A's operator would lock (the agency's, the
+/// operator's, their admin's), as an agency's deactivation does after taking the queue.
+async fn queue_held_while<S>(
+    app: &TestApp<S>,
+    w: &World,
+    request: impl std::future::Future<Output = Response>,
+) -> Response
+where
+    S: AppService,
+{
+    use diesel::connection::SimpleConnection;
     let mut held = app.state.pool.get().unwrap();
     let queue = format!("auto_assign:{}", w.agency_a);
     held.batch_execute(&format!(
         "BEGIN; SELECT pg_advisory_xact_lock(hashtext('{queue}'))"
     ))
     .unwrap();
-    let available = app.put(
-        "/v1/me/presence",
-        &w.a_operator.token,
-        json!({"status": "available"}),
-    );
     let meanwhile = async {
         while app.waiting_on_locks() == 0 {
             actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        // As a deactivation does after taking the queue: the rows the presence write would
-        // have share-locked while it waited.
         let changed = held.batch_execute(&format!(
             "SET LOCAL lock_timeout = '5s'; \
              UPDATE agencies SET name = name WHERE id = '{}'; \
-             UPDATE users SET name = name WHERE id = '{}'",
-            w.agency_a, w.a_operator.id
+             UPDATE users SET name = name WHERE id IN ('{}', '{}')",
+            w.agency_a, w.a_operator.id, w.a_admin.id
         ));
         held.batch_execute("COMMIT").unwrap();
         changed
     };
-    let (res, changed) = futures_util::future::join(available, meanwhile).await;
+    let (res, changed) = futures_util::future::join(request, meanwhile).await;
     changed.expect("the queue's holder could not change the operator's rows");
-    assert_eq!(res.assert_status(200)["status"], "available");
+    res
 }
 
 #[actix_web::test]

@@ -418,8 +418,8 @@ async fn queued_mail_follows_its_addressees_address_and_choices_as_they_are_now(
     assert_eq!(smtp.received().len(), 1);
 }
 
-/// Access is checked again right before each send, not only when the worker claims its batch:
-/// the batch's last mails go out long after that.
+/// Access and address are checked again right before each send, not only when the worker
+/// claims its batch: the batch's last mails go out long after that.
 #[actix_web::test]
 async fn a_mail_whose_addressee_lost_access_after_the_claim_dies_unsent() {
     use dossier::repo::email::{Claim, claim_due, renew};
@@ -439,15 +439,33 @@ async fn a_mail_whose_addressee_lost_access_after_the_claim_dies_unsent() {
         .expect("the operator's mail")
         .clone();
     drop(conn);
-    // Deactivated while the batch's earlier mails were being sent.
-    app.deactivate_user(&w.platform.token, &w.a_operator.id)
-        .await;
+    // The address corrected while the batch's earlier mails were being sent: the renewal
+    // gives the mail to send, to the new one.
+    app.patch(
+        &format!("/v1/users/{}", w.a_operator.id),
+        &w.a_admin.token,
+        json!({"email": "olga@new.example"}),
+    )
+    .await
+    .assert_status(200);
     let claim = Claim {
         id: mail.id.clone(),
         lease_end: mail.next_attempt_at,
     };
     let mut conn = app.state.pool.get().unwrap();
-    assert!(renew(&mut conn, &mail, &claim, lease).unwrap().is_none());
+    let (claim, renewed) = renew(&mut conn, &mail, &claim, lease)
+        .unwrap()
+        .expect("renewed");
+    assert_eq!(
+        (mail.recipient.as_str(), renewed.recipient.as_str()),
+        ("op@rossi.example", "olga@new.example")
+    );
+    drop(conn);
+    // Deactivated meanwhile too.
+    app.deactivate_user(&w.platform.token, &w.a_operator.id)
+        .await;
+    let mut conn = app.state.pool.get().unwrap();
+    assert!(renew(&mut conn, &renewed, &claim, lease).unwrap().is_none());
     drop(conn);
     let row = app.texts(&format!(
         "SELECT status || ': ' || last_error AS t FROM email_outbox WHERE id = '{}'",

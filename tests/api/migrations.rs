@@ -1094,3 +1094,63 @@ async fn tags_of_before_get_their_cases_agency() {
         );
     }
 }
+
+/// Rolling back `request_cancelled` leaves nothing the previous version cannot read: triggers
+/// on it go and webhooks stop listing it (the old code answered 500 to such a trigger and heard
+/// nothing for such a webhook); upgrading again works. Agents and clients who had the admin
+/// flag (the command line gave one) lose it.
+#[actix_web::test]
+async fn request_cancelled_rolls_back_cleanly_and_admins_are_staff() {
+    use serde_json::{Value, json};
+
+    use crate::world::World;
+
+    let app = crate::helpers::spawn().await;
+    let w = World::new(&app).await;
+    let trigger = json!({"name": "Withdrawn", "event": "request_cancelled",
+                         "actions": [{"type": "add_tag", "tag": "withdrawn"}]});
+    app.post("/v1/triggers", &w.a_admin.token, trigger)
+        .await
+        .assert_status(201);
+    for (token, url, events) in [
+        (
+            &w.a_admin.token,
+            "http://127.0.0.1:9/a",
+            json!(["status_changed", "request_cancelled"]),
+        ),
+        (
+            &w.b_admin.token,
+            "http://127.0.0.1:9/b",
+            json!(["request_cancelled"]),
+        ),
+    ] {
+        app.post("/v1/webhooks", token, json!({"url": url, "events": events}))
+            .await
+            .assert_status(201);
+    }
+    let mut conn = app.state.pool.get().unwrap();
+    revert_through(&mut conn, "20261207000049");
+    drop(conn);
+    assert_eq!(app.rows_in(&["triggers", "webhooks"]), [0, 2]);
+    let events: Vec<Value> = app
+        .texts("SELECT events AS t FROM webhooks ORDER BY url")
+        .into_iter()
+        .map(|e| serde_json::from_str(&e.unwrap()).unwrap())
+        .collect();
+    assert_eq!(events, [json!(["status_changed"]), json!([])]);
+
+    // An agent with the flag, as the command line could make one, loses it; admins keep theirs.
+    app.sql(&format!(
+        "UPDATE users SET is_admin = true WHERE id = '{}'",
+        w.a_agent.id
+    ));
+    let mut conn = app.state.pool.get().unwrap();
+    run_migrations(&mut conn).unwrap();
+    drop(conn);
+    for (user, admin) in [(&w.a_agent.id, false), (&w.a_admin.id, true)] {
+        let res = app
+            .get(&format!("/v1/users/{user}"), &w.platform.token)
+            .await;
+        assert_eq!(res.assert_status(200)["admin"], admin);
+    }
+}

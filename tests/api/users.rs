@@ -785,3 +785,82 @@ async fn a_retried_user_creation_is_replayed_and_another_password_refused() {
         .await
         .assert_status(200);
 }
+
+/// Every user sets their own name and language, whatever their role: their notifications are
+/// written in it from then on. Nothing else of the account is theirs to change here.
+#[actix_web::test]
+async fn everyone_sets_their_own_name_and_language() {
+    let app = spawn().await;
+    let w = crate::world::World::new(&app).await;
+    let res = app
+        .patch(
+            "/v1/me",
+            &w.client.token,
+            json!({"name": "  Giulia R. ", "locale": "pl"}),
+        )
+        .await;
+    let me = res.assert_status(200);
+    assert_eq!(
+        (&me["name"], &me["locale"]),
+        (&json!("Giulia R."), &json!("pl"))
+    );
+    assert_eq!(me["version"], 2);
+    assert_eq!(me["presence"], serde_json::Value::Null);
+    let rows = app.texts(&format!(
+        "SELECT field || ' ' || new_value || ' ' || actor_id AS t FROM audit_log \
+         WHERE entity_id = '{}' AND action = 'update' ORDER BY seq",
+        w.client.id
+    ));
+    assert_eq!(
+        rows,
+        [
+            Some(format!("name Giulia R. {}", w.client.id)),
+            Some(format!("locale pl {}", w.client.id))
+        ]
+    );
+    // The next notification is in Polish.
+    let card = crate::world::buy(&app, &w.client.token, &w.service_a, "card").await;
+    let case = crate::world::id(&card);
+    crate::world::post_message(&app, &w.a_operator.token, &case, "Hello").await;
+    let res = app.get("/v1/notifications", &w.client.token).await;
+    assert_eq!(
+        res.assert_status(200)["items"][0]["title"],
+        format!(
+            "Nowa wiadomość w sprawie {}",
+            card["number"].as_str().unwrap()
+        )
+    );
+    // An agent too; staff see their presence with it.
+    let res = app
+        .patch("/v1/me", &w.a_agent.token, json!({"locale": "it"}))
+        .await;
+    assert_eq!(res.assert_status(200)["locale"], "it");
+    assert_eq!(res.body["presence"]["status"], "offline");
+
+    // Refused, nothing written: another member, an unknown language, a blank name.
+    let before = app.rows_in(&["audit_log"]);
+    for body in [json!({"email": "me@else.example"}), json!({"admin": true})] {
+        app.patch("/v1/me", &w.client.token, body)
+            .await
+            .assert_problem(400, "unknown_field");
+    }
+    for (body, pointer) in [
+        (json!({"locale": "fr"}), "/locale"),
+        (json!({"name": "  "}), "/name"),
+    ] {
+        let res = app.patch("/v1/me", &w.client.token, body).await;
+        assert_eq!(
+            res.assert_status(422)["errors"][0]["pointer"],
+            pointer,
+            "{}",
+            res.body
+        );
+    }
+    // Nothing sent, nothing changed.
+    let res = app.patch("/v1/me", &w.client.token, json!({})).await;
+    assert_eq!(res.assert_status(200)["version"], 2);
+    assert_eq!(app.rows_in(&["audit_log"]), before);
+    app.patch("/v1/me", "not a token", json!({"locale": "en"}))
+        .await
+        .assert_problem(401, "invalid_token");
+}

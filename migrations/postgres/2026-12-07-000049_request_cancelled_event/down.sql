@@ -1,6 +1,14 @@
--- The bell and e-mail forget `request_cancelled`.
+-- The previous version knows no `request_cancelled`: the bell and e-mail forget it, triggers
+-- on it go (it would answer 500 to their list), webhooks stop listing it (it would hear none of
+-- their events), and its deliveries go.
 DELETE FROM notifications WHERE event = 'request_cancelled';
 DELETE FROM email_preferences WHERE event = 'request_cancelled';
+DELETE FROM triggers WHERE event = 'request_cancelled';
+DELETE FROM webhook_deliveries WHERE event = 'request_cancelled';
+UPDATE webhooks SET events = COALESCE((
+    SELECT json_agg(value)::text FROM json_array_elements_text(webhooks.events::json) AS value
+    WHERE value <> 'request_cancelled'
+), '[]') WHERE events LIKE '%"request_cancelled"%';
 ALTER TABLE notifications DROP CONSTRAINT notifications_event_check;
 ALTER TABLE notifications ADD CONSTRAINT notifications_event_check CHECK (event IN (
     'status_changed', 'message_received', 'request_opened', 'request_answered',

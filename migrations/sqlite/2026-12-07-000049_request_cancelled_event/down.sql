@@ -1,6 +1,13 @@
--- The bell and e-mail forget `request_cancelled`.
+-- The previous version knows no `request_cancelled`: the bell and e-mail forget it, triggers
+-- on it go (it would answer 500 to their list), webhooks stop listing it (it would hear none of
+-- their events), and its deliveries go.
 DELETE FROM notifications WHERE event = 'request_cancelled';
 DELETE FROM email_preferences WHERE event = 'request_cancelled';
+DELETE FROM triggers WHERE event = 'request_cancelled';
+DELETE FROM webhook_deliveries WHERE event = 'request_cancelled';
+UPDATE webhooks SET events = (
+    SELECT json_group_array(value) FROM json_each(webhooks.events) WHERE value <> 'request_cancelled'
+) WHERE events LIKE '%"request_cancelled"%';
 CREATE TABLE notifications_rebuilt (
     id         TEXT NOT NULL,
     user_id    TEXT NOT NULL REFERENCES users (id),

@@ -40,7 +40,8 @@ pub struct TicketAttachmentView {
     #[schema(format = "uuid")]
     pub ticket_id: String,
     /// Sanitized: the last path component, without control, invisible format or reserved
-    /// characters, ending in an extension of `content_type` (added when the sent one is not).
+    /// characters, ending in an extension of `content_type`'s kind (added when the sent one is
+    /// not; names stored before this rule may not).
     pub file_name: String,
     /// Detected from the bytes, not taken from the upload.
     pub content_type: String,
