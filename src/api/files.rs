@@ -177,10 +177,10 @@ fn clean_file_name(raw: Option<&str>) -> String {
 }
 
 /// The uploader's name, with the detected type's extension added unless its own names that
-/// type or another of its kind (an image's, a recording's): what is downloaded opens as what it
-/// is, never as something a double-click runs (a script sent as text is `.txt`). Kinds, not
-/// types, so a phone's `IMG_0001.HEIC` (detected HEIF) and `memo.m4a` (an MP4) keep their
-/// names.
+/// type, or is a media file's of the same kind (an image's, a recording's): what is downloaded
+/// opens as what it is, never as something a double-click runs (a script sent as text is
+/// `.txt`, a playlist sent as an MP3 `.m3u.mp3`). Kinds, so that a phone's `IMG_0001.HEIC`
+/// (detected HEIF) and `memo.m4a` (an MP4) keep their names.
 fn named_as(name: String, detected: Detected) -> String {
     let own = name
         .rsplit_once('.')
@@ -191,7 +191,9 @@ fn named_as(name: String, detected: Detected) -> String {
             own == detected.extension
                 || mime_guess::from_ext(&own).iter_raw().any(|mime| {
                     mime == detected.mime
-                        || media_kind(mime).is_some_and(|k| media_kind(detected.mime) == Some(k))
+                        || (MEDIA_EXTENSIONS.contains(&own.as_str())
+                            && media_kind(mime)
+                                .is_some_and(|k| media_kind(detected.mime) == Some(k)))
                 })
         }
     });
@@ -204,11 +206,18 @@ fn named_as(name: String, detected: Detected) -> String {
     format!("{stem}.{}", detected.extension)
 }
 
-/// The kind of media a type is (images; sound and video, which share containers), if any; an
-/// SVG is no image here: it can carry scripts.
+/// Extensions of images and recordings themselves, which keep a name on a file of their kind:
+/// not of what merely points at media (a playlist, which a player follows to any address).
+const MEDIA_EXTENSIONS: &[&str] = &[
+    "avif", "bmp", "gif", "heic", "heif", "jpe", "jpeg", "jpg", "png", "tif", "tiff", "webp",
+    "3g2", "3gp", "aac", "aif", "aiff", "amr", "avi", "flac", "m4a", "m4v", "mid", "midi", "mkv",
+    "mov", "mp3", "mp4", "mpeg", "mpg", "oga", "ogg", "ogv", "opus", "wav", "webm",
+];
+
+/// The kind of media a type is (images; sound and video, which share containers), if any.
 fn media_kind(mime: &str) -> Option<&'static str> {
     match mime.split_once('/').map(|(kind, _)| kind) {
-        Some("image") if mime != "image/svg+xml" => Some("image"),
+        Some("image") => Some("image"),
         Some("audio" | "video") => Some("audio or video"),
         _ => None,
     }

@@ -11,7 +11,7 @@ use crate::api::{Asked, Asking};
 use crate::app::AppState;
 use crate::auth::Token;
 use crate::db;
-use crate::domain::Locale;
+use crate::domain::{Locale, Role};
 use crate::errors::ApiError;
 use crate::http::extract::ValidJson;
 use crate::repo;
@@ -55,6 +55,7 @@ pub async fn get_me(state: web::Data<AppState>, token: Token) -> Result<HttpResp
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"locale": "pl"}))]
 pub struct UpdateMe {
+    /// Staff only: a client's name is their managers' to change.
     #[serde(default, deserialize_with = "crate::api::trimmed_opt")]
     #[validate(length(min = 1, max = 200))]
     #[schema(min_length = 1, max_length = 200)]
@@ -66,11 +67,12 @@ pub struct UpdateMe {
 
 /// Change your profile
 ///
-/// Any user changes their own name and language (`locale`): the notifications and e-mails
-/// written from then on, and the labels of answers without `Accept-Language`, are in it.
-/// Other members of an account are their managers' (`PATCH /v1/users/{id}`); the password
-/// changes at `PUT /v1/me/password`. Audited (`user` `update`) when something changes. Roles:
-/// any user.
+/// Any user changes their own language (`locale`), and staff their name: the notifications
+/// and e-mails written from then on, and the labels of answers without `Accept-Language`, are
+/// in it. A client's name is part of the identity their agencies see (422 `not_allowed`);
+/// other members of an account are their managers' (`PATCH /v1/users/{id}`); the password
+/// changes at `PUT /v1/me/password`. Values equal to the current ones change nothing (the
+/// version stays). Audited (`user` `update`) when something changes. Roles: any user.
 #[utoipa::path(
     tag = "users",
     operation_id = "update_me",
@@ -93,15 +95,27 @@ pub async fn update_me(
     let asking = Asking::new(token, &req);
     let (user, presence) = db::write(&state.pool, move |conn| {
         let Asked { caller, actor, .. } = asking.resolve(conn)?;
+        // A client's name is part of the identity their agencies checked: their managers'.
+        if caller.role == Role::Client && input.name.is_some() {
+            return Err(ApiError::invalid_field(
+                "/name",
+                "not_allowed",
+                "a client's name is changed by the platform's staff",
+            ));
+        }
         let before = repo::users::find(conn, &UserScope::All, &caller.id)?
             .ok_or_else(|| ApiError::internal("the caller's row vanished"))?;
+        // Only what differs: an app that sends its language at every start moves nothing.
         let changes = UserChanges {
-            name: input.name,
-            locale: input.locale.map(|l| l.as_str().to_owned()),
+            name: input.name.filter(|name| *name != before.name),
+            locale: input
+                .locale
+                .map(|l| l.as_str().to_owned())
+                .filter(|locale| *locale != before.locale),
             ..UserChanges::default()
         };
         let user = match changes.name.is_some() || changes.locale.is_some() {
-            // Nothing sent: nothing written, the version stays.
+            // Nothing new: nothing written, the version stays.
             false => before,
             true => {
                 if !repo::users::update(conn, &caller.id, before.version, &changes)? {

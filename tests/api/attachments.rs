@@ -191,9 +191,16 @@ async fn names_fit_the_detected_type_and_text_is_text_all_through() {
     // At the 200 characters a name keeps, the stem gives way to the extension.
     let long_name = format!("{}.js", "a".repeat(198));
     let long_named = format!("{}.txt", "a".repeat(196));
-    let cases: [(&str, &[u8], &str, &str); 11] = [
+    let cases: [(&str, &[u8], &str, &str); 12] = [
         ("IMG_0001.HEIC", &heic, "IMG_0001.HEIC", "image/heif"),
         ("memo.m4a", &mp4, "memo.m4a", "video/mp4"),
+        // A playlist is no recording: a player would follow it anywhere.
+        (
+            "list.m3u",
+            b"ID3\n#EXTM3U\nhttp://x.example/a.mp3\n",
+            "list.m3u.mp3",
+            "audio/mpeg",
+        ),
         (&long_name, b"WScript.Echo(1)\n", &long_named, "text/plain"),
         (
             "invoice.js",
@@ -257,8 +264,8 @@ async fn names_fit_the_detected_type_and_text_is_text_all_through() {
             .await
             .assert_problem(415, "unsupported_media_type");
     }
-    assert_eq!(app.rows_in(&["attachments", "loose_blobs"]), [12, 0]);
-    assert_eq!(stored_files(app.files.path()).len(), 12);
+    assert_eq!(app.rows_in(&["attachments", "loose_blobs"]), [13, 0]);
+    assert_eq!(stored_files(app.files.path()).len(), 13);
 }
 
 /// [`upload`] as a body of 1 000-byte chunks without a length, read as it streams.

@@ -232,7 +232,7 @@ async fn a_busy_queue_holds_up_its_own_agencys_purchases_only() {
 
 /// Writes that serve an agency's queue or end its operators' sessions wait for the queue
 /// before they lock an operator's rows: an operator going available, an admin raising their
-/// capacity or deactivating them. A write that holds the queue and then changes those rows
+/// capacity, setting their password or deactivating them. A write that holds the queue and then changes those rows
 /// goes on, where two such writes deadlocked and one failed (PostgreSQL; SQLite serializes
 /// every write).
 #[actix_web::test]
@@ -261,6 +261,9 @@ async fn writes_that_serve_the_queue_take_it_before_the_operators_rows() {
     )
     .await;
     assert_eq!(res.assert_status(200)["capacity"], 9);
+    let body = json!({"password": "a brand new passphrase"});
+    let res = queue_held_while(&app, &w, app.patch(&operator, &w.a_admin.token, body)).await;
+    res.assert_status(200);
     let res = queue_held_while(
         &app,
         &w,
@@ -289,7 +292,11 @@ where
     ))
     .unwrap();
     let meanwhile = async {
-        while app.waiting_on_locks() == 0 {
+        for round in 0.. {
+            if app.waiting_on_locks() > 0 {
+                break;
+            }
+            assert!(round < 250, "the request never waited for the queue");
             actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         let changed = held.batch_execute(&format!(

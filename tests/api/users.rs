@@ -786,36 +786,34 @@ async fn a_retried_user_creation_is_replayed_and_another_password_refused() {
         .assert_status(200);
 }
 
-/// Every user sets their own name and language, whatever their role: their notifications are
-/// written in it from then on. Nothing else of the account is theirs to change here.
+/// Every user sets their own language, and staff their name, whatever their role: their
+/// notifications are written in it from then on. A client's name is their identity's, and
+/// nothing else of the account is anyone's to change here.
 #[actix_web::test]
 async fn everyone_sets_their_own_name_and_language() {
     let app = spawn().await;
     let w = crate::world::World::new(&app).await;
     let res = app
-        .patch(
-            "/v1/me",
-            &w.client.token,
-            json!({"name": "  Giulia R. ", "locale": "pl"}),
-        )
+        .patch("/v1/me", &w.client.token, json!({"locale": "pl"}))
         .await;
     let me = res.assert_status(200);
-    assert_eq!(
-        (&me["name"], &me["locale"]),
-        (&json!("Giulia R."), &json!("pl"))
-    );
+    assert_eq!(me["locale"], "pl");
     assert_eq!(me["version"], 2);
     assert_eq!(me["presence"], serde_json::Value::Null);
+    let res = app
+        .patch("/v1/me", &w.a_operator.token, json!({"name": "  Olga R. "}))
+        .await;
+    assert_eq!(res.assert_status(200)["name"], "Olga R.");
     let rows = app.texts(&format!(
         "SELECT field || ' ' || new_value || ' ' || actor_id AS t FROM audit_log \
-         WHERE entity_id = '{}' AND action = 'update' ORDER BY seq",
-        w.client.id
+         WHERE entity_id IN ('{}', '{}') AND action = 'update' ORDER BY seq",
+        w.client.id, w.a_operator.id
     ));
     assert_eq!(
         rows,
         [
-            Some(format!("name Giulia R. {}", w.client.id)),
-            Some(format!("locale pl {}", w.client.id))
+            Some(format!("locale pl {}", w.client.id)),
+            Some(format!("name Olga R. {}", w.a_operator.id))
         ]
     );
     // The next notification is in Polish.
@@ -837,18 +835,20 @@ async fn everyone_sets_their_own_name_and_language() {
     assert_eq!(res.assert_status(200)["locale"], "it");
     assert_eq!(res.body["presence"]["status"], "offline");
 
-    // Refused, nothing written: another member, an unknown language, a blank name.
+    // Refused, nothing written: another member, an unknown language, a blank name, a
+    // client's name.
     let before = app.rows_in(&["audit_log"]);
     for body in [json!({"email": "me@else.example"}), json!({"admin": true})] {
         app.patch("/v1/me", &w.client.token, body)
             .await
             .assert_problem(400, "unknown_field");
     }
-    for (body, pointer) in [
-        (json!({"locale": "fr"}), "/locale"),
-        (json!({"name": "  "}), "/name"),
+    for (body, pointer, token) in [
+        (json!({"locale": "fr"}), "/locale", &w.client.token),
+        (json!({"name": "  "}), "/name", &w.a_operator.token),
+        (json!({"name": "Someone Else"}), "/name", &w.client.token),
     ] {
-        let res = app.patch("/v1/me", &w.client.token, body).await;
+        let res = app.patch("/v1/me", token, body).await;
         assert_eq!(
             res.assert_status(422)["errors"][0]["pointer"],
             pointer,
@@ -856,9 +856,11 @@ async fn everyone_sets_their_own_name_and_language() {
             res.body
         );
     }
-    // Nothing sent, nothing changed.
-    let res = app.patch("/v1/me", &w.client.token, json!({})).await;
-    assert_eq!(res.assert_status(200)["version"], 2);
+    // Nothing sent, or nothing new: nothing changed.
+    for body in [json!({}), json!({"locale": "pl"})] {
+        let res = app.patch("/v1/me", &w.client.token, body).await;
+        assert_eq!(res.assert_status(200)["version"], 2);
+    }
     assert_eq!(app.rows_in(&["audit_log"]), before);
     app.patch("/v1/me", "not a token", json!({"locale": "en"}))
         .await

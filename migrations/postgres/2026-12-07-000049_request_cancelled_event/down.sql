@@ -5,10 +5,11 @@ DELETE FROM notifications WHERE event = 'request_cancelled';
 DELETE FROM email_preferences WHERE event = 'request_cancelled';
 DELETE FROM triggers WHERE event = 'request_cancelled';
 DELETE FROM webhook_deliveries WHERE event = 'request_cancelled';
-UPDATE webhooks SET events = COALESCE((
-    SELECT json_agg(value)::text FROM json_array_elements_text(webhooks.events::json) AS value
+-- Written as the app writes the list (no spaces), which a PATCH compares with.
+UPDATE webhooks SET version = version + 1, events = '[' || COALESCE((
+    SELECT string_agg(to_json(value)::text, ',') FROM json_array_elements_text(webhooks.events::json) AS value
     WHERE value <> 'request_cancelled'
-), '[]') WHERE events LIKE '%"request_cancelled"%';
+), '') || ']' WHERE events LIKE '%"request_cancelled"%';
 ALTER TABLE notifications DROP CONSTRAINT notifications_event_check;
 ALTER TABLE notifications ADD CONSTRAINT notifications_event_check CHECK (event IN (
     'status_changed', 'message_received', 'request_opened', 'request_answered',

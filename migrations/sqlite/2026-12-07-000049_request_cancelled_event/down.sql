@@ -5,7 +5,7 @@ DELETE FROM notifications WHERE event = 'request_cancelled';
 DELETE FROM email_preferences WHERE event = 'request_cancelled';
 DELETE FROM triggers WHERE event = 'request_cancelled';
 DELETE FROM webhook_deliveries WHERE event = 'request_cancelled';
-UPDATE webhooks SET events = (
+UPDATE webhooks SET version = version + 1, events = (
     SELECT json_group_array(value) FROM json_each(webhooks.events) WHERE value <> 'request_cancelled'
 ) WHERE events LIKE '%"request_cancelled"%';
 CREATE TABLE notifications_rebuilt (
