@@ -96,7 +96,7 @@ async fn deliver(
         Ok(Some(renewed)) => renewed,
         Ok(None) => {
             log::info!(
-                "e-mail {}: not sent (another worker has it, or its addressee lost access)",
+                "e-mail {}: not sent (another worker has it, or its addressee lost access or turned it off)",
                 mail.id
             );
             return;
