@@ -181,11 +181,11 @@ enum Crossing {
     Breach,
 }
 
-/// A clock with what it counts in.
 /// A crossing to record: the clock, the crossing, when, the target in seconds, and whether
 /// the target counts business hours.
 type Told = (Clock, Crossing, NaiveDateTime, i64, bool);
 
+/// A clock with what it counts in.
 struct Live<'a> {
     row: ClockRow,
     hours: &'a Hours,
